@@ -1,0 +1,305 @@
+//! The append-only, hash-chained audit log.
+//!
+//! Each event's `hash` is SHA-256 over the previous event's hash and the event's canonical
+//! form (a JSON array of seq, at, actor, action, request_id, serial, detail), so editing,
+//! deleting or reordering any event breaks every hash after it. Triggers refuse UPDATE and
+//! DELETE; [`verify`] recomputes the whole chain. Events are appended inside the same
+//! transaction as the state change they describe.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{Transaction, params};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::store::StoreError;
+
+/// `prev_hash` of the first event.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Actor recorded for things the CA does by itself (expiring requests).
+pub const SYSTEM_ACTOR: &str = "countersign";
+
+/// An event to append.
+#[derive(Debug, Clone)]
+pub struct NewEvent<'a> {
+    /// Who did it (a user name, or [`SYSTEM_ACTOR`]).
+    pub actor: &'a str,
+    /// What, e.g. `request.created`.
+    pub action: &'a str,
+    /// The request it concerns.
+    pub request_id: Option<&'a str>,
+    /// The certificate serial it concerns.
+    pub serial: Option<u64>,
+    /// Anything else, as a JSON object.
+    pub detail: serde_json::Value,
+}
+
+/// A stored event, as the API returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Event {
+    pub seq: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub request_id: Option<String>,
+    /// Decimal string: serials are 64-bit and JSON numbers are not.
+    pub serial: Option<String>,
+    pub detail: serde_json::Value,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// The chain is broken at `seq`.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// A stored event does not match its hash or its predecessor.
+    #[error("audit log broken at event {seq}: {why}")]
+    Broken { seq: i64, why: String },
+    /// The database could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a successful verification saw.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verified {
+    /// Number of events.
+    pub events: i64,
+    /// Hash of the newest event (the head).
+    pub head: String,
+}
+
+fn canonical_hash(
+    prev_hash: &str,
+    seq: i64,
+    at: &str,
+    actor: &str,
+    action: &str,
+    request_id: Option<&str>,
+    serial: Option<&str>,
+    detail: &str,
+) -> String {
+    let canonical =
+        serde_json::json!([seq, at, actor, action, request_id, serial, detail]).to_string();
+    let mut h = Sha256::new();
+    h.update(prev_hash.as_bytes());
+    h.update(b"\n");
+    h.update(canonical.as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// Appends one event; returns its sequence number.
+pub fn append(
+    tx: &Transaction<'_>,
+    now: DateTime<Utc>,
+    ev: &NewEvent<'_>,
+) -> Result<i64, StoreError> {
+    let (last_seq, prev_hash): (i64, String) = tx
+        .query_row(
+            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok((0, GENESIS.to_owned())),
+            e => Err(e),
+        })?;
+    let seq = last_seq + 1;
+    let at = now.to_rfc3339_opts(SecondsFormat::Millis, true);
+    let serial = ev.serial.map(|s| s.to_string());
+    let detail = ev.detail.to_string();
+    let hash = canonical_hash(
+        &prev_hash,
+        seq,
+        &at,
+        ev.actor,
+        ev.action,
+        ev.request_id,
+        serial.as_deref(),
+        &detail,
+    );
+    tx.execute(
+        "INSERT INTO audit (seq, at, actor, action, request_id, serial, detail, prev_hash, hash) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            seq,
+            at,
+            ev.actor,
+            ev.action,
+            ev.request_id,
+            serial,
+            detail,
+            prev_hash,
+            hash
+        ],
+    )?;
+    Ok(seq)
+}
+
+/// Which events to return.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub serial: Option<u64>,
+    pub request_id: Option<String>,
+    pub after_seq: i64,
+    pub limit: u32,
+}
+
+type RawEvent = (
+    i64,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    String,
+);
+
+fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawEvent> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+    ))
+}
+
+/// Events matching `filter`, in sequence order.
+pub fn query(tx: &Transaction<'_>, filter: &Filter) -> Result<Vec<Event>, StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT seq, at, actor, action, request_id, serial, detail, prev_hash, hash FROM audit \
+         WHERE seq > ?1 AND (?2 IS NULL OR serial = ?2) AND (?3 IS NULL OR request_id = ?3) \
+         ORDER BY seq LIMIT ?4",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            filter.after_seq,
+            filter.serial.map(|s| s.to_string()),
+            filter.request_id,
+            filter.limit
+        ],
+        raw_row,
+    )?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, at, actor, action, request_id, serial, detail, prev_hash, hash) = row?;
+        let detail = serde_json::from_str(&detail)
+            .map_err(|_| StoreError::Corrupt(format!("audit event {seq} detail")))?;
+        out.push(Event {
+            seq,
+            at,
+            actor,
+            action,
+            request_id,
+            serial,
+            detail,
+            prev_hash,
+            hash,
+        });
+    }
+    Ok(out)
+}
+
+/// Recomputes the whole chain; the error names the first bad event.
+pub fn verify(tx: &Transaction<'_>) -> Result<Verified, AuditError> {
+    let mut stmt = tx
+        .prepare("SELECT seq, at, actor, action, request_id, serial, detail, prev_hash, hash FROM audit ORDER BY seq")
+        .map_err(StoreError::from)?;
+    let mut rows = stmt.query([]).map_err(StoreError::from)?;
+    let mut expected_prev = GENESIS.to_owned();
+    let mut expected_seq = 1;
+    while let Some(row) = rows.next().map_err(StoreError::from)? {
+        let (seq, at, actor, action, request_id, serial, detail, prev_hash, hash) =
+            raw_row(row).map_err(StoreError::from)?;
+        let broken = |why: &str| AuditError::Broken {
+            seq,
+            why: why.to_owned(),
+        };
+        if seq != expected_seq {
+            return Err(AuditError::Broken {
+                seq: expected_seq,
+                why: format!("event missing (next stored event is {seq})"),
+            });
+        }
+        if prev_hash != expected_prev {
+            return Err(broken("prev_hash does not match the previous event's hash"));
+        }
+        let computed = canonical_hash(
+            &prev_hash,
+            seq,
+            &at,
+            &actor,
+            &action,
+            request_id.as_deref(),
+            serial.as_deref(),
+            &detail,
+        );
+        if computed != hash {
+            return Err(broken(
+                "content does not match its hash (the event was altered)",
+            ));
+        }
+        expected_prev = hash;
+        expected_seq += 1;
+    }
+    Ok(Verified {
+        events: expected_seq - 1,
+        head: expected_prev,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    fn event(action: &str) -> NewEvent<'_> {
+        NewEvent {
+            actor: "alice",
+            action,
+            request_id: Some("r-aaaaaaaaaaaa"),
+            serial: None,
+            detail: serde_json::json!({"role": "prod-db"}),
+        }
+    }
+
+    #[test]
+    fn chain_verifies_and_an_edited_event_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        store
+            .write(|tx| {
+                for a in ["request.created", "request.approved", "certificate.issued"] {
+                    append(tx, Utc::now(), &event(a))?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        let v = store.read(|tx| verify(tx)).unwrap();
+        assert_eq!(v.events, 3);
+
+        let err = store.write(|tx| {
+            tx.execute("UPDATE audit SET actor = 'mallory' WHERE seq = 2", [])?;
+            Ok::<_, StoreError>(())
+        });
+        assert!(err.is_err(), "the trigger must refuse updates");
+
+        store
+            .write(|tx| {
+                tx.execute_batch("DROP TRIGGER audit_no_update; UPDATE audit SET actor = 'mallory' WHERE seq = 2;")?;
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        match store.read(|tx| verify(tx)) {
+            Err(AuditError::Broken { seq: 2, .. }) => {}
+            other => panic!("expected event 2 to be named, got {other:?}"),
+        }
+    }
+}

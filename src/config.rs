@@ -1,0 +1,429 @@
+//! The TOML configuration: server settings plus the policy as code.
+//!
+//! [`Config::load`] parses the file into raw serde structs (unknown keys are errors), then
+//! validates every value into the types of `names.rs` and `policy.rs`. An error names the
+//! key it is about; a role nobody can get approved is a warning, not an error, so that an
+//! operator can stage a policy, but `check-config` shows it.
+
+mod raw;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::names::{GroupName, RoleName, Text, UserName, parse_duration};
+use crate::policy::{Member, Policy, Role, User};
+use crate::pubkey::SubjectKey;
+
+/// A configuration that could not be used; the message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML did not parse or had unknown keys.
+    #[error("config {path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    /// A value broke a rule.
+    #[error("config {path}: {key}: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+/// Where and how the server runs.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// HTTP listen address.
+    pub listen: SocketAddr,
+    /// Folder of the SQLite file and the CA key.
+    pub data_dir: PathBuf,
+}
+
+/// The certificate authority's key and certificate timing.
+#[derive(Debug, Clone)]
+pub struct CaSettings {
+    /// OpenSSH private key file (Ed25519).
+    pub key_file: PathBuf,
+    /// `valid_after` = issue time minus this, for servers whose clocks run behind.
+    pub backdate: Duration,
+}
+
+/// How long requests may wait.
+#[derive(Debug, Clone)]
+pub struct RequestSettings {
+    /// A pending request expires after this.
+    pub pending_ttl: Duration,
+}
+
+/// A loaded, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// `[server]`.
+    pub server: ServerSettings,
+    /// `[ca]`.
+    pub ca: CaSettings,
+    /// `[requests]`.
+    pub requests: RequestSettings,
+    /// Users, roles and conflicts.
+    pub policy: Policy,
+    /// Things that are allowed but probably wrong (e.g. a role nobody can get approved).
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Reads and validates the file at `path`; relative paths inside resolve against the
+    /// file's folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_toml_str(&text, path, base)
+    }
+
+    /// Validates TOML text; `path` is only used in messages, `base` resolves paths.
+    pub fn from_toml_str(text: &str, path: &Path, base: &Path) -> Result<Config, ConfigError> {
+        let raw: raw::RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        let invalid = |key: String, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            message,
+        };
+        let mut b = Builder {
+            warnings: Vec::new(),
+            invalid: &invalid,
+        };
+        let server = b.server(raw.server, base)?;
+        let ca = b.ca(raw.ca, &server.data_dir)?;
+        let requests = RequestSettings {
+            pending_ttl: b.duration(
+                "requests.pending_ttl",
+                raw.requests.pending_ttl.as_deref(),
+                "1h",
+            )?,
+        };
+        let users = b.users(raw.users)?;
+        let mut policy = Policy {
+            users,
+            roles: BTreeMap::new(),
+            conflicts: Vec::new(),
+        };
+        for (name, role) in raw.roles {
+            let role = b.role(&policy, &name, role)?;
+            policy.roles.insert(role.name.clone(), role);
+        }
+        policy.conflicts = b.conflicts(&policy, raw.conflicts)?;
+        let mut warnings = b.warnings;
+        warnings.extend(satisfiability_warnings(&policy));
+        Ok(Config {
+            path: path.to_owned(),
+            server,
+            ca,
+            requests,
+            policy,
+            warnings,
+        })
+    }
+
+    /// The SQLite database file.
+    pub fn database_path(&self) -> PathBuf {
+        self.server.data_dir.join("countersign.db")
+    }
+}
+
+type Invalid<'a> = &'a dyn Fn(String, String) -> ConfigError;
+
+struct Builder<'a> {
+    warnings: Vec<String>,
+    invalid: Invalid<'a>,
+}
+
+impl Builder<'_> {
+    fn err(&self, key: impl Into<String>, message: impl std::fmt::Display) -> ConfigError {
+        (self.invalid)(key.into(), message.to_string())
+    }
+
+    fn duration(
+        &self,
+        key: &str,
+        value: Option<&str>,
+        default: &str,
+    ) -> Result<Duration, ConfigError> {
+        parse_duration(value.unwrap_or(default), "duration").map_err(|e| self.err(key, e))
+    }
+
+    fn server(&self, raw: raw::RawServer, base: &Path) -> Result<ServerSettings, ConfigError> {
+        let listen = raw
+            .listen
+            .as_deref()
+            .unwrap_or("127.0.0.1:7070")
+            .parse()
+            .map_err(|e| self.err("server.listen", format!("not an address:port ({e})")))?;
+        let data_dir = base.join(raw.data_dir.as_deref().unwrap_or("data"));
+        Ok(ServerSettings { listen, data_dir })
+    }
+
+    fn ca(&self, raw: raw::RawCa, data_dir: &Path) -> Result<CaSettings, ConfigError> {
+        let key_file = data_dir.join(raw.key_file.as_deref().unwrap_or("ca_key"));
+        let backdate = match raw.backdate.as_deref() {
+            Some("0" | "0s") => Duration::ZERO,
+            other => self.duration("ca.backdate", other, "1m")?,
+        };
+        if backdate > Duration::from_secs(3600) {
+            return Err(self.err("ca.backdate", "at most 1h"));
+        }
+        Ok(CaSettings { key_file, backdate })
+    }
+
+    fn users(
+        &self,
+        raw: BTreeMap<String, raw::RawUser>,
+    ) -> Result<BTreeMap<UserName, User>, ConfigError> {
+        let mut users = BTreeMap::new();
+        let mut key_owner: Vec<(SubjectKey, UserName)> = Vec::new();
+        for (name, u) in raw {
+            let key = format!("users.{name}");
+            let name = UserName::parse(&name).map_err(|e| self.err(&key, e))?;
+            let mut groups = BTreeSet::new();
+            for g in u.groups {
+                groups.insert(
+                    GroupName::parse(&g).map_err(|e| self.err(format!("{key}.groups"), e))?,
+                );
+            }
+            let mut ssh_keys = Vec::new();
+            for (i, line) in u.ssh_keys.iter().enumerate() {
+                let k = SubjectKey::parse(line)
+                    .map_err(|e| self.err(format!("{key}.ssh_keys[{i}]"), e))?;
+                if let Some((_, owner)) =
+                    key_owner.iter().find(|(o, _)| o.key_data() == k.key_data())
+                {
+                    return Err(self.err(
+                        format!("{key}.ssh_keys[{i}]"),
+                        format!(
+                            "key {} is already registered to user {owner}",
+                            k.fingerprint()
+                        ),
+                    ));
+                }
+                key_owner.push((k.clone(), name.clone()));
+                ssh_keys.push(k);
+            }
+            let user = User {
+                name: name.clone(),
+                groups,
+                admin: u.admin,
+                ssh_keys,
+            };
+            users.insert(name, user);
+        }
+        Ok(users)
+    }
+
+    fn members(
+        &mut self,
+        policy: &Policy,
+        key: &str,
+        raw: &[String],
+    ) -> Result<Vec<Member>, ConfigError> {
+        if raw.is_empty() {
+            return Err(self.err(key, "must name at least one group:NAME or user:NAME"));
+        }
+        let mut out = Vec::new();
+        for m in raw {
+            let member = match m.split_once(':') {
+                Some(("group", g)) => {
+                    Member::Group(GroupName::parse(g).map_err(|e| self.err(key, e))?)
+                }
+                Some(("user", u)) => {
+                    Member::User(UserName::parse(u).map_err(|e| self.err(key, e))?)
+                }
+                _ => return Err(self.err(key, format!("{m:?} must be group:NAME or user:NAME"))),
+            };
+            match &member {
+                Member::User(u) if !policy.users.contains_key(u) => {
+                    return Err(self.err(key, format!("user {u} is not defined in [users]")));
+                }
+                Member::Group(g) if !policy.users.values().any(|u| u.groups.contains(g)) => {
+                    self.warnings
+                        .push(format!("{key}: group {g} has no members"));
+                }
+                _ => {}
+            }
+            if !out.contains(&member) {
+                out.push(member);
+            }
+        }
+        Ok(out)
+    }
+
+    fn role(
+        &mut self,
+        policy: &Policy,
+        name: &str,
+        raw: raw::RawRole,
+    ) -> Result<Role, ConfigError> {
+        let key = format!("roles.{name}");
+        let name = RoleName::parse(name).map_err(|e| self.err(&key, e))?;
+        let principals = raw::principals(policy, &raw.principals)
+            .map_err(|e| self.err(format!("{key}.principals"), e))?;
+        let requesters = self.members(policy, &format!("{key}.requesters"), &raw.requesters)?;
+        let steps = self.steps(policy, &key, &raw)?;
+        let max_ttl = self.duration(&format!("{key}.max_ttl"), raw.max_ttl.as_deref(), "2h")?;
+        let default_ttl = match raw.default_ttl.as_deref() {
+            Some(d) => self.duration(&format!("{key}.default_ttl"), Some(d), "")?,
+            None => max_ttl.min(Duration::from_secs(30 * 60)),
+        };
+        if default_ttl > max_ttl {
+            return Err(self.err(format!("{key}.default_ttl"), "must not exceed max_ttl"));
+        }
+        let extensions = raw::extensions(raw.extensions)
+            .map_err(|e| self.err(format!("{key}.extensions"), e))?;
+        let force_command = raw::force_command(raw.force_command)
+            .map_err(|e| self.err(format!("{key}.force_command"), e))?;
+        let source_address = raw::source_address(raw.source_address)
+            .map_err(|e| self.err(format!("{key}.source_address"), e))?;
+        Ok(Role {
+            name,
+            principals,
+            requesters,
+            steps,
+            default_ttl,
+            max_ttl,
+            extensions,
+            force_command,
+            source_address,
+        })
+    }
+
+    fn steps(
+        &mut self,
+        policy: &Policy,
+        key: &str,
+        raw: &raw::RawRole,
+    ) -> Result<Vec<crate::policy::Step>, ConfigError> {
+        let single = raw.approvers.is_some() || raw.approvals.is_some();
+        let raw_steps: Vec<(String, &[String], u32)> = match (&raw.approval_steps, single) {
+            (Some(_), true) => {
+                return Err(self.err(
+                    key,
+                    "approval_steps and approvers/approvals are exclusive: use one or the other",
+                ));
+            }
+            (Some(steps), false) if steps.is_empty() => {
+                return Err(self.err(format!("{key}.approval_steps"), "must not be empty"));
+            }
+            (Some(steps), false) => steps
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    (
+                        format!("{key}.approval_steps[{i}]"),
+                        s.approvers.as_slice(),
+                        s.approvals.unwrap_or(1),
+                    )
+                })
+                .collect(),
+            (None, _) => {
+                let approvers = raw.approvers.as_deref().unwrap_or_default();
+                vec![(
+                    format!("{key}.approvers"),
+                    approvers,
+                    raw.approvals.unwrap_or(1),
+                )]
+            }
+        };
+        let mut steps = Vec::new();
+        for (k, approvers, approvals) in raw_steps {
+            if approvals == 0 || approvals > 100 {
+                return Err(self.err(&k, "approvals must be between 1 and 100"));
+            }
+            let approvers = self.members(policy, &k, approvers)?;
+            steps.push(crate::policy::Step {
+                approvers,
+                approvals,
+            });
+        }
+        Ok(steps)
+    }
+
+    fn conflicts(
+        &self,
+        policy: &Policy,
+        raw: Vec<raw::RawConflict>,
+    ) -> Result<Vec<crate::policy::Conflict>, ConfigError> {
+        let mut out = Vec::new();
+        for (i, c) in raw.into_iter().enumerate() {
+            let key = format!("conflicts[{i}]");
+            let mut roles = BTreeSet::new();
+            for r in &c.roles {
+                let name = RoleName::parse(r).map_err(|e| self.err(format!("{key}.roles"), e))?;
+                if !policy.roles.contains_key(&name) {
+                    return Err(self.err(
+                        format!("{key}.roles"),
+                        format!("role {name} is not defined in [roles]"),
+                    ));
+                }
+                roles.insert(name);
+            }
+            if roles.len() < 2 {
+                return Err(self.err(
+                    format!("{key}.roles"),
+                    "a conflict names at least two different roles",
+                ));
+            }
+            let reason = Text::parse(&c.reason, "reason")
+                .map_err(|e| self.err(format!("{key}.reason"), e))?;
+            out.push(crate::policy::Conflict {
+                roles,
+                reason: reason.as_str().to_owned(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Warns about every role that some eligible requester could never get approved, because
+/// too few distinct people other than that requester can approve.
+fn satisfiability_warnings(policy: &Policy) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for role in policy.roles.values() {
+        let requesters: Vec<&UserName> = policy
+            .users
+            .keys()
+            .filter(|u| policy.is_any_member(u, &role.requesters))
+            .collect();
+        if requesters.is_empty() {
+            warnings.push(format!("roles.{}: nobody can request this role", role.name));
+        }
+        for r in requesters {
+            if let Err(step) = crate::policy::rules::satisfiable(policy, role, r) {
+                warnings.push(format!(
+                    "roles.{}: a request by {r} can never be approved: step {} needs {} distinct approvers other than {r} from {}",
+                    role.name,
+                    step + 1,
+                    role.steps[step].approvals,
+                    crate::policy::rules::describe_members(&role.steps[step].approvers)
+                ));
+                break;
+            }
+        }
+    }
+    warnings
+}
+
+#[cfg(test)]
+mod tests;

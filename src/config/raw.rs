@@ -1,0 +1,182 @@
+//! The TOML file's shape, exactly; any key not named here is an error.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::policy::{Policy, PrincipalTemplate};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub ca: RawCa,
+    #[serde(default)]
+    pub requests: RawRequests,
+    #[serde(default)]
+    pub users: BTreeMap<String, RawUser>,
+    #[serde(default)]
+    pub roles: BTreeMap<String, RawRole>,
+    #[serde(default)]
+    pub conflicts: Vec<RawConflict>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub listen: Option<String>,
+    pub data_dir: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCa {
+    pub key_file: Option<String>,
+    pub backdate: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRequests {
+    pub pending_ttl: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUser {
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub ssh_keys: Vec<String>,
+    #[serde(default)]
+    pub admin: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRole {
+    pub principals: Vec<String>,
+    pub requesters: Vec<String>,
+    pub approvers: Option<Vec<String>>,
+    pub approvals: Option<u32>,
+    pub approval_steps: Option<Vec<RawStep>>,
+    pub default_ttl: Option<String>,
+    pub max_ttl: Option<String>,
+    pub extensions: Option<Vec<String>>,
+    pub force_command: Option<String>,
+    pub source_address: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStep {
+    pub approvers: Vec<String>,
+    pub approvals: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConflict {
+    pub roles: Vec<String>,
+    pub reason: String,
+}
+
+/// The certificate extensions OpenSSH defines (PROTOCOL.certkeys).
+pub const STANDARD_EXTENSIONS: [&str; 6] = [
+    "no-touch-required",
+    "permit-X11-forwarding",
+    "permit-agent-forwarding",
+    "permit-port-forwarding",
+    "permit-pty",
+    "permit-user-rc",
+];
+
+/// Principals: literal or with `{user}`; every expansion for every configured user must be
+/// a valid principal, so signing never meets a bad one.
+pub(super) fn principals(
+    policy: &Policy,
+    raw: &[String],
+) -> Result<Vec<PrincipalTemplate>, String> {
+    if raw.is_empty() {
+        return Err("must list at least one principal".into());
+    }
+    let mut out = Vec::new();
+    for p in raw {
+        let t = PrincipalTemplate(p.clone());
+        if p.contains(PrincipalTemplate::USER) {
+            let rest = p.replace(PrincipalTemplate::USER, "");
+            if rest.contains('{') || rest.contains('}') {
+                return Err(format!("{p:?}: the only placeholder is {{user}}"));
+            }
+            for user in policy.users.keys() {
+                t.expand(user)
+                    .map_err(|e| format!("{p:?} for user {user}: {e}"))?;
+            }
+            crate::names::Principal::parse(&p.replace(PrincipalTemplate::USER, "u"))
+                .map_err(|e| e.to_string())?;
+        } else {
+            crate::names::Principal::parse(p).map_err(|e| e.to_string())?;
+        }
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn extensions(raw: Option<Vec<String>>) -> Result<BTreeSet<String>, String> {
+    let raw = raw.unwrap_or_else(|| vec!["permit-pty".to_owned()]);
+    let mut out = BTreeSet::new();
+    for e in raw {
+        if !STANDARD_EXTENSIONS.contains(&e.as_str()) {
+            return Err(format!(
+                "{e:?} is not a standard OpenSSH extension (one of {})",
+                STANDARD_EXTENSIONS.join(", ")
+            ));
+        }
+        out.insert(e);
+    }
+    Ok(out)
+}
+
+pub(super) fn force_command(raw: Option<String>) -> Result<Option<String>, String> {
+    match raw {
+        None => Ok(None),
+        Some(c) if c.trim().is_empty() => Err("must not be empty".into()),
+        Some(c) if c.len() > 1024 || c.chars().any(char::is_control) => {
+            Err("at most 1024 characters, no control characters".into())
+        }
+        Some(c) => Ok(Some(c)),
+    }
+}
+
+/// CIDRs (`10.0.0.0/8`) or single addresses, as sshd's `source-address` accepts them.
+pub(super) fn source_address(raw: Option<Vec<String>>) -> Result<Vec<IpNet>, String> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    if raw.is_empty() {
+        return Err("must not be empty when given (omit it to allow any address)".into());
+    }
+    raw.iter()
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("{s:?} is not a CIDR such as 10.0.0.0/8"))
+                .and_then(|net| {
+                    // sshd rejects a CIDR with host bits set, and then refuses every login.
+                    if net.trunc() == net {
+                        Ok(net)
+                    } else {
+                        Err(format!(
+                            "{s:?} has host bits set: did you mean {}?",
+                            net.trunc()
+                        ))
+                    }
+                })
+        })
+        .collect()
+}

@@ -1,0 +1,28 @@
+//! countersign: an SSH certificate authority that signs short-lived OpenSSH user
+//! certificates only after someone else approved, with separation of duties enforced.
+//!
+//! Layout, from the edge inwards:
+//! - `main.rs` (binary): parses the command line and dispatches to [`cli`].
+//! - [`cli`]: one file per command; client commands talk HTTP, operator commands open the
+//!   database directly.
+//! - [`api`]: axum router, bearer-token extractor, one file per resource, [`api::ApiError`].
+//! - [`service`]: the operations (create, approve, deny, cancel, read), each one
+//!   transaction: facts from [`store`], decision from [`policy::rules`], outcome plus its
+//!   [`audit`] row, certificate from [`ca`].
+//! - [`policy`]: the validated policy and the pure separation-of-duties rules.
+//! - [`config`]: TOML -> [`config::Config`] (settings + [`policy::Policy`]).
+//! - [`names`], [`pubkey`]: input parsed into types at the edge.
+//! - [`store`]: SQLite (WAL, `synchronous=FULL`), migrations, rows and queries.
+//! - [`audit`]: the append-only, hash-chained audit log and its verification.
+//! - [`ca`]: the CA key file and the one function that signs certificates.
+
+// pub mod api;
+pub mod audit;
+pub mod ca;
+// pub mod cli;
+pub mod config;
+pub mod names;
+pub mod policy;
+pub mod pubkey;
+pub mod service;
+pub mod store;

@@ -1,0 +1,308 @@
+//! Validated names and texts: the types every input is parsed into at the edge.
+//!
+//! Past this module nothing re-checks strings. User, group and role names are lower-case
+//! ASCII so that no two names alias by case or look-alike letters; principals are limited
+//! to the characters sshd compares literally; free texts (reasons, comments) carry no
+//! control characters, so they are safe in logs, tables and sshd's key ID log line.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Why a piece of input was not accepted; the message names the rule it broke.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidName(pub String);
+
+fn is_name(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    (1..=64).contains(&bytes.len())
+        && matches!(bytes[0], b'a'..=b'z' | b'0'..=b'9')
+        && bytes
+            .iter()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'))
+}
+
+macro_rules! name_type {
+    ($(#[$doc:meta])* $ty:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+        #[serde(transparent)]
+        pub struct $ty(String);
+
+        impl $ty {
+            /// Accepts `[a-z0-9][a-z0-9._-]{0,63}` and nothing else.
+            pub fn parse(s: &str) -> Result<Self, InvalidName> {
+                if is_name(s) {
+                    Ok(Self(s.to_owned()))
+                } else {
+                    Err(InvalidName(format!(
+                        "invalid {} name {:?}: use 1-64 of a-z 0-9 . _ - starting with a letter or digit",
+                        $what, s
+                    )))
+                }
+            }
+
+            /// The name as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+name_type!(
+    /// A person known to the policy; the identity every token and approval resolves to.
+    UserName,
+    "user"
+);
+name_type!(
+    /// A group of users, named in `requesters` and `approvers` as `group:NAME`.
+    GroupName,
+    "group"
+);
+name_type!(
+    /// A role a user can ask for; it decides the certificate's principals and limits.
+    RoleName,
+    "role"
+);
+
+/// A login name a certificate is valid for; sshd compares it literally, so only a small
+/// safe alphabet is allowed (no wildcards, commas, spaces or control characters).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Principal(String);
+
+impl Principal {
+    /// Accepts 1-64 of ASCII letters, digits, `.`, `_`, `-`, `@`, not starting with `-`.
+    pub fn parse(s: &str) -> Result<Self, InvalidName> {
+        let ok = (1..=64).contains(&s.len())
+            && !s.starts_with('-')
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'));
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(InvalidName(format!(
+                "invalid principal {s:?}: use 1-64 of A-Z a-z 0-9 . _ - @, not starting with -"
+            )))
+        }
+    }
+
+    /// The principal as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Free text a person wrote (a reason, a comment): bounded, without control characters,
+/// so that it cannot forge log lines or terminal output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Text(String);
+
+impl Text {
+    /// Longest accepted text, in characters.
+    pub const MAX_CHARS: usize = 1024;
+
+    /// Accepts 1-1024 characters with no control characters; `what` names the field.
+    pub fn parse(s: &str, what: &str) -> Result<Self, InvalidName> {
+        let chars = s.chars().count();
+        if chars == 0 || s.trim().is_empty() {
+            return Err(InvalidName(format!("{what} is required")));
+        }
+        if chars > Self::MAX_CHARS {
+            return Err(InvalidName(format!(
+                "{what} is too long: {chars} characters, at most {}",
+                Self::MAX_CHARS
+            )));
+        }
+        if s.chars().any(is_forbidden_char) {
+            return Err(InvalidName(format!(
+                "{what} contains a control or invisible formatting character"
+            )));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The text as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Control characters, and the Unicode formatting characters that reorder or hide text
+/// (bidi overrides, zero-width joiners): none has a place in a reason shown to an approver.
+fn is_forbidden_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+}
+
+/// Identifies one access request: `r-` followed by 12 base32 characters (60 random bits).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct RequestId(String);
+
+const ID_ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+const ID_LEN: usize = 12;
+
+impl RequestId {
+    /// A new random id from a cryptographic RNG.
+    pub fn random(rng: &mut impl rand::Rng) -> Self {
+        let mut bits = rng.next_u64();
+        let mut id = String::with_capacity(2 + ID_LEN);
+        id.push_str("r-");
+        for _ in 0..ID_LEN {
+            id.push(ID_ALPHABET[(bits & 31) as usize] as char);
+            bits >>= 5;
+        }
+        Self(id)
+    }
+
+    /// Accepts exactly the shape [`RequestId::random`] produces.
+    pub fn parse(s: &str) -> Result<Self, InvalidName> {
+        let ok = s.len() == 2 + ID_LEN
+            && s.starts_with("r-")
+            && s.bytes().skip(2).all(|b| ID_ALPHABET.contains(&b));
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(InvalidName(format!("invalid request id {s:?}")))
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Longest duration anything in countersign accepts (a year); keeps time arithmetic far
+/// from overflow whatever a config or request says.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// Parses a positive human duration such as `45m`, `2h`, `1h30m`, whole seconds only.
+pub fn parse_duration(s: &str, what: &str) -> Result<Duration, InvalidName> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| InvalidName(format!("invalid {what} {s:?}: {e}")))?;
+    if d.subsec_nanos() != 0 {
+        return Err(InvalidName(format!(
+            "invalid {what} {s:?}: use whole seconds"
+        )));
+    }
+    if d.is_zero() {
+        return Err(InvalidName(format!(
+            "invalid {what} {s:?}: must be positive"
+        )));
+    }
+    if d > MAX_DURATION {
+        return Err(InvalidName(format!(
+            "invalid {what} {s:?}: at most 366 days"
+        )));
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_lower_case_ascii_only() {
+        assert!(UserName::parse("alice").is_ok());
+        assert!(UserName::parse("a.b_c-9").is_ok());
+        for bad in [
+            "",
+            "Alice",
+            "-x",
+            ".x",
+            "al ice",
+            "аlice",
+            "a:b",
+            &"a".repeat(65),
+        ] {
+            assert!(UserName::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn principals_reject_wildcards_commas_and_leading_dash() {
+        assert!(Principal::parse("Postgres@db.example_1").is_ok());
+        for bad in [
+            "",
+            "*",
+            "a,b",
+            "a b",
+            "-oProxy",
+            "a\nb",
+            "ä",
+            &"p".repeat(65),
+        ] {
+            assert!(Principal::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn texts_reject_control_and_bidi_characters() {
+        assert!(Text::parse("INC-4211: replica lag ✓", "reason").is_ok());
+        assert!(Text::parse("", "reason").is_err());
+        assert!(Text::parse("   ", "reason").is_err());
+        assert!(Text::parse("a\nb", "reason").is_err());
+        assert!(Text::parse("a\u{202e}b", "reason").is_err());
+        assert!(Text::parse(&"x".repeat(1024), "reason").is_ok());
+        assert!(Text::parse(&"x".repeat(1025), "reason").is_err());
+    }
+
+    #[test]
+    fn request_ids_round_trip_and_reject_other_shapes() {
+        let id = RequestId::random(&mut rand::rng());
+        assert_eq!(RequestId::parse(id.as_str()), Ok(id));
+        for bad in [
+            "r-",
+            "r-ABCDEFGHIJKL",
+            "../etc/passwd",
+            "r-abcdefghijk1",
+            "x-abcdefghijkl",
+        ] {
+            assert!(RequestId::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn durations_must_be_positive_whole_and_bounded() {
+        assert_eq!(parse_duration("45m", "ttl"), Ok(Duration::from_secs(2700)));
+        assert_eq!(
+            parse_duration("1h 30m", "ttl"),
+            Ok(Duration::from_secs(5400))
+        );
+        for bad in [
+            "0s",
+            "-5m",
+            "abc",
+            "1500ms",
+            "400days",
+            "99999999999999999999h",
+        ] {
+            assert!(parse_duration(bad, "ttl").is_err(), "{bad:?} accepted");
+        }
+    }
+}

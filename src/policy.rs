@@ -1,0 +1,202 @@
+//! The validated policy (users, groups, roles, conflicts) and its pure decisions.
+//!
+//! [`Policy`] is what `config.rs` builds from TOML; nothing here reads files, a clock or a
+//! database. The separation-of-duties rules live in [`rules`], each a named function that
+//! takes the facts (who, which role, who approved, what the requester holds) and returns a
+//! decision value.
+
+pub mod rules;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::names::{GroupName, Principal, RoleName, UserName};
+use crate::pubkey::SubjectKey;
+
+/// Everything the CA decides with: who exists, which roles exist and which clash.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// Users by name.
+    pub users: BTreeMap<UserName, User>,
+    /// Roles by name.
+    pub roles: BTreeMap<RoleName, Role>,
+    /// Declared conflicts; symmetric.
+    pub conflicts: Vec<Conflict>,
+}
+
+/// A person; tokens and SSH keys resolve to exactly one.
+#[derive(Debug, Clone)]
+pub struct User {
+    /// The user's name.
+    pub name: UserName,
+    /// Groups the user belongs to.
+    pub groups: BTreeSet<GroupName>,
+    /// Admins may read the audit log and see all requests; they approve like anyone else.
+    pub admin: bool,
+    /// When non-empty, certificates are only issued for one of these keys.
+    pub ssh_keys: Vec<SubjectKey>,
+}
+
+/// Who a `requesters` or `approvers` entry names.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(into = "String")]
+pub enum Member {
+    /// `group:NAME`: every user in that group.
+    Group(GroupName),
+    /// `user:NAME`: one user.
+    User(UserName),
+}
+
+impl From<Member> for String {
+    fn from(m: Member) -> String {
+        m.to_string()
+    }
+}
+
+impl std::fmt::Display for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Member::Group(g) => write!(f, "group:{g}"),
+            Member::User(u) => write!(f, "user:{u}"),
+        }
+    }
+}
+
+/// A principal as written in a role: a fixed name or a template with `{user}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct PrincipalTemplate(pub String);
+
+impl PrincipalTemplate {
+    /// The placeholder replaced by the requester's name.
+    pub const USER: &'static str = "{user}";
+
+    /// The principal for one requester; validated again so a template can never produce
+    /// a principal the config loader would have refused.
+    pub fn expand(&self, user: &UserName) -> Result<Principal, crate::names::InvalidName> {
+        Principal::parse(&self.0.replace(Self::USER, user.as_str()))
+    }
+}
+
+/// One stage of approval: `approvals` distinct people from `approvers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    /// Who may approve in this step.
+    pub approvers: Vec<Member>,
+    /// How many distinct people must.
+    pub approvals: u32,
+}
+
+/// A role that can be requested, with everything that shapes its certificates.
+#[derive(Debug, Clone, Serialize)]
+pub struct Role {
+    /// The role's name.
+    pub name: RoleName,
+    /// Principals of its certificates.
+    pub principals: Vec<PrincipalTemplate>,
+    /// Who may ask for it.
+    pub requesters: Vec<Member>,
+    /// Every step must be met; one person's approval counts toward one step only.
+    pub steps: Vec<Step>,
+    /// TTL when a request names none.
+    #[serde(with = "secs")]
+    pub default_ttl: Duration,
+    /// Longest TTL a request may ask for.
+    #[serde(with = "secs")]
+    pub max_ttl: Duration,
+    /// Certificate extensions (standard OpenSSH names only).
+    pub extensions: BTreeSet<String>,
+    /// `force-command` critical option.
+    pub force_command: Option<String>,
+    /// `source-address` critical option.
+    pub source_address: Vec<IpNet>,
+}
+
+mod secs {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+}
+
+impl Role {
+    /// SHA-256 over the role's canonical definition. A request stores the digest of the
+    /// role it was made for; a different digest at signing means the role changed.
+    pub fn digest(&self) -> String {
+        // Serialising plain data with derived impls cannot fail.
+        let canonical = serde_json::to_vec(self).unwrap_or_default();
+        hex::encode(Sha256::digest(&canonical))
+    }
+
+    /// The principals a certificate for `user` carries, in order, without duplicates.
+    pub fn principals_for(
+        &self,
+        user: &UserName,
+    ) -> Result<Vec<Principal>, crate::names::InvalidName> {
+        let mut out: Vec<Principal> = Vec::with_capacity(self.principals.len());
+        for t in &self.principals {
+            let p = t.expand(user)?;
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Total number of distinct approvals this role needs.
+    pub fn approvals_needed(&self) -> u32 {
+        self.steps.iter().map(|s| s.approvals).sum()
+    }
+}
+
+/// Roles no one may hold at the same time.
+#[derive(Debug, Clone)]
+pub struct Conflict {
+    /// The roles; any two of them conflict.
+    pub roles: BTreeSet<RoleName>,
+    /// Why, shown in the refusal.
+    pub reason: String,
+}
+
+impl Policy {
+    /// Whether `user` is named by `member`.
+    pub fn is_member(&self, user: &UserName, member: &Member) -> bool {
+        match member {
+            Member::User(u) => u == user,
+            Member::Group(g) => self.users.get(user).is_some_and(|u| u.groups.contains(g)),
+        }
+    }
+
+    /// Whether `user` is named by any of `members`.
+    pub fn is_any_member(&self, user: &UserName, members: &[Member]) -> bool {
+        members.iter().any(|m| self.is_member(user, m))
+    }
+
+    /// The conflict, if any, between two different roles.
+    pub fn conflict_between(&self, a: &RoleName, b: &RoleName) -> Option<&Conflict> {
+        if a == b {
+            return None;
+        }
+        self.conflicts
+            .iter()
+            .find(|c| c.roles.contains(a) && c.roles.contains(b))
+    }
+
+    /// The user that registered this key, if any.
+    pub fn user_by_key(&self, key: &SubjectKey) -> Option<&User> {
+        self.users
+            .values()
+            .find(|u| u.ssh_keys.iter().any(|k| k.key_data() == key.key_data()))
+    }
+
+    /// Whether `user` is admin.
+    pub fn is_admin(&self, user: &UserName) -> bool {
+        self.users.get(user).is_some_and(|u| u.admin)
+    }
+}

@@ -1,0 +1,297 @@
+//! The operations every front end shares: create, approve, deny, cancel, read.
+//!
+//! Each operation is one transaction that gathers the facts from the store, asks
+//! `policy::rules` for the decision, and records the outcome with its audit row. The HTTP
+//! API (and any other front end) only parses input into types, calls these, and formats
+//! the result; no rule is implemented twice. Refusals are committed too (their audit row
+//! is the record of who tried what) and then returned as errors.
+
+mod decide;
+mod view;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use rusqlite::Transaction;
+
+pub use decide::NewRequest;
+pub use view::{ApprovalView, CertificateView, RequestView, StepView, WhoAmI};
+
+use crate::audit::{self, AuditError, NewEvent};
+use crate::ca::{CaError, CertificateAuthority};
+use crate::config::Config;
+use crate::names::{RequestId, UserName};
+use crate::policy::rules::{self, Refusal};
+use crate::store::requests::{self as rq, Status};
+use crate::store::{Store, StoreError, tokens};
+
+/// What went wrong, in the terms a front end maps to a response.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// A separation-of-duties or state rule said no.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The input is malformed or out of bounds (`invalid_request`).
+    #[error("{0}")]
+    Invalid(String),
+    /// The caller may not do this (`forbidden`).
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such request, or not one the caller may see (`not_found`).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is not in a state that allows this (e.g. `not_issued`).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// No valid token (`unauthenticated`).
+    #[error("a valid bearer token is required")]
+    Unauthenticated,
+    /// The database failed.
+    #[error("storage failure")]
+    Store(#[from] StoreError),
+    /// Signing failed.
+    #[error("signing failure")]
+    Ca(#[from] CaError),
+    /// The audit chain does not verify.
+    #[error(transparent)]
+    Audit(AuditError),
+}
+
+impl From<AuditError> for ServiceError {
+    fn from(e: AuditError) -> Self {
+        match e {
+            AuditError::Store(s) => ServiceError::Store(s),
+            broken => ServiceError::Audit(broken),
+        }
+    }
+}
+
+/// The running CA: configuration, key and database.
+pub struct Service {
+    config: Arc<Config>,
+    ca: CertificateAuthority,
+    store: Store,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("ca", &self.ca)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    /// Puts the parts together; see `Service::open` for the usual way.
+    pub fn new(config: Config, ca: CertificateAuthority, store: Store) -> Self {
+        Service {
+            config: Arc::new(config),
+            ca,
+            store,
+        }
+    }
+
+    /// Opens the database and the CA key named by `config` (creating the key if
+    /// `create_key`), and checks the audit chain: a broken chain refuses to start.
+    pub fn open(config: Config, create_key: bool) -> Result<Self, ServiceError> {
+        let store = Store::open(&config.database_path())?;
+        let (ca, _) = CertificateAuthority::load_or_create(&config.ca.key_file, create_key)?;
+        store.read(|tx| audit::verify(tx))?;
+        Ok(Self::new(config, ca, store))
+    }
+
+    /// The loaded configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The CA, for its public key.
+    pub fn ca(&self) -> &CertificateAuthority {
+        &self.ca
+    }
+
+    /// The database.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The user a bearer token belongs to; a token of a user no longer in the config
+    /// authenticates nobody.
+    pub fn authenticate(&self, secret: &str) -> Result<UserName, ServiceError> {
+        let user = self.store.read(|tx| tokens::lookup(tx, secret))?;
+        let user = user
+            .and_then(|u| UserName::parse(&u).ok())
+            .filter(|u| self.config.policy.users.contains_key(u));
+        user.ok_or(ServiceError::Unauthenticated)
+    }
+
+    /// Creates a token for a configured user; returns the secret (shown once).
+    pub fn create_token(&self, user: &UserName, operator: &str) -> Result<String, ServiceError> {
+        if !self.config.policy.users.contains_key(user) {
+            return Err(ServiceError::Invalid(format!(
+                "user {user} is not defined in the config"
+            )));
+        }
+        let token = tokens::generate();
+        let now = Utc::now();
+        self.store.write(|tx| {
+            tokens::insert(tx, &token.hash, user, now.timestamp())?;
+            audit::append(
+                tx,
+                now,
+                &NewEvent {
+                    actor: operator,
+                    action: "token.created",
+                    request_id: None,
+                    serial: None,
+                    detail: serde_json::json!({ "user": user }),
+                },
+            )?;
+            Ok::<_, ServiceError>(())
+        })?;
+        Ok(token.secret)
+    }
+
+    /// Revokes every token of `user`; returns how many there were.
+    pub fn revoke_tokens(&self, user: &UserName, operator: &str) -> Result<usize, ServiceError> {
+        let now = Utc::now();
+        self.store.write(|tx| {
+            let n = tokens::revoke_all(tx, user)?;
+            audit::append(
+                tx,
+                now,
+                &NewEvent {
+                    actor: operator,
+                    action: "token.revoked",
+                    request_id: None,
+                    serial: None,
+                    detail: serde_json::json!({ "user": user, "tokens": n }),
+                },
+            )?;
+            Ok::<_, ServiceError>(n)
+        })
+    }
+
+    /// Who the caller is and what they may do.
+    pub fn whoami(&self, actor: &UserName) -> WhoAmI {
+        view::whoami(&self.config.policy, actor)
+    }
+
+    /// One request, if the caller may see it.
+    pub fn get(&self, actor: &UserName, id: &RequestId) -> Result<RequestView, ServiceError> {
+        self.expire_overdue()?;
+        self.store.read(|tx| {
+            let row = self.visible(tx, actor, id)?;
+            view::request(tx, &self.config.policy, row)
+        })
+    }
+
+    /// Requests the caller may see (own, those they may approve; admins all), newest first.
+    pub fn list(
+        &self,
+        actor: &UserName,
+        status: Option<Status>,
+    ) -> Result<Vec<RequestView>, ServiceError> {
+        self.expire_overdue()?;
+        let policy = &self.config.policy;
+        self.store.read(|tx| {
+            let mut out = Vec::new();
+            for row in rq::list(tx, status, 10_000)? {
+                if rules::may_view(policy, policy.roles.get(&row.role), &row.requester, actor) {
+                    out.push(view::request(tx, policy, row)?);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// The issued certificate line; only the requester may fetch it.
+    pub fn certificate(&self, actor: &UserName, id: &RequestId) -> Result<String, ServiceError> {
+        self.store.read(|tx| {
+            let row = self.visible(tx, actor, id)?;
+            if &row.requester != actor {
+                return Err(ServiceError::Forbidden(
+                    "only the requester may fetch the certificate".into(),
+                ));
+            }
+            match rq::certificate(tx, id)? {
+                Some(c) => Ok(c.certificate),
+                None => Err(ServiceError::Conflict {
+                    code: "not_issued",
+                    message: format!(
+                        "request {id} is {}, no certificate was issued",
+                        row.status.as_str()
+                    ),
+                }),
+            }
+        })
+    }
+
+    /// Audit events (admins only).
+    pub fn audit_events(
+        &self,
+        actor: &UserName,
+        filter: &audit::Filter,
+    ) -> Result<Vec<audit::Event>, ServiceError> {
+        self.require_admin(actor)?;
+        Ok(self.store.read(|tx| audit::query(tx, filter))?)
+    }
+
+    /// Recomputes the audit chain (admins only over the API; the CLI runs it locally).
+    pub fn audit_verify(&self, actor: Option<&UserName>) -> Result<audit::Verified, ServiceError> {
+        if let Some(actor) = actor {
+            self.require_admin(actor)?;
+        }
+        Ok(self.store.read(|tx| audit::verify(tx))?)
+    }
+
+    fn require_admin(&self, actor: &UserName) -> Result<(), ServiceError> {
+        if self.config.policy.is_admin(actor) {
+            Ok(())
+        } else {
+            Err(ServiceError::Forbidden(
+                "only admins may read the audit log".into(),
+            ))
+        }
+    }
+
+    /// The request `id` if `actor` may see it; otherwise not found, so ids of other
+    /// people's requests are not confirmed to exist.
+    fn visible(
+        &self,
+        tx: &Transaction<'_>,
+        actor: &UserName,
+        id: &RequestId,
+    ) -> Result<rq::RequestRow, ServiceError> {
+        let policy = &self.config.policy;
+        match rq::get(tx, id)? {
+            Some(row)
+                if rules::may_view(policy, policy.roles.get(&row.role), &row.requester, actor) =>
+            {
+                Ok(row)
+            }
+            _ => Err(ServiceError::NotFound(format!("no request {id}"))),
+        }
+    }
+
+    /// Marks every overdue pending request expired, with its audit row; returns how many.
+    pub fn expire_overdue(&self) -> Result<usize, ServiceError> {
+        let now = Utc::now();
+        let overdue = self.store.read(|tx| rq::overdue(tx, now.timestamp()))?;
+        if overdue.is_empty() {
+            return Ok(0);
+        }
+        self.store.write(|tx| {
+            let mut n = 0;
+            for row in rq::overdue(tx, now.timestamp())? {
+                n += usize::from(decide::expire(tx, now, &row)?);
+            }
+            Ok(n)
+        })
+    }
+}
+
+/// Seconds since the epoch of `now`.
+fn unix(now: DateTime<Utc>) -> i64 {
+    now.timestamp()
+}

@@ -1,0 +1,487 @@
+//! The state changes: create, approve (and sign), deny, cancel, expire.
+//!
+//! Every function here runs inside the caller's `BEGIN IMMEDIATE` transaction. An outer
+//! `Err` rolls back; `Ok(Err(refusal))` commits the refusal's audit row (and any state it
+//! ended) and then reports the refusal.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::RngExt;
+use rusqlite::Transaction;
+use serde_json::json;
+
+use super::{RequestView, Service, ServiceError, unix, view};
+use crate::audit::{self, NewEvent, SYSTEM_ACTOR};
+use crate::ca::Grant;
+use crate::names::{Principal, RequestId, RoleName, Text, UserName};
+use crate::policy::Role;
+use crate::policy::rules::{self, Refusal};
+use crate::pubkey::SubjectKey;
+use crate::store::requests::{self as rq, CertificateRow, RequestRow, Status};
+
+/// A request as parsed at the edge.
+#[derive(Debug, Clone)]
+pub struct NewRequest {
+    pub role: RoleName,
+    pub public_key: SubjectKey,
+    pub reason: Text,
+    pub ttl: Option<Duration>,
+}
+
+type Outcome<T> = Result<Result<T, ServiceError>, ServiceError>;
+
+fn flatten<T>(r: Outcome<T>) -> Result<T, ServiceError> {
+    r.and_then(|inner| inner)
+}
+
+/// Records a refused attempt (who tried what, and the code) and returns the refusal.
+fn refuse<T>(
+    tx: &Transaction<'_>,
+    now: DateTime<Utc>,
+    actor: &UserName,
+    attempt: &str,
+    request: Option<&RequestId>,
+    role: &RoleName,
+    refusal: Refusal,
+) -> Outcome<T> {
+    audit::append(
+        tx,
+        now,
+        &NewEvent {
+            actor: actor.as_str(),
+            action: "attempt.refused",
+            request_id: request.map(RequestId::as_str),
+            serial: None,
+            detail: json!({ "attempt": attempt, "role": role, "code": refusal.code(), "message": refusal.to_string() }),
+        },
+    )?;
+    Ok(Err(refusal.into()))
+}
+
+/// Ends a pending request as refused (checked again at signing and failed).
+fn end_refused<T>(
+    tx: &Transaction<'_>,
+    now: DateTime<Utc>,
+    actor: &UserName,
+    row: &RequestRow,
+    refusal: Refusal,
+) -> Outcome<T> {
+    rq::decide(
+        tx,
+        &row.id,
+        Status::Refused,
+        unix(now),
+        actor.as_str(),
+        Some(refusal.code()),
+        Some(&refusal.to_string()),
+    )?;
+    audit::append(
+        tx,
+        now,
+        &NewEvent {
+            actor: actor.as_str(),
+            action: "request.refused",
+            request_id: Some(row.id.as_str()),
+            serial: None,
+            detail: json!({ "role": row.role, "requester": row.requester, "code": refusal.code(), "message": refusal.to_string() }),
+        },
+    )?;
+    Ok(Err(refusal.into()))
+}
+
+/// Marks one overdue request expired; false if it was no longer pending.
+pub(super) fn expire(
+    tx: &Transaction<'_>,
+    now: DateTime<Utc>,
+    row: &RequestRow,
+) -> Result<bool, ServiceError> {
+    if !rq::decide(
+        tx,
+        &row.id,
+        Status::Expired,
+        unix(now),
+        SYSTEM_ACTOR,
+        Some("expired"),
+        None,
+    )? {
+        return Ok(false);
+    }
+    audit::append(
+        tx,
+        now,
+        &NewEvent {
+            actor: SYSTEM_ACTOR,
+            action: "request.expired",
+            request_id: Some(row.id.as_str()),
+            serial: None,
+            detail: json!({ "role": row.role, "requester": row.requester, "expires_at": row.expires_at }),
+        },
+    )?;
+    Ok(true)
+}
+
+/// A pending, unexpired request, or the refusal that applies (`already_decided`,
+/// `expired`, the latter also ending the request).
+fn still_pending(
+    tx: &Transaction<'_>,
+    now: DateTime<Utc>,
+    actor: &UserName,
+    attempt: &str,
+    row: &RequestRow,
+) -> Outcome<()> {
+    if row.status != Status::Pending {
+        let status = row.status.as_str();
+        return refuse(
+            tx,
+            now,
+            actor,
+            attempt,
+            Some(&row.id),
+            &row.role,
+            Refusal::AlreadyDecided { status },
+        );
+    }
+    if rules::is_expired(unix(now), row.expires_at) {
+        expire(tx, now, row)?;
+        return refuse(
+            tx,
+            now,
+            actor,
+            attempt,
+            Some(&row.id),
+            &row.role,
+            Refusal::Expired,
+        );
+    }
+    Ok(Ok(()))
+}
+
+impl Service {
+    /// Creates a pending request for `actor`.
+    pub fn create_request(
+        &self,
+        actor: &UserName,
+        req: NewRequest,
+    ) -> Result<RequestView, ServiceError> {
+        let policy = &self.config.policy;
+        let role = policy
+            .roles
+            .get(&req.role)
+            .ok_or_else(|| ServiceError::Invalid(format!("unknown role {}", req.role)))?;
+        let ttl = rules::certificate_ttl(role, req.ttl).map_err(ServiceError::Invalid)?;
+        self.check_subject_key(actor, &req.public_key)?;
+        let principals = role
+            .principals_for(actor)
+            .map_err(|e| ServiceError::Invalid(format!("role {}: {e}", role.name)))?;
+        let now = Utc::now();
+        flatten(self.store.write(|tx| {
+            if let Err(r) = rules::requester_must_be_listed(policy, role, actor) {
+                return refuse(tx, now, actor, "request.create", None, &role.name, r);
+            }
+            let holdings = rq::holdings(tx, actor, unix(now), None)?;
+            if let Err(r) = rules::no_conflicting_holding(policy, &role.name, actor, &holdings) {
+                return refuse(tx, now, actor, "request.create", None, &role.name, r);
+            }
+            let row = self.new_row(tx, now, actor, role, &req, ttl, &principals)?;
+            rq::insert(tx, &row)?;
+            audit::append(
+                tx,
+                now,
+                &NewEvent {
+                    actor: actor.as_str(),
+                    action: "request.created",
+                    request_id: Some(row.id.as_str()),
+                    serial: None,
+                    detail: json!({
+                        "role": row.role, "reason": row.reason, "ttl_seconds": row.ttl_seconds,
+                        "principals": row.principals, "public_key_fingerprint": row.key_fingerprint,
+                        "role_digest": row.role_digest, "expires_at": row.expires_at,
+                    }),
+                },
+            )?;
+            Ok(Ok(view::request(tx, policy, row)?))
+        }))
+    }
+
+    fn check_subject_key(&self, actor: &UserName, key: &SubjectKey) -> Result<(), ServiceError> {
+        if self.ca.is_ca_key(key) {
+            return Err(ServiceError::Invalid(
+                "the CA key cannot be certified".into(),
+            ));
+        }
+        let registered = self
+            .config
+            .policy
+            .users
+            .get(actor)
+            .map(|u| u.ssh_keys.as_slice())
+            .unwrap_or_default();
+        if !registered.is_empty() && !registered.iter().any(|k| k.key_data() == key.key_data()) {
+            return Err(ServiceError::Invalid(format!(
+                "public key {} is not one of {actor}'s registered ssh_keys",
+                key.fingerprint()
+            )));
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new_row(
+        &self,
+        tx: &Transaction<'_>,
+        now: DateTime<Utc>,
+        actor: &UserName,
+        role: &Role,
+        req: &NewRequest,
+        ttl: Duration,
+        principals: &[Principal],
+    ) -> Result<RequestRow, ServiceError> {
+        let mut id = RequestId::random(&mut rand::rng());
+        while rq::exists(tx, &id)? {
+            id = RequestId::random(&mut rand::rng());
+        }
+        let pending_ttl = self.config.requests.pending_ttl.as_secs() as i64;
+        Ok(RequestRow {
+            id,
+            role: role.name.clone(),
+            requester: actor.clone(),
+            reason: req.reason.as_str().to_owned(),
+            ttl_seconds: ttl.as_secs() as i64,
+            public_key: req.public_key.to_openssh(),
+            key_fingerprint: req.public_key.fingerprint(),
+            principals: principals.iter().map(|p| p.as_str().to_owned()).collect(),
+            role_digest: role.digest(),
+            status: Status::Pending,
+            created_at: unix(now),
+            expires_at: unix(now) + pending_ttl,
+            decided_at: None,
+            decided_by: None,
+            decision_code: None,
+            decision_note: None,
+        })
+    }
+
+    /// Records `actor`'s approval; when it is the last one needed, checks the request again
+    /// and signs the certificate in the same transaction.
+    pub fn approve(
+        &self,
+        actor: &UserName,
+        id: &RequestId,
+        comment: Option<Text>,
+    ) -> Result<RequestView, ServiceError> {
+        let policy = &self.config.policy;
+        let now = Utc::now();
+        flatten(self.store.write(|tx| {
+            let row = rq::get(tx, id)?.ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
+            if let Err(e) = still_pending(tx, now, actor, "request.approve", &row)? {
+                return Ok(Err(e));
+            }
+            if actor == &row.requester {
+                return refuse(tx, now, actor, "request.approve", Some(id), &row.role, Refusal::SelfApproval);
+            }
+            let role = match rules::role_unchanged(policy, &row.role, &row.role_digest) {
+                Ok(role) => role,
+                Err(r) => return end_refused(tx, now, actor, &row, r),
+            };
+            let approved_by: Vec<UserName> = rq::approvals(tx, id)?.into_iter().map(|a| a.approver).collect();
+            if let Err(r) = rules::approver_may_approve(policy, role, &row.requester, actor, &approved_by) {
+                return refuse(tx, now, actor, "request.approve", Some(id), &row.role, r);
+            }
+            let comment = comment.as_ref().map(Text::as_str);
+            rq::insert_approval(tx, id, actor, unix(now), comment)?;
+            audit::append(tx, now, &NewEvent {
+                actor: actor.as_str(),
+                action: "request.approved",
+                request_id: Some(id.as_str()),
+                serial: None,
+                detail: json!({ "role": row.role, "requester": row.requester, "comment": comment }),
+            })?;
+            let mut all = approved_by;
+            all.push(actor.clone());
+            let tally = rules::tally(policy, role, &row.requester, &all);
+            if tally.is_complete() {
+                if let Err(e) = self.issue(tx, now, actor, role, &row, &tally)? {
+                    return Ok(Err(e));
+                }
+            }
+            let row = rq::get(tx, id)?.ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
+            Ok(Ok(view::request(tx, policy, row)?))
+        }))
+    }
+
+    /// The moment of signing: eligibility and conflicts checked again, then the
+    /// certificate, its row, the status change and the `certificate.issued` event.
+    fn issue(
+        &self,
+        tx: &Transaction<'_>,
+        now: DateTime<Utc>,
+        actor: &UserName,
+        role: &Role,
+        row: &RequestRow,
+        tally: &rules::Tally,
+    ) -> Outcome<()> {
+        let policy = &self.config.policy;
+        if let Err(r) = rules::requester_must_be_listed(policy, role, &row.requester) {
+            return end_refused(tx, now, actor, row, r);
+        }
+        let holdings = rq::holdings(tx, &row.requester, unix(now), Some(&row.id))?;
+        if let Err(r) = rules::no_conflicting_holding(policy, &row.role, &row.requester, &holdings)
+        {
+            return end_refused(tx, now, actor, row, r);
+        }
+        let subject = SubjectKey::parse(&row.public_key)
+            .map_err(|e| ServiceError::Store(crate::store::StoreError::Corrupt(e.to_string())))?;
+        let principals = role
+            .principals_for(&row.requester)
+            .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        let serial = fresh_serial(tx)?;
+        let key_id = format!("countersign:{}:{}:{}", row.id, row.requester, row.role);
+        let valid_after = unix(now) - self.config.ca.backdate.as_secs() as i64;
+        let valid_before = unix(now) + row.ttl_seconds;
+        let extensions: Vec<String> = role.extensions.iter().cloned().collect();
+        let cert = self.ca.sign(&Grant {
+            serial,
+            key_id: key_id.clone(),
+            subject: &subject,
+            principals: &principals,
+            valid_after: valid_after.max(0) as u64,
+            valid_before: valid_before as u64,
+            extensions: &extensions,
+            force_command: role.force_command.as_deref(),
+            source_address: &role.source_address,
+        })?;
+        let text = cert.to_openssh().map_err(crate::ca::CaError::Sign)?;
+        let cert_row = CertificateRow {
+            serial,
+            key_id: key_id.clone(),
+            valid_after,
+            valid_before,
+            certificate: text,
+        };
+        rq::insert_certificate(tx, row, &cert_row)?;
+        if !rq::decide(
+            tx,
+            &row.id,
+            Status::Issued,
+            unix(now),
+            actor.as_str(),
+            None,
+            None,
+        )? {
+            return Err(ServiceError::Conflict {
+                code: "already_decided",
+                message: "request changed while signing".into(),
+            });
+        }
+        let counted: Vec<_> = tally
+            .counted
+            .iter()
+            .map(|(u, step)| json!({ "approver": u, "step": step + 1 }))
+            .collect();
+        audit::append(
+            tx,
+            now,
+            &NewEvent {
+                actor: actor.as_str(),
+                action: "certificate.issued",
+                request_id: Some(row.id.as_str()),
+                serial: Some(serial),
+                detail: json!({
+                    "serial": serial.to_string(), "key_id": key_id, "requester": row.requester, "role": row.role,
+                    "principals": principals, "valid_after": valid_after, "valid_before": valid_before,
+                    "public_key_fingerprint": row.key_fingerprint, "approvals": counted, "reason": row.reason,
+                }),
+            },
+        )?;
+        Ok(Ok(()))
+    }
+
+    /// Denies a pending request; only someone who could approve it may.
+    pub fn deny(
+        &self,
+        actor: &UserName,
+        id: &RequestId,
+        reason: Text,
+    ) -> Result<RequestView, ServiceError> {
+        let policy = &self.config.policy;
+        let now = Utc::now();
+        flatten(self.store.write(|tx| {
+            let row = rq::get(tx, id)?.ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
+            if let Err(e) = still_pending(tx, now, actor, "request.deny", &row)? {
+                return Ok(Err(e));
+            }
+            if actor == &row.requester {
+                return Ok(Err(ServiceError::Forbidden("you cannot deny your own request; cancel it instead".into())));
+            }
+            let may = policy.roles.get(&row.role).is_some_and(|role| {
+                policy.users.contains_key(actor) && role.steps.iter().any(|s| policy.is_any_member(actor, &s.approvers))
+            });
+            if !may {
+                let r = Refusal::NotAnApprover { user: actor.clone(), role: row.role.clone() };
+                return refuse(tx, now, actor, "request.deny", Some(id), &row.role, r);
+            }
+            rq::decide(tx, id, Status::Denied, unix(now), actor.as_str(), Some("denied"), Some(reason.as_str()))?;
+            audit::append(tx, now, &NewEvent {
+                actor: actor.as_str(),
+                action: "request.denied",
+                request_id: Some(id.as_str()),
+                serial: None,
+                detail: json!({ "role": row.role, "requester": row.requester, "reason": reason }),
+            })?;
+            let row = rq::get(tx, id)?.ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
+            Ok(Ok(view::request(tx, policy, row)?))
+        }))
+    }
+
+    /// Cancels one's own pending request.
+    pub fn cancel(&self, actor: &UserName, id: &RequestId) -> Result<RequestView, ServiceError> {
+        let policy = &self.config.policy;
+        let now = Utc::now();
+        flatten(self.store.write(|tx| {
+            let row = self.visible(tx, actor, id)?;
+            if actor != &row.requester {
+                return Ok(Err(ServiceError::Forbidden(
+                    "only the requester may cancel a request".into(),
+                )));
+            }
+            if let Err(e) = still_pending(tx, now, actor, "request.cancel", &row)? {
+                return Ok(Err(e));
+            }
+            rq::decide(
+                tx,
+                id,
+                Status::Cancelled,
+                unix(now),
+                actor.as_str(),
+                Some("cancelled"),
+                None,
+            )?;
+            audit::append(
+                tx,
+                now,
+                &NewEvent {
+                    actor: actor.as_str(),
+                    action: "request.cancelled",
+                    request_id: Some(id.as_str()),
+                    serial: None,
+                    detail: json!({ "role": row.role }),
+                },
+            )?;
+            let row = rq::get(tx, id)?
+                .ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
+            Ok(Ok(view::request(tx, policy, row)?))
+        }))
+    }
+}
+
+/// A random serial in 1..=i64::MAX (stored as SQLite INTEGER), never used before.
+fn fresh_serial(tx: &Transaction<'_>) -> Result<u64, ServiceError> {
+    let mut rng = rand::rng();
+    loop {
+        let serial = rng.random_range(1..=i64::MAX as u64);
+        if !rq::serial_taken(tx, serial)? {
+            return Ok(serial);
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! What the API and CLI show of a request: stored facts plus the policy's reading of them.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::Transaction;
+use serde::{Deserialize, Serialize};
+
+use super::ServiceError;
+use crate::names::UserName;
+use crate::policy::Policy;
+use crate::policy::rules;
+use crate::store::requests::{self as rq, RequestRow};
+
+/// RFC 3339 UTC, seconds precision.
+pub fn rfc3339(unix: i64) -> String {
+    DateTime::<Utc>::from_timestamp(unix, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// A request as the API returns it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestView {
+    pub id: String,
+    pub role: String,
+    pub requester: String,
+    pub reason: String,
+    pub status: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub ttl_seconds: i64,
+    pub principals: Vec<String>,
+    pub public_key_fingerprint: String,
+    pub approvals: Vec<ApprovalView>,
+    /// Distinct approvals the role needs in all.
+    pub approvals_required: u32,
+    /// How many more are needed (0 once decided).
+    pub approvals_needed: u32,
+    /// For a pending request: the steps still open.
+    pub waiting_for: Vec<StepView>,
+    pub decided_at: Option<String>,
+    pub decided_by: Option<String>,
+    /// Why it ended: `denied`, `cancelled`, `expired`, or a refusal code.
+    pub decision_code: Option<String>,
+    /// The deny reason or the refusal message.
+    pub decision_note: Option<String>,
+    pub certificate: Option<CertificateView>,
+}
+
+/// One approval.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApprovalView {
+    pub approver: String,
+    pub at: String,
+    pub comment: Option<String>,
+}
+
+/// An approval step still waiting.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepView {
+    pub approvers: Vec<String>,
+    pub approvals: u32,
+    pub remaining: u32,
+}
+
+/// The issued certificate's identifying facts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CertificateView {
+    /// Decimal string (64-bit).
+    pub serial: String,
+    pub key_id: String,
+    pub valid_after: String,
+    pub valid_before: String,
+}
+
+/// `GET /v1/whoami`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WhoAmI {
+    pub user: String,
+    pub groups: Vec<String>,
+    pub admin: bool,
+    /// Roles the user may request.
+    pub can_request: Vec<String>,
+    /// Roles whose requests the user may approve.
+    pub can_approve: Vec<String>,
+}
+
+pub(super) fn whoami(policy: &Policy, user: &UserName) -> WhoAmI {
+    let u = policy.users.get(user);
+    let roles = |pick: &dyn Fn(&crate::policy::Role) -> bool| -> Vec<String> {
+        policy
+            .roles
+            .values()
+            .filter(|r| pick(r))
+            .map(|r| r.name.to_string())
+            .collect()
+    };
+    WhoAmI {
+        user: user.to_string(),
+        groups: u
+            .map(|u| u.groups.iter().map(ToString::to_string).collect())
+            .unwrap_or_default(),
+        admin: policy.is_admin(user),
+        can_request: roles(&|r| policy.is_any_member(user, &r.requesters)),
+        can_approve: roles(&|r| {
+            r.steps
+                .iter()
+                .any(|s| policy.is_any_member(user, &s.approvers))
+        }),
+    }
+}
+
+pub(super) fn request(
+    tx: &Transaction<'_>,
+    policy: &Policy,
+    row: RequestRow,
+) -> Result<RequestView, ServiceError> {
+    let approvals = rq::approvals(tx, &row.id)?;
+    let certificate = rq::certificate(tx, &row.id)?.map(|c| CertificateView {
+        serial: c.serial.to_string(),
+        key_id: c.key_id,
+        valid_after: rfc3339(c.valid_after),
+        valid_before: rfc3339(c.valid_before),
+    });
+    let role = policy
+        .roles
+        .get(&row.role)
+        .filter(|r| r.digest() == row.role_digest);
+    let (required, needed, waiting_for) = match role {
+        Some(role) => {
+            let approvers: Vec<UserName> = approvals.iter().map(|a| a.approver.clone()).collect();
+            let tally = rules::tally(policy, role, &row.requester, &approvers);
+            let pending = row.status == rq::Status::Pending;
+            let waiting = role
+                .steps
+                .iter()
+                .zip(&tally.missing)
+                .filter(|(_, m)| pending && **m > 0)
+                .map(|(s, m)| StepView {
+                    approvers: s.approvers.iter().map(ToString::to_string).collect(),
+                    approvals: s.approvals,
+                    remaining: *m,
+                })
+                .collect();
+            (
+                role.approvals_needed(),
+                if pending { tally.still_needed() } else { 0 },
+                waiting,
+            )
+        }
+        None => (0, 0, Vec::new()),
+    };
+    Ok(RequestView {
+        id: row.id.to_string(),
+        role: row.role.to_string(),
+        requester: row.requester.to_string(),
+        reason: row.reason,
+        status: row.status.as_str().to_owned(),
+        created_at: rfc3339(row.created_at),
+        expires_at: rfc3339(row.expires_at),
+        ttl_seconds: row.ttl_seconds,
+        principals: row.principals,
+        public_key_fingerprint: row.key_fingerprint,
+        approvals: approvals
+            .into_iter()
+            .map(|a| ApprovalView {
+                approver: a.approver.to_string(),
+                at: rfc3339(a.at),
+                comment: a.comment,
+            })
+            .collect(),
+        approvals_required: required,
+        approvals_needed: needed,
+        waiting_for,
+        decided_at: row.decided_at.map(rfc3339),
+        decided_by: row.decided_by,
+        decision_code: row.decision_code,
+        decision_note: row.decision_note,
+        certificate,
+    })
+}

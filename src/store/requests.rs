@@ -1,0 +1,323 @@
+//! Requests, approvals and certificates: rows and the queries over them.
+//!
+//! Values read back are parsed into the same types as input; a row that does not parse is
+//! reported as corrupt instead of being trusted.
+
+use rusqlite::{OptionalExtension, Row, Transaction, params};
+
+use super::StoreError;
+use crate::names::{RequestId, RoleName, UserName};
+
+/// Where a request is in its life; only `pending` can change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pending,
+    Issued,
+    Denied,
+    Cancelled,
+    Expired,
+    Refused,
+}
+
+impl Status {
+    /// All statuses, for help texts.
+    pub const ALL: [Status; 6] = [
+        Status::Pending,
+        Status::Issued,
+        Status::Denied,
+        Status::Cancelled,
+        Status::Expired,
+        Status::Refused,
+    ];
+
+    /// The stored and public name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Issued => "issued",
+            Status::Denied => "denied",
+            Status::Cancelled => "cancelled",
+            Status::Expired => "expired",
+            Status::Refused => "refused",
+        }
+    }
+
+    /// Parses a public name.
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+/// One stored request.
+#[derive(Debug, Clone)]
+pub struct RequestRow {
+    pub id: RequestId,
+    pub role: RoleName,
+    pub requester: UserName,
+    pub reason: String,
+    pub ttl_seconds: i64,
+    pub public_key: String,
+    pub key_fingerprint: String,
+    pub principals: Vec<String>,
+    pub role_digest: String,
+    pub status: Status,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub decided_at: Option<i64>,
+    pub decided_by: Option<String>,
+    pub decision_code: Option<String>,
+    pub decision_note: Option<String>,
+}
+
+/// One stored approval.
+#[derive(Debug, Clone)]
+pub struct ApprovalRow {
+    pub approver: UserName,
+    pub at: i64,
+    pub comment: Option<String>,
+}
+
+/// One issued certificate.
+#[derive(Debug, Clone)]
+pub struct CertificateRow {
+    pub serial: u64,
+    pub key_id: String,
+    pub valid_after: i64,
+    pub valid_before: i64,
+    pub certificate: String,
+}
+
+const REQUEST_COLUMNS: &str = "id, role, requester, reason, ttl_seconds, public_key, key_fingerprint, \
+     principals, role_digest, status, created_at, expires_at, decided_at, decided_by, \
+     decision_code, decision_note";
+
+fn corrupt(what: &str, value: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        0,
+        rusqlite::types::Type::Text,
+        format!("stored {what} {value:?} does not parse").into(),
+    )
+}
+
+fn request_from_row(r: &Row<'_>) -> rusqlite::Result<RequestRow> {
+    let id: String = r.get(0)?;
+    let role: String = r.get(1)?;
+    let requester: String = r.get(2)?;
+    let principals: String = r.get(7)?;
+    let status: String = r.get(9)?;
+    Ok(RequestRow {
+        id: RequestId::parse(&id).map_err(|_| corrupt("request id", &id))?,
+        role: RoleName::parse(&role).map_err(|_| corrupt("role", &role))?,
+        requester: UserName::parse(&requester).map_err(|_| corrupt("requester", &requester))?,
+        reason: r.get(3)?,
+        ttl_seconds: r.get(4)?,
+        public_key: r.get(5)?,
+        key_fingerprint: r.get(6)?,
+        principals: serde_json::from_str(&principals)
+            .map_err(|_| corrupt("principals", &principals))?,
+        role_digest: r.get(8)?,
+        status: Status::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+        created_at: r.get(10)?,
+        expires_at: r.get(11)?,
+        decided_at: r.get(12)?,
+        decided_by: r.get(13)?,
+        decision_code: r.get(14)?,
+        decision_note: r.get(15)?,
+    })
+}
+
+/// Stores a new pending request.
+pub fn insert(tx: &Transaction<'_>, r: &RequestRow) -> Result<(), StoreError> {
+    let principals =
+        serde_json::to_string(&r.principals).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    tx.execute(
+        &format!("INSERT INTO requests ({REQUEST_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)"),
+        params![
+            r.id.as_str(),
+            r.role.as_str(),
+            r.requester.as_str(),
+            r.reason,
+            r.ttl_seconds,
+            r.public_key,
+            r.key_fingerprint,
+            principals,
+            r.role_digest,
+            r.status.as_str(),
+            r.created_at,
+            r.expires_at,
+            r.decided_at,
+            r.decided_by,
+            r.decision_code,
+            r.decision_note,
+        ],
+    )?;
+    Ok(())
+}
+
+/// Whether an id is already taken.
+pub fn exists(tx: &Transaction<'_>, id: &RequestId) -> Result<bool, StoreError> {
+    let n: i64 = tx.query_row(
+        "SELECT count(*) FROM requests WHERE id = ?1",
+        [id.as_str()],
+        |r| r.get(0),
+    )?;
+    Ok(n > 0)
+}
+
+/// The request with this id.
+pub fn get(tx: &Transaction<'_>, id: &RequestId) -> Result<Option<RequestRow>, StoreError> {
+    Ok(tx
+        .query_row(
+            &format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?1"),
+            [id.as_str()],
+            request_from_row,
+        )
+        .optional()?)
+}
+
+/// Requests, newest first, optionally of one status; at most `limit`.
+pub fn list(
+    tx: &Transaction<'_>,
+    status: Option<Status>,
+    limit: u32,
+) -> Result<Vec<RequestRow>, StoreError> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {REQUEST_COLUMNS} FROM requests WHERE (?1 IS NULL OR status = ?1) \
+         ORDER BY created_at DESC, id LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![status.map(Status::as_str), limit], request_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Pending requests whose deadline has passed.
+pub fn overdue(tx: &Transaction<'_>, now: i64) -> Result<Vec<RequestRow>, StoreError> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {REQUEST_COLUMNS} FROM requests WHERE status = 'pending' AND expires_at <= ?1"
+    ))?;
+    let rows = stmt.query_map([now], request_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Ends a pending request. Returns false if it was no longer pending (the caller lost a
+/// race and must not act on it).
+pub fn decide(
+    tx: &Transaction<'_>,
+    id: &RequestId,
+    status: Status,
+    at: i64,
+    by: &str,
+    code: Option<&str>,
+    note: Option<&str>,
+) -> Result<bool, StoreError> {
+    let n = tx.execute(
+        "UPDATE requests SET status = ?2, decided_at = ?3, decided_by = ?4, decision_code = ?5, \
+         decision_note = ?6 WHERE id = ?1 AND status = 'pending'",
+        params![id.as_str(), status.as_str(), at, by, code, note],
+    )?;
+    Ok(n == 1)
+}
+
+/// Roles `user` holds or has asked for: active certificates (unexpired, unrevoked) and
+/// pending requests, the request `except` left out.
+pub fn holdings(
+    tx: &Transaction<'_>,
+    user: &UserName,
+    now: i64,
+    except: Option<&RequestId>,
+) -> Result<Vec<RoleName>, StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT role FROM certificates WHERE requester = ?1 AND valid_before > ?2 AND revoked_at IS NULL \
+         UNION SELECT role FROM requests WHERE requester = ?1 AND status = 'pending' AND expires_at > ?2 \
+         AND id IS NOT ?3",
+    )?;
+    let rows = stmt.query_map(
+        params![user.as_str(), now, except.map(RequestId::as_str)],
+        |r| {
+            let role: String = r.get(0)?;
+            RoleName::parse(&role).map_err(|_| corrupt("role", &role))
+        },
+    )?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Records one approval.
+pub fn insert_approval(
+    tx: &Transaction<'_>,
+    id: &RequestId,
+    approver: &UserName,
+    at: i64,
+    comment: Option<&str>,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO approvals (request_id, approver, at, comment) VALUES (?1, ?2, ?3, ?4)",
+        params![id.as_str(), approver.as_str(), at, comment],
+    )?;
+    Ok(())
+}
+
+/// Approvals of a request, oldest first.
+pub fn approvals(tx: &Transaction<'_>, id: &RequestId) -> Result<Vec<ApprovalRow>, StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT approver, at, comment FROM approvals WHERE request_id = ?1 ORDER BY at, rowid",
+    )?;
+    let rows = stmt.query_map([id.as_str()], |r| {
+        let approver: String = r.get(0)?;
+        Ok(ApprovalRow {
+            approver: UserName::parse(&approver).map_err(|_| corrupt("approver", &approver))?,
+            at: r.get(1)?,
+            comment: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Whether a serial was ever used.
+pub fn serial_taken(tx: &Transaction<'_>, serial: u64) -> Result<bool, StoreError> {
+    let n: i64 = tx.query_row(
+        "SELECT count(*) FROM certificates WHERE serial = ?1",
+        [serial as i64],
+        |r| r.get(0),
+    )?;
+    Ok(n > 0)
+}
+
+/// Stores an issued certificate; the UNIQUE constraints make a second one for the same
+/// request, or a reused serial, fail the whole transaction.
+pub fn insert_certificate(
+    tx: &Transaction<'_>,
+    req: &RequestRow,
+    c: &CertificateRow,
+) -> Result<(), StoreError> {
+    let serial =
+        i64::try_from(c.serial).map_err(|_| StoreError::Corrupt("serial out of range".into()))?;
+    tx.execute(
+        "INSERT INTO certificates (serial, request_id, requester, role, key_id, valid_after, valid_before, certificate) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![serial, req.id.as_str(), req.requester.as_str(), req.role.as_str(), c.key_id, c.valid_after, c.valid_before, c.certificate],
+    )?;
+    Ok(())
+}
+
+/// The certificate issued for a request, if any.
+pub fn certificate(
+    tx: &Transaction<'_>,
+    id: &RequestId,
+) -> Result<Option<CertificateRow>, StoreError> {
+    Ok(tx
+        .query_row(
+            "SELECT serial, key_id, valid_after, valid_before, certificate FROM certificates WHERE request_id = ?1",
+            [id.as_str()],
+            |r| {
+                let serial: i64 = r.get(0)?;
+                Ok(CertificateRow {
+                    serial: u64::try_from(serial).map_err(|_| corrupt("serial", &serial.to_string()))?,
+                    key_id: r.get(1)?,
+                    valid_after: r.get(2)?,
+                    valid_before: r.get(3)?,
+                    certificate: r.get(4)?,
+                })
+            },
+        )
+        .optional()?)
+}

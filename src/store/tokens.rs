@@ -1,0 +1,71 @@
+//! API tokens: 256 random bits shown once, stored only as SHA-256 hashes.
+
+use rand::Rng;
+use rusqlite::{OptionalExtension, Transaction, params};
+use sha2::{Digest, Sha256};
+
+use super::StoreError;
+use crate::names::UserName;
+
+/// Prefix that makes a leaked token easy to find with a secret scanner.
+pub const TOKEN_PREFIX: &str = "cs_";
+
+/// A freshly generated token: the secret the user keeps, and what the database keeps.
+pub struct NewToken {
+    /// Shown once, never stored.
+    pub secret: String,
+    /// Stored.
+    pub hash: String,
+}
+
+impl std::fmt::Debug for NewToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewToken")
+            .field("hash", &self.hash)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Generates a token from the OS-seeded CSPRNG.
+pub fn generate() -> NewToken {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let secret = format!("{TOKEN_PREFIX}{}", hex::encode(bytes));
+    let hash = hash(&secret);
+    NewToken { secret, hash }
+}
+
+/// The stored form of a token.
+pub fn hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Stores a token hash for `user`.
+pub fn insert(
+    tx: &Transaction<'_>,
+    hash: &str,
+    user: &UserName,
+    now: i64,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO tokens (hash, user, created_at) VALUES (?1, ?2, ?3)",
+        params![hash, user.as_str(), now],
+    )?;
+    Ok(())
+}
+
+/// Deletes every token of `user`; returns how many.
+pub fn revoke_all(tx: &Transaction<'_>, user: &UserName) -> Result<usize, StoreError> {
+    Ok(tx.execute("DELETE FROM tokens WHERE user = ?1", [user.as_str()])?)
+}
+
+/// The user a token belongs to, if it exists.
+pub fn lookup(tx: &Transaction<'_>, secret: &str) -> Result<Option<String>, StoreError> {
+    Ok(tx
+        .query_row(
+            "SELECT user FROM tokens WHERE hash = ?1",
+            [hash(secret)],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
