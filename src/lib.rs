@@ -16,10 +16,10 @@
 //! - [`audit`]: the append-only, hash-chained audit log and its verification.
 //! - [`ca`]: the CA key file and the one function that signs certificates.
 
-// pub mod api;
+pub mod api;
 pub mod audit;
 pub mod ca;
-// pub mod cli;
+pub mod cli;
 pub mod config;
 pub mod names;
 pub mod policy;

@@ -1,1 +1,30 @@
-fn main() {}
+//! The `countersign` binary: parse the command line, set up logging, run, and turn an
+//! error into a one-line message and a non-zero exit status.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = countersign::cli::Cli::parse();
+    let default = if matches!(cli.command, countersign::cli::Command::Serve) {
+        "info"
+    } else {
+        "warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .init();
+    match countersign::cli::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("countersign: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -21,6 +21,7 @@ use crate::audit::{self, AuditError, NewEvent};
 use crate::ca::{CaError, CertificateAuthority};
 use crate::config::Config;
 use crate::names::{RequestId, UserName};
+use crate::policy::Policy;
 use crate::policy::rules::{self, Refusal};
 use crate::store::requests::{self as rq, Status};
 use crate::store::{Store, StoreError, tokens};
@@ -123,53 +124,6 @@ impl Service {
             .and_then(|u| UserName::parse(&u).ok())
             .filter(|u| self.config.policy.users.contains_key(u));
         user.ok_or(ServiceError::Unauthenticated)
-    }
-
-    /// Creates a token for a configured user; returns the secret (shown once).
-    pub fn create_token(&self, user: &UserName, operator: &str) -> Result<String, ServiceError> {
-        if !self.config.policy.users.contains_key(user) {
-            return Err(ServiceError::Invalid(format!(
-                "user {user} is not defined in the config"
-            )));
-        }
-        let token = tokens::generate();
-        let now = Utc::now();
-        self.store.write(|tx| {
-            tokens::insert(tx, &token.hash, user, now.timestamp())?;
-            audit::append(
-                tx,
-                now,
-                &NewEvent {
-                    actor: operator,
-                    action: "token.created",
-                    request_id: None,
-                    serial: None,
-                    detail: serde_json::json!({ "user": user }),
-                },
-            )?;
-            Ok::<_, ServiceError>(())
-        })?;
-        Ok(token.secret)
-    }
-
-    /// Revokes every token of `user`; returns how many there were.
-    pub fn revoke_tokens(&self, user: &UserName, operator: &str) -> Result<usize, ServiceError> {
-        let now = Utc::now();
-        self.store.write(|tx| {
-            let n = tokens::revoke_all(tx, user)?;
-            audit::append(
-                tx,
-                now,
-                &NewEvent {
-                    actor: operator,
-                    action: "token.revoked",
-                    request_id: None,
-                    serial: None,
-                    detail: serde_json::json!({ "user": user, "tokens": n }),
-                },
-            )?;
-            Ok::<_, ServiceError>(n)
-        })
     }
 
     /// Who the caller is and what they may do.
@@ -294,4 +248,61 @@ impl Service {
 /// Seconds since the epoch of `now`.
 fn unix(now: DateTime<Utc>) -> i64 {
     now.timestamp()
+}
+
+/// Creates a token for a configured user; returns the secret (shown once). Needs only
+/// the database, so operators can hand out tokens before the CA key exists.
+pub fn create_token(
+    store: &Store,
+    policy: &Policy,
+    user: &UserName,
+    operator: &str,
+) -> Result<String, ServiceError> {
+    if !policy.users.contains_key(user) {
+        return Err(ServiceError::Invalid(format!(
+            "user {user} is not defined in the config"
+        )));
+    }
+    let token = tokens::generate();
+    let now = Utc::now();
+    store.write(|tx| {
+        tokens::insert(tx, &token.hash, user, now.timestamp())?;
+        audit::append(
+            tx,
+            now,
+            &NewEvent {
+                actor: operator,
+                action: "token.created",
+                request_id: None,
+                serial: None,
+                detail: serde_json::json!({ "user": user }),
+            },
+        )?;
+        Ok::<_, ServiceError>(())
+    })?;
+    Ok(token.secret)
+}
+
+/// Revokes every token of `user`; returns how many there were.
+pub fn revoke_tokens(
+    store: &Store,
+    user: &UserName,
+    operator: &str,
+) -> Result<usize, ServiceError> {
+    let now = Utc::now();
+    store.write(|tx| {
+        let n = tokens::revoke_all(tx, user)?;
+        audit::append(
+            tx,
+            now,
+            &NewEvent {
+                actor: operator,
+                action: "token.revoked",
+                request_id: None,
+                serial: None,
+                detail: serde_json::json!({ "user": user, "tokens": n }),
+            },
+        )?;
+        Ok::<_, ServiceError>(n)
+    })
 }

@@ -1,0 +1,102 @@
+//! The HTTP API (`/v1`): router, server lifecycle, and the shared extractors.
+//!
+//! Handlers parse input into types (`names.rs`, `pubkey.rs`), call one [`Service`]
+//! operation on a blocking thread, and format the result. Every error leaves as
+//! `{"error":{"code","message"}}` through [`ApiError`].
+
+mod audit;
+mod auth;
+mod error;
+mod extract;
+mod misc;
+mod requests;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+
+pub use auth::Actor;
+pub use error::ApiError;
+
+use crate::service::{Service, ServiceError};
+
+/// Largest request body accepted (413 beyond).
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Shared state of every handler.
+pub type AppState = Arc<Service>;
+
+/// Every route of the API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/health", get(misc::health_get))
+        .route("/v1/ca.pub", get(misc::ca_pub_get))
+        .route("/v1/whoami", get(misc::whoami_get))
+        .route(
+            "/v1/requests",
+            post(requests::requests_create).get(requests::requests_list),
+        )
+        .route("/v1/requests/{id}", get(requests::request_get))
+        .route("/v1/requests/{id}/approve", post(requests::request_approve))
+        .route("/v1/requests/{id}/deny", post(requests::request_deny))
+        .route("/v1/requests/{id}/cancel", post(requests::request_cancel))
+        .route(
+            "/v1/requests/{id}/certificate",
+            get(requests::certificate_get),
+        )
+        .route("/v1/audit", get(audit::audit_list))
+        .route("/v1/audit/verify", get(audit::audit_verify))
+        .fallback(misc::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, expiring overdue requests in
+/// the background meanwhile.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let sweeper = tokio::spawn(sweep_expired(state.clone()));
+    let result = axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    sweeper.abort();
+    result
+}
+
+/// Runs `f` on the blocking pool: the store is synchronous SQLite.
+pub(crate) async fn blocking<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&Service) -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let state = state.clone();
+    match tokio::task::spawn_blocking(move || f(&state)).await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(join) => Err(ApiError::internal(&join)),
+    }
+}
+
+/// Marks overdue requests expired every few seconds, so they end with an audit row even
+/// if nobody looks at them.
+async fn sweep_expired(state: AppState) {
+    let period = (state.config().requests.pending_ttl / 10)
+        .clamp(Duration::from_secs(1), Duration::from_secs(30));
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tick.tick().await;
+        let s = state.clone();
+        match tokio::task::spawn_blocking(move || s.expire_overdue()).await {
+            Ok(Ok(n)) if n > 0 => tracing::info!(expired = n, "expired overdue requests"),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %error::chain(&e), "expiry sweep failed"),
+            Err(e) => tracing::error!(error = %e, "expiry sweep panicked"),
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! `GET /v1/audit` and `GET /v1/audit/verify` (admins only).
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::extract::Query;
+use super::{Actor, ApiError, AppState, blocking};
+use crate::audit::Filter;
+use crate::names::RequestId;
+
+/// Most events one call returns.
+pub const MAX_LIMIT: u32 = 10_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    serial: Option<String>,
+    request: Option<String>,
+    after_seq: Option<i64>,
+    limit: Option<u32>,
+}
+
+impl AuditQuery {
+    fn parse(self) -> Result<Filter, ApiError> {
+        let serial =
+            match self.serial {
+                Some(s) => Some(s.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    ApiError::invalid("serial must be a positive decimal number")
+                })?),
+                None => None,
+            };
+        let request_id = match self.request {
+            Some(r) => Some(
+                RequestId::parse(&r)
+                    .map_err(|e| ApiError::invalid(e.to_string()))?
+                    .to_string(),
+            ),
+            None => None,
+        };
+        let after_seq = self.after_seq.unwrap_or(0);
+        if after_seq < 0 {
+            return Err(ApiError::invalid("after_seq must not be negative"));
+        }
+        let limit = self.limit.unwrap_or(100);
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(ApiError::invalid(format!(
+                "limit must be between 1 and {MAX_LIMIT}"
+            )));
+        }
+        Ok(Filter {
+            serial,
+            request_id,
+            after_seq,
+            limit,
+        })
+    }
+}
+
+/// `GET /v1/audit?serial=N&request=ID&after_seq=K&limit=L`.
+pub async fn audit_list(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let filter = q.parse()?;
+    let events = blocking(&state, move |s| s.audit_events(&actor, &filter)).await?;
+    Ok(Json(json!({ "events": events })))
+}
+
+/// `GET /v1/audit/verify`: 200 with the head when the chain holds, 500 naming the first
+/// bad event when it does not.
+pub async fn audit_verify(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+) -> Result<Json<Value>, ApiError> {
+    match blocking(&state, move |s| s.audit_verify(Some(&actor))).await {
+        Ok(v) => Ok(Json(
+            json!({ "ok": true, "events": v.events, "head": v.head }),
+        )),
+        Err(e) => Err(e),
+    }
+}

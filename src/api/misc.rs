@@ -1,0 +1,31 @@
+//! Health, CA public key, whoami, and the 404 for unknown paths.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+
+use super::{Actor, ApiError, AppState};
+use crate::service::WhoAmI;
+
+/// `GET /v1/health` (no auth).
+pub async fn health_get() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /v1/ca.pub` (no auth): the line for `TrustedUserCAKeys`.
+pub async fn ca_pub_get(State(state): State<AppState>) -> impl IntoResponse {
+    let line = format!("{}\n", state.ca().public_key_line());
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], line)
+}
+
+/// `GET /v1/whoami`.
+pub async fn whoami_get(State(state): State<AppState>, Actor(actor): Actor) -> Json<WhoAmI> {
+    Json(state.whoami(&actor))
+}
+
+/// Any path that is not an endpoint.
+pub async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}

@@ -1,0 +1,176 @@
+//! `/v1/requests`: create, list, read, approve, deny, cancel, fetch the certificate.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::extract::{Json as JsonBody, OptionalJson, Query};
+use super::{Actor, ApiError, AppState, blocking};
+use crate::names::{RequestId, RoleName, Text, parse_duration};
+use crate::pubkey::SubjectKey;
+use crate::service::{NewRequest, RequestView};
+use crate::store::requests::Status;
+
+/// `POST /v1/requests` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    role: String,
+    public_key: String,
+    reason: String,
+    ttl: Option<String>,
+}
+
+impl CreateBody {
+    fn parse(self) -> Result<NewRequest, ApiError> {
+        let bad =
+            |field: &str, e: &dyn std::fmt::Display| ApiError::invalid(format!("{field}: {e}"));
+        Ok(NewRequest {
+            role: RoleName::parse(&self.role).map_err(|e| bad("role", &e))?,
+            public_key: SubjectKey::parse(&self.public_key).map_err(|e| bad("public_key", &e))?,
+            reason: Text::parse(&self.reason, "reason").map_err(|e| bad("reason", &e))?,
+            ttl: match self.ttl {
+                Some(t) => Some(parse_duration(&t, "ttl").map_err(|e| bad("ttl", &e))?),
+                None => None,
+            },
+        })
+    }
+}
+
+/// `POST /v1/requests/{id}/approve` body (optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveBody {
+    comment: Option<String>,
+}
+
+/// `POST /v1/requests/{id}/deny` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DenyBody {
+    reason: String,
+}
+
+/// `POST /v1/requests/{id}/cancel` body (optional, empty).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelBody {}
+
+/// `GET /v1/requests` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    status: Option<String>,
+}
+
+fn request_id(raw: &str) -> Result<RequestId, ApiError> {
+    RequestId::parse(raw).map_err(|e| ApiError::invalid(e.to_string()))
+}
+
+/// `POST /v1/requests` -> 201 with the request.
+pub async fn requests_create(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    JsonBody(body): JsonBody<CreateBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let req = body.parse()?;
+    let view = blocking(&state, move |s| s.create_request(&actor, req)).await?;
+    tracing::info!(id = %view.id, role = %view.role, requester = %view.requester, "request created");
+    let location = format!("/v1/requests/{}", view.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(view),
+    ))
+}
+
+/// `GET /v1/requests?status=S`.
+pub async fn requests_list(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let status = match q.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(Status::parse(s).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "status must be one of {}",
+                Status::ALL.map(Status::as_str).join(", ")
+            ))
+        })?),
+    };
+    let requests = blocking(&state, move |s| s.list(&actor, status)).await?;
+    Ok(Json(json!({ "requests": requests })))
+}
+
+/// `GET /v1/requests/{id}`.
+pub async fn request_get(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Path(id): Path<String>,
+) -> Result<Json<RequestView>, ApiError> {
+    let id = request_id(&id)?;
+    Ok(Json(blocking(&state, move |s| s.get(&actor, &id)).await?))
+}
+
+/// `POST /v1/requests/{id}/approve`.
+pub async fn request_approve(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Path(id): Path<String>,
+    JsonBody(body): OptionalJson<ApproveBody>,
+) -> Result<Json<RequestView>, ApiError> {
+    let id = request_id(&id)?;
+    let comment = match body.comment {
+        Some(c) => Some(Text::parse(&c, "comment").map_err(|e| ApiError::invalid(e.to_string()))?),
+        None => None,
+    };
+    let view = blocking(&state, move |s| s.approve(&actor, &id, comment)).await?;
+    tracing::info!(id = %view.id, status = %view.status, "request approved");
+    Ok(Json(view))
+}
+
+/// `POST /v1/requests/{id}/deny`.
+pub async fn request_deny(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<DenyBody>,
+) -> Result<Json<RequestView>, ApiError> {
+    let id = request_id(&id)?;
+    let reason =
+        Text::parse(&body.reason, "reason").map_err(|e| ApiError::invalid(e.to_string()))?;
+    let view = blocking(&state, move |s| s.deny(&actor, &id, reason)).await?;
+    tracing::info!(id = %view.id, "request denied");
+    Ok(Json(view))
+}
+
+/// `POST /v1/requests/{id}/cancel`.
+pub async fn request_cancel(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Path(id): Path<String>,
+    JsonBody(_): OptionalJson<CancelBody>,
+) -> Result<Json<RequestView>, ApiError> {
+    let id = request_id(&id)?;
+    let view = blocking(&state, move |s| s.cancel(&actor, &id)).await?;
+    tracing::info!(id = %view.id, "request cancelled");
+    Ok(Json(view))
+}
+
+/// `GET /v1/requests/{id}/certificate` -> the certificate line as text/plain.
+pub async fn certificate_get(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = request_id(&id)?;
+    let cert = blocking(&state, move |s| s.certificate(&actor, &id)).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{cert}\n"),
+    ))
+}

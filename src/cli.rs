@@ -1,0 +1,109 @@
+//! The command line: clap definitions and dispatch, one file per command group.
+//!
+//! Client commands (`whoami`, `request`, `list`, `show`, `approve`, `deny`, `cancel`,
+//! `cert`, `audit`) talk to the HTTP API with `COUNTERSIGN_URL` and `COUNTERSIGN_TOKEN`
+//! (the token is read from the environment only, never from argv, where `ps` shows it).
+//! Operator commands (`init`, `serve`, `check-config`, `token`, `audit verify`) run on
+//! the CA host against the config and its data directory.
+
+mod audit;
+mod client;
+mod decide;
+mod init;
+mod output;
+mod request;
+mod serve;
+mod show;
+mod token;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Command-line interface of countersign.
+#[derive(Debug, Parser)]
+#[command(
+    name = "countersign",
+    version,
+    about = "SSH certificate authority with just-in-time access and separation of duties"
+)]
+pub struct Cli {
+    /// Configuration file (operator commands).
+    #[arg(
+        long,
+        global = true,
+        env = "COUNTERSIGN_CONFIG",
+        default_value = "config/countersign.toml"
+    )]
+    pub config: PathBuf,
+    /// Base URL of the countersign server (client commands).
+    #[arg(
+        long,
+        global = true,
+        env = "COUNTERSIGN_URL",
+        default_value = "http://127.0.0.1:7070"
+    )]
+    pub url: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every command.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the data directory, database and CA key; print the CA public key.
+    Init,
+    /// Run the HTTP API.
+    Serve,
+    /// Validate the configuration and print a summary.
+    CheckConfig,
+    /// Create or revoke API tokens (on the CA host).
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+    /// Show who the token belongs to.
+    Whoami(JsonFlag),
+    /// Ask for a role.
+    Request(request::RequestArgs),
+    /// List requests you can see.
+    List(show::ListArgs),
+    /// Show one request.
+    Show(show::ShowArgs),
+    /// Approve a request.
+    Approve(decide::ApproveArgs),
+    /// Deny a request.
+    Deny(decide::DenyArgs),
+    /// Cancel your own pending request.
+    Cancel(decide::CancelArgs),
+    /// Fetch the certificate of an issued request.
+    Cert(show::CertArgs),
+    /// Read the audit log (admins), or `audit verify` its hash chain on the CA host.
+    Audit(audit::AuditArgs),
+}
+
+/// `--json` for commands whose output scripts read.
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Init => init::init(&cli.config),
+        Command::Serve => serve::serve(&cli.config),
+        Command::CheckConfig => init::check_config(&cli.config),
+        Command::Token(cmd) => token::run(&cli.config, cmd),
+        Command::Audit(args) => audit::run(&cli.config, &cli.url, args),
+        Command::Whoami(flag) => show::whoami(&cli.url, flag.json),
+        Command::Request(args) => request::run(&cli.url, args),
+        Command::List(args) => show::list(&cli.url, args),
+        Command::Show(args) => show::show(&cli.url, args),
+        Command::Approve(args) => decide::approve(&cli.url, args),
+        Command::Deny(args) => decide::deny(&cli.url, args),
+        Command::Cancel(args) => decide::cancel(&cli.url, args),
+        Command::Cert(args) => show::cert(&cli.url, args),
+    }
+}

@@ -1,0 +1,84 @@
+//! The HTTP client used by client commands: bearer token from `COUNTERSIGN_TOKEN`,
+//! API errors turned into one-line messages that carry the error code.
+
+use anyhow::{Context, anyhow, bail};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// A connection to one countersign server.
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Client {
+    /// Reads the token from the environment; fails with a hint when it is missing.
+    pub fn from_env(url: &str) -> anyhow::Result<Client> {
+        let token = std::env::var("COUNTERSIGN_TOKEN")
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+            .ok_or_else(|| anyhow!("COUNTERSIGN_TOKEN is not set (an operator creates one with `countersign token create USER`)"))?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(Client {
+            http: reqwest::Client::builder().build()?,
+            base: url.trim_end_matches('/').to_owned(),
+            token: token.trim().to_owned(),
+            rt,
+        })
+    }
+
+    /// GET returning JSON.
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let text = self.send(self.http.get(self.url(path)))?;
+        serde_json::from_str(&text).context("server sent a response that is not the expected JSON")
+    }
+
+    /// GET returning text.
+    pub fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        self.send(self.http.get(self.url(path)))
+    }
+
+    /// POST a JSON body, returning JSON.
+    pub fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        let text = self.send(self.http.post(self.url(path)).json(body))?;
+        serde_json::from_str(&text).context("server sent a response that is not the expected JSON")
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<String> {
+        let req = req.bearer_auth(&self.token);
+        self.rt.block_on(async {
+            let resp = req
+                .send()
+                .await
+                .with_context(|| format!("cannot reach countersign at {}", self.base))?;
+            let status = resp.status();
+            let text = resp.text().await.context("reading the response")?;
+            if status.is_success() {
+                return Ok(text);
+            }
+            let parsed: Option<Value> = serde_json::from_str(&text).ok();
+            let code = parsed
+                .as_ref()
+                .and_then(|v| v["error"]["code"].as_str())
+                .unwrap_or("error");
+            let message = parsed
+                .as_ref()
+                .and_then(|v| v["error"]["message"].as_str())
+                .unwrap_or("unexpected response");
+            bail!("{code}: {message} (HTTP {})", status.as_u16())
+        })
+    }
+}

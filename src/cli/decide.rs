@@ -1,0 +1,93 @@
+//! `approve`, `deny`, `cancel`.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use serde_json::json;
+
+use super::client::Client;
+use super::output;
+use super::show::urlencode;
+use crate::service::RequestView;
+
+/// `approve` arguments.
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// Request id (r-...).
+    pub id: String,
+    /// Note recorded with the approval.
+    #[arg(long)]
+    pub comment: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `deny` arguments.
+#[derive(Debug, Args)]
+pub struct DenyArgs {
+    /// Request id (r-...).
+    pub id: String,
+    /// Why (required; the requester sees it).
+    #[arg(long)]
+    pub reason: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `cancel` arguments.
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// Request id (r-...).
+    pub id: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn report(r: &RequestView, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        output::json(r)?;
+    } else {
+        match &r.certificate {
+            Some(c) => println!(
+                "{} {}: certificate serial {} valid until {}",
+                r.id, r.status, c.serial, c.valid_before
+            ),
+            None if r.status == "pending" => println!(
+                "{} pending: {} more approval(s) needed",
+                r.id, r.approvals_needed
+            ),
+            None => println!("{} {}", r.id, r.status),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `countersign approve ID [--comment TEXT]`.
+pub fn approve(url: &str, args: ApproveArgs) -> anyhow::Result<ExitCode> {
+    let body = json!({ "comment": args.comment });
+    let r: RequestView = Client::from_env(url)?.post(
+        &format!("/v1/requests/{}/approve", urlencode(&args.id)),
+        &body,
+    )?;
+    report(&r, args.json)
+}
+
+/// `countersign deny ID --reason TEXT`.
+pub fn deny(url: &str, args: DenyArgs) -> anyhow::Result<ExitCode> {
+    let body = json!({ "reason": args.reason });
+    let r: RequestView = Client::from_env(url)?
+        .post(&format!("/v1/requests/{}/deny", urlencode(&args.id)), &body)?;
+    report(&r, args.json)
+}
+
+/// `countersign cancel ID`.
+pub fn cancel(url: &str, args: CancelArgs) -> anyhow::Result<ExitCode> {
+    let r: RequestView = Client::from_env(url)?.post(
+        &format!("/v1/requests/{}/cancel", urlencode(&args.id)),
+        &json!({}),
+    )?;
+    report(&r, args.json)
+}

@@ -1,0 +1,85 @@
+//! `countersign init` and `countersign check-config`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::ca::CertificateAuthority;
+use crate::config::Config;
+use crate::policy::rules::describe_members;
+use crate::service::Service;
+
+/// Creates the data directory, database and CA key (never overwriting it) and prints
+/// the CA public key line.
+pub fn init(config: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config)?;
+    let existed = config.ca.key_file.exists();
+    let service = Service::open(config, true)?;
+    let ca = service.ca();
+    if existed {
+        eprintln!(
+            "CA key {} already exists; left unchanged",
+            service.config().ca.key_file.display()
+        );
+    } else {
+        eprintln!("created CA key {}", service.config().ca.key_file.display());
+    }
+    eprintln!("CA fingerprint {}", ca.fingerprint());
+    println!("{}", ca.public_key_line());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Validates the config and prints a summary; warnings go to stderr.
+pub fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path)?;
+    let p = &config.policy;
+    println!("config       {}", config.path.display());
+    println!("listen       {}", config.server.listen);
+    println!("data_dir     {}", config.server.data_dir.display());
+    match CertificateAuthority::load(&config.ca.key_file) {
+        Ok(ca) => println!(
+            "ca key       {} ({})",
+            config.ca.key_file.display(),
+            ca.fingerprint()
+        ),
+        Err(e) if config.ca.key_file.exists() => println!("ca key       UNUSABLE: {e:#}"),
+        Err(_) => println!(
+            "ca key       {} (not created yet: run init or serve)",
+            config.ca.key_file.display()
+        ),
+    }
+    println!(
+        "pending_ttl  {}",
+        humantime::format_duration(config.requests.pending_ttl)
+    );
+    println!(
+        "users        {} ({} admin)",
+        p.users.len(),
+        p.users.values().filter(|u| u.admin).count()
+    );
+    for role in p.roles.values() {
+        let steps: Vec<String> = role
+            .steps
+            .iter()
+            .map(|s| format!("{} of {}", s.approvals, describe_members(&s.approvers)))
+            .collect();
+        let principals: Vec<&str> = role.principals.iter().map(|t| t.0.as_str()).collect();
+        println!(
+            "role         {}: principals [{}], requesters {}, approvals {}, ttl {} (max {})",
+            role.name,
+            principals.join(", "),
+            describe_members(&role.requesters),
+            steps.join(" then "),
+            humantime::format_duration(role.default_ttl),
+            humantime::format_duration(role.max_ttl)
+        );
+    }
+    for c in &p.conflicts {
+        let roles: Vec<&str> = c.roles.iter().map(|r| r.as_str()).collect();
+        println!("conflict     {}: {}", roles.join(" <-> "), c.reason);
+    }
+    for w in &config.warnings {
+        eprintln!("warning: {w}");
+    }
+    println!("ok");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,162 @@
+//! `countersign request ROLE --reason TEXT [--ttl D] [--key PATH.pub] [--wait]`.
+//!
+//! With `--wait` it polls until the request is decided and writes the certificate next
+//! to the key as `NAME-cert.pub`, where `ssh` picks it up by itself.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use clap::Args;
+use serde_json::json;
+
+use super::client::Client;
+use super::output;
+use crate::service::RequestView;
+
+/// `request` arguments.
+#[derive(Debug, Args)]
+pub struct RequestArgs {
+    /// The role to ask for.
+    pub role: String,
+    /// Why (required; approvers and the audit log see it).
+    #[arg(long)]
+    pub reason: String,
+    /// Certificate lifetime, e.g. 45m (default: the role's default_ttl).
+    #[arg(long)]
+    pub ttl: Option<String>,
+    /// Public key to certify (default: ~/.ssh/id_ed25519.pub, id_ecdsa.pub or id_rsa.pub).
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// Wait for the decision and write the certificate next to the key.
+    #[arg(long)]
+    pub wait: bool,
+    /// Seconds between polls while waiting.
+    #[arg(long, default_value_t = 2, hide = true)]
+    pub poll_seconds: u64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `request`.
+pub fn run(url: &str, args: RequestArgs) -> anyhow::Result<ExitCode> {
+    let key_path = match &args.key {
+        Some(p) => p.clone(),
+        None => default_key()?,
+    };
+    let public_key = std::fs::read_to_string(&key_path)
+        .with_context(|| format!("reading {}", key_path.display()))?;
+    let client = Client::from_env(url)?;
+    let body = json!({ "role": args.role, "public_key": public_key.trim(), "reason": args.reason, "ttl": args.ttl });
+    let mut r: RequestView = client.post("/v1/requests", &body)?;
+    if !args.wait {
+        if args.json {
+            output::json(&r)?;
+        } else {
+            println!("{}", r.id);
+            eprintln!(
+                "request {} for {} is pending; {} approval(s) needed",
+                r.id, r.role, r.approvals_needed
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "request {} for {} is pending; waiting for {}",
+        r.id,
+        r.role,
+        waiting(&r)
+    );
+    let mut seen = r.approvals.len();
+    while r.status == "pending" {
+        std::thread::sleep(Duration::from_secs(args.poll_seconds.max(1)));
+        r = client.get(&format!("/v1/requests/{}", r.id))?;
+        for a in r.approvals.iter().skip(seen) {
+            eprintln!("approved by {}", a.approver);
+        }
+        seen = r.approvals.len();
+    }
+    if r.status != "issued" {
+        let why = r
+            .decision_note
+            .clone()
+            .or(r.decision_code.clone())
+            .unwrap_or_default();
+        bail!("request {} {}: {why}", r.id, r.status);
+    }
+    let cert = client.get_text(&format!("/v1/requests/{}/certificate", r.id))?;
+    let out = cert_path(&key_path);
+    std::fs::write(&out, &cert).with_context(|| format!("writing {}", out.display()))?;
+    let c = r
+        .certificate
+        .as_ref()
+        .ok_or_else(|| anyhow!("issued request without certificate facts"))?;
+    eprintln!(
+        "certificate serial {} valid until {} written to {}",
+        c.serial,
+        c.valid_before,
+        out.display()
+    );
+    if args.json {
+        output::json(&r)?;
+    } else {
+        println!("{}", out.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn waiting(r: &RequestView) -> String {
+    let steps: Vec<String> = r
+        .waiting_for
+        .iter()
+        .map(|w| {
+            format!(
+                "{} approval(s) from {}",
+                w.remaining,
+                w.approvers.join(" or ")
+            )
+        })
+        .collect();
+    if steps.is_empty() {
+        "a decision".into()
+    } else {
+        steps.join(" and ")
+    }
+}
+
+/// `id_ed25519.pub` -> `id_ed25519-cert.pub`, the name `ssh` looks for.
+pub fn cert_path(key: &Path) -> PathBuf {
+    let name = key
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = name.strip_suffix(".pub").unwrap_or(&name);
+    key.with_file_name(format!("{stem}-cert.pub"))
+}
+
+fn default_key() -> anyhow::Result<PathBuf> {
+    let home =
+        std::env::var_os("HOME").ok_or_else(|| anyhow!("HOME is not set; pass --key PATH.pub"))?;
+    let dir = Path::new(&home).join(".ssh");
+    ["id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub"]
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.exists())
+        .ok_or_else(|| anyhow!("no public key in {} (id_ed25519.pub, id_ecdsa.pub, id_rsa.pub); pass --key PATH.pub", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificate_lands_where_ssh_looks_for_it() {
+        assert_eq!(
+            cert_path(Path::new("/h/.ssh/id_ed25519.pub")),
+            PathBuf::from("/h/.ssh/id_ed25519-cert.pub")
+        );
+        assert_eq!(cert_path(Path::new("key")), PathBuf::from("key-cert.pub"));
+    }
+}

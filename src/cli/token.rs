@@ -1,0 +1,58 @@
+//! `countersign token create|revoke USER` (on the CA host).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Subcommand;
+
+use crate::config::Config;
+use crate::names::UserName;
+use crate::service;
+use crate::store::Store;
+
+/// Token subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token for USER and print it once, alone on stdout.
+    Create {
+        /// A user from the config.
+        user: String,
+    },
+    /// Revoke every token of USER.
+    Revoke {
+        /// A user name.
+        user: String,
+    },
+}
+
+/// The actor recorded for operator commands run on the CA host.
+pub fn operator() -> String {
+    let name = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_default();
+    match UserName::parse(&name) {
+        Ok(n) => format!("operator:{n}"),
+        Err(_) => "operator".to_owned(),
+    }
+}
+
+/// Runs a token subcommand.
+pub fn run(config: &Path, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config)?;
+    let store = Store::open(&config.database_path()).context("opening the database")?;
+    match cmd {
+        TokenCommand::Create { user } => {
+            let user = UserName::parse(&user)?;
+            let secret = service::create_token(&store, &config.policy, &user, &operator())?;
+            println!("{secret}");
+            eprintln!("token for {user} created; it is shown only this once");
+        }
+        TokenCommand::Revoke { user } => {
+            let user = UserName::parse(&user)?;
+            let n = service::revoke_tokens(&store, &user, &operator())?;
+            eprintln!("revoked {n} token(s) of {user}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
