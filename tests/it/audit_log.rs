@@ -1,0 +1,97 @@
+//! The audit log: fields, filters, paging, admin-only access, and tamper detection.
+
+use reqwest::StatusCode;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn events_carry_the_chain_fields_and_page_in_order() {
+    let app = TestApp::spawn().await;
+    for _ in 0..3 {
+        let id = app.create_ok("alice", "prod-db").await;
+        app.approve("bob", &id).await;
+    }
+    let all = app.audit("").await;
+    for pair in all.windows(2) {
+        assert_eq!(pair[1]["seq"].as_i64().unwrap(), pair[0]["seq"].as_i64().unwrap() + 1);
+        assert_eq!(pair[1]["prev_hash"], pair[0]["hash"]);
+    }
+    let e = all.iter().find(|e| e["action"] == "certificate.issued").unwrap();
+    for field in ["seq", "at", "actor", "action", "request_id", "serial", "detail", "prev_hash", "hash"] {
+        assert!(!e[field].is_null(), "{field} missing in {e}");
+    }
+    assert!(e["at"].as_str().unwrap().ends_with('Z'));
+    let (_, page) = app.get("bob", "/v1/audit?limit=2").await;
+    let page = page["events"].as_array().unwrap().clone();
+    assert_eq!(page.len(), 2);
+    let after = page[1]["seq"].as_i64().unwrap();
+    let (_, next) = app.get("bob", &format!("/v1/audit?limit=2&after_seq={after}")).await;
+    assert_eq!(next["events"][0]["seq"].as_i64().unwrap(), after + 1);
+}
+
+#[tokio::test]
+async fn only_admins_read_the_audit_log() {
+    let app = TestApp::spawn().await;
+    for path in ["/v1/audit", "/v1/audit/verify"] {
+        let (status, body) = app.get("carol", path).await;
+        assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "forbidden"), "{path}");
+    }
+}
+
+fn tamper(app: &TestApp, sql: &str) {
+    let conn = rusqlite::Connection::open(app.db_path()).unwrap();
+    conn.execute_batch(&format!("DROP TRIGGER IF EXISTS audit_no_update; DROP TRIGGER IF EXISTS audit_no_delete; {sql}")).unwrap();
+}
+
+#[tokio::test]
+async fn the_log_refuses_edits_and_a_tampered_row_is_detected() {
+    let mut app = TestApp::spawn().await;
+    let id = app.create_ok("alice", "prod-db").await;
+    app.approve("bob", &id).await;
+    let conn = rusqlite::Connection::open(app.db_path()).unwrap();
+    let err = conn.execute("UPDATE audit SET actor = 'mallory' WHERE action = 'request.approved'", []).unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+    assert!(conn.execute("DELETE FROM audit", []).is_err());
+    drop(conn);
+
+    tamper(&app, "UPDATE audit SET actor = 'mallory' WHERE action = 'request.approved';");
+    let seq: i64 = app.count("SELECT seq FROM audit WHERE action = 'request.approved'");
+    let (status, body) = app.get("bob", "/v1/audit/verify").await;
+    assert_eq!((status, code(&body)), (StatusCode::INTERNAL_SERVER_ERROR, "audit_broken"));
+    assert!(body["error"]["message"].as_str().unwrap().contains(&format!("event {seq}")), "{body}");
+
+    // The operator command names the same event and exits non-zero.
+    app.stop().await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args(["audit", "verify", "--config"])
+        .arg(app.config_path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("event {seq}")), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // And the server refuses to start on a broken chain.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args(["serve", "--config"])
+        .arg(app.config_path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("audit log broken"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test]
+async fn a_deleted_event_is_detected() {
+    let mut app = TestApp::spawn().await;
+    let id = app.create_ok("alice", "prod-db").await;
+    app.approve("bob", &id).await;
+    app.stop().await;
+    tamper(&app, "DELETE FROM audit WHERE action = 'request.created';");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args(["audit", "verify", "--config"])
+        .arg(app.config_path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("audit log broken"));
+}

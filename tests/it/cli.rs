@@ -1,0 +1,226 @@
+//! The real binary: operator commands on a temp data dir, client commands against a
+//! running server.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::helpers::*;
+
+fn countersign(config: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_countersign"));
+    cmd.arg("--config").arg(config).env_remove("COUNTERSIGN_TOKEN").env_remove("COUNTERSIGN_URL");
+    cmd
+}
+
+fn client(app: &TestApp, user: &str) -> Command {
+    let mut cmd = countersign(&app.config_path());
+    cmd.env("COUNTERSIGN_URL", &app.url).env("COUNTERSIGN_TOKEN", app.token(user));
+    cmd
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+async fn run(mut cmd: Command) -> Output {
+    tokio::task::spawn_blocking(move || cmd.output().expect("binary runs")).await.unwrap()
+}
+
+#[test]
+fn check_config_summarises_a_good_file_and_names_the_bad_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, POLICY).unwrap();
+    let out = countersign(&path).arg("check-config").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("role         deploy-audit"), "{stdout}");
+    assert!(stdout.contains("conflict     deploy <-> deploy-audit"), "{stdout}");
+
+    std::fs::write(&path, POLICY.replace("max_ttl = \"2h\"", "max_ttl = \"2h\"\nmax_tll = \"1h\"")).unwrap();
+    let out = countersign(&path).arg("check-config").output().unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("max_tll"), "{}", text(&out.stderr));
+
+    std::fs::write(&path, POLICY.replace("principals = [\"ops\"]", "principals = [\"*\"]")).unwrap();
+    let out = countersign(&path).arg("check-config").output().unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("roles.ops.principals"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn init_creates_the_ca_key_once_and_prints_its_public_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, POLICY).unwrap();
+    let first = countersign(&path).arg("init").output().unwrap();
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    assert!(text(&first.stdout).starts_with("ssh-ed25519 "));
+    let second = countersign(&path).arg("init").output().unwrap();
+    assert!(second.status.success());
+    assert_eq!(text(&first.stdout), text(&second.stdout), "never overwritten");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("data/ca_key")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let db_mode = std::fs::metadata(dir.path().join("data/countersign.db")).unwrap().permissions().mode();
+    assert_eq!(db_mode & 0o077, 0);
+
+    std::fs::set_permissions(dir.path().join("data/ca_key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = countersign(&path).arg("serve").output().unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("chmod 600"), "{}", text(&out.stderr));
+}
+
+#[tokio::test]
+async fn token_create_prints_only_the_token_and_revoke_ends_it() {
+    let app = TestApp::spawn().await;
+    let out = run({
+        let mut c = countersign(&app.config_path());
+        c.args(["token", "create", "dave"]);
+        c
+    })
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let token = text(&out.stdout);
+    assert_eq!(token.lines().count(), 1);
+    let token = token.trim();
+    assert!(token.starts_with("cs_") && token.len() == 67, "{token}");
+    let stored = app.count(&format!("SELECT count(*) FROM tokens WHERE hash = '{}'", countersign::store::tokens::hash(token)));
+    assert_eq!(stored, 1, "only the hash is stored");
+    assert_eq!(app.count(&format!("SELECT count(*) FROM tokens WHERE hash = '{token}'")), 0);
+    let who = app.http.get(format!("{}/v1/whoami", app.url)).bearer_auth(token).send().await.unwrap();
+    assert_eq!(who.status(), 200);
+
+    let out = run({
+        let mut c = countersign(&app.config_path());
+        c.args(["token", "revoke", "dave"]);
+        c
+    })
+    .await;
+    assert!(out.status.success());
+    let who = app.http.get(format!("{}/v1/whoami", app.url)).bearer_auth(token).send().await.unwrap();
+    assert_eq!(who.status(), 401);
+
+    let out = run({
+        let mut c = countersign(&app.config_path());
+        c.args(["token", "create", "nobody"]);
+        c
+    })
+    .await;
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+}
+
+#[tokio::test]
+async fn request_wait_writes_the_certificate_where_ssh_finds_it() {
+    let app = TestApp::spawn().await;
+    let key = write_key(app.dir.path(), "id_ed25519", &new_key());
+    let pub_path = key.with_extension("pub");
+    let mut waiter = client(&app, "alice");
+    waiter
+        .args(["request", "prod-db", "--reason", "INC-4211: replica lag", "--ttl", "45m", "--wait", "--poll-seconds", "1", "--key"])
+        .arg(&pub_path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = waiter.spawn().unwrap();
+
+    // Wait for the request to appear, then approve it with the CLI as someone else.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let id = loop {
+        let (_, body) = app.get("bob", "/v1/requests?status=pending").await;
+        if let Some(id) = body["requests"][0]["id"].as_str() {
+            break id.to_owned();
+        }
+        assert!(Instant::now() < deadline, "request never appeared");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let own = run({
+        let mut c = client(&app, "alice");
+        c.args(["approve", &id]);
+        c
+    })
+    .await;
+    assert!(!own.status.success());
+    assert!(text(&own.stderr).contains("self_approval"), "{}", text(&own.stderr));
+
+    let out = run({
+        let mut c = client(&app, "bob");
+        c.args(["approve", &id, "--comment", "go ahead"]);
+        c
+    })
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let done = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    assert!(done.status.success(), "{}", text(&done.stderr));
+    let cert_path = app.dir.path().join("id_ed25519-cert.pub");
+    assert_eq!(text(&done.stdout).trim(), cert_path.display().to_string());
+    let cert = std::fs::read_to_string(&cert_path).unwrap();
+    assert!(ssh_keygen_list(app.dir.path(), &cert).contains(&format!("countersign:{id}:alice:prod-db")));
+
+    let show = run({
+        let mut c = client(&app, "alice");
+        c.args(["show", &id]);
+        c
+    })
+    .await;
+    let show = text(&show.stdout);
+    assert!(show.contains("approved by  bob") && show.contains("go ahead"), "{show}");
+
+    let (_, body) = app.request("alice", &id).await;
+    let serial = body["certificate"]["serial"].as_str().unwrap().to_owned();
+    let audit = run({
+        let mut c = client(&app, "bob");
+        c.args(["audit", "--serial", &serial, "--json"]);
+        c
+    })
+    .await;
+    let events: serde_json::Value = serde_json::from_slice(&audit.stdout).unwrap();
+    assert_eq!(events[0]["action"], "certificate.issued");
+    assert_eq!(events[0]["detail"]["reason"], "INC-4211: replica lag");
+}
+
+#[tokio::test]
+async fn client_errors_are_one_line_with_the_code() {
+    let app = TestApp::spawn().await;
+    let out = run({
+        let mut c = client(&app, "dave");
+        c.args(["request", "prod-db", "--reason", "x", "--key"]).arg(write_key(app.dir.path(), "k", &new_key()).with_extension("pub"));
+        c
+    })
+    .await;
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("not_a_requester"), "{err}");
+
+    let mut c = client(&app, "dave");
+    c.env_remove("COUNTERSIGN_TOKEN").arg("whoami");
+    let out = run(c).await;
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("COUNTERSIGN_TOKEN"));
+}
+
+#[tokio::test]
+async fn serve_runs_until_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, POLICY.replace("127.0.0.1:0", &format!("127.0.0.1:{port}"))).unwrap();
+    let mut child = countersign(&path).arg("serve").stderr(Stdio::piped()).spawn().unwrap();
+    let url = format!("http://127.0.0.1:{port}/v1/health");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = reqwest::get(&url).await {
+            assert_eq!(r.status(), 200);
+            break;
+        }
+        assert!(Instant::now() < deadline, "server never became healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ca = reqwest::get(format!("http://127.0.0.1:{port}/v1/ca.pub")).await.unwrap().text().await.unwrap();
+    assert!(ca.starts_with("ssh-ed25519"));
+    Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    assert!(status.success(), "graceful shutdown exits 0");
+}

@@ -1,0 +1,278 @@
+//! `TestApp`: a fresh countersign (temp dir, CA key, database) served on 127.0.0.1:0,
+//! with one helper per endpoint; plus key and ssh-keygen helpers.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use countersign::config::Config;
+use countersign::names::UserName;
+use countersign::service::{self, Service};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use ssh_key::{Algorithm, LineEnding, PrivateKey};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The policy most tests run against.
+pub const POLICY: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+data_dir = "data"
+
+[requests]
+pending_ttl = "1h"
+
+[users.alice]
+groups = ["dev"]
+[users.frank]
+groups = ["dev"]
+[users.bob]
+groups = ["dba"]
+admin = true
+[users.carol]
+groups = ["dba", "security"]
+[users.dave]
+groups = ["sre"]
+[users.erin]
+groups = ["security"]
+[users.mallory]
+
+[roles.prod-db]
+principals = ["postgres", "{user}"]
+requesters = ["group:dev"]
+approvers = ["group:dba"]
+default_ttl = "30m"
+max_ttl = "2h"
+
+[roles.ops]
+principals = ["ops"]
+requesters = ["group:dba"]
+approvers = ["group:dba"]
+
+[roles.two-person]
+principals = ["breakglass"]
+requesters = ["group:dev"]
+approvers = ["group:dba", "group:sre"]
+approvals = 2
+
+[roles.deploy]
+principals = ["deploy"]
+requesters = ["group:dev", "group:sre"]
+approvers = ["group:sre"]
+extensions = ["permit-pty", "permit-port-forwarding"]
+
+[roles.deploy-audit]
+principals = ["deploy-audit"]
+requesters = ["group:dev", "group:security"]
+approval_steps = [
+  { approvers = ["group:dba"], approvals = 1 },
+  { approvers = ["group:security"], approvals = 1 },
+]
+force_command = "/usr/bin/true"
+source_address = ["127.0.0.0/8", "::1/128"]
+
+[[conflicts]]
+roles = ["deploy", "deploy-audit"]
+reason = "whoever deploys must not also rewrite the deploy audit trail"
+"#;
+
+/// A running server and what the test needs to talk to it.
+pub struct TestApp {
+    pub url: String,
+    pub dir: TempDir,
+    pub service: Arc<Service>,
+    pub http: reqwest::Client,
+    pub tokens: HashMap<String, String>,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl TestApp {
+    /// Serves [`POLICY`].
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(POLICY).await
+    }
+
+    /// Serves `policy` from a fresh temp dir, with a token for every user.
+    pub async fn spawn_with(policy: &str) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("countersign.toml"), policy).expect("write config");
+        let mut app = Self::start(dir, HashMap::new()).await;
+        let users: Vec<String> = app.service.config().policy.users.keys().map(|u| u.to_string()).collect();
+        for u in users {
+            let t = app.create_token(&u);
+            app.tokens.insert(u, t);
+        }
+        app
+    }
+
+    async fn start(dir: TempDir, tokens: HashMap<String, String>) -> TestApp {
+        let config = Config::load(&dir.path().join("countersign.toml")).expect("config loads");
+        let service = Arc::new(Service::open(config, true).expect("service opens"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, rx) = oneshot::channel::<()>();
+        let state = service.clone();
+        let handle = tokio::spawn(async move {
+            countersign::api::serve(listener, state, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("server runs");
+        });
+        TestApp { url, dir, service, http: reqwest::Client::new(), tokens, shutdown: Some(tx), handle: Some(handle) }
+    }
+
+    /// Stops the server and starts a new one on the same data dir (new port).
+    pub async fn restart(mut self) -> TestApp {
+        self.stop().await;
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        let tokens = std::mem::take(&mut self.tokens);
+        drop(self);
+        Self::start(dir, tokens).await
+    }
+
+    /// Stops the server and waits until it has closed the database.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.expect("server task");
+        }
+    }
+
+    /// Path of the config file.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("countersign.toml")
+    }
+
+    /// Path of the SQLite database.
+    pub fn db_path(&self) -> PathBuf {
+        self.service.config().database_path()
+    }
+
+    /// A new token for `user`, created the way `countersign token create` does.
+    pub fn create_token(&self, user: &str) -> String {
+        let policy = &self.service.config().policy;
+        let user = UserName::parse(user).expect("user name");
+        service::create_token(self.service.store(), policy, &user, "operator").expect("token")
+    }
+
+    pub fn token(&self, user: &str) -> &str {
+        self.tokens.get(user).map(String::as_str).unwrap_or("cs_unknown")
+    }
+
+    pub async fn get(&self, user: &str, path: &str) -> (StatusCode, Value) {
+        let resp = self.http.get(format!("{}{path}", self.url)).bearer_auth(self.token(user)).send().await.expect("GET");
+        split(resp).await
+    }
+
+    pub async fn post(&self, user: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        let resp = self.http.post(format!("{}{path}", self.url)).bearer_auth(self.token(user)).json(&body).send().await.expect("POST");
+        split(resp).await
+    }
+
+    /// `POST /v1/requests` with a fresh Ed25519 key.
+    pub async fn create(&self, user: &str, role: &str, ttl: Option<&str>) -> (StatusCode, Value) {
+        let key = new_key();
+        self.create_with_key(user, role, ttl, &public_line(&key)).await
+    }
+
+    pub async fn create_with_key(&self, user: &str, role: &str, ttl: Option<&str>, public_key: &str) -> (StatusCode, Value) {
+        let mut body = json!({ "role": role, "public_key": public_key, "reason": format!("INC-4211: {role} for {user}") });
+        if let Some(t) = ttl {
+            body["ttl"] = json!(t);
+        }
+        self.post(user, "/v1/requests", body).await
+    }
+
+    /// Creates a request and returns its id, asserting 201.
+    pub async fn create_ok(&self, user: &str, role: &str) -> String {
+        let (status, body) = self.create(user, role, None).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().expect("id").to_owned()
+    }
+
+    pub async fn approve(&self, user: &str, id: &str) -> (StatusCode, Value) {
+        self.post(user, &format!("/v1/requests/{id}/approve"), json!({ "comment": format!("ok from {user}") })).await
+    }
+
+    pub async fn deny(&self, user: &str, id: &str, reason: &str) -> (StatusCode, Value) {
+        self.post(user, &format!("/v1/requests/{id}/deny"), json!({ "reason": reason })).await
+    }
+
+    pub async fn cancel(&self, user: &str, id: &str) -> (StatusCode, Value) {
+        self.post(user, &format!("/v1/requests/{id}/cancel"), json!({})).await
+    }
+
+    pub async fn request(&self, user: &str, id: &str) -> (StatusCode, Value) {
+        self.get(user, &format!("/v1/requests/{id}")).await
+    }
+
+    /// `GET /v1/requests/{id}/certificate` as text.
+    pub async fn certificate(&self, user: &str, id: &str) -> (StatusCode, String) {
+        let resp = self
+            .http
+            .get(format!("{}/v1/requests/{id}/certificate", self.url))
+            .bearer_auth(self.token(user))
+            .send()
+            .await
+            .expect("GET certificate");
+        (resp.status(), resp.text().await.expect("body"))
+    }
+
+    /// Every audit event, via the API as admin bob.
+    pub async fn audit(&self, query: &str) -> Vec<Value> {
+        let (status, body) = self.get("bob", &format!("/v1/audit?limit=10000&{query}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["events"].as_array().expect("events").clone()
+    }
+
+    /// Number of rows in a table, read straight from the SQLite file.
+    pub fn count(&self, sql: &str) -> i64 {
+        let conn = rusqlite::Connection::open(self.db_path()).expect("open db");
+        conn.query_row(sql, [], |r| r.get(0)).expect("count")
+    }
+}
+
+async fn split(resp: reqwest::Response) -> (StatusCode, Value) {
+    let status = resp.status();
+    let text = resp.text().await.expect("body");
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
+}
+
+/// The `error.code` of an error body.
+pub fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<no error code>")
+}
+
+/// A fresh Ed25519 key pair.
+pub fn new_key() -> PrivateKey {
+    PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).expect("key")
+}
+
+/// `ssh-ed25519 AAAA...` of a key.
+pub fn public_line(key: &PrivateKey) -> String {
+    key.public_key().to_openssh().expect("public line")
+}
+
+/// Writes `key` as an OpenSSH private key file (0600) and `.pub` next to it.
+pub fn write_key(dir: &Path, name: &str, key: &PrivateKey) -> PathBuf {
+    let path = dir.join(name);
+    key.write_openssh_file(&path, LineEnding::LF).expect("write key");
+    std::fs::write(dir.join(format!("{name}.pub")), format!("{}\n", public_line(key))).expect("write pub");
+    path
+}
+
+/// `ssh-keygen -L -f FILE` output for a certificate text.
+pub fn ssh_keygen_list(dir: &Path, cert: &str) -> String {
+    let path = dir.join(format!("listed-{}-cert.pub", rand::random::<u32>()));
+    std::fs::write(&path, cert).expect("write cert");
+    let out = std::process::Command::new("ssh-keygen").arg("-L").arg("-f").arg(&path).output().expect("ssh-keygen runs");
+    assert!(out.status.success(), "ssh-keygen -L failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -1,0 +1,12 @@
+//! Integration tests: the real server on 127.0.0.1:0 with a temp data dir, the real
+//! binary, real `ssh-keygen`, and a real OpenSSH `sshd`.
+
+mod helpers;
+
+mod api_flow;
+mod api_input;
+mod api_refusals;
+mod audit_log;
+mod cli;
+mod concurrency;
+mod sshd;
