@@ -2,6 +2,7 @@
 //! binary, real `ssh-keygen`, and a real OpenSSH `sshd`.
 
 mod helpers;
+mod sshd_helper;
 
 mod api_flow;
 mod api_input;
