@@ -69,23 +69,36 @@ pub struct Verified {
     pub head: String,
 }
 
-fn canonical_hash(
-    prev_hash: &str,
+/// The hashed fields of one event, borrowed.
+struct Fields<'a> {
     seq: i64,
-    at: &str,
-    actor: &str,
-    action: &str,
-    request_id: Option<&str>,
-    serial: Option<&str>,
-    detail: &str,
-) -> String {
-    let canonical =
-        serde_json::json!([seq, at, actor, action, request_id, serial, detail]).to_string();
-    let mut h = Sha256::new();
-    h.update(prev_hash.as_bytes());
-    h.update(b"\n");
-    h.update(canonical.as_bytes());
-    hex::encode(h.finalize())
+    at: &'a str,
+    actor: &'a str,
+    action: &'a str,
+    request_id: Option<&'a str>,
+    serial: Option<&'a str>,
+    detail: &'a str,
+}
+
+impl Fields<'_> {
+    /// SHA-256 over the previous hash, a newline, and this event's canonical JSON array.
+    fn hash(&self, prev_hash: &str) -> String {
+        let canonical = serde_json::json!([
+            self.seq,
+            self.at,
+            self.actor,
+            self.action,
+            self.request_id,
+            self.serial,
+            self.detail
+        ])
+        .to_string();
+        let mut h = Sha256::new();
+        h.update(prev_hash.as_bytes());
+        h.update(b"\n");
+        h.update(canonical.as_bytes());
+        hex::encode(h.finalize())
+    }
 }
 
 /// Appends one event; returns its sequence number.
@@ -108,16 +121,16 @@ pub fn append(
     let at = now.to_rfc3339_opts(SecondsFormat::Millis, true);
     let serial = ev.serial.map(|s| s.to_string());
     let detail = ev.detail.to_string();
-    let hash = canonical_hash(
-        &prev_hash,
+    let hash = Fields {
         seq,
-        &at,
-        ev.actor,
-        ev.action,
-        ev.request_id,
-        serial.as_deref(),
-        &detail,
-    );
+        at: &at,
+        actor: ev.actor,
+        action: ev.action,
+        request_id: ev.request_id,
+        serial: serial.as_deref(),
+        detail: &detail,
+    }
+    .hash(&prev_hash);
     tx.execute(
         "INSERT INTO audit (seq, at, actor, action, request_id, serial, detail, prev_hash, hash) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -231,16 +244,16 @@ pub fn verify(tx: &Transaction<'_>) -> Result<Verified, AuditError> {
         if prev_hash != expected_prev {
             return Err(broken("prev_hash does not match the previous event's hash"));
         }
-        let computed = canonical_hash(
-            &prev_hash,
+        let computed = Fields {
             seq,
-            &at,
-            &actor,
-            &action,
-            request_id.as_deref(),
-            serial.as_deref(),
-            &detail,
-        );
+            at: &at,
+            actor: &actor,
+            action: &action,
+            request_id: request_id.as_deref(),
+            serial: serial.as_deref(),
+            detail: &detail,
+        }
+        .hash(&prev_hash);
         if computed != hash {
             return Err(broken(
                 "content does not match its hash (the event was altered)",
@@ -282,7 +295,7 @@ mod tests {
                 Ok::<_, StoreError>(())
             })
             .unwrap();
-        let v = store.read(|tx| verify(tx)).unwrap();
+        let v = store.read(verify).unwrap();
         assert_eq!(v.events, 3);
 
         let err = store.write(|tx| {
@@ -297,7 +310,7 @@ mod tests {
                 Ok::<_, StoreError>(())
             })
             .unwrap();
-        match store.read(|tx| verify(tx)) {
+        match store.read(verify) {
             Err(AuditError::Broken { seq: 2, .. }) => {}
             other => panic!("expected event 2 to be named, got {other:?}"),
         }

@@ -97,7 +97,7 @@ impl Service {
     pub fn open(config: Config, create_key: bool) -> Result<Self, ServiceError> {
         let store = Store::open(&config.database_path())?;
         let (ca, _) = CertificateAuthority::load_or_create(&config.ca.key_file, create_key)?;
-        store.read(|tx| audit::verify(tx))?;
+        store.read(audit::verify)?;
         Ok(Self::new(config, ca, store))
     }
 
@@ -196,7 +196,7 @@ impl Service {
         if let Some(actor) = actor {
             self.require_admin(actor)?;
         }
-        Ok(self.store.read(|tx| audit::verify(tx))?)
+        Ok(self.store.read(audit::verify)?)
     }
 
     fn require_admin(&self, actor: &UserName) -> Result<(), ServiceError> {

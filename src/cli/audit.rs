@@ -121,7 +121,7 @@ fn summary(detail: &serde_json::Value) -> String {
 fn verify(config: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(config)?;
     let store = Store::open(&config.database_path()).context("opening the database")?;
-    match store.read(|tx| audit::verify(tx)) {
+    match store.read(audit::verify) {
         Ok(v) => {
             println!("audit log ok: {} events, head {}", v.events, v.head);
             Ok(ExitCode::SUCCESS)

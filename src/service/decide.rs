@@ -115,7 +115,7 @@ pub(super) fn expire(
             action: "request.expired",
             request_id: Some(row.id.as_str()),
             serial: None,
-            detail: json!({ "role": row.role, "requester": row.requester, "expires_at": row.expires_at }),
+            detail: json!({ "role": row.role, "requester": row.requester, "expires_at": view::rfc3339(row.expires_at) }),
         },
     )?;
     Ok(true)
@@ -196,7 +196,7 @@ impl Service {
                     detail: json!({
                         "role": row.role, "reason": row.reason, "ttl_seconds": row.ttl_seconds,
                         "principals": row.principals, "public_key_fingerprint": row.key_fingerprint,
-                        "role_digest": row.role_digest, "expires_at": row.expires_at,
+                        "role_digest": row.role_digest, "expires_at": view::rfc3339(row.expires_at),
                     }),
                 },
             )?;
@@ -389,7 +389,7 @@ impl Service {
                 serial: Some(serial),
                 detail: json!({
                     "serial": serial.to_string(), "key_id": key_id, "requester": row.requester, "role": row.role,
-                    "principals": principals, "valid_after": valid_after, "valid_before": valid_before,
+                    "principals": principals, "valid_after": view::rfc3339(valid_after), "valid_before": view::rfc3339(valid_before),
                     "public_key_fingerprint": row.key_fingerprint, "approvals": counted, "reason": row.reason,
                 }),
             },

@@ -9,7 +9,9 @@ use crate::helpers::*;
 async fn request_approved_by_someone_else_yields_a_certificate_ssh_keygen_reads() {
     let app = TestApp::spawn().await;
     let key = new_key();
-    let (status, created) = app.create_with_key("alice", "prod-db", Some("45m"), &public_line(&key)).await;
+    let (status, created) = app
+        .create_with_key("alice", "prod-db", Some("45m"), &public_line(&key))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(created["status"], "pending");
     assert_eq!(created["requester"], "alice");
@@ -17,7 +19,12 @@ async fn request_approved_by_someone_else_yields_a_certificate_ssh_keygen_reads(
     assert_eq!(created["ttl_seconds"], 2700);
     assert_eq!(created["approvals_needed"], 1);
     assert_eq!(created["waiting_for"][0]["approvers"], json!(["group:dba"]));
-    assert!(created["public_key_fingerprint"].as_str().unwrap().starts_with("SHA256:"));
+    assert!(
+        created["public_key_fingerprint"]
+            .as_str()
+            .unwrap()
+            .starts_with("SHA256:")
+    );
     let id = created["id"].as_str().unwrap();
 
     let (status, approved) = app.approve("bob", id).await;
@@ -25,7 +32,10 @@ async fn request_approved_by_someone_else_yields_a_certificate_ssh_keygen_reads(
     assert_eq!(approved["status"], "issued");
     assert_eq!(approved["approvals"][0]["approver"], "bob");
     assert_eq!(approved["approvals"][0]["comment"], "ok from bob");
-    let serial = approved["certificate"]["serial"].as_str().unwrap().to_owned();
+    let serial = approved["certificate"]["serial"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_ne!(serial, "0");
 
     let (status, cert) = app.certificate("alice", id).await;
@@ -33,7 +43,10 @@ async fn request_approved_by_someone_else_yields_a_certificate_ssh_keygen_reads(
     let listed = ssh_keygen_list(app.dir.path(), &cert);
     assert!(listed.contains("user certificate"), "{listed}");
     assert!(listed.contains(&format!("Serial: {serial}")), "{listed}");
-    assert!(listed.contains(&format!("Key ID: \"countersign:{id}:alice:prod-db\"")), "{listed}");
+    assert!(
+        listed.contains(&format!("Key ID: \"countersign:{id}:alice:prod-db\"")),
+        "{listed}"
+    );
     let principals: Vec<&str> = listed
         .split("Principals:")
         .nth(1)
@@ -50,9 +63,16 @@ async fn request_approved_by_someone_else_yields_a_certificate_ssh_keygen_reads(
     // The certificate is for the very key that was submitted, signed by the served CA key.
     let parsed = ssh_key::Certificate::from_openssh(cert.trim()).unwrap();
     assert_eq!(parsed.public_key(), key.public_key().key_data());
-    let ca_pub = reqwest::get(format!("{}/v1/ca.pub", app.url)).await.unwrap().text().await.unwrap();
+    let ca_pub = reqwest::get(format!("{}/v1/ca.pub", app.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let ca_key = ssh_key::PublicKey::from_openssh(ca_pub.trim()).unwrap();
-    parsed.validate([&ca_key.fingerprint(Default::default())]).unwrap();
+    parsed
+        .validate([&ca_key.fingerprint(Default::default())])
+        .unwrap();
     let window = parsed.valid_before() - parsed.valid_after();
     assert_eq!(window, 2700 + 60, "ttl 45m plus the default 1m backdate");
 
@@ -63,8 +83,16 @@ async fn request_approved_by_someone_else_yields_a_certificate_ssh_keygen_reads(
     assert_eq!(events[0]["request_id"], id);
     assert_eq!(events[0]["detail"]["requester"], "alice");
     assert_eq!(events[0]["detail"]["approvals"][0]["approver"], "bob");
-    let story: Vec<String> = app.audit(&format!("request={id}")).await.iter().map(|e| e["action"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(story, ["request.created", "request.approved", "certificate.issued"]);
+    let story: Vec<String> = app
+        .audit(&format!("request={id}"))
+        .await
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        story,
+        ["request.created", "request.approved", "certificate.issued"]
+    );
 }
 
 #[tokio::test]
@@ -78,25 +106,46 @@ async fn critical_options_and_extensions_come_from_the_role_only() {
     let (_, cert) = app.certificate("alice", &id).await;
     let listed = ssh_keygen_list(app.dir.path(), &cert);
     assert!(listed.contains("force-command /usr/bin/true"), "{listed}");
-    assert!(listed.contains("source-address 127.0.0.0/8,::1/128"), "{listed}");
+    assert!(
+        listed.contains("source-address 127.0.0.0/8,::1/128"),
+        "{listed}"
+    );
     assert!(listed.contains("permit-pty"), "{listed}");
 }
 
 #[tokio::test]
 async fn health_and_ca_key_need_no_token_everything_else_does() {
     let app = TestApp::spawn().await;
-    let health = reqwest::get(format!("{}/v1/health", app.url)).await.unwrap();
+    let health = reqwest::get(format!("{}/v1/health", app.url))
+        .await
+        .unwrap();
     assert_eq!(health.status(), StatusCode::OK);
-    let ca = reqwest::get(format!("{}/v1/ca.pub", app.url)).await.unwrap().text().await.unwrap();
+    let ca = reqwest::get(format!("{}/v1/ca.pub", app.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(ca.starts_with("ssh-ed25519 "), "{ca}");
     assert_eq!(ca.trim(), app.service.ca().public_key_line());
-    for path in ["/v1/whoami", "/v1/requests", "/v1/audit", "/v1/audit/verify"] {
+    for path in [
+        "/v1/whoami",
+        "/v1/requests",
+        "/v1/audit",
+        "/v1/audit/verify",
+    ] {
         let resp = reqwest::get(format!("{}{path}", app.url)).await.unwrap();
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{path}");
         let body: serde_json::Value = resp.json().await.unwrap();
         assert_eq!(code(&body), "unauthenticated");
     }
-    let resp = app.http.get(format!("{}/v1/whoami", app.url)).bearer_auth("cs_0000").send().await.unwrap();
+    let resp = app
+        .http
+        .get(format!("{}/v1/whoami", app.url))
+        .bearer_auth("cs_0000")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -108,7 +157,10 @@ async fn whoami_tells_roles_the_caller_may_request_and_approve() {
     assert_eq!(me["user"], "carol");
     assert_eq!(me["admin"], false);
     assert_eq!(me["can_request"], json!(["deploy-audit", "ops"]));
-    assert_eq!(me["can_approve"], json!(["deploy-audit", "ops", "prod-db", "two-person"]));
+    assert_eq!(
+        me["can_approve"],
+        json!(["deploy-audit", "ops", "prod-db", "two-person"])
+    );
 }
 
 #[tokio::test]
@@ -117,11 +169,25 @@ async fn list_shows_own_requests_and_those_the_caller_may_approve() {
     let db = app.create_ok("alice", "prod-db").await;
     let deploy = app.create_ok("frank", "deploy").await;
     let ids = |body: serde_json::Value| -> Vec<String> {
-        body["requests"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect()
+        body["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
     };
-    assert_eq!(ids(app.get("alice", "/v1/requests").await.1), [db.clone()]);
-    assert_eq!(ids(app.get("dave", "/v1/requests?status=pending").await.1), [deploy.clone()]);
-    assert_eq!(ids(app.get("carol", "/v1/requests").await.1), [db.clone()]);
+    assert_eq!(
+        ids(app.get("alice", "/v1/requests").await.1),
+        std::slice::from_ref(&db)
+    );
+    assert_eq!(
+        ids(app.get("dave", "/v1/requests?status=pending").await.1),
+        std::slice::from_ref(&deploy)
+    );
+    assert_eq!(
+        ids(app.get("carol", "/v1/requests").await.1),
+        std::slice::from_ref(&db)
+    );
     let mut all = ids(app.get("bob", "/v1/requests").await.1);
     all.sort();
     let mut expected = vec![db.clone(), deploy.clone()];
@@ -144,16 +210,26 @@ async fn deny_and_cancel_end_requests_for_good() {
     assert_eq!(body["decided_by"], "carol");
     assert_eq!(body["decision_note"], "not during the freeze");
     let (status, body) = app.approve("bob", &id).await;
-    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "already_decided"));
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::CONFLICT, "already_decided")
+    );
 
     let id = app.create_ok("alice", "prod-db").await;
     let (status, body) = app.cancel("bob", &id).await;
-    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "forbidden"), "only the requester cancels");
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "forbidden"),
+        "only the requester cancels"
+    );
     let (status, body) = app.cancel("alice", &id).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "cancelled");
     let (status, body) = app.approve("bob", &id).await;
-    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "already_decided"));
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::CONFLICT, "already_decided")
+    );
     let (status, body) = app.certificate("alice", &id).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(app.count("SELECT count(*) FROM certificates"), 0);
@@ -170,7 +246,10 @@ async fn only_the_requester_fetches_the_certificate() {
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     let (status, cert) = app.certificate("alice", &id).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(cert.starts_with("ssh-ed25519-cert-v01@openssh.com "), "{cert}");
+    assert!(
+        cert.starts_with("ssh-ed25519-cert-v01@openssh.com "),
+        "{cert}"
+    );
 }
 
 #[tokio::test]
@@ -185,7 +264,11 @@ async fn state_and_audit_survive_a_restart() {
     assert_eq!(app.request("alice", &pending).await.1["status"], "pending");
     let (_, body) = app.request("frank", &issued).await;
     assert_eq!(body["status"], "issued");
-    assert_eq!(app.audit("").await, before, "every event survives, unchanged");
+    assert_eq!(
+        app.audit("").await,
+        before,
+        "every event survives, unchanged"
+    );
     let (status, body) = app.approve("carol", &pending).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "issued");

@@ -13,7 +13,12 @@ fn snapshot(app: &TestApp) -> (i64, i64, i64) {
     )
 }
 
-async fn post_raw(app: &TestApp, path: &str, content_type: &str, body: Vec<u8>) -> (StatusCode, Value) {
+async fn post_raw(
+    app: &TestApp,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (StatusCode, Value) {
     let resp = app
         .http
         .post(format!("{}{path}", app.url))
@@ -33,27 +38,82 @@ async fn malformed_create_bodies_get_invalid_request_and_change_nothing() {
     let key = public_line(&new_key());
     let before = snapshot(&app);
     let cases: Vec<(&str, Value)> = vec![
-        ("unknown field", json!({"role": "prod-db", "public_key": key, "reason": "x", "requester": "bob"})),
-        ("missing reason", json!({"role": "prod-db", "public_key": key})),
-        ("empty reason", json!({"role": "prod-db", "public_key": key, "reason": ""})),
-        ("control char", json!({"role": "prod-db", "public_key": key, "reason": "a\u{1b}[31mred"})),
-        ("bidi override", json!({"role": "prod-db", "public_key": key, "reason": "fix \u{202e}txt.exe"})),
-        ("long reason", json!({"role": "prod-db", "public_key": key, "reason": "x".repeat(1025)})),
-        ("zero ttl", json!({"role": "prod-db", "public_key": key, "reason": "x", "ttl": "0s"})),
-        ("negative ttl", json!({"role": "prod-db", "public_key": key, "reason": "x", "ttl": "-5m"})),
-        ("huge ttl", json!({"role": "prod-db", "public_key": key, "reason": "x", "ttl": "99999999999999999h"})),
-        ("numeric ttl", json!({"role": "prod-db", "public_key": key, "reason": "x", "ttl": 60})),
-        ("unknown role", json!({"role": "nope", "public_key": key, "reason": "x"})),
-        ("role case alias", json!({"role": "Prod-DB", "public_key": key, "reason": "x"})),
-        ("two keys", json!({"role": "prod-db", "public_key": format!("{key}\n{key}"), "reason": "x"})),
-        ("options prefix", json!({"role": "prod-db", "public_key": format!("command=\"sh\" {key}"), "reason": "x"})),
-        ("garbage key", json!({"role": "prod-db", "public_key": "ssh-ed25519 AAAA", "reason": "x"})),
+        (
+            "unknown field",
+            json!({"role": "prod-db", "public_key": key, "reason": "x", "requester": "bob"}),
+        ),
+        (
+            "missing reason",
+            json!({"role": "prod-db", "public_key": key}),
+        ),
+        (
+            "empty reason",
+            json!({"role": "prod-db", "public_key": key, "reason": ""}),
+        ),
+        (
+            "control char",
+            json!({"role": "prod-db", "public_key": key, "reason": "a\u{1b}[31mred"}),
+        ),
+        (
+            "bidi override",
+            json!({"role": "prod-db", "public_key": key, "reason": "fix \u{202e}txt.exe"}),
+        ),
+        (
+            "long reason",
+            json!({"role": "prod-db", "public_key": key, "reason": "x".repeat(1025)}),
+        ),
+        (
+            "zero ttl",
+            json!({"role": "prod-db", "public_key": key, "reason": "x", "ttl": "0s"}),
+        ),
+        (
+            "negative ttl",
+            json!({"role": "prod-db", "public_key": key, "reason": "x", "ttl": "-5m"}),
+        ),
+        (
+            "huge ttl",
+            json!({"role": "prod-db", "public_key": key, "reason": "x", "ttl": "99999999999999999h"}),
+        ),
+        (
+            "numeric ttl",
+            json!({"role": "prod-db", "public_key": key, "reason": "x", "ttl": 60}),
+        ),
+        (
+            "unknown role",
+            json!({"role": "nope", "public_key": key, "reason": "x"}),
+        ),
+        (
+            "role case alias",
+            json!({"role": "Prod-DB", "public_key": key, "reason": "x"}),
+        ),
+        (
+            "two keys",
+            json!({"role": "prod-db", "public_key": format!("{key}\n{key}"), "reason": "x"}),
+        ),
+        (
+            "options prefix",
+            json!({"role": "prod-db", "public_key": format!("command=\"sh\" {key}"), "reason": "x"}),
+        ),
+        (
+            "garbage key",
+            json!({"role": "prod-db", "public_key": "ssh-ed25519 AAAA", "reason": "x"}),
+        ),
         ("not an object", json!(["prod-db"])),
     ];
     for (name, body) in cases {
         let (status, resp) = app.post("alice", "/v1/requests", body).await;
-        assert_eq!((status, code(&resp)), (StatusCode::BAD_REQUEST, "invalid_request"), "{name}: {resp}");
-        assert!(!resp["error"]["message"].as_str().unwrap_or_default().is_empty(), "{name}");
+        assert_eq!(
+            (status, code(&resp)),
+            (StatusCode::BAD_REQUEST, "invalid_request"),
+            "{name}: {resp}"
+        );
+        assert!(
+            !resp["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .is_empty(),
+            "{name}"
+        );
     }
     assert_eq!(snapshot(&app), before);
 }
@@ -65,18 +125,42 @@ async fn duplicate_keys_wrong_content_type_and_oversized_bodies_are_refused() {
     let before = snapshot(&app);
     let dup = format!(r#"{{"role":"prod-db","role":"ops","public_key":"{key}","reason":"x"}}"#);
     let (status, body) = post_raw(&app, "/v1/requests", "application/json", dup.into_bytes()).await;
-    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "invalid_request"), "{body}");
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_request"),
+        "{body}"
+    );
 
     let ok = format!(r#"{{"role":"prod-db","public_key":"{key}","reason":"x"}}"#);
-    let (status, body) = post_raw(&app, "/v1/requests", "text/plain", ok.clone().into_bytes()).await;
-    assert_eq!((status, code(&body)), (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"));
+    let (status, body) =
+        post_raw(&app, "/v1/requests", "text/plain", ok.clone().into_bytes()).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+    );
 
-    let (status, body) = post_raw(&app, "/v1/requests", "application/json", b"{\"role\":".to_vec()).await;
-    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "invalid_request"));
+    let (status, body) = post_raw(
+        &app,
+        "/v1/requests",
+        "application/json",
+        b"{\"role\":".to_vec(),
+    )
+    .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
 
-    let big = format!(r#"{{"role":"prod-db","public_key":"{key}","reason":"{}"}}"#, "x".repeat(70 * 1024));
+    let big = format!(
+        r#"{{"role":"prod-db","public_key":"{key}","reason":"{}"}}"#,
+        "x".repeat(70 * 1024)
+    );
     let (status, body) = post_raw(&app, "/v1/requests", "application/json", big.into_bytes()).await;
-    assert_eq!((status, code(&body)), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"), "{body}");
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+        "{body}"
+    );
     assert_eq!(snapshot(&app), before);
 }
 
@@ -86,14 +170,24 @@ async fn odd_public_keys_are_refused_with_a_reason() {
     let dir = app.dir.path();
     let keygen = |args: &[&str], name: &str| -> String {
         let path = dir.join(name);
-        let st = std::process::Command::new("ssh-keygen").args(["-q", "-N", "", "-C", "", "-f"]).arg(&path).args(args).status().unwrap();
+        let st = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-N", "", "-C", "", "-f"])
+            .arg(&path)
+            .args(args)
+            .status()
+            .unwrap();
         assert!(st.success());
         std::fs::read_to_string(dir.join(format!("{name}.pub"))).unwrap()
     };
     let short_rsa = keygen(&["-t", "rsa", "-b", "2048"], "rsa2048");
-    let (status, body) = app.create_with_key("alice", "prod-db", None, &short_rsa).await;
+    let (status, body) = app
+        .create_with_key("alice", "prod-db", None, &short_rsa)
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["error"]["message"].as_str().unwrap().contains("2048"), "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("2048"),
+        "{body}"
+    );
 
     let ecdsa = keygen(&["-t", "ecdsa", "-b", "384"], "ecdsa384");
     let (status, body) = app.create_with_key("alice", "prod-db", None, &ecdsa).await;
@@ -105,25 +199,59 @@ async fn odd_public_keys_are_refused_with_a_reason() {
     let (_, cert) = app.certificate("alice", id).await;
     let (status, body) = app.create_with_key("alice", "prod-db", None, &cert).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["error"]["message"].as_str().unwrap().contains("certificate"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("certificate"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
 async fn odd_ids_and_query_strings_get_clear_errors() {
     let app = TestApp::spawn().await;
-    for id in ["..%2F..%2Fetc%2Fpasswd", "r-'%20OR%201=1--", "R-AAAAAAAAAAAA", "r-aaaaaaaaaaaa1"] {
+    for id in [
+        "..%2F..%2Fetc%2Fpasswd",
+        "r-'%20OR%201=1--",
+        "R-AAAAAAAAAAAA",
+        "r-aaaaaaaaaaaa1",
+    ] {
         let (status, body) = app.get("alice", &format!("/v1/requests/{id}")).await;
-        assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "invalid_request"), "{id}: {body}");
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::BAD_REQUEST, "invalid_request"),
+            "{id}: {body}"
+        );
     }
     let (status, body) = app.get("alice", "/v1/requests/r-aaaaaaaaaaaa").await;
     assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
     let (status, body) = app.get("alice", "/v1/requests?status=bogus").await;
-    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "invalid_request"));
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
     let (status, body) = app.get("alice", "/v1/requests?requester=bob").await;
-    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "invalid_request"), "unknown parameters are errors");
-    for q in ["serial=0", "serial=-1", "serial=abc", "limit=0", "limit=10001", "after_seq=-1", "request=x"] {
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_request"),
+        "unknown parameters are errors"
+    );
+    for q in [
+        "serial=0",
+        "serial=-1",
+        "serial=abc",
+        "limit=0",
+        "limit=10001",
+        "after_seq=-1",
+        "request=x",
+    ] {
         let (status, body) = app.get("bob", &format!("/v1/audit?{q}")).await;
-        assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "invalid_request"), "{q}");
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::BAD_REQUEST, "invalid_request"),
+            "{q}"
+        );
     }
     let (status, body) = app.get("alice", "/v1/nope").await;
     assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
@@ -133,11 +261,29 @@ async fn odd_ids_and_query_strings_get_clear_errors() {
 async fn approve_takes_an_empty_body_but_not_unknown_fields() {
     let app = TestApp::spawn().await;
     let id = app.create_ok("alice", "two-person").await;
-    let (status, body) = app.post("bob", &format!("/v1/requests/{id}/approve"), json!({"comment": "x", "approver": "carol"})).await;
-    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "invalid_request"));
-    let resp = app.http.post(format!("{}/v1/requests/{id}/approve", app.url)).bearer_auth(app.token("bob")).send().await.unwrap();
+    let (status, body) = app
+        .post(
+            "bob",
+            &format!("/v1/requests/{id}/approve"),
+            json!({"comment": "x", "approver": "carol"}),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
+    let resp = app
+        .http
+        .post(format!("{}/v1/requests/{id}/approve", app.url))
+        .bearer_auth(app.token("bob"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["approvals"][0]["approver"], "bob", "the actor comes from the token only");
+    assert_eq!(
+        body["approvals"][0]["approver"], "bob",
+        "the actor comes from the token only"
+    );
     assert_eq!(body["approvals"][0]["comment"], Value::Null);
 }

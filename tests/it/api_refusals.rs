@@ -8,7 +8,11 @@ use crate::helpers::*;
 /// The last `attempt.refused` event, asserting its actor and code.
 async fn assert_refusal_audited(app: &TestApp, actor: &str, code: &str) {
     let events = app.audit("").await;
-    let last = events.iter().rev().find(|e| e["action"] == "attempt.refused").expect("a refusal event");
+    let last = events
+        .iter()
+        .rev()
+        .find(|e| e["action"] == "attempt.refused")
+        .expect("a refusal event");
     assert_eq!(last["actor"], actor, "{last}");
     assert_eq!(last["detail"]["code"], code, "{last}");
 }
@@ -17,7 +21,11 @@ async fn assert_refusal_audited(app: &TestApp, actor: &str, code: &str) {
 async fn requester_outside_the_role_is_refused_not_a_requester() {
     let app = TestApp::spawn().await;
     let (status, body) = app.create("dave", "prod-db", None).await;
-    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "not_a_requester"), "{body}");
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "not_a_requester"),
+        "{body}"
+    );
     assert_eq!(app.count("SELECT count(*) FROM requests"), 0);
     assert_refusal_audited(&app, "dave", "not_a_requester").await;
 }
@@ -27,7 +35,11 @@ async fn requester_cannot_approve_own_request() {
     let app = TestApp::spawn().await;
     let id = app.create_ok("alice", "prod-db").await;
     let (status, body) = app.approve("alice", &id).await;
-    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "self_approval"), "{body}");
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "self_approval"),
+        "{body}"
+    );
     assert_eq!(app.request("alice", &id).await.1["status"], "pending");
     assert_refusal_audited(&app, "alice", "self_approval").await;
 }
@@ -38,7 +50,11 @@ async fn admin_who_is_an_approver_still_cannot_approve_own_request() {
     // bob is admin and in group dba, which both requests and approves "ops".
     let id = app.create_ok("bob", "ops").await;
     let (status, body) = app.approve("bob", &id).await;
-    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "self_approval"), "{body}");
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "self_approval"),
+        "{body}"
+    );
     let (status, body) = app.deny("bob", &id, "no").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(app.count("SELECT count(*) FROM certificates"), 0);
@@ -53,10 +69,18 @@ async fn approver_outside_the_role_is_refused_not_an_approver() {
     let id = app.create_ok("alice", "prod-db").await;
     for user in ["dave", "frank", "mallory"] {
         let (status, body) = app.approve(user, &id).await;
-        assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "not_an_approver"), "{user}: {body}");
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::FORBIDDEN, "not_an_approver"),
+            "{user}: {body}"
+        );
     }
     let (status, body) = app.deny("dave", &id, "drive-by").await;
-    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "not_an_approver"), "{body}");
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "not_an_approver"),
+        "{body}"
+    );
     assert_eq!(app.request("alice", &id).await.1["status"], "pending");
     assert_refusal_audited(&app, "dave", "not_an_approver").await;
 }
@@ -70,7 +94,11 @@ async fn two_approvals_need_two_distinct_people() {
     assert_eq!(body["status"], "pending");
     assert_eq!(body["approvals_needed"], 1);
     let (status, body) = app.approve("bob", &id).await;
-    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "already_approved"), "{body}");
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::CONFLICT, "already_approved"),
+        "{body}"
+    );
     assert_eq!(app.count("SELECT count(*) FROM certificates"), 0);
     let (status, body) = app.approve("dave", &id).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -92,7 +120,10 @@ async fn every_approval_step_must_be_met_by_different_people() {
     let (_, body) = app.approve("bob", &id).await;
     assert_eq!(body["status"], "issued", "{body}");
     let events = app.audit(&format!("request={id}")).await;
-    let issued = events.iter().find(|e| e["action"] == "certificate.issued").unwrap();
+    let issued = events
+        .iter()
+        .find(|e| e["action"] == "certificate.issued")
+        .unwrap();
     let counted = issued["detail"]["approvals"].as_array().unwrap();
     assert_eq!(counted.len(), 2);
 }
@@ -102,8 +133,17 @@ async fn conflicting_roles_are_refused_while_a_conflicting_request_is_open() {
     let app = TestApp::spawn().await;
     let deploy = app.create_ok("alice", "deploy").await;
     let (status, body) = app.create("alice", "deploy-audit", None).await;
-    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "sod_conflict"), "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("rewrite the deploy audit trail"));
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "sod_conflict"),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("rewrite the deploy audit trail")
+    );
     assert_refusal_audited(&app, "alice", "sod_conflict").await;
     // Someone else may hold the other role.
     let (status, _) = app.create("frank", "deploy-audit", None).await;
@@ -122,7 +162,11 @@ async fn conflicts_are_symmetric_and_count_active_certificates() {
     let (_, body) = app.approve("erin", &audit_role).await;
     assert_eq!(body["status"], "issued");
     let (status, body) = app.create("alice", "deploy", None).await;
-    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "sod_conflict"), "{body}");
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "sod_conflict"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -136,7 +180,11 @@ async fn conflict_is_checked_again_at_signing_and_refuses_the_request() {
     std::fs::write(app.config_path(), POLICY).unwrap();
     let app = app.restart().await;
     let (status, body) = app.approve("dave", &deploy).await;
-    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "sod_conflict"), "{body}");
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "sod_conflict"),
+        "{body}"
+    );
     let (_, body) = app.request("alice", &deploy).await;
     assert_eq!(body["status"], "refused");
     assert_eq!(body["decision_code"], "sod_conflict");
@@ -145,22 +193,41 @@ async fn conflict_is_checked_again_at_signing_and_refuses_the_request() {
     app.approve("bob", &audit_role).await;
     let (_, body) = app.approve("erin", &audit_role).await;
     assert_eq!(body["status"], "issued", "{body}");
-    let actions: Vec<String> = app.audit(&format!("request={deploy}")).await.iter().map(|e| e["action"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(actions, ["request.created", "request.approved", "request.refused"]);
+    let actions: Vec<String> = app
+        .audit(&format!("request={deploy}"))
+        .await
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        actions,
+        ["request.created", "request.approved", "request.refused"]
+    );
 }
 
 #[tokio::test]
 async fn role_changed_after_the_request_refuses_it_policy_changed() {
     let app = TestApp::spawn().await;
     let id = app.create_ok("alice", "prod-db").await;
-    std::fs::write(app.config_path(), POLICY.replace(r#"max_ttl = "2h""#, r#"max_ttl = "8h""#)).unwrap();
+    std::fs::write(
+        app.config_path(),
+        POLICY.replace(r#"max_ttl = "2h""#, r#"max_ttl = "8h""#),
+    )
+    .unwrap();
     let app = app.restart().await;
     let (status, body) = app.approve("bob", &id).await;
-    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "policy_changed"), "{body}");
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "policy_changed"),
+        "{body}"
+    );
     let (_, body) = app.request("alice", &id).await;
     assert_eq!(body["status"], "refused");
     let (status, body) = app.approve("carol", &id).await;
-    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "already_decided"));
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::CONFLICT, "already_decided")
+    );
     assert_eq!(app.count("SELECT count(*) FROM certificates"), 0);
 }
 
@@ -168,10 +235,17 @@ async fn role_changed_after_the_request_refuses_it_policy_changed() {
 async fn removed_user_can_no_longer_do_anything() {
     let app = TestApp::spawn().await;
     let id = app.create_ok("frank", "prod-db").await;
-    std::fs::write(app.config_path(), POLICY.replace("[users.frank]\ngroups = [\"dev\"]\n", "")).unwrap();
+    std::fs::write(
+        app.config_path(),
+        POLICY.replace("[users.frank]\ngroups = [\"dev\"]\n", ""),
+    )
+    .unwrap();
     let app = app.restart().await;
     let (status, body) = app.get("frank", "/v1/whoami").await;
-    assert_eq!((status, code(&body)), (StatusCode::UNAUTHORIZED, "unauthenticated"));
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "unauthenticated")
+    );
     // Their pending request can no longer be issued either.
     let (status, body) = app.approve("bob", &id).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
@@ -180,26 +254,51 @@ async fn removed_user_can_no_longer_do_anything() {
 
 #[tokio::test]
 async fn pending_request_expires_and_can_never_be_approved() {
-    let app = TestApp::spawn_with(&POLICY.replace(r#"pending_ttl = "1h""#, r#"pending_ttl = "1s""#)).await;
+    let app =
+        TestApp::spawn_with(&POLICY.replace(r#"pending_ttl = "1h""#, r#"pending_ttl = "1s""#))
+            .await;
     let id = app.create_ok("alice", "prod-db").await;
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let (status, body) = app.approve("bob", &id).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    assert!(["expired", "already_decided"].contains(&code(&body)), "{body}");
+    assert!(
+        ["expired", "already_decided"].contains(&code(&body)),
+        "{body}"
+    );
     let (_, body) = app.request("alice", &id).await;
     assert_eq!(body["status"], "expired");
-    let actions: Vec<String> = app.audit(&format!("request={id}")).await.iter().map(|e| e["action"].as_str().unwrap().to_owned()).collect();
+    let actions: Vec<String> = app
+        .audit(&format!("request={id}"))
+        .await
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(actions[0], "request.created");
-    assert_eq!(actions[1], "request.expired", "expiry is recorded once, by the CA");
-    assert_eq!(actions.iter().filter(|a| *a == "request.expired").count(), 1);
+    assert_eq!(
+        actions[1], "request.expired",
+        "expiry is recorded once, by the CA"
+    );
+    assert_eq!(
+        actions.iter().filter(|a| *a == "request.expired").count(),
+        1
+    );
 }
 
 #[tokio::test]
 async fn ttl_above_the_roles_max_is_refused_not_clamped() {
     let app = TestApp::spawn().await;
     let (status, body) = app.create("alice", "prod-db", Some("3h")).await;
-    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "invalid_request"), "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("max_ttl"));
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_request"),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_ttl")
+    );
     let (status, body) = app.create("alice", "prod-db", Some("2h")).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(app.count("SELECT count(*) FROM requests"), 1);
@@ -210,14 +309,34 @@ async fn key_must_be_one_of_the_registered_keys_when_the_user_has_any() {
     let registered = new_key();
     let policy = POLICY.replace(
         "[users.alice]\ngroups = [\"dev\"]",
-        &format!("[users.alice]\ngroups = [\"dev\"]\nssh_keys = [\"{} alice@laptop\"]", public_line(&registered)),
+        &format!(
+            "[users.alice]\ngroups = [\"dev\"]\nssh_keys = [\"{} alice@laptop\"]",
+            public_line(&registered)
+        ),
     );
     let app = TestApp::spawn_with(&policy).await;
     let (status, body) = app.create("alice", "prod-db", None).await;
-    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "invalid_request"), "{body}");
-    let (status, body) = app.create_with_key("alice", "prod-db", None, &public_line(&registered)).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_request"),
+        "{body}"
+    );
+    let (status, body) = app
+        .create_with_key("alice", "prod-db", None, &public_line(&registered))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     // The CA's own key is never certified.
-    let (status, body) = app.create_with_key("frank", "prod-db", None, &app.service.ca().public_key_line()).await;
-    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "invalid_request"), "{body}");
+    let (status, body) = app
+        .create_with_key(
+            "frank",
+            "prod-db",
+            None,
+            &app.service.ca().public_key_line(),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_request"),
+        "{body}"
+    );
 }

@@ -13,11 +13,27 @@ async fn events_carry_the_chain_fields_and_page_in_order() {
     }
     let all = app.audit("").await;
     for pair in all.windows(2) {
-        assert_eq!(pair[1]["seq"].as_i64().unwrap(), pair[0]["seq"].as_i64().unwrap() + 1);
+        assert_eq!(
+            pair[1]["seq"].as_i64().unwrap(),
+            pair[0]["seq"].as_i64().unwrap() + 1
+        );
         assert_eq!(pair[1]["prev_hash"], pair[0]["hash"]);
     }
-    let e = all.iter().find(|e| e["action"] == "certificate.issued").unwrap();
-    for field in ["seq", "at", "actor", "action", "request_id", "serial", "detail", "prev_hash", "hash"] {
+    let e = all
+        .iter()
+        .find(|e| e["action"] == "certificate.issued")
+        .unwrap();
+    for field in [
+        "seq",
+        "at",
+        "actor",
+        "action",
+        "request_id",
+        "serial",
+        "detail",
+        "prev_hash",
+        "hash",
+    ] {
         assert!(!e[field].is_null(), "{field} missing in {e}");
     }
     assert!(e["at"].as_str().unwrap().ends_with('Z'));
@@ -25,7 +41,9 @@ async fn events_carry_the_chain_fields_and_page_in_order() {
     let page = page["events"].as_array().unwrap().clone();
     assert_eq!(page.len(), 2);
     let after = page[1]["seq"].as_i64().unwrap();
-    let (_, next) = app.get("bob", &format!("/v1/audit?limit=2&after_seq={after}")).await;
+    let (_, next) = app
+        .get("bob", &format!("/v1/audit?limit=2&after_seq={after}"))
+        .await;
     assert_eq!(next["events"][0]["seq"].as_i64().unwrap(), after + 1);
 }
 
@@ -34,13 +52,20 @@ async fn only_admins_read_the_audit_log() {
     let app = TestApp::spawn().await;
     for path in ["/v1/audit", "/v1/audit/verify"] {
         let (status, body) = app.get("carol", path).await;
-        assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "forbidden"), "{path}");
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::FORBIDDEN, "forbidden"),
+            "{path}"
+        );
     }
 }
 
 fn tamper(app: &TestApp, sql: &str) {
     let conn = rusqlite::Connection::open(app.db_path()).unwrap();
-    conn.execute_batch(&format!("DROP TRIGGER IF EXISTS audit_no_update; DROP TRIGGER IF EXISTS audit_no_delete; {sql}")).unwrap();
+    conn.execute_batch(&format!(
+        "DROP TRIGGER IF EXISTS audit_no_update; DROP TRIGGER IF EXISTS audit_no_delete; {sql}"
+    ))
+    .unwrap();
 }
 
 #[tokio::test]
@@ -49,16 +74,33 @@ async fn the_log_refuses_edits_and_a_tampered_row_is_detected() {
     let id = app.create_ok("alice", "prod-db").await;
     app.approve("bob", &id).await;
     let conn = rusqlite::Connection::open(app.db_path()).unwrap();
-    let err = conn.execute("UPDATE audit SET actor = 'mallory' WHERE action = 'request.approved'", []).unwrap_err();
+    let err = conn
+        .execute(
+            "UPDATE audit SET actor = 'mallory' WHERE action = 'request.approved'",
+            [],
+        )
+        .unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");
     assert!(conn.execute("DELETE FROM audit", []).is_err());
     drop(conn);
 
-    tamper(&app, "UPDATE audit SET actor = 'mallory' WHERE action = 'request.approved';");
+    tamper(
+        &app,
+        "UPDATE audit SET actor = 'mallory' WHERE action = 'request.approved';",
+    );
     let seq: i64 = app.count("SELECT seq FROM audit WHERE action = 'request.approved'");
     let (status, body) = app.get("bob", "/v1/audit/verify").await;
-    assert_eq!((status, code(&body)), (StatusCode::INTERNAL_SERVER_ERROR, "audit_broken"));
-    assert!(body["error"]["message"].as_str().unwrap().contains(&format!("event {seq}")), "{body}");
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::INTERNAL_SERVER_ERROR, "audit_broken")
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("event {seq}")),
+        "{body}"
+    );
 
     // The operator command names the same event and exits non-zero.
     app.stop().await;
@@ -68,7 +110,11 @@ async fn the_log_refuses_edits_and_a_tampered_row_is_detected() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("event {seq}")), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("event {seq}")),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // And the server refuses to start on a broken chain.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
@@ -77,7 +123,11 @@ async fn the_log_refuses_edits_and_a_tampered_row_is_detected() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("audit log broken"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("audit log broken"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test]

@@ -9,13 +9,17 @@ use crate::helpers::*;
 
 fn countersign(config: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_countersign"));
-    cmd.arg("--config").arg(config).env_remove("COUNTERSIGN_TOKEN").env_remove("COUNTERSIGN_URL");
+    cmd.arg("--config")
+        .arg(config)
+        .env_remove("COUNTERSIGN_TOKEN")
+        .env_remove("COUNTERSIGN_URL");
     cmd
 }
 
 fn client(app: &TestApp, user: &str) -> Command {
     let mut cmd = countersign(&app.config_path());
-    cmd.env("COUNTERSIGN_URL", &app.url).env("COUNTERSIGN_TOKEN", app.token(user));
+    cmd.env("COUNTERSIGN_URL", &app.url)
+        .env("COUNTERSIGN_TOKEN", app.token(user));
     cmd
 }
 
@@ -24,7 +28,9 @@ fn text(b: &[u8]) -> String {
 }
 
 async fn run(mut cmd: Command) -> Output {
-    tokio::task::spawn_blocking(move || cmd.output().expect("binary runs")).await.unwrap()
+    tokio::task::spawn_blocking(move || cmd.output().expect("binary runs"))
+        .await
+        .unwrap()
 }
 
 #[test]
@@ -36,17 +42,36 @@ fn check_config_summarises_a_good_file_and_names_the_bad_key() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("role         deploy-audit"), "{stdout}");
-    assert!(stdout.contains("conflict     deploy <-> deploy-audit"), "{stdout}");
+    assert!(
+        stdout.contains("conflict     deploy <-> deploy-audit"),
+        "{stdout}"
+    );
 
-    std::fs::write(&path, POLICY.replace("max_ttl = \"2h\"", "max_ttl = \"2h\"\nmax_tll = \"1h\"")).unwrap();
+    std::fs::write(
+        &path,
+        POLICY.replace("max_ttl = \"2h\"", "max_ttl = \"2h\"\nmax_tll = \"1h\""),
+    )
+    .unwrap();
     let out = countersign(&path).arg("check-config").output().unwrap();
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("max_tll"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("max_tll"),
+        "{}",
+        text(&out.stderr)
+    );
 
-    std::fs::write(&path, POLICY.replace("principals = [\"ops\"]", "principals = [\"*\"]")).unwrap();
+    std::fs::write(
+        &path,
+        POLICY.replace("principals = [\"ops\"]", "principals = [\"*\"]"),
+    )
+    .unwrap();
     let out = countersign(&path).arg("check-config").output().unwrap();
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("roles.ops.principals"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("roles.ops.principals"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -59,17 +84,35 @@ fn init_creates_the_ca_key_once_and_prints_its_public_line() {
     assert!(text(&first.stdout).starts_with("ssh-ed25519 "));
     let second = countersign(&path).arg("init").output().unwrap();
     assert!(second.status.success());
-    assert_eq!(text(&first.stdout), text(&second.stdout), "never overwritten");
+    assert_eq!(
+        text(&first.stdout),
+        text(&second.stdout),
+        "never overwritten"
+    );
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(dir.path().join("data/ca_key")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(dir.path().join("data/ca_key"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
-    let db_mode = std::fs::metadata(dir.path().join("data/countersign.db")).unwrap().permissions().mode();
+    let db_mode = std::fs::metadata(dir.path().join("data/countersign.db"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(db_mode & 0o077, 0);
 
-    std::fs::set_permissions(dir.path().join("data/ca_key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(
+        dir.path().join("data/ca_key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
     let out = countersign(&path).arg("serve").output().unwrap();
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("chmod 600"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("chmod 600"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[tokio::test]
@@ -86,10 +129,24 @@ async fn token_create_prints_only_the_token_and_revoke_ends_it() {
     assert_eq!(token.lines().count(), 1);
     let token = token.trim();
     assert!(token.starts_with("cs_") && token.len() == 67, "{token}");
-    let stored = app.count(&format!("SELECT count(*) FROM tokens WHERE hash = '{}'", countersign::store::tokens::hash(token)));
+    let stored = app.count(&format!(
+        "SELECT count(*) FROM tokens WHERE hash = '{}'",
+        countersign::store::tokens::hash(token)
+    ));
     assert_eq!(stored, 1, "only the hash is stored");
-    assert_eq!(app.count(&format!("SELECT count(*) FROM tokens WHERE hash = '{token}'")), 0);
-    let who = app.http.get(format!("{}/v1/whoami", app.url)).bearer_auth(token).send().await.unwrap();
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM tokens WHERE hash = '{token}'"
+        )),
+        0
+    );
+    let who = app
+        .http
+        .get(format!("{}/v1/whoami", app.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(who.status(), 200);
 
     let out = run({
@@ -99,7 +156,13 @@ async fn token_create_prints_only_the_token_and_revoke_ends_it() {
     })
     .await;
     assert!(out.status.success());
-    let who = app.http.get(format!("{}/v1/whoami", app.url)).bearer_auth(token).send().await.unwrap();
+    let who = app
+        .http
+        .get(format!("{}/v1/whoami", app.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(who.status(), 401);
 
     let out = run({
@@ -119,7 +182,18 @@ async fn request_wait_writes_the_certificate_where_ssh_finds_it() {
     let pub_path = key.with_extension("pub");
     let mut waiter = client(&app, "alice");
     waiter
-        .args(["request", "prod-db", "--reason", "INC-4211: replica lag", "--ttl", "45m", "--wait", "--poll-seconds", "1", "--key"])
+        .args([
+            "request",
+            "prod-db",
+            "--reason",
+            "INC-4211: replica lag",
+            "--ttl",
+            "45m",
+            "--wait",
+            "--poll-seconds",
+            "1",
+            "--key",
+        ])
         .arg(&pub_path)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -142,7 +216,11 @@ async fn request_wait_writes_the_certificate_where_ssh_finds_it() {
     })
     .await;
     assert!(!own.status.success());
-    assert!(text(&own.stderr).contains("self_approval"), "{}", text(&own.stderr));
+    assert!(
+        text(&own.stderr).contains("self_approval"),
+        "{}",
+        text(&own.stderr)
+    );
 
     let out = run({
         let mut c = client(&app, "bob");
@@ -151,12 +229,16 @@ async fn request_wait_writes_the_certificate_where_ssh_finds_it() {
     })
     .await;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let done = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    let done = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
     assert!(done.status.success(), "{}", text(&done.stderr));
     let cert_path = app.dir.path().join("id_ed25519-cert.pub");
     assert_eq!(text(&done.stdout).trim(), cert_path.display().to_string());
     let cert = std::fs::read_to_string(&cert_path).unwrap();
-    assert!(ssh_keygen_list(app.dir.path(), &cert).contains(&format!("countersign:{id}:alice:prod-db")));
+    assert!(
+        ssh_keygen_list(app.dir.path(), &cert).contains(&format!("countersign:{id}:alice:prod-db"))
+    );
 
     let show = run({
         let mut c = client(&app, "alice");
@@ -165,7 +247,10 @@ async fn request_wait_writes_the_certificate_where_ssh_finds_it() {
     })
     .await;
     let show = text(&show.stdout);
-    assert!(show.contains("approved by  bob") && show.contains("go ahead"), "{show}");
+    assert!(
+        show.contains("approved by  bob") && show.contains("go ahead"),
+        "{show}"
+    );
 
     let (_, body) = app.request("alice", &id).await;
     let serial = body["certificate"]["serial"].as_str().unwrap().to_owned();
@@ -185,7 +270,8 @@ async fn client_errors_are_one_line_with_the_code() {
     let app = TestApp::spawn().await;
     let out = run({
         let mut c = client(&app, "dave");
-        c.args(["request", "prod-db", "--reason", "x", "--key"]).arg(write_key(app.dir.path(), "k", &new_key()).with_extension("pub"));
+        c.args(["request", "prod-db", "--reason", "x", "--key"])
+            .arg(write_key(app.dir.path(), "k", &new_key()).with_extension("pub"));
         c
     })
     .await;
@@ -204,10 +290,22 @@ async fn client_errors_are_one_line_with_the_code() {
 #[tokio::test]
 async fn serve_runs_until_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let path = dir.path().join("c.toml");
-    std::fs::write(&path, POLICY.replace("127.0.0.1:0", &format!("127.0.0.1:{port}"))).unwrap();
-    let mut child = countersign(&path).arg("serve").stderr(Stdio::piped()).spawn().unwrap();
+    std::fs::write(
+        &path,
+        POLICY.replace("127.0.0.1:0", &format!("127.0.0.1:{port}")),
+    )
+    .unwrap();
+    let mut child = countersign(&path)
+        .arg("serve")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let url = format!("http://127.0.0.1:{port}/v1/health");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -218,9 +316,20 @@ async fn serve_runs_until_sigterm() {
         assert!(Instant::now() < deadline, "server never became healthy");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let ca = reqwest::get(format!("http://127.0.0.1:{port}/v1/ca.pub")).await.unwrap().text().await.unwrap();
+    let ca = reqwest::get(format!("http://127.0.0.1:{port}/v1/ca.pub"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(ca.starts_with("ssh-ed25519"));
-    Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
     assert!(status.success(), "graceful shutdown exits 0");
 }

@@ -12,9 +12,19 @@ async fn racing_approvers_produce_exactly_one_certificate() {
         let mut tasks = Vec::new();
         for i in 0..16 {
             let approver = if i % 2 == 0 { "bob" } else { "carol" };
-            let (http, url, token, id) = (app.http.clone(), app.url.clone(), app.token(approver).to_owned(), id.clone());
+            let (http, url, token, id) = (
+                app.http.clone(),
+                app.url.clone(),
+                app.token(approver).to_owned(),
+                id.clone(),
+            );
             tasks.push(tokio::spawn(async move {
-                http.post(format!("{url}/v1/requests/{id}/approve")).bearer_auth(token).send().await.unwrap().status()
+                http.post(format!("{url}/v1/requests/{id}/approve"))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
             }));
         }
         let mut ok = 0;
@@ -27,8 +37,18 @@ async fn racing_approvers_produce_exactly_one_certificate() {
             }
         }
         assert_eq!(ok, 1, "round {round}: exactly one approval wins");
-        assert_eq!(app.count(&format!("SELECT count(*) FROM certificates WHERE request_id = '{id}'")), 1);
-        let issued = app.audit(&format!("request={id}")).await.iter().filter(|e| e["action"] == "certificate.issued").count();
+        assert_eq!(
+            app.count(&format!(
+                "SELECT count(*) FROM certificates WHERE request_id = '{id}'"
+            )),
+            1
+        );
+        let issued = app
+            .audit(&format!("request={id}"))
+            .await
+            .iter()
+            .filter(|e| e["action"] == "certificate.issued")
+            .count();
         assert_eq!(issued, 1);
     }
     let (_, v) = app.get("bob", "/v1/audit/verify").await;
@@ -44,16 +64,31 @@ async fn concurrent_requests_and_approvals_keep_serials_unique_and_chain_intact(
     }
     let mut tasks = Vec::new();
     for id in ids {
-        let (http, url, token) = (app.http.clone(), app.url.clone(), app.token("carol").to_owned());
+        let (http, url, token) = (
+            app.http.clone(),
+            app.url.clone(),
+            app.token("carol").to_owned(),
+        );
         tasks.push(tokio::spawn(async move {
-            http.post(format!("{url}/v1/requests/{id}/approve")).bearer_auth(token).send().await.unwrap().status()
+            http.post(format!("{url}/v1/requests/{id}/approve"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
         }));
     }
     for t in tasks {
         assert_eq!(t.await.unwrap(), StatusCode::OK);
     }
-    assert_eq!(app.count("SELECT count(DISTINCT serial) FROM certificates"), 30);
-    assert_eq!(app.count("SELECT count(*) FROM audit WHERE action = 'certificate.issued'"), 30);
+    assert_eq!(
+        app.count("SELECT count(DISTINCT serial) FROM certificates"),
+        30
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM audit WHERE action = 'certificate.issued'"),
+        30
+    );
     let (_, v) = app.get("bob", "/v1/audit/verify").await;
     assert_eq!(v["ok"], true, "{v}");
 }

@@ -100,7 +100,14 @@ impl TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("countersign.toml"), policy).expect("write config");
         let mut app = Self::start(dir, HashMap::new()).await;
-        let users: Vec<String> = app.service.config().policy.users.keys().map(|u| u.to_string()).collect();
+        let users: Vec<String> = app
+            .service
+            .config()
+            .policy
+            .users
+            .keys()
+            .map(|u| u.to_string())
+            .collect();
         for u in users {
             let t = app.create_token(&u);
             app.tokens.insert(u, t);
@@ -111,7 +118,9 @@ impl TestApp {
     async fn start(dir: TempDir, tokens: HashMap<String, String>) -> TestApp {
         let config = Config::load(&dir.path().join("countersign.toml")).expect("config loads");
         let service = Arc::new(Service::open(config, true).expect("service opens"));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let (tx, rx) = oneshot::channel::<()>();
         let state = service.clone();
@@ -122,7 +131,15 @@ impl TestApp {
             .await
             .expect("server runs");
         });
-        TestApp { url, dir, service, http: reqwest::Client::new(), tokens, shutdown: Some(tx), handle: Some(handle) }
+        TestApp {
+            url,
+            dir,
+            service,
+            http: reqwest::Client::new(),
+            tokens,
+            shutdown: Some(tx),
+            handle: Some(handle),
+        }
     }
 
     /// Stops the server and starts a new one on the same data dir (new port).
@@ -162,26 +179,49 @@ impl TestApp {
     }
 
     pub fn token(&self, user: &str) -> &str {
-        self.tokens.get(user).map(String::as_str).unwrap_or("cs_unknown")
+        self.tokens
+            .get(user)
+            .map(String::as_str)
+            .unwrap_or("cs_unknown")
     }
 
     pub async fn get(&self, user: &str, path: &str) -> (StatusCode, Value) {
-        let resp = self.http.get(format!("{}{path}", self.url)).bearer_auth(self.token(user)).send().await.expect("GET");
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(self.token(user))
+            .send()
+            .await
+            .expect("GET");
         split(resp).await
     }
 
     pub async fn post(&self, user: &str, path: &str, body: Value) -> (StatusCode, Value) {
-        let resp = self.http.post(format!("{}{path}", self.url)).bearer_auth(self.token(user)).json(&body).send().await.expect("POST");
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(self.token(user))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
         split(resp).await
     }
 
     /// `POST /v1/requests` with a fresh Ed25519 key.
     pub async fn create(&self, user: &str, role: &str, ttl: Option<&str>) -> (StatusCode, Value) {
         let key = new_key();
-        self.create_with_key(user, role, ttl, &public_line(&key)).await
+        self.create_with_key(user, role, ttl, &public_line(&key))
+            .await
     }
 
-    pub async fn create_with_key(&self, user: &str, role: &str, ttl: Option<&str>, public_key: &str) -> (StatusCode, Value) {
+    pub async fn create_with_key(
+        &self,
+        user: &str,
+        role: &str,
+        ttl: Option<&str>,
+        public_key: &str,
+    ) -> (StatusCode, Value) {
         let mut body = json!({ "role": role, "public_key": public_key, "reason": format!("INC-4211: {role} for {user}") });
         if let Some(t) = ttl {
             body["ttl"] = json!(t);
@@ -197,15 +237,26 @@ impl TestApp {
     }
 
     pub async fn approve(&self, user: &str, id: &str) -> (StatusCode, Value) {
-        self.post(user, &format!("/v1/requests/{id}/approve"), json!({ "comment": format!("ok from {user}") })).await
+        self.post(
+            user,
+            &format!("/v1/requests/{id}/approve"),
+            json!({ "comment": format!("ok from {user}") }),
+        )
+        .await
     }
 
     pub async fn deny(&self, user: &str, id: &str, reason: &str) -> (StatusCode, Value) {
-        self.post(user, &format!("/v1/requests/{id}/deny"), json!({ "reason": reason })).await
+        self.post(
+            user,
+            &format!("/v1/requests/{id}/deny"),
+            json!({ "reason": reason }),
+        )
+        .await
     }
 
     pub async fn cancel(&self, user: &str, id: &str) -> (StatusCode, Value) {
-        self.post(user, &format!("/v1/requests/{id}/cancel"), json!({})).await
+        self.post(user, &format!("/v1/requests/{id}/cancel"), json!({}))
+            .await
     }
 
     pub async fn request(&self, user: &str, id: &str) -> (StatusCode, Value) {
@@ -226,7 +277,9 @@ impl TestApp {
 
     /// Every audit event, via the API as admin bob.
     pub async fn audit(&self, query: &str) -> Vec<Value> {
-        let (status, body) = self.get("bob", &format!("/v1/audit?limit=10000&{query}")).await;
+        let (status, body) = self
+            .get("bob", &format!("/v1/audit?limit=10000&{query}"))
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body["events"].as_array().expect("events").clone()
     }
@@ -263,8 +316,13 @@ pub fn public_line(key: &PrivateKey) -> String {
 /// Writes `key` as an OpenSSH private key file (0600) and `.pub` next to it.
 pub fn write_key(dir: &Path, name: &str, key: &PrivateKey) -> PathBuf {
     let path = dir.join(name);
-    key.write_openssh_file(&path, LineEnding::LF).expect("write key");
-    std::fs::write(dir.join(format!("{name}.pub")), format!("{}\n", public_line(key))).expect("write pub");
+    key.write_openssh_file(&path, LineEnding::LF)
+        .expect("write key");
+    std::fs::write(
+        dir.join(format!("{name}.pub")),
+        format!("{}\n", public_line(key)),
+    )
+    .expect("write pub");
     path
 }
 
@@ -272,7 +330,16 @@ pub fn write_key(dir: &Path, name: &str, key: &PrivateKey) -> PathBuf {
 pub fn ssh_keygen_list(dir: &Path, cert: &str) -> String {
     let path = dir.join(format!("listed-{}-cert.pub", rand::random::<u32>()));
     std::fs::write(&path, cert).expect("write cert");
-    let out = std::process::Command::new("ssh-keygen").arg("-L").arg("-f").arg(&path).output().expect("ssh-keygen runs");
-    assert!(out.status.success(), "ssh-keygen -L failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new("ssh-keygen")
+        .arg("-L")
+        .arg("-f")
+        .arg(&path)
+        .output()
+        .expect("ssh-keygen runs");
+    assert!(
+        out.status.success(),
+        "ssh-keygen -L failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -29,10 +29,16 @@ max_ttl = "1h"
 }
 
 /// Requests `shell` for alice with `ttl`, has bob approve, writes key and certificate.
-async fn issue(app: &TestApp, name: &str, ttl: &str) -> (std::path::PathBuf, std::path::PathBuf, String) {
+async fn issue(
+    app: &TestApp,
+    name: &str,
+    ttl: &str,
+) -> (std::path::PathBuf, std::path::PathBuf, String) {
     let key = new_key();
     let key_path = write_key(app.dir.path(), name, &key);
-    let (status, body) = app.create_with_key("alice", "shell", Some(ttl), &public_line(&key)).await;
+    let (status, body) = app
+        .create_with_key("alice", "shell", Some(ttl), &public_line(&key))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let id = body["id"].as_str().unwrap().to_owned();
     let (_, body) = app.approve("bob", &id).await;
@@ -40,49 +46,82 @@ async fn issue(app: &TestApp, name: &str, ttl: &str) -> (std::path::PathBuf, std
     let (_, cert) = app.certificate("alice", &id).await;
     let cert_path = app.dir.path().join(format!("{name}-cert.pub"));
     std::fs::write(&cert_path, cert).unwrap();
-    (key_path, cert_path, body["certificate"]["serial"].as_str().unwrap().to_owned())
+    (
+        key_path,
+        cert_path,
+        body["certificate"]["serial"].as_str().unwrap().to_owned(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn issued_certificate_logs_in_as_its_principal_and_only_as_it() {
     let login = current_user();
     let app = TestApp::spawn_with(&policy(&login)).await;
-    let sshd = Sshd::start(&app.dir.path().join("sshd"), &app.service.ca().public_key_line());
+    let sshd = Sshd::start(
+        &app.dir.path().join("sshd"),
+        &app.service.ca().public_key_line(),
+    );
     let (key, cert, serial) = issue(&app, "alice_key", "30m").await;
 
     let ok = tokio::task::block_in_place(|| sshd.login(&login, &key, &cert));
-    assert!(ok, "login with the issued certificate failed: {}", sshd.log());
+    assert!(
+        ok,
+        "login with the issued certificate failed: {}",
+        sshd.log()
+    );
 
     // The sshd log line leads back to the audit log.
     let log = sshd.log();
-    let line = log.lines().find(|l| l.contains("Accepted publickey")).expect("accepted line");
+    let line = log
+        .lines()
+        .find(|l| l.contains("Accepted publickey"))
+        .expect("accepted line");
     assert!(line.contains(&format!("(serial {serial})")), "{line}");
     assert!(line.contains("ID countersign:r-"), "{line}");
     let events = app.audit(&format!("serial={serial}")).await;
     assert_eq!(events[0]["detail"]["requester"], "alice");
 
     // Another account is not among the principals.
-    let other = if login == "nobody" { "daemon" } else { "nobody" };
+    let other = if login == "nobody" {
+        "daemon"
+    } else {
+        "nobody"
+    };
     let refused = !tokio::task::block_in_place(|| sshd.login(other, &key, &cert));
     assert!(refused, "login as {other} must fail");
 
     // The key alone, without the certificate, is nothing.
     let bare = app.dir.path().join("missing-cert.pub");
-    assert!(!tokio::task::block_in_place(|| sshd.login(&login, &key, &bare)));
+    assert!(!tokio::task::block_in_place(
+        || sshd.login(&login, &key, &bare)
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn certificate_stops_working_once_expired() {
     let login = current_user();
     let app = TestApp::spawn_with(&policy(&login)).await;
-    let sshd = Sshd::start(&app.dir.path().join("sshd"), &app.service.ca().public_key_line());
+    let sshd = Sshd::start(
+        &app.dir.path().join("sshd"),
+        &app.service.ca().public_key_line(),
+    );
     let (key, cert, _) = issue(&app, "short_key", "3s").await;
     let parsed = ssh_key::Certificate::read_file(&cert).unwrap();
-    assert!(tokio::task::block_in_place(|| sshd.login(&login, &key, &cert)), "{}", sshd.log());
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    assert!(
+        tokio::task::block_in_place(|| sshd.login(&login, &key, &cert)),
+        "{}",
+        sshd.log()
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let wait = parsed.valid_before().saturating_sub(now) + 1;
     tokio::time::sleep(Duration::from_secs(wait)).await;
-    assert!(!tokio::task::block_in_place(|| sshd.login(&login, &key, &cert)), "expired certificate accepted");
+    assert!(
+        !tokio::task::block_in_place(|| sshd.login(&login, &key, &cert)),
+        "expired certificate accepted"
+    );
     assert!(sshd.log().contains("expired"), "{}", sshd.log());
 }
 
@@ -91,7 +130,12 @@ async fn a_certificate_from_another_ca_is_refused() {
     let login = current_user();
     let app = TestApp::spawn_with(&policy(&login)).await;
     let other = TestApp::spawn_with(&policy(&login)).await;
-    let sshd = Sshd::start(&app.dir.path().join("sshd"), &app.service.ca().public_key_line());
+    let sshd = Sshd::start(
+        &app.dir.path().join("sshd"),
+        &app.service.ca().public_key_line(),
+    );
     let (key, cert, _) = issue(&other, "foreign_key", "30m").await;
-    assert!(!tokio::task::block_in_place(|| sshd.login(&login, &key, &cert)));
+    assert!(!tokio::task::block_in_place(
+        || sshd.login(&login, &key, &cert)
+    ));
 }

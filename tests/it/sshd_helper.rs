@@ -30,17 +30,28 @@ fn is_root() -> bool {
 impl Sshd {
     /// Starts sshd in `dir` trusting `ca_pub` (a `TrustedUserCAKeys` line).
     pub fn start(dir: &Path, ca_pub: &str) -> Sshd {
-        assert!(Path::new(SSHD).exists(), "{SSHD} is missing: apt-get install openssh-server (scripts/test.sh does)");
+        assert!(
+            Path::new(SSHD).exists(),
+            "{SSHD} is missing: apt-get install openssh-server (scripts/test.sh does)"
+        );
         std::fs::create_dir_all(dir).unwrap();
         let host_key = dir.join("host_ed25519");
-        let st = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&host_key).status().unwrap();
+        let st = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&host_key)
+            .status()
+            .unwrap();
         assert!(st.success());
         std::fs::write(dir.join("ca.pub"), format!("{}\n", ca_pub.trim())).unwrap();
         if is_root() {
             // sshd running as root needs its privilege-separation directory.
             std::fs::create_dir_all("/run/sshd").unwrap();
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let config = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {pid}\nTrustedUserCAKeys {ca}\n\
              AuthorizedKeysFile none\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
@@ -70,7 +81,11 @@ impl Sshd {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("sshd exited with {status}: {}", self.log());
             }
-            assert!(Instant::now() < deadline, "sshd did not listen: {}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "sshd did not listen: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -88,8 +103,19 @@ impl Sshd {
             .arg("-o")
             .arg(format!("CertificateFile={}", cert.display()))
             .args([
-                "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR", "-p",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "ConnectTimeout=10",
+                "-o",
+                "LogLevel=ERROR",
+                "-p",
             ])
             .arg(self.port.to_string())
             .arg(format!("{user}@127.0.0.1"))

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Runs the CA with config/countersign.toml and shows the whole flow against a real sshd:
+# alice asks for prod-db, cannot approve herself, bob approves, alice logs in with the
+# certificate, and the sshd log line's serial leads back to the audit trail.
+# With a terminal attached, the CA keeps running afterwards until Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-openssh.sh
+cargo build --locked --quiet
+cs="$PWD/target/debug/countersign"
+config="$PWD/config/countersign.toml"
+export COUNTERSIGN_CONFIG="$config"
+export COUNTERSIGN_URL="http://127.0.0.1:7070"
+work="$(mktemp -d)"
+server_pid=""
+sshd_pid=""
+cleanup() {
+  [ -n "$sshd_pid" ] && kill "$sshd_pid" 2>/dev/null || true
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "countersign check-config"
+"$cs" check-config
+
+step "starting countersign serve (data in config/data)"
+"$cs" serve >"$work/server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 1 100); do
+  curl -fsS "$COUNTERSIGN_URL/v1/health" >/dev/null 2>&1 && break
+  kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log"; echo "countersign serve failed (is port 7070 busy?)" >&2; exit 1; }
+  sleep 0.1
+done
+curl -fsS "$COUNTERSIGN_URL/v1/ca.pub" >"$work/ca.pub"
+echo "CA public key: $(cat "$work/ca.pub")"
+
+step "a throw-away sshd on loopback that trusts only the CA key"
+login="$(id -un)"
+port="$(shuf -i 20000-60000 -n 1)"
+mkdir -p "$work/principals"
+echo dba >"$work/principals/$login"   # this account accepts certificates for principal "dba"
+ssh-keygen -q -t ed25519 -N '' -f "$work/host_key"
+cat >"$work/sshd_config" <<CFG
+Port $port
+ListenAddress 127.0.0.1
+HostKey $work/host_key
+PidFile $work/sshd.pid
+TrustedUserCAKeys $work/ca.pub
+AuthorizedPrincipalsFile $work/principals/%u
+AuthorizedKeysFile none
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+LogLevel VERBOSE
+PermitRootLogin prohibit-password
+CFG
+[ "$(id -u)" = 0 ] && mkdir -p /run/sshd
+/usr/sbin/sshd -D -e -f "$work/sshd_config" 2>"$work/sshd.log" &
+sshd_pid=$!
+echo "sshd on 127.0.0.1:$port: TrustedUserCAKeys + AuthorizedPrincipalsFile ($login accepts principal 'dba')"
+
+step "tokens for alice (requester) and bob (approver), created on the CA host"
+alice_token="$("$cs" token create alice)"
+bob_token="$("$cs" token create bob)"
+ssh-keygen -q -t ed25519 -N '' -C alice@laptop -f "$work/id_ed25519"
+
+step "alice: countersign request prod-db --ttl 30m --reason ... --wait"
+COUNTERSIGN_TOKEN="$alice_token" "$cs" request prod-db --ttl 30m --key "$work/id_ed25519.pub" \
+  --reason "INC-4211: replica lag on db1" --wait --poll-seconds 1 >"$work/request.out" 2>"$work/request.err" &
+request_pid=$!
+id=""
+for _ in $(seq 1 100); do
+  id="$(COUNTERSIGN_TOKEN="$bob_token" "$cs" list --status pending | awk 'NR==2 {print $1}')"
+  [ -n "$id" ] && break
+  sleep 0.1
+done
+echo "request $id is pending"
+
+step "alice tries to approve her own request"
+COUNTERSIGN_TOKEN="$alice_token" "$cs" approve "$id" || true
+
+step "bob sees it and approves"
+COUNTERSIGN_TOKEN="$bob_token" "$cs" list --status pending
+COUNTERSIGN_TOKEN="$bob_token" "$cs" approve "$id" --comment "replica lag confirmed on the dashboard"
+wait "$request_pid"
+cat "$work/request.err"
+
+step "the certificate (ssh-keygen -L)"
+ssh-keygen -L -f "$work/id_ed25519-cert.pub"
+
+step "alice logs in with it: ssh -p $port $login@127.0.0.1"
+ssh -F /dev/null -i "$work/id_ed25519" -o IdentitiesOnly=yes -o StrictHostKeyChecking=no \
+  -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR -p "$port" "$login@127.0.0.1" \
+  'echo "logged in as $(id -un) on $(hostname)"'
+
+step "sshd's log line, and the audit trail its serial leads to"
+grep "Accepted publickey" "$work/sshd.log" | tail -n 1
+serial="$(grep -o '(serial [0-9]*)' "$work/sshd.log" | tail -n 1 | tr -dc 0-9)"
+COUNTERSIGN_TOKEN="$bob_token" "$cs" audit --request "$id"
+echo
+COUNTERSIGN_TOKEN="$bob_token" "$cs" audit --serial "$serial"
+
+step "countersign audit verify"
+"$cs" audit verify
+
+if [ -t 0 ]; then
+  step "the CA is still running at $COUNTERSIGN_URL; press Ctrl-C to stop"
+  echo "try: COUNTERSIGN_TOKEN=$bob_token $cs list"
+  wait "$server_pid" || true
+fi

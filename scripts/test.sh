@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Runs every test: unit, property, HTTP integration, CLI, and end-to-end against a real
+# OpenSSH sshd. Installs OpenSSH first if it is missing. Extra arguments go to cargo test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-openssh.sh
+cargo test --locked "$@"
