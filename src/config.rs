@@ -180,7 +180,9 @@ impl Builder<'_> {
     fn ca(&self, raw: raw::RawCa, data_dir: &Path) -> Result<CaSettings, ConfigError> {
         let key_file = data_dir.join(raw.key_file.as_deref().unwrap_or("ca_key"));
         let backdate = match raw.backdate.as_deref() {
-            Some("0" | "0s") => Duration::ZERO,
+            Some(zero) if humantime::parse_duration(zero.trim()).is_ok_and(|d| d.is_zero()) => {
+                Duration::ZERO
+            }
             other => self.duration("ca.backdate", other, "1m")?,
         };
         if backdate > Duration::from_secs(3600) {
@@ -213,10 +215,14 @@ impl Builder<'_> {
                 {
                     return Err(self.err(
                         format!("{key}.ssh_keys[{i}]"),
-                        format!(
-                            "key {} is already registered to user {owner}",
-                            k.fingerprint()
-                        ),
+                        if *owner == name {
+                            format!("key {} is listed twice", k.fingerprint())
+                        } else {
+                            format!(
+                                "key {} is already registered to user {owner}",
+                                k.fingerprint()
+                            )
+                        },
                     ));
                 }
                 key_owner.push((k.clone(), name.clone()));

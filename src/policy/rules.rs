@@ -183,10 +183,13 @@ pub fn tally(
         .enumerate()
         .flat_map(|(i, s)| std::iter::repeat_n(i, s.approvals as usize))
         .collect();
-    let people: Vec<&UserName> = approved_by
+    let mut people: Vec<&UserName> = approved_by
         .iter()
         .filter(|u| *u != requester && policy.users.contains_key(*u))
         .collect();
+    // Each person counts once, whatever the caller passed.
+    people.sort();
+    people.dedup();
     let eligible =
         |p: &UserName, slot: usize| policy.is_any_member(p, &role.steps[slots[slot]].approvers);
     let mut slot_owner: Vec<Option<usize>> = vec![None; slots.len()];
