@@ -10,6 +10,7 @@ mod error;
 mod extract;
 mod misc;
 mod requests;
+mod revoke;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -49,6 +50,13 @@ pub fn router(state: AppState) -> Router {
             "/v1/requests/{id}/certificate",
             get(requests::certificate_get),
         )
+        .route("/v1/requests/{id}/done", post(revoke::request_done))
+        .route(
+            "/v1/certificates/{serial}/revoke",
+            post(revoke::certificate_revoke),
+        )
+        .route("/v1/users/{name}/revoke", post(revoke::user_revoke))
+        .route("/v1/krl", get(revoke::krl_get))
         .route("/v1/audit", get(audit::audit_list))
         .route("/v1/audit/verify", get(audit::audit_verify))
         .fallback(misc::not_found)

@@ -152,9 +152,16 @@ pub fn append(
 /// Which events to return.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
+    /// The whole story of this certificate: every event of its request, plus events
+    /// that name the serial (issuance, revocation).
     pub serial: Option<u64>,
+    /// Events of this request.
     pub request_id: Option<String>,
+    /// Events at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Events after this sequence number (paging).
     pub after_seq: i64,
+    /// At most this many.
     pub limit: u32,
 }
 
@@ -188,7 +195,10 @@ fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawEvent> {
 pub fn query(tx: &Transaction<'_>, filter: &Filter) -> Result<Vec<Event>, StoreError> {
     let mut stmt = tx.prepare_cached(
         "SELECT seq, at, actor, action, request_id, serial, detail, prev_hash, hash FROM audit \
-         WHERE seq > ?1 AND (?2 IS NULL OR serial = ?2) AND (?3 IS NULL OR request_id = ?3) \
+         WHERE seq > ?1 \
+         AND (?2 IS NULL OR serial = ?2 \
+              OR request_id = (SELECT request_id FROM certificates WHERE serial = ?5)) \
+         AND (?3 IS NULL OR request_id = ?3) AND (?6 IS NULL OR at >= ?6) \
          ORDER BY seq LIMIT ?4",
     )?;
     let rows = stmt.query_map(
@@ -196,7 +206,11 @@ pub fn query(tx: &Transaction<'_>, filter: &Filter) -> Result<Vec<Event>, StoreE
             filter.after_seq,
             filter.serial.map(|s| s.to_string()),
             filter.request_id,
-            filter.limit
+            filter.limit,
+            filter.serial.and_then(|s| i64::try_from(s).ok()),
+            filter
+                .since
+                .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
         ],
         raw_row,
     )?;

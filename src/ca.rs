@@ -186,6 +186,19 @@ impl CertificateAuthority {
         self.key.fingerprint(HashAlg::Sha256).to_string()
     }
 
+    /// The CA public key material (for KRLs and signature checks).
+    pub fn public_key_data(&self) -> &ssh_key::public::KeyData {
+        self.key.public_key().key_data()
+    }
+
+    /// An SSH signature (SSHSIG) over `msg` in `namespace`, as `ssh-keygen -Y sign` makes.
+    /// The namespace keeps these signatures apart from certificate signatures.
+    pub fn sign_message(&self, namespace: &str, msg: &[u8]) -> Result<ssh_key::SshSig, CaError> {
+        self.key
+            .sign(namespace, HashAlg::Sha512, msg)
+            .map_err(CaError::Sign)
+    }
+
     /// Whether `key` is the CA's own public key (never certified).
     pub fn is_ca_key(&self, key: &SubjectKey) -> bool {
         key.key_data() == self.key.public_key().key_data()

@@ -1,17 +1,22 @@
 //! The command line: clap definitions and dispatch, one file per command group.
 //!
 //! Client commands (`whoami`, `request`, `list`, `show`, `approve`, `deny`, `cancel`,
-//! `cert`, `audit`) talk to the HTTP API with `COUNTERSIGN_URL` and `COUNTERSIGN_TOKEN`
-//! (the token is read from the environment only, never from argv, where `ps` shows it).
-//! Operator commands (`init`, `serve`, `check-config`, `token`, `audit verify`) run on
-//! the CA host against the config and its data directory.
+//! `cert`, `revoke`, `done`, `krl`, `audit`, `report`) talk to the HTTP API with
+//! `COUNTERSIGN_URL` and `COUNTERSIGN_TOKEN` (the token is read from the environment
+//! only, never from argv, where `ps` shows it). Operator commands (`init`, `serve`,
+//! `check-config`, `token`, `audit verify`, `audit checkpoint`) run on the CA host
+//! against the config and its data directory.
 
 mod audit;
+mod checkpoint;
 mod client;
 mod decide;
+mod export;
 mod init;
 mod output;
+mod report;
 mod request;
+mod revoke;
 mod serve;
 mod show;
 mod token;
@@ -77,8 +82,16 @@ pub enum Command {
     Cancel(decide::CancelArgs),
     /// Fetch the certificate of an issued request.
     Cert(show::CertArgs),
-    /// Read the audit log (admins), or `audit verify` its hash chain on the CA host.
+    /// Revoke certificates by serial, request or user (admins).
+    Revoke(revoke::RevokeArgs),
+    /// End your own certificate early ("I'm finished").
+    Done(revoke::DoneArgs),
+    /// Fetch the Key Revocation List and replace a file atomically (no token needed).
+    Krl(revoke::KrlArgs),
+    /// Read the audit log (admins); `verify` and `checkpoint` run on the CA host.
     Audit(audit::AuditArgs),
+    /// Access review: per role, who held it, when, how long, why, approved by whom (admins).
+    Report(report::ReportArgs),
 }
 
 /// `--json` for commands whose output scripts read.
@@ -105,5 +118,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deny(args) => decide::deny(&cli.url, args),
         Command::Cancel(args) => decide::cancel(&cli.url, args),
         Command::Cert(args) => show::cert(&cli.url, args),
+        Command::Revoke(args) => revoke::revoke(&cli.url, args),
+        Command::Done(args) => revoke::done(&cli.url, args),
+        Command::Krl(args) => revoke::krl(&cli.url, args),
+        Command::Report(args) => report::run(&cli.url, args),
     }
 }

@@ -19,8 +19,10 @@
 pub mod api;
 pub mod audit;
 pub mod ca;
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod krl;
 pub mod names;
 pub mod policy;
 pub mod pubkey;

@@ -7,6 +7,7 @@
 //! is the record of who tried what) and then returned as errors.
 
 mod decide;
+mod revoke;
 mod view;
 
 use std::sync::Arc;
@@ -15,7 +16,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::Transaction;
 
 pub use decide::NewRequest;
-pub use view::{ApprovalView, CertificateView, RequestView, StepView, WhoAmI};
+pub use revoke::Krl;
+pub use view::{ApprovalView, CertificateView, RequestView, RevocationView, StepView, WhoAmI};
 
 use crate::audit::{self, AuditError, NewEvent};
 use crate::ca::{CaError, CertificateAuthority};
@@ -23,6 +25,7 @@ use crate::config::Config;
 use crate::names::{RequestId, UserName};
 use crate::policy::Policy;
 use crate::policy::rules::{self, Refusal};
+use crate::store::certificates as certs;
 use crate::store::requests::{self as rq, Status};
 use crate::store::{Store, StoreError, tokens};
 
@@ -53,6 +56,9 @@ pub enum ServiceError {
     /// Signing failed.
     #[error("signing failure")]
     Ca(#[from] CaError),
+    /// The KRL could not be built.
+    #[error("building the KRL")]
+    Krl(#[from] crate::krl::KrlError),
     /// The audit chain does not verify.
     #[error(transparent)]
     Audit(AuditError),
@@ -168,7 +174,7 @@ impl Service {
                     "only the requester may fetch the certificate".into(),
                 ));
             }
-            match rq::certificate(tx, id)? {
+            match certs::for_request(tx, id)? {
                 Some(c) => Ok(c.certificate),
                 None => Err(ServiceError::Conflict {
                     code: "not_issued",

@@ -3,8 +3,10 @@
 //! The store is a synchronous rusqlite connection behind a std mutex (async callers go
 //! through `spawn_blocking`). Every state change runs in one `BEGIN IMMEDIATE`
 //! transaction together with its audit row; the caller answers only after COMMIT.
-//! Row types and queries live in `store/requests.rs` and `store/tokens.rs`.
+//! Row types and queries live in `store/requests.rs`, `store/certificates.rs` and
+//! `store/tokens.rs`.
 
+pub mod certificates;
 pub mod requests;
 pub mod tokens;
 
@@ -35,7 +37,8 @@ pub enum StoreError {
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
 /// Entries are never edited or removed: a change is a new entry at the end.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE requests (
     id              TEXT PRIMARY KEY,
     role            TEXT NOT NULL,
@@ -103,7 +106,15 @@ CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-"#];
+"#,
+    r#"
+ALTER TABLE certificates ADD COLUMN revoked_by TEXT;
+ALTER TABLE certificates ADD COLUMN revoke_reason TEXT;
+ALTER TABLE certificates ADD COLUMN revoked_seq INTEGER;
+CREATE UNIQUE INDEX certificates_by_revoked_seq ON certificates (revoked_seq);
+CREATE INDEX certificates_revoked ON certificates (revoked_at, valid_before);
+"#,
+];
 
 /// The database handle shared by the server and the operator commands.
 pub struct Store {

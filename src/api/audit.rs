@@ -18,6 +18,7 @@ pub const MAX_LIMIT: u32 = 10_000;
 pub struct AuditQuery {
     serial: Option<String>,
     request: Option<String>,
+    since: Option<String>,
     after_seq: Option<i64>,
     limit: Option<u32>,
 }
@@ -39,6 +40,18 @@ impl AuditQuery {
             ),
             None => None,
         };
+        let since = match self.since {
+            Some(t) => Some(
+                chrono::DateTime::parse_from_rfc3339(&t)
+                    .map_err(|_| {
+                        ApiError::invalid(
+                            "since must be an RFC 3339 time such as 2026-01-31T00:00:00Z",
+                        )
+                    })?
+                    .with_timezone(&chrono::Utc),
+            ),
+            None => None,
+        };
         let after_seq = self.after_seq.unwrap_or(0);
         if after_seq < 0 {
             return Err(ApiError::invalid("after_seq must not be negative"));
@@ -52,13 +65,14 @@ impl AuditQuery {
         Ok(Filter {
             serial,
             request_id,
+            since,
             after_seq,
             limit,
         })
     }
 }
 
-/// `GET /v1/audit?serial=N&request=ID&after_seq=K&limit=L`.
+/// `GET /v1/audit?serial=N&request=ID&since=T&after_seq=K&limit=L`.
 pub async fn audit_list(
     State(state): State<AppState>,
     Actor(actor): Actor,

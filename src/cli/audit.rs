@@ -1,19 +1,16 @@
-//! `countersign audit [--serial N] [--request ID]` (client, admins) and
-//! `countersign audit verify` (on the CA host).
+//! `countersign audit [--serial N] [--request ID]`, `audit explain LINE`, `audit export`
+//! (client, admins) and `audit verify`, `audit checkpoint` (on the CA host).
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde::Deserialize;
 
 use super::client::Client;
 use super::output;
 use super::show::urlencode;
-use crate::audit::{self, AuditError, Event};
-use crate::config::Config;
-use crate::store::Store;
+use crate::audit::Event;
 
 /// `audit` arguments.
 #[derive(Debug, Args)]
@@ -41,8 +38,26 @@ pub struct AuditArgs {
 /// `audit` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Recompute the hash chain of the local database; non-zero exit names the first bad event.
-    Verify,
+    /// Recompute the hash chain of the local database; non-zero exit names the first bad
+    /// event. With --checkpoint, also fail unless the log still contains that head.
+    Verify {
+        /// A checkpoint from `audit checkpoint` (statement + signature, or FILE and FILE.sig).
+        #[arg(long)]
+        checkpoint: Option<std::path::PathBuf>,
+    },
+    /// Print a checkpoint of the log's head signed by the CA key (SSHSIG).
+    Checkpoint {
+        /// Write the statement to FILE and the signature to FILE.sig (for ssh-keygen -Y verify).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Tell the story behind an sshd log line: `Accepted publickey ... ID ... (serial N) CA ...`.
+    Explain {
+        /// The sshd log line (quote it).
+        line: String,
+    },
+    /// Export events for a SIEM or an auditor.
+    Export(super::export::ExportArgs),
 }
 
 #[derive(Deserialize)]
@@ -52,8 +67,16 @@ struct Events {
 
 /// Runs `audit`.
 pub fn run(config: &Path, url: &str, args: AuditArgs) -> anyhow::Result<ExitCode> {
-    if let Some(AuditCommand::Verify) = args.command {
-        return verify(config);
+    match args.command {
+        Some(AuditCommand::Verify { checkpoint }) => {
+            return super::checkpoint::verify(config, checkpoint.as_deref());
+        }
+        Some(AuditCommand::Checkpoint { out }) => {
+            return super::checkpoint::checkpoint(config, out.as_deref());
+        }
+        Some(AuditCommand::Explain { line }) => return super::export::explain(url, &line),
+        Some(AuditCommand::Export(a)) => return super::export::export(url, a),
+        None => {}
     }
     let mut query = Vec::new();
     if let Some(s) = &args.serial {
@@ -98,7 +121,7 @@ pub fn run(config: &Path, url: &str, args: AuditArgs) -> anyhow::Result<ExitCode
 }
 
 /// The detail fields a reader wants first, in a short line.
-fn summary(detail: &serde_json::Value) -> String {
+pub fn summary(detail: &serde_json::Value) -> String {
     let mut parts = Vec::new();
     for key in [
         "role",
@@ -116,20 +139,4 @@ fn summary(detail: &serde_json::Value) -> String {
         }
     }
     parts.join(" ")
-}
-
-fn verify(config: &Path) -> anyhow::Result<ExitCode> {
-    let config = Config::load(config)?;
-    let store = Store::open(&config.database_path()).context("opening the database")?;
-    match store.read(audit::verify) {
-        Ok(v) => {
-            println!("audit log ok: {} events, head {}", v.events, v.head);
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e @ AuditError::Broken { .. }) => {
-            eprintln!("countersign: {e}");
-            Ok(ExitCode::FAILURE)
-        }
-        Err(e) => Err(e.into()),
-    }
 }

@@ -10,7 +10,7 @@ use serde_json::Value;
 pub struct Client {
     http: reqwest::Client,
     base: String,
-    token: String,
+    token: Option<String>,
     rt: tokio::runtime::Runtime,
 }
 
@@ -21,15 +21,29 @@ impl Client {
             .ok()
             .filter(|t| !t.trim().is_empty())
             .ok_or_else(|| anyhow!("COUNTERSIGN_TOKEN is not set (an operator creates one with `countersign token create USER`)"))?;
+        Self::new(url, Some(token.trim().to_owned()))
+    }
+
+    /// A client without a token, for the unauthenticated endpoints (`/v1/krl`).
+    pub fn anonymous(url: &str) -> anyhow::Result<Client> {
+        Self::new(url, None)
+    }
+
+    fn new(url: &str, token: Option<String>) -> anyhow::Result<Client> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         Ok(Client {
             http: reqwest::Client::builder().build()?,
             base: url.trim_end_matches('/').to_owned(),
-            token: token.trim().to_owned(),
+            token,
             rt,
         })
+    }
+
+    /// GET returning raw bytes.
+    pub fn get_bytes(&self, path: &str) -> anyhow::Result<Vec<u8>> {
+        self.send_bytes(self.http.get(self.url(path)))
     }
 
     /// GET returning JSON.
@@ -58,18 +72,26 @@ impl Client {
     }
 
     fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<String> {
-        let req = req.bearer_auth(&self.token);
+        let bytes = self.send_bytes(req)?;
+        String::from_utf8(bytes).context("server sent a response that is not UTF-8")
+    }
+
+    fn send_bytes(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Vec<u8>> {
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
         self.rt.block_on(async {
             let resp = req
                 .send()
                 .await
                 .with_context(|| format!("cannot reach countersign at {}", self.base))?;
             let status = resp.status();
-            let text = resp.text().await.context("reading the response")?;
+            let body = resp.bytes().await.context("reading the response")?;
             if status.is_success() {
-                return Ok(text);
+                return Ok(body.to_vec());
             }
-            let parsed: Option<Value> = serde_json::from_str(&text).ok();
+            let parsed: Option<Value> = serde_json::from_slice(&body).ok();
             let code = parsed
                 .as_ref()
                 .and_then(|v| v["error"]["code"].as_str())

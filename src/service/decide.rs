@@ -18,7 +18,8 @@ use crate::names::{Principal, RequestId, RoleName, Text, UserName};
 use crate::policy::Role;
 use crate::policy::rules::{self, Refusal};
 use crate::pubkey::SubjectKey;
-use crate::store::requests::{self as rq, CertificateRow, RequestRow, Status};
+use crate::store::certificates::{self as certs, CertificateRow};
+use crate::store::requests::{self as rq, RequestRow, Status};
 
 /// A request as parsed at the edge.
 #[derive(Debug, Clone)]
@@ -358,8 +359,9 @@ impl Service {
             valid_after,
             valid_before,
             certificate: text,
+            revocation: None,
         };
-        rq::insert_certificate(tx, row, &cert_row)?;
+        certs::insert(tx, row, &cert_row)?;
         if !rq::decide(
             tx,
             &row.id,
@@ -480,7 +482,7 @@ fn fresh_serial(tx: &Transaction<'_>) -> Result<u64, ServiceError> {
     let mut rng = rand::rng();
     loop {
         let serial = rng.random_range(1..=i64::MAX as u64);
-        if !rq::serial_taken(tx, serial)? {
+        if !certs::serial_taken(tx, serial)? {
             return Ok(serial);
         }
     }

@@ -70,6 +70,16 @@ pub struct CertificateView {
     pub key_id: String,
     pub valid_after: String,
     pub valid_before: String,
+    /// Set once the certificate was revoked (ended early); it is then in the KRL.
+    pub revoked: Option<RevocationView>,
+}
+
+/// Who ended a certificate early, when and why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevocationView {
+    pub at: String,
+    pub by: String,
+    pub reason: String,
 }
 
 /// `GET /v1/whoami`.
@@ -115,12 +125,18 @@ pub(super) fn request(
     row: RequestRow,
 ) -> Result<RequestView, ServiceError> {
     let approvals = rq::approvals(tx, &row.id)?;
-    let certificate = rq::certificate(tx, &row.id)?.map(|c| CertificateView {
-        serial: c.serial.to_string(),
-        key_id: c.key_id,
-        valid_after: rfc3339(c.valid_after),
-        valid_before: rfc3339(c.valid_before),
-    });
+    let certificate =
+        crate::store::certificates::for_request(tx, &row.id)?.map(|c| CertificateView {
+            serial: c.serial.to_string(),
+            key_id: c.key_id,
+            valid_after: rfc3339(c.valid_after),
+            valid_before: rfc3339(c.valid_before),
+            revoked: c.revocation.map(|r| RevocationView {
+                at: rfc3339(r.at),
+                by: r.by,
+                reason: r.reason,
+            }),
+        });
     let role = policy
         .roles
         .get(&row.role)

@@ -1,4 +1,4 @@
-//! Requests, approvals and certificates: rows and the queries over them.
+//! Requests and approvals: rows and the queries over them.
 //!
 //! Values read back are parsed into the same types as input; a row that does not parse is
 //! reported as corrupt instead of being trusted.
@@ -78,21 +78,11 @@ pub struct ApprovalRow {
     pub comment: Option<String>,
 }
 
-/// One issued certificate.
-#[derive(Debug, Clone)]
-pub struct CertificateRow {
-    pub serial: u64,
-    pub key_id: String,
-    pub valid_after: i64,
-    pub valid_before: i64,
-    pub certificate: String,
-}
-
 const REQUEST_COLUMNS: &str = "id, role, requester, reason, ttl_seconds, public_key, key_fingerprint, \
      principals, role_digest, status, created_at, expires_at, decided_at, decided_by, \
      decision_code, decision_note";
 
-fn corrupt(what: &str, value: &str) -> rusqlite::Error {
+pub(super) fn corrupt(what: &str, value: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
         0,
         rusqlite::types::Type::Text,
@@ -270,54 +260,4 @@ pub fn approvals(tx: &Transaction<'_>, id: &RequestId) -> Result<Vec<ApprovalRow
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
-}
-
-/// Whether a serial was ever used.
-pub fn serial_taken(tx: &Transaction<'_>, serial: u64) -> Result<bool, StoreError> {
-    let n: i64 = tx.query_row(
-        "SELECT count(*) FROM certificates WHERE serial = ?1",
-        [serial as i64],
-        |r| r.get(0),
-    )?;
-    Ok(n > 0)
-}
-
-/// Stores an issued certificate; the UNIQUE constraints make a second one for the same
-/// request, or a reused serial, fail the whole transaction.
-pub fn insert_certificate(
-    tx: &Transaction<'_>,
-    req: &RequestRow,
-    c: &CertificateRow,
-) -> Result<(), StoreError> {
-    let serial =
-        i64::try_from(c.serial).map_err(|_| StoreError::Corrupt("serial out of range".into()))?;
-    tx.execute(
-        "INSERT INTO certificates (serial, request_id, requester, role, key_id, valid_after, valid_before, certificate) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![serial, req.id.as_str(), req.requester.as_str(), req.role.as_str(), c.key_id, c.valid_after, c.valid_before, c.certificate],
-    )?;
-    Ok(())
-}
-
-/// The certificate issued for a request, if any.
-pub fn certificate(
-    tx: &Transaction<'_>,
-    id: &RequestId,
-) -> Result<Option<CertificateRow>, StoreError> {
-    Ok(tx
-        .query_row(
-            "SELECT serial, key_id, valid_after, valid_before, certificate FROM certificates WHERE request_id = ?1",
-            [id.as_str()],
-            |r| {
-                let serial: i64 = r.get(0)?;
-                Ok(CertificateRow {
-                    serial: u64::try_from(serial).map_err(|_| corrupt("serial", &serial.to_string()))?,
-                    key_id: r.get(1)?,
-                    valid_after: r.get(2)?,
-                    valid_before: r.get(3)?,
-                    certificate: r.get(4)?,
-                })
-            },
-        )
-        .optional()?)
 }

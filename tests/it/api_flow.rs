@@ -76,23 +76,23 @@ async fn request_approved_by_someone_else_yields_a_certificate_ssh_keygen_reads(
     let window = parsed.valid_before() - parsed.valid_after();
     assert_eq!(window, 2700 + 60, "ttl 45m plus the default 1m backdate");
 
-    // And the serial leads back to the people.
+    // And the serial alone tells the whole story, in order.
     let events = app.audit(&format!("serial={serial}")).await;
-    assert_eq!(events.len(), 1);
-    assert_eq!(events[0]["action"], "certificate.issued");
-    assert_eq!(events[0]["request_id"], id);
-    assert_eq!(events[0]["detail"]["requester"], "alice");
-    assert_eq!(events[0]["detail"]["approvals"][0]["approver"], "bob");
-    let story: Vec<String> = app
-        .audit(&format!("request={id}"))
-        .await
+    let story: Vec<&str> = events
         .iter()
-        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .map(|e| e["action"].as_str().unwrap())
         .collect();
     assert_eq!(
         story,
         ["request.created", "request.approved", "certificate.issued"]
     );
+    assert!(events.iter().all(|e| e["request_id"] == id));
+    let issued = &events[2];
+    assert_eq!(issued["serial"], serial.as_str());
+    assert_eq!(issued["detail"]["requester"], "alice");
+    assert_eq!(issued["detail"]["approvals"][0]["approver"], "bob");
+    assert_eq!(events[0]["detail"]["reason"], "INC-4211: prod-db for alice");
+    assert_eq!(events[1]["detail"]["comment"], "ok from bob");
 }
 
 #[tokio::test]

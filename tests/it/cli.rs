@@ -261,8 +261,23 @@ async fn request_wait_writes_the_certificate_where_ssh_finds_it() {
     })
     .await;
     let events: serde_json::Value = serde_json::from_slice(&audit.stdout).unwrap();
-    assert_eq!(events[0]["action"], "certificate.issued");
+    assert_eq!(events[0]["action"], "request.created");
     assert_eq!(events[0]["detail"]["reason"], "INC-4211: replica lag");
+    let actions: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "request.created",
+            "attempt.refused",
+            "request.approved",
+            "certificate.issued"
+        ]
+    );
 }
 
 #[tokio::test]

@@ -1,0 +1,107 @@
+//! Revocation endpoints and the KRL.
+//!
+//! `POST /v1/certificates/{serial}/revoke` and `POST /v1/users/{name}/revoke` (admins),
+//! `POST /v1/requests/{id}/done` (the requester), `GET /v1/krl` (no auth: servers poll it).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::extract::{Json as JsonBody, OptionalJson};
+use super::{Actor, ApiError, AppState, blocking};
+use crate::names::{RequestId, Text, UserName};
+use crate::service::RequestView;
+
+/// Body of the revoke endpoints.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeBody {
+    reason: String,
+}
+
+/// Body of `done` (optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DoneBody {
+    reason: Option<String>,
+}
+
+fn reason(raw: &str) -> Result<Text, ApiError> {
+    Text::parse(raw, "reason").map_err(|e| ApiError::invalid(e.to_string()))
+}
+
+/// `POST /v1/certificates/{serial}/revoke` `{"reason"}`.
+pub async fn certificate_revoke(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Path(serial): Path<String>,
+    JsonBody(body): JsonBody<RevokeBody>,
+) -> Result<Json<Value>, ApiError> {
+    let serial: u64 = serial
+        .parse()
+        .ok()
+        .filter(|s| *s > 0)
+        .ok_or_else(|| ApiError::invalid("serial must be a positive decimal number"))?;
+    let reason = reason(&body.reason)?;
+    let revoked = blocking(&state, move |s| s.revoke_serial(&actor, serial, reason)).await?;
+    tracing::info!(serial = revoked, "certificate revoked");
+    Ok(Json(json!({ "revoked": [revoked.to_string()] })))
+}
+
+/// `POST /v1/users/{name}/revoke` `{"reason"}`: every active certificate of the user.
+pub async fn user_revoke(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<RevokeBody>,
+) -> Result<Json<Value>, ApiError> {
+    let user = UserName::parse(&name).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let reason = reason(&body.reason)?;
+    let revoked = blocking(&state, move |s| s.revoke_user(&actor, &user, reason)).await?;
+    tracing::info!(user = %name, count = revoked.len(), "user's certificates revoked");
+    let serials: Vec<String> = revoked.iter().map(u64::to_string).collect();
+    Ok(Json(json!({ "revoked": serials })))
+}
+
+/// `POST /v1/requests/{id}/done` `{"reason"?}`: the requester ends their certificate.
+pub async fn request_done(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Path(id): Path<String>,
+    JsonBody(body): OptionalJson<DoneBody>,
+) -> Result<Json<RequestView>, ApiError> {
+    let id = RequestId::parse(&id).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let reason = body.reason.as_deref().map(reason).transpose()?;
+    let view = blocking(&state, move |s| s.done(&actor, &id, reason)).await?;
+    tracing::info!(id = %view.id, "certificate ended by its requester");
+    Ok(Json(view))
+}
+
+/// `GET /v1/krl`: the Key Revocation List, with `ETag`; `If-None-Match` gives 304.
+pub async fn krl_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let krl = blocking(&state, |s| s.krl()).await?;
+    let unchanged = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim() == krl.etag || t.trim() == "*")
+        });
+    let etag = (header::ETAG, krl.etag.clone());
+    let version = (
+        header::HeaderName::from_static("x-krl-version"),
+        krl.version.to_string(),
+    );
+    if unchanged {
+        return Ok((StatusCode::NOT_MODIFIED, [etag, version]).into_response());
+    }
+    let cache = (header::CACHE_CONTROL, "no-cache".to_owned());
+    let kind = (header::CONTENT_TYPE, "application/octet-stream".to_owned());
+    Ok((StatusCode::OK, [etag, version, cache, kind], krl.bytes).into_response())
+}

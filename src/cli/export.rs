@@ -1,0 +1,278 @@
+//! `audit export` (JSON lines or CSV for SIEMs and auditors) and `audit explain` (from an
+//! sshd log line to the people behind it). Both read the API with an admin's token.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, anyhow, bail};
+use chrono::{DateTime, SecondsFormat, Utc};
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+use ssh_key::{HashAlg, PublicKey};
+
+use super::client::Client;
+use super::show::urlencode;
+use crate::audit::Event;
+
+/// Output format of `audit export`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    /// One JSON event per line.
+    Jsonl,
+    /// RFC 4180 CSV with a header row; `detail` is a JSON column.
+    Csv,
+}
+
+/// `audit export` arguments.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Events from this long ago (`30d`, `12h`) or since an RFC 3339 time.
+    #[arg(long)]
+    pub since: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub format: Format,
+}
+
+#[derive(Deserialize)]
+struct Events {
+    events: Vec<Event>,
+}
+
+/// `30d` -> now minus 30 days; an RFC 3339 time as is.
+pub fn parse_since(s: &str) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let d = crate::names::parse_duration(s, "--since")?;
+    let d = chrono::Duration::from_std(d)?;
+    Ok(Utc::now() - d)
+}
+
+/// Every event matching `query`, following `after_seq` pages to the end.
+pub fn fetch_all(client: &Client, query: &str) -> anyhow::Result<Vec<Event>> {
+    const PAGE: usize = 10_000;
+    let mut out: Vec<Event> = Vec::new();
+    loop {
+        let after = out.last().map(|e| e.seq).unwrap_or(0);
+        let page: Events =
+            client.get(&format!("/v1/audit?{query}&after_seq={after}&limit={PAGE}"))?;
+        let n = page.events.len();
+        out.extend(page.events);
+        if n < PAGE {
+            return Ok(out);
+        }
+    }
+}
+
+/// Events since a time, for export and reports.
+pub fn fetch_since(client: &Client, since: DateTime<Utc>) -> anyhow::Result<Vec<Event>> {
+    let since = since.to_rfc3339_opts(SecondsFormat::Secs, true);
+    fetch_all(client, &format!("since={}", urlencode(&since)))
+}
+
+/// `countersign audit export --since 30d [--format jsonl|csv]`.
+pub fn export(url: &str, args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let since = parse_since(&args.since)?;
+    let events = fetch_since(&Client::from_env(url)?, since)?;
+    match args.format {
+        Format::Jsonl => {
+            for e in &events {
+                println!("{}", serde_json::to_string(e)?);
+            }
+        }
+        Format::Csv => {
+            println!("seq,at,actor,action,request_id,serial,detail,prev_hash,hash");
+            for e in &events {
+                let cells = [
+                    e.seq.to_string(),
+                    e.at.clone(),
+                    e.actor.clone(),
+                    e.action.clone(),
+                    e.request_id.clone().unwrap_or_default(),
+                    e.serial.clone().unwrap_or_default(),
+                    e.detail.to_string(),
+                    e.prev_hash.clone(),
+                    e.hash.clone(),
+                ];
+                let row: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
+                println!("{}", row.join(","));
+            }
+        }
+    }
+    eprintln!("{} events", events.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One CSV cell: quoted when needed, and defused when a spreadsheet would read it as a
+/// formula (a reason starting with `=` must not run in the auditor's spreadsheet).
+pub fn csv_cell(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+/// The serial, key ID and CA fingerprint in an sshd `Accepted publickey` line.
+#[derive(Debug, PartialEq, Eq)]
+pub struct LogLine {
+    pub serial: u64,
+    pub key_id: Option<String>,
+    pub ca_fingerprint: Option<String>,
+}
+
+/// Parses `... ID <key id> (serial N) CA <type> SHA256:...`.
+pub fn parse_log_line(line: &str) -> anyhow::Result<LogLine> {
+    let start = line.rfind("(serial ").ok_or_else(|| {
+        anyhow!("no \"(serial N)\" in the line: is it an sshd certificate login?")
+    })?;
+    let rest = &line[start + "(serial ".len()..];
+    let digits = rest.split(')').next().unwrap_or_default();
+    let serial: u64 = digits
+        .parse()
+        .with_context(|| format!("serial {digits:?} is not a number"))?;
+    let key_id = line[..start]
+        .rfind(" ID ")
+        .map(|i| line[i + 4..start].trim().to_owned());
+    let ca_fingerprint = rest
+        .split_once(" CA ")
+        .and_then(|(_, ca)| ca.split_whitespace().find(|w| w.starts_with("SHA256:")))
+        .map(str::to_owned);
+    Ok(LogLine {
+        serial,
+        key_id,
+        ca_fingerprint,
+    })
+}
+
+/// `countersign audit explain "<sshd log line>"`.
+pub fn explain(url: &str, line: &str) -> anyhow::Result<ExitCode> {
+    let parsed = parse_log_line(line)?;
+    let client = Client::from_env(url)?;
+    let ca_line = String::from_utf8(client.get_bytes("/v1/ca.pub")?)?;
+    let ours = PublicKey::from_openssh(ca_line.trim())?
+        .fingerprint(HashAlg::Sha256)
+        .to_string();
+    if let Some(fp) = &parsed.ca_fingerprint {
+        if *fp != ours {
+            bail!("the certificate was signed by CA {fp}, not by this countersign ({ours})");
+        }
+    }
+    let events = fetch_all(&client, &format!("serial={}", parsed.serial))?;
+    let issued = events
+        .iter()
+        .find(|e| {
+            e.action == "certificate.issued"
+                && e.serial.as_deref() == Some(&parsed.serial.to_string())
+        })
+        .ok_or_else(|| {
+            anyhow!(
+                "no certificate with serial {} in the audit log",
+                parsed.serial
+            )
+        })?;
+    println!(
+        "certificate serial {} (key ID {})",
+        parsed.serial,
+        issued.detail["key_id"].as_str().unwrap_or("?")
+    );
+    if let Some(id) = &parsed.key_id {
+        if issued.detail["key_id"].as_str() != Some(id.as_str()) {
+            println!(
+                "WARNING: the log line names key ID {id:?}, which does not match the issued certificate"
+            );
+        }
+    }
+    for e in &events {
+        println!("{}", story_line(e));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// One event as a sentence.
+fn story_line(e: &Event) -> String {
+    let d = &e.detail;
+    let what = match e.action.as_str() {
+        "request.created" => format!(
+            "{} requested {} for {}s, reason: {:?}",
+            e.actor,
+            text(&d["role"]),
+            text(&d["ttl_seconds"]),
+            text(&d["reason"])
+        ),
+        "request.approved" => match text(&d["comment"]) {
+            c if c.is_empty() => format!("{} approved", e.actor),
+            c => format!("{} approved: {c:?}", e.actor),
+        },
+        "certificate.issued" => format!(
+            "issued to {} as {}, valid {} to {}",
+            text(&d["requester"]),
+            text(&d["principals"]),
+            text(&d["valid_after"]),
+            text(&d["valid_before"])
+        ),
+        "certificate.revoked" => format!("revoked by {}: {:?}", e.actor, text(&d["reason"])),
+        "attempt.refused" => format!(
+            "{} was refused ({}): {}",
+            e.actor,
+            text(&d["code"]),
+            text(&d["message"])
+        ),
+        other => format!("{other} by {}", e.actor),
+    };
+    format!("  {}  #{:<6} {what}", e.at, e.seq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_an_sshd_accepted_line() {
+        let line = "Nov 28 00:20:09 vm sshd[1]: Accepted publickey for postgres from 10.1.2.3 port 5122 ssh2: \
+                    ED25519-CERT SHA256:abc ID countersign:r-35zfai5c7oyr:alice:prod-db (serial 8142207957869255637) \
+                    CA ED25519 SHA256:01O1niTG";
+        let p = parse_log_line(line).unwrap();
+        assert_eq!(p.serial, 8142207957869255637);
+        assert_eq!(
+            p.key_id.as_deref(),
+            Some("countersign:r-35zfai5c7oyr:alice:prod-db")
+        );
+        assert_eq!(p.ca_fingerprint.as_deref(), Some("SHA256:01O1niTG"));
+        assert!(parse_log_line("Accepted publickey for x").is_err());
+    }
+
+    #[test]
+    fn csv_cells_are_quoted_and_formulas_defused() {
+        assert_eq!(csv_cell("plain"), "plain");
+        assert_eq!(csv_cell("a,b"), "\"a,b\"");
+        assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_cell("-1"), "'-1");
+    }
+
+    #[test]
+    fn since_takes_durations_and_times() {
+        let t = parse_since("2026-01-31T00:00:00Z").unwrap();
+        assert_eq!(
+            t.to_rfc3339_opts(SecondsFormat::Secs, true),
+            "2026-01-31T00:00:00Z"
+        );
+        let d = Utc::now() - parse_since("30d").unwrap();
+        assert!((d.num_days() - 30).abs() <= 1);
+        assert!(parse_since("soon").is_err());
+    }
+}

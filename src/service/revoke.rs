@@ -1,0 +1,182 @@
+//! Ending certificates early: by serial, every active one of a user (offboarding), or the
+//! requester's own "I'm finished"; and the KRL that makes sshd enforce it.
+//!
+//! Each revocation is one transaction: the certificate row, the KRL version and the
+//! `certificate.revoked` audit event.
+
+use chrono::{DateTime, Utc};
+use rusqlite::Transaction;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::{RequestView, Service, ServiceError, unix, view};
+use crate::audit::{self, NewEvent};
+use crate::krl::{self, KrlContents};
+use crate::names::{RequestId, Text, UserName};
+use crate::store::certificates::{self as certs, Holding};
+use crate::store::requests as rq;
+
+/// A KRL ready to serve.
+#[derive(Debug, Clone)]
+pub struct Krl {
+    /// The file's bytes.
+    pub bytes: Vec<u8>,
+    /// The KRL version (number of revocations so far).
+    pub version: u64,
+    /// Strong validator of the bytes, for `ETag` / `If-None-Match`.
+    pub etag: String,
+}
+
+fn revoke_one(
+    tx: &Transaction<'_>,
+    now: DateTime<Utc>,
+    actor: &UserName,
+    cert: &Holding,
+    reason: &Text,
+) -> Result<bool, ServiceError> {
+    let Some(version) = certs::revoke(tx, cert.serial, unix(now), actor.as_str(), reason.as_str())?
+    else {
+        return Ok(false);
+    };
+    audit::append(
+        tx,
+        now,
+        &NewEvent {
+            actor: actor.as_str(),
+            action: "certificate.revoked",
+            request_id: Some(cert.request_id.as_str()),
+            serial: Some(cert.serial),
+            detail: json!({
+                "serial": cert.serial.to_string(), "requester": cert.requester, "role": cert.role,
+                "reason": reason, "krl_version": version, "valid_before": view::rfc3339(cert.valid_before),
+            }),
+        },
+    )?;
+    Ok(true)
+}
+
+impl Service {
+    fn require_admin_for(&self, actor: &UserName, what: &str) -> Result<(), ServiceError> {
+        if self.config.policy.is_admin(actor) {
+            Ok(())
+        } else {
+            Err(ServiceError::Forbidden(format!("only admins may {what}")))
+        }
+    }
+
+    /// Revokes one certificate (admins).
+    pub fn revoke_serial(
+        &self,
+        actor: &UserName,
+        serial: u64,
+        reason: Text,
+    ) -> Result<u64, ServiceError> {
+        self.require_admin_for(actor, "revoke certificates")?;
+        let now = Utc::now();
+        self.store.write(|tx| {
+            let cert = certs::by_serial(tx, serial)?.ok_or_else(|| {
+                ServiceError::NotFound(format!("no certificate with serial {serial}"))
+            })?;
+            if !revoke_one(tx, now, actor, &cert, &reason)? {
+                return Err(ServiceError::Conflict {
+                    code: "already_revoked",
+                    message: format!("certificate {serial} is already revoked"),
+                });
+            }
+            Ok(serial)
+        })
+    }
+
+    /// Revokes every unexpired, unrevoked certificate of `user` (admins), for offboarding
+    /// or a lost laptop; the user need not be in the config any more.
+    pub fn revoke_user(
+        &self,
+        actor: &UserName,
+        user: &UserName,
+        reason: Text,
+    ) -> Result<Vec<u64>, ServiceError> {
+        self.require_admin_for(actor, "revoke certificates")?;
+        let now = Utc::now();
+        self.store.write(|tx| {
+            let mut revoked = Vec::new();
+            for cert in certs::active_of_user(tx, user, unix(now))? {
+                if revoke_one(tx, now, actor, &cert, &reason)? {
+                    revoked.push(cert.serial);
+                }
+            }
+            Ok(revoked)
+        })
+    }
+
+    /// The requester ends their own certificate early ("I'm finished").
+    pub fn done(
+        &self,
+        actor: &UserName,
+        id: &RequestId,
+        reason: Option<Text>,
+    ) -> Result<RequestView, ServiceError> {
+        let now = Utc::now();
+        let reason = match reason {
+            Some(r) => r,
+            None => Text::parse("finished early by the requester", "reason")
+                .map_err(|e| ServiceError::Invalid(e.to_string()))?,
+        };
+        self.store.write(|tx| {
+            let row = self.visible(tx, actor, id)?;
+            if &row.requester != actor {
+                return Err(ServiceError::Forbidden(
+                    "only the requester may end their own certificate".into(),
+                ));
+            }
+            let cert = certs::for_request(tx, id)?.ok_or_else(|| ServiceError::Conflict {
+                code: "not_issued",
+                message: format!(
+                    "request {id} is {}, no certificate was issued",
+                    row.status.as_str()
+                ),
+            })?;
+            let holding = certs::by_serial(tx, cert.serial)?
+                .ok_or_else(|| ServiceError::NotFound(format!("no certificate for {id}")))?;
+            if holding.valid_before <= unix(now) {
+                return Err(ServiceError::Conflict {
+                    code: "expired",
+                    message: format!("the certificate of {id} has already expired"),
+                });
+            }
+            if !revoke_one(tx, now, actor, &holding, &reason)? {
+                return Err(ServiceError::Conflict {
+                    code: "already_revoked",
+                    message: format!("the certificate of {id} is already revoked"),
+                });
+            }
+            let row = rq::get(tx, id)?
+                .ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
+            view::request(tx, &self.config.policy, row)
+        })
+    }
+
+    /// The current KRL: every revoked certificate that has not expired yet.
+    pub fn krl(&self) -> Result<Krl, ServiceError> {
+        let now = unix(Utc::now());
+        let (serials, newest, version) = self.store.read(|tx| {
+            let (serials, newest) = certs::revoked_unexpired(tx, now)?;
+            Ok::<_, ServiceError>((serials, newest, certs::krl_version(tx)?))
+        })?;
+        let bytes = krl::encode(&KrlContents {
+            version,
+            generated_date: u64::try_from(newest).unwrap_or(0),
+            comment: "countersign",
+            ca: self.ca.public_key_data(),
+            serials: &serials,
+        })?;
+        let etag = format!(
+            "\"{version}-{}\"",
+            &hex::encode(Sha256::digest(&bytes))[..32]
+        );
+        Ok(Krl {
+            bytes,
+            version,
+            etag,
+        })
+    }
+}

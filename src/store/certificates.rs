@@ -1,0 +1,209 @@
+//! Issued certificates and their revocation: rows and queries.
+//!
+//! Serials are stored as SQLite INTEGER (1..=i64::MAX); the UNIQUE constraints make a
+//! second certificate for one request, or a reused serial, fail the whole transaction.
+//! `revoked_seq` numbers revocations 1, 2, 3...; the highest is the KRL version.
+
+use rusqlite::{OptionalExtension, Row, Transaction, params};
+
+use super::StoreError;
+use super::requests::{RequestRow, corrupt};
+use crate::names::{RequestId, RoleName, UserName};
+
+/// One issued certificate.
+#[derive(Debug, Clone)]
+pub struct CertificateRow {
+    pub serial: u64,
+    pub key_id: String,
+    pub valid_after: i64,
+    pub valid_before: i64,
+    pub certificate: String,
+    pub revocation: Option<Revocation>,
+}
+
+/// Who ended a certificate early, when and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    pub at: i64,
+    pub by: String,
+    pub reason: String,
+}
+
+/// A certificate with the request facts an investigator or the revoke commands need.
+#[derive(Debug, Clone)]
+pub struct Holding {
+    pub serial: u64,
+    pub request_id: RequestId,
+    pub requester: UserName,
+    pub role: RoleName,
+    pub valid_before: i64,
+    pub revoked: bool,
+}
+
+const COLUMNS: &str =
+    "serial, key_id, valid_after, valid_before, certificate, revoked_at, revoked_by, revoke_reason";
+
+fn serial_of(v: i64) -> rusqlite::Result<u64> {
+    u64::try_from(v).map_err(|_| corrupt("serial", &v.to_string()))
+}
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<CertificateRow> {
+    let revoked_at: Option<i64> = r.get(5)?;
+    Ok(CertificateRow {
+        serial: serial_of(r.get(0)?)?,
+        key_id: r.get(1)?,
+        valid_after: r.get(2)?,
+        valid_before: r.get(3)?,
+        certificate: r.get(4)?,
+        revocation: match revoked_at {
+            Some(at) => Some(Revocation {
+                at,
+                by: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
+                reason: r.get::<_, Option<String>>(7)?.unwrap_or_default(),
+            }),
+            None => None,
+        },
+    })
+}
+
+fn holding_from_row(r: &Row<'_>) -> rusqlite::Result<Holding> {
+    let id: String = r.get(1)?;
+    let requester: String = r.get(2)?;
+    let role: String = r.get(3)?;
+    Ok(Holding {
+        serial: serial_of(r.get(0)?)?,
+        request_id: RequestId::parse(&id).map_err(|_| corrupt("request id", &id))?,
+        requester: UserName::parse(&requester).map_err(|_| corrupt("requester", &requester))?,
+        role: RoleName::parse(&role).map_err(|_| corrupt("role", &role))?,
+        valid_before: r.get(4)?,
+        revoked: r.get::<_, Option<i64>>(5)?.is_some(),
+    })
+}
+
+fn sql_serial(serial: u64) -> Result<i64, StoreError> {
+    i64::try_from(serial).map_err(|_| StoreError::Corrupt("serial out of range".into()))
+}
+
+/// Whether a serial was ever used.
+pub fn serial_taken(tx: &Transaction<'_>, serial: u64) -> Result<bool, StoreError> {
+    let Ok(serial) = i64::try_from(serial) else {
+        return Ok(true);
+    };
+    let n: i64 = tx.query_row(
+        "SELECT count(*) FROM certificates WHERE serial = ?1",
+        [serial],
+        |r| r.get(0),
+    )?;
+    Ok(n > 0)
+}
+
+/// Stores an issued certificate.
+pub fn insert(
+    tx: &Transaction<'_>,
+    req: &RequestRow,
+    c: &CertificateRow,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO certificates (serial, request_id, requester, role, key_id, valid_after, valid_before, certificate) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            sql_serial(c.serial)?,
+            req.id.as_str(),
+            req.requester.as_str(),
+            req.role.as_str(),
+            c.key_id,
+            c.valid_after,
+            c.valid_before,
+            c.certificate
+        ],
+    )?;
+    Ok(())
+}
+
+/// The certificate issued for a request, if any.
+pub fn for_request(
+    tx: &Transaction<'_>,
+    id: &RequestId,
+) -> Result<Option<CertificateRow>, StoreError> {
+    Ok(tx
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM certificates WHERE request_id = ?1"),
+            [id.as_str()],
+            from_row,
+        )
+        .optional()?)
+}
+
+const HOLDING: &str =
+    "SELECT serial, request_id, requester, role, valid_before, revoked_at FROM certificates";
+
+/// The certificate with this serial.
+pub fn by_serial(tx: &Transaction<'_>, serial: u64) -> Result<Option<Holding>, StoreError> {
+    let Ok(serial) = i64::try_from(serial) else {
+        return Ok(None);
+    };
+    Ok(tx
+        .query_row(
+            &format!("{HOLDING} WHERE serial = ?1"),
+            [serial],
+            holding_from_row,
+        )
+        .optional()?)
+}
+
+/// Certificates of `user` that are unexpired and unrevoked at `now`.
+pub fn active_of_user(
+    tx: &Transaction<'_>,
+    user: &UserName,
+    now: i64,
+) -> Result<Vec<Holding>, StoreError> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "{HOLDING} WHERE requester = ?1 AND valid_before > ?2 AND revoked_at IS NULL ORDER BY serial"
+    ))?;
+    let rows = stmt.query_map(params![user.as_str(), now], holding_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Marks a certificate revoked and returns the new KRL version; `None` if it already was.
+pub fn revoke(
+    tx: &Transaction<'_>,
+    serial: u64,
+    at: i64,
+    by: &str,
+    reason: &str,
+) -> Result<Option<u64>, StoreError> {
+    let next = krl_version(tx)? + 1;
+    let n = tx.execute(
+        "UPDATE certificates SET revoked_at = ?2, revoked_by = ?3, revoke_reason = ?4, revoked_seq = ?5 \
+         WHERE serial = ?1 AND revoked_at IS NULL",
+        params![sql_serial(serial)?, at, by, reason, next as i64],
+    )?;
+    Ok((n == 1).then_some(next))
+}
+
+/// The number of revocations so far: the KRL version.
+pub fn krl_version(tx: &Transaction<'_>) -> Result<u64, StoreError> {
+    let v: i64 = tx.query_row(
+        "SELECT coalesce(max(revoked_seq), 0) FROM certificates",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(u64::try_from(v).unwrap_or(0))
+}
+
+/// Serials revoked and not yet expired at `now`, ascending, and the newest revocation
+/// time (the KRL's generated date, so the same state always gives the same bytes).
+pub fn revoked_unexpired(tx: &Transaction<'_>, now: i64) -> Result<(Vec<u64>, i64), StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT serial FROM certificates WHERE revoked_at IS NOT NULL AND valid_before > ?1 ORDER BY serial",
+    )?;
+    let serials = stmt
+        .query_map([now], |r| serial_of(r.get(0)?))?
+        .collect::<Result<Vec<_>, _>>()?;
+    let newest: i64 = tx.query_row(
+        "SELECT coalesce(max(revoked_at), 0) FROM certificates",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok((serials, newest))
+}
