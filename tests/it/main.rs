@@ -10,4 +10,6 @@ mod api_refusals;
 mod audit_log;
 mod cli;
 mod concurrency;
+mod evidence;
+mod revocation;
 mod sshd;

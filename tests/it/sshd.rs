@@ -143,3 +143,111 @@ async fn a_certificate_from_another_ca_is_refused() {
         || sshd.login(&login, &key, &cert)
     ));
 }
+
+/// `countersign krl --out FILE` against the test server (no token needed).
+fn refresh_krl(app: &TestApp, path: &std::path::Path) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args(["krl", "--out"])
+        .arg(path)
+        .env("COUNTERSIGN_URL", &app.url)
+        .env_remove("COUNTERSIGN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sshd_enforces_the_krl_per_certificate() {
+    let login = current_user();
+    let app = TestApp::spawn_with(&policy(&login)).await;
+    let krl = app.dir.path().join("revoked.krl");
+    tokio::task::block_in_place(|| refresh_krl(&app, &krl));
+    let sshd = Sshd::start_with(
+        &app.dir.path().join("sshd"),
+        &app.service.ca().public_key_line(),
+        &format!("RevokedKeys {}\n", krl.display()),
+    );
+    // Two certificates for the same user and the same key.
+    let (key, cert_a, serial_a) = issue(&app, "same_key", "30m").await;
+    let (status, body) = app
+        .create_with_key(
+            "alice",
+            "shell",
+            None,
+            &std::fs::read_to_string(key.with_extension("pub")).unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id_b = body["id"].as_str().unwrap().to_owned();
+    let (_, body) = app.approve("bob", &id_b).await;
+    let serial_b = body["certificate"]["serial"].as_str().unwrap().to_owned();
+    let cert_b = app.dir.path().join("same_key-b-cert.pub");
+    std::fs::write(&cert_b, app.certificate("alice", &id_b).await.1).unwrap();
+
+    let login_with =
+        |cert: &std::path::Path| tokio::task::block_in_place(|| sshd.login(&login, &key, cert));
+    assert!(login_with(&cert_a), "{}", sshd.log());
+
+    let (status, body) = app
+        .post(
+            "bob",
+            &format!("/v1/certificates/{serial_a}/revoke"),
+            serde_json::json!({"reason": "incident over"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    tokio::task::block_in_place(|| refresh_krl(&app, &krl));
+    assert!(!login_with(&cert_a), "revoked certificate still logs in");
+    assert!(sshd.log().contains("revoked"), "{}", sshd.log());
+    assert!(
+        login_with(&cert_b),
+        "the other certificate of the same key must still work: {}",
+        sshd.log()
+    );
+
+    // An investigator takes sshd's line for certificate B to the audit log.
+    let line = sshd
+        .log()
+        .lines()
+        .rfind(|l| l.contains(&format!("(serial {serial_b})")))
+        .unwrap()
+        .to_owned();
+    let explain = tokio::task::block_in_place(|| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+            .args(["audit", "explain", &line])
+            .env("COUNTERSIGN_URL", &app.url)
+            .env("COUNTERSIGN_TOKEN", app.token("bob"))
+            .output()
+            .unwrap()
+    });
+    let story = String::from_utf8_lossy(&explain.stdout);
+    assert!(
+        explain.status.success(),
+        "{}",
+        String::from_utf8_lossy(&explain.stderr)
+    );
+    assert!(story.contains("alice requested shell"), "{story}");
+    assert!(story.contains("bob approved"), "{story}");
+    assert!(
+        story.contains(&format!("certificate serial {serial_b}")),
+        "{story}"
+    );
+
+    let (status, _) = app
+        .post(
+            "alice",
+            &format!("/v1/requests/{id_b}/done"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    tokio::task::block_in_place(|| refresh_krl(&app, &krl));
+    assert!(
+        !login_with(&cert_b),
+        "certificate ended with done still logs in"
+    );
+}

@@ -30,6 +30,11 @@ fn is_root() -> bool {
 impl Sshd {
     /// Starts sshd in `dir` trusting `ca_pub` (a `TrustedUserCAKeys` line).
     pub fn start(dir: &Path, ca_pub: &str) -> Sshd {
+        Self::start_with(dir, ca_pub, "")
+    }
+
+    /// Like [`Sshd::start`], with extra `sshd_config` lines (e.g. `RevokedKeys`).
+    pub fn start_with(dir: &Path, ca_pub: &str, extra: &str) -> Sshd {
         assert!(
             Path::new(SSHD).exists(),
             "{SSHD} is missing: apt-get install openssh-server (scripts/test.sh does)"
@@ -55,7 +60,7 @@ impl Sshd {
         let config = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {pid}\nTrustedUserCAKeys {ca}\n\
              AuthorizedKeysFile none\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-             UsePAM no\nStrictModes no\nLogLevel VERBOSE\nPermitRootLogin prohibit-password\n",
+             UsePAM no\nStrictModes no\nLogLevel VERBOSE\nPermitRootLogin prohibit-password\n{extra}",
             hk = host_key.display(),
             pid = dir.join("sshd.pid").display(),
             ca = dir.join("ca.pub").display(),

@@ -1,0 +1,242 @@
+//! Evidence for investigators and auditors: signed checkpoints that expose truncation and
+//! rollback, exports, access reports.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::helpers::*;
+use crate::revocation::{issued, revoke_serial};
+
+fn countersign(app: &TestApp, user: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_countersign"));
+    cmd.arg("--config")
+        .arg(app.config_path())
+        .args(args)
+        .env("COUNTERSIGN_URL", &app.url);
+    match user {
+        Some(u) => cmd.env("COUNTERSIGN_TOKEN", app.token(u)),
+        None => cmd.env_remove("COUNTERSIGN_TOKEN"),
+    };
+    cmd.output().expect("countersign runs")
+}
+
+async fn run(app: &TestApp, user: Option<&str>, args: &[&str]) -> Output {
+    tokio::task::block_in_place(|| countersign(app, user, args))
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn drop_triggers_and(db: &Path, sql: &str) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.execute_batch(&format!(
+        "DROP TRIGGER IF EXISTS audit_no_update; DROP TRIGGER IF EXISTS audit_no_delete; {sql}"
+    ))
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn checkpoint_is_an_ssh_signature_and_exposes_truncation() {
+    let app = TestApp::spawn().await;
+    issued(&app, "alice", "prod-db", None).await;
+    let cp = app.dir.path().join("checkpoint");
+    let out = run(
+        &app,
+        None,
+        &["audit", "checkpoint", "--out", cp.to_str().unwrap()],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // ssh-keygen -Y verify accepts it with the CA key as the allowed signer.
+    let signers = app.dir.path().join("allowed_signers");
+    std::fs::write(
+        &signers,
+        format!(
+            "countersign-ca namespaces=\"countersign-audit\" {}\n",
+            app.service.ca().public_key_line()
+        ),
+    )
+    .unwrap();
+    let verify = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ssh-keygen -Y verify -f {} -I countersign-ca -n countersign-audit -s {}.sig < {}",
+            signers.display(),
+            cp.display(),
+            cp.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        stdout(&verify),
+        stderr(&verify)
+    );
+
+    // More events later: the checkpoint still holds.
+    issued(&app, "frank", "prod-db", None).await;
+    let ok = run(
+        &app,
+        None,
+        &["audit", "verify", "--checkpoint", cp.to_str().unwrap()],
+    )
+    .await;
+    assert!(ok.status.success(), "{}", stderr(&ok));
+
+    // Cut off the newest events: the chain alone still verifies, the checkpoint does not.
+    let head: i64 = std::fs::read_to_string(&cp)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .trim_start_matches("seq: ")
+        .parse()
+        .unwrap();
+    drop_triggers_and(
+        &app.db_path(),
+        &format!("DELETE FROM audit WHERE seq >= {head};"),
+    );
+    let plain = run(&app, None, &["audit", "verify"]).await;
+    assert!(
+        plain.status.success(),
+        "a truncated chain is still a valid chain: {}",
+        stderr(&plain)
+    );
+    let caught = run(
+        &app,
+        None,
+        &["audit", "verify", "--checkpoint", cp.to_str().unwrap()],
+    )
+    .await;
+    assert!(!caught.status.success());
+    assert!(
+        stderr(&caught).contains("cut off or the database was rolled back"),
+        "{}",
+        stderr(&caught)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn checkpoint_exposes_a_rollback_to_an_old_copy_and_a_forged_statement() {
+    let mut app = TestApp::spawn().await;
+    issued(&app, "alice", "prod-db", None).await;
+    let snapshot = app.dir.path().join("old-copy.db");
+    {
+        let conn = rusqlite::Connection::open(app.db_path()).unwrap();
+        conn.execute("VACUUM INTO ?1", [snapshot.to_str().unwrap()])
+            .unwrap();
+    }
+    let (_, serial, _) = issued(&app, "frank", "prod-db", None).await;
+    revoke_serial(&app, "bob", &serial).await;
+    let out = run(&app, None, &["audit", "checkpoint"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc = app.dir.path().join("checkpoint.txt");
+    std::fs::write(&doc, stdout(&out)).unwrap();
+    assert!(
+        run(
+            &app,
+            None,
+            &["audit", "verify", "--checkpoint", doc.to_str().unwrap()]
+        )
+        .await
+        .status
+        .success()
+    );
+
+    // Someone restores the old copy to make the revocation disappear.
+    app.stop().await;
+    let db = app.db_path();
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    std::fs::copy(&snapshot, &db).unwrap();
+    let caught = run(
+        &app,
+        None,
+        &["audit", "verify", "--checkpoint", doc.to_str().unwrap()],
+    )
+    .await;
+    assert!(!caught.status.success());
+    assert!(
+        stderr(&caught).contains("rolled back"),
+        "{}",
+        stderr(&caught)
+    );
+
+    // A statement edited after signing fails the signature check.
+    let forged = app.dir.path().join("forged.txt");
+    std::fs::write(&forged, stdout(&out).replacen("seq: ", "seq: 1", 1)).unwrap();
+    let bad = run(
+        &app,
+        None,
+        &["audit", "verify", "--checkpoint", forged.to_str().unwrap()],
+    )
+    .await;
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("signature"), "{}", stderr(&bad));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn export_and_report_give_auditors_the_evidence() {
+    let app = TestApp::spawn().await;
+    let (_, serial, _) = issued(&app, "alice", "prod-db", None).await;
+    issued(&app, "frank", "deploy", None).await;
+    revoke_serial(&app, "bob", &serial).await;
+
+    let jsonl = run(&app, Some("bob"), &["audit", "export", "--since", "1h"]).await;
+    assert!(jsonl.status.success(), "{}", stderr(&jsonl));
+    let events: Vec<serde_json::Value> = stdout(&jsonl)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len() as i64, app.count("SELECT count(*) FROM audit"));
+    assert!(events.windows(2).all(|w| w[1]["prev_hash"] == w[0]["hash"]));
+
+    let csv = run(
+        &app,
+        Some("bob"),
+        &["audit", "export", "--since", "1h", "--format", "csv"],
+    )
+    .await;
+    let text = stdout(&csv);
+    assert!(text.starts_with("seq,at,actor,action,request_id,serial,detail,prev_hash,hash\n"));
+    assert_eq!(text.lines().count(), events.len() + 1);
+
+    let none = run(
+        &app,
+        Some("bob"),
+        &["audit", "export", "--since", "2999-01-01T00:00:00Z"],
+    )
+    .await;
+    assert!(stdout(&none).is_empty());
+    let denied = run(&app, Some("alice"), &["audit", "export", "--since", "1h"]).await;
+    assert!(!denied.status.success());
+    assert!(stderr(&denied).contains("forbidden"));
+
+    let report = run(&app, Some("bob"), &["report", "--since", "90d", "--json"]).await;
+    assert!(report.status.success(), "{}", stderr(&report));
+    let by_role: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    let db = &by_role["prod-db"][0];
+    assert_eq!(db["user"], "alice");
+    assert_eq!(db["approved_by"], serde_json::json!(["bob"]));
+    assert_eq!(db["reason"], "INC-4211: prod-db for alice");
+    assert!(db["revoked"].as_str().unwrap().contains("laptop stolen"));
+    assert_eq!(by_role["deploy"][0]["user"], "frank");
+    assert_eq!(
+        by_role["deploy"][0]["approved_by"],
+        serde_json::json!(["dave"])
+    );
+    let table = run(&app, Some("bob"), &["report", "--since", "90d"]).await;
+    assert!(
+        stdout(&table).contains("role prod-db: 1 certificate(s)"),
+        "{}",
+        stdout(&table)
+    );
+}

@@ -1,0 +1,310 @@
+//! Revocation over the API, and the KRL that ssh-keygen (and so sshd) reads.
+
+use std::path::Path;
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::*;
+
+/// Creates and approves a request; returns (id, serial, certificate text).
+pub async fn issued(
+    app: &TestApp,
+    user: &str,
+    role: &str,
+    ttl: Option<&str>,
+) -> (String, String, String) {
+    let (status, body) = app.create(user, role, ttl).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let approver = if role == "deploy" { "dave" } else { "bob" };
+    let (_, body) = app.approve(approver, &id).await;
+    assert_eq!(body["status"], "issued", "{body}");
+    let (_, cert) = app.certificate(user, &id).await;
+    (
+        id,
+        body["certificate"]["serial"].as_str().unwrap().to_owned(),
+        cert,
+    )
+}
+
+pub async fn revoke_serial(
+    app: &TestApp,
+    admin: &str,
+    serial: &str,
+) -> (StatusCode, serde_json::Value) {
+    app.post(
+        admin,
+        &format!("/v1/certificates/{serial}/revoke"),
+        json!({ "reason": "laptop stolen" }),
+    )
+    .await
+}
+
+/// `ssh-keygen -Q -f KRL CERT` says REVOKED (exit 1) or ok (exit 0).
+fn ssh_keygen_query(dir: &Path, krl: &[u8], cert: &str) -> bool {
+    let krl_path = dir.join(format!("q-{}.krl", rand::random::<u32>()));
+    let cert_path = dir.join(format!("q-{}-cert.pub", rand::random::<u32>()));
+    std::fs::write(&krl_path, krl).unwrap();
+    std::fs::write(&cert_path, cert).unwrap();
+    let out = std::process::Command::new("ssh-keygen")
+        .arg("-Q")
+        .arg("-f")
+        .arg(&krl_path)
+        .arg(&cert_path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let revoked = stdout.contains("REVOKED");
+    assert_eq!(
+        revoked,
+        !out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    revoked
+}
+
+fn ssh_keygen_list_krl(dir: &Path, krl: &[u8]) -> String {
+    let path = dir.join(format!("l-{}.krl", rand::random::<u32>()));
+    std::fs::write(&path, krl).unwrap();
+    let out = std::process::Command::new("ssh-keygen")
+        .arg("-Q")
+        .arg("-l")
+        .arg("-f")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ssh-keygen cannot read the KRL: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn fetch_krl(app: &TestApp, etag: Option<&str>) -> (StatusCode, Option<String>, Vec<u8>) {
+    let mut req = app.http.get(format!("{}/v1/krl", app.url));
+    if let Some(t) = etag {
+        req = req.header("if-none-match", t);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let tag = resp
+        .headers()
+        .get("etag")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, tag, resp.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test]
+async fn admin_revokes_by_serial_and_the_request_shows_who_and_why() {
+    let app = TestApp::spawn().await;
+    let (id, serial, _) = issued(&app, "alice", "prod-db", None).await;
+    let (status, body) = revoke_serial(&app, "carol", &serial).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "forbidden"),
+        "approvers are not admins"
+    );
+    let (status, body) = revoke_serial(&app, "bob", &serial).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["revoked"], json!([serial]));
+    let (_, req) = app.request("alice", &id).await;
+    assert_eq!(req["certificate"]["revoked"]["by"], "bob");
+    assert_eq!(req["certificate"]["revoked"]["reason"], "laptop stolen");
+    let (status, body) = revoke_serial(&app, "bob", &serial).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::CONFLICT, "already_revoked")
+    );
+    let (status, _) = revoke_serial(&app, "bob", "12345").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    for bad in ["0", "abc", "-1", "18446744073709551616"] {
+        let (status, body) = revoke_serial(&app, "bob", bad).await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::BAD_REQUEST, "invalid_request"),
+            "{bad}"
+        );
+    }
+    let story: Vec<String> = app
+        .audit(&format!("serial={serial}"))
+        .await
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(story.last().unwrap(), "certificate.revoked");
+    let revoked = app.audit(&format!("serial={serial}")).await.pop().unwrap();
+    assert_eq!(revoked["actor"], "bob");
+    assert_eq!(revoked["detail"]["reason"], "laptop stolen");
+}
+
+#[tokio::test]
+async fn offboarding_revokes_every_active_certificate_of_the_user_and_nothing_else() {
+    let app = TestApp::spawn().await;
+    let (_, short, _) = issued(&app, "alice", "prod-db", Some("1s")).await;
+    let (_, a1, _) = issued(&app, "alice", "prod-db", None).await;
+    let (_, a2, _) = issued(&app, "alice", "prod-db", Some("1h")).await;
+    let (_, f1, _) = issued(&app, "frank", "prod-db", None).await;
+    let pending = app.create_ok("alice", "prod-db").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+
+    let (status, body) = app
+        .post(
+            "bob",
+            "/v1/users/alice/revoke",
+            json!({ "reason": "left the company" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut got: Vec<String> = body["revoked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect();
+    got.sort();
+    let mut want = vec![a1.clone(), a2.clone()];
+    want.sort();
+    assert_eq!(
+        got, want,
+        "both active certificates, not the expired one ({short})"
+    );
+    let revoked_of = |serial: &str| {
+        app.count(&format!(
+            "SELECT count(*) FROM certificates WHERE serial = {serial} AND revoked_at IS NOT NULL"
+        ))
+    };
+    assert_eq!(
+        revoked_of(&f1),
+        0,
+        "another user's certificate is untouched"
+    );
+    assert_eq!(
+        revoked_of(&short),
+        0,
+        "an expired certificate needs no revocation"
+    );
+    assert_eq!(
+        app.request("alice", &pending).await.1["status"],
+        "pending",
+        "requests are not certificates"
+    );
+    let (_, body) = app
+        .post(
+            "bob",
+            "/v1/users/alice/revoke",
+            json!({ "reason": "again" }),
+        )
+        .await;
+    assert_eq!(body["revoked"], json!([]));
+    let (status, _) = app
+        .post("alice", "/v1/users/frank/revoke", json!({ "reason": "x" }))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn requester_ends_own_certificate_and_the_conflict_goes_with_it() {
+    let app = TestApp::spawn().await;
+    let (id, serial, _) = issued(&app, "alice", "deploy", None).await;
+    let (status, body) = app.create("alice", "deploy-audit", None).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "sod_conflict")
+    );
+    let (status, body) = app
+        .post("mallory", &format!("/v1/requests/{id}/done"), json!({}))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "mallory cannot even see it: {body}"
+    );
+    let (status, body) = app
+        .post("bob", &format!("/v1/requests/{id}/done"), json!({}))
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "forbidden"),
+        "admins revoke, they do not 'done'"
+    );
+    let (status, body) = app
+        .post("dave", &format!("/v1/requests/{id}/done"), json!({}))
+        .await;
+    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "forbidden"));
+    let resp = app
+        .http
+        .post(format!("{}/v1/requests/{id}/done", app.url))
+        .bearer_auth(app.token("alice"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["certificate"]["revoked"]["by"], "alice");
+    assert_eq!(body["certificate"]["serial"], serial.as_str());
+    let (status, body) = app.create("alice", "deploy-audit", None).await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "a revoked certificate is no longer held: {body}"
+    );
+    let pending = body["id"].as_str().unwrap();
+    let (status, body) = app
+        .post("alice", &format!("/v1/requests/{pending}/done"), json!({}))
+        .await;
+    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "not_issued"));
+}
+
+#[tokio::test]
+async fn krl_lists_revoked_unexpired_serials_and_ssh_keygen_reads_it() {
+    let app = TestApp::spawn().await;
+    let dir = app.dir.path();
+    let (status, etag0, empty) = fetch_krl(&app, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(ssh_keygen_list_krl(dir, &empty).contains("# KRL version 0"));
+
+    let (_, s1, c1) = issued(&app, "alice", "prod-db", None).await;
+    let (_, _s2, c2) = issued(&app, "frank", "prod-db", None).await;
+    let (_, s3, c3) = issued(&app, "alice", "prod-db", Some("2s")).await;
+    assert!(!ssh_keygen_query(dir, &empty, &c1));
+
+    revoke_serial(&app, "bob", &s1).await;
+    let (_, etag1, krl1) = fetch_krl(&app, None).await;
+    assert_ne!(etag0, etag1);
+    let listing = ssh_keygen_list_krl(dir, &krl1);
+    assert!(listing.contains("# KRL version 1"), "{listing}");
+    assert!(listing.contains(&format!("serial: {s1}")), "{listing}");
+    assert!(
+        listing.contains(&app.service.ca().fingerprint()),
+        "{listing}"
+    );
+    assert!(
+        ssh_keygen_query(dir, &krl1, &c1),
+        "revoked certificate must be REVOKED"
+    );
+    assert!(
+        !ssh_keygen_query(dir, &krl1, &c2),
+        "other certificates stay ok"
+    );
+
+    let (status, _, body) = fetch_krl(&app, etag1.as_deref()).await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+    assert!(body.is_empty());
+
+    revoke_serial(&app, "bob", &s3).await;
+    let (_, etag2, krl2) = fetch_krl(&app, etag1.as_deref()).await;
+    assert_ne!(etag1, etag2);
+    assert!(ssh_keygen_list_krl(dir, &krl2).contains("# KRL version 2"));
+    assert!(ssh_keygen_query(dir, &krl2, &c3));
+
+    // Once the short certificate expires it drops out; the version stays.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (_, _, krl3) = fetch_krl(&app, None).await;
+    let listing = ssh_keygen_list_krl(dir, &krl3);
+    assert!(listing.contains("# KRL version 2"), "{listing}");
+    assert!(!listing.contains(&format!("serial: {s3}")), "{listing}");
+    assert!(listing.contains(&format!("serial: {s1}")), "{listing}");
+}
