@@ -240,3 +240,64 @@ async fn export_and_report_give_auditors_the_evidence() {
         stdout(&table)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revoke_and_done_from_the_command_line() {
+    let app = TestApp::spawn().await;
+    let (id1, s1, _) = issued(&app, "alice", "prod-db", None).await;
+    let (id2, s2, _) = issued(&app, "alice", "prod-db", None).await;
+    let (id3, s3, _) = issued(&app, "frank", "prod-db", None).await;
+
+    let out = run(
+        &app,
+        Some("bob"),
+        &["revoke", "--request", &id1, "--reason", "incident over"],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("revoked certificate serial {s1}")
+    );
+
+    let out = run(
+        &app,
+        Some("alice"),
+        &["revoke", "--user", "frank", "--reason", "x"],
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("forbidden"), "{}", stderr(&out));
+
+    let out = run(&app, Some("alice"), &["done", &id2]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&s2));
+
+    let out = run(
+        &app,
+        Some("bob"),
+        &["revoke", "--user", "frank", "--reason", "left the company"],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("revoked certificate serial {s3}")
+    );
+    let (_, body) = app.request("frank", &id3).await;
+    assert_eq!(body["certificate"]["revoked"]["reason"], "left the company");
+
+    let out = run(
+        &app,
+        Some("bob"),
+        &["revoke", "--serial", &s3, "--reason", "again"],
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("already_revoked"), "{}", stderr(&out));
+    let out = run(&app, Some("bob"), &["revoke", "--reason", "nothing named"]).await;
+    assert!(
+        !out.status.success(),
+        "one of --serial, --request, --user is required"
+    );
+}
