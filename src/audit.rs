@@ -7,7 +7,7 @@
 //! transaction as the state change they describe.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::{Transaction, params};
+use rusqlite::{Connection, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -102,11 +102,7 @@ impl Fields<'_> {
 }
 
 /// Appends one event; returns its sequence number.
-pub fn append(
-    tx: &Transaction<'_>,
-    now: DateTime<Utc>,
-    ev: &NewEvent<'_>,
-) -> Result<i64, StoreError> {
+pub fn append(tx: &Connection, now: DateTime<Utc>, ev: &NewEvent<'_>) -> Result<i64, StoreError> {
     let (last_seq, prev_hash): (i64, String) = tx
         .query_row(
             "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
@@ -192,7 +188,7 @@ fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawEvent> {
 }
 
 /// Events matching `filter`, in sequence order.
-pub fn query(tx: &Transaction<'_>, filter: &Filter) -> Result<Vec<Event>, StoreError> {
+pub fn query(tx: &Connection, filter: &Filter) -> Result<Vec<Event>, StoreError> {
     let mut stmt = tx.prepare_cached(
         "SELECT seq, at, actor, action, request_id, serial, detail, prev_hash, hash FROM audit \
          WHERE seq > ?1 \
@@ -235,7 +231,7 @@ pub fn query(tx: &Transaction<'_>, filter: &Filter) -> Result<Vec<Event>, StoreE
 }
 
 /// Recomputes the whole chain; the error names the first bad event.
-pub fn verify(tx: &Transaction<'_>) -> Result<Verified, AuditError> {
+pub fn verify(tx: &Connection) -> Result<Verified, AuditError> {
     let mut stmt = tx
         .prepare("SELECT seq, at, actor, action, request_id, serial, detail, prev_hash, hash FROM audit ORDER BY seq")
         .map_err(StoreError::from)?;

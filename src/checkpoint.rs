@@ -7,7 +7,7 @@
 //! else (a ticket, a WORM bucket), it later proves whether the log still contains that
 //! head.
 
-use rusqlite::Transaction;
+use rusqlite::Connection;
 use ssh_key::{LineEnding, PublicKey, SshSig};
 
 use crate::audit::{self, AuditError, GENESIS};
@@ -105,7 +105,7 @@ impl Checkpoint {
 
 /// A signed checkpoint of the log as it is now: the statement and its armored signature.
 pub fn create(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     ca: &CertificateAuthority,
     time: &str,
 ) -> Result<(Checkpoint, String), CheckpointError> {
@@ -141,10 +141,7 @@ pub fn verify_signature(
 }
 
 /// Checks that the chain verifies and still contains the checkpointed head.
-pub fn check_log(
-    tx: &Transaction<'_>,
-    cp: &Checkpoint,
-) -> Result<audit::Verified, CheckpointError> {
+pub fn check_log(tx: &Connection, cp: &Checkpoint) -> Result<audit::Verified, CheckpointError> {
     let verified = audit::verify(tx)?;
     if cp.seq == 0 {
         return if cp.head == GENESIS {

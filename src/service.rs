@@ -13,7 +13,7 @@ mod view;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use rusqlite::Transaction;
+use rusqlite::Connection;
 
 pub use decide::NewRequest;
 pub use revoke::Krl;
@@ -219,7 +219,7 @@ impl Service {
     /// people's requests are not confirmed to exist.
     fn visible(
         &self,
-        tx: &Transaction<'_>,
+        tx: &Connection,
         actor: &UserName,
         id: &RequestId,
     ) -> Result<rq::RequestRow, ServiceError> {

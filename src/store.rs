@@ -1,8 +1,9 @@
 //! SQLite storage: one file, WAL, `synchronous=FULL`, migrations keyed on `user_version`.
 //!
-//! The store is a synchronous rusqlite connection behind a std mutex (async callers go
-//! through `spawn_blocking`). Every state change runs in one `BEGIN IMMEDIATE`
-//! transaction together with its audit row; the caller answers only after COMMIT.
+//! The store is synchronous rusqlite (async callers go through `spawn_blocking`): one
+//! writer connection behind a std mutex, with group commit, and pooled reader
+//! connections. Every state change runs atomically together with its audit row (its own
+//! SAVEPOINT inside a shared `BEGIN IMMEDIATE`); the caller answers only after COMMIT.
 //! Row types and queries live in `store/requests.rs`, `store/certificates.rs` and
 //! `store/tokens.rs`.
 
@@ -12,10 +13,11 @@ pub mod tokens;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use rusqlite::{Connection, TransactionBehavior};
 
 /// Storage failures; callers branch only on "the database said no" vs "data is corrupt".
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +32,9 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The group commit this write belonged to failed; nothing of it was kept.
+    #[error("commit failed: {0}")]
+    CommitFailed(String),
     /// A stored value does not parse; someone edited the database by hand.
     #[error("corrupt row: {0}")]
     Corrupt(String),
@@ -116,10 +121,36 @@ CREATE INDEX certificates_revoked ON certificates (revoked_at, valid_before);
 "#,
 ];
 
-/// The database handle shared by the server and the operator commands.
+/// The database handle shared by the server and the operator commands: one writer
+/// connection with group commit, and a small pool of reader connections.
 pub struct Store {
-    conn: Mutex<Connection>,
+    path: PathBuf,
+    writer: Mutex<Writer>,
+    committed: Condvar,
+    /// Writers queued for the writer lock; a batch leader waits for them to join.
+    queued: AtomicUsize,
+    readers: Mutex<Vec<Connection>>,
 }
+
+/// The writer connection and the state of the batch being built on it.
+struct Writer {
+    conn: Connection,
+    /// A `BEGIN IMMEDIATE` is open and collecting members.
+    open: bool,
+    /// Number of the open (or last) batch.
+    batch: u64,
+    /// Members whose work is in the open batch.
+    members: usize,
+    /// Newest batch that committed.
+    committed: u64,
+    /// Newest batch whose COMMIT failed, and why.
+    failed: Option<(u64, String)>,
+}
+
+/// Most members in one batch; bounds the latency a batch adds to its first member.
+const MAX_BATCH: usize = 256;
+/// Readers kept open for reuse.
+const MAX_IDLE_READERS: usize = 16;
 
 impl Store {
     /// Opens (creating if needed, mode 0600) and migrates the database at `path`.
@@ -135,52 +166,161 @@ impl Store {
                     .map_err(io)?;
             }
         }
-        let mut conn = Connection::open(path)?;
+        let mut conn = connect(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
         migrate(&mut conn)?;
         Ok(Store {
-            conn: Mutex::new(conn),
+            path: path.to_owned(),
+            writer: Mutex::new(Writer {
+                conn,
+                open: false,
+                batch: 0,
+                members: 0,
+                committed: 0,
+                failed: None,
+            }),
+            committed: Condvar::new(),
+            queued: AtomicUsize::new(0),
+            readers: Mutex::new(Vec::new()),
         })
     }
 
-    /// Runs `f` in a `BEGIN IMMEDIATE` transaction. `Ok(inner)` commits, whatever `inner`
-    /// is (so a refusal and its audit row are kept); `Err` rolls everything back.
+    /// Runs `f` as one atomic unit of work and returns only once it is durable.
+    ///
+    /// Concurrent writers share one `BEGIN IMMEDIATE` transaction and one COMMIT (group
+    /// commit: one fsync for many writers); each runs inside its own SAVEPOINT, so `Err`
+    /// from `f` undoes exactly its own changes, while `Ok(inner)` keeps them whatever
+    /// `inner` is (so a refusal and its audit row are kept). Every member of a batch
+    /// returns after the COMMIT; if the COMMIT fails, every member gets the error and
+    /// nothing of the batch is kept.
     pub fn write<T, E: From<StoreError>>(
         &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+        f: impl FnOnce(&Connection) -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(StoreError::from)?;
-        let out = f(&tx)?;
-        tx.commit().map_err(StoreError::from)?;
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        let mut w = self.lock_writer();
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+        if !w.open {
+            w.conn
+                .execute_batch("BEGIN IMMEDIATE")
+                .map_err(StoreError::from)?;
+            w.open = true;
+            w.batch += 1;
+            w.members = 0;
+        }
+        let batch = w.batch;
+        let out = match run_in_savepoint(&mut w.conn, f) {
+            Ok(out) => out,
+            Err(e) => {
+                if w.members == 0 {
+                    // Nobody else's work is in this transaction: close it.
+                    let _ = w.conn.execute_batch("ROLLBACK");
+                    w.open = false;
+                }
+                return Err(e);
+            }
+        };
+        w.members += 1;
+        if w.members == 1 {
+            self.lead(w, batch)?;
+        } else {
+            self.follow(w, batch)?;
+        }
         Ok(out)
     }
 
-    /// Runs `f` in a read transaction (one consistent snapshot).
-    pub fn read<T, E: From<StoreError>>(
-        &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
-    ) -> Result<T, E> {
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Deferred)
-            .map_err(StoreError::from)?;
-        f(&tx)
+    /// The first member commits the batch, after letting queued writers join it.
+    fn lead<'a>(&'a self, mut w: MutexGuard<'a, Writer>, batch: u64) -> Result<(), StoreError> {
+        let mut rounds = 0;
+        while self.queued.load(Ordering::SeqCst) > 0 && w.members < MAX_BATCH && rounds < 64 {
+            drop(w);
+            std::thread::yield_now();
+            w = self.lock_writer();
+            rounds += 1;
+        }
+        let result = w.conn.execute_batch("COMMIT");
+        w.open = false;
+        let out = match result {
+            Ok(()) => {
+                w.committed = batch;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = w.conn.execute_batch("ROLLBACK");
+                w.failed = Some((batch, e.to_string()));
+                Err(StoreError::from(e))
+            }
+        };
+        self.committed.notify_all();
+        out
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
-        // A panic while holding the lock leaves no half-done transaction: rusqlite rolls
-        // back on drop, so the connection is still consistent.
-        self.conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Other members wait for their batch's COMMIT.
+    fn follow<'a>(&'a self, mut w: MutexGuard<'a, Writer>, batch: u64) -> Result<(), StoreError> {
+        loop {
+            if w.committed >= batch {
+                return Ok(());
+            }
+            if let Some((failed, why)) = &w.failed {
+                if *failed == batch {
+                    return Err(StoreError::CommitFailed(why.clone()));
+                }
+            }
+            w = self.committed.wait(w).unwrap_or_else(|p| p.into_inner());
+        }
     }
+
+    /// Runs `f` in a read transaction (one consistent snapshot of committed data) on a
+    /// reader connection, so reads never wait for writers.
+    pub fn read<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let pooled = lock(&self.readers).pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => connect(&self.path)?,
+        };
+        let out = {
+            let tx = conn.transaction().map_err(StoreError::from)?;
+            f(&tx)
+        };
+        let mut idle = lock(&self.readers);
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+        out
+    }
+
+    fn lock_writer(&self) -> MutexGuard<'_, Writer> {
+        lock(&self.writer)
+    }
+}
+
+/// A panic while holding a lock leaves no half-done work behind (savepoints and
+/// transactions roll back on drop), so a poisoned lock is still safe to use.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn run_in_savepoint<T, E: From<StoreError>>(
+    conn: &mut Connection,
+    f: impl FnOnce(&Connection) -> Result<T, E>,
+) -> Result<T, E> {
+    let sp = conn.savepoint().map_err(StoreError::from)?;
+    let out = f(&sp)?;
+    sp.commit().map_err(StoreError::from)?;
+    Ok(out)
+}
+
+/// A connection with the pragmas every connection needs.
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
@@ -200,3 +340,6 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     tx.commit()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rand::RngExt;
-use rusqlite::Transaction;
+use rusqlite::Connection;
 use serde_json::json;
 
 use super::{RequestView, Service, ServiceError, unix, view};
@@ -38,7 +38,7 @@ fn flatten<T>(r: Outcome<T>) -> Result<T, ServiceError> {
 
 /// Records a refused attempt (who tried what, and the code) and returns the refusal.
 fn refuse<T>(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     now: DateTime<Utc>,
     actor: &UserName,
     attempt: &str,
@@ -62,7 +62,7 @@ fn refuse<T>(
 
 /// Ends a pending request as refused (checked again at signing and failed).
 fn end_refused<T>(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     now: DateTime<Utc>,
     actor: &UserName,
     row: &RequestRow,
@@ -93,7 +93,7 @@ fn end_refused<T>(
 
 /// Marks one overdue request expired; false if it was no longer pending.
 pub(super) fn expire(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     now: DateTime<Utc>,
     row: &RequestRow,
 ) -> Result<bool, ServiceError> {
@@ -125,7 +125,7 @@ pub(super) fn expire(
 /// A pending, unexpired request, or the refusal that applies (`already_decided`,
 /// `expired`, the latter also ending the request).
 fn still_pending(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     now: DateTime<Utc>,
     actor: &UserName,
     attempt: &str,
@@ -230,7 +230,7 @@ impl Service {
     #[allow(clippy::too_many_arguments)]
     fn new_row(
         &self,
-        tx: &Transaction<'_>,
+        tx: &Connection,
         now: DateTime<Utc>,
         actor: &UserName,
         role: &Role,
@@ -315,7 +315,7 @@ impl Service {
     /// certificate, its row, the status change and the `certificate.issued` event.
     fn issue(
         &self,
-        tx: &Transaction<'_>,
+        tx: &Connection,
         now: DateTime<Utc>,
         actor: &UserName,
         role: &Role,
@@ -478,7 +478,7 @@ impl Service {
 }
 
 /// A random serial in 1..=i64::MAX (stored as SQLite INTEGER), never used before.
-fn fresh_serial(tx: &Transaction<'_>) -> Result<u64, ServiceError> {
+fn fresh_serial(tx: &Connection) -> Result<u64, ServiceError> {
     let mut rng = rand::rng();
     loop {
         let serial = rng.random_range(1..=i64::MAX as u64);

@@ -5,7 +5,7 @@
 //! `certificate.revoked` audit event.
 
 use chrono::{DateTime, Utc};
-use rusqlite::Transaction;
+use rusqlite::Connection;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -28,7 +28,7 @@ pub struct Krl {
 }
 
 fn revoke_one(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     now: DateTime<Utc>,
     actor: &UserName,
     cert: &Holding,

@@ -1,7 +1,7 @@
 //! What the API and CLI show of a request: stored facts plus the policy's reading of them.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::Transaction;
+use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 use super::ServiceError;
@@ -120,7 +120,7 @@ pub(super) fn whoami(policy: &Policy, user: &UserName) -> WhoAmI {
 }
 
 pub(super) fn request(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     policy: &Policy,
     row: RequestRow,
 ) -> Result<RequestView, ServiceError> {

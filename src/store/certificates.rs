@@ -4,7 +4,7 @@
 //! second certificate for one request, or a reused serial, fail the whole transaction.
 //! `revoked_seq` numbers revocations 1, 2, 3...; the highest is the KRL version.
 
-use rusqlite::{OptionalExtension, Row, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::StoreError;
 use super::requests::{RequestRow, corrupt};
@@ -85,7 +85,7 @@ fn sql_serial(serial: u64) -> Result<i64, StoreError> {
 }
 
 /// Whether a serial was ever used.
-pub fn serial_taken(tx: &Transaction<'_>, serial: u64) -> Result<bool, StoreError> {
+pub fn serial_taken(tx: &Connection, serial: u64) -> Result<bool, StoreError> {
     let Ok(serial) = i64::try_from(serial) else {
         return Ok(true);
     };
@@ -98,11 +98,7 @@ pub fn serial_taken(tx: &Transaction<'_>, serial: u64) -> Result<bool, StoreErro
 }
 
 /// Stores an issued certificate.
-pub fn insert(
-    tx: &Transaction<'_>,
-    req: &RequestRow,
-    c: &CertificateRow,
-) -> Result<(), StoreError> {
+pub fn insert(tx: &Connection, req: &RequestRow, c: &CertificateRow) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO certificates (serial, request_id, requester, role, key_id, valid_after, valid_before, certificate) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -121,10 +117,7 @@ pub fn insert(
 }
 
 /// The certificate issued for a request, if any.
-pub fn for_request(
-    tx: &Transaction<'_>,
-    id: &RequestId,
-) -> Result<Option<CertificateRow>, StoreError> {
+pub fn for_request(tx: &Connection, id: &RequestId) -> Result<Option<CertificateRow>, StoreError> {
     Ok(tx
         .query_row(
             &format!("SELECT {COLUMNS} FROM certificates WHERE request_id = ?1"),
@@ -138,7 +131,7 @@ const HOLDING: &str =
     "SELECT serial, request_id, requester, role, valid_before, revoked_at FROM certificates";
 
 /// The certificate with this serial.
-pub fn by_serial(tx: &Transaction<'_>, serial: u64) -> Result<Option<Holding>, StoreError> {
+pub fn by_serial(tx: &Connection, serial: u64) -> Result<Option<Holding>, StoreError> {
     let Ok(serial) = i64::try_from(serial) else {
         return Ok(None);
     };
@@ -153,7 +146,7 @@ pub fn by_serial(tx: &Transaction<'_>, serial: u64) -> Result<Option<Holding>, S
 
 /// Certificates of `user` that are unexpired and unrevoked at `now`.
 pub fn active_of_user(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     user: &UserName,
     now: i64,
 ) -> Result<Vec<Holding>, StoreError> {
@@ -166,7 +159,7 @@ pub fn active_of_user(
 
 /// Marks a certificate revoked and returns the new KRL version; `None` if it already was.
 pub fn revoke(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     serial: u64,
     at: i64,
     by: &str,
@@ -182,7 +175,7 @@ pub fn revoke(
 }
 
 /// The number of revocations so far: the KRL version.
-pub fn krl_version(tx: &Transaction<'_>) -> Result<u64, StoreError> {
+pub fn krl_version(tx: &Connection) -> Result<u64, StoreError> {
     let v: i64 = tx.query_row(
         "SELECT coalesce(max(revoked_seq), 0) FROM certificates",
         [],
@@ -193,7 +186,7 @@ pub fn krl_version(tx: &Transaction<'_>) -> Result<u64, StoreError> {
 
 /// Serials revoked and not yet expired at `now`, ascending, and the newest revocation
 /// time (the KRL's generated date, so the same state always gives the same bytes).
-pub fn revoked_unexpired(tx: &Transaction<'_>, now: i64) -> Result<(Vec<u64>, i64), StoreError> {
+pub fn revoked_unexpired(tx: &Connection, now: i64) -> Result<(Vec<u64>, i64), StoreError> {
     let mut stmt = tx.prepare_cached(
         "SELECT serial FROM certificates WHERE revoked_at IS NOT NULL AND valid_before > ?1 ORDER BY serial",
     )?;

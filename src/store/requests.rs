@@ -3,7 +3,7 @@
 //! Values read back are parsed into the same types as input; a row that does not parse is
 //! reported as corrupt instead of being trusted.
 
-use rusqlite::{OptionalExtension, Row, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::StoreError;
 use crate::names::{RequestId, RoleName, UserName};
@@ -118,7 +118,7 @@ fn request_from_row(r: &Row<'_>) -> rusqlite::Result<RequestRow> {
 }
 
 /// Stores a new pending request.
-pub fn insert(tx: &Transaction<'_>, r: &RequestRow) -> Result<(), StoreError> {
+pub fn insert(tx: &Connection, r: &RequestRow) -> Result<(), StoreError> {
     let principals =
         serde_json::to_string(&r.principals).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     tx.execute(
@@ -146,7 +146,7 @@ pub fn insert(tx: &Transaction<'_>, r: &RequestRow) -> Result<(), StoreError> {
 }
 
 /// Whether an id is already taken.
-pub fn exists(tx: &Transaction<'_>, id: &RequestId) -> Result<bool, StoreError> {
+pub fn exists(tx: &Connection, id: &RequestId) -> Result<bool, StoreError> {
     let n: i64 = tx.query_row(
         "SELECT count(*) FROM requests WHERE id = ?1",
         [id.as_str()],
@@ -156,7 +156,7 @@ pub fn exists(tx: &Transaction<'_>, id: &RequestId) -> Result<bool, StoreError> 
 }
 
 /// The request with this id.
-pub fn get(tx: &Transaction<'_>, id: &RequestId) -> Result<Option<RequestRow>, StoreError> {
+pub fn get(tx: &Connection, id: &RequestId) -> Result<Option<RequestRow>, StoreError> {
     Ok(tx
         .query_row(
             &format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?1"),
@@ -168,7 +168,7 @@ pub fn get(tx: &Transaction<'_>, id: &RequestId) -> Result<Option<RequestRow>, S
 
 /// Requests, newest first, optionally of one status; at most `limit`.
 pub fn list(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     status: Option<Status>,
     limit: u32,
 ) -> Result<Vec<RequestRow>, StoreError> {
@@ -181,7 +181,7 @@ pub fn list(
 }
 
 /// Pending requests whose deadline has passed.
-pub fn overdue(tx: &Transaction<'_>, now: i64) -> Result<Vec<RequestRow>, StoreError> {
+pub fn overdue(tx: &Connection, now: i64) -> Result<Vec<RequestRow>, StoreError> {
     let mut stmt = tx.prepare_cached(&format!(
         "SELECT {REQUEST_COLUMNS} FROM requests WHERE status = 'pending' AND expires_at <= ?1"
     ))?;
@@ -192,7 +192,7 @@ pub fn overdue(tx: &Transaction<'_>, now: i64) -> Result<Vec<RequestRow>, StoreE
 /// Ends a pending request. Returns false if it was no longer pending (the caller lost a
 /// race and must not act on it).
 pub fn decide(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     id: &RequestId,
     status: Status,
     at: i64,
@@ -211,7 +211,7 @@ pub fn decide(
 /// Roles `user` holds or has asked for: active certificates (unexpired, unrevoked) and
 /// pending requests, the request `except` left out.
 pub fn holdings(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     user: &UserName,
     now: i64,
     except: Option<&RequestId>,
@@ -233,7 +233,7 @@ pub fn holdings(
 
 /// Records one approval.
 pub fn insert_approval(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     id: &RequestId,
     approver: &UserName,
     at: i64,
@@ -247,7 +247,7 @@ pub fn insert_approval(
 }
 
 /// Approvals of a request, oldest first.
-pub fn approvals(tx: &Transaction<'_>, id: &RequestId) -> Result<Vec<ApprovalRow>, StoreError> {
+pub fn approvals(tx: &Connection, id: &RequestId) -> Result<Vec<ApprovalRow>, StoreError> {
     let mut stmt = tx.prepare_cached(
         "SELECT approver, at, comment FROM approvals WHERE request_id = ?1 ORDER BY at, rowid",
     )?;

@@ -1,7 +1,7 @@
 //! API tokens: 256 random bits shown once, stored only as SHA-256 hashes.
 
 use rand::Rng;
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use super::StoreError;
@@ -41,12 +41,7 @@ pub fn hash(secret: &str) -> String {
 }
 
 /// Stores a token hash for `user`.
-pub fn insert(
-    tx: &Transaction<'_>,
-    hash: &str,
-    user: &UserName,
-    now: i64,
-) -> Result<(), StoreError> {
+pub fn insert(tx: &Connection, hash: &str, user: &UserName, now: i64) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO tokens (hash, user, created_at) VALUES (?1, ?2, ?3)",
         params![hash, user.as_str(), now],
@@ -55,12 +50,12 @@ pub fn insert(
 }
 
 /// Deletes every token of `user`; returns how many.
-pub fn revoke_all(tx: &Transaction<'_>, user: &UserName) -> Result<usize, StoreError> {
+pub fn revoke_all(tx: &Connection, user: &UserName) -> Result<usize, StoreError> {
     Ok(tx.execute("DELETE FROM tokens WHERE user = ?1", [user.as_str()])?)
 }
 
 /// The user a token belongs to, if it exists.
-pub fn lookup(tx: &Transaction<'_>, secret: &str) -> Result<Option<String>, StoreError> {
+pub fn lookup(tx: &Connection, secret: &str) -> Result<Option<String>, StoreError> {
     Ok(tx
         .query_row(
             "SELECT user FROM tokens WHERE hash = ?1",
