@@ -76,6 +76,39 @@ pub struct Grant<'a> {
 /// The CA: an Ed25519 private key kept in memory for signing.
 pub struct CertificateAuthority {
     key: PrivateKey,
+    prepared: PreparedKey,
+}
+
+/// The Ed25519 signing key expanded once at load, so each certificate costs one
+/// signature and not a key derivation plus a signature (ssh-key re-derives the dalek key
+/// from a `PrivateKey` on every call). ed25519-dalek zeroizes it on drop.
+struct PreparedKey {
+    signing: ed25519_dalek::SigningKey,
+    public: ssh_key::public::KeyData,
+}
+
+impl PreparedKey {
+    fn new(key: &PrivateKey) -> Option<PreparedKey> {
+        let pair = key.key_data().ed25519()?;
+        Some(PreparedKey {
+            signing: ed25519_dalek::SigningKey::from(&pair.private),
+            public: key.public_key().key_data().clone(),
+        })
+    }
+}
+
+impl signature::Signer<ssh_key::Signature> for PreparedKey {
+    fn try_sign(&self, msg: &[u8]) -> signature::Result<ssh_key::Signature> {
+        let sig = ed25519_dalek::Signer::sign(&self.signing, msg);
+        ssh_key::Signature::new(Algorithm::Ed25519, sig.to_bytes().to_vec())
+            .map_err(|_| signature::Error::new())
+    }
+}
+
+impl From<&PreparedKey> for ssh_key::public::KeyData {
+    fn from(k: &PreparedKey) -> Self {
+        k.public.clone()
+    }
 }
 
 impl std::fmt::Debug for CertificateAuthority {
@@ -145,7 +178,15 @@ impl CertificateAuthority {
                 key.algorithm().as_str()
             )));
         }
-        Ok(Self { key })
+        Self::from_key(key, path)
+    }
+
+    fn from_key(key: PrivateKey, path: &Path) -> Result<Self, CaError> {
+        let prepared = PreparedKey::new(&key).ok_or_else(|| CaError::Unsafe {
+            path: path.to_owned(),
+            message: "is not an Ed25519 key".into(),
+        })?;
+        Ok(Self { key, prepared })
     }
 
     /// Generates a new Ed25519 key and writes it with `O_EXCL` and mode 0600.
@@ -170,7 +211,7 @@ impl CertificateAuthority {
             .map_err(io)?;
         file.write_all(pem.as_bytes()).map_err(io)?;
         file.sync_all().map_err(io)?;
-        Ok(Self { key })
+        Self::from_key(key, path)
     }
 
     /// The line servers put in `TrustedUserCAKeys`.
@@ -249,7 +290,7 @@ impl CertificateAuthority {
         for ext in grant.extensions {
             b.extension(ext.as_str(), "").map_err(CaError::Sign)?;
         }
-        b.sign(&self.key).map_err(CaError::Sign)
+        b.sign(&self.prepared).map_err(CaError::Sign)
     }
 }
 
