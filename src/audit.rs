@@ -69,20 +69,21 @@ pub struct Verified {
     pub head: String,
 }
 
-/// The hashed fields of one event, borrowed.
-struct Fields<'a> {
-    seq: i64,
-    at: &'a str,
-    actor: &'a str,
-    action: &'a str,
-    request_id: Option<&'a str>,
-    serial: Option<&'a str>,
-    detail: &'a str,
+/// The hashed fields of one event, borrowed; `detail` is the stored JSON text.
+#[derive(Debug, Clone, Copy)]
+pub struct Fields<'a> {
+    pub seq: i64,
+    pub at: &'a str,
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub request_id: Option<&'a str>,
+    pub serial: Option<&'a str>,
+    pub detail: &'a str,
 }
 
 impl Fields<'_> {
     /// SHA-256 over the previous hash, a newline, and this event's canonical JSON array.
-    fn hash(&self, prev_hash: &str) -> String {
+    pub fn hash(&self, prev_hash: &str) -> String {
         let canonical = serde_json::json!([
             self.seq,
             self.at,
@@ -104,11 +105,8 @@ impl Fields<'_> {
 /// Appends one event; returns its sequence number.
 pub fn append(tx: &Connection, now: DateTime<Utc>, ev: &NewEvent<'_>) -> Result<i64, StoreError> {
     let (last_seq, prev_hash): (i64, String) = tx
-        .query_row(
-            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .or_else(|e| match e {
             rusqlite::Error::QueryReturnedNoRows => Ok((0, GENESIS.to_owned())),
             e => Err(e),
@@ -127,21 +125,21 @@ pub fn append(tx: &Connection, now: DateTime<Utc>, ev: &NewEvent<'_>) -> Result<
         detail: &detail,
     }
     .hash(&prev_hash);
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO audit (seq, at, actor, action, request_id, serial, detail, prev_hash, hash) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![
-            seq,
-            at,
-            ev.actor,
-            ev.action,
-            ev.request_id,
-            serial,
-            detail,
-            prev_hash,
-            hash
-        ],
-    )?;
+    )?
+    .execute(params![
+        seq,
+        at,
+        ev.actor,
+        ev.action,
+        ev.request_id,
+        serial,
+        detail,
+        prev_hash,
+        hash
+    ])?;
     Ok(seq)
 }
 

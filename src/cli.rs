@@ -90,6 +90,8 @@ pub enum Command {
     Krl(revoke::KrlArgs),
     /// Read the audit log (admins); `verify` and `checkpoint` run on the CA host.
     Audit(audit::AuditArgs),
+    /// Measure issuance against baselines (run scripts/bench.sh for a release build).
+    Bench(crate::bench::BenchArgs),
     /// Access review: per role, who held it, when, how long, why, approved by whom (admins).
     Report(report::ReportArgs),
 }
@@ -122,5 +124,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Done(args) => revoke::done(&cli.url, args),
         Command::Krl(args) => revoke::krl(&cli.url, args),
         Command::Report(args) => report::run(&cli.url, args),
+        Command::Bench(args) => crate::bench::run(args),
     }
 }

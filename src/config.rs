@@ -312,6 +312,7 @@ impl Builder<'_> {
             extensions,
             force_command,
             source_address,
+            cached_digest: Default::default(),
         })
     }
 

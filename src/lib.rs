@@ -15,9 +15,12 @@
 //! - [`store`]: SQLite (WAL, `synchronous=FULL`), migrations, rows and queries.
 //! - [`audit`]: the append-only, hash-chained audit log and its verification.
 //! - [`ca`]: the CA key file and the one function that signs certificates.
+//! - [`krl`]: the OpenSSH KRL writer; [`checkpoint`]: signed audit checkpoints.
+//! - [`bench`]: `countersign bench`, the performance measurements.
 
 pub mod api;
 pub mod audit;
+pub mod bench;
 pub mod ca;
 pub mod checkpoint;
 pub mod cli;

@@ -114,6 +114,9 @@ pub struct Role {
     pub force_command: Option<String>,
     /// `source-address` critical option.
     pub source_address: Vec<IpNet>,
+    /// [`Role::digest`], computed once.
+    #[serde(skip)]
+    pub cached_digest: std::sync::OnceLock<String>,
 }
 
 mod secs {
@@ -129,9 +132,13 @@ impl Role {
     /// SHA-256 over the role's canonical definition. A request stores the digest of the
     /// role it was made for; a different digest at signing means the role changed.
     pub fn digest(&self) -> String {
-        // Serialising plain data with derived impls cannot fail.
-        let canonical = serde_json::to_vec(self).unwrap_or_default();
-        hex::encode(Sha256::digest(&canonical))
+        self.cached_digest
+            .get_or_init(|| {
+                // Serialising plain data with derived impls cannot fail.
+                let canonical = serde_json::to_vec(self).unwrap_or_default();
+                hex::encode(Sha256::digest(&canonical))
+            })
+            .clone()
     }
 
     /// The principals a certificate for `user` carries, in order, without duplicates.

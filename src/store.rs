@@ -150,7 +150,7 @@ struct Writer {
 /// Most members in one batch; bounds the latency a batch adds to its first member.
 const MAX_BATCH: usize = 256;
 /// Readers kept open for reuse.
-const MAX_IDLE_READERS: usize = 16;
+const MAX_IDLE_READERS: usize = 64;
 
 impl Store {
     /// Opens (creating if needed, mode 0600) and migrates the database at `path`.
@@ -316,6 +316,7 @@ fn run_in_savepoint<T, E: From<StoreError>>(
 /// A connection with the pragmas every connection needs.
 fn connect(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
+    conn.set_prepared_statement_cache_capacity(64);
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;

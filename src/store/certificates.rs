@@ -89,20 +89,18 @@ pub fn serial_taken(tx: &Connection, serial: u64) -> Result<bool, StoreError> {
     let Ok(serial) = i64::try_from(serial) else {
         return Ok(true);
     };
-    let n: i64 = tx.query_row(
-        "SELECT count(*) FROM certificates WHERE serial = ?1",
-        [serial],
-        |r| r.get(0),
-    )?;
+    let n: i64 = tx
+        .prepare_cached("SELECT count(*) FROM certificates WHERE serial = ?1")?
+        .query_row([serial], |r| r.get(0))?;
     Ok(n > 0)
 }
 
 /// Stores an issued certificate.
 pub fn insert(tx: &Connection, req: &RequestRow, c: &CertificateRow) -> Result<(), StoreError> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO certificates (serial, request_id, requester, role, key_id, valid_after, valid_before, certificate) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?
+        .execute(params![
             sql_serial(c.serial)?,
             req.id.as_str(),
             req.requester.as_str(),
@@ -119,11 +117,10 @@ pub fn insert(tx: &Connection, req: &RequestRow, c: &CertificateRow) -> Result<(
 /// The certificate issued for a request, if any.
 pub fn for_request(tx: &Connection, id: &RequestId) -> Result<Option<CertificateRow>, StoreError> {
     Ok(tx
-        .query_row(
-            &format!("SELECT {COLUMNS} FROM certificates WHERE request_id = ?1"),
-            [id.as_str()],
-            from_row,
-        )
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM certificates WHERE request_id = ?1"
+        ))?
+        .query_row([id.as_str()], from_row)
         .optional()?)
 }
 
@@ -136,11 +133,8 @@ pub fn by_serial(tx: &Connection, serial: u64) -> Result<Option<Holding>, StoreE
         return Ok(None);
     };
     Ok(tx
-        .query_row(
-            &format!("{HOLDING} WHERE serial = ?1"),
-            [serial],
-            holding_from_row,
-        )
+        .prepare_cached(&format!("{HOLDING} WHERE serial = ?1"))?
+        .query_row([serial], holding_from_row)
         .optional()?)
 }
 
@@ -166,21 +160,19 @@ pub fn revoke(
     reason: &str,
 ) -> Result<Option<u64>, StoreError> {
     let next = krl_version(tx)? + 1;
-    let n = tx.execute(
+    let n = tx.prepare_cached(
         "UPDATE certificates SET revoked_at = ?2, revoked_by = ?3, revoke_reason = ?4, revoked_seq = ?5 \
-         WHERE serial = ?1 AND revoked_at IS NULL",
-        params![sql_serial(serial)?, at, by, reason, next as i64],
+         WHERE serial = ?1 AND revoked_at IS NULL")?
+        .execute(params![sql_serial(serial)?, at, by, reason, next as i64],
     )?;
     Ok((n == 1).then_some(next))
 }
 
 /// The number of revocations so far: the KRL version.
 pub fn krl_version(tx: &Connection) -> Result<u64, StoreError> {
-    let v: i64 = tx.query_row(
-        "SELECT coalesce(max(revoked_seq), 0) FROM certificates",
-        [],
-        |r| r.get(0),
-    )?;
+    let v: i64 = tx
+        .prepare_cached("SELECT coalesce(max(revoked_seq), 0) FROM certificates")?
+        .query_row([], |r| r.get(0))?;
     Ok(u64::try_from(v).unwrap_or(0))
 }
 
@@ -193,10 +185,8 @@ pub fn revoked_unexpired(tx: &Connection, now: i64) -> Result<(Vec<u64>, i64), S
     let serials = stmt
         .query_map([now], |r| serial_of(r.get(0)?))?
         .collect::<Result<Vec<_>, _>>()?;
-    let newest: i64 = tx.query_row(
-        "SELECT coalesce(max(revoked_at), 0) FROM certificates",
-        [],
-        |r| r.get(0),
-    )?;
+    let newest: i64 = tx
+        .prepare_cached("SELECT coalesce(max(revoked_at), 0) FROM certificates")?
+        .query_row([], |r| r.get(0))?;
     Ok((serials, newest))
 }

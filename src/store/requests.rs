@@ -121,9 +121,9 @@ fn request_from_row(r: &Row<'_>) -> rusqlite::Result<RequestRow> {
 pub fn insert(tx: &Connection, r: &RequestRow) -> Result<(), StoreError> {
     let principals =
         serde_json::to_string(&r.principals).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    tx.execute(
-        &format!("INSERT INTO requests ({REQUEST_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)"),
-        params![
+    tx.prepare_cached(
+        &format!("INSERT INTO requests ({REQUEST_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)"))?
+        .execute(params![
             r.id.as_str(),
             r.role.as_str(),
             r.requester.as_str(),
@@ -147,22 +147,19 @@ pub fn insert(tx: &Connection, r: &RequestRow) -> Result<(), StoreError> {
 
 /// Whether an id is already taken.
 pub fn exists(tx: &Connection, id: &RequestId) -> Result<bool, StoreError> {
-    let n: i64 = tx.query_row(
-        "SELECT count(*) FROM requests WHERE id = ?1",
-        [id.as_str()],
-        |r| r.get(0),
-    )?;
+    let n: i64 = tx
+        .prepare_cached("SELECT count(*) FROM requests WHERE id = ?1")?
+        .query_row([id.as_str()], |r| r.get(0))?;
     Ok(n > 0)
 }
 
 /// The request with this id.
 pub fn get(tx: &Connection, id: &RequestId) -> Result<Option<RequestRow>, StoreError> {
     Ok(tx
-        .query_row(
-            &format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?1"),
-            [id.as_str()],
-            request_from_row,
-        )
+        .prepare_cached(&format!(
+            "SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?1"
+        ))?
+        .query_row([id.as_str()], request_from_row)
         .optional()?)
 }
 
@@ -200,10 +197,10 @@ pub fn decide(
     code: Option<&str>,
     note: Option<&str>,
 ) -> Result<bool, StoreError> {
-    let n = tx.execute(
+    let n = tx.prepare_cached(
         "UPDATE requests SET status = ?2, decided_at = ?3, decided_by = ?4, decision_code = ?5, \
-         decision_note = ?6 WHERE id = ?1 AND status = 'pending'",
-        params![id.as_str(), status.as_str(), at, by, code, note],
+         decision_note = ?6 WHERE id = ?1 AND status = 'pending'")?
+        .execute(params![id.as_str(), status.as_str(), at, by, code, note],
     )?;
     Ok(n == 1)
 }
@@ -239,10 +236,10 @@ pub fn insert_approval(
     at: i64,
     comment: Option<&str>,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO approvals (request_id, approver, at, comment) VALUES (?1, ?2, ?3, ?4)",
-        params![id.as_str(), approver.as_str(), at, comment],
-    )?;
+    )?
+    .execute(params![id.as_str(), approver.as_str(), at, comment])?;
     Ok(())
 }
 

@@ -42,25 +42,22 @@ pub fn hash(secret: &str) -> String {
 
 /// Stores a token hash for `user`.
 pub fn insert(tx: &Connection, hash: &str, user: &UserName, now: i64) -> Result<(), StoreError> {
-    tx.execute(
-        "INSERT INTO tokens (hash, user, created_at) VALUES (?1, ?2, ?3)",
-        params![hash, user.as_str(), now],
-    )?;
+    tx.prepare_cached("INSERT INTO tokens (hash, user, created_at) VALUES (?1, ?2, ?3)")?
+        .execute(params![hash, user.as_str(), now])?;
     Ok(())
 }
 
 /// Deletes every token of `user`; returns how many.
 pub fn revoke_all(tx: &Connection, user: &UserName) -> Result<usize, StoreError> {
-    Ok(tx.execute("DELETE FROM tokens WHERE user = ?1", [user.as_str()])?)
+    Ok(tx
+        .prepare_cached("DELETE FROM tokens WHERE user = ?1")?
+        .execute([user.as_str()])?)
 }
 
 /// The user a token belongs to, if it exists.
 pub fn lookup(tx: &Connection, secret: &str) -> Result<Option<String>, StoreError> {
     Ok(tx
-        .query_row(
-            "SELECT user FROM tokens WHERE hash = ?1",
-            [hash(secret)],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT user FROM tokens WHERE hash = ?1")?
+        .query_row([hash(secret)], |r| r.get(0))
         .optional()?)
 }

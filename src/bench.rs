@@ -1,0 +1,93 @@
+//! `countersign bench`: numbers that show how close issuance is to what the machine
+//! allows, measured in one run beside the baselines (raw Ed25519, `ssh-keygen -s`).
+//!
+//! Phases: baselines; in-process signing; full durable flows over loopback HTTP against
+//! a real `countersign serve` child process (1 client, then C clients); the same with
+//! 1,000,000 certificates and audit events prefilled; `audit verify` speed; the server's
+//! peak RSS. It ends by checking the audit chain and that certificates and
+//! `certificate.issued` events match one to one, and fails loudly if not.
+
+mod baseline;
+mod fixture;
+mod load;
+mod report;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Args;
+
+pub use report::Report;
+
+/// `countersign bench` options.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Flows per multi-client run.
+    #[arg(long, default_value_t = 20_000)]
+    pub flows: usize,
+    /// Concurrent clients in the multi-client runs.
+    #[arg(long, default_value_t = 32)]
+    pub clients: usize,
+    /// Flows in the single-client run.
+    #[arg(long, default_value_t = 2_000)]
+    pub single_flows: usize,
+    /// Certificates (with their requests and audit events) prefilled for the scale run;
+    /// 0 skips it.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub scale_rows: usize,
+    /// Keep the data directory here instead of a temp dir (for inspection).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Print JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs every phase and prints the report.
+pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let temp = tempfile::tempdir().context("temp dir")?;
+    let dir = args.dir.clone().unwrap_or_else(|| temp.path().to_owned());
+    let mut report = Report::default();
+    eprintln!("baselines...");
+    report.raw_ed25519 = Some(baseline::raw_ed25519());
+    report.ssh_keygen = baseline::ssh_keygen(&dir);
+    report.in_process = Some(baseline::in_process_signing(&dir)?);
+    let fx = fixture::Fixture::create(&dir)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut server = fx.start_server()?;
+    eprintln!("flows, 1 client...");
+    report.single = Some(rt.block_on(load::run(&fx, &server.url, 1, args.single_flows))?);
+    eprintln!("flows, {} clients...", args.clients);
+    report.multi = Some(rt.block_on(load::run(&fx, &server.url, args.clients, args.flows))?);
+    report.rss_mb = server.peak_rss_mb();
+    server.stop()?;
+    if args.scale_rows > 0 {
+        eprintln!("prefilling {} certificates...", args.scale_rows);
+        report.prefill = Some(fx.prefill(args.scale_rows)?);
+        let mut server = fx.start_server()?;
+        eprintln!(
+            "flows, {} clients, {} rows...",
+            args.clients, args.scale_rows
+        );
+        report.scaled = Some(rt.block_on(load::run(&fx, &server.url, args.clients, args.flows))?);
+        report.rss_mb = report.rss_mb.max(server.peak_rss_mb());
+        server.stop()?;
+    }
+    eprintln!("audit verify...");
+    report.verify = Some(fx.verify_speed()?);
+    report.check = Some(fx.check()?);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        report.print();
+    }
+    if let Some(check) = &report.check {
+        if !check.ok {
+            bail!("correctness check failed: {}", check.message);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

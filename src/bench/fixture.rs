@@ -1,0 +1,361 @@
+//! The benchmark's world: a generated policy (200 users, 20 roles, conflicts, N-of-M and
+//! multi-step roles), tokens, a real `countersign serve` child process, and a fast prefill
+//! of a million certificates straight into SQLite.
+
+use std::fmt::Write as _;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use chrono::{SecondsFormat, Utc};
+use rusqlite::params;
+use serde::Serialize;
+
+use crate::audit::{self, Fields, GENESIS};
+use crate::config::Config;
+use crate::names::{RequestId, UserName};
+use crate::service::{self, Service};
+use crate::store::Store;
+
+/// Users 0..REQUESTERS request; the rest approve.
+pub const USERS: usize = 200;
+pub const REQUESTERS: usize = 150;
+/// Roles 0..SIMPLE_ROLES need one approval from group ops; the others are 2-of-M or
+/// two-step roles, with conflicts declared between them and the simple ones.
+pub const ROLES: usize = 20;
+pub const SIMPLE_ROLES: usize = 10;
+
+/// The benchmark's data dir, config and tokens.
+pub struct Fixture {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub port: u16,
+    /// Token of user i.
+    pub tokens: Vec<String>,
+}
+
+/// A `countersign serve` child process.
+pub struct Server {
+    child: Child,
+    pub url: String,
+}
+
+/// How long the prefill took.
+#[derive(Debug, Clone, Serialize)]
+pub struct Prefill {
+    pub certificates: usize,
+    pub seconds: f64,
+}
+
+/// `audit verify` speed.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifySpeed {
+    pub events: i64,
+    pub seconds: f64,
+    pub events_per_second: f64,
+}
+
+/// End-of-run correctness.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub ok: bool,
+    pub certificates: i64,
+    pub issued_events: i64,
+    pub distinct_serials: i64,
+    pub audit_events: i64,
+    pub message: String,
+}
+
+fn policy(port: u16) -> String {
+    let mut t = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n\n[requests]\npending_ttl = \"1h\"\n\n"
+    );
+    for u in 0..USERS {
+        let group = if u < REQUESTERS {
+            "dev"
+        } else if u % 2 == 0 {
+            "ops\", \"dba"
+        } else {
+            "ops\", \"security"
+        };
+        let _ = writeln!(
+            t,
+            "[users.u{u:03}]\ngroups = [\"{group}\"]\nadmin = {}\n",
+            u == USERS - 1
+        );
+    }
+    for r in 0..ROLES {
+        let _ = write!(
+            t,
+            "[roles.role-{r:02}]\nprincipals = [\"svc{r:02}\", \"{{user}}\"]\nrequesters = [\"group:dev\"]\n"
+        );
+        let _ = match r {
+            r if r < SIMPLE_ROLES => writeln!(t, "approvers = [\"group:ops\"]\n"),
+            r if r < 15 => writeln!(t, "approvers = [\"group:ops\"]\napprovals = 2\n"),
+            _ => writeln!(
+                t,
+                "approval_steps = [{{ approvers = [\"group:dba\"], approvals = 1 }}, {{ approvers = [\"group:security\"], approvals = 1 }}]\n"
+            ),
+        };
+    }
+    for r in 0..SIMPLE_ROLES {
+        let _ = writeln!(
+            t,
+            "[[conflicts]]\nroles = [\"role-{r:02}\", \"role-{:02}\"]\nreason = \"bench conflict\"\n",
+            r + SIMPLE_ROLES
+        );
+    }
+    t
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+impl Fixture {
+    /// Writes the policy, creates the database, CA key and one token per user.
+    pub fn create(dir: &Path) -> anyhow::Result<Fixture> {
+        let port = free_port()?;
+        let config = dir.join("bench.toml");
+        std::fs::write(&config, policy(port))?;
+        let cfg = Config::load(&config)?;
+        let svc = Service::open(cfg, true)?;
+        let mut tokens = Vec::with_capacity(USERS);
+        for u in 0..USERS {
+            let user = UserName::parse(&format!("u{u:03}"))?;
+            tokens.push(service::create_token(
+                svc.store(),
+                &svc.config().policy,
+                &user,
+                "bench",
+            )?);
+        }
+        Ok(Fixture {
+            dir: dir.to_owned(),
+            config,
+            port,
+            tokens,
+        })
+    }
+
+    fn load(&self) -> anyhow::Result<Config> {
+        Ok(Config::load(&self.config)?)
+    }
+
+    /// Starts `countersign serve` (this very binary) and waits until it accepts connections.
+    pub fn start_server(&self) -> anyhow::Result<Server> {
+        let exe = std::env::current_exe()?;
+        let log = std::fs::File::create(self.dir.join("server.log"))?;
+        let child = Command::new(exe)
+            .arg("--config")
+            .arg(&self.config)
+            .arg("serve")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting countersign serve")?;
+        let mut server = Server {
+            child,
+            url: format!("http://127.0.0.1:{}", self.port),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(status) = server.child.try_wait()? {
+                bail!(
+                    "server exited with {status}; see {}",
+                    self.dir.join("server.log").display()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!("server did not start");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(server)
+    }
+
+    /// Inserts `n` issued requests with approvals, (expired) certificates and their audit
+    /// events, continuing the hash chain, in one transaction.
+    pub fn prefill(&self, n: usize) -> anyhow::Result<Prefill> {
+        let cfg = self.load()?;
+        let start = Instant::now();
+        let mut conn = rusqlite::Connection::open(cfg.database_path())?;
+        conn.pragma_update(None, "synchronous", "OFF")?;
+        let tx = conn.transaction()?;
+        let (mut seq, mut prev): (i64, String) = tx
+            .query_row(
+                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap_or((0, GENESIS.to_owned()));
+        let at =
+            (Utc::now() - chrono::Duration::days(30)).to_rfc3339_opts(SecondsFormat::Millis, true);
+        let t0 = Utc::now().timestamp() - 30 * 86_400;
+        {
+            let mut req = tx.prepare("INSERT INTO requests (id, role, requester, reason, ttl_seconds, public_key, key_fingerprint, principals, role_digest, status, created_at, expires_at, decided_at, decided_by) VALUES (?1, ?2, ?3, 'prefilled', 1800, 'ssh-ed25519 AAAA', 'SHA256:x', '[\"svc\"]', 'x', 'issued', ?4, ?5, ?4, ?6)")?;
+            let mut appr =
+                tx.prepare("INSERT INTO approvals (request_id, approver, at) VALUES (?1, ?2, ?3)")?;
+            let mut cert = tx.prepare("INSERT INTO certificates (serial, request_id, requester, role, key_id, valid_after, valid_before, certificate) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'ssh-ed25519-cert-v01@openssh.com AAAA')")?;
+            let mut ev = tx.prepare("INSERT INTO audit (seq, at, actor, action, request_id, serial, detail, prev_hash, hash) VALUES (?1, ?2, ?3, 'certificate.issued', ?4, ?5, ?6, ?7, ?8)")?;
+            let mut rng = rand::rng();
+            for i in 0..n {
+                let id = RequestId::random(&mut rng);
+                let requester = format!("u{:03}", i % REQUESTERS);
+                let approver = format!("u{:03}", REQUESTERS + i % (USERS - REQUESTERS));
+                let role = format!("role-{:02}", i % SIMPLE_ROLES);
+                let serial = (1u64 << 62) + i as u64;
+                let key_id = format!("countersign:{id}:{requester}:{role}");
+                let created = t0 + i as i64 / 1000;
+                req.execute(params![
+                    id.as_str(),
+                    role,
+                    requester,
+                    created,
+                    created + 3600,
+                    approver
+                ])?;
+                appr.execute(params![id.as_str(), approver, created])?;
+                cert.execute(params![
+                    serial as i64,
+                    id.as_str(),
+                    requester,
+                    role,
+                    key_id,
+                    created - 60,
+                    created + 1800
+                ])?;
+                let serial_text = serial.to_string();
+                let detail = serde_json::json!({
+                    "serial": serial_text, "key_id": key_id, "requester": requester, "role": role,
+                    "principals": [format!("svc{:02}", i % SIMPLE_ROLES), requester],
+                    "approvals": [{ "approver": approver, "step": 1 }], "reason": "prefilled",
+                })
+                .to_string();
+                seq += 1;
+                let fields = Fields {
+                    seq,
+                    at: &at,
+                    actor: &approver,
+                    action: "certificate.issued",
+                    request_id: Some(id.as_str()),
+                    serial: Some(&serial_text),
+                    detail: &detail,
+                };
+                let hash = fields.hash(&prev);
+                ev.execute(params![
+                    seq,
+                    at,
+                    approver,
+                    id.as_str(),
+                    serial_text,
+                    detail,
+                    prev,
+                    hash
+                ])?;
+                prev = hash;
+            }
+        }
+        tx.commit()?;
+        Ok(Prefill {
+            certificates: n,
+            seconds: start.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Times `audit verify` over the whole database.
+    pub fn verify_speed(&self) -> anyhow::Result<VerifySpeed> {
+        let store = Store::open(&self.load()?.database_path())?;
+        let start = Instant::now();
+        let v = store.read(audit::verify)?;
+        let seconds = start.elapsed().as_secs_f64();
+        Ok(VerifySpeed {
+            events: v.events,
+            seconds,
+            events_per_second: v.events as f64 / seconds,
+        })
+    }
+
+    /// The audit chain verifies and every certificate has exactly one issued event.
+    pub fn check(&self) -> anyhow::Result<Check> {
+        let store = Store::open(&self.load()?.database_path())?;
+        let chain = store.read(audit::verify);
+        let count = |sql: &str| -> anyhow::Result<i64> {
+            Ok(store
+                .read(|c| Ok::<_, crate::store::StoreError>(c.query_row(sql, [], |r| r.get(0))?))?)
+        };
+        let certificates = count("SELECT count(*) FROM certificates")?;
+        let issued_events =
+            count("SELECT count(*) FROM audit WHERE action = 'certificate.issued'")?;
+        let distinct_serials =
+            count("SELECT count(DISTINCT serial) FROM audit WHERE action = 'certificate.issued'")?;
+        let orphans = count(
+            "SELECT count(*) FROM certificates c WHERE (SELECT count(*) FROM audit a WHERE a.serial = CAST(c.serial AS TEXT) AND a.action = 'certificate.issued') != 1",
+        )?;
+        let (ok, message, audit_events) = match chain {
+            Err(e) => (false, format!("audit chain: {e}"), 0),
+            Ok(v)
+                if certificates != issued_events
+                    || issued_events != distinct_serials
+                    || orphans != 0 =>
+            {
+                (
+                    false,
+                    format!(
+                        "{certificates} certificates, {issued_events} issued events, {distinct_serials} serials, {orphans} without exactly one event"
+                    ),
+                    v.events,
+                )
+            }
+            Ok(v) => (
+                true,
+                "audit chain verifies; certificates and issued events match one to one".into(),
+                v.events,
+            ),
+        };
+        Ok(Check {
+            ok,
+            certificates,
+            issued_events,
+            distinct_serials,
+            audit_events,
+            message,
+        })
+    }
+}
+
+impl Server {
+    /// VmHWM of the server process, in MB.
+    pub fn peak_rss_mb(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+            .unwrap_or(0.0)
+    }
+
+    /// SIGTERM and wait: a graceful shutdown.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

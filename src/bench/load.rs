@@ -1,0 +1,173 @@
+//! Full durable flows over loopback HTTP: create request -> approve (signs, audit row,
+//! group commit with `synchronous=FULL`) -> fetch certificate, from C concurrent clients.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use anyhow::{anyhow, bail};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::fixture::{Fixture, REQUESTERS, SIMPLE_ROLES, USERS};
+
+/// Latency percentiles of one call, in milliseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// One load run.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlowRun {
+    pub clients: usize,
+    pub flows: usize,
+    pub seconds: f64,
+    pub flows_per_second: f64,
+    pub create: Latency,
+    pub approve: Latency,
+    pub certificate: Latency,
+}
+
+fn latency(mut micros: Vec<u32>) -> Latency {
+    micros.sort_unstable();
+    let at = |q: f64| -> f64 {
+        if micros.is_empty() {
+            return 0.0;
+        }
+        let i = ((micros.len() as f64 - 1.0) * q).round() as usize;
+        f64::from(micros[i]) / 1000.0
+    };
+    Latency {
+        p50_ms: at(0.50),
+        p95_ms: at(0.95),
+        p99_ms: at(0.99),
+    }
+}
+
+#[derive(Default)]
+struct Samples {
+    create: Vec<u32>,
+    approve: Vec<u32>,
+    certificate: Vec<u32>,
+}
+
+struct Ctx {
+    http: reqwest::Client,
+    url: String,
+    tokens: Vec<String>,
+    keys: Vec<String>,
+    next: AtomicUsize,
+    flows: usize,
+}
+
+/// Runs `flows` flows with `clients` concurrent clients; any failed call fails the run.
+pub async fn run(fx: &Fixture, url: &str, clients: usize, flows: usize) -> anyhow::Result<FlowRun> {
+    let mut keys = Vec::with_capacity(REQUESTERS);
+    for _ in 0..REQUESTERS {
+        let k = ssh_key::PrivateKey::random(&mut rand::rng(), ssh_key::Algorithm::Ed25519)?;
+        keys.push(k.public_key().to_openssh()?);
+    }
+    let ctx = Arc::new(Ctx {
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(clients)
+            .build()?,
+        url: url.to_owned(),
+        tokens: fx.tokens.clone(),
+        keys,
+        next: AtomicUsize::new(0),
+        flows,
+    });
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| tokio::spawn(client(ctx.clone())))
+        .collect();
+    let mut all = Samples::default();
+    for t in tasks {
+        let s = t.await.map_err(|e| anyhow!("client task: {e}"))??;
+        all.create.extend(s.create);
+        all.approve.extend(s.approve);
+        all.certificate.extend(s.certificate);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(FlowRun {
+        clients,
+        flows,
+        seconds,
+        flows_per_second: flows as f64 / seconds,
+        create: latency(all.create),
+        approve: latency(all.approve),
+        certificate: latency(all.certificate),
+    })
+}
+
+async fn client(ctx: Arc<Ctx>) -> anyhow::Result<Samples> {
+    let mut s = Samples::default();
+    loop {
+        let i = ctx.next.fetch_add(1, Ordering::Relaxed);
+        if i >= ctx.flows {
+            return Ok(s);
+        }
+        flow(&ctx, i, &mut s).await?;
+    }
+}
+
+async fn timed(
+    req: reqwest::RequestBuilder,
+    want: u16,
+    samples: &mut Vec<u32>,
+) -> anyhow::Result<bytes_like::Body> {
+    let t = Instant::now();
+    let resp = req.send().await?;
+    let status = resp.status().as_u16();
+    let body = resp.bytes().await?;
+    samples.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+    if status != want {
+        bail!(
+            "HTTP {status} (wanted {want}): {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    Ok(body)
+}
+
+mod bytes_like {
+    pub type Body = axum::body::Bytes;
+}
+
+async fn flow(ctx: &Ctx, i: usize, s: &mut Samples) -> anyhow::Result<()> {
+    let requester = i % REQUESTERS;
+    let approver = REQUESTERS + i % (USERS - REQUESTERS);
+    let role = format!("role-{:02}", i % SIMPLE_ROLES);
+    let body = json!({ "role": role, "public_key": ctx.keys[requester], "reason": format!("bench flow {i}"), "ttl": "30m" });
+    let created = timed(
+        ctx.http
+            .post(format!("{}/v1/requests", ctx.url))
+            .bearer_auth(&ctx.tokens[requester])
+            .json(&body),
+        201,
+        &mut s.create,
+    )
+    .await?;
+    let created: Value = serde_json::from_slice(&created)?;
+    let id = created["id"].as_str().ok_or_else(|| anyhow!("no id"))?;
+    let approve = ctx
+        .http
+        .post(format!("{}/v1/requests/{id}/approve", ctx.url))
+        .bearer_auth(&ctx.tokens[approver]);
+    let approved: Value = serde_json::from_slice(&timed(approve, 200, &mut s.approve).await?)?;
+    if approved["status"] != "issued" {
+        bail!("request {id} is {} after approval", approved["status"]);
+    }
+    let cert = ctx
+        .http
+        .get(format!("{}/v1/requests/{id}/certificate", ctx.url))
+        .bearer_auth(&ctx.tokens[requester]);
+    let cert = timed(cert, 200, &mut s.certificate).await?;
+    if !cert.starts_with(b"ssh-ed25519-cert-v01@openssh.com ") {
+        bail!("not a certificate");
+    }
+    Ok(())
+}

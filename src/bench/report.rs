@@ -1,0 +1,114 @@
+//! The benchmark's report: a human table, or JSON for tracking.
+
+use serde::Serialize;
+
+use super::baseline::Rate;
+use super::fixture::{Check, Prefill, VerifySpeed};
+use super::load::FlowRun;
+
+/// Everything one `countersign bench` run measured.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub cores: usize,
+    pub raw_ed25519: Option<Rate>,
+    pub ssh_keygen: Option<Rate>,
+    pub in_process: Option<Rate>,
+    pub single: Option<FlowRun>,
+    pub multi: Option<FlowRun>,
+    pub prefill: Option<Prefill>,
+    pub scaled: Option<FlowRun>,
+    pub verify: Option<VerifySpeed>,
+    pub rss_mb: f64,
+    pub check: Option<Check>,
+}
+
+fn flows_line(label: &str, r: &FlowRun) {
+    println!(
+        "{label:<34} {:>9.0} flows/s  create p50/p95/p99 {:.2}/{:.2}/{:.2} ms  approve {:.2}/{:.2}/{:.2} ms  cert {:.2}/{:.2}/{:.2} ms",
+        r.flows_per_second,
+        r.create.p50_ms,
+        r.create.p95_ms,
+        r.create.p99_ms,
+        r.approve.p50_ms,
+        r.approve.p95_ms,
+        r.approve.p99_ms,
+        r.certificate.p50_ms,
+        r.certificate.p95_ms,
+        r.certificate.p99_ms
+    );
+}
+
+impl Report {
+    /// Prints the human table.
+    pub fn print(&self) {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0);
+        println!("countersign bench ({cores} cores)");
+        if let Some(r) = &self.raw_ed25519 {
+            println!(
+                "{:<34} {:>9.0} sig/s",
+                "raw Ed25519, 600 B, 1 thread", r.per_second
+            );
+        }
+        match &self.ssh_keygen {
+            Some(r) => println!(
+                "{:<34} {:>9.0} certs/s",
+                "ssh-keygen -s, process per cert", r.per_second
+            ),
+            None => println!("{:<34} {:>9}", "ssh-keygen -s", "not installed"),
+        }
+        if let (Some(r), Some(raw)) = (&self.in_process, &self.raw_ed25519) {
+            println!(
+                "{:<34} {:>9.0} certs/s  {:.2}x raw Ed25519",
+                "countersign signing, 1 thread",
+                r.per_second,
+                r.per_second / raw.per_second
+            );
+        }
+        if let Some(r) = &self.single {
+            flows_line(&format!("flows, {} client, empty db", r.clients), r);
+        }
+        if let Some(r) = &self.multi {
+            flows_line(&format!("flows, {} clients, empty db", r.clients), r);
+            if let Some(k) = &self.ssh_keygen {
+                println!(
+                    "{:<34} {:>9.1}x ssh-keygen -s",
+                    "",
+                    r.flows_per_second / k.per_second
+                );
+            }
+        }
+        if let Some(p) = &self.prefill {
+            println!(
+                "{:<34} {:>9.1} s",
+                format!("prefill {} certificates", p.certificates),
+                p.seconds
+            );
+        }
+        if let (Some(s), Some(m)) = (&self.scaled, &self.multi) {
+            flows_line(&format!("flows, {} clients, prefilled db", s.clients), s);
+            println!(
+                "{:<34} {:>9.2}x throughput, {:.2}x approve p99",
+                "prefilled vs empty",
+                s.flows_per_second / m.flows_per_second,
+                s.approve.p99_ms / m.approve.p99_ms.max(f64::EPSILON)
+            );
+        }
+        if let Some(v) = &self.verify {
+            println!(
+                "{:<34} {:>9.0} events/s ({} events in {:.2} s)",
+                "audit verify", v.events_per_second, v.events, v.seconds
+            );
+        }
+        println!("{:<34} {:>9.1} MB", "server peak RSS", self.rss_mb);
+        if let Some(c) = &self.check {
+            println!(
+                "{:<34} {}: {}",
+                "check",
+                if c.ok { "ok" } else { "FAILED" },
+                c.message
+            );
+        }
+    }
+}
