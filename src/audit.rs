@@ -82,23 +82,42 @@ pub struct Fields<'a> {
 }
 
 impl Fields<'_> {
-    /// SHA-256 over the previous hash, a newline, and this event's canonical JSON array.
+    /// SHA-256 over the previous hash, a newline, and this event's canonical form: the
+    /// compact JSON array `[seq, at, actor, action, request_id, serial, detail]`.
     pub fn hash(&self, prev_hash: &str) -> String {
-        let canonical = serde_json::json!([
-            self.seq,
-            self.at,
-            self.actor,
-            self.action,
-            self.request_id,
-            self.serial,
-            self.detail
-        ])
-        .to_string();
+        hex::encode(self.digest(prev_hash, &mut Vec::new()))
+    }
+
+    /// [`Fields::hash`] as raw bytes, reusing `buf` for the canonical form.
+    pub fn digest(&self, prev_hash: &str, buf: &mut Vec<u8>) -> [u8; 32] {
+        self.canonical(buf);
         let mut h = Sha256::new();
         h.update(prev_hash.as_bytes());
         h.update(b"\n");
-        h.update(canonical.as_bytes());
-        hex::encode(h.finalize())
+        h.update(&buf[..]);
+        h.finalize().into()
+    }
+
+    /// Writes the canonical form; strings are escaped exactly as serde_json does.
+    fn canonical(&self, buf: &mut Vec<u8>) {
+        fn string(buf: &mut Vec<u8>, s: Option<&str>) {
+            buf.push(b',');
+            match s {
+                // Writing into a Vec cannot fail.
+                Some(s) => serde_json::to_writer(&mut *buf, s).unwrap_or(()),
+                None => buf.extend_from_slice(b"null"),
+            }
+        }
+        buf.clear();
+        buf.push(b'[');
+        buf.extend_from_slice(self.seq.to_string().as_bytes());
+        string(buf, Some(self.at));
+        string(buf, Some(self.actor));
+        string(buf, Some(self.action));
+        string(buf, self.request_id);
+        string(buf, self.serial);
+        string(buf, Some(self.detail));
+        buf.push(b']');
     }
 }
 
@@ -236,9 +255,20 @@ pub fn verify(tx: &Connection) -> Result<Verified, AuditError> {
     let mut rows = stmt.query([]).map_err(StoreError::from)?;
     let mut expected_prev = GENESIS.to_owned();
     let mut expected_seq = 1;
+    let mut buf = Vec::with_capacity(1024);
+    let mut hex_buf = [0u8; 64];
     while let Some(row) = rows.next().map_err(StoreError::from)? {
-        let (seq, at, actor, action, request_id, serial, detail, prev_hash, hash) =
-            raw_row(row).map_err(StoreError::from)?;
+        let seq: i64 = row.get(0).map_err(StoreError::from)?;
+        let text = |i: usize| -> Result<Option<&str>, StoreError> {
+            row.get_ref(i)?.as_str_or_null().map_err(|e| {
+                StoreError::from(rusqlite::Error::FromSqlConversionFailure(
+                    i,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                ))
+            })
+        };
+        let required = |i: usize| -> Result<&str, StoreError> { Ok(text(i)?.unwrap_or_default()) };
         let broken = |why: &str| AuditError::Broken {
             seq,
             why: why.to_owned(),
@@ -249,25 +279,30 @@ pub fn verify(tx: &Connection) -> Result<Verified, AuditError> {
                 why: format!("event missing (next stored event is {seq})"),
             });
         }
+        let prev_hash = required(7)?;
         if prev_hash != expected_prev {
             return Err(broken("prev_hash does not match the previous event's hash"));
         }
-        let computed = Fields {
+        let fields = Fields {
             seq,
-            at: &at,
-            actor: &actor,
-            action: &action,
-            request_id: request_id.as_deref(),
-            serial: serial.as_deref(),
-            detail: &detail,
-        }
-        .hash(&prev_hash);
-        if computed != hash {
+            at: required(1)?,
+            actor: required(2)?,
+            action: required(3)?,
+            request_id: text(4)?,
+            serial: text(5)?,
+            detail: required(6)?,
+        };
+        let digest = fields.digest(prev_hash, &mut buf);
+        let hash = required(8)?;
+        // Encoding 32 bytes into a 64-byte buffer cannot fail.
+        let _ = hex::encode_to_slice(digest, &mut hex_buf);
+        if hash.as_bytes() != hex_buf {
             return Err(broken(
                 "content does not match its hash (the event was altered)",
             ));
         }
-        expected_prev = hash;
+        expected_prev.clear();
+        expected_prev.push_str(hash);
         expected_seq += 1;
     }
     Ok(Verified {
@@ -288,6 +323,36 @@ mod tests {
             request_id: Some("r-aaaaaaaaaaaa"),
             serial: None,
             detail: serde_json::json!({"role": "prod-db"}),
+        }
+    }
+
+    #[test]
+    fn canonical_form_is_serde_jsons_compact_array() {
+        let tricky =
+            "quote \" backslash \\ newline \n tab \t nul \u{0} bidi \u{202e} emoji 🙂 </script>";
+        for (request_id, serial) in [(Some("r-aaaaaaaaaaaa"), Some("881")), (None, None)] {
+            let f = Fields {
+                seq: 42,
+                at: "2026-11-28T00:00:00.000Z",
+                actor: tricky,
+                action: "a.b",
+                request_id,
+                serial,
+                detail: r#"{"k":"v\"x"}"#,
+            };
+            let mut buf = Vec::new();
+            f.canonical(&mut buf);
+            let expected = serde_json::json!([
+                f.seq,
+                f.at,
+                f.actor,
+                f.action,
+                f.request_id,
+                f.serial,
+                f.detail
+            ])
+            .to_string();
+            assert_eq!(String::from_utf8(buf).unwrap(), expected);
         }
     }
 
