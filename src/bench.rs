@@ -42,6 +42,9 @@ pub struct BenchArgs {
     /// Print JSON instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Run the server under this command, for profiling (e.g. "perf record -g -o server.perf").
+    #[arg(long)]
+    pub server_prefix: Option<String>,
 }
 
 /// Runs every phase and prints the report.
@@ -53,7 +56,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     report.raw_ed25519 = Some(baseline::raw_ed25519());
     report.ssh_keygen = baseline::ssh_keygen(&dir);
     report.in_process = Some(baseline::in_process_signing(&dir)?);
-    let fx = fixture::Fixture::create(&dir)?;
+    let fx = fixture::Fixture::create(&dir, args.server_prefix.clone())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -14,7 +14,7 @@ pub mod tokens;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
@@ -126,7 +126,6 @@ CREATE INDEX certificates_revoked ON certificates (revoked_at, valid_before);
 pub struct Store {
     path: PathBuf,
     writer: Mutex<Writer>,
-    committed: Condvar,
     /// Writers queued for the writer lock; a batch leader waits for them to join.
     queued: AtomicUsize,
     readers: Mutex<Vec<Connection>>,
@@ -137,14 +136,37 @@ struct Writer {
     conn: Connection,
     /// A `BEGIN IMMEDIATE` is open and collecting members.
     open: bool,
-    /// Number of the open (or last) batch.
-    batch: u64,
     /// Members whose work is in the open batch.
     members: usize,
-    /// Newest batch that committed.
-    committed: u64,
-    /// Newest batch whose COMMIT failed, and why.
-    failed: Option<(u64, String)>,
+    /// Where the open batch's members wait for its COMMIT.
+    slot: Arc<BatchSlot>,
+}
+
+/// Where the members of one batch learn its fate. Followers wait here, not on the
+/// writer lock, so a COMMIT wakes them without making them queue for the connection.
+#[derive(Default)]
+struct BatchSlot {
+    /// `None` until the leader's COMMIT returned; then its error, if any.
+    result: Mutex<Option<Result<(), String>>>,
+    done: Condvar,
+}
+
+impl BatchSlot {
+    fn finish(&self, result: Result<(), String>) {
+        *lock(&self.result) = Some(result);
+        self.done.notify_all();
+    }
+
+    fn wait(&self) -> Result<(), StoreError> {
+        let mut r = lock(&self.result);
+        loop {
+            match &*r {
+                Some(Ok(())) => return Ok(()),
+                Some(Err(why)) => return Err(StoreError::CommitFailed(why.clone())),
+                None => r = self.done.wait(r).unwrap_or_else(|p| p.into_inner()),
+            }
+        }
+    }
 }
 
 /// Most members in one batch; bounds the latency a batch adds to its first member.
@@ -174,12 +196,9 @@ impl Store {
             writer: Mutex::new(Writer {
                 conn,
                 open: false,
-                batch: 0,
                 members: 0,
-                committed: 0,
-                failed: None,
+                slot: Arc::default(),
             }),
-            committed: Condvar::new(),
             queued: AtomicUsize::new(0),
             readers: Mutex::new(Vec::new()),
         })
@@ -205,32 +224,45 @@ impl Store {
                 .execute_batch("BEGIN IMMEDIATE")
                 .map_err(StoreError::from)?;
             w.open = true;
-            w.batch += 1;
             w.members = 0;
+            w.slot = Arc::default();
         }
-        let batch = w.batch;
+        let slot = w.slot.clone();
         let out = match run_in_savepoint(&mut w.conn, f) {
             Ok(out) => out,
             Err(e) => {
-                if w.members == 0 {
-                    // Nobody else's work is in this transaction: close it.
+                // After some errors (disk full, I/O) SQLite rolls back the whole
+                // transaction by itself: then the members already in it lost their work
+                // and must hear so, and this batch must never COMMIT.
+                let aborted = w.conn.is_autocommit();
+                if w.members == 0 || aborted {
                     let _ = w.conn.execute_batch("ROLLBACK");
                     w.open = false;
+                    if w.members > 0 {
+                        slot.finish(Err(
+                            "the database rolled the batch back after an error".into()
+                        ));
+                    }
                 }
                 return Err(e);
             }
         };
         w.members += 1;
         if w.members == 1 {
-            self.lead(w, batch)?;
+            self.lead(w, &slot)?;
         } else {
-            self.follow(w, batch)?;
+            drop(w);
+            slot.wait()?;
         }
         Ok(out)
     }
 
     /// The first member commits the batch, after letting queued writers join it.
-    fn lead<'a>(&'a self, mut w: MutexGuard<'a, Writer>, batch: u64) -> Result<(), StoreError> {
+    fn lead<'a>(
+        &'a self,
+        mut w: MutexGuard<'a, Writer>,
+        slot: &Arc<BatchSlot>,
+    ) -> Result<(), StoreError> {
         let mut rounds = 0;
         while self.queued.load(Ordering::SeqCst) > 0 && w.members < MAX_BATCH && rounds < 64 {
             drop(w);
@@ -238,36 +270,19 @@ impl Store {
             w = self.lock_writer();
             rounds += 1;
         }
+        if !w.open || !Arc::ptr_eq(&w.slot, slot) {
+            // A member's error made SQLite abort this batch; its fate is already decided.
+            drop(w);
+            return slot.wait();
+        }
         let result = w.conn.execute_batch("COMMIT");
         w.open = false;
-        let out = match result {
-            Ok(()) => {
-                w.committed = batch;
-                Ok(())
-            }
-            Err(e) => {
-                let _ = w.conn.execute_batch("ROLLBACK");
-                w.failed = Some((batch, e.to_string()));
-                Err(StoreError::from(e))
-            }
-        };
-        self.committed.notify_all();
-        out
-    }
-
-    /// Other members wait for their batch's COMMIT.
-    fn follow<'a>(&'a self, mut w: MutexGuard<'a, Writer>, batch: u64) -> Result<(), StoreError> {
-        loop {
-            if w.committed >= batch {
-                return Ok(());
-            }
-            if let Some((failed, why)) = &w.failed {
-                if *failed == batch {
-                    return Err(StoreError::CommitFailed(why.clone()));
-                }
-            }
-            w = self.committed.wait(w).unwrap_or_else(|p| p.into_inner());
+        if result.is_err() {
+            let _ = w.conn.execute_batch("ROLLBACK");
         }
+        drop(w);
+        slot.finish(result.as_ref().map(|_| ()).map_err(ToString::to_string));
+        result.map_err(StoreError::from)
     }
 
     /// Runs `f` in a read transaction (one consistent snapshot of committed data) on a

@@ -34,6 +34,8 @@ pub struct Fixture {
     pub port: u16,
     /// Token of user i.
     pub tokens: Vec<String>,
+    /// A command (and arguments) the server runs under, for profiling.
+    pub server_prefix: Option<String>,
 }
 
 /// A `countersign serve` child process.
@@ -118,7 +120,7 @@ fn free_port() -> anyhow::Result<u16> {
 
 impl Fixture {
     /// Writes the policy, creates the database, CA key and one token per user.
-    pub fn create(dir: &Path) -> anyhow::Result<Fixture> {
+    pub fn create(dir: &Path, server_prefix: Option<String>) -> anyhow::Result<Fixture> {
         let port = free_port()?;
         let config = dir.join("bench.toml");
         std::fs::write(&config, policy(port))?;
@@ -139,6 +141,7 @@ impl Fixture {
             config,
             port,
             tokens,
+            server_prefix,
         })
     }
 
@@ -150,7 +153,16 @@ impl Fixture {
     pub fn start_server(&self) -> anyhow::Result<Server> {
         let exe = std::env::current_exe()?;
         let log = std::fs::File::create(self.dir.join("server.log"))?;
-        let child = Command::new(exe)
+        let mut words: Vec<String> = self
+            .server_prefix
+            .as_deref()
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        words.push(exe.display().to_string());
+        let child = Command::new(&words[0])
+            .args(&words[1..])
             .arg("--config")
             .arg(&self.config)
             .arg("serve")
