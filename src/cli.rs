@@ -10,7 +10,7 @@ mod audit;
 mod client;
 mod decide;
 mod init;
-mod output;
+pub(crate) mod output;
 mod request;
 mod serve;
 mod show;
