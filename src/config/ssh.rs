@@ -121,3 +121,82 @@ pub(super) fn warnings(ssh: &SshSettings, pending_ttl: Duration) -> Option<Strin
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn load(ssh: &str) -> Result<Config, ConfigError> {
+        let text = format!("[requests]\npending_ttl = \"1h\"\n{ssh}");
+        Config::from_toml_str(&text, Path::new("t.toml"), Path::new("/etc/cs"))
+    }
+
+    #[test]
+    fn absent_means_off_and_an_empty_section_means_the_defaults() {
+        assert!(load("").unwrap().ssh.is_none());
+        let ssh = load("[ssh]").unwrap().ssh.unwrap();
+        assert_eq!(
+            ssh,
+            SshSettings {
+                host_key_file: PathBuf::from("/etc/cs/data/ssh_host_ed25519_key"),
+                ..SshSettings::default()
+            }
+        );
+        assert_eq!(ssh.listen.to_string(), "127.0.0.1:2222");
+    }
+
+    #[test]
+    fn every_key_is_read() {
+        let c = load(
+            r#"[ssh]
+listen = "0.0.0.0:22"
+host_key_file = "/keys/host"
+idle_timeout = "30s"
+connection_timeout = "3h"
+max_connections = 10
+max_sessions_per_user = 2
+auth_failures_per_minute = 5
+"#,
+        )
+        .unwrap();
+        let ssh = c.ssh.unwrap();
+        assert_eq!(ssh.listen.to_string(), "0.0.0.0:22");
+        assert_eq!(ssh.host_key_file, PathBuf::from("/keys/host"));
+        assert_eq!(ssh.idle_timeout, Duration::from_secs(30));
+        assert_eq!(ssh.connection_timeout, Duration::from_secs(3 * 3600));
+        assert_eq!((ssh.max_connections, ssh.max_sessions_per_user), (10, 2));
+        assert_eq!(ssh.auth_failures_per_minute, 5);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (line, key) in [
+            ("listen = \"localhost\"", "ssh.listen"),
+            ("idle_timeout = \"0s\"", "ssh.idle_timeout"),
+            ("max_sessions_per_user = 0", "ssh.max_sessions_per_user"),
+            ("max_connections = 100000", "ssh.max_connections"),
+            (
+                "auth_failures_per_minute = 0",
+                "ssh.auth_failures_per_minute",
+            ),
+            ("port = 22", "unknown field"),
+        ] {
+            let e = load(&format!("[ssh]\n{line}")).unwrap_err().to_string();
+            assert!(e.contains(key), "{line}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_connection_limit_below_pending_ttl_is_a_warning() {
+        let c = load("[ssh]\nconnection_timeout = \"10m\"").unwrap();
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("ssh.connection_timeout")),
+            "{:?}",
+            c.warnings
+        );
+    }
+}

@@ -142,7 +142,7 @@ pub fn parse(raw: &[u8]) -> Parsed {
 /// The full help text, also shown for a shell request.
 pub fn help() -> String {
     <CommandLine as clap::CommandFactory>::command()
-        .render_long_help()
+        .render_help()
         .to_string()
 }
 
