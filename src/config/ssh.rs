@@ -27,8 +27,9 @@ pub struct SshSettings {
     pub max_connections: u32,
     /// Commands one user may have running at once (a waiting `request` counts).
     pub max_sessions_per_user: u32,
-    /// Refused authentication attempts per source address (IPv6: per /64) and minute;
-    /// past that, the address is refused until its allowance refills.
+    /// Connections refused at authentication per source address (IPv6: per /64) and
+    /// minute (each counts once, however many keys it offered); past that, the address
+    /// is refused until its allowance refills.
     pub auth_failures_per_minute: u32,
 }
 

@@ -57,6 +57,10 @@ pub struct Connection {
     /// When `request` must stop waiting: shortly before the connection's time limit.
     wait_until: Instant,
     identity: Option<Identity>,
+    /// Whether this connection is counted as a failed authentication: once, however many
+    /// keys it offers, and forgiven when it authenticates after all (an agent with several
+    /// keys offers them in turn).
+    failure_counted: bool,
     tasks: HashMap<ChannelId, AbortHandle>,
 }
 
@@ -71,25 +75,26 @@ impl Connection {
             peer,
             wait_until,
             identity: None,
+            failure_counted: false,
             tasks: HashMap::new(),
         }
     }
 
-    /// The identity `login` + `key` stand for, unless the address is rate limited.
+    /// The identity `login` + `key` stand for, unless the address is rate limited (a
+    /// connection already counted may finish its few attempts: its own failure must not
+    /// lock out the good key it offers next).
     fn check(&self, login: &str, key: &PublicKey) -> Result<Identity, AuthRefusal> {
-        if self
-            .shared
-            .failures
-            .is_blocked(self.peer.ip(), std::time::Instant::now())
-        {
+        let now = std::time::Instant::now();
+        if !self.failure_counted && self.shared.failures.is_blocked(self.peer.ip(), now) {
             return Err(AuthRefusal::RateLimited);
         }
         auth::authorize(&self.shared.service.config().policy, login, key.key_data())
     }
 
-    /// Logs and counts a refused attempt.
-    fn refuse(&self, login: &str, why: &AuthRefusal) -> Auth {
-        if *why != AuthRefusal::RateLimited {
+    /// Logs a refused attempt, and counts the connection as failed (once).
+    fn refuse(&mut self, login: &str, why: &AuthRefusal) -> Auth {
+        if *why != AuthRefusal::RateLimited && !self.failure_counted {
+            self.failure_counted = true;
             self.shared
                 .failures
                 .record_failure(self.peer.ip(), std::time::Instant::now());
@@ -178,6 +183,9 @@ impl Handler for Connection {
     ) -> Result<Auth, Self::Error> {
         match self.check(user, key.public_key) {
             Ok(identity) => {
+                if std::mem::take(&mut self.failure_counted) {
+                    self.shared.failures.forgive(self.peer.ip());
+                }
                 tracing::info!(peer = %self.peer, user = %identity.user, key = %identity.key.fingerprint(), "ssh login");
                 self.identity = Some(identity);
                 Ok(Auth::Accept)

@@ -1,5 +1,5 @@
-//! The front door's counters: refused authentications per source address, and commands
-//! running per user.
+//! The front door's counters: connections refused at authentication per source address,
+//! and commands running per user.
 //!
 //! Both live in memory only (a restart forgets them) and are guarded by std mutexes held
 //! for a few instructions, never across an `.await`.
@@ -14,8 +14,8 @@ use crate::names::UserName;
 /// Addresses tracked before idle entries (full allowance again) are dropped.
 const PRUNE_ABOVE: usize = 4096;
 
-/// A token bucket of refused authentication attempts per source address: the full
-/// allowance is `per_minute` attempts, and it refills at `per_minute` per minute.
+/// A token bucket of failed authentications per source address: the full allowance is
+/// `per_minute` failures, and it refills at `per_minute` per minute.
 #[derive(Debug)]
 pub struct FailureLimiter {
     per_minute: u32,
@@ -29,7 +29,7 @@ struct Bucket {
 }
 
 impl FailureLimiter {
-    /// A limiter allowing `per_minute` refused attempts per address and minute.
+    /// A limiter allowing `per_minute` failures per address and minute.
     pub fn new(per_minute: u32) -> Self {
         FailureLimiter {
             per_minute,
@@ -45,7 +45,7 @@ impl FailureLimiter {
             .is_some_and(|b| self.refilled(b, now) < 1.0)
     }
 
-    /// Counts one refused attempt from `ip`.
+    /// Counts one failure from `ip`.
     pub fn record_failure(&self, ip: IpAddr, now: Instant) {
         let mut buckets = lock(&self.buckets);
         if buckets.len() > PRUNE_ABOVE {
@@ -62,6 +62,14 @@ impl FailureLimiter {
             tokens: (tokens - 1.0).max(0.0),
             at: now,
         };
+    }
+
+    /// Takes back one failure of `ip` (the connection authenticated after all).
+    pub fn forgive(&self, ip: IpAddr) {
+        let full = f64::from(self.per_minute);
+        if let Some(b) = lock(&self.buckets).get_mut(&source(ip)) {
+            b.tokens = (b.tokens + 1.0).min(full);
+        }
     }
 
     fn refilled(&self, b: &Bucket, now: Instant) -> f64 {
@@ -165,6 +173,21 @@ mod tests {
         // One attempt comes back every 20 s.
         assert!(limiter.is_blocked(IP, t0 + Duration::from_secs(19)));
         assert!(!limiter.is_blocked(IP, t0 + Duration::from_secs(20)));
+    }
+
+    #[test]
+    fn a_forgiven_failure_is_given_back() {
+        let limiter = FailureLimiter::new(1);
+        let t0 = Instant::now();
+        limiter.record_failure(IP, t0);
+        limiter.forgive(IP);
+        assert!(!limiter.is_blocked(IP, t0));
+        limiter.forgive(IP);
+        limiter.record_failure(IP, t0);
+        assert!(
+            limiter.is_blocked(IP, t0),
+            "never more than the full allowance"
+        );
     }
 
     #[test]

@@ -13,4 +13,5 @@ mod audit_log;
 mod cli;
 mod concurrency;
 mod front_door;
+mod front_door_limits;
 mod sshd;
