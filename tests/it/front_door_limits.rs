@@ -187,3 +187,38 @@ async fn trying_an_unregistered_key_first_does_not_lock_a_user_out() {
         assert!(out.stdout.starts_with("user         alice"), "{out:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_is_not_accepted_as_the_client_key() {
+    let d = Door::spawn("").await;
+    let out = d
+        .ssh("alice", &["request", "shell", "--reason", "x", "--no-wait"])
+        .await;
+    let id = out.stdout.trim().to_owned();
+    let (_, body) = d.app.approve("bob", &id).await;
+    assert_eq!(body["status"], "issued");
+    let (_, cert) = d.app.certificate("alice", &id).await;
+    // ssh pairs KEY-cert.pub with KEY by itself; offer only that certificate (signed by
+    // our own CA, for alice's registered key).
+    let cert_path = d.keys.dir.path().join("alice_key-cert.pub");
+    std::fs::write(&cert_path, cert).unwrap();
+    let opts = [
+        "-o",
+        "PubkeyAcceptedAlgorithms=ssh-ed25519-cert-v01@openssh.com",
+    ];
+    let mut cmd = d
+        .door
+        .command_with(&opts, d.keys.path("alice"), "ca", &["whoami"]);
+    let out: SshOutput = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+        .into();
+    assert_eq!(out.status, 255, "certificate accepted: {out:?}");
+    assert!(
+        out.stderr.contains("Permission denied (publickey)"),
+        "{out:?}"
+    );
+    // The same key without the certificate works.
+    std::fs::remove_file(&cert_path).unwrap();
+    assert_eq!(d.ssh("alice", &["whoami"]).await.status, 0);
+}
