@@ -87,10 +87,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     } else {
         report.print();
     }
-    if let Some(check) = &report.check {
-        if !check.ok {
-            bail!("correctness check failed: {}", check.message);
-        }
+    if let Some(check) = &report.check
+        && !check.ok
+    {
+        bail!("correctness check failed: {}", check.message);
     }
     Ok(ExitCode::SUCCESS)
 }

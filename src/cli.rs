@@ -13,7 +13,7 @@ mod client;
 mod decide;
 mod export;
 mod init;
-mod output;
+pub(crate) mod output;
 mod report;
 mod request;
 mod revoke;

@@ -6,6 +6,7 @@
 //! operator can stage a policy, but `check-config` shows it.
 
 mod raw;
+mod ssh;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -15,6 +16,8 @@ use std::time::Duration;
 use crate::names::{GroupName, RoleName, Text, UserName, parse_duration};
 use crate::policy::{Member, Policy, Role, User};
 use crate::pubkey::SubjectKey;
+
+pub use ssh::{DEFAULT_HOST_KEY_FILE, SshSettings};
 
 /// A configuration that could not be used; the message names the key.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +77,8 @@ pub struct Config {
     pub ca: CaSettings,
     /// `[requests]`.
     pub requests: RequestSettings,
+    /// `[ssh]`: the SSH front door, off when `None`.
+    pub ssh: Option<SshSettings>,
     /// Users, roles and conflicts.
     pub policy: Policy,
     /// Things that are allowed but probably wrong (e.g. a role nobody can get approved).
@@ -116,6 +121,10 @@ impl Config {
                 "1h",
             )?,
         };
+        let ssh = match raw.ssh {
+            Some(s) => Some(b.ssh(s, &server.data_dir)?),
+            None => None,
+        };
         let users = b.users(raw.users)?;
         let mut policy = Policy {
             users,
@@ -129,11 +138,15 @@ impl Config {
         policy.conflicts = b.conflicts(&policy, raw.conflicts)?;
         let mut warnings = b.warnings;
         warnings.extend(satisfiability_warnings(&policy));
+        if let Some(s) = &ssh {
+            warnings.extend(ssh::warnings(s, requests.pending_ttl));
+        }
         Ok(Config {
             path: path.to_owned(),
             server,
             ca,
             requests,
+            ssh,
             policy,
             warnings,
         })

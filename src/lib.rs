@@ -6,6 +6,8 @@
 //! - [`cli`]: one file per command; client commands talk HTTP, operator commands open the
 //!   database directly.
 //! - [`api`]: axum router, bearer-token extractor, one file per resource, [`api::ApiError`].
+//! - [`ssh`]: the SSH front door (russh): the user's key is their identity, the command
+//!   line a countersign command; the same [`service`] operations as the API.
 //! - [`service`]: the operations (create, approve, deny, cancel, read), each one
 //!   transaction: facts from [`store`], decision from [`policy::rules`], outcome plus its
 //!   [`audit`] row, certificate from [`ca`].
@@ -30,4 +32,5 @@ pub mod names;
 pub mod policy;
 pub mod pubkey;
 pub mod service;
+pub mod ssh;
 pub mod store;

@@ -48,6 +48,11 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         self.code
     }
+
+    /// The safe message, for front ends that report errors as text (the SSH front door).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 /// `error: cause: cause` for logs.

@@ -50,17 +50,7 @@ fn report(r: &RequestView, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         output::json(r)?;
     } else {
-        match &r.certificate {
-            Some(c) => println!(
-                "{} {}: certificate serial {} valid until {}",
-                r.id, r.status, c.serial, c.valid_before
-            ),
-            None if r.status == "pending" => println!(
-                "{} pending: {} more approval(s) needed",
-                r.id, r.approvals_needed
-            ),
-            None => println!("{} {}", r.id, r.status),
-        }
+        println!("{}", output::decision_summary(r));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -158,10 +158,10 @@ pub fn explain(url: &str, line: &str) -> anyhow::Result<ExitCode> {
     let ours = PublicKey::from_openssh(ca_line.trim())?
         .fingerprint(HashAlg::Sha256)
         .to_string();
-    if let Some(fp) = &parsed.ca_fingerprint {
-        if *fp != ours {
-            bail!("the certificate was signed by CA {fp}, not by this countersign ({ours})");
-        }
+    if let Some(fp) = &parsed.ca_fingerprint
+        && *fp != ours
+    {
+        bail!("the certificate was signed by CA {fp}, not by this countersign ({ours})");
     }
     let events = fetch_all(&client, &format!("serial={}", parsed.serial))?;
     let issued = events
@@ -181,12 +181,12 @@ pub fn explain(url: &str, line: &str) -> anyhow::Result<ExitCode> {
         parsed.serial,
         issued.detail["key_id"].as_str().unwrap_or("?")
     );
-    if let Some(id) = &parsed.key_id {
-        if issued.detail["key_id"].as_str() != Some(id.as_str()) {
-            println!(
-                "WARNING: the log line names key ID {id:?}, which does not match the issued certificate"
-            );
-        }
+    if let Some(id) = &parsed.key_id
+        && issued.detail["key_id"].as_str() != Some(id.as_str())
+    {
+        println!(
+            "WARNING: the log line names key ID {id:?}, which does not match the issued certificate"
+        );
     }
     for e in &events {
         println!("{}", story_line(e));

@@ -7,9 +7,10 @@ use crate::ca::CertificateAuthority;
 use crate::config::Config;
 use crate::policy::rules::describe_members;
 use crate::service::Service;
+use crate::ssh::host_key;
 
-/// Creates the data directory, database and CA key (never overwriting it) and prints
-/// the CA public key line.
+/// Creates the data directory, database and CA key (never overwriting it), and the SSH
+/// host key when `[ssh]` is set, and prints the CA public key line.
 pub fn init(config: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(config)?;
     let existed = config.ca.key_file.exists();
@@ -24,6 +25,10 @@ pub fn init(config: &Path) -> anyhow::Result<ExitCode> {
         eprintln!("created CA key {}", service.config().ca.key_file.display());
     }
     eprintln!("CA fingerprint {}", ca.fingerprint());
+    if let Some(ssh) = &service.config().ssh {
+        let key = host_key::load_or_create(&ssh.host_key_file)?;
+        eprintln!("SSH host key fingerprint {}", host_key::fingerprint(&key));
+    }
     println!("{}", ca.public_key_line());
     Ok(ExitCode::SUCCESS)
 }
@@ -47,6 +52,7 @@ pub fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
             config.ca.key_file.display()
         ),
     }
+    println!("ssh          {}", ssh_summary(&config));
     println!(
         "pending_ttl  {}",
         humantime::format_duration(config.requests.pending_ttl)
@@ -82,4 +88,20 @@ pub fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     }
     println!("ok");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `127.0.0.1:2222, host key PATH (SHA256:...)`, or `off`.
+fn ssh_summary(config: &Config) -> String {
+    let Some(ssh) = &config.ssh else {
+        return "off (no [ssh] section)".into();
+    };
+    let path = ssh.host_key_file.display();
+    let key = match host_key::load(&ssh.host_key_file) {
+        Ok(k) => format!("host key {path} ({})", host_key::fingerprint(&k)),
+        Err(_) if !ssh.host_key_file.exists() => {
+            format!("host key {path} (not created yet: run init or serve)")
+        }
+        Err(e) => format!("host key UNUSABLE: {e:#}"),
+    };
+    format!("{}, {key}", ssh.listen)
 }

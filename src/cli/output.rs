@@ -1,9 +1,15 @@
-//! Human-readable output: aligned tables and request summaries.
+//! Human-readable output: aligned tables and request summaries, shared by the CLI and
+//! the SSH front door (`render_*` return the text, the others print it).
 
-use crate::service::RequestView;
+use crate::service::{RequestView, WhoAmI};
 
 /// Prints rows as left-aligned columns under a header.
 pub fn table(header: &[&str], rows: &[Vec<String>]) {
+    print!("{}", render_table(header, rows));
+}
+
+/// Rows as left-aligned columns under a header, one line each.
+pub fn render_table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -16,12 +22,13 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", padded.join("  ").trim_end());
+        format!("{}\n", padded.join("  ").trim_end())
     };
-    line(header.iter().map(|h| h.to_string()).collect());
+    let mut out = line(header.iter().map(|h| h.to_string()).collect());
     for row in rows {
-        line(row.clone());
+        out.push_str(&line(row.clone()));
     }
+    out
 }
 
 /// One line per request for `list`.
@@ -55,33 +62,40 @@ pub const REQUEST_HEADER: [&str; 7] = [
 
 /// The full story of one request for `show`.
 pub fn request_details(r: &RequestView) {
-    println!("request      {}", r.id);
-    println!("role         {}", r.role);
-    println!("requester    {}", r.requester);
-    println!("reason       {}", r.reason);
-    println!("status       {}", r.status);
-    println!("principals   {}", r.principals.join(", "));
-    println!(
-        "ttl          {}",
-        humantime::format_duration(std::time::Duration::from_secs(r.ttl_seconds.max(0) as u64))
-    );
-    println!("public key   {}", r.public_key_fingerprint);
-    println!("created      {}", r.created_at);
+    print!("{}", render_request_details(r));
+}
+
+/// What `show` prints, one fact per line.
+pub fn render_request_details(r: &RequestView) -> String {
+    let mut lines = vec![
+        format!("request      {}", r.id),
+        format!("role         {}", r.role),
+        format!("requester    {}", r.requester),
+        format!("reason       {}", r.reason),
+        format!("status       {}", r.status),
+        format!("principals   {}", r.principals.join(", ")),
+        format!(
+            "ttl          {}",
+            humantime::format_duration(std::time::Duration::from_secs(r.ttl_seconds.max(0) as u64))
+        ),
+        format!("public key   {}", r.public_key_fingerprint),
+        format!("created      {}", r.created_at),
+    ];
     if r.status == "pending" {
-        println!("expires      {}", r.expires_at);
+        lines.push(format!("expires      {}", r.expires_at));
     }
     for a in &r.approvals {
-        match &a.comment {
-            Some(c) => println!("approved by  {} at {}: {c}", a.approver, a.at),
-            None => println!("approved by  {} at {}", a.approver, a.at),
-        }
+        lines.push(match &a.comment {
+            Some(c) => format!("approved by  {} at {}: {c}", a.approver, a.at),
+            None => format!("approved by  {} at {}", a.approver, a.at),
+        });
     }
     for w in &r.waiting_for {
-        println!(
+        lines.push(format!(
             "waiting for  {} more from {}",
             w.remaining,
             w.approvers.join(", ")
-        );
+        ));
     }
     if r.status != "pending" && r.status != "issued" {
         let by = r.decided_by.as_deref().unwrap_or("-");
@@ -90,16 +104,69 @@ pub fn request_details(r: &RequestView) {
             .as_deref()
             .map(|n| format!(": {n}"))
             .unwrap_or_default();
-        println!(
+        lines.push(format!(
             "ended        {} by {by}{note}",
             r.decision_code.as_deref().unwrap_or(&r.status)
-        );
+        ));
     }
     if let Some(c) = &r.certificate {
-        println!("serial       {}", c.serial);
-        println!("key id       {}", c.key_id);
-        println!("valid        {} to {}", c.valid_after, c.valid_before);
+        lines.push(format!("serial       {}", c.serial));
+        lines.push(format!("key id       {}", c.key_id));
+        lines.push(format!(
+            "valid        {} to {}",
+            c.valid_after, c.valid_before
+        ));
     }
+    lines.join("\n") + "\n"
+}
+
+/// One line after `approve`, `deny` or `cancel`: where the request stands now.
+pub fn decision_summary(r: &RequestView) -> String {
+    match &r.certificate {
+        Some(c) => format!(
+            "{} {}: certificate serial {} valid until {}",
+            r.id, r.status, c.serial, c.valid_before
+        ),
+        None if r.status == "pending" => format!(
+            "{} pending: {} more approval(s) needed",
+            r.id, r.approvals_needed
+        ),
+        None => format!("{} {}", r.id, r.status),
+    }
+}
+
+/// What a pending request waits for: "1 approval from group:dba and 2 approvals from
+/// group:sre or user:carol", or "a decision" when no step is open.
+pub fn waiting_for(r: &RequestView) -> String {
+    let steps: Vec<String> = r
+        .waiting_for
+        .iter()
+        .map(|w| {
+            let s = if w.remaining == 1 { "" } else { "s" };
+            format!(
+                "{} approval{s} from {}",
+                w.remaining,
+                w.approvers.join(" or ")
+            )
+        })
+        .collect();
+    if steps.is_empty() {
+        "a decision".into()
+    } else {
+        steps.join(" and ")
+    }
+}
+
+/// What `whoami` prints.
+pub fn render_whoami(me: &WhoAmI) -> String {
+    let admin = if me.admin { " (admin)" } else { "" };
+    format!(
+        "user         {}{admin}\ngroups       {}\nmay request  {}\nmay approve  {}\n",
+        me.user,
+        me.groups.join(", "),
+        me.can_request.join(", "),
+        me.can_approve.join(", ")
+    )
 }
 
 /// Prints JSON, pretty.

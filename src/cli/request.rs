@@ -67,7 +67,7 @@ pub fn run(url: &str, args: RequestArgs) -> anyhow::Result<ExitCode> {
         "request {} for {} is pending; waiting for {}",
         r.id,
         r.role,
-        waiting(&r)
+        output::waiting_for(&r)
     );
     let mut seen = r.approvals.len();
     while r.status == "pending" {
@@ -105,25 +105,6 @@ pub fn run(url: &str, args: RequestArgs) -> anyhow::Result<ExitCode> {
         println!("{}", out.display());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn waiting(r: &RequestView) -> String {
-    let steps: Vec<String> = r
-        .waiting_for
-        .iter()
-        .map(|w| {
-            format!(
-                "{} approval(s) from {}",
-                w.remaining,
-                w.approvers.join(" or ")
-            )
-        })
-        .collect();
-    if steps.is_empty() {
-        "a decision".into()
-    } else {
-        steps.join(" and ")
-    }
 }
 
 /// `id_ed25519.pub` -> `id_ed25519-cert.pub`, the name `ssh` looks for.

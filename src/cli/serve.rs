@@ -1,15 +1,20 @@
-//! `countersign serve`: the HTTP API until Ctrl-C or SIGTERM.
+//! `countersign serve`: the HTTP API, and the SSH front door when `[ssh]` is configured,
+//! until Ctrl-C or SIGTERM.
 
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::service::Service;
+use crate::ssh::host_key;
 
-/// Loads everything, refuses to start on a broken audit chain or unsafe CA key, serves.
+/// Loads everything, refuses to start on a broken audit chain or unsafe CA or host key,
+/// serves.
 pub fn serve(config: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(config)?;
     for w in &config.warnings {
@@ -23,14 +28,55 @@ pub fn serve(config: &Path) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
+        let service = Arc::new(service);
+        let (stop, stopped) = watch::channel(false);
+        let ssh = start_ssh(&service, stopped.clone()).await?;
+        let listener = bind(listen).await?;
         tracing::info!(address = %listener.local_addr()?, "countersign listening");
-        crate::api::serve(listener, Arc::new(service), shutdown_signal()).await?;
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        });
+        crate::api::serve(listener, service, until_stopped(stopped)).await?;
+        if let Some(ssh) = ssh {
+            ssh.await??;
+        }
         tracing::info!("shut down");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Binds and spawns the SSH front door if `[ssh]` is set; its host key is created on the
+/// first start and its fingerprint logged, for users to check on their first login.
+async fn start_ssh(
+    service: &Arc<Service>,
+    stopped: watch::Receiver<bool>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<std::io::Result<()>>>> {
+    let Some(settings) = service.config().ssh.clone() else {
+        return Ok(None);
+    };
+    let key = host_key::load_or_create(&settings.host_key_file).context("refusing to start")?;
+    tracing::info!(fingerprint = %host_key::fingerprint(&key), "SSH host key loaded");
+    let listener = bind(settings.listen).await?;
+    tracing::info!(address = %listener.local_addr()?, "SSH front door listening");
+    let service = service.clone();
+    Ok(Some(tokio::spawn(crate::ssh::serve(
+        listener,
+        service,
+        key,
+        until_stopped(stopped),
+    ))))
+}
+
+async fn bind(address: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))
+}
+
+/// Resolves once `stop` has been sent (or its sender is gone).
+async fn until_stopped(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|s| *s).await;
 }
 
 async fn shutdown_signal() {

@@ -53,14 +53,7 @@ pub fn whoami(url: &str, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         output::json(&me)?;
     } else {
-        println!(
-            "user         {}{}",
-            me.user,
-            if me.admin { " (admin)" } else { "" }
-        );
-        println!("groups       {}", me.groups.join(", "));
-        println!("may request  {}", me.can_request.join(", "));
-        println!("may approve  {}", me.can_approve.join(", "));
+        print!("{}", output::render_whoami(&me));
     }
     Ok(ExitCode::SUCCESS)
 }

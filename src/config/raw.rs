@@ -16,6 +16,8 @@ pub(super) struct RawConfig {
     pub ca: RawCa,
     #[serde(default)]
     pub requests: RawRequests,
+    /// `[ssh]`: absent means the SSH front door is off.
+    pub ssh: Option<RawSsh>,
     #[serde(default)]
     pub users: BTreeMap<String, RawUser>,
     #[serde(default)]
@@ -42,6 +44,18 @@ pub(super) struct RawCa {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRequests {
     pub pending_ttl: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSsh {
+    pub listen: Option<String>,
+    pub host_key_file: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub connection_timeout: Option<String>,
+    pub max_connections: Option<u32>,
+    pub max_sessions_per_user: Option<u32>,
+    pub auth_failures_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

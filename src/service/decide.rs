@@ -273,7 +273,7 @@ impl Service {
     ) -> Result<RequestView, ServiceError> {
         let policy = &self.config.policy;
         let now = Utc::now();
-        flatten(self.store.write(|tx| {
+        let outcome = flatten(self.store.write(|tx| {
             let row = rq::get(tx, id)?.ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
             if let Err(e) = still_pending(tx, now, actor, "request.approve", &row)? {
                 return Ok(Err(e));
@@ -301,14 +301,16 @@ impl Service {
             let mut all = approved_by;
             all.push(actor.clone());
             let tally = rules::tally(policy, role, &row.requester, &all);
-            if tally.is_complete() {
-                if let Err(e) = self.issue(tx, now, actor, role, &row, &tally)? {
-                    return Ok(Err(e));
-                }
+            if tally.is_complete()
+                && let Err(e) = self.issue(tx, now, actor, role, &row, &tally)?
+            {
+                return Ok(Err(e));
             }
             let row = rq::get(tx, id)?.ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
             Ok(Ok(view::request(tx, policy, row)?))
-        }))
+        }));
+        self.notify_changed();
+        outcome
     }
 
     /// The moment of signing: eligibility and conflicts checked again, then the
@@ -408,7 +410,7 @@ impl Service {
     ) -> Result<RequestView, ServiceError> {
         let policy = &self.config.policy;
         let now = Utc::now();
-        flatten(self.store.write(|tx| {
+        let outcome = flatten(self.store.write(|tx| {
             let row = rq::get(tx, id)?.ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
             if let Err(e) = still_pending(tx, now, actor, "request.deny", &row)? {
                 return Ok(Err(e));
@@ -433,14 +435,16 @@ impl Service {
             })?;
             let row = rq::get(tx, id)?.ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
             Ok(Ok(view::request(tx, policy, row)?))
-        }))
+        }));
+        self.notify_changed();
+        outcome
     }
 
     /// Cancels one's own pending request.
     pub fn cancel(&self, actor: &UserName, id: &RequestId) -> Result<RequestView, ServiceError> {
         let policy = &self.config.policy;
         let now = Utc::now();
-        flatten(self.store.write(|tx| {
+        let outcome = flatten(self.store.write(|tx| {
             let row = self.visible(tx, actor, id)?;
             if actor != &row.requester {
                 return Ok(Err(ServiceError::Forbidden(
@@ -473,7 +477,9 @@ impl Service {
             let row = rq::get(tx, id)?
                 .ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
             Ok(Ok(view::request(tx, policy, row)?))
-        }))
+        }));
+        self.notify_changed();
+        outcome
     }
 }
 

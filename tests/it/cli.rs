@@ -348,3 +348,75 @@ async fn serve_runs_until_sigterm() {
         .unwrap();
     assert!(status.success(), "graceful shutdown exits 0");
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn serve_with_ssh_shows_its_host_key_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (http, ssh) = (free_port(), free_port());
+    let path = dir.path().join("c.toml");
+    let config = POLICY.replace("127.0.0.1:0", &format!("127.0.0.1:{http}"))
+        + &format!("\n[ssh]\nlisten = \"127.0.0.1:{ssh}\"\n");
+    std::fs::write(&path, config).unwrap();
+
+    let out = countersign(&path).arg("init").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    let fingerprint = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("SSH host key fingerprint "))
+        .unwrap_or_else(|| panic!("no host key fingerprint: {stderr}"))
+        .to_owned();
+    let out = countersign(&path).arg("check-config").output().unwrap();
+    let summary = text(&out.stdout);
+    assert!(
+        summary.contains(&format!("ssh          127.0.0.1:{ssh}, host key "))
+            && summary.contains(&fingerprint),
+        "{summary}"
+    );
+
+    let mut child = countersign(&path)
+        .arg("serve")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{http}/v1/health");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(&url).await.is_err() {
+        assert!(Instant::now() < deadline, "server never became healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The SSH listener serves the host key from data_dir.
+    let scan = Command::new("ssh-keyscan")
+        .args(["-t", "ed25519", "-p", &ssh.to_string(), "127.0.0.1"])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    let line = text(&scan.stdout);
+    let key = line
+        .split_once(' ')
+        .map(|(_, k)| k.trim())
+        .unwrap_or_default();
+    let served = ssh_key::PublicKey::from_openssh(key)
+        .unwrap_or_else(|e| panic!("{e}: {line:?}"))
+        .fingerprint(ssh_key::HashAlg::Sha256)
+        .to_string();
+    assert_eq!(served, fingerprint);
+
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "graceful shutdown exits 0");
+}

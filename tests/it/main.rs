@@ -1,6 +1,8 @@
 //! Integration tests: the real server on 127.0.0.1:0 with a temp data dir, the real
-//! binary, real `ssh-keygen`, and a real OpenSSH `sshd`.
+//! binary, real `ssh-keygen`, a real OpenSSH `sshd`, and the SSH front door driven by the
+//! real `ssh` client.
 
+mod front_door_helper;
 mod helpers;
 mod sshd_helper;
 
@@ -11,5 +13,7 @@ mod audit_log;
 mod cli;
 mod concurrency;
 mod evidence;
+mod front_door;
+mod front_door_limits;
 mod revocation;
 mod sshd;

@@ -1,0 +1,38 @@
+//! The SSH front door: request and approve access with nothing but `ssh`.
+//!
+//! countersign also listens for SSH (russh). The key a user logs in with is their
+//! identity (it must be in their `ssh_keys`), the login name is `ca` or their own name,
+//! and the command line is a countersign command: `request`, `status`, `list`, `approve`,
+//! `deny`, `cancel`, `cert`, `whoami`, `help`. Every command calls the same [`Service`]
+//! operation as the HTTP API, so every rule and every refusal code is the same.
+//! `request` certifies the very key the user authenticated with.
+//!
+//! Layout:
+//! - `listener.rs`: [`serve`], the accept loop, connection limit, idle and total timeouts,
+//!   shutdown.
+//! - `handler.rs`: the russh handler of one connection: public-key auth only, session
+//!   channels, one command per channel on its own task.
+//! - `auth.rs`: key + login name -> [`Identity`], or why not.
+//! - `limits.rs`: refused authentications per address, running commands per user.
+//! - `commands.rs`: the command line: bounded, shell-split (never run by a shell), clap.
+//! - `run.rs`: one command through the [`Service`]; errors as `countersign: CODE: message`.
+//! - `wait.rs`: `request` waiting for the decision, progress on stderr, certificate on
+//!   stdout.
+//! - `terminal.rs`: a channel as stdout, stderr and exit status.
+//! - [`host_key`]: the server's host key in `data_dir`, created once.
+//!
+//! [`Service`]: crate::service::Service
+
+mod auth;
+mod commands;
+mod handler;
+pub mod host_key;
+mod limits;
+mod listener;
+mod run;
+mod terminal;
+mod wait;
+
+pub use auth::{Identity, LOGIN_NAME};
+pub use commands::MAX_COMMAND_BYTES;
+pub use listener::serve;

@@ -1,0 +1,146 @@
+//! Who is knocking: an SSH public key and a login name become an [`Identity`], or a
+//! refusal that says why (for the log; the client only hears "Permission denied").
+//!
+//! The key decides who the user is: it must be listed in exactly one user's `ssh_keys`
+//! (the config loader refuses a key listed twice). The login name only has to agree: it is
+//! that user's own name or the fixed name [`LOGIN_NAME`]. Certificates are never accepted
+//! as client credentials: russh checks a certificate only against the CA key embedded in
+//! it, and a countersign user is identified by their key, not by a certificate.
+
+use ssh_key::public::KeyData;
+
+use crate::names::UserName;
+use crate::policy::Policy;
+use crate::pubkey::SubjectKey;
+
+/// The login name anyone may use (`ssh ca@HOST ...`), besides their own user name.
+pub const LOGIN_NAME: &str = "ca";
+
+/// An authenticated user and the key they proved to hold; certificates are issued for
+/// exactly this key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The user whose `ssh_keys` list the key.
+    pub user: UserName,
+    /// The key the client signed the authentication with.
+    pub key: SubjectKey,
+}
+
+/// Why an authentication attempt was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthRefusal {
+    /// No user lists this key (or its type is one countersign never certifies).
+    #[error("key {fingerprint} is not registered to any user")]
+    UnknownKey { fingerprint: String },
+    /// The key belongs to `user`, but the login name is neither theirs nor `ca`.
+    #[error("login name {login:?} is neither {user} nor {LOGIN_NAME}")]
+    WrongLogin { login: String, user: UserName },
+    /// A password or keyboard-interactive attempt: never offered, always refused.
+    #[error("only public-key authentication is offered")]
+    NotPublicKey,
+    /// A certificate was offered as the client credential.
+    #[error("certificates are not accepted as client keys; use the plain key")]
+    Certificate,
+    /// The source address used up its allowance of failed attempts.
+    #[error("too many failed attempts from this address")]
+    RateLimited,
+}
+
+/// The identity `login` + `key` stand for under `policy`, or why there is none.
+pub fn authorize(policy: &Policy, login: &str, key: &KeyData) -> Result<Identity, AuthRefusal> {
+    let unknown = || AuthRefusal::UnknownKey {
+        fingerprint: key.fingerprint(ssh_key::HashAlg::Sha256).to_string(),
+    };
+    let key = SubjectKey::from_key_data(key.clone()).map_err(|_| unknown())?;
+    let user = policy.user_by_key(&key).ok_or_else(unknown)?;
+    if login != LOGIN_NAME && login != user.name.as_str() {
+        return Err(AuthRefusal::WrongLogin {
+            login: printable(login),
+            user: user.name.clone(),
+        });
+    }
+    Ok(Identity {
+        user: user.name.clone(),
+        key,
+    })
+}
+
+/// A login name as it may be logged: at most 64 characters, control characters escaped
+/// by the `{:?}` that prints it.
+pub fn printable(login: &str) -> String {
+    login.chars().take(64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use ssh_key::{Algorithm, PrivateKey};
+
+    use super::*;
+    use crate::policy::User;
+
+    fn key() -> KeyData {
+        PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
+            .unwrap()
+            .public_key()
+            .key_data()
+            .clone()
+    }
+
+    fn policy_with(user: &str, keys: &[&KeyData]) -> Policy {
+        let name = UserName::parse(user).unwrap();
+        let ssh_keys = keys
+            .iter()
+            .map(|k| SubjectKey::from_key_data((*k).clone()).unwrap())
+            .collect();
+        let u = User {
+            name: name.clone(),
+            groups: BTreeSet::new(),
+            admin: false,
+            ssh_keys,
+        };
+        Policy {
+            users: BTreeMap::from([(name, u)]),
+            ..Policy::default()
+        }
+    }
+
+    #[test]
+    fn a_registered_key_is_its_user_under_ca_or_their_own_name() {
+        let k = key();
+        let policy = policy_with("alice", &[&k]);
+        for login in ["ca", "alice"] {
+            let id = authorize(&policy, login, &k).unwrap();
+            assert_eq!(id.user.as_str(), "alice");
+            assert_eq!(id.key.key_data(), &k);
+        }
+    }
+
+    #[test]
+    fn another_login_name_is_refused_even_with_a_registered_key() {
+        let k = key();
+        let policy = policy_with("alice", &[&k]);
+        for login in ["root", "bob", "CA", "alice ", ""] {
+            assert!(
+                matches!(
+                    authorize(&policy, login, &k),
+                    Err(AuthRefusal::WrongLogin { .. })
+                ),
+                "{login:?} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unregistered_key_is_nobody() {
+        let policy = policy_with("alice", &[&key()]);
+        let err = authorize(&policy, "ca", &key()).unwrap_err();
+        assert!(err.to_string().contains("SHA256:"), "{err}");
+    }
+
+    #[test]
+    fn logged_login_names_are_bounded() {
+        assert_eq!(printable(&"x".repeat(1000)).len(), 64);
+    }
+}

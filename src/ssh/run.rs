@@ -1,0 +1,241 @@
+//! Runs one command line for an authenticated user through the [`Service`] operations
+//! the HTTP API uses, and turns the outcome into output and an exit status.
+//!
+//! Input is parsed into the same types as the API's (`names.rs`); errors carry the API's
+//! stable codes and messages (through [`ApiError`]) and print as one line,
+//! `countersign: CODE: message`, with exit status 1. A bad command line exits 2.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::auth::Identity;
+use super::commands::{self, Command, Parsed};
+use super::terminal::{Disconnected, Terminal};
+use super::wait;
+use crate::api::{self, ApiError};
+use crate::cli::output;
+use crate::names::{RequestId, Text, UserName};
+use crate::service::{Service, ServiceError};
+use crate::store::requests::Status;
+
+/// Exit status of a command that did what was asked.
+pub const EXIT_OK: u32 = 0;
+/// Exit status of a refusal, a failure, or a request that ended without a certificate.
+pub const EXIT_FAILED: u32 = 1;
+/// Exit status of a bad command line.
+pub const EXIT_USAGE: u32 = 2;
+
+/// What a command runs with.
+#[derive(Clone)]
+pub struct Context {
+    /// The operations.
+    pub service: Arc<Service>,
+    /// Who is asking, and the key certificates are issued for.
+    pub identity: Identity,
+    /// A waiting `request` gives up here, just before the connection's time limit.
+    pub wait_until: Instant,
+    /// How often a waiting `request` reads its request again (and shows it is alive).
+    pub recheck: Duration,
+}
+
+/// Why a command did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// Refused or failed; `code` is the API's stable error code.
+    #[error("{code}: {message}")]
+    Failed { code: String, message: String },
+    /// The client went away.
+    #[error(transparent)]
+    Disconnected(#[from] Disconnected),
+}
+
+impl CommandError {
+    /// A failure with its code.
+    pub fn failed(code: &str, message: impl Into<String>) -> Self {
+        CommandError::Failed {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// `invalid_request`, as the API answers malformed input.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::failed("invalid_request", message)
+    }
+}
+
+impl From<ApiError> for CommandError {
+    fn from(e: ApiError) -> Self {
+        Self::failed(e.code(), e.message())
+    }
+}
+
+/// Runs the exec request `line`; returns the exit status (the client may be gone).
+pub async fn run(ctx: &Context, term: &Terminal, line: &[u8]) -> u32 {
+    let status = match commands::parse(line) {
+        Parsed::Help(text) => term.out(text).await.map(|()| EXIT_OK),
+        Parsed::Usage(text) => term.err(text).await.map(|()| EXIT_USAGE),
+        Parsed::Run(command) => execute(ctx, term, command).await,
+    };
+    status.unwrap_or(EXIT_FAILED)
+}
+
+/// A shell request: the help, then exit 0.
+pub async fn shell(term: &Terminal) -> u32 {
+    match term.out(commands::help()).await {
+        Ok(()) => EXIT_OK,
+        Err(Disconnected) => EXIT_FAILED,
+    }
+}
+
+/// The answer when the user already runs as many commands as allowed.
+pub async fn too_many_sessions(term: &Terminal, max: usize) -> u32 {
+    let line = format!(
+        "countersign: too_many_sessions: you already run {max} command(s) over ssh, the most allowed at once; wait for one to end\n"
+    );
+    let _ = term.err(line).await;
+    EXIT_FAILED
+}
+
+async fn execute(ctx: &Context, term: &Terminal, command: Command) -> Result<u32, Disconnected> {
+    tracing::info!(user = %ctx.identity.user, command = name(&command), "ssh command");
+    match dispatch(ctx, term, command).await {
+        Ok(()) => Ok(EXIT_OK),
+        Err(CommandError::Failed { code, message }) => {
+            term.err(format!("countersign: {code}: {message}\n"))
+                .await?;
+            Ok(EXIT_FAILED)
+        }
+        Err(CommandError::Disconnected(d)) => Err(d),
+    }
+}
+
+async fn dispatch(ctx: &Context, term: &Terminal, command: Command) -> Result<(), CommandError> {
+    match command {
+        Command::Request(args) => wait::request(ctx, term, args).await,
+        Command::Status(a) => status(ctx, term, &a.id).await,
+        Command::List { status } => list(ctx, term, status.as_deref()).await,
+        Command::Approve { id, comment } => approve(ctx, term, &id, &comment).await,
+        Command::Deny { id, reason } => deny(ctx, term, &id, &reason).await,
+        Command::Cancel(a) => cancel(ctx, term, &a.id).await,
+        Command::Cert(a) => cert(ctx, term, &a.id).await,
+        Command::Whoami => whoami(ctx, term).await,
+    }
+}
+
+fn name(command: &Command) -> &'static str {
+    match command {
+        Command::Request(_) => "request",
+        Command::Status(_) => "status",
+        Command::List { .. } => "list",
+        Command::Approve { .. } => "approve",
+        Command::Deny { .. } => "deny",
+        Command::Cancel(_) => "cancel",
+        Command::Cert(_) => "cert",
+        Command::Whoami => "whoami",
+    }
+}
+
+/// Runs one service operation as the caller, on the blocking pool.
+pub async fn call<T: Send + 'static>(
+    ctx: &Context,
+    f: impl FnOnce(&Service, &UserName) -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, CommandError> {
+    let actor = ctx.identity.user.clone();
+    Ok(api::blocking(&ctx.service, move |s| f(s, &actor)).await?)
+}
+
+/// A request id as the API parses it.
+pub fn request_id(raw: &str) -> Result<RequestId, CommandError> {
+    RequestId::parse(raw).map_err(|e| CommandError::invalid(e.to_string()))
+}
+
+/// Free-text words as one validated text; `None` when there are none.
+fn text(words: &[String], what: &str) -> Result<Option<Text>, CommandError> {
+    match commands::joined(words) {
+        Some(t) => Ok(Some(
+            Text::parse(&t, what).map_err(|e| CommandError::invalid(e.to_string()))?,
+        )),
+        None => Ok(None),
+    }
+}
+
+async fn status(ctx: &Context, term: &Terminal, id: &str) -> Result<(), CommandError> {
+    let id = request_id(id)?;
+    let view = call(ctx, move |s, me| s.get(me, &id)).await?;
+    Ok(term.out(output::render_request_details(&view)).await?)
+}
+
+async fn list(ctx: &Context, term: &Terminal, status: Option<&str>) -> Result<(), CommandError> {
+    let status = match status {
+        None | Some("") => None,
+        Some(s) => Some(Status::parse(s).ok_or_else(|| {
+            let all = Status::ALL.map(Status::as_str).join(", ");
+            CommandError::invalid(format!("status must be one of {all}"))
+        })?),
+    };
+    let views = call(ctx, move |s, me| s.list(me, status)).await?;
+    let rows = output::request_rows(&views);
+    Ok(term
+        .out(output::render_table(&output::REQUEST_HEADER, &rows))
+        .await?)
+}
+
+async fn approve(
+    ctx: &Context,
+    term: &Terminal,
+    id: &str,
+    comment: &[String],
+) -> Result<(), CommandError> {
+    let id = request_id(id)?;
+    let comment = text(comment, "comment")?;
+    let view = call(ctx, move |s, me| s.approve(me, &id, comment)).await?;
+    tracing::info!(id = %view.id, status = %view.status, "request approved");
+    Ok(term
+        .out(format!("{}\n", output::decision_summary(&view)))
+        .await?)
+}
+
+async fn deny(
+    ctx: &Context,
+    term: &Terminal,
+    id: &str,
+    reason: &[String],
+) -> Result<(), CommandError> {
+    let id = request_id(id)?;
+    let reason =
+        text(reason, "reason")?.ok_or_else(|| CommandError::invalid("reason is required"))?;
+    let view = call(ctx, move |s, me| s.deny(me, &id, reason)).await?;
+    tracing::info!(id = %view.id, "request denied");
+    Ok(term
+        .out(format!("{}\n", output::decision_summary(&view)))
+        .await?)
+}
+
+async fn cancel(ctx: &Context, term: &Terminal, id: &str) -> Result<(), CommandError> {
+    let id = request_id(id)?;
+    let view = call(ctx, move |s, me| s.cancel(me, &id)).await?;
+    tracing::info!(id = %view.id, "request cancelled");
+    Ok(term
+        .out(format!("{}\n", output::decision_summary(&view)))
+        .await?)
+}
+
+async fn cert(ctx: &Context, term: &Terminal, id: &str) -> Result<(), CommandError> {
+    let id = request_id(id)?;
+    let cert = call(ctx, move |s, me| s.certificate(me, &id)).await?;
+    Ok(term.out(format!("{}\n", cert.trim_end())).await?)
+}
+
+async fn whoami(ctx: &Context, term: &Terminal) -> Result<(), CommandError> {
+    let me = call(ctx, |s, me| Ok(s.whoami(me))).await?;
+    let key = ctx.identity.key.fingerprint();
+    Ok(term
+        .out(format!(
+            "{}key          {key}\n",
+            output::render_whoami(&me)
+        ))
+        .await?)
+}

@@ -1,0 +1,274 @@
+//! `request`: create a request for the key the user logged in with, then wait for the
+//! decision, telling the user on stderr, and print the certificate alone on stdout.
+//!
+//! Waiting wakes on every change the service announces and at least every `recheck`
+//! (which also notices expiry, and sends a heartbeat so the idle timeout does not close a
+//! connection that is busy waiting). If the client goes away the task stops and the
+//! request simply stays pending; `cert ID` fetches the certificate later.
+
+use chrono::{DateTime, Utc};
+
+use super::commands::{RequestArgs, joined};
+use super::run::{CommandError, Context, call, request_id};
+use super::terminal::Terminal;
+use crate::cli::output::waiting_for;
+use crate::names::{RoleName, Text, parse_duration};
+use crate::service::{NewRequest, RequestView};
+
+/// Runs `request ROLE --reason TEXT [--ttl D] [--no-wait]`.
+pub async fn request(
+    ctx: &Context,
+    term: &Terminal,
+    args: RequestArgs,
+) -> Result<(), CommandError> {
+    let new = new_request(ctx, &args)?;
+    // Subscribe before creating, so no decision can slip between the two.
+    let changes = ctx.service.subscribe_changes();
+    let view = call(ctx, move |s, me| s.create_request(me, new)).await?;
+    tracing::info!(id = %view.id, role = %view.role, requester = %view.requester, "request created");
+    if args.no_wait {
+        term.out(format!("{}\n", view.id)).await?;
+        let line = format!(
+            "request {} for {} is pending; waiting for {}; fetch the certificate later with: cert {}\n",
+            view.id,
+            view.role,
+            waiting_for(&view),
+            view.id
+        );
+        return Ok(term.err(line).await?);
+    }
+    term.err(format!(
+        "request {} for {} is pending; waiting for {} ...\n",
+        view.id,
+        view.role,
+        waiting_for(&view)
+    ))
+    .await?;
+    let view = wait(ctx, term, view, changes).await?;
+    finish(ctx, term, &view).await
+}
+
+/// The arguments as the API would parse them, with the authenticated key as subject.
+fn new_request(ctx: &Context, args: &RequestArgs) -> Result<NewRequest, CommandError> {
+    let bad =
+        |field: &str, e: &dyn std::fmt::Display| CommandError::invalid(format!("{field}: {e}"));
+    let reason = joined(&args.reason).unwrap_or_default();
+    Ok(NewRequest {
+        role: RoleName::parse(&args.role).map_err(|e| bad("role", &e))?,
+        public_key: ctx.identity.key.clone(),
+        reason: Text::parse(&reason, "reason").map_err(|e| bad("reason", &e))?,
+        ttl: match &args.ttl {
+            Some(t) => Some(parse_duration(t, "ttl").map_err(|e| bad("ttl", &e))?),
+            None => None,
+        },
+    })
+}
+
+/// Waits until the request is no longer pending, printing each approval on the way.
+async fn wait(
+    ctx: &Context,
+    term: &Terminal,
+    mut view: RequestView,
+    mut changes: tokio::sync::watch::Receiver<u64>,
+) -> Result<RequestView, CommandError> {
+    let id = request_id(&view.id)?;
+    while view.status == "pending" {
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    tokio::time::sleep(ctx.recheck).await;
+                }
+            }
+            () = tokio::time::sleep(ctx.recheck) => term.heartbeat().await?,
+            () = tokio::time::sleep_until(ctx.wait_until) => return Err(still_pending(&view)),
+        }
+        let id = id.clone();
+        let next = call(ctx, move |s, me| s.get(me, &id)).await?;
+        for line in progress(&view, &next, Utc::now()) {
+            term.err(format!("{line}\n")).await?;
+        }
+        view = next;
+    }
+    Ok(view)
+}
+
+/// The certificate on stdout, or why there is none.
+async fn finish(ctx: &Context, term: &Terminal, view: &RequestView) -> Result<(), CommandError> {
+    if view.status != "issued" {
+        return Err(ended(view));
+    }
+    let id = request_id(&view.id)?;
+    let cert = call(ctx, move |s, me| s.certificate(me, &id)).await?;
+    Ok(term.out(format!("{}\n", cert.trim_end())).await?)
+}
+
+/// The lines to show when the request moved from `old` to `new`.
+fn progress(old: &RequestView, new: &RequestView, now: DateTime<Utc>) -> Vec<String> {
+    let fresh: Vec<&str> = new
+        .approvals
+        .iter()
+        .skip(old.approvals.len())
+        .map(|a| a.approver.as_str())
+        .collect();
+    let mut lines: Vec<String> = fresh.iter().map(|a| format!("approved by {a}")).collect();
+    let outlook = match (&new.certificate, new.status.as_str()) {
+        (Some(c), _) => Some(format!(
+            "certificate serial {} valid until {}",
+            c.serial,
+            until(&c.valid_before, now)
+        )),
+        (None, "pending") if !fresh.is_empty() => {
+            Some(format!("waiting for {} ...", waiting_for(new)))
+        }
+        _ => None,
+    };
+    match (lines.last_mut(), outlook) {
+        (Some(last), Some(o)) => *last = format!("{last}; {o}"),
+        (None, Some(o)) => lines.push(o),
+        (_, None) => {}
+    }
+    lines
+}
+
+/// `14:32 UTC` today, `2026-11-29 14:32 UTC` on another day.
+fn until(rfc3339: &str, now: DateTime<Utc>) -> String {
+    match DateTime::parse_from_rfc3339(rfc3339) {
+        Ok(t) if t.date_naive() == now.date_naive() => t.format("%H:%M UTC").to_string(),
+        Ok(t) => t.format("%Y-%m-%d %H:%M UTC").to_string(),
+        Err(_) => rfc3339.to_owned(),
+    }
+}
+
+/// Why a request ended without a certificate, with its decision code.
+fn ended(view: &RequestView) -> CommandError {
+    let id = &view.id;
+    let by = view.decided_by.as_deref().unwrap_or("someone");
+    let note = view.decision_note.as_deref().unwrap_or_default();
+    let code = view.decision_code.as_deref().unwrap_or(&view.status);
+    let message = match view.status.as_str() {
+        "denied" => format!("request {id} was denied by {by}: {note}"),
+        "cancelled" => format!("request {id} was cancelled by {by}"),
+        "expired" => format!("request {id} expired before it was approved"),
+        status if note.is_empty() => format!("request {id} is {status}"),
+        status => format!("request {id} is {status}: {note}"),
+    };
+    CommandError::failed(code, message)
+}
+
+fn still_pending(view: &RequestView) -> CommandError {
+    CommandError::failed(
+        "still_pending",
+        format!(
+            "request {} is still pending and this connection reached its time limit; fetch the certificate later with: cert {}",
+            view.id, view.id
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::{ApprovalView, CertificateView, StepView};
+
+    fn pending() -> RequestView {
+        serde_json::from_value(serde_json::json!({
+            "id": "r-abcdefghijkl", "role": "prod-db", "requester": "alice", "reason": "x",
+            "status": "pending", "created_at": "2026-11-28T14:00:00Z",
+            "expires_at": "2026-11-28T15:00:00Z", "ttl_seconds": 1800, "principals": ["dba"],
+            "public_key_fingerprint": "SHA256:x", "approvals": [], "approvals_required": 2,
+            "approvals_needed": 2,
+            "waiting_for": [{"approvers": ["group:dba"], "approvals": 1, "remaining": 1},
+                            {"approvers": ["group:sre", "user:carol"], "approvals": 2, "remaining": 1}],
+            "decided_at": null, "decided_by": null, "decision_code": null, "decision_note": null,
+            "certificate": null
+        }))
+        .unwrap()
+    }
+
+    fn approved_by(mut v: RequestView, who: &str) -> RequestView {
+        v.approvals.push(ApprovalView {
+            approver: who.into(),
+            at: "2026-11-28T14:01:00Z".into(),
+            comment: None,
+        });
+        v
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-28T14:02:00Z")
+            .unwrap()
+            .into()
+    }
+
+    #[test]
+    fn waiting_names_every_open_step() {
+        assert_eq!(
+            waiting_for(&pending()),
+            "1 approval from group:dba and 1 approval from group:sre or user:carol"
+        );
+    }
+
+    #[test]
+    fn an_approval_that_leaves_steps_open_says_what_is_still_needed() {
+        let old = pending();
+        let mut new = approved_by(old.clone(), "bob");
+        new.waiting_for = vec![StepView {
+            approvers: vec!["group:sre".into()],
+            approvals: 2,
+            remaining: 2,
+        }];
+        assert_eq!(
+            progress(&old, &new, now()),
+            ["approved by bob; waiting for 2 approvals from group:sre ..."]
+        );
+        assert!(progress(&new, &new, now()).is_empty());
+    }
+
+    #[test]
+    fn the_last_approval_announces_the_certificate() {
+        let old = approved_by(pending(), "bob");
+        let mut new = approved_by(approved_by(old.clone(), "carol"), "dave");
+        new.status = "issued".into();
+        new.certificate = Some(CertificateView {
+            serial: "8812".into(),
+            key_id: "k".into(),
+            valid_after: "2026-11-28T14:01:00Z".into(),
+            valid_before: "2026-11-28T14:32:00Z".into(),
+            revoked: None,
+        });
+        assert_eq!(
+            progress(&old, &new, now()),
+            [
+                "approved by carol",
+                "approved by dave; certificate serial 8812 valid until 14:32 UTC"
+            ]
+        );
+    }
+
+    #[test]
+    fn validity_on_another_day_carries_the_date() {
+        assert_eq!(until("2026-11-29T00:10:00Z", now()), "2026-11-29 00:10 UTC");
+        assert_eq!(until("garbage", now()), "garbage");
+    }
+
+    #[test]
+    fn a_denied_request_ends_with_its_code_and_reason() {
+        let mut v = pending();
+        v.status = "denied".into();
+        v.decided_by = Some("bob".into());
+        v.decision_code = Some("denied".into());
+        v.decision_note = Some("not during the freeze".into());
+        let e = ended(&v).to_string();
+        assert_eq!(
+            e,
+            "denied: request r-abcdefghijkl was denied by bob: not during the freeze"
+        );
+        v.status = "refused".into();
+        v.decision_code = Some("sod_conflict".into());
+        v.decision_note = Some("role x conflicts".into());
+        assert_eq!(
+            ended(&v).to_string(),
+            "sod_conflict: request r-abcdefghijkl is refused: role x conflicts"
+        );
+    }
+}
