@@ -3,26 +3,34 @@
 //! Handlers parse input into types (`names.rs`, `pubkey.rs`), call one [`Service`]
 //! operation on a blocking thread, and format the result. Every error leaves as
 //! `{"error":{"code","message"}}` through [`ApiError`].
+//!
+//! Abuse limits (`[server]` in the config) sit in two places: the accept loop in
+//! `api/server.rs` bounds connections, header size and header read time; the layers in
+//! `api/limits.rs` bound time per request, requests in flight and failed authentications.
 
 mod audit;
 mod auth;
 mod error;
 mod extract;
+mod limits;
 mod misc;
 mod requests;
 mod revoke;
+mod server;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use tokio::net::TcpListener;
 
 pub use auth::Actor;
 pub use error::ApiError;
+pub use limits::AuthLimiter;
+pub use server::ClientAddr;
 
 use crate::service::{Service, ServiceError};
 
@@ -32,8 +40,11 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// Shared state of every handler.
 pub type AppState = Arc<Service>;
 
-/// Every route of the API.
+/// Every route of the API, behind the per-request limits of the config.
 pub fn router(state: AppState) -> Router {
+    let limits = &state.config().server.limits;
+    let guards = Arc::new(limits::RequestGuards::new(limits));
+    let auth_limiter = Arc::new(AuthLimiter::new(limits));
     Router::new()
         .route("/v1/health", get(misc::health_get))
         .route("/v1/ca.pub", get(misc::ca_pub_get))
@@ -61,6 +72,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit/verify", get(audit::audit_verify))
         .fallback(misc::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(Extension(auth_limiter))
+        .layer(axum::middleware::from_fn_with_state(
+            guards,
+            limits::guard_request,
+        ))
         .with_state(state)
 }
 
@@ -72,9 +88,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let sweeper = tokio::spawn(sweep_expired(state.clone()));
-    let result = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let limits = state.config().server.limits.clone();
+    let result = server::accept_loop(listener, router(state), &limits, None, shutdown).await;
     sweeper.abort();
     result
 }

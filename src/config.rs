@@ -6,6 +6,7 @@
 //! operator can stage a policy, but `check-config` shows it.
 
 mod raw;
+mod settings;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -38,6 +39,8 @@ pub enum ConfigError {
     },
 }
 
+pub use settings::Limits;
+
 /// Where and how the server runs.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
@@ -45,6 +48,8 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     /// Folder of the SQLite file and the CA key.
     pub data_dir: PathBuf,
+    /// Abuse limits of the HTTP API.
+    pub limits: Limits,
 }
 
 /// The certificate authority's key and certificate timing.
@@ -164,31 +169,6 @@ impl Builder<'_> {
         default: &str,
     ) -> Result<Duration, ConfigError> {
         parse_duration(value.unwrap_or(default), "duration").map_err(|e| self.err(key, e))
-    }
-
-    fn server(&self, raw: raw::RawServer, base: &Path) -> Result<ServerSettings, ConfigError> {
-        let listen = raw
-            .listen
-            .as_deref()
-            .unwrap_or("127.0.0.1:7070")
-            .parse()
-            .map_err(|e| self.err("server.listen", format!("not an address:port ({e})")))?;
-        let data_dir = base.join(raw.data_dir.as_deref().unwrap_or("data"));
-        Ok(ServerSettings { listen, data_dir })
-    }
-
-    fn ca(&self, raw: raw::RawCa, data_dir: &Path) -> Result<CaSettings, ConfigError> {
-        let key_file = data_dir.join(raw.key_file.as_deref().unwrap_or("ca_key"));
-        let backdate = match raw.backdate.as_deref() {
-            Some(zero) if humantime::parse_duration(zero.trim()).is_ok_and(|d| d.is_zero()) => {
-                Duration::ZERO
-            }
-            other => self.duration("ca.backdate", other, "1m")?,
-        };
-        if backdate > Duration::from_secs(3600) {
-            return Err(self.err("ca.backdate", "at most 1h"));
-        }
-        Ok(CaSettings { key_file, backdate })
     }
 
     fn users(

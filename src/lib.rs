@@ -15,6 +15,7 @@
 //! - [`store`]: SQLite (WAL, `synchronous=FULL`), migrations, rows and queries.
 //! - [`audit`]: the append-only, hash-chained audit log and its verification.
 //! - [`ca`]: the CA key file and the one function that signs certificates.
+//! - [`tls`]: rustls set-up for the server and the CLI client.
 
 pub mod api;
 pub mod audit;
@@ -28,3 +29,4 @@ pub mod policy;
 pub mod pubkey;
 pub mod service;
 pub mod store;
+pub mod tls;

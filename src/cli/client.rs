@@ -30,6 +30,7 @@ impl Client {
     }
 
     fn new(url: &str, token: Option<String>) -> anyhow::Result<Client> {
+        crate::tls::install_crypto_provider();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;

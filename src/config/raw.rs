@@ -29,6 +29,13 @@ pub(super) struct RawConfig {
 pub(super) struct RawServer {
     pub listen: Option<String>,
     pub data_dir: Option<String>,
+    pub max_header_bytes: Option<usize>,
+    pub request_timeout: Option<String>,
+    pub max_connections: Option<usize>,
+    pub max_concurrent_requests: Option<usize>,
+    pub auth_failures_per_address: Option<u32>,
+    pub auth_failures_per_token: Option<u32>,
+    pub auth_failure_window: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -270,6 +270,38 @@ fn backdate_zero_is_allowed_and_over_an_hour_is_not() {
 }
 
 #[test]
+fn server_limits_default_and_are_bounded() {
+    let c = ok("");
+    assert_eq!(c.server.limits, Limits::default());
+    assert_eq!(c.server.limits.request_timeout, Duration::from_secs(30));
+    let c = ok(
+        "[server]\nmax_header_bytes = 4096\nrequest_timeout = \"5s\"\nmax_concurrent_requests = 8\nauth_failures_per_token = 3\nauth_failure_window = \"1m\"\n",
+    );
+    let l = &c.server.limits;
+    assert_eq!(l.max_header_bytes, 4096);
+    assert_eq!(l.request_timeout, Duration::from_secs(5));
+    assert_eq!(l.max_concurrent_requests, 8);
+    assert_eq!(l.auth_failures_per_token, 3);
+    assert_eq!(l.auth_failure_window, Duration::from_secs(60));
+    refused(
+        "[server]\nmax_header_bytes = 10\n",
+        &["server.max_header_bytes"],
+    );
+    refused(
+        "[server]\nrequest_timeout = \"1h\"\n",
+        &["server.request_timeout"],
+    );
+    refused(
+        "[server]\nmax_connections = 0\n",
+        &["server.max_connections"],
+    );
+    refused(
+        "[server]\nauth_failures_per_address = 0\n",
+        &["server.auth_failures_per_address"],
+    );
+}
+
+#[test]
 fn bad_listen_address_is_an_error() {
     refused("[server]\nlisten = \"localhost\"\n", &["server.listen"]);
 }

@@ -2,6 +2,7 @@
 //! binary, real `ssh-keygen`, and a real OpenSSH `sshd`.
 
 mod helpers;
+mod process;
 mod sshd_helper;
 
 mod api_flow;
@@ -11,5 +12,6 @@ mod audit_log;
 mod cli;
 mod concurrency;
 mod evidence;
+mod limits;
 mod revocation;
 mod sshd;

@@ -1,0 +1,120 @@
+//! `ServerProcess`: the real `countersign serve` binary on a port it picks itself
+//! (`listen = "127.0.0.1:0"`), found from its "listening" log line; its stderr is kept
+//! for assertions.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+/// A running `countersign serve`.
+pub struct ServerProcess {
+    child: Child,
+    /// `http://127.0.0.1:PORT` (or `https://localhost:PORT` with TLS).
+    pub url: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl ServerProcess {
+    /// Starts `countersign --config CONFIG serve` and waits for it to listen.
+    pub fn start(config: &Path) -> ServerProcess {
+        Self::start_with(operator(config).arg("serve")).expect("server starts")
+    }
+
+    /// Spawns `cmd` (a `serve` command) and waits up to 30 s for its listening line;
+    /// `Err(stderr)` if it exits first.
+    pub fn start_with(cmd: &mut Command) -> Result<ServerProcess, String> {
+        let mut child = cmd
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("countersign serve spawns");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = listening_address(&line) {
+                    let _ = tx.send(addr);
+                }
+                let mut log = sink.lock().unwrap_or_else(|p| p.into_inner());
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(addr) => Ok(ServerProcess {
+                child,
+                url: format!("http://{addr}"),
+                log,
+            }),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(100));
+                Err(log.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            }
+        }
+    }
+
+    /// Everything the server wrote to stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// SIGKILL: no shutdown code runs, as in a power cut of the process.
+    #[allow(dead_code)] // used by the crash tests
+    pub fn kill_9(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reaped");
+    }
+
+    /// SIGTERM and wait for the graceful exit; returns whether it exited 0.
+    pub fn terminate(mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        self.child.wait().map(|s| s.success()).unwrap_or(false)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `countersign --config CONFIG` with no client settings from the environment.
+pub fn operator(config: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_countersign"));
+    cmd.arg("--config")
+        .arg(config)
+        .env_remove("COUNTERSIGN_TOKEN")
+        .env_remove("COUNTERSIGN_URL");
+    cmd
+}
+
+/// `countersign token create USER`, returning the token.
+pub fn create_token(config: &Path, user: &str) -> String {
+    let out = operator(config)
+        .args(["token", "create", user])
+        .output()
+        .expect("token create runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn listening_address(line: &str) -> Option<String> {
+    if !line.contains("countersign listening") {
+        return None;
+    }
+    let rest = line.split("address=").nth(1)?;
+    Some(rest.split_whitespace().next()?.to_owned())
+}
