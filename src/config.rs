@@ -39,7 +39,7 @@ pub enum ConfigError {
     },
 }
 
-pub use settings::Limits;
+pub use settings::{CredentialPath, Limits};
 
 /// Where and how the server runs.
 #[derive(Debug, Clone)]
@@ -59,6 +59,12 @@ pub struct CaSettings {
     pub key_file: PathBuf,
     /// `valid_after` = issue time minus this, for servers whose clocks run behind.
     pub backdate: Duration,
+    /// Where the passphrase of an encrypted key file is read from (never argv).
+    pub passphrase_file: Option<CredentialPath>,
+    /// Sign through the SSH agent at `SSH_AUTH_SOCK`; the key file is then not used.
+    pub agent: bool,
+    /// With `agent`: the CA public key (one OpenSSH line) the agent must hold.
+    pub agent_public_key: Option<PathBuf>,
 }
 
 /// How long requests may wait.
@@ -113,7 +119,7 @@ impl Config {
             invalid: &invalid,
         };
         let server = b.server(raw.server, base)?;
-        let ca = b.ca(raw.ca, &server.data_dir)?;
+        let ca = b.ca(raw.ca, &server.data_dir, base)?;
         let requests = RequestSettings {
             pending_ttl: b.duration(
                 "requests.pending_ttl",

@@ -43,6 +43,10 @@ pub(super) struct RawServer {
 pub(super) struct RawCa {
     pub key_file: Option<String>,
     pub backdate: Option<String>,
+    pub passphrase_file: Option<String>,
+    #[serde(default)]
+    pub agent: bool,
+    pub agent_public_key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,6 +1,6 @@
 //! `[server]` and `[ca]`: where the server listens, its abuse limits, and the CA key.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{Builder, CaSettings, ConfigError, ServerSettings, raw};
@@ -121,7 +121,12 @@ impl Builder<'_> {
         })
     }
 
-    pub(super) fn ca(&self, raw: raw::RawCa, data_dir: &Path) -> Result<CaSettings, ConfigError> {
+    pub(super) fn ca(
+        &self,
+        raw: raw::RawCa,
+        data_dir: &Path,
+        base: &Path,
+    ) -> Result<CaSettings, ConfigError> {
         let key_file = data_dir.join(raw.key_file.as_deref().unwrap_or("ca_key"));
         let backdate = match raw.backdate.as_deref() {
             Some(zero) if humantime::parse_duration(zero.trim()).is_ok_and(|d| d.is_zero()) => {
@@ -132,6 +137,87 @@ impl Builder<'_> {
         if backdate > Duration::from_secs(3600) {
             return Err(self.err("ca.backdate", "at most 1h"));
         }
-        Ok(CaSettings { key_file, backdate })
+        let passphrase_file = match raw.passphrase_file.as_deref() {
+            Some(p) => Some(
+                CredentialPath::parse(p, base).map_err(|e| self.err("ca.passphrase_file", e))?,
+            ),
+            None => None,
+        };
+        let agent_public_key = raw.agent_public_key.as_deref().map(|p| data_dir.join(p));
+        match (raw.agent, &passphrase_file, &agent_public_key) {
+            (true, Some(_), _) => Err(self.err(
+                "ca.passphrase_file",
+                "not used with agent = true: the agent holds the key; remove one of them",
+            )),
+            (true, None, None) => Err(self.err(
+                "ca.agent_public_key",
+                "required with agent = true: the CA public key file (e.g. ssh-add -L > ca_key.pub)",
+            )),
+            (false, _, Some(_)) => {
+                Err(self.err("ca.agent_public_key", "only used with agent = true"))
+            }
+            _ => Ok(CaSettings {
+                key_file,
+                backdate,
+                passphrase_file,
+                agent: raw.agent,
+                agent_public_key,
+            }),
+        }
+    }
+}
+
+/// A secret file's path that may start with `${CREDENTIALS_DIRECTORY}`, the folder where
+/// systemd puts a service's credentials (`LoadCredential=`); that prefix is resolved when
+/// the file is read, so `check-config` works outside the service too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialPath {
+    /// `${CREDENTIALS_DIRECTORY}/NAME`: NAME in the credentials folder.
+    Credential(String),
+    /// Any other path (relative ones resolve against the config file's folder).
+    Path(PathBuf),
+}
+
+impl CredentialPath {
+    const PREFIX: &str = "${CREDENTIALS_DIRECTORY}/";
+
+    fn parse(raw: &str, base: &Path) -> Result<Self, String> {
+        match raw.strip_prefix(Self::PREFIX) {
+            Some(name) if !name.is_empty() && !name.split('/').any(|c| c == "..") => {
+                Ok(CredentialPath::Credential(name.to_owned()))
+            }
+            Some(_) => Err(format!(
+                "{raw:?}: name a file inside the credentials folder"
+            )),
+            None if raw.contains('$') => Err(format!(
+                "{raw:?}: the only variable is a leading {}",
+                Self::PREFIX
+            )),
+            None if raw.is_empty() => Err("must not be empty".into()),
+            None => Ok(CredentialPath::Path(base.join(raw))),
+        }
+    }
+
+    /// The file to read now; fails when the credentials folder is not set.
+    pub fn resolve(&self) -> Result<PathBuf, String> {
+        match self {
+            CredentialPath::Path(p) => Ok(p.clone()),
+            CredentialPath::Credential(name) => match std::env::var_os("CREDENTIALS_DIRECTORY") {
+                Some(dir) if !dir.is_empty() => Ok(Path::new(&dir).join(name)),
+                _ => Err(format!(
+                    "{}{name}: CREDENTIALS_DIRECTORY is not set (systemd sets it for a service with LoadCredential=)",
+                    Self::PREFIX
+                )),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for CredentialPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CredentialPath::Credential(name) => write!(f, "{}{name}", Self::PREFIX),
+            CredentialPath::Path(p) => write!(f, "{}", p.display()),
+        }
     }
 }

@@ -302,6 +302,44 @@ fn server_limits_default_and_are_bounded() {
 }
 
 #[test]
+fn passphrase_file_takes_a_path_or_the_credentials_folder() {
+    let c = ok("[ca]\npassphrase_file = \"${CREDENTIALS_DIRECTORY}/ca-pass\"\n");
+    assert_eq!(
+        c.ca.passphrase_file,
+        Some(CredentialPath::Credential("ca-pass".into()))
+    );
+    let c = ok("[ca]\npassphrase_file = \"secrets/pass\"\n");
+    assert_eq!(
+        c.ca.passphrase_file,
+        Some(CredentialPath::Path("/tmp/secrets/pass".into()))
+    );
+    refused(
+        "[ca]\npassphrase_file = \"$HOME/pass\"\n",
+        &["ca.passphrase_file", "CREDENTIALS_DIRECTORY"],
+    );
+    refused(
+        "[ca]\npassphrase_file = \"${CREDENTIALS_DIRECTORY}/../x\"\n",
+        &["ca.passphrase_file"],
+    );
+}
+
+#[test]
+fn agent_needs_its_public_key_and_excludes_a_passphrase() {
+    let c = ok("[ca]\nagent = true\nagent_public_key = \"ca.pub\"\n");
+    assert!(c.ca.agent);
+    assert_eq!(c.ca.agent_public_key, Some("/tmp/data/ca.pub".into()));
+    refused("[ca]\nagent = true\n", &["ca.agent_public_key", "required"]);
+    refused(
+        "[ca]\nagent = true\nagent_public_key = \"p\"\npassphrase_file = \"x\"\n",
+        &["ca.passphrase_file"],
+    );
+    refused(
+        "[ca]\nagent_public_key = \"p\"\n",
+        &["ca.agent_public_key", "agent = true"],
+    );
+}
+
+#[test]
 fn bad_listen_address_is_an_error() {
     refused("[server]\nlisten = \"localhost\"\n", &["server.listen"]);
 }

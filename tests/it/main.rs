@@ -9,6 +9,7 @@ mod api_flow;
 mod api_input;
 mod api_refusals;
 mod audit_log;
+mod ca_key;
 mod cli;
 mod concurrency;
 mod evidence;

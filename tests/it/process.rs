@@ -118,3 +118,75 @@ fn listening_address(line: &str) -> Option<String> {
     let rest = line.split("address=").nth(1)?;
     Some(rest.split_whitespace().next()?.to_owned())
 }
+
+/// A reqwest client with tokens for talking to a [`ServerProcess`].
+pub struct Api {
+    pub http: reqwest::Client,
+    pub url: String,
+}
+
+impl Api {
+    pub fn new(url: &str) -> Api {
+        countersign::tls::install_crypto_provider();
+        Api {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .expect("client"),
+            url: url.to_owned(),
+        }
+    }
+
+    /// POST a JSON body; `Err` when no answer came (connection refused or reset).
+    pub async fn post(
+        &self,
+        token: &str,
+        path: &str,
+        body: serde_json::Value,
+    ) -> Result<(reqwest::StatusCode, serde_json::Value), reqwest::Error> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or_default()))
+    }
+
+    /// Creates a `prod-db` request with a fresh key and has `approver` approve it;
+    /// returns the issued certificate line.
+    pub async fn issue(&self, requester: &str, approver: &str) -> String {
+        let key = crate::helpers::public_line(&crate::helpers::new_key());
+        let (status, body) = self
+            .post(
+                requester,
+                "/v1/requests",
+                serde_json::json!({"role": "prod-db", "public_key": key, "reason": "INC-1"}),
+            )
+            .await
+            .expect("create answered");
+        assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+        let id = body["id"].as_str().expect("id").to_owned();
+        let (status, body) = self
+            .post(
+                approver,
+                &format!("/v1/requests/{id}/approve"),
+                serde_json::json!({}),
+            )
+            .await
+            .expect("approve answered");
+        assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+        let resp = self
+            .http
+            .get(format!("{}/v1/requests/{id}/certificate", self.url))
+            .bearer_auth(requester)
+            .send()
+            .await
+            .expect("certificate answered");
+        assert_eq!(resp.status(), reqwest::StatusCode::OK);
+        resp.text().await.expect("certificate text")
+    }
+}
