@@ -12,6 +12,7 @@ mod audit_log;
 mod ca_key;
 mod cli;
 mod concurrency;
+mod crash;
 mod evidence;
 mod limits;
 mod revocation;

@@ -66,7 +66,6 @@ impl ServerProcess {
     }
 
     /// SIGKILL: no shutdown code runs, as in a power cut of the process.
-    #[allow(dead_code)] // used by the crash tests
     pub fn kill_9(mut self) {
         self.child.kill().expect("kill -9");
         self.child.wait().expect("reaped");
