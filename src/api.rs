@@ -32,6 +32,8 @@ pub use error::ApiError;
 pub use limits::AuthLimiter;
 pub use server::ClientAddr;
 
+pub(crate) use requests::parse_create_body;
+
 use crate::service::{Service, ServiceError};
 
 /// Largest request body accepted (413 beyond).

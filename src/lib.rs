@@ -16,6 +16,7 @@
 //! - [`audit`]: the append-only, hash-chained audit log and its verification.
 //! - [`ca`]: the CA key file and the one function that signs certificates.
 //! - [`tls`]: rustls set-up for the server and the CLI client.
+//! - `fuzzing` (hidden): the entry points of the cargo-fuzz targets in `fuzz/`.
 
 pub mod api;
 pub mod audit;
@@ -23,6 +24,8 @@ pub mod ca;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod krl;
 pub mod names;
 pub mod policy;

@@ -14,6 +14,8 @@ mod cli;
 mod concurrency;
 mod crash;
 mod evidence;
+mod fuzz_corpus;
 mod limits;
+mod properties;
 mod revocation;
 mod sshd;
