@@ -82,16 +82,26 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` resolves, expiring overdue requests in
-/// the background meanwhile.
+/// Serves the API on `listener` (HTTPS when the config names a certificate) until
+/// `shutdown` resolves, expiring overdue requests in the background meanwhile.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let settings = state.config().server.clone();
+    let tls = match &settings.tls {
+        Some(files) => Some(tokio_rustls::TlsAcceptor::from(
+            crate::tls::server_config(files).map_err(std::io::Error::other)?,
+        )),
+        None => None,
+    };
+    let address = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%address, scheme, "countersign listening");
     let sweeper = tokio::spawn(sweep_expired(state.clone()));
-    let limits = state.config().server.limits.clone();
-    let result = server::accept_loop(listener, router(state), &limits, None, shutdown).await;
+    let result =
+        server::accept_loop(listener, router(state), &settings.limits, tls, shutdown).await;
     sweeper.abort();
     result
 }

@@ -39,7 +39,7 @@ pub enum ConfigError {
     },
 }
 
-pub use settings::{CredentialPath, Limits};
+pub use settings::{CredentialPath, Limits, TlsFiles};
 
 /// Where and how the server runs.
 #[derive(Debug, Clone)]
@@ -48,6 +48,11 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     /// Folder of the SQLite file and the CA key.
     pub data_dir: PathBuf,
+    /// Certificate and key for HTTPS; `None` serves plain HTTP (loopback only, unless
+    /// `allow_plain_http`).
+    pub tls: Option<TlsFiles>,
+    /// Plain HTTP on a non-loopback address was allowed on purpose (warned at every start).
+    pub allow_plain_http: bool,
     /// Abuse limits of the HTTP API.
     pub limits: Limits,
 }

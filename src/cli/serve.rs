@@ -9,13 +9,18 @@ use anyhow::Context;
 use crate::config::Config;
 use crate::service::Service;
 
-/// Loads everything, refuses to start on a broken audit chain or unsafe CA key, serves.
+/// Loads everything, refuses to start on a broken audit chain, an unsafe CA key or
+/// unusable TLS files, serves. Config warnings (e.g. `allow_plain_http`) are logged at
+/// every start.
 pub fn serve(config: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(config)?;
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
     let listen = config.server.listen;
+    if let Some(files) = &config.server.tls {
+        crate::tls::server_config(files).context("refusing to start")?;
+    }
     let service = Service::open(config, true).context("refusing to start")?;
     tracing::info!(fingerprint = %service.ca().fingerprint(), "CA key loaded");
     tracing::info!("TrustedUserCAKeys line: {}", service.ca().public_key_line());
@@ -26,7 +31,6 @@ pub fn serve(config: &Path) -> anyhow::Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
-        tracing::info!(address = %listener.local_addr()?, "countersign listening");
         crate::api::serve(listener, Arc::new(service), shutdown_signal()).await?;
         tracing::info!("shut down");
         Ok(ExitCode::SUCCESS)

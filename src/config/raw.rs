@@ -29,6 +29,10 @@ pub(super) struct RawConfig {
 pub(super) struct RawServer {
     pub listen: Option<String>,
     pub data_dir: Option<String>,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    #[serde(default)]
+    pub allow_plain_http: bool,
     pub max_header_bytes: Option<usize>,
     pub request_timeout: Option<String>,
     pub max_connections: Option<usize>,

@@ -1,9 +1,19 @@
 //! `[server]` and `[ca]`: where the server listens, its abuse limits, and the CA key.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{Builder, CaSettings, ConfigError, ServerSettings, raw};
+
+/// The PEM files of the HTTPS certificate (chain) and its private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PKCS#8, PKCS#1 or SEC1 private key.
+    pub key: PathBuf,
+}
 
 /// Abuse limits of the HTTP API; every one has a default that suits a small team.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,11 +62,52 @@ impl Builder<'_> {
             .map_err(|e| self.err("server.listen", format!("not an address:port ({e})")))?;
         let data_dir = base.join(raw.data_dir.as_deref().unwrap_or("data"));
         let limits = self.limits(&raw)?;
+        let tls = self.tls(&raw, base)?;
+        self.plain_http(listen, tls.is_some(), raw.allow_plain_http)?;
         Ok(ServerSettings {
             listen,
             data_dir,
+            tls,
+            allow_plain_http: raw.allow_plain_http,
             limits,
         })
+    }
+
+    fn tls(&self, raw: &raw::RawServer, base: &Path) -> Result<Option<TlsFiles>, ConfigError> {
+        match (raw.tls_cert.as_deref(), raw.tls_key.as_deref()) {
+            (Some(cert), Some(key)) => Ok(Some(TlsFiles {
+                cert: base.join(cert),
+                key: base.join(key),
+            })),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(self.err("server.tls_key", "required with tls_cert")),
+            (None, Some(_)) => Err(self.err("server.tls_cert", "required with tls_key")),
+        }
+    }
+
+    /// Plain HTTP carries tokens in clear text: only on loopback, or when allowed on
+    /// purpose (then a warning, which `serve` logs at every start).
+    fn plain_http(
+        &mut self,
+        listen: SocketAddr,
+        tls: bool,
+        allowed: bool,
+    ) -> Result<(), ConfigError> {
+        if tls || listen.ip().is_loopback() {
+            return Ok(());
+        }
+        if !allowed {
+            return Err(self.err(
+                "server.listen",
+                format!(
+                    "{listen} is not a loopback address: set tls_cert and tls_key to serve HTTPS, or put countersign behind a TLS reverse proxy on loopback, or set allow_plain_http = true if something else encrypts the traffic"
+                ),
+            ));
+        }
+        self.warnings.push(format!(
+            "server: plain HTTP on {listen} (allow_plain_http = true): tokens and requests cross the network unencrypted unless something else protects them"
+        ));
+        Ok(())
     }
 
     fn limits(&self, raw: &raw::RawServer) -> Result<Limits, ConfigError> {

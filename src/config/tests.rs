@@ -340,6 +340,35 @@ fn agent_needs_its_public_key_and_excludes_a_passphrase() {
 }
 
 #[test]
+fn plain_http_only_on_loopback_unless_allowed_with_a_warning() {
+    let c = ok("[server]\nlisten = \"[::1]:7070\"\n");
+    assert!(c.server.tls.is_none());
+    refused(
+        "[server]\nlisten = \"0.0.0.0:7070\"\n",
+        &["server.listen", "tls_cert", "allow_plain_http"],
+    );
+    let c = ok("[server]\nlisten = \"0.0.0.0:7070\"\nallow_plain_http = true\n");
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("plain HTTP on 0.0.0.0:7070")),
+        "{:?}",
+        c.warnings
+    );
+    let c = ok("[server]\nlisten = \"0.0.0.0:443\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n");
+    assert_eq!(
+        c.server.tls,
+        Some(TlsFiles {
+            cert: "/tmp/c.pem".into(),
+            key: "/tmp/k.pem".into()
+        })
+    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    refused("[server]\ntls_cert = \"c.pem\"\n", &["server.tls_key"]);
+    refused("[server]\ntls_key = \"k.pem\"\n", &["server.tls_cert"]);
+}
+
+#[test]
 fn bad_listen_address_is_an_error() {
     refused("[server]\nlisten = \"localhost\"\n", &["server.listen"]);
 }

@@ -19,3 +19,4 @@ mod limits;
 mod properties;
 mod revocation;
 mod sshd;
+mod tls;

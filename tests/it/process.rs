@@ -46,11 +46,7 @@ impl ServerProcess {
             }
         });
         match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => Ok(ServerProcess {
-                child,
-                url: format!("http://{addr}"),
-                log,
-            }),
+            Ok(url) => Ok(ServerProcess { child, url, log }),
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -110,12 +106,21 @@ pub fn create_token(config: &Path, user: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// `http://ADDRESS`, or `https://localhost:PORT` (the name test certificates carry),
+/// from the "countersign listening address=... scheme=..." log line.
 fn listening_address(line: &str) -> Option<String> {
     if !line.contains("countersign listening") {
         return None;
     }
-    let rest = line.split("address=").nth(1)?;
-    Some(rest.split_whitespace().next()?.to_owned())
+    let field = |name: &str| -> Option<String> {
+        let rest = line.split(&format!("{name}=")).nth(1)?;
+        Some(rest.split_whitespace().next()?.trim_matches('"').to_owned())
+    };
+    let address: std::net::SocketAddr = field("address")?.parse().ok()?;
+    match field("scheme")?.as_str() {
+        "https" => Some(format!("https://localhost:{}", address.port())),
+        _ => Some(format!("http://{address}")),
+    }
 }
 
 /// A reqwest client with tokens for talking to a [`ServerProcess`].
