@@ -65,6 +65,14 @@ pub fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     let p = &config.policy;
     println!("config       {}", config.path.display());
     println!("listen       {}", config.server.listen);
+    match &config.server.tls {
+        Some(tls) => println!(
+            "tls          {} ({})",
+            tls.cert.display(),
+            tls.key.display()
+        ),
+        None => println!("tls          off (plain HTTP)"),
+    }
     println!("data_dir     {}", config.server.data_dir.display());
     let where_ = if config.ca.agent {
         "in the SSH agent".to_owned()
