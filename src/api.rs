@@ -3,26 +3,36 @@
 //! Handlers parse input into types (`names.rs`, `pubkey.rs`), call one [`Service`]
 //! operation on a blocking thread, and format the result. Every error leaves as
 //! `{"error":{"code","message"}}` through [`ApiError`].
+//!
+//! Abuse limits (`[server]` in the config) sit in two places: the accept loop in
+//! `api/server.rs` bounds connections, header size and header read time; the layers in
+//! `api/limits.rs` bound time per request, requests in flight and failed authentications.
 
 mod audit;
 mod auth;
 mod error;
 mod extract;
+mod limits;
 mod misc;
 mod requests;
 mod revoke;
+mod server;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use tokio::net::TcpListener;
 
 pub use auth::Actor;
 pub use error::ApiError;
+pub use limits::AuthLimiter;
+pub use server::ClientAddr;
+
+pub(crate) use requests::parse_create_body;
 
 use crate::service::{Service, ServiceError};
 
@@ -32,8 +42,11 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// Shared state of every handler.
 pub type AppState = Arc<Service>;
 
-/// Every route of the API.
+/// Every route of the API, behind the per-request limits of the config.
 pub fn router(state: AppState) -> Router {
+    let limits = &state.config().server.limits;
+    let guards = Arc::new(limits::RequestGuards::new(limits));
+    let auth_limiter = Arc::new(AuthLimiter::new(limits));
     Router::new()
         .route("/v1/health", get(misc::health_get))
         .route("/v1/ca.pub", get(misc::ca_pub_get))
@@ -61,20 +74,34 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit/verify", get(audit::audit_verify))
         .fallback(misc::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(Extension(auth_limiter))
+        .layer(axum::middleware::from_fn_with_state(
+            guards,
+            limits::guard_request,
+        ))
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` resolves, expiring overdue requests in
-/// the background meanwhile.
+/// Serves the API on `listener` (HTTPS when the config names a certificate) until
+/// `shutdown` resolves, expiring overdue requests in the background meanwhile.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let settings = state.config().server.clone();
+    let tls = match &settings.tls {
+        Some(files) => Some(tokio_rustls::TlsAcceptor::from(
+            crate::tls::server_config(files).map_err(std::io::Error::other)?,
+        )),
+        None => None,
+    };
+    let address = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%address, scheme, "countersign listening");
     let sweeper = tokio::spawn(sweep_expired(state.clone()));
-    let result = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result =
+        server::accept_loop(listener, router(state), &settings.limits, tls, shutdown).await;
     sweeper.abort();
     result
 }

@@ -1,23 +1,36 @@
-//! The one narrow door to ssh-key: the CA key on disk, and [`Grant`] -> signed certificate.
+//! The one narrow door to ssh-key: the CA key, and [`Grant`] -> signed certificate.
+//!
+//! The key is either an OpenSSH key file (`ca/keyfile.rs`, optionally passphrase-encrypted)
+//! or held by an SSH agent (`ca/agent.rs`), so that it can live in a hardware token and
+//! never in this process. Both sign through the same [`CertificateAuthority::sign`].
 //!
 //! # Security
 //! - The key file is created once with mode 0600 and never overwritten; an existing file
-//!   that is group- or world-accessible, or a symlink, is refused.
+//!   that is a symlink, not owned by the user countersign runs as, or group- or
+//!   world-accessible is refused, with a message saying how to fix it.
+//! - The key is never logged, put in an error or sent anywhere: [`CertificateAuthority`]'s
+//!   `Debug` shows only the fingerprint, and errors carry paths and ssh-key's messages,
+//!   which never include key material. The file's text, the passphrase and the decrypted
+//!   key are zeroized when dropped (ssh-key zeroizes private keys on drop).
 //! - [`CertificateAuthority::sign`] always sets explicit principals (never "all principals
 //!   valid"), refuses an empty list, a zero serial and the CA's own key as subject, and puts
 //!   `force-command`/`source-address` in critical options, where sshd enforces them.
 //! - The key ID is built by the caller from validated server-side values only, because
 //!   sshd logs it unescaped.
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+mod agent;
+mod keyfile;
+mod prepared;
+
 use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 use ssh_key::certificate::{Builder, CertType};
-use ssh_key::{Algorithm, Certificate, HashAlg, LineEnding, PrivateKey};
+use ssh_key::{Algorithm, Certificate, HashAlg, PrivateKey, PublicKey, SshSig};
 
+pub use agent::{AgentError, AgentSigner};
+
+use crate::config::CaSettings;
 use crate::names::Principal;
 use crate::pubkey::SubjectKey;
 
@@ -42,10 +55,16 @@ pub enum CaError {
         #[source]
         source: ssh_key::Error,
     },
+    /// The `[ca]` settings cannot be used as they are (e.g. a credential folder not set).
+    #[error("[ca] {0}")]
+    Setting(String),
+    /// The SSH agent could not be used.
+    #[error("CA key in the SSH agent")]
+    Agent(#[from] AgentError),
     /// The grant itself is unusable (a bug upstream, never user input).
     #[error("refusing to sign: {0}")]
     BadGrant(String),
-    /// Signing failed inside ssh-key.
+    /// Signing failed inside ssh-key (or in the agent).
     #[error("signing failed")]
     Sign(#[source] ssh_key::Error),
 }
@@ -73,60 +92,58 @@ pub struct Grant<'a> {
     pub source_address: &'a [IpNet],
 }
 
-/// The CA: an Ed25519 private key kept in memory for signing.
+/// Where the private key is.
+// One instance per process: the size difference does not matter, and boxing would only
+// add another move of the key's bytes.
+#[allow(clippy::large_enum_variant)]
+enum Key {
+    /// In memory, loaded from the key file (zeroized on drop by ssh-key), with the
+    /// expanded signing key certificates are signed with.
+    File(PrivateKey, Option<prepared::PreparedKey>),
+    /// In an SSH agent; this process only holds the public key.
+    Agent(AgentSigner),
+}
+
+/// The CA: an Ed25519 key, in memory or in an SSH agent, and its public half.
 pub struct CertificateAuthority {
-    key: PrivateKey,
-    prepared: PreparedKey,
-}
-
-/// The Ed25519 signing key expanded once at load, so each certificate costs one
-/// signature and not a key derivation plus a signature (ssh-key re-derives the dalek key
-/// from a `PrivateKey` on every call). ed25519-dalek zeroizes it on drop.
-struct PreparedKey {
-    signing: ed25519_dalek::SigningKey,
-    public: ssh_key::public::KeyData,
-}
-
-impl PreparedKey {
-    fn new(key: &PrivateKey) -> Option<PreparedKey> {
-        let pair = key.key_data().ed25519()?;
-        Some(PreparedKey {
-            signing: ed25519_dalek::SigningKey::from(&pair.private),
-            public: key.public_key().key_data().clone(),
-        })
-    }
-}
-
-impl signature::Signer<ssh_key::Signature> for PreparedKey {
-    fn try_sign(&self, msg: &[u8]) -> signature::Result<ssh_key::Signature> {
-        let sig = ed25519_dalek::Signer::sign(&self.signing, msg);
-        ssh_key::Signature::new(Algorithm::Ed25519, sig.to_bytes().to_vec())
-            .map_err(|_| signature::Error::new())
-    }
-}
-
-impl From<&PreparedKey> for ssh_key::public::KeyData {
-    fn from(k: &PreparedKey) -> Self {
-        k.public.clone()
-    }
+    key: Key,
+    public: PublicKey,
 }
 
 impl std::fmt::Debug for CertificateAuthority {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CertificateAuthority")
             .field("fingerprint", &self.fingerprint())
+            .field("agent", &matches!(self.key, Key::Agent(_)))
             .finish_non_exhaustive()
     }
 }
 
 impl CertificateAuthority {
-    /// Loads the key at `path`, creating it (mode 0600) if it does not exist and `create`
-    /// is set. Returns whether it was created.
-    pub fn load_or_create(path: &Path, create: bool) -> Result<(Self, bool), CaError> {
+    /// Opens the CA the `[ca]` settings describe: the agent, or the key file (decrypted
+    /// with the passphrase file, created if missing and `create`). Returns whether a key
+    /// was created.
+    pub fn open(settings: &CaSettings, create: bool) -> Result<(Self, bool), CaError> {
+        if settings.agent {
+            let public = settings
+                .agent_public_key
+                .as_deref()
+                .ok_or_else(|| CaError::Setting("agent = true needs agent_public_key".into()))?;
+            let socket = AgentSigner::socket_from_env()?;
+            return Ok((Self::from_agent(&socket, public)?, false));
+        }
+        let passphrase = match &settings.passphrase_file {
+            Some(p) => Some(keyfile::read_passphrase(
+                &p.resolve().map_err(CaError::Setting)?,
+            )?),
+            None => None,
+        };
+        let passphrase = passphrase.as_ref().map(|p| p.as_slice());
+        let path = &settings.key_file;
         match std::fs::symlink_metadata(path) {
-            Ok(_) => Ok((Self::load(path)?, false)),
+            Ok(_) => Ok((Self::from_key(keyfile::load(path, passphrase)?), false)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
-                Ok((Self::create(path)?, true))
+                Ok((Self::from_key(keyfile::create(path, passphrase)?), true))
             }
             Err(source) => Err(CaError::Io {
                 path: path.to_owned(),
@@ -135,114 +152,82 @@ impl CertificateAuthority {
         }
     }
 
-    /// Loads an existing key, refusing unsafe files.
+    /// Loads an existing unencrypted key file, refusing unsafe files.
     pub fn load(path: &Path) -> Result<Self, CaError> {
-        let io = |source| CaError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let unsafe_file = |message: String| CaError::Unsafe {
-            path: path.to_owned(),
-            message,
-        };
-        let meta = std::fs::symlink_metadata(path).map_err(io)?;
-        if meta.file_type().is_symlink() {
-            return Err(unsafe_file(
-                "is a symlink; point key_file at the real file".into(),
-            ));
-        }
-        if !meta.is_file() {
-            return Err(unsafe_file("is not a regular file".into()));
-        }
-        if meta.mode() & 0o077 != 0 {
-            return Err(unsafe_file(format!(
-                "is accessible by group or others (mode {:o}); run: chmod 600 {}",
-                meta.mode() & 0o777,
-                path.display()
-            )));
-        }
-        let text = std::fs::read_to_string(path).map_err(io)?;
-        let key = PrivateKey::from_openssh(text).map_err(|source| CaError::Key {
-            path: path.to_owned(),
-            message: "not an OpenSSH private key".into(),
-            source,
-        })?;
-        if key.is_encrypted() {
-            return Err(unsafe_file(
-                "is encrypted; countersign needs an unencrypted key".into(),
-            ));
-        }
-        if key.algorithm() != Algorithm::Ed25519 {
-            return Err(unsafe_file(format!(
-                "is {}, countersign signs with Ed25519 only",
-                key.algorithm().as_str()
-            )));
-        }
-        Self::from_key(key, path)
+        Ok(Self::from_key(keyfile::load(path, None)?))
     }
 
-    fn from_key(key: PrivateKey, path: &Path) -> Result<Self, CaError> {
-        let prepared = PreparedKey::new(&key).ok_or_else(|| CaError::Unsafe {
-            path: path.to_owned(),
-            message: "is not an Ed25519 key".into(),
-        })?;
-        Ok(Self { key, prepared })
-    }
-
-    /// Generates a new Ed25519 key and writes it with `O_EXCL` and mode 0600.
+    /// Generates a new unencrypted Ed25519 key and writes it with `O_EXCL` and mode 0600.
     pub fn create(path: &Path) -> Result<Self, CaError> {
-        let io = |source| CaError::Io {
-            path: path.to_owned(),
+        Ok(Self::from_key(keyfile::create(path, None)?))
+    }
+
+    /// Uses the key of the agent at `socket` whose public key is in `public_key_file`.
+    pub fn from_agent(socket: &Path, public_key_file: &Path) -> Result<Self, CaError> {
+        let text = std::fs::read_to_string(public_key_file).map_err(|source| CaError::Io {
+            path: public_key_file.to_owned(),
             source,
-        };
-        let key =
-            PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).map_err(CaError::Sign)?;
-        let mut key = key;
-        key.set_comment("countersign-ca");
-        let pem = key.to_openssh(LineEnding::LF).map_err(CaError::Sign)?;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
+        })?;
+        let public = PublicKey::from_openssh(text.trim()).map_err(|source| CaError::Key {
+            path: public_key_file.to_owned(),
+            message: "not an OpenSSH public key line".into(),
+            source,
+        })?;
+        if public.algorithm() != Algorithm::Ed25519 {
+            return Err(CaError::Unsafe {
+                path: public_key_file.to_owned(),
+                message: format!(
+                    "is {}, countersign signs with Ed25519 only",
+                    public.algorithm().as_str()
+                ),
+            });
         }
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(io)?;
-        file.write_all(pem.as_bytes()).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        Self::from_key(key, path)
+        let signer = AgentSigner::connect(socket, public.key_data().clone())?;
+        Ok(CertificateAuthority {
+            key: Key::Agent(signer),
+            public: PublicKey::new(public.key_data().clone(), "countersign-ca"),
+        })
+    }
+
+    fn from_key(key: PrivateKey) -> Self {
+        let public = key.public_key().clone();
+        let prepared = prepared::PreparedKey::new(&key);
+        CertificateAuthority {
+            key: Key::File(key, prepared),
+            public,
+        }
     }
 
     /// The line servers put in `TrustedUserCAKeys`.
     pub fn public_key_line(&self) -> String {
-        self.key
-            .public_key()
+        self.public
             .to_openssh()
             .unwrap_or_else(|_| self.fingerprint())
     }
 
     /// `SHA256:...` of the CA public key.
     pub fn fingerprint(&self) -> String {
-        self.key.fingerprint(HashAlg::Sha256).to_string()
+        self.public.fingerprint(HashAlg::Sha256).to_string()
     }
 
     /// The CA public key material (for KRLs and signature checks).
     pub fn public_key_data(&self) -> &ssh_key::public::KeyData {
-        self.key.public_key().key_data()
+        self.public.key_data()
     }
 
     /// An SSH signature (SSHSIG) over `msg` in `namespace`, as `ssh-keygen -Y sign` makes.
     /// The namespace keeps these signatures apart from certificate signatures.
-    pub fn sign_message(&self, namespace: &str, msg: &[u8]) -> Result<ssh_key::SshSig, CaError> {
-        self.key
-            .sign(namespace, HashAlg::Sha512, msg)
-            .map_err(CaError::Sign)
+    pub fn sign_message(&self, namespace: &str, msg: &[u8]) -> Result<SshSig, CaError> {
+        match &self.key {
+            Key::File(k, _) => SshSig::sign(k, namespace, HashAlg::Sha512, msg),
+            Key::Agent(a) => SshSig::sign(a, namespace, HashAlg::Sha512, msg),
+        }
+        .map_err(CaError::Sign)
     }
 
     /// Whether `key` is the CA's own public key (never certified).
     pub fn is_ca_key(&self, key: &SubjectKey) -> bool {
-        key.key_data() == self.key.public_key().key_data()
+        key.key_data() == self.public.key_data()
     }
 
     /// Signs a user certificate exactly as the grant says.
@@ -290,87 +275,14 @@ impl CertificateAuthority {
         for ext in grant.extensions {
             b.extension(ext.as_str(), "").map_err(CaError::Sign)?;
         }
-        b.sign(&self.prepared).map_err(CaError::Sign)
+        match &self.key {
+            Key::File(_, Some(p)) => b.sign(p),
+            Key::File(k, None) => b.sign(k),
+            Key::Agent(a) => b.sign(a),
+        }
+        .map_err(CaError::Sign)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const ISSUED_AT: u64 = 1_800_000_000;
-
-    fn subject() -> SubjectKey {
-        let k = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap();
-        SubjectKey::from_key_data(k.public_key().key_data().clone()).unwrap()
-    }
-
-    fn grant<'a>(subject: &'a SubjectKey, principals: &'a [Principal]) -> Grant<'a> {
-        Grant {
-            serial: 42,
-            key_id: "countersign:r-aaaaaaaaaaaa:alice:prod-db".into(),
-            subject,
-            principals,
-            valid_after: ISSUED_AT - 60,
-            valid_before: ISSUED_AT + 1800,
-            extensions: &[],
-            force_command: Some("/usr/local/bin/db-shell"),
-            source_address: &[],
-        }
-    }
-
-    #[test]
-    fn created_key_is_private_and_never_overwritten() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ca_key");
-        let (ca, created) = CertificateAuthority::load_or_create(&path, true).unwrap();
-        assert!(created);
-        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
-        let (again, created) = CertificateAuthority::load_or_create(&path, true).unwrap();
-        assert!(!created);
-        assert_eq!(ca.fingerprint(), again.fingerprint());
-        assert!(CertificateAuthority::create(&path).is_err());
-    }
-
-    #[test]
-    fn group_readable_key_is_refused() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ca_key");
-        CertificateAuthority::create(&path).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
-        let err = CertificateAuthority::load(&path).unwrap_err().to_string();
-        assert!(err.contains("chmod 600"), "{err}");
-    }
-
-    #[test]
-    fn signs_exactly_the_grant() {
-        let dir = tempfile::tempdir().unwrap();
-        let ca = CertificateAuthority::create(&dir.path().join("k")).unwrap();
-        let subject = subject();
-        let principals = [Principal::parse("postgres").unwrap()];
-        let cert = ca.sign(&grant(&subject, &principals)).unwrap();
-        assert_eq!(cert.serial(), 42);
-        assert_eq!(cert.valid_principals(), ["postgres"]);
-        assert_eq!(cert.valid_after(), ISSUED_AT - 60);
-        assert_eq!(cert.cert_type(), CertType::User);
-        assert!(cert.critical_options().contains_key("force-command"));
-        assert!(cert.extensions().is_empty());
-        cert.validate_at(ISSUED_AT, &[ca.key.fingerprint(HashAlg::Sha256)])
-            .unwrap();
-    }
-
-    #[test]
-    fn refuses_empty_principals_zero_serial_and_own_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let ca = CertificateAuthority::create(&dir.path().join("k")).unwrap();
-        let subject = subject();
-        let principals = [Principal::parse("postgres").unwrap()];
-        assert!(ca.sign(&grant(&subject, &[])).is_err());
-        let mut g = grant(&subject, &principals);
-        g.serial = 0;
-        assert!(ca.sign(&g).is_err());
-        let own = SubjectKey::from_key_data(ca.key.public_key().key_data().clone()).unwrap();
-        assert!(ca.sign(&grant(&own, &principals)).is_err());
-    }
-}
+mod tests;

@@ -58,7 +58,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create the data directory, database and CA key; print the CA public key.
-    Init,
+    Init(init::InitArgs),
     /// Run the HTTP API.
     Serve,
     /// Validate the configuration and print a summary.
@@ -107,7 +107,7 @@ pub struct JsonFlag {
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Init => init::init(&cli.config),
+        Command::Init(args) => init::init(&cli.config, &args),
         Command::Serve => serve::serve(&cli.config),
         Command::CheckConfig => init::check_config(&cli.config),
         Command::Token(cmd) => token::run(&cli.config, cmd),

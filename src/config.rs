@@ -6,6 +6,7 @@
 //! operator can stage a policy, but `check-config` shows it.
 
 mod raw;
+mod settings;
 mod ssh;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,6 +42,8 @@ pub enum ConfigError {
     },
 }
 
+pub use settings::{CredentialPath, Limits, TlsFiles};
+
 /// Where and how the server runs.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
@@ -48,6 +51,13 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     /// Folder of the SQLite file and the CA key.
     pub data_dir: PathBuf,
+    /// Certificate and key for HTTPS; `None` serves plain HTTP (loopback only, unless
+    /// `allow_plain_http`).
+    pub tls: Option<TlsFiles>,
+    /// Plain HTTP on a non-loopback address was allowed on purpose (warned at every start).
+    pub allow_plain_http: bool,
+    /// Abuse limits of the HTTP API.
+    pub limits: Limits,
 }
 
 /// The certificate authority's key and certificate timing.
@@ -57,6 +67,12 @@ pub struct CaSettings {
     pub key_file: PathBuf,
     /// `valid_after` = issue time minus this, for servers whose clocks run behind.
     pub backdate: Duration,
+    /// Where the passphrase of an encrypted key file is read from (never argv).
+    pub passphrase_file: Option<CredentialPath>,
+    /// Sign through the SSH agent at `SSH_AUTH_SOCK`; the key file is then not used.
+    pub agent: bool,
+    /// With `agent`: the CA public key (one OpenSSH line) the agent must hold.
+    pub agent_public_key: Option<PathBuf>,
 }
 
 /// How long requests may wait.
@@ -113,7 +129,7 @@ impl Config {
             invalid: &invalid,
         };
         let server = b.server(raw.server, base)?;
-        let ca = b.ca(raw.ca, &server.data_dir)?;
+        let ca = b.ca(raw.ca, &server.data_dir, base)?;
         let requests = RequestSettings {
             pending_ttl: b.duration(
                 "requests.pending_ttl",
@@ -177,31 +193,6 @@ impl Builder<'_> {
         default: &str,
     ) -> Result<Duration, ConfigError> {
         parse_duration(value.unwrap_or(default), "duration").map_err(|e| self.err(key, e))
-    }
-
-    fn server(&self, raw: raw::RawServer, base: &Path) -> Result<ServerSettings, ConfigError> {
-        let listen = raw
-            .listen
-            .as_deref()
-            .unwrap_or("127.0.0.1:7070")
-            .parse()
-            .map_err(|e| self.err("server.listen", format!("not an address:port ({e})")))?;
-        let data_dir = base.join(raw.data_dir.as_deref().unwrap_or("data"));
-        Ok(ServerSettings { listen, data_dir })
-    }
-
-    fn ca(&self, raw: raw::RawCa, data_dir: &Path) -> Result<CaSettings, ConfigError> {
-        let key_file = data_dir.join(raw.key_file.as_deref().unwrap_or("ca_key"));
-        let backdate = match raw.backdate.as_deref() {
-            Some(zero) if humantime::parse_duration(zero.trim()).is_ok_and(|d| d.is_zero()) => {
-                Duration::ZERO
-            }
-            other => self.duration("ca.backdate", other, "1m")?,
-        };
-        if backdate > Duration::from_secs(3600) {
-            return Err(self.err("ca.backdate", "at most 1h"));
-        }
-        Ok(CaSettings { key_file, backdate })
     }
 
     fn users(

@@ -19,6 +19,8 @@
 //! - [`ca`]: the CA key file and the one function that signs certificates.
 //! - [`krl`]: the OpenSSH KRL writer; [`checkpoint`]: signed audit checkpoints.
 //! - [`bench`]: `countersign bench`, the performance measurements.
+//! - [`tls`]: rustls set-up for the server and the CLI client.
+//! - `fuzzing` (hidden): the entry points of the cargo-fuzz targets in `fuzz/`.
 
 pub mod api;
 pub mod audit;
@@ -27,6 +29,8 @@ pub mod ca;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod krl;
 pub mod names;
 pub mod policy;
@@ -34,3 +38,4 @@ pub mod pubkey;
 pub mod service;
 pub mod ssh;
 pub mod store;
+pub mod tls;

@@ -144,11 +144,24 @@ impl Text {
     }
 }
 
-/// Control characters, and the Unicode formatting characters that reorder or hide text
-/// (bidi overrides, zero-width joiners): none has a place in a reason shown to an approver.
+/// Control characters, line and paragraph separators (a new line in a log viewer), and the
+/// Unicode formatting characters that reorder, hide or smuggle text (bidi marks and
+/// overrides, zero-width characters, soft hyphen, invisible operators, interlinear
+/// annotations, tag characters): none has a place in a reason shown to an approver.
 fn is_forbidden_char(c: char) -> bool {
     c.is_control()
-        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+        || matches!(
+            c,
+            '\u{ad}'
+                | '\u{61c}'
+                | '\u{180e}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{206f}'
+                | '\u{feff}'
+                | '\u{fff9}'..='\u{fffb}'
+                | '\u{e0000}'..='\u{e007f}'
+        )
 }
 
 /// Identifies one access request: `r-` followed by 12 base32 characters (60 random bits).
@@ -268,6 +281,20 @@ mod tests {
         assert!(Text::parse("   ", "reason").is_err());
         assert!(Text::parse("a\nb", "reason").is_err());
         assert!(Text::parse("a\u{202e}b", "reason").is_err());
+        for trick in [
+            "\u{2028}",
+            "\u{2029}",
+            "\u{61c}",
+            "\u{2060}",
+            "\u{ad}",
+            "\u{e0041}",
+        ] {
+            assert!(
+                Text::parse(&format!("a{trick}b"), "reason").is_err(),
+                "{trick:?}"
+            );
+        }
+        assert!(Text::parse("café, naïve, 日本語, emoji 👍🏽", "reason").is_ok());
         assert!(Text::parse(&"x".repeat(1024), "reason").is_ok());
         assert!(Text::parse(&"x".repeat(1025), "reason").is_err());
     }

@@ -53,8 +53,8 @@ pub enum ServiceError {
     /// The database failed.
     #[error("storage failure")]
     Store(#[from] StoreError),
-    /// Signing failed.
-    #[error("signing failure")]
+    /// The CA key could not be used, or signing failed.
+    #[error("CA failure")]
     Ca(#[from] CaError),
     /// The KRL could not be built.
     #[error("building the KRL")]
@@ -102,11 +102,12 @@ impl Service {
         }
     }
 
-    /// Opens the database and the CA key named by `config` (creating the key if
-    /// `create_key`), and checks the audit chain: a broken chain refuses to start.
+    /// Opens the database and the CA key named by `config` (creating the key file if
+    /// `create_key`, or using the agent), and checks the audit chain: a broken chain
+    /// refuses to start.
     pub fn open(config: Config, create_key: bool) -> Result<Self, ServiceError> {
         let store = Store::open(&config.database_path())?;
-        let (ca, _) = CertificateAuthority::load_or_create(&config.ca.key_file, create_key)?;
+        let (ca, _) = CertificateAuthority::open(&config.ca, create_key)?;
         store.read(audit::verify)?;
         Ok(Self::new(config, ca, store))
     }

@@ -1,9 +1,18 @@
 //! Bearer-token authentication: the only way a handler learns who the caller is.
+//!
+//! Failed attempts are counted per client address and per token ([`AuthLimiter`]) and
+//! logged with the client address and eight hex digits of the token's SHA-256, never the
+//! token itself.
+
+use std::net::IpAddr;
+use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 
+use super::limits::{AuthLimiter, TokenId};
+use super::server::ClientAddr;
 use super::{ApiError, AppState, blocking};
 use crate::names::UserName;
 use crate::service::ServiceError;
@@ -16,21 +25,60 @@ impl FromRequestParts<AppState> for Actor {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty() && t.len() <= 256)
-            .map(str::to_owned);
-        let Some(token) = token else {
-            return Err(ServiceError::Unauthenticated.into());
-        };
-        let user = blocking(state, move |s| s.authenticate(&token)).await;
-        if user.is_err() {
-            tracing::warn!(path = %parts.uri.path(), "authentication failed");
+        let limiter = parts.extensions.get::<Arc<AuthLimiter>>().cloned();
+        let client = parts.extensions.get::<ClientAddr>().map(|c| c.0.ip());
+        let token = bearer_token(parts);
+        let token_id = token.as_deref().map(TokenId::of);
+        if let Some(limiter) = &limiter {
+            limiter
+                .check(client, token_id)
+                .map_err(|wait| rate_limited(client, token_id, wait))?;
         }
-        Ok(Actor(user?))
+        let result = match token {
+            Some(token) => blocking(state, move |s| s.authenticate(&token)).await,
+            None => Err(ServiceError::Unauthenticated.into()),
+        };
+        if result
+            .as_ref()
+            .is_err_and(|e| e.code() == "unauthenticated")
+        {
+            if let Some(limiter) = &limiter {
+                limiter.failed(client, token_id);
+            }
+            tracing::warn!(
+                client = %client.map(|c| c.to_string()).unwrap_or_default(),
+                path = %parts.uri.path(),
+                token = %token_id.map(|t| t.short()).unwrap_or_else(|| "none".into()),
+                "authentication failed"
+            );
+        }
+        Ok(Actor(result?))
     }
+}
+
+/// The token of `Authorization: Bearer <token>`, if it is there and plausible.
+fn bearer_token(parts: &Parts) -> Option<String> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+        .map(str::to_owned)
+}
+
+fn rate_limited(client: Option<IpAddr>, token: Option<TokenId>, wait: u64) -> ApiError {
+    tracing::warn!(
+        client = %client.map(|c| c.to_string()).unwrap_or_default(),
+        token = %token.map(|t| t.short()).unwrap_or_else(|| "none".into()),
+        retry_after = wait,
+        "too many failed authentications; refusing"
+    );
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("too many failed authentications; retry in {wait} s"),
+    )
+    .with_retry_after(wait)
 }

@@ -40,6 +40,14 @@ impl CreateBody {
     }
 }
 
+/// Parses a `POST /v1/requests` body as the handler does, past the content-type and size
+/// checks: JSON into [`CreateBody`], then into typed values. For the fuzz targets.
+pub(crate) fn parse_create_body(bytes: &[u8]) -> Result<NewRequest, ApiError> {
+    serde_json::from_slice::<CreateBody>(bytes)
+        .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?
+        .parse()
+}
+
 /// `POST /v1/requests/{id}/approve` body (optional).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

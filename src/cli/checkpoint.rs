@@ -23,7 +23,7 @@ fn open(config: &Path) -> anyhow::Result<(Config, Store)> {
 /// Prints (or writes) a signed checkpoint of the log's current head.
 pub fn checkpoint(config: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode> {
     let (config, store) = open(config)?;
-    let ca = CertificateAuthority::load(&config.ca.key_file)?;
+    let (ca, _) = CertificateAuthority::open(&config.ca, false)?;
     let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
     let (cp, signature) = store.read(|tx| checkpoint::create(tx, &ca, &now))?;
     match out {
@@ -74,7 +74,7 @@ pub fn verify(config: &Path, checkpoint_file: Option<&Path>) -> anyhow::Result<E
         };
     };
     let (statement, signature) = read_checkpoint(file)?;
-    let ca = CertificateAuthority::load(&config.ca.key_file)?;
+    let (ca, _) = CertificateAuthority::open(&config.ca, false)?;
     let public = PublicKey::new(ca.public_key_data().clone(), "");
     let result = checkpoint::verify_signature(&public, &statement, &signature).and_then(|cp| {
         store

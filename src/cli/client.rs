@@ -1,5 +1,7 @@
 //! The HTTP client used by client commands: bearer token from `COUNTERSIGN_TOKEN`,
-//! API errors turned into one-line messages that carry the error code.
+//! API errors turned into one-line messages that carry the error code. `https` URLs are
+//! checked against the system's CA certificates, or, when `COUNTERSIGN_CA_CERT` names a
+//! PEM file, against the certificates in it only (a private CA).
 
 use anyhow::{Context, anyhow, bail};
 use serde::Serialize;
@@ -30,11 +32,23 @@ impl Client {
     }
 
     fn new(url: &str, token: Option<String>) -> anyhow::Result<Client> {
+        crate::tls::install_crypto_provider();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        let mut builder = reqwest::Client::builder();
+        if let Some(path) = std::env::var_os("COUNTERSIGN_CA_CERT").filter(|p| !p.is_empty()) {
+            let path = std::path::PathBuf::from(path);
+            let certs = crate::tls::read_certificates(&path)
+                .context("COUNTERSIGN_CA_CERT")?
+                .into_iter()
+                .map(|der| reqwest::Certificate::from_der(&der))
+                .collect::<Result<Vec<_>, _>>()
+                .context("COUNTERSIGN_CA_CERT")?;
+            builder = builder.tls_certs_only(certs);
+        }
         Ok(Client {
-            http: reqwest::Client::builder().build()?,
+            http: builder.build()?,
             base: url.trim_end_matches('/').to_owned(),
             token,
             rt,

@@ -3,26 +3,57 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use anyhow::bail;
+
 use crate::ca::CertificateAuthority;
 use crate::config::Config;
 use crate::policy::rules::describe_members;
 use crate::service::Service;
 use crate::ssh::host_key;
 
+/// `countersign init` options.
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// Encrypt a newly created CA key with the passphrase in `[ca] passphrase_file`
+    /// (required with this flag; the passphrase is never taken from the command line).
+    #[arg(long)]
+    pub encrypt: bool,
+}
+
 /// Creates the data directory, database and CA key (never overwriting it), and the SSH
 /// host key when `[ssh]` is set, and prints the CA public key line.
-pub fn init(config: &Path) -> anyhow::Result<ExitCode> {
+pub fn init(config: &Path, args: &InitArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(config)?;
-    let existed = config.ca.key_file.exists();
+    if args.encrypt && config.ca.agent {
+        bail!(
+            "--encrypt: [ca] agent = true; the agent holds the key, there is no key file to encrypt"
+        );
+    }
+    if args.encrypt && config.ca.passphrase_file.is_none() {
+        bail!(
+            "--encrypt needs [ca] passphrase_file: the file holding the passphrase (e.g. \"${{CREDENTIALS_DIRECTORY}}/ca-passphrase\")"
+        );
+    }
+    let existed = config.ca.agent || config.ca.key_file.exists();
     let service = Service::open(config, true)?;
     let ca = service.ca();
-    if existed {
+    if service.config().ca.agent {
+        eprintln!("CA key held by the SSH agent at SSH_AUTH_SOCK");
+    } else if existed {
         eprintln!(
             "CA key {} already exists; left unchanged",
             service.config().ca.key_file.display()
         );
     } else {
-        eprintln!("created CA key {}", service.config().ca.key_file.display());
+        let how = if service.config().ca.passphrase_file.is_some() {
+            "encrypted "
+        } else {
+            ""
+        };
+        eprintln!(
+            "created {how}CA key {}",
+            service.config().ca.key_file.display()
+        );
     }
     eprintln!("CA fingerprint {}", ca.fingerprint());
     if let Some(ssh) = &service.config().ssh {
@@ -39,18 +70,26 @@ pub fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     let p = &config.policy;
     println!("config       {}", config.path.display());
     println!("listen       {}", config.server.listen);
+    match &config.server.tls {
+        Some(tls) => println!(
+            "tls          {} ({})",
+            tls.cert.display(),
+            tls.key.display()
+        ),
+        None => println!("tls          off (plain HTTP)"),
+    }
     println!("data_dir     {}", config.server.data_dir.display());
-    match CertificateAuthority::load(&config.ca.key_file) {
-        Ok(ca) => println!(
-            "ca key       {} ({})",
-            config.ca.key_file.display(),
-            ca.fingerprint()
-        ),
-        Err(e) if config.ca.key_file.exists() => println!("ca key       UNUSABLE: {e:#}"),
-        Err(_) => println!(
-            "ca key       {} (not created yet: run init or serve)",
-            config.ca.key_file.display()
-        ),
+    let where_ = if config.ca.agent {
+        "in the SSH agent".to_owned()
+    } else {
+        config.ca.key_file.display().to_string()
+    };
+    match CertificateAuthority::open(&config.ca, false) {
+        Ok((ca, _)) => println!("ca key       {where_} ({})", ca.fingerprint()),
+        Err(e) if config.ca.agent || config.ca.key_file.exists() => {
+            println!("ca key       UNUSABLE: {e:#}")
+        }
+        Err(_) => println!("ca key       {where_} (not created yet: run init or serve)"),
     }
     println!("ssh          {}", ssh_summary(&config));
     println!(

@@ -13,14 +13,18 @@ use crate::config::Config;
 use crate::service::Service;
 use crate::ssh::host_key;
 
-/// Loads everything, refuses to start on a broken audit chain or unsafe CA or host key,
-/// serves.
+/// Loads everything, refuses to start on a broken audit chain, an unsafe CA or host key,
+/// or unusable TLS files, serves. Config warnings (e.g. `allow_plain_http`) are logged at
+/// every start.
 pub fn serve(config: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(config)?;
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
     let listen = config.server.listen;
+    if let Some(files) = &config.server.tls {
+        crate::tls::server_config(files).context("refusing to start")?;
+    }
     let service = Service::open(config, true).context("refusing to start")?;
     tracing::info!(fingerprint = %service.ca().fingerprint(), "CA key loaded");
     tracing::info!("TrustedUserCAKeys line: {}", service.ca().public_key_line());
@@ -32,7 +36,6 @@ pub fn serve(config: &Path) -> anyhow::Result<ExitCode> {
         let (stop, stopped) = watch::channel(false);
         let ssh = start_ssh(&service, stopped.clone()).await?;
         let listener = bind(listen).await?;
-        tracing::info!(address = %listener.local_addr()?, "countersign listening");
         tokio::spawn(async move {
             shutdown_signal().await;
             let _ = stop.send(true);

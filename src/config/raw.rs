@@ -31,6 +31,17 @@ pub(super) struct RawConfig {
 pub(super) struct RawServer {
     pub listen: Option<String>,
     pub data_dir: Option<String>,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    #[serde(default)]
+    pub allow_plain_http: bool,
+    pub max_header_bytes: Option<usize>,
+    pub request_timeout: Option<String>,
+    pub max_connections: Option<usize>,
+    pub max_concurrent_requests: Option<usize>,
+    pub auth_failures_per_address: Option<u32>,
+    pub auth_failures_per_token: Option<u32>,
+    pub auth_failure_window: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -38,6 +49,10 @@ pub(super) struct RawServer {
 pub(super) struct RawCa {
     pub key_file: Option<String>,
     pub backdate: Option<String>,
+    pub passphrase_file: Option<String>,
+    #[serde(default)]
+    pub agent: bool,
+    pub agent_public_key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -270,6 +270,105 @@ fn backdate_zero_is_allowed_and_over_an_hour_is_not() {
 }
 
 #[test]
+fn server_limits_default_and_are_bounded() {
+    let c = ok("");
+    assert_eq!(c.server.limits, Limits::default());
+    assert_eq!(c.server.limits.request_timeout, Duration::from_secs(30));
+    let c = ok(
+        "[server]\nmax_header_bytes = 4096\nrequest_timeout = \"5s\"\nmax_concurrent_requests = 8\nauth_failures_per_token = 3\nauth_failure_window = \"1m\"\n",
+    );
+    let l = &c.server.limits;
+    assert_eq!(l.max_header_bytes, 4096);
+    assert_eq!(l.request_timeout, Duration::from_secs(5));
+    assert_eq!(l.max_concurrent_requests, 8);
+    assert_eq!(l.auth_failures_per_token, 3);
+    assert_eq!(l.auth_failure_window, Duration::from_secs(60));
+    refused(
+        "[server]\nmax_header_bytes = 10\n",
+        &["server.max_header_bytes"],
+    );
+    refused(
+        "[server]\nrequest_timeout = \"1h\"\n",
+        &["server.request_timeout"],
+    );
+    refused(
+        "[server]\nmax_connections = 0\n",
+        &["server.max_connections"],
+    );
+    refused(
+        "[server]\nauth_failures_per_address = 0\n",
+        &["server.auth_failures_per_address"],
+    );
+}
+
+#[test]
+fn passphrase_file_takes_a_path_or_the_credentials_folder() {
+    let c = ok("[ca]\npassphrase_file = \"${CREDENTIALS_DIRECTORY}/ca-pass\"\n");
+    assert_eq!(
+        c.ca.passphrase_file,
+        Some(CredentialPath::Credential("ca-pass".into()))
+    );
+    let c = ok("[ca]\npassphrase_file = \"secrets/pass\"\n");
+    assert_eq!(
+        c.ca.passphrase_file,
+        Some(CredentialPath::Path("/tmp/secrets/pass".into()))
+    );
+    refused(
+        "[ca]\npassphrase_file = \"$HOME/pass\"\n",
+        &["ca.passphrase_file", "CREDENTIALS_DIRECTORY"],
+    );
+    refused(
+        "[ca]\npassphrase_file = \"${CREDENTIALS_DIRECTORY}/../x\"\n",
+        &["ca.passphrase_file"],
+    );
+}
+
+#[test]
+fn agent_needs_its_public_key_and_excludes_a_passphrase() {
+    let c = ok("[ca]\nagent = true\nagent_public_key = \"ca.pub\"\n");
+    assert!(c.ca.agent);
+    assert_eq!(c.ca.agent_public_key, Some("/tmp/data/ca.pub".into()));
+    refused("[ca]\nagent = true\n", &["ca.agent_public_key", "required"]);
+    refused(
+        "[ca]\nagent = true\nagent_public_key = \"p\"\npassphrase_file = \"x\"\n",
+        &["ca.passphrase_file"],
+    );
+    refused(
+        "[ca]\nagent_public_key = \"p\"\n",
+        &["ca.agent_public_key", "agent = true"],
+    );
+}
+
+#[test]
+fn plain_http_only_on_loopback_unless_allowed_with_a_warning() {
+    let c = ok("[server]\nlisten = \"[::1]:7070\"\n");
+    assert!(c.server.tls.is_none());
+    refused(
+        "[server]\nlisten = \"0.0.0.0:7070\"\n",
+        &["server.listen", "tls_cert", "allow_plain_http"],
+    );
+    let c = ok("[server]\nlisten = \"0.0.0.0:7070\"\nallow_plain_http = true\n");
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("plain HTTP on 0.0.0.0:7070")),
+        "{:?}",
+        c.warnings
+    );
+    let c = ok("[server]\nlisten = \"0.0.0.0:443\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n");
+    assert_eq!(
+        c.server.tls,
+        Some(TlsFiles {
+            cert: "/tmp/c.pem".into(),
+            key: "/tmp/k.pem".into()
+        })
+    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    refused("[server]\ntls_cert = \"c.pem\"\n", &["server.tls_key"]);
+    refused("[server]\ntls_key = \"k.pem\"\n", &["server.tls_cert"]);
+}
+
+#[test]
 fn bad_listen_address_is_an_error() {
     refused("[server]\nlisten = \"localhost\"\n", &["server.listen"]);
 }

@@ -1,4 +1,7 @@
-//! Bad input through the real API: a clear 4xx, and nothing changes.
+//! Bad input through the real API: a clear 4xx, and nothing changes. The big table of
+//! hostile inputs is in `api_input/table.rs`.
+
+mod table;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -304,6 +304,7 @@ async fn client_errors_are_one_line_with_the_code() {
 
 #[tokio::test]
 async fn serve_runs_until_sigterm() {
+    countersign::tls::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

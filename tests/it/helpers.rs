@@ -116,6 +116,7 @@ impl TestApp {
     }
 
     async fn start(dir: TempDir, tokens: HashMap<String, String>) -> TestApp {
+        countersign::tls::install_crypto_provider();
         let config = Config::load(&dir.path().join("countersign.toml")).expect("config loads");
         let service = Arc::new(Service::open(config, true).expect("service opens"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

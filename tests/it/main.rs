@@ -4,16 +4,23 @@
 
 mod front_door_helper;
 mod helpers;
+mod process;
 mod sshd_helper;
 
 mod api_flow;
 mod api_input;
 mod api_refusals;
 mod audit_log;
+mod ca_key;
 mod cli;
 mod concurrency;
+mod crash;
 mod evidence;
 mod front_door;
 mod front_door_limits;
+mod fuzz_corpus;
+mod limits;
+mod properties;
 mod revocation;
 mod sshd;
+mod tls;

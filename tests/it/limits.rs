@@ -1,0 +1,282 @@
+//! Abuse limits through the real HTTP server: failed-authentication rate limits, header
+//! size, time per request, requests in flight; which endpoints need no token.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::helpers::*;
+use crate::process::{ServerProcess, create_token};
+
+/// [`POLICY`] with extra `[server]` lines.
+fn with_server_lines(lines: &str) -> String {
+    POLICY.replace(
+        "data_dir = \"data\"",
+        &format!("data_dir = \"data\"\n{lines}"),
+    )
+}
+
+async fn get_with_token(app: &TestApp, path: &str, token: &str) -> reqwest::Response {
+    app.http
+        .get(format!("{}{path}", app.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("GET")
+}
+
+#[tokio::test]
+async fn failed_authentications_from_one_address_get_429_with_retry_after() {
+    let app = TestApp::spawn_with(&with_server_lines(
+        "auth_failures_per_address = 3\nauth_failures_per_token = 100\nauth_failure_window = \"10m\"",
+    ))
+    .await;
+    for i in 0..3 {
+        let resp = get_with_token(&app, "/v1/whoami", &format!("cs_guess{i}")).await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "guess {i}");
+    }
+    let resp = get_with_token(&app, "/v1/whoami", "cs_guess3").await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((590..=600).contains(&retry), "Retry-After {retry}");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(code(&body), "rate_limited");
+
+    // A right token from the same address is refused too: the answer must not tell a
+    // guesser that a guess was right.
+    let (status, body) = app.get("alice", "/v1/whoami").await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+    );
+    // Endpoints without a token stay open.
+    for path in ["/v1/health", "/v1/ca.pub", "/v1/krl"] {
+        let resp = app
+            .http
+            .get(format!("{}{path}", app.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_token_that_keeps_failing_is_limited_but_other_tokens_are_not() {
+    let app = TestApp::spawn_with(&with_server_lines(
+        "auth_failures_per_address = 100\nauth_failures_per_token = 2",
+    ))
+    .await;
+    let revoked = app.create_token("frank");
+    countersign::service::revoke_tokens(
+        app.service.store(),
+        &countersign::names::UserName::parse("frank").unwrap(),
+        "operator",
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let resp = get_with_token(&app, "/v1/whoami", &revoked).await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    }
+    let resp = get_with_token(&app, "/v1/whoami", &revoked).await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(resp.headers().contains_key("retry-after"));
+    let resp = get_with_token(&app, "/v1/whoami", "cs_another_guess").await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let (status, _) = app.get("alice", "/v1/whoami").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn every_endpoint_but_health_ca_key_and_krl_needs_a_token() {
+    let app = TestApp::spawn().await;
+    let id = "r-aaaaaaaaaaaa";
+    let token_endpoints = [
+        ("GET", "/v1/whoami".to_owned()),
+        ("GET", "/v1/requests".to_owned()),
+        ("POST", "/v1/requests".to_owned()),
+        ("GET", format!("/v1/requests/{id}")),
+        ("POST", format!("/v1/requests/{id}/approve")),
+        ("POST", format!("/v1/requests/{id}/deny")),
+        ("POST", format!("/v1/requests/{id}/cancel")),
+        ("GET", format!("/v1/requests/{id}/certificate")),
+        ("POST", format!("/v1/requests/{id}/done")),
+        ("POST", "/v1/certificates/1/revoke".to_owned()),
+        ("POST", "/v1/users/alice/revoke".to_owned()),
+        ("GET", "/v1/audit".to_owned()),
+        ("GET", "/v1/audit/verify".to_owned()),
+    ];
+    for (method, path) in &token_endpoints {
+        let req = match *method {
+            "GET" => app.http.get(format!("{}{path}", app.url)),
+            _ => app
+                .http
+                .post(format!("{}{path}", app.url))
+                .json(&serde_json::json!({})),
+        };
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
+        assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+    }
+    for path in ["/v1/health", "/v1/ca.pub", "/v1/krl"] {
+        let resp = app
+            .http
+            .get(format!("{}{path}", app.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn oversized_request_headers_get_431() {
+    let app = TestApp::spawn_with(&with_server_lines("max_header_bytes = 4096")).await;
+    let resp = app
+        .http
+        .get(format!("{}/v1/health", app.url))
+        .header("x-filler", "a".repeat(8000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    let resp = app
+        .http
+        .get(format!("{}/v1/health", app.url))
+        .header("x-filler", "a".repeat(1000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+fn addr(app: &TestApp) -> String {
+    app.url.trim_start_matches("http://").to_owned()
+}
+
+/// Opens a connection and sends the head of a POST whose body never arrives.
+async fn stalled_post(app: &TestApp) -> TcpStream {
+    let mut s = TcpStream::connect(addr(app)).await.unwrap();
+    let head = format!(
+        "POST /v1/requests HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{",
+        app.token("alice")
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s
+}
+
+/// Reads what the server sends until it closes or `limit` passes.
+async fn read_reply(s: &mut TcpStream, limit: Duration) -> String {
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(limit, s.read_to_end(&mut buf)).await;
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+#[tokio::test]
+async fn stalled_bodies_time_out_and_requests_in_flight_are_bounded() {
+    let app = TestApp::spawn_with(&with_server_lines(
+        "request_timeout = \"3s\"\nmax_concurrent_requests = 2",
+    ))
+    .await;
+    let before = app.count("SELECT count(*) FROM requests");
+    let started = Instant::now();
+    let mut a = stalled_post(&app).await;
+    let mut b = stalled_post(&app).await;
+    // Once the server has read both heads, the two stalled requests hold both slots.
+    let overloaded = loop {
+        let resp = app
+            .http
+            .get(format!("{}/v1/health", app.url))
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
+            break resp;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "never overloaded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(overloaded.headers()["retry-after"], "1");
+    let body: serde_json::Value = overloaded.json().await.unwrap();
+    assert_eq!(code(&body), "overloaded");
+
+    for s in [&mut a, &mut b] {
+        let reply = read_reply(s, Duration::from_secs(10)).await;
+        assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+        assert!(reply.contains("\"timeout\""), "{reply}");
+    }
+    let waited = started.elapsed();
+    assert!(
+        (Duration::from_secs(3)..Duration::from_secs(9)).contains(&waited),
+        "{waited:?}"
+    );
+    let resp = app
+        .http
+        .get(format!("{}/v1/health", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "permits are given back");
+    assert_eq!(app.count("SELECT count(*) FROM requests"), before);
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    let app = TestApp::spawn_with(&with_server_lines("request_timeout = \"1s\"")).await;
+    let mut s = TcpStream::connect(addr(&app)).await.unwrap();
+    s.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let reply = read_reply(&mut s, Duration::from_secs(10)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "connection still open after {:?}",
+        started.elapsed()
+    );
+    assert!(!reply.contains("200 OK"), "{reply}");
+}
+
+#[test]
+fn failed_authentications_are_logged_without_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, POLICY).unwrap();
+    let good = create_token(&config, "alice");
+    let server = ServerProcess::start(&config);
+    let bad = "cs_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    countersign::tls::install_crypto_provider();
+    let http = reqwest::Client::new();
+    let status = rt.block_on(async {
+        http.get(format!("{}/v1/whoami", server.url))
+            .bearer_auth(bad)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.log().contains("authentication failed") {
+        assert!(Instant::now() < deadline, "no log line:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = server.log();
+    assert!(log.contains("client=127.0.0.1"), "{log}");
+    assert!(!log.contains(bad) && !log.contains(&bad[3..20]), "{log}");
+    assert!(!log.contains(&good), "{log}");
+    assert!(server.terminate(), "graceful shutdown exits 0");
+}
