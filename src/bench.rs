@@ -42,6 +42,9 @@ pub struct BenchArgs {
     /// Print JSON instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Time each baseline for this long (seconds); the suite's smoke test uses a fraction.
+    #[arg(long, default_value_t = 2.0)]
+    pub baseline_seconds: f64,
     /// Run the server under this command, for profiling (e.g. "perf record -g -o server.perf").
     #[arg(long)]
     pub server_prefix: Option<String>,
@@ -53,9 +56,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let dir = args.dir.clone().unwrap_or_else(|| temp.path().to_owned());
     let mut report = Report::default();
     eprintln!("baselines...");
-    report.raw_ed25519 = Some(baseline::raw_ed25519());
-    report.ssh_keygen = baseline::ssh_keygen(&dir);
-    report.in_process = Some(baseline::in_process_signing(&dir)?);
+    let budget = std::time::Duration::from_secs_f64(args.baseline_seconds.clamp(0.05, 60.0));
+    report.raw_ed25519 = Some(baseline::raw_ed25519(budget));
+    report.ssh_keygen = baseline::ssh_keygen(&dir, budget);
+    report.in_process = Some(baseline::in_process_signing(&dir, budget)?);
     let fx = fixture::Fixture::create(&dir, args.server_prefix.clone())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

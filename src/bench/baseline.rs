@@ -38,11 +38,11 @@ fn timed(min: Duration, mut op: impl FnMut()) -> Rate {
 }
 
 /// ed25519-dalek signatures over ~600-byte messages (a certificate's size), one thread.
-pub fn raw_ed25519() -> Rate {
+pub fn raw_ed25519(budget: Duration) -> Rate {
     let key = ed25519_dalek::SigningKey::from_bytes(&rand::random());
     let mut msg = vec![0u8; 600];
     let mut i = 0u64;
-    timed(Duration::from_secs(2), || {
+    timed(budget, || {
         msg[..8].copy_from_slice(&i.to_le_bytes());
         i += 1;
         std::hint::black_box(key.sign(&msg));
@@ -51,7 +51,7 @@ pub fn raw_ed25519() -> Rate {
 
 /// Certificates per second a shell-script CA gets from `ssh-keygen -s` (one process per
 /// certificate); `None` when ssh-keygen is not installed.
-pub fn ssh_keygen(dir: &Path) -> Option<Rate> {
+pub fn ssh_keygen(dir: &Path, budget: Duration) -> Option<Rate> {
     let dir = dir.join("ssh-keygen");
     std::fs::create_dir_all(&dir).ok()?;
     let keygen = |name: &str| {
@@ -66,7 +66,7 @@ pub fn ssh_keygen(dir: &Path) -> Option<Rate> {
     keygen("user")?;
     let start = Instant::now();
     let mut ops = 0u64;
-    while start.elapsed() < Duration::from_secs(3) {
+    while start.elapsed() < budget {
         let ok = Command::new("ssh-keygen")
             .args(["-q", "-s"])
             .arg(dir.join("ca"))
@@ -98,7 +98,7 @@ pub fn ssh_keygen(dir: &Path) -> Option<Rate> {
 }
 
 /// Certificates per second through `CertificateAuthority::sign`, one thread.
-pub fn in_process_signing(dir: &Path) -> anyhow::Result<Rate> {
+pub fn in_process_signing(dir: &Path, budget: Duration) -> anyhow::Result<Rate> {
     let ca = CertificateAuthority::create(&dir.join("bench_ca_key"))?;
     let user = ssh_key::PrivateKey::random(&mut rand::rng(), ssh_key::Algorithm::Ed25519)?;
     let subject = SubjectKey::from_key_data(user.public_key().key_data().clone())?;
@@ -106,7 +106,7 @@ pub fn in_process_signing(dir: &Path) -> anyhow::Result<Rate> {
     let extensions = ["permit-pty".to_owned()];
     let mut serial = 0u64;
     let mut failed = None;
-    let rate = timed(Duration::from_secs(2), || {
+    let rate = timed(budget, || {
         serial += 1;
         let grant = Grant {
             serial,

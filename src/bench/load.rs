@@ -70,6 +70,7 @@ pub async fn run(fx: &Fixture, url: &str, clients: usize, flows: usize) -> anyho
         let k = ssh_key::PrivateKey::random(&mut rand::rng(), ssh_key::Algorithm::Ed25519)?;
         keys.push(k.public_key().to_openssh()?);
     }
+    crate::tls::install_crypto_provider();
     let ctx = Arc::new(Ctx {
         http: reqwest::Client::builder()
             .pool_max_idle_per_host(clients)

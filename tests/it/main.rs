@@ -11,6 +11,7 @@ mod api_flow;
 mod api_input;
 mod api_refusals;
 mod audit_log;
+mod bench;
 mod ca_key;
 mod cli;
 mod concurrency;

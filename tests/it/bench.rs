@@ -1,0 +1,38 @@
+//! `countersign bench` itself must keep working: a tiny run end to end, with its
+//! correctness check (audit chain, certificates vs issued events) passing.
+
+use std::process::Command;
+
+#[test]
+fn a_tiny_bench_run_completes_and_its_checks_pass() {
+    let out = Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args([
+            "bench",
+            "--flows",
+            "60",
+            "--clients",
+            "4",
+            "--single-flows",
+            "10",
+            "--scale-rows",
+            "500",
+            "--baseline-seconds",
+            "0.1",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["check"]["ok"], true, "{report}");
+    assert_eq!(report["multi"]["flows"], 60);
+    assert_eq!(report["scaled"]["flows"], 60);
+    // 500 prefilled + 10 + 60 + 60 flows, each exactly one certificate.
+    assert_eq!(report["check"]["certificates"], 630);
+    assert!(report["multi"]["flows_per_second"].as_f64().unwrap() > 0.0);
+    assert!(report["verify"]["events_per_second"].as_f64().unwrap() > 0.0);
+}
