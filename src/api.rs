@@ -106,6 +106,17 @@ pub async fn serve(
     result
 }
 
+/// Runs `f` right here on the async worker. Only for short point reads on a pooled
+/// reader connection (a token lookup, one request): they take microseconds and never
+/// wait for writers (WAL), so handing them to another thread would cost more than the
+/// work. Anything that writes (and so waits for an fsync) goes through [`blocking`].
+pub(crate) fn inline<T>(
+    state: &AppState,
+    f: impl FnOnce(&Service) -> Result<T, ServiceError>,
+) -> Result<T, ApiError> {
+    f(state).map_err(ApiError::from)
+}
+
 /// Runs `f` on the blocking pool: the store is synchronous SQLite.
 pub(crate) async fn blocking<T: Send + 'static>(
     state: &AppState,

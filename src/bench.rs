@@ -66,9 +66,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     let mut server = fx.start_server()?;
     eprintln!("flows, 1 client...");
-    report.single = Some(rt.block_on(load::run(&fx, &server.url, 1, args.single_flows))?);
+    report.single = Some(rt.block_on(load::run(&fx, &server, 1, args.single_flows))?);
     eprintln!("flows, {} clients...", args.clients);
-    report.multi = Some(rt.block_on(load::run(&fx, &server.url, args.clients, args.flows))?);
+    report.multi = Some(rt.block_on(load::run(&fx, &server, args.clients, args.flows))?);
     report.rss_mb = server.peak_rss_mb();
     server.stop()?;
     if args.scale_rows > 0 {
@@ -79,7 +79,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             "flows, {} clients, {} rows...",
             args.clients, args.scale_rows
         );
-        report.scaled = Some(rt.block_on(load::run(&fx, &server.url, args.clients, args.flows))?);
+        report.scaled = Some(rt.block_on(load::run(&fx, &server, args.clients, args.flows))?);
         report.rss_mb = report.rss_mb.max(server.peak_rss_mb());
         server.stop()?;
     }

@@ -154,8 +154,10 @@ impl Service {
     }
 
     /// One request, if the caller may see it.
+    ///
+    /// A read only: a pending request past its deadline shows as `expired` here, and the
+    /// expiry sweep (or the next attempt to act on it) records that durably.
     pub fn get(&self, actor: &UserName, id: &RequestId) -> Result<RequestView, ServiceError> {
-        self.expire_overdue()?;
         self.store.read(|tx| {
             let row = self.visible(tx, actor, id)?;
             view::request(tx, &self.config.policy, row)

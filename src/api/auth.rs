@@ -13,7 +13,7 @@ use axum::http::{StatusCode, header};
 
 use super::limits::{AuthLimiter, TokenId};
 use super::server::ClientAddr;
-use super::{ApiError, AppState, blocking};
+use super::{ApiError, AppState, inline};
 use crate::names::UserName;
 use crate::service::ServiceError;
 
@@ -35,7 +35,7 @@ impl FromRequestParts<AppState> for Actor {
                 .map_err(|wait| rate_limited(client, token_id, wait))?;
         }
         let result = match token {
-            Some(token) => blocking(state, move |s| s.authenticate(&token)).await,
+            Some(token) => inline(state, |s| s.authenticate(&token)),
             None => Err(ServiceError::Unauthenticated.into()),
         };
         if result

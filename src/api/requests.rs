@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::extract::{Json as JsonBody, OptionalJson, Query};
-use super::{Actor, ApiError, AppState, blocking};
+use super::{Actor, ApiError, AppState, blocking, inline};
 use crate::names::{RequestId, RoleName, Text, parse_duration};
 use crate::pubkey::SubjectKey;
 use crate::service::{NewRequest, RequestView};
@@ -121,7 +121,7 @@ pub async fn request_get(
     Path(id): Path<String>,
 ) -> Result<Json<RequestView>, ApiError> {
     let id = request_id(&id)?;
-    Ok(Json(blocking(&state, move |s| s.get(&actor, &id)).await?))
+    Ok(Json(inline(&state, |s| s.get(&actor, &id))?))
 }
 
 /// `POST /v1/requests/{id}/approve`.
@@ -176,7 +176,7 @@ pub async fn certificate_get(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = request_id(&id)?;
-    let cert = blocking(&state, move |s| s.certificate(&actor, &id)).await?;
+    let cert = inline(&state, |s| s.certificate(&actor, &id))?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         format!("{cert}\n"),

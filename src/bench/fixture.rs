@@ -354,6 +354,11 @@ impl Server {
             .unwrap_or(0.0)
     }
 
+    /// CPU time (user + system) the server has used so far, in seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        cpu_seconds(&format!("/proc/{}/stat", self.child.id()))
+    }
+
     /// SIGTERM and wait: a graceful shutdown.
     pub fn stop(&mut self) -> anyhow::Result<()> {
         Command::new("kill")
@@ -363,6 +368,21 @@ impl Server {
         self.child.wait()?;
         Ok(())
     }
+}
+
+/// utime + stime of a `/proc/PID/stat` file, assuming the usual 100 ticks per second.
+pub fn cpu_seconds(stat_path: &str) -> f64 {
+    let stat = std::fs::read_to_string(stat_path).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 impl Drop for Server {

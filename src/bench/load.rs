@@ -9,7 +9,7 @@ use anyhow::{anyhow, bail};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::fixture::{Fixture, REQUESTERS, SIMPLE_ROLES, USERS};
+use super::fixture::{Fixture, REQUESTERS, SIMPLE_ROLES, Server, USERS, cpu_seconds};
 
 /// Latency percentiles of one call, in milliseconds.
 #[derive(Debug, Clone, Serialize)]
@@ -29,6 +29,10 @@ pub struct FlowRun {
     pub create: Latency,
     pub approve: Latency,
     pub certificate: Latency,
+    /// Server CPU (user + system) per flow, in milliseconds.
+    pub server_cpu_ms_per_flow: f64,
+    /// Load generator (this process) CPU per flow, in milliseconds.
+    pub client_cpu_ms_per_flow: f64,
 }
 
 fn latency(mut micros: Vec<u32>) -> Latency {
@@ -64,7 +68,14 @@ struct Ctx {
 }
 
 /// Runs `flows` flows with `clients` concurrent clients; any failed call fails the run.
-pub async fn run(fx: &Fixture, url: &str, clients: usize, flows: usize) -> anyhow::Result<FlowRun> {
+pub async fn run(
+    fx: &Fixture,
+    server: &Server,
+    clients: usize,
+    flows: usize,
+) -> anyhow::Result<FlowRun> {
+    let url = server.url.as_str();
+    let cpu = || (server.cpu_seconds(), cpu_seconds("/proc/self/stat"));
     let mut keys = Vec::with_capacity(REQUESTERS);
     for _ in 0..REQUESTERS {
         let k = ssh_key::PrivateKey::random(&mut rand::rng(), ssh_key::Algorithm::Ed25519)?;
@@ -81,6 +92,7 @@ pub async fn run(fx: &Fixture, url: &str, clients: usize, flows: usize) -> anyho
         next: AtomicUsize::new(0),
         flows,
     });
+    let (server0, client0) = cpu();
     let start = Instant::now();
     let tasks: Vec<_> = (0..clients)
         .map(|_| tokio::spawn(client(ctx.clone())))
@@ -93,7 +105,11 @@ pub async fn run(fx: &Fixture, url: &str, clients: usize, flows: usize) -> anyho
         all.certificate.extend(s.certificate);
     }
     let seconds = start.elapsed().as_secs_f64();
+    let (server1, client1) = cpu();
+    let per_flow = |a: f64, b: f64| (b - a) * 1000.0 / flows.max(1) as f64;
     Ok(FlowRun {
+        server_cpu_ms_per_flow: per_flow(server0, server1),
+        client_cpu_ms_per_flow: per_flow(client0, client1),
         clients,
         flows,
         seconds,

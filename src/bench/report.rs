@@ -36,6 +36,10 @@ fn flows_line(label: &str, r: &FlowRun) {
         r.certificate.p95_ms,
         r.certificate.p99_ms
     );
+    println!(
+        "{:<34} {:>9.3} ms server CPU per flow, {:.3} ms load-generator CPU per flow",
+        "", r.server_cpu_ms_per_flow, r.client_cpu_ms_per_flow
+    );
 }
 
 impl Report {

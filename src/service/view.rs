@@ -122,8 +122,15 @@ pub(super) fn whoami(policy: &Policy, user: &UserName) -> WhoAmI {
 pub(super) fn request(
     tx: &Connection,
     policy: &Policy,
-    row: RequestRow,
+    mut row: RequestRow,
 ) -> Result<RequestView, ServiceError> {
+    if row.status == rq::Status::Pending
+        && rules::is_expired(chrono::Utc::now().timestamp(), row.expires_at)
+    {
+        // Past its deadline it is expired, whether or not the sweep has recorded it yet.
+        row.status = rq::Status::Expired;
+        row.decision_code = Some("expired".into());
+    }
     let approvals = rq::approvals(tx, &row.id)?;
     let certificate =
         crate::store::certificates::for_request(tx, &row.id)?.map(|c| CertificateView {
