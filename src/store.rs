@@ -188,6 +188,8 @@ impl Store {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
         }
         let mut conn = connect(path)?;
+        // The writer touches every table's newest pages; keep them (16 MiB) cached.
+        conn.pragma_update(None, "cache_size", -16384)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
         migrate(&mut conn)?;
         Ok(Store {

@@ -238,9 +238,9 @@ impl Service {
         ttl: Duration,
         principals: &[Principal],
     ) -> Result<RequestRow, ServiceError> {
-        let mut id = RequestId::random(&mut rand::rng());
+        let mut id = RequestId::new_at(unix(now), &mut rand::rng());
         while rq::exists(tx, &id)? {
-            id = RequestId::random(&mut rand::rng());
+            id = RequestId::new_at(unix(now), &mut rand::rng());
         }
         let pending_ttl = self.config.requests.pending_ttl.as_secs() as i64;
         Ok(RequestRow {
