@@ -119,6 +119,35 @@ ALTER TABLE certificates ADD COLUMN revoked_seq INTEGER;
 CREATE UNIQUE INDEX certificates_by_revoked_seq ON certificates (revoked_seq);
 CREATE INDEX certificates_revoked ON certificates (revoked_at, valid_before);
 "#,
+    r#"
+-- Serials are random: as the rowid they scattered every insert over the whole table.
+-- Rows now append in issue order; serial is a unique secondary key.
+CREATE TABLE certificates_v3 (
+    id            INTEGER PRIMARY KEY,
+    serial        INTEGER NOT NULL UNIQUE CHECK (serial > 0),
+    request_id    TEXT NOT NULL UNIQUE REFERENCES requests (id),
+    requester     TEXT NOT NULL,
+    role          TEXT NOT NULL,
+    key_id        TEXT NOT NULL,
+    valid_after   INTEGER NOT NULL,
+    valid_before  INTEGER NOT NULL,
+    certificate   TEXT NOT NULL,
+    revoked_at    INTEGER,
+    revoked_by    TEXT,
+    revoke_reason TEXT,
+    revoked_seq   INTEGER
+);
+INSERT INTO certificates_v3 (serial, request_id, requester, role, key_id, valid_after,
+    valid_before, certificate, revoked_at, revoked_by, revoke_reason, revoked_seq)
+    SELECT serial, request_id, requester, role, key_id, valid_after, valid_before,
+    certificate, revoked_at, revoked_by, revoke_reason, revoked_seq
+    FROM certificates ORDER BY rowid;
+DROP TABLE certificates;
+ALTER TABLE certificates_v3 RENAME TO certificates;
+CREATE INDEX certificates_by_requester ON certificates (requester, valid_before);
+CREATE INDEX certificates_revoked ON certificates (revoked_at, valid_before);
+CREATE UNIQUE INDEX certificates_by_revoked_seq ON certificates (revoked_seq);
+"#,
 ];
 
 /// The database handle shared by the server and the operator commands: one writer
