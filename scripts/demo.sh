@@ -99,9 +99,14 @@ ssh -F /dev/null -i "$work/id_ed25519" -o IdentitiesOnly=yes -o StrictHostKeyChe
 step "sshd's log line, and the audit trail its serial leads to"
 grep "Accepted publickey" "$work/sshd.log" | tail -n 1
 serial="$(grep -o '(serial [0-9]*)' "$work/sshd.log" | tail -n 1 | tr -dc 0-9)"
-COUNTERSIGN_TOKEN="$bob_token" "$cs" audit --request "$id"
+COUNTERSIGN_TOKEN="$bob_token" "$cs" audit explain "$(grep "Accepted publickey" "$work/sshd.log" | tail -n 1)"
 echo
 COUNTERSIGN_TOKEN="$bob_token" "$cs" audit --serial "$serial"
+
+step "alice is done early: countersign done $id; the KRL now lists the serial"
+COUNTERSIGN_TOKEN="$alice_token" "$cs" done "$id"
+"$cs" krl --out "$work/revoked.krl"
+ssh-keygen -Q -l -f "$work/revoked.krl"
 
 step "countersign audit verify"
 "$cs" audit verify
