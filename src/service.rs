@@ -7,6 +7,7 @@
 //! is the record of who tried what) and then returned as errors.
 
 mod decide;
+mod issue;
 mod revoke;
 mod view;
 

@@ -1,0 +1,119 @@
+//! The moment of signing: the request checked again inside the approving transaction,
+//! then the certificate, its row, the status change and the `certificate.issued` event.
+
+use chrono::{DateTime, Utc};
+use rand::RngExt;
+use rusqlite::Connection;
+use serde_json::json;
+
+use super::decide::{Outcome, end_refused};
+use super::{Service, ServiceError, unix, view};
+use crate::audit::{self, NewEvent};
+use crate::ca::Grant;
+use crate::names::UserName;
+use crate::policy::Role;
+use crate::policy::rules;
+use crate::pubkey::SubjectKey;
+use crate::store::certificates::{self as certs, CertificateRow};
+use crate::store::requests::{self as rq, RequestRow, Status};
+
+impl Service {
+    /// The moment of signing: eligibility and conflicts checked again, then the
+    /// certificate, its row, the status change and the `certificate.issued` event.
+    pub(super) fn issue(
+        &self,
+        tx: &Connection,
+        now: DateTime<Utc>,
+        actor: &UserName,
+        role: &Role,
+        row: &RequestRow,
+        tally: &rules::Tally,
+    ) -> Outcome<()> {
+        let policy = &self.config.policy;
+        if let Err(r) = rules::requester_must_be_listed(policy, role, &row.requester) {
+            return end_refused(tx, now, actor, row, r);
+        }
+        let holdings = rq::holdings(tx, &row.requester, unix(now), Some(&row.id))?;
+        if let Err(r) = rules::no_conflicting_holding(policy, &row.role, &row.requester, &holdings)
+        {
+            return end_refused(tx, now, actor, row, r);
+        }
+        let subject = SubjectKey::parse(&row.public_key)
+            .map_err(|e| ServiceError::Store(crate::store::StoreError::Corrupt(e.to_string())))?;
+        let principals = role
+            .principals_for(&row.requester)
+            .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        let serial = fresh_serial(tx)?;
+        let key_id = format!("countersign:{}:{}:{}", row.id, row.requester, row.role);
+        let valid_after = unix(now) - self.config.ca.backdate.as_secs() as i64;
+        let valid_before = unix(now) + row.ttl_seconds;
+        let extensions: Vec<String> = role.extensions.iter().cloned().collect();
+        let cert = self.ca.sign(&Grant {
+            serial,
+            key_id: key_id.clone(),
+            subject: &subject,
+            principals: &principals,
+            valid_after: valid_after.max(0) as u64,
+            valid_before: valid_before as u64,
+            extensions: &extensions,
+            force_command: role.force_command.as_deref(),
+            source_address: &role.source_address,
+        })?;
+        let text = cert.to_openssh().map_err(crate::ca::CaError::Sign)?;
+        let cert_row = CertificateRow {
+            serial,
+            key_id: key_id.clone(),
+            valid_after,
+            valid_before,
+            certificate: text,
+            revocation: None,
+        };
+        certs::insert(tx, row, &cert_row)?;
+        if !rq::decide(
+            tx,
+            &row.id,
+            Status::Issued,
+            unix(now),
+            actor.as_str(),
+            None,
+            None,
+        )? {
+            return Err(ServiceError::Conflict {
+                code: "already_decided",
+                message: "request changed while signing".into(),
+            });
+        }
+        let counted: Vec<_> = tally
+            .counted
+            .iter()
+            .map(|(u, step)| json!({ "approver": u, "step": step + 1 }))
+            .collect();
+        audit::append(
+            tx,
+            now,
+            &NewEvent {
+                actor: actor.as_str(),
+                action: "certificate.issued",
+                request_id: Some(row.id.as_str()),
+                serial: Some(serial),
+                detail: json!({
+                    "serial": serial.to_string(), "key_id": key_id, "requester": row.requester, "role": row.role,
+                    "principals": principals, "valid_after": view::rfc3339(valid_after), "valid_before": view::rfc3339(valid_before),
+                    "public_key_fingerprint": row.key_fingerprint, "approvals": counted, "reason": row.reason,
+                }),
+            },
+        )?;
+        Ok(Ok(()))
+    }
+}
+
+/// A random serial in 1..=i64::MAX (stored as SQLite INTEGER), never used before.
+fn fresh_serial(tx: &Connection) -> Result<u64, ServiceError> {
+    let mut rng = rand::rng();
+    loop {
+        let serial = rng.random_range(1..=i64::MAX as u64);
+        if !certs::serial_taken(tx, serial)? {
+            return Ok(serial);
+        }
+    }
+}
