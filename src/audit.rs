@@ -249,12 +249,149 @@ pub fn query(tx: &Connection, filter: &Filter) -> Result<Vec<Event>, StoreError>
 
 /// Recomputes the whole chain; the error names the first bad event.
 pub fn verify(tx: &Connection) -> Result<Verified, AuditError> {
+    let span = verify_span(tx, 1, i64::MAX, Some(GENESIS))?;
+    Ok(Verified {
+        events: span.events,
+        head: span.last_hash,
+    })
+}
+
+/// [`verify`] over a store, with the chain cut into ranges checked on several threads
+/// (each event can be checked from its own stored `prev_hash`; only the links between
+/// ranges are checked afterwards). Events appended meanwhile are not looked at.
+pub fn verify_store(store: &crate::store::Store) -> Result<Verified, AuditError> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    verify_parallel(store, threads, 20_000)
+}
+
+/// [`verify_store`] with the number of threads, and the chain length below which one
+/// thread does it all.
+fn verify_parallel(
+    store: &crate::store::Store,
+    threads: usize,
+    min_events: i64,
+) -> Result<Verified, AuditError> {
+    let last: i64 = store.read(|c| {
+        Ok::<_, StoreError>(
+            c.query_row("SELECT coalesce(max(seq), 0) FROM audit", [], |r| r.get(0))?,
+        )
+    })?;
+    let threads = threads as i64;
+    if threads < 2 || last < min_events.max(1) {
+        return store.read(verify);
+    }
+    let per = last / threads + 1;
+    let ranges: Vec<(i64, i64)> = (0..threads)
+        .map(|i| (i * per + 1, ((i + 1) * per).min(last)))
+        .collect();
+    let spans: Vec<Result<Span, AuditError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ranges
+            .iter()
+            .map(|&(lo, hi)| {
+                let first = (lo == 1).then_some(GENESIS);
+                scope.spawn(move || store.read(|c| verify_span(c, lo, hi, first)))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(AuditError::Broken {
+                        seq: 0,
+                        why: "verifier thread panicked".into(),
+                    })
+                })
+            })
+            .collect()
+    });
+    first_break(&ranges, spans)
+}
+
+/// Joins range results: the earliest broken event wins, including broken links between
+/// ranges; a storage error is returned as is.
+fn first_break(
+    ranges: &[(i64, i64)],
+    spans: Vec<Result<Span, AuditError>>,
+) -> Result<Verified, AuditError> {
+    let mut earliest: Option<AuditError> = None;
+    let mut keep = |e: AuditError| match (&earliest, &e) {
+        (Some(AuditError::Broken { seq: old, .. }), AuditError::Broken { seq: new, .. })
+            if old <= new => {}
+        _ => earliest = Some(e),
+    };
+    let mut prev: Option<&Span> = None;
+    let mut events = 0;
+    for (i, span) in spans.iter().enumerate() {
+        match span {
+            Err(AuditError::Store(_)) => {
+                return Err(spans.into_iter().nth(i).and_then(Result::err).unwrap_or(
+                    AuditError::Broken {
+                        seq: 0,
+                        why: "storage".into(),
+                    },
+                ));
+            }
+            Err(AuditError::Broken { seq, why }) => keep(AuditError::Broken {
+                seq: *seq,
+                why: why.clone(),
+            }),
+            Ok(s) => {
+                if let Some(p) = prev
+                    && s.first_prev != p.last_hash
+                {
+                    keep(AuditError::Broken {
+                        seq: ranges[i].0,
+                        why: "prev_hash does not match the previous event's hash".into(),
+                    });
+                }
+                events += s.events;
+            }
+        }
+        prev = span.as_ref().ok();
+    }
+    match (earliest, spans.last()) {
+        (Some(e), _) => Err(e),
+        (None, Some(Ok(last))) => Ok(Verified {
+            events,
+            head: last.last_hash.clone(),
+        }),
+        (None, _) => Ok(Verified {
+            events: 0,
+            head: GENESIS.to_owned(),
+        }),
+    }
+}
+
+/// One verified range of the chain.
+struct Span {
+    /// `prev_hash` of its first event.
+    first_prev: String,
+    /// `hash` of its last event.
+    last_hash: String,
+    /// Events in it.
+    events: i64,
+}
+
+/// Checks events `lo..=hi`, all of which must exist (up to the end when `hi` is
+/// `i64::MAX`); `expected_prev`, when given, must be the first event's `prev_hash`.
+fn verify_span(
+    tx: &Connection,
+    lo: i64,
+    hi: i64,
+    expected_prev: Option<&str>,
+) -> Result<Span, AuditError> {
     let mut stmt = tx
-        .prepare("SELECT seq, at, actor, action, request_id, serial, detail, prev_hash, hash FROM audit ORDER BY seq")
+        .prepare(
+            "SELECT seq, at, actor, action, request_id, serial, detail, prev_hash, hash FROM audit \
+             WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq",
+        )
         .map_err(StoreError::from)?;
-    let mut rows = stmt.query([]).map_err(StoreError::from)?;
-    let mut expected_prev = GENESIS.to_owned();
-    let mut expected_seq = 1;
+    let mut rows = stmt.query([lo, hi]).map_err(StoreError::from)?;
+    let mut expected_prev: Option<String> = expected_prev.map(str::to_owned);
+    let mut first_prev: Option<String> = None;
+    let mut expected_seq = lo;
     let mut buf = Vec::with_capacity(1024);
     let mut hex_buf = [0u8; 64];
     while let Some(row) = rows.next().map_err(StoreError::from)? {
@@ -280,8 +417,11 @@ pub fn verify(tx: &Connection) -> Result<Verified, AuditError> {
             });
         }
         let prev_hash = required(7)?;
-        if prev_hash != expected_prev {
+        if expected_prev.as_deref().is_some_and(|p| p != prev_hash) {
             return Err(broken("prev_hash does not match the previous event's hash"));
+        }
+        if first_prev.is_none() {
+            first_prev = Some(prev_hash.to_owned());
         }
         let fields = Fields {
             seq,
@@ -301,13 +441,27 @@ pub fn verify(tx: &Connection) -> Result<Verified, AuditError> {
                 "content does not match its hash (the event was altered)",
             ));
         }
-        expected_prev.clear();
-        expected_prev.push_str(hash);
+        let next = expected_prev.get_or_insert_with(String::new);
+        next.clear();
+        next.push_str(hash);
         expected_seq += 1;
     }
-    Ok(Verified {
-        events: expected_seq - 1,
-        head: expected_prev,
+    if hi != i64::MAX && expected_seq <= hi {
+        return Err(AuditError::Broken {
+            seq: expected_seq,
+            why: "event missing".into(),
+        });
+    }
+    let events = expected_seq - lo;
+    let genesis = || GENESIS.to_owned();
+    Ok(Span {
+        first_prev: first_prev.unwrap_or_else(genesis),
+        last_hash: if events == 0 {
+            genesis()
+        } else {
+            expected_prev.unwrap_or_else(genesis)
+        },
+        events,
     })
 }
 
@@ -354,6 +508,96 @@ mod tests {
             .to_string();
             assert_eq!(String::from_utf8(buf).unwrap(), expected);
         }
+    }
+
+    fn chain_of(n: usize) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        store
+            .write(|tx| {
+                for _ in 0..n {
+                    append(tx, Utc::now(), &event("request.created"))?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        (dir, store)
+    }
+
+    fn tamper(store: &Store, sql: &str) {
+        store
+            .write(|tx| {
+                tx.execute_batch(&format!("DROP TRIGGER IF EXISTS audit_no_update; DROP TRIGGER IF EXISTS audit_no_delete; {sql}"))?;
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+    }
+
+    fn broken_at(r: Result<Verified, AuditError>) -> i64 {
+        match r {
+            Err(AuditError::Broken { seq, .. }) => seq,
+            other => panic!("expected a broken chain, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parallel_verify_agrees_with_the_sequential_one() {
+        let (_dir, store) = chain_of(100);
+        let seq = store.read(verify).unwrap();
+        for threads in [2, 3, 4] {
+            assert_eq!(verify_parallel(&store, threads, 0).unwrap(), seq);
+        }
+        // An edit inside a range, at a range's first event, and a removed event.
+        tamper(&store, "UPDATE audit SET actor = 'x' WHERE seq = 60;");
+        assert_eq!(broken_at(verify_parallel(&store, 3, 0)), 60);
+        tamper(&store, "UPDATE audit SET actor = 'y' WHERE seq = 35;");
+        assert_eq!(
+            broken_at(verify_parallel(&store, 3, 0)),
+            35,
+            "range 2 starts at 35: its first event"
+        );
+        tamper(&store, "DELETE FROM audit WHERE seq = 10;");
+        assert_eq!(
+            broken_at(verify_parallel(&store, 3, 0)),
+            10,
+            "the earliest break wins"
+        );
+    }
+
+    #[test]
+    fn parallel_verify_catches_a_rewritten_chain_at_a_range_boundary() {
+        let (_dir, store) = chain_of(90);
+        // Rewrite event 32 (the first of range 2 when 3 threads split 90 events as
+        // 1-31, 32-62, 63-90) and every later one consistently: each range on its own
+        // verifies, only the link between ranges 1 and 2 breaks.
+        let rows: Vec<(i64, String, String, String, String, Option<String>, Option<String>, String)> = store
+            .read(|c| {
+                let mut st = c.prepare("SELECT seq, at, actor, action, detail, request_id, serial, prev_hash FROM audit WHERE seq >= 32 ORDER BY seq")?;
+                let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?)))?;
+                Ok::<_, StoreError>(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .unwrap();
+        let mut prev = "f".repeat(64);
+        let mut sql = String::new();
+        for (seq, at, actor, action, detail, request_id, serial, _) in rows {
+            let h = Fields {
+                seq,
+                at: &at,
+                actor: &actor,
+                action: &action,
+                request_id: request_id.as_deref(),
+                serial: serial.as_deref(),
+                detail: &detail,
+            }
+            .hash(&prev);
+            sql.push_str(&format!(
+                "UPDATE audit SET prev_hash = '{prev}', hash = '{h}' WHERE seq = {seq};"
+            ));
+            prev = h;
+        }
+        tamper(&store, &sql);
+        assert_eq!(broken_at(store.read(verify)), 32);
+        assert_eq!(broken_at(verify_parallel(&store, 3, 0)), 32);
     }
 
     #[test]

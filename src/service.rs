@@ -109,7 +109,7 @@ impl Service {
     pub fn open(config: Config, create_key: bool) -> Result<Self, ServiceError> {
         let store = Store::open(&config.database_path())?;
         let (ca, _) = CertificateAuthority::open(&config.ca, create_key)?;
-        store.read(audit::verify)?;
+        audit::verify_store(&store)?;
         Ok(Self::new(config, ca, store))
     }
 
@@ -221,7 +221,7 @@ impl Service {
         if let Some(actor) = actor {
             self.require_admin(actor)?;
         }
-        Ok(self.store.read(audit::verify)?)
+        Ok(audit::verify_store(&self.store)?)
     }
 
     fn require_admin(&self, actor: &UserName) -> Result<(), ServiceError> {

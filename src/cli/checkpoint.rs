@@ -61,7 +61,7 @@ pub fn checkpoint(config: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode>
 pub fn verify(config: &Path, checkpoint_file: Option<&Path>) -> anyhow::Result<ExitCode> {
     let (config, store) = open(config)?;
     let Some(file) = checkpoint_file else {
-        return match store.read(audit::verify) {
+        return match audit::verify_store(&store) {
             Ok(v) => {
                 println!("audit log ok: {} events, head {}", v.events, v.head);
                 Ok(ExitCode::SUCCESS)
