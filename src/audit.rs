@@ -570,7 +570,17 @@ mod tests {
         // Rewrite event 32 (the first of range 2 when 3 threads split 90 events as
         // 1-31, 32-62, 63-90) and every later one consistently: each range on its own
         // verifies, only the link between ranges 1 and 2 breaks.
-        let rows: Vec<(i64, String, String, String, String, Option<String>, Option<String>, String)> = store
+        type Row = (
+            i64,
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            String,
+        );
+        let rows: Vec<Row> = store
             .read(|c| {
                 let mut st = c.prepare("SELECT seq, at, actor, action, detail, request_id, serial, prev_hash FROM audit WHERE seq >= 32 ORDER BY seq")?;
                 let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?)))?;
