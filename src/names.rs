@@ -164,7 +164,8 @@ fn is_forbidden_char(c: char) -> bool {
         )
 }
 
-/// Identifies one access request: `r-` followed by 12 base32 characters (60 random bits).
+/// Identifies one access request: `r-` followed by 12 base32 characters (see
+/// [`RequestId::new_at`]: 25 bits of time, then 35 random bits).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct RequestId(String);

@@ -28,7 +28,7 @@ impl signature::Signer<ssh_key::Signature> for PreparedKey {
     fn try_sign(&self, msg: &[u8]) -> signature::Result<ssh_key::Signature> {
         let sig = ed25519_dalek::Signer::sign(&self.signing, msg);
         ssh_key::Signature::new(Algorithm::Ed25519, sig.to_bytes().to_vec())
-            .map_err(|_| signature::Error::new())
+            .map_err(signature::Error::from_source)
     }
 }
 

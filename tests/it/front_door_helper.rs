@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use countersign::ssh::host_key;
@@ -170,29 +170,8 @@ impl FrontDoor {
     /// [`FrontDoor::command`] with ssh options `opts` first (for ssh, the first value
     /// given for an option wins).
     pub fn command_with(&self, opts: &[&str], key: &Path, login: &str, args: &[&str]) -> Command {
-        let mut cmd = Command::new("ssh");
-        cmd.args(opts)
-            .args(["-F", "/dev/null", "-i"])
-            .arg(key)
-            .args([
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "ConnectTimeout=10",
-                "-o",
-                "LogLevel=ERROR",
-                "-p",
-            ])
-            .arg(self.port.to_string())
-            .arg(format!("{login}@127.0.0.1"))
-            .args(args)
-            .stdin(Stdio::null());
+        let mut cmd = crate::sshd_helper::ssh_command(opts, key, self.port, login);
+        cmd.args(args);
         cmd
     }
 

@@ -138,10 +138,23 @@ async fn a_certificate_from_another_ca_is_refused() {
         &app.dir.path().join("sshd"),
         &app.service.ca().public_key_line(),
     );
+    // The same sshd accepts this CA's certificate, so a refusal below is about the CA.
+    let (own_key, own_cert, _) = issue(&app, "own_key", "30m").await;
+    assert!(
+        tokio::task::block_in_place(|| sshd.login(&login, &own_key, &own_cert)),
+        "{}",
+        sshd.log()
+    );
     let (key, cert, _) = issue(&other, "foreign_key", "30m").await;
     assert!(!tokio::task::block_in_place(
         || sshd.login(&login, &key, &cert)
     ));
+    assert_eq!(
+        sshd.log().matches("Accepted publickey").count(),
+        1,
+        "{}",
+        sshd.log()
+    );
 }
 
 /// `countersign krl --out FILE` against the test server (no token needed).

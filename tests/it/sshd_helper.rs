@@ -102,34 +102,41 @@ impl Sshd {
 
     /// `ssh USER@127.0.0.1 true` with exactly this key and certificate; true on success.
     pub fn login(&self, user: &str, key: &Path, cert: &Path) -> bool {
-        let out = Command::new("ssh")
-            .args(["-F", "/dev/null", "-i"])
-            .arg(key)
-            .arg("-o")
-            .arg(format!("CertificateFile={}", cert.display()))
-            .args([
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "ConnectTimeout=10",
-                "-o",
-                "LogLevel=ERROR",
-                "-p",
-            ])
-            .arg(self.port.to_string())
-            .arg(format!("{user}@127.0.0.1"))
+        let cert_file = format!("CertificateFile={}", cert.display());
+        let out = ssh_command(&["-o", &cert_file], key, self.port, user)
             .arg("true")
-            .stdin(Stdio::null())
             .output()
             .expect("ssh runs");
         out.status.success()
     }
+}
+
+/// The real `ssh` client to 127.0.0.1:`port` as `login` with exactly `key`, no config,
+/// no known-hosts file, no prompts. `opts` come first: for ssh the first value wins.
+pub fn ssh_command(opts: &[&str], key: &Path, port: u16, login: &str) -> Command {
+    let mut cmd = Command::new("ssh");
+    cmd.args(opts)
+        .args(["-F", "/dev/null", "-i"])
+        .arg(key)
+        .args([
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "LogLevel=ERROR",
+            "-p",
+        ]);
+    cmd.arg(port.to_string())
+        .arg(format!("{login}@127.0.0.1"))
+        .stdin(Stdio::null());
+    cmd
 }
 
 impl Drop for Sshd {
