@@ -195,6 +195,16 @@ impl Policy {
             .find(|c| c.roles.contains(a) && c.roles.contains(b))
     }
 
+    /// The roles that conflict with `role` (never `role` itself), each once.
+    pub fn conflicting_roles(&self, role: &RoleName) -> BTreeSet<&RoleName> {
+        self.conflicts
+            .iter()
+            .filter(|c| c.roles.contains(role))
+            .flat_map(|c| c.roles.iter())
+            .filter(|r| *r != role)
+            .collect()
+    }
+
     /// The user that registered this key, if any.
     pub fn user_by_key(&self, key: &SubjectKey) -> Option<&User> {
         self.users

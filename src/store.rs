@@ -148,6 +148,12 @@ CREATE INDEX certificates_by_requester ON certificates (requester, valid_before)
 CREATE INDEX certificates_revoked ON certificates (revoked_at, valid_before);
 CREATE UNIQUE INDEX certificates_by_revoked_seq ON certificates (revoked_seq);
 "#,
+    r#"
+-- The SoD check asks "does this user hold one of these roles?": one probe per role,
+-- instead of reading every active certificate of the user.
+CREATE INDEX certificates_held ON certificates (requester, role, valid_before)
+    WHERE revoked_at IS NULL;
+"#,
 ];
 
 /// The database handle shared by the server and the operator commands: one writer
@@ -366,6 +372,8 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Savepoint journals stay in memory instead of going to a temporary file.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(conn)
 }
 

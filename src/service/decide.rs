@@ -177,7 +177,8 @@ impl Service {
             if let Err(r) = rules::requester_must_be_listed(policy, role, actor) {
                 return refuse(tx, now, actor, "request.create", None, &role.name, r);
             }
-            let holdings = rq::holdings(tx, actor, unix(now), None)?;
+            let rivals: Vec<_> = policy.conflicting_roles(&role.name).into_iter().collect();
+            let holdings = rq::holdings(tx, actor, unix(now), None, &rivals)?;
             if let Err(r) = rules::no_conflicting_holding(policy, &role.name, actor, &holdings) {
                 return refuse(tx, now, actor, "request.create", None, &role.name, r);
             }

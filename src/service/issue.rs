@@ -33,7 +33,8 @@ impl Service {
         if let Err(r) = rules::requester_must_be_listed(policy, role, &row.requester) {
             return end_refused(tx, now, actor, row, r);
         }
-        let holdings = rq::holdings(tx, &row.requester, unix(now), Some(&row.id))?;
+        let rivals: Vec<_> = policy.conflicting_roles(&row.role).into_iter().collect();
+        let holdings = rq::holdings(tx, &row.requester, unix(now), Some(&row.id), &rivals)?;
         if let Err(r) = rules::no_conflicting_holding(policy, &row.role, &row.requester, &holdings)
         {
             return end_refused(tx, now, actor, row, r);
