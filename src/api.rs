@@ -1,7 +1,8 @@
 //! The HTTP API (`/v1`): router, server lifecycle, and the shared extractors.
 //!
 //! Handlers parse input into types (`names.rs`, `pubkey.rs`), call one [`Service`]
-//! operation on a blocking thread, and format the result. Every error leaves as
+//! operation (state changes on the store's writer thread, reads on a blocking thread or
+//! inline), and format the result. Every error leaves as
 //! `{"error":{"code","message"}}` through [`ApiError`].
 //!
 //! Abuse limits (`[server]` in the config) sit in two places: the accept loop in
@@ -117,7 +118,8 @@ pub(crate) fn inline<T>(
     f(state).map_err(ApiError::from)
 }
 
-/// Runs `f` on the blocking pool: the store is synchronous SQLite.
+/// Runs `f` on the blocking pool: the store is synchronous SQLite. For reads that may
+/// take a while (lists, the audit log, the KRL); state changes go through [`submit`].
 pub(crate) async fn blocking<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&Service) -> Result<T, ServiceError> + Send + 'static,
@@ -126,6 +128,19 @@ pub(crate) async fn blocking<T: Send + 'static>(
     match tokio::task::spawn_blocking(move || f(&state)).await {
         Ok(result) => result.map_err(ApiError::from),
         Err(join) => Err(ApiError::internal(&join)),
+    }
+}
+
+/// Runs the state change `f` on the store's writer thread, in a group commit with the
+/// other changes queued, and answers once it is durable (see `Store::submit`).
+pub(crate) async fn submit<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&Service) -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let service = state.clone();
+    match state.store().submit(move || f(&service)).await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(e) => Err(ApiError::from(ServiceError::Store(e))),
     }
 }
 
@@ -138,11 +153,11 @@ async fn sweep_expired(state: AppState) {
     loop {
         tick.tick().await;
         let s = state.clone();
-        match tokio::task::spawn_blocking(move || s.expire_overdue()).await {
+        match state.store().submit(move || s.expire_overdue()).await {
             Ok(Ok(n)) if n > 0 => tracing::info!(expired = n, "expired overdue requests"),
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::error!(error = %error::chain(&e), "expiry sweep failed"),
-            Err(e) => tracing::error!(error = %e, "expiry sweep panicked"),
+            Err(e) => tracing::error!(error = %error::chain(&e), "expiry sweep failed"),
         }
     }
 }

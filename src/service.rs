@@ -79,9 +79,6 @@ pub struct Service {
     config: Arc<Config>,
     ca: CertificateAuthority,
     store: Store,
-    /// Bumped after every transaction that may have ended or advanced a request, so a
-    /// waiting front end (the SSH `request`) wakes up instead of polling.
-    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Service {
@@ -99,7 +96,6 @@ impl Service {
             config: Arc::new(config),
             ca,
             store,
-            changes: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -129,14 +125,10 @@ impl Service {
     }
 
     /// Wakes whenever a request may have changed (approved, issued, denied, cancelled,
-    /// expired); the receiver then reads the request again with [`Service::get`].
+    /// expired: after any committed write); the receiver then reads the request again
+    /// with [`Service::get`].
     pub fn subscribe_changes(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.changes.subscribe()
-    }
-
-    /// Tells the subscribers that a write transaction has finished.
-    fn notify_changed(&self) {
-        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+        self.store.subscribe_commits()
     }
 
     /// The user a bearer token belongs to; a token of a user no longer in the config
@@ -260,15 +252,13 @@ impl Service {
         if overdue.is_empty() {
             return Ok(0);
         }
-        let expired = self.store.write(|tx| {
+        self.store.write(|tx| {
             let mut n = 0;
             for row in rq::overdue(tx, now.timestamp())? {
                 n += usize::from(decide::expire(tx, now, &row)?);
             }
             Ok(n)
-        });
-        self.notify_changed();
-        expired
+        })
     }
 }
 

@@ -1,23 +1,26 @@
 //! SQLite storage: one file, WAL, `synchronous=FULL`, migrations keyed on `user_version`.
 //!
-//! The store is synchronous rusqlite (async callers go through `spawn_blocking`): one
-//! writer connection behind a std mutex, with group commit, and pooled reader
-//! connections. Every state change runs atomically together with its audit row (its own
-//! SAVEPOINT inside a shared `BEGIN IMMEDIATE`); the caller answers only after COMMIT.
+//! The store is synchronous rusqlite: one write connection, with group commit on a
+//! writer thread (`store/writer.rs`), and pooled reader connections. Every state change
+//! runs atomically together with its audit row (its own SAVEPOINT inside a shared
+//! `BEGIN IMMEDIATE`); the caller answers only after COMMIT.
 //! Row types and queries live in `store/requests.rs`, `store/certificates.rs` and
 //! `store/tokens.rs`.
 
 pub mod certificates;
 pub mod requests;
 pub mod tokens;
+mod writer;
 
+use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, mpsc};
 use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
+
+use writer::{Job, Shared};
 
 /// Storage failures; callers branch only on "the database said no" vs "data is corrupt".
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +38,12 @@ pub enum StoreError {
     /// The group commit this write belonged to failed; nothing of it was kept.
     #[error("commit failed: {0}")]
     CommitFailed(String),
+    /// The store has been closed.
+    #[error("the database is closed")]
+    Closed,
+    /// A store call made from inside another store call's closure.
+    #[error("a database call cannot run inside another")]
+    Nested,
     /// A stored value does not parse; someone edited the database by hand.
     #[error("corrupt row: {0}")]
     Corrupt(String),
@@ -156,56 +165,19 @@ CREATE INDEX certificates_held ON certificates (requester, role, valid_before)
 "#,
 ];
 
-/// The database handle shared by the server and the operator commands: one writer
-/// connection with group commit, and a small pool of reader connections.
+/// The database handle shared by the server and the operator commands: one write
+/// connection with group commit on a writer thread (`store/writer.rs`), and a pool of
+/// reader connections.
 pub struct Store {
     path: PathBuf,
-    writer: Mutex<Writer>,
-    /// Writers queued for the writer lock; a batch leader waits for them to join.
-    queued: AtomicUsize,
+    /// Tells this store's writer thread apart from other stores' in the same process.
+    id: u64,
+    writer: Arc<Shared>,
+    /// Where operations queue for the writer thread; started on first use.
+    jobs: OnceLock<Option<mpsc::Sender<Job>>>,
     readers: Mutex<Vec<Connection>>,
 }
 
-/// The writer connection and the state of the batch being built on it.
-struct Writer {
-    conn: Connection,
-    /// A `BEGIN IMMEDIATE` is open and collecting members.
-    open: bool,
-    /// Members whose work is in the open batch.
-    members: usize,
-    /// Where the open batch's members wait for its COMMIT.
-    slot: Arc<BatchSlot>,
-}
-
-/// Where the members of one batch learn its fate. Followers wait here, not on the
-/// writer lock, so a COMMIT wakes them without making them queue for the connection.
-#[derive(Default)]
-struct BatchSlot {
-    /// `None` until the leader's COMMIT returned; then its error, if any.
-    result: Mutex<Option<Result<(), String>>>,
-    done: Condvar,
-}
-
-impl BatchSlot {
-    fn finish(&self, result: Result<(), String>) {
-        *lock(&self.result) = Some(result);
-        self.done.notify_all();
-    }
-
-    fn wait(&self) -> Result<(), StoreError> {
-        let mut r = lock(&self.result);
-        loop {
-            match &*r {
-                Some(Ok(())) => return Ok(()),
-                Some(Err(why)) => return Err(StoreError::CommitFailed(why.clone())),
-                None => r = self.done.wait(r).unwrap_or_else(|p| p.into_inner()),
-            }
-        }
-    }
-}
-
-/// Most members in one batch; bounds the latency a batch adds to its first member.
-const MAX_BATCH: usize = 256;
 /// Readers kept open for reuse.
 const MAX_IDLE_READERS: usize = 64;
 
@@ -229,104 +201,71 @@ impl Store {
         migrate(&mut conn)?;
         Ok(Store {
             path: path.to_owned(),
-            writer: Mutex::new(Writer {
-                conn,
-                open: false,
-                members: 0,
-                slot: Arc::default(),
-            }),
-            queued: AtomicUsize::new(0),
+            id: writer::next_store_id(),
+            writer: Arc::new(Shared::new(conn)),
+            jobs: OnceLock::new(),
             readers: Mutex::new(Vec::new()),
         })
     }
 
+    /// Runs the operation `op` on the writer thread, in a batch with whatever else is
+    /// queued, and resolves once the batch is durable (group commit: one fsync for many
+    /// operations). Every `Store::write` that `op` makes runs atomically in its own
+    /// SAVEPOINT; `op`'s result is delivered only after the COMMIT, and if the COMMIT
+    /// fails an `op` that wrote gets [`StoreError::CommitFailed`] instead.
+    pub fn submit<T: Send + 'static>(
+        &self,
+        op: impl FnOnce() -> T + Send + 'static,
+    ) -> impl Future<Output = Result<T, StoreError>> + Send + 'static {
+        let (reply, result) = tokio::sync::oneshot::channel();
+        let sent = match self
+            .jobs
+            .get_or_init(|| writer::start(self.writer.clone(), self.id))
+        {
+            Some(jobs) => jobs.send(writer::job(op, reply)).is_ok(),
+            None => false,
+        };
+        async move {
+            if !sent {
+                return Err(StoreError::CommitFailed(
+                    "the writer thread is not running".into(),
+                ));
+            }
+            result
+                .await
+                .map_err(|_| StoreError::CommitFailed("the write was abandoned".into()))?
+        }
+    }
+
     /// Runs `f` as one atomic unit of work and returns only once it is durable.
     ///
-    /// Concurrent writers share one `BEGIN IMMEDIATE` transaction and one COMMIT (group
-    /// commit: one fsync for many writers); each runs inside its own SAVEPOINT, so `Err`
-    /// from `f` undoes exactly its own changes, while `Ok(inner)` keeps them whatever
-    /// `inner` is (so a refusal and its audit row are kept). Every member of a batch
-    /// returns after the COMMIT; if the COMMIT fails, every member gets the error and
-    /// nothing of the batch is kept.
+    /// Inside an operation given to [`Store::submit`] it runs in its own SAVEPOINT of
+    /// the batch (durable when the batch commits, before the operation's result leaves);
+    /// anywhere else it runs alone in its own transaction and returns after its COMMIT.
+    /// `Err` from `f` undoes exactly its own changes, while `Ok(inner)` keeps them
+    /// whatever `inner` is (so a refusal and its audit row are kept).
     pub fn write<T, E: From<StoreError>>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.queued.fetch_add(1, Ordering::SeqCst);
-        let mut w = self.lock_writer();
-        self.queued.fetch_sub(1, Ordering::SeqCst);
-        if !w.open {
-            w.conn
-                .execute_batch("BEGIN IMMEDIATE")
-                .map_err(StoreError::from)?;
-            w.open = true;
-            w.members = 0;
-            w.slot = Arc::default();
-        }
-        let slot = w.slot.clone();
-        let out = match run_in_savepoint(&mut w.conn, f) {
-            Ok(out) => out,
-            Err(e) => {
-                // After some errors (disk full, I/O) SQLite rolls back the whole
-                // transaction by itself: then the members already in it lost their work
-                // and must hear so, and this batch must never COMMIT.
-                let aborted = w.conn.is_autocommit();
-                if w.members == 0 || aborted {
-                    let _ = w.conn.execute_batch("ROLLBACK");
-                    w.open = false;
-                    if w.members > 0 {
-                        slot.finish(Err(
-                            "the database rolled the batch back after an error".into()
-                        ));
-                    }
-                }
-                return Err(e);
-            }
-        };
-        w.members += 1;
-        if w.members == 1 {
-            self.lead(w, &slot)?;
+        if writer::batch_is_open_here(self.id) {
+            writer::write_in_batch(f)
         } else {
-            drop(w);
-            slot.wait()?;
+            self.writer.write_alone(f)
         }
-        Ok(out)
-    }
-
-    /// The first member commits the batch, after letting queued writers join it.
-    fn lead<'a>(
-        &'a self,
-        mut w: MutexGuard<'a, Writer>,
-        slot: &Arc<BatchSlot>,
-    ) -> Result<(), StoreError> {
-        let mut rounds = 0;
-        while self.queued.load(Ordering::SeqCst) > 0 && w.members < MAX_BATCH && rounds < 64 {
-            drop(w);
-            std::thread::yield_now();
-            w = self.lock_writer();
-            rounds += 1;
-        }
-        if !w.open || !Arc::ptr_eq(&w.slot, slot) {
-            // A member's error made SQLite abort this batch; its fate is already decided.
-            drop(w);
-            return slot.wait();
-        }
-        let result = w.conn.execute_batch("COMMIT");
-        w.open = false;
-        if result.is_err() {
-            let _ = w.conn.execute_batch("ROLLBACK");
-        }
-        drop(w);
-        slot.finish(result.as_ref().map(|_| ()).map_err(ToString::to_string));
-        result.map_err(StoreError::from)
     }
 
     /// Runs `f` in a read transaction (one consistent snapshot of committed data) on a
-    /// reader connection, so reads never wait for writers.
+    /// reader connection, so reads never wait for writers. Inside an operation given to
+    /// [`Store::submit`] it reads the batch's connection instead, so the operation sees
+    /// its own writes.
     pub fn read<T, E: From<StoreError>>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, E>,
     ) -> Result<T, E> {
+        if writer::batch_is_open_here(self.id) {
+            return writer::read_in_batch(f);
+        }
         let pooled = lock(&self.readers).pop();
         let mut conn = match pooled {
             Some(c) => c,
@@ -343,8 +282,22 @@ impl Store {
         out
     }
 
-    fn lock_writer(&self) -> MutexGuard<'_, Writer> {
-        lock(&self.writer)
+    /// Changes whenever a write transaction has committed (after the COMMIT), so a
+    /// waiter can read again instead of polling.
+    pub fn subscribe_commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.writer.subscribe_commits()
+    }
+}
+
+impl Drop for Store {
+    /// Closes the write connection here and now, so a clean exit leaves no WAL behind,
+    /// even if the writer thread is still winding down. On the writer thread itself (the
+    /// last operation held the last handle) the thread closes it as it ends.
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if !writer::batch_is_open_here(self.id) {
+            self.writer.close();
+        }
     }
 }
 
@@ -352,16 +305,6 @@ impl Store {
 /// transactions roll back on drop), so a poisoned lock is still safe to use.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn run_in_savepoint<T, E: From<StoreError>>(
-    conn: &mut Connection,
-    f: impl FnOnce(&Connection) -> Result<T, E>,
-) -> Result<T, E> {
-    let sp = conn.savepoint().map_err(StoreError::from)?;
-    let out = f(&sp)?;
-    sp.commit().map_err(StoreError::from)?;
-    Ok(out)
 }
 
 /// A connection with the pragmas every connection needs.

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::extract::{Json as JsonBody, OptionalJson, Query};
-use super::{Actor, ApiError, AppState, blocking, inline};
+use super::{Actor, ApiError, AppState, blocking, inline, submit};
 use crate::names::{RequestId, RoleName, Text, parse_duration};
 use crate::pubkey::SubjectKey;
 use crate::service::{NewRequest, RequestView};
@@ -85,7 +85,7 @@ pub async fn requests_create(
     JsonBody(body): JsonBody<CreateBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let req = body.parse()?;
-    let view = blocking(&state, move |s| s.create_request(&actor, req)).await?;
+    let view = submit(&state, move |s| s.create_request(&actor, req)).await?;
     tracing::info!(id = %view.id, role = %view.role, requester = %view.requester, "request created");
     let location = format!("/v1/requests/{}", view.id);
     Ok((
@@ -136,7 +136,7 @@ pub async fn request_approve(
         Some(c) => Some(Text::parse(&c, "comment").map_err(|e| ApiError::invalid(e.to_string()))?),
         None => None,
     };
-    let view = blocking(&state, move |s| s.approve(&actor, &id, comment)).await?;
+    let view = submit(&state, move |s| s.approve(&actor, &id, comment)).await?;
     tracing::info!(id = %view.id, status = %view.status, "request approved");
     Ok(Json(view))
 }
@@ -151,7 +151,7 @@ pub async fn request_deny(
     let id = request_id(&id)?;
     let reason =
         Text::parse(&body.reason, "reason").map_err(|e| ApiError::invalid(e.to_string()))?;
-    let view = blocking(&state, move |s| s.deny(&actor, &id, reason)).await?;
+    let view = submit(&state, move |s| s.deny(&actor, &id, reason)).await?;
     tracing::info!(id = %view.id, "request denied");
     Ok(Json(view))
 }
@@ -164,7 +164,7 @@ pub async fn request_cancel(
     JsonBody(_): OptionalJson<CancelBody>,
 ) -> Result<Json<RequestView>, ApiError> {
     let id = request_id(&id)?;
-    let view = blocking(&state, move |s| s.cancel(&actor, &id)).await?;
+    let view = submit(&state, move |s| s.cancel(&actor, &id)).await?;
     tracing::info!(id = %view.id, "request cancelled");
     Ok(Json(view))
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::extract::{Json as JsonBody, OptionalJson};
-use super::{Actor, ApiError, AppState, blocking};
+use super::{Actor, ApiError, AppState, blocking, submit};
 use crate::names::{RequestId, Text, UserName};
 use crate::service::RequestView;
 
@@ -46,7 +46,7 @@ pub async fn certificate_revoke(
         .filter(|s| *s > 0)
         .ok_or_else(|| ApiError::invalid("serial must be a positive decimal number"))?;
     let reason = reason(&body.reason)?;
-    let revoked = blocking(&state, move |s| s.revoke_serial(&actor, serial, reason)).await?;
+    let revoked = submit(&state, move |s| s.revoke_serial(&actor, serial, reason)).await?;
     tracing::info!(serial = revoked, "certificate revoked");
     Ok(Json(json!({ "revoked": [revoked.to_string()] })))
 }
@@ -60,7 +60,7 @@ pub async fn user_revoke(
 ) -> Result<Json<Value>, ApiError> {
     let user = UserName::parse(&name).map_err(|e| ApiError::invalid(e.to_string()))?;
     let reason = reason(&body.reason)?;
-    let revoked = blocking(&state, move |s| s.revoke_user(&actor, &user, reason)).await?;
+    let revoked = submit(&state, move |s| s.revoke_user(&actor, &user, reason)).await?;
     tracing::info!(user = %name, count = revoked.len(), "user's certificates revoked");
     let serials: Vec<String> = revoked.iter().map(u64::to_string).collect();
     Ok(Json(json!({ "revoked": serials })))
@@ -75,7 +75,7 @@ pub async fn request_done(
 ) -> Result<Json<RequestView>, ApiError> {
     let id = RequestId::parse(&id).map_err(|e| ApiError::invalid(e.to_string()))?;
     let reason = body.reason.as_deref().map(reason).transpose()?;
-    let view = blocking(&state, move |s| s.done(&actor, &id, reason)).await?;
+    let view = submit(&state, move |s| s.done(&actor, &id, reason)).await?;
     tracing::info!(id = %view.id, "certificate ended by its requester");
     Ok(Json(view))
 }

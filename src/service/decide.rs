@@ -271,7 +271,7 @@ impl Service {
     ) -> Result<RequestView, ServiceError> {
         let policy = &self.config.policy;
         let now = Utc::now();
-        let outcome = flatten(self.store.write(|tx| {
+        flatten(self.store.write(|tx| {
             let row = rq::get(tx, id)?.ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
             if let Err(e) = still_pending(tx, now, actor, "request.approve", &row)? {
                 return Ok(Err(e));
@@ -306,9 +306,7 @@ impl Service {
             }
             let row = rq::get(tx, id)?.ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
             Ok(Ok(view::request(tx, policy, row)?))
-        }));
-        self.notify_changed();
-        outcome
+        }))
     }
 
     /// Denies a pending request; only someone who could approve it may.
@@ -320,7 +318,7 @@ impl Service {
     ) -> Result<RequestView, ServiceError> {
         let policy = &self.config.policy;
         let now = Utc::now();
-        let outcome = flatten(self.store.write(|tx| {
+        flatten(self.store.write(|tx| {
             let row = rq::get(tx, id)?.ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
             if let Err(e) = still_pending(tx, now, actor, "request.deny", &row)? {
                 return Ok(Err(e));
@@ -345,16 +343,14 @@ impl Service {
             })?;
             let row = rq::get(tx, id)?.ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
             Ok(Ok(view::request(tx, policy, row)?))
-        }));
-        self.notify_changed();
-        outcome
+        }))
     }
 
     /// Cancels one's own pending request.
     pub fn cancel(&self, actor: &UserName, id: &RequestId) -> Result<RequestView, ServiceError> {
         let policy = &self.config.policy;
         let now = Utc::now();
-        let outcome = flatten(self.store.write(|tx| {
+        flatten(self.store.write(|tx| {
             let row = self.visible(tx, actor, id)?;
             if actor != &row.requester {
                 return Ok(Err(ServiceError::Forbidden(
@@ -387,8 +383,6 @@ impl Service {
             let row = rq::get(tx, id)?
                 .ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
             Ok(Ok(view::request(tx, policy, row)?))
-        }));
-        self.notify_changed();
-        outcome
+        }))
     }
 }

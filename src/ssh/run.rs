@@ -147,6 +147,16 @@ pub async fn call<T: Send + 'static>(
     Ok(api::blocking(&ctx.service, move |s| f(s, &actor)).await?)
 }
 
+/// Runs a state change for the authenticated user on the store's writer thread (group
+/// commit, as the HTTP API does).
+pub async fn change<T: Send + 'static>(
+    ctx: &Context,
+    f: impl FnOnce(&Service, &UserName) -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, CommandError> {
+    let actor = ctx.identity.user.clone();
+    Ok(api::submit(&ctx.service, move |s| f(s, &actor)).await?)
+}
+
 /// A request id as the API parses it.
 pub fn request_id(raw: &str) -> Result<RequestId, CommandError> {
     RequestId::parse(raw).map_err(|e| CommandError::invalid(e.to_string()))
@@ -191,7 +201,7 @@ async fn approve(
 ) -> Result<(), CommandError> {
     let id = request_id(id)?;
     let comment = text(comment, "comment")?;
-    let view = call(ctx, move |s, me| s.approve(me, &id, comment)).await?;
+    let view = change(ctx, move |s, me| s.approve(me, &id, comment)).await?;
     tracing::info!(id = %view.id, status = %view.status, "request approved");
     Ok(term
         .out(format!("{}\n", output::decision_summary(&view)))
@@ -207,7 +217,7 @@ async fn deny(
     let id = request_id(id)?;
     let reason =
         text(reason, "reason")?.ok_or_else(|| CommandError::invalid("reason is required"))?;
-    let view = call(ctx, move |s, me| s.deny(me, &id, reason)).await?;
+    let view = change(ctx, move |s, me| s.deny(me, &id, reason)).await?;
     tracing::info!(id = %view.id, "request denied");
     Ok(term
         .out(format!("{}\n", output::decision_summary(&view)))
@@ -216,7 +226,7 @@ async fn deny(
 
 async fn cancel(ctx: &Context, term: &Terminal, id: &str) -> Result<(), CommandError> {
     let id = request_id(id)?;
-    let view = call(ctx, move |s, me| s.cancel(me, &id)).await?;
+    let view = change(ctx, move |s, me| s.cancel(me, &id)).await?;
     tracing::info!(id = %view.id, "request cancelled");
     Ok(term
         .out(format!("{}\n", output::decision_summary(&view)))

@@ -9,7 +9,7 @@
 use chrono::{DateTime, Utc};
 
 use super::commands::{RequestArgs, joined};
-use super::run::{CommandError, Context, call, request_id};
+use super::run::{CommandError, Context, call, change, request_id};
 use super::terminal::Terminal;
 use crate::cli::output::waiting_for;
 use crate::names::{RoleName, Text, parse_duration};
@@ -24,7 +24,7 @@ pub async fn request(
     let new = new_request(ctx, &args)?;
     // Subscribe before creating, so no decision can slip between the two.
     let changes = ctx.service.subscribe_changes();
-    let view = call(ctx, move |s, me| s.create_request(me, new)).await?;
+    let view = change(ctx, move |s, me| s.create_request(me, new)).await?;
     tracing::info!(id = %view.id, role = %view.role, requester = %view.requester, "request created");
     if args.no_wait {
         term.out(format!("{}\n", view.id)).await?;

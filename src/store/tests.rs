@@ -1,8 +1,156 @@
 //! Group commit: many writers, one COMMIT, each writer's work all-or-nothing.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use super::*;
+
+/// Submits every operation before awaiting any (so they queue up and share batches),
+/// then returns their results in order.
+fn submit_all<T: Send + 'static>(
+    store: &Store,
+    ops: Vec<Box<dyn FnOnce() -> T + Send>>,
+) -> Vec<Result<T, StoreError>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let pending: Vec<_> = ops.into_iter().map(|op| store.submit(op)).collect();
+    rt.block_on(async {
+        let mut out = Vec::new();
+        for p in pending {
+            out.push(p.await);
+        }
+        out
+    })
+}
+
+fn insert(store: &Store, k: i64, v: Option<&str>) -> Result<(), StoreError> {
+    store.write(|c| {
+        c.execute(
+            "INSERT INTO t (k, v) VALUES (?1, ?2)",
+            rusqlite::params![k, v],
+        )
+        .map(|_| ())
+        .map_err(StoreError::from)
+    })
+}
+
+#[test]
+fn submitted_operations_share_commits_and_a_failure_undoes_only_its_own_write() {
+    let (_dir, store) = store();
+    // The first operation holds its batch open until all the others are queued, so
+    // they must all land in the second batch: exactly two COMMITs.
+    let (running_tx, running_rx) = std::sync::mpsc::channel::<()>();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let s = store.clone();
+    let first = store.submit(move || {
+        let _ = running_tx.send(());
+        let _ = release_rx.recv();
+        insert(&s, 0, Some("first"))
+    });
+    running_rx.recv().unwrap();
+    let mut pending = Vec::new();
+    for k in 1..200 {
+        let s = store.clone();
+        pending.push(store.submit(move || {
+            // Every tenth operation makes a write that fails after inserting its row:
+            // that write must vanish, nobody else's.
+            insert(&s, k, Some("x"))?;
+            if k % 10 == 0 {
+                s.write(|c| {
+                    c.execute("INSERT INTO t (k, v) VALUES (?1, 'y')", [k + 1000])?;
+                    c.execute("INSERT INTO t (k, v) VALUES (?1, NULL)", [k + 2000])?;
+                    Ok::<_, StoreError>(())
+                })?;
+            }
+            Ok(())
+        }));
+    }
+    release_tx.send(()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let results: Vec<_> = rt.block_on(async {
+        let mut out = vec![first.await];
+        for p in pending {
+            out.push(p.await);
+        }
+        out
+    });
+    for (k, r) in results.iter().enumerate() {
+        // The failing write's error reaches its operation; its first insert stays.
+        assert_eq!(
+            r.as_ref().is_ok_and(|r| r.is_err()),
+            k > 0 && k % 10 == 0,
+            "{k}"
+        );
+    }
+    assert_eq!(
+        count(&store),
+        200,
+        "one row per operation, none of the failed writes"
+    );
+    assert_eq!(store.writer.batches.load(Ordering::Relaxed), 2);
+    assert_eq!(store.writer.members.load(Ordering::Relaxed), 200);
+}
+
+#[test]
+fn an_operation_reads_its_own_writes_and_others_see_them_only_after_commit() {
+    let (_dir, store) = store();
+    let s = store.clone();
+    let results = submit_all(
+        &store,
+        vec![Box::new(move || {
+            insert(&s, 1, Some("mine"))?;
+            let inside: i64 = s.read(|c| {
+                Ok::<_, StoreError>(c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?)
+            })?;
+            // Another thread reads committed data only: not yet this row.
+            let s2 = s.clone();
+            let outside = std::thread::spawn(move || count(&s2)).join().unwrap();
+            Ok::<_, StoreError>((inside, outside))
+        })],
+    );
+    assert_eq!(results[0].as_ref().unwrap().as_ref().unwrap(), &(1, 0));
+    assert_eq!(count(&store), 1);
+}
+
+#[test]
+fn commits_wake_subscribers_after_the_data_is_readable() {
+    let (_dir, store) = store();
+    let mut commits = store.subscribe_commits();
+    commits.mark_unchanged();
+    let s = store.clone();
+    submit_all(&store, vec![Box::new(move || insert(&s, 7, Some("x")))])
+        .remove(0)
+        .unwrap()
+        .unwrap();
+    assert!(commits.has_changed().unwrap());
+    assert_eq!(count(&store), 1);
+    // A write made alone (e.g. by an operator command in-process) wakes them too.
+    commits.mark_unchanged();
+    insert(&store, 8, Some("y")).unwrap();
+    assert!(commits.has_changed().unwrap());
+}
+
+#[test]
+fn dropping_the_store_closes_the_database_cleanly() {
+    let (dir, store) = store();
+    let s = store.clone();
+    submit_all(&store, vec![Box::new(move || insert(&s, 1, Some("x")))])
+        .remove(0)
+        .unwrap()
+        .unwrap();
+    let _ = count(&store);
+    drop(store);
+    // The last connection checkpointed and removed the WAL: the file alone has it all.
+    assert!(!dir.path().join("db-wal").exists());
+    let conn = Connection::open(dir.path().join("db")).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+}
 
 fn store() -> (tempfile::TempDir, Arc<Store>) {
     let dir = tempfile::tempdir().unwrap();
@@ -23,7 +171,7 @@ fn count(store: &Store) -> i64 {
 }
 
 #[test]
-fn concurrent_writers_all_commit_and_failures_undo_only_their_own_work() {
+fn writers_on_other_threads_write_alone_and_failures_undo_only_their_own_work() {
     let (_dir, store) = store();
     let threads: Vec<_> = (0..8)
         .map(|t| {
@@ -107,6 +255,7 @@ fn when_the_disk_is_full_every_acknowledged_write_is_kept_and_no_other() {
             Ok::<_, StoreError>(())
         })
         .unwrap();
+    // Six clients, each with one operation in flight at a time, as the server has.
     let threads: Vec<_> = (0..6)
         .map(|t| {
             let store = store.clone();
@@ -114,17 +263,13 @@ fn when_the_disk_is_full_every_acknowledged_write_is_kept_and_no_other() {
                 let mut acked = Vec::new();
                 for i in 0..150 {
                     let k = t * 1000 + i;
-                    let big = "x".repeat(2000);
-                    let ok = store
-                        .write(|c| {
-                            c.execute(
-                                "INSERT INTO t (k, v) VALUES (?1, ?2)",
-                                rusqlite::params![k, big],
-                            )
-                            .map_err(StoreError::from)
-                        })
-                        .is_ok();
-                    if ok {
+                    let s = store.clone();
+                    let result = submit_all(
+                        &store,
+                        vec![Box::new(move || insert(&s, k, Some(&"x".repeat(2000))))],
+                    )
+                    .remove(0);
+                    if matches!(result, Ok(Ok(()))) {
                         acked.push(k);
                     }
                 }

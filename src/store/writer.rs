@@ -1,0 +1,341 @@
+//! The write connection and group commit on a dedicated writer thread.
+//!
+//! The server hands whole operations to [`Store::submit`](super::Store::submit). The
+//! writer thread takes every operation queued, runs them one after another inside one
+//! shared `BEGIN IMMEDIATE` (each `Store::write` of an operation in its own SAVEPOINT),
+//! COMMITs once — one fsync for the batch — and only then hands each operation its
+//! result. While a batch commits, the next one queues up, so batches grow with load and
+//! nothing waits on a timer. No operation's result leaves before its writes are on disk.
+//!
+//! Inside a batch an operation's own `Store::write` and `Store::read` calls run on the
+//! batch's connection, so an operation sees its own (and its batch's earlier) changes
+//! as if each write had committed at once. Writers on other threads (CLI commands,
+//! tests, list's expiry) write alone: they get the connection between two batches,
+//! ahead of the next batch, and return after their own COMMIT.
+
+use std::cell::RefCell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::{StoreError, lock};
+
+/// Most operations in one batch; bounds the latency a batch adds to its first member.
+const MAX_BATCH: usize = 256;
+
+/// Why the members of a batch lost their writes, when SQLite abandoned the transaction.
+const ROLLED_BACK: &str = "the database rolled the batch back after an error";
+
+/// One queued operation: runs inside the batch and returns what to do once the batch's
+/// COMMIT has succeeded (`Ok`) or failed (`Err`, with why).
+pub(super) type Job = Box<dyn FnOnce() -> Finish + Send>;
+/// Delivers an operation's outcome after the COMMIT.
+pub(super) type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// The write connection, shared by the writer thread and writers that write alone.
+pub(super) struct Shared {
+    slot: Mutex<Slot>,
+    /// Signalled whenever the connection comes back.
+    free: Condvar,
+    /// Bumped after every COMMIT that changed something.
+    commits: tokio::sync::watch::Sender<u64>,
+    /// Batches committed and operations run in them (for tests and logs).
+    pub(super) batches: AtomicU64,
+    pub(super) members: AtomicU64,
+}
+
+struct Slot {
+    /// `None` while the writer thread runs a batch on it.
+    conn: Option<Connection>,
+    /// Writers on other threads waiting for the connection; they go before the next batch.
+    alone_waiting: usize,
+    /// The store is gone and the connection closed.
+    closed: bool,
+}
+
+thread_local! {
+    /// The batch this thread (a writer thread) is running, if any.
+    static BATCH: RefCell<Option<Batch>> = const { RefCell::new(None) };
+}
+
+/// A batch in progress on the writer thread.
+struct Batch {
+    /// Which store the batch belongs to (a test process opens many).
+    store: u64,
+    conn: Connection,
+    /// The operation being run has kept a write.
+    wrote: bool,
+    /// SQLite gave up the transaction, or it never began: nothing of this batch commits.
+    aborted: Option<String>,
+}
+
+impl Batch {
+    fn write<T, E: From<StoreError>>(
+        &mut self,
+        f: impl FnOnce(&Connection) -> Result<T, E>,
+    ) -> Result<T, E> {
+        if let Some(why) = &self.aborted {
+            return Err(StoreError::CommitFailed(why.clone()).into());
+        }
+        match run_in_savepoint(&mut self.conn, f) {
+            Ok(out) => {
+                self.wrote = true;
+                Ok(out)
+            }
+            Err(e) => {
+                // After some errors (disk full, I/O) SQLite rolls back the whole
+                // transaction by itself: the members already in it lost their work and
+                // must hear so, and this batch must never COMMIT.
+                if self.conn.is_autocommit() {
+                    self.aborted = Some(ROLLED_BACK.into());
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Whether this thread is running a batch of store `store` right now (or is inside a
+/// store call already, which `with_batch` then refuses).
+pub(super) fn batch_is_open_here(store: u64) -> bool {
+    BATCH.with(|b| match b.try_borrow() {
+        Ok(b) => b.as_ref().is_some_and(|b| b.store == store),
+        Err(_) => true,
+    })
+}
+
+/// Runs a write of the operation being run in this thread's batch.
+pub(super) fn write_in_batch<T, E: From<StoreError>>(
+    f: impl FnOnce(&Connection) -> Result<T, E>,
+) -> Result<T, E> {
+    BATCH.with(|b| match b.try_borrow_mut() {
+        Ok(mut b) => match b.as_mut() {
+            Some(batch) => batch.write(f),
+            None => Err(StoreError::Nested.into()),
+        },
+        Err(_) => Err(StoreError::Nested.into()),
+    })
+}
+
+/// Runs a read of the operation being run on this thread's batch connection.
+pub(super) fn read_in_batch<T, E: From<StoreError>>(
+    f: impl FnOnce(&Connection) -> Result<T, E>,
+) -> Result<T, E> {
+    BATCH.with(|b| match b.try_borrow() {
+        Ok(b) => match b.as_ref() {
+            Some(batch) => f(&batch.conn),
+            None => Err(StoreError::Nested.into()),
+        },
+        Err(_) => Err(StoreError::Nested.into()),
+    })
+}
+
+impl Shared {
+    pub(super) fn new(conn: Connection) -> Self {
+        Shared {
+            slot: Mutex::new(Slot {
+                conn: Some(conn),
+                alone_waiting: 0,
+                closed: false,
+            }),
+            free: Condvar::new(),
+            commits: tokio::sync::watch::Sender::new(0),
+            batches: AtomicU64::new(0),
+            members: AtomicU64::new(0),
+        }
+    }
+
+    pub(super) fn subscribe_commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.commits.subscribe()
+    }
+
+    fn committed(&self) {
+        self.commits.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// One write in its own transaction, on the caller's thread, between two batches.
+    pub(super) fn write_alone<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut slot = lock(&self.slot);
+        slot.alone_waiting += 1;
+        let mut slot = self
+            .free
+            .wait_while(slot, |s| s.conn.is_none() && !s.closed)
+            .unwrap_or_else(|p| p.into_inner());
+        slot.alone_waiting -= 1;
+        let result = match slot.conn.as_mut() {
+            Some(conn) => transaction(conn, f),
+            None => Err(StoreError::Closed.into()),
+        };
+        drop(slot);
+        self.free.notify_all();
+        if result.is_ok() {
+            self.committed();
+        }
+        result
+    }
+
+    /// The connection, for one batch; writers that wait to write alone go first.
+    /// `None` once the store has closed it.
+    fn take(&self) -> Option<Connection> {
+        let slot = lock(&self.slot);
+        let mut slot = self
+            .free
+            .wait_while(slot, |s| {
+                !s.closed && (s.conn.is_none() || s.alone_waiting > 0)
+            })
+            .unwrap_or_else(|p| p.into_inner());
+        slot.conn.take()
+    }
+
+    /// Closes the connection (SQLite checkpoints and removes the WAL when the last
+    /// connection closes), after the batch that has it, if any; later batches fail.
+    pub(super) fn close(&self) {
+        let slot = lock(&self.slot);
+        let mut slot = self
+            .free
+            .wait_while(slot, |s| s.conn.is_none() && !s.closed)
+            .unwrap_or_else(|p| p.into_inner());
+        slot.closed = true;
+        let conn = slot.conn.take();
+        drop(slot);
+        self.free.notify_all();
+        drop(conn);
+    }
+
+    fn give_back(&self, conn: Connection) {
+        lock(&self.slot).conn = Some(conn);
+        self.free.notify_all();
+    }
+
+    /// Runs one batch: every job in the shared transaction, one COMMIT, then the results.
+    fn run_batch(&self, store: u64, jobs: Vec<Job>) {
+        // The store was closed: the operations are dropped and their callers told so.
+        let Some(conn) = self.take() else {
+            return;
+        };
+        let began = conn.execute_batch("BEGIN IMMEDIATE");
+        BATCH.with(|b| {
+            *b.borrow_mut() = Some(Batch {
+                store,
+                conn,
+                wrote: false,
+                aborted: began
+                    .err()
+                    .map(|e| format!("could not begin a transaction: {e}")),
+            });
+        });
+        let mut finishes = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            BATCH.with(|b| {
+                if let Some(batch) = b.borrow_mut().as_mut() {
+                    batch.wrote = false;
+                }
+            });
+            // A panicking operation drops its reply channel (its caller sees the write
+            // abandoned); the writes it had finished stay in the batch like any other.
+            let finish = catch_unwind(AssertUnwindSafe(job));
+            let wrote = BATCH.with(|b| b.borrow().as_ref().is_some_and(|b| b.wrote));
+            if let Ok(finish) = finish {
+                finishes.push((finish, wrote));
+            }
+        }
+        let Some(Batch { conn, aborted, .. }) = BATCH.with(|b| b.borrow_mut().take()) else {
+            return;
+        };
+        let result = match aborted {
+            Some(why) => {
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                Err(why)
+            }
+            None => match conn.execute_batch("COMMIT") {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    Err(e.to_string())
+                }
+            },
+        };
+        self.give_back(conn);
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.members
+            .fetch_add(finishes.len() as u64, Ordering::Relaxed);
+        if result.is_ok() && finishes.iter().any(|(_, wrote)| *wrote) {
+            self.committed();
+        }
+        for (finish, wrote) in finishes {
+            finish(if wrote { result.clone() } else { Ok(()) });
+        }
+    }
+}
+
+/// Starts the writer thread of store `store`; it ends when every sender is gone.
+pub(super) fn start(shared: Arc<Shared>, store: u64) -> Option<mpsc::Sender<Job>> {
+    let (tx, rx) = mpsc::channel::<Job>();
+    let spawned = std::thread::Builder::new()
+        .name("countersign-writer".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut jobs = Vec::with_capacity(16);
+                jobs.push(first);
+                jobs.extend(rx.try_iter().take(MAX_BATCH - 1));
+                shared.run_batch(store, jobs);
+            }
+        });
+    match spawned {
+        Ok(_) => Some(tx),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the database writer thread");
+            None
+        }
+    }
+}
+
+/// Wraps `op` as a job whose result goes to `reply` after the COMMIT; a failed COMMIT
+/// replaces the result of an operation that wrote.
+pub(super) fn job<T: Send + 'static>(
+    op: impl FnOnce() -> T + Send + 'static,
+    reply: tokio::sync::oneshot::Sender<Result<T, StoreError>>,
+) -> Job {
+    Box::new(move || {
+        let out = op();
+        Box::new(move |committed: Result<(), String>| {
+            let _ = reply.send(committed.map(|()| out).map_err(StoreError::CommitFailed));
+        })
+    })
+}
+
+pub(super) fn run_in_savepoint<T, E: From<StoreError>>(
+    conn: &mut Connection,
+    f: impl FnOnce(&Connection) -> Result<T, E>,
+) -> Result<T, E> {
+    let sp = conn.savepoint().map_err(StoreError::from)?;
+    let out = f(&sp)?;
+    sp.commit().map_err(StoreError::from)?;
+    Ok(out)
+}
+
+/// `f` in its own `BEGIN IMMEDIATE` ... COMMIT; `Err` from `f` rolls back.
+fn transaction<T, E: From<StoreError>>(
+    conn: &mut Connection,
+    f: impl FnOnce(&Connection) -> Result<T, E>,
+) -> Result<T, E> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(StoreError::from)?;
+    let out = f(&tx)?;
+    tx.commit().map_err(StoreError::from)?;
+    Ok(out)
+}
+
+/// A process-wide number for each opened store, so a writer thread knows its own.
+pub(super) fn next_store_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
