@@ -15,12 +15,12 @@ mod writer;
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use writer::{Job, Shared};
+use writer::{Shared, Threads};
 
 /// Storage failures; callers branch only on "the database said no" vs "data is corrupt".
 #[derive(Debug, thiserror::Error)]
@@ -173,8 +173,9 @@ pub struct Store {
     /// Tells this store's writer thread apart from other stores' in the same process.
     id: u64,
     writer: Arc<Shared>,
-    /// Where operations queue for the writer thread; started on first use.
-    jobs: OnceLock<Option<mpsc::Sender<Job>>>,
+    /// The writer thread (where operations queue) and the checkpointer; started on
+    /// first use.
+    threads: OnceLock<Option<Threads>>,
     readers: Mutex<Vec<Connection>>,
 }
 
@@ -203,7 +204,7 @@ impl Store {
             path: path.to_owned(),
             id: writer::next_store_id(),
             writer: Arc::new(Shared::new(conn)),
-            jobs: OnceLock::new(),
+            threads: OnceLock::new(),
             readers: Mutex::new(Vec::new()),
         })
     }
@@ -219,10 +220,10 @@ impl Store {
     ) -> impl Future<Output = Result<T, StoreError>> + Send + 'static {
         let (reply, result) = tokio::sync::oneshot::channel();
         let sent = match self
-            .jobs
-            .get_or_init(|| writer::start(self.writer.clone(), self.id))
+            .threads
+            .get_or_init(|| writer::start(self.writer.clone(), self.id, &self.path))
         {
-            Some(jobs) => jobs.send(writer::job(op, reply)).is_ok(),
+            Some(threads) => threads.jobs.send(writer::job(op, reply)).is_ok(),
             None => false,
         };
         async move {
@@ -290,14 +291,19 @@ impl Store {
 }
 
 impl Drop for Store {
-    /// Closes the write connection here and now, so a clean exit leaves no WAL behind,
-    /// even if the writer thread is still winding down. On the writer thread itself (the
-    /// last operation held the last handle) the thread closes it as it ends.
+    /// Stops the writer and checkpoint threads and closes the write connection here and
+    /// now, so that a clean exit leaves no WAL behind (the last connection to close
+    /// checkpoints and removes it). On the writer thread itself (its last operation held
+    /// the last handle) the threads wind down on their own.
     fn drop(&mut self) {
-        drop(self.jobs.take());
-        if !writer::batch_is_open_here(self.id) {
-            self.writer.close();
+        let threads = self.threads.take().flatten();
+        if writer::batch_is_open_here(self.id) {
+            return;
         }
+        if let Some(threads) = threads {
+            threads.stop();
+        }
+        self.writer.close();
     }
 }
 

@@ -6,6 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anyhow::{anyhow, bail};
+use axum::body::Bytes;
+use axum::http::{Method, Request, header};
+use http_body_util::{BodyExt, Full};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -59,12 +62,66 @@ struct Samples {
 }
 
 struct Ctx {
-    http: reqwest::Client,
-    url: String,
+    address: String,
     tokens: Vec<String>,
     keys: Vec<String>,
     next: AtomicUsize,
     flows: usize,
+}
+
+/// One keep-alive HTTP/1.1 connection per client, straight on hyper: the load generator
+/// shares the machine with the server, so it must cost as little as it can.
+struct Client {
+    send: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    host: String,
+}
+
+impl Client {
+    async fn connect(address: &str) -> anyhow::Result<Client> {
+        let stream = tokio::net::TcpStream::connect(address).await?;
+        stream.set_nodelay(true)?;
+        let (send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        Ok(Client {
+            send,
+            host: address.to_owned(),
+        })
+    }
+
+    /// One call; returns the body if the status is `want`, else fails the run.
+    async fn call(
+        &mut self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Vec<u8>>,
+        want: u16,
+        samples: &mut Vec<u32>,
+    ) -> anyhow::Result<Bytes> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, &self.host)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"));
+        if body.is_some() {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+        }
+        let req = req.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+        let t = Instant::now();
+        self.send.ready().await?;
+        let resp = self.send.send_request(req).await?;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await?.to_bytes();
+        samples.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+        if status != want {
+            bail!(
+                "HTTP {status} (wanted {want}): {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        Ok(body)
+    }
 }
 
 /// Runs `flows` flows with `clients` concurrent clients; any failed call fails the run.
@@ -81,12 +138,11 @@ pub async fn run(
         let k = ssh_key::PrivateKey::random(&mut rand::rng(), ssh_key::Algorithm::Ed25519)?;
         keys.push(k.public_key().to_openssh()?);
     }
-    crate::tls::install_crypto_provider();
+    let address = url
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow!("the bench server speaks plain HTTP on loopback, not {url}"))?;
     let ctx = Arc::new(Ctx {
-        http: reqwest::Client::builder()
-            .pool_max_idle_per_host(clients)
-            .build()?,
-        url: url.to_owned(),
+        address: address.trim_end_matches('/').to_owned(),
         tokens: fx.tokens.clone(),
         keys,
         next: AtomicUsize::new(0),
@@ -122,67 +178,46 @@ pub async fn run(
 
 async fn client(ctx: Arc<Ctx>) -> anyhow::Result<Samples> {
     let mut s = Samples::default();
+    let mut http = Client::connect(&ctx.address).await?;
     loop {
         let i = ctx.next.fetch_add(1, Ordering::Relaxed);
         if i >= ctx.flows {
             return Ok(s);
         }
-        flow(&ctx, i, &mut s).await?;
+        flow(&ctx, &mut http, i, &mut s).await?;
     }
 }
 
-async fn timed(
-    req: reqwest::RequestBuilder,
-    want: u16,
-    samples: &mut Vec<u32>,
-) -> anyhow::Result<bytes_like::Body> {
-    let t = Instant::now();
-    let resp = req.send().await?;
-    let status = resp.status().as_u16();
-    let body = resp.bytes().await?;
-    samples.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
-    if status != want {
-        bail!(
-            "HTTP {status} (wanted {want}): {}",
-            String::from_utf8_lossy(&body)
-        );
-    }
-    Ok(body)
-}
-
-mod bytes_like {
-    pub type Body = axum::body::Bytes;
-}
-
-async fn flow(ctx: &Ctx, i: usize, s: &mut Samples) -> anyhow::Result<()> {
-    let requester = i % REQUESTERS;
-    let approver = REQUESTERS + i % (USERS - REQUESTERS);
+async fn flow(ctx: &Ctx, http: &mut Client, i: usize, s: &mut Samples) -> anyhow::Result<()> {
+    let requester = &ctx.tokens[i % REQUESTERS];
+    let approver = &ctx.tokens[REQUESTERS + i % (USERS - REQUESTERS)];
     let role = format!("role-{:02}", i % SIMPLE_ROLES);
-    let body = json!({ "role": role, "public_key": ctx.keys[requester], "reason": format!("bench flow {i}"), "ttl": "30m" });
-    let created = timed(
-        ctx.http
-            .post(format!("{}/v1/requests", ctx.url))
-            .bearer_auth(&ctx.tokens[requester])
-            .json(&body),
-        201,
-        &mut s.create,
-    )
-    .await?;
+    let body = json!({ "role": role, "public_key": ctx.keys[i % REQUESTERS], "reason": format!("bench flow {i}"), "ttl": "30m" });
+    let body = serde_json::to_vec(&body)?;
+    let created = http
+        .call(
+            Method::POST,
+            "/v1/requests",
+            requester,
+            Some(body),
+            201,
+            &mut s.create,
+        )
+        .await?;
     let created: Value = serde_json::from_slice(&created)?;
     let id = created["id"].as_str().ok_or_else(|| anyhow!("no id"))?;
-    let approve = ctx
-        .http
-        .post(format!("{}/v1/requests/{id}/approve", ctx.url))
-        .bearer_auth(&ctx.tokens[approver]);
-    let approved: Value = serde_json::from_slice(&timed(approve, 200, &mut s.approve).await?)?;
+    let path = format!("/v1/requests/{id}/approve");
+    let approved = http
+        .call(Method::POST, &path, approver, None, 200, &mut s.approve)
+        .await?;
+    let approved: Value = serde_json::from_slice(&approved)?;
     if approved["status"] != "issued" {
         bail!("request {id} is {} after approval", approved["status"]);
     }
-    let cert = ctx
-        .http
-        .get(format!("{}/v1/requests/{id}/certificate", ctx.url))
-        .bearer_auth(&ctx.tokens[requester]);
-    let cert = timed(cert, 200, &mut s.certificate).await?;
+    let path = format!("/v1/requests/{id}/certificate");
+    let cert = http
+        .call(Method::GET, &path, requester, None, 200, &mut s.certificate)
+        .await?;
     if !cert.starts_with(b"ssh-ed25519-cert-v01@openssh.com ") {
         bail!("not a certificate");
     }

@@ -369,3 +369,31 @@ fn migrating_a_version_2_database_keeps_every_certificate() {
         "{err}"
     );
 }
+
+#[test]
+fn checkpoints_copy_the_wal_into_the_database_while_batches_keep_coming() {
+    let (dir, store) = store();
+    let db = dir.path().join("db");
+    let size = || std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+    let before = size();
+    // One batch at a time (each awaited), so there are many small batches, as under
+    // light load; automatic checkpoints are off on the write connection.
+    for k in 0..(3 * writer::CHECKPOINT_EVERY as i64) {
+        let s = store.clone();
+        let row = "x".repeat(3000);
+        submit_all(&store, vec![Box::new(move || insert(&s, k, Some(&row)))])
+            .remove(0)
+            .unwrap()
+            .unwrap();
+    }
+    // The checkpointer works on its own thread; give it a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while size() <= before && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        size() > before + 3000 * writer::CHECKPOINT_EVERY,
+        "the database file did not grow ({before} -> {}): nothing was checkpointed",
+        size()
+    );
+}

@@ -15,6 +15,7 @@
 
 use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 
@@ -79,7 +80,7 @@ impl Batch {
         if let Some(why) = &self.aborted {
             return Err(StoreError::CommitFailed(why.clone()).into());
         }
-        match run_in_savepoint(&mut self.conn, f) {
+        match run_in_savepoint(&self.conn, f) {
             Ok(out) => {
                 self.wrote = true;
                 Ok(out)
@@ -218,7 +219,7 @@ impl Shared {
         let Some(conn) = self.take() else {
             return;
         };
-        let began = conn.execute_batch("BEGIN IMMEDIATE");
+        let began = exec(&conn, "BEGIN IMMEDIATE");
         BATCH.with(|b| {
             *b.borrow_mut() = Some(Batch {
                 store,
@@ -250,15 +251,15 @@ impl Shared {
         let result = match aborted {
             Some(why) => {
                 if !conn.is_autocommit() {
-                    let _ = conn.execute_batch("ROLLBACK");
+                    let _ = exec(&conn, "ROLLBACK");
                 }
                 Err(why)
             }
-            None => match conn.execute_batch("COMMIT") {
+            None => match exec(&conn, "COMMIT") {
                 Ok(()) => Ok(()),
                 Err(e) => {
-                    let _ = conn.execute_batch("ROLLBACK");
-                    Err(e.to_string())
+                    let _ = exec(&conn, "ROLLBACK");
+                    Err(describe(&e))
                 }
             },
         };
@@ -275,24 +276,99 @@ impl Shared {
     }
 }
 
-/// Starts the writer thread of store `store`; it ends when every sender is gone.
-pub(super) fn start(shared: Arc<Shared>, store: u64) -> Option<mpsc::Sender<Job>> {
+/// Batches between two checkpoints (a batch writes some tens of WAL pages; SQLite's own
+/// automatic checkpoint would come every 1000 pages).
+pub(super) const CHECKPOINT_EVERY: u64 = 16;
+
+/// The writer thread and its checkpointer, running for one store.
+pub(super) struct Threads {
+    /// Where operations queue; dropping it ends both threads.
+    pub(super) jobs: mpsc::Sender<Job>,
+    writer: std::thread::JoinHandle<()>,
+    checkpointer: std::thread::JoinHandle<()>,
+}
+
+impl Threads {
+    /// Ends both threads (after the operations already queued) and waits for them.
+    pub(super) fn stop(self) {
+        drop(self.jobs);
+        let _ = self.writer.join();
+        let _ = self.checkpointer.join();
+    }
+}
+
+/// Starts the writer thread of store `store` and its checkpointer.
+///
+/// Checkpoints (copying the WAL back into the database file) run on a thread and
+/// connection of their own, so the writer never stops to do one: automatic checkpoints
+/// are turned off on the write connection, and the writer wakes the checkpointer every
+/// few batches instead. A PASSIVE checkpoint never blocks the writer or readers.
+pub(super) fn start(shared: Arc<Shared>, store: u64, path: &Path) -> Option<Threads> {
     let (tx, rx) = mpsc::channel::<Job>();
+    let (wake, wakes) = mpsc::sync_channel::<()>(1);
+    if let Some(conn) = lock(&shared.slot).conn.as_ref()
+        && let Err(e) = conn.pragma_update(None, "wal_autocheckpoint", 0)
+    {
+        tracing::error!(error = %e, "cannot hand checkpoints to their own thread");
+        return None;
+    }
+    let path = path.to_owned();
+    let checkpointer = std::thread::Builder::new()
+        .name("countersign-checkpoint".into())
+        .spawn(move || checkpoints(&path, &wakes));
+    let checkpointer = match checkpointer {
+        Ok(handle) => handle,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the checkpoint thread");
+            return None;
+        }
+    };
     let spawned = std::thread::Builder::new()
         .name("countersign-writer".into())
         .spawn(move || {
+            let mut since_checkpoint = 0;
             while let Ok(first) = rx.recv() {
                 let mut jobs = Vec::with_capacity(16);
                 jobs.push(first);
                 jobs.extend(rx.try_iter().take(MAX_BATCH - 1));
                 shared.run_batch(store, jobs);
+                since_checkpoint += 1;
+                if since_checkpoint >= CHECKPOINT_EVERY {
+                    // Full means a wake-up is already pending; that one will do.
+                    let _ = wake.try_send(());
+                    since_checkpoint = 0;
+                }
             }
         });
     match spawned {
-        Ok(_) => Some(tx),
+        Ok(writer) => Some(Threads {
+            jobs: tx,
+            writer,
+            checkpointer,
+        }),
         Err(e) => {
             tracing::error!(error = %e, "cannot start the database writer thread");
             None
+        }
+    }
+}
+
+/// The checkpointer: a PASSIVE checkpoint at each wake-up, until the writer is gone.
+fn checkpoints(path: &Path, wakes: &mpsc::Receiver<()>) {
+    let conn = match super::connect(path) {
+        Ok(conn) => conn,
+        Err(e) => {
+            tracing::error!(error = %e, "checkpoint thread cannot open the database");
+            return;
+        }
+    };
+    while wakes.recv().is_ok() {
+        let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        });
+        match done {
+            Ok((wal, copied)) => tracing::trace!(wal, copied, "checkpoint"),
+            Err(e) => tracing::warn!(error = %e, "checkpoint failed; will retry"),
         }
     }
 }
@@ -311,14 +387,48 @@ pub(super) fn job<T: Send + 'static>(
     })
 }
 
-pub(super) fn run_in_savepoint<T, E: From<StoreError>>(
-    conn: &mut Connection,
+/// Runs `f` in a SAVEPOINT: released if `f` returns `Ok`, rolled back on `Err` or if
+/// `f` panics. The statements are prepared once per connection (cached), not per write.
+fn run_in_savepoint<T, E: From<StoreError>>(
+    conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<T, E>,
 ) -> Result<T, E> {
-    let sp = conn.savepoint().map_err(StoreError::from)?;
-    let out = f(&sp)?;
-    sp.commit().map_err(StoreError::from)?;
+    exec(conn, "SAVEPOINT w")?;
+    let mut open = Savepoint { conn, open: true };
+    let out = f(conn)?;
+    open.open = false;
+    exec(conn, "RELEASE w")?;
     Ok(out)
+}
+
+/// Rolls its savepoint back unless released (the write failed or panicked).
+struct Savepoint<'c> {
+    conn: &'c Connection,
+    open: bool,
+}
+
+impl Drop for Savepoint<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            // After an aborting error SQLite has already rolled back; these then fail.
+            let _ = exec(self.conn, "ROLLBACK TO w");
+            let _ = exec(self.conn, "RELEASE w");
+        }
+    }
+}
+
+/// An error with its SQLite cause, for the members of a failed batch.
+fn describe(e: &StoreError) -> String {
+    match e {
+        StoreError::Sqlite(cause) => cause.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Runs one parameterless statement through the connection's statement cache.
+fn exec(conn: &Connection, sql: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
 }
 
 /// `f` in its own `BEGIN IMMEDIATE` ... COMMIT; `Err` from `f` rolls back.
