@@ -173,8 +173,7 @@ pub struct Store {
     /// Tells this store's writer thread apart from other stores' in the same process.
     id: u64,
     writer: Arc<Shared>,
-    /// The writer thread (where operations queue) and the checkpointer; started on
-    /// first use.
+    /// The writer thread, where operations queue; started on first use.
     threads: OnceLock<Option<Threads>>,
     readers: Mutex<Vec<Connection>>,
 }
@@ -221,7 +220,7 @@ impl Store {
         let (reply, result) = tokio::sync::oneshot::channel();
         let sent = match self
             .threads
-            .get_or_init(|| writer::start(self.writer.clone(), self.id, &self.path))
+            .get_or_init(|| writer::start(self.writer.clone(), self.id))
         {
             Some(threads) => threads.jobs.send(writer::job(op, reply)).is_ok(),
             None => false,
@@ -291,8 +290,7 @@ impl Store {
 }
 
 impl Drop for Store {
-    /// Stops the writer and checkpoint threads and closes the write connection here and
-    /// now, so that a clean exit leaves no WAL behind (the last connection to close
+    /// Stops the writer thread and closes the write connection here and now, so that a clean exit leaves no WAL behind (the last connection to close
     /// checkpoints and removes it). On the writer thread itself (its last operation held
     /// the last handle) the threads wind down on their own.
     fn drop(&mut self) {
@@ -313,11 +311,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// How long a connection waits for another process's write lock (e.g. a CLI command).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A connection with the pragmas every connection needs.
 fn connect(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.set_prepared_statement_cache_capacity(64);
-    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;

@@ -15,7 +15,6 @@
 
 use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 
@@ -276,99 +275,44 @@ impl Shared {
     }
 }
 
-/// Batches between two checkpoints (a batch writes some tens of WAL pages; SQLite's own
-/// automatic checkpoint would come every 1000 pages).
-pub(super) const CHECKPOINT_EVERY: u64 = 16;
-
-/// The writer thread and its checkpointer, running for one store.
+/// The writer thread of one store.
 pub(super) struct Threads {
-    /// Where operations queue; dropping it ends both threads.
+    /// Where operations queue; dropping it ends the thread.
     pub(super) jobs: mpsc::Sender<Job>,
     writer: std::thread::JoinHandle<()>,
-    checkpointer: std::thread::JoinHandle<()>,
 }
 
 impl Threads {
-    /// Ends both threads (after the operations already queued) and waits for them.
+    /// Ends the writer thread (after the operations already queued) and waits for it.
     pub(super) fn stop(self) {
         drop(self.jobs);
         let _ = self.writer.join();
-        let _ = self.checkpointer.join();
     }
 }
 
-/// Starts the writer thread of store `store` and its checkpointer.
+/// Starts the writer thread of store `store`.
 ///
-/// Checkpoints (copying the WAL back into the database file) run on a thread and
-/// connection of their own, so the writer never stops to do one: automatic checkpoints
-/// are turned off on the write connection, and the writer wakes the checkpointer every
-/// few batches instead. A PASSIVE checkpoint never blocks the writer or readers.
-pub(super) fn start(shared: Arc<Shared>, store: u64, path: &Path) -> Option<Threads> {
+/// Checkpoints stay SQLite's automatic ones, on the write connection right after a
+/// COMMIT: a checkpointer thread of its own would run beside the writer, never find the
+/// WAL fully copied back under steady load, and so never let the WAL restart (it grew
+/// past 200 MB in the benchmark that way).
+pub(super) fn start(shared: Arc<Shared>, store: u64) -> Option<Threads> {
     let (tx, rx) = mpsc::channel::<Job>();
-    let (wake, wakes) = mpsc::sync_channel::<()>(1);
-    if let Some(conn) = lock(&shared.slot).conn.as_ref()
-        && let Err(e) = conn.pragma_update(None, "wal_autocheckpoint", 0)
-    {
-        tracing::error!(error = %e, "cannot hand checkpoints to their own thread");
-        return None;
-    }
-    let path = path.to_owned();
-    let checkpointer = std::thread::Builder::new()
-        .name("countersign-checkpoint".into())
-        .spawn(move || checkpoints(&path, &wakes));
-    let checkpointer = match checkpointer {
-        Ok(handle) => handle,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the checkpoint thread");
-            return None;
-        }
-    };
     let spawned = std::thread::Builder::new()
         .name("countersign-writer".into())
         .spawn(move || {
-            let mut since_checkpoint = 0;
             while let Ok(first) = rx.recv() {
                 let mut jobs = Vec::with_capacity(16);
                 jobs.push(first);
                 jobs.extend(rx.try_iter().take(MAX_BATCH - 1));
                 shared.run_batch(store, jobs);
-                since_checkpoint += 1;
-                if since_checkpoint >= CHECKPOINT_EVERY {
-                    // Full means a wake-up is already pending; that one will do.
-                    let _ = wake.try_send(());
-                    since_checkpoint = 0;
-                }
             }
         });
     match spawned {
-        Ok(writer) => Some(Threads {
-            jobs: tx,
-            writer,
-            checkpointer,
-        }),
+        Ok(writer) => Some(Threads { jobs: tx, writer }),
         Err(e) => {
             tracing::error!(error = %e, "cannot start the database writer thread");
             None
-        }
-    }
-}
-
-/// The checkpointer: a PASSIVE checkpoint at each wake-up, until the writer is gone.
-fn checkpoints(path: &Path, wakes: &mpsc::Receiver<()>) {
-    let conn = match super::connect(path) {
-        Ok(conn) => conn,
-        Err(e) => {
-            tracing::error!(error = %e, "checkpoint thread cannot open the database");
-            return;
-        }
-    };
-    while wakes.recv().is_ok() {
-        let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-        });
-        match done {
-            Ok((wal, copied)) => tracing::trace!(wal, copied, "checkpoint"),
-            Err(e) => tracing::warn!(error = %e, "checkpoint failed; will retry"),
         }
     }
 }
