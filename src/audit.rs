@@ -206,14 +206,21 @@ fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawEvent> {
 
 /// Events matching `filter`, in sequence order.
 pub fn query(tx: &Connection, filter: &Filter) -> Result<Vec<Event>, StoreError> {
-    let mut stmt = tx.prepare_cached(
-        "SELECT seq, at, actor, action, request_id, serial, detail, prev_hash, hash FROM audit \
-         WHERE seq > ?1 \
-         AND (?2 IS NULL OR serial = ?2 \
-              OR request_id = (SELECT request_id FROM certificates WHERE serial = ?5)) \
-         AND (?3 IS NULL OR request_id = ?3) AND (?6 IS NULL OR at >= ?6) \
-         ORDER BY seq LIMIT ?4",
-    )?;
+    // One statement per shape of filter, so that SQLite can use the serial and request
+    // indexes (a `?2 IS NULL OR ...` condition made it scan the whole log).
+    let select = "SELECT seq, at, actor, action, request_id, serial, detail, prev_hash, hash \
+                  FROM audit WHERE seq > ?1";
+    let rest = "AND (?3 IS NULL OR request_id = ?3) AND (?6 IS NULL OR at >= ?6) \
+                ORDER BY seq LIMIT ?4";
+    let sql = match (&filter.serial, &filter.request_id) {
+        (Some(_), _) => format!(
+            "{select} AND (serial = ?2 \
+             OR request_id = (SELECT request_id FROM certificates WHERE serial = ?5)) {rest}"
+        ),
+        (None, Some(_)) => format!("{select} AND request_id = ?3 {rest}"),
+        (None, None) => format!("{select} {rest}"),
+    };
+    let mut stmt = tx.prepare_cached(&sql)?;
     let rows = stmt.query_map(
         params![
             filter.after_seq,

@@ -171,7 +171,9 @@ pub fn revoke(
 /// The number of revocations so far: the KRL version.
 pub fn krl_version(tx: &Connection) -> Result<u64, StoreError> {
     let v: i64 = tx
-        .prepare_cached("SELECT coalesce(max(revoked_seq), 0) FROM certificates")?
+        .prepare_cached(
+            "SELECT coalesce(max(revoked_seq), 0) FROM certificates WHERE revoked_seq IS NOT NULL",
+        )?
         .query_row([], |r| r.get(0))?;
     Ok(u64::try_from(v).unwrap_or(0))
 }
@@ -186,7 +188,9 @@ pub fn revoked_unexpired(tx: &Connection, now: i64) -> Result<(Vec<u64>, i64), S
         .query_map([now], |r| serial_of(r.get(0)?))?
         .collect::<Result<Vec<_>, _>>()?;
     let newest: i64 = tx
-        .prepare_cached("SELECT coalesce(max(revoked_at), 0) FROM certificates")?
+        .prepare_cached(
+            "SELECT coalesce(max(revoked_at), 0) FROM certificates WHERE revoked_at IS NOT NULL",
+        )?
         .query_row([], |r| r.get(0))?;
     Ok((serials, newest))
 }

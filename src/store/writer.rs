@@ -20,7 +20,7 @@ use std::sync::{Arc, Condvar, Mutex, mpsc};
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use super::{StoreError, lock};
+use super::{StoreError, exec, lock};
 
 /// Most operations in one batch; bounds the latency a batch adds to its first member.
 const MAX_BATCH: usize = 256;
@@ -367,12 +367,6 @@ fn describe(e: &StoreError) -> String {
         StoreError::Sqlite(cause) => cause.to_string(),
         other => other.to_string(),
     }
-}
-
-/// Runs one parameterless statement through the connection's statement cache.
-fn exec(conn: &Connection, sql: &str) -> Result<(), StoreError> {
-    conn.prepare_cached(sql)?.execute([])?;
-    Ok(())
 }
 
 /// `f` in its own `BEGIN IMMEDIATE` ... COMMIT; `Err` from `f` rolls back.

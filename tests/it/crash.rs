@@ -323,11 +323,20 @@ async fn a_full_disk_fails_writes_with_5xx_and_issues_nothing() {
         );
         approved.push((id.clone(), status));
     }
-    let (status, body) = create(&api, &tokens["alice"]).await;
-    assert!(
-        status.is_server_error(),
-        "a new request on a full disk: {status} {body}"
-    );
+    // New requests: those that still fit are acknowledged (and must be kept), then
+    // the disk refuses.
+    let mut created = Vec::new();
+    let mut refused = false;
+    for _ in 0..20 {
+        let (status, body) = create(&api, &tokens["alice"]).await;
+        if status.is_server_error() {
+            refused = true;
+            break;
+        }
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        created.push(body["id"].as_str().unwrap().to_owned());
+    }
+    assert!(refused, "20 new requests fit on a full disk");
     let health = api
         .http
         .get(format!("{}/v1/health", api.url))
@@ -345,6 +354,16 @@ async fn a_full_disk_fails_writes_with_5xx_and_issues_nothing() {
     eprintln!("approvals on a full disk: {approved:?}");
     assert!(!failed.is_empty(), "the disk never filled up: {approved:?}");
     let conn = rusqlite::Connection::open(dir.path().join("data/countersign.db")).unwrap();
+    for id in &created {
+        let kept: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM requests WHERE id = ?1 AND status = 'pending'",
+                [id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(kept, 1, "acknowledged request {id} was lost");
+    }
     for (id, status) in &approved {
         let issued: i64 = conn
             .query_row(
