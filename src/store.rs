@@ -177,6 +177,17 @@ CREATE UNIQUE INDEX certificates_by_revoked_seq ON certificates (revoked_seq)
 DROP INDEX audit_by_serial;
 CREATE INDEX audit_by_serial ON audit (serial) WHERE serial IS NOT NULL;
 "#,
+    r#"
+-- requests_by_requester put every request of a user in one random place of the index
+-- (a random page per create and per decision); the SoD check needs pending ones only,
+-- which this small index holds. Lists page by status and age straight from an index
+-- instead of sorting the table; overdue pending requests come from the pending section.
+DROP INDEX requests_by_requester;
+CREATE INDEX requests_pending ON requests (requester, role) WHERE status = 'pending';
+DROP INDEX requests_by_status;
+CREATE INDEX requests_by_status ON requests (status, created_at DESC, id);
+CREATE INDEX requests_by_age ON requests (created_at DESC, id);
+"#,
 ];
 
 /// The database handle shared by the server and the operator commands: one write

@@ -169,10 +169,18 @@ pub fn list(
     status: Option<Status>,
     limit: u32,
 ) -> Result<Vec<RequestRow>, StoreError> {
-    let mut stmt = tx.prepare_cached(&format!(
-        "SELECT {REQUEST_COLUMNS} FROM requests WHERE (?1 IS NULL OR status = ?1) \
-         ORDER BY created_at DESC, id LIMIT ?2"
-    ))?;
+    // One statement per shape, each walking an index newest first (a `?1 IS NULL OR`
+    // condition made SQLite read and sort the whole table).
+    let mut stmt = match status {
+        Some(_) => tx.prepare_cached(&format!(
+            "SELECT {REQUEST_COLUMNS} FROM requests WHERE status = ?1 \
+             ORDER BY created_at DESC, id LIMIT ?2"
+        ))?,
+        None => tx.prepare_cached(&format!(
+            "SELECT {REQUEST_COLUMNS} FROM requests WHERE ?1 IS NULL \
+             ORDER BY created_at DESC, id LIMIT ?2"
+        ))?,
+    };
     let rows = stmt.query_map(params![status.map(Status::as_str), limit], request_from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -220,7 +228,7 @@ pub fn holdings(
     let mut stmt = tx.prepare_cached(
         "SELECT EXISTS (SELECT 1 FROM certificates WHERE requester = ?1 AND role = ?2 \
              AND valid_before > ?3 AND revoked_at IS NULL) \
-         OR EXISTS (SELECT 1 FROM requests INDEXED BY requests_by_requester WHERE requester = ?1 AND status = 'pending' \
+         OR EXISTS (SELECT 1 FROM requests INDEXED BY requests_pending WHERE requester = ?1 AND status = 'pending' \
              AND role = ?2 AND expires_at > ?3 AND id IS NOT ?4)",
     )?;
     let mut held = Vec::new();
