@@ -359,6 +359,23 @@ impl Server {
         cpu_seconds(&format!("/proc/{}/stat", self.child.id()))
     }
 
+    /// CPU time the server's writer thread has used so far, in seconds (0 before its
+    /// first write).
+    pub fn writer_cpu_seconds(&self) -> f64 {
+        let tasks = format!("/proc/{}/task", self.child.id());
+        let Ok(entries) = std::fs::read_dir(tasks) else {
+            return 0.0;
+        };
+        entries
+            .flatten()
+            .filter(|task| {
+                std::fs::read_to_string(task.path().join("comm"))
+                    .is_ok_and(|name| name.starts_with("countersign-wri"))
+            })
+            .map(|task| cpu_seconds(&task.path().join("stat").to_string_lossy()))
+            .sum()
+    }
+
     /// SIGTERM and wait: a graceful shutdown.
     pub fn stop(&mut self) -> anyhow::Result<()> {
         Command::new("kill")

@@ -36,6 +36,9 @@ pub struct FlowRun {
     pub server_cpu_ms_per_flow: f64,
     /// Load generator (this process) CPU per flow, in milliseconds.
     pub client_cpu_ms_per_flow: f64,
+    /// Share of the run the server's writer thread (every state change) was on a CPU;
+    /// near 1.0 it is the bottleneck.
+    pub writer_busy: f64,
 }
 
 fn latency(mut micros: Vec<u32>) -> Latency {
@@ -149,6 +152,7 @@ pub async fn run(
         flows,
     });
     let (server0, client0) = cpu();
+    let writer0 = server.writer_cpu_seconds();
     let start = Instant::now();
     let tasks: Vec<_> = (0..clients)
         .map(|_| tokio::spawn(client(ctx.clone())))
@@ -162,10 +166,12 @@ pub async fn run(
     }
     let seconds = start.elapsed().as_secs_f64();
     let (server1, client1) = cpu();
+    let writer_busy = (server.writer_cpu_seconds() - writer0) / seconds.max(1e-9);
     let per_flow = |a: f64, b: f64| (b - a) * 1000.0 / flows.max(1) as f64;
     Ok(FlowRun {
         server_cpu_ms_per_flow: per_flow(server0, server1),
         client_cpu_ms_per_flow: per_flow(client0, client1),
+        writer_busy,
         clients,
         flows,
         seconds,

@@ -37,8 +37,11 @@ fn flows_line(label: &str, r: &FlowRun) {
         r.certificate.p99_ms
     );
     println!(
-        "{:<34} {:>9.3} ms server CPU per flow, {:.3} ms load-generator CPU per flow",
-        "", r.server_cpu_ms_per_flow, r.client_cpu_ms_per_flow
+        "{:<34} {:>9.3} ms server CPU per flow, {:.3} ms load-generator CPU per flow; writer thread on CPU {:.0}% of the run",
+        "",
+        r.server_cpu_ms_per_flow,
+        r.client_cpu_ms_per_flow,
+        r.writer_busy * 100.0
     );
 }
 
