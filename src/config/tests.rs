@@ -768,6 +768,34 @@ fn missing_approvers_is_an_error() {
 }
 
 #[test]
+fn satisfiability_is_judged_per_requester_not_per_kind_of_requester() {
+    // Two approvals from group:dba = {carol, zed}. dave and erin (not in it) are checked
+    // first and are fine; zed, checked last, is in it himself, which leaves only carol:
+    // he must be the one named.
+    let c = ok(r#"
+[users.carol]
+groups = ["dba"]
+[users.dave]
+groups = ["dev"]
+[users.erin]
+groups = ["dev"]
+[users.zed]
+groups = ["dba", "dev"]
+[roles.pair]
+principals = ["x"]
+requesters = ["group:dev"]
+approvers = ["group:dba"]
+approvals = 2
+"#);
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(
+        c.warnings[0].contains("a request by zed"),
+        "{}",
+        c.warnings[0]
+    );
+}
+
+#[test]
 fn unsatisfiable_role_loads_with_a_warning() {
     // Two approvals needed; besides the requester alice, only bob may approve.
     let c = ok(r#"
