@@ -3,9 +3,10 @@
 //!
 //! Phases: baselines; in-process signing; full durable flows over loopback HTTP against
 //! a real `countersign serve` child process (1 client, then C clients); the same with
-//! 1,000,000 certificates and audit events prefilled; `audit verify` speed; the server's
-//! peak RSS. It ends by checking the audit chain and that certificates and
-//! `certificate.issued` events match one to one, and fails loudly if not.
+//! 1,000,000 certificates and audit events prefilled; `audit verify` speed; the time to
+//! tell one certificate's story (`audit --serial N`); the server's peak RSS. It ends by
+//! checking the audit chain and that certificates and `certificate.issued` events match
+//! one to one, and fails loudly if not.
 
 mod baseline;
 mod fixture;
@@ -85,6 +86,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     eprintln!("audit verify...");
     report.verify = Some(fx.verify_speed()?);
+    report.serial_lookup = Some(fx.serial_lookups(200)?);
     report.check = Some(fx.check()?);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -59,6 +59,14 @@ pub struct VerifySpeed {
     pub events_per_second: f64,
 }
 
+/// How long `audit --serial N` (the story of one certificate) takes on the database.
+#[derive(Debug, Clone, Serialize)]
+pub struct SerialLookup {
+    pub lookups: usize,
+    pub p50_ms: f64,
+    pub max_ms: f64,
+}
+
 /// End-of-run correctness.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
@@ -290,6 +298,47 @@ impl Fixture {
             events: v.events,
             seconds,
             events_per_second: v.events as f64 / seconds,
+        })
+    }
+
+    /// Times the audit query behind `audit --serial N` for `n` certificates spread over
+    /// the table; each must find its `certificate.issued` event.
+    pub fn serial_lookups(&self, n: usize) -> anyhow::Result<SerialLookup> {
+        let store = Store::open(&self.load()?.database_path())?;
+        let last: i64 = store.read(|c| {
+            Ok::<_, crate::store::StoreError>(c.query_row(
+                "SELECT coalesce(max(id), 0) FROM certificates",
+                [],
+                |r| r.get(0),
+            )?)
+        })?;
+        let mut times = Vec::with_capacity(n);
+        for i in 0..n.min(last.max(0) as usize) {
+            let id = 1 + (i as i64 * last) / n as i64;
+            let serial: i64 = store.read(|c| {
+                Ok::<_, crate::store::StoreError>(c.query_row(
+                    "SELECT serial FROM certificates WHERE id >= ?1 ORDER BY id LIMIT 1",
+                    [id],
+                    |r| r.get(0),
+                )?)
+            })?;
+            let filter = audit::Filter {
+                serial: Some(serial as u64),
+                limit: 100,
+                ..audit::Filter::default()
+            };
+            let start = Instant::now();
+            let events = store.read(|c| audit::query(c, &filter))?;
+            times.push(start.elapsed().as_secs_f64() * 1000.0);
+            if !events.iter().any(|e| e.action == "certificate.issued") {
+                bail!("audit --serial {serial} found no certificate.issued event");
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        Ok(SerialLookup {
+            lookups: times.len(),
+            p50_ms: times.get(times.len() / 2).copied().unwrap_or(0.0),
+            max_ms: times.last().copied().unwrap_or(0.0),
         })
     }
 

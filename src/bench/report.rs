@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::baseline::Rate;
-use super::fixture::{Check, Prefill, VerifySpeed};
+use super::fixture::{Check, Prefill, SerialLookup, VerifySpeed};
 use super::load::FlowRun;
 
 /// Everything one `countersign bench` run measured.
@@ -18,6 +18,7 @@ pub struct Report {
     pub prefill: Option<Prefill>,
     pub scaled: Option<FlowRun>,
     pub verify: Option<VerifySpeed>,
+    pub serial_lookup: Option<SerialLookup>,
     pub rss_mb: f64,
     pub check: Option<Check>,
 }
@@ -106,6 +107,12 @@ impl Report {
             println!(
                 "{:<34} {:>9.0} events/s ({} events in {:.2} s)",
                 "audit verify", v.events_per_second, v.events, v.seconds
+            );
+        }
+        if let Some(l) = &self.serial_lookup {
+            println!(
+                "{:<34} {:>9.2} ms p50, {:.2} ms max ({} certificates)",
+                "audit --serial N (story of a cert)", l.p50_ms, l.max_ms, l.lookups
             );
         }
         println!("{:<34} {:>9.1} MB", "server peak RSS", self.rss_mb);
