@@ -317,12 +317,13 @@ impl Store {
 }
 
 impl Drop for Store {
-    /// Stops the writer thread and closes the write connection here and now, so that a clean exit leaves no WAL behind (the last connection to close
-    /// checkpoints and removes it). On the writer thread itself (its last operation held
-    /// the last handle) the threads wind down on their own.
+    /// Stops the writer thread and closes the write connection here and now, so that a
+    /// clean exit leaves no WAL behind (the last connection to close checkpoints and
+    /// removes it). On the writer thread itself (its last operation, or a result, held
+    /// the last handle) the thread cannot wait for itself: it winds down on its own.
     fn drop(&mut self) {
         let threads = self.threads.take().flatten();
-        if writer::batch_is_open_here(self.id) {
+        if writer::batch_is_open_here(self.id) || threads.as_ref().is_some_and(Threads::runs_here) {
             return;
         }
         if let Some(threads) = threads {

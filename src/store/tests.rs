@@ -422,3 +422,67 @@ fn the_wal_stays_bounded_under_steady_writes_and_reads() {
         "the WAL grew to {largest} bytes for 24 MB written: checkpoints are not keeping up"
     );
 }
+
+#[test]
+fn when_a_batch_is_lost_every_answer_that_could_depend_on_it_is_an_error() {
+    let (_dir, store) = store();
+    store
+        .write(|c| {
+            let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            c.query_row(
+                &format!("PRAGMA max_page_count = {}", pages + 4),
+                [],
+                |_| Ok(()),
+            )?;
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    let read = |s: &Arc<Store>| -> Result<i64, StoreError> {
+        s.read(|c| Ok(c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?))
+    };
+    // One batch, in this order: a read before any write; a small write; a read that
+    // sees it; a write too big for the disk, which makes SQLite drop the transaction.
+    let (running_tx, running_rx) = std::sync::mpsc::channel::<()>();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let s = store.clone();
+    let first = store.submit(move || {
+        let _ = running_tx.send(());
+        let _ = release_rx.recv();
+        read(&s)
+    });
+    running_rx.recv().unwrap();
+    let s = store.clone();
+    let small = store.submit(move || insert(&s, 1, Some("x")).map(|()| 1));
+    let s = store.clone();
+    let after = store.submit(move || read(&s));
+    let s = store.clone();
+    let big = store.submit(move || insert(&s, 2, Some(&"x".repeat(200_000))).map(|()| 2));
+    release_tx.send(()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let (first, small, after, big) =
+        rt.block_on(async { (first.await, small.await, after.await, big.await) });
+    assert_eq!(
+        first.unwrap().unwrap(),
+        0,
+        "read before any write: committed state"
+    );
+    assert!(small.is_err(), "its write was lost: {small:?}");
+    assert!(
+        after.is_err(),
+        "it answered from a write that was lost: {after:?}"
+    );
+    assert!(matches!(big, Ok(Err(_)) | Err(_)), "{big:?}");
+    assert_eq!(count(&store), 0);
+}
+
+#[test]
+fn a_write_inside_a_write_made_alone_is_refused_not_a_deadlock() {
+    let (_dir, store) = store();
+    let inner = store.write(|_| Ok::<_, StoreError>(insert(&store, 1, Some("x"))));
+    assert!(matches!(inner, Ok(Err(StoreError::Nested))), "{inner:?}");
+    // And the store still works afterwards.
+    insert(&store, 2, Some("y")).unwrap();
+    assert_eq!(count(&store), 1);
+}

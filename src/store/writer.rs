@@ -13,7 +13,7 @@
 //! tests, list's expiry) write alone: they get the connection between two batches,
 //! ahead of the next batch, and return after their own COMMIT.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
@@ -60,6 +60,29 @@ thread_local! {
     static BATCH: RefCell<Option<Batch>> = const { RefCell::new(None) };
 }
 
+thread_local! {
+    /// This thread is inside a write made alone (its closure is running).
+    static ALONE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Clears [`ALONE`] when the write alone ends, however it ends.
+struct UnmarkAlone;
+
+impl Drop for UnmarkAlone {
+    fn drop(&mut self) {
+        ALONE.with(|a| a.set(false));
+    }
+}
+
+/// Wakes every waiter for the connection when dropped.
+struct WakeOnDrop<'a>(&'a Condvar);
+
+impl Drop for WakeOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.notify_all();
+    }
+}
+
 /// A batch in progress on the writer thread.
 struct Batch {
     /// Which store the batch belongs to (a test process opens many).
@@ -67,6 +90,8 @@ struct Batch {
     conn: Connection,
     /// The operation being run has kept a write.
     wrote: bool,
+    /// Some operation of this batch has kept a write: later operations may have read it.
+    dirty: bool,
     /// SQLite gave up the transaction, or it never began: nothing of this batch commits.
     aborted: Option<String>,
 }
@@ -76,23 +101,29 @@ impl Batch {
         &mut self,
         f: impl FnOnce(&Connection) -> Result<T, E>,
     ) -> Result<T, E> {
+        self.notice_abort();
         if let Some(why) = &self.aborted {
             return Err(StoreError::CommitFailed(why.clone()).into());
         }
-        match run_in_savepoint(&self.conn, f) {
-            Ok(out) => {
-                self.wrote = true;
-                Ok(out)
-            }
-            Err(e) => {
-                // After some errors (disk full, I/O) SQLite rolls back the whole
-                // transaction by itself: the members already in it lost their work and
-                // must hear so, and this batch must never COMMIT.
-                if self.conn.is_autocommit() {
-                    self.aborted = Some(ROLLED_BACK.into());
-                }
-                Err(e)
-            }
+        let result = run_in_savepoint(&self.conn, f);
+        // After some errors (disk full, I/O) SQLite rolls back the whole transaction by
+        // itself: the members already in it lost their work and must hear so, and this
+        // batch must never COMMIT, even if this write's closure went on to succeed.
+        self.notice_abort();
+        if let Some(why) = &self.aborted {
+            return Err(StoreError::CommitFailed(why.clone()).into());
+        }
+        if result.is_ok() {
+            self.wrote = true;
+            self.dirty = true;
+        }
+        result
+    }
+
+    /// Marks the batch aborted if its transaction is gone (SQLite rolled it back).
+    fn notice_abort(&mut self) {
+        if self.aborted.is_none() && self.conn.is_autocommit() {
+            self.aborted = Some(ROLLED_BACK.into());
         }
     }
 }
@@ -125,7 +156,12 @@ pub(super) fn read_in_batch<T, E: From<StoreError>>(
 ) -> Result<T, E> {
     BATCH.with(|b| match b.try_borrow() {
         Ok(b) => match b.as_ref() {
-            Some(batch) => f(&batch.conn),
+            Some(batch) => {
+                if let Some(why) = &batch.aborted {
+                    return Err(StoreError::CommitFailed(why.clone()).into());
+                }
+                f(&batch.conn)
+            }
             None => Err(StoreError::Nested.into()),
         },
         Err(_) => Err(StoreError::Nested.into()),
@@ -160,6 +196,10 @@ impl Shared {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, E>,
     ) -> Result<T, E> {
+        if ALONE.with(Cell::get) {
+            // A write inside a write's closure would wait for itself.
+            return Err(StoreError::Nested.into());
+        }
         let mut slot = lock(&self.slot);
         slot.alone_waiting += 1;
         let mut slot = self
@@ -167,12 +207,18 @@ impl Shared {
             .wait_while(slot, |s| s.conn.is_none() && !s.closed)
             .unwrap_or_else(|p| p.into_inner());
         slot.alone_waiting -= 1;
+        // Wakes the writer thread (waiting for writers alone to finish) however this
+        // ends, a panic in `f` included.
+        let _wake = WakeOnDrop(&self.free);
         let result = match slot.conn.as_mut() {
-            Some(conn) => transaction(conn, f),
+            Some(conn) => {
+                ALONE.with(|a| a.set(true));
+                let _unmark = UnmarkAlone;
+                transaction(conn, f)
+            }
             None => Err(StoreError::Closed.into()),
         };
         drop(slot);
-        self.free.notify_all();
         if result.is_ok() {
             self.committed();
         }
@@ -224,6 +270,7 @@ impl Shared {
                 store,
                 conn,
                 wrote: false,
+                dirty: false,
                 aborted: began
                     .err()
                     .map(|e| format!("could not begin a transaction: {e}")),
@@ -231,17 +278,26 @@ impl Shared {
         });
         let mut finishes = Vec::with_capacity(jobs.len());
         for job in jobs {
-            BATCH.with(|b| {
-                if let Some(batch) = b.borrow_mut().as_mut() {
+            // Whether this operation may depend on uncommitted writes: its own, or those
+            // of earlier operations it may have read. If the batch does not commit, such
+            // an operation's answer is void and it gets the failure instead.
+            let dirty_before = BATCH.with(|b| {
+                b.borrow_mut().as_mut().is_some_and(|batch| {
                     batch.wrote = false;
-                }
+                    batch.dirty
+                })
             });
             // A panicking operation drops its reply channel (its caller sees the write
             // abandoned); the writes it had finished stay in the batch like any other.
             let finish = catch_unwind(AssertUnwindSafe(job));
-            let wrote = BATCH.with(|b| b.borrow().as_ref().is_some_and(|b| b.wrote));
+            let wrote = BATCH.with(|b| {
+                b.borrow_mut().as_mut().is_some_and(|batch| {
+                    batch.notice_abort();
+                    batch.wrote
+                })
+            });
             if let Ok(finish) = finish {
-                finishes.push((finish, wrote));
+                finishes.push((finish, wrote, dirty_before || wrote));
             }
         }
         let Some(Batch { conn, aborted, .. }) = BATCH.with(|b| b.borrow_mut().take()) else {
@@ -266,11 +322,11 @@ impl Shared {
         self.batches.fetch_add(1, Ordering::Relaxed);
         self.members
             .fetch_add(finishes.len() as u64, Ordering::Relaxed);
-        if result.is_ok() && finishes.iter().any(|(_, wrote)| *wrote) {
+        if result.is_ok() && finishes.iter().any(|(_, wrote, _)| *wrote) {
             self.committed();
         }
-        for (finish, wrote) in finishes {
-            finish(if wrote { result.clone() } else { Ok(()) });
+        for (finish, _, depends) in finishes {
+            finish(if depends { result.clone() } else { Ok(()) });
         }
     }
 }
@@ -283,6 +339,11 @@ pub(super) struct Threads {
 }
 
 impl Threads {
+    /// Whether the calling thread is this writer thread.
+    pub(super) fn runs_here(&self) -> bool {
+        self.writer.thread().id() == std::thread::current().id()
+    }
+
     /// Ends the writer thread (after the operations already queued) and waits for it.
     pub(super) fn stop(self) {
         drop(self.jobs);
@@ -340,8 +401,8 @@ fn run_in_savepoint<T, E: From<StoreError>>(
     exec(conn, "SAVEPOINT w")?;
     let mut open = Savepoint { conn, open: true };
     let out = f(conn)?;
-    open.open = false;
     exec(conn, "RELEASE w")?;
+    open.open = false;
     Ok(out)
 }
 
@@ -355,8 +416,13 @@ impl Drop for Savepoint<'_> {
     fn drop(&mut self) {
         if self.open {
             // After an aborting error SQLite has already rolled back; these then fail.
-            let _ = exec(self.conn, "ROLLBACK TO w");
-            let _ = exec(self.conn, "RELEASE w");
+            // If undoing this write fails while the transaction lives, the whole
+            // transaction goes: better the batch fails than keeps half a write.
+            let undone =
+                exec(self.conn, "ROLLBACK TO w").and_then(|()| exec(self.conn, "RELEASE w"));
+            if undone.is_err() && !self.conn.is_autocommit() {
+                let _ = exec(self.conn, "ROLLBACK");
+            }
         }
     }
 }
