@@ -43,10 +43,10 @@ impl AuditQuery {
         let since = match self.since {
             Some(t) => Some(
                 chrono::DateTime::parse_from_rfc3339(&t)
-                    .map_err(|_| {
-                        ApiError::invalid(
-                            "since must be an RFC 3339 time such as 2026-01-31T00:00:00Z",
-                        )
+                    .map_err(|e| {
+                        ApiError::invalid(format!(
+                            "since must be an RFC 3339 time such as 2026-01-31T00:00:00Z ({e})"
+                        ))
                     })?
                     .with_timezone(&chrono::Utc),
             ),

@@ -13,7 +13,7 @@ use axum::http::{StatusCode, header};
 
 use super::limits::{AuthLimiter, TokenId};
 use super::server::ClientAddr;
-use super::{ApiError, AppState, inline};
+use super::{ApiError, AppState};
 use crate::names::UserName;
 use crate::service::ServiceError;
 
@@ -35,13 +35,10 @@ impl FromRequestParts<AppState> for Actor {
                 .map_err(|wait| rate_limited(client, token_id, wait))?;
         }
         let result = match token {
-            Some(token) => inline(state, |s| s.authenticate(&token)),
-            None => Err(ServiceError::Unauthenticated.into()),
+            Some(token) => state.authenticate(&token),
+            None => Err(ServiceError::Unauthenticated),
         };
-        if result
-            .as_ref()
-            .is_err_and(|e| e.code() == "unauthenticated")
-        {
+        if matches!(result, Err(ServiceError::Unauthenticated)) {
             if let Some(limiter) = &limiter {
                 limiter.failed(client, token_id);
             }
@@ -52,7 +49,7 @@ impl FromRequestParts<AppState> for Actor {
                 "authentication failed"
             );
         }
-        Ok(Actor(result?))
+        Ok(Actor(result.map_err(ApiError::from)?))
     }
 }
 

@@ -65,7 +65,7 @@ pub(super) fn end_refused<T>(
     row: &RequestRow,
     refusal: Refusal,
 ) -> Outcome<T> {
-    rq::decide(
+    decided(rq::decide(
         tx,
         &row.id,
         Status::Refused,
@@ -73,7 +73,7 @@ pub(super) fn end_refused<T>(
         actor.as_str(),
         Some(refusal.code()),
         Some(&refusal.to_string()),
-    )?;
+    )?)?;
     audit::append(
         tx,
         now,
@@ -86,6 +86,19 @@ pub(super) fn end_refused<T>(
         },
     )?;
     Ok(Err(refusal.into()))
+}
+
+/// A decision that found the request no longer pending: it lost a race and must not be
+/// recorded (the checks before it run in the same transaction, so this should not happen).
+pub(super) fn decided(changed: bool) -> Result<(), ServiceError> {
+    if changed {
+        Ok(())
+    } else {
+        Err(ServiceError::Conflict {
+            code: "already_decided",
+            message: "the request changed while it was being decided".into(),
+        })
+    }
 }
 
 /// Marks one overdue request expired; false if it was no longer pending.
@@ -333,7 +346,7 @@ impl Service {
                 let r = Refusal::NotAnApprover { user: actor.clone(), role: row.role.clone() };
                 return refuse(tx, now, actor, "request.deny", Some(id), &row.role, r);
             }
-            rq::decide(tx, id, Status::Denied, unix(now), actor.as_str(), Some("denied"), Some(reason.as_str()))?;
+            decided(rq::decide(tx, id, Status::Denied, unix(now), actor.as_str(), Some("denied"), Some(reason.as_str()))?)?;
             audit::append(tx, now, &NewEvent {
                 actor: actor.as_str(),
                 action: "request.denied",
@@ -360,7 +373,7 @@ impl Service {
             if let Err(e) = still_pending(tx, now, actor, "request.cancel", &row)? {
                 return Ok(Err(e));
             }
-            rq::decide(
+            decided(rq::decide(
                 tx,
                 id,
                 Status::Cancelled,
@@ -368,7 +381,7 @@ impl Service {
                 actor.as_str(),
                 Some("cancelled"),
                 None,
-            )?;
+            )?)?;
             audit::append(
                 tx,
                 now,

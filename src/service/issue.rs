@@ -6,7 +6,7 @@ use rand::RngExt;
 use rusqlite::Connection;
 use serde_json::json;
 
-use super::decide::{Outcome, end_refused};
+use super::decide::{Outcome, decided, end_refused};
 use super::{Service, ServiceError, unix, view};
 use crate::audit::{self, NewEvent};
 use crate::ca::Grant;
@@ -70,7 +70,7 @@ impl Service {
             revocation: None,
         };
         certs::insert(tx, row, &cert_row)?;
-        if !rq::decide(
+        decided(rq::decide(
             tx,
             &row.id,
             Status::Issued,
@@ -78,12 +78,7 @@ impl Service {
             actor.as_str(),
             None,
             None,
-        )? {
-            return Err(ServiceError::Conflict {
-                code: "already_decided",
-                message: "request changed while signing".into(),
-            });
-        }
+        )?)?;
         let counted: Vec<_> = tally
             .counted
             .iter()

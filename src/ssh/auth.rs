@@ -29,9 +29,12 @@ pub struct Identity {
 /// Why an authentication attempt was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthRefusal {
-    /// No user lists this key (or its type is one countersign never certifies).
+    /// No user lists this key.
     #[error("key {fingerprint} is not registered to any user")]
     UnknownKey { fingerprint: String },
+    /// The key's type or size is one countersign never certifies (so no user has it).
+    #[error("key {fingerprint} is not accepted: {why}")]
+    UnsupportedKey { fingerprint: String, why: String },
     /// The key belongs to `user`, but the login name is neither theirs nor `ca`.
     #[error("login name {login:?} is neither {user} nor {LOGIN_NAME}")]
     WrongLogin { login: String, user: UserName },
@@ -51,7 +54,10 @@ pub fn authorize(policy: &Policy, login: &str, key: &KeyData) -> Result<Identity
     let unknown = || AuthRefusal::UnknownKey {
         fingerprint: key.fingerprint(ssh_key::HashAlg::Sha256).to_string(),
     };
-    let key = SubjectKey::from_key_data(key.clone()).map_err(|_| unknown())?;
+    let key = SubjectKey::from_key_data(key.clone()).map_err(|e| AuthRefusal::UnsupportedKey {
+        fingerprint: key.fingerprint(ssh_key::HashAlg::Sha256).to_string(),
+        why: e.to_string(),
+    })?;
     let user = policy.user_by_key(&key).ok_or_else(unknown)?;
     if login != LOGIN_NAME && login != user.name.as_str() {
         return Err(AuthRefusal::WrongLogin {

@@ -11,17 +11,57 @@ fn submit_all<T: Send + 'static>(
     store: &Store,
     ops: Vec<Box<dyn FnOnce() -> T + Send>>,
 ) -> Vec<Result<T, StoreError>> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
     let pending: Vec<_> = ops.into_iter().map(|op| store.submit(op)).collect();
-    rt.block_on(async {
+    block_on(async {
         let mut out = Vec::new();
         for p in pending {
             out.push(p.await);
         }
         out
     })
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// Submits `op` so that it holds its batch open, and returns once it is running: every
+/// operation submitted before `release` is sent lands together in the next batch.
+fn hold_a_batch<T: Send + 'static>(
+    store: &Store,
+    op: impl FnOnce() -> T + Send + 'static,
+) -> (
+    impl std::future::Future<Output = Result<T, StoreError>>,
+    std::sync::mpsc::Sender<()>,
+) {
+    let (running_tx, running_rx) = std::sync::mpsc::channel::<()>();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let held = store.submit(move || {
+        let _ = running_tx.send(());
+        let _ = release_rx.recv();
+        op()
+    });
+    running_rx.recv().unwrap();
+    (held, release_tx)
+}
+
+/// Lets the database grow by `pages` more pages only, so writes then fail with
+/// SQLITE_FULL as on a full disk.
+fn limit_growth(store: &Store, pages: i64) {
+    store
+        .write(|c| {
+            let now: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            c.query_row(
+                &format!("PRAGMA max_page_count = {}", now + pages),
+                [],
+                |_| Ok(()),
+            )?;
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
 }
 
 fn insert(store: &Store, k: i64, v: Option<&str>) -> Result<(), StoreError> {
@@ -40,15 +80,8 @@ fn submitted_operations_share_commits_and_a_failure_undoes_only_its_own_write() 
     let (_dir, store) = store();
     // The first operation holds its batch open until all the others are queued, so
     // they must all land in the second batch: exactly two COMMITs.
-    let (running_tx, running_rx) = std::sync::mpsc::channel::<()>();
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
     let s = store.clone();
-    let first = store.submit(move || {
-        let _ = running_tx.send(());
-        let _ = release_rx.recv();
-        insert(&s, 0, Some("first"))
-    });
-    running_rx.recv().unwrap();
+    let (first, release) = hold_a_batch(&store, move || insert(&s, 0, Some("first")));
     let mut pending = Vec::new();
     for k in 1..200 {
         let s = store.clone();
@@ -66,11 +99,8 @@ fn submitted_operations_share_commits_and_a_failure_undoes_only_its_own_write() 
             Ok(())
         }));
     }
-    release_tx.send(()).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    let results: Vec<_> = rt.block_on(async {
+    release.send(()).unwrap();
+    let results: Vec<_> = block_on(async {
         let mut out = vec![first.await];
         for p in pending {
             out.push(p.await);
@@ -118,19 +148,30 @@ fn an_operation_reads_its_own_writes_and_others_see_them_only_after_commit() {
 #[test]
 fn commits_wake_subscribers_after_the_data_is_readable() {
     let (_dir, store) = store();
-    let mut commits = store.subscribe_commits();
-    commits.mark_unchanged();
+    // A subscriber on its own thread reads as soon as it is woken: the row must already
+    // be there (a notification sent before COMMIT would find 0 rows).
+    let watch = |store: &Arc<Store>| {
+        let mut commits = store.subscribe_commits();
+        commits.mark_unchanged();
+        let store = store.clone();
+        std::thread::spawn(move || {
+            block_on(async {
+                commits.changed().await.unwrap();
+            });
+            count(&store)
+        })
+    };
+    let woken = watch(&store);
     let s = store.clone();
     submit_all(&store, vec![Box::new(move || insert(&s, 7, Some("x")))])
         .remove(0)
         .unwrap()
         .unwrap();
-    assert!(commits.has_changed().unwrap());
-    assert_eq!(count(&store), 1);
+    assert_eq!(woken.join().unwrap(), 1);
     // A write made alone (e.g. by an operator command in-process) wakes them too.
-    commits.mark_unchanged();
+    let woken = watch(&store);
     insert(&store, 8, Some("y")).unwrap();
-    assert!(commits.has_changed().unwrap());
+    assert_eq!(woken.join().unwrap(), 2);
 }
 
 #[test]
@@ -242,19 +283,8 @@ fn a_failed_write_leaves_no_transaction_open() {
 #[test]
 fn when_the_disk_is_full_every_acknowledged_write_is_kept_and_no_other() {
     let (_dir, store) = store();
-    // A database that cannot grow past its current size plus a little: inserts start
-    // failing with SQLITE_FULL part-way, inside batches shared by other writers.
-    store
-        .write(|c| {
-            let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
-            c.query_row(
-                &format!("PRAGMA max_page_count = {}", pages + 8),
-                [],
-                |_| Ok(()),
-            )?;
-            Ok::<_, StoreError>(())
-        })
-        .unwrap();
+    // Inserts start failing with SQLITE_FULL part-way, inside batches shared by others.
+    limit_growth(&store, 8);
     // Six clients, each with one operation in flight at a time, as the server has.
     let threads: Vec<_> = (0..6)
         .map(|t| {
@@ -426,43 +456,23 @@ fn the_wal_stays_bounded_under_steady_writes_and_reads() {
 #[test]
 fn when_a_batch_is_lost_every_answer_that_could_depend_on_it_is_an_error() {
     let (_dir, store) = store();
-    store
-        .write(|c| {
-            let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
-            c.query_row(
-                &format!("PRAGMA max_page_count = {}", pages + 4),
-                [],
-                |_| Ok(()),
-            )?;
-            Ok::<_, StoreError>(())
-        })
-        .unwrap();
+    limit_growth(&store, 4);
     let read = |s: &Arc<Store>| -> Result<i64, StoreError> {
         s.read(|c| Ok(c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?))
     };
     // One batch, in this order: a read before any write; a small write; a read that
     // sees it; a write too big for the disk, which makes SQLite drop the transaction.
-    let (running_tx, running_rx) = std::sync::mpsc::channel::<()>();
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
     let s = store.clone();
-    let first = store.submit(move || {
-        let _ = running_tx.send(());
-        let _ = release_rx.recv();
-        read(&s)
-    });
-    running_rx.recv().unwrap();
+    let (first, release) = hold_a_batch(&store, move || read(&s));
     let s = store.clone();
     let small = store.submit(move || insert(&s, 1, Some("x")).map(|()| 1));
     let s = store.clone();
     let after = store.submit(move || read(&s));
     let s = store.clone();
     let big = store.submit(move || insert(&s, 2, Some(&"x".repeat(200_000))).map(|()| 2));
-    release_tx.send(()).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    release.send(()).unwrap();
     let (first, small, after, big) =
-        rt.block_on(async { (first.await, small.await, after.await, big.await) });
+        block_on(async { (first.await, small.await, after.await, big.await) });
     assert_eq!(
         first.unwrap().unwrap(),
         0,
