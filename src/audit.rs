@@ -238,7 +238,7 @@ pub fn query(tx: &Connection, filter: &Filter) -> Result<Vec<Event>, StoreError>
     for row in rows {
         let (seq, at, actor, action, request_id, serial, detail, prev_hash, hash) = row?;
         let detail = serde_json::from_str(&detail)
-            .map_err(|_| StoreError::Corrupt(format!("audit event {seq} detail")))?;
+            .map_err(|e| StoreError::Corrupt(format!("audit event {seq} detail: {e}")))?;
         out.push(Event {
             seq,
             at,

@@ -39,8 +39,12 @@ impl Service {
         {
             return end_refused(tx, now, actor, row, r);
         }
-        let subject = SubjectKey::parse(&row.public_key)
-            .map_err(|e| ServiceError::Store(crate::store::StoreError::Corrupt(e.to_string())))?;
+        let subject = SubjectKey::parse(&row.public_key).map_err(|e| {
+            ServiceError::Store(crate::store::StoreError::Corrupt(format!(
+                "stored public key of {}: {e}",
+                row.id
+            )))
+        })?;
         let principals = role
             .principals_for(&row.requester)
             .map_err(|e| ServiceError::Invalid(e.to_string()))?;

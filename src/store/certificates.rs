@@ -44,7 +44,7 @@ const COLUMNS: &str =
     "serial, key_id, valid_after, valid_before, certificate, revoked_at, revoked_by, revoke_reason";
 
 fn serial_of(v: i64) -> rusqlite::Result<u64> {
-    u64::try_from(v).map_err(|_| corrupt("serial", &v.to_string()))
+    u64::try_from(v).map_err(|e| corrupt("serial", &v.to_string(), e))
 }
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<CertificateRow> {
@@ -72,9 +72,9 @@ fn holding_from_row(r: &Row<'_>) -> rusqlite::Result<Holding> {
     let role: String = r.get(3)?;
     Ok(Holding {
         serial: serial_of(r.get(0)?)?,
-        request_id: RequestId::parse(&id).map_err(|_| corrupt("request id", &id))?,
-        requester: UserName::parse(&requester).map_err(|_| corrupt("requester", &requester))?,
-        role: RoleName::parse(&role).map_err(|_| corrupt("role", &role))?,
+        request_id: RequestId::parse(&id).map_err(|e| corrupt("request id", &id, e))?,
+        requester: UserName::parse(&requester).map_err(|e| corrupt("requester", &requester, e))?,
+        role: RoleName::parse(&role).map_err(|e| corrupt("role", &role, e))?,
         valid_before: r.get(4)?,
         revoked: r.get::<_, Option<i64>>(5)?.is_some(),
     })

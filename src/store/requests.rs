@@ -82,11 +82,11 @@ const REQUEST_COLUMNS: &str = "id, role, requester, reason, ttl_seconds, public_
      principals, role_digest, status, created_at, expires_at, decided_at, decided_by, \
      decision_code, decision_note";
 
-pub(super) fn corrupt(what: &str, value: &str) -> rusqlite::Error {
+pub(super) fn corrupt(what: &str, value: &str, cause: impl std::fmt::Display) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
         0,
         rusqlite::types::Type::Text,
-        format!("stored {what} {value:?} does not parse").into(),
+        format!("stored {what} {value:?} does not parse: {cause}").into(),
     )
 }
 
@@ -97,17 +97,18 @@ fn request_from_row(r: &Row<'_>) -> rusqlite::Result<RequestRow> {
     let principals: String = r.get(7)?;
     let status: String = r.get(9)?;
     Ok(RequestRow {
-        id: RequestId::parse(&id).map_err(|_| corrupt("request id", &id))?,
-        role: RoleName::parse(&role).map_err(|_| corrupt("role", &role))?,
-        requester: UserName::parse(&requester).map_err(|_| corrupt("requester", &requester))?,
+        id: RequestId::parse(&id).map_err(|e| corrupt("request id", &id, e))?,
+        role: RoleName::parse(&role).map_err(|e| corrupt("role", &role, e))?,
+        requester: UserName::parse(&requester).map_err(|e| corrupt("requester", &requester, e))?,
         reason: r.get(3)?,
         ttl_seconds: r.get(4)?,
         public_key: r.get(5)?,
         key_fingerprint: r.get(6)?,
         principals: serde_json::from_str(&principals)
-            .map_err(|_| corrupt("principals", &principals))?,
+            .map_err(|e| corrupt("principals", &principals, e))?,
         role_digest: r.get(8)?,
-        status: Status::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+        status: Status::parse(&status)
+            .ok_or_else(|| corrupt("status", &status, "not a known status"))?,
         created_at: r.get(10)?,
         expires_at: r.get(11)?,
         decided_at: r.get(12)?,
@@ -272,7 +273,7 @@ pub fn approvals(tx: &Connection, id: &RequestId) -> Result<Vec<ApprovalRow>, St
     let rows = stmt.query_map([id.as_str()], |r| {
         let approver: String = r.get(0)?;
         Ok(ApprovalRow {
-            approver: UserName::parse(&approver).map_err(|_| corrupt("approver", &approver))?,
+            approver: UserName::parse(&approver).map_err(|e| corrupt("approver", &approver, e))?,
             at: r.get(1)?,
             comment: r.get(2)?,
         })
