@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -34,10 +35,14 @@ pub fn serve(config: &Path) -> anyhow::Result<ExitCode> {
     rt.block_on(async move {
         let service = Arc::new(service);
         let (stop, stopped) = watch::channel(false);
+        // Registered before anything listens: a SIGTERM that arrives as soon as the
+        // "listening" line is out must find the handler in place, not kill the process
+        // with the default action (a race a spawned task's first poll would leave open).
+        let signals = ShutdownSignals::register()?;
         let ssh = start_ssh(&service, stopped.clone()).await?;
         let listener = bind(listen).await?;
         tokio::spawn(async move {
-            shutdown_signal().await;
+            signals.received().await;
             let _ = stop.send(true);
         });
         crate::api::serve(listener, service, until_stopped(stopped)).await?;
@@ -82,20 +87,25 @@ async fn until_stopped(mut stopped: watch::Receiver<bool>) {
     let _ = stopped.wait_for(|s| *s).await;
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// SIGINT (Ctrl-C) and SIGTERM, with their handlers installed at construction.
+struct ShutdownSignals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl ShutdownSignals {
+    fn register() -> std::io::Result<ShutdownSignals> {
+        Ok(ShutdownSignals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Resolves on the first of either signal.
+    async fn received(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {},
+            _ = self.terminate.recv() => {},
         }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
     }
 }

@@ -67,11 +67,18 @@ impl ServerProcess {
         self.child.wait().expect("reaped");
     }
 
-    /// SIGTERM and wait for the graceful exit; returns whether it exited 0.
+    /// SIGTERM and wait for the graceful exit; returns whether it exited 0. When it did
+    /// not, the exit status and the server's log go to the test's output.
     pub fn terminate(mut self) -> bool {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        self.child.wait().map(|s| s.success()).unwrap_or(false)
+        let status = self.child.wait();
+        let clean = matches!(&status, Ok(s) if s.success());
+        if !clean {
+            std::thread::sleep(Duration::from_millis(100));
+            eprintln!("server exit: {status:?}\nserver log:\n{}", self.log());
+        }
+        clean
     }
 }
 
