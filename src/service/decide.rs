@@ -212,7 +212,8 @@ impl Service {
                     }),
                 },
             )?;
-            Ok(Ok(view::request(tx, policy, row)?))
+            // A new request has no approvals and no certificate yet: nothing to read back.
+            Ok(Ok(view::assemble(policy, row, Vec::new(), None)))
         }))
     }
 
@@ -296,7 +297,8 @@ impl Service {
                 Ok(role) => role,
                 Err(r) => return end_refused(tx, now, actor, &row, r),
             };
-            let approved_by: Vec<UserName> = rq::approvals(tx, id)?.into_iter().map(|a| a.approver).collect();
+            let mut approvals = rq::approvals(tx, id)?;
+            let approved_by: Vec<UserName> = approvals.iter().map(|a| a.approver.clone()).collect();
             if let Err(r) = rules::approver_may_approve(policy, role, &row.requester, actor, &approved_by) {
                 return refuse(tx, now, actor, "request.approve", Some(id), &row.role, r);
             }
@@ -312,13 +314,21 @@ impl Service {
             let mut all = approved_by;
             all.push(actor.clone());
             let tally = rules::tally(policy, role, &row.requester, &all);
-            if tally.is_complete()
-                && let Err(e) = self.issue(tx, now, actor, role, &row, &tally)?
-            {
-                return Ok(Err(e));
+            // The answer is built from what this write read and wrote, not read back.
+            approvals.push(rq::ApprovalRow { approver: actor.clone(), at: unix(now), comment: comment.map(str::to_owned) });
+            approvals.sort_by_key(|a| a.at); // stable: the store's order (time, then insertion)
+            if !tally.is_complete() {
+                return Ok(Ok(view::assemble(policy, row, approvals, None)));
             }
-            let row = rq::get(tx, id)?.ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
-            Ok(Ok(view::request(tx, policy, row)?))
+            let cert = match self.issue(tx, now, actor, role, &row, &tally)? {
+                Ok(cert) => cert,
+                Err(e) => return Ok(Err(e)),
+            };
+            let row = RequestRow {
+                status: Status::Issued, decided_at: Some(unix(now)), decided_by: Some(actor.to_string()),
+                decision_code: None, decision_note: None, ..row
+            };
+            Ok(Ok(view::assemble(policy, row, approvals, Some(&cert))))
         }))
     }
 

@@ -19,7 +19,8 @@ use crate::store::requests::{self as rq, RequestRow, Status};
 
 impl Service {
     /// The moment of signing: eligibility and conflicts checked again, then the
-    /// certificate, its row, the status change and the `certificate.issued` event.
+    /// certificate, its row, the status change and the `certificate.issued` event; returns
+    /// the certificate's row.
     pub(super) fn issue(
         &self,
         tx: &Connection,
@@ -28,7 +29,7 @@ impl Service {
         role: &Role,
         row: &RequestRow,
         tally: &rules::Tally,
-    ) -> Outcome<()> {
+    ) -> Outcome<CertificateRow> {
         let policy = &self.config.policy;
         if let Err(r) = rules::requester_must_be_listed(policy, role, &row.requester) {
             return end_refused(tx, now, actor, row, r);
@@ -103,7 +104,7 @@ impl Service {
                 }),
             },
         )?;
-        Ok(Ok(()))
+        Ok(Ok(cert_row))
     }
 }
 

@@ -8,7 +8,8 @@ use super::ServiceError;
 use crate::names::UserName;
 use crate::policy::Policy;
 use crate::policy::rules;
-use crate::store::requests::{self as rq, RequestRow};
+use crate::store::certificates::CertificateRow;
+use crate::store::requests::{self as rq, ApprovalRow, RequestRow};
 
 /// RFC 3339 UTC, seconds precision.
 pub fn rfc3339(unix: i64) -> String {
@@ -119,11 +120,26 @@ pub(super) fn whoami(policy: &Policy, user: &UserName) -> WhoAmI {
     }
 }
 
+/// The view of `row` as stored: its approvals and certificate are read.
 pub(super) fn request(
     tx: &Connection,
     policy: &Policy,
-    mut row: RequestRow,
+    row: RequestRow,
 ) -> Result<RequestView, ServiceError> {
+    let approvals = rq::approvals(tx, &row.id)?;
+    let certificate = crate::store::certificates::for_request(tx, &row.id)?;
+    Ok(assemble(policy, row, approvals, certificate.as_ref()))
+}
+
+/// The view of a request from its parts, for a state change that has just written them
+/// (and so need not read them back): `approvals` in the store's order (time, then
+/// insertion), `certificate` the request's, if issued.
+pub(super) fn assemble(
+    policy: &Policy,
+    mut row: RequestRow,
+    approvals: Vec<ApprovalRow>,
+    certificate: Option<&CertificateRow>,
+) -> RequestView {
     if row.status == rq::Status::Pending
         && rules::is_expired(chrono::Utc::now().timestamp(), row.expires_at)
     {
@@ -131,19 +147,17 @@ pub(super) fn request(
         row.status = rq::Status::Expired;
         row.decision_code = Some("expired".into());
     }
-    let approvals = rq::approvals(tx, &row.id)?;
-    let certificate =
-        crate::store::certificates::for_request(tx, &row.id)?.map(|c| CertificateView {
-            serial: c.serial.to_string(),
-            key_id: c.key_id,
-            valid_after: rfc3339(c.valid_after),
-            valid_before: rfc3339(c.valid_before),
-            revoked: c.revocation.map(|r| RevocationView {
-                at: rfc3339(r.at),
-                by: r.by,
-                reason: r.reason,
-            }),
-        });
+    let certificate = certificate.map(|c| CertificateView {
+        serial: c.serial.to_string(),
+        key_id: c.key_id.clone(),
+        valid_after: rfc3339(c.valid_after),
+        valid_before: rfc3339(c.valid_before),
+        revoked: c.revocation.as_ref().map(|r| RevocationView {
+            at: rfc3339(r.at),
+            by: r.by.clone(),
+            reason: r.reason.clone(),
+        }),
+    });
     let role = policy
         .roles
         .get(&row.role)
@@ -172,7 +186,7 @@ pub(super) fn request(
         }
         None => (0, 0, Vec::new()),
     };
-    Ok(RequestView {
+    RequestView {
         id: row.id.to_string(),
         role: row.role.to_string(),
         requester: row.requester.to_string(),
@@ -199,5 +213,5 @@ pub(super) fn request(
         decision_code: row.decision_code,
         decision_note: row.decision_note,
         certificate,
-    })
+    }
 }

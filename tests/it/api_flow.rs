@@ -95,6 +95,50 @@ async fn request_approved_by_someone_else_yields_a_certificate_ssh_keygen_reads(
     assert_eq!(events[1]["detail"]["comment"], "ok from bob");
 }
 
+/// Create and approve answer with the request as they wrote it, built without reading it
+/// back: the answer must be exactly what a read of the request shows afterwards.
+#[tokio::test]
+async fn each_change_answers_with_the_request_exactly_as_stored() {
+    let app = TestApp::spawn().await;
+    let read_back = |id: String| {
+        let app = &app;
+        async move {
+            let (status, body) = app.get("alice", &format!("/v1/requests/{id}")).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body
+        }
+    };
+    let (status, created) = app.create("alice", "deploy-audit", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(created, read_back(id.clone()).await);
+
+    // First of two steps, with no comment: still pending, one step left.
+    let (status, first) = app
+        .post("bob", &format!("/v1/requests/{id}/approve"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["status"], "pending");
+    assert_eq!(first["approvals"][0]["comment"], serde_json::Value::Null);
+    assert_eq!(first, read_back(id.clone()).await);
+
+    // The second step issues the certificate.
+    let (status, issued) = app.approve("erin", &id).await;
+    assert_eq!(status, StatusCode::OK, "{issued}");
+    assert_eq!(issued["status"], "issued");
+    assert_eq!(issued["approvals"].as_array().map(Vec::len), Some(2));
+    assert!(issued["certificate"]["serial"].is_string(), "{issued}");
+    assert_eq!(issued, read_back(id.clone()).await);
+
+    // A one-step role issues on its only approval.
+    let id = app.create_ok("frank", "prod-db").await;
+    let (status, issued) = app.approve("carol", &id).await;
+    assert_eq!(status, StatusCode::OK, "{issued}");
+    assert_eq!(issued["status"], "issued");
+    let (_, stored) = app.get("frank", &format!("/v1/requests/{id}")).await;
+    assert_eq!(issued, stored);
+}
+
 #[tokio::test]
 async fn critical_options_and_extensions_come_from_the_role_only() {
     let app = TestApp::spawn().await;
