@@ -79,6 +79,8 @@ pub struct Service {
     config: Arc<Config>,
     ca: CertificateAuthority,
     store: Store,
+    /// The last KRL built, reused while it is still exact (see `Service::krl`).
+    krl: std::sync::Mutex<Option<revoke::CachedKrl>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -96,6 +98,7 @@ impl Service {
             config: Arc::new(config),
             ca,
             store,
+            krl: std::sync::Mutex::new(None),
         }
     }
 

@@ -103,5 +103,10 @@ pub async fn krl_get(
     }
     let cache = (header::CACHE_CONTROL, "no-cache".to_owned());
     let kind = (header::CONTENT_TYPE, "application/octet-stream".to_owned());
-    Ok((StatusCode::OK, [etag, version, cache, kind], krl.bytes).into_response())
+    Ok((
+        StatusCode::OK,
+        [etag, version, cache, kind],
+        krl.bytes.clone(),
+    )
+        .into_response())
 }

@@ -4,6 +4,8 @@
 //! Each revocation is one transaction: the certificate row, the KRL version and the
 //! `certificate.revoked` audit event.
 
+use std::sync::{Arc, Mutex, MutexGuard};
+
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use serde_json::json;
@@ -19,12 +21,26 @@ use crate::store::requests as rq;
 /// A KRL ready to serve.
 #[derive(Debug, Clone)]
 pub struct Krl {
-    /// The file's bytes.
-    pub bytes: Vec<u8>,
+    /// The file's bytes (cheap to clone).
+    pub bytes: bytes::Bytes,
     /// The KRL version (number of revocations so far).
     pub version: u64,
     /// Strong validator of the bytes, for `ETag` / `If-None-Match`.
     pub etag: String,
+}
+
+/// The last KRL built and until when (unix seconds, exclusive) it stays exact if no
+/// revocation happens: the first expiry among the serials it lists.
+#[derive(Debug)]
+pub(super) struct CachedKrl {
+    krl: Arc<Krl>,
+    exact_until: i64,
+}
+
+/// The cache's lock; a panic while holding it leaves nothing half-written (the entry is
+/// replaced whole), so a poisoned lock is still usable.
+fn lock(m: &Mutex<Option<CachedKrl>>) -> MutexGuard<'_, Option<CachedKrl>> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn revoke_one(
@@ -156,27 +172,44 @@ impl Service {
     }
 
     /// The current KRL: every revoked certificate that has not expired yet.
-    pub fn krl(&self) -> Result<Krl, ServiceError> {
+    pub fn krl(&self) -> Result<Arc<Krl>, ServiceError> {
         let now = unix(Utc::now());
-        let (serials, newest, version) = self.store.read(|tx| {
-            let (serials, newest) = certs::revoked_unexpired(tx, now)?;
-            Ok::<_, ServiceError>((serials, newest, certs::krl_version(tx)?))
+        // Servers poll this every minute or so. The KRL changes only when a certificate
+        // is revoked (the version goes up, whichever process revoked it) or when a listed
+        // certificate expires and drops out; until then the last one built is exact.
+        let version = self
+            .store
+            .read(|tx| Ok::<_, ServiceError>(certs::krl_version(tx)?))?;
+        if let Some(cached) = lock(&self.krl).as_ref()
+            && cached.krl.version == version
+            && now < cached.exact_until
+        {
+            return Ok(cached.krl.clone());
+        }
+        let (revoked, version) = self.store.read(|tx| {
+            let revoked = certs::revoked_unexpired(tx, now)?;
+            Ok::<_, ServiceError>((revoked, certs::krl_version(tx)?))
         })?;
         let bytes = krl::encode(&KrlContents {
             version,
-            generated_date: u64::try_from(newest).unwrap_or(0),
+            generated_date: u64::try_from(revoked.newest_revocation).unwrap_or(0),
             comment: "countersign",
             ca: self.ca.public_key_data(),
-            serials: &serials,
+            serials: &revoked.serials,
         })?;
         let etag = format!(
             "\"{version}-{}\"",
             &hex::encode(Sha256::digest(&bytes))[..32]
         );
-        Ok(Krl {
-            bytes,
+        let krl = Arc::new(Krl {
+            bytes: bytes.into(),
             version,
             etag,
-        })
+        });
+        *lock(&self.krl) = Some(CachedKrl {
+            krl: krl.clone(),
+            exact_until: revoked.first_expiry.unwrap_or(i64::MAX),
+        });
+        Ok(krl)
     }
 }

@@ -178,19 +178,41 @@ pub fn krl_version(tx: &Connection) -> Result<u64, StoreError> {
     Ok(u64::try_from(v).unwrap_or(0))
 }
 
-/// Serials revoked and not yet expired at `now`, ascending, and the newest revocation
-/// time (the KRL's generated date, so the same state always gives the same bytes).
-pub fn revoked_unexpired(tx: &Connection, now: i64) -> Result<(Vec<u64>, i64), StoreError> {
+/// What the KRL lists at a given time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revoked {
+    /// Serials revoked and not yet expired, ascending.
+    pub serials: Vec<u64>,
+    /// The newest revocation time (the KRL's generated date, so the same state always
+    /// gives the same bytes); 0 if none.
+    pub newest_revocation: i64,
+    /// The earliest `valid_before` among `serials`: when the list next shrinks.
+    pub first_expiry: Option<i64>,
+}
+
+/// The revoked certificates not yet expired at `now` (from the revoked-only index, not
+/// the whole table).
+pub fn revoked_unexpired(tx: &Connection, now: i64) -> Result<Revoked, StoreError> {
     let mut stmt = tx.prepare_cached(
-        "SELECT serial FROM certificates WHERE revoked_at IS NOT NULL AND valid_before > ?1 ORDER BY serial",
+        "SELECT serial, valid_before FROM certificates \
+         WHERE revoked_at IS NOT NULL AND valid_before > ?1 ORDER BY serial",
     )?;
-    let serials = stmt
-        .query_map([now], |r| serial_of(r.get(0)?))?
-        .collect::<Result<Vec<_>, _>>()?;
-    let newest: i64 = tx
+    let mut serials = Vec::new();
+    let mut first_expiry: Option<i64> = None;
+    let mut rows = stmt.query([now])?;
+    while let Some(r) = rows.next()? {
+        serials.push(serial_of(r.get(0)?)?);
+        let valid_before: i64 = r.get(1)?;
+        first_expiry = Some(first_expiry.map_or(valid_before, |f| f.min(valid_before)));
+    }
+    let newest_revocation: i64 = tx
         .prepare_cached(
             "SELECT coalesce(max(revoked_at), 0) FROM certificates WHERE revoked_at IS NOT NULL",
         )?
         .query_row([], |r| r.get(0))?;
-    Ok((serials, newest))
+    Ok(Revoked {
+        serials,
+        newest_revocation,
+        first_expiry,
+    })
 }

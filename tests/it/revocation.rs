@@ -300,7 +300,9 @@ async fn krl_lists_revoked_unexpired_serials_and_ssh_keygen_reads_it() {
     assert!(ssh_keygen_list_krl(dir, &krl2).contains("# KRL version 2"));
     assert!(ssh_keygen_query(dir, &krl2, &c3));
 
-    // Once the short certificate expires it drops out; the version stays.
+    // Once the short certificate expires it drops out; the version stays. (The server
+    // reuses its last KRL until a revocation or the first listed expiry: this is the
+    // second of those.)
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     let (_, _, krl3) = fetch_krl(&app, None).await;
     let listing = ssh_keygen_list_krl(dir, &krl3);
