@@ -51,6 +51,9 @@ pub struct BenchArgs {
     pub server_prefix: Option<String>,
 }
 
+/// Turns each database gets in the scale comparison.
+const SCALE_TURNS: usize = 4;
+
 /// Runs every phase and prints the report.
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let temp = tempfile::tempdir().context("temp dir")?;
@@ -58,36 +61,82 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let mut report = Report::default();
     eprintln!("baselines...");
     let budget = std::time::Duration::from_secs_f64(args.baseline_seconds.clamp(0.05, 60.0));
-    report.raw_ed25519 = Some(baseline::raw_ed25519(budget));
+    let (raw, in_process) = baseline::signing_side_by_side(&dir, budget)?;
+    report.raw_ed25519 = Some(raw);
+    report.in_process = Some(in_process);
     report.ssh_keygen = baseline::ssh_keygen(&dir, budget);
-    report.in_process = Some(baseline::in_process_signing(&dir, budget)?);
     let fx = fixture::Fixture::create(&dir, args.server_prefix.clone())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let mut server = fx.start_server()?;
+    // The scale comparison's prefilled data dir, made while the first server holds its
+    // port so that the two can never be given the same one.
+    let big = if args.scale_rows > 0 {
+        let big_dir = dir.join("prefilled");
+        std::fs::create_dir_all(&big_dir).context("prefilled data dir")?;
+        Some(fixture::Fixture::create(
+            &big_dir,
+            args.server_prefix.clone(),
+        )?)
+    } else {
+        None
+    };
     eprintln!("flows, 1 client...");
     report.single = Some(rt.block_on(load::run(&fx, &server, 1, args.single_flows))?);
     eprintln!("flows, {} clients...", args.clients);
     report.multi = Some(rt.block_on(load::run(&fx, &server, args.clients, args.flows))?);
     report.rss_mb = server.peak_rss_mb();
     server.stop()?;
-    if args.scale_rows > 0 {
+    let mut check = None;
+    if let Some(big) = &big {
+        // The prefilled data dir is served beside the first: the two are loaded in turns,
+        // so drift in the machine's speed falls on both alike and the ratio compares the
+        // databases, not two moments of a shared VM.
         eprintln!("prefilling {} certificates...", args.scale_rows);
-        report.prefill = Some(fx.prefill(args.scale_rows)?);
-        let mut server = fx.start_server()?;
+        report.prefill = Some(big.prefill(args.scale_rows)?);
+        let mut small_server = fx.start_server()?;
+        let mut big_server = big.start_server()?;
         eprintln!(
-            "flows, {} clients, {} rows...",
+            "flows, {} clients, {} rows vs the small database, {SCALE_TURNS} turns each...",
             args.clients, args.scale_rows
         );
-        report.scaled = Some(rt.block_on(load::run(&fx, &server, args.clients, args.flows))?);
-        report.rss_mb = report.rss_mb.max(server.peak_rss_mb());
-        server.stop()?;
+        let per_turn = args.flows.div_ceil(SCALE_TURNS).max(1);
+        let (mut small, mut large) = (None::<load::Measured>, None::<load::Measured>);
+        for _ in 0..SCALE_TURNS {
+            for (server, fixture, sum) in [
+                (&small_server, &fx, &mut small),
+                (&big_server, big, &mut large),
+            ] {
+                let m = rt.block_on(load::measure(fixture, server, args.clients, per_turn))?;
+                match sum {
+                    Some(sum) => sum.add(m),
+                    None => *sum = Some(m),
+                }
+            }
+        }
+        report.scale_small = small.map(load::Measured::summary);
+        report.scaled = large.map(load::Measured::summary);
+        report.rss_mb = report
+            .rss_mb
+            .max(small_server.peak_rss_mb())
+            .max(big_server.peak_rss_mb());
+        small_server.stop()?;
+        big_server.stop()?;
+        eprintln!("audit verify...");
+        report.verify = Some(big.verify_speed()?);
+        report.serial_lookup = Some(big.serial_lookups(200)?);
+        check = Some(big.check()?);
+    } else {
+        eprintln!("audit verify...");
+        report.verify = Some(fx.verify_speed()?);
+        report.serial_lookup = Some(fx.serial_lookups(200)?);
     }
-    eprintln!("audit verify...");
-    report.verify = Some(fx.verify_speed()?);
-    report.serial_lookup = Some(fx.serial_lookups(200)?);
-    report.check = Some(fx.check()?);
+    let small_check = fx.check()?;
+    report.check = Some(match check {
+        Some(big) => small_check.and(big),
+        None => small_check,
+    });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -164,6 +164,15 @@ fn is_forbidden_char(c: char) -> bool {
         )
 }
 
+/// A certificate serial as people type it: a positive decimal number below 2^64 (serials
+/// are never 0).
+pub fn parse_serial(s: &str) -> Result<u64, InvalidName> {
+    s.parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| InvalidName("serial must be a positive decimal number".into()))
+}
+
 /// Identifies one access request: `r-` followed by 12 base32 characters (see
 /// [`RequestId::new_at`]: 25 bits of time, then 35 random bits).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]

@@ -207,25 +207,24 @@ impl Service {
         actor: &UserName,
         filter: &audit::Filter,
     ) -> Result<Vec<audit::Event>, ServiceError> {
-        self.require_admin(actor)?;
+        self.require_admin(actor, "read the audit log")?;
         Ok(self.store.read(|tx| audit::query(tx, filter))?)
     }
 
     /// Recomputes the audit chain (admins only over the API; the CLI runs it locally).
     pub fn audit_verify(&self, actor: Option<&UserName>) -> Result<audit::Verified, ServiceError> {
         if let Some(actor) = actor {
-            self.require_admin(actor)?;
+            self.require_admin(actor, "read the audit log")?;
         }
         Ok(audit::verify_store(&self.store)?)
     }
 
-    fn require_admin(&self, actor: &UserName) -> Result<(), ServiceError> {
+    /// `forbidden` ("only admins may WHAT") unless `actor` is an admin.
+    fn require_admin(&self, actor: &UserName, what: &str) -> Result<(), ServiceError> {
         if self.config.policy.is_admin(actor) {
             Ok(())
         } else {
-            Err(ServiceError::Forbidden(
-                "only admins may read the audit log".into(),
-            ))
+            Err(ServiceError::Forbidden(format!("only admins may {what}")))
         }
     }
 

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::extract::Query;
 use super::{Actor, ApiError, AppState, blocking};
 use crate::audit::Filter;
-use crate::names::RequestId;
+use crate::names::{RequestId, parse_serial};
 
 /// Most events one call returns.
 pub const MAX_LIMIT: u32 = 10_000;
@@ -25,19 +25,9 @@ pub struct AuditQuery {
 
 impl AuditQuery {
     fn parse(self) -> Result<Filter, ApiError> {
-        let serial =
-            match self.serial {
-                Some(s) => Some(s.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    ApiError::invalid("serial must be a positive decimal number")
-                })?),
-                None => None,
-            };
+        let serial = self.serial.as_deref().map(parse_serial).transpose()?;
         let request_id = match self.request {
-            Some(r) => Some(
-                RequestId::parse(&r)
-                    .map_err(|e| ApiError::invalid(e.to_string()))?
-                    .to_string(),
-            ),
+            Some(r) => Some(RequestId::parse(&r)?.to_string()),
             None => None,
         };
         let since = match self.since {

@@ -85,6 +85,13 @@ fn refusal_status(r: &Refusal) -> StatusCode {
     }
 }
 
+/// Input that did not parse into its type at the edge: `invalid_request`, saying why.
+impl From<crate::names::InvalidName> for ApiError {
+    fn from(e: crate::names::InvalidName) -> Self {
+        ApiError::invalid(e.0)
+    }
+}
+
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         match e {

@@ -74,10 +74,6 @@ pub struct ListQuery {
     status: Option<String>,
 }
 
-fn request_id(raw: &str) -> Result<RequestId, ApiError> {
-    RequestId::parse(raw).map_err(|e| ApiError::invalid(e.to_string()))
-}
-
 /// `POST /v1/requests` -> 201 with the request.
 pub async fn requests_create(
     State(state): State<AppState>,
@@ -120,7 +116,7 @@ pub async fn request_get(
     Actor(actor): Actor,
     Path(id): Path<String>,
 ) -> Result<Json<RequestView>, ApiError> {
-    let id = request_id(&id)?;
+    let id = RequestId::parse(&id)?;
     Ok(Json(inline(&state, |s| s.get(&actor, &id))?))
 }
 
@@ -131,7 +127,7 @@ pub async fn request_approve(
     Path(id): Path<String>,
     JsonBody(body): OptionalJson<ApproveBody>,
 ) -> Result<Json<RequestView>, ApiError> {
-    let id = request_id(&id)?;
+    let id = RequestId::parse(&id)?;
     let comment = match body.comment {
         Some(c) => Some(Text::parse(&c, "comment").map_err(|e| ApiError::invalid(e.to_string()))?),
         None => None,
@@ -148,7 +144,7 @@ pub async fn request_deny(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<DenyBody>,
 ) -> Result<Json<RequestView>, ApiError> {
-    let id = request_id(&id)?;
+    let id = RequestId::parse(&id)?;
     let reason =
         Text::parse(&body.reason, "reason").map_err(|e| ApiError::invalid(e.to_string()))?;
     let view = submit(&state, move |s| s.deny(&actor, &id, reason)).await?;
@@ -163,7 +159,7 @@ pub async fn request_cancel(
     Path(id): Path<String>,
     JsonBody(_): OptionalJson<CancelBody>,
 ) -> Result<Json<RequestView>, ApiError> {
-    let id = request_id(&id)?;
+    let id = RequestId::parse(&id)?;
     let view = submit(&state, move |s| s.cancel(&actor, &id)).await?;
     tracing::info!(id = %view.id, "request cancelled");
     Ok(Json(view))
@@ -175,7 +171,7 @@ pub async fn certificate_get(
     Actor(actor): Actor,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let id = request_id(&id)?;
+    let id = RequestId::parse(&id)?;
     let cert = inline(&state, |s| s.certificate(&actor, &id))?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],

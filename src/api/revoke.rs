@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::extract::{Json as JsonBody, OptionalJson};
 use super::{Actor, ApiError, AppState, blocking, submit};
-use crate::names::{RequestId, Text, UserName};
+use crate::names::{RequestId, Text, UserName, parse_serial};
 use crate::service::RequestView;
 
 /// Body of the revoke endpoints.
@@ -40,11 +40,7 @@ pub async fn certificate_revoke(
     Path(serial): Path<String>,
     JsonBody(body): JsonBody<RevokeBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let serial: u64 = serial
-        .parse()
-        .ok()
-        .filter(|s| *s > 0)
-        .ok_or_else(|| ApiError::invalid("serial must be a positive decimal number"))?;
+    let serial = parse_serial(&serial)?;
     let reason = reason(&body.reason)?;
     let revoked = submit(&state, move |s| s.revoke_serial(&actor, serial, reason)).await?;
     tracing::info!(serial = revoked, "certificate revoked");
@@ -73,7 +69,7 @@ pub async fn request_done(
     Path(id): Path<String>,
     JsonBody(body): OptionalJson<DoneBody>,
 ) -> Result<Json<RequestView>, ApiError> {
-    let id = RequestId::parse(&id).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let id = RequestId::parse(&id)?;
     let reason = body.reason.as_deref().map(reason).transpose()?;
     let view = submit(&state, move |s| s.done(&actor, &id, reason)).await?;
     tracing::info!(id = %view.id, "certificate ended by its requester");

@@ -390,6 +390,25 @@ impl Fixture {
     }
 }
 
+impl Check {
+    /// Both databases' checks as one: ok only if both are, counts summed.
+    pub fn and(self, other: Check) -> Check {
+        let message = match (self.ok, other.ok) {
+            (true, true) => self.message,
+            (false, _) => self.message,
+            (true, false) => other.message,
+        };
+        Check {
+            ok: self.ok && other.ok,
+            certificates: self.certificates + other.certificates,
+            issued_events: self.issued_events + other.issued_events,
+            distinct_serials: self.distinct_serials + other.distinct_serials,
+            audit_events: self.audit_events + other.audit_events,
+            message,
+        }
+    }
+}
+
 impl Server {
     /// VmHWM of the server process, in MB.
     pub fn peak_rss_mb(&self) -> f64 {

@@ -127,6 +127,49 @@ impl Client {
     }
 }
 
+/// What one or more load runs against one server measured, before summing up; runs
+/// taken in turns with another server add up here (see [`Measured::add`]).
+pub struct Measured {
+    clients: usize,
+    flows: usize,
+    seconds: f64,
+    server_cpu: f64,
+    client_cpu: f64,
+    writer_cpu: f64,
+    samples: Samples,
+}
+
+impl Measured {
+    /// Another run against the same server, counted as if it had been part of this one.
+    pub fn add(&mut self, other: Measured) {
+        self.flows += other.flows;
+        self.seconds += other.seconds;
+        self.server_cpu += other.server_cpu;
+        self.client_cpu += other.client_cpu;
+        self.writer_cpu += other.writer_cpu;
+        self.samples.create.extend(other.samples.create);
+        self.samples.approve.extend(other.samples.approve);
+        self.samples.certificate.extend(other.samples.certificate);
+    }
+
+    /// Rates, CPU per flow and latency percentiles.
+    pub fn summary(self) -> FlowRun {
+        let per_flow = |cpu: f64| cpu * 1000.0 / self.flows.max(1) as f64;
+        FlowRun {
+            server_cpu_ms_per_flow: per_flow(self.server_cpu),
+            client_cpu_ms_per_flow: per_flow(self.client_cpu),
+            writer_busy: self.writer_cpu / self.seconds.max(1e-9),
+            clients: self.clients,
+            flows: self.flows,
+            seconds: self.seconds,
+            flows_per_second: self.flows as f64 / self.seconds.max(1e-9),
+            create: latency(self.samples.create),
+            approve: latency(self.samples.approve),
+            certificate: latency(self.samples.certificate),
+        }
+    }
+}
+
 /// Runs `flows` flows with `clients` concurrent clients; any failed call fails the run.
 pub async fn run(
     fx: &Fixture,
@@ -134,6 +177,16 @@ pub async fn run(
     clients: usize,
     flows: usize,
 ) -> anyhow::Result<FlowRun> {
+    Ok(measure(fx, server, clients, flows).await?.summary())
+}
+
+/// [`run`], unsummed.
+pub async fn measure(
+    fx: &Fixture,
+    server: &Server,
+    clients: usize,
+    flows: usize,
+) -> anyhow::Result<Measured> {
     let url = server.url.as_str();
     let cpu = || (server.cpu_seconds(), cpu_seconds("/proc/self/stat"));
     let mut keys = Vec::with_capacity(REQUESTERS);
@@ -166,19 +219,14 @@ pub async fn run(
     }
     let seconds = start.elapsed().as_secs_f64();
     let (server1, client1) = cpu();
-    let writer_busy = (server.writer_cpu_seconds() - writer0) / seconds.max(1e-9);
-    let per_flow = |a: f64, b: f64| (b - a) * 1000.0 / flows.max(1) as f64;
-    Ok(FlowRun {
-        server_cpu_ms_per_flow: per_flow(server0, server1),
-        client_cpu_ms_per_flow: per_flow(client0, client1),
-        writer_busy,
+    Ok(Measured {
         clients,
         flows,
         seconds,
-        flows_per_second: flows as f64 / seconds,
-        create: latency(all.create),
-        approve: latency(all.approve),
-        certificate: latency(all.certificate),
+        server_cpu: server1 - server0,
+        client_cpu: client1 - client0,
+        writer_cpu: server.writer_cpu_seconds() - writer0,
+        samples: all,
     })
 }
 

@@ -72,14 +72,6 @@ fn revoke_one(
 }
 
 impl Service {
-    fn require_admin_for(&self, actor: &UserName, what: &str) -> Result<(), ServiceError> {
-        if self.config.policy.is_admin(actor) {
-            Ok(())
-        } else {
-            Err(ServiceError::Forbidden(format!("only admins may {what}")))
-        }
-    }
-
     /// Revokes one certificate (admins).
     pub fn revoke_serial(
         &self,
@@ -87,7 +79,7 @@ impl Service {
         serial: u64,
         reason: Text,
     ) -> Result<u64, ServiceError> {
-        self.require_admin_for(actor, "revoke certificates")?;
+        self.require_admin(actor, "revoke certificates")?;
         let now = Utc::now();
         self.store.write(|tx| {
             let cert = certs::by_serial(tx, serial)?.ok_or_else(|| {
@@ -111,7 +103,7 @@ impl Service {
         user: &UserName,
         reason: Text,
     ) -> Result<Vec<u64>, ServiceError> {
-        self.require_admin_for(actor, "revoke certificates")?;
+        self.require_admin(actor, "revoke certificates")?;
         let now = Utc::now();
         self.store.write(|tx| {
             let mut revoked = Vec::new();
