@@ -13,6 +13,7 @@ mod audit;
 mod auth;
 mod error;
 mod extract;
+mod forwarded;
 mod limits;
 mod misc;
 mod requests;

@@ -1,6 +1,7 @@
 //! Bearer-token authentication: the only way a handler learns who the caller is.
 //!
-//! Failed attempts are counted per client address and per token ([`AuthLimiter`]) and
+//! Failed attempts are counted per client address (behind `server.trusted_proxies`, the
+//! address they forward for: see `forwarded.rs`) and per token ([`AuthLimiter`]) and
 //! logged with the client address and eight hex digits of the token's SHA-256, never the
 //! token itself.
 
@@ -11,6 +12,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 
+use super::forwarded;
 use super::limits::{AuthLimiter, TokenId};
 use super::server::ClientAddr;
 use super::{ApiError, AppState};
@@ -26,7 +28,9 @@ impl FromRequestParts<AppState> for Actor {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let limiter = parts.extensions.get::<Arc<AuthLimiter>>().cloned();
-        let client = parts.extensions.get::<ClientAddr>().map(|c| c.0.ip());
+        let peer = parts.extensions.get::<ClientAddr>().map(|c| c.0.ip());
+        let trusted = &state.config().server.limits.trusted_proxies;
+        let client = peer.map(|p| forwarded::client_ip(p, &parts.headers, trusted));
         let token = bearer_token(parts);
         let token_id = token.as_deref().map(TokenId::of);
         if let Some(limiter) = &limiter {
@@ -44,6 +48,7 @@ impl FromRequestParts<AppState> for Actor {
             }
             tracing::warn!(
                 client = %client.map(|c| c.to_string()).unwrap_or_default(),
+                peer = %peer.map(|c| c.to_string()).unwrap_or_default(),
                 path = %parts.uri.path(),
                 token = %token_id.map(|t| t.short()).unwrap_or_else(|| "none".into()),
                 "authentication failed"

@@ -42,6 +42,8 @@ pub(super) struct RawServer {
     pub auth_failures_per_address: Option<u32>,
     pub auth_failures_per_token: Option<u32>,
     pub auth_failure_window: Option<String>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -32,6 +32,9 @@ pub struct Limits {
     pub auth_failures_per_token: u32,
     /// The window the two counts above are kept for.
     pub auth_failure_window: Duration,
+    /// Reverse proxies (addresses or CIDR networks) whose `X-Forwarded-For` names the
+    /// client; from any other peer the header is ignored. Empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for Limits {
@@ -44,6 +47,7 @@ impl Default for Limits {
             auth_failures_per_address: 20,
             auth_failures_per_token: 5,
             auth_failure_window: Duration::from_secs(300),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -169,7 +173,26 @@ impl Builder<'_> {
                 raw.auth_failure_window.as_deref(),
                 "5m",
             )?,
+            trusted_proxies: raw
+                .trusted_proxies
+                .iter()
+                .map(|p| self.proxy(p))
+                .collect::<Result<_, _>>()?,
         })
+    }
+
+    /// One `trusted_proxies` entry: an address (a network of one) or a CIDR network.
+    fn proxy(&self, entry: &str) -> Result<ipnet::IpNet, ConfigError> {
+        let entry = entry.trim();
+        entry
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map_err(|_| {
+                self.err(
+                    "server.trusted_proxies",
+                    format!("{entry:?} is not an IP address or CIDR network"),
+                )
+            })
     }
 
     pub(super) fn ca(

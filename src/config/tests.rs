@@ -302,6 +302,33 @@ fn server_limits_default_and_are_bounded() {
 }
 
 #[test]
+fn trusted_proxies_are_addresses_or_networks() {
+    assert!(ok("").server.limits.trusted_proxies.is_empty());
+    let c = ok(
+        "[server]\ntrusted_proxies = [\"10.0.0.5\", \"10.1.0.0/16\", \"::1\", \"2001:db8::/64\"]\n",
+    );
+    let nets: Vec<String> = c
+        .server
+        .limits
+        .trusted_proxies
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        nets,
+        ["10.0.0.5/32", "10.1.0.0/16", "::1/128", "2001:db8::/64"]
+    );
+    refused(
+        "[server]\ntrusted_proxies = [\"proxy.example.com\"]\n",
+        &["server.trusted_proxies", "proxy.example.com"],
+    );
+    refused(
+        "[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n",
+        &["server.trusted_proxies"],
+    );
+}
+
+#[test]
 fn passphrase_file_takes_a_path_or_the_credentials_folder() {
     let c = ok("[ca]\npassphrase_file = \"${CREDENTIALS_DIRECTORY}/ca-pass\"\n");
     assert_eq!(

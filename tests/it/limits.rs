@@ -67,6 +67,56 @@ async fn failed_authentications_from_one_address_get_429_with_retry_after() {
     }
 }
 
+async fn whoami_via_proxy(app: &TestApp, token: &str, forwarded_for: &str) -> StatusCode {
+    app.http
+        .get(format!("{}/v1/whoami", app.url))
+        .bearer_auth(token)
+        .header("X-Forwarded-For", forwarded_for)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// Behind a reverse proxy every client shares the proxy's address: one guesser would
+/// lock everyone out. With the proxy in `trusted_proxies` the count is per forwarded
+/// client; without it, the header is ignored (a client cannot pick its own address).
+#[tokio::test]
+async fn behind_a_trusted_proxy_failures_count_per_forwarded_client() {
+    let limits = "auth_failures_per_address = 2\nauth_failures_per_token = 100";
+    let app = TestApp::spawn_with(&with_server_lines(&format!(
+        "{limits}\ntrusted_proxies = [\"127.0.0.1\"]"
+    )))
+    .await;
+    let alice = app.token("alice").to_owned();
+    for i in 0..2 {
+        let status = whoami_via_proxy(&app, &format!("cs_guess{i}"), "203.0.113.7").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "guess {i}");
+    }
+    // The guesser is limited, even when it claims another address to the left of the one
+    // the proxy appended...
+    let status = whoami_via_proxy(&app, "cs_guess2", "198.51.100.1, 203.0.113.7").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    // ...while another client behind the same proxy is not.
+    assert_eq!(
+        whoami_via_proxy(&app, &alice, "203.0.113.8").await,
+        StatusCode::OK
+    );
+
+    // Not a trusted proxy: the header changes nothing, the peer address is counted.
+    let app = TestApp::spawn_with(&with_server_lines(limits)).await;
+    let alice = app.token("alice").to_owned();
+    for i in 0..2 {
+        let status =
+            whoami_via_proxy(&app, &format!("cs_guess{i}"), &format!("203.0.113.{i}")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "guess {i}");
+    }
+    assert_eq!(
+        whoami_via_proxy(&app, &alice, "203.0.113.8").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
 #[tokio::test]
 async fn a_token_that_keeps_failing_is_limited_but_other_tokens_are_not() {
     let app = TestApp::spawn_with(&with_server_lines(
