@@ -111,11 +111,12 @@ async fn a_waiting_request_that_expires_ends_with_expired() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idle_connection_is_closed() {
     let d = Door::spawn("idle_timeout = \"1s\"").await;
+    let started = Instant::now();
     let mut child = d
         .door
         .command(d.keys.path("alice"), "ca", &["-N"])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -129,6 +130,15 @@ async fn an_idle_connection_is_closed() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Closed for being idle, not refused at login (which would also end `ssh -N`).
+    let lasted = started.elapsed();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!stderr.contains("Permission denied"), "{stderr}");
+    assert!(
+        lasted >= Duration::from_millis(900),
+        "closed after {lasted:?}: {stderr}"
+    );
     // A command that waits longer than the idle timeout is not idle.
     let waiting = d.ssh("alice", &["request", "shell", "--reason", "x"]);
     let approve = async {
@@ -143,6 +153,9 @@ async fn an_idle_connection_is_closed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn repeated_authentication_failures_lock_the_address_out() {
     let d = Door::spawn("auth_failures_per_minute = 2").await;
+    // The same key logs in before the lockout: what follows is the lockout, not the key.
+    let out = d.ssh("alice", &["whoami"]).await;
+    assert_eq!(out.status, 0, "{out:?}");
     for _ in 0..2 {
         assert_eq!(d.ssh("mallory", &["whoami"]).await.status, 255);
     }
