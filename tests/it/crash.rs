@@ -166,11 +166,9 @@ async fn kill_9_under_load_loses_nothing_acknowledged_and_issues_nothing_twice()
     assert!(ledger.issued.len() >= 10, "too little load: {ledger:?}");
     check_after_restart(&config, &tokens, &ledger).await;
     check_database(&dir.path().join("data/countersign.db"), &ledger);
-    assert!(
-        started.elapsed() < Duration::from_secs(60),
-        "{:?}",
-        started.elapsed()
-    );
+    // Printed, not asserted: a timed assertion would fail on a slow machine, not on a
+    // defect (the suite's time is watched by CI's own limit).
+    eprintln!("crash test took {:?}", started.elapsed());
 }
 
 /// The restarted server still hands out every certificate a client received.
