@@ -103,11 +103,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         );
         let per_turn = args.flows.div_ceil(SCALE_TURNS).max(1);
         let (mut small, mut large) = (None::<load::Measured>, None::<load::Measured>);
-        for _ in 0..SCALE_TURNS {
-            for (server, fixture, sum) in [
+        for turn in 0..SCALE_TURNS {
+            // ABBA...: whichever goes first alternates, so a steady drift favours neither.
+            let mut order = [
                 (&small_server, &fx, &mut small),
                 (&big_server, big, &mut large),
-            ] {
+            ];
+            if turn % 2 == 1 {
+                order.reverse();
+            }
+            for (server, fixture, sum) in order {
                 let m = rt.block_on(load::measure(fixture, server, args.clients, per_turn))?;
                 match sum {
                     Some(sum) => sum.add(m),

@@ -15,22 +15,28 @@ use ipnet::IpNet;
 /// The address failed authentications are counted against: `peer` itself unless it is
 /// a trusted proxy; otherwise the nearest hop of `X-Forwarded-For` that is not a trusted
 /// proxy. A hop that does not parse ends the walk at the last address a trusted proxy
-/// vouched for (so garbage is counted against the proxy that passed it on).
+/// vouched for (so garbage is counted against the proxy that passed it on). Trusting a
+/// proxy means trusting whoever can send through it or from its address: on the CA host
+/// itself, `127.0.0.1` lets every local user name any client address.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    // An IPv4 peer on a dual-stack socket shows up as ::ffff:a.b.c.d; compare it (and
+    // every hop) as the IPv4 address it is, so an IPv4 entry in the list matches.
+    let peer = peer.to_canonical();
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return peer;
     }
-    let mut values = Vec::new();
-    for value in headers.get_all("x-forwarded-for") {
-        match value.to_str() {
-            Ok(v) => values.push(v),
-            Err(_) => return peer,
-        }
-    }
+    // Header lines in order, each split on commas, walked from the right. Bytes, not
+    // text: a client's own (leftmost) part may hold anything, and only the hops actually
+    // walked are parsed.
+    let values: Vec<&[u8]> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
     let mut client = peer;
-    for hop in values.iter().flat_map(|v| v.split(',')).rev() {
-        match parse_hop(hop.trim()) {
+    for hop in values.iter().flat_map(|v| v.split(|b| *b == b',')).rev() {
+        match parse_hop(hop) {
             Some(ip) if is_trusted(&ip) => client = ip,
             Some(ip) => return ip,
             None => return client,
@@ -39,11 +45,14 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
     client
 }
 
-/// `192.0.2.1`, `2001:db8::1`, or either with a port (`192.0.2.1:443`, `[2001:db8::1]:443`).
-fn parse_hop(hop: &str) -> Option<IpAddr> {
+/// `192.0.2.1`, `2001:db8::1`, or either with a port (`192.0.2.1:443`,
+/// `[2001:db8::1]:443`), surrounding spaces allowed; IPv4-mapped IPv6 as IPv4.
+fn parse_hop(hop: &[u8]) -> Option<IpAddr> {
+    let hop = std::str::from_utf8(hop).ok()?.trim();
     hop.parse::<IpAddr>()
         .ok()
         .or_else(|| hop.parse::<SocketAddr>().ok().map(|s| s.ip()))
+        .map(|ip| ip.to_canonical())
 }
 
 #[cfg(test)]
@@ -120,6 +129,29 @@ mod tests {
         assert_eq!(client_ip(ip("10.0.0.5"), &h, &proxies()), ip("10.0.0.9"));
         let h = headers(&[""]);
         assert_eq!(client_ip(ip("10.0.0.5"), &h, &proxies()), ip("10.0.0.5"));
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_are_their_ipv4_selves() {
+        // A dual-stack listener sees an IPv4 proxy as ::ffff:10.0.0.5.
+        let h = headers(&["::ffff:10.0.0.9, 203.0.113.7", "::ffff:10.0.0.8"]);
+        assert_eq!(
+            client_ip(ip("::ffff:10.0.0.5"), &h, &proxies()),
+            ip("203.0.113.7")
+        );
+        let h = headers(&["::ffff:203.0.113.7"]);
+        assert_eq!(
+            client_ip(ip("::ffff:10.0.0.5"), &h, &proxies()),
+            ip("203.0.113.7")
+        );
+    }
+
+    #[test]
+    fn bytes_the_client_wrote_left_of_the_proxy_entry_do_not_matter() {
+        let mut h = HeaderMap::new();
+        let value = axum::http::HeaderValue::from_bytes(b"\xff\xfe, 203.0.113.7").unwrap();
+        h.append("x-forwarded-for", value);
+        assert_eq!(client_ip(ip("10.0.0.5"), &h, &proxies()), ip("203.0.113.7"));
     }
 
     #[test]

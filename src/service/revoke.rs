@@ -29,11 +29,13 @@ pub struct Krl {
     pub etag: String,
 }
 
-/// The last KRL built and until when (unix seconds, exclusive) it stays exact if no
-/// revocation happens: the first expiry among the serials it lists.
+/// The last KRL built and the time span (unix seconds) it stays exact in if no
+/// revocation happens: from when it was built (a clock stepped back before that would
+/// list certificates it left out as expired) to the first expiry among its serials.
 #[derive(Debug)]
 pub(super) struct CachedKrl {
     krl: Arc<Krl>,
+    built_at: i64,
     exact_until: i64,
 }
 
@@ -174,7 +176,7 @@ impl Service {
             .read(|tx| Ok::<_, ServiceError>(certs::krl_version(tx)?))?;
         if let Some(cached) = lock(&self.krl).as_ref()
             && cached.krl.version == version
-            && now < cached.exact_until
+            && (cached.built_at..cached.exact_until).contains(&now)
         {
             return Ok(cached.krl.clone());
         }
@@ -200,6 +202,7 @@ impl Service {
         });
         *lock(&self.krl) = Some(CachedKrl {
             krl: krl.clone(),
+            built_at: now,
             exact_until: revoked.first_expiry.unwrap_or(i64::MAX),
         });
         Ok(krl)

@@ -76,15 +76,24 @@ async fn wait(
 ) -> Result<RequestView, CommandError> {
     let id = request_id(&view.id)?;
     let mut last_read = tokio::time::Instant::now();
+    // When the client must next hear something: a deadline kept across wake-ups, so that
+    // commits elsewhere (which wake this loop often) cannot keep postponing it.
+    let mut next_beat = last_read + ctx.recheck;
     while view.status == "pending" {
+        // Biased: when commits keep a change always ready, a due heartbeat or the end of
+        // the wait must still win (a random pick could pass over them several times).
         tokio::select! {
+            biased;
+            () = tokio::time::sleep_until(ctx.wait_until) => return Err(still_pending(&view)),
+            () = tokio::time::sleep_until(next_beat) => {
+                term.heartbeat().await?;
+                next_beat = tokio::time::Instant::now() + ctx.recheck;
+            }
             changed = changes.changed() => {
                 if changed.is_err() {
                     tokio::time::sleep(ctx.recheck).await;
                 }
             }
-            () = tokio::time::sleep(ctx.recheck) => term.heartbeat().await?,
-            () = tokio::time::sleep_until(ctx.wait_until) => return Err(still_pending(&view)),
         }
         // Every commit anywhere wakes every waiter; under load that is hundreds a second.
         // Re-reading at most every READ_INTERVAL keeps a waiter's cost bounded, and a
@@ -95,6 +104,7 @@ async fn wait(
         let next = call(ctx, move |s, me| s.get(me, &id)).await?;
         for line in progress(&view, &next, Utc::now()) {
             term.err(format!("{line}\n")).await?;
+            next_beat = tokio::time::Instant::now() + ctx.recheck;
         }
         view = next;
     }

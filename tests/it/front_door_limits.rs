@@ -139,11 +139,17 @@ async fn an_idle_connection_is_closed() {
         lasted >= Duration::from_millis(900),
         "closed after {lasted:?}: {stderr}"
     );
-    // A command that waits longer than the idle timeout is not idle.
+    // A command that waits longer than the idle timeout is not idle, even while commits
+    // elsewhere keep waking it (they must not keep postponing its heartbeat).
     let waiting = d.ssh("alice", &["request", "shell", "--reason", "x"]);
     let approve = async {
         let id = d.pending_id("bob").await;
-        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let busy_until = Instant::now() + Duration::from_millis(2500);
+        while Instant::now() < busy_until {
+            // Any commit wakes every waiter; a new token is one.
+            d.app.create_token("dave");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         d.app.approve("bob", &id).await
     };
     let (out, _) = tokio::join!(waiting, approve);

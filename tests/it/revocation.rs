@@ -268,7 +268,10 @@ async fn krl_lists_revoked_unexpired_serials_and_ssh_keygen_reads_it() {
 
     let (_, s1, c1) = issued(&app, "alice", "prod-db", None).await;
     let (_, _s2, c2) = issued(&app, "frank", "prod-db", None).await;
-    let (_, s3, c3) = issued(&app, "alice", "prod-db", Some("2s")).await;
+    // Short enough to expire during the test, long enough to outlive what comes before
+    // the check that lists it on a slow machine (it may be valid for only 4 s: whole
+    // seconds).
+    let (_, s3, c3) = issued(&app, "alice", "prod-db", Some("5s")).await;
     assert!(!ssh_keygen_query(dir, &empty, &c1));
 
     revoke_serial(&app, "bob", &s1).await;
@@ -303,7 +306,17 @@ async fn krl_lists_revoked_unexpired_serials_and_ssh_keygen_reads_it() {
     // Once the short certificate expires it drops out; the version stays. (The server
     // reuses its last KRL until a revocation or the first listed expiry: this is the
     // second of those.)
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let expires = ssh_key::Certificate::from_openssh(c3.trim())
+        .unwrap()
+        .valid_before();
+    while std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        < expires
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let (_, _, krl3) = fetch_krl(&app, None).await;
     let listing = ssh_keygen_list_krl(dir, &krl3);
     assert!(listing.contains("# KRL version 2"), "{listing}");
