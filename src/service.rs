@@ -23,7 +23,7 @@ pub use view::{ApprovalView, CertificateView, RequestView, RevocationView, StepV
 use crate::audit::{self, AuditError, NewEvent};
 use crate::ca::{CaError, CertificateAuthority};
 use crate::config::Config;
-use crate::names::{RequestId, UserName};
+use crate::names::{RequestId, RoleName, UserName};
 use crate::policy::Policy;
 use crate::policy::rules::{self, Refusal};
 use crate::store::certificates as certs;
@@ -168,9 +168,23 @@ impl Service {
     ) -> Result<Vec<RequestView>, ServiceError> {
         self.expire_overdue()?;
         let policy = &self.config.policy;
+        // Non-admins: their own requests and those of roles they may approve, chosen in
+        // the query (filtering the newest 10,000 of everyone's afterwards hid a user's
+        // older requests once others had made 10,000 newer ones).
+        let approvable: Vec<RoleName> = policy
+            .roles
+            .values()
+            .filter(|r| {
+                r.steps
+                    .iter()
+                    .any(|s| policy.is_any_member(actor, &s.approvers))
+            })
+            .map(|r| r.name.clone())
+            .collect();
+        let visible_to = (!policy.is_admin(actor)).then_some((actor, approvable.as_slice()));
         self.store.read(|tx| {
             let mut out = Vec::new();
-            for row in rq::list(tx, status, 10_000)? {
+            for row in rq::list(tx, status, visible_to, LIST_LIMIT)? {
                 if rules::may_view(policy, policy.roles.get(&row.role), &row.requester, actor) {
                     out.push(view::request(tx, policy, row)?);
                 }
@@ -263,6 +277,9 @@ impl Service {
         })
     }
 }
+
+/// Most requests one list returns.
+const LIST_LIMIT: u32 = 10_000;
 
 /// Seconds since the epoch of `now`.
 fn unix(now: DateTime<Utc>) -> i64 {

@@ -164,25 +164,48 @@ pub fn get(tx: &Connection, id: &RequestId) -> Result<Option<RequestRow>, StoreE
         .optional()?)
 }
 
-/// Requests, newest first, optionally of one status; at most `limit`.
+/// Requests, newest first, optionally of one status, and with `visible_to = (user,
+/// roles)` only those `user` asked for or whose role is one of `roles`; at most `limit`.
 pub fn list(
     tx: &Connection,
     status: Option<Status>,
+    visible_to: Option<(&UserName, &[RoleName])>,
     limit: u32,
 ) -> Result<Vec<RequestRow>, StoreError> {
     // One statement per shape, each walking an index newest first (a `?1 IS NULL OR`
-    // condition made SQLite read and sort the whole table).
-    let mut stmt = match status {
-        Some(_) => tx.prepare_cached(&format!(
+    // condition made SQLite read and sort the whole table). Visibility is part of the
+    // query, so the limit counts only requests the caller may see.
+    let visible = "(requester = ?3 OR role IN (SELECT value FROM json_each(?4)))";
+    let sql = match (status.is_some(), visible_to.is_some()) {
+        (true, false) => format!(
             "SELECT {REQUEST_COLUMNS} FROM requests WHERE status = ?1 \
              ORDER BY created_at DESC, id LIMIT ?2"
-        ))?,
-        None => tx.prepare_cached(&format!(
+        ),
+        (false, false) => format!(
             "SELECT {REQUEST_COLUMNS} FROM requests WHERE ?1 IS NULL \
              ORDER BY created_at DESC, id LIMIT ?2"
-        ))?,
+        ),
+        (true, true) => format!(
+            "SELECT {REQUEST_COLUMNS} FROM requests WHERE status = ?1 AND {visible} \
+             ORDER BY created_at DESC, id LIMIT ?2"
+        ),
+        (false, true) => format!(
+            "SELECT {REQUEST_COLUMNS} FROM requests WHERE ?1 IS NULL AND {visible} \
+             ORDER BY created_at DESC, id LIMIT ?2"
+        ),
     };
-    let rows = stmt.query_map(params![status.map(Status::as_str), limit], request_from_row)?;
+    let mut stmt = tx.prepare_cached(&sql)?;
+    let rows = match visible_to {
+        None => stmt.query_map(params![status.map(Status::as_str), limit], request_from_row)?,
+        Some((user, roles)) => {
+            let roles = serde_json::to_string(&roles)
+                .map_err(|e| StoreError::Corrupt(format!("role names do not serialise: {e}")))?;
+            stmt.query_map(
+                params![status.map(Status::as_str), limit, user.as_str(), roles],
+                request_from_row,
+            )?
+        }
+    };
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

@@ -244,6 +244,48 @@ async fn list_shows_own_requests_and_those_the_caller_may_approve() {
     assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
 }
 
+/// The list's limit (10,000) counts only what the caller may see: many newer requests of
+/// others must not push a user's own request out of their list.
+#[tokio::test]
+async fn many_newer_requests_of_others_do_not_hide_ones_own() {
+    let app = TestApp::spawn().await;
+    let mine = app.create_ok("alice", "prod-db").await;
+    // 10,000 newer pending `deploy` requests by frank, written straight into the database
+    // (alice may neither approve nor see them).
+    let mut conn = rusqlite::Connection::open(app.db_path()).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    let tx = conn.transaction().unwrap();
+    let now = chrono::Utc::now().timestamp();
+    for i in 0..10_000u64 {
+        // Ids in the request-id alphabet (base32, lower case).
+        let alphabet = b"abcdefghijklmnopqrstuvwxyz234567";
+        let id: String = (0..12)
+            .map(|k| alphabet[((i >> (5 * (11 - k))) & 31) as usize] as char)
+            .collect();
+        tx.execute(
+            "INSERT INTO requests (id, role, requester, reason, ttl_seconds, public_key, \
+             key_fingerprint, principals, role_digest, status, created_at, expires_at) \
+             VALUES (?1, 'deploy', 'frank', 'bulk', 1800, 'ssh-ed25519 AAAA', 'SHA256:x', \
+             '[\"deploy\"]', 'x', 'pending', ?2, ?3)",
+            rusqlite::params![format!("r-{id}"), now + 1, now + 3600],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+    let (status, body) = app.get("alice", "/v1/requests").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let ids: Vec<&str> = body["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [mine.as_str()]);
+    let (_, body) = app.get("alice", "/v1/requests?status=pending").await;
+    assert_eq!(body["requests"][0]["id"], mine.as_str());
+}
+
 #[tokio::test]
 async fn deny_and_cancel_end_requests_for_good() {
     let app = TestApp::spawn().await;
