@@ -111,7 +111,7 @@ pub async fn serve(
 /// Runs `f` right here on the async worker. Only for short point reads on a pooled
 /// reader connection (a token lookup, one request): they take microseconds and never
 /// wait for writers (WAL), so handing them to another thread would cost more than the
-/// work. Anything that writes (and so waits for an fsync) goes through [`blocking`].
+/// work. Anything that writes (and so waits for an fsync) goes through [`submit`].
 pub(crate) fn inline<T>(
     state: &AppState,
     f: impl FnOnce(&Service) -> Result<T, ServiceError>,

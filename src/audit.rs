@@ -210,12 +210,12 @@ pub fn query(tx: &Connection, filter: &Filter) -> Result<Vec<Event>, StoreError>
     // indexes (a `?2 IS NULL OR ...` condition made it scan the whole log).
     let select = "SELECT seq, at, actor, action, request_id, serial, detail, prev_hash, hash \
                   FROM audit WHERE seq > ?1";
-    let rest = "AND (?3 IS NULL OR request_id = ?3) AND (?6 IS NULL OR at >= ?6) \
-                ORDER BY seq LIMIT ?4";
+    let rest = "AND (?6 IS NULL OR at >= ?6) ORDER BY seq LIMIT ?4";
     let sql = match (&filter.serial, &filter.request_id) {
         (Some(_), _) => format!(
             "{select} AND (serial = ?2 \
-             OR request_id = (SELECT request_id FROM certificates WHERE serial = ?5)) {rest}"
+             OR request_id = (SELECT request_id FROM certificates WHERE serial = ?5)) \
+             AND (?3 IS NULL OR request_id = ?3) {rest}"
         ),
         (None, Some(_)) => format!("{select} AND request_id = ?3 {rest}"),
         (None, None) => format!("{select} {rest}"),

@@ -1,12 +1,14 @@
 //! `countersign bench`: numbers that show how close issuance is to what the machine
 //! allows, measured in one run beside the baselines (raw Ed25519, `ssh-keygen -s`).
 //!
-//! Phases: baselines; in-process signing; full durable flows over loopback HTTP against
-//! a real `countersign serve` child process (1 client, then C clients); the same with
-//! 1,000,000 certificates and audit events prefilled; `audit verify` speed; the time to
-//! tell one certificate's story (`audit --serial N`); the server's peak RSS. It ends by
-//! checking the audit chain and that certificates and `certificate.issued` events match
-//! one to one, and fails loudly if not.
+//! Phases: raw Ed25519 and in-process signing, timed in alternating slices; `ssh-keygen
+//! -s`; full durable flows over loopback HTTP against a real `countersign serve` child
+//! process (1 client, then C clients); a second data dir prefilled with 1,000,000
+//! certificates and audit events, served beside the first and loaded in alternating
+//! turns with it; `audit verify` speed and the time to tell one certificate's story
+//! (`audit --serial N`) on the prefilled database; the servers' peak RSS. It ends by
+//! checking both audit chains and that certificates and `certificate.issued` events
+//! match one to one, and fails loudly if not.
 
 mod baseline;
 mod fixture;

@@ -180,6 +180,14 @@ impl Policy {
         }
     }
 
+    /// Whether `user` is named by some approval step of `role` (may approve, or deny, its
+    /// requests; the requester's own still never counts).
+    pub fn approves_for(&self, user: &UserName, role: &Role) -> bool {
+        role.steps
+            .iter()
+            .any(|s| self.is_any_member(user, &s.approvers))
+    }
+
     /// Whether `user` is named by any of `members`.
     pub fn is_any_member(&self, user: &UserName, members: &[Member]) -> bool {
         members.iter().any(|m| self.is_member(user, m))

@@ -111,8 +111,11 @@ fn truncate(s: &str, max: usize) -> &str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A DSA public key: a type countersign never certifies.
+    pub(crate) const DSA_KEY: &str = "ssh-dss AAAAB3NzaC1kc3MAAACBAP0xcXJ3k1Gjmfn11BJnA3+5iG12tFVCSrtcUdcpUe3rx7eJkO5cBceluaE1TKqLO/k5WyCBiJJjvkWRvJYpw7zAIh+uaVcEOT68YxKXouBMFKzFDDR5j/OrUJ/E+3fEDO0IqjfY3qLFQeYYc6zRPzeONU9lY3S0+CRyaJ6vyDrHAAAAFQDgC9KlC5lIUEnOAcS9HFd/8Y08EwAAAIBJbnyb6nRKlmBjQMPnLt5Sa+7MVw+/yYZa1doPwQN2AaswImbQV1vIG2O/Fe7XVv/176sergzAVq8CoyzX/fMlSdzTK77+eZLAwSof/+7/YEP+GbwLmCB1K7MUCRCvhk14T5HwhRuRlQz/rb9jHohjMa3FgdmT6ykLzlqxx+WNsAAAAIEAi9Tz5dk1FklCh+/3LCEGr7XdPndXfT88Lmt0SXeTrsbeAhwYR25PpgmqGRIIeCH6SPiucsYbEWsSWnEFDQq4S0bOT5pjpZQWlpXFJGnAqXXSQ7exgVBypqFlMCMVx76gjLQz4Gr6R+Jdm/dfL2NatknlvjZOsB22STtKzzDTjoY= x";
 
     const ED25519: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKvFm9JtqnwcZYbglX994ztqrGveXh8wQxlvse8HkMp4 alice@laptop";
 
@@ -141,7 +144,7 @@ mod tests {
 
     #[test]
     fn refuses_dsa() {
-        let dsa = "ssh-dss AAAAB3NzaC1kc3MAAACBAP0xcXJ3k1Gjmfn11BJnA3+5iG12tFVCSrtcUdcpUe3rx7eJkO5cBceluaE1TKqLO/k5WyCBiJJjvkWRvJYpw7zAIh+uaVcEOT68YxKXouBMFKzFDDR5j/OrUJ/E+3fEDO0IqjfY3qLFQeYYc6zRPzeONU9lY3S0+CRyaJ6vyDrHAAAAFQDgC9KlC5lIUEnOAcS9HFd/8Y08EwAAAIBJbnyb6nRKlmBjQMPnLt5Sa+7MVw+/yYZa1doPwQN2AaswImbQV1vIG2O/Fe7XVv/176sergzAVq8CoyzX/fMlSdzTK77+eZLAwSof/+7/YEP+GbwLmCB1K7MUCRCvhk14T5HwhRuRlQz/rb9jHohjMa3FgdmT6ykLzlqxx+WNsAAAAIEAi9Tz5dk1FklCh+/3LCEGr7XdPndXfT88Lmt0SXeTrsbeAhwYR25PpgmqGRIIeCH6SPiucsYbEWsSWnEFDQq4S0bOT5pjpZQWlpXFJGnAqXXSQ7exgVBypqFlMCMVx76gjLQz4Gr6R+Jdm/dfL2NatknlvjZOsB22STtKzzDTjoY= x";
+        let dsa = DSA_KEY;
         assert!(SubjectKey::parse(dsa).unwrap_err().0.contains("ssh-dss"));
     }
 }

@@ -168,28 +168,25 @@ impl Service {
     ) -> Result<Vec<RequestView>, ServiceError> {
         self.expire_overdue()?;
         let policy = &self.config.policy;
-        // Non-admins: their own requests and those of roles they may approve, chosen in
-        // the query (filtering the newest 10,000 of everyone's afterwards hid a user's
-        // older requests once others had made 10,000 newer ones).
+        // Non-admins: their own requests and those of roles they may approve, chosen by
+        // the store before the limit (filtering the newest 10,000 of everyone's
+        // afterwards hid a user's older requests once others had made 10,000 newer ones).
         let approvable: Vec<RoleName> = policy
             .roles
             .values()
-            .filter(|r| {
-                r.steps
-                    .iter()
-                    .any(|s| policy.is_any_member(actor, &s.approvers))
-            })
+            .filter(|r| policy.approves_for(actor, r))
             .map(|r| r.name.clone())
             .collect();
-        let visible_to = (!policy.is_admin(actor)).then_some((actor, approvable.as_slice()));
+        let admin = policy.is_admin(actor);
         self.store.read(|tx| {
-            let mut out = Vec::new();
-            for row in rq::list(tx, status, visible_to, LIST_LIMIT)? {
-                if rules::may_view(policy, policy.roles.get(&row.role), &row.requester, actor) {
-                    out.push(view::request(tx, policy, row)?);
-                }
-            }
-            Ok(out)
+            let rows = if admin {
+                rq::list(tx, status, LIST_LIMIT)?
+            } else {
+                rq::list_visible(tx, status, actor, &approvable, LIST_LIMIT)?
+            };
+            rows.into_iter()
+                .map(|row| view::request(tx, policy, row))
+                .collect()
         })
     }
 

@@ -188,6 +188,13 @@ DROP INDEX requests_by_status;
 CREATE INDEX requests_by_status ON requests (status, created_at DESC, id);
 CREATE INDEX requests_by_age ON requests (created_at DESC, id);
 "#,
+    r#"
+-- A non-admin's list (own requests, and those of the roles they may approve) reads each
+-- source newest first from its own index, however large the table; only inserts touch
+-- these (requester, role and created_at never change).
+CREATE INDEX requests_by_requester ON requests (requester, created_at DESC, id);
+CREATE INDEX requests_by_role ON requests (role, created_at DESC, id);
+"#,
 ];
 
 /// The database handle shared by the server and the operator commands: one write

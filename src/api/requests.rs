@@ -129,7 +129,7 @@ pub async fn request_approve(
 ) -> Result<Json<RequestView>, ApiError> {
     let id = RequestId::parse(&id)?;
     let comment = match body.comment {
-        Some(c) => Some(Text::parse(&c, "comment").map_err(|e| ApiError::invalid(e.to_string()))?),
+        Some(c) => Some(Text::parse(&c, "comment")?),
         None => None,
     };
     let view = submit(&state, move |s| s.approve(&actor, &id, comment)).await?;
@@ -145,8 +145,7 @@ pub async fn request_deny(
     JsonBody(body): JsonBody<DenyBody>,
 ) -> Result<Json<RequestView>, ApiError> {
     let id = RequestId::parse(&id)?;
-    let reason =
-        Text::parse(&body.reason, "reason").map_err(|e| ApiError::invalid(e.to_string()))?;
+    let reason = Text::parse(&body.reason, "reason")?;
     let view = submit(&state, move |s| s.deny(&actor, &id, reason)).await?;
     tracing::info!(id = %view.id, "request denied");
     Ok(Json(view))

@@ -30,7 +30,7 @@ pub struct DoneBody {
 }
 
 fn reason(raw: &str) -> Result<Text, ApiError> {
-    Text::parse(raw, "reason").map_err(|e| ApiError::invalid(e.to_string()))
+    Ok(Text::parse(raw, "reason")?)
 }
 
 /// `POST /v1/certificates/{serial}/revoke` `{"reason"}`.
@@ -54,7 +54,7 @@ pub async fn user_revoke(
     Path(name): Path<String>,
     JsonBody(body): JsonBody<RevokeBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let user = UserName::parse(&name).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let user = UserName::parse(&name)?;
     let reason = reason(&body.reason)?;
     let revoked = submit(&state, move |s| s.revoke_user(&actor, &user, reason)).await?;
     tracing::info!(user = %name, count = revoked.len(), "user's certificates revoked");

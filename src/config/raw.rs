@@ -184,6 +184,14 @@ pub(super) fn force_command(raw: Option<String>) -> Result<Option<String>, Strin
     }
 }
 
+/// A CIDR network (`10.0.0.0/8`) or a single address (a network of one).
+pub(super) fn ip_net(s: &str) -> Option<IpNet> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+}
+
 /// CIDRs (`10.0.0.0/8`) or single addresses, as sshd's `source-address` accepts them.
 pub(super) fn source_address(raw: Option<Vec<String>>) -> Result<Vec<IpNet>, String> {
     let Some(raw) = raw else {
@@ -194,9 +202,8 @@ pub(super) fn source_address(raw: Option<Vec<String>>) -> Result<Vec<IpNet>, Str
     }
     raw.iter()
         .map(|s| {
-            s.parse::<IpNet>()
-                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
-                .map_err(|_| format!("{s:?} is not a CIDR such as 10.0.0.0/8"))
+            ip_net(s)
+                .ok_or_else(|| format!("{s:?} is not a CIDR such as 10.0.0.0/8"))
                 .and_then(|net| {
                     // sshd rejects a CIDR with host bits set, and then refuses every login.
                     if net.trunc() == net {

@@ -183,16 +183,12 @@ impl Builder<'_> {
 
     /// One `trusted_proxies` entry: an address (a network of one) or a CIDR network.
     fn proxy(&self, entry: &str) -> Result<ipnet::IpNet, ConfigError> {
-        let entry = entry.trim();
-        entry
-            .parse::<ipnet::IpNet>()
-            .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-            .map_err(|_| {
-                self.err(
-                    "server.trusted_proxies",
-                    format!("{entry:?} is not an IP address or CIDR network"),
-                )
-            })
+        raw::ip_net(entry).ok_or_else(|| {
+            self.err(
+                "server.trusted_proxies",
+                format!("{:?} is not an IP address or CIDR network", entry.trim()),
+            )
+        })
     }
 
     pub(super) fn ca(

@@ -126,11 +126,7 @@ pub fn approver_may_approve(
             user: approver.clone(),
         });
     }
-    let eligible = policy.users.contains_key(approver)
-        && role
-            .steps
-            .iter()
-            .any(|s| policy.is_any_member(approver, &s.approvers));
+    let eligible = policy.users.contains_key(approver) && policy.approves_for(approver, role);
     if eligible {
         Ok(())
     } else {
@@ -268,13 +264,7 @@ pub fn may_view(
     requester: &UserName,
     user: &UserName,
 ) -> bool {
-    user == requester
-        || policy.is_admin(user)
-        || role.is_some_and(|r| {
-            r.steps
-                .iter()
-                .any(|s| policy.is_any_member(user, &s.approvers))
-        })
+    user == requester || policy.is_admin(user) || role.is_some_and(|r| policy.approves_for(user, r))
 }
 
 /// Names of the members of a step, for "waiting for 1 approval from group:dba".

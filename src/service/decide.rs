@@ -350,7 +350,7 @@ impl Service {
                 return Ok(Err(ServiceError::Forbidden("you cannot deny your own request; cancel it instead".into())));
             }
             let may = policy.roles.get(&row.role).is_some_and(|role| {
-                policy.users.contains_key(actor) && role.steps.iter().any(|s| policy.is_any_member(actor, &s.approvers))
+                policy.users.contains_key(actor) && policy.approves_for(actor, role)
             });
             if !may {
                 let r = Refusal::NotAnApprover { user: actor.clone(), role: row.role.clone() };

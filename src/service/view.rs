@@ -112,11 +112,7 @@ pub(super) fn whoami(policy: &Policy, user: &UserName) -> WhoAmI {
             .unwrap_or_default(),
         admin: policy.is_admin(user),
         can_request: roles(&|r| policy.is_any_member(user, &r.requesters)),
-        can_approve: roles(&|r| {
-            r.steps
-                .iter()
-                .any(|s| policy.is_any_member(user, &s.approvers))
-        }),
+        can_approve: roles(&|r| policy.approves_for(user, r)),
     }
 }
 

@@ -146,6 +146,15 @@ mod tests {
     }
 
     #[test]
+    fn a_key_type_never_certified_is_refused_as_unsupported_with_the_reason() {
+        let dsa = ssh_key::PublicKey::from_openssh(crate::pubkey::tests::DSA_KEY).unwrap();
+        let policy = policy_with("alice", &[&key()]);
+        let err = authorize(&policy, "ca", dsa.key_data()).unwrap_err();
+        assert!(matches!(err, AuthRefusal::UnsupportedKey { .. }), "{err:?}");
+        assert!(err.to_string().contains("ssh-dss"), "{err}");
+    }
+
+    #[test]
     fn logged_login_names_are_bounded() {
         assert_eq!(printable(&"x".repeat(1000)).len(), 64);
     }

@@ -164,49 +164,80 @@ pub fn get(tx: &Connection, id: &RequestId) -> Result<Option<RequestRow>, StoreE
         .optional()?)
 }
 
-/// Requests, newest first, optionally of one status, and with `visible_to = (user,
-/// roles)` only those `user` asked for or whose role is one of `roles`; at most `limit`.
+/// Requests, newest first, optionally of one status; at most `limit`.
 pub fn list(
     tx: &Connection,
     status: Option<Status>,
-    visible_to: Option<(&UserName, &[RoleName])>,
     limit: u32,
 ) -> Result<Vec<RequestRow>, StoreError> {
     // One statement per shape, each walking an index newest first (a `?1 IS NULL OR`
-    // condition made SQLite read and sort the whole table). Visibility is part of the
-    // query, so the limit counts only requests the caller may see.
-    let visible = "(requester = ?3 OR role IN (SELECT value FROM json_each(?4)))";
-    let sql = match (status.is_some(), visible_to.is_some()) {
-        (true, false) => format!(
+    // condition made SQLite read and sort the whole table).
+    let mut stmt = match status {
+        Some(_) => tx.prepare_cached(&format!(
             "SELECT {REQUEST_COLUMNS} FROM requests WHERE status = ?1 \
              ORDER BY created_at DESC, id LIMIT ?2"
-        ),
-        (false, false) => format!(
+        ))?,
+        None => tx.prepare_cached(&format!(
             "SELECT {REQUEST_COLUMNS} FROM requests WHERE ?1 IS NULL \
              ORDER BY created_at DESC, id LIMIT ?2"
-        ),
-        (true, true) => format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests WHERE status = ?1 AND {visible} \
-             ORDER BY created_at DESC, id LIMIT ?2"
-        ),
-        (false, true) => format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests WHERE ?1 IS NULL AND {visible} \
-             ORDER BY created_at DESC, id LIMIT ?2"
-        ),
+        ))?,
     };
-    let mut stmt = tx.prepare_cached(&sql)?;
-    let rows = match visible_to {
-        None => stmt.query_map(params![status.map(Status::as_str), limit], request_from_row)?,
-        Some((user, roles)) => {
-            let roles = serde_json::to_string(&roles)
-                .map_err(|e| StoreError::Corrupt(format!("role names do not serialise: {e}")))?;
-            stmt.query_map(
-                params![status.map(Status::as_str), limit, user.as_str(), roles],
-                request_from_row,
-            )?
-        }
-    };
+    let rows = stmt.query_map(params![status.map(Status::as_str), limit], request_from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// [`list`] of what one user may see: requests they made, and requests for `roles`
+/// (those they may approve); at most `limit`, newest first.
+///
+/// Each source is read newest first from its own index (`requests_by_requester`,
+/// `requests_by_role`), at most `limit` keys each, merged, and only the `limit` newest
+/// rows are then read: the work is bounded by the limit and the number of roles, not by
+/// the size of the table (filtering a walk of all requests by age read the whole table
+/// for a user who may see few of them).
+pub fn list_visible(
+    tx: &Connection,
+    status: Option<Status>,
+    user: &UserName,
+    roles: &[RoleName],
+    limit: u32,
+) -> Result<Vec<RequestRow>, StoreError> {
+    let status = status.map(Status::as_str);
+    let mut keys: Vec<(i64, String)> = Vec::new();
+    let mut collect = |sql: &str, key: &str| -> Result<(), StoreError> {
+        let mut stmt = tx.prepare_cached(sql)?;
+        let rows = stmt.query_map(params![key, status, limit], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        for row in rows {
+            keys.push(row?);
+        }
+        Ok(())
+    };
+    collect(
+        "SELECT created_at, id FROM requests INDEXED BY requests_by_requester \
+         WHERE requester = ?1 AND (?2 IS NULL OR status = ?2) \
+         ORDER BY created_at DESC, id LIMIT ?3",
+        user.as_str(),
+    )?;
+    for role in roles {
+        collect(
+            "SELECT created_at, id FROM requests INDEXED BY requests_by_role \
+             WHERE role = ?1 AND (?2 IS NULL OR status = ?2) \
+             ORDER BY created_at DESC, id LIMIT ?3",
+            role.as_str(),
+        )?;
+    }
+    keys.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    keys.dedup_by(|a, b| a.1 == b.1);
+    keys.truncate(limit as usize);
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?1"
+    ))?;
+    let mut out = Vec::with_capacity(keys.len());
+    for (_, id) in keys {
+        if let Some(row) = stmt.query_row([&id], request_from_row).optional()? {
+            out.push(row);
+        }
+    }
+    Ok(out)
 }
 
 /// Pending requests whose deadline has passed.

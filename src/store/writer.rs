@@ -296,8 +296,12 @@ impl Shared {
                     batch.wrote
                 })
             });
-            if let Ok(finish) = finish {
-                finishes.push((finish, wrote, dirty_before || wrote));
+            match finish {
+                Ok(finish) => finishes.push((finish, wrote, dirty_before || wrote)),
+                Err(payload) => tracing::error!(
+                    panic = panic_message(payload.as_ref()),
+                    "a store operation panicked; its caller is told the write was abandoned"
+                ),
             }
         }
         let Some(Batch { conn, aborted, .. }) = BATCH.with(|b| b.borrow_mut().take()) else {
@@ -306,14 +310,14 @@ impl Shared {
         let result = match aborted {
             Some(why) => {
                 if !conn.is_autocommit() {
-                    let _ = exec(&conn, "ROLLBACK");
+                    rollback(&conn);
                 }
                 Err(why)
             }
             None => match exec(&conn, "COMMIT") {
                 Ok(()) => Ok(()),
                 Err(e) => {
-                    let _ = exec(&conn, "ROLLBACK");
+                    rollback(&conn);
                     Err(describe(&e))
                 }
             },
@@ -425,6 +429,23 @@ impl Drop for Savepoint<'_> {
             }
         }
     }
+}
+
+/// Ends a batch that will not commit. If even that fails, the next BEGIN fails too and
+/// fails that batch; it is logged so that the cause is not lost.
+fn rollback(conn: &Connection) {
+    if let Err(e) = exec(conn, "ROLLBACK") {
+        tracing::error!(error = %describe(&e), "could not roll back a failed batch");
+    }
+}
+
+/// The text of a panic's payload, for the log.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 /// An error with its SQLite cause, for the members of a failed batch.

@@ -103,7 +103,7 @@ async fn each_change_answers_with_the_request_exactly_as_stored() {
     let read_back = |id: String| {
         let app = &app;
         async move {
-            let (status, body) = app.get("alice", &format!("/v1/requests/{id}")).await;
+            let (status, body) = app.request("alice", &id).await;
             assert_eq!(status, StatusCode::OK, "{body}");
             body
         }
@@ -135,7 +135,7 @@ async fn each_change_answers_with_the_request_exactly_as_stored() {
     let (status, issued) = app.approve("carol", &id).await;
     assert_eq!(status, StatusCode::OK, "{issued}");
     assert_eq!(issued["status"], "issued");
-    let (_, stored) = app.get("frank", &format!("/v1/requests/{id}")).await;
+    let (_, stored) = app.request("frank", &id).await;
     assert_eq!(issued, stored);
 }
 
@@ -257,18 +257,14 @@ async fn many_newer_requests_of_others_do_not_hide_ones_own() {
         .unwrap();
     let tx = conn.transaction().unwrap();
     let now = chrono::Utc::now().timestamp();
-    for i in 0..10_000u64 {
-        // Ids in the request-id alphabet (base32, lower case).
-        let alphabet = b"abcdefghijklmnopqrstuvwxyz234567";
-        let id: String = (0..12)
-            .map(|k| alphabet[((i >> (5 * (11 - k))) & 31) as usize] as char)
-            .collect();
+    for _ in 0..10_000 {
+        let id = countersign::names::RequestId::random(&mut rand::rng());
         tx.execute(
             "INSERT INTO requests (id, role, requester, reason, ttl_seconds, public_key, \
              key_fingerprint, principals, role_digest, status, created_at, expires_at) \
              VALUES (?1, 'deploy', 'frank', 'bulk', 1800, 'ssh-ed25519 AAAA', 'SHA256:x', \
              '[\"deploy\"]', 'x', 'pending', ?2, ?3)",
-            rusqlite::params![format!("r-{id}"), now + 1, now + 3600],
+            rusqlite::params![id.as_str(), now + 1, now + 3600],
         )
         .unwrap();
     }
@@ -284,6 +280,20 @@ async fn many_newer_requests_of_others_do_not_hide_ones_own() {
     assert_eq!(ids, [mine.as_str()]);
     let (_, body) = app.get("alice", "/v1/requests?status=pending").await;
     assert_eq!(body["requests"][0]["id"], mine.as_str());
+    // An approver of prod-db (not of deploy) sees it too, through the role's side.
+    let (_, body) = app.get("carol", "/v1/requests").await;
+    let ids: Vec<&str> = body["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [mine.as_str()]);
+    // dave approves deploy: he sees the newest 10,000 of frank's, and not alice's.
+    let (_, body) = app.get("dave", "/v1/requests").await;
+    let listed = body["requests"].as_array().unwrap();
+    assert_eq!(listed.len(), 10_000);
+    assert!(listed.iter().all(|r| r["requester"] == "frank"));
 }
 
 #[tokio::test]

@@ -38,4 +38,9 @@ fn a_tiny_bench_run_completes_and_its_checks_pass() {
     assert_eq!(report["check"]["certificates"], 690);
     assert!(report["multi"]["flows_per_second"].as_f64().unwrap() > 0.0);
     assert!(report["verify"]["events_per_second"].as_f64().unwrap() > 0.0);
+    // Both signing rates were measured (side by side), and every serial lookup found its
+    // certificate's issuance (the bench fails otherwise) over the prefilled database.
+    assert!(report["raw_ed25519"]["per_second"].as_f64().unwrap() > 0.0);
+    assert!(report["in_process"]["per_second"].as_f64().unwrap() > 0.0);
+    assert_eq!(report["serial_lookup"]["lookups"], 200);
 }
