@@ -5,6 +5,7 @@
 //! for our CA holding one serial-list subsection. sshd reads the file named by
 //! `RevokedKeys` on every authentication; `ssh-keygen -Q` reads it too (tested).
 
+use ssh_key::encoding::Encode;
 use ssh_key::public::KeyData;
 
 /// `"SSHKRL\n\0"`.
@@ -34,6 +35,9 @@ pub enum KrlError {
     /// The CA key would not encode.
     #[error("encoding the CA key")]
     Key(#[source] ssh_key::Error),
+    /// A section longer than an SSH string can hold (4 GiB).
+    #[error("the KRL is too large to encode")]
+    TooLarge(#[source] ssh_key::encoding::Error),
     /// Serial 0 cannot be revoked by serial.
     #[error("serial 0 cannot be listed in a KRL")]
     ZeroSerial,
@@ -47,8 +51,8 @@ pub fn encode(krl: &KrlContents<'_>) -> Result<Vec<u8>, KrlError> {
     out.extend_from_slice(&krl.version.to_be_bytes());
     out.extend_from_slice(&krl.generated_date.to_be_bytes());
     out.extend_from_slice(&0u64.to_be_bytes()); // flags
-    put_string(&mut out, b""); // reserved
-    put_string(&mut out, krl.comment.as_bytes());
+    put_string(&mut out, b"")?; // reserved
+    put_string(&mut out, krl.comment.as_bytes())?;
     if krl.serials.is_empty() {
         return Ok(out);
     }
@@ -66,20 +70,18 @@ pub fn encode(krl: &KrlContents<'_>) -> Result<Vec<u8>, KrlError> {
         .to_bytes()
         .map_err(KrlError::Key)?;
     let mut section = Vec::new();
-    put_string(&mut section, &ca_blob);
-    put_string(&mut section, b""); // reserved
+    put_string(&mut section, &ca_blob)?;
+    put_string(&mut section, b"")?; // reserved
     section.push(KRL_SECTION_CERT_SERIAL_LIST);
-    put_string(&mut section, &list);
+    put_string(&mut section, &list)?;
     out.push(KRL_SECTION_CERTIFICATES);
-    put_string(&mut out, &section);
+    put_string(&mut out, &section)?;
     Ok(out)
 }
 
-fn put_string(out: &mut Vec<u8>, bytes: &[u8]) {
-    // Lengths here are bounded by the number of certificates ever issued (8 bytes each),
-    // far below u32::MAX.
-    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-    out.extend_from_slice(bytes);
+/// An SSH `string`: uint32 length, then the bytes.
+fn put_string(out: &mut Vec<u8>, bytes: &[u8]) -> Result<(), KrlError> {
+    bytes.encode(out).map_err(KrlError::TooLarge)
 }
 
 #[cfg(test)]

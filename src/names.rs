@@ -167,10 +167,17 @@ fn is_forbidden_char(c: char) -> bool {
 /// A certificate serial as people type it: a positive decimal number below 2^64 (serials
 /// are never 0).
 pub fn parse_serial(s: &str) -> Result<u64, InvalidName> {
-    s.parse::<u64>()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| InvalidName("serial must be a positive decimal number".into()))
+    use std::num::IntErrorKind;
+    match s.parse::<u64>() {
+        Ok(0) => Err(InvalidName("serial 0 is never issued".into())),
+        Ok(n) => Ok(n),
+        Err(e) if *e.kind() == IntErrorKind::PosOverflow => Err(InvalidName(
+            "serial is too large: serials are below 2^64 (18446744073709551616)".into(),
+        )),
+        Err(_) => Err(InvalidName(
+            "serial must be a positive decimal number (digits only)".into(),
+        )),
+    }
 }
 
 /// Identifies one access request: `r-` followed by 12 base32 characters (see
@@ -370,6 +377,18 @@ mod tests {
             "99999999999999999999h",
         ] {
             assert!(parse_duration(bad, "ttl").is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn a_bad_serial_is_refused_with_what_is_wrong_with_it() {
+        assert_eq!(parse_serial("42"), Ok(42));
+        assert_eq!(parse_serial("18446744073709551615"), Ok(u64::MAX));
+        let why = |s: &str| parse_serial(s).unwrap_err().0;
+        assert!(why("0").contains("never issued"));
+        assert!(why("18446744073709551616").contains("too large"));
+        for bad in ["", "abc", "-1", "1.5", "0x10", " 7"] {
+            assert!(why(bad).contains("decimal number"), "{bad:?}");
         }
     }
 }

@@ -107,8 +107,8 @@ impl AgentSigner {
     fn sign_data(&self, data: &[u8]) -> Result<Signature, AgentError> {
         let blob = self.key.encode_vec().map_err(|e| self.malformed(e))?;
         let mut msg = vec![SIGN_REQUEST];
-        put_string(&mut msg, &blob);
-        put_string(&mut msg, data);
+        blob.encode(&mut msg).map_err(|e| self.malformed(e))?;
+        data.encode(&mut msg).map_err(|e| self.malformed(e))?;
         msg.extend_from_slice(&0u32.to_be_bytes());
         let answer = self.exchange(&msg)?;
         let mut r = self.expect(&answer, SIGN_RESPONSE)?;
@@ -179,12 +179,6 @@ impl AgentSigner {
             message: e.to_string(),
         }
     }
-}
-
-fn put_string(out: &mut Vec<u8>, s: &[u8]) {
-    // Both strings are far below 4 GiB: a key blob and a certificate's to-be-signed data.
-    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
-    out.extend_from_slice(s);
 }
 
 impl Signer<Signature> for AgentSigner {

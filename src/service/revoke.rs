@@ -39,6 +39,12 @@ pub(super) struct CachedKrl {
     exact_until: i64,
 }
 
+/// Where the KRL comes from: the cache, or the revocations read (at this KRL version).
+enum KrlSource {
+    Cached(Arc<Krl>),
+    Build(u64, certs::Revoked),
+}
+
 /// The cache's lock; a panic while holding it leaves nothing half-written (the entry is
 /// replaced whole), so a poisoned lock is still usable.
 fn lock(m: &Mutex<Option<CachedKrl>>) -> MutexGuard<'_, Option<CachedKrl>> {
@@ -171,19 +177,23 @@ impl Service {
         // Servers poll this every minute or so. The KRL changes only when a certificate
         // is revoked (the version goes up, whichever process revoked it) or when a listed
         // certificate expires and drops out; until then the last one built is exact.
-        let version = self
-            .store
-            .read(|tx| Ok::<_, ServiceError>(certs::krl_version(tx)?))?;
-        if let Some(cached) = lock(&self.krl).as_ref()
-            && cached.krl.version == version
-            && (cached.built_at..cached.exact_until).contains(&now)
-        {
-            return Ok(cached.krl.clone());
-        }
-        let (revoked, version) = self.store.read(|tx| {
-            let revoked = certs::revoked_unexpired(tx, now)?;
-            Ok::<_, ServiceError>((revoked, certs::krl_version(tx)?))
-        })?;
+        // One snapshot: the version checked against the cache is the one built from.
+        let (version, revoked) = match self.store.read(|tx| {
+            let version = certs::krl_version(tx)?;
+            if let Some(cached) = lock(&self.krl).as_ref()
+                && cached.krl.version == version
+                && (cached.built_at..cached.exact_until).contains(&now)
+            {
+                return Ok::<_, ServiceError>(KrlSource::Cached(cached.krl.clone()));
+            }
+            Ok(KrlSource::Build(
+                version,
+                certs::revoked_unexpired(tx, now)?,
+            ))
+        })? {
+            KrlSource::Cached(krl) => return Ok(krl),
+            KrlSource::Build(version, revoked) => (version, revoked),
+        };
         let bytes = krl::encode(&KrlContents {
             version,
             generated_date: u64::try_from(revoked.newest_revocation).unwrap_or(0),
