@@ -11,6 +11,7 @@ use rusqlite::{Connection, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::names::RequestId;
 use crate::store::StoreError;
 
 /// `prev_hash` of the first event.
@@ -169,7 +170,7 @@ pub struct Filter {
     /// that name the serial (issuance, revocation).
     pub serial: Option<u64>,
     /// Events of this request.
-    pub request_id: Option<String>,
+    pub request_id: Option<RequestId>,
     /// Events at or after this time.
     pub since: Option<DateTime<Utc>>,
     /// Events after this sequence number (paging).
@@ -225,7 +226,7 @@ pub fn query(tx: &Connection, filter: &Filter) -> Result<Vec<Event>, StoreError>
         params![
             filter.after_seq,
             filter.serial.map(|s| s.to_string()),
-            filter.request_id,
+            filter.request_id.as_ref().map(RequestId::as_str),
             filter.limit,
             filter.serial.and_then(|s| i64::try_from(s).ok()),
             filter

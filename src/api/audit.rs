@@ -26,10 +26,7 @@ pub struct AuditQuery {
 impl AuditQuery {
     fn parse(self) -> Result<Filter, ApiError> {
         let serial = self.serial.as_deref().map(parse_serial).transpose()?;
-        let request_id = match self.request {
-            Some(r) => Some(RequestId::parse(&r)?.to_string()),
-            None => None,
-        };
+        let request_id = self.request.as_deref().map(RequestId::parse).transpose()?;
         let since = match self.since {
             Some(t) => Some(
                 chrono::DateTime::parse_from_rfc3339(&t)
