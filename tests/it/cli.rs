@@ -359,7 +359,8 @@ fn free_port() -> u16 {
 }
 
 #[tokio::test]
-async fn serve_with_ssh_shows_its_host_key_and_stops_on_sigterm() {
+async fn serve_with_ssh_shows_its_host_key_and_stops_on_ctrl_c() {
+    countersign::tls::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let (http, ssh) = (free_port(), free_port());
     let path = dir.path().join("c.toml");
@@ -385,6 +386,7 @@ async fn serve_with_ssh_shows_its_host_key_and_stops_on_sigterm() {
 
     let mut child = countersign(&path)
         .arg("serve")
+        .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -411,13 +413,17 @@ async fn serve_with_ssh_shows_its_host_key_and_stops_on_sigterm() {
         .to_string();
     assert_eq!(served, fingerprint);
 
+    // Ctrl-C in the operator's terminal: SIGINT, handled like SIGTERM.
     Command::new("kill")
-        .arg("-TERM")
+        .arg("-INT")
         .arg(child.id().to_string())
         .status()
         .unwrap();
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
         .await
         .unwrap();
-    assert!(status.success(), "graceful shutdown exits 0");
+    assert!(
+        status.success(),
+        "graceful shutdown on SIGINT exits 0: {status:?}"
+    );
 }
