@@ -160,12 +160,21 @@ impl Service {
         })
     }
 
-    /// Requests the caller may see (own, those they may approve; admins all), newest first.
+    /// Requests the caller may see (own, those they may approve; admins all), newest
+    /// first: at most `limit` (1 to [`LIST_LIMIT`]), starting after request `after`
+    /// (which the caller must be able to see) when given.
     pub fn list(
         &self,
         actor: &UserName,
         status: Option<Status>,
-    ) -> Result<Vec<RequestView>, ServiceError> {
+        after: Option<&RequestId>,
+        limit: u32,
+    ) -> Result<ListPage, ServiceError> {
+        if !(1..=LIST_LIMIT).contains(&limit) {
+            return Err(ServiceError::Invalid(format!(
+                "limit must be between 1 and {LIST_LIMIT}"
+            )));
+        }
         self.expire_overdue()?;
         let policy = &self.config.policy;
         // Non-admins: their own requests and those of roles they may approve, chosen by
@@ -179,14 +188,24 @@ impl Service {
             .collect();
         let admin = policy.is_admin(actor);
         self.store.read(|tx| {
-            let rows = if admin {
-                rq::list(tx, status, LIST_LIMIT)?
-            } else {
-                rq::list_visible(tx, status, actor, &approvable, LIST_LIMIT)?
+            let cursor = match after {
+                Some(id) => Some(rq::Cursor::after(&self.visible(tx, actor, id)?)),
+                None => None,
             };
-            rows.into_iter()
+            // One more than asked tells whether another page follows.
+            let mut rows = if admin {
+                rq::list(tx, status, cursor.as_ref(), limit + 1)?
+            } else {
+                rq::list_visible(tx, status, actor, &approvable, cursor.as_ref(), limit + 1)?
+            };
+            let more = rows.len() > limit as usize;
+            rows.truncate(limit as usize);
+            let next = more.then(|| rows.last().map(|r| r.id.clone())).flatten();
+            let requests = rows
+                .into_iter()
                 .map(|row| view::request(tx, policy, row))
-                .collect()
+                .collect::<Result<_, _>>()?;
+            Ok(ListPage { requests, next })
         })
     }
 
@@ -275,8 +294,17 @@ impl Service {
     }
 }
 
-/// Most requests one list returns.
-const LIST_LIMIT: u32 = 10_000;
+/// Most requests one page of a list returns (and the default page size).
+pub const LIST_LIMIT: u32 = 10_000;
+
+/// One page of [`Service::list`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ListPage {
+    pub requests: Vec<RequestView>,
+    /// When more requests follow: the id to pass as `after` for the next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<RequestId>,
+}
 
 /// Seconds since the epoch of `now`.
 fn unix(now: DateTime<Utc>) -> i64 {

@@ -5,13 +5,12 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::extract::{Json as JsonBody, OptionalJson, Query};
 use super::{Actor, ApiError, AppState, blocking, inline, submit};
 use crate::names::{RequestId, RoleName, Text, parse_duration};
 use crate::pubkey::SubjectKey;
-use crate::service::{NewRequest, RequestView};
+use crate::service::{LIST_LIMIT, ListPage, NewRequest, RequestView};
 use crate::store::requests::Status;
 
 /// `POST /v1/requests` body.
@@ -72,6 +71,8 @@ pub struct CancelBody {}
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     status: Option<String>,
+    after: Option<String>,
+    limit: Option<u32>,
 }
 
 /// `POST /v1/requests` -> 201 with the request.
@@ -91,12 +92,12 @@ pub async fn requests_create(
     ))
 }
 
-/// `GET /v1/requests?status=S`.
+/// `GET /v1/requests?status=S&after=ID&limit=L`.
 pub async fn requests_list(
     State(state): State<AppState>,
     Actor(actor): Actor,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ListPage>, ApiError> {
     let status = match q.status.as_deref() {
         None | Some("") => None,
         Some(s) => Some(Status::parse(s).ok_or_else(|| {
@@ -106,8 +107,13 @@ pub async fn requests_list(
             ))
         })?),
     };
-    let requests = blocking(&state, move |s| s.list(&actor, status)).await?;
-    Ok(Json(json!({ "requests": requests })))
+    let after = q.after.as_deref().map(RequestId::parse).transpose()?;
+    let limit = q.limit.unwrap_or(LIST_LIMIT);
+    let page = blocking(&state, move |s| {
+        s.list(&actor, status, after.as_ref(), limit)
+    })
+    .await?;
+    Ok(Json(page))
 }
 
 /// `GET /v1/requests/{id}`.

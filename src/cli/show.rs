@@ -17,6 +17,12 @@ pub struct ListArgs {
     /// Only this status (pending, issued, denied, cancelled, expired, refused).
     #[arg(long)]
     pub status: Option<String>,
+    /// At most this many (1 to 10000; the server's default is 10000).
+    #[arg(long)]
+    pub limit: Option<u32>,
+    /// The page after this request (the id a previous page named).
+    #[arg(long)]
+    pub after: Option<String>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -45,6 +51,8 @@ pub struct CertArgs {
 #[derive(Deserialize)]
 struct List {
     requests: Vec<RequestView>,
+    /// Set when more requests follow this page.
+    next: Option<String>,
 }
 
 /// `countersign whoami`.
@@ -61,9 +69,19 @@ pub fn whoami(url: &str, json: bool) -> anyhow::Result<ExitCode> {
 /// `countersign list`.
 pub fn list(url: &str, args: ListArgs) -> anyhow::Result<ExitCode> {
     let client = Client::from_env(url)?;
-    let path = match &args.status {
-        Some(s) => format!("/v1/requests?status={}", urlencode(s)),
-        None => "/v1/requests".to_owned(),
+    let mut query = Vec::new();
+    if let Some(s) = &args.status {
+        query.push(format!("status={}", urlencode(s)));
+    }
+    if let Some(n) = args.limit {
+        query.push(format!("limit={n}"));
+    }
+    if let Some(id) = &args.after {
+        query.push(format!("after={}", urlencode(id)));
+    }
+    let path = match query.is_empty() {
+        true => "/v1/requests".to_owned(),
+        false => format!("/v1/requests?{}", query.join("&")),
     };
     let list: List = client.get(&path)?;
     if args.json {
@@ -73,6 +91,9 @@ pub fn list(url: &str, args: ListArgs) -> anyhow::Result<ExitCode> {
             &output::REQUEST_HEADER,
             &output::request_rows(&list.requests),
         );
+    }
+    if let Some(next) = list.next {
+        eprintln!("more requests follow: countersign list --after {next}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -17,7 +17,7 @@ use super::wait;
 use crate::api::{self, ApiError};
 use crate::cli::output;
 use crate::names::{RequestId, Text, UserName};
-use crate::service::{Service, ServiceError};
+use crate::service::{LIST_LIMIT, Service, ServiceError};
 use crate::store::requests::Status;
 
 /// Exit status of a command that did what was asked.
@@ -186,11 +186,17 @@ async fn list(ctx: &Context, term: &Terminal, status: Option<&str>) -> Result<()
             CommandError::invalid(format!("status must be one of {all}"))
         })?),
     };
-    let views = call(ctx, move |s, me| s.list(me, status)).await?;
-    let rows = output::request_rows(&views);
-    Ok(term
-        .out(output::render_table(&output::REQUEST_HEADER, &rows))
-        .await?)
+    let page = call(ctx, move |s, me| s.list(me, status, None, LIST_LIMIT)).await?;
+    let rows = output::request_rows(&page.requests);
+    term.out(output::render_table(&output::REQUEST_HEADER, &rows))
+        .await?;
+    if let Some(next) = page.next {
+        term.err(format!(
+            "the {LIST_LIMIT} newest shown; older ones: countersign list --after {next}\n"
+        ))
+        .await?;
+    }
+    Ok(())
 }
 
 async fn approve(

@@ -3,7 +3,7 @@
 //! Values read back are parsed into the same types as input; a row that does not parse is
 //! reported as corrupt instead of being trusted.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, named_params, params};
 
 use super::StoreError;
 use crate::names::{RequestId, RoleName, UserName};
@@ -164,30 +164,63 @@ pub fn get(tx: &Connection, id: &RequestId) -> Result<Option<RequestRow>, StoreE
         .optional()?)
 }
 
-/// Requests, newest first, optionally of one status; at most `limit`.
+/// Where a page of a list begins: just after this request, in the lists' order (newest
+/// first; requests made in the same second by id). The first page has none.
+#[derive(Debug, Clone)]
+pub struct Cursor {
+    pub created_at: i64,
+    pub id: RequestId,
+}
+
+impl Cursor {
+    /// The page after `row`.
+    pub fn after(row: &RequestRow) -> Cursor {
+        Cursor {
+            created_at: row.created_at,
+            id: row.id.clone(),
+        }
+    }
+
+    /// Bind values for [`AFTER_CURSOR`]: with no cursor, a position before every request.
+    fn params(cursor: Option<&Cursor>) -> (i64, &str) {
+        cursor.map_or((i64::MAX, ""), |c| (c.created_at, c.id.as_str()))
+    }
+}
+
+/// Rows after the cursor `(?c, ?i)` in `created_at DESC, id` order. `created_at <= ?c`
+/// lets SQLite start the index walk at the cursor instead of skipping the rows before
+/// it one by one.
+const AFTER_CURSOR: &str = "created_at <= :c AND (created_at < :c OR id > :i)";
+
+/// Requests newest first, optionally of one status, after `cursor`; at most `limit`.
 pub fn list(
     tx: &Connection,
     status: Option<Status>,
+    cursor: Option<&Cursor>,
     limit: u32,
 ) -> Result<Vec<RequestRow>, StoreError> {
     // One statement per shape, each walking an index newest first (a `?1 IS NULL OR`
     // condition made SQLite read and sort the whole table).
     let mut stmt = match status {
         Some(_) => tx.prepare_cached(&format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests WHERE status = ?1 \
-             ORDER BY created_at DESC, id LIMIT ?2"
+            "SELECT {REQUEST_COLUMNS} FROM requests WHERE status = :s AND {AFTER_CURSOR} \
+             ORDER BY created_at DESC, id LIMIT :n"
         ))?,
         None => tx.prepare_cached(&format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests WHERE ?1 IS NULL \
-             ORDER BY created_at DESC, id LIMIT ?2"
+            "SELECT {REQUEST_COLUMNS} FROM requests WHERE :s IS NULL AND {AFTER_CURSOR} \
+             ORDER BY created_at DESC, id LIMIT :n"
         ))?,
     };
-    let rows = stmt.query_map(params![status.map(Status::as_str), limit], request_from_row)?;
+    let (c, i) = Cursor::params(cursor);
+    let rows = stmt.query_map(
+        named_params! {":s": status.map(Status::as_str), ":c": c, ":i": i, ":n": limit},
+        request_from_row,
+    )?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// [`list`] of what one user may see: requests they made, and requests for `roles`
-/// (those they may approve); at most `limit`, newest first.
+/// (those they may approve); at most `limit`, newest first, after `cursor`.
 ///
 /// Each source is read newest first from its own index (`requests_by_requester`,
 /// `requests_by_role`), at most `limit` keys each, merged, and only the `limit` newest
@@ -199,29 +232,38 @@ pub fn list_visible(
     status: Option<Status>,
     user: &UserName,
     roles: &[RoleName],
+    cursor: Option<&Cursor>,
     limit: u32,
 ) -> Result<Vec<RequestRow>, StoreError> {
     let status = status.map(Status::as_str);
+    let (c, i) = Cursor::params(cursor);
     let mut keys: Vec<(i64, String)> = Vec::new();
     let mut collect = |sql: &str, key: &str| -> Result<(), StoreError> {
         let mut stmt = tx.prepare_cached(sql)?;
-        let rows = stmt.query_map(params![key, status, limit], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let rows = stmt.query_map(
+            named_params! {":k": key, ":s": status, ":c": c, ":i": i, ":n": limit},
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         for row in rows {
             keys.push(row?);
         }
         Ok(())
     };
     collect(
-        "SELECT created_at, id FROM requests INDEXED BY requests_by_requester \
-         WHERE requester = ?1 AND (?2 IS NULL OR status = ?2) \
-         ORDER BY created_at DESC, id LIMIT ?3",
+        &format!(
+            "SELECT created_at, id FROM requests INDEXED BY requests_by_requester \
+             WHERE requester = :k AND (:s IS NULL OR status = :s) AND {AFTER_CURSOR} \
+             ORDER BY created_at DESC, id LIMIT :n"
+        ),
         user.as_str(),
     )?;
     for role in roles {
         collect(
-            "SELECT created_at, id FROM requests INDEXED BY requests_by_role \
-             WHERE role = ?1 AND (?2 IS NULL OR status = ?2) \
-             ORDER BY created_at DESC, id LIMIT ?3",
+            &format!(
+                "SELECT created_at, id FROM requests INDEXED BY requests_by_role \
+                 WHERE role = :k AND (:s IS NULL OR status = :s) AND {AFTER_CURSOR} \
+                 ORDER BY created_at DESC, id LIMIT :n"
+            ),
             role.as_str(),
         )?;
     }

@@ -298,6 +298,114 @@ async fn many_newer_requests_of_others_do_not_hide_ones_own() {
 }
 
 #[tokio::test]
+async fn lists_page_through_every_request_once_newest_first() {
+    let app = TestApp::spawn().await;
+    // Seven of alice's requests straight into the database, several made in the same
+    // second (a page boundary then falls between requests of one second), and one of
+    // frank's that alice may not see.
+    let conn = rusqlite::Connection::open(app.db_path()).unwrap();
+    let base = chrono::Utc::now().timestamp() - 100;
+    let insert = |requester: &str, role: &str, created_at: i64| {
+        let id = countersign::names::RequestId::random(&mut rand::rng());
+        conn.execute(
+            "INSERT INTO requests (id, role, requester, reason, ttl_seconds, public_key, \
+             key_fingerprint, principals, role_digest, status, created_at, expires_at) \
+             VALUES (?1, ?2, ?3, 'paging', 1800, 'ssh-ed25519 AAAA', 'SHA256:x', '[]', 'x', \
+             'denied', ?4, ?5)",
+            rusqlite::params![id.as_str(), role, requester, created_at, created_at + 600],
+        )
+        .unwrap();
+        (created_at, id.as_str().to_owned())
+    };
+    let mut expected: Vec<(i64, String)> = [0, 0, 0, 1, 1, 2, 3]
+        .into_iter()
+        .map(|s| insert("alice", "prod-db", base + s))
+        .collect();
+    let (_, franks) = insert("frank", "deploy", base + 1);
+    expected.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    let expected: Vec<String> = expected.into_iter().map(|(_, id)| id).collect();
+
+    let ids = |body: &serde_json::Value| -> Vec<String> {
+        body["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (status, whole) = app.get("alice", "/v1/requests").await;
+    assert_eq!(status, StatusCode::OK, "{whole}");
+    assert_eq!(ids(&whole), expected);
+    assert!(whole.get("next").is_none(), "{whole}");
+
+    // alice (her own side) and bob (admin: every request, frank's too) page by three.
+    for (user, query) in [("alice", ""), ("alice", "status=denied&"), ("bob", "")] {
+        let (mut seen, mut after, mut sizes) = (Vec::new(), None::<String>, Vec::new());
+        loop {
+            let path = match &after {
+                Some(id) => format!("/v1/requests?{query}limit=3&after={id}"),
+                None => format!("/v1/requests?{query}limit=3"),
+            };
+            let (status, page) = app.get(user, &path).await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            let got = ids(&page);
+            sizes.push(got.len());
+            seen.extend(got);
+            match page["next"].as_str() {
+                Some(next) => {
+                    assert_eq!(Some(next), seen.last().map(String::as_str));
+                    after = Some(next.to_owned());
+                }
+                None => break,
+            }
+        }
+        if user == "alice" {
+            assert_eq!(seen, expected, "{user} {query}");
+            assert_eq!(sizes, [3, 3, 1]);
+        } else {
+            // The admin sees frank's among alice's, each once, newest first.
+            assert_eq!(seen.len(), 8);
+            assert!(seen.contains(&franks));
+            let without: Vec<_> = seen.iter().filter(|id| **id != franks).cloned().collect();
+            assert_eq!(without, expected);
+            assert_eq!(sizes, [3, 3, 2]);
+        }
+    }
+
+    // Bad pages are refused and name what is wrong.
+    for (path, want) in [
+        (
+            "/v1/requests?limit=0",
+            (StatusCode::BAD_REQUEST, "invalid_request"),
+        ),
+        (
+            "/v1/requests?limit=10001",
+            (StatusCode::BAD_REQUEST, "invalid_request"),
+        ),
+        (
+            "/v1/requests?after=nonsense",
+            (StatusCode::BAD_REQUEST, "invalid_request"),
+        ),
+        (
+            "/v1/requests?after=r-aaaaaaaaaaaa",
+            (StatusCode::NOT_FOUND, "not_found"),
+        ),
+    ] {
+        let (status, body) = app.get("alice", path).await;
+        assert_eq!((status, code(&body)), want, "{path}: {body}");
+    }
+    // A request alice may not see is no cursor for her, and answers as if it did not exist.
+    let (status, body) = app
+        .get("alice", &format!("/v1/requests?after={franks}"))
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::NOT_FOUND, "not_found"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn deny_and_cancel_end_requests_for_good() {
     let app = TestApp::spawn().await;
     let id = app.create_ok("alice", "prod-db").await;

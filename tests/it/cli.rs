@@ -281,6 +281,41 @@ async fn request_wait_writes_the_certificate_where_ssh_finds_it() {
 }
 
 #[tokio::test]
+async fn list_pages_with_limit_and_after() {
+    let app = TestApp::spawn().await;
+    let first = app.create_ok("alice", "prod-db").await;
+    let (status, body) = app.cancel("alice", &first).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    let second = app.create_ok("alice", "prod-db").await;
+    let list = |args: &'static [&'static str], after: Option<String>| {
+        let mut c = client(&app, "alice");
+        c.arg("list").args(args);
+        if let Some(id) = after {
+            c.args(["--after", &id]);
+        }
+        run(c)
+    };
+    let page = list(&["--limit", "1"], None).await;
+    assert!(page.status.success(), "{}", text(&page.stderr));
+    let (out, err) = (text(&page.stdout), text(&page.stderr));
+    let shown = [&first, &second]
+        .into_iter()
+        .find(|id| out.contains(id.as_str()))
+        .unwrap_or_else(|| panic!("neither request listed: {out}"))
+        .clone();
+    let other = if shown == first { &second } else { &first };
+    assert!(!out.contains(other.as_str()), "{out}");
+    assert!(
+        err.contains(&format!("countersign list --after {shown}")),
+        "{err}"
+    );
+    let page = list(&["--limit", "1"], Some(shown)).await;
+    assert!(page.status.success(), "{}", text(&page.stderr));
+    assert!(text(&page.stdout).contains(other.as_str()));
+    assert!(!text(&page.stderr).contains("more requests"), "last page");
+}
+
+#[tokio::test]
 async fn client_errors_are_one_line_with_the_code() {
     let app = TestApp::spawn().await;
     let out = run({
