@@ -252,7 +252,7 @@ impl Store {
         let (reply, result) = tokio::sync::oneshot::channel();
         let sent = match self
             .threads
-            .get_or_init(|| writer::start(self.writer.clone(), self.id, self.path.clone()))
+            .get_or_init(|| writer::start(self.writer.clone(), self.id))
         {
             Some(threads) => threads.jobs.send(writer::job(op, reply)).is_ok(),
             None => false,

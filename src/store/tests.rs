@@ -454,35 +454,6 @@ fn the_wal_stays_bounded_under_steady_writes_and_reads() {
 }
 
 #[test]
-fn committed_pages_are_copied_into_the_database_file_soon_without_waiting_for_the_wal_to_fill() {
-    let (dir, store) = store();
-    let db = dir.path().join("db");
-    let size = || std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
-    let before = size();
-    // 200 KB: some 50 pages, far below the 1,000 pages at which the write connection's
-    // own checkpoint would copy them.
-    let s = store.clone();
-    submit_all(
-        &store,
-        vec![Box::new(move || insert(&s, 1, Some(&"x".repeat(200_000))))],
-    )
-    .remove(0)
-    .unwrap()
-    .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while size() < before + 200_000 && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    assert!(
-        size() >= before + 200_000,
-        "the database file is {} bytes ({before} before): the committed pages are still \
-         only in the WAL",
-        size()
-    );
-    assert_eq!(count(&store), 1);
-}
-
-#[test]
 fn when_a_batch_is_lost_every_answer_that_could_depend_on_it_is_an_error() {
     let (_dir, store) = store();
     limit_growth(&store, 4);
