@@ -168,6 +168,11 @@ fn is_forbidden_char(c: char) -> bool {
 /// are never 0).
 pub fn parse_serial(s: &str) -> Result<u64, InvalidName> {
     use std::num::IntErrorKind;
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(InvalidName(
+            "serial must be a positive decimal number (digits only)".into(),
+        ));
+    }
     match s.parse::<u64>() {
         Ok(0) => Err(InvalidName("serial 0 is never issued".into())),
         Ok(n) => Ok(n),
@@ -387,7 +392,7 @@ mod tests {
         let why = |s: &str| parse_serial(s).unwrap_err().0;
         assert!(why("0").contains("never issued"));
         assert!(why("18446744073709551616").contains("too large"));
-        for bad in ["", "abc", "-1", "1.5", "0x10", " 7"] {
+        for bad in ["", "abc", "-1", "+7", "1.5", "0x10", " 7"] {
             assert!(why(bad).contains("decimal number"), "{bad:?}");
         }
     }

@@ -107,7 +107,10 @@ pub async fn requests_list(
             ))
         })?),
     };
-    let after = q.after.as_deref().map(RequestId::parse).transpose()?;
+    let after = match q.after.as_deref() {
+        None | Some("") => None,
+        Some(id) => Some(RequestId::parse(id)?),
+    };
     let limit = q.limit.unwrap_or(LIST_LIMIT);
     let page = blocking(&state, move |s| {
         s.list(&actor, status, after.as_ref(), limit)

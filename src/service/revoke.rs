@@ -210,11 +210,16 @@ impl Service {
             version,
             etag,
         });
-        *lock(&self.krl) = Some(CachedKrl {
-            krl: krl.clone(),
-            built_at: now,
-            exact_until: revoked.first_expiry.unwrap_or(i64::MAX),
-        });
+        // Two polls that both missed may finish in either order: keep the newer KRL.
+        let mut cache = lock(&self.krl);
+        if cache.as_ref().is_none_or(|c| c.krl.version <= version) {
+            *cache = Some(CachedKrl {
+                krl: krl.clone(),
+                built_at: now,
+                exact_until: revoked.first_expiry.unwrap_or(i64::MAX),
+            });
+        }
+        drop(cache);
         Ok(krl)
     }
 }

@@ -192,6 +192,28 @@ impl Cursor {
 /// it one by one.
 const AFTER_CURSOR: &str = "created_at <= :c AND (created_at < :c OR id > :i)";
 
+/// [`list`]'s statement, with or without a status.
+fn list_sql(by_status: bool) -> String {
+    let status = if by_status {
+        "status = :s"
+    } else {
+        ":s IS NULL"
+    };
+    format!(
+        "SELECT {REQUEST_COLUMNS} FROM requests WHERE {status} AND {AFTER_CURSOR} \
+         ORDER BY created_at DESC, id LIMIT :n"
+    )
+}
+
+/// [`list_visible`]'s statement for one source: `by` is `requester` or `role`.
+fn visible_sql(by: &str) -> String {
+    format!(
+        "SELECT created_at, id FROM requests INDEXED BY requests_by_{by} \
+         WHERE {by} = :k AND (:s IS NULL OR status = :s) AND {AFTER_CURSOR} \
+         ORDER BY created_at DESC, id LIMIT :n"
+    )
+}
+
 /// Requests newest first, optionally of one status, after `cursor`; at most `limit`.
 pub fn list(
     tx: &Connection,
@@ -201,16 +223,7 @@ pub fn list(
 ) -> Result<Vec<RequestRow>, StoreError> {
     // One statement per shape, each walking an index newest first (a `?1 IS NULL OR`
     // condition made SQLite read and sort the whole table).
-    let mut stmt = match status {
-        Some(_) => tx.prepare_cached(&format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests WHERE status = :s AND {AFTER_CURSOR} \
-             ORDER BY created_at DESC, id LIMIT :n"
-        ))?,
-        None => tx.prepare_cached(&format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests WHERE :s IS NULL AND {AFTER_CURSOR} \
-             ORDER BY created_at DESC, id LIMIT :n"
-        ))?,
-    };
+    let mut stmt = tx.prepare_cached(&list_sql(status.is_some()))?;
     let (c, i) = Cursor::params(cursor);
     let rows = stmt.query_map(
         named_params! {":s": status.map(Status::as_str), ":c": c, ":i": i, ":n": limit},
@@ -249,23 +262,9 @@ pub fn list_visible(
         }
         Ok(())
     };
-    collect(
-        &format!(
-            "SELECT created_at, id FROM requests INDEXED BY requests_by_requester \
-             WHERE requester = :k AND (:s IS NULL OR status = :s) AND {AFTER_CURSOR} \
-             ORDER BY created_at DESC, id LIMIT :n"
-        ),
-        user.as_str(),
-    )?;
+    collect(&visible_sql("requester"), user.as_str())?;
     for role in roles {
-        collect(
-            &format!(
-                "SELECT created_at, id FROM requests INDEXED BY requests_by_role \
-                 WHERE role = :k AND (:s IS NULL OR status = :s) AND {AFTER_CURSOR} \
-                 ORDER BY created_at DESC, id LIMIT :n"
-            ),
-            role.as_str(),
-        )?;
+        collect(&visible_sql("role"), role.as_str())?;
     }
     keys.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
     keys.dedup_by(|a, b| a.1 == b.1);
@@ -375,4 +374,57 @@ pub fn approvals(tx: &Connection, id: &RequestId) -> Result<Vec<ApprovalRow>, St
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every list statement walks an index from the cursor: no sort of the table, and
+    /// the cursor is a range on the index (a deep page costs what the first one does).
+    #[test]
+    fn list_statements_seek_an_index_from_the_cursor_and_never_sort() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(&dir.path().join("db")).unwrap();
+        let plan = |sql: &str| -> String {
+            store
+                .read(|c| {
+                    let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                    let names = stmt.parameter_count();
+                    for i in 1..=names {
+                        stmt.raw_bind_parameter(i, 1)?;
+                    }
+                    let mut rows = stmt.raw_query();
+                    let mut out = String::new();
+                    while let Some(r) = rows.next()? {
+                        out.push_str(&r.get::<_, String>(3)?);
+                        out.push('\n');
+                    }
+                    Ok::<_, StoreError>(out)
+                })
+                .unwrap()
+        };
+        for (sql, index) in [
+            (
+                list_sql(true),
+                "requests_by_status (status=? AND created_at<?)",
+            ),
+            (list_sql(false), "requests_by_age (created_at<?)"),
+            (
+                visible_sql("requester"),
+                "requests_by_requester (requester=? AND created_at<?)",
+            ),
+            (
+                visible_sql("role"),
+                "requests_by_role (role=? AND created_at<?)",
+            ),
+        ] {
+            let plan = plan(&sql);
+            assert!(
+                plan.contains(&format!("USING INDEX {index}")),
+                "{sql}\n{plan}"
+            );
+            assert!(!plan.contains("TEMP B-TREE"), "{sql}\n{plan}");
+        }
+    }
 }

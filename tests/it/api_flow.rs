@@ -337,6 +337,9 @@ async fn lists_page_through_every_request_once_newest_first() {
     assert_eq!(status, StatusCode::OK, "{whole}");
     assert_eq!(ids(&whole), expected);
     assert!(whole.get("next").is_none(), "{whole}");
+    // An empty `after` is no cursor, as an empty `status` is no filter.
+    let (status, same) = app.get("alice", "/v1/requests?after=&status=").await;
+    assert_eq!((status, ids(&same)), (StatusCode::OK, expected.clone()));
 
     // alice (her own side) and bob (admin: every request, frank's too) page by three.
     for (user, query) in [("alice", ""), ("alice", "status=denied&"), ("bob", "")] {
