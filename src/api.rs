@@ -84,6 +84,24 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Serves `app` on `listener` over plain HTTP with the default limits, through the same
+/// accept loop and hyper settings as the API, until `shutdown` resolves: the benchmark's
+/// HTTP-only baseline.
+pub async fn serve_plain(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    server::accept_loop(
+        listener,
+        app,
+        &crate::config::Limits::default(),
+        None,
+        shutdown,
+    )
+    .await
+}
+
 /// Serves the API on `listener` (HTTPS when the config names a certificate) until
 /// `shutdown` resolves, expiring overdue requests in the background meanwhile.
 pub async fn serve(

@@ -6,11 +6,14 @@
 //! process (1 client, then C clients); a second data dir prefilled with 1,000,000
 //! certificates and audit events, served beside the first and loaded in alternating
 //! turns with it; `audit verify` speed and the time to tell one certificate's story
-//! (`audit --serial N`) on the prefilled database; the servers' peak RSS. It ends by
+//! (`audit --serial N`) on the prefilled database; the servers' peak RSS. The C-client
+//! flows are also run against a server that only answers HTTP (`echo.rs`): the ceiling
+//! HTTP and the load generator leave on this machine. It ends by
 //! checking both audit chains and that certificates and `certificate.issued` events
 //! match one to one, and fails loudly if not.
 
 mod baseline;
+pub mod echo;
 mod fixture;
 mod load;
 mod report;
@@ -21,6 +24,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Args;
 
+pub use echo::EchoArgs;
 pub use report::Report;
 
 /// `countersign bench` options.
@@ -90,6 +94,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     report.multi = Some(rt.block_on(load::run(&fx, &server, args.clients, args.flows))?);
     report.rss_mb = server.peak_rss_mb();
     server.stop()?;
+    eprintln!("flows, {} clients, HTTP only...", args.clients);
+    let mut echo = fx.start_echo()?;
+    report.http_only = Some(rt.block_on(load::run(&fx, &echo, args.clients, args.flows))?);
+    echo.stop()?;
     let mut check = None;
     if let Some(big) = &big {
         // The prefilled data dir is served beside the first: the two are loaded in turns,

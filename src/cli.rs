@@ -92,6 +92,9 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Measure issuance against baselines (run scripts/bench.sh for a release build).
     Bench(crate::bench::BenchArgs),
+    /// The benchmark's HTTP-only baseline server (started by `bench`).
+    #[command(hide = true)]
+    BenchEcho(crate::bench::EchoArgs),
     /// Access review: per role, who held it, when, how long, why, approved by whom (admins).
     Report(report::ReportArgs),
 }
@@ -125,5 +128,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Krl(args) => revoke::krl(&cli.url, args),
         Command::Report(args) => report::run(&cli.url, args),
         Command::Bench(args) => crate::bench::run(args),
+        Command::BenchEcho(args) => crate::bench::echo::run(&args),
     }
 }

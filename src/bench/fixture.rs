@@ -3,6 +3,7 @@
 //! of a million certificates straight into SQLite.
 
 use std::fmt::Write as _;
+use std::io::BufRead as _;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -197,6 +198,30 @@ impl Fixture {
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok(server)
+    }
+
+    /// Starts the HTTP-only baseline server (`countersign bench-echo`, see `echo.rs`)
+    /// and returns once it listens.
+    pub fn start_echo(&self) -> anyhow::Result<Server> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["bench-echo", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting countersign bench-echo")?;
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            std::io::BufReader::new(out).read_line(&mut line)?;
+        }
+        let Some(address) = line.trim().strip_prefix("listening ") else {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("bench-echo did not start (said {line:?})");
+        };
+        Ok(Server {
+            url: format!("http://{address}"),
+            child,
+        })
     }
 
     /// Inserts `n` issued requests with approvals, (expired) certificates and their audit

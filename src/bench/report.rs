@@ -15,6 +15,8 @@ pub struct Report {
     pub in_process: Option<Rate>,
     pub single: Option<FlowRun>,
     pub multi: Option<FlowRun>,
+    /// The same C-client flows against a server that only answers HTTP (`echo.rs`).
+    pub http_only: Option<FlowRun>,
     pub prefill: Option<Prefill>,
     /// The prefilled database, loaded in turns with `scale_small`.
     pub scaled: Option<FlowRun>,
@@ -87,6 +89,16 @@ impl Report {
                     "{:<34} {:>9.1}x ssh-keygen -s",
                     "",
                     r.flows_per_second / k.per_second
+                );
+            }
+        }
+        if let Some(h) = &self.http_only {
+            flows_line(&format!("flows, {} clients, HTTP only", h.clients), h);
+            if let Some(r) = &self.multi {
+                println!(
+                    "{:<34} {:>9.2}x: countersign's flows vs a server that only answers HTTP",
+                    "",
+                    r.flows_per_second / h.flows_per_second.max(f64::EPSILON)
                 );
             }
         }

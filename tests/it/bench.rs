@@ -37,6 +37,10 @@ fn a_tiny_bench_run_completes_and_its_checks_pass() {
     // two databases.
     assert_eq!(report["check"]["certificates"], 690);
     assert!(report["multi"]["flows_per_second"].as_f64().unwrap() > 0.0);
+    // The HTTP-only baseline ran the same flows (the load generator checks every answer:
+    // ids, "issued", a certificate line) and issued nothing (the count above).
+    assert_eq!(report["http_only"]["flows"], 60);
+    assert!(report["http_only"]["flows_per_second"].as_f64().unwrap() > 0.0);
     assert!(report["verify"]["events_per_second"].as_f64().unwrap() > 0.0);
     // Both signing rates were measured (side by side), and every serial lookup found its
     // certificate's issuance (the bench fails otherwise) over the prefilled database.
