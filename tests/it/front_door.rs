@@ -249,6 +249,42 @@ async fn errors_carry_the_api_codes_and_bad_command_lines_exit_2() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn list_says_on_stderr_when_older_requests_are_not_shown() {
+    let d = Door::spawn("").await;
+    // 10,001 of alice's requests straight into the database: one more than a list shows.
+    let mut conn = rusqlite::Connection::open(d.app.db_path()).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    let tx = conn.transaction().unwrap();
+    let now = chrono::Utc::now().timestamp();
+    for i in 0..10_001 {
+        let id = countersign::names::RequestId::random(&mut rand::rng());
+        tx.execute(
+            "INSERT INTO requests (id, role, requester, reason, ttl_seconds, public_key, \
+             key_fingerprint, principals, role_digest, status, created_at, expires_at) \
+             VALUES (?1, 'shell', 'alice', 'bulk', 1800, 'ssh-ed25519 AAAA', 'SHA256:x', \
+             '[]', 'x', 'denied', ?2, ?3)",
+            rusqlite::params![id.as_str(), now - 20_000 + i, now + 3600],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+    let out = d.ssh("alice", &["list"]).await;
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout.lines().count(),
+        1 + 10_000,
+        "a header and 10,000 rows"
+    );
+    assert!(
+        out.stderr
+            .contains("the 10000 newest shown; older ones: countersign list --after r-"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn shell_syntax_in_arguments_is_literal_text_or_an_error_never_run() {
     let d = Door::spawn("").await;
     let dir = d.app.dir.path();
