@@ -212,14 +212,7 @@ async fn list_shows_own_requests_and_those_the_caller_may_approve() {
     let app = TestApp::spawn().await;
     let db = app.create_ok("alice", "prod-db").await;
     let deploy = app.create_ok("frank", "deploy").await;
-    let ids = |body: serde_json::Value| -> Vec<String> {
-        body["requests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["id"].as_str().unwrap().to_owned())
-            .collect()
-    };
+    let ids = |body: serde_json::Value| listed_ids(&body);
     assert_eq!(
         ids(app.get("alice", "/v1/requests").await.1),
         std::slice::from_ref(&db)
@@ -252,44 +245,30 @@ async fn many_newer_requests_of_others_do_not_hide_ones_own() {
     let mine = app.create_ok("alice", "prod-db").await;
     // 10,000 newer pending `deploy` requests by frank, written straight into the database
     // (alice may neither approve nor see them).
-    let mut conn = rusqlite::Connection::open(app.db_path()).unwrap();
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .unwrap();
-    let tx = conn.transaction().unwrap();
     let now = chrono::Utc::now().timestamp();
-    for _ in 0..10_000 {
-        let id = countersign::names::RequestId::random(&mut rand::rng());
-        tx.execute(
-            "INSERT INTO requests (id, role, requester, reason, ttl_seconds, public_key, \
-             key_fingerprint, principals, role_digest, status, created_at, expires_at) \
-             VALUES (?1, 'deploy', 'frank', 'bulk', 1800, 'ssh-ed25519 AAAA', 'SHA256:x', \
-             '[\"deploy\"]', 'x', 'pending', ?2, ?3)",
-            rusqlite::params![id.as_str(), now + 1, now + 3600],
-        )
-        .unwrap();
-    }
-    tx.commit().unwrap();
-    let listed_ids = |user: &'static str, path: &'static str| {
+    insert_requests(
+        &app.db_path(),
+        "frank",
+        "deploy",
+        "pending",
+        std::iter::repeat_n(now + 1, 10_000),
+    );
+    let listed = |user: &'static str, path: &'static str| {
         let app = &app;
         async move {
             let (status, body) = app.get(user, path).await;
             assert_eq!(status, StatusCode::OK, "{body}");
-            body["requests"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| r["id"].as_str().unwrap().to_owned())
-                .collect::<Vec<_>>()
+            listed_ids(&body)
         }
     };
     let only_mine = std::slice::from_ref(&mine);
-    assert_eq!(listed_ids("alice", "/v1/requests").await, only_mine);
+    assert_eq!(listed("alice", "/v1/requests").await, only_mine);
     assert_eq!(
-        listed_ids("alice", "/v1/requests?status=pending").await,
+        listed("alice", "/v1/requests?status=pending").await,
         only_mine
     );
     // An approver of prod-db (not of deploy) sees it too, through the role's side.
-    assert_eq!(listed_ids("carol", "/v1/requests").await, only_mine);
+    assert_eq!(listed("carol", "/v1/requests").await, only_mine);
     // dave approves deploy: he sees the newest 10,000 of frank's, and not alice's.
     let (_, body) = app.get("dave", "/v1/requests").await;
     let listed = body["requests"].as_array().unwrap();
@@ -303,36 +282,15 @@ async fn lists_page_through_every_request_once_newest_first() {
     // Seven of alice's requests straight into the database, several made in the same
     // second (a page boundary then falls between requests of one second), and one of
     // frank's that alice may not see.
-    let conn = rusqlite::Connection::open(app.db_path()).unwrap();
     let base = chrono::Utc::now().timestamp() - 100;
-    let insert = |requester: &str, role: &str, created_at: i64| {
-        let id = countersign::names::RequestId::random(&mut rand::rng());
-        conn.execute(
-            "INSERT INTO requests (id, role, requester, reason, ttl_seconds, public_key, \
-             key_fingerprint, principals, role_digest, status, created_at, expires_at) \
-             VALUES (?1, ?2, ?3, 'paging', 1800, 'ssh-ed25519 AAAA', 'SHA256:x', '[]', 'x', \
-             'denied', ?4, ?5)",
-            rusqlite::params![id.as_str(), role, requester, created_at, created_at + 600],
-        )
-        .unwrap();
-        (created_at, id.as_str().to_owned())
-    };
-    let mut expected: Vec<(i64, String)> = [0, 0, 0, 1, 1, 2, 3]
-        .into_iter()
-        .map(|s| insert("alice", "prod-db", base + s))
-        .collect();
-    let (_, franks) = insert("frank", "deploy", base + 1);
+    let seconds = [0, 0, 0, 1, 1, 2, 3].map(|s| base + s);
+    let ids = insert_requests(&app.db_path(), "alice", "prod-db", "denied", seconds);
+    let franks = insert_requests(&app.db_path(), "frank", "deploy", "denied", [base + 1]).remove(0);
+    let mut expected: Vec<(i64, String)> = seconds.into_iter().zip(ids).collect();
     expected.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
     let expected: Vec<String> = expected.into_iter().map(|(_, id)| id).collect();
+    let ids = listed_ids;
 
-    let ids = |body: &serde_json::Value| -> Vec<String> {
-        body["requests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["id"].as_str().unwrap().to_owned())
-            .collect()
-    };
     let (status, whole) = app.get("alice", "/v1/requests").await;
     assert_eq!(status, StatusCode::OK, "{whole}");
     assert_eq!(ids(&whole), expected);

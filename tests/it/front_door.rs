@@ -252,23 +252,14 @@ async fn errors_carry_the_api_codes_and_bad_command_lines_exit_2() {
 async fn list_says_on_stderr_when_older_requests_are_not_shown() {
     let d = Door::spawn("").await;
     // 10,001 of alice's requests straight into the database: one more than a list shows.
-    let mut conn = rusqlite::Connection::open(d.app.db_path()).unwrap();
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .unwrap();
-    let tx = conn.transaction().unwrap();
     let now = chrono::Utc::now().timestamp();
-    for i in 0..10_001 {
-        let id = countersign::names::RequestId::random(&mut rand::rng());
-        tx.execute(
-            "INSERT INTO requests (id, role, requester, reason, ttl_seconds, public_key, \
-             key_fingerprint, principals, role_digest, status, created_at, expires_at) \
-             VALUES (?1, 'shell', 'alice', 'bulk', 1800, 'ssh-ed25519 AAAA', 'SHA256:x', \
-             '[]', 'x', 'denied', ?2, ?3)",
-            rusqlite::params![id.as_str(), now - 20_000 + i, now + 3600],
-        )
-        .unwrap();
-    }
-    tx.commit().unwrap();
+    insert_requests(
+        &d.app.db_path(),
+        "alice",
+        "shell",
+        "denied",
+        (0..10_001).map(|i| now - 20_000 + i),
+    );
     let out = d.ssh("alice", &["list"]).await;
     assert_eq!(out.status, 0, "{}", out.stderr);
     assert_eq!(

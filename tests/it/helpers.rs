@@ -304,6 +304,48 @@ pub fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<no error code>")
 }
 
+/// The ids of a `GET /v1/requests` answer, in order.
+pub fn listed_ids(body: &Value) -> Vec<String> {
+    body["requests"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {body}"))
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Writes requests of `requester` for `role` with `status` straight into the database,
+/// one per creation time (unix seconds; each expires an hour after), in one transaction;
+/// returns their ids in that order. For lists longer than a test could create through
+/// the API in good time.
+pub fn insert_requests(
+    db: &Path,
+    requester: &str,
+    role: &str,
+    status: &str,
+    created: impl IntoIterator<Item = i64>,
+) -> Vec<String> {
+    let mut conn = rusqlite::Connection::open(db).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    let tx = conn.transaction().unwrap();
+    let mut ids = Vec::new();
+    for at in created {
+        let id = countersign::names::RequestId::random(&mut rand::rng());
+        tx.execute(
+            "INSERT INTO requests (id, role, requester, reason, ttl_seconds, public_key, \
+             key_fingerprint, principals, role_digest, status, created_at, expires_at) \
+             VALUES (?1, ?2, ?3, 'bulk', 1800, 'ssh-ed25519 AAAA', 'SHA256:x', '[]', 'x', \
+             ?4, ?5, ?6)",
+            rusqlite::params![id.as_str(), role, requester, status, at, at + 3600],
+        )
+        .unwrap();
+        ids.push(id.as_str().to_owned());
+    }
+    tx.commit().unwrap();
+    ids
+}
+
 /// A fresh Ed25519 key pair.
 pub fn new_key() -> PrivateKey {
     PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).expect("key")
