@@ -36,7 +36,7 @@ impl FromRequestParts<AppState> for Actor {
         if let Some(limiter) = &limiter {
             limiter
                 .check(client, token_id)
-                .map_err(|wait| rate_limited(client, token_id, wait))?;
+                .map_err(|wait| rate_limited(client, peer, token_id, wait))?;
         }
         let result = match token {
             Some(token) => state.authenticate(&token),
@@ -70,9 +70,15 @@ fn bearer_token(parts: &Parts) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn rate_limited(client: Option<IpAddr>, token: Option<TokenId>, wait: u64) -> ApiError {
+fn rate_limited(
+    client: Option<IpAddr>,
+    peer: Option<IpAddr>,
+    token: Option<TokenId>,
+    wait: u64,
+) -> ApiError {
     tracing::warn!(
         client = %client.map(|c| c.to_string()).unwrap_or_default(),
+        peer = %peer.map(|c| c.to_string()).unwrap_or_default(),
         token = %token.map(|t| t.short()).unwrap_or_else(|| "none".into()),
         retry_after = wait,
         "too many failed authentications; refusing"

@@ -29,13 +29,13 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
     // Header lines in order, each split on commas, walked from the right. Bytes, not
     // text: a client's own (leftmost) part may hold anything, and only the hops actually
     // walked are parsed.
-    let values: Vec<&[u8]> = headers
+    let hops = headers
         .get_all("x-forwarded-for")
         .iter()
-        .map(|v| v.as_bytes())
-        .collect();
+        .rev()
+        .flat_map(|v| v.as_bytes().rsplit(|b| *b == b','));
     let mut client = peer;
-    for hop in values.iter().flat_map(|v| v.split(|b| *b == b',')).rev() {
+    for hop in hops {
         match parse_hop(hop) {
             Some(ip) if is_trusted(&ip) => client = ip,
             Some(ip) => return ip,

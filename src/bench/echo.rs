@@ -52,7 +52,7 @@ fn router() -> Router {
         .route(
             "/v1/requests",
             post(|body: Bytes| async move {
-                // Parsed as the real server parses a body; refused the same way if bad.
+                // Parsed as JSON (the real server goes on to typed fields and the key).
                 let req: Value = serde_json::from_slice(&body)
                     .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
                 let id = format!("r-{:012}", NEXT.fetch_add(1, Ordering::Relaxed));

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{anyhow, bail};
 use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
@@ -133,9 +133,8 @@ pub fn parse_log_line(line: &str) -> anyhow::Result<LogLine> {
     })?;
     let rest = &line[start + "(serial ".len()..];
     let digits = rest.split(')').next().unwrap_or_default();
-    let serial: u64 = digits
-        .parse()
-        .with_context(|| format!("serial {digits:?} is not a number"))?;
+    let serial = crate::names::parse_serial(digits)
+        .map_err(|e| anyhow!("serial {digits:?} in the line: {e}"))?;
     let key_id = line[..start]
         .rfind(" ID ")
         .map(|i| line[i + 4..start].trim().to_owned());

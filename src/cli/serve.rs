@@ -38,7 +38,8 @@ pub fn serve(config: &Path) -> anyhow::Result<ExitCode> {
         // Registered before anything listens: a SIGTERM that arrives as soon as the
         // "listening" line is out must find the handler in place, not kill the process
         // with the default action (a race a spawned task's first poll would leave open).
-        let signals = ShutdownSignals::register()?;
+        let signals =
+            ShutdownSignals::register().context("installing the SIGINT/SIGTERM handlers")?;
         let ssh = start_ssh(&service, stopped.clone()).await?;
         let listener = bind(listen).await?;
         tokio::spawn(async move {

@@ -93,7 +93,14 @@ pub fn list(url: &str, args: ListArgs) -> anyhow::Result<ExitCode> {
         );
     }
     if let Some(next) = list.next {
-        eprintln!("more requests follow: countersign list --after {next}");
+        let mut again = String::from("countersign list");
+        if let Some(s) = &args.status {
+            again.push_str(&format!(" --status {s}"));
+        }
+        if let Some(n) = args.limit {
+            again.push_str(&format!(" --limit {n}"));
+        }
+        eprintln!("more requests follow: {again} --after {next}");
     }
     Ok(ExitCode::SUCCESS)
 }

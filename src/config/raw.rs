@@ -184,12 +184,24 @@ pub(super) fn force_command(raw: Option<String>) -> Result<Option<String>, Strin
     }
 }
 
-/// A CIDR network (`10.0.0.0/8`) or a single address (a network of one).
-pub(super) fn ip_net(s: &str) -> Option<IpNet> {
+/// A CIDR network (`10.0.0.0/8`) or a single address (a network of one). A network with
+/// host bits set is refused: sshd refuses such a `source-address` (and then every
+/// login), and in a list of trusted proxies `10.0.0.5/24` would trust a whole network
+/// where one host was meant.
+pub(super) fn ip_net(s: &str) -> Result<IpNet, String> {
     let s = s.trim();
-    s.parse::<IpNet>()
+    let net = s
+        .parse::<IpNet>()
         .ok()
         .or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+        .ok_or_else(|| format!("{s:?} is not an IP address or a CIDR such as 10.0.0.0/8"))?;
+    if net.trunc() != net {
+        return Err(format!(
+            "{s:?} has host bits set: did you mean {}?",
+            net.trunc()
+        ));
+    }
+    Ok(net)
 }
 
 /// CIDRs (`10.0.0.0/8`) or single addresses, as sshd's `source-address` accepts them.
@@ -200,21 +212,5 @@ pub(super) fn source_address(raw: Option<Vec<String>>) -> Result<Vec<IpNet>, Str
     if raw.is_empty() {
         return Err("must not be empty when given (omit it to allow any address)".into());
     }
-    raw.iter()
-        .map(|s| {
-            ip_net(s)
-                .ok_or_else(|| format!("{s:?} is not a CIDR such as 10.0.0.0/8"))
-                .and_then(|net| {
-                    // sshd rejects a CIDR with host bits set, and then refuses every login.
-                    if net.trunc() == net {
-                        Ok(net)
-                    } else {
-                        Err(format!(
-                            "{s:?} has host bits set: did you mean {}?",
-                            net.trunc()
-                        ))
-                    }
-                })
-        })
-        .collect()
+    raw.iter().map(|s| ip_net(s)).collect()
 }

@@ -181,14 +181,18 @@ impl Builder<'_> {
         })
     }
 
-    /// One `trusted_proxies` entry: an address (a network of one) or a CIDR network.
+    /// One `trusted_proxies` entry: an address (a network of one) or a CIDR network, not
+    /// the whole address space (every client could then name any address).
     fn proxy(&self, entry: &str) -> Result<ipnet::IpNet, ConfigError> {
-        raw::ip_net(entry).ok_or_else(|| {
-            self.err(
-                "server.trusted_proxies",
-                format!("{:?} is not an IP address or CIDR network", entry.trim()),
-            )
-        })
+        let key = "server.trusted_proxies";
+        let net = raw::ip_net(entry).map_err(|why| self.err(key, why))?;
+        if net.prefix_len() == 0 {
+            return Err(self.err(
+                key,
+                format!("{net} would trust every address; name the proxies themselves"),
+            ));
+        }
+        Ok(net)
     }
 
     pub(super) fn ca(

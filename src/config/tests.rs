@@ -326,6 +326,17 @@ fn trusted_proxies_are_addresses_or_networks() {
         "[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n",
         &["server.trusted_proxies"],
     );
+    // One host with its netmask would trust its whole network; all addresses, everyone.
+    refused(
+        "[server]\ntrusted_proxies = [\"10.0.0.5/24\"]\n",
+        &["server.trusted_proxies", "host bits", "10.0.0.0/24"],
+    );
+    for everything in ["0.0.0.0/0", "::/0"] {
+        refused(
+            &format!("[server]\ntrusted_proxies = [\"{everything}\"]\n"),
+            &["server.trusted_proxies", "every address"],
+        );
+    }
 }
 
 #[test]
@@ -713,7 +724,7 @@ fn invalid_cidrs_are_errors() {
         &["roles.x.source_address"],
     );
     let c = ok(&with_role_line(
-        "source_address = [\"10.0.0.0/8\", \"192.0.2.7\", \"2001:db8::/32\"]",
+        "source_address = [\"10.0.0.0/8\", \" 192.0.2.7 \", \"2001:db8::/32\"]",
     ));
     let nets: Vec<String> = c.policy.roles[&r("x")]
         .source_address

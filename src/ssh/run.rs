@@ -191,8 +191,13 @@ async fn list(ctx: &Context, term: &Terminal, status: Option<&str>) -> Result<()
     term.out(output::render_table(&output::REQUEST_HEADER, &rows))
         .await?;
     if let Some(next) = page.next {
+        // This command has no paging of its own; the HTTP API and its CLI do.
+        let status = status
+            .map(|s| format!(" --status {}", s.as_str()))
+            .unwrap_or_default();
         term.err(format!(
-            "the {LIST_LIMIT} newest shown; older ones: countersign list --after {next}\n"
+            "the {LIST_LIMIT} newest shown; older ones with the HTTP CLI: \
+             countersign list{status} --after {next}\n"
         ))
         .await?;
     }

@@ -206,12 +206,24 @@ fn list_sql(by_status: bool) -> String {
 }
 
 /// [`list_visible`]'s statement for one source: `by` is `requester` or `role`.
-fn visible_sql(by: &str) -> String {
-    format!(
-        "SELECT created_at, id FROM requests INDEXED BY requests_by_{by} \
-         WHERE {by} = :k AND (:s IS NULL OR status = :s) AND {AFTER_CURSOR} \
-         ORDER BY created_at DESC, id LIMIT :n"
-    )
+///
+/// Pending requests (an approver's inbox, the common filter) come from the small partial
+/// index of pending requests, sorted there; walking the source's whole history for them
+/// would read every request the role ever had. Other statuses walk the source's history
+/// newest first and filter.
+fn visible_sql(by: &str, status: Option<Status>) -> String {
+    match status {
+        Some(Status::Pending) => format!(
+            "SELECT created_at, id FROM requests INDEXED BY requests_pending \
+             WHERE {by} = :k AND status = 'pending' AND status = :s AND {AFTER_CURSOR} \
+             ORDER BY created_at DESC, id LIMIT :n"
+        ),
+        _ => format!(
+            "SELECT created_at, id FROM requests INDEXED BY requests_by_{by} \
+             WHERE {by} = :k AND (:s IS NULL OR status = :s) AND {AFTER_CURSOR} \
+             ORDER BY created_at DESC, id LIMIT :n"
+        ),
+    }
 }
 
 /// Requests newest first, optionally of one status, after `cursor`; at most `limit`.
@@ -236,7 +248,8 @@ pub fn list(
 /// (those they may approve); at most `limit`, newest first, after `cursor`.
 ///
 /// Each source is read newest first from its own index (`requests_by_requester`,
-/// `requests_by_role`), at most `limit` keys each, merged, and only the `limit` newest
+/// `requests_by_role`; pending ones from `requests_pending`, see [`visible_sql`]), at
+/// most `limit` keys each, merged (a request in two sources once), and only the `limit` newest
 /// rows are then read: the work is bounded by the limit and the number of roles, not by
 /// the size of the table (filtering a walk of all requests by age read the whole table
 /// for a user who may see few of them).
@@ -248,6 +261,10 @@ pub fn list_visible(
     cursor: Option<&Cursor>,
     limit: u32,
 ) -> Result<Vec<RequestRow>, StoreError> {
+    let (requester_sql, role_sql) = (
+        visible_sql("requester", status),
+        visible_sql("role", status),
+    );
     let status = status.map(Status::as_str);
     let (c, i) = Cursor::params(cursor);
     let mut keys: Vec<(i64, String)> = Vec::new();
@@ -262,9 +279,9 @@ pub fn list_visible(
         }
         Ok(())
     };
-    collect(&visible_sql("requester"), user.as_str())?;
+    collect(&requester_sql, user.as_str())?;
     for role in roles {
-        collect(&visible_sql("role"), role.as_str())?;
+        collect(&role_sql, role.as_str())?;
     }
     keys.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
     keys.dedup_by(|a, b| a.1 == b.1);
@@ -404,27 +421,38 @@ mod tests {
                 })
                 .unwrap()
         };
-        for (sql, index) in [
+        let history = [
             (
                 list_sql(true),
                 "requests_by_status (status=? AND created_at<?)",
             ),
             (list_sql(false), "requests_by_age (created_at<?)"),
             (
-                visible_sql("requester"),
+                visible_sql("requester", None),
                 "requests_by_requester (requester=? AND created_at<?)",
             ),
             (
-                visible_sql("role"),
+                visible_sql("role", Some(Status::Issued)),
                 "requests_by_role (role=? AND created_at<?)",
             ),
-        ] {
+        ];
+        for (sql, index) in history {
             let plan = plan(&sql);
             assert!(
                 plan.contains(&format!("USING INDEX {index}")),
                 "{sql}\n{plan}"
             );
             assert!(!plan.contains("TEMP B-TREE"), "{sql}\n{plan}");
+        }
+        // Pending ones come from the partial index of pending requests (small: sorting
+        // it is cheap), never from a walk of the source's whole history.
+        for by in ["requester", "role"] {
+            let sql = visible_sql(by, Some(Status::Pending));
+            let plan = plan(&sql);
+            assert!(
+                plan.contains("USING INDEX requests_pending"),
+                "{sql}\n{plan}"
+            );
         }
     }
 }

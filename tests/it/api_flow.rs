@@ -367,6 +367,46 @@ async fn lists_page_through_every_request_once_newest_first() {
 }
 
 #[tokio::test]
+async fn an_approver_who_also_requests_pages_through_all_sources_each_request_once() {
+    let app = TestApp::spawn().await;
+    let db = app.db_path();
+    let base = chrono::Utc::now().timestamp() - 100;
+    // carol (dba, security) requests ops and deploy-audit and approves prod-db, ops,
+    // two-person and deploy-audit: her own ops and deploy-audit requests come from two
+    // sources at once. frank's deploy request is not hers to see. Denied ones walk each
+    // source's history; pending ones come from the pending index.
+    for status in ["denied", "pending"] {
+        let mut visible: Vec<(i64, String)> = Vec::new();
+        for (requester, role, seconds) in [
+            ("carol", "ops", vec![0, 2]),
+            ("carol", "deploy-audit", vec![1]),
+            ("alice", "prod-db", vec![0, 1, 3]),
+            ("alice", "two-person", vec![2]),
+        ] {
+            let at: Vec<i64> = seconds.iter().map(|s| base + s).collect();
+            let ids = insert_requests(&db, requester, role, status, at.clone());
+            visible.extend(at.into_iter().zip(ids));
+        }
+        insert_requests(&db, "frank", "deploy", status, [base + 1]);
+        visible.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        let expected: Vec<String> = visible.into_iter().map(|(_, id)| id).collect();
+
+        let (mut seen, mut after) = (Vec::new(), String::new());
+        loop {
+            let path = format!("/v1/requests?status={status}&limit=2&after={after}");
+            let (code, page) = app.get("carol", &path).await;
+            assert_eq!(code, StatusCode::OK, "{page}");
+            seen.extend(listed_ids(&page));
+            match page["next"].as_str() {
+                Some(next) => after = next.to_owned(),
+                None => break,
+            }
+        }
+        assert_eq!(seen, expected, "{status}: each request once, newest first");
+    }
+}
+
+#[tokio::test]
 async fn deny_and_cancel_end_requests_for_good() {
     let app = TestApp::spawn().await;
     let id = app.create_ok("alice", "prod-db").await;

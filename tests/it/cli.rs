@@ -306,7 +306,8 @@ async fn list_pages_with_limit_and_after() {
     let other = if shown == first { &second } else { &first };
     assert!(!out.contains(other.as_str()), "{out}");
     assert!(
-        err.contains(&format!("countersign list --after {shown}")),
+        // The hint repeats the options given, so following it keeps the same view.
+        err.contains(&format!("countersign list --limit 1 --after {shown}")),
         "{err}"
     );
     let page = list(&["--limit", "1"], Some(shown)).await;

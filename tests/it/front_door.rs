@@ -268,8 +268,9 @@ async fn list_says_on_stderr_when_older_requests_are_not_shown() {
         "a header and 10,000 rows"
     );
     assert!(
-        out.stderr
-            .contains("the 10000 newest shown; older ones: countersign list --after r-"),
+        out.stderr.contains(
+            "the 10000 newest shown; older ones with the HTTP CLI: countersign list --after r-"
+        ),
         "{}",
         out.stderr
     );
