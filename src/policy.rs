@@ -188,6 +188,11 @@ impl Policy {
             .any(|s| self.is_any_member(user, &s.approvers))
     }
 
+    /// Whether `user`, a user the config defines, may approve or deny requests for `role`.
+    pub fn may_decide(&self, user: &UserName, role: &Role) -> bool {
+        self.users.contains_key(user) && self.approves_for(user, role)
+    }
+
     /// Whether `user` is named by any of `members`.
     pub fn is_any_member(&self, user: &UserName, members: &[Member]) -> bool {
         members.iter().any(|m| self.is_member(user, m))

@@ -126,8 +126,7 @@ pub fn approver_may_approve(
             user: approver.clone(),
         });
     }
-    let eligible = policy.users.contains_key(approver) && policy.approves_for(approver, role);
-    if eligible {
+    if policy.may_decide(approver, role) {
         Ok(())
     } else {
         Err(Refusal::NotAnApprover {

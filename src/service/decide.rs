@@ -349,9 +349,7 @@ impl Service {
             if actor == &row.requester {
                 return Ok(Err(ServiceError::Forbidden("you cannot deny your own request; cancel it instead".into())));
             }
-            let may = policy.roles.get(&row.role).is_some_and(|role| {
-                policy.users.contains_key(actor) && policy.approves_for(actor, role)
-            });
+            let may = policy.roles.get(&row.role).is_some_and(|role| policy.may_decide(actor, role));
             if !may {
                 let r = Refusal::NotAnApprover { user: actor.clone(), role: row.role.clone() };
                 return refuse(tx, now, actor, "request.deny", Some(id), &row.role, r);
