@@ -49,12 +49,8 @@ pub enum Command {
     Request(RequestArgs),
     /// Show one request
     Status(IdArg),
-    /// List the requests you can see (your own, those you may approve)
-    List {
-        /// Only this status (pending, issued, denied, cancelled, expired, refused)
-        #[arg(long)]
-        status: Option<String>,
-    },
+    /// List the requests you can see (your own, those you may approve), newest first
+    List(ListArgs),
     /// Approve someone else's request
     Approve {
         /// Request id (r-...)
@@ -93,6 +89,20 @@ pub struct RequestArgs {
     /// Print the request id and return at once instead of waiting
     #[arg(long)]
     pub no_wait: bool,
+}
+
+/// `list` arguments: a filter and one page.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct ListArgs {
+    /// Only this status (pending, issued, denied, cancelled, expired, refused)
+    #[arg(long)]
+    pub status: Option<String>,
+    /// At most this many (1 to 10000, the default)
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::service::LIST_LIMIT)))]
+    pub limit: Option<u32>,
+    /// The page after this request (the id the previous page named)
+    #[arg(long, value_name = "ID")]
+    pub after: Option<String>,
 }
 
 /// A single request id argument.
@@ -226,12 +236,14 @@ mod tests {
 
     #[test]
     fn bad_lines_are_usage_errors_that_say_why() {
-        let cases: [(&[u8], &str); 5] = [
+        let cases: [(&[u8], &str); 7] = [
             (b"request prod-db --reason 'open", "quote"),
             (b"request prod-db --reason fix #4211", "comment"),
             (b"\xff\xfe", "UTF-8"),
             (b"request prod-db", "--reason"),
             (b"frobnicate", "frobnicate"),
+            (b"list --limit 0", "1..=10000"),
+            (b"list --limit 10001", "1..=10000"),
         ];
         for (line, needle) in cases {
             match parse(line) {
@@ -271,9 +283,19 @@ mod tests {
         );
         assert_eq!(
             run("list --status pending"),
-            Command::List {
-                status: Some("pending".into())
-            }
+            Command::List(ListArgs {
+                status: Some("pending".into()),
+                limit: None,
+                after: None,
+            })
+        );
+        assert_eq!(
+            run("list --limit 2 --after r-x"),
+            Command::List(ListArgs {
+                status: None,
+                limit: Some(2),
+                after: Some("r-x".into()),
+            })
         );
         assert_eq!(
             run("approve r-x --comment looks fine"),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::auth::Identity;
-use super::commands::{self, Command, Parsed};
+use super::commands::{self, Command, ListArgs, Parsed};
 use super::terminal::{Disconnected, Terminal};
 use super::wait;
 use crate::api::{self, ApiError};
@@ -116,7 +116,7 @@ async fn dispatch(ctx: &Context, term: &Terminal, command: Command) -> Result<()
     match command {
         Command::Request(args) => wait::request(ctx, term, args).await,
         Command::Status(a) => status(ctx, term, &a.id).await,
-        Command::List { status } => list(ctx, term, status.as_deref()).await,
+        Command::List(args) => list(ctx, term, args).await,
         Command::Approve { id, comment } => approve(ctx, term, &id, &comment).await,
         Command::Deny { id, reason } => deny(ctx, term, &id, &reason).await,
         Command::Cancel(a) => cancel(ctx, term, &a.id).await,
@@ -129,7 +129,7 @@ fn name(command: &Command) -> &'static str {
     match command {
         Command::Request(_) => "request",
         Command::Status(_) => "status",
-        Command::List { .. } => "list",
+        Command::List(_) => "list",
         Command::Approve { .. } => "approve",
         Command::Deny { .. } => "deny",
         Command::Cancel(_) => "cancel",
@@ -178,28 +178,34 @@ async fn status(ctx: &Context, term: &Terminal, id: &str) -> Result<(), CommandE
     Ok(term.out(output::render_request_details(&view)).await?)
 }
 
-async fn list(ctx: &Context, term: &Terminal, status: Option<&str>) -> Result<(), CommandError> {
-    let status = match status {
+async fn list(ctx: &Context, term: &Terminal, args: ListArgs) -> Result<(), CommandError> {
+    let status = match args.status.as_deref() {
         None | Some("") => None,
         Some(s) => Some(Status::parse(s).ok_or_else(|| {
             let all = Status::ALL.map(Status::as_str).join(", ");
             CommandError::invalid(format!("status must be one of {all}"))
         })?),
     };
-    let page = call(ctx, move |s, me| s.list(me, status, None, LIST_LIMIT)).await?;
+    let after = match args.after.as_deref() {
+        None | Some("") => None,
+        Some(id) => Some(request_id(id)?),
+    };
+    let limit = args.limit.unwrap_or(LIST_LIMIT);
+    let page = call(ctx, move |s, me| s.list(me, status, after.as_ref(), limit)).await?;
     let rows = output::request_rows(&page.requests);
     term.out(output::render_table(&output::REQUEST_HEADER, &rows))
         .await?;
     if let Some(next) = page.next {
-        // This command has no paging of its own; the HTTP API and its CLI do.
-        let status = status
-            .map(|s| format!(" --status {}", s.as_str()))
-            .unwrap_or_default();
-        term.err(format!(
-            "the {LIST_LIMIT} newest shown; older ones with the HTTP CLI: \
-             countersign list{status} --after {next}\n"
-        ))
-        .await?;
+        // The same command for the next page, on stderr so that stdout stays the table.
+        let mut again = String::from("list");
+        if let Some(s) = status {
+            again.push_str(&format!(" --status {}", s.as_str()));
+        }
+        if let Some(n) = args.limit {
+            again.push_str(&format!(" --limit {n}"));
+        }
+        term.err(format!("more requests follow: {again} --after {next}\n"))
+            .await?;
     }
     Ok(())
 }

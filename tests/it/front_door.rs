@@ -249,31 +249,75 @@ async fn errors_carry_the_api_codes_and_bad_command_lines_exit_2() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn list_says_on_stderr_when_older_requests_are_not_shown() {
+async fn list_pages_with_limit_and_after_and_names_the_next_page_on_stderr() {
     let d = Door::spawn("").await;
     // 10,001 of alice's requests straight into the database: one more than a list shows.
     let now = chrono::Utc::now().timestamp();
-    insert_requests(
+    let ids = insert_requests(
         &d.app.db_path(),
         "alice",
         "shell",
         "denied",
         (0..10_001).map(|i| now - 20_000 + i),
     );
+    let newest_first: Vec<&str> = ids.iter().rev().map(String::as_str).collect();
+    let listed = |stdout: &str| -> Vec<String> {
+        stdout
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().next().unwrap_or_default().to_owned())
+            .collect()
+    };
     let out = d.ssh("alice", &["list"]).await;
     assert_eq!(out.status, 0, "{}", out.stderr);
     assert_eq!(
-        out.stdout.lines().count(),
-        1 + 10_000,
-        "a header and 10,000 rows"
+        listed(&out.stdout),
+        newest_first[..10_000],
+        "the 10,000 newest"
     );
+    assert_eq!(
+        out.stderr.trim(),
+        format!("more requests follow: list --after {}", newest_first[9_999])
+    );
+    let out = d
+        .ssh("alice", &["list", "--after", newest_first[9_999]])
+        .await;
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert_eq!(
+        listed(&out.stdout),
+        [newest_first[10_000]],
+        "the oldest alone"
+    );
+    assert_eq!(out.stderr, "", "the last page names no next one");
+    // Small pages, with the filter and the limit repeated in the hint.
+    let out = d
+        .ssh("alice", &["list", "--status", "denied", "--limit", "2"])
+        .await;
+    assert_eq!(listed(&out.stdout), newest_first[..2]);
+    assert_eq!(
+        out.stderr.trim(),
+        format!(
+            "more requests follow: list --status denied --limit 2 --after {}",
+            newest_first[1]
+        )
+    );
+    let out = d
+        .ssh(
+            "alice",
+            &["list", "--limit", "2", "--after", newest_first[1]],
+        )
+        .await;
+    assert_eq!(listed(&out.stdout), newest_first[2..4]);
+    // A cursor that is no request is an error, not an empty page.
+    let out = d.ssh("alice", &["list", "--after", "r-aaaaaaaaaaaa"]).await;
+    assert_eq!(out.status, 1, "{out:?}");
     assert!(
-        out.stderr.contains(
-            "the 10000 newest shown; older ones with the HTTP CLI: countersign list --after r-"
-        ),
+        out.stderr.starts_with("countersign: not_found: "),
         "{}",
         out.stderr
     );
+    let out = d.ssh("alice", &["list", "--limit", "0"]).await;
+    assert_eq!(out.status, 2, "{out:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
