@@ -47,9 +47,8 @@ pub type AppState = Arc<Service>;
 /// Every route of the API, behind the per-request limits of the config.
 pub fn router(state: AppState) -> Router {
     let limits = &state.config().server.limits;
-    let guards = Arc::new(limits::RequestGuards::new(limits));
     let auth_limiter = Arc::new(AuthLimiter::new(limits));
-    Router::new()
+    let routes = Router::new()
         .route("/v1/health", get(misc::health_get))
         .route("/v1/ca.pub", get(misc::ca_pub_get))
         .route("/v1/whoami", get(misc::whoami_get))
@@ -75,31 +74,36 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit", get(audit::audit_list))
         .route("/v1/audit/verify", get(audit::audit_verify))
         .fallback(misc::not_found)
+        .layer(Extension(auth_limiter));
+    with_request_limits(routes, limits).with_state(state)
+}
+
+/// `routes` behind the per-request layers: the body size limit, then (outermost) the
+/// time limit per request and the bound on requests in flight.
+fn with_request_limits<S: Clone + Send + Sync + 'static>(
+    routes: Router<S>,
+    limits: &crate::config::Limits,
+) -> Router<S> {
+    let guards = Arc::new(limits::RequestGuards::new(limits));
+    routes
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(Extension(auth_limiter))
         .layer(axum::middleware::from_fn_with_state(
             guards,
             limits::guard_request,
         ))
-        .with_state(state)
 }
 
-/// Serves `app` on `listener` over plain HTTP with the default limits, through the same
-/// accept loop and hyper settings as the API, until `shutdown` resolves: the benchmark's
-/// HTTP-only baseline.
+/// Serves `routes` on `listener` over plain HTTP with the default limits, behind the
+/// same per-request layers and through the same accept loop and hyper settings as the
+/// API, until `shutdown` resolves: the benchmark's HTTP-only baseline.
 pub async fn serve_plain(
     listener: TcpListener,
-    app: Router,
+    routes: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    server::accept_loop(
-        listener,
-        app,
-        &crate::config::Limits::default(),
-        None,
-        shutdown,
-    )
-    .await
+    let limits = crate::config::Limits::default();
+    let app = with_request_limits(routes, &limits);
+    server::accept_loop(listener, app, &limits, None, shutdown).await
 }
 
 /// Serves the API on `listener` (HTTPS when the config names a certificate) until

@@ -7,10 +7,10 @@
 //! certificates and audit events, served beside the first and loaded in alternating
 //! turns with it; `audit verify` speed and the time to tell one certificate's story
 //! (`audit --serial N`) on the prefilled database; the servers' peak RSS. The C-client
-//! flows are also run against a server that only answers HTTP (`echo.rs`): the ceiling
-//! HTTP and the load generator leave on this machine. It ends by
-//! checking both audit chains and that certificates and `certificate.issued` events
-//! match one to one, and fails loudly if not.
+//! flows are run in alternating turns with the same flows against a server that only
+//! answers HTTP (`echo.rs`): the ceiling HTTP and the load generator leave on this
+//! machine. It ends by checking both audit chains and that certificates and
+//! `certificate.issued` events match one to one, and fails loudly if not.
 
 mod baseline;
 pub mod echo;
@@ -57,8 +57,8 @@ pub struct BenchArgs {
     pub server_prefix: Option<String>,
 }
 
-/// Turns each database gets in the scale comparison.
-const SCALE_TURNS: usize = 4;
+/// Turns each server gets when two are compared.
+const TURNS: usize = 4;
 
 /// Runs every phase and prints the report.
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -90,48 +90,39 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     };
     eprintln!("flows, 1 client...");
     report.single = Some(rt.block_on(load::run(&fx, &server, 1, args.single_flows))?);
-    eprintln!("flows, {} clients...", args.clients);
-    report.multi = Some(rt.block_on(load::run(&fx, &server, args.clients, args.flows))?);
+    // The C-client flows and the same flows against a server that only answers HTTP,
+    // loaded in turns: their ratio is the share of the HTTP ceiling countersign reaches.
+    eprintln!(
+        "flows, {} clients, countersign and HTTP only, {TURNS} turns each...",
+        args.clients
+    );
+    let mut echo = fx.start_echo()?;
+    let (multi, http_only) = in_turns(&rt, (&server, &fx), (&echo, &fx), args.clients, args.flows)?;
+    report.multi = Some(multi);
+    report.http_only = Some(http_only);
+    echo.stop()?;
     report.rss_mb = server.peak_rss_mb();
     server.stop()?;
-    eprintln!("flows, {} clients, HTTP only...", args.clients);
-    let mut echo = fx.start_echo()?;
-    report.http_only = Some(rt.block_on(load::run(&fx, &echo, args.clients, args.flows))?);
-    echo.stop()?;
     let mut check = None;
     if let Some(big) = &big {
-        // The prefilled data dir is served beside the first: the two are loaded in turns,
-        // so drift in the machine's speed falls on both alike and the ratio compares the
-        // databases, not two moments of a shared VM.
+        // The prefilled data dir is served beside the first and loaded in turns with it.
         eprintln!("prefilling {} certificates...", args.scale_rows);
         report.prefill = Some(big.prefill(args.scale_rows)?);
         let mut small_server = fx.start_server()?;
         let mut big_server = big.start_server()?;
         eprintln!(
-            "flows, {} clients, {} rows vs the small database, {SCALE_TURNS} turns each...",
+            "flows, {} clients, {} rows vs the small database, {TURNS} turns each...",
             args.clients, args.scale_rows
         );
-        let per_turn = args.flows.div_ceil(SCALE_TURNS).max(1);
-        let (mut small, mut large) = (None::<load::Measured>, None::<load::Measured>);
-        for turn in 0..SCALE_TURNS {
-            // ABBA...: whichever goes first alternates, so a steady drift favours neither.
-            let mut order = [
-                (&small_server, &fx, &mut small),
-                (&big_server, big, &mut large),
-            ];
-            if turn % 2 == 1 {
-                order.reverse();
-            }
-            for (server, fixture, sum) in order {
-                let m = rt.block_on(load::measure(fixture, server, args.clients, per_turn))?;
-                match sum {
-                    Some(sum) => sum.add(m),
-                    None => *sum = Some(m),
-                }
-            }
-        }
-        report.scale_small = small.map(load::Measured::summary);
-        report.scaled = large.map(load::Measured::summary);
+        let (small, large) = in_turns(
+            &rt,
+            (&small_server, &fx),
+            (&big_server, big),
+            args.clients,
+            args.flows,
+        )?;
+        report.scale_small = Some(small);
+        report.scaled = Some(large);
         report.rss_mb = report
             .rss_mb
             .max(small_server.peak_rss_mb())
@@ -163,4 +154,35 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         bail!("correctness check failed: {}", check.message);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Loads two servers in alternating turns, `flows` flows each in all: ABBA..., so that
+/// whichever goes first alternates and a steady drift in the machine's speed (a shared
+/// VM's) falls on both alike; their ratio then compares the servers, not two moments.
+fn in_turns(
+    rt: &tokio::runtime::Runtime,
+    a: (&fixture::Server, &fixture::Fixture),
+    b: (&fixture::Server, &fixture::Fixture),
+    clients: usize,
+    flows: usize,
+) -> anyhow::Result<(load::FlowRun, load::FlowRun)> {
+    let per_turn = flows.div_ceil(TURNS).max(1);
+    let (mut sum_a, mut sum_b) = (None::<load::Measured>, None::<load::Measured>);
+    for turn in 0..TURNS {
+        let mut order = [(a, &mut sum_a), (b, &mut sum_b)];
+        if turn % 2 == 1 {
+            order.reverse();
+        }
+        for ((server, fixture), sum) in order {
+            let m = rt.block_on(load::measure(fixture, server, clients, per_turn))?;
+            match sum {
+                Some(sum) => sum.add(m),
+                None => *sum = Some(m),
+            }
+        }
+    }
+    match (sum_a, sum_b) {
+        (Some(a), Some(b)) => Ok((a.summary(), b.summary())),
+        _ => bail!("no turns were run"),
+    }
 }

@@ -1,9 +1,11 @@
 //! The HTTP-only baseline: a server that answers the benchmark's three calls (create,
-//! approve, fetch the certificate) with answers of the same shape and size, through the
+//! approve, fetch the certificate) with answers of the same shape and size, behind the
+//! same per-request layers (body limit, time limit, requests in flight) and through the
 //! same accept loop and hyper settings as `countersign serve`, and does nothing else: no
-//! authentication, database, policy or signing. Loaded by the same load generator right
-//! after the real flows, it shows what HTTP, JSON and the load generator alone leave of
-//! the machine: the ceiling no CA on this machine can pass in this benchmark.
+//! authentication, database, policy or signing. Loaded by the same load generator in
+//! turns with the real flows, it shows what HTTP, JSON and the load generator alone
+//! leave of the machine: the ceiling no CA on this machine can pass in this benchmark.
+//! It ignores `--server-prefix` (a profiler's output file would be shared).
 //!
 //! It runs as a child process (`countersign bench-echo`, hidden), like the real server,
 //! so that both compete with the load generator for the cores in the same way.

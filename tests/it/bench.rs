@@ -29,8 +29,9 @@ fn a_tiny_bench_run_completes_and_its_checks_pass() {
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["check"]["ok"], true, "{report}");
+    // Two comparisons in 4 turns of 15 flows on each side: countersign and the HTTP-only
+    // server; the small and the prefilled database.
     assert_eq!(report["multi"]["flows"], 60);
-    // The scale comparison: 4 turns of 15 flows on each database.
     assert_eq!(report["scaled"]["flows"], 60);
     assert_eq!(report["scale_small"]["flows"], 60);
     // 500 prefilled + 10 + 60 + 60 + 60 flows, each exactly one certificate, over the
