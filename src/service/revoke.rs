@@ -173,7 +173,12 @@ impl Service {
 
     /// The current KRL: every revoked certificate that has not expired yet.
     pub fn krl(&self) -> Result<Arc<Krl>, ServiceError> {
-        let now = unix(Utc::now());
+        self.krl_at(Utc::now())
+    }
+
+    /// The KRL as the clock reads `now`: every revoked certificate unexpired at `now`.
+    pub fn krl_at(&self, now: DateTime<Utc>) -> Result<Arc<Krl>, ServiceError> {
+        let now = unix(now);
         // Servers poll this every minute or so. The KRL changes only when a certificate
         // is revoked (the version goes up, whichever process revoked it) or when a listed
         // certificate expires and drops out; until then the last one built is exact.

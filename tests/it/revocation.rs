@@ -323,3 +323,36 @@ async fn krl_lists_revoked_unexpired_serials_and_ssh_keygen_reads_it() {
     assert!(!listing.contains(&format!("serial: {s3}")), "{listing}");
     assert!(listing.contains(&format!("serial: {s1}")), "{listing}");
 }
+
+/// The server reuses its last KRL while it stays exact. A clock stepped back behind the
+/// moment that KRL was built must not get it: certificates it left out as expired are
+/// unexpired again at the earlier time, and revoked ones must be listed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clock_stepped_back_gets_a_krl_built_for_its_time() {
+    let app = TestApp::spawn().await;
+    let dir = app.dir.path();
+    let (_, serial, cert) = issued(&app, "alice", "prod-db", Some("10m")).await;
+    revoke_serial(&app, "bob", &serial).await;
+    let expires = ssh_key::Certificate::from_openssh(cert.trim())
+        .unwrap()
+        .valid_before() as i64;
+    let at = |unix: i64| chrono::DateTime::from_timestamp(unix, 0).unwrap();
+    let listed = |krl: &[u8]| ssh_keygen_list_krl(dir, krl).contains(&format!("serial: {serial}"));
+
+    let before = app.service.krl_at(at(expires - 60)).unwrap();
+    assert!(listed(&before.bytes), "revoked and unexpired: listed");
+    // An hour later the certificate has expired and drops out; this KRL is cached.
+    let later = app.service.krl_at(at(expires + 3600)).unwrap();
+    assert!(!listed(&later.bytes), "expired: no longer listed");
+    assert_eq!(later.version, before.version, "no revocation in between");
+    // The clock steps back to before the expiry: the cached KRL would let the revoked
+    // certificate in again.
+    let stepped_back = app.service.krl_at(at(expires - 60)).unwrap();
+    assert!(
+        listed(&stepped_back.bytes),
+        "listed again at the earlier time"
+    );
+    // And over HTTP, at the real time, it is listed too.
+    let (_, _, now) = fetch_krl(&app, None).await;
+    assert!(listed(&now), "listed now");
+}
