@@ -223,20 +223,10 @@ impl Service {
                 "the CA key cannot be certified".into(),
             ));
         }
-        let registered = self
-            .config
-            .policy
-            .users
-            .get(actor)
-            .map(|u| u.ssh_keys.as_slice())
-            .unwrap_or_default();
-        if !registered.is_empty() && !registered.iter().any(|k| k.key_data() == key.key_data()) {
-            return Err(ServiceError::Invalid(format!(
-                "public key {} is not one of {actor}'s registered ssh_keys",
-                key.fingerprint()
-            )));
-        }
-        Ok(())
+        // Refused before anything is written, as bad input (`invalid_request`); checked
+        // again at signing, where a changed config ends the request `key_not_allowed`.
+        rules::key_must_be_requesters(&self.config.policy, actor, key)
+            .map_err(|r| ServiceError::Invalid(r.to_string()))
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -34,18 +34,21 @@ impl Service {
         if let Err(r) = rules::requester_must_be_listed(policy, role, &row.requester) {
             return end_refused(tx, now, actor, row, r);
         }
-        let rivals: Vec<_> = policy.conflicting_roles(&row.role).into_iter().collect();
-        let holdings = rq::holdings(tx, &row.requester, unix(now), Some(&row.id), &rivals)?;
-        if let Err(r) = rules::no_conflicting_holding(policy, &row.role, &row.requester, &holdings)
-        {
-            return end_refused(tx, now, actor, row, r);
-        }
         let subject = SubjectKey::parse(&row.public_key).map_err(|e| {
             ServiceError::Store(crate::store::StoreError::Corrupt(format!(
                 "stored public key of {}: {e}",
                 row.id
             )))
         })?;
+        if let Err(r) = rules::key_must_be_requesters(policy, &row.requester, &subject) {
+            return end_refused(tx, now, actor, row, r);
+        }
+        let rivals: Vec<_> = policy.conflicting_roles(&row.role).into_iter().collect();
+        let holdings = rq::holdings(tx, &row.requester, unix(now), Some(&row.id), &rivals)?;
+        if let Err(r) = rules::no_conflicting_holding(policy, &row.role, &row.requester, &holdings)
+        {
+            return end_refused(tx, now, actor, row, r);
+        }
         let principals = role
             .principals_for(&row.requester)
             .map_err(|e| ServiceError::Invalid(e.to_string()))?;

@@ -304,6 +304,66 @@ async fn ttl_above_the_roles_max_is_refused_not_clamped() {
     assert_eq!(app.count("SELECT count(*) FROM requests"), 1);
 }
 
+/// An approver must not get access they alone approved by having a colleague request it
+/// for the approver's key: a key another user registered is never certified for the
+/// requester, at creation (bad input: nothing written) and again at signing (after a
+/// config change, the request ends `key_not_allowed`).
+#[tokio::test]
+async fn a_key_registered_to_another_user_is_never_certified_for_the_requester() {
+    let bobs = new_key();
+    let with_bobs_key = POLICY.replace(
+        "[users.bob]\ngroups = [\"dba\"]",
+        &format!(
+            "[users.bob]\ngroups = [\"dba\"]\nssh_keys = [\"{}\"]",
+            public_line(&bobs)
+        ),
+    );
+    let app = TestApp::spawn_with(&with_bobs_key).await;
+    let events = app.count("SELECT count(*) FROM audit");
+    // frank registered no keys; bob's key is still not his to ask for.
+    let (status, body) = app
+        .create_with_key("frank", "prod-db", None, &public_line(&bobs))
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_request"),
+        "{body}"
+    );
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("registered to another user"), "{message}");
+    assert!(
+        !message.contains("bob"),
+        "the owner is not named: {message}"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM requests"), 0);
+    assert_eq!(app.count("SELECT count(*) FROM audit"), events);
+
+    // Made while nobody had registered the key, approved after bob registered it.
+    std::fs::write(app.config_path(), POLICY).unwrap();
+    let app = app.restart().await;
+    let (status, body) = app
+        .create_with_key("frank", "prod-db", None, &public_line(&bobs))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    std::fs::write(app.config_path(), &with_bobs_key).unwrap();
+    let app = app.restart().await;
+    let (status, body) = app.approve("bob", &id).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "key_not_allowed"),
+        "{body}"
+    );
+    let (_, body) = app.request("frank", &id).await;
+    assert_eq!(body["status"], "refused", "{body}");
+    assert_eq!(body["decision_code"], "key_not_allowed", "{body}");
+    assert_eq!(app.count("SELECT count(*) FROM certificates"), 0);
+    assert_eq!(
+        app.count("SELECT count(*) FROM audit WHERE action = 'request.refused'"),
+        1
+    );
+}
+
 #[tokio::test]
 async fn key_must_be_one_of_the_registered_keys_when_the_user_has_any() {
     let registered = new_key();
