@@ -46,8 +46,7 @@ pub fn run(url: &str, args: RequestArgs) -> anyhow::Result<ExitCode> {
         Some(p) => p.clone(),
         None => default_key()?,
     };
-    let public_key = std::fs::read_to_string(&key_path)
-        .with_context(|| format!("reading {}", key_path.display()))?;
+    let public_key = read_public_key(&key_path)?;
     let client = Client::from_env(url)?;
     let body = json!({ "role": args.role, "public_key": public_key.trim(), "reason": args.reason, "ttl": args.ttl });
     let mut r: RequestView = client.post("/v1/requests", &body)?;
@@ -115,6 +114,23 @@ pub fn cert_path(key: &Path) -> PathBuf {
         .unwrap_or_default();
     let stem = name.strip_suffix(".pub").unwrap_or(&name);
     key.with_file_name(format!("{stem}-cert.pub"))
+}
+
+/// The public key line in `path`, checked here as the server would: a private key, or
+/// anything else that is not one public key line, is refused before anything is sent.
+fn read_public_key(path: &Path) -> anyhow::Result<String> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    if text.contains("PRIVATE KEY") {
+        bail!(
+            "{} is a private key; pass its public half (e.g. {}.pub); nothing was sent",
+            path.display(),
+            path.display()
+        );
+    }
+    crate::pubkey::SubjectKey::parse(text.trim())
+        .map_err(|e| anyhow!("{}: {e}; nothing was sent", path.display()))?;
+    Ok(text.trim().to_owned())
 }
 
 fn default_key() -> anyhow::Result<PathBuf> {

@@ -338,6 +338,39 @@ async fn client_errors_are_one_line_with_the_code() {
     assert!(text(&out.stderr).contains("COUNTERSIGN_TOKEN"));
 }
 
+/// `request --key` given the private key by mistake refuses it before sending anything:
+/// pointed at a port nobody listens on, the answer is about the key, not the connection.
+#[tokio::test]
+async fn request_refuses_a_private_key_file_before_sending_anything() {
+    let app = TestApp::spawn().await;
+    let private = write_key(app.dir.path(), "id_ed25519", &new_key());
+    let nobody = format!("http://127.0.0.1:{}", free_port());
+    let attempt = |key: &Path| {
+        let mut c = client(&app, "alice");
+        c.env("COUNTERSIGN_URL", &nobody)
+            .args(["request", "prod-db", "--reason", "x", "--key"])
+            .arg(key);
+        c
+    };
+    let out = run(attempt(&private)).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(err.contains("is a private key"), "{err}");
+    assert!(err.contains("nothing was sent"), "{err}");
+    assert!(
+        !err.contains("BEGIN"),
+        "the key's text is not echoed: {err}"
+    );
+    // Not a key at all: the same, with the parser's reason.
+    let junk = app.dir.path().join("notes.txt");
+    std::fs::write(&junk, "hello\n").unwrap();
+    let err = text(&run(attempt(&junk)).await.stderr);
+    assert!(err.contains("nothing was sent"), "{err}");
+    // The public half gets as far as the (absent) server.
+    let err = text(&run(attempt(&private.with_extension("pub"))).await.stderr);
+    assert!(!err.contains("nothing was sent"), "{err}");
+}
+
 #[tokio::test]
 async fn serve_runs_until_sigterm() {
     countersign::tls::install_crypto_provider();
