@@ -7,6 +7,37 @@
 //! `check-config`, `token`, `audit verify`, `audit checkpoint`) run on the CA host
 //! against the config and its data directory.
 
+/// `print!` to stdout that returns the write's error instead of panicking: a full disk
+/// (`> /dev/full`) or a reader that went away (`| head`) becomes an error, not a crash.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*).map_err($crate::cli::stdout_error)
+    }};
+}
+
+/// `println!` as [`out!`] does `print!`.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*).map_err($crate::cli::stdout_error)
+    }};
+}
+
+/// A failed write to stdout, saying so (its kind kept: a closed pipe stays `BrokenPipe`).
+pub fn stdout_error(e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("writing to standard output: {e}"))
+}
+
+/// Whether `e` is a write to a reader that went away (`countersign ... | head`): then the
+/// command stops quietly, as if by SIGPIPE, instead of reporting an error.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 mod audit;
 mod checkpoint;
 mod client;

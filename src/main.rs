@@ -26,8 +26,15 @@ fn main() -> ExitCode {
         .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .init();
-    match countersign::cli::run(cli) {
+    // What is still buffered goes out now, so that a failed write is reported too.
+    let result = countersign::cli::run(cli).and_then(|code| {
+        std::io::Write::flush(&mut std::io::stdout()).map_err(countersign::cli::stdout_error)?;
+        Ok(code)
+    });
+    match result {
         Ok(code) => code,
+        // The reader went away (`| head`): stop quietly with the status a SIGPIPE gives.
+        Err(e) if countersign::cli::is_broken_pipe(&e) => ExitCode::from(141),
         Err(e) => {
             eprintln!("countersign: {e:#}");
             ExitCode::FAILURE

@@ -116,7 +116,7 @@ pub fn run(config: &Path, url: &str, args: AuditArgs) -> anyhow::Result<ExitCode
             "SEQ", "AT", "ACTOR", "ACTION", "REQUEST", "SERIAL", "DETAIL",
         ],
         &rows,
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

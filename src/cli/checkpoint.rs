@@ -48,7 +48,7 @@ pub fn checkpoint(config: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode>
                 path.display()
             );
         }
-        None => print!("{}{signature}", cp.statement()),
+        None => out!("{}{signature}", cp.statement())?,
     }
     eprintln!(
         "allowed_signers line: {SIGNER} namespaces=\"{NAMESPACE}\" {}",
@@ -63,7 +63,7 @@ pub fn verify(config: &Path, checkpoint_file: Option<&Path>) -> anyhow::Result<E
     let Some(file) = checkpoint_file else {
         return match audit::verify_store(&store) {
             Ok(v) => {
-                println!("audit log ok: {} events, head {}", v.events, v.head);
+                outln!("audit log ok: {} events, head {}", v.events, v.head)?;
                 Ok(ExitCode::SUCCESS)
             }
             Err(e @ AuditError::Broken { .. }) => {
@@ -83,10 +83,12 @@ pub fn verify(config: &Path, checkpoint_file: Option<&Path>) -> anyhow::Result<E
     });
     match result {
         Ok((cp, v)) => {
-            println!(
+            outln!(
                 "audit log ok: {} events, contains checkpoint event {} of {}",
-                v.events, cp.seq, cp.time
-            );
+                v.events,
+                cp.seq,
+                cp.time
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Err(

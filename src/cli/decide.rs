@@ -50,7 +50,7 @@ fn report(r: &RequestView, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         output::json(r)?;
     } else {
-        println!("{}", output::decision_summary(r));
+        outln!("{}", output::decision_summary(r))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -77,11 +77,11 @@ pub fn export(url: &str, args: ExportArgs) -> anyhow::Result<ExitCode> {
     match args.format {
         Format::Jsonl => {
             for e in &events {
-                println!("{}", serde_json::to_string(e)?);
+                outln!("{}", serde_json::to_string(e)?)?;
             }
         }
         Format::Csv => {
-            println!("seq,at,actor,action,request_id,serial,detail,prev_hash,hash");
+            outln!("seq,at,actor,action,request_id,serial,detail,prev_hash,hash")?;
             for e in &events {
                 let cells = [
                     e.seq.to_string(),
@@ -95,7 +95,7 @@ pub fn export(url: &str, args: ExportArgs) -> anyhow::Result<ExitCode> {
                     e.hash.clone(),
                 ];
                 let row: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
-                println!("{}", row.join(","));
+                outln!("{}", row.join(","))?;
             }
         }
     }
@@ -175,20 +175,20 @@ pub fn explain(url: &str, line: &str) -> anyhow::Result<ExitCode> {
                 parsed.serial
             )
         })?;
-    println!(
+    outln!(
         "certificate serial {} (key ID {})",
         parsed.serial,
         issued.detail["key_id"].as_str().unwrap_or("?")
-    );
+    )?;
     if let Some(id) = &parsed.key_id
         && issued.detail["key_id"].as_str() != Some(id.as_str())
     {
-        println!(
+        outln!(
             "WARNING: the log line names key ID {id:?}, which does not match the issued certificate"
-        );
+        )?;
     }
     for e in &events {
-        println!("{}", story_line(e));
+        outln!("{}", story_line(e))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -60,7 +60,7 @@ pub fn init(config: &Path, args: &InitArgs) -> anyhow::Result<ExitCode> {
         let key = host_key::load_or_create(&ssh.host_key_file)?;
         eprintln!("SSH host key fingerprint {}", host_key::fingerprint(&key));
     }
-    println!("{}", ca.public_key_line());
+    outln!("{}", ca.public_key_line())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -68,39 +68,39 @@ pub fn init(config: &Path, args: &InitArgs) -> anyhow::Result<ExitCode> {
 pub fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
     let p = &config.policy;
-    println!("config       {}", config.path.display());
-    println!("listen       {}", config.server.listen);
+    outln!("config       {}", config.path.display())?;
+    outln!("listen       {}", config.server.listen)?;
     match &config.server.tls {
-        Some(tls) => println!(
+        Some(tls) => outln!(
             "tls          {} ({})",
             tls.cert.display(),
             tls.key.display()
-        ),
-        None => println!("tls          off (plain HTTP)"),
+        )?,
+        None => outln!("tls          off (plain HTTP)")?,
     }
-    println!("data_dir     {}", config.server.data_dir.display());
+    outln!("data_dir     {}", config.server.data_dir.display())?;
     let where_ = if config.ca.agent {
         "in the SSH agent".to_owned()
     } else {
         config.ca.key_file.display().to_string()
     };
     match CertificateAuthority::open(&config.ca, false) {
-        Ok((ca, _)) => println!("ca key       {where_} ({})", ca.fingerprint()),
+        Ok((ca, _)) => outln!("ca key       {where_} ({})", ca.fingerprint())?,
         Err(e) if config.ca.agent || config.ca.key_file.exists() => {
-            println!("ca key       UNUSABLE: {e:#}")
+            outln!("ca key       UNUSABLE: {e:#}")?
         }
-        Err(_) => println!("ca key       {where_} (not created yet: run init or serve)"),
+        Err(_) => outln!("ca key       {where_} (not created yet: run init or serve)")?,
     }
-    println!("ssh          {}", ssh_summary(&config));
-    println!(
+    outln!("ssh          {}", ssh_summary(&config))?;
+    outln!(
         "pending_ttl  {}",
         humantime::format_duration(config.requests.pending_ttl)
-    );
-    println!(
+    )?;
+    outln!(
         "users        {} ({} admin)",
         p.users.len(),
         p.users.values().filter(|u| u.admin).count()
-    );
+    )?;
     for role in p.roles.values() {
         let steps: Vec<String> = role
             .steps
@@ -108,7 +108,7 @@ pub fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
             .map(|s| format!("{} of {}", s.approvals, describe_members(&s.approvers)))
             .collect();
         let principals: Vec<&str> = role.principals.iter().map(|t| t.0.as_str()).collect();
-        println!(
+        outln!(
             "role         {}: principals [{}], requesters {}, approvals {}, ttl {} (max {})",
             role.name,
             principals.join(", "),
@@ -116,16 +116,16 @@ pub fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
             steps.join(" then "),
             humantime::format_duration(role.default_ttl),
             humantime::format_duration(role.max_ttl)
-        );
+        )?;
     }
     for c in &p.conflicts {
         let roles: Vec<&str> = c.roles.iter().map(|r| r.as_str()).collect();
-        println!("conflict     {}: {}", roles.join(" <-> "), c.reason);
+        outln!("conflict     {}: {}", roles.join(" <-> "), c.reason)?;
     }
     for w in &config.warnings {
         eprintln!("warning: {w}");
     }
-    println!("ok");
+    outln!("ok")?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -4,8 +4,8 @@
 use crate::service::{RequestView, WhoAmI};
 
 /// Prints rows as left-aligned columns under a header.
-pub fn table(header: &[&str], rows: &[Vec<String>]) {
-    print!("{}", render_table(header, rows));
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
+    out!("{}", render_table(header, rows))
 }
 
 /// Rows as left-aligned columns under a header, one line each.
@@ -61,8 +61,8 @@ pub const REQUEST_HEADER: [&str; 7] = [
 ];
 
 /// The full story of one request for `show`.
-pub fn request_details(r: &RequestView) {
-    print!("{}", render_request_details(r));
+pub fn request_details(r: &RequestView) -> std::io::Result<()> {
+    out!("{}", render_request_details(r))
 }
 
 /// What `show` prints, one fact per line.
@@ -171,6 +171,6 @@ pub fn render_whoami(me: &WhoAmI) -> String {
 
 /// Prints JSON, pretty.
 pub fn json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    outln!("{}", serde_json::to_string_pretty(v)?)?;
     Ok(())
 }

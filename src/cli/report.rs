@@ -105,12 +105,12 @@ pub fn run(url: &str, args: ReportArgs) -> anyhow::Result<ExitCode> {
         output::json(&by_role)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    outln!(
         "access report since {}",
         since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-    );
+    )?;
     for (role, grants) in &by_role {
-        println!("\nrole {role}: {} certificate(s)", grants.len());
+        outln!("\nrole {role}: {} certificate(s)", grants.len())?;
         let rows: Vec<Vec<String>> = grants
             .iter()
             .map(|g| {
@@ -141,10 +141,10 @@ pub fn run(url: &str, args: ReportArgs) -> anyhow::Result<ExitCode> {
                 "REASON",
             ],
             &rows,
-        );
+        )?;
     }
     if by_role.is_empty() {
-        println!("no certificates were issued in this period");
+        outln!("no certificates were issued in this period")?;
     }
     Ok(ExitCode::SUCCESS)
 }

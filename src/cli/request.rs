@@ -54,7 +54,7 @@ pub fn run(url: &str, args: RequestArgs) -> anyhow::Result<ExitCode> {
         if args.json {
             output::json(&r)?;
         } else {
-            println!("{}", r.id);
+            outln!("{}", r.id)?;
             eprintln!(
                 "request {} for {} is pending; {} approval(s) needed",
                 r.id, r.role, r.approvals_needed
@@ -101,7 +101,7 @@ pub fn run(url: &str, args: RequestArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         output::json(&r)?;
     } else {
-        println!("{}", out.display());
+        outln!("{}", out.display())?;
     }
     Ok(ExitCode::SUCCESS)
 }

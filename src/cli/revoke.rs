@@ -78,7 +78,7 @@ pub fn revoke(url: &str, args: RevokeArgs) -> anyhow::Result<ExitCode> {
         eprintln!("no active certificate to revoke");
     }
     for serial in &revoked.revoked {
-        println!("revoked certificate serial {serial}");
+        outln!("revoked certificate serial {serial}")?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -93,10 +93,10 @@ pub fn done(url: &str, args: DoneArgs) -> anyhow::Result<ExitCode> {
         .as_ref()
         .map(|c| c.serial.clone())
         .unwrap_or_default();
-    println!(
+    outln!(
         "certificate serial {serial} of {} revoked; thanks for giving access back",
         r.id
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -61,7 +61,7 @@ pub fn whoami(url: &str, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         output::json(&me)?;
     } else {
-        print!("{}", output::render_whoami(&me));
+        out!("{}", output::render_whoami(&me))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -90,7 +90,7 @@ pub fn list(url: &str, args: ListArgs) -> anyhow::Result<ExitCode> {
         output::table(
             &output::REQUEST_HEADER,
             &output::request_rows(&list.requests),
-        );
+        )?;
     }
     if let Some(next) = list.next {
         let mut again = String::from("countersign list");
@@ -112,7 +112,7 @@ pub fn show(url: &str, args: ShowArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         output::json(&r)?;
     } else {
-        output::request_details(&r);
+        output::request_details(&r)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -126,7 +126,7 @@ pub fn cert(url: &str, args: CertArgs) -> anyhow::Result<ExitCode> {
             std::fs::write(&path, &cert).with_context(|| format!("writing {}", path.display()))?;
             eprintln!("certificate written to {}", path.display());
         }
-        None => print!("{cert}"),
+        None => out!("{cert}")?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -45,7 +45,7 @@ pub fn run(config: &Path, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
         TokenCommand::Create { user } => {
             let user = UserName::parse(&user)?;
             let secret = service::create_token(&store, &config.policy, &user, &operator())?;
-            println!("{secret}");
+            outln!("{secret}")?;
             eprintln!("token for {user} created; it is shown only this once");
         }
         TokenCommand::Revoke { user } => {

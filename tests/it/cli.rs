@@ -371,6 +371,55 @@ async fn request_refuses_a_private_key_file_before_sending_anything() {
     assert!(!err.contains("nothing was sent"), "{err}");
 }
 
+/// Output that cannot be written is an error message, not a panic: a full disk says so
+/// (exit 1), a reader that went away (`| head`) stops the command quietly (exit 141, as
+/// SIGPIPE would).
+#[tokio::test]
+async fn unwritable_stdout_is_a_one_line_error_and_a_closed_pipe_a_quiet_stop() {
+    let app = TestApp::spawn().await;
+    app.create_ok("alice", "prod-db").await;
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    let mut commands = vec![countersign(&app.config_path())];
+    commands[0].arg("check-config");
+    let mut list = client(&app, "bob");
+    list.arg("list");
+    commands.push(list);
+    let mut export = client(&app, "bob");
+    export.args(["audit", "export", "--since", "1d", "--format", "csv"]);
+    commands.push(export);
+    for mut cmd in commands {
+        let shown = format!("{cmd:?}");
+        let out = run({
+            cmd.stdout(full()).stderr(Stdio::piped());
+            cmd
+        })
+        .await;
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{shown}: {err}");
+        assert!(
+            err.starts_with("countersign: writing to standard output: No space left on device"),
+            "{shown}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{shown}: {err}");
+    }
+    let mut cmd = countersign(&app.config_path());
+    cmd.arg("check-config")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    drop(child.stdout.take());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(141), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "", "no message, no panic");
+}
+
 #[tokio::test]
 async fn serve_runs_until_sigterm() {
     countersign::tls::install_crypto_provider();
