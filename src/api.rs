@@ -74,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit", get(audit::audit_list))
         .route("/v1/audit/verify", get(audit::audit_verify))
         .fallback(misc::not_found)
+        .method_not_allowed_fallback(misc::method_not_allowed)
         .layer(Extension(auth_limiter));
     with_request_limits(routes, limits).with_state(state)
 }

@@ -1,7 +1,7 @@
 //! JSON bodies and query strings parsed with the API's own error format.
 //!
-//! Bodies must be `application/json`, at most [`super::MAX_BODY`] bytes, and may not carry
-//! unknown or duplicate fields (the body types use `deny_unknown_fields`).
+//! Bodies must be `application/json`, at most [`super::MAX_BODY`] bytes, a JSON object, and
+//! may not carry unknown or duplicate fields (the body types use `deny_unknown_fields`).
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -51,6 +51,14 @@ where
                 "unsupported_media_type",
                 "send the body as Content-Type: application/json",
             ));
+        }
+        // Bodies are objects with named fields; serde would also take the fields in order
+        // from an array (`["prod-db", "ssh-ed25519 ...", ...]`).
+        let first = bytes
+            .iter()
+            .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+        if first != Some(&b'{') {
+            return Err(ApiError::invalid("the request body must be a JSON object"));
         }
         serde_json::from_slice(&bytes)
             .map(Json)

@@ -25,6 +25,15 @@ pub async fn whoami_get(State(state): State<AppState>, Actor(actor): Actor) -> J
     Json(state.whoami(&actor))
 }
 
+/// A method the endpoint does not take (the `Allow` header lists those it does).
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method",
+    )
+}
+
 /// Any path that is not an endpoint.
 pub async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")

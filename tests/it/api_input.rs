@@ -154,6 +154,22 @@ async fn duplicate_keys_wrong_content_type_and_oversized_bodies_are_refused() {
         (StatusCode::BAD_REQUEST, "invalid_request")
     );
 
+    // The fields in order, as an array: serde would take it for the struct.
+    let array = format!(r#" ["prod-db","{key}","x",null]"#);
+    let (status, body) =
+        post_raw(&app, "/v1/requests", "application/json", array.into_bytes()).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_request"),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("JSON object")
+    );
+
     let big = format!(
         r#"{{"role":"prod-db","public_key":"{key}","reason":"{}"}}"#,
         "x".repeat(70 * 1024)
@@ -258,6 +274,37 @@ async fn odd_ids_and_query_strings_get_clear_errors() {
     }
     let (status, body) = app.get("alice", "/v1/nope").await;
     assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+    // A method the endpoint does not take: JSON like every error, and what it does take.
+    for (method, path, allowed) in [
+        (reqwest::Method::DELETE, "/v1/health", "GET,HEAD"),
+        (reqwest::Method::POST, "/v1/krl", "GET,HEAD"),
+        (reqwest::Method::PUT, "/v1/requests", "GET,HEAD,POST"),
+    ] {
+        let resp = app
+            .http
+            .request(method.clone(), format!("{}{path}", app.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        let allow = resp
+            .headers()
+            .get("allow")
+            .map(|v| v.to_str().unwrap().replace(' ', ""));
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(code(&body), "method_not_allowed", "{method} {path}: {body}");
+        let mut allow: Vec<String> = allow
+            .unwrap_or_default()
+            .split(',')
+            .map(str::to_owned)
+            .collect();
+        allow.sort();
+        assert_eq!(allow.join(","), allowed, "{method} {path}");
+    }
 }
 
 #[tokio::test]
