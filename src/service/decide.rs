@@ -132,6 +132,18 @@ pub(super) fn expire(
     Ok(true)
 }
 
+/// `not_an_approver` for someone other than the requester whom the request's role does
+/// not name as an approver: checked before the request's state, which such a caller must
+/// not learn (its status, whether it expired). A role gone from the config is left to the
+/// checks after, which end the request `policy_changed`.
+fn stranger(policy: &crate::policy::Policy, actor: &UserName, row: &RequestRow) -> Option<Refusal> {
+    let role = policy.roles.get(&row.role)?;
+    (actor != &row.requester && !policy.may_decide(actor, role)).then(|| Refusal::NotAnApprover {
+        user: actor.clone(),
+        role: row.role.clone(),
+    })
+}
+
 /// A pending, unexpired request, or the refusal that applies (`already_decided`,
 /// `expired`, the latter also ending the request).
 fn still_pending(
@@ -277,6 +289,10 @@ impl Service {
         let now = Utc::now();
         flatten(self.store.write(|tx| {
             let row = rq::get(tx, id)?.ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
+            // Who may not approve this role hears so before anything of the request's state.
+            if let Some(r) = stranger(policy, actor, &row) {
+                return refuse(tx, now, actor, "request.approve", Some(id), &row.role, r);
+            }
             if let Err(e) = still_pending(tx, now, actor, "request.approve", &row)? {
                 return Ok(Err(e));
             }
@@ -333,16 +349,17 @@ impl Service {
         let now = Utc::now();
         flatten(self.store.write(|tx| {
             let row = rq::get(tx, id)?.ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
-            if let Err(e) = still_pending(tx, now, actor, "request.deny", &row)? {
-                return Ok(Err(e));
-            }
             if actor == &row.requester {
                 return Ok(Err(ServiceError::Forbidden("you cannot deny your own request; cancel it instead".into())));
             }
+            // Who may not approve this role hears so before anything of the request's state.
             let may = policy.roles.get(&row.role).is_some_and(|role| policy.may_decide(actor, role));
             if !may {
                 let r = Refusal::NotAnApprover { user: actor.clone(), role: row.role.clone() };
                 return refuse(tx, now, actor, "request.deny", Some(id), &row.role, r);
+            }
+            if let Err(e) = still_pending(tx, now, actor, "request.deny", &row)? {
+                return Ok(Err(e));
             }
             decided(rq::decide(tx, id, Status::Denied, unix(now), actor.as_str(), Some("denied"), Some(reason.as_str()))?)?;
             audit::append(tx, now, &NewEvent {

@@ -83,6 +83,21 @@ async fn approver_outside_the_role_is_refused_not_an_approver() {
     );
     assert_eq!(app.request("alice", &id).await.1["status"], "pending");
     assert_refusal_audited(&app, "dave", "not_an_approver").await;
+    // Once it is decided, they still hear only that they may not approve it: nothing of
+    // its state (they cannot even read it: 404).
+    app.approve("bob", &id).await;
+    for (status, body) in [
+        app.approve("dave", &id).await,
+        app.deny("dave", &id, "drive-by").await,
+    ] {
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::FORBIDDEN, "not_an_approver"),
+            "{body}"
+        );
+        assert!(!body.to_string().contains("issued"), "{body}");
+    }
+    assert_eq!(app.request("dave", &id).await.0, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
