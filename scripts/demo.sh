@@ -73,8 +73,11 @@ COUNTERSIGN_TOKEN="$alice_token" "$cs" request prod-db --ttl 30m --key "$work/id
 request_pid=$!
 id=""
 for _ in $(seq 1 100); do
-  id="$(COUNTERSIGN_TOKEN="$bob_token" "$cs" list --status pending | awk 'NR==2 {print $1}')"
+  # Her own request's id, as the CLI says it on stderr (not "the newest pending one",
+  # which could be another left pending in config/data by an interrupted run).
+  id="$(awk '/^request r-/ {print $2; exit}' "$work/request.err")"
   [ -n "$id" ] && break
+  kill -0 "$request_pid" 2>/dev/null || { cat "$work/request.err"; exit 1; }
   sleep 0.1
 done
 echo "request $id is pending"
