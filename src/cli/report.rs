@@ -32,6 +32,7 @@ pub struct Grant {
     pub user: String,
     pub serial: String,
     pub request_id: String,
+    /// When it was issued (its `valid_after` is earlier by the configured backdate).
     pub from: String,
     /// `valid_before`, or the revocation time if it was ended early.
     pub until: String,
@@ -62,10 +63,12 @@ pub fn grants(events: &[Event]) -> BTreeMap<String, Vec<Grant>> {
         let d = &e.detail;
         let s = |k: &str| d[k].as_str().unwrap_or_default().to_owned();
         let serial = e.serial.clone().unwrap_or_default();
-        let from = s("valid_after");
+        // Held from the moment of issue (`valid_after` is backdated for clock skew; the
+        // certificate did not exist before), to expiry or revocation; whole seconds.
+        let from = to_seconds(&e.at);
         let (until, revocation) = match revoked.get(serial.as_str()) {
-            Some((at, why)) => ((*at).to_owned(), Some(why.clone())),
-            None => (s("valid_before"), None),
+            Some((at, why)) => (to_seconds(at), Some(why.clone())),
+            None => (to_seconds(&s("valid_before")), None),
         };
         let secs = |t: &str| {
             DateTime::parse_from_rfc3339(t)
@@ -94,6 +97,16 @@ pub fn grants(events: &[Event]) -> BTreeMap<String, Vec<Grant>> {
         });
     }
     by_role
+}
+
+/// An RFC 3339 time in whole seconds (`...T10:01:10Z`); text that is not one, unchanged.
+fn to_seconds(t: &str) -> String {
+    DateTime::parse_from_rfc3339(t)
+        .map(|t| {
+            t.with_timezone(&chrono::Utc)
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        })
+        .unwrap_or_else(|_| t.to_owned())
 }
 
 /// Runs `report`.

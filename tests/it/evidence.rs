@@ -228,6 +228,13 @@ async fn export_and_report_give_auditors_the_evidence() {
     assert_eq!(db["approved_by"], serde_json::json!(["bob"]));
     assert_eq!(db["reason"], "INC-4211: prod-db for alice");
     assert!(db["revoked"].as_str().unwrap().contains("laptop stolen"));
+    // Held from issue to revocation, moments apart: not from the backdated valid_after
+    // (a minute earlier). Both times in whole seconds.
+    assert!(db["seconds"].as_i64().unwrap() < 30, "{db}");
+    for t in [&db["from"], &db["until"]] {
+        let t = t.as_str().unwrap();
+        assert!(t.ends_with('Z') && !t.contains('.'), "{t}");
+    }
     assert_eq!(by_role["deploy"][0]["user"], "frank");
     assert_eq!(
         by_role["deploy"][0]["approved_by"],
