@@ -40,7 +40,10 @@ pub fn request_rows(requests: &[RequestView]) -> Vec<Vec<String>> {
                 r.id.clone(),
                 r.role.clone(),
                 r.requester.clone(),
-                r.status.clone(),
+                match r.certificate.as_ref().and_then(|c| c.revoked.as_ref()) {
+                    Some(_) => format!("{} (revoked)", r.status),
+                    None => r.status.clone(),
+                },
                 format!("{}/{}", r.approvals.len(), r.approvals_required),
                 r.created_at.clone(),
                 r.reason.clone(),
@@ -116,6 +119,9 @@ pub fn render_request_details(r: &RequestView) -> String {
             "valid        {} to {}",
             c.valid_after, c.valid_before
         ));
+        if let Some(v) = &c.revoked {
+            lines.push(format!("revoked      {} by {}: {}", v.at, v.by, v.reason));
+        }
     }
     lines.join("\n") + "\n"
 }

@@ -293,6 +293,14 @@ async fn revoke_and_done_from_the_command_line() {
     );
     let (_, body) = app.request("frank", &id3).await;
     assert_eq!(body["certificate"]["revoked"]["reason"], "left the company");
+    // The human views say so too.
+    let shown = stdout(&run(&app, Some("frank"), &["show", &id3]).await);
+    assert!(
+        shown.contains("revoked      ") && shown.contains("by bob: left the company"),
+        "{shown}"
+    );
+    let listed = stdout(&run(&app, Some("frank"), &["list"]).await);
+    assert!(listed.contains("issued (revoked)"), "{listed}");
 
     let out = run(
         &app,
