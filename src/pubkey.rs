@@ -2,9 +2,12 @@
 //!
 //! Accepted: one `ssh-ed25519`, `ecdsa-sha2-nistp256/384/521` or `ssh-rsa` (>= 3072 bits)
 //! public key line. Refused with a reason: certificates, DSA, short RSA, security-key
-//! types, `authorized_keys` option prefixes, several keys, control characters.
+//! types, `authorized_keys` option prefixes, several keys, control characters, and key
+//! material that is no real key in the encoding OpenSSH writes (an ECDSA point off its
+//! curve or compressed, a small-order or non-canonical Ed25519 point, an RSA exponent
+//! below 3 or even, an even modulus).
 
-use ssh_key::{Algorithm, EcdsaCurve, HashAlg, PublicKey, public::KeyData};
+use ssh_key::{HashAlg, PublicKey, public::KeyData};
 
 /// Smallest RSA modulus accepted, in bits (NIST SP 800-57 for use past 2030).
 pub const MIN_RSA_BITS: u32 = 3072;
@@ -80,27 +83,77 @@ impl SubjectKey {
     }
 }
 
+/// The key's type is one we certify, and its material is a real key of that type in the
+/// one encoding OpenSSH writes: so that equal keys have equal bytes (a key registered to
+/// one user cannot come back re-encoded for another), and no certificate goes to a key
+/// whose signatures anyone could forge (a small-order Ed25519 point, an RSA exponent of 1).
 fn check_algorithm(key: &KeyData) -> Result<(), KeyError> {
-    match key.algorithm() {
-        Algorithm::Ed25519 => Ok(()),
-        Algorithm::Ecdsa {
-            curve: EcdsaCurve::NistP256 | EcdsaCurve::NistP384 | EcdsaCurve::NistP521,
-        } => Ok(()),
-        Algorithm::Rsa { .. } => {
-            let bits = key.rsa().map(|k| k.key_size()).unwrap_or(0);
-            if bits >= MIN_RSA_BITS {
-                Ok(())
-            } else {
-                Err(KeyError(format!(
-                    "RSA key of {bits} bits is too short: at least {MIN_RSA_BITS} bits"
-                )))
-            }
-        }
+    match key {
+        KeyData::Ed25519(k) => check_ed25519(&k.0),
+        KeyData::Ecdsa(k) => check_ecdsa(k),
+        KeyData::Rsa(k) => check_rsa(k),
         other => Err(KeyError(format!(
             "key type {} is not accepted: use ssh-ed25519, ecdsa-sha2-nistp256/384/521 or ssh-rsa (>= {MIN_RSA_BITS} bits)",
-            other.as_str()
+            other.algorithm().as_str()
         ))),
     }
+}
+
+fn check_ed25519(bytes: &[u8; 32]) -> Result<(), KeyError> {
+    let bad = |why: &str| Err(KeyError(format!("not a usable Ed25519 public key: {why}")));
+    match ed25519_dalek::VerifyingKey::from_bytes(bytes) {
+        Err(_) => bad("not a point of the curve"),
+        Ok(k) if k.is_weak() => bad("a small-order point, whose signatures anyone can forge"),
+        Ok(k) if k.as_bytes() != bytes => bad("not in canonical encoding"),
+        Ok(_) => Ok(()),
+    }
+}
+
+fn check_ecdsa(key: &ssh_key::public::EcdsaPublicKey) -> Result<(), KeyError> {
+    use ssh_key::public::EcdsaPublicKey as K;
+    let curve = key.curve();
+    let bad = |why: &str| Err(KeyError(format!("not a usable {curve} public key: {why}")));
+    // OpenSSH writes (and reads) the uncompressed point only: 0x04, then x and y.
+    if key.as_sec1_bytes().first() != Some(&0x04) {
+        return bad("the point must be uncompressed (as OpenSSH writes it)");
+    }
+    let on_curve = match key {
+        K::NistP256(_) => p256::ecdsa::VerifyingKey::try_from(key).is_ok(),
+        K::NistP384(_) => p384::ecdsa::VerifyingKey::try_from(key).is_ok(),
+        K::NistP521(_) => p521::ecdsa::VerifyingKey::try_from(key).is_ok(),
+    };
+    if on_curve {
+        Ok(())
+    } else {
+        bad("not a point of the curve")
+    }
+}
+
+fn check_rsa(key: &ssh_key::public::RsaPublicKey) -> Result<(), KeyError> {
+    let bad = |why: String| Err(KeyError(format!("not a usable RSA public key: {why}")));
+    let (Some(e), Some(n)) = (key.e().as_positive_bytes(), key.n().as_positive_bytes()) else {
+        return bad("exponent and modulus must be positive".into());
+    };
+    // The modulus's length in bits, from its first non-zero byte.
+    let bits = n
+        .iter()
+        .position(|b| *b != 0)
+        .map(|i| (n.len() - i) * 8 - n[i].leading_zeros() as usize)
+        .unwrap_or(0);
+    if bits < MIN_RSA_BITS as usize {
+        return Err(KeyError(format!(
+            "RSA key of {bits} bits is too short: at least {MIN_RSA_BITS} bits"
+        )));
+    }
+    if n.last().is_none_or(|b| b % 2 == 0) {
+        return bad("the modulus is even".into());
+    }
+    // e = 1 makes every signature trivial to forge; an even e is no RSA key.
+    let small = e.len() <= 8 && e.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)) < 3;
+    if small || e.last().is_none_or(|b| b % 2 == 0) {
+        return bad("the exponent must be odd and at least 3".into());
+    }
+    Ok(())
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -146,5 +199,96 @@ pub(crate) mod tests {
     fn refuses_dsa() {
         let dsa = DSA_KEY;
         assert!(SubjectKey::parse(dsa).unwrap_err().0.contains("ssh-dss"));
+    }
+
+    fn refused(key: KeyData) -> String {
+        let line = PublicKey::new(key.clone(), "").to_openssh().unwrap();
+        let by_line = SubjectKey::parse(&line).unwrap_err().0;
+        assert_eq!(SubjectKey::from_key_data(key).unwrap_err().0, by_line);
+        by_line
+    }
+
+    #[test]
+    fn refuses_ecdsa_points_compressed_or_off_the_curve() {
+        use ssh_key::public::EcdsaPublicKey;
+        for alg in [
+            ssh_key::EcdsaCurve::NistP256,
+            ssh_key::EcdsaCurve::NistP384,
+            ssh_key::EcdsaCurve::NistP521,
+        ] {
+            let private = ssh_key::PrivateKey::random(
+                &mut rand::rng(),
+                ssh_key::Algorithm::Ecdsa { curve: alg },
+            )
+            .unwrap();
+            let good = private.public_key().key_data().clone();
+            SubjectKey::from_key_data(good.clone()).unwrap();
+            let point = good.ecdsa().unwrap().as_sec1_bytes().to_vec();
+            let size = (point.len() - 1) / 2;
+            // The same point compressed: x, and y's parity in the tag.
+            let mut compressed = vec![2 + (point[point.len() - 1] & 1)];
+            compressed.extend_from_slice(&point[1..=size]);
+            let key = KeyData::Ecdsa(EcdsaPublicKey::from_sec1_bytes(&compressed).unwrap());
+            assert!(refused(key).contains("uncompressed"), "{alg}");
+            // x = y = 0 is no point of the curve.
+            let mut zeros = vec![4];
+            zeros.resize(point.len(), 0);
+            let key = KeyData::Ecdsa(EcdsaPublicKey::from_sec1_bytes(&zeros).unwrap());
+            assert!(refused(key).contains("not a point of the curve"), "{alg}");
+        }
+    }
+
+    #[test]
+    fn refuses_small_order_and_non_canonical_ed25519_points() {
+        use ssh_key::public::Ed25519PublicKey;
+        // The identity (y = 1): any signature verifies against it.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let why = refused(KeyData::Ed25519(Ed25519PublicKey(identity)));
+        assert!(why.contains("small-order"), "{why}");
+        // y = p + 2 (2^255 - 17), written unreduced: the point y = 2, encoded wrongly.
+        let mut unreduced = [0xff; 32];
+        unreduced[0] = 0xef;
+        unreduced[31] = 0x7f;
+        refused(KeyData::Ed25519(Ed25519PublicKey(unreduced)));
+    }
+
+    #[test]
+    fn refuses_rsa_keys_with_a_weak_exponent_or_an_even_modulus() {
+        use ssh_key::Mpint;
+        use ssh_key::public::RsaPublicKey;
+        let rsa = |e: &[u8], last: u8| {
+            let mut n = vec![0xc5; 384];
+            n[383] = last;
+            KeyData::Rsa(
+                RsaPublicKey::new(
+                    Mpint::from_positive_bytes(e),
+                    Mpint::from_positive_bytes(&n),
+                )
+                .unwrap(),
+            )
+        };
+        SubjectKey::from_key_data(rsa(&[1, 0, 1], 0xc5)).unwrap();
+        SubjectKey::from_key_data(rsa(&[3], 0xc5)).unwrap();
+        for (e, last) in [
+            (&[1][..], 0xc5),
+            (&[2][..], 0xc5),
+            (&[1, 0, 0][..], 0xc5),
+            (&[1, 0, 1][..], 0xc4),
+        ] {
+            let why = refused(rsa(e, last));
+            assert!(why.contains("not a usable RSA public key"), "{e:?}: {why}");
+        }
+        // Bits counted from the first set bit: 384 bytes starting 0x01 are 3,065 bits.
+        let mut n = vec![0xc5; 384];
+        n[0] = 1;
+        let short = KeyData::Rsa(
+            RsaPublicKey::new(
+                Mpint::from_positive_bytes(&[1, 0, 1]),
+                Mpint::from_positive_bytes(&n),
+            )
+            .unwrap(),
+        );
+        assert!(refused(short).contains("3065 bits is too short"));
     }
 }

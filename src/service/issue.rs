@@ -34,12 +34,18 @@ impl Service {
         if let Err(r) = rules::requester_must_be_listed(policy, role, &row.requester) {
             return end_refused(tx, now, actor, row, r);
         }
-        let subject = SubjectKey::parse(&row.public_key).map_err(|e| {
-            ServiceError::Store(crate::store::StoreError::Corrupt(format!(
-                "stored public key of {}: {e}",
-                row.id
-            )))
-        })?;
+        // Parsed (and so vetted) again: a key an older version accepted, that this one
+        // refuses, ends the request instead of being signed.
+        let subject = match SubjectKey::parse(&row.public_key) {
+            Ok(key) => key,
+            Err(e) => {
+                let r = rules::Refusal::KeyNotAllowed {
+                    fingerprint: row.key_fingerprint.clone(),
+                    why: format!("is no longer accepted: {e}"),
+                };
+                return end_refused(tx, now, actor, row, r);
+            }
+        };
         if let Err(r) = rules::key_must_be_requesters(policy, &row.requester, &subject) {
             return end_refused(tx, now, actor, row, r);
         }

@@ -379,6 +379,42 @@ async fn a_key_registered_to_another_user_is_never_certified_for_the_requester()
     );
 }
 
+/// A pending request whose key this version refuses (an older one accepted it: here an
+/// ECDSA "point" of zeros, not on the curve) ends `key_not_allowed` when approved, instead
+/// of being signed.
+#[tokio::test]
+async fn a_stored_key_that_is_no_longer_accepted_ends_the_request_at_signing() {
+    let app = TestApp::spawn().await;
+    let id = app.create_ok("alice", "prod-db").await;
+    let mut zeros = vec![4u8];
+    zeros.resize(65, 0);
+    let point = ssh_key::public::EcdsaPublicKey::from_sec1_bytes(&zeros).unwrap();
+    let line = ssh_key::PublicKey::new(ssh_key::public::KeyData::Ecdsa(point), "")
+        .to_openssh()
+        .unwrap();
+    let (status, body) = app.create_with_key("frank", "prod-db", None, &line).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_request"),
+        "{body}"
+    );
+    let conn = rusqlite::Connection::open(app.db_path()).unwrap();
+    conn.execute(
+        "UPDATE requests SET public_key = ?1 WHERE id = ?2",
+        rusqlite::params![line, id],
+    )
+    .unwrap();
+    drop(conn);
+    let (status, body) = app.approve("bob", &id).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "key_not_allowed"),
+        "{body}"
+    );
+    assert_eq!(app.request("alice", &id).await.1["status"], "refused");
+    assert_eq!(app.count("SELECT count(*) FROM certificates"), 0);
+}
+
 #[tokio::test]
 async fn key_must_be_one_of_the_registered_keys_when_the_user_has_any() {
     let registered = new_key();
