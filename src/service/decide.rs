@@ -132,18 +132,6 @@ pub(super) fn expire(
     Ok(true)
 }
 
-/// `not_an_approver` for someone other than the requester whom the request's role does
-/// not name as an approver: checked before the request's state, which such a caller must
-/// not learn (its status, whether it expired). A role gone from the config is left to the
-/// checks after, which end the request `policy_changed`.
-fn stranger(policy: &crate::policy::Policy, actor: &UserName, row: &RequestRow) -> Option<Refusal> {
-    let role = policy.roles.get(&row.role)?;
-    (actor != &row.requester && !policy.may_decide(actor, role)).then(|| Refusal::NotAnApprover {
-        user: actor.clone(),
-        role: row.role.clone(),
-    })
-}
-
 /// A pending, unexpired request, or the refusal that applies (`already_decided`,
 /// `expired`, the latter also ending the request).
 fn still_pending(
@@ -288,11 +276,9 @@ impl Service {
         let policy = &self.config.policy;
         let now = Utc::now();
         flatten(self.store.write(|tx| {
-            let row = rq::get(tx, id)?.ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
-            // Who may not approve this role hears so before anything of the request's state.
-            if let Some(r) = stranger(policy, actor, &row) {
-                return refuse(tx, now, actor, "request.approve", Some(id), &row.role, r);
-            }
+            // Who may not even read the request hears only that there is none (as GET), and
+            // leaves no trace: nothing of its state, nothing to fill the audit log with.
+            let row = self.visible(tx, actor, id)?;
             if let Err(e) = still_pending(tx, now, actor, "request.approve", &row)? {
                 return Ok(Err(e));
             }
@@ -348,11 +334,10 @@ impl Service {
         let policy = &self.config.policy;
         let now = Utc::now();
         flatten(self.store.write(|tx| {
-            let row = rq::get(tx, id)?.ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
+            let row = self.visible(tx, actor, id)?;
             if actor == &row.requester {
                 return Ok(Err(ServiceError::Forbidden("you cannot deny your own request; cancel it instead".into())));
             }
-            // Who may not approve this role hears so before anything of the request's state.
             let may = policy.roles.get(&row.role).is_some_and(|role| policy.may_decide(actor, role));
             if !may {
                 let r = Refusal::NotAnApprover { user: actor.clone(), role: row.role.clone() };

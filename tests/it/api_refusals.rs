@@ -66,38 +66,47 @@ async fn admin_who_is_an_approver_still_cannot_approve_own_request() {
 #[tokio::test]
 async fn approver_outside_the_role_is_refused_not_an_approver() {
     let app = TestApp::spawn().await;
+    let events = || app.count("SELECT count(*) FROM audit");
+    // Who may not even read the request (not its requester, approver or an admin) hears
+    // there is none, as GET says, before and after it is decided, and leaves no trace.
     let id = app.create_ok("alice", "prod-db").await;
-    for user in ["dave", "frank", "mallory"] {
-        let (status, body) = app.approve(user, &id).await;
-        assert_eq!(
-            (status, code(&body)),
-            (StatusCode::FORBIDDEN, "not_an_approver"),
-            "{user}: {body}"
-        );
+    let mut before = events();
+    for round in ["pending", "decided"] {
+        for user in ["dave", "frank", "mallory"] {
+            for (status, body) in [
+                app.approve(user, &id).await,
+                app.deny(user, &id, "drive-by").await,
+            ] {
+                assert_eq!(
+                    (status, code(&body)),
+                    (StatusCode::NOT_FOUND, "not_found"),
+                    "{round}, {user}: {body}"
+                );
+            }
+            assert_eq!(app.request(user, &id).await.0, StatusCode::NOT_FOUND);
+        }
+        assert_eq!(events(), before, "{round}: nothing recorded");
+        if round == "pending" {
+            assert_eq!(app.request("alice", &id).await.1["status"], "pending");
+            app.approve("bob", &id).await;
+            assert_eq!(app.request("alice", &id).await.1["status"], "issued");
+            before = events();
+        }
     }
-    let (status, body) = app.deny("dave", &id, "drive-by").await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::FORBIDDEN, "not_an_approver"),
-        "{body}"
-    );
-    assert_eq!(app.request("alice", &id).await.1["status"], "pending");
-    assert_refusal_audited(&app, "dave", "not_an_approver").await;
-    // Once it is decided, they still hear only that they may not approve it: nothing of
-    // its state (they cannot even read it: 404).
-    app.approve("bob", &id).await;
+    // An admin may read every request, but approves only where the role names them.
+    let deploy = app.create_ok("frank", "deploy").await;
     for (status, body) in [
-        app.approve("dave", &id).await,
-        app.deny("dave", &id, "drive-by").await,
+        app.approve("bob", &deploy).await,
+        app.deny("bob", &deploy, "not mine to judge").await,
     ] {
         assert_eq!(
             (status, code(&body)),
             (StatusCode::FORBIDDEN, "not_an_approver"),
             "{body}"
         );
-        assert!(!body.to_string().contains("issued"), "{body}");
     }
-    assert_eq!(app.request("dave", &id).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(app.request("frank", &deploy).await.1["status"], "pending");
+    assert_refusal_audited(&app, "bob", "not_an_approver").await;
 }
 
 #[tokio::test]
@@ -244,6 +253,36 @@ async fn role_changed_after_the_request_refuses_it_policy_changed() {
         (StatusCode::CONFLICT, "already_decided")
     );
     assert_eq!(app.count("SELECT count(*) FROM certificates"), 0);
+}
+
+/// A role removed from the config: its requests can be ended only by someone who may
+/// still see them (the requester, an admin), not by any token holder.
+#[tokio::test]
+async fn a_removed_roles_requests_are_not_strangers_business() {
+    let app = TestApp::spawn().await;
+    let id = app.create_ok("alice", "two-person").await;
+    let start = POLICY.find("[roles.two-person]").unwrap();
+    let end = POLICY.find("[roles.deploy]").unwrap();
+    std::fs::write(
+        app.config_path(),
+        format!("{}{}", &POLICY[..start], &POLICY[end..]),
+    )
+    .unwrap();
+    let app = app.restart().await;
+    let (status, body) = app.approve("erin", &id).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::NOT_FOUND, "not_found"),
+        "{body}"
+    );
+    assert_eq!(app.request("alice", &id).await.1["status"], "pending");
+    let (status, body) = app.approve("bob", &id).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "policy_changed"),
+        "{body}"
+    );
+    assert_eq!(app.request("alice", &id).await.1["status"], "refused");
 }
 
 #[tokio::test]
