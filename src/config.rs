@@ -80,6 +80,9 @@ pub struct CaSettings {
 pub struct RequestSettings {
     /// A pending request expires after this.
     pub pending_ttl: Duration,
+    /// How long a revoked certificate still counts as held for role conflicts: servers
+    /// refuse it only once their next KRL fetch lists it.
+    pub revocation_grace: Duration,
 }
 
 /// A loaded, validated configuration.
@@ -135,6 +138,12 @@ impl Config {
                 "requests.pending_ttl",
                 raw.requests.pending_ttl.as_deref(),
                 "1h",
+            )?,
+            revocation_grace: b.duration_or_zero(
+                "requests.revocation_grace",
+                raw.requests.revocation_grace.as_deref(),
+                "2m",
+                Duration::from_secs(24 * 3600),
             )?,
         };
         let ssh = match raw.ssh {
@@ -193,6 +202,26 @@ impl Builder<'_> {
         default: &str,
     ) -> Result<Duration, ConfigError> {
         parse_duration(value.unwrap_or(default), "duration").map_err(|e| self.err(key, e))
+    }
+
+    /// A duration that may also be zero (`"0s"`), at most `max`.
+    fn duration_or_zero(
+        &self,
+        key: &str,
+        value: Option<&str>,
+        default: &str,
+        max: Duration,
+    ) -> Result<Duration, ConfigError> {
+        let d = match value {
+            Some(zero) if humantime::parse_duration(zero.trim()).is_ok_and(|d| d.is_zero()) => {
+                Duration::ZERO
+            }
+            other => self.duration(key, other, default)?,
+        };
+        if d > max {
+            return Err(self.err(key, format!("at most {}", humantime::format_duration(max))));
+        }
+        Ok(d)
     }
 
     fn users(

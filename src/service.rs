@@ -258,6 +258,16 @@ impl Service {
         }
     }
 
+    /// How long certificates count as held after their end by the CA's clock: the
+    /// backdate after expiry (servers' clocks may lag by that much), the configured
+    /// `revocation_grace` after a revocation (until servers have fetched the KRL).
+    fn held(&self) -> rq::Held {
+        rq::Held {
+            after_expiry: self.config.ca.backdate.as_secs() as i64,
+            after_revocation: self.config.requests.revocation_grace.as_secs() as i64,
+        }
+    }
+
     /// The request `id` if `actor` may see it; otherwise not found, so ids of other
     /// people's requests are not confirmed to exist.
     fn visible(

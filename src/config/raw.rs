@@ -61,6 +61,7 @@ pub(super) struct RawCa {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRequests {
     pub pending_ttl: Option<String>,
+    pub revocation_grace: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

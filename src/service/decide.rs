@@ -191,7 +191,7 @@ impl Service {
                 return refuse(tx, now, actor, "request.create", None, &role.name, r);
             }
             let rivals: Vec<_> = policy.conflicting_roles(&role.name).into_iter().collect();
-            let holdings = rq::holdings(tx, actor, unix(now), None, &rivals)?;
+            let holdings = rq::holdings(tx, actor, unix(now), self.held(), None, &rivals)?;
             if let Err(r) = rules::no_conflicting_holding(policy, &role.name, actor, &holdings) {
                 return refuse(tx, now, actor, "request.create", None, &role.name, r);
             }

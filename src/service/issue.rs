@@ -50,7 +50,14 @@ impl Service {
             return end_refused(tx, now, actor, row, r);
         }
         let rivals: Vec<_> = policy.conflicting_roles(&row.role).into_iter().collect();
-        let holdings = rq::holdings(tx, &row.requester, unix(now), Some(&row.id), &rivals)?;
+        let holdings = rq::holdings(
+            tx,
+            &row.requester,
+            unix(now),
+            self.held(),
+            Some(&row.id),
+            &rivals,
+        )?;
         if let Err(r) = rules::no_conflicting_holding(policy, &row.role, &row.requester, &holdings)
         {
             return end_refused(tx, now, actor, row, r);

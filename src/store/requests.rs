@@ -326,8 +326,29 @@ pub fn decide(
     Ok(n == 1)
 }
 
-/// Which of `roles` `user` holds or has asked for: active certificates (unexpired,
-/// unrevoked) and pending requests, the request `except` left out.
+/// How long certificates still count as held, for role conflicts, after they stop being
+/// valid by the CA's clock (seconds).
+#[derive(Debug, Clone, Copy)]
+pub struct Held {
+    /// After `valid_before`: a server whose clock is behind by up to this (the backdate
+    /// allowed for) still accepts the certificate.
+    pub after_expiry: i64,
+    /// After a revocation: a server refuses the certificate only once its next KRL fetch
+    /// lists it. (It stops counting at expiry, as above, if that comes first.)
+    pub after_revocation: i64,
+}
+
+/// Whether user ?1 holds role ?2 or has asked for it (see [`holdings`]): three index
+/// probes, the recently revoked certificates from the small index of revoked ones.
+const HOLDS: &str = "SELECT EXISTS (SELECT 1 FROM certificates WHERE requester = ?1 AND role = ?2 \
+         AND valid_before > ?5 AND revoked_at IS NULL) \
+     OR EXISTS (SELECT 1 FROM certificates WHERE revoked_at > ?6 AND requester = ?1 \
+         AND role = ?2 AND valid_before > ?5) \
+     OR EXISTS (SELECT 1 FROM requests INDEXED BY requests_pending WHERE requester = ?1 \
+         AND status = 'pending' AND role = ?2 AND expires_at > ?3 AND id IS NOT ?4)";
+
+/// Which of `roles` `user` holds or has asked for: certificates still held (see [`Held`])
+/// and pending requests, the request `except` left out.
 ///
 /// The SoD check needs only the roles that conflict with the one asked for, so this
 /// asks about those alone: a few index probes, however many certificates the user holds.
@@ -335,31 +356,29 @@ pub fn holdings(
     tx: &Connection,
     user: &UserName,
     now: i64,
+    held: Held,
     except: Option<&RequestId>,
     roles: &[&RoleName],
 ) -> Result<Vec<RoleName>, StoreError> {
-    let mut stmt = tx.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM certificates WHERE requester = ?1 AND role = ?2 \
-             AND valid_before > ?3 AND revoked_at IS NULL) \
-         OR EXISTS (SELECT 1 FROM requests INDEXED BY requests_pending WHERE requester = ?1 AND status = 'pending' \
-             AND role = ?2 AND expires_at > ?3 AND id IS NOT ?4)",
-    )?;
-    let mut held = Vec::new();
+    let mut stmt = tx.prepare_cached(HOLDS)?;
+    let mut found = Vec::new();
     for role in roles {
         let holds: bool = stmt.query_row(
             params![
                 user.as_str(),
                 role.as_str(),
                 now,
-                except.map(RequestId::as_str)
+                except.map(RequestId::as_str),
+                now.saturating_sub(held.after_expiry),
+                now.saturating_sub(held.after_revocation),
             ],
             |r| r.get(0),
         )?;
         if holds {
-            held.push((*role).clone());
+            found.push((*role).clone());
         }
     }
-    Ok(held)
+    Ok(found)
 }
 
 /// Records one approval.
@@ -444,6 +463,18 @@ mod tests {
             );
             assert!(!plan.contains("TEMP B-TREE"), "{sql}\n{plan}");
         }
+        let holds = plan(HOLDS);
+        for index in [
+            "certificates_held (requester=? AND role=? AND valid_before>?)",
+            "certificates_revoked (revoked_at>?)",
+            "requests_pending (requester=? AND role=?)",
+        ] {
+            assert!(holds.contains(index), "{index}\n{holds}");
+        }
+        assert!(
+            !holds.contains("SCAN certificates") && !holds.contains("SCAN requests"),
+            "{holds}"
+        );
         // Pending ones come from the partial index of pending requests (small: sorting
         // it is cheap), never from a walk of the source's whole history.
         for by in ["requester", "role"] {

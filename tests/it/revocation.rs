@@ -206,7 +206,7 @@ async fn offboarding_revokes_every_active_certificate_of_the_user_and_nothing_el
 }
 
 #[tokio::test]
-async fn requester_ends_own_certificate_and_the_conflict_goes_with_it() {
+async fn requester_ends_own_certificate_and_the_conflict_goes_after_the_revocation_grace() {
     let app = TestApp::spawn().await;
     let (id, serial, _) = issued(&app, "alice", "deploy", None).await;
     let (status, body) = app.create("alice", "deploy-audit", None).await;
@@ -245,11 +245,28 @@ async fn requester_ends_own_certificate_and_the_conflict_goes_with_it() {
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["certificate"]["revoked"]["by"], "alice");
     assert_eq!(body["certificate"]["serial"], serial.as_str());
+    // Servers accept it until their next KRL fetch: it still counts as held for the
+    // revocation grace (2m by default).
+    let (status, body) = app.create("alice", "deploy-audit", None).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "sod_conflict"),
+        "{body}"
+    );
+    std::fs::write(
+        app.config_path(),
+        POLICY.replace(
+            "pending_ttl = \"1h\"",
+            "pending_ttl = \"1h\"\nrevocation_grace = \"0s\"",
+        ),
+    )
+    .unwrap();
+    let app = app.restart().await;
     let (status, body) = app.create("alice", "deploy-audit", None).await;
     assert_eq!(
         status,
         StatusCode::CREATED,
-        "a revoked certificate is no longer held: {body}"
+        "without a grace, a revoked certificate is no longer held: {body}"
     );
     let pending = body["id"].as_str().unwrap();
     let (status, body) = app
@@ -355,4 +372,33 @@ async fn a_clock_stepped_back_gets_a_krl_built_for_its_time() {
     // And over HTTP, at the real time, it is listed too.
     let (_, _, now) = fetch_krl(&app, None).await;
     assert!(listed(&now), "listed now");
+}
+
+/// A certificate counts as held until its expiry plus the backdate: a server whose clock
+/// is behind by that much (what the backdate allows for) still accepts it, so a
+/// conflicting certificate issued just after the expiry would overlap it there.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_certificate_counts_as_held_for_the_backdate() {
+    let app = TestApp::spawn().await;
+    let (_, _, cert) = issued(&app, "alice", "deploy", Some("5s")).await;
+    let expires = ssh_key::Certificate::from_openssh(cert.trim())
+        .unwrap()
+        .valid_before();
+    while (chrono::Utc::now().timestamp() as u64) < expires + 1 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (status, body) = app.create("alice", "deploy-audit", None).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "sod_conflict"),
+        "expired by the CA's clock, but within the 1m backdate: {body}"
+    );
+    std::fs::write(
+        app.config_path(),
+        format!("{POLICY}\n[ca]\nbackdate = \"0s\"\n"),
+    )
+    .unwrap();
+    let app = app.restart().await;
+    let (status, body) = app.create("alice", "deploy-audit", None).await;
+    assert_eq!(status, StatusCode::CREATED, "no backdate, no overlap: {body}");
 }
