@@ -175,7 +175,12 @@ impl Service {
                 "limit must be between 1 and {LIST_LIMIT}"
             )));
         }
-        self.expire_overdue()?;
+        // Best effort: a list is a read, and must work while writes cannot (disk full,
+        // another process holding the write lock). Overdue requests show as expired
+        // either way; the background sweep records them.
+        if let Err(e) = self.expire_overdue() {
+            tracing::warn!(error = %e, "could not expire overdue requests before a list; listing anyway");
+        }
         let policy = &self.config.policy;
         // Non-admins: their own requests and those of roles they may approve, chosen by
         // the store before the limit (filtering the newest 10,000 of everyone's
@@ -256,6 +261,18 @@ impl Service {
         } else {
             Err(ServiceError::Forbidden(format!("only admins may {what}")))
         }
+    }
+
+    /// Whether the database answers a read of the audit log's head: what `/v1/health`
+    /// reports, so that a server whose storage has failed does not look healthy.
+    pub fn check_storage(&self) -> Result<(), ServiceError> {
+        self.store.read(|tx| {
+            tx.query_row("SELECT max(seq) FROM audit", [], |r| {
+                r.get::<_, Option<i64>>(0)
+            })
+            .map_err(crate::store::StoreError::from)
+        })?;
+        Ok(())
     }
 
     /// How long certificates count as held after their end by the CA's clock: the

@@ -368,16 +368,27 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// Applies the migrations not applied yet. A database already current is only read:
+/// opening it (for `audit verify`, `token create`, ...) takes no write lock, so it works
+/// while another process holds one or the disk is full.
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
-    let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    let version = usize::try_from(version).unwrap_or(usize::MAX);
-    if version > MIGRATIONS.len() {
-        return Err(StoreError::Corrupt(format!(
-            "database schema version {version} is newer than this countersign ({})",
-            MIGRATIONS.len()
-        )));
+    let schema_version = |c: &Connection| -> Result<usize, StoreError> {
+        let version: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let version = usize::try_from(version).unwrap_or(usize::MAX);
+        if version > MIGRATIONS.len() {
+            return Err(StoreError::Corrupt(format!(
+                "database schema version {version} is newer than this countersign ({})",
+                MIGRATIONS.len()
+            )));
+        }
+        Ok(version)
+    };
+    if schema_version(conn)? == MIGRATIONS.len() {
+        return Ok(());
     }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+    // Read again under the lock: another process may have migrated meanwhile.
+    let version = schema_version(&tx)?;
     for sql in &MIGRATIONS[version..] {
         tx.execute_batch(sql)?;
     }

@@ -49,7 +49,9 @@ pub(super) async fn guard_request(
     req: Request,
     next: Next,
 ) -> Response {
-    let Ok(_permit) = guards.in_flight.clone().try_acquire_owned() else {
+    // The health check is exempt: a busy server is not a dead one.
+    let permit = guards.in_flight.clone().try_acquire_owned();
+    if permit.is_err() && req.uri().path() != "/v1/health" {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "overloaded",
@@ -57,7 +59,7 @@ pub(super) async fn guard_request(
         )
         .with_retry_after(1)
         .into_response();
-    };
+    }
     match tokio::time::timeout(guards.timeout, next.run(req)).await {
         Ok(resp) => resp,
         Err(_) => ApiError::new(
@@ -184,7 +186,7 @@ fn keys(addr: Option<IpAddr>, token: Option<TokenId>) -> impl Iterator<Item = Ke
 
 /// An IPv6 client usually owns a whole /64, so that is the unit counted; IPv4 (and
 /// IPv4-mapped IPv6) addresses count one by one.
-fn network_of(addr: IpAddr) -> IpAddr {
+pub(super) fn network_of(addr: IpAddr) -> IpAddr {
     match addr {
         IpAddr::V4(_) => addr,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -9,9 +9,21 @@ use serde_json::{Value, json};
 use super::{Actor, ApiError, AppState};
 use crate::service::WhoAmI;
 
-/// `GET /v1/health` (no auth).
-pub async fn health_get() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+/// `GET /v1/health` (no auth): `{"status":"ok"}` once the database answers a read, else
+/// 503 `unavailable` (the cause in the server log). Not subject to the in-flight limit,
+/// so a busy server still answers it.
+pub async fn health_get(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    match super::inline(&state, |s| s.check_storage()) {
+        Ok(()) => Ok(Json(json!({ "status": "ok" }))),
+        Err(e) => {
+            tracing::error!(error = ?e, "health check: the database does not answer");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the database does not answer",
+            ))
+        }
+    }
 }
 
 /// `GET /v1/ca.pub` (no auth): the line for `TrustedUserCAKeys`.

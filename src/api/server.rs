@@ -7,13 +7,16 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -39,6 +42,11 @@ pub(super) async fn accept_loop(
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let per_address = Arc::new(PerAddress {
+        open: std::sync::Mutex::new(std::collections::HashMap::new()),
+        max: limits.max_connections_per_address,
+        exempt: limits.trusted_proxies.clone(),
+    });
     let http = Arc::new(http1(limits));
     tokio::pin!(shutdown);
     loop {
@@ -61,6 +69,13 @@ pub(super) async fn accept_loop(
             },
             () = &mut shutdown => break,
         };
+        // One client may not hold every slot (connections that send nothing until the
+        // header timeout, reopened as they close).
+        let Some(counted) = PerAddress::admit(&per_address, peer.ip()) else {
+            tracing::debug!(client = %peer, "too many connections from this address; closed");
+            drop(stream);
+            continue;
+        };
         let conn = Connection {
             app: app.clone(),
             http: http.clone(),
@@ -71,6 +86,7 @@ pub(super) async fn accept_loop(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             conn.serve(stream, watcher).await;
+            drop(counted);
             drop(permit);
         });
     }
@@ -82,6 +98,57 @@ pub(super) async fn accept_loop(
         tracing::warn!("connections still open after shutdown; closing them");
     }
     Ok(())
+}
+
+/// Open connections per client address (IPv6: per /64).
+struct PerAddress {
+    open: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+    max: usize,
+    /// Trusted proxies: every client behind one shares its address.
+    exempt: Vec<ipnet::IpNet>,
+}
+
+/// One counted connection; dropping it gives the count back.
+struct Counted {
+    table: Arc<PerAddress>,
+    key: Option<std::net::IpAddr>,
+}
+
+impl PerAddress {
+    /// The connection's place in its address's count, or `None` when that is full.
+    fn admit(table: &Arc<PerAddress>, ip: std::net::IpAddr) -> Option<Counted> {
+        if table.exempt.iter().any(|net| net.contains(&ip)) {
+            return Some(Counted {
+                table: table.clone(),
+                key: None,
+            });
+        }
+        let key = super::limits::network_of(ip);
+        let mut open = table.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(key).or_insert(0);
+        if *n >= table.max {
+            return None;
+        }
+        *n += 1;
+        Some(Counted {
+            table: table.clone(),
+            key: Some(key),
+        })
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if let Some(key) = self.key {
+            let mut open = self.table.open.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = open.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    open.remove(&key);
+                }
+            }
+        }
+    }
 }
 
 fn http1(limits: &Limits) -> hyper::server::conn::http1::Builder {
@@ -106,6 +173,7 @@ struct Connection {
 impl Connection {
     async fn serve(self, stream: TcpStream, watcher: hyper_util::server::graceful::Watcher) {
         let _ = stream.set_nodelay(true);
+        let stream = WriteDeadline::new(stream, self.handshake_timeout);
         match self.tls.clone() {
             None => self.run(stream, watcher).await,
             Some(acceptor) => {
@@ -134,5 +202,97 @@ impl Connection {
         if let Err(e) = watcher.watch(conn).await {
             tracing::debug!(client = %peer, error = %e, "connection ended with an error");
         }
+    }
+}
+
+/// A stream whose writes fail once they make no progress for `limit`: a client that
+/// stops reading its answer (a 10,000-row list is megabytes) is disconnected, and the
+/// answer's memory freed, instead of being held for as long as the client likes.
+struct WriteDeadline<IO> {
+    io: IO,
+    limit: Duration,
+    /// Running while a write waits for the client; reset by any progress.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<IO> WriteDeadline<IO> {
+    fn new(io: IO, limit: Duration) -> Self {
+        WriteDeadline {
+            io,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// `Pending` while the stall is shorter than the limit, then the error.
+    fn stall<T>(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<T>> {
+        let limit = self.limit;
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client stopped reading its answer",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn progress<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        match polled {
+            Poll::Ready(r) => {
+                self.stalled = None;
+                Poll::Ready(r)
+            }
+            Poll::Pending => self.stall(cx),
+        }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for WriteDeadline<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.progress(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.progress(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let polled = Pin::new(&mut self.io).poll_flush(cx);
+        self.progress(cx, polled)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }

@@ -38,6 +38,7 @@ pub(super) struct RawServer {
     pub max_header_bytes: Option<usize>,
     pub request_timeout: Option<String>,
     pub max_connections: Option<usize>,
+    pub max_connections_per_address: Option<usize>,
     pub max_concurrent_requests: Option<usize>,
     pub auth_failures_per_address: Option<u32>,
     pub auth_failures_per_token: Option<u32>,

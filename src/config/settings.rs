@@ -24,6 +24,9 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Open connections at once; further clients wait in the kernel's backlog.
     pub max_connections: usize,
+    /// Open connections from one client address (IPv6: its /64) at once; more are closed
+    /// at accept. Trusted proxies are exempt (all their clients share their address).
+    pub max_connections_per_address: usize,
     /// Requests handled at once; beyond, 503 `overloaded`.
     pub max_concurrent_requests: usize,
     /// Failed authentications one client address (IPv6: its /64) may make per window.
@@ -43,6 +46,7 @@ impl Default for Limits {
             max_header_bytes: 16 * 1024,
             request_timeout: Duration::from_secs(30),
             max_connections: 512,
+            max_connections_per_address: 64,
             max_concurrent_requests: 64,
             auth_failures_per_address: 20,
             auth_failures_per_token: 5,
@@ -150,6 +154,12 @@ impl Builder<'_> {
                 "max_connections",
                 raw.max_connections,
                 d.max_connections,
+                (1, 65_536),
+            )?,
+            max_connections_per_address: count(
+                "max_connections_per_address",
+                raw.max_connections_per_address,
+                d.max_connections_per_address,
                 (1, 65_536),
             )?,
             max_concurrent_requests: count(

@@ -317,7 +317,10 @@ impl Shared {
             None => match exec(&conn, "COMMIT") {
                 Ok(()) => Ok(()),
                 Err(e) => {
-                    rollback(&conn);
+                    // A failed COMMIT may have ended the transaction already (disk full).
+                    if !conn.is_autocommit() {
+                        rollback(&conn);
+                    }
                     Err(describe(&e))
                 }
             },
@@ -364,7 +367,9 @@ impl Threads {
 /// checkpoint (PASSIVE, 20 ms after each batch, the automatic one kept for the restart)
 /// was measured too: one round of short benches gave one client a lower approve latency,
 /// a later one a 30-40% higher one (its syncs of the database file compete with the
-/// commits' for the disk); not kept.
+/// commits' for the disk); not kept. Nor was running the automatic checkpoint only after
+/// a batch's members had their answers (a WAL hook): three rounds alternating binaries,
+/// 32-client approve p99 unchanged.
 pub(super) fn start(shared: Arc<Shared>, store: u64) -> Option<Threads> {
     let (tx, rx) = mpsc::channel::<Job>();
     let spawned = std::thread::Builder::new()

@@ -242,7 +242,7 @@ async fn stalled_bodies_time_out_and_requests_in_flight_are_bounded() {
     let overloaded = loop {
         let resp = app
             .http
-            .get(format!("{}/v1/health", app.url))
+            .get(format!("{}/v1/ca.pub", app.url))
             .send()
             .await
             .unwrap();
@@ -258,6 +258,14 @@ async fn stalled_bodies_time_out_and_requests_in_flight_are_bounded() {
     assert_eq!(overloaded.headers()["retry-after"], "1");
     let body: serde_json::Value = overloaded.json().await.unwrap();
     assert_eq!(code(&body), "overloaded");
+    // The health check is exempt: a busy server is not a dead one.
+    let health = app
+        .http
+        .get(format!("{}/v1/health", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
 
     for s in [&mut a, &mut b] {
         let reply = read_reply(s, Duration::from_secs(10)).await;
@@ -330,4 +338,144 @@ fn failed_authentications_are_logged_without_the_token() {
     assert!(!log.contains(bad) && !log.contains(&bad[3..20]), "{log}");
     assert!(!log.contains(&good), "{log}");
     assert!(server.terminate(), "graceful shutdown exits 0");
+}
+
+/// One address cannot take every connection slot: beyond its share, its connections are
+/// closed at accept while other clients still get in.
+#[tokio::test]
+async fn one_address_gets_at_most_its_share_of_connections() {
+    let app = TestApp::spawn_with(&with_server_lines("max_connections_per_address = 3")).await;
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(TcpStream::connect(addr(&app)).await.unwrap());
+    }
+    // The fourth from 127.0.0.1 is closed without an answer.
+    let mut fourth = TcpStream::connect(addr(&app)).await.unwrap();
+    fourth
+        .write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .ok();
+    let reply = read_reply(&mut fourth, Duration::from_secs(5)).await;
+    assert!(!reply.contains("200 OK"), "{reply}");
+    // From another loopback address (127.0.0.2), and again once one closes.
+    let other = tokio::net::TcpSocket::new_v4().unwrap();
+    other.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut other = other.connect(addr(&app).parse().unwrap()).await.unwrap();
+    other
+        .write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let reply = read_reply(&mut other, Duration::from_secs(5)).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    drop(idle.pop());
+    let started = Instant::now();
+    loop {
+        let resp = reqwest::Client::new()
+            .get(format!("{}/v1/health", app.url))
+            .send()
+            .await;
+        if resp.is_ok_and(|r| r.status() == StatusCode::OK) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "slot never given back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A client that stops reading a large answer is disconnected once the server's writes
+/// have made no progress for `request_timeout`, instead of holding the answer's memory.
+#[tokio::test]
+async fn a_client_that_stops_reading_its_answer_is_disconnected() {
+    let app = TestApp::spawn_with(&with_server_lines("request_timeout = \"2s\"")).await;
+    let now = chrono::Utc::now().timestamp();
+    insert_requests(
+        &app.db_path(),
+        "bob",
+        "ops",
+        "denied",
+        (0..6000).map(|i| now - 7000 + i),
+    );
+    let conn = rusqlite::Connection::open(app.db_path()).unwrap();
+    conn.execute("UPDATE requests SET reason = printf('%.2000c', 'x')", [])
+        .unwrap();
+    drop(conn);
+    // About 13 MB of JSON: more than the socket buffers hold.
+    let mut s = TcpStream::connect(addr(&app)).await.unwrap();
+    let head = format!(
+        "GET /v1/requests?limit=6000 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+        app.token("bob")
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut got = Vec::new();
+    let started = Instant::now();
+    let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got)).await;
+    assert!(read.is_ok(), "the server kept the connection open");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("HTTP/1.1 200"),
+        "{}",
+        &text[..text.len().min(200)]
+    );
+    assert!(
+        got.len() < 13_000_000,
+        "the whole answer arrived: {} bytes",
+        got.len()
+    );
+}
+
+/// A list works while writes cannot (disk full, another process's lock): expiring the
+/// overdue requests first is best effort, and they show as expired anyway.
+#[tokio::test]
+async fn lists_answer_while_writes_fail() {
+    let app = TestApp::spawn().await;
+    let now = chrono::Utc::now().timestamp();
+    let ids = insert_requests(&app.db_path(), "alice", "prod-db", "pending", [now - 7200]);
+    let conn = rusqlite::Connection::open(app.db_path()).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER no_writes BEFORE UPDATE ON requests \
+         BEGIN SELECT RAISE(ABORT, 'writes fail (as on a full disk)'); END;",
+    )
+    .unwrap();
+    drop(conn);
+    let (status, body) = app.get("alice", "/v1/requests").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["requests"][0]["id"], ids[0].as_str());
+    assert_eq!(body["requests"][0]["status"], "expired");
+}
+
+/// `/v1/health` says whether the database answers, not just that the process runs.
+#[tokio::test]
+async fn health_fails_when_the_database_does_not_answer() {
+    let app = TestApp::spawn().await;
+    let health = || async {
+        let resp = app
+            .http
+            .get(format!("{}/v1/health", app.url))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        (status, resp.json::<serde_json::Value>().await.unwrap())
+    };
+    assert_eq!(
+        health().await,
+        (StatusCode::OK, serde_json::json!({"status": "ok"}))
+    );
+    let conn = rusqlite::Connection::open(app.db_path()).unwrap();
+    conn.execute_batch(
+        "DROP TRIGGER IF EXISTS audit_no_update; ALTER TABLE audit RENAME TO audit_gone;",
+    )
+    .unwrap();
+    drop(conn);
+    let (status, body) = health().await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        "{body}"
+    );
 }

@@ -400,5 +400,9 @@ async fn an_expired_certificate_counts_as_held_for_the_backdate() {
     .unwrap();
     let app = app.restart().await;
     let (status, body) = app.create("alice", "deploy-audit", None).await;
-    assert_eq!(status, StatusCode::CREATED, "no backdate, no overlap: {body}");
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "no backdate, no overlap: {body}"
+    );
 }
