@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 
 pub use decide::NewRequest;
-pub use revoke::Krl;
+pub use revoke::{Krl, UserRevocation};
 pub use view::{ApprovalView, CertificateView, RequestView, RevocationView, StepView, WhoAmI};
 
 use crate::audit::{self, AuditError, NewEvent};

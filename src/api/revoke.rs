@@ -56,10 +56,17 @@ pub async fn user_revoke(
 ) -> Result<Json<Value>, ApiError> {
     let user = UserName::parse(&name)?;
     let reason = reason(&body.reason)?;
-    let revoked = submit(&state, move |s| s.revoke_user(&actor, &user, reason)).await?;
-    tracing::info!(user = %name, count = revoked.len(), "user's certificates revoked");
-    let serials: Vec<String> = revoked.iter().map(u64::to_string).collect();
-    Ok(Json(json!({ "revoked": serials })))
+    let done = submit(&state, move |s| s.revoke_user(&actor, &user, reason)).await?;
+    tracing::info!(
+        user = %name,
+        revoked = done.revoked.len(),
+        cancelled = done.cancelled.len(),
+        "user's certificates revoked and pending requests cancelled"
+    );
+    let serials: Vec<String> = done.revoked.iter().map(u64::to_string).collect();
+    Ok(Json(
+        json!({ "revoked": serials, "cancelled": done.cancelled }),
+    ))
 }
 
 /// `POST /v1/requests/{id}/done` `{"reason"?}`: the requester ends their certificate.

@@ -52,6 +52,9 @@ pub struct KrlArgs {
 #[derive(Deserialize)]
 struct Revoked {
     revoked: Vec<String>,
+    /// Pending requests cancelled (revoking a user).
+    #[serde(default)]
+    cancelled: Vec<String>,
 }
 
 /// `countersign revoke (--serial N | --request ID | --user NAME) --reason TEXT`.
@@ -79,6 +82,9 @@ pub fn revoke(url: &str, args: RevokeArgs) -> anyhow::Result<ExitCode> {
     }
     for serial in &revoked.revoked {
         outln!("revoked certificate serial {serial}")?;
+    }
+    for id in &revoked.cancelled {
+        outln!("cancelled pending request {id}")?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -16,7 +16,16 @@ use crate::audit::{self, NewEvent};
 use crate::krl::{self, KrlContents};
 use crate::names::{RequestId, Text, UserName};
 use crate::store::certificates::{self as certs, Holding};
-use crate::store::requests as rq;
+use crate::store::requests::{self as rq, Status};
+
+/// What revoking a user ended.
+#[derive(Debug, Clone, Default)]
+pub struct UserRevocation {
+    /// Serials of the certificates revoked.
+    pub revoked: Vec<u64>,
+    /// Their pending requests, cancelled.
+    pub cancelled: Vec<RequestId>,
+}
 
 /// A KRL ready to serve.
 #[derive(Debug, Clone)]
@@ -103,24 +112,51 @@ impl Service {
         })
     }
 
-    /// Revokes every unexpired, unrevoked certificate of `user` (admins), for offboarding
-    /// or a lost laptop; the user need not be in the config any more.
+    /// Revokes every unexpired, unrevoked certificate of `user` and cancels their pending
+    /// requests (admins), for offboarding or a lost laptop: a request made for the lost
+    /// key must not be approved later. The user need not be in the config any more.
     pub fn revoke_user(
         &self,
         actor: &UserName,
         user: &UserName,
         reason: Text,
-    ) -> Result<Vec<u64>, ServiceError> {
+    ) -> Result<UserRevocation, ServiceError> {
         self.require_admin(actor, "revoke certificates")?;
         let now = Utc::now();
         self.store.write(|tx| {
-            let mut revoked = Vec::new();
+            let mut done = UserRevocation::default();
             for cert in certs::active_of_user(tx, user, unix(now))? {
                 if revoke_one(tx, now, actor, &cert, &reason)? {
-                    revoked.push(cert.serial);
+                    done.revoked.push(cert.serial);
                 }
             }
-            Ok(revoked)
+            for row in rq::pending_of(tx, user)? {
+                let cancelled = rq::decide(
+                    tx,
+                    &row.id,
+                    Status::Cancelled,
+                    unix(now),
+                    actor.as_str(),
+                    Some("cancelled"),
+                    Some(reason.as_str()),
+                )?;
+                if !cancelled {
+                    continue;
+                }
+                audit::append(
+                    tx,
+                    now,
+                    &NewEvent {
+                        actor: actor.as_str(),
+                        action: "request.cancelled",
+                        request_id: Some(row.id.as_str()),
+                        serial: None,
+                        detail: json!({ "role": row.role, "requester": row.requester, "reason": reason }),
+                    },
+                )?;
+                done.cancelled.push(row.id);
+            }
+            Ok(done)
         })
     }
 

@@ -307,6 +307,16 @@ pub fn overdue(tx: &Connection, now: i64) -> Result<Vec<RequestRow>, StoreError>
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// The pending requests of `user` (from the index of pending requests).
+pub fn pending_of(tx: &Connection, user: &UserName) -> Result<Vec<RequestRow>, StoreError> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {REQUEST_COLUMNS} FROM requests INDEXED BY requests_pending \
+         WHERE requester = ?1 AND status = 'pending'"
+    ))?;
+    let rows = stmt.query_map([user.as_str()], request_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Ends a pending request. Returns false if it was no longer pending (the caller lost a
 /// race and must not act on it).
 pub fn decide(

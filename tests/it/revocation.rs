@@ -141,13 +141,15 @@ async fn admin_revokes_by_serial_and_the_request_shows_who_and_why() {
 }
 
 #[tokio::test]
-async fn offboarding_revokes_every_active_certificate_of_the_user_and_nothing_else() {
+async fn offboarding_revokes_every_active_certificate_and_pending_request_of_the_user_and_nothing_else()
+ {
     let app = TestApp::spawn().await;
     let (_, short, _) = issued(&app, "alice", "prod-db", Some("1s")).await;
     let (_, a1, _) = issued(&app, "alice", "prod-db", None).await;
     let (_, a2, _) = issued(&app, "alice", "prod-db", Some("1h")).await;
     let (_, f1, _) = issued(&app, "frank", "prod-db", None).await;
     let pending = app.create_ok("alice", "prod-db").await;
+    let franks_pending = app.create_ok("frank", "prod-db").await;
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
 
     let (status, body) = app
@@ -186,10 +188,28 @@ async fn offboarding_revokes_every_active_certificate_of_the_user_and_nothing_el
         0,
         "an expired certificate needs no revocation"
     );
+    // A request made for the lost laptop's key must not be approved later.
+    assert_eq!(body["cancelled"], json!([pending.as_str()]));
+    let (_, view) = app.request("alice", &pending).await;
+    assert_eq!(view["status"], "cancelled", "{view}");
+    assert_eq!(view["decided_by"], "bob");
+    assert_eq!(view["decision_note"], "left the company");
+    let (status, body) = app.approve("carol", &pending).await;
     assert_eq!(
-        app.request("alice", &pending).await.1["status"],
+        (status, code(&body)),
+        (StatusCode::CONFLICT, "already_decided")
+    );
+    assert_eq!(
+        app.request("frank", &franks_pending).await.1["status"],
         "pending",
-        "requests are not certificates"
+        "another user's request is untouched"
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM audit WHERE action = 'request.cancelled' AND actor = 'bob' \
+             AND request_id = '{pending}'"
+        )),
+        1
     );
     let (_, body) = app
         .post(
@@ -199,6 +219,7 @@ async fn offboarding_revokes_every_active_certificate_of_the_user_and_nothing_el
         )
         .await;
     assert_eq!(body["revoked"], json!([]));
+    assert_eq!(body["cancelled"], json!([]));
     let (status, _) = app
         .post("alice", "/v1/users/frank/revoke", json!({ "reason": "x" }))
         .await;
