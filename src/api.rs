@@ -102,7 +102,11 @@ pub async fn serve_plain(
     routes: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let limits = crate::config::Limits::default();
+    let limits = crate::config::Limits {
+        // Every load-generator client comes from 127.0.0.1.
+        max_connections_per_address: 65_536,
+        ..crate::config::Limits::default()
+    };
     let app = with_request_limits(routes, &limits);
     server::accept_loop(listener, app, &limits, None, shutdown).await
 }

@@ -24,17 +24,25 @@ macro_rules! outln {
     }};
 }
 
+/// A write to stdout that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("writing to standard output: {0}")]
+pub struct StdoutError(std::io::Error);
+
 /// A failed write to stdout, saying so (its kind kept: a closed pipe stays `BrokenPipe`).
 pub fn stdout_error(e: std::io::Error) -> std::io::Error {
-    std::io::Error::new(e.kind(), format!("writing to standard output: {e}"))
+    std::io::Error::new(e.kind(), StdoutError(e))
 }
 
-/// Whether `e` is a write to a reader that went away (`countersign ... | head`): then the
-/// command stops quietly, as if by SIGPIPE, instead of reporting an error.
+/// Whether `e` is a write to stdout whose reader went away (`countersign ... | head`):
+/// then the command stops quietly, as if by SIGPIPE, instead of reporting an error. A
+/// broken pipe anywhere else (a connection, a file) is an error like any other.
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            io.kind() == std::io::ErrorKind::BrokenPipe
+                && io.get_ref().is_some_and(|inner| inner.is::<StdoutError>())
+        })
     })
 }
 
@@ -160,5 +168,23 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(args) => report::run(&cli.url, args),
         Command::Bench(args) => crate::bench::run(args),
         Command::BenchEcho(args) => crate::bench::echo::run(&args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_broken_pipe_on_stdout_stops_quietly() {
+        let pipe = || std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        assert!(is_broken_pipe(&anyhow::Error::new(stdout_error(pipe()))));
+        let wrapped = anyhow::Error::new(stdout_error(pipe())).context("printing the list");
+        assert!(is_broken_pipe(&wrapped));
+        // A connection or a file that broke is an error to report.
+        assert!(!is_broken_pipe(&anyhow::Error::new(pipe())));
+        assert!(!is_broken_pipe(
+            &anyhow::Error::new(pipe()).context("sending the request")
+        ));
     }
 }

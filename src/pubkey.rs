@@ -104,7 +104,7 @@ fn check_ed25519(bytes: &[u8; 32]) -> Result<(), KeyError> {
     match ed25519_dalek::VerifyingKey::from_bytes(bytes) {
         Err(_) => bad("not a point of the curve"),
         Ok(k) if k.is_weak() => bad("a small-order point, whose signatures anyone can forge"),
-        Ok(k) if k.as_bytes() != bytes => bad("not in canonical encoding"),
+        Ok(k) if k.to_edwards().compress().as_bytes() != bytes => bad("not in canonical encoding"),
         Ok(_) => Ok(()),
     }
 }
@@ -246,11 +246,17 @@ pub(crate) mod tests {
         identity[0] = 1;
         let why = refused(KeyData::Ed25519(Ed25519PublicKey(identity)));
         assert!(why.contains("small-order"), "{why}");
-        // y = p + 2 (2^255 - 17), written unreduced: the point y = 2, encoded wrongly.
+        // y = p + 3 (2^255 - 16), written unreduced: the point y = 3 (on the curve, not of
+        // small order), encoded a second way.
         let mut unreduced = [0xff; 32];
-        unreduced[0] = 0xef;
+        unreduced[0] = 0xf0;
         unreduced[31] = 0x7f;
-        refused(KeyData::Ed25519(Ed25519PublicKey(unreduced)));
+        let why = refused(KeyData::Ed25519(Ed25519PublicKey(unreduced)));
+        assert!(why.contains("canonical"), "{why}");
+        // y = p + 2 is no point of the curve at all.
+        unreduced[0] = 0xef;
+        let why = refused(KeyData::Ed25519(Ed25519PublicKey(unreduced)));
+        assert!(why.contains("not a point"), "{why}");
     }
 
     #[test]

@@ -275,12 +275,18 @@ impl Service {
         Ok(())
     }
 
+    /// The backdate in seconds: how far behind the CA's clock a server's may be, so how
+    /// long after `valid_before` a certificate may still be accepted somewhere.
+    fn skew(&self) -> i64 {
+        self.config.ca.backdate.as_secs() as i64
+    }
+
     /// How long certificates count as held after their end by the CA's clock: the
     /// backdate after expiry (servers' clocks may lag by that much), the configured
     /// `revocation_grace` after a revocation (until servers have fetched the KRL).
     fn held(&self) -> rq::Held {
         rq::Held {
-            after_expiry: self.config.ca.backdate.as_secs() as i64,
+            after_expiry: self.skew(),
             after_revocation: self.config.requests.revocation_grace.as_secs() as i64,
         }
     }

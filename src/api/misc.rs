@@ -9,22 +9,40 @@ use serde_json::{Value, json};
 use super::{Actor, ApiError, AppState};
 use crate::service::WhoAmI;
 
-/// `GET /v1/health` (no auth): `{"status":"ok"}` once the database answers a read, else
-/// 503 `unavailable` (the cause in the server log). Not subject to the in-flight limit,
-/// so a busy server still answers it.
+/// `GET /v1/health` (no auth): `{"status":"ok"}` once the database answers a read within
+/// [`HEALTH_WAIT`], else 503 `unavailable` (the cause in the server log). Not subject to
+/// the in-flight limit, so a busy server still answers it; at most [`HEALTH_CHECKS`] run at
+/// once (each holds a blocking thread until its read returns, even past the wait).
 pub async fn health_get(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    match super::inline(&state, |s| s.check_storage()) {
-        Ok(()) => Ok(Json(json!({ "status": "ok" }))),
-        Err(e) => {
+    static CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(HEALTH_CHECKS);
+    let unavailable =
+        |why: &str| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", why);
+    let Ok(permit) = CHECKS.try_acquire() else {
+        return Err(unavailable(
+            "health checks are already waiting for the database",
+        ));
+    };
+    let check = super::blocking(&state, move |s| {
+        let _permit = permit;
+        s.check_storage()
+    });
+    match tokio::time::timeout(HEALTH_WAIT, check).await {
+        Ok(Ok(())) => Ok(Json(json!({ "status": "ok" }))),
+        Ok(Err(e)) => {
             tracing::error!(error = ?e, "health check: the database does not answer");
-            Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the database does not answer",
-            ))
+            Err(unavailable("the database does not answer"))
+        }
+        Err(_) => {
+            tracing::error!("health check: the database did not answer in time");
+            Err(unavailable("the database did not answer in time"))
         }
     }
 }
+
+/// Longest a health check waits for the database.
+const HEALTH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// Health checks reading the database at once.
+const HEALTH_CHECKS: usize = 4;
 
 /// `GET /v1/ca.pub` (no auth): the line for `TrustedUserCAKeys`.
 pub async fn ca_pub_get(State(state): State<AppState>) -> impl IntoResponse {

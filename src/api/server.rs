@@ -117,6 +117,8 @@ struct Counted {
 impl PerAddress {
     /// The connection's place in its address's count, or `None` when that is full.
     fn admit(table: &Arc<PerAddress>, ip: std::net::IpAddr) -> Option<Counted> {
+        // On a dual-stack listener an IPv4 peer arrives as ::ffff:a.b.c.d.
+        let ip = ip.to_canonical();
         if table.exempt.iter().any(|net| net.contains(&ip)) {
             return Some(Counted {
                 table: table.clone(),

@@ -81,7 +81,7 @@ pub struct Check {
 
 fn policy(port: u16) -> String {
     let mut t = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n\n[requests]\npending_ttl = \"1h\"\n\n"
+        "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n# every load-generator client comes from 127.0.0.1\nmax_connections_per_address = 65536\n\n[requests]\npending_ttl = \"1h\"\n\n"
     );
     for u in 0..USERS {
         let group = if u < REQUESTERS {

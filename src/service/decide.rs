@@ -279,6 +279,12 @@ impl Service {
             // Who may not even read the request hears only that there is none (as GET), and
             // leaves no trace: nothing of its state, nothing to fill the audit log with.
             let row = self.visible(tx, actor, id)?;
+            // One who may read it but not approve it (an admin) hears so before its state.
+            let may = policy.roles.get(&row.role).is_none_or(|role| policy.may_decide(actor, role));
+            if actor != &row.requester && !may {
+                let r = Refusal::NotAnApprover { user: actor.clone(), role: row.role.clone() };
+                return refuse(tx, now, actor, "request.approve", Some(id), &row.role, r);
+            }
             if let Err(e) = still_pending(tx, now, actor, "request.approve", &row)? {
                 return Ok(Err(e));
             }

@@ -125,12 +125,14 @@ impl Service {
         let now = Utc::now();
         self.store.write(|tx| {
             let mut done = UserRevocation::default();
-            for cert in certs::active_of_user(tx, user, unix(now))? {
+            // Still accepted by a server whose clock lags by the backdate: revoke those too.
+            for cert in certs::active_of_user(tx, user, unix(now) - self.skew())? {
                 if revoke_one(tx, now, actor, &cert, &reason)? {
                     done.revoked.push(cert.serial);
                 }
             }
-            for row in rq::pending_of(tx, user)? {
+            // Overdue ones are left to the expiry sweep: they ended by themselves.
+            for row in rq::pending_of(tx, user, unix(now))? {
                 let cancelled = rq::decide(
                     tx,
                     &row.id,
@@ -189,7 +191,7 @@ impl Service {
             })?;
             let holding = certs::by_serial(tx, cert.serial)?
                 .ok_or_else(|| ServiceError::NotFound(format!("no certificate for {id}")))?;
-            if holding.valid_before <= unix(now) {
+            if holding.valid_before <= unix(now) - self.skew() {
                 return Err(ServiceError::Conflict {
                     code: "expired",
                     message: format!("the certificate of {id} has already expired"),
@@ -229,7 +231,9 @@ impl Service {
             }
             Ok(KrlSource::Build(
                 version,
-                certs::revoked_unexpired(tx, now)?,
+                // Listed until expiry plus the backdate: a server whose clock lags by
+                // that much still accepts the certificate until then.
+                certs::revoked_unexpired(tx, now - self.skew())?,
             ))
         })? {
             KrlSource::Cached(krl) => return Ok(krl),
@@ -257,7 +261,9 @@ impl Service {
             *cache = Some(CachedKrl {
                 krl: krl.clone(),
                 built_at: now,
-                exact_until: revoked.first_expiry.unwrap_or(i64::MAX),
+                exact_until: revoked
+                    .first_expiry
+                    .map_or(i64::MAX, |t| t.saturating_add(self.skew())),
             });
         }
         drop(cache);

@@ -307,13 +307,17 @@ pub fn overdue(tx: &Connection, now: i64) -> Result<Vec<RequestRow>, StoreError>
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// The pending requests of `user` (from the index of pending requests).
-pub fn pending_of(tx: &Connection, user: &UserName) -> Result<Vec<RequestRow>, StoreError> {
+/// The pending, not yet overdue requests of `user` (from the index of pending requests).
+pub fn pending_of(
+    tx: &Connection,
+    user: &UserName,
+    now: i64,
+) -> Result<Vec<RequestRow>, StoreError> {
     let mut stmt = tx.prepare_cached(&format!(
         "SELECT {REQUEST_COLUMNS} FROM requests INDEXED BY requests_pending \
-         WHERE requester = ?1 AND status = 'pending'"
+         WHERE requester = ?1 AND status = 'pending' AND expires_at > ?2"
     ))?;
-    let rows = stmt.query_map([user.as_str()], request_from_row)?;
+    let rows = stmt.query_map(params![user.as_str(), now], request_from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

@@ -107,6 +107,14 @@ async fn approver_outside_the_role_is_refused_not_an_approver() {
     }
     assert_eq!(app.request("frank", &deploy).await.1["status"], "pending");
     assert_refusal_audited(&app, "bob", "not_an_approver").await;
+    // Decided, it is still "not yours to approve" for them, not its state.
+    app.approve("dave", &deploy).await;
+    let (status, body) = app.approve("bob", &deploy).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "not_an_approver"),
+        "{body}"
+    );
 }
 
 #[tokio::test]

@@ -143,7 +143,8 @@ async fn admin_revokes_by_serial_and_the_request_shows_who_and_why() {
 #[tokio::test]
 async fn offboarding_revokes_every_active_certificate_and_pending_request_of_the_user_and_nothing_else()
  {
-    let app = TestApp::spawn().await;
+    // No backdate: the 1s certificate below is past any server's acceptance once expired.
+    let app = TestApp::spawn_with(&format!("{POLICY}\n[ca]\nbackdate = \"0s\"\n")).await;
     let (_, short, _) = issued(&app, "alice", "prod-db", Some("1s")).await;
     let (_, a1, _) = issued(&app, "alice", "prod-db", None).await;
     let (_, a2, _) = issued(&app, "alice", "prod-db", Some("1h")).await;
@@ -306,10 +307,7 @@ async fn krl_lists_revoked_unexpired_serials_and_ssh_keygen_reads_it() {
 
     let (_, s1, c1) = issued(&app, "alice", "prod-db", None).await;
     let (_, _s2, c2) = issued(&app, "frank", "prod-db", None).await;
-    // Short enough to expire during the test, long enough to outlive what comes before
-    // the check that lists it on a slow machine (it may be valid for only 4 s: whole
-    // seconds).
-    let (_, s3, c3) = issued(&app, "alice", "prod-db", Some("5s")).await;
+    let (_, s3, c3) = issued(&app, "alice", "prod-db", Some("5m")).await;
     assert!(!ssh_keygen_query(dir, &empty, &c1));
 
     revoke_serial(&app, "bob", &s1).await;
@@ -341,22 +339,18 @@ async fn krl_lists_revoked_unexpired_serials_and_ssh_keygen_reads_it() {
     assert!(ssh_keygen_list_krl(dir, &krl2).contains("# KRL version 2"));
     assert!(ssh_keygen_query(dir, &krl2, &c3));
 
-    // Once the short certificate expires it drops out; the version stays. (The server
-    // reuses its last KRL until a revocation or the first listed expiry: this is the
-    // second of those.)
+    // Once the short certificate has expired by more than the backdate (1m: a server
+    // whose clock lags that much still accepts it until then) it drops out; the version
+    // stays. Both KRLs below are built for their moment (krl_at), not waited for.
     let expires = ssh_key::Certificate::from_openssh(c3.trim())
         .unwrap()
-        .valid_before();
-    while std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        < expires
-    {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let (_, _, krl3) = fetch_krl(&app, None).await;
-    let listing = ssh_keygen_list_krl(dir, &krl3);
+        .valid_before() as i64;
+    let at = |unix: i64| chrono::DateTime::from_timestamp(unix, 0).unwrap();
+    let within = app.service.krl_at(at(expires + 30)).unwrap();
+    let listing = ssh_keygen_list_krl(dir, &within.bytes);
+    assert!(listing.contains(&format!("serial: {s3}")), "{listing}");
+    let after = app.service.krl_at(at(expires + 61)).unwrap();
+    let listing = ssh_keygen_list_krl(dir, &after.bytes);
     assert!(listing.contains("# KRL version 2"), "{listing}");
     assert!(!listing.contains(&format!("serial: {s3}")), "{listing}");
     assert!(listing.contains(&format!("serial: {s1}")), "{listing}");
