@@ -101,6 +101,46 @@ pub(super) fn decided(changed: bool) -> Result<(), ServiceError> {
     }
 }
 
+/// Cancels a pending request (its requester, or an admin revoking the requester, with
+/// `note` saying why), with its `request.cancelled` audit row; false if it was no longer
+/// pending (nothing written).
+pub(super) fn cancel_pending(
+    tx: &Connection,
+    now: DateTime<Utc>,
+    actor: &UserName,
+    row: &RequestRow,
+    note: Option<&Text>,
+) -> Result<bool, ServiceError> {
+    let note = note.map(Text::as_str);
+    if !rq::decide(
+        tx,
+        &row.id,
+        Status::Cancelled,
+        unix(now),
+        actor.as_str(),
+        Some("cancelled"),
+        note,
+    )? {
+        return Ok(false);
+    }
+    let detail = match note {
+        None => json!({ "role": row.role }),
+        Some(reason) => json!({ "role": row.role, "requester": row.requester, "reason": reason }),
+    };
+    audit::append(
+        tx,
+        now,
+        &NewEvent {
+            actor: actor.as_str(),
+            action: "request.cancelled",
+            request_id: Some(row.id.as_str()),
+            serial: None,
+            detail,
+        },
+    )?;
+    Ok(true)
+}
+
 /// Marks one overdue request expired; false if it was no longer pending.
 pub(super) fn expire(
     tx: &Connection,
@@ -379,26 +419,7 @@ impl Service {
             if let Err(e) = still_pending(tx, now, actor, "request.cancel", &row)? {
                 return Ok(Err(e));
             }
-            decided(rq::decide(
-                tx,
-                id,
-                Status::Cancelled,
-                unix(now),
-                actor.as_str(),
-                Some("cancelled"),
-                None,
-            )?)?;
-            audit::append(
-                tx,
-                now,
-                &NewEvent {
-                    actor: actor.as_str(),
-                    action: "request.cancelled",
-                    request_id: Some(id.as_str()),
-                    serial: None,
-                    detail: json!({ "role": row.role }),
-                },
-            )?;
+            decided(cancel_pending(tx, now, actor, &row, None)?)?;
             let row = rq::get(tx, id)?
                 .ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
             Ok(Ok(view::request(tx, policy, row)?))

@@ -16,7 +16,7 @@ use crate::audit::{self, NewEvent};
 use crate::krl::{self, KrlContents};
 use crate::names::{RequestId, Text, UserName};
 use crate::store::certificates::{self as certs, Holding};
-use crate::store::requests::{self as rq, Status};
+use crate::store::requests as rq;
 
 /// What revoking a user ended.
 #[derive(Debug, Clone, Default)]
@@ -133,30 +133,9 @@ impl Service {
             }
             // Overdue ones are left to the expiry sweep: they ended by themselves.
             for row in rq::pending_of(tx, user, unix(now))? {
-                let cancelled = rq::decide(
-                    tx,
-                    &row.id,
-                    Status::Cancelled,
-                    unix(now),
-                    actor.as_str(),
-                    Some("cancelled"),
-                    Some(reason.as_str()),
-                )?;
-                if !cancelled {
-                    continue;
+                if super::decide::cancel_pending(tx, now, actor, &row, Some(&reason))? {
+                    done.cancelled.push(row.id);
                 }
-                audit::append(
-                    tx,
-                    now,
-                    &NewEvent {
-                        actor: actor.as_str(),
-                        action: "request.cancelled",
-                        request_id: Some(row.id.as_str()),
-                        serial: None,
-                        detail: json!({ "role": row.role, "requester": row.requester, "reason": reason }),
-                    },
-                )?;
-                done.cancelled.push(row.id);
             }
             Ok(done)
         })
