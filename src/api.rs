@@ -75,7 +75,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit/verify", get(audit::audit_verify))
         .fallback(misc::not_found)
         .method_not_allowed_fallback(misc::method_not_allowed)
-        .layer(Extension(auth_limiter));
+        .layer(Extension(auth_limiter))
+        .layer(Extension(misc::HealthChecks::default()));
     with_request_limits(routes, limits).with_state(state)
 }
 
@@ -94,9 +95,10 @@ fn with_request_limits<S: Clone + Send + Sync + 'static>(
         ))
 }
 
-/// Serves `routes` on `listener` over plain HTTP with the default limits, behind the
-/// same per-request layers and through the same accept loop and hyper settings as the
-/// API, until `shutdown` resolves: the benchmark's HTTP-only baseline.
+/// Serves `routes` on `listener` over plain HTTP with the default limits (but no cap per
+/// address: the load generator is one address), behind the same per-request layers and
+/// through the same accept loop and hyper settings as the API, until `shutdown` resolves:
+/// the benchmark's HTTP-only baseline.
 pub async fn serve_plain(
     listener: TcpListener,
     routes: Router,

@@ -101,10 +101,17 @@ fn check_algorithm(key: &KeyData) -> Result<(), KeyError> {
 
 fn check_ed25519(bytes: &[u8; 32]) -> Result<(), KeyError> {
     let bad = |why: &str| Err(KeyError(format!("not a usable Ed25519 public key: {why}")));
+    // y must be below p = 2^255 - 19 (little-endian, the top bit is x's sign): the 19
+    // values from p up are second encodings of small y. (x = 0 with the sign bit set is
+    // the other non-canonical form; both such points are of small order, refused below.)
+    let mut y = *bytes;
+    y[31] &= 0x7f;
+    if y[31] == 0x7f && y[1..31].iter().all(|b| *b == 0xff) && y[0] >= 0xed {
+        return bad("not in canonical encoding");
+    }
     match ed25519_dalek::VerifyingKey::from_bytes(bytes) {
         Err(_) => bad("not a point of the curve"),
         Ok(k) if k.is_weak() => bad("a small-order point, whose signatures anyone can forge"),
-        Ok(k) if k.to_edwards().compress().as_bytes() != bytes => bad("not in canonical encoding"),
         Ok(_) => Ok(()),
     }
 }
@@ -148,9 +155,9 @@ fn check_rsa(key: &ssh_key::public::RsaPublicKey) -> Result<(), KeyError> {
     if n.last().is_none_or(|b| b % 2 == 0) {
         return bad("the modulus is even".into());
     }
-    // e = 1 makes every signature trivial to forge; an even e is no RSA key.
-    let small = e.len() <= 8 && e.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)) < 3;
-    if small || e.last().is_none_or(|b| b % 2 == 0) {
+    // e = 1 makes every signature trivial to forge; an even e is no RSA key. (Positive
+    // bytes carry no leading zero, so 1 is exactly [1].)
+    if e == [1] || e.last().is_none_or(|b| b % 2 == 0) {
         return bad("the exponent must be odd and at least 3".into());
     }
     Ok(())
@@ -253,9 +260,13 @@ pub(crate) mod tests {
         unreduced[31] = 0x7f;
         let why = refused(KeyData::Ed25519(Ed25519PublicKey(unreduced)));
         assert!(why.contains("canonical"), "{why}");
-        // y = p + 2 is no point of the curve at all.
-        unreduced[0] = 0xef;
-        let why = refused(KeyData::Ed25519(Ed25519PublicKey(unreduced)));
+        // The same point written canonically is a key (its bytes are y = 3).
+        let mut three = [0u8; 32];
+        three[0] = 3;
+        SubjectKey::from_key_data(KeyData::Ed25519(Ed25519PublicKey(three))).unwrap();
+        // y = 2 is no point of the curve at all.
+        three[0] = 2;
+        let why = refused(KeyData::Ed25519(Ed25519PublicKey(three)));
         assert!(why.contains("not a point"), "{why}");
     }
 

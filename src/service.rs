@@ -179,7 +179,11 @@ impl Service {
         // another process holding the write lock). Overdue requests show as expired
         // either way; the background sweep records them.
         if let Err(e) = self.expire_overdue() {
-            tracing::warn!(error = %e, "could not expire overdue requests before a list; listing anyway");
+            // Debug keeps the cause (SQLite's message); Display says only "database error".
+            tracing::warn!(
+                error = ?e,
+                "could not expire overdue requests before a list; listing anyway"
+            );
         }
         let policy = &self.config.policy;
         // Non-admins: their own requests and those of roles they may approve, chosen by

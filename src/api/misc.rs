@@ -1,7 +1,7 @@
 //! Health, CA public key, whoami, and the 404 for unknown paths.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
@@ -13,11 +13,13 @@ use crate::service::WhoAmI;
 /// [`HEALTH_WAIT`], else 503 `unavailable` (the cause in the server log). Not subject to
 /// the in-flight limit, so a busy server still answers it; at most [`HEALTH_CHECKS`] run at
 /// once (each holds a blocking thread until its read returns, even past the wait).
-pub async fn health_get(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    static CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(HEALTH_CHECKS);
+pub async fn health_get(
+    State(state): State<AppState>,
+    Extension(checks): Extension<HealthChecks>,
+) -> Result<Json<Value>, ApiError> {
     let unavailable =
         |why: &str| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", why);
-    let Ok(permit) = CHECKS.try_acquire() else {
+    let Ok(permit) = checks.0.try_acquire_owned() else {
         return Err(unavailable(
             "health checks are already waiting for the database",
         ));
@@ -36,6 +38,18 @@ pub async fn health_get(State(state): State<AppState>) -> Result<Json<Value>, Ap
             tracing::error!("health check: the database did not answer in time");
             Err(unavailable("the database did not answer in time"))
         }
+    }
+}
+
+/// The health checks of one server reading the database now (at most [`HEALTH_CHECKS`]).
+#[derive(Clone)]
+pub struct HealthChecks(std::sync::Arc<tokio::sync::Semaphore>);
+
+impl Default for HealthChecks {
+    fn default() -> Self {
+        HealthChecks(std::sync::Arc::new(tokio::sync::Semaphore::new(
+            HEALTH_CHECKS,
+        )))
     }
 }
 

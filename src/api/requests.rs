@@ -98,15 +98,7 @@ pub async fn requests_list(
     Actor(actor): Actor,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<ListPage>, ApiError> {
-    let status = match q.status.as_deref() {
-        None | Some("") => None,
-        Some(s) => Some(Status::parse(s).ok_or_else(|| {
-            ApiError::invalid(format!(
-                "status must be one of {}",
-                Status::ALL.map(Status::as_str).join(", ")
-            ))
-        })?),
-    };
+    let status = Status::filter(q.status.as_deref()).map_err(ApiError::invalid)?;
     let after = match q.after.as_deref() {
         None | Some("") => None,
         Some(id) => Some(RequestId::parse(id)?),

@@ -80,7 +80,7 @@ pub(super) async fn accept_loop(
             app: app.clone(),
             http: http.clone(),
             tls: tls.clone(),
-            handshake_timeout: limits.request_timeout,
+            request_timeout: limits.request_timeout,
             peer,
         };
         let watcher = graceful.watcher();
@@ -168,18 +168,18 @@ struct Connection {
     app: Router,
     http: Arc<hyper::server::conn::http1::Builder>,
     tls: Option<TlsAcceptor>,
-    handshake_timeout: Duration,
+    request_timeout: Duration,
     peer: SocketAddr,
 }
 
 impl Connection {
     async fn serve(self, stream: TcpStream, watcher: hyper_util::server::graceful::Watcher) {
         let _ = stream.set_nodelay(true);
-        let stream = WriteDeadline::new(stream, self.handshake_timeout);
+        let stream = WriteDeadline::new(stream, self.request_timeout);
         match self.tls.clone() {
             None => self.run(stream, watcher).await,
             Some(acceptor) => {
-                match tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream)).await {
+                match tokio::time::timeout(self.request_timeout, acceptor.accept(stream)).await {
                     Ok(Ok(tls)) => self.run(tls, watcher).await,
                     Ok(Err(e)) => {
                         tracing::debug!(client = %self.peer, error = %e, "TLS handshake failed");
@@ -296,5 +296,46 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<IO> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(max: usize, exempt: &[&str]) -> Arc<PerAddress> {
+        Arc::new(PerAddress {
+            open: std::sync::Mutex::new(std::collections::HashMap::new()),
+            max,
+            exempt: exempt.iter().map(|n| n.parse().unwrap()).collect(),
+        })
+    }
+
+    #[test]
+    fn a_v4_proxy_seen_through_a_dual_stack_listener_is_still_exempt() {
+        let t = table(1, &["127.0.0.1/32"]);
+        let mapped: std::net::IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        let held: Vec<_> = (0..3).map(|_| PerAddress::admit(&t, mapped)).collect();
+        assert!(held.iter().all(Option::is_some), "exempt, however many");
+        // Another mapped address is counted, as its IPv4 self.
+        let other: std::net::IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        let first = PerAddress::admit(&t, other);
+        assert!(first.is_some());
+        assert!(PerAddress::admit(&t, "10.0.0.1".parse().unwrap()).is_none());
+        drop(first);
+        assert!(
+            PerAddress::admit(&t, other).is_some(),
+            "the count is given back"
+        );
+    }
+
+    #[test]
+    fn ipv6_addresses_of_one_64_share_a_count() {
+        let t = table(2, &[]);
+        let a = PerAddress::admit(&t, "2001:db8::1".parse().unwrap());
+        let b = PerAddress::admit(&t, "2001:db8::ffff:2".parse().unwrap());
+        assert!(a.is_some() && b.is_some());
+        assert!(PerAddress::admit(&t, "2001:db8::3".parse().unwrap()).is_none());
+        assert!(PerAddress::admit(&t, "2001:db8:0:1::1".parse().unwrap()).is_some());
     }
 }

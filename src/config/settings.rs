@@ -212,15 +212,12 @@ impl Builder<'_> {
         base: &Path,
     ) -> Result<CaSettings, ConfigError> {
         let key_file = data_dir.join(raw.key_file.as_deref().unwrap_or("ca_key"));
-        let backdate = match raw.backdate.as_deref() {
-            Some(zero) if humantime::parse_duration(zero.trim()).is_ok_and(|d| d.is_zero()) => {
-                Duration::ZERO
-            }
-            other => self.duration("ca.backdate", other, "1m")?,
-        };
-        if backdate > Duration::from_secs(3600) {
-            return Err(self.err("ca.backdate", "at most 1h"));
-        }
+        let backdate = self.duration_or_zero(
+            "ca.backdate",
+            raw.backdate.as_deref(),
+            "1m",
+            Duration::from_secs(3600),
+        )?;
         let passphrase_file = match raw.passphrase_file.as_deref() {
             Some(p) => Some(
                 CredentialPath::parse(p, base).map_err(|e| self.err("ca.passphrase_file", e))?,

@@ -270,6 +270,26 @@ fn backdate_zero_is_allowed_and_over_an_hour_is_not() {
 }
 
 #[test]
+fn revocation_grace_defaults_to_two_minutes_may_be_zero_and_at_most_a_day() {
+    assert_eq!(ok("").requests.revocation_grace, Duration::from_secs(120));
+    let grace = |v: &str| {
+        ok(&format!("[requests]\nrevocation_grace = \"{v}\"\n"))
+            .requests
+            .revocation_grace
+    };
+    assert_eq!(grace("0s"), Duration::ZERO);
+    assert_eq!(grace("1d"), Duration::from_secs(86_400));
+    refused(
+        "[requests]\nrevocation_grace = \"1d 1s\"\n",
+        &["requests.revocation_grace", "1day"],
+    );
+    refused(
+        "[requests]\nrevocation_grace = \"soon\"\n",
+        &["requests.revocation_grace"],
+    );
+}
+
+#[test]
 fn server_limits_default_and_are_bounded() {
     let c = ok("");
     assert_eq!(c.server.limits, Limits::default());
@@ -294,6 +314,17 @@ fn server_limits_default_and_are_bounded() {
     refused(
         "[server]\nmax_connections = 0\n",
         &["server.max_connections"],
+    );
+    refused(
+        "[server]\nmax_connections_per_address = 0\n",
+        &["server.max_connections_per_address"],
+    );
+    assert_eq!(
+        ok("[server]\nmax_connections_per_address = 8\n")
+            .server
+            .limits
+            .max_connections_per_address,
+        8
     );
     refused(
         "[server]\nauth_failures_per_address = 0\n",

@@ -188,12 +188,13 @@ impl Service {
         })
     }
 
-    /// The current KRL: every revoked certificate that has not expired yet.
+    /// The current KRL: every revoked certificate until the backdate after its expiry.
     pub fn krl(&self) -> Result<Arc<Krl>, ServiceError> {
         self.krl_at(Utc::now())
     }
 
-    /// The KRL as the clock reads `now`: every revoked certificate unexpired at `now`.
+    /// The KRL as the clock reads `now`: every revoked certificate whose `valid_before`
+    /// plus the backdate (a lagging server's clock) is after `now`.
     pub fn krl_at(&self, now: DateTime<Utc>) -> Result<Arc<Krl>, ServiceError> {
         let now = unix(now);
         // Servers poll this every minute or so. The KRL changes only when a certificate

@@ -179,13 +179,7 @@ async fn status(ctx: &Context, term: &Terminal, id: &str) -> Result<(), CommandE
 }
 
 async fn list(ctx: &Context, term: &Terminal, args: ListArgs) -> Result<(), CommandError> {
-    let status = match args.status.as_deref() {
-        None | Some("") => None,
-        Some(s) => Some(Status::parse(s).ok_or_else(|| {
-            let all = Status::ALL.map(Status::as_str).join(", ");
-            CommandError::invalid(format!("status must be one of {all}"))
-        })?),
-    };
+    let status = Status::filter(args.status.as_deref()).map_err(CommandError::invalid)?;
     let after = match args.after.as_deref() {
         None | Some("") => None,
         Some(id) => Some(request_id(id)?),

@@ -47,6 +47,18 @@ impl Status {
     pub fn parse(s: &str) -> Option<Status> {
         Status::ALL.into_iter().find(|st| st.as_str() == s)
     }
+
+    /// A list's `status` filter as given: absent or empty is none; otherwise a status name,
+    /// or an error naming them all.
+    pub fn filter(s: Option<&str>) -> Result<Option<Status>, String> {
+        match s {
+            None | Some("") => Ok(None),
+            Some(s) => Status::parse(s).map(Some).ok_or_else(|| {
+                let all = Status::ALL.map(Status::as_str).join(", ");
+                format!("status must be one of {all}")
+            }),
+        }
+    }
 }
 
 /// One stored request.

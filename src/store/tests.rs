@@ -472,8 +472,8 @@ fn opening_a_current_database_takes_no_write_lock() {
     holder.execute_batch("ROLLBACK").unwrap();
 }
 
-/// Writes made alone (CLI commands, the expiry sweep) checkpoint after their own COMMIT,
-/// as batches do after answering theirs.
+/// Writes made alone (CLI commands, the expiry sweep) checkpoint after their own COMMIT
+/// (SQLite's automatic checkpoint), as batches do.
 #[test]
 fn the_wal_stays_bounded_under_writes_made_alone() {
     let (dir, store) = store();

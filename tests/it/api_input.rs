@@ -181,6 +181,17 @@ async fn duplicate_keys_wrong_content_type_and_oversized_bodies_are_refused() {
         "{body}"
     );
     assert_eq!(snapshot(&app), before);
+
+    // JSON whitespace before the object is still an object.
+    let spaced = format!(" \r\n\t{ok}");
+    let (status, body) = post_raw(
+        &app,
+        "/v1/requests",
+        "application/json",
+        spaced.into_bytes(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
 }
 
 #[tokio::test]

@@ -365,10 +365,12 @@ async fn request_refuses_a_private_key_file_before_sending_anything() {
     let junk = app.dir.path().join("notes.txt");
     std::fs::write(&junk, "hello\n").unwrap();
     let err = text(&run(attempt(&junk)).await.stderr);
+    assert!(err.contains("not an OpenSSH public key line"), "{err}");
     assert!(err.contains("nothing was sent"), "{err}");
-    // The public half gets as far as the (absent) server.
+    // The public half gets as far as the (absent) server: the error is the connection.
     let err = text(&run(attempt(&private.with_extension("pub"))).await.stderr);
     assert!(!err.contains("nothing was sent"), "{err}");
+    assert!(err.contains(&nobody), "{err}");
 }
 
 /// Output that cannot be written is an error message, not a panic: a full disk says so
@@ -407,15 +409,14 @@ async fn unwritable_stdout_is_a_one_line_error_and_a_closed_pipe_a_quiet_stop() 
         );
         assert_eq!(err.lines().count(), 1, "{shown}: {err}");
     }
+    // A pipe whose reading end is closed before the command starts.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
     let mut cmd = countersign(&app.config_path());
     cmd.arg("check-config")
-        .stdout(Stdio::piped())
+        .stdout(writer)
         .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    drop(child.stdout.take());
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap();
+    let out = run(cmd).await;
     assert_eq!(out.status.code(), Some(141), "{}", text(&out.stderr));
     assert_eq!(text(&out.stderr), "", "no message, no panic");
 }

@@ -316,6 +316,15 @@ async fn list_pages_with_limit_and_after_and_names_the_next_page_on_stderr() {
         "{}",
         out.stderr
     );
+    // Nor is a request she may not see (frank's): not found, as for status.
+    let franks = insert_requests(&d.app.db_path(), "frank", "shell", "denied", [now]);
+    let out = d.ssh("alice", &["list", "--after", &franks[0]]).await;
+    assert_eq!(out.status, 1, "{out:?}");
+    assert!(
+        out.stderr.starts_with("countersign: not_found: "),
+        "{}",
+        out.stderr
+    );
     let out = d.ssh("alice", &["list", "--limit", "0"]).await;
     assert_eq!(out.status, 2, "{out:?}");
 }

@@ -152,6 +152,20 @@ impl TestApp {
         Self::start(dir, tokens).await
     }
 
+    /// Restarts on the same data dir with `config` as the config file.
+    pub async fn restart_with(self, config: &str) -> TestApp {
+        std::fs::write(self.config_path(), config).expect("config");
+        self.restart().await
+    }
+
+    /// Runs SQL straight on the SQLite file, as a second process would.
+    pub fn sql(&self, sql: &str) {
+        let conn = rusqlite::Connection::open(self.db_path()).expect("open db");
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .expect("busy timeout");
+        conn.execute_batch(sql).expect("sql");
+    }
+
     /// Stops the server and waits until it has closed the database.
     pub async fn stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {

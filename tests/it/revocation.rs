@@ -41,6 +41,13 @@ pub async fn revoke_serial(
     .await
 }
 
+/// The `valid_before` (unix seconds) of a certificate line.
+fn valid_before(cert: &str) -> i64 {
+    ssh_key::Certificate::from_openssh(cert.trim())
+        .unwrap()
+        .valid_before() as i64
+}
+
 /// `ssh-keygen -Q -f KRL CERT` says REVOKED (exit 1) or ok (exit 0).
 fn ssh_keygen_query(dir: &Path, krl: &[u8], cert: &str) -> bool {
     let krl_path = dir.join(format!("q-{}.krl", rand::random::<u32>()));
@@ -151,6 +158,14 @@ async fn offboarding_revokes_every_active_certificate_and_pending_request_of_the
     let (_, f1, _) = issued(&app, "frank", "prod-db", None).await;
     let pending = app.create_ok("alice", "prod-db").await;
     let franks_pending = app.create_ok("frank", "prod-db").await;
+    // An overdue one ended by itself: the expiry sweep records it, not the offboarding.
+    let overdue = insert_requests(
+        &app.db_path(),
+        "alice",
+        "prod-db",
+        "pending",
+        [chrono::Utc::now().timestamp() - 7200],
+    );
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
 
     let (status, body) = app
@@ -190,7 +205,18 @@ async fn offboarding_revokes_every_active_certificate_and_pending_request_of_the
         "an expired certificate needs no revocation"
     );
     // A request made for the lost laptop's key must not be approved later.
-    assert_eq!(body["cancelled"], json!([pending.as_str()]));
+    assert_eq!(
+        body["cancelled"],
+        json!([pending.as_str()]),
+        "not the overdue one"
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM requests WHERE id = '{}' AND status = 'cancelled'",
+            overdue[0]
+        )),
+        0
+    );
     let (_, view) = app.request("alice", &pending).await;
     assert_eq!(view["status"], "cancelled", "{view}");
     assert_eq!(view["decided_by"], "bob");
@@ -268,27 +294,34 @@ async fn requester_ends_own_certificate_and_the_conflict_goes_after_the_revocati
     assert_eq!(body["certificate"]["revoked"]["by"], "alice");
     assert_eq!(body["certificate"]["serial"], serial.as_str());
     // Servers accept it until their next KRL fetch: it still counts as held for the
-    // revocation grace (2m by default).
+    // revocation grace (2m by default). Moved back in time, the revocation is 119 s old,
+    // then 121 s.
     let (status, body) = app.create("alice", "deploy-audit", None).await;
     assert_eq!(
         (status, code(&body)),
         (StatusCode::FORBIDDEN, "sod_conflict"),
         "{body}"
     );
-    std::fs::write(
-        app.config_path(),
-        POLICY.replace(
-            "pending_ttl = \"1h\"",
-            "pending_ttl = \"1h\"\nrevocation_grace = \"0s\"",
-        ),
-    )
-    .unwrap();
-    let app = app.restart().await;
+    let now = chrono::Utc::now().timestamp();
+    app.sql(&format!(
+        "UPDATE certificates SET revoked_at = {} WHERE serial = {serial}",
+        now - 119
+    ));
+    let (status, body) = app.create("alice", "deploy-audit", None).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "sod_conflict"),
+        "{body}"
+    );
+    app.sql(&format!(
+        "UPDATE certificates SET revoked_at = {} WHERE serial = {serial}",
+        now - 121
+    ));
     let (status, body) = app.create("alice", "deploy-audit", None).await;
     assert_eq!(
         status,
         StatusCode::CREATED,
-        "without a grace, a revoked certificate is no longer held: {body}"
+        "past the grace, a revoked certificate is no longer held: {body}"
     );
     let pending = body["id"].as_str().unwrap();
     let (status, body) = app
@@ -342,14 +375,18 @@ async fn krl_lists_revoked_unexpired_serials_and_ssh_keygen_reads_it() {
     // Once the short certificate has expired by more than the backdate (1m: a server
     // whose clock lags that much still accepts it until then) it drops out; the version
     // stays. Both KRLs below are built for their moment (krl_at), not waited for.
-    let expires = ssh_key::Certificate::from_openssh(c3.trim())
-        .unwrap()
-        .valid_before() as i64;
+    let expires = valid_before(&c3);
     let at = |unix: i64| chrono::DateTime::from_timestamp(unix, 0).unwrap();
     let within = app.service.krl_at(at(expires + 30)).unwrap();
     let listing = ssh_keygen_list_krl(dir, &within.bytes);
     assert!(listing.contains(&format!("serial: {s3}")), "{listing}");
-    let after = app.service.krl_at(at(expires + 61)).unwrap();
+    // The last second it is listed: the KRL built at +30 s is still exact, and reused.
+    let last = app.service.krl_at(at(expires + 59)).unwrap();
+    assert!(
+        std::sync::Arc::ptr_eq(&within, &last),
+        "rebuilt inside its window"
+    );
+    let after = app.service.krl_at(at(expires + 60)).unwrap();
     let listing = ssh_keygen_list_krl(dir, &after.bytes);
     assert!(listing.contains("# KRL version 2"), "{listing}");
     assert!(!listing.contains(&format!("serial: {s3}")), "{listing}");
@@ -365,9 +402,7 @@ async fn a_clock_stepped_back_gets_a_krl_built_for_its_time() {
     let dir = app.dir.path();
     let (_, serial, cert) = issued(&app, "alice", "prod-db", Some("10m")).await;
     revoke_serial(&app, "bob", &serial).await;
-    let expires = ssh_key::Certificate::from_openssh(cert.trim())
-        .unwrap()
-        .valid_before() as i64;
+    let expires = valid_before(&cert);
     let at = |unix: i64| chrono::DateTime::from_timestamp(unix, 0).unwrap();
     let listed = |krl: &[u8]| ssh_keygen_list_krl(dir, krl).contains(&format!("serial: {serial}"));
 
@@ -391,33 +426,57 @@ async fn a_clock_stepped_back_gets_a_krl_built_for_its_time() {
 
 /// A certificate counts as held until its expiry plus the backdate: a server whose clock
 /// is behind by that much (what the backdate allows for) still accepts it, so a
-/// conflicting certificate issued just after the expiry would overlap it there.
-#[tokio::test(flavor = "multi_thread")]
-async fn an_expired_certificate_counts_as_held_for_the_backdate() {
+/// conflicting certificate issued just after the expiry would overlap it there. For the
+/// same reason `done` and offboarding still revoke it in that window, and not after.
+#[tokio::test]
+async fn an_expired_certificate_counts_as_live_for_the_backdate() {
     let app = TestApp::spawn().await;
-    let (_, _, cert) = issued(&app, "alice", "deploy", Some("5s")).await;
-    let expires = ssh_key::Certificate::from_openssh(cert.trim())
-        .unwrap()
-        .valid_before();
-    while (chrono::Utc::now().timestamp() as u64) < expires + 1 {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let (id, serial, _) = issued(&app, "alice", "deploy", None).await;
+    let (_, other, _) = issued(&app, "alice", "prod-db", None).await;
+    let now = chrono::Utc::now().timestamp();
+    // Expired 30 s ago by the CA's clock: inside the 1m backdate.
+    app.sql(&format!(
+        "UPDATE certificates SET valid_before = {} WHERE serial IN ({serial}, {other})",
+        now - 30
+    ));
     let (status, body) = app.create("alice", "deploy-audit", None).await;
     assert_eq!(
         (status, code(&body)),
         (StatusCode::FORBIDDEN, "sod_conflict"),
         "expired by the CA's clock, but within the 1m backdate: {body}"
     );
-    std::fs::write(
-        app.config_path(),
-        format!("{POLICY}\n[ca]\nbackdate = \"0s\"\n"),
-    )
-    .unwrap();
-    let app = app.restart().await;
-    let (status, body) = app.create("alice", "deploy-audit", None).await;
+    let (status, body) = app
+        .post("alice", &format!("/v1/requests/{id}/done"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "done still ends it: {body}");
+    let (_, body) = app
+        .post("bob", "/v1/users/alice/revoke", json!({ "reason": "left" }))
+        .await;
+    assert_eq!(
+        body["revoked"],
+        json!([other.as_str()]),
+        "offboarding still ends it"
+    );
+    let (_, _, krl) = fetch_krl(&app, None).await;
+    assert!(ssh_keygen_list_krl(app.dir.path(), &krl).contains(&format!("serial: {serial}")));
+    // Past the backdate it is over: nothing to end, and no conflict (grace aside).
+    let (id2, serial2, _) = issued(&app, "frank", "deploy", None).await;
+    app.sql(&format!(
+        "UPDATE certificates SET valid_before = {} WHERE serial = {serial2}",
+        now - 90
+    ));
+    let (status, body) = app
+        .post("frank", &format!("/v1/requests/{id2}/done"), json!({}))
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::CONFLICT, "expired"),
+        "{body}"
+    );
+    let (status, body) = app.create("frank", "deploy-audit", None).await;
     assert_eq!(
         status,
         StatusCode::CREATED,
-        "no backdate, no overlap: {body}"
+        "no backdate overlap left: {body}"
     );
 }
