@@ -71,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/users/{name}/revoke", post(revoke::user_revoke))
         .route("/v1/krl", get(revoke::krl_get))
+        .route("/v1/krl.sig", get(revoke::krl_sig_get))
         .route("/v1/audit", get(audit::audit_list))
         .route("/v1/audit/verify", get(audit::audit_verify))
         .fallback(misc::not_found)
@@ -168,11 +169,20 @@ pub(crate) async fn submit<T: Send + 'static>(
     f: impl FnOnce(&Service) -> Result<T, ServiceError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let service = state.clone();
-    match state.store().submit(move || f(&service)).await {
+    let result = match state.store().submit(move || f(&service)).await {
         Ok(result) => result.map_err(ApiError::from),
         Err(e) => Err(ApiError::from(ServiceError::Store(e))),
+    };
+    // A revocation committed (by this operation or one in its batch): the high-water
+    // mark must hold it before any answer of the batch leaves (`state.rs`).
+    if state.state_behind() {
+        blocking(state, |s| s.publish_state()).await?;
     }
+    result
 }
+
+/// How often the sweep brings the high-water mark up to the audit head.
+const MARK_PERIOD: Duration = Duration::from_secs(60);
 
 /// Marks overdue requests expired every few seconds, so they end with an audit row even
 /// if nobody looks at them.
@@ -180,8 +190,17 @@ async fn sweep_expired(state: AppState) {
     let period = (state.config().requests.pending_ttl / 10)
         .clamp(Duration::from_secs(1), Duration::from_secs(30));
     let mut tick = tokio::time::interval(period);
+    let mut marked = tokio::time::Instant::now();
     loop {
         tick.tick().await;
+        // The high-water mark follows the audit head about once a minute, so that a
+        // restore of an older copy is noticed even when nothing was revoked since.
+        if marked.elapsed() >= MARK_PERIOD {
+            marked = tokio::time::Instant::now();
+            if let Err(e) = blocking(&state, |s| s.publish_state()).await {
+                tracing::error!(code = e.code(), "could not advance the state mark");
+            }
+        }
         let s = state.clone();
         match state.store().submit(move || s.expire_overdue()).await {
             Ok(Ok(n)) if n > 0 => tracing::info!(expired = n, "expired overdue requests"),

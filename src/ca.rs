@@ -152,6 +152,22 @@ impl CertificateAuthority {
         }
     }
 
+    /// The CA public key the `[ca]` settings name, without the private key: the agent's
+    /// `agent_public_key` line, or the public half of the key file (never decrypted, so
+    /// no passphrase is needed). For commands that only need to know which CA this is.
+    pub fn public_key(settings: &CaSettings) -> Result<PublicKey, CaError> {
+        let public = if settings.agent {
+            let path = settings
+                .agent_public_key
+                .as_deref()
+                .ok_or_else(|| CaError::Setting("agent = true needs agent_public_key".into()))?;
+            read_public_line(path)?
+        } else {
+            keyfile::load_public(&settings.key_file)?
+        };
+        Ok(PublicKey::new(public.key_data().clone(), "countersign-ca"))
+    }
+
     /// Loads an existing unencrypted key file, refusing unsafe files.
     pub fn load(path: &Path) -> Result<Self, CaError> {
         Ok(Self::from_key(keyfile::load(path, None)?))
@@ -164,24 +180,7 @@ impl CertificateAuthority {
 
     /// Uses the key of the agent at `socket` whose public key is in `public_key_file`.
     pub fn from_agent(socket: &Path, public_key_file: &Path) -> Result<Self, CaError> {
-        let text = std::fs::read_to_string(public_key_file).map_err(|source| CaError::Io {
-            path: public_key_file.to_owned(),
-            source,
-        })?;
-        let public = PublicKey::from_openssh(text.trim()).map_err(|source| CaError::Key {
-            path: public_key_file.to_owned(),
-            message: "not an OpenSSH public key line".into(),
-            source,
-        })?;
-        if public.algorithm() != Algorithm::Ed25519 {
-            return Err(CaError::Unsafe {
-                path: public_key_file.to_owned(),
-                message: format!(
-                    "is {}, countersign signs with Ed25519 only",
-                    public.algorithm().as_str()
-                ),
-            });
-        }
+        let public = read_public_line(public_key_file)?;
         let signer = AgentSigner::connect(socket, public.key_data().clone())?;
         Ok(CertificateAuthority {
             key: Key::Agent(signer),
@@ -282,6 +281,29 @@ impl CertificateAuthority {
         }
         .map_err(CaError::Sign)
     }
+}
+
+/// An Ed25519 OpenSSH public key line from `path`.
+fn read_public_line(path: &Path) -> Result<PublicKey, CaError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CaError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let public = PublicKey::from_openssh(text.trim()).map_err(|source| CaError::Key {
+        path: path.to_owned(),
+        message: "not an OpenSSH public key line".into(),
+        source,
+    })?;
+    if public.algorithm() != Algorithm::Ed25519 {
+        return Err(CaError::Unsafe {
+            path: path.to_owned(),
+            message: format!(
+                "is {}, countersign signs with Ed25519 only",
+                public.algorithm().as_str()
+            ),
+        });
+    }
+    Ok(public)
 }
 
 #[cfg(test)]

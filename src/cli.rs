@@ -47,11 +47,13 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 mod audit;
+mod backup;
 mod checkpoint;
 mod client;
 mod decide;
 mod export;
 mod init;
+mod krl;
 pub(crate) mod output;
 mod report;
 mod request;
@@ -98,8 +100,8 @@ pub struct Cli {
 pub enum Command {
     /// Create the data directory, database and CA key; print the CA public key.
     Init(init::InitArgs),
-    /// Run the HTTP API.
-    Serve,
+    /// Run the HTTP API (and the SSH front door when [ssh] is set).
+    Serve(serve::ServeArgs),
     /// Validate the configuration and print a summary.
     CheckConfig,
     /// Create or revoke API tokens (on the CA host).
@@ -125,8 +127,8 @@ pub enum Command {
     Revoke(revoke::RevokeArgs),
     /// End your own certificate early ("I'm finished").
     Done(revoke::DoneArgs),
-    /// Fetch the Key Revocation List and replace a file atomically (no token needed).
-    Krl(revoke::KrlArgs),
+    /// Fetch the Key Revocation List, check its signature, replace a file atomically.
+    Krl(krl::KrlArgs),
     /// Read the audit log (admins); `verify` and `checkpoint` run on the CA host.
     Audit(audit::AuditArgs),
     /// Measure issuance against baselines (run scripts/bench.sh for a release build).
@@ -134,6 +136,8 @@ pub enum Command {
     /// The benchmark's HTTP-only baseline server (started by `bench`).
     #[command(hide = true)]
     BenchEcho(crate::bench::EchoArgs),
+    /// Write a consistent, verified copy of the database (on the CA host, also while it serves).
+    Backup(backup::BackupArgs),
     /// Access review: per role, who held it, when, how long, why, approved by whom (admins).
     Report(report::ReportArgs),
 }
@@ -150,7 +154,7 @@ pub struct JsonFlag {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Init(args) => init::init(&cli.config, &args),
-        Command::Serve => serve::serve(&cli.config),
+        Command::Serve(args) => serve::serve(&cli.config, &args),
         Command::CheckConfig => init::check_config(&cli.config),
         Command::Token(cmd) => token::run(&cli.config, cmd),
         Command::Audit(args) => audit::run(&cli.config, &cli.url, args),
@@ -164,8 +168,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cert(args) => show::cert(&cli.url, args),
         Command::Revoke(args) => revoke::revoke(&cli.url, args),
         Command::Done(args) => revoke::done(&cli.url, args),
-        Command::Krl(args) => revoke::krl(&cli.url, args),
+        Command::Krl(args) => krl::run(&cli.url, args),
         Command::Report(args) => report::run(&cli.url, args),
+        Command::Backup(args) => backup::run(&cli.config, &args),
         Command::Bench(args) => crate::bench::run(args),
         Command::BenchEcho(args) => crate::bench::echo::run(&args),
     }

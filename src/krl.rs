@@ -1,4 +1,5 @@
-//! An OpenSSH Key Revocation List writer (the serial-list form of PROTOCOL.krl).
+//! An OpenSSH Key Revocation List writer (the serial-list form of PROTOCOL.krl), and a
+//! reader of the little `countersign krl` needs to compare two KRLs (version, CAs).
 //!
 //! No crate writes KRLs, so this is the format by hand: a header (magic, format version,
 //! KRL version, generated date, flags, reserved, comment) and one certificates section
@@ -53,9 +54,8 @@ pub fn encode(krl: &KrlContents<'_>) -> Result<Vec<u8>, KrlError> {
     out.extend_from_slice(&0u64.to_be_bytes()); // flags
     put_string(&mut out, b"")?; // reserved
     put_string(&mut out, krl.comment.as_bytes())?;
-    if krl.serials.is_empty() {
-        return Ok(out);
-    }
+    // The certificates section is there even when nothing is revoked: it names the CA,
+    // so a KRL of another CA is told apart from an empty one (`read`).
     let mut serials = krl.serials.to_vec();
     serials.sort_unstable();
     serials.dedup();
@@ -72,11 +72,76 @@ pub fn encode(krl: &KrlContents<'_>) -> Result<Vec<u8>, KrlError> {
     let mut section = Vec::new();
     put_string(&mut section, &ca_blob)?;
     put_string(&mut section, b"")?; // reserved
-    section.push(KRL_SECTION_CERT_SERIAL_LIST);
-    put_string(&mut section, &list)?;
+    if !list.is_empty() {
+        section.push(KRL_SECTION_CERT_SERIAL_LIST);
+        put_string(&mut section, &list)?;
+    }
     out.push(KRL_SECTION_CERTIFICATES);
     put_string(&mut out, &section)?;
     Ok(out)
+}
+
+/// What [`read`] finds in a KRL: enough to tell whether one KRL may replace another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KrlSummary {
+    pub version: u64,
+    /// The CA public keys its certificate sections name.
+    pub cas: Vec<KeyData>,
+}
+
+/// Why bytes are not a KRL.
+#[derive(Debug, thiserror::Error)]
+#[error("not an OpenSSH KRL: {0}")]
+pub struct NotAKrl(String);
+
+/// Reads a KRL's version and the CAs its certificate sections name (any KRL
+/// `ssh-keygen` writes, not only ours); the rest is skipped.
+pub fn read(bytes: &[u8]) -> Result<KrlSummary, NotAKrl> {
+    let mut r = bytes;
+    if take_u64(&mut r)? != KRL_MAGIC {
+        return Err(NotAKrl("bad magic".into()));
+    }
+    if take(&mut r, 4)? != KRL_FORMAT_VERSION.to_be_bytes() {
+        return Err(NotAKrl("unknown format version".into()));
+    }
+    let version = take_u64(&mut r)?;
+    take(&mut r, 16)?; // generated date, flags
+    take_string(&mut r)?; // reserved
+    take_string(&mut r)?; // comment
+    let mut cas = Vec::new();
+    while let Some((&kind, rest)) = r.split_first() {
+        r = rest;
+        let mut section = take_string(&mut r)?;
+        if kind == KRL_SECTION_CERTIFICATES {
+            let blob = take_string(&mut section)?;
+            let key = ssh_key::PublicKey::from_bytes(blob)
+                .map_err(|e| NotAKrl(format!("a CA key does not parse: {e}")))?;
+            cas.push(key.key_data().clone());
+        }
+    }
+    Ok(KrlSummary { version, cas })
+}
+
+fn take<'a>(r: &mut &'a [u8], n: usize) -> Result<&'a [u8], NotAKrl> {
+    if r.len() < n {
+        return Err(NotAKrl("truncated".into()));
+    }
+    let (head, rest) = r.split_at(n);
+    *r = rest;
+    Ok(head)
+}
+
+fn take_u64(r: &mut &[u8]) -> Result<u64, NotAKrl> {
+    let b = take(r, 8)?;
+    let mut a = [0u8; 8];
+    a.copy_from_slice(b);
+    Ok(u64::from_be_bytes(a))
+}
+
+fn take_string<'a>(r: &mut &'a [u8]) -> Result<&'a [u8], NotAKrl> {
+    let b = take(r, 4)?;
+    let n = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+    take(r, n)
 }
 
 /// An SSH `string`: uint32 length, then the bytes.
@@ -98,7 +163,7 @@ mod tests {
     }
 
     #[test]
-    fn empty_krl_is_just_the_header() {
+    fn an_empty_krl_still_names_its_ca() {
         let ca = ca();
         let bytes = encode(&KrlContents {
             version: 3,
@@ -111,7 +176,31 @@ mod tests {
         assert_eq!(&bytes[..8], b"SSHKRL\n\0");
         assert_eq!(&bytes[8..12], &1u32.to_be_bytes());
         assert_eq!(&bytes[12..20], &3u64.to_be_bytes());
-        assert_eq!(bytes.len(), 8 + 4 + 8 + 8 + 8 + 4 + 4 + 1);
+        let summary = read(&bytes).unwrap();
+        assert_eq!(summary.version, 3);
+        assert_eq!(summary.cas, vec![ca]);
+    }
+
+    #[test]
+    fn read_finds_the_version_and_ca_of_a_krl_with_serials() {
+        let ca = ca();
+        let bytes = encode(&KrlContents {
+            version: 7,
+            generated_date: 0,
+            comment: "",
+            ca: &ca,
+            serials: &[5, 9],
+        })
+        .unwrap();
+        assert_eq!(
+            read(&bytes).unwrap(),
+            KrlSummary {
+                version: 7,
+                cas: vec![ca]
+            }
+        );
+        assert!(read(&bytes[..bytes.len() - 3]).is_err());
+        assert!(read(b"not a krl at all, not at all").is_err());
     }
 
     #[test]

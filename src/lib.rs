@@ -15,6 +15,8 @@
 //! - [`config`]: TOML -> [`config::Config`] (settings + [`policy::Policy`]).
 //! - [`names`], [`pubkey`]: input parsed into types at the edge.
 //! - [`store`]: SQLite (WAL, `synchronous=FULL`), migrations, rows and queries.
+//! - [`state`]: the database, the CA key it belongs to and the high-water mark beside
+//!   the key, opened as one whole (a lost or rolled-back half is refused).
 //! - [`audit`]: the append-only, hash-chained audit log and its verification.
 //! - [`ca`]: the CA key file and the one function that signs certificates.
 //! - [`krl`]: the OpenSSH KRL writer; [`checkpoint`]: signed audit checkpoints.
@@ -37,5 +39,6 @@ pub mod policy;
 pub mod pubkey;
 pub mod service;
 pub mod ssh;
+pub mod state;
 pub mod store;
 pub mod tls;

@@ -13,7 +13,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = countersign::cli::Cli::parse();
-    let default = if matches!(cli.command, countersign::cli::Command::Serve) {
+    let default = if matches!(cli.command, countersign::cli::Command::Serve(_)) {
         "info"
     } else {
         "warn"

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 
 pub use decide::NewRequest;
-pub use revoke::{Krl, UserRevocation};
+pub use revoke::{KRL_NAMESPACE, Krl, UserRevocation};
 pub use view::{ApprovalView, CertificateView, RequestView, RevocationView, StepView, WhoAmI};
 
 use crate::audit::{self, AuditError, NewEvent};
@@ -28,7 +28,9 @@ use crate::policy::Policy;
 use crate::policy::rules::{self, Refusal};
 use crate::store::certificates as certs;
 use crate::store::requests::{self as rq, Status};
-use crate::store::{Store, StoreError, tokens};
+use crate::state::mark::MarkError;
+use crate::state::{self, Access, Guard, StateError};
+use crate::store::{Store, StoreError, meta, tokens};
 
 /// What went wrong, in the terms a front end maps to a response.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +65,12 @@ pub enum ServiceError {
     /// The audit chain does not verify.
     #[error(transparent)]
     Audit(AuditError),
+    /// The state cannot be opened as it is (`state.rs`); the message says why.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The high-water mark could not be written: nothing newer is published until it is.
+    #[error("writing the state mark")]
+    Mark(#[from] MarkError),
 }
 
 impl From<AuditError> for ServiceError {
@@ -81,6 +89,8 @@ pub struct Service {
     store: Store,
     /// The last KRL built, reused while it is still exact (see `Service::krl`).
     krl: std::sync::Mutex<Option<revoke::CachedKrl>>,
+    /// Keeps the high-water mark of published state (`state.rs`).
+    guard: Arc<Guard>,
 }
 
 impl std::fmt::Debug for Service {
@@ -92,24 +102,34 @@ impl std::fmt::Debug for Service {
 }
 
 impl Service {
-    /// Puts the parts together; see `Service::open` for the usual way.
+    /// Puts the parts together, keeping no high-water mark; see `Service::open` for the
+    /// usual way.
     pub fn new(config: Config, ca: CertificateAuthority, store: Store) -> Self {
+        Self::with_guard(config, ca, store, Arc::new(Guard::detached()))
+    }
+
+    fn with_guard(config: Config, ca: CertificateAuthority, store: Store, guard: Arc<Guard>) -> Self {
         Service {
             config: Arc::new(config),
             ca,
             store,
             krl: std::sync::Mutex::new(None),
+            guard,
         }
     }
 
-    /// Opens the database and the CA key named by `config` (creating the key file if
-    /// `create_key`, or using the agent), and checks the audit chain: a broken chain
-    /// refuses to start.
-    pub fn open(config: Config, create_key: bool) -> Result<Self, ServiceError> {
-        let store = Store::open(&config.database_path())?;
-        let (ca, _) = CertificateAuthority::open(&config.ca, create_key)?;
+    /// Opens the state named by `config` as `access` allows (`state.rs`: the database
+    /// and the CA key must belong together and not be behind the high-water mark; only
+    /// an empty data folder gets both created), and checks the audit chain: a broken
+    /// chain refuses to start. `operator` is recorded as the actor of what opening
+    /// writes to the audit log (the CA key's record, an accepted rollback).
+    pub fn open(config: Config, access: Access, operator: &str) -> Result<Self, ServiceError> {
+        let plan = state::plan(&config, access)?;
+        let (ca, _) = CertificateAuthority::open(&config.ca, plan.create_key)?;
+        let public = ssh_key::PublicKey::new(ca.public_key_data().clone(), "");
+        let (store, guard) = state::open_store(&config, &public, access, plan, operator)?;
         audit::verify_store(&store)?;
-        Ok(Self::new(config, ca, store))
+        Ok(Self::with_guard(config, ca, store, guard))
     }
 
     /// The loaded configuration.
@@ -277,6 +297,23 @@ impl Service {
             .map_err(crate::store::StoreError::from)
         })?;
         Ok(())
+    }
+
+    /// Writes the high-water mark if committed state has moved past it: called after a
+    /// batch of writes that revoked something (before their answers leave), by the KRL
+    /// before serving a version the mark does not hold, and at stop.
+    pub fn publish_state(&self) -> Result<(), ServiceError> {
+        let (version, head) = self.store.read(|tx| {
+            Ok::<_, StoreError>((certs::krl_version(tx)?, meta::audit_head(tx)?))
+        })?;
+        self.guard.advance(version, &head, Utc::now())?;
+        Ok(())
+    }
+
+    /// Whether a revocation was made that the high-water mark does not hold yet: then
+    /// [`Service::publish_state`] must run before any answer leaves.
+    pub fn state_behind(&self) -> bool {
+        self.guard.behind()
     }
 
     /// The backdate in seconds: how far behind the CA's clock a server's may be, so how

@@ -8,12 +8,13 @@
 //! `store/tokens.rs`.
 
 pub mod certificates;
+pub mod meta;
 pub mod requests;
 pub mod tokens;
 mod writer;
 
 use std::future::Future;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
@@ -195,6 +196,25 @@ CREATE INDEX requests_by_age ON requests (created_at DESC, id);
 CREATE INDEX requests_by_requester ON requests (requester, created_at DESC, id);
 CREATE INDEX requests_by_role ON requests (role, created_at DESC, id);
 "#,
+    r#"
+-- The state binding (store/meta.rs): which database this is, which CA keys it belongs
+-- to (with the periods they were in use, so that a later key rotation adds a row), and
+-- the floor under the KRL version (raised when an operator accepts a rolled-back
+-- database, so that the KRL version never goes back).
+CREATE TABLE meta (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    database_id TEXT NOT NULL,
+    krl_floor   INTEGER NOT NULL DEFAULT 0 CHECK (krl_floor >= 0)
+);
+INSERT INTO meta (id, database_id) VALUES (1, lower(hex(randomblob(16))));
+CREATE TABLE ca_keys (
+    fingerprint TEXT PRIMARY KEY,
+    public_key  TEXT NOT NULL,
+    since       INTEGER NOT NULL,
+    until       INTEGER
+);
+CREATE UNIQUE INDEX ca_keys_current ON ca_keys (until IS NULL) WHERE until IS NULL;
+"#,
 ];
 
 /// The database handle shared by the server and the operator commands: one write
@@ -214,6 +234,18 @@ pub struct Store {
 const MAX_IDLE_READERS: usize = 64;
 
 impl Store {
+    /// Opens and migrates the database at `path`, which must exist: commands that must
+    /// not create one half of the state next to the other (see `state.rs`) use this.
+    pub fn open_existing(path: &Path) -> Result<Store, StoreError> {
+        match std::fs::symlink_metadata(path) {
+            Ok(_) => Store::open(path),
+            Err(source) => Err(StoreError::Io {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
     /// Opens (creating if needed, mode 0600) and migrates the database at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let io = |source| StoreError::Io {
@@ -314,6 +346,37 @@ impl Store {
             }
         }
         out
+    }
+
+    /// Copies the whole database, as one consistent snapshot of what is committed, to a
+    /// new file at `dest` (SQLite's online backup: writers go on meanwhile), and makes
+    /// the copy durable. `dest` must not exist.
+    pub fn backup_to(&self, dest: &Path) -> Result<(), StoreError> {
+        let io = |source| StoreError::Io {
+            path: dest.to_owned(),
+            source,
+        };
+        // Created here, private and exclusive, before SQLite writes into it.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dest)
+            .map_err(io)?;
+        let source = connect(&self.path)?;
+        let mut copy = Connection::open(dest)?;
+        {
+            let backup = rusqlite::backup::Backup::new(&source, &mut copy)?;
+            // All pages in one step: one read transaction, so one snapshot.
+            backup.step(-1)?;
+        }
+        // The copy is a single file (no -wal) that restores by copying it in place.
+        copy.pragma_update(None, "journal_mode", "DELETE")?;
+        drop(copy);
+        std::fs::File::open(dest)
+            .and_then(|f| f.sync_all())
+            .map_err(io)?;
+        Ok(())
     }
 
     /// Changes whenever a write transaction has committed (after the COMMIT), so a

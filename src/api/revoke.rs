@@ -1,7 +1,7 @@
 //! Revocation endpoints and the KRL.
 //!
 //! `POST /v1/certificates/{serial}/revoke` and `POST /v1/users/{name}/revoke` (admins),
-//! `POST /v1/requests/{id}/done` (the requester), `GET /v1/krl` (no auth: servers poll it).
+//! `POST /v1/requests/{id}/done` (the requester), `GET /v1/krl` and `GET /v1/krl.sig` (no auth: servers poll them).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -110,6 +110,29 @@ pub async fn krl_get(
         StatusCode::OK,
         [etag, version, cache, kind],
         krl.bytes.clone(),
+    )
+        .into_response())
+}
+
+/// `GET /v1/krl.sig`: the CA's SSH signature (armored SSHSIG, namespace
+/// `countersign-krl`) over the bytes `GET /v1/krl` serves now, so that a KRL fetched
+/// over plain HTTP can be checked against the CA key (`ssh-keygen -Y verify`). It carries
+/// the same `ETag` and `X-KRL-Version` as the KRL it signs: a client that fetched the
+/// two across a revocation sees different versions and fetches again.
+pub async fn krl_sig_get(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let krl = blocking(&state, |s| s.krl()).await?;
+    Ok((
+        StatusCode::OK,
+        [
+            (header::ETAG, krl.etag.clone()),
+            (
+                header::HeaderName::from_static("x-krl-version"),
+                krl.version.to_string(),
+            ),
+            (header::CACHE_CONTROL, "no-cache".to_owned()),
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
+        ],
+        krl.signature.clone(),
     )
         .into_response())
 }

@@ -107,6 +107,19 @@ pub(super) fn read_passphrase(path: &Path) -> Result<Zeroizing<Vec<u8>>, CaError
 }
 
 /// Loads an existing key file after [`check_key_file`], decrypting it with `passphrase`.
+/// The public half of the key file, read without decrypting it (an encrypted OpenSSH
+/// key keeps its public key in the clear), after the same safety checks as [`load`].
+pub(super) fn load_public(path: &Path) -> Result<ssh_key::PublicKey, CaError> {
+    check_key_file(path)?;
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(io(path))?);
+    let key = PrivateKey::from_openssh(text.as_bytes()).map_err(|source| CaError::Key {
+        path: path.to_owned(),
+        message: "not an OpenSSH private key".into(),
+        source,
+    })?;
+    Ok(key.public_key().clone())
+}
+
 pub(super) fn load(path: &Path, passphrase: Option<&[u8]>) -> Result<PrivateKey, CaError> {
     check_key_file(path)?;
     let text = Zeroizing::new(std::fs::read_to_string(path).map_err(io(path))?);

@@ -16,7 +16,7 @@ use crate::store::Store;
 
 fn open(config: &Path) -> anyhow::Result<(Config, Store)> {
     let config = Config::load(config)?;
-    let store = Store::open(&config.database_path()).context("opening the database")?;
+    let (store, _) = crate::state::open_existing(&config)?;
     Ok((config, store))
 }
 

@@ -9,6 +9,7 @@ use crate::ca::CertificateAuthority;
 use crate::config::Config;
 use crate::policy::rules::describe_members;
 use crate::service::Service;
+use crate::state::Access;
 use crate::ssh::host_key;
 
 /// `countersign init` options.
@@ -35,7 +36,7 @@ pub fn init(config: &Path, args: &InitArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let existed = config.ca.agent || config.ca.key_file.exists();
-    let service = Service::open(config, true)?;
+    let service = Service::open(config, Access::Init, &super::token::operator())?;
     let ca = service.ca();
     if service.config().ca.agent {
         eprintln!("CA key held by the SSH agent at SSH_AUTH_SOCK");

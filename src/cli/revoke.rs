@@ -1,7 +1,7 @@
 //! `revoke`, `done` and `krl`: ending certificates and fetching the revocation list.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
@@ -39,14 +39,6 @@ pub struct DoneArgs {
     /// Optional note for the audit log.
     #[arg(long)]
     pub reason: Option<String>,
-}
-
-/// `krl` arguments.
-#[derive(Debug, Args)]
-pub struct KrlArgs {
-    /// File to replace atomically (the file sshd's `RevokedKeys` names).
-    #[arg(long)]
-    pub out: PathBuf,
 }
 
 #[derive(Deserialize)]
@@ -103,18 +95,6 @@ pub fn done(url: &str, args: DoneArgs) -> anyhow::Result<ExitCode> {
         "certificate serial {serial} of {} revoked; thanks for giving access back",
         r.id
     )?;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `countersign krl --out FILE`: fetch `/v1/krl` (no token needed) and replace FILE
-/// atomically, so sshd never sees a missing or half-written file.
-pub fn krl(url: &str, args: KrlArgs) -> anyhow::Result<ExitCode> {
-    let bytes = Client::anonymous(url)?.get_bytes("/v1/krl")?;
-    if !bytes.starts_with(b"SSHKRL\n\0") {
-        return Err(anyhow!("the server did not send a KRL"));
-    }
-    write_atomically(&args.out, &bytes)?;
-    eprintln!("wrote {} ({} bytes)", args.out.display(), bytes.len());
     Ok(ExitCode::SUCCESS)
 }
 

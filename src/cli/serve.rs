@@ -12,12 +12,24 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::service::Service;
+use crate::state::Access;
 use crate::ssh::host_key;
 
+/// `countersign serve` options.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Start on a database older than the state this CA already published (a restore
+    /// from an older copy): recorded in the audit log as state.rollback_accepted, and the
+    /// KRL version jumps above every version published. Revocations made after the copy
+    /// are lost: make them again.
+    #[arg(long)]
+    pub accept_rollback: bool,
+}
+
 /// Loads everything, refuses to start on a broken audit chain, an unsafe CA or host key,
-/// or unusable TLS files, serves. Config warnings (e.g. `allow_plain_http`) are logged at
-/// every start.
-pub fn serve(config: &Path) -> anyhow::Result<ExitCode> {
+/// state that does not belong together or is older than what was published, or unusable
+/// TLS files, serves. Config warnings (e.g. `allow_plain_http`) are logged at every start.
+pub fn serve(config: &Path, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(config)?;
     for w in &config.warnings {
         tracing::warn!("{w}");
@@ -26,7 +38,11 @@ pub fn serve(config: &Path) -> anyhow::Result<ExitCode> {
     if let Some(files) = &config.server.tls {
         crate::tls::server_config(files).context("refusing to start")?;
     }
-    let service = Service::open(config, true).context("refusing to start")?;
+    let access = Access::Serve {
+        accept_rollback: args.accept_rollback,
+    };
+    let service =
+        Service::open(config, access, &super::token::operator()).context("refusing to start")?;
     tracing::info!(fingerprint = %service.ca().fingerprint(), "CA key loaded");
     tracing::info!("TrustedUserCAKeys line: {}", service.ca().public_key_line());
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -46,9 +62,14 @@ pub fn serve(config: &Path) -> anyhow::Result<ExitCode> {
             signals.received().await;
             let _ = stop.send(true);
         });
-        crate::api::serve(listener, service, until_stopped(stopped)).await?;
+        crate::api::serve(listener, service.clone(), until_stopped(stopped)).await?;
         if let Some(ssh) = ssh {
             ssh.await??;
+        }
+        // The high-water mark takes the last state this run committed.
+        if let Err(e) = service.publish_state() {
+            let e = anyhow::Error::new(e);
+            tracing::error!(error = format!("{e:#}"), "could not write the state mark at stop");
         }
         tracing::info!("shut down");
         Ok(ExitCode::SUCCESS)

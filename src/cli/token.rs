@@ -3,13 +3,11 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Subcommand;
 
 use crate::config::Config;
 use crate::names::UserName;
 use crate::service;
-use crate::store::Store;
 
 /// Token subcommands.
 #[derive(Debug, Subcommand)]
@@ -40,7 +38,7 @@ pub fn operator() -> String {
 /// Runs a token subcommand.
 pub fn run(config: &Path, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
     let config = Config::load(config)?;
-    let store = Store::open(&config.database_path()).context("opening the database")?;
+    let (store, _) = crate::state::open_existing(&config)?;
     match cmd {
         TokenCommand::Create { user } => {
             let user = UserName::parse(&user)?;

@@ -16,6 +16,7 @@ use crate::audit::{self, NewEvent};
 use crate::krl::{self, KrlContents};
 use crate::names::{RequestId, Text, UserName};
 use crate::store::certificates::{self as certs, Holding};
+use crate::state::Guard;
 use crate::store::requests as rq;
 
 /// What revoking a user ended.
@@ -27,15 +28,21 @@ pub struct UserRevocation {
     pub cancelled: Vec<RequestId>,
 }
 
+/// SSHSIG namespace of the KRL's signature (`GET /v1/krl.sig`).
+pub const KRL_NAMESPACE: &str = "countersign-krl";
+
 /// A KRL ready to serve.
 #[derive(Debug, Clone)]
 pub struct Krl {
     /// The file's bytes (cheap to clone).
     pub bytes: bytes::Bytes,
-    /// The KRL version (number of revocations so far).
+    /// The KRL version: it only grows (revocations, and restores an operator accepted).
     pub version: u64,
     /// Strong validator of the bytes, for `ETag` / `If-None-Match`.
     pub etag: String,
+    /// The CA's SSH signature (armored SSHSIG, namespace [`KRL_NAMESPACE`]) over the
+    /// bytes, so that a KRL fetched over plain HTTP can be checked with the CA key.
+    pub signature: String,
 }
 
 /// The last KRL built and the time span (unix seconds) it stays exact in if no
@@ -62,6 +69,7 @@ fn lock(m: &Mutex<Option<CachedKrl>>) -> MutexGuard<'_, Option<CachedKrl>> {
 
 fn revoke_one(
     tx: &Connection,
+    guard: &Guard,
     now: DateTime<Utc>,
     actor: &UserName,
     cert: &Holding,
@@ -71,6 +79,8 @@ fn revoke_one(
     else {
         return Ok(false);
     };
+    // The answer must not leave before the high-water mark holds this version.
+    guard.note_revocation(version);
     audit::append(
         tx,
         now,
@@ -102,7 +112,7 @@ impl Service {
             let cert = certs::by_serial(tx, serial)?.ok_or_else(|| {
                 ServiceError::NotFound(format!("no certificate with serial {serial}"))
             })?;
-            if !revoke_one(tx, now, actor, &cert, &reason)? {
+            if !revoke_one(tx, &self.guard, now, actor, &cert, &reason)? {
                 return Err(ServiceError::Conflict {
                     code: "already_revoked",
                     message: format!("certificate {serial} is already revoked"),
@@ -127,7 +137,7 @@ impl Service {
             let mut done = UserRevocation::default();
             // Still accepted by a server whose clock lags by the backdate: revoke those too.
             for cert in certs::active_of_user(tx, user, unix(now) - self.skew())? {
-                if revoke_one(tx, now, actor, &cert, &reason)? {
+                if revoke_one(tx, &self.guard, now, actor, &cert, &reason)? {
                     done.revoked.push(cert.serial);
                 }
             }
@@ -176,7 +186,7 @@ impl Service {
                     message: format!("the certificate of {id} has already expired"),
                 });
             }
-            if !revoke_one(tx, now, actor, &holding, &reason)? {
+            if !revoke_one(tx, &self.guard, now, actor, &holding, &reason)? {
                 return Err(ServiceError::Conflict {
                     code: "already_revoked",
                     message: format!("the certificate of {id} is already revoked"),
@@ -216,7 +226,7 @@ impl Service {
                 certs::revoked_unexpired(tx, now - self.skew())?,
             ))
         })? {
-            KrlSource::Cached(krl) => return Ok(krl),
+            KrlSource::Cached(krl) => return self.published(krl),
             KrlSource::Build(version, revoked) => (version, revoked),
         };
         let bytes = krl::encode(&KrlContents {
@@ -230,10 +240,16 @@ impl Service {
             "\"{version}-{}\"",
             &hex::encode(Sha256::digest(&bytes))[..32]
         );
+        let signature = self
+            .ca
+            .sign_message(KRL_NAMESPACE, &bytes)?
+            .to_pem(ssh_key::LineEnding::LF)
+            .map_err(|e| ServiceError::Ca(crate::ca::CaError::Sign(e)))?;
         let krl = Arc::new(Krl {
             bytes: bytes.into(),
             version,
             etag,
+            signature,
         });
         // Two polls that both missed may finish in either order: keep the newer KRL.
         let mut cache = lock(&self.krl);
@@ -247,6 +263,15 @@ impl Service {
             });
         }
         drop(cache);
+        self.published(krl)
+    }
+
+    /// `krl`, once the high-water mark holds its version: no KRL leaves before a restore
+    /// of an older database would be noticed.
+    fn published(&self, krl: Arc<Krl>) -> Result<Arc<Krl>, ServiceError> {
+        if !self.guard.holds_krl(krl.version) {
+            self.publish_state()?;
+        }
         Ok(krl)
     }
 }

@@ -168,11 +168,14 @@ pub fn revoke(
     Ok((n == 1).then_some(next))
 }
 
-/// The number of revocations so far: the KRL version.
+/// The KRL version: the number of the newest revocation, or the floor an operator's
+/// accepted rollback raised it to (`meta::raise_krl_floor`), whichever is higher. It
+/// only grows, across restarts and accepted restores.
 pub fn krl_version(tx: &Connection) -> Result<u64, StoreError> {
     let v: i64 = tx
         .prepare_cached(
-            "SELECT coalesce(max(revoked_seq), 0) FROM certificates WHERE revoked_seq IS NOT NULL",
+            "SELECT max((SELECT coalesce(max(revoked_seq), 0) FROM certificates \
+             WHERE revoked_seq IS NOT NULL), (SELECT krl_floor FROM meta WHERE id = 1))",
         )?
         .query_row([], |r| r.get(0))?;
     Ok(u64::try_from(v).unwrap_or(0))

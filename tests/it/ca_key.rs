@@ -192,7 +192,20 @@ async fn signs_through_a_real_ssh_agent_with_no_key_on_disk() {
             public.display().to_string()
         ),
     );
-    let log = serve_refused(operator(&config).arg("serve"));
+    let out = operator(&config)
+        .arg("init")
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("SSH_AUTH_SOCK is not set"));
+    let out = operator(&config)
+        .arg("init")
+        .env("SSH_AUTH_SOCK", &agent.socket)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let log = serve_refused(operator(&config).arg("serve").env_remove("SSH_AUTH_SOCK"));
     assert!(log.contains("SSH_AUTH_SOCK is not set"), "{log}");
 
     let alice = create_token(&config, "alice");

@@ -8,12 +8,18 @@ use std::sync::Arc;
 use countersign::config::Config;
 use countersign::names::UserName;
 use countersign::service::{self, Service};
+use countersign::state::Access;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use ssh_key::{Algorithm, LineEnding, PrivateKey};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+/// How test servers open their state: as `countersign serve` does, no rollback accepted.
+const SERVE: Access = Access::Serve {
+    accept_rollback: false,
+};
 
 /// The policy most tests run against.
 pub const POLICY: &str = r#"
@@ -118,7 +124,7 @@ impl TestApp {
     async fn start(dir: TempDir, tokens: HashMap<String, String>) -> TestApp {
         countersign::tls::install_crypto_provider();
         let config = Config::load(&dir.path().join("countersign.toml")).expect("config loads");
-        let service = Arc::new(Service::open(config, true).expect("service opens"));
+        let service = Arc::new(Service::open(config, SERVE, "operator:test").expect("service opens"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::helpers::*;
-use crate::process::{ServerProcess, create_token};
+use crate::process::{ServerProcess, create_token, init};
 
 /// [`POLICY`] with extra `[server]` lines.
 fn with_server_lines(lines: &str) -> String {
@@ -321,6 +321,7 @@ fn failed_authentications_are_logged_without_the_token() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("c.toml");
     std::fs::write(&config, POLICY).unwrap();
+    init(&config);
     let good = create_token(&config, "alice");
     let server = ServerProcess::start(&config);
     let bad = "cs_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";

@@ -99,6 +99,17 @@ pub fn operator(config: &Path) -> Command {
     cmd
 }
 
+/// `countersign init`: creates the database (and the CA key unless one exists), as an
+/// operator does before handing out tokens.
+pub fn init(config: &Path) {
+    let out = operator(config).arg("init").output().expect("init runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `countersign token create USER`, returning the token.
 pub fn create_token(config: &Path, user: &str) -> String {
     let out = operator(config)

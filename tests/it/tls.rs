@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use reqwest::StatusCode;
 
 use crate::helpers::*;
-use crate::process::{ServerProcess, create_token, operator};
+use crate::process::{ServerProcess, create_token, init, operator};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -55,6 +55,7 @@ async fn the_api_speaks_https_and_the_cli_trusts_a_private_ca() {
             key.display().to_string()
         ),
     );
+    init(&config);
     let token = create_token(&config, "alice");
     let server = ServerProcess::start(&config);
     assert!(

@@ -1,0 +1,470 @@
+//! The CA's state as one whole: the database, the CA key it belongs to, and the
+//! high-water mark beside the key. Losing or rolling back one half must never un-revoke
+//! a certificate, so every command that opens state goes through here.
+//!
+//! The rules:
+//! - The database records the CA keys it belongs to (`store/meta.rs`, with the periods
+//!   they were in use, so that a later rotation adds a key instead of breaking this). A key
+//!   and a database that do not belong together are refused, whatever the command.
+//! - Nothing creates one half of the state next to the other. `serve` and `init` create
+//!   both in an empty data folder; `init` also creates the database for a key that never
+//!   had one (no mark beside it). A database without its key, or a key whose mark says a
+//!   database existed, is refused with what to restore.
+//! - The mark (`state/mark.rs`) records the newest state this CA published: the KRL
+//!   version and the audit head. It advances with every revocation and new KRL version
+//!   before the answer that publishes it leaves ([`Guard`]), and at every start and stop.
+//!   A database behind it (an older copy, another database, another history) is refused
+//!   at start; `serve --accept-rollback` takes it anyway, on the record
+//!   (`state.rollback_accepted`), and raises the KRL version's floor above the mark so
+//!   that servers replace their newer KRL.
+//! - Each replica of a shared database keeps its own mark; one without a mark takes the
+//!   database as it finds it and starts one.
+//! - The folder and files are checked like the CA key (`state/files.rs`).
+
+pub mod files;
+pub mod mark;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use ssh_key::{Certificate, HashAlg, PublicKey};
+
+use crate::audit::{self, NewEvent};
+use crate::ca::{CaError, CertificateAuthority};
+use crate::config::Config;
+use crate::store::meta::{self, CaKey, Head};
+use crate::store::{Store, StoreError, certificates as certs};
+use mark::{Mark, MarkError};
+
+/// The flag that takes a database older than the mark.
+pub const ACCEPT_ROLLBACK_FLAG: &str = "--accept-rollback";
+
+/// Why the state cannot be opened; every message says what is wrong and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The halves of the state do not belong together, or one is missing.
+    #[error("{0}")]
+    Mismatch(String),
+    /// The database is older than what this CA published (or another history).
+    #[error("{0}")]
+    Rollback(String),
+    /// A folder or file countersign trusts is not safe.
+    #[error(transparent)]
+    Unsafe(#[from] files::UnsafeFile),
+    #[error(transparent)]
+    Mark(#[from] MarkError),
+    #[error(transparent)]
+    Ca(#[from] CaError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Audit(#[from] audit::AuditError),
+}
+
+/// What the command opening the state may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// `serve`: creates both halves in an empty data folder (first use); otherwise both
+    /// must exist and match the mark, unless `accept_rollback`. Keeps the mark.
+    Serve { accept_rollback: bool },
+    /// `init`: creates what is missing when that cannot split the state. Keeps the mark.
+    Init,
+    /// Every other command: the state must exist and belong together; creates nothing.
+    Existing,
+}
+
+/// Where the parts of the state live.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub data_dir: PathBuf,
+    pub database: PathBuf,
+    /// The CA key file, or with `[ca] agent` the public key line the agent must hold.
+    pub key: Option<PathBuf>,
+    pub mark: PathBuf,
+}
+
+impl Paths {
+    pub fn of(config: &Config) -> Paths {
+        let key = if config.ca.agent {
+            config.ca.agent_public_key.clone()
+        } else {
+            Some(config.ca.key_file.clone())
+        };
+        let key_dir = key
+            .as_deref()
+            .and_then(Path::parent)
+            .map_or_else(|| config.server.data_dir.clone(), Path::to_owned);
+        Paths {
+            data_dir: config.server.data_dir.clone(),
+            database: config.database_path(),
+            key,
+            mark: key_dir.join(mark::FILE_NAME),
+        }
+    }
+}
+
+/// What exists, and so what may be created.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    /// Create the CA key (an empty data folder, first use).
+    pub create_key: bool,
+    /// Create the database.
+    pub create_database: bool,
+}
+
+fn exists(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
+}
+
+/// Checks the folder and files, and decides what `access` may create. Run before the CA
+/// key is opened, so that no key is made next to a database that has one.
+pub fn plan(config: &Config, access: Access) -> Result<Plan, StateError> {
+    let paths = Paths::of(config);
+    files::check_data_dir(&paths.data_dir)?;
+    files::check_database(&paths.database)?;
+    let key = paths.key.as_deref().is_some_and(exists);
+    if key {
+        // An unsafe or unreadable key is the first thing to fix, whatever else is wrong.
+        CertificateAuthority::public_key(&config.ca)?;
+    }
+    let db = exists(&paths.database);
+    let marked = exists(&paths.mark);
+    let db_path = paths.database.display();
+    let key_path = paths
+        .key
+        .as_deref()
+        .map_or_else(|| "the CA key".to_owned(), |p| p.display().to_string());
+    let mark_path = paths.mark.display();
+    match (key, db, marked, access) {
+        (true, true, _, _) => Ok(Plan {
+            create_key: false,
+            create_database: false,
+        }),
+        (false, false, false, Access::Serve { .. } | Access::Init) => Ok(Plan {
+            // With an agent the key is not ours to create: its public line must exist.
+            create_key: !config.ca.agent,
+            create_database: true,
+        }),
+        (true, false, false, Access::Init) => Ok(Plan {
+            create_key: false,
+            create_database: true,
+        }),
+        (true, false, false, _) => Err(StateError::Mismatch(format!(
+            "the CA key {key_path} exists but the database {db_path} does not; if this key never had a database, create one with: countersign init"
+        ))),
+        (true, false, true, _) => Err(StateError::Mismatch(format!(
+            "the database {db_path} is missing, but {mark_path} shows this CA key had one: restore the database from a backup (countersign backup) and start again. Starting on an empty database would un-revoke every certificate revoked so far, so countersign will not; if no copy exists, start a new CA (a new data_dir, servers trust the new key)"
+        ))),
+        (false, true, _, _) => Err(StateError::Mismatch(format!(
+            "the database {db_path} exists but the CA key {key_path} does not: restore the CA key the database belongs to (countersign never makes a new key next to an existing database: servers would not enforce its revocations)"
+        ))),
+        (false, false, true, _) => Err(StateError::Mismatch(format!(
+            "the CA key {key_path} and the database {db_path} are missing, but {mark_path} shows they existed: restore both from a backup"
+        ))),
+        (false, false, false, Access::Existing) => Err(StateError::Mismatch(format!(
+            "no CA state in {}: run countersign init (or serve) first",
+            paths.data_dir.display()
+        ))),
+    }
+}
+
+/// The record of a CA key as the database keeps it.
+fn ca_record(ca: &PublicKey, now: DateTime<Utc>) -> CaKey {
+    CaKey {
+        fingerprint: ca.fingerprint(HashAlg::Sha256).to_string(),
+        public_key: PublicKey::new(ca.key_data().clone(), "countersign-ca")
+            .to_openssh()
+            .unwrap_or_default(),
+        since: now.timestamp(),
+        until: None,
+    }
+}
+
+/// Opens the database for `access` (creating it if `plan` says so), checks that it
+/// belongs to `ca` and is not behind the mark, and returns it with the guard that keeps
+/// the mark from now on.
+pub fn open_store(
+    config: &Config,
+    ca: &PublicKey,
+    access: Access,
+    plan: Plan,
+    operator: &str,
+) -> Result<(Store, Arc<Guard>), StateError> {
+    let paths = Paths::of(config);
+    let store = if plan.create_database {
+        Store::open(&paths.database)?
+    } else {
+        Store::open_existing(&paths.database)?
+    };
+    let fingerprint = ca.fingerprint(HashAlg::Sha256).to_string();
+    bind_ca(&store, ca, access != Access::Existing, operator)?;
+    let old = mark::read(&paths.mark)?;
+    let now = Utc::now();
+    let (database, krl_version) = store.read(|tx| {
+        Ok::<_, StoreError>((meta::database_id(tx)?, certs::krl_version(tx)?))
+    })?;
+    if let Some(old) = &old
+        && let Err(why) = behind(&store, old, &database, krl_version)
+    {
+        match access {
+            Access::Serve {
+                accept_rollback: true,
+            } => accept_rollback(&store, old, &why, operator, now)?,
+            _ => {
+                return Err(StateError::Rollback(format!(
+                    "refusing the database {}: {why}. It is older than the state this CA has published (mark {}), so certificates revoked since would work again. Restore the newest copy; if there is none, start with `countersign serve {ACCEPT_ROLLBACK_FLAG}`, which records that you accepted it, then revoke again what was revoked since",
+                    paths.database.display(),
+                    paths.mark.display()
+                )));
+            }
+        }
+    }
+    if access == Access::Existing {
+        return Ok((store, Arc::new(Guard::detached())));
+    }
+    let (krl_version, head) = store.read(|tx| {
+        Ok::<_, StoreError>((certs::krl_version(tx)?, meta::audit_head(tx)?))
+    })?;
+    let start = Mark {
+        ca: fingerprint,
+        database,
+        krl_version: krl_version.max(old.as_ref().map_or(0, |m| m.krl_version)),
+        audit_seq: head.seq,
+        audit_hash: head.hash,
+        updated: now.to_rfc3339_opts(SecondsFormat::Secs, true),
+    };
+    mark::write(&paths.mark, &start)?;
+    Ok((store, Arc::new(Guard::new(paths.mark, start))))
+}
+
+/// Opens existing state for a command that only reads or adds to it (tokens, audit,
+/// backup): the database must exist, belong to the configured CA key and not be behind
+/// the mark. Returns the store and the CA public key.
+pub fn open_existing(config: &Config) -> Result<(Store, PublicKey), StateError> {
+    let plan = plan(config, Access::Existing)?;
+    let ca = CertificateAuthority::public_key(&config.ca)?;
+    let (store, _) = open_store(config, &ca, Access::Existing, plan, "")?;
+    Ok((store, ca))
+}
+
+/// Checks that the database belongs to `ca`. A database from before the binding existed
+/// takes the CA that signed its newest certificate (or `ca`, if it issued none) — and
+/// refuses when that is another key. `record` writes the binding (with an audit event);
+/// read-only commands only check.
+fn bind_ca(store: &Store, ca: &PublicKey, record: bool, operator: &str) -> Result<(), StateError> {
+    let fingerprint = ca.fingerprint(HashAlg::Sha256).to_string();
+    let (current, newest_cert) =
+        store.read(|tx| Ok::<_, StoreError>((meta::current_ca(tx)?, meta::newest_certificate(tx)?)))?;
+    if let Some(current) = current {
+        if current.fingerprint == fingerprint {
+            return Ok(());
+        }
+        return Err(StateError::Mismatch(format!(
+            "the database belongs to CA key {} but the configured key is {fingerprint}: use the key the database was made with (its public key: {})",
+            current.fingerprint, current.public_key
+        )));
+    }
+    if let Some(line) = newest_cert {
+        let signer = Certificate::from_openssh(&line)
+            .map(|c| c.signature_key().fingerprint(HashAlg::Sha256).to_string())
+            .map_err(|e| StoreError::Corrupt(format!("a stored certificate does not parse: {e}")))?;
+        if signer != fingerprint {
+            return Err(StateError::Mismatch(format!(
+                "the database's certificates were signed by CA key {signer} but the configured key is {fingerprint}: use the key the database was made with"
+            )));
+        }
+    }
+    if !record {
+        return Ok(());
+    }
+    let now = Utc::now();
+    let key = ca_record(ca, now);
+    store.write(|tx| {
+        meta::record_ca(tx, &key)?;
+        let database = meta::database_id(tx)?;
+        audit::append(
+            tx,
+            now,
+            &NewEvent {
+                actor: operator,
+                action: "ca.recorded",
+                request_id: None,
+                serial: None,
+                detail: serde_json::json!({
+                    "fingerprint": key.fingerprint, "public_key": key.public_key,
+                    "database": database,
+                }),
+            },
+        )?;
+        Ok::<_, StateError>(())
+    })
+}
+
+/// Why the database is behind `mark`, if it is.
+fn behind(store: &Store, mark: &Mark, database: &str, krl_version: u64) -> Result<(), String> {
+    if mark.database != database {
+        return Err(format!(
+            "it is another database (id {database}) than the one this CA key last used (id {})",
+            mark.database
+        ));
+    }
+    let known = store
+        .read(|tx| {
+            Ok::<_, StoreError>(meta::ca_keys(tx)?.into_iter().any(|k| k.fingerprint == mark.ca))
+        })
+        .map_err(|e| format!("reading its CA keys: {e}"))?;
+    if !known {
+        return Err(format!("it does not know the CA key {} of the mark", mark.ca));
+    }
+    if krl_version < mark.krl_version {
+        return Err(format!(
+            "its KRL version is {krl_version}, but KRL version {} was already published",
+            mark.krl_version
+        ));
+    }
+    let at = store
+        .read(|tx| meta::audit_hash_at(tx, mark.audit_seq))
+        .map_err(|e| format!("reading its audit log: {e}"))?;
+    match at {
+        _ if mark.audit_seq == 0 => Ok(()),
+        None => Err(format!(
+            "its audit log ends before event {}, which this CA had already recorded",
+            mark.audit_seq
+        )),
+        Some(h) if h != mark.audit_hash => Err(format!(
+            "its audit event {} is not the one this CA recorded (another history)",
+            mark.audit_seq
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Takes a database behind the mark, on the record: an audit event saying what was
+/// accepted and by whom, and a KRL version floor above everything published, so that
+/// servers replace their (newer) KRL with the next one.
+fn accept_rollback(
+    store: &Store,
+    mark: &Mark,
+    why: &str,
+    operator: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StateError> {
+    tracing::warn!(
+        reason = why,
+        "accepting a database older than the published state ({ACCEPT_ROLLBACK_FLAG})"
+    );
+    store.write(|tx| {
+        let before = certs::krl_version(tx)?;
+        let floor = before.max(mark.krl_version) + 1;
+        meta::raise_krl_floor(tx, floor)?;
+        audit::append(
+            tx,
+            now,
+            &NewEvent {
+                actor: operator,
+                action: "state.rollback_accepted",
+                request_id: None,
+                serial: None,
+                detail: serde_json::json!({
+                    "reason": why,
+                    "mark": {
+                        "ca": mark.ca, "database": mark.database, "krl_version": mark.krl_version,
+                        "audit_seq": mark.audit_seq, "audit_hash": mark.audit_hash,
+                        "updated": mark.updated,
+                    },
+                    "krl_version_before": before,
+                    "krl_version": floor,
+                }),
+            },
+        )?;
+        Ok::<_, StateError>(())
+    })
+}
+
+/// Keeps the mark while the server runs: revocations note the KRL version they made,
+/// and nothing that publishes a KRL version or a revocation answers before the mark
+/// holds it.
+#[derive(Debug)]
+pub struct Guard {
+    /// `None` for commands that do not keep a mark.
+    path: Option<PathBuf>,
+    mark: Mutex<Option<Mark>>,
+    /// The KRL version the mark on disk holds.
+    marked_krl: AtomicU64,
+    /// The highest KRL version a revocation made (committed or not yet).
+    revoked: AtomicU64,
+}
+
+impl Guard {
+    fn new(path: PathBuf, mark: Mark) -> Guard {
+        Guard {
+            marked_krl: AtomicU64::new(mark.krl_version),
+            revoked: AtomicU64::new(mark.krl_version),
+            path: Some(path),
+            mark: Mutex::new(Some(mark)),
+        }
+    }
+
+    /// A guard that keeps no mark (read-only commands, tests of parts).
+    pub fn detached() -> Guard {
+        Guard {
+            path: None,
+            mark: Mutex::new(None),
+            marked_krl: AtomicU64::new(0),
+            revoked: AtomicU64::new(0),
+        }
+    }
+
+    /// A revocation made KRL version `version` (inside a transaction not yet committed).
+    pub fn note_revocation(&self, version: u64) {
+        self.revoked.fetch_max(version, Ordering::AcqRel);
+    }
+
+    /// Whether a revocation made a KRL version the mark does not hold yet.
+    pub fn behind(&self) -> bool {
+        self.path.is_some()
+            && self.revoked.load(Ordering::Acquire) > self.marked_krl.load(Ordering::Acquire)
+    }
+
+    /// Whether KRL version `version` may be served without writing the mark first.
+    pub fn holds_krl(&self, version: u64) -> bool {
+        self.path.is_none() || version <= self.marked_krl.load(Ordering::Acquire)
+    }
+
+    /// Writes the mark if `krl_version` or `head` (both read from committed state) are
+    /// newer than what it holds; returns whether it wrote.
+    pub fn advance(
+        &self,
+        krl_version: u64,
+        head: &Head,
+        now: DateTime<Utc>,
+    ) -> Result<bool, MarkError> {
+        let Some(path) = &self.path else {
+            return Ok(false);
+        };
+        let mut held = self.mark.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(current) = held.as_ref() else {
+            return Ok(false);
+        };
+        if krl_version <= current.krl_version && head.seq <= current.audit_seq {
+            return Ok(false);
+        }
+        let next = Mark {
+            krl_version: krl_version.max(current.krl_version),
+            audit_seq: head.seq.max(current.audit_seq),
+            audit_hash: if head.seq >= current.audit_seq {
+                head.hash.clone()
+            } else {
+                current.audit_hash.clone()
+            },
+            updated: now.to_rfc3339_opts(SecondsFormat::Secs, true),
+            ..current.clone()
+        };
+        mark::write(path, &next)?;
+        self.marked_krl.store(next.krl_version, Ordering::Release);
+        *held = Some(next);
+        Ok(true)
+    }
+}

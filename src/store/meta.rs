@@ -1,0 +1,119 @@
+//! What the database says about itself: its id, the CA keys it belongs to, the floor
+//! under the KRL version, and the audit head. `state.rs` compares these with the CA key
+//! and the high-water mark kept outside the database.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::StoreError;
+
+/// A CA key the database belongs to, and when it was in use (unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaKey {
+    /// `SHA256:...`
+    pub fingerprint: String,
+    /// The OpenSSH public key line.
+    pub public_key: String,
+    pub since: i64,
+    /// `None` for the key in use now.
+    pub until: Option<i64>,
+}
+
+/// The newest audit event: its sequence number (0 for an empty log) and hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub seq: i64,
+    pub hash: String,
+}
+
+/// The random id given to this database when it was created (or upgraded to schema 8).
+pub fn database_id(tx: &Connection) -> Result<String, StoreError> {
+    tx.prepare_cached("SELECT database_id FROM meta WHERE id = 1")?
+        .query_row([], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| StoreError::Corrupt("the meta row is missing".into()))
+}
+
+/// Every CA key recorded, oldest first.
+pub fn ca_keys(tx: &Connection) -> Result<Vec<CaKey>, StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT fingerprint, public_key, since, until FROM ca_keys ORDER BY since, fingerprint",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(CaKey {
+            fingerprint: r.get(0)?,
+            public_key: r.get(1)?,
+            since: r.get(2)?,
+            until: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The CA key in use now, if one was recorded.
+pub fn current_ca(tx: &Connection) -> Result<Option<CaKey>, StoreError> {
+    Ok(ca_keys(tx)?.into_iter().find(|k| k.until.is_none()))
+}
+
+/// Records `key` as the CA key in use from `since`. Only for a database that has none
+/// yet: rotation (ending the current key's period) is a separate, later operation.
+pub fn record_ca(tx: &Connection, key: &CaKey) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO ca_keys (fingerprint, public_key, since, until) VALUES (?1, ?2, ?3, NULL)",
+    )?
+    .execute(params![key.fingerprint, key.public_key, key.since])?;
+    Ok(())
+}
+
+/// The KRL version never goes below this (see [`raise_krl_floor`]).
+pub fn krl_floor(tx: &Connection) -> Result<u64, StoreError> {
+    let v: i64 = tx
+        .prepare_cached("SELECT krl_floor FROM meta WHERE id = 1")?
+        .query_row([], |r| r.get(0))?;
+    Ok(u64::try_from(v).unwrap_or(0))
+}
+
+/// Raises the KRL version's floor to `floor` (never lowers it): after an operator
+/// accepted a database older than what was published, the next KRL must still carry a
+/// higher version than any KRL servers already have.
+pub fn raise_krl_floor(tx: &Connection, floor: u64) -> Result<(), StoreError> {
+    let floor = i64::try_from(floor)
+        .map_err(|_| StoreError::Corrupt(format!("KRL version {floor} out of range")))?;
+    tx.prepare_cached("UPDATE meta SET krl_floor = max(krl_floor, ?1) WHERE id = 1")?
+        .execute([floor])?;
+    Ok(())
+}
+
+/// The newest audit event.
+pub fn audit_head(tx: &Connection) -> Result<Head, StoreError> {
+    let head = tx
+        .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| {
+            Ok(Head {
+                seq: r.get(0)?,
+                hash: r.get(1)?,
+            })
+        })
+        .optional()?;
+    Ok(head.unwrap_or_else(|| Head {
+        seq: 0,
+        hash: crate::audit::GENESIS.to_owned(),
+    }))
+}
+
+/// The hash of audit event `seq`, if the log has it.
+pub fn audit_hash_at(tx: &Connection, seq: i64) -> Result<Option<String>, StoreError> {
+    Ok(tx
+        .prepare_cached("SELECT hash FROM audit WHERE seq = ?1")?
+        .query_row([seq], |r| r.get(0))
+        .optional()?)
+}
+
+/// The CA key that signed the newest certificate in the database, as an OpenSSH public
+/// key line: how a database from before schema 8 (no recorded CA key) tells which CA it
+/// belongs to. `None` if no certificate was ever issued.
+pub fn newest_certificate(tx: &Connection) -> Result<Option<String>, StoreError> {
+    Ok(tx
+        .prepare_cached("SELECT certificate FROM certificates ORDER BY id DESC LIMIT 1")?
+        .query_row([], |r| r.get(0))
+        .optional()?)
+}
