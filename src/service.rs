@@ -26,10 +26,10 @@ use crate::config::Config;
 use crate::names::{RequestId, RoleName, UserName};
 use crate::policy::Policy;
 use crate::policy::rules::{self, Refusal};
-use crate::store::certificates as certs;
-use crate::store::requests::{self as rq, Status};
 use crate::state::mark::MarkError;
 use crate::state::{self, Access, Guard, StateError};
+use crate::store::certificates as certs;
+use crate::store::requests::{self as rq, Status};
 use crate::store::{Store, StoreError, meta, tokens};
 
 /// What went wrong, in the terms a front end maps to a response.
@@ -108,7 +108,12 @@ impl Service {
         Self::with_guard(config, ca, store, Arc::new(Guard::detached()))
     }
 
-    fn with_guard(config: Config, ca: CertificateAuthority, store: Store, guard: Arc<Guard>) -> Self {
+    fn with_guard(
+        config: Config,
+        ca: CertificateAuthority,
+        store: Store,
+        guard: Arc<Guard>,
+    ) -> Self {
         Service {
             config: Arc::new(config),
             ca,
@@ -303,9 +308,9 @@ impl Service {
     /// batch of writes that revoked something (before their answers leave), by the KRL
     /// before serving a version the mark does not hold, and at stop.
     pub fn publish_state(&self) -> Result<(), ServiceError> {
-        let (version, head) = self.store.read(|tx| {
-            Ok::<_, StoreError>((certs::krl_version(tx)?, meta::audit_head(tx)?))
-        })?;
+        let (version, head) = self
+            .store
+            .read(|tx| Ok::<_, StoreError>((certs::krl_version(tx)?, meta::audit_head(tx)?)))?;
         self.guard.advance(version, &head, Utc::now())?;
         Ok(())
     }

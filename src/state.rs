@@ -202,9 +202,8 @@ pub fn open_store(
     bind_ca(&store, ca, access != Access::Existing, operator)?;
     let old = mark::read(&paths.mark)?;
     let now = Utc::now();
-    let (database, krl_version) = store.read(|tx| {
-        Ok::<_, StoreError>((meta::database_id(tx)?, certs::krl_version(tx)?))
-    })?;
+    let (database, krl_version) =
+        store.read(|tx| Ok::<_, StoreError>((meta::database_id(tx)?, certs::krl_version(tx)?)))?;
     if let Some(old) = &old
         && let Err(why) = behind(&store, old, &database, krl_version)
     {
@@ -224,9 +223,8 @@ pub fn open_store(
     if access == Access::Existing {
         return Ok((store, Arc::new(Guard::detached())));
     }
-    let (krl_version, head) = store.read(|tx| {
-        Ok::<_, StoreError>((certs::krl_version(tx)?, meta::audit_head(tx)?))
-    })?;
+    let (krl_version, head) =
+        store.read(|tx| Ok::<_, StoreError>((certs::krl_version(tx)?, meta::audit_head(tx)?)))?;
     let start = Mark {
         ca: fingerprint,
         database,
@@ -255,8 +253,8 @@ pub fn open_existing(config: &Config) -> Result<(Store, PublicKey), StateError> 
 /// read-only commands only check.
 fn bind_ca(store: &Store, ca: &PublicKey, record: bool, operator: &str) -> Result<(), StateError> {
     let fingerprint = ca.fingerprint(HashAlg::Sha256).to_string();
-    let (current, newest_cert) =
-        store.read(|tx| Ok::<_, StoreError>((meta::current_ca(tx)?, meta::newest_certificate(tx)?)))?;
+    let (current, newest_cert) = store
+        .read(|tx| Ok::<_, StoreError>((meta::current_ca(tx)?, meta::newest_certificate(tx)?)))?;
     if let Some(current) = current {
         if current.fingerprint == fingerprint {
             return Ok(());
@@ -269,7 +267,9 @@ fn bind_ca(store: &Store, ca: &PublicKey, record: bool, operator: &str) -> Resul
     if let Some(line) = newest_cert {
         let signer = Certificate::from_openssh(&line)
             .map(|c| c.signature_key().fingerprint(HashAlg::Sha256).to_string())
-            .map_err(|e| StoreError::Corrupt(format!("a stored certificate does not parse: {e}")))?;
+            .map_err(|e| {
+                StoreError::Corrupt(format!("a stored certificate does not parse: {e}"))
+            })?;
         if signer != fingerprint {
             return Err(StateError::Mismatch(format!(
                 "the database's certificates were signed by CA key {signer} but the configured key is {fingerprint}: use the key the database was made with"
@@ -312,11 +312,18 @@ fn behind(store: &Store, mark: &Mark, database: &str, krl_version: u64) -> Resul
     }
     let known = store
         .read(|tx| {
-            Ok::<_, StoreError>(meta::ca_keys(tx)?.into_iter().any(|k| k.fingerprint == mark.ca))
+            Ok::<_, StoreError>(
+                meta::ca_keys(tx)?
+                    .into_iter()
+                    .any(|k| k.fingerprint == mark.ca),
+            )
         })
         .map_err(|e| format!("reading its CA keys: {e}"))?;
     if !known {
-        return Err(format!("it does not know the CA key {} of the mark", mark.ca));
+        return Err(format!(
+            "it does not know the CA key {} of the mark",
+            mark.ca
+        ));
     }
     if krl_version < mark.krl_version {
         return Err(format!(

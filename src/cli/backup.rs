@@ -84,9 +84,8 @@ fn copy_and_check(store: &Store, tmp: &Path) -> anyhow::Result<Summary> {
         .with_context(|| format!("copying the database to {}", tmp.display()))?;
     let copy = Store::open_existing(tmp).context("opening the copy")?;
     let verified = audit::verify_store(&copy).context("the copy's audit chain does not verify")?;
-    let (database, krl_version) = copy.read(|tx| {
-        Ok::<_, StoreError>((meta::database_id(tx)?, certs_krl_version(tx)?))
-    })?;
+    let (database, krl_version) =
+        copy.read(|tx| Ok::<_, StoreError>((meta::database_id(tx)?, certs_krl_version(tx)?)))?;
     let original = store.read(meta::database_id)?;
     if database != original {
         bail!("the copy is not the same database ({database} vs {original})");

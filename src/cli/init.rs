@@ -9,8 +9,8 @@ use crate::ca::CertificateAuthority;
 use crate::config::Config;
 use crate::policy::rules::describe_members;
 use crate::service::Service;
-use crate::state::Access;
 use crate::ssh::host_key;
+use crate::state::Access;
 
 /// `countersign init` options.
 #[derive(Debug, clap::Args)]

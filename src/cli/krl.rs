@@ -55,7 +55,10 @@ pub fn run(url: &str, args: KrlArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(why) = replaces_badly(&args.out, &ca, summary.version)? {
         if !args.force {
-            bail!("{why}; {} was left as it is (--force replaces it anyway)", args.out.display());
+            bail!(
+                "{why}; {} was left as it is (--force replaces it anyway)",
+                args.out.display()
+            );
         }
         eprintln!("warning: {why}; replacing it anyway (--force)");
     }

@@ -12,8 +12,8 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::service::Service;
-use crate::state::Access;
 use crate::ssh::host_key;
+use crate::state::Access;
 
 /// `countersign serve` options.
 #[derive(Debug, clap::Args)]
@@ -69,7 +69,10 @@ pub fn serve(config: &Path, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         // The high-water mark takes the last state this run committed.
         if let Err(e) = service.publish_state() {
             let e = anyhow::Error::new(e);
-            tracing::error!(error = format!("{e:#}"), "could not write the state mark at stop");
+            tracing::error!(
+                error = format!("{e:#}"),
+                "could not write the state mark at stop"
+            );
         }
         tracing::info!("shut down");
         Ok(ExitCode::SUCCESS)

@@ -15,8 +15,8 @@ use super::{RequestView, Service, ServiceError, unix, view};
 use crate::audit::{self, NewEvent};
 use crate::krl::{self, KrlContents};
 use crate::names::{RequestId, Text, UserName};
-use crate::store::certificates::{self as certs, Holding};
 use crate::state::Guard;
+use crate::store::certificates::{self as certs, Holding};
 use crate::store::requests as rq;
 
 /// What revoking a user ended.

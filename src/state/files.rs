@@ -133,7 +133,12 @@ mod tests {
         std::fs::create_dir(&real).unwrap();
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&real, &link).unwrap();
-        assert!(check_data_dir(&link).unwrap_err().message.contains("symlink"));
+        assert!(
+            check_data_dir(&link)
+                .unwrap_err()
+                .message
+                .contains("symlink")
+        );
     }
 
     #[test]

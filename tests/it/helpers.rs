@@ -124,7 +124,8 @@ impl TestApp {
     async fn start(dir: TempDir, tokens: HashMap<String, String>) -> TestApp {
         countersign::tls::install_crypto_provider();
         let config = Config::load(&dir.path().join("countersign.toml")).expect("config loads");
-        let service = Arc::new(Service::open(config, SERVE, "operator:test").expect("service opens"));
+        let service =
+            Arc::new(Service::open(config, SERVE, "operator:test").expect("service opens"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

@@ -24,4 +24,5 @@ mod limits;
 mod properties;
 mod revocation;
 mod sshd;
+mod state;
 mod tls;
