@@ -213,7 +213,7 @@ pub fn open_store(
             } => accept_rollback(&store, old, &why, operator, now)?,
             _ => {
                 return Err(StateError::Rollback(format!(
-                    "refusing the database {}: {why}. It is older than the state this CA has published (mark {}), so certificates revoked since would work again. Restore the newest copy; if there is none, start with `countersign serve {ACCEPT_ROLLBACK_FLAG}`, which records that you accepted it, then revoke again what was revoked since",
+                    "refusing the database {}: {why}. It is older than the state this CA has published (rolled back or replaced; mark {}), so certificates revoked since would work again. Restore the newest copy; if there is none, start with `countersign serve {ACCEPT_ROLLBACK_FLAG}`, which records that you accepted it, then revoke again what was revoked since",
                     paths.database.display(),
                     paths.mark.display()
                 )));

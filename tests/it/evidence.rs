@@ -157,6 +157,14 @@ async fn checkpoint_exposes_a_rollback_to_an_old_copy_and_a_forged_statement() {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
     std::fs::copy(&snapshot, &db).unwrap();
+    std::fs::set_permissions(&db, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    // The high-water mark beside the CA key refuses it at once ...
+    let refused = run(&app, None, &["audit", "verify"]).await;
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("rolled back"), "{}", stderr(&refused));
+    // ... and where the mark was restored (or lost) with the database, the checkpoint
+    // kept elsewhere still catches it.
+    std::fs::remove_file(app.dir.path().join("data/countersign.mark")).unwrap();
     let caught = run(
         &app,
         None,
