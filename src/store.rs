@@ -4,12 +4,13 @@
 //! writer thread (`store/writer.rs`), and pooled reader connections. Every state change
 //! runs atomically together with its audit row (its own SAVEPOINT inside a shared
 //! `BEGIN IMMEDIATE`); the caller answers only after COMMIT.
-//! Row types and queries live in `store/requests.rs`, `store/certificates.rs` and
-//! `store/tokens.rs`.
+//! Row types and queries live in `store/requests.rs`, `store/certificates.rs`,
+//! `store/tokens.rs` and `store/users.rs`.
 
 pub mod certificates;
 pub mod requests;
 pub mod tokens;
+pub mod users;
 mod writer;
 
 use std::future::Future;
@@ -194,6 +195,18 @@ CREATE INDEX requests_by_age ON requests (created_at DESC, id);
 -- these (requester, role and created_at never change).
 CREATE INDEX requests_by_requester ON requests (requester, created_at DESC, id);
 CREATE INDEX requests_by_role ON requests (role, created_at DESC, id);
+"#,
+    r#"
+-- Offboarding disables a user (refused every credential until enabled again), and marks
+-- their tokens revoked for good: kept, so that a revoked token is answered "disabled"
+-- rather than "unknown", and never live again (enabling does not revive them).
+CREATE TABLE disabled_users (
+    user        TEXT PRIMARY KEY,
+    disabled_at INTEGER NOT NULL,
+    disabled_by TEXT NOT NULL,
+    reason      TEXT NOT NULL
+) WITHOUT ROWID;
+ALTER TABLE tokens ADD COLUMN revoked_at INTEGER;
 "#,
 ];
 
