@@ -358,7 +358,8 @@ impl Service {
             // The answer is built from what this write read and wrote, not read back.
             approvals.push(rq::ApprovalRow { approver: actor.clone(), at: unix(now), comment: comment.map(str::to_owned) });
             approvals.sort_by_key(|a| a.at); // stable: the store's order (time, then insertion)
-            // Pending requests of a disabled user were cancelled when they were disabled.
+            // Read, not assumed: disabling cancels the user's pending requests, but this
+            // view must say what is stored.
             let disabled = crate::store::users::is_disabled(tx, &row.requester)?;
             if !tally.is_complete() {
                 return Ok(Ok(view::assemble(policy, row, approvals, None, disabled)));
