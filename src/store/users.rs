@@ -81,3 +81,62 @@ pub fn has_record_of(tx: &Connection, user: &UserName) -> Result<bool, StoreErro
         )?
         .query_row([user.as_str()], |r| r.get(0))?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Store, tokens};
+
+    fn user(name: &str) -> UserName {
+        UserName::parse(name).unwrap()
+    }
+
+    #[test]
+    fn disabling_twice_marks_once_and_enabling_lifts_the_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let alice = user("alice");
+        store
+            .write(|tx| {
+                assert!(disable(tx, &alice, 10, "bob", "left")?);
+                assert!(
+                    !disable(tx, &alice, 20, "carol", "again")?,
+                    "already disabled"
+                );
+                let mark = disabled(tx, &alice)?.unwrap();
+                assert_eq!(
+                    (mark.at, mark.by.as_str()),
+                    (10, "bob"),
+                    "the first one stays"
+                );
+                assert!(is_disabled(tx, &alice)?);
+                assert!(enable(tx, &alice)?);
+                assert!(!enable(tx, &alice)?, "not disabled any more");
+                assert!(!is_disabled(tx, &alice)?);
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn a_name_is_known_by_a_token_or_the_mark_and_revoked_tokens_stay_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+        let token = tokens::generate();
+        store
+            .write(|tx| {
+                assert!(!has_record_of(tx, &alice)?);
+                tokens::insert(tx, &token.hash, &alice, 1)?;
+                disable(tx, &bob, 1, "carol", "left")?;
+                assert!(has_record_of(tx, &alice)? && has_record_of(tx, &bob)?);
+                assert!(!has_record_of(tx, &carol)?);
+                assert_eq!(tokens::revoke_live(tx, &alice, 2)?, 1);
+                assert_eq!(tokens::revoke_live(tx, &alice, 3)?, 0, "live ones only");
+                let owner = tokens::lookup(tx, &token.secret)?.unwrap();
+                assert!(owner.revoked && owner.user == "alice");
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+    }
+}
