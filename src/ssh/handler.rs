@@ -2,8 +2,8 @@
 //! and one command per channel run on its own task.
 //!
 //! Only `publickey` is offered; password and keyboard-interactive attempts, certificates,
-//! unregistered keys, disabled users' keys and wrong login names are refused, logged and counted against the
-//! source address. A shell request prints the help. PTYs, environment variables, X11,
+//! unregistered keys, disabled users' keys and wrong login names are refused, logged and
+//! counted against the source address. A shell request prints the help. PTYs, environment variables, X11,
 //! agent and port forwarding, and subsystems are all refused.
 
 use std::collections::HashMap;
