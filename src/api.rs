@@ -19,6 +19,7 @@ mod misc;
 mod requests;
 mod revoke;
 mod server;
+mod users;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -70,6 +71,7 @@ pub fn router(state: AppState) -> Router {
             post(revoke::certificate_revoke),
         )
         .route("/v1/users/{name}/revoke", post(revoke::user_revoke))
+        .route("/v1/users/{name}/enable", post(users::user_enable))
         .route("/v1/krl", get(revoke::krl_get))
         .route("/v1/krl.sig", get(revoke::krl_sig_get))
         .route("/v1/audit", get(audit::audit_list))

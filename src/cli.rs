@@ -1,7 +1,7 @@
 //! The command line: clap definitions and dispatch, one file per command group.
 //!
 //! Client commands (`whoami`, `request`, `list`, `show`, `approve`, `deny`, `cancel`,
-//! `cert`, `revoke`, `done`, `krl`, `audit`, `report`) talk to the HTTP API with
+//! `cert`, `revoke`, `user`, `done`, `krl`, `audit`, `report`) talk to the HTTP API with
 //! `COUNTERSIGN_URL` and `COUNTERSIGN_TOKEN` (the token is read from the environment
 //! only, never from argv, where `ps` shows it). Operator commands (`init`, `serve`,
 //! `check-config`, `token`, `audit verify`, `audit checkpoint`) run on the CA host
@@ -61,6 +61,7 @@ mod revoke;
 mod serve;
 mod show;
 mod token;
+mod user;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -123,8 +124,12 @@ pub enum Command {
     Cancel(decide::CancelArgs),
     /// Fetch the certificate of an issued request.
     Cert(show::CertArgs),
-    /// Revoke certificates by serial, request or user (admins).
+    /// Revoke certificates by serial, request or user (admins); `--user` also disables
+    /// the user.
     Revoke(revoke::RevokeArgs),
+    /// Enable a user disabled by `revoke --user` (admins).
+    #[command(subcommand)]
+    User(user::UserCommand),
     /// End your own certificate early ("I'm finished").
     Done(revoke::DoneArgs),
     /// Fetch the Key Revocation List, check its signature, replace a file atomically.
@@ -167,6 +172,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cancel(args) => decide::cancel(&cli.url, args),
         Command::Cert(args) => show::cert(&cli.url, args),
         Command::Revoke(args) => revoke::revoke(&cli.url, args),
+        Command::User(cmd) => user::run(&cli.url, cmd),
         Command::Done(args) => revoke::done(&cli.url, args),
         Command::Krl(args) => krl::run(&cli.url, args),
         Command::Report(args) => report::run(&cli.url, args),

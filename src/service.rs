@@ -9,6 +9,7 @@
 mod decide;
 mod issue;
 mod revoke;
+mod users;
 mod view;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use rusqlite::Connection;
 
 pub use decide::NewRequest;
 pub use revoke::{KRL_NAMESPACE, Krl, UserRevocation};
+pub use users::EnabledUser;
 pub use view::{ApprovalView, CertificateView, RequestView, RevocationView, StepView, WhoAmI};
 
 use crate::audit::{self, AuditError, NewEvent};
@@ -30,7 +32,7 @@ use crate::state::mark::MarkError;
 use crate::state::{self, Access, Guard, StateError};
 use crate::store::certificates as certs;
 use crate::store::requests::{self as rq, Status};
-use crate::store::{Store, StoreError, meta, tokens};
+use crate::store::{Store, StoreError, meta, tokens, users as disabled};
 
 /// What went wrong, in the terms a front end maps to a response.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +55,10 @@ pub enum ServiceError {
     /// No valid token (`unauthenticated`).
     #[error("a valid bearer token is required")]
     Unauthenticated,
+    /// The caller's user is disabled (offboarded): every credential of theirs is refused
+    /// (`user_disabled`).
+    #[error("{0}")]
+    Disabled(String),
     /// The database failed.
     #[error("storage failure")]
     Store(#[from] StoreError),
@@ -159,19 +165,32 @@ impl Service {
         self.store.subscribe_commits()
     }
 
-    /// The user a bearer token belongs to; a token of a user no longer in the config
+    /// The user a bearer token belongs to. A token of a disabled user is refused as
+    /// such (`user_disabled`); a revoked token, or one of a user no longer in the config,
     /// authenticates nobody.
     pub fn authenticate(&self, secret: &str) -> Result<UserName, ServiceError> {
-        let user = self.store.read(|tx| tokens::lookup(tx, secret))?;
-        let user = user
-            .and_then(|u| UserName::parse(&u).ok())
-            .filter(|u| self.config.policy.users.contains_key(u));
-        user.ok_or(ServiceError::Unauthenticated)
+        self.store.read(|tx| {
+            let owner = tokens::lookup(tx, secret)?.ok_or(ServiceError::Unauthenticated)?;
+            let user = UserName::parse(&owner.user).map_err(|_| ServiceError::Unauthenticated)?;
+            self.require_enabled(tx, &user)?;
+            if owner.revoked || !self.config.policy.users.contains_key(&user) {
+                return Err(ServiceError::Unauthenticated);
+            }
+            Ok(user)
+        })
+    }
+
+    /// `user_disabled` if `user` is disabled: for front ends that identify users
+    /// otherwise than by token (the SSH front door's keys), at login and before each
+    /// command of a connection that stays open.
+    pub fn check_enabled(&self, user: &UserName) -> Result<(), ServiceError> {
+        self.store.read(|tx| self.require_enabled(tx, user))
     }
 
     /// Who the caller is and what they may do.
-    pub fn whoami(&self, actor: &UserName) -> WhoAmI {
-        view::whoami(&self.config.policy, actor)
+    pub fn whoami(&self, actor: &UserName) -> Result<WhoAmI, ServiceError> {
+        let is_disabled = self.store.read(|tx| disabled::is_disabled(tx, actor))?;
+        Ok(view::whoami(&self.config.policy, actor, is_disabled))
     }
 
     /// One request, if the caller may see it.
@@ -246,6 +265,9 @@ impl Service {
     /// The issued certificate line; only the requester may fetch it.
     pub fn certificate(&self, actor: &UserName, id: &RequestId) -> Result<String, ServiceError> {
         self.store.read(|tx| {
+            // The one read that hands out a credential: a waiting SSH `request` fetches it
+            // after its user may have been disabled.
+            self.require_enabled(tx, actor)?;
             let row = self.visible(tx, actor, id)?;
             if &row.requester != actor {
                 return Err(ServiceError::Forbidden(
@@ -290,6 +312,18 @@ impl Service {
         } else {
             Err(ServiceError::Forbidden(format!("only admins may {what}")))
         }
+    }
+
+    /// `user_disabled` if `user` is disabled. Authentication refuses disabled users; each
+    /// state change checks again in its own transaction, for a caller authenticated
+    /// before the disabling committed (an SSH connection left open, a request in flight).
+    fn require_enabled(&self, tx: &Connection, user: &UserName) -> Result<(), ServiceError> {
+        if disabled::is_disabled(tx, user)? {
+            return Err(ServiceError::Disabled(format!(
+                "user {user} is disabled: every token and SSH key of theirs is refused until an admin enables them again"
+            )));
+        }
+        Ok(())
     }
 
     /// Whether the database answers a read of the audit log's head: what `/v1/health`
@@ -406,6 +440,13 @@ pub fn create_token(
     let token = tokens::generate();
     let now = Utc::now();
     store.write(|tx| {
+        // A token made now would come alive when the user is enabled: enabling gives
+        // back no token, old or new, that nobody asked for after it.
+        if disabled::is_disabled(tx, user)? {
+            return Err(ServiceError::Invalid(format!(
+                "user {user} is disabled; an admin enables them first (countersign user enable {user})"
+            )));
+        }
         tokens::insert(tx, &token.hash, user, now.timestamp())?;
         audit::append(
             tx,

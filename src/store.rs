@@ -4,13 +4,14 @@
 //! writer thread (`store/writer.rs`), and pooled reader connections. Every state change
 //! runs atomically together with its audit row (its own SAVEPOINT inside a shared
 //! `BEGIN IMMEDIATE`); the caller answers only after COMMIT.
-//! Row types and queries live in `store/requests.rs`, `store/certificates.rs` and
-//! `store/tokens.rs`.
+//! Row types and queries live in `store/requests.rs`, `store/certificates.rs`,
+//! `store/tokens.rs` and `store/users.rs`.
 
 pub mod certificates;
 pub mod meta;
 pub mod requests;
 pub mod tokens;
+pub mod users;
 mod writer;
 
 use std::future::Future;
@@ -204,7 +205,10 @@ CREATE INDEX requests_by_role ON requests (role, created_at DESC, id);
 CREATE TABLE meta (
     id          INTEGER PRIMARY KEY CHECK (id = 1),
     database_id TEXT NOT NULL,
-    krl_floor   INTEGER NOT NULL DEFAULT 0 CHECK (krl_floor >= 0)
+    krl_floor   INTEGER NOT NULL DEFAULT 0 CHECK (krl_floor >= 0),
+    -- The policy last recorded as policy.loaded (canonical JSON), to tell what a start
+    -- or a reload changed.
+    policy      TEXT
 );
 INSERT INTO meta (id, database_id) VALUES (1, lower(hex(randomblob(16))));
 CREATE TABLE ca_keys (
@@ -214,6 +218,18 @@ CREATE TABLE ca_keys (
     until       INTEGER
 );
 CREATE UNIQUE INDEX ca_keys_current ON ca_keys (until IS NULL) WHERE until IS NULL;
+"#,
+    r#"
+-- Offboarding disables a user (refused every credential until enabled again), and marks
+-- their tokens revoked for good: kept, so that a revoked token is answered "disabled"
+-- rather than "unknown", and never live again (enabling does not revive them).
+CREATE TABLE disabled_users (
+    user        TEXT PRIMARY KEY,
+    disabled_at INTEGER NOT NULL,
+    disabled_by TEXT NOT NULL,
+    reason      TEXT NOT NULL
+) WITHOUT ROWID;
+ALTER TABLE tokens ADD COLUMN revoked_at INTEGER;
 "#,
 ];
 

@@ -42,7 +42,11 @@ impl FromRequestParts<AppState> for Actor {
             Some(token) => state.authenticate(&token),
             None => Err(ServiceError::Unauthenticated),
         };
-        if matches!(result, Err(ServiceError::Unauthenticated)) {
+        // A disabled user's token is a refused credential like an unknown one.
+        if matches!(
+            result,
+            Err(ServiceError::Unauthenticated | ServiceError::Disabled(_))
+        ) {
             if let Some(limiter) = &limiter {
                 limiter.failed(client, token_id);
             }

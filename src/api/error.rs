@@ -107,6 +107,9 @@ impl From<ServiceError> for ApiError {
                 "unauthenticated",
                 "a valid bearer token is required (Authorization: Bearer <token>)",
             ),
+            ServiceError::Disabled(m) => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "user_disabled", m)
+            }
             ServiceError::Audit(broken) => {
                 tracing::error!(error = %broken, "audit chain does not verify");
                 ApiError::new(

@@ -65,8 +65,11 @@ pub async fn ca_pub_get(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// `GET /v1/whoami`.
-pub async fn whoami_get(State(state): State<AppState>, Actor(actor): Actor) -> Json<WhoAmI> {
-    Json(state.whoami(&actor))
+pub async fn whoami_get(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+) -> Result<Json<WhoAmI>, ApiError> {
+    Ok(Json(super::inline(&state, |s| s.whoami(&actor))?))
 }
 
 /// A method the endpoint does not take (the `Allow` header lists those it does).

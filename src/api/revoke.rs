@@ -1,7 +1,8 @@
 //! Revocation endpoints and the KRL.
 //!
-//! `POST /v1/certificates/{serial}/revoke` and `POST /v1/users/{name}/revoke` (admins),
-//! `POST /v1/requests/{id}/done` (the requester), `GET /v1/krl` and `GET /v1/krl.sig` (no auth: servers poll them).
+//! `POST /v1/certificates/{serial}/revoke` and `POST /v1/users/{name}/revoke` (admins;
+//! the latter also disables the user), `POST /v1/requests/{id}/done` (the requester),
+//! `GET /v1/krl` and `GET /v1/krl.sig` (no auth: servers poll them).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -47,7 +48,8 @@ pub async fn certificate_revoke(
     Ok(Json(json!({ "revoked": [revoked.to_string()] })))
 }
 
-/// `POST /v1/users/{name}/revoke` `{"reason"}`: every active certificate of the user.
+/// `POST /v1/users/{name}/revoke` `{"reason"}`: offboarding. Disables the user, revokes
+/// their tokens, every active certificate and pending request of theirs.
 pub async fn user_revoke(
     State(state): State<AppState>,
     Actor(actor): Actor,
@@ -61,12 +63,15 @@ pub async fn user_revoke(
         user = %name,
         revoked = done.revoked.len(),
         cancelled = done.cancelled.len(),
-        "user's certificates revoked and pending requests cancelled"
+        tokens_revoked = done.tokens_revoked,
+        already_disabled = done.already_disabled,
+        "user disabled, their certificates revoked and pending requests cancelled"
     );
     let serials: Vec<String> = done.revoked.iter().map(u64::to_string).collect();
-    Ok(Json(
-        json!({ "revoked": serials, "cancelled": done.cancelled }),
-    ))
+    Ok(Json(json!({
+        "revoked": serials, "cancelled": done.cancelled, "disabled": true,
+        "tokens_revoked": done.tokens_revoked, "already_disabled": done.already_disabled,
+    })))
 }
 
 /// `POST /v1/requests/{id}/done` `{"reason"?}`: the requester ends their certificate.

@@ -39,7 +39,7 @@ pub fn request_rows(requests: &[RequestView]) -> Vec<Vec<String>> {
             vec![
                 r.id.clone(),
                 r.role.clone(),
-                r.requester.clone(),
+                requester(r),
                 match r.certificate.as_ref().and_then(|c| c.revoked.as_ref()) {
                     Some(_) => format!("{} (revoked)", r.status),
                     None => r.status.clone(),
@@ -50,6 +50,15 @@ pub fn request_rows(requests: &[RequestView]) -> Vec<Vec<String>> {
             ]
         })
         .collect()
+}
+
+/// The requester's name, marked when they are disabled (offboarded).
+fn requester(r: &RequestView) -> String {
+    if r.requester_disabled {
+        format!("{} (disabled)", r.requester)
+    } else {
+        r.requester.clone()
+    }
 }
 
 /// Header matching [`request_rows`].
@@ -73,7 +82,7 @@ pub fn render_request_details(r: &RequestView) -> String {
     let mut lines = vec![
         format!("request      {}", r.id),
         format!("role         {}", r.role),
-        format!("requester    {}", r.requester),
+        format!("requester    {}", requester(r)),
         format!("reason       {}", r.reason),
         format!("status       {}", r.status),
         format!("principals   {}", r.principals.join(", ")),
@@ -166,8 +175,9 @@ pub fn waiting_for(r: &RequestView) -> String {
 /// What `whoami` prints.
 pub fn render_whoami(me: &WhoAmI) -> String {
     let admin = if me.admin { " (admin)" } else { "" };
+    let disabled = if me.disabled { " (disabled)" } else { "" };
     format!(
-        "user         {}{admin}\ngroups       {}\nmay request  {}\nmay approve  {}\n",
+        "user         {}{admin}{disabled}\ngroups       {}\nmay request  {}\nmay approve  {}\n",
         me.user,
         me.groups.join(", "),
         me.can_request.join(", "),

@@ -23,7 +23,8 @@ pub struct RevokeArgs {
     /// Revoke the certificate of this request.
     #[arg(long)]
     pub request: Option<String>,
-    /// Revoke every active certificate of this user (offboarding).
+    /// Offboard this user: disable them (every token and SSH key refused until
+    /// `user enable`), revoke their tokens, every active certificate and pending request.
     #[arg(long)]
     pub user: Option<String>,
     /// Why (required; recorded in the audit log).
@@ -47,6 +48,12 @@ struct Revoked {
     /// Pending requests cancelled (revoking a user).
     #[serde(default)]
     cancelled: Vec<String>,
+    /// Tokens revoked (revoking a user).
+    #[serde(default)]
+    tokens_revoked: u64,
+    /// Whether the user was disabled by an earlier revocation.
+    #[serde(default)]
+    already_disabled: bool,
 }
 
 /// `countersign revoke (--serial N | --request ID | --user NAME) --reason TEXT`.
@@ -77,6 +84,16 @@ pub fn revoke(url: &str, args: RevokeArgs) -> anyhow::Result<ExitCode> {
     }
     for id in &revoked.cancelled {
         outln!("cancelled pending request {id}")?;
+    }
+    if let Some(user) = &args.user {
+        if revoked.already_disabled {
+            eprintln!("user {user} was already disabled");
+        } else {
+            eprintln!(
+                "user {user} is disabled ({} token(s) revoked); every token and SSH key of theirs is refused until `countersign user enable {user}`",
+                revoked.tokens_revoked
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

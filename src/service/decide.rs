@@ -227,6 +227,7 @@ impl Service {
             .map_err(|e| ServiceError::Invalid(format!("role {}: {e}", role.name)))?;
         let now = Utc::now();
         flatten(self.store.write(|tx| {
+            self.require_enabled(tx, actor)?;
             if let Err(r) = rules::requester_must_be_listed(policy, role, actor) {
                 return refuse(tx, now, actor, "request.create", None, &role.name, r);
             }
@@ -253,7 +254,8 @@ impl Service {
                 },
             )?;
             // A new request has no approvals and no certificate yet: nothing to read back.
-            Ok(Ok(view::assemble(policy, row, Vec::new(), None)))
+            // Its requester was just checked to be enabled, in this transaction.
+            Ok(Ok(view::assemble(policy, row, Vec::new(), None, false)))
         }))
     }
 
@@ -316,6 +318,7 @@ impl Service {
         let policy = &self.config.policy;
         let now = Utc::now();
         flatten(self.store.write(|tx| {
+            self.require_enabled(tx, actor)?;
             // Who may not even read the request hears only that there is none (as GET), and
             // leaves no trace: nothing of its state, nothing to fill the audit log with.
             let row = self.visible(tx, actor, id)?;
@@ -355,8 +358,11 @@ impl Service {
             // The answer is built from what this write read and wrote, not read back.
             approvals.push(rq::ApprovalRow { approver: actor.clone(), at: unix(now), comment: comment.map(str::to_owned) });
             approvals.sort_by_key(|a| a.at); // stable: the store's order (time, then insertion)
+            // Read, not assumed: disabling cancels the user's pending requests, but this
+            // view must say what is stored.
+            let disabled = crate::store::users::is_disabled(tx, &row.requester)?;
             if !tally.is_complete() {
-                return Ok(Ok(view::assemble(policy, row, approvals, None)));
+                return Ok(Ok(view::assemble(policy, row, approvals, None, disabled)));
             }
             let cert = match self.issue(tx, now, actor, role, &row, &tally)? {
                 Ok(cert) => cert,
@@ -366,7 +372,7 @@ impl Service {
                 status: Status::Issued, decided_at: Some(unix(now)), decided_by: Some(actor.to_string()),
                 decision_code: None, decision_note: None, ..row
             };
-            Ok(Ok(view::assemble(policy, row, approvals, Some(&cert))))
+            Ok(Ok(view::assemble(policy, row, approvals, Some(&cert), disabled)))
         }))
     }
 
@@ -380,6 +386,7 @@ impl Service {
         let policy = &self.config.policy;
         let now = Utc::now();
         flatten(self.store.write(|tx| {
+            self.require_enabled(tx, actor)?;
             let row = self.visible(tx, actor, id)?;
             if actor == &row.requester {
                 return Ok(Err(ServiceError::Forbidden("you cannot deny your own request; cancel it instead".into())));
@@ -410,6 +417,7 @@ impl Service {
         let policy = &self.config.policy;
         let now = Utc::now();
         flatten(self.store.write(|tx| {
+            self.require_enabled(tx, actor)?;
             let row = self.visible(tx, actor, id)?;
             if actor != &row.requester {
                 return Ok(Err(ServiceError::Forbidden(

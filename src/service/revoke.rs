@@ -1,5 +1,6 @@
-//! Ending certificates early: by serial, every active one of a user (offboarding), or the
-//! requester's own "I'm finished"; and the KRL that makes sshd enforce it.
+//! Ending certificates early: by serial, every active one of a user (offboarding, which
+//! also disables the user: `users.rs`), or the requester's own "I'm finished"; and the
+//! KRL that makes sshd enforce it.
 //!
 //! Each revocation is one transaction: the certificate row, the KRL version and the
 //! `certificate.revoked` audit event.
@@ -19,13 +20,17 @@ use crate::state::Guard;
 use crate::store::certificates::{self as certs, Holding};
 use crate::store::requests as rq;
 
-/// What revoking a user ended.
+/// What revoking a user ended. The user is disabled afterwards, either way.
 #[derive(Debug, Clone, Default)]
 pub struct UserRevocation {
     /// Serials of the certificates revoked.
     pub revoked: Vec<u64>,
     /// Their pending requests, cancelled.
     pub cancelled: Vec<RequestId>,
+    /// Their tokens revoked for good (live ones only).
+    pub tokens_revoked: usize,
+    /// Whether they were disabled already (by an earlier revocation).
+    pub already_disabled: bool,
 }
 
 /// SSHSIG namespace of the KRL's signature (`GET /v1/krl.sig`).
@@ -109,6 +114,7 @@ impl Service {
         self.require_admin(actor, "revoke certificates")?;
         let now = Utc::now();
         self.store.write(|tx| {
+            self.require_enabled(tx, actor)?;
             let cert = certs::by_serial(tx, serial)?.ok_or_else(|| {
                 ServiceError::NotFound(format!("no certificate with serial {serial}"))
             })?;
@@ -122,9 +128,13 @@ impl Service {
         })
     }
 
-    /// Revokes every unexpired, unrevoked certificate of `user` and cancels their pending
-    /// requests (admins), for offboarding or a lost laptop: a request made for the lost
-    /// key must not be approved later. The user need not be in the config any more.
+    /// Offboards `user` (admins), in one transaction: disables them (every credential
+    /// refused, their tokens revoked for good, until an admin enables them again), revokes
+    /// every unexpired, unrevoked certificate of theirs and cancels their pending requests
+    /// (a request made for a lost laptop's key must not be approved later). The user need
+    /// not be in the config any more, but must be known (config or database): a
+    /// misspelled name is `not_found`, not a silent success. Idempotent: revoking a user
+    /// already disabled ends whatever is left and answers the same way.
     pub fn revoke_user(
         &self,
         actor: &UserName,
@@ -132,9 +142,18 @@ impl Service {
         reason: Text,
     ) -> Result<UserRevocation, ServiceError> {
         self.require_admin(actor, "revoke certificates")?;
+        if actor == user {
+            // Nobody would be left to enable them if they were the last admin.
+            return Err(ServiceError::Forbidden(
+                "you cannot revoke (and so disable) yourself; ask another admin".into(),
+            ));
+        }
         let now = Utc::now();
         self.store.write(|tx| {
+            self.require_enabled(tx, actor)?;
+            self.require_known(tx, user)?;
             let mut done = UserRevocation::default();
+            super::users::disable(tx, now, actor, user, &reason, &mut done)?;
             // Still accepted by a server whose clock lags by the backdate: revoke those too.
             for cert in certs::active_of_user(tx, user, unix(now) - self.skew())? {
                 if revoke_one(tx, &self.guard, now, actor, &cert, &reason)? {
@@ -147,6 +166,7 @@ impl Service {
                     done.cancelled.push(row.id);
                 }
             }
+            super::users::record_disabling(tx, now, actor, user, &reason, &done)?;
             Ok(done)
         })
     }
@@ -165,6 +185,7 @@ impl Service {
                 .map_err(|e| ServiceError::Invalid(e.to_string()))?,
         };
         self.store.write(|tx| {
+            self.require_enabled(tx, actor)?;
             let row = self.visible(tx, actor, id)?;
             if &row.requester != actor {
                 return Err(ServiceError::Forbidden(

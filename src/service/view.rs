@@ -45,6 +45,9 @@ pub struct RequestView {
     /// The deny reason or the refusal message.
     pub decision_note: Option<String>,
     pub certificate: Option<CertificateView>,
+    /// Whether the requester is disabled (offboarded) now.
+    #[serde(default)]
+    pub requester_disabled: bool,
 }
 
 /// One approval.
@@ -93,9 +96,13 @@ pub struct WhoAmI {
     pub can_request: Vec<String>,
     /// Roles whose requests the user may approve.
     pub can_approve: Vec<String>,
+    /// Whether the user is disabled (offboarded); a disabled user is refused before
+    /// they can ask, so this reads true only in a race with the disabling.
+    #[serde(default)]
+    pub disabled: bool,
 }
 
-pub(super) fn whoami(policy: &Policy, user: &UserName) -> WhoAmI {
+pub(super) fn whoami(policy: &Policy, user: &UserName, disabled: bool) -> WhoAmI {
     let u = policy.users.get(user);
     let roles = |pick: &dyn Fn(&crate::policy::Role) -> bool| -> Vec<String> {
         policy
@@ -113,6 +120,7 @@ pub(super) fn whoami(policy: &Policy, user: &UserName) -> WhoAmI {
         admin: policy.is_admin(user),
         can_request: roles(&|r| policy.is_any_member(user, &r.requesters)),
         can_approve: roles(&|r| policy.approves_for(user, r)),
+        disabled,
     }
 }
 
@@ -124,17 +132,26 @@ pub(super) fn request(
 ) -> Result<RequestView, ServiceError> {
     let approvals = rq::approvals(tx, &row.id)?;
     let certificate = crate::store::certificates::for_request(tx, &row.id)?;
-    Ok(assemble(policy, row, approvals, certificate.as_ref()))
+    let disabled = crate::store::users::is_disabled(tx, &row.requester)?;
+    Ok(assemble(
+        policy,
+        row,
+        approvals,
+        certificate.as_ref(),
+        disabled,
+    ))
 }
 
 /// The view of a request from its parts, for a state change that has just written them
 /// (and so need not read them back): `approvals` in the store's order (time, then
-/// insertion), `certificate` the request's, if issued.
+/// insertion), `certificate` the request's, if issued, `requester_disabled` whether its
+/// requester is disabled.
 pub(super) fn assemble(
     policy: &Policy,
     mut row: RequestRow,
     approvals: Vec<ApprovalRow>,
     certificate: Option<&CertificateRow>,
+    requester_disabled: bool,
 ) -> RequestView {
     if row.status == rq::Status::Pending
         && rules::is_expired(chrono::Utc::now().timestamp(), row.expires_at)
@@ -209,5 +226,6 @@ pub(super) fn assemble(
         decision_code: row.decision_code,
         decision_note: row.decision_note,
         certificate,
+        requester_disabled,
     }
 }

@@ -5,13 +5,15 @@
 //! (the config loader refuses a key listed twice). The login name only has to agree: it is
 //! that user's own name or the fixed name [`LOGIN_NAME`]. Certificates are never accepted
 //! as client credentials: russh checks a certificate only against the CA key embedded in
-//! it, and a countersign user is identified by their key, not by a certificate.
+//! it, and a countersign user is identified by their key, not by a certificate. A
+//! disabled (offboarded) user's keys are refused, whatever the config says.
 
 use ssh_key::public::KeyData;
 
 use crate::names::UserName;
 use crate::policy::Policy;
 use crate::pubkey::SubjectKey;
+use crate::service::ServiceError;
 
 /// The login name anyone may use (`ssh ca@HOST ...`), besides their own user name.
 pub const LOGIN_NAME: &str = "ca";
@@ -47,6 +49,32 @@ pub enum AuthRefusal {
     /// The source address used up its allowance of failed attempts.
     #[error("too many failed attempts from this address")]
     RateLimited,
+    /// The key's user is disabled (offboarded) until an admin enables them again.
+    #[error("user {user} is disabled")]
+    Disabled { user: UserName },
+    /// Whether the key's user is disabled could not be read; refused (fail closed).
+    #[error("could not check whether user {user} is disabled")]
+    Unchecked { user: UserName },
+}
+
+/// `identity`, unless `check` (whether its user is enabled, read from the database)
+/// says the user is disabled or cannot say.
+pub fn enabled(
+    identity: Identity,
+    check: Result<(), ServiceError>,
+) -> Result<Identity, AuthRefusal> {
+    match check {
+        Ok(()) => Ok(identity),
+        Err(ServiceError::Disabled(_)) => Err(AuthRefusal::Disabled {
+            user: identity.user,
+        }),
+        Err(e) => {
+            tracing::error!(error = ?e, user = %identity.user, "could not read whether an ssh user is disabled");
+            Err(AuthRefusal::Unchecked {
+                user: identity.user,
+            })
+        }
+    }
 }
 
 /// The identity `login` + `key` stand for under `policy`, or why there is none.

@@ -2,8 +2,8 @@
 //! and one command per channel run on its own task.
 //!
 //! Only `publickey` is offered; password and keyboard-interactive attempts, certificates,
-//! unregistered keys and wrong login names are refused, logged and counted against the
-//! source address. A shell request prints the help. PTYs, environment variables, X11,
+//! unregistered keys, disabled users' keys and wrong login names are refused, logged and
+//! counted against the source address. A shell request prints the help. PTYs, environment variables, X11,
 //! agent and port forwarding, and subsystems are all refused.
 
 use std::collections::HashMap;
@@ -88,12 +88,21 @@ impl Connection {
         if !self.failure_counted && self.shared.failures.is_blocked(self.peer.ip(), now) {
             return Err(AuthRefusal::RateLimited);
         }
-        auth::authorize(&self.shared.service.config().policy, login, key.key_data())
+        let identity =
+            auth::authorize(&self.shared.service.config().policy, login, key.key_data())?;
+        // A point read on a pooled reader, as the HTTP API's token lookup.
+        let check = self.shared.service.check_enabled(&identity.user);
+        auth::enabled(identity, check)
     }
 
     /// Logs a refused attempt, and counts the connection as failed (once).
     fn refuse(&mut self, login: &str, why: &AuthRefusal) -> Auth {
-        if *why != AuthRefusal::RateLimited && !self.failure_counted {
+        // Neither the limit itself nor our own storage failing is the client's failure.
+        let theirs = !matches!(
+            why,
+            AuthRefusal::RateLimited | AuthRefusal::Unchecked { .. }
+        );
+        if theirs && !self.failure_counted {
             self.failure_counted = true;
             self.shared
                 .failures

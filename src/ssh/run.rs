@@ -113,6 +113,9 @@ async fn execute(ctx: &Context, term: &Terminal, command: Command) -> Result<u32
 }
 
 async fn dispatch(ctx: &Context, term: &Terminal, command: Command) -> Result<(), CommandError> {
+    // The user may have been disabled since this connection logged in: each command
+    // checks again (and each state change once more, in its own transaction).
+    call(ctx, |s, me| s.check_enabled(me)).await?;
     match command {
         Command::Request(args) => wait::request(ctx, term, args).await,
         Command::Status(a) => status(ctx, term, &a.id).await,
@@ -251,7 +254,7 @@ async fn cert(ctx: &Context, term: &Terminal, id: &str) -> Result<(), CommandErr
 }
 
 async fn whoami(ctx: &Context, term: &Terminal) -> Result<(), CommandError> {
-    let me = call(ctx, |s, me| Ok(s.whoami(me))).await?;
+    let me = call(ctx, |s, me| s.whoami(me)).await?;
     let key = ctx.identity.key.fingerprint();
     Ok(term
         .out(format!(

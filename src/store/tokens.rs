@@ -54,10 +54,31 @@ pub fn revoke_all(tx: &Connection, user: &UserName) -> Result<usize, StoreError>
         .execute([user.as_str()])?)
 }
 
-/// The user a token belongs to, if it exists.
-pub fn lookup(tx: &Connection, secret: &str) -> Result<Option<String>, StoreError> {
+/// Marks every live token of `user` revoked for good (offboarding); returns how many.
+/// The rows stay, so that a revoked token is recognised (and answered "disabled") but
+/// never authenticates again: enabling the user does not revive it.
+pub fn revoke_live(tx: &Connection, user: &UserName, now: i64) -> Result<usize, StoreError> {
     Ok(tx
-        .prepare_cached("SELECT user FROM tokens WHERE hash = ?1")?
-        .query_row([hash(secret)], |r| r.get(0))
+        .prepare_cached("UPDATE tokens SET revoked_at = ?2 WHERE user = ?1 AND revoked_at IS NULL")?
+        .execute(params![user.as_str(), now])?)
+}
+
+/// Whose a token is, and whether it was revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenOwner {
+    pub user: String,
+    pub revoked: bool,
+}
+
+/// The owner of a token, if it exists (revoked or not).
+pub fn lookup(tx: &Connection, secret: &str) -> Result<Option<TokenOwner>, StoreError> {
+    Ok(tx
+        .prepare_cached("SELECT user, revoked_at IS NOT NULL FROM tokens WHERE hash = ?1")?
+        .query_row([hash(secret)], |r| {
+            Ok(TokenOwner {
+                user: r.get(0)?,
+                revoked: r.get(1)?,
+            })
+        })
         .optional()?)
 }

@@ -159,6 +159,7 @@ async fn every_endpoint_but_health_ca_key_and_krl_needs_a_token() {
         ("POST", format!("/v1/requests/{id}/done")),
         ("POST", "/v1/certificates/1/revoke".to_owned()),
         ("POST", "/v1/users/alice/revoke".to_owned()),
+        ("POST", "/v1/users/alice/enable".to_owned()),
         ("GET", "/v1/audit".to_owned()),
         ("GET", "/v1/audit/verify".to_owned()),
     ];

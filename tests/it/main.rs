@@ -21,6 +21,7 @@ mod front_door;
 mod front_door_limits;
 mod fuzz_corpus;
 mod limits;
+mod offboarding;
 mod properties;
 mod revocation;
 mod sshd;

@@ -1,0 +1,134 @@
+//! Disabling (the lasting part of offboarding, written by `revoke_user`) and enabling
+//! users again.
+//!
+//! A disabled user is refused every credential: their tokens are revoked for good in the
+//! disabling transaction, authentication (tokens and SSH keys) refuses them, and every
+//! state change checks its actor again in its own transaction. The mark lives in the
+//! database, so it survives restarts and overrides the config.
+
+use chrono::{DateTime, Utc};
+use rusqlite::Connection;
+use serde_json::json;
+
+use super::revoke::UserRevocation;
+use super::{Service, ServiceError, unix, view};
+use crate::audit::{self, NewEvent};
+use crate::names::{Text, UserName};
+use crate::store::users;
+
+/// A user enabled again, and who had disabled them, when and why.
+#[derive(Debug, Clone)]
+pub struct EnabledUser {
+    pub user: UserName,
+    pub was: users::Disabled,
+}
+
+/// Marks `user` disabled and revokes their live tokens; the caller revokes their
+/// certificates and pending requests, then records it all with [`record_disabling`].
+pub(super) fn disable(
+    tx: &Connection,
+    now: DateTime<Utc>,
+    actor: &UserName,
+    user: &UserName,
+    reason: &Text,
+    done: &mut UserRevocation,
+) -> Result<(), ServiceError> {
+    let newly = users::disable(tx, user, unix(now), actor.as_str(), reason.as_str())?;
+    done.already_disabled = !newly;
+    done.tokens_revoked = crate::store::tokens::revoke_live(tx, user, unix(now))?;
+    Ok(())
+}
+
+/// The audit row of a disabling: `user.disabled` the first time (by whom, why, and what
+/// it ended). Revoking a user already disabled writes no second one; a token that
+/// appeared meanwhile (made by an older version) is recorded as `token.revoked`.
+pub(super) fn record_disabling(
+    tx: &Connection,
+    now: DateTime<Utc>,
+    actor: &UserName,
+    user: &UserName,
+    reason: &Text,
+    done: &UserRevocation,
+) -> Result<(), ServiceError> {
+    let (action, detail) = if !done.already_disabled {
+        let detail = json!({
+            "user": user, "reason": reason, "tokens_revoked": done.tokens_revoked,
+            "certificates_revoked": done.revoked.len(), "requests_cancelled": done.cancelled.len(),
+        });
+        ("user.disabled", detail)
+    } else if done.tokens_revoked > 0 {
+        let detail = json!({ "user": user, "tokens": done.tokens_revoked, "reason": reason });
+        ("token.revoked", detail)
+    } else {
+        return Ok(());
+    };
+    audit::append(
+        tx,
+        now,
+        &NewEvent {
+            actor: actor.as_str(),
+            action,
+            request_id: None,
+            serial: None,
+            detail,
+        },
+    )?;
+    Ok(())
+}
+
+impl Service {
+    /// `not_found` unless `user` is in the config or the database has a record of them
+    /// (a user removed from the config may still hold certificates).
+    pub(super) fn require_known(
+        &self,
+        tx: &Connection,
+        user: &UserName,
+    ) -> Result<(), ServiceError> {
+        if self.config.policy.users.contains_key(user) || users::has_record_of(tx, user)? {
+            Ok(())
+        } else {
+            Err(ServiceError::NotFound(format!(
+                "no user {user} in the config or the database"
+            )))
+        }
+    }
+
+    /// Lifts a user's disabled mark (admins): they may authenticate again with tokens
+    /// created from now on and with their SSH keys. Their old tokens stay revoked.
+    pub fn enable_user(
+        &self,
+        actor: &UserName,
+        user: &UserName,
+        reason: Option<Text>,
+    ) -> Result<EnabledUser, ServiceError> {
+        self.require_admin(actor, "enable users")?;
+        let now = Utc::now();
+        self.store.write(|tx| {
+            self.require_enabled(tx, actor)?;
+            self.require_known(tx, user)?;
+            let was = users::disabled(tx, user)?.ok_or_else(|| ServiceError::Conflict {
+                code: "not_disabled",
+                message: format!("user {user} is not disabled"),
+            })?;
+            users::enable(tx, user)?;
+            audit::append(
+                tx,
+                now,
+                &NewEvent {
+                    actor: actor.as_str(),
+                    action: "user.enabled",
+                    request_id: None,
+                    serial: None,
+                    detail: json!({
+                        "user": user, "reason": reason,
+                        "disabled_at": view::rfc3339(was.at), "disabled_by": was.by,
+                    }),
+                },
+            )?;
+            Ok(EnabledUser {
+                user: user.clone(),
+                was,
+            })
+        })
+    }
+}
