@@ -55,6 +55,7 @@ mod export;
 mod init;
 mod krl;
 pub(crate) mod output;
+mod reload;
 mod report;
 mod request;
 mod revoke;
@@ -105,6 +106,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Validate the configuration and print a summary.
     CheckConfig,
+    /// Check the configuration and have the running server reload it (SIGHUP).
+    Reload,
     /// Create or revoke API tokens (on the CA host).
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -161,6 +164,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Init(args) => init::init(&cli.config, &args),
         Command::Serve(args) => serve::serve(&cli.config, &args),
         Command::CheckConfig => init::check_config(&cli.config),
+        Command::Reload => reload::run(&cli.config),
         Command::Token(cmd) => token::run(&cli.config, cmd),
         Command::Audit(args) => audit::run(&cli.config, &cli.url, args),
         Command::Whoami(flag) => show::whoami(&cli.url, flag.json),

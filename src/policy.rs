@@ -6,6 +6,7 @@
 //! decision value.
 
 pub mod rules;
+pub mod summary;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

@@ -8,6 +8,7 @@
 
 mod decide;
 mod issue;
+mod reload;
 mod revoke;
 mod users;
 mod view;
@@ -18,6 +19,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 
 pub use decide::NewRequest;
+pub use reload::Reloaded;
 pub use revoke::{KRL_NAMESPACE, Krl, UserRevocation};
 pub use users::EnabledUser;
 pub use view::{ApprovalView, CertificateView, RequestView, RevocationView, StepView, WhoAmI};
@@ -90,7 +92,8 @@ impl From<AuditError> for ServiceError {
 
 /// The running CA: configuration, key and database.
 pub struct Service {
-    config: Arc<Config>,
+    /// Replaced whole by a reload; readers clone the `Arc` and keep their snapshot.
+    config: std::sync::RwLock<Arc<Config>>,
     ca: CertificateAuthority,
     store: Store,
     /// The last KRL built, reused while it is still exact (see `Service::krl`).
@@ -121,7 +124,7 @@ impl Service {
         guard: Arc<Guard>,
     ) -> Self {
         Service {
-            config: Arc::new(config),
+            config: std::sync::RwLock::new(Arc::new(config)),
             ca,
             store,
             krl: std::sync::Mutex::new(None),
@@ -140,12 +143,20 @@ impl Service {
         let public = ssh_key::PublicKey::new(ca.public_key_data().clone(), "");
         let (store, guard) = state::open_store(&config, &public, access, plan, operator)?;
         audit::verify_store(&store)?;
-        Ok(Self::with_guard(config, ca, store, guard))
+        let service = Self::with_guard(config, ca, store, guard);
+        if matches!(access, Access::Serve { .. }) {
+            service.record_policy(operator, "start")?;
+        }
+        Ok(service)
     }
 
-    /// The loaded configuration.
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// The configuration in force now: a reload (`Service::reload`) replaces it, so an
+    /// operation takes it once and decides with that one.
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The CA, for its public key.
@@ -173,7 +184,7 @@ impl Service {
             let owner = tokens::lookup(tx, secret)?.ok_or(ServiceError::Unauthenticated)?;
             let user = UserName::parse(&owner.user).map_err(|_| ServiceError::Unauthenticated)?;
             self.require_enabled(tx, &user)?;
-            if owner.revoked || !self.config.policy.users.contains_key(&user) {
+            if owner.revoked || !self.config().policy.users.contains_key(&user) {
                 return Err(ServiceError::Unauthenticated);
             }
             Ok(user)
@@ -190,7 +201,7 @@ impl Service {
     /// Who the caller is and what they may do.
     pub fn whoami(&self, actor: &UserName) -> Result<WhoAmI, ServiceError> {
         let is_disabled = self.store.read(|tx| disabled::is_disabled(tx, actor))?;
-        Ok(view::whoami(&self.config.policy, actor, is_disabled))
+        Ok(view::whoami(&self.config().policy, actor, is_disabled))
     }
 
     /// One request, if the caller may see it.
@@ -200,7 +211,7 @@ impl Service {
     pub fn get(&self, actor: &UserName, id: &RequestId) -> Result<RequestView, ServiceError> {
         self.store.read(|tx| {
             let row = self.visible(tx, actor, id)?;
-            view::request(tx, &self.config.policy, row)
+            view::request(tx, &self.config().policy, row)
         })
     }
 
@@ -229,7 +240,8 @@ impl Service {
                 "could not expire overdue requests before a list; listing anyway"
             );
         }
-        let policy = &self.config.policy;
+        let config = self.config();
+        let policy = &config.policy;
         // Non-admins: their own requests and those of roles they may approve, chosen by
         // the store before the limit (filtering the newest 10,000 of everyone's
         // afterwards hid a user's older requests once others had made 10,000 newer ones).
@@ -307,7 +319,7 @@ impl Service {
 
     /// `forbidden` ("only admins may WHAT") unless `actor` is an admin.
     fn require_admin(&self, actor: &UserName, what: &str) -> Result<(), ServiceError> {
-        if self.config.policy.is_admin(actor) {
+        if self.config().policy.is_admin(actor) {
             Ok(())
         } else {
             Err(ServiceError::Forbidden(format!("only admins may {what}")))
@@ -358,7 +370,7 @@ impl Service {
     /// The backdate in seconds: how far behind the CA's clock a server's may be, so how
     /// long after `valid_before` a certificate may still be accepted somewhere.
     fn skew(&self) -> i64 {
-        self.config.ca.backdate.as_secs() as i64
+        self.config().ca.backdate.as_secs() as i64
     }
 
     /// How long certificates count as held after their end by the CA's clock: the
@@ -367,7 +379,7 @@ impl Service {
     fn held(&self) -> rq::Held {
         rq::Held {
             after_expiry: self.skew(),
-            after_revocation: self.config.requests.revocation_grace.as_secs() as i64,
+            after_revocation: self.config().requests.revocation_grace.as_secs() as i64,
         }
     }
 
@@ -379,7 +391,8 @@ impl Service {
         actor: &UserName,
         id: &RequestId,
     ) -> Result<rq::RequestRow, ServiceError> {
-        let policy = &self.config.policy;
+        let config = self.config();
+        let policy = &config.policy;
         match rq::get(tx, id)? {
             Some(row)
                 if rules::may_view(policy, policy.roles.get(&row.role), &row.requester, actor) =>

@@ -1,5 +1,5 @@
 //! `countersign serve`: the HTTP API, and the SSH front door when `[ssh]` is configured,
-//! until Ctrl-C or SIGTERM.
+//! until Ctrl-C or SIGTERM; SIGHUP reloads the configuration (`cli/reload.rs`).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -14,6 +14,8 @@ use crate::config::Config;
 use crate::service::Service;
 use crate::ssh::host_key;
 use crate::state::Access;
+
+use super::reload::{Hangups, PidFile};
 
 /// `countersign serve` options.
 #[derive(Debug, clap::Args)]
@@ -56,6 +58,13 @@ pub fn serve(config: &Path, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         // with the default action (a race a spawned task's first poll would leave open).
         let signals =
             ShutdownSignals::register().context("installing the SIGINT/SIGTERM handlers")?;
+        let hangups = Hangups::register().context("installing the SIGHUP handler")?;
+        let _pid = PidFile::write(&service.config())?;
+        let reloads = tokio::spawn(hangups.serve(
+            service.clone(),
+            service.config().path.clone(),
+            super::token::operator(),
+        ));
         let ssh = start_ssh(&service, stopped.clone()).await?;
         let listener = bind(listen).await?;
         tokio::spawn(async move {
@@ -63,6 +72,7 @@ pub fn serve(config: &Path, args: &ServeArgs) -> anyhow::Result<ExitCode> {
             let _ = stop.send(true);
         });
         crate::api::serve(listener, service.clone(), until_stopped(stopped)).await?;
+        reloads.abort();
         if let Some(ssh) = ssh {
             ssh.await??;
         }

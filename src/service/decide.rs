@@ -215,7 +215,8 @@ impl Service {
         actor: &UserName,
         req: NewRequest,
     ) -> Result<RequestView, ServiceError> {
-        let policy = &self.config.policy;
+        let config = self.config();
+        let policy = &config.policy;
         let role = policy
             .roles
             .get(&req.role)
@@ -267,7 +268,7 @@ impl Service {
         }
         // Refused before anything is written, as bad input (`invalid_request`); checked
         // again at signing, where a changed config ends the request `key_not_allowed`.
-        rules::key_must_be_requesters(&self.config.policy, actor, key)
+        rules::key_must_be_requesters(&self.config().policy, actor, key)
             .map_err(|r| ServiceError::Invalid(r.to_string()))
     }
 
@@ -286,7 +287,7 @@ impl Service {
         while rq::exists(tx, &id)? {
             id = RequestId::new_at(unix(now), &mut rand::rng());
         }
-        let pending_ttl = self.config.requests.pending_ttl.as_secs() as i64;
+        let pending_ttl = self.config().requests.pending_ttl.as_secs() as i64;
         Ok(RequestRow {
             id,
             role: role.name.clone(),
@@ -315,7 +316,8 @@ impl Service {
         id: &RequestId,
         comment: Option<Text>,
     ) -> Result<RequestView, ServiceError> {
-        let policy = &self.config.policy;
+        let config = self.config();
+        let policy = &config.policy;
         let now = Utc::now();
         flatten(self.store.write(|tx| {
             self.require_enabled(tx, actor)?;
@@ -383,7 +385,8 @@ impl Service {
         id: &RequestId,
         reason: Text,
     ) -> Result<RequestView, ServiceError> {
-        let policy = &self.config.policy;
+        let config = self.config();
+        let policy = &config.policy;
         let now = Utc::now();
         flatten(self.store.write(|tx| {
             self.require_enabled(tx, actor)?;
@@ -414,7 +417,8 @@ impl Service {
 
     /// Cancels one's own pending request.
     pub fn cancel(&self, actor: &UserName, id: &RequestId) -> Result<RequestView, ServiceError> {
-        let policy = &self.config.policy;
+        let config = self.config();
+        let policy = &config.policy;
         let now = Utc::now();
         flatten(self.store.write(|tx| {
             self.require_enabled(tx, actor)?;

@@ -30,7 +30,8 @@ impl Service {
         row: &RequestRow,
         tally: &rules::Tally,
     ) -> Outcome<CertificateRow> {
-        let policy = &self.config.policy;
+        let config = self.config();
+        let policy = &config.policy;
         if let Err(r) = rules::requester_must_be_listed(policy, role, &row.requester) {
             return end_refused(tx, now, actor, row, r);
         }
@@ -67,7 +68,7 @@ impl Service {
             .map_err(|e| ServiceError::Invalid(e.to_string()))?;
         let serial = fresh_serial(tx)?;
         let key_id = format!("countersign:{}:{}:{}", row.id, row.requester, row.role);
-        let valid_after = unix(now) - self.config.ca.backdate.as_secs() as i64;
+        let valid_after = unix(now) - self.config().ca.backdate.as_secs() as i64;
         let valid_before = unix(now) + row.ttl_seconds;
         let extensions: Vec<String> = role.extensions.iter().cloned().collect();
         let cert = self.ca.sign(&Grant {

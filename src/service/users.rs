@@ -84,7 +84,7 @@ impl Service {
         tx: &Connection,
         user: &UserName,
     ) -> Result<(), ServiceError> {
-        if self.config.policy.users.contains_key(user) || users::has_record_of(tx, user)? {
+        if self.config().policy.users.contains_key(user) || users::has_record_of(tx, user)? {
             Ok(())
         } else {
             Err(ServiceError::NotFound(format!(

@@ -117,3 +117,17 @@ pub fn newest_certificate(tx: &Connection) -> Result<Option<String>, StoreError>
         .query_row([], |r| r.get(0))
         .optional()?)
 }
+
+/// The policy last recorded as `policy.loaded` (canonical JSON text), if any.
+pub fn recorded_policy(tx: &Connection) -> Result<Option<String>, StoreError> {
+    Ok(tx
+        .prepare_cached("SELECT policy FROM meta WHERE id = 1")?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// Remembers `policy` (canonical JSON text) as the one last recorded.
+pub fn record_policy(tx: &Connection, policy: &str) -> Result<(), StoreError> {
+    tx.prepare_cached("UPDATE meta SET policy = ?1 WHERE id = 1")?
+        .execute([policy])?;
+    Ok(())
+}

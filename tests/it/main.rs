@@ -23,6 +23,7 @@ mod fuzz_corpus;
 mod limits;
 mod offboarding;
 mod properties;
+mod reload;
 mod revocation;
 mod sshd;
 mod state;

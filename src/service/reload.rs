@@ -1,0 +1,113 @@
+//! Configuration reload without a restart (SIGHUP, `countersign reload`), and the record
+//! of every policy the server runs with (`policy.loaded`).
+//!
+//! A reload takes the new file's policy (users, groups, roles, conflicts) and `[requests]`
+//! settings; what only a restart can change (listen addresses, data_dir, TLS, keys,
+//! limits, the SSH front door) stays as it was and is reported. The new policy is on the
+//! record before it is in force. Pending requests keep their rule: each is bound to its
+//! role's digest, so a changed role ends it `policy_changed` at approval.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde_json::{Value, json};
+
+use super::{Service, ServiceError};
+use crate::audit::{self, NewEvent};
+use crate::config::Config;
+use crate::policy::{Policy, summary};
+use crate::store::StoreError;
+use crate::store::meta;
+
+/// What a reload did.
+#[derive(Debug, Clone)]
+pub struct Reloaded {
+    /// What changed in the policy (empty object: nothing, and nothing was recorded).
+    pub changes: Value,
+    /// Settings that changed in the file but need a restart; left as they were.
+    pub needs_restart: Vec<&'static str>,
+}
+
+impl Service {
+    /// Records the policy in force as `policy.loaded` unless it is the one last recorded;
+    /// `cause` says why (`start`, `reload`). Returns what changed (empty if nothing).
+    pub fn record_policy(&self, actor: &str, cause: &str) -> Result<Value, ServiceError> {
+        let config = self.config();
+        self.record(&config.policy, actor, cause)
+    }
+
+    fn record(&self, policy: &Policy, actor: &str, cause: &str) -> Result<Value, ServiceError> {
+        let now = Utc::now();
+        let new = summary::summary(policy);
+        let digest = summary::digest(&new);
+        self.store.write(|tx| {
+            let old: Option<Value> = meta::recorded_policy(tx)?
+                .map(|text| serde_json::from_str(&text))
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(format!("the recorded policy: {e}")))?;
+            if old.as_ref().is_some_and(|o| summary::digest(o) == digest) {
+                return Ok(json!({}));
+            }
+            let changes = summary::changes(old.as_ref(), &new);
+            meta::record_policy(tx, &new.to_string())?;
+            audit::append(
+                tx,
+                now,
+                &NewEvent {
+                    actor,
+                    action: "policy.loaded",
+                    request_id: None,
+                    serial: None,
+                    detail: json!({
+                        "cause": cause, "digest": digest, "changes": changes, "policy": new,
+                    }),
+                },
+            )?;
+            Ok::<_, ServiceError>(changes)
+        })
+    }
+
+    /// Puts `new`'s policy and `[requests]` settings in force, after recording the
+    /// policy; reports the settings that need a restart, which keep their running values.
+    pub fn reload(&self, new: Config, actor: &str) -> Result<Reloaded, ServiceError> {
+        let old = self.config();
+        let needs_restart = restart_only_changes(&old, &new);
+        let merged = Config {
+            policy: new.policy,
+            requests: new.requests,
+            warnings: new.warnings,
+            ..(*old).clone()
+        };
+        let changes = self.record(&merged.policy, actor, "reload")?;
+        *self
+            .config
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(merged);
+        Ok(Reloaded {
+            changes,
+            needs_restart,
+        })
+    }
+}
+
+/// The settings of `new` that differ from `old` and only a restart can apply.
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let differs =
+        |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+    let (o, n) = (&old.server, &new.server);
+    [
+        ("[server] listen", differs(&o.listen, &n.listen)),
+        ("[server] data_dir", differs(&o.data_dir, &n.data_dir)),
+        ("[server] tls_cert/tls_key", differs(&o.tls, &n.tls)),
+        (
+            "[server] allow_plain_http",
+            differs(&o.allow_plain_http, &n.allow_plain_http),
+        ),
+        ("[server] limits", differs(&o.limits, &n.limits)),
+        ("[ca]", differs(&old.ca, &new.ca)),
+        ("[ssh]", differs(&old.ssh, &new.ssh)),
+    ]
+    .into_iter()
+    .filter_map(|(name, changed)| changed.then_some(name))
+    .collect()
+}
