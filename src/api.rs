@@ -199,7 +199,7 @@ async fn sweep_expired(state: AppState) {
         // restore of an older copy is noticed even when nothing was revoked since.
         if marked.elapsed() >= MARK_PERIOD {
             marked = tokio::time::Instant::now();
-            if let Err(e) = blocking(&state, |s| s.publish_state()).await {
+            if let Err(e) = blocking(&state, |s| s.mark_head()).await {
                 tracing::error!(code = e.code(), "could not advance the state mark");
             }
         }

@@ -350,14 +350,25 @@ impl Service {
         Ok(())
     }
 
-    /// Writes the high-water mark if committed state has moved past it: called after a
-    /// batch of writes that revoked something (before their answers leave), by the KRL
-    /// before serving a version the mark does not hold, and at stop.
+    /// Writes the high-water mark if a KRL version was committed that it does not hold:
+    /// called after a batch of writes that revoked something (before their answers
+    /// leave) and by the KRL before serving a version the mark does not hold.
     pub fn publish_state(&self) -> Result<(), ServiceError> {
+        self.advance_mark(false)
+    }
+
+    /// Brings the high-water mark up to the audit head too (periodically, and at stop),
+    /// so that a restore of an older copy is noticed even when nothing was revoked since.
+    pub fn mark_head(&self) -> Result<(), ServiceError> {
+        self.advance_mark(true)
+    }
+
+    fn advance_mark(&self, follow_head: bool) -> Result<(), ServiceError> {
         let (version, head) = self
             .store
             .read(|tx| Ok::<_, StoreError>((certs::krl_version(tx)?, meta::audit_head(tx)?)))?;
-        self.guard.advance(version, &head, Utc::now())?;
+        self.guard
+            .advance(version, &head, follow_head, Utc::now())?;
         Ok(())
     }
 

@@ -440,12 +440,15 @@ impl Guard {
         self.path.is_none() || version <= self.marked_krl.load(Ordering::Acquire)
     }
 
-    /// Writes the mark if `krl_version` or `head` (both read from committed state) are
-    /// newer than what it holds; returns whether it wrote.
+    /// Writes the mark if `krl_version` (read from committed state, with `head`) is newer
+    /// than what it holds — or, with `follow_head`, if `head` is; returns whether it
+    /// wrote. Answers wait only for the KRL version; the head follows periodically, so
+    /// that ordinary writes cost no extra fsync.
     pub fn advance(
         &self,
         krl_version: u64,
         head: &Head,
+        follow_head: bool,
         now: DateTime<Utc>,
     ) -> Result<bool, MarkError> {
         let Some(path) = &self.path else {
@@ -455,7 +458,8 @@ impl Guard {
         let Some(current) = held.as_ref() else {
             return Ok(false);
         };
-        if krl_version <= current.krl_version && head.seq <= current.audit_seq {
+        let newer_head = follow_head && head.seq > current.audit_seq;
+        if krl_version <= current.krl_version && !newer_head {
             return Ok(false);
         }
         let next = Mark {

@@ -77,7 +77,7 @@ pub fn serve(config: &Path, args: &ServeArgs) -> anyhow::Result<ExitCode> {
             ssh.await??;
         }
         // The high-water mark takes the last state this run committed.
-        if let Err(e) = service.publish_state() {
+        if let Err(e) = service.mark_head() {
             let e = anyhow::Error::new(e);
             tracing::error!(
                 error = format!("{e:#}"),
