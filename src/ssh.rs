@@ -8,12 +8,13 @@
 //! `request` certifies the very key the user authenticated with.
 //!
 //! Layout:
-//! - `listener.rs`: [`serve`], the accept loop, connection limit, idle and total timeouts,
-//!   shutdown.
+//! - `listener.rs`: [`serve`], the accept loop, connection limits (in all and per
+//!   address), authentication, idle and total timeouts, shutdown.
 //! - `handler.rs`: the russh handler of one connection: public-key auth only, session
 //!   channels, one command per channel on its own task.
 //! - `auth.rs`: key + login name -> [`Identity`], or why not.
-//! - `limits.rs`: refused authentications per address, running commands per user.
+//! - `limits.rs`: refused authentications and open connections per address, open
+//!   channels per connection, running commands per user.
 //! - `commands.rs`: the command line: bounded, shell-split (never run by a shell), clap.
 //! - `run.rs`: one command through the [`Service`]; errors as `countersign: CODE: message`.
 //! - `wait.rs`: `request` waiting for the decision, progress on stderr, certificate on

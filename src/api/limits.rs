@@ -185,8 +185,8 @@ fn keys(addr: Option<IpAddr>, token: Option<TokenId>) -> impl Iterator<Item = Ke
 }
 
 /// An IPv6 client usually owns a whole /64, so that is the unit counted; IPv4 (and
-/// IPv4-mapped IPv6) addresses count one by one.
-pub(super) fn network_of(addr: IpAddr) -> IpAddr {
+/// IPv4-mapped IPv6) addresses count one by one. The SSH front door counts the same way.
+pub(crate) fn network_of(addr: IpAddr) -> IpAddr {
     match addr {
         IpAddr::V4(_) => addr,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

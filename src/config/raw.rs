@@ -75,6 +75,9 @@ pub(super) struct RawSsh {
     pub max_connections: Option<u32>,
     pub max_sessions_per_user: Option<u32>,
     pub auth_failures_per_minute: Option<u32>,
+    pub max_connections_per_address: Option<u32>,
+    pub auth_timeout: Option<String>,
+    pub max_channels_per_connection: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -31,6 +31,13 @@ pub struct SshSettings {
     /// minute (each counts once, however many keys it offered); past that, the address
     /// is refused until its allowance refills.
     pub auth_failures_per_minute: u32,
+    /// Open connections from one source address (IPv6: its /64) at once, authenticated or
+    /// not; more are closed at accept, so that one client cannot hold every connection.
+    pub max_connections_per_address: u32,
+    /// A connection that has not logged in within this long after accept is closed.
+    pub auth_timeout: Duration,
+    /// Session channels one connection may have open at once; more are refused.
+    pub max_channels_per_connection: u32,
 }
 
 impl Default for SshSettings {
@@ -45,6 +52,9 @@ impl Default for SshSettings {
             max_connections: 64,
             max_sessions_per_user: 4,
             auth_failures_per_minute: 10,
+            max_connections_per_address: 8,
+            auth_timeout: Duration::from_secs(30),
+            max_channels_per_connection: 4,
         }
     }
 }
@@ -95,7 +105,30 @@ impl Builder<'_> {
                 d.auth_failures_per_minute,
                 10_000,
             )?,
+            max_connections_per_address: self.count(
+                "ssh.max_connections_per_address",
+                raw.max_connections_per_address,
+                d.max_connections_per_address,
+                10_000,
+            )?,
+            auth_timeout: self.auth_timeout(raw.auth_timeout.as_deref())?,
+            max_channels_per_connection: self.count(
+                "ssh.max_channels_per_connection",
+                raw.max_channels_per_connection,
+                d.max_channels_per_connection,
+                100,
+            )?,
         })
+    }
+
+    /// `auth_timeout`: from 1 s (a login needs a few round trips) to 10 min.
+    fn auth_timeout(&self, value: Option<&str>) -> Result<Duration, ConfigError> {
+        const KEY: &str = "ssh.auth_timeout";
+        let d = self.duration(KEY, value, "30s")?;
+        if !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&d) {
+            return Err(self.err(KEY, "must be between 1s and 10m"));
+        }
+        Ok(d)
     }
 
     fn count(
@@ -158,6 +191,9 @@ connection_timeout = "3h"
 max_connections = 10
 max_sessions_per_user = 2
 auth_failures_per_minute = 5
+max_connections_per_address = 3
+auth_timeout = "1m"
+max_channels_per_connection = 7
 "#,
         )
         .unwrap();
@@ -168,6 +204,9 @@ auth_failures_per_minute = 5
         assert_eq!(ssh.connection_timeout, Duration::from_secs(3 * 3600));
         assert_eq!((ssh.max_connections, ssh.max_sessions_per_user), (10, 2));
         assert_eq!(ssh.auth_failures_per_minute, 5);
+        assert_eq!(ssh.max_connections_per_address, 3);
+        assert_eq!(ssh.auth_timeout, Duration::from_secs(60));
+        assert_eq!(ssh.max_channels_per_connection, 7);
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     }
 
@@ -182,11 +221,56 @@ auth_failures_per_minute = 5
                 "auth_failures_per_minute = 0",
                 "ssh.auth_failures_per_minute",
             ),
+            (
+                "max_connections_per_address = 0",
+                "ssh.max_connections_per_address",
+            ),
+            (
+                "max_connections_per_address = 10001",
+                "ssh.max_connections_per_address",
+            ),
+            ("auth_timeout = \"0s\"", "ssh.auth_timeout"),
+            ("auth_timeout = \"500ms\"", "ssh.auth_timeout"),
+            ("auth_timeout = \"11m\"", "ssh.auth_timeout"),
+            ("auth_timeout = \"soon\"", "ssh.auth_timeout"),
+            (
+                "max_channels_per_connection = 0",
+                "ssh.max_channels_per_connection",
+            ),
+            (
+                "max_channels_per_connection = 101",
+                "ssh.max_channels_per_connection",
+            ),
             ("port = 22", "unknown field"),
         ] {
             let e = load(&format!("[ssh]\n{line}")).unwrap_err().to_string();
             assert!(e.contains(key), "{line}: {e}");
         }
+    }
+
+    #[test]
+    fn the_front_door_limits_accept_their_bounds() {
+        let ssh = load(
+            "[ssh]\nmax_connections_per_address = 10000\nauth_timeout = \"10m\"\nmax_channels_per_connection = 100",
+        )
+        .unwrap()
+        .ssh
+        .unwrap();
+        assert_eq!(ssh.max_connections_per_address, 10_000);
+        assert_eq!(ssh.auth_timeout, Duration::from_secs(600));
+        assert_eq!(ssh.max_channels_per_connection, 100);
+        let ssh = load("[ssh]\nmax_connections_per_address = 1\nauth_timeout = \"1s\"\nmax_channels_per_connection = 1")
+            .unwrap()
+            .ssh
+            .unwrap();
+        assert_eq!(
+            (
+                ssh.max_connections_per_address,
+                ssh.auth_timeout,
+                ssh.max_channels_per_connection
+            ),
+            (1, Duration::from_secs(1), 1)
+        );
     }
 
     #[test]

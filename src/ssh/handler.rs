@@ -3,24 +3,27 @@
 //!
 //! Only `publickey` is offered; password and keyboard-interactive attempts, certificates,
 //! unregistered keys, disabled users' keys and wrong login names are refused, logged and
-//! counted against the source address. A shell request prints the help. PTYs, environment variables, X11,
-//! agent and port forwarding, and subsystems are all refused.
+//! counted against the source address. At most `max_channels_per_connection` session
+//! channels are open at once; more are refused (resource shortage). A shell request
+//! prints the help. PTYs, environment variables, X11, agent and port forwarding, and
+//! subsystems are all refused.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use russh::keys::{Certificate, PublicKey};
 use russh::server::{
     Auth, ChannelOpenHandle, Handler, Msg, PublicKeyOffer, Session, VerifiedPublicKey,
 };
-use russh::{Channel, ChannelId};
+use russh::{Channel, ChannelId, ChannelOpenFailure};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::auth::{self, AuthRefusal, Identity};
-use super::limits::{FailureLimiter, SessionCounter};
+use super::limits::{ConnectionsPerAddress, FailureLimiter, OpenChannels, SessionCounter};
 use super::run::{self, Context};
 use super::terminal::Terminal;
 use crate::config::SshSettings;
@@ -34,6 +37,8 @@ pub struct Shared {
     pub settings: SshSettings,
     /// Refused authentications per source address.
     pub failures: FailureLimiter,
+    /// Open connections per source address.
+    pub per_address: Arc<ConnectionsPerAddress>,
     /// Running commands per user.
     pub sessions: Arc<SessionCounter>,
 }
@@ -43,6 +48,7 @@ impl Shared {
     pub fn new(service: Arc<Service>, settings: SshSettings) -> Self {
         Shared {
             failures: FailureLimiter::new(settings.auth_failures_per_minute),
+            per_address: ConnectionsPerAddress::new(settings.max_connections_per_address),
             sessions: SessionCounter::new(settings.max_sessions_per_user),
             service,
             settings,
@@ -61,21 +67,35 @@ pub struct Connection {
     /// keys it offers, and forgiven when it authenticates after all (an agent with several
     /// keys offers them in turn).
     failure_counted: bool,
+    /// Set once authentication succeeded: the listener closes connections that have not
+    /// by `auth_timeout`.
+    authenticated: Arc<AtomicBool>,
+    /// The session channels open on this connection.
+    channels: Arc<OpenChannels>,
     tasks: HashMap<ChannelId, AbortHandle>,
 }
 
 impl Connection {
-    /// A connection from `peer`, accepted at `accepted`.
-    pub fn new(shared: Arc<Shared>, peer: SocketAddr, accepted: Instant) -> Self {
+    /// A connection from `peer`, accepted at `accepted`; `authenticated` is set once the
+    /// client has logged in.
+    pub fn new(
+        shared: Arc<Shared>,
+        peer: SocketAddr,
+        accepted: Instant,
+        authenticated: Arc<AtomicBool>,
+    ) -> Self {
         let limit = shared.settings.connection_timeout;
         let margin = (limit / 2).min(Duration::from_secs(1));
         let wait_until = accepted + limit - margin;
+        let channels = OpenChannels::new(shared.settings.max_channels_per_connection);
         Connection {
             shared,
             peer,
             wait_until,
             identity: None,
             failure_counted: false,
+            authenticated,
+            channels,
             tasks: HashMap::new(),
         }
     }
@@ -122,11 +142,13 @@ impl Connection {
         let Some(identity) = self.identity.clone() else {
             return session.channel_failure(channel);
         };
-        if self.tasks.contains_key(&channel) {
+        // One command per channel; a channel whose command ended is closing.
+        if self.tasks.contains_key(&channel) || !self.channels.is_open(channel) {
             return session.channel_failure(channel);
         }
         session.channel_success(channel)?;
         let term = Terminal::new(session.handle(), channel);
+        let release = self.channels.release_on_drop(channel);
         let slot = self.shared.sessions.try_acquire(&identity.user);
         let max = self.shared.sessions.max();
         let ctx = Context {
@@ -142,6 +164,9 @@ impl Connection {
                 (Some(_slot), None) => run::shell(&term).await,
                 (Some(_slot), Some(line)) => run::run(&ctx, &term, &line).await,
             };
+            // The channel's place is free before the client learns that it is closed, so
+            // that its next open never finds the place still taken.
+            drop(release);
             term.exit(status).await;
         });
         self.tasks.insert(channel, task.abort_handle());
@@ -203,6 +228,11 @@ impl Handler for Connection {
         }
     }
 
+    async fn auth_succeeded(&mut self, _session: &mut Session) -> Result<(), Self::Error> {
+        self.authenticated.store(true, Ordering::Release);
+        Ok(())
+    }
+
     async fn auth_openssh_certificate(
         &mut self,
         user: &str,
@@ -219,8 +249,16 @@ impl Handler for Connection {
     ) -> Result<(), Self::Error> {
         // Output goes through the session handle; the channel's own message stream (the
         // client's stdin) is not read, and russh drops what nobody receives.
+        let id = channel.id();
         drop(channel);
-        reply.accept().await;
+        // Commands that ended are gone from the task list (their channels are closed).
+        self.tasks.retain(|_, task| !task.is_finished());
+        if self.channels.try_open(id) {
+            reply.accept().await;
+        } else {
+            tracing::warn!(peer = %self.peer, max = self.channels.max(), "ssh channel refused: max_channels_per_connection reached");
+            reply.reject(ChannelOpenFailure::ResourceShortage).await;
+        }
         Ok(())
     }
 
@@ -249,6 +287,7 @@ impl Handler for Connection {
         if let Some(task) = self.tasks.remove(&channel) {
             task.abort();
         }
+        self.channels.close(channel);
         Ok(())
     }
 

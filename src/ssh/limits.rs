@@ -1,14 +1,19 @@
 //! The front door's counters: connections refused at authentication per source address,
-//! and commands running per user.
+//! open connections per source address, open channels per connection, and commands
+//! running per user.
 //!
-//! Both live in memory only (a restart forgets them) and are guarded by std mutexes held
-//! for a few instructions, never across an `.await`.
+//! A source address is an IPv4 address or an IPv6 /64 ([`network_of`], as the HTTP side
+//! counts). All live in memory only (a restart forgets them) and are guarded by std
+//! mutexes held for a few instructions, never across an `.await`.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
+use russh::ChannelId;
+
+use crate::api::network_of;
 use crate::names::UserName;
 
 /// Addresses tracked before idle entries (full allowance again) are dropped.
@@ -41,7 +46,7 @@ impl FailureLimiter {
     pub fn is_blocked(&self, ip: IpAddr, now: Instant) -> bool {
         let buckets = lock(&self.buckets);
         buckets
-            .get(&source(ip))
+            .get(&network_of(ip))
             .is_some_and(|b| self.refilled(b, now) < 1.0)
     }
 
@@ -53,7 +58,7 @@ impl FailureLimiter {
             buckets.retain(|_, b| self.refilled(b, now) < full);
         }
         let full = f64::from(self.per_minute);
-        let bucket = buckets.entry(source(ip)).or_insert(Bucket {
+        let bucket = buckets.entry(network_of(ip)).or_insert(Bucket {
             tokens: full,
             at: now,
         });
@@ -67,7 +72,7 @@ impl FailureLimiter {
     /// Takes back one failure of `ip` (the connection authenticated after all).
     pub fn forgive(&self, ip: IpAddr) {
         let full = f64::from(self.per_minute);
-        if let Some(b) = lock(&self.buckets).get_mut(&source(ip)) {
+        if let Some(b) = lock(&self.buckets).get_mut(&network_of(ip)) {
             b.tokens = (b.tokens + 1.0).min(full);
         }
     }
@@ -79,15 +84,123 @@ impl FailureLimiter {
     }
 }
 
-/// The unit one allowance covers: an IPv4 address, or an IPv6 /64 (one subscriber's
-/// network, which hands out addresses freely).
-fn source(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(Ipv6Addr::from(v6.to_bits() & !((1u128 << 64) - 1))),
-        },
+/// Open connections per source address: one address may not hold every connection slot
+/// (silent TCP connections reopened as they time out). An [`AddressSlot`] is one of them.
+#[derive(Debug)]
+pub struct ConnectionsPerAddress {
+    max: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One open connection of one source address; dropping it gives the place back.
+#[derive(Debug)]
+pub struct AddressSlot {
+    table: Arc<ConnectionsPerAddress>,
+    key: IpAddr,
+}
+
+impl ConnectionsPerAddress {
+    /// A table allowing `max` open connections per source address.
+    pub fn new(max: u32) -> Arc<Self> {
+        Arc::new(ConnectionsPerAddress {
+            max: max as usize,
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A place for a connection from `ip`, or `None` when its address has `max` open.
+    /// (Entries exist only for addresses with open connections, so the table is bounded
+    /// by the connections the server holds.)
+    pub fn try_admit(self: &Arc<Self>, ip: IpAddr) -> Option<AddressSlot> {
+        let key = network_of(ip);
+        let mut open = lock(&self.open);
+        let n = open.entry(key).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            table: self.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = lock(&self.table.open);
+        if let Some(n) = open.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// The channels one connection has open, at most `max`: each holds server memory until
+/// it is closed, so an authenticated client may not open them without end.
+#[derive(Debug)]
+pub struct OpenChannels {
+    max: usize,
+    open: Mutex<HashSet<ChannelId>>,
+}
+
+/// Closes a channel's place when dropped: held by the task running the channel's command,
+/// so that the place is free once the command ends (the server closes the channel then)
+/// or is aborted.
+#[derive(Debug)]
+pub struct ChannelRelease {
+    channels: Arc<OpenChannels>,
+    id: ChannelId,
+}
+
+impl OpenChannels {
+    /// Room for `max` open channels.
+    pub fn new(max: u32) -> Arc<Self> {
+        Arc::new(OpenChannels {
+            max: max as usize,
+            open: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Counts `id` as open, unless `max` channels already are.
+    pub fn try_open(&self, id: ChannelId) -> bool {
+        let mut open = lock(&self.open);
+        if open.len() >= self.max {
+            return false;
+        }
+        open.insert(id);
+        true
+    }
+
+    /// Whether `id` holds a place.
+    pub fn is_open(&self, id: ChannelId) -> bool {
+        lock(&self.open).contains(&id)
+    }
+
+    /// Frees `id`'s place (nothing if it was already freed).
+    pub fn close(&self, id: ChannelId) {
+        lock(&self.open).remove(&id);
+    }
+
+    /// A guard that frees `id`'s place when dropped.
+    pub fn release_on_drop(self: &Arc<Self>, id: ChannelId) -> ChannelRelease {
+        ChannelRelease {
+            channels: self.clone(),
+            id,
+        }
+    }
+
+    /// The most channels one connection may have open.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+}
+
+impl Drop for ChannelRelease {
+    fn drop(&mut self) {
+        self.channels.close(self.id);
     }
 }
 
@@ -197,6 +310,48 @@ mod tests {
         limiter.record_failure("2001:db8::1".parse().unwrap(), t0);
         assert!(limiter.is_blocked("2001:db8::ffff:1".parse().unwrap(), t0));
         assert!(!limiter.is_blocked("2001:db8:0:1::1".parse().unwrap(), t0));
+    }
+
+    #[test]
+    fn connections_per_address_are_bounded_and_freed_on_drop() {
+        let table = ConnectionsPerAddress::new(2);
+        let a1 = table.try_admit(IP).unwrap();
+        let _a2 = table.try_admit(IP).unwrap();
+        assert!(table.try_admit(IP).is_none());
+        assert!(table.try_admit("10.0.0.1".parse().unwrap()).is_some());
+        drop(a1);
+        let _a3 = table.try_admit(IP).unwrap();
+        assert!(table.try_admit(IP).is_none());
+    }
+
+    #[test]
+    fn one_ipv6_network_shares_one_connection_count() {
+        let table = ConnectionsPerAddress::new(1);
+        let _held = table.try_admit("2001:db8::1".parse().unwrap()).unwrap();
+        assert!(
+            table
+                .try_admit("2001:db8::ffff:1".parse().unwrap())
+                .is_none()
+        );
+        assert!(
+            table
+                .try_admit("2001:db8:0:1::1".parse().unwrap())
+                .is_some()
+        );
+        // An IPv4 client on a dual-stack listener is its IPv4 address.
+        let _v4 = table.try_admit("192.0.2.7".parse().unwrap()).unwrap();
+        assert!(
+            table
+                .try_admit("::ffff:192.0.2.7".parse().unwrap())
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn an_emptied_address_leaves_the_table() {
+        let table = ConnectionsPerAddress::new(1);
+        drop(table.try_admit(IP).unwrap());
+        assert!(lock(&table.open).is_empty());
     }
 
     #[test]

@@ -1,10 +1,16 @@
-//! The accept loop and each connection's lifetime: at most `max_connections` at once,
-//! no traffic for `idle_timeout` (russh's inactivity timeout) or a total of
-//! `connection_timeout` ends one, and shutdown disconnects them all.
+//! The accept loop and each connection's lifetime: at most `max_connections` at once and
+//! `max_connections_per_address` from one source address; no login within
+//! `auth_timeout`, no traffic for `idle_timeout` (russh's inactivity timeout) or a total
+//! of `connection_timeout` ends one, and shutdown disconnects them all.
+//!
+//! A connection keeps its places in the counts until its socket is closed: a client that
+//! ignores the goodbye (or stalls the key exchange, which holds russh's queue) has its
+//! socket shut down from here, since russh runs the session on a task of its own.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use russh::keys::PrivateKey;
@@ -16,6 +22,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::handler::{Connection, Shared};
+use super::limits::AddressSlot;
 use crate::config::SshSettings;
 use crate::service::Service;
 
@@ -59,6 +66,12 @@ pub async fn serve(
     Ok(())
 }
 
+/// How long a client gets to take the server's goodbye before its socket is shut.
+const GOODBYE: Duration = Duration::from_secs(2);
+
+/// A connection's places: one of its address's, one of the server's.
+type Places = (AddressSlot, OwnedSemaphorePermit);
+
 /// The russh settings: our host key, public key authentication only, idle timeout.
 fn russh_config(settings: &SshSettings, host_key: PrivateKey) -> Config {
     Config {
@@ -79,13 +92,10 @@ fn russh_config(settings: &SshSettings, host_key: PrivateKey) -> Config {
     }
 }
 
-/// A connection slot for `peer`, unless the server is full or the address is rate
-/// limited; a refused stream is simply closed.
-fn admit(
-    shared: &Shared,
-    permits: &Arc<Semaphore>,
-    peer: SocketAddr,
-) -> Option<OwnedSemaphorePermit> {
+/// Places for a connection from `peer`, unless the address is rate limited or has
+/// `max_connections_per_address` open, or the server is full; a refused stream is simply
+/// closed.
+fn admit(shared: &Shared, permits: &Arc<Semaphore>, peer: SocketAddr) -> Option<Places> {
     if shared
         .failures
         .is_blocked(peer.ip(), std::time::Instant::now())
@@ -93,45 +103,82 @@ fn admit(
         tracing::warn!(%peer, "ssh connection refused: too many failed authentications from this address");
         return None;
     }
-    let permit = permits.clone().try_acquire_owned().ok();
-    if permit.is_none() {
+    let Some(counted) = shared.per_address.try_admit(peer.ip()) else {
+        tracing::warn!(%peer, "ssh connection refused: max_connections_per_address reached");
+        return None;
+    };
+    let Ok(permit) = permits.clone().try_acquire_owned() else {
         tracing::warn!(%peer, "ssh connection refused: max_connections reached");
-    }
-    permit
+        return None;
+    };
+    Some((counted, permit))
 }
 
-/// One connection from handshake to close, holding its slot (`_permit`) throughout.
+/// One connection from handshake to close, holding its places (`_places`) until its
+/// socket is closed.
 async fn connection(
     shared: Arc<Shared>,
     config: Arc<Config>,
     stream: TcpStream,
     peer: SocketAddr,
     mut stopped: watch::Receiver<bool>,
-    _permit: OwnedSemaphorePermit,
+    _places: Places,
 ) {
     let accepted = Instant::now();
-    let limit = shared.settings.connection_timeout;
-    let handler = Connection::new(shared, peer, accepted);
-    let session =
-        match tokio::time::timeout(limit, russh::server::run_stream(config, stream, handler)).await
-        {
-            Ok(Ok(session)) => session,
-            Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "ssh handshake failed"),
-            Err(_) => return tracing::debug!(%peer, "ssh handshake timed out"),
-        };
+    let end = accepted + shared.settings.connection_timeout;
+    let auth_deadline = (accepted + shared.settings.auth_timeout).min(end);
+    let (stream, socket) = match with_second_handle(stream) {
+        Ok(pair) => pair,
+        Err(e) => return tracing::debug!(%peer, error = %e, "ssh connection setup failed"),
+    };
+    let authenticated = Arc::new(AtomicBool::new(false));
+    let handler = Connection::new(shared, peer, accepted, authenticated.clone());
+    let handshake = russh::server::run_stream(config, stream, handler);
+    // Dropping the handshake at the deadline drops its stream; `socket` goes on return.
+    let session = match tokio::time::timeout_at(auth_deadline, handshake).await {
+        Ok(Ok(session)) => session,
+        Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "ssh handshake failed"),
+        Err(_) => return tracing::debug!(%peer, "ssh handshake timed out"),
+    };
     let handle = session.handle();
+    tokio::pin!(session);
     let reason = tokio::select! {
-        result = session => {
+        result = &mut session => {
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "ssh connection ended with an error");
             }
             return;
         }
-        () = tokio::time::sleep_until(accepted + limit) => "connection time limit reached",
+        () = tokio::time::sleep_until(end) => "connection time limit reached",
+        () = unauthenticated_at(auth_deadline, &authenticated) => "authentication time limit reached",
         _ = stopped.wait_for(|s| *s) => "server shutting down",
     };
     tracing::info!(%peer, reason, "ssh connection closed by the server");
-    let _ = handle
-        .disconnect(Disconnect::ByApplication, reason.into(), "en".into())
-        .await;
+    let goodbye = async {
+        let _ = handle
+            .disconnect(Disconnect::ByApplication, reason.into(), "en".into())
+            .await;
+        let _ = (&mut session).await;
+    };
+    if tokio::time::timeout(GOODBYE, goodbye).await.is_err() {
+        tracing::debug!(%peer, "ssh client ignored the goodbye; shutting its socket");
+        let _ = socket.shutdown(Shutdown::Both);
+        let _ = tokio::time::timeout(GOODBYE, &mut session).await;
+    }
+}
+
+/// Resolves at `deadline` unless the client has logged in by then.
+async fn unauthenticated_at(deadline: Instant, authenticated: &AtomicBool) {
+    tokio::time::sleep_until(deadline).await;
+    if authenticated.load(Ordering::Acquire) {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// `stream`, and a second handle on its socket (a duplicated descriptor) to shut it down
+/// while russh's session task owns the first.
+fn with_second_handle(stream: TcpStream) -> std::io::Result<(TcpStream, std::net::TcpStream)> {
+    let stream = stream.into_std()?;
+    let second = stream.try_clone()?;
+    Ok((TcpStream::from_std(stream)?, second))
 }

@@ -18,6 +18,7 @@ mod concurrency;
 mod crash;
 mod evidence;
 mod front_door;
+mod front_door_flood;
 mod front_door_limits;
 mod fuzz_corpus;
 mod limits;
