@@ -479,3 +479,117 @@ impl Guard {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ssh_key::certificate::{Builder, CertType};
+    use ssh_key::{Algorithm, PrivateKey};
+
+    use super::*;
+
+    fn key() -> PrivateKey {
+        PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap()
+    }
+
+    /// A schema-7 database (before the binding) holding one certificate signed by `ca`.
+    fn old_database(path: &Path, ca: &PrivateKey) {
+        let conn = crate::store::create_at_schema(path, 7).unwrap();
+        let subject = key();
+        let mut b = Builder::new_with_random_nonce(
+            &mut rand::rng(),
+            subject.public_key().key_data().clone(),
+            1,
+            2,
+        )
+        .unwrap();
+        b.serial(5).unwrap();
+        b.cert_type(CertType::User).unwrap();
+        b.valid_principal("x").unwrap();
+        let cert = b.sign(ca).unwrap().to_openssh().unwrap();
+        conn.execute_batch(
+            "INSERT INTO requests VALUES ('r-1','ops','alice','x',60,'k','f','[]','d','issued',1,2,NULL,NULL,NULL,NULL);",
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO certificates (serial, request_id, requester, role, key_id, valid_after, valid_before, certificate) VALUES (5, 'r-1', 'alice', 'ops', 'k', 1, 2, ?1)",
+            [cert],
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_database_from_before_the_binding_belongs_to_the_ca_that_signed_its_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("countersign.db");
+        let (ours, theirs) = (key(), key());
+        old_database(&path, &ours);
+        let store = Store::open_existing(&path).unwrap();
+        let e = bind_ca(&store, theirs.public_key(), true, "op").unwrap_err();
+        assert!(e.to_string().contains("were signed by CA key"), "{e}");
+        assert!(
+            store.read(meta::current_ca).unwrap().is_none(),
+            "bound to the wrong key"
+        );
+
+        bind_ca(&store, ours.public_key(), true, "op").unwrap();
+        let bound = store.read(meta::current_ca).unwrap().unwrap();
+        assert_eq!(
+            bound.fingerprint,
+            ours.public_key().fingerprint(HashAlg::Sha256).to_string()
+        );
+        let recorded: i64 = store
+            .read(|tx| {
+                Ok::<_, StoreError>(tx.query_row(
+                    "SELECT count(*) FROM audit WHERE action = 'ca.recorded'",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .unwrap();
+        assert_eq!(recorded, 1);
+        // Bound now: the other key is refused as "belongs to", and ours is accepted.
+        let e = bind_ca(&store, theirs.public_key(), false, "op").unwrap_err();
+        assert!(
+            e.to_string().contains("the database belongs to CA key"),
+            "{e}"
+        );
+        bind_ca(&store, ours.public_key(), false, "op").unwrap();
+    }
+
+    #[test]
+    fn the_mark_only_moves_forward_and_waits_for_answers_only_on_a_new_krl_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(mark::FILE_NAME);
+        let start = Mark {
+            ca: "SHA256:c".into(),
+            database: "d".into(),
+            krl_version: 2,
+            audit_seq: 10,
+            audit_hash: "h10".into(),
+            updated: String::new(),
+        };
+        mark::write(&path, &start).unwrap();
+        let guard = Guard::new(path.clone(), start);
+        let head = |seq: i64| Head {
+            seq,
+            hash: format!("h{seq}"),
+        };
+        let now = Utc::now();
+        assert!(!guard.behind());
+        // A newer head alone does not cost an fsync on the answer path ...
+        assert!(!guard.advance(2, &head(11), false, now).unwrap());
+        // ... but is taken periodically.
+        assert!(guard.advance(2, &head(11), true, now).unwrap());
+        guard.note_revocation(3);
+        assert!(guard.behind());
+        assert!(!guard.holds_krl(3));
+        assert!(guard.advance(3, &head(12), false, now).unwrap());
+        assert!(!guard.behind());
+        assert!(guard.holds_krl(3));
+        // Never backwards.
+        assert!(!guard.advance(1, &head(5), true, now).unwrap());
+        let on_disk = mark::read(&path).unwrap().unwrap();
+        assert_eq!((on_disk.krl_version, on_disk.audit_seq), (3, 12));
+        assert_eq!(on_disk.audit_hash, "h12");
+    }
+}

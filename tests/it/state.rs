@@ -307,6 +307,28 @@ async fn the_mark_holds_a_revocation_before_its_answer_leaves() {
 }
 
 #[tokio::test]
+async fn no_krl_version_is_served_before_the_mark_holds_it() {
+    let app = TestApp::spawn().await;
+    let id = app.create_ok("alice", "prod-db").await;
+    let (status, body) = app.approve("bob", &id).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let serial: u64 = body["certificate"]["serial"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // A revocation made outside the HTTP path (as another replica, or a later front end,
+    // might): nothing has moved the mark yet.
+    let bob = countersign::names::UserName::parse("bob").unwrap();
+    let reason = countersign::names::Text::parse("gone", "reason").unwrap();
+    app.service.revoke_serial(&bob, serial, reason).unwrap();
+    assert_eq!(mark(app.dir.path())["krl_version"], 0);
+    let resp = reqwest::get(format!("{}/v1/krl", app.url)).await.unwrap();
+    assert_eq!(resp.headers()["x-krl-version"], "1");
+    assert_eq!(mark(app.dir.path())["krl_version"], 1);
+}
+
+#[tokio::test]
 async fn the_krl_is_signed_by_the_ca_and_names_it_even_when_empty() {
     let app = TestApp::spawn().await;
     let krl = reqwest::get(format!("{}/v1/krl", app.url))
