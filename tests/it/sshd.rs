@@ -264,3 +264,78 @@ async fn sshd_enforces_the_krl_per_certificate() {
         "certificate ended with done still logs in"
     );
 }
+
+/// `countersign krl --out FILE` against `url`; the command's output.
+fn krl_from(url: &str, path: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args(["--url", url, "krl", "--out"])
+        .arg(path)
+        .env_remove("COUNTERSIGN_TOKEN")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_certificate_stays_refused_when_the_ca_loses_or_rolls_back_its_state() {
+    let login = current_user();
+    let mut app = TestApp::spawn_with(&policy(&login)).await;
+    let krl = app.dir.path().join("revoked.krl");
+    tokio::task::block_in_place(|| refresh_krl(&app, &krl));
+    let sshd = Sshd::start_with(
+        &app.dir.path().join("sshd"),
+        &app.service.ca().public_key_line(),
+        &format!("RevokedKeys {}\n", krl.display()),
+    );
+    let (key, cert, serial) = issue(&app, "laptop", "30m").await;
+    let login_ok = || tokio::task::block_in_place(|| sshd.login(&login, &key, &cert));
+    assert!(login_ok(), "{}", sshd.log());
+    let backup = app.dir.path().join("before-revocation.db");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .arg("--config")
+        .arg(app.config_path())
+        .args(["backup", "--out"])
+        .arg(&backup)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (status, body) = app
+        .post(
+            "bob",
+            &format!("/v1/certificates/{serial}/revoke"),
+            serde_json::json!({"reason": "laptop stolen"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    tokio::task::block_in_place(|| refresh_krl(&app, &krl));
+    assert!(!login_ok(), "revoked certificate still logs in");
+    let enforced = std::fs::read(&krl).unwrap();
+
+    // A fresh CA answers at the same address (its data folder was lost and someone ran
+    // it anew): its empty KRL is not signed by the key this server pinned.
+    let stranger = TestApp::spawn_with(&policy(&login)).await;
+    let out = tokio::task::block_in_place(|| krl_from(&stranger.url, &krl));
+    assert!(!out.status.success());
+    assert_eq!(std::fs::read(&krl).unwrap(), enforced);
+    assert!(!login_ok(), "the revoked certificate logs in again");
+
+    // The CA's database is restored from the copy taken before the revocation: the CA
+    // refuses to start on it, so no KRL without the revocation is ever served.
+    app.stop().await;
+    let db = app.db_path();
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    std::fs::copy(&backup, &db).unwrap();
+    let log = match crate::process::ServerProcess::start_with(
+        crate::process::operator(&app.config_path()).arg("serve"),
+    ) {
+        Ok(_) => panic!("serve started on the rolled-back database"),
+        Err(log) => log,
+    };
+    assert!(log.contains("--accept-rollback"), "{log}");
+    assert!(!login_ok(), "the revoked certificate logs in again");
+}
