@@ -371,6 +371,26 @@ fn trusted_proxies_are_addresses_or_networks() {
 }
 
 #[test]
+fn trusted_proxies_wider_than_a_slash_8_or_a_slash_32_are_refused() {
+    for (too_wide, limit) in [
+        ("0.0.0.0/1", "/8"),
+        ("10.0.0.0/7", "/8"),
+        ("2000::/3", "/32"),
+        ("2001:db8::/31", "/32"),
+    ] {
+        refused(
+            &format!("[server]\ntrusted_proxies = [\"{too_wide}\"]\n"),
+            &["server.trusted_proxies", too_wide, limit],
+        );
+    }
+    let c = ok("[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"2001:db8::/32\"]\n");
+    assert_eq!(c.server.limits.trusted_proxies.len(), 2);
+    // source_address shares the parser but not the limit: a role may span any network.
+    let c = ok(&with_role_line("source_address = [\"0.0.0.0/1\", \"2000::/3\"]"));
+    assert_eq!(c.policy.roles[&r("x")].source_address.len(), 2);
+}
+
+#[test]
 fn passphrase_file_takes_a_path_or_the_credentials_folder() {
     let c = ok("[ca]\npassphrase_file = \"${CREDENTIALS_DIRECTORY}/ca-pass\"\n");
     assert_eq!(
