@@ -51,6 +51,7 @@ mod checkpoint;
 mod client;
 mod decide;
 mod export;
+mod files;
 mod init;
 pub(crate) mod output;
 mod report;

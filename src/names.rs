@@ -350,7 +350,10 @@ mod tests {
             );
         }
         assert!(Text::parse("café, naïve, 日本語, emoji 👍🏽", "reason").is_ok());
-        assert!(Text::parse("한국어 ᄀ ᅡ", "reason").is_ok(), "real Hangul stays");
+        assert!(
+            Text::parse("한국어 ᄀ ᅡ", "reason").is_ok(),
+            "real Hangul stays"
+        );
         assert!(Text::parse(&"x".repeat(1024), "reason").is_ok());
         assert!(Text::parse(&"x".repeat(1025), "reason").is_err());
     }

@@ -386,7 +386,9 @@ fn trusted_proxies_wider_than_a_slash_8_or_a_slash_32_are_refused() {
     let c = ok("[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"2001:db8::/32\"]\n");
     assert_eq!(c.server.limits.trusted_proxies.len(), 2);
     // source_address shares the parser but not the limit: a role may span any network.
-    let c = ok(&with_role_line("source_address = [\"0.0.0.0/1\", \"2000::/3\"]"));
+    let c = ok(&with_role_line(
+        "source_address = [\"0.0.0.0/1\", \"2000::/3\"]",
+    ));
     assert_eq!(c.policy.roles[&r("x")].source_address.len(), 2);
 }
 

@@ -546,3 +546,111 @@ async fn serve_with_ssh_shows_its_host_key_and_stops_on_ctrl_c() {
         "graceful shutdown on SIGINT exits 0: {status:?}"
     );
 }
+
+/// Starts `request prod-db --wait` for alice's key `pub_path` and returns the child and
+/// the id of the request once it is pending.
+async fn request_waiting(app: &TestApp, pub_path: &Path) -> (std::process::Child, String) {
+    let before = listed_ids(&app.get("bob", "/v1/requests?status=pending").await.1);
+    let mut waiter = client(app, "alice");
+    waiter
+        .args(["request", "prod-db", "--reason", "INC-1", "--wait"])
+        .args(["--poll-seconds", "1", "--key"])
+        .arg(pub_path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = waiter.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = app.get("bob", "/v1/requests?status=pending").await;
+        if let Some(id) = listed_ids(&body).into_iter().find(|i| !before.contains(i)) {
+            return (child, id);
+        }
+        assert!(Instant::now() < deadline, "request never appeared");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Regression: `cert --out` and `request --wait` rewrote the certificate file in place,
+/// so a reader (or a failure half-way) could find it empty. Now the file is replaced
+/// whole by a rename (another name for the old file keeps the old content), nothing is
+/// left behind, and a request that is denied leaves the current certificate alone.
+#[tokio::test]
+async fn cert_out_and_request_wait_replace_the_certificate_file_atomically() {
+    let app = TestApp::spawn().await;
+    let key = write_key(app.dir.path(), "id_ed25519", &new_key());
+    let pub_path = key.with_extension("pub");
+    let cert_path = app.dir.path().join("id_ed25519-cert.pub");
+    std::fs::write(&cert_path, "the certificate in use\n").unwrap();
+    let link = app.dir.path().join("old-cert-link");
+    std::fs::hard_link(&cert_path, &link).unwrap();
+    let temp_files = || {
+        std::fs::read_dir(app.dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+            .count()
+    };
+
+    // cert --out
+    let (status, body) = app
+        .create_with_key(
+            "alice",
+            "prod-db",
+            None,
+            &std::fs::read_to_string(&pub_path).unwrap(),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.approve("bob", &id).await.1["status"], "issued");
+    let out = run({
+        let mut c = client(&app, "alice");
+        c.args(["cert", &id, "--out"]).arg(&cert_path);
+        c
+    })
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let first = std::fs::read_to_string(&cert_path).unwrap();
+    assert!(
+        first.starts_with("ssh-ed25519-cert-v01@openssh.com "),
+        "{first}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&link).unwrap(),
+        "the certificate in use\n",
+        "the file was rewritten in place, not replaced"
+    );
+    assert_eq!(temp_files(), 0);
+
+    // request --wait, denied: the certificate in use stays as it is.
+    std::fs::remove_file(&link).unwrap();
+    std::fs::hard_link(&cert_path, &link).unwrap();
+    let (child, id) = request_waiting(&app, &pub_path).await;
+    assert_eq!(app.deny("bob", &id, "not now").await.0, 200);
+    let done = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(!done.status.success());
+    assert!(
+        text(&done.stderr).contains("not now"),
+        "{}",
+        text(&done.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&cert_path).unwrap(), first);
+
+    // request --wait, approved: replaced whole.
+    let (child, id) = request_waiting(&app, &pub_path).await;
+    assert_eq!(app.approve("bob", &id).await.1["status"], "issued");
+    let done = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(done.status.success(), "{}", text(&done.stderr));
+    let second = std::fs::read_to_string(&cert_path).unwrap();
+    assert!(second.starts_with("ssh-ed25519-cert-v01@openssh.com ") && second != first);
+    assert_eq!(
+        std::fs::read_to_string(&link).unwrap(),
+        first,
+        "the file was rewritten in place, not replaced"
+    );
+    assert_eq!(temp_files(), 0);
+}
