@@ -560,14 +560,17 @@ async fn request_waiting(app: &TestApp, pub_path: &Path) -> (std::process::Child
         .stderr(Stdio::piped());
     let child = waiter.spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let id = loop {
         let (_, body) = app.get("bob", "/v1/requests?status=pending").await;
         if let Some(id) = listed_ids(&body).into_iter().find(|i| !before.contains(i)) {
-            return (child, id);
+            break Some(id);
         }
-        assert!(Instant::now() < deadline, "request never appeared");
+        if Instant::now() > deadline {
+            break None;
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    };
+    (child, id.expect("request never appeared"))
 }
 
 /// Regression: `cert --out` and `request --wait` rewrote the certificate file in place,
@@ -653,4 +656,65 @@ async fn cert_out_and_request_wait_replace_the_certificate_file_atomically() {
         "the file was rewritten in place, not replaced"
     );
     assert_eq!(temp_files(), 0);
+}
+
+/// The mistakes a new user makes first get a message that says what to do: `--help`
+/// names the variables, a URL without its scheme says which to write, `https://` to a
+/// plain-HTTP server says to use `http://`, and a token the server refuses says where a
+/// good one comes from.
+#[tokio::test]
+async fn client_mistakes_get_messages_that_say_what_to_do() {
+    let app = TestApp::spawn().await;
+    let help = run({
+        let mut c = countersign(&app.config_path());
+        c.arg("--help");
+        c
+    })
+    .await;
+    let help = text(&help.stdout);
+    for name in ["COUNTERSIGN_URL", "COUNTERSIGN_TOKEN", "token create"] {
+        assert!(help.contains(name), "--help lacks {name}: {help}");
+    }
+
+    let hostport = app.url.trim_start_matches("http://").to_owned();
+    let whoami = |url: &str, token: &str| {
+        let mut c = countersign(&app.config_path());
+        c.env("COUNTERSIGN_URL", url)
+            .env("COUNTERSIGN_TOKEN", token)
+            .arg("whoami");
+        c
+    };
+    let fails_saying = |out: Output, needles: &[&str]| {
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let err = text(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        for n in needles {
+            assert!(err.contains(n), "{err:?} lacks {n:?}");
+        }
+    };
+    for schemeless in [hostport.clone(), "ca.example.com:7070".to_owned()] {
+        let out = run(whoami(&schemeless, app.token("alice"))).await;
+        fails_saying(
+            out,
+            &[
+                "not an http:// or https:// URL",
+                &format!("https://{schemeless}"),
+            ],
+        );
+    }
+    let out = run(whoami(&format!("https://{hostport}"), app.token("alice"))).await;
+    fails_saying(out, &["does not answer TLS", "plain HTTP", &app.url]);
+    let out = run(whoami(&app.url, "cs_0123456789abcdef")).await;
+    fails_saying(
+        out,
+        &[
+            "unauthenticated",
+            "HTTP 401",
+            "COUNTERSIGN_TOKEN",
+            "countersign token create USER",
+        ],
+    );
+    // Nothing of this changes a right call.
+    let out = run(whoami(&format!("{}/", app.url), app.token("alice"))).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }
