@@ -5,6 +5,7 @@
 //! key it is about; a role nobody can get approved is a warning, not an error, so that an
 //! operator can stage a policy, but `check-config` shows it.
 
+mod principals;
 mod raw;
 mod settings;
 mod ssh;
@@ -150,6 +151,17 @@ impl Config {
             Some(s) => Some(b.ssh(s, &server.data_dir)?),
             None => None,
         };
+        if let Some(s) = &ssh
+            && same_socket(s.listen, server.listen)
+        {
+            return Err(b.err(
+                "ssh.listen",
+                format!(
+                    "{} is also [server] listen: the SSH front door needs its own port",
+                    s.listen
+                ),
+            ));
+        }
         let users = b.users(raw.users)?;
         let mut policy = Policy {
             users,
@@ -162,6 +174,10 @@ impl Config {
         }
         policy.conflicts = b.conflicts(&policy, raw.conflicts)?;
         let mut warnings = b.warnings;
+        warnings.extend(
+            principals::check(&policy)
+                .map_err(|c| invalid(format!("roles.{}.principals", c.role), c.message))?,
+        );
         warnings.extend(satisfiability_warnings(&policy));
         if let Some(s) = &ssh {
             warnings.extend(ssh::warnings(s, requests.pending_ttl));
@@ -434,6 +450,14 @@ impl Builder<'_> {
         }
         Ok(out)
     }
+}
+
+/// Whether two listen addresses would take the same port: equal, or one of them the
+/// wildcard address. Port 0 (a port the kernel picks) never clashes.
+fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 /// Warns about every role that some eligible requester could never get approved, because

@@ -718,3 +718,42 @@ async fn client_mistakes_get_messages_that_say_what_to_do() {
     let out = run(whoami(&format!("{}/", app.url), app.token("alice"))).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+/// `check-config` refuses a user whom `{user}` would give another role's fixed principal
+/// (user `ops` requesting prod-db, whose principals include `{user}`, would log in as
+/// `ops`: the ops role without its approvers), warns when `{user}` yields root, and
+/// refuses an SSH front door on the HTTP port.
+#[test]
+fn check_config_refuses_principal_clashes_and_a_shared_listen_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    let check = |config: String| {
+        std::fs::write(&path, config).unwrap();
+        countersign(&path).arg("check-config").output().unwrap()
+    };
+    let out = check(format!("{POLICY}\n[users.ops]\ngroups = [\"dev\"]\n"));
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    for needle in ["roles.prod-db.principals", "user ops", "role ops"] {
+        assert!(err.contains(needle), "{err:?} lacks {needle:?}");
+    }
+
+    let out = check(format!("{POLICY}\n[users.root]\ngroups = [\"dev\"]\n"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("warning: roles.prod-db.principals") && err.contains("principal root"),
+        "{err}"
+    );
+
+    let out = check(
+        POLICY.replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:7070\"")
+            + "\n[ssh]\nlisten = \"127.0.0.1:7070\"\n",
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("ssh.listen") && err.contains("[server] listen"),
+        "{err}"
+    );
+}
