@@ -84,6 +84,16 @@ pub struct RequestSettings {
     /// How long a revoked certificate still counts as held for role conflicts: servers
     /// refuse it only once their next KRL fetch lists it.
     pub revocation_grace: Duration,
+    /// Most pending requests one user may have at once; one more is refused
+    /// (`too_many_pending`), so nobody floods approvers or the database.
+    pub max_pending_per_user: u32,
+}
+
+impl RequestSettings {
+    /// Default of `max_pending_per_user`.
+    pub const DEFAULT_MAX_PENDING_PER_USER: u32 = 10;
+    /// Largest `max_pending_per_user` accepted.
+    pub const MAX_PENDING_PER_USER_LIMIT: u32 = 100_000;
 }
 
 /// A loaded, validated configuration.
@@ -146,6 +156,19 @@ impl Config {
                 "2m",
                 Duration::from_secs(24 * 3600),
             )?,
+            max_pending_per_user: match raw.requests.max_pending_per_user {
+                None => RequestSettings::DEFAULT_MAX_PENDING_PER_USER,
+                Some(n) if (1..=RequestSettings::MAX_PENDING_PER_USER_LIMIT).contains(&n) => n,
+                Some(_) => {
+                    return Err(b.err(
+                        "requests.max_pending_per_user",
+                        format!(
+                            "must be between 1 and {}",
+                            RequestSettings::MAX_PENDING_PER_USER_LIMIT
+                        ),
+                    ));
+                }
+            },
         };
         let ssh = match raw.ssh {
             Some(s) => Some(b.ssh(s, &server.data_dir)?),

@@ -226,7 +226,12 @@ impl Service {
             .principals_for(actor)
             .map_err(|e| ServiceError::Invalid(format!("role {}: {e}", role.name)))?;
         let now = Utc::now();
+        let limit = self.config.requests.max_pending_per_user;
         flatten(self.store.write(|tx| {
+            // Counted inside the transaction: racing creates cannot pass the limit together.
+            if rq::pending_count(tx, actor, unix(now))? >= limit {
+                return Ok(Err(ServiceError::TooManyPending { limit }));
+            }
             if let Err(r) = rules::requester_must_be_listed(policy, role, actor) {
                 return refuse(tx, now, actor, "request.create", None, &role.name, r);
             }

@@ -166,6 +166,19 @@ pub fn exists(tx: &Connection, id: &RequestId) -> Result<bool, StoreError> {
     Ok(n > 0)
 }
 
+/// How many of `user`'s requests are pending and not yet past their deadline at `now`
+/// (one past it is expired, whether or not the sweep has recorded it): the partial index
+/// of pending requests.
+pub fn pending_count(tx: &Connection, user: &UserName, now: i64) -> Result<u32, StoreError> {
+    let n: u32 = tx
+        .prepare_cached(
+            "SELECT count(*) FROM requests INDEXED BY requests_pending \
+             WHERE requester = ?1 AND status = 'pending' AND expires_at > ?2",
+        )?
+        .query_row(params![user.as_str(), now], |r| r.get(0))?;
+    Ok(n)
+}
+
 /// The request with this id.
 pub fn get(tx: &Connection, id: &RequestId) -> Result<Option<RequestRow>, StoreError> {
     Ok(tx
