@@ -238,6 +238,7 @@ impl Service {
             let rivals: Vec<_> = policy.conflicting_roles(&role.name).into_iter().collect();
             let holdings = rq::holdings(tx, actor, unix(now), self.held(), None, &rivals)?;
             if let Err(r) = rules::no_conflicting_holding(policy, &role.name, actor, &holdings) {
+                let r = self.conflict_lifts(tx, now, r, None)?;
                 return refuse(tx, now, actor, "request.create", None, &role.name, r);
             }
             let row = self.new_row(tx, now, actor, role, &req, ttl, &principals)?;
@@ -260,6 +261,37 @@ impl Service {
             // A new request has no approvals and no certificate yet: nothing to read back.
             Ok(Ok(view::assemble(policy, row, Vec::new(), None)))
         }))
+    }
+
+    /// A `sod_conflict` through a certificate revoked (or given back) less than
+    /// `revocation_grace` ago, told when it lifts; any other refusal as it is.
+    pub(super) fn conflict_lifts(
+        &self,
+        tx: &Connection,
+        now: DateTime<Utc>,
+        refusal: Refusal,
+        except: Option<&RequestId>,
+    ) -> Result<Refusal, ServiceError> {
+        Ok(match refusal {
+            Refusal::SodConflict {
+                user,
+                role,
+                held,
+                reason,
+                lifts_at: None,
+            } => {
+                let lifts =
+                    rq::revoked_hold_lifts(tx, &user, &held, unix(now), self.held(), except)?;
+                Refusal::SodConflict {
+                    user,
+                    role,
+                    held,
+                    reason,
+                    lifts_at: lifts.map(view::rfc3339),
+                }
+            }
+            other => other,
+        })
     }
 
     fn check_subject_key(&self, actor: &UserName, key: &SubjectKey) -> Result<(), ServiceError> {

@@ -60,6 +60,7 @@ impl Service {
         )?;
         if let Err(r) = rules::no_conflicting_holding(policy, &row.role, &row.requester, &holdings)
         {
+            let r = self.conflict_lifts(tx, now, r, Some(&row.id))?;
             return end_refused(tx, now, actor, row, r);
         }
         let principals = role

@@ -420,6 +420,40 @@ pub fn holdings(
     Ok(found)
 }
 
+/// When `user`'s hold on `role` ends, if they hold it only through certificates revoked
+/// less than `held.after_revocation` ago (no live certificate, no pending request but
+/// `except`): the latest moment, over those certificates, at which each stops counting
+/// (the revocation plus `after_revocation`, or the expiry plus `after_expiry` if sooner).
+/// `None` when the hold is of another kind, or there is none.
+pub fn revoked_hold_lifts(
+    tx: &Connection,
+    user: &UserName,
+    role: &RoleName,
+    now: i64,
+    held: Held,
+    except: Option<&RequestId>,
+) -> Result<Option<i64>, StoreError> {
+    let sql = "SELECT CASE WHEN EXISTS (SELECT 1 FROM certificates WHERE requester = ?1 \
+             AND role = ?2 AND valid_before > ?5 AND revoked_at IS NULL) \
+         OR EXISTS (SELECT 1 FROM requests INDEXED BY requests_pending WHERE requester = ?1 \
+             AND status = 'pending' AND role = ?2 AND expires_at > ?3 AND id IS NOT ?4) \
+         THEN NULL ELSE (SELECT max(min(revoked_at + ?7, valid_before + ?8)) FROM certificates \
+             WHERE revoked_at > ?6 AND requester = ?1 AND role = ?2 AND valid_before > ?5) END";
+    Ok(tx.prepare_cached(sql)?.query_row(
+        params![
+            user.as_str(),
+            role.as_str(),
+            now,
+            except.map(RequestId::as_str),
+            now.saturating_sub(held.after_expiry),
+            now.saturating_sub(held.after_revocation),
+            held.after_revocation,
+            held.after_expiry,
+        ],
+        |r| r.get(0),
+    )?)
+}
+
 /// Records one approval.
 pub fn insert_approval(
     tx: &Connection,
