@@ -15,7 +15,9 @@ use crate::policy::{Policy, PrincipalTemplate};
 /// A principal some configured user would get that belongs to something else: the role
 /// whose `principals` key the message is about, and why.
 pub struct Clash {
+    /// The role whose template gives the principal.
     pub role: RoleName,
+    /// What clashes with what, and what to do.
     pub message: String,
 }
 
