@@ -3,8 +3,12 @@
 //! Each event's `hash` is SHA-256 over the previous event's hash and the event's canonical
 //! form (a JSON array of seq, at, actor, action, request_id, serial, detail), so editing,
 //! deleting or reordering any event breaks every hash after it. Triggers refuse UPDATE and
-//! DELETE; [`verify`] recomputes the whole chain. Events are appended inside the same
-//! transaction as the state change they describe.
+//! DELETE; [`verify`] recomputes the whole chain, and checks that every
+//! `certificate.issued` event is preceded by its request and its approvals (see
+//! `issuance.rs`). Events are appended inside the same transaction as the state change
+//! they describe.
+
+mod issuance;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, params};
@@ -255,9 +259,11 @@ pub fn query(tx: &Connection, filter: &Filter) -> Result<Vec<Event>, StoreError>
     Ok(out)
 }
 
-/// Recomputes the whole chain; the error names the first bad event.
+/// Recomputes the whole chain, then checks that every `certificate.issued` event is
+/// preceded by its request and approvals; the error names the first bad event.
 pub fn verify(tx: &Connection) -> Result<Verified, AuditError> {
     let span = verify_span(tx, 1, i64::MAX, Some(GENESIS))?;
+    issuance::check(tx, span.events)?;
     Ok(Verified {
         events: span.events,
         head: span.last_hash,
@@ -291,10 +297,14 @@ fn verify_parallel(
         return store.read(verify);
     }
     let per = last / threads + 1;
+    // A short chain can leave the last range empty; an empty range has no link to check.
     let ranges: Vec<(i64, i64)> = (0..threads)
         .map(|i| (i * per + 1, ((i + 1) * per).min(last)))
+        .filter(|(lo, hi)| lo <= hi)
         .collect();
-    let spans: Vec<Result<Span, AuditError>> = std::thread::scope(|scope| {
+    let (spans, issuances) = std::thread::scope(|scope| {
+        // The issuance check needs the chain in order, so it runs alongside the ranges.
+        let issuances = scope.spawn(move || store.read(|c| issuance::check(c, last)));
         let handles: Vec<_> = ranges
             .iter()
             .map(|&(lo, hi)| {
@@ -302,19 +312,20 @@ fn verify_parallel(
                 scope.spawn(move || store.read(|c| verify_span(c, lo, hi, first)))
             })
             .collect();
-        handles
+        let panicked = || AuditError::Broken {
+            seq: 0,
+            why: "verifier thread panicked".into(),
+        };
+        let spans: Vec<Result<Span, AuditError>> = handles
             .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(AuditError::Broken {
-                        seq: 0,
-                        why: "verifier thread panicked".into(),
-                    })
-                })
-            })
-            .collect()
+            .map(|h| h.join().unwrap_or_else(|_| Err(panicked())))
+            .collect();
+        (spans, issuances.join().unwrap_or_else(|_| Err(panicked())))
     });
-    first_break(&ranges, spans)
+    // A broken hash chain is reported first: what it says of issuances is not evidence.
+    let verified = first_break(&ranges, spans)?;
+    issuances?;
+    Ok(verified)
 }
 
 /// Joins range results: the earliest broken event wins, including broken links between
@@ -624,9 +635,19 @@ mod tests {
         let store = Store::open(&dir.path().join("db")).unwrap();
         store
             .write(|tx| {
-                for a in ["request.created", "request.approved", "certificate.issued"] {
-                    append(tx, Utc::now(), &event(a))?;
-                }
+                append(tx, Utc::now(), &event("request.created"))?;
+                let approved = NewEvent {
+                    actor: "bob",
+                    ..event("request.approved")
+                };
+                append(tx, Utc::now(), &approved)?;
+                let issued = NewEvent {
+                    actor: "bob",
+                    serial: Some(881),
+                    detail: serde_json::json!({"requester": "alice", "approvals": [{"approver": "bob", "step": 1}]}),
+                    ..event("certificate.issued")
+                };
+                append(tx, Utc::now(), &issued)?;
                 Ok::<_, StoreError>(())
             })
             .unwrap();

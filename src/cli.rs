@@ -52,6 +52,7 @@ mod checkpoint;
 mod client;
 mod decide;
 mod export;
+mod files;
 mod init;
 mod krl;
 pub(crate) mod output;
@@ -69,12 +70,22 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+/// How client commands find the server and authenticate, for `--help`.
+const CLIENT_ENVIRONMENT: &str = "\
+Client commands talk to the server at COUNTERSIGN_URL (or --url; default
+http://127.0.0.1:7070; write the scheme: https://ca.example.com:7070) with the token in
+COUNTERSIGN_TOKEN (from the environment only, never an argument; an operator creates
+one with `countersign token create USER`). COUNTERSIGN_CA_CERT=FILE.pem trusts only the
+CA certificates in that file for https:// URLs. Operator commands read COUNTERSIGN_CONFIG
+(or --config).";
+
 /// Command-line interface of countersign.
 #[derive(Debug, Parser)]
 #[command(
     name = "countersign",
     version,
-    about = "SSH certificate authority with just-in-time access and separation of duties"
+    about = "SSH certificate authority with just-in-time access and separation of duties",
+    after_help = CLIENT_ENVIRONMENT
 )]
 pub struct Cli {
     /// Configuration file (operator commands).

@@ -5,6 +5,7 @@
 //! key it is about; a role nobody can get approved is a warning, not an error, so that an
 //! operator can stage a policy, but `check-config` shows it.
 
+mod principals;
 mod raw;
 mod settings;
 mod ssh;
@@ -83,6 +84,16 @@ pub struct RequestSettings {
     /// How long a revoked certificate still counts as held for role conflicts: servers
     /// refuse it only once their next KRL fetch lists it.
     pub revocation_grace: Duration,
+    /// Most pending requests one user may have at once; one more is refused
+    /// (`too_many_pending`), so nobody floods approvers or the database.
+    pub max_pending_per_user: u32,
+}
+
+impl RequestSettings {
+    /// Default of `max_pending_per_user`.
+    pub const DEFAULT_MAX_PENDING_PER_USER: u32 = 10;
+    /// Largest `max_pending_per_user` accepted.
+    pub const MAX_PENDING_PER_USER_LIMIT: u32 = 100_000;
 }
 
 /// A loaded, validated configuration.
@@ -145,11 +156,35 @@ impl Config {
                 "2m",
                 Duration::from_secs(24 * 3600),
             )?,
+            max_pending_per_user: match raw.requests.max_pending_per_user {
+                None => RequestSettings::DEFAULT_MAX_PENDING_PER_USER,
+                Some(n) if (1..=RequestSettings::MAX_PENDING_PER_USER_LIMIT).contains(&n) => n,
+                Some(_) => {
+                    return Err(b.err(
+                        "requests.max_pending_per_user",
+                        format!(
+                            "must be between 1 and {}",
+                            RequestSettings::MAX_PENDING_PER_USER_LIMIT
+                        ),
+                    ));
+                }
+            },
         };
         let ssh = match raw.ssh {
             Some(s) => Some(b.ssh(s, &server.data_dir)?),
             None => None,
         };
+        if let Some(s) = &ssh
+            && same_socket(s.listen, server.listen)
+        {
+            return Err(b.err(
+                "ssh.listen",
+                format!(
+                    "{} is also [server] listen: the SSH front door needs its own port",
+                    s.listen
+                ),
+            ));
+        }
         let users = b.users(raw.users)?;
         let mut policy = Policy {
             users,
@@ -162,6 +197,10 @@ impl Config {
         }
         policy.conflicts = b.conflicts(&policy, raw.conflicts)?;
         let mut warnings = b.warnings;
+        warnings.extend(
+            principals::check(&policy)
+                .map_err(|c| invalid(format!("roles.{}.principals", c.role), c.message))?,
+        );
         warnings.extend(satisfiability_warnings(&policy));
         if let Some(s) = &ssh {
             warnings.extend(ssh::warnings(s, requests.pending_ttl));
@@ -434,6 +473,14 @@ impl Builder<'_> {
         }
         Ok(out)
     }
+}
+
+/// Whether two listen addresses would take the same port: equal, or one of them the
+/// wildcard address. Port 0 (a port the kernel picks) never clashes.
+fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 /// Warns about every role that some eligible requester could never get approved, because

@@ -130,9 +130,10 @@ impl Text {
                 Self::MAX_CHARS
             )));
         }
-        if s.chars().any(is_forbidden_char) {
+        if let Some(c) = s.chars().find(|&c| is_forbidden_char(c)) {
             return Err(InvalidName(format!(
-                "{what} contains a control or invisible formatting character"
+                "{what} contains a control or invisible character (U+{:04X})",
+                c as u32
             )));
         }
         Ok(Self(s.to_owned()))
@@ -144,23 +145,36 @@ impl Text {
     }
 }
 
-/// Control characters, line and paragraph separators (a new line in a log viewer), and the
-/// Unicode formatting characters that reorder, hide or smuggle text (bidi marks and
-/// overrides, zero-width characters, soft hyphen, invisible operators, interlinear
-/// annotations, tag characters): none has a place in a reason shown to an approver.
+/// Control characters, line and paragraph separators (a new line in a log viewer), and
+/// every code point that shows as nothing or reorders text, so that a reason shown to an
+/// approver is all there is to it: Unicode's `Default_Ignorable_Code_Point` set (bidi
+/// marks and overrides, zero-width characters, soft hyphen, word joiner and invisible
+/// operators, variation selectors, the combining grapheme joiner, Hangul fillers, Mongolian
+/// free variation selectors, tag characters, and the code points reserved as such), plus
+/// the Braille blank U+2800 and the interlinear annotation controls, which also show as
+/// nothing.
 fn is_forbidden_char(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
             '\u{ad}'
+                | '\u{34f}'
                 | '\u{61c}'
-                | '\u{180e}'
+                | '\u{115f}'..='\u{1160}'
+                | '\u{17b4}'..='\u{17b5}'
+                | '\u{180b}'..='\u{180f}'
                 | '\u{200b}'..='\u{200f}'
                 | '\u{2028}'..='\u{202e}'
                 | '\u{2060}'..='\u{206f}'
+                | '\u{2800}'
+                | '\u{3164}'
+                | '\u{fe00}'..='\u{fe0f}'
                 | '\u{feff}'
-                | '\u{fff9}'..='\u{fffb}'
-                | '\u{e0000}'..='\u{e007f}'
+                | '\u{ffa0}'
+                | '\u{fff0}'..='\u{fffb}'
+                | '\u{1bca0}'..='\u{1bca3}'
+                | '\u{1d173}'..='\u{1d17a}'
+                | '\u{e0000}'..='\u{e0fff}'
         )
 }
 
@@ -336,8 +350,85 @@ mod tests {
             );
         }
         assert!(Text::parse("café, naïve, 日本語, emoji 👍🏽", "reason").is_ok());
+        assert!(
+            Text::parse("한국어 ᄀ ᅡ", "reason").is_ok(),
+            "real Hangul stays"
+        );
         assert!(Text::parse(&"x".repeat(1024), "reason").is_ok());
         assert!(Text::parse(&"x".repeat(1025), "reason").is_err());
+    }
+
+    /// Every `Default_Ignorable_Code_Point` (Unicode 15.1, DerivedCoreProperties.txt),
+    /// the Braille blank and the Hangul fillers: each shows as nothing, so a reason could
+    /// carry text an approver does not see.
+    const INVISIBLE: &[(u32, u32)] = &[
+        (0x00ad, 0x00ad),
+        (0x034f, 0x034f),
+        (0x061c, 0x061c),
+        (0x115f, 0x1160),
+        (0x17b4, 0x17b5),
+        (0x180b, 0x180f),
+        (0x200b, 0x200f),
+        (0x202a, 0x202e),
+        (0x2060, 0x206f),
+        (0x2800, 0x2800),
+        (0x3164, 0x3164),
+        (0xfe00, 0xfe0f),
+        (0xfeff, 0xfeff),
+        (0xffa0, 0xffa0),
+        (0xfff0, 0xfff8),
+        (0x1bca0, 0x1bca3),
+        (0x1d173, 0x1d17a),
+        (0xe0000, 0xe0fff),
+    ];
+
+    #[test]
+    fn texts_reject_every_default_ignorable_and_invisible_code_point() {
+        for &(lo, hi) in INVISIBLE {
+            for c in (lo..=hi).filter_map(char::from_u32) {
+                let e = Text::parse(&format!("ok{c}ok"), "reason").unwrap_err();
+                assert!(
+                    e.0.contains(&format!("U+{:04X}", c as u32)),
+                    "{:04X}: {e}",
+                    c as u32
+                );
+            }
+        }
+        // The brief's named examples, spelled out: variation selectors (also the emoji
+        // one), combining grapheme joiner, Hangul fillers, Braille blank.
+        for c in [
+            '\u{fe0f}',
+            '\u{e0100}',
+            '\u{e01ef}',
+            '\u{34f}',
+            '\u{115f}',
+            '\u{3164}',
+            '\u{ffa0}',
+            '\u{2800}',
+        ] {
+            assert!(Text::parse(&format!("a{c}b"), "reason").is_err(), "{c:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever surrounds it, one invisible code point makes a text refused; and text
+        /// made only of visible characters is accepted as written.
+        #[test]
+        fn a_text_with_an_invisible_code_point_is_always_refused(
+            before in "[a-zA-Z0-9 .,:!?éü日本👍-]{0,40}",
+            after in "[a-zA-Z0-9 .,:!?éü日本👍-]{0,40}",
+            pick in 0usize..1000,
+        ) {
+            let all: Vec<char> = INVISIBLE
+                .iter()
+                .flat_map(|&(lo, hi)| (lo..=hi).filter_map(char::from_u32))
+                .collect();
+            let c = all[pick % all.len()];
+            let hidden = format!("{before}{c}{after}");
+            proptest::prop_assert!(Text::parse(&hidden, "reason").is_err());
+            let visible = format!("x{before}{after}");
+            proptest::prop_assert_eq!(Text::parse(&visible, "reason").map(|t| t.0), Ok(visible.clone()));
+        }
     }
 
     #[test]

@@ -62,14 +62,16 @@ impl FromRequestParts<AppState> for Actor {
     }
 }
 
-/// The token of `Authorization: Bearer <token>`, if it is there and plausible.
+/// The token of `Authorization: Bearer <token>`, if it is there and plausible. The
+/// scheme is case-insensitive (RFC 9110, section 11.1): `bearer` and `BEARER` work too.
 fn bearer_token(parts: &Parts) -> Option<String> {
     parts
         .headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
         .filter(|t| !t.is_empty() && t.len() <= 256)
         .map(str::to_owned)
 }

@@ -247,7 +247,32 @@ impl Fixture {
             let mut appr =
                 tx.prepare("INSERT INTO approvals (request_id, approver, at) VALUES (?1, ?2, ?3)")?;
             let mut cert = tx.prepare("INSERT INTO certificates (serial, request_id, requester, role, key_id, valid_after, valid_before, certificate) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'ssh-ed25519-cert-v01@openssh.com AAAA')")?;
-            let mut ev = tx.prepare("INSERT INTO audit (seq, at, actor, action, request_id, serial, detail, prev_hash, hash) VALUES (?1, ?2, ?3, 'certificate.issued', ?4, ?5, ?6, ?7, ?8)")?;
+            let mut ev = tx.prepare("INSERT INTO audit (seq, at, actor, action, request_id, serial, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")?;
+            // Each certificate's story as the service writes it (audit verify checks that
+            // an issuance follows its request and approvals): created, approved, issued.
+            let mut event = |actor: &str,
+                             action: &str,
+                             request: &str,
+                             serial: Option<&str>,
+                             detail: &str|
+             -> rusqlite::Result<()> {
+                seq += 1;
+                let hash = Fields {
+                    seq,
+                    at: &at,
+                    actor,
+                    action,
+                    request_id: Some(request),
+                    serial,
+                    detail,
+                }
+                .hash(&prev);
+                ev.execute(params![
+                    seq, at, actor, action, request, serial, detail, prev, hash
+                ])?;
+                prev = hash;
+                Ok(())
+            };
             let mut rng = rand::rng();
             for i in 0..n {
                 let id = RequestId::random(&mut rng);
@@ -276,34 +301,38 @@ impl Fixture {
                     created + 1800
                 ])?;
                 let serial_text = serial.to_string();
+                let created =
+                    serde_json::json!({ "role": role, "reason": "prefilled", "ttl_seconds": 1800 });
+                event(
+                    &requester,
+                    "request.created",
+                    id.as_str(),
+                    None,
+                    &created.to_string(),
+                )?;
+                let approved =
+                    serde_json::json!({ "role": role, "requester": requester, "comment": null });
+                event(
+                    &approver,
+                    "request.approved",
+                    id.as_str(),
+                    None,
+                    &approved.to_string(),
+                )?;
                 let detail = serde_json::json!({
                     "serial": serial_text, "key_id": key_id, "requester": requester, "role": role,
                     "principals": [format!("svc{:02}", i % SIMPLE_ROLES), requester],
                     "approvals": [{ "approver": approver, "step": 1 }], "reason": "prefilled",
+                    "approvals_required": [1],
                 })
                 .to_string();
-                seq += 1;
-                let fields = Fields {
-                    seq,
-                    at: &at,
-                    actor: &approver,
-                    action: "certificate.issued",
-                    request_id: Some(id.as_str()),
-                    serial: Some(&serial_text),
-                    detail: &detail,
-                };
-                let hash = fields.hash(&prev);
-                ev.execute(params![
-                    seq,
-                    at,
-                    approver,
+                event(
+                    &approver,
+                    "certificate.issued",
                     id.as_str(),
-                    serial_text,
-                    detail,
-                    prev,
-                    hash
-                ])?;
-                prev = hash;
+                    Some(&serial_text),
+                    &detail,
+                )?;
             }
         }
         tx.commit()?;

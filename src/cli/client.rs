@@ -49,7 +49,7 @@ impl Client {
         }
         Ok(Client {
             http: builder.build()?,
-            base: url.trim_end_matches('/').to_owned(),
+            base: base_url(url)?,
             token,
             rt,
         })
@@ -96,10 +96,7 @@ impl Client {
             None => req,
         };
         self.rt.block_on(async {
-            let resp = req
-                .send()
-                .await
-                .with_context(|| format!("cannot reach countersign at {}", self.base))?;
+            let resp = req.send().await.map_err(|e| self.unreachable(e))?;
             let status = resp.status();
             let body = resp.bytes().await.context("reading the response")?;
             if status.is_success() {
@@ -114,7 +111,80 @@ impl Client {
                 .as_ref()
                 .and_then(|v| v["error"]["message"].as_str())
                 .unwrap_or("unexpected response");
+            if status == reqwest::StatusCode::UNAUTHORIZED && self.token.is_some() {
+                bail!(
+                    "{code}: {message} (HTTP 401): the server did not accept the token in \
+                     COUNTERSIGN_TOKEN: set it to the whole cs_... line that `countersign token \
+                     create USER` printed for you; if it was revoked or your user left the \
+                     config, ask an operator for a new one"
+                )
+            }
             bail!("{code}: {message} (HTTP {})", status.as_u16())
         })
     }
+
+    /// The error for a request that got no HTTP answer, saying what to do when the cause
+    /// is a known mistake: an `https://` URL for a server that speaks plain HTTP.
+    fn unreachable(&self, e: reqwest::Error) -> anyhow::Error {
+        let base = &self.base;
+        if answered_without_tls(&e) {
+            let plain = base.replacen("https://", "http://", 1);
+            return anyhow::Error::new(e).context(format!(
+                "{base} does not answer TLS: the server speaks plain HTTP; use {plain} (plain \
+                 HTTP only on loopback), or give the server tls_cert and tls_key"
+            ));
+        }
+        anyhow::Error::new(e).context(format!("cannot reach countersign at {base}"))
+    }
+}
+
+/// `url` (from `--url` or `COUNTERSIGN_URL`) without a trailing slash, if it is an
+/// `http://` or `https://` URL with a host. `ca.example.com:7070` is not: without a
+/// scheme a URL parser reads `ca.example.com` as one, so this says what to write instead.
+fn base_url(url: &str) -> anyhow::Result<String> {
+    let base = url.trim().trim_end_matches('/');
+    match reqwest::Url::parse(base) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+            Ok(base.to_owned())
+        }
+        _ => {
+            let rest = base.split_once("://").map_or(base, |(_, rest)| rest);
+            bail!(
+                "--url/COUNTERSIGN_URL {url:?} is not an http:// or https:// URL: write the \
+                 scheme, e.g. https://{rest} (http://{rest} for a plain-HTTP server on loopback)"
+            )
+        }
+    }
+}
+
+/// Whether the TLS handshake failed because the server answered with something that is
+/// not TLS at all (a plain-HTTP server answers the ClientHello with an HTTP 400).
+fn answered_without_tls(e: &reqwest::Error) -> bool {
+    // `source()` of an `io::Error` skips the error it wraps, so those are unwrapped here
+    // (the connector nests the rustls error in two of them).
+    fn is_plain_text(mut c: &(dyn std::error::Error + 'static)) -> bool {
+        loop {
+            if let Some(tls) = c.downcast_ref::<rustls::Error>() {
+                return matches!(
+                    tls,
+                    rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)
+                );
+            }
+            match c
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+            {
+                Some(inner) => c = inner,
+                None => return false,
+            }
+        }
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if is_plain_text(c) {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }

@@ -118,7 +118,8 @@ pub fn csv_cell(s: &str) -> String {
     }
 }
 
-/// The serial, key ID and CA fingerprint in an sshd `Accepted publickey` line.
+/// The serial, key ID and CA fingerprint in one of the lines sshd (LogLevel VERBOSE)
+/// writes for a certificate login.
 #[derive(Debug, PartialEq, Eq)]
 pub struct LogLine {
     pub serial: u64,
@@ -126,7 +127,12 @@ pub struct LogLine {
     pub ca_fingerprint: Option<String>,
 }
 
-/// Parses `... ID <key id> (serial N) CA <type> SHA256:...`.
+/// Parses either line OpenSSH writes for one certificate login:
+/// - `Accepted publickey for U from A port P ssh2: ED25519-CERT SHA256:... ID <key id>
+///   (serial N) CA ED25519 SHA256:...` (auth2.c), and
+/// - `Accepted certificate ID "<key id>" (serial N) signed by ED25519 CA SHA256:... via
+///   /path` (auth2-pubkey.c, `TrustedUserCAKeys`), or `... signed by CA ED25519
+///   SHA256:... found at FILE:LINE` (a `cert-authority` line), where the key ID is quoted.
 pub fn parse_log_line(line: &str) -> anyhow::Result<LogLine> {
     let start = line.rfind("(serial ").ok_or_else(|| {
         anyhow!("no \"(serial N)\" in the line: is it an sshd certificate login?")
@@ -135,9 +141,14 @@ pub fn parse_log_line(line: &str) -> anyhow::Result<LogLine> {
     let digits = rest.split(')').next().unwrap_or_default();
     let serial = crate::names::parse_serial(digits)
         .map_err(|e| anyhow!("serial {digits:?} in the line: {e}"))?;
-    let key_id = line[..start]
-        .rfind(" ID ")
-        .map(|i| line[i + 4..start].trim().to_owned());
+    let key_id = line[..start].rfind(" ID ").map(|i| {
+        let id = line[i + 4..start].trim();
+        // The quoted form: countersign's key IDs never contain a quote themselves.
+        id.strip_prefix('"')
+            .and_then(|id| id.strip_suffix('"'))
+            .unwrap_or(id)
+            .to_owned()
+    });
     let ca_fingerprint = rest
         .split_once(" CA ")
         .and_then(|(_, ca)| ca.split_whitespace().find(|w| w.starts_with("SHA256:")))
@@ -252,6 +263,32 @@ mod tests {
         );
         assert_eq!(p.ca_fingerprint.as_deref(), Some("SHA256:01O1niTG"));
         assert!(parse_log_line("Accepted publickey for x").is_err());
+    }
+
+    #[test]
+    fn parses_sshd_accepted_certificate_lines_with_a_quoted_key_id() {
+        let id = "countersign:r-35zfai5c7oyr:alice:prod-db";
+        for line in [
+            // TrustedUserCAKeys (auth2-pubkey.c, OpenSSH 9.2)
+            format!(
+                "sshd[7]: Accepted certificate ID \"{id}\" (serial 8142207957869255637) signed by \
+                 ED25519 CA SHA256:01O1niTG via /etc/ssh/countersign_ca.pub"
+            ),
+            // a cert-authority line in authorized_keys (auth2-pubkeyfile.c)
+            format!(
+                "sshd[7]: Accepted certificate ID \"{id}\" (serial 8142207957869255637) signed by \
+                 CA ED25519 SHA256:01O1niTG found at /home/a/.ssh/authorized_keys:3"
+            ),
+        ] {
+            let p = parse_log_line(&line).unwrap();
+            assert_eq!(p.serial, 8142207957869255637, "{line}");
+            assert_eq!(p.key_id.as_deref(), Some(id), "{line}");
+            assert_eq!(
+                p.ca_fingerprint.as_deref(),
+                Some("SHA256:01O1niTG"),
+                "{line}"
+            );
+        }
     }
 
     #[test]

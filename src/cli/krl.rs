@@ -17,7 +17,7 @@ use clap::Args;
 use ssh_key::{HashAlg, PublicKey, SshSig};
 
 use super::client::Client;
-use super::revoke::write_atomically;
+use super::files::write_atomically;
 use crate::krl::{self, KrlSummary};
 use crate::service::KRL_NAMESPACE;
 

@@ -87,7 +87,8 @@ pub fn run(url: &str, args: RequestArgs) -> anyhow::Result<ExitCode> {
     }
     let cert = client.get_text(&format!("/v1/requests/{}/certificate", r.id))?;
     let out = cert_path(&key_path);
-    std::fs::write(&out, &cert).with_context(|| format!("writing {}", out.display()))?;
+    // Replaced whole: the certificate `ssh` uses now is never emptied or half-written.
+    super::files::write_atomically(&out, cert.as_bytes())?;
     let c = r
         .certificate
         .as_ref()

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Args;
 use serde::Deserialize;
 
@@ -123,7 +122,7 @@ pub fn cert(url: &str, args: CertArgs) -> anyhow::Result<ExitCode> {
         .get_text(&format!("/v1/requests/{}/certificate", urlencode(&args.id)))?;
     match args.out {
         Some(path) => {
-            std::fs::write(&path, &cert).with_context(|| format!("writing {}", path.display()))?;
+            super::files::write_atomically(&path, cert.as_bytes())?;
             eprintln!("certificate written to {}", path.display());
         }
         None => out!("{cert}")?,

@@ -63,6 +63,7 @@ pub(super) struct RawCa {
 pub(super) struct RawRequests {
     pub pending_ttl: Option<String>,
     pub revocation_grace: Option<String>,
+    pub max_pending_per_user: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -192,7 +192,10 @@ impl Builder<'_> {
     }
 
     /// One `trusted_proxies` entry: an address (a network of one) or a CIDR network, not
-    /// the whole address space (every client could then name any address).
+    /// the whole address space (every client could then name any address), and none
+    /// wider than a /8 (IPv4) or a /32 (IPv6): a proxy is a few known hosts, and a network
+    /// that wide would let every client in it name any address. (`source_address` shares
+    /// the parser, not this limit.)
     fn proxy(&self, entry: &str) -> Result<ipnet::IpNet, ConfigError> {
         let key = "server.trusted_proxies";
         let net = raw::ip_net(entry).map_err(|why| self.err(key, why))?;
@@ -200,6 +203,18 @@ impl Builder<'_> {
             return Err(self.err(
                 key,
                 format!("{net} would trust every address; name the proxies themselves"),
+            ));
+        }
+        let widest = match net {
+            ipnet::IpNet::V4(_) => 8,
+            ipnet::IpNet::V6(_) => 32,
+        };
+        if net.prefix_len() < widest {
+            return Err(self.err(
+                key,
+                format!(
+                    "{net} is wider than a /{widest}: every client in it could name any address; name the proxies themselves"
+                ),
             ));
         }
         Ok(net)

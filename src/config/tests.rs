@@ -371,6 +371,28 @@ fn trusted_proxies_are_addresses_or_networks() {
 }
 
 #[test]
+fn trusted_proxies_wider_than_a_slash_8_or_a_slash_32_are_refused() {
+    for (too_wide, limit) in [
+        ("0.0.0.0/1", "/8"),
+        ("10.0.0.0/7", "/8"),
+        ("2000::/3", "/32"),
+        ("2001:db8::/31", "/32"),
+    ] {
+        refused(
+            &format!("[server]\ntrusted_proxies = [\"{too_wide}\"]\n"),
+            &["server.trusted_proxies", too_wide, limit],
+        );
+    }
+    let c = ok("[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"2001:db8::/32\"]\n");
+    assert_eq!(c.server.limits.trusted_proxies.len(), 2);
+    // source_address shares the parser but not the limit: a role may span any network.
+    let c = ok(&with_role_line(
+        "source_address = [\"0.0.0.0/1\", \"2000::/3\"]",
+    ));
+    assert_eq!(c.policy.roles[&r("x")].source_address.len(), 2);
+}
+
+#[test]
 fn passphrase_file_takes_a_path_or_the_credentials_folder() {
     let c = ok("[ca]\npassphrase_file = \"${CREDENTIALS_DIRECTORY}/ca-pass\"\n");
     assert_eq!(
@@ -1165,5 +1187,131 @@ fn role_digest_is_stable_otherwise() {
     ];
     for text in &unrelated {
         assert_eq!(digest_of(text, "x"), base, "changed by:\n{text}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Principals `{user}` could turn into someone else's; listen addresses
+// ---------------------------------------------------------------------------------------
+
+/// Role `app` gives each dev a principal named after them; role `db` has the fixed
+/// principal `dba` and is guarded by approvers and a conflict.
+fn user_template_policy(users: &str, extra: &str) -> String {
+    format!(
+        r#"
+{users}
+[users.bob]
+groups = ["ops"]
+
+[roles.app]
+principals = ["{{user}}"]
+requesters = ["group:dev"]
+approvers = ["group:ops"]
+
+[roles.db]
+principals = ["dba"]
+requesters = ["group:ops"]
+approvers = ["group:ops"]
+
+[roles.deploy]
+principals = ["deploy"]
+requesters = ["group:dev"]
+approvers = ["group:ops"]
+
+[[conflicts]]
+roles = ["db", "deploy"]
+reason = "no deploying while holding the database"
+{extra}
+"#
+    )
+}
+
+#[test]
+fn a_user_named_like_another_roles_fixed_principal_is_refused() {
+    // "dba" would get principal dba through role app: db's access without db's
+    // approvers, and around the db/deploy conflict.
+    refused(
+        &user_template_policy("[users.dba]\ngroups = [\"dev\"]", ""),
+        &[
+            "roles.app.principals",
+            "user dba",
+            "principal dba",
+            "role db",
+        ],
+    );
+    // The same name is fine for someone who cannot request the template's role.
+    ok(&user_template_policy(
+        "[users.dba]\ngroups = [\"ops\"]\n[users.alice]\ngroups = [\"dev\"]",
+        "",
+    ));
+    // And a role may list its own fixed principal next to the template.
+    ok(&user_template_policy(
+        "[users.app-admin]\ngroups = [\"dev\"]",
+        "",
+    ));
+}
+
+#[test]
+fn a_user_named_like_the_principal_a_template_gives_another_user_is_refused() {
+    refused(
+        &user_template_policy(
+            "[users.alice]\ngroups = [\"dev\"]\n[users.alice-admin]\ngroups = [\"dev\"]",
+            "[roles.admin]\nprincipals = [\"{user}-admin\"]\nrequesters = [\"group:dev\"]\napprovers = [\"group:ops\"]",
+        ),
+        &["principals", "alice-admin", "user alice"],
+    );
+    // One user getting the same principal through two roles is no clash.
+    ok(&user_template_policy(
+        "[users.alice]\ngroups = [\"dev\"]",
+        "[roles.app2]\nprincipals = [\"{user}\"]\nrequesters = [\"group:dev\"]\napprovers = [\"group:ops\"]",
+    ));
+}
+
+#[test]
+fn a_template_that_gives_someone_root_is_a_warning() {
+    let c = ok(&user_template_policy(
+        "[users.root]\ngroups = [\"dev\"]",
+        "",
+    ));
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("roles.app.principals") && w.contains("root")),
+        "{:?}",
+        c.warnings
+    );
+    let c = ok(&user_template_policy(
+        "[users.alice]\ngroups = [\"dev\"]",
+        "",
+    ));
+    assert!(
+        !c.warnings.iter().any(|w| w.contains("root")),
+        "{:?}",
+        c.warnings
+    );
+}
+
+#[test]
+fn ssh_listen_must_not_be_the_http_listen_address() {
+    for (server, ssh) in [
+        ("127.0.0.1:7070", "127.0.0.1:7070"),
+        ("127.0.0.1:7070", "0.0.0.0:7070"),
+        ("[::]:7070", "127.0.0.1:7070"),
+    ] {
+        refused(
+            &format!(
+                "[server]\nlisten = \"{server}\"\nallow_plain_http = true\n[ssh]\nlisten = \"{ssh}\"\n"
+            ),
+            &["ssh.listen", "[server] listen"],
+        );
+    }
+    for (server, ssh) in [
+        ("127.0.0.1:7070", "127.0.0.1:2222"),
+        ("127.0.0.1:7070", "127.0.0.2:7070"),
+        ("127.0.0.1:0", "127.0.0.1:0"),
+    ] {
+        ok(&format!(
+            "[server]\nlisten = \"{server}\"\n[ssh]\nlisten = \"{ssh}\"\n"
+        ));
     }
 }

@@ -26,12 +26,18 @@ pub enum Refusal {
     #[error("{user} has already approved this request")]
     AlreadyApproved { user: UserName },
     /// The requester holds, or has asked for, a conflicting role.
-    #[error("role {role} conflicts with {held}, which {user} holds or has requested: {reason}")]
+    #[error(
+        "role {role} conflicts with {held}, which {user} holds or has requested: {reason}{}",
+        lifts_note(.lifts_at)
+    )]
     SodConflict {
         user: UserName,
         role: RoleName,
         held: RoleName,
         reason: String,
+        /// Set when `held` is held only through certificates revoked (or given back)
+        /// less than `revocation_grace` ago: when the conflict lifts, RFC 3339.
+        lifts_at: Option<String>,
     },
     /// The role was changed or removed after the request was made.
     #[error("role {role} changed since the request was made; request it again")]
@@ -46,6 +52,19 @@ pub enum Refusal {
     /// or the requester registered keys and it is none of them.
     #[error("public key {fingerprint} {why}")]
     KeyNotAllowed { fingerprint: String, why: String },
+}
+
+/// What a conflict through a revoked certificate adds to the message: why it still
+/// counts, and until when.
+fn lifts_note(lifts_at: &Option<String>) -> String {
+    match lifts_at {
+        Some(at) => format!(
+            "; its certificate was revoked, but counts as held for [requests] revocation_grace \
+             after the revocation (servers refuse it only after their next KRL fetch): the \
+             conflict lifts at {at}"
+        ),
+        None => String::new(),
+    }
 }
 
 impl Refusal {
@@ -128,6 +147,7 @@ pub fn no_conflicting_holding<'a>(
                 role: role.clone(),
                 held: held.clone(),
                 reason: conflict.reason.clone(),
+                lifts_at: None,
             });
         }
     }

@@ -227,14 +227,20 @@ impl Service {
             .principals_for(actor)
             .map_err(|e| ServiceError::Invalid(format!("role {}: {e}", role.name)))?;
         let now = Utc::now();
+        let limit = config.requests.max_pending_per_user;
         flatten(self.store.write(|tx| {
             self.require_enabled(tx, actor)?;
+            // Counted inside the transaction: racing creates cannot pass the limit together.
+            if rq::pending_count(tx, actor, unix(now))? >= limit {
+                return Ok(Err(ServiceError::TooManyPending { limit }));
+            }
             if let Err(r) = rules::requester_must_be_listed(policy, role, actor) {
                 return refuse(tx, now, actor, "request.create", None, &role.name, r);
             }
             let rivals: Vec<_> = policy.conflicting_roles(&role.name).into_iter().collect();
             let holdings = rq::holdings(tx, actor, unix(now), self.held(), None, &rivals)?;
             if let Err(r) = rules::no_conflicting_holding(policy, &role.name, actor, &holdings) {
+                let r = self.conflict_lifts(tx, now, r, None)?;
                 return refuse(tx, now, actor, "request.create", None, &role.name, r);
             }
             let row = self.new_row(tx, now, actor, role, &req, ttl, &principals)?;
@@ -258,6 +264,37 @@ impl Service {
             // Its requester was just checked to be enabled, in this transaction.
             Ok(Ok(view::assemble(policy, row, Vec::new(), None, false)))
         }))
+    }
+
+    /// A `sod_conflict` through a certificate revoked (or given back) less than
+    /// `revocation_grace` ago, told when it lifts; any other refusal as it is.
+    pub(super) fn conflict_lifts(
+        &self,
+        tx: &Connection,
+        now: DateTime<Utc>,
+        refusal: Refusal,
+        except: Option<&RequestId>,
+    ) -> Result<Refusal, ServiceError> {
+        Ok(match refusal {
+            Refusal::SodConflict {
+                user,
+                role,
+                held,
+                reason,
+                lifts_at: None,
+            } => {
+                let lifts =
+                    rq::revoked_hold_lifts(tx, &user, &held, unix(now), self.held(), except)?;
+                Refusal::SodConflict {
+                    user,
+                    role,
+                    held,
+                    reason,
+                    lifts_at: lifts.map(view::rfc3339),
+                }
+            }
+            other => other,
+        })
     }
 
     fn check_subject_key(&self, actor: &UserName, key: &SubjectKey) -> Result<(), ServiceError> {

@@ -61,6 +61,7 @@ impl Service {
         )?;
         if let Err(r) = rules::no_conflicting_holding(policy, &row.role, &row.requester, &holdings)
         {
+            let r = self.conflict_lifts(tx, now, r, Some(&row.id))?;
             return end_refused(tx, now, actor, row, r);
         }
         let principals = role
@@ -83,6 +84,12 @@ impl Service {
             source_address: &role.source_address,
         })?;
         let text = cert.to_openssh().map_err(crate::ca::CaError::Sign)?;
+        // The key actually signed, from the certificate itself: not the request's copied
+        // column, so the audit row cannot disagree with what servers will accept.
+        let signed_key = cert
+            .public_key()
+            .fingerprint(ssh_key::HashAlg::Sha256)
+            .to_string();
         let cert_row = CertificateRow {
             serial,
             key_id: key_id.clone(),
@@ -106,6 +113,9 @@ impl Service {
             .iter()
             .map(|(u, step)| json!({ "approver": u, "step": step + 1 }))
             .collect();
+        // What each step required, so that `audit verify` can check the approvals listed
+        // against it (added field; events written before it lack it).
+        let required: Vec<u32> = role.steps.iter().map(|s| s.approvals).collect();
         audit::append(
             tx,
             now,
@@ -117,7 +127,8 @@ impl Service {
                 detail: json!({
                     "serial": serial.to_string(), "key_id": key_id, "requester": row.requester, "role": row.role,
                     "principals": principals, "valid_after": view::rfc3339(valid_after), "valid_before": view::rfc3339(valid_before),
-                    "public_key_fingerprint": row.key_fingerprint, "approvals": counted, "reason": row.reason,
+                    "public_key_fingerprint": signed_key, "approvals": counted, "reason": row.reason,
+                    "approvals_required": required,
                 }),
             },
         )?;

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::ServiceError;
 use crate::names::UserName;
-use crate::policy::Policy;
 use crate::policy::rules;
+use crate::policy::{Member, Policy};
 use crate::store::certificates::CertificateRow;
 use crate::store::requests::{self as rq, ApprovalRow, RequestRow};
 
@@ -61,9 +61,15 @@ pub struct ApprovalView {
 /// An approval step still waiting.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepView {
+    /// Who may still give this step an approval: the step's `group:` and `user:`
+    /// members, less a `user:` member who already approved (each person counts once) or
+    /// who is the requester.
     pub approvers: Vec<String>,
     pub approvals: u32,
     pub remaining: u32,
+    /// The approvals counted toward this step so far (user names).
+    #[serde(default)]
+    pub approved_by: Vec<String>,
 }
 
 /// The issued certificate's identifying facts.
@@ -184,11 +190,26 @@ pub(super) fn assemble(
                 .steps
                 .iter()
                 .zip(&tally.missing)
-                .filter(|(_, m)| pending && **m > 0)
-                .map(|(s, m)| StepView {
-                    approvers: s.approvers.iter().map(ToString::to_string).collect(),
+                .enumerate()
+                .filter(|(_, (_, m))| pending && **m > 0)
+                .map(|(i, (s, m))| StepView {
+                    approvers: s
+                        .approvers
+                        .iter()
+                        .filter(|m| match m {
+                            Member::User(u) => *u != row.requester && !approvers.contains(u),
+                            Member::Group(_) => true,
+                        })
+                        .map(ToString::to_string)
+                        .collect(),
                     approvals: s.approvals,
                     remaining: *m,
+                    approved_by: tally
+                        .counted
+                        .iter()
+                        .filter(|(_, step)| *step == i)
+                        .map(|(u, _)| u.to_string())
+                        .collect(),
                 })
                 .collect();
             (

@@ -16,8 +16,11 @@ const AFTER_HELP: &str = "\
 Your identity is the SSH key you log in with: it must be listed in your user's ssh_keys.
 Log in as `ca` (or as your own user name). Certificates are issued for that same key.
 
-`request` prints progress on stderr and only the certificate on stdout:
-  ssh -p 2222 ca@HOST request prod-db --ttl 45m --reason INC-4211 replica lag > ~/.ssh/id_ed25519-cert.pub
+`request` prints progress on stderr and only the certificate on stdout. Write it to a
+temp file and rename it on success, so that a denied or dropped request never empties
+the certificate you use (a shell's `>` empties its file first):
+  ssh -p 2222 ca@HOST request prod-db --ttl 45m --reason INC-4211 replica lag > ~/.ssh/c.tmp \\
+    && mv ~/.ssh/c.tmp ~/.ssh/id_ed25519-cert.pub
 
 Words after --reason and --comment, up to the next option, are joined with spaces.
 Arguments are split as a shell would (quotes, backslashes) but never run by one.

@@ -235,6 +235,7 @@ mod tests {
             approvers: vec!["group:sre".into()],
             approvals: 2,
             remaining: 2,
+            approved_by: Vec::new(),
         }];
         assert_eq!(
             progress(&old, &new, now()),

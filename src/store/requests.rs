@@ -166,6 +166,19 @@ pub fn exists(tx: &Connection, id: &RequestId) -> Result<bool, StoreError> {
     Ok(n > 0)
 }
 
+/// How many of `user`'s requests are pending and not yet past their deadline at `now`
+/// (one past it is expired, whether or not the sweep has recorded it): the partial index
+/// of pending requests.
+pub fn pending_count(tx: &Connection, user: &UserName, now: i64) -> Result<u32, StoreError> {
+    let n: u32 = tx
+        .prepare_cached(
+            "SELECT count(*) FROM requests INDEXED BY requests_pending \
+             WHERE requester = ?1 AND status = 'pending' AND expires_at > ?2",
+        )?
+        .query_row(params![user.as_str(), now], |r| r.get(0))?;
+    Ok(n)
+}
+
 /// The request with this id.
 pub fn get(tx: &Connection, id: &RequestId) -> Result<Option<RequestRow>, StoreError> {
     Ok(tx
@@ -405,6 +418,40 @@ pub fn holdings(
         }
     }
     Ok(found)
+}
+
+/// When `user`'s hold on `role` ends, if they hold it only through certificates revoked
+/// less than `held.after_revocation` ago (no live certificate, no pending request but
+/// `except`): the latest moment, over those certificates, at which each stops counting
+/// (the revocation plus `after_revocation`, or the expiry plus `after_expiry` if sooner).
+/// `None` when the hold is of another kind, or there is none.
+pub fn revoked_hold_lifts(
+    tx: &Connection,
+    user: &UserName,
+    role: &RoleName,
+    now: i64,
+    held: Held,
+    except: Option<&RequestId>,
+) -> Result<Option<i64>, StoreError> {
+    let sql = "SELECT CASE WHEN EXISTS (SELECT 1 FROM certificates WHERE requester = ?1 \
+             AND role = ?2 AND valid_before > ?5 AND revoked_at IS NULL) \
+         OR EXISTS (SELECT 1 FROM requests INDEXED BY requests_pending WHERE requester = ?1 \
+             AND status = 'pending' AND role = ?2 AND expires_at > ?3 AND id IS NOT ?4) \
+         THEN NULL ELSE (SELECT max(min(revoked_at + ?7, valid_before + ?8)) FROM certificates \
+             WHERE revoked_at > ?6 AND requester = ?1 AND role = ?2 AND valid_before > ?5) END";
+    Ok(tx.prepare_cached(sql)?.query_row(
+        params![
+            user.as_str(),
+            role.as_str(),
+            now,
+            except.map(RequestId::as_str),
+            now.saturating_sub(held.after_expiry),
+            now.saturating_sub(held.after_revocation),
+            held.after_revocation,
+            held.after_expiry,
+        ],
+        |r| r.get(0),
+    )?)
 }
 
 /// Records one approval.

@@ -482,3 +482,45 @@ async fn state_and_audit_survive_a_restart() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v["events"], before.len() as i64 + 2);
 }
+
+/// `waiting_for` names who may still approve: a `user:` member who already approved is
+/// not awaited (nor is the requester), groups stay, and each open step lists the
+/// approvals counted toward it in `approved_by`.
+#[tokio::test]
+async fn waiting_for_leaves_out_named_approvers_who_already_approved() {
+    let app = TestApp::spawn_with(&POLICY.replace(
+        "[[conflicts]]",
+        r#"[roles.named]
+principals = ["named"]
+requesters = ["group:dev"]
+approvers = ["user:carol", "user:bob", "user:alice", "group:sre"]
+approvals = 2
+
+[[conflicts]]"#,
+    ))
+    .await;
+    let id = app.create_ok("alice", "named").await;
+    let (_, body) = app.request("alice", &id).await;
+    assert_eq!(
+        body["waiting_for"],
+        json!([{"approvers": ["user:carol", "user:bob", "group:sre"], "approvals": 2,
+                "remaining": 2, "approved_by": []}]),
+        "the requester is never awaited: {body}"
+    );
+    let (status, body) = app.approve("carol", &id).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["waiting_for"],
+        json!([{"approvers": ["user:bob", "group:sre"], "approvals": 2,
+                "remaining": 1, "approved_by": ["carol"]}]),
+        "{body}"
+    );
+    let (_, body) = app.request("alice", &id).await;
+    assert_eq!(
+        body["waiting_for"][0]["approvers"],
+        json!(["user:bob", "group:sre"])
+    );
+    let (_, body) = app.approve("dave", &id).await;
+    assert_eq!(body["status"], "issued", "{body}");
+    assert_eq!(body["waiting_for"], json!([]));
+}

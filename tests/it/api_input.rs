@@ -348,3 +348,41 @@ async fn approve_takes_an_empty_body_but_not_unknown_fields() {
     );
     assert_eq!(body["approvals"][0]["comment"], Value::Null);
 }
+
+/// The `Authorization` scheme is case-insensitive (RFC 9110): `bearer` and `BEARER` are
+/// `Bearer`, and only a token that is right authenticates, however the scheme is spelled.
+#[tokio::test]
+async fn authorization_scheme_is_case_insensitive() {
+    let app = TestApp::spawn().await;
+    let whoami = |value: String| {
+        let app = &app;
+        async move {
+            let resp = app
+                .http
+                .get(format!("{}/v1/whoami", app.url))
+                .header("authorization", value)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let (status, body) = whoami(format!("{scheme} {}", app.token("alice"))).await;
+        assert_eq!(status, StatusCode::OK, "{scheme}: {body}");
+        assert_eq!(body["user"], "alice", "{scheme}");
+    }
+    for wrong in [
+        format!("Basic {}", app.token("alice")),
+        format!("Bearerx {}", app.token("alice")),
+        "bearer cs_0000".to_owned(),
+    ] {
+        let (status, body) = whoami(wrong.clone()).await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            "{wrong}"
+        );
+    }
+}

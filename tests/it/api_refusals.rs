@@ -534,3 +534,50 @@ async fn key_must_be_one_of_the_registered_keys_when_the_user_has_any() {
         "{body}"
     );
 }
+
+/// `[requests] max_pending_per_user` (default 10): one more pending request is refused
+/// with 429 `too_many_pending`, writes nothing (no request, no audit row: a limit, not a
+/// decision), and room comes back when a request ends.
+#[tokio::test]
+async fn one_pending_request_past_the_limit_is_refused_too_many_pending() {
+    let app = TestApp::spawn().await;
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        ids.push(app.create_ok("alice", "prod-db").await);
+    }
+    let audit_rows = app.count("SELECT count(*) FROM audit");
+    let (status, body) = app.create("alice", "prod-db", None).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::TOO_MANY_REQUESTS, "too_many_pending"),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("10 pending"),
+        "{body}"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM requests"), 10);
+    assert_eq!(app.count("SELECT count(*) FROM audit"), audit_rows);
+    // Per user: frank is not held back by alice's requests.
+    app.create_ok("frank", "prod-db").await;
+    // An ended request frees its place.
+    assert_eq!(app.cancel("alice", &ids[0]).await.0, StatusCode::OK);
+    app.create_ok("alice", "prod-db").await;
+
+    // The limit is configurable.
+    let app = TestApp::spawn_with(&POLICY.replace(
+        "pending_ttl = \"1h\"",
+        "pending_ttl = \"1h\"\nmax_pending_per_user = 1",
+    ))
+    .await;
+    app.create_ok("alice", "prod-db").await;
+    let (status, body) = app.create("alice", "deploy", None).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::TOO_MANY_REQUESTS, "too_many_pending"),
+        "{body}"
+    );
+}

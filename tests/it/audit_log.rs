@@ -145,3 +145,113 @@ async fn a_deleted_event_is_detected() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("audit log broken"));
 }
+
+/// `certificate.issued` records the key that was actually signed (from the certificate,
+/// not the request's stored fingerprint column) and what each approval step required.
+#[tokio::test]
+async fn issued_event_records_the_signed_keys_fingerprint_and_each_steps_requirement() {
+    let app = TestApp::spawn().await;
+    let key = new_key();
+    let (status, body) = app
+        .create_with_key("alice", "deploy-audit", None, &public_line(&key))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    // The copied column says something else; the event must not repeat it.
+    app.sql(&format!(
+        "UPDATE requests SET key_fingerprint = 'SHA256:not-the-signed-key' WHERE id = '{id}'"
+    ));
+    app.approve("bob", &id).await;
+    let (_, body) = app.approve("erin", &id).await;
+    assert_eq!(body["status"], "issued", "{body}");
+    let cert =
+        ssh_key::Certificate::from_openssh(app.certificate("alice", &id).await.1.trim()).unwrap();
+    let signed = cert
+        .public_key()
+        .fingerprint(ssh_key::HashAlg::Sha256)
+        .to_string();
+    assert_eq!(
+        signed,
+        key.public_key()
+            .fingerprint(ssh_key::HashAlg::Sha256)
+            .to_string()
+    );
+    let events = app.audit(&format!("request={id}")).await;
+    let issued = events
+        .iter()
+        .find(|e| e["action"] == "certificate.issued")
+        .unwrap();
+    assert_eq!(issued["detail"]["public_key_fingerprint"], signed.as_str());
+    assert_eq!(
+        issued["detail"]["approvals_required"],
+        serde_json::json!([1, 1])
+    );
+    let (status, body) = app.get("bob", "/v1/audit/verify").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// Regression: a `certificate.issued` event appended with a correct hash (the hash
+/// function is public) for a request nobody approved passed `audit verify`. Now verify
+/// also checks that each issuance follows its request and its approvals, and names the
+/// event that does not; the server refuses to start on it.
+#[tokio::test]
+async fn an_issued_event_without_its_approvals_fails_verify_naming_it() {
+    let mut app = TestApp::spawn().await;
+    let real = app.create_ok("alice", "prod-db").await;
+    app.approve("bob", &real).await;
+    let forged = app.create_ok("alice", "prod-db").await;
+    {
+        let conn = rusqlite::Connection::open(app.db_path()).unwrap();
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .unwrap();
+        let tx = conn.unchecked_transaction().unwrap();
+        countersign::audit::append(
+            &tx,
+            chrono::Utc::now(),
+            &countersign::audit::NewEvent {
+                actor: "bob",
+                action: "certificate.issued",
+                request_id: Some(&forged),
+                serial: Some(4242),
+                detail: serde_json::json!({
+                    "serial": "4242", "requester": "alice", "role": "prod-db",
+                    "approvals": [{"approver": "bob", "step": 1}], "approvals_required": [1],
+                }),
+            },
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    let seq = app.count("SELECT max(seq) FROM audit");
+    let (status, body) = app.get("bob", "/v1/audit/verify").await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::INTERNAL_SERVER_ERROR, "audit_broken"),
+        "{body}"
+    );
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("event {seq}"))
+            && message.contains(&format!("certificate.issued for request {forged}"))
+            && message.contains("bob"),
+        "{message}"
+    );
+
+    app.stop().await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args(["audit", "verify", "--config"])
+        .arg(app.config_path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("event {seq}")), "{err}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args(["serve", "--config"])
+        .arg(app.config_path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "serve must refuse a broken chain");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("event {seq}")), "{err}");
+}

@@ -546,3 +546,214 @@ async fn serve_with_ssh_shows_its_host_key_and_stops_on_ctrl_c() {
         "graceful shutdown on SIGINT exits 0: {status:?}"
     );
 }
+
+/// Starts `request prod-db --wait` for alice's key `pub_path` and returns the child and
+/// the id of the request once it is pending.
+async fn request_waiting(app: &TestApp, pub_path: &Path) -> (std::process::Child, String) {
+    let before = listed_ids(&app.get("bob", "/v1/requests?status=pending").await.1);
+    let mut waiter = client(app, "alice");
+    waiter
+        .args(["request", "prod-db", "--reason", "INC-1", "--wait"])
+        .args(["--poll-seconds", "1", "--key"])
+        .arg(pub_path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = waiter.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let id = loop {
+        let (_, body) = app.get("bob", "/v1/requests?status=pending").await;
+        if let Some(id) = listed_ids(&body).into_iter().find(|i| !before.contains(i)) {
+            break Some(id);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    (child, id.expect("request never appeared"))
+}
+
+/// Regression: `cert --out` and `request --wait` rewrote the certificate file in place,
+/// so a reader (or a failure half-way) could find it empty. Now the file is replaced
+/// whole by a rename (another name for the old file keeps the old content), nothing is
+/// left behind, and a request that is denied leaves the current certificate alone.
+#[tokio::test]
+async fn cert_out_and_request_wait_replace_the_certificate_file_atomically() {
+    let app = TestApp::spawn().await;
+    let key = write_key(app.dir.path(), "id_ed25519", &new_key());
+    let pub_path = key.with_extension("pub");
+    let cert_path = app.dir.path().join("id_ed25519-cert.pub");
+    std::fs::write(&cert_path, "the certificate in use\n").unwrap();
+    let link = app.dir.path().join("old-cert-link");
+    std::fs::hard_link(&cert_path, &link).unwrap();
+    let temp_files = || {
+        std::fs::read_dir(app.dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+            .count()
+    };
+
+    // cert --out
+    let (status, body) = app
+        .create_with_key(
+            "alice",
+            "prod-db",
+            None,
+            &std::fs::read_to_string(&pub_path).unwrap(),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.approve("bob", &id).await.1["status"], "issued");
+    let out = run({
+        let mut c = client(&app, "alice");
+        c.args(["cert", &id, "--out"]).arg(&cert_path);
+        c
+    })
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let first = std::fs::read_to_string(&cert_path).unwrap();
+    assert!(
+        first.starts_with("ssh-ed25519-cert-v01@openssh.com "),
+        "{first}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&link).unwrap(),
+        "the certificate in use\n",
+        "the file was rewritten in place, not replaced"
+    );
+    assert_eq!(temp_files(), 0);
+
+    // request --wait, denied: the certificate in use stays as it is.
+    std::fs::remove_file(&link).unwrap();
+    std::fs::hard_link(&cert_path, &link).unwrap();
+    let (child, id) = request_waiting(&app, &pub_path).await;
+    assert_eq!(app.deny("bob", &id, "not now").await.0, 200);
+    let done = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(!done.status.success());
+    assert!(
+        text(&done.stderr).contains("not now"),
+        "{}",
+        text(&done.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&cert_path).unwrap(), first);
+
+    // request --wait, approved: replaced whole.
+    let (child, id) = request_waiting(&app, &pub_path).await;
+    assert_eq!(app.approve("bob", &id).await.1["status"], "issued");
+    let done = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(done.status.success(), "{}", text(&done.stderr));
+    let second = std::fs::read_to_string(&cert_path).unwrap();
+    assert!(second.starts_with("ssh-ed25519-cert-v01@openssh.com ") && second != first);
+    assert_eq!(
+        std::fs::read_to_string(&link).unwrap(),
+        first,
+        "the file was rewritten in place, not replaced"
+    );
+    assert_eq!(temp_files(), 0);
+}
+
+/// The mistakes a new user makes first get a message that says what to do: `--help`
+/// names the variables, a URL without its scheme says which to write, `https://` to a
+/// plain-HTTP server says to use `http://`, and a token the server refuses says where a
+/// good one comes from.
+#[tokio::test]
+async fn client_mistakes_get_messages_that_say_what_to_do() {
+    let app = TestApp::spawn().await;
+    let help = run({
+        let mut c = countersign(&app.config_path());
+        c.arg("--help");
+        c
+    })
+    .await;
+    let help = text(&help.stdout);
+    for name in ["COUNTERSIGN_URL", "COUNTERSIGN_TOKEN", "token create"] {
+        assert!(help.contains(name), "--help lacks {name}: {help}");
+    }
+
+    let hostport = app.url.trim_start_matches("http://").to_owned();
+    let whoami = |url: &str, token: &str| {
+        let mut c = countersign(&app.config_path());
+        c.env("COUNTERSIGN_URL", url)
+            .env("COUNTERSIGN_TOKEN", token)
+            .arg("whoami");
+        c
+    };
+    let fails_saying = |out: Output, needles: &[&str]| {
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let err = text(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        for n in needles {
+            assert!(err.contains(n), "{err:?} lacks {n:?}");
+        }
+    };
+    for schemeless in [hostport.clone(), "ca.example.com:7070".to_owned()] {
+        let out = run(whoami(&schemeless, app.token("alice"))).await;
+        fails_saying(
+            out,
+            &[
+                "not an http:// or https:// URL",
+                &format!("https://{schemeless}"),
+            ],
+        );
+    }
+    let out = run(whoami(&format!("https://{hostport}"), app.token("alice"))).await;
+    fails_saying(out, &["does not answer TLS", "plain HTTP", &app.url]);
+    let out = run(whoami(&app.url, "cs_0123456789abcdef")).await;
+    fails_saying(
+        out,
+        &[
+            "unauthenticated",
+            "HTTP 401",
+            "COUNTERSIGN_TOKEN",
+            "countersign token create USER",
+        ],
+    );
+    // Nothing of this changes a right call.
+    let out = run(whoami(&format!("{}/", app.url), app.token("alice"))).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// `check-config` refuses a user whom `{user}` would give another role's fixed principal
+/// (user `ops` requesting prod-db, whose principals include `{user}`, would log in as
+/// `ops`: the ops role without its approvers), warns when `{user}` yields root, and
+/// refuses an SSH front door on the HTTP port.
+#[test]
+fn check_config_refuses_principal_clashes_and_a_shared_listen_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    let check = |config: String| {
+        std::fs::write(&path, config).unwrap();
+        countersign(&path).arg("check-config").output().unwrap()
+    };
+    let out = check(format!("{POLICY}\n[users.ops]\ngroups = [\"dev\"]\n"));
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    for needle in ["roles.prod-db.principals", "user ops", "role ops"] {
+        assert!(err.contains(needle), "{err:?} lacks {needle:?}");
+    }
+
+    let out = check(format!("{POLICY}\n[users.root]\ngroups = [\"dev\"]\n"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("warning: roles.prod-db.principals") && err.contains("principal root"),
+        "{err}"
+    );
+
+    let out = check(
+        POLICY.replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:7070\"")
+            + "\n[ssh]\nlisten = \"127.0.0.1:7070\"\n",
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("ssh.listen") && err.contains("[server] listen"),
+        "{err}"
+    );
+}

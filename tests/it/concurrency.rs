@@ -57,7 +57,7 @@ async fn racing_approvers_produce_exactly_one_certificate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_requests_and_approvals_keep_serials_unique_and_chain_intact() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(&policy_with_many_pending()).await;
     let mut ids = Vec::new();
     for _ in 0..30 {
         ids.push(app.create_ok("frank", "prod-db").await);

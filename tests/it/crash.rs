@@ -117,7 +117,7 @@ impl Client {
 
 fn setup(dir: &Path) -> (std::path::PathBuf, Arc<BTreeMap<&'static str, String>>) {
     let config = dir.join("countersign.toml");
-    std::fs::write(&config, POLICY).unwrap();
+    std::fs::write(&config, policy_with_many_pending()).unwrap();
     let init = operator(&config).arg("init").output().unwrap();
     assert!(init.status.success());
     let tokens = ["alice", "frank", "bob", "carol", "dave"]

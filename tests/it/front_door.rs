@@ -429,3 +429,32 @@ async fn help_and_a_shell_request_print_the_help() {
         );
     }
 }
+
+/// Over the SSH front door, a request past `max_pending_per_user` prints the same code
+/// as the API and exits 1.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_past_max_pending_per_user_is_refused_over_ssh_with_its_code() {
+    let keys = KeyRing::new();
+    let config = policy(&keys, "", "1h").replace(
+        "pending_ttl = \"1h\"",
+        "pending_ttl = \"1h\"\nmax_pending_per_user = 1",
+    );
+    let app = TestApp::spawn_with(&config).await;
+    let door = FrontDoor::start(&app).await;
+    let d = Door { app, door, keys };
+    let out = d
+        .ssh("alice", &["request", "shell", "--reason", "x", "--no-wait"])
+        .await;
+    assert_eq!(out.status, 0, "{out:?}");
+    let out = d
+        .ssh("alice", &["request", "shell", "--reason", "y", "--no-wait"])
+        .await;
+    assert_eq!(out.status, 1, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("countersign: too_many_pending: you already have 1 pending"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(d.app.count("SELECT count(*) FROM requests"), 1);
+}

@@ -84,6 +84,15 @@ roles = ["deploy", "deploy-audit"]
 reason = "whoever deploys must not also rewrite the deploy audit trail"
 "#;
 
+/// [`POLICY`] without the per-user cap of pending requests in effect (1000), for tests
+/// that queue many requests of one user on purpose.
+pub fn policy_with_many_pending() -> String {
+    POLICY.replace(
+        "pending_ttl = \"1h\"",
+        "pending_ttl = \"1h\"\nmax_pending_per_user = 1000",
+    )
+}
+
 /// A running server and what the test needs to talk to it.
 pub struct TestApp {
     pub url: String,

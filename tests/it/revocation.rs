@@ -481,3 +481,54 @@ async fn an_expired_certificate_counts_as_live_for_the_backdate() {
         "no backdate overlap left: {body}"
     );
 }
+
+/// After `done` (or a revocation) the conflicting role stays refused for
+/// `revocation_grace`; the `sod_conflict` message says so and when it lifts (RFC 3339),
+/// so the requester knows it is not a mistake and how long to wait.
+#[tokio::test]
+async fn sod_conflict_after_done_names_revocation_grace_and_when_it_lifts() {
+    let app = TestApp::spawn().await;
+    let (id, serial, _) = issued(&app, "alice", "deploy", None).await;
+    let (_, body) = app.create("alice", "deploy-audit", None).await;
+    assert_eq!(code(&body), "sod_conflict");
+    let live = body["error"]["message"].as_str().unwrap().to_owned();
+    assert!(!live.contains("revocation_grace"), "{live}");
+
+    let (status, _) = app
+        .post("alice", &format!("/v1/requests/{id}/done"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // Revoked 100 s ago with the default grace of 2m: it lifts 20 s from now.
+    let revoked_at = chrono::Utc::now().timestamp() - 100;
+    app.sql(&format!(
+        "UPDATE certificates SET revoked_at = {revoked_at} WHERE serial = {serial}"
+    ));
+    let lifts = chrono::DateTime::from_timestamp(revoked_at + 120, 0)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (status, body) = app.create("alice", "deploy-audit", None).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "sod_conflict"),
+        "{body}"
+    );
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("revocation_grace"), "{message}");
+    assert!(
+        message.contains(&format!("lifts at {lifts}")),
+        "{message} lacks {lifts}"
+    );
+    // The audit row of the refused attempt carries the same message.
+    let events = app.audit("").await;
+    let refused = events
+        .iter()
+        .rfind(|e| e["action"] == "attempt.refused")
+        .unwrap();
+    assert!(
+        refused["detail"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&lifts),
+        "{refused}"
+    );
+}

@@ -339,3 +339,58 @@ async fn a_revoked_certificate_stays_refused_when_the_ca_loses_or_rolls_back_its
     assert!(log.contains("--accept-rollback"), "{log}");
     assert!(!login_ok(), "the revoked certificate logs in again");
 }
+
+/// Regression: sshd (LogLevel VERBOSE) writes two lines for one certificate login,
+/// `Accepted certificate ID "KEY ID" (serial N) signed by ED25519 CA ... via FILE` and
+/// `Accepted publickey for U ... ID KEY ID (serial N) CA ...`; `audit explain` took the
+/// quotes of the first as part of the key ID and warned of a mismatch (a false sign of
+/// tampering). Both real lines now tell the same story without a warning.
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_explain_takes_either_line_sshd_writes_for_a_certificate_login() {
+    let login = current_user();
+    let app = TestApp::spawn_with(&policy(&login)).await;
+    let sshd = Sshd::start(
+        &app.dir.path().join("sshd"),
+        &app.service.ca().public_key_line(),
+    );
+    let (key, cert, serial) = issue(&app, "explain_key", "30m").await;
+    assert!(
+        tokio::task::block_in_place(|| sshd.login(&login, &key, &cert)),
+        "{}",
+        sshd.log()
+    );
+    let log = sshd.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Accepted") && l.contains(&format!("(serial {serial})")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("Accepted certificate ID \"countersign:")),
+        "{log}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("Accepted publickey for")),
+        "{log}"
+    );
+    for line in lines {
+        let explain = tokio::task::block_in_place(|| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+                .args(["audit", "explain", line])
+                .env("COUNTERSIGN_URL", &app.url)
+                .env("COUNTERSIGN_TOKEN", app.token("bob"))
+                .output()
+                .unwrap()
+        });
+        let story = String::from_utf8_lossy(&explain.stdout);
+        assert!(
+            explain.status.success(),
+            "{line}: {}",
+            String::from_utf8_lossy(&explain.stderr)
+        );
+        assert!(!story.contains("WARNING"), "{line}\n{story}");
+        assert!(story.contains("alice requested shell"), "{line}\n{story}");
+        assert!(story.contains("bob approved"), "{line}\n{story}");
+    }
+}

@@ -167,6 +167,7 @@ fn refusal_codes_are_stable() {
                 role: role.clone(),
                 held: r("deploy"),
                 reason: "x".into(),
+                lifts_at: None,
             },
             "sod_conflict",
         ),
@@ -333,6 +334,7 @@ fn conflict_with_open_request_or_active_certificate_refuses() {
             role,
             held,
             reason,
+            lifts_at: None,
         } => {
             assert_eq!(who, user);
             assert_eq!(role, r("deploy-audit"));

@@ -188,6 +188,14 @@ fn reason_cases(key: &str) -> Vec<Case> {
         ("arabic letter mark", "a\u{61c}b"),
         ("word joiner", "a\u{2060}b"),
         ("soft hyphen", "a\u{ad}b"),
+        ("variation selector", "ok\u{fe0f}"),
+        ("variation selector supplement", "ok\u{e0100}"),
+        ("combining grapheme joiner", "a\u{34f}b"),
+        ("hangul filler", "INC-1 \u{3164}\u{3164}"),
+        ("halfwidth hangul filler", "a\u{ffa0}b"),
+        ("hangul choseong filler", "a\u{115f}b"),
+        ("braille blank", "ok\u{2800}\u{2800}"),
+        ("mongolian free variation selector", "a\u{180b}b"),
         ("only spaces", "   "),
     ];
     tricks

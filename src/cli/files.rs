@@ -1,0 +1,75 @@
+//! Files the CLI writes for other programs to read (a certificate for `ssh`, a KRL for
+//! `sshd`): replaced whole or not at all, never left empty or half-written.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, anyhow};
+
+/// Writes a temp file in the same folder, syncs it, and renames it over `path`, so that a
+/// reader sees the old content or the new, never a missing, empty or partial file (an
+/// `ssh` picking up `id_ed25519-cert.pub`, an `sshd` reading its `RevokedKeys`). On any
+/// failure the temp file is removed and `path` is left as it was.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| anyhow!("{} is not a file path", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let written = (|| {
+        let mut file =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        file.write_all(bytes)
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_file_is_replaced_whole_and_no_temp_file_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("id_ed25519-cert.pub");
+        std::fs::write(&path, "old certificate\n").unwrap();
+        // A second name for the old file: an in-place rewrite would change it too.
+        let old = dir.path().join("old-link");
+        std::fs::hard_link(&path, &old).unwrap();
+        write_atomically(&path, b"new certificate\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new certificate\n");
+        assert_eq!(std::fs::read_to_string(&old).unwrap(), "old certificate\n");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 2, "a temp file was left behind");
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_old_file_and_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // The target is a non-empty folder: the rename fails after the temp file exists.
+        let path = dir.path().join("cert");
+        std::fs::create_dir(&path).unwrap();
+        std::fs::write(path.join("inside"), "x").unwrap();
+        assert!(write_atomically(&path, b"new").is_err());
+        assert!(path.join("inside").exists());
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "the temp file was left behind");
+    }
+}
