@@ -223,6 +223,12 @@ pub fn open_store(
     if access == Access::Existing {
         return Ok((store, Arc::new(Guard::detached())));
     }
+    if old.is_none() && !plan.create_database {
+        tracing::warn!(
+            mark = %paths.mark.display(),
+            "no state mark beside the CA key: taking the database as it is and starting one (first start of this version, or a new replica)"
+        );
+    }
     let (krl_version, head) =
         store.read(|tx| Ok::<_, StoreError>((certs::krl_version(tx)?, meta::audit_head(tx)?)))?;
     let start = Mark {
