@@ -46,6 +46,12 @@ fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("countersign runs")
 }
 
+/// The command failed, saying `why` on stderr.
+fn assert_refused(out: &Output, why: &str) {
+    assert!(!out.status.success(), "succeeded: {}", text(&out.stderr));
+    assert!(text(&out.stderr).contains(why), "{}", text(&out.stderr));
+}
+
 fn serial_of(cert: &str) -> u64 {
     ssh_key::Certificate::from_openssh(cert.trim())
         .expect("certificate parses")
@@ -409,23 +415,13 @@ async fn krl_out_refuses_unsigned_foreign_and_older_krls_unless_forced() {
     // not verify with the pinned key, and --force does not change that.
     for force in [&[][..], &["--force"]] {
         let out = krl_out(&config, &other.url, &out_file, force);
-        assert!(!out.status.success());
-        assert!(
-            text(&out.stderr).contains("signature does not verify"),
-            "{}",
-            text(&out.stderr)
-        );
+        assert_refused(&out, "signature does not verify");
         assert_eq!(std::fs::read(&out_file).unwrap(), ours, "file replaced");
     }
     // Named explicitly, its KRL verifies, but it would replace a KRL of another CA.
     let two_key = ["--ca-key", ca_two.to_str().unwrap()];
     let out = krl_out(&config, &other.url, &out_file, &two_key);
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("a KRL of another CA"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_refused(&out, "a KRL of another CA");
     assert_eq!(std::fs::read(&out_file).unwrap(), ours);
     let out = krl_out(
         &config,
@@ -455,12 +451,7 @@ async fn krl_out_refuses_unsigned_foreign_and_older_krls_unless_forced() {
         &newer,
         &["--ca-key", pin.to_str().unwrap()],
     );
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("is older than"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_refused(&out, "is older than");
     assert_eq!(std::fs::read(&newer).unwrap(), before);
     let out = krl_out(
         &config,
