@@ -144,10 +144,10 @@ impl Service {
     /// chain refuses to start. `operator` is recorded as the actor of what opening
     /// writes to the audit log (the CA key's record, an accepted rollback).
     pub fn open(config: Config, access: Access, operator: &str) -> Result<Self, ServiceError> {
-        let plan = state::plan(&config, access)?;
+        let plan = state::plan(&config, &access)?;
         let (ca, _) = CertificateAuthority::open(&config.ca, plan.create_key)?;
         let public = ssh_key::PublicKey::new(ca.public_key_data().clone(), "");
-        let (store, guard) = state::open_store(&config, &public, access, plan, operator)?;
+        let (store, guard) = state::open_store(&config, &public, &access, plan, operator)?;
         audit::verify_store(&store)?;
         let service = Self::with_guard(config, ca, store, guard);
         if matches!(access, Access::Serve { .. }) {
@@ -370,11 +370,17 @@ impl Service {
     }
 
     fn advance_mark(&self, follow_head: bool) -> Result<(), ServiceError> {
-        let (version, head) = self
-            .store
-            .read(|tx| Ok::<_, StoreError>((certs::krl_version(tx)?, meta::audit_head(tx)?)))?;
+        let now = Utc::now();
+        // One snapshot: the KRL version with exactly the revocations it lists.
+        let (version, head, revoked) = self.store.read(|tx| {
+            Ok::<_, StoreError>((
+                certs::krl_version(tx)?,
+                meta::audit_head(tx)?,
+                certs::revoked_unexpired(tx, unix(now) - self.skew())?,
+            ))
+        })?;
         self.guard
-            .advance(version, &head, follow_head, Utc::now())?;
+            .advance(version, &head, &revoked, follow_head, now)?;
         Ok(())
     }
 

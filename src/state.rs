@@ -38,6 +38,11 @@ use crate::store::meta::{self, CaKey, Head};
 use crate::store::{Store, StoreError, certificates as certs};
 use mark::{Mark, MarkError};
 
+/// How long after its `valid_before` a revocation is kept in the mark and carried over
+/// (the largest `[ca] backdate`, 1h: a server whose clock lags still accepts the
+/// certificate for that long).
+const LISTED_AFTER_EXPIRY: i64 = 3600;
+
 /// The flag that takes a database older than the mark.
 pub const ACCEPT_ROLLBACK_FLAG: &str = "--accept-rollback";
 
@@ -64,11 +69,12 @@ pub enum StateError {
 }
 
 /// What the command opening the state may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Access {
     /// `serve`: creates both halves in an empty data folder (first use); otherwise both
-    /// must exist and match the mark, unless `accept_rollback`. Keeps the mark.
-    Serve { accept_rollback: bool },
+    /// must exist and match the mark, unless `accept_rollback` gives the operator's reason
+    /// for taking an older database. Keeps the mark.
+    Serve { accept_rollback: Option<String> },
     /// `init`: creates what is missing when that cannot split the state. Keeps the mark.
     Init,
     /// Every other command: the state must exist and belong together; creates nothing.
@@ -120,7 +126,7 @@ fn exists(path: &Path) -> bool {
 
 /// Checks the folder and files, and decides what `access` may create. Run before the CA
 /// key is opened, so that no key is made next to a database that has one.
-pub fn plan(config: &Config, access: Access) -> Result<Plan, StateError> {
+pub fn plan(config: &Config, access: &Access) -> Result<Plan, StateError> {
     let paths = Paths::of(config);
     files::check_data_dir(&paths.data_dir)?;
     files::check_database(&paths.database)?;
@@ -188,7 +194,7 @@ fn ca_record(ca: &PublicKey, now: DateTime<Utc>) -> CaKey {
 pub fn open_store(
     config: &Config,
     ca: &PublicKey,
-    access: Access,
+    access: &Access,
     plan: Plan,
     operator: &str,
 ) -> Result<(Store, Arc<Guard>), StateError> {
@@ -199,18 +205,32 @@ pub fn open_store(
         Store::open_existing(&paths.database)?
     };
     let fingerprint = ca.fingerprint(HashAlg::Sha256).to_string();
-    bind_ca(&store, ca, access != Access::Existing, operator)?;
+    bind_ca(&store, ca, *access != Access::Existing, operator)?;
     let old = mark::read(&paths.mark)?;
     let now = Utc::now();
     let (database, krl_version) =
         store.read(|tx| Ok::<_, StoreError>((meta::database_id(tx)?, certs::krl_version(tx)?)))?;
-    if let Some(old) = &old
-        && let Err(why) = behind(&store, old, &database, krl_version)
+    let is_behind = match &old {
+        Some(old) => behind(&store, old, &database, krl_version).err(),
+        None => None,
+    };
+    if is_behind.is_none()
+        && matches!(
+            access,
+            Access::Serve {
+                accept_rollback: Some(_)
+            }
+        )
     {
+        tracing::warn!(
+            "{ACCEPT_ROLLBACK_FLAG}: the database is not behind the state mark; nothing to accept (remove the flag)"
+        );
+    }
+    if let (Some(old), Some(why)) = (&old, is_behind) {
         match access {
             Access::Serve {
-                accept_rollback: true,
-            } => accept_rollback(&store, old, &why, operator, now)?,
+                accept_rollback: Some(reason),
+            } => accept_rollback(&store, old, &why, reason, operator, now)?,
             _ => {
                 return Err(StateError::Rollback(format!(
                     "refusing the database {}: {why}. It is older than the state this CA has published (rolled back or replaced; mark {}), so certificates revoked since would work again. Restore the newest copy; if there is none, start with `countersign serve {ACCEPT_ROLLBACK_FLAG}`, which records that you accepted it, then revoke again what was revoked since",
@@ -220,7 +240,7 @@ pub fn open_store(
             }
         }
     }
-    if access == Access::Existing {
+    if *access == Access::Existing {
         return Ok((store, Arc::new(Guard::detached())));
     }
     if old.is_none() && !plan.create_database {
@@ -229,8 +249,13 @@ pub fn open_store(
             "no state mark beside the CA key: taking the database as it is and starting one (first start of this version, or a new replica)"
         );
     }
-    let (krl_version, head) =
-        store.read(|tx| Ok::<_, StoreError>((certs::krl_version(tx)?, meta::audit_head(tx)?)))?;
+    let (krl_version, head, revoked) = store.read(|tx| {
+        Ok::<_, StoreError>((
+            certs::krl_version(tx)?,
+            meta::audit_head(tx)?,
+            certs::revoked_unexpired(tx, now.timestamp() - LISTED_AFTER_EXPIRY)?,
+        ))
+    })?;
     let start = Mark {
         ca: fingerprint,
         database,
@@ -238,6 +263,7 @@ pub fn open_store(
         audit_seq: head.seq,
         audit_hash: head.hash,
         updated: now.to_rfc3339_opts(SecondsFormat::Secs, true),
+        revoked: marked(&revoked),
     };
     mark::write(&paths.mark, &start)?;
     Ok((store, Arc::new(Guard::new(paths.mark, start))))
@@ -247,9 +273,9 @@ pub fn open_store(
 /// backup): the database must exist, belong to the configured CA key and not be behind
 /// the mark. Returns the store and the CA public key.
 pub fn open_existing(config: &Config) -> Result<(Store, PublicKey), StateError> {
-    let plan = plan(config, Access::Existing)?;
+    let plan = plan(config, &Access::Existing)?;
     let ca = CertificateAuthority::public_key(&config.ca)?;
-    let (store, _) = open_store(config, &ca, Access::Existing, plan, "")?;
+    let (store, _) = open_store(config, &ca, &Access::Existing, plan, "")?;
     Ok((store, ca))
 }
 
@@ -361,6 +387,7 @@ fn accept_rollback(
     store: &Store,
     mark: &Mark,
     why: &str,
+    reason: &str,
     operator: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StateError> {
@@ -368,10 +395,26 @@ fn accept_rollback(
         reason = why,
         "accepting a database older than the published state ({ACCEPT_ROLLBACK_FLAG})"
     );
+    let at = now.timestamp();
     store.write(|tx| {
         let before = certs::krl_version(tx)?;
         let floor = before.max(mark.krl_version) + 1;
         meta::raise_krl_floor(tx, floor)?;
+        // Every revocation published and not ended yet is listed again, whether or not
+        // the older copy knew of it (or of the certificate).
+        let mut carried = Vec::new();
+        for r in &mark.revoked {
+            let serial: u64 = r.serial.parse().map_err(|_| {
+                StoreError::Corrupt(format!("the state mark lists serial {:?}", r.serial))
+            })?;
+            let known = certs::by_serial(tx, serial)?.is_some_and(|c| c.revoked);
+            if r.valid_before > at - LISTED_AFTER_EXPIRY
+                && !known
+                && certs::carry_revocation(tx, serial, r.valid_before, at)?
+            {
+                carried.push(r.serial.clone());
+            }
+        }
         audit::append(
             tx,
             now,
@@ -381,7 +424,9 @@ fn accept_rollback(
                 request_id: None,
                 serial: None,
                 detail: serde_json::json!({
-                    "reason": why,
+                    "reason": reason,
+                    "found": why,
+                    "uid": files::euid(),
                     "mark": {
                         "ca": mark.ca, "database": mark.database, "krl_version": mark.krl_version,
                         "audit_seq": mark.audit_seq, "audit_hash": mark.audit_hash,
@@ -389,11 +434,25 @@ fn accept_rollback(
                     },
                     "krl_version_before": before,
                     "krl_version": floor,
+                    "carried_revocations": carried,
                 }),
             },
         )?;
         Ok::<_, StateError>(())
     })
+}
+
+/// The revocations a KRL lists, as the mark keeps them.
+fn marked(revoked: &certs::Revoked) -> Vec<mark::Revocation> {
+    revoked
+        .serials
+        .iter()
+        .zip(&revoked.valid_before)
+        .map(|(serial, until)| mark::Revocation {
+            serial: serial.to_string(),
+            valid_before: *until,
+        })
+        .collect()
 }
 
 /// Keeps the mark while the server runs: revocations note the KRL version they made,
@@ -454,6 +513,7 @@ impl Guard {
         &self,
         krl_version: u64,
         head: &Head,
+        revoked: &certs::Revoked,
         follow_head: bool,
         now: DateTime<Utc>,
     ) -> Result<bool, MarkError> {
@@ -477,6 +537,7 @@ impl Guard {
                 current.audit_hash.clone()
             },
             updated: now.to_rfc3339_opts(SecondsFormat::Secs, true),
+            revoked: marked(revoked),
             ..current.clone()
         };
         mark::write(path, &next)?;
@@ -573,6 +634,13 @@ mod tests {
             audit_seq: 10,
             audit_hash: "h10".into(),
             updated: String::new(),
+            revoked: Vec::new(),
+        };
+        let none = certs::Revoked {
+            serials: Vec::new(),
+            valid_before: Vec::new(),
+            newest_revocation: 0,
+            first_expiry: None,
         };
         mark::write(&path, &start).unwrap();
         let guard = Guard::new(path.clone(), start);
@@ -583,17 +651,17 @@ mod tests {
         let now = Utc::now();
         assert!(!guard.behind());
         // A newer head alone does not cost an fsync on the answer path ...
-        assert!(!guard.advance(2, &head(11), false, now).unwrap());
+        assert!(!guard.advance(2, &head(11), &none, false, now).unwrap());
         // ... but is taken periodically.
-        assert!(guard.advance(2, &head(11), true, now).unwrap());
+        assert!(guard.advance(2, &head(11), &none, true, now).unwrap());
         guard.note_revocation(3);
         assert!(guard.behind());
         assert!(!guard.holds_krl(3));
-        assert!(guard.advance(3, &head(12), false, now).unwrap());
+        assert!(guard.advance(3, &head(12), &none, false, now).unwrap());
         assert!(!guard.behind());
         assert!(guard.holds_krl(3));
         // Never backwards.
-        assert!(!guard.advance(1, &head(5), true, now).unwrap());
+        assert!(!guard.advance(1, &head(5), &none, true, now).unwrap());
         let on_disk = mark::read(&path).unwrap().unwrap();
         assert_eq!((on_disk.krl_version, on_disk.audit_seq), (3, 12));
         assert_eq!(on_disk.audit_hash, "h12");

@@ -218,6 +218,14 @@ CREATE TABLE ca_keys (
     until       INTEGER
 );
 CREATE UNIQUE INDEX ca_keys_current ON ca_keys (until IS NULL) WHERE until IS NULL;
+-- Revocations an older copy of the database did not have when an operator accepted it
+-- (serve --accept-rollback), carried over from the high-water mark, for certificates
+-- the copy has no row of: listed in the KRL until their end, like any revocation.
+CREATE TABLE carried_revocations (
+    serial       INTEGER PRIMARY KEY CHECK (serial > 0),
+    valid_before INTEGER NOT NULL,
+    carried_at   INTEGER NOT NULL
+);
 "#,
     r#"
 -- Offboarding disables a user (refused every credential until enabled again), and marks

@@ -24,8 +24,11 @@ pub struct ServeArgs {
     /// from an older copy): recorded in the audit log as state.rollback_accepted, and the
     /// KRL version jumps above every version published. Revocations made after the copy
     /// are lost: make them again.
-    #[arg(long)]
+    #[arg(long, requires = "reason")]
     pub accept_rollback: bool,
+    /// Why the older database is accepted (with --accept-rollback; recorded with it).
+    #[arg(long, requires = "accept_rollback")]
+    pub reason: Option<String>,
 }
 
 /// Loads everything, refuses to start on a broken audit chain, an unsafe CA or host key,
@@ -40,8 +43,13 @@ pub fn serve(config: &Path, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(files) = &config.server.tls {
         crate::tls::server_config(files).context("refusing to start")?;
     }
+    let reason = args
+        .reason
+        .as_deref()
+        .map(|r| crate::names::Text::parse(r, "reason"))
+        .transpose()?;
     let access = Access::Serve {
-        accept_rollback: args.accept_rollback,
+        accept_rollback: reason.as_ref().map(|r| r.as_str().to_owned()),
     };
     let service =
         Service::open(config, access, &super::token::operator()).context("refusing to start")?;

@@ -15,7 +15,8 @@ pub struct UnsafeFile {
     pub message: String,
 }
 
-fn euid() -> u32 {
+/// The effective uid of this process: the service user state must belong to.
+pub fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions, cannot fail and touches no memory of ours.
     unsafe { libc::geteuid() }
 }

@@ -30,6 +30,20 @@ pub struct Mark {
     pub audit_hash: String,
     /// When the mark was written (RFC 3339), for people reading it.
     pub updated: String,
+    /// Every revocation the published KRLs list and that has not ended yet: what an
+    /// accepted rollback carries over into the older database, so that no revoked
+    /// certificate works again.
+    #[serde(default)]
+    pub revoked: Vec<Revocation>,
+}
+
+/// One revoked certificate: its serial (decimal, as everywhere in countersign) and the
+/// `valid_before` (unix seconds) until which the KRL lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Revocation {
+    pub serial: String,
+    pub valid_before: i64,
 }
 
 /// Why the mark could not be read or written.
@@ -103,6 +117,10 @@ mod tests {
             audit_seq: 3,
             audit_hash: "ab".into(),
             updated: "2026-12-04T00:00:00Z".into(),
+            revoked: vec![Revocation {
+                serial: "18446744073709551615".into(),
+                valid_before: 7,
+            }],
         }
     }
 

@@ -186,6 +186,8 @@ pub fn krl_version(tx: &Connection) -> Result<u64, StoreError> {
 pub struct Revoked {
     /// Serials revoked and not yet expired, ascending.
     pub serials: Vec<u64>,
+    /// The `valid_before` of each of `serials`, in the same order.
+    pub valid_before: Vec<i64>,
     /// The newest revocation time (the KRL's generated date, so the same state always
     /// gives the same bytes); 0 if none.
     pub newest_revocation: i64,
@@ -194,28 +196,50 @@ pub struct Revoked {
 }
 
 /// The revoked certificates not yet expired at `now` (from the revoked-only index, not
-/// the whole table).
+/// the whole table), and the revocations carried over by an accepted rollback.
 pub fn revoked_unexpired(tx: &Connection, now: i64) -> Result<Revoked, StoreError> {
     let mut stmt = tx.prepare_cached(
         "SELECT serial, valid_before FROM certificates \
-         WHERE revoked_at IS NOT NULL AND valid_before > ?1 ORDER BY serial",
+         WHERE revoked_at IS NOT NULL AND valid_before > ?1 \
+         UNION SELECT serial, valid_before FROM carried_revocations WHERE valid_before > ?1 \
+         ORDER BY serial",
     )?;
     let mut serials = Vec::new();
-    let mut first_expiry: Option<i64> = None;
+    let mut valid_before = Vec::new();
     let mut rows = stmt.query([now])?;
     while let Some(r) = rows.next()? {
         serials.push(serial_of(r.get(0)?)?);
-        let valid_before: i64 = r.get(1)?;
-        first_expiry = Some(first_expiry.map_or(valid_before, |f| f.min(valid_before)));
+        valid_before.push(r.get::<_, i64>(1)?);
     }
     let newest_revocation: i64 = tx
         .prepare_cached(
-            "SELECT coalesce(max(revoked_at), 0) FROM certificates WHERE revoked_at IS NOT NULL",
+            "SELECT max((SELECT coalesce(max(revoked_at), 0) FROM certificates \
+             WHERE revoked_at IS NOT NULL), \
+             (SELECT coalesce(max(carried_at), 0) FROM carried_revocations))",
         )?
         .query_row([], |r| r.get(0))?;
     Ok(Revoked {
+        first_expiry: valid_before.iter().copied().min(),
         serials,
+        valid_before,
         newest_revocation,
-        first_expiry,
     })
+}
+
+/// Carries a revocation over from the high-water mark into a database that has no row
+/// of the certificate (an older copy an operator accepted): it is listed in the KRL
+/// until `valid_before` like any other. Returns whether it was new.
+pub fn carry_revocation(
+    tx: &Connection,
+    serial: u64,
+    valid_before: i64,
+    at: i64,
+) -> Result<bool, StoreError> {
+    let n = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO carried_revocations (serial, valid_before, carried_at) \
+             VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![sql_serial(serial)?, valid_before, at])?;
+    Ok(n == 1)
 }

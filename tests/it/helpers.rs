@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 /// How test servers open their state: as `countersign serve` does, no rollback accepted.
 const SERVE: Access = Access::Serve {
-    accept_rollback: false,
+    accept_rollback: None,
 };
 
 /// The policy most tests run against.

@@ -189,7 +189,7 @@ async fn an_older_copy_of_the_database_is_refused_until_an_operator_accepts_it_o
     let (alice, bob) = (create_token(&config, "alice"), create_token(&config, "bob"));
     let server = ServerProcess::start(&config);
     let api = Api::new(&server.url);
-    let cert = api.issue(&alice, &bob).await;
+    let before = api.issue(&alice, &bob).await;
     let backup = dir.path().join("backup.db");
     let out = run(operator(&config).args(["backup", "--out"]).arg(&backup));
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -197,32 +197,37 @@ async fn an_older_copy_of_the_database_is_refused_until_an_operator_accepts_it_o
     let mode = std::fs::metadata(&backup).unwrap().permissions().mode();
     assert_eq!(mode & 0o077, 0, "backup readable by others: {mode:o}");
 
-    revoke(&api, &bob, serial_of(&cert)).await;
+    // After the copy: one certificate issued before it is revoked, one issued after it
+    // (the copy has no row of it) too.
+    let after = api.issue(&alice, &bob).await;
+    revoke(&api, &bob, serial_of(&before)).await;
+    revoke(&api, &bob, serial_of(&after)).await;
     let krl = dir.path().join("revoked.krl");
-    let out = krl_out(
-        &config,
-        &server.url,
-        &krl,
-        &["--ca-key", ca.to_str().unwrap()],
-    );
+    let ca_key = ["--ca-key", ca.to_str().unwrap()];
+    let out = krl_out(&config, &server.url, &krl, &ca_key);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(revoked_by(dir.path(), &krl, &cert));
+    assert!(revoked_by(dir.path(), &krl, &before));
+    assert!(revoked_by(dir.path(), &krl, &after));
     assert!(server.terminate());
 
-    // Restore the copy taken before the revocation.
+    // Restore the copy taken before both revocations.
     remove_database(dir.path());
     std::fs::copy(&backup, data(dir.path()).join("countersign.db")).unwrap();
     let log = serve_refused(operator(&config).arg("serve"));
     assert!(log.contains("--accept-rollback"), "{log}");
-    assert!(log.contains("KRL version 1 was already published"), "{log}");
+    assert!(log.contains("KRL version 2 was already published"), "{log}");
     let out = run(operator(&config).args(["audit", "verify"]));
-    assert!(
-        !out.status.success(),
-        "audit verify took the rolled-back database"
-    );
+    assert_refused(&out, "rolled back");
+    let log = serve_refused(operator(&config).args(["serve", "--accept-rollback"]));
+    assert!(log.contains("--reason"), "{log}");
 
-    let server = ServerProcess::start_with(operator(&config).args(["serve", "--accept-rollback"]))
-        .expect("serve --accept-rollback starts");
+    let server = ServerProcess::start_with(operator(&config).args([
+        "serve",
+        "--accept-rollback",
+        "--reason",
+        "disk lost; restored last night's copy (OPS-12)",
+    ]))
+    .expect("serve --accept-rollback starts");
     let api = Api::new(&server.url);
     let events: Value = api
         .http
@@ -241,41 +246,42 @@ async fn an_older_copy_of_the_database_is_refused_until_an_operator_accepts_it_o
         .filter(|e| e["action"] == "state.rollback_accepted")
         .collect();
     assert_eq!(accepted.len(), 1, "{events}");
+    let detail = &accepted[0]["detail"];
     assert!(
         accepted[0]["actor"]
             .as_str()
             .unwrap()
             .starts_with("operator")
     );
-    assert_eq!(accepted[0]["detail"]["mark"]["krl_version"], 1);
-    // The lost revocation is gone from the database, but the KRL version went up, so
-    // servers take the new KRL; revoking again puts the certificate back in it.
-    let out = krl_out(
-        &config,
-        &server.url,
-        &krl,
-        &["--ca-key", ca.to_str().unwrap()],
+    assert_eq!(
+        detail["reason"],
+        "disk lost; restored last night's copy (OPS-12)"
     );
+    assert_eq!(detail["mark"]["krl_version"], 2);
+    let mut carried: Vec<String> = detail["carried_revocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect();
+    carried.sort();
+    let mut expected = vec![
+        serial_of(&before).to_string(),
+        serial_of(&after).to_string(),
+    ];
+    expected.sort();
+    assert_eq!(carried, expected);
+    // The copy forgot both revocations; the mark did not: the new KRL (a higher version,
+    // so servers take it) still revokes both certificates.
+    let out = krl_out(&config, &server.url, &krl, &ca_key);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stderr);
     assert!(
-        text(&out.stderr).contains("KRL version 2"),
-        "{}",
-        text(&out.stderr)
+        said.contains("KRL version 3") || said.contains("is current"),
+        "{said}"
     );
-    assert!(!revoked_by(dir.path(), &krl, &cert));
-    revoke(&api, &bob, serial_of(&cert)).await;
-    let out = krl_out(
-        &config,
-        &server.url,
-        &krl,
-        &["--ca-key", ca.to_str().unwrap()],
-    );
-    assert!(
-        text(&out.stderr).contains("KRL version 3"),
-        "{}",
-        text(&out.stderr)
-    );
-    assert!(revoked_by(dir.path(), &krl, &cert));
+    assert!(revoked_by(dir.path(), &krl, &before));
+    assert!(revoked_by(dir.path(), &krl, &after));
     assert!(server.terminate());
 
     // Accepted once: the next start needs no flag, and the KRL version stays.
@@ -286,7 +292,7 @@ async fn an_older_copy_of_the_database_is_refused_until_an_operator_accepts_it_o
     assert_eq!(resp.headers()["x-krl-version"], "3");
 
     let out = run(operator(&config).args(["backup", "--out"]).arg(&backup));
-    assert!(!out.status.success(), "backup overwrote a file");
+    assert_refused(&out, "never overwrites");
 }
 
 #[tokio::test]
