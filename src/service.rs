@@ -500,14 +500,21 @@ pub fn create_token(
     Ok(token.secret)
 }
 
-/// Revokes every token of `user`; returns how many there were.
+/// Revokes every token of `user`; returns how many there were. A name neither in
+/// `policy` nor in the database (a typo) is `NotFound`, not a silent success.
 pub fn revoke_tokens(
     store: &Store,
+    policy: &Policy,
     user: &UserName,
     operator: &str,
 ) -> Result<usize, ServiceError> {
     let now = Utc::now();
     store.write(|tx| {
+        if !policy.users.contains_key(user) && !disabled::has_record_of(tx, user)? {
+            return Err(ServiceError::NotFound(format!(
+                "no user {user}: not in the config and never seen by this CA"
+            )));
+        }
         let n = tokens::revoke_all(tx, user)?;
         audit::append(
             tx,

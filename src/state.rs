@@ -24,6 +24,7 @@
 pub mod files;
 pub mod mark;
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -75,8 +76,10 @@ pub enum Access {
     /// must exist and match the mark, unless `accept_rollback` gives the operator's reason
     /// for taking an older database. Keeps the mark.
     Serve { accept_rollback: Option<String> },
-    /// `init`: creates what is missing when that cannot split the state. Keeps the mark.
-    Init,
+    /// `init`: creates what is missing when that cannot split the state. A key that
+    /// countersign made but whose database and mark are both gone gets a new database
+    /// only with `new_database` (it surely had one). Keeps the mark.
+    Init { new_database: bool },
     /// Every other command: the state must exist and belong together; creates nothing.
     Existing,
 }
@@ -120,6 +123,16 @@ pub struct Plan {
     pub create_database: bool,
 }
 
+/// Whether the CA key file was made by countersign (`init`/`serve` name it
+/// `countersign-ca`), rather than brought by the operator (`ssh-keygen`, an agent).
+fn made_by_countersign(config: &Config) -> bool {
+    !config.ca.agent
+        && std::fs::read_to_string(&config.ca.key_file)
+            .ok()
+            .and_then(|t| ssh_key::PrivateKey::from_openssh(t).ok())
+            .is_some_and(|k| AsRef::<[u8]>::as_ref(k.comment()) == b"countersign-ca")
+}
+
 fn exists(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok()
 }
@@ -130,6 +143,7 @@ pub fn plan(config: &Config, access: &Access) -> Result<Plan, StateError> {
     let paths = Paths::of(config);
     files::check_data_dir(&paths.data_dir)?;
     files::check_database(&paths.database)?;
+    files::check_mark(&paths.mark)?;
     let key = paths.key.as_deref().is_some_and(exists);
     if key {
         // An unsafe or unreadable key is the first thing to fix, whatever else is wrong.
@@ -137,6 +151,28 @@ pub fn plan(config: &Config, access: &Access) -> Result<Plan, StateError> {
     }
     let db = exists(&paths.database);
     let marked = exists(&paths.mark);
+    let plan = decide(config, &paths, (key, db, marked), access)?;
+    if plan.create_database {
+        // 0700 from the start (the key file's own folder creation would follow the umask).
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&paths.data_dir)
+            .map_err(|source| StoreError::Io {
+                path: paths.data_dir.clone(),
+                source,
+            })?;
+    }
+    Ok(plan)
+}
+
+/// What may be created, from what exists: (CA key, database, mark).
+fn decide(
+    config: &Config,
+    paths: &Paths,
+    (key, db, marked): (bool, bool, bool),
+    access: &Access,
+) -> Result<Plan, StateError> {
     let db_path = paths.database.display();
     let key_path = paths
         .key
@@ -148,24 +184,39 @@ pub fn plan(config: &Config, access: &Access) -> Result<Plan, StateError> {
             create_key: false,
             create_database: false,
         }),
-        (false, false, false, Access::Serve { .. } | Access::Init) => Ok(Plan {
+        (false, false, false, Access::Serve { .. } | Access::Init { .. }) => Ok(Plan {
             // With an agent the key is not ours to create: its public line must exist.
             create_key: !config.ca.agent,
             create_database: true,
         }),
-        (true, false, false, Access::Init) => Ok(Plan {
-            create_key: false,
-            create_database: true,
-        }),
+        (true, false, false, Access::Init { new_database })
+            if *new_database || !made_by_countersign(config) =>
+        {
+            Ok(Plan {
+                create_key: false,
+                create_database: true,
+            })
+        }
+        (true, false, false, Access::Init { .. }) => Err(StateError::Mismatch(format!(
+            "the CA key {key_path} was made by countersign, so it had a database, but {db_path} and {mark_path} are both gone: restore the database from a backup. `countersign init --new-database` starts an empty one for this key instead: every revocation made with it is forgotten (servers whose KRL is newer refuse the new one, see krl --out), so do that only if this key never issued a certificate"
+        ))),
         (true, false, false, _) => Err(StateError::Mismatch(format!(
             "the CA key {key_path} exists but the database {db_path} does not; if this key never had a database, create one with: countersign init"
         ))),
         (true, false, true, _) => Err(StateError::Mismatch(format!(
             "the database {db_path} is missing, but {mark_path} shows this CA key had one: restore the database from a backup (countersign backup) and start again. Starting on an empty database would un-revoke every certificate revoked so far, so countersign will not; if no copy exists, start a new CA (a new data_dir, servers trust the new key)"
         ))),
-        (false, true, _, _) => Err(StateError::Mismatch(format!(
-            "the database {db_path} exists but the CA key {key_path} does not: restore the CA key the database belongs to (countersign never makes a new key next to an existing database: servers would not enforce its revocations)"
-        ))),
+        (false, true, _, _) => {
+            let wanted = Store::peek_current_ca(&paths.database)
+                .ok()
+                .flatten()
+                .map_or_else(String::new, |k| {
+                    format!(" ({}: {})", k.fingerprint, k.public_key)
+                });
+            Err(StateError::Mismatch(format!(
+                "the database {db_path} exists but the CA key {key_path} does not: restore the CA key the database belongs to{wanted} (countersign never makes a new key next to an existing database: servers would not enforce its revocations)"
+            )))
+        }
         (false, false, true, _) => Err(StateError::Mismatch(format!(
             "the CA key {key_path} and the database {db_path} are missing, but {mark_path} shows they existed: restore both from a backup"
         ))),
@@ -246,8 +297,27 @@ pub fn open_store(
     if old.is_none() && !plan.create_database {
         tracing::warn!(
             mark = %paths.mark.display(),
-            "no state mark beside the CA key: taking the database as it is and starting one (first start of this version, or a new replica)"
+            "no state mark beside the CA key: taking the database as it is and starting one (first start of this version, a new replica, or a mark that was deleted)"
         );
+        // On the record: a mark deleted to get an older database past the guard shows.
+        let mark_path = paths.mark.display().to_string();
+        store.write(|tx| {
+            audit::append(
+                tx,
+                now,
+                &NewEvent {
+                    actor: operator,
+                    action: "state.mark_started",
+                    request_id: None,
+                    serial: None,
+                    detail: serde_json::json!({
+                        "mark": mark_path, "database": database,
+                        "krl_version": krl_version, "uid": files::euid(),
+                    }),
+                },
+            )?;
+            Ok::<_, StateError>(())
+        })?;
     }
     let (krl_version, head, revoked) = store.read(|tx| {
         Ok::<_, StoreError>((

@@ -258,6 +258,20 @@ pub struct Store {
 const MAX_IDLE_READERS: usize = 64;
 
 impl Store {
+    /// The CA key the database at `path` records as current, read without migrating or
+    /// writing anything (for a message about a missing key); `None` if it records none.
+    pub fn peek_current_ca(path: &Path) -> Result<Option<meta::CaKey>, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version < 8 {
+            return Ok(None);
+        }
+        meta::current_ca(&conn)
+    }
+
     /// Opens and migrates the database at `path`, which must exist: commands that must
     /// not create one half of the state next to the other (see `state.rs`) use this.
     pub fn open_existing(path: &Path) -> Result<Store, StoreError> {

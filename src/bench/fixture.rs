@@ -134,7 +134,13 @@ impl Fixture {
         let config = dir.join("bench.toml");
         std::fs::write(&config, policy(port))?;
         let cfg = Config::load(&config)?;
-        let svc = Service::open(cfg, crate::state::Access::Init, "bench")?;
+        let svc = Service::open(
+            cfg,
+            crate::state::Access::Init {
+                new_database: false,
+            },
+            "bench",
+        )?;
         let mut tokens = Vec::with_capacity(USERS);
         for u in 0..USERS {
             let user = UserName::parse(&format!("u{u:03}"))?;

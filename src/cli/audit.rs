@@ -131,6 +131,12 @@ pub fn summary(detail: &serde_json::Value) -> String {
         "principals",
         "valid_before",
         "user",
+        // ca.recorded, state.*, policy.loaded
+        "fingerprint",
+        "cause",
+        "changes",
+        "carried_revocations",
+        "krl_version",
     ] {
         match &detail[key] {
             serde_json::Value::Null => {}

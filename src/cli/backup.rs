@@ -25,6 +25,14 @@ pub struct BackupArgs {
 pub fn run(config: &Path, args: &BackupArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(config)?;
     let (store, _) = state::open_existing(&config)?;
+    let folder = args
+        .out
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !folder.is_dir() {
+        bail!("{} is not a folder: create it first", folder.display());
+    }
     if std::fs::symlink_metadata(&args.out).is_ok() {
         bail!(
             "{} already exists; backup never overwrites a file: name a new one",
@@ -51,14 +59,9 @@ pub fn run(config: &Path, args: &BackupArgs) -> anyhow::Result<ExitCode> {
     std::fs::hard_link(&tmp, &args.out)
         .with_context(|| format!("moving the copy to {}", args.out.display()))?;
     std::fs::remove_file(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
-    let dir = args
-        .out
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::File::open(dir)
+    std::fs::File::open(folder)
         .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing {}", dir.display()))?;
+        .with_context(|| format!("syncing {}", folder.display()))?;
     eprintln!(
         "backup written to {}: database {}, {} audit events (head {}), KRL version {}; audit chain verified",
         args.out.display(),

@@ -111,6 +111,13 @@ impl Client {
                 .as_ref()
                 .and_then(|v| v["error"]["message"].as_str())
                 .unwrap_or("unexpected response");
+            if code == "user_disabled" {
+                bail!(
+                    "{code}: {message} (HTTP 401): an admin must enable the user again \
+                     (countersign user enable NAME); their old tokens stay revoked, so an \
+                     operator then creates a new one"
+                )
+            }
             if status == reqwest::StatusCode::UNAUTHORIZED && self.token.is_some() {
                 bail!(
                     "{code}: {message} (HTTP 401): the server did not accept the token in \

@@ -19,6 +19,10 @@ pub struct InitArgs {
     /// (required with this flag; the passphrase is never taken from the command line).
     #[arg(long)]
     pub encrypt: bool,
+    /// Create an empty database for an existing CA key that countersign made, whose
+    /// database and state mark are both gone (every revocation it made is forgotten).
+    #[arg(long)]
+    pub new_database: bool,
 }
 
 /// Creates the data directory, database and CA key (never overwriting it), and the SSH
@@ -36,7 +40,10 @@ pub fn init(config: &Path, args: &InitArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let existed = config.ca.agent || config.ca.key_file.exists();
-    let service = Service::open(config, Access::Init, &super::token::operator())?;
+    let access = Access::Init {
+        new_database: args.new_database,
+    };
+    let service = Service::open(config, access, &super::token::operator())?;
     let ca = service.ca();
     if service.config().ca.agent {
         eprintln!("CA key held by the SSH agent at SSH_AUTH_SOCK");

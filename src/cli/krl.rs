@@ -45,8 +45,8 @@ const ATTEMPTS: usize = 3;
 /// Fetches, checks and writes the KRL.
 pub fn run(url: &str, args: KrlArgs) -> anyhow::Result<ExitCode> {
     let client = Client::anonymous(url)?;
-    let ca = trusted_ca(&client, &args)?;
-    let (bytes, summary) = fetch_verified(&client, &ca)?;
+    let (ca, pin) = trusted_ca(&client, &args)?;
+    let (bytes, summary) = fetch_verified(&client, &ca, args.ca_key.is_some())?;
     if summary.cas.iter().any(|k| k != ca.key_data()) {
         bail!(
             "the KRL names a CA other than {}; nothing was written",
@@ -61,6 +61,15 @@ pub fn run(url: &str, args: KrlArgs) -> anyhow::Result<ExitCode> {
             );
         }
         eprintln!("warning: {why}; replacing it anyway (--force)");
+    }
+    // Pinned only once a KRL is accepted with it: a refused first fetch pins nothing.
+    if let Some(pin) = pin {
+        write_atomically(&pin, format!("{}\n", ca.to_openssh()?).as_bytes())?;
+        eprintln!(
+            "pinned CA key {} in {} (trust on first use; --ca-key names the key yourself)",
+            fingerprint(&ca),
+            pin.display()
+        );
     }
     if std::fs::read(&args.out).is_ok_and(|old| old == bytes) {
         eprintln!(
@@ -93,25 +102,19 @@ fn pin_path(out: &Path) -> PathBuf {
 }
 
 /// The CA key the KRL must be signed by: `--ca-key`, the pin, or (first fetch) the
-/// server's `/v1/ca.pub`, pinned.
-fn trusted_ca(client: &Client, args: &KrlArgs) -> anyhow::Result<PublicKey> {
+/// server's `/v1/ca.pub`, with the pin file to write once a KRL verified with it.
+fn trusted_ca(client: &Client, args: &KrlArgs) -> anyhow::Result<(PublicKey, Option<PathBuf>)> {
     if let Some(path) = &args.ca_key {
-        return read_key(path);
+        return Ok((read_key(path)?, None));
     }
     let pin = pin_path(&args.out);
     if pin.exists() {
-        return read_key(&pin);
+        return Ok((read_key(&pin)?, None));
     }
     let line = client.get_text("/v1/ca.pub")?;
     let key = PublicKey::from_openssh(line.trim())
         .map_err(|e| anyhow!("the server's /v1/ca.pub is not an OpenSSH public key: {e}"))?;
-    write_atomically(&pin, format!("{}\n", line.trim()).as_bytes())?;
-    eprintln!(
-        "pinned CA key {} in {} (trust on first use; --ca-key names the key yourself)",
-        fingerprint(&key),
-        pin.display()
-    );
-    Ok(key)
+    Ok((key, Some(pin)))
 }
 
 /// The first OpenSSH public key line of `path` (comments and blank lines skipped).
@@ -128,7 +131,11 @@ fn read_key(path: &Path) -> anyhow::Result<PublicKey> {
 }
 
 /// The KRL and its summary, once its signature verifies with `ca`.
-fn fetch_verified(client: &Client, ca: &PublicKey) -> anyhow::Result<(Vec<u8>, KrlSummary)> {
+fn fetch_verified(
+    client: &Client,
+    ca: &PublicKey,
+    named: bool,
+) -> anyhow::Result<(Vec<u8>, KrlSummary)> {
     let mut last = None;
     for _ in 0..ATTEMPTS {
         let bytes = client.get_bytes("/v1/krl")?;
@@ -144,8 +151,13 @@ fn fetch_verified(client: &Client, ca: &PublicKey) -> anyhow::Result<(Vec<u8>, K
             Err(e) => last = Some(e),
         }
     }
+    let hint = if named {
+        "is --ca-key the key of the CA at this URL?"
+    } else {
+        "if the CA key changed on purpose, pass the new one with --ca-key"
+    };
     Err(anyhow!(
-        "the KRL's signature does not verify with CA key {} ({}); nothing was written. If the CA key changed on purpose, pass the new one with --ca-key",
+        "the KRL's signature does not verify with CA key {} ({}); nothing was written. {hint}",
         fingerprint(ca),
         last.map_or_else(String::new, |e| e.to_string())
     ))

@@ -4,9 +4,10 @@
 //! The server re-reads its config file on SIGHUP. A file that does not load is refused
 //! with the reason in the log, and the running configuration stays; settings that need a
 //! restart are reported and left as they were (`Service::reload`). `serve` writes its
-//! pid to `data_dir/countersign.pid` for `countersign reload` to find it.
+//! pid to `data_dir/countersign.pid` and holds a lock on it while it runs, for
+//! `countersign reload` to find it (and for a second `serve` to be refused).
 
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -24,29 +25,77 @@ fn pid_path(config: &Config) -> PathBuf {
     config.server.data_dir.join(PID_FILE)
 }
 
-/// The pid file of a running `serve`; removed when dropped (a clean stop).
-pub struct PidFile(PathBuf);
+/// The pid file of a running `serve`, locked (`flock`) for as long as the process
+/// lives: a second `serve` on the same data folder is refused, and `countersign reload`
+/// tells a running server from a stale file by the lock, whatever the binary is called.
+/// Removed when dropped (a clean stop).
+pub struct PidFile {
+    path: PathBuf,
+    /// Holds the lock.
+    _file: std::fs::File,
+}
+
+/// Tries to lock `file` (`exclusive` or shared) without waiting: `Ok(false)` if another
+/// process holds a conflicting lock.
+fn try_lock(file: &std::fs::File, exclusive: bool) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let how = if exclusive {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_SH
+    };
+    // SAFETY: flock takes a file descriptor we own for the call's duration; no memory.
+    if unsafe { libc::flock(file.as_raw_fd(), how | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
 
 impl PidFile {
-    /// Writes this process's pid for `countersign reload`.
-    pub fn write(config: &Config) -> anyhow::Result<PidFile> {
+    /// Locks the pid file and writes this process's pid into it; refuses when another
+    /// `serve` holds it. Creates the data folder (0700) on first use.
+    pub fn lock(config: &Config) -> anyhow::Result<PidFile> {
+        let dir = &config.server.data_dir;
+        crate::state::files::check_data_dir(dir)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
         let path = pid_path(config);
         let mut file = std::fs::OpenOptions::new()
+            .read(true)
             .write(true)
             .create(true)
-            .truncate(true)
+            .truncate(false)
             .mode(0o600)
             .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        if !try_lock(&file, true).with_context(|| format!("locking {}", path.display()))? {
+            let other = std::fs::read_to_string(&path).unwrap_or_default();
+            bail!(
+                "another countersign serve (pid {}) is running on {}; one server per data folder",
+                other.trim(),
+                dir.display()
+            );
+        }
+        file.set_len(0)
+            .and_then(|()| {
+                std::io::Write::write_all(&mut file, format!("{}\n", std::process::id()).as_bytes())
+            })
             .with_context(|| format!("writing {}", path.display()))?;
-        std::io::Write::write_all(&mut file, format!("{}\n", std::process::id()).as_bytes())
-            .with_context(|| format!("writing {}", path.display()))?;
-        Ok(PidFile(path))
+        Ok(PidFile { path, _file: file })
     }
 }
 
 impl Drop for PidFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -96,6 +145,12 @@ fn reload(service: &Service, path: &Path, actor: &str) {
                     "these settings changed but need a restart; they keep their running values"
                 );
             }
+            if !done.applied.is_empty() {
+                tracing::info!(
+                    settings = done.applied.join(", "),
+                    "settings changed and in force"
+                );
+            }
             if done.changes.as_object().is_some_and(|c| c.is_empty()) {
                 tracing::info!("configuration reloaded; the policy is unchanged");
             } else {
@@ -122,28 +177,26 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         )
     })?;
     let path = pid_path(&config);
-    let text = std::fs::read_to_string(&path).map_err(|e| {
+    let not_running = || {
         anyhow!(
-            "no running server found ({}: {e}); is countersign serve running with this config?",
+            "no countersign serve is running on {} (nothing holds {}); start it, or check --config",
+            config.server.data_dir.display(),
             path.display()
         )
-    })?;
+    };
+    let file = std::fs::File::open(&path).map_err(|_| not_running())?;
+    // The running server holds the lock; a file nobody locks was left by one that died
+    // (its pid may belong to another process by now).
+    if try_lock(&file, false).with_context(|| format!("checking {}", path.display()))? {
+        return Err(not_running());
+    }
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let pid: i32 = text
         .trim()
         .parse()
         .map_err(|_| anyhow!("{} does not hold a process id", path.display()))?;
-    // A pid left behind by a server that died may belong to another process by now.
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let words: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    let is_server =
-        words.iter().any(|w| w.ends_with(b"countersign")) && words.iter().any(|w| *w == b"serve");
-    if !is_server {
-        bail!(
-            "process {pid} (from {}) is not a running countersign serve; the server is not running",
-            path.display()
-        );
-    }
-    // SAFETY: kill has no memory preconditions; the pid was checked to be our server.
+    // SAFETY: kill has no memory preconditions; the pid is the lock holder's: our server.
     if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
         let e = std::io::Error::last_os_error();
         bail!("sending SIGHUP to process {pid}: {e}");

@@ -48,6 +48,8 @@ pub fn serve(config: &Path, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(|r| crate::names::Text::parse(r, "reason"))
         .transpose()?;
+    // Before the state is opened: a second server on this folder stops here.
+    let pid_file = PidFile::lock(&config)?;
     let access = Access::Serve {
         accept_rollback: reason.as_ref().map(|r| r.as_str().to_owned()),
     };
@@ -67,7 +69,7 @@ pub fn serve(config: &Path, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         let signals =
             ShutdownSignals::register().context("installing the SIGINT/SIGTERM handlers")?;
         let hangups = Hangups::register().context("installing the SIGHUP handler")?;
-        let _pid = PidFile::write(&service.config())?;
+        let _pid = pid_file;
         let reloads = tokio::spawn(hangups.serve(
             service.clone(),
             service.config().path.clone(),

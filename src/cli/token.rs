@@ -48,7 +48,7 @@ pub fn run(config: &Path, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
         }
         TokenCommand::Revoke { user } => {
             let user = UserName::parse(&user)?;
-            let n = service::revoke_tokens(&store, &user, &operator())?;
+            let n = service::revoke_tokens(&store, &config.policy, &user, &operator())?;
             eprintln!("revoked {n} token(s) of {user}");
         }
     }

@@ -26,6 +26,8 @@ pub struct Reloaded {
     pub changes: Value,
     /// Settings that changed in the file but need a restart; left as they were.
     pub needs_restart: Vec<&'static str>,
+    /// `[requests]` settings that changed and are in force now.
+    pub applied: Vec<&'static str>,
 }
 
 impl Service {
@@ -72,6 +74,21 @@ impl Service {
     pub fn reload(&self, new: Config, actor: &str) -> Result<Reloaded, ServiceError> {
         let old = self.config();
         let needs_restart = restart_only_changes(&old, &new);
+        let (o, n) = (&old.requests, &new.requests);
+        let applied = [
+            ("[requests] pending_ttl", o.pending_ttl != n.pending_ttl),
+            (
+                "[requests] revocation_grace",
+                o.revocation_grace != n.revocation_grace,
+            ),
+            (
+                "[requests] max_pending_per_user",
+                o.max_pending_per_user != n.max_pending_per_user,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(name, changed)| changed.then_some(name))
+        .collect();
         let merged = Config {
             policy: new.policy,
             requests: new.requests,
@@ -86,6 +103,7 @@ impl Service {
         Ok(Reloaded {
             changes,
             needs_restart,
+            applied,
         })
     }
 }

@@ -92,6 +92,31 @@ pub fn check_database(db: &Path) -> Result<(), UnsafeFile> {
     Ok(())
 }
 
+/// Checks the high-water mark (if it exists): a regular file, ours, not writable by
+/// group or others (who could then lower it and let an older database in).
+pub fn check_mark(path: &Path) -> Result<(), UnsafeFile> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(refuse(path, format!("cannot be read: {e}"))),
+    };
+    if meta.file_type().is_symlink() || !meta.is_file() {
+        return Err(refuse(path, "is not a regular file".into()));
+    }
+    check_owner(path, &meta)?;
+    if meta.mode() & 0o022 != 0 {
+        return Err(refuse(
+            path,
+            format!(
+                "is writable by group or others (mode {:o}); run: chmod 600 {}",
+                meta.mode() & 0o777,
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn check_owner(path: &Path, meta: &std::fs::Metadata) -> Result<(), UnsafeFile> {
     let me = euid();
     if meta.uid() != me {

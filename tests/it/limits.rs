@@ -126,6 +126,7 @@ async fn a_token_that_keeps_failing_is_limited_but_other_tokens_are_not() {
     let revoked = app.create_token("frank");
     countersign::service::revoke_tokens(
         app.service.store(),
+        &app.service.config().policy,
         &countersign::names::UserName::parse("frank").unwrap(),
         "operator",
     )

@@ -321,7 +321,7 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("c.toml"), config_text(&s)).unwrap();
         let config = Config::load(&dir.path().join("c.toml")).unwrap();
-        let service = Service::open(config, countersign::state::Access::Init, "operator:test").unwrap();
+        let service = Service::open(config, countersign::state::Access::Init { new_database: false }, "operator:test").unwrap();
         play(&service, &s);
         let n = check(&service)?;
         CHECKED.fetch_add(n, std::sync::atomic::Ordering::Relaxed);

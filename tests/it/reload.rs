@@ -136,6 +136,19 @@ async fn a_reload_puts_a_new_policy_in_force_on_the_record_and_refuses_a_broken_
     wait_for_log(&server, "the policy is unchanged", 1);
     assert_eq!(policy_events(&api, &bob).await.len(), 2);
 
+    // [requests] settings apply at once, and the log says which.
+    rewrite(&config, "pending_ttl = \"1h\"", "pending_ttl = \"2h\"");
+    hangup(&server);
+    wait_for_log(&server, "settings changed and in force", 1);
+    assert!(
+        server.log().contains("[requests] pending_ttl"),
+        "{}",
+        server.log()
+    );
+    rewrite(&config, "pending_ttl = \"2h\"", "pending_ttl = \"1h\"");
+    hangup(&server);
+    wait_for_log(&server, "settings changed and in force", 2);
+
     // A broken file: `reload` refuses to send it; a raw SIGHUP is refused by the server,
     // which keeps running with the policy it had.
     let good = std::fs::read_to_string(&config).unwrap();
@@ -182,4 +195,39 @@ async fn a_reload_puts_a_new_policy_in_force_on_the_record_and_refuses_a_broken_
     drop(server);
     let out = run(operator(&config).arg("reload"));
     assert!(!out.status.success(), "reload found a server that is gone");
+}
+
+#[test]
+fn one_server_per_data_folder_and_reload_finds_it_whatever_the_binary_is_called() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("countersign.toml");
+    std::fs::write(&config, POLICY).unwrap();
+    init(&config);
+    // The server runs as `cs` (a packaged name, a symlink).
+    let cs = dir.path().join("cs");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_countersign"), &cs).unwrap();
+    let server =
+        ServerProcess::start_with(Command::new(&cs).arg("--config").arg(&config).arg("serve"))
+            .expect("serves");
+    let second = ServerProcess::start_with(operator(&config).arg("serve"));
+    let log = match second {
+        Ok(_) => panic!("a second server started on the same data folder"),
+        Err(log) => log,
+    };
+    assert!(log.contains("another countersign serve"), "{log}");
+    let out = run(operator(&config).arg("reload"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    wait_for_log(&server, "configuration reloaded", 1);
+    // The second server's refusal left the first one's pid file alone.
+    let out = run(operator(&config).arg("reload"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    wait_for_log(&server, "configuration reloaded", 2);
+    assert!(server.terminate());
+    let out = run(operator(&config).arg("reload"));
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no countersign serve is running"),
+        "{}",
+        text(&out.stderr)
+    );
 }

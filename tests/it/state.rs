@@ -21,6 +21,8 @@ fn setup(dir: &Path) -> PathBuf {
     let config = dir.join("countersign.toml");
     std::fs::write(&config, POLICY).unwrap();
     init(&config);
+    let mode = std::fs::metadata(data(dir)).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "data_dir created {mode:o}");
     config
 }
 
@@ -140,6 +142,15 @@ async fn a_lost_database_is_refused_and_never_replaced_by_an_empty_one() {
         );
         assert!(!data(dir.path()).join("countersign.db").exists(), "{cmd:?}");
     }
+
+    // The mark gone too: the key was made by countersign, so it had a database.
+    std::fs::remove_file(data(dir.path()).join("countersign.mark")).unwrap();
+    let out = run(operator(&config).arg("init"));
+    assert_refused(&out, "was made by countersign");
+    assert!(!data(dir.path()).join("countersign.db").exists());
+    let out = run(operator(&config).args(["init", "--new-database"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(data(dir.path()).join("countersign.db").exists());
 }
 
 #[test]
@@ -150,6 +161,10 @@ fn a_lost_ca_key_is_refused_and_never_replaced_by_a_new_one() {
     std::fs::remove_file(&key).unwrap();
     let log = serve_refused(operator(&config).arg("serve"));
     assert!(log.contains("restore the CA key"), "{log}");
+    assert!(
+        log.contains("SHA256:"),
+        "the key wanted is not named: {log}"
+    );
     assert!(!key.exists(), "serve made a new key next to the database");
     let out = run(operator(&config).arg("init"));
     assert!(!out.status.success());
@@ -405,6 +420,14 @@ async fn krl_out_refuses_unsigned_foreign_and_older_krls_unless_forced() {
     let other = ServerProcess::start(&config_two);
     let out_file = one.path().join("countersign.krl");
 
+    // A first fetch that is refused pins nothing.
+    let pin = one.path().join("countersign.krl.ca.pub");
+    std::fs::write(&out_file, b"not a KRL").unwrap();
+    let out = krl_out(&config, &other.url, &out_file, &[]);
+    assert_refused(&out, "not an OpenSSH KRL");
+    assert!(!pin.exists(), "a refused fetch pinned a key");
+    std::fs::remove_file(&out_file).unwrap();
+
     // First fetch: the CA key is pinned from /v1/ca.pub beside the file.
     let out = krl_out(&config, &server.url, &out_file, &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -413,7 +436,6 @@ async fn krl_out_refuses_unsigned_foreign_and_older_krls_unless_forced() {
         "{}",
         text(&out.stderr)
     );
-    let pin = one.path().join("countersign.krl.ca.pub");
     assert!(pin.exists());
     let ours = std::fs::read(&out_file).unwrap();
 
@@ -500,6 +522,15 @@ fn files_other_users_could_replace_are_refused_naming_the_fix() {
     std::fs::remove_file(&db).unwrap();
     std::fs::rename(&moved, &db).unwrap();
 
+    let mark = data.join("countersign.mark");
+    chmod(&mark, 0o666);
+    let log = serve_refused(operator(&config).arg("serve"));
+    assert!(
+        log.contains("countersign.mark: is writable by group or others"),
+        "{log}"
+    );
+    chmod(&mark, 0o600);
+
     if std::os::unix::fs::chown(&db, Some(65534), None).is_ok() {
         let log = serve_refused(operator(&config).arg("serve"));
         assert!(log.contains("owned by uid 65534"), "{log}");
@@ -514,4 +545,39 @@ fn files_other_users_could_replace_are_refused_naming_the_fix() {
 fn unsafe_euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
+}
+
+#[tokio::test]
+async fn a_deleted_mark_is_on_the_record_and_typos_and_missing_folders_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path());
+    let bob = create_token(&config, "bob");
+    std::fs::remove_file(data(dir.path()).join("countersign.mark")).unwrap();
+    let server = ServerProcess::start(&config);
+    assert!(server.log().contains("no state mark"), "{}", server.log());
+    let events: Value = Api::new(&server.url)
+        .http
+        .get(format!("{}/v1/audit", server.url))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let started = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "state.mark_started")
+        .count();
+    assert_eq!(started, 1, "{events}");
+    assert!(server.terminate());
+
+    let out = run(operator(&config).args(["token", "revoke", "bobb"]));
+    assert_refused(&out, "no user bobb");
+    let out = run(operator(&config)
+        .args(["backup", "--out"])
+        .arg(dir.path().join("missing/b.db")));
+    assert_refused(&out, "is not a folder");
 }
