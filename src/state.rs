@@ -256,13 +256,21 @@ pub fn open_store(
         Store::open_existing(&paths.database)?
     };
     let fingerprint = ca.fingerprint(HashAlg::Sha256).to_string();
-    bind_ca(&store, ca, *access != Access::Existing, operator)?;
+    // A database this version had bound before was opened with a mark beside the key.
+    let bound_before =
+        !bind_ca(&store, ca, *access != Access::Existing, operator)? && !plan.create_database;
     let old = mark::read(&paths.mark)?;
     let now = Utc::now();
     let (database, krl_version) =
         store.read(|tx| Ok::<_, StoreError>((meta::database_id(tx)?, certs::krl_version(tx)?)))?;
     let is_behind = match &old {
         Some(old) => behind(&store, old, &database, krl_version).err(),
+        // Restored onto a new host without the mark, or the mark deleted: what was
+        // published since the copy is unknown, so the copy is not taken silently.
+        None if bound_before => Some(format!(
+            "there is no state mark ({}) beside the CA key, but this database was already used by this CA, so the newest state it published is unknown (a restore onto a new host without the mark, or a deleted mark)",
+            mark::FILE_NAME
+        )),
         None => None,
     };
     if is_behind.is_none()
@@ -277,14 +285,14 @@ pub fn open_store(
             "{ACCEPT_ROLLBACK_FLAG}: the database is not behind the state mark; nothing to accept (remove the flag)"
         );
     }
-    if let (Some(old), Some(why)) = (&old, is_behind) {
+    if let Some(why) = is_behind {
         match access {
             Access::Serve {
                 accept_rollback: Some(reason),
-            } => accept_rollback(&store, old, &why, reason, operator, now)?,
+            } => accept_rollback(&store, old.as_ref(), &why, reason, operator, now)?,
             _ => {
                 return Err(StateError::Rollback(format!(
-                    "refusing the database {}: {why}. It is older than the state this CA has published (rolled back or replaced; mark {}), so certificates revoked since would work again. Restore the newest copy; if there is none, start with `countersign serve {ACCEPT_ROLLBACK_FLAG}`, which records that you accepted it, then revoke again what was revoked since",
+                    "refusing the database {}: {why}. It is older than the state this CA has published (rolled back or replaced; mark {}), so certificates revoked since would work again. Restore the newest copy (with its mark); if there is none, start with `countersign serve {ACCEPT_ROLLBACK_FLAG} --reason TEXT`, which records that you accepted it and keeps every revocation the mark lists in the KRL",
                     paths.database.display(),
                     paths.mark.display()
                 )));
@@ -294,7 +302,7 @@ pub fn open_store(
     if *access == Access::Existing {
         return Ok((store, Arc::new(Guard::detached())));
     }
-    if old.is_none() && !plan.create_database {
+    if old.is_none() && !plan.create_database && !bound_before {
         tracing::warn!(
             mark = %paths.mark.display(),
             "no state mark beside the CA key: taking the database as it is and starting one (first start of this version, a new replica, or a mark that was deleted)"
@@ -353,13 +361,19 @@ pub fn open_existing(config: &Config) -> Result<(Store, PublicKey), StateError> 
 /// takes the CA that signed its newest certificate (or `ca`, if it issued none) — and
 /// refuses when that is another key. `record` writes the binding (with an audit event);
 /// read-only commands only check.
-fn bind_ca(store: &Store, ca: &PublicKey, record: bool, operator: &str) -> Result<(), StateError> {
+/// Returns whether it recorded the binding now (a database no earlier start bound).
+fn bind_ca(
+    store: &Store,
+    ca: &PublicKey,
+    record: bool,
+    operator: &str,
+) -> Result<bool, StateError> {
     let fingerprint = ca.fingerprint(HashAlg::Sha256).to_string();
     let (current, newest_cert) = store
         .read(|tx| Ok::<_, StoreError>((meta::current_ca(tx)?, meta::newest_certificate(tx)?)))?;
     if let Some(current) = current {
         if current.fingerprint == fingerprint {
-            return Ok(());
+            return Ok(false);
         }
         return Err(StateError::Mismatch(format!(
             "the database belongs to CA key {} but the configured key is {fingerprint}: use the key the database was made with (its public key: {})",
@@ -379,7 +393,7 @@ fn bind_ca(store: &Store, ca: &PublicKey, record: bool, operator: &str) -> Resul
         }
     }
     if !record {
-        return Ok(());
+        return Ok(false);
     }
     let now = Utc::now();
     let key = ca_record(ca, now);
@@ -400,7 +414,7 @@ fn bind_ca(store: &Store, ca: &PublicKey, record: bool, operator: &str) -> Resul
                 }),
             },
         )?;
-        Ok::<_, StateError>(())
+        Ok::<_, StateError>(true)
     })
 }
 
@@ -455,7 +469,7 @@ fn behind(store: &Store, mark: &Mark, database: &str, krl_version: u64) -> Resul
 /// servers replace their (newer) KRL with the next one.
 fn accept_rollback(
     store: &Store,
-    mark: &Mark,
+    mark: Option<&Mark>,
     why: &str,
     reason: &str,
     operator: &str,
@@ -468,12 +482,18 @@ fn accept_rollback(
     let at = now.timestamp();
     store.write(|tx| {
         let before = certs::krl_version(tx)?;
-        let floor = before.max(mark.krl_version) + 1;
+        // Above every version published: the mark's, or when there is no mark, the
+        // current Unix time (count-based versions never come near it).
+        let published = mark.map_or_else(
+            || u64::try_from(now.timestamp()).unwrap_or(0),
+            |m| m.krl_version,
+        );
+        let floor = before.max(published) + 1;
         meta::raise_krl_floor(tx, floor)?;
         // Every revocation published and not ended yet is listed again, whether or not
         // the older copy knew of it (or of the certificate).
         let mut carried = Vec::new();
-        for r in &mark.revoked {
+        for r in mark.map_or(&[][..], |m| &m.revoked) {
             let serial: u64 = r.serial.parse().map_err(|_| {
                 StoreError::Corrupt(format!("the state mark lists serial {:?}", r.serial))
             })?;
@@ -497,11 +517,11 @@ fn accept_rollback(
                     "reason": reason,
                     "found": why,
                     "uid": files::euid(),
-                    "mark": {
-                        "ca": mark.ca, "database": mark.database, "krl_version": mark.krl_version,
-                        "audit_seq": mark.audit_seq, "audit_hash": mark.audit_hash,
-                        "updated": mark.updated,
-                    },
+                    "mark": mark.map(|m| serde_json::json!({
+                        "ca": m.ca, "database": m.database, "krl_version": m.krl_version,
+                        "audit_seq": m.audit_seq, "audit_hash": m.audit_hash,
+                        "updated": m.updated,
+                    })),
                     "krl_version_before": before,
                     "krl_version": floor,
                     "carried_revocations": carried,

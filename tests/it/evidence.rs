@@ -133,6 +133,8 @@ async fn checkpoint_exposes_a_rollback_to_an_old_copy_and_a_forged_statement() {
         conn.execute("VACUUM INTO ?1", [snapshot.to_str().unwrap()])
             .unwrap();
     }
+    let mark = app.dir.path().join("data/countersign.mark");
+    let old_mark = std::fs::read(&mark).unwrap();
     let (_, serial, _) = issued(&app, "frank", "prod-db", None).await;
     revoke_serial(&app, "bob", &serial).await;
     let out = run(&app, None, &["audit", "checkpoint"]).await;
@@ -166,9 +168,11 @@ async fn checkpoint_exposes_a_rollback_to_an_old_copy_and_a_forged_statement() {
         "{}",
         stderr(&refused)
     );
-    // ... and where the mark was restored (or lost) with the database, the checkpoint
-    // kept elsewhere still catches it.
-    std::fs::remove_file(app.dir.path().join("data/countersign.mark")).unwrap();
+    // ... and where the whole folder was restored (the old mark with the old database),
+    // the checkpoint kept elsewhere still catches it.
+    std::fs::write(&mark, old_mark).unwrap();
+    let plain = run(&app, None, &["audit", "verify"]).await;
+    assert!(plain.status.success(), "{}", stderr(&plain));
     let caught = run(
         &app,
         None,

@@ -548,13 +548,26 @@ fn unsafe_euid() -> u32 {
 }
 
 #[tokio::test]
-async fn a_deleted_mark_is_on_the_record_and_typos_and_missing_folders_are_errors() {
+async fn a_database_without_its_mark_is_refused_until_accepted_and_typos_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     let config = setup(dir.path());
     let bob = create_token(&config, "bob");
+    // A restore onto a new host brings the key and a backup, not the mark.
     std::fs::remove_file(data(dir.path()).join("countersign.mark")).unwrap();
-    let server = ServerProcess::start(&config);
-    assert!(server.log().contains("no state mark"), "{}", server.log());
+    let log = serve_refused(operator(&config).arg("serve"));
+    assert!(log.contains("there is no state mark"), "{log}");
+    assert!(log.contains("--accept-rollback"), "{log}");
+    assert_refused(
+        &run(operator(&config).args(["audit", "verify"])),
+        "no state mark",
+    );
+    let server = ServerProcess::start_with(operator(&config).args([
+        "serve",
+        "--accept-rollback",
+        "--reason",
+        "moved to a new host",
+    ]))
+    .expect("accepted");
     let events: Value = Api::new(&server.url)
         .http
         .get(format!("{}/v1/audit", server.url))
@@ -565,13 +578,25 @@ async fn a_deleted_mark_is_on_the_record_and_typos_and_missing_folders_are_error
         .json()
         .await
         .unwrap();
-    let started = events["events"]
+    let accepted: Vec<&Value> = events["events"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e["action"] == "state.mark_started")
-        .count();
-    assert_eq!(started, 1, "{events}");
+        .filter(|e| e["action"] == "state.rollback_accepted")
+        .collect();
+    assert_eq!(accepted.len(), 1, "{events}");
+    assert!(accepted[0]["detail"]["mark"].is_null());
+    // Nothing says which KRL versions were published: the next is above the clock's
+    // seconds, so every server takes it.
+    let resp = reqwest::get(format!("{}/v1/krl", server.url))
+        .await
+        .unwrap();
+    let version: u64 = resp.headers()["x-krl-version"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(version > 1_700_000_000, "{version}");
     assert!(server.terminate());
 
     let out = run(operator(&config).args(["token", "revoke", "bobb"]));
