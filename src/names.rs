@@ -152,7 +152,7 @@ impl Text {
 /// operators, variation selectors, the combining grapheme joiner, Hangul fillers, Mongolian
 /// free variation selectors, tag characters, and the code points reserved as such), plus
 /// the Braille blank U+2800 and the interlinear annotation controls, which also show as
-/// nothing.
+/// nothing; the other format characters (Cf); and private-use code points.
 fn is_forbidden_char(c: char) -> bool {
     c.is_control()
         || matches!(
@@ -175,6 +175,19 @@ fn is_forbidden_char(c: char) -> bool {
                 | '\u{1bca0}'..='\u{1bca3}'
                 | '\u{1d173}'..='\u{1d17a}'
                 | '\u{e0000}'..='\u{e0fff}'
+                // The other format characters (General_Category Cf): prepended number
+                // marks, the Syriac abbreviation mark, Egyptian hieroglyph format controls.
+                | '\u{600}'..='\u{605}'
+                | '\u{6dd}'
+                | '\u{70f}'
+                | '\u{890}'..='\u{891}'
+                | '\u{8e2}'
+                | '\u{110bd}'
+                | '\u{110cd}'
+                | '\u{13430}'..='\u{1345f}'
+                // Private use: no meaning anyone agreed on, drawn as anything or nothing.
+                | '\u{e000}'..='\u{f8ff}'
+                | '\u{f0000}'..='\u{10ffff}'
         )
 }
 
@@ -380,6 +393,15 @@ mod tests {
         (0x1bca0, 0x1bca3),
         (0x1d173, 0x1d17a),
         (0xe0000, 0xe0fff),
+        (0x0600, 0x0605),
+        (0x06dd, 0x06dd),
+        (0x070f, 0x070f),
+        (0x08e2, 0x08e2),
+        (0x110bd, 0x110bd),
+        (0x13430, 0x1345f),
+        (0xe000, 0xf8ff),
+        (0xf0000, 0xf0010),
+        (0x10fff0, 0x10fffd),
     ];
 
     #[test]

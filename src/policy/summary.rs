@@ -72,6 +72,12 @@ pub fn changes(old: Option<&Value>, new: &Value) -> Value {
             out.insert(section.into(), Value::Object(diff));
         }
     }
+    if old.get("settings") != new.get("settings") && new.get("settings").is_some() {
+        out.insert(
+            "settings".into(),
+            json!({ "before": old.get("settings"), "after": new.get("settings") }),
+        );
+    }
     let mut approvers = Map::new();
     if let (Some(Value::Object(before)), Some(Value::Object(after))) =
         (old.get("roles"), new.get("roles"))

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::{Service, ServiceError};
 use crate::audit::{self, NewEvent};
 use crate::config::Config;
-use crate::policy::{Policy, summary};
+use crate::policy::summary;
 use crate::store::StoreError;
 use crate::store::meta;
 
@@ -35,12 +35,19 @@ impl Service {
     /// `cause` says why (`start`, `reload`). Returns what changed (empty if nothing).
     pub fn record_policy(&self, actor: &str, cause: &str) -> Result<Value, ServiceError> {
         let config = self.config();
-        self.record(&config.policy, actor, cause)
+        self.record(&config, actor, cause)
     }
 
-    fn record(&self, policy: &Policy, actor: &str, cause: &str) -> Result<Value, ServiceError> {
+    fn record(&self, config: &Config, actor: &str, cause: &str) -> Result<Value, ServiceError> {
         let now = Utc::now();
-        let new = summary::summary(policy);
+        let mut new = summary::summary(&config.policy);
+        // The settings that change what the rules decide are part of the policy too.
+        new["settings"] = json!({
+            "pending_ttl": config.requests.pending_ttl.as_secs(),
+            "revocation_grace": config.requests.revocation_grace.as_secs(),
+            "max_pending_per_user": config.requests.max_pending_per_user,
+            "backdate": config.ca.backdate.as_secs(),
+        });
         let digest = summary::digest(&new);
         self.store.write(|tx| {
             let old: Option<Value> = meta::recorded_policy(tx)?
@@ -95,7 +102,7 @@ impl Service {
             warnings: new.warnings,
             ..(*old).clone()
         };
-        let changes = self.record(&merged.policy, actor, "reload")?;
+        let changes = self.record(&merged, actor, "reload")?;
         *self
             .config
             .write()

@@ -112,9 +112,27 @@ async fn execute(ctx: &Context, term: &Terminal, command: Command) -> Result<u32
     }
 }
 
+/// Whether the key this connection logged in with is still one of its user's keys in
+/// the policy in force.
+fn still_registered(ctx: &Context) -> Result<(), CommandError> {
+    let config = ctx.service.config();
+    match config.policy.user_by_key(&ctx.identity.key) {
+        Some(u) if u.name == ctx.identity.user => Ok(()),
+        _ => Err(CommandError::Failed {
+            code: "unauthenticated".into(),
+            message: format!(
+                "the key this connection logged in with is no longer registered to {} (the configuration changed)",
+                ctx.identity.user
+            ),
+        }),
+    }
+}
+
 async fn dispatch(ctx: &Context, term: &Terminal, command: Command) -> Result<(), CommandError> {
-    // The user may have been disabled since this connection logged in: each command
-    // checks again (and each state change once more, in its own transaction).
+    // The user may have been disabled, or their key taken out of the config (a reload),
+    // since this connection logged in: each command checks again (and each state change
+    // once more, in its own transaction).
+    still_registered(ctx)?;
     call(ctx, |s, me| s.check_enabled(me)).await?;
     match command {
         Command::Request(args) => wait::request(ctx, term, args).await,

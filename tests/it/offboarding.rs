@@ -378,3 +378,34 @@ async fn a_disabled_users_ssh_key_is_refused_and_an_open_connection_acts_no_more
     let out = d.ssh("carol", &["whoami"]).await;
     assert_eq!(out.status, 255, "a new connection is refused: {out:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_open_connection_acts_no_more_once_its_key_leaves_the_config() {
+    let d = Door::spawn("").await;
+    let alices = Master::open(&d, "alice").await;
+    assert_eq!(alices.run(&["whoami"]).await.status, 0);
+    // The operator takes alice's (lost) key out of the config and reloads.
+    let path = d.app.config_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let alice_key = format!("ssh_keys = [\"{}\"]", d.keys.public("alice"));
+    std::fs::write(&path, text.replacen(&alice_key, "", 1)).unwrap();
+    let config = countersign::config::Config::load(&path).unwrap();
+    d.app.service.reload(config, "operator:test").unwrap();
+    let out = alices
+        .run(&[
+            "request",
+            "shell",
+            "--reason",
+            "lost laptop key",
+            "--no-wait",
+        ])
+        .await;
+    assert_eq!(out.status, 1, "{out:?}");
+    assert!(out.stderr.contains("countersign: unauthenticated: the key this connection logged in with is no longer registered"), "{out:?}");
+    let (_, list) = d.app.get("bob", "/v1/requests").await;
+    assert_eq!(
+        list["requests"],
+        json!([]),
+        "a request was made with the removed key"
+    );
+}

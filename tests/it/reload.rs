@@ -145,6 +145,12 @@ async fn a_reload_puts_a_new_policy_in_force_on_the_record_and_refuses_a_broken_
         "{}",
         server.log()
     );
+    let events = policy_events(&api, &bob).await;
+    assert_eq!(events.len(), 3, "a settings change is on the record");
+    assert_eq!(
+        events[2]["detail"]["changes"]["settings"]["after"]["pending_ttl"],
+        7200
+    );
     rewrite(&config, "pending_ttl = \"2h\"", "pending_ttl = \"1h\"");
     hangup(&server);
     wait_for_log(&server, "settings changed and in force", 2);
@@ -184,14 +190,14 @@ async fn a_reload_puts_a_new_policy_in_force_on_the_record_and_refuses_a_broken_
     assert!(server.log().contains("[server] listen"), "{}", server.log());
     let still = can_approve(&api, &bob).await;
     assert!(still.as_array().is_some_and(|r| !r.is_empty()), "{still}");
-    assert_eq!(policy_events(&api, &bob).await.len(), 2);
+    assert_eq!(policy_events(&api, &bob).await.len(), 4);
     assert!(server.terminate());
 
     // A restart with the same policy records nothing new.
     std::fs::write(&config, &good).unwrap();
     let server = ServerProcess::start(&config);
     let api = Api::new(&server.url);
-    assert_eq!(policy_events(&api, &bob).await.len(), 2);
+    assert_eq!(policy_events(&api, &bob).await.len(), 4);
     drop(server);
     let out = run(operator(&config).arg("reload"));
     assert!(!out.status.success(), "reload found a server that is gone");
