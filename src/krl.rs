@@ -85,6 +85,8 @@ pub fn encode(krl: &KrlContents<'_>) -> Result<Vec<u8>, KrlError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KrlSummary {
     pub version: u64,
+    /// When it was made (unix seconds), as its header says.
+    pub generated_date: u64,
     /// The CA public keys its certificate sections name.
     pub cas: Vec<KeyData>,
 }
@@ -105,7 +107,8 @@ pub fn read(bytes: &[u8]) -> Result<KrlSummary, NotAKrl> {
         return Err(NotAKrl("unknown format version".into()));
     }
     let version = take_u64(&mut r)?;
-    take(&mut r, 16)?; // generated date, flags
+    let generated_date = take_u64(&mut r)?;
+    take(&mut r, 8)?; // flags
     take_string(&mut r)?; // reserved
     take_string(&mut r)?; // comment
     let mut cas = Vec::new();
@@ -119,7 +122,11 @@ pub fn read(bytes: &[u8]) -> Result<KrlSummary, NotAKrl> {
             cas.push(key.key_data().clone());
         }
     }
-    Ok(KrlSummary { version, cas })
+    Ok(KrlSummary {
+        version,
+        generated_date,
+        cas,
+    })
 }
 
 fn take<'a>(r: &mut &'a [u8], n: usize) -> Result<&'a [u8], NotAKrl> {
@@ -196,6 +203,7 @@ mod tests {
             read(&bytes).unwrap(),
             KrlSummary {
                 version: 7,
+                generated_date: 0,
                 cas: vec![ca]
             }
         );

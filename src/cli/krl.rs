@@ -36,6 +36,11 @@ pub struct KrlArgs {
     /// must still verify).
     #[arg(long)]
     pub force: bool,
+    /// Refuse a KRL made longer ago than this (its signed generated date; the CA makes
+    /// a new one every minute): an answer replayed from the past, or a CA whose clock
+    /// is far behind, fails loudly instead of freezing the file.
+    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+    pub max_age: std::time::Duration,
 }
 
 /// How many times the KRL and its signature are fetched when a revocation between the
@@ -47,6 +52,17 @@ pub fn run(url: &str, args: KrlArgs) -> anyhow::Result<ExitCode> {
     let client = Client::anonymous(url)?;
     let (ca, pin) = trusted_ca(&client, &args)?;
     let (bytes, summary) = fetch_verified(&client, &ca, args.ca_key.is_some())?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let age = now.saturating_sub(summary.generated_date);
+    if age > args.max_age.as_secs() {
+        bail!(
+            "the KRL was made {} ago, more than --max-age {}: a stale answer (replayed, or from a CA whose clock is behind); nothing was written",
+            humantime::format_duration(std::time::Duration::from_secs(age)),
+            humantime::format_duration(args.max_age)
+        );
+    }
     if summary.cas.iter().any(|k| k != ca.key_data()) {
         bail!(
             "the KRL names a CA other than {}; nothing was written",

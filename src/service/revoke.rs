@@ -50,9 +50,14 @@ pub struct Krl {
     pub signature: String,
 }
 
+/// How long (seconds) a KRL is served before it is made (and signed) again with a new
+/// generated date, even when nothing changed: what a fetcher's `--max-age` measures.
+const KRL_REFRESH: i64 = 60;
+
 /// The last KRL built and the time span (unix seconds) it stays exact in if no
 /// revocation happens: from when it was built (a clock stepped back before that would
-/// list certificates it left out as expired) to the first expiry among its serials.
+/// list certificates it left out as expired) to the first expiry among its serials, or
+/// [`KRL_REFRESH`] after it was built, whichever comes first.
 #[derive(Debug)]
 pub(super) struct CachedKrl {
     krl: Arc<Krl>,
@@ -252,7 +257,9 @@ impl Service {
         };
         let bytes = krl::encode(&KrlContents {
             version,
-            generated_date: u64::try_from(revoked.newest_revocation).unwrap_or(0),
+            // The time it was made: signed with the bytes, it tells `krl --out` how old
+            // an answer is, so a KRL replayed from the past is refused, not kept.
+            generated_date: u64::try_from(now).unwrap_or(0),
             comment: "countersign",
             ca: self.ca.public_key_data(),
             serials: &revoked.serials,
@@ -280,7 +287,8 @@ impl Service {
                 built_at: now,
                 exact_until: revoked
                     .first_expiry
-                    .map_or(i64::MAX, |t| t.saturating_add(self.skew())),
+                    .map_or(i64::MAX, |t| t.saturating_add(self.skew()))
+                    .min(now.saturating_add(KRL_REFRESH)),
             });
         }
         drop(cache);

@@ -606,3 +606,45 @@ async fn a_database_without_its_mark_is_refused_until_accepted_and_typos_are_err
         .arg(dir.path().join("missing/b.db")));
     assert_refused(&out, "is not a folder");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_krl_replayed_from_the_past_is_refused_not_kept() {
+    let app = TestApp::spawn().await;
+    let dir = app.dir.path();
+    let ca = dir.join("ca.pub");
+    std::fs::write(&ca, app.service.ca().public_key_line()).unwrap();
+    // What the CA really served two hours ago, signature and all, replayed by someone
+    // between the servers and the CA.
+    let old = app
+        .service
+        .krl_at(chrono::Utc::now() - chrono::Duration::hours(2))
+        .unwrap();
+    let (bytes, sig) = (old.bytes.clone(), old.signature.clone());
+    let replay = axum::Router::new()
+        .route("/v1/krl", axum::routing::get(move || async move { bytes }))
+        .route(
+            "/v1/krl.sig",
+            axum::routing::get(move || async move { sig }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, replay).await });
+    let out_file = dir.join("countersign.krl");
+    let ca_key = ["--ca-key", ca.to_str().unwrap()];
+    let config = app.config_path();
+    let out = tokio::task::block_in_place(|| krl_out(&config, &url, &out_file, &ca_key));
+    assert_refused(&out, "the KRL was made 2h");
+    assert!(!out_file.exists());
+    let out = tokio::task::block_in_place(|| {
+        krl_out(
+            &config,
+            &url,
+            &out_file,
+            &[ca_key[0], ca_key[1], "--max-age", "3h"],
+        )
+    });
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The CA's own answer is fresh.
+    let out = tokio::task::block_in_place(|| krl_out(&config, &app.url, &out_file, &ca_key));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
