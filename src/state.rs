@@ -256,9 +256,9 @@ pub fn open_store(
         Store::open_existing(&paths.database)?
     };
     let fingerprint = ca.fingerprint(HashAlg::Sha256).to_string();
-    // A database this version had bound before was opened with a mark beside the key.
-    let bound_before =
-        !bind_ca(&store, ca, *access != Access::Existing, operator)? && !plan.create_database;
+    // A database an earlier start bound was opened with a mark beside the key.
+    let bound_before = store.read(meta::current_ca)?.is_some();
+    bind_ca(&store, ca, *access != Access::Existing, operator)?;
     let old = mark::read(&paths.mark)?;
     let now = Utc::now();
     let (database, krl_version) =
@@ -711,6 +711,60 @@ mod tests {
             "{e}"
         );
         bind_ca(&store, ours.public_key(), false, "op").unwrap();
+    }
+
+    #[test]
+    fn an_upgraded_database_is_taken_once_and_then_needs_its_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        let ca = key();
+        ca.write_openssh_file(&data.join("ca_key"), ssh_key::LineEnding::LF)
+            .unwrap();
+        old_database(&data.join("countersign.db"), &ca);
+        std::fs::set_permissions(
+            data.join("countersign.db"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        let config = Config::from_toml_str(
+            "[server]\ndata_dir = \"data\"\n",
+            &dir.path().join("c.toml"),
+            dir.path(),
+        )
+        .unwrap();
+        let count = |store: &Store, action: &str| -> i64 {
+            store
+                .read(|tx| {
+                    Ok::<_, StoreError>(tx.query_row(
+                        "SELECT count(*) FROM audit WHERE action = ?1",
+                        [action],
+                        |r| r.get(0),
+                    )?)
+                })
+                .unwrap()
+        };
+        // Read-only commands take the old database as it is, before any start.
+        let (store, _) = open_existing(&config).unwrap();
+        assert_eq!(count(&store, "ca.recorded"), 0, "a read-only command wrote");
+        drop(store);
+        // The first start binds it and starts a mark, on the record.
+        let serve = Access::Serve {
+            accept_rollback: None,
+        };
+        let plan = plan(&config, &serve).unwrap();
+        let (store, _) = open_store(&config, ca.public_key(), &serve, plan, "op").unwrap();
+        assert_eq!(count(&store, "state.mark_started"), 1);
+        assert!(Paths::of(&config).mark.exists());
+        drop(store);
+        // From now on the database needs its mark.
+        std::fs::remove_file(Paths::of(&config).mark).unwrap();
+        let Err(e) = open_existing(&config) else {
+            panic!("the database was taken without its mark");
+        };
+        assert!(matches!(e, StateError::Rollback(_)), "{e}");
     }
 
     #[test]
