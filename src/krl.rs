@@ -20,7 +20,7 @@ const KRL_SECTION_CERT_SERIAL_LIST: u8 = 0x20;
 pub struct KrlContents<'a> {
     /// Increases with every revocation.
     pub version: u64,
-    /// Unix seconds; callers pass the newest revocation time so equal state gives equal bytes.
+    /// Unix seconds: when the KRL was made (signed with it, so a fetcher can tell its age).
     pub generated_date: u64,
     /// Free text, e.g. "countersign".
     pub comment: &'a str,

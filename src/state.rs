@@ -17,8 +17,11 @@
 //!   at start; `serve --accept-rollback` takes it anyway, on the record
 //!   (`state.rollback_accepted`), and raises the KRL version's floor above the mark so
 //!   that servers replace their newer KRL.
-//! - Each replica of a shared database keeps its own mark; one without a mark takes the
-//!   database as it finds it and starts one.
+//! - Each replica keeps its own mark. With SQLite (one server), a database this CA
+//!   already bound is refused without its mark (a restore onto a new host, a deleted
+//!   mark) until `--accept-rollback`; a database from before the binding is taken as it
+//!   is. A replica of a shared database (PostgreSQL, a later backend) without a mark will
+//!   take the database as it finds it.
 //! - The folder and files are checked like the CA key (`state/files.rs`).
 
 pub mod files;
@@ -253,18 +256,26 @@ pub fn open_store(
     let store = if plan.create_database {
         Store::open(&paths.database)?
     } else {
+        // An empty file (a failed copy, a `touch`) is not an old database to upgrade: it
+        // would serve an empty KRL for this CA.
+        if Store::peek_schema_version(&paths.database)? == 0 {
+            return Err(StateError::Mismatch(format!(
+                "the database {} is empty: restore it from a backup (countersign backup); an empty database would un-revoke every certificate revoked so far",
+                paths.database.display()
+            )));
+        }
         Store::open_existing(&paths.database)?
     };
     let fingerprint = ca.fingerprint(HashAlg::Sha256).to_string();
     // A database an earlier start bound was opened with a mark beside the key.
     let bound_before = store.read(meta::current_ca)?.is_some();
-    bind_ca(&store, ca, *access != Access::Existing, operator)?;
+    check_ca(&store, ca)?;
     let old = mark::read(&paths.mark)?;
     let now = Utc::now();
     let (database, krl_version) =
         store.read(|tx| Ok::<_, StoreError>((meta::database_id(tx)?, certs::krl_version(tx)?)))?;
     let is_behind = match &old {
-        Some(old) => behind(&store, old, &database, krl_version).err(),
+        Some(old) => behind(&store, old, &database, krl_version)?,
         // Restored onto a new host without the mark, or the mark deleted: what was
         // published since the copy is unknown, so the copy is not taken silently.
         None if bound_before => Some(format!(
@@ -281,9 +292,11 @@ pub fn open_store(
             }
         )
     {
-        tracing::warn!(
-            "{ACCEPT_ROLLBACK_FLAG}: the database is not behind the state mark; nothing to accept (remove the flag)"
-        );
+        // Left in a unit file, the flag would otherwise accept the next real rollback
+        // without anyone looking.
+        return Err(StateError::Mismatch(format!(
+            "{ACCEPT_ROLLBACK_FLAG}: the database is not behind the state mark, there is nothing to accept; remove the flag"
+        )));
     }
     if let Some(why) = is_behind {
         match access {
@@ -302,6 +315,8 @@ pub fn open_store(
     if *access == Access::Existing {
         return Ok((store, Arc::new(Guard::detached())));
     }
+    // Bound only once the database is accepted: a refused copy gets no event written.
+    bind_ca(&store, ca, operator)?;
     if old.is_none() && !plan.create_database && !bound_before {
         tracing::warn!(
             mark = %paths.mark.display(),
@@ -358,22 +373,15 @@ pub fn open_existing(config: &Config) -> Result<(Store, PublicKey), StateError> 
 }
 
 /// Checks that the database belongs to `ca`. A database from before the binding existed
-/// takes the CA that signed its newest certificate (or `ca`, if it issued none) — and
-/// refuses when that is another key. `record` writes the binding (with an audit event);
-/// read-only commands only check.
-/// Returns whether it recorded the binding now (a database no earlier start bound).
-fn bind_ca(
-    store: &Store,
-    ca: &PublicKey,
-    record: bool,
-    operator: &str,
-) -> Result<bool, StateError> {
+/// belongs to the CA that signed its newest certificate (or to `ca`, if it issued none),
+/// and is refused when that is another key. Writes nothing.
+fn check_ca(store: &Store, ca: &PublicKey) -> Result<(), StateError> {
     let fingerprint = ca.fingerprint(HashAlg::Sha256).to_string();
     let (current, newest_cert) = store
         .read(|tx| Ok::<_, StoreError>((meta::current_ca(tx)?, meta::newest_certificate(tx)?)))?;
     if let Some(current) = current {
         if current.fingerprint == fingerprint {
-            return Ok(false);
+            return Ok(());
         }
         return Err(StateError::Mismatch(format!(
             "the database belongs to CA key {} but the configured key is {fingerprint}: use the key the database was made with (its public key: {})",
@@ -392,8 +400,14 @@ fn bind_ca(
             )));
         }
     }
-    if !record {
-        return Ok(false);
+    Ok(())
+}
+
+/// Records `ca` as the database's key (with a `ca.recorded` event) unless one is
+/// recorded already; call after [`check_ca`] accepted it.
+fn bind_ca(store: &Store, ca: &PublicKey, operator: &str) -> Result<(), StateError> {
+    if store.read(meta::current_ca)?.is_some() {
+        return Ok(());
     }
     let now = Utc::now();
     let key = ca_record(ca, now);
@@ -414,54 +428,55 @@ fn bind_ca(
                 }),
             },
         )?;
-        Ok::<_, StateError>(true)
+        Ok::<_, StateError>(())
     })
 }
 
 /// Why the database is behind `mark`, if it is.
-fn behind(store: &Store, mark: &Mark, database: &str, krl_version: u64) -> Result<(), String> {
+fn behind(
+    store: &Store,
+    mark: &Mark,
+    database: &str,
+    krl_version: u64,
+) -> Result<Option<String>, StateError> {
     if mark.database != database {
-        return Err(format!(
+        return Ok(Some(format!(
             "it is another database (id {database}) than the one this CA key last used (id {})",
             mark.database
-        ));
+        )));
     }
-    let known = store
-        .read(|tx| {
-            Ok::<_, StoreError>(
-                meta::ca_keys(tx)?
-                    .into_iter()
-                    .any(|k| k.fingerprint == mark.ca),
-            )
-        })
-        .map_err(|e| format!("reading its CA keys: {e}"))?;
+    let (known, at) = store.read(|tx| {
+        Ok::<_, StoreError>((
+            meta::ca_keys(tx)?
+                .into_iter()
+                .any(|k| k.fingerprint == mark.ca),
+            meta::audit_hash_at(tx, mark.audit_seq)?,
+        ))
+    })?;
     if !known {
-        return Err(format!(
+        return Ok(Some(format!(
             "it does not know the CA key {} of the mark",
             mark.ca
-        ));
+        )));
     }
     if krl_version < mark.krl_version {
-        return Err(format!(
+        return Ok(Some(format!(
             "its KRL version is {krl_version}, but KRL version {} was already published",
             mark.krl_version
-        ));
+        )));
     }
-    let at = store
-        .read(|tx| meta::audit_hash_at(tx, mark.audit_seq))
-        .map_err(|e| format!("reading its audit log: {e}"))?;
-    match at {
-        _ if mark.audit_seq == 0 => Ok(()),
-        None => Err(format!(
+    Ok(match at {
+        _ if mark.audit_seq == 0 => None,
+        None => Some(format!(
             "its audit log ends before event {}, which this CA had already recorded",
             mark.audit_seq
         )),
-        Some(h) if h != mark.audit_hash => Err(format!(
+        Some(h) if h != mark.audit_hash => Some(format!(
             "its audit event {} is not the one this CA recorded (another history)",
             mark.audit_seq
         )),
-        Some(_) => Ok(()),
-    }
+        Some(_) => None,
+    })
 }
 
 /// Takes a database behind the mark, on the record: an audit event saying what was
@@ -488,7 +503,10 @@ fn accept_rollback(
             || u64::try_from(now.timestamp()).unwrap_or(0),
             |m| m.krl_version,
         );
-        let floor = before.max(published) + 1;
+        let floor = before
+            .max(published)
+            .checked_add(1)
+            .ok_or_else(|| StoreError::Corrupt("the KRL version is at its maximum".into()))?;
         meta::raise_krl_floor(tx, floor)?;
         // Every revocation published and not ended yet is listed again, whether or not
         // the older copy knew of it (or of the certificate).
@@ -681,14 +699,15 @@ mod tests {
         let (ours, theirs) = (key(), key());
         old_database(&path, &ours);
         let store = Store::open_existing(&path).unwrap();
-        let e = bind_ca(&store, theirs.public_key(), true, "op").unwrap_err();
+        let e = check_ca(&store, theirs.public_key()).unwrap_err();
         assert!(e.to_string().contains("were signed by CA key"), "{e}");
         assert!(
             store.read(meta::current_ca).unwrap().is_none(),
             "bound to the wrong key"
         );
 
-        bind_ca(&store, ours.public_key(), true, "op").unwrap();
+        check_ca(&store, ours.public_key()).unwrap();
+        bind_ca(&store, ours.public_key(), "op").unwrap();
         let bound = store.read(meta::current_ca).unwrap().unwrap();
         assert_eq!(
             bound.fingerprint,
@@ -705,12 +724,12 @@ mod tests {
             .unwrap();
         assert_eq!(recorded, 1);
         // Bound now: the other key is refused as "belongs to", and ours is accepted.
-        let e = bind_ca(&store, theirs.public_key(), false, "op").unwrap_err();
+        let e = check_ca(&store, theirs.public_key()).unwrap_err();
         assert!(
             e.to_string().contains("the database belongs to CA key"),
             "{e}"
         );
-        bind_ca(&store, ours.public_key(), false, "op").unwrap();
+        check_ca(&store, ours.public_key()).unwrap();
     }
 
     #[test]
@@ -721,7 +740,7 @@ mod tests {
         std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .unwrap();
         let ca = key();
-        ca.write_openssh_file(&data.join("ca_key"), ssh_key::LineEnding::LF)
+        ca.write_openssh_file(data.join("ca_key"), ssh_key::LineEnding::LF)
             .unwrap();
         old_database(&data.join("countersign.db"), &ca);
         std::fs::set_permissions(
@@ -783,7 +802,6 @@ mod tests {
         let none = certs::Revoked {
             serials: Vec::new(),
             valid_before: Vec::new(),
-            newest_revocation: 0,
             first_expiry: None,
         };
         mark::write(&path, &start).unwrap();

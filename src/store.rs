@@ -219,8 +219,8 @@ CREATE TABLE ca_keys (
 );
 CREATE UNIQUE INDEX ca_keys_current ON ca_keys (until IS NULL) WHERE until IS NULL;
 -- Revocations an older copy of the database did not have when an operator accepted it
--- (serve --accept-rollback), carried over from the high-water mark, for certificates
--- the copy has no row of: listed in the KRL until their end, like any revocation.
+-- (serve --accept-rollback), carried over from the high-water mark (certificates the
+-- copy has no row of, or has not revoked): listed in the KRL until their end.
 CREATE TABLE carried_revocations (
     serial       INTEGER PRIMARY KEY CHECK (serial > 0),
     valid_before INTEGER NOT NULL,
@@ -258,6 +258,16 @@ pub struct Store {
 const MAX_IDLE_READERS: usize = 64;
 
 impl Store {
+    /// The schema version of the database at `path` (0: empty, never migrated), read
+    /// without migrating or writing anything.
+    pub fn peek_schema_version(path: &Path) -> Result<i64, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+    }
+
     /// The CA key the database at `path` records as current, read without migrating or
     /// writing anything (for a message about a missing key); `None` if it records none.
     pub fn peek_current_ca(path: &Path) -> Result<Option<meta::CaKey>, StoreError> {

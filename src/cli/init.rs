@@ -39,6 +39,8 @@ pub fn init(config: &Path, args: &InitArgs) -> anyhow::Result<ExitCode> {
             "--encrypt needs [ca] passphrase_file: the file holding the passphrase (e.g. \"${{CREDENTIALS_DIRECTORY}}/ca-passphrase\")"
         );
     }
+    // Not beside a running server: both would keep the state mark.
+    let _lock = super::reload::PidFile::lock(&config)?;
     let existed = config.ca.agent || config.ca.key_file.exists();
     let access = Access::Init {
         new_database: args.new_database,

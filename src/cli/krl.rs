@@ -56,6 +56,14 @@ pub fn run(url: &str, args: KrlArgs) -> anyhow::Result<ExitCode> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let age = now.saturating_sub(summary.generated_date);
+    if summary.generated_date > now.saturating_add(args.max_age.as_secs()) {
+        bail!(
+            "the KRL says it was made {} from now, more than --max-age ahead: the CA's clock (or this host's) is wrong; nothing was written",
+            humantime::format_duration(std::time::Duration::from_secs(
+                summary.generated_date - now
+            ))
+        );
+    }
     if age > args.max_age.as_secs() {
         bail!(
             "the KRL was made {} ago, more than --max-age {}: a stale answer (replayed, or from a CA whose clock is behind); nothing was written",

@@ -28,10 +28,9 @@ fn pid_path(config: &Config) -> PathBuf {
 /// The pid file of a running `serve`, locked (`flock`) for as long as the process
 /// lives: a second `serve` on the same data folder is refused, and `countersign reload`
 /// tells a running server from a stale file by the lock, whatever the binary is called.
-/// Removed when dropped (a clean stop).
+/// Also taken by `init`, which must not run beside a server.
 pub struct PidFile {
-    path: PathBuf,
-    /// Holds the lock.
+    /// Holds the lock until dropped (process exit at the latest).
     _file: std::fs::File,
 }
 
@@ -76,7 +75,17 @@ impl PidFile {
             .mode(0o600)
             .open(&path)
             .with_context(|| format!("opening {}", path.display()))?;
-        if !try_lock(&file, true).with_context(|| format!("locking {}", path.display()))? {
+        // A `reload` probing the lock holds it shared for an instant: try a few times.
+        let mut locked = false;
+        for _ in 0..10 {
+            locked =
+                try_lock(&file, true).with_context(|| format!("locking {}", path.display()))?;
+            if locked {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        if !locked {
             let other = std::fs::read_to_string(&path).unwrap_or_default();
             bail!(
                 "another countersign serve (pid {}) is running on {}; one server per data folder",
@@ -89,15 +98,13 @@ impl PidFile {
                 std::io::Write::write_all(&mut file, format!("{}\n", std::process::id()).as_bytes())
             })
             .with_context(|| format!("writing {}", path.display()))?;
-        Ok(PidFile { path, _file: file })
+        Ok(PidFile { _file: file })
     }
 }
 
-impl Drop for PidFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
+// Not removed when dropped: unlinking a locked file would let a new `serve` lock a fresh
+// one beside a server still holding the old inode. A file nobody locks is stale, and
+// `reload` tells so by the lock.
 
 /// SIGHUP, with its handler installed at construction (before anything listens, so an
 /// early `systemctl reload` does not kill the process with the default action).
@@ -184,7 +191,11 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
             path.display()
         )
     };
-    let file = std::fs::File::open(&path).map_err(|_| not_running())?;
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_running()),
+        Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+    };
     // The running server holds the lock; a file nobody locks was left by one that died
     // (its pid may belong to another process by now).
     if try_lock(&file, false).with_context(|| format!("checking {}", path.display()))? {

@@ -48,8 +48,13 @@ pub fn serve(config: &Path, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(|r| crate::names::Text::parse(r, "reason"))
         .transpose()?;
-    // Before the state is opened: a second server on this folder stops here.
-    let pid_file = PidFile::lock(&config)?;
+    // Until the reload handler is in place (after the state is opened and the audit
+    // chain verified), a SIGHUP from `countersign reload` must not kill the server.
+    // SAFETY: setting a signal's disposition to "ignore" touches no memory of ours.
+    unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
+    // Before the state is opened: a second server on this folder stops here. Held until
+    // this function returns, after the runtime and the service are gone.
+    let _pid_file = PidFile::lock(&config)?;
     let access = Access::Serve {
         accept_rollback: reason.as_ref().map(|r| r.as_str().to_owned()),
     };
@@ -69,7 +74,6 @@ pub fn serve(config: &Path, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         let signals =
             ShutdownSignals::register().context("installing the SIGINT/SIGTERM handlers")?;
         let hangups = Hangups::register().context("installing the SIGHUP handler")?;
-        let _pid = pid_file;
         let reloads = tokio::spawn(hangups.serve(
             service.clone(),
             service.config().path.clone(),

@@ -35,10 +35,21 @@ impl Service {
     /// `cause` says why (`start`, `reload`). Returns what changed (empty if nothing).
     pub fn record_policy(&self, actor: &str, cause: &str) -> Result<Value, ServiceError> {
         let config = self.config();
-        self.record(&config, actor, cause)
+        self.record(&config, actor, cause, None)
     }
 
-    fn record(&self, config: &Config, actor: &str, cause: &str) -> Result<Value, ServiceError> {
+    /// Records `config`'s policy, and with `swap` puts `swap` in force inside the same
+    /// write. A write made from outside the writer thread holds the write connection, so
+    /// no state change runs while the configuration is replaced: each one decides with
+    /// one policy, and every one that commits after `policy.loaded` decided with it. If
+    /// the write does not commit, the configuration in force before comes back.
+    fn record(
+        &self,
+        config: &Config,
+        actor: &str,
+        cause: &str,
+        swap: Option<Arc<Config>>,
+    ) -> Result<Value, ServiceError> {
         let now = Utc::now();
         let mut new = summary::summary(&config.policy);
         // The settings that change what the rules decide are part of the policy too.
@@ -49,11 +60,21 @@ impl Service {
             "backdate": config.ca.backdate.as_secs(),
         });
         let digest = summary::digest(&new);
-        self.store.write(|tx| {
+        let before = self.config();
+        let put = |c: Arc<Config>| {
+            *self
+                .config
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = c;
+        };
+        let recorded = self.store.write(|tx| {
             let old: Option<Value> = meta::recorded_policy(tx)?
                 .map(|text| serde_json::from_str(&text))
                 .transpose()
                 .map_err(|e| StoreError::Corrupt(format!("the recorded policy: {e}")))?;
+            if let Some(next) = &swap {
+                put(next.clone());
+            }
             if old.as_ref().is_some_and(|o| summary::digest(o) == digest) {
                 return Ok(json!({}));
             }
@@ -73,7 +94,11 @@ impl Service {
                 },
             )?;
             Ok::<_, ServiceError>(changes)
-        })
+        });
+        if recorded.is_err() && swap.is_some() {
+            put(before);
+        }
+        recorded
     }
 
     /// Puts `new`'s policy and `[requests]` settings in force, after recording the
@@ -102,11 +127,8 @@ impl Service {
             warnings: new.warnings,
             ..(*old).clone()
         };
-        let changes = self.record(&merged, actor, "reload")?;
-        *self
-            .config
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(merged);
+        let merged = Arc::new(merged);
+        let changes = self.record(&merged, actor, "reload", Some(merged.clone()))?;
         Ok(Reloaded {
             changes,
             needs_restart,

@@ -6,7 +6,6 @@
 //! crash leaves either the old mark or the new one, never half of one.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -78,7 +77,8 @@ pub fn read(path: &Path) -> Result<Option<Mark>, MarkError> {
         })
 }
 
-/// Replaces the mark at `path` with `mark`, durably, before returning.
+/// Replaces the mark at `path` with `mark`, durably, before returning. The temporary
+/// file has a random name created with `O_EXCL` (never through a planted symlink).
 pub fn write(path: &Path, mark: &Mark) -> Result<(), MarkError> {
     let io = |source| MarkError::Io {
         path: path.to_owned(),
@@ -87,18 +87,13 @@ pub fn write(path: &Path, mark: &Mark) -> Result<(), MarkError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut text = serde_json::to_string_pretty(mark).map_err(|e| io(std::io::Error::other(e)))?;
     text.push('\n');
-    let tmp = path.with_extension("mark.tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".countersign.mark.")
+        .tempfile_in(dir)
         .map_err(io)?;
-    file.write_all(text.as_bytes()).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(io)?;
+    tmp.write_all(text.as_bytes()).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io)?;
@@ -132,7 +127,11 @@ mod tests {
         write(&path, &mark(1)).unwrap();
         write(&path, &mark(2)).unwrap();
         assert_eq!(read(&path).unwrap(), Some(mark(2)));
-        assert!(!path.with_extension("mark.tmp").exists());
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "a temp file is left"
+        );
     }
 
     #[test]

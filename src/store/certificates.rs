@@ -188,9 +188,6 @@ pub struct Revoked {
     pub serials: Vec<u64>,
     /// The `valid_before` of each of `serials`, in the same order.
     pub valid_before: Vec<i64>,
-    /// The newest revocation time (the KRL's generated date, so the same state always
-    /// gives the same bytes); 0 if none.
-    pub newest_revocation: i64,
     /// The earliest `valid_before` among `serials`: when the list next shrinks.
     pub first_expiry: Option<i64>,
 }
@@ -211,24 +208,16 @@ pub fn revoked_unexpired(tx: &Connection, now: i64) -> Result<Revoked, StoreErro
         serials.push(serial_of(r.get(0)?)?);
         valid_before.push(r.get::<_, i64>(1)?);
     }
-    let newest_revocation: i64 = tx
-        .prepare_cached(
-            "SELECT max((SELECT coalesce(max(revoked_at), 0) FROM certificates \
-             WHERE revoked_at IS NOT NULL), \
-             (SELECT coalesce(max(carried_at), 0) FROM carried_revocations))",
-        )?
-        .query_row([], |r| r.get(0))?;
     Ok(Revoked {
         first_expiry: valid_before.iter().copied().min(),
         serials,
         valid_before,
-        newest_revocation,
     })
 }
 
-/// Carries a revocation over from the high-water mark into a database that has no row
-/// of the certificate (an older copy an operator accepted): it is listed in the KRL
-/// until `valid_before` like any other. Returns whether it was new.
+/// Carries a revocation over from the high-water mark into an older copy an operator
+/// accepted, for a certificate the copy has no row of or has not revoked: it is listed
+/// in the KRL until `valid_before` like any other. Returns whether it was new.
 pub fn carry_revocation(
     tx: &Connection,
     serial: u64,

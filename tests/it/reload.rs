@@ -221,6 +221,13 @@ fn one_server_per_data_folder_and_reload_finds_it_whatever_the_binary_is_called(
         Err(log) => log,
     };
     assert!(log.contains("another countersign serve"), "{log}");
+    let out = run(operator(&config).arg("init"));
+    assert!(!out.status.success(), "init ran beside a server");
+    assert!(
+        text(&out.stderr).contains("another countersign serve"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = run(operator(&config).arg("reload"));
     assert!(out.status.success(), "{}", text(&out.stderr));
     wait_for_log(&server, "configuration reloaded", 1);

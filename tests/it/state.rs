@@ -124,6 +124,13 @@ async fn a_lost_database_is_refused_and_never_replaced_by_an_empty_one() {
     assert!(server.terminate());
 
     remove_database(dir.path());
+    // An empty file in its place (a failed copy, a `touch`) is no database either.
+    std::fs::write(data(dir.path()).join("countersign.db"), b"").unwrap();
+    let empty = data(dir.path()).join("countersign.db");
+    std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let log = serve_refused(operator(&config).arg("serve"));
+    assert!(log.contains("is empty: restore it from a backup"), "{log}");
+    std::fs::remove_file(&empty).unwrap();
     let log = serve_refused(operator(&config).arg("serve"));
     assert!(log.contains("restore the database from a backup"), "{log}");
     assert!(log.contains("un-revoke"), "{log}");
@@ -299,7 +306,11 @@ async fn an_older_copy_of_the_database_is_refused_until_an_operator_accepts_it_o
     assert!(revoked_by(dir.path(), &krl, &after));
     assert!(server.terminate());
 
-    // Accepted once: the next start needs no flag, and the KRL version stays.
+    // Accepted once: the next start needs no flag (and refuses it: left in a unit file
+    // it would accept the next rollback unseen), and the KRL version stays.
+    let log =
+        serve_refused(operator(&config).args(["serve", "--accept-rollback", "--reason", "again"]));
+    assert!(log.contains("nothing to accept"), "{log}");
     let server = ServerProcess::start(&config);
     let resp = reqwest::get(format!("{}/v1/krl", server.url))
         .await
@@ -619,16 +630,7 @@ async fn a_krl_replayed_from_the_past_is_refused_not_kept() {
         .service
         .krl_at(chrono::Utc::now() - chrono::Duration::hours(2))
         .unwrap();
-    let (bytes, sig) = (old.bytes.clone(), old.signature.clone());
-    let replay = axum::Router::new()
-        .route("/v1/krl", axum::routing::get(move || async move { bytes }))
-        .route(
-            "/v1/krl.sig",
-            axum::routing::get(move || async move { sig }),
-        );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, replay).await });
+    let url = replay(&old).await;
     let out_file = dir.join("countersign.krl");
     let ca_key = ["--ca-key", ca.to_str().unwrap()];
     let config = app.config_path();
@@ -644,7 +646,30 @@ async fn a_krl_replayed_from_the_past_is_refused_not_kept() {
         )
     });
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // A KRL dated ahead (a CA clock far ahead) cannot be replayed forever either.
+    let ahead = app
+        .service
+        .krl_at(chrono::Utc::now() + chrono::Duration::hours(2))
+        .unwrap();
+    let url = replay(&ahead).await;
+    let out = tokio::task::block_in_place(|| krl_out(&config, &url, &out_file, &ca_key));
+    assert_refused(&out, "from now");
     // The CA's own answer is fresh.
     let out = tokio::task::block_in_place(|| krl_out(&config, &app.url, &out_file, &ca_key));
     assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// Serves `krl` and its signature, as someone replaying a captured answer would.
+async fn replay(krl: &countersign::service::Krl) -> String {
+    let (bytes, sig) = (krl.bytes.clone(), krl.signature.clone());
+    let routes = axum::Router::new()
+        .route("/v1/krl", axum::routing::get(move || async move { bytes }))
+        .route(
+            "/v1/krl.sig",
+            axum::routing::get(move || async move { sig }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, routes).await });
+    url
 }
