@@ -183,6 +183,27 @@ impl Api {
         Ok((status, serde_json::from_str(&text).unwrap_or_default()))
     }
 
+    /// The audit events of `action`, read as the admin `admin`.
+    pub async fn events(&self, admin: &str, action: &str) -> Vec<serde_json::Value> {
+        let body: serde_json::Value = self
+            .http
+            .get(format!("{}/v1/audit", self.url))
+            .bearer_auth(admin)
+            .send()
+            .await
+            .expect("audit answered")
+            .json()
+            .await
+            .expect("audit is JSON");
+        body["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter(|e| e["action"] == action)
+            .cloned()
+            .collect()
+    }
+
     /// Creates a `prod-db` request with a fresh key and has `approver` approve it;
     /// returns the issued certificate line.
     pub async fn issue(&self, requester: &str, approver: &str) -> String {

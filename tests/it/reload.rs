@@ -33,23 +33,7 @@ fn wait_for_log(server: &ServerProcess, needle: &str, times: usize) {
 }
 
 async fn policy_events(api: &Api, admin: &str) -> Vec<Value> {
-    let body: Value = api
-        .http
-        .get(format!("{}/v1/audit", api.url))
-        .bearer_auth(admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["action"] == "policy.loaded")
-        .cloned()
-        .collect()
+    api.events(admin, "policy.loaded").await
 }
 
 async fn can_approve(api: &Api, token: &str) -> Value {

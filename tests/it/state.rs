@@ -250,24 +250,10 @@ async fn an_older_copy_of_the_database_is_refused_until_an_operator_accepts_it_o
         "disk lost; restored last night's copy (OPS-12)",
     ]))
     .expect("serve --accept-rollback starts");
-    let api = Api::new(&server.url);
-    let events: Value = api
-        .http
-        .get(format!("{}/v1/audit", server.url))
-        .bearer_auth(&bob)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let accepted: Vec<&Value> = events["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["action"] == "state.rollback_accepted")
-        .collect();
-    assert_eq!(accepted.len(), 1, "{events}");
+    let accepted = Api::new(&server.url)
+        .events(&bob, "state.rollback_accepted")
+        .await;
+    assert_eq!(accepted.len(), 1, "{accepted:?}");
     let detail = &accepted[0]["detail"];
     assert!(
         accepted[0]["actor"]
@@ -579,23 +565,10 @@ async fn a_database_without_its_mark_is_refused_until_accepted_and_typos_are_err
         "moved to a new host",
     ]))
     .expect("accepted");
-    let events: Value = Api::new(&server.url)
-        .http
-        .get(format!("{}/v1/audit", server.url))
-        .bearer_auth(&bob)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let accepted: Vec<&Value> = events["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["action"] == "state.rollback_accepted")
-        .collect();
-    assert_eq!(accepted.len(), 1, "{events}");
+    let accepted = Api::new(&server.url)
+        .events(&bob, "state.rollback_accepted")
+        .await;
+    assert_eq!(accepted.len(), 1, "{accepted:?}");
     assert!(accepted[0]["detail"]["mark"].is_null());
     // Nothing says which KRL versions were published: the next is above the clock's
     // seconds, so every server takes it.
