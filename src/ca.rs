@@ -34,6 +34,9 @@ use crate::config::CaSettings;
 use crate::names::Principal;
 use crate::pubkey::SubjectKey;
 
+/// The comment of the CA keys countersign makes and of the public key it serves.
+pub const KEY_COMMENT: &str = "countersign-ca";
+
 /// Why the CA key could not be used or a certificate not signed.
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
@@ -163,9 +166,18 @@ impl CertificateAuthority {
                 .ok_or_else(|| CaError::Setting("agent = true needs agent_public_key".into()))?;
             read_public_line(path)?
         } else {
-            keyfile::load_public(&settings.key_file)?
+            keyfile::read(&settings.key_file)?.public_key().clone()
         };
-        Ok(PublicKey::new(public.key_data().clone(), "countersign-ca"))
+        Ok(PublicKey::new(public.key_data().clone(), KEY_COMMENT))
+    }
+
+    /// Whether the key file is one countersign made (`init`/`serve` name it
+    /// [`KEY_COMMENT`]), rather than one brought from `ssh-keygen` or an agent. An
+    /// encrypted key's comment is not readable: `false`.
+    pub fn made_by_countersign(settings: &CaSettings) -> bool {
+        !settings.agent
+            && keyfile::read(&settings.key_file)
+                .is_ok_and(|k| AsRef::<[u8]>::as_ref(k.comment()) == KEY_COMMENT.as_bytes())
     }
 
     /// Loads an existing unencrypted key file, refusing unsafe files.
@@ -184,7 +196,7 @@ impl CertificateAuthority {
         let signer = AgentSigner::connect(socket, public.key_data().clone())?;
         Ok(CertificateAuthority {
             key: Key::Agent(signer),
-            public: PublicKey::new(public.key_data().clone(), "countersign-ca"),
+            public: PublicKey::new(public.key_data().clone(), KEY_COMMENT),
         })
     }
 

@@ -461,7 +461,7 @@ fn unix(now: DateTime<Utc>) -> i64 {
 }
 
 /// Creates a token for a configured user; returns the secret (shown once). Needs only
-/// the database, so operators can hand out tokens before the CA key exists.
+/// the database (opened with `state::open_existing`: after `init` or a first `serve`).
 pub fn create_token(
     store: &Store,
     policy: &Policy,

@@ -42,11 +42,6 @@ use crate::store::meta::{self, CaKey, Head};
 use crate::store::{Store, StoreError, certificates as certs};
 use mark::{Mark, MarkError};
 
-/// How long after its `valid_before` a revocation is kept in the mark and carried over
-/// (the largest `[ca] backdate`, 1h: a server whose clock lags still accepts the
-/// certificate for that long).
-const LISTED_AFTER_EXPIRY: i64 = 3600;
-
 /// The flag that takes a database older than the mark.
 pub const ACCEPT_ROLLBACK_FLAG: &str = "--accept-rollback";
 
@@ -126,16 +121,6 @@ pub struct Plan {
     pub create_database: bool,
 }
 
-/// Whether the CA key file was made by countersign (`init`/`serve` name it
-/// `countersign-ca`), rather than brought by the operator (`ssh-keygen`, an agent).
-fn made_by_countersign(config: &Config) -> bool {
-    !config.ca.agent
-        && std::fs::read_to_string(&config.ca.key_file)
-            .ok()
-            .and_then(|t| ssh_key::PrivateKey::from_openssh(t).ok())
-            .is_some_and(|k| AsRef::<[u8]>::as_ref(k.comment()) == b"countersign-ca")
-}
-
 fn exists(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok()
 }
@@ -193,7 +178,7 @@ fn decide(
             create_database: true,
         }),
         (true, false, false, Access::Init { new_database })
-            if *new_database || !made_by_countersign(config) =>
+            if *new_database || !CertificateAuthority::made_by_countersign(&config.ca) =>
         {
             Ok(Plan {
                 create_key: false,
@@ -234,7 +219,7 @@ fn decide(
 fn ca_record(ca: &PublicKey, now: DateTime<Utc>) -> CaKey {
     CaKey {
         fingerprint: ca.fingerprint(HashAlg::Sha256).to_string(),
-        public_key: PublicKey::new(ca.key_data().clone(), "countersign-ca")
+        public_key: PublicKey::new(ca.key_data().clone(), crate::ca::KEY_COMMENT)
             .to_openssh()
             .unwrap_or_default(),
         since: now.timestamp(),
@@ -272,6 +257,8 @@ pub fn open_store(
     check_ca(&store, ca)?;
     let old = mark::read(&paths.mark)?;
     let now = Utc::now();
+    // How long after expiry a certificate still counts (a lagging server's clock).
+    let skew = i64::try_from(config.ca.backdate.as_secs()).unwrap_or(0);
     let (database, krl_version) =
         store.read(|tx| Ok::<_, StoreError>((meta::database_id(tx)?, certs::krl_version(tx)?)))?;
     let is_behind = match &old {
@@ -302,7 +289,7 @@ pub fn open_store(
         match access {
             Access::Serve {
                 accept_rollback: Some(reason),
-            } => accept_rollback(&store, old.as_ref(), &why, reason, operator, now)?,
+            } => accept_rollback(&store, old.as_ref(), &why, reason, operator, now, skew)?,
             _ => {
                 return Err(StateError::Rollback(format!(
                     "refusing the database {}: {why}. It is older than the state this CA has published (rolled back or replaced; mark {}), so certificates revoked since would work again. Restore the newest copy (with its mark); if there is none, start with `countersign serve {ACCEPT_ROLLBACK_FLAG} --reason TEXT`, which records that you accepted it and keeps every revocation the mark lists in the KRL",
@@ -346,7 +333,8 @@ pub fn open_store(
         Ok::<_, StoreError>((
             certs::krl_version(tx)?,
             meta::audit_head(tx)?,
-            certs::revoked_unexpired(tx, now.timestamp() - LISTED_AFTER_EXPIRY)?,
+            // Listed until the backdate after expiry, as in the KRL (`Service::krl_at`).
+            certs::revoked_unexpired(tx, now.timestamp() - skew)?,
         ))
     })?;
     let start = Mark {
@@ -489,6 +477,7 @@ fn accept_rollback(
     reason: &str,
     operator: &str,
     now: DateTime<Utc>,
+    skew: i64,
 ) -> Result<(), StateError> {
     tracing::warn!(
         reason = why,
@@ -516,7 +505,7 @@ fn accept_rollback(
                 StoreError::Corrupt(format!("the state mark lists serial {:?}", r.serial))
             })?;
             let known = certs::by_serial(tx, serial)?.is_some_and(|c| c.revoked);
-            if r.valid_before > at - LISTED_AFTER_EXPIRY
+            if r.valid_before > at - skew
                 && !known
                 && certs::carry_revocation(tx, serial, r.valid_before, at)?
             {

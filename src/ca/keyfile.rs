@@ -106,28 +106,21 @@ pub(super) fn read_passphrase(path: &Path) -> Result<Zeroizing<Vec<u8>>, CaError
     Ok(bytes)
 }
 
-/// Loads an existing key file after [`check_key_file`], decrypting it with `passphrase`.
-/// The public half of the key file, read without decrypting it (an encrypted OpenSSH
-/// key keeps its public key in the clear), after the same safety checks as [`load`].
-pub(super) fn load_public(path: &Path) -> Result<ssh_key::PublicKey, CaError> {
+/// Reads an existing key file after [`check_key_file`], still encrypted if it is (an
+/// encrypted OpenSSH key keeps its public key, not its comment, in the clear).
+pub(super) fn read(path: &Path) -> Result<PrivateKey, CaError> {
     check_key_file(path)?;
     let text = Zeroizing::new(std::fs::read_to_string(path).map_err(io(path))?);
-    let key = PrivateKey::from_openssh(text.as_bytes()).map_err(|source| CaError::Key {
+    PrivateKey::from_openssh(text.as_bytes()).map_err(|source| CaError::Key {
         path: path.to_owned(),
         message: "not an OpenSSH private key".into(),
         source,
-    })?;
-    Ok(key.public_key().clone())
+    })
 }
 
+/// Loads an existing key file after [`check_key_file`], decrypting it with `passphrase`.
 pub(super) fn load(path: &Path, passphrase: Option<&[u8]>) -> Result<PrivateKey, CaError> {
-    check_key_file(path)?;
-    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(io(path))?);
-    let key = PrivateKey::from_openssh(text.as_bytes()).map_err(|source| CaError::Key {
-        path: path.to_owned(),
-        message: "not an OpenSSH private key".into(),
-        source,
-    })?;
+    let key = read(path)?;
     let key = match (key.is_encrypted(), passphrase) {
         (false, None) => key,
         (true, Some(p)) => key.decrypt(p).map_err(|source| CaError::Key {
@@ -168,7 +161,7 @@ pub(super) fn load(path: &Path, passphrase: Option<&[u8]>) -> Result<PrivateKey,
 pub(super) fn create(path: &Path, passphrase: Option<&[u8]>) -> Result<PrivateKey, CaError> {
     let mut key =
         PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).map_err(CaError::Sign)?;
-    key.set_comment("countersign-ca");
+    key.set_comment(super::KEY_COMMENT);
     let pem = match passphrase {
         Some(p) => key
             .encrypt(&mut rand::rng(), p)

@@ -646,3 +646,27 @@ async fn replay(krl: &countersign::service::Krl) -> String {
     tokio::spawn(async move { axum::serve(listener, routes).await });
     url
 }
+
+#[test]
+fn a_backup_whose_audit_chain_does_not_verify_is_not_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path());
+    create_token(&config, "alice");
+    // Someone edits history in place (the triggers dropped first).
+    let conn = rusqlite::Connection::open(data(dir.path()).join("countersign.db")).unwrap();
+    conn.execute_batch(
+        "DROP TRIGGER audit_no_update; UPDATE audit SET actor = 'mallory' WHERE seq = 1;",
+    )
+    .unwrap();
+    drop(conn);
+    let copy = dir.path().join("copy.db");
+    let out = run(operator(&config).args(["backup", "--out"]).arg(&copy));
+    assert_refused(&out, "the copy's audit chain does not verify");
+    assert!(!copy.exists(), "a copy that does not verify was kept");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().contains("copy.db"))
+        .collect();
+    assert!(left.is_empty(), "a temporary copy was left: {left:?}");
+}
