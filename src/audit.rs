@@ -11,12 +11,12 @@
 mod issuance;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::{Connection, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::names::RequestId;
-use crate::store::StoreError;
+pub use crate::store::audit::Filter;
+use crate::store::audit::{self as stored, RowRef};
+use crate::store::{Store, StoreError, Tx};
 
 /// `prev_hash` of the first event.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -127,19 +127,13 @@ impl Fields<'_> {
 }
 
 /// Appends one event; returns its sequence number.
-pub fn append(tx: &Connection, now: DateTime<Utc>, ev: &NewEvent<'_>) -> Result<i64, StoreError> {
-    let (last_seq, prev_hash): (i64, String) = tx
-        .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .or_else(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => Ok((0, GENESIS.to_owned())),
-            e => Err(e),
-        })?;
+pub fn append(tx: &Tx<'_>, now: DateTime<Utc>, ev: &NewEvent<'_>) -> Result<i64, StoreError> {
+    let (last_seq, prev_hash) = stored::last(tx)?.unwrap_or_else(|| (0, GENESIS.to_owned()));
     let seq = last_seq + 1;
     let at = now.to_rfc3339_opts(SecondsFormat::Millis, true);
     let serial = ev.serial.map(|s| s.to_string());
     let detail = ev.detail.to_string();
-    let hash = Fields {
+    let fields = Fields {
         seq,
         at: &at,
         actor: ev.actor,
@@ -147,121 +141,50 @@ pub fn append(tx: &Connection, now: DateTime<Utc>, ev: &NewEvent<'_>) -> Result<
         request_id: ev.request_id,
         serial: serial.as_deref(),
         detail: &detail,
-    }
-    .hash(&prev_hash);
-    tx.prepare_cached(
-        "INSERT INTO audit (seq, at, actor, action, request_id, serial, detail, prev_hash, hash) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?
-    .execute(params![
-        seq,
-        at,
-        ev.actor,
-        ev.action,
-        ev.request_id,
-        serial,
-        detail,
-        prev_hash,
-        hash
-    ])?;
+    };
+    let hash = fields.hash(&prev_hash);
+    stored::insert(
+        tx,
+        &RowRef {
+            seq,
+            at: &at,
+            actor: ev.actor,
+            action: ev.action,
+            request_id: ev.request_id,
+            serial: serial.as_deref(),
+            detail: &detail,
+            prev_hash: &prev_hash,
+            hash: &hash,
+        },
+    )?;
     Ok(seq)
 }
 
-/// Which events to return.
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    /// The whole story of this certificate: every event of its request, plus events
-    /// that name the serial (issuance, revocation).
-    pub serial: Option<u64>,
-    /// Events of this request.
-    pub request_id: Option<RequestId>,
-    /// Events at or after this time.
-    pub since: Option<DateTime<Utc>>,
-    /// Events after this sequence number (paging).
-    pub after_seq: i64,
-    /// At most this many.
-    pub limit: u32,
-}
-
-type RawEvent = (
-    i64,
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    String,
-    String,
-    String,
-);
-
-fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawEvent> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-        r.get(8)?,
-    ))
-}
-
 /// Events matching `filter`, in sequence order.
-pub fn query(tx: &Connection, filter: &Filter) -> Result<Vec<Event>, StoreError> {
-    // One statement per shape of filter, so that SQLite can use the serial and request
-    // indexes (a `?2 IS NULL OR ...` condition made it scan the whole log).
-    let select = "SELECT seq, at, actor, action, request_id, serial, detail, prev_hash, hash \
-                  FROM audit WHERE seq > ?1";
-    let rest = "AND (?6 IS NULL OR at >= ?6) ORDER BY seq LIMIT ?4";
-    let sql = match (&filter.serial, &filter.request_id) {
-        (Some(_), _) => format!(
-            "{select} AND (serial = ?2 \
-             OR request_id = (SELECT request_id FROM certificates WHERE serial = ?5)) \
-             AND (?3 IS NULL OR request_id = ?3) {rest}"
-        ),
-        (None, Some(_)) => format!("{select} AND request_id = ?3 {rest}"),
-        (None, None) => format!("{select} {rest}"),
-    };
-    let mut stmt = tx.prepare_cached(&sql)?;
-    let rows = stmt.query_map(
-        params![
-            filter.after_seq,
-            filter.serial.map(|s| s.to_string()),
-            filter.request_id.as_ref().map(RequestId::as_str),
-            filter.limit,
-            filter.serial.and_then(|s| i64::try_from(s).ok()),
-            filter
-                .since
-                .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
-        ],
-        raw_row,
-    )?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (seq, at, actor, action, request_id, serial, detail, prev_hash, hash) = row?;
-        let detail = serde_json::from_str(&detail)
-            .map_err(|e| StoreError::Corrupt(format!("audit event {seq} detail: {e}")))?;
-        out.push(Event {
-            seq,
-            at,
-            actor,
-            action,
-            request_id,
-            serial,
-            detail,
-            prev_hash,
-            hash,
-        });
-    }
-    Ok(out)
+pub fn query(tx: &Tx<'_>, filter: &Filter) -> Result<Vec<Event>, StoreError> {
+    stored::query(tx, filter)?
+        .into_iter()
+        .map(|row| {
+            let detail = serde_json::from_str(&row.detail)
+                .map_err(|e| StoreError::Corrupt(format!("audit event {} detail: {e}", row.seq)))?;
+            Ok(Event {
+                seq: row.seq,
+                at: row.at,
+                actor: row.actor,
+                action: row.action,
+                request_id: row.request_id,
+                serial: row.serial,
+                detail,
+                prev_hash: row.prev_hash,
+                hash: row.hash,
+            })
+        })
+        .collect()
 }
 
 /// Recomputes the whole chain, then checks that every `certificate.issued` event is
 /// preceded by its request and approvals; the error names the first bad event.
-pub fn verify(tx: &Connection) -> Result<Verified, AuditError> {
+pub fn verify(tx: &Tx<'_>) -> Result<Verified, AuditError> {
     let span = verify_span(tx, 1, i64::MAX, Some(GENESIS))?;
     issuance::check(tx, span.events)?;
     Ok(Verified {
@@ -273,7 +196,7 @@ pub fn verify(tx: &Connection) -> Result<Verified, AuditError> {
 /// [`verify`] over a store, with the chain cut into ranges checked on several threads
 /// (each event can be checked from its own stored `prev_hash`; only the links between
 /// ranges are checked afterwards). Events appended meanwhile are not looked at.
-pub fn verify_store(store: &crate::store::Store) -> Result<Verified, AuditError> {
+pub fn verify_store(store: &Store) -> Result<Verified, AuditError> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(4);
@@ -282,16 +205,8 @@ pub fn verify_store(store: &crate::store::Store) -> Result<Verified, AuditError>
 
 /// [`verify_store`] with the number of threads, and the chain length below which one
 /// thread does it all.
-fn verify_parallel(
-    store: &crate::store::Store,
-    threads: usize,
-    min_events: i64,
-) -> Result<Verified, AuditError> {
-    let last: i64 = store.read(|c| {
-        Ok::<_, StoreError>(
-            c.query_row("SELECT coalesce(max(seq), 0) FROM audit", [], |r| r.get(0))?,
-        )
-    })?;
+fn verify_parallel(store: &Store, threads: usize, min_events: i64) -> Result<Verified, AuditError> {
+    let last = store.read(stored::last_seq)?;
     let threads = threads as i64;
     if threads < 2 || last < min_events.max(1) {
         return store.read(verify);
@@ -396,35 +311,18 @@ struct Span {
 /// Checks events `lo..=hi`, all of which must exist (up to the end when `hi` is
 /// `i64::MAX`); `expected_prev`, when given, must be the first event's `prev_hash`.
 fn verify_span(
-    tx: &Connection,
+    tx: &Tx<'_>,
     lo: i64,
     hi: i64,
     expected_prev: Option<&str>,
 ) -> Result<Span, AuditError> {
-    let mut stmt = tx
-        .prepare(
-            "SELECT seq, at, actor, action, request_id, serial, detail, prev_hash, hash FROM audit \
-             WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq",
-        )
-        .map_err(StoreError::from)?;
-    let mut rows = stmt.query([lo, hi]).map_err(StoreError::from)?;
     let mut expected_prev: Option<String> = expected_prev.map(str::to_owned);
     let mut first_prev: Option<String> = None;
     let mut expected_seq = lo;
     let mut buf = Vec::with_capacity(1024);
     let mut hex_buf = [0u8; 64];
-    while let Some(row) = rows.next().map_err(StoreError::from)? {
-        let seq: i64 = row.get(0).map_err(StoreError::from)?;
-        let text = |i: usize| -> Result<Option<&str>, StoreError> {
-            row.get_ref(i)?.as_str_or_null().map_err(|e| {
-                StoreError::from(rusqlite::Error::FromSqlConversionFailure(
-                    i,
-                    rusqlite::types::Type::Text,
-                    Box::new(e),
-                ))
-            })
-        };
-        let required = |i: usize| -> Result<&str, StoreError> { Ok(text(i)?.unwrap_or_default()) };
+    stored::scan(tx, lo, hi, |row| {
+        let seq = row.seq;
         let broken = |why: &str| AuditError::Broken {
             seq,
             why: why.to_owned(),
@@ -435,36 +333,35 @@ fn verify_span(
                 why: format!("event missing (next stored event is {seq})"),
             });
         }
-        let prev_hash = required(7)?;
-        if expected_prev.as_deref().is_some_and(|p| p != prev_hash) {
+        if expected_prev.as_deref().is_some_and(|p| p != row.prev_hash) {
             return Err(broken("prev_hash does not match the previous event's hash"));
         }
         if first_prev.is_none() {
-            first_prev = Some(prev_hash.to_owned());
+            first_prev = Some(row.prev_hash.to_owned());
         }
         let fields = Fields {
             seq,
-            at: required(1)?,
-            actor: required(2)?,
-            action: required(3)?,
-            request_id: text(4)?,
-            serial: text(5)?,
-            detail: required(6)?,
+            at: row.at,
+            actor: row.actor,
+            action: row.action,
+            request_id: row.request_id,
+            serial: row.serial,
+            detail: row.detail,
         };
-        let digest = fields.digest(prev_hash, &mut buf);
-        let hash = required(8)?;
+        let digest = fields.digest(row.prev_hash, &mut buf);
         // Encoding 32 bytes into a 64-byte buffer cannot fail.
         let _ = hex::encode_to_slice(digest, &mut hex_buf);
-        if hash.as_bytes() != hex_buf {
+        if row.hash.as_bytes() != hex_buf {
             return Err(broken(
                 "content does not match its hash (the event was altered)",
             ));
         }
         let next = expected_prev.get_or_insert_with(String::new);
         next.clear();
-        next.push_str(hash);
+        next.push_str(row.hash);
         expected_seq += 1;
-    }
+        Ok(())
+    })?;
     if hi != i64::MAX && expected_seq <= hi {
         return Err(AuditError::Broken {
             seq: expected_seq,
@@ -546,8 +443,10 @@ mod tests {
     fn tamper(store: &Store, sql: &str) {
         store
             .write(|tx| {
-                tx.execute_batch(&format!("DROP TRIGGER IF EXISTS audit_no_update; DROP TRIGGER IF EXISTS audit_no_delete; {sql}"))?;
-                Ok::<_, StoreError>(())
+                tx.tamper(&format!(
+                    "DROP TRIGGER IF EXISTS audit_no_update; \
+                     DROP TRIGGER IF EXISTS audit_no_delete; {sql}"
+                ))
             })
             .unwrap();
     }
@@ -589,34 +488,24 @@ mod tests {
         // Rewrite event 32 (the first of range 2 when 3 threads split 90 events as
         // 1-31, 32-62, 63-90) and every later one consistently: each range on its own
         // verifies, only the link between ranges 1 and 2 breaks.
-        type Row = (
-            i64,
-            String,
-            String,
-            String,
-            String,
-            Option<String>,
-            Option<String>,
-            String,
-        );
-        let rows: Vec<Row> = store
-            .read(|c| {
-                let mut st = c.prepare("SELECT seq, at, actor, action, detail, request_id, serial, prev_hash FROM audit WHERE seq >= 32 ORDER BY seq")?;
-                let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?)))?;
-                Ok::<_, StoreError>(rows.collect::<Result<Vec<_>, _>>()?)
-            })
-            .unwrap();
+        let filter = Filter {
+            after_seq: 31,
+            limit: u32::MAX,
+            ..Filter::default()
+        };
+        let rows = store.read(|tx| stored::query(tx, &filter)).unwrap();
         let mut prev = "f".repeat(64);
         let mut sql = String::new();
-        for (seq, at, actor, action, detail, request_id, serial, _) in rows {
+        for row in rows {
+            let seq = row.seq;
             let h = Fields {
                 seq,
-                at: &at,
-                actor: &actor,
-                action: &action,
-                request_id: request_id.as_deref(),
-                serial: serial.as_deref(),
-                detail: &detail,
+                at: &row.at,
+                actor: &row.actor,
+                action: &row.action,
+                request_id: row.request_id.as_deref(),
+                serial: row.serial.as_deref(),
+                detail: &row.detail,
             }
             .hash(&prev);
             sql.push_str(&format!(
@@ -654,16 +543,14 @@ mod tests {
         let v = store.read(verify).unwrap();
         assert_eq!(v.events, 3);
 
-        let err = store.write(|tx| {
-            tx.execute("UPDATE audit SET actor = 'mallory' WHERE seq = 2", [])?;
-            Ok::<_, StoreError>(())
-        });
+        let err = store.write(|tx| tx.tamper("UPDATE audit SET actor = 'mallory' WHERE seq = 2"));
         assert!(err.is_err(), "the trigger must refuse updates");
 
         store
             .write(|tx| {
-                tx.execute_batch("DROP TRIGGER audit_no_update; UPDATE audit SET actor = 'mallory' WHERE seq = 2;")?;
-                Ok::<_, StoreError>(())
+                tx.tamper(
+                    "DROP TRIGGER audit_no_update; UPDATE audit SET actor = 'mallory' WHERE seq = 2;",
+                )
             })
             .unwrap();
         match store.read(verify) {

@@ -7,12 +7,11 @@
 //! else (a ticket, a WORM bucket), it later proves whether the log still contains that
 //! head.
 
-use rusqlite::Connection;
 use ssh_key::{LineEnding, PublicKey, SshSig};
 
 use crate::audit::{self, AuditError, GENESIS};
 use crate::ca::{CaError, CertificateAuthority};
-use crate::store::StoreError;
+use crate::store::{StoreError, Tx};
 
 /// SSHSIG namespace of checkpoint signatures.
 pub const NAMESPACE: &str = "countersign-audit";
@@ -105,7 +104,7 @@ impl Checkpoint {
 
 /// A signed checkpoint of the log as it is now: the statement and its armored signature.
 pub fn create(
-    tx: &Connection,
+    tx: &Tx<'_>,
     ca: &CertificateAuthority,
     time: &str,
 ) -> Result<(Checkpoint, String), CheckpointError> {
@@ -141,7 +140,7 @@ pub fn verify_signature(
 }
 
 /// Checks that the chain verifies and still contains the checkpointed head.
-pub fn check_log(tx: &Connection, cp: &Checkpoint) -> Result<audit::Verified, CheckpointError> {
+pub fn check_log(tx: &Tx<'_>, cp: &Checkpoint) -> Result<audit::Verified, CheckpointError> {
     let verified = audit::verify(tx)?;
     if cp.seq == 0 {
         return if cp.head == GENESIS {
@@ -158,12 +157,8 @@ pub fn check_log(tx: &Connection, cp: &Checkpoint) -> Result<audit::Verified, Ch
             verified.events, cp.seq
         )));
     }
-    let hash: String = tx
-        .query_row("SELECT hash FROM audit WHERE seq = ?1", [cp.seq], |r| {
-            r.get(0)
-        })
-        .map_err(StoreError::from)?;
-    if hash != cp.head {
+    let hash = crate::store::meta::audit_hash_at(tx, cp.seq)?;
+    if hash.as_deref() != Some(cp.head.as_str()) {
         return Err(CheckpointError::Missing(format!(
             "event {} differs from the checkpoint: the log was rewritten",
             cp.seq

@@ -16,7 +16,6 @@ mod view;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
 
 pub use decide::NewRequest;
 pub use reload::Reloaded;
@@ -34,7 +33,7 @@ use crate::state::mark::MarkError;
 use crate::state::{self, Access, Guard, StateError};
 use crate::store::certificates as certs;
 use crate::store::requests::{self as rq, Status};
-use crate::store::{Store, StoreError, meta, tokens, users as disabled};
+use crate::store::{Store, StoreError, Tx, meta, tokens, users as disabled};
 
 /// What went wrong, in the terms a front end maps to a response.
 #[derive(Debug, thiserror::Error)]
@@ -335,7 +334,7 @@ impl Service {
     /// `user_disabled` if `user` is disabled. Authentication refuses disabled users; each
     /// state change checks again in its own transaction, for a caller authenticated
     /// before the disabling committed (an SSH connection left open, a request in flight).
-    fn require_enabled(&self, tx: &Connection, user: &UserName) -> Result<(), ServiceError> {
+    fn require_enabled(&self, tx: &Tx<'_>, user: &UserName) -> Result<(), ServiceError> {
         if disabled::is_disabled(tx, user)? {
             return Err(ServiceError::Disabled(format!(
                 "user {user} is disabled: every token and SSH key of theirs is refused until an admin enables them again"
@@ -347,12 +346,7 @@ impl Service {
     /// Whether the database answers a read of the audit log's head: what `/v1/health`
     /// reports, so that a server whose storage has failed does not look healthy.
     pub fn check_storage(&self) -> Result<(), ServiceError> {
-        self.store.read(|tx| {
-            tx.query_row("SELECT max(seq) FROM audit", [], |r| {
-                r.get::<_, Option<i64>>(0)
-            })
-            .map_err(crate::store::StoreError::from)
-        })?;
+        self.store.read(crate::store::audit::last_seq)?;
         Ok(())
     }
 
@@ -410,7 +404,7 @@ impl Service {
     /// people's requests are not confirmed to exist.
     fn visible(
         &self,
-        tx: &Connection,
+        tx: &Tx<'_>,
         actor: &UserName,
         id: &RequestId,
     ) -> Result<rq::RequestRow, ServiceError> {

@@ -657,7 +657,6 @@ mod tests {
 
     /// A schema-7 database (before the binding) holding one certificate signed by `ca`.
     fn old_database(path: &Path, ca: &PrivateKey) {
-        let conn = crate::store::create_at_schema(path, 7).unwrap();
         let subject = key();
         let mut b = Builder::new_with_random_nonce(
             &mut rand::rng(),
@@ -670,15 +669,25 @@ mod tests {
         b.cert_type(CertType::User).unwrap();
         b.valid_principal("x").unwrap();
         let cert = b.sign(ca).unwrap().to_openssh().unwrap();
-        conn.execute_batch(
-            "INSERT INTO requests VALUES ('r-1','ops','alice','x',60,'k','f','[]','d','issued',1,2,NULL,NULL,NULL,NULL);",
-        )
-        .unwrap();
-        conn.execute(
-            "INSERT INTO certificates (serial, request_id, requester, role, key_id, valid_after, valid_before, certificate) VALUES (5, 'r-1', 'alice', 'ops', 'k', 1, 2, ?1)",
-            [cert],
-        )
-        .unwrap();
+        // An OpenSSH certificate line holds no quote.
+        let seed = format!(
+            "INSERT INTO requests VALUES ('r-1','ops','alice','x',60,'k','f','[]','d','issued',\
+             1,2,NULL,NULL,NULL,NULL);\
+             INSERT INTO certificates (serial, request_id, requester, role, key_id, \
+             valid_after, valid_before, certificate) \
+             VALUES (5, 'r-1', 'alice', 'ops', 'k', 1, 2, '{cert}');"
+        );
+        crate::store::create_at_schema(path, 7, &seed).unwrap();
+    }
+
+    /// How many audit events of `action` the log holds.
+    fn count_events(store: &Store, action: &str) -> usize {
+        let all = crate::audit::Filter {
+            limit: u32::MAX,
+            ..Default::default()
+        };
+        let events = store.read(|tx| crate::audit::query(tx, &all)).unwrap();
+        events.iter().filter(|e| e.action == action).count()
     }
 
     #[test]
@@ -702,16 +711,7 @@ mod tests {
             bound.fingerprint,
             ours.public_key().fingerprint(HashAlg::Sha256).to_string()
         );
-        let recorded: i64 = store
-            .read(|tx| {
-                Ok::<_, StoreError>(tx.query_row(
-                    "SELECT count(*) FROM audit WHERE action = 'ca.recorded'",
-                    [],
-                    |r| r.get(0),
-                )?)
-            })
-            .unwrap();
-        assert_eq!(recorded, 1);
+        assert_eq!(count_events(&store, "ca.recorded"), 1);
         // Bound now: the other key is refused as "belongs to", and ours is accepted.
         let e = check_ca(&store, theirs.public_key()).unwrap_err();
         assert!(
@@ -743,17 +743,7 @@ mod tests {
             dir.path(),
         )
         .unwrap();
-        let count = |store: &Store, action: &str| -> i64 {
-            store
-                .read(|tx| {
-                    Ok::<_, StoreError>(tx.query_row(
-                        "SELECT count(*) FROM audit WHERE action = ?1",
-                        [action],
-                        |r| r.get(0),
-                    )?)
-                })
-                .unwrap()
-        };
+        let count = count_events;
         // Read-only commands take the old database as it is, before any start.
         let (store, _) = open_existing(&config).unwrap();
         assert_eq!(count(&store, "ca.recorded"), 0, "a read-only command wrote");

@@ -1,16 +1,49 @@
-//! SQLite storage: one file, WAL, `synchronous=FULL`, migrations keyed on `user_version`.
+//! Storage: the only module that knows how data is kept. Today that is SQLite: one
+//! file, WAL, `synchronous=FULL`, migrations keyed on `user_version`.
 //!
-//! The store is synchronous rusqlite: one write connection, with group commit on a
-//! writer thread (`store/writer.rs`), and pooled reader connections. Every state change
-//! runs atomically together with its audit row (its own SAVEPOINT inside a shared
-//! `BEGIN IMMEDIATE`); the caller answers only after COMMIT.
+//! The rest of the crate reads and writes only through [`Store::read`] and
+//! [`Store::write`], whose closures get a [`Tx`] to hand to the query functions of the
+//! modules below (`requests`, `certificates`, `tokens`, `users`, `meta`, `audit`). No
+//! SQL and no `rusqlite` type lives outside `store/`.
+//!
+//! # The isolation contract
+//!
+//! What every operation relies on, and so what any backend must give:
+//!
+//! 1. **Atomic writes.** A [`Store::write`] closure's changes are kept whole or not at
+//!    all: `Err` undoes them, `Ok` keeps them (a refusal and its audit row alike), and
+//!    the caller answers only once they are durable.
+//! 2. **Snapshot reads.** A [`Store::read`] closure sees one consistent state of what
+//!    was committed; inside an operation given to [`Store::submit`] it sees that
+//!    operation's own writes too.
+//! 3. **Serialised writes over what they read.** Two guarantees read and then write,
+//!    and hold only if no other write comes between:
+//!    - *the separation-of-duties re-check at signing* (`service/issue.rs`): read the
+//!      roles the requester holds or has asked for, then insert the certificate;
+//!    - *the audit chain append* (`audit::append`): read the head (seq, hash), then
+//!      insert the next event.
+//!
+//!    SQLite gives this by having one writer: every write runs on the one write
+//!    connection (group commit on a writer thread, `store/writer.rs`, each write in its
+//!    own SAVEPOINT inside one `BEGIN IMMEDIATE`). A backend with concurrent writers
+//!    must take the same order explicitly: a per-requester lock before the holdings are
+//!    read (e.g. `SELECT ... FOR UPDATE` on a row per user, or an advisory lock keyed on
+//!    the user), and a lock on the chain head before it is read (a one-row head table
+//!    read `FOR UPDATE`), or run at `SERIALIZABLE` and retry. The races in
+//!    `tests/it/concurrency.rs` are written once and run on every backend.
+//! 4. **Unique serials** are checked (`certificates::serial_taken`) and enforced by a
+//!    unique index; a backend must refuse a duplicate insert, never overwrite.
+//!
 //! Row types and queries live in `store/requests.rs`, `store/certificates.rs`,
-//! `store/tokens.rs` and `store/users.rs`.
+//! `store/tokens.rs`, `store/users.rs`, `store/meta.rs` and `store/audit.rs`.
 
+pub mod audit;
 pub mod certificates;
 pub mod meta;
+mod migrations;
 pub mod requests;
 pub mod tokens;
+mod tx;
 pub mod users;
 mod writer;
 
@@ -20,8 +53,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::Connection;
 
+#[cfg(test)]
+pub(crate) use migrations::create_at_schema;
+use migrations::migrate;
+pub use tx::Tx;
 use writer::{Shared, Threads};
 
 /// Storage failures; callers branch only on "the database said no" vs "data is corrupt".
@@ -50,196 +87,6 @@ pub enum StoreError {
     #[error("corrupt row: {0}")]
     Corrupt(String),
 }
-
-/// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
-/// Entries are never edited or removed: a change is a new entry at the end.
-const MIGRATIONS: &[&str] = &[
-    r#"
-CREATE TABLE requests (
-    id              TEXT PRIMARY KEY,
-    role            TEXT NOT NULL,
-    requester       TEXT NOT NULL,
-    reason          TEXT NOT NULL,
-    ttl_seconds     INTEGER NOT NULL CHECK (ttl_seconds > 0),
-    public_key      TEXT NOT NULL,
-    key_fingerprint TEXT NOT NULL,
-    principals      TEXT NOT NULL,
-    role_digest     TEXT NOT NULL,
-    status          TEXT NOT NULL CHECK (status IN
-                    ('pending','issued','denied','cancelled','expired','refused')),
-    created_at      INTEGER NOT NULL,
-    expires_at      INTEGER NOT NULL,
-    decided_at      INTEGER,
-    decided_by      TEXT,
-    decision_code   TEXT,
-    decision_note   TEXT
-);
-CREATE INDEX requests_by_requester ON requests (requester, status);
-CREATE INDEX requests_by_status ON requests (status, expires_at);
-
-CREATE TABLE approvals (
-    request_id TEXT NOT NULL REFERENCES requests (id),
-    approver   TEXT NOT NULL,
-    at         INTEGER NOT NULL,
-    comment    TEXT,
-    PRIMARY KEY (request_id, approver)
-);
-
-CREATE TABLE certificates (
-    serial       INTEGER PRIMARY KEY CHECK (serial > 0),
-    request_id   TEXT NOT NULL UNIQUE REFERENCES requests (id),
-    requester    TEXT NOT NULL,
-    role         TEXT NOT NULL,
-    key_id       TEXT NOT NULL,
-    valid_after  INTEGER NOT NULL,
-    valid_before INTEGER NOT NULL,
-    certificate  TEXT NOT NULL,
-    revoked_at   INTEGER
-);
-CREATE INDEX certificates_by_requester ON certificates (requester, valid_before);
-
-CREATE TABLE tokens (
-    hash       TEXT PRIMARY KEY,
-    user       TEXT NOT NULL,
-    created_at INTEGER NOT NULL
-);
-CREATE INDEX tokens_by_user ON tokens (user);
-
-CREATE TABLE audit (
-    seq        INTEGER PRIMARY KEY,
-    at         TEXT NOT NULL,
-    actor      TEXT NOT NULL,
-    action     TEXT NOT NULL,
-    request_id TEXT,
-    serial     TEXT,
-    detail     TEXT NOT NULL,
-    prev_hash  TEXT NOT NULL,
-    hash       TEXT NOT NULL
-);
-CREATE INDEX audit_by_request ON audit (request_id);
-CREATE INDEX audit_by_serial ON audit (serial);
-CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
-    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
-    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-"#,
-    r#"
-ALTER TABLE certificates ADD COLUMN revoked_by TEXT;
-ALTER TABLE certificates ADD COLUMN revoke_reason TEXT;
-ALTER TABLE certificates ADD COLUMN revoked_seq INTEGER;
-CREATE UNIQUE INDEX certificates_by_revoked_seq ON certificates (revoked_seq);
-CREATE INDEX certificates_revoked ON certificates (revoked_at, valid_before);
-"#,
-    r#"
--- Serials are random: as the rowid they scattered every insert over the whole table.
--- Rows now append in issue order; serial is a unique secondary key.
-CREATE TABLE certificates_v3 (
-    id            INTEGER PRIMARY KEY,
-    serial        INTEGER NOT NULL UNIQUE CHECK (serial > 0),
-    request_id    TEXT NOT NULL UNIQUE REFERENCES requests (id),
-    requester     TEXT NOT NULL,
-    role          TEXT NOT NULL,
-    key_id        TEXT NOT NULL,
-    valid_after   INTEGER NOT NULL,
-    valid_before  INTEGER NOT NULL,
-    certificate   TEXT NOT NULL,
-    revoked_at    INTEGER,
-    revoked_by    TEXT,
-    revoke_reason TEXT,
-    revoked_seq   INTEGER
-);
-INSERT INTO certificates_v3 (serial, request_id, requester, role, key_id, valid_after,
-    valid_before, certificate, revoked_at, revoked_by, revoke_reason, revoked_seq)
-    SELECT serial, request_id, requester, role, key_id, valid_after, valid_before,
-    certificate, revoked_at, revoked_by, revoke_reason, revoked_seq
-    FROM certificates ORDER BY rowid;
-DROP TABLE certificates;
-ALTER TABLE certificates_v3 RENAME TO certificates;
-CREATE INDEX certificates_by_requester ON certificates (requester, valid_before);
-CREATE INDEX certificates_revoked ON certificates (revoked_at, valid_before);
-CREATE UNIQUE INDEX certificates_by_revoked_seq ON certificates (revoked_seq);
-"#,
-    r#"
--- The SoD check asks "does this user hold one of these roles?": one probe per role,
--- instead of reading every active certificate of the user.
-CREATE INDEX certificates_held ON certificates (requester, role, valid_before)
-    WHERE revoked_at IS NULL;
-"#,
-    r#"
--- Fewer index pages per issued certificate. certificates_held (requester first) serves
--- every per-user query; the revocation indexes hold revoked rows only, and audit rows
--- without a serial stay out of audit_by_serial.
-DROP INDEX certificates_by_requester;
-DROP INDEX certificates_revoked;
-CREATE INDEX certificates_revoked ON certificates (revoked_at, valid_before)
-    WHERE revoked_at IS NOT NULL;
-DROP INDEX certificates_by_revoked_seq;
-CREATE UNIQUE INDEX certificates_by_revoked_seq ON certificates (revoked_seq)
-    WHERE revoked_seq IS NOT NULL;
-DROP INDEX audit_by_serial;
-CREATE INDEX audit_by_serial ON audit (serial) WHERE serial IS NOT NULL;
-"#,
-    r#"
--- requests_by_requester put every request of a user in one random place of the index
--- (a random page per create and per decision); the SoD check needs pending ones only,
--- which this small index holds. Lists page by status and age straight from an index
--- instead of sorting the table; overdue pending requests come from the pending section.
-DROP INDEX requests_by_requester;
-CREATE INDEX requests_pending ON requests (requester, role) WHERE status = 'pending';
-DROP INDEX requests_by_status;
-CREATE INDEX requests_by_status ON requests (status, created_at DESC, id);
-CREATE INDEX requests_by_age ON requests (created_at DESC, id);
-"#,
-    r#"
--- A non-admin's list (own requests, and those of the roles they may approve) reads each
--- source newest first from its own index, however large the table; only inserts touch
--- these (requester, role and created_at never change).
-CREATE INDEX requests_by_requester ON requests (requester, created_at DESC, id);
-CREATE INDEX requests_by_role ON requests (role, created_at DESC, id);
-"#,
-    r#"
--- The state binding (store/meta.rs): which database this is, which CA keys it belongs
--- to (with the periods they were in use, so that a later key rotation adds a row), and
--- the floor under the KRL version (raised when an operator accepts a rolled-back
--- database, so that the KRL version never goes back).
-CREATE TABLE meta (
-    id          INTEGER PRIMARY KEY CHECK (id = 1),
-    database_id TEXT NOT NULL,
-    krl_floor   INTEGER NOT NULL DEFAULT 0 CHECK (krl_floor >= 0),
-    -- The policy last recorded as policy.loaded (canonical JSON), to tell what a start
-    -- or a reload changed.
-    policy      TEXT
-);
-INSERT INTO meta (id, database_id) VALUES (1, lower(hex(randomblob(16))));
-CREATE TABLE ca_keys (
-    fingerprint TEXT PRIMARY KEY,
-    public_key  TEXT NOT NULL,
-    since       INTEGER NOT NULL,
-    until       INTEGER
-);
-CREATE UNIQUE INDEX ca_keys_current ON ca_keys (until IS NULL) WHERE until IS NULL;
--- Revocations an older copy of the database did not have when an operator accepted it
--- (serve --accept-rollback), carried over from the high-water mark (certificates the
--- copy has no row of, or has not revoked): listed in the KRL until their end.
-CREATE TABLE carried_revocations (
-    serial       INTEGER PRIMARY KEY CHECK (serial > 0),
-    valid_before INTEGER NOT NULL,
-    carried_at   INTEGER NOT NULL
-);
-"#,
-    r#"
--- Offboarding disables a user (refused every credential until enabled again), and marks
--- their tokens revoked for good: kept, so that a revoked token is answered "disabled"
--- rather than "unknown", and never live again (enabling does not revive them).
-CREATE TABLE disabled_users (
-    user        TEXT PRIMARY KEY,
-    disabled_at INTEGER NOT NULL,
-    disabled_by TEXT NOT NULL,
-    reason      TEXT NOT NULL
-) WITHOUT ROWID;
-ALTER TABLE tokens ADD COLUMN revoked_at INTEGER;
-"#,
-];
 
 /// The database handle shared by the server and the operator commands: one write
 /// connection with group commit on a writer thread (`store/writer.rs`), and a pool of
@@ -279,7 +126,7 @@ impl Store {
         if version < 8 {
             return Ok(None);
         }
-        meta::current_ca(&conn)
+        meta::current_ca(&Tx::new(&conn))
     }
 
     /// Opens and migrates the database at `path`, which must exist: commands that must
@@ -358,8 +205,9 @@ impl Store {
     /// whatever `inner` is (so a refusal and its audit row are kept).
     pub fn write<T, E: From<StoreError>>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, E>,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
+        let f = |conn: &Connection| f(&Tx::new(conn));
         if writer::batch_is_open_here(self.id) {
             writer::write_in_batch(f)
         } else {
@@ -373,10 +221,10 @@ impl Store {
     /// its own writes.
     pub fn read<T, E: From<StoreError>>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, E>,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
         if writer::batch_is_open_here(self.id) {
-            return writer::read_in_batch(f);
+            return writer::read_in_batch(|conn| f(&Tx::new(conn)));
         }
         let pooled = lock(&self.readers).pop();
         let conn = match pooled {
@@ -386,7 +234,7 @@ impl Store {
         // BEGIN/ROLLBACK from the statement cache: a read costs two cached steps, not
         // two parses. A connection whose transaction did not end is not reused.
         exec(&conn, "BEGIN")?;
-        let out = f(&conn);
+        let out = f(&Tx::new(&conn));
         if exec(&conn, "ROLLBACK").is_ok() {
             let mut idle = lock(&self.readers);
             if idle.len() < MAX_IDLE_READERS {
@@ -476,47 +324,6 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     // Savepoint journals stay in memory instead of going to a temporary file.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
-    Ok(conn)
-}
-
-/// Applies the migrations not applied yet. A database already current is only read:
-/// opening it (for `audit verify`, `token create`, ...) takes no write lock, so it works
-/// while another process holds one or the disk is full.
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let schema_version = |c: &Connection| -> Result<usize, StoreError> {
-        let version: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        let version = usize::try_from(version).unwrap_or(usize::MAX);
-        if version > MIGRATIONS.len() {
-            return Err(StoreError::Corrupt(format!(
-                "database schema version {version} is newer than this countersign ({})",
-                MIGRATIONS.len()
-            )));
-        }
-        Ok(version)
-    };
-    if schema_version(conn)? == MIGRATIONS.len() {
-        return Ok(());
-    }
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
-    // Read again under the lock: another process may have migrated meanwhile.
-    let version = schema_version(&tx)?;
-    for sql in &MIGRATIONS[version..] {
-        tx.execute_batch(sql)?;
-    }
-    tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
-    tx.commit()?;
-    Ok(())
-}
-
-/// A database created at schema `version` (the first `version` migrations only), as an
-/// older countersign left it: for tests of upgrades.
-#[cfg(test)]
-pub(crate) fn create_at_schema(path: &Path, version: usize) -> Result<Connection, StoreError> {
-    let conn = connect(path)?;
-    for sql in &MIGRATIONS[..version] {
-        conn.execute_batch(sql)?;
-    }
-    conn.pragma_update(None, "user_version", version as i64)?;
     Ok(conn)
 }
 

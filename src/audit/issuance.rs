@@ -13,11 +13,11 @@
 
 use std::collections::HashMap;
 
-use rusqlite::Connection;
 use serde::Deserialize;
 
 use super::AuditError;
-use crate::store::StoreError;
+use crate::store::Tx;
+use crate::store::audit as stored;
 
 /// What the check reads of a `certificate.issued` event's detail.
 #[derive(Deserialize)]
@@ -47,56 +47,42 @@ struct Open {
 
 /// Checks every `certificate.issued` event up to `last_seq` (see the module docs); the
 /// error names the first event that lacks what must precede it.
-pub(super) fn check(tx: &Connection, last_seq: i64) -> Result<(), AuditError> {
-    let mut stmt = tx
-        .prepare(
-            "SELECT seq, actor, action, request_id, \
-                    CASE WHEN action = 'certificate.issued' THEN detail END \
-             FROM audit WHERE seq <= ?1 AND action IN ('request.created', 'request.approved', \
-                 'certificate.issued', 'request.denied', 'request.cancelled', \
-                 'request.expired', 'request.refused') \
-             ORDER BY seq",
-        )
-        .map_err(StoreError::from)?;
-    let mut rows = stmt.query([last_seq]).map_err(StoreError::from)?;
+pub(super) fn check(tx: &Tx<'_>, last_seq: i64) -> Result<(), AuditError> {
     let mut open: HashMap<String, Open> = HashMap::new();
-    while let Some(row) = rows.next().map_err(StoreError::from)? {
-        let seq: i64 = row.get(0).map_err(StoreError::from)?;
-        let actor: String = row.get(1).map_err(StoreError::from)?;
-        let action: String = row.get(2).map_err(StoreError::from)?;
-        let Some(request) = row.get::<_, Option<String>>(3).map_err(StoreError::from)? else {
-            continue;
+    stored::scan_stories(tx, last_seq, |ev| {
+        let Some(request) = ev.request_id else {
+            return Ok(());
         };
-        match action.as_str() {
+        match ev.action {
             "request.created" => {
                 open.insert(
-                    request,
+                    request.to_owned(),
                     Open {
-                        requester: actor,
+                        requester: ev.actor.to_owned(),
                         approved_by: Vec::new(),
                     },
                 );
             }
             "request.approved" => {
-                if let Some(r) = open.get_mut(&request) {
-                    r.approved_by.push(actor);
+                if let Some(r) = open.get_mut(request) {
+                    r.approved_by.push(ev.actor.to_owned());
                 }
             }
             "certificate.issued" => {
-                let detail: String = row.get(4).map_err(StoreError::from)?;
-                let req = open.remove(&request);
-                issued(&request, req, &detail).map_err(|why| AuditError::Broken {
-                    seq,
+                let req = open.remove(request);
+                let detail = ev.issued_detail.unwrap_or_default();
+                issued(request, req, detail).map_err(|why| AuditError::Broken {
+                    seq: ev.seq,
                     why: format!("certificate.issued for request {request} {why}"),
                 })?;
             }
             // The request ended otherwise: nothing may be issued for it any more.
             _ => {
-                open.remove(&request);
+                open.remove(request);
             }
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// One `certificate.issued` event against what the chain showed of its request before

@@ -365,22 +365,16 @@ impl Fixture {
     /// the table; each must find its `certificate.issued` event.
     pub fn serial_lookups(&self, n: usize) -> anyhow::Result<SerialLookup> {
         let store = Store::open(&self.load()?.database_path())?;
-        let last: i64 = store.read(|c| {
-            Ok::<_, crate::store::StoreError>(c.query_row(
-                "SELECT coalesce(max(id), 0) FROM certificates",
-                [],
-                |r| r.get(0),
-            )?)
-        })?;
+        let last: i64 = store
+            .read(|c| c.bench_scalar("SELECT coalesce(max(id), 0) FROM certificates", None))?;
         let mut times = Vec::with_capacity(n);
         for i in 0..n.min(last.max(0) as usize) {
             let id = 1 + (i as i64 * last) / n as i64;
             let serial: i64 = store.read(|c| {
-                Ok::<_, crate::store::StoreError>(c.query_row(
+                c.bench_scalar(
                     "SELECT serial FROM certificates WHERE id >= ?1 ORDER BY id LIMIT 1",
-                    [id],
-                    |r| r.get(0),
-                )?)
+                    Some(id),
+                )
             })?;
             let filter = audit::Filter {
                 serial: Some(serial as u64),
@@ -406,10 +400,8 @@ impl Fixture {
     pub fn check(&self) -> anyhow::Result<Check> {
         let store = Store::open(&self.load()?.database_path())?;
         let chain = audit::verify_store(&store);
-        let count = |sql: &str| -> anyhow::Result<i64> {
-            Ok(store
-                .read(|c| Ok::<_, crate::store::StoreError>(c.query_row(sql, [], |r| r.get(0))?))?)
-        };
+        let count =
+            |sql: &str| -> anyhow::Result<i64> { Ok(store.read(|c| c.bench_scalar(sql, None))?) };
         let certificates = count("SELECT count(*) FROM certificates")?;
         let issued_events =
             count("SELECT count(*) FROM audit WHERE action = 'certificate.issued'")?;

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
+
 use serde_json::json;
 
 use super::{RequestView, Service, ServiceError, unix, view};
@@ -16,6 +16,7 @@ use crate::names::{Principal, RequestId, RoleName, Text, UserName};
 use crate::policy::Role;
 use crate::policy::rules::{self, Refusal};
 use crate::pubkey::SubjectKey;
+use crate::store::Tx;
 use crate::store::requests::{self as rq, RequestRow, Status};
 
 /// A request as parsed at the edge.
@@ -35,7 +36,7 @@ fn flatten<T>(r: Outcome<T>) -> Result<T, ServiceError> {
 
 /// Records a refused attempt (who tried what, and the code) and returns the refusal.
 fn refuse<T>(
-    tx: &Connection,
+    tx: &Tx<'_>,
     now: DateTime<Utc>,
     actor: &UserName,
     attempt: &str,
@@ -59,7 +60,7 @@ fn refuse<T>(
 
 /// Ends a pending request as refused (checked again at signing and failed).
 pub(super) fn end_refused<T>(
-    tx: &Connection,
+    tx: &Tx<'_>,
     now: DateTime<Utc>,
     actor: &UserName,
     row: &RequestRow,
@@ -105,7 +106,7 @@ pub(super) fn decided(changed: bool) -> Result<(), ServiceError> {
 /// `note` saying why), with its `request.cancelled` audit row; false if it was no longer
 /// pending (nothing written).
 pub(super) fn cancel_pending(
-    tx: &Connection,
+    tx: &Tx<'_>,
     now: DateTime<Utc>,
     actor: &UserName,
     row: &RequestRow,
@@ -143,7 +144,7 @@ pub(super) fn cancel_pending(
 
 /// Marks one overdue request expired; false if it was no longer pending.
 pub(super) fn expire(
-    tx: &Connection,
+    tx: &Tx<'_>,
     now: DateTime<Utc>,
     row: &RequestRow,
 ) -> Result<bool, ServiceError> {
@@ -175,7 +176,7 @@ pub(super) fn expire(
 /// A pending, unexpired request, or the refusal that applies (`already_decided`,
 /// `expired`, the latter also ending the request).
 fn still_pending(
-    tx: &Connection,
+    tx: &Tx<'_>,
     now: DateTime<Utc>,
     actor: &UserName,
     attempt: &str,
@@ -270,7 +271,7 @@ impl Service {
     /// `revocation_grace` ago, told when it lifts; any other refusal as it is.
     pub(super) fn conflict_lifts(
         &self,
-        tx: &Connection,
+        tx: &Tx<'_>,
         now: DateTime<Utc>,
         refusal: Refusal,
         except: Option<&RequestId>,
@@ -312,7 +313,7 @@ impl Service {
     #[allow(clippy::too_many_arguments)]
     fn new_row(
         &self,
-        tx: &Connection,
+        tx: &Tx<'_>,
         now: DateTime<Utc>,
         actor: &UserName,
         role: &Role,

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use rand::RngExt;
-use rusqlite::Connection;
+
 use serde_json::json;
 
 use super::decide::{Outcome, decided, end_refused};
@@ -14,6 +14,7 @@ use crate::names::UserName;
 use crate::policy::Role;
 use crate::policy::rules;
 use crate::pubkey::SubjectKey;
+use crate::store::Tx;
 use crate::store::certificates::{self as certs, CertificateRow};
 use crate::store::requests::{self as rq, RequestRow, Status};
 
@@ -23,7 +24,7 @@ impl Service {
     /// the certificate's row.
     pub(super) fn issue(
         &self,
-        tx: &Connection,
+        tx: &Tx<'_>,
         now: DateTime<Utc>,
         actor: &UserName,
         role: &Role,
@@ -137,7 +138,7 @@ impl Service {
 }
 
 /// A random serial in 1..=i64::MAX (stored as SQLite INTEGER), never used before.
-fn fresh_serial(tx: &Connection) -> Result<u64, ServiceError> {
+fn fresh_serial(tx: &Tx<'_>) -> Result<u64, ServiceError> {
     let mut rng = rand::rng();
     loop {
         let serial = rng.random_range(1..=i64::MAX as u64);

@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
+
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -17,6 +17,7 @@ use crate::audit::{self, NewEvent};
 use crate::krl::{self, KrlContents};
 use crate::names::{RequestId, Text, UserName};
 use crate::state::Guard;
+use crate::store::Tx;
 use crate::store::certificates::{self as certs, Holding};
 use crate::store::requests as rq;
 
@@ -78,7 +79,7 @@ fn lock(m: &Mutex<Option<CachedKrl>>) -> MutexGuard<'_, Option<CachedKrl>> {
 }
 
 fn revoke_one(
-    tx: &Connection,
+    tx: &Tx<'_>,
     guard: &Guard,
     now: DateTime<Utc>,
     actor: &UserName,

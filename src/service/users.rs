@@ -7,13 +7,14 @@
 //! database, so it survives restarts and overrides the config.
 
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
+
 use serde_json::json;
 
 use super::revoke::UserRevocation;
 use super::{Service, ServiceError, unix, view};
 use crate::audit::{self, NewEvent};
 use crate::names::{Text, UserName};
+use crate::store::Tx;
 use crate::store::users;
 
 /// A user enabled again, and who had disabled them, when and why.
@@ -26,7 +27,7 @@ pub struct EnabledUser {
 /// Marks `user` disabled and revokes their live tokens; the caller revokes their
 /// certificates and pending requests, then records it all with [`record_disabling`].
 pub(super) fn disable(
-    tx: &Connection,
+    tx: &Tx<'_>,
     now: DateTime<Utc>,
     actor: &UserName,
     user: &UserName,
@@ -43,7 +44,7 @@ pub(super) fn disable(
 /// it ended). Revoking a user already disabled writes no second one; a token that
 /// appeared meanwhile (made by an older version) is recorded as `token.revoked`.
 pub(super) fn record_disabling(
-    tx: &Connection,
+    tx: &Tx<'_>,
     now: DateTime<Utc>,
     actor: &UserName,
     user: &UserName,
@@ -79,11 +80,7 @@ pub(super) fn record_disabling(
 impl Service {
     /// `not_found` unless `user` is in the config or the database has a record of them
     /// (a user removed from the config may still hold certificates).
-    pub(super) fn require_known(
-        &self,
-        tx: &Connection,
-        user: &UserName,
-    ) -> Result<(), ServiceError> {
+    pub(super) fn require_known(&self, tx: &Tx<'_>, user: &UserName) -> Result<(), ServiceError> {
         if self.config().policy.users.contains_key(user) || users::has_record_of(tx, user)? {
             Ok(())
         } else {

@@ -1,13 +1,14 @@
 //! What the API and CLI show of a request: stored facts plus the policy's reading of them.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::Connection;
+
 use serde::{Deserialize, Serialize};
 
 use super::ServiceError;
 use crate::names::UserName;
 use crate::policy::rules;
 use crate::policy::{Member, Policy};
+use crate::store::Tx;
 use crate::store::certificates::CertificateRow;
 use crate::store::requests::{self as rq, ApprovalRow, RequestRow};
 
@@ -132,7 +133,7 @@ pub(super) fn whoami(policy: &Policy, user: &UserName, disabled: bool) -> WhoAmI
 
 /// The view of `row` as stored: its approvals and certificate are read.
 pub(super) fn request(
-    tx: &Connection,
+    tx: &Tx<'_>,
     policy: &Policy,
     row: RequestRow,
 ) -> Result<RequestView, ServiceError> {

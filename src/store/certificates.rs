@@ -4,10 +4,10 @@
 //! second certificate for one request, or a reused serial, fail the whole transaction.
 //! `revoked_seq` numbers revocations 1, 2, 3...; the highest is the KRL version.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{OptionalExtension, Row, params};
 
-use super::StoreError;
 use super::requests::{RequestRow, corrupt};
+use super::{StoreError, Tx};
 use crate::names::{RequestId, RoleName, UserName};
 
 /// One issued certificate.
@@ -85,19 +85,20 @@ fn sql_serial(serial: u64) -> Result<i64, StoreError> {
 }
 
 /// Whether a serial was ever used.
-pub fn serial_taken(tx: &Connection, serial: u64) -> Result<bool, StoreError> {
+pub fn serial_taken(tx: &Tx<'_>, serial: u64) -> Result<bool, StoreError> {
     let Ok(serial) = i64::try_from(serial) else {
         return Ok(true);
     };
     let n: i64 = tx
+        .sql()
         .prepare_cached("SELECT count(*) FROM certificates WHERE serial = ?1")?
         .query_row([serial], |r| r.get(0))?;
     Ok(n > 0)
 }
 
 /// Stores an issued certificate.
-pub fn insert(tx: &Connection, req: &RequestRow, c: &CertificateRow) -> Result<(), StoreError> {
-    tx.prepare_cached(
+pub fn insert(tx: &Tx<'_>, req: &RequestRow, c: &CertificateRow) -> Result<(), StoreError> {
+    tx.sql().prepare_cached(
         "INSERT INTO certificates (serial, request_id, requester, role, key_id, valid_after, valid_before, certificate) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?
         .execute(params![
@@ -115,8 +116,9 @@ pub fn insert(tx: &Connection, req: &RequestRow, c: &CertificateRow) -> Result<(
 }
 
 /// The certificate issued for a request, if any.
-pub fn for_request(tx: &Connection, id: &RequestId) -> Result<Option<CertificateRow>, StoreError> {
+pub fn for_request(tx: &Tx<'_>, id: &RequestId) -> Result<Option<CertificateRow>, StoreError> {
     Ok(tx
+        .sql()
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM certificates WHERE request_id = ?1"
         ))?
@@ -128,23 +130,20 @@ const HOLDING: &str =
     "SELECT serial, request_id, requester, role, valid_before, revoked_at FROM certificates";
 
 /// The certificate with this serial.
-pub fn by_serial(tx: &Connection, serial: u64) -> Result<Option<Holding>, StoreError> {
+pub fn by_serial(tx: &Tx<'_>, serial: u64) -> Result<Option<Holding>, StoreError> {
     let Ok(serial) = i64::try_from(serial) else {
         return Ok(None);
     };
     Ok(tx
+        .sql()
         .prepare_cached(&format!("{HOLDING} WHERE serial = ?1"))?
         .query_row([serial], holding_from_row)
         .optional()?)
 }
 
 /// Certificates of `user` that are unexpired and unrevoked at `now`.
-pub fn active_of_user(
-    tx: &Connection,
-    user: &UserName,
-    now: i64,
-) -> Result<Vec<Holding>, StoreError> {
-    let mut stmt = tx.prepare_cached(&format!(
+pub fn active_of_user(tx: &Tx<'_>, user: &UserName, now: i64) -> Result<Vec<Holding>, StoreError> {
+    let mut stmt = tx.sql().prepare_cached(&format!(
         "{HOLDING} WHERE requester = ?1 AND valid_before > ?2 AND revoked_at IS NULL ORDER BY serial"
     ))?;
     let rows = stmt.query_map(params![user.as_str(), now], holding_from_row)?;
@@ -153,14 +152,14 @@ pub fn active_of_user(
 
 /// Marks a certificate revoked and returns the new KRL version; `None` if it already was.
 pub fn revoke(
-    tx: &Connection,
+    tx: &Tx<'_>,
     serial: u64,
     at: i64,
     by: &str,
     reason: &str,
 ) -> Result<Option<u64>, StoreError> {
     let next = krl_version(tx)? + 1;
-    let n = tx.prepare_cached(
+    let n = tx.sql().prepare_cached(
         "UPDATE certificates SET revoked_at = ?2, revoked_by = ?3, revoke_reason = ?4, revoked_seq = ?5 \
          WHERE serial = ?1 AND revoked_at IS NULL")?
         .execute(params![sql_serial(serial)?, at, by, reason, next as i64],
@@ -171,8 +170,9 @@ pub fn revoke(
 /// The KRL version: the number of the newest revocation, or the floor an operator's
 /// accepted rollback raised it to (`meta::raise_krl_floor`), whichever is higher. It
 /// only grows, across restarts and accepted restores.
-pub fn krl_version(tx: &Connection) -> Result<u64, StoreError> {
+pub fn krl_version(tx: &Tx<'_>) -> Result<u64, StoreError> {
     let v: i64 = tx
+        .sql()
         .prepare_cached(
             "SELECT max((SELECT coalesce(max(revoked_seq), 0) FROM certificates \
              WHERE revoked_seq IS NOT NULL), (SELECT krl_floor FROM meta WHERE id = 1))",
@@ -194,8 +194,8 @@ pub struct Revoked {
 
 /// The revoked certificates not yet expired at `now` (from the revoked-only index, not
 /// the whole table), and the revocations carried over by an accepted rollback.
-pub fn revoked_unexpired(tx: &Connection, now: i64) -> Result<Revoked, StoreError> {
-    let mut stmt = tx.prepare_cached(
+pub fn revoked_unexpired(tx: &Tx<'_>, now: i64) -> Result<Revoked, StoreError> {
+    let mut stmt = tx.sql().prepare_cached(
         "SELECT serial, valid_before FROM certificates \
          WHERE revoked_at IS NOT NULL AND valid_before > ?1 \
          UNION SELECT serial, valid_before FROM carried_revocations WHERE valid_before > ?1 \
@@ -219,12 +219,13 @@ pub fn revoked_unexpired(tx: &Connection, now: i64) -> Result<Revoked, StoreErro
 /// accepted, for a certificate the copy has no row of or has not revoked: it is listed
 /// in the KRL until `valid_before` like any other. Returns whether it was new.
 pub fn carry_revocation(
-    tx: &Connection,
+    tx: &Tx<'_>,
     serial: u64,
     valid_before: i64,
     at: i64,
 ) -> Result<bool, StoreError> {
     let n = tx
+        .sql()
         .prepare_cached(
             "INSERT OR IGNORE INTO carried_revocations (serial, valid_before, carried_at) \
              VALUES (?1, ?2, ?3)",

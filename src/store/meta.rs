@@ -2,9 +2,9 @@
 //! under the KRL version, and the audit head. `state.rs` compares these with the CA key
 //! and the high-water mark kept outside the database.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 
-use super::StoreError;
+use super::{StoreError, Tx};
 
 /// A CA key the database belongs to, and when it was in use (unix seconds).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,16 +26,17 @@ pub struct Head {
 }
 
 /// The random id given to this database when it was created (or upgraded to schema 8).
-pub fn database_id(tx: &Connection) -> Result<String, StoreError> {
-    tx.prepare_cached("SELECT database_id FROM meta WHERE id = 1")?
+pub fn database_id(tx: &Tx<'_>) -> Result<String, StoreError> {
+    tx.sql()
+        .prepare_cached("SELECT database_id FROM meta WHERE id = 1")?
         .query_row([], |r| r.get(0))
         .optional()?
         .ok_or_else(|| StoreError::Corrupt("the meta row is missing".into()))
 }
 
 /// Every CA key recorded, oldest first.
-pub fn ca_keys(tx: &Connection) -> Result<Vec<CaKey>, StoreError> {
-    let mut stmt = tx.prepare_cached(
+pub fn ca_keys(tx: &Tx<'_>) -> Result<Vec<CaKey>, StoreError> {
+    let mut stmt = tx.sql().prepare_cached(
         "SELECT fingerprint, public_key, since, until FROM ca_keys ORDER BY since, fingerprint",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -50,23 +51,25 @@ pub fn ca_keys(tx: &Connection) -> Result<Vec<CaKey>, StoreError> {
 }
 
 /// The CA key in use now, if one was recorded.
-pub fn current_ca(tx: &Connection) -> Result<Option<CaKey>, StoreError> {
+pub fn current_ca(tx: &Tx<'_>) -> Result<Option<CaKey>, StoreError> {
     Ok(ca_keys(tx)?.into_iter().find(|k| k.until.is_none()))
 }
 
 /// Records `key` as the CA key in use from `since`. Only for a database that has none
 /// yet: rotation (ending the current key's period) is a separate, later operation.
-pub fn record_ca(tx: &Connection, key: &CaKey) -> Result<(), StoreError> {
-    tx.prepare_cached(
-        "INSERT INTO ca_keys (fingerprint, public_key, since, until) VALUES (?1, ?2, ?3, NULL)",
-    )?
-    .execute(params![key.fingerprint, key.public_key, key.since])?;
+pub fn record_ca(tx: &Tx<'_>, key: &CaKey) -> Result<(), StoreError> {
+    tx.sql()
+        .prepare_cached(
+            "INSERT INTO ca_keys (fingerprint, public_key, since, until) VALUES (?1, ?2, ?3, NULL)",
+        )?
+        .execute(params![key.fingerprint, key.public_key, key.since])?;
     Ok(())
 }
 
 /// The KRL version never goes below this (see [`raise_krl_floor`]).
-pub fn krl_floor(tx: &Connection) -> Result<u64, StoreError> {
+pub fn krl_floor(tx: &Tx<'_>) -> Result<u64, StoreError> {
     let v: i64 = tx
+        .sql()
         .prepare_cached("SELECT krl_floor FROM meta WHERE id = 1")?
         .query_row([], |r| r.get(0))?;
     Ok(u64::try_from(v).unwrap_or(0))
@@ -75,17 +78,19 @@ pub fn krl_floor(tx: &Connection) -> Result<u64, StoreError> {
 /// Raises the KRL version's floor to `floor` (never lowers it): after an operator
 /// accepted a database older than what was published, the next KRL must still carry a
 /// higher version than any KRL servers already have.
-pub fn raise_krl_floor(tx: &Connection, floor: u64) -> Result<(), StoreError> {
+pub fn raise_krl_floor(tx: &Tx<'_>, floor: u64) -> Result<(), StoreError> {
     let floor = i64::try_from(floor)
         .map_err(|_| StoreError::Corrupt(format!("KRL version {floor} out of range")))?;
-    tx.prepare_cached("UPDATE meta SET krl_floor = max(krl_floor, ?1) WHERE id = 1")?
+    tx.sql()
+        .prepare_cached("UPDATE meta SET krl_floor = max(krl_floor, ?1) WHERE id = 1")?
         .execute([floor])?;
     Ok(())
 }
 
 /// The newest audit event.
-pub fn audit_head(tx: &Connection) -> Result<Head, StoreError> {
+pub fn audit_head(tx: &Tx<'_>) -> Result<Head, StoreError> {
     let head = tx
+        .sql()
         .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
         .query_row([], |r| {
             Ok(Head {
@@ -101,8 +106,9 @@ pub fn audit_head(tx: &Connection) -> Result<Head, StoreError> {
 }
 
 /// The hash of audit event `seq`, if the log has it.
-pub fn audit_hash_at(tx: &Connection, seq: i64) -> Result<Option<String>, StoreError> {
+pub fn audit_hash_at(tx: &Tx<'_>, seq: i64) -> Result<Option<String>, StoreError> {
     Ok(tx
+        .sql()
         .prepare_cached("SELECT hash FROM audit WHERE seq = ?1")?
         .query_row([seq], |r| r.get(0))
         .optional()?)
@@ -111,23 +117,26 @@ pub fn audit_hash_at(tx: &Connection, seq: i64) -> Result<Option<String>, StoreE
 /// The CA key that signed the newest certificate in the database, as an OpenSSH public
 /// key line: how a database from before schema 8 (no recorded CA key) tells which CA it
 /// belongs to. `None` if no certificate was ever issued.
-pub fn newest_certificate(tx: &Connection) -> Result<Option<String>, StoreError> {
+pub fn newest_certificate(tx: &Tx<'_>) -> Result<Option<String>, StoreError> {
     Ok(tx
+        .sql()
         .prepare_cached("SELECT certificate FROM certificates ORDER BY id DESC LIMIT 1")?
         .query_row([], |r| r.get(0))
         .optional()?)
 }
 
 /// The policy last recorded as `policy.loaded` (canonical JSON text), if any.
-pub fn recorded_policy(tx: &Connection) -> Result<Option<String>, StoreError> {
+pub fn recorded_policy(tx: &Tx<'_>) -> Result<Option<String>, StoreError> {
     Ok(tx
+        .sql()
         .prepare_cached("SELECT policy FROM meta WHERE id = 1")?
         .query_row([], |r| r.get(0))?)
 }
 
 /// Remembers `policy` (canonical JSON text) as the one last recorded.
-pub fn record_policy(tx: &Connection, policy: &str) -> Result<(), StoreError> {
-    tx.prepare_cached("UPDATE meta SET policy = ?1 WHERE id = 1")?
+pub fn record_policy(tx: &Tx<'_>, policy: &str) -> Result<(), StoreError> {
+    tx.sql()
+        .prepare_cached("UPDATE meta SET policy = ?1 WHERE id = 1")?
         .execute([policy])?;
     Ok(())
 }

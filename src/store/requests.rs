@@ -3,9 +3,9 @@
 //! Values read back are parsed into the same types as input; a row that does not parse is
 //! reported as corrupt instead of being trusted.
 
-use rusqlite::{Connection, OptionalExtension, Row, named_params, params};
+use rusqlite::{OptionalExtension, Row, named_params, params};
 
-use super::StoreError;
+use super::{StoreError, Tx};
 use crate::names::{RequestId, RoleName, UserName};
 
 /// Where a request is in its life; only `pending` can change.
@@ -131,10 +131,10 @@ fn request_from_row(r: &Row<'_>) -> rusqlite::Result<RequestRow> {
 }
 
 /// Stores a new pending request.
-pub fn insert(tx: &Connection, r: &RequestRow) -> Result<(), StoreError> {
+pub fn insert(tx: &Tx<'_>, r: &RequestRow) -> Result<(), StoreError> {
     let principals =
         serde_json::to_string(&r.principals).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    tx.prepare_cached(
+    tx.sql().prepare_cached(
         &format!("INSERT INTO requests ({REQUEST_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)"))?
         .execute(params![
             r.id.as_str(),
@@ -159,8 +159,9 @@ pub fn insert(tx: &Connection, r: &RequestRow) -> Result<(), StoreError> {
 }
 
 /// Whether an id is already taken.
-pub fn exists(tx: &Connection, id: &RequestId) -> Result<bool, StoreError> {
+pub fn exists(tx: &Tx<'_>, id: &RequestId) -> Result<bool, StoreError> {
     let n: i64 = tx
+        .sql()
         .prepare_cached("SELECT count(*) FROM requests WHERE id = ?1")?
         .query_row([id.as_str()], |r| r.get(0))?;
     Ok(n > 0)
@@ -169,8 +170,9 @@ pub fn exists(tx: &Connection, id: &RequestId) -> Result<bool, StoreError> {
 /// How many of `user`'s requests are pending and not yet past their deadline at `now`
 /// (one past it is expired, whether or not the sweep has recorded it): the partial index
 /// of pending requests.
-pub fn pending_count(tx: &Connection, user: &UserName, now: i64) -> Result<u32, StoreError> {
+pub fn pending_count(tx: &Tx<'_>, user: &UserName, now: i64) -> Result<u32, StoreError> {
     let n: u32 = tx
+        .sql()
         .prepare_cached(
             "SELECT count(*) FROM requests INDEXED BY requests_pending \
              WHERE requester = ?1 AND status = 'pending' AND expires_at > ?2",
@@ -180,8 +182,9 @@ pub fn pending_count(tx: &Connection, user: &UserName, now: i64) -> Result<u32, 
 }
 
 /// The request with this id.
-pub fn get(tx: &Connection, id: &RequestId) -> Result<Option<RequestRow>, StoreError> {
+pub fn get(tx: &Tx<'_>, id: &RequestId) -> Result<Option<RequestRow>, StoreError> {
     Ok(tx
+        .sql()
         .prepare_cached(&format!(
             "SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?1"
         ))?
@@ -253,14 +256,14 @@ fn visible_sql(by: &str, status: Option<Status>) -> String {
 
 /// Requests newest first, optionally of one status, after `cursor`; at most `limit`.
 pub fn list(
-    tx: &Connection,
+    tx: &Tx<'_>,
     status: Option<Status>,
     cursor: Option<&Cursor>,
     limit: u32,
 ) -> Result<Vec<RequestRow>, StoreError> {
     // One statement per shape, each walking an index newest first (a `?1 IS NULL OR`
     // condition made SQLite read and sort the whole table).
-    let mut stmt = tx.prepare_cached(&list_sql(status.is_some()))?;
+    let mut stmt = tx.sql().prepare_cached(&list_sql(status.is_some()))?;
     let (c, i) = Cursor::params(cursor);
     let rows = stmt.query_map(
         named_params! {":s": status.map(Status::as_str), ":c": c, ":i": i, ":n": limit},
@@ -279,7 +282,7 @@ pub fn list(
 /// the size of the table (filtering a walk of all requests by age read the whole table
 /// for a user who may see few of them).
 pub fn list_visible(
-    tx: &Connection,
+    tx: &Tx<'_>,
     status: Option<Status>,
     user: &UserName,
     roles: &[RoleName],
@@ -294,7 +297,7 @@ pub fn list_visible(
     let (c, i) = Cursor::params(cursor);
     let mut keys: Vec<(i64, String)> = Vec::new();
     let mut collect = |sql: &str, key: &str| -> Result<(), StoreError> {
-        let mut stmt = tx.prepare_cached(sql)?;
+        let mut stmt = tx.sql().prepare_cached(sql)?;
         let rows = stmt.query_map(
             named_params! {":k": key, ":s": status, ":c": c, ":i": i, ":n": limit},
             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -311,7 +314,7 @@ pub fn list_visible(
     keys.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
     keys.dedup_by(|a, b| a.1 == b.1);
     keys.truncate(limit as usize);
-    let mut stmt = tx.prepare_cached(&format!(
+    let mut stmt = tx.sql().prepare_cached(&format!(
         "SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?1"
     ))?;
     let mut out = Vec::with_capacity(keys.len());
@@ -324,8 +327,8 @@ pub fn list_visible(
 }
 
 /// Pending requests whose deadline has passed.
-pub fn overdue(tx: &Connection, now: i64) -> Result<Vec<RequestRow>, StoreError> {
-    let mut stmt = tx.prepare_cached(&format!(
+pub fn overdue(tx: &Tx<'_>, now: i64) -> Result<Vec<RequestRow>, StoreError> {
+    let mut stmt = tx.sql().prepare_cached(&format!(
         "SELECT {REQUEST_COLUMNS} FROM requests WHERE status = 'pending' AND expires_at <= ?1"
     ))?;
     let rows = stmt.query_map([now], request_from_row)?;
@@ -333,12 +336,8 @@ pub fn overdue(tx: &Connection, now: i64) -> Result<Vec<RequestRow>, StoreError>
 }
 
 /// The pending, not yet overdue requests of `user` (from the index of pending requests).
-pub fn pending_of(
-    tx: &Connection,
-    user: &UserName,
-    now: i64,
-) -> Result<Vec<RequestRow>, StoreError> {
-    let mut stmt = tx.prepare_cached(&format!(
+pub fn pending_of(tx: &Tx<'_>, user: &UserName, now: i64) -> Result<Vec<RequestRow>, StoreError> {
+    let mut stmt = tx.sql().prepare_cached(&format!(
         "SELECT {REQUEST_COLUMNS} FROM requests INDEXED BY requests_pending \
          WHERE requester = ?1 AND status = 'pending' AND expires_at > ?2"
     ))?;
@@ -349,7 +348,7 @@ pub fn pending_of(
 /// Ends a pending request. Returns false if it was no longer pending (the caller lost a
 /// race and must not act on it).
 pub fn decide(
-    tx: &Connection,
+    tx: &Tx<'_>,
     id: &RequestId,
     status: Status,
     at: i64,
@@ -357,7 +356,7 @@ pub fn decide(
     code: Option<&str>,
     note: Option<&str>,
 ) -> Result<bool, StoreError> {
-    let n = tx.prepare_cached(
+    let n = tx.sql().prepare_cached(
         "UPDATE requests SET status = ?2, decided_at = ?3, decided_by = ?4, decision_code = ?5, \
          decision_note = ?6 WHERE id = ?1 AND status = 'pending'")?
         .execute(params![id.as_str(), status.as_str(), at, by, code, note],
@@ -392,14 +391,14 @@ const HOLDS: &str = "SELECT EXISTS (SELECT 1 FROM certificates WHERE requester =
 /// The SoD check needs only the roles that conflict with the one asked for, so this
 /// asks about those alone: a few index probes, however many certificates the user holds.
 pub fn holdings(
-    tx: &Connection,
+    tx: &Tx<'_>,
     user: &UserName,
     now: i64,
     held: Held,
     except: Option<&RequestId>,
     roles: &[&RoleName],
 ) -> Result<Vec<RoleName>, StoreError> {
-    let mut stmt = tx.prepare_cached(HOLDS)?;
+    let mut stmt = tx.sql().prepare_cached(HOLDS)?;
     let mut found = Vec::new();
     for role in roles {
         let holds: bool = stmt.query_row(
@@ -426,7 +425,7 @@ pub fn holdings(
 /// (the revocation plus `after_revocation`, or the expiry plus `after_expiry` if sooner).
 /// `None` when the hold is of another kind, or there is none.
 pub fn revoked_hold_lifts(
-    tx: &Connection,
+    tx: &Tx<'_>,
     user: &UserName,
     role: &RoleName,
     now: i64,
@@ -439,7 +438,7 @@ pub fn revoked_hold_lifts(
              AND status = 'pending' AND role = ?2 AND expires_at > ?3 AND id IS NOT ?4) \
          THEN NULL ELSE (SELECT max(min(revoked_at + ?7, valid_before + ?8)) FROM certificates \
              WHERE revoked_at > ?6 AND requester = ?1 AND role = ?2 AND valid_before > ?5) END";
-    Ok(tx.prepare_cached(sql)?.query_row(
+    Ok(tx.sql().prepare_cached(sql)?.query_row(
         params![
             user.as_str(),
             role.as_str(),
@@ -456,22 +455,23 @@ pub fn revoked_hold_lifts(
 
 /// Records one approval.
 pub fn insert_approval(
-    tx: &Connection,
+    tx: &Tx<'_>,
     id: &RequestId,
     approver: &UserName,
     at: i64,
     comment: Option<&str>,
 ) -> Result<(), StoreError> {
-    tx.prepare_cached(
-        "INSERT INTO approvals (request_id, approver, at, comment) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![id.as_str(), approver.as_str(), at, comment])?;
+    tx.sql()
+        .prepare_cached(
+            "INSERT INTO approvals (request_id, approver, at, comment) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![id.as_str(), approver.as_str(), at, comment])?;
     Ok(())
 }
 
 /// Approvals of a request, oldest first.
-pub fn approvals(tx: &Connection, id: &RequestId) -> Result<Vec<ApprovalRow>, StoreError> {
-    let mut stmt = tx.prepare_cached(
+pub fn approvals(tx: &Tx<'_>, id: &RequestId) -> Result<Vec<ApprovalRow>, StoreError> {
+    let mut stmt = tx.sql().prepare_cached(
         "SELECT approver, at, comment FROM approvals WHERE request_id = ?1 ORDER BY at, rowid",
     )?;
     let rows = stmt.query_map([id.as_str()], |r| {
@@ -498,7 +498,7 @@ mod tests {
         let plan = |sql: &str| -> String {
             store
                 .read(|c| {
-                    let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                    let mut stmt = c.sql().prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
                     let names = stmt.parameter_count();
                     for i in 1..=names {
                         stmt.raw_bind_parameter(i, 1)?;

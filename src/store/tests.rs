@@ -53,8 +53,8 @@ fn hold_a_batch<T: Send + 'static>(
 fn limit_growth(store: &Store, pages: i64) {
     store
         .write(|c| {
-            let now: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
-            c.query_row(
+            let now: i64 = c.sql().query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            c.sql().query_row(
                 &format!("PRAGMA max_page_count = {}", now + pages),
                 [],
                 |_| Ok(()),
@@ -66,12 +66,13 @@ fn limit_growth(store: &Store, pages: i64) {
 
 fn insert(store: &Store, k: i64, v: Option<&str>) -> Result<(), StoreError> {
     store.write(|c| {
-        c.execute(
-            "INSERT INTO t (k, v) VALUES (?1, ?2)",
-            rusqlite::params![k, v],
-        )
-        .map(|_| ())
-        .map_err(StoreError::from)
+        c.sql()
+            .execute(
+                "INSERT INTO t (k, v) VALUES (?1, ?2)",
+                rusqlite::params![k, v],
+            )
+            .map(|_| ())
+            .map_err(StoreError::from)
     })
 }
 
@@ -91,8 +92,10 @@ fn submitted_operations_share_commits_and_a_failure_undoes_only_its_own_write() 
             insert(&s, k, Some("x"))?;
             if k % 10 == 0 {
                 s.write(|c| {
-                    c.execute("INSERT INTO t (k, v) VALUES (?1, 'y')", [k + 1000])?;
-                    c.execute("INSERT INTO t (k, v) VALUES (?1, NULL)", [k + 2000])?;
+                    c.sql()
+                        .execute("INSERT INTO t (k, v) VALUES (?1, 'y')", [k + 1000])?;
+                    c.sql()
+                        .execute("INSERT INTO t (k, v) VALUES (?1, NULL)", [k + 2000])?;
                     Ok::<_, StoreError>(())
                 })?;
             }
@@ -133,7 +136,10 @@ fn an_operation_reads_its_own_writes_and_others_see_them_only_after_commit() {
         vec![Box::new(move || {
             insert(&s, 1, Some("mine"))?;
             let inside: i64 = s.read(|c| {
-                Ok::<_, StoreError>(c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?)
+                Ok::<_, StoreError>(
+                    c.sql()
+                        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))?,
+                )
             })?;
             // Another thread reads committed data only: not yet this row.
             let s2 = s.clone();
@@ -198,7 +204,8 @@ fn store() -> (tempfile::TempDir, Arc<Store>) {
     let store = Store::open(&dir.path().join("db")).unwrap();
     store
         .write(|c| {
-            c.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+            c.sql()
+                .execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")
                 .map_err(StoreError::from)
         })
         .unwrap();
@@ -207,7 +214,12 @@ fn store() -> (tempfile::TempDir, Arc<Store>) {
 
 fn count(store: &Store) -> i64 {
     store
-        .read(|c| Ok::<_, StoreError>(c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?))
+        .read(|c| {
+            Ok::<_, StoreError>(
+                c.sql()
+                    .query_row("SELECT count(*) FROM t", [], |r| r.get(0))?,
+            )
+        })
         .unwrap()
 }
 
@@ -221,10 +233,12 @@ fn writers_on_other_threads_write_alone_and_failures_undo_only_their_own_work() 
                 for i in 0..200 {
                     let k = t * 1000 + i;
                     let result = store.write(|c| {
-                        c.execute("INSERT INTO t (k, v) VALUES (?1, 'x')", [k])?;
+                        c.sql()
+                            .execute("INSERT INTO t (k, v) VALUES (?1, 'x')", [k])?;
                         if i % 10 == 0 {
                             // A failing member: its insert must vanish, nobody else's.
-                            c.execute("INSERT INTO t (k, v) VALUES (?1, NULL)", [k + 500])?;
+                            c.sql()
+                                .execute("INSERT INTO t (k, v) VALUES (?1, NULL)", [k + 500])?;
                         }
                         Ok::<_, StoreError>(())
                     });
@@ -239,7 +253,7 @@ fn writers_on_other_threads_write_alone_and_failures_undo_only_their_own_work() 
     assert_eq!(count(&store), 8 * 180);
     let failed_rows: i64 = store
         .read(|c| {
-            Ok::<_, StoreError>(c.query_row(
+            Ok::<_, StoreError>(c.sql().query_row(
                 "SELECT count(*) FROM t WHERE k % 1000 % 10 = 0",
                 [],
                 |r| r.get(0),
@@ -255,7 +269,8 @@ fn a_write_is_visible_to_readers_when_it_returns() {
     for k in 0..50 {
         store
             .write(|c| {
-                c.execute("INSERT INTO t (k, v) VALUES (?1, 'x')", [k])
+                c.sql()
+                    .execute("INSERT INTO t (k, v) VALUES (?1, 'x')", [k])
                     .map_err(StoreError::from)
             })
             .unwrap();
@@ -267,7 +282,8 @@ fn a_write_is_visible_to_readers_when_it_returns() {
 fn a_failed_write_leaves_no_transaction_open() {
     let (dir, store) = store();
     let r = store.write(|c| {
-        c.execute("INSERT INTO t (k, v) VALUES (1, NULL)", [])
+        c.sql()
+            .execute("INSERT INTO t (k, v) VALUES (1, NULL)", [])
             .map_err(StoreError::from)
     });
     assert!(r.is_err());
@@ -314,7 +330,7 @@ fn when_the_disk_is_full_every_acknowledged_write_is_kept_and_no_other() {
     acked.sort();
     let stored: Vec<i64> = store
         .read(|c| {
-            let mut st = c.prepare("SELECT k FROM t ORDER BY k")?;
+            let mut st = c.sql().prepare("SELECT k FROM t ORDER BY k")?;
             let rows = st
                 .query_map([], |r| r.get(0))?
                 .collect::<Result<Vec<i64>, _>>()?;
@@ -337,7 +353,7 @@ fn migrating_a_version_2_database_keeps_every_certificate() {
     let path = dir.path().join("db");
     {
         let conn = Connection::open(&path).unwrap();
-        for sql in &MIGRATIONS[..2] {
+        for sql in &super::migrations::MIGRATIONS[..2] {
             conn.execute_batch(sql).unwrap();
         }
         conn.pragma_update(None, "user_version", 2).unwrap();
@@ -352,7 +368,7 @@ fn migrating_a_version_2_database_keeps_every_certificate() {
     let store = Store::open(&path).unwrap();
     let row: (i64, String, Option<String>, i64) = store
         .read(|c| {
-            Ok::<_, StoreError>(c.query_row(
+            Ok::<_, StoreError>(c.sql().query_row(
                 "SELECT serial, request_id, revoked_by, revoked_seq FROM certificates",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
@@ -364,13 +380,13 @@ fn migrating_a_version_2_database_keeps_every_certificate() {
         (i64::MAX, "r-aaaaaaaaaaaa".into(), Some("bob".into()), 1)
     );
     let version: i64 = store
-        .read(|c| Ok::<_, StoreError>(c.query_row("PRAGMA user_version", [], |r| r.get(0))?))
+        .read(|c| Ok::<_, StoreError>(c.sql().query_row("PRAGMA user_version", [], |r| r.get(0))?))
         .unwrap();
-    assert_eq!(version as usize, MIGRATIONS.len());
+    assert_eq!(version as usize, super::migrations::MIGRATIONS.len());
     // The serial is still unique (the request exists, so only the serial can clash).
     store
         .write(|c| {
-            c.execute(
+            c.sql().execute(
                 "INSERT INTO requests (id, role, requester, reason, ttl_seconds, public_key, key_fingerprint, principals, role_digest, status, created_at, expires_at) \
                  VALUES ('r-aaaaaaaaaaab', 'prod-db', 'alice', 'x', 60, 'k', 'f', '[]', 'd', 'issued', 1, 2)",
                 [],
@@ -379,7 +395,7 @@ fn migrating_a_version_2_database_keeps_every_certificate() {
         })
         .unwrap();
     let dup = store.write(|c| {
-        c.execute(
+        c.sql().execute(
             "INSERT INTO certificates (serial, request_id, requester, role, key_id, valid_after, valid_before, certificate) \
              VALUES (9223372036854775807, 'r-aaaaaaaaaaab', 'a', 'r', 'k', 1, 2, 'c')",
             [],
@@ -389,7 +405,7 @@ fn migrating_a_version_2_database_keeps_every_certificate() {
     let err = dup.unwrap_err().to_string();
     assert!(
         matches!(
-            store.read(|c| Ok::<_, StoreError>(c.query_row(
+            store.read(|c| Ok::<_, StoreError>(c.sql().query_row(
                 "SELECT count(*) FROM certificates",
                 [],
                 |r| r.get::<_, i64>(0)
@@ -416,10 +432,11 @@ fn the_wal_stays_bounded_under_steady_writes_and_reads() {
                     k = (k + 7) % 3000;
                     store
                         .read(|c| {
-                            c.query_row("SELECT count(*) FROM t WHERE k = ?1", [k], |r| {
-                                r.get::<_, i64>(0)
-                            })
-                            .map_err(StoreError::from)
+                            c.sql()
+                                .query_row("SELECT count(*) FROM t WHERE k = ?1", [k], |r| {
+                                    r.get::<_, i64>(0)
+                                })
+                                .map_err(StoreError::from)
                         })
                         .unwrap();
                 }
@@ -466,9 +483,9 @@ fn opening_a_current_database_takes_no_write_lock() {
     let store = Store::open(&path).unwrap();
     assert!(started.elapsed() < std::time::Duration::from_secs(2));
     let version: i64 = store
-        .read(|c| Ok::<_, StoreError>(c.query_row("PRAGMA user_version", [], |r| r.get(0))?))
+        .read(|c| Ok::<_, StoreError>(c.sql().query_row("PRAGMA user_version", [], |r| r.get(0))?))
         .unwrap();
-    assert_eq!(version as usize, MIGRATIONS.len());
+    assert_eq!(version as usize, super::migrations::MIGRATIONS.len());
     holder.execute_batch("ROLLBACK").unwrap();
 }
 
@@ -495,7 +512,10 @@ fn when_a_batch_is_lost_every_answer_that_could_depend_on_it_is_an_error() {
     let (_dir, store) = store();
     limit_growth(&store, 4);
     let read = |s: &Arc<Store>| -> Result<i64, StoreError> {
-        s.read(|c| Ok(c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?))
+        s.read(|c| {
+            Ok(c.sql()
+                .query_row("SELECT count(*) FROM t", [], |r| r.get(0))?)
+        })
     };
     // One batch, in this order: a read before any write; a small write; a read that
     // sees it; a write too big for the disk, which makes SQLite drop the transaction.

@@ -1,10 +1,10 @@
 //! API tokens: 256 random bits shown once, stored only as SHA-256 hashes.
 
 use rand::Rng;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
-use super::StoreError;
+use super::{StoreError, Tx};
 use crate::names::UserName;
 
 /// Prefix that makes a leaked token easy to find with a secret scanner.
@@ -41,15 +41,17 @@ pub fn hash(secret: &str) -> String {
 }
 
 /// Stores a token hash for `user`.
-pub fn insert(tx: &Connection, hash: &str, user: &UserName, now: i64) -> Result<(), StoreError> {
-    tx.prepare_cached("INSERT INTO tokens (hash, user, created_at) VALUES (?1, ?2, ?3)")?
+pub fn insert(tx: &Tx<'_>, hash: &str, user: &UserName, now: i64) -> Result<(), StoreError> {
+    tx.sql()
+        .prepare_cached("INSERT INTO tokens (hash, user, created_at) VALUES (?1, ?2, ?3)")?
         .execute(params![hash, user.as_str(), now])?;
     Ok(())
 }
 
 /// Deletes every token of `user`; returns how many.
-pub fn revoke_all(tx: &Connection, user: &UserName) -> Result<usize, StoreError> {
+pub fn revoke_all(tx: &Tx<'_>, user: &UserName) -> Result<usize, StoreError> {
     Ok(tx
+        .sql()
         .prepare_cached("DELETE FROM tokens WHERE user = ?1")?
         .execute([user.as_str()])?)
 }
@@ -57,8 +59,9 @@ pub fn revoke_all(tx: &Connection, user: &UserName) -> Result<usize, StoreError>
 /// Marks every live token of `user` revoked for good (offboarding); returns how many.
 /// The rows stay, so that a revoked token is recognised (and answered "disabled") but
 /// never authenticates again: enabling the user does not revive it.
-pub fn revoke_live(tx: &Connection, user: &UserName, now: i64) -> Result<usize, StoreError> {
+pub fn revoke_live(tx: &Tx<'_>, user: &UserName, now: i64) -> Result<usize, StoreError> {
     Ok(tx
+        .sql()
         .prepare_cached("UPDATE tokens SET revoked_at = ?2 WHERE user = ?1 AND revoked_at IS NULL")?
         .execute(params![user.as_str(), now])?)
 }
@@ -71,8 +74,9 @@ pub struct TokenOwner {
 }
 
 /// The owner of a token, if it exists (revoked or not).
-pub fn lookup(tx: &Connection, secret: &str) -> Result<Option<TokenOwner>, StoreError> {
+pub fn lookup(tx: &Tx<'_>, secret: &str) -> Result<Option<TokenOwner>, StoreError> {
     Ok(tx
+        .sql()
         .prepare_cached("SELECT user, revoked_at IS NOT NULL FROM tokens WHERE hash = ?1")?
         .query_row([hash(secret)], |r| {
             Ok(TokenOwner {

@@ -6,9 +6,9 @@
 //! and the row is written in the same transaction as the revocations and the
 //! `user.disabled` audit row that offboarding writes.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 
-use super::StoreError;
+use super::{StoreError, Tx};
 use crate::names::UserName;
 
 /// Who disabled a user, when (unix seconds) and why.
@@ -21,13 +21,14 @@ pub struct Disabled {
 
 /// Marks `user` disabled; false (nothing written) if they already were.
 pub fn disable(
-    tx: &Connection,
+    tx: &Tx<'_>,
     user: &UserName,
     at: i64,
     by: &str,
     reason: &str,
 ) -> Result<bool, StoreError> {
     let n = tx
+        .sql()
         .prepare_cached(
             "INSERT INTO disabled_users (user, disabled_at, disabled_by, reason) \
              VALUES (?1, ?2, ?3, ?4) ON CONFLICT (user) DO NOTHING",
@@ -37,16 +38,18 @@ pub fn disable(
 }
 
 /// Lifts the mark; false if `user` was not disabled.
-pub fn enable(tx: &Connection, user: &UserName) -> Result<bool, StoreError> {
+pub fn enable(tx: &Tx<'_>, user: &UserName) -> Result<bool, StoreError> {
     let n = tx
+        .sql()
         .prepare_cached("DELETE FROM disabled_users WHERE user = ?1")?
         .execute([user.as_str()])?;
     Ok(n == 1)
 }
 
 /// Whether, and since when and by whom, `user` is disabled.
-pub fn disabled(tx: &Connection, user: &UserName) -> Result<Option<Disabled>, StoreError> {
+pub fn disabled(tx: &Tx<'_>, user: &UserName) -> Result<Option<Disabled>, StoreError> {
     Ok(tx
+        .sql()
         .prepare_cached(
             "SELECT disabled_at, disabled_by, reason FROM disabled_users WHERE user = ?1",
         )?
@@ -61,8 +64,9 @@ pub fn disabled(tx: &Connection, user: &UserName) -> Result<Option<Disabled>, St
 }
 
 /// Whether `user` is disabled.
-pub fn is_disabled(tx: &Connection, user: &UserName) -> Result<bool, StoreError> {
+pub fn is_disabled(tx: &Tx<'_>, user: &UserName) -> Result<bool, StoreError> {
     Ok(tx
+        .sql()
         .prepare_cached("SELECT 1 FROM disabled_users WHERE user = ?1")?
         .query_row([user.as_str()], |_| Ok(()))
         .optional()?
@@ -72,8 +76,9 @@ pub fn is_disabled(tx: &Connection, user: &UserName) -> Result<bool, StoreError>
 /// Whether the database has any record of `user`: a request (every certificate has
 /// one, with the same requester), a token (live or revoked), or the disabled mark. A
 /// user removed from the config keeps their history, and so stays revocable.
-pub fn has_record_of(tx: &Connection, user: &UserName) -> Result<bool, StoreError> {
+pub fn has_record_of(tx: &Tx<'_>, user: &UserName) -> Result<bool, StoreError> {
     Ok(tx
+        .sql()
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM requests WHERE requester = ?1) \
              OR EXISTS (SELECT 1 FROM tokens WHERE user = ?1) \

@@ -201,26 +201,27 @@ async fn an_issued_event_without_its_approvals_fails_verify_naming_it() {
     app.approve("bob", &real).await;
     let forged = app.create_ok("alice", "prod-db").await;
     {
-        let conn = rusqlite::Connection::open(app.db_path()).unwrap();
-        conn.busy_timeout(std::time::Duration::from_secs(10))
+        // The forger writes with a correct hash (the hash function is public).
+        let store = app.service.store();
+        store
+            .write(|tx| {
+                countersign::audit::append(
+                    tx,
+                    chrono::Utc::now(),
+                    &countersign::audit::NewEvent {
+                        actor: "bob",
+                        action: "certificate.issued",
+                        request_id: Some(&forged),
+                        serial: Some(4242),
+                        detail: serde_json::json!({
+                            "serial": "4242", "requester": "alice", "role": "prod-db",
+                            "approvals": [{"approver": "bob", "step": 1}],
+                            "approvals_required": [1],
+                        }),
+                    },
+                )
+            })
             .unwrap();
-        let tx = conn.unchecked_transaction().unwrap();
-        countersign::audit::append(
-            &tx,
-            chrono::Utc::now(),
-            &countersign::audit::NewEvent {
-                actor: "bob",
-                action: "certificate.issued",
-                request_id: Some(&forged),
-                serial: Some(4242),
-                detail: serde_json::json!({
-                    "serial": "4242", "requester": "alice", "role": "prod-db",
-                    "approvals": [{"approver": "bob", "step": 1}], "approvals_required": [1],
-                }),
-            },
-        )
-        .unwrap();
-        tx.commit().unwrap();
     }
     let seq = app.count("SELECT max(seq) FROM audit");
     let (status, body) = app.get("bob", "/v1/audit/verify").await;

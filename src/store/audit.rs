@@ -1,0 +1,236 @@
+//! The audit table: appending a hashed row, reading the head, filtered queries, and
+//! ordered scans for verification. The hashing and the chain's rules live in
+//! `crate::audit`; this module only stores and reads rows.
+//!
+//! The table refuses UPDATE and DELETE (triggers, migration 1). An append reads the head
+//! and inserts the next row in the same transaction: that relies on one writer at a time
+//! (see `docs/ARCHITECTURE.md`, "Single-writer invariants").
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{OptionalExtension, params};
+
+use super::{StoreError, Tx};
+use crate::names::RequestId;
+
+/// One stored event, as read back: `detail` is the stored JSON text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub seq: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub request_id: Option<String>,
+    pub serial: Option<String>,
+    pub detail: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// One stored event borrowed from the database during a scan (no copies: verifying the
+/// chain reads every row).
+#[derive(Debug, Clone, Copy)]
+pub struct RowRef<'a> {
+    pub seq: i64,
+    pub at: &'a str,
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub request_id: Option<&'a str>,
+    pub serial: Option<&'a str>,
+    pub detail: &'a str,
+    pub prev_hash: &'a str,
+    pub hash: &'a str,
+}
+
+/// Which events to return.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// The whole story of this certificate: every event of its request, plus events
+    /// that name the serial (issuance, revocation).
+    pub serial: Option<u64>,
+    /// Events of this request.
+    pub request_id: Option<RequestId>,
+    /// Events at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Events after this sequence number (paging).
+    pub after_seq: i64,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// The newest event's sequence number and hash; `None` for an empty log.
+pub fn last(tx: &Tx<'_>) -> Result<Option<(i64, String)>, StoreError> {
+    Ok(tx
+        .sql()
+        .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
+}
+
+/// The newest event's sequence number (0 for an empty log).
+pub fn last_seq(tx: &Tx<'_>) -> Result<i64, StoreError> {
+    Ok(tx
+        .sql()
+        .prepare_cached("SELECT coalesce(max(seq), 0) FROM audit")?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// Stores one event, already hashed by the caller.
+pub fn insert(tx: &Tx<'_>, row: &RowRef<'_>) -> Result<(), StoreError> {
+    tx.sql()
+        .prepare_cached(
+            "INSERT INTO audit (seq, at, actor, action, request_id, serial, detail, prev_hash, \
+             hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?
+        .execute(params![
+            row.seq,
+            row.at,
+            row.actor,
+            row.action,
+            row.request_id,
+            row.serial,
+            row.detail,
+            row.prev_hash,
+            row.hash
+        ])?;
+    Ok(())
+}
+
+/// Events matching `filter`, in sequence order.
+pub fn query(tx: &Tx<'_>, filter: &Filter) -> Result<Vec<Row>, StoreError> {
+    // One statement per shape of filter, so that SQLite can use the serial and request
+    // indexes (a `?2 IS NULL OR ...` condition made it scan the whole log).
+    let select = "SELECT seq, at, actor, action, request_id, serial, detail, prev_hash, hash \
+                  FROM audit WHERE seq > ?1";
+    let rest = "AND (?6 IS NULL OR at >= ?6) ORDER BY seq LIMIT ?4";
+    let sql = match (&filter.serial, &filter.request_id) {
+        (Some(_), _) => format!(
+            "{select} AND (serial = ?2 \
+             OR request_id = (SELECT request_id FROM certificates WHERE serial = ?5)) \
+             AND (?3 IS NULL OR request_id = ?3) {rest}"
+        ),
+        (None, Some(_)) => format!("{select} AND request_id = ?3 {rest}"),
+        (None, None) => format!("{select} {rest}"),
+    };
+    let mut stmt = tx.sql().prepare_cached(&sql)?;
+    let rows = stmt.query_map(
+        params![
+            filter.after_seq,
+            filter.serial.map(|s| s.to_string()),
+            filter.request_id.as_ref().map(RequestId::as_str),
+            filter.limit,
+            filter.serial.and_then(|s| i64::try_from(s).ok()),
+            filter
+                .since
+                .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
+        ],
+        |r| {
+            Ok(Row {
+                seq: r.get(0)?,
+                at: r.get(1)?,
+                actor: r.get(2)?,
+                action: r.get(3)?,
+                request_id: r.get(4)?,
+                serial: r.get(5)?,
+                detail: r.get(6)?,
+                prev_hash: r.get(7)?,
+                hash: r.get(8)?,
+            })
+        },
+    )?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Calls `each` with the stored events `lo..=hi` in sequence order, borrowed; stops at
+/// the first error `each` returns. A field that is not text (a hand-edited row) is a
+/// storage error.
+pub fn scan<E: From<StoreError>>(
+    tx: &Tx<'_>,
+    lo: i64,
+    hi: i64,
+    mut each: impl FnMut(RowRef<'_>) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut stmt = tx
+        .sql()
+        .prepare(
+            "SELECT seq, at, actor, action, request_id, serial, detail, prev_hash, hash FROM audit \
+             WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq",
+        )
+        .map_err(StoreError::from)?;
+    let mut rows = stmt.query([lo, hi]).map_err(StoreError::from)?;
+    while let Some(row) = rows.next().map_err(StoreError::from)? {
+        let text = |i: usize| -> Result<Option<&str>, StoreError> {
+            row.get_ref(i)?.as_str_or_null().map_err(|e| {
+                StoreError::from(rusqlite::Error::FromSqlConversionFailure(
+                    i,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                ))
+            })
+        };
+        let required = |i: usize| -> Result<&str, StoreError> { Ok(text(i)?.unwrap_or_default()) };
+        each(RowRef {
+            seq: row.get(0).map_err(StoreError::from)?,
+            at: required(1)?,
+            actor: required(2)?,
+            action: required(3)?,
+            request_id: text(4)?,
+            serial: text(5)?,
+            detail: required(6)?,
+            prev_hash: required(7)?,
+            hash: required(8)?,
+        })?;
+    }
+    Ok(())
+}
+
+/// One event that matters to the issuance check: a request's creation, approval or
+/// end, or an issuance (with its detail).
+#[derive(Debug, Clone, Copy)]
+pub struct StoryRef<'a> {
+    pub seq: i64,
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub request_id: Option<&'a str>,
+    /// The detail of `certificate.issued` events only.
+    pub issued_detail: Option<&'a str>,
+}
+
+/// Calls `each` with every event up to `last_seq` that begins, approves, issues or ends
+/// a request, in sequence order.
+pub fn scan_stories<E: From<StoreError>>(
+    tx: &Tx<'_>,
+    last_seq: i64,
+    mut each: impl FnMut(StoryRef<'_>) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut stmt = tx
+        .sql()
+        .prepare(
+            "SELECT seq, actor, action, request_id, \
+                    CASE WHEN action = 'certificate.issued' THEN detail END \
+             FROM audit WHERE seq <= ?1 AND action IN ('request.created', 'request.approved', \
+                 'certificate.issued', 'request.denied', 'request.cancelled', \
+                 'request.expired', 'request.refused') \
+             ORDER BY seq",
+        )
+        .map_err(StoreError::from)?;
+    let mut rows = stmt.query([last_seq]).map_err(StoreError::from)?;
+    while let Some(row) = rows.next().map_err(StoreError::from)? {
+        let text = |i: usize| -> Result<Option<&str>, StoreError> {
+            Ok(row.get_ref(i)?.as_str_or_null().map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    i,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })?)
+        };
+        each(StoryRef {
+            seq: row.get(0).map_err(StoreError::from)?,
+            actor: text(1)?.unwrap_or_default(),
+            action: text(2)?.unwrap_or_default(),
+            request_id: text(3)?,
+            issued_detail: text(4)?,
+        })?;
+    }
+    Ok(())
+}
