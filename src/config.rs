@@ -529,3 +529,6 @@ fn satisfiability_warnings(policy: &Policy) -> Vec<String> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod docs;
