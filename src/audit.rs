@@ -8,6 +8,7 @@
 //! `issuance.rs`). Events are appended inside the same transaction as the state change
 //! they describe.
 
+mod event;
 mod issuance;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -24,19 +25,19 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 /// Actor recorded for things the CA does by itself (expiring requests).
 pub const SYSTEM_ACTOR: &str = "countersign";
 
-/// An event to append.
+pub use event::*;
+
+/// An event to append: who did what, and the request and certificate it concerns.
 #[derive(Debug, Clone)]
 pub struct NewEvent<'a> {
     /// Who did it (a user name, or [`SYSTEM_ACTOR`]).
     pub actor: &'a str,
-    /// What, e.g. `request.created`.
-    pub action: &'a str,
     /// The request it concerns.
     pub request_id: Option<&'a str>,
     /// The certificate serial it concerns.
     pub serial: Option<u64>,
-    /// Anything else, as a JSON object.
-    pub detail: serde_json::Value,
+    /// What happened: the stored action and detail.
+    pub event: AuditEvent,
 }
 
 /// A stored event, as the API returns it.
@@ -52,6 +53,13 @@ pub struct Event {
     pub detail: serde_json::Value,
     pub prev_hash: String,
     pub hash: String,
+}
+
+impl Event {
+    /// The typed event, if this version knows its action and its detail parses.
+    pub fn parsed(&self) -> Option<AuditEvent> {
+        AuditEvent::parse(&self.action, &self.detail)
+    }
 }
 
 /// The chain is broken at `seq`.
@@ -128,36 +136,79 @@ impl Fields<'_> {
 
 /// Appends one event; returns its sequence number.
 pub fn append(tx: &Tx<'_>, now: DateTime<Utc>, ev: &NewEvent<'_>) -> Result<i64, StoreError> {
+    let action = ev.event.action();
+    let detail = ev
+        .event
+        .detail()
+        .map_err(|e| StoreError::Corrupt(format!("audit event {action}: {e}")))?
+        .to_string();
+    append_stored(
+        tx,
+        now,
+        Fields {
+            seq: 0,
+            at: "",
+            actor: ev.actor,
+            action,
+            request_id: ev.request_id,
+            serial: ev.serial.map(|s| s.to_string()).as_deref(),
+            detail: &detail,
+        },
+    )
+}
+
+/// Appends `fields` as the next event, at `now`: its `seq` and `at` are set here.
+fn append_stored(tx: &Tx<'_>, now: DateTime<Utc>, fields: Fields<'_>) -> Result<i64, StoreError> {
     let (last_seq, prev_hash) = stored::last(tx)?.unwrap_or_else(|| (0, GENESIS.to_owned()));
-    let seq = last_seq + 1;
     let at = now.to_rfc3339_opts(SecondsFormat::Millis, true);
-    let serial = ev.serial.map(|s| s.to_string());
-    let detail = ev.detail.to_string();
     let fields = Fields {
-        seq,
+        seq: last_seq + 1,
         at: &at,
-        actor: ev.actor,
-        action: ev.action,
-        request_id: ev.request_id,
-        serial: serial.as_deref(),
-        detail: &detail,
+        ..fields
     };
     let hash = fields.hash(&prev_hash);
     stored::insert(
         tx,
         &RowRef {
-            seq,
+            seq: fields.seq,
             at: &at,
-            actor: ev.actor,
-            action: ev.action,
-            request_id: ev.request_id,
-            serial: serial.as_deref(),
-            detail: &detail,
+            actor: fields.actor,
+            action: fields.action,
+            request_id: fields.request_id,
+            serial: fields.serial,
+            detail: fields.detail,
             prev_hash: &prev_hash,
             hash: &hash,
         },
     )?;
-    Ok(seq)
+    Ok(fields.seq)
+}
+
+/// Appends an event with any action and detail, correctly hashed: what someone who can
+/// write the database and knows the (public) hash function can forge. For tests.
+#[cfg(test)]
+pub(crate) fn append_forged(
+    tx: &Tx<'_>,
+    actor: &str,
+    action: &str,
+    request_id: Option<&str>,
+    serial: Option<u64>,
+    detail: &serde_json::Value,
+) -> Result<i64, StoreError> {
+    let detail = detail.to_string();
+    append_stored(
+        tx,
+        Utc::now(),
+        Fields {
+            seq: 0,
+            at: "",
+            actor,
+            action,
+            request_id,
+            serial: serial.map(|s| s.to_string()).as_deref(),
+            detail: &detail,
+        },
+    )
 }
 
 /// Events matching `filter`, in sequence order.
@@ -386,14 +437,15 @@ mod tests {
     use super::*;
     use crate::store::Store;
 
-    fn event(action: &str) -> NewEvent<'_> {
-        NewEvent {
-            actor: "alice",
-            action,
-            request_id: Some("r-aaaaaaaaaaaa"),
-            serial: None,
-            detail: serde_json::json!({"role": "prod-db"}),
-        }
+    /// Appends an event of `action` about one request, as `actor`.
+    fn add(
+        tx: &Tx<'_>,
+        actor: &str,
+        action: &str,
+        serial: Option<u64>,
+        detail: serde_json::Value,
+    ) -> Result<i64, StoreError> {
+        append_forged(tx, actor, action, Some("r-aaaaaaaaaaaa"), serial, &detail)
     }
 
     #[test]
@@ -432,7 +484,13 @@ mod tests {
         store
             .write(|tx| {
                 for _ in 0..n {
-                    append(tx, Utc::now(), &event("request.created"))?;
+                    add(
+                        tx,
+                        "alice",
+                        "request.created",
+                        None,
+                        serde_json::json!({"role": "prod-db"}),
+                    )?;
                 }
                 Ok::<_, StoreError>(())
             })
@@ -524,19 +582,13 @@ mod tests {
         let store = Store::open(&dir.path().join("db")).unwrap();
         store
             .write(|tx| {
-                append(tx, Utc::now(), &event("request.created"))?;
-                let approved = NewEvent {
-                    actor: "bob",
-                    ..event("request.approved")
-                };
-                append(tx, Utc::now(), &approved)?;
-                let issued = NewEvent {
-                    actor: "bob",
-                    serial: Some(881),
-                    detail: serde_json::json!({"requester": "alice", "approvals": [{"approver": "bob", "step": 1}]}),
-                    ..event("certificate.issued")
-                };
-                append(tx, Utc::now(), &issued)?;
+                let role = serde_json::json!({"role": "prod-db"});
+                add(tx, "alice", "request.created", None, role.clone())?;
+                add(tx, "bob", "request.approved", None, role)?;
+                let issued = serde_json::json!({
+                    "requester": "alice", "approvals": [{"approver": "bob", "step": 1}],
+                });
+                add(tx, "bob", "certificate.issued", Some(881), issued)?;
                 Ok::<_, StoreError>(())
             })
             .unwrap();

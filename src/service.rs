@@ -23,7 +23,7 @@ pub use revoke::{KRL_NAMESPACE, Krl, UserRevocation};
 pub use users::EnabledUser;
 pub use view::{ApprovalView, CertificateView, RequestView, RevocationView, StepView, WhoAmI};
 
-use crate::audit::{self, AuditError, NewEvent};
+use crate::audit::{self, AuditError, NewEvent, TokenCreated, TokenRevoked};
 use crate::ca::{CaError, CertificateAuthority};
 use crate::config::Config;
 use crate::names::{RequestId, RoleName, UserName};
@@ -483,10 +483,12 @@ pub fn create_token(
             now,
             &NewEvent {
                 actor: operator,
-                action: "token.created",
                 request_id: None,
                 serial: None,
-                detail: serde_json::json!({ "user": user }),
+                event: TokenCreated {
+                    user: user.to_string(),
+                }
+                .into(),
             },
         )?;
         Ok::<_, ServiceError>(())
@@ -515,10 +517,14 @@ pub fn revoke_tokens(
             now,
             &NewEvent {
                 actor: operator,
-                action: "token.revoked",
                 request_id: None,
                 serial: None,
-                detail: serde_json::json!({ "user": user, "tokens": n }),
+                event: TokenRevoked {
+                    user: user.to_string(),
+                    tokens: n,
+                    reason: None,
+                }
+                .into(),
             },
         )?;
         Ok::<_, ServiceError>(n)

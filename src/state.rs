@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, SecondsFormat, Utc};
 use ssh_key::{Certificate, HashAlg, PublicKey};
 
-use crate::audit::{self, NewEvent};
+use crate::audit::{self, CaRecorded, MarkSeen, NewEvent, StateMarkStarted, StateRollbackAccepted};
 use crate::ca::{CaError, CertificateAuthority};
 use crate::config::Config;
 use crate::store::meta::{self, CaKey, Head};
@@ -317,13 +317,15 @@ pub fn open_store(
                 now,
                 &NewEvent {
                     actor: operator,
-                    action: "state.mark_started",
                     request_id: None,
                     serial: None,
-                    detail: serde_json::json!({
-                        "mark": mark_path, "database": database,
-                        "krl_version": krl_version, "uid": files::euid(),
-                    }),
+                    event: StateMarkStarted {
+                        mark: mark_path.clone(),
+                        database: database.clone(),
+                        krl_version,
+                        uid: files::euid(),
+                    }
+                    .into(),
                 },
             )?;
             Ok::<_, StateError>(())
@@ -407,13 +409,14 @@ fn bind_ca(store: &Store, ca: &PublicKey, operator: &str) -> Result<(), StateErr
             now,
             &NewEvent {
                 actor: operator,
-                action: "ca.recorded",
                 request_id: None,
                 serial: None,
-                detail: serde_json::json!({
-                    "fingerprint": key.fingerprint, "public_key": key.public_key,
-                    "database": database,
-                }),
+                event: CaRecorded {
+                    fingerprint: key.fingerprint.clone(),
+                    public_key: key.public_key.clone(),
+                    database,
+                }
+                .into(),
             },
         )?;
         Ok::<_, StateError>(())
@@ -517,22 +520,25 @@ fn accept_rollback(
             now,
             &NewEvent {
                 actor: operator,
-                action: "state.rollback_accepted",
                 request_id: None,
                 serial: None,
-                detail: serde_json::json!({
-                    "reason": reason,
-                    "found": why,
-                    "uid": files::euid(),
-                    "mark": mark.map(|m| serde_json::json!({
-                        "ca": m.ca, "database": m.database, "krl_version": m.krl_version,
-                        "audit_seq": m.audit_seq, "audit_hash": m.audit_hash,
-                        "updated": m.updated,
-                    })),
-                    "krl_version_before": before,
-                    "krl_version": floor,
-                    "carried_revocations": carried,
-                }),
+                event: StateRollbackAccepted {
+                    reason: reason.to_owned(),
+                    found: why.to_owned(),
+                    uid: files::euid(),
+                    mark: mark.map(|m| MarkSeen {
+                        ca: m.ca.clone(),
+                        database: m.database.clone(),
+                        krl_version: m.krl_version,
+                        audit_seq: m.audit_seq,
+                        audit_hash: m.audit_hash.clone(),
+                        updated: m.updated.clone(),
+                    }),
+                    krl_version_before: before,
+                    krl_version: floor,
+                    carried_revocations: carried.clone(),
+                }
+                .into(),
             },
         )?;
         Ok::<_, StateError>(())

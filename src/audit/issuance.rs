@@ -155,10 +155,9 @@ fn issued(request: &str, req: Option<Open>, detail: &str) -> Result<(), String> 
 
 #[cfg(test)]
 mod tests {
-    use chrono::Utc;
     use serde_json::{Value, json};
 
-    use super::super::{AuditError, NewEvent, append, verify, verify_parallel};
+    use super::super::{AuditError, append_forged, verify, verify_parallel};
     use crate::store::{Store, StoreError};
 
     const REQUEST: &str = "r-aaaaaaaaaaaa";
@@ -175,16 +174,13 @@ mod tests {
             .write(|tx| {
                 for (actor, action, detail) in events {
                     let issued = *action == "certificate.issued";
-                    append(
+                    append_forged(
                         tx,
-                        Utc::now(),
-                        &NewEvent {
-                            actor,
-                            action,
-                            request_id: Some(REQUEST),
-                            serial: issued.then_some(881),
-                            detail: detail.clone(),
-                        },
+                        actor,
+                        action,
+                        Some(REQUEST),
+                        issued.then_some(881),
+                        detail,
                     )?;
                 }
                 Ok::<_, StoreError>(())

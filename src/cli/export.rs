@@ -11,7 +11,7 @@ use ssh_key::{HashAlg, PublicKey};
 
 use super::client::Client;
 use super::show::urlencode;
-use crate::audit::Event;
+use crate::audit::{AuditEvent, Event};
 
 /// Output format of `audit export`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -186,13 +186,17 @@ pub fn explain(url: &str, line: &str) -> anyhow::Result<ExitCode> {
                 parsed.serial
             )
         })?;
+    let issued_key_id = match issued.parsed() {
+        Some(AuditEvent::CertificateIssued(d)) => Some(d.key_id),
+        _ => None,
+    };
     outln!(
         "certificate serial {} (key ID {})",
         parsed.serial,
-        issued.detail["key_id"].as_str().unwrap_or("?")
+        issued_key_id.as_deref().unwrap_or("?")
     )?;
     if let Some(id) = &parsed.key_id
-        && issued.detail["key_id"].as_str() != Some(id.as_str())
+        && issued_key_id.as_deref() != Some(id.as_str())
     {
         outln!(
             "WARNING: the log line names key ID {id:?}, which does not match the issued certificate"
@@ -204,44 +208,31 @@ pub fn explain(url: &str, line: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn text(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
 /// One event as a sentence.
 fn story_line(e: &Event) -> String {
-    let d = &e.detail;
-    let what = match e.action.as_str() {
-        "request.created" => format!(
+    let what = match e.parsed() {
+        Some(AuditEvent::RequestCreated(d)) => format!(
             "{} requested {} for {}s, reason: {:?}",
-            e.actor,
-            text(&d["role"]),
-            text(&d["ttl_seconds"]),
-            text(&d["reason"])
+            e.actor, d.role, d.ttl_seconds, d.reason
         ),
-        "request.approved" => match text(&d["comment"]) {
+        Some(AuditEvent::RequestApproved(d)) => match d.comment.unwrap_or_default() {
             c if c.is_empty() => format!("{} approved", e.actor),
             c => format!("{} approved: {c:?}", e.actor),
         },
-        "certificate.issued" => format!(
+        Some(AuditEvent::CertificateIssued(d)) => format!(
             "issued to {} as {}, valid {} to {}",
-            text(&d["requester"]),
-            text(&d["principals"]),
-            text(&d["valid_after"]),
-            text(&d["valid_before"])
+            d.requester,
+            serde_json::Value::from(d.principals),
+            d.valid_after,
+            d.valid_before
         ),
-        "certificate.revoked" => format!("revoked by {}: {:?}", e.actor, text(&d["reason"])),
-        "attempt.refused" => format!(
-            "{} was refused ({}): {}",
-            e.actor,
-            text(&d["code"]),
-            text(&d["message"])
-        ),
-        other => format!("{other} by {}", e.actor),
+        Some(AuditEvent::CertificateRevoked(d)) => {
+            format!("revoked by {}: {:?}", e.actor, d.reason)
+        }
+        Some(AuditEvent::AttemptRefused(d)) => {
+            format!("{} was refused ({}): {}", e.actor, d.code, d.message)
+        }
+        _ => format!("{} by {}", e.action, e.actor),
     };
     format!("  {}  #{:<6} {what}", e.at, e.seq)
 }

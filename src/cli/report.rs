@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::client::Client;
 use super::export::{fetch_since, parse_since};
 use super::output;
-use crate::audit::Event;
+use crate::audit::{AuditEvent, Event};
 
 /// `report` arguments.
 #[derive(Debug, Args)]
@@ -46,52 +46,43 @@ pub struct Grant {
 pub fn grants(events: &[Event]) -> BTreeMap<String, Vec<Grant>> {
     let revoked: HashMap<&str, (&str, String)> = events
         .iter()
-        .filter(|e| e.action == "certificate.revoked")
         .filter_map(|e| {
+            let Some(AuditEvent::CertificateRevoked(d)) = e.parsed() else {
+                return None;
+            };
             let serial = e.serial.as_deref()?;
-            let why = format!(
-                "{} by {}: {}",
-                e.at,
-                e.actor,
-                e.detail["reason"].as_str().unwrap_or_default()
-            );
+            let why = format!("{} by {}: {}", e.at, e.actor, d.reason);
             Some((serial, (e.at.as_str(), why)))
         })
         .collect();
     let mut by_role: BTreeMap<String, Vec<Grant>> = BTreeMap::new();
-    for e in events.iter().filter(|e| e.action == "certificate.issued") {
-        let d = &e.detail;
-        let s = |k: &str| d[k].as_str().unwrap_or_default().to_owned();
+    for e in events {
+        let Some(AuditEvent::CertificateIssued(d)) = e.parsed() else {
+            continue;
+        };
         let serial = e.serial.clone().unwrap_or_default();
         // Held from the moment of issue (`valid_after` is backdated for clock skew; the
         // certificate did not exist before), to expiry or revocation; whole seconds.
         let from = to_seconds(&e.at);
         let (until, revocation) = match revoked.get(serial.as_str()) {
             Some((at, why)) => (to_seconds(at), Some(why.clone())),
-            None => (to_seconds(&s("valid_before")), None),
+            None => (to_seconds(&d.valid_before), None),
         };
         let secs = |t: &str| {
             DateTime::parse_from_rfc3339(t)
                 .map(|t| t.timestamp())
                 .unwrap_or(0)
         };
-        let approved_by = d["approvals"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x["approver"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
-        by_role.entry(s("role")).or_default().push(Grant {
-            role: s("role"),
-            user: s("requester"),
+        let approved_by = d.approvals.into_iter().map(|a| a.approver).collect();
+        by_role.entry(d.role.clone()).or_default().push(Grant {
+            role: d.role,
+            user: d.requester,
             serial,
             request_id: e.request_id.clone().unwrap_or_default(),
             seconds: (secs(&until) - secs(&from)).max(0),
             from,
             until,
-            reason: s("reason"),
+            reason: d.reason,
             approved_by,
             revoked: revocation,
         });

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use serde_json::json;
-
 use super::{RequestView, Service, ServiceError, unix, view};
-use crate::audit::{self, NewEvent, SYSTEM_ACTOR};
+use crate::audit::{
+    self, AttemptRefused, NewEvent, RequestApproved, RequestCancelled, RequestCreated,
+    RequestDenied, RequestExpired, RequestRefused, SYSTEM_ACTOR,
+};
 use crate::names::{Principal, RequestId, RoleName, Text, UserName};
 use crate::policy::Role;
 use crate::policy::rules::{self, Refusal};
@@ -49,10 +50,15 @@ fn refuse<T>(
         now,
         &NewEvent {
             actor: actor.as_str(),
-            action: "attempt.refused",
             request_id: request.map(RequestId::as_str),
             serial: None,
-            detail: json!({ "attempt": attempt, "role": role, "code": refusal.code(), "message": refusal.to_string() }),
+            event: AttemptRefused {
+                attempt: attempt.to_owned(),
+                role: role.to_string(),
+                code: refusal.code().to_owned(),
+                message: refusal.to_string(),
+            }
+            .into(),
         },
     )?;
     Ok(Err(refusal.into()))
@@ -80,10 +86,15 @@ pub(super) fn end_refused<T>(
         now,
         &NewEvent {
             actor: actor.as_str(),
-            action: "request.refused",
             request_id: Some(row.id.as_str()),
             serial: None,
-            detail: json!({ "role": row.role, "requester": row.requester, "code": refusal.code(), "message": refusal.to_string() }),
+            event: RequestRefused {
+                role: row.role.to_string(),
+                requester: row.requester.to_string(),
+                code: refusal.code().to_owned(),
+                message: refusal.to_string(),
+            }
+            .into(),
         },
     )?;
     Ok(Err(refusal.into()))
@@ -124,19 +135,20 @@ pub(super) fn cancel_pending(
     )? {
         return Ok(false);
     }
-    let detail = match note {
-        None => json!({ "role": row.role }),
-        Some(reason) => json!({ "role": row.role, "requester": row.requester, "reason": reason }),
+    let event = RequestCancelled {
+        role: row.role.to_string(),
+        // A cancellation with a reason (disabling) says whose and why.
+        requester: note.map(|_| row.requester.to_string()),
+        reason: note.map(str::to_owned),
     };
     audit::append(
         tx,
         now,
         &NewEvent {
             actor: actor.as_str(),
-            action: "request.cancelled",
             request_id: Some(row.id.as_str()),
             serial: None,
-            detail,
+            event: event.into(),
         },
     )?;
     Ok(true)
@@ -164,10 +176,14 @@ pub(super) fn expire(
         now,
         &NewEvent {
             actor: SYSTEM_ACTOR,
-            action: "request.expired",
             request_id: Some(row.id.as_str()),
             serial: None,
-            detail: json!({ "role": row.role, "requester": row.requester, "expires_at": view::rfc3339(row.expires_at) }),
+            event: RequestExpired {
+                role: row.role.to_string(),
+                requester: row.requester.to_string(),
+                expires_at: view::rfc3339(row.expires_at),
+            }
+            .into(),
         },
     )?;
     Ok(true)
@@ -251,14 +267,18 @@ impl Service {
                 now,
                 &NewEvent {
                     actor: actor.as_str(),
-                    action: "request.created",
                     request_id: Some(row.id.as_str()),
                     serial: None,
-                    detail: json!({
-                        "role": row.role, "reason": row.reason, "ttl_seconds": row.ttl_seconds,
-                        "principals": row.principals, "public_key_fingerprint": row.key_fingerprint,
-                        "role_digest": row.role_digest, "expires_at": view::rfc3339(row.expires_at),
-                    }),
+                    event: RequestCreated {
+                        role: row.role.to_string(),
+                        reason: row.reason.clone(),
+                        ttl_seconds: row.ttl_seconds,
+                        principals: row.principals.clone(),
+                        public_key_fingerprint: row.key_fingerprint.clone(),
+                        role_digest: row.role_digest.clone(),
+                        expires_at: view::rfc3339(row.expires_at),
+                    }
+                    .into(),
                 },
             )?;
             // A new request has no approvals and no certificate yet: nothing to read back.
@@ -363,16 +383,30 @@ impl Service {
             // leaves no trace: nothing of its state, nothing to fill the audit log with.
             let row = self.visible(tx, actor, id)?;
             // One who may read it but not approve it (an admin) hears so before its state.
-            let may = policy.roles.get(&row.role).is_none_or(|role| policy.may_decide(actor, role));
+            let may = policy
+                .roles
+                .get(&row.role)
+                .is_none_or(|role| policy.may_decide(actor, role));
             if actor != &row.requester && !may {
-                let r = Refusal::NotAnApprover { user: actor.clone(), role: row.role.clone() };
+                let r = Refusal::NotAnApprover {
+                    user: actor.clone(),
+                    role: row.role.clone(),
+                };
                 return refuse(tx, now, actor, "request.approve", Some(id), &row.role, r);
             }
             if let Err(e) = still_pending(tx, now, actor, "request.approve", &row)? {
                 return Ok(Err(e));
             }
             if actor == &row.requester {
-                return refuse(tx, now, actor, "request.approve", Some(id), &row.role, Refusal::SelfApproval);
+                return refuse(
+                    tx,
+                    now,
+                    actor,
+                    "request.approve",
+                    Some(id),
+                    &row.role,
+                    Refusal::SelfApproval,
+                );
             }
             let role = match rules::role_unchanged(policy, &row.role, &row.role_digest) {
                 Ok(role) => role,
@@ -380,23 +414,37 @@ impl Service {
             };
             let mut approvals = rq::approvals(tx, id)?;
             let approved_by: Vec<UserName> = approvals.iter().map(|a| a.approver.clone()).collect();
-            if let Err(r) = rules::approver_may_approve(policy, role, &row.requester, actor, &approved_by) {
+            if let Err(r) =
+                rules::approver_may_approve(policy, role, &row.requester, actor, &approved_by)
+            {
                 return refuse(tx, now, actor, "request.approve", Some(id), &row.role, r);
             }
             let comment = comment.as_ref().map(Text::as_str);
             rq::insert_approval(tx, id, actor, unix(now), comment)?;
-            audit::append(tx, now, &NewEvent {
-                actor: actor.as_str(),
-                action: "request.approved",
-                request_id: Some(id.as_str()),
-                serial: None,
-                detail: json!({ "role": row.role, "requester": row.requester, "comment": comment }),
-            })?;
+            audit::append(
+                tx,
+                now,
+                &NewEvent {
+                    actor: actor.as_str(),
+                    request_id: Some(id.as_str()),
+                    serial: None,
+                    event: RequestApproved {
+                        role: row.role.to_string(),
+                        requester: row.requester.to_string(),
+                        comment: comment.map(str::to_owned),
+                    }
+                    .into(),
+                },
+            )?;
             let mut all = approved_by;
             all.push(actor.clone());
             let tally = rules::tally(policy, role, &row.requester, &all);
             // The answer is built from what this write read and wrote, not read back.
-            approvals.push(rq::ApprovalRow { approver: actor.clone(), at: unix(now), comment: comment.map(str::to_owned) });
+            approvals.push(rq::ApprovalRow {
+                approver: actor.clone(),
+                at: unix(now),
+                comment: comment.map(str::to_owned),
+            });
             approvals.sort_by_key(|a| a.at); // stable: the store's order (time, then insertion)
             // Read, not assumed: disabling cancels the user's pending requests, but this
             // view must say what is stored.
@@ -409,10 +457,20 @@ impl Service {
                 Err(e) => return Ok(Err(e)),
             };
             let row = RequestRow {
-                status: Status::Issued, decided_at: Some(unix(now)), decided_by: Some(actor.to_string()),
-                decision_code: None, decision_note: None, ..row
+                status: Status::Issued,
+                decided_at: Some(unix(now)),
+                decided_by: Some(actor.to_string()),
+                decision_code: None,
+                decision_note: None,
+                ..row
             };
-            Ok(Ok(view::assemble(policy, row, approvals, Some(&cert), disabled)))
+            Ok(Ok(view::assemble(
+                policy,
+                row,
+                approvals,
+                Some(&cert),
+                disabled,
+            )))
         }))
     }
 
@@ -430,25 +488,50 @@ impl Service {
             self.require_enabled(tx, actor)?;
             let row = self.visible(tx, actor, id)?;
             if actor == &row.requester {
-                return Ok(Err(ServiceError::Forbidden("you cannot deny your own request; cancel it instead".into())));
+                return Ok(Err(ServiceError::Forbidden(
+                    "you cannot deny your own request; cancel it instead".into(),
+                )));
             }
-            let may = policy.roles.get(&row.role).is_some_and(|role| policy.may_decide(actor, role));
+            let may = policy
+                .roles
+                .get(&row.role)
+                .is_some_and(|role| policy.may_decide(actor, role));
             if !may {
-                let r = Refusal::NotAnApprover { user: actor.clone(), role: row.role.clone() };
+                let r = Refusal::NotAnApprover {
+                    user: actor.clone(),
+                    role: row.role.clone(),
+                };
                 return refuse(tx, now, actor, "request.deny", Some(id), &row.role, r);
             }
             if let Err(e) = still_pending(tx, now, actor, "request.deny", &row)? {
                 return Ok(Err(e));
             }
-            decided(rq::decide(tx, id, Status::Denied, unix(now), actor.as_str(), Some("denied"), Some(reason.as_str()))?)?;
-            audit::append(tx, now, &NewEvent {
-                actor: actor.as_str(),
-                action: "request.denied",
-                request_id: Some(id.as_str()),
-                serial: None,
-                detail: json!({ "role": row.role, "requester": row.requester, "reason": reason }),
-            })?;
-            let row = rq::get(tx, id)?.ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
+            decided(rq::decide(
+                tx,
+                id,
+                Status::Denied,
+                unix(now),
+                actor.as_str(),
+                Some("denied"),
+                Some(reason.as_str()),
+            )?)?;
+            audit::append(
+                tx,
+                now,
+                &NewEvent {
+                    actor: actor.as_str(),
+                    request_id: Some(id.as_str()),
+                    serial: None,
+                    event: RequestDenied {
+                        role: row.role.to_string(),
+                        requester: row.requester.to_string(),
+                        reason: reason.as_str().to_owned(),
+                    }
+                    .into(),
+                },
+            )?;
+            let row = rq::get(tx, id)?
+                .ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
             Ok(Ok(view::request(tx, policy, row)?))
         }))
     }

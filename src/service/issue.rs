@@ -4,11 +4,9 @@
 use chrono::{DateTime, Utc};
 use rand::RngExt;
 
-use serde_json::json;
-
 use super::decide::{Outcome, decided, end_refused};
 use super::{Service, ServiceError, unix, view};
-use crate::audit::{self, NewEvent};
+use crate::audit::{self, CertificateIssued, CountedApproval, NewEvent};
 use crate::ca::Grant;
 use crate::names::UserName;
 use crate::policy::Role;
@@ -112,7 +110,10 @@ impl Service {
         let counted: Vec<_> = tally
             .counted
             .iter()
-            .map(|(u, step)| json!({ "approver": u, "step": step + 1 }))
+            .map(|(u, step)| CountedApproval {
+                approver: u.to_string(),
+                step: step + 1,
+            })
             .collect();
         // What each step required, so that `audit verify` can check the approvals listed
         // against it (added field; events written before it lack it).
@@ -122,15 +123,22 @@ impl Service {
             now,
             &NewEvent {
                 actor: actor.as_str(),
-                action: "certificate.issued",
                 request_id: Some(row.id.as_str()),
                 serial: Some(serial),
-                detail: json!({
-                    "serial": serial.to_string(), "key_id": key_id, "requester": row.requester, "role": row.role,
-                    "principals": principals, "valid_after": view::rfc3339(valid_after), "valid_before": view::rfc3339(valid_before),
-                    "public_key_fingerprint": signed_key, "approvals": counted, "reason": row.reason,
-                    "approvals_required": required,
-                }),
+                event: CertificateIssued {
+                    serial: serial.to_string(),
+                    key_id: key_id.clone(),
+                    requester: row.requester.to_string(),
+                    role: row.role.to_string(),
+                    principals: principals.iter().map(|p| p.as_str().to_owned()).collect(),
+                    valid_after: view::rfc3339(valid_after),
+                    valid_before: view::rfc3339(valid_before),
+                    public_key_fingerprint: signed_key.clone(),
+                    approvals: counted,
+                    reason: row.reason.clone(),
+                    approvals_required: required,
+                }
+                .into(),
             },
         )?;
         Ok(Ok(cert_row))

@@ -13,7 +13,7 @@ use chrono::Utc;
 use serde_json::{Value, json};
 
 use super::{Service, ServiceError};
-use crate::audit::{self, NewEvent};
+use crate::audit::{self, NewEvent, PolicyLoaded};
 use crate::config::Config;
 use crate::policy::summary;
 use crate::store::StoreError;
@@ -85,12 +85,15 @@ impl Service {
                 now,
                 &NewEvent {
                     actor,
-                    action: "policy.loaded",
                     request_id: None,
                     serial: None,
-                    detail: json!({
-                        "cause": cause, "digest": digest, "changes": changes, "policy": new,
-                    }),
+                    event: PolicyLoaded {
+                        cause: cause.to_owned(),
+                        digest: digest.clone(),
+                        changes: changes.clone(),
+                        policy: new.clone(),
+                    }
+                    .into(),
                 },
             )?;
             Ok::<_, ServiceError>(changes)

@@ -9,11 +9,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 
-use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::{RequestView, Service, ServiceError, unix, view};
-use crate::audit::{self, NewEvent};
+use crate::audit::{self, CertificateRevoked, NewEvent};
 use crate::krl::{self, KrlContents};
 use crate::names::{RequestId, Text, UserName};
 use crate::state::Guard;
@@ -97,13 +96,17 @@ fn revoke_one(
         now,
         &NewEvent {
             actor: actor.as_str(),
-            action: "certificate.revoked",
             request_id: Some(cert.request_id.as_str()),
             serial: Some(cert.serial),
-            detail: json!({
-                "serial": cert.serial.to_string(), "requester": cert.requester, "role": cert.role,
-                "reason": reason, "krl_version": version, "valid_before": view::rfc3339(cert.valid_before),
-            }),
+            event: CertificateRevoked {
+                serial: cert.serial.to_string(),
+                requester: cert.requester.to_string(),
+                role: cert.role.to_string(),
+                reason: reason.as_str().to_owned(),
+                krl_version: version,
+                valid_before: view::rfc3339(cert.valid_before),
+            }
+            .into(),
         },
     )?;
     Ok(true)

@@ -8,11 +8,9 @@
 
 use chrono::{DateTime, Utc};
 
-use serde_json::json;
-
 use super::revoke::UserRevocation;
 use super::{Service, ServiceError, unix, view};
-use crate::audit::{self, NewEvent};
+use crate::audit::{self, AuditEvent, NewEvent, TokenRevoked, UserDisabled, UserEnabled};
 use crate::names::{Text, UserName};
 use crate::store::Tx;
 use crate::store::users;
@@ -51,15 +49,22 @@ pub(super) fn record_disabling(
     reason: &Text,
     done: &UserRevocation,
 ) -> Result<(), ServiceError> {
-    let (action, detail) = if !done.already_disabled {
-        let detail = json!({
-            "user": user, "reason": reason, "tokens_revoked": done.tokens_revoked,
-            "certificates_revoked": done.revoked.len(), "requests_cancelled": done.cancelled.len(),
-        });
-        ("user.disabled", detail)
+    let event: AuditEvent = if !done.already_disabled {
+        UserDisabled {
+            user: user.to_string(),
+            reason: reason.as_str().to_owned(),
+            tokens_revoked: done.tokens_revoked,
+            certificates_revoked: done.revoked.len(),
+            requests_cancelled: done.cancelled.len(),
+        }
+        .into()
     } else if done.tokens_revoked > 0 {
-        let detail = json!({ "user": user, "tokens": done.tokens_revoked, "reason": reason });
-        ("token.revoked", detail)
+        TokenRevoked {
+            user: user.to_string(),
+            tokens: done.tokens_revoked,
+            reason: Some(reason.as_str().to_owned()),
+        }
+        .into()
     } else {
         return Ok(());
     };
@@ -68,10 +73,9 @@ pub(super) fn record_disabling(
         now,
         &NewEvent {
             actor: actor.as_str(),
-            action,
             request_id: None,
             serial: None,
-            detail,
+            event,
         },
     )?;
     Ok(())
@@ -113,13 +117,15 @@ impl Service {
                 now,
                 &NewEvent {
                     actor: actor.as_str(),
-                    action: "user.enabled",
                     request_id: None,
                     serial: None,
-                    detail: json!({
-                        "user": user, "reason": reason,
-                        "disabled_at": view::rfc3339(was.at), "disabled_by": was.by,
-                    }),
+                    event: UserEnabled {
+                        user: user.to_string(),
+                        reason: reason.as_ref().map(|r| r.as_str().to_owned()),
+                        disabled_at: view::rfc3339(was.at),
+                        disabled_by: was.by.clone(),
+                    }
+                    .into(),
                 },
             )?;
             Ok(EnabledUser {

@@ -210,14 +210,20 @@ async fn an_issued_event_without_its_approvals_fails_verify_naming_it() {
                     chrono::Utc::now(),
                     &countersign::audit::NewEvent {
                         actor: "bob",
-                        action: "certificate.issued",
                         request_id: Some(&forged),
                         serial: Some(4242),
-                        detail: serde_json::json!({
-                            "serial": "4242", "requester": "alice", "role": "prod-db",
-                            "approvals": [{"approver": "bob", "step": 1}],
-                            "approvals_required": [1],
-                        }),
+                        event: countersign::audit::CertificateIssued {
+                            serial: "4242".into(),
+                            requester: "alice".into(),
+                            role: "prod-db".into(),
+                            approvals: vec![countersign::audit::CountedApproval {
+                                approver: "bob".into(),
+                                step: 1,
+                            }],
+                            approvals_required: vec![1],
+                            ..Default::default()
+                        }
+                        .into(),
                     },
                 )
             })

@@ -1,0 +1,415 @@
+//! [`AuditEvent`]: every event the CA records, one variant each, with its fields.
+//!
+//! The stored form does not change with this type: an event is its action (e.g.
+//! `request.created`) and its detail, a JSON object with exactly the fields below (names
+//! as written, absent optional fields left out where marked). Old chains still verify
+//! because verification hashes the stored text, never a re-serialisation; new events
+//! serialise to the same shape as before the type existed.
+//!
+//! Readers (`countersign audit export`, `report`) parse events back with
+//! [`AuditEvent::parse`]. Fields added over time default when an older event lacks them.
+//!
+//! Adding an event: a struct here, one line in the `events!` list, and the call to
+//! `audit::append` in the same transaction as the change it records.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Declares [`AuditEvent`] with one variant per action, and its `action()`, `detail()`,
+/// `parse()` and [`AuditEvent::ACTIONS`].
+macro_rules! events {
+    ($($(#[$doc:meta])* $action:literal => $variant:ident,)*) => {
+        /// Every event the CA records. See the module docs for the stored form.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum AuditEvent {
+            $($(#[$doc])* $variant($variant),)*
+        }
+
+        impl AuditEvent {
+            /// Every action, in the order declared.
+            pub const ACTIONS: &'static [&'static str] = &[$($action),*];
+
+            /// The stored action, e.g. `request.created`.
+            pub fn action(&self) -> &'static str {
+                match self {
+                    $(AuditEvent::$variant(_) => $action,)*
+                }
+            }
+
+            /// The stored detail: a JSON object of the variant's fields.
+            pub fn detail(&self) -> Result<Value, serde_json::Error> {
+                match self {
+                    $(AuditEvent::$variant(d) => serde_json::to_value(d),)*
+                }
+            }
+
+            /// The event stored as `action` with `detail`; `None` for an action this
+            /// version does not know, or a detail whose fields have the wrong types.
+            pub fn parse(action: &str, detail: &Value) -> Option<AuditEvent> {
+                match action {
+                    $($action => $variant::deserialize(detail).ok().map(AuditEvent::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+
+        $(impl From<$variant> for AuditEvent {
+            fn from(d: $variant) -> Self {
+                AuditEvent::$variant(d)
+            }
+        })*
+    };
+}
+
+events! {
+    /// A user asked for a role (`POST /v1/requests`, SSH `request`).
+    "request.created" => RequestCreated,
+    /// An approver approved (one approval; the last one also issues).
+    "request.approved" => RequestApproved,
+    /// An approver denied; the request ends.
+    "request.denied" => RequestDenied,
+    /// The requester cancelled, or disabling the requester cancelled it.
+    "request.cancelled" => RequestCancelled,
+    /// The request passed `pending_ttl` undecided.
+    "request.expired" => RequestExpired,
+    /// A check at signing failed; the request ends `refused`.
+    "request.refused" => RequestRefused,
+    /// A who-may or state rule refused an attempt; nothing changed.
+    "attempt.refused" => AttemptRefused,
+    /// The CA signed a certificate.
+    "certificate.issued" => CertificateIssued,
+    /// A certificate was revoked (listed in the KRL from then on).
+    "certificate.revoked" => CertificateRevoked,
+    /// An operator created a bearer token.
+    "token.created" => TokenCreated,
+    /// Tokens of a user were revoked.
+    "token.revoked" => TokenRevoked,
+    /// A user was disabled (offboarded).
+    "user.disabled" => UserDisabled,
+    /// A disabled user was enabled again.
+    "user.enabled" => UserEnabled,
+    /// The policy in force, recorded at a start or reload that changed it.
+    "policy.loaded" => PolicyLoaded,
+    /// The database was bound to a CA key.
+    "ca.recorded" => CaRecorded,
+    /// A high-water mark was started for a database that had none.
+    "state.mark_started" => StateMarkStarted,
+    /// An operator accepted a database behind the high-water mark.
+    "state.rollback_accepted" => StateRollbackAccepted,
+}
+
+/// `request.created`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RequestCreated {
+    /// The role asked for.
+    pub role: String,
+    /// The requester's reason.
+    pub reason: String,
+    /// The certificate lifetime asked for, in seconds.
+    pub ttl_seconds: i64,
+    /// The principals the certificate will carry.
+    pub principals: Vec<String>,
+    /// SHA-256 fingerprint of the key to certify.
+    pub public_key_fingerprint: String,
+    /// Digest of the role's definition when asked: a changed role refuses at signing.
+    pub role_digest: String,
+    /// When the request expires undecided (RFC 3339).
+    pub expires_at: String,
+}
+
+/// `request.approved`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RequestApproved {
+    pub role: String,
+    pub requester: String,
+    /// The approver's comment, `null` if none.
+    pub comment: Option<String>,
+}
+
+/// `request.denied`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RequestDenied {
+    pub role: String,
+    pub requester: String,
+    /// The approver's reason.
+    pub reason: String,
+}
+
+/// `request.cancelled`: by its requester (role only), or by disabling the requester
+/// (with who and why).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RequestCancelled {
+    pub role: String,
+    /// Present when the cancellation came with a reason (disabling).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requester: Option<String>,
+    /// Why, when not the requester's own cancellation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `request.expired` (actor: the CA itself).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RequestExpired {
+    pub role: String,
+    pub requester: String,
+    /// The deadline it passed (RFC 3339).
+    pub expires_at: String,
+}
+
+/// `request.refused`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RequestRefused {
+    pub role: String,
+    pub requester: String,
+    /// The refusal's error code (e.g. `sod_conflict`).
+    pub code: String,
+    /// The refusal's message.
+    pub message: String,
+}
+
+/// `attempt.refused`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AttemptRefused {
+    /// What was attempted: `request.create`, `request.approve`, `request.deny`, ...
+    pub attempt: String,
+    pub role: String,
+    /// The refusal's error code.
+    pub code: String,
+    /// The refusal's message.
+    pub message: String,
+}
+
+/// One approval counted toward an issuance.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CountedApproval {
+    pub approver: String,
+    /// The approval step it counted toward, from 1.
+    pub step: usize,
+}
+
+/// `certificate.issued`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CertificateIssued {
+    /// The serial, decimal (serials are 64-bit; JSON numbers are not).
+    pub serial: String,
+    /// The certificate's key ID, `countersign:REQUEST:USER:ROLE`.
+    pub key_id: String,
+    pub requester: String,
+    pub role: String,
+    pub principals: Vec<String>,
+    /// Validity, RFC 3339.
+    pub valid_after: String,
+    pub valid_before: String,
+    /// SHA-256 fingerprint of the certified key.
+    pub public_key_fingerprint: String,
+    /// The approvals that made it, by step.
+    pub approvals: Vec<CountedApproval>,
+    /// The request's reason.
+    pub reason: String,
+    /// What each step required (absent from events of older versions).
+    pub approvals_required: Vec<u32>,
+}
+
+/// `certificate.revoked`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CertificateRevoked {
+    /// The serial, decimal.
+    pub serial: String,
+    pub requester: String,
+    pub role: String,
+    pub reason: String,
+    /// The KRL version that first lists it.
+    pub krl_version: u64,
+    /// The certificate's end (RFC 3339): the KRL lists it until then.
+    pub valid_before: String,
+}
+
+/// `token.created`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TokenCreated {
+    pub user: String,
+}
+
+/// `token.revoked`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TokenRevoked {
+    pub user: String,
+    /// How many tokens.
+    pub tokens: usize,
+    /// Why, when revoked as part of disabling a user already disabled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `user.disabled`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UserDisabled {
+    pub user: String,
+    pub reason: String,
+    pub tokens_revoked: usize,
+    pub certificates_revoked: usize,
+    pub requests_cancelled: usize,
+}
+
+/// `user.enabled`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UserEnabled {
+    pub user: String,
+    /// The admin's reason, `null` if none.
+    pub reason: Option<String>,
+    /// When and by whom the user had been disabled (RFC 3339, user name).
+    pub disabled_at: String,
+    pub disabled_by: String,
+}
+
+/// `policy.loaded`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PolicyLoaded {
+    /// `start` or `reload`.
+    pub cause: String,
+    /// Digest of `policy`.
+    pub digest: String,
+    /// What changed since the policy recorded before (`policy/summary.rs`).
+    pub changes: Value,
+    /// The policy in force (`policy/summary.rs`).
+    pub policy: Value,
+}
+
+/// `ca.recorded`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CaRecorded {
+    /// SHA-256 fingerprint and OpenSSH public key of the CA.
+    pub fingerprint: String,
+    pub public_key: String,
+    /// The database's id.
+    pub database: String,
+}
+
+/// `state.mark_started`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StateMarkStarted {
+    /// Path of the mark file.
+    pub mark: String,
+    /// The database's id.
+    pub database: String,
+    pub krl_version: u64,
+    /// The effective uid of the process that started it.
+    pub uid: u32,
+}
+
+/// What a high-water mark said, as recorded by `state.rollback_accepted`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MarkSeen {
+    pub ca: String,
+    pub database: String,
+    pub krl_version: u64,
+    pub audit_seq: i64,
+    pub audit_hash: String,
+    pub updated: String,
+}
+
+/// `state.rollback_accepted`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StateRollbackAccepted {
+    /// The operator's `--reason`.
+    pub reason: String,
+    /// What was found: why the database was behind.
+    pub found: String,
+    pub uid: u32,
+    /// The mark, `null` if there was none.
+    pub mark: Option<MarkSeen>,
+    pub krl_version_before: u64,
+    /// The KRL version floor raised to.
+    pub krl_version: u64,
+    /// Serials whose revocation was carried over from the mark.
+    pub carried_revocations: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// The detail each event serialises to is what the hand-built `json!` of earlier
+    /// versions wrote, key for key.
+    #[test]
+    fn details_keep_their_stored_shape() {
+        let cancelled = AuditEvent::from(RequestCancelled {
+            role: "ops".into(),
+            ..Default::default()
+        });
+        assert_eq!(cancelled.detail().unwrap(), json!({"role": "ops"}));
+        let approved = AuditEvent::from(RequestApproved {
+            role: "ops".into(),
+            requester: "alice".into(),
+            comment: None,
+        });
+        assert_eq!(
+            approved.detail().unwrap(),
+            json!({"role": "ops", "requester": "alice", "comment": null})
+        );
+        let revoked = AuditEvent::from(TokenRevoked {
+            user: "alice".into(),
+            tokens: 2,
+            reason: None,
+        });
+        assert_eq!(
+            revoked.detail().unwrap(),
+            json!({"user": "alice", "tokens": 2})
+        );
+        let issued = AuditEvent::from(CertificateIssued {
+            serial: "5".into(),
+            approvals: vec![CountedApproval {
+                approver: "bob".into(),
+                step: 1,
+            }],
+            ..Default::default()
+        });
+        let detail = issued.detail().unwrap();
+        assert_eq!(detail["approvals"], json!([{"approver": "bob", "step": 1}]));
+        assert_eq!(
+            AuditEvent::parse("certificate.issued", &detail),
+            Some(issued)
+        );
+    }
+
+    #[test]
+    fn older_details_parse_with_defaults_and_unknown_actions_do_not() {
+        let old = json!({"serial": "5", "requester": "alice", "approvals": []});
+        match AuditEvent::parse("certificate.issued", &old) {
+            Some(AuditEvent::CertificateIssued(i)) => {
+                assert!(i.approvals_required.is_empty());
+                assert_eq!(i.requester, "alice");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(AuditEvent::parse("no.such", &json!({})), None);
+        assert_eq!(
+            AuditEvent::parse("request.created", &json!({"ttl_seconds": "x"})),
+            None
+        );
+        let unique: std::collections::BTreeSet<_> = AuditEvent::ACTIONS.iter().collect();
+        assert_eq!(unique.len(), AuditEvent::ACTIONS.len());
+    }
+}
