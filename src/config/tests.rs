@@ -1,6 +1,7 @@
 use super::*;
 
-use crate::names::Principal;
+use crate::names::{GroupName, Principal, RoleName, UserName};
+use crate::policy::Member;
 
 // ---------------------------------------------------------------------------------------
 // Helpers
