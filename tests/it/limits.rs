@@ -29,7 +29,8 @@ async fn get_with_token(app: &TestApp, path: &str, token: &str) -> reqwest::Resp
 #[tokio::test]
 async fn failed_authentications_from_one_address_get_429_with_retry_after() {
     let app = TestApp::spawn_with(&with_server_lines(
-        "auth_failures_per_address = 3\nauth_failures_per_token = 100\nauth_failure_window = \"10m\"",
+        "auth_failures_per_address = 3\nauth_failures_per_token = 100\n\
+         auth_failure_window = \"10m\"",
     ))
     .await;
     for i in 0..3 {

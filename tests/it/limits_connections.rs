@@ -39,7 +39,8 @@ fn addr(app: &TestApp) -> String {
 async fn stalled_post(app: &TestApp) -> TcpStream {
     let mut s = TcpStream::connect(addr(app)).await.unwrap();
     let head = format!(
-        "POST /v1/requests HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{",
+        "POST /v1/requests HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{",
         app.token("alice")
     );
     s.write_all(head.as_bytes()).await.unwrap();
