@@ -51,9 +51,10 @@ pub fn check(policy: &Policy) -> Result<Vec<String>, Clash> {
                     return Err(Clash {
                         role: role.name.clone(),
                         message: format!(
-                            "{:?} gives user {user} the principal {p}, a fixed principal of role {other}: \
-                             {user} would get {other}'s access by requesting {}, without {other}'s \
-                             approvers and around its conflicts; rename the user or change the principal",
+                            "{:?} gives user {user} the principal {p}, a fixed principal of \
+                             role {other}: {user} would get {other}'s access by requesting {}, \
+                             without {other}'s approvers and around its conflicts; rename the \
+                             user or change the principal",
                             t.0, role.name
                         ),
                     });
@@ -63,9 +64,9 @@ pub fn check(policy: &Policy) -> Result<Vec<String>, Clash> {
                         return Err(Clash {
                             role: role.name.clone(),
                             message: format!(
-                                "{:?} gives user {user} the principal {p}, which {:?} of role {other_role} \
-                                 gives user {owner}: {user} would log in where {owner} does; rename \
-                                 the user or change the principal",
+                                "{:?} gives user {user} the principal {p}, which {:?} of \
+                                 role {other_role} gives user {owner}: {user} would log in \
+                                 where {owner} does; rename the user or change the principal",
                                 t.0, other_t.0
                             ),
                         });
@@ -77,8 +78,8 @@ pub fn check(policy: &Policy) -> Result<Vec<String>, Clash> {
                 }
                 if p == "root" {
                     warnings.push(format!(
-                        "roles.{}.principals: {:?} gives user {user} the principal root: a certificate \
-                         for it logs in as root wherever root accepts this CA",
+                        "roles.{}.principals: {:?} gives user {user} the principal root: a \
+                         certificate for it logs in as root wherever root accepts this CA",
                         role.name, t.0
                     ));
                 }

@@ -108,12 +108,15 @@ impl Builder<'_> {
             return Err(self.err(
                 "server.listen",
                 format!(
-                    "{listen} is not a loopback address: set tls_cert and tls_key to serve HTTPS, or put countersign behind a TLS reverse proxy on loopback, or set allow_plain_http = true if something else encrypts the traffic"
+                    "{listen} is not a loopback address: set tls_cert and tls_key to serve \
+                     HTTPS, or put countersign behind a TLS reverse proxy on loopback, or set \
+                     allow_plain_http = true if something else encrypts the traffic"
                 ),
             ));
         }
         self.warnings.push(format!(
-            "server: plain HTTP on {listen} (allow_plain_http = true): tokens and requests cross the network unencrypted unless something else protects them"
+            "server: plain HTTP on {listen} (allow_plain_http = true): tokens and requests \
+             cross the network unencrypted unless something else protects them"
         ));
         Ok(())
     }
@@ -213,7 +216,8 @@ impl Builder<'_> {
             return Err(self.err(
                 key,
                 format!(
-                    "{net} is wider than a /{widest}: every client in it could name any address; name the proxies themselves"
+                    "{net} is wider than a /{widest}: every client in it could name any \
+                     address; name the proxies themselves"
                 ),
             ));
         }
@@ -301,7 +305,8 @@ impl CredentialPath {
             CredentialPath::Credential(name) => match std::env::var_os("CREDENTIALS_DIRECTORY") {
                 Some(dir) if !dir.is_empty() => Ok(Path::new(&dir).join(name)),
                 _ => Err(format!(
-                    "{}{name}: CREDENTIALS_DIRECTORY is not set (systemd sets it for a service with LoadCredential=)",
+                    "{}{name}: CREDENTIALS_DIRECTORY is not set (systemd sets it for a \
+                     service with LoadCredential=)",
                     Self::PREFIX
                 )),
             },

@@ -149,7 +149,8 @@ impl Builder<'_> {
 pub(super) fn warnings(ssh: &SshSettings, pending_ttl: Duration) -> Option<String> {
     (ssh.connection_timeout < pending_ttl).then(|| {
         format!(
-            "ssh.connection_timeout ({}) is shorter than requests.pending_ttl ({}): `request` over ssh may stop waiting while the request is still pending",
+            "ssh.connection_timeout ({}) is shorter than requests.pending_ttl ({}): \
+             `request` over ssh may stop waiting while the request is still pending",
             humantime::format_duration(ssh.connection_timeout),
             humantime::format_duration(pending_ttl)
         )
@@ -251,7 +252,8 @@ max_channels_per_connection = 7
     #[test]
     fn the_front_door_limits_accept_their_bounds() {
         let ssh = load(
-            "[ssh]\nmax_connections_per_address = 10000\nauth_timeout = \"10m\"\nmax_channels_per_connection = 100",
+            "[ssh]\nmax_connections_per_address = 10000\nauth_timeout = \"10m\"\n\
+             max_channels_per_connection = 100",
         )
         .unwrap()
         .ssh
@@ -259,10 +261,13 @@ max_channels_per_connection = 7
         assert_eq!(ssh.max_connections_per_address, 10_000);
         assert_eq!(ssh.auth_timeout, Duration::from_secs(600));
         assert_eq!(ssh.max_channels_per_connection, 100);
-        let ssh = load("[ssh]\nmax_connections_per_address = 1\nauth_timeout = \"1s\"\nmax_channels_per_connection = 1")
-            .unwrap()
-            .ssh
-            .unwrap();
+        let ssh = load(
+            "[ssh]\nmax_connections_per_address = 1\nauth_timeout = \"1s\"\n\
+             max_channels_per_connection = 1",
+        )
+        .unwrap()
+        .ssh
+        .unwrap();
         assert_eq!(
             (
                 ssh.max_connections_per_address,

@@ -1,6 +1,7 @@
 //! State that must never be forgotten: a lost or rolled-back database, a lost CA key, a
-//! database of another CA, files others could replace, and the KRL servers fetch — all
-//! through the real binary.
+//! database of another CA — all through the real binary; and the helpers for that. The
+//! KRL servers fetch is in `state_krl.rs`, files others could replace and backups in
+//! `state_files.rs`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -12,12 +13,12 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 use crate::process::{Api, ServerProcess, create_token, init, operator};
 
-fn text(b: &[u8]) -> String {
+pub(crate) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
 /// A config with the usual policy in a fresh folder, initialised.
-fn setup(dir: &Path) -> PathBuf {
+pub(crate) fn setup(dir: &Path) -> PathBuf {
     let config = dir.join("countersign.toml");
     std::fs::write(&config, POLICY).unwrap();
     init(&config);
@@ -26,7 +27,7 @@ fn setup(dir: &Path) -> PathBuf {
     config
 }
 
-fn data(dir: &Path) -> PathBuf {
+pub(crate) fn data(dir: &Path) -> PathBuf {
     dir.join("data")
 }
 
@@ -37,19 +38,19 @@ fn remove_database(dir: &Path) {
 }
 
 /// `serve` must refuse; returns its log.
-fn serve_refused(cmd: &mut Command) -> String {
+pub(crate) fn serve_refused(cmd: &mut Command) -> String {
     match ServerProcess::start_with(cmd) {
         Ok(_) => panic!("serve started but should have refused"),
         Err(log) => log,
     }
 }
 
-fn run(cmd: &mut Command) -> Output {
+pub(crate) fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("countersign runs")
 }
 
 /// The command failed, saying `why` on stderr.
-fn assert_refused(out: &Output, why: &str) {
+pub(crate) fn assert_refused(out: &Output, why: &str) {
     assert!(!out.status.success(), "succeeded: {}", text(&out.stderr));
     assert!(text(&out.stderr).contains(why), "{}", text(&out.stderr));
 }
@@ -61,7 +62,7 @@ fn serial_of(cert: &str) -> u64 {
 }
 
 /// Revokes `serial` as bob (an admin in [`POLICY`]).
-async fn revoke(api: &Api, bob: &str, serial: u64) {
+pub(crate) async fn revoke(api: &Api, bob: &str, serial: u64) {
     let (status, body) = api
         .post(
             bob,
@@ -74,7 +75,7 @@ async fn revoke(api: &Api, bob: &str, serial: u64) {
 }
 
 /// `countersign --url URL krl --out OUT ARGS...`.
-fn krl_out(config: &Path, url: &str, out: &Path, args: &[&str]) -> Output {
+pub(crate) fn krl_out(config: &Path, url: &str, out: &Path, args: &[&str]) -> Output {
     run(operator(config)
         .args(["--url", url, "krl", "--out"])
         .arg(out)
@@ -99,7 +100,7 @@ fn revoked_by(dir: &Path, krl: &Path, cert: &str) -> bool {
     !out.status.success()
 }
 
-fn ca_pub(dir: &Path, config: &Path) -> PathBuf {
+pub(crate) fn ca_pub(dir: &Path, config: &Path) -> PathBuf {
     let out = run(operator(config).arg("init"));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let path = dir.join("ca.pub");
@@ -107,7 +108,7 @@ fn ca_pub(dir: &Path, config: &Path) -> PathBuf {
     path
 }
 
-fn mark(dir: &Path) -> Value {
+pub(crate) fn mark(dir: &Path) -> Value {
     let text = std::fs::read_to_string(data(dir).join("countersign.mark")).expect("mark exists");
     serde_json::from_str(&text).expect("mark is JSON")
 }
@@ -308,243 +309,6 @@ async fn an_older_copy_of_the_database_is_refused_until_an_operator_accepts_it_o
 }
 
 #[tokio::test]
-async fn the_mark_holds_a_revocation_before_its_answer_leaves() {
-    let app = TestApp::spawn().await;
-    let id = app.create_ok("alice", "prod-db").await;
-    let (status, body) = app.approve("bob", &id).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let serial = body["certificate"]["serial"].as_str().unwrap().to_owned();
-    assert_eq!(mark(app.dir.path())["krl_version"], 0);
-    let (status, body) = app
-        .post(
-            "bob",
-            &format!("/v1/certificates/{serial}/revoke"),
-            json!({"reason": "gone"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    // No sleep: the answer leaves only once the mark holds the new KRL version.
-    let m = mark(app.dir.path());
-    assert_eq!(m["krl_version"], 1, "{m}");
-    let head: i64 = app.count("SELECT max(seq) FROM audit");
-    assert_eq!(m["audit_seq"], head, "{m}");
-}
-
-#[tokio::test]
-async fn no_krl_version_is_served_before_the_mark_holds_it() {
-    let app = TestApp::spawn().await;
-    let id = app.create_ok("alice", "prod-db").await;
-    let (status, body) = app.approve("bob", &id).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let serial: u64 = body["certificate"]["serial"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    // A revocation made outside the HTTP path (as another replica, or a later front end,
-    // might): nothing has moved the mark yet.
-    let bob = countersign::names::UserName::parse("bob").unwrap();
-    let reason = countersign::names::Text::parse("gone", "reason").unwrap();
-    app.service.revoke_serial(&bob, serial, reason).unwrap();
-    assert_eq!(mark(app.dir.path())["krl_version"], 0);
-    let resp = reqwest::get(format!("{}/v1/krl", app.url)).await.unwrap();
-    assert_eq!(resp.headers()["x-krl-version"], "1");
-    assert_eq!(mark(app.dir.path())["krl_version"], 1);
-}
-
-#[tokio::test]
-async fn the_krl_is_signed_by_the_ca_and_names_it_even_when_empty() {
-    let app = TestApp::spawn().await;
-    let krl = reqwest::get(format!("{}/v1/krl", app.url))
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let resp = reqwest::get(format!("{}/v1/krl.sig", app.url))
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(resp.headers()["x-krl-version"], "0");
-    let sig = resp.text().await.unwrap();
-    let dir = app.dir.path();
-    std::fs::write(dir.join("k.krl"), &krl).unwrap();
-    std::fs::write(dir.join("k.krl.sig"), &sig).unwrap();
-    let ca = reqwest::get(format!("{}/v1/ca.pub", app.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    std::fs::write(
-        dir.join("allowed"),
-        format!(
-            "countersign-ca namespaces=\"countersign-krl\" {}",
-            ca.trim()
-        ),
-    )
-    .unwrap();
-    let verify = |namespace: &str| {
-        Command::new("ssh-keygen")
-            .args(["-Y", "verify", "-f"])
-            .arg(dir.join("allowed"))
-            .args(["-I", "countersign-ca", "-n", namespace, "-s"])
-            .arg(dir.join("k.krl.sig"))
-            .stdin(std::fs::File::open(dir.join("k.krl")).unwrap())
-            .output()
-            .unwrap()
-    };
-    let ok = verify("countersign-krl");
-    assert!(ok.status.success(), "{}", text(&ok.stderr));
-    assert!(!verify("countersign-audit").status.success());
-    // ssh-keygen reads the empty KRL, and it names our CA.
-    let listed = run(Command::new("ssh-keygen")
-        .args(["-Q", "-l", "-f"])
-        .arg(dir.join("k.krl")));
-    assert!(listed.status.success(), "{}", text(&listed.stderr));
-    let summary = countersign::krl::read(&krl).unwrap();
-    let ca = ssh_key::PublicKey::from_openssh(ca.trim()).unwrap();
-    assert_eq!(summary.cas, vec![ca.key_data().clone()]);
-}
-
-#[tokio::test]
-async fn krl_out_refuses_unsigned_foreign_and_older_krls_unless_forced() {
-    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let config = setup(one.path());
-    let config_two = setup(two.path());
-    let ca_two = ca_pub(two.path(), &config_two);
-    let server = ServerProcess::start(&config);
-    let other = ServerProcess::start(&config_two);
-    let out_file = one.path().join("countersign.krl");
-
-    // A first fetch that is refused pins nothing.
-    let pin = one.path().join("countersign.krl.ca.pub");
-    std::fs::write(&out_file, b"not a KRL").unwrap();
-    let out = krl_out(&config, &other.url, &out_file, &[]);
-    assert_refused(&out, "not an OpenSSH KRL");
-    assert!(!pin.exists(), "a refused fetch pinned a key");
-    std::fs::remove_file(&out_file).unwrap();
-
-    // First fetch: the CA key is pinned from /v1/ca.pub beside the file.
-    let out = krl_out(&config, &server.url, &out_file, &[]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("pinned CA key"),
-        "{}",
-        text(&out.stderr)
-    );
-    assert!(pin.exists());
-    let ours = std::fs::read(&out_file).unwrap();
-
-    // Another CA's server (a wrong URL, or someone in the middle): its signature does
-    // not verify with the pinned key, and --force does not change that.
-    for force in [&[][..], &["--force"]] {
-        let out = krl_out(&config, &other.url, &out_file, force);
-        assert_refused(&out, "signature does not verify");
-        assert_eq!(std::fs::read(&out_file).unwrap(), ours, "file replaced");
-    }
-    // Named explicitly, its KRL verifies, but it would replace a KRL of another CA.
-    let two_key = ["--ca-key", ca_two.to_str().unwrap()];
-    let out = krl_out(&config, &other.url, &out_file, &two_key);
-    assert_refused(&out, "a KRL of another CA");
-    assert_eq!(std::fs::read(&out_file).unwrap(), ours);
-    let out = krl_out(
-        &config,
-        &other.url,
-        &out_file,
-        &[two_key[0], two_key[1], "--force"],
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_ne!(std::fs::read(&out_file).unwrap(), ours);
-
-    // A newer KRL of our CA (version 5, made by ssh-keygen) is not replaced by the
-    // server's version 0.
-    let spec = one.path().join("spec");
-    std::fs::write(&spec, "serial: 7\n").unwrap();
-    let newer = one.path().join("newer.krl");
-    let made = run(Command::new("ssh-keygen")
-        .args(["-k", "-z", "5", "-s"])
-        .arg(&pin)
-        .arg("-f")
-        .arg(&newer)
-        .arg(&spec));
-    assert!(made.status.success(), "{}", text(&made.stderr));
-    let before = std::fs::read(&newer).unwrap();
-    let out = krl_out(
-        &config,
-        &server.url,
-        &newer,
-        &["--ca-key", pin.to_str().unwrap()],
-    );
-    assert_refused(&out, "is older than");
-    assert_eq!(std::fs::read(&newer).unwrap(), before);
-    let out = krl_out(
-        &config,
-        &server.url,
-        &newer,
-        &["--ca-key", pin.to_str().unwrap(), "--force"],
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-}
-
-#[test]
-fn files_other_users_could_replace_are_refused_naming_the_fix() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = setup(dir.path());
-    let data = data(dir.path());
-    let db = data.join("countersign.db");
-    let chmod = |p: &Path, mode: u32| {
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
-    };
-
-    chmod(&data, 0o770);
-    let log = serve_refused(operator(&config).arg("serve"));
-    assert!(log.contains("writable by group or others"), "{log}");
-    assert!(log.contains("chmod 700"), "{log}");
-    chmod(&data, 0o700);
-
-    chmod(&db, 0o644);
-    let log = serve_refused(operator(&config).arg("serve"));
-    assert!(log.contains("chmod 600"), "{log}");
-    let out = run(operator(&config).args(["audit", "verify"]));
-    assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("accessible by group or others"));
-    chmod(&db, 0o600);
-
-    let moved = dir.path().join("elsewhere.db");
-    std::fs::rename(&db, &moved).unwrap();
-    std::os::unix::fs::symlink(&moved, &db).unwrap();
-    let log = serve_refused(operator(&config).arg("serve"));
-    assert!(log.contains("is a symlink"), "{log}");
-    std::fs::remove_file(&db).unwrap();
-    std::fs::rename(&moved, &db).unwrap();
-
-    let mark = data.join("countersign.mark");
-    chmod(&mark, 0o666);
-    let log = serve_refused(operator(&config).arg("serve"));
-    assert!(
-        log.contains("countersign.mark: is writable by group or others"),
-        "{log}"
-    );
-    chmod(&mark, 0o600);
-
-    if std::os::unix::fs::chown(&db, Some(65534), None).is_ok() {
-        let log = serve_refused(operator(&config).arg("serve"));
-        assert!(log.contains("owned by uid 65534"), "{log}");
-        std::os::unix::fs::chown(&db, Some(unsafe_euid()), None).unwrap();
-    } else {
-        eprintln!("owner check skipped: not allowed to chown (not root)");
-    }
-    let out = run(operator(&config).args(["audit", "verify"]));
-    assert!(out.status.success(), "{}", text(&out.stderr));
-}
-
-fn unsafe_euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
-}
-
-#[tokio::test]
 async fn a_database_without_its_mark_is_refused_until_accepted_and_typos_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     let config = setup(dir.path());
@@ -589,84 +353,4 @@ async fn a_database_without_its_mark_is_refused_until_accepted_and_typos_are_err
         .args(["backup", "--out"])
         .arg(dir.path().join("missing/b.db")));
     assert_refused(&out, "is not a folder");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_krl_replayed_from_the_past_is_refused_not_kept() {
-    let app = TestApp::spawn().await;
-    let dir = app.dir.path();
-    let ca = dir.join("ca.pub");
-    std::fs::write(&ca, app.service.ca().public_key_line()).unwrap();
-    // What the CA really served two hours ago, signature and all, replayed by someone
-    // between the servers and the CA.
-    let old = app
-        .service
-        .krl_at(chrono::Utc::now() - chrono::Duration::hours(2))
-        .unwrap();
-    let url = replay(&old).await;
-    let out_file = dir.join("countersign.krl");
-    let ca_key = ["--ca-key", ca.to_str().unwrap()];
-    let config = app.config_path();
-    let out = tokio::task::block_in_place(|| krl_out(&config, &url, &out_file, &ca_key));
-    assert_refused(&out, "the KRL was made 2h");
-    assert!(!out_file.exists());
-    let out = tokio::task::block_in_place(|| {
-        krl_out(
-            &config,
-            &url,
-            &out_file,
-            &[ca_key[0], ca_key[1], "--max-age", "3h"],
-        )
-    });
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    // A KRL dated ahead (a CA clock far ahead) cannot be replayed forever either.
-    let ahead = app
-        .service
-        .krl_at(chrono::Utc::now() + chrono::Duration::hours(2))
-        .unwrap();
-    let url = replay(&ahead).await;
-    let out = tokio::task::block_in_place(|| krl_out(&config, &url, &out_file, &ca_key));
-    assert_refused(&out, "from now");
-    // The CA's own answer is fresh.
-    let out = tokio::task::block_in_place(|| krl_out(&config, &app.url, &out_file, &ca_key));
-    assert!(out.status.success(), "{}", text(&out.stderr));
-}
-
-/// Serves `krl` and its signature, as someone replaying a captured answer would.
-async fn replay(krl: &countersign::service::Krl) -> String {
-    let (bytes, sig) = (krl.bytes.clone(), krl.signature.clone());
-    let routes = axum::Router::new()
-        .route("/v1/krl", axum::routing::get(move || async move { bytes }))
-        .route(
-            "/v1/krl.sig",
-            axum::routing::get(move || async move { sig }),
-        );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, routes).await });
-    url
-}
-
-#[test]
-fn a_backup_whose_audit_chain_does_not_verify_is_not_kept() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = setup(dir.path());
-    create_token(&config, "alice");
-    // Someone edits history in place (the triggers dropped first).
-    let conn = rusqlite::Connection::open(data(dir.path()).join("countersign.db")).unwrap();
-    conn.execute_batch(
-        "DROP TRIGGER audit_no_update; UPDATE audit SET actor = 'mallory' WHERE seq = 1;",
-    )
-    .unwrap();
-    drop(conn);
-    let copy = dir.path().join("copy.db");
-    let out = run(operator(&config).args(["backup", "--out"]).arg(&copy));
-    assert_refused(&out, "the copy's audit chain does not verify");
-    assert!(!copy.exists(), "a copy that does not verify was kept");
-    let left: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().contains("copy.db"))
-        .collect();
-    assert!(left.is_empty(), "a temporary copy was left: {left:?}");
 }
