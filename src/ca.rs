@@ -211,14 +211,19 @@ impl CertificateAuthority {
 
     /// The line servers put in `TrustedUserCAKeys`.
     pub fn public_key_line(&self) -> String {
-        self.public
-            .to_openssh()
-            .unwrap_or_else(|_| self.fingerprint())
+        self.public().public_key_line()
     }
 
     /// `SHA256:...` of the CA public key.
     pub fn fingerprint(&self) -> String {
-        self.public.fingerprint(HashAlg::Sha256).to_string()
+        self.public().fingerprint()
+    }
+
+    /// The public half alone, for whoever must not sign.
+    pub fn public(&self) -> CaPublic {
+        CaPublic {
+            key: self.public.clone(),
+        }
     }
 
     /// The CA public key material (for KRLs and signature checks).
@@ -316,6 +321,29 @@ fn read_public_line(path: &Path) -> Result<PublicKey, CaError> {
         });
     }
     Ok(public)
+}
+
+/// The public half of the CA: what servers trust, and what front ends show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaPublic {
+    key: PublicKey,
+}
+
+impl CaPublic {
+    /// The line servers put in `TrustedUserCAKeys`.
+    pub fn public_key_line(&self) -> String {
+        self.key.to_openssh().unwrap_or_else(|_| self.fingerprint())
+    }
+
+    /// `SHA256:...` of the CA public key.
+    pub fn fingerprint(&self) -> String {
+        self.key.fingerprint(HashAlg::Sha256).to_string()
+    }
+
+    /// The public key.
+    pub fn key(&self) -> &PublicKey {
+        &self.key
+    }
 }
 
 #[cfg(test)]

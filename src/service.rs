@@ -24,7 +24,7 @@ pub use users::EnabledUser;
 pub use view::{ApprovalView, CertificateView, RequestView, RevocationView, StepView, WhoAmI};
 
 use crate::audit::{self, AuditError, NewEvent, TokenCreated, TokenRevoked};
-use crate::ca::{CaError, CertificateAuthority};
+use crate::ca::{CaError, CaPublic, CertificateAuthority};
 use crate::config::Config;
 use crate::names::{RequestId, RoleName, UserName};
 use crate::policy::Policy;
@@ -164,9 +164,9 @@ impl Service {
             .clone()
     }
 
-    /// The CA, for its public key.
-    pub fn ca(&self) -> &CertificateAuthority {
-        &self.ca
+    /// The CA's public half (signing stays inside the service).
+    pub fn ca(&self) -> CaPublic {
+        self.ca.public()
     }
 
     /// The database.

@@ -289,7 +289,15 @@ pub fn open_store(
         match access {
             Access::Serve {
                 accept_rollback: Some(reason),
-            } => accept_rollback(&store, old.as_ref(), &why, reason, operator, now, skew)?,
+            } => {
+                let accepted = Accepted {
+                    mark: old.as_ref(),
+                    why: &why,
+                    reason,
+                    operator,
+                };
+                accept_rollback(&store, &accepted, now, skew)?
+            }
             _ => {
                 return Err(StateError::Rollback(format!(
                     "refusing the database {}: {why}. It is older than the state this CA has published (rolled back or replaced; mark {}), so certificates revoked since would work again. Restore the newest copy (with its mark); if there is none, start with `countersign serve {ACCEPT_ROLLBACK_FLAG} --reason TEXT`, which records that you accepted it and keeps every revocation the mark lists in the KRL",
@@ -470,18 +478,31 @@ fn behind(
     })
 }
 
+/// A rollback an operator accepts: the mark it is behind (if any), why it is behind,
+/// the operator's reason, and who they are.
+#[derive(Clone, Copy)]
+struct Accepted<'a> {
+    mark: Option<&'a Mark>,
+    why: &'a str,
+    reason: &'a str,
+    operator: &'a str,
+}
+
 /// Takes a database behind the mark, on the record: an audit event saying what was
 /// accepted and by whom, and a KRL version floor above everything published, so that
 /// servers replace their (newer) KRL with the next one.
 fn accept_rollback(
     store: &Store,
-    mark: Option<&Mark>,
-    why: &str,
-    reason: &str,
-    operator: &str,
+    accepted: &Accepted<'_>,
     now: DateTime<Utc>,
     skew: i64,
 ) -> Result<(), StateError> {
+    let Accepted {
+        mark,
+        why,
+        reason,
+        operator,
+    } = *accepted;
     tracing::warn!(
         reason = why,
         "accepting a database older than the published state ({ACCEPT_ROLLBACK_FLAG})"

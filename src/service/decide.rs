@@ -35,26 +35,38 @@ fn flatten<T>(r: Outcome<T>) -> Result<T, ServiceError> {
     r.and_then(|inner| inner)
 }
 
+/// A request as asked for and checked, before it has an id.
+#[derive(Clone, Copy)]
+struct Asked<'a> {
+    actor: &'a UserName,
+    role: &'a Role,
+    req: &'a NewRequest,
+    ttl: Duration,
+    principals: &'a [Principal],
+}
+
+/// Who tried what: the subject of an `attempt.refused` event.
+struct Attempt<'a> {
+    actor: &'a UserName,
+    /// `request.create`, `request.approve`, ...
+    what: &'a str,
+    /// The request it was about, once there is one.
+    request: Option<&'a RequestId>,
+    role: &'a RoleName,
+}
+
 /// Records a refused attempt (who tried what, and the code) and returns the refusal.
-fn refuse<T>(
-    tx: &Tx<'_>,
-    now: DateTime<Utc>,
-    actor: &UserName,
-    attempt: &str,
-    request: Option<&RequestId>,
-    role: &RoleName,
-    refusal: Refusal,
-) -> Outcome<T> {
+fn refuse<T>(tx: &Tx<'_>, now: DateTime<Utc>, a: &Attempt<'_>, refusal: Refusal) -> Outcome<T> {
     audit::append(
         tx,
         now,
         &NewEvent {
-            actor: actor.as_str(),
-            request_id: request.map(RequestId::as_str),
+            actor: a.actor.as_str(),
+            request_id: a.request.map(RequestId::as_str),
             serial: None,
             event: AttemptRefused {
-                attempt: attempt.to_owned(),
-                role: role.to_string(),
+                attempt: a.what.to_owned(),
+                role: a.role.to_string(),
                 code: refusal.code().to_owned(),
                 message: refusal.to_string(),
             }
@@ -75,11 +87,13 @@ pub(super) fn end_refused<T>(
     decided(rq::decide(
         tx,
         &row.id,
-        Status::Refused,
-        unix(now),
-        actor.as_str(),
-        Some(refusal.code()),
-        Some(&refusal.to_string()),
+        &rq::Decision {
+            status: Status::Refused,
+            at: unix(now),
+            by: actor.as_str(),
+            code: Some(refusal.code()),
+            note: Some(&refusal.to_string()),
+        },
     )?)?;
     audit::append(
         tx,
@@ -127,11 +141,13 @@ pub(super) fn cancel_pending(
     if !rq::decide(
         tx,
         &row.id,
-        Status::Cancelled,
-        unix(now),
-        actor.as_str(),
-        Some("cancelled"),
-        note,
+        &rq::Decision {
+            status: Status::Cancelled,
+            at: unix(now),
+            by: actor.as_str(),
+            code: Some("cancelled"),
+            note,
+        },
     )? {
         return Ok(false);
     }
@@ -163,11 +179,13 @@ pub(super) fn expire(
     if !rq::decide(
         tx,
         &row.id,
-        Status::Expired,
-        unix(now),
-        SYSTEM_ACTOR,
-        Some("expired"),
-        None,
+        &rq::Decision {
+            status: Status::Expired,
+            at: unix(now),
+            by: SYSTEM_ACTOR,
+            code: Some("expired"),
+            note: None,
+        },
     )? {
         return Ok(false);
     }
@@ -203,10 +221,12 @@ fn still_pending(
         return refuse(
             tx,
             now,
-            actor,
-            attempt,
-            Some(&row.id),
-            &row.role,
+            &Attempt {
+                actor,
+                what: attempt,
+                request: Some(&row.id),
+                role: &row.role,
+            },
             Refusal::AlreadyDecided { status },
         );
     }
@@ -215,10 +235,12 @@ fn still_pending(
         return refuse(
             tx,
             now,
-            actor,
-            attempt,
-            Some(&row.id),
-            &row.role,
+            &Attempt {
+                actor,
+                what: attempt,
+                request: Some(&row.id),
+                role: &row.role,
+            },
             Refusal::Expired,
         );
     }
@@ -252,15 +274,42 @@ impl Service {
                 return Ok(Err(ServiceError::TooManyPending { limit }));
             }
             if let Err(r) = rules::requester_must_be_listed(policy, role, actor) {
-                return refuse(tx, now, actor, "request.create", None, &role.name, r);
+                return refuse(
+                    tx,
+                    now,
+                    &Attempt {
+                        actor,
+                        what: "request.create",
+                        request: None,
+                        role: &role.name,
+                    },
+                    r,
+                );
             }
             let rivals: Vec<_> = policy.conflicting_roles(&role.name).into_iter().collect();
             let holdings = rq::holdings(tx, actor, unix(now), self.held(), None, &rivals)?;
             if let Err(r) = rules::no_conflicting_holding(policy, &role.name, actor, &holdings) {
                 let r = self.conflict_lifts(tx, now, r, None)?;
-                return refuse(tx, now, actor, "request.create", None, &role.name, r);
+                return refuse(
+                    tx,
+                    now,
+                    &Attempt {
+                        actor,
+                        what: "request.create",
+                        request: None,
+                        role: &role.name,
+                    },
+                    r,
+                );
             }
-            let row = self.new_row(tx, now, actor, role, &req, ttl, &principals)?;
+            let asked = Asked {
+                actor,
+                role,
+                req: &req,
+                ttl,
+                principals: &principals,
+            };
+            let row = self.new_row(tx, now, &asked)?;
             rq::insert(tx, &row)?;
             audit::append(
                 tx,
@@ -330,17 +379,20 @@ impl Service {
             .map_err(|r| ServiceError::Invalid(r.to_string()))
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// The row of a new pending request, under an id not taken yet.
     fn new_row(
         &self,
         tx: &Tx<'_>,
         now: DateTime<Utc>,
-        actor: &UserName,
-        role: &Role,
-        req: &NewRequest,
-        ttl: Duration,
-        principals: &[Principal],
+        asked: &Asked<'_>,
     ) -> Result<RequestRow, ServiceError> {
+        let Asked {
+            actor,
+            role,
+            req,
+            ttl,
+            principals,
+        } = *asked;
         let mut id = RequestId::new_at(unix(now), &mut rand::rng());
         while rq::exists(tx, &id)? {
             id = RequestId::new_at(unix(now), &mut rand::rng());
@@ -392,7 +444,17 @@ impl Service {
                     user: actor.clone(),
                     role: row.role.clone(),
                 };
-                return refuse(tx, now, actor, "request.approve", Some(id), &row.role, r);
+                return refuse(
+                    tx,
+                    now,
+                    &Attempt {
+                        actor,
+                        what: "request.approve",
+                        request: Some(id),
+                        role: &row.role,
+                    },
+                    r,
+                );
             }
             if let Err(e) = still_pending(tx, now, actor, "request.approve", &row)? {
                 return Ok(Err(e));
@@ -401,10 +463,12 @@ impl Service {
                 return refuse(
                     tx,
                     now,
-                    actor,
-                    "request.approve",
-                    Some(id),
-                    &row.role,
+                    &Attempt {
+                        actor,
+                        what: "request.approve",
+                        request: Some(id),
+                        role: &row.role,
+                    },
                     Refusal::SelfApproval,
                 );
             }
@@ -417,7 +481,17 @@ impl Service {
             if let Err(r) =
                 rules::approver_may_approve(policy, role, &row.requester, actor, &approved_by)
             {
-                return refuse(tx, now, actor, "request.approve", Some(id), &row.role, r);
+                return refuse(
+                    tx,
+                    now,
+                    &Attempt {
+                        actor,
+                        what: "request.approve",
+                        request: Some(id),
+                        role: &row.role,
+                    },
+                    r,
+                );
             }
             let comment = comment.as_ref().map(Text::as_str);
             rq::insert_approval(tx, id, actor, unix(now), comment)?;
@@ -501,7 +575,17 @@ impl Service {
                     user: actor.clone(),
                     role: row.role.clone(),
                 };
-                return refuse(tx, now, actor, "request.deny", Some(id), &row.role, r);
+                return refuse(
+                    tx,
+                    now,
+                    &Attempt {
+                        actor,
+                        what: "request.deny",
+                        request: Some(id),
+                        role: &row.role,
+                    },
+                    r,
+                );
             }
             if let Err(e) = still_pending(tx, now, actor, "request.deny", &row)? {
                 return Ok(Err(e));
@@ -509,11 +593,13 @@ impl Service {
             decided(rq::decide(
                 tx,
                 id,
-                Status::Denied,
-                unix(now),
-                actor.as_str(),
-                Some("denied"),
-                Some(reason.as_str()),
+                &rq::Decision {
+                    status: Status::Denied,
+                    at: unix(now),
+                    by: actor.as_str(),
+                    code: Some("denied"),
+                    note: Some(reason.as_str()),
+                },
             )?)?;
             audit::append(
                 tx,

@@ -101,11 +101,13 @@ impl Service {
         decided(rq::decide(
             tx,
             &row.id,
-            Status::Issued,
-            unix(now),
-            actor.as_str(),
-            None,
-            None,
+            &rq::Decision {
+                status: Status::Issued,
+                at: unix(now),
+                by: actor.as_str(),
+                code: None,
+                note: None,
+            },
         )?)?;
         let counted: Vec<_> = tally
             .counted

@@ -345,22 +345,38 @@ pub fn pending_of(tx: &Tx<'_>, user: &UserName, now: i64) -> Result<Vec<RequestR
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// How a pending request ends.
+#[derive(Debug, Clone, Copy)]
+pub struct Decision<'a> {
+    /// The status it ends in (never `pending`).
+    pub status: Status,
+    /// When (unix seconds).
+    pub at: i64,
+    /// Who ended it (a user, or the CA itself).
+    pub by: &'a str,
+    /// The public code of the ending (`denied`, `cancelled`, a refusal's code).
+    pub code: Option<&'a str>,
+    /// The reason or message that came with it.
+    pub note: Option<&'a str>,
+}
+
 /// Ends a pending request. Returns false if it was no longer pending (the caller lost a
 /// race and must not act on it).
-pub fn decide(
-    tx: &Tx<'_>,
-    id: &RequestId,
-    status: Status,
-    at: i64,
-    by: &str,
-    code: Option<&str>,
-    note: Option<&str>,
-) -> Result<bool, StoreError> {
-    let n = tx.sql().prepare_cached(
-        "UPDATE requests SET status = ?2, decided_at = ?3, decided_by = ?4, decision_code = ?5, \
-         decision_note = ?6 WHERE id = ?1 AND status = 'pending'")?
-        .execute(params![id.as_str(), status.as_str(), at, by, code, note],
-    )?;
+pub fn decide(tx: &Tx<'_>, id: &RequestId, d: &Decision<'_>) -> Result<bool, StoreError> {
+    let n = tx
+        .sql()
+        .prepare_cached(
+            "UPDATE requests SET status = ?2, decided_at = ?3, decided_by = ?4, \
+             decision_code = ?5, decision_note = ?6 WHERE id = ?1 AND status = 'pending'",
+        )?
+        .execute(params![
+            id.as_str(),
+            d.status.as_str(),
+            d.at,
+            d.by,
+            d.code,
+            d.note
+        ])?;
     Ok(n == 1)
 }
 
