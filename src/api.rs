@@ -35,7 +35,6 @@ pub use error::ApiError;
 pub use limits::AuthLimiter;
 pub use server::ClientAddr;
 
-pub(crate) use limits::network_of;
 pub(crate) use requests::parse_create_body;
 
 use crate::service::{Service, ServiceError};

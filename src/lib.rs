@@ -21,6 +21,7 @@
 //! - [`ca`]: the CA key file and the one function that signs certificates.
 //! - [`krl`]: the OpenSSH KRL writer; [`checkpoint`]: signed audit checkpoints.
 //! - [`bench`]: `countersign bench`, the performance measurements.
+//! - [`net`]: client addresses as the abuse limits of both front doors count them.
 //! - [`tls`]: rustls set-up for the server and the CLI client.
 //! - `fuzzing` (hidden): the entry points of the cargo-fuzz targets in `fuzz/`.
 
@@ -35,6 +36,7 @@ pub mod config;
 pub mod fuzzing;
 pub mod krl;
 pub mod names;
+pub mod net;
 pub mod policy;
 pub mod pubkey;
 pub mod service;

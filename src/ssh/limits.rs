@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use russh::ChannelId;
 
-use crate::api::network_of;
+use crate::net::network_of;
 use crate::names::UserName;
 
 /// Addresses tracked before idle entries (full allowance again) are dropped.
