@@ -19,6 +19,7 @@
 //!   the key, opened as one whole (a lost or rolled-back half is refused).
 //! - [`audit`]: the append-only, hash-chained audit log and its verification.
 //! - [`ca`]: the CA key file and the one function that signs certificates.
+//! - [`host_key`]: the SSH front door's host key file, created once.
 //! - [`krl`]: the OpenSSH KRL writer; [`checkpoint`]: signed audit checkpoints.
 //! - [`bench`]: `countersign bench`, the performance measurements.
 //! - [`net`]: client addresses as the abuse limits of both front doors count them.
@@ -34,6 +35,7 @@ pub mod cli;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod host_key;
 pub mod krl;
 pub mod names;
 pub mod net;

@@ -9,7 +9,8 @@
 //!
 //! Layout:
 //! - `listener.rs`: [`serve`], the accept loop, connection limits (in all and per
-//!   address), authentication, idle and total timeouts, shutdown.
+//!   address), authentication, idle and total timeouts, shutdown. The host key is
+//!   handed in ([`crate::host_key`] loads it).
 //! - `handler.rs`: the russh handler of one connection: public-key auth only, session
 //!   channels, one command per channel on its own task.
 //! - `auth.rs`: key + login name -> [`Identity`], or why not.
@@ -20,14 +21,12 @@
 //! - `wait.rs`: `request` waiting for the decision, progress on stderr, certificate on
 //!   stdout.
 //! - `terminal.rs`: a channel as stdout, stderr and exit status.
-//! - [`host_key`]: the server's host key in `data_dir`, created once.
 //!
 //! [`Service`]: crate::service::Service
 
 mod auth;
 mod commands;
 mod handler;
-pub mod host_key;
 mod limits;
 mod listener;
 mod run;

@@ -9,7 +9,7 @@ use crate::ca::CertificateAuthority;
 use crate::config::Config;
 use crate::policy::rules::describe_members;
 use crate::service::Service;
-use crate::ssh::host_key;
+use crate::host_key;
 use crate::state::Access;
 
 /// `countersign init` options.

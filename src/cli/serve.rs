@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::service::Service;
-use crate::ssh::host_key;
+use crate::host_key;
 use crate::state::Access;
 
 use super::reload::{Hangups, PidFile};
