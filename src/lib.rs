@@ -14,6 +14,7 @@
 //! - [`policy`]: the validated policy and the pure separation-of-duties rules.
 //! - [`config`]: TOML -> [`config::Config`] (settings + [`policy::Policy`]).
 //! - [`names`], [`pubkey`]: input parsed into types at the edge.
+//! - [`render`]: the text a request or a user is shown as, shared by the CLI and SSH.
 //! - [`store`]: SQLite (WAL, `synchronous=FULL`), migrations, rows and queries.
 //! - [`state`]: the database, the CA key it belongs to and the high-water mark beside
 //!   the key, opened as one whole (a lost or rolled-back half is refused).
@@ -41,6 +42,7 @@ pub mod names;
 pub mod net;
 pub mod policy;
 pub mod pubkey;
+pub mod render;
 pub mod service;
 pub mod ssh;
 pub mod state;

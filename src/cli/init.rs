@@ -7,9 +7,9 @@ use anyhow::bail;
 
 use crate::ca::CertificateAuthority;
 use crate::config::Config;
+use crate::host_key;
 use crate::policy::rules::describe_members;
 use crate::service::Service;
-use crate::host_key;
 use crate::state::Access;
 
 /// `countersign init` options.

@@ -11,8 +11,8 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::service::Service;
 use crate::host_key;
+use crate::service::Service;
 use crate::state::Access;
 
 use super::reload::{Hangups, PidFile};

@@ -15,8 +15,8 @@ use super::commands::{self, Command, ListArgs, Parsed};
 use super::terminal::{Disconnected, Terminal};
 use super::wait;
 use crate::api::{self, ApiError};
-use crate::cli::output;
 use crate::names::{RequestId, Text, UserName};
+use crate::render;
 use crate::service::{LIST_LIMIT, Service, ServiceError};
 use crate::store::requests::Status;
 
@@ -196,7 +196,7 @@ fn text(words: &[String], what: &str) -> Result<Option<Text>, CommandError> {
 async fn status(ctx: &Context, term: &Terminal, id: &str) -> Result<(), CommandError> {
     let id = request_id(id)?;
     let view = call(ctx, move |s, me| s.get(me, &id)).await?;
-    Ok(term.out(output::render_request_details(&view)).await?)
+    Ok(term.out(render::render_request_details(&view)).await?)
 }
 
 async fn list(ctx: &Context, term: &Terminal, args: ListArgs) -> Result<(), CommandError> {
@@ -207,8 +207,8 @@ async fn list(ctx: &Context, term: &Terminal, args: ListArgs) -> Result<(), Comm
     };
     let limit = args.limit.unwrap_or(LIST_LIMIT);
     let page = call(ctx, move |s, me| s.list(me, status, after.as_ref(), limit)).await?;
-    let rows = output::request_rows(&page.requests);
-    term.out(output::render_table(&output::REQUEST_HEADER, &rows))
+    let rows = render::request_rows(&page.requests);
+    term.out(render::render_table(&render::REQUEST_HEADER, &rows))
         .await?;
     if let Some(next) = page.next {
         // The same command for the next page, on stderr so that stdout stays the table.
@@ -236,7 +236,7 @@ async fn approve(
     let view = change(ctx, move |s, me| s.approve(me, &id, comment)).await?;
     tracing::info!(id = %view.id, status = %view.status, "request approved");
     Ok(term
-        .out(format!("{}\n", output::decision_summary(&view)))
+        .out(format!("{}\n", render::decision_summary(&view)))
         .await?)
 }
 
@@ -252,7 +252,7 @@ async fn deny(
     let view = change(ctx, move |s, me| s.deny(me, &id, reason)).await?;
     tracing::info!(id = %view.id, "request denied");
     Ok(term
-        .out(format!("{}\n", output::decision_summary(&view)))
+        .out(format!("{}\n", render::decision_summary(&view)))
         .await?)
 }
 
@@ -261,7 +261,7 @@ async fn cancel(ctx: &Context, term: &Terminal, id: &str) -> Result<(), CommandE
     let view = change(ctx, move |s, me| s.cancel(me, &id)).await?;
     tracing::info!(id = %view.id, "request cancelled");
     Ok(term
-        .out(format!("{}\n", output::decision_summary(&view)))
+        .out(format!("{}\n", render::decision_summary(&view)))
         .await?)
 }
 
@@ -277,7 +277,7 @@ async fn whoami(ctx: &Context, term: &Terminal) -> Result<(), CommandError> {
     Ok(term
         .out(format!(
             "{}key          {key}\n",
-            output::render_whoami(&me)
+            render::render_whoami(&me)
         ))
         .await?)
 }

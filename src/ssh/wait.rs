@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use super::commands::{RequestArgs, joined};
 use super::run::{CommandError, Context, call, change, request_id};
 use super::terminal::Terminal;
-use crate::cli::output::waiting_for;
 use crate::names::{RoleName, Text, parse_duration};
+use crate::render::waiting_for;
 use crate::service::{NewRequest, RequestView};
 
 /// Runs `request ROLE --reason TEXT [--ttl D] [--no-wait]`.
