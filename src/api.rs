@@ -151,36 +151,22 @@ pub(crate) fn inline<T>(
     f(state).map_err(ApiError::from)
 }
 
-/// Runs `f` on the blocking pool: the store is synchronous SQLite. For reads that may
+/// [`crate::service::blocking`], answering errors as the API does. For reads that may
 /// take a while (lists, the audit log, the KRL); state changes go through [`submit`].
 pub(crate) async fn blocking<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&Service) -> Result<T, ServiceError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let state = state.clone();
-    match tokio::task::spawn_blocking(move || f(&state)).await {
-        Ok(result) => result.map_err(ApiError::from),
-        Err(join) => Err(ApiError::internal(&join)),
-    }
+    Ok(crate::service::blocking(state, f).await?)
 }
 
-/// Runs the state change `f` on the store's writer thread, in a group commit with the
-/// other changes queued, and answers once it is durable (see `Store::submit`).
+/// [`crate::service::submit`], answering errors as the API does: the state change `f`
+/// runs on the store's writer thread, and the answer leaves once it is durable.
 pub(crate) async fn submit<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&Service) -> Result<T, ServiceError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let service = state.clone();
-    let result = match state.store().submit(move || f(&service)).await {
-        Ok(result) => result.map_err(ApiError::from),
-        Err(e) => Err(ApiError::from(ServiceError::Store(e))),
-    };
-    // A revocation committed (by this operation or one in its batch): the high-water
-    // mark must hold it before any answer of the batch leaves (`state.rs`).
-    if state.state_behind() {
-        blocking(state, |s| s.publish_state()).await?;
-    }
-    result
+    Ok(crate::service::submit(state, f).await?)
 }
 
 /// How often the sweep brings the high-water mark up to the audit head.
@@ -207,8 +193,10 @@ async fn sweep_expired(state: AppState) {
         match state.store().submit(move || s.expire_overdue()).await {
             Ok(Ok(n)) if n > 0 => tracing::info!(expired = n, "expired overdue requests"),
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(error = %error::chain(&e), "expiry sweep failed"),
-            Err(e) => tracing::error!(error = %error::chain(&e), "expiry sweep failed"),
+            Ok(Err(e)) => {
+                tracing::error!(error = %crate::service::chain(&e), "expiry sweep failed")
+            }
+            Err(e) => tracing::error!(error = %crate::service::chain(&e), "expiry sweep failed"),
         }
     }
 }

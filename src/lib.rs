@@ -13,6 +13,7 @@
 //!   [`audit`] row, certificate from [`ca`].
 //! - [`policy`]: the validated policy and the pure separation-of-duties rules.
 //! - [`config`]: TOML -> [`config::Config`] (settings + [`policy::Policy`]).
+//! - [`error_code`]: every public error code, in one list the docs are checked against.
 //! - [`names`], [`pubkey`]: input parsed into types at the edge.
 //! - [`render`]: the text a request or a user is shown as, shared by the CLI and SSH.
 //! - [`store`]: SQLite (WAL, `synchronous=FULL`), migrations, rows and queries.
@@ -34,6 +35,7 @@ pub mod ca;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod error_code;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod host_key;

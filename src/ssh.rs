@@ -17,6 +17,7 @@
 //! - `limits.rs`: refused authentications and open connections per address, open
 //!   channels per connection, running commands per user.
 //! - `commands.rs`: the command line: bounded, shell-split (never run by a shell), clap.
+//! - `context.rs`: what a command runs with, how it fails, how it calls the [`Service`].
 //! - `run.rs`: one command through the [`Service`]; errors as `countersign: CODE: message`.
 //! - `wait.rs`: `request` waiting for the decision, progress on stderr, certificate on
 //!   stdout.
@@ -26,6 +27,7 @@
 
 mod auth;
 mod commands;
+mod context;
 mod handler;
 mod limits;
 mod listener;

@@ -21,6 +21,7 @@ use tokio::sync::Semaphore;
 
 use super::ApiError;
 use crate::config::Limits;
+use crate::error_code::ErrorCode;
 use crate::net::network_of;
 
 /// Most keys the failure counters track; past it, old windows are dropped first and new
@@ -55,7 +56,7 @@ pub(super) async fn guard_request(
     if permit.is_err() && req.uri().path() != "/v1/health" {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
+            ErrorCode::Overloaded,
             "too many requests in progress; retry shortly",
         )
         .with_retry_after(1)
@@ -65,7 +66,7 @@ pub(super) async fn guard_request(
         Ok(resp) => resp,
         Err(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "timeout",
+            ErrorCode::Timeout,
             format!(
                 "the request took longer than {}s; read its state before retrying",
                 guards.timeout.as_secs()
