@@ -23,7 +23,6 @@ mod users;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -117,7 +116,8 @@ pub async fn serve_plain(
 }
 
 /// Serves the API on `listener` (HTTPS when the config names a certificate) until
-/// `shutdown` resolves, expiring overdue requests in the background meanwhile.
+/// `shutdown` resolves. The background tasks (expiry sweep, state mark) are not the
+/// server's: `daemon.rs` runs them beside it.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -133,11 +133,7 @@ pub async fn serve(
     let address = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%address, scheme, "countersign listening");
-    let sweeper = tokio::spawn(sweep_expired(state.clone()));
-    let result =
-        server::accept_loop(listener, router(state), &settings.limits, tls, shutdown).await;
-    sweeper.abort();
-    result
+    server::accept_loop(listener, router(state), &settings.limits, tls, shutdown).await
 }
 
 /// Runs `f` right here on the async worker. Only for short point reads on a pooled
@@ -167,36 +163,4 @@ pub(crate) async fn submit<T: Send + 'static>(
     f: impl FnOnce(&Service) -> Result<T, ServiceError> + Send + 'static,
 ) -> Result<T, ApiError> {
     Ok(crate::service::submit(state, f).await?)
-}
-
-/// How often the sweep brings the high-water mark up to the audit head.
-const MARK_PERIOD: Duration = Duration::from_secs(60);
-
-/// Marks overdue requests expired every few seconds, so they end with an audit row even
-/// if nobody looks at them.
-async fn sweep_expired(state: AppState) {
-    let period = (state.config().requests.pending_ttl / 10)
-        .clamp(Duration::from_secs(1), Duration::from_secs(30));
-    let mut tick = tokio::time::interval(period);
-    let mut marked = tokio::time::Instant::now();
-    loop {
-        tick.tick().await;
-        // The high-water mark follows the audit head about once a minute, so that a
-        // restore of an older copy is noticed even when nothing was revoked since.
-        if marked.elapsed() >= MARK_PERIOD {
-            marked = tokio::time::Instant::now();
-            if let Err(e) = blocking(&state, |s| s.mark_head()).await {
-                tracing::error!(code = e.code(), "could not advance the state mark");
-            }
-        }
-        let s = state.clone();
-        match state.store().submit(move || s.expire_overdue()).await {
-            Ok(Ok(n)) if n > 0 => tracing::info!(expired = n, "expired overdue requests"),
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                tracing::error!(error = %crate::service::chain(&e), "expiry sweep failed")
-            }
-            Err(e) => tracing::error!(error = %crate::service::chain(&e), "expiry sweep failed"),
-        }
-    }
 }

@@ -5,6 +5,8 @@
 //! - `main.rs` (binary): parses the command line and dispatches to [`cli`].
 //! - [`cli`]: one file per command; client commands talk HTTP, operator commands open the
 //!   database directly.
+//! - [`daemon`]: `countersign serve` put together: both front doors and the background
+//!   work on one [`service`]; the only module that knows every front end.
 //! - [`api`]: axum router, bearer-token extractor, one file per resource, [`api::ApiError`].
 //! - [`ssh`]: the SSH front door (russh): the user's key is their identity, the command
 //!   line a countersign command; the same [`service`] operations as the API.
@@ -35,6 +37,7 @@ pub mod ca;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod error_code;
 #[doc(hidden)]
 pub mod fuzzing;
