@@ -16,6 +16,7 @@ mod ca_key;
 mod cli;
 mod concurrency;
 mod crash;
+mod error_codes;
 mod evidence;
 mod front_door;
 mod front_door_flood;
