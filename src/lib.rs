@@ -6,7 +6,7 @@
 //! - [`cli`]: one file per command; client commands talk HTTP, operator commands open the
 //!   database directly.
 //! - [`daemon`]: `countersign serve` put together: both front doors and the background
-//!   work on one [`service`]; the only module that knows every front end.
+//!   work on one [`service`]; the one module that starts the front ends.
 //! - [`api`]: axum router, bearer-token extractor, one file per resource, [`api::ApiError`].
 //! - [`ssh`]: the SSH front door (russh): the user's key is their identity, the command
 //!   line a countersign command; the same [`service`] operations as the API.
@@ -29,6 +29,9 @@
 //! - [`net`]: client addresses as the abuse limits of both front doors count them.
 //! - [`tls`]: rustls set-up for the server and the CLI client.
 //! - `fuzzing` (hidden): the entry points of the cargo-fuzz targets in `fuzz/`.
+//!
+//! The front ends ([`cli`], [`api`], [`ssh`]) depend on the [`service`] and on neutral
+//! modules ([`render`], [`net`], [`host_key`], [`error_code`]), never on each other.
 
 pub mod api;
 pub mod audit;
