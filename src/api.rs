@@ -23,7 +23,6 @@ mod users;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -35,7 +34,6 @@ pub use error::ApiError;
 pub use limits::AuthLimiter;
 pub use server::ClientAddr;
 
-pub(crate) use limits::network_of;
 pub(crate) use requests::parse_create_body;
 
 use crate::service::{Service, ServiceError};
@@ -118,7 +116,8 @@ pub async fn serve_plain(
 }
 
 /// Serves the API on `listener` (HTTPS when the config names a certificate) until
-/// `shutdown` resolves, expiring overdue requests in the background meanwhile.
+/// `shutdown` resolves. The background tasks (expiry sweep, state mark) are not the
+/// server's: `daemon.rs` runs them beside it.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -134,11 +133,7 @@ pub async fn serve(
     let address = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%address, scheme, "countersign listening");
-    let sweeper = tokio::spawn(sweep_expired(state.clone()));
-    let result =
-        server::accept_loop(listener, router(state), &settings.limits, tls, shutdown).await;
-    sweeper.abort();
-    result
+    server::accept_loop(listener, router(state), &settings.limits, tls, shutdown).await
 }
 
 /// Runs `f` right here on the async worker. Only for short point reads on a pooled
@@ -152,64 +147,20 @@ pub(crate) fn inline<T>(
     f(state).map_err(ApiError::from)
 }
 
-/// Runs `f` on the blocking pool: the store is synchronous SQLite. For reads that may
+/// [`crate::service::blocking`], answering errors as the API does. For reads that may
 /// take a while (lists, the audit log, the KRL); state changes go through [`submit`].
 pub(crate) async fn blocking<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&Service) -> Result<T, ServiceError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let state = state.clone();
-    match tokio::task::spawn_blocking(move || f(&state)).await {
-        Ok(result) => result.map_err(ApiError::from),
-        Err(join) => Err(ApiError::internal(&join)),
-    }
+    Ok(crate::service::blocking(state, f).await?)
 }
 
-/// Runs the state change `f` on the store's writer thread, in a group commit with the
-/// other changes queued, and answers once it is durable (see `Store::submit`).
+/// [`crate::service::submit`], answering errors as the API does: the state change `f`
+/// runs on the store's writer thread, and the answer leaves once it is durable.
 pub(crate) async fn submit<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&Service) -> Result<T, ServiceError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let service = state.clone();
-    let result = match state.store().submit(move || f(&service)).await {
-        Ok(result) => result.map_err(ApiError::from),
-        Err(e) => Err(ApiError::from(ServiceError::Store(e))),
-    };
-    // A revocation committed (by this operation or one in its batch): the high-water
-    // mark must hold it before any answer of the batch leaves (`state.rs`).
-    if state.state_behind() {
-        blocking(state, |s| s.publish_state()).await?;
-    }
-    result
-}
-
-/// How often the sweep brings the high-water mark up to the audit head.
-const MARK_PERIOD: Duration = Duration::from_secs(60);
-
-/// Marks overdue requests expired every few seconds, so they end with an audit row even
-/// if nobody looks at them.
-async fn sweep_expired(state: AppState) {
-    let period = (state.config().requests.pending_ttl / 10)
-        .clamp(Duration::from_secs(1), Duration::from_secs(30));
-    let mut tick = tokio::time::interval(period);
-    let mut marked = tokio::time::Instant::now();
-    loop {
-        tick.tick().await;
-        // The high-water mark follows the audit head about once a minute, so that a
-        // restore of an older copy is noticed even when nothing was revoked since.
-        if marked.elapsed() >= MARK_PERIOD {
-            marked = tokio::time::Instant::now();
-            if let Err(e) = blocking(&state, |s| s.mark_head()).await {
-                tracing::error!(code = e.code(), "could not advance the state mark");
-            }
-        }
-        let s = state.clone();
-        match state.store().submit(move || s.expire_overdue()).await {
-            Ok(Ok(n)) if n > 0 => tracing::info!(expired = n, "expired overdue requests"),
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(error = %error::chain(&e), "expiry sweep failed"),
-            Err(e) => tracing::error!(error = %error::chain(&e), "expiry sweep failed"),
-        }
-    }
+    Ok(crate::service::submit(state, f).await?)
 }

@@ -55,7 +55,7 @@ mod export;
 mod files;
 mod init;
 mod krl;
-pub(crate) mod output;
+mod output;
 mod reload;
 mod report;
 mod request;

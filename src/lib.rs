@@ -5,6 +5,8 @@
 //! - `main.rs` (binary): parses the command line and dispatches to [`cli`].
 //! - [`cli`]: one file per command; client commands talk HTTP, operator commands open the
 //!   database directly.
+//! - [`daemon`]: `countersign serve` put together: both front doors and the background
+//!   work on one [`service`]; the one module that starts the front ends.
 //! - [`api`]: axum router, bearer-token extractor, one file per resource, [`api::ApiError`].
 //! - [`ssh`]: the SSH front door (russh): the user's key is their identity, the command
 //!   line a countersign command; the same [`service`] operations as the API.
@@ -13,16 +15,23 @@
 //!   [`audit`] row, certificate from [`ca`].
 //! - [`policy`]: the validated policy and the pure separation-of-duties rules.
 //! - [`config`]: TOML -> [`config::Config`] (settings + [`policy::Policy`]).
+//! - [`error_code`]: every public error code, in one list the docs are checked against.
 //! - [`names`], [`pubkey`]: input parsed into types at the edge.
+//! - [`render`]: the text a request or a user is shown as, shared by the CLI and SSH.
 //! - [`store`]: SQLite (WAL, `synchronous=FULL`), migrations, rows and queries.
 //! - [`state`]: the database, the CA key it belongs to and the high-water mark beside
 //!   the key, opened as one whole (a lost or rolled-back half is refused).
 //! - [`audit`]: the append-only, hash-chained audit log and its verification.
 //! - [`ca`]: the CA key file and the one function that signs certificates.
+//! - [`host_key`]: the SSH front door's host key file, created once.
 //! - [`krl`]: the OpenSSH KRL writer; [`checkpoint`]: signed audit checkpoints.
 //! - [`bench`]: `countersign bench`, the performance measurements.
+//! - [`net`]: client addresses as the abuse limits of both front doors count them.
 //! - [`tls`]: rustls set-up for the server and the CLI client.
 //! - `fuzzing` (hidden): the entry points of the cargo-fuzz targets in `fuzz/`.
+//!
+//! The front ends ([`cli`], [`api`], [`ssh`]) depend on the [`service`] and on neutral
+//! modules ([`render`], [`net`], [`host_key`], [`error_code`]), never on each other.
 
 pub mod api;
 pub mod audit;
@@ -31,12 +40,17 @@ pub mod ca;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod daemon;
+pub mod error_code;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod host_key;
 pub mod krl;
 pub mod names;
+pub mod net;
 pub mod policy;
 pub mod pubkey;
+pub mod render;
 pub mod service;
 pub mod ssh;
 pub mod state;

@@ -6,7 +6,9 @@
 //! the result; no rule is implemented twice. Refusals are committed too (their audit row
 //! is the record of who tried what) and then returned as errors.
 
+mod calls;
 mod decide;
+mod error;
 mod issue;
 mod reload;
 mod revoke;
@@ -17,83 +19,24 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+pub use calls::{blocking, submit};
 pub use decide::NewRequest;
+pub use error::{ErrorKind, ServiceError, chain};
 pub use reload::Reloaded;
 pub use revoke::{KRL_NAMESPACE, Krl, UserRevocation};
 pub use users::EnabledUser;
 pub use view::{ApprovalView, CertificateView, RequestView, RevocationView, StepView, WhoAmI};
 
-use crate::audit::{self, AuditError, NewEvent, TokenCreated, TokenRevoked};
-use crate::ca::{CaError, CaPublic, CertificateAuthority};
+use crate::audit::{self, NewEvent, TokenCreated, TokenRevoked};
+use crate::ca::{CaPublic, CertificateAuthority};
 use crate::config::Config;
 use crate::names::{RequestId, RoleName, UserName};
 use crate::policy::Policy;
-use crate::policy::rules::{self, Refusal};
-use crate::state::mark::MarkError;
-use crate::state::{self, Access, Guard, StateError};
+use crate::policy::rules;
+use crate::state::{self, Access, Guard};
 use crate::store::certificates as certs;
 use crate::store::requests::{self as rq, Status};
 use crate::store::{Store, StoreError, Tx, meta, tokens, users as disabled};
-
-/// What went wrong, in the terms a front end maps to a response.
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
-    /// A separation-of-duties or state rule said no.
-    #[error(transparent)]
-    Refused(#[from] Refusal),
-    /// The input is malformed or out of bounds (`invalid_request`).
-    #[error("{0}")]
-    Invalid(String),
-    /// The caller may not do this (`forbidden`).
-    #[error("{0}")]
-    Forbidden(String),
-    /// No such request, or not one the caller may see (`not_found`).
-    #[error("{0}")]
-    NotFound(String),
-    /// The request is not in a state that allows this (e.g. `not_issued`).
-    #[error("{message}")]
-    Conflict { code: &'static str, message: String },
-    /// The user already has `limit` pending requests (`too_many_pending`, HTTP 429): a
-    /// limit, not a decision, so not audited.
-    #[error(
-        "you already have {limit} pending requests, the most one user may have; cancel one or wait for decisions"
-    )]
-    TooManyPending { limit: u32 },
-    /// No valid token (`unauthenticated`).
-    #[error("a valid bearer token is required")]
-    Unauthenticated,
-    /// The caller's user is disabled (offboarded): every credential of theirs is refused
-    /// (`user_disabled`).
-    #[error("{0}")]
-    Disabled(String),
-    /// The database failed.
-    #[error("storage failure")]
-    Store(#[from] StoreError),
-    /// The CA key could not be used, or signing failed.
-    #[error("CA failure")]
-    Ca(#[from] CaError),
-    /// The KRL could not be built.
-    #[error("building the KRL")]
-    Krl(#[from] crate::krl::KrlError),
-    /// The audit chain does not verify.
-    #[error(transparent)]
-    Audit(AuditError),
-    /// The state cannot be opened as it is (`state.rs`); the message says why.
-    #[error(transparent)]
-    State(#[from] StateError),
-    /// The high-water mark could not be written: nothing newer is published until it is.
-    #[error("writing the state mark")]
-    Mark(#[from] MarkError),
-}
-
-impl From<AuditError> for ServiceError {
-    fn from(e: AuditError) -> Self {
-        match e {
-            AuditError::Store(s) => ServiceError::Store(s),
-            broken => ServiceError::Audit(broken),
-        }
-    }
-}
 
 /// The running CA: configuration, key and database.
 pub struct Service {
@@ -294,7 +237,7 @@ impl Service {
             match certs::for_request(tx, id)? {
                 Some(c) => Ok(c.certificate),
                 None => Err(ServiceError::Conflict {
-                    code: "not_issued",
+                    code: crate::error_code::ErrorCode::NotIssued,
                     message: format!(
                         "request {id} is {}, no certificate was issued",
                         row.status.as_str()

@@ -9,25 +9,26 @@
 //!
 //! Layout:
 //! - `listener.rs`: [`serve`], the accept loop, connection limits (in all and per
-//!   address), authentication, idle and total timeouts, shutdown.
+//!   address), authentication, idle and total timeouts, shutdown. The host key is
+//!   handed in ([`crate::host_key`] loads it).
 //! - `handler.rs`: the russh handler of one connection: public-key auth only, session
 //!   channels, one command per channel on its own task.
 //! - `auth.rs`: key + login name -> [`Identity`], or why not.
 //! - `limits.rs`: refused authentications and open connections per address, open
 //!   channels per connection, running commands per user.
 //! - `commands.rs`: the command line: bounded, shell-split (never run by a shell), clap.
+//! - `context.rs`: what a command runs with, how it fails, how it calls the [`Service`].
 //! - `run.rs`: one command through the [`Service`]; errors as `countersign: CODE: message`.
 //! - `wait.rs`: `request` waiting for the decision, progress on stderr, certificate on
 //!   stdout.
 //! - `terminal.rs`: a channel as stdout, stderr and exit status.
-//! - [`host_key`]: the server's host key in `data_dir`, created once.
 //!
 //! [`Service`]: crate::service::Service
 
 mod auth;
 mod commands;
+mod context;
 mod handler;
-pub mod host_key;
 mod limits;
 mod listener;
 mod run;

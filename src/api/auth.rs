@@ -16,6 +16,7 @@ use super::forwarded;
 use super::limits::{AuthLimiter, TokenId};
 use super::server::ClientAddr;
 use super::{ApiError, AppState};
+use crate::error_code::ErrorCode;
 use crate::names::UserName;
 use crate::service::ServiceError;
 
@@ -91,7 +92,7 @@ fn rate_limited(
     );
     ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
+        ErrorCode::RateLimited,
         format!("too many failed authentications; retry in {wait} s"),
     )
     .with_retry_after(wait)

@@ -8,14 +8,14 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::policy::rules::Refusal;
-use crate::service::ServiceError;
+use crate::error_code::ErrorCode;
+use crate::service::{ErrorKind, ServiceError, chain};
 
 /// An error response: HTTP status, stable code, human message.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    code: &'static str,
+    code: ErrorCode,
     message: String,
     retry_after: Option<u64>,
 }
@@ -23,11 +23,11 @@ pub struct ApiError {
 impl ApiError {
     /// 400 `invalid_request`.
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
     }
 
     /// Any status and code.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -47,41 +47,32 @@ impl ApiError {
         tracing::error!(error = %chain(e), "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             "internal error; see the server log",
         )
     }
 
     /// The code, for tests and logs.
     pub fn code(&self) -> &'static str {
-        self.code
+        self.code.as_str()
     }
 
-    /// The safe message, for front ends that report errors as text (the SSH front door).
+    /// The safe message, for front ends that report errors as text.
     pub fn message(&self) -> &str {
         &self.message
     }
 }
 
-/// `error: cause: cause` for logs.
-pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cur = c.source();
-    }
-    out
-}
-
-/// HTTP status of each refusal code: who-may rules are 403, state conflicts 409.
-fn refusal_status(r: &Refusal) -> StatusCode {
-    match r {
-        Refusal::AlreadyApproved { .. } | Refusal::AlreadyDecided { .. } | Refusal::Expired => {
-            StatusCode::CONFLICT
-        }
-        _ => StatusCode::FORBIDDEN,
+/// HTTP status of each kind of service error.
+fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Limited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -94,43 +85,21 @@ impl From<crate::names::InvalidName> for ApiError {
 
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
-        match e {
-            ServiceError::Refused(r) => ApiError::new(refusal_status(&r), r.code(), r.to_string()),
-            ServiceError::Invalid(m) => ApiError::invalid(m),
-            ServiceError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
-            ServiceError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "not_found", m),
-            ServiceError::Conflict { code, message } => {
-                ApiError::new(StatusCode::CONFLICT, code, message)
+        e.log_internal();
+        let message = match e.code() {
+            // Over HTTP, say how the credential is sent.
+            ErrorCode::Unauthenticated => {
+                "a valid bearer token is required (Authorization: Bearer <token>)".to_owned()
             }
-            e @ ServiceError::TooManyPending { .. } => ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_pending",
-                e.to_string(),
-            ),
-            ServiceError::Unauthenticated => ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                "a valid bearer token is required (Authorization: Bearer <token>)",
-            ),
-            ServiceError::Disabled(m) => {
-                ApiError::new(StatusCode::UNAUTHORIZED, "user_disabled", m)
-            }
-            ServiceError::Audit(broken) => {
-                tracing::error!(error = %broken, "audit chain does not verify");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "audit_broken",
-                    broken.to_string(),
-                )
-            }
-            other => ApiError::internal(&other),
-        }
+            _ => e.public_message(),
+        };
+        ApiError::new(status_of(e.kind()), e.code(), message)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        let body = json!({ "error": { "code": self.code.as_str(), "message": self.message } });
         let mut resp = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()

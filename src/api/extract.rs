@@ -10,6 +10,7 @@ use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use super::ApiError;
+use crate::error_code::ErrorCode;
 
 /// A JSON body; an empty body is `T::default()` when `OPTIONAL`.
 pub struct Json<T, const OPTIONAL: bool = false>(pub T);
@@ -35,7 +36,7 @@ where
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
+                    ErrorCode::PayloadTooLarge,
                     format!("request body is larger than {} bytes", super::MAX_BODY),
                 )
             } else {
@@ -48,7 +49,7 @@ where
         if !json_type {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 "send the body as Content-Type: application/json",
             ));
         }

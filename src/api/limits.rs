@@ -21,6 +21,8 @@ use tokio::sync::Semaphore;
 
 use super::ApiError;
 use crate::config::Limits;
+use crate::error_code::ErrorCode;
+use crate::net::network_of;
 
 /// Most keys the failure counters track; past it, old windows are dropped first and new
 /// keys are not tracked until there is room (memory stays bounded under a flood).
@@ -54,7 +56,7 @@ pub(super) async fn guard_request(
     if permit.is_err() && req.uri().path() != "/v1/health" {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
+            ErrorCode::Overloaded,
             "too many requests in progress; retry shortly",
         )
         .with_retry_after(1)
@@ -64,7 +66,7 @@ pub(super) async fn guard_request(
         Ok(resp) => resp,
         Err(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "timeout",
+            ErrorCode::Timeout,
             format!(
                 "the request took longer than {}s; read its state before retrying",
                 guards.timeout.as_secs()
@@ -182,22 +184,6 @@ fn keys(addr: Option<IpAddr>, token: Option<TokenId>) -> impl Iterator<Item = Ke
     addr.map(|a| Key::Address(network_of(a)))
         .into_iter()
         .chain(token.map(Key::Token))
-}
-
-/// An IPv6 client usually owns a whole /64, so that is the unit counted; IPv4 (and
-/// IPv4-mapped IPv6) addresses count one by one. The SSH front door counts the same way.
-pub(crate) fn network_of(addr: IpAddr) -> IpAddr {
-    match addr {
-        IpAddr::V4(_) => addr,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let mut seg = v6.segments();
-                seg[4..].fill(0);
-                IpAddr::V6(seg.into())
-            }
-        },
-    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
 use super::{Actor, ApiError, AppState};
+use crate::error_code::ErrorCode;
 use crate::service::WhoAmI;
 
 /// `GET /v1/health` (no auth): `{"status":"ok"}` once the database answers a read within
@@ -18,7 +19,7 @@ pub async fn health_get(
     Extension(checks): Extension<HealthChecks>,
 ) -> Result<Json<Value>, ApiError> {
     let unavailable =
-        |why: &str| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", why);
+        |why: &str| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, why);
     let Ok(permit) = checks.0.try_acquire_owned() else {
         return Err(unavailable(
             "health checks are already waiting for the database",
@@ -76,12 +77,16 @@ pub async fn whoami_get(
 pub async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "this endpoint does not take that method",
     )
 }
 
 /// Any path that is not an endpoint.
 pub async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        ErrorCode::NotFound,
+        "no such endpoint",
+    )
 }

@@ -125,7 +125,7 @@ impl PerAddress {
                 key: None,
             });
         }
-        let key = super::limits::network_of(ip);
+        let key = crate::net::network_of(ip);
         let mut open = table.open.lock().unwrap_or_else(|p| p.into_inner());
         let n = open.entry(key).or_insert(0);
         if *n >= table.max {

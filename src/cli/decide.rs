@@ -8,6 +8,7 @@ use serde_json::json;
 use super::client::Client;
 use super::output;
 use super::show::urlencode;
+use crate::render;
 use crate::service::RequestView;
 
 /// `approve` arguments.
@@ -50,7 +51,7 @@ fn report(r: &RequestView, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         output::json(r)?;
     } else {
-        outln!("{}", output::decision_summary(r))?;
+        outln!("{}", render::decision_summary(r))?;
     }
     Ok(ExitCode::SUCCESS)
 }

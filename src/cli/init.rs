@@ -7,9 +7,9 @@ use anyhow::bail;
 
 use crate::ca::CertificateAuthority;
 use crate::config::Config;
+use crate::host_key;
 use crate::policy::rules::describe_members;
 use crate::service::Service;
-use crate::ssh::host_key;
 use crate::state::Access;
 
 /// `countersign init` options.
@@ -40,7 +40,7 @@ pub fn init(config: &Path, args: &InitArgs) -> anyhow::Result<ExitCode> {
         );
     }
     // Not beside a running server: both would keep the state mark.
-    let _lock = super::reload::PidFile::lock(&config)?;
+    let _lock = crate::daemon::PidFile::lock(&config)?;
     let existed = config.ca.agent || config.ca.key_file.exists();
     let access = Access::Init {
         new_database: args.new_database,

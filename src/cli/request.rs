@@ -13,6 +13,7 @@ use serde_json::json;
 
 use super::client::Client;
 use super::output;
+use crate::render;
 use crate::service::RequestView;
 
 /// `request` arguments.
@@ -66,7 +67,7 @@ pub fn run(url: &str, args: RequestArgs) -> anyhow::Result<ExitCode> {
         "request {} for {} is pending; waiting for {}",
         r.id,
         r.role,
-        output::waiting_for(&r)
+        render::waiting_for(&r)
     );
     let mut seen = r.approvals.len();
     while r.status == "pending" {

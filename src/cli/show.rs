@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::client::Client;
 use super::output;
+use crate::render;
 use crate::service::{RequestView, WhoAmI};
 
 /// `list` arguments.
@@ -60,7 +61,7 @@ pub fn whoami(url: &str, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         output::json(&me)?;
     } else {
-        out!("{}", output::render_whoami(&me))?;
+        out!("{}", render::render_whoami(&me))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -87,8 +88,8 @@ pub fn list(url: &str, args: ListArgs) -> anyhow::Result<ExitCode> {
         output::json(&list.requests)?;
     } else {
         output::table(
-            &output::REQUEST_HEADER,
-            &output::request_rows(&list.requests),
+            &render::REQUEST_HEADER,
+            &render::request_rows(&list.requests),
         )?;
     }
     if let Some(next) = list.next {

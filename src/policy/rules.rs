@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use super::{Member, Policy, Role};
+use crate::error_code::ErrorCode;
 use crate::names::{RoleName, UserName};
 use crate::pubkey::SubjectKey;
 
@@ -70,16 +71,21 @@ fn lifts_note(lifts_at: &Option<String>) -> String {
 impl Refusal {
     /// The stable `error.code` for this refusal.
     pub fn code(&self) -> &'static str {
+        self.error_code().as_str()
+    }
+
+    /// [`Refusal::code`] as one of the public [`ErrorCode`]s.
+    pub fn error_code(&self) -> ErrorCode {
         match self {
-            Refusal::NotARequester { .. } => "not_a_requester",
-            Refusal::NotAnApprover { .. } => "not_an_approver",
-            Refusal::SelfApproval => "self_approval",
-            Refusal::AlreadyApproved { .. } => "already_approved",
-            Refusal::SodConflict { .. } => "sod_conflict",
-            Refusal::PolicyChanged { .. } => "policy_changed",
-            Refusal::Expired => "expired",
-            Refusal::AlreadyDecided { .. } => "already_decided",
-            Refusal::KeyNotAllowed { .. } => "key_not_allowed",
+            Refusal::NotARequester { .. } => ErrorCode::NotARequester,
+            Refusal::NotAnApprover { .. } => ErrorCode::NotAnApprover,
+            Refusal::SelfApproval => ErrorCode::SelfApproval,
+            Refusal::AlreadyApproved { .. } => ErrorCode::AlreadyApproved,
+            Refusal::SodConflict { .. } => ErrorCode::SodConflict,
+            Refusal::PolicyChanged { .. } => ErrorCode::PolicyChanged,
+            Refusal::Expired => ErrorCode::Expired,
+            Refusal::AlreadyDecided { .. } => ErrorCode::AlreadyDecided,
+            Refusal::KeyNotAllowed { .. } => ErrorCode::KeyNotAllowed,
         }
     }
 }

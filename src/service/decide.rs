@@ -121,7 +121,7 @@ pub(super) fn decided(changed: bool) -> Result<(), ServiceError> {
         Ok(())
     } else {
         Err(ServiceError::Conflict {
-            code: "already_decided",
+            code: crate::error_code::ErrorCode::AlreadyDecided,
             message: "the request changed while it was being decided".into(),
         })
     }

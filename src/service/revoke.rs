@@ -129,7 +129,7 @@ impl Service {
             })?;
             if !revoke_one(tx, &self.guard, now, actor, &cert, &reason)? {
                 return Err(ServiceError::Conflict {
-                    code: "already_revoked",
+                    code: crate::error_code::ErrorCode::AlreadyRevoked,
                     message: format!("certificate {serial} is already revoked"),
                 });
             }
@@ -202,7 +202,7 @@ impl Service {
                 ));
             }
             let cert = certs::for_request(tx, id)?.ok_or_else(|| ServiceError::Conflict {
-                code: "not_issued",
+                code: crate::error_code::ErrorCode::NotIssued,
                 message: format!(
                     "request {id} is {}, no certificate was issued",
                     row.status.as_str()
@@ -212,13 +212,13 @@ impl Service {
                 .ok_or_else(|| ServiceError::NotFound(format!("no certificate for {id}")))?;
             if holding.valid_before <= unix(now) - self.skew() {
                 return Err(ServiceError::Conflict {
-                    code: "expired",
+                    code: crate::error_code::ErrorCode::Expired,
                     message: format!("the certificate of {id} has already expired"),
                 });
             }
             if !revoke_one(tx, &self.guard, now, actor, &holding, &reason)? {
                 return Err(ServiceError::Conflict {
-                    code: "already_revoked",
+                    code: crate::error_code::ErrorCode::AlreadyRevoked,
                     message: format!("the certificate of {id} is already revoked"),
                 });
             }

@@ -108,7 +108,7 @@ impl Service {
             self.require_enabled(tx, actor)?;
             self.require_known(tx, user)?;
             let was = users::disabled(tx, user)?.ok_or_else(|| ServiceError::Conflict {
-                code: "not_disabled",
+                code: crate::error_code::ErrorCode::NotDisabled,
                 message: format!("user {user} is not disabled"),
             })?;
             users::enable(tx, user)?;

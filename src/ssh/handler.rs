@@ -23,8 +23,9 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::auth::{self, AuthRefusal, Identity};
+use super::context::Context;
 use super::limits::{ConnectionsPerAddress, FailureLimiter, OpenChannels, SessionCounter};
-use super::run::{self, Context};
+use super::run;
 use super::terminal::Terminal;
 use crate::config::SshSettings;
 use crate::service::Service;

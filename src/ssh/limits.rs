@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use russh::ChannelId;
 
-use crate::api::network_of;
 use crate::names::UserName;
+use crate::net::network_of;
 
 /// Addresses tracked before idle entries (full allowance again) are dropped.
 const PRUNE_ABOVE: usize = 4096;

@@ -1,23 +1,20 @@
 //! Runs one command line for an authenticated user through the [`Service`] operations
 //! the HTTP API uses, and turns the outcome into output and an exit status.
 //!
-//! Input is parsed into the same types as the API's (`names.rs`); errors carry the API's
-//! stable codes and messages (through [`ApiError`]) and print as one line,
+//! Input is parsed into the same types as the API's (`names.rs`); errors carry the same
+//! stable codes and messages as the API's answers and print as one line,
 //! `countersign: CODE: message`, with exit status 1. A bad command line exits 2.
+//!
+//! [`Service`]: crate::service::Service
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use tokio::time::Instant;
-
-use super::auth::Identity;
 use super::commands::{self, Command, ListArgs, Parsed};
+use super::context::{CommandError, Context, call, change};
 use super::terminal::{Disconnected, Terminal};
 use super::wait;
-use crate::api::{self, ApiError};
-use crate::cli::output;
-use crate::names::{RequestId, Text, UserName};
-use crate::service::{LIST_LIMIT, Service, ServiceError};
+use crate::error_code::ErrorCode;
+use crate::names::{RequestId, Text};
+use crate::render;
+use crate::service::LIST_LIMIT;
 use crate::store::requests::Status;
 
 /// Exit status of a command that did what was asked.
@@ -26,51 +23,6 @@ pub const EXIT_OK: u32 = 0;
 pub const EXIT_FAILED: u32 = 1;
 /// Exit status of a bad command line.
 pub const EXIT_USAGE: u32 = 2;
-
-/// What a command runs with.
-#[derive(Clone)]
-pub struct Context {
-    /// The operations.
-    pub service: Arc<Service>,
-    /// Who is asking, and the key certificates are issued for.
-    pub identity: Identity,
-    /// A waiting `request` gives up here, just before the connection's time limit.
-    pub wait_until: Instant,
-    /// How often a waiting `request` reads its request again (and shows it is alive).
-    pub recheck: Duration,
-}
-
-/// Why a command did not complete.
-#[derive(Debug, thiserror::Error)]
-pub enum CommandError {
-    /// Refused or failed; `code` is the API's stable error code.
-    #[error("{code}: {message}")]
-    Failed { code: String, message: String },
-    /// The client went away.
-    #[error(transparent)]
-    Disconnected(#[from] Disconnected),
-}
-
-impl CommandError {
-    /// A failure with its code.
-    pub fn failed(code: &str, message: impl Into<String>) -> Self {
-        CommandError::Failed {
-            code: code.to_owned(),
-            message: message.into(),
-        }
-    }
-
-    /// `invalid_request`, as the API answers malformed input.
-    pub fn invalid(message: impl Into<String>) -> Self {
-        Self::failed("invalid_request", message)
-    }
-}
-
-impl From<ApiError> for CommandError {
-    fn from(e: ApiError) -> Self {
-        Self::failed(e.code(), e.message())
-    }
-}
 
 /// Runs the exec request `line`; returns the exit status (the client may be gone).
 pub async fn run(ctx: &Context, term: &Terminal, line: &[u8]) -> u32 {
@@ -93,7 +45,8 @@ pub async fn shell(term: &Terminal) -> u32 {
 /// The answer when the user already runs as many commands as allowed.
 pub async fn too_many_sessions(term: &Terminal, max: usize) -> u32 {
     let line = format!(
-        "countersign: too_many_sessions: you already run {max} command(s) over ssh, the most allowed at once; wait for one to end\n"
+        "countersign: {}: you already run {max} command(s) over ssh, the most allowed at once; wait for one to end\n",
+        ErrorCode::TooManySessions
     );
     let _ = term.err(line).await;
     EXIT_FAILED
@@ -119,7 +72,7 @@ fn still_registered(ctx: &Context) -> Result<(), CommandError> {
     match config.policy.user_by_key(&ctx.identity.key) {
         Some(u) if u.name == ctx.identity.user => Ok(()),
         _ => Err(CommandError::Failed {
-            code: "unauthenticated".into(),
+            code: ErrorCode::Unauthenticated,
             message: format!(
                 "the key this connection logged in with is no longer registered to {} (the configuration changed)",
                 ctx.identity.user
@@ -159,25 +112,6 @@ fn name(command: &Command) -> &'static str {
     }
 }
 
-/// Runs one service operation as the caller, on the blocking pool.
-pub async fn call<T: Send + 'static>(
-    ctx: &Context,
-    f: impl FnOnce(&Service, &UserName) -> Result<T, ServiceError> + Send + 'static,
-) -> Result<T, CommandError> {
-    let actor = ctx.identity.user.clone();
-    Ok(api::blocking(&ctx.service, move |s| f(s, &actor)).await?)
-}
-
-/// Runs a state change for the authenticated user on the store's writer thread (group
-/// commit, as the HTTP API does).
-pub async fn change<T: Send + 'static>(
-    ctx: &Context,
-    f: impl FnOnce(&Service, &UserName) -> Result<T, ServiceError> + Send + 'static,
-) -> Result<T, CommandError> {
-    let actor = ctx.identity.user.clone();
-    Ok(api::submit(&ctx.service, move |s| f(s, &actor)).await?)
-}
-
 /// A request id as the API parses it.
 pub fn request_id(raw: &str) -> Result<RequestId, CommandError> {
     RequestId::parse(raw).map_err(|e| CommandError::invalid(e.to_string()))
@@ -196,7 +130,7 @@ fn text(words: &[String], what: &str) -> Result<Option<Text>, CommandError> {
 async fn status(ctx: &Context, term: &Terminal, id: &str) -> Result<(), CommandError> {
     let id = request_id(id)?;
     let view = call(ctx, move |s, me| s.get(me, &id)).await?;
-    Ok(term.out(output::render_request_details(&view)).await?)
+    Ok(term.out(render::render_request_details(&view)).await?)
 }
 
 async fn list(ctx: &Context, term: &Terminal, args: ListArgs) -> Result<(), CommandError> {
@@ -207,8 +141,8 @@ async fn list(ctx: &Context, term: &Terminal, args: ListArgs) -> Result<(), Comm
     };
     let limit = args.limit.unwrap_or(LIST_LIMIT);
     let page = call(ctx, move |s, me| s.list(me, status, after.as_ref(), limit)).await?;
-    let rows = output::request_rows(&page.requests);
-    term.out(output::render_table(&output::REQUEST_HEADER, &rows))
+    let rows = render::request_rows(&page.requests);
+    term.out(render::render_table(&render::REQUEST_HEADER, &rows))
         .await?;
     if let Some(next) = page.next {
         // The same command for the next page, on stderr so that stdout stays the table.
@@ -236,7 +170,7 @@ async fn approve(
     let view = change(ctx, move |s, me| s.approve(me, &id, comment)).await?;
     tracing::info!(id = %view.id, status = %view.status, "request approved");
     Ok(term
-        .out(format!("{}\n", output::decision_summary(&view)))
+        .out(format!("{}\n", render::decision_summary(&view)))
         .await?)
 }
 
@@ -252,7 +186,7 @@ async fn deny(
     let view = change(ctx, move |s, me| s.deny(me, &id, reason)).await?;
     tracing::info!(id = %view.id, "request denied");
     Ok(term
-        .out(format!("{}\n", output::decision_summary(&view)))
+        .out(format!("{}\n", render::decision_summary(&view)))
         .await?)
 }
 
@@ -261,7 +195,7 @@ async fn cancel(ctx: &Context, term: &Terminal, id: &str) -> Result<(), CommandE
     let view = change(ctx, move |s, me| s.cancel(me, &id)).await?;
     tracing::info!(id = %view.id, "request cancelled");
     Ok(term
-        .out(format!("{}\n", output::decision_summary(&view)))
+        .out(format!("{}\n", render::decision_summary(&view)))
         .await?)
 }
 
@@ -277,7 +211,7 @@ async fn whoami(ctx: &Context, term: &Terminal) -> Result<(), CommandError> {
     Ok(term
         .out(format!(
             "{}key          {key}\n",
-            output::render_whoami(&me)
+            render::render_whoami(&me)
         ))
         .await?)
 }

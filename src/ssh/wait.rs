@@ -9,10 +9,12 @@
 use chrono::{DateTime, Utc};
 
 use super::commands::{RequestArgs, joined};
-use super::run::{CommandError, Context, call, change, request_id};
+use super::context::{CommandError, Context, call, change};
+use super::run::request_id;
 use super::terminal::Terminal;
-use crate::cli::output::waiting_for;
+use crate::error_code::ErrorCode;
 use crate::names::{RoleName, Text, parse_duration};
+use crate::render::waiting_for;
 use crate::service::{NewRequest, RequestView};
 
 /// Runs `request ROLE --reason TEXT [--ttl D] [--no-wait]`.
@@ -163,7 +165,6 @@ fn ended(view: &RequestView) -> CommandError {
     let id = &view.id;
     let by = view.decided_by.as_deref().unwrap_or("someone");
     let note = view.decision_note.as_deref().unwrap_or_default();
-    let code = view.decision_code.as_deref().unwrap_or(&view.status);
     let message = match view.status.as_str() {
         "denied" => format!("request {id} was denied by {by}: {note}"),
         "cancelled" => format!("request {id} was cancelled by {by}"),
@@ -171,12 +172,23 @@ fn ended(view: &RequestView) -> CommandError {
         status if note.is_empty() => format!("request {id} is {status}"),
         status => format!("request {id} is {status}: {note}"),
     };
-    CommandError::failed(code, message)
+    CommandError::failed(ended_code(view), message)
+}
+
+/// The decision code of a request that ended without a certificate (`denied`,
+/// `cancelled`, `expired`, or the refusal that ended it), else its status. Both are
+/// written from [`ErrorCode`]s; a row this version cannot name says `internal`.
+fn ended_code(view: &RequestView) -> ErrorCode {
+    [view.decision_code.as_deref(), Some(view.status.as_str())]
+        .into_iter()
+        .flatten()
+        .find_map(ErrorCode::parse)
+        .unwrap_or(ErrorCode::Internal)
 }
 
 fn still_pending(view: &RequestView) -> CommandError {
     CommandError::failed(
-        "still_pending",
+        ErrorCode::StillPending,
         format!(
             "request {} is still pending and this connection reached its time limit; fetch the certificate later with: cert {}",
             view.id, view.id

@@ -51,9 +51,9 @@ async fn the_host_key_is_the_one_in_data_dir() {
         .into();
     assert_eq!(out.status, 0, "host key not the one in data_dir: {out:?}");
     let settings = d.app.service.config().ssh.clone().unwrap();
-    let key = countersign::ssh::host_key::load(&settings.host_key_file).unwrap();
+    let key = countersign::host_key::load(&settings.host_key_file).unwrap();
     assert_eq!(
-        countersign::ssh::host_key::fingerprint(&key),
+        countersign::host_key::fingerprint(&key),
         d.door.host_fingerprint
     );
 }

@@ -142,7 +142,7 @@ impl TestApp {
         let (tx, rx) = oneshot::channel::<()>();
         let state = service.clone();
         let handle = tokio::spawn(async move {
-            countersign::api::serve(listener, state, async {
+            countersign::daemon::run(state, listener, None, async {
                 let _ = rx.await;
             })
             .await

@@ -21,6 +21,7 @@ mod cli_request;
 mod concurrency;
 mod crash;
 mod docs;
+mod error_codes;
 mod evidence;
 mod front_door;
 mod front_door_commands;

@@ -1,4 +1,7 @@
-//! The front door's SSH host key: an Ed25519 key in `data_dir`, generated once.
+//! The SSH front door's host key: an Ed25519 key in `data_dir`, generated once.
+//!
+//! Outside `ssh/`: `init` creates it, `check-config` shows it and `serve` loads it, and
+//! the front door itself only receives the key.
 //!
 //! Clients pin it (`known_hosts`) on first use, so it must never change by accident: an
 //! existing file is loaded, never overwritten. Like the CA key it is refused when it is a

@@ -1,0 +1,38 @@
+//! The background work of a running server: requests past their deadline are marked
+//! expired, and the high-water mark follows the audit head.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::service::{Service, blocking, chain};
+
+/// How often the sweep brings the high-water mark up to the audit head.
+const MARK_PERIOD: Duration = Duration::from_secs(60);
+
+/// Marks overdue requests expired every few seconds, so they end with an audit row even
+/// if nobody looks at them.
+pub(super) async fn sweep_expired(state: Arc<Service>) {
+    let period = (state.config().requests.pending_ttl / 10)
+        .clamp(Duration::from_secs(1), Duration::from_secs(30));
+    let mut tick = tokio::time::interval(period);
+    let mut marked = tokio::time::Instant::now();
+    loop {
+        tick.tick().await;
+        // The high-water mark follows the audit head about once a minute, so that a
+        // restore of an older copy is noticed even when nothing was revoked since.
+        if marked.elapsed() >= MARK_PERIOD {
+            marked = tokio::time::Instant::now();
+            if let Err(e) = blocking(&state, |s| s.mark_head()).await {
+                e.log_internal();
+                tracing::error!(code = e.code().as_str(), "could not advance the state mark");
+            }
+        }
+        let s = state.clone();
+        match state.store().submit(move || s.expire_overdue()).await {
+            Ok(Ok(n)) if n > 0 => tracing::info!(expired = n, "expired overdue requests"),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %chain(&e), "expiry sweep failed"),
+            Err(e) => tracing::error!(error = %chain(&e), "expiry sweep failed"),
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! [`ErrorCode`]: every public error code, in one list.
+//!
+//! An error answer of the HTTP API (`{"error":{"code",...}}`) and an error line of the SSH
+//! front door (`countersign: CODE: message`) carry one of these; the CLI prints the
+//! server's code as it came. Answers are built from this enum, never from a string, so the
+//! list is complete by construction, and a test (`tests/it/error_codes.rs`) holds it
+//! against the documentation in both directions.
+//!
+//! Codes are a public contract: clients branch on them. Add one here (and to the docs);
+//! never rename or remove one.
+
+/// Defines [`ErrorCode`] with its string form, [`ErrorCode::ALL`], and the two groups.
+macro_rules! error_codes {
+    (
+        api { $( $(#[$ad:meta])* $av:ident = $as:literal, )* }
+        ssh_only { $( $(#[$sd:meta])* $sv:ident = $ss:literal, )* }
+    ) => {
+        /// A public error code.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $( $(#[$ad])* $av, )*
+            $( $(#[$sd])* $sv, )*
+        }
+
+        impl ErrorCode {
+            /// The codes of HTTP API answers (the SSH front door answers with the same
+            /// ones): the error table of the API reference.
+            pub const API: &'static [ErrorCode] = &[ $( ErrorCode::$av, )* ];
+
+            /// The codes only the SSH front door prints: documented with its exit statuses.
+            pub const SSH_ONLY: &'static [ErrorCode] = &[ $( ErrorCode::$sv, )* ];
+
+            /// Every code.
+            pub const ALL: &'static [ErrorCode] = &[ $( ErrorCode::$av, )* $( ErrorCode::$sv, )* ];
+
+            /// The code as clients see it.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $( ErrorCode::$av => $as, )*
+                    $( ErrorCode::$sv => $ss, )*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    api {
+        /// 400: the input does not parse or is out of bounds.
+        InvalidRequest = "invalid_request",
+        /// 401: no valid credential.
+        Unauthenticated = "unauthenticated",
+        /// 401: the caller's user is disabled (offboarded).
+        UserDisabled = "user_disabled",
+        /// 403: the caller may not request this role.
+        NotARequester = "not_a_requester",
+        /// 403: the caller may not approve (or deny) requests for this role.
+        NotAnApprover = "not_an_approver",
+        /// 403: nobody approves their own request.
+        SelfApproval = "self_approval",
+        /// 403: the requester holds or asked for a conflicting role.
+        SodConflict = "sod_conflict",
+        /// 403: the role changed since the request was made.
+        PolicyChanged = "policy_changed",
+        /// 403: the key is not one the requester may have certified.
+        KeyNotAllowed = "key_not_allowed",
+        /// 403: the caller may not do this.
+        Forbidden = "forbidden",
+        /// 404: no such thing, or not one the caller may see.
+        NotFound = "not_found",
+        /// 405: the endpoint does not take that method.
+        MethodNotAllowed = "method_not_allowed",
+        /// 409: this person already approved.
+        AlreadyApproved = "already_approved",
+        /// 409: the request is no longer pending.
+        AlreadyDecided = "already_decided",
+        /// 409: the request (or the certificate, for `done`) expired.
+        Expired = "expired",
+        /// 409: no certificate was issued for the request.
+        NotIssued = "not_issued",
+        /// 409: the certificate is already revoked.
+        AlreadyRevoked = "already_revoked",
+        /// 409: `enable` of a user who is not disabled.
+        NotDisabled = "not_disabled",
+        /// 413: the body is too large.
+        PayloadTooLarge = "payload_too_large",
+        /// 415: the body is not JSON.
+        UnsupportedMediaType = "unsupported_media_type",
+        /// 429: too many failed authentications.
+        RateLimited = "rate_limited",
+        /// 429: the requester has too many pending requests.
+        TooManyPending = "too_many_pending",
+        /// 500: a server-side failure (details only in the log).
+        Internal = "internal",
+        /// 500: the audit chain does not verify.
+        AuditBroken = "audit_broken",
+        /// 503: too many requests in progress.
+        Overloaded = "overloaded",
+        /// 503: the health check cannot read the database.
+        Unavailable = "unavailable",
+        /// 503: the request took longer than `request_timeout`.
+        Timeout = "timeout",
+    }
+    ssh_only {
+        /// The user already runs as many commands as allowed.
+        TooManySessions = "too_many_sessions",
+        /// A waiting `request` reached the connection's time limit.
+        StillPending = "still_pending",
+        /// A waiting `request` was denied.
+        Denied = "denied",
+        /// A waiting `request` was cancelled.
+        Cancelled = "cancelled",
+    }
+}
+
+impl ErrorCode {
+    /// The code named `s`, if there is one.
+    pub fn parse(s: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL.iter().copied().find(|c| c.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_listed_once_and_parses_back() {
+        let mut seen = std::collections::HashSet::new();
+        for &c in ErrorCode::ALL {
+            assert!(seen.insert(c.as_str()), "{c} twice");
+            assert_eq!(ErrorCode::parse(c.as_str()), Some(c));
+        }
+        assert_eq!(
+            ErrorCode::ALL.len(),
+            ErrorCode::API.len() + ErrorCode::SSH_ONLY.len()
+        );
+        assert_eq!(ErrorCode::parse("no_such_code"), None);
+    }
+}

@@ -1,0 +1,179 @@
+//! Human-readable text: aligned tables, request details and summaries, `whoami`.
+//!
+//! Shared by the CLI, which prints it to stdout (`cli/output.rs`), and the SSH front door,
+//! which writes it to a channel: both show a request the same way. Pure functions of the
+//! service's views; no I/O.
+
+use crate::service::{RequestView, WhoAmI};
+
+/// Rows as left-aligned columns under a header, one line each.
+pub fn render_table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        format!("{}\n", padded.join("  ").trim_end())
+    };
+    let mut out = line(header.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        out.push_str(&line(row.clone()));
+    }
+    out
+}
+
+/// One line per request for `list`.
+pub fn request_rows(requests: &[RequestView]) -> Vec<Vec<String>> {
+    requests
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.clone(),
+                r.role.clone(),
+                requester(r),
+                match r.certificate.as_ref().and_then(|c| c.revoked.as_ref()) {
+                    Some(_) => format!("{} (revoked)", r.status),
+                    None => r.status.clone(),
+                },
+                format!("{}/{}", r.approvals.len(), r.approvals_required),
+                r.created_at.clone(),
+                r.reason.clone(),
+            ]
+        })
+        .collect()
+}
+
+/// The requester's name, marked when they are disabled (offboarded).
+fn requester(r: &RequestView) -> String {
+    if r.requester_disabled {
+        format!("{} (disabled)", r.requester)
+    } else {
+        r.requester.clone()
+    }
+}
+
+/// Header matching [`request_rows`].
+pub const REQUEST_HEADER: [&str; 7] = [
+    "ID",
+    "ROLE",
+    "REQUESTER",
+    "STATUS",
+    "APPROVALS",
+    "CREATED",
+    "REASON",
+];
+
+/// What `show` prints, one fact per line.
+pub fn render_request_details(r: &RequestView) -> String {
+    let mut lines = vec![
+        format!("request      {}", r.id),
+        format!("role         {}", r.role),
+        format!("requester    {}", requester(r)),
+        format!("reason       {}", r.reason),
+        format!("status       {}", r.status),
+        format!("principals   {}", r.principals.join(", ")),
+        format!(
+            "ttl          {}",
+            humantime::format_duration(std::time::Duration::from_secs(r.ttl_seconds.max(0) as u64))
+        ),
+        format!("public key   {}", r.public_key_fingerprint),
+        format!("created      {}", r.created_at),
+    ];
+    if r.status == "pending" {
+        lines.push(format!("expires      {}", r.expires_at));
+    }
+    for a in &r.approvals {
+        lines.push(match &a.comment {
+            Some(c) => format!("approved by  {} at {}: {c}", a.approver, a.at),
+            None => format!("approved by  {} at {}", a.approver, a.at),
+        });
+    }
+    for w in &r.waiting_for {
+        lines.push(format!(
+            "waiting for  {} more from {}",
+            w.remaining,
+            w.approvers.join(", ")
+        ));
+    }
+    if r.status != "pending" && r.status != "issued" {
+        let by = r.decided_by.as_deref().unwrap_or("-");
+        let note = r
+            .decision_note
+            .as_deref()
+            .map(|n| format!(": {n}"))
+            .unwrap_or_default();
+        lines.push(format!(
+            "ended        {} by {by}{note}",
+            r.decision_code.as_deref().unwrap_or(&r.status)
+        ));
+    }
+    if let Some(c) = &r.certificate {
+        lines.push(format!("serial       {}", c.serial));
+        lines.push(format!("key id       {}", c.key_id));
+        lines.push(format!(
+            "valid        {} to {}",
+            c.valid_after, c.valid_before
+        ));
+        if let Some(v) = &c.revoked {
+            lines.push(format!("revoked      {} by {}: {}", v.at, v.by, v.reason));
+        }
+    }
+    lines.join("\n") + "\n"
+}
+
+/// One line after `approve`, `deny` or `cancel`: where the request stands now.
+pub fn decision_summary(r: &RequestView) -> String {
+    match &r.certificate {
+        Some(c) => format!(
+            "{} {}: certificate serial {} valid until {}",
+            r.id, r.status, c.serial, c.valid_before
+        ),
+        None if r.status == "pending" => format!(
+            "{} pending: {} more approval(s) needed",
+            r.id, r.approvals_needed
+        ),
+        None => format!("{} {}", r.id, r.status),
+    }
+}
+
+/// What a pending request waits for: "1 approval from group:dba and 2 approvals from
+/// group:sre or user:carol", or "a decision" when no step is open.
+pub fn waiting_for(r: &RequestView) -> String {
+    let steps: Vec<String> = r
+        .waiting_for
+        .iter()
+        .map(|w| {
+            let s = if w.remaining == 1 { "" } else { "s" };
+            format!(
+                "{} approval{s} from {}",
+                w.remaining,
+                w.approvers.join(" or ")
+            )
+        })
+        .collect();
+    if steps.is_empty() {
+        "a decision".into()
+    } else {
+        steps.join(" and ")
+    }
+}
+
+/// What `whoami` prints.
+pub fn render_whoami(me: &WhoAmI) -> String {
+    let admin = if me.admin { " (admin)" } else { "" };
+    let disabled = if me.disabled { " (disabled)" } else { "" };
+    format!(
+        "user         {}{admin}{disabled}\ngroups       {}\nmay request  {}\nmay approve  {}\n",
+        me.user,
+        me.groups.join(", "),
+        me.can_request.join(", "),
+        me.can_approve.join(", ")
+    )
+}

@@ -1,0 +1,180 @@
+//! [`ServiceError`]: what went wrong in an operation, with the public [`ErrorCode`] and
+//! the [`ErrorKind`] each front end maps to its own terms (an HTTP status, an exit status).
+//!
+//! The code and the message are the same whichever front end answers; only the kind's
+//! translation differs. Server-side failures keep their cause for the log and show the
+//! caller a generic message ([`ServiceError::public_message`]).
+
+use crate::audit::AuditError;
+use crate::ca::CaError;
+use crate::error_code::ErrorCode;
+use crate::policy::rules::Refusal;
+use crate::state::StateError;
+use crate::state::mark::MarkError;
+use crate::store::StoreError;
+
+/// What went wrong, in the terms a front end maps to a response.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// A separation-of-duties or state rule said no.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The input is malformed or out of bounds (`invalid_request`).
+    #[error("{0}")]
+    Invalid(String),
+    /// The caller may not do this (`forbidden`).
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such request, or not one the caller may see (`not_found`).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is not in a state that allows this (e.g. `not_issued`).
+    #[error("{message}")]
+    Conflict { code: ErrorCode, message: String },
+    /// The user already has `limit` pending requests (`too_many_pending`, HTTP 429): a
+    /// limit, not a decision, so not audited.
+    #[error(
+        "you already have {limit} pending requests, the most one user may have; cancel one or wait for decisions"
+    )]
+    TooManyPending { limit: u32 },
+    /// No valid token (`unauthenticated`).
+    #[error("a valid bearer token is required")]
+    Unauthenticated,
+    /// The caller's user is disabled (offboarded): every credential of theirs is refused
+    /// (`user_disabled`).
+    #[error("{0}")]
+    Disabled(String),
+    /// The database failed.
+    #[error("storage failure")]
+    Store(#[from] StoreError),
+    /// The CA key could not be used, or signing failed.
+    #[error("CA failure")]
+    Ca(#[from] CaError),
+    /// The KRL could not be built.
+    #[error("building the KRL")]
+    Krl(#[from] crate::krl::KrlError),
+    /// The audit chain does not verify.
+    #[error(transparent)]
+    Audit(AuditError),
+    /// The state cannot be opened as it is (`state.rs`); the message says why.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The high-water mark could not be written: nothing newer is published until it is.
+    #[error("writing the state mark")]
+    Mark(#[from] MarkError),
+    /// The task running the operation panicked or was cancelled (`calls.rs`).
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl From<AuditError> for ServiceError {
+    fn from(e: AuditError) -> Self {
+        match e {
+            AuditError::Store(s) => ServiceError::Store(s),
+            broken => ServiceError::Audit(broken),
+        }
+    }
+}
+
+/// What kind of failure an error is: each front end maps it to its own answer (the HTTP
+/// API to a status code; the SSH front door answers every kind with exit status 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The input is malformed (400).
+    Invalid,
+    /// No valid credential, or the user is disabled (401).
+    Unauthenticated,
+    /// A who-may rule or a permission said no (403).
+    Forbidden,
+    /// Nothing the caller may see there (404).
+    NotFound,
+    /// The state does not allow it (409).
+    Conflict,
+    /// A limit was reached (429).
+    Limited,
+    /// The server failed; the cause is in the log (500).
+    Internal,
+}
+
+/// What the caller is told of a server-side failure; the cause goes to the log only.
+const INTERNAL_MESSAGE: &str = "internal error; see the server log";
+
+impl ServiceError {
+    /// The public code of this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ServiceError::Refused(r) => r.error_code(),
+            ServiceError::Invalid(_) => ErrorCode::InvalidRequest,
+            ServiceError::Forbidden(_) => ErrorCode::Forbidden,
+            ServiceError::NotFound(_) => ErrorCode::NotFound,
+            ServiceError::Conflict { code, .. } => *code,
+            ServiceError::TooManyPending { .. } => ErrorCode::TooManyPending,
+            ServiceError::Unauthenticated => ErrorCode::Unauthenticated,
+            ServiceError::Disabled(_) => ErrorCode::UserDisabled,
+            ServiceError::Audit(_) => ErrorCode::AuditBroken,
+            ServiceError::Store(_)
+            | ServiceError::Ca(_)
+            | ServiceError::Krl(_)
+            | ServiceError::State(_)
+            | ServiceError::Mark(_)
+            | ServiceError::Task(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The kind of failure: who-may refusals are forbidden, state refusals conflicts.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ServiceError::Refused(
+                Refusal::AlreadyApproved { .. } | Refusal::AlreadyDecided { .. } | Refusal::Expired,
+            ) => ErrorKind::Conflict,
+            ServiceError::Refused(_) | ServiceError::Forbidden(_) => ErrorKind::Forbidden,
+            ServiceError::Invalid(_) => ErrorKind::Invalid,
+            ServiceError::NotFound(_) => ErrorKind::NotFound,
+            ServiceError::Conflict { .. } => ErrorKind::Conflict,
+            ServiceError::TooManyPending { .. } => ErrorKind::Limited,
+            ServiceError::Unauthenticated | ServiceError::Disabled(_) => ErrorKind::Unauthenticated,
+            ServiceError::Audit(_)
+            | ServiceError::Store(_)
+            | ServiceError::Ca(_)
+            | ServiceError::Krl(_)
+            | ServiceError::State(_)
+            | ServiceError::Mark(_)
+            | ServiceError::Task(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// The message the caller may see: the error itself, except for a server-side
+    /// failure (code `internal`), whose cause may name paths or SQL.
+    pub fn public_message(&self) -> String {
+        match self.code() {
+            ErrorCode::Internal => INTERNAL_MESSAGE.to_owned(),
+            _ => self.to_string(),
+        }
+    }
+
+    /// Logs a server-side failure (kind [`ErrorKind::Internal`]) with its cause chain,
+    /// where a front end answers it; the caller's own mistakes are not logged.
+    pub fn log_internal(&self) {
+        match self {
+            ServiceError::Audit(broken) => {
+                tracing::error!(error = %broken, "audit chain does not verify");
+            }
+            e if e.kind() == ErrorKind::Internal => {
+                tracing::error!(error = %chain(e), "internal error");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `error: cause: cause` for logs.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
+}

@@ -1,0 +1,81 @@
+//! What an SSH command runs with ([`Context`]), how it fails ([`CommandError`]), and
+//! how it calls the [`Service`]: reads on the blocking pool, changes on the store's writer
+//! thread, as the HTTP API does.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::auth::Identity;
+use super::terminal::Disconnected;
+use crate::error_code::ErrorCode;
+use crate::names::UserName;
+use crate::service::{Service, ServiceError};
+
+/// What a command runs with.
+#[derive(Clone)]
+pub struct Context {
+    /// The operations.
+    pub service: Arc<Service>,
+    /// Who is asking, and the key certificates are issued for.
+    pub identity: Identity,
+    /// A waiting `request` gives up here, just before the connection's time limit.
+    pub wait_until: Instant,
+    /// How often a waiting `request` reads its request again (and shows it is alive).
+    pub recheck: Duration,
+}
+
+/// Why a command did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// Refused or failed, with its public code.
+    #[error("{code}: {message}")]
+    Failed { code: ErrorCode, message: String },
+    /// The client went away.
+    #[error(transparent)]
+    Disconnected(#[from] Disconnected),
+}
+
+impl CommandError {
+    /// A failure with its code.
+    pub fn failed(code: ErrorCode, message: impl Into<String>) -> Self {
+        CommandError::Failed {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// `invalid_request`, as the API answers malformed input.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::failed(ErrorCode::InvalidRequest, message)
+    }
+}
+
+/// The code and message the HTTP API would answer with; a server-side failure is logged
+/// with its cause, and the user gets the generic message.
+impl From<ServiceError> for CommandError {
+    fn from(e: ServiceError) -> Self {
+        e.log_internal();
+        Self::failed(e.code(), e.public_message())
+    }
+}
+
+/// Runs one service operation as the caller, on the blocking pool.
+pub async fn call<T: Send + 'static>(
+    ctx: &Context,
+    f: impl FnOnce(&Service, &UserName) -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, CommandError> {
+    let actor = ctx.identity.user.clone();
+    Ok(crate::service::blocking(&ctx.service, move |s| f(s, &actor)).await?)
+}
+
+/// Runs a state change for the authenticated user on the store's writer thread (group
+/// commit, as the HTTP API does).
+pub async fn change<T: Send + 'static>(
+    ctx: &Context,
+    f: impl FnOnce(&Service, &UserName) -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, CommandError> {
+    let actor = ctx.identity.user.clone();
+    Ok(crate::service::submit(&ctx.service, move |s| f(s, &actor)).await?)
+}
