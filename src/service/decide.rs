@@ -227,7 +227,7 @@ impl Service {
         let principals = role
             .principals_for(actor)
             .map_err(|e| ServiceError::Invalid(format!("role {}: {e}", role.name)))?;
-        let now = Utc::now();
+        let now = self.now();
         let limit = config.requests.max_pending_per_user;
         flatten(self.store.write(|tx| {
             self.require_enabled(tx, actor)?;
@@ -263,7 +263,14 @@ impl Service {
             )?;
             // A new request has no approvals and no certificate yet: nothing to read back.
             // Its requester was just checked to be enabled, in this transaction.
-            Ok(Ok(view::assemble(policy, row, Vec::new(), None, false)))
+            Ok(Ok(view::assemble(
+                policy,
+                row,
+                Vec::new(),
+                None,
+                false,
+                now,
+            )))
         }))
     }
 
@@ -356,7 +363,7 @@ impl Service {
     ) -> Result<RequestView, ServiceError> {
         let config = self.config();
         let policy = &config.policy;
-        let now = Utc::now();
+        let now = self.now();
         flatten(self.store.write(|tx| {
             self.require_enabled(tx, actor)?;
             // Who may not even read the request hears only that there is none (as GET), and
@@ -402,7 +409,7 @@ impl Service {
             // view must say what is stored.
             let disabled = crate::store::users::is_disabled(tx, &row.requester)?;
             if !tally.is_complete() {
-                return Ok(Ok(view::assemble(policy, row, approvals, None, disabled)));
+                return Ok(Ok(view::assemble(policy, row, approvals, None, disabled, now)));
             }
             let cert = match self.issue(tx, now, actor, role, &row, &tally)? {
                 Ok(cert) => cert,
@@ -412,7 +419,7 @@ impl Service {
                 status: Status::Issued, decided_at: Some(unix(now)), decided_by: Some(actor.to_string()),
                 decision_code: None, decision_note: None, ..row
             };
-            Ok(Ok(view::assemble(policy, row, approvals, Some(&cert), disabled)))
+            Ok(Ok(view::assemble(policy, row, approvals, Some(&cert), disabled, now)))
         }))
     }
 
@@ -425,7 +432,7 @@ impl Service {
     ) -> Result<RequestView, ServiceError> {
         let config = self.config();
         let policy = &config.policy;
-        let now = Utc::now();
+        let now = self.now();
         flatten(self.store.write(|tx| {
             self.require_enabled(tx, actor)?;
             let row = self.visible(tx, actor, id)?;
@@ -449,7 +456,7 @@ impl Service {
                 detail: json!({ "role": row.role, "requester": row.requester, "reason": reason }),
             })?;
             let row = rq::get(tx, id)?.ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
-            Ok(Ok(view::request(tx, policy, row)?))
+            Ok(Ok(view::request(tx, policy, row, now)?))
         }))
     }
 
@@ -457,7 +464,7 @@ impl Service {
     pub fn cancel(&self, actor: &UserName, id: &RequestId) -> Result<RequestView, ServiceError> {
         let config = self.config();
         let policy = &config.policy;
-        let now = Utc::now();
+        let now = self.now();
         flatten(self.store.write(|tx| {
             self.require_enabled(tx, actor)?;
             let row = self.visible(tx, actor, id)?;
@@ -472,7 +479,7 @@ impl Service {
             decided(cancel_pending(tx, now, actor, &row, None)?)?;
             let row = rq::get(tx, id)?
                 .ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
-            Ok(Ok(view::request(tx, policy, row)?))
+            Ok(Ok(view::request(tx, policy, row, now)?))
         }))
     }
 }
