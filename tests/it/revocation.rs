@@ -151,22 +151,20 @@ async fn admin_revokes_by_serial_and_the_request_shows_who_and_why() {
 async fn offboarding_revokes_every_active_certificate_and_pending_request_of_the_user_and_nothing_else()
  {
     // No backdate: the 1s certificate below is past any server's acceptance once expired.
-    let app = TestApp::spawn_with(&format!("{POLICY}\n[ca]\nbackdate = \"0s\"\n")).await;
+    let clock = manual_clock();
+    let policy = format!("{POLICY}\n[ca]\nbackdate = \"0s\"\n");
+    let app = TestApp::spawn_with_clock(&policy, &clock).await;
+    // An overdue one ended by itself: the expiry sweep records it, not the offboarding.
+    // Made an hour (its pending_ttl) and a second before the rest.
+    let overdue = app.create_ok("alice", "prod-db").await;
+    clock.advance(std::time::Duration::from_secs(3601));
     let (_, short, _) = issued(&app, "alice", "prod-db", Some("1s")).await;
     let (_, a1, _) = issued(&app, "alice", "prod-db", None).await;
     let (_, a2, _) = issued(&app, "alice", "prod-db", Some("1h")).await;
     let (_, f1, _) = issued(&app, "frank", "prod-db", None).await;
     let pending = app.create_ok("alice", "prod-db").await;
     let franks_pending = app.create_ok("frank", "prod-db").await;
-    // An overdue one ended by itself: the expiry sweep records it, not the offboarding.
-    let overdue = insert_requests(
-        &app.db_path(),
-        "alice",
-        "prod-db",
-        "pending",
-        [chrono::Utc::now().timestamp() - 7200],
-    );
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    clock.advance(std::time::Duration::from_secs(2));
 
     let (status, body) = app
         .post(
@@ -212,8 +210,7 @@ async fn offboarding_revokes_every_active_certificate_and_pending_request_of_the
     );
     assert_eq!(
         app.count(&format!(
-            "SELECT count(*) FROM requests WHERE id = '{}' AND status = 'cancelled'",
-            overdue[0]
+            "SELECT count(*) FROM requests WHERE id = '{overdue}' AND status = 'cancelled'"
         )),
         0
     );
@@ -256,7 +253,8 @@ async fn offboarding_revokes_every_active_certificate_and_pending_request_of_the
 
 #[tokio::test]
 async fn requester_ends_own_certificate_and_the_conflict_goes_after_the_revocation_grace() {
-    let app = TestApp::spawn().await;
+    let clock = manual_clock();
+    let app = TestApp::spawn_with_clock(POLICY, &clock).await;
     let (id, serial, _) = issued(&app, "alice", "deploy", None).await;
     let (status, body) = app.create("alice", "deploy-audit", None).await;
     assert_eq!(
@@ -295,29 +293,22 @@ async fn requester_ends_own_certificate_and_the_conflict_goes_after_the_revocati
     assert_eq!(body["certificate"]["revoked"]["by"], "alice");
     assert_eq!(body["certificate"]["serial"], serial.as_str());
     // Servers accept it until their next KRL fetch: it still counts as held for the
-    // revocation grace (2m by default). Moved back in time, the revocation is 119 s old,
-    // then 121 s.
+    // revocation grace (2m by default). The clock moves on until the revocation is 119 s
+    // old, then 121 s.
     let (status, body) = app.create("alice", "deploy-audit", None).await;
     assert_eq!(
         (status, code(&body)),
         (StatusCode::FORBIDDEN, "sod_conflict"),
         "{body}"
     );
-    let now = chrono::Utc::now().timestamp();
-    app.sql(&format!(
-        "UPDATE certificates SET revoked_at = {} WHERE serial = {serial}",
-        now - 119
-    ));
+    clock.advance(std::time::Duration::from_secs(119));
     let (status, body) = app.create("alice", "deploy-audit", None).await;
     assert_eq!(
         (status, code(&body)),
         (StatusCode::FORBIDDEN, "sod_conflict"),
         "{body}"
     );
-    app.sql(&format!(
-        "UPDATE certificates SET revoked_at = {} WHERE serial = {serial}",
-        now - 121
-    ));
+    clock.advance(std::time::Duration::from_secs(2));
     let (status, body) = app.create("alice", "deploy-audit", None).await;
     assert_eq!(
         status,
@@ -431,15 +422,14 @@ async fn a_clock_stepped_back_gets_a_krl_built_for_its_time() {
 /// same reason `done` and offboarding still revoke it in that window, and not after.
 #[tokio::test]
 async fn an_expired_certificate_counts_as_live_for_the_backdate() {
-    let app = TestApp::spawn().await;
-    let (id, serial, _) = issued(&app, "alice", "deploy", None).await;
-    let (_, other, _) = issued(&app, "alice", "prod-db", None).await;
-    let now = chrono::Utc::now().timestamp();
+    let clock = manual_clock();
+    let app = TestApp::spawn_with_clock(POLICY, &clock).await;
+    let at = |unix: i64| chrono::DateTime::from_timestamp(unix, 0).unwrap();
+    // Issued together for the same time: they expire together.
+    let (id, serial, cert) = issued(&app, "alice", "deploy", Some("30m")).await;
+    let (_, other, _) = issued(&app, "alice", "prod-db", Some("30m")).await;
     // Expired 30 s ago by the CA's clock: inside the 1m backdate.
-    app.sql(&format!(
-        "UPDATE certificates SET valid_before = {} WHERE serial IN ({serial}, {other})",
-        now - 30
-    ));
+    clock.set(at(valid_before(&cert) + 30));
     let (status, body) = app.create("alice", "deploy-audit", None).await;
     assert_eq!(
         (status, code(&body)),
@@ -461,11 +451,8 @@ async fn an_expired_certificate_counts_as_live_for_the_backdate() {
     let (_, _, krl) = fetch_krl(&app, None).await;
     assert!(ssh_keygen_list_krl(app.dir.path(), &krl).contains(&format!("serial: {serial}")));
     // Past the backdate it is over: nothing to end, and no conflict (grace aside).
-    let (id2, serial2, _) = issued(&app, "frank", "deploy", None).await;
-    app.sql(&format!(
-        "UPDATE certificates SET valid_before = {} WHERE serial = {serial2}",
-        now - 90
-    ));
+    let (id2, _, cert2) = issued(&app, "frank", "deploy", None).await;
+    clock.set(at(valid_before(&cert2) + 90));
     let (status, body) = app
         .post("frank", &format!("/v1/requests/{id2}/done"), json!({}))
         .await;
@@ -487,8 +474,9 @@ async fn an_expired_certificate_counts_as_live_for_the_backdate() {
 /// so the requester knows it is not a mistake and how long to wait.
 #[tokio::test]
 async fn sod_conflict_after_done_names_revocation_grace_and_when_it_lifts() {
-    let app = TestApp::spawn().await;
-    let (id, serial, _) = issued(&app, "alice", "deploy", None).await;
+    let clock = manual_clock();
+    let app = TestApp::spawn_with_clock(POLICY, &clock).await;
+    let (id, _, _) = issued(&app, "alice", "deploy", None).await;
     let (_, body) = app.create("alice", "deploy-audit", None).await;
     assert_eq!(code(&body), "sod_conflict");
     let live = body["error"]["message"].as_str().unwrap().to_owned();
@@ -499,10 +487,8 @@ async fn sod_conflict_after_done_names_revocation_grace_and_when_it_lifts() {
         .await;
     assert_eq!(status, StatusCode::OK);
     // Revoked 100 s ago with the default grace of 2m: it lifts 20 s from now.
-    let revoked_at = chrono::Utc::now().timestamp() - 100;
-    app.sql(&format!(
-        "UPDATE certificates SET revoked_at = {revoked_at} WHERE serial = {serial}"
-    ));
+    let revoked_at = clock.now().timestamp();
+    clock.advance(std::time::Duration::from_secs(100));
     let lifts = chrono::DateTime::from_timestamp(revoked_at + 120, 0)
         .unwrap()
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
