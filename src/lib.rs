@@ -12,7 +12,7 @@
 //!   line a countersign command; the same [`service`] operations as the API.
 //! - [`service`]: the operations (create, approve, deny, cancel, read), each one
 //!   transaction: facts from [`store`], decision from [`policy::rules`], outcome plus its
-//!   [`audit`] row, certificate from [`ca`].
+//!   [`audit`] row, certificate from [`ca`]; the time from the [`clock`] it is given.
 //! - [`policy`]: the validated policy and the pure separation-of-duties rules.
 //! - [`config`]: TOML -> [`config::Config`] (settings + [`policy::Policy`]).
 //! - [`error_code`]: every public error code, in one list the docs are checked against.
@@ -39,6 +39,7 @@ pub mod bench;
 pub mod ca;
 pub mod checkpoint;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod error_code;

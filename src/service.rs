@@ -29,6 +29,7 @@ pub use view::{ApprovalView, CertificateView, RequestView, RevocationView, StepV
 
 use crate::audit::{self, NewEvent, TokenCreated, TokenRevoked};
 use crate::ca::{CaPublic, CertificateAuthority};
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::names::{RequestId, RoleName, UserName};
 use crate::policy::Policy;
@@ -48,12 +49,15 @@ pub struct Service {
     krl: std::sync::Mutex<Option<revoke::CachedKrl>>,
     /// Keeps the high-water mark of published state (`state.rs`).
     guard: Arc<Guard>,
+    /// Where every operation reads the time (`clock.rs`).
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Service")
             .field("ca", &self.ca)
+            .field("clock", &self.clock)
             .finish_non_exhaustive()
     }
 }
@@ -62,7 +66,8 @@ impl Service {
     /// Puts the parts together, keeping no high-water mark; see `Service::open` for the
     /// usual way.
     pub fn new(config: Config, ca: CertificateAuthority, store: Store) -> Self {
-        Self::with_guard(config, ca, store, Arc::new(Guard::detached()))
+        let clock = Arc::new(SystemClock);
+        Self::with_guard(config, ca, store, Arc::new(Guard::detached()), clock)
     }
 
     fn with_guard(
@@ -70,6 +75,7 @@ impl Service {
         ca: CertificateAuthority,
         store: Store,
         guard: Arc<Guard>,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         Service {
             config: std::sync::RwLock::new(Arc::new(config)),
@@ -77,6 +83,7 @@ impl Service {
             store,
             krl: std::sync::Mutex::new(None),
             guard,
+            clock,
         }
     }
 
@@ -86,12 +93,25 @@ impl Service {
     /// chain refuses to start. `operator` is recorded as the actor of what opening
     /// writes to the audit log (the CA key's record, an accepted rollback).
     pub fn open(config: Config, access: Access, operator: &str) -> Result<Self, ServiceError> {
+        Self::open_with_clock(config, access, operator, Arc::new(SystemClock))
+    }
+
+    /// [`Service::open`] with the time read from `clock` instead of the system's: what
+    /// it writes on opening, and every operation after. For tests that move time
+    /// (`clock::ManualClock`) instead of waiting for it.
+    pub fn open_with_clock(
+        config: Config,
+        access: Access,
+        operator: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, ServiceError> {
         let plan = state::plan(&config, &access)?;
         let (ca, _) = CertificateAuthority::open(&config.ca, plan.create_key)?;
         let public = ssh_key::PublicKey::new(ca.public_key_data().clone(), "");
-        let (store, guard) = state::open_store(&config, &public, &access, plan, operator)?;
+        let now = clock.now();
+        let (store, guard) = state::open_store(&config, &public, &access, plan, operator, now)?;
         audit::verify_store(&store)?;
-        let service = Self::with_guard(config, ca, store, guard);
+        let service = Self::with_guard(config, ca, store, guard, clock);
         if matches!(access, Access::Serve { .. }) {
             service.record_policy(operator, "start")?;
         }
@@ -105,6 +125,12 @@ impl Service {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// The time by the service's clock: what front ends that show times relative to now
+    /// go by, so that they agree with the service about what has expired.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
     }
 
     /// The CA's public half (signing stays inside the service).
@@ -157,9 +183,10 @@ impl Service {
     /// A read only: a pending request past its deadline shows as `expired` here, and the
     /// expiry sweep (or the next attempt to act on it) records that durably.
     pub fn get(&self, actor: &UserName, id: &RequestId) -> Result<RequestView, ServiceError> {
+        let now = self.now();
         self.store.read(|tx| {
             let row = self.visible(tx, actor, id)?;
-            view::request(tx, &self.config().policy, row)
+            view::request(tx, &self.config().policy, row, now)
         })
     }
 
@@ -200,6 +227,7 @@ impl Service {
             .map(|r| r.name.clone())
             .collect();
         let admin = policy.is_admin(actor);
+        let now = self.now();
         self.store.read(|tx| {
             let cursor = match after {
                 Some(id) => Some(rq::Cursor::after(&self.visible(tx, actor, id)?)),
@@ -216,7 +244,7 @@ impl Service {
             let next = more.then(|| rows.last().map(|r| r.id.clone())).flatten();
             let requests = rows
                 .into_iter()
-                .map(|row| view::request(tx, policy, row))
+                .map(|row| view::request(tx, policy, row, now))
                 .collect::<Result<_, _>>()?;
             Ok(ListPage { requests, next })
         })
@@ -307,7 +335,7 @@ impl Service {
     }
 
     fn advance_mark(&self, follow_head: bool) -> Result<(), ServiceError> {
-        let now = Utc::now();
+        let now = self.now();
         // One snapshot: the KRL version with exactly the revocations it lists.
         let (version, head, revoked) = self.store.read(|tx| {
             Ok::<_, StoreError>((
@@ -365,7 +393,7 @@ impl Service {
 
     /// Marks every overdue pending request expired, with its audit row; returns how many.
     pub fn expire_overdue(&self) -> Result<usize, ServiceError> {
-        let now = Utc::now();
+        let now = self.now();
         let overdue = self.store.read(|tx| rq::overdue(tx, now.timestamp()))?;
         if overdue.is_empty() {
             return Ok(0);
@@ -398,7 +426,8 @@ fn unix(now: DateTime<Utc>) -> i64 {
 }
 
 /// Creates a token for a configured user; returns the secret (shown once). Needs only
-/// the database (opened with `state::open_existing`: after `init` or a first `serve`).
+/// the database (opened with `state::open_existing`: after `init` or a first `serve`),
+/// and so goes by the system clock.
 pub fn create_token(
     store: &Store,
     policy: &Policy,
@@ -411,7 +440,7 @@ pub fn create_token(
         )));
     }
     let token = tokens::generate();
-    let now = Utc::now();
+    let now = SystemClock.now();
     store.write(|tx| {
         // A token made now would come alive when the user is enabled: enabling gives
         // back no token, old or new, that nobody asked for after it.
@@ -440,14 +469,15 @@ pub fn create_token(
 }
 
 /// Revokes every token of `user`; returns how many there were. A name neither in
-/// `policy` nor in the database (a typo) is `NotFound`, not a silent success.
+/// `policy` nor in the database (a typo) is `NotFound`, not a silent success. Like
+/// [`create_token`], by the system clock.
 pub fn revoke_tokens(
     store: &Store,
     policy: &Policy,
     user: &UserName,
     operator: &str,
 ) -> Result<usize, ServiceError> {
-    let now = Utc::now();
+    let now = SystemClock.now();
     store.write(|tx| {
         if !policy.users.contains_key(user) && !disabled::has_record_of(tx, user)? {
             return Err(ServiceError::NotFound(format!(

@@ -37,6 +37,7 @@ use ssh_key::{Certificate, HashAlg, PublicKey};
 
 use crate::audit::{self, CaRecorded, MarkSeen, NewEvent, StateMarkStarted, StateRollbackAccepted};
 use crate::ca::{CaError, CertificateAuthority};
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::store::meta::{self, CaKey, Head};
 use crate::store::{Store, StoreError, certificates as certs};
@@ -229,13 +230,15 @@ fn ca_record(ca: &PublicKey, now: DateTime<Utc>) -> CaKey {
 
 /// Opens the database for `access` (creating it if `plan` says so), checks that it
 /// belongs to `ca` and is not behind the mark, and returns it with the guard that keeps
-/// the mark from now on.
+/// the mark from now on. `now` is the time by the opener's clock: what it writes (the
+/// CA key's record, an accepted rollback, the new mark) is dated then.
 pub fn open_store(
     config: &Config,
     ca: &PublicKey,
     access: &Access,
     plan: Plan,
     operator: &str,
+    now: DateTime<Utc>,
 ) -> Result<(Store, Arc<Guard>), StateError> {
     let paths = Paths::of(config);
     let store = if plan.create_database {
@@ -256,7 +259,6 @@ pub fn open_store(
     let bound_before = store.read(meta::current_ca)?.is_some();
     check_ca(&store, ca)?;
     let old = mark::read(&paths.mark)?;
-    let now = Utc::now();
     // How long after expiry a certificate still counts (a lagging server's clock).
     let skew = i64::try_from(config.ca.backdate.as_secs()).unwrap_or(0);
     let (database, krl_version) =
@@ -311,7 +313,7 @@ pub fn open_store(
         return Ok((store, Arc::new(Guard::detached())));
     }
     // Bound only once the database is accepted: a refused copy gets no event written.
-    bind_ca(&store, ca, operator)?;
+    bind_ca(&store, ca, operator, now)?;
     if old.is_none() && !plan.create_database && !bound_before {
         tracing::warn!(
             mark = %paths.mark.display(),
@@ -362,11 +364,13 @@ pub fn open_store(
 
 /// Opens existing state for a command that only reads or adds to it (tokens, audit,
 /// backup): the database must exist, belong to the configured CA key and not be behind
-/// the mark. Returns the store and the CA public key.
+/// the mark. Returns the store and the CA public key. A command run by hand, outside the
+/// service: it goes by the system clock.
 pub fn open_existing(config: &Config) -> Result<(Store, PublicKey), StateError> {
     let plan = plan(config, &Access::Existing)?;
     let ca = CertificateAuthority::public_key(&config.ca)?;
-    let (store, _) = open_store(config, &ca, &Access::Existing, plan, "")?;
+    let now = SystemClock.now();
+    let (store, _) = open_store(config, &ca, &Access::Existing, plan, "", now)?;
     Ok((store, ca))
 }
 
@@ -402,12 +406,16 @@ fn check_ca(store: &Store, ca: &PublicKey) -> Result<(), StateError> {
 }
 
 /// Records `ca` as the database's key (with a `ca.recorded` event) unless one is
-/// recorded already; call after [`check_ca`] accepted it.
-fn bind_ca(store: &Store, ca: &PublicKey, operator: &str) -> Result<(), StateError> {
+/// recorded already, dated `now`; call after [`check_ca`] accepted it.
+fn bind_ca(
+    store: &Store,
+    ca: &PublicKey,
+    operator: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StateError> {
     if store.read(meta::current_ca)?.is_some() {
         return Ok(());
     }
-    let now = Utc::now();
     let key = ca_record(ca, now);
     store.write(|tx| {
         meta::record_ca(tx, &key)?;
@@ -732,7 +740,7 @@ mod tests {
         );
 
         check_ca(&store, ours.public_key()).unwrap();
-        bind_ca(&store, ours.public_key(), "op").unwrap();
+        bind_ca(&store, ours.public_key(), "op", Utc::now()).unwrap();
         let bound = store.read(meta::current_ca).unwrap().unwrap();
         assert_eq!(
             bound.fingerprint,
@@ -780,7 +788,8 @@ mod tests {
             accept_rollback: None,
         };
         let plan = plan(&config, &serve).unwrap();
-        let (store, _) = open_store(&config, ca.public_key(), &serve, plan, "op").unwrap();
+        let (store, _) =
+            open_store(&config, ca.public_key(), &serve, plan, "op", Utc::now()).unwrap();
         assert_eq!(count(&store, "state.mark_started"), 1);
         assert!(Paths::of(&config).mark.exists());
         drop(store);

@@ -5,12 +5,13 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
-use chrono::{SecondsFormat, Utc};
+use chrono::SecondsFormat;
 use ssh_key::PublicKey;
 
 use crate::audit::{self, AuditError};
 use crate::ca::CertificateAuthority;
 use crate::checkpoint::{self, CheckpointError, NAMESPACE, SIGNER};
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::store::Store;
 
@@ -24,7 +25,7 @@ fn open(config: &Path) -> anyhow::Result<(Config, Store)> {
 pub fn checkpoint(config: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode> {
     let (config, store) = open(config)?;
     let (ca, _) = CertificateAuthority::open(&config.ca, false)?;
-    let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
+    let now = SystemClock.now().to_rfc3339_opts(SecondsFormat::Secs, true);
     let (cp, signature) = store.read(|tx| checkpoint::create(tx, &ca, &now))?;
     match out {
         Some(path) => {

@@ -12,6 +12,7 @@ use ssh_key::{HashAlg, PublicKey};
 use super::client::Client;
 use super::show::urlencode;
 use crate::audit::{AuditEvent, Event};
+use crate::clock::{Clock, SystemClock};
 
 /// Output format of `audit export`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -45,7 +46,7 @@ pub fn parse_since(s: &str) -> anyhow::Result<DateTime<Utc>> {
     }
     let d = crate::names::parse_duration(s, "--since")?;
     let d = chrono::Duration::from_std(d)?;
-    Ok(Utc::now() - d)
+    Ok(SystemClock.now() - d)
 }
 
 /// Every event matching `query`, following `after_seq` pages to the end.

@@ -265,7 +265,7 @@ impl Service {
         let principals = role
             .principals_for(actor)
             .map_err(|e| ServiceError::Invalid(format!("role {}: {e}", role.name)))?;
-        let now = Utc::now();
+        let now = self.now();
         let limit = config.requests.max_pending_per_user;
         flatten(self.store.write(|tx| {
             self.require_enabled(tx, actor)?;
@@ -332,7 +332,14 @@ impl Service {
             )?;
             // A new request has no approvals and no certificate yet: nothing to read back.
             // Its requester was just checked to be enabled, in this transaction.
-            Ok(Ok(view::assemble(policy, row, Vec::new(), None, false)))
+            Ok(Ok(view::assemble(
+                policy,
+                row,
+                Vec::new(),
+                None,
+                false,
+                now,
+            )))
         }))
     }
 
@@ -428,7 +435,7 @@ impl Service {
     ) -> Result<RequestView, ServiceError> {
         let config = self.config();
         let policy = &config.policy;
-        let now = Utc::now();
+        let now = self.now();
         flatten(self.store.write(|tx| {
             self.require_enabled(tx, actor)?;
             // Who may not even read the request hears only that there is none (as GET), and
@@ -524,7 +531,7 @@ impl Service {
             // view must say what is stored.
             let disabled = crate::store::users::is_disabled(tx, &row.requester)?;
             if !tally.is_complete() {
-                return Ok(Ok(view::assemble(policy, row, approvals, None, disabled)));
+                return Ok(Ok(view::assemble(policy, row, approvals, None, disabled, now)));
             }
             let cert = match self.issue(tx, now, actor, role, &row, &tally)? {
                 Ok(cert) => cert,
@@ -538,13 +545,7 @@ impl Service {
                 decision_note: None,
                 ..row
             };
-            Ok(Ok(view::assemble(
-                policy,
-                row,
-                approvals,
-                Some(&cert),
-                disabled,
-            )))
+            Ok(Ok(view::assemble(policy, row, approvals, Some(&cert), disabled, now)))
         }))
     }
 
@@ -557,7 +558,7 @@ impl Service {
     ) -> Result<RequestView, ServiceError> {
         let config = self.config();
         let policy = &config.policy;
-        let now = Utc::now();
+        let now = self.now();
         flatten(self.store.write(|tx| {
             self.require_enabled(tx, actor)?;
             let row = self.visible(tx, actor, id)?;
@@ -618,7 +619,7 @@ impl Service {
             )?;
             let row = rq::get(tx, id)?
                 .ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
-            Ok(Ok(view::request(tx, policy, row)?))
+            Ok(Ok(view::request(tx, policy, row, now)?))
         }))
     }
 
@@ -626,7 +627,7 @@ impl Service {
     pub fn cancel(&self, actor: &UserName, id: &RequestId) -> Result<RequestView, ServiceError> {
         let config = self.config();
         let policy = &config.policy;
-        let now = Utc::now();
+        let now = self.now();
         flatten(self.store.write(|tx| {
             self.require_enabled(tx, actor)?;
             let row = self.visible(tx, actor, id)?;
@@ -641,7 +642,7 @@ impl Service {
             decided(cancel_pending(tx, now, actor, &row, None)?)?;
             let row = rq::get(tx, id)?
                 .ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
-            Ok(Ok(view::request(tx, policy, row)?))
+            Ok(Ok(view::request(tx, policy, row, now)?))
         }))
     }
 }

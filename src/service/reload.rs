@@ -9,7 +9,6 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use serde_json::{Value, json};
 
 use super::{Service, ServiceError};
@@ -50,7 +49,7 @@ impl Service {
         cause: &str,
         swap: Option<Arc<Config>>,
     ) -> Result<Value, ServiceError> {
-        let now = Utc::now();
+        let now = self.now();
         let mut new = summary::summary(&config.policy);
         // The settings that change what the rules decide are part of the policy too.
         new["settings"] = json!({

@@ -121,7 +121,7 @@ impl Service {
         reason: Text,
     ) -> Result<u64, ServiceError> {
         self.require_admin(actor, "revoke certificates")?;
-        let now = Utc::now();
+        let now = self.now();
         self.store.write(|tx| {
             self.require_enabled(tx, actor)?;
             let cert = certs::by_serial(tx, serial)?.ok_or_else(|| {
@@ -157,7 +157,7 @@ impl Service {
                 "you cannot revoke (and so disable) yourself; ask another admin".into(),
             ));
         }
-        let now = Utc::now();
+        let now = self.now();
         self.store.write(|tx| {
             self.require_enabled(tx, actor)?;
             self.require_known(tx, user)?;
@@ -187,7 +187,7 @@ impl Service {
         id: &RequestId,
         reason: Option<Text>,
     ) -> Result<RequestView, ServiceError> {
-        let now = Utc::now();
+        let now = self.now();
         let reason = match reason {
             Some(r) => r,
             None => Text::parse("finished early by the requester", "reason")
@@ -224,13 +224,13 @@ impl Service {
             }
             let row = rq::get(tx, id)?
                 .ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
-            view::request(tx, &self.config().policy, row)
+            view::request(tx, &self.config().policy, row, now)
         })
     }
 
     /// The current KRL: every revoked certificate until the backdate after its expiry.
     pub fn krl(&self) -> Result<Arc<Krl>, ServiceError> {
-        self.krl_at(Utc::now())
+        self.krl_at(self.now())
     }
 
     /// The KRL as the clock reads `now`: every revoked certificate whose `valid_before`

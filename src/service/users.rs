@@ -103,7 +103,7 @@ impl Service {
         reason: Option<Text>,
     ) -> Result<EnabledUser, ServiceError> {
         self.require_admin(actor, "enable users")?;
-        let now = Utc::now();
+        let now = self.now();
         self.store.write(|tx| {
             self.require_enabled(tx, actor)?;
             self.require_known(tx, user)?;

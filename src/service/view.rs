@@ -131,11 +131,12 @@ pub(super) fn whoami(policy: &Policy, user: &UserName, disabled: bool) -> WhoAmI
     }
 }
 
-/// The view of `row` as stored: its approvals and certificate are read.
+/// The view of `row` as stored at `now`: its approvals and certificate are read.
 pub(super) fn request(
     tx: &Tx<'_>,
     policy: &Policy,
     row: RequestRow,
+    now: DateTime<Utc>,
 ) -> Result<RequestView, ServiceError> {
     let approvals = rq::approvals(tx, &row.id)?;
     let certificate = crate::store::certificates::for_request(tx, &row.id)?;
@@ -146,23 +147,23 @@ pub(super) fn request(
         approvals,
         certificate.as_ref(),
         disabled,
+        now,
     ))
 }
 
 /// The view of a request from its parts, for a state change that has just written them
 /// (and so need not read them back): `approvals` in the store's order (time, then
 /// insertion), `certificate` the request's, if issued, `requester_disabled` whether its
-/// requester is disabled.
+/// requester is disabled, `now` the time it is shown at.
 pub(super) fn assemble(
     policy: &Policy,
     mut row: RequestRow,
     approvals: Vec<ApprovalRow>,
     certificate: Option<&CertificateRow>,
     requester_disabled: bool,
+    now: DateTime<Utc>,
 ) -> RequestView {
-    if row.status == rq::Status::Pending
-        && rules::is_expired(chrono::Utc::now().timestamp(), row.expires_at)
-    {
+    if row.status == rq::Status::Pending && rules::is_expired(now.timestamp(), row.expires_at) {
         // Past its deadline it is expired, whether or not the sweep has recorded it yet.
         row.status = rq::Status::Expired;
         row.decision_code = Some("expired".into());

@@ -104,7 +104,7 @@ async fn wait(
         last_read = tokio::time::Instant::now();
         let id = id.clone();
         let next = call(ctx, move |s, me| s.get(me, &id)).await?;
-        for line in progress(&view, &next, Utc::now()) {
+        for line in progress(&view, &next, ctx.service.now()) {
             term.err(format!("{line}\n")).await?;
             next_beat = tokio::time::Instant::now() + ctx.recheck;
         }

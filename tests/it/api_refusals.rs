@@ -323,11 +323,11 @@ async fn removed_user_can_no_longer_do_anything() {
 
 #[tokio::test]
 async fn pending_request_expires_and_can_never_be_approved() {
-    let app =
-        TestApp::spawn_with(&POLICY.replace(r#"pending_ttl = "1h""#, r#"pending_ttl = "1s""#))
-            .await;
+    let clock = manual_clock();
+    let app = TestApp::spawn_with_clock(POLICY, &clock).await;
     let id = app.create_ok("alice", "prod-db").await;
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    // Just past the hour of pending_ttl.
+    clock.advance(std::time::Duration::from_secs(3601));
     let (status, body) = app.approve("bob", &id).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert!(

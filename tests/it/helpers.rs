@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use countersign::clock::SystemClock;
+pub use countersign::clock::{Clock, ManualClock};
 use countersign::config::Config;
 use countersign::names::UserName;
 use countersign::service::{self, Service};
@@ -93,6 +95,12 @@ pub fn policy_with_many_pending() -> String {
     )
 }
 
+/// A clock for [`TestApp::spawn_with_clock`], standing at the system's time (whole
+/// seconds) until the test moves it.
+pub fn manual_clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::starting_now())
+}
+
 /// A running server and what the test needs to talk to it.
 pub struct TestApp {
     pub url: String,
@@ -100,6 +108,8 @@ pub struct TestApp {
     pub service: Arc<Service>,
     pub http: reqwest::Client,
     pub tokens: HashMap<String, String>,
+    /// The service's clock, kept across restarts.
+    clock: Arc<dyn Clock>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<()>>,
 }
@@ -112,9 +122,19 @@ impl TestApp {
 
     /// Serves `policy` from a fresh temp dir, with a token for every user.
     pub async fn spawn_with(policy: &str) -> TestApp {
+        Self::spawn_on(policy, Arc::new(SystemClock)).await
+    }
+
+    /// Serves `policy` with the CA's time read from `clock`, which the test moves instead
+    /// of sleeping (restarts keep it).
+    pub async fn spawn_with_clock(policy: &str, clock: &Arc<ManualClock>) -> TestApp {
+        Self::spawn_on(policy, clock.clone()).await
+    }
+
+    async fn spawn_on(policy: &str, clock: Arc<dyn Clock>) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("countersign.toml"), policy).expect("write config");
-        let mut app = Self::start(dir, HashMap::new()).await;
+        let mut app = Self::start(dir, HashMap::new(), clock).await;
         let users: Vec<String> = app
             .service
             .config()
@@ -130,11 +150,15 @@ impl TestApp {
         app
     }
 
-    async fn start(dir: TempDir, tokens: HashMap<String, String>) -> TestApp {
+    async fn start(
+        dir: TempDir,
+        tokens: HashMap<String, String>,
+        clock: Arc<dyn Clock>,
+    ) -> TestApp {
         countersign::tls::install_crypto_provider();
         let config = Config::load(&dir.path().join("countersign.toml")).expect("config loads");
-        let service =
-            Arc::new(Service::open(config, SERVE, "operator:test").expect("service opens"));
+        let service = Service::open_with_clock(config, SERVE, "operator:test", clock.clone());
+        let service = Arc::new(service.expect("service opens"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -154,6 +178,7 @@ impl TestApp {
             service,
             http: reqwest::Client::new(),
             tokens,
+            clock,
             shutdown: Some(tx),
             handle: Some(handle),
         }
@@ -164,8 +189,9 @@ impl TestApp {
         self.stop().await;
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
         let tokens = std::mem::take(&mut self.tokens);
+        let clock = self.clock.clone();
         drop(self);
-        Self::start(dir, tokens).await
+        Self::start(dir, tokens, clock).await
     }
 
     /// Restarts on the same data dir with `config` as the config file.

@@ -227,13 +227,15 @@ fn failed_authentications_are_logged_without_the_token() {
 /// overdue requests first is best effort, and they show as expired anyway.
 #[tokio::test]
 async fn lists_answer_while_writes_fail() {
-    let app = TestApp::spawn().await;
-    let now = chrono::Utc::now().timestamp();
-    let ids = insert_requests(&app.db_path(), "alice", "prod-db", "pending", [now - 7200]);
+    let clock = manual_clock();
+    let app = TestApp::spawn_with_clock(POLICY, &clock).await;
+    let ids = [app.create_ok("alice", "prod-db").await];
     app.sql(
         "CREATE TRIGGER no_writes BEFORE UPDATE ON requests \
          BEGIN SELECT RAISE(ABORT, 'writes fail (as on a full disk)'); END;",
     );
+    // Past its pending_ttl (1h) by the CA's clock; expiring it cannot be written.
+    clock.advance(std::time::Duration::from_secs(7200));
     let (status, body) = app.get("alice", "/v1/requests").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["requests"][0]["id"], ids[0].as_str());

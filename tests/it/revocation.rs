@@ -87,22 +87,20 @@ async fn admin_revokes_by_serial_and_the_request_shows_who_and_why() {
 async fn offboarding_revokes_every_active_certificate_and_pending_request_of_the_user_and_nothing_else()
  {
     // No backdate: the 1s certificate below is past any server's acceptance once expired.
-    let app = TestApp::spawn_with(&format!("{POLICY}\n[ca]\nbackdate = \"0s\"\n")).await;
+    let clock = manual_clock();
+    let policy = format!("{POLICY}\n[ca]\nbackdate = \"0s\"\n");
+    let app = TestApp::spawn_with_clock(&policy, &clock).await;
+    // An overdue one ended by itself: the expiry sweep records it, not the offboarding.
+    // Made an hour (its pending_ttl) and a second before the rest.
+    let overdue = app.create_ok("alice", "prod-db").await;
+    clock.advance(std::time::Duration::from_secs(3601));
     let (_, short, _) = issued(&app, "alice", "prod-db", Some("1s")).await;
     let (_, a1, _) = issued(&app, "alice", "prod-db", None).await;
     let (_, a2, _) = issued(&app, "alice", "prod-db", Some("1h")).await;
     let (_, f1, _) = issued(&app, "frank", "prod-db", None).await;
     let pending = app.create_ok("alice", "prod-db").await;
     let franks_pending = app.create_ok("frank", "prod-db").await;
-    // An overdue one ended by itself: the expiry sweep records it, not the offboarding.
-    let overdue = insert_requests(
-        &app.db_path(),
-        "alice",
-        "prod-db",
-        "pending",
-        [chrono::Utc::now().timestamp() - 7200],
-    );
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    clock.advance(std::time::Duration::from_secs(2));
 
     let (status, body) = app
         .post(
@@ -148,8 +146,7 @@ async fn offboarding_revokes_every_active_certificate_and_pending_request_of_the
     );
     assert_eq!(
         app.count(&format!(
-            "SELECT count(*) FROM requests WHERE id = '{}' AND status = 'cancelled'",
-            overdue[0]
+            "SELECT count(*) FROM requests WHERE id = '{overdue}' AND status = 'cancelled'"
         )),
         0
     );
@@ -192,7 +189,8 @@ async fn offboarding_revokes_every_active_certificate_and_pending_request_of_the
 
 #[tokio::test]
 async fn requester_ends_own_certificate_and_the_conflict_goes_after_the_revocation_grace() {
-    let app = TestApp::spawn().await;
+    let clock = manual_clock();
+    let app = TestApp::spawn_with_clock(POLICY, &clock).await;
     let (id, serial, _) = issued(&app, "alice", "deploy", None).await;
     let (status, body) = app.create("alice", "deploy-audit", None).await;
     assert_eq!(
@@ -231,29 +229,22 @@ async fn requester_ends_own_certificate_and_the_conflict_goes_after_the_revocati
     assert_eq!(body["certificate"]["revoked"]["by"], "alice");
     assert_eq!(body["certificate"]["serial"], serial.as_str());
     // Servers accept it until their next KRL fetch: it still counts as held for the
-    // revocation grace (2m by default). Moved back in time, the revocation is 119 s old,
-    // then 121 s.
+    // revocation grace (2m by default). The clock moves on until the revocation is 119 s
+    // old, then 121 s.
     let (status, body) = app.create("alice", "deploy-audit", None).await;
     assert_eq!(
         (status, code(&body)),
         (StatusCode::FORBIDDEN, "sod_conflict"),
         "{body}"
     );
-    let now = chrono::Utc::now().timestamp();
-    app.sql(&format!(
-        "UPDATE certificates SET revoked_at = {} WHERE serial = {serial}",
-        now - 119
-    ));
+    clock.advance(std::time::Duration::from_secs(119));
     let (status, body) = app.create("alice", "deploy-audit", None).await;
     assert_eq!(
         (status, code(&body)),
         (StatusCode::FORBIDDEN, "sod_conflict"),
         "{body}"
     );
-    app.sql(&format!(
-        "UPDATE certificates SET revoked_at = {} WHERE serial = {serial}",
-        now - 121
-    ));
+    clock.advance(std::time::Duration::from_secs(2));
     let (status, body) = app.create("alice", "deploy-audit", None).await;
     assert_eq!(
         status,
@@ -272,8 +263,9 @@ async fn requester_ends_own_certificate_and_the_conflict_goes_after_the_revocati
 /// so the requester knows it is not a mistake and how long to wait.
 #[tokio::test]
 async fn sod_conflict_after_done_names_revocation_grace_and_when_it_lifts() {
-    let app = TestApp::spawn().await;
-    let (id, serial, _) = issued(&app, "alice", "deploy", None).await;
+    let clock = manual_clock();
+    let app = TestApp::spawn_with_clock(POLICY, &clock).await;
+    let (id, _, _) = issued(&app, "alice", "deploy", None).await;
     let (_, body) = app.create("alice", "deploy-audit", None).await;
     assert_eq!(code(&body), "sod_conflict");
     let live = body["error"]["message"].as_str().unwrap().to_owned();
@@ -284,10 +276,8 @@ async fn sod_conflict_after_done_names_revocation_grace_and_when_it_lifts() {
         .await;
     assert_eq!(status, StatusCode::OK);
     // Revoked 100 s ago with the default grace of 2m: it lifts 20 s from now.
-    let revoked_at = chrono::Utc::now().timestamp() - 100;
-    app.sql(&format!(
-        "UPDATE certificates SET revoked_at = {revoked_at} WHERE serial = {serial}"
-    ));
+    let revoked_at = clock.now().timestamp();
+    clock.advance(std::time::Duration::from_secs(100));
     let lifts = chrono::DateTime::from_timestamp(revoked_at + 120, 0)
         .unwrap()
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);

@@ -172,15 +172,14 @@ async fn a_clock_stepped_back_gets_a_krl_built_for_its_time() {
 /// same reason `done` and offboarding still revoke it in that window, and not after.
 #[tokio::test]
 async fn an_expired_certificate_counts_as_live_for_the_backdate() {
-    let app = TestApp::spawn().await;
-    let (id, serial, _) = issued(&app, "alice", "deploy", None).await;
-    let (_, other, _) = issued(&app, "alice", "prod-db", None).await;
-    let now = chrono::Utc::now().timestamp();
+    let clock = manual_clock();
+    let app = TestApp::spawn_with_clock(POLICY, &clock).await;
+    let at = |unix: i64| chrono::DateTime::from_timestamp(unix, 0).unwrap();
+    // Issued together for the same time: they expire together.
+    let (id, serial, cert) = issued(&app, "alice", "deploy", Some("30m")).await;
+    let (_, other, _) = issued(&app, "alice", "prod-db", Some("30m")).await;
     // Expired 30 s ago by the CA's clock: inside the 1m backdate.
-    app.sql(&format!(
-        "UPDATE certificates SET valid_before = {} WHERE serial IN ({serial}, {other})",
-        now - 30
-    ));
+    clock.set(at(valid_before(&cert) + 30));
     let (status, body) = app.create("alice", "deploy-audit", None).await;
     assert_eq!(
         (status, code(&body)),
@@ -202,11 +201,8 @@ async fn an_expired_certificate_counts_as_live_for_the_backdate() {
     let (_, _, krl) = fetch_krl(&app, None).await;
     assert!(ssh_keygen_list_krl(app.dir.path(), &krl).contains(&format!("serial: {serial}")));
     // Past the backdate it is over: nothing to end, and no conflict (grace aside).
-    let (id2, serial2, _) = issued(&app, "frank", "deploy", None).await;
-    app.sql(&format!(
-        "UPDATE certificates SET valid_before = {} WHERE serial = {serial2}",
-        now - 90
-    ));
+    let (id2, _, cert2) = issued(&app, "frank", "deploy", None).await;
+    clock.set(at(valid_before(&cert2) + 90));
     let (status, body) = app
         .post("frank", &format!("/v1/requests/{id2}/done"), json!({}))
         .await;

@@ -1,8 +1,6 @@
 //! End to end with a real OpenSSH sshd that trusts only the CA key: the issued
 //! certificate logs in as its principal, not as anyone else, and not once expired.
 
-use std::time::Duration;
-
 use reqwest::StatusCode;
 
 use crate::helpers::*;
@@ -101,27 +99,32 @@ async fn issued_certificate_logs_in_as_its_principal_and_only_as_it() {
     ));
 }
 
+/// sshd holds a certificate to the `valid_before` the CA's clock gave it: a 30m
+/// certificate signed with the CA's clock an hour back ended half an hour ago by sshd's
+/// clock, and is refused as expired; the same one signed now logs in.
 #[tokio::test(flavor = "multi_thread")]
 async fn certificate_stops_working_once_expired() {
     let login = current_user();
-    let app = TestApp::spawn_with(&policy(&login)).await;
+    let clock = manual_clock();
+    let app = TestApp::spawn_with_clock(&policy(&login), &clock).await;
     let sshd = Sshd::start(
         &app.dir.path().join("sshd"),
         &app.service.ca().public_key_line(),
     );
-    let (key, cert, _) = issue(&app, "short_key", "3s").await;
-    let parsed = ssh_key::Certificate::read_file(&cert).unwrap();
+    let (key, cert, _) = issue(&app, "fresh_key", "30m").await;
     assert!(
         tokio::task::block_in_place(|| sshd.login(&login, &key, &cert)),
         "{}",
         sshd.log()
     );
+    clock.set(clock.now() - chrono::Duration::hours(1));
+    let (key, cert, _) = issue(&app, "expired_key", "30m").await;
+    let parsed = ssh_key::Certificate::read_file(&cert).unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let wait = parsed.valid_before().saturating_sub(now) + 1;
-    tokio::time::sleep(Duration::from_secs(wait)).await;
+    assert!(parsed.valid_before() < now, "not expired yet: {parsed:?}");
     assert!(
         !tokio::task::block_in_place(|| sshd.login(&login, &key, &cert)),
         "expired certificate accepted"
