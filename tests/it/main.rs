@@ -21,6 +21,7 @@ mod cli_request;
 mod concurrency;
 mod crash;
 mod docs;
+mod layout;
 mod error_codes;
 mod evidence;
 mod front_door;
