@@ -20,13 +20,11 @@
 //! - [`audit`]: the append-only, hash-chained audit log and its verification.
 //! - [`ca`]: the CA key file and the one function that signs certificates.
 //! - [`krl`]: the OpenSSH KRL writer; [`checkpoint`]: signed audit checkpoints.
-//! - [`bench`]: `countersign bench`, the performance measurements.
 //! - [`tls`]: rustls set-up for the server and the CLI client.
 //! - `fuzzing` (hidden): the entry points of the cargo-fuzz targets in `fuzz/`.
 
 pub mod api;
 pub mod audit;
-pub mod bench;
 pub mod ca;
 pub mod checkpoint;
 pub mod cli;

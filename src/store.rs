@@ -9,6 +9,8 @@
 
 pub mod certificates;
 pub mod meta;
+#[doc(hidden)]
+pub mod prefill;
 pub mod requests;
 pub mod tokens;
 pub mod users;

@@ -11,7 +11,6 @@ mod api_flow;
 mod api_input;
 mod api_refusals;
 mod audit_log;
-mod bench;
 mod ca_key;
 mod cli;
 mod concurrency;

@@ -2,11 +2,12 @@
 
 use serde::Serialize;
 
-use super::baseline::Rate;
-use super::fixture::{Check, Prefill, SerialLookup, VerifySpeed};
-use super::load::FlowRun;
+use crate::baseline::Rate;
+use crate::checks::{Check, SerialLookup, VerifySpeed};
+use crate::fixture::Prefill;
+use crate::load::FlowRun;
 
-/// Everything one `countersign bench` run measured.
+/// Everything one `countersign-bench run` measured.
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
     pub cores: usize,

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::Signer;
 use serde::Serialize;
 
-use crate::ca::{CertificateAuthority, Grant};
-use crate::names::Principal;
-use crate::pubkey::SubjectKey;
+use countersign::ca::{CertificateAuthority, Grant};
+use countersign::names::Principal;
+use countersign::pubkey::SubjectKey;
 
 /// Operations per second over a timed loop.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -158,7 +158,7 @@ struct SigningDoor {
     principals: [Principal; 2],
     extensions: [String; 1],
     serial: u64,
-    failed: Option<crate::ca::CaError>,
+    failed: Option<countersign::ca::CaError>,
 }
 
 impl SigningDoor {
