@@ -58,7 +58,7 @@ impl Rate {
 /// thread each, timed in alternating slices (ten of each, `budget` in all per side): a
 /// VM's speed drifts within seconds (its neighbours), and slices side by side see the
 /// same drift, so the ratio of the two stays meaningful where back-to-back runs did not
-/// (0.73x-1.05x for the same code).
+/// (docs/benchmark.md, lab notes).
 pub fn signing_side_by_side(dir: &Path, budget: Duration) -> anyhow::Result<(Rate, Rate)> {
     const SLICES: u32 = 10;
     let slice = budget / SLICES;

@@ -4,10 +4,11 @@
 //! what each number means; scripts/bench.sh builds in release mode and runs it.
 //!
 //! Layout: `run.rs` the phases in order; `baseline.rs` raw Ed25519, `ssh-keygen -s` and
-//! countersign's signing door; `fixture.rs` the generated policy, data dirs and server
-//! child processes (`server.rs`), and the prefill; `checks.rs` `audit verify` speed,
-//! serial lookups and the end-of-run check; `load.rs` the HTTP load generator;
-//! `echo.rs` the HTTP-only server; `report.rs` the table and the JSON.
+//! countersign's signing door; `fixture.rs` the generated policy, data dirs, tokens and
+//! the prefill; `server.rs` the server child processes and their CPU and memory;
+//! `load.rs` the HTTP load generator; `checks.rs` `audit verify` speed, serial lookups
+//! and the end-of-run check; `echo.rs` the HTTP-only server; `report.rs` the table and
+//! the JSON.
 
 mod baseline;
 mod checks;
