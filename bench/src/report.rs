@@ -10,6 +10,7 @@ use crate::load::FlowRun;
 /// Everything one `countersign-bench run` measured.
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
+    /// CPUs this process may use.
     pub cores: usize,
     pub raw_ed25519: Option<Rate>,
     pub ssh_keygen: Option<Rate>,
@@ -55,10 +56,7 @@ fn flows_line(label: &str, r: &FlowRun) {
 impl Report {
     /// Prints the human table.
     pub fn print(&self) {
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0);
-        println!("countersign bench ({cores} cores)");
+        println!("countersign bench ({} cores)", self.cores);
         if let Some(r) = &self.raw_ed25519 {
             println!(
                 "{:<34} {:>9.0} sig/s",

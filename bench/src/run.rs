@@ -58,7 +58,10 @@ const TURNS: usize = 4;
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let temp = tempfile::tempdir().context("temp dir")?;
     let dir = args.dir.clone().unwrap_or_else(|| temp.path().to_owned());
-    let mut report = Report::default();
+    let mut report = Report {
+        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        ..Report::default()
+    };
     eprintln!("baselines...");
     let budget = std::time::Duration::from_secs_f64(args.baseline_seconds.clamp(0.05, 60.0));
     let (raw, in_process) = baseline::signing_side_by_side(&dir, budget)?;

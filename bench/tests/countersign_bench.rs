@@ -35,6 +35,8 @@ fn a_tiny_bench_run_completes_and_its_checks_pass() {
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["check"]["ok"], true, "{report}");
+    // The JSON says on how many CPUs it ran (it said 0 before).
+    assert!(report["cores"].as_u64().unwrap() >= 1, "{report}");
     // Two comparisons in 4 turns of 15 flows on each side: countersign and the HTTP-only
     // server; the small and the prefilled database.
     assert_eq!(report["multi"]["flows"], 60);
