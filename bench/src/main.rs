@@ -33,7 +33,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     name = "countersign-bench",
     version,
-    about = "Measure countersign's issuance against baselines (scripts/bench.sh builds it in release mode)"
+    about = "Measure countersign's issuance against baselines (scripts/bench.sh: a release build)"
 )]
 struct Cli {
     #[command(subcommand)]

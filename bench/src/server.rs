@@ -26,8 +26,9 @@ fn countersign_exe() -> anyhow::Result<PathBuf> {
     let me = std::env::current_exe().context("locating countersign-bench")?;
     let exe = me.with_file_name("countersign");
     if !exe.is_file() {
+        let build = "cargo build --release --workspace";
         bail!(
-            "{} not found: build both binaries with `cargo build --release --workspace` (scripts/bench.sh does)",
+            "{} not found: build both binaries (`{build}`)",
             exe.display()
         );
     }

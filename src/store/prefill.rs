@@ -12,18 +12,36 @@
 use std::path::Path;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Statement, Transaction, params};
 
 use super::{Store, StoreError};
 use crate::audit::{Fields, GENESIS};
 use crate::names::RequestId;
 
+/// An issued request; placeholders for what only the service's checks read (the key,
+/// its fingerprint, the role digest).
+const INSERT_REQUEST: &str = "INSERT INTO requests (id, role, requester, reason, \
+    ttl_seconds, public_key, key_fingerprint, principals, role_digest, status, created_at, \
+    expires_at, decided_at, decided_by) VALUES (?1, ?2, ?3, 'prefilled', 1800, \
+    'ssh-ed25519 AAAA', 'SHA256:x', '[\"svc\"]', 'x', 'issued', ?4, ?5, ?4, ?6)";
+const INSERT_APPROVAL: &str =
+    "INSERT INTO approvals (request_id, approver, at) VALUES (?1, ?2, ?3)";
+/// A certificate; its text is a placeholder.
+const INSERT_CERTIFICATE: &str = "INSERT INTO certificates (serial, request_id, requester, \
+    role, key_id, valid_after, valid_before, certificate) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, \
+    'ssh-ed25519-cert-v01@openssh.com AAAA')";
+const INSERT_EVENT: &str = "INSERT INTO audit (seq, at, actor, action, request_id, serial, \
+    detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+
 /// Who took part in the `i`th prefilled flow (names as the benchmark's policy has them).
 #[doc(hidden)]
 #[derive(Debug, Clone)]
 pub struct Flow {
+    /// Who asked (a user of the policy the database is served with).
     pub requester: String,
+    /// Who approved: the one approval, also the actor of the issuance.
     pub approver: String,
+    /// A role that needs one approval.
     pub role: String,
     /// The principals the issuance event records.
     pub principals: Vec<String>,
@@ -43,75 +61,97 @@ pub fn issued_flows(
     let mut conn = Connection::open(database)?;
     conn.pragma_update(None, "synchronous", "OFF")?;
     let tx = conn.transaction()?;
-    let t0 = now.timestamp() - 30 * 86_400;
     {
-        let mut chain = Chain::continuing(&tx, now)?;
-        let mut req = tx.prepare("INSERT INTO requests (id, role, requester, reason, ttl_seconds, public_key, key_fingerprint, principals, role_digest, status, created_at, expires_at, decided_at, decided_by) VALUES (?1, ?2, ?3, 'prefilled', 1800, 'ssh-ed25519 AAAA', 'SHA256:x', '[\"svc\"]', 'x', 'issued', ?4, ?5, ?4, ?6)")?;
-        let mut appr =
-            tx.prepare("INSERT INTO approvals (request_id, approver, at) VALUES (?1, ?2, ?3)")?;
-        let mut cert = tx.prepare("INSERT INTO certificates (serial, request_id, requester, role, key_id, valid_after, valid_before, certificate) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'ssh-ed25519-cert-v01@openssh.com AAAA')")?;
+        let mut rows = Rows::prepare(&tx, now)?;
         let mut rng = rand::rng();
         for i in 0..n {
-            let Flow {
-                requester,
-                approver,
-                role,
-                principals,
-            } = flow(i);
-            let id = RequestId::random(&mut rng);
-            let id = id.as_str();
-            let serial = (1u64 << 62) + i as u64;
-            let key_id = format!("countersign:{id}:{requester}:{role}");
-            let created = t0 + i as i64 / 1000;
-            req.execute(params![
-                id,
-                role,
-                requester,
-                created,
-                created + 3600,
-                approver
-            ])?;
-            appr.execute(params![id, approver, created])?;
-            cert.execute(params![
-                serial as i64,
-                id,
-                requester,
-                role,
-                key_id,
-                created - 60,
-                created + 1800
-            ])?;
-            // Each certificate's story as the service writes it (audit verify checks that
-            // an issuance follows its request and approvals): created, approved, issued.
-            let serial_text = serial.to_string();
-            let created =
-                serde_json::json!({ "role": role, "reason": "prefilled", "ttl_seconds": 1800 });
-            chain.append(&requester, "request.created", id, None, &created)?;
-            let approved =
-                serde_json::json!({ "role": role, "requester": requester, "comment": null });
-            chain.append(&approver, "request.approved", id, None, &approved)?;
-            let issued = serde_json::json!({
-                "serial": serial_text, "key_id": key_id, "requester": requester, "role": role,
-                "principals": principals,
-                "approvals": [{ "approver": approver, "step": 1 }], "reason": "prefilled",
-                "approvals_required": [1],
-            });
-            chain.append(
-                &approver,
-                "certificate.issued",
-                id,
-                Some(&serial_text),
-                &issued,
-            )?;
+            rows.insert(i, &RequestId::random(&mut rng), &flow(i))?;
         }
     }
     tx.commit()?;
     Ok(())
 }
 
+/// The prepared inserts of one prefill and the audit chain they continue.
+struct Rows<'t> {
+    requests: Statement<'t>,
+    approvals: Statement<'t>,
+    certificates: Statement<'t>,
+    chain: Chain<'t>,
+    /// When the first flow was created (unix seconds).
+    t0: i64,
+}
+
+impl<'t> Rows<'t> {
+    fn prepare(tx: &'t Transaction<'_>, now: DateTime<Utc>) -> Result<Self, StoreError> {
+        Ok(Rows {
+            requests: tx.prepare(INSERT_REQUEST)?,
+            approvals: tx.prepare(INSERT_APPROVAL)?,
+            certificates: tx.prepare(INSERT_CERTIFICATE)?,
+            chain: Chain::continuing(tx, now)?,
+            t0: now.timestamp() - 30 * 86_400,
+        })
+    }
+
+    /// The `i`th flow: its request, approval, certificate and three audit events.
+    fn insert(&mut self, i: usize, id: &RequestId, flow: &Flow) -> Result<(), StoreError> {
+        let Flow {
+            requester,
+            approver,
+            role,
+            principals,
+        } = flow;
+        let id = id.as_str();
+        let serial = (1u64 << 62) + i as u64;
+        let key_id = format!("countersign:{id}:{requester}:{role}");
+        let created = self.t0 + i as i64 / 1000;
+        self.requests.execute(params![
+            id,
+            role,
+            requester,
+            created,
+            created + 3600,
+            approver
+        ])?;
+        self.approvals.execute(params![id, approver, created])?;
+        self.certificates.execute(params![
+            serial as i64,
+            id,
+            requester,
+            role,
+            key_id,
+            created - 60,
+            created + 1800
+        ])?;
+        // Each certificate's story as the service writes it (audit verify checks that
+        // an issuance follows its request and approvals): created, approved, issued.
+        let serial_text = serial.to_string();
+        let created =
+            serde_json::json!({ "role": role, "reason": "prefilled", "ttl_seconds": 1800 });
+        self.chain
+            .append(requester, "request.created", id, None, &created)?;
+        let approved = serde_json::json!({ "role": role, "requester": requester, "comment": null });
+        self.chain
+            .append(approver, "request.approved", id, None, &approved)?;
+        let issued = serde_json::json!({
+            "serial": serial_text, "key_id": key_id, "requester": requester, "role": role,
+            "principals": principals,
+            "approvals": [{ "approver": approver, "step": 1 }], "reason": "prefilled",
+            "approvals_required": [1],
+        });
+        self.chain.append(
+            approver,
+            "certificate.issued",
+            id,
+            Some(&serial_text),
+            &issued,
+        )
+    }
+}
+
 /// The audit chain's head, moved along as the prefill appends events.
 struct Chain<'t> {
-    insert: rusqlite::Statement<'t>,
+    insert: Statement<'t>,
     seq: i64,
     prev: String,
     /// Every prefilled event carries the same time.
@@ -128,7 +168,7 @@ impl<'t> Chain<'t> {
             )
             .optional()?
             .unwrap_or((0, GENESIS.to_owned()));
-        let insert = tx.prepare("INSERT INTO audit (seq, at, actor, action, request_id, serial, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")?;
+        let insert = tx.prepare(INSERT_EVENT)?;
         let at = (now - chrono::Duration::days(30)).to_rfc3339_opts(SecondsFormat::Millis, true);
         Ok(Chain {
             insert,
@@ -171,27 +211,34 @@ impl<'t> Chain<'t> {
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy)]
 pub struct Census {
+    /// Rows in `certificates`.
     pub certificates: i64,
+    /// `certificate.issued` audit events.
     pub issued_events: i64,
+    /// Distinct serials among those events.
     pub distinct_serials: i64,
     /// Certificates without exactly one `certificate.issued` event.
     pub orphans: i64,
 }
 
+/// Certificates without exactly one `certificate.issued` event (audit rows carry the
+/// serial as text).
+const COUNT_ORPHANS: &str = "SELECT count(*) FROM certificates c WHERE (SELECT count(*) \
+    FROM audit a WHERE a.serial = CAST(c.serial AS TEXT) \
+    AND a.action = 'certificate.issued') != 1";
+
 /// Counts [`Census`] over the whole database.
 #[doc(hidden)]
 pub fn census(store: &Store) -> Result<Census, StoreError> {
     store.read(|c| {
-        let count = |sql: &str| -> Result<i64, StoreError> { Ok(c.query_row(sql, [], |r| r.get(0))?) };
+        let count =
+            |sql: &str| -> Result<i64, StoreError> { Ok(c.query_row(sql, [], |r| r.get(0))?) };
+        let issued = "FROM audit WHERE action = 'certificate.issued'";
         Ok(Census {
             certificates: count("SELECT count(*) FROM certificates")?,
-            issued_events: count("SELECT count(*) FROM audit WHERE action = 'certificate.issued'")?,
-            distinct_serials: count(
-                "SELECT count(DISTINCT serial) FROM audit WHERE action = 'certificate.issued'",
-            )?,
-            orphans: count(
-                "SELECT count(*) FROM certificates c WHERE (SELECT count(*) FROM audit a WHERE a.serial = CAST(c.serial AS TEXT) AND a.action = 'certificate.issued') != 1",
-            )?,
+            issued_events: count(&format!("SELECT count(*) {issued}"))?,
+            distinct_serials: count(&format!("SELECT count(DISTINCT serial) {issued}"))?,
+            orphans: count(COUNT_ORPHANS)?,
         })
     })
 }
