@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: unit, property, HTTP integration, CLI, and end-to-end against a real
-# OpenSSH sshd. Installs OpenSSH first if it is missing. Extra arguments go to cargo test.
+# OpenSSH sshd, and the benchmark's smoke tests (bench/, a workspace member).
+# Installs OpenSSH first if it is missing. Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-openssh.sh
-cargo test --locked "$@"
+cargo test --locked --workspace "$@"

@@ -150,11 +150,6 @@ pub enum Command {
     Krl(krl::KrlArgs),
     /// Read the audit log (admins); `verify` and `checkpoint` run on the CA host.
     Audit(audit::AuditArgs),
-    /// Measure issuance against baselines (run scripts/bench.sh for a release build).
-    Bench(crate::bench::BenchArgs),
-    /// The benchmark's HTTP-only baseline server (started by `bench`).
-    #[command(hide = true)]
-    BenchEcho(crate::bench::EchoArgs),
     /// Write a consistent, verified copy of the database (on the CA host, also while it serves).
     Backup(backup::BackupArgs),
     /// Access review: per role, who held it, when, how long, why, approved by whom (admins).
@@ -192,8 +187,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Krl(args) => krl::run(&cli.url, args),
         Command::Report(args) => report::run(&cli.url, args),
         Command::Backup(args) => backup::run(&cli.config, &args),
-        Command::Bench(args) => crate::bench::run(args),
-        Command::BenchEcho(args) => crate::bench::echo::run(&args),
     }
 }
 

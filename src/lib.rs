@@ -25,7 +25,6 @@
 //! - [`ca`]: the CA key file and the one function that signs certificates.
 //! - [`host_key`]: the SSH front door's host key file, created once.
 //! - [`krl`]: the OpenSSH KRL writer; [`checkpoint`]: signed audit checkpoints.
-//! - [`bench`]: `countersign bench`, the performance measurements.
 //! - [`net`]: client addresses as the abuse limits of both front doors count them.
 //! - [`tls`]: rustls set-up for the server and the CLI client.
 //! - `fuzzing` (hidden): the entry points of the cargo-fuzz targets in `fuzz/`.
@@ -35,7 +34,6 @@
 
 pub mod api;
 pub mod audit;
-pub mod bench;
 pub mod ca;
 pub mod checkpoint;
 pub mod cli;

@@ -41,6 +41,8 @@ pub mod audit;
 pub mod certificates;
 pub mod meta;
 mod migrations;
+#[doc(hidden)]
+pub mod prefill;
 pub mod requests;
 pub mod tokens;
 mod tx;

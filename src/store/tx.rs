@@ -21,17 +21,6 @@ impl<'c> Tx<'c> {
         self.conn
     }
 
-    /// One integer from raw SQL with at most one parameter. SQLite-only, for the
-    /// benchmark's consistency checks (which count rows no query of the service reads).
-    #[doc(hidden)]
-    pub fn bench_scalar(&self, sql: &str, param: Option<i64>) -> Result<i64, super::StoreError> {
-        let mut stmt = self.conn.prepare(sql)?;
-        Ok(match param {
-            Some(p) => stmt.query_row([p], |r| r.get(0))?,
-            None => stmt.query_row([], |r| r.get(0))?,
-        })
-    }
-
     /// Runs raw SQL: for tests that hand-edit the database as an attacker would.
     #[cfg(test)]
     pub(crate) fn tamper(&self, sql: &str) -> Result<(), super::StoreError> {

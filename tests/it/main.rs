@@ -13,7 +13,6 @@ mod api_input;
 mod api_refusals;
 mod api_refusals_requests;
 mod audit_log;
-mod bench;
 mod ca_key;
 mod cli;
 mod cli_client;

@@ -2,13 +2,15 @@
 
 use serde::Serialize;
 
-use super::baseline::Rate;
-use super::fixture::{Check, Prefill, SerialLookup, VerifySpeed};
-use super::load::FlowRun;
+use crate::baseline::Rate;
+use crate::checks::{Check, SerialLookup, VerifySpeed};
+use crate::fixture::Prefill;
+use crate::load::FlowRun;
 
-/// Everything one `countersign bench` run measured.
+/// Everything one `countersign-bench run` measured.
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
+    /// CPUs this process may use.
     pub cores: usize,
     pub raw_ed25519: Option<Rate>,
     pub ssh_keygen: Option<Rate>,
@@ -54,10 +56,7 @@ fn flows_line(label: &str, r: &FlowRun) {
 impl Report {
     /// Prints the human table.
     pub fn print(&self) {
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0);
-        println!("countersign bench ({cores} cores)");
+        println!("countersign bench ({} cores)", self.cores);
         if let Some(r) = &self.raw_ed25519 {
             println!(
                 "{:<34} {:>9.0} sig/s",

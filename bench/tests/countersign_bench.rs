@@ -1,13 +1,19 @@
-//! `countersign bench` itself must keep working: a tiny run end to end, with its
-//! correctness check (audit chain, certificates vs issued events) passing.
+//! `countersign-bench` itself must keep working: a tiny run end to end, with its
+//! correctness check (audit chain, certificates vs issued events) passing, and the
+//! HTTP-only server saying where it listens.
+//!
+//! `run` starts the `countersign` binary built beside `countersign-bench`: run these
+//! with `cargo test --workspace` (scripts/test.sh does), which builds both.
 
-use std::process::Command;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
 
 #[test]
 fn a_tiny_bench_run_completes_and_its_checks_pass() {
-    let out = Command::new(env!("CARGO_BIN_EXE_countersign"))
+    let out = Command::new(env!("CARGO_BIN_EXE_countersign-bench"))
         .args([
-            "bench",
+            "run",
             "--flows",
             "60",
             "--clients",
@@ -29,6 +35,8 @@ fn a_tiny_bench_run_completes_and_its_checks_pass() {
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["check"]["ok"], true, "{report}");
+    // The JSON says on how many CPUs it ran (it said 0 before).
+    assert!(report["cores"].as_u64().unwrap() >= 1, "{report}");
     // Two comparisons in 4 turns of 15 flows on each side: countersign and the HTTP-only
     // server; the small and the prefilled database.
     assert_eq!(report["multi"]["flows"], 60);
@@ -48,4 +56,35 @@ fn a_tiny_bench_run_completes_and_its_checks_pass() {
     assert!(report["raw_ed25519"]["per_second"].as_f64().unwrap() > 0.0);
     assert!(report["in_process"]["per_second"].as_f64().unwrap() > 0.0);
     assert_eq!(report["serial_lookup"]["lookups"], 200);
+}
+
+#[test]
+fn echo_prints_the_address_it_bound_and_answers_there() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_countersign-bench"))
+        .args(["echo", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let address = line.trim().strip_prefix("listening ").unwrap().to_owned();
+    assert!(!address.ends_with(":0"), "{line}");
+    // The certificate call, answered with a certificate line like countersign's.
+    let mut stream = TcpStream::connect(&address).unwrap();
+    write!(
+        stream,
+        "GET /v1/requests/r-1/certificate HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.contains("\r\n\r\nssh-ed25519-cert-v01@openssh.com AAAA"),
+        "{answer}"
+    );
 }

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::Signer;
 use serde::Serialize;
 
-use crate::ca::{CertificateAuthority, Grant};
-use crate::names::Principal;
-use crate::pubkey::SubjectKey;
+use countersign::ca::{CertificateAuthority, Grant};
+use countersign::names::Principal;
+use countersign::pubkey::SubjectKey;
 
 /// Operations per second over a timed loop.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -58,7 +58,7 @@ impl Rate {
 /// thread each, timed in alternating slices (ten of each, `budget` in all per side): a
 /// VM's speed drifts within seconds (its neighbours), and slices side by side see the
 /// same drift, so the ratio of the two stays meaningful where back-to-back runs did not
-/// (0.73x-1.05x for the same code).
+/// (docs/benchmark.md, lab notes).
 pub fn signing_side_by_side(dir: &Path, budget: Duration) -> anyhow::Result<(Rate, Rate)> {
     const SLICES: u32 = 10;
     let slice = budget / SLICES;
@@ -158,7 +158,7 @@ struct SigningDoor {
     principals: [Principal; 2],
     extensions: [String; 1],
     serial: u64,
-    failed: Option<crate::ca::CaError>,
+    failed: Option<countersign::ca::CaError>,
 }
 
 impl SigningDoor {

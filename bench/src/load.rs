@@ -12,7 +12,8 @@ use http_body_util::{BodyExt, Full};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::fixture::{Fixture, REQUESTERS, SIMPLE_ROLES, Server, USERS, cpu_seconds};
+use crate::fixture::{Fixture, REQUESTERS, SIMPLE_ROLES, USERS};
+use crate::server::{Server, cpu_seconds};
 
 /// Latency percentiles of one call, in milliseconds.
 #[derive(Debug, Clone, Serialize)]

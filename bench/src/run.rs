@@ -1,5 +1,4 @@
-//! `countersign bench`: numbers that show how close issuance is to what the machine
-//! allows, measured in one run beside the baselines (raw Ed25519, `ssh-keygen -s`).
+//! `countersign-bench run`: every phase in order, then the report.
 //!
 //! Phases: raw Ed25519 and in-process signing, timed in alternating slices; `ssh-keygen
 //! -s`; full durable flows over loopback HTTP against a real `countersign serve` child
@@ -12,24 +11,19 @@
 //! machine. It ends by checking both audit chains and that certificates and
 //! `certificate.issued` events match one to one, and fails loudly if not.
 
-mod baseline;
-pub mod echo;
-mod fixture;
-mod load;
-mod report;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::Args;
 
-pub use echo::EchoArgs;
-pub use report::Report;
+use crate::report::Report;
+use crate::server::Server;
+use crate::{baseline, fixture, load};
 
-/// `countersign bench` options.
+/// `countersign-bench run` options (those of the former `countersign bench`).
 #[derive(Debug, Clone, Args)]
-pub struct BenchArgs {
+pub struct RunArgs {
     /// Flows per multi-client run.
     #[arg(long, default_value_t = 20_000)]
     pub flows: usize,
@@ -61,10 +55,13 @@ pub struct BenchArgs {
 const TURNS: usize = 4;
 
 /// Runs every phase and prints the report.
-pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let temp = tempfile::tempdir().context("temp dir")?;
     let dir = args.dir.clone().unwrap_or_else(|| temp.path().to_owned());
-    let mut report = Report::default();
+    let mut report = Report {
+        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        ..Report::default()
+    };
     eprintln!("baselines...");
     let budget = std::time::Duration::from_secs_f64(args.baseline_seconds.clamp(0.05, 60.0));
     let (raw, in_process) = baseline::signing_side_by_side(&dir, budget)?;
@@ -161,8 +158,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
 /// VM's) falls on both alike; their ratio then compares the servers, not two moments.
 fn in_turns(
     rt: &tokio::runtime::Runtime,
-    a: (&fixture::Server, &fixture::Fixture),
-    b: (&fixture::Server, &fixture::Fixture),
+    a: (&Server, &fixture::Fixture),
+    b: (&Server, &fixture::Fixture),
     clients: usize,
     flows: usize,
 ) -> anyhow::Result<(load::FlowRun, load::FlowRun)> {

@@ -7,8 +7,9 @@
 //! leave of the machine: the ceiling no CA on this machine can pass in this benchmark.
 //! It ignores `--server-prefix` (a profiler's output file would be shared).
 //!
-//! It runs as a child process (`countersign bench-echo`, hidden), like the real server,
-//! so that both compete with the load generator for the cores in the same way.
+//! It runs as a child process (`countersign-bench echo`, started by `run`), like the
+//! real server, so that both compete with the load generator for the cores in the same
+//! way.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -22,7 +23,7 @@ use axum::{Json, body::Bytes};
 use clap::Args;
 use serde_json::{Value, json};
 
-/// `countersign bench-echo` options.
+/// `countersign-bench echo` options.
 #[derive(Debug, Clone, Args)]
 pub struct EchoArgs {
     /// Address to listen on; the address bound is printed on stdout.
@@ -43,7 +44,7 @@ pub fn run(args: &EchoArgs) -> anyhow::Result<ExitCode> {
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
         println!("listening {}", listener.local_addr()?);
-        crate::api::serve_plain(listener, router(), std::future::pending()).await?;
+        countersign::api::serve_plain(listener, router(), std::future::pending()).await?;
         Ok(ExitCode::SUCCESS)
     })
 }

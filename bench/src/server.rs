@@ -1,0 +1,173 @@
+//! The servers the load runs against, as child processes (so that they compete with
+//! the load generator for the cores as a deployed server would): `countersign serve` on
+//! a fixture's data dir, and the HTTP-only baseline (`countersign-bench echo`). Also
+//! what `/proc` says about them: CPU time, the writer thread's CPU time, peak RSS.
+
+use std::io::BufRead as _;
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::fixture::Fixture;
+
+/// A server child process: `countersign serve` or `countersign-bench echo`.
+pub struct Server {
+    child: Child,
+    pub url: String,
+}
+
+/// The `countersign` binary: the one built beside this one (`cargo build --release
+/// --workspace` puts both in `target/release/`), never one found on `PATH`, so that the
+/// benchmark measures the code it was built with.
+fn countersign_exe() -> anyhow::Result<PathBuf> {
+    let me = std::env::current_exe().context("locating countersign-bench")?;
+    let exe = me.with_file_name("countersign");
+    if !exe.is_file() {
+        let build = "cargo build --release --workspace";
+        bail!(
+            "{} not found: build both binaries (`{build}`)",
+            exe.display()
+        );
+    }
+    Ok(exe)
+}
+
+impl Fixture {
+    /// Starts `countersign serve` (the `countersign` binary beside this one) and waits
+    /// until it accepts connections.
+    pub fn start_server(&self) -> anyhow::Result<Server> {
+        let exe = countersign_exe()?;
+        let log = std::fs::File::create(self.dir.join("server.log"))?;
+        let mut words: Vec<String> = self
+            .server_prefix
+            .as_deref()
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        words.push(exe.display().to_string());
+        let child = Command::new(&words[0])
+            .args(&words[1..])
+            .arg("--config")
+            .arg(&self.config)
+            .arg("serve")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting countersign serve")?;
+        let mut server = Server {
+            child,
+            url: format!("http://127.0.0.1:{}", self.port),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(status) = server.child.try_wait()? {
+                bail!(
+                    "server exited with {status}; see {}",
+                    self.dir.join("server.log").display()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!("server did not start");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(server)
+    }
+
+    /// Starts the HTTP-only baseline server (`countersign-bench echo`, see `echo.rs`)
+    /// and returns once it listens.
+    pub fn start_echo(&self) -> anyhow::Result<Server> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["echo", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting countersign-bench echo")?;
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            std::io::BufReader::new(out).read_line(&mut line)?;
+        }
+        let Some(address) = line.trim().strip_prefix("listening ") else {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("countersign-bench echo did not start (said {line:?})");
+        };
+        Ok(Server {
+            url: format!("http://{address}"),
+            child,
+        })
+    }
+}
+
+impl Server {
+    /// VmHWM of the server process, in MB.
+    pub fn peak_rss_mb(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+            .unwrap_or(0.0)
+    }
+
+    /// CPU time (user + system) the server has used so far, in seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        cpu_seconds(&format!("/proc/{}/stat", self.child.id()))
+    }
+
+    /// CPU time the server's writer thread has used so far, in seconds (0 before its
+    /// first write).
+    pub fn writer_cpu_seconds(&self) -> f64 {
+        let tasks = format!("/proc/{}/task", self.child.id());
+        let Ok(entries) = std::fs::read_dir(tasks) else {
+            return 0.0;
+        };
+        entries
+            .flatten()
+            .filter(|task| {
+                std::fs::read_to_string(task.path().join("comm"))
+                    .is_ok_and(|name| name.starts_with("countersign-wri"))
+            })
+            .map(|task| cpu_seconds(&task.path().join("stat").to_string_lossy()))
+            .sum()
+    }
+
+    /// SIGTERM and wait: a graceful shutdown.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+/// utime + stime of a `/proc/PID/stat` file, assuming the usual 100 ticks per second.
+pub fn cpu_seconds(stat_path: &str) -> f64 {
+    let stat = std::fs::read_to_string(stat_path).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
