@@ -153,7 +153,8 @@ pub fn check_log(tx: &Tx<'_>, cp: &Checkpoint) -> Result<audit::Verified, Checkp
     }
     if verified.events < cp.seq {
         return Err(CheckpointError::Missing(format!(
-            "the log ends at event {} but the checkpoint saw event {}: events were cut off or the database was rolled back",
+            "the log ends at event {} but the checkpoint saw event {}: \
+             events were cut off or the database was rolled back",
             verified.events, cp.seq
         )));
     }

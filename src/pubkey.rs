@@ -93,7 +93,8 @@ fn check_algorithm(key: &KeyData) -> Result<(), KeyError> {
         KeyData::Ecdsa(k) => check_ecdsa(k),
         KeyData::Rsa(k) => check_rsa(k),
         other => Err(KeyError(format!(
-            "key type {} is not accepted: use ssh-ed25519, ecdsa-sha2-nistp256/384/521 or ssh-rsa (>= {MIN_RSA_BITS} bits)",
+            "key type {} is not accepted: \
+             use ssh-ed25519, ecdsa-sha2-nistp256/384/521 or ssh-rsa (>= {MIN_RSA_BITS} bits)",
             other.algorithm().as_str()
         ))),
     }
@@ -175,9 +176,23 @@ pub(crate) mod tests {
     use super::*;
 
     /// A DSA public key: a type countersign never certifies.
-    pub(crate) const DSA_KEY: &str = "ssh-dss AAAAB3NzaC1kc3MAAACBAP0xcXJ3k1Gjmfn11BJnA3+5iG12tFVCSrtcUdcpUe3rx7eJkO5cBceluaE1TKqLO/k5WyCBiJJjvkWRvJYpw7zAIh+uaVcEOT68YxKXouBMFKzFDDR5j/OrUJ/E+3fEDO0IqjfY3qLFQeYYc6zRPzeONU9lY3S0+CRyaJ6vyDrHAAAAFQDgC9KlC5lIUEnOAcS9HFd/8Y08EwAAAIBJbnyb6nRKlmBjQMPnLt5Sa+7MVw+/yYZa1doPwQN2AaswImbQV1vIG2O/Fe7XVv/176sergzAVq8CoyzX/fMlSdzTK77+eZLAwSof/+7/YEP+GbwLmCB1K7MUCRCvhk14T5HwhRuRlQz/rb9jHohjMa3FgdmT6ykLzlqxx+WNsAAAAIEAi9Tz5dk1FklCh+/3LCEGr7XdPndXfT88Lmt0SXeTrsbeAhwYR25PpgmqGRIIeCH6SPiucsYbEWsSWnEFDQq4S0bOT5pjpZQWlpXFJGnAqXXSQ7exgVBypqFlMCMVx76gjLQz4Gr6R+Jdm/dfL2NatknlvjZOsB22STtKzzDTjoY= x";
+    pub(crate) const DSA_KEY: &str = concat!(
+        "ssh-dss ",
+        "AAAAB3NzaC1kc3MAAACBAP0xcXJ3k1Gjmfn11BJnA3+5iG12tFVCSrtcUdcpUe3rx7eJkO5cBceluaE1",
+        "TKqLO/k5WyCBiJJjvkWRvJYpw7zAIh+uaVcEOT68YxKXouBMFKzFDDR5j/OrUJ/E+3fEDO0IqjfY3qLF",
+        "QeYYc6zRPzeONU9lY3S0+CRyaJ6vyDrHAAAAFQDgC9KlC5lIUEnOAcS9HFd/8Y08EwAAAIBJbnyb6nRK",
+        "lmBjQMPnLt5Sa+7MVw+/yYZa1doPwQN2AaswImbQV1vIG2O/Fe7XVv/176sergzAVq8CoyzX/fMlSdzT",
+        "K77+eZLAwSof/+7/YEP+GbwLmCB1K7MUCRCvhk14T5HwhRuRlQz/rb9jHohjMa3FgdmT6ykLzlqxx+WN",
+        "sAAAAIEAi9Tz5dk1FklCh+/3LCEGr7XdPndXfT88Lmt0SXeTrsbeAhwYR25PpgmqGRIIeCH6SPiucsYb",
+        "EWsSWnEFDQq4S0bOT5pjpZQWlpXFJGnAqXXSQ7exgVBypqFlMCMVx76gjLQz4Gr6R+Jdm/dfL2Natknl",
+        "vjZOsB22STtKzzDTjoY=",
+        " x"
+    );
 
-    const ED25519: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKvFm9JtqnwcZYbglX994ztqrGveXh8wQxlvse8HkMp4 alice@laptop";
+    const ED25519: &str = concat!(
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKvFm9JtqnwcZYbglX994ztqrGveXh8wQxlvse8HkMp4",
+        " alice@laptop"
+    );
 
     #[test]
     fn accepts_an_ed25519_line_and_drops_the_comment() {

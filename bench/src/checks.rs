@@ -101,7 +101,8 @@ impl Fixture {
                 (
                     false,
                     format!(
-                        "{certificates} certificates, {issued_events} issued events, {distinct_serials} serials, {orphans} without exactly one event"
+                        "{certificates} certificates, {issued_events} issued events, \
+                         {distinct_serials} serials, {orphans} without exactly one event"
                     ),
                     v.events,
                 )

@@ -91,10 +91,18 @@ fn view(id: &str, req: &Value, status: &str, issued: bool) -> Value {
         "ttl_seconds": 1800,
         "principals": ["role-00"],
         "public_key_fingerprint": "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-        "approvals": if issued { json!([{"approver": "user-150", "at": at, "comment": null}]) } else { json!([]) },
+        "approvals": if issued {
+            json!([{"approver": "user-150", "at": at, "comment": null}])
+        } else {
+            json!([])
+        },
         "approvals_required": 1,
         "approvals_needed": if issued { 0 } else { 1 },
-        "waiting_for": if issued { json!([]) } else { json!([{"approvers": ["group:approvers"], "approvals": 1, "remaining": 1}]) },
+        "waiting_for": if issued {
+            json!([])
+        } else {
+            json!([{"approvers": ["group:approvers"], "approvals": 1, "remaining": 1}])
+        },
         "decided_at": if issued { json!(at) } else { Value::Null },
         "decided_by": if issued { json!("user-150") } else { Value::Null },
         "decision_code": null,

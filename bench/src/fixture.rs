@@ -45,7 +45,10 @@ pub struct Prefill {
 
 fn policy(port: u16) -> String {
     let mut t = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n# every load-generator client comes from 127.0.0.1\nmax_connections_per_address = 65536\n\n[requests]\npending_ttl = \"1h\"\n\n"
+        "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n\
+         # every load-generator client comes from 127.0.0.1\n\
+         max_connections_per_address = 65536\n\n\
+         [requests]\npending_ttl = \"1h\"\n\n"
     );
     for u in 0..USERS {
         let group = if u < REQUESTERS {
@@ -64,21 +67,24 @@ fn policy(port: u16) -> String {
     for r in 0..ROLES {
         let _ = write!(
             t,
-            "[roles.role-{r:02}]\nprincipals = [\"svc{r:02}\", \"{{user}}\"]\nrequesters = [\"group:dev\"]\n"
+            "[roles.role-{r:02}]\nprincipals = [\"svc{r:02}\", \"{{user}}\"]\n\
+             requesters = [\"group:dev\"]\n"
         );
         let _ = match r {
             r if r < SIMPLE_ROLES => writeln!(t, "approvers = [\"group:ops\"]\n"),
             r if r < 15 => writeln!(t, "approvers = [\"group:ops\"]\napprovals = 2\n"),
             _ => writeln!(
                 t,
-                "approval_steps = [{{ approvers = [\"group:dba\"], approvals = 1 }}, {{ approvers = [\"group:security\"], approvals = 1 }}]\n"
+                "approval_steps = [{{ approvers = [\"group:dba\"], approvals = 1 }}, \
+                 {{ approvers = [\"group:security\"], approvals = 1 }}]\n"
             ),
         };
     }
     for r in 0..SIMPLE_ROLES {
         let _ = writeln!(
             t,
-            "[[conflicts]]\nroles = [\"role-{r:02}\", \"role-{:02}\"]\nreason = \"bench conflict\"\n",
+            "[[conflicts]]\nroles = [\"role-{r:02}\", \"role-{:02}\"]\n\
+             reason = \"bench conflict\"\n",
             r + SIMPLE_ROLES
         );
     }

@@ -32,7 +32,8 @@ pub struct Report {
 
 fn flows_line(label: &str, r: &FlowRun) {
     println!(
-        "{label:<34} {:>9.0} flows/s  create p50/p95/p99 {:.2}/{:.2}/{:.2} ms  approve {:.2}/{:.2}/{:.2} ms  cert {:.2}/{:.2}/{:.2} ms",
+        "{label:<34} {:>9.0} flows/s  create p50/p95/p99 {:.2}/{:.2}/{:.2} ms  \
+         approve {:.2}/{:.2}/{:.2} ms  cert {:.2}/{:.2}/{:.2} ms",
         r.flows_per_second,
         r.create.p50_ms,
         r.create.p95_ms,
@@ -45,7 +46,8 @@ fn flows_line(label: &str, r: &FlowRun) {
         r.certificate.p99_ms
     );
     println!(
-        "{:<34} {:>9.3} ms server CPU per flow, {:.3} ms load-generator CPU per flow; writer thread on CPU {:.0}% of the run",
+        "{:<34} {:>9.3} ms server CPU per flow, {:.3} ms load-generator CPU per flow; \
+         writer thread on CPU {:.0}% of the run",
         "",
         r.server_cpu_ms_per_flow,
         r.client_cpu_ms_per_flow,

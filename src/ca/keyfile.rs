@@ -138,7 +138,8 @@ pub(super) fn load(path: &Path, passphrase: Option<&[u8]>) -> Result<PrivateKey,
             return Err(unsafe_file(
                 path,
                 format!(
-                    "is not encrypted but [ca] passphrase_file is set; encrypt it with: ssh-keygen -p -f {} (same passphrase), or remove passphrase_file",
+                    "is not encrypted but [ca] passphrase_file is set; encrypt it with: \
+                     ssh-keygen -p -f {} (same passphrase), or remove passphrase_file",
                     path.display()
                 ),
             ));

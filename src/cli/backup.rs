@@ -63,7 +63,8 @@ pub fn run(config: &Path, args: &BackupArgs) -> anyhow::Result<ExitCode> {
         .and_then(|d| d.sync_all())
         .with_context(|| format!("syncing {}", folder.display()))?;
     eprintln!(
-        "backup written to {}: database {}, {} audit events (head {}), KRL version {}; audit chain verified",
+        "backup written to {}: database {}, {} audit events (head {}), KRL version {}; \
+         audit chain verified",
         args.out.display(),
         summary.database,
         summary.events,

@@ -44,7 +44,8 @@ pub fn checkpoint(config: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode>
                 sig_path.display()
             );
             eprintln!(
-                "check it with: ssh-keygen -Y verify -f allowed_signers -I {SIGNER} -n {NAMESPACE} -s {} < {}",
+                "check it with: \
+                 ssh-keygen -Y verify -f allowed_signers -I {SIGNER} -n {NAMESPACE} -s {} < {}",
                 sig_path.display(),
                 path.display()
             );

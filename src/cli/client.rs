@@ -22,7 +22,12 @@ impl Client {
         let token = std::env::var("COUNTERSIGN_TOKEN")
             .ok()
             .filter(|t| !t.trim().is_empty())
-            .ok_or_else(|| anyhow!("COUNTERSIGN_TOKEN is not set (an operator creates one with `countersign token create USER`)"))?;
+            .ok_or_else(|| {
+                anyhow!(
+                    "COUNTERSIGN_TOKEN is not set \
+                     (an operator creates one with `countersign token create USER`)"
+                )
+            })?;
         Self::new(url, Some(token.trim().to_owned()))
     }
 

@@ -244,9 +244,10 @@ mod tests {
 
     #[test]
     fn parses_an_sshd_accepted_line() {
-        let line = "Nov 28 00:20:09 vm sshd[1]: Accepted publickey for postgres from 10.1.2.3 port 5122 ssh2: \
-                    ED25519-CERT SHA256:abc ID countersign:r-35zfai5c7oyr:alice:prod-db (serial 8142207957869255637) \
-                    CA ED25519 SHA256:01O1niTG";
+        let line = "Nov 28 00:20:09 vm sshd[1]: \
+                    Accepted publickey for postgres from 10.1.2.3 port 5122 ssh2: \
+                    ED25519-CERT SHA256:abc ID countersign:r-35zfai5c7oyr:alice:prod-db \
+                    (serial 8142207957869255637) CA ED25519 SHA256:01O1niTG";
         let p = parse_log_line(line).unwrap();
         assert_eq!(p.serial, 8142207957869255637);
         assert_eq!(

@@ -36,7 +36,8 @@ pub fn init(config: &Path, args: &InitArgs) -> anyhow::Result<ExitCode> {
     }
     if args.encrypt && config.ca.passphrase_file.is_none() {
         bail!(
-            "--encrypt needs [ca] passphrase_file: the file holding the passphrase (e.g. \"${{CREDENTIALS_DIRECTORY}}/ca-passphrase\")"
+            "--encrypt needs [ca] passphrase_file: the file holding the passphrase \
+             (e.g. \"${{CREDENTIALS_DIRECTORY}}/ca-passphrase\")"
         );
     }
     // Not beside a running server: both would keep the state mark.

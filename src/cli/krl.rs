@@ -58,7 +58,8 @@ pub fn run(url: &str, args: KrlArgs) -> anyhow::Result<ExitCode> {
     let age = now.saturating_sub(summary.generated_date);
     if summary.generated_date > now.saturating_add(args.max_age.as_secs()) {
         bail!(
-            "the KRL says it was made {} from now, more than --max-age ahead: the CA's clock (or this host's) is wrong; nothing was written",
+            "the KRL says it was made {} from now, more than --max-age ahead: \
+             the CA's clock (or this host's) is wrong; nothing was written",
             humantime::format_duration(std::time::Duration::from_secs(
                 summary.generated_date - now
             ))
@@ -66,7 +67,8 @@ pub fn run(url: &str, args: KrlArgs) -> anyhow::Result<ExitCode> {
     }
     if age > args.max_age.as_secs() {
         bail!(
-            "the KRL was made {} ago, more than --max-age {}: a stale answer (replayed, or from a CA whose clock is behind); nothing was written",
+            "the KRL was made {} ago, more than --max-age {}: a stale answer \
+             (replayed, or from a CA whose clock is behind); nothing was written",
             humantime::format_duration(std::time::Duration::from_secs(age)),
             humantime::format_duration(args.max_age)
         );
@@ -207,7 +209,8 @@ fn replaces_badly(out: &Path, ca: &PublicKey, version: u64) -> anyhow::Result<Op
     }
     if old.version > version {
         return Ok(Some(format!(
-            "the server's KRL (version {version}) is older than {} (version {}): was the CA's database rolled back?",
+            "the server's KRL (version {version}) is older than {} (version {}): \
+             was the CA's database rolled back?",
             out.display(),
             old.version
         )));

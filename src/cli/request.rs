@@ -143,7 +143,13 @@ fn default_key() -> anyhow::Result<PathBuf> {
         .iter()
         .map(|n| dir.join(n))
         .find(|p| p.exists())
-        .ok_or_else(|| anyhow!("no public key in {} (id_ed25519.pub, id_ecdsa.pub, id_rsa.pub); pass --key PATH.pub", dir.display()))
+        .ok_or_else(|| {
+            anyhow!(
+                "no public key in {} (id_ed25519.pub, id_ecdsa.pub, id_rsa.pub); \
+                 pass --key PATH.pub",
+                dir.display()
+            )
+        })
 }
 
 #[cfg(test)]

@@ -88,7 +88,8 @@ pub fn revoke(url: &str, args: RevokeArgs) -> anyhow::Result<ExitCode> {
             eprintln!("user {user} was already disabled");
         } else {
             eprintln!(
-                "user {user} is disabled ({} token(s) revoked); every token and SSH key of theirs is refused until `countersign user enable {user}`",
+                "user {user} is disabled ({} token(s) revoked); every token and SSH key of \
+                 theirs is refused until `countersign user enable {user}`",
                 revoked.tokens_revoked
             );
         }

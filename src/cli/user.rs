@@ -32,7 +32,8 @@ pub fn run(url: &str, cmd: UserCommand) -> anyhow::Result<ExitCode> {
                 .post(&format!("/v1/users/{}/enable", urlencode(&name)), &body)?;
             outln!("enabled user {name}")?;
             eprintln!(
-                "their old tokens stay revoked; an operator creates a new one with `countersign token create {name}`"
+                "their old tokens stay revoked; an operator creates a new one with \
+                 `countersign token create {name}`"
             );
         }
     }

@@ -124,7 +124,11 @@ pub fn key_must_be_requesters(
     if let Some(owner) = policy.user_by_key(key)
         && &owner.name != user
     {
-        return refuse("is registered to another user; certificates are only issued for the requester's own keys".into());
+        return refuse(
+            "is registered to another user; \
+             certificates are only issued for the requester's own keys"
+                .into(),
+        );
     }
     let registered = policy
         .users

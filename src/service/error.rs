@@ -34,7 +34,8 @@ pub enum ServiceError {
     /// The user already has `limit` pending requests (`too_many_pending`, HTTP 429): a
     /// limit, not a decision, so not audited.
     #[error(
-        "you already have {limit} pending requests, the most one user may have; cancel one or wait for decisions"
+        "you already have {limit} pending requests, the most one user may have; \
+         cancel one or wait for decisions"
     )]
     TooManyPending { limit: u32 },
     /// No valid token (`unauthenticated`).

@@ -101,7 +101,10 @@ pub struct ListArgs {
     #[arg(long)]
     pub status: Option<String>,
     /// At most this many (1 to 10000, the default)
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::service::LIST_LIMIT)))]
+    #[arg(
+        long,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::service::LIST_LIMIT))
+    )]
     pub limit: Option<u32>,
     /// The page after this request (the id the previous page named)
     #[arg(long, value_name = "ID")]

@@ -129,7 +129,12 @@ impl Connection {
                 .failures
                 .record_failure(self.peer.ip(), std::time::Instant::now());
         }
-        tracing::warn!(peer = %self.peer, login = ?auth::printable(login), reason = %why, "ssh authentication refused");
+        tracing::warn!(
+            peer = %self.peer,
+            login = ?auth::printable(login),
+            reason = %why,
+            "ssh authentication refused"
+        );
         Auth::reject()
     }
 
@@ -221,7 +226,12 @@ impl Handler for Connection {
                 if std::mem::take(&mut self.failure_counted) {
                     self.shared.failures.forgive(self.peer.ip());
                 }
-                tracing::info!(peer = %self.peer, user = %identity.user, key = %identity.key.fingerprint(), "ssh login");
+                tracing::info!(
+                    peer = %self.peer,
+                    user = %identity.user,
+                    key = %identity.key.fingerprint(),
+                    "ssh login"
+                );
                 self.identity = Some(identity);
                 Ok(Auth::Accept)
             }
@@ -257,7 +267,11 @@ impl Handler for Connection {
         if self.channels.try_open(id) {
             reply.accept().await;
         } else {
-            tracing::warn!(peer = %self.peer, max = self.channels.max(), "ssh channel refused: max_channels_per_connection reached");
+            tracing::warn!(
+                peer = %self.peer,
+                max = self.channels.max(),
+                "ssh channel refused: max_channels_per_connection reached"
+            );
             reply.reject(ChannelOpenFailure::ResourceShortage).await;
         }
         Ok(())

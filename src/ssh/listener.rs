@@ -48,7 +48,14 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     if let Some(permit) = admit(&shared, &permits, peer) {
-                        let conn = connection(shared.clone(), config.clone(), stream, peer, stopped.clone(), permit);
+                        let conn = connection(
+                            shared.clone(),
+                            config.clone(),
+                            stream,
+                            peer,
+                            stopped.clone(),
+                            permit,
+                        );
                         connections.spawn(conn);
                     }
                 }
@@ -150,7 +157,9 @@ async fn connection(
             return;
         }
         () = tokio::time::sleep_until(end) => "connection time limit reached",
-        () = unauthenticated_at(auth_deadline, &authenticated) => "authentication time limit reached",
+        () = unauthenticated_at(auth_deadline, &authenticated) => {
+            "authentication time limit reached"
+        }
         _ = stopped.wait_for(|s| *s) => "server shutting down",
     };
     tracing::info!(%peer, reason, "ssh connection closed by the server");

@@ -45,7 +45,8 @@ pub async fn shell(term: &Terminal) -> u32 {
 /// The answer when the user already runs as many commands as allowed.
 pub async fn too_many_sessions(term: &Terminal, max: usize) -> u32 {
     let line = format!(
-        "countersign: {}: you already run {max} command(s) over ssh, the most allowed at once; wait for one to end\n",
+        "countersign: {}: you already run {max} command(s) over ssh, the most allowed at once; \
+         wait for one to end\n",
         ErrorCode::TooManySessions
     );
     let _ = term.err(line).await;
@@ -74,7 +75,8 @@ fn still_registered(ctx: &Context) -> Result<(), CommandError> {
         _ => Err(CommandError::Failed {
             code: ErrorCode::Unauthenticated,
             message: format!(
-                "the key this connection logged in with is no longer registered to {} (the configuration changed)",
+                "the key this connection logged in with is no longer registered to {} \
+                 (the configuration changed)",
                 ctx.identity.user
             ),
         }),

@@ -3,8 +3,9 @@
 //!
 //! Waiting wakes on every change the service announces (re-reading at most every 100 ms)
 //! and at least every `recheck` (which also notices expiry, and sends a heartbeat so the
-//! idle timeout does not close a connection that is busy waiting). If the client goes away the task stops and the
-//! request simply stays pending; `cert ID` fetches the certificate later.
+//! idle timeout does not close a connection that is busy waiting). If the client goes away
+//! the task stops and the request simply stays pending; `cert ID` fetches the certificate
+//! later.
 
 use chrono::{DateTime, Utc};
 
@@ -31,7 +32,8 @@ pub async fn request(
     if args.no_wait {
         term.out(format!("{}\n", view.id)).await?;
         let line = format!(
-            "request {} for {} is pending; waiting for {}; fetch the certificate later with: cert {}\n",
+            "request {} for {} is pending; waiting for {}; \
+             fetch the certificate later with: cert {}\n",
             view.id,
             view.role,
             waiting_for(&view),
@@ -190,7 +192,8 @@ fn still_pending(view: &RequestView) -> CommandError {
     CommandError::failed(
         ErrorCode::StillPending,
         format!(
-            "request {} is still pending and this connection reached its time limit; fetch the certificate later with: cert {}",
+            "request {} is still pending and this connection reached its time limit; \
+             fetch the certificate later with: cert {}",
             view.id, view.id
         ),
     )
@@ -208,8 +211,10 @@ mod tests {
             "expires_at": "2026-11-28T15:00:00Z", "ttl_seconds": 1800, "principals": ["dba"],
             "public_key_fingerprint": "SHA256:x", "approvals": [], "approvals_required": 2,
             "approvals_needed": 2,
-            "waiting_for": [{"approvers": ["group:dba"], "approvals": 1, "remaining": 1},
-                            {"approvers": ["group:sre", "user:carol"], "approvals": 2, "remaining": 1}],
+            "waiting_for": [
+                {"approvers": ["group:dba"], "approvals": 1, "remaining": 1},
+                {"approvers": ["group:sre", "user:carol"], "approvals": 2, "remaining": 1}
+            ],
             "decided_at": null, "decided_by": null, "decision_code": null, "decision_note": null,
             "certificate": null
         }))

@@ -49,7 +49,8 @@ pub fn check_data_dir(dir: &Path) -> Result<(), UnsafeFile> {
         return Err(refuse(
             dir,
             format!(
-                "is writable by group or others (mode {:o}), who could replace the database; run: chmod 700 {}",
+                "is writable by group or others (mode {:o}), who could replace the database; \
+                 run: chmod 700 {}",
                 meta.mode() & 0o777,
                 dir.display()
             ),
@@ -123,7 +124,8 @@ fn check_owner(path: &Path, meta: &std::fs::Metadata) -> Result<(), UnsafeFile> 
         return Err(refuse(
             path,
             format!(
-                "is owned by uid {}, not by uid {me} that countersign runs as; if it is yours, run: chown {me} {}",
+                "is owned by uid {}, not by uid {me} that countersign runs as; \
+                 if it is yours, run: chown {me} {}",
                 meta.uid(),
                 path.display()
             ),
