@@ -225,7 +225,8 @@ fn check_database(db: &Path, ledger: &Ledger) {
     for (serial, id) in &ledger.issued {
         let s = serial.to_string();
         let n = one(
-            "SELECT count(*) FROM audit WHERE action = 'certificate.issued' AND serial = ?1 AND request_id = ?2",
+            "SELECT count(*) FROM audit \
+             WHERE action = 'certificate.issued' AND serial = ?1 AND request_id = ?2",
             &[&s, id],
         );
         assert_eq!(
@@ -255,7 +256,8 @@ fn check_database(db: &Path, ledger: &Ledger) {
     );
     assert_eq!(
         one(
-            "SELECT count(*) FROM certificates c JOIN requests r ON r.id = c.request_id WHERE r.status = 'issued'",
+            "SELECT count(*) FROM certificates c JOIN requests r ON r.id = c.request_id \
+             WHERE r.status = 'issued'",
             &[]
         ),
         one("SELECT count(*) FROM requests WHERE status = 'issued'", &[]),
@@ -365,7 +367,8 @@ async fn a_full_disk_fails_writes_with_5xx_and_issues_nothing() {
     for (id, status) in &approved {
         let issued: i64 = conn
             .query_row(
-                "SELECT count(*) FROM audit WHERE action = 'certificate.issued' AND request_id = ?1",
+                "SELECT count(*) FROM audit \
+                 WHERE action = 'certificate.issued' AND request_id = ?1",
                 [id],
                 |r| r.get(0),
             )

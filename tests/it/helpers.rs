@@ -279,7 +279,11 @@ impl TestApp {
         ttl: Option<&str>,
         public_key: &str,
     ) -> (StatusCode, Value) {
-        let mut body = json!({ "role": role, "public_key": public_key, "reason": format!("INC-4211: {role} for {user}") });
+        let mut body = json!({
+            "role": role,
+            "public_key": public_key,
+            "reason": format!("INC-4211: {role} for {user}"),
+        });
         if let Some(t) = ttl {
             body["ttl"] = json!(t);
         }

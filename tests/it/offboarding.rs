@@ -401,7 +401,13 @@ async fn an_open_connection_acts_no_more_once_its_key_leaves_the_config() {
         ])
         .await;
     assert_eq!(out.status, 1, "{out:?}");
-    assert!(out.stderr.contains("countersign: unauthenticated: the key this connection logged in with is no longer registered"), "{out:?}");
+    assert!(
+        out.stderr.contains(
+            "countersign: unauthenticated: \
+             the key this connection logged in with is no longer registered"
+        ),
+        "{out:?}"
+    );
     let (_, list) = d.app.get("bob", "/v1/requests").await;
     assert_eq!(
         list["requests"],

@@ -133,7 +133,8 @@ fn config_text(s: &Scenario) -> String {
             .map(|p| format!("\"{}\"", PRINCIPALS[*p]))
             .collect();
         t += &format!(
-            "[roles.r{i}]\nprincipals = [{}]\nrequesters = [{}]\napprovers = [{}]\napprovals = {}\nmax_ttl = \"{}s\"\ndefault_ttl = \"{}s\"\n",
+            "[roles.r{i}]\nprincipals = [{}]\nrequesters = [{}]\napprovers = [{}]\n\
+             approvals = {}\nmax_ttl = \"{}s\"\ndefault_ttl = \"{}s\"\n",
             p.join(", "),
             members(&r.requesters),
             members(&r.approvers),
@@ -315,13 +316,22 @@ fn check(service: &Service) -> Result<usize, TestCaseError> {
 static CHECKED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 48,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     fn no_certificate_breaks_separation_of_duties_cases(s in scenario()) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("c.toml"), config_text(&s)).unwrap();
         let config = Config::load(&dir.path().join("c.toml")).unwrap();
-        let service = Service::open(config, countersign::state::Access::Init { new_database: false }, "operator:test").unwrap();
+        let service = Service::open(
+            config,
+            countersign::state::Access::Init { new_database: false },
+            "operator:test",
+        )
+        .unwrap();
         play(&service, &s);
         let n = check(&service)?;
         CHECKED.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
@@ -335,6 +345,7 @@ fn no_certificate_breaks_separation_of_duties() {
     eprintln!("property cases issued {checked} certificates");
     assert!(
         checked >= 10,
-        "the scenarios issued only {checked} certificates in 48 cases; the invariants were barely exercised"
+        "the scenarios issued only {checked} certificates in 48 cases; \
+         the invariants were barely exercised"
     );
 }

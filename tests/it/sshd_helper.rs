@@ -58,9 +58,12 @@ impl Sshd {
             .unwrap()
             .port();
         let config = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {pid}\nTrustedUserCAKeys {ca}\n\
-             AuthorizedKeysFile none\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-             UsePAM no\nStrictModes no\nLogLevel VERBOSE\nPermitRootLogin prohibit-password\n{extra}",
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {pid}\n\
+             TrustedUserCAKeys {ca}\n\
+             AuthorizedKeysFile none\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\n\
+             UsePAM no\nStrictModes no\nLogLevel VERBOSE\n\
+             PermitRootLogin prohibit-password\n{extra}",
             hk = host_key.display(),
             pid = dir.join("sshd.pid").display(),
             ca = dir.join("ca.pub").display(),
