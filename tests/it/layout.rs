@@ -55,9 +55,9 @@ fn shipped_lines(path: &Path) -> Vec<(usize, String)> {
     let mut lines = text.lines().enumerate().peekable();
     while let Some((i, line)) = lines.next() {
         if line.trim() == "#[cfg(test)]"
-            && lines
-                .peek()
-                .is_some_and(|(_, next)| next.trim_start().starts_with("mod ") && next.ends_with('{'))
+            && lines.peek().is_some_and(|(_, next)| {
+                next.trim_start().starts_with("mod ") && next.ends_with('{')
+            })
         {
             break;
         }
