@@ -531,7 +531,9 @@ impl Service {
             // view must say what is stored.
             let disabled = crate::store::users::is_disabled(tx, &row.requester)?;
             if !tally.is_complete() {
-                return Ok(Ok(view::assemble(policy, row, approvals, None, disabled, now)));
+                return Ok(Ok(view::assemble(
+                    policy, row, approvals, None, disabled, now,
+                )));
             }
             let cert = match self.issue(tx, now, actor, role, &row, &tally)? {
                 Ok(cert) => cert,
@@ -545,7 +547,14 @@ impl Service {
                 decision_note: None,
                 ..row
             };
-            Ok(Ok(view::assemble(policy, row, approvals, Some(&cert), disabled, now)))
+            Ok(Ok(view::assemble(
+                policy,
+                row,
+                approvals,
+                Some(&cert),
+                disabled,
+                now,
+            )))
         }))
     }
 
