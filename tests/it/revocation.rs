@@ -84,8 +84,7 @@ async fn admin_revokes_by_serial_and_the_request_shows_who_and_why() {
 }
 
 #[tokio::test]
-async fn offboarding_revokes_every_active_certificate_and_pending_request_of_the_user_and_nothing_else()
- {
+async fn offboarding_ends_every_live_certificate_and_pending_request_of_that_user_only() {
     // No backdate: the 1s certificate below is past any server's acceptance once expired.
     let clock = manual_clock();
     let policy = format!("{POLICY}\n[ca]\nbackdate = \"0s\"\n");
