@@ -189,7 +189,8 @@ impl Service {
     fn require_enabled(&self, tx: &Tx<'_>, user: &UserName) -> Result<(), ServiceError> {
         if disabled::is_disabled(tx, user)? {
             return Err(ServiceError::Disabled(format!(
-                "user {user} is disabled: every token and SSH key of theirs is refused until an admin enables them again"
+                "user {user} is disabled: every token and SSH key of theirs is refused until an \
+                 admin enables them again"
             )));
         }
         Ok(())

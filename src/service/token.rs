@@ -29,7 +29,8 @@ pub fn create_token(
         // back no token, old or new, that nobody asked for after it.
         if disabled::is_disabled(tx, user)? {
             return Err(ServiceError::Invalid(format!(
-                "user {user} is disabled; an admin enables them first (countersign user enable {user})"
+                "user {user} is disabled; an admin enables them first (countersign user enable \
+                 {user})"
             )));
         }
         tokens::insert(tx, &token.hash, user, now.timestamp())?;

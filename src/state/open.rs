@@ -50,7 +50,8 @@ pub fn open_store(
         // would serve an empty KRL for this CA.
         if Store::peek_schema_version(&paths.database)? == 0 {
             return Err(StateError::Mismatch(format!(
-                "the database {} is empty: restore it from a backup (countersign backup); an empty database would un-revoke every certificate revoked so far",
+                "the database {} is empty: restore it from a backup (countersign backup); an empty \
+                 database would un-revoke every certificate revoked so far",
                 paths.database.display()
             )));
         }
@@ -70,7 +71,9 @@ pub fn open_store(
         // Restored onto a new host without the mark, or the mark deleted: what was
         // published since the copy is unknown, so the copy is not taken silently.
         None if bound_before => Some(format!(
-            "there is no state mark ({}) beside the CA key, but this database was already used by this CA, so the newest state it published is unknown (a restore onto a new host without the mark, or a deleted mark)",
+            "there is no state mark ({}) beside the CA key, but this database was already used by \
+             this CA, so the newest state it published is unknown (a restore onto a new host \
+             without the mark, or a deleted mark)",
             mark::FILE_NAME
         )),
         None => None,
@@ -86,7 +89,8 @@ pub fn open_store(
         // Left in a unit file, the flag would otherwise accept the next real rollback
         // without anyone looking.
         return Err(StateError::Mismatch(format!(
-            "{ACCEPT_ROLLBACK_FLAG}: the database is not behind the state mark, there is nothing to accept; remove the flag"
+            "{ACCEPT_ROLLBACK_FLAG}: the database is not behind the state mark, there is nothing \
+             to accept; remove the flag"
         )));
     }
     if let Some(why) = is_behind {
@@ -104,7 +108,12 @@ pub fn open_store(
             }
             _ => {
                 return Err(StateError::Rollback(format!(
-                    "refusing the database {}: {why}. It is older than the state this CA has published (rolled back or replaced; mark {}), so certificates revoked since would work again. Restore the newest copy (with its mark); if there is none, start with `countersign serve {ACCEPT_ROLLBACK_FLAG} --reason TEXT`, which records that you accepted it and keeps every revocation the mark lists in the KRL",
+                    "refusing the database {}: {why}. It is older than the state this CA has \
+                     published (rolled back or replaced; mark {}), so certificates revoked since \
+                     would work again. Restore the newest copy (with its mark); if there is none, \
+                     start with `countersign serve {ACCEPT_ROLLBACK_FLAG} --reason TEXT`, which \
+                     records that you accepted it and keeps every revocation the mark lists in the \
+                     KRL",
                     paths.database.display(),
                     paths.mark.display()
                 )));
@@ -119,7 +128,8 @@ pub fn open_store(
     if old.is_none() && !plan.create_database && !bound_before {
         tracing::warn!(
             mark = %paths.mark.display(),
-            "no state mark beside the CA key: taking the database as it is and starting one (first start of this version, a new replica, or a mark that was deleted)"
+            "no state mark beside the CA key: taking the database as it is and starting one (first \
+             start of this version, a new replica, or a mark that was deleted)"
         );
         // On the record: a mark deleted to get an older database past the guard shows.
         let mark_path = paths.mark.display().to_string();
@@ -188,7 +198,8 @@ pub(super) fn check_ca(store: &Store, ca: &PublicKey) -> Result<(), StateError> 
             return Ok(());
         }
         return Err(StateError::Mismatch(format!(
-            "the database belongs to CA key {} but the configured key is {fingerprint}: use the key the database was made with (its public key: {})",
+            "the database belongs to CA key {} but the configured key is {fingerprint}: use the \
+             key the database was made with (its public key: {})",
             current.fingerprint, current.public_key
         )));
     }
@@ -200,7 +211,8 @@ pub(super) fn check_ca(store: &Store, ca: &PublicKey) -> Result<(), StateError> 
             })?;
         if signer != fingerprint {
             return Err(StateError::Mismatch(format!(
-                "the database's certificates were signed by CA key {signer} but the configured key is {fingerprint}: use the key the database was made with"
+                "the database's certificates were signed by CA key {signer} but the configured key \
+                 is {fingerprint}: use the key the database was made with"
             )));
         }
     }

@@ -113,13 +113,21 @@ fn decide(
             })
         }
         (true, false, false, Access::Init { .. }) => Err(StateError::Mismatch(format!(
-            "the CA key {key_path} was made by countersign, so it had a database, but {db_path} and {mark_path} are both gone: restore the database from a backup. `countersign init --new-database` starts an empty one for this key instead: every revocation made with it is forgotten (servers whose KRL is newer refuse the new one, see krl --out), so do that only if this key never issued a certificate"
+            "the CA key {key_path} was made by countersign, so it had a database, but {db_path} \
+             and {mark_path} are both gone: restore the database from a backup. `countersign init \
+             --new-database` starts an empty one for this key instead: every revocation made with \
+             it is forgotten (servers whose KRL is newer refuse the new one, see krl --out), so do \
+             that only if this key never issued a certificate"
         ))),
         (true, false, false, _) => Err(StateError::Mismatch(format!(
-            "the CA key {key_path} exists but the database {db_path} does not; if this key never had a database, create one with: countersign init"
+            "the CA key {key_path} exists but the database {db_path} does not; if this key never \
+             had a database, create one with: countersign init"
         ))),
         (true, false, true, _) => Err(StateError::Mismatch(format!(
-            "the database {db_path} is missing, but {mark_path} shows this CA key had one: restore the database from a backup (countersign backup) and start again. Starting on an empty database would un-revoke every certificate revoked so far, so countersign will not; if no copy exists, start a new CA (a new data_dir, servers trust the new key)"
+            "the database {db_path} is missing, but {mark_path} shows this CA key had one: restore \
+             the database from a backup (countersign backup) and start again. Starting on an empty \
+             database would un-revoke every certificate revoked so far, so countersign will not; \
+             if no copy exists, start a new CA (a new data_dir, servers trust the new key)"
         ))),
         (false, true, _, _) => {
             let wanted = Store::peek_current_ca(&paths.database)
@@ -129,11 +137,14 @@ fn decide(
                     format!(" ({}: {})", k.fingerprint, k.public_key)
                 });
             Err(StateError::Mismatch(format!(
-                "the database {db_path} exists but the CA key {key_path} does not: restore the CA key the database belongs to{wanted} (countersign never makes a new key next to an existing database: servers would not enforce its revocations)"
+                "the database {db_path} exists but the CA key {key_path} does not: restore the CA \
+                 key the database belongs to{wanted} (countersign never makes a new key next to an \
+                 existing database: servers would not enforce its revocations)"
             )))
         }
         (false, false, true, _) => Err(StateError::Mismatch(format!(
-            "the CA key {key_path} and the database {db_path} are missing, but {mark_path} shows they existed: restore both from a backup"
+            "the CA key {key_path} and the database {db_path} are missing, but {mark_path} shows \
+             they existed: restore both from a backup"
         ))),
         (false, false, false, Access::Existing) => Err(StateError::Mismatch(format!(
             "no CA state in {}: run countersign init (or serve) first",

@@ -26,8 +26,11 @@ pub use row::{ApprovalRow, RequestRow, Status};
 pub fn insert(tx: &Tx<'_>, r: &RequestRow) -> Result<(), StoreError> {
     let principals =
         serde_json::to_string(&r.principals).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    tx.sql().prepare_cached(
-        &format!("INSERT INTO requests ({REQUEST_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)"))?
+    tx.sql()
+        .prepare_cached(&format!(
+            "INSERT INTO requests ({REQUEST_COLUMNS}) \
+             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)"
+        ))?
         .execute(params![
             r.id.as_str(),
             r.role.as_str(),
@@ -45,8 +48,7 @@ pub fn insert(tx: &Tx<'_>, r: &RequestRow) -> Result<(), StoreError> {
             r.decided_by,
             r.decision_code,
             r.decision_note,
-        ],
-    )?;
+        ])?;
     Ok(())
 }
 

@@ -20,8 +20,8 @@ pub struct Held {
 
 /// Whether user ?1 holds role ?2 or has asked for it (see [`holdings`]): three index
 /// probes, the recently revoked certificates from the small index of revoked ones.
-pub(super) const HOLDS: &str = "SELECT EXISTS (SELECT 1 FROM certificates WHERE requester = ?1 AND role = ?2 \
-         AND valid_before > ?5 AND revoked_at IS NULL) \
+pub(super) const HOLDS: &str = "SELECT EXISTS (SELECT 1 FROM certificates WHERE requester = ?1 \
+         AND role = ?2 AND valid_before > ?5 AND revoked_at IS NULL) \
      OR EXISTS (SELECT 1 FROM certificates WHERE revoked_at > ?6 AND requester = ?1 \
          AND role = ?2 AND valid_before > ?5) \
      OR EXISTS (SELECT 1 FROM requests INDEXED BY requests_pending WHERE requester = ?1 \

@@ -87,9 +87,9 @@ pub struct ApprovalRow {
     pub comment: Option<String>,
 }
 
-pub(super) const REQUEST_COLUMNS: &str = "id, role, requester, reason, ttl_seconds, public_key, key_fingerprint, \
-     principals, role_digest, status, created_at, expires_at, decided_at, decided_by, \
-     decision_code, decision_note";
+pub(super) const REQUEST_COLUMNS: &str = "id, role, requester, reason, ttl_seconds, public_key, \
+     key_fingerprint, principals, role_digest, status, created_at, expires_at, decided_at, \
+     decided_by, decision_code, decision_note";
 
 pub(in crate::store) fn corrupt(
     what: &str,

@@ -14,10 +14,14 @@ fn migrating_a_version_2_database_keeps_every_certificate() {
         }
         conn.pragma_update(None, "user_version", 2).unwrap();
         conn.execute_batch(
-            "INSERT INTO requests (id, role, requester, reason, ttl_seconds, public_key, key_fingerprint, principals, role_digest, status, created_at, expires_at) \
-             VALUES ('r-aaaaaaaaaaaa', 'prod-db', 'alice', 'x', 60, 'k', 'f', '[]', 'd', 'issued', 1, 2); \
-             INSERT INTO certificates (serial, request_id, requester, role, key_id, valid_after, valid_before, certificate, revoked_at, revoked_by, revoke_reason, revoked_seq) \
-             VALUES (9223372036854775807, 'r-aaaaaaaaaaaa', 'alice', 'prod-db', 'kid', 1, 99, 'cert', 5, 'bob', 'why', 1);",
+            "INSERT INTO requests (id, role, requester, reason, ttl_seconds, public_key, \
+             key_fingerprint, principals, role_digest, status, created_at, expires_at) \
+             VALUES ('r-aaaaaaaaaaaa', 'prod-db', 'alice', 'x', 60, 'k', 'f', '[]', 'd', 'issued', \
+             1, 2); \
+             INSERT INTO certificates (serial, request_id, requester, role, key_id, valid_after, \
+             valid_before, certificate, revoked_at, revoked_by, revoke_reason, revoked_seq) \
+             VALUES (9223372036854775807, 'r-aaaaaaaaaaaa', 'alice', 'prod-db', 'kid', 1, 99, \
+             'cert', 5, 'bob', 'why', 1);",
         )
         .unwrap();
     }
@@ -42,17 +46,21 @@ fn migrating_a_version_2_database_keeps_every_certificate() {
     // The serial is still unique (the request exists, so only the serial can clash).
     store
         .write(|c| {
-            c.sql().execute(
-                "INSERT INTO requests (id, role, requester, reason, ttl_seconds, public_key, key_fingerprint, principals, role_digest, status, created_at, expires_at) \
-                 VALUES ('r-aaaaaaaaaaab', 'prod-db', 'alice', 'x', 60, 'k', 'f', '[]', 'd', 'issued', 1, 2)",
-                [],
-            )
-            .map_err(StoreError::from)
+            c.sql()
+                .execute(
+                    "INSERT INTO requests (id, role, requester, reason, ttl_seconds, public_key, \
+                 key_fingerprint, principals, role_digest, status, created_at, expires_at) \
+                 VALUES ('r-aaaaaaaaaaab', 'prod-db', 'alice', 'x', 60, 'k', 'f', '[]', 'd', \
+                 'issued', 1, 2)",
+                    [],
+                )
+                .map_err(StoreError::from)
         })
         .unwrap();
     let dup = store.write(|c| {
         c.sql().execute(
-            "INSERT INTO certificates (serial, request_id, requester, role, key_id, valid_after, valid_before, certificate) \
+            "INSERT INTO certificates (serial, request_id, requester, role, key_id, valid_after, \
+             valid_before, certificate) \
              VALUES (9223372036854775807, 'r-aaaaaaaaaaab', 'a', 'r', 'k', 1, 2, 'c')",
             [],
         )
