@@ -3,7 +3,7 @@
 //! Each event's `hash` is SHA-256 over the previous event's hash and the event's canonical
 //! form (a JSON array of seq, at, actor, action, request_id, serial, detail), so editing,
 //! deleting or reordering any event breaks every hash after it. Triggers refuse UPDATE and
-//! DELETE; [`verify`] (in `verify.rs`) recomputes the whole chain, and checks that every
+//! DELETE; [`verify`](fn@verify) (in `verify.rs`) recomputes the whole chain, and checks that every
 //! `certificate.issued` event is preceded by its request and its approvals (see
 //! `issuance.rs`). Events are appended inside the same transaction as the state change
 //! they describe.
