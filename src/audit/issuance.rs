@@ -157,7 +157,8 @@ fn issued(request: &str, req: Option<Open>, detail: &str) -> Result<(), String> 
 mod tests {
     use serde_json::{Value, json};
 
-    use super::super::{AuditError, append_forged, verify, verify_parallel};
+    use super::super::verify::verify_parallel;
+    use super::super::{AuditError, append_forged, verify};
     use crate::store::{Store, StoreError};
 
     const REQUEST: &str = "r-aaaaaaaaaaaa";

@@ -12,22 +12,27 @@
 //! as if each write had committed at once. Writers on other threads (CLI commands,
 //! tests, list's expiry) write alone: they get the connection between two batches,
 //! ahead of the next batch, and return after their own COMMIT.
+//!
+//! The batch itself (its transaction, each write's SAVEPOINT, running and committing
+//! it) is in `writer/batch.rs`; this file has the shared connection, writes made alone
+//! and the thread.
 
-use std::cell::{Cell, RefCell};
-use std::panic::{AssertUnwindSafe, catch_unwind};
+mod batch;
+
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use super::{StoreError, exec, lock};
+use super::{StoreError, lock};
+
+pub(super) use batch::{batch_is_open_here, read_in_batch, write_in_batch};
 
 /// Most operations in one batch; bounds the latency a batch adds to its first member.
 const MAX_BATCH: usize = 256;
 
 /// Why the members of a batch lost their writes, when SQLite abandoned the transaction.
-const ROLLED_BACK: &str = "the database rolled the batch back after an error";
-
 /// One queued operation: runs inside the batch and returns what to do once the batch's
 /// COMMIT has succeeded (`Ok`) or failed (`Err`, with why).
 pub(super) type Job = Box<dyn FnOnce() -> Finish + Send>;
@@ -56,11 +61,6 @@ struct Slot {
 }
 
 thread_local! {
-    /// The batch this thread (a writer thread) is running, if any.
-    static BATCH: RefCell<Option<Batch>> = const { RefCell::new(None) };
-}
-
-thread_local! {
     /// This thread is inside a write made alone (its closure is running).
     static ALONE: Cell<bool> = const { Cell::new(false) };
 }
@@ -81,91 +81,6 @@ impl Drop for WakeOnDrop<'_> {
     fn drop(&mut self) {
         self.0.notify_all();
     }
-}
-
-/// A batch in progress on the writer thread.
-struct Batch {
-    /// Which store the batch belongs to (a test process opens many).
-    store: u64,
-    conn: Connection,
-    /// The operation being run has kept a write.
-    wrote: bool,
-    /// Some operation of this batch has kept a write: later operations may have read it.
-    dirty: bool,
-    /// SQLite gave up the transaction, or it never began: nothing of this batch commits.
-    aborted: Option<String>,
-}
-
-impl Batch {
-    fn write<T, E: From<StoreError>>(
-        &mut self,
-        f: impl FnOnce(&Connection) -> Result<T, E>,
-    ) -> Result<T, E> {
-        self.notice_abort();
-        if let Some(why) = &self.aborted {
-            return Err(StoreError::CommitFailed(why.clone()).into());
-        }
-        let result = run_in_savepoint(&self.conn, f);
-        // After some errors (disk full, I/O) SQLite rolls back the whole transaction by
-        // itself: the members already in it lost their work and must hear so, and this
-        // batch must never COMMIT, even if this write's closure went on to succeed.
-        self.notice_abort();
-        if let Some(why) = &self.aborted {
-            return Err(StoreError::CommitFailed(why.clone()).into());
-        }
-        if result.is_ok() {
-            self.wrote = true;
-            self.dirty = true;
-        }
-        result
-    }
-
-    /// Marks the batch aborted if its transaction is gone (SQLite rolled it back).
-    fn notice_abort(&mut self) {
-        if self.aborted.is_none() && self.conn.is_autocommit() {
-            self.aborted = Some(ROLLED_BACK.into());
-        }
-    }
-}
-
-/// Whether this thread is running a batch of store `store` right now (or is inside a
-/// store call already, which `with_batch` then refuses).
-pub(super) fn batch_is_open_here(store: u64) -> bool {
-    BATCH.with(|b| match b.try_borrow() {
-        Ok(b) => b.as_ref().is_some_and(|b| b.store == store),
-        Err(_) => true,
-    })
-}
-
-/// Runs a write of the operation being run in this thread's batch.
-pub(super) fn write_in_batch<T, E: From<StoreError>>(
-    f: impl FnOnce(&Connection) -> Result<T, E>,
-) -> Result<T, E> {
-    BATCH.with(|b| match b.try_borrow_mut() {
-        Ok(mut b) => match b.as_mut() {
-            Some(batch) => batch.write(f),
-            None => Err(StoreError::Nested.into()),
-        },
-        Err(_) => Err(StoreError::Nested.into()),
-    })
-}
-
-/// Runs a read of the operation being run on this thread's batch connection.
-pub(super) fn read_in_batch<T, E: From<StoreError>>(
-    f: impl FnOnce(&Connection) -> Result<T, E>,
-) -> Result<T, E> {
-    BATCH.with(|b| match b.try_borrow() {
-        Ok(b) => match b.as_ref() {
-            Some(batch) => {
-                if let Some(why) = &batch.aborted {
-                    return Err(StoreError::CommitFailed(why.clone()).into());
-                }
-                f(&batch.conn)
-            }
-            None => Err(StoreError::Nested.into()),
-        },
-        Err(_) => Err(StoreError::Nested.into()),
-    })
 }
 
 impl Shared {
@@ -257,85 +172,6 @@ impl Shared {
         lock(&self.slot).conn = Some(conn);
         self.free.notify_all();
     }
-
-    /// Runs one batch: every job in the shared transaction, one COMMIT, then the results.
-    fn run_batch(&self, store: u64, jobs: Vec<Job>) {
-        // The store was closed: the operations are dropped and their callers told so.
-        let Some(conn) = self.take() else {
-            return;
-        };
-        let began = exec(&conn, "BEGIN IMMEDIATE");
-        BATCH.with(|b| {
-            *b.borrow_mut() = Some(Batch {
-                store,
-                conn,
-                wrote: false,
-                dirty: false,
-                aborted: began
-                    .err()
-                    .map(|e| format!("could not begin a transaction: {e}")),
-            });
-        });
-        let mut finishes = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            // Whether this operation may depend on uncommitted writes: its own, or those
-            // of earlier operations it may have read. If the batch does not commit, such
-            // an operation's answer is void and it gets the failure instead.
-            let dirty_before = BATCH.with(|b| {
-                b.borrow_mut().as_mut().is_some_and(|batch| {
-                    batch.wrote = false;
-                    batch.dirty
-                })
-            });
-            // A panicking operation drops its reply channel (its caller sees the write
-            // abandoned); the writes it had finished stay in the batch like any other.
-            let finish = catch_unwind(AssertUnwindSafe(job));
-            let wrote = BATCH.with(|b| {
-                b.borrow_mut().as_mut().is_some_and(|batch| {
-                    batch.notice_abort();
-                    batch.wrote
-                })
-            });
-            match finish {
-                Ok(finish) => finishes.push((finish, wrote, dirty_before || wrote)),
-                Err(payload) => tracing::error!(
-                    panic = panic_message(payload.as_ref()),
-                    "a store operation panicked; its caller is told the write was abandoned"
-                ),
-            }
-        }
-        let Some(Batch { conn, aborted, .. }) = BATCH.with(|b| b.borrow_mut().take()) else {
-            return;
-        };
-        let result = match aborted {
-            Some(why) => {
-                if !conn.is_autocommit() {
-                    rollback(&conn);
-                }
-                Err(why)
-            }
-            None => match exec(&conn, "COMMIT") {
-                Ok(()) => Ok(()),
-                Err(e) => {
-                    // A failed COMMIT may have ended the transaction already (disk full).
-                    if !conn.is_autocommit() {
-                        rollback(&conn);
-                    }
-                    Err(describe(&e))
-                }
-            },
-        };
-        self.give_back(conn);
-        self.batches.fetch_add(1, Ordering::Relaxed);
-        self.members
-            .fetch_add(finishes.len() as u64, Ordering::Relaxed);
-        if result.is_ok() && finishes.iter().any(|(_, wrote, _)| *wrote) {
-            self.committed();
-        }
-        for (finish, _, depends) in finishes {
-            finish(if depends { result.clone() } else { Ok(()) });
-        }
-    }
 }
 
 /// The writer thread of one store.
@@ -403,66 +239,6 @@ pub(super) fn job<T: Send + 'static>(
             let _ = reply.send(committed.map(|()| out).map_err(StoreError::CommitFailed));
         })
     })
-}
-
-/// Runs `f` in a SAVEPOINT: released if `f` returns `Ok`, rolled back on `Err` or if
-/// `f` panics. The statements are prepared once per connection (cached), not per write.
-fn run_in_savepoint<T, E: From<StoreError>>(
-    conn: &Connection,
-    f: impl FnOnce(&Connection) -> Result<T, E>,
-) -> Result<T, E> {
-    exec(conn, "SAVEPOINT w")?;
-    let mut open = Savepoint { conn, open: true };
-    let out = f(conn)?;
-    exec(conn, "RELEASE w")?;
-    open.open = false;
-    Ok(out)
-}
-
-/// Rolls its savepoint back unless released (the write failed or panicked).
-struct Savepoint<'c> {
-    conn: &'c Connection,
-    open: bool,
-}
-
-impl Drop for Savepoint<'_> {
-    fn drop(&mut self) {
-        if self.open {
-            // After an aborting error SQLite has already rolled back; these then fail.
-            // If undoing this write fails while the transaction lives, the whole
-            // transaction goes: better the batch fails than keeps half a write.
-            let undone =
-                exec(self.conn, "ROLLBACK TO w").and_then(|()| exec(self.conn, "RELEASE w"));
-            if undone.is_err() && !self.conn.is_autocommit() {
-                let _ = exec(self.conn, "ROLLBACK");
-            }
-        }
-    }
-}
-
-/// Ends a batch that will not commit. If even that fails, the next BEGIN fails too and
-/// fails that batch; it is logged so that the cause is not lost.
-fn rollback(conn: &Connection) {
-    if let Err(e) = exec(conn, "ROLLBACK") {
-        tracing::error!(error = %describe(&e), "could not roll back a failed batch");
-    }
-}
-
-/// The text of a panic's payload, for the log.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
-    payload
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(no message)")
-}
-
-/// An error with its SQLite cause, for the members of a failed batch.
-fn describe(e: &StoreError) -> String {
-    match e {
-        StoreError::Sqlite(cause) => cause.to_string(),
-        other => other.to_string(),
-    }
 }
 
 /// `f` in its own `BEGIN IMMEDIATE` ... COMMIT; `Err` from `f` rolls back.

@@ -1,0 +1,231 @@
+//! Checking the chain: every event against its hash and its predecessor, on one thread
+//! ([`verify`]) or with the chain cut into ranges checked on several ([`verify_store`]).
+
+use serde::Serialize;
+
+use super::{Fields, GENESIS, issuance};
+use crate::store::audit as stored;
+use crate::store::{Store, StoreError, Tx};
+
+/// The chain is broken at `seq`.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// A stored event does not match its hash or its predecessor.
+    #[error("audit log broken at event {seq}: {why}")]
+    Broken { seq: i64, why: String },
+    /// The database could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a successful verification saw.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verified {
+    /// Number of events.
+    pub events: i64,
+    /// Hash of the newest event (the head).
+    pub head: String,
+}
+
+/// Recomputes the whole chain, then checks that every `certificate.issued` event is
+/// preceded by its request and approvals; the error names the first bad event.
+pub fn verify(tx: &Tx<'_>) -> Result<Verified, AuditError> {
+    let span = verify_span(tx, 1, i64::MAX, Some(GENESIS))?;
+    issuance::check(tx, span.events)?;
+    Ok(Verified {
+        events: span.events,
+        head: span.last_hash,
+    })
+}
+
+/// [`verify`] over a store, with the chain cut into ranges checked on several threads
+/// (each event can be checked from its own stored `prev_hash`; only the links between
+/// ranges are checked afterwards). Events appended meanwhile are not looked at.
+pub fn verify_store(store: &Store) -> Result<Verified, AuditError> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    verify_parallel(store, threads, 20_000)
+}
+
+/// [`verify_store`] with the number of threads, and the chain length below which one
+/// thread does it all.
+pub(super) fn verify_parallel(
+    store: &Store,
+    threads: usize,
+    min_events: i64,
+) -> Result<Verified, AuditError> {
+    let last = store.read(stored::last_seq)?;
+    let threads = threads as i64;
+    if threads < 2 || last < min_events.max(1) {
+        return store.read(verify);
+    }
+    let per = last / threads + 1;
+    // A short chain can leave the last range empty; an empty range has no link to check.
+    let ranges: Vec<(i64, i64)> = (0..threads)
+        .map(|i| (i * per + 1, ((i + 1) * per).min(last)))
+        .filter(|(lo, hi)| lo <= hi)
+        .collect();
+    let (spans, issuances) = std::thread::scope(|scope| {
+        // The issuance check needs the chain in order, so it runs alongside the ranges.
+        let issuances = scope.spawn(move || store.read(|c| issuance::check(c, last)));
+        let handles: Vec<_> = ranges
+            .iter()
+            .map(|&(lo, hi)| {
+                let first = (lo == 1).then_some(GENESIS);
+                scope.spawn(move || store.read(|c| verify_span(c, lo, hi, first)))
+            })
+            .collect();
+        let panicked = || AuditError::Broken {
+            seq: 0,
+            why: "verifier thread panicked".into(),
+        };
+        let spans: Vec<Result<Span, AuditError>> = handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(panicked())))
+            .collect();
+        (spans, issuances.join().unwrap_or_else(|_| Err(panicked())))
+    });
+    // A broken hash chain is reported first: what it says of issuances is not evidence.
+    let verified = first_break(&ranges, spans)?;
+    issuances?;
+    Ok(verified)
+}
+
+/// Joins range results: the earliest broken event wins, including broken links between
+/// ranges; a storage error is returned as is.
+fn first_break(
+    ranges: &[(i64, i64)],
+    spans: Vec<Result<Span, AuditError>>,
+) -> Result<Verified, AuditError> {
+    let mut earliest: Option<AuditError> = None;
+    let mut keep = |e: AuditError| match (&earliest, &e) {
+        (Some(AuditError::Broken { seq: old, .. }), AuditError::Broken { seq: new, .. })
+            if old <= new => {}
+        _ => earliest = Some(e),
+    };
+    let mut prev: Option<&Span> = None;
+    let mut events = 0;
+    for (i, span) in spans.iter().enumerate() {
+        match span {
+            Err(AuditError::Store(_)) => {
+                return Err(spans.into_iter().nth(i).and_then(Result::err).unwrap_or(
+                    AuditError::Broken {
+                        seq: 0,
+                        why: "storage".into(),
+                    },
+                ));
+            }
+            Err(AuditError::Broken { seq, why }) => keep(AuditError::Broken {
+                seq: *seq,
+                why: why.clone(),
+            }),
+            Ok(s) => {
+                if let Some(p) = prev
+                    && s.first_prev != p.last_hash
+                {
+                    keep(AuditError::Broken {
+                        seq: ranges[i].0,
+                        why: "prev_hash does not match the previous event's hash".into(),
+                    });
+                }
+                events += s.events;
+            }
+        }
+        prev = span.as_ref().ok();
+    }
+    match (earliest, spans.last()) {
+        (Some(e), _) => Err(e),
+        (None, Some(Ok(last))) => Ok(Verified {
+            events,
+            head: last.last_hash.clone(),
+        }),
+        (None, _) => Ok(Verified {
+            events: 0,
+            head: GENESIS.to_owned(),
+        }),
+    }
+}
+
+/// One verified range of the chain.
+struct Span {
+    /// `prev_hash` of its first event.
+    first_prev: String,
+    /// `hash` of its last event.
+    last_hash: String,
+    /// Events in it.
+    events: i64,
+}
+
+/// Checks events `lo..=hi`, all of which must exist (up to the end when `hi` is
+/// `i64::MAX`); `expected_prev`, when given, must be the first event's `prev_hash`.
+fn verify_span(
+    tx: &Tx<'_>,
+    lo: i64,
+    hi: i64,
+    expected_prev: Option<&str>,
+) -> Result<Span, AuditError> {
+    let mut expected_prev: Option<String> = expected_prev.map(str::to_owned);
+    let mut first_prev: Option<String> = None;
+    let mut expected_seq = lo;
+    let mut buf = Vec::with_capacity(1024);
+    let mut hex_buf = [0u8; 64];
+    stored::scan(tx, lo, hi, |row| {
+        let seq = row.seq;
+        let broken = |why: &str| AuditError::Broken {
+            seq,
+            why: why.to_owned(),
+        };
+        if seq != expected_seq {
+            return Err(AuditError::Broken {
+                seq: expected_seq,
+                why: format!("event missing (next stored event is {seq})"),
+            });
+        }
+        if expected_prev.as_deref().is_some_and(|p| p != row.prev_hash) {
+            return Err(broken("prev_hash does not match the previous event's hash"));
+        }
+        if first_prev.is_none() {
+            first_prev = Some(row.prev_hash.to_owned());
+        }
+        let fields = Fields {
+            seq,
+            at: row.at,
+            actor: row.actor,
+            action: row.action,
+            request_id: row.request_id,
+            serial: row.serial,
+            detail: row.detail,
+        };
+        let digest = fields.digest(row.prev_hash, &mut buf);
+        // Encoding 32 bytes into a 64-byte buffer cannot fail.
+        let _ = hex::encode_to_slice(digest, &mut hex_buf);
+        if row.hash.as_bytes() != hex_buf {
+            return Err(broken(
+                "content does not match its hash (the event was altered)",
+            ));
+        }
+        let next = expected_prev.get_or_insert_with(String::new);
+        next.clear();
+        next.push_str(row.hash);
+        expected_seq += 1;
+        Ok(())
+    })?;
+    if hi != i64::MAX && expected_seq <= hi {
+        return Err(AuditError::Broken {
+            seq: expected_seq,
+            why: "event missing".into(),
+        });
+    }
+    let events = expected_seq - lo;
+    let genesis = || GENESIS.to_owned();
+    Ok(Span {
+        first_prev: first_prev.unwrap_or_else(genesis),
+        last_hash: if events == 0 {
+            genesis()
+        } else {
+            expected_prev.unwrap_or_else(genesis)
+        },
+        events,
+    })
+}

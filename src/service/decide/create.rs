@@ -1,0 +1,213 @@
+//! Creating a pending request: the checks before it and its row.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::{Attempt, flatten, refuse};
+use crate::audit::{self, NewEvent, RequestCreated};
+use crate::names::{Principal, RequestId, RoleName, Text, UserName};
+use crate::policy::Role;
+use crate::policy::rules::{self, Refusal};
+use crate::pubkey::SubjectKey;
+use crate::service::{RequestView, Service, ServiceError, unix, view};
+use crate::store::Tx;
+use crate::store::requests::{self as rq, RequestRow, Status};
+
+/// A request as parsed at the edge.
+#[derive(Debug, Clone)]
+pub struct NewRequest {
+    pub role: RoleName,
+    pub public_key: SubjectKey,
+    pub reason: Text,
+    pub ttl: Option<Duration>,
+}
+
+/// A request as asked for and checked, before it has an id.
+#[derive(Clone, Copy)]
+struct Asked<'a> {
+    actor: &'a UserName,
+    role: &'a Role,
+    req: &'a NewRequest,
+    ttl: Duration,
+    principals: &'a [Principal],
+}
+
+impl Service {
+    /// Creates a pending request for `actor`.
+    pub fn create_request(
+        &self,
+        actor: &UserName,
+        req: NewRequest,
+    ) -> Result<RequestView, ServiceError> {
+        let config = self.config();
+        let policy = &config.policy;
+        let role = policy
+            .roles
+            .get(&req.role)
+            .ok_or_else(|| ServiceError::Invalid(format!("unknown role {}", req.role)))?;
+        let ttl = rules::certificate_ttl(role, req.ttl).map_err(ServiceError::Invalid)?;
+        self.check_subject_key(actor, &req.public_key)?;
+        let principals = role
+            .principals_for(actor)
+            .map_err(|e| ServiceError::Invalid(format!("role {}: {e}", role.name)))?;
+        let now = self.now();
+        let limit = config.requests.max_pending_per_user;
+        flatten(self.store.write(|tx| {
+            self.require_enabled(tx, actor)?;
+            // Counted inside the transaction: racing creates cannot pass the limit together.
+            if rq::pending_count(tx, actor, unix(now))? >= limit {
+                return Ok(Err(ServiceError::TooManyPending { limit }));
+            }
+            if let Err(r) = rules::requester_must_be_listed(policy, role, actor) {
+                return refuse(
+                    tx,
+                    now,
+                    &Attempt {
+                        actor,
+                        what: "request.create",
+                        request: None,
+                        role: &role.name,
+                    },
+                    r,
+                );
+            }
+            let rivals: Vec<_> = policy.conflicting_roles(&role.name).into_iter().collect();
+            let holdings = rq::holdings(tx, actor, unix(now), self.held(), None, &rivals)?;
+            if let Err(r) = rules::no_conflicting_holding(policy, &role.name, actor, &holdings) {
+                let r = self.conflict_lifts(tx, now, r, None)?;
+                return refuse(
+                    tx,
+                    now,
+                    &Attempt {
+                        actor,
+                        what: "request.create",
+                        request: None,
+                        role: &role.name,
+                    },
+                    r,
+                );
+            }
+            let asked = Asked {
+                actor,
+                role,
+                req: &req,
+                ttl,
+                principals: &principals,
+            };
+            let row = self.new_row(tx, now, &asked)?;
+            rq::insert(tx, &row)?;
+            audit::append(
+                tx,
+                now,
+                &NewEvent {
+                    actor: actor.as_str(),
+                    request_id: Some(row.id.as_str()),
+                    serial: None,
+                    event: RequestCreated {
+                        role: row.role.to_string(),
+                        reason: row.reason.clone(),
+                        ttl_seconds: row.ttl_seconds,
+                        principals: row.principals.clone(),
+                        public_key_fingerprint: row.key_fingerprint.clone(),
+                        role_digest: row.role_digest.clone(),
+                        expires_at: view::rfc3339(row.expires_at),
+                    }
+                    .into(),
+                },
+            )?;
+            // A new request has no approvals and no certificate yet: nothing to read back.
+            // Its requester was just checked to be enabled, in this transaction.
+            Ok(Ok(view::assemble(
+                policy,
+                row,
+                Vec::new(),
+                None,
+                false,
+                now,
+            )))
+        }))
+    }
+
+    /// A `sod_conflict` through a certificate revoked (or given back) less than
+    /// `revocation_grace` ago, told when it lifts; any other refusal as it is.
+    pub(in crate::service) fn conflict_lifts(
+        &self,
+        tx: &Tx<'_>,
+        now: DateTime<Utc>,
+        refusal: Refusal,
+        except: Option<&RequestId>,
+    ) -> Result<Refusal, ServiceError> {
+        Ok(match refusal {
+            Refusal::SodConflict {
+                user,
+                role,
+                held,
+                reason,
+                lifts_at: None,
+            } => {
+                let lifts =
+                    rq::revoked_hold_lifts(tx, &user, &held, unix(now), self.held(), except)?;
+                Refusal::SodConflict {
+                    user,
+                    role,
+                    held,
+                    reason,
+                    lifts_at: lifts.map(view::rfc3339),
+                }
+            }
+            other => other,
+        })
+    }
+
+    fn check_subject_key(&self, actor: &UserName, key: &SubjectKey) -> Result<(), ServiceError> {
+        if self.ca.is_ca_key(key) {
+            return Err(ServiceError::Invalid(
+                "the CA key cannot be certified".into(),
+            ));
+        }
+        // Refused before anything is written, as bad input (`invalid_request`); checked
+        // again at signing, where a changed config ends the request `key_not_allowed`.
+        rules::key_must_be_requesters(&self.config().policy, actor, key)
+            .map_err(|r| ServiceError::Invalid(r.to_string()))
+    }
+
+    /// The row of a new pending request, under an id not taken yet.
+    fn new_row(
+        &self,
+        tx: &Tx<'_>,
+        now: DateTime<Utc>,
+        asked: &Asked<'_>,
+    ) -> Result<RequestRow, ServiceError> {
+        let Asked {
+            actor,
+            role,
+            req,
+            ttl,
+            principals,
+        } = *asked;
+        let mut id = RequestId::new_at(unix(now), &mut rand::rng());
+        while rq::exists(tx, &id)? {
+            id = RequestId::new_at(unix(now), &mut rand::rng());
+        }
+        let pending_ttl = self.config().requests.pending_ttl.as_secs() as i64;
+        Ok(RequestRow {
+            id,
+            role: role.name.clone(),
+            requester: actor.clone(),
+            reason: req.reason.as_str().to_owned(),
+            ttl_seconds: ttl.as_secs() as i64,
+            public_key: req.public_key.to_openssh(),
+            key_fingerprint: req.public_key.fingerprint(),
+            principals: principals.iter().map(|p| p.as_str().to_owned()).collect(),
+            role_digest: role.digest(),
+            status: Status::Pending,
+            created_at: unix(now),
+            expires_at: unix(now) + pending_ttl,
+            decided_at: None,
+            decided_by: None,
+            decision_code: None,
+            decision_note: None,
+        })
+    }
+}

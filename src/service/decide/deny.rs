@@ -1,0 +1,108 @@
+//! Ending a pending request without a certificate: denied by an approver, or cancelled
+//! by its requester.
+
+use super::{Attempt, cancel_pending, decided, flatten, refuse, still_pending};
+use crate::audit::{self, NewEvent, RequestDenied};
+use crate::names::{RequestId, Text, UserName};
+use crate::policy::rules::Refusal;
+use crate::service::{RequestView, Service, ServiceError, unix, view};
+use crate::store::requests::{self as rq, Status};
+
+impl Service {
+    /// Denies a pending request; only someone who could approve it may.
+    pub fn deny(
+        &self,
+        actor: &UserName,
+        id: &RequestId,
+        reason: Text,
+    ) -> Result<RequestView, ServiceError> {
+        let config = self.config();
+        let policy = &config.policy;
+        let now = self.now();
+        flatten(self.store.write(|tx| {
+            self.require_enabled(tx, actor)?;
+            let row = self.visible(tx, actor, id)?;
+            if actor == &row.requester {
+                return Ok(Err(ServiceError::Forbidden(
+                    "you cannot deny your own request; cancel it instead".into(),
+                )));
+            }
+            let may = policy
+                .roles
+                .get(&row.role)
+                .is_some_and(|role| policy.may_decide(actor, role));
+            if !may {
+                let r = Refusal::NotAnApprover {
+                    user: actor.clone(),
+                    role: row.role.clone(),
+                };
+                return refuse(
+                    tx,
+                    now,
+                    &Attempt {
+                        actor,
+                        what: "request.deny",
+                        request: Some(id),
+                        role: &row.role,
+                    },
+                    r,
+                );
+            }
+            if let Err(e) = still_pending(tx, now, actor, "request.deny", &row)? {
+                return Ok(Err(e));
+            }
+            decided(rq::decide(
+                tx,
+                id,
+                &rq::Decision {
+                    status: Status::Denied,
+                    at: unix(now),
+                    by: actor.as_str(),
+                    code: Some("denied"),
+                    note: Some(reason.as_str()),
+                },
+            )?)?;
+            audit::append(
+                tx,
+                now,
+                &NewEvent {
+                    actor: actor.as_str(),
+                    request_id: Some(id.as_str()),
+                    serial: None,
+                    event: RequestDenied {
+                        role: row.role.to_string(),
+                        requester: row.requester.to_string(),
+                        reason: reason.as_str().to_owned(),
+                    }
+                    .into(),
+                },
+            )?;
+            let row = rq::get(tx, id)?
+                .ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
+            Ok(Ok(view::request(tx, policy, row, now)?))
+        }))
+    }
+
+    /// Cancels one's own pending request.
+    pub fn cancel(&self, actor: &UserName, id: &RequestId) -> Result<RequestView, ServiceError> {
+        let config = self.config();
+        let policy = &config.policy;
+        let now = self.now();
+        flatten(self.store.write(|tx| {
+            self.require_enabled(tx, actor)?;
+            let row = self.visible(tx, actor, id)?;
+            if actor != &row.requester {
+                return Ok(Err(ServiceError::Forbidden(
+                    "only the requester may cancel a request".into(),
+                )));
+            }
+            if let Err(e) = still_pending(tx, now, actor, "request.cancel", &row)? {
+                return Ok(Err(e));
+            }
+            decided(cancel_pending(tx, now, actor, &row, None)?)?;
+            let row = rq::get(tx, id)?
+                .ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
+            Ok(Ok(view::request(tx, policy, row, now)?))
+        }))
+    }
+}

@@ -1,0 +1,174 @@
+//! The read operations: one request, a page of them, a certificate, the audit log, who
+//! the caller is, and whether storage answers. None of them writes (except the
+//! best-effort expiry before a list).
+
+use super::{RequestView, Service, ServiceError, WhoAmI, view};
+use crate::audit;
+use crate::names::{RequestId, RoleName, UserName};
+use crate::policy::rules;
+use crate::store::Tx;
+use crate::store::certificates as certs;
+use crate::store::requests::{self as rq, Status};
+use crate::store::users as disabled;
+
+impl Service {
+    /// Who the caller is and what they may do.
+    pub fn whoami(&self, actor: &UserName) -> Result<WhoAmI, ServiceError> {
+        let is_disabled = self.store.read(|tx| disabled::is_disabled(tx, actor))?;
+        Ok(view::whoami(&self.config().policy, actor, is_disabled))
+    }
+
+    /// One request, if the caller may see it.
+    ///
+    /// A read only: a pending request past its deadline shows as `expired` here, and the
+    /// expiry sweep (or the next attempt to act on it) records that durably.
+    pub fn get(&self, actor: &UserName, id: &RequestId) -> Result<RequestView, ServiceError> {
+        let now = self.now();
+        self.store.read(|tx| {
+            let row = self.visible(tx, actor, id)?;
+            view::request(tx, &self.config().policy, row, now)
+        })
+    }
+
+    /// Requests the caller may see (own, those they may approve; admins all), newest
+    /// first: at most `limit` (1 to [`LIST_LIMIT`]), starting after request `after`
+    /// (which the caller must be able to see) when given.
+    pub fn list(
+        &self,
+        actor: &UserName,
+        status: Option<Status>,
+        after: Option<&RequestId>,
+        limit: u32,
+    ) -> Result<ListPage, ServiceError> {
+        if !(1..=LIST_LIMIT).contains(&limit) {
+            return Err(ServiceError::Invalid(format!(
+                "limit must be between 1 and {LIST_LIMIT}"
+            )));
+        }
+        // Best effort: a list is a read, and must work while writes cannot (disk full,
+        // another process holding the write lock). Overdue requests show as expired
+        // either way; the background sweep records them.
+        if let Err(e) = self.expire_overdue() {
+            // Debug keeps the cause (SQLite's message); Display says only "database error".
+            tracing::warn!(
+                error = ?e,
+                "could not expire overdue requests before a list; listing anyway"
+            );
+        }
+        let config = self.config();
+        let policy = &config.policy;
+        // Non-admins: their own requests and those of roles they may approve, chosen by
+        // the store before the limit (filtering the newest 10,000 of everyone's
+        // afterwards hid a user's older requests once others had made 10,000 newer ones).
+        let approvable: Vec<RoleName> = policy
+            .roles
+            .values()
+            .filter(|r| policy.approves_for(actor, r))
+            .map(|r| r.name.clone())
+            .collect();
+        let admin = policy.is_admin(actor);
+        let now = self.now();
+        self.store.read(|tx| {
+            let cursor = match after {
+                Some(id) => Some(rq::Cursor::after(&self.visible(tx, actor, id)?)),
+                None => None,
+            };
+            // One more than asked tells whether another page follows.
+            let mut rows = if admin {
+                rq::list(tx, status, cursor.as_ref(), limit + 1)?
+            } else {
+                rq::list_visible(tx, status, actor, &approvable, cursor.as_ref(), limit + 1)?
+            };
+            let more = rows.len() > limit as usize;
+            rows.truncate(limit as usize);
+            let next = more.then(|| rows.last().map(|r| r.id.clone())).flatten();
+            let requests = rows
+                .into_iter()
+                .map(|row| view::request(tx, policy, row, now))
+                .collect::<Result<_, _>>()?;
+            Ok(ListPage { requests, next })
+        })
+    }
+
+    /// The issued certificate line; only the requester may fetch it.
+    pub fn certificate(&self, actor: &UserName, id: &RequestId) -> Result<String, ServiceError> {
+        self.store.read(|tx| {
+            // The one read that hands out a credential: a waiting SSH `request` fetches it
+            // after its user may have been disabled.
+            self.require_enabled(tx, actor)?;
+            let row = self.visible(tx, actor, id)?;
+            if &row.requester != actor {
+                return Err(ServiceError::Forbidden(
+                    "only the requester may fetch the certificate".into(),
+                ));
+            }
+            match certs::for_request(tx, id)? {
+                Some(c) => Ok(c.certificate),
+                None => Err(ServiceError::Conflict {
+                    code: crate::error_code::ErrorCode::NotIssued,
+                    message: format!(
+                        "request {id} is {}, no certificate was issued",
+                        row.status.as_str()
+                    ),
+                }),
+            }
+        })
+    }
+
+    /// Audit events (admins only).
+    pub fn audit_events(
+        &self,
+        actor: &UserName,
+        filter: &audit::Filter,
+    ) -> Result<Vec<audit::Event>, ServiceError> {
+        self.require_admin(actor, "read the audit log")?;
+        Ok(self.store.read(|tx| audit::query(tx, filter))?)
+    }
+
+    /// Recomputes the audit chain (admins only over the API; the CLI runs it locally).
+    pub fn audit_verify(&self, actor: Option<&UserName>) -> Result<audit::Verified, ServiceError> {
+        if let Some(actor) = actor {
+            self.require_admin(actor, "read the audit log")?;
+        }
+        Ok(audit::verify_store(&self.store)?)
+    }
+
+    /// Whether the database answers a read of the audit log's head: what `/v1/health`
+    /// reports, so that a server whose storage has failed does not look healthy.
+    pub fn check_storage(&self) -> Result<(), ServiceError> {
+        self.store.read(crate::store::audit::last_seq)?;
+        Ok(())
+    }
+
+    /// The request `id` if `actor` may see it; otherwise not found, so ids of other
+    /// people's requests are not confirmed to exist.
+    pub(super) fn visible(
+        &self,
+        tx: &Tx<'_>,
+        actor: &UserName,
+        id: &RequestId,
+    ) -> Result<rq::RequestRow, ServiceError> {
+        let config = self.config();
+        let policy = &config.policy;
+        match rq::get(tx, id)? {
+            Some(row)
+                if rules::may_view(policy, policy.roles.get(&row.role), &row.requester, actor) =>
+            {
+                Ok(row)
+            }
+            _ => Err(ServiceError::NotFound(format!("no request {id}"))),
+        }
+    }
+}
+
+/// Most requests one page of a list returns (and the default page size).
+pub const LIST_LIMIT: u32 = 10_000;
+
+/// One page of [`Service::list`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ListPage {
+    pub requests: Vec<RequestView>,
+    /// When more requests follow: the id to pass as `after` for the next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<RequestId>,
+}

@@ -1,0 +1,163 @@
+//! Group commit: many writers, one COMMIT, each writer's work all-or-nothing.
+
+use super::*;
+
+#[test]
+fn submitted_operations_share_commits_and_a_failure_undoes_only_its_own_write() {
+    let (_dir, store) = store();
+    // The first operation holds its batch open until all the others are queued, so
+    // they must all land in the second batch: exactly two COMMITs.
+    let s = store.clone();
+    let (first, release) = hold_a_batch(&store, move || insert(&s, 0, Some("first")));
+    let mut pending = Vec::new();
+    for k in 1..200 {
+        let s = store.clone();
+        pending.push(store.submit(move || {
+            // Every tenth operation makes a write that fails after inserting its row:
+            // that write must vanish, nobody else's.
+            insert(&s, k, Some("x"))?;
+            if k % 10 == 0 {
+                s.write(|c| {
+                    c.sql()
+                        .execute("INSERT INTO t (k, v) VALUES (?1, 'y')", [k + 1000])?;
+                    c.sql()
+                        .execute("INSERT INTO t (k, v) VALUES (?1, NULL)", [k + 2000])?;
+                    Ok::<_, StoreError>(())
+                })?;
+            }
+            Ok(())
+        }));
+    }
+    release.send(()).unwrap();
+    let results: Vec<_> = block_on(async {
+        let mut out = vec![first.await];
+        for p in pending {
+            out.push(p.await);
+        }
+        out
+    });
+    for (k, r) in results.iter().enumerate() {
+        // The failing write's error reaches its operation; its first insert stays.
+        assert_eq!(
+            r.as_ref().is_ok_and(|r| r.is_err()),
+            k > 0 && k % 10 == 0,
+            "{k}"
+        );
+    }
+    assert_eq!(
+        count(&store),
+        200,
+        "one row per operation, none of the failed writes"
+    );
+    assert_eq!(store.writer.batches.load(Ordering::Relaxed), 2);
+    assert_eq!(store.writer.members.load(Ordering::Relaxed), 200);
+}
+
+#[test]
+fn an_operation_reads_its_own_writes_and_others_see_them_only_after_commit() {
+    let (_dir, store) = store();
+    let s = store.clone();
+    let results = submit_all(
+        &store,
+        vec![Box::new(move || {
+            insert(&s, 1, Some("mine"))?;
+            let inside: i64 = s.read(|c| {
+                Ok::<_, StoreError>(
+                    c.sql()
+                        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))?,
+                )
+            })?;
+            // Another thread reads committed data only: not yet this row.
+            let s2 = s.clone();
+            let outside = std::thread::spawn(move || count(&s2)).join().unwrap();
+            Ok::<_, StoreError>((inside, outside))
+        })],
+    );
+    assert_eq!(results[0].as_ref().unwrap().as_ref().unwrap(), &(1, 0));
+    assert_eq!(count(&store), 1);
+}
+
+#[test]
+fn commits_wake_subscribers_after_the_data_is_readable() {
+    let (_dir, store) = store();
+    // A subscriber on its own thread reads as soon as it is woken: the row must already
+    // be there (a notification sent before COMMIT would find 0 rows).
+    let watch = |store: &Arc<Store>| {
+        let mut commits = store.subscribe_commits();
+        commits.mark_unchanged();
+        let store = store.clone();
+        std::thread::spawn(move || {
+            block_on(async {
+                commits.changed().await.unwrap();
+            });
+            count(&store)
+        })
+    };
+    let woken = watch(&store);
+    let s = store.clone();
+    submit_all(&store, vec![Box::new(move || insert(&s, 7, Some("x")))])
+        .remove(0)
+        .unwrap()
+        .unwrap();
+    assert_eq!(woken.join().unwrap(), 1);
+    // A write made alone (e.g. by an operator command in-process) wakes them too.
+    let woken = watch(&store);
+    insert(&store, 8, Some("y")).unwrap();
+    assert_eq!(woken.join().unwrap(), 2);
+}
+
+#[test]
+fn dropping_the_store_closes_the_database_cleanly() {
+    let (dir, store) = store();
+    let s = store.clone();
+    submit_all(&store, vec![Box::new(move || insert(&s, 1, Some("x")))])
+        .remove(0)
+        .unwrap()
+        .unwrap();
+    let _ = count(&store);
+    drop(store);
+    // The last connection checkpointed and removed the WAL: the file alone has it all.
+    assert!(!dir.path().join("db-wal").exists());
+    let conn = Connection::open(dir.path().join("db")).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn when_a_batch_is_lost_every_answer_that_could_depend_on_it_is_an_error() {
+    let (_dir, store) = store();
+    limit_growth(&store, 4);
+    let read = |s: &Arc<Store>| -> Result<i64, StoreError> {
+        s.read(|c| {
+            Ok(c.sql()
+                .query_row("SELECT count(*) FROM t", [], |r| r.get(0))?)
+        })
+    };
+    // One batch, in this order: a read before any write; a small write; a read that
+    // sees it; a write too big for the disk, which makes SQLite drop the transaction.
+    let s = store.clone();
+    let (first, release) = hold_a_batch(&store, move || read(&s));
+    let s = store.clone();
+    let small = store.submit(move || insert(&s, 1, Some("x")).map(|()| 1));
+    let s = store.clone();
+    let after = store.submit(move || read(&s));
+    let s = store.clone();
+    let big = store.submit(move || insert(&s, 2, Some(&"x".repeat(200_000))).map(|()| 2));
+    release.send(()).unwrap();
+    let (first, small, after, big) =
+        block_on(async { (first.await, small.await, after.await, big.await) });
+    assert_eq!(
+        first.unwrap().unwrap(),
+        0,
+        "read before any write: committed state"
+    );
+    assert!(small.is_err(), "its write was lost: {small:?}");
+    assert!(
+        after.is_err(),
+        "it answered from a write that was lost: {after:?}"
+    );
+    assert!(matches!(big, Ok(Err(_)) | Err(_)), "{big:?}");
+    assert_eq!(count(&store), 0);
+}

@@ -1,0 +1,100 @@
+//! Opening a database: migrating an old schema, and reading a current one without
+//! taking the write lock.
+
+use super::*;
+
+#[test]
+fn migrating_a_version_2_database_keeps_every_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        for sql in &super::migrations::MIGRATIONS[..2] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.execute_batch(
+            "INSERT INTO requests (id, role, requester, reason, ttl_seconds, public_key, \
+             key_fingerprint, principals, role_digest, status, created_at, expires_at) \
+             VALUES ('r-aaaaaaaaaaaa', 'prod-db', 'alice', 'x', 60, 'k', 'f', '[]', 'd', 'issued', \
+             1, 2); \
+             INSERT INTO certificates (serial, request_id, requester, role, key_id, valid_after, \
+             valid_before, certificate, revoked_at, revoked_by, revoke_reason, revoked_seq) \
+             VALUES (9223372036854775807, 'r-aaaaaaaaaaaa', 'alice', 'prod-db', 'kid', 1, 99, \
+             'cert', 5, 'bob', 'why', 1);",
+        )
+        .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    let row: (i64, String, Option<String>, i64) = store
+        .read(|c| {
+            Ok::<_, StoreError>(c.sql().query_row(
+                "SELECT serial, request_id, revoked_by, revoked_seq FROM certificates",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )?)
+        })
+        .unwrap();
+    assert_eq!(
+        row,
+        (i64::MAX, "r-aaaaaaaaaaaa".into(), Some("bob".into()), 1)
+    );
+    let version: i64 = store
+        .read(|c| Ok::<_, StoreError>(c.sql().query_row("PRAGMA user_version", [], |r| r.get(0))?))
+        .unwrap();
+    assert_eq!(version as usize, super::migrations::MIGRATIONS.len());
+    // The serial is still unique (the request exists, so only the serial can clash).
+    store
+        .write(|c| {
+            c.sql()
+                .execute(
+                    "INSERT INTO requests (id, role, requester, reason, ttl_seconds, public_key, \
+                 key_fingerprint, principals, role_digest, status, created_at, expires_at) \
+                 VALUES ('r-aaaaaaaaaaab', 'prod-db', 'alice', 'x', 60, 'k', 'f', '[]', 'd', \
+                 'issued', 1, 2)",
+                    [],
+                )
+                .map_err(StoreError::from)
+        })
+        .unwrap();
+    let dup = store.write(|c| {
+        c.sql().execute(
+            "INSERT INTO certificates (serial, request_id, requester, role, key_id, valid_after, \
+             valid_before, certificate) \
+             VALUES (9223372036854775807, 'r-aaaaaaaaaaab', 'a', 'r', 'k', 1, 2, 'c')",
+            [],
+        )
+        .map_err(StoreError::from)
+    });
+    let err = dup.unwrap_err().to_string();
+    assert!(
+        matches!(
+            store.read(|c| Ok::<_, StoreError>(c.sql().query_row(
+                "SELECT count(*) FROM certificates",
+                [],
+                |r| r.get::<_, i64>(0)
+            )?)),
+            Ok(1)
+        ),
+        "{err}"
+    );
+}
+
+/// Opening a database whose schema is current only reads it: operator commands (`audit
+/// verify`, `token create`) work while another process holds the write lock.
+#[test]
+fn opening_a_current_database_takes_no_write_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    drop(Store::open(&path).unwrap());
+    let holder = rusqlite::Connection::open(&path).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let started = std::time::Instant::now();
+    let store = Store::open(&path).unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    let version: i64 = store
+        .read(|c| Ok::<_, StoreError>(c.sql().query_row("PRAGMA user_version", [], |r| r.get(0))?))
+        .unwrap();
+    assert_eq!(version as usize, super::migrations::MIGRATIONS.len());
+    holder.execute_batch("ROLLBACK").unwrap();
+}
