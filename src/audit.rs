@@ -18,6 +18,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::names::Serial;
 pub use crate::store::audit::Filter;
 use crate::store::audit::{self as stored, RowRef};
 use crate::store::{StoreError, Tx};
@@ -39,7 +40,7 @@ pub struct NewEvent<'a> {
     /// The request it concerns.
     pub request_id: Option<&'a str>,
     /// The certificate serial it concerns.
-    pub serial: Option<u64>,
+    pub serial: Option<Serial>,
     /// What happened: the stored action and detail.
     pub event: AuditEvent,
 }

@@ -13,7 +13,8 @@
 //!   which never include key material. The file's text, the passphrase and the decrypted
 //!   key are zeroized when dropped (ssh-key zeroizes private keys on drop).
 //! - [`CertificateAuthority::sign`] always sets explicit principals (never "all principals
-//!   valid"), refuses an empty list, a zero serial and the CA's own key as subject, and puts
+//!   valid"), refuses an empty list and the CA's own key as subject (a zero serial cannot
+//!   be written: [`Serial`] is never 0), and puts
 //!   `force-command`/`source-address` in critical options, where sshd enforces them.
 //! - The key ID is built by the caller from validated server-side values only, because
 //!   sshd logs it unescaped.
@@ -31,7 +32,7 @@ use ssh_key::{Algorithm, Certificate, HashAlg, PrivateKey, PublicKey, SshSig};
 pub use agent::{AgentError, AgentSigner};
 
 use crate::config::CaSettings;
-use crate::names::Principal;
+use crate::names::{Principal, Serial};
 use crate::pubkey::SubjectKey;
 
 /// The comment of the CA keys countersign makes and of the public key it serves.
@@ -76,7 +77,7 @@ pub enum CaError {
 #[derive(Debug, Clone)]
 pub struct Grant<'a> {
     /// Random, non-zero, unique serial.
-    pub serial: u64,
+    pub serial: Serial,
     /// Key ID as sshd will log it.
     pub key_id: String,
     /// The key the certificate is for.
@@ -251,11 +252,6 @@ impl CertificateAuthority {
         if grant.principals.is_empty() {
             return Err(CaError::BadGrant("no principals".into()));
         }
-        if grant.serial == 0 {
-            return Err(CaError::BadGrant(
-                "serial 0 cannot be revoked by serial".into(),
-            ));
-        }
         if self.is_ca_key(grant.subject) {
             return Err(CaError::BadGrant("the subject is the CA key".into()));
         }
@@ -269,7 +265,7 @@ impl CertificateAuthority {
             grant.valid_before,
         )
         .map_err(CaError::Sign)?;
-        b.serial(grant.serial).map_err(CaError::Sign)?;
+        b.serial(grant.serial.get()).map_err(CaError::Sign)?;
         b.cert_type(CertType::User).map_err(CaError::Sign)?;
         b.key_id(grant.key_id.clone()).map_err(CaError::Sign)?;
         for p in grant.principals {

@@ -8,11 +8,13 @@
 mod ident;
 mod number;
 mod request_id;
+mod serial;
 mod text;
 
 pub use ident::{GroupName, Principal, RoleName, UserName};
-pub use number::{MAX_DURATION, parse_duration, parse_serial};
+pub use number::{MAX_DURATION, parse_duration};
 pub use request_id::RequestId;
+pub use serial::Serial;
 pub use text::Text;
 
 /// Why a piece of input was not accepted; the message names the rule it broke.

@@ -4,7 +4,7 @@
 //! which writes it to a channel: both show a request the same way. Pure functions of the
 //! service's views; no I/O.
 
-use crate::service::{RequestView, WhoAmI};
+use crate::service::{RequestView, Status, WhoAmI};
 
 /// Rows as left-aligned columns under a header, one line each.
 pub fn render_table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -40,7 +40,7 @@ pub fn request_rows(requests: &[RequestView]) -> Vec<Vec<String>> {
                 requester(r),
                 match r.certificate.as_ref().and_then(|c| c.revoked.as_ref()) {
                     Some(_) => format!("{} (revoked)", r.status),
-                    None => r.status.clone(),
+                    None => r.status.to_string(),
                 },
                 format!("{}/{}", r.approvals.len(), r.approvals_required),
                 r.created_at.clone(),
@@ -86,7 +86,7 @@ pub fn render_request_details(r: &RequestView) -> String {
         format!("public key   {}", r.public_key_fingerprint),
         format!("created      {}", r.created_at),
     ];
-    if r.status == "pending" {
+    if r.status == Status::Pending {
         lines.push(format!("expires      {}", r.expires_at));
     }
     for a in &r.approvals {
@@ -102,7 +102,7 @@ pub fn render_request_details(r: &RequestView) -> String {
             w.approvers.join(", ")
         ));
     }
-    if r.status != "pending" && r.status != "issued" {
+    if r.status != Status::Pending && r.status != Status::Issued {
         let by = r.decided_by.as_deref().unwrap_or("-");
         let note = r
             .decision_note
@@ -111,7 +111,7 @@ pub fn render_request_details(r: &RequestView) -> String {
             .unwrap_or_default();
         lines.push(format!(
             "ended        {} by {by}{note}",
-            r.decision_code.as_deref().unwrap_or(&r.status)
+            r.decision_code.as_deref().unwrap_or(r.status.as_str())
         ));
     }
     if let Some(c) = &r.certificate {
@@ -135,7 +135,7 @@ pub fn decision_summary(r: &RequestView) -> String {
             "{} {}: certificate serial {} valid until {}",
             r.id, r.status, c.serial, c.valid_before
         ),
-        None if r.status == "pending" => format!(
+        None if r.status == Status::Pending => format!(
             "{} pending: {} more approval(s) needed",
             r.id, r.approvals_needed
         ),

@@ -9,7 +9,7 @@ use ed25519_dalek::Signer;
 use serde::Serialize;
 
 use countersign::ca::{CertificateAuthority, Grant};
-use countersign::names::Principal;
+use countersign::names::{Principal, Serial};
 use countersign::pubkey::SubjectKey;
 
 /// Operations per second over a timed loop.
@@ -177,8 +177,11 @@ impl SigningDoor {
 
     fn sign(&mut self) {
         self.serial += 1;
+        let Some(serial) = Serial::new(self.serial) else {
+            unreachable!("the serial counts up from 1");
+        };
         let grant = Grant {
-            serial: self.serial,
+            serial,
             key_id: format!("countersign:r-aaaaaaaaaaaa:alice:prod-db:{}", self.serial),
             subject: &self.subject,
             principals: &self.principals,

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::extract::Query;
 use super::{Actor, ApiError, AppState, blocking};
 use crate::audit::Filter;
-use crate::names::{RequestId, parse_serial};
+use crate::names::{RequestId, Serial};
 
 /// Most events one call returns.
 pub const MAX_LIMIT: u32 = 10_000;
@@ -25,7 +25,7 @@ pub struct AuditQuery {
 
 impl AuditQuery {
     fn parse(self) -> Result<Filter, ApiError> {
-        let serial = self.serial.as_deref().map(parse_serial).transpose()?;
+        let serial = self.serial.as_deref().map(Serial::parse).transpose()?;
         let request_id = self.request.as_deref().map(RequestId::parse).transpose()?;
         let since = match self.since {
             Some(t) => Some(

@@ -10,8 +10,8 @@ use super::extract::{Json as JsonBody, OptionalJson, Query};
 use super::{Actor, ApiError, AppState, blocking, inline, submit};
 use crate::names::{RequestId, RoleName, Text, parse_duration};
 use crate::pubkey::SubjectKey;
+use crate::service::Status;
 use crate::service::{LIST_LIMIT, ListPage, NewRequest, RequestView};
-use crate::store::requests::Status;
 
 /// `POST /v1/requests` body.
 #[derive(Debug, Default, Deserialize)]

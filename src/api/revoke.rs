@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::extract::{Json as JsonBody, OptionalJson};
 use super::{Actor, ApiError, AppState, blocking, submit};
-use crate::names::{RequestId, Text, UserName, parse_serial};
+use crate::names::{RequestId, Serial, Text, UserName};
 use crate::service::RequestView;
 
 /// Body of the revoke endpoints.
@@ -41,10 +41,10 @@ pub async fn certificate_revoke(
     Path(serial): Path<String>,
     JsonBody(body): JsonBody<RevokeBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let serial = parse_serial(&serial)?;
+    let serial = Serial::parse(&serial)?;
     let reason = reason(&body.reason)?;
     let revoked = submit(&state, move |s| s.revoke_serial(&actor, serial, reason)).await?;
-    tracing::info!(serial = revoked, "certificate revoked");
+    tracing::info!(serial = revoked.get(), "certificate revoked");
     Ok(Json(json!({ "revoked": [revoked.to_string()] })))
 }
 
@@ -67,9 +67,8 @@ pub async fn user_revoke(
         already_disabled = done.already_disabled,
         "user disabled, their certificates revoked and pending requests cancelled"
     );
-    let serials: Vec<String> = done.revoked.iter().map(u64::to_string).collect();
     Ok(Json(json!({
-        "revoked": serials, "cancelled": done.cancelled, "disabled": true,
+        "revoked": done.revoked, "cancelled": done.cancelled, "disabled": true,
         "tokens_revoked": done.tokens_revoked, "already_disabled": done.already_disabled,
     })))
 }

@@ -6,11 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
-use crate::audit;
 use crate::config::Config;
-use crate::state;
-use crate::store::certificates::krl_version as certs_krl_version;
-use crate::store::{Store, StoreError, meta};
+use crate::service::Local;
 
 /// `countersign backup` options.
 #[derive(Debug, clap::Args)]
@@ -24,7 +21,7 @@ pub struct BackupArgs {
 /// the copy's audit chain and that it is the same database, then moves it into place.
 pub fn run(config: &Path, args: &BackupArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(config)?;
-    let (store, _) = state::open_existing(&config)?;
+    let local = Local::open(&config)?;
     let folder = args
         .out
         .parent()
@@ -47,7 +44,7 @@ pub fn run(config: &Path, args: &BackupArgs) -> anyhow::Result<ExitCode> {
     let tmp = args
         .out
         .with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let result = copy_and_check(&store, &tmp);
+    let result = copy_and_check(&local, &tmp);
     let summary = match result {
         Ok(s) => s,
         Err(e) => {
@@ -82,15 +79,16 @@ struct Summary {
     krl_version: u64,
 }
 
-fn copy_and_check(store: &Store, tmp: &Path) -> anyhow::Result<Summary> {
-    store
+fn copy_and_check(local: &Local, tmp: &Path) -> anyhow::Result<Summary> {
+    local
         .backup_to(tmp)
         .with_context(|| format!("copying the database to {}", tmp.display()))?;
-    let copy = Store::open_existing(tmp).context("opening the copy")?;
-    let verified = audit::verify_store(&copy).context("the copy's audit chain does not verify")?;
-    let (database, krl_version) =
-        copy.read(|tx| Ok::<_, StoreError>((meta::database_id(tx)?, certs_krl_version(tx)?)))?;
-    let original = store.read(meta::database_id)?;
+    let copy = Local::open_copy(tmp).context("opening the copy")?;
+    let verified = copy
+        .verify_audit()
+        .context("the copy's audit chain does not verify")?;
+    let (database, krl_version) = copy.identity()?;
+    let (original, _) = local.identity()?;
     if database != original {
         bail!("the copy is not the same database ({database} vs {original})");
     }

@@ -8,25 +8,25 @@ use anyhow::{Context, anyhow};
 use chrono::SecondsFormat;
 use ssh_key::PublicKey;
 
-use crate::audit::{self, AuditError};
+use crate::audit::AuditError;
 use crate::ca::CertificateAuthority;
 use crate::checkpoint::{self, CheckpointError, NAMESPACE, SIGNER};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::store::Store;
+use crate::service::Local;
 
-fn open(config: &Path) -> anyhow::Result<(Config, Store)> {
+fn open(config: &Path) -> anyhow::Result<(Config, Local)> {
     let config = Config::load(config)?;
-    let (store, _) = crate::state::open_existing(&config)?;
-    Ok((config, store))
+    let local = Local::open(&config)?;
+    Ok((config, local))
 }
 
 /// Prints (or writes) a signed checkpoint of the log's current head.
 pub fn checkpoint(config: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let (config, store) = open(config)?;
+    let (config, local) = open(config)?;
     let (ca, _) = CertificateAuthority::open(&config.ca, false)?;
     let now = SystemClock.now().to_rfc3339_opts(SecondsFormat::Secs, true);
-    let (cp, signature) = store.read(|tx| checkpoint::create(tx, &ca, &now))?;
+    let (cp, signature) = local.checkpoint(&ca, &now)?;
     match out {
         Some(path) => {
             let sig_path = path.with_file_name(format!(
@@ -61,9 +61,9 @@ pub fn checkpoint(config: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode>
 
 /// Recomputes the chain; with a checkpoint, also requires its head to still be there.
 pub fn verify(config: &Path, checkpoint_file: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let (config, store) = open(config)?;
+    let (config, local) = open(config)?;
     let Some(file) = checkpoint_file else {
-        return match audit::verify_store(&store) {
+        return match local.verify_audit() {
             Ok(v) => {
                 outln!("audit log ok: {} events, head {}", v.events, v.head)?;
                 Ok(ExitCode::SUCCESS)
@@ -78,11 +78,8 @@ pub fn verify(config: &Path, checkpoint_file: Option<&Path>) -> anyhow::Result<E
     let (statement, signature) = read_checkpoint(file)?;
     let (ca, _) = CertificateAuthority::open(&config.ca, false)?;
     let public = PublicKey::new(ca.public_key_data().clone(), "");
-    let result = checkpoint::verify_signature(&public, &statement, &signature).and_then(|cp| {
-        store
-            .read(|tx| checkpoint::check_log(tx, &cp))
-            .map(|v| (cp, v))
-    });
+    let result = checkpoint::verify_signature(&public, &statement, &signature)
+        .and_then(|cp| local.check_checkpoint(&cp).map(|v| (cp, v)));
     match result {
         Ok((cp, v)) => {
             outln!(

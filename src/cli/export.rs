@@ -13,6 +13,7 @@ use super::client::Client;
 use super::show::urlencode;
 use crate::audit::{AuditEvent, Event};
 use crate::clock::{Clock, SystemClock};
+use crate::names::Serial;
 
 /// Output format of `audit export`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -123,7 +124,7 @@ pub fn csv_cell(s: &str) -> String {
 /// writes for a certificate login.
 #[derive(Debug, PartialEq, Eq)]
 pub struct LogLine {
-    pub serial: u64,
+    pub serial: Serial,
     pub key_id: Option<String>,
     pub ca_fingerprint: Option<String>,
 }
@@ -140,8 +141,8 @@ pub fn parse_log_line(line: &str) -> anyhow::Result<LogLine> {
     })?;
     let rest = &line[start + "(serial ".len()..];
     let digits = rest.split(')').next().unwrap_or_default();
-    let serial = crate::names::parse_serial(digits)
-        .map_err(|e| anyhow!("serial {digits:?} in the line: {e}"))?;
+    let serial =
+        Serial::parse(digits).map_err(|e| anyhow!("serial {digits:?} in the line: {e}"))?;
     let key_id = line[..start].rfind(" ID ").map(|i| {
         let id = line[i + 4..start].trim();
         // The quoted form: countersign's key IDs never contain a quote themselves.
@@ -249,7 +250,7 @@ mod tests {
                     ED25519-CERT SHA256:abc ID countersign:r-35zfai5c7oyr:alice:prod-db \
                     (serial 8142207957869255637) CA ED25519 SHA256:01O1niTG";
         let p = parse_log_line(line).unwrap();
-        assert_eq!(p.serial, 8142207957869255637);
+        assert_eq!(p.serial.get(), 8142207957869255637);
         assert_eq!(
             p.key_id.as_deref(),
             Some("countersign:r-35zfai5c7oyr:alice:prod-db")
@@ -274,7 +275,7 @@ mod tests {
             ),
         ] {
             let p = parse_log_line(&line).unwrap();
-            assert_eq!(p.serial, 8142207957869255637, "{line}");
+            assert_eq!(p.serial.get(), 8142207957869255637, "{line}");
             assert_eq!(p.key_id.as_deref(), Some(id), "{line}");
             assert_eq!(
                 p.ca_fingerprint.as_deref(),

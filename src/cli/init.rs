@@ -9,8 +9,8 @@ use crate::ca::CertificateAuthority;
 use crate::config::Config;
 use crate::host_key;
 use crate::policy::rules::describe_members;
+use crate::service::Access;
 use crate::service::Service;
-use crate::state::Access;
 
 /// `countersign init` options.
 #[derive(Debug, clap::Args)]

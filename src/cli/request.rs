@@ -14,7 +14,7 @@ use serde_json::json;
 use super::client::Client;
 use super::output;
 use crate::render;
-use crate::service::RequestView;
+use crate::service::{RequestView, Status};
 
 /// `request` arguments.
 #[derive(Debug, Args)]
@@ -70,7 +70,7 @@ pub fn run(url: &str, args: RequestArgs) -> anyhow::Result<ExitCode> {
         render::waiting_for(&r)
     );
     let mut seen = r.approvals.len();
-    while r.status == "pending" {
+    while r.status == Status::Pending {
         std::thread::sleep(Duration::from_secs(args.poll_seconds.max(1)));
         r = client.get(&format!("/v1/requests/{}", r.id))?;
         for a in r.approvals.iter().skip(seen) {
@@ -78,7 +78,7 @@ pub fn run(url: &str, args: RequestArgs) -> anyhow::Result<ExitCode> {
         }
         seen = r.approvals.len();
     }
-    if r.status != "issued" {
+    if r.status != Status::Issued {
         let why = r
             .decision_note
             .clone()

@@ -66,7 +66,7 @@ pub fn revoke(url: &str, args: RevokeArgs) -> anyhow::Result<ExitCode> {
             (None, Some(id)) => {
                 let r: RequestView = client.get(&format!("/v1/requests/{}", urlencode(id)))?;
                 r.certificate
-                    .map(|c| c.serial)
+                    .map(|c| c.serial.to_string())
                     .ok_or_else(|| anyhow!("request {id} is {}, it has no certificate", r.status))?
             }
             (None, None) => return Err(anyhow!("name --serial, --request or --user")),
@@ -105,7 +105,7 @@ pub fn done(url: &str, args: DoneArgs) -> anyhow::Result<ExitCode> {
     let serial = r
         .certificate
         .as_ref()
-        .map(|c| c.serial.clone())
+        .map(|c| c.serial.to_string())
         .unwrap_or_default();
     outln!(
         "certificate serial {serial} of {} revoked; thanks for giving access back",

@@ -7,7 +7,7 @@ use clap::Subcommand;
 
 use crate::config::Config;
 use crate::names::UserName;
-use crate::service;
+use crate::service::Local;
 
 /// Token subcommands.
 #[derive(Debug, Subcommand)]
@@ -38,17 +38,17 @@ pub fn operator() -> String {
 /// Runs a token subcommand.
 pub fn run(config: &Path, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
     let config = Config::load(config)?;
-    let (store, _) = crate::state::open_existing(&config)?;
+    let local = Local::open(&config)?;
     match cmd {
         TokenCommand::Create { user } => {
             let user = UserName::parse(&user)?;
-            let secret = service::create_token(&store, &config.policy, &user, &operator())?;
+            let secret = local.create_token(&config.policy, &user, &operator())?;
             outln!("{secret}")?;
             eprintln!("token for {user} created; it is shown only this once");
         }
         TokenCommand::Revoke { user } => {
             let user = UserName::parse(&user)?;
-            let n = service::revoke_tokens(&store, &config.policy, &user, &operator())?;
+            let n = local.revoke_tokens(&config.policy, &user, &operator())?;
             eprintln!("revoked {n} token(s) of {user}");
         }
     }

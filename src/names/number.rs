@@ -1,29 +1,8 @@
-//! Numbers people type: certificate serials and durations.
+//! Durations people type.
 
 use std::time::Duration;
 
 use super::InvalidName;
-
-/// A certificate serial as people type it: a positive decimal number below 2^64 (serials
-/// are never 0).
-pub fn parse_serial(s: &str) -> Result<u64, InvalidName> {
-    use std::num::IntErrorKind;
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(InvalidName(
-            "serial must be a positive decimal number (digits only)".into(),
-        ));
-    }
-    match s.parse::<u64>() {
-        Ok(0) => Err(InvalidName("serial 0 is never issued".into())),
-        Ok(n) => Ok(n),
-        Err(e) if *e.kind() == IntErrorKind::PosOverflow => Err(InvalidName(
-            "serial is too large: serials are below 2^64 (18446744073709551616)".into(),
-        )),
-        Err(_) => Err(InvalidName(
-            "serial must be a positive decimal number (digits only)".into(),
-        )),
-    }
-}
 
 /// Longest duration anything in countersign accepts (a year); keeps time arithmetic far
 /// from overflow whatever a config or request says.

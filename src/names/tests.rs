@@ -210,9 +210,12 @@ fn durations_must_be_positive_whole_and_bounded() {
 
 #[test]
 fn a_bad_serial_is_refused_with_what_is_wrong_with_it() {
-    assert_eq!(parse_serial("42"), Ok(42));
-    assert_eq!(parse_serial("18446744073709551615"), Ok(u64::MAX));
-    let why = |s: &str| parse_serial(s).unwrap_err().0;
+    assert_eq!(Serial::parse("42").map(Serial::get), Ok(42));
+    assert_eq!(
+        Serial::parse("18446744073709551615").map(Serial::get),
+        Ok(u64::MAX)
+    );
+    let why = |s: &str| Serial::parse(s).unwrap_err().0;
     assert!(why("0").contains("never issued"));
     assert!(why("18446744073709551616").contains("too large"));
     for bad in ["", "abc", "-1", "+7", "1.5", "0x10", " 7"] {

@@ -2,13 +2,12 @@
 //! then the certificate, its row, the status change and the `certificate.issued` event.
 
 use chrono::{DateTime, Utc};
-use rand::RngExt;
 
 use super::decide::{Outcome, decided, end_refused};
 use super::{Service, ServiceError, unix, view};
 use crate::audit::{self, CertificateIssued, CountedApproval, NewEvent};
 use crate::ca::Grant;
-use crate::names::UserName;
+use crate::names::{Serial, UserName};
 use crate::policy::Role;
 use crate::policy::rules;
 use crate::pubkey::SubjectKey;
@@ -147,11 +146,11 @@ impl Service {
     }
 }
 
-/// A random serial in 1..=i64::MAX (stored as SQLite INTEGER), never used before.
-fn fresh_serial(tx: &Tx<'_>) -> Result<u64, ServiceError> {
+/// A random serial (one the database can hold), never used before.
+fn fresh_serial(tx: &Tx<'_>) -> Result<Serial, ServiceError> {
     let mut rng = rand::rng();
     loop {
-        let serial = rng.random_range(1..=i64::MAX as u64);
+        let serial = Serial::random(&mut rng);
         if !certs::serial_taken(tx, serial)? {
             return Ok(serial);
         }

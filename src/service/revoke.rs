@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use super::{RequestView, Service, ServiceError, unix, view};
 use crate::audit::{self, CertificateRevoked, NewEvent};
 use crate::krl::{self, KrlContents};
-use crate::names::{RequestId, Text, UserName};
+use crate::names::{RequestId, Serial, Text, UserName};
 use crate::state::Guard;
 use crate::store::Tx;
 use crate::store::certificates::{self as certs, Holding};
@@ -24,7 +24,7 @@ use crate::store::requests as rq;
 #[derive(Debug, Clone, Default)]
 pub struct UserRevocation {
     /// Serials of the certificates revoked.
-    pub revoked: Vec<u64>,
+    pub revoked: Vec<Serial>,
     /// Their pending requests, cancelled.
     pub cancelled: Vec<RequestId>,
     /// Their tokens revoked for good (live ones only).
@@ -117,9 +117,9 @@ impl Service {
     pub fn revoke_serial(
         &self,
         actor: &UserName,
-        serial: u64,
+        serial: Serial,
         reason: Text,
-    ) -> Result<u64, ServiceError> {
+    ) -> Result<Serial, ServiceError> {
         self.require_admin(actor, "revoke certificates")?;
         let now = self.now();
         self.store.write(|tx| {
@@ -259,6 +259,7 @@ impl Service {
             KrlSource::Cached(krl) => return self.published(krl),
             KrlSource::Build(version, revoked) => (version, revoked),
         };
+        let serials: Vec<u64> = revoked.serials.iter().map(|s| s.get()).collect();
         let bytes = krl::encode(&KrlContents {
             version,
             // The time it was made: signed with the bytes, it tells `krl --out` how old
@@ -266,7 +267,7 @@ impl Service {
             generated_date: u64::try_from(now).unwrap_or(0),
             comment: "countersign",
             ca: self.ca.public_key_data(),
-            serials: &revoked.serials,
+            serials: &serials,
         })?;
         let etag = format!(
             "\"{version}-{}\"",

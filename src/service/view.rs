@@ -5,12 +5,12 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::ServiceError;
-use crate::names::UserName;
+use crate::names::{Serial, UserName};
 use crate::policy::rules;
 use crate::policy::{Member, Policy};
 use crate::store::Tx;
 use crate::store::certificates::CertificateRow;
-use crate::store::requests::{self as rq, ApprovalRow, RequestRow};
+use crate::store::requests::{self as rq, ApprovalRow, RequestRow, Status};
 
 /// RFC 3339 UTC, seconds precision.
 pub fn rfc3339(unix: i64) -> String {
@@ -26,7 +26,7 @@ pub struct RequestView {
     pub role: String,
     pub requester: String,
     pub reason: String,
-    pub status: String,
+    pub status: Status,
     pub created_at: String,
     pub expires_at: String,
     pub ttl_seconds: i64,
@@ -77,7 +77,7 @@ pub struct StepView {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CertificateView {
     /// Decimal string (64-bit).
-    pub serial: String,
+    pub serial: Serial,
     pub key_id: String,
     pub valid_after: String,
     pub valid_before: String,
@@ -169,7 +169,7 @@ pub(super) fn assemble(
         row.decision_code = Some("expired".into());
     }
     let certificate = certificate.map(|c| CertificateView {
-        serial: c.serial.to_string(),
+        serial: c.serial,
         key_id: c.key_id.clone(),
         valid_after: rfc3339(c.valid_after),
         valid_before: rfc3339(c.valid_before),
@@ -227,7 +227,7 @@ pub(super) fn assemble(
         role: row.role.to_string(),
         requester: row.requester.to_string(),
         reason: row.reason,
-        status: row.status.as_str().to_owned(),
+        status: row.status,
         created_at: rfc3339(row.created_at),
         expires_at: rfc3339(row.expires_at),
         ttl_seconds: row.ttl_seconds,

@@ -15,7 +15,7 @@ use crate::error_code::ErrorCode;
 use crate::names::{RequestId, Text};
 use crate::render;
 use crate::service::LIST_LIMIT;
-use crate::store::requests::Status;
+use crate::service::Status;
 
 /// Exit status of a command that did what was asked.
 pub const EXIT_OK: u32 = 0;

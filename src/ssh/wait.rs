@@ -16,7 +16,7 @@ use super::terminal::Terminal;
 use crate::error_code::ErrorCode;
 use crate::names::{RoleName, Text, parse_duration};
 use crate::render::waiting_for;
-use crate::service::{NewRequest, RequestView};
+use crate::service::{NewRequest, RequestView, Status};
 
 /// Runs `request ROLE --reason TEXT [--ttl D] [--no-wait]`.
 pub async fn request(
@@ -83,7 +83,7 @@ async fn wait(
     // When the client must next hear something: a deadline kept across wake-ups, so that
     // commits elsewhere (which wake this loop often) cannot keep postponing it.
     let mut next_beat = last_read + ctx.recheck;
-    while view.status == "pending" {
+    while view.status == Status::Pending {
         // Biased: when commits keep a change always ready, a due heartbeat or the end of
         // the wait must still win (a random pick could pass over them several times).
         tokio::select! {
@@ -117,7 +117,7 @@ async fn wait(
 
 /// The certificate on stdout, or why there is none.
 async fn finish(ctx: &Context, term: &Terminal, view: &RequestView) -> Result<(), CommandError> {
-    if view.status != "issued" {
+    if view.status != Status::Issued {
         return Err(ended(view));
     }
     let id = request_id(&view.id)?;
@@ -134,13 +134,13 @@ fn progress(old: &RequestView, new: &RequestView, now: DateTime<Utc>) -> Vec<Str
         .map(|a| a.approver.as_str())
         .collect();
     let mut lines: Vec<String> = fresh.iter().map(|a| format!("approved by {a}")).collect();
-    let outlook = match (&new.certificate, new.status.as_str()) {
+    let outlook = match (&new.certificate, new.status) {
         (Some(c), _) => Some(format!(
             "certificate serial {} valid until {}",
             c.serial,
             until(&c.valid_before, now)
         )),
-        (None, "pending") if !fresh.is_empty() => {
+        (None, Status::Pending) if !fresh.is_empty() => {
             Some(format!("waiting for {} ...", waiting_for(new)))
         }
         _ => None,
@@ -167,10 +167,10 @@ fn ended(view: &RequestView) -> CommandError {
     let id = &view.id;
     let by = view.decided_by.as_deref().unwrap_or("someone");
     let note = view.decision_note.as_deref().unwrap_or_default();
-    let message = match view.status.as_str() {
-        "denied" => format!("request {id} was denied by {by}: {note}"),
-        "cancelled" => format!("request {id} was cancelled by {by}"),
-        "expired" => format!("request {id} expired before it was approved"),
+    let message = match view.status {
+        Status::Denied => format!("request {id} was denied by {by}: {note}"),
+        Status::Cancelled => format!("request {id} was cancelled by {by}"),
+        Status::Expired => format!("request {id} expired before it was approved"),
         status if note.is_empty() => format!("request {id} is {status}"),
         status => format!("request {id} is {status}: {note}"),
     };
@@ -265,9 +265,9 @@ mod tests {
     fn the_last_approval_announces_the_certificate() {
         let old = approved_by(pending(), "bob");
         let mut new = approved_by(approved_by(old.clone(), "carol"), "dave");
-        new.status = "issued".into();
+        new.status = Status::Issued;
         new.certificate = Some(CertificateView {
-            serial: "8812".into(),
+            serial: crate::names::Serial::new(8812).unwrap(),
             key_id: "k".into(),
             valid_after: "2026-11-28T14:01:00Z".into(),
             valid_before: "2026-11-28T14:32:00Z".into(),
@@ -291,7 +291,7 @@ mod tests {
     #[test]
     fn a_denied_request_ends_with_its_code_and_reason() {
         let mut v = pending();
-        v.status = "denied".into();
+        v.status = Status::Denied;
         v.decided_by = Some("bob".into());
         v.decision_code = Some("denied".into());
         v.decision_note = Some("not during the freeze".into());
@@ -300,7 +300,7 @@ mod tests {
             e,
             "denied: request r-abcdefghijkl was denied by bob: not during the freeze"
         );
-        v.status = "refused".into();
+        v.status = Status::Refused;
         v.decision_code = Some("sod_conflict".into());
         v.decision_note = Some("role x conflicts".into());
         assert_eq!(

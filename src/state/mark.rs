@@ -8,6 +8,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::names::Serial;
 use serde::{Deserialize, Serialize};
 
 /// File name of the mark, in the CA key's folder.
@@ -41,7 +42,7 @@ pub struct Mark {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Revocation {
-    pub serial: String,
+    pub serial: Serial,
     pub valid_before: i64,
 }
 
@@ -113,7 +114,7 @@ mod tests {
             audit_hash: "ab".into(),
             updated: "2026-12-04T00:00:00Z".into(),
             revoked: vec![Revocation {
-                serial: "18446744073709551615".into(),
+                serial: Serial::new(u64::MAX).unwrap(),
                 valid_before: 7,
             }],
         }

@@ -103,15 +103,13 @@ pub(super) fn accept_rollback(
         // the older copy knew of it (or of the certificate).
         let mut carried = Vec::new();
         for r in mark.map_or(&[][..], |m| &m.revoked) {
-            let serial: u64 = r.serial.parse().map_err(|_| {
-                StoreError::Corrupt(format!("the state mark lists serial {:?}", r.serial))
-            })?;
+            let serial = r.serial;
             let known = certs::by_serial(tx, serial)?.is_some_and(|c| c.revoked);
             if r.valid_before > at - skew
                 && !known
                 && certs::carry_revocation(tx, serial, r.valid_before, at)?
             {
-                carried.push(r.serial.clone());
+                carried.push(r.serial.to_string());
             }
         }
         audit::append(

@@ -10,7 +10,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{OptionalExtension, params};
 
 use super::{StoreError, Tx};
-use crate::names::RequestId;
+use crate::names::{RequestId, Serial};
 
 /// One stored event, as read back: `detail` is the stored JSON text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +46,7 @@ pub struct RowRef<'a> {
 pub struct Filter {
     /// The whole story of this certificate: every event of its request, plus events
     /// that name the serial (issuance, revocation).
-    pub serial: Option<u64>,
+    pub serial: Option<Serial>,
     /// Events of this request.
     pub request_id: Option<RequestId>,
     /// Events at or after this time.
@@ -118,7 +118,7 @@ pub fn query(tx: &Tx<'_>, filter: &Filter) -> Result<Vec<Row>, StoreError> {
             filter.serial.map(|s| s.to_string()),
             filter.request_id.as_ref().map(RequestId::as_str),
             filter.limit,
-            filter.serial.and_then(|s| i64::try_from(s).ok()),
+            filter.serial.and_then(Serial::to_stored),
             filter
                 .since
                 .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),

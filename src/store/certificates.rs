@@ -8,12 +8,12 @@ use rusqlite::{OptionalExtension, Row, params};
 
 use super::requests::{RequestRow, corrupt};
 use super::{StoreError, Tx};
-use crate::names::{RequestId, RoleName, UserName};
+use crate::names::{RequestId, RoleName, Serial, UserName};
 
 /// One issued certificate.
 #[derive(Debug, Clone)]
 pub struct CertificateRow {
-    pub serial: u64,
+    pub serial: Serial,
     pub key_id: String,
     pub valid_after: i64,
     pub valid_before: i64,
@@ -32,7 +32,7 @@ pub struct Revocation {
 /// A certificate with the request facts an investigator or the revoke commands need.
 #[derive(Debug, Clone)]
 pub struct Holding {
-    pub serial: u64,
+    pub serial: Serial,
     pub request_id: RequestId,
     pub requester: UserName,
     pub role: RoleName,
@@ -43,8 +43,8 @@ pub struct Holding {
 const COLUMNS: &str =
     "serial, key_id, valid_after, valid_before, certificate, revoked_at, revoked_by, revoke_reason";
 
-fn serial_of(v: i64) -> rusqlite::Result<u64> {
-    u64::try_from(v).map_err(|e| corrupt("serial", &v.to_string(), e))
+fn serial_of(v: i64) -> rusqlite::Result<Serial> {
+    Serial::from_stored(v).ok_or_else(|| corrupt("serial", &v.to_string(), "not positive"))
 }
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<CertificateRow> {
@@ -80,13 +80,15 @@ fn holding_from_row(r: &Row<'_>) -> rusqlite::Result<Holding> {
     })
 }
 
-fn sql_serial(serial: u64) -> Result<i64, StoreError> {
-    i64::try_from(serial).map_err(|_| StoreError::Corrupt("serial out of range".into()))
+fn sql_serial(serial: Serial) -> Result<i64, StoreError> {
+    serial
+        .to_stored()
+        .ok_or_else(|| StoreError::Corrupt("serial out of range".into()))
 }
 
-/// Whether a serial was ever used.
-pub fn serial_taken(tx: &Tx<'_>, serial: u64) -> Result<bool, StoreError> {
-    let Ok(serial) = i64::try_from(serial) else {
+/// Whether a serial was ever used (one the database cannot hold counts as used).
+pub fn serial_taken(tx: &Tx<'_>, serial: Serial) -> Result<bool, StoreError> {
+    let Some(serial) = serial.to_stored() else {
         return Ok(true);
     };
     let n: i64 = tx
@@ -98,9 +100,11 @@ pub fn serial_taken(tx: &Tx<'_>, serial: u64) -> Result<bool, StoreError> {
 
 /// Stores an issued certificate.
 pub fn insert(tx: &Tx<'_>, req: &RequestRow, c: &CertificateRow) -> Result<(), StoreError> {
-    tx.sql().prepare_cached(
-        "INSERT INTO certificates (serial, request_id, requester, role, key_id, valid_after, valid_before, certificate) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?
+    tx.sql()
+        .prepare_cached(
+            "INSERT INTO certificates (serial, request_id, requester, role, key_id, \
+             valid_after, valid_before, certificate) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
         .execute(params![
             sql_serial(c.serial)?,
             req.id.as_str(),
@@ -110,8 +114,7 @@ pub fn insert(tx: &Tx<'_>, req: &RequestRow, c: &CertificateRow) -> Result<(), S
             c.valid_after,
             c.valid_before,
             c.certificate
-        ],
-    )?;
+        ])?;
     Ok(())
 }
 
@@ -130,8 +133,8 @@ const HOLDING: &str =
     "SELECT serial, request_id, requester, role, valid_before, revoked_at FROM certificates";
 
 /// The certificate with this serial.
-pub fn by_serial(tx: &Tx<'_>, serial: u64) -> Result<Option<Holding>, StoreError> {
-    let Ok(serial) = i64::try_from(serial) else {
+pub fn by_serial(tx: &Tx<'_>, serial: Serial) -> Result<Option<Holding>, StoreError> {
+    let Some(serial) = serial.to_stored() else {
         return Ok(None);
     };
     Ok(tx
@@ -144,7 +147,8 @@ pub fn by_serial(tx: &Tx<'_>, serial: u64) -> Result<Option<Holding>, StoreError
 /// Certificates of `user` that are unexpired and unrevoked at `now`.
 pub fn active_of_user(tx: &Tx<'_>, user: &UserName, now: i64) -> Result<Vec<Holding>, StoreError> {
     let mut stmt = tx.sql().prepare_cached(&format!(
-        "{HOLDING} WHERE requester = ?1 AND valid_before > ?2 AND revoked_at IS NULL ORDER BY serial"
+        "{HOLDING} WHERE requester = ?1 AND valid_before > ?2 AND revoked_at IS NULL \
+         ORDER BY serial"
     ))?;
     let rows = stmt.query_map(params![user.as_str(), now], holding_from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -153,17 +157,19 @@ pub fn active_of_user(tx: &Tx<'_>, user: &UserName, now: i64) -> Result<Vec<Hold
 /// Marks a certificate revoked and returns the new KRL version; `None` if it already was.
 pub fn revoke(
     tx: &Tx<'_>,
-    serial: u64,
+    serial: Serial,
     at: i64,
     by: &str,
     reason: &str,
 ) -> Result<Option<u64>, StoreError> {
     let next = krl_version(tx)? + 1;
-    let n = tx.sql().prepare_cached(
-        "UPDATE certificates SET revoked_at = ?2, revoked_by = ?3, revoke_reason = ?4, revoked_seq = ?5 \
-         WHERE serial = ?1 AND revoked_at IS NULL")?
-        .execute(params![sql_serial(serial)?, at, by, reason, next as i64],
-    )?;
+    let n = tx
+        .sql()
+        .prepare_cached(
+            "UPDATE certificates SET revoked_at = ?2, revoked_by = ?3, revoke_reason = ?4, \
+             revoked_seq = ?5 WHERE serial = ?1 AND revoked_at IS NULL",
+        )?
+        .execute(params![sql_serial(serial)?, at, by, reason, next as i64])?;
     Ok((n == 1).then_some(next))
 }
 
@@ -185,7 +191,7 @@ pub fn krl_version(tx: &Tx<'_>) -> Result<u64, StoreError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revoked {
     /// Serials revoked and not yet expired, ascending.
-    pub serials: Vec<u64>,
+    pub serials: Vec<Serial>,
     /// The `valid_before` of each of `serials`, in the same order.
     pub valid_before: Vec<i64>,
     /// The earliest `valid_before` among `serials`: when the list next shrinks.
@@ -220,7 +226,7 @@ pub fn revoked_unexpired(tx: &Tx<'_>, now: i64) -> Result<Revoked, StoreError> {
 /// in the KRL until `valid_before` like any other. Returns whether it was new.
 pub fn carry_revocation(
     tx: &Tx<'_>,
-    serial: u64,
+    serial: Serial,
     valid_before: i64,
     at: i64,
 ) -> Result<bool, StoreError> {

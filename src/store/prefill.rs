@@ -16,7 +16,7 @@ use rusqlite::{Connection, OptionalExtension, Statement, Transaction, params};
 
 use super::{Store, StoreError};
 use crate::audit::{Fields, GENESIS};
-use crate::names::RequestId;
+use crate::names::{RequestId, Serial};
 
 /// An issued request; placeholders for what only the service's checks read (the key,
 /// its fingerprint, the role digest).
@@ -246,7 +246,7 @@ pub fn census(store: &Store) -> Result<Census, StoreError> {
 
 /// The serials of up to `n` certificates spread evenly over the table, oldest first.
 #[doc(hidden)]
-pub fn spread_serials(store: &Store, n: usize) -> Result<Vec<u64>, StoreError> {
+pub fn spread_serials(store: &Store, n: usize) -> Result<Vec<Serial>, StoreError> {
     store.read(|tx| {
         let c = tx.sql();
         let last: i64 = c.query_row("SELECT coalesce(max(id), 0) FROM certificates", [], |r| {
@@ -259,8 +259,8 @@ pub fn spread_serials(store: &Store, n: usize) -> Result<Vec<u64>, StoreError> {
             let id = 1 + (i as i64 * last) / n as i64;
             let serial: i64 = stmt.query_row([id], |r| r.get(0))?;
             serials.push(
-                u64::try_from(serial)
-                    .map_err(|_| StoreError::Corrupt(format!("serial {serial}")))?,
+                Serial::from_stored(serial)
+                    .ok_or_else(|| StoreError::Corrupt(format!("serial {serial}")))?,
             );
         }
         Ok(serials)

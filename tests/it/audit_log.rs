@@ -211,7 +211,7 @@ async fn an_issued_event_without_its_approvals_fails_verify_naming_it() {
                     &countersign::audit::NewEvent {
                         actor: "bob",
                         request_id: Some(&forged),
-                        serial: Some(4242),
+                        serial: countersign::names::Serial::new(4242),
                         event: countersign::audit::CertificateIssued {
                             serial: "4242".into(),
                             requester: "alice".into(),

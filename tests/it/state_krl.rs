@@ -40,11 +40,8 @@ async fn no_krl_version_is_served_before_the_mark_holds_it() {
     let id = app.create_ok("alice", "prod-db").await;
     let (status, body) = app.approve("bob", &id).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let serial: u64 = body["certificate"]["serial"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let serial =
+        countersign::names::Serial::parse(body["certificate"]["serial"].as_str().unwrap()).unwrap();
     // A revocation made outside the HTTP path (as another replica, or a later front end,
     // might): nothing has moved the mark yet.
     let bob = countersign::names::UserName::parse("bob").unwrap();

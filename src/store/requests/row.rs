@@ -6,7 +6,7 @@ use rusqlite::Row;
 use crate::names::{RequestId, RoleName, UserName};
 
 /// Where a request is in its life; only `pending` can change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Pending,
@@ -15,6 +15,13 @@ pub enum Status {
     Cancelled,
     Expired,
     Refused,
+}
+
+impl std::fmt::Display for Status {
+    /// The stored and public name.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Status {

@@ -1,0 +1,86 @@
+//! [`Local`]: the state on the CA host as the operator commands use it (`token`,
+//! `backup`, `audit verify` and `audit checkpoint`), opened without serving and without
+//! creating anything (`state::open_existing`). The CLI reaches the database only
+//! through this, as the server reaches it only through [`Service`](super::Service).
+
+use std::path::Path;
+
+use super::ServiceError;
+use crate::audit::{self, AuditError, Verified};
+use crate::ca::CertificateAuthority;
+use crate::checkpoint::{self, Checkpoint, CheckpointError};
+use crate::config::Config;
+use crate::names::UserName;
+use crate::policy::Policy;
+use crate::store::{Store, StoreError, certificates, meta};
+
+/// The local database, bound to its CA key, opened for one operator command.
+pub struct Local {
+    store: Store,
+}
+
+impl Local {
+    /// Opens the state `config` names as it is (after `init` or a first `serve`).
+    pub fn open(config: &Config) -> Result<Local, ServiceError> {
+        let (store, _) = crate::state::open_existing(config)?;
+        Ok(Local { store })
+    }
+
+    /// Opens a copy made by [`Local::backup_to`], to check it.
+    pub fn open_copy(path: &Path) -> Result<Local, ServiceError> {
+        Ok(Local {
+            store: Store::open_existing(path)?,
+        })
+    }
+
+    /// A new token for `user` (see [`super::create_token`]).
+    pub fn create_token(
+        &self,
+        policy: &Policy,
+        user: &UserName,
+        operator: &str,
+    ) -> Result<String, ServiceError> {
+        super::create_token(&self.store, policy, user, operator)
+    }
+
+    /// Revokes every token of `user` (see [`super::revoke_tokens`]).
+    pub fn revoke_tokens(
+        &self,
+        policy: &Policy,
+        user: &UserName,
+        operator: &str,
+    ) -> Result<usize, ServiceError> {
+        super::revoke_tokens(&self.store, policy, user, operator)
+    }
+
+    /// Recomputes the whole audit chain.
+    pub fn verify_audit(&self) -> Result<Verified, AuditError> {
+        audit::verify_store(&self.store)
+    }
+
+    /// A signed checkpoint of the log's head, stamped `time`.
+    pub fn checkpoint(
+        &self,
+        ca: &CertificateAuthority,
+        time: &str,
+    ) -> Result<(Checkpoint, String), CheckpointError> {
+        self.store.read(|tx| checkpoint::create(tx, ca, time))
+    }
+
+    /// Checks that the chain verifies and still holds the checkpointed head.
+    pub fn check_checkpoint(&self, cp: &Checkpoint) -> Result<Verified, CheckpointError> {
+        self.store.read(|tx| checkpoint::check_log(tx, cp))
+    }
+
+    /// Copies the whole database, one consistent snapshot, to the new file `dest`.
+    pub fn backup_to(&self, dest: &Path) -> Result<(), StoreError> {
+        self.store.backup_to(dest)
+    }
+
+    /// The database's id and its KRL version.
+    pub fn identity(&self) -> Result<(String, u64), StoreError> {
+        self.store.read(|tx| {
+            Ok::<_, StoreError>((meta::database_id(tx)?, certificates::krl_version(tx)?))
+        })
+    }
+}
