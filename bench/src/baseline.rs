@@ -14,7 +14,7 @@ use countersign::pubkey::SubjectKey;
 
 /// Operations per second over a timed loop.
 #[derive(Debug, Clone, Copy, Serialize)]
-pub struct Rate {
+pub(crate) struct Rate {
     pub ops: u64,
     pub seconds: f64,
     pub per_second: f64,
@@ -59,7 +59,7 @@ impl Rate {
 /// VM's speed drifts within seconds (its neighbours), and slices side by side see the
 /// same drift, so the ratio of the two stays meaningful where back-to-back runs did not
 /// (docs/benchmark.md, lab notes).
-pub fn signing_side_by_side(dir: &Path, budget: Duration) -> anyhow::Result<(Rate, Rate)> {
+pub(crate) fn signing_side_by_side(dir: &Path, budget: Duration) -> anyhow::Result<(Rate, Rate)> {
     const SLICES: u32 = 10;
     let slice = budget / SLICES;
     let mut raw = RawEd25519::new();
@@ -105,7 +105,7 @@ impl RawEd25519 {
 
 /// Certificates per second a shell-script CA gets from `ssh-keygen -s` (one process per
 /// certificate); `None` when ssh-keygen is not installed.
-pub fn ssh_keygen(dir: &Path, budget: Duration) -> Option<Rate> {
+pub(crate) fn ssh_keygen(dir: &Path, budget: Duration) -> Option<Rate> {
     let dir = dir.join("ssh-keygen");
     std::fs::create_dir_all(&dir).ok()?;
     let keygen = |name: &str| {

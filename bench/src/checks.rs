@@ -15,7 +15,7 @@ use crate::fixture::Fixture;
 
 /// `audit verify` speed.
 #[derive(Debug, Clone, Serialize)]
-pub struct VerifySpeed {
+pub(crate) struct VerifySpeed {
     pub events: i64,
     pub seconds: f64,
     pub events_per_second: f64,
@@ -23,7 +23,7 @@ pub struct VerifySpeed {
 
 /// How long `audit --serial N` (the story of one certificate) takes on the database.
 #[derive(Debug, Clone, Serialize)]
-pub struct SerialLookup {
+pub(crate) struct SerialLookup {
     pub lookups: usize,
     pub p50_ms: f64,
     pub max_ms: f64,
@@ -31,7 +31,7 @@ pub struct SerialLookup {
 
 /// End-of-run correctness.
 #[derive(Debug, Clone, Serialize)]
-pub struct Check {
+pub(crate) struct Check {
     pub ok: bool,
     pub certificates: i64,
     pub issued_events: i64,
@@ -42,7 +42,7 @@ pub struct Check {
 
 impl Fixture {
     /// Times `audit verify` over the whole database.
-    pub fn verify_speed(&self) -> anyhow::Result<VerifySpeed> {
+    pub(crate) fn verify_speed(&self) -> anyhow::Result<VerifySpeed> {
         let store = Store::open(&self.load()?.database_path())?;
         let start = Instant::now();
         let v = audit::verify_store(&store)?;
@@ -56,7 +56,7 @@ impl Fixture {
 
     /// Times the audit query behind `audit --serial N` for `n` certificates spread over
     /// the table; each must find its `certificate.issued` event.
-    pub fn serial_lookups(&self, n: usize) -> anyhow::Result<SerialLookup> {
+    pub(crate) fn serial_lookups(&self, n: usize) -> anyhow::Result<SerialLookup> {
         let store = Store::open(&self.load()?.database_path())?;
         let serials = prefill::spread_serials(&store, n)?;
         let mut times = Vec::with_capacity(serials.len());
@@ -82,7 +82,7 @@ impl Fixture {
     }
 
     /// The audit chain verifies and every certificate has exactly one issued event.
-    pub fn check(&self) -> anyhow::Result<Check> {
+    pub(crate) fn check(&self) -> anyhow::Result<Check> {
         let store = Store::open(&self.load()?.database_path())?;
         let chain = audit::verify_store(&store);
         let prefill::Census {
@@ -126,7 +126,7 @@ impl Fixture {
 
 impl Check {
     /// Both databases' checks as one: ok only if both are, counts summed.
-    pub fn and(self, other: Check) -> Check {
+    pub(crate) fn and(self, other: Check) -> Check {
         let message = match (self.ok, other.ok) {
             (true, true) => self.message,
             (false, _) => self.message,

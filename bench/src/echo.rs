@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 
 /// `countersign-bench echo` options.
 #[derive(Debug, Clone, Args)]
-pub struct EchoArgs {
+pub(crate) struct EchoArgs {
     /// Address to listen on; the address bound is printed on stdout.
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
@@ -37,7 +37,7 @@ fn certificate_line() -> String {
 }
 
 /// Serves until killed.
-pub fn run(args: &EchoArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: &EchoArgs) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -18,15 +18,15 @@ use countersign::state::Access;
 use countersign::store::prefill;
 
 /// Users 0..REQUESTERS request; the rest approve.
-pub const USERS: usize = 200;
-pub const REQUESTERS: usize = 150;
+pub(crate) const USERS: usize = 200;
+pub(crate) const REQUESTERS: usize = 150;
 /// Roles 0..SIMPLE_ROLES need one approval from group ops; the others are 2-of-M or
 /// two-step roles, with conflicts declared between them and the simple ones.
-pub const ROLES: usize = 20;
-pub const SIMPLE_ROLES: usize = 10;
+pub(crate) const ROLES: usize = 20;
+pub(crate) const SIMPLE_ROLES: usize = 10;
 
 /// The benchmark's data dir, config and tokens.
-pub struct Fixture {
+pub(crate) struct Fixture {
     pub dir: PathBuf,
     pub config: PathBuf,
     pub port: u16,
@@ -38,7 +38,7 @@ pub struct Fixture {
 
 /// How long the prefill took.
 #[derive(Debug, Clone, Serialize)]
-pub struct Prefill {
+pub(crate) struct Prefill {
     pub certificates: usize,
     pub seconds: f64,
 }
@@ -99,7 +99,7 @@ fn free_port() -> anyhow::Result<u16> {
 
 impl Fixture {
     /// Writes the policy, creates the database, CA key and one token per user.
-    pub fn create(dir: &Path, server_prefix: Option<String>) -> anyhow::Result<Fixture> {
+    pub(crate) fn create(dir: &Path, server_prefix: Option<String>) -> anyhow::Result<Fixture> {
         let port = free_port()?;
         let config = dir.join("bench.toml");
         std::fs::write(&config, policy(port))?;
@@ -130,14 +130,14 @@ impl Fixture {
         })
     }
 
-    pub fn load(&self) -> anyhow::Result<Config> {
+    pub(crate) fn load(&self) -> anyhow::Result<Config> {
         Ok(Config::load(&self.config)?)
     }
 
     /// Inserts `n` issued requests with approvals, (expired) certificates and their audit
     /// events, continuing the hash chain, in one transaction: user i % REQUESTERS asked
     /// for simple role i % SIMPLE_ROLES and one of the approvers approved.
-    pub fn prefill(&self, n: usize) -> anyhow::Result<Prefill> {
+    pub(crate) fn prefill(&self, n: usize) -> anyhow::Result<Prefill> {
         let cfg = self.load()?;
         let start = Instant::now();
         prefill::issued_flows(&cfg.database_path(), Utc::now(), n, |i| {

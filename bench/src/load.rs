@@ -17,7 +17,7 @@ use crate::server::{Server, cpu_seconds};
 
 /// Latency percentiles of one call, in milliseconds.
 #[derive(Debug, Clone, Serialize)]
-pub struct Latency {
+pub(crate) struct Latency {
     pub p50_ms: f64,
     pub p95_ms: f64,
     pub p99_ms: f64,
@@ -25,7 +25,7 @@ pub struct Latency {
 
 /// One load run.
 #[derive(Debug, Clone, Serialize)]
-pub struct FlowRun {
+pub(crate) struct FlowRun {
     pub clients: usize,
     pub flows: usize,
     pub seconds: f64,
@@ -130,7 +130,7 @@ impl Client {
 
 /// What one or more load runs against one server measured, before summing up; runs
 /// taken in turns with another server add up here (see [`Measured::add`]).
-pub struct Measured {
+pub(crate) struct Measured {
     clients: usize,
     flows: usize,
     seconds: f64,
@@ -142,7 +142,7 @@ pub struct Measured {
 
 impl Measured {
     /// Another run against the same server, counted as if it had been part of this one.
-    pub fn add(&mut self, other: Measured) {
+    pub(crate) fn add(&mut self, other: Measured) {
         self.flows += other.flows;
         self.seconds += other.seconds;
         self.server_cpu += other.server_cpu;
@@ -154,7 +154,7 @@ impl Measured {
     }
 
     /// Rates, CPU per flow and latency percentiles.
-    pub fn summary(self) -> FlowRun {
+    pub(crate) fn summary(self) -> FlowRun {
         let per_flow = |cpu: f64| cpu * 1000.0 / self.flows.max(1) as f64;
         FlowRun {
             server_cpu_ms_per_flow: per_flow(self.server_cpu),
@@ -172,7 +172,7 @@ impl Measured {
 }
 
 /// Runs `flows` flows with `clients` concurrent clients; any failed call fails the run.
-pub async fn run(
+pub(crate) async fn run(
     fx: &Fixture,
     server: &Server,
     clients: usize,
@@ -182,7 +182,7 @@ pub async fn run(
 }
 
 /// [`run`], unsummed.
-pub async fn measure(
+pub(crate) async fn measure(
     fx: &Fixture,
     server: &Server,
     clients: usize,

@@ -9,7 +9,7 @@ use crate::load::FlowRun;
 
 /// Everything one `countersign-bench run` measured.
 #[derive(Debug, Default, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     /// CPUs this process may use.
     pub cores: usize,
     pub raw_ed25519: Option<Rate>,
@@ -57,7 +57,7 @@ fn flows_line(label: &str, r: &FlowRun) {
 
 impl Report {
     /// Prints the human table.
-    pub fn print(&self) {
+    pub(crate) fn print(&self) {
         println!("countersign bench ({} cores)", self.cores);
         if let Some(r) = &self.raw_ed25519 {
             println!(

@@ -23,7 +23,7 @@ use crate::{baseline, fixture, load};
 
 /// `countersign-bench run` options (those of the former `countersign bench`).
 #[derive(Debug, Clone, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Flows per multi-client run.
     #[arg(long, default_value_t = 20_000)]
     pub flows: usize,
@@ -55,7 +55,7 @@ pub struct RunArgs {
 const TURNS: usize = 4;
 
 /// Runs every phase and prints the report.
-pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let temp = tempfile::tempdir().context("temp dir")?;
     let dir = args.dir.clone().unwrap_or_else(|| temp.path().to_owned());
     let mut report = Report {

@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 use crate::fixture::Fixture;
 
 /// A server child process: `countersign serve` or `countersign-bench echo`.
-pub struct Server {
+pub(crate) struct Server {
     child: Child,
     pub url: String,
 }
@@ -38,7 +38,7 @@ fn countersign_exe() -> anyhow::Result<PathBuf> {
 impl Fixture {
     /// Starts `countersign serve` (the `countersign` binary beside this one) and waits
     /// until it accepts connections.
-    pub fn start_server(&self) -> anyhow::Result<Server> {
+    pub(crate) fn start_server(&self) -> anyhow::Result<Server> {
         let exe = countersign_exe()?;
         let log = std::fs::File::create(self.dir.join("server.log"))?;
         let mut words: Vec<String> = self
@@ -81,7 +81,7 @@ impl Fixture {
 
     /// Starts the HTTP-only baseline server (`countersign-bench echo`, see `echo.rs`)
     /// and returns once it listens.
-    pub fn start_echo(&self) -> anyhow::Result<Server> {
+    pub(crate) fn start_echo(&self) -> anyhow::Result<Server> {
         let mut child = Command::new(std::env::current_exe()?)
             .args(["echo", "--listen", "127.0.0.1:0"])
             .stdout(Stdio::piped())
@@ -106,7 +106,7 @@ impl Fixture {
 
 impl Server {
     /// VmHWM of the server process, in MB.
-    pub fn peak_rss_mb(&self) -> f64 {
+    pub(crate) fn peak_rss_mb(&self) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .unwrap_or_default();
         status
@@ -118,13 +118,13 @@ impl Server {
     }
 
     /// CPU time (user + system) the server has used so far, in seconds.
-    pub fn cpu_seconds(&self) -> f64 {
+    pub(crate) fn cpu_seconds(&self) -> f64 {
         cpu_seconds(&format!("/proc/{}/stat", self.child.id()))
     }
 
     /// CPU time the server's writer thread has used so far, in seconds (0 before its
     /// first write).
-    pub fn writer_cpu_seconds(&self) -> f64 {
+    pub(crate) fn writer_cpu_seconds(&self) -> f64 {
         let tasks = format!("/proc/{}/task", self.child.id());
         let Ok(entries) = std::fs::read_dir(tasks) else {
             return 0.0;
@@ -140,7 +140,7 @@ impl Server {
     }
 
     /// SIGTERM and wait: a graceful shutdown.
-    pub fn stop(&mut self) -> anyhow::Result<()> {
+    pub(crate) fn stop(&mut self) -> anyhow::Result<()> {
         Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
@@ -151,7 +151,7 @@ impl Server {
 }
 
 /// utime + stime of a `/proc/PID/stat` file, assuming the usual 100 ticks per second.
-pub fn cpu_seconds(stat_path: &str) -> f64 {
+pub(crate) fn cpu_seconds(stat_path: &str) -> f64 {
     let stat = std::fs::read_to_string(stat_path).unwrap_or_default();
     // Fields after the command name, which is in parentheses and may contain spaces.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();

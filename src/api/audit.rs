@@ -11,11 +11,11 @@ use crate::audit::Filter;
 use crate::names::{RequestId, Serial};
 
 /// Most events one call returns.
-pub const MAX_LIMIT: u32 = 10_000;
+pub(super) const MAX_LIMIT: u32 = 10_000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AuditQuery {
+pub(super) struct AuditQuery {
     serial: Option<String>,
     request: Option<String>,
     since: Option<String>,
@@ -60,7 +60,7 @@ impl AuditQuery {
 }
 
 /// `GET /v1/audit?serial=N&request=ID&since=T&after_seq=K&limit=L`.
-pub async fn audit_list(
+pub(super) async fn audit_list(
     State(state): State<AppState>,
     Actor(actor): Actor,
     Query(q): Query<AuditQuery>,
@@ -72,7 +72,7 @@ pub async fn audit_list(
 
 /// `GET /v1/audit/verify`: 200 with the head when the chain holds, 500 naming the first
 /// bad event when it does not.
-pub async fn audit_verify(
+pub(super) async fn audit_verify(
     State(state): State<AppState>,
     Actor(actor): Actor,
 ) -> Result<Json<Value>, ApiError> {

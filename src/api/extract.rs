@@ -13,10 +13,10 @@ use super::ApiError;
 use crate::error_code::ErrorCode;
 
 /// A JSON body; an empty body is `T::default()` when `OPTIONAL`.
-pub struct Json<T, const OPTIONAL: bool = false>(pub T);
+pub(super) struct Json<T, const OPTIONAL: bool = false>(pub T);
 
 /// A JSON body that may be left out entirely (e.g. approve without a comment).
-pub type OptionalJson<T> = Json<T, true>;
+pub(super) type OptionalJson<T> = Json<T, true>;
 
 impl<S, T, const OPTIONAL: bool> FromRequest<S> for Json<T, OPTIONAL>
 where
@@ -68,7 +68,7 @@ where
 }
 
 /// A query string; unknown parameters are errors.
-pub struct Query<T>(pub T);
+pub(super) struct Query<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;

@@ -18,7 +18,7 @@ use ipnet::IpNet;
 /// vouched for (so garbage is counted against the proxy that passed it on). Trusting a
 /// proxy means trusting whoever can send through it or from its address: on the CA host
 /// itself, `127.0.0.1` lets every local user name any client address.
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+pub(super) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     // An IPv4 peer on a dual-stack socket shows up as ::ffff:a.b.c.d; compare it (and
     // every hop) as the IPv4 address it is, so an IPv4 entry in the list matches.
     let peer = peer.to_canonical();

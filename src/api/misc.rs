@@ -14,7 +14,7 @@ use crate::service::WhoAmI;
 /// [`HEALTH_WAIT`], else 503 `unavailable` (the cause in the server log). Not subject to
 /// the in-flight limit, so a busy server still answers it; at most [`HEALTH_CHECKS`] run at
 /// once (each holds a blocking thread until its read returns, even past the wait).
-pub async fn health_get(
+pub(super) async fn health_get(
     State(state): State<AppState>,
     Extension(checks): Extension<HealthChecks>,
 ) -> Result<Json<Value>, ApiError> {
@@ -44,7 +44,7 @@ pub async fn health_get(
 
 /// The health checks of one server reading the database now (at most [`HEALTH_CHECKS`]).
 #[derive(Clone)]
-pub struct HealthChecks(std::sync::Arc<tokio::sync::Semaphore>);
+pub(super) struct HealthChecks(std::sync::Arc<tokio::sync::Semaphore>);
 
 impl Default for HealthChecks {
     fn default() -> Self {
@@ -60,13 +60,13 @@ const HEALTH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 const HEALTH_CHECKS: usize = 4;
 
 /// `GET /v1/ca.pub` (no auth): the line for `TrustedUserCAKeys`.
-pub async fn ca_pub_get(State(state): State<AppState>) -> impl IntoResponse {
+pub(super) async fn ca_pub_get(State(state): State<AppState>) -> impl IntoResponse {
     let line = format!("{}\n", state.ca().public_key_line());
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], line)
 }
 
 /// `GET /v1/whoami`.
-pub async fn whoami_get(
+pub(super) async fn whoami_get(
     State(state): State<AppState>,
     Actor(actor): Actor,
 ) -> Result<Json<WhoAmI>, ApiError> {
@@ -74,7 +74,7 @@ pub async fn whoami_get(
 }
 
 /// A method the endpoint does not take (the `Allow` header lists those it does).
-pub async fn method_not_allowed() -> ApiError {
+pub(super) async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::MethodNotAllowed,
@@ -83,7 +83,7 @@ pub async fn method_not_allowed() -> ApiError {
 }
 
 /// Any path that is not an endpoint.
-pub async fn not_found() -> ApiError {
+pub(super) async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         ErrorCode::NotFound,

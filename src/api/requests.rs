@@ -16,7 +16,7 @@ use crate::service::{LIST_LIMIT, ListPage, NewRequest, RequestView};
 /// `POST /v1/requests` body.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CreateBody {
+pub(super) struct CreateBody {
     role: String,
     public_key: String,
     reason: String,
@@ -50,33 +50,33 @@ pub(crate) fn parse_create_body(bytes: &[u8]) -> Result<NewRequest, ApiError> {
 /// `POST /v1/requests/{id}/approve` body (optional).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ApproveBody {
+pub(super) struct ApproveBody {
     comment: Option<String>,
 }
 
 /// `POST /v1/requests/{id}/deny` body.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DenyBody {
+pub(super) struct DenyBody {
     reason: String,
 }
 
 /// `POST /v1/requests/{id}/cancel` body (optional, empty).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CancelBody {}
+pub(super) struct CancelBody {}
 
 /// `GET /v1/requests` query.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ListQuery {
+pub(super) struct ListQuery {
     status: Option<String>,
     after: Option<String>,
     limit: Option<u32>,
 }
 
 /// `POST /v1/requests` -> 201 with the request.
-pub async fn requests_create(
+pub(super) async fn requests_create(
     State(state): State<AppState>,
     Actor(actor): Actor,
     JsonBody(body): JsonBody<CreateBody>,
@@ -93,7 +93,7 @@ pub async fn requests_create(
 }
 
 /// `GET /v1/requests?status=S&after=ID&limit=L`.
-pub async fn requests_list(
+pub(super) async fn requests_list(
     State(state): State<AppState>,
     Actor(actor): Actor,
     Query(q): Query<ListQuery>,
@@ -112,7 +112,7 @@ pub async fn requests_list(
 }
 
 /// `GET /v1/requests/{id}`.
-pub async fn request_get(
+pub(super) async fn request_get(
     State(state): State<AppState>,
     Actor(actor): Actor,
     Path(id): Path<String>,
@@ -122,7 +122,7 @@ pub async fn request_get(
 }
 
 /// `POST /v1/requests/{id}/approve`.
-pub async fn request_approve(
+pub(super) async fn request_approve(
     State(state): State<AppState>,
     Actor(actor): Actor,
     Path(id): Path<String>,
@@ -139,7 +139,7 @@ pub async fn request_approve(
 }
 
 /// `POST /v1/requests/{id}/deny`.
-pub async fn request_deny(
+pub(super) async fn request_deny(
     State(state): State<AppState>,
     Actor(actor): Actor,
     Path(id): Path<String>,
@@ -153,7 +153,7 @@ pub async fn request_deny(
 }
 
 /// `POST /v1/requests/{id}/cancel`.
-pub async fn request_cancel(
+pub(super) async fn request_cancel(
     State(state): State<AppState>,
     Actor(actor): Actor,
     Path(id): Path<String>,
@@ -166,7 +166,7 @@ pub async fn request_cancel(
 }
 
 /// `GET /v1/requests/{id}/certificate` -> the certificate line as text/plain.
-pub async fn certificate_get(
+pub(super) async fn certificate_get(
     State(state): State<AppState>,
     Actor(actor): Actor,
     Path(id): Path<String>,

@@ -19,14 +19,14 @@ use crate::service::RequestView;
 /// Body of the revoke endpoints.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RevokeBody {
+pub(super) struct RevokeBody {
     reason: String,
 }
 
 /// Body of `done` (optional).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DoneBody {
+pub(super) struct DoneBody {
     reason: Option<String>,
 }
 
@@ -35,7 +35,7 @@ fn reason(raw: &str) -> Result<Text, ApiError> {
 }
 
 /// `POST /v1/certificates/{serial}/revoke` `{"reason"}`.
-pub async fn certificate_revoke(
+pub(super) async fn certificate_revoke(
     State(state): State<AppState>,
     Actor(actor): Actor,
     Path(serial): Path<String>,
@@ -50,7 +50,7 @@ pub async fn certificate_revoke(
 
 /// `POST /v1/users/{name}/revoke` `{"reason"}`: offboarding. Disables the user, revokes
 /// their tokens, every active certificate and pending request of theirs.
-pub async fn user_revoke(
+pub(super) async fn user_revoke(
     State(state): State<AppState>,
     Actor(actor): Actor,
     Path(name): Path<String>,
@@ -74,7 +74,7 @@ pub async fn user_revoke(
 }
 
 /// `POST /v1/requests/{id}/done` `{"reason"?}`: the requester ends their certificate.
-pub async fn request_done(
+pub(super) async fn request_done(
     State(state): State<AppState>,
     Actor(actor): Actor,
     Path(id): Path<String>,
@@ -88,7 +88,7 @@ pub async fn request_done(
 }
 
 /// `GET /v1/krl`: the Key Revocation List, with `ETag`; `If-None-Match` gives 304.
-pub async fn krl_get(
+pub(super) async fn krl_get(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -123,7 +123,7 @@ pub async fn krl_get(
 /// over plain HTTP can be checked against the CA key (`ssh-keygen -Y verify`). It carries
 /// the same `ETag` and `X-KRL-Version` as the KRL it signs: a client that fetched the
 /// two across a revocation sees different versions and fetches again.
-pub async fn krl_sig_get(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub(super) async fn krl_sig_get(State(state): State<AppState>) -> Result<Response, ApiError> {
     let krl = blocking(&state, |s| s.krl()).await?;
     Ok((
         StatusCode::OK,

@@ -13,13 +13,13 @@ use crate::names::{Text, UserName};
 /// Body of `enable` (optional).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EnableBody {
+pub(super) struct EnableBody {
     reason: Option<String>,
 }
 
 /// `POST /v1/users/{name}/enable` `{"reason"?}` → `{"user","disabled":false}`; 409
 /// `not_disabled` when the user is not disabled, 404 for a name nobody knows.
-pub async fn user_enable(
+pub(super) async fn user_enable(
     State(state): State<AppState>,
     Actor(actor): Actor,
     Path(name): Path<String>,

@@ -66,7 +66,7 @@ struct Events {
 }
 
 /// Runs `audit`.
-pub fn run(config: &Path, url: &str, args: AuditArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn run(config: &Path, url: &str, args: AuditArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         Some(AuditCommand::Verify { checkpoint }) => {
             return super::checkpoint::verify(config, checkpoint.as_deref());
@@ -121,7 +121,7 @@ pub fn run(config: &Path, url: &str, args: AuditArgs) -> anyhow::Result<ExitCode
 }
 
 /// The detail fields a reader wants first, in a short line.
-pub fn summary(detail: &serde_json::Value) -> String {
+pub(super) fn summary(detail: &serde_json::Value) -> String {
     let mut parts = Vec::new();
     for key in [
         "role",

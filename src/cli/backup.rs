@@ -19,7 +19,7 @@ pub struct BackupArgs {
 
 /// Copies the database (SQLite's online backup: one snapshot, writers go on), verifies
 /// the copy's audit chain and that it is the same database, then moves it into place.
-pub fn run(config: &Path, args: &BackupArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn run(config: &Path, args: &BackupArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(config)?;
     let local = Local::open(&config)?;
     let folder = args

@@ -22,7 +22,7 @@ fn open(config: &Path) -> anyhow::Result<(Config, Local)> {
 }
 
 /// Prints (or writes) a signed checkpoint of the log's current head.
-pub fn checkpoint(config: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode> {
+pub(super) fn checkpoint(config: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode> {
     let (config, local) = open(config)?;
     let (ca, _) = CertificateAuthority::open(&config.ca, false)?;
     let now = SystemClock.now().to_rfc3339_opts(SecondsFormat::Secs, true);
@@ -60,7 +60,7 @@ pub fn checkpoint(config: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode>
 }
 
 /// Recomputes the chain; with a checkpoint, also requires its head to still be there.
-pub fn verify(config: &Path, checkpoint_file: Option<&Path>) -> anyhow::Result<ExitCode> {
+pub(super) fn verify(config: &Path, checkpoint_file: Option<&Path>) -> anyhow::Result<ExitCode> {
     let (config, local) = open(config)?;
     let Some(file) = checkpoint_file else {
         return match local.verify_audit() {

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// A connection to one countersign server.
-pub struct Client {
+pub(super) struct Client {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
@@ -18,7 +18,7 @@ pub struct Client {
 
 impl Client {
     /// Reads the token from the environment; fails with a hint when it is missing.
-    pub fn from_env(url: &str) -> anyhow::Result<Client> {
+    pub(super) fn from_env(url: &str) -> anyhow::Result<Client> {
         let token = std::env::var("COUNTERSIGN_TOKEN")
             .ok()
             .filter(|t| !t.trim().is_empty())
@@ -32,7 +32,7 @@ impl Client {
     }
 
     /// A client without a token, for the unauthenticated endpoints (`/v1/krl`).
-    pub fn anonymous(url: &str) -> anyhow::Result<Client> {
+    pub(super) fn anonymous(url: &str) -> anyhow::Result<Client> {
         Self::new(url, None)
     }
 
@@ -61,23 +61,23 @@ impl Client {
     }
 
     /// GET returning raw bytes.
-    pub fn get_bytes(&self, path: &str) -> anyhow::Result<Vec<u8>> {
+    pub(super) fn get_bytes(&self, path: &str) -> anyhow::Result<Vec<u8>> {
         self.send_bytes(self.http.get(self.url(path)))
     }
 
     /// GET returning JSON.
-    pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+    pub(super) fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let text = self.send(self.http.get(self.url(path)))?;
         serde_json::from_str(&text).context("server sent a response that is not the expected JSON")
     }
 
     /// GET returning text.
-    pub fn get_text(&self, path: &str) -> anyhow::Result<String> {
+    pub(super) fn get_text(&self, path: &str) -> anyhow::Result<String> {
         self.send(self.http.get(self.url(path)))
     }
 
     /// POST a JSON body, returning JSON.
-    pub fn post<B: Serialize, T: DeserializeOwned>(
+    pub(super) fn post<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,

@@ -57,7 +57,7 @@ fn report(r: &RequestView, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 /// `countersign approve ID [--comment TEXT]`.
-pub fn approve(url: &str, args: ApproveArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn approve(url: &str, args: ApproveArgs) -> anyhow::Result<ExitCode> {
     let body = json!({ "comment": args.comment });
     let r: RequestView = Client::from_env(url)?.post(
         &format!("/v1/requests/{}/approve", urlencode(&args.id)),
@@ -67,7 +67,7 @@ pub fn approve(url: &str, args: ApproveArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `countersign deny ID --reason TEXT`.
-pub fn deny(url: &str, args: DenyArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn deny(url: &str, args: DenyArgs) -> anyhow::Result<ExitCode> {
     let body = json!({ "reason": args.reason });
     let r: RequestView = Client::from_env(url)?
         .post(&format!("/v1/requests/{}/deny", urlencode(&args.id)), &body)?;
@@ -75,7 +75,7 @@ pub fn deny(url: &str, args: DenyArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `countersign cancel ID`.
-pub fn cancel(url: &str, args: CancelArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn cancel(url: &str, args: CancelArgs) -> anyhow::Result<ExitCode> {
     let r: RequestView = Client::from_env(url)?.post(
         &format!("/v1/requests/{}/cancel", urlencode(&args.id)),
         &json!({}),

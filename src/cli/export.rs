@@ -41,7 +41,7 @@ struct Events {
 }
 
 /// `30d` -> now minus 30 days; an RFC 3339 time as is.
-pub fn parse_since(s: &str) -> anyhow::Result<DateTime<Utc>> {
+pub(super) fn parse_since(s: &str) -> anyhow::Result<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }
@@ -51,7 +51,7 @@ pub fn parse_since(s: &str) -> anyhow::Result<DateTime<Utc>> {
 }
 
 /// Every event matching `query`, following `after_seq` pages to the end.
-pub fn fetch_all(client: &Client, query: &str) -> anyhow::Result<Vec<Event>> {
+pub(super) fn fetch_all(client: &Client, query: &str) -> anyhow::Result<Vec<Event>> {
     const PAGE: usize = 10_000;
     let mut out: Vec<Event> = Vec::new();
     loop {
@@ -67,13 +67,13 @@ pub fn fetch_all(client: &Client, query: &str) -> anyhow::Result<Vec<Event>> {
 }
 
 /// Events since a time, for export and reports.
-pub fn fetch_since(client: &Client, since: DateTime<Utc>) -> anyhow::Result<Vec<Event>> {
+pub(super) fn fetch_since(client: &Client, since: DateTime<Utc>) -> anyhow::Result<Vec<Event>> {
     let since = since.to_rfc3339_opts(SecondsFormat::Secs, true);
     fetch_all(client, &format!("since={}", urlencode(&since)))
 }
 
 /// `countersign audit export --since 30d [--format jsonl|csv]`.
-pub fn export(url: &str, args: ExportArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn export(url: &str, args: ExportArgs) -> anyhow::Result<ExitCode> {
     let since = parse_since(&args.since)?;
     let events = fetch_since(&Client::from_env(url)?, since)?;
     match args.format {
@@ -107,7 +107,7 @@ pub fn export(url: &str, args: ExportArgs) -> anyhow::Result<ExitCode> {
 
 /// One CSV cell: quoted when needed, and defused when a spreadsheet would read it as a
 /// formula (a reason starting with `=` must not run in the auditor's spreadsheet).
-pub fn csv_cell(s: &str) -> String {
+pub(super) fn csv_cell(s: &str) -> String {
     let s = if s.starts_with(['=', '+', '-', '@']) {
         format!("'{s}")
     } else {
@@ -123,7 +123,7 @@ pub fn csv_cell(s: &str) -> String {
 /// The serial, key ID and CA fingerprint in one of the lines sshd (LogLevel VERBOSE)
 /// writes for a certificate login.
 #[derive(Debug, PartialEq, Eq)]
-pub struct LogLine {
+pub(super) struct LogLine {
     pub serial: Serial,
     pub key_id: Option<String>,
     pub ca_fingerprint: Option<String>,
@@ -135,7 +135,7 @@ pub struct LogLine {
 /// - `Accepted certificate ID "<key id>" (serial N) signed by ED25519 CA SHA256:... via
 ///   /path` (auth2-pubkey.c, `TrustedUserCAKeys`), or `... signed by CA ED25519
 ///   SHA256:... found at FILE:LINE` (a `cert-authority` line), where the key ID is quoted.
-pub fn parse_log_line(line: &str) -> anyhow::Result<LogLine> {
+pub(super) fn parse_log_line(line: &str) -> anyhow::Result<LogLine> {
     let start = line.rfind("(serial ").ok_or_else(|| {
         anyhow!("no \"(serial N)\" in the line: is it an sshd certificate login?")
     })?;
@@ -163,7 +163,7 @@ pub fn parse_log_line(line: &str) -> anyhow::Result<LogLine> {
 }
 
 /// `countersign audit explain "<sshd log line>"`.
-pub fn explain(url: &str, line: &str) -> anyhow::Result<ExitCode> {
+pub(super) fn explain(url: &str, line: &str) -> anyhow::Result<ExitCode> {
     let parsed = parse_log_line(line)?;
     let client = Client::from_env(url)?;
     let ca_line = String::from_utf8(client.get_bytes("/v1/ca.pub")?)?;

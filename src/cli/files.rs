@@ -10,7 +10,7 @@ use anyhow::{Context, anyhow};
 /// reader sees the old content or the new, never a missing, empty or partial file (an
 /// `ssh` picking up `id_ed25519-cert.pub`, an `sshd` reading its `RevokedKeys`). On any
 /// failure the temp file is removed and `path` is left as it was.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())

@@ -27,7 +27,7 @@ pub struct InitArgs {
 
 /// Creates the data directory, database and CA key (never overwriting it), and the SSH
 /// host key when `[ssh]` is set, and prints the CA public key line.
-pub fn init(config: &Path, args: &InitArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn init(config: &Path, args: &InitArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(config)?;
     if args.encrypt && config.ca.agent {
         bail!(
@@ -76,7 +76,7 @@ pub fn init(config: &Path, args: &InitArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Validates the config and prints a summary; warnings go to stderr.
-pub fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
+pub(super) fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
     let p = &config.policy;
     outln!("config       {}", config.path.display())?;

@@ -48,7 +48,7 @@ pub struct KrlArgs {
 const ATTEMPTS: usize = 3;
 
 /// Fetches, checks and writes the KRL.
-pub fn run(url: &str, args: KrlArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn run(url: &str, args: KrlArgs) -> anyhow::Result<ExitCode> {
     let client = Client::anonymous(url)?;
     let (ca, pin) = trusted_ca(&client, &args)?;
     let (bytes, summary) = fetch_verified(&client, &ca, args.ca_key.is_some())?;

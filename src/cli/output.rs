@@ -5,17 +5,17 @@ use crate::render::{render_request_details, render_table};
 use crate::service::RequestView;
 
 /// Prints rows as left-aligned columns under a header.
-pub fn table(header: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
+pub(super) fn table(header: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
     out!("{}", render_table(header, rows))
 }
 
 /// The full story of one request for `show`.
-pub fn request_details(r: &RequestView) -> std::io::Result<()> {
+pub(super) fn request_details(r: &RequestView) -> std::io::Result<()> {
     out!("{}", render_request_details(r))
 }
 
 /// Prints JSON, pretty.
-pub fn json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+pub(super) fn json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     outln!("{}", serde_json::to_string_pretty(v)?)?;
     Ok(())
 }

@@ -13,7 +13,7 @@ use crate::daemon::{pid_path, try_lock};
 
 /// `countersign reload`: checks that the config file loads, then sends SIGHUP to the
 /// `countersign serve` whose pid is in `data_dir/countersign.pid`.
-pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
+pub(super) fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path).map_err(|e| {
         anyhow!(
             "{:#}; nothing was sent, the server keeps its configuration",

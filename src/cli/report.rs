@@ -27,7 +27,7 @@ pub struct ReportArgs {
 
 /// One certificate in the review.
 #[derive(Debug, Clone, Serialize)]
-pub struct Grant {
+pub(super) struct Grant {
     pub role: String,
     pub user: String,
     pub serial: String,
@@ -43,7 +43,7 @@ pub struct Grant {
 }
 
 /// Folds issued and revoked events into grants grouped by role.
-pub fn grants(events: &[Event]) -> BTreeMap<String, Vec<Grant>> {
+pub(super) fn grants(events: &[Event]) -> BTreeMap<String, Vec<Grant>> {
     let revoked: HashMap<&str, (&str, String)> = events
         .iter()
         .filter_map(|e| {
@@ -101,7 +101,7 @@ fn to_seconds(t: &str) -> String {
 }
 
 /// Runs `report`.
-pub fn run(url: &str, args: ReportArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn run(url: &str, args: ReportArgs) -> anyhow::Result<ExitCode> {
     let since = parse_since(&args.since)?;
     let events = fetch_since(&Client::from_env(url)?, since)?;
     let by_role = grants(&events);

@@ -42,7 +42,7 @@ pub struct RequestArgs {
 }
 
 /// Runs `request`.
-pub fn run(url: &str, args: RequestArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn run(url: &str, args: RequestArgs) -> anyhow::Result<ExitCode> {
     let key_path = match &args.key {
         Some(p) => p.clone(),
         None => default_key()?,
@@ -109,7 +109,7 @@ pub fn run(url: &str, args: RequestArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `id_ed25519.pub` -> `id_ed25519-cert.pub`, the name `ssh` looks for.
-pub fn cert_path(key: &Path) -> PathBuf {
+pub(super) fn cert_path(key: &Path) -> PathBuf {
     let name = key
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

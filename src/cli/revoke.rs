@@ -55,7 +55,7 @@ struct Revoked {
 }
 
 /// `countersign revoke (--serial N | --request ID | --user NAME) --reason TEXT`.
-pub fn revoke(url: &str, args: RevokeArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn revoke(url: &str, args: RevokeArgs) -> anyhow::Result<ExitCode> {
     let client = Client::from_env(url)?;
     let body = json!({ "reason": args.reason });
     let path = if let Some(user) = &args.user {
@@ -98,7 +98,7 @@ pub fn revoke(url: &str, args: RevokeArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `countersign done ID`: end your own certificate early.
-pub fn done(url: &str, args: DoneArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn done(url: &str, args: DoneArgs) -> anyhow::Result<ExitCode> {
     let body = json!({ "reason": args.reason });
     let r: RequestView = Client::from_env(url)?
         .post(&format!("/v1/requests/{}/done", urlencode(&args.id)), &body)?;

@@ -22,7 +22,7 @@ pub struct ServeArgs {
 }
 
 /// Loads the config, parses the options and runs the server (`daemon.rs`) until Ctrl-C or SIGTERM.
-pub fn serve(config: &Path, args: &ServeArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn serve(config: &Path, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(config)?;
     let reason = args
         .reason

@@ -56,7 +56,7 @@ struct List {
 }
 
 /// `countersign whoami`.
-pub fn whoami(url: &str, json: bool) -> anyhow::Result<ExitCode> {
+pub(super) fn whoami(url: &str, json: bool) -> anyhow::Result<ExitCode> {
     let me: WhoAmI = Client::from_env(url)?.get("/v1/whoami")?;
     if json {
         output::json(&me)?;
@@ -67,7 +67,7 @@ pub fn whoami(url: &str, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 /// `countersign list`.
-pub fn list(url: &str, args: ListArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn list(url: &str, args: ListArgs) -> anyhow::Result<ExitCode> {
     let client = Client::from_env(url)?;
     let mut query = Vec::new();
     if let Some(s) = &args.status {
@@ -106,7 +106,7 @@ pub fn list(url: &str, args: ListArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `countersign show ID`.
-pub fn show(url: &str, args: ShowArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn show(url: &str, args: ShowArgs) -> anyhow::Result<ExitCode> {
     let r: RequestView =
         Client::from_env(url)?.get(&format!("/v1/requests/{}", urlencode(&args.id)))?;
     if args.json {
@@ -118,7 +118,7 @@ pub fn show(url: &str, args: ShowArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `countersign cert ID [--out FILE]`.
-pub fn cert(url: &str, args: CertArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn cert(url: &str, args: CertArgs) -> anyhow::Result<ExitCode> {
     let cert = Client::from_env(url)?
         .get_text(&format!("/v1/requests/{}/certificate", urlencode(&args.id)))?;
     match args.out {
@@ -132,7 +132,7 @@ pub fn cert(url: &str, args: CertArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Percent-encodes a path or query component.
-pub fn urlencode(s: &str) -> String {
+pub(super) fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

@@ -25,7 +25,7 @@ pub enum TokenCommand {
 }
 
 /// The actor recorded for operator commands run on the CA host.
-pub fn operator() -> String {
+pub(super) fn operator() -> String {
     let name = std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
         .unwrap_or_default();
@@ -36,7 +36,7 @@ pub fn operator() -> String {
 }
 
 /// Runs a token subcommand.
-pub fn run(config: &Path, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
+pub(super) fn run(config: &Path, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
     let config = Config::load(config)?;
     let local = Local::open(&config)?;
     match cmd {

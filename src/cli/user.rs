@@ -24,7 +24,7 @@ pub enum UserCommand {
 }
 
 /// Runs a `user` subcommand against the server.
-pub fn run(url: &str, cmd: UserCommand) -> anyhow::Result<ExitCode> {
+pub(super) fn run(url: &str, cmd: UserCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         UserCommand::Enable { name, reason } => {
             let body = json!({ "reason": reason });

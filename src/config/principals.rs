@@ -14,7 +14,7 @@ use crate::policy::{Policy, PrincipalTemplate};
 
 /// A principal some configured user would get that belongs to something else: the role
 /// whose `principals` key the message is about, and why.
-pub struct Clash {
+pub(super) struct Clash {
     /// The role whose template gives the principal.
     pub role: RoleName,
     /// What clashes with what, and what to do.
@@ -23,7 +23,7 @@ pub struct Clash {
 
 /// Checks every principal a `{user}` template gives a requester of its role. Returns the
 /// warnings (a template that gives a user `root`), or the first clash.
-pub fn check(policy: &Policy) -> Result<Vec<String>, Clash> {
+pub(super) fn check(policy: &Policy) -> Result<Vec<String>, Clash> {
     // A fixed principal and the role that lists it.
     let mut fixed: HashMap<&str, &RoleName> = HashMap::new();
     for role in policy.roles.values() {

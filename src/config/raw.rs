@@ -122,7 +122,7 @@ pub(super) struct RawConflict {
 }
 
 /// The certificate extensions OpenSSH defines (PROTOCOL.certkeys).
-pub const STANDARD_EXTENSIONS: [&str; 6] = [
+pub(super) const STANDARD_EXTENSIONS: [&str; 6] = [
     "no-touch-required",
     "permit-X11-forwarding",
     "permit-agent-forwarding",

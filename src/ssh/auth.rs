@@ -30,7 +30,7 @@ pub struct Identity {
 
 /// Why an authentication attempt was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AuthRefusal {
+pub(super) enum AuthRefusal {
     /// No user lists this key.
     #[error("key {fingerprint} is not registered to any user")]
     UnknownKey { fingerprint: String },
@@ -59,7 +59,7 @@ pub enum AuthRefusal {
 
 /// `identity`, unless `check` (whether its user is enabled, read from the database)
 /// says the user is disabled or cannot say.
-pub fn enabled(
+pub(super) fn enabled(
     identity: Identity,
     check: Result<(), ServiceError>,
 ) -> Result<Identity, AuthRefusal> {
@@ -78,7 +78,11 @@ pub fn enabled(
 }
 
 /// The identity `login` + `key` stand for under `policy`, or why there is none.
-pub fn authorize(policy: &Policy, login: &str, key: &KeyData) -> Result<Identity, AuthRefusal> {
+pub(super) fn authorize(
+    policy: &Policy,
+    login: &str,
+    key: &KeyData,
+) -> Result<Identity, AuthRefusal> {
     let unknown = || AuthRefusal::UnknownKey {
         fingerprint: key.fingerprint(ssh_key::HashAlg::Sha256).to_string(),
     };
@@ -101,7 +105,7 @@ pub fn authorize(policy: &Policy, login: &str, key: &KeyData) -> Result<Identity
 
 /// A login name as it may be logged: at most 64 characters, control characters escaped
 /// by the `{:?}` that prints it.
-pub fn printable(login: &str) -> String {
+pub(super) fn printable(login: &str) -> String {
     login.chars().take(64).collect()
 }
 

@@ -38,7 +38,7 @@ Exit status: 0 done; 1 refused, failed, or the request ended without a certifica
     disable_version_flag = true,
     color = clap::ColorChoice::Never
 )]
-pub struct CommandLine {
+pub(super) struct CommandLine {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -46,7 +46,7 @@ pub struct CommandLine {
 
 /// One command.
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
-pub enum Command {
+pub(super) enum Command {
     /// Ask for a role for the key you logged in with; waits for the decision and prints
     /// the certificate on stdout
     Request(RequestArgs),
@@ -80,7 +80,7 @@ pub enum Command {
 
 /// `request` arguments.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
-pub struct RequestArgs {
+pub(super) struct RequestArgs {
     /// The role to ask for
     pub role: String,
     /// Why (approvers and the audit log see it)
@@ -96,7 +96,7 @@ pub struct RequestArgs {
 
 /// `list` arguments: a filter and one page.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
-pub struct ListArgs {
+pub(super) struct ListArgs {
     /// Only this status (pending, issued, denied, cancelled, expired, refused)
     #[arg(long)]
     pub status: Option<String>,
@@ -113,14 +113,14 @@ pub struct ListArgs {
 
 /// A single request id argument.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
-pub struct IdArg {
+pub(super) struct IdArg {
     /// Request id (r-...)
     pub id: String,
 }
 
 /// What a command line turned out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Parsed {
+pub(super) enum Parsed {
     /// A command to run.
     Run(Command),
     /// Help was asked for: print it on stdout, exit 0.
@@ -130,7 +130,7 @@ pub enum Parsed {
 }
 
 /// Parses the bytes of an exec request.
-pub fn parse(raw: &[u8]) -> Parsed {
+pub(super) fn parse(raw: &[u8]) -> Parsed {
     if raw.len() > MAX_COMMAND_BYTES {
         return usage(&format!(
             "the command is {} bytes long, at most {MAX_COMMAND_BYTES}",
@@ -156,7 +156,7 @@ pub fn parse(raw: &[u8]) -> Parsed {
 }
 
 /// The full help text, also shown for a shell request.
-pub fn help() -> String {
+pub(super) fn help() -> String {
     <CommandLine as clap::CommandFactory>::command()
         .render_help()
         .to_string()
@@ -174,7 +174,7 @@ fn split(line: &str) -> Result<Vec<String>, String> {
 }
 
 /// Free-text words as one text; `None` when there are none.
-pub fn joined(words: &[String]) -> Option<String> {
+pub(super) fn joined(words: &[String]) -> Option<String> {
     (!words.is_empty()).then(|| words.join(" "))
 }
 

@@ -15,7 +15,7 @@ use crate::service::{Service, ServiceError};
 
 /// What a command runs with.
 #[derive(Clone)]
-pub struct Context {
+pub(super) struct Context {
     /// The operations.
     pub service: Arc<Service>,
     /// Who is asking, and the key certificates are issued for.
@@ -28,7 +28,7 @@ pub struct Context {
 
 /// Why a command did not complete.
 #[derive(Debug, thiserror::Error)]
-pub enum CommandError {
+pub(super) enum CommandError {
     /// Refused or failed, with its public code.
     #[error("{code}: {message}")]
     Failed { code: ErrorCode, message: String },
@@ -39,7 +39,7 @@ pub enum CommandError {
 
 impl CommandError {
     /// A failure with its code.
-    pub fn failed(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(super) fn failed(code: ErrorCode, message: impl Into<String>) -> Self {
         CommandError::Failed {
             code,
             message: message.into(),
@@ -47,7 +47,7 @@ impl CommandError {
     }
 
     /// `invalid_request`, as the API answers malformed input.
-    pub fn invalid(message: impl Into<String>) -> Self {
+    pub(super) fn invalid(message: impl Into<String>) -> Self {
         Self::failed(ErrorCode::InvalidRequest, message)
     }
 }
@@ -62,7 +62,7 @@ impl From<ServiceError> for CommandError {
 }
 
 /// Runs one service operation as the caller, on the blocking pool.
-pub async fn call<T: Send + 'static>(
+pub(super) async fn call<T: Send + 'static>(
     ctx: &Context,
     f: impl FnOnce(&Service, &UserName) -> Result<T, ServiceError> + Send + 'static,
 ) -> Result<T, CommandError> {
@@ -72,7 +72,7 @@ pub async fn call<T: Send + 'static>(
 
 /// Runs a state change for the authenticated user on the store's writer thread (group
 /// commit, as the HTTP API does).
-pub async fn change<T: Send + 'static>(
+pub(super) async fn change<T: Send + 'static>(
     ctx: &Context,
     f: impl FnOnce(&Service, &UserName) -> Result<T, ServiceError> + Send + 'static,
 ) -> Result<T, CommandError> {

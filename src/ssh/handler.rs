@@ -31,7 +31,7 @@ use crate::config::SshSettings;
 use crate::service::Service;
 
 /// What every connection shares: the service, the settings and the counters.
-pub struct Shared {
+pub(super) struct Shared {
     /// The operations.
     pub service: Arc<Service>,
     /// `[ssh]`.
@@ -46,7 +46,7 @@ pub struct Shared {
 
 impl Shared {
     /// Fresh counters for `settings`.
-    pub fn new(service: Arc<Service>, settings: SshSettings) -> Self {
+    pub(super) fn new(service: Arc<Service>, settings: SshSettings) -> Self {
         Shared {
             failures: FailureLimiter::new(settings.auth_failures_per_minute),
             per_address: ConnectionsPerAddress::new(settings.max_connections_per_address),
@@ -58,7 +58,7 @@ impl Shared {
 }
 
 /// One client connection.
-pub struct Connection {
+pub(super) struct Connection {
     shared: Arc<Shared>,
     peer: SocketAddr,
     /// When `request` must stop waiting: shortly before the connection's time limit.
@@ -79,7 +79,7 @@ pub struct Connection {
 impl Connection {
     /// A connection from `peer`, accepted at `accepted`; `authenticated` is set once the
     /// client has logged in.
-    pub fn new(
+    pub(super) fn new(
         shared: Arc<Shared>,
         peer: SocketAddr,
         accepted: Instant,

@@ -22,7 +22,7 @@ const PRUNE_ABOVE: usize = 4096;
 /// A token bucket of failed authentications per source address: the full allowance is
 /// `per_minute` failures, and it refills at `per_minute` per minute.
 #[derive(Debug)]
-pub struct FailureLimiter {
+pub(super) struct FailureLimiter {
     per_minute: u32,
     buckets: Mutex<HashMap<IpAddr, Bucket>>,
 }
@@ -35,7 +35,7 @@ struct Bucket {
 
 impl FailureLimiter {
     /// A limiter allowing `per_minute` failures per address and minute.
-    pub fn new(per_minute: u32) -> Self {
+    pub(super) fn new(per_minute: u32) -> Self {
         FailureLimiter {
             per_minute,
             buckets: Mutex::new(HashMap::new()),
@@ -43,7 +43,7 @@ impl FailureLimiter {
     }
 
     /// Whether `ip` has used up its allowance: then even a good key is refused.
-    pub fn is_blocked(&self, ip: IpAddr, now: Instant) -> bool {
+    pub(super) fn is_blocked(&self, ip: IpAddr, now: Instant) -> bool {
         let buckets = lock(&self.buckets);
         buckets
             .get(&network_of(ip))
@@ -51,7 +51,7 @@ impl FailureLimiter {
     }
 
     /// Counts one failure from `ip`.
-    pub fn record_failure(&self, ip: IpAddr, now: Instant) {
+    pub(super) fn record_failure(&self, ip: IpAddr, now: Instant) {
         let mut buckets = lock(&self.buckets);
         if buckets.len() > PRUNE_ABOVE {
             let full = f64::from(self.per_minute);
@@ -70,7 +70,7 @@ impl FailureLimiter {
     }
 
     /// Takes back one failure of `ip` (the connection authenticated after all).
-    pub fn forgive(&self, ip: IpAddr) {
+    pub(super) fn forgive(&self, ip: IpAddr) {
         let full = f64::from(self.per_minute);
         if let Some(b) = lock(&self.buckets).get_mut(&network_of(ip)) {
             b.tokens = (b.tokens + 1.0).min(full);
@@ -87,21 +87,21 @@ impl FailureLimiter {
 /// Open connections per source address: one address may not hold every connection slot
 /// (silent TCP connections reopened as they time out). An [`AddressSlot`] is one of them.
 #[derive(Debug)]
-pub struct ConnectionsPerAddress {
+pub(super) struct ConnectionsPerAddress {
     max: usize,
     open: Mutex<HashMap<IpAddr, usize>>,
 }
 
 /// One open connection of one source address; dropping it gives the place back.
 #[derive(Debug)]
-pub struct AddressSlot {
+pub(super) struct AddressSlot {
     table: Arc<ConnectionsPerAddress>,
     key: IpAddr,
 }
 
 impl ConnectionsPerAddress {
     /// A table allowing `max` open connections per source address.
-    pub fn new(max: u32) -> Arc<Self> {
+    pub(super) fn new(max: u32) -> Arc<Self> {
         Arc::new(ConnectionsPerAddress {
             max: max as usize,
             open: Mutex::new(HashMap::new()),
@@ -111,7 +111,7 @@ impl ConnectionsPerAddress {
     /// A place for a connection from `ip`, or `None` when its address has `max` open.
     /// (Entries exist only for addresses with open connections, so the table is bounded
     /// by the connections the server holds.)
-    pub fn try_admit(self: &Arc<Self>, ip: IpAddr) -> Option<AddressSlot> {
+    pub(super) fn try_admit(self: &Arc<Self>, ip: IpAddr) -> Option<AddressSlot> {
         let key = network_of(ip);
         let mut open = lock(&self.open);
         let n = open.entry(key).or_insert(0);
@@ -141,7 +141,7 @@ impl Drop for AddressSlot {
 /// The channels one connection has open, at most `max`: each holds server memory until
 /// it is closed, so an authenticated client may not open them without end.
 #[derive(Debug)]
-pub struct OpenChannels {
+pub(super) struct OpenChannels {
     max: usize,
     open: Mutex<HashSet<ChannelId>>,
 }
@@ -150,14 +150,14 @@ pub struct OpenChannels {
 /// so that the place is free once the command ends (the server closes the channel then)
 /// or is aborted.
 #[derive(Debug)]
-pub struct ChannelRelease {
+pub(super) struct ChannelRelease {
     channels: Arc<OpenChannels>,
     id: ChannelId,
 }
 
 impl OpenChannels {
     /// Room for `max` open channels.
-    pub fn new(max: u32) -> Arc<Self> {
+    pub(super) fn new(max: u32) -> Arc<Self> {
         Arc::new(OpenChannels {
             max: max as usize,
             open: Mutex::new(HashSet::new()),
@@ -165,7 +165,7 @@ impl OpenChannels {
     }
 
     /// Counts `id` as open, unless `max` channels already are.
-    pub fn try_open(&self, id: ChannelId) -> bool {
+    pub(super) fn try_open(&self, id: ChannelId) -> bool {
         let mut open = lock(&self.open);
         if open.len() >= self.max {
             return false;
@@ -175,17 +175,17 @@ impl OpenChannels {
     }
 
     /// Whether `id` holds a place.
-    pub fn is_open(&self, id: ChannelId) -> bool {
+    pub(super) fn is_open(&self, id: ChannelId) -> bool {
         lock(&self.open).contains(&id)
     }
 
     /// Frees `id`'s place (nothing if it was already freed).
-    pub fn close(&self, id: ChannelId) {
+    pub(super) fn close(&self, id: ChannelId) {
         lock(&self.open).remove(&id);
     }
 
     /// A guard that frees `id`'s place when dropped.
-    pub fn release_on_drop(self: &Arc<Self>, id: ChannelId) -> ChannelRelease {
+    pub(super) fn release_on_drop(self: &Arc<Self>, id: ChannelId) -> ChannelRelease {
         ChannelRelease {
             channels: self.clone(),
             id,
@@ -193,7 +193,7 @@ impl OpenChannels {
     }
 
     /// The most channels one connection may have open.
-    pub fn max(&self) -> usize {
+    pub(super) fn max(&self) -> usize {
         self.max
     }
 }
@@ -206,21 +206,21 @@ impl Drop for ChannelRelease {
 
 /// How many commands each user has running; a [`SessionSlot`] is one of them.
 #[derive(Debug)]
-pub struct SessionCounter {
+pub(super) struct SessionCounter {
     max: usize,
     running: Mutex<HashMap<UserName, usize>>,
 }
 
 /// One running command of one user; dropping it frees the slot.
 #[derive(Debug)]
-pub struct SessionSlot {
+pub(super) struct SessionSlot {
     counter: Arc<SessionCounter>,
     user: UserName,
 }
 
 impl SessionCounter {
     /// A counter allowing `max` running commands per user.
-    pub fn new(max: u32) -> Arc<Self> {
+    pub(super) fn new(max: u32) -> Arc<Self> {
         Arc::new(SessionCounter {
             max: max as usize,
             running: Mutex::new(HashMap::new()),
@@ -228,7 +228,7 @@ impl SessionCounter {
     }
 
     /// A slot for `user`, or `None` when they already run `max` commands.
-    pub fn try_acquire(self: &Arc<Self>, user: &UserName) -> Option<SessionSlot> {
+    pub(super) fn try_acquire(self: &Arc<Self>, user: &UserName) -> Option<SessionSlot> {
         let mut running = lock(&self.running);
         let n = running.entry(user.clone()).or_insert(0);
         if *n >= self.max {
@@ -242,7 +242,7 @@ impl SessionCounter {
     }
 
     /// The most commands one user may run at once.
-    pub fn max(&self) -> usize {
+    pub(super) fn max(&self) -> usize {
         self.max
     }
 }

@@ -18,14 +18,14 @@ use crate::service::LIST_LIMIT;
 use crate::service::Status;
 
 /// Exit status of a command that did what was asked.
-pub const EXIT_OK: u32 = 0;
+pub(super) const EXIT_OK: u32 = 0;
 /// Exit status of a refusal, a failure, or a request that ended without a certificate.
-pub const EXIT_FAILED: u32 = 1;
+pub(super) const EXIT_FAILED: u32 = 1;
 /// Exit status of a bad command line.
-pub const EXIT_USAGE: u32 = 2;
+pub(super) const EXIT_USAGE: u32 = 2;
 
 /// Runs the exec request `line`; returns the exit status (the client may be gone).
-pub async fn run(ctx: &Context, term: &Terminal, line: &[u8]) -> u32 {
+pub(super) async fn run(ctx: &Context, term: &Terminal, line: &[u8]) -> u32 {
     let status = match commands::parse(line) {
         Parsed::Help(text) => term.out(text).await.map(|()| EXIT_OK),
         Parsed::Usage(text) => term.err(text).await.map(|()| EXIT_USAGE),
@@ -35,7 +35,7 @@ pub async fn run(ctx: &Context, term: &Terminal, line: &[u8]) -> u32 {
 }
 
 /// A shell request: the help, then exit 0.
-pub async fn shell(term: &Terminal) -> u32 {
+pub(super) async fn shell(term: &Terminal) -> u32 {
     match term.out(commands::help()).await {
         Ok(()) => EXIT_OK,
         Err(Disconnected) => EXIT_FAILED,
@@ -43,7 +43,7 @@ pub async fn shell(term: &Terminal) -> u32 {
 }
 
 /// The answer when the user already runs as many commands as allowed.
-pub async fn too_many_sessions(term: &Terminal, max: usize) -> u32 {
+pub(super) async fn too_many_sessions(term: &Terminal, max: usize) -> u32 {
     let line = format!(
         "countersign: {}: you already run {max} command(s) over ssh, the most allowed at once; \
          wait for one to end\n",
@@ -115,7 +115,7 @@ fn name(command: &Command) -> &'static str {
 }
 
 /// A request id as the API parses it.
-pub fn request_id(raw: &str) -> Result<RequestId, CommandError> {
+pub(super) fn request_id(raw: &str) -> Result<RequestId, CommandError> {
     RequestId::parse(raw).map_err(|e| CommandError::invalid(e.to_string()))
 }
 

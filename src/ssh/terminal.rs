@@ -10,26 +10,26 @@ use russh::server::Handle;
 /// The client is gone: nothing more can be written to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the client disconnected")]
-pub struct Disconnected;
+pub(super) struct Disconnected;
 
 /// SSH extended-data type of stderr (RFC 4254 section 5.2).
 const STDERR: u32 = 1;
 
 /// The output side of one running command.
 #[derive(Clone)]
-pub struct Terminal {
+pub(super) struct Terminal {
     handle: Handle,
     channel: ChannelId,
 }
 
 impl Terminal {
     /// Output to `channel` of the session behind `handle`.
-    pub fn new(handle: Handle, channel: ChannelId) -> Self {
+    pub(super) fn new(handle: Handle, channel: ChannelId) -> Self {
         Terminal { handle, channel }
     }
 
     /// Writes `text` to the client's stdout.
-    pub async fn out(&self, text: impl Into<String>) -> Result<(), Disconnected> {
+    pub(super) async fn out(&self, text: impl Into<String>) -> Result<(), Disconnected> {
         let bytes = text.into().into_bytes();
         self.handle
             .data(self.channel, bytes)
@@ -38,7 +38,7 @@ impl Terminal {
     }
 
     /// Writes `text` to the client's stderr.
-    pub async fn err(&self, text: impl Into<String>) -> Result<(), Disconnected> {
+    pub(super) async fn err(&self, text: impl Into<String>) -> Result<(), Disconnected> {
         let bytes = text.into().into_bytes();
         self.handle
             .extended_data(self.channel, STDERR, bytes)
@@ -48,12 +48,12 @@ impl Terminal {
 
     /// Sends an empty stderr packet: traffic that keeps the idle timeout from closing a
     /// connection whose command is busy waiting, and that fails once the client is gone.
-    pub async fn heartbeat(&self) -> Result<(), Disconnected> {
+    pub(super) async fn heartbeat(&self) -> Result<(), Disconnected> {
         self.err(String::new()).await
     }
 
     /// Ends the command: exit status, EOF, close. A client already gone is no error.
-    pub async fn exit(&self, status: u32) {
+    pub(super) async fn exit(&self, status: u32) {
         let _ = self.handle.exit_status_request(self.channel, status).await;
         let _ = self.handle.eof(self.channel).await;
         let _ = self.handle.close(self.channel).await;

@@ -19,7 +19,7 @@ use crate::render::waiting_for;
 use crate::service::{NewRequest, RequestView, Status};
 
 /// Runs `request ROLE --reason TEXT [--ttl D] [--no-wait]`.
-pub async fn request(
+pub(super) async fn request(
     ctx: &Context,
     term: &Terminal,
     args: RequestArgs,
