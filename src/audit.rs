@@ -48,15 +48,23 @@ pub struct NewEvent<'a> {
 /// A stored event, as the API returns it.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Event {
+    /// Position in the chain, from 1.
     pub seq: i64,
+    /// When it was recorded (RFC 3339 UTC, milliseconds).
     pub at: String,
+    /// Who did it (a user name, or the CA itself).
     pub actor: String,
+    /// What happened, e.g. `request.created`.
     pub action: String,
+    /// The request it concerns, if any.
     pub request_id: Option<String>,
     /// Decimal string: serials are 64-bit and JSON numbers are not.
     pub serial: Option<String>,
+    /// The detail: the event's fields as a JSON object.
     pub detail: serde_json::Value,
+    /// The previous event's `hash` ([`GENESIS`] for the first).
     pub prev_hash: String,
+    /// SHA-256 (hex) over `prev_hash` and this event's canonical form.
     pub hash: String,
 }
 
@@ -70,12 +78,19 @@ impl Event {
 /// The hashed fields of one event, borrowed; `detail` is the stored JSON text.
 #[derive(Debug, Clone, Copy)]
 pub struct Fields<'a> {
+    /// Position in the chain, from 1.
     pub seq: i64,
+    /// When it was recorded (RFC 3339 UTC, milliseconds).
     pub at: &'a str,
+    /// Who did it (a user name, or the CA itself).
     pub actor: &'a str,
+    /// What happened, e.g. `request.created`.
     pub action: &'a str,
+    /// The request it concerns, if any.
     pub request_id: Option<&'a str>,
+    /// The certificate serial it concerns, if any (decimal).
     pub serial: Option<&'a str>,
+    /// The detail: the event's fields as stored JSON text.
     pub detail: &'a str,
 }
 

@@ -44,18 +44,28 @@ pub enum CaError {
     /// Reading or writing the key file failed.
     #[error("CA key {path}")]
     Io {
+        /// The key file.
         path: PathBuf,
+        /// What the OS said.
         #[source]
         source: std::io::Error,
     },
     /// The key file is unsafe or not what we expect; the message says how to fix it.
     #[error("CA key {path}: {message}")]
-    Unsafe { path: PathBuf, message: String },
+    Unsafe {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
     /// ssh-key refused the key or the certificate.
     #[error("CA key {path}: {message}")]
     Key {
+        /// The key file.
         path: PathBuf,
+        /// What is wrong with the key, in words.
         message: String,
+        /// What ssh-key said.
         #[source]
         source: ssh_key::Error,
     },

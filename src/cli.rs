@@ -104,6 +104,7 @@ pub struct Cli {
         default_value = "http://127.0.0.1:7070"
     )]
     pub url: String,
+    /// The command to run.
     #[command(subcommand)]
     pub command: Command,
 }

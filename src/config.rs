@@ -26,18 +26,28 @@ pub enum ConfigError {
     /// The file could not be read.
     #[error("cannot read config {path}")]
     Read {
+        /// The config file.
         path: PathBuf,
+        /// What the OS said.
         #[source]
         source: std::io::Error,
     },
     /// The TOML did not parse or had unknown keys.
     #[error("config {path}: {message}")]
-    Syntax { path: PathBuf, message: String },
+    Syntax {
+        /// The config file.
+        path: PathBuf,
+        /// The TOML parser's message.
+        message: String,
+    },
     /// A value broke a rule.
     #[error("config {path}: {key}: {message}")]
     Invalid {
+        /// The config file.
         path: PathBuf,
+        /// The key whose value is wrong, dotted (e.g. `requests.pending_ttl`).
         key: String,
+        /// What is wrong with it.
         message: String,
     },
 }

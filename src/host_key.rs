@@ -20,17 +20,26 @@ pub enum HostKeyError {
     /// Reading or writing the file failed.
     #[error("SSH host key {path}")]
     Io {
+        /// The host key file.
         path: PathBuf,
+        /// What the OS said.
         #[source]
         source: std::io::Error,
     },
     /// The file is unsafe or not an unencrypted Ed25519 key; the message says how to fix it.
     #[error("SSH host key {path}: {message}")]
-    Unusable { path: PathBuf, message: String },
+    Unusable {
+        /// The host key file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
     /// ssh-key could not parse, generate or encode the key.
     #[error("SSH host key {path}")]
     Key {
+        /// The host key file.
         path: PathBuf,
+        /// What ssh-key said.
         #[source]
         source: ssh_key::Error,
     },

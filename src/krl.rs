@@ -84,6 +84,7 @@ pub fn encode(krl: &KrlContents<'_>) -> Result<Vec<u8>, KrlError> {
 /// What [`read`] finds in a KRL: enough to tell whether one KRL may replace another.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KrlSummary {
+    /// Its version number: a newer KRL has a higher one.
     pub version: u64,
     /// When it was made (unix seconds), as its header says.
     pub generated_date: u64,

@@ -57,12 +57,16 @@ pub enum StateError {
     /// A folder or file countersign trusts is not safe.
     #[error(transparent)]
     Unsafe(#[from] files::UnsafeFile),
+    /// The mark could not be read or written.
     #[error(transparent)]
     Mark(#[from] MarkError),
+    /// The CA key could not be loaded or created.
     #[error(transparent)]
     Ca(#[from] CaError),
+    /// The database could not be opened, read or written.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The audit chain does not verify.
     #[error(transparent)]
     Audit(#[from] audit::AuditError),
 }
@@ -73,11 +77,17 @@ pub enum Access {
     /// `serve`: creates both halves in an empty data folder (first use); otherwise both
     /// must exist and match the mark, unless `accept_rollback` gives the operator's reason
     /// for taking an older database. Keeps the mark.
-    Serve { accept_rollback: Option<String> },
+    Serve {
+        /// With `--accept-rollback`: the operator's `--reason` for taking an older database.
+        accept_rollback: Option<String>,
+    },
     /// `init`: creates what is missing when that cannot split the state. A key that
     /// countersign made but whose database and mark are both gone gets a new database
     /// only with `new_database` (it surely had one). Keeps the mark.
-    Init { new_database: bool },
+    Init {
+        /// `--new-database`: allow a new database beside a key that had one.
+        new_database: bool,
+    },
     /// Every other command: the state must exist and belong together; creates nothing.
     Existing,
 }

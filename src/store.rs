@@ -72,7 +72,9 @@ pub enum StoreError {
     /// The file or folder could not be prepared.
     #[error("database file {path}")]
     Io {
+        /// The file or folder.
         path: PathBuf,
+        /// What the OS said.
         #[source]
         source: std::io::Error,
     },

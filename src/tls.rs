@@ -16,16 +16,22 @@ pub enum TlsError {
     /// A PEM file could not be read or holds nothing usable.
     #[error("TLS file {path}: {message}")]
     Pem {
+        /// The PEM file.
         path: PathBuf,
+        /// What is wrong with it.
         message: String,
+        /// The PEM parser's error, when it was one.
         #[source]
         source: Option<rustls_pki_types::pem::Error>,
     },
     /// rustls refused the certificate and key (e.g. they do not match).
     #[error("TLS certificate {cert} and key {key} cannot be used together")]
     Config {
+        /// The certificate file.
         cert: PathBuf,
+        /// The private key file.
         key: PathBuf,
+        /// What rustls said.
         #[source]
         source: rustls::Error,
     },

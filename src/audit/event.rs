@@ -122,7 +122,9 @@ pub struct RequestCreated {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RequestApproved {
+    /// The role asked for.
     pub role: String,
+    /// Who made the request.
     pub requester: String,
     /// The approver's comment, `null` if none.
     pub comment: Option<String>,
@@ -132,7 +134,9 @@ pub struct RequestApproved {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RequestDenied {
+    /// The role asked for.
     pub role: String,
+    /// Who made the request.
     pub requester: String,
     /// The approver's reason.
     pub reason: String,
@@ -143,6 +147,7 @@ pub struct RequestDenied {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RequestCancelled {
+    /// The role asked for.
     pub role: String,
     /// Present when the cancellation came with a reason (disabling).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -156,7 +161,9 @@ pub struct RequestCancelled {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RequestExpired {
+    /// The role asked for.
     pub role: String,
+    /// Who made the request.
     pub requester: String,
     /// The deadline it passed (RFC 3339).
     pub expires_at: String,
@@ -166,7 +173,9 @@ pub struct RequestExpired {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RequestRefused {
+    /// The role asked for.
     pub role: String,
+    /// Who made the request.
     pub requester: String,
     /// The refusal's error code (e.g. `sod_conflict`).
     pub code: String,
@@ -180,6 +189,7 @@ pub struct RequestRefused {
 pub struct AttemptRefused {
     /// What was attempted: `request.create`, `request.approve`, `request.deny`, ...
     pub attempt: String,
+    /// The role named in the attempt.
     pub role: String,
     /// The refusal's error code.
     pub code: String,
@@ -191,6 +201,7 @@ pub struct AttemptRefused {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CountedApproval {
+    /// Who approved.
     pub approver: String,
     /// The approval step it counted toward, from 1.
     pub step: usize,
@@ -204,11 +215,15 @@ pub struct CertificateIssued {
     pub serial: String,
     /// The certificate's key ID, `countersign:REQUEST:USER:ROLE`.
     pub key_id: String,
+    /// Who made the request.
     pub requester: String,
+    /// The role granted.
     pub role: String,
+    /// The principals the certificate carries.
     pub principals: Vec<String>,
-    /// Validity, RFC 3339.
+    /// Start of validity, RFC 3339.
     pub valid_after: String,
+    /// End of validity, RFC 3339.
     pub valid_before: String,
     /// SHA-256 fingerprint of the certified key.
     pub public_key_fingerprint: String,
@@ -226,8 +241,11 @@ pub struct CertificateIssued {
 pub struct CertificateRevoked {
     /// The serial, decimal.
     pub serial: String,
+    /// Who made the request the certificate was issued for.
     pub requester: String,
+    /// The role it granted.
     pub role: String,
+    /// Why it was revoked, as the revoker gave it.
     pub reason: String,
     /// The KRL version that first lists it.
     pub krl_version: u64,
@@ -239,6 +257,7 @@ pub struct CertificateRevoked {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TokenCreated {
+    /// Whose token it is.
     pub user: String,
 }
 
@@ -246,6 +265,7 @@ pub struct TokenCreated {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TokenRevoked {
+    /// Whose tokens.
     pub user: String,
     /// How many tokens.
     pub tokens: usize,
@@ -258,10 +278,15 @@ pub struct TokenRevoked {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct UserDisabled {
+    /// The user disabled.
     pub user: String,
+    /// The admin's reason.
     pub reason: String,
+    /// How many of the user's tokens were revoked.
     pub tokens_revoked: usize,
+    /// How many of the user's certificates were revoked.
     pub certificates_revoked: usize,
+    /// How many of the user's pending requests were cancelled.
     pub requests_cancelled: usize,
 }
 
@@ -269,11 +294,13 @@ pub struct UserDisabled {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct UserEnabled {
+    /// The user enabled again.
     pub user: String,
     /// The admin's reason, `null` if none.
     pub reason: Option<String>,
-    /// When and by whom the user had been disabled (RFC 3339, user name).
+    /// When the user had been disabled (RFC 3339).
     pub disabled_at: String,
+    /// Who had disabled the user.
     pub disabled_by: String,
 }
 
@@ -295,8 +322,9 @@ pub struct PolicyLoaded {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CaRecorded {
-    /// SHA-256 fingerprint and OpenSSH public key of the CA.
+    /// SHA-256 fingerprint of the CA key.
     pub fingerprint: String,
+    /// The CA's public key, OpenSSH format.
     pub public_key: String,
     /// The database's id.
     pub database: String,
@@ -310,6 +338,7 @@ pub struct StateMarkStarted {
     pub mark: String,
     /// The database's id.
     pub database: String,
+    /// The KRL version the database was at.
     pub krl_version: u64,
     /// The effective uid of the process that started it.
     pub uid: u32,
@@ -319,11 +348,17 @@ pub struct StateMarkStarted {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct MarkSeen {
+    /// Fingerprint of the CA key.
     pub ca: String,
+    /// The database's id.
     pub database: String,
+    /// The highest KRL version published.
     pub krl_version: u64,
+    /// The newest audit event's sequence number when the mark was written.
     pub audit_seq: i64,
+    /// That event's hash.
     pub audit_hash: String,
+    /// When the mark was written (RFC 3339).
     pub updated: String,
 }
 
@@ -335,9 +370,11 @@ pub struct StateRollbackAccepted {
     pub reason: String,
     /// What was found: why the database was behind.
     pub found: String,
+    /// The effective uid of the process that accepted it.
     pub uid: u32,
     /// The mark, `null` if there was none.
     pub mark: Option<MarkSeen>,
+    /// The database's KRL version before the floor was raised.
     pub krl_version_before: u64,
     /// The KRL version floor raised to.
     pub krl_version: u64,

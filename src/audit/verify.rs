@@ -12,7 +12,12 @@ use crate::store::{Store, StoreError, Tx};
 pub enum AuditError {
     /// A stored event does not match its hash or its predecessor.
     #[error("audit log broken at event {seq}: {why}")]
-    Broken { seq: i64, why: String },
+    Broken {
+        /// The sequence number of the first event that does not fit.
+        seq: i64,
+        /// What does not match.
+        why: String,
+    },
     /// The database could not be read.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -39,20 +39,35 @@ pub enum AgentError {
     /// The socket could not be reached or the exchange broke off.
     #[error("cannot talk to the SSH agent at {path}")]
     Io {
+        /// The agent's socket.
         path: PathBuf,
+        /// What the OS said.
         #[source]
         source: std::io::Error,
     },
     /// The agent answered SSH_AGENT_FAILURE (e.g. the key was removed, or a confirmation
     /// was declined).
     #[error("the SSH agent at {path} refused to sign")]
-    Refused { path: PathBuf },
+    Refused {
+        /// The agent's socket.
+        path: PathBuf,
+    },
     /// The answer was not what the protocol says.
     #[error("the SSH agent at {path} sent a malformed answer: {message}")]
-    Protocol { path: PathBuf, message: String },
+    Protocol {
+        /// The agent's socket.
+        path: PathBuf,
+        /// What was wrong with the answer.
+        message: String,
+    },
     /// The agent is there but does not hold the CA key.
     #[error("the SSH agent at {path} does not hold the CA key {fingerprint}: add it with ssh-add")]
-    KeyMissing { path: PathBuf, fingerprint: String },
+    KeyMissing {
+        /// The agent's socket.
+        path: PathBuf,
+        /// The CA key's fingerprint.
+        fingerprint: String,
+    },
 }
 
 /// Signs with the CA key held by an SSH agent.

@@ -16,25 +16,42 @@ use crate::pubkey::SubjectKey;
 pub enum Refusal {
     /// The user is not in the role's `requesters`.
     #[error("{user} may not request role {role}")]
-    NotARequester { user: UserName, role: RoleName },
+    NotARequester {
+        /// Who asked.
+        user: UserName,
+        /// The role asked for.
+        role: RoleName,
+    },
     /// The user is in none of the role's approval steps.
     #[error("{user} may not approve requests for role {role}")]
-    NotAnApprover { user: UserName, role: RoleName },
+    NotAnApprover {
+        /// Who tried to approve or deny.
+        user: UserName,
+        /// The request's role.
+        role: RoleName,
+    },
     /// Nobody approves their own request: admins included.
     #[error("you cannot approve your own request")]
     SelfApproval,
     /// Each person counts once.
     #[error("{user} has already approved this request")]
-    AlreadyApproved { user: UserName },
+    AlreadyApproved {
+        /// Who tried to approve again.
+        user: UserName,
+    },
     /// The requester holds, or has asked for, a conflicting role.
     #[error(
         "role {role} conflicts with {held}, which {user} holds or has requested: {reason}{}",
         lifts_note(.lifts_at)
     )]
     SodConflict {
+        /// The requester.
         user: UserName,
+        /// The role asked for.
         role: RoleName,
+        /// The conflicting role the requester holds or has asked for.
         held: RoleName,
+        /// The conflict's `reason` from the policy.
         reason: String,
         /// Set when `held` is held only through certificates revoked (or given back)
         /// less than `revocation_grace` ago: when the conflict lifts, RFC 3339.
@@ -42,17 +59,28 @@ pub enum Refusal {
     },
     /// The role was changed or removed after the request was made.
     #[error("role {role} changed since the request was made; request it again")]
-    PolicyChanged { role: RoleName },
+    PolicyChanged {
+        /// The request's role.
+        role: RoleName,
+    },
     /// The request waited longer than `pending_ttl`.
     #[error("the request expired before it was approved")]
     Expired,
     /// The request has already ended.
     #[error("the request is already {status}")]
-    AlreadyDecided { status: &'static str },
+    AlreadyDecided {
+        /// How it ended (`issued`, `denied`, ...).
+        status: &'static str,
+    },
     /// The key is not one the requester may have certified: another user registered it,
     /// or the requester registered keys and it is none of them.
     #[error("public key {fingerprint} {why}")]
-    KeyNotAllowed { fingerprint: String, why: String },
+    KeyNotAllowed {
+        /// The key's SHA-256 fingerprint.
+        fingerprint: String,
+        /// Why not, as the end of a sentence about the key.
+        why: String,
+    },
 }
 
 /// What a conflict through a revoked certificate adds to the message: why it still

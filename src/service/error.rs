@@ -30,14 +30,22 @@ pub enum ServiceError {
     NotFound(String),
     /// The request is not in a state that allows this (e.g. `not_issued`).
     #[error("{message}")]
-    Conflict { code: ErrorCode, message: String },
+    Conflict {
+        /// The public error code.
+        code: ErrorCode,
+        /// What the caller is told.
+        message: String,
+    },
     /// The user already has `limit` pending requests (`too_many_pending`, HTTP 429): a
     /// limit, not a decision, so not audited.
     #[error(
         "you already have {limit} pending requests, the most one user may have; \
          cancel one or wait for decisions"
     )]
-    TooManyPending { limit: u32 },
+    TooManyPending {
+        /// `requests.max_pending_per_user`.
+        limit: u32,
+    },
     /// No valid token (`unauthenticated`).
     #[error("a valid bearer token is required")]
     Unauthenticated,

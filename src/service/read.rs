@@ -167,6 +167,7 @@ pub const LIST_LIMIT: u32 = 10_000;
 /// One page of [`Service::list`].
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ListPage {
+    /// The requests on this page, in the list's order.
     pub requests: Vec<RequestView>,
     /// When more requests follow: the id to pass as `after` for the next page.
     #[serde(skip_serializing_if = "Option::is_none")]

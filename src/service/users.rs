@@ -18,7 +18,9 @@ use crate::store::users;
 /// A user enabled again, and who had disabled them, when and why.
 #[derive(Debug, Clone)]
 pub struct EnabledUser {
+    /// The user enabled.
     pub user: UserName,
+    /// Their disabling, as it was recorded.
     pub was: users::Disabled,
 }
 

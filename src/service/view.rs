@@ -22,16 +22,27 @@ pub(super) fn rfc3339(unix: i64) -> String {
 /// A request as the API returns it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RequestView {
+    /// The request's id (`r-` and 12 base32 characters).
     pub id: String,
+    /// The role asked for.
     pub role: String,
+    /// Who asked.
     pub requester: String,
+    /// The requester's reason.
     pub reason: String,
+    /// Where it stands: pending, or how it ended.
     pub status: Status,
+    /// When it was made (RFC 3339).
     pub created_at: String,
+    /// When it expires if still undecided (RFC 3339).
     pub expires_at: String,
+    /// The certificate lifetime asked for, in seconds.
     pub ttl_seconds: i64,
+    /// The principals the certificate will carry.
     pub principals: Vec<String>,
+    /// SHA-256 fingerprint of the key to certify.
     pub public_key_fingerprint: String,
+    /// The approvals given so far, oldest first.
     pub approvals: Vec<ApprovalView>,
     /// Distinct approvals the role needs in all.
     pub approvals_required: u32,
@@ -39,12 +50,15 @@ pub struct RequestView {
     pub approvals_needed: u32,
     /// For a pending request: the steps still open.
     pub waiting_for: Vec<StepView>,
+    /// When it ended (RFC 3339); `None` while pending.
     pub decided_at: Option<String>,
+    /// Who ended it (a user, or the CA itself); `None` while pending.
     pub decided_by: Option<String>,
     /// Why it ended: `denied`, `cancelled`, `expired`, or a refusal code.
     pub decision_code: Option<String>,
     /// The deny reason or the refusal message.
     pub decision_note: Option<String>,
+    /// The certificate issued for it, if any.
     pub certificate: Option<CertificateView>,
     /// Whether the requester is disabled (offboarded) now.
     #[serde(default)]
@@ -54,8 +68,11 @@ pub struct RequestView {
 /// One approval.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ApprovalView {
+    /// Who approved.
     pub approver: String,
+    /// When (RFC 3339).
     pub at: String,
+    /// The approver's comment, if any.
     pub comment: Option<String>,
 }
 
@@ -66,7 +83,9 @@ pub struct StepView {
     /// members, less a `user:` member who already approved (each person counts once) or
     /// who is the requester.
     pub approvers: Vec<String>,
+    /// Approvals the step needs in all.
     pub approvals: u32,
+    /// How many more it needs.
     pub remaining: u32,
     /// The approvals counted toward this step so far (user names).
     #[serde(default)]
@@ -78,8 +97,11 @@ pub struct StepView {
 pub struct CertificateView {
     /// Decimal string (64-bit).
     pub serial: Serial,
+    /// The key ID, `countersign:REQUEST:USER:ROLE`.
     pub key_id: String,
+    /// Start of validity (RFC 3339).
     pub valid_after: String,
+    /// End of validity (RFC 3339).
     pub valid_before: String,
     /// Set once the certificate was revoked (ended early); it is then in the KRL.
     pub revoked: Option<RevocationView>,
@@ -88,16 +110,22 @@ pub struct CertificateView {
 /// Who ended a certificate early, when and why.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RevocationView {
+    /// When it was revoked (RFC 3339).
     pub at: String,
+    /// Who revoked it.
     pub by: String,
+    /// The revoker's reason.
     pub reason: String,
 }
 
 /// `GET /v1/whoami`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WhoAmI {
+    /// The user asking.
     pub user: String,
+    /// The groups the policy puts the user in.
     pub groups: Vec<String>,
+    /// Whether the user is an admin.
     pub admin: bool,
     /// Roles the user may request.
     pub can_request: Vec<String>,

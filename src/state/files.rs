@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {message}")]
 pub struct UnsafeFile {
+    /// The file or folder.
     pub path: PathBuf,
+    /// What is wrong and how to fix it.
     pub message: String,
 }
 

@@ -42,21 +42,32 @@ pub struct Mark {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Revocation {
+    /// The certificate's serial.
     pub serial: Serial,
+    /// The certificate's end (unix seconds): listed until then.
     pub valid_before: i64,
 }
 
 /// Why the mark could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum MarkError {
+    /// Reading or writing the file failed.
     #[error("state mark {path}")]
     Io {
+        /// The mark file.
         path: PathBuf,
+        /// What the OS said.
         #[source]
         source: std::io::Error,
     },
+    /// The file is not a mark this version can read.
     #[error("state mark {path} is not a countersign mark: {why}")]
-    Malformed { path: PathBuf, why: String },
+    Malformed {
+        /// The mark file.
+        path: PathBuf,
+        /// What does not parse.
+        why: String,
+    },
 }
 
 /// Reads the mark at `path`; `None` if there is none.

@@ -12,14 +12,18 @@ use crate::store::{Store, StoreError};
 /// Where the parts of the state live.
 #[derive(Debug, Clone)]
 pub struct Paths {
+    /// `server.data_dir`.
     pub data_dir: PathBuf,
+    /// The SQLite database file.
     pub database: PathBuf,
     /// The CA key file, or with `[ca] agent` the public key line the agent must hold.
     pub key: Option<PathBuf>,
+    /// The high-water mark file, beside the CA key (or in the data folder without one).
     pub mark: PathBuf,
 }
 
 impl Paths {
+    /// Where `config` puts each part.
     pub fn of(config: &Config) -> Paths {
         let key = if config.ca.agent {
             config.ca.agent_public_key.clone()

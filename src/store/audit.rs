@@ -15,14 +15,23 @@ use crate::names::{RequestId, Serial};
 /// One stored event, as read back: `detail` is the stored JSON text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
+    /// Position in the chain, from 1.
     pub seq: i64,
+    /// When it was recorded (RFC 3339 UTC, milliseconds).
     pub at: String,
+    /// Who did it (a user name, or the CA itself).
     pub actor: String,
+    /// What happened, e.g. `request.created`.
     pub action: String,
+    /// The request it concerns, if any.
     pub request_id: Option<String>,
+    /// The certificate serial it concerns, if any (decimal).
     pub serial: Option<String>,
+    /// The detail: the event's fields as stored JSON text.
     pub detail: String,
+    /// The previous event's `hash` ([`crate::audit::GENESIS`] for the first).
     pub prev_hash: String,
+    /// SHA-256 (hex) over `prev_hash` and this event's canonical form.
     pub hash: String,
 }
 
@@ -30,14 +39,23 @@ pub struct Row {
 /// chain reads every row).
 #[derive(Debug, Clone, Copy)]
 pub struct RowRef<'a> {
+    /// Position in the chain, from 1.
     pub seq: i64,
+    /// When it was recorded (RFC 3339 UTC, milliseconds).
     pub at: &'a str,
+    /// Who did it (a user name, or the CA itself).
     pub actor: &'a str,
+    /// What happened, e.g. `request.created`.
     pub action: &'a str,
+    /// The request it concerns, if any.
     pub request_id: Option<&'a str>,
+    /// The certificate serial it concerns, if any (decimal).
     pub serial: Option<&'a str>,
+    /// The detail: the event's fields as stored JSON text.
     pub detail: &'a str,
+    /// The previous event's `hash` ([`crate::audit::GENESIS`] for the first).
     pub prev_hash: &'a str,
+    /// SHA-256 (hex) over `prev_hash` and this event's canonical form.
     pub hash: &'a str,
 }
 
@@ -187,9 +205,13 @@ pub fn scan<E: From<StoreError>>(
 /// end, or an issuance (with its detail).
 #[derive(Debug, Clone, Copy)]
 pub struct StoryRef<'a> {
+    /// Position in the chain, from 1.
     pub seq: i64,
+    /// Who did it (a user name, or the CA itself).
     pub actor: &'a str,
+    /// What happened, e.g. `request.created`.
     pub action: &'a str,
+    /// The request it concerns, if any.
     pub request_id: Option<&'a str>,
     /// The detail of `certificate.issued` events only.
     pub issued_detail: Option<&'a str>,

@@ -13,30 +13,45 @@ use crate::names::{RequestId, RoleName, Serial, UserName};
 /// One issued certificate.
 #[derive(Debug, Clone)]
 pub struct CertificateRow {
+    /// The certificate's serial.
     pub serial: Serial,
+    /// Its key ID, `countersign:REQUEST:USER:ROLE`.
     pub key_id: String,
+    /// Start of validity (unix seconds).
     pub valid_after: i64,
+    /// End of validity (unix seconds).
     pub valid_before: i64,
+    /// The certificate itself, OpenSSH format.
     pub certificate: String,
+    /// Set once it was revoked.
     pub revocation: Option<Revocation>,
 }
 
 /// Who ended a certificate early, when and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revocation {
+    /// When (unix seconds).
     pub at: i64,
+    /// Who revoked it.
     pub by: String,
+    /// The revoker's reason.
     pub reason: String,
 }
 
 /// A certificate with the request facts an investigator or the revoke commands need.
 #[derive(Debug, Clone)]
 pub struct Holding {
+    /// The certificate's serial.
     pub serial: Serial,
+    /// The request it was issued for.
     pub request_id: RequestId,
+    /// Who holds it.
     pub requester: UserName,
+    /// The role it grants.
     pub role: RoleName,
+    /// End of validity (unix seconds).
     pub valid_before: i64,
+    /// Whether it was revoked.
     pub revoked: bool,
 }
 

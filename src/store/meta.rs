@@ -13,6 +13,7 @@ pub struct CaKey {
     pub fingerprint: String,
     /// The OpenSSH public key line.
     pub public_key: String,
+    /// When it came into use.
     pub since: i64,
     /// `None` for the key in use now.
     pub until: Option<i64>,
@@ -21,7 +22,9 @@ pub struct CaKey {
 /// The newest audit event: its sequence number (0 for an empty log) and hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head {
+    /// Its sequence number; 0 for an empty log.
     pub seq: i64,
+    /// Its hash; [`crate::audit::GENESIS`] for an empty log.
     pub hash: String,
 }
 

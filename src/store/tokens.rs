@@ -69,7 +69,9 @@ pub fn revoke_live(tx: &Tx<'_>, user: &UserName, now: i64) -> Result<usize, Stor
 /// Whose a token is, and whether it was revoked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenOwner {
+    /// The user it authenticates.
     pub user: String,
+    /// Whether it was revoked (and so authenticates nobody).
     pub revoked: bool,
 }
 

@@ -14,8 +14,11 @@ use crate::names::UserName;
 /// Who disabled a user, when (unix seconds) and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Disabled {
+    /// When (unix seconds).
     pub at: i64,
+    /// Who disabled the user.
     pub by: String,
+    /// The admin's reason.
     pub reason: String,
 }
 

@@ -17,9 +17,13 @@ use crate::store::requests::{self as rq, RequestRow, Status};
 /// A request as parsed at the edge.
 #[derive(Debug, Clone)]
 pub struct NewRequest {
+    /// The role asked for.
     pub role: RoleName,
+    /// The key to certify.
     pub public_key: SubjectKey,
+    /// Why the requester needs the role.
     pub reason: Text,
+    /// The certificate lifetime asked for; `None` takes the role's `default_ttl`.
     pub ttl: Option<Duration>,
 }
 

@@ -11,7 +11,9 @@ use crate::store::{StoreError, Tx};
 /// first; requests made in the same second by id). The first page has none.
 #[derive(Debug, Clone)]
 pub struct Cursor {
+    /// That request's creation time (unix seconds).
     pub created_at: i64,
+    /// That request's id.
     pub id: RequestId,
 }
 

@@ -9,11 +9,17 @@ use crate::names::{RequestId, RoleName, UserName};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
+    /// Waiting for approvals; the only status that changes.
     Pending,
+    /// Approved and signed: a certificate exists.
     Issued,
+    /// An approver denied it.
     Denied,
+    /// Its requester cancelled it, or disabling the requester did.
     Cancelled,
+    /// It passed `pending_ttl` undecided.
     Expired,
+    /// A check at signing failed; `decision_code` says which.
     Refused,
 }
 
@@ -68,29 +74,48 @@ impl Status {
 /// One stored request.
 #[derive(Debug, Clone)]
 pub struct RequestRow {
+    /// The request's id.
     pub id: RequestId,
+    /// The role asked for.
     pub role: RoleName,
+    /// Who asked.
     pub requester: UserName,
+    /// The requester's reason.
     pub reason: String,
+    /// The certificate lifetime asked for, in seconds.
     pub ttl_seconds: i64,
+    /// The key to certify, OpenSSH format.
     pub public_key: String,
+    /// SHA-256 fingerprint of `public_key`.
     pub key_fingerprint: String,
+    /// The principals the certificate will carry (stored as a JSON array).
     pub principals: Vec<String>,
+    /// Digest of the role's definition when asked ([`crate::policy::Role::digest`]).
     pub role_digest: String,
+    /// Where it stands.
     pub status: Status,
+    /// When it was made (unix seconds).
     pub created_at: i64,
+    /// When it expires if still undecided (unix seconds).
     pub expires_at: i64,
+    /// When it ended (unix seconds); `None` while pending.
     pub decided_at: Option<i64>,
+    /// Who ended it (a user, or the CA itself); `None` while pending.
     pub decided_by: Option<String>,
+    /// The public code of the ending (`denied`, `cancelled`, `expired`, a refusal's code).
     pub decision_code: Option<String>,
+    /// The deny reason or refusal message that came with the ending.
     pub decision_note: Option<String>,
 }
 
 /// One stored approval.
 #[derive(Debug, Clone)]
 pub struct ApprovalRow {
+    /// Who approved.
     pub approver: UserName,
+    /// When (unix seconds).
     pub at: i64,
+    /// The approver's comment, if any.
     pub comment: Option<String>,
 }
 
