@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 /// mimalloc instead of glibc's malloc: the server allocates and frees small buffers on
-/// several threads at once (hyper, JSON, SQLite), where glibc spent ~8% of the server's
-/// CPU under load (`malloc`, `free`, `malloc_consolidate`, `unlink_chunk`).
+/// several threads at once (hyper, JSON, SQLite), where glibc's allocator cost the server
+/// a noticeable share of its CPU under load (docs/benchmark.md, "Lab notes").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -1,8 +1,9 @@
 //! The Ed25519 signing key expanded once at load.
 //!
 //! ssh-key signs through a `PrivateKey` by re-deriving the ed25519-dalek key on every
-//! signature (measured: about half the raw Ed25519 rate); keeping the dalek key costs one
-//! expansion at start. ed25519-dalek zeroizes it on drop.
+//! signature, which costs about as much as the signature itself (docs/benchmark.md, "Lab
+//! notes"); keeping the dalek key costs one expansion at start. ed25519-dalek zeroizes it
+//! on drop.
 
 use ssh_key::public::KeyData;
 use ssh_key::{Algorithm, PrivateKey};

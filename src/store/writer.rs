@@ -198,14 +198,9 @@ impl Threads {
 ///
 /// Checkpoints stay SQLite's automatic ones, on the write connection right after a
 /// COMMIT: a checkpointer thread of its own would run beside the writer, never find the
-/// WAL fully copied back under steady load, and so never let the WAL restart (it grew
-/// past 200 MB in the benchmark that way). A checkpointer copying ahead of the automatic
-/// checkpoint (PASSIVE, 20 ms after each batch, the automatic one kept for the restart)
-/// was measured too: one round of short benches gave one client a lower approve latency,
-/// a later one a 30-40% higher one (its syncs of the database file compete with the
-/// commits' for the disk); not kept. Nor was running the automatic checkpoint only after
-/// a batch's members had their answers (a WAL hook): three rounds alternating binaries,
-/// 32-client approve p99 unchanged.
+/// WAL fully copied back under steady load, and so never let the WAL restart, and the
+/// WAL would grow without bound. Other checkpoint schedules were tried and not kept
+/// (docs/benchmark.md, "Lab notes").
 pub(super) fn start(shared: Arc<Shared>, store: u64) -> Option<Threads> {
     let (tx, rx) = mpsc::channel::<Job>();
     let spawned = std::thread::Builder::new()
