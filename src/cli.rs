@@ -4,8 +4,8 @@
 //! `cert`, `revoke`, `user`, `done`, `krl`, `audit`, `report`) talk to the HTTP API with
 //! `COUNTERSIGN_URL` and `COUNTERSIGN_TOKEN` (the token is read from the environment
 //! only, never from argv, where `ps` shows it). Operator commands (`init`, `serve`,
-//! `check-config`, `token`, `audit verify`, `audit checkpoint`) run on the CA host
-//! against the config and its data directory.
+//! `check-config`, `reload`, `token`, `backup`, `audit verify`, `audit checkpoint`) run on
+//! the CA host against the config and its data directory.
 
 /// `print!` to stdout that returns the write's error instead of panicking: a full disk
 /// (`> /dev/full`) or a reader that went away (`| head`) becomes an error, not a crash.

@@ -3,16 +3,18 @@
 //!
 //! Layout, from the edge inwards:
 //! - `main.rs` (binary): parses the command line and dispatches to [`cli`].
-//! - [`cli`]: one file per command; client commands talk HTTP, operator commands open the
-//!   database directly.
+//! - [`cli`]: one file per command; client commands talk HTTP, operator commands on the CA
+//!   host go through [`service::Local`] (`init` through [`service::Service`], `serve`
+//!   through [`daemon`]).
 //! - [`daemon`]: `countersign serve` put together: both front doors and the background
 //!   work on one [`service`]; the one module that starts the front ends.
 //! - [`api`]: axum router, bearer-token extractor, one file per resource, [`api::ApiError`].
 //! - [`ssh`]: the SSH front door (russh): the user's key is their identity, the command
 //!   line a countersign command; the same [`service`] operations as the API.
-//! - [`service`]: the operations (create, approve, deny, cancel, read), each one
-//!   transaction: facts from [`store`], decision from [`policy::rules`], outcome plus its
-//!   [`audit`] row, certificate from [`ca`]; the time from the [`clock`] it is given.
+//! - [`service`]: the operations (create, approve, deny, cancel, revoke, disable and enable
+//!   users, tokens, reload, reads), each one transaction: facts from [`store`], decision
+//!   from [`policy::rules`], outcome plus its [`audit`] row, certificate from [`ca`]; the
+//!   time from the [`clock`] it is given.
 //! - [`policy`]: the validated policy and the pure separation-of-duties rules.
 //! - [`config`]: TOML -> [`config::Config`] (settings + [`policy::Policy`]).
 //! - [`error_code`]: every public error code, in one list the docs are checked against.
@@ -22,9 +24,11 @@
 //! - [`state`]: the database, the CA key it belongs to and the high-water mark beside
 //!   the key, opened as one whole (a lost or rolled-back half is refused).
 //! - [`audit`]: the append-only, hash-chained audit log and its verification.
-//! - [`ca`]: the CA key file and the one function that signs certificates.
+//! - [`ca`]: the CA key (a file, or held by an SSH agent) and the one function that signs
+//!   certificates.
 //! - [`host_key`]: the SSH front door's host key file, created once.
-//! - [`krl`]: the OpenSSH KRL writer; [`checkpoint`]: signed audit checkpoints.
+//! - [`krl`]: the OpenSSH KRL writer (and reader, to compare two); [`checkpoint`]: signed
+//!   audit checkpoints.
 //! - [`net`]: client addresses as the abuse limits of both front doors count them.
 //! - [`tls`]: rustls set-up for the server and the CLI client.
 //! - `fuzzing` (hidden): the entry points of the cargo-fuzz targets in `fuzz/`.

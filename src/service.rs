@@ -1,8 +1,10 @@
-//! The operations every front end shares: create, approve, deny, cancel, read.
+//! The operations every front end shares: create, approve, deny, cancel, revoke, disable
+//! and enable users, reload, and the reads; and, for the operator commands on the CA host,
+//! [`Local`] (tokens, backup, audit verification and checkpoints).
 //!
 //! Each operation is one transaction that gathers the facts from the store, asks
 //! `policy::rules` for the decision, and records the outcome with its audit row. The HTTP
-//! API (and any other front end) only parses input into types, calls these, and formats
+//! API, the SSH front door and the CLI only parse input into types, call these, and format
 //! the result; no rule is implemented twice. Refusals are committed too (their audit row
 //! is the record of who tried what) and then returned as errors.
 

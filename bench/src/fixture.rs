@@ -1,8 +1,8 @@
 //! The benchmark's world: a generated policy (200 users, 20 roles, conflicts, N-of-M and
 //! multi-step roles), its data dir, CA key and tokens, and the prefill of a million
-//! issued flows (through the store's SQLite-only bulk loader, `store/prefill.rs`).
-//! Servers on it start in `server.rs`; what is measured on it after the load, in
-//! `checks.rs`.
+//! issued flows (through the store's SQLite-only bulk loader, the library's
+//! `src/store/prefill.rs`). Servers on it start in `server.rs`; what is measured on it
+//! after the load, in `checks.rs`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! What the API and CLI show of a request: stored facts plus the policy's reading of them.
+//! What the front ends show of a request: stored facts plus the policy's reading of them.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 

@@ -4,7 +4,8 @@
 //!
 //! The table refuses UPDATE and DELETE (triggers, migration 1). An append reads the head
 //! and inserts the next row in the same transaction: that relies on one writer at a time
-//! (see `docs/ARCHITECTURE.md`, "Single-writer invariants").
+//! (the isolation contract in `store.rs`; `docs/ARCHITECTURE.md`, "The single-writer
+//! invariants").
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{OptionalExtension, params};

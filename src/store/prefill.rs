@@ -1,6 +1,6 @@
 //! A bulk loader for the benchmark, and the counts it checks at the end: SQLite only,
-//! written against the tables of the migrations in `store.rs`, and not part of the
-//! store's contract (a second backend need not offer it).
+//! written against the tables of `store/migrations.rs`, and not part of the store's
+//! contract (a second backend need not offer it).
 //!
 //! [`issued_flows`] writes issued requests, their approvals, (expired) certificates and
 //! their audit events straight into the database, continuing the hash chain, in one

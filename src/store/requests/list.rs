@@ -93,7 +93,7 @@ pub fn list(
 /// (those they may approve); at most `limit`, newest first, after `cursor`.
 ///
 /// Each source is read newest first from its own index (`requests_by_requester`,
-/// `requests_by_role`; pending ones from `requests_pending`, see [`visible_sql`]), at
+/// `requests_by_role`; pending ones from `requests_pending`, see `visible_sql`), at
 /// most `limit` keys each, merged (a request in two sources once), and only the `limit` newest
 /// rows are then read: the work is bounded by the limit and the number of roles, not by
 /// the size of the table (filtering a walk of all requests by age read the whole table
