@@ -15,18 +15,18 @@ use crate::helpers::*;
 use crate::sshd_helper::current_user;
 
 /// Users with a registered key; `mallory` has a key nobody registered.
-pub(crate) const USERS: [&str; 4] = ["alice", "bob", "carol", "dave"];
+pub const USERS: [&str; 4] = ["alice", "bob", "carol", "dave"];
 
 /// Key files per user, in their own temp dir (the policy needs the keys before the app
 /// exists).
-pub(crate) struct KeyRing {
+pub struct KeyRing {
     pub dir: TempDir,
     keys: HashMap<String, (PathBuf, String)>,
 }
 
 impl KeyRing {
     /// A fresh Ed25519 key for every one of [`USERS`] and for `mallory`.
-    pub(crate) fn new() -> KeyRing {
+    pub fn new() -> KeyRing {
         let dir = tempfile::tempdir().expect("temp dir");
         let keys = USERS
             .iter()
@@ -41,19 +41,19 @@ impl KeyRing {
     }
 
     /// The private key file of `user`.
-    pub(crate) fn path(&self, user: &str) -> &Path {
+    pub fn path(&self, user: &str) -> &Path {
         &self.keys[user].0
     }
 
     /// The public key line of `user`.
-    pub(crate) fn public(&self, user: &str) -> &str {
+    pub fn public(&self, user: &str) -> &str {
         &self.keys[user].1
     }
 }
 
 /// A policy with `[ssh]` (plus `ssh_extra` lines), each of [`USERS`] owning their key,
 /// and role `shell` whose certificates log in as the account the tests run as.
-pub(crate) fn policy(keys: &KeyRing, ssh_extra: &str, pending_ttl: &str) -> String {
+pub fn policy(keys: &KeyRing, ssh_extra: &str, pending_ttl: &str) -> String {
     let login = current_user();
     let key = |u: &str| keys.public(u).to_owned();
     format!(
@@ -94,7 +94,7 @@ max_ttl = "1h"
 
 /// What one `ssh` run produced.
 #[derive(Debug)]
-pub(crate) struct SshOutput {
+pub struct SshOutput {
     /// The exit status `ssh` returned (255: ssh itself failed, e.g. refused).
     pub status: i32,
     pub stdout: String,
@@ -112,7 +112,7 @@ impl From<Output> for SshOutput {
 }
 
 /// A running front door; stopped on drop.
-pub(crate) struct FrontDoor {
+pub struct FrontDoor {
     pub port: u16,
     /// `SHA256:...` of the host key in the app's data dir.
     pub host_fingerprint: String,
@@ -124,7 +124,7 @@ pub(crate) struct FrontDoor {
 
 impl FrontDoor {
     /// Serves the front door for `app`'s service with the host key from its config.
-    pub(crate) async fn start(app: &TestApp) -> FrontDoor {
+    pub async fn start(app: &TestApp) -> FrontDoor {
         let settings = app.service.config().ssh.clone().expect("[ssh] configured");
         let key = host_key::load_or_create(&settings.host_key_file).expect("host key");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -153,7 +153,7 @@ impl FrontDoor {
     }
 
     /// Stops the listener and waits for it to end.
-    pub(crate) async fn stop(&mut self) {
+    pub async fn stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -163,26 +163,20 @@ impl FrontDoor {
     }
 
     /// `ssh ... LOGIN@127.0.0.1 ARGS...` with exactly `key`, stdin closed.
-    pub(crate) fn command(&self, key: &Path, login: &str, args: &[&str]) -> Command {
+    pub fn command(&self, key: &Path, login: &str, args: &[&str]) -> Command {
         self.command_with(&[], key, login, args)
     }
 
     /// [`FrontDoor::command`] with ssh options `opts` first (for ssh, the first value
     /// given for an option wins).
-    pub(crate) fn command_with(
-        &self,
-        opts: &[&str],
-        key: &Path,
-        login: &str,
-        args: &[&str],
-    ) -> Command {
+    pub fn command_with(&self, opts: &[&str], key: &Path, login: &str, args: &[&str]) -> Command {
         let mut cmd = crate::sshd_helper::ssh_command(opts, key, self.port, login);
         cmd.args(args);
         cmd
     }
 
     /// Runs `ssh` (see [`FrontDoor::command`]) to completion on a blocking thread.
-    pub(crate) async fn ssh(&self, key: &Path, login: &str, args: &[&str]) -> SshOutput {
+    pub async fn ssh(&self, key: &Path, login: &str, args: &[&str]) -> SshOutput {
         let mut cmd = self.command(key, login, args);
         tokio::task::spawn_blocking(move || cmd.output().expect("ssh runs"))
             .await
@@ -200,7 +194,7 @@ impl Drop for FrontDoor {
 }
 
 /// An app with `[ssh]` (plus `ssh_extra`), its front door, and the users' keys.
-pub(crate) struct Door {
+pub struct Door {
     pub app: TestApp,
     pub door: FrontDoor,
     pub keys: KeyRing,
@@ -208,12 +202,12 @@ pub(crate) struct Door {
 
 impl Door {
     /// Serves [`policy`] with `pending_ttl` 1h.
-    pub(crate) async fn spawn(ssh_extra: &str) -> Door {
+    pub async fn spawn(ssh_extra: &str) -> Door {
         Self::spawn_with(ssh_extra, "1h").await
     }
 
     /// Serves [`policy`] with the given `[ssh]` lines and `pending_ttl`.
-    pub(crate) async fn spawn_with(ssh_extra: &str, pending_ttl: &str) -> Door {
+    pub async fn spawn_with(ssh_extra: &str, pending_ttl: &str) -> Door {
         let keys = KeyRing::new();
         let app = TestApp::spawn_with(&policy(&keys, ssh_extra, pending_ttl)).await;
         let door = FrontDoor::start(&app).await;
@@ -221,12 +215,12 @@ impl Door {
     }
 
     /// `user` runs `ssh ca@127.0.0.1 ARGS...` with their own key.
-    pub(crate) async fn ssh(&self, user: &str, args: &[&str]) -> SshOutput {
+    pub async fn ssh(&self, user: &str, args: &[&str]) -> SshOutput {
         self.door.ssh(self.keys.path(user), "ca", args).await
     }
 
     /// Waits until `user` sees exactly one pending request, and returns its id.
-    pub(crate) async fn pending_id(&self, user: &str) -> String {
+    pub async fn pending_id(&self, user: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let (_, body) = self.app.get(user, "/v1/requests?status=pending").await;

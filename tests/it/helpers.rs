@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use countersign::clock::SystemClock;
-pub(crate) use countersign::clock::{Clock, ManualClock};
+pub use countersign::clock::{Clock, ManualClock};
 use countersign::config::Config;
 use countersign::names::UserName;
 use countersign::service::{self, Service};
@@ -24,7 +24,7 @@ const SERVE: Access = Access::Serve {
 };
 
 /// The policy most tests run against.
-pub(crate) const POLICY: &str = r#"
+pub const POLICY: &str = r#"
 [server]
 listen = "127.0.0.1:0"
 data_dir = "data"
@@ -88,7 +88,7 @@ reason = "whoever deploys must not also rewrite the deploy audit trail"
 
 /// [`POLICY`] without the per-user cap of pending requests in effect (1000), for tests
 /// that queue many requests of one user on purpose.
-pub(crate) fn policy_with_many_pending() -> String {
+pub fn policy_with_many_pending() -> String {
     POLICY.replace(
         "pending_ttl = \"1h\"",
         "pending_ttl = \"1h\"\nmax_pending_per_user = 1000",
@@ -97,12 +97,12 @@ pub(crate) fn policy_with_many_pending() -> String {
 
 /// A clock for [`TestApp::spawn_with_clock`], standing at the system's time (whole
 /// seconds) until the test moves it.
-pub(crate) fn manual_clock() -> Arc<ManualClock> {
+pub fn manual_clock() -> Arc<ManualClock> {
     Arc::new(ManualClock::starting_now())
 }
 
 /// A running server and what the test needs to talk to it.
-pub(crate) struct TestApp {
+pub struct TestApp {
     pub url: String,
     pub dir: TempDir,
     pub service: Arc<Service>,
@@ -116,18 +116,18 @@ pub(crate) struct TestApp {
 
 impl TestApp {
     /// Serves [`POLICY`].
-    pub(crate) async fn spawn() -> TestApp {
+    pub async fn spawn() -> TestApp {
         Self::spawn_with(POLICY).await
     }
 
     /// Serves `policy` from a fresh temp dir, with a token for every user.
-    pub(crate) async fn spawn_with(policy: &str) -> TestApp {
+    pub async fn spawn_with(policy: &str) -> TestApp {
         Self::spawn_on(policy, Arc::new(SystemClock)).await
     }
 
     /// Serves `policy` with the CA's time read from `clock`, which the test moves instead
     /// of sleeping (restarts keep it).
-    pub(crate) async fn spawn_with_clock(policy: &str, clock: &Arc<ManualClock>) -> TestApp {
+    pub async fn spawn_with_clock(policy: &str, clock: &Arc<ManualClock>) -> TestApp {
         Self::spawn_on(policy, clock.clone()).await
     }
 
@@ -185,7 +185,7 @@ impl TestApp {
     }
 
     /// Stops the server and starts a new one on the same data dir (new port).
-    pub(crate) async fn restart(mut self) -> TestApp {
+    pub async fn restart(mut self) -> TestApp {
         self.stop().await;
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
         let tokens = std::mem::take(&mut self.tokens);
@@ -195,13 +195,13 @@ impl TestApp {
     }
 
     /// Restarts on the same data dir with `config` as the config file.
-    pub(crate) async fn restart_with(self, config: &str) -> TestApp {
+    pub async fn restart_with(self, config: &str) -> TestApp {
         std::fs::write(self.config_path(), config).expect("config");
         self.restart().await
     }
 
     /// Runs SQL straight on the SQLite file, as a second process would.
-    pub(crate) fn sql(&self, sql: &str) {
+    pub fn sql(&self, sql: &str) {
         let conn = rusqlite::Connection::open(self.db_path()).expect("open db");
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .expect("busy timeout");
@@ -209,7 +209,7 @@ impl TestApp {
     }
 
     /// Stops the server and waits until it has closed the database.
-    pub(crate) async fn stop(&mut self) {
+    pub async fn stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -219,30 +219,30 @@ impl TestApp {
     }
 
     /// Path of the config file.
-    pub(crate) fn config_path(&self) -> PathBuf {
+    pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("countersign.toml")
     }
 
     /// Path of the SQLite database.
-    pub(crate) fn db_path(&self) -> PathBuf {
+    pub fn db_path(&self) -> PathBuf {
         self.service.config().database_path()
     }
 
     /// A new token for `user`, created the way `countersign token create` does.
-    pub(crate) fn create_token(&self, user: &str) -> String {
+    pub fn create_token(&self, user: &str) -> String {
         let policy = &self.service.config().policy;
         let user = UserName::parse(user).expect("user name");
         service::create_token(self.service.store(), policy, &user, "operator").expect("token")
     }
 
-    pub(crate) fn token(&self, user: &str) -> &str {
+    pub fn token(&self, user: &str) -> &str {
         self.tokens
             .get(user)
             .map(String::as_str)
             .unwrap_or("cs_unknown")
     }
 
-    pub(crate) async fn get(&self, user: &str, path: &str) -> (StatusCode, Value) {
+    pub async fn get(&self, user: &str, path: &str) -> (StatusCode, Value) {
         let resp = self
             .http
             .get(format!("{}{path}", self.url))
@@ -253,7 +253,7 @@ impl TestApp {
         split(resp).await
     }
 
-    pub(crate) async fn post(&self, user: &str, path: &str, body: Value) -> (StatusCode, Value) {
+    pub async fn post(&self, user: &str, path: &str, body: Value) -> (StatusCode, Value) {
         let resp = self
             .http
             .post(format!("{}{path}", self.url))
@@ -266,18 +266,13 @@ impl TestApp {
     }
 
     /// `POST /v1/requests` with a fresh Ed25519 key.
-    pub(crate) async fn create(
-        &self,
-        user: &str,
-        role: &str,
-        ttl: Option<&str>,
-    ) -> (StatusCode, Value) {
+    pub async fn create(&self, user: &str, role: &str, ttl: Option<&str>) -> (StatusCode, Value) {
         let key = new_key();
         self.create_with_key(user, role, ttl, &public_line(&key))
             .await
     }
 
-    pub(crate) async fn create_with_key(
+    pub async fn create_with_key(
         &self,
         user: &str,
         role: &str,
@@ -296,13 +291,13 @@ impl TestApp {
     }
 
     /// Creates a request and returns its id, asserting 201.
-    pub(crate) async fn create_ok(&self, user: &str, role: &str) -> String {
+    pub async fn create_ok(&self, user: &str, role: &str) -> String {
         let (status, body) = self.create(user, role, None).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["id"].as_str().expect("id").to_owned()
     }
 
-    pub(crate) async fn approve(&self, user: &str, id: &str) -> (StatusCode, Value) {
+    pub async fn approve(&self, user: &str, id: &str) -> (StatusCode, Value) {
         self.post(
             user,
             &format!("/v1/requests/{id}/approve"),
@@ -311,7 +306,7 @@ impl TestApp {
         .await
     }
 
-    pub(crate) async fn deny(&self, user: &str, id: &str, reason: &str) -> (StatusCode, Value) {
+    pub async fn deny(&self, user: &str, id: &str, reason: &str) -> (StatusCode, Value) {
         self.post(
             user,
             &format!("/v1/requests/{id}/deny"),
@@ -320,17 +315,17 @@ impl TestApp {
         .await
     }
 
-    pub(crate) async fn cancel(&self, user: &str, id: &str) -> (StatusCode, Value) {
+    pub async fn cancel(&self, user: &str, id: &str) -> (StatusCode, Value) {
         self.post(user, &format!("/v1/requests/{id}/cancel"), json!({}))
             .await
     }
 
-    pub(crate) async fn request(&self, user: &str, id: &str) -> (StatusCode, Value) {
+    pub async fn request(&self, user: &str, id: &str) -> (StatusCode, Value) {
         self.get(user, &format!("/v1/requests/{id}")).await
     }
 
     /// `GET /v1/requests/{id}/certificate` as text.
-    pub(crate) async fn certificate(&self, user: &str, id: &str) -> (StatusCode, String) {
+    pub async fn certificate(&self, user: &str, id: &str) -> (StatusCode, String) {
         let resp = self
             .http
             .get(format!("{}/v1/requests/{id}/certificate", self.url))
@@ -342,7 +337,7 @@ impl TestApp {
     }
 
     /// Every audit event, via the API as admin bob.
-    pub(crate) async fn audit(&self, query: &str) -> Vec<Value> {
+    pub async fn audit(&self, query: &str) -> Vec<Value> {
         let (status, body) = self
             .get("bob", &format!("/v1/audit?limit=10000&{query}"))
             .await;
@@ -351,7 +346,7 @@ impl TestApp {
     }
 
     /// Number of rows in a table, read straight from the SQLite file.
-    pub(crate) fn count(&self, sql: &str) -> i64 {
+    pub fn count(&self, sql: &str) -> i64 {
         let conn = rusqlite::Connection::open(self.db_path()).expect("open db");
         conn.query_row(sql, [], |r| r.get(0)).expect("count")
     }
@@ -365,12 +360,12 @@ async fn split(resp: reqwest::Response) -> (StatusCode, Value) {
 }
 
 /// The `error.code` of an error body.
-pub(crate) fn code(body: &Value) -> &str {
+pub fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<no error code>")
 }
 
 /// The ids of a `GET /v1/requests` answer, in order.
-pub(crate) fn listed_ids(body: &Value) -> Vec<String> {
+pub fn listed_ids(body: &Value) -> Vec<String> {
     body["requests"]
         .as_array()
         .unwrap_or_else(|| panic!("not a list: {body}"))
@@ -383,7 +378,7 @@ pub(crate) fn listed_ids(body: &Value) -> Vec<String> {
 /// one per creation time (unix seconds; each expires an hour after), in one transaction;
 /// returns their ids in that order. For lists longer than a test could create through
 /// the API in good time.
-pub(crate) fn insert_requests(
+pub fn insert_requests(
     db: &Path,
     requester: &str,
     role: &str,
@@ -412,17 +407,17 @@ pub(crate) fn insert_requests(
 }
 
 /// A fresh Ed25519 key pair.
-pub(crate) fn new_key() -> PrivateKey {
+pub fn new_key() -> PrivateKey {
     PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).expect("key")
 }
 
 /// `ssh-ed25519 AAAA...` of a key.
-pub(crate) fn public_line(key: &PrivateKey) -> String {
+pub fn public_line(key: &PrivateKey) -> String {
     key.public_key().to_openssh().expect("public line")
 }
 
 /// Writes `key` as an OpenSSH private key file (0600) and `.pub` next to it.
-pub(crate) fn write_key(dir: &Path, name: &str, key: &PrivateKey) -> PathBuf {
+pub fn write_key(dir: &Path, name: &str, key: &PrivateKey) -> PathBuf {
     let path = dir.join(name);
     key.write_openssh_file(&path, LineEnding::LF)
         .expect("write key");
@@ -435,7 +430,7 @@ pub(crate) fn write_key(dir: &Path, name: &str, key: &PrivateKey) -> PathBuf {
 }
 
 /// `ssh-keygen -L -f FILE` output for a certificate text.
-pub(crate) fn ssh_keygen_list(dir: &Path, cert: &str) -> String {
+pub fn ssh_keygen_list(dir: &Path, cert: &str) -> String {
     let path = dir.join(format!("listed-{}-cert.pub", rand::random::<u32>()));
     std::fs::write(&path, cert).expect("write cert");
     let out = std::process::Command::new("ssh-keygen")

@@ -5,6 +5,9 @@
 // Helpers here unwrap outside #[test] functions (clippy.toml covers only those): a test
 // that unwraps fails loudly, which is what a test should do.
 #![allow(clippy::unwrap_used)]
+// A test binary has no outside to be reachable from: `pub` on a helper only says it is
+// shared between the test modules.
+#![allow(unreachable_pub)]
 
 mod front_door_helper;
 mod helpers;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 /// A running `countersign serve`.
-pub(crate) struct ServerProcess {
+pub struct ServerProcess {
     child: Child,
     /// `http://127.0.0.1:PORT` (or `https://localhost:PORT` with TLS).
     pub url: String,
@@ -18,13 +18,13 @@ pub(crate) struct ServerProcess {
 
 impl ServerProcess {
     /// Starts `countersign --config CONFIG serve` and waits for it to listen.
-    pub(crate) fn start(config: &Path) -> ServerProcess {
+    pub fn start(config: &Path) -> ServerProcess {
         Self::start_with(operator(config).arg("serve")).expect("server starts")
     }
 
     /// Spawns `cmd` (a `serve` command) and waits up to 30 s for its listening line;
     /// `Err(stderr)` if it exits first.
-    pub(crate) fn start_with(cmd: &mut Command) -> Result<ServerProcess, String> {
+    pub fn start_with(cmd: &mut Command) -> Result<ServerProcess, String> {
         let mut child = cmd
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -57,24 +57,24 @@ impl ServerProcess {
     }
 
     /// The server's process id.
-    pub(crate) fn pid(&self) -> u32 {
+    pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Everything the server wrote to stderr so far.
-    pub(crate) fn log(&self) -> String {
+    pub fn log(&self) -> String {
         self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// SIGKILL: no shutdown code runs, as in a power cut of the process.
-    pub(crate) fn kill_9(mut self) {
+    pub fn kill_9(mut self) {
         self.child.kill().expect("kill -9");
         self.child.wait().expect("reaped");
     }
 
     /// SIGTERM and wait for the graceful exit; returns whether it exited 0. When it did
     /// not, the exit status and the server's log go to the test's output.
-    pub(crate) fn terminate(mut self) -> bool {
+    pub fn terminate(mut self) -> bool {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         let status = self.child.wait();
@@ -95,7 +95,7 @@ impl Drop for ServerProcess {
 }
 
 /// `countersign --config CONFIG` with no client settings from the environment.
-pub(crate) fn operator(config: &Path) -> Command {
+pub fn operator(config: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_countersign"));
     cmd.arg("--config")
         .arg(config)
@@ -106,7 +106,7 @@ pub(crate) fn operator(config: &Path) -> Command {
 
 /// `countersign init`: creates the database (and the CA key unless one exists), as an
 /// operator does before handing out tokens.
-pub(crate) fn init(config: &Path) {
+pub fn init(config: &Path) {
     let out = operator(config).arg("init").output().expect("init runs");
     assert!(
         out.status.success(),
@@ -116,7 +116,7 @@ pub(crate) fn init(config: &Path) {
 }
 
 /// `countersign token create USER`, returning the token.
-pub(crate) fn create_token(config: &Path, user: &str) -> String {
+pub fn create_token(config: &Path, user: &str) -> String {
     let out = operator(config)
         .args(["token", "create", user])
         .output()
@@ -147,13 +147,13 @@ fn listening_address(line: &str) -> Option<String> {
 }
 
 /// A reqwest client with tokens for talking to a [`ServerProcess`].
-pub(crate) struct Api {
+pub struct Api {
     pub http: reqwest::Client,
     pub url: String,
 }
 
 impl Api {
-    pub(crate) fn new(url: &str) -> Api {
+    pub fn new(url: &str) -> Api {
         countersign::tls::install_crypto_provider();
         Api {
             http: reqwest::Client::builder()
@@ -165,7 +165,7 @@ impl Api {
     }
 
     /// POST a JSON body; `Err` when no answer came (connection refused or reset).
-    pub(crate) async fn post(
+    pub async fn post(
         &self,
         token: &str,
         path: &str,
@@ -184,7 +184,7 @@ impl Api {
     }
 
     /// The audit events of `action`, read as the admin `admin`.
-    pub(crate) async fn events(&self, admin: &str, action: &str) -> Vec<serde_json::Value> {
+    pub async fn events(&self, admin: &str, action: &str) -> Vec<serde_json::Value> {
         let body: serde_json::Value = self
             .http
             .get(format!("{}/v1/audit", self.url))
@@ -206,7 +206,7 @@ impl Api {
 
     /// Creates a `prod-db` request with a fresh key and has `approver` approve it;
     /// returns the issued certificate line.
-    pub(crate) async fn issue(&self, requester: &str, approver: &str) -> String {
+    pub async fn issue(&self, requester: &str, approver: &str) -> String {
         let key = crate::helpers::public_line(&crate::helpers::new_key());
         let (status, body) = self
             .post(

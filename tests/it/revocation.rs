@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::helpers::*;
 
 /// Creates and approves a request; returns (id, serial, certificate text).
-pub(crate) async fn issued(
+pub async fn issued(
     app: &TestApp,
     user: &str,
     role: &str,
@@ -27,7 +27,7 @@ pub(crate) async fn issued(
     )
 }
 
-pub(crate) async fn revoke_serial(
+pub async fn revoke_serial(
     app: &TestApp,
     admin: &str,
     serial: &str,

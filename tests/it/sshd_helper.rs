@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 const SSHD: &str = "/usr/sbin/sshd";
 
 /// A running sshd; killed on drop.
-pub(crate) struct Sshd {
+pub struct Sshd {
     child: Child,
     pub port: u16,
     log: PathBuf,
 }
 
 /// The account this test runs as: a non-root sshd can only log in as itself.
-pub(crate) fn current_user() -> String {
+pub fn current_user() -> String {
     let out = Command::new("id").arg("-un").output().expect("id -un");
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
@@ -29,12 +29,12 @@ fn is_root() -> bool {
 
 impl Sshd {
     /// Starts sshd in `dir` trusting `ca_pub` (a `TrustedUserCAKeys` line).
-    pub(crate) fn start(dir: &Path, ca_pub: &str) -> Sshd {
+    pub fn start(dir: &Path, ca_pub: &str) -> Sshd {
         Self::start_with(dir, ca_pub, "")
     }
 
     /// Like [`Sshd::start`], with extra `sshd_config` lines (e.g. `RevokedKeys`).
-    pub(crate) fn start_with(dir: &Path, ca_pub: &str, extra: &str) -> Sshd {
+    pub fn start_with(dir: &Path, ca_pub: &str, extra: &str) -> Sshd {
         assert!(
             Path::new(SSHD).exists(),
             "{SSHD} is missing: apt-get install openssh-server (scripts/test.sh does)"
@@ -99,12 +99,12 @@ impl Sshd {
     }
 
     /// Everything sshd logged so far.
-    pub(crate) fn log(&self) -> String {
+    pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// `ssh USER@127.0.0.1 true` with exactly this key and certificate; true on success.
-    pub(crate) fn login(&self, user: &str, key: &Path, cert: &Path) -> bool {
+    pub fn login(&self, user: &str, key: &Path, cert: &Path) -> bool {
         let cert_file = format!("CertificateFile={}", cert.display());
         let out = ssh_command(&["-o", &cert_file], key, self.port, user)
             .arg("true")
@@ -116,7 +116,7 @@ impl Sshd {
 
 /// The real `ssh` client to 127.0.0.1:`port` as `login` with exactly `key`, no config,
 /// no known-hosts file, no prompts. `opts` come first: for ssh the first value wins.
-pub(crate) fn ssh_command(opts: &[&str], key: &Path, port: u16, login: &str) -> Command {
+pub fn ssh_command(opts: &[&str], key: &Path, port: u16, login: &str) -> Command {
     let mut cmd = Command::new("ssh");
     cmd.args(opts)
         .args(["-F", "/dev/null", "-i"])
