@@ -45,6 +45,19 @@ pub struct NewEvent<'a> {
     pub event: AuditEvent,
 }
 
+impl<'a> NewEvent<'a> {
+    /// An event about no one request or certificate (a token, a user, the policy, the
+    /// state itself).
+    pub fn general(actor: &'a str, event: impl Into<AuditEvent>) -> Self {
+        NewEvent {
+            actor,
+            request_id: None,
+            serial: None,
+            event: event.into(),
+        }
+    }
+}
+
 /// A stored event, as the API returns it.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Event {

@@ -82,18 +82,15 @@ impl Service {
             audit::append(
                 tx,
                 now,
-                &NewEvent {
+                &NewEvent::general(
                     actor,
-                    request_id: None,
-                    serial: None,
-                    event: PolicyLoaded {
+                    PolicyLoaded {
                         cause: cause.to_owned(),
                         digest: digest.clone(),
                         changes: changes.clone(),
                         policy: new.clone(),
-                    }
-                    .into(),
-                },
+                    },
+                ),
             )?;
             Ok::<_, ServiceError>(changes)
         });

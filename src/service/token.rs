@@ -37,15 +37,12 @@ pub fn create_token(
         audit::append(
             tx,
             now,
-            &NewEvent {
-                actor: operator,
-                request_id: None,
-                serial: None,
-                event: TokenCreated {
+            &NewEvent::general(
+                operator,
+                TokenCreated {
                     user: user.to_string(),
-                }
-                .into(),
-            },
+                },
+            ),
         )?;
         Ok::<_, ServiceError>(())
     })?;
@@ -72,17 +69,14 @@ pub fn revoke_tokens(
         audit::append(
             tx,
             now,
-            &NewEvent {
-                actor: operator,
-                request_id: None,
-                serial: None,
-                event: TokenRevoked {
+            &NewEvent::general(
+                operator,
+                TokenRevoked {
                     user: user.to_string(),
                     tokens: n,
                     reason: None,
-                }
-                .into(),
-            },
+                },
+            ),
         )?;
         Ok::<_, ServiceError>(n)
     })

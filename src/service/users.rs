@@ -70,16 +70,7 @@ pub(super) fn record_disabling(
     } else {
         return Ok(());
     };
-    audit::append(
-        tx,
-        now,
-        &NewEvent {
-            actor: actor.as_str(),
-            request_id: None,
-            serial: None,
-            event,
-        },
-    )?;
+    audit::append(tx, now, &NewEvent::general(actor.as_str(), event))?;
     Ok(())
 }
 
@@ -117,18 +108,15 @@ impl Service {
             audit::append(
                 tx,
                 now,
-                &NewEvent {
-                    actor: actor.as_str(),
-                    request_id: None,
-                    serial: None,
-                    event: UserEnabled {
+                &NewEvent::general(
+                    actor.as_str(),
+                    UserEnabled {
                         user: user.to_string(),
                         reason: reason.as_ref().map(|r| r.as_str().to_owned()),
                         disabled_at: view::rfc3339(was.at),
                         disabled_by: was.by.clone(),
-                    }
-                    .into(),
-                },
+                    },
+                ),
             )?;
             Ok(EnabledUser {
                 user: user.clone(),

@@ -137,18 +137,15 @@ pub fn open_store(
             audit::append(
                 tx,
                 now,
-                &NewEvent {
-                    actor: operator,
-                    request_id: None,
-                    serial: None,
-                    event: StateMarkStarted {
+                &NewEvent::general(
+                    operator,
+                    StateMarkStarted {
                         mark: mark_path.clone(),
                         database: database.clone(),
                         krl_version,
                         uid: files::euid(),
-                    }
-                    .into(),
-                },
+                    },
+                ),
             )?;
             Ok::<_, StateError>(())
         })?;
@@ -237,17 +234,14 @@ pub(super) fn bind_ca(
         audit::append(
             tx,
             now,
-            &NewEvent {
-                actor: operator,
-                request_id: None,
-                serial: None,
-                event: CaRecorded {
+            &NewEvent::general(
+                operator,
+                CaRecorded {
                     fingerprint: key.fingerprint.clone(),
                     public_key: key.public_key.clone(),
                     database,
-                }
-                .into(),
-            },
+                },
+            ),
         )?;
         Ok::<_, StateError>(())
     })

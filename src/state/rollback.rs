@@ -115,11 +115,9 @@ pub(super) fn accept_rollback(
         audit::append(
             tx,
             now,
-            &NewEvent {
-                actor: operator,
-                request_id: None,
-                serial: None,
-                event: StateRollbackAccepted {
+            &NewEvent::general(
+                operator,
+                StateRollbackAccepted {
                     reason: reason.to_owned(),
                     found: why.to_owned(),
                     uid: files::euid(),
@@ -134,9 +132,8 @@ pub(super) fn accept_rollback(
                     krl_version_before: before,
                     krl_version: floor,
                     carried_revocations: carried.clone(),
-                }
-                .into(),
-            },
+                },
+            ),
         )?;
         Ok::<_, StateError>(())
     })
