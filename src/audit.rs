@@ -19,6 +19,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::names::Serial;
+pub use crate::store::audit::Fields;
 pub use crate::store::audit::Filter;
 use crate::store::audit::{self as stored, RowRef};
 use crate::store::{StoreError, Tx};
@@ -86,25 +87,6 @@ impl Event {
     pub fn parsed(&self) -> Option<AuditEvent> {
         AuditEvent::parse(&self.action, &self.detail)
     }
-}
-
-/// The hashed fields of one event, borrowed; `detail` is the stored JSON text.
-#[derive(Debug, Clone, Copy)]
-pub struct Fields<'a> {
-    /// Position in the chain, from 1.
-    pub seq: i64,
-    /// When it was recorded (RFC 3339 UTC, milliseconds).
-    pub at: &'a str,
-    /// Who did it (a user name, or the CA itself).
-    pub actor: &'a str,
-    /// What happened, e.g. `request.created`.
-    pub action: &'a str,
-    /// The request it concerns, if any.
-    pub request_id: Option<&'a str>,
-    /// The certificate serial it concerns, if any (decimal).
-    pub serial: Option<&'a str>,
-    /// The detail: the event's fields as stored JSON text.
-    pub detail: &'a str,
 }
 
 impl Fields<'_> {
@@ -183,13 +165,7 @@ fn append_stored(tx: &Tx<'_>, now: DateTime<Utc>, fields: Fields<'_>) -> Result<
     stored::insert(
         tx,
         &RowRef {
-            seq: fields.seq,
-            at: &at,
-            actor: fields.actor,
-            action: fields.action,
-            request_id: fields.request_id,
-            serial: fields.serial,
-            detail: fields.detail,
+            fields,
             prev_hash: &prev_hash,
             hash: &hash,
         },

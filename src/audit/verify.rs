@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::{Fields, GENESIS, issuance};
+use super::{GENESIS, issuance};
 use crate::store::audit as stored;
 use crate::store::{Store, StoreError, Tx};
 
@@ -176,7 +176,7 @@ fn verify_span(
     let mut buf = Vec::with_capacity(1024);
     let mut hex_buf = [0u8; 64];
     stored::scan(tx, lo, hi, |row| {
-        let seq = row.seq;
+        let seq = row.fields.seq;
         let broken = |why: &str| AuditError::Broken {
             seq,
             why: why.to_owned(),
@@ -193,16 +193,7 @@ fn verify_span(
         if first_prev.is_none() {
             first_prev = Some(row.prev_hash.to_owned());
         }
-        let fields = Fields {
-            seq,
-            at: row.at,
-            actor: row.actor,
-            action: row.action,
-            request_id: row.request_id,
-            serial: row.serial,
-            detail: row.detail,
-        };
-        let digest = fields.digest(row.prev_hash, &mut buf);
+        let digest = row.fields.digest(row.prev_hash, &mut buf);
         // Encoding 32 bytes into a 64-byte buffer cannot fail.
         let _ = hex::encode_to_slice(digest, &mut hex_buf);
         if row.hash.as_bytes() != hex_buf {

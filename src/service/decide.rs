@@ -192,42 +192,21 @@ pub(super) fn expire(
     Ok(true)
 }
 
-/// A pending, unexpired request, or the refusal that applies (`already_decided`,
-/// `expired`, the latter also ending the request).
+/// A pending, unexpired request, or the refusal of `attempt` (about `row`) that applies
+/// (`already_decided`, `expired`, the latter also ending the request).
 fn still_pending(
     tx: &Tx<'_>,
     now: DateTime<Utc>,
-    actor: &UserName,
-    attempt: &str,
+    attempt: &Attempt<'_>,
     row: &RequestRow,
 ) -> Outcome<()> {
     if row.status != Status::Pending {
         let status = row.status.as_str();
-        return refuse(
-            tx,
-            now,
-            &Attempt {
-                actor,
-                what: attempt,
-                request: Some(&row.id),
-                role: &row.role,
-            },
-            Refusal::AlreadyDecided { status },
-        );
+        return refuse(tx, now, attempt, Refusal::AlreadyDecided { status });
     }
     if rules::is_expired(unix(now), row.expires_at) {
         expire(tx, now, row)?;
-        return refuse(
-            tx,
-            now,
-            &Attempt {
-                actor,
-                what: attempt,
-                request: Some(&row.id),
-                role: &row.role,
-            },
-            Refusal::Expired,
-        );
+        return refuse(tx, now, attempt, Refusal::Expired);
     }
     Ok(Ok(()))
 }

@@ -36,10 +36,10 @@ pub struct Row {
     pub hash: String,
 }
 
-/// One stored event borrowed from the database during a scan (no copies: verifying the
-/// chain reads every row).
+/// The hashed fields of one event, borrowed; `detail` is the stored JSON text. The
+/// hashing itself is `crate::audit`'s (`Fields::hash`).
 #[derive(Debug, Clone, Copy)]
-pub struct RowRef<'a> {
+pub struct Fields<'a> {
     /// Position in the chain, from 1.
     pub seq: i64,
     /// When it was recorded (RFC 3339 UTC, milliseconds).
@@ -54,9 +54,17 @@ pub struct RowRef<'a> {
     pub serial: Option<&'a str>,
     /// The detail: the event's fields as stored JSON text.
     pub detail: &'a str,
+}
+
+/// One stored event, borrowed: its hashed fields and the two hashes that chain it (no
+/// copies: verifying the chain reads every row).
+#[derive(Debug, Clone, Copy)]
+pub struct RowRef<'a> {
+    /// What the hash covers.
+    pub fields: Fields<'a>,
     /// The previous event's `hash` ([`crate::audit::GENESIS`] for the first).
     pub prev_hash: &'a str,
-    /// SHA-256 (hex) over `prev_hash` and this event's canonical form.
+    /// SHA-256 (hex) over `prev_hash` and the fields' canonical form.
     pub hash: &'a str,
 }
 
@@ -101,13 +109,13 @@ pub fn insert(tx: &Tx<'_>, row: &RowRef<'_>) -> Result<(), StoreError> {
              hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?
         .execute(params![
-            row.seq,
-            row.at,
-            row.actor,
-            row.action,
-            row.request_id,
-            row.serial,
-            row.detail,
+            row.fields.seq,
+            row.fields.at,
+            row.fields.actor,
+            row.fields.action,
+            row.fields.request_id,
+            row.fields.serial,
+            row.fields.detail,
             row.prev_hash,
             row.hash
         ])?;
@@ -188,13 +196,15 @@ pub fn scan<E: From<StoreError>>(
         };
         let required = |i: usize| -> Result<&str, StoreError> { Ok(text(i)?.unwrap_or_default()) };
         each(RowRef {
-            seq: row.get(0).map_err(StoreError::from)?,
-            at: required(1)?,
-            actor: required(2)?,
-            action: required(3)?,
-            request_id: text(4)?,
-            serial: text(5)?,
-            detail: required(6)?,
+            fields: Fields {
+                seq: row.get(0).map_err(StoreError::from)?,
+                at: required(1)?,
+                actor: required(2)?,
+                action: required(3)?,
+                request_id: text(4)?,
+                serial: text(5)?,
+                detail: required(6)?,
+            },
             prev_hash: required(7)?,
             hash: required(8)?,
         })?;

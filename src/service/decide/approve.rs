@@ -24,6 +24,12 @@ impl Service {
             // Who may not even read the request hears only that there is none (as GET), and
             // leaves no trace: nothing of its state, nothing to fill the audit log with.
             let row = self.visible(tx, actor, id)?;
+            let attempt = Attempt {
+                actor,
+                what: "request.approve",
+                request: Some(id),
+                role: &row.role,
+            };
             // One who may read it but not approve it (an admin) hears so before its state.
             let may = policy
                 .roles
@@ -34,33 +40,13 @@ impl Service {
                     user: actor.clone(),
                     role: row.role.clone(),
                 };
-                return refuse(
-                    tx,
-                    now,
-                    &Attempt {
-                        actor,
-                        what: "request.approve",
-                        request: Some(id),
-                        role: &row.role,
-                    },
-                    r,
-                );
+                return refuse(tx, now, &attempt, r);
             }
-            if let Err(e) = still_pending(tx, now, actor, "request.approve", &row)? {
+            if let Err(e) = still_pending(tx, now, &attempt, &row)? {
                 return Ok(Err(e));
             }
             if actor == &row.requester {
-                return refuse(
-                    tx,
-                    now,
-                    &Attempt {
-                        actor,
-                        what: "request.approve",
-                        request: Some(id),
-                        role: &row.role,
-                    },
-                    Refusal::SelfApproval,
-                );
+                return refuse(tx, now, &attempt, Refusal::SelfApproval);
             }
             let role = match rules::role_unchanged(policy, &row.role, &row.role_digest) {
                 Ok(role) => role,
@@ -71,17 +57,7 @@ impl Service {
             if let Err(r) =
                 rules::approver_may_approve(policy, role, &row.requester, actor, &approved_by)
             {
-                return refuse(
-                    tx,
-                    now,
-                    &Attempt {
-                        actor,
-                        what: "request.approve",
-                        request: Some(id),
-                        role: &row.role,
-                    },
-                    r,
-                );
+                return refuse(tx, now, &attempt, r);
             }
             let comment = comment.as_ref().map(Text::as_str);
             rq::insert_approval(tx, id, actor, unix(now), comment)?;

@@ -57,6 +57,12 @@ impl Service {
             .map_err(|e| ServiceError::Invalid(format!("role {}: {e}", role.name)))?;
         let now = self.now();
         let limit = config.requests.max_pending_per_user;
+        let attempt = Attempt {
+            actor,
+            what: "request.create",
+            request: None,
+            role: &role.name,
+        };
         flatten(self.store.write(|tx| {
             self.require_enabled(tx, actor)?;
             // Counted inside the transaction: racing creates cannot pass the limit together.
@@ -64,33 +70,13 @@ impl Service {
                 return Ok(Err(ServiceError::TooManyPending { limit }));
             }
             if let Err(r) = rules::requester_must_be_listed(policy, role, actor) {
-                return refuse(
-                    tx,
-                    now,
-                    &Attempt {
-                        actor,
-                        what: "request.create",
-                        request: None,
-                        role: &role.name,
-                    },
-                    r,
-                );
+                return refuse(tx, now, &attempt, r);
             }
             let rivals: Vec<_> = policy.conflicting_roles(&role.name).into_iter().collect();
             let holdings = rq::holdings(tx, actor, unix(now), self.held(), None, &rivals)?;
             if let Err(r) = rules::no_conflicting_holding(policy, &role.name, actor, &holdings) {
                 let r = self.conflict_lifts(tx, now, r, None)?;
-                return refuse(
-                    tx,
-                    now,
-                    &Attempt {
-                        actor,
-                        what: "request.create",
-                        request: None,
-                        role: &role.name,
-                    },
-                    r,
-                );
+                return refuse(tx, now, &attempt, r);
             }
             let asked = Asked {
                 actor,

@@ -22,6 +22,12 @@ impl Service {
         flatten(self.store.write(|tx| {
             self.require_enabled(tx, actor)?;
             let row = self.visible(tx, actor, id)?;
+            let attempt = Attempt {
+                actor,
+                what: "request.deny",
+                request: Some(id),
+                role: &row.role,
+            };
             if actor == &row.requester {
                 return Ok(Err(ServiceError::Forbidden(
                     "you cannot deny your own request; cancel it instead".into(),
@@ -36,19 +42,9 @@ impl Service {
                     user: actor.clone(),
                     role: row.role.clone(),
                 };
-                return refuse(
-                    tx,
-                    now,
-                    &Attempt {
-                        actor,
-                        what: "request.deny",
-                        request: Some(id),
-                        role: &row.role,
-                    },
-                    r,
-                );
+                return refuse(tx, now, &attempt, r);
             }
-            if let Err(e) = still_pending(tx, now, actor, "request.deny", &row)? {
+            if let Err(e) = still_pending(tx, now, &attempt, &row)? {
                 return Ok(Err(e));
             }
             decided(rq::decide(
@@ -96,7 +92,17 @@ impl Service {
                     "only the requester may cancel a request".into(),
                 )));
             }
-            if let Err(e) = still_pending(tx, now, actor, "request.cancel", &row)? {
+            if let Err(e) = still_pending(
+                tx,
+                now,
+                &Attempt {
+                    actor,
+                    what: "request.cancel",
+                    request: Some(id),
+                    role: &row.role,
+                },
+                &row,
+            )? {
                 return Ok(Err(e));
             }
             decided(cancel_pending(tx, now, actor, &row, None)?)?;
