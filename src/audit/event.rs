@@ -43,13 +43,19 @@ macro_rules! events {
                 }
             }
 
-            /// The event stored as `action` with `detail`; `None` for an action this
-            /// version does not know, or a detail whose fields have the wrong types.
-            pub fn parse(action: &str, detail: &Value) -> Option<AuditEvent> {
-                match action {
-                    $($action => $variant::deserialize(detail).ok().map(AuditEvent::$variant),)*
-                    _ => None,
-                }
+            /// The event stored as `action` with `detail`, exactly; `None` for an action
+            /// this version does not know, else the top-level field of `detail` that does
+            /// not fit its type.
+            fn parse_exact(action: &str, detail: &Value) -> Option<Result<AuditEvent, String>> {
+                let field = |e: serde_path_to_error::Error<serde_json::Error>| {
+                    e.path().iter().next().map(|s| s.to_string()).unwrap_or_default()
+                };
+                Some(match action {
+                    $($action => serde_path_to_error::deserialize::<_, $variant>(detail)
+                        .map(AuditEvent::$variant)
+                        .map_err(field),)*
+                    _ => return None,
+                })
             }
         }
 
@@ -59,6 +65,41 @@ macro_rules! events {
             }
         })*
     };
+}
+
+impl AuditEvent {
+    /// The event stored as `action` with `detail`; `None` for an action this version
+    /// does not know.
+    ///
+    /// Readers show what they can of an event a version before this one wrote with a
+    /// field of another type (early versions wrote `valid_after` as a number): such a
+    /// field is read as text if it is a number or a boolean, and left at its default
+    /// otherwise, instead of losing the whole event.
+    pub fn parse(action: &str, detail: &Value) -> Option<AuditEvent> {
+        let mut detail = detail.clone();
+        let fields = detail.as_object().map_or(0, serde_json::Map::len);
+        for _ in 0..=2 * fields {
+            match AuditEvent::parse_exact(action, &detail)? {
+                Ok(event) => return Some(event),
+                Err(field) => repair(&mut detail, &field)?,
+            }
+        }
+        None
+    }
+}
+
+/// Makes `field` of `detail` readable: a number or boolean becomes its text, anything
+/// else is removed (its default is read). `None` if there is nothing left to repair.
+fn repair(detail: &mut Value, field: &str) -> Option<()> {
+    let object = detail.as_object_mut()?;
+    let value = object.get_mut(field)?;
+    match value {
+        Value::Number(_) | Value::Bool(_) => *value = Value::String(value.to_string()),
+        _ => {
+            object.remove(field);
+        }
+    }
+    Some(())
 }
 
 events! {

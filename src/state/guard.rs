@@ -17,7 +17,7 @@ pub(super) fn marked(revoked: &certs::Revoked) -> Vec<mark::Revocation> {
         .iter()
         .zip(&revoked.valid_before)
         .map(|(serial, until)| mark::Revocation {
-            serial: *serial,
+            serial: serial.to_string(),
             valid_before: *until,
         })
         .collect()

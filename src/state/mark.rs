@@ -8,7 +8,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::names::Serial;
 use serde::{Deserialize, Serialize};
 
 /// File name of the mark, in the CA key's folder.
@@ -42,8 +41,10 @@ pub struct Mark {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Revocation {
-    /// The certificate's serial.
-    pub serial: Serial,
+    /// The certificate's serial, as written (decimal). Read as a `Serial` only by the
+    /// rollback that carries it over, so that one hand-edited entry fails that step
+    /// alone, not every start.
+    pub serial: String,
     /// The certificate's end (unix seconds): listed until then.
     pub valid_before: i64,
 }
@@ -125,7 +126,7 @@ mod tests {
             audit_hash: "ab".into(),
             updated: "2026-12-04T00:00:00Z".into(),
             revoked: vec![Revocation {
-                serial: Serial::new(u64::MAX).unwrap(),
+                serial: "18446744073709551615".into(),
                 valid_before: 7,
             }],
         }

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use super::mark::Mark;
 use super::{ACCEPT_ROLLBACK_FLAG, StateError, files};
 use crate::audit::{self, MarkSeen, NewEvent, StateRollbackAccepted};
+use crate::names::Serial;
 use crate::store::meta;
 use crate::store::{Store, StoreError, certificates as certs};
 
@@ -103,13 +104,15 @@ pub(super) fn accept_rollback(
         // the older copy knew of it (or of the certificate).
         let mut carried = Vec::new();
         for r in mark.map_or(&[][..], |m| &m.revoked) {
-            let serial = r.serial;
+            let serial = Serial::parse(&r.serial).map_err(|_| {
+                StoreError::Corrupt(format!("the state mark lists serial {:?}", r.serial))
+            })?;
             let known = certs::by_serial(tx, serial)?.is_some_and(|c| c.revoked);
             if r.valid_before > at - skew
                 && !known
                 && certs::carry_revocation(tx, serial, r.valid_before, at)?
             {
-                carried.push(r.serial.to_string());
+                carried.push(r.serial.clone());
             }
         }
         audit::append(

@@ -87,3 +87,22 @@ fn a_backup_whose_audit_chain_does_not_verify_is_not_kept() {
         .collect();
     assert!(left.is_empty(), "a temporary copy was left: {left:?}");
 }
+
+/// The mark's list of revocations is read as text and turned into serials only by the
+/// rollback that carries them over: one hand-edited entry does not stop every start (as
+/// before serials were typed), and the server rewrites the list from the database.
+#[tokio::test]
+async fn a_mark_with_an_unreadable_serial_still_starts_and_is_rewritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path());
+    let path = data(dir.path()).join("countersign.mark");
+    let mut mark: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    mark["revoked"] = serde_json::json!([{ "serial": "abc", "valid_before": 4_000_000_000u64 }]);
+    std::fs::write(&path, mark.to_string()).unwrap();
+
+    let server = crate::process::ServerProcess::start(&config);
+    assert!(server.terminate(), "serve stopped cleanly");
+    let rewritten = std::fs::read_to_string(&path).unwrap();
+    assert!(!rewritten.contains("abc"), "{rewritten}");
+}

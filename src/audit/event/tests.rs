@@ -58,10 +58,38 @@ fn older_details_parse_with_defaults_and_unknown_actions_do_not() {
         other => panic!("{other:?}"),
     }
     assert_eq!(AuditEvent::parse("no.such", &json!({})), None);
-    assert_eq!(
-        AuditEvent::parse("request.created", &json!({"ttl_seconds": "x"})),
-        None
-    );
     let unique: std::collections::BTreeSet<_> = AuditEvent::ACTIONS.iter().collect();
     assert_eq!(unique.len(), AuditEvent::ACTIONS.len());
+}
+
+/// An early version wrote `valid_after`/`valid_before` of `certificate.issued` as
+/// numbers: the event is still read, those fields as text, and a field that cannot be
+/// read at all is left at its default rather than losing the event.
+#[test]
+fn fields_of_another_type_are_read_as_well_as_they_can_be() {
+    let early = json!({
+        "serial": "5", "requester": "alice", "role": "ops", "key_id": "k",
+        "valid_after": 1764000000, "valid_before": 1764001800,
+        "approvals": [{"approver": "bob", "step": "one"}],
+    });
+    match AuditEvent::parse("certificate.issued", &early) {
+        Some(AuditEvent::CertificateIssued(i)) => {
+            assert_eq!(
+                (i.valid_after.as_str(), i.valid_before.as_str()),
+                ("1764000000", "1764001800")
+            );
+            assert_eq!((i.requester.as_str(), i.key_id.as_str()), ("alice", "k"));
+            assert!(i.approvals.is_empty(), "unreadable approvals default");
+        }
+        other => panic!("{other:?}"),
+    }
+    match AuditEvent::parse(
+        "request.created",
+        &json!({"role": "ops", "ttl_seconds": "x"}),
+    ) {
+        Some(AuditEvent::RequestCreated(c)) => {
+            assert_eq!((c.role.as_str(), c.ttl_seconds), ("ops", 0))
+        }
+        other => panic!("{other:?}"),
+    }
 }
