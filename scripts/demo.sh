@@ -68,6 +68,8 @@ bob_token="$("$cs" token create bob)"
 ssh-keygen -q -t ed25519 -N '' -C alice@laptop -f "$work/id_ed25519"
 
 step "alice: countersign request prod-db --ttl 30m --reason ... --wait"
+# --poll-seconds (hidden; 5 by default) makes the waiting request notice bob's approval
+# within a second, so that the demo does not pause.
 COUNTERSIGN_TOKEN="$alice_token" "$cs" request prod-db --ttl 30m --key "$work/id_ed25519.pub" \
   --reason "INC-4211: replica lag on db1" --wait --poll-seconds 1 >"$work/request.out" 2>"$work/request.err" &
 request_pid=$!

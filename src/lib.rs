@@ -18,6 +18,7 @@
 //! - [`policy`]: the validated policy and the pure separation-of-duties rules.
 //! - [`config`]: TOML -> [`config::Config`] (settings + [`policy::Policy`]).
 //! - [`error_code`]: every public error code, in one list the docs are checked against.
+//! - [`clock`]: the time the service goes by: the system clock, or a test clock.
 //! - [`names`], [`pubkey`]: input parsed into types at the edge.
 //! - [`render`]: the text a request or a user is shown as, shared by the CLI and SSH.
 //! - [`store`]: SQLite (WAL, `synchronous=FULL`), migrations, rows and queries.

@@ -16,21 +16,30 @@
 //! 2. **Snapshot reads.** A [`Store::read`] closure sees one consistent state of what
 //!    was committed; inside an operation given to [`Store::submit`] it sees that
 //!    operation's own writes too.
-//! 3. **Serialised writes over what they read.** Two guarantees read and then write,
-//!    and hold only if no other write comes between:
+//! 3. **Serialised writes over what they read.** These guarantees read and then
+//!    write, and hold only if no other write comes between:
 //!    - *the separation-of-duties re-check at signing* (`service/issue.rs`): read the
-//!      roles the requester holds or has asked for, then insert the certificate;
+//!      roles the requester holds or has asked for (`requests::holdings`), then insert
+//!      the certificate;
 //!    - *the audit chain append* (`audit::append`): read the head (seq, hash), then
-//!      insert the next event.
+//!      insert the next event;
+//!    - *a request is decided once*: read the request and its approvals, then add an
+//!      approval and perhaps sign (`requests::decide` stays conditional on `pending`);
+//!    - *pending requests per user*: count them (`requests::pending_count`), then insert
+//!      one;
+//!    - *the KRL version*: read the newest revocation number, then write the next
+//!      (`certificates::revoke`, `certificates::krl_version`).
 //!
 //!    SQLite gives this by having one writer: every write runs on the one write
 //!    connection (group commit on a writer thread, `store/writer.rs`, each write in its
 //!    own SAVEPOINT inside one `BEGIN IMMEDIATE`). A backend with concurrent writers
-//!    must take the same order explicitly: a per-requester lock before the holdings are
-//!    read (e.g. `SELECT ... FOR UPDATE` on a row per user, or an advisory lock keyed on
-//!    the user), and a lock on the chain head before it is read (a one-row head table
-//!    read `FOR UPDATE`), or run at `SERIALIZABLE` and retry. The races in
-//!    `tests/it/concurrency.rs` are written once and run on every backend.
+//!    must take the same order explicitly: a per-requester lock before the holdings or
+//!    the pending count are read (e.g. `SELECT ... FOR UPDATE` on a row per user, or an
+//!    advisory lock keyed on the user), a lock on the request row before it is decided,
+//!    and a lock on the chain head and on the revocation counter before they are read
+//!    (one-row tables read `FOR UPDATE`), or run at `SERIALIZABLE` and retry.
+//!    docs/ARCHITECTURE.md has the table. The races in `tests/it/concurrency.rs` are
+//!    written once and run on every backend.
 //! 4. **Unique serials** are checked (`certificates::serial_taken`) and enforced by a
 //!    unique index; a backend must refuse a duplicate insert, never overwrite.
 //!

@@ -58,7 +58,7 @@ fn flows_line(label: &str, r: &FlowRun) {
 impl Report {
     /// Prints the human table.
     pub(crate) fn print(&self) {
-        println!("countersign bench ({} cores)", self.cores);
+        println!("countersign-bench ({} cores)", self.cores);
         if let Some(r) = &self.raw_ed25519 {
             println!(
                 "{:<34} {:>9.0} sig/s",

@@ -209,3 +209,55 @@ fn the_link_checker_reads_markdown_as_github_does() {
     let p = paragraphs("see [`[ssh]`](c.md#ssh) and `[x](not-a-link.md)`,\n[b](d.md)\n");
     assert_eq!(link_targets(&p[0]), ["c.md#ssh", "d.md"]);
 }
+
+/// Every `.rs` file of the crate and the bench, as text.
+fn sources() -> String {
+    let mut text = String::new();
+    let mut todo: Vec<PathBuf> = ["src", "tests", "bench"]
+        .iter()
+        .map(|d| root().join(d))
+        .collect();
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                text.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
+            }
+        }
+    }
+    text
+}
+
+/// SECURITY.md names, for each threat, the tests that fail if the defence breaks
+/// (`module::test_name`): each must exist, or the threat is guarded by nothing.
+#[test]
+fn every_test_the_security_model_names_exists() {
+    let doc = std::fs::read_to_string(root().join("docs/SECURITY.md")).expect("SECURITY.md");
+    let code = sources();
+    let mut missing = Vec::new();
+    let mut named = 0;
+    for span in doc.split('`').skip(1).step_by(2) {
+        let is_path = span.contains("::")
+            && span
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == ':');
+        let Some(last) = span.rsplit("::").next().filter(|_| is_path) else {
+            continue;
+        };
+        // A test's name, not a module's: tests are named by what they show.
+        if last.matches('_').count() < 3 {
+            continue;
+        }
+        named += 1;
+        if !code.contains(&format!("fn {last}(")) {
+            missing.push(span.to_owned());
+        }
+    }
+    assert!(named > 50, "only {named} test names found in SECURITY.md");
+    assert!(
+        missing.is_empty(),
+        "SECURITY.md names tests that do not exist: {missing:?}"
+    );
+}
