@@ -86,6 +86,8 @@ error_codes! {
         PayloadTooLarge = "payload_too_large",
         /// 415: the body is not JSON.
         UnsupportedMediaType = "unsupported_media_type",
+        /// 422: the `Idempotency-Key` was used before with another body.
+        IdempotencyMismatch = "idempotency_mismatch",
         /// 429: too many failed authentications.
         RateLimited = "rate_limited",
         /// 429: the requester has too many pending requests.

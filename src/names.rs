@@ -5,12 +5,14 @@
 //! to the characters sshd compares literally; free texts (reasons, comments) carry no
 //! control characters, so they are safe in logs, tables and sshd's key ID log line.
 
+mod idempotency;
 mod ident;
 mod number;
 mod request_id;
 mod serial;
 mod text;
 
+pub use idempotency::{IdempotencyKey, MAX_IDEMPOTENCY_KEY};
 pub use ident::{GroupName, Principal, RoleName, UserName};
 pub use number::{MAX_DURATION, parse_duration};
 pub use request_id::RequestId;

@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 pub use crate::state::Access;
 pub use crate::store::requests::Status;
 pub use calls::{blocking, submit};
-pub use decide::NewRequest;
+pub use decide::{Created, IDEMPOTENCY_KEY_LIFETIME, NewRequest};
 pub use error::{ErrorKind, ServiceError, chain};
 pub use local::Local;
 pub use read::{LIST_LIMIT, ListPage};

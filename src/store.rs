@@ -28,7 +28,10 @@
 //!    - *pending requests per user*: count them (`requests::pending_count`), then insert
 //!      one;
 //!    - *the KRL version*: read the newest revocation number, then write the next
-//!      (`certificates::revoke`, `certificates::krl_version`).
+//!      (`certificates::revoke`, `certificates::krl_version`);
+//!    - *an idempotency key creates one request*: look the key up, then create and
+//!      remember (`idempotency`); the primary key (user, key) makes a racing second
+//!      insert fail rather than create twice.
 //!
 //!    SQLite gives this by having one writer: every write runs on the one write
 //!    connection (group commit on a writer thread, `store/writer.rs`, each write in its
@@ -48,6 +51,7 @@
 
 pub mod audit;
 pub mod certificates;
+pub mod idempotency;
 pub mod meta;
 mod migrations;
 #[doc(hidden)]

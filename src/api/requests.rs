@@ -2,13 +2,13 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use serde::Deserialize;
 
 use super::extract::{Json as JsonBody, OptionalJson, Query};
 use super::{Actor, ApiError, AppState, blocking, inline, submit};
-use crate::names::{RequestId, RoleName, Text, parse_duration};
+use crate::names::{IdempotencyKey, RequestId, RoleName, Text, parse_duration};
 use crate::pubkey::SubjectKey;
 use crate::service::Status;
 use crate::service::{LIST_LIMIT, ListPage, NewRequest, RequestView};
@@ -75,21 +75,62 @@ pub(super) struct ListQuery {
     limit: Option<u32>,
 }
 
-/// `POST /v1/requests` -> 201 with the request.
+/// The `Idempotency-Key` header, if sent (once, as a valid key).
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
+    let mut values = headers.get_all(IDEMPOTENCY_KEY).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ApiError::invalid(
+            "send one Idempotency-Key header, not several",
+        ));
+    }
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::invalid("Idempotency-Key must be visible ASCII characters"))?;
+    Ok(Some(IdempotencyKey::parse(text)?))
+}
+
+/// The request header that makes a create safe to retry.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// `POST /v1/requests` -> 201 with the request. With `Idempotency-Key`, a retry gets the
+/// request the key created (201 again, `Idempotent-Replayed: true`).
 pub(super) async fn requests_create(
     State(state): State<AppState>,
     Actor(actor): Actor,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<CreateBody>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let key = idempotency_key(&headers)?;
     let req = body.parse()?;
-    let view = submit(&state, move |s| s.create_request(&actor, req)).await?;
-    tracing::info!(id = %view.id, role = %view.role, requester = %view.requester, "request created");
+    let created = submit(&state, move |s| {
+        s.create_request_once(&actor, req, key.as_ref())
+    })
+    .await?;
+    let view = created.view;
+    if created.replayed {
+        tracing::info!(id = %view.id, requester = %view.requester, "request create replayed");
+    } else {
+        tracing::info!(
+            id = %view.id, role = %view.role, requester = %view.requester, "request created"
+        );
+    }
     let location = format!("/v1/requests/{}", view.id);
-    Ok((
+    let mut response = (
         StatusCode::CREATED,
         [(header::LOCATION, location)],
         Json(view),
-    ))
+    )
+        .into_response();
+    if created.replayed {
+        response.headers_mut().insert(
+            HeaderName::from_static("idempotent-replayed"),
+            HeaderValue::from_static("true"),
+        );
+    }
+    Ok(response)
 }
 
 /// `GET /v1/requests?status=S&after=ID&limit=L`.

@@ -22,7 +22,7 @@ use crate::policy::rules::{self, Refusal};
 use crate::store::Tx;
 use crate::store::requests::{self as rq, RequestRow, Status};
 
-pub use create::NewRequest;
+pub use create::{Created, IDEMPOTENCY_KEY_LIFETIME, NewRequest};
 
 pub(super) type Outcome<T> = Result<Result<T, ServiceError>, ServiceError>;
 

@@ -46,6 +46,10 @@ pub enum ServiceError {
         /// `requests.max_pending_per_user`.
         limit: u32,
     },
+    /// The idempotency key was used before for a different request
+    /// (`idempotency_mismatch`, HTTP 422).
+    #[error("{0}")]
+    IdempotencyMismatch(String),
     /// No valid token (`unauthenticated`).
     #[error("a valid bearer token is required")]
     Unauthenticated,
@@ -99,6 +103,8 @@ pub enum ErrorKind {
     NotFound,
     /// The state does not allow it (409).
     Conflict,
+    /// Well-formed, but contradicts what the same request said before (422).
+    Unprocessable,
     /// A limit was reached (429).
     Limited,
     /// The server failed; the cause is in the log (500).
@@ -118,6 +124,7 @@ impl ServiceError {
             ServiceError::NotFound(_) => ErrorCode::NotFound,
             ServiceError::Conflict { code, .. } => *code,
             ServiceError::TooManyPending { .. } => ErrorCode::TooManyPending,
+            ServiceError::IdempotencyMismatch(_) => ErrorCode::IdempotencyMismatch,
             ServiceError::Unauthenticated => ErrorCode::Unauthenticated,
             ServiceError::Disabled(_) => ErrorCode::UserDisabled,
             ServiceError::Audit(_) => ErrorCode::AuditBroken,
@@ -141,6 +148,7 @@ impl ServiceError {
             ServiceError::NotFound(_) => ErrorKind::NotFound,
             ServiceError::Conflict { .. } => ErrorKind::Conflict,
             ServiceError::TooManyPending { .. } => ErrorKind::Limited,
+            ServiceError::IdempotencyMismatch(_) => ErrorKind::Unprocessable,
             ServiceError::Unauthenticated | ServiceError::Disabled(_) => ErrorKind::Unauthenticated,
             ServiceError::Audit(_)
             | ServiceError::Store(_)

@@ -194,6 +194,20 @@ CREATE TABLE disabled_users (
 ) WITHOUT ROWID;
 ALTER TABLE tokens ADD COLUMN revoked_at INTEGER;
 "#,
+    r#"
+-- Idempotency keys of POST /v1/requests (Idempotency-Key): per user, the request the key
+-- created and a digest of what was asked, so that a retry gets the same request and a
+-- different body under the same key is refused. Kept at least 24 hours.
+CREATE TABLE idempotency_keys (
+    user        TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    request_id  TEXT NOT NULL REFERENCES requests (id),
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (user, key)
+) WITHOUT ROWID;
+CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at);
+"#,
 ];
 
 /// Applies the migrations not applied yet. A database already current is only read:

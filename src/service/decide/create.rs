@@ -3,16 +3,18 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 
 use super::{Attempt, flatten, refuse};
 use crate::audit::{self, NewEvent, RequestCreated};
-use crate::names::{Principal, RequestId, RoleName, Text, UserName};
+use crate::names::{IdempotencyKey, Principal, RequestId, RoleName, Text, UserName};
 use crate::policy::Role;
 use crate::policy::rules::{self, Refusal};
 use crate::pubkey::SubjectKey;
 use crate::service::{RequestView, Service, ServiceError, unix, view};
-use crate::store::Tx;
+use crate::store::idempotency::{self as idem, Remembered};
 use crate::store::requests::{self as rq, RequestRow, Status};
+use crate::store::{StoreError, Tx};
 
 /// A request as parsed at the edge.
 #[derive(Debug, Clone)]
@@ -37,6 +39,33 @@ struct Asked<'a> {
     principals: &'a [Principal],
 }
 
+impl NewRequest {
+    /// A digest of what is asked (role, key, reason, ttl): a retry under the same
+    /// idempotency key must ask the same.
+    pub fn fingerprint(&self) -> String {
+        let canonical = serde_json::json!([
+            self.role.as_str(),
+            self.public_key.to_openssh(),
+            self.reason.as_str(),
+            self.ttl.map(|t| t.as_secs()),
+        ]);
+        hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+    }
+}
+
+/// How long an idempotency key is remembered (seconds): a retry within it gets the
+/// request the key created.
+pub const IDEMPOTENCY_KEY_LIFETIME: i64 = 24 * 3600;
+
+/// A request created, or found again by its idempotency key.
+#[derive(Debug, Clone)]
+pub struct Created {
+    /// The request, as it is now.
+    pub view: RequestView,
+    /// Whether the key had created it before (nothing was created this time).
+    pub replayed: bool,
+}
+
 impl Service {
     /// Creates a pending request for `actor`.
     pub fn create_request(
@@ -44,6 +73,19 @@ impl Service {
         actor: &UserName,
         req: NewRequest,
     ) -> Result<RequestView, ServiceError> {
+        self.create_request_once(actor, req, None).map(|c| c.view)
+    }
+
+    /// Creates a pending request for `actor`, once per idempotency `key`: a retry with
+    /// the same key and the same request within [`IDEMPOTENCY_KEY_LIFETIME`] gets the
+    /// request the key created (`replayed`), whatever has happened to it since; the same
+    /// key with a different request is `idempotency_mismatch`.
+    pub fn create_request_once(
+        &self,
+        actor: &UserName,
+        req: NewRequest,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Created, ServiceError> {
         let config = self.config();
         let policy = &config.policy;
         let role = policy
@@ -63,8 +105,30 @@ impl Service {
             request: None,
             role: &role.name,
         };
+        let fingerprint = key.map(|_| req.fingerprint());
+        let remembered_since = unix(now) - IDEMPOTENCY_KEY_LIFETIME;
         flatten(self.store.write(|tx| {
             self.require_enabled(tx, actor)?;
+            // A retry: the answer is the request the key made, checked against the same
+            // transaction's state, before any limit (it asks for nothing new).
+            if let (Some(key), Some(fingerprint)) = (key, &fingerprint)
+                && let Some(seen) = idem::lookup(tx, actor, key, remembered_since)?
+            {
+                if &seen.fingerprint != fingerprint {
+                    return Ok(Err(ServiceError::IdempotencyMismatch(format!(
+                        "Idempotency-Key {key} was used for a different request ({}); \
+                         use a new key for a new request",
+                        seen.request_id
+                    ))));
+                }
+                let row = rq::get(tx, &seen.request_id)?.ok_or_else(|| {
+                    StoreError::Corrupt(format!("no request {}", seen.request_id))
+                })?;
+                return Ok(Ok(Created {
+                    view: view::request(tx, policy, row, now)?,
+                    replayed: true,
+                }));
+            }
             // Counted inside the transaction: racing creates cannot pass the limit together.
             if rq::pending_count(tx, actor, unix(now))? >= limit {
                 return Ok(Err(ServiceError::TooManyPending { limit }));
@@ -87,6 +151,13 @@ impl Service {
             };
             let row = self.new_row(tx, now, &asked)?;
             rq::insert(tx, &row)?;
+            if let (Some(key), Some(fingerprint)) = (key, fingerprint.clone()) {
+                let made = Remembered {
+                    fingerprint,
+                    request_id: row.id.clone(),
+                };
+                idem::remember(tx, actor, key, &made, unix(now), remembered_since)?;
+            }
             audit::append(
                 tx,
                 now,
@@ -108,14 +179,10 @@ impl Service {
             )?;
             // A new request has no approvals and no certificate yet: nothing to read back.
             // Its requester was just checked to be enabled, in this transaction.
-            Ok(Ok(view::assemble(
-                policy,
-                row,
-                Vec::new(),
-                None,
-                false,
-                now,
-            )))
+            Ok(Ok(Created {
+                view: view::assemble(policy, row, Vec::new(), None, false, now),
+                replayed: false,
+            }))
         }))
     }
 

@@ -1,0 +1,76 @@
+//! The idempotency keys of `POST /v1/requests`: which request a user's key created, and
+//! a fingerprint of what was asked (`migrations.rs`, migration 10).
+//!
+//! A key is looked up and stored in the transaction that creates the request, so two
+//! retries racing with one key create one request (the single writer; a second backend
+//! relies on the primary key to make the loser's insert fail, then reads the winner's).
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{StoreError, Tx};
+use crate::names::{IdempotencyKey, RequestId, UserName};
+
+/// What a key created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remembered {
+    /// Digest of what was asked (`NewRequest::fingerprint`).
+    pub fingerprint: String,
+    /// The request the key created.
+    pub request_id: RequestId,
+}
+
+/// What `user`'s `key` created at or after `since` (unix seconds), if anything.
+pub fn lookup(
+    tx: &Tx<'_>,
+    user: &UserName,
+    key: &IdempotencyKey,
+    since: i64,
+) -> Result<Option<Remembered>, StoreError> {
+    let row: Option<(String, String)> = tx
+        .sql()
+        .prepare_cached(
+            "SELECT fingerprint, request_id FROM idempotency_keys \
+             WHERE user = ?1 AND key = ?2 AND created_at >= ?3",
+        )?
+        .query_row(params![user.as_str(), key.as_str(), since], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    row.map(|(fingerprint, id)| {
+        let request_id = RequestId::parse(&id)
+            .map_err(|e| StoreError::Corrupt(format!("idempotency key's request {id:?}: {e}")))?;
+        Ok(Remembered {
+            fingerprint,
+            request_id,
+        })
+    })
+    .transpose()
+}
+
+/// Remembers that `user`'s `key` created `request_id` at `at`, replacing an entry of the
+/// key older than `forget_before`; forgets every entry older than that.
+pub fn remember(
+    tx: &Tx<'_>,
+    user: &UserName,
+    key: &IdempotencyKey,
+    remembered: &Remembered,
+    at: i64,
+    forget_before: i64,
+) -> Result<(), StoreError> {
+    tx.sql()
+        .prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?1")?
+        .execute([forget_before])?;
+    tx.sql()
+        .prepare_cached(
+            "INSERT INTO idempotency_keys (user, key, fingerprint, request_id, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            user.as_str(),
+            key.as_str(),
+            remembered.fingerprint,
+            remembered.request_id.as_str(),
+            at
+        ])?;
+    Ok(())
+}
