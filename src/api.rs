@@ -50,6 +50,7 @@ pub fn router(state: AppState) -> Router {
     let auth_limiter = Arc::new(AuthLimiter::new(limits));
     let routes = Router::new()
         .route("/v1/health", get(misc::health_get))
+        .route("/v1/ready", get(misc::ready_get))
         .route("/v1/ca.pub", get(misc::ca_pub_get))
         .route("/v1/whoami", get(misc::whoami_get))
         .route(

@@ -100,6 +100,8 @@ error_codes! {
         Overloaded = "overloaded",
         /// 503: the health check cannot read the database.
         Unavailable = "unavailable",
+        /// 503: `/v1/ready`: this replica cannot serve now (the reason in the message).
+        NotReady = "not_ready",
         /// 503: the request took longer than `request_timeout`.
         Timeout = "timeout",
     }

@@ -31,7 +31,7 @@ pub use decide::{Created, IDEMPOTENCY_KEY_LIFETIME, NewRequest};
 pub use error::{ErrorKind, ServiceError, chain};
 pub use local::Local;
 pub use read::{LIST_LIMIT, ListPage};
-pub use reload::Reloaded;
+pub use reload::{Ready, Reloaded};
 pub use revoke::{KRL_NAMESPACE, Krl, UserRevocation};
 pub use token::{create_token, revoke_tokens};
 pub use users::EnabledUser;

@@ -42,6 +42,39 @@ pub(super) async fn health_get(
     }
 }
 
+/// `GET /v1/ready` (no auth): readiness for a load balancer. `{"status":"ready",
+/// "policy":DIGEST}` once the database answers within [`HEALTH_WAIT`] and this replica
+/// runs the policy the database records as the newest; else 503, `unavailable` (the
+/// database) or `not_ready` (the reason in the message). `/v1/health` stays liveness.
+pub(super) async fn ready_get(
+    State(state): State<AppState>,
+    Extension(checks): Extension<HealthChecks>,
+) -> Result<Json<Value>, ApiError> {
+    let unavailable =
+        |why: &str| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, why);
+    let Ok(permit) = checks.0.try_acquire_owned() else {
+        return Err(unavailable(
+            "health checks are already waiting for the database",
+        ));
+    };
+    let check = super::blocking(&state, move |s| {
+        let _permit = permit;
+        s.readiness()
+    });
+    match tokio::time::timeout(HEALTH_WAIT, check).await {
+        Ok(Ok(ready)) => Ok(Json(json!({ "status": "ready", "policy": ready.policy }))),
+        Ok(Err(e)) if e.code() == ErrorCode::NotReady.as_str() => Err(e),
+        Ok(Err(e)) => {
+            tracing::error!(error = ?e, "readiness check: the database does not answer");
+            Err(unavailable("the database does not answer"))
+        }
+        Err(_) => {
+            tracing::error!("readiness check: the database did not answer in time");
+            Err(unavailable("the database did not answer in time"))
+        }
+    }
+}
+
 /// The health checks of one server reading the database now (at most [`HEALTH_CHECKS`]).
 #[derive(Clone)]
 pub(super) struct HealthChecks(std::sync::Arc<tokio::sync::Semaphore>);

@@ -50,6 +50,9 @@ pub enum ServiceError {
     /// (`idempotency_mismatch`, HTTP 422).
     #[error("{0}")]
     IdempotencyMismatch(String),
+    /// This replica cannot serve now (`not_ready`, HTTP 503); the message says why.
+    #[error("{0}")]
+    NotReady(String),
     /// No valid token (`unauthenticated`).
     #[error("a valid bearer token is required")]
     Unauthenticated,
@@ -107,6 +110,8 @@ pub enum ErrorKind {
     Unprocessable,
     /// A limit was reached (429).
     Limited,
+    /// This replica cannot serve now; another may (503).
+    Unavailable,
     /// The server failed; the cause is in the log (500).
     Internal,
 }
@@ -125,6 +130,7 @@ impl ServiceError {
             ServiceError::Conflict { code, .. } => *code,
             ServiceError::TooManyPending { .. } => ErrorCode::TooManyPending,
             ServiceError::IdempotencyMismatch(_) => ErrorCode::IdempotencyMismatch,
+            ServiceError::NotReady(_) => ErrorCode::NotReady,
             ServiceError::Unauthenticated => ErrorCode::Unauthenticated,
             ServiceError::Disabled(_) => ErrorCode::UserDisabled,
             ServiceError::Audit(_) => ErrorCode::AuditBroken,
@@ -149,6 +155,7 @@ impl ServiceError {
             ServiceError::Conflict { .. } => ErrorKind::Conflict,
             ServiceError::TooManyPending { .. } => ErrorKind::Limited,
             ServiceError::IdempotencyMismatch(_) => ErrorKind::Unprocessable,
+            ServiceError::NotReady(_) => ErrorKind::Unavailable,
             ServiceError::Unauthenticated | ServiceError::Disabled(_) => ErrorKind::Unauthenticated,
             ServiceError::Audit(_)
             | ServiceError::Store(_)

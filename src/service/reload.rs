@@ -29,7 +29,49 @@ pub struct Reloaded {
     pub applied: Vec<&'static str>,
 }
 
+/// The policy as recorded in `policy.loaded`: the roles, users and conflicts, and the
+/// settings that change what the rules decide.
+fn policy_summary(config: &Config) -> Value {
+    let mut summary = summary::summary(&config.policy);
+    summary["settings"] = json!({
+        "pending_ttl": config.requests.pending_ttl.as_secs(),
+        "revocation_grace": config.requests.revocation_grace.as_secs(),
+        "max_pending_per_user": config.requests.max_pending_per_user,
+        "backdate": config.ca.backdate.as_secs(),
+    });
+    summary
+}
+
+/// What `GET /v1/ready` reports of a replica that can serve.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Ready {
+    /// The digest of the policy in force, the one the database records as newest.
+    pub policy: String,
+}
+
 impl Service {
+    /// Whether this replica can serve: the database answers, and the policy it runs is
+    /// the one the database records as the newest (a replica left on an older policy
+    /// would decide by rules the others no longer apply). `not_ready` says which.
+    pub fn readiness(&self) -> Result<Ready, ServiceError> {
+        let ours = summary::digest(&policy_summary(&self.config()));
+        let recorded = self.store.read(meta::recorded_policy)?;
+        let recorded: Option<Value> = recorded
+            .map(|text| serde_json::from_str(&text))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("the recorded policy: {e}")))?;
+        match recorded.as_ref().map(summary::digest) {
+            Some(newest) if newest == ours => Ok(Ready { policy: ours }),
+            Some(newest) => Err(ServiceError::NotReady(format!(
+                "this replica runs policy {ours}, but the database records {newest} as the \
+                 newest: reload it with the current configuration (countersign reload)"
+            ))),
+            None => Err(ServiceError::NotReady(
+                "no policy is recorded in the database yet".into(),
+            )),
+        }
+    }
+
     /// Records the policy in force as `policy.loaded` unless it is the one last recorded;
     /// `cause` says why (`start`, `reload`). Returns what changed (empty if nothing).
     pub fn record_policy(&self, actor: &str, cause: &str) -> Result<Value, ServiceError> {
@@ -50,14 +92,7 @@ impl Service {
         swap: Option<Arc<Config>>,
     ) -> Result<Value, ServiceError> {
         let now = self.now();
-        let mut new = summary::summary(&config.policy);
-        // The settings that change what the rules decide are part of the policy too.
-        new["settings"] = json!({
-            "pending_ttl": config.requests.pending_ttl.as_secs(),
-            "revocation_grace": config.requests.revocation_grace.as_secs(),
-            "max_pending_per_user": config.requests.max_pending_per_user,
-            "backdate": config.ca.backdate.as_secs(),
-        });
+        let new = policy_summary(config);
         let digest = summary::digest(&new);
         let before = self.config();
         let put = |c: Arc<Config>| {

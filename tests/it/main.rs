@@ -40,6 +40,7 @@ mod limits;
 mod limits_connections;
 mod offboarding;
 mod properties;
+mod ready;
 mod reload;
 mod revocation;
 mod revocation_krl;
