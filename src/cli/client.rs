@@ -86,6 +86,72 @@ impl Client {
         serde_json::from_str(&text).context("server sent a response that is not the expected JSON")
     }
 
+    /// POST a JSON body that creates something, safe to retry: it carries a fresh
+    /// `Idempotency-Key`, and when no answer comes back (the connection broke, or a load
+    /// balancer says its backend is gone: 502, 503, 504) it is sent again with the same
+    /// key, up to [`CREATE_ATTEMPTS`] times; the server answers a retry with what the
+    /// first attempt made.
+    pub(super) fn post_once<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        let key = idempotency_key();
+        let mut attempt = 1;
+        loop {
+            let req = self
+                .http
+                .post(self.url(path))
+                .header("Idempotency-Key", &key)
+                .json(body);
+            match self.send_once(req) {
+                Ok(text) => {
+                    return serde_json::from_str(&text)
+                        .context("server sent a response that is not the expected JSON");
+                }
+                Err(Retry::Again(why)) if attempt < CREATE_ATTEMPTS => {
+                    eprintln!(
+                        "countersign: {why}; sending it again with the same Idempotency-Key \
+                         (attempt {} of {CREATE_ATTEMPTS})",
+                        attempt + 1
+                    );
+                    std::thread::sleep(std::time::Duration::from_secs(attempt));
+                    attempt += 1;
+                }
+                Err(Retry::Again(why)) => bail!("{why}, {CREATE_ATTEMPTS} times"),
+                Err(Retry::Final(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// One attempt of [`Client::post_once`]: an answer, or whether to try again.
+    fn send_once(&self, req: reqwest::RequestBuilder) -> Result<String, Retry> {
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        let answer = self.rt.block_on(async {
+            let resp = req.send().await?;
+            let status = resp.status();
+            Ok::<_, reqwest::Error>((status, resp.bytes().await?))
+        });
+        match answer {
+            Err(e) => Err(Retry::Again(format!(
+                "no answer from countersign at {} ({})",
+                self.base,
+                crate::service::chain(&e)
+            ))),
+            Ok((status, _)) if GONE.contains(&status.as_u16()) => Err(Retry::Again(format!(
+                "the server at {} answered HTTP {} (no backend)",
+                self.base,
+                status.as_u16()
+            ))),
+            Ok((status, body)) if status.is_success() => String::from_utf8(body.to_vec())
+                .map_err(|_| Retry::Final(anyhow!("server sent a response that is not UTF-8"))),
+            Ok((status, body)) => Err(Retry::Final(self.refusal(status, &body))),
+        }
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
@@ -107,32 +173,38 @@ impl Client {
             if status.is_success() {
                 return Ok(body.to_vec());
             }
-            let parsed: Option<Value> = serde_json::from_slice(&body).ok();
-            let code = parsed
-                .as_ref()
-                .and_then(|v| v["error"]["code"].as_str())
-                .unwrap_or("error");
-            let message = parsed
-                .as_ref()
-                .and_then(|v| v["error"]["message"].as_str())
-                .unwrap_or("unexpected response");
-            if code == "user_disabled" {
-                bail!(
-                    "{code}: {message} (HTTP 401): an admin must enable the user again \
-                     (countersign user enable NAME); their old tokens stay revoked, so an \
-                     operator then creates a new one"
-                )
-            }
-            if status == reqwest::StatusCode::UNAUTHORIZED && self.token.is_some() {
-                bail!(
-                    "{code}: {message} (HTTP 401): the server did not accept the token in \
-                     COUNTERSIGN_TOKEN: set it to the whole cs_... line that `countersign token \
-                     create USER` printed for you; if it was revoked or your user left the \
-                     config, ask an operator for a new one"
-                )
-            }
-            bail!("{code}: {message} (HTTP {})", status.as_u16())
+            Err(self.refusal(status, &body))
         })
+    }
+
+    /// The error for an answer that is not a success: its code and message, with what to
+    /// do for the common ones.
+    fn refusal(&self, status: reqwest::StatusCode, body: &[u8]) -> anyhow::Error {
+        let parsed: Option<Value> = serde_json::from_slice(body).ok();
+        let code = parsed
+            .as_ref()
+            .and_then(|v| v["error"]["code"].as_str())
+            .unwrap_or("error");
+        let message = parsed
+            .as_ref()
+            .and_then(|v| v["error"]["message"].as_str())
+            .unwrap_or("unexpected response");
+        if code == "user_disabled" {
+            return anyhow!(
+                "{code}: {message} (HTTP 401): an admin must enable the user again \
+                 (countersign user enable NAME); their old tokens stay revoked, so an \
+                 operator then creates a new one"
+            );
+        }
+        if status == reqwest::StatusCode::UNAUTHORIZED && self.token.is_some() {
+            return anyhow!(
+                "{code}: {message} (HTTP 401): the server did not accept the token in \
+                 COUNTERSIGN_TOKEN: set it to the whole cs_... line that `countersign token \
+                 create USER` printed for you; if it was revoked or your user left the \
+                 config, ask an operator for a new one"
+            );
+        }
+        anyhow!("{code}: {message} (HTTP {})", status.as_u16())
     }
 
     /// The error for a request that got no HTTP answer, saying what to do when the cause
@@ -148,6 +220,28 @@ impl Client {
         }
         anyhow::Error::new(e).context(format!("cannot reach countersign at {base}"))
     }
+}
+
+/// How many times a create is sent at most (the first and the retries).
+const CREATE_ATTEMPTS: u64 = 3;
+
+/// The answers of a load balancer whose backend is gone: nothing was decided, or it is
+/// unknown whether it was; a retry with the same key settles it.
+const GONE: [u16; 3] = [502, 503, 504];
+
+/// Whether an attempt of [`Client::post_once`] may be made again.
+enum Retry {
+    /// No answer, or none from countersign: the same request again, with the same key.
+    Again(String),
+    /// An answer: the error it carries.
+    Final(anyhow::Error),
+}
+
+/// A fresh idempotency key: 128 random bits in hex.
+fn idempotency_key() -> String {
+    let mut bytes = [0u8; 16];
+    rand::Rng::fill_bytes(&mut rand::rng(), &mut bytes);
+    hex::encode(bytes)
 }
 
 /// `url` (from `--url` or `COUNTERSIGN_URL`) without a trailing slash, if it is an

@@ -50,7 +50,9 @@ pub(super) fn run(url: &str, args: RequestArgs) -> anyhow::Result<ExitCode> {
     let public_key = read_public_key(&key_path)?;
     let client = Client::from_env(url)?;
     let body = json!({ "role": args.role, "public_key": public_key.trim(), "reason": args.reason, "ttl": args.ttl });
-    let mut r: RequestView = client.post("/v1/requests", &body)?;
+    // Safe to retry: a create that reached the server before the connection broke is
+    // found again by its Idempotency-Key, not made twice.
+    let mut r: RequestView = client.post_once("/v1/requests", &body)?;
     if !args.wait {
         if args.json {
             output::json(&r)?;

@@ -24,6 +24,7 @@ mod ca_key;
 mod cli;
 mod cli_client;
 mod cli_request;
+mod cli_retry;
 mod concurrency;
 mod crash;
 mod docs;
