@@ -51,9 +51,12 @@ pub(super) async fn guard_request(
     req: Request,
     next: Next,
 ) -> Response {
-    // The health check is exempt: a busy server is not a dead one.
+    // The health and readiness checks are exempt: a busy server is neither dead nor one a
+    // load balancer should take out of rotation (they have their own limit of waiting
+    // checks).
     let permit = guards.in_flight.clone().try_acquire_owned();
-    if permit.is_err() && req.uri().path() != "/v1/health" {
+    let check = matches!(req.uri().path(), "/v1/health" | "/v1/ready");
+    if permit.is_err() && !check {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Overloaded,

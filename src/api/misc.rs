@@ -42,8 +42,8 @@ pub(super) async fn health_get(
     }
 }
 
-/// `GET /v1/ready` (no auth): readiness for a load balancer. `{"status":"ready",
-/// "policy":DIGEST}` once the database answers within [`HEALTH_WAIT`] and this replica
+/// `GET /v1/ready` (no auth): readiness for a load balancer. `{"status":"ready"}` once
+/// the database answers within [`HEALTH_WAIT`] and this replica
 /// runs the policy the database records as the newest; else 503, `unavailable` (the
 /// database) or `not_ready` (the reason in the message). `/v1/health` stays liveness.
 pub(super) async fn ready_get(
@@ -62,7 +62,10 @@ pub(super) async fn ready_get(
         s.readiness()
     });
     match tokio::time::timeout(HEALTH_WAIT, check).await {
-        Ok(Ok(ready)) => Ok(Json(json!({ "status": "ready", "policy": ready.policy }))),
+        Ok(Ok(ready)) => {
+            tracing::debug!(policy = %ready.policy, "ready");
+            Ok(Json(json!({ "status": "ready" })))
+        }
         Ok(Err(e)) if e.code() == ErrorCode::NotReady.as_str() => Err(e),
         Ok(Err(e)) => {
             tracing::error!(error = ?e, "readiness check: the database does not answer");

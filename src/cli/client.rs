@@ -103,6 +103,7 @@ impl Client {
                 .http
                 .post(self.url(path))
                 .header("Idempotency-Key", &key)
+                .timeout(CREATE_WAIT)
                 .json(body);
             match self.send_once(req) {
                 Ok(text) => {
@@ -118,7 +119,10 @@ impl Client {
                     std::thread::sleep(std::time::Duration::from_secs(attempt));
                     attempt += 1;
                 }
-                Err(Retry::Again(why)) => bail!("{why}, {CREATE_ATTEMPTS} times"),
+                Err(Retry::Again(why)) => bail!(
+                    "{why}, {CREATE_ATTEMPTS} times; the server may have made it all the same: \
+                     see `countersign list --status pending` before asking again"
+                ),
                 Err(Retry::Final(e)) => return Err(e),
             }
         }
@@ -136,6 +140,9 @@ impl Client {
             Ok::<_, reqwest::Error>((status, resp.bytes().await?))
         });
         match answer {
+            // Never connected (refused, no route, TLS spoken to plain HTTP, a bad
+            // certificate): nothing reached a server, and trying again changes nothing.
+            Err(e) if e.is_connect() => Err(Retry::Final(self.unreachable(e))),
             Err(e) => Err(Retry::Again(format!(
                 "no answer from countersign at {} ({})",
                 self.base,
@@ -224,6 +231,10 @@ impl Client {
 
 /// How many times a create is sent at most (the first and the retries).
 const CREATE_ATTEMPTS: u64 = 3;
+
+/// How long one attempt of a create waits for its answer before it is sent again (the
+/// server gives up on a request after `request_timeout`, 30 s by default).
+const CREATE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The answers of a load balancer whose backend is gone: nothing was decided, or it is
 /// unknown whether it was; a retry with the same key settles it.

@@ -42,17 +42,20 @@ fn policy_summary(config: &Config) -> Value {
     summary
 }
 
-/// What `GET /v1/ready` reports of a replica that can serve.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// What `GET /v1/ready` learns of a replica that can serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ready {
-    /// The digest of the policy in force, the one the database records as newest.
+    /// The digest of the policy in force, the one the database records as newest (for
+    /// the log: the unauthenticated answer does not show it).
     pub policy: String,
 }
 
 impl Service {
-    /// Whether this replica can serve: the database answers, and the policy it runs is
-    /// the one the database records as the newest (a replica left on an older policy
-    /// would decide by rules the others no longer apply). `not_ready` says which.
+    /// Whether this replica can serve: the database answers a read, and the policy it
+    /// runs is the one the database records as the newest (a replica left on an older
+    /// policy would decide by rules the others no longer apply). `not_ready` says which.
+    /// It reads only: a database that refuses writes (a full disk) still reads as ready,
+    /// and the writes answer for themselves (500, `timeout`).
     pub fn readiness(&self) -> Result<Ready, ServiceError> {
         let ours = summary::digest(&policy_summary(&self.config()));
         let recorded = self.store.read(meta::recorded_policy)?;
@@ -62,10 +65,14 @@ impl Service {
             .map_err(|e| StoreError::Corrupt(format!("the recorded policy: {e}")))?;
         match recorded.as_ref().map(summary::digest) {
             Some(newest) if newest == ours => Ok(Ready { policy: ours }),
-            Some(newest) => Err(ServiceError::NotReady(format!(
-                "this replica runs policy {ours}, but the database records {newest} as the \
-                 newest: reload it with the current configuration (countersign reload)"
-            ))),
+            Some(newest) => {
+                tracing::warn!(ours = %ours, newest = %newest, "not ready: an older policy");
+                Err(ServiceError::NotReady(
+                    "this server runs another policy than the newest the database records: \
+                     reload it with the current configuration (countersign reload)"
+                        .into(),
+                ))
+            }
             None => Err(ServiceError::NotReady(
                 "no policy is recorded in the database yet".into(),
             )),

@@ -111,3 +111,36 @@ async fn a_create_that_never_gets_an_answer_gives_up_saying_so() {
     let (_, list) = app.get("alice", "/v1/requests").await;
     assert_eq!(list["requests"].as_array().unwrap().len(), 1, "{list}");
 }
+
+/// A create that never reached a server (nothing listens there, or TLS spoken to plain
+/// HTTP) is not sent again: trying again changes nothing, and the hint says what to fix.
+#[tokio::test]
+async fn a_create_that_never_connected_is_not_sent_again() {
+    let app = TestApp::spawn().await;
+    let key = write_key(app.dir.path(), "id_ed25519", &new_key());
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let tls = app.url.replacen("http://", "https://", 1);
+    for (url, hint) in [
+        (format!("http://{closed}"), "cannot reach countersign"),
+        (tls, "does not answer TLS"),
+    ] {
+        let mut cmd = client(&app, "alice");
+        cmd.env("COUNTERSIGN_URL", &url)
+            .args([
+                "request",
+                "prod-db",
+                "--reason",
+                "INC-4211: replica lag",
+                "--key",
+            ])
+            .arg(key.with_extension("pub"));
+        let out = run(cmd).await;
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(stderr.contains(hint), "{url}: {stderr}");
+        assert!(!stderr.contains("sending it again"), "{url}: {stderr}");
+    }
+}

@@ -210,3 +210,30 @@ async fn a_malformed_key_is_refused_before_anything_is_created() {
     let (_, list) = app.get("alice", "/v1/requests").await;
     assert_eq!(list["requests"].as_array().unwrap().len(), 0, "{list}");
 }
+
+/// The role changed since the first attempt (a reload lowered its `max_ttl` under the ttl
+/// asked for): the request the first attempt made still stands, and a retry gets it
+/// rather than a refusal that would lead the client to ask again.
+#[tokio::test]
+async fn a_retry_after_the_policy_changed_still_gets_the_request_made() {
+    let app = TestApp::spawn().await;
+    let mut asked = body("alice");
+    asked["ttl"] = json!("2h");
+    let (_, _, first) = create_keyed(&app, "alice", "k-4", &asked).await;
+    let id = first["id"].as_str().unwrap().to_owned();
+    let tighter = POLICY.replace("max_ttl = \"2h\"", "max_ttl = \"1h\"");
+    assert_ne!(tighter, POLICY);
+    let config =
+        countersign::config::Config::from_toml_str(&tighter, &app.config_path(), app.dir.path())
+            .expect("policy");
+    app.service.reload(config, "operator").expect("reload");
+    let (status, replayed, again) = create_keyed(&app, "alice", "k-4", &asked).await;
+    assert_eq!((status, replayed), (StatusCode::CREATED, true), "{again}");
+    assert_eq!(again["id"], id.as_str());
+    // A new key is judged by the policy now in force.
+    let (status, _, fresh) = create_keyed(&app, "alice", "k-5", &asked).await;
+    assert_eq!(
+        (status, code(&fresh)),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
+}

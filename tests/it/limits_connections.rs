@@ -84,14 +84,17 @@ async fn stalled_bodies_time_out_and_requests_in_flight_are_bounded() {
     assert_eq!(overloaded.headers()["retry-after"], "1");
     let body: serde_json::Value = overloaded.json().await.unwrap();
     assert_eq!(code(&body), "overloaded");
-    // The health check is exempt: a busy server is not a dead one.
-    let health = app
-        .http
-        .get(format!("{}/v1/health", app.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status(), StatusCode::OK);
+    // The health and readiness checks are exempt: a busy server is neither dead nor one
+    // to take out of rotation.
+    for check in ["/v1/health", "/v1/ready"] {
+        let answer = app
+            .http
+            .get(format!("{}{check}", app.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::OK, "{check}");
+    }
     let still = app
         .http
         .get(format!("{}/v1/ca.pub", app.url))

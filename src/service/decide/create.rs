@@ -88,6 +88,20 @@ impl Service {
     ) -> Result<Created, ServiceError> {
         let config = self.config();
         let policy = &config.policy;
+        let now = self.now();
+        let fingerprint = key.map(|_| req.fingerprint());
+        let remembered_since = unix(now) - IDEMPOTENCY_KEY_LIFETIME;
+        // A retry is answered before the policy is consulted: the role may have changed
+        // or gone since the first attempt made the request, which still stands.
+        if let (Some(key), Some(fingerprint)) = (key, &fingerprint) {
+            let replay = self.store.read(|tx| {
+                self.require_enabled(tx, actor)?;
+                self.replay(tx, actor, key, fingerprint, remembered_since, now)
+            })?;
+            if let Some(created) = replay {
+                return Ok(created);
+            }
+        }
         let role = policy
             .roles
             .get(&req.role)
@@ -97,7 +111,6 @@ impl Service {
         let principals = role
             .principals_for(actor)
             .map_err(|e| ServiceError::Invalid(format!("role {}: {e}", role.name)))?;
-        let now = self.now();
         let limit = config.requests.max_pending_per_user;
         let attempt = Attempt {
             actor,
@@ -105,29 +118,15 @@ impl Service {
             request: None,
             role: &role.name,
         };
-        let fingerprint = key.map(|_| req.fingerprint());
-        let remembered_since = unix(now) - IDEMPOTENCY_KEY_LIFETIME;
         flatten(self.store.write(|tx| {
             self.require_enabled(tx, actor)?;
-            // A retry: the answer is the request the key made, checked against the same
-            // transaction's state, before any limit (it asks for nothing new).
+            // A retry that raced the first attempt: checked again in the transaction that
+            // would create, before any limit (it asks for nothing new).
             if let (Some(key), Some(fingerprint)) = (key, &fingerprint)
-                && let Some(seen) = idem::lookup(tx, actor, key, remembered_since)?
+                && let Some(created) =
+                    self.replay(tx, actor, key, fingerprint, remembered_since, now)?
             {
-                if &seen.fingerprint != fingerprint {
-                    return Ok(Err(ServiceError::IdempotencyMismatch(format!(
-                        "Idempotency-Key {key} was used for a different request ({}); \
-                         use a new key for a new request",
-                        seen.request_id
-                    ))));
-                }
-                let row = rq::get(tx, &seen.request_id)?.ok_or_else(|| {
-                    StoreError::Corrupt(format!("no request {}", seen.request_id))
-                })?;
-                return Ok(Ok(Created {
-                    view: view::request(tx, policy, row, now)?,
-                    replayed: true,
-                }));
+                return Ok(Ok(created));
             }
             // Counted inside the transaction: racing creates cannot pass the limit together.
             if rq::pending_count(tx, actor, unix(now))? >= limit {
@@ -227,6 +226,36 @@ impl Service {
         // again at signing, where a changed config ends the request `key_not_allowed`.
         rules::key_must_be_requesters(&self.config().policy, actor, key)
             .map_err(|r| ServiceError::Invalid(r.to_string()))
+    }
+
+    /// The answer to a retry: the request `actor`'s `key` created since
+    /// `remembered_since`, if it did, as it is now; `idempotency_mismatch` if it was made
+    /// for another request than `fingerprint` says.
+    fn replay(
+        &self,
+        tx: &Tx<'_>,
+        actor: &UserName,
+        key: &IdempotencyKey,
+        fingerprint: &str,
+        remembered_since: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Created>, ServiceError> {
+        let Some(seen) = idem::lookup(tx, actor, key, remembered_since)? else {
+            return Ok(None);
+        };
+        if seen.fingerprint != fingerprint {
+            return Err(ServiceError::IdempotencyMismatch(format!(
+                "Idempotency-Key {key} was used for a different request ({}); use a new key \
+                 for a new request",
+                seen.request_id
+            )));
+        }
+        let row = rq::get(tx, &seen.request_id)?
+            .ok_or_else(|| StoreError::Corrupt(format!("no request {}", seen.request_id)))?;
+        Ok(Some(Created {
+            view: view::request(tx, &self.config().policy, row, now)?,
+            replayed: true,
+        }))
     }
 
     /// The row of a new pending request, under an id not taken yet.
