@@ -47,6 +47,16 @@ pub struct NewEvent<'a> {
 }
 
 impl<'a> NewEvent<'a> {
+    /// An event about request `request_id` (before any certificate of it).
+    pub fn on_request(actor: &'a str, request_id: &'a str, event: impl Into<AuditEvent>) -> Self {
+        NewEvent {
+            actor,
+            request_id: Some(request_id),
+            serial: None,
+            event: event.into(),
+        }
+    }
+
     /// An event about no one request or certificate (a token, a user, the policy, the
     /// state itself).
     pub fn general(actor: &'a str, event: impl Into<AuditEvent>) -> Self {

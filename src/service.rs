@@ -164,7 +164,7 @@ impl Service {
     pub fn authenticate(&self, secret: &str) -> Result<UserName, ServiceError> {
         self.store.read(|tx| {
             let owner = tokens::lookup(tx, secret)?.ok_or(ServiceError::Unauthenticated)?;
-            let user = UserName::parse(&owner.user).map_err(|_| ServiceError::Unauthenticated)?;
+            let user = owner.user;
             self.require_enabled(tx, &user)?;
             if owner.revoked || !self.config().policy.users.contains_key(&user) {
                 return Err(ServiceError::Unauthenticated);

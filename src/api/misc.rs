@@ -10,69 +10,63 @@ use super::{Actor, ApiError, AppState};
 use crate::error_code::ErrorCode;
 use crate::service::WhoAmI;
 
-/// `GET /v1/health` (no auth): `{"status":"ok"}` once the database answers a read within
-/// [`HEALTH_WAIT`], else 503 `unavailable` (the cause in the server log). Not subject to
-/// the in-flight limit, so a busy server still answers it; at most [`HEALTH_CHECKS`] run at
-/// once (each holds a blocking thread until its read returns, even past the wait).
+/// `GET /v1/health` (no auth): liveness. `{"status":"ok"}` once the database answers a
+/// read within [`HEALTH_WAIT`], else 503 `unavailable` (the cause in the server log). Not
+/// subject to the in-flight limit, so a busy server still answers it.
 pub(super) async fn health_get(
     State(state): State<AppState>,
     Extension(checks): Extension<HealthChecks>,
 ) -> Result<Json<Value>, ApiError> {
-    let unavailable =
-        |why: &str| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, why);
-    let Ok(permit) = checks.0.try_acquire_owned() else {
-        return Err(unavailable(
-            "health checks are already waiting for the database",
-        ));
-    };
-    let check = super::blocking(&state, move |s| {
-        let _permit = permit;
-        s.check_storage()
-    });
-    match tokio::time::timeout(HEALTH_WAIT, check).await {
-        Ok(Ok(())) => Ok(Json(json!({ "status": "ok" }))),
-        Ok(Err(e)) => {
-            tracing::error!(error = ?e, "health check: the database does not answer");
-            Err(unavailable("the database does not answer"))
-        }
-        Err(_) => {
-            tracing::error!("health check: the database did not answer in time");
-            Err(unavailable("the database did not answer in time"))
-        }
-    }
+    probe(&state, &checks, "health", |s| s.check_storage()).await?;
+    Ok(Json(json!({ "status": "ok" })))
 }
 
-/// `GET /v1/ready` (no auth): readiness for a load balancer. `{"status":"ready"}` once
-/// the database answers within [`HEALTH_WAIT`] and this replica
-/// runs the policy the database records as the newest; else 503, `unavailable` (the
-/// database) or `not_ready` (the reason in the message). `/v1/health` stays liveness.
+/// `GET /v1/ready` (no auth): readiness for a load balancer. `{"status":"ready"}` once the
+/// database answers within [`HEALTH_WAIT`] and this replica runs the policy the database
+/// records as the newest; else 503, `unavailable` (the database) or `not_ready` (the
+/// reason in the message). Like `/v1/health`, not subject to the in-flight limit.
 pub(super) async fn ready_get(
     State(state): State<AppState>,
     Extension(checks): Extension<HealthChecks>,
 ) -> Result<Json<Value>, ApiError> {
+    let ready = probe(&state, &checks, "readiness", |s| s.readiness()).await?;
+    // The digest only in the log: the answer needs no token.
+    tracing::debug!(policy = %ready.policy, "ready");
+    Ok(Json(json!({ "status": "ready" })))
+}
+
+/// Runs `check` on a blocking thread, at most [`HEALTH_CHECKS`] at once (each holds its
+/// thread until its read returns, even past the wait), and waits [`HEALTH_WAIT`] for it.
+/// A database that fails or does not answer in time is 503 `unavailable`, its cause in
+/// the log only; the check's own `not_ready` passes through.
+async fn probe<T: Send + 'static>(
+    state: &AppState,
+    checks: &HealthChecks,
+    what: &'static str,
+    check: impl FnOnce(&crate::service::Service) -> Result<T, crate::service::ServiceError>
+    + Send
+    + 'static,
+) -> Result<T, ApiError> {
     let unavailable =
         |why: &str| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, why);
-    let Ok(permit) = checks.0.try_acquire_owned() else {
+    let Ok(permit) = checks.0.clone().try_acquire_owned() else {
         return Err(unavailable(
             "health checks are already waiting for the database",
         ));
     };
-    let check = super::blocking(&state, move |s| {
+    let answer = super::blocking(state, move |s| {
         let _permit = permit;
-        s.readiness()
+        check(s)
     });
-    match tokio::time::timeout(HEALTH_WAIT, check).await {
-        Ok(Ok(ready)) => {
-            tracing::debug!(policy = %ready.policy, "ready");
-            Ok(Json(json!({ "status": "ready" })))
-        }
+    match tokio::time::timeout(HEALTH_WAIT, answer).await {
+        Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) if e.code() == ErrorCode::NotReady.as_str() => Err(e),
         Ok(Err(e)) => {
-            tracing::error!(error = ?e, "readiness check: the database does not answer");
+            tracing::error!(error = ?e, check = what, "the database does not answer");
             Err(unavailable("the database does not answer"))
         }
         Err(_) => {
-            tracing::error!("readiness check: the database did not answer in time");
+            tracing::error!(check = what, "the database did not answer in time");
             Err(unavailable("the database did not answer in time"))
         }
     }

@@ -40,10 +40,14 @@ pub(super) fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     }
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    // A process id, never 0 or 1 or negative: kill(2) would signal a whole process group,
+    // init, or every process the operator may signal.
     let pid: i32 = text
         .trim()
         .parse()
-        .map_err(|_| anyhow!("{} does not hold a process id", path.display()))?;
+        .ok()
+        .filter(|p: &i32| *p > 1)
+        .ok_or_else(|| anyhow!("{} does not hold a process id", path.display()))?;
     // SAFETY: kill has no memory preconditions; the pid is the lock holder's: our server.
     if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
         let e = std::io::Error::last_os_error();

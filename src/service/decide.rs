@@ -40,6 +40,18 @@ struct Attempt<'a> {
     role: &'a RoleName,
 }
 
+impl<'a> Attempt<'a> {
+    /// `actor`'s attempt `what` on the request `row`.
+    fn on(actor: &'a UserName, what: &'a str, row: &'a RequestRow) -> Self {
+        Attempt {
+            actor,
+            what,
+            request: Some(&row.id),
+            role: &row.role,
+        }
+    }
+}
+
 /// Records a refused attempt (who tried what, and the code) and returns the refusal.
 fn refuse<T>(tx: &Tx<'_>, now: DateTime<Utc>, a: &Attempt<'_>, refusal: Refusal) -> Outcome<T> {
     audit::append(
@@ -83,18 +95,16 @@ pub(super) fn end_refused<T>(
     audit::append(
         tx,
         now,
-        &NewEvent {
-            actor: actor.as_str(),
-            request_id: Some(row.id.as_str()),
-            serial: None,
-            event: RequestRefused {
+        &NewEvent::on_request(
+            actor.as_str(),
+            row.id.as_str(),
+            RequestRefused {
                 role: row.role.to_string(),
                 requester: row.requester.to_string(),
                 code: refusal.code().to_owned(),
                 message: refusal.to_string(),
-            }
-            .into(),
-        },
+            },
+        ),
     )?;
     Ok(Err(refusal.into()))
 }
@@ -145,12 +155,7 @@ pub(super) fn cancel_pending(
     audit::append(
         tx,
         now,
-        &NewEvent {
-            actor: actor.as_str(),
-            request_id: Some(row.id.as_str()),
-            serial: None,
-            event: event.into(),
-        },
+        &NewEvent::on_request(actor.as_str(), row.id.as_str(), event),
     )?;
     Ok(true)
 }
@@ -177,17 +182,15 @@ pub(super) fn expire(
     audit::append(
         tx,
         now,
-        &NewEvent {
-            actor: SYSTEM_ACTOR,
-            request_id: Some(row.id.as_str()),
-            serial: None,
-            event: RequestExpired {
+        &NewEvent::on_request(
+            SYSTEM_ACTOR,
+            row.id.as_str(),
+            RequestExpired {
                 role: row.role.to_string(),
                 requester: row.requester.to_string(),
                 expires_at: view::rfc3339(row.expires_at),
-            }
-            .into(),
-        },
+            },
+        ),
     )?;
     Ok(true)
 }

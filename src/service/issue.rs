@@ -33,6 +33,16 @@ impl Service {
         if let Err(r) = rules::requester_must_be_listed(policy, role, &row.requester) {
             return end_refused(tx, now, actor, row, r);
         }
+        // A disabled requester may request nothing: offboarding cancels the pending
+        // requests it finds, but one it left (overdue then, and pending again by a clock
+        // set back) must not be signed.
+        if crate::store::users::is_disabled(tx, &row.requester)? {
+            let r = rules::Refusal::NotARequester {
+                user: row.requester.clone(),
+                role: row.role.clone(),
+            };
+            return end_refused(tx, now, actor, row, r);
+        }
         // Parsed (and so vetted) again: a key an older version accepted, that this one
         // refuses, ends the request instead of being signed.
         let subject = match SubjectKey::parse(&row.public_key) {

@@ -19,15 +19,17 @@ use crate::store::meta::{self, CaKey};
 use crate::store::{Store, StoreError, certificates as certs};
 
 /// The record of a CA key as the database keeps it.
-fn ca_record(ca: &PublicKey, now: DateTime<Utc>) -> CaKey {
-    CaKey {
+fn ca_record(ca: &PublicKey, now: DateTime<Utc>) -> Result<CaKey, StoreError> {
+    // Never an empty key on the record: a key that does not encode is refused.
+    let public_key = PublicKey::new(ca.key_data().clone(), crate::ca::KEY_COMMENT)
+        .to_openssh()
+        .map_err(|e| StoreError::Corrupt(format!("the CA public key does not encode: {e}")))?;
+    Ok(CaKey {
         fingerprint: ca.fingerprint(HashAlg::Sha256).to_string(),
-        public_key: PublicKey::new(ca.key_data().clone(), crate::ca::KEY_COMMENT)
-            .to_openssh()
-            .unwrap_or_default(),
+        public_key,
         since: now.timestamp(),
         until: None,
-    }
+    })
 }
 
 /// Opens the database for `access` (creating it if `plan` says so), checks that it
@@ -227,7 +229,7 @@ pub(super) fn bind_ca(
     if store.read(meta::current_ca)?.is_some() {
         return Ok(());
     }
-    let key = ca_record(ca, now);
+    let key = ca_record(ca, now)?;
     store.write(|tx| {
         meta::record_ca(tx, &key)?;
         let database = meta::database_id(tx)?;

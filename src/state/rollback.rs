@@ -104,8 +104,8 @@ pub(super) fn accept_rollback(
         // the older copy knew of it (or of the certificate).
         let mut carried = Vec::new();
         for r in mark.map_or(&[][..], |m| &m.revoked) {
-            let serial = Serial::parse(&r.serial).map_err(|_| {
-                StoreError::Corrupt(format!("the state mark lists serial {:?}", r.serial))
+            let serial = Serial::parse(&r.serial).map_err(|e| {
+                StoreError::Corrupt(format!("the state mark lists serial {:?}: {e}", r.serial))
             })?;
             let known = certs::by_serial(tx, serial)?.is_some_and(|c| c.revoked);
             if r.valid_before > at - skew

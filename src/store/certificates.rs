@@ -199,7 +199,7 @@ pub fn krl_version(tx: &Tx<'_>) -> Result<u64, StoreError> {
              WHERE revoked_seq IS NOT NULL), (SELECT krl_floor FROM meta WHERE id = 1))",
         )?
         .query_row([], |r| r.get(0))?;
-    Ok(u64::try_from(v).unwrap_or(0))
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("KRL version {v} is negative")))
 }
 
 /// What the KRL lists at a given time.

@@ -75,7 +75,7 @@ pub fn krl_floor(tx: &Tx<'_>) -> Result<u64, StoreError> {
         .sql()
         .prepare_cached("SELECT krl_floor FROM meta WHERE id = 1")?
         .query_row([], |r| r.get(0))?;
-    Ok(u64::try_from(v).unwrap_or(0))
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("KRL version {v} is negative")))
 }
 
 /// Raises the KRL version's floor to `floor` (never lowers it): after an operator

@@ -4,6 +4,7 @@ use rand::Rng;
 use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
+use super::requests::corrupt;
 use super::{StoreError, Tx};
 use crate::names::UserName;
 
@@ -70,7 +71,7 @@ pub fn revoke_live(tx: &Tx<'_>, user: &UserName, now: i64) -> Result<usize, Stor
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenOwner {
     /// The user it authenticates.
-    pub user: String,
+    pub user: UserName,
     /// Whether it was revoked (and so authenticates nobody).
     pub revoked: bool,
 }
@@ -81,8 +82,9 @@ pub fn lookup(tx: &Tx<'_>, secret: &str) -> Result<Option<TokenOwner>, StoreErro
         .sql()
         .prepare_cached("SELECT user, revoked_at IS NOT NULL FROM tokens WHERE hash = ?1")?
         .query_row([hash(secret)], |r| {
+            let user: String = r.get(0)?;
             Ok(TokenOwner {
-                user: r.get(0)?,
+                user: UserName::parse(&user).map_err(|e| corrupt("token user", &user, e))?,
                 revoked: r.get(1)?,
             })
         })

@@ -142,7 +142,7 @@ mod tests {
                 assert_eq!(tokens::revoke_live(tx, &alice, 2)?, 1);
                 assert_eq!(tokens::revoke_live(tx, &alice, 3)?, 0, "live ones only");
                 let owner = tokens::lookup(tx, &token.secret)?.unwrap();
-                assert!(owner.revoked && owner.user == "alice");
+                assert!(owner.revoked && owner.user == alice);
                 Ok::<_, StoreError>(())
             })
             .unwrap();

@@ -48,14 +48,11 @@ async fn answer_eating_proxy(target: SocketAddr, broken: usize) -> (String, Arc<
     (format!("http://{addr}"), seen)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_create_whose_answer_was_lost_is_sent_again_and_made_once() {
-    let app = TestApp::spawn().await;
-    let target: SocketAddr = app.url.trim_start_matches("http://").parse().unwrap();
-    let (proxy, connections) = answer_eating_proxy(target, 1).await;
+/// Runs `countersign request prod-db` as alice against `url`, with a fresh key file.
+async fn request_through(app: &TestApp, url: &str) -> std::process::Output {
     let key = write_key(app.dir.path(), "id_ed25519", &new_key());
-    let mut cmd = client(&app, "alice");
-    cmd.env("COUNTERSIGN_URL", &proxy)
+    let mut cmd = client(app, "alice");
+    cmd.env("COUNTERSIGN_URL", url)
         .args([
             "request",
             "prod-db",
@@ -64,14 +61,22 @@ async fn a_create_whose_answer_was_lost_is_sent_again_and_made_once() {
             "--key",
         ])
         .arg(key.with_extension("pub"));
-    let out = run(cmd).await;
+    run(cmd).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_create_whose_answer_was_lost_is_sent_again_and_made_once() {
+    let app = TestApp::spawn().await;
+    let target: SocketAddr = app.url.trim_start_matches("http://").parse().unwrap();
+    let (proxy, connections) = answer_eating_proxy(target, 1).await;
+    let out = request_through(&app, &proxy).await;
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "{stderr}");
     assert!(
         stderr.contains("sending it again with the same Idempotency-Key"),
         "{stderr}"
     );
-    assert!(connections.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    assert_eq!(connections.load(Ordering::SeqCst), 2, "sent twice");
     // The first attempt was made and committed; the retry found it.
     let (_, list) = app.get("alice", "/v1/requests").await;
     let requests = list["requests"].as_array().unwrap();
@@ -90,23 +95,17 @@ async fn a_create_whose_answer_was_lost_is_sent_again_and_made_once() {
 async fn a_create_that_never_gets_an_answer_gives_up_saying_so() {
     let app = TestApp::spawn().await;
     let target: SocketAddr = app.url.trim_start_matches("http://").parse().unwrap();
-    let (proxy, _) = answer_eating_proxy(target, usize::MAX).await;
-    let key = write_key(app.dir.path(), "id_ed25519", &new_key());
-    let mut cmd = client(&app, "alice");
-    cmd.env("COUNTERSIGN_URL", &proxy)
-        .args([
-            "request",
-            "prod-db",
-            "--reason",
-            "INC-4211: replica lag",
-            "--key",
-        ])
-        .arg(key.with_extension("pub"));
-    let out = run(cmd).await;
+    let (proxy, connections) = answer_eating_proxy(target, usize::MAX).await;
+    let out = request_through(&app, &proxy).await;
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
     assert!(stderr.contains("no answer from countersign"), "{stderr}");
     assert!(stderr.contains("3 times"), "{stderr}");
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        3,
+        "sent three times, no more"
+    );
     // However often it was sent, it was made once.
     let (_, list) = app.get("alice", "/v1/requests").await;
     assert_eq!(list["requests"].as_array().unwrap().len(), 1, "{list}");
@@ -117,7 +116,6 @@ async fn a_create_that_never_gets_an_answer_gives_up_saying_so() {
 #[tokio::test]
 async fn a_create_that_never_connected_is_not_sent_again() {
     let app = TestApp::spawn().await;
-    let key = write_key(app.dir.path(), "id_ed25519", &new_key());
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
@@ -127,17 +125,7 @@ async fn a_create_that_never_connected_is_not_sent_again() {
         (format!("http://{closed}"), "cannot reach countersign"),
         (tls, "does not answer TLS"),
     ] {
-        let mut cmd = client(&app, "alice");
-        cmd.env("COUNTERSIGN_URL", &url)
-            .args([
-                "request",
-                "prod-db",
-                "--reason",
-                "INC-4211: replica lag",
-                "--key",
-            ])
-            .arg(key.with_extension("pub"));
-        let out = run(cmd).await;
+        let out = request_through(&app, &url).await;
         let stderr = text(&out.stderr);
         assert!(!out.status.success(), "{stderr}");
         assert!(stderr.contains(hint), "{url}: {stderr}");

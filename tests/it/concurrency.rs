@@ -165,10 +165,19 @@ async fn conflicting_roles_signed_at_once_are_never_both_held(backend: Backend) 
         let mut ends = Vec::new();
         for id in [&deploy, &audit] {
             let (_, body) = app.get("bob", &format!("/v1/requests/{id}")).await;
-            ends.push(body["status"].as_str().unwrap_or_default().to_owned());
+            let code = body["decision_code"].as_str().unwrap_or("-");
+            ends.push(format!(
+                "{} {code}",
+                body["status"].as_str().unwrap_or_default()
+            ));
         }
         ends.sort();
-        assert_eq!(ends, ["issued", "refused"], "{deploy} {audit}");
+        // Refused at signing for the conflict, not for anything else.
+        assert_eq!(
+            ends,
+            ["issued -", "refused sod_conflict"],
+            "{deploy} {audit}"
+        );
     }
     let (_, v) = app.get("bob", "/v1/audit/verify").await;
     assert_eq!(v["ok"], true, "{v}");

@@ -143,8 +143,13 @@ async fn a_key_is_remembered_for_a_day_and_across_restarts() {
         (Some(id.as_str()), Some("expired"))
     );
 
+    // The last second of its day, it is remembered still.
+    clock.advance(Duration::from_secs(3600 - 1));
+    let (_, replayed, again) = create_keyed(&app, "alice", "k-3", &asked).await;
+    assert!(replayed, "{again}");
+    assert_eq!(again["id"], id.as_str());
     // A day after it was made, the key is forgotten: the same key makes a new request.
-    clock.advance(Duration::from_secs(3600 + 1));
+    clock.advance(Duration::from_secs(2));
     let (status, replayed, fresh) = create_keyed(&app, "alice", "k-3", &asked).await;
     assert_eq!((status, replayed), (StatusCode::CREATED, false), "{fresh}");
     assert_ne!(fresh["id"], id.as_str());

@@ -97,36 +97,56 @@ fn only_the_store_knows_the_storage_library() {
     );
 }
 
+/// Whether `code` (whitespace removed) names the module `other` of the crate: a path
+/// `crate::other::...`, one reached through `super::`, or a grouped
+/// `use crate::{..., other::...}`.
+fn reaches(code: &str, other: &str) -> bool {
+    let ends = ["::", ";", ",", "}"];
+    let path_to = |prefix: &str| {
+        code.match_indices(&format!("{prefix}{other}"))
+            .any(|(i, m)| ends.iter().any(|e| code[i + m.len()..].starts_with(e)))
+    };
+    let grouped = code.match_indices("crate::{").any(|(i, m)| {
+        code[i + m.len()..]
+            .split([',', '{', '}', ';'])
+            .any(|part| part == other || part.starts_with(&format!("{other}::")))
+    });
+    path_to("crate::") || path_to("super::") || grouped
+}
+
+/// The shipped code of `path` as statements: its lines joined and cut at `;`, each
+/// without whitespace, so that an import rustfmt wrapped over lines reads as one.
+fn statements(path: &Path) -> Vec<String> {
+    let text: String = shipped_lines(path)
+        .into_iter()
+        .map(|(_, line)| line.split("//").next().unwrap_or_default().to_owned())
+        .collect::<Vec<_>>()
+        .join("\n");
+    text.split(';')
+        .map(|s| s.chars().filter(|c| !c.is_whitespace()).collect::<String>() + ";")
+        .collect()
+}
+
 #[test]
 fn front_ends_never_import_one_another() {
     let front_ends = ["api", "ssh", "cli"];
     let mut found = Vec::new();
     for fe in front_ends {
-        let files: Vec<PathBuf> = rust_files("src")
-            .into_iter()
-            .filter(|p| {
-                let rel = relative(p);
-                rel == format!("src/{fe}.rs") || rel.starts_with(&format!("src/{fe}/"))
-            })
-            .collect();
-        // The service, not the storage or the state behind it.
-        found.extend(offending(&files, |code| {
-            code.contains("crate::store") || code.contains("crate::state")
-        }));
-        for other in front_ends.iter().filter(|o| **o != fe) {
-            let path = format!("crate::{other}");
-            let grouped = |code: &str| {
-                code.contains("crate::{")
-                    && code
-                        .split(['{', '}', ',', ' '])
-                        .any(|part| part == *other || part.starts_with(&format!("{other}::")))
-            };
-            found.extend(offending(&files, |code| {
-                code.contains(&format!("{path}::"))
-                    || code.contains(&format!("{path};"))
-                    || code.contains(&format!("{path} "))
-                    || grouped(code)
-            }));
+        let files = rust_files("src").into_iter().filter(|p| {
+            let rel = relative(p);
+            rel == format!("src/{fe}.rs") || rel.starts_with(&format!("src/{fe}/"))
+        });
+        for path in files {
+            for code in statements(&path) {
+                // Another front end, or the storage and state behind the service.
+                let bad = ["store", "state"]
+                    .iter()
+                    .chain(front_ends.iter().filter(|o| **o != fe))
+                    .find(|other| reaches(&code, other));
+                if let Some(other) = bad {
+                    found.push(format!("{}: reaches {other}: {code}", relative(&path)));
+                }
+            }
         }
     }
     assert!(
@@ -135,6 +155,32 @@ fn front_ends_never_import_one_another() {
          module, or go through the service):\n{}",
         found.join("\n")
     );
+}
+
+/// The import check sees every form an import takes, wrapped by rustfmt or not.
+#[test]
+fn the_import_check_sees_wrapped_grouped_and_relative_imports() {
+    let flat = |code: &str| {
+        code.chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+    };
+    for code in [
+        "use crate::ssh::host_key;",
+        "use crate::{\n    config::Config,\n    ssh::host_key,\n};",
+        "use crate::{config, ssh};",
+        "use super::super::ssh::context;",
+        "let x = crate::ssh::serve(a);",
+    ] {
+        assert!(reaches(&flat(code), "ssh"), "{code}");
+    }
+    for code in [
+        "use crate::service::ssh_like;",
+        "use crate::sshd;",
+        "use super::ssh_key;",
+    ] {
+        assert!(!reaches(&flat(code), "ssh"), "{code}");
+    }
 }
 
 #[test]

@@ -96,7 +96,10 @@ async fn a_revoked_user_is_refused_every_token_and_approval_until_enabled_even_a
 
     // Others see it: the request views, and her own whoami would say so.
     let (_, list) = app.get("bob", "/v1/requests").await;
-    for r in list["requests"].as_array().unwrap() {
+    let rows = list["requests"].as_array().unwrap();
+    assert!(rows.iter().any(|r| r["requester"] == "alice"), "{list}");
+    assert!(rows.iter().any(|r| r["requester"] != "alice"), "{list}");
+    for r in rows {
         assert_eq!(r["requester_disabled"], r["requester"] == "alice", "{r}");
     }
     let (_, view) = app.request("bob", &alices).await;

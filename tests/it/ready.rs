@@ -67,3 +67,24 @@ async fn a_replica_whose_database_does_not_answer_is_not_ready() {
         "{body}"
     );
 }
+
+/// A database that records no policy at all (none was ever recorded, or it was wiped)
+/// cannot say this server's policy is the newest: not ready, saying so.
+#[tokio::test]
+async fn a_database_without_a_recorded_policy_is_not_ready() {
+    let app = TestApp::spawn().await;
+    app.sql("UPDATE meta SET policy = NULL;");
+    let (status, body) = ready(&app).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no policy"),
+        "{body}"
+    );
+}

@@ -92,6 +92,11 @@ async fn a_reload_puts_a_new_policy_in_force_on_the_record_and_refuses_a_broken_
     let out = run(operator(&config).arg("reload"));
     assert!(out.status.success(), "{}", text(&out.stderr));
     wait_for_log(&server, "configuration reloaded", 1);
+    // The reloaded policy is the newest recorded: the server stays ready, no token needed.
+    let ready = reqwest::get(format!("{}/v1/ready", server.url))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), reqwest::StatusCode::OK);
     assert!(
         can_approve(&api, &dave)
             .await

@@ -306,3 +306,38 @@ async fn sod_conflict_after_done_names_revocation_grace_and_when_it_lifts() {
         "{refused}"
     );
 }
+
+/// Offboarding leaves a request that is already overdue to the expiry sweep. Should the
+/// CA's clock then be set back before the sweep records it (so that it reads as pending
+/// again), an approval must still not sign for the disabled requester: the check at
+/// signing ends it as `refused` (`not_a_requester`), on the record.
+#[tokio::test]
+async fn a_disabled_requesters_request_is_never_signed_even_by_a_clock_set_back() {
+    let clock = manual_clock();
+    let app = TestApp::spawn_with_clock(POLICY, &clock).await;
+    let id = app.create_ok("alice", "prod-db").await;
+    let made = clock.now();
+    clock.advance(std::time::Duration::from_secs(3601)); // past pending_ttl (1h)
+    let (status, body) = app
+        .post("bob", "/v1/users/alice/revoke", json!({ "reason": "left" }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["cancelled"], json!([]), "overdue: left to the sweep");
+    clock.set(made);
+    let (status, body) = app.approve("bob", &id).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "not_a_requester"),
+        "{body}"
+    );
+    let (_, view) = app.request("bob", &id).await;
+    assert_eq!(view["status"], "refused", "{view}");
+    assert!(view["certificate"].is_null(), "{view}");
+    let refused = app
+        .audit(&format!("request={id}"))
+        .await
+        .iter()
+        .filter(|e| e["action"] == "request.refused")
+        .count();
+    assert_eq!(refused, 1);
+}

@@ -26,6 +26,31 @@ max_ttl = "1h"
     )
 }
 
+/// `countersign audit explain LINE` as bob (an admin) against `app`.
+fn explain_as_bob(app: &TestApp, line: &str) -> std::process::Output {
+    tokio::task::block_in_place(|| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+            .args(["audit", "explain", line])
+            .env("COUNTERSIGN_URL", &app.url)
+            .env("COUNTERSIGN_TOKEN", app.token("bob"))
+            .output()
+            .unwrap()
+    })
+}
+
+/// A throw-away sshd trusting `app`'s CA.
+fn sshd_trusting(app: &TestApp) -> Sshd {
+    Sshd::start(
+        &app.dir.path().join("sshd"),
+        &app.service.ca().public_key_line(),
+    )
+}
+
+/// Whether `login` logs in to `sshd` with `key` and its certificate `cert`.
+fn logs_in(sshd: &Sshd, login: &str, key: &std::path::Path, cert: &std::path::Path) -> bool {
+    tokio::task::block_in_place(|| sshd.login(login, key, cert))
+}
+
 /// Requests `shell` for alice with `ttl`, has bob approve, writes key and certificate.
 async fn issue(
     app: &TestApp,
@@ -55,13 +80,10 @@ async fn issue(
 async fn issued_certificate_logs_in_as_its_principal_and_only_as_it() {
     let login = current_user();
     let app = TestApp::spawn_with(&policy(&login)).await;
-    let sshd = Sshd::start(
-        &app.dir.path().join("sshd"),
-        &app.service.ca().public_key_line(),
-    );
+    let sshd = sshd_trusting(&app);
     let (key, cert, serial) = issue(&app, "alice_key", "30m").await;
 
-    let ok = tokio::task::block_in_place(|| sshd.login(&login, &key, &cert));
+    let ok = logs_in(&sshd, &login, &key, &cert);
     assert!(
         ok,
         "login with the issued certificate failed: {}",
@@ -89,7 +111,7 @@ async fn issued_certificate_logs_in_as_its_principal_and_only_as_it() {
     } else {
         "nobody"
     };
-    let refused = !tokio::task::block_in_place(|| sshd.login(other, &key, &cert));
+    let refused = !logs_in(&sshd, other, &key, &cert);
     assert!(refused, "login as {other} must fail");
 
     // The key alone, without the certificate, is nothing.
@@ -107,16 +129,9 @@ async fn certificate_stops_working_once_expired() {
     let login = current_user();
     let clock = manual_clock();
     let app = TestApp::spawn_with_clock(&policy(&login), &clock).await;
-    let sshd = Sshd::start(
-        &app.dir.path().join("sshd"),
-        &app.service.ca().public_key_line(),
-    );
+    let sshd = sshd_trusting(&app);
     let (key, cert, _) = issue(&app, "fresh_key", "30m").await;
-    assert!(
-        tokio::task::block_in_place(|| sshd.login(&login, &key, &cert)),
-        "{}",
-        sshd.log()
-    );
+    assert!(logs_in(&sshd, &login, &key, &cert), "{}", sshd.log());
     clock.set(clock.now() - chrono::Duration::hours(1));
     let (key, cert, _) = issue(&app, "expired_key", "30m").await;
     let parsed = ssh_key::Certificate::read_file(&cert).unwrap();
@@ -126,7 +141,7 @@ async fn certificate_stops_working_once_expired() {
         .as_secs();
     assert!(parsed.valid_before() < now, "not expired yet: {parsed:?}");
     assert!(
-        !tokio::task::block_in_place(|| sshd.login(&login, &key, &cert)),
+        !logs_in(&sshd, &login, &key, &cert),
         "expired certificate accepted"
     );
     assert!(sshd.log().contains("expired"), "{}", sshd.log());
@@ -137,14 +152,11 @@ async fn a_certificate_from_another_ca_is_refused() {
     let login = current_user();
     let app = TestApp::spawn_with(&policy(&login)).await;
     let other = TestApp::spawn_with(&policy(&login)).await;
-    let sshd = Sshd::start(
-        &app.dir.path().join("sshd"),
-        &app.service.ca().public_key_line(),
-    );
+    let sshd = sshd_trusting(&app);
     // The same sshd accepts this CA's certificate, so a refusal below is about the CA.
     let (own_key, own_cert, _) = issue(&app, "own_key", "30m").await;
     assert!(
-        tokio::task::block_in_place(|| sshd.login(&login, &own_key, &own_cert)),
+        logs_in(&sshd, &login, &own_key, &own_cert),
         "{}",
         sshd.log()
     );
@@ -204,8 +216,7 @@ async fn sshd_enforces_the_krl_per_certificate() {
     let cert_b = app.dir.path().join("same_key-b-cert.pub");
     std::fs::write(&cert_b, app.certificate("alice", &id_b).await.1).unwrap();
 
-    let login_with =
-        |cert: &std::path::Path| tokio::task::block_in_place(|| sshd.login(&login, &key, cert));
+    let login_with = |cert: &std::path::Path| logs_in(&sshd, &login, &key, cert);
     assert!(login_with(&cert_a), "{}", sshd.log());
 
     let (status, body) = app
@@ -232,14 +243,7 @@ async fn sshd_enforces_the_krl_per_certificate() {
         .rfind(|l| l.contains(&format!("(serial {serial_b})")))
         .unwrap()
         .to_owned();
-    let explain = tokio::task::block_in_place(|| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
-            .args(["audit", "explain", &line])
-            .env("COUNTERSIGN_URL", &app.url)
-            .env("COUNTERSIGN_TOKEN", app.token("bob"))
-            .output()
-            .unwrap()
-    });
+    let explain = explain_as_bob(&app, &line);
     let story = String::from_utf8_lossy(&explain.stdout);
     assert!(
         explain.status.success(),
@@ -290,7 +294,7 @@ async fn a_revoked_certificate_stays_refused_when_the_ca_loses_or_rolls_back_its
         &format!("RevokedKeys {}\n", krl.display()),
     );
     let (key, cert, serial) = issue(&app, "laptop", "30m").await;
-    let login_ok = || tokio::task::block_in_place(|| sshd.login(&login, &key, &cert));
+    let login_ok = || logs_in(&sshd, &login, &key, &cert);
     assert!(login_ok(), "{}", sshd.log());
     let backup = app.dir.path().join("before-revocation.db");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
@@ -352,16 +356,9 @@ async fn a_revoked_certificate_stays_refused_when_the_ca_loses_or_rolls_back_its
 async fn audit_explain_takes_either_line_sshd_writes_for_a_certificate_login() {
     let login = current_user();
     let app = TestApp::spawn_with(&policy(&login)).await;
-    let sshd = Sshd::start(
-        &app.dir.path().join("sshd"),
-        &app.service.ca().public_key_line(),
-    );
+    let sshd = sshd_trusting(&app);
     let (key, cert, serial) = issue(&app, "explain_key", "30m").await;
-    assert!(
-        tokio::task::block_in_place(|| sshd.login(&login, &key, &cert)),
-        "{}",
-        sshd.log()
-    );
+    assert!(logs_in(&sshd, &login, &key, &cert), "{}", sshd.log());
     let log = sshd.log();
     let lines: Vec<&str> = log
         .lines()
@@ -378,14 +375,7 @@ async fn audit_explain_takes_either_line_sshd_writes_for_a_certificate_login() {
         "{log}"
     );
     for line in lines {
-        let explain = tokio::task::block_in_place(|| {
-            std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
-                .args(["audit", "explain", line])
-                .env("COUNTERSIGN_URL", &app.url)
-                .env("COUNTERSIGN_TOKEN", app.token("bob"))
-                .output()
-                .unwrap()
-        });
+        let explain = explain_as_bob(&app, line);
         let story = String::from_utf8_lossy(&explain.stdout);
         assert!(
             explain.status.success(),

@@ -24,12 +24,7 @@ impl Service {
             // Who may not even read the request hears only that there is none (as GET), and
             // leaves no trace: nothing of its state, nothing to fill the audit log with.
             let row = self.visible(tx, actor, id)?;
-            let attempt = Attempt {
-                actor,
-                what: "request.approve",
-                request: Some(id),
-                role: &row.role,
-            };
+            let attempt = Attempt::on(actor, "request.approve", &row);
             // One who may read it but not approve it (an admin) hears so before its state.
             let may = policy
                 .roles
@@ -64,17 +59,15 @@ impl Service {
             audit::append(
                 tx,
                 now,
-                &NewEvent {
-                    actor: actor.as_str(),
-                    request_id: Some(id.as_str()),
-                    serial: None,
-                    event: RequestApproved {
+                &NewEvent::on_request(
+                    actor.as_str(),
+                    id.as_str(),
+                    RequestApproved {
                         role: row.role.to_string(),
                         requester: row.requester.to_string(),
                         comment: comment.map(str::to_owned),
-                    }
-                    .into(),
-                },
+                    },
+                ),
             )?;
             let mut all = approved_by;
             all.push(actor.clone());

@@ -160,11 +160,10 @@ impl Service {
             audit::append(
                 tx,
                 now,
-                &NewEvent {
-                    actor: actor.as_str(),
-                    request_id: Some(row.id.as_str()),
-                    serial: None,
-                    event: RequestCreated {
+                &NewEvent::on_request(
+                    actor.as_str(),
+                    row.id.as_str(),
+                    RequestCreated {
                         role: row.role.to_string(),
                         reason: row.reason.clone(),
                         ttl_seconds: row.ttl_seconds,
@@ -172,9 +171,8 @@ impl Service {
                         public_key_fingerprint: row.key_fingerprint.clone(),
                         role_digest: row.role_digest.clone(),
                         expires_at: view::rfc3339(row.expires_at),
-                    }
-                    .into(),
-                },
+                    },
+                ),
             )?;
             // A new request has no approvals and no certificate yet: nothing to read back.
             // Its requester was just checked to be enabled, in this transaction.

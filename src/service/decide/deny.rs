@@ -22,12 +22,7 @@ impl Service {
         flatten(self.store.write(|tx| {
             self.require_enabled(tx, actor)?;
             let row = self.visible(tx, actor, id)?;
-            let attempt = Attempt {
-                actor,
-                what: "request.deny",
-                request: Some(id),
-                role: &row.role,
-            };
+            let attempt = Attempt::on(actor, "request.deny", &row);
             if actor == &row.requester {
                 return Ok(Err(ServiceError::Forbidden(
                     "you cannot deny your own request; cancel it instead".into(),
@@ -61,17 +56,15 @@ impl Service {
             audit::append(
                 tx,
                 now,
-                &NewEvent {
-                    actor: actor.as_str(),
-                    request_id: Some(id.as_str()),
-                    serial: None,
-                    event: RequestDenied {
+                &NewEvent::on_request(
+                    actor.as_str(),
+                    id.as_str(),
+                    RequestDenied {
                         role: row.role.to_string(),
                         requester: row.requester.to_string(),
                         reason: reason.as_str().to_owned(),
-                    }
-                    .into(),
-                },
+                    },
+                ),
             )?;
             let row = rq::get(tx, id)?
                 .ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
@@ -92,17 +85,8 @@ impl Service {
                     "only the requester may cancel a request".into(),
                 )));
             }
-            if let Err(e) = still_pending(
-                tx,
-                now,
-                &Attempt {
-                    actor,
-                    what: "request.cancel",
-                    request: Some(id),
-                    role: &row.role,
-                },
-                &row,
-            )? {
+            let attempt = Attempt::on(actor, "request.cancel", &row);
+            if let Err(e) = still_pending(tx, now, &attempt, &row)? {
                 return Ok(Err(e));
             }
             decided(cancel_pending(tx, now, actor, &row, None)?)?;
