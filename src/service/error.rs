@@ -131,6 +131,7 @@ impl ServiceError {
             ServiceError::TooManyPending { .. } => ErrorCode::TooManyPending,
             ServiceError::IdempotencyMismatch(_) => ErrorCode::IdempotencyMismatch,
             ServiceError::NotReady(_) => ErrorCode::NotReady,
+            ServiceError::Store(StoreError::Unavailable(_)) => ErrorCode::Unavailable,
             ServiceError::Unauthenticated => ErrorCode::Unauthenticated,
             ServiceError::Disabled(_) => ErrorCode::UserDisabled,
             ServiceError::Audit(_) => ErrorCode::AuditBroken,
@@ -155,7 +156,9 @@ impl ServiceError {
             ServiceError::Conflict { .. } => ErrorKind::Conflict,
             ServiceError::TooManyPending { .. } => ErrorKind::Limited,
             ServiceError::IdempotencyMismatch(_) => ErrorKind::Unprocessable,
-            ServiceError::NotReady(_) => ErrorKind::Unavailable,
+            ServiceError::NotReady(_) | ServiceError::Store(StoreError::Unavailable(_)) => {
+                ErrorKind::Unavailable
+            }
             ServiceError::Unauthenticated | ServiceError::Disabled(_) => ErrorKind::Unauthenticated,
             ServiceError::Audit(_)
             | ServiceError::Store(_)
@@ -172,6 +175,10 @@ impl ServiceError {
     pub fn public_message(&self) -> String {
         match self.code() {
             ErrorCode::Internal => INTERNAL_MESSAGE.to_owned(),
+            // The cause may name the database's host or the driver's words.
+            _ if matches!(self, ServiceError::Store(StoreError::Unavailable(_))) => {
+                "the database is unavailable; retry shortly".to_owned()
+            }
             _ => self.to_string(),
         }
     }

@@ -7,11 +7,9 @@
 //! (the isolation contract in `store.rs`; `docs/ARCHITECTURE.md`, "The single-writer
 //! invariants").
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::{OptionalExtension, params};
-
 use super::{StoreError, Tx};
 use crate::names::{RequestId, Serial};
+use chrono::{DateTime, SecondsFormat, Utc};
 
 /// One stored event, as read back: `detail` is the stored JSON text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,67 +84,70 @@ pub struct Filter {
 
 /// The newest event's sequence number and hash; `None` for an empty log.
 pub fn last(tx: &Tx<'_>) -> Result<Option<(i64, String)>, StoreError> {
-    Ok(tx
-        .sql()
-        .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?)
+    tx.opt(
+        "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+        &[],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
 }
 
 /// The newest event's sequence number (0 for an empty log).
 pub fn last_seq(tx: &Tx<'_>) -> Result<i64, StoreError> {
-    Ok(tx
-        .sql()
-        .prepare_cached("SELECT coalesce(max(seq), 0) FROM audit")?
-        .query_row([], |r| r.get(0))?)
+    tx.one("SELECT coalesce(max(seq), 0) FROM audit", &[], |r| r.get(0))
 }
 
 /// Stores one event, already hashed by the caller.
 pub fn insert(tx: &Tx<'_>, row: &RowRef<'_>) -> Result<(), StoreError> {
-    tx.sql()
-        .prepare_cached(
-            "INSERT INTO audit (seq, at, actor, action, request_id, serial, detail, prev_hash, \
-             hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )?
-        .execute(params![
-            row.fields.seq,
-            row.fields.at,
-            row.fields.actor,
-            row.fields.action,
-            row.fields.request_id,
-            row.fields.serial,
-            row.fields.detail,
-            row.prev_hash,
-            row.hash
-        ])?;
+    tx.exec(
+        "INSERT INTO audit (seq, at, actor, action, request_id, serial, detail, prev_hash, \
+         hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        &[
+            &row.fields.seq,
+            &row.fields.at,
+            &row.fields.actor,
+            &row.fields.action,
+            &row.fields.request_id,
+            &row.fields.serial,
+            &row.fields.detail,
+            &row.prev_hash,
+            &row.hash,
+        ],
+    )?;
     Ok(())
 }
 
 /// Events matching `filter`, in sequence order.
 pub fn query(tx: &Tx<'_>, filter: &Filter) -> Result<Vec<Row>, StoreError> {
-    // One statement per shape of filter, so that SQLite can use the serial and request
-    // indexes (a `?2 IS NULL OR ...` condition made it scan the whole log).
+    // One statement per shape of filter, so that the serial and request indexes serve
+    // it (a `?2 IS NULL OR ...` condition made SQLite scan the whole log). Every shape
+    // binds the same six values, each used at least once.
     let select = "SELECT seq, at, actor, action, request_id, serial, detail, prev_hash, hash \
                   FROM audit WHERE seq > ?1";
-    let rest = "AND (?6 IS NULL OR at >= ?6) ORDER BY seq LIMIT ?4";
+    let rest = "AND (CAST(?6 AS TEXT) IS NULL OR at >= ?6) ORDER BY seq LIMIT ?4";
     let sql = match (&filter.serial, &filter.request_id) {
         (Some(_), _) => format!(
             "{select} AND (serial = ?2 \
              OR request_id = (SELECT request_id FROM certificates WHERE serial = ?5)) \
-             AND (?3 IS NULL OR request_id = ?3) {rest}"
+             AND (CAST(?3 AS TEXT) IS NULL OR request_id = ?3) {rest}"
         ),
-        (None, Some(_)) => format!("{select} AND request_id = ?3 {rest}"),
-        (None, None) => format!("{select} {rest}"),
+        (None, Some(_)) => format!(
+            "{select} AND request_id = ?3 AND CAST(?2 AS TEXT) IS NULL \
+             AND CAST(?5 AS BIGINT) IS NULL {rest}"
+        ),
+        (None, None) => format!(
+            "{select} AND CAST(?2 AS TEXT) IS NULL AND CAST(?3 AS TEXT) IS NULL \
+             AND CAST(?5 AS BIGINT) IS NULL {rest}"
+        ),
     };
-    let mut stmt = tx.sql().prepare_cached(&sql)?;
-    let rows = stmt.query_map(
-        params![
-            filter.after_seq,
-            filter.serial.map(|s| s.to_string()),
-            filter.request_id.as_ref().map(RequestId::as_str),
-            filter.limit,
-            filter.serial.and_then(Serial::to_stored),
-            filter
+    tx.all(
+        &sql,
+        &[
+            &filter.after_seq,
+            &filter.serial.map(|s| s.to_string()),
+            &filter.request_id.as_ref().map(RequestId::as_str),
+            &i64::from(filter.limit),
+            &filter.serial.and_then(Serial::to_stored),
+            &filter
                 .since
                 .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
         ],
@@ -163,8 +164,7 @@ pub fn query(tx: &Tx<'_>, filter: &Filter) -> Result<Vec<Row>, StoreError> {
                 hash: r.get(8)?,
             })
         },
-    )?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    )
 }
 
 /// Calls `each` with the stored events `lo..=hi` in sequence order, borrowed; stops at
@@ -176,41 +176,45 @@ pub fn scan<E: From<StoreError>>(
     hi: i64,
     mut each: impl FnMut(RowRef<'_>) -> Result<(), E>,
 ) -> Result<(), E> {
-    let mut stmt = tx
-        .sql()
-        .prepare(
-            "SELECT seq, at, actor, action, request_id, serial, detail, prev_hash, hash FROM audit \
-             WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq",
-        )
-        .map_err(StoreError::from)?;
-    let mut rows = stmt.query([lo, hi]).map_err(StoreError::from)?;
-    while let Some(row) = rows.next().map_err(StoreError::from)? {
-        let text = |i: usize| -> Result<Option<&str>, StoreError> {
-            row.get_ref(i)?.as_str_or_null().map_err(|e| {
-                StoreError::from(rusqlite::Error::FromSqlConversionFailure(
-                    i,
-                    rusqlite::types::Type::Text,
-                    Box::new(e),
-                ))
-            })
-        };
-        let required = |i: usize| -> Result<&str, StoreError> { Ok(text(i)?.unwrap_or_default()) };
-        each(RowRef {
-            fields: Fields {
-                seq: row.get(0).map_err(StoreError::from)?,
-                at: required(1)?,
-                actor: required(2)?,
-                action: required(3)?,
-                request_id: text(4)?,
-                serial: text(5)?,
-                detail: required(6)?,
+    // A page at a time, so that a long log is never held in memory whole (PostgreSQL
+    // hands a query's rows over all at once).
+    // Bounded by the log's newest event, so that an open end (i64::MAX) ends.
+    let hi = hi.min(last_seq(tx)?);
+    let mut from = lo;
+    while from <= hi {
+        let to = hi.min(from.saturating_add(SCAN_PAGE - 1));
+        tx.each(
+            "SELECT seq, at, actor, action, request_id, serial, detail, prev_hash, hash \
+             FROM audit WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq",
+            &[&from, &to],
+            |row| {
+                let required =
+                    |i: usize| -> Result<&str, StoreError> { Ok(row.text(i)?.unwrap_or_default()) };
+                each(RowRef {
+                    fields: Fields {
+                        seq: row.get(0)?,
+                        at: required(1)?,
+                        actor: required(2)?,
+                        action: required(3)?,
+                        request_id: row.text(4)?,
+                        serial: row.text(5)?,
+                        detail: required(6)?,
+                    },
+                    prev_hash: required(7)?,
+                    hash: required(8)?,
+                })
             },
-            prev_hash: required(7)?,
-            hash: required(8)?,
-        })?;
+        )?;
+        if to == i64::MAX {
+            break;
+        }
+        from = to + 1;
     }
     Ok(())
 }
+
+/// Rows a scan reads per statement.
+const SCAN_PAGE: i64 = 10_000;
 
 /// One event that matters to the issuance check: a request's creation, approval or
 /// end, or an issuance (with its detail).
@@ -235,35 +239,32 @@ pub fn scan_stories<E: From<StoreError>>(
     last_seq: i64,
     mut each: impl FnMut(StoryRef<'_>) -> Result<(), E>,
 ) -> Result<(), E> {
-    let mut stmt = tx
-        .sql()
-        .prepare(
+    let newest = last_seq.min(self::last_seq(tx)?);
+    let mut from = 1;
+    while from <= newest {
+        let to = newest.min(from.saturating_add(SCAN_PAGE - 1));
+        tx.each(
             "SELECT seq, actor, action, request_id, \
                     CASE WHEN action = 'certificate.issued' THEN detail END \
-             FROM audit WHERE seq <= ?1 AND action IN ('request.created', 'request.approved', \
-                 'certificate.issued', 'request.denied', 'request.cancelled', \
-                 'request.expired', 'request.refused') \
+             FROM audit WHERE seq >= ?1 AND seq <= ?2 AND action IN ('request.created', \
+                 'request.approved', 'certificate.issued', 'request.denied', \
+                 'request.cancelled', 'request.expired', 'request.refused') \
              ORDER BY seq",
-        )
-        .map_err(StoreError::from)?;
-    let mut rows = stmt.query([last_seq]).map_err(StoreError::from)?;
-    while let Some(row) = rows.next().map_err(StoreError::from)? {
-        let text = |i: usize| -> Result<Option<&str>, StoreError> {
-            Ok(row.get_ref(i)?.as_str_or_null().map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    i,
-                    rusqlite::types::Type::Text,
-                    Box::new(e),
-                )
-            })?)
-        };
-        each(StoryRef {
-            seq: row.get(0).map_err(StoreError::from)?,
-            actor: text(1)?.unwrap_or_default(),
-            action: text(2)?.unwrap_or_default(),
-            request_id: text(3)?,
-            issued_detail: text(4)?,
-        })?;
+            &[&from, &to],
+            |row| {
+                each(StoryRef {
+                    seq: row.get(0)?,
+                    actor: row.text(1)?.unwrap_or_default(),
+                    action: row.text(2)?.unwrap_or_default(),
+                    request_id: row.text(3)?,
+                    issued_detail: row.text(4)?,
+                })
+            },
+        )?;
+        if to == i64::MAX {
+            break;
+        }
+        from = to + 1;
     }
     Ok(())
 }

@@ -4,9 +4,8 @@
 //! second certificate for one request, or a reused serial, fail the whole transaction.
 //! `revoked_seq` numbers revocations 1, 2, 3...; the highest is the KRL version.
 
-use rusqlite::{OptionalExtension, Row, params};
-
-use super::requests::{RequestRow, corrupt};
+use super::requests::RequestRow;
+use super::sql::{Row, corrupt};
 use super::{StoreError, Tx};
 use crate::names::{RequestId, RoleName, Serial, UserName};
 
@@ -58,11 +57,11 @@ pub struct Holding {
 const COLUMNS: &str =
     "serial, key_id, valid_after, valid_before, certificate, revoked_at, revoked_by, revoke_reason";
 
-fn serial_of(v: i64) -> rusqlite::Result<Serial> {
+fn serial_of(v: i64) -> Result<Serial, StoreError> {
     Serial::from_stored(v).ok_or_else(|| corrupt("serial", &v.to_string(), "not positive"))
 }
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<CertificateRow> {
+fn from_row(r: &Row<'_>) -> Result<CertificateRow, StoreError> {
     let revoked_at: Option<i64> = r.get(5)?;
     Ok(CertificateRow {
         serial: serial_of(r.get(0)?)?,
@@ -73,15 +72,15 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<CertificateRow> {
         revocation: match revoked_at {
             Some(at) => Some(Revocation {
                 at,
-                by: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
-                reason: r.get::<_, Option<String>>(7)?.unwrap_or_default(),
+                by: r.get::<Option<String>>(6)?.unwrap_or_default(),
+                reason: r.get::<Option<String>>(7)?.unwrap_or_default(),
             }),
             None => None,
         },
     })
 }
 
-fn holding_from_row(r: &Row<'_>) -> rusqlite::Result<Holding> {
+fn holding_from_row(r: &Row<'_>) -> Result<Holding, StoreError> {
     let id: String = r.get(1)?;
     let requester: String = r.get(2)?;
     let role: String = r.get(3)?;
@@ -91,7 +90,7 @@ fn holding_from_row(r: &Row<'_>) -> rusqlite::Result<Holding> {
         requester: UserName::parse(&requester).map_err(|e| corrupt("requester", &requester, e))?,
         role: RoleName::parse(&role).map_err(|e| corrupt("role", &role, e))?,
         valid_before: r.get(4)?,
-        revoked: r.get::<_, Option<i64>>(5)?.is_some(),
+        revoked: r.get::<Option<i64>>(5)?.is_some(),
     })
 }
 
@@ -106,42 +105,40 @@ pub fn serial_taken(tx: &Tx<'_>, serial: Serial) -> Result<bool, StoreError> {
     let Some(serial) = serial.to_stored() else {
         return Ok(true);
     };
-    let n: i64 = tx
-        .sql()
-        .prepare_cached("SELECT count(*) FROM certificates WHERE serial = ?1")?
-        .query_row([serial], |r| r.get(0))?;
+    let n: i64 = tx.one(
+        "SELECT count(*) FROM certificates WHERE serial = ?1",
+        &[&serial],
+        |r| r.get(0),
+    )?;
     Ok(n > 0)
 }
 
 /// Stores an issued certificate.
 pub fn insert(tx: &Tx<'_>, req: &RequestRow, c: &CertificateRow) -> Result<(), StoreError> {
-    tx.sql()
-        .prepare_cached(
-            "INSERT INTO certificates (serial, request_id, requester, role, key_id, \
-             valid_after, valid_before, certificate) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?
-        .execute(params![
-            sql_serial(c.serial)?,
-            req.id.as_str(),
-            req.requester.as_str(),
-            req.role.as_str(),
-            c.key_id,
-            c.valid_after,
-            c.valid_before,
-            c.certificate
-        ])?;
+    tx.exec(
+        "INSERT INTO certificates (serial, request_id, requester, role, key_id, \
+         valid_after, valid_before, certificate) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        &[
+            &sql_serial(c.serial)?,
+            &req.id.as_str(),
+            &req.requester.as_str(),
+            &req.role.as_str(),
+            &c.key_id,
+            &c.valid_after,
+            &c.valid_before,
+            &c.certificate,
+        ],
+    )?;
     Ok(())
 }
 
 /// The certificate issued for a request, if any.
 pub fn for_request(tx: &Tx<'_>, id: &RequestId) -> Result<Option<CertificateRow>, StoreError> {
-    Ok(tx
-        .sql()
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM certificates WHERE request_id = ?1"
-        ))?
-        .query_row([id.as_str()], from_row)
-        .optional()?)
+    tx.opt(
+        &format!("SELECT {COLUMNS} FROM certificates WHERE request_id = ?1"),
+        &[&id.as_str()],
+        from_row,
+    )
 }
 
 const HOLDING: &str =
@@ -152,21 +149,23 @@ pub fn by_serial(tx: &Tx<'_>, serial: Serial) -> Result<Option<Holding>, StoreEr
     let Some(serial) = serial.to_stored() else {
         return Ok(None);
     };
-    Ok(tx
-        .sql()
-        .prepare_cached(&format!("{HOLDING} WHERE serial = ?1"))?
-        .query_row([serial], holding_from_row)
-        .optional()?)
+    tx.opt(
+        &format!("{HOLDING} WHERE serial = ?1"),
+        &[&serial],
+        holding_from_row,
+    )
 }
 
 /// Certificates of `user` that are unexpired and unrevoked at `now`.
 pub fn active_of_user(tx: &Tx<'_>, user: &UserName, now: i64) -> Result<Vec<Holding>, StoreError> {
-    let mut stmt = tx.sql().prepare_cached(&format!(
-        "{HOLDING} WHERE requester = ?1 AND valid_before > ?2 AND revoked_at IS NULL \
-         ORDER BY serial"
-    ))?;
-    let rows = stmt.query_map(params![user.as_str(), now], holding_from_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    tx.all(
+        &format!(
+            "{HOLDING} WHERE requester = ?1 AND valid_before > ?2 AND revoked_at IS NULL \
+             ORDER BY serial"
+        ),
+        &[&user.as_str(), &now],
+        holding_from_row,
+    )
 }
 
 /// Marks a certificate revoked and returns the new KRL version; `None` if it already was.
@@ -178,13 +177,11 @@ pub fn revoke(
     reason: &str,
 ) -> Result<Option<u64>, StoreError> {
     let next = krl_version(tx)? + 1;
-    let n = tx
-        .sql()
-        .prepare_cached(
-            "UPDATE certificates SET revoked_at = ?2, revoked_by = ?3, revoke_reason = ?4, \
-             revoked_seq = ?5 WHERE serial = ?1 AND revoked_at IS NULL",
-        )?
-        .execute(params![sql_serial(serial)?, at, by, reason, next as i64])?;
+    let n = tx.exec(
+        "UPDATE certificates SET revoked_at = ?2, revoked_by = ?3, revoke_reason = ?4, \
+         revoked_seq = ?5 WHERE serial = ?1 AND revoked_at IS NULL",
+        &[&sql_serial(serial)?, &at, &by, &reason, &(next as i64)],
+    )?;
     Ok((n == 1).then_some(next))
 }
 
@@ -192,13 +189,14 @@ pub fn revoke(
 /// accepted rollback raised it to (`meta::raise_krl_floor`), whichever is higher. It
 /// only grows, across restarts and accepted restores.
 pub fn krl_version(tx: &Tx<'_>) -> Result<u64, StoreError> {
-    let v: i64 = tx
-        .sql()
-        .prepare_cached(
-            "SELECT max((SELECT coalesce(max(revoked_seq), 0) FROM certificates \
-             WHERE revoked_seq IS NOT NULL), (SELECT krl_floor FROM meta WHERE id = 1))",
-        )?
-        .query_row([], |r| r.get(0))?;
+    // The two numbers, compared here: SQLite's max(a, b) is PostgreSQL's greatest().
+    let (newest, floor): (i64, i64) = tx.one(
+        "SELECT (SELECT coalesce(max(revoked_seq), 0) FROM certificates \
+         WHERE revoked_seq IS NOT NULL), (SELECT krl_floor FROM meta WHERE id = 1)",
+        &[],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let v = newest.max(floor);
     u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("KRL version {v} is negative")))
 }
 
@@ -216,19 +214,20 @@ pub struct Revoked {
 /// The revoked certificates not yet expired at `now` (from the revoked-only index, not
 /// the whole table), and the revocations carried over by an accepted rollback.
 pub fn revoked_unexpired(tx: &Tx<'_>, now: i64) -> Result<Revoked, StoreError> {
-    let mut stmt = tx.sql().prepare_cached(
+    let mut serials = Vec::new();
+    let mut valid_before = Vec::new();
+    tx.each(
         "SELECT serial, valid_before FROM certificates \
          WHERE revoked_at IS NOT NULL AND valid_before > ?1 \
          UNION SELECT serial, valid_before FROM carried_revocations WHERE valid_before > ?1 \
          ORDER BY serial",
+        &[&now],
+        |r| {
+            serials.push(serial_of(r.get(0)?)?);
+            valid_before.push(r.get::<i64>(1)?);
+            Ok::<_, StoreError>(())
+        },
     )?;
-    let mut serials = Vec::new();
-    let mut valid_before = Vec::new();
-    let mut rows = stmt.query([now])?;
-    while let Some(r) = rows.next()? {
-        serials.push(serial_of(r.get(0)?)?);
-        valid_before.push(r.get::<_, i64>(1)?);
-    }
     Ok(Revoked {
         first_expiry: valid_before.iter().copied().min(),
         serials,
@@ -245,12 +244,10 @@ pub fn carry_revocation(
     valid_before: i64,
     at: i64,
 ) -> Result<bool, StoreError> {
-    let n = tx
-        .sql()
-        .prepare_cached(
-            "INSERT OR IGNORE INTO carried_revocations (serial, valid_before, carried_at) \
-             VALUES (?1, ?2, ?3)",
-        )?
-        .execute(params![sql_serial(serial)?, valid_before, at])?;
+    let n = tx.exec(
+        "INSERT INTO carried_revocations (serial, valid_before, carried_at) \
+         VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        &[&sql_serial(serial)?, &valid_before, &at],
+    )?;
     Ok(n == 1)
 }

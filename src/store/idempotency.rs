@@ -5,8 +5,6 @@
 //! retries racing with one key create one request (the single writer; a second backend
 //! relies on the primary key to make the loser's insert fail, then reads the winner's).
 
-use rusqlite::{OptionalExtension, params};
-
 use super::{StoreError, Tx};
 use crate::names::{IdempotencyKey, RequestId, UserName};
 
@@ -26,16 +24,12 @@ pub fn lookup(
     key: &IdempotencyKey,
     since: i64,
 ) -> Result<Option<Remembered>, StoreError> {
-    let row: Option<(String, String)> = tx
-        .sql()
-        .prepare_cached(
-            "SELECT fingerprint, request_id FROM idempotency_keys \
-             WHERE user = ?1 AND key = ?2 AND created_at >= ?3",
-        )?
-        .query_row(params![user.as_str(), key.as_str(), since], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?;
+    let row: Option<(String, String)> = tx.opt(
+        "SELECT fingerprint, request_id FROM idempotency_keys \
+         WHERE \"user\" = ?1 AND key = ?2 AND created_at >= ?3",
+        &[&user.as_str(), &key.as_str(), &since],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     row.map(|(fingerprint, id)| {
         let request_id = RequestId::parse(&id)
             .map_err(|e| StoreError::Corrupt(format!("idempotency key's request {id:?}: {e}")))?;
@@ -57,20 +51,20 @@ pub fn remember(
     at: i64,
     forget_before: i64,
 ) -> Result<(), StoreError> {
-    tx.sql()
-        .prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?1")?
-        .execute([forget_before])?;
-    tx.sql()
-        .prepare_cached(
-            "INSERT INTO idempotency_keys (user, key, fingerprint, request_id, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![
-            user.as_str(),
-            key.as_str(),
-            remembered.fingerprint,
-            remembered.request_id.as_str(),
-            at
-        ])?;
+    tx.exec(
+        "DELETE FROM idempotency_keys WHERE created_at < ?1",
+        &[&forget_before],
+    )?;
+    tx.exec(
+        "INSERT INTO idempotency_keys (\"user\", key, fingerprint, request_id, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        &[
+            &user.as_str(),
+            &key.as_str(),
+            &remembered.fingerprint,
+            &remembered.request_id.as_str(),
+            &at,
+        ],
+    )?;
     Ok(())
 }

@@ -2,8 +2,6 @@
 //! under the KRL version, and the audit head. `state.rs` compares these with the CA key
 //! and the high-water mark kept outside the database.
 
-use rusqlite::{OptionalExtension, params};
-
 use super::{StoreError, Tx};
 
 /// A CA key the database belongs to, and when it was in use (unix seconds).
@@ -30,27 +28,26 @@ pub struct Head {
 
 /// The random id given to this database when it was created (or upgraded to schema 8).
 pub fn database_id(tx: &Tx<'_>) -> Result<String, StoreError> {
-    tx.sql()
-        .prepare_cached("SELECT database_id FROM meta WHERE id = 1")?
-        .query_row([], |r| r.get(0))
-        .optional()?
-        .ok_or_else(|| StoreError::Corrupt("the meta row is missing".into()))
+    tx.opt("SELECT database_id FROM meta WHERE id = 1", &[], |r| {
+        r.get(0)
+    })?
+    .ok_or_else(|| StoreError::Corrupt("the meta row is missing".into()))
 }
 
 /// Every CA key recorded, oldest first.
 pub fn ca_keys(tx: &Tx<'_>) -> Result<Vec<CaKey>, StoreError> {
-    let mut stmt = tx.sql().prepare_cached(
+    tx.all(
         "SELECT fingerprint, public_key, since, until FROM ca_keys ORDER BY since, fingerprint",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(CaKey {
-            fingerprint: r.get(0)?,
-            public_key: r.get(1)?,
-            since: r.get(2)?,
-            until: r.get(3)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        &[],
+        |r| {
+            Ok(CaKey {
+                fingerprint: r.get(0)?,
+                public_key: r.get(1)?,
+                since: r.get(2)?,
+                until: r.get(3)?,
+            })
+        },
+    )
 }
 
 /// The CA key in use now, if one was recorded.
@@ -61,20 +58,16 @@ pub fn current_ca(tx: &Tx<'_>) -> Result<Option<CaKey>, StoreError> {
 /// Records `key` as the CA key in use from `since`. Only for a database that has none
 /// yet: rotation (ending the current key's period) is a separate, later operation.
 pub fn record_ca(tx: &Tx<'_>, key: &CaKey) -> Result<(), StoreError> {
-    tx.sql()
-        .prepare_cached(
-            "INSERT INTO ca_keys (fingerprint, public_key, since, until) VALUES (?1, ?2, ?3, NULL)",
-        )?
-        .execute(params![key.fingerprint, key.public_key, key.since])?;
+    tx.exec(
+        "INSERT INTO ca_keys (fingerprint, public_key, since, until) VALUES (?1, ?2, ?3, NULL)",
+        &[&key.fingerprint, &key.public_key, &key.since],
+    )?;
     Ok(())
 }
 
 /// The KRL version never goes below this (see [`raise_krl_floor`]).
 pub fn krl_floor(tx: &Tx<'_>) -> Result<u64, StoreError> {
-    let v: i64 = tx
-        .sql()
-        .prepare_cached("SELECT krl_floor FROM meta WHERE id = 1")?
-        .query_row([], |r| r.get(0))?;
+    let v: i64 = tx.one("SELECT krl_floor FROM meta WHERE id = 1", &[], |r| r.get(0))?;
     u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("KRL version {v} is negative")))
 }
 
@@ -84,24 +77,25 @@ pub fn krl_floor(tx: &Tx<'_>) -> Result<u64, StoreError> {
 pub fn raise_krl_floor(tx: &Tx<'_>, floor: u64) -> Result<(), StoreError> {
     let floor = i64::try_from(floor)
         .map_err(|_| StoreError::Corrupt(format!("KRL version {floor} out of range")))?;
-    tx.sql()
-        .prepare_cached("UPDATE meta SET krl_floor = max(krl_floor, ?1) WHERE id = 1")?
-        .execute([floor])?;
+    tx.exec(
+        "UPDATE meta SET krl_floor = ?1 WHERE id = 1 AND krl_floor < ?1",
+        &[&floor],
+    )?;
     Ok(())
 }
 
 /// The newest audit event.
 pub fn audit_head(tx: &Tx<'_>) -> Result<Head, StoreError> {
-    let head = tx
-        .sql()
-        .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
-        .query_row([], |r| {
+    let head = tx.opt(
+        "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+        &[],
+        |r| {
             Ok(Head {
                 seq: r.get(0)?,
                 hash: r.get(1)?,
             })
-        })
-        .optional()?;
+        },
+    )?;
     Ok(head.unwrap_or_else(|| Head {
         seq: 0,
         hash: crate::audit::GENESIS.to_owned(),
@@ -110,36 +104,29 @@ pub fn audit_head(tx: &Tx<'_>) -> Result<Head, StoreError> {
 
 /// The hash of audit event `seq`, if the log has it.
 pub fn audit_hash_at(tx: &Tx<'_>, seq: i64) -> Result<Option<String>, StoreError> {
-    Ok(tx
-        .sql()
-        .prepare_cached("SELECT hash FROM audit WHERE seq = ?1")?
-        .query_row([seq], |r| r.get(0))
-        .optional()?)
+    tx.opt("SELECT hash FROM audit WHERE seq = ?1", &[&seq], |r| {
+        r.get(0)
+    })
 }
 
 /// The CA key that signed the newest certificate in the database, as an OpenSSH public
 /// key line: how a database from before schema 8 (no recorded CA key) tells which CA it
 /// belongs to. `None` if no certificate was ever issued.
 pub fn newest_certificate(tx: &Tx<'_>) -> Result<Option<String>, StoreError> {
-    Ok(tx
-        .sql()
-        .prepare_cached("SELECT certificate FROM certificates ORDER BY id DESC LIMIT 1")?
-        .query_row([], |r| r.get(0))
-        .optional()?)
+    tx.opt(
+        "SELECT certificate FROM certificates ORDER BY id DESC LIMIT 1",
+        &[],
+        |r| r.get(0),
+    )
 }
 
 /// The policy last recorded as `policy.loaded` (canonical JSON text), if any.
 pub fn recorded_policy(tx: &Tx<'_>) -> Result<Option<String>, StoreError> {
-    Ok(tx
-        .sql()
-        .prepare_cached("SELECT policy FROM meta WHERE id = 1")?
-        .query_row([], |r| r.get(0))?)
+    tx.one("SELECT policy FROM meta WHERE id = 1", &[], |r| r.get(0))
 }
 
 /// Remembers `policy` (canonical JSON text) as the one last recorded.
 pub fn record_policy(tx: &Tx<'_>, policy: &str) -> Result<(), StoreError> {
-    tx.sql()
-        .prepare_cached("UPDATE meta SET policy = ?1 WHERE id = 1")?
-        .execute([policy])?;
+    tx.exec("UPDATE meta SET policy = ?1 WHERE id = 1", &[&policy])?;
     Ok(())
 }

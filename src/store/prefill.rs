@@ -231,7 +231,7 @@ const COUNT_ORPHANS: &str = "SELECT count(*) FROM certificates c WHERE (SELECT c
 #[doc(hidden)]
 pub fn census(store: &Store) -> Result<Census, StoreError> {
     store.read(|tx| {
-        let c = tx.sql();
+        let c = tx.sqlite()?;
         let count =
             |sql: &str| -> Result<i64, StoreError> { Ok(c.query_row(sql, [], |r| r.get(0))?) };
         let issued = "FROM audit WHERE action = 'certificate.issued'";
@@ -248,7 +248,7 @@ pub fn census(store: &Store) -> Result<Census, StoreError> {
 #[doc(hidden)]
 pub fn spread_serials(store: &Store, n: usize) -> Result<Vec<Serial>, StoreError> {
     store.read(|tx| {
-        let c = tx.sql();
+        let c = tx.sqlite()?;
         let last: i64 = c.query_row("SELECT coalesce(max(id), 0) FROM certificates", [], |r| {
             r.get(0)
         })?;

@@ -11,53 +11,53 @@ mod holdings;
 mod list;
 mod row;
 
-use rusqlite::{OptionalExtension, params};
-
+use super::sql::corrupt;
 use super::{StoreError, Tx};
 use crate::names::{RequestId, UserName};
 use row::{REQUEST_COLUMNS, request_from_row};
 
 pub use holdings::{Held, holdings, revoked_hold_lifts};
 pub use list::{Cursor, list, list_visible};
-pub(super) use row::corrupt;
 pub use row::{ApprovalRow, RequestRow, Status};
 
 /// Stores a new pending request.
 pub fn insert(tx: &Tx<'_>, r: &RequestRow) -> Result<(), StoreError> {
     let principals =
         serde_json::to_string(&r.principals).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    tx.sql()
-        .prepare_cached(&format!(
+    tx.exec(
+        &format!(
             "INSERT INTO requests ({REQUEST_COLUMNS}) \
              VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)"
-        ))?
-        .execute(params![
-            r.id.as_str(),
-            r.role.as_str(),
-            r.requester.as_str(),
-            r.reason,
-            r.ttl_seconds,
-            r.public_key,
-            r.key_fingerprint,
-            principals,
-            r.role_digest,
-            r.status.as_str(),
-            r.created_at,
-            r.expires_at,
-            r.decided_at,
-            r.decided_by,
-            r.decision_code,
-            r.decision_note,
-        ])?;
+        ),
+        &[
+            &r.id.as_str(),
+            &r.role.as_str(),
+            &r.requester.as_str(),
+            &r.reason,
+            &r.ttl_seconds,
+            &r.public_key,
+            &r.key_fingerprint,
+            &principals,
+            &r.role_digest,
+            &r.status.as_str(),
+            &r.created_at,
+            &r.expires_at,
+            &r.decided_at,
+            &r.decided_by,
+            &r.decision_code,
+            &r.decision_note,
+        ],
+    )?;
     Ok(())
 }
 
 /// Whether an id is already taken.
 pub fn exists(tx: &Tx<'_>, id: &RequestId) -> Result<bool, StoreError> {
-    let n: i64 = tx
-        .sql()
-        .prepare_cached("SELECT count(*) FROM requests WHERE id = ?1")?
-        .query_row([id.as_str()], |r| r.get(0))?;
+    let n: i64 = tx.one(
+        "SELECT count(*) FROM requests WHERE id = ?1",
+        &[&id.as_str()],
+        |r| r.get(0),
+    )?;
     Ok(n > 0)
 }
 
@@ -65,44 +65,45 @@ pub fn exists(tx: &Tx<'_>, id: &RequestId) -> Result<bool, StoreError> {
 /// (one past it is expired, whether or not the sweep has recorded it): the partial index
 /// of pending requests.
 pub fn pending_count(tx: &Tx<'_>, user: &UserName, now: i64) -> Result<u32, StoreError> {
-    let n: u32 = tx
-        .sql()
-        .prepare_cached(
-            "SELECT count(*) FROM requests INDEXED BY requests_pending \
-             WHERE requester = ?1 AND status = 'pending' AND expires_at > ?2",
-        )?
-        .query_row(params![user.as_str(), now], |r| r.get(0))?;
-    Ok(n)
+    let n: i64 = tx.one(
+        "SELECT count(*) FROM requests INDEXED BY requests_pending \
+         WHERE requester = ?1 AND status = 'pending' AND expires_at > ?2",
+        &[&user.as_str(), &now],
+        |r| r.get(0),
+    )?;
+    Ok(u32::try_from(n).unwrap_or(u32::MAX))
 }
 
 /// The request with this id.
 pub fn get(tx: &Tx<'_>, id: &RequestId) -> Result<Option<RequestRow>, StoreError> {
-    Ok(tx
-        .sql()
-        .prepare_cached(&format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?1"
-        ))?
-        .query_row([id.as_str()], request_from_row)
-        .optional()?)
+    tx.opt(
+        &format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?1"),
+        &[&id.as_str()],
+        request_from_row,
+    )
 }
 
 /// Pending requests whose deadline has passed.
 pub fn overdue(tx: &Tx<'_>, now: i64) -> Result<Vec<RequestRow>, StoreError> {
-    let mut stmt = tx.sql().prepare_cached(&format!(
-        "SELECT {REQUEST_COLUMNS} FROM requests WHERE status = 'pending' AND expires_at <= ?1"
-    ))?;
-    let rows = stmt.query_map([now], request_from_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    tx.all(
+        &format!(
+            "SELECT {REQUEST_COLUMNS} FROM requests WHERE status = 'pending' AND expires_at <= ?1"
+        ),
+        &[&now],
+        request_from_row,
+    )
 }
 
 /// The pending, not yet overdue requests of `user` (from the index of pending requests).
 pub fn pending_of(tx: &Tx<'_>, user: &UserName, now: i64) -> Result<Vec<RequestRow>, StoreError> {
-    let mut stmt = tx.sql().prepare_cached(&format!(
-        "SELECT {REQUEST_COLUMNS} FROM requests INDEXED BY requests_pending \
-         WHERE requester = ?1 AND status = 'pending' AND expires_at > ?2"
-    ))?;
-    let rows = stmt.query_map(params![user.as_str(), now], request_from_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    tx.all(
+        &format!(
+            "SELECT {REQUEST_COLUMNS} FROM requests INDEXED BY requests_pending \
+             WHERE requester = ?1 AND status = 'pending' AND expires_at > ?2"
+        ),
+        &[&user.as_str(), &now],
+        request_from_row,
+    )
 }
 
 /// How a pending request ends.
@@ -123,20 +124,18 @@ pub struct Decision<'a> {
 /// Ends a pending request. Returns false if it was no longer pending (the caller lost a
 /// race and must not act on it).
 pub fn decide(tx: &Tx<'_>, id: &RequestId, d: &Decision<'_>) -> Result<bool, StoreError> {
-    let n = tx
-        .sql()
-        .prepare_cached(
-            "UPDATE requests SET status = ?2, decided_at = ?3, decided_by = ?4, \
-             decision_code = ?5, decision_note = ?6 WHERE id = ?1 AND status = 'pending'",
-        )?
-        .execute(params![
-            id.as_str(),
-            d.status.as_str(),
-            d.at,
-            d.by,
-            d.code,
-            d.note
-        ])?;
+    let n = tx.exec(
+        "UPDATE requests SET status = ?2, decided_at = ?3, decided_by = ?4, \
+         decision_code = ?5, decision_note = ?6 WHERE id = ?1 AND status = 'pending'",
+        &[
+            &id.as_str(),
+            &d.status.as_str(),
+            &d.at,
+            &d.by,
+            &d.code,
+            &d.note,
+        ],
+    )?;
     Ok(n == 1)
 }
 
@@ -148,26 +147,27 @@ pub fn insert_approval(
     at: i64,
     comment: Option<&str>,
 ) -> Result<(), StoreError> {
-    tx.sql()
-        .prepare_cached(
-            "INSERT INTO approvals (request_id, approver, at, comment) VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![id.as_str(), approver.as_str(), at, comment])?;
+    tx.exec(
+        "INSERT INTO approvals (request_id, approver, at, comment) VALUES (?1, ?2, ?3, ?4)",
+        &[&id.as_str(), &approver.as_str(), &at, &comment],
+    )?;
     Ok(())
 }
 
 /// Approvals of a request, oldest first.
 pub fn approvals(tx: &Tx<'_>, id: &RequestId) -> Result<Vec<ApprovalRow>, StoreError> {
-    let mut stmt = tx.sql().prepare_cached(
-        "SELECT approver, at, comment FROM approvals WHERE request_id = ?1 ORDER BY at, rowid",
-    )?;
-    let rows = stmt.query_map([id.as_str()], |r| {
+    // Ties in time keep insertion order: SQLite's rowid, PostgreSQL's identity column.
+    let sql = if tx.is_postgres() {
+        "SELECT approver, at, comment FROM approvals WHERE request_id = ?1 ORDER BY at, id"
+    } else {
+        "SELECT approver, at, comment FROM approvals WHERE request_id = ?1 ORDER BY at, rowid"
+    };
+    tx.all(sql, &[&id.as_str()], |r| {
         let approver: String = r.get(0)?;
         Ok(ApprovalRow {
             approver: UserName::parse(&approver).map_err(|e| corrupt("approver", &approver, e))?,
             at: r.get(1)?,
             comment: r.get(2)?,
         })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    })
 }

@@ -1,10 +1,9 @@
 //! API tokens: 256 random bits shown once, stored only as SHA-256 hashes.
 
 use rand::Rng;
-use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
-use super::requests::corrupt;
+use super::sql::corrupt;
 use super::{StoreError, Tx};
 use crate::names::UserName;
 
@@ -43,28 +42,28 @@ pub fn hash(secret: &str) -> String {
 
 /// Stores a token hash for `user`.
 pub fn insert(tx: &Tx<'_>, hash: &str, user: &UserName, now: i64) -> Result<(), StoreError> {
-    tx.sql()
-        .prepare_cached("INSERT INTO tokens (hash, user, created_at) VALUES (?1, ?2, ?3)")?
-        .execute(params![hash, user.as_str(), now])?;
+    tx.exec(
+        "INSERT INTO tokens (hash, \"user\", created_at) VALUES (?1, ?2, ?3)",
+        &[&hash, &user.as_str(), &now],
+    )?;
     Ok(())
 }
 
 /// Deletes every token of `user`; returns how many.
 pub fn revoke_all(tx: &Tx<'_>, user: &UserName) -> Result<usize, StoreError> {
-    Ok(tx
-        .sql()
-        .prepare_cached("DELETE FROM tokens WHERE user = ?1")?
-        .execute([user.as_str()])?)
+    let n = tx.exec("DELETE FROM tokens WHERE \"user\" = ?1", &[&user.as_str()])?;
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 /// Marks every live token of `user` revoked for good (offboarding); returns how many.
 /// The rows stay, so that a revoked token is recognised (and answered "disabled") but
 /// never authenticates again: enabling the user does not revive it.
 pub fn revoke_live(tx: &Tx<'_>, user: &UserName, now: i64) -> Result<usize, StoreError> {
-    Ok(tx
-        .sql()
-        .prepare_cached("UPDATE tokens SET revoked_at = ?2 WHERE user = ?1 AND revoked_at IS NULL")?
-        .execute(params![user.as_str(), now])?)
+    let n = tx.exec(
+        "UPDATE tokens SET revoked_at = ?2 WHERE \"user\" = ?1 AND revoked_at IS NULL",
+        &[&user.as_str(), &now],
+    )?;
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 /// Whose a token is, and whether it was revoked.
@@ -78,15 +77,15 @@ pub struct TokenOwner {
 
 /// The owner of a token, if it exists (revoked or not).
 pub fn lookup(tx: &Tx<'_>, secret: &str) -> Result<Option<TokenOwner>, StoreError> {
-    Ok(tx
-        .sql()
-        .prepare_cached("SELECT user, revoked_at IS NOT NULL FROM tokens WHERE hash = ?1")?
-        .query_row([hash(secret)], |r| {
+    tx.opt(
+        "SELECT \"user\", revoked_at IS NOT NULL FROM tokens WHERE hash = ?1",
+        &[&hash(secret)],
+        |r| {
             let user: String = r.get(0)?;
             Ok(TokenOwner {
                 user: UserName::parse(&user).map_err(|e| corrupt("token user", &user, e))?,
                 revoked: r.get(1)?,
             })
-        })
-        .optional()?)
+        },
+    )
 }

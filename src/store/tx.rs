@@ -3,28 +3,148 @@
 
 use rusqlite::Connection;
 
+use super::StoreError;
+use super::pg::Conn as PgConn;
+use super::sql::{Param, Row};
+
 /// One transaction: a read snapshot ([`Store::read`](super::Store::read)) or an atomic
-/// write ([`Store::write`](super::Store::write)). Outside `store/` it is opaque: it can
-/// only be handed to the store's query functions, so no SQL lives anywhere else and a
-/// second backend needs to change nothing above this seam.
+/// write ([`Store::write`](super::Store::write)), on SQLite or PostgreSQL. Outside
+/// `store/` it is opaque: it can only be handed to the store's query functions, so no
+/// SQL lives anywhere else.
 pub struct Tx<'c> {
-    conn: &'c Connection,
+    on: On<'c>,
+}
+
+/// The connection a transaction runs on.
+enum On<'c> {
+    Lite(&'c Connection),
+    Pg(&'c PgConn),
 }
 
 impl<'c> Tx<'c> {
     pub(super) fn new(conn: &'c Connection) -> Self {
-        Tx { conn }
+        Tx { on: On::Lite(conn) }
     }
 
-    /// The SQLite connection the transaction runs on, for the store's queries.
+    pub(super) fn postgres(conn: &'c PgConn) -> Self {
+        Tx { on: On::Pg(conn) }
+    }
+
+    /// Whether this transaction runs on PostgreSQL (for the few statements that differ).
+    pub(super) fn is_postgres(&self) -> bool {
+        matches!(self.on, On::Pg(_))
+    }
+
+    /// The SQLite connection, for what exists only there (the bench's bulk loader, tests
+    /// that look at query plans); an error on PostgreSQL.
+    pub(super) fn sqlite(&self) -> Result<&'c Connection, StoreError> {
+        match self.on {
+            On::Lite(conn) => Ok(conn),
+            On::Pg(_) => Err(StoreError::Unsupported("this needs the SQLite backend")),
+        }
+    }
+
+    /// The SQLite connection, for the store's own tests of SQLite behaviour.
+    #[cfg(test)]
     pub(super) fn sql(&self) -> &'c Connection {
-        self.conn
+        self.sqlite().expect("a SQLite transaction")
+    }
+
+    /// Runs a statement that returns no rows; how many rows it changed.
+    pub(super) fn exec(&self, sql: &str, params: &[&dyn Param]) -> Result<u64, StoreError> {
+        match self.on {
+            On::Lite(conn) => {
+                let params: Vec<_> = params.iter().map(|p| p.lite()).collect();
+                let n = conn.prepare_cached(sql)?.execute(params.as_slice())?;
+                Ok(n as u64)
+            }
+            On::Pg(conn) => conn.execute(sql, params),
+        }
+    }
+
+    /// Calls `each` with every row of a query, in order; stops at its first error.
+    pub(super) fn each<E: From<StoreError>>(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        mut each: impl FnMut(&Row<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        match self.on {
+            On::Lite(conn) => {
+                let params: Vec<_> = params.iter().map(|p| p.lite()).collect();
+                let mut stmt = conn.prepare_cached(sql).map_err(StoreError::from)?;
+                let mut rows = stmt.query(params.as_slice()).map_err(StoreError::from)?;
+                while let Some(row) = rows.next().map_err(StoreError::from)? {
+                    each(&Row::Lite(row))?;
+                }
+                Ok(())
+            }
+            On::Pg(conn) => {
+                for row in conn.query(sql, params)? {
+                    each(&Row::Pg(&row))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Every row of a query, each made into a `T` by `f`.
+    pub(super) fn all<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        mut f: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        self.each(sql, params, |row| {
+            out.push(f(row)?);
+            Ok::<_, StoreError>(())
+        })?;
+        Ok(out)
+    }
+
+    /// The first row of a query made into a `T` by `f`, if there is one.
+    pub(super) fn opt<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        f: impl FnOnce(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        match self.on {
+            On::Lite(conn) => {
+                let params: Vec<_> = params.iter().map(|p| p.lite()).collect();
+                let mut stmt = conn.prepare_cached(sql)?;
+                let mut rows = stmt.query(params.as_slice())?;
+                match rows.next()? {
+                    Some(row) => Ok(Some(f(&Row::Lite(row))?)),
+                    None => Ok(None),
+                }
+            }
+            On::Pg(conn) => match conn.query(sql, params)?.first() {
+                Some(row) => Ok(Some(f(&Row::Pg(row))?)),
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// The one row a query always returns (an aggregate, `EXISTS`), made into a `T`.
+    pub(super) fn one<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        f: impl FnOnce(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.opt(sql, params, f)?
+            .ok_or_else(|| StoreError::Corrupt(format!("no row from {sql}")))
     }
 
     /// Runs raw SQL: for tests that hand-edit the database as an attacker would.
     #[cfg(test)]
     pub(crate) fn tamper(&self, sql: &str) -> Result<(), super::StoreError> {
-        Ok(self.conn.execute_batch(sql)?)
+        match self.on {
+            On::Lite(conn) => Ok(conn.execute_batch(sql)?),
+            On::Pg(conn) => conn.batch(sql),
+        }
     }
 }
 

@@ -6,8 +6,6 @@
 //! and the row is written in the same transaction as the revocations and the
 //! `user.disabled` audit row that offboarding writes.
 
-use rusqlite::{OptionalExtension, params};
-
 use super::{StoreError, Tx};
 use crate::names::UserName;
 
@@ -30,49 +28,46 @@ pub fn disable(
     by: &str,
     reason: &str,
 ) -> Result<bool, StoreError> {
-    let n = tx
-        .sql()
-        .prepare_cached(
-            "INSERT INTO disabled_users (user, disabled_at, disabled_by, reason) \
-             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (user) DO NOTHING",
-        )?
-        .execute(params![user.as_str(), at, by, reason])?;
+    let n = tx.exec(
+        "INSERT INTO disabled_users (\"user\", disabled_at, disabled_by, reason) \
+         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (\"user\") DO NOTHING",
+        &[&user.as_str(), &at, &by, &reason],
+    )?;
     Ok(n == 1)
 }
 
 /// Lifts the mark; false if `user` was not disabled.
 pub fn enable(tx: &Tx<'_>, user: &UserName) -> Result<bool, StoreError> {
-    let n = tx
-        .sql()
-        .prepare_cached("DELETE FROM disabled_users WHERE user = ?1")?
-        .execute([user.as_str()])?;
+    let n = tx.exec(
+        "DELETE FROM disabled_users WHERE \"user\" = ?1",
+        &[&user.as_str()],
+    )?;
     Ok(n == 1)
 }
 
 /// Whether, and since when and by whom, `user` is disabled.
 pub fn disabled(tx: &Tx<'_>, user: &UserName) -> Result<Option<Disabled>, StoreError> {
-    Ok(tx
-        .sql()
-        .prepare_cached(
-            "SELECT disabled_at, disabled_by, reason FROM disabled_users WHERE user = ?1",
-        )?
-        .query_row([user.as_str()], |r| {
+    tx.opt(
+        "SELECT disabled_at, disabled_by, reason FROM disabled_users WHERE \"user\" = ?1",
+        &[&user.as_str()],
+        |r| {
             Ok(Disabled {
                 at: r.get(0)?,
                 by: r.get(1)?,
                 reason: r.get(2)?,
             })
-        })
-        .optional()?)
+        },
+    )
 }
 
 /// Whether `user` is disabled.
 pub fn is_disabled(tx: &Tx<'_>, user: &UserName) -> Result<bool, StoreError> {
     Ok(tx
-        .sql()
-        .prepare_cached("SELECT 1 FROM disabled_users WHERE user = ?1")?
-        .query_row([user.as_str()], |_| Ok(()))
-        .optional()?
+        .opt(
+            "SELECT 1 FROM disabled_users WHERE \"user\" = ?1",
+            &[&user.as_str()],
+            |_| Ok(()),
+        )?
         .is_some())
 }
 
@@ -80,14 +75,13 @@ pub fn is_disabled(tx: &Tx<'_>, user: &UserName) -> Result<bool, StoreError> {
 /// one, with the same requester), a token (live or revoked), or the disabled mark. A
 /// user removed from the config keeps their history, and so stays revocable.
 pub fn has_record_of(tx: &Tx<'_>, user: &UserName) -> Result<bool, StoreError> {
-    Ok(tx
-        .sql()
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM requests WHERE requester = ?1) \
-             OR EXISTS (SELECT 1 FROM tokens WHERE user = ?1) \
-             OR EXISTS (SELECT 1 FROM disabled_users WHERE user = ?1)",
-        )?
-        .query_row([user.as_str()], |r| r.get(0))?)
+    tx.one(
+        "SELECT EXISTS (SELECT 1 FROM requests WHERE requester = ?1) \
+         OR EXISTS (SELECT 1 FROM tokens WHERE \"user\" = ?1) \
+         OR EXISTS (SELECT 1 FROM disabled_users WHERE \"user\" = ?1)",
+        &[&user.as_str()],
+        |r| r.get(0),
+    )
 }
 
 #[cfg(test)]

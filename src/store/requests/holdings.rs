@@ -1,8 +1,6 @@
 //! What a user holds or has asked for, for the separation-of-duties checks: live and
 //! recently ended certificates, and pending requests.
 
-use rusqlite::params;
-
 use crate::names::{RequestId, RoleName, UserName};
 use crate::store::{StoreError, Tx};
 
@@ -25,7 +23,7 @@ pub(super) const HOLDS: &str = "SELECT EXISTS (SELECT 1 FROM certificates WHERE 
      OR EXISTS (SELECT 1 FROM certificates WHERE revoked_at > ?6 AND requester = ?1 \
          AND role = ?2 AND valid_before > ?5) \
      OR EXISTS (SELECT 1 FROM requests INDEXED BY requests_pending WHERE requester = ?1 \
-         AND status = 'pending' AND role = ?2 AND expires_at > ?3 AND id IS NOT ?4)";
+         AND status = 'pending' AND role = ?2 AND expires_at > ?3 AND id IS DISTINCT FROM ?4)";
 
 /// Which of `roles` `user` holds or has asked for: certificates still held (see [`Held`])
 /// and pending requests, the request `except` left out.
@@ -40,17 +38,17 @@ pub fn holdings(
     except: Option<&RequestId>,
     roles: &[&RoleName],
 ) -> Result<Vec<RoleName>, StoreError> {
-    let mut stmt = tx.sql().prepare_cached(HOLDS)?;
     let mut found = Vec::new();
     for role in roles {
-        let holds: bool = stmt.query_row(
-            params![
-                user.as_str(),
-                role.as_str(),
-                now,
-                except.map(RequestId::as_str),
-                now.saturating_sub(held.after_expiry),
-                now.saturating_sub(held.after_revocation),
+        let holds: bool = tx.one(
+            HOLDS,
+            &[
+                &user.as_str(),
+                &role.as_str(),
+                &now,
+                &except.map(RequestId::as_str),
+                &now.saturating_sub(held.after_expiry),
+                &now.saturating_sub(held.after_revocation),
             ],
             |r| r.get(0),
         )?;
@@ -77,20 +75,23 @@ pub fn revoked_hold_lifts(
     let sql = "SELECT CASE WHEN EXISTS (SELECT 1 FROM certificates WHERE requester = ?1 \
              AND role = ?2 AND valid_before > ?5 AND revoked_at IS NULL) \
          OR EXISTS (SELECT 1 FROM requests INDEXED BY requests_pending WHERE requester = ?1 \
-             AND status = 'pending' AND role = ?2 AND expires_at > ?3 AND id IS NOT ?4) \
-         THEN NULL ELSE (SELECT max(min(revoked_at + ?7, valid_before + ?8)) FROM certificates \
+             AND status = 'pending' AND role = ?2 AND expires_at > ?3 \
+             AND id IS DISTINCT FROM ?4) \
+         THEN NULL ELSE (SELECT max(CASE WHEN revoked_at + ?7 < valid_before + ?8 \
+             THEN revoked_at + ?7 ELSE valid_before + ?8 END) FROM certificates \
              WHERE revoked_at > ?6 AND requester = ?1 AND role = ?2 AND valid_before > ?5) END";
-    Ok(tx.sql().prepare_cached(sql)?.query_row(
-        params![
-            user.as_str(),
-            role.as_str(),
-            now,
-            except.map(RequestId::as_str),
-            now.saturating_sub(held.after_expiry),
-            now.saturating_sub(held.after_revocation),
-            held.after_revocation,
-            held.after_expiry,
+    tx.one(
+        sql,
+        &[
+            &user.as_str(),
+            &role.as_str(),
+            &now,
+            &except.map(RequestId::as_str),
+            &now.saturating_sub(held.after_expiry),
+            &now.saturating_sub(held.after_revocation),
+            &held.after_revocation,
+            &held.after_expiry,
         ],
         |r| r.get(0),
-    )?)
+    )
 }

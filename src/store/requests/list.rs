@@ -1,8 +1,6 @@
 //! Listing requests newest first, a page at a time from a cursor: all of them, or those
 //! one user may see.
 
-use rusqlite::{OptionalExtension, named_params};
-
 use super::row::{REQUEST_COLUMNS, RequestRow, Status, request_from_row};
 use crate::names::{RequestId, RoleName, UserName};
 use crate::store::{StoreError, Tx};
@@ -32,21 +30,22 @@ impl Cursor {
     }
 }
 
-/// Rows after the cursor `(?c, ?i)` in `created_at DESC, id` order. `created_at <= ?c`
-/// lets SQLite start the index walk at the cursor instead of skipping the rows before
-/// it one by one.
-const AFTER_CURSOR: &str = "created_at <= :c AND (created_at < :c OR id > :i)";
+/// Rows after the cursor `(?1, ?2)` in `created_at DESC, id` order. `created_at <= ?1`
+/// lets the database start the index walk at the cursor instead of skipping the rows
+/// before it one by one. The list statements bind, in order: the cursor's time and id,
+/// the limit (?3), the status or NULL (?4), and the source's key (?5, visible lists).
+const AFTER_CURSOR: &str = "created_at <= ?1 AND (created_at < ?1 OR id > ?2)";
 
 /// [`list`]'s statement, with or without a status.
 fn list_sql(by_status: bool) -> String {
     let status = if by_status {
-        "status = :s"
+        "status = ?4"
     } else {
-        ":s IS NULL"
+        "CAST(?4 AS TEXT) IS NULL"
     };
     format!(
         "SELECT {REQUEST_COLUMNS} FROM requests WHERE {status} AND {AFTER_CURSOR} \
-         ORDER BY created_at DESC, id LIMIT :n"
+         ORDER BY created_at DESC, id LIMIT ?3"
     )
 }
 
@@ -60,13 +59,13 @@ fn visible_sql(by: &str, status: Option<Status>) -> String {
     match status {
         Some(Status::Pending) => format!(
             "SELECT created_at, id FROM requests INDEXED BY requests_pending \
-             WHERE {by} = :k AND status = 'pending' AND status = :s AND {AFTER_CURSOR} \
-             ORDER BY created_at DESC, id LIMIT :n"
+             WHERE {by} = ?5 AND status = 'pending' AND status = ?4 AND {AFTER_CURSOR} \
+             ORDER BY created_at DESC, id LIMIT ?3"
         ),
         _ => format!(
             "SELECT created_at, id FROM requests INDEXED BY requests_by_{by} \
-             WHERE {by} = :k AND (:s IS NULL OR status = :s) AND {AFTER_CURSOR} \
-             ORDER BY created_at DESC, id LIMIT :n"
+             WHERE {by} = ?5 AND (CAST(?4 AS TEXT) IS NULL OR status = ?4) AND {AFTER_CURSOR} \
+             ORDER BY created_at DESC, id LIMIT ?3"
         ),
     }
 }
@@ -80,13 +79,12 @@ pub fn list(
 ) -> Result<Vec<RequestRow>, StoreError> {
     // One statement per shape, each walking an index newest first (a `?1 IS NULL OR`
     // condition made SQLite read and sort the whole table).
-    let mut stmt = tx.sql().prepare_cached(&list_sql(status.is_some()))?;
     let (c, i) = Cursor::params(cursor);
-    let rows = stmt.query_map(
-        named_params! {":s": status.map(Status::as_str), ":c": c, ":i": i, ":n": limit},
+    tx.all(
+        &list_sql(status.is_some()),
+        &[&c, &i, &i64::from(limit), &status.map(Status::as_str)],
         request_from_row,
-    )?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    )
 }
 
 /// [`list`] of what one user may see: requests they made, and requests for `roles`
@@ -114,15 +112,10 @@ pub fn list_visible(
     let (c, i) = Cursor::params(cursor);
     let mut keys: Vec<(i64, String)> = Vec::new();
     let mut collect = |sql: &str, key: &str| -> Result<(), StoreError> {
-        let mut stmt = tx.sql().prepare_cached(sql)?;
-        let rows = stmt.query_map(
-            named_params! {":k": key, ":s": status, ":c": c, ":i": i, ":n": limit},
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        for row in rows {
-            keys.push(row?);
-        }
-        Ok(())
+        tx.each(sql, &[&c, &i, &i64::from(limit), &status, &key], |r| {
+            keys.push((r.get(0)?, r.get(1)?));
+            Ok(())
+        })
     };
     collect(&requester_sql, user.as_str())?;
     for role in roles {
@@ -131,12 +124,10 @@ pub fn list_visible(
     keys.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
     keys.dedup_by(|a, b| a.1 == b.1);
     keys.truncate(limit as usize);
-    let mut stmt = tx.sql().prepare_cached(&format!(
-        "SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?1"
-    ))?;
+    let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?1");
     let mut out = Vec::with_capacity(keys.len());
     for (_, id) in keys {
-        if let Some(row) = stmt.query_row([&id], request_from_row).optional()? {
+        if let Some(row) = tx.opt(&sql, &[&id], request_from_row)? {
             out.push(row);
         }
     }
@@ -157,7 +148,7 @@ mod tests {
         let plan = |sql: &str| -> String {
             store
                 .read(|c| {
-                    let mut stmt = c.sql().prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                    let mut stmt = c.sqlite()?.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
                     let names = stmt.parameter_count();
                     for i in 1..=names {
                         stmt.raw_bind_parameter(i, 1)?;

@@ -1,9 +1,9 @@
 //! Requests and approvals as stored: the row types, the status, and parsing a row back
 //! into them (a value that does not parse is corrupt).
 
-use rusqlite::Row;
-
 use crate::names::{RequestId, RoleName, UserName};
+use crate::store::StoreError;
+use crate::store::sql::{Row, corrupt};
 
 /// Where a request is in its life; only `pending` can change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -123,19 +123,7 @@ pub(super) const REQUEST_COLUMNS: &str = "id, role, requester, reason, ttl_secon
      key_fingerprint, principals, role_digest, status, created_at, expires_at, decided_at, \
      decided_by, decision_code, decision_note";
 
-pub(in crate::store) fn corrupt(
-    what: &str,
-    value: &str,
-    cause: impl std::fmt::Display,
-) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        0,
-        rusqlite::types::Type::Text,
-        format!("stored {what} {value:?} does not parse: {cause}").into(),
-    )
-}
-
-pub(super) fn request_from_row(r: &Row<'_>) -> rusqlite::Result<RequestRow> {
+pub(super) fn request_from_row(r: &Row<'_>) -> Result<RequestRow, StoreError> {
     let id: String = r.get(0)?;
     let role: String = r.get(1)?;
     let requester: String = r.get(2)?;

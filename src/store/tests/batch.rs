@@ -49,8 +49,8 @@ fn submitted_operations_share_commits_and_a_failure_undoes_only_its_own_write() 
         200,
         "one row per operation, none of the failed writes"
     );
-    assert_eq!(store.writer.batches.load(Ordering::Relaxed), 2);
-    assert_eq!(store.writer.members.load(Ordering::Relaxed), 200);
+    assert_eq!(store.lite().writer.batches.load(Ordering::Relaxed), 2);
+    assert_eq!(store.lite().writer.members.load(Ordering::Relaxed), 200);
 }
 
 #[test]

@@ -1,0 +1,250 @@
+//! The PostgreSQL backend: connections, the pool, and transactions that keep the
+//! isolation contract of `store.rs` when several replicas write at once.
+//!
+//! # How the contract is kept
+//! Every write transaction first takes one transaction-scoped advisory lock
+//! ([`WRITE_LOCK`]), so writes from every replica run one at a time, in the order they
+//! got the lock, exactly as SQLite's single writer runs them: each read-then-write
+//! invariant (the SoD re-check at signing, the audit chain head, a request decided once,
+//! the pending count, the KRL version, an idempotency key) sees every write committed
+//! before it and nothing commits in between. Every state change appends to the one audit
+//! chain, which needs this order anyway, so finer locks would buy little. Reads run in
+//! `REPEATABLE READ READ ONLY` transactions (one snapshot) and take no lock.
+//!
+//! # A COMMIT whose answer was lost
+//! Each write learns its transaction id (`txid_current()`) before its work. When the
+//! connection fails during COMMIT, the outcome is asked of PostgreSQL
+//! (`txid_status`) on another connection before anything is answered: committed is a
+//! success, aborted a failure, and an outcome that cannot be learned is reported as
+//! [`StoreError::Unavailable`] (nothing is retried blindly, so nothing is signed twice).
+//!
+//! # Blocking
+//! The store's API is synchronous. Connections are driven by a small runtime of their
+//! own (one thread), and queries wait on it with `futures_executor::block_on`, so they
+//! work from any thread (the API's blocking pool, the CLI, tests).
+
+mod migrations;
+mod pool;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_executor::block_on;
+use tokio_postgres::Statement;
+use tokio_postgres::types::ToSql;
+
+use super::StoreError;
+use super::sql::{Param, translate};
+
+pub(super) use migrations::migrate;
+pub(super) use pool::{Pool, Pooled};
+
+/// The advisory lock every write transaction holds (an arbitrary constant: "cs-write").
+const WRITE_LOCK: i64 = 0x6373_2d77_7269_7465;
+
+/// How long to wait for a connection (pool full, or the server restarting).
+const CONNECT_WAIT: Duration = Duration::from_secs(10);
+
+/// What the store needs to reach PostgreSQL (from `[storage]`).
+#[derive(Clone)]
+pub struct PgOptions {
+    /// The connection URL, without a password.
+    pub url: String,
+    /// The password (from `password_file`), if any.
+    pub password: Option<String>,
+    /// Most connections this process opens.
+    pub pool_size: usize,
+}
+
+impl std::fmt::Debug for PgOptions {
+    /// Never shows the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgOptions")
+            .field("url", &self.url)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
+/// One open connection and the statements prepared on it.
+pub(crate) struct Conn {
+    client: tokio_postgres::Client,
+    statements: RefCell<HashMap<String, Statement>>,
+}
+
+impl Conn {
+    fn new(client: tokio_postgres::Client) -> Self {
+        Conn {
+            client,
+            statements: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// Whether the connection is gone (not to be reused).
+    pub(super) fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    fn statement(&self, sql: &str) -> Result<Statement, StoreError> {
+        if let Some(s) = self.statements.borrow().get(sql) {
+            return Ok(s.clone());
+        }
+        let stmt = block_on(self.client.prepare(&translate(sql))).map_err(StoreError::from_pg)?;
+        self.statements
+            .borrow_mut()
+            .insert(sql.to_owned(), stmt.clone());
+        Ok(stmt)
+    }
+
+    pub(super) fn query(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let stmt = self.statement(sql)?;
+        let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.pg()).collect();
+        block_on(self.client.query(&stmt, &params)).map_err(StoreError::from_pg)
+    }
+
+    pub(super) fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<u64, StoreError> {
+        let stmt = self.statement(sql)?;
+        let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.pg()).collect();
+        block_on(self.client.execute(&stmt, &params)).map_err(StoreError::from_pg)
+    }
+
+    /// Runs statements without parameters (transaction control, DDL).
+    pub(super) fn batch(&self, sql: &str) -> Result<(), StoreError> {
+        block_on(self.client.batch_execute(sql)).map_err(StoreError::from_pg)
+    }
+}
+
+impl StoreError {
+    /// A PostgreSQL error: the server's refusal (a constraint, bad SQL) is a database
+    /// error; a connection that failed or closed means the database is unavailable.
+    pub(super) fn from_pg(e: tokio_postgres::Error) -> StoreError {
+        if e.as_db_error().is_some() && !e.is_closed() {
+            StoreError::Postgres(e)
+        } else {
+            StoreError::Unavailable(e.to_string())
+        }
+    }
+}
+
+/// The PostgreSQL side of [`Store`](super::Store).
+pub(super) struct PgStore {
+    pool: Pool,
+    /// Bumped after every COMMIT of this process, and on every NOTIFY from another.
+    commits: tokio::sync::watch::Sender<u64>,
+}
+
+thread_local! {
+    /// This thread is inside a write (its closure runs): a write inside it would wait
+    /// for the lock its own transaction holds.
+    static WRITING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The notification channel every write transaction notifies on commit.
+const CHANNEL: &str = "countersign_commits";
+
+impl PgStore {
+    /// Connects, migrates (under an advisory lock, so replicas starting together
+    /// migrate once), and starts listening for other replicas' commits.
+    pub(super) fn open(options: &PgOptions) -> Result<PgStore, StoreError> {
+        let pool = Pool::new(options)?;
+        {
+            let conn = pool.get()?;
+            migrate(&*conn)?;
+        }
+        let commits = tokio::sync::watch::Sender::new(0);
+        pool.listen(CHANNEL, commits.clone());
+        Ok(PgStore { pool, commits })
+    }
+
+    pub(super) fn subscribe_commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.commits.subscribe()
+    }
+
+    /// The schema version recorded in the database (0: none).
+    pub(super) fn schema_version(&self) -> Result<i64, StoreError> {
+        migrations::version(&*self.pool.get()?)
+    }
+
+    /// `f` in one write transaction holding [`WRITE_LOCK`]; returns once it is durable.
+    pub(super) fn write<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Pooled) -> Result<T, E>,
+    ) -> Result<T, E> {
+        if WRITING.with(std::cell::Cell::get) {
+            return Err(StoreError::Nested.into());
+        }
+        let conn = self.pool.get()?;
+        conn.batch("BEGIN ISOLATION LEVEL READ COMMITTED")?;
+        let xid = conn
+            .query(
+                "SELECT txid_current(), pg_advisory_xact_lock(?1)::text",
+                &[&WRITE_LOCK],
+            )
+            .and_then(|rows| match rows.first() {
+                Some(row) => row.try_get::<_, i64>(0).map_err(StoreError::from_pg),
+                None => Err(StoreError::Corrupt("txid_current() returned no row".into())),
+            });
+        let xid = match xid {
+            Ok(xid) => xid,
+            Err(e) => {
+                conn.abandon();
+                return Err(e.into());
+            }
+        };
+        WRITING.with(|w| w.set(true));
+        let out = f(&conn);
+        WRITING.with(|w| w.set(false));
+        let out = match out {
+            Ok(out) => out,
+            Err(e) => {
+                if conn.batch("ROLLBACK").is_err() {
+                    conn.abandon();
+                }
+                return Err(e);
+            }
+        };
+        let committed = conn.batch(&format!("NOTIFY {CHANNEL}; COMMIT"));
+        match committed {
+            Ok(()) => {
+                self.commits.send_modify(|n| *n = n.wrapping_add(1));
+                Ok(out)
+            }
+            Err(StoreError::Unavailable(why)) => {
+                conn.abandon();
+                match self.pool.outcome(xid) {
+                    Ok(true) => {
+                        tracing::warn!(xid, "the connection failed during COMMIT; it committed");
+                        self.commits.send_modify(|n| *n = n.wrapping_add(1));
+                        Ok(out)
+                    }
+                    Ok(false) => Err(StoreError::CommitFailed(why).into()),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Err(e) => {
+                conn.abandon();
+                Err(e.into())
+            }
+        }
+    }
+
+    /// `f` in a read-only transaction over one snapshot.
+    pub(super) fn read<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Pooled) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let conn = self.pool.get()?;
+        conn.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+        let out = f(&conn);
+        if conn.batch("ROLLBACK").is_err() {
+            conn.abandon();
+        }
+        out
+    }
+}

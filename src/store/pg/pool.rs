@@ -1,0 +1,269 @@
+//! The connection pool of the PostgreSQL backend, the runtime that drives its
+//! connections, and the listener that hears other replicas' commits.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_executor::block_on;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+use super::{CONNECT_WAIT, Conn, PgOptions};
+use crate::store::{StoreError, lock};
+
+/// How often waiters are woken anyway while the listener is not connected (so a wait on
+/// another replica's approval is bounded by this even without NOTIFY).
+const POLL_WHILE_DEAF: Duration = Duration::from_secs(1);
+
+/// Pooled connections to one database.
+pub(in crate::store) struct Pool {
+    config: tokio_postgres::Config,
+    runtime: tokio::runtime::Handle,
+    /// Ends the runtime's thread when the pool goes.
+    _stop: tokio::sync::oneshot::Sender<()>,
+    size: usize,
+    slots: Arc<(Mutex<Slots>, Condvar)>,
+}
+
+struct Slots {
+    idle: Vec<Conn>,
+    /// Connections open now, idle or in use.
+    open: usize,
+}
+
+/// A connection lent by the pool; back to it when dropped, unless abandoned.
+pub(crate) struct Pooled {
+    conn: Option<Conn>,
+    slots: Arc<(Mutex<Slots>, Condvar)>,
+    abandoned: Cell<bool>,
+}
+
+impl std::ops::Deref for Pooled {
+    type Target = Conn;
+
+    fn deref(&self) -> &Conn {
+        // Present until drop.
+        self.conn
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("a pooled connection is present"))
+    }
+}
+
+impl Pooled {
+    /// Closes the connection instead of returning it (its transaction state is unknown).
+    pub(in crate::store) fn abandon(&self) {
+        self.abandoned.set(true);
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        let (slots, freed) = &*self.slots;
+        let mut s = lock(slots);
+        match self.conn.take() {
+            Some(conn) if !self.abandoned.get() && !conn.is_closed() => s.idle.push(conn),
+            _ => s.open = s.open.saturating_sub(1),
+        }
+        drop(s);
+        freed.notify_one();
+    }
+}
+
+impl Pool {
+    pub(in crate::store) fn new(options: &PgOptions) -> Result<Pool, StoreError> {
+        let mut config = tokio_postgres::Config::from_str(&options.url)
+            .map_err(|e| StoreError::Config(format!("[storage] url does not parse: {e}")))?;
+        if config.get_password().is_some() {
+            return Err(StoreError::Config(
+                "[storage] url must not hold a password: put it in password_file".into(),
+            ));
+        }
+        if let Some(password) = &options.password {
+            config.password(password.as_bytes());
+        }
+        config
+            .application_name("countersign")
+            .connect_timeout(Duration::from_secs(5))
+            .keepalives_idle(Duration::from_secs(10))
+            .tcp_user_timeout(Duration::from_secs(15));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot start the database runtime: {e}"))
+            })?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("countersign-pg".into())
+            .spawn(move || {
+                runtime.block_on(async {
+                    let _ = stopped.await;
+                });
+                runtime.shutdown_background();
+            })
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot start the database thread: {e}"))
+            })?;
+        Ok(Pool {
+            config,
+            runtime: handle,
+            _stop: stop,
+            size: options.pool_size.max(2),
+            slots: Arc::new((
+                Mutex::new(Slots {
+                    idle: Vec::new(),
+                    open: 0,
+                }),
+                Condvar::new(),
+            )),
+        })
+    }
+
+    /// A new connection, driven on the pool's runtime.
+    fn connect(&self) -> Result<Conn, StoreError> {
+        let config = self.config.clone();
+        let task = self.runtime.spawn(async move {
+            let (client, connection) = config.connect(NoTls).await?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "a database connection ended");
+                }
+            });
+            Ok::<_, tokio_postgres::Error>(client)
+        });
+        match block_on(task) {
+            Ok(Ok(client)) => Ok(Conn::new(client)),
+            Ok(Err(e)) => Err(StoreError::from_pg(e)),
+            Err(e) => Err(StoreError::Unavailable(format!("connecting failed: {e}"))),
+        }
+    }
+
+    /// A connection: an idle one, a new one while fewer than the pool size are open, or
+    /// the next one returned (waiting at most [`CONNECT_WAIT`]).
+    pub(in crate::store) fn get(&self) -> Result<Pooled, StoreError> {
+        let deadline = Instant::now() + CONNECT_WAIT;
+        let (slots, freed) = &*self.slots;
+        let mut s = lock(slots);
+        loop {
+            while let Some(conn) = s.idle.pop() {
+                if conn.is_closed() {
+                    s.open = s.open.saturating_sub(1);
+                    continue;
+                }
+                return Ok(self.lend(conn));
+            }
+            if s.open < self.size {
+                s.open += 1;
+                drop(s);
+                return match self.connect() {
+                    Ok(conn) => Ok(self.lend(conn)),
+                    Err(e) => {
+                        let mut s = lock(slots);
+                        s.open = s.open.saturating_sub(1);
+                        drop(s);
+                        freed.notify_one();
+                        Err(e)
+                    }
+                };
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(StoreError::Unavailable(format!(
+                    "all {} database connections are busy",
+                    self.size
+                )));
+            }
+            s = freed
+                .wait_timeout(s, left)
+                .map(|(s, _)| s)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
+    fn lend(&self, conn: Conn) -> Pooled {
+        Pooled {
+            conn: Some(conn),
+            slots: self.slots.clone(),
+            abandoned: Cell::new(false),
+        }
+    }
+
+    /// Whether transaction `xid`, whose COMMIT's answer was lost, committed: asked of
+    /// the server on fresh connections until it knows (at most [`CONNECT_WAIT`]).
+    pub(in crate::store) fn outcome(&self, xid: i64) -> Result<bool, StoreError> {
+        let deadline = Instant::now() + CONNECT_WAIT;
+        loop {
+            let status = self.get().and_then(|conn| {
+                let rows = conn.query("SELECT txid_status(?1)", &[&xid])?;
+                match rows.first() {
+                    Some(row) => row
+                        .try_get::<_, Option<String>>(0)
+                        .map_err(StoreError::from_pg),
+                    None => Ok(None),
+                }
+            });
+            match status.as_ref().map(Option::as_deref) {
+                Ok(Some("committed")) => return Ok(true),
+                Ok(Some("aborted")) | Ok(None) => return Ok(false),
+                Ok(Some(_)) | Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                _ => {
+                    return Err(StoreError::Unavailable(format!(
+                        "the connection failed during COMMIT and whether transaction {xid} \
+                         committed is unknown"
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Listens on `channel` on a connection of its own, bumping `commits` on every
+    /// notification; reconnects when it fails, waking waiters every second meanwhile.
+    pub(in crate::store) fn listen(
+        &self,
+        channel: &'static str,
+        commits: tokio::sync::watch::Sender<u64>,
+    ) {
+        let config = self.config.clone();
+        self.runtime.spawn(async move {
+            let bump = || commits.send_modify(|n| *n = n.wrapping_add(1));
+            loop {
+                match config.connect(NoTls).await {
+                    Ok((client, mut connection)) => {
+                        let listened =
+                            async { client.batch_execute(&format!("LISTEN {channel}")).await };
+                        let mut listened = std::pin::pin!(listened);
+                        // Drive the connection while LISTEN runs, then forever.
+                        let mut ok = false;
+                        loop {
+                            let message = std::future::poll_fn(|cx| {
+                                if !ok && let std::task::Poll::Ready(r) = listened.as_mut().poll(cx)
+                                {
+                                    ok = true;
+                                    if r.is_err() {
+                                        return std::task::Poll::Ready(None);
+                                    }
+                                    bump();
+                                }
+                                connection.poll_message(cx)
+                            })
+                            .await;
+                            match message {
+                                Some(Ok(AsyncMessage::Notification(_))) => bump(),
+                                Some(Ok(_)) => {}
+                                Some(Err(_)) | None => break,
+                            }
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "the commit listener cannot connect"),
+                }
+                bump();
+                tokio::time::sleep(POLL_WHILE_DEAF).await;
+            }
+        });
+    }
+}
