@@ -40,6 +40,7 @@ mod layout;
 mod limits;
 mod limits_connections;
 mod offboarding;
+mod pg;
 mod properties;
 mod ready;
 mod reload;
