@@ -35,6 +35,17 @@ use crate::config::CaSettings;
 use crate::names::{Principal, Serial};
 use crate::pubkey::SubjectKey;
 
+/// Reads a secret file (its first line) under the rules of the CA passphrase file: a
+/// regular file (a symlink to one is fine), owned by us or root, private, not empty.
+/// The error names the file and how to fix it.
+pub fn read_secret_file(path: &std::path::Path) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
+    keyfile::read_passphrase(path).map_err(|e| match e {
+        CaError::Unsafe { path, message } => format!("{}: {message}", path.display()),
+        CaError::Io { path, source } => format!("{}: {source}", path.display()),
+        other => other.to_string(),
+    })
+}
+
 /// The comment of the CA keys countersign makes and of the public key it serves.
 pub const KEY_COMMENT: &str = "countersign-ca";
 

@@ -10,6 +10,7 @@ mod principals;
 mod raw;
 mod settings;
 mod ssh;
+mod storage;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -53,6 +54,7 @@ pub enum ConfigError {
 }
 
 pub use settings::{CredentialPath, Limits, TlsFiles};
+pub use storage::{DEFAULT_POOL_SIZE, MAX_POOL_SIZE, PgTls, PostgresSettings, StorageSettings};
 
 /// Where and how the server runs.
 #[derive(Debug, Clone)]
@@ -116,6 +118,8 @@ pub struct Config {
     pub ca: CaSettings,
     /// `[requests]`.
     pub requests: RequestSettings,
+    /// `[storage]`: SQLite in `data_dir`, or PostgreSQL.
+    pub storage: StorageSettings,
     /// `[ssh]`: the SSH front door, off when `None`.
     pub ssh: Option<SshSettings>,
     /// Users, roles and conflicts.
@@ -179,6 +183,7 @@ impl Config {
                 }
             },
         };
+        let storage = b.storage(raw.storage, base)?;
         let ssh = match raw.ssh {
             Some(s) => Some(b.ssh(s, &server.data_dir)?),
             None => None,
@@ -204,13 +209,14 @@ impl Config {
             server,
             ca,
             requests,
+            storage,
             ssh,
             policy,
             warnings,
         })
     }
 
-    /// The SQLite database file.
+    /// The SQLite database file (with `[storage] backend = "sqlite"`).
     pub fn database_path(&self) -> PathBuf {
         self.server.data_dir.join("countersign.db")
     }

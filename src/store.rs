@@ -127,7 +127,7 @@ pub struct Store {
 
 enum Backend {
     Lite(lite::Lite),
-    Pg(pg::PgStore),
+    Pg(Box<pg::PgStore>),
 }
 
 impl Store {
@@ -163,7 +163,7 @@ impl Store {
     /// replicas starting together migrate once).
     pub fn open_postgres(options: &PgOptions) -> Result<Store, StoreError> {
         Ok(Store {
-            backend: Backend::Pg(pg::PgStore::open(options)?),
+            backend: Backend::Pg(Box::new(pg::PgStore::open(options)?)),
         })
     }
 
@@ -174,6 +174,12 @@ impl Store {
             Backend::Lite(lite) => lite,
             Backend::Pg(_) => panic!("a SQLite store"),
         }
+    }
+
+    /// The CA key the PostgreSQL database records as current, read without migrating or
+    /// writing anything; `None` if it has no schema yet or records none.
+    pub fn peek_postgres_ca(options: &PgOptions) -> Result<Option<meta::CaKey>, StoreError> {
+        pg::PgStore::peek(options, meta::current_ca)
     }
 
     /// Whether this store is on PostgreSQL (shared by replicas) rather than SQLite.

@@ -16,6 +16,8 @@ pub(super) struct RawConfig {
     pub ca: RawCa,
     #[serde(default)]
     pub requests: RawRequests,
+    #[serde(default)]
+    pub storage: RawStorage,
     /// `[ssh]`: absent means the SSH front door is off.
     pub ssh: Option<RawSsh>,
     #[serde(default)]
@@ -45,6 +47,15 @@ pub(super) struct RawServer {
     pub auth_failure_window: Option<String>,
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStorage {
+    pub backend: Option<String>,
+    pub url: Option<String>,
+    pub password_file: Option<String>,
+    pub pool_size: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -281,7 +281,7 @@ pub enum CredentialPath {
 impl CredentialPath {
     const PREFIX: &str = "${CREDENTIALS_DIRECTORY}/";
 
-    fn parse(raw: &str, base: &Path) -> Result<Self, String> {
+    pub(super) fn parse(raw: &str, base: &Path) -> Result<Self, String> {
         match raw.strip_prefix(Self::PREFIX) {
             Some(name) if !name.is_empty() && !name.split('/').any(|c| c == "..") => {
                 Ok(CredentialPath::Credential(name.to_owned()))

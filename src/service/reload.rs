@@ -194,6 +194,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         ("[server] limits", differs(&o.limits, &n.limits)),
         ("[ca]", differs(&old.ca, &new.ca)),
         ("[ssh]", differs(&old.ssh, &new.ssh)),
+        ("[storage]", differs(&old.storage, &new.storage)),
     ]
     .into_iter()
     .filter_map(|(name, changed)| changed.then_some(name))

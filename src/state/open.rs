@@ -14,9 +14,9 @@ use super::{ACCEPT_ROLLBACK_FLAG, Access, StateError, files};
 use crate::audit::{self, CaRecorded, NewEvent, StateMarkStarted};
 use crate::ca::CertificateAuthority;
 use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, StorageSettings};
 use crate::store::meta::{self, CaKey};
-use crate::store::{Store, StoreError, certificates as certs};
+use crate::store::{PgOptions, Store, StoreError, certificates as certs};
 
 /// The record of a CA key as the database keeps it.
 fn ca_record(ca: &PublicKey, now: DateTime<Utc>) -> Result<CaKey, StoreError> {
@@ -45,7 +45,10 @@ pub fn open_store(
     now: DateTime<Utc>,
 ) -> Result<(Store, Arc<Guard>), StateError> {
     let paths = Paths::of(config);
-    let store = if plan.create_database {
+    let postgres = postgres_options(config)?;
+    let store = if let Some(options) = &postgres {
+        Store::open_postgres(options)?
+    } else if plan.create_database {
         Store::open(&paths.database)?
     } else {
         // An empty file (a failed copy, a `touch`) is not an old database to upgrade: it
@@ -70,6 +73,10 @@ pub fn open_store(
         store.read(|tx| Ok::<_, StoreError>((meta::database_id(tx)?, certs::krl_version(tx)?)))?;
     let is_behind = match &old {
         Some(old) => behind(&store, old, &database, krl_version)?,
+        // A replica joining a shared PostgreSQL database has no mark of its own yet:
+        // it starts one from what the database holds now (and is refused later if the
+        // database goes back behind it).
+        None if store.is_postgres() => None,
         // Restored onto a new host without the mark, or the mark deleted: what was
         // published since the copy is unknown, so the copy is not taken silently.
         None if bound_before => Some(format!(
@@ -116,7 +123,7 @@ pub fn open_store(
                      start with `countersign serve {ACCEPT_ROLLBACK_FLAG} --reason TEXT`, which \
                      records that you accepted it and keeps every revocation the mark lists in the \
                      KRL",
-                    paths.database.display(),
+                    paths.database_label,
                     paths.mark.display()
                 )));
             }
@@ -127,6 +134,12 @@ pub fn open_store(
     }
     // Bound only once the database is accepted: a refused copy gets no event written.
     bind_ca(&store, ca, operator, now)?;
+    if old.is_none() && store.is_postgres() && bound_before {
+        tracing::info!(
+            mark = %paths.mark.display(),
+            "no state mark beside the CA key: a replica joining the shared database starts one"
+        );
+    }
     if old.is_none() && !plan.create_database && !bound_before {
         tracing::warn!(
             mark = %paths.mark.display(),
@@ -171,6 +184,36 @@ pub fn open_store(
     };
     mark::write(&paths.mark, &start)?;
     Ok((store, Arc::new(Guard::new(paths.mark, start))))
+}
+
+/// The PostgreSQL connection settings of `config`, with the password read from its
+/// file; `None` when the state is in SQLite.
+pub(crate) fn postgres_options(config: &Config) -> Result<Option<PgOptions>, StateError> {
+    let StorageSettings::Postgres(pg) = &config.storage else {
+        return Ok(None);
+    };
+    let password = match &pg.password_file {
+        None => None,
+        Some(file) => {
+            let path = file
+                .resolve()
+                .map_err(|e| StateError::Mismatch(format!("[storage] password_file: {e}")))?;
+            let bytes = crate::ca::read_secret_file(&path)
+                .map_err(|e| StateError::Mismatch(format!("[storage] password_file {e}")))?;
+            Some(String::from_utf8(bytes.to_vec()).map_err(|_| {
+                StateError::Mismatch(format!(
+                    "[storage] password_file {}: not UTF-8 text",
+                    path.display()
+                ))
+            })?)
+        }
+    };
+    Ok(Some(PgOptions {
+        url: pg.conninfo.clone(),
+        tls: pg.tls.clone(),
+        password,
+        pool_size: pg.pool_size,
+    }))
 }
 
 /// Opens existing state for a command that only reads or adds to it (tokens, audit,

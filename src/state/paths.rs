@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::{Access, StateError, files, mark};
 use crate::ca::CertificateAuthority;
-use crate::config::Config;
+use crate::config::{Config, StorageSettings};
 use crate::store::{Store, StoreError};
 
 /// Where the parts of the state live.
@@ -14,8 +14,10 @@ use crate::store::{Store, StoreError};
 pub struct Paths {
     /// `server.data_dir`.
     pub data_dir: PathBuf,
-    /// The SQLite database file.
+    /// The SQLite database file (with `[storage] backend = "sqlite"`).
     pub database: PathBuf,
+    /// The database, in words, for messages: the SQLite file, or the PostgreSQL URL.
+    pub database_label: String,
     /// The CA key file, or with `[ca] agent` the public key line the agent must hold.
     pub key: Option<PathBuf>,
     /// The high-water mark file, beside the CA key (or in the data folder without one).
@@ -34,9 +36,14 @@ impl Paths {
             .as_deref()
             .and_then(Path::parent)
             .map_or_else(|| config.server.data_dir.clone(), Path::to_owned);
+        let database_label = match &config.storage {
+            StorageSettings::Sqlite => config.database_path().display().to_string(),
+            StorageSettings::Postgres(pg) => format!("the PostgreSQL database {}", pg.url),
+        };
         Paths {
             data_dir: config.server.data_dir.clone(),
             database: config.database_path(),
+            database_label,
             key,
             mark: key_dir.join(mark::FILE_NAME),
         }
@@ -61,17 +68,28 @@ fn exists(path: &Path) -> bool {
 pub fn plan(config: &Config, access: &Access) -> Result<Plan, StateError> {
     let paths = Paths::of(config);
     files::check_data_dir(&paths.data_dir)?;
-    files::check_database(&paths.database)?;
+    let postgres = super::open::postgres_options(config)?;
+    if postgres.is_none() {
+        files::check_database(&paths.database)?;
+    }
     files::check_mark(&paths.mark)?;
     let key = paths.key.as_deref().is_some_and(exists);
     if key {
         // An unsafe or unreadable key is the first thing to fix, whatever else is wrong.
         CertificateAuthority::public_key(&config.ca)?;
     }
-    let db = exists(&paths.database);
+    // A PostgreSQL database "exists" once a CA key is recorded in it: `init` or the
+    // first replica's start made it, and later replicas join it.
+    let (db, wanted) = match &postgres {
+        None => (exists(&paths.database), None),
+        Some(options) => {
+            let recorded = Store::peek_postgres_ca(options)?;
+            (recorded.is_some(), recorded)
+        }
+    };
     let marked = exists(&paths.mark);
-    let plan = decide(config, &paths, (key, db, marked), access)?;
-    if plan.create_database {
+    let plan = decide(config, &paths, (key, db, marked), access, wanted)?;
+    if plan.create_database || plan.create_key {
         // 0700 from the start (the key file's own folder creation would follow the umask).
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -91,8 +109,9 @@ fn decide(
     paths: &Paths,
     (key, db, marked): (bool, bool, bool),
     access: &Access,
+    recorded_ca: Option<crate::store::meta::CaKey>,
 ) -> Result<Plan, StateError> {
-    let db_path = paths.database.display();
+    let db_path = &paths.database_label;
     let key_path = paths
         .key
         .as_deref()
@@ -134,9 +153,8 @@ fn decide(
              if no copy exists, start a new CA (a new data_dir, servers trust the new key)"
         ))),
         (false, true, _, _) => {
-            let wanted = Store::peek_current_ca(&paths.database)
-                .ok()
-                .flatten()
+            let wanted = recorded_ca
+                .or_else(|| Store::peek_current_ca(&paths.database).ok().flatten())
                 .map_or_else(String::new, |k| {
                     format!(" ({}: {})", k.fingerprint, k.public_key)
                 });

@@ -25,6 +25,7 @@
 
 mod migrations;
 mod pool;
+mod tls;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -49,8 +50,10 @@ const CONNECT_WAIT: Duration = Duration::from_secs(10);
 /// What the store needs to reach PostgreSQL (from `[storage]`).
 #[derive(Clone)]
 pub struct PgOptions {
-    /// The connection URL, without a password.
+    /// The connection URL, without a password or TLS parameters.
     pub url: String,
+    /// TLS to the server.
+    pub tls: crate::config::PgTls,
     /// The password (from `password_file`), if any.
     pub password: Option<String>,
     /// Most connections this process opens.
@@ -62,6 +65,7 @@ impl std::fmt::Debug for PgOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgOptions")
             .field("url", &self.url)
+            .field("tls", &self.tls)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("pool_size", &self.pool_size)
             .finish()
@@ -155,20 +159,28 @@ impl PgStore {
         let pool = Pool::new(options)?;
         {
             let conn = pool.get()?;
-            migrate(&*conn)?;
+            migrate(&conn)?;
         }
         let commits = tokio::sync::watch::Sender::new(0);
         pool.listen(CHANNEL, commits.clone());
         Ok(PgStore { pool, commits })
     }
 
-    pub(super) fn subscribe_commits(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.commits.subscribe()
+    /// Reads `f` from a database without migrating it; `None` when it has no schema.
+    pub(super) fn peek<T>(
+        options: &PgOptions,
+        f: impl FnOnce(&super::Tx<'_>) -> Result<Option<T>, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let pool = Pool::new(options)?;
+        let conn = pool.get()?;
+        if migrations::version(&conn)? == 0 {
+            return Ok(None);
+        }
+        f(&super::Tx::postgres(&conn))
     }
 
-    /// The schema version recorded in the database (0: none).
-    pub(super) fn schema_version(&self) -> Result<i64, StoreError> {
-        migrations::version(&*self.pool.get()?)
+    pub(super) fn subscribe_commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.commits.subscribe()
     }
 
     /// `f` in one write transaction holding [`WRITE_LOCK`]; returns once it is durable.

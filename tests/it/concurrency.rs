@@ -13,18 +13,10 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
-/// A storage backend the races run on.
-#[derive(Debug, Clone, Copy)]
-enum Backend {
-    Sqlite,
-}
-
 impl Backend {
     /// A fresh server serving `policy` on this backend.
     async fn spawn(self, policy: &str) -> TestApp {
-        match self {
-            Backend::Sqlite => TestApp::spawn_with(policy).await,
-        }
+        TestApp::spawn_on_backend(policy, self).await
     }
 }
 
@@ -36,6 +28,14 @@ macro_rules! on_every_backend {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $race() {
                     super::$race(super::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $race() {
+                    super::$race(super::Backend::Postgres).await;
                 }
             )*
         }
@@ -149,9 +149,7 @@ async fn conflicting_roles_signed_at_once_are_never_both_held(backend: Backend) 
         app.approve("bob", &audit).await; // step 1 of 2
         made.push((deploy, audit));
     }
-    let with_conflict =
-        countersign::config::Config::from_toml_str(POLICY, &app.config_path(), app.dir.path())
-            .expect("policy");
+    let with_conflict = app.config_of(POLICY);
     app.service
         .reload(with_conflict, "operator")
         .expect("reload");

@@ -101,10 +101,33 @@ pub fn manual_clock() -> Arc<ManualClock> {
     Arc::new(ManualClock::starting_now())
 }
 
+/// Where a test server keeps its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The SQLite file in the data folder.
+    Sqlite,
+    /// A fresh database on the test PostgreSQL cluster (`tests/it/pg.rs`).
+    Postgres,
+}
+
+impl Backend {
+    /// The backend tests run on unless they name one: `COUNTERSIGN_TEST_BACKEND`
+    /// (`sqlite`, the default, or `postgres`), so that the whole suite can run on either.
+    pub fn from_env() -> Backend {
+        match std::env::var("COUNTERSIGN_TEST_BACKEND").as_deref() {
+            Ok("postgres") => Backend::Postgres,
+            Ok("sqlite") | Err(_) => Backend::Sqlite,
+            Ok(other) => panic!("COUNTERSIGN_TEST_BACKEND={other}: sqlite or postgres"),
+        }
+    }
+}
+
 /// A running server and what the test needs to talk to it.
 pub struct TestApp {
     pub url: String,
     pub dir: TempDir,
+    /// The PostgreSQL database, when the state is kept there.
+    pub pg: Option<crate::pg::PgDatabase>,
     pub service: Arc<Service>,
     pub http: reqwest::Client,
     pub tokens: HashMap<String, String>,
@@ -131,10 +154,20 @@ impl TestApp {
         Self::spawn_on(policy, clock.clone()).await
     }
 
+    /// Serves `policy` with its state on `backend`.
+    pub async fn spawn_on_backend(policy: &str, backend: Backend) -> TestApp {
+        Self::spawn_full(policy, Arc::new(SystemClock), backend).await
+    }
+
     async fn spawn_on(policy: &str, clock: Arc<dyn Clock>) -> TestApp {
+        Self::spawn_full(policy, clock, Backend::from_env()).await
+    }
+
+    async fn spawn_full(policy: &str, clock: Arc<dyn Clock>, backend: Backend) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(dir.path().join("countersign.toml"), policy).expect("write config");
-        let mut app = Self::start(dir, HashMap::new(), clock).await;
+        let pg = (backend == Backend::Postgres).then(crate::pg::fresh_database);
+        write_config(dir.path(), policy, pg.as_ref());
+        let mut app = Self::start(dir, pg, HashMap::new(), clock).await;
         let users: Vec<String> = app
             .service
             .config()
@@ -152,6 +185,7 @@ impl TestApp {
 
     async fn start(
         dir: TempDir,
+        pg: Option<crate::pg::PgDatabase>,
         tokens: HashMap<String, String>,
         clock: Arc<dyn Clock>,
     ) -> TestApp {
@@ -175,6 +209,7 @@ impl TestApp {
         TestApp {
             url,
             dir,
+            pg,
             service,
             http: reqwest::Client::new(),
             tokens,
@@ -190,18 +225,24 @@ impl TestApp {
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
         let tokens = std::mem::take(&mut self.tokens);
         let clock = self.clock.clone();
+        let pg = self.pg.take();
         drop(self);
-        Self::start(dir, tokens, clock).await
+        Self::start(dir, pg, tokens, clock).await
     }
 
-    /// Restarts on the same data dir with `config` as the config file.
+    /// Restarts on the same data dir with `config` as the config file (on the same
+    /// backend: a PostgreSQL test server keeps its `[storage]`).
     pub async fn restart_with(self, config: &str) -> TestApp {
-        std::fs::write(self.config_path(), config).expect("config");
+        write_config(self.dir.path(), config, self.pg.as_ref());
         self.restart().await
     }
 
-    /// Runs SQL straight on the SQLite file, as a second process would.
+    /// Runs SQL straight on the database, as a second process would.
     pub fn sql(&self, sql: &str) {
+        if let Some(pg) = &self.pg {
+            pg.psql(sql);
+            return;
+        }
         let conn = rusqlite::Connection::open(self.db_path()).expect("open db");
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .expect("busy timeout");
@@ -216,6 +257,15 @@ impl TestApp {
         if let Some(h) = self.handle.take() {
             h.await.expect("server task");
         }
+    }
+
+    /// `policy` loaded as this server's config file would be (on this server's backend).
+    pub fn config_of(&self, policy: &str) -> Config {
+        let text = match &self.pg {
+            Some(pg) => format!("{policy}\n{}", pg.storage_toml()),
+            None => policy.to_owned(),
+        };
+        Config::from_toml_str(&text, &self.config_path(), self.dir.path()).expect("config")
     }
 
     /// Path of the config file.
@@ -345,11 +395,31 @@ impl TestApp {
         body["events"].as_array().expect("events").clone()
     }
 
-    /// Number of rows in a table, read straight from the SQLite file.
+    /// Number of rows in a table, read straight from the database.
     pub fn count(&self, sql: &str) -> i64 {
+        if let Some(pg) = &self.pg {
+            let out = pg.psql(sql);
+            return out
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("{sql}: {out:?}"));
+        }
         let conn = rusqlite::Connection::open(self.db_path()).expect("open db");
         conn.query_row(sql, [], |r| r.get(0)).expect("count")
     }
+}
+
+/// Writes `config` as the config file in `dir`, with the `[storage]` section and the
+/// password file of `pg` when the state is in PostgreSQL.
+pub fn write_config(dir: &Path, config: &str, pg: Option<&crate::pg::PgDatabase>) {
+    let text = match pg {
+        Some(pg) => {
+            pg.write_password_file(dir);
+            format!("{config}\n{}", pg.storage_toml())
+        }
+        None => config.to_owned(),
+    };
+    std::fs::write(dir.join("countersign.toml"), text).expect("write config");
 }
 
 async fn split(resp: reqwest::Response) -> (StatusCode, Value) {

@@ -228,9 +228,7 @@ async fn a_retry_after_the_policy_changed_still_gets_the_request_made() {
     let id = first["id"].as_str().unwrap().to_owned();
     let tighter = POLICY.replace("max_ttl = \"2h\"", "max_ttl = \"1h\"");
     assert_ne!(tighter, POLICY);
-    let config =
-        countersign::config::Config::from_toml_str(&tighter, &app.config_path(), app.dir.path())
-            .expect("policy");
+    let config = app.config_of(&tighter);
     app.service.reload(config, "operator").expect("reload");
     let (status, replayed, again) = create_keyed(&app, "alice", "k-4", &asked).await;
     assert_eq!((status, replayed), (StatusCode::CREATED, true), "{again}");

@@ -12,7 +12,7 @@ use super::Conn;
 use crate::store::StoreError;
 
 /// The advisory lock migrations hold ("cs-migr").
-const MIGRATE_LOCK: i64 = 0x6373_2d6d_6967_72;
+const MIGRATE_LOCK: i64 = 0x0063_732d_6d69_6772;
 
 /// The migrations, oldest first.
 const MIGRATIONS: &[&str] = &[r#"

@@ -8,9 +8,13 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_executor::block_on;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::config::SslMode;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{AsyncMessage, Client, NoTls, Socket};
 
+use super::tls::Rustls;
 use super::{CONNECT_WAIT, Conn, PgOptions};
+use crate::config::PgTls;
 use crate::store::{StoreError, lock};
 
 /// How often waiters are woken anyway while the listener is not connected (so a wait on
@@ -20,6 +24,8 @@ const POLL_WHILE_DEAF: Duration = Duration::from_secs(1);
 /// Pooled connections to one database.
 pub(in crate::store) struct Pool {
     config: tokio_postgres::Config,
+    /// TLS to the server (`None`: a server on this machine, without TLS).
+    tls: Option<Rustls>,
     runtime: tokio::runtime::Handle,
     /// Ends the runtime's thread when the pool goes.
     _stop: tokio::sync::oneshot::Sender<()>,
@@ -83,6 +89,16 @@ impl Pool {
         if let Some(password) = &options.password {
             config.password(password.as_bytes());
         }
+        let tls = match &options.tls {
+            PgTls::Disable => {
+                config.ssl_mode(SslMode::Disable);
+                None
+            }
+            PgTls::VerifyFull { root_cert } => {
+                config.ssl_mode(SslMode::Require);
+                Some(Rustls::new(root_cert.as_deref())?)
+            }
+        };
         config
             .application_name("countersign")
             .connect_timeout(Duration::from_secs(5))
@@ -109,6 +125,7 @@ impl Pool {
             })?;
         Ok(Pool {
             config,
+            tls,
             runtime: handle,
             _stop: stop,
             size: options.pool_size.max(2),
@@ -125,15 +142,10 @@ impl Pool {
     /// A new connection, driven on the pool's runtime.
     fn connect(&self) -> Result<Conn, StoreError> {
         let config = self.config.clone();
-        let task = self.runtime.spawn(async move {
-            let (client, connection) = config.connect(NoTls).await?;
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::debug!(error = %e, "a database connection ended");
-                }
-            });
-            Ok::<_, tokio_postgres::Error>(client)
-        });
+        let task = match self.tls.clone() {
+            None => self.runtime.spawn(connect_with(config, NoTls)),
+            Some(tls) => self.runtime.spawn(connect_with(config, tls)),
+        };
         match block_on(task) {
             Ok(Ok(client)) => Ok(Conn::new(client)),
             Ok(Err(e)) => Err(StoreError::from_pg(e)),
@@ -229,41 +241,81 @@ impl Pool {
         commits: tokio::sync::watch::Sender<u64>,
     ) {
         let config = self.config.clone();
-        self.runtime.spawn(async move {
-            let bump = || commits.send_modify(|n| *n = n.wrapping_add(1));
-            loop {
-                match config.connect(NoTls).await {
-                    Ok((client, mut connection)) => {
-                        let listened =
-                            async { client.batch_execute(&format!("LISTEN {channel}")).await };
-                        let mut listened = std::pin::pin!(listened);
-                        // Drive the connection while LISTEN runs, then forever.
-                        let mut ok = false;
-                        loop {
-                            let message = std::future::poll_fn(|cx| {
-                                if !ok && let std::task::Poll::Ready(r) = listened.as_mut().poll(cx)
-                                {
-                                    ok = true;
-                                    if r.is_err() {
-                                        return std::task::Poll::Ready(None);
-                                    }
-                                    bump();
-                                }
-                                connection.poll_message(cx)
-                            })
-                            .await;
-                            match message {
-                                Some(Ok(AsyncMessage::Notification(_))) => bump(),
-                                Some(Ok(_)) => {}
-                                Some(Err(_)) | None => break,
+        match self.tls.clone() {
+            None => drop(
+                self.runtime
+                    .spawn(listen_with(config, NoTls, channel, commits)),
+            ),
+            Some(tls) => drop(
+                self.runtime
+                    .spawn(listen_with(config, tls, channel, commits)),
+            ),
+        }
+    }
+}
+
+/// Connects with `tls`, driving the connection on the current runtime.
+async fn connect_with<T>(
+    config: tokio_postgres::Config,
+    tls: T,
+) -> Result<Client, tokio_postgres::Error>
+where
+    T: MakeTlsConnect<Socket> + Send + 'static,
+    T::Stream: Send + 'static,
+    T::TlsConnect: Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    let (client, connection) = config.connect(tls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "a database connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// The listener's loop (see [`Pool::listen`]).
+async fn listen_with<T>(
+    config: tokio_postgres::Config,
+    tls: T,
+    channel: &'static str,
+    commits: tokio::sync::watch::Sender<u64>,
+) where
+    T: MakeTlsConnect<Socket> + Clone + Send + 'static,
+    T::Stream: Send + 'static,
+    T::TlsConnect: Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    let bump = || commits.send_modify(|n| *n = n.wrapping_add(1));
+    loop {
+        match config.connect(tls.clone()).await {
+            Ok((client, mut connection)) => {
+                let listened = async { client.batch_execute(&format!("LISTEN {channel}")).await };
+                let mut listened = std::pin::pin!(listened);
+                // Drive the connection while LISTEN runs, then forever.
+                let mut ok = false;
+                loop {
+                    let message = std::future::poll_fn(|cx| {
+                        if !ok && let std::task::Poll::Ready(r) = listened.as_mut().poll(cx) {
+                            ok = true;
+                            if r.is_err() {
+                                return std::task::Poll::Ready(None);
                             }
+                            bump();
                         }
+                        connection.poll_message(cx)
+                    })
+                    .await;
+                    match message {
+                        Some(Ok(AsyncMessage::Notification(_))) => bump(),
+                        Some(Ok(_)) => {}
+                        Some(Err(_)) | None => break,
                     }
-                    Err(e) => tracing::debug!(error = %e, "the commit listener cannot connect"),
                 }
-                bump();
-                tokio::time::sleep(POLL_WHILE_DEAF).await;
             }
-        });
+            Err(e) => tracing::debug!(error = %e, "the commit listener cannot connect"),
+        }
+        bump();
+        tokio::time::sleep(POLL_WHILE_DEAF).await;
     }
 }
