@@ -16,6 +16,7 @@ mod local;
 mod read;
 mod reload;
 mod revoke;
+pub mod skew;
 mod token;
 mod users;
 mod view;
@@ -59,6 +60,8 @@ pub struct Service {
     guard: Arc<Guard>,
     /// Where every operation reads the time (`clock.rs`).
     clock: Arc<dyn Clock>,
+    /// This replica's clock against the database's (`service/skew.rs`).
+    skew: skew::Skew,
 }
 
 impl std::fmt::Debug for Service {
@@ -92,6 +95,7 @@ impl Service {
             krl: std::sync::Mutex::new(None),
             guard,
             clock,
+            skew: skew::Skew::default(),
         }
     }
 
@@ -120,6 +124,7 @@ impl Service {
         let (store, guard) = state::open_store(&config, &public, &access, plan, operator, now)?;
         audit::verify_store(&store)?;
         let service = Self::with_guard(config, ca, store, guard, clock);
+        service.check_clock()?;
         if matches!(access, Access::Serve { .. }) {
             service.record_policy(operator, "start")?;
         }

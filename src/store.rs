@@ -182,6 +182,23 @@ impl Store {
         pg::PgStore::peek(options, meta::current_ca)
     }
 
+    /// The database server's clock now, in unix milliseconds (PostgreSQL's
+    /// `clock_timestamp()`); `None` on SQLite, which has no clock of its own.
+    pub fn database_now_ms(&self) -> Result<Option<i64>, StoreError> {
+        match &self.backend {
+            Backend::Lite(_) => Ok(None),
+            Backend::Pg(pg) => pg
+                .read(|conn| {
+                    Tx::postgres(conn).one(
+                        "SELECT CAST(floor(extract(epoch FROM clock_timestamp()) * 1000) AS BIGINT)",
+                        &[],
+                        |r| r.get(0),
+                    )
+                })
+                .map(Some),
+        }
+    }
+
     /// Whether this store is on PostgreSQL (shared by replicas) rather than SQLite.
     pub fn is_postgres(&self) -> bool {
         matches!(self.backend, Backend::Pg(_))

@@ -16,8 +16,22 @@ pub(super) async fn sweep_expired(state: Arc<Service>) {
         .clamp(Duration::from_secs(1), Duration::from_secs(30));
     let mut tick = tokio::time::interval(period);
     let mut marked = tokio::time::Instant::now();
+    let mut clock_checked = tokio::time::Instant::now();
     loop {
         tick.tick().await;
+        // A replica on PostgreSQL compares its clock with the database's (it was
+        // measured at start too); a clock that strays stops it signing.
+        if state.store().is_postgres()
+            && clock_checked.elapsed() >= crate::service::skew::CHECK_EVERY
+        {
+            clock_checked = tokio::time::Instant::now();
+            if let Err(e) = blocking(&state, |s| s.check_clock()).await {
+                tracing::warn!(
+                    code = e.code().as_str(),
+                    "could not compare the clock with the database's"
+                );
+            }
+        }
         // The high-water mark follows the audit head about once a minute, so that a
         // restore of an older copy is noticed even when nothing was revoked since.
         if marked.elapsed() >= MARK_PERIOD {

@@ -57,6 +57,7 @@ impl Service {
     /// It reads only: a database that refuses writes (a full disk) still reads as ready,
     /// and the writes answer for themselves (500, `timeout`).
     pub fn readiness(&self) -> Result<Ready, ServiceError> {
+        self.clock_agrees()?;
         let ours = summary::digest(&policy_summary(&self.config()));
         let recorded = self.store.read(meta::recorded_policy)?;
         let recorded: Option<Value> = recorded

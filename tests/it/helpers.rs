@@ -154,6 +154,15 @@ impl TestApp {
         Self::spawn_on(policy, clock.clone()).await
     }
 
+    /// [`TestApp::spawn_with_clock`] with its state on `backend`.
+    pub async fn spawn_with_clock_on(
+        policy: &str,
+        clock: &Arc<ManualClock>,
+        backend: Backend,
+    ) -> TestApp {
+        Self::spawn_full(policy, clock.clone(), backend).await
+    }
+
     /// Serves `policy` with its state on `backend`.
     pub async fn spawn_on_backend(policy: &str, backend: Backend) -> TestApp {
         Self::spawn_full(policy, Arc::new(SystemClock), backend).await

@@ -88,3 +88,58 @@ async fn a_database_without_a_recorded_policy_is_not_ready() {
         "{body}"
     );
 }
+
+/// A replica whose clock strays from the database's by more than 5 s refuses to sign and
+/// is not ready, and is both again once the clocks agree (PostgreSQL: SQLite has no
+/// clock of its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_clock_strays_from_the_databases_does_not_sign() {
+    let clock = manual_clock();
+    let app = TestApp::spawn_with_clock_on(POLICY, &clock, Backend::Postgres).await;
+    let id = app.create_ok("alice", "prod-db").await;
+    let skew = app
+        .service
+        .check_clock()
+        .expect("measured")
+        .expect("on PostgreSQL");
+    assert!(
+        skew.abs() < 2_000,
+        "the test machine's clocks agree: {skew} ms"
+    );
+
+    clock.advance(std::time::Duration::from_secs(8));
+    let skew = app.service.check_clock().unwrap().unwrap();
+    assert!(skew < -5_000, "{skew} ms");
+    let (status, body) = ready(&app).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(code(&body), "not_ready", "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("clock"),
+        "{body}"
+    );
+    let (status, body) = app.approve("bob", &id).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+        "{body}"
+    );
+    let (_, body) = app.request("alice", &id).await;
+    assert_eq!(body["status"], "pending", "nothing was signed: {body}");
+
+    clock.set(chrono::Utc::now());
+    app.service.check_clock().unwrap();
+    let (status, body) = ready(&app).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app.approve("bob", &id).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// On SQLite there is no database clock: the check measures nothing and never refuses.
+#[tokio::test]
+async fn on_sqlite_there_is_no_database_clock_to_stray_from() {
+    let clock = manual_clock();
+    let app = TestApp::spawn_with_clock_on(POLICY, &clock, Backend::Sqlite).await;
+    clock.advance(std::time::Duration::from_secs(3600));
+    assert_eq!(app.service.check_clock().unwrap(), None);
+    assert_eq!(ready(&app).await.0, StatusCode::OK);
+}

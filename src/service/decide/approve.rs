@@ -16,6 +16,8 @@ impl Service {
         id: &RequestId,
         comment: Option<Text>,
     ) -> Result<RequestView, ServiceError> {
+        // Approving may sign: never by a clock the database disagrees with.
+        self.clock_agrees()?;
         let config = self.config();
         let policy = &config.policy;
         let now = self.now();

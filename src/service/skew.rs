@@ -1,0 +1,78 @@
+//! The replica's clock against the database's (PostgreSQL): validity windows, expiry and
+//! the audit log's times must not depend on which replica answered, so a replica whose
+//! clock strays from the database's warns, and past a bound refuses to sign and reports
+//! itself not ready until the clocks agree again. SQLite has no clock of its own: the
+//! check does not apply there.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use super::{Service, ServiceError};
+
+/// Above this the replica warns.
+pub const WARN_SKEW: Duration = Duration::from_secs(2);
+/// Above this the replica refuses to sign and is not ready.
+pub const MAX_SKEW: Duration = Duration::from_secs(5);
+/// How often the daemon measures.
+pub const CHECK_EVERY: Duration = Duration::from_secs(30);
+
+/// The last measured skew in milliseconds (database minus replica); [`UNKNOWN`] before
+/// the first measurement or on SQLite.
+#[derive(Debug)]
+pub(super) struct Skew(AtomicI64);
+
+const UNKNOWN: i64 = i64::MIN;
+
+impl Default for Skew {
+    fn default() -> Self {
+        Skew(AtomicI64::new(UNKNOWN))
+    }
+}
+
+impl Service {
+    /// Measures this replica's clock (the one it signs by) against the database's and
+    /// keeps the result for [`Service::clock_agrees`]; returns the skew in milliseconds
+    /// (database minus replica), `None` on SQLite. Logs a warning above [`WARN_SKEW`]
+    /// and an error above [`MAX_SKEW`].
+    pub fn check_clock(&self) -> Result<Option<i64>, ServiceError> {
+        let before = self.now();
+        let Some(database) = self.store.database_now_ms()? else {
+            return Ok(None);
+        };
+        let after = self.now();
+        let middle = before.timestamp_millis() / 2 + after.timestamp_millis() / 2;
+        let skew = database.saturating_sub(middle);
+        self.skew.0.store(skew, Ordering::Relaxed);
+        let off = skew.unsigned_abs();
+        if off > MAX_SKEW.as_millis() as u64 {
+            tracing::error!(
+                skew_ms = skew,
+                "this replica's clock differs from the database's by more than {}s: it refuses \
+                 to sign and reports itself not ready until they agree (fix NTP)",
+                MAX_SKEW.as_secs()
+            );
+        } else if off > WARN_SKEW.as_millis() as u64 {
+            tracing::warn!(
+                skew_ms = skew,
+                "this replica's clock differs from the database's by more than {}s (fix NTP)",
+                WARN_SKEW.as_secs()
+            );
+        }
+        Ok(Some(skew))
+    }
+
+    /// Whether the last measurement allows signing: an error naming the skew when it was
+    /// above [`MAX_SKEW`] (never measured, or SQLite: allowed).
+    pub fn clock_agrees(&self) -> Result<(), ServiceError> {
+        let skew = self.skew.0.load(Ordering::Relaxed);
+        if skew != UNKNOWN && skew.unsigned_abs() > MAX_SKEW.as_millis() as u64 {
+            return Err(ServiceError::NotReady(format!(
+                "this replica's clock differs from the database's by {:.1}s (more than {}s): it \
+                 does not sign until they agree",
+                skew as f64 / 1000.0,
+                MAX_SKEW.as_secs()
+            )));
+        }
+        Ok(())
+    }
+}
