@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test: unit, property, HTTP integration, CLI, and end-to-end against a real
-# OpenSSH sshd, and the benchmark's smoke tests (bench/, a workspace member).
-# Installs OpenSSH and PostgreSQL first if they are missing. Extra arguments go to cargo
-# test.
+# OpenSSH sshd, and the benchmark's smoke tests (bench/, a workspace member); then the
+# integration suite once more with every test server on PostgreSQL (a throw-away cluster
+# the tests start themselves, tests/it/pg.rs), so that both storage backends pass the
+# same tests. Installs OpenSSH and PostgreSQL first if they are missing. Extra arguments
+# go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-openssh.sh
 scripts/install-postgres.sh
 cargo test --locked --workspace "$@"
+echo "== the integration suite again, on PostgreSQL (COUNTERSIGN_TEST_BACKEND=postgres)" >&2
+COUNTERSIGN_TEST_BACKEND=postgres cargo test --locked --test it "$@"

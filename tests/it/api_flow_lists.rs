@@ -44,7 +44,7 @@ async fn many_newer_requests_of_others_do_not_hide_ones_own() {
     // (alice may neither approve nor see them).
     let now = chrono::Utc::now().timestamp();
     insert_requests(
-        &app.db_path(),
+        &app,
         "frank",
         "deploy",
         "pending",
@@ -81,8 +81,8 @@ async fn lists_page_through_every_request_once_newest_first() {
     // frank's that alice may not see.
     let base = chrono::Utc::now().timestamp() - 100;
     let seconds = [0, 0, 0, 1, 1, 2, 3].map(|s| base + s);
-    let ids = insert_requests(&app.db_path(), "alice", "prod-db", "denied", seconds);
-    let franks = insert_requests(&app.db_path(), "frank", "deploy", "denied", [base + 1]).remove(0);
+    let ids = insert_requests(&app, "alice", "prod-db", "denied", seconds);
+    let franks = insert_requests(&app, "frank", "deploy", "denied", [base + 1]).remove(0);
     let mut expected: Vec<(i64, String)> = seconds.into_iter().zip(ids).collect();
     expected.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
     let expected: Vec<String> = expected.into_iter().map(|(_, id)| id).collect();
@@ -166,7 +166,6 @@ async fn lists_page_through_every_request_once_newest_first() {
 #[tokio::test]
 async fn an_approver_who_also_requests_pages_through_all_sources_each_request_once() {
     let app = TestApp::spawn().await;
-    let db = app.db_path();
     let base = chrono::Utc::now().timestamp() - 100;
     // carol (dba, security) requests ops and deploy-audit and approves prod-db, ops,
     // two-person and deploy-audit: her own ops and deploy-audit requests come from two
@@ -181,10 +180,10 @@ async fn an_approver_who_also_requests_pages_through_all_sources_each_request_on
             ("alice", "two-person", vec![2]),
         ] {
             let at: Vec<i64> = seconds.iter().map(|s| base + s).collect();
-            let ids = insert_requests(&db, requester, role, status, at.clone());
+            let ids = insert_requests(&app, requester, role, status, at.clone());
             visible.extend(at.into_iter().zip(ids));
         }
-        insert_requests(&db, "frank", "deploy", status, [base + 1]);
+        insert_requests(&app, "frank", "deploy", status, [base + 1]);
         visible.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
         let expected: Vec<String> = visible.into_iter().map(|(_, id)| id).collect();
 

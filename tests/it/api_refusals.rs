@@ -216,7 +216,7 @@ async fn conflict_is_checked_again_at_signing_and_refuses_the_request() {
     let app = TestApp::spawn_with(&policy_without_conflict).await;
     let deploy = app.create_ok("alice", "deploy").await;
     let audit_role = app.create_ok("alice", "deploy-audit").await;
-    std::fs::write(app.config_path(), POLICY).unwrap();
+    app.write_config(POLICY).unwrap();
     let app = app.restart().await;
     let (status, body) = app.approve("dave", &deploy).await;
     assert_eq!(
@@ -248,11 +248,8 @@ async fn conflict_is_checked_again_at_signing_and_refuses_the_request() {
 async fn role_changed_after_the_request_refuses_it_policy_changed() {
     let app = TestApp::spawn().await;
     let id = app.create_ok("alice", "prod-db").await;
-    std::fs::write(
-        app.config_path(),
-        POLICY.replace(r#"max_ttl = "2h""#, r#"max_ttl = "8h""#),
-    )
-    .unwrap();
+    app.write_config(POLICY.replace(r#"max_ttl = "2h""#, r#"max_ttl = "8h""#))
+        .unwrap();
     let app = app.restart().await;
     let (status, body) = app.approve("bob", &id).await;
     assert_eq!(
@@ -278,11 +275,8 @@ async fn a_removed_roles_requests_are_not_strangers_business() {
     let id = app.create_ok("alice", "two-person").await;
     let start = POLICY.find("[roles.two-person]").unwrap();
     let end = POLICY.find("[roles.deploy]").unwrap();
-    std::fs::write(
-        app.config_path(),
-        format!("{}{}", &POLICY[..start], &POLICY[end..]),
-    )
-    .unwrap();
+    app.write_config(format!("{}{}", &POLICY[..start], &POLICY[end..]))
+        .unwrap();
     let app = app.restart().await;
     let (status, body) = app.approve("erin", &id).await;
     assert_eq!(
@@ -304,11 +298,8 @@ async fn a_removed_roles_requests_are_not_strangers_business() {
 async fn removed_user_can_no_longer_do_anything() {
     let app = TestApp::spawn().await;
     let id = app.create_ok("frank", "prod-db").await;
-    std::fs::write(
-        app.config_path(),
-        POLICY.replace("[users.frank]\ngroups = [\"dev\"]\n", ""),
-    )
-    .unwrap();
+    app.write_config(POLICY.replace("[users.frank]\ngroups = [\"dev\"]\n", ""))
+        .unwrap();
     let app = app.restart().await;
     let (status, body) = app.get("frank", "/v1/whoami").await;
     assert_eq!(

@@ -70,7 +70,8 @@ fn tamper(app: &TestApp, sql: &str) {
 
 #[tokio::test]
 async fn the_log_refuses_edits_and_a_tampered_row_is_detected() {
-    let mut app = TestApp::spawn().await;
+    // SQLite only: the test reaches into the database file itself.
+    let mut app = TestApp::spawn_on_backend(POLICY, Backend::Sqlite).await;
     let id = app.create_ok("alice", "prod-db").await;
     app.approve("bob", &id).await;
     let conn = rusqlite::Connection::open(app.db_path()).unwrap();
@@ -132,7 +133,8 @@ async fn the_log_refuses_edits_and_a_tampered_row_is_detected() {
 
 #[tokio::test]
 async fn a_deleted_event_is_detected() {
-    let mut app = TestApp::spawn().await;
+    // SQLite only: the test reaches into the database file itself.
+    let mut app = TestApp::spawn_on_backend(POLICY, Backend::Sqlite).await;
     let id = app.create_ok("alice", "prod-db").await;
     app.approve("bob", &id).await;
     app.stop().await;
@@ -261,4 +263,45 @@ async fn an_issued_event_without_its_approvals_fails_verify_naming_it() {
     assert!(!out.status.success(), "serve must refuse a broken chain");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("event {seq}")), "{err}");
+}
+
+/// On PostgreSQL the log refuses UPDATE, DELETE and TRUNCATE too, and a row edited by
+/// someone who turned the guard off (the database's owner can) breaks verification, on
+/// the API and in the operator command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_the_log_refuses_edits_and_a_tampered_row_is_detected() {
+    let mut app = TestApp::spawn_on_backend(POLICY, Backend::Postgres).await;
+    let id = app.create_ok("alice", "prod-db").await;
+    app.approve("bob", &id).await;
+    let pg = app.pg.as_ref().expect("on PostgreSQL");
+    for edit in [
+        "UPDATE audit SET actor = 'mallory' WHERE action = 'request.approved'",
+        "DELETE FROM audit",
+        "TRUNCATE audit",
+    ] {
+        let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pg.psql(edit)));
+        assert!(refused.is_err(), "{edit} was allowed");
+    }
+
+    pg.psql(
+        "ALTER TABLE audit DISABLE TRIGGER USER; \
+         UPDATE audit SET actor = 'mallory' WHERE action = 'request.approved'; \
+         ALTER TABLE audit ENABLE TRIGGER USER;",
+    );
+    let seq = app.count("SELECT seq FROM audit WHERE action = 'request.approved'");
+    let (status, body) = app.get("bob", "/v1/audit/verify").await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::INTERNAL_SERVER_ERROR, "audit_broken"),
+        "{body}"
+    );
+    app.stop().await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args(["audit", "verify", "--config"])
+        .arg(app.config_path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("event {seq}")), "{stderr}");
 }

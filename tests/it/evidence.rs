@@ -42,7 +42,8 @@ fn drop_triggers_and(db: &Path, sql: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn checkpoint_is_an_ssh_signature_and_exposes_truncation() {
-    let app = TestApp::spawn().await;
+    // SQLite only: the test reaches into the database file itself.
+    let app = TestApp::spawn_on_backend(POLICY, Backend::Sqlite).await;
     issued(&app, "alice", "prod-db", None).await;
     let cp = app.dir.path().join("checkpoint");
     let out = run(
@@ -125,7 +126,8 @@ async fn checkpoint_is_an_ssh_signature_and_exposes_truncation() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn checkpoint_exposes_a_rollback_to_an_old_copy_and_a_forged_statement() {
-    let mut app = TestApp::spawn().await;
+    // SQLite only: the test reaches into the database file itself.
+    let mut app = TestApp::spawn_on_backend(POLICY, Backend::Sqlite).await;
     issued(&app, "alice", "prod-db", None).await;
     let snapshot = app.dir.path().join("old-copy.db");
     {

@@ -13,7 +13,7 @@ async fn list_pages_with_limit_and_after_and_names_the_next_page_on_stderr() {
     // 10,001 of alice's requests straight into the database: one more than a list shows.
     let now = chrono::Utc::now().timestamp();
     let ids = insert_requests(
-        &d.app.db_path(),
+        &d.app,
         "alice",
         "shell",
         "denied",
@@ -76,7 +76,7 @@ async fn list_pages_with_limit_and_after_and_names_the_next_page_on_stderr() {
         out.stderr
     );
     // Nor is a request she may not see (frank's): not found, as for status.
-    let franks = insert_requests(&d.app.db_path(), "frank", "shell", "denied", [now]);
+    let franks = insert_requests(&d.app, "frank", "shell", "denied", [now]);
     let out = d.ssh("alice", &["list", "--after", &franks[0]]).await;
     assert_eq!(out.status, 1, "{out:?}");
     assert!(

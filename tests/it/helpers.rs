@@ -1,5 +1,10 @@
 //! `TestApp`: a fresh countersign (temp dir, CA key, database) served on 127.0.0.1:0,
-//! with one helper per endpoint; plus key and ssh-keygen helpers.
+//! with one helper per endpoint; plus key and ssh-keygen helpers. What touches the
+//! database itself (the backend, rows written straight into it) is in `helpers/db.rs`.
+
+mod db;
+
+pub use db::{Backend, insert_requests, write_config};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -99,27 +104,6 @@ pub fn policy_with_many_pending() -> String {
 /// seconds) until the test moves it.
 pub fn manual_clock() -> Arc<ManualClock> {
     Arc::new(ManualClock::starting_now())
-}
-
-/// Where a test server keeps its state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// The SQLite file in the data folder.
-    Sqlite,
-    /// A fresh database on the test PostgreSQL cluster (`tests/it/pg.rs`).
-    Postgres,
-}
-
-impl Backend {
-    /// The backend tests run on unless they name one: `COUNTERSIGN_TEST_BACKEND`
-    /// (`sqlite`, the default, or `postgres`), so that the whole suite can run on either.
-    pub fn from_env() -> Backend {
-        match std::env::var("COUNTERSIGN_TEST_BACKEND").as_deref() {
-            Ok("postgres") => Backend::Postgres,
-            Ok("sqlite") | Err(_) => Backend::Sqlite,
-            Ok(other) => panic!("COUNTERSIGN_TEST_BACKEND={other}: sqlite or postgres"),
-        }
-    }
 }
 
 /// A running server and what the test needs to talk to it.
@@ -246,18 +230,6 @@ impl TestApp {
         self.restart().await
     }
 
-    /// Runs SQL straight on the database, as a second process would.
-    pub fn sql(&self, sql: &str) {
-        if let Some(pg) = &self.pg {
-            pg.psql(sql);
-            return;
-        }
-        let conn = rusqlite::Connection::open(self.db_path()).expect("open db");
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .expect("busy timeout");
-        conn.execute_batch(sql).expect("sql");
-    }
-
     /// Stops the server and waits until it has closed the database.
     pub async fn stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
@@ -268,23 +240,9 @@ impl TestApp {
         }
     }
 
-    /// `policy` loaded as this server's config file would be (on this server's backend).
-    pub fn config_of(&self, policy: &str) -> Config {
-        let text = match &self.pg {
-            Some(pg) => format!("{policy}\n{}", pg.storage_toml()),
-            None => policy.to_owned(),
-        };
-        Config::from_toml_str(&text, &self.config_path(), self.dir.path()).expect("config")
-    }
-
     /// Path of the config file.
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("countersign.toml")
-    }
-
-    /// Path of the SQLite database.
-    pub fn db_path(&self) -> PathBuf {
-        self.service.config().database_path()
     }
 
     /// A new token for `user`, created the way `countersign token create` does.
@@ -403,32 +361,6 @@ impl TestApp {
         assert_eq!(status, StatusCode::OK, "{body}");
         body["events"].as_array().expect("events").clone()
     }
-
-    /// Number of rows in a table, read straight from the database.
-    pub fn count(&self, sql: &str) -> i64 {
-        if let Some(pg) = &self.pg {
-            let out = pg.psql(sql);
-            return out
-                .trim()
-                .parse()
-                .unwrap_or_else(|_| panic!("{sql}: {out:?}"));
-        }
-        let conn = rusqlite::Connection::open(self.db_path()).expect("open db");
-        conn.query_row(sql, [], |r| r.get(0)).expect("count")
-    }
-}
-
-/// Writes `config` as the config file in `dir`, with the `[storage]` section and the
-/// password file of `pg` when the state is in PostgreSQL.
-pub fn write_config(dir: &Path, config: &str, pg: Option<&crate::pg::PgDatabase>) {
-    let text = match pg {
-        Some(pg) => {
-            pg.write_password_file(dir);
-            format!("{config}\n{}", pg.storage_toml())
-        }
-        None => config.to_owned(),
-    };
-    std::fs::write(dir.join("countersign.toml"), text).expect("write config");
 }
 
 async fn split(resp: reqwest::Response) -> (StatusCode, Value) {
@@ -451,38 +383,6 @@ pub fn listed_ids(body: &Value) -> Vec<String> {
         .iter()
         .map(|r| r["id"].as_str().unwrap().to_owned())
         .collect()
-}
-
-/// Writes requests of `requester` for `role` with `status` straight into the database,
-/// one per creation time (unix seconds; each expires an hour after), in one transaction;
-/// returns their ids in that order. For lists longer than a test could create through
-/// the API in good time.
-pub fn insert_requests(
-    db: &Path,
-    requester: &str,
-    role: &str,
-    status: &str,
-    created: impl IntoIterator<Item = i64>,
-) -> Vec<String> {
-    let mut conn = rusqlite::Connection::open(db).unwrap();
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .unwrap();
-    let tx = conn.transaction().unwrap();
-    let mut ids = Vec::new();
-    for at in created {
-        let id = countersign::names::RequestId::random(&mut rand::rng());
-        tx.execute(
-            "INSERT INTO requests (id, role, requester, reason, ttl_seconds, public_key, \
-             key_fingerprint, principals, role_digest, status, created_at, expires_at) \
-             VALUES (?1, ?2, ?3, 'bulk', 1800, 'ssh-ed25519 AAAA', 'SHA256:x', '[]', 'x', \
-             ?4, ?5, ?6)",
-            rusqlite::params![id.as_str(), role, requester, status, at, at + 3600],
-        )
-        .unwrap();
-        ids.push(id.as_str().to_owned());
-    }
-    tx.commit().unwrap();
-    ids
 }
 
 /// A fresh Ed25519 key pair.

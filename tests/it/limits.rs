@@ -228,7 +228,8 @@ fn failed_authentications_are_logged_without_the_token() {
 #[tokio::test]
 async fn lists_answer_while_writes_fail() {
     let clock = manual_clock();
-    let app = TestApp::spawn_with_clock(POLICY, &clock).await;
+    // SQLite only: the test reaches into the database file itself.
+    let app = TestApp::spawn_with_clock_on(POLICY, &clock, Backend::Sqlite).await;
     let ids = [app.create_ok("alice", "prod-db").await];
     app.sql(
         "CREATE TRIGGER no_writes BEFORE UPDATE ON requests \
@@ -246,7 +247,8 @@ async fn lists_answer_while_writes_fail() {
 /// runs. (A database that hangs instead is cut off after 2 s; not tested.)
 #[tokio::test]
 async fn health_fails_when_a_database_read_fails() {
-    let app = TestApp::spawn().await;
+    // SQLite only: the test reaches into the database file itself.
+    let app = TestApp::spawn_on_backend(POLICY, Backend::Sqlite).await;
     let health = || async {
         let resp = app
             .http

@@ -20,7 +20,8 @@ async fn ready(app: &TestApp) -> (StatusCode, Value) {
 
 #[tokio::test]
 async fn a_replica_on_the_newest_policy_is_ready_and_one_left_behind_is_not() {
-    let app = TestApp::spawn().await;
+    // SQLite only: the test reaches into the database file itself.
+    let app = TestApp::spawn_on_backend(POLICY, Backend::Sqlite).await;
     let (status, body) = ready(&app).await;
     assert_eq!(
         (status, body["status"].as_str()),

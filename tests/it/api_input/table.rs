@@ -399,7 +399,8 @@ async fn send(app: &TestApp, case: &Case) -> (StatusCode, Value) {
 
 #[tokio::test]
 async fn every_hostile_input_gets_a_clear_4xx_and_changes_nothing() {
-    let app = TestApp::spawn().await;
+    // SQLite only: the test reaches into the database file itself.
+    let app = TestApp::spawn_on_backend(POLICY, Backend::Sqlite).await;
     // One real request, so that ids of the right shape exist next to the bad ones.
     let real = app.create_ok("alice", "two-person").await;
     let key = public_line(&new_key());
