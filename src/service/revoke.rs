@@ -237,6 +237,11 @@ impl Service {
     /// plus the backdate (a lagging server's clock) is after `now`.
     pub fn krl_at(&self, now: DateTime<Utc>) -> Result<Arc<Krl>, ServiceError> {
         let now = unix(now);
+        // Dated the start of the current [`KRL_REFRESH`] period, not the second: replicas
+        // sharing one database then build the same bytes, version and ETag (Ed25519
+        // signatures are deterministic too), unless a listed certificate drops out
+        // between their builds.
+        let period = now - now.rem_euclid(KRL_REFRESH);
         // Servers poll this every minute or so. The KRL changes only when a certificate
         // is revoked (the version goes up, whichever process revoked it) or when a listed
         // certificate expires and drops out; until then the last one built is exact.
@@ -264,7 +269,7 @@ impl Service {
             version,
             // The time it was made: signed with the bytes, it tells `krl --out` how old
             // an answer is, so a KRL replayed from the past is refused, not kept.
-            generated_date: u64::try_from(now).unwrap_or(0),
+            generated_date: u64::try_from(period).unwrap_or(0),
             comment: "countersign",
             ca: self.ca.public_key_data(),
             serials: &serials,
@@ -293,7 +298,7 @@ impl Service {
                 exact_until: revoked
                     .first_expiry
                     .map_or(i64::MAX, |t| t.saturating_add(self.skew()))
-                    .min(now.saturating_add(KRL_REFRESH)),
+                    .min(period.saturating_add(KRL_REFRESH)),
             });
         }
         drop(cache);

@@ -119,11 +119,16 @@ async fn krl_lists_revoked_unexpired_serials_and_ssh_keygen_reads_it() {
     // stays. Both KRLs below are built for their moment (krl_at), not waited for.
     let expires = valid_before(&c3);
     let at = |unix: i64| chrono::DateTime::from_timestamp(unix, 0).unwrap();
-    let within = app.service.krl_at(at(expires + 30)).unwrap();
+    // A KRL is dated the start of its minute (the same bytes on every replica), and
+    // rebuilt when the next one begins: build this one in the minute of the last second.
+    let last_second = expires + 59;
+    let minute = last_second - last_second.rem_euclid(60);
+    let within = app.service.krl_at(at(minute.max(expires + 1))).unwrap();
     let listing = ssh_keygen_list_krl(dir, &within.bytes);
     assert!(listing.contains(&format!("serial: {s3}")), "{listing}");
-    // The last second it is listed: the KRL built at +30 s is still exact, and reused.
-    let last = app.service.krl_at(at(expires + 59)).unwrap();
+    // The last second it is listed: the KRL built earlier that minute is still exact,
+    // and reused.
+    let last = app.service.krl_at(at(last_second)).unwrap();
     assert!(
         std::sync::Arc::ptr_eq(&within, &last),
         "rebuilt inside its window"
