@@ -147,6 +147,29 @@ impl TestApp {
         Self::spawn_full(policy, clock.clone(), backend).await
     }
 
+    /// A second replica of `first` (on PostgreSQL): a new data folder holding only a copy
+    /// of the CA key, the same config and database.
+    pub async fn spawn_replica_of(first: &TestApp, policy: &str) -> TestApp {
+        let pg = first
+            .pg
+            .clone()
+            .expect("replicas share a PostgreSQL database");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let key = first.service.config().ca.key_file.clone();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).expect("data dir");
+        std::fs::set_permissions(
+            &data,
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o700),
+        )
+        .expect("mode");
+        let copy = data.join(key.file_name().expect("key file name"));
+        std::fs::copy(&key, &copy).expect("copy the CA key");
+        write_config(dir.path(), policy, Some(&pg));
+        let tokens = first.tokens.clone();
+        Self::start(dir, Some(pg), tokens, first.clock.clone()).await
+    }
+
     /// Serves `policy` with its state on `backend`.
     pub async fn spawn_on_backend(policy: &str, backend: Backend) -> TestApp {
         Self::spawn_full(policy, Arc::new(SystemClock), backend).await

@@ -44,6 +44,7 @@ mod pg;
 mod properties;
 mod ready;
 mod reload;
+mod replicas;
 mod revocation;
 mod revocation_krl;
 mod sshd;

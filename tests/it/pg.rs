@@ -176,6 +176,7 @@ impl Cluster {
 
 /// One test's database: what a countersign config names (`url`) and the secret it
 /// reads from a file (`password`).
+#[derive(Clone)]
 pub struct PgDatabase {
     /// The database name.
     pub name: String,

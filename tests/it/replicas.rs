@@ -1,0 +1,115 @@
+//! Replicas on one PostgreSQL database, in one process: a new replica joins with only the
+//! config and the CA key, one with another CA key is refused, and what one replica
+//! writes the others see at once (reads, the KRL, waiters woken by LISTEN/NOTIFY). The
+//! HA tests with real processes, kills and restarts are in `ha.rs`.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+
+use crate::helpers::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_replica_needs_only_the_config_and_the_ca_key() {
+    let first = TestApp::spawn_on_backend(POLICY, Backend::Postgres).await;
+    let id = first.create_ok("alice", "prod-db").await;
+    let second = TestApp::spawn_replica_of(&first, POLICY).await;
+    assert!(
+        !second.dir.path().join("data/countersign.db").exists(),
+        "no SQLite file on a replica"
+    );
+    // The request made on the first is approved on the second, and read on both.
+    let (status, body) = second.approve("bob", &id).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let serial = body["certificate"]["serial"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned();
+    let (_, seen) = first.request("alice", &id).await;
+    assert_eq!(seen["status"], "issued", "{seen}");
+
+    // Revoked on the first: the same KRL (bytes, version, ETag) from both at once.
+    let (status, body) = crate::revocation::revoke_serial(&first, "bob", &serial).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (a, b) = (krl(&first).await, krl(&second).await);
+    assert_eq!(a, b, "one KRL for the whole deployment");
+    assert_eq!(a.1.as_deref(), Some("1"), "version 1 after one revocation");
+
+    // One audit chain: it verifies from either replica and holds both replicas' events.
+    for app in [&first, &second] {
+        let (status, body) = app.get("bob", "/v1/audit/verify").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let events = second.audit("").await;
+    let actions: Vec<&str> = events.iter().filter_map(|e| e["action"].as_str()).collect();
+    for action in [
+        "request.created",
+        "certificate.issued",
+        "certificate.revoked",
+    ] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
+}
+
+/// The KRL a replica serves: (bytes, version header, ETag).
+async fn krl(app: &TestApp) -> (Vec<u8>, Option<String>, Option<String>) {
+    let resp = app
+        .http
+        .get(format!("{}/v1/krl", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (version, etag) = (header("x-krl-version"), header("etag"));
+    (resp.bytes().await.unwrap().to_vec(), version, etag)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_with_another_ca_key_refuses_to_start_naming_both_keys() {
+    let first = TestApp::spawn_on_backend(POLICY, Backend::Postgres).await;
+    let recorded = first.service.ca().fingerprint();
+    let pg = first.pg.clone().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), POLICY, Some(&pg));
+    let config = countersign::config::Config::load(&dir.path().join("countersign.toml")).unwrap();
+    // An empty data folder would get a new key made: that key is not the database's.
+    let err = countersign::service::Service::open(
+        config,
+        countersign::state::Access::Serve {
+            accept_rollback: None,
+        },
+        "operator:test",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains(&recorded), "{err}");
+    assert!(err.contains("CA key"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_on_one_replica_hears_of_a_commit_on_another_at_once() {
+    let first = TestApp::spawn_on_backend(POLICY, Backend::Postgres).await;
+    let second = TestApp::spawn_replica_of(&first, POLICY).await;
+    let id = first.create_ok("alice", "prod-db").await;
+    let mut commits = second.service.store().subscribe_commits();
+    commits.borrow_and_update();
+    let started = Instant::now();
+    let (status, body) = first.approve("bob", &id).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    tokio::time::timeout(Duration::from_secs(5), commits.changed())
+        .await
+        .expect("the other replica's commit is heard")
+        .unwrap();
+    println!(
+        "a commit on one replica woke a waiter on another after {:?}",
+        started.elapsed()
+    );
+    let (_, seen) = second.request("alice", &id).await;
+    assert_eq!(seen["status"], "issued", "{seen}");
+}
