@@ -34,6 +34,7 @@ mod front_door;
 mod front_door_commands;
 mod front_door_flood;
 mod front_door_limits;
+mod ha;
 mod fuzz_corpus;
 mod idempotency;
 mod layout;
