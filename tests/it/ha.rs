@@ -290,3 +290,23 @@ pub fn krl_serials(bytes: &[u8]) -> std::collections::BTreeSet<u64> {
     }
     serials
 }
+
+impl Drop for Replicas {
+    /// A failed test shows what the replicas logged beyond info.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for (i, s) in self.servers.iter().enumerate() {
+            if let Some(s) = s {
+                let log = s.log();
+                let bad: Vec<&str> = log
+                    .lines()
+                    .filter(|l| l.contains("ERROR") || l.contains("WARN"))
+                    .take(40)
+                    .collect();
+                eprintln!("replica {i} log (warnings and errors):\n{}", bad.join("\n"));
+            }
+        }
+    }
+}

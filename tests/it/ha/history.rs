@@ -92,7 +92,11 @@ impl History {
             }
         }
         for (id, serials) in &issued_by_request {
-            assert_eq!(serials.len(), 1, "request {id} has certificates {serials:?}");
+            assert_eq!(
+                serials.len(),
+                1,
+                "request {id} has certificates {serials:?}"
+            );
         }
         for id in &told.created {
             assert!(created.contains(id), "acknowledged request {id} is lost");

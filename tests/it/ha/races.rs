@@ -17,10 +17,17 @@ fn approve(
     user: &str,
     id: &str,
 ) -> tokio::task::JoinHandle<(String, StatusCode, String)> {
-    let (http, url, token) = (Http::new(), replicas.url(i), replicas.token(user).to_owned());
+    let (http, url, token) = (
+        Http::new(),
+        replicas.url(i),
+        replicas.token(user).to_owned(),
+    );
     let (user, path) = (user.to_owned(), format!("/v1/requests/{id}/approve"));
     tokio::spawn(async move {
-        let a = http.post(&url, &token, &path, json!({}), None).await.unwrap();
+        let a = http
+            .post(&url, &token, &path, json!({}), None)
+            .await
+            .unwrap();
         let code = a.code().to_owned();
         (user, a.status, code)
     })
@@ -150,7 +157,9 @@ async fn conflicting_roles_across_replicas_are_never_both_held() {
     for (n, user) in ["alice", "frank"].iter().enumerate() {
         let deploy = create(&replicas, n % 3, user, "deploy").await;
         let audit = create(&replicas, (n + 1) % 3, user, "deploy-audit").await;
-        let a = approve(&replicas, (n + 2) % 3, "bob", &audit).await.unwrap();
+        let a = approve(&replicas, (n + 2) % 3, "bob", &audit)
+            .await
+            .unwrap();
         assert_eq!(a.1, StatusCode::OK, "step 1 of 2");
         pairs.push((deploy, audit));
     }
@@ -162,7 +171,11 @@ async fn conflicting_roles_across_replicas_are_never_both_held() {
         let other = approve(&replicas, (n + 1) % 3, "erin", audit);
         let mut statuses = [one.await.unwrap().1, other.await.unwrap().1];
         statuses.sort();
-        assert_eq!(statuses, [StatusCode::OK, StatusCode::FORBIDDEN], "{deploy} {audit}");
+        assert_eq!(
+            statuses,
+            [StatusCode::OK, StatusCode::FORBIDDEN],
+            "{deploy} {audit}"
+        );
     }
     // With the conflict declared from the start: the two requests made at once on two
     // replicas are never both accepted.
@@ -188,11 +201,18 @@ async fn conflicting_roles_across_replicas_are_never_both_held() {
             .filter(|a| a.status == StatusCode::CREATED)
             .map(|a| a.body["id"].as_str().unwrap())
             .collect();
-        assert!(made.len() <= 1, "round {round}: both conflicting requests made");
+        assert!(
+            made.len() <= 1,
+            "round {round}: both conflicting requests made"
+        );
     }
     // Nobody holds both roles: read the certificates of every request.
     let a = http
-        .get(&replicas.url(2), replicas.token("bob"), "/v1/audit?limit=10000")
+        .get(
+            &replicas.url(2),
+            replicas.token("bob"),
+            "/v1/audit?limit=10000",
+        )
         .await
         .unwrap();
     let mut held = std::collections::BTreeMap::<String, Vec<String>>::new();
@@ -200,7 +220,11 @@ async fn conflicting_roles_across_replicas_are_never_both_held() {
         if e["action"] == "certificate.issued" {
             let id = e["request_id"].as_str().unwrap();
             let r = http
-                .get(&replicas.url(0), replicas.token("bob"), &format!("/v1/requests/{id}"))
+                .get(
+                    &replicas.url(0),
+                    replicas.token("bob"),
+                    &format!("/v1/requests/{id}"),
+                )
                 .await
                 .unwrap();
             let requester = r.body["requester"].as_str().unwrap().to_owned();
@@ -224,7 +248,11 @@ impl Replicas {
         let text = std::fs::read_to_string(&config).unwrap();
         let storage = &text[text.find("\n[storage]").unwrap()..];
         std::fs::write(&config, format!("{policy}{storage}")).unwrap();
-        let before = self.server(i).log().matches("configuration reloaded").count();
+        let before = self
+            .server(i)
+            .log()
+            .matches("configuration reloaded")
+            .count();
         let pid = self.server(i).pid().to_string();
         assert!(
             std::process::Command::new("kill")
@@ -234,7 +262,13 @@ impl Replicas {
                 .success()
         );
         let deadline = Instant::now() + Duration::from_secs(20);
-        while self.server(i).log().matches("configuration reloaded").count() == before {
+        while self
+            .server(i)
+            .log()
+            .matches("configuration reloaded")
+            .count()
+            == before
+        {
             assert!(Instant::now() < deadline, "{}", self.server(i).log());
             std::thread::sleep(Duration::from_millis(20));
         }
