@@ -65,8 +65,12 @@ impl Replicas {
             copy_ca_key(&key, &dir.path().join("data"));
         }
         let config0 = dirs[0].path().join("countersign.toml");
-        let tokens = USERS
-            .iter()
+        let policy_users: Vec<&str> = USERS
+            .into_iter()
+            .filter(|u| policy.contains(&format!("[users.{u}]")))
+            .collect();
+        let tokens = policy_users
+            .into_iter()
             .map(|u| (u.to_string(), create_token(&config0, u)))
             .collect();
         let mut replicas = Replicas {
@@ -153,11 +157,10 @@ pub struct Http {
     client: reqwest::Client,
 }
 
-/// An answer: status, JSON body (or the text as a string), headers.
+/// An answer: status, JSON body (or the text as a string).
 pub struct Answer {
     pub status: StatusCode,
     pub body: Value,
-    pub headers: reqwest::header::HeaderMap,
 }
 
 impl Answer {
@@ -233,14 +236,9 @@ impl Http {
 
 async fn answer(resp: reqwest::Response) -> Result<Answer, reqwest::Error> {
     let status = resp.status();
-    let headers = resp.headers().clone();
     let text = resp.text().await?;
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    Ok(Answer {
-        status,
-        body,
-        headers,
-    })
+    Ok(Answer { status, body })
 }
 
 /// A fresh `public_key` line.
