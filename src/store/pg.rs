@@ -126,14 +126,24 @@ impl Conn {
 
 impl StoreError {
     /// A PostgreSQL error: the server's refusal (a constraint, bad SQL) is a database
-    /// error; a connection that failed or closed means the database is unavailable.
+    /// error; a connection that failed or closed means the database is unavailable, and
+    /// so does the server ending the session itself: a FATAL error, or SQLSTATE class
+    /// 08 (connection exception) or 57 (operator intervention: "terminating connection
+    /// due to administrator command" at a shutdown, "the database system is starting
+    /// up" during recovery).
     pub(super) fn from_pg(e: tokio_postgres::Error) -> StoreError {
-        if e.as_db_error().is_some() && !e.is_closed() {
-            StoreError::Postgres(e)
-        } else {
-            StoreError::Unavailable(e.to_string())
+        match e.as_db_error() {
+            Some(db) if !e.is_closed() && !server_gone(db) => StoreError::Postgres(e),
+            _ => StoreError::Unavailable(e.to_string()),
         }
     }
+}
+
+/// Whether the server's error means it is going away or not yet there (see
+/// [`StoreError::from_pg`]), rather than refusing this statement.
+fn server_gone(db: &tokio_postgres::error::DbError) -> bool {
+    let class = db.code().code().get(..2);
+    matches!(db.severity(), "FATAL" | "PANIC") || matches!(class, Some("08" | "57"))
 }
 
 /// The PostgreSQL side of [`Store`](super::Store).

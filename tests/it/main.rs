@@ -35,6 +35,7 @@ mod front_door_commands;
 mod front_door_flood;
 mod front_door_limits;
 mod fuzz_corpus;
+mod ha;
 mod idempotency;
 mod layout;
 mod limits;
