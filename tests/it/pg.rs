@@ -219,6 +219,16 @@ impl PgDatabase {
     }
 
     /// Runs `sql` in this database as its owner role; output as [`Cluster::psql`].
+    /// A PostgreSQL client tool (`pg_dump`, `pg_restore`) connected to this database as
+    /// its owner: add the tool's own arguments.
+    pub fn tool(&self, name: &str) -> std::process::Command {
+        let mut cmd = std::process::Command::new(server::bin(name));
+        cmd.env("PGPASSWORD", &self.password)
+            .args(["-h", HOST, "-p", &self.port.to_string(), "-U", &self.user])
+            .args(["-d", &self.name]);
+        cmd
+    }
+
     pub fn psql(&self, sql: &str) -> String {
         let target = Target::Db {
             port: self.port,

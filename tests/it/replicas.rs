@@ -113,3 +113,74 @@ async fn a_waiter_on_one_replica_hears_of_a_commit_on_another_at_once() {
     let (_, seen) = second.request("alice", &id).await;
     assert_eq!(seen["status"], "issued", "{seen}");
 }
+
+/// The rollback guard holds on PostgreSQL: the database restored (pg_restore) from a dump
+/// taken before a revocation is refused by the replica that saw the revocation, until an
+/// operator accepts it, and then the revocation is still in the KRL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_restored_to_before_a_revocation_is_refused_until_accepted() {
+    let mut app = TestApp::spawn_on_backend(POLICY, Backend::Postgres).await;
+    let pg = app.pg.clone().unwrap();
+    let id = app.create_ok("alice", "prod-db").await;
+    let (_, body) = app.approve("bob", &id).await;
+    let serial = body["certificate"]["serial"].as_str().unwrap().to_owned();
+    let dump = app.dir.path().join("before.dump");
+    let out = pg
+        .tool("pg_dump")
+        .args(["-Fc", "-f"])
+        .arg(&dump)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (status, body) = crate::revocation::revoke_serial(&app, "bob", &serial).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    app.stop().await;
+
+    let out = pg
+        .tool("pg_restore")
+        .args(["--clean", "--if-exists", "--no-owner"])
+        .arg(&dump)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let revoked = app.count("SELECT count(*) FROM certificates WHERE revoked_at IS NOT NULL");
+    assert_eq!(revoked, 0, "the restored copy predates the revocation");
+
+    let config = app.config_path();
+    let log = match crate::process::ServerProcess::start_with(
+        crate::process::operator(&config).arg("serve"),
+    ) {
+        Ok(_) => panic!("serve started on the rolled-back database"),
+        Err(log) => log,
+    };
+    assert!(log.contains("--accept-rollback"), "{log}");
+
+    let server =
+        crate::process::ServerProcess::start_with(crate::process::operator(&config).args([
+            "serve",
+            "--accept-rollback",
+            "--reason",
+            "restored from the nightly dump",
+        ]))
+        .unwrap_or_else(|log| panic!("{log}"));
+    let krl = reqwest::get(format!("{}/v1/krl", server.url))
+        .await
+        .unwrap();
+    assert_eq!(krl.status(), StatusCode::OK);
+    let bytes = krl.bytes().await.unwrap();
+    let listing = crate::revocation_krl::ssh_keygen_list_krl(app.dir.path(), &bytes);
+    assert!(
+        listing.contains(&format!("serial: {serial}")),
+        "the revocation is carried over: {listing}"
+    );
+    let version = countersign::krl::read(&bytes).unwrap().version;
+    assert!(version >= 2, "the version never goes back: {version}");
+}

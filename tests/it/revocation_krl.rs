@@ -40,7 +40,7 @@ fn ssh_keygen_query(dir: &Path, krl: &[u8], cert: &str) -> bool {
     revoked
 }
 
-fn ssh_keygen_list_krl(dir: &Path, krl: &[u8]) -> String {
+pub fn ssh_keygen_list_krl(dir: &Path, krl: &[u8]) -> String {
     let path = dir.join(format!("l-{}.krl", rand::random::<u32>()));
     std::fs::write(&path, krl).unwrap();
     let out = std::process::Command::new("ssh-keygen")
