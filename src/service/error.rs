@@ -193,6 +193,11 @@ impl ServiceError {
             e if e.kind() == ErrorKind::Internal => {
                 tracing::error!(error = %chain(e), "internal error");
             }
+            // The caller hears only "unavailable"; the operator needs the cause (the
+            // server down, a refused password, a full pool).
+            ServiceError::Store(StoreError::Unavailable(why)) => {
+                tracing::warn!(cause = %why, "the database is unavailable");
+            }
             _ => {}
         }
     }

@@ -159,6 +159,22 @@ thread_local! {
     static WRITING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// Marks this thread as inside a write's closure until dropped (a panic included).
+struct Writing;
+
+impl Writing {
+    fn enter() -> Writing {
+        WRITING.with(|w| w.set(true));
+        Writing
+    }
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        WRITING.with(|w| w.set(false));
+    }
+}
+
 /// The notification channel every write transaction notifies on commit.
 const CHANNEL: &str = "countersign_commits";
 
@@ -203,6 +219,9 @@ impl PgStore {
         }
         let conn = self.pool.get()?;
         conn.batch("BEGIN ISOLATION LEVEL READ COMMITTED")?;
+        // Closed, not pooled, if this ends in any other way than a COMMIT or ROLLBACK
+        // that went through (an error, a panic in `f`): never reused mid-transaction.
+        conn.abandon();
         let xid = conn
             .query(
                 "SELECT txid_current(), pg_advisory_xact_lock(?1)::text",
@@ -219,14 +238,15 @@ impl PgStore {
                 return Err(e.into());
             }
         };
-        WRITING.with(|w| w.set(true));
-        let out = f(&conn);
-        WRITING.with(|w| w.set(false));
+        let out = {
+            let _writing = Writing::enter();
+            f(&conn)
+        };
         let out = match out {
             Ok(out) => out,
             Err(e) => {
-                if conn.batch("ROLLBACK").is_err() {
-                    conn.abandon();
+                if conn.batch("ROLLBACK").is_ok() {
+                    conn.keep();
                 }
                 return Err(e);
             }
@@ -234,6 +254,7 @@ impl PgStore {
         let committed = conn.batch(&format!("NOTIFY {CHANNEL}; COMMIT"));
         match committed {
             Ok(()) => {
+                conn.keep();
                 self.commits.send_modify(|n| *n = n.wrapping_add(1));
                 Ok(out)
             }
@@ -245,7 +266,13 @@ impl PgStore {
                         self.commits.send_modify(|n| *n = n.wrapping_add(1));
                         Ok(out)
                     }
-                    Ok(false) => Err(StoreError::CommitFailed(why).into()),
+                    // It did not commit because the server went away (a shutdown, a
+                    // crash): nothing was done, and a retry may succeed.
+                    Ok(false) => Err(StoreError::Unavailable(format!(
+                        "the connection failed during COMMIT and the transaction did not \
+                         commit: {why}"
+                    ))
+                    .into()),
                     Err(e) => Err(e.into()),
                 }
             }
@@ -261,11 +288,18 @@ impl PgStore {
         &self,
         f: impl FnOnce(&Pooled) -> Result<T, E>,
     ) -> Result<T, E> {
+        if WRITING.with(std::cell::Cell::get) {
+            // It would read another snapshot than the write's (without its changes), on a
+            // second connection the pool may not have while writers queue for the lock.
+            return Err(StoreError::Nested.into());
+        }
         let conn = self.pool.get()?;
         conn.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+        // As in `write`: pooled again only after the ROLLBACK went through.
+        conn.abandon();
         let out = f(&conn);
-        if conn.batch("ROLLBACK").is_err() {
-            conn.abandon();
+        if conn.batch("ROLLBACK").is_ok() {
+            conn.keep();
         }
         out
     }

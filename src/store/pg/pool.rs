@@ -62,6 +62,11 @@ impl Pooled {
     pub(in crate::store) fn abandon(&self) {
         self.abandoned.set(true);
     }
+
+    /// Undoes [`Pooled::abandon`]: the connection is idle again (its transaction ended).
+    pub(in crate::store) fn keep(&self) {
+        self.abandoned.set(false);
+    }
 }
 
 impl Drop for Pooled {
