@@ -39,6 +39,7 @@ mod idempotency;
 mod layout;
 mod limits;
 mod limits_connections;
+mod migrate_store;
 mod offboarding;
 mod pg;
 mod properties;
