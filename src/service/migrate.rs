@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use crate::audit::{self, AuditError};
-use crate::config::Config;
+use crate::config::{Config, StorageSettings};
 use crate::state::{self, StateError};
 use crate::store::copy::{self, CopyError, TableRows};
 use crate::store::{Store, StoreError, certificates, meta};
@@ -117,7 +117,12 @@ pub fn migrate_to_postgres(config: &Config) -> Result<Migrated, MigrateError> {
             source_path.display()
         )));
     }
-    let source = Store::open_existing(&source_path)?;
+    // The source is opened as `serve` on SQLite would open it (read only): it must
+    // belong to the configured CA key and not be behind the state mark, or the copy
+    // would be refused at the first start on PostgreSQL.
+    let mut on_sqlite = config.clone();
+    on_sqlite.storage = StorageSettings::Sqlite;
+    let (source, _) = state::open_existing(&on_sqlite)?;
     let before = audit::verify_store(&source).map_err(MigrateError::SourceAudit)?;
     let target = Store::open_postgres(&options)?;
     copy::sqlite_to_postgres(&source, &target)?;
@@ -131,8 +136,8 @@ pub fn migrate_to_postgres(config: &Config) -> Result<Migrated, MigrateError> {
         )));
     }
     let url = match &config.storage {
-        crate::config::StorageSettings::Postgres(pg) => pg.url.clone(),
-        crate::config::StorageSettings::Sqlite => String::new(),
+        StorageSettings::Postgres(pg) => pg.url.clone(),
+        StorageSettings::Sqlite => String::new(),
     };
     Ok(Migrated {
         source: source_path,

@@ -203,7 +203,7 @@ async fn migrate_store_moves_the_sqlite_state_into_postgres_unchanged() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn migrate_store_refuses_beside_a_running_server_and_without_postgres_config() {
+async fn migrate_store_refuses_beside_a_server_without_postgres_config_or_for_another_ca() {
     let mut app = TestApp::spawn_on_backend(POLICY, Backend::Sqlite).await;
     app.create_ok("alice", "prod-db").await;
     let config = app.config_path();
@@ -227,6 +227,17 @@ async fn migrate_store_refuses_beside_a_running_server_and_without_postgres_conf
     let pg = app.pg.as_ref().unwrap();
     assert_eq!(pg.psql("SELECT to_regclass('audit') IS NULL"), "t", "{err}");
     drop(lock);
+    // A SQLite database of another CA key (the key replaced) is not copied: a server
+    // on the copy would refuse it.
+    let data = app.dir.path().join("data");
+    std::fs::remove_file(data.join("ca_key")).unwrap();
+    std::fs::remove_file(data.join("ca_key.pub")).ok();
+    write_key(&data, "ca_key", &new_key());
+    let out = run(&config, &["migrate-store", "--to", "postgres"]).await;
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("belongs to CA key"), "{err}");
+    assert_eq!(pg.psql("SELECT to_regclass('audit') IS NULL"), "t", "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
