@@ -4,8 +4,8 @@
 //! `cert`, `revoke`, `user`, `done`, `krl`, `audit`, `report`) talk to the HTTP API with
 //! `COUNTERSIGN_URL` and `COUNTERSIGN_TOKEN` (the token is read from the environment
 //! only, never from argv, where `ps` shows it). Operator commands (`init`, `serve`,
-//! `check-config`, `reload`, `token`, `backup`, `audit verify`, `audit checkpoint`) run on
-//! the CA host against the config and its data directory.
+//! `check-config`, `reload`, `token`, `backup`, `migrate-store`, `audit verify`,
+//! `audit checkpoint`) run on the CA host against the config and its data directory.
 
 /// `print!` to stdout that returns the write's error instead of panicking: a full disk
 /// (`> /dev/full`) or a reader that went away (`| head`) becomes an error, not a crash.
@@ -55,6 +55,7 @@ mod export;
 mod files;
 mod init;
 mod krl;
+mod migrate;
 mod output;
 mod reload;
 mod report;
@@ -153,6 +154,9 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Write a consistent, verified copy of the database (on the CA host, also while it serves).
     Backup(backup::BackupArgs),
+    /// Copy the SQLite database into the empty PostgreSQL database the config names
+    /// (on the CA host, with the server stopped).
+    MigrateStore(migrate::MigrateStoreArgs),
     /// Access review: per role, who held it, when, how long, why, approved by whom (admins).
     Report(report::ReportArgs),
 }
@@ -188,6 +192,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Krl(args) => krl::run(&cli.url, args),
         Command::Report(args) => report::run(&cli.url, args),
         Command::Backup(args) => backup::run(&cli.config, &args),
+        Command::MigrateStore(args) => migrate::run(&cli.config, &args),
     }
 }
 

@@ -51,6 +51,7 @@
 
 pub mod audit;
 pub mod certificates;
+pub mod copy;
 pub mod idempotency;
 mod lite;
 pub mod meta;

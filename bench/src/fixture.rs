@@ -43,7 +43,7 @@ pub(crate) struct Prefill {
     pub seconds: f64,
 }
 
-fn policy(port: u16) -> String {
+pub(crate) fn policy(port: u16) -> String {
     let mut t = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n\
          # every load-generator client comes from 127.0.0.1\n\
@@ -91,7 +91,7 @@ fn policy(port: u16) -> String {
     t
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -100,9 +100,18 @@ fn free_port() -> anyhow::Result<u16> {
 impl Fixture {
     /// Writes the policy, creates the database, CA key and one token per user.
     pub(crate) fn create(dir: &Path, server_prefix: Option<String>) -> anyhow::Result<Fixture> {
+        Self::create_with(dir, server_prefix, "")
+    }
+
+    /// [`Fixture::create`] with `extra` appended to the config (a `[storage]` section).
+    pub(crate) fn create_with(
+        dir: &Path,
+        server_prefix: Option<String>,
+        extra: &str,
+    ) -> anyhow::Result<Fixture> {
         let port = free_port()?;
         let config = dir.join("bench.toml");
-        std::fs::write(&config, policy(port))?;
+        std::fs::write(&config, format!("{}\n{extra}", policy(port)))?;
         let cfg = Config::load(&config)?;
         let svc = Service::open(
             cfg,

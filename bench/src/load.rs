@@ -66,7 +66,8 @@ struct Samples {
 }
 
 struct Ctx {
-    address: String,
+    /// The servers' addresses; client k talks to `addresses[k % len]`.
+    addresses: Vec<String>,
     tokens: Vec<String>,
     keys: Vec<String>,
     next: AtomicUsize,
@@ -178,38 +179,48 @@ pub(crate) async fn run(
     clients: usize,
     flows: usize,
 ) -> anyhow::Result<FlowRun> {
-    Ok(measure(fx, server, clients, flows).await?.summary())
+    Ok(measure(fx, &[server], clients, flows).await?.summary())
 }
 
-/// [`run`], unsummed.
+/// [`run`], unsummed, against one or more servers of the same state (replicas): the
+/// clients are spread over them in turn; CPU is summed over them.
 pub(crate) async fn measure(
     fx: &Fixture,
-    server: &Server,
+    servers: &[&Server],
     clients: usize,
     flows: usize,
 ) -> anyhow::Result<Measured> {
-    let url = server.url.as_str();
-    let cpu = || (server.cpu_seconds(), cpu_seconds("/proc/self/stat"));
+    let server_cpu = || servers.iter().map(|s| s.cpu_seconds()).sum::<f64>();
+    let writer_cpu = || servers.iter().map(|s| s.writer_cpu_seconds()).sum::<f64>();
+    let cpu = || (server_cpu(), cpu_seconds("/proc/self/stat"));
     let mut keys = Vec::with_capacity(REQUESTERS);
     for _ in 0..REQUESTERS {
         let k = ssh_key::PrivateKey::random(&mut rand::rng(), ssh_key::Algorithm::Ed25519)?;
         keys.push(k.public_key().to_openssh()?);
     }
-    let address = url
-        .strip_prefix("http://")
-        .ok_or_else(|| anyhow!("the bench server speaks plain HTTP on loopback, not {url}"))?;
+    let mut addresses = Vec::with_capacity(servers.len());
+    for server in servers {
+        let url = server.url.as_str();
+        let address = url
+            .strip_prefix("http://")
+            .ok_or_else(|| anyhow!("the bench server speaks plain HTTP on loopback, not {url}"))?;
+        addresses.push(address.trim_end_matches('/').to_owned());
+    }
+    if addresses.is_empty() {
+        bail!("no server to load");
+    }
     let ctx = Arc::new(Ctx {
-        address: address.trim_end_matches('/').to_owned(),
+        addresses,
         tokens: fx.tokens.clone(),
         keys,
         next: AtomicUsize::new(0),
         flows,
     });
     let (server0, client0) = cpu();
-    let writer0 = server.writer_cpu_seconds();
+    let writer0 = writer_cpu();
     let start = Instant::now();
     let tasks: Vec<_> = (0..clients)
-        .map(|_| tokio::spawn(client(ctx.clone())))
+        .map(|k| tokio::spawn(client(ctx.clone(), k)))
         .collect();
     let mut all = Samples::default();
     for t in tasks {
@@ -226,14 +237,15 @@ pub(crate) async fn measure(
         seconds,
         server_cpu: server1 - server0,
         client_cpu: client1 - client0,
-        writer_cpu: server.writer_cpu_seconds() - writer0,
+        writer_cpu: writer_cpu() - writer0,
         samples: all,
     })
 }
 
-async fn client(ctx: Arc<Ctx>) -> anyhow::Result<Samples> {
+async fn client(ctx: Arc<Ctx>, k: usize) -> anyhow::Result<Samples> {
     let mut s = Samples::default();
-    let mut http = Client::connect(&ctx.address).await?;
+    let address = &ctx.addresses[k % ctx.addresses.len()];
+    let mut http = Client::connect(address).await?;
     loop {
         let i = ctx.next.fetch_add(1, Ordering::Relaxed);
         if i >= ctx.flows {

@@ -7,14 +7,15 @@
 //! countersign's signing door; `fixture.rs` the generated policy, data dirs, tokens and
 //! the prefill; `server.rs` the server child processes and their CPU and memory;
 //! `load.rs` the HTTP load generator; `checks.rs` `audit verify` speed, serial lookups
-//! and the end-of-run check; `echo.rs` the HTTP-only server; `report.rs` the table and
-//! the JSON.
+//! and the end-of-run check; `echo.rs` the HTTP-only server; `postgres.rs` the
+//! PostgreSQL replicas (`--backend postgres`); `report.rs` the table and the JSON.
 
 mod baseline;
 mod checks;
 mod echo;
 mod fixture;
 mod load;
+mod postgres;
 mod report;
 mod run;
 mod server;

@@ -6,6 +6,7 @@ use crate::baseline::Rate;
 use crate::checks::{Check, SerialLookup, VerifySpeed};
 use crate::fixture::Prefill;
 use crate::load::FlowRun;
+use crate::postgres::Waits;
 
 /// Everything one `countersign-bench run` measured.
 #[derive(Debug, Default, Serialize)]
@@ -28,6 +29,16 @@ pub(crate) struct Report {
     pub serial_lookup: Option<SerialLookup>,
     pub rss_mb: f64,
     pub check: Option<Check>,
+    /// `--backend postgres`: replicas on the one PostgreSQL database.
+    pub pg_replicas: usize,
+    /// The C-client flows on SQLite, in turns with `postgres`.
+    pub pg_sqlite: Option<FlowRun>,
+    /// The same flows on PostgreSQL, spread over the replicas.
+    pub postgres: Option<FlowRun>,
+    /// Where PostgreSQL's backends waited meanwhile.
+    pub pg_waits: Option<Waits>,
+    /// Events in the PostgreSQL audit chain, verified after the run.
+    pub pg_audit_events: Option<i64>,
 }
 
 fn flows_line(label: &str, r: &FlowRun) {
@@ -102,6 +113,42 @@ impl Report {
                     r.flows_per_second / h.flows_per_second.max(f64::EPSILON)
                 );
             }
+        }
+        if let (Some(l), Some(p)) = (&self.pg_sqlite, &self.postgres) {
+            flows_line(&format!("  in turns: SQLite, {} clients", l.clients), l);
+            flows_line(
+                &format!(
+                    "  in turns: PostgreSQL, {} replica{}",
+                    self.pg_replicas,
+                    if self.pg_replicas == 1 { "" } else { "s" }
+                ),
+                p,
+            );
+            println!(
+                "{:<34} {:>9.2}x throughput, {:.2}x approve p99",
+                "PostgreSQL vs SQLite, in turns",
+                p.flows_per_second / l.flows_per_second.max(f64::EPSILON),
+                p.approve.p99_ms / l.approve.p99_ms.max(f64::EPSILON)
+            );
+        }
+        if let Some(w) = &self.pg_waits {
+            let total: u64 = w.events.values().sum();
+            let mut top: Vec<_> = w.events.iter().collect();
+            top.sort_by(|a, b| b.1.cmp(a.1));
+            let shares: Vec<String> = top
+                .iter()
+                .take(5)
+                .map(|(e, n)| format!("{e} {:.0}%", **n as f64 * 100.0 / total.max(1) as f64))
+                .collect();
+            println!(
+                "{:<34} {:.1} active backends on average; {}",
+                "PostgreSQL backends (sampled)",
+                total as f64 / w.samples.max(1) as f64,
+                shares.join(", ")
+            );
+        }
+        if let Some(n) = self.pg_audit_events {
+            println!("{:<34} {n} events, chain verifies", "PostgreSQL audit");
         }
         if let Some(p) = &self.prefill {
             println!(

@@ -19,7 +19,7 @@ use clap::Args;
 
 use crate::report::Report;
 use crate::server::Server;
-use crate::{baseline, fixture, load};
+use crate::{baseline, fixture, load, postgres};
 
 /// `countersign-bench run` options (those of the former `countersign bench`).
 #[derive(Debug, Clone, Args)]
@@ -49,6 +49,28 @@ pub(crate) struct RunArgs {
     /// Run the server under this command, for profiling (e.g. "perf record -g -o server.perf").
     #[arg(long)]
     pub server_prefix: Option<String>,
+    /// Also load `--replicas` servers sharing a PostgreSQL database, in turns with the
+    /// SQLite server (`scripts/bench.sh --backend postgres` starts a cluster for it).
+    #[arg(long, value_enum, default_value_t = BackendArg::Sqlite)]
+    pub backend: BackendArg,
+    /// PostgreSQL replicas (`countersign serve` processes on the one database).
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
+    /// With `--backend postgres`: the database, `postgres://USER@127.0.0.1:PORT/DB`.
+    #[arg(long, env = "COUNTERSIGN_BENCH_PG_URL")]
+    pub pg_url: Option<String>,
+    /// With `--backend postgres`: the file holding the role's password (mode 0600).
+    #[arg(long, env = "COUNTERSIGN_BENCH_PG_PASSWORD_FILE")]
+    pub pg_password_file: Option<PathBuf>,
+}
+
+/// `--backend`: what the C-client flows run on besides SQLite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum BackendArg {
+    /// SQLite only.
+    Sqlite,
+    /// SQLite, and PostgreSQL with `--replicas` servers, in turns.
+    Postgres,
 }
 
 /// Turns each server gets when two are compared.
@@ -94,10 +116,19 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         args.clients
     );
     let mut echo = fx.start_echo()?;
-    let (multi, http_only) = in_turns(&rt, (&server, &fx), (&echo, &fx), args.clients, args.flows)?;
+    let (multi, http_only) = in_turns(
+        &rt,
+        (&[&server], &fx),
+        (&[&echo], &fx),
+        args.clients,
+        args.flows,
+    )?;
     report.multi = Some(multi);
     report.http_only = Some(http_only);
     echo.stop()?;
+    if args.backend == BackendArg::Postgres {
+        postgres_phase(&args, &dir, &rt, (&server, &fx), &mut report)?;
+    }
     report.rss_mb = server.peak_rss_mb();
     server.stop()?;
     let mut check = None;
@@ -113,8 +144,8 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         );
         let (small, large) = in_turns(
             &rt,
-            (&small_server, &fx),
-            (&big_server, big),
+            (&[&small_server], &fx),
+            (&[&big_server], big),
             args.clients,
             args.flows,
         )?;
@@ -153,13 +184,65 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The C-client flows on SQLite and on PostgreSQL (`--replicas` servers), in turns.
+fn postgres_phase(
+    args: &RunArgs,
+    dir: &std::path::Path,
+    rt: &tokio::runtime::Runtime,
+    (server, fx): (&Server, &fixture::Fixture),
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let (Some(url), Some(password_file)) = (&args.pg_url, &args.pg_password_file) else {
+        bail!(
+            "--backend postgres needs --pg-url and --pg-password-file (scripts/bench.sh sets them)"
+        );
+    };
+    let pg = postgres::PgTarget {
+        url: url.clone(),
+        password_file: password_file.clone(),
+    };
+    let replicas = args.replicas.max(1);
+    let set = postgres::Replicas::create(
+        &dir.join("postgres"),
+        replicas,
+        &pg,
+        args.server_prefix.clone(),
+    )?;
+    let mut servers = set.start()?;
+    eprintln!(
+        "flows, {} clients, SQLite vs PostgreSQL ({replicas} replicas), {TURNS} turns each...",
+        args.clients
+    );
+    let sampler = postgres::WaitSampler::start(&pg)?;
+    let refs: Vec<&Server> = servers.iter().collect();
+    let turns = in_turns(
+        rt,
+        (&[server], fx),
+        (&refs, &set.fixtures[0]),
+        args.clients,
+        args.flows,
+    );
+    let waits = sampler.finish();
+    let (lite, post) = turns?;
+    for s in &mut servers {
+        report.rss_mb = report.rss_mb.max(s.peak_rss_mb());
+        s.stop()?;
+    }
+    report.pg_replicas = replicas;
+    report.pg_sqlite = Some(lite);
+    report.postgres = Some(post);
+    report.pg_waits = Some(waits);
+    report.pg_audit_events = Some(set.verify()?);
+    Ok(())
+}
+
 /// Loads two servers in alternating turns, `flows` flows each in all: ABBA..., so that
 /// whichever goes first alternates and a steady drift in the machine's speed (a shared
 /// VM's) falls on both alike; their ratio then compares the servers, not two moments.
-fn in_turns(
+pub(crate) fn in_turns(
     rt: &tokio::runtime::Runtime,
-    a: (&Server, &fixture::Fixture),
-    b: (&Server, &fixture::Fixture),
+    a: (&[&Server], &fixture::Fixture),
+    b: (&[&Server], &fixture::Fixture),
     clients: usize,
     flows: usize,
 ) -> anyhow::Result<(load::FlowRun, load::FlowRun)> {
@@ -170,8 +253,8 @@ fn in_turns(
         if turn % 2 == 1 {
             order.reverse();
         }
-        for ((server, fixture), sum) in order {
-            let m = rt.block_on(load::measure(fixture, server, clients, per_turn))?;
+        for ((servers, fixture), sum) in order {
+            let m = rt.block_on(load::measure(fixture, servers, clients, per_turn))?;
             match sum {
                 Some(sum) => sum.add(m),
                 None => *sum = Some(m),

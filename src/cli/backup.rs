@@ -22,6 +22,14 @@ pub struct BackupArgs {
 pub(super) fn run(config: &Path, args: &BackupArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(config)?;
     let local = Local::open(&config)?;
+    if local.is_postgres() {
+        bail!(
+            "the state is in PostgreSQL ([storage] backend = \"postgres\"): `countersign \
+             backup` copies the SQLite file only. Back up PostgreSQL with its own tools: \
+             pg_dump --format=custom (or a base backup with WAL archiving); see \
+             docs/operations.md"
+        );
+    }
     let folder = args
         .out
         .parent()

@@ -77,6 +77,11 @@ impl Local {
         self.store.backup_to(dest)
     }
 
+    /// Whether the state is in PostgreSQL (backed up with its own tools, not `backup`).
+    pub fn is_postgres(&self) -> bool {
+        self.store.is_postgres()
+    }
+
     /// The database's id and its KRL version.
     pub fn identity(&self) -> Result<(String, u64), StoreError> {
         self.store.read(|tx| {

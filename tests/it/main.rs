@@ -40,6 +40,7 @@ mod idempotency;
 mod layout;
 mod limits;
 mod limits_connections;
+mod migrate_store;
 mod offboarding;
 mod pg;
 mod properties;

@@ -1,0 +1,165 @@
+//! The PostgreSQL comparison (`run --backend postgres`, started by `scripts/bench.sh
+//! --backend postgres`, which runs a throw-away cluster): N `countersign serve` replicas
+//! sharing one PostgreSQL database, each with its own data dir (a copy of the one CA
+//! key, its own mark and port), loaded in turns with the SQLite server at the same
+//! client count. While they run, `pg_stat_activity` is sampled to show where the
+//! backends wait (the write lock, the WAL flush, the client).
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use countersign::audit;
+use countersign::service::{Access, Service};
+
+use crate::fixture::{Fixture, free_port, policy};
+use crate::server::Server;
+
+/// Where the PostgreSQL database is.
+#[derive(Debug, Clone)]
+pub(crate) struct PgTarget {
+    /// `postgres://USER@127.0.0.1:PORT/DB`, without a password.
+    pub url: String,
+    /// The role's password, one line, mode 0600.
+    pub password_file: PathBuf,
+}
+
+impl PgTarget {
+    fn storage_toml(&self) -> String {
+        format!(
+            "[storage]\nbackend = \"postgres\"\nurl = \"{}\"\npassword_file = \"{}\"\n",
+            self.url,
+            self.password_file.display()
+        )
+    }
+}
+
+/// The replicas' data dirs; the first made the CA key and the tokens.
+pub(crate) struct Replicas {
+    pub fixtures: Vec<Fixture>,
+}
+
+impl Replicas {
+    /// Creates `n` replica dirs under `dir` on `pg`'s database.
+    pub(crate) fn create(
+        dir: &Path,
+        n: usize,
+        pg: &PgTarget,
+        server_prefix: Option<String>,
+    ) -> anyhow::Result<Replicas> {
+        let storage = pg.storage_toml();
+        let first_dir = dir.join("replica-0");
+        std::fs::create_dir_all(&first_dir).context("replica dir")?;
+        let first = Fixture::create_with(&first_dir, server_prefix.clone(), &storage)?;
+        let key = first.dir.join("data/ca_key");
+        let mut fixtures = Vec::with_capacity(n);
+        for k in 1..n.max(1) {
+            let d = dir.join(format!("replica-{k}"));
+            let data = d.join("data");
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&data)
+                .context("replica data dir")?;
+            let copy = data.join("ca_key");
+            std::fs::copy(&key, &copy).context("copying the CA key")?;
+            std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o600))?;
+            let port = free_port()?;
+            let config = d.join("bench.toml");
+            std::fs::write(&config, format!("{}\n{storage}", policy(port)))?;
+            fixtures.push(Fixture {
+                dir: d,
+                config,
+                port,
+                tokens: first.tokens.clone(),
+                server_prefix: server_prefix.clone(),
+            });
+        }
+        fixtures.insert(0, first);
+        Ok(Replicas { fixtures })
+    }
+
+    /// Starts every replica.
+    pub(crate) fn start(&self) -> anyhow::Result<Vec<Server>> {
+        self.fixtures.iter().map(Fixture::start_server).collect()
+    }
+
+    /// The audit chain of the shared database verifies (and every issuance follows its
+    /// request and approvals); the number of events.
+    pub(crate) fn verify(&self) -> anyhow::Result<i64> {
+        let config = self.fixtures[0].load()?;
+        let service = Service::open(config, Access::Existing, "bench")?;
+        Ok(audit::verify_store(service.store())?.events)
+    }
+}
+
+/// Where active PostgreSQL backends were seen waiting, over the samples taken.
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct Waits {
+    /// Samples taken (about every 100 ms).
+    pub samples: u64,
+    /// `wait_event_type:wait_event` (or `CPU` for none) → backends seen in that state,
+    /// summed over the samples.
+    pub events: BTreeMap<String, u64>,
+}
+
+/// Samples `pg_stat_activity` with `psql` until stopped.
+pub(crate) struct WaitSampler {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Waits>>,
+}
+
+const WAITS_SQL: &str = "SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') \
+     FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' \
+     AND pid <> pg_backend_pid()";
+
+impl WaitSampler {
+    pub(crate) fn start(pg: &PgTarget) -> anyhow::Result<WaitSampler> {
+        let password = std::fs::read_to_string(&pg.password_file)?
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let url = pg.url.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut waits = Waits::default();
+            // One psql session reading queries from stdin would be cheaper; a process
+            // per sample keeps this simple and is far off the server's cores' budget.
+            while !flag.load(Ordering::Relaxed) {
+                let out = Command::new("psql")
+                    .arg(&url)
+                    .args(["-X", "-A", "-t", "-c", WAITS_SQL])
+                    .env("PGPASSWORD", &password)
+                    .output();
+                let Ok(out) = out else { break };
+                waits.samples += 1;
+                for line in String::from_utf8_lossy(&out.stdout).lines() {
+                    *waits.events.entry(line.trim().to_owned()).or_default() += 1;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            waits
+        });
+        Ok(WaitSampler {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    pub(crate) fn finish(mut self) -> Waits {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,345 @@
+//! Copying a whole SQLite database into an empty PostgreSQL one (`countersign
+//! migrate-store`): every row of every table, unchanged, in one PostgreSQL transaction.
+//!
+//! What is kept as it was, and why:
+//! - the audit chain byte for byte (seq, at, actor, action, request_id, serial, detail,
+//!   prev_hash, hash): it is the evidence, and `audit verify` recomputes it;
+//! - `meta.database_id` (and the KRL floor, and the recorded policy): the state mark
+//!   beside the CA key names the database by it, so a replica started on the copy finds
+//!   the state it published;
+//! - certificate row ids (the identity sequence is moved past them), revocation numbers
+//!   (`revoked_seq`, so the KRL version is the same) and carried revocations;
+//! - approvals in the order they were given (their ids are assigned in that order).
+//!
+//! The target must hold no countersign data ([`CopyError::NotEmpty`]): the copy never
+//! merges two histories. The check runs inside the copy's transaction, which holds the
+//! advisory write lock every write takes, so no replica writes in between.
+
+use super::sql::Param;
+use super::{Store, StoreError, Tx};
+
+/// Rows sent to PostgreSQL in one INSERT.
+const BATCH_ROWS: usize = 500;
+
+/// How one column is read and written.
+#[derive(Clone, Copy)]
+enum Kind {
+    Int,
+    Text,
+}
+
+/// One table to copy: its columns (as both engines name them) and the order rows are
+/// read and inserted in (parents before children, oldest first).
+struct Table {
+    name: &'static str,
+    columns: &'static [(&'static str, Kind)],
+    order: &'static str,
+}
+
+use Kind::{Int, Text};
+
+/// Every table, in an order that satisfies the foreign keys. `meta` is copied apart (its
+/// one row exists already).
+const TABLES: &[Table] = &[
+    Table {
+        name: "requests",
+        columns: &[
+            ("id", Text),
+            ("role", Text),
+            ("requester", Text),
+            ("reason", Text),
+            ("ttl_seconds", Int),
+            ("public_key", Text),
+            ("key_fingerprint", Text),
+            ("principals", Text),
+            ("role_digest", Text),
+            ("status", Text),
+            ("created_at", Int),
+            ("expires_at", Int),
+            ("decided_at", Int),
+            ("decided_by", Text),
+            ("decision_code", Text),
+            ("decision_note", Text),
+        ],
+        order: "rowid",
+    },
+    Table {
+        name: "approvals",
+        columns: &[
+            ("request_id", Text),
+            ("approver", Text),
+            ("at", Int),
+            ("comment", Text),
+        ],
+        // The order they were given in: PostgreSQL numbers them in insert order.
+        order: "rowid",
+    },
+    Table {
+        name: "certificates",
+        columns: &[
+            ("id", Int),
+            ("serial", Int),
+            ("request_id", Text),
+            ("requester", Text),
+            ("role", Text),
+            ("key_id", Text),
+            ("valid_after", Int),
+            ("valid_before", Int),
+            ("certificate", Text),
+            ("revoked_at", Int),
+            ("revoked_by", Text),
+            ("revoke_reason", Text),
+            ("revoked_seq", Int),
+        ],
+        order: "id",
+    },
+    Table {
+        name: "carried_revocations",
+        columns: &[("serial", Int), ("valid_before", Int), ("carried_at", Int)],
+        order: "serial",
+    },
+    Table {
+        name: "tokens",
+        columns: &[
+            ("hash", Text),
+            ("\"user\"", Text),
+            ("created_at", Int),
+            ("revoked_at", Int),
+        ],
+        order: "rowid",
+    },
+    Table {
+        name: "disabled_users",
+        columns: &[
+            ("\"user\"", Text),
+            ("disabled_at", Int),
+            ("disabled_by", Text),
+            ("reason", Text),
+        ],
+        order: "\"user\"",
+    },
+    Table {
+        name: "idempotency_keys",
+        columns: &[
+            ("\"user\"", Text),
+            ("key", Text),
+            ("fingerprint", Text),
+            ("request_id", Text),
+            ("created_at", Int),
+        ],
+        order: "\"user\", key",
+    },
+    Table {
+        name: "ca_keys",
+        columns: &[
+            ("fingerprint", Text),
+            ("public_key", Text),
+            ("since", Int),
+            ("until", Int),
+        ],
+        order: "since, fingerprint",
+    },
+    Table {
+        name: "audit",
+        columns: &[
+            ("seq", Int),
+            ("at", Text),
+            ("actor", Text),
+            ("action", Text),
+            ("request_id", Text),
+            ("serial", Text),
+            ("detail", Text),
+            ("prev_hash", Text),
+            ("hash", Text),
+        ],
+        order: "seq",
+    },
+];
+
+/// Why a copy was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    /// The target already holds countersign data; nothing was changed.
+    #[error(
+        "the PostgreSQL database already holds countersign data ({0}); migrate-store copies \
+         into an empty database only, and nothing was changed"
+    )]
+    NotEmpty(String),
+    /// The source is not SQLite or the target not PostgreSQL.
+    #[error("{0}")]
+    Backends(&'static str),
+    /// Reading or writing failed; the PostgreSQL transaction was rolled back.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How many rows one table holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableRows {
+    /// The table.
+    pub table: &'static str,
+    /// Its rows.
+    pub rows: i64,
+}
+
+/// The number of rows of every copied table (and `meta`), in copy order.
+pub fn row_counts(store: &Store) -> Result<Vec<TableRows>, StoreError> {
+    store.read(counts)
+}
+
+fn counts(tx: &Tx<'_>) -> Result<Vec<TableRows>, StoreError> {
+    let mut out = Vec::with_capacity(TABLES.len() + 1);
+    for table in TABLES.iter().map(|t| t.name).chain(["meta"]) {
+        let rows = tx.one(&format!("SELECT count(*) FROM {table}"), &[], |r| {
+            r.get::<i64>(0)
+        })?;
+        out.push(TableRows { table, rows });
+    }
+    Ok(out)
+}
+
+/// Copies every row of the SQLite store `source` (one read snapshot) into the empty
+/// PostgreSQL store `target`, in one transaction holding the write lock: all or nothing.
+/// Returns the rows copied per table.
+pub fn sqlite_to_postgres(source: &Store, target: &Store) -> Result<Vec<TableRows>, CopyError> {
+    if source.is_postgres() || !target.is_postgres() {
+        return Err(CopyError::Backends(
+            "the copy goes from a SQLite database to a PostgreSQL one",
+        ));
+    }
+    target.write(|to| {
+        refuse_if_not_empty(to)?;
+        source.read(|from| {
+            let mut copied = Vec::with_capacity(TABLES.len() + 1);
+            for table in TABLES {
+                let rows = copy_table(from, to, table)?;
+                copied.push(TableRows {
+                    table: table.name,
+                    rows,
+                });
+            }
+            copy_meta(from, to)?;
+            copied.push(TableRows {
+                table: "meta",
+                rows: 1,
+            });
+            // New certificates get ids after the copied ones.
+            to.one(
+                "SELECT setval(pg_get_serial_sequence('certificates', 'id'), \
+                 coalesce(max(id), 0) + 1, false) FROM certificates",
+                &[],
+                |r| r.get::<i64>(0),
+            )?;
+            Ok::<_, CopyError>(copied)
+        })
+    })
+}
+
+/// Refuses a target that holds any row (beyond the `meta` row its migration made), or
+/// whose `meta` row was changed since.
+fn refuse_if_not_empty(to: &Tx<'_>) -> Result<(), CopyError> {
+    let mut held: Vec<String> = counts(to)?
+        .into_iter()
+        .filter(|t| t.table != "meta" && t.rows > 0)
+        .map(|t| format!("{}: {} rows", t.table, t.rows))
+        .collect();
+    let meta_used = to.one(
+        "SELECT count(*) FROM meta WHERE krl_floor <> 0 OR policy IS NOT NULL",
+        &[],
+        |r| r.get::<i64>(0),
+    )?;
+    if meta_used > 0 {
+        held.push("meta: a recorded policy or KRL floor".into());
+    }
+    if held.is_empty() {
+        Ok(())
+    } else {
+        Err(CopyError::NotEmpty(held.join(", ")))
+    }
+}
+
+/// One column's value, as read from the source.
+enum Value {
+    Int(Option<i64>),
+    Text(Option<String>),
+}
+
+impl Value {
+    fn param(&self) -> &dyn Param {
+        match self {
+            Value::Int(v) => v,
+            Value::Text(v) => v,
+        }
+    }
+}
+
+/// Streams `table` from `from` into `to`, [`BATCH_ROWS`] rows an INSERT; the rows copied.
+fn copy_table(from: &Tx<'_>, to: &Tx<'_>, table: &Table) -> Result<i64, StoreError> {
+    let names: Vec<&str> = table.columns.iter().map(|(n, _)| *n).collect();
+    let select = format!(
+        "SELECT {} FROM {} ORDER BY {}",
+        names.join(", "),
+        table.name,
+        table.order
+    );
+    let mut pending: Vec<Value> = Vec::with_capacity(BATCH_ROWS * names.len());
+    let mut copied = 0i64;
+    from.each(&select, &[], |row| {
+        for (i, (_, kind)) in table.columns.iter().enumerate() {
+            pending.push(match kind {
+                Kind::Int => Value::Int(row.get(i)?),
+                Kind::Text => Value::Text(row.get(i)?),
+            });
+        }
+        copied += 1;
+        if pending.len() >= BATCH_ROWS * names.len() {
+            insert(to, table.name, &names, &pending)?;
+            pending.clear();
+        }
+        Ok::<_, StoreError>(())
+    })?;
+    if !pending.is_empty() {
+        insert(to, table.name, &names, &pending)?;
+    }
+    Ok(copied)
+}
+
+/// One multi-row INSERT of `values` (whole rows of `columns`, in order).
+fn insert(to: &Tx<'_>, table: &str, columns: &[&str], values: &[Value]) -> Result<(), StoreError> {
+    let width = columns.len();
+    let rows: Vec<String> = (0..values.len() / width)
+        .map(|r| {
+            let cells: Vec<String> = (1..=width).map(|c| format!("?{}", r * width + c)).collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect();
+    // A certificate keeps its row id (the column is GENERATED BY DEFAULT).
+    let sql = format!(
+        "INSERT INTO {table} ({}) VALUES {}",
+        columns.join(", "),
+        rows.join(", ")
+    );
+    let params: Vec<&dyn Param> = values.iter().map(Value::param).collect();
+    to.exec(&sql, &params)?;
+    Ok(())
+}
+
+/// The database's identity, KRL floor and recorded policy, over the row the target's
+/// migration created.
+fn copy_meta(from: &Tx<'_>, to: &Tx<'_>) -> Result<(), StoreError> {
+    let (database_id, krl_floor, policy): (String, i64, Option<String>) = from.one(
+        "SELECT database_id, krl_floor, policy FROM meta WHERE id = 1",
+        &[],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let n = to.exec(
+        "UPDATE meta SET database_id = ?1, krl_floor = ?2, policy = ?3 WHERE id = 1",
+        &[&database_id, &krl_floor, &policy],
+    )?;
+    if n != 1 {
+        return Err(StoreError::Corrupt(
+            "the PostgreSQL database has no meta row".into(),
+        ));
+    }
+    Ok(())
+}
