@@ -211,29 +211,15 @@ impl Store {
     /// (group commit: one fsync for many operations); every `Store::write` that `op`
     /// makes runs atomically in its own SAVEPOINT, `op`'s result is delivered only after
     /// the COMMIT, and if the COMMIT fails an `op` that wrote gets
-    /// [`StoreError::CommitFailed`] instead. On PostgreSQL it runs on a blocking thread,
-    /// and each of its writes commits on its own before it returns.
+    /// [`StoreError::CommitFailed`] instead. PostgreSQL batches the same way, on a writer
+    /// thread of its own per replica (`store/pg/batch.rs`).
     pub fn submit<T: Send + 'static>(
         &self,
         op: impl FnOnce() -> T + Send + 'static,
     ) -> Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'static>> {
         match &self.backend {
             Backend::Lite(lite) => Box::pin(lite.submit(op)),
-            Backend::Pg(_) => {
-                let (reply, result) = tokio::sync::oneshot::channel();
-                let run = move || {
-                    let _ = reply.send(op());
-                };
-                match tokio::runtime::Handle::try_current() {
-                    Ok(handle) => drop(handle.spawn_blocking(run)),
-                    Err(_) => run(),
-                }
-                Box::pin(async move {
-                    result
-                        .await
-                        .map_err(|_| StoreError::CommitFailed("the write was abandoned".into()))
-                })
-            }
+            Backend::Pg(pg) => Box::pin(pg.submit(op)),
         }
     }
 

@@ -23,12 +23,14 @@
 //! own (one thread), and queries wait on it with `futures_executor::block_on`, so they
 //! work from any thread (the API's blocking pool, the CLI, tests).
 
+mod batch;
 mod migrations;
 mod pool;
 mod tls;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, mpsc};
 use std::time::Duration;
 
 use futures_executor::block_on;
@@ -148,6 +150,15 @@ fn server_gone(db: &tokio_postgres::error::DbError) -> bool {
 
 /// The PostgreSQL side of [`Store`](super::Store).
 pub(super) struct PgStore {
+    shared: Arc<Shared>,
+    /// Tells this store's writer thread apart from other stores' in the same process.
+    id: u64,
+    /// Where operations given to `submit` queue (`pg/batch.rs`); started on first use.
+    jobs: OnceLock<Option<mpsc::Sender<batch::Job>>>,
+}
+
+/// What the writer thread shares with the store.
+pub(super) struct Shared {
     pool: Pool,
     /// Bumped after every COMMIT of this process, and on every NOTIFY from another.
     commits: tokio::sync::watch::Sender<u64>,
@@ -178,6 +189,64 @@ impl Drop for Writing {
 /// The notification channel every write transaction notifies on commit.
 const CHANNEL: &str = "countersign_commits";
 
+impl Shared {
+    fn committed(&self) {
+        self.commits.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Begins a write transaction on `conn` and takes [`WRITE_LOCK`]; returns its
+    /// transaction id. The connection is marked abandoned (closed, not pooled) until
+    /// [`Shared::end_write`] or a ROLLBACK goes through: never reused mid-transaction.
+    fn begin_write(conn: &Pooled) -> Result<i64, StoreError> {
+        conn.batch("BEGIN ISOLATION LEVEL READ COMMITTED")?;
+        conn.abandon();
+        let rows = conn.query(
+            "SELECT txid_current(), pg_advisory_xact_lock(?1)::text",
+            &[&WRITE_LOCK],
+        )?;
+        match rows.first() {
+            Some(row) => row.try_get::<_, i64>(0).map_err(StoreError::from_pg),
+            None => Err(StoreError::Corrupt("txid_current() returned no row".into())),
+        }
+    }
+
+    /// Commits transaction `xid` on `conn` (notifying the other replicas) and returns
+    /// once it is durable. When the connection fails during COMMIT, asks PostgreSQL
+    /// whether it committed before answering.
+    fn end_write(&self, conn: &Pooled, xid: i64) -> Result<(), StoreError> {
+        match conn.batch(&format!("NOTIFY {CHANNEL}; COMMIT")) {
+            Ok(()) => {
+                conn.keep();
+                self.committed();
+                Ok(())
+            }
+            Err(StoreError::Unavailable(why)) => match self.pool.outcome(xid) {
+                Ok(true) => {
+                    tracing::warn!(xid, "the connection failed during COMMIT; it committed");
+                    self.committed();
+                    Ok(())
+                }
+                // It did not commit because the server went away (a shutdown, a
+                // crash): nothing was done, and a retry may succeed.
+                Ok(false) => Err(StoreError::Unavailable(format!(
+                    "the connection failed during COMMIT and the transaction did not \
+                     commit: {why}"
+                ))),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Ends a transaction that will not commit; the connection is pooled again only if
+    /// the ROLLBACK went through.
+    fn roll_back(conn: &Pooled) {
+        if conn.batch("ROLLBACK").is_ok() {
+            conn.keep();
+        }
+    }
+}
+
 impl PgStore {
     /// Connects, migrates (under an advisory lock, so replicas starting together
     /// migrate once), and starts listening for other replicas' commits.
@@ -189,7 +258,11 @@ impl PgStore {
         }
         let commits = tokio::sync::watch::Sender::new(0);
         pool.listen(CHANNEL, commits.clone());
-        Ok(PgStore { pool, commits })
+        Ok(PgStore {
+            shared: Arc::new(Shared { pool, commits }),
+            id: super::writer::next_store_id(),
+            jobs: OnceLock::new(),
+        })
     }
 
     /// Reads `f` from a database without migrating it; `None` when it has no schema.
@@ -206,101 +279,85 @@ impl PgStore {
     }
 
     pub(super) fn subscribe_commits(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.commits.subscribe()
+        self.shared.commits.subscribe()
+    }
+
+    /// Runs `op` on this store's writer thread, in a batch with whatever else is queued
+    /// (`pg/batch.rs`); resolves once the batch is durable.
+    pub(super) fn submit<T: Send + 'static>(
+        &self,
+        op: impl FnOnce() -> T + Send + 'static,
+    ) -> impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static {
+        let (reply, result) = tokio::sync::oneshot::channel();
+        let sent = match self
+            .jobs
+            .get_or_init(|| batch::start(self.shared.clone(), self.id))
+        {
+            Some(jobs) => jobs.send(batch::job(op, reply)).is_ok(),
+            None => false,
+        };
+        async move {
+            if !sent {
+                return Err(StoreError::CommitFailed(
+                    "the writer thread is not running".into(),
+                ));
+            }
+            result
+                .await
+                .map_err(|_| StoreError::CommitFailed("the write was abandoned".into()))?
+        }
     }
 
     /// `f` in one write transaction holding [`WRITE_LOCK`]; returns once it is durable.
+    /// Inside an operation given to `submit`, a SAVEPOINT of the batch instead.
     pub(super) fn write<T, E: From<StoreError>>(
         &self,
-        f: impl FnOnce(&Pooled) -> Result<T, E>,
+        f: impl FnOnce(&Conn) -> Result<T, E>,
     ) -> Result<T, E> {
+        if batch::open_here(self.id) {
+            return batch::write(f);
+        }
         if WRITING.with(std::cell::Cell::get) {
             return Err(StoreError::Nested.into());
         }
-        let conn = self.pool.get()?;
-        conn.batch("BEGIN ISOLATION LEVEL READ COMMITTED")?;
-        // Closed, not pooled, if this ends in any other way than a COMMIT or ROLLBACK
-        // that went through (an error, a panic in `f`): never reused mid-transaction.
-        conn.abandon();
-        let xid = conn
-            .query(
-                "SELECT txid_current(), pg_advisory_xact_lock(?1)::text",
-                &[&WRITE_LOCK],
-            )
-            .and_then(|rows| match rows.first() {
-                Some(row) => row.try_get::<_, i64>(0).map_err(StoreError::from_pg),
-                None => Err(StoreError::Corrupt("txid_current() returned no row".into())),
-            });
-        let xid = match xid {
-            Ok(xid) => xid,
-            Err(e) => {
-                conn.abandon();
-                return Err(e.into());
-            }
-        };
+        let conn = self.shared.pool.get()?;
+        let xid = Shared::begin_write(&conn)?;
         let out = {
             let _writing = Writing::enter();
             f(&conn)
         };
-        let out = match out {
-            Ok(out) => out,
-            Err(e) => {
-                if conn.batch("ROLLBACK").is_ok() {
-                    conn.keep();
-                }
-                return Err(e);
-            }
-        };
-        let committed = conn.batch(&format!("NOTIFY {CHANNEL}; COMMIT"));
-        match committed {
-            Ok(()) => {
-                conn.keep();
-                self.commits.send_modify(|n| *n = n.wrapping_add(1));
+        match out {
+            Ok(out) => {
+                self.shared.end_write(&conn, xid)?;
                 Ok(out)
             }
-            Err(StoreError::Unavailable(why)) => {
-                conn.abandon();
-                match self.pool.outcome(xid) {
-                    Ok(true) => {
-                        tracing::warn!(xid, "the connection failed during COMMIT; it committed");
-                        self.commits.send_modify(|n| *n = n.wrapping_add(1));
-                        Ok(out)
-                    }
-                    // It did not commit because the server went away (a shutdown, a
-                    // crash): nothing was done, and a retry may succeed.
-                    Ok(false) => Err(StoreError::Unavailable(format!(
-                        "the connection failed during COMMIT and the transaction did not \
-                         commit: {why}"
-                    ))
-                    .into()),
-                    Err(e) => Err(e.into()),
-                }
-            }
             Err(e) => {
-                conn.abandon();
-                Err(e.into())
+                Shared::roll_back(&conn);
+                Err(e)
             }
         }
     }
 
-    /// `f` in a read-only transaction over one snapshot.
+    /// `f` in a read-only transaction over one snapshot (inside an operation given to
+    /// `submit`, on the batch's connection: it sees the batch's writes).
     pub(super) fn read<T, E: From<StoreError>>(
         &self,
-        f: impl FnOnce(&Pooled) -> Result<T, E>,
+        f: impl FnOnce(&Conn) -> Result<T, E>,
     ) -> Result<T, E> {
+        if batch::open_here(self.id) {
+            return batch::read(f);
+        }
         if WRITING.with(std::cell::Cell::get) {
             // It would read another snapshot than the write's (without its changes), on a
             // second connection the pool may not have while writers queue for the lock.
             return Err(StoreError::Nested.into());
         }
-        let conn = self.pool.get()?;
+        let conn = self.shared.pool.get()?;
         conn.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
         // As in `write`: pooled again only after the ROLLBACK went through.
         conn.abandon();
         let out = f(&conn);
-        if conn.batch("ROLLBACK").is_ok() {
-            conn.keep();
-        }
+        Shared::roll_back(&conn);
         out
     }
 }

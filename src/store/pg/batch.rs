@@ -1,0 +1,221 @@
+//! Group commit on PostgreSQL: the operations handed to `Store::submit` queue for one
+//! writer thread per replica, which runs those queued (up to [`MAX_BATCH`]) in one
+//! transaction under the write lock, each `Store::write` in its own SAVEPOINT, and
+//! COMMITs once: one WAL flush, and one wait for the lock, for the whole batch. No
+//! operation's result leaves before the COMMIT; if the batch does not commit, every
+//! operation that wrote, or ran after a write it could have read, gets the failure.
+//! The same rules as SQLite's batches (`store/writer/batch.rs`).
+
+use std::cell::RefCell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, mpsc};
+
+use super::{Conn, Pooled, Shared};
+use crate::store::StoreError;
+
+/// Most operations in one batch.
+const MAX_BATCH: usize = 256;
+
+/// One queued operation: runs inside the batch and returns what to do once the batch's
+/// COMMIT has succeeded (`Ok`) or failed (`Err`).
+pub(super) type Job = Box<dyn FnOnce() -> Finish + Send>;
+/// Delivers an operation's outcome after the COMMIT.
+pub(super) type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+thread_local! {
+    /// The batch this thread (a writer thread) is running, if any.
+    static BATCH: RefCell<Option<Batch>> = const { RefCell::new(None) };
+}
+
+/// A batch in progress on the writer thread.
+struct Batch {
+    /// Which store it belongs to (a test process opens many).
+    store: u64,
+    /// `None` when no connection could be had (then `aborted` says why).
+    conn: Option<Pooled>,
+    /// The operation being run has kept a write.
+    wrote: bool,
+    /// Some operation of this batch has kept a write: later ones may have read it.
+    dirty: bool,
+    /// The transaction is lost (or never began): nothing of this batch commits.
+    aborted: Option<StoreError>,
+}
+
+fn copy(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(why) => StoreError::Unavailable(why.clone()),
+        other => StoreError::CommitFailed(other.to_string()),
+    }
+}
+
+impl Batch {
+    fn write<T, E: From<StoreError>>(
+        &mut self,
+        f: impl FnOnce(&Conn) -> Result<T, E>,
+    ) -> Result<T, E> {
+        if let Some(why) = &self.aborted {
+            return Err(copy(why).into());
+        }
+        let Some(conn) = &self.conn else {
+            return Err(StoreError::Unavailable("no database connection".into()).into());
+        };
+        if let Err(e) = conn.batch("SAVEPOINT w") {
+            self.aborted = Some(copy(&e));
+            return Err(e.into());
+        }
+        match f(conn) {
+            Ok(out) => match conn.batch("RELEASE w") {
+                Ok(()) => {
+                    self.wrote = true;
+                    self.dirty = true;
+                    Ok(out)
+                }
+                Err(e) => {
+                    self.aborted = Some(copy(&e));
+                    Err(e.into())
+                }
+            },
+            Err(e) => {
+                // Undo exactly this write; if even that fails, the whole batch goes.
+                if let Err(undo) = conn.batch("ROLLBACK TO w; RELEASE w") {
+                    self.aborted = Some(copy(&undo));
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Whether this thread runs a batch of store `store` now (or is inside a store call of
+/// one already, which the calls below then refuse).
+pub(super) fn open_here(store: u64) -> bool {
+    BATCH.with(|b| match b.try_borrow() {
+        Ok(b) => b.as_ref().is_some_and(|b| b.store == store),
+        Err(_) => true,
+    })
+}
+
+/// A write of the operation being run, in its own SAVEPOINT of the batch.
+pub(super) fn write<T, E: From<StoreError>>(f: impl FnOnce(&Conn) -> Result<T, E>) -> Result<T, E> {
+    BATCH.with(|b| match b.try_borrow_mut() {
+        Ok(mut b) => match b.as_mut() {
+            Some(batch) => batch.write(f),
+            None => Err(StoreError::Nested.into()),
+        },
+        Err(_) => Err(StoreError::Nested.into()),
+    })
+}
+
+/// A read of the operation being run, on the batch's connection (it sees the batch's
+/// writes so far).
+pub(super) fn read<T, E: From<StoreError>>(f: impl FnOnce(&Conn) -> Result<T, E>) -> Result<T, E> {
+    BATCH.with(|b| match b.try_borrow() {
+        Ok(b) => match b.as_ref() {
+            Some(batch) => match (&batch.aborted, &batch.conn) {
+                (None, Some(conn)) => f(conn),
+                (Some(why), _) => Err(copy(why).into()),
+                (None, None) => {
+                    Err(StoreError::Unavailable("no database connection".into()).into())
+                }
+            },
+            None => Err(StoreError::Nested.into()),
+        },
+        Err(_) => Err(StoreError::Nested.into()),
+    })
+}
+
+/// Starts the writer thread of `store`; `None` (logged) if the OS refuses a thread.
+pub(super) fn start(shared: Arc<Shared>, store: u64) -> Option<mpsc::Sender<Job>> {
+    let (tx, rx) = mpsc::channel::<Job>();
+    let spawned = std::thread::Builder::new()
+        .name("countersign-pg-writer".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut jobs = Vec::with_capacity(16);
+                jobs.push(first);
+                jobs.extend(rx.try_iter().take(MAX_BATCH - 1));
+                run(&shared, store, jobs);
+            }
+        });
+    match spawned {
+        Ok(_) => Some(tx),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the database writer thread");
+            None
+        }
+    }
+}
+
+/// Wraps `op` as a job whose result goes to `reply` after the COMMIT.
+pub(super) fn job<T: Send + 'static>(
+    op: impl FnOnce() -> T + Send + 'static,
+    reply: tokio::sync::oneshot::Sender<Result<T, StoreError>>,
+) -> Job {
+    Box::new(move || {
+        let out = op();
+        Box::new(move |committed: Result<(), StoreError>| {
+            let _ = reply.send(committed.map(|()| out));
+        })
+    })
+}
+
+/// Runs one batch: every job in one transaction under the write lock, one COMMIT, then
+/// the results.
+fn run(shared: &Shared, store: u64, jobs: Vec<Job>) {
+    let (conn, xid, aborted) = match shared.pool.get() {
+        Ok(conn) => match Shared::begin_write(&conn) {
+            Ok(xid) => (Some(conn), Some(xid), None),
+            Err(e) => (Some(conn), None, Some(e)),
+        },
+        Err(e) => (None, None, Some(e)),
+    };
+    BATCH.with(|b| {
+        *b.borrow_mut() = Some(Batch {
+            store,
+            conn,
+            wrote: false,
+            dirty: false,
+            aborted,
+        });
+    });
+    let mut finishes = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        // Whether this operation may depend on uncommitted writes: its own, or those of
+        // earlier operations it may have read. If the batch does not commit, such an
+        // operation's answer is void and it gets the failure instead.
+        let dirty_before = BATCH.with(|b| {
+            b.borrow_mut().as_mut().is_some_and(|batch| {
+                batch.wrote = false;
+                batch.dirty
+            })
+        });
+        // A panicking operation drops its reply channel (its caller sees the write
+        // abandoned); what it had written stays in the batch like any other write.
+        let finish = catch_unwind(AssertUnwindSafe(job));
+        let wrote = BATCH.with(|b| b.borrow().as_ref().is_some_and(|batch| batch.wrote));
+        match finish {
+            Ok(finish) => finishes.push((finish, wrote, dirty_before || wrote)),
+            Err(_) => tracing::error!(
+                "a store operation panicked; its caller is told the write was abandoned"
+            ),
+        }
+    }
+    let Some(batch) = BATCH.with(|b| b.borrow_mut().take()) else {
+        return;
+    };
+    let result = match (batch.aborted, batch.conn, xid) {
+        (None, Some(conn), Some(xid)) => shared.end_write(&conn, xid),
+        (aborted, conn, _) => {
+            if let Some(conn) = &conn {
+                Shared::roll_back(conn);
+            }
+            Err(aborted.unwrap_or_else(|| StoreError::Unavailable("no database connection".into())))
+        }
+    };
+    for (finish, _, depends) in finishes {
+        finish(match (&result, depends) {
+            (Err(e), true) => Err(copy(e)),
+            _ => Ok(()),
+        });
+    }
+}
