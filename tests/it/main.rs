@@ -42,6 +42,7 @@ mod limits;
 mod limits_connections;
 mod offboarding;
 mod pg;
+mod pg_attacks;
 mod properties;
 mod ready;
 mod reload;
