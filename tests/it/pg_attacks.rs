@@ -320,3 +320,100 @@ async fn a_running_replica_never_serves_a_krl_older_than_it_served() {
          {before} before) without serial {serial}:\n{listing}"
     );
 }
+
+/// The advisory lock every write takes (`src/store/pg.rs`, `WRITE_LOCK`: "cs-write").
+const WRITE_LOCK: i64 = 0x6373_2d77_7269_7465;
+
+/// operations.md: "When the CA must survive the loss of a machine, run several active
+/// replicas", and calls that cannot reach the database "answer 503 `unavailable` within
+/// seconds". A replica frozen in the middle of a write (a paused VM, SIGSTOP, a network
+/// partition the server has not noticed: PostgreSQL keeps the session until its TCP
+/// keepalive, two hours by default) keeps the one write lock, idle in its transaction.
+/// Here a client holds it as such a replica would. Every write of every other replica
+/// then waits on `pg_advisory_xact_lock` with no lock, statement or client timeout:
+/// the request never gets an answer, and `/v1/ready` still says ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_frozen_holding_the_write_lock_does_not_stop_every_read() {
+    let app = std::sync::Arc::new(TestApp::spawn_on_backend(POLICY, Backend::Postgres).await);
+    let pg = app.pg.clone().unwrap();
+    let mut frozen = pg
+        .tool("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let stdin = frozen.stdin.as_mut().unwrap();
+        writeln!(
+            stdin,
+            "BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK}); \\echo locked"
+        )
+        .unwrap();
+        stdin.flush().unwrap();
+    }
+    // Wait until the lock is held (psql says so), stdin left open: idle in transaction.
+    let mut stdout = std::io::BufReader::new(frozen.stdout.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        assert!(n > 0, "psql ended before taking the lock");
+        if line.trim() == "locked" {
+            break;
+        }
+    }
+
+    // More writes than the pool has connections (16 by default), at once: each answers
+    // 503 `timeout` after `request_timeout`, but its thread goes on waiting for the lock,
+    // holding a pooled connection.
+    let writes: Vec<_> = (0..20)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                tokio::time::timeout(
+                    Duration::from_secs(60),
+                    app.create("alice", "prod-db", None),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for w in writes {
+        match w.await.unwrap() {
+            Ok((status, _)) => statuses.push(status),
+            Err(_) => panic!("POST /v1/requests got no answer in 60 s"),
+        }
+    }
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::SERVICE_UNAVAILABLE),
+        "writes answered while another session held the write lock: {statuses:?}"
+    );
+    // Reads take no lock: the KRL must still be served while writes cannot run.
+    let krl = tokio::time::timeout(
+        Duration::from_secs(60),
+        app.http.get(format!("{}/v1/krl", app.url)).send(),
+    )
+    .await;
+    let holders = pg.psql(&format!(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+         AND objid = {}",
+        WRITE_LOCK & 0xffff_ffff
+    ));
+    let _ = frozen.kill();
+    let _ = frozen.wait();
+    let krl = krl.ok().and_then(Result::ok).map(|r| r.status());
+    assert_eq!(
+        krl,
+        Some(StatusCode::OK),
+        "GET /v1/krl (a read) failed while one frozen session held the write lock: the \
+         {} writes that timed out still wait for the lock, each holding a pooled \
+         connection, so reads find none (writes: {statuses:?})",
+        holders.trim()
+    );
+}
