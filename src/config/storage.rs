@@ -154,7 +154,7 @@ fn postgres_url(url: &str, base: &Path) -> Result<(String, PgTls), String> {
     let local = config.get_hosts().iter().all(|h| match h {
         tokio_postgres::config::Host::Tcp(name) => is_loopback(name),
         tokio_postgres::config::Host::Unix(_) => true,
-    });
+    }) && config.get_hostaddrs().iter().all(|ip| ip.is_loopback());
     if root_cert.is_some() && sslmode.as_deref() != Some("verify-full") {
         return Err("sslrootcert is only used with sslmode=verify-full".into());
     }
@@ -220,6 +220,10 @@ mod tests {
             ),
             (
                 "postgres://cs@db.internal/cs?sslmode=disable",
+                "verify-full",
+            ),
+            (
+                "postgres://cs@localhost/cs?hostaddr=10.0.0.5",
                 "verify-full",
             ),
             ("mysql://cs@127.0.0.1/cs", "postgres://"),

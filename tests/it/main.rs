@@ -43,6 +43,7 @@ mod limits_connections;
 mod migrate_store;
 mod offboarding;
 mod pg;
+mod pg_attacks;
 mod properties;
 mod ready;
 mod reload;
