@@ -45,7 +45,12 @@ pub struct SshDoor {
 /// `accept_rollback` gives the operator's reason), or unusable TLS files, and serves.
 /// Config warnings (e.g. `allow_plain_http`) are logged at every start. `actor` is the
 /// operator recorded for what starting and reloading write to the audit log.
-pub fn serve(config: Config, accept_rollback: Option<Text>, actor: String) -> anyhow::Result<()> {
+pub fn serve(
+    config: Config,
+    accept_rollback: Option<Text>,
+    new_replica: bool,
+    actor: String,
+) -> anyhow::Result<()> {
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
@@ -62,6 +67,7 @@ pub fn serve(config: Config, accept_rollback: Option<Text>, actor: String) -> an
     let _pid_file = PidFile::lock(&config)?;
     let access = Access::Serve {
         accept_rollback: accept_rollback.as_ref().map(|r| r.as_str().to_owned()),
+        new_replica,
     };
     let service = Service::open(config, access, &actor).context("refusing to start")?;
     tracing::info!(fingerprint = %service.ca().fingerprint(), "CA key loaded");

@@ -81,6 +81,9 @@ pub enum Access {
     Serve {
         /// With `--accept-rollback`: the operator's `--reason` for taking an older database.
         accept_rollback: Option<String>,
+        /// With `--new-replica`: this server joins a shared PostgreSQL database it has no
+        /// state mark of yet (a new replica), and starts one from what the database holds.
+        new_replica: bool,
     },
     /// `init`: creates what is missing when that cannot split the state. A key that
     /// countersign made but whose database and mark are both gone gets a new database

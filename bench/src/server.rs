@@ -54,6 +54,9 @@ impl Fixture {
             .arg("--config")
             .arg(&self.config)
             .arg("serve")
+            // PostgreSQL replicas join the shared database on their first start (SQLite
+            // ignores it; a replica's mark is checked whenever it has one).
+            .arg("--new-replica")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log)

@@ -19,6 +19,12 @@ pub struct ServeArgs {
     /// Why the older database is accepted (with --accept-rollback; recorded with it).
     #[arg(long, requires = "accept_rollback")]
     pub reason: Option<String>,
+    /// A new replica joining a shared PostgreSQL database that this data folder has no
+    /// state mark of yet: it starts one from what the database holds (recorded in the
+    /// audit log as state.mark_started). Without it such a start is refused, so that a
+    /// replica whose mark was lost cannot take a rolled-back database silently.
+    #[arg(long)]
+    pub new_replica: bool,
 }
 
 /// Loads the config, parses the options and runs the server (`daemon.rs`) until Ctrl-C or SIGTERM.
@@ -29,6 +35,6 @@ pub(super) fn serve(config: &Path, args: &ServeArgs) -> anyhow::Result<ExitCode>
         .as_deref()
         .map(|r| crate::names::Text::parse(r, "reason"))
         .transpose()?;
-    crate::daemon::serve(config, reason, super::token::operator())?;
+    crate::daemon::serve(config, reason, args.new_replica, super::token::operator())?;
     Ok(ExitCode::SUCCESS)
 }

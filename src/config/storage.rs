@@ -118,6 +118,10 @@ fn postgres_url(url: &str, base: &Path) -> Result<(String, PgTls), String> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err("must be a postgres:// URL".into());
     }
+    if url.contains('#') {
+        // Nothing after a '#' is read, and it is never repeated in a message.
+        return Err("must not hold a '#' fragment".into());
+    }
     let (head, query) = url.split_once('?').unwrap_or((url, ""));
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
         .map_err(|e| format!("its parameters do not parse: {e}"))?;
@@ -169,8 +173,14 @@ fn postgres_url(url: &str, base: &Path) -> Result<(String, PgTls), String> {
             );
         }
         Some(mode) => {
+            // Repeated only if it looks like a mode, never whatever text came with it.
+            let shown = if mode.bytes().all(|b| b.is_ascii_lowercase() || b == b'-') {
+                mode
+            } else {
+                "(that value)"
+            };
             return Err(format!(
-                "sslmode={mode} is not accepted: use verify-full (or disable, for a database \
+                "sslmode={shown} is not accepted: use verify-full (or disable, for a database \
                  on this machine)"
             ));
         }

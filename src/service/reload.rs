@@ -58,6 +58,7 @@ impl Service {
     /// and the writes answer for themselves (500, `timeout`).
     pub fn readiness(&self) -> Result<Ready, ServiceError> {
         self.clock_agrees()?;
+        self.not_behind(self.store.read(crate::store::certificates::krl_version)?)?;
         let ours = summary::digest(&policy_summary(&self.config()));
         let recorded = self.store.read(meta::recorded_policy)?;
         let recorded: Option<Value> = recorded

@@ -230,7 +230,28 @@ impl Service {
 
     /// The current KRL: every revoked certificate until the backdate after its expiry.
     pub fn krl(&self) -> Result<Arc<Krl>, ServiceError> {
+        // A clock ahead of the database's would leave out revocations still valid.
+        self.clock_agrees()?;
         self.krl_at(self.now())
+    }
+
+    /// Refuses a KRL version older than this server's mark holds: the database went
+    /// back under it (restored or replaced while it ran), and an older KRL would
+    /// un-revoke. A restart checks the database against the mark and says what to do.
+    pub(super) fn not_behind(&self, version: u64) -> Result<(), ServiceError> {
+        if self.guard.database_behind(version) {
+            tracing::error!(
+                version,
+                "the database's KRL version is older than this server published: it was \
+                 restored or replaced under the running server"
+            );
+            return Err(ServiceError::NotReady(
+                "the database is older than what this server has published (restored or \
+                 replaced while it ran): restart it to have the state checked"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// The KRL as the clock reads `now`: every revoked certificate whose `valid_before`
@@ -264,6 +285,7 @@ impl Service {
             KrlSource::Cached(krl) => return self.published(krl),
             KrlSource::Build(version, revoked) => (version, revoked),
         };
+        self.not_behind(version)?;
         let serials: Vec<u64> = revoked.serials.iter().map(|s| s.get()).collect();
         let bytes = krl::encode(&KrlContents {
             version,

@@ -68,6 +68,12 @@ impl Guard {
             && self.revoked.load(Ordering::Acquire) > self.marked_krl.load(Ordering::Acquire)
     }
 
+    /// Whether the database's KRL version `version` is older than what this server's
+    /// mark holds: the database went back under a running server (restored, replaced).
+    pub fn database_behind(&self, version: u64) -> bool {
+        self.path.is_some() && version < self.marked_krl.load(Ordering::Acquire)
+    }
+
     /// Whether KRL version `version` may be served without writing the mark first.
     pub fn holds_krl(&self, version: u64) -> bool {
         self.path.is_none() || version <= self.marked_krl.load(Ordering::Acquire)

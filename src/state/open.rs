@@ -67,16 +67,35 @@ pub fn open_store(
     let bound_before = store.read(meta::current_ca)?.is_some();
     check_ca(&store, ca)?;
     let old = mark::read(&paths.mark)?;
+    let joins = matches!(
+        access,
+        Access::Serve {
+            new_replica: true,
+            ..
+        }
+    );
     // How long after expiry a certificate still counts (a lagging server's clock).
     let skew = i64::try_from(config.ca.backdate.as_secs()).unwrap_or(0);
     let (database, krl_version) =
         store.read(|tx| Ok::<_, StoreError>((meta::database_id(tx)?, certs::krl_version(tx)?)))?;
     let is_behind = match &old {
         Some(old) => behind(&store, old, &database, krl_version)?,
-        // A replica joining a shared PostgreSQL database has no mark of its own yet:
-        // it starts one from what the database holds now (and is refused later if the
-        // database goes back behind it).
-        None if store.is_postgres() => None,
+        // A replica joining a shared PostgreSQL database has no mark of its own yet: it
+        // starts one from what the database holds, when the operator says it is new
+        // (and is refused later if the database goes back behind it). Commands that
+        // only read or add (tokens, audit) need no mark.
+        None if store.is_postgres() && (joins || *access == Access::Existing) => None,
+        None if store.is_postgres() && bound_before => {
+            return Err(StateError::Rollback(format!(
+                "this replica has no state mark ({}) but {} was already used by this CA. A new \
+                 replica starts once with `countersign serve --new-replica` (recorded in the \
+                 audit log). A replica that had a mark must get it back: starting without it \
+                 would take a database restored to an earlier point without noticing, and \
+                 un-revoke what was revoked since",
+                paths.mark.display(),
+                paths.database_label
+            )));
+        }
         // Restored onto a new host without the mark, or the mark deleted: what was
         // published since the copy is unknown, so the copy is not taken silently.
         None if bound_before => Some(format!(
@@ -91,7 +110,8 @@ pub fn open_store(
         && matches!(
             access,
             Access::Serve {
-                accept_rollback: Some(_)
+                accept_rollback: Some(_),
+                ..
             }
         )
     {
@@ -106,6 +126,7 @@ pub fn open_store(
         match access {
             Access::Serve {
                 accept_rollback: Some(reason),
+                ..
             } => {
                 let accepted = Accepted {
                     mark: old.as_ref(),
@@ -135,12 +156,13 @@ pub fn open_store(
     // Bound only once the database is accepted: a refused copy gets no event written.
     bind_ca(&store, ca, operator, now)?;
     if old.is_none() && store.is_postgres() && bound_before {
-        tracing::info!(
+        tracing::warn!(
             mark = %paths.mark.display(),
-            "no state mark beside the CA key: a replica joining the shared database starts one"
+            "no state mark beside the CA key: a new replica joining the shared database starts one"
         );
     }
-    if old.is_none() && !plan.create_database && !bound_before {
+    // On the record: a mark deleted (SQLite), or a replica that joined without one.
+    if old.is_none() && !plan.create_database && (!bound_before || store.is_postgres()) {
         tracing::warn!(
             mark = %paths.mark.display(),
             "no state mark beside the CA key: taking the database as it is and starting one (first \

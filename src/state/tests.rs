@@ -112,6 +112,7 @@ fn an_upgraded_database_is_taken_once_and_then_needs_its_mark() {
     // The first start binds it and starts a mark, on the record.
     let serve = Access::Serve {
         accept_rollback: None,
+        new_replica: false,
     };
     let plan = plan(&config, &serve).unwrap();
     let (store, _) = open_store(&config, ca.public_key(), &serve, plan, "op", Utc::now()).unwrap();

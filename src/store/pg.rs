@@ -78,26 +78,57 @@ impl std::fmt::Debug for PgOptions {
 pub(crate) struct Conn {
     client: tokio_postgres::Client,
     statements: RefCell<HashMap<String, Statement>>,
+    /// The pool's runtime, whose timer bounds every wait for an answer.
+    runtime: tokio::runtime::Handle,
+    /// An answer did not come in time: the connection's state is unknown.
+    timed_out: std::cell::Cell<bool>,
 }
 
 impl Conn {
-    fn new(client: tokio_postgres::Client) -> Self {
+    fn new(client: tokio_postgres::Client, runtime: tokio::runtime::Handle) -> Self {
         Conn {
             client,
             statements: RefCell::new(HashMap::new()),
+            runtime,
+            timed_out: std::cell::Cell::new(false),
         }
     }
 
-    /// Whether the connection is gone (not to be reused).
+    /// Whether the connection is gone or in an unknown state (not to be reused).
     pub(super) fn is_closed(&self) -> bool {
-        self.client.is_closed()
+        self.client.is_closed() || self.timed_out.get()
+    }
+
+    /// Waits for `answer`, at most [`pool::ANSWER_TIMEOUT`]: a server that accepted the
+    /// connection but stopped answering (frozen, or cut off while its kernel still
+    /// acknowledges) makes the call unavailable instead of hanging it.
+    fn wait<T>(
+        &self,
+        answer: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, StoreError> {
+        let timer = {
+            let _runtime = self.runtime.enter();
+            tokio::time::sleep(pool::ANSWER_TIMEOUT)
+        };
+        block_on(async {
+            tokio::select! {
+                out = answer => out.map_err(StoreError::from_pg),
+                () = timer => {
+                    self.timed_out.set(true);
+                    Err(StoreError::Unavailable(format!(
+                        "the database did not answer within {}s",
+                        pool::ANSWER_TIMEOUT.as_secs()
+                    )))
+                }
+            }
+        })
     }
 
     fn statement(&self, sql: &str) -> Result<Statement, StoreError> {
         if let Some(s) = self.statements.borrow().get(sql) {
             return Ok(s.clone());
         }
-        let stmt = block_on(self.client.prepare(&translate(sql))).map_err(StoreError::from_pg)?;
+        let stmt = self.wait(self.client.prepare(&translate(sql)))?;
         self.statements
             .borrow_mut()
             .insert(sql.to_owned(), stmt.clone());
@@ -111,18 +142,18 @@ impl Conn {
     ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
         let stmt = self.statement(sql)?;
         let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.pg()).collect();
-        block_on(self.client.query(&stmt, &params)).map_err(StoreError::from_pg)
+        self.wait(self.client.query(&stmt, &params))
     }
 
     pub(super) fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<u64, StoreError> {
         let stmt = self.statement(sql)?;
         let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.pg()).collect();
-        block_on(self.client.execute(&stmt, &params)).map_err(StoreError::from_pg)
+        self.wait(self.client.execute(&stmt, &params))
     }
 
     /// Runs statements without parameters (transaction control, DDL).
     pub(super) fn batch(&self, sql: &str) -> Result<(), StoreError> {
-        block_on(self.client.batch_execute(sql)).map_err(StoreError::from_pg)
+        self.wait(self.client.batch_execute(sql))
     }
 }
 
@@ -145,7 +176,10 @@ impl StoreError {
 /// [`StoreError::from_pg`]), rather than refusing this statement.
 fn server_gone(db: &tokio_postgres::error::DbError) -> bool {
     let class = db.code().code().get(..2);
-    matches!(db.severity(), "FATAL" | "PANIC") || matches!(class, Some("08" | "57"))
+    // 55P03: a lock wait passed lock_timeout (another replica holds the write lock).
+    matches!(db.severity(), "FATAL" | "PANIC")
+        || matches!(class, Some("08" | "57"))
+        || db.code().code() == "55P03"
 }
 
 /// The PostgreSQL side of [`Store`](super::Store).

@@ -115,7 +115,9 @@ impl Replicas {
     pub fn restart(&mut self, i: usize) {
         self.kill_9(i);
         let mut cmd = operator(&self.config(i));
-        cmd.arg("serve");
+        // A replica's first start joins the database without a mark of its own; later
+        // starts check the mark (the flag never skips that).
+        cmd.args(["serve", "--new-replica"]);
         match ServerProcess::start_with(&mut cmd) {
             Ok(s) => self.servers[i] = Some(s),
             Err(log) => panic!("replica {i} did not start:\n{log}"),

@@ -26,6 +26,13 @@ use tokio::task::JoinHandle;
 /// How test servers open their state: as `countersign serve` does, no rollback accepted.
 const SERVE: Access = Access::Serve {
     accept_rollback: None,
+    new_replica: false,
+};
+
+/// `countersign serve --new-replica`: a replica's first start on a shared database.
+const NEW_REPLICA: Access = Access::Serve {
+    accept_rollback: None,
+    new_replica: true,
 };
 
 /// The policy most tests run against.
@@ -167,7 +174,7 @@ impl TestApp {
         std::fs::copy(&key, &copy).expect("copy the CA key");
         write_config(dir.path(), policy, Some(&pg));
         let tokens = first.tokens.clone();
-        Self::start(dir, Some(pg), tokens, first.clock.clone()).await
+        Self::start_as(dir, Some(pg), tokens, first.clock.clone(), &NEW_REPLICA).await
     }
 
     /// Serves `policy` with its state on `backend`.
@@ -205,9 +212,20 @@ impl TestApp {
         tokens: HashMap<String, String>,
         clock: Arc<dyn Clock>,
     ) -> TestApp {
+        Self::start_as(dir, pg, tokens, clock, &SERVE).await
+    }
+
+    async fn start_as(
+        dir: TempDir,
+        pg: Option<crate::pg::PgDatabase>,
+        tokens: HashMap<String, String>,
+        clock: Arc<dyn Clock>,
+        access: &Access,
+    ) -> TestApp {
         countersign::tls::install_crypto_provider();
         let config = Config::load(&dir.path().join("countersign.toml")).expect("config loads");
-        let service = Service::open_with_clock(config, SERVE, "operator:test", clock.clone());
+        let service =
+            Service::open_with_clock(config, access.clone(), "operator:test", clock.clone());
         let service = Arc::new(service.expect("service opens"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

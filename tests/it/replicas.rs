@@ -83,6 +83,7 @@ async fn a_replica_with_another_ca_key_refuses_to_start_naming_both_keys() {
         config,
         countersign::state::Access::Serve {
             accept_rollback: None,
+            new_replica: false,
         },
         "operator:test",
     )

@@ -17,6 +17,18 @@ use super::{CONNECT_WAIT, Conn, PgOptions};
 use crate::config::PgTls;
 use crate::store::{StoreError, lock};
 
+/// Longest wait for the write lock before the write answers 503.
+const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest statement (the server cancels it).
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// A session idle this long inside a transaction is ended by the server.
+const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(60);
+/// Longest wait for a new connection, TCP and the startup exchange together.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for any answer on a connection (above [`STATEMENT_TIMEOUT`], so that the
+/// server's own cancellation normally comes first); then the connection is dropped.
+pub(super) const ANSWER_TIMEOUT: Duration = Duration::from_secs(45);
+
 /// How often waiters are woken anyway while the listener is not connected (so a wait on
 /// another replica's approval is bounded by this even without NOTIFY).
 const POLL_WHILE_DEAF: Duration = Duration::from_secs(1);
@@ -104,6 +116,19 @@ impl Pool {
                 Some(Rustls::new(root_cert.as_deref())?)
             }
         };
+        // Server-side bounds on this replica's sessions: a wait for the write lock gives
+        // up (503) instead of queueing forever behind a frozen holder, no statement runs
+        // unbounded, and a session that stalls inside a transaction (a replica paused or
+        // cut off while holding the write lock) is ended by the server, releasing it.
+        let session = format!(
+            "{} -c lock_timeout={}ms -c statement_timeout={}ms \
+             -c idle_in_transaction_session_timeout={}ms",
+            config.get_options().unwrap_or_default(),
+            LOCK_TIMEOUT.as_millis(),
+            STATEMENT_TIMEOUT.as_millis(),
+            IDLE_IN_TRANSACTION.as_millis(),
+        );
+        config.options(session.trim());
         config
             .application_name("countersign")
             .connect_timeout(Duration::from_secs(5))
@@ -152,8 +177,8 @@ impl Pool {
             Some(tls) => self.runtime.spawn(connect_with(config, tls)),
         };
         match block_on(task) {
-            Ok(Ok(client)) => Ok(Conn::new(client)),
-            Ok(Err(e)) => Err(StoreError::from_pg(e)),
+            Ok(Ok(client)) => Ok(Conn::new(client, self.runtime.clone())),
+            Ok(Err(e)) => Err(e),
             Err(e) => Err(StoreError::Unavailable(format!("connecting failed: {e}"))),
         }
     }
@@ -260,17 +285,23 @@ impl Pool {
 }
 
 /// Connects with `tls`, driving the connection on the current runtime.
-async fn connect_with<T>(
-    config: tokio_postgres::Config,
-    tls: T,
-) -> Result<Client, tokio_postgres::Error>
+async fn connect_with<T>(config: tokio_postgres::Config, tls: T) -> Result<Client, StoreError>
 where
     T: MakeTlsConnect<Socket> + Send + 'static,
     T::Stream: Send + 'static,
     T::TlsConnect: Send,
     <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
 {
-    let (client, connection) = config.connect(tls).await?;
+    let (client, connection) =
+        match tokio::time::timeout(CONNECT_TIMEOUT, config.connect(tls)).await {
+            Ok(connected) => connected.map_err(StoreError::from_pg)?,
+            Err(_) => {
+                return Err(StoreError::Unavailable(format!(
+                    "the database did not complete a connection within {}s",
+                    CONNECT_TIMEOUT.as_secs()
+                )));
+            }
+        };
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "a database connection ended");
