@@ -29,12 +29,6 @@ const SERVE: Access = Access::Serve {
     new_replica: false,
 };
 
-/// `countersign serve --new-replica`: a replica's first start on a shared database.
-const NEW_REPLICA: Access = Access::Serve {
-    accept_rollback: None,
-    new_replica: true,
-};
-
 /// The policy most tests run against.
 pub const POLICY: &str = r#"
 [server]
@@ -154,29 +148,6 @@ impl TestApp {
         Self::spawn_full(policy, clock.clone(), backend).await
     }
 
-    /// A second replica of `first` (on PostgreSQL): a new data folder holding only a copy
-    /// of the CA key, the same config and database.
-    pub async fn spawn_replica_of(first: &TestApp, policy: &str) -> TestApp {
-        let pg = first
-            .pg
-            .clone()
-            .expect("replicas share a PostgreSQL database");
-        let dir = tempfile::tempdir().expect("temp dir");
-        let key = first.service.config().ca.key_file.clone();
-        let data = dir.path().join("data");
-        std::fs::create_dir(&data).expect("data dir");
-        std::fs::set_permissions(
-            &data,
-            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o700),
-        )
-        .expect("mode");
-        let copy = data.join(key.file_name().expect("key file name"));
-        std::fs::copy(&key, &copy).expect("copy the CA key");
-        write_config(dir.path(), policy, Some(&pg));
-        let tokens = first.tokens.clone();
-        Self::start_as(dir, Some(pg), tokens, first.clock.clone(), &NEW_REPLICA).await
-    }
-
     /// Serves `policy` with its state on `backend`.
     pub async fn spawn_on_backend(policy: &str, backend: Backend) -> TestApp {
         Self::spawn_full(policy, Arc::new(SystemClock), backend).await
@@ -215,7 +186,7 @@ impl TestApp {
         Self::start_as(dir, pg, tokens, clock, &SERVE).await
     }
 
-    async fn start_as(
+    pub(super) async fn start_as(
         dir: TempDir,
         pg: Option<crate::pg::PgDatabase>,
         tokens: HashMap<String, String>,

@@ -4,7 +4,15 @@ use std::path::{Path, PathBuf};
 
 use countersign::config::Config;
 
+use countersign::state::Access;
+
 use super::TestApp;
+
+/// `countersign serve --new-replica`: a replica's first start on a shared database.
+const NEW_REPLICA: Access = Access::Serve {
+    accept_rollback: None,
+    new_replica: true,
+};
 
 /// Where a test server keeps its state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +94,29 @@ pub fn insert_requests(
 }
 
 impl TestApp {
+    /// A second replica of `first` (on PostgreSQL): a new data folder holding only a copy
+    /// of the CA key, the same config and database.
+    pub async fn spawn_replica_of(first: &TestApp, policy: &str) -> TestApp {
+        let pg = first
+            .pg
+            .clone()
+            .expect("replicas share a PostgreSQL database");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let key = first.service.config().ca.key_file.clone();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).expect("data dir");
+        std::fs::set_permissions(
+            &data,
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o700),
+        )
+        .expect("mode");
+        let copy = data.join(key.file_name().expect("key file name"));
+        std::fs::copy(&key, &copy).expect("copy the CA key");
+        write_config(dir.path(), policy, Some(&pg));
+        let tokens = first.tokens.clone();
+        Self::start_as(dir, Some(pg), tokens, first.clock.clone(), &NEW_REPLICA).await
+    }
+
     /// Runs SQL straight on the database, as a second process would.
     pub fn sql(&self, sql: &str) {
         if let Some(pg) = &self.pg {
