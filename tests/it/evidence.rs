@@ -1,7 +1,6 @@
 //! Evidence for investigators and auditors: signed checkpoints that expose truncation and
 //! rollback, exports, access reports.
 
-use std::path::Path;
 use std::process::{Command, Output};
 
 use crate::helpers::*;
@@ -32,18 +31,24 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn drop_triggers_and(db: &Path, sql: &str) {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    conn.execute_batch(&format!(
-        "DROP TRIGGER IF EXISTS audit_no_update; DROP TRIGGER IF EXISTS audit_no_delete; {sql}"
-    ))
-    .unwrap();
+/// Runs `sql` on the server's database with the audit log's guard triggers off, as
+/// someone with write access to the database could (SQLite or PostgreSQL).
+fn drop_triggers_and(app: &TestApp, sql: &str) {
+    match &app.pg {
+        Some(pg) => {
+            pg.psql(&format!(
+                "ALTER TABLE audit DISABLE TRIGGER USER; {sql} ALTER TABLE audit ENABLE TRIGGER USER;"
+            ));
+        }
+        None => app.sql(&format!(
+            "DROP TRIGGER IF EXISTS audit_no_update; DROP TRIGGER IF EXISTS audit_no_delete; {sql}"
+        )),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn checkpoint_is_an_ssh_signature_and_exposes_truncation() {
-    // SQLite only: the test reaches into the database file itself.
-    let app = TestApp::spawn_on_backend(POLICY, Backend::Sqlite).await;
+    let app = TestApp::spawn().await;
     issued(&app, "alice", "prod-db", None).await;
     let cp = app.dir.path().join("checkpoint");
     let out = run(
@@ -100,10 +105,7 @@ async fn checkpoint_is_an_ssh_signature_and_exposes_truncation() {
         .trim_start_matches("seq: ")
         .parse()
         .unwrap();
-    drop_triggers_and(
-        &app.db_path(),
-        &format!("DELETE FROM audit WHERE seq >= {head};"),
-    );
+    drop_triggers_and(&app, &format!("DELETE FROM audit WHERE seq >= {head};"));
     let plain = run(&app, None, &["audit", "verify"]).await;
     assert!(
         plain.status.success(),
