@@ -41,6 +41,9 @@ impl Fixture {
     pub(crate) fn start_server(&self) -> anyhow::Result<Server> {
         let exe = countersign_exe()?;
         let log = std::fs::File::create(self.dir.join("server.log"))?;
+        let on_postgres = std::fs::read_to_string(&self.config)?.contains("backend = \"postgres\"");
+        let data = self.config.parent().unwrap_or(&self.dir).join("data");
+        let new_replica = on_postgres && !data.join("countersign.mark").exists();
         let mut words: Vec<String> = self
             .server_prefix
             .as_deref()
@@ -54,9 +57,9 @@ impl Fixture {
             .arg("--config")
             .arg(&self.config)
             .arg("serve")
-            // PostgreSQL replicas join the shared database on their first start (SQLite
-            // ignores it; a replica's mark is checked whenever it has one).
-            .arg("--new-replica")
+            // A PostgreSQL replica's first start joins the shared database without a
+            // mark of its own (refused on SQLite, and once there is a mark).
+            .args(new_replica.then_some("--new-replica"))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log)

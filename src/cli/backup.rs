@@ -26,8 +26,9 @@ pub(super) fn run(config: &Path, args: &BackupArgs) -> anyhow::Result<ExitCode> 
         bail!(
             "the state is in PostgreSQL ([storage] backend = \"postgres\"): `countersign \
              backup` copies the SQLite file only. Back up PostgreSQL with its own tools: \
-             pg_dump --format=custom (or a base backup with WAL archiving); see \
-             docs/operations.md"
+             pg_dump --format=custom --serializable-deferrable (or base backups with WAL \
+             archiving), and keep each replica's state mark with the CA key's backup; see \
+             docs/operations.md, \"Several replicas on PostgreSQL\""
         );
     }
     let folder = args

@@ -148,11 +148,22 @@ impl Client {
                 self.base,
                 crate::service::chain(&e)
             ))),
-            Ok((status, _)) if GONE.contains(&status.as_u16()) => Err(Retry::Again(format!(
-                "the server at {} answered HTTP {} (no backend)",
-                self.base,
-                status.as_u16()
-            ))),
+            Ok((status, body)) if GONE.contains(&status.as_u16()) => {
+                // countersign's own 503 says why (its database); a balancer's says nothing.
+                let why = serde_json::from_slice::<Value>(&body)
+                    .ok()
+                    .and_then(|v| {
+                        let code = v["error"]["code"].as_str()?.to_owned();
+                        let message = v["error"]["message"].as_str()?.to_owned();
+                        Some(format!("{code}: {message}"))
+                    })
+                    .unwrap_or_else(|| "no backend".to_owned());
+                Err(Retry::Again(format!(
+                    "the server at {} answered HTTP {} ({why})",
+                    self.base,
+                    status.as_u16()
+                )))
+            }
             Ok((status, body)) if status.is_success() => String::from_utf8(body.to_vec())
                 .map_err(|_| Retry::Final(anyhow!("server sent a response that is not UTF-8"))),
             Ok((status, body)) => Err(Retry::Final(self.refusal(status, &body))),
@@ -174,13 +185,26 @@ impl Client {
             None => req,
         };
         self.rt.block_on(async {
-            let resp = req.send().await.map_err(|e| self.unreachable(e))?;
+            let resp = match req.send().await {
+                Ok(resp) => resp,
+                Err(e) if e.is_connect() || e.is_timeout() => {
+                    return Err(anyhow::Error::new(Transient(format!(
+                        "{:#}",
+                        self.unreachable(e)
+                    ))));
+                }
+                Err(e) => return Err(self.unreachable(e)),
+            };
             let status = resp.status();
             let body = resp.bytes().await.context("reading the response")?;
             if status.is_success() {
                 return Ok(body.to_vec());
             }
-            Err(self.refusal(status, &body))
+            let refusal = self.refusal(status, &body);
+            if GONE.contains(&status.as_u16()) {
+                return Err(anyhow::Error::new(Transient(format!("{refusal:#}"))));
+            }
+            Err(refusal)
         })
     }
 
@@ -241,6 +265,12 @@ const CREATE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 const GONE: [u16; 3] = [502, 503, 504];
 
 /// Whether an attempt of [`Client::post_once`] may be made again.
+/// A failure that may pass: the server (or the balancer before it) could not be reached
+/// or answered 502/503/504. What was asked may be asked again.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(super) struct Transient(String);
+
 enum Retry {
     /// No answer, or none from countersign: the same request again, with the same key.
     Again(String),

@@ -16,6 +16,9 @@ use super::output;
 use crate::render;
 use crate::service::{RequestView, Status};
 
+/// How long `request --wait` waits through a server that cannot be reached.
+const WAIT_THROUGH_OUTAGE: Duration = Duration::from_secs(15 * 60);
+
 /// `request` arguments.
 #[derive(Debug, Args)]
 pub struct RequestArgs {
@@ -72,9 +75,38 @@ pub(super) fn run(url: &str, args: RequestArgs) -> anyhow::Result<ExitCode> {
         render::waiting_for(&r)
     );
     let mut seen = r.approvals.len();
+    let mut outage: Option<std::time::Instant> = None;
     while r.status == Status::Pending {
         std::thread::sleep(Duration::from_secs(args.poll_seconds.max(1)));
-        r = client.get(&format!("/v1/requests/{}", r.id))?;
+        // The request lives on in the database whatever happens to one server: a
+        // server down, restarting or out of rotation is waited out, not taken for an
+        // answer (asking again would make a second request).
+        match client.get(&format!("/v1/requests/{}", r.id)) {
+            Ok(now) => {
+                if outage.take().is_some() {
+                    eprintln!("the server answers again; still waiting");
+                }
+                r = now;
+            }
+            Err(e) if e.downcast_ref::<super::client::Transient>().is_some() => {
+                let since = *outage.get_or_insert_with(|| {
+                    eprintln!("{e:#}; request {} stays as it is, still waiting", r.id);
+                    std::time::Instant::now()
+                });
+                if since.elapsed() > WAIT_THROUGH_OUTAGE {
+                    bail!(
+                        "{e:#}; gave up waiting after {} minutes: request {} may be decided \
+                         meanwhile (countersign show {}; its certificate: countersign cert {})",
+                        WAIT_THROUGH_OUTAGE.as_secs() / 60,
+                        r.id,
+                        r.id,
+                        r.id
+                    );
+                }
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
         for a in r.approvals.iter().skip(seen) {
             eprintln!("approved by {}", a.approver);
         }

@@ -74,6 +74,22 @@ pub fn open_store(
             ..
         }
     );
+    if joins && !store.is_postgres() {
+        return Err(StateError::Mismatch(
+            "--new-replica is for replicas sharing a PostgreSQL database ([storage] backend = \
+             \"postgres\"); remove it"
+                .into(),
+        ));
+    }
+    if joins && old.is_some() {
+        // Left in a unit file, the flag would let this replica take a restored database
+        // unseen the day its mark is lost.
+        return Err(StateError::Mismatch(format!(
+            "--new-replica: this replica already has its state mark ({}), so it is not new; \
+             remove the flag (use it only for a replica's first start)",
+            paths.mark.display()
+        )));
+    }
     // How long after expiry a certificate still counts (a lagging server's clock).
     let skew = i64::try_from(config.ca.backdate.as_secs()).unwrap_or(0);
     let (database, krl_version) =
@@ -138,7 +154,7 @@ pub fn open_store(
             }
             _ => {
                 return Err(StateError::Rollback(format!(
-                    "refusing the database {}: {why}. It is older than the state this CA has \
+                    "refusing {}: {why}. It is older than the state this CA has \
                      published (rolled back or replaced; mark {}), so certificates revoked since \
                      would work again. Restore the newest copy (with its mark); if there is none, \
                      start with `countersign serve {ACCEPT_ROLLBACK_FLAG} --reason TEXT`, which \

@@ -16,7 +16,8 @@ pub struct Paths {
     pub data_dir: PathBuf,
     /// The SQLite database file (with `[storage] backend = "sqlite"`).
     pub database: PathBuf,
-    /// The database, in words, for messages: the SQLite file, or the PostgreSQL URL.
+    /// The database, in words, for messages: "the database FILE", or "the PostgreSQL
+    /// database URL".
     pub database_label: String,
     /// The CA key file, or with `[ca] agent` the public key line the agent must hold.
     pub key: Option<PathBuf>,
@@ -37,7 +38,9 @@ impl Paths {
             .and_then(Path::parent)
             .map_or_else(|| config.server.data_dir.clone(), Path::to_owned);
         let database_label = match &config.storage {
-            StorageSettings::Sqlite => config.database_path().display().to_string(),
+            StorageSettings::Sqlite => {
+                format!("the database {}", config.database_path().display())
+            }
             StorageSettings::Postgres(pg) => format!("the PostgreSQL database {}", pg.url),
         };
         Paths {
@@ -143,29 +146,35 @@ fn decide(
              that only if this key never issued a certificate"
         ))),
         (true, false, false, _) => Err(StateError::Mismatch(format!(
-            "the CA key {key_path} exists but the database {db_path} does not; if this key never \
+            "the CA key {key_path} exists but {db_path} does not; if this key never \
              had a database, create one with: countersign init"
         ))),
         (true, false, true, _) => Err(StateError::Mismatch(format!(
-            "the database {db_path} is missing, but {mark_path} shows this CA key had one: restore \
+            "{db_path} is missing, but {mark_path} shows this CA key had one: restore \
              the database from a backup (countersign backup) and start again. Starting on an empty \
              database would un-revoke every certificate revoked so far, so countersign will not; \
              if no copy exists, start a new CA (a new data_dir, servers trust the new key)"
         ))),
         (false, true, _, _) => {
+            let replica = if config.storage == StorageSettings::Sqlite {
+                ""
+            } else {
+                ". A new replica: copy the CA key from the host where `countersign init` ran \
+                 (mode 0600), then start it with `countersign serve --new-replica`"
+            };
             let wanted = recorded_ca
                 .or_else(|| Store::peek_current_ca(&paths.database).ok().flatten())
                 .map_or_else(String::new, |k| {
                     format!(" ({}: {})", k.fingerprint, k.public_key)
                 });
             Err(StateError::Mismatch(format!(
-                "the database {db_path} exists but the CA key {key_path} does not: restore the CA \
+                "{db_path} exists but the CA key {key_path} does not: restore the CA \
                  key the database belongs to{wanted} (countersign never makes a new key next to an \
-                 existing database: servers would not enforce its revocations)"
+                 existing database: servers would not enforce its revocations){replica}"
             )))
         }
         (false, false, true, _) => Err(StateError::Mismatch(format!(
-            "the CA key {key_path} and the database {db_path} are missing, but {mark_path} shows \
+            "the CA key {key_path} and {db_path} are missing, but {mark_path} shows \
              they existed: restore both from a backup"
         ))),
         (false, false, false, Access::Existing) => Err(StateError::Mismatch(format!(

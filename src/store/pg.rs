@@ -167,9 +167,35 @@ impl StoreError {
     pub(super) fn from_pg(e: tokio_postgres::Error) -> StoreError {
         match e.as_db_error() {
             Some(db) if !e.is_closed() && !server_gone(db) => StoreError::Postgres(e),
-            _ => StoreError::Unavailable(e.to_string()),
+            _ => StoreError::Unavailable(cause(&e)),
         }
     }
+}
+
+/// The driver's error with every cause under it ("db error" alone says nothing: the
+/// server's message, e.g. a refused password, is the cause), and a hint for the causes
+/// an operator can fix.
+fn cause(e: &tokio_postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    let hint = if text.contains("password authentication failed") {
+        " (check [storage] password_file and the role's password)"
+    } else if text.contains("password missing") || text.contains("invalid configuration") {
+        " (the server asks for a password: set [storage] password_file)"
+    } else if text.contains("Connection refused") || text.contains("error connecting") {
+        " (is PostgreSQL running and listening on the host and port of [storage] url?)"
+    } else if text.contains("does not exist") && text.contains("database") {
+        " (create the database, or fix the name in [storage] url)"
+    } else {
+        ""
+    };
+    text.push_str(hint);
+    text
 }
 
 /// Whether the server's error means it is going away or not yet there (see

@@ -115,9 +115,12 @@ impl Replicas {
     pub fn restart(&mut self, i: usize) {
         self.kill_9(i);
         let mut cmd = operator(&self.config(i));
-        // A replica's first start joins the database without a mark of its own; later
-        // starts check the mark (the flag never skips that).
-        cmd.args(["serve", "--new-replica"]);
+        cmd.arg("serve");
+        // A replica's first start joins the database without a mark of its own (the
+        // flag is refused once there is one).
+        if !self.dirs[i].path().join("data/countersign.mark").exists() {
+            cmd.arg("--new-replica");
+        }
         match ServerProcess::start_with(&mut cmd) {
             Ok(s) => self.servers[i] = Some(s),
             Err(log) => panic!("replica {i} did not start:\n{log}"),

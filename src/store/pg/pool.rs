@@ -20,14 +20,14 @@ use crate::store::{StoreError, lock};
 /// Longest wait for the write lock before the write answers 503.
 const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest statement (the server cancels it).
-const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(20);
 /// A session idle this long inside a transaction is ended by the server.
 const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(60);
 /// Longest wait for a new connection, TCP and the startup exchange together.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for any answer on a connection (above [`STATEMENT_TIMEOUT`], so that the
 /// server's own cancellation normally comes first); then the connection is dropped.
-pub(super) const ANSWER_TIMEOUT: Duration = Duration::from_secs(45);
+pub(super) const ANSWER_TIMEOUT: Duration = Duration::from_secs(25);
 
 /// How often waiters are woken anyway while the listener is not connected (so a wait on
 /// another replica's approval is bounded by this even without NOTIFY).
