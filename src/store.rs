@@ -191,7 +191,8 @@ impl Store {
             Backend::Pg(pg) => pg
                 .read(|conn| {
                     Tx::postgres(conn).one(
-                        "SELECT CAST(floor(extract(epoch FROM clock_timestamp()) * 1000) AS BIGINT)",
+                        "SELECT CAST(floor(extract(epoch FROM clock_timestamp()) * 1000) \
+                         AS BIGINT)",
                         &[],
                         |r| r.get(0),
                     )

@@ -37,7 +37,8 @@ fn drop_triggers_and(app: &TestApp, sql: &str) {
     match &app.pg {
         Some(pg) => {
             pg.psql(&format!(
-                "ALTER TABLE audit DISABLE TRIGGER USER; {sql} ALTER TABLE audit ENABLE TRIGGER USER;"
+                "ALTER TABLE audit DISABLE TRIGGER USER; {sql} \
+                 ALTER TABLE audit ENABLE TRIGGER USER;"
             ));
         }
         None => app.sql(&format!(
