@@ -115,7 +115,7 @@ async fn request_wait_writes_the_certificate_where_ssh_finds_it() {
 
 /// Starts `request prod-db --wait` for alice's key `pub_path` and returns the child and
 /// the id of the request once it is pending.
-async fn request_waiting(app: &TestApp, pub_path: &Path) -> (std::process::Child, String) {
+pub async fn request_waiting(app: &TestApp, pub_path: &Path) -> (std::process::Child, String) {
     let before = listed_ids(&app.get("bob", "/v1/requests?status=pending").await.1);
     let mut waiter = client(app, "alice");
     waiter

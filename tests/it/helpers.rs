@@ -158,8 +158,17 @@ impl TestApp {
     }
 
     async fn spawn_full(policy: &str, clock: Arc<dyn Clock>, backend: Backend) -> TestApp {
-        let dir = tempfile::tempdir().expect("temp dir");
         let pg = (backend == Backend::Postgres).then(crate::pg::fresh_database);
+        Self::spawn_with_pg(policy, clock, pg).await
+    }
+
+    /// Serves `policy` on `pg` (a database of a private cluster, say), or on SQLite.
+    pub async fn spawn_with_pg(
+        policy: &str,
+        clock: Arc<dyn Clock>,
+        pg: Option<crate::pg::PgDatabase>,
+    ) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
         write_config(dir.path(), policy, pg.as_ref());
         let mut app = Self::start(dir, pg, HashMap::new(), clock).await;
         let users: Vec<String> = app

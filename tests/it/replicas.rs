@@ -185,3 +185,45 @@ async fn a_database_restored_to_before_a_revocation_is_refused_until_accepted() 
     let version = countersign::krl::read(&bytes).unwrap().version;
     assert!(version >= 2, "the version never goes back: {version}");
 }
+
+/// `request --wait` waits through a database outage (503 `unavailable` from its server)
+/// instead of giving up while the request lives on, and writes the certificate once an
+/// approval comes after the database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_wait_waits_through_a_database_outage() {
+    let cluster = crate::pg::Cluster::start_new();
+    let app = TestApp::spawn_with_pg(
+        POLICY,
+        std::sync::Arc::new(countersign::clock::SystemClock),
+        Some(cluster.fresh_database()),
+    )
+    .await;
+    let key = write_key(app.dir.path(), "id_ed25519", &new_key());
+    let public = key.with_extension("pub");
+    let (child, id) = crate::cli_request::request_waiting(&app, &public).await;
+
+    cluster.stop("fast");
+    // Polled every second: it hears 503 unavailable a few times.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    cluster.start();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = app.approve("bob", &id).await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{status} {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("still waiting"),
+        "it saw the outage: {stderr}"
+    );
+    assert!(
+        app.dir.path().join("id_ed25519-cert.pub").exists(),
+        "{stderr}"
+    );
+}
