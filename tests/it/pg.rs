@@ -229,6 +229,32 @@ impl PgDatabase {
         cmd
     }
 
+    /// `pg_dump -Fc` of this database into `to`, as an operator's backup.
+    pub fn dump(&self, to: &Path) {
+        let out = self.tool("pg_dump").args(["-Fc", "-f"]).arg(to).output();
+        let out = out.expect("pg_dump runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `pg_restore --clean` of a dump made by [`PgDatabase::dump`] over this database.
+    pub fn restore(&self, from: &Path) {
+        let out = self
+            .tool("pg_restore")
+            .args(["--clean", "--if-exists", "--no-owner"])
+            .arg(from)
+            .output()
+            .expect("pg_restore runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn psql(&self, sql: &str) -> String {
         let target = Target::Db {
             port: self.port,

@@ -205,54 +205,25 @@ async fn issued_serial(app: &TestApp) -> String {
         .to_owned()
 }
 
-fn pg_dump(pg: &crate::pg::PgDatabase, to: &Path) {
-    let out = pg
-        .tool("pg_dump")
-        .args(["-Fc", "-f"])
-        .arg(to)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn pg_restore(pg: &crate::pg::PgDatabase, from: &Path) {
-    let out = pg
-        .tool("pg_restore")
-        .args(["--clean", "--if-exists", "--no-owner"])
-        .arg(from)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// SECURITY.md (T14): "a database this CA already used is refused without its mark (a
 /// restore onto a new host, a deleted mark) until `--accept-rollback`", and a mark deleted
 /// to get an older database past the guard shows on the record. On PostgreSQL a replica
-/// without a mark joins whatever the database holds (`state/open.rs`: `None if
-/// store.is_postgres() => None`), silently (no `state.mark_started`): whoever can restore
-/// an old dump and delete one replica's mark (or start a replica with a fresh data
-/// folder: a re-provisioned container, a new machine) gets a KRL without the
-/// revocations made since, with a lower version, from the CA.
+/// without a mark joined whatever the database held, silently: whoever could restore an
+/// old dump and delete one replica's mark got a KRL without the revocations made since.
+/// Now such a start is refused unless the operator says the replica is new
+/// (`--new-replica`, on the record).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restored_old_database_is_refused_by_a_replica_whose_mark_was_deleted() {
     let mut app = TestApp::spawn_on_backend(POLICY, Backend::Postgres).await;
     let pg = app.pg.clone().unwrap();
     let serial = issued_serial(&app).await;
     let dump = app.dir.path().join("before.dump");
-    pg_dump(&pg, &dump);
+    pg.dump(&dump);
     let (status, body) = crate::revocation::revoke_serial(&app, "bob", &serial).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     app.stop().await;
 
-    pg_restore(&pg, &dump);
+    pg.restore(&dump);
     let mark = app.dir.path().join("data/countersign.mark");
     assert!(mark.exists(), "the replica kept a mark");
     std::fs::remove_file(&mark).unwrap();
@@ -294,7 +265,7 @@ async fn a_running_replica_never_serves_a_krl_older_than_it_served() {
     let pg = app.pg.clone().unwrap();
     let serial = issued_serial(&app).await;
     let dump = app.dir.path().join("before.dump");
-    pg_dump(&pg, &dump);
+    pg.dump(&dump);
     let (status, body) = crate::revocation::revoke_serial(&app, "bob", &serial).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let before = app
@@ -308,7 +279,7 @@ async fn a_running_replica_never_serves_a_krl_older_than_it_served() {
         .version;
     assert!(before >= 1);
 
-    pg_restore(&pg, &dump);
+    pg.restore(&dump);
 
     let after = app
         .http

@@ -126,32 +126,12 @@ async fn a_database_restored_to_before_a_revocation_is_refused_until_accepted() 
     let (_, body) = app.approve("bob", &id).await;
     let serial = body["certificate"]["serial"].as_str().unwrap().to_owned();
     let dump = app.dir.path().join("before.dump");
-    let out = pg
-        .tool("pg_dump")
-        .args(["-Fc", "-f"])
-        .arg(&dump)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    pg.dump(&dump);
     let (status, body) = crate::revocation::revoke_serial(&app, "bob", &serial).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     app.stop().await;
 
-    let out = pg
-        .tool("pg_restore")
-        .args(["--clean", "--if-exists", "--no-owner"])
-        .arg(&dump)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    pg.restore(&dump);
     let revoked = app.count("SELECT count(*) FROM certificates WHERE revoked_at IS NOT NULL");
     assert_eq!(revoked, 0, "the restored copy predates the revocation");
 
