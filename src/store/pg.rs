@@ -155,6 +155,20 @@ impl Conn {
     pub(super) fn batch(&self, sql: &str) -> Result<(), StoreError> {
         self.wait(self.client.batch_execute(sql))
     }
+
+    /// Sends statements without waiting for their answer (a round trip saved): the
+    /// connection runs requests in the order sent, so whatever is sent next runs after
+    /// them. Only for statements whose failure cannot go unnoticed: a read's BEGIN (a
+    /// failed one means a broken connection, whose next statement fails too) and
+    /// ROLLBACK (which cannot fail on a live connection), and a batch's SAVEPOINT and
+    /// RELEASE (`pg/batch.rs` says why).
+    pub(super) fn send(&self, sql: &str) {
+        // The request is queued on the first poll (tokio-postgres sends it before it
+        // waits for any answer); the answer, when it comes, is dropped.
+        let answer = std::pin::pin!(self.client.batch_execute(sql));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let _ = std::future::Future::poll(answer, &mut cx);
+    }
 }
 
 impl StoreError {
@@ -413,11 +427,14 @@ impl PgStore {
             return Err(StoreError::Nested.into());
         }
         let conn = self.shared.pool.get()?;
-        conn.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
-        // As in `write`: pooled again only after the ROLLBACK went through.
+        // BEGIN and ROLLBACK go out without waiting (`Conn::send`): a read costs the
+        // round trips of its own statements only.
+        conn.send("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+        // Closed, not pooled, if `f` panics (the transaction would stay open).
         conn.abandon();
         let out = f(&conn);
-        Shared::roll_back(&conn);
+        conn.send("ROLLBACK");
+        conn.keep();
         out
     }
 }
