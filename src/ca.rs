@@ -40,7 +40,13 @@ use crate::pubkey::SubjectKey;
 /// The error names the file and how to fix it.
 pub fn read_secret_file(path: &std::path::Path) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
     keyfile::read_passphrase(path).map_err(|e| match e {
-        CaError::Unsafe { path, message } => format!("{}: {message}", path.display()),
+        CaError::Unsafe { path, message } => {
+            format!(
+                "{}: {}",
+                path.display(),
+                message.replace("passphrase", "secret")
+            )
+        }
         CaError::Io { path, source } => format!("{}: {source}", path.display()),
         other => other.to_string(),
     })

@@ -102,6 +102,7 @@ pub(super) fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
         }
         Err(_) => outln!("ca key       {where_} (not created yet: run init or serve)")?,
     }
+    let storage_ok = storage_summary(&config)?;
     outln!("ssh          {}", ssh_summary(&config))?;
     outln!(
         "pending_ttl  {}",
@@ -136,8 +137,55 @@ pub(super) fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     for w in &config.warnings {
         eprintln!("warning: {w}");
     }
+    if !storage_ok {
+        eprintln!("countersign: [storage] password_file cannot be used (see above)");
+        return Ok(ExitCode::FAILURE);
+    }
     outln!("ok")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints where the state is kept; for PostgreSQL also checks the password file under
+/// the rules `serve` applies (without connecting). Returns whether it can be used.
+fn storage_summary(config: &Config) -> anyhow::Result<bool> {
+    let pg = match &config.storage {
+        crate::config::StorageSettings::Sqlite => {
+            outln!("storage      sqlite ({})", config.database_path().display())?;
+            return Ok(true);
+        }
+        crate::config::StorageSettings::Postgres(pg) => pg,
+    };
+    let tls = match &pg.tls {
+        crate::config::PgTls::Disable => "no TLS (this machine)".to_owned(),
+        crate::config::PgTls::VerifyFull { root_cert: None } => {
+            "TLS verify-full, system roots".to_owned()
+        }
+        crate::config::PgTls::VerifyFull {
+            root_cert: Some(path),
+        } => format!("TLS verify-full, roots {}", path.display()),
+    };
+    outln!(
+        "storage      postgres {} ({tls}, pool {})",
+        pg.url,
+        pg.pool_size
+    )?;
+    let Some(file) = &pg.password_file else {
+        outln!("password     none (password_file not set)")?;
+        return Ok(true);
+    };
+    let checked = file
+        .resolve()
+        .and_then(|path| crate::ca::read_secret_file(&path).map(|_| path));
+    match checked {
+        Ok(path) => {
+            outln!("password     {} (ok)", path.display())?;
+            Ok(true)
+        }
+        Err(e) => {
+            outln!("password     UNUSABLE: {e}")?;
+            Ok(false)
+        }
+    }
 }
 
 /// `127.0.0.1:2222, host key PATH (SHA256:...)`, or `off`.

@@ -171,21 +171,26 @@ pub fn open_store(
     }
     // Bound only once the database is accepted: a refused copy gets no event written.
     bind_ca(&store, ca, operator, now)?;
-    if old.is_none() && store.is_postgres() && bound_before {
-        tracing::warn!(
-            mark = %paths.mark.display(),
-            "no state mark beside the CA key: a new replica joining the shared database starts one"
-        );
-    }
     // On the record: a mark deleted (SQLite), or a replica that joined without one.
     if old.is_none() && !plan.create_database && (!bound_before || store.is_postgres()) {
-        tracing::warn!(
-            mark = %paths.mark.display(),
-            "no state mark beside the CA key: taking the database as it is and starting one (first \
-             start of this version, a new replica, or a mark that was deleted)"
-        );
-        // On the record: a mark deleted to get an older database past the guard shows.
-        let mark_path = paths.mark.display().to_string();
+        if joins {
+            tracing::info!(
+                mark = %paths.mark.display(),
+                "a new replica joins the shared database and starts its state mark"
+            );
+        } else {
+            tracing::warn!(
+                mark = %paths.mark.display(),
+                "no state mark beside the CA key: taking the database as it is and starting \
+                 one (first start of this version, or a mark that was deleted)"
+            );
+        }
+        // On the record: a mark deleted to get an older database past the guard shows, and
+        // which replica joined (its absolute mark path).
+        let mark_path = std::path::absolute(&paths.mark)
+            .unwrap_or_else(|_| paths.mark.clone())
+            .display()
+            .to_string();
         store.write(|tx| {
             audit::append(
                 tx,

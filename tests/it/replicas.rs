@@ -207,3 +207,40 @@ async fn request_wait_waits_through_a_database_outage() {
         "{stderr}"
     );
 }
+
+/// `check-config` names where the state is kept and checks the PostgreSQL password file
+/// as `serve` would (a file others can read is refused, exit 1), without connecting.
+#[test]
+fn check_config_shows_the_storage_and_refuses_an_unsafe_password_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let pg = crate::pg::fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), POLICY, Some(&pg));
+    let config = dir.path().join("countersign.toml");
+    let out = crate::process::operator(&config)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!("storage      postgres {}", pg.url)),
+        "{stdout}"
+    );
+    assert!(stdout.contains("pg-password (ok)"), "{stdout}");
+    assert!(
+        !stdout.contains(&pg.password),
+        "the password is never shown"
+    );
+
+    let file = dir.path().join("pg-password");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = crate::process::operator(&config)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains("password     UNUSABLE"), "{stdout}");
+    assert!(stdout.contains("chmod 600"), "{stdout}");
+}
