@@ -15,6 +15,11 @@ pub(super) async fn sweep_expired(state: Arc<Service>) {
     let period = (state.config().requests.pending_ttl / 10)
         .clamp(Duration::from_secs(1), Duration::from_secs(30));
     let mut tick = tokio::time::interval(period);
+    // The first sweep comes one period after start, not at once: a sweep whose task first
+    // runs at some later moment would otherwise act on whatever the clock says then (a
+    // test's moved clock; nothing is lost meanwhile, since a request past its deadline
+    // counts as expired whether or not a sweep has recorded it).
+    tick.tick().await;
     let mut marked = tokio::time::Instant::now();
     let mut clock_checked = tokio::time::Instant::now();
     loop {
