@@ -105,11 +105,20 @@ pub fn migrate_to_postgres(config: &Config) -> Result<Migrated, MigrateError> {
         )));
     };
     let source_path = config.database_path();
-    if std::fs::symlink_metadata(&source_path).is_err() {
-        return Err(MigrateError::Refused(format!(
-            "there is no SQLite database at {} to migrate",
-            source_path.display()
-        )));
+    match std::fs::symlink_metadata(&source_path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(MigrateError::Refused(format!(
+                "there is no SQLite database at {} to migrate",
+                source_path.display()
+            )));
+        }
+        Err(e) => {
+            return Err(MigrateError::Refused(format!(
+                "cannot look at the SQLite database {}: {e}",
+                source_path.display()
+            )));
+        }
     }
     if Store::peek_schema_version(&source_path)? == 0 {
         return Err(MigrateError::Refused(format!(

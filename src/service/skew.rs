@@ -22,6 +22,9 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(30);
 pub(super) struct Skew(AtomicI64);
 
 const UNKNOWN: i64 = i64::MIN;
+/// The last measurement failed (the database did not answer): nothing is signed until
+/// one succeeds.
+const FAILED: i64 = i64::MIN + 1;
 
 impl Default for Skew {
     fn default() -> Self {
@@ -36,8 +39,14 @@ impl Service {
     /// and an error above [`MAX_SKEW`].
     pub fn check_clock(&self) -> Result<Option<i64>, ServiceError> {
         let before = self.now();
-        let Some(database) = self.store.database_now_ms()? else {
-            return Ok(None);
+        let database = match self.store.database_now_ms() {
+            Ok(Some(database)) => database,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                // Not measured is not agreed: no signing on an old measurement.
+                self.skew.0.store(FAILED, Ordering::Relaxed);
+                return Err(e.into());
+            }
         };
         let after = self.now();
         let middle = before.timestamp_millis() / 2 + after.timestamp_millis() / 2;
@@ -62,9 +71,17 @@ impl Service {
     }
 
     /// Whether the last measurement allows signing: an error naming the skew when it was
-    /// above [`MAX_SKEW`] (never measured, or SQLite: allowed).
+    /// above [`MAX_SKEW`], or when the last measurement failed. Never measured (SQLite;
+    /// on PostgreSQL opening measures once, and refuses to start if it cannot): allowed.
     pub fn clock_agrees(&self) -> Result<(), ServiceError> {
         let skew = self.skew.0.load(Ordering::Relaxed);
+        if skew == FAILED {
+            return Err(ServiceError::NotReady(
+                "this replica could not compare its clock with the database's: it does not \
+                 sign until it can"
+                    .into(),
+            ));
+        }
         if skew != UNKNOWN && skew.unsigned_abs() > MAX_SKEW.as_millis() as u64 {
             return Err(ServiceError::NotReady(format!(
                 "this replica's clock differs from the database's by {:.1}s (more than {}s): it \

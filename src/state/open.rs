@@ -317,6 +317,17 @@ pub(super) fn bind_ca(
     }
     let key = ca_record(ca, now)?;
     store.write(|tx| {
+        // Again inside the write: another replica may have bound it meanwhile.
+        if let Some(current) = meta::current_ca(tx)? {
+            if current.fingerprint == key.fingerprint {
+                return Ok(());
+            }
+            return Err(StateError::Mismatch(format!(
+                "the database belongs to CA key {} but the configured key is {}: use the key \
+                 the database was made with (its public key: {})",
+                current.fingerprint, key.fingerprint, current.public_key
+            )));
+        }
         meta::record_ca(tx, &key)?;
         let database = meta::database_id(tx)?;
         audit::append(

@@ -162,11 +162,15 @@ fn decide(
                 ". A new replica: copy the CA key from the host where `countersign init` ran \
                  (mode 0600), then start it with `countersign serve --new-replica`"
             };
-            let wanted = recorded_ca
-                .or_else(|| Store::peek_current_ca(&paths.database).ok().flatten())
-                .map_or_else(String::new, |k| {
-                    format!(" ({}: {})", k.fingerprint, k.public_key)
-                });
+            let recorded = match recorded_ca {
+                Some(k) => Ok(Some(k)),
+                None => Store::peek_current_ca(&paths.database),
+            };
+            let wanted = match recorded {
+                Ok(Some(k)) => format!(" ({}: {})", k.fingerprint, k.public_key),
+                Ok(None) => String::new(),
+                Err(e) => format!(" (its recorded key cannot be read: {e})"),
+            };
             Err(StateError::Mismatch(format!(
                 "{db_path} exists but the CA key {key_path} does not: restore the CA \
                  key the database belongs to{wanted} (countersign never makes a new key next to an \

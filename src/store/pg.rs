@@ -30,7 +30,7 @@ mod tls;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock, mpsc};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures_executor::block_on;
@@ -228,7 +228,7 @@ pub(super) struct PgStore {
     /// Tells this store's writer thread apart from other stores' in the same process.
     id: u64,
     /// Where operations given to `submit` queue (`pg/batch.rs`); started on first use.
-    jobs: OnceLock<Option<mpsc::Sender<batch::Job>>>,
+    jobs: OnceLock<Option<super::writer::Threads>>,
 }
 
 /// What the writer thread shares with the store.
@@ -367,7 +367,7 @@ impl PgStore {
             .jobs
             .get_or_init(|| batch::start(self.shared.clone(), self.id))
         {
-            Some(jobs) => jobs.send(batch::job(op, reply)).is_ok(),
+            Some(threads) => threads.jobs.send(batch::job(op, reply)).is_ok(),
             None => false,
         };
         async move {

@@ -32,12 +32,12 @@ pub(super) use batch::{batch_is_open_here, read_in_batch, write_in_batch};
 /// Most operations in one batch; bounds the latency a batch adds to its first member.
 const MAX_BATCH: usize = 256;
 
-/// Why the members of a batch lost their writes, when SQLite abandoned the transaction.
 /// One queued operation: runs inside the batch and returns what to do once the batch's
-/// COMMIT has succeeded (`Ok`) or failed (`Err`, with why).
+/// COMMIT has succeeded (`Ok`) or failed (`Err`, with why). Both backends' writer
+/// threads queue these (`pg/batch.rs` too).
 pub(super) type Job = Box<dyn FnOnce() -> Finish + Send>;
 /// Delivers an operation's outcome after the COMMIT.
-pub(super) type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
+pub(super) type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 /// The write connection, shared by the writer thread and writers that write alone.
 pub(super) struct Shared {
@@ -202,15 +202,24 @@ impl Threads {
 /// WAL would grow without bound. Other checkpoint schedules were tried and not kept
 /// (docs/benchmark.md, "Lab notes").
 pub(super) fn start(shared: Arc<Shared>, store: u64) -> Option<Threads> {
+    spawn("countersign-writer", move |jobs| {
+        shared.run_batch(store, jobs)
+    })
+}
+
+/// A writer thread named `name`: takes every operation queued (up to [`MAX_BATCH`]) and
+/// hands them to `run` as one batch, until the sender is dropped. `None` (logged) if
+/// the OS refuses a thread.
+pub(super) fn spawn(name: &str, mut run: impl FnMut(Vec<Job>) + Send + 'static) -> Option<Threads> {
     let (tx, rx) = mpsc::channel::<Job>();
     let spawned = std::thread::Builder::new()
-        .name("countersign-writer".into())
+        .name(name.into())
         .spawn(move || {
             while let Ok(first) = rx.recv() {
                 let mut jobs = Vec::with_capacity(16);
                 jobs.push(first);
                 jobs.extend(rx.try_iter().take(MAX_BATCH - 1));
-                shared.run_batch(store, jobs);
+                run(jobs);
             }
         });
     match spawned {
@@ -230,8 +239,8 @@ pub(super) fn job<T: Send + 'static>(
 ) -> Job {
     Box::new(move || {
         let out = op();
-        Box::new(move |committed: Result<(), String>| {
-            let _ = reply.send(committed.map(|()| out).map_err(StoreError::CommitFailed));
+        Box::new(move |committed: Result<(), StoreError>| {
+            let _ = reply.send(committed.map(|()| out));
         })
     })
 }

@@ -163,6 +163,7 @@ pub struct Http {
 }
 
 /// An answer: status, JSON body (or the text as a string).
+#[derive(Debug)]
 pub struct Answer {
     pub status: StatusCode,
     pub body: Value,

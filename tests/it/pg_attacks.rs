@@ -290,7 +290,13 @@ async fn a_running_replica_never_serves_a_krl_older_than_it_served() {
     let status = after.status();
     let bytes = after.bytes().await.unwrap();
     if status != StatusCode::OK {
-        // Refusing to serve (fail closed) is an acceptable answer.
+        // Refusing to serve, as the docs say: 503 not_ready, nothing else.
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+            "{body}"
+        );
         return;
     }
     let version = countersign::krl::read(&bytes).unwrap().version;

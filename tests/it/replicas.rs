@@ -244,3 +244,40 @@ fn check_config_shows_the_storage_and_refuses_an_unsafe_password_file() {
     assert!(stdout.contains("password     UNUSABLE"), "{stdout}");
     assert!(stdout.contains("chmod 600"), "{stdout}");
 }
+
+/// Replicas converge on one policy: once one replica reloads a newer policy, another
+/// still running the old one is not ready (503 `not_ready`), until it reloads too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_left_on_an_older_policy_is_not_ready_until_it_reloads() {
+    let first = TestApp::spawn_on_backend(POLICY, Backend::Postgres).await;
+    let second = TestApp::spawn_replica_of(&first, POLICY).await;
+    let ready = |app: &TestApp| {
+        let url = format!("{}/v1/ready", app.url);
+        let http = app.http.clone();
+        async move {
+            let resp = http.get(url).send().await.unwrap();
+            let status = resp.status();
+            (status, resp.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    assert_eq!(ready(&second).await.0, StatusCode::OK);
+
+    let newer = POLICY.replace("max_ttl = \"2h\"", "max_ttl = \"1h\"");
+    first
+        .service
+        .reload(first.config_of(&newer), "operator")
+        .unwrap();
+    let (status, body) = ready(&second).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+        "{body}"
+    );
+    assert_eq!(ready(&first).await.0, StatusCode::OK);
+
+    second
+        .service
+        .reload(second.config_of(&newer), "operator")
+        .unwrap();
+    assert_eq!(ready(&second).await.0, StatusCode::OK);
+}

@@ -1,5 +1,5 @@
 //! Group commit on PostgreSQL: the operations handed to `Store::submit` queue for one
-//! writer thread per replica, which runs those queued (up to [`MAX_BATCH`]) in one
+//! writer thread per replica, which runs those queued (up to 256) in one
 //! transaction under the write lock, each `Store::write` in its own SAVEPOINT, and
 //! COMMITs once: one WAL flush, and one wait for the lock, for the whole batch. No
 //! operation's result leaves before the COMMIT; if the batch does not commit, every
@@ -8,19 +8,12 @@
 
 use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
 
 use super::{Conn, Pooled, Shared};
 use crate::store::StoreError;
-
-/// Most operations in one batch.
-const MAX_BATCH: usize = 256;
-
-/// One queued operation: runs inside the batch and returns what to do once the batch's
-/// COMMIT has succeeded (`Ok`) or failed (`Err`).
-pub(super) type Job = Box<dyn FnOnce() -> Finish + Send>;
-/// Delivers an operation's outcome after the COMMIT.
-pub(super) type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+pub(super) use crate::store::writer::{Job, job};
+use crate::store::writer::{Threads, spawn};
 
 thread_local! {
     /// The batch this thread (a writer thread) is running, if any.
@@ -66,7 +59,12 @@ impl Batch {
         // fails in an aborted transaction, so the batch is reported failed, never
         // committed.
         conn.send("SAVEPOINT w");
-        match f(conn) {
+        // If `f` panics (the batch goes on: `run` catches it), its half-done write is
+        // undone, never committed with the batch.
+        let mut undo = UndoOnUnwind(Some(conn));
+        let out = f(conn);
+        undo.0 = None;
+        match out {
             Ok(out) => {
                 conn.send("RELEASE w");
                 self.wrote = true;
@@ -80,6 +78,18 @@ impl Batch {
                 }
                 Err(e)
             }
+        }
+    }
+}
+
+/// Rolls a write's savepoint back when dropped armed (its closure panicked). If that
+/// fails, the transaction is aborted and the batch's COMMIT (with its NOTIFY) fails.
+struct UndoOnUnwind<'c>(Option<&'c Conn>);
+
+impl Drop for UndoOnUnwind<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0 {
+            conn.send("ROLLBACK TO w; RELEASE w");
         }
     }
 }
@@ -122,38 +132,10 @@ pub(super) fn read<T, E: From<StoreError>>(f: impl FnOnce(&Conn) -> Result<T, E>
     })
 }
 
-/// Starts the writer thread of `store`; `None` (logged) if the OS refuses a thread.
-pub(super) fn start(shared: Arc<Shared>, store: u64) -> Option<mpsc::Sender<Job>> {
-    let (tx, rx) = mpsc::channel::<Job>();
-    let spawned = std::thread::Builder::new()
-        .name("countersign-pg-writer".into())
-        .spawn(move || {
-            while let Ok(first) = rx.recv() {
-                let mut jobs = Vec::with_capacity(16);
-                jobs.push(first);
-                jobs.extend(rx.try_iter().take(MAX_BATCH - 1));
-                run(&shared, store, jobs);
-            }
-        });
-    match spawned {
-        Ok(_) => Some(tx),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the database writer thread");
-            None
-        }
-    }
-}
-
-/// Wraps `op` as a job whose result goes to `reply` after the COMMIT.
-pub(super) fn job<T: Send + 'static>(
-    op: impl FnOnce() -> T + Send + 'static,
-    reply: tokio::sync::oneshot::Sender<Result<T, StoreError>>,
-) -> Job {
-    Box::new(move || {
-        let out = op();
-        Box::new(move |committed: Result<(), StoreError>| {
-            let _ = reply.send(committed.map(|()| out));
-        })
+/// Starts the writer thread of `store` (the SQLite writer's loop, `writer::spawn`).
+pub(super) fn start(shared: Arc<Shared>, store: u64) -> Option<Threads> {
+    spawn("countersign-pg-writer", move |jobs| {
+        run(&shared, store, jobs)
     })
 }
 

@@ -37,9 +37,14 @@ impl Rustls {
             }
             None => {
                 let found = rustls_native_certs::load_native_certs();
-                for cert in found.certs {
-                    // A system root rustls cannot use is skipped, as browsers skip them.
-                    let _ = roots.add(cert);
+                for e in &found.errors {
+                    tracing::warn!(error = %e, "a system root certificate store could not be read");
+                }
+                // A system root rustls cannot use is skipped (as browsers skip them), and
+                // counted in the log.
+                let (added, skipped) = roots.add_parsable_certificates(found.certs);
+                if skipped > 0 {
+                    tracing::warn!(added, skipped, "system root certificates rustls cannot use");
                 }
             }
         }

@@ -179,7 +179,10 @@ impl Shared {
             self.committed();
         }
         for (finish, _, depends) in finishes {
-            finish(if depends { result.clone() } else { Ok(()) });
+            finish(match (&result, depends) {
+                (Err(why), true) => Err(StoreError::CommitFailed(why.clone())),
+                _ => Ok(()),
+            });
         }
     }
 }

@@ -129,7 +129,7 @@ impl Load {
         };
         let mut flows = 0;
         while !self.stop.load(Ordering::Relaxed) {
-            self.flow(requester, role, approvers, flows % 5 == 4).await;
+            self.flow(requester, role, approvers, flows % 5 == 0).await;
             flows += 1;
         }
         flows
