@@ -10,6 +10,8 @@
 # cluster (initdb into a temp dir, as the `postgres` user when run as root; 127.0.0.1 on
 # a random port; fsync and synchronous_commit on), runs N `countersign serve` replicas on
 # one database of it in turns with the SQLite server, and removes the cluster at the end.
+# COUNTERSIGN_BENCH_PG_CONF adds lines to its postgresql.conf (e.g. to load
+# pg_stat_statements while looking for where the time goes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked --quiet --workspace
@@ -58,6 +60,7 @@ unix_socket_directories = '$root'
 max_connections = 300
 fsync = on
 synchronous_commit = on
+${COUNTERSIGN_BENCH_PG_CONF:-}
 EOF
 started=no
 for _ in 1 2 3 4 5 6 7 8 9 10; do

@@ -28,7 +28,7 @@ use chrono::{DateTime, Utc};
 
 pub use crate::state::Access;
 pub use crate::store::requests::Status;
-pub use calls::{blocking, submit};
+pub use calls::{blocking, quick, submit};
 pub use decide::{Created, IDEMPOTENCY_KEY_LIFETIME, NewRequest};
 pub use error::{ErrorKind, ServiceError, chain};
 pub use local::Local;
@@ -169,10 +169,13 @@ impl Service {
     /// such (`user_disabled`); a revoked token, or one of a user no longer in the config,
     /// authenticates nobody.
     pub fn authenticate(&self, secret: &str) -> Result<UserName, ServiceError> {
-        self.store.read(|tx| {
+        // One query (the token, its user's disabled mark): no transaction needed.
+        self.store.read_single(|tx| {
             let owner = tokens::lookup(tx, secret)?.ok_or(ServiceError::Unauthenticated)?;
             let user = owner.user;
-            self.require_enabled(tx, &user)?;
+            if owner.disabled {
+                return Err(disabled_error(&user));
+            }
             if owner.revoked || !self.config().policy.users.contains_key(&user) {
                 return Err(ServiceError::Unauthenticated);
             }
@@ -201,10 +204,7 @@ impl Service {
     /// before the disabling committed (an SSH connection left open, a request in flight).
     fn require_enabled(&self, tx: &Tx<'_>, user: &UserName) -> Result<(), ServiceError> {
         if disabled::is_disabled(tx, user)? {
-            return Err(ServiceError::Disabled(format!(
-                "user {user} is disabled: every token and SSH key of theirs is refused until an \
-                 admin enables them again"
-            )));
+            return Err(disabled_error(user));
         }
         Ok(())
     }
@@ -279,4 +279,12 @@ impl Service {
 /// Seconds since the epoch of `now`.
 fn unix(now: DateTime<Utc>) -> i64 {
     now.timestamp()
+}
+
+/// `user_disabled`: what a disabled user hears, whatever they ask.
+fn disabled_error(user: &UserName) -> ServiceError {
+    ServiceError::Disabled(format!(
+        "user {user} is disabled: every token and SSH key of theirs is refused until an admin \
+         enables them again"
+    ))
 }

@@ -255,6 +255,20 @@ impl Store {
         }
     }
 
+    /// A read of exactly one statement (a token lookup): one statement sees one
+    /// snapshot by itself, so on PostgreSQL it runs without a transaction around it (two
+    /// statements fewer for the server). A second statement in `f` is refused
+    /// ([`StoreError::Nested`]). On SQLite, and inside a batch, it is [`Store::read`].
+    pub fn read_single<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        match &self.backend {
+            Backend::Lite(lite) => lite.read(f),
+            Backend::Pg(pg) => pg.read_single(|conn| f(&Tx::postgres(conn))),
+        }
+    }
+
     /// Copies the whole SQLite database, as one consistent snapshot of what is
     /// committed, to a new file at `dest`, and makes the copy durable. `dest` must not
     /// exist. PostgreSQL is backed up with its own tools (`pg_dump`).

@@ -40,7 +40,7 @@ impl FromRequestParts<AppState> for Actor {
                 .map_err(|wait| rate_limited(client, peer, token_id, wait))?;
         }
         let result = match token {
-            Some(token) => state.authenticate(&token),
+            Some(token) => crate::service::quick(state, move |s| s.authenticate(&token)).await,
             None => Err(ServiceError::Unauthenticated),
         };
         // A disabled user's token is a refused credential like an unknown one.

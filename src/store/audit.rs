@@ -84,6 +84,9 @@ pub struct Filter {
 
 /// The newest event's sequence number and hash; `None` for an empty log.
 pub fn last(tx: &Tx<'_>) -> Result<Option<(i64, String)>, StoreError> {
+    if let Some(head) = tx.audit_head() {
+        return Ok(Some(head));
+    }
     tx.opt(
         "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
         &[],
@@ -98,7 +101,9 @@ pub fn last_seq(tx: &Tx<'_>) -> Result<i64, StoreError> {
 
 /// Stores one event, already hashed by the caller.
 pub fn insert(tx: &Tx<'_>, row: &RowRef<'_>) -> Result<(), StoreError> {
-    tx.exec(
+    // The sequence number is the chain head's plus one, under the write lock, so the
+    // row cannot clash: sent without waiting (`Tx::put`).
+    tx.put(
         "INSERT INTO audit (seq, at, actor, action, request_id, serial, detail, prev_hash, \
          hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         &[
@@ -113,6 +118,7 @@ pub fn insert(tx: &Tx<'_>, row: &RowRef<'_>) -> Result<(), StoreError> {
             &row.hash,
         ],
     )?;
+    tx.set_audit_head(row.fields.seq, row.hash);
     Ok(())
 }
 

@@ -115,7 +115,7 @@ pub fn serial_taken(tx: &Tx<'_>, serial: Serial) -> Result<bool, StoreError> {
 
 /// Stores an issued certificate.
 pub fn insert(tx: &Tx<'_>, req: &RequestRow, c: &CertificateRow) -> Result<(), StoreError> {
-    tx.exec(
+    tx.put(
         "INSERT INTO certificates (serial, request_id, requester, role, key_id, \
          valid_after, valid_before, certificate) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         &[

@@ -19,9 +19,12 @@
 //! [`StoreError::Unavailable`] (nothing is retried blindly, so nothing is signed twice).
 //!
 //! # Blocking
-//! The store's API is synchronous. Connections are driven by a small runtime of their
-//! own (one thread), and queries wait on it with `futures_executor::block_on`, so they
-//! work from any thread (the API's blocking pool, the CLI, tests).
+//! The store's API is synchronous. Each connection has a current-thread runtime of its
+//! own, and the thread that uses the connection drives it while it waits for an answer
+//! (as the `postgres` crate does): a round trip costs the socket's system calls and no
+//! hand-off between threads. From inside an async context, where a runtime cannot be
+//! entered, the wait runs on a short-lived thread instead, so a query works from any
+//! thread (the API's blocking pool, the writer thread, the CLI, tests).
 
 mod batch;
 mod migrations;
@@ -33,7 +36,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use futures_executor::block_on;
 use tokio_postgres::Statement;
 use tokio_postgres::types::ToSql;
 
@@ -78,20 +80,82 @@ impl std::fmt::Debug for PgOptions {
 pub(crate) struct Conn {
     client: tokio_postgres::Client,
     statements: RefCell<HashMap<String, Statement>>,
-    /// The pool's runtime, whose timer bounds every wait for an answer.
-    runtime: tokio::runtime::Handle,
+    /// Drives this connection (its socket, and the task that reads and writes it)
+    /// while a caller waits for an answer; its timer bounds every wait. `None` only
+    /// while dropping.
+    runtime: Option<tokio::runtime::Runtime>,
     /// An answer did not come in time: the connection's state is unknown.
     timed_out: std::cell::Cell<bool>,
+    /// Statements left to a read outside a transaction (`PgStore::read_single`);
+    /// `None` otherwise.
+    single: std::cell::Cell<Option<u8>>,
+    /// A write transaction (holding [`WRITE_LOCK`]) is open on this connection.
+    writing: std::cell::Cell<bool>,
+    /// The audit chain's head as this write transaction left it (`store/audit.rs`):
+    /// valid while the transaction holds the write lock, since nobody else appends
+    /// meanwhile; forgotten whenever the transaction ends or undoes any of its work.
+    head: RefCell<Option<(i64, String)>>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which panics inside an async context (a pool
+        // dropped by a test's async body); shutting it down in the background does not.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl Conn {
-    fn new(client: tokio_postgres::Client, runtime: tokio::runtime::Handle) -> Self {
+    fn new(client: tokio_postgres::Client, runtime: tokio::runtime::Runtime) -> Self {
         Conn {
             client,
             statements: RefCell::new(HashMap::new()),
-            runtime,
+            runtime: Some(runtime),
             timed_out: std::cell::Cell::new(false),
+            single: std::cell::Cell::new(None),
+            writing: std::cell::Cell::new(false),
+            head: RefCell::new(None),
         }
+    }
+
+    /// Where the write transaction open on this connection begins or ends.
+    fn set_writing(&self, writing: bool) {
+        self.writing.set(writing);
+        self.forget_head();
+    }
+
+    /// The audit chain's head this write transaction knows, if any.
+    pub(super) fn audit_head(&self) -> Option<(i64, String)> {
+        if self.writing.get() {
+            self.head.borrow().clone()
+        } else {
+            None
+        }
+    }
+
+    /// Records the head this write transaction just appended (ignored outside one).
+    pub(super) fn set_audit_head(&self, seq: i64, hash: &str) {
+        if self.writing.get() {
+            *self.head.borrow_mut() = Some((seq, hash.to_owned()));
+        }
+    }
+
+    /// Forgets the head (part of the transaction's work was undone, or it ended).
+    pub(super) fn forget_head(&self) {
+        self.head.borrow_mut().take();
+    }
+
+    /// Drives the connection on this thread until `f` is done.
+    fn drive<F: std::future::Future + Send>(&self, f: F) -> Result<F::Output, StoreError>
+    where
+        F::Output: Send,
+    {
+        let Some(runtime) = &self.runtime else {
+            return Err(StoreError::Unavailable("the connection is closing".into()));
+        };
+        drive_on(runtime, f)
     }
 
     /// Whether the connection is gone or in an unknown state (not to be reused).
@@ -102,29 +166,31 @@ impl Conn {
     /// Waits for `answer`, at most [`pool::ANSWER_TIMEOUT`]: a server that accepted the
     /// connection but stopped answering (frozen, or cut off while its kernel still
     /// acknowledges) makes the call unavailable instead of hanging it.
-    fn wait<T>(
+    fn wait<T: Send>(
         &self,
-        answer: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+        answer: impl std::future::Future<Output = Result<T, tokio_postgres::Error>> + Send,
     ) -> Result<T, StoreError> {
-        let timer = {
-            let _runtime = self.runtime.enter();
-            tokio::time::sleep(pool::ANSWER_TIMEOUT)
-        };
-        block_on(async {
-            tokio::select! {
-                out = answer => out.map_err(StoreError::from_pg),
-                () = timer => {
-                    self.timed_out.set(true);
-                    Err(StoreError::Unavailable(format!(
-                        "the database did not answer within {}s",
-                        pool::ANSWER_TIMEOUT.as_secs()
-                    )))
-                }
+        // The timer is made inside the runtime (it needs its time driver).
+        match self.drive(async { tokio::time::timeout(pool::ANSWER_TIMEOUT, answer).await })? {
+            Ok(out) => out.map_err(StoreError::from_pg),
+            Err(_) => {
+                self.timed_out.set(true);
+                Err(StoreError::Unavailable(format!(
+                    "the database did not answer within {}s",
+                    pool::ANSWER_TIMEOUT.as_secs()
+                )))
             }
-        })
+        }
     }
 
     fn statement(&self, sql: &str) -> Result<Statement, StoreError> {
+        // Every statement with parameters comes here first: the one place to count a
+        // single-statement read's.
+        match self.single.get() {
+            None => {}
+            Some(0) => return Err(StoreError::Nested),
+            Some(n) => self.single.set(Some(n - 1)),
+        }
         if let Some(s) = self.statements.borrow().get(sql) {
             return Ok(s.clone());
         }
@@ -151,6 +217,23 @@ impl Conn {
         self.wait(self.client.execute(&stmt, &params))
     }
 
+    /// Runs a write statement inside a write transaction without waiting for its answer
+    /// (pipelined: the next statement goes out at once). Its failure cannot go unseen: it
+    /// aborts the transaction, so every later statement fails and so does the COMMIT,
+    /// whose NOTIFY is refused in an aborted transaction (`pg/batch.rs` says how a
+    /// batch keeps that). Outside a write transaction it waits, like `execute`.
+    pub(super) fn put(&self, sql: &str, params: &[&dyn Param]) -> Result<(), StoreError> {
+        if !self.writing.get() {
+            return self.execute(sql, params).map(drop);
+        }
+        let stmt = self.statement(sql)?;
+        let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.pg()).collect();
+        match poll_once(self.client.execute(&stmt, &params)) {
+            Some(Err(e)) => Err(StoreError::from_pg(e)),
+            _ => Ok(()),
+        }
+    }
+
     /// Runs statements without parameters (transaction control, DDL).
     pub(super) fn batch(&self, sql: &str) -> Result<(), StoreError> {
         self.wait(self.client.batch_execute(sql))
@@ -163,11 +246,41 @@ impl Conn {
     /// ROLLBACK (which cannot fail on a live connection), and a batch's SAVEPOINT and
     /// RELEASE (`pg/batch.rs` says why).
     pub(super) fn send(&self, sql: &str) {
-        // The request is queued on the first poll (tokio-postgres sends it before it
-        // waits for any answer); the answer, when it comes, is dropped.
-        let answer = std::pin::pin!(self.client.batch_execute(sql));
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        let _ = std::future::Future::poll(answer, &mut cx);
+        let _ = poll_once(self.client.batch_execute(sql));
+    }
+}
+
+/// Polls `answer` once and drops it. tokio-postgres queues a request for its connection
+/// on the first poll, before it waits for any answer; the answer, when it comes, is
+/// dropped by the connection. `Some` if it was ready at once (a closed connection).
+fn poll_once<T>(answer: impl std::future::Future<Output = T>) -> Option<T> {
+    let answer = std::pin::pin!(answer);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::future::Future::poll(answer, &mut cx) {
+        std::task::Poll::Ready(out) => Some(out),
+        std::task::Poll::Pending => None,
+    }
+}
+
+/// Runs `f` to completion on `runtime` from this thread, wherever it is: a plain thread
+/// (the writer thread, the CLI) enters the runtime itself; a thread of a multi-thread
+/// tokio runtime does so inside `block_in_place` (on its blocking pool that costs
+/// nothing; an async worker hands its other tasks to another worker first); a thread of
+/// a current-thread runtime, which can do neither, waits for a short-lived thread that
+/// does it.
+fn drive_on<F: std::future::Future + Send>(
+    runtime: &tokio::runtime::Runtime,
+    f: F,
+) -> Result<F::Output, StoreError>
+where
+    F::Output: Send,
+{
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Err(_) => Ok(runtime.block_on(f)),
+        Ok(RuntimeFlavor::MultiThread) => Ok(tokio::task::block_in_place(|| runtime.block_on(f))),
+        Ok(_) => std::thread::scope(|s| s.spawn(|| runtime.block_on(f)).join())
+            .map_err(|_| StoreError::Unavailable("a database wait panicked".into())),
     }
 }
 
@@ -260,6 +373,23 @@ impl Drop for Writing {
     }
 }
 
+/// A single-statement read in progress on a connection; ended when dropped (a panic
+/// included), so the connection goes back to the pool as any other.
+struct Single<'c>(&'c Conn);
+
+impl<'c> Single<'c> {
+    fn start(conn: &'c Conn) -> Self {
+        conn.single.set(Some(1));
+        Single(conn)
+    }
+}
+
+impl Drop for Single<'_> {
+    fn drop(&mut self) {
+        self.0.single.set(None);
+    }
+}
+
 /// The notification channel every write transaction notifies on commit.
 const CHANNEL: &str = "countersign_commits";
 
@@ -274,6 +404,7 @@ impl Shared {
     fn begin_write(conn: &Pooled) -> Result<i64, StoreError> {
         conn.batch("BEGIN ISOLATION LEVEL READ COMMITTED")?;
         conn.abandon();
+        conn.set_writing(true);
         let rows = conn.query(
             "SELECT txid_current(), pg_advisory_xact_lock(?1)::text",
             &[&WRITE_LOCK],
@@ -288,6 +419,7 @@ impl Shared {
     /// once it is durable. When the connection fails during COMMIT, asks PostgreSQL
     /// whether it committed before answering.
     fn end_write(&self, conn: &Pooled, xid: i64) -> Result<(), StoreError> {
+        conn.set_writing(false);
         match conn.batch(&format!("NOTIFY {CHANNEL}; COMMIT")) {
             Ok(()) => {
                 conn.keep();
@@ -315,6 +447,7 @@ impl Shared {
     /// Ends a transaction that will not commit; the connection is pooled again only if
     /// the ROLLBACK went through.
     fn roll_back(conn: &Pooled) {
+        conn.set_writing(false);
         if conn.batch("ROLLBACK").is_ok() {
             conn.keep();
         }
@@ -410,6 +543,20 @@ impl PgStore {
                 Err(e)
             }
         }
+    }
+
+    /// `f`, which runs one statement, outside any transaction (see
+    /// [`Store::read_single`](super::Store::read_single)).
+    pub(super) fn read_single<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Conn) -> Result<T, E>,
+    ) -> Result<T, E> {
+        if batch::open_here(self.id) || WRITING.with(std::cell::Cell::get) {
+            return self.read(f);
+        }
+        let conn = self.shared.pool.get()?;
+        let _single = Single::start(&conn);
+        f(&conn)
     }
 
     /// `f` in a read-only transaction over one snapshot (inside an operation given to

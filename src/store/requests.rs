@@ -24,7 +24,7 @@ pub use row::{ApprovalRow, RequestRow, Status};
 pub fn insert(tx: &Tx<'_>, r: &RequestRow) -> Result<(), StoreError> {
     let principals =
         serde_json::to_string(&r.principals).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    tx.exec(
+    tx.put(
         &format!(
             "INSERT INTO requests ({REQUEST_COLUMNS}) \
              VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)"
@@ -147,7 +147,7 @@ pub fn insert_approval(
     at: i64,
     comment: Option<&str>,
 ) -> Result<(), StoreError> {
-    tx.exec(
+    tx.put(
         "INSERT INTO approvals (request_id, approver, at, comment) VALUES (?1, ?2, ?3, ?4)",
         &[&id.as_str(), &approver.as_str(), &at, &comment],
     )?;

@@ -73,18 +73,23 @@ pub struct TokenOwner {
     pub user: UserName,
     /// Whether it was revoked (and so authenticates nobody).
     pub revoked: bool,
+    /// Whether its user is disabled (read in the same query: one round trip for both).
+    pub disabled: bool,
 }
 
 /// The owner of a token, if it exists (revoked or not).
 pub fn lookup(tx: &Tx<'_>, secret: &str) -> Result<Option<TokenOwner>, StoreError> {
     tx.opt(
-        "SELECT \"user\", revoked_at IS NOT NULL FROM tokens WHERE hash = ?1",
+        "SELECT t.\"user\", t.revoked_at IS NOT NULL, \
+         EXISTS (SELECT 1 FROM disabled_users d WHERE d.\"user\" = t.\"user\") \
+         FROM tokens t WHERE t.hash = ?1",
         &[&hash(secret)],
         |r| {
             let user: String = r.get(0)?;
             Ok(TokenOwner {
                 user: UserName::parse(&user).map_err(|e| corrupt("token user", &user, e))?,
                 revoked: r.get(1)?,
+                disabled: r.get(2)?,
             })
         },
     )

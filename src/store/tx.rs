@@ -62,6 +62,32 @@ impl<'c> Tx<'c> {
         }
     }
 
+    /// Runs a write statement whose answer nothing needs (an INSERT of a row that was
+    /// checked not to clash): on PostgreSQL inside a write it is pipelined, not waited
+    /// for, and a failure aborts the transaction so that it cannot commit (`Conn::put`).
+    pub(super) fn put(&self, sql: &str, params: &[&dyn Param]) -> Result<(), StoreError> {
+        match self.on {
+            On::Lite(_) => self.exec(sql, params).map(drop),
+            On::Pg(conn) => conn.put(sql, params),
+        }
+    }
+
+    /// The audit chain's head as this write transaction left it, when known without a
+    /// query (PostgreSQL, after an append in the same transaction).
+    pub(super) fn audit_head(&self) -> Option<(i64, String)> {
+        match self.on {
+            On::Lite(_) => None,
+            On::Pg(conn) => conn.audit_head(),
+        }
+    }
+
+    /// Records the head an append just wrote (see [`Tx::audit_head`]).
+    pub(super) fn set_audit_head(&self, seq: i64, hash: &str) {
+        if let On::Pg(conn) = self.on {
+            conn.set_audit_head(seq, hash);
+        }
+    }
+
     /// Calls `each` with every row of a query, in order; stops at its first error.
     pub(super) fn each<E: From<StoreError>>(
         &self,
@@ -143,7 +169,10 @@ impl<'c> Tx<'c> {
     pub(crate) fn tamper(&self, sql: &str) -> Result<(), super::StoreError> {
         match self.on {
             On::Lite(conn) => Ok(conn.execute_batch(sql)?),
-            On::Pg(conn) => conn.batch(sql),
+            On::Pg(conn) => {
+                conn.forget_head();
+                conn.batch(sql)
+            }
         }
     }
 }

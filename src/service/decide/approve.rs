@@ -81,10 +81,10 @@ impl Service {
                 comment: comment.map(str::to_owned),
             });
             approvals.sort_by_key(|a| a.at); // stable: the store's order (time, then insertion)
-            // Read, not assumed: disabling cancels the user's pending requests, but this
-            // view must say what is stored.
-            let disabled = crate::store::users::is_disabled(tx, &row.requester)?;
             if !tally.is_complete() {
+                // Read, not assumed: disabling cancels the user's pending requests, but
+                // this view must say what is stored.
+                let disabled = crate::store::users::is_disabled(tx, &row.requester)?;
                 return Ok(Ok(view::assemble(
                     policy, row, approvals, None, disabled, now,
                 )));
@@ -106,7 +106,8 @@ impl Service {
                 row,
                 approvals,
                 Some(&cert),
-                disabled,
+                // Issuing refuses a disabled requester, checked in this transaction.
+                false,
                 now,
             )))
         }))

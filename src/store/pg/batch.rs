@@ -32,6 +32,8 @@ struct Batch {
     dirty: bool,
     /// The transaction is lost (or never began): nothing of this batch commits.
     aborted: Option<StoreError>,
+    /// Savepoints made so far: each write's has a name of its own.
+    savepoints: u32,
 }
 
 fn copy(e: &StoreError) -> StoreError {
@@ -52,28 +54,36 @@ impl Batch {
         let Some(conn) = &self.conn else {
             return Err(StoreError::Unavailable("no database connection".into()).into());
         };
-        // SAVEPOINT and RELEASE go out without waiting for their answers (`Conn::send`):
-        // two round trips fewer per write. Neither can fail unseen. A failed one leaves
-        // the transaction aborted, so the next statement fails (this write's, the undo
-        // below, or a later write's), and at the end the NOTIFY sent with the COMMIT
-        // fails in an aborted transaction, so the batch is reported failed, never
-        // committed.
-        conn.send("SAVEPOINT w");
+        // SAVEPOINT and RELEASE go out without waiting for their answers (`Conn::send`),
+        // and so do the write's INSERTs (`Conn::put`): round trips saved. None can fail
+        // unseen. A failed one leaves the transaction aborted, and only a ROLLBACK TO a
+        // savepoint made before the failure could mend it. Each write's savepoint has a
+        // name of its own, and a write only ever rolls back to its own: if it was made
+        // before the failure, the failure is this write's, undone with it; if after, it
+        // was refused (the transaction was already aborted) and the ROLLBACK TO fails
+        // too, which aborts the batch. So an earlier write told nothing of a failure is
+        // never undone under it: either the batch's COMMIT fails (its NOTIFY is refused
+        // in an aborted transaction) and every write of it is reported failed, or
+        // nothing failed.
+        self.savepoints += 1;
+        let name = format!("w{}", self.savepoints);
+        conn.send(&format!("SAVEPOINT {name}"));
         // If `f` panics (the batch goes on: `run` catches it), its half-done write is
         // undone, never committed with the batch.
-        let mut undo = UndoOnUnwind(Some(conn));
+        let mut undo = UndoOnUnwind(Some((conn, &name)));
         let out = f(conn);
         undo.0 = None;
         match out {
             Ok(out) => {
-                conn.send("RELEASE w");
+                conn.send(&format!("RELEASE {name}"));
                 self.wrote = true;
                 self.dirty = true;
                 Ok(out)
             }
             Err(e) => {
                 // Undo exactly this write; if even that fails, the whole batch goes.
-                if let Err(undo) = conn.batch("ROLLBACK TO w; RELEASE w") {
+                conn.forget_head();
+                if let Err(undo) = conn.batch(&format!("ROLLBACK TO {name}; RELEASE {name}")) {
                     self.aborted = Some(copy(&undo));
                 }
                 Err(e)
@@ -84,12 +94,13 @@ impl Batch {
 
 /// Rolls a write's savepoint back when dropped armed (its closure panicked). If that
 /// fails, the transaction is aborted and the batch's COMMIT (with its NOTIFY) fails.
-struct UndoOnUnwind<'c>(Option<&'c Conn>);
+struct UndoOnUnwind<'c>(Option<(&'c Conn, &'c str)>);
 
 impl Drop for UndoOnUnwind<'_> {
     fn drop(&mut self) {
-        if let Some(conn) = self.0 {
-            conn.send("ROLLBACK TO w; RELEASE w");
+        if let Some((conn, name)) = self.0 {
+            conn.forget_head();
+            conn.send(&format!("ROLLBACK TO {name}; RELEASE {name}"));
         }
     }
 }
@@ -156,6 +167,7 @@ fn run(shared: &Shared, store: u64, jobs: Vec<Job>) {
             wrote: false,
             dirty: false,
             aborted,
+            savepoints: 0,
         });
     });
     let mut finishes = Vec::with_capacity(jobs.len());

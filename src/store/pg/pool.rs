@@ -7,7 +7,6 @@ use std::str::FromStr;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_executor::block_on;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{AsyncMessage, Client, NoTls, Socket};
@@ -169,17 +168,27 @@ impl Pool {
         })
     }
 
-    /// A new connection, driven on the pool's runtime.
+    /// A new connection, with a runtime of its own that its users drive (`Conn`).
     fn connect(&self) -> Result<Conn, StoreError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot start a connection's runtime: {e}"))
+            })?;
         let config = self.config.clone();
-        let task = match self.tls.clone() {
-            None => self.runtime.spawn(connect_with(config, NoTls)),
-            Some(tls) => self.runtime.spawn(connect_with(config, tls)),
+        let connect = async move {
+            match self.tls.clone() {
+                None => connect_with(config, NoTls).await,
+                Some(tls) => connect_with(config, tls).await,
+            }
         };
-        match block_on(task) {
-            Ok(Ok(client)) => Ok(Conn::new(client, self.runtime.clone())),
-            Ok(Err(e)) => Err(e),
-            Err(e) => Err(StoreError::Unavailable(format!("connecting failed: {e}"))),
+        match super::drive_on(&runtime, connect).and_then(|c| c) {
+            Ok(client) => Ok(Conn::new(client, runtime)),
+            Err(e) => {
+                runtime.shutdown_background();
+                Err(e)
+            }
         }
     }
 
@@ -284,7 +293,7 @@ impl Pool {
     }
 }
 
-/// Connects with `tls`, driving the connection on the current runtime.
+/// Connects with `tls`; the connection's task is spawned on the current runtime.
 async fn connect_with<T>(config: tokio_postgres::Config, tls: T) -> Result<Client, StoreError>
 where
     T: MakeTlsConnect<Socket> + Send + 'static,
