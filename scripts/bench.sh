@@ -62,6 +62,12 @@ fsync = on
 synchronous_commit = on
 ${COUNTERSIGN_BENCH_PG_CONF:-}
 EOF
+# Statements per flow are counted by pg_stat_statements, when this PostgreSQL has it.
+stat_statements=no
+if [[ -e "$(dirname "$pgbin")/lib/pg_stat_statements.so" ]]; then
+    echo "shared_preload_libraries = 'pg_stat_statements'" >>"$root/data/postgresql.conf"
+    stat_statements=yes
+fi
 started=no
 for _ in 1 2 3 4 5 6 7 8 9 10; do
     port=$((20000 + RANDOM % 10000))
@@ -79,6 +85,19 @@ fi
 PGPASSWORD="$super_pw" psql -X -q -h 127.0.0.1 -p "$port" -U postgres -d postgres \
     -c "CREATE ROLE countersign LOGIN PASSWORD '$role_pw'" \
     -c "CREATE DATABASE countersign OWNER countersign"
+if [[ $stat_statements == yes ]]; then
+    PGPASSWORD="$super_pw" psql -X -q -h 127.0.0.1 -p "$port" -U postgres -d countersign \
+        -c "CREATE EXTENSION pg_stat_statements"
+fi
+# What PostgreSQL alone does on this machine: the trivial statement `SELECT 1` from 32
+# connections (pgbench, prepared), beside which a flow's statement count sets a ceiling.
+if [[ -x "$pgbin/pgbench" ]]; then
+    echo 'SELECT 1;' >"$root/select1.sql"
+    rate=$(PGPASSWORD="$super_pw" "$pgbin/pgbench" -n -h 127.0.0.1 -p "$port" -U postgres \
+        -M prepared -c 32 -j 2 -T 3 -f "$root/select1.sql" countersign 2>/dev/null |
+        sed -n 's/^tps = \([0-9]*\).*/\1/p')
+    echo "PostgreSQL alone: ${rate:-?} statements/s (SELECT 1, 32 connections, pgbench -M prepared)" >&2
+fi
 password_file=$(mktemp /tmp/countersign-bench-pgpw-XXXXXX)
 trap 'cleanup; rm -f "$password_file"' EXIT
 chmod 600 "$password_file"

@@ -110,6 +110,40 @@ pub(crate) struct Waits {
     pub events: BTreeMap<String, u64>,
 }
 
+/// The role's password (first line of the password file).
+fn password(pg: &PgTarget) -> anyhow::Result<String> {
+    Ok(std::fs::read_to_string(&pg.password_file)?
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned())
+}
+
+/// Statements the database has run for this role so far, from `pg_stat_statements`
+/// (`scripts/bench.sh` loads it), leaving out the wait sampler's and this query's own;
+/// `None` when the view is not there.
+pub(crate) fn statements_run(pg: &PgTarget) -> anyhow::Result<Option<u64>> {
+    let out = Command::new("psql")
+        .arg(&pg.url)
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-c",
+            "SELECT sum(calls) FROM pg_stat_statements \
+             WHERE userid = (SELECT oid FROM pg_roles WHERE rolname = current_user) AND dbid = \
+             (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             AND query NOT LIKE '%pg_stat_activity%' AND query NOT LIKE '%pg_stat_statements%'",
+        ])
+        .env("PGPASSWORD", password(pg)?)
+        .output()
+        .context("running psql")?;
+    if !out.status.success() {
+        return Ok(None);
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().parse().ok())
+}
+
 /// Samples `pg_stat_activity` with `psql` until stopped.
 pub(crate) struct WaitSampler {
     stop: Arc<AtomicBool>,
@@ -122,11 +156,7 @@ const WAITS_SQL: &str = "SELECT coalesce(wait_event_type || ':' || wait_event, '
 
 impl WaitSampler {
     pub(crate) fn start(pg: &PgTarget) -> anyhow::Result<WaitSampler> {
-        let password = std::fs::read_to_string(&pg.password_file)?
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_owned();
+        let password = password(pg)?;
         let url = pg.url.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();

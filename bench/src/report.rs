@@ -39,6 +39,9 @@ pub(crate) struct Report {
     pub pg_waits: Option<Waits>,
     /// Events in the PostgreSQL audit chain, verified after the run.
     pub pg_audit_events: Option<i64>,
+    /// Statements PostgreSQL ran per flow in the turns (`pg_stat_statements`, when
+    /// loaded).
+    pub pg_statements_per_flow: Option<f64>,
 }
 
 fn flows_line(label: &str, r: &FlowRun) {
@@ -145,6 +148,12 @@ impl Report {
                 "PostgreSQL backends (sampled)",
                 total as f64 / w.samples.max(1) as f64,
                 shares.join(", ")
+            );
+        }
+        if let Some(n) = self.pg_statements_per_flow {
+            println!(
+                "{:<34} {n:>9.1} per flow (pg_stat_statements)",
+                "PostgreSQL statements"
             );
         }
         if let Some(n) = self.pg_audit_events {

@@ -213,6 +213,7 @@ fn postgres_phase(
         "flows, {} clients, SQLite vs PostgreSQL ({replicas} replicas), {TURNS} turns each...",
         args.clients
     );
+    let statements_before = postgres::statements_run(&pg)?;
     let sampler = postgres::WaitSampler::start(&pg)?;
     let refs: Vec<&Server> = servers.iter().collect();
     let turns = in_turns(
@@ -224,6 +225,12 @@ fn postgres_phase(
     );
     let waits = sampler.finish();
     let (lite, post) = turns?;
+    // Every statement the replicas ran in the turns (flows only: they run nothing else
+    // meanwhile but the commit listener and the clock check every 30 s).
+    if let (Some(before), Some(after)) = (statements_before, postgres::statements_run(&pg)?) {
+        report.pg_statements_per_flow =
+            Some(after.saturating_sub(before) as f64 / post.flows.max(1) as f64);
+    }
     for s in &mut servers {
         report.rss_mb = report.rss_mb.max(s.peak_rss_mb());
         s.stop()?;

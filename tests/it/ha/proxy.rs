@@ -60,8 +60,10 @@ async fn relay(
                 Ok(n) => n,
             };
             let chunk = &buf[..n];
-            // 'Q', length, "...COMMIT\0": the end of a transaction, not "READ COMMITTED".
-            let commit = chunk.first() == Some(&b'Q') && chunk.windows(7).any(|w| w == b"COMMIT\0");
+            // A simple query ending in COMMIT ("...; COMMIT\0", not "READ COMMITTED"),
+            // anywhere in the chunk: the statements of a write are pipelined, so it
+            // often follows their messages in the same read.
+            let commit = chunk.windows(7).any(|w| w == b"COMMIT\0");
             if commit && armed.swap(false, Ordering::SeqCst) {
                 // Set before the COMMIT leaves, so its answer is never relayed.
                 cut.store(true, Ordering::SeqCst);

@@ -1,0 +1,244 @@
+//! One connection to PostgreSQL: its statement cache, the runtime its users drive
+//! while they wait for an answer, and the state of the transaction open on it.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use tokio_postgres::Statement;
+use tokio_postgres::types::ToSql;
+
+use super::pool;
+use crate::store::StoreError;
+use crate::store::sql::{Param, translate};
+
+/// One open connection and the statements prepared on it.
+pub(crate) struct Conn {
+    client: tokio_postgres::Client,
+    statements: RefCell<HashMap<String, Statement>>,
+    /// Drives this connection (its socket, and the task that reads and writes it)
+    /// while a caller waits for an answer; its timer bounds every wait. `None` only
+    /// while dropping.
+    runtime: Option<tokio::runtime::Runtime>,
+    /// An answer did not come in time: the connection's state is unknown.
+    timed_out: std::cell::Cell<bool>,
+    /// Statements left to a read outside a transaction (`PgStore::read_single`);
+    /// `None` otherwise.
+    single: std::cell::Cell<Option<u8>>,
+    /// A write transaction (holding [`WRITE_LOCK`]) is open on this connection.
+    writing: std::cell::Cell<bool>,
+    /// The audit chain's head as this write transaction left it (`store/audit.rs`):
+    /// valid while the transaction holds the write lock, since nobody else appends
+    /// meanwhile; forgotten whenever the transaction ends or undoes any of its work.
+    head: RefCell<Option<(i64, String)>>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which panics inside an async context (a pool
+        // dropped by a test's async body); shutting it down in the background does not.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Conn {
+    pub(in crate::store) fn new(
+        client: tokio_postgres::Client,
+        runtime: tokio::runtime::Runtime,
+    ) -> Self {
+        Conn {
+            client,
+            statements: RefCell::new(HashMap::new()),
+            runtime: Some(runtime),
+            timed_out: std::cell::Cell::new(false),
+            single: std::cell::Cell::new(None),
+            writing: std::cell::Cell::new(false),
+            head: RefCell::new(None),
+        }
+    }
+
+    /// Where the write transaction open on this connection begins or ends.
+    pub(in crate::store) fn set_writing(&self, writing: bool) {
+        self.writing.set(writing);
+        self.forget_head();
+    }
+
+    /// The audit chain's head this write transaction knows, if any.
+    pub(in crate::store) fn audit_head(&self) -> Option<(i64, String)> {
+        if self.writing.get() {
+            self.head.borrow().clone()
+        } else {
+            None
+        }
+    }
+
+    /// Records the head this write transaction just appended (ignored outside one).
+    pub(in crate::store) fn set_audit_head(&self, seq: i64, hash: &str) {
+        if self.writing.get() {
+            *self.head.borrow_mut() = Some((seq, hash.to_owned()));
+        }
+    }
+
+    /// Forgets the head (part of the transaction's work was undone, or it ended).
+    pub(in crate::store) fn forget_head(&self) {
+        self.head.borrow_mut().take();
+    }
+
+    /// Drives the connection on this thread until `f` is done.
+    fn drive<F: std::future::Future + Send>(&self, f: F) -> Result<F::Output, StoreError>
+    where
+        F::Output: Send,
+    {
+        let Some(runtime) = &self.runtime else {
+            return Err(StoreError::Unavailable("the connection is closing".into()));
+        };
+        drive_on(runtime, f)
+    }
+
+    /// Whether the connection is gone or in an unknown state (not to be reused).
+    pub(in crate::store) fn is_closed(&self) -> bool {
+        self.client.is_closed() || self.timed_out.get()
+    }
+
+    /// Waits for `answer`, at most [`pool::ANSWER_TIMEOUT`]: a server that accepted the
+    /// connection but stopped answering (frozen, or cut off while its kernel still
+    /// acknowledges) makes the call unavailable instead of hanging it.
+    pub(in crate::store) fn wait<T: Send>(
+        &self,
+        answer: impl std::future::Future<Output = Result<T, tokio_postgres::Error>> + Send,
+    ) -> Result<T, StoreError> {
+        // The timer is made inside the runtime (it needs its time driver).
+        match self.drive(async { tokio::time::timeout(pool::ANSWER_TIMEOUT, answer).await })? {
+            Ok(out) => out.map_err(StoreError::from_pg),
+            Err(_) => {
+                self.timed_out.set(true);
+                Err(StoreError::Unavailable(format!(
+                    "the database did not answer within {}s",
+                    pool::ANSWER_TIMEOUT.as_secs()
+                )))
+            }
+        }
+    }
+
+    fn statement(&self, sql: &str) -> Result<Statement, StoreError> {
+        // Every statement with parameters comes here first: the one place to count a
+        // single-statement read's.
+        match self.single.get() {
+            None => {}
+            Some(0) => return Err(StoreError::Nested),
+            Some(n) => self.single.set(Some(n - 1)),
+        }
+        if let Some(s) = self.statements.borrow().get(sql) {
+            return Ok(s.clone());
+        }
+        let stmt = self.wait(self.client.prepare(&translate(sql)))?;
+        self.statements
+            .borrow_mut()
+            .insert(sql.to_owned(), stmt.clone());
+        Ok(stmt)
+    }
+
+    pub(in crate::store) fn query(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let stmt = self.statement(sql)?;
+        let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.pg()).collect();
+        self.wait(self.client.query(&stmt, &params))
+    }
+
+    pub(in crate::store) fn execute(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+    ) -> Result<u64, StoreError> {
+        let stmt = self.statement(sql)?;
+        let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.pg()).collect();
+        self.wait(self.client.execute(&stmt, &params))
+    }
+
+    /// Runs a write statement inside a write transaction without waiting for its answer
+    /// (pipelined: the next statement goes out at once). Its failure cannot go unseen: it
+    /// aborts the transaction, so every later statement fails and so does the COMMIT,
+    /// whose NOTIFY is refused in an aborted transaction (`pg/batch.rs` says how a
+    /// batch keeps that). Outside a write transaction it waits, like `execute`.
+    pub(in crate::store) fn put(&self, sql: &str, params: &[&dyn Param]) -> Result<(), StoreError> {
+        if !self.writing.get() {
+            return self.execute(sql, params).map(drop);
+        }
+        let stmt = self.statement(sql)?;
+        let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.pg()).collect();
+        match poll_once(self.client.execute(&stmt, &params)) {
+            Some(Err(e)) => Err(StoreError::from_pg(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Runs statements without parameters (transaction control, DDL).
+    pub(in crate::store) fn batch(&self, sql: &str) -> Result<(), StoreError> {
+        self.wait(self.client.batch_execute(sql))
+    }
+
+    /// Sends statements without waiting for their answer (a round trip saved): the
+    /// connection runs requests in the order sent, so whatever is sent next runs after
+    /// them. Only for statements whose failure cannot go unnoticed: a read's BEGIN (a
+    /// failed one means a broken connection, whose next statement fails too) and
+    /// ROLLBACK (which cannot fail on a live connection), and a batch's SAVEPOINT and
+    /// RELEASE (`pg/batch.rs` says why).
+    pub(in crate::store) fn send(&self, sql: &str) {
+        let _ = poll_once(self.client.batch_execute(sql));
+    }
+}
+
+/// Polls `answer` once and drops it. tokio-postgres queues a request for its connection
+/// on the first poll, before it waits for any answer; the answer, when it comes, is
+/// dropped by the connection. `Some` if it was ready at once (a closed connection).
+fn poll_once<T>(answer: impl std::future::Future<Output = T>) -> Option<T> {
+    let answer = std::pin::pin!(answer);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::future::Future::poll(answer, &mut cx) {
+        std::task::Poll::Ready(out) => Some(out),
+        std::task::Poll::Pending => None,
+    }
+}
+
+/// Runs `f` to completion on `runtime` from this thread, wherever it is: a plain thread
+/// (the writer thread, the CLI) enters the runtime itself; a thread of a multi-thread
+/// tokio runtime does so inside `block_in_place` (on its blocking pool that costs
+/// nothing; an async worker hands its other tasks to another worker first); a thread of
+/// a current-thread runtime, which can do neither, waits for a short-lived thread that
+/// does it.
+pub(super) fn drive_on<F: std::future::Future + Send>(
+    runtime: &tokio::runtime::Runtime,
+    f: F,
+) -> Result<F::Output, StoreError>
+where
+    F::Output: Send,
+{
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Err(_) => Ok(runtime.block_on(f)),
+        Ok(RuntimeFlavor::MultiThread) => Ok(tokio::task::block_in_place(|| runtime.block_on(f))),
+        Ok(_) => std::thread::scope(|s| s.spawn(|| runtime.block_on(f)).join())
+            .map_err(|_| StoreError::Unavailable("a database wait panicked".into())),
+    }
+}
+
+/// A single-statement read in progress on a connection; ended when dropped (a panic
+/// included), so the connection goes back to the pool as any other.
+pub(super) struct Single<'c>(&'c Conn);
+
+impl<'c> Single<'c> {
+    pub(in crate::store) fn start(conn: &'c Conn) -> Self {
+        conn.single.set(Some(1));
+        Single(conn)
+    }
+}
+
+impl Drop for Single<'_> {
+    fn drop(&mut self) {
+        self.0.single.set(None);
+    }
+}

@@ -1,0 +1,168 @@
+//! The PostgreSQL store pipelines a write's INSERTs (sent without waiting for their
+//! answers) inside group-commit batches. The promise (`src/store/pg/batch.rs`): an
+//! operation is told its write succeeded only if everything it wrote is committed. These
+//! tests make a pipelined INSERT fail (a duplicate audit sequence number) in a batch on a
+//! real PostgreSQL and check what each operation is told against what the database holds.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use countersign::config::PgTls;
+use countersign::store::audit::{Fields, RowRef, insert};
+use countersign::store::{PgOptions, Store, StoreError, Tx};
+
+use crate::pg::fresh_database;
+
+/// A store on a fresh database of the shared test cluster.
+fn store() -> (crate::pg::PgDatabase, Arc<Store>) {
+    let db = fresh_database();
+    let store = Store::open_postgres(&PgOptions {
+        url: db.url.clone(),
+        tls: PgTls::Disable,
+        password: Some(db.password.clone()),
+        pool_size: 4,
+    })
+    .expect("open the PostgreSQL store");
+    (db, Arc::new(store))
+}
+
+/// Inserts an audit row with sequence number `seq` (hashes are not checked here).
+fn row(tx: &Tx<'_>, seq: i64, actor: &str) -> Result<(), StoreError> {
+    let hash = format!("{seq:064x}");
+    insert(
+        tx,
+        &RowRef {
+            fields: Fields {
+                seq,
+                at: "2026-12-04T00:00:00.000Z",
+                actor,
+                action: "test.pipeline",
+                request_id: None,
+                serial: None,
+                detail: "{}",
+            },
+            prev_hash: &hash,
+            hash: &hash,
+        },
+    )
+}
+
+/// The actors of the audit rows stored, in sequence order.
+fn stored(db: &crate::pg::PgDatabase) -> Vec<String> {
+    db.psql("SELECT actor FROM audit ORDER BY seq")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Runs `ops` as one batch: a first operation holds the writer thread until all of
+/// them are queued behind it, so they run together in the next batch.
+fn one_batch(
+    store: &Arc<Store>,
+    ops: Vec<Box<dyn FnOnce(&Store) -> Result<(), StoreError> + Send>>,
+) -> Vec<Result<(), StoreError>> {
+    let (release, held) = mpsc::channel::<()>();
+    let (running, started) = mpsc::channel::<()>();
+    let holder = store.submit(move || {
+        running.send(()).unwrap();
+        held.recv().unwrap();
+    });
+    started.recv().unwrap();
+    let pending: Vec<_> = ops
+        .into_iter()
+        .map(|op| {
+            let s = store.clone();
+            store.submit(move || op(&s))
+        })
+        .collect();
+    release.send(()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        holder.await.unwrap();
+        let mut out = Vec::new();
+        for p in pending {
+            out.push(p.await.and_then(|r| r));
+        }
+        out
+    })
+}
+
+#[test]
+fn an_operation_whose_pipelined_insert_failed_is_never_told_it_succeeded() {
+    let (db, store) = store();
+    store.write(|tx| row(tx, 1, "first")).unwrap();
+    let results = one_batch(
+        &store,
+        vec![
+            // A good row, then one that clashes with seq 1: both sent without waiting,
+            // and the operation returns Ok before the clash is known.
+            Box::new(|s: &Store| {
+                s.write(|tx| {
+                    row(tx, 2, "good-then-bad")?;
+                    row(tx, 1, "clash")
+                })
+            }),
+            // A later write of the same batch that fails on its own: undoing it must
+            // not undo the earlier operation's work under it while it is told Ok.
+            Box::new(|s: &Store| {
+                s.write(|tx| {
+                    row(tx, 3, "later")?;
+                    Err(StoreError::Corrupt("this write gives up".into()))
+                })
+            }),
+            // An independent write after both.
+            Box::new(|s: &Store| s.write(|tx| row(tx, 4, "last"))),
+        ],
+    );
+    let rows = stored(&db);
+    assert!(
+        results[0].is_err() || rows.contains(&"good-then-bad".to_owned()),
+        "told Ok, but its row is not stored: {results:?}, rows {rows:?}"
+    );
+    assert!(results[1].is_err(), "the failing write was told Ok");
+    for (i, r) in results.iter().enumerate() {
+        if r.is_ok() {
+            let actor = ["good-then-bad", "later", "last"][i];
+            assert!(
+                rows.contains(&actor.to_owned()),
+                "operation {i} was told Ok but its row is not stored: {results:?}, {rows:?}"
+            );
+        }
+    }
+    assert!(!rows.contains(&"clash".to_owned()), "{rows:?}");
+    assert!(!rows.contains(&"later".to_owned()), "{rows:?}");
+    // The batch could not commit with a failed statement in it: nobody was told Ok.
+    assert!(
+        results.iter().all(Result::is_err),
+        "a batch with a failed INSERT committed something: {results:?}, rows {rows:?}"
+    );
+    assert_eq!(rows, ["first"]);
+    // The store goes on: the next write commits.
+    store.write(|tx| row(tx, 2, "after")).unwrap();
+    assert_eq!(stored(&db), ["first", "after"]);
+}
+
+#[test]
+fn a_write_that_fails_on_its_own_undoes_only_itself_with_pipelined_inserts() {
+    let (db, store) = store();
+    let results = one_batch(
+        &store,
+        vec![
+            Box::new(|s: &Store| s.write(|tx| row(tx, 1, "kept"))),
+            Box::new(|s: &Store| {
+                s.write(|tx| {
+                    row(tx, 2, "undone")?;
+                    Err(StoreError::Corrupt("this write gives up".into()))
+                })
+            }),
+            Box::new(|s: &Store| s.write(|tx| row(tx, 2, "kept too"))),
+        ],
+    );
+    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    assert!(results[1].is_err(), "{results:?}");
+    assert_eq!(stored(&db), ["kept", "kept too"]);
+}
