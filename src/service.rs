@@ -120,10 +120,11 @@ impl Service {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ServiceError> {
         let plan = state::plan(&config, &access)?;
-        let (ca, _) = CertificateAuthority::open(&config.ca, plan.create_key)?;
+        let (ca, created) = CertificateAuthority::open(&config.ca, plan.create_key)?;
         let public = ssh_key::PublicKey::new(ca.public_key_data().clone(), "");
         let now = clock.now();
-        let (store, guard) = state::open_store(&config, &public, &access, plan, operator, now)?;
+        let (store, guard) = state::open_store(&config, &public, &access, plan, operator, now)
+            .map_err(|e| state::forget_unbound_key(&config, &public, created, e))?;
         audit::verify_store(&store)?;
         let service = Self::with_guard(config, ca, store, guard, clock);
         service.check_clock()?;

@@ -39,6 +39,7 @@ use crate::store::StoreError;
 use mark::MarkError;
 
 pub use guard::Guard;
+pub use open::forget_unbound_key;
 pub(crate) use open::postgres_options;
 pub use open::{open_existing, open_store};
 pub use paths::{Paths, Plan, plan};

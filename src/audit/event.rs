@@ -383,6 +383,8 @@ pub struct StateMarkStarted {
     pub krl_version: u64,
     /// The effective uid of the process that started it.
     pub uid: u32,
+    /// The host it started on (added field; events written before it lack it).
+    pub host: String,
 }
 
 /// What a high-water mark said, as recorded by `state.rollback_accepted`.

@@ -23,6 +23,19 @@ pub fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// This machine's host name (`gethostname`), for the record of who did something
+/// where; empty if it cannot be had.
+pub fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for writes of its length, which is what is passed.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
 fn refuse(path: &Path, message: String) -> UnsafeFile {
     UnsafeFile {
         path: path.to_owned(),

@@ -202,6 +202,7 @@ pub fn open_store(
                         database: database.clone(),
                         krl_version,
                         uid: files::euid(),
+                        host: files::host_name(),
                     },
                 ),
             )?;
@@ -231,6 +232,44 @@ pub fn open_store(
 
 /// The PostgreSQL connection settings of `config`, with the password read from its
 /// file; `None` when the state is in SQLite.
+/// After opening failed with `error`: a CA key this start `created` for an empty
+/// PostgreSQL database that another replica bound to its own key first (replicas started
+/// together on a new database) was never recorded nor used, so it is removed, and the
+/// error says so; the next start finds an empty data folder again. Anything else
+/// (SQLite, a key the database records, a key found rather than made) is left alone.
+pub fn forget_unbound_key(
+    config: &Config,
+    ours: &PublicKey,
+    created: bool,
+    error: StateError,
+) -> StateError {
+    if !created || !matches!(error, StateError::Mismatch(_)) {
+        return error;
+    }
+    let Ok(Some(options)) = postgres_options(config) else {
+        return error;
+    };
+    let Ok(Some(recorded)) = Store::peek_postgres_ca(&options) else {
+        return error;
+    };
+    let Ok(ours) = ca_record(ours, Utc::now()) else {
+        return error;
+    };
+    if recorded.fingerprint == ours.fingerprint {
+        return error;
+    }
+    let path = &config.ca.key_file;
+    match std::fs::remove_file(path) {
+        Ok(()) => StateError::Mismatch(format!(
+            "{error}; another replica recorded its CA key in this new database first, so the key \
+             this start made ({}) was removed: copy that replica's CA key here (mode 0600) and \
+             start again with `serve --new-replica`",
+            path.display()
+        )),
+        Err(_) => error,
+    }
+}
+
 pub(crate) fn postgres_options(config: &Config) -> Result<Option<PgOptions>, StateError> {
     let StorageSettings::Postgres(pg) = &config.storage else {
         return Ok(None);

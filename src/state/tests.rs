@@ -117,6 +117,21 @@ fn an_upgraded_database_is_taken_once_and_then_needs_its_mark() {
     let plan = plan(&config, &serve).unwrap();
     let (store, _) = open_store(&config, ca.public_key(), &serve, plan, "op", Utc::now()).unwrap();
     assert_eq!(count(&store, "state.mark_started"), 1);
+    // It says where: the mark's path and the host, so an operator can tell replicas apart.
+    let all = crate::audit::Filter {
+        limit: u32::MAX,
+        ..Default::default()
+    };
+    let events = store.read(|tx| crate::audit::query(tx, &all)).unwrap();
+    let started = events
+        .iter()
+        .find(|e| e.action == "state.mark_started")
+        .unwrap();
+    assert_eq!(
+        started.detail["host"],
+        crate::state::files::host_name().as_str()
+    );
+    assert!(!crate::state::files::host_name().is_empty());
     assert!(Paths::of(&config).mark.exists());
     drop(store);
     // From now on the database needs its mark.

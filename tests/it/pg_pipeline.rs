@@ -57,12 +57,12 @@ fn stored(db: &crate::pg::PgDatabase) -> Vec<String> {
         .collect()
 }
 
+/// One operation of a batch: a write (or several) on the store.
+type Op = Box<dyn FnOnce(&Store) -> Result<(), StoreError> + Send>;
+
 /// Runs `ops` as one batch: a first operation holds the writer thread until all of
 /// them are queued behind it, so they run together in the next batch.
-fn one_batch(
-    store: &Arc<Store>,
-    ops: Vec<Box<dyn FnOnce(&Store) -> Result<(), StoreError> + Send>>,
-) -> Vec<Result<(), StoreError>> {
+fn one_batch(store: &Arc<Store>, ops: Vec<Op>) -> Vec<Result<(), StoreError>> {
     let (release, held) = mpsc::channel::<()>();
     let (running, started) = mpsc::channel::<()>();
     let holder = store.submit(move || {

@@ -281,3 +281,53 @@ async fn a_replica_left_on_an_older_policy_is_not_ready_until_it_reloads() {
         .unwrap();
     assert_eq!(ready(&second).await.0, StatusCode::OK);
 }
+
+/// Replicas started together on a new database each make a CA key; the first to record
+/// its own wins and the others are refused. A refused start removes the key it made
+/// (never recorded, never used), so that its data folder is as it was and the message
+/// says what to do; a key the database records, or one found rather than made, stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_key_made_for_a_database_another_replica_bound_first_is_removed() {
+    use countersign::ca::CertificateAuthority;
+    use countersign::state::{StateError, forget_unbound_key};
+
+    let first = TestApp::spawn_on_backend(POLICY, Backend::Postgres).await;
+    let pg = first.pg.clone().expect("on PostgreSQL");
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), POLICY, Some(&pg));
+    let text = std::fs::read_to_string(dir.path().join("countersign.toml")).unwrap();
+    let config = countersign::config::Config::from_toml_str(
+        &text,
+        &dir.path().join("countersign.toml"),
+        dir.path(),
+    )
+    .unwrap();
+    let refused = || StateError::Mismatch("the database belongs to another CA key".into());
+    // This start made its own key (as a start on an empty data folder does).
+    let (ca, created) = CertificateAuthority::open(&config.ca, true).unwrap();
+    assert!(created);
+    let ours = ssh_key::PublicKey::new(ca.public_key_data().clone(), "");
+    // A key found, not made, is never removed.
+    let e = forget_unbound_key(&config, &ours, false, refused());
+    assert!(config.ca.key_file.exists(), "{e}");
+    // A key made by this start that the database does not record is removed.
+    let e = forget_unbound_key(&config, &ours, true, refused());
+    assert!(
+        !config.ca.key_file.exists(),
+        "the unrecorded key was left: {e}"
+    );
+    let message = e.to_string();
+    assert!(
+        message.contains("was removed") && message.contains("--new-replica"),
+        "{message}"
+    );
+    // The key the database records stays, even if this start believes it made it.
+    let recorded = first.service.config().ca.key_file.clone();
+    std::fs::copy(&recorded, &config.ca.key_file).unwrap();
+    let theirs = CertificateAuthority::public_key(&first.service.config().ca).unwrap();
+    let e = forget_unbound_key(&config, &theirs, true, refused());
+    assert!(
+        config.ca.key_file.exists(),
+        "the recorded key was removed: {e}"
+    );
+}
