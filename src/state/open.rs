@@ -252,10 +252,7 @@ pub fn forget_unbound_key(
     let Ok(Some(recorded)) = Store::peek_postgres_ca(&options) else {
         return error;
     };
-    let Ok(ours) = ca_record(ours, Utc::now()) else {
-        return error;
-    };
-    if recorded.fingerprint == ours.fingerprint {
+    if recorded.fingerprint == ours.fingerprint(HashAlg::Sha256).to_string() {
         return error;
     }
     let path = &config.ca.key_file;

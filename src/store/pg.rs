@@ -212,7 +212,16 @@ impl Shared {
                 ))),
                 Err(e) => Err(e),
             },
-            Err(e) => Err(e),
+            Err(e) => {
+                // Refused, not lost: a statement of this transaction failed before, most
+                // likely one sent without waiting (`Conn::put`), whose own error was not
+                // read. Nothing committed; said here so that it can be looked into.
+                tracing::warn!(
+                    error = %e,
+                    "a write transaction could not commit: a statement in it failed"
+                );
+                Err(e)
+            }
         }
     }
 

@@ -3,6 +3,9 @@
 //! operation is told its write succeeded only if everything it wrote is committed. These
 //! tests make a pipelined INSERT fail (a duplicate audit sequence number) in a batch on a
 //! real PostgreSQL and check what each operation is told against what the database holds.
+//! A connection is driven only by the thread using it, so the pool drives it when it
+//! takes it back and before it lends it; the last tests check what that is for: no
+//! session left inside a read's transaction, and no dead connection lent.
 
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -165,4 +168,61 @@ fn a_write_that_fails_on_its_own_undoes_only_itself_with_pipelined_inserts() {
     assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
     assert!(results[1].is_err(), "{results:?}");
     assert_eq!(stored(&db), ["kept", "kept too"]);
+}
+
+/// The sessions of the store (application `countersign`) in `state`, from the server.
+fn sessions_in(db: &crate::pg::PgDatabase, state: &str) -> usize {
+    db.psql(&format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND application_name = 'countersign' AND state = '{state}'"
+    ))
+    .trim()
+    .parse()
+    .unwrap()
+}
+
+#[test]
+fn a_pooled_connection_is_not_left_inside_a_reads_transaction() {
+    let (db, store) = store();
+    store.write(|tx| row(tx, 1, "first")).unwrap();
+    let seq = store
+        .read(|tx| countersign::store::audit::last_seq(tx))
+        .unwrap();
+    assert_eq!(seq, 1);
+    // The read's ROLLBACK went out without waiting; the session must be idle, not idle
+    // in a transaction holding its snapshot until the server's timeout ends it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while sessions_in(&db, "idle in transaction") > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a pooled connection stays inside the read's transaction"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_connection_the_server_ended_while_pooled_is_not_lent() {
+    let (db, store) = store();
+    store.write(|tx| row(tx, 1, "first")).unwrap();
+    store.read(countersign::store::audit::last_seq).unwrap();
+    // The server ends every session of the store (as at a restart or failover) while
+    // the connections sit in the pool.
+    let ended = db.psql(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = 'countersign') t",
+    );
+    assert_ne!(ended.trim(), "0", "no session to end");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while sessions_in(&db, "idle") > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sessions did not end"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // The next read and write get a live connection, not the dead pooled one.
+    assert_eq!(store.read(countersign::store::audit::last_seq).unwrap(), 1);
+    store.write(|tx| row(tx, 2, "after")).unwrap();
+    assert_eq!(stored(&db), ["first", "after"]);
 }

@@ -109,7 +109,11 @@ impl Conn {
         answer: impl std::future::Future<Output = Result<T, tokio_postgres::Error>> + Send,
     ) -> Result<T, StoreError> {
         // The timer is made inside the runtime (it needs its time driver).
-        match self.drive(async { tokio::time::timeout(pool::ANSWER_TIMEOUT, answer).await })? {
+        let waited = self.drive(async { tokio::time::timeout(pool::ANSWER_TIMEOUT, answer).await });
+        // A wait that did not finish (its thread panicked) leaves the connection's state
+        // unknown: it is not reused.
+        let waited = waited.inspect_err(|_| self.timed_out.set(true))?;
+        match waited {
             Ok(out) => out.map_err(StoreError::from_pg),
             Err(_) => {
                 self.timed_out.set(true);
@@ -179,6 +183,22 @@ impl Conn {
     /// Runs statements without parameters (transaction control, DDL).
     pub(in crate::store) fn batch(&self, sql: &str) -> Result<(), StoreError> {
         self.wait(self.client.batch_execute(sql))
+    }
+
+    /// Lets the connection do what is queued and what has arrived, without a round
+    /// trip: requests sent without waiting (a read's ROLLBACK) leave for the server, and
+    /// an end of the connection the server sent (a restart, an idle session ended) is
+    /// noticed, so [`Conn::is_closed`] tells. Nothing drives an idle connection
+    /// otherwise: the pool does this when it takes one back and before it lends one.
+    pub(in crate::store) fn flush(&self) {
+        let ticks = async {
+            // Two turns of the runtime: the connection's task runs in the first.
+            tokio::task::yield_now().await;
+            tokio::task::yield_now().await;
+        };
+        if self.drive(ticks).is_err() {
+            self.timed_out.set(true);
+        }
     }
 
     /// Sends statements without waiting for their answer (a round trip saved): the

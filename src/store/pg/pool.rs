@@ -83,6 +83,14 @@ impl Pooled {
 impl Drop for Pooled {
     fn drop(&mut self) {
         let (slots, freed) = &*self.slots;
+        // What was sent without waiting (a read's ROLLBACK) leaves now, not when the
+        // next user drives the connection: an idle connection must not sit in a
+        // transaction (holding its snapshot and locks until the server ends the session).
+        if let Some(conn) = &self.conn
+            && !self.abandoned.get()
+        {
+            conn.flush();
+        }
         let mut s = lock(slots);
         match self.conn.take() {
             Some(conn) if !self.abandoned.get() && !conn.is_closed() => s.idle.push(conn),
@@ -200,11 +208,17 @@ impl Pool {
         let mut s = lock(slots);
         loop {
             while let Some(conn) = s.idle.pop() {
-                if conn.is_closed() {
-                    s.open = s.open.saturating_sub(1);
-                    continue;
+                // An idle connection is not driven: what the server sent meanwhile (the
+                // end of the session at a restart) is read now, outside the lock, so a
+                // dead one is not lent.
+                drop(s);
+                conn.flush();
+                if !conn.is_closed() {
+                    return Ok(self.lend(conn));
                 }
-                return Ok(self.lend(conn));
+                drop(conn);
+                s = lock(slots);
+                s.open = s.open.saturating_sub(1);
             }
             if s.open < self.size {
                 s.open += 1;
