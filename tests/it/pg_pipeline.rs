@@ -185,9 +185,7 @@ fn sessions_in(db: &crate::pg::PgDatabase, state: &str) -> usize {
 fn a_pooled_connection_is_not_left_inside_a_reads_transaction() {
     let (db, store) = store();
     store.write(|tx| row(tx, 1, "first")).unwrap();
-    let seq = store
-        .read(|tx| countersign::store::audit::last_seq(tx))
-        .unwrap();
+    let seq = store.read(countersign::store::audit::last_seq).unwrap();
     assert_eq!(seq, 1);
     // The read's ROLLBACK went out without waiting; the session must be idle, not idle
     // in a transaction holding its snapshot until the server's timeout ends it.
