@@ -40,7 +40,7 @@ use mark::MarkError;
 
 pub use guard::Guard;
 pub use open::forget_unbound_key;
-pub(crate) use open::postgres_options;
+pub use open::postgres_options;
 pub use open::{open_existing, open_store};
 pub use paths::{Paths, Plan, plan};
 

@@ -230,8 +230,6 @@ pub fn open_store(
     Ok((store, Arc::new(Guard::new(paths.mark, start))))
 }
 
-/// The PostgreSQL connection settings of `config`, with the password read from its
-/// file; `None` when the state is in SQLite.
 /// After opening failed with `error`: a CA key this start `created` for an empty
 /// PostgreSQL database that another replica bound to its own key first (replicas started
 /// together on a new database) was never recorded nor used, so it is removed, and the
@@ -267,7 +265,9 @@ pub fn forget_unbound_key(
     }
 }
 
-pub(crate) fn postgres_options(config: &Config) -> Result<Option<PgOptions>, StateError> {
+/// The PostgreSQL connection settings of `config`, with the password read from its
+/// file; `None` when the state is in SQLite.
+pub fn postgres_options(config: &Config) -> Result<Option<PgOptions>, StateError> {
     let StorageSettings::Postgres(pg) = &config.storage else {
         return Ok(None);
     };

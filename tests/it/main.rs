@@ -45,6 +45,7 @@ mod offboarding;
 mod pg;
 mod pg_attacks;
 mod pg_pipeline;
+mod pg_tls;
 mod properties;
 mod ready;
 mod reload;

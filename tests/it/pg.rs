@@ -120,6 +120,12 @@ impl Cluster {
         }
     }
 
+    /// Serves TLS with `cert_pem` and `key_pem` from now on (restarts the server).
+    pub fn use_tls(&self, cert_pem: &str, key_pem: &str) {
+        server::install_tls(&self.root, cert_pem, key_pem);
+        self.restart("fast");
+    }
+
     /// [`Cluster::stop`] with `mode`, then [`Cluster::start`].
     pub fn restart(&self, mode: &str) {
         self.stop(mode);

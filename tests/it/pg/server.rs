@@ -3,6 +3,7 @@
 //! the watchdog that stops the server and removes its dir when the test process ends.
 
 use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -181,6 +182,25 @@ pub(super) fn init_cluster(root: &Path, superuser_password: &str) {
              max_connections = 300\nfsync = on\n",
             root.display()
         ),
+    );
+}
+
+/// Gives the stopped or running cluster in `root` a TLS certificate and key (PEM) and
+/// turns TLS on (`ssl = on`); takes effect at the next start. The key is the server's
+/// (mode 0600, owned by the user the server runs as).
+pub(super) fn install_tls(root: &Path, cert_pem: &str, key_pem: &str) {
+    let data = root.join("data");
+    for (name, text) in [("server.crt", cert_pem), ("server.key", key_pem)] {
+        let path = data.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        if is_root() {
+            std::os::unix::fs::chown(&path, Some(id("-u")), Some(id("-g"))).unwrap();
+        }
+    }
+    append_conf(
+        root,
+        "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
     );
 }
 
