@@ -18,7 +18,9 @@ use crate::store::requests::{self as rq, RequestRow, Status};
 impl Service {
     /// The moment of signing: eligibility and conflicts checked again, then the
     /// certificate, its row, the status change and the `certificate.issued` event; returns
-    /// the certificate's row.
+    /// the certificate's row. `requester_disabled` is the requester's disabled mark as
+    /// read in this same transaction (with the request: `requests::get_marked`).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn issue(
         &self,
         tx: &Tx<'_>,
@@ -26,6 +28,7 @@ impl Service {
         actor: &UserName,
         role: &Role,
         row: &RequestRow,
+        requester_disabled: bool,
         tally: &rules::Tally,
     ) -> Outcome<CertificateRow> {
         let config = self.config();
@@ -36,7 +39,7 @@ impl Service {
         // A disabled requester may request nothing: offboarding cancels the pending
         // requests it finds, but one it left (overdue then, and pending again by a clock
         // set back) must not be signed.
-        if crate::store::users::is_disabled(tx, &row.requester)? {
+        if requester_disabled {
             let r = rules::Refusal::NotARequester {
                 user: row.requester.clone(),
                 role: row.role.clone(),

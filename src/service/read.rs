@@ -95,8 +95,7 @@ impl Service {
         self.store.read(|tx| {
             // The one read that hands out a credential: a waiting SSH `request` fetches it
             // after its user may have been disabled.
-            self.require_enabled(tx, actor)?;
-            let row = self.visible(tx, actor, id)?;
+            let (row, _) = self.visible_to_enabled(tx, actor, id)?;
             if &row.requester != actor {
                 return Err(ServiceError::Forbidden(
                     "only the requester may fetch the certificate".into(),
@@ -138,6 +137,37 @@ impl Service {
     pub fn check_storage(&self) -> Result<(), ServiceError> {
         self.store.read(crate::store::audit::last_seq)?;
         Ok(())
+    }
+
+    /// [`Service::visible`] for an actor who must be enabled (`user_disabled` first, as
+    /// `require_enabled` then `visible` would answer), in one query with the request:
+    /// the request and its requester's disabled mark.
+    pub(super) fn visible_to_enabled(
+        &self,
+        tx: &Tx<'_>,
+        actor: &UserName,
+        id: &RequestId,
+    ) -> Result<(rq::RequestRow, bool), ServiceError> {
+        let config = self.config();
+        let policy = &config.policy;
+        match rq::get_marked(tx, id, actor)? {
+            Some(m) if m.actor_disabled => Err(super::disabled_error(actor)),
+            Some(m)
+                if rules::may_view(
+                    policy,
+                    policy.roles.get(&m.row.role),
+                    &m.row.requester,
+                    actor,
+                ) =>
+            {
+                Ok((m.row, m.requester_disabled))
+            }
+            Some(_) => Err(ServiceError::NotFound(format!("no request {id}"))),
+            None => {
+                self.require_enabled(tx, actor)?;
+                Err(ServiceError::NotFound(format!("no request {id}")))
+            }
+        }
     }
 
     /// The request `id` if `actor` may see it; otherwise not found, so ids of other

@@ -61,6 +61,79 @@ pub fn exists(tx: &Tx<'_>, id: &RequestId) -> Result<bool, StoreError> {
     Ok(n > 0)
 }
 
+/// What creating a request checks first, read in one query (one round trip in the
+/// write transaction): whether `user` is disabled, how many of their requests are
+/// pending ([`pending_count`]), and whether the id `candidate` is taken ([`exists`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreateChecks {
+    /// `user` is disabled.
+    pub disabled: bool,
+    /// `user`'s pending requests not yet past their deadline.
+    pub pending: u32,
+    /// The candidate id is taken.
+    pub id_taken: bool,
+}
+
+/// [`CreateChecks`] of `user` at `now` with the id `candidate`.
+pub fn create_checks(
+    tx: &Tx<'_>,
+    user: &UserName,
+    now: i64,
+    candidate: &RequestId,
+) -> Result<CreateChecks, StoreError> {
+    tx.one(
+        "SELECT EXISTS (SELECT 1 FROM disabled_users WHERE \"user\" = ?1), \
+         (SELECT count(*) FROM requests INDEXED BY requests_pending \
+          WHERE requester = ?1 AND status = 'pending' AND expires_at > ?2), \
+         EXISTS (SELECT 1 FROM requests WHERE id = ?3)",
+        &[&user.as_str(), &now, &candidate.as_str()],
+        |r| {
+            let pending: i64 = r.get(1)?;
+            Ok(CreateChecks {
+                disabled: r.get(0)?,
+                pending: u32::try_from(pending).unwrap_or(u32::MAX),
+                id_taken: r.get(2)?,
+            })
+        },
+    )
+}
+
+/// A request read together with two disabled marks (one round trip): `actor`'s (who
+/// asks to act on it) and its requester's.
+#[derive(Debug, Clone)]
+pub struct Marked {
+    /// The request.
+    pub row: RequestRow,
+    /// The actor is disabled.
+    pub actor_disabled: bool,
+    /// Its requester is disabled.
+    pub requester_disabled: bool,
+}
+
+/// The request with this id and the disabled marks of `actor` and its requester.
+pub fn get_marked(
+    tx: &Tx<'_>,
+    id: &RequestId,
+    actor: &UserName,
+) -> Result<Option<Marked>, StoreError> {
+    tx.opt(
+        &format!(
+            "SELECT {REQUEST_COLUMNS}, \
+             EXISTS (SELECT 1 FROM disabled_users d WHERE d.\"user\" = ?2), \
+             EXISTS (SELECT 1 FROM disabled_users d WHERE d.\"user\" = requests.requester) \
+             FROM requests WHERE id = ?1"
+        ),
+        &[&id.as_str(), &actor.as_str()],
+        |r| {
+            Ok(Marked {
+                row: request_from_row(r)?,
+                actor_disabled: r.get(16)?,
+                requester_disabled: r.get(17)?,
+            })
+        },
+    )
+}
+
 /// How many of `user`'s requests are pending and not yet past their deadline at `now`
 /// (one past it is expired, whether or not the sweep has recorded it): the partial index
 /// of pending requests.

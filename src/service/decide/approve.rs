@@ -22,10 +22,11 @@ impl Service {
         let policy = &config.policy;
         let now = self.now();
         flatten(self.store.write(|tx| {
-            self.require_enabled(tx, actor)?;
             // Who may not even read the request hears only that there is none (as GET), and
             // leaves no trace: nothing of its state, nothing to fill the audit log with.
-            let row = self.visible(tx, actor, id)?;
+            // The request comes with the actor's and the requester's disabled marks, in one
+            // round trip under the write lock; a disabled actor hears so first.
+            let (row, requester_disabled) = self.visible_to_enabled(tx, actor, id)?;
             let attempt = Attempt::on(actor, "request.approve", &row);
             // One who may read it but not approve it (an admin) hears so before its state.
             let may = policy
@@ -84,12 +85,16 @@ impl Service {
             if !tally.is_complete() {
                 // Read, not assumed: disabling cancels the user's pending requests, but
                 // this view must say what is stored.
-                let disabled = crate::store::users::is_disabled(tx, &row.requester)?;
                 return Ok(Ok(view::assemble(
-                    policy, row, approvals, None, disabled, now,
+                    policy,
+                    row,
+                    approvals,
+                    None,
+                    requester_disabled,
+                    now,
                 )));
             }
-            let cert = match self.issue(tx, now, actor, role, &row, &tally)? {
+            let cert = match self.issue(tx, now, actor, role, &row, requester_disabled, &tally)? {
                 Ok(cert) => cert,
                 Err(e) => return Ok(Err(e)),
             };

@@ -119,7 +119,13 @@ impl Service {
             role: &role.name,
         };
         flatten(self.store.write(|tx| {
-            self.require_enabled(tx, actor)?;
+            // The actor's disabled mark, their pending count and whether a fresh id is
+            // free: one query, one round trip under the write lock.
+            let candidate = RequestId::new_at(unix(now), &mut rand::rng());
+            let checks = rq::create_checks(tx, actor, unix(now), &candidate)?;
+            if checks.disabled {
+                return Err(crate::service::disabled_error(actor));
+            }
             // A retry that raced the first attempt: checked again in the transaction that
             // would create, before any limit (it asks for nothing new).
             if let (Some(key), Some(fingerprint)) = (key, &fingerprint)
@@ -129,7 +135,7 @@ impl Service {
                 return Ok(Ok(created));
             }
             // Counted inside the transaction: racing creates cannot pass the limit together.
-            if rq::pending_count(tx, actor, unix(now))? >= limit {
+            if checks.pending >= limit {
                 return Ok(Err(ServiceError::TooManyPending { limit }));
             }
             if let Err(r) = rules::requester_must_be_listed(policy, role, actor) {
@@ -148,7 +154,7 @@ impl Service {
                 ttl,
                 principals: &principals,
             };
-            let row = self.new_row(tx, now, &asked)?;
+            let row = self.new_row(tx, now, &asked, (candidate, checks.id_taken))?;
             rq::insert(tx, &row)?;
             if let (Some(key), Some(fingerprint)) = (key, fingerprint.clone()) {
                 let made = Remembered {
@@ -256,12 +262,14 @@ impl Service {
         }))
     }
 
-    /// The row of a new pending request, under an id not taken yet.
+    /// The row of a new pending request, under an id not taken yet: `candidate`, read in
+    /// this transaction to be free or taken, or another one found free.
     fn new_row(
         &self,
         tx: &Tx<'_>,
         now: DateTime<Utc>,
         asked: &Asked<'_>,
+        candidate: (RequestId, bool),
     ) -> Result<RequestRow, ServiceError> {
         let Asked {
             actor,
@@ -270,9 +278,10 @@ impl Service {
             ttl,
             principals,
         } = *asked;
-        let mut id = RequestId::new_at(unix(now), &mut rand::rng());
-        while rq::exists(tx, &id)? {
+        let (mut id, mut taken) = candidate;
+        while taken {
             id = RequestId::new_at(unix(now), &mut rand::rng());
+            taken = rq::exists(tx, &id)?;
         }
         let pending_ttl = self.config().requests.pending_ttl.as_secs() as i64;
         Ok(RequestRow {
