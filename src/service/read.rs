@@ -148,9 +148,42 @@ impl Service {
         actor: &UserName,
         id: &RequestId,
     ) -> Result<(rq::RequestRow, bool), ServiceError> {
+        let marked = self.or_disabled(tx, actor, rq::get_marked(tx, id, actor))?;
+        self.visible_marked(tx, actor, id, marked)
+    }
+
+    /// `read`, which also read `actor`'s disabled mark, or its error; but a disabled
+    /// actor hears `user_disabled` first, as when the mark was read alone before anything
+    /// else, also when the request row read with it does not parse.
+    pub(super) fn or_disabled<T>(
+        &self,
+        tx: &Tx<'_>,
+        actor: &UserName,
+        read: Result<T, crate::store::StoreError>,
+    ) -> Result<T, ServiceError> {
+        match read {
+            Ok(v) => Ok(v),
+            // A row read but not parsed: the transaction is intact, ask about the mark.
+            Err(e @ crate::store::StoreError::Corrupt(_)) => {
+                self.require_enabled(tx, actor)?;
+                Err(e.into())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The checks of [`Service::visible_to_enabled`] on a request read with its marks
+    /// (`None`: there is none).
+    pub(super) fn visible_marked(
+        &self,
+        tx: &Tx<'_>,
+        actor: &UserName,
+        id: &RequestId,
+        marked: Option<rq::Marked>,
+    ) -> Result<(rq::RequestRow, bool), ServiceError> {
         let config = self.config();
         let policy = &config.policy;
-        match rq::get_marked(tx, id, actor)? {
+        match marked {
             Some(m) if m.actor_disabled => Err(super::disabled_error(actor)),
             Some(m)
                 if rules::may_view(

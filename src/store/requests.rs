@@ -110,6 +110,24 @@ pub struct Marked {
     pub requester_disabled: bool,
 }
 
+/// The query of [`get_marked`]: ?1 the request id, ?2 the actor.
+fn get_marked_sql() -> String {
+    format!(
+        "SELECT {REQUEST_COLUMNS}, \
+         EXISTS (SELECT 1 FROM disabled_users d WHERE d.\"user\" = ?2), \
+         EXISTS (SELECT 1 FROM disabled_users d WHERE d.\"user\" = requests.requester) \
+         FROM requests WHERE id = ?1"
+    )
+}
+
+fn marked_from_row(r: &super::sql::Row<'_>) -> Result<Marked, StoreError> {
+    Ok(Marked {
+        row: request_from_row(r)?,
+        actor_disabled: r.get(16)?,
+        requester_disabled: r.get(17)?,
+    })
+}
+
 /// The request with this id and the disabled marks of `actor` and its requester.
 pub fn get_marked(
     tx: &Tx<'_>,
@@ -117,21 +135,35 @@ pub fn get_marked(
     actor: &UserName,
 ) -> Result<Option<Marked>, StoreError> {
     tx.opt(
-        &format!(
-            "SELECT {REQUEST_COLUMNS}, \
-             EXISTS (SELECT 1 FROM disabled_users d WHERE d.\"user\" = ?2), \
-             EXISTS (SELECT 1 FROM disabled_users d WHERE d.\"user\" = requests.requester) \
-             FROM requests WHERE id = ?1"
-        ),
+        &get_marked_sql(),
         &[&id.as_str(), &actor.as_str()],
-        |r| {
-            Ok(Marked {
-                row: request_from_row(r)?,
-                actor_disabled: r.get(16)?,
-                requester_disabled: r.get(17)?,
-            })
-        },
+        marked_from_row,
     )
+}
+
+/// [`get_marked`] and the request's [`approvals`], read together (one round trip on
+/// PostgreSQL); the approvals are empty when there is no such request.
+pub fn get_marked_with_approvals(
+    tx: &Tx<'_>,
+    id: &RequestId,
+    actor: &UserName,
+) -> Result<Option<(Marked, Vec<ApprovalRow>)>, StoreError> {
+    let (mut marked, mut approvals) = (None, Vec::new());
+    tx.each_of(
+        &[
+            (&get_marked_sql(), &[&id.as_str(), &actor.as_str()]),
+            (approvals_sql(tx), &[&id.as_str()]),
+        ],
+        |i, row| {
+            if i == 0 {
+                marked = Some(marked_from_row(row)?);
+            } else {
+                approvals.push(approval_from_row(row)?);
+            }
+            Ok::<_, StoreError>(())
+        },
+    )?;
+    Ok(marked.map(|m| (m, approvals)))
 }
 
 /// How many of `user`'s requests are pending and not yet past their deadline at `now`
@@ -227,20 +259,26 @@ pub fn insert_approval(
     Ok(())
 }
 
-/// Approvals of a request, oldest first.
-pub fn approvals(tx: &Tx<'_>, id: &RequestId) -> Result<Vec<ApprovalRow>, StoreError> {
+/// The query of [`approvals`]: ?1 the request id.
+fn approvals_sql(tx: &Tx<'_>) -> &'static str {
     // Ties in time keep insertion order: SQLite's rowid, PostgreSQL's identity column.
-    let sql = if tx.is_postgres() {
+    if tx.is_postgres() {
         "SELECT approver, at, comment FROM approvals WHERE request_id = ?1 ORDER BY at, id"
     } else {
         "SELECT approver, at, comment FROM approvals WHERE request_id = ?1 ORDER BY at, rowid"
-    };
-    tx.all(sql, &[&id.as_str()], |r| {
-        let approver: String = r.get(0)?;
-        Ok(ApprovalRow {
-            approver: UserName::parse(&approver).map_err(|e| corrupt("approver", &approver, e))?,
-            at: r.get(1)?,
-            comment: r.get(2)?,
-        })
+    }
+}
+
+fn approval_from_row(r: &super::sql::Row<'_>) -> Result<ApprovalRow, StoreError> {
+    let approver: String = r.get(0)?;
+    Ok(ApprovalRow {
+        approver: UserName::parse(&approver).map_err(|e| corrupt("approver", &approver, e))?,
+        at: r.get(1)?,
+        comment: r.get(2)?,
     })
+}
+
+/// Approvals of a request, oldest first.
+pub fn approvals(tx: &Tx<'_>, id: &RequestId) -> Result<Vec<ApprovalRow>, StoreError> {
+    tx.all(approvals_sql(tx), &[&id.as_str()], approval_from_row)
 }

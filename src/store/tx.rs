@@ -114,6 +114,33 @@ impl<'c> Tx<'c> {
         }
     }
 
+    /// Calls `each(i, row)` with every row of query `i` of `queries`, query by query, in
+    /// order; stops at its first error. On PostgreSQL all queries are sent before the
+    /// first answer is awaited: one round trip for all (for reads a write does not
+    /// branch on between them).
+    pub(super) fn each_of<E: From<StoreError>>(
+        &self,
+        queries: &[(&str, &[&dyn Param])],
+        mut each: impl FnMut(usize, &Row<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        match self.on {
+            On::Lite(_) => {
+                for (i, (sql, params)) in queries.iter().enumerate() {
+                    self.each(sql, params, |row| each(i, row))?;
+                }
+                Ok(())
+            }
+            On::Pg(conn) => {
+                for (i, rows) in conn.query_many(queries)?.iter().enumerate() {
+                    for row in rows {
+                        each(i, &Row::Pg(row))?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Every row of a query, each made into a `T` by `f`.
     pub(super) fn all<T>(
         &self,

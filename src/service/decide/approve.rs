@@ -26,7 +26,14 @@ impl Service {
             // leaves no trace: nothing of its state, nothing to fill the audit log with.
             // The request comes with the actor's and the requester's disabled marks, in one
             // round trip under the write lock; a disabled actor hears so first.
-            let (row, requester_disabled) = self.visible_to_enabled(tx, actor, id)?;
+            // Its approvals are read with it (one round trip on PostgreSQL): nothing below
+            // writes an approval before they are used.
+            let read = rq::get_marked_with_approvals(tx, id, actor);
+            let (marked, approvals) = match self.or_disabled(tx, actor, read)? {
+                Some((marked, approvals)) => (Some(marked), approvals),
+                None => (None, Vec::new()),
+            };
+            let (row, requester_disabled) = self.visible_marked(tx, actor, id, marked)?;
             let attempt = Attempt::on(actor, "request.approve", &row);
             // One who may read it but not approve it (an admin) hears so before its state.
             let may = policy
@@ -50,7 +57,7 @@ impl Service {
                 Ok(role) => role,
                 Err(r) => return end_refused(tx, now, actor, &row, r),
             };
-            let mut approvals = rq::approvals(tx, id)?;
+            let mut approvals = approvals;
             let approved_by: Vec<UserName> = approvals.iter().map(|a| a.approver.clone()).collect();
             if let Err(r) =
                 rules::approver_may_approve(policy, role, &row.requester, actor, &approved_by)

@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::future::Future;
 
 use tokio_postgres::Statement;
 use tokio_postgres::types::ToSql;
@@ -151,6 +152,55 @@ impl Conn {
         let stmt = self.statement(sql)?;
         let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.pg()).collect();
         self.wait(self.client.query(&stmt, &params))
+    }
+
+    /// Runs every query of `queries` and returns their rows, in order. All are sent
+    /// before the first answer is awaited (pipelined): one round trip for all of them.
+    /// The first failure is returned (in a transaction, a failure makes the later ones
+    /// fail too).
+    pub(in crate::store) fn query_many(
+        &self,
+        queries: &[(&str, &[&dyn Param])],
+    ) -> Result<Vec<Vec<tokio_postgres::Row>>, StoreError> {
+        let statements = queries
+            .iter()
+            .map(|(sql, _)| self.statement(sql))
+            .collect::<Result<Vec<_>, _>>()?;
+        let params: Vec<Vec<&(dyn ToSql + Sync)>> = queries
+            .iter()
+            .map(|(_, params)| params.iter().map(|p| p.pg()).collect())
+            .collect();
+        let mut answers: Vec<_> = statements
+            .iter()
+            .zip(&params)
+            .map(|(stmt, params)| Box::pin(self.client.query(stmt, params)))
+            .collect();
+        self.wait(async move {
+            let mut rows: Vec<Option<Vec<tokio_postgres::Row>>> =
+                answers.iter().map(|_| None).collect();
+            // Each is polled until it is done; the first poll of each sends its request,
+            // so all go out before any answer is awaited.
+            std::future::poll_fn(|cx| {
+                let mut waiting = false;
+                for (answer, out) in answers.iter_mut().zip(rows.iter_mut()) {
+                    if out.is_some() {
+                        continue;
+                    }
+                    match answer.as_mut().poll(cx) {
+                        std::task::Poll::Ready(Ok(r)) => *out = Some(r),
+                        std::task::Poll::Ready(Err(e)) => return std::task::Poll::Ready(Err(e)),
+                        std::task::Poll::Pending => waiting = true,
+                    }
+                }
+                if waiting {
+                    std::task::Poll::Pending
+                } else {
+                    std::task::Poll::Ready(Ok(()))
+                }
+            })
+            .await?;
+            Ok(rows.into_iter().map(Option::unwrap_or_default).collect())
+        })
     }
 
     pub(in crate::store) fn execute(

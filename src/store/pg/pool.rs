@@ -83,20 +83,31 @@ impl Pooled {
 impl Drop for Pooled {
     fn drop(&mut self) {
         let (slots, freed) = &*self.slots;
-        // What was sent without waiting (a read's ROLLBACK) leaves now, not when the
-        // next user drives the connection: an idle connection must not sit in a
-        // transaction (holding its snapshot and locks until the server ends the session).
+        // What was sent without waiting (a read's ROLLBACK) leaves now, normally, not
+        // when the next user drives the connection: an idle connection should not sit in
+        // a transaction (holding its snapshot and locks until the server ends the
+        // session; a connection ended so is then not lent, see `get`). Not while
+        // unwinding: a second panic there would abort the process.
+        let keep = !self.abandoned.get() && !std::thread::panicking();
         if let Some(conn) = &self.conn
-            && !self.abandoned.get()
+            && keep
         {
             conn.flush();
         }
-        let mut s = lock(slots);
-        match self.conn.take() {
-            Some(conn) if !self.abandoned.get() && !conn.is_closed() => s.idle.push(conn),
-            _ => s.open = s.open.saturating_sub(1),
-        }
-        drop(s);
+        let conn = self.conn.take();
+        let closing = match conn {
+            Some(conn) if keep && !conn.is_closed() => {
+                lock(slots).idle.push(conn);
+                None
+            }
+            other => {
+                let mut s = lock(slots);
+                s.open = s.open.saturating_sub(1);
+                other
+            }
+        };
+        // Closed outside the lock.
+        drop(closing);
         freed.notify_one();
     }
 }

@@ -2,6 +2,7 @@
 //! recently ended certificates, and pending requests.
 
 use crate::names::{RequestId, RoleName, UserName};
+use crate::store::sql::Param;
 use crate::store::{StoreError, Tx};
 
 /// How long certificates still count as held, for role conflicts, after they stop being
@@ -38,25 +39,30 @@ pub fn holdings(
     except: Option<&RequestId>,
     roles: &[&RoleName],
 ) -> Result<Vec<RoleName>, StoreError> {
-    let mut found = Vec::new();
-    for role in roles {
-        let holds: bool = tx.one(
-            HOLDS,
-            &[
-                &user.as_str(),
-                &role.as_str(),
-                &now,
-                &except.map(RequestId::as_str),
-                &now.saturating_sub(held.after_expiry),
-                &now.saturating_sub(held.after_revocation),
-            ],
-            |r| r.get(0),
-        )?;
-        if holds {
-            found.push((*role).clone());
-        }
-    }
-    Ok(found)
+    let (user, except) = (user.as_str(), except.map(RequestId::as_str));
+    let (expired, revoked) = (
+        now.saturating_sub(held.after_expiry),
+        now.saturating_sub(held.after_revocation),
+    );
+    let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+    let params: Vec<[&dyn Param; 6]> = names
+        .iter()
+        .map(|role| -> [&dyn Param; 6] { [&user, role, &now, &except, &expired, &revoked] })
+        .collect();
+    let queries: Vec<(&str, &[&dyn Param])> =
+        params.iter().map(|p| (HOLDS, p.as_slice())).collect();
+    // One probe per role, all sent together (one round trip on PostgreSQL).
+    let mut holds = vec![false; roles.len()];
+    tx.each_of(&queries, |i, row| {
+        holds[i] = row.get(0)?;
+        Ok::<_, StoreError>(())
+    })?;
+    Ok(roles
+        .iter()
+        .zip(holds)
+        .filter(|(_, holds)| *holds)
+        .map(|(role, _)| (*role).clone())
+        .collect())
 }
 
 /// When `user`'s hold on `role` ends, if they hold it only through certificates revoked
