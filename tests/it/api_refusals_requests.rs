@@ -234,3 +234,42 @@ async fn one_pending_request_past_the_limit_is_refused_too_many_pending() {
         "{body}"
     );
 }
+
+/// A disabled user hears `user_disabled` before anything about the request they name,
+/// even when its stored row does not parse (the request and the disabled marks are read
+/// in one query; the mark must still come first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_user_hears_so_before_a_broken_request_row() {
+    use countersign::names::{RequestId, UserName};
+    use countersign::service::ServiceError;
+
+    let app = TestApp::spawn().await;
+    let id = app.create_ok("alice", "prod-db").await;
+    app.sql(&format!(
+        "UPDATE requests SET role = 'not a role name!' WHERE id = '{id}'; \
+         INSERT INTO disabled_users (\"user\", disabled_at, disabled_by, reason) \
+         VALUES ('bob', 1, 'carol', 'test'), ('alice', 1, 'carol', 'test')"
+    ));
+    let request = RequestId::parse(&id).unwrap();
+    let (bob, alice) = (
+        UserName::parse("bob").unwrap(),
+        UserName::parse("alice").unwrap(),
+    );
+    let service = app.service.clone();
+    let (approved, fetched) = tokio::task::spawn_blocking(move || {
+        (
+            service.approve(&bob, &request, None),
+            service.certificate(&alice, &request),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        matches!(approved, Err(ServiceError::Disabled(_))),
+        "{approved:?}"
+    );
+    assert!(
+        matches!(fetched, Err(ServiceError::Disabled(_))),
+        "{fetched:?}"
+    );
+}
