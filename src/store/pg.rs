@@ -191,6 +191,9 @@ impl Shared {
     /// once it is durable. When the connection fails during COMMIT, asks PostgreSQL
     /// whether it committed before answering.
     fn end_write(&self, conn: &Pooled, xid: i64) -> Result<(), StoreError> {
+        // The last audit event this transaction appended, if any: proof of its COMMIT
+        // that does not depend on transaction ids (see `Pool::outcome`).
+        let head = conn.audit_head();
         conn.set_writing(false);
         match conn.batch(&format!("NOTIFY {CHANNEL}; COMMIT")) {
             Ok(()) => {
@@ -198,7 +201,7 @@ impl Shared {
                 self.committed();
                 Ok(())
             }
-            Err(StoreError::Unavailable(why)) => match self.pool.outcome(xid) {
+            Err(StoreError::Unavailable(why)) => match self.pool.outcome(xid, head.as_ref()) {
                 Ok(true) => {
                     tracing::warn!(xid, "the connection failed during COMMIT; it committed");
                     self.committed();

@@ -1,5 +1,6 @@
-//! The connection pool of the PostgreSQL backend, the runtime that drives its
-//! connections, and the listener that hears other replicas' commits.
+//! The connection pool of the PostgreSQL backend (each connection with a runtime its
+//! users drive: `conn.rs`), and the listener that hears other replicas' commits, on a
+//! runtime thread of its own.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -37,6 +38,7 @@ pub(in crate::store) struct Pool {
     config: tokio_postgres::Config,
     /// TLS to the server (`None`: a server on this machine, without TLS).
     tls: Option<Rustls>,
+    /// The runtime thread the commit listener runs on.
     runtime: tokio::runtime::Handle,
     /// Ends the runtime's thread when the pool goes.
     _stop: tokio::sync::oneshot::Sender<()>,
@@ -152,12 +154,7 @@ impl Pool {
             .connect_timeout(Duration::from_secs(5))
             .keepalives_idle(Duration::from_secs(10))
             .tcp_user_timeout(Duration::from_secs(15));
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| {
-                StoreError::Unavailable(format!("cannot start the database runtime: {e}"))
-            })?;
+        let runtime = current_thread_runtime("the commit listener's")?;
         let handle = runtime.handle().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         std::thread::Builder::new()
@@ -189,12 +186,7 @@ impl Pool {
 
     /// A new connection, with a runtime of its own that its users drive (`Conn`).
     fn connect(&self) -> Result<Conn, StoreError> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| {
-                StoreError::Unavailable(format!("cannot start a connection's runtime: {e}"))
-            })?;
+        let runtime = current_thread_runtime("a connection's")?;
         let config = self.config.clone();
         let connect = async move {
             match self.tls.clone() {
@@ -269,7 +261,44 @@ impl Pool {
 
     /// Whether transaction `xid`, whose COMMIT's answer was lost, committed: asked of
     /// the server on fresh connections until it knows (at most [`CONNECT_WAIT`]).
-    pub(in crate::store) fn outcome(&self, xid: i64) -> Result<bool, StoreError> {
+    ///
+    /// A transaction id can be handed out again after the server restarts from a crash
+    /// (or fails over to an asynchronous standby) if nothing of the transaction reached
+    /// the WAL on disk: `committed` may then be another transaction's. So when the
+    /// transaction appended audit events (`head`: its last one's `seq` and `hash`), a
+    /// `committed` is believed only if that very event is stored; every state change
+    /// appends one, so a transaction without is one that changed nothing.
+    pub(in crate::store) fn outcome(
+        &self,
+        xid: i64,
+        head: Option<&(i64, String)>,
+    ) -> Result<bool, StoreError> {
+        let committed = self.txid_outcome(xid)?;
+        let Some((seq, hash)) = head else {
+            return Ok(committed);
+        };
+        if !committed {
+            return Ok(false);
+        }
+        let conn = self.get()?;
+        let stored = conn.query("SELECT hash FROM audit WHERE seq = ?1", &[seq])?;
+        let ours = match stored.first() {
+            Some(row) => row.try_get::<_, String>(0).map_err(StoreError::from_pg)? == *hash,
+            None => false,
+        };
+        if !ours {
+            tracing::warn!(
+                xid,
+                seq,
+                "the transaction id reads as committed, but this transaction's audit event is \
+                 not stored: the id was used again (a crash or failover lost the transaction)"
+            );
+        }
+        Ok(ours)
+    }
+
+    /// What `txid_status` says of `xid` (see [`Pool::outcome`]).
+    fn txid_outcome(&self, xid: i64) -> Result<bool, StoreError> {
         let deadline = Instant::now() + CONNECT_WAIT;
         loop {
             let status = self.get().and_then(|conn| {
@@ -316,6 +345,14 @@ impl Pool {
             ),
         }
     }
+}
+
+/// A current-thread runtime with I/O and timers; `whose` names it in the error.
+fn current_thread_runtime(whose: &str) -> Result<tokio::runtime::Runtime, StoreError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StoreError::Unavailable(format!("cannot start {whose} runtime: {e}")))
 }
 
 /// Connects with `tls`; the connection's task is spawned on the current runtime.
