@@ -62,13 +62,13 @@ impl Service {
             return end_refused(tx, now, actor, row, r);
         }
         let rivals: Vec<_> = policy.conflicting_roles(&row.role).into_iter().collect();
-        let holdings = rq::holdings(
+        // The conflict probes and the check of a fresh serial, in one round trip.
+        let candidate = Serial::random(&mut rand::rng());
+        let (holdings, taken) = rq::holdings_and_serial_taken(
             tx,
-            &row.requester,
-            unix(now),
-            self.held(),
-            Some(&row.id),
+            (&row.requester, unix(now), self.held(), Some(&row.id)),
             &rivals,
+            candidate,
         )?;
         if let Err(r) = rules::no_conflicting_holding(policy, &row.role, &row.requester, &holdings)
         {
@@ -78,7 +78,7 @@ impl Service {
         let principals = role
             .principals_for(&row.requester)
             .map_err(|e| ServiceError::Invalid(e.to_string()))?;
-        let serial = fresh_serial(tx)?;
+        let serial = if taken { fresh_serial(tx)? } else { candidate };
         let key_id = format!("countersign:{}:{}:{}", row.id, row.requester, row.role);
         let valid_after = unix(now) - self.config().ca.backdate.as_secs() as i64;
         let valid_before = unix(now) + row.ttl_seconds;

@@ -100,16 +100,15 @@ fn sql_serial(serial: Serial) -> Result<i64, StoreError> {
         .ok_or_else(|| StoreError::Corrupt("serial out of range".into()))
 }
 
+/// The query of [`serial_taken`]: ?1 the stored serial; one row, a count.
+pub(super) const SERIAL_TAKEN: &str = "SELECT count(*) FROM certificates WHERE serial = ?1";
+
 /// Whether a serial was ever used (one the database cannot hold counts as used).
 pub fn serial_taken(tx: &Tx<'_>, serial: Serial) -> Result<bool, StoreError> {
     let Some(serial) = serial.to_stored() else {
         return Ok(true);
     };
-    let n: i64 = tx.one(
-        "SELECT count(*) FROM certificates WHERE serial = ?1",
-        &[&serial],
-        |r| r.get(0),
-    )?;
+    let n: i64 = tx.one(SERIAL_TAKEN, &[&serial], |r| r.get(0))?;
     Ok(n > 0)
 }
 

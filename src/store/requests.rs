@@ -16,7 +16,7 @@ use super::{StoreError, Tx};
 use crate::names::{RequestId, UserName};
 use row::{REQUEST_COLUMNS, request_from_row};
 
-pub use holdings::{Held, holdings, revoked_hold_lifts};
+pub use holdings::{Asking, Held, holdings, revoked_hold_lifts};
 pub use list::{Cursor, list, list_visible};
 pub use row::{ApprovalRow, RequestRow, Status};
 
@@ -61,10 +61,11 @@ pub fn exists(tx: &Tx<'_>, id: &RequestId) -> Result<bool, StoreError> {
     Ok(n > 0)
 }
 
-/// What creating a request checks first, read in one query (one round trip in the
-/// write transaction): whether `user` is disabled, how many of their requests are
-/// pending ([`pending_count`]), and whether the id `candidate` is taken ([`exists`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What creating a request checks, read in one round trip of the write transaction:
+/// whether `user` is disabled, how many of their requests are pending
+/// ([`pending_count`]), whether the id `candidate` is taken ([`exists`]), and which of
+/// the roles asked about they hold or have asked for ([`holdings`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateChecks {
     /// `user` is disabled.
     pub disabled: bool,
@@ -72,30 +73,77 @@ pub struct CreateChecks {
     pub pending: u32,
     /// The candidate id is taken.
     pub id_taken: bool,
+    /// The roles asked about that `user` holds or has asked for.
+    pub holdings: Vec<crate::names::RoleName>,
 }
 
-/// [`CreateChecks`] of `user` at `now` with the id `candidate`.
+/// [`CreateChecks`] of `user` at `now` (with `held` and the rival `roles` for the
+/// holdings) and the id `candidate`.
 pub fn create_checks(
     tx: &Tx<'_>,
-    user: &UserName,
-    now: i64,
+    (user, now, held): (&UserName, i64, Held),
+    roles: &[&crate::names::RoleName],
     candidate: &RequestId,
 ) -> Result<CreateChecks, StoreError> {
-    tx.one(
-        "SELECT EXISTS (SELECT 1 FROM disabled_users WHERE \"user\" = ?1), \
-         (SELECT count(*) FROM requests INDEXED BY requests_pending \
-          WHERE requester = ?1 AND status = 'pending' AND expires_at > ?2), \
-         EXISTS (SELECT 1 FROM requests WHERE id = ?3)",
-        &[&user.as_str(), &now, &candidate.as_str()],
-        |r| {
+    let mut read = None;
+    let holdings = holdings::holdings_and(
+        tx,
+        (user, now, held, None),
+        roles,
+        &[(
+            "SELECT EXISTS (SELECT 1 FROM disabled_users WHERE \"user\" = ?1), \
+             (SELECT count(*) FROM requests INDEXED BY requests_pending \
+              WHERE requester = ?1 AND status = 'pending' AND expires_at > ?2), \
+             EXISTS (SELECT 1 FROM requests WHERE id = ?3)",
+            &[&user.as_str(), &now, &candidate.as_str()],
+        )],
+        |_, r| {
             let pending: i64 = r.get(1)?;
-            Ok(CreateChecks {
-                disabled: r.get(0)?,
-                pending: u32::try_from(pending).unwrap_or(u32::MAX),
-                id_taken: r.get(2)?,
-            })
+            read = Some((r.get(0)?, pending, r.get(2)?));
+            Ok(())
         },
-    )
+    )?;
+    let Some((disabled, pending, id_taken)) = read else {
+        return Err(StoreError::Corrupt(
+            "the create checks returned no row".into(),
+        ));
+    };
+    Ok(CreateChecks {
+        disabled,
+        pending: u32::try_from(pending).unwrap_or(u32::MAX),
+        id_taken,
+        holdings,
+    })
+}
+
+/// [`holdings`] of `user` in `roles`, and whether `serial` was ever used
+/// ([`serial_taken`](super::certificates::serial_taken)): what signing checks, read in
+/// one round trip.
+pub fn holdings_and_serial_taken(
+    tx: &Tx<'_>,
+    asking: Asking<'_>,
+    roles: &[&crate::names::RoleName],
+    serial: crate::names::Serial,
+) -> Result<(Vec<crate::names::RoleName>, bool), StoreError> {
+    let Some(stored) = serial.to_stored() else {
+        return Ok((
+            holdings(tx, asking.0, asking.1, asking.2, asking.3, roles)?,
+            true,
+        ));
+    };
+    let mut taken = false;
+    let held = holdings::holdings_and(
+        tx,
+        asking,
+        roles,
+        &[(super::certificates::SERIAL_TAKEN, &[&stored])],
+        |_, row| {
+            let n: i64 = row.get(0)?;
+            taken = n > 0;
+            Ok(())
+        },
+    )?;
+    Ok((held, taken))
 }
 
 /// A request read together with two disabled marks (one round trip): `actor`'s (who

@@ -118,11 +118,13 @@ impl Service {
             request: None,
             role: &role.name,
         };
+        let rivals: Vec<_> = policy.conflicting_roles(&role.name).into_iter().collect();
         flatten(self.store.write(|tx| {
-            // The actor's disabled mark, their pending count and whether a fresh id is
-            // free: one query, one round trip under the write lock.
+            // The actor's disabled mark, their pending count, whether a fresh id is free
+            // and what they hold of the rival roles: one round trip under the write lock.
             let candidate = RequestId::new_at(unix(now), &mut rand::rng());
-            let checks = rq::create_checks(tx, actor, unix(now), &candidate)?;
+            let checks =
+                rq::create_checks(tx, (actor, unix(now), self.held()), &rivals, &candidate)?;
             if checks.disabled {
                 return Err(crate::service::disabled_error(actor));
             }
@@ -141,9 +143,9 @@ impl Service {
             if let Err(r) = rules::requester_must_be_listed(policy, role, actor) {
                 return refuse(tx, now, &attempt, r);
             }
-            let rivals: Vec<_> = policy.conflicting_roles(&role.name).into_iter().collect();
-            let holdings = rq::holdings(tx, actor, unix(now), self.held(), None, &rivals)?;
-            if let Err(r) = rules::no_conflicting_holding(policy, &role.name, actor, &holdings) {
+            if let Err(r) =
+                rules::no_conflicting_holding(policy, &role.name, actor, &checks.holdings)
+            {
                 let r = self.conflict_lifts(tx, now, r, None)?;
                 return refuse(tx, now, &attempt, r);
             }

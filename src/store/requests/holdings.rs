@@ -2,7 +2,7 @@
 //! recently ended certificates, and pending requests.
 
 use crate::names::{RequestId, RoleName, UserName};
-use crate::store::sql::Param;
+use crate::store::sql::{Param, Row};
 use crate::store::{StoreError, Tx};
 
 /// How long certificates still count as held, for role conflicts, after they stop being
@@ -39,6 +39,23 @@ pub fn holdings(
     except: Option<&RequestId>,
     roles: &[&RoleName],
 ) -> Result<Vec<RoleName>, StoreError> {
+    holdings_and(tx, (user, now, held, except), roles, &[], |_, _| Ok(()))
+}
+
+/// Who is asked about, when, and which request is left out: the common arguments of
+/// [`holdings`].
+pub type Asking<'a> = (&'a UserName, i64, Held, Option<&'a RequestId>);
+
+/// [`holdings`], with the queries `also` sent in the same round trip after the probes
+/// (reads the caller needs anyway and does not branch on first); `on_also(i, row)` gets
+/// every row of `also[i]`.
+pub(in crate::store) fn holdings_and(
+    tx: &Tx<'_>,
+    (user, now, held, except): Asking<'_>,
+    roles: &[&RoleName],
+    also: &[(&str, &[&dyn Param])],
+    mut on_also: impl FnMut(usize, &Row<'_>) -> Result<(), StoreError>,
+) -> Result<Vec<RoleName>, StoreError> {
     let (user, except) = (user.as_str(), except.map(RequestId::as_str));
     let (expired, revoked) = (
         now.saturating_sub(held.after_expiry),
@@ -49,13 +66,17 @@ pub fn holdings(
         .iter()
         .map(|role| -> [&dyn Param; 6] { [&user, role, &now, &except, &expired, &revoked] })
         .collect();
-    let queries: Vec<(&str, &[&dyn Param])> =
+    let mut queries: Vec<(&str, &[&dyn Param])> =
         params.iter().map(|p| (HOLDS, p.as_slice())).collect();
-    // One probe per role, all sent together (one round trip on PostgreSQL).
+    queries.extend_from_slice(also);
+    // One probe per role, and `also`, all sent together (one round trip on PostgreSQL).
     let mut holds = vec![false; roles.len()];
-    tx.each_of(&queries, |i, row| {
-        holds[i] = row.get(0)?;
-        Ok::<_, StoreError>(())
+    tx.each_of(&queries, |i, row| match holds.get_mut(i) {
+        Some(h) => {
+            *h = row.get(0)?;
+            Ok(())
+        }
+        None => on_also(i - roles.len(), row),
     })?;
     Ok(roles
         .iter()
