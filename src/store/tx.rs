@@ -123,6 +123,9 @@ impl<'c> Tx<'c> {
         queries: &[(&str, &[&dyn Param])],
         mut each: impl FnMut(usize, &Row<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
+        if queries.is_empty() {
+            return Ok(());
+        }
         match self.on {
             On::Lite(_) => {
                 for (i, (sql, params)) in queries.iter().enumerate() {
