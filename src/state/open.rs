@@ -261,7 +261,12 @@ pub fn forget_unbound_key(
              start again with `serve --new-replica`",
             path.display()
         )),
-        Err(_) => error,
+        Err(e) => StateError::Mismatch(format!(
+            "{error}; another replica recorded its CA key in this new database first, and the \
+             key this start made ({}) could not be removed ({e}): remove it, copy that \
+             replica's CA key here (mode 0600) and start again with `serve --new-replica`",
+            path.display()
+        )),
     }
 }
 

@@ -98,24 +98,10 @@ impl Lite {
         &self,
         op: impl FnOnce() -> T + Send + 'static,
     ) -> impl Future<Output = Result<T, StoreError>> + Send + 'static {
-        let (reply, result) = tokio::sync::oneshot::channel();
-        let sent = match self
+        let threads = self
             .threads
-            .get_or_init(|| writer::start(self.writer.clone(), self.id))
-        {
-            Some(threads) => threads.jobs.send(writer::job(op, reply)).is_ok(),
-            None => false,
-        };
-        async move {
-            if !sent {
-                return Err(StoreError::CommitFailed(
-                    "the writer thread is not running".into(),
-                ));
-            }
-            result
-                .await
-                .map_err(|_| StoreError::CommitFailed("the write was abandoned".into()))?
-        }
+            .get_or_init(|| writer::start(self.writer.clone(), self.id));
+        writer::submit(threads.as_ref(), op)
     }
 
     /// Runs `f` as one atomic unit of work and returns only once it is durable.

@@ -279,24 +279,10 @@ impl PgStore {
         &self,
         op: impl FnOnce() -> T + Send + 'static,
     ) -> impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static {
-        let (reply, result) = tokio::sync::oneshot::channel();
-        let sent = match self
+        let threads = self
             .jobs
-            .get_or_init(|| batch::start(self.shared.clone(), self.id))
-        {
-            Some(threads) => threads.jobs.send(batch::job(op, reply)).is_ok(),
-            None => false,
-        };
-        async move {
-            if !sent {
-                return Err(StoreError::CommitFailed(
-                    "the writer thread is not running".into(),
-                ));
-            }
-            result
-                .await
-                .map_err(|_| StoreError::CommitFailed("the write was abandoned".into()))?
-        }
+            .get_or_init(|| batch::start(self.shared.clone(), self.id));
+        super::writer::submit(threads.as_ref(), op)
     }
 
     /// `f` in one write transaction holding [`WRITE_LOCK`]; returns once it is durable.

@@ -174,6 +174,67 @@ impl Shared {
     }
 }
 
+/// One finished operation of a batch: its reply, whether it wrote, and whether its
+/// answer depends on the batch committing (it wrote, or ran after a write it may have
+/// read).
+pub(super) type Finished = (Finish, bool, bool);
+
+/// Runs the operations of a batch one by one, for both backends' writer threads.
+/// `start` is called before each and says whether an earlier one wrote (and resets the
+/// batch's flag of the next one's own writes); `wrote` after, whether it did. A
+/// panicking operation is logged and left out (its reply channel drops, so its caller
+/// is told the write was abandoned); what it had written stays in the batch like any
+/// other write.
+pub(super) fn run_jobs(
+    jobs: Vec<Job>,
+    mut start: impl FnMut() -> bool,
+    mut wrote: impl FnMut() -> bool,
+) -> Vec<Finished> {
+    let mut finishes = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let dirty_before = start();
+        let finish = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+        let wrote = wrote();
+        match finish {
+            Ok(finish) => finishes.push((finish, wrote, dirty_before || wrote)),
+            Err(payload) => tracing::error!(
+                panic = panic_message(payload.as_ref()),
+                "a store operation panicked; its caller is told the write was abandoned"
+            ),
+        }
+    }
+    finishes
+}
+
+/// The text of a panic's payload, for the log.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
+/// Queues `op` for the writer thread `threads` (`None`: it could not be started) and
+/// resolves with its result once its batch is durable: the `submit` of both backends.
+pub(super) fn submit<T: Send + 'static>(
+    threads: Option<&Threads>,
+    op: impl FnOnce() -> T + Send + 'static,
+) -> impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static {
+    let (reply, result) = tokio::sync::oneshot::channel();
+    let sent = threads.is_some_and(|t| t.jobs.send(job(op, reply)).is_ok());
+    async move {
+        if !sent {
+            return Err(StoreError::CommitFailed(
+                "the writer thread is not running".into(),
+            ));
+        }
+        result
+            .await
+            .map_err(|_| StoreError::CommitFailed("the write was abandoned".into()))?
+    }
+}
+
 /// The writer thread of one store.
 pub(super) struct Threads {
     /// Where operations queue; dropping it ends the thread.

@@ -224,3 +224,24 @@ fn a_connection_the_server_ended_while_pooled_is_not_lent() {
     store.write(|tx| row(tx, 2, "after")).unwrap();
     assert_eq!(stored(&db), ["first", "after"]);
 }
+
+/// `Store::read_single` runs outside a transaction on PostgreSQL, so it must be one
+/// statement (one snapshot): a second one is refused, not run on another snapshot.
+#[test]
+fn a_single_statement_read_refuses_a_second_statement() {
+    let (_db, store) = store();
+    store.write(|tx| row(tx, 1, "first")).unwrap();
+    assert_eq!(
+        store
+            .read_single(countersign::store::audit::last_seq)
+            .unwrap(),
+        1
+    );
+    let two = store.read_single(|tx| {
+        countersign::store::audit::last_seq(tx)?;
+        countersign::store::audit::last_seq(tx)
+    });
+    assert!(matches!(two, Err(StoreError::Nested)), "{two:?}");
+    // The connection goes back to the pool usable.
+    assert_eq!(store.read(countersign::store::audit::last_seq).unwrap(), 1);
+}

@@ -7,12 +7,11 @@
 //! The same rules as SQLite's batches (`store/writer/batch.rs`).
 
 use std::cell::RefCell;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use super::{Conn, Pooled, Shared};
 use crate::store::StoreError;
-pub(super) use crate::store::writer::{Job, job};
+use crate::store::writer::Job;
 use crate::store::writer::{Threads, spawn};
 
 thread_local! {
@@ -170,28 +169,21 @@ fn run(shared: &Shared, store: u64, jobs: Vec<Job>) {
             savepoints: 0,
         });
     });
-    let mut finishes = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        // Whether this operation may depend on uncommitted writes: its own, or those of
-        // earlier operations it may have read. If the batch does not commit, such an
-        // operation's answer is void and it gets the failure instead.
-        let dirty_before = BATCH.with(|b| {
-            b.borrow_mut().as_mut().is_some_and(|batch| {
-                batch.wrote = false;
-                batch.dirty
+    // Whether an operation may depend on uncommitted writes: its own, or those of
+    // earlier operations it may have read. If the batch does not commit, such an
+    // operation's answer is void and it gets the failure instead.
+    let finishes = crate::store::writer::run_jobs(
+        jobs,
+        || {
+            BATCH.with(|b| {
+                b.borrow_mut().as_mut().is_some_and(|batch| {
+                    batch.wrote = false;
+                    batch.dirty
+                })
             })
-        });
-        // A panicking operation drops its reply channel (its caller sees the write
-        // abandoned); what it had written stays in the batch like any other write.
-        let finish = catch_unwind(AssertUnwindSafe(job));
-        let wrote = BATCH.with(|b| b.borrow().as_ref().is_some_and(|batch| batch.wrote));
-        match finish {
-            Ok(finish) => finishes.push((finish, wrote, dirty_before || wrote)),
-            Err(_) => tracing::error!(
-                "a store operation panicked; its caller is told the write was abandoned"
-            ),
-        }
-    }
+        },
+        || BATCH.with(|b| b.borrow().as_ref().is_some_and(|batch| batch.wrote)),
+    );
     let Some(batch) = BATCH.with(|b| b.borrow_mut().take()) else {
         return;
     };

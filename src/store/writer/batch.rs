@@ -2,7 +2,6 @@
 //! noticing when SQLite abandoned it, and the COMMIT that hands out every result.
 
 use std::cell::RefCell;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
 
 use rusqlite::Connection;
@@ -122,34 +121,28 @@ impl Shared {
                     .map(|e| format!("could not begin a transaction: {e}")),
             });
         });
-        let mut finishes = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            // Whether this operation may depend on uncommitted writes: its own, or those
-            // of earlier operations it may have read. If the batch does not commit, such
-            // an operation's answer is void and it gets the failure instead.
-            let dirty_before = BATCH.with(|b| {
-                b.borrow_mut().as_mut().is_some_and(|batch| {
-                    batch.wrote = false;
-                    batch.dirty
+        // Whether an operation may depend on uncommitted writes: its own, or those of
+        // earlier operations it may have read. If the batch does not commit, such an
+        // operation's answer is void and it gets the failure instead.
+        let finishes = super::run_jobs(
+            jobs,
+            || {
+                BATCH.with(|b| {
+                    b.borrow_mut().as_mut().is_some_and(|batch| {
+                        batch.wrote = false;
+                        batch.dirty
+                    })
                 })
-            });
-            // A panicking operation drops its reply channel (its caller sees the write
-            // abandoned); the writes it had finished stay in the batch like any other.
-            let finish = catch_unwind(AssertUnwindSafe(job));
-            let wrote = BATCH.with(|b| {
-                b.borrow_mut().as_mut().is_some_and(|batch| {
-                    batch.notice_abort();
-                    batch.wrote
+            },
+            || {
+                BATCH.with(|b| {
+                    b.borrow_mut().as_mut().is_some_and(|batch| {
+                        batch.notice_abort();
+                        batch.wrote
+                    })
                 })
-            });
-            match finish {
-                Ok(finish) => finishes.push((finish, wrote, dirty_before || wrote)),
-                Err(payload) => tracing::error!(
-                    panic = panic_message(payload.as_ref()),
-                    "a store operation panicked; its caller is told the write was abandoned"
-                ),
-            }
-        }
+            },
+        );
         let Some(Batch { conn, aborted, .. }) = BATCH.with(|b| b.borrow_mut().take()) else {
             return;
         };
@@ -228,15 +221,6 @@ fn rollback(conn: &Connection) {
     if let Err(e) = exec(conn, "ROLLBACK") {
         tracing::error!(error = %describe(&e), "could not roll back a failed batch");
     }
-}
-
-/// The text of a panic's payload, for the log.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
-    payload
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(no message)")
 }
 
 /// An error with its SQLite cause, for the members of a failed batch.
