@@ -18,9 +18,7 @@ use crate::store::requests::{self as rq, RequestRow, Status};
 impl Service {
     /// The moment of signing: eligibility and conflicts checked again, then the
     /// certificate, its row, the status change and the `certificate.issued` event; returns
-    /// the certificate's row. `requester_disabled` is the requester's disabled mark as
-    /// read in this same transaction (with the request: `requests::get_marked`).
-    #[allow(clippy::too_many_arguments)]
+    /// the certificate's row.
     pub(super) fn issue(
         &self,
         tx: &Tx<'_>,
@@ -28,9 +26,13 @@ impl Service {
         actor: &UserName,
         role: &Role,
         row: &RequestRow,
-        requester_disabled: bool,
-        tally: &rules::Tally,
+        signing: Signing<'_>,
     ) -> Outcome<CertificateRow> {
+        let Signing {
+            requester_disabled,
+            tally,
+            ahead,
+        } = signing;
         let config = self.config();
         let policy = &config.policy;
         if let Err(r) = rules::requester_must_be_listed(policy, role, &row.requester) {
@@ -62,14 +64,27 @@ impl Service {
             return end_refused(tx, now, actor, row, r);
         }
         let rivals: Vec<_> = policy.conflicting_roles(&row.role).into_iter().collect();
-        // The conflict probes and the check of a fresh serial, in one round trip.
-        let candidate = Serial::random(&mut rand::rng());
-        let (holdings, taken) = rq::holdings_and_serial_taken(
-            tx,
-            (&row.requester, unix(now), self.held(), Some(&row.id)),
-            &rivals,
-            candidate,
-        )?;
+        let held = self.held();
+        // The conflict probes and the check of a fresh serial, in one round trip, unless
+        // they were read with the request, about the same rivals at the same moment.
+        let ahead = ahead.filter(|a| {
+            a.held == held
+                && a.rivals.len() == rivals.len()
+                && a.rivals.iter().zip(&rivals).all(|(a, b)| a == *b)
+        });
+        let (candidate, holdings, taken) = match ahead {
+            Some(a) => (a.serial, a.read.holdings, a.read.serial_taken),
+            None => {
+                let candidate = Serial::random(&mut rand::rng());
+                let (holdings, taken) = rq::holdings_and_serial_taken(
+                    tx,
+                    (&row.requester, unix(now), held, Some(&row.id)),
+                    &rivals,
+                    candidate,
+                )?;
+                (candidate, holdings, taken)
+            }
+        };
         if let Err(r) = rules::no_conflicting_holding(policy, &row.role, &row.requester, &holdings)
         {
             let r = self.conflict_lifts(tx, now, r, Some(&row.id))?;
@@ -110,7 +125,8 @@ impl Service {
             revocation: None,
         };
         certs::insert(tx, row, &cert_row)?;
-        decided(rq::decide(
+        // The request was read as pending in this transaction, under the write lock.
+        decided(rq::decide_read_pending(
             tx,
             &row.id,
             &rq::Decision {
@@ -157,6 +173,29 @@ impl Service {
         )?;
         Ok(Ok(cert_row))
     }
+}
+
+/// What the moment of signing is given, read in the approving transaction.
+pub(super) struct Signing<'a> {
+    /// The requester's disabled mark (read with the request: `requests::get_marked`).
+    pub requester_disabled: bool,
+    /// The approvals that complete the request.
+    pub tally: &'a rules::Tally,
+    /// The signing checks, if they were read with the request.
+    pub ahead: Option<ReadAhead>,
+}
+
+/// Signing checks read with the request ([`rq::SigningAsk`]), and what they were asked
+/// about: used only if signing would ask the same.
+pub(super) struct ReadAhead {
+    /// The rival roles probed.
+    pub rivals: Vec<crate::names::RoleName>,
+    /// How long certificates counted as held.
+    pub held: rq::Held,
+    /// The serial checked.
+    pub serial: Serial,
+    /// The answers.
+    pub read: rq::SigningRead,
 }
 
 /// A random serial (one the database can hold), never used before.

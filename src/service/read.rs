@@ -91,26 +91,36 @@ impl Service {
     }
 
     /// The issued certificate line; only the requester may fetch it.
+    ///
+    /// The one read that hands out a credential: a waiting SSH `request` fetches it
+    /// after its user may have been disabled, so the caller's disabled mark is read with
+    /// it. The request, both marks and the certificate come in one statement (one round
+    /// trip and no transaction on PostgreSQL); when there is no such request, or its row
+    /// does not parse, a full read says which, as for any other read.
     pub fn certificate(&self, actor: &UserName, id: &RequestId) -> Result<String, ServiceError> {
-        self.store.read(|tx| {
-            // The one read that hands out a credential: a waiting SSH `request` fetches it
-            // after its user may have been disabled.
-            let (row, _) = self.visible_to_enabled(tx, actor, id)?;
-            if &row.requester != actor {
-                return Err(ServiceError::Forbidden(
-                    "only the requester may fetch the certificate".into(),
-                ));
-            }
-            match certs::for_request(tx, id)? {
-                Some(c) => Ok(c.certificate),
-                None => Err(ServiceError::Conflict {
-                    code: crate::error_code::ErrorCode::NotIssued,
-                    message: format!(
-                        "request {id} is {}, no certificate was issued",
-                        row.status.as_str()
-                    ),
-                }),
-            }
+        let read = self
+            .store
+            .read_single(|tx| rq::get_marked_with_certificate(tx, id, actor));
+        let (row, cert) = match read {
+            Ok(Some((marked, cert))) => (self.visible_row(actor, id, marked)?.0, cert),
+            Err(e) if !matches!(e, crate::store::StoreError::Corrupt(_)) => return Err(e.into()),
+            _ => self.store.read(|tx| {
+                let (row, _) = self.visible_to_enabled(tx, actor, id)?;
+                let cert = certs::for_request(tx, id)?.map(|c| c.certificate);
+                Ok::<_, ServiceError>((row, cert))
+            })?,
+        };
+        if &row.requester != actor {
+            return Err(ServiceError::Forbidden(
+                "only the requester may fetch the certificate".into(),
+            ));
+        }
+        cert.ok_or_else(|| ServiceError::Conflict {
+            code: crate::error_code::ErrorCode::NotIssued,
+            message: format!(
+                "request {id} is {}, no certificate was issued",
+                row.status.as_str()
+            ),
         })
     }
 
@@ -181,25 +191,36 @@ impl Service {
         id: &RequestId,
         marked: Option<rq::Marked>,
     ) -> Result<(rq::RequestRow, bool), ServiceError> {
-        let config = self.config();
-        let policy = &config.policy;
         match marked {
-            Some(m) if m.actor_disabled => Err(super::disabled_error(actor)),
-            Some(m)
-                if rules::may_view(
-                    policy,
-                    policy.roles.get(&m.row.role),
-                    &m.row.requester,
-                    actor,
-                ) =>
-            {
-                Ok((m.row, m.requester_disabled))
-            }
-            Some(_) => Err(ServiceError::NotFound(format!("no request {id}"))),
+            Some(m) => self.visible_row(actor, id, m),
             None => {
                 self.require_enabled(tx, actor)?;
                 Err(ServiceError::NotFound(format!("no request {id}")))
             }
+        }
+    }
+
+    /// The checks of [`Service::visible_marked`] on a request that exists: a disabled
+    /// actor hears so; one who may not see it hears that there is none.
+    fn visible_row(
+        &self,
+        actor: &UserName,
+        id: &RequestId,
+        m: rq::Marked,
+    ) -> Result<(rq::RequestRow, bool), ServiceError> {
+        let config = self.config();
+        let policy = &config.policy;
+        if m.actor_disabled {
+            Err(super::disabled_error(actor))
+        } else if rules::may_view(
+            policy,
+            policy.roles.get(&m.row.role),
+            &m.row.requester,
+            actor,
+        ) {
+            Ok((m.row, m.requester_disabled))
+        } else {
+            Err(ServiceError::NotFound(format!("no request {id}")))
         }
     }
 

@@ -28,6 +28,7 @@
 
 mod batch;
 mod conn;
+mod defer;
 mod migrations;
 mod pool;
 mod tls;
@@ -174,17 +175,34 @@ impl Shared {
     /// transaction id. The connection is marked abandoned (closed, not pooled) until
     /// [`Shared::end_write`] or a ROLLBACK goes through: never reused mid-transaction.
     fn begin_write(conn: &Pooled) -> Result<i64, StoreError> {
-        conn.batch("BEGIN ISOLATION LEVEL READ COMMITTED")?;
+        // One message, so one round trip: PostgreSQL runs the SELECTs only if the BEGIN
+        // went through (a failed statement ends a multi-statement query), so the lock is
+        // never taken, nor anything written, outside the transaction. The audit chain's
+        // head comes with it, read under the lock: every append of the transaction
+        // builds on it without a query of its own (`store/audit.rs`). (`audit.seq`: a
+        // bare `seq` would order by the text column of the same name, "9" after "10".)
+        let sql = format!(
+            "BEGIN ISOLATION LEVEL READ COMMITTED; \
+             SELECT txid_current()::text, pg_advisory_xact_lock({WRITE_LOCK})::text; \
+             SELECT seq::text, hash FROM audit ORDER BY audit.seq DESC LIMIT 1"
+        );
         conn.abandon();
+        let rows = conn.simple_rows(&sql)?;
         conn.set_writing(true);
-        let rows = conn.query(
-            "SELECT txid_current(), pg_advisory_xact_lock(?1)::text",
-            &[&WRITE_LOCK],
-        )?;
-        match rows.first() {
-            Some(row) => row.try_get::<_, i64>(0).map_err(StoreError::from_pg),
-            None => Err(StoreError::Corrupt("txid_current() returned no row".into())),
+        let mut rows = rows.into_iter();
+        let xid = rows
+            .next()
+            .and_then(|row| row.into_iter().next().flatten())
+            .and_then(|xid| xid.parse::<i64>().ok())
+            .ok_or_else(|| StoreError::Corrupt("txid_current() returned no number".into()))?;
+        if let Some(mut head) = rows.next() {
+            let hash = head.pop().flatten();
+            let seq = head.pop().flatten().and_then(|seq| seq.parse::<i64>().ok());
+            if let (Some(seq), Some(hash), true) = (seq, hash, head.is_empty()) {
+                conn.set_audit_head(seq, &hash);
+            }
         }
+        Ok(xid)
     }
 
     /// Commits transaction `xid` on `conn` (notifying the other replicas) and returns
@@ -286,7 +304,8 @@ impl PgStore {
     }
 
     /// `f` in one write transaction holding [`WRITE_LOCK`]; returns once it is durable.
-    /// Inside an operation given to `submit`, a SAVEPOINT of the batch instead.
+    /// Inside an operation given to `submit`, an operation of the batch instead (undone
+    /// alone if it fails: `pg/defer.rs`).
     pub(super) fn write<T, E: From<StoreError>>(
         &self,
         f: impl FnOnce(&Conn) -> Result<T, E>,

@@ -11,7 +11,7 @@ mod holdings;
 mod list;
 mod row;
 
-use super::sql::corrupt;
+use super::sql::{Param, corrupt};
 use super::{StoreError, Tx};
 use crate::names::{RequestId, UserName};
 use row::{REQUEST_COLUMNS, request_from_row};
@@ -189,29 +189,123 @@ pub fn get_marked(
     )
 }
 
-/// [`get_marked`] and the request's [`approvals`], read together (one round trip on
-/// PostgreSQL); the approvals are empty when there is no such request.
+/// [`get_marked`] and the request's certificate line, if one was issued, in one
+/// statement (a certificate fetch: `Store::read_single` on PostgreSQL).
+pub fn get_marked_with_certificate(
+    tx: &Tx<'_>,
+    id: &RequestId,
+    actor: &UserName,
+) -> Result<Option<(Marked, Option<String>)>, StoreError> {
+    let sql = format!(
+        "SELECT {REQUEST_COLUMNS}, \
+         EXISTS (SELECT 1 FROM disabled_users d WHERE d.\"user\" = ?2), \
+         EXISTS (SELECT 1 FROM disabled_users d WHERE d.\"user\" = requests.requester), \
+         (SELECT c.certificate FROM certificates c WHERE c.request_id = requests.id) \
+         FROM requests WHERE id = ?1"
+    );
+    tx.opt(&sql, &[&id.as_str(), &actor.as_str()], |r| {
+        Ok((marked_from_row(r)?, r.get(18)?))
+    })
+}
+
+/// What signing checks, asked before the request is read (its role and requester do
+/// not change once it exists): [`holdings`] of the requester in the rival `roles`, and
+/// whether a candidate `serial` was ever used.
+#[derive(Debug, Clone, Copy)]
+pub struct SigningAsk<'a> {
+    /// Whose holdings, when, and the request left out (the one being signed).
+    pub asking: Asking<'a>,
+    /// The rival roles of the request's role.
+    pub roles: &'a [&'a crate::names::RoleName],
+    /// A fresh serial.
+    pub serial: crate::names::Serial,
+}
+
+/// The answers to a [`SigningAsk`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningRead {
+    /// The rival roles the requester holds or has asked for.
+    pub holdings: Vec<crate::names::RoleName>,
+    /// The serial was used before.
+    pub serial_taken: bool,
+}
+
+/// The request with both disabled marks ([`get_marked`]), read with its [`approvals`]
+/// and, if asked, what signing checks ([`SigningAsk`]): all in one round trip on
+/// PostgreSQL. The approvals are empty when there is no such request.
+#[allow(clippy::type_complexity)]
 pub fn get_marked_with_approvals(
     tx: &Tx<'_>,
     id: &RequestId,
     actor: &UserName,
-) -> Result<Option<(Marked, Vec<ApprovalRow>)>, StoreError> {
+    ahead: Option<SigningAsk<'_>>,
+) -> Result<Option<(Marked, Vec<ApprovalRow>, Option<SigningRead>)>, StoreError> {
     let (mut marked, mut approvals) = (None, Vec::new());
-    tx.each_of(
-        &[
-            (&get_marked_sql(), &[&id.as_str(), &actor.as_str()]),
-            (approvals_sql(tx), &[&id.as_str()]),
-        ],
-        |i, row| {
-            if i == 0 {
-                marked = Some(marked_from_row(row)?);
-            } else {
-                approvals.push(approval_from_row(row)?);
+    let mut on_read = |i: usize, row: &super::sql::Row<'_>| -> Result<(), StoreError> {
+        if i == 0 {
+            marked = Some(marked_from_row(row)?);
+        } else {
+            approvals.push(approval_from_row(row)?);
+        }
+        Ok(())
+    };
+    let (id_s, actor_s) = (id.as_str(), actor.as_str());
+    let marked_sql = get_marked_sql();
+    let (marked_params, approvals_params): ([&dyn Param; 2], [&dyn Param; 1]) =
+        ([&id_s, &actor_s], [&id_s]);
+    let mut queries: Vec<(&str, &[&dyn Param])> = vec![
+        (&marked_sql, &marked_params),
+        (approvals_sql(tx), &approvals_params),
+    ];
+    let signing = match ahead {
+        None => {
+            tx.each_of(&queries, on_read)?;
+            None
+        }
+        Some(ask) => {
+            let stored = ask.serial.to_stored();
+            let serial: [&dyn Param; 1] = [&stored];
+            // A serial the database cannot hold counts as taken (another is drawn).
+            let mut serial_taken = stored.is_none();
+            if stored.is_some() {
+                queries.push((super::certificates::SERIAL_TAKEN, &serial));
             }
-            Ok::<_, StoreError>(())
+            let holdings =
+                holdings::holdings_and(tx, ask.asking, ask.roles, &queries, |i, row| {
+                    if i < 2 {
+                        on_read(i, row)
+                    } else {
+                        let n: i64 = row.get(0)?;
+                        serial_taken = n > 0;
+                        Ok(())
+                    }
+                })?;
+            Some(SigningRead {
+                holdings,
+                serial_taken,
+            })
+        }
+    };
+    Ok(marked.map(|m| (m, approvals, signing)))
+}
+
+/// The role and the requester of request `id`, if there is one: what a [`SigningAsk`]
+/// needs, read before the write (neither changes once the request exists).
+pub fn role_and_requester(
+    tx: &Tx<'_>,
+    id: &RequestId,
+) -> Result<Option<(crate::names::RoleName, UserName)>, StoreError> {
+    tx.opt(
+        "SELECT role, requester FROM requests WHERE id = ?1",
+        &[&id.as_str()],
+        |r| {
+            let (role, requester): (String, String) = (r.get(0)?, r.get(1)?);
+            Ok((
+                crate::names::RoleName::parse(&role).map_err(|e| corrupt("role", &role, e))?,
+                UserName::parse(&requester).map_err(|e| corrupt("requester", &requester, e))?,
+            ))
         },
-    )?;
-    Ok(marked.map(|m| (m, approvals)))
+    )
 }
 
 /// How many of `user`'s requests are pending and not yet past their deadline at `now`
@@ -277,19 +371,40 @@ pub struct Decision<'a> {
 /// Ends a pending request. Returns false if it was no longer pending (the caller lost a
 /// race and must not act on it).
 pub fn decide(tx: &Tx<'_>, id: &RequestId, d: &Decision<'_>) -> Result<bool, StoreError> {
-    let n = tx.exec(
-        "UPDATE requests SET status = ?2, decided_at = ?3, decided_by = ?4, \
-         decision_code = ?5, decision_note = ?6 WHERE id = ?1 AND status = 'pending'",
-        &[
-            &id.as_str(),
-            &d.status.as_str(),
-            &d.at,
-            &d.by,
-            &d.code,
-            &d.note,
-        ],
-    )?;
+    let n = with_decision(id, d, |params| tx.exec(DECIDE, params))?;
     Ok(n == 1)
+}
+
+/// [`decide`] for a request this write transaction has read as pending, under the write
+/// lock (so nobody else can have decided it since): at signing. On PostgreSQL the UPDATE
+/// is pipelined, not waited for (a round trip under the lock saved); should it change
+/// anything but exactly one row, it fails, which aborts the transaction, so that nothing
+/// of it commits and nobody is told it succeeded (`Conn::put`). On SQLite it is
+/// [`decide`]. True when the request was (or, on PostgreSQL, will be) decided.
+pub fn decide_read_pending(
+    tx: &Tx<'_>,
+    id: &RequestId,
+    d: &Decision<'_>,
+) -> Result<bool, StoreError> {
+    if !tx.is_postgres() {
+        return decide(tx, id, d);
+    }
+    // A count other than 1 makes the cast fail, with the count in its message.
+    let sql = format!(
+        "WITH changed AS ({DECIDE} RETURNING 1) SELECT CASE count(*) WHEN 1 THEN 1 \
+         ELSE ('a decided request changed ' || count(*) || ' rows')::int END FROM changed"
+    );
+    with_decision(id, d, |params| tx.put(&sql, params))?;
+    Ok(true)
+}
+
+const DECIDE: &str = "UPDATE requests SET status = ?2, decided_at = ?3, decided_by = ?4, \
+     decision_code = ?5, decision_note = ?6 WHERE id = ?1 AND status = 'pending'";
+
+/// `f` with the parameters of [`DECIDE`].
+fn with_decision<T>(id: &RequestId, d: &Decision<'_>, f: impl FnOnce(&[&dyn Param]) -> T) -> T {
+    let (id, status) = (id.as_str(), d.status.as_str());
+    f(&[&id, &status, &d.at, &d.by, &d.code, &d.note])
 }
 
 /// Records one approval.

@@ -44,6 +44,7 @@ mod migrate_store;
 mod offboarding;
 mod pg;
 mod pg_attacks;
+mod pg_defer;
 mod pg_pipeline;
 mod pg_tls;
 mod properties;

@@ -17,7 +17,7 @@ use countersign::store::{PgOptions, Store, StoreError, Tx};
 use crate::pg::fresh_database;
 
 /// A store on a fresh database of the shared test cluster.
-fn store() -> (crate::pg::PgDatabase, Arc<Store>) {
+pub(crate) fn store() -> (crate::pg::PgDatabase, Arc<Store>) {
     let db = fresh_database();
     let store = Store::open_postgres(&PgOptions {
         url: db.url.clone(),
@@ -30,7 +30,7 @@ fn store() -> (crate::pg::PgDatabase, Arc<Store>) {
 }
 
 /// Inserts an audit row with sequence number `seq` (hashes are not checked here).
-fn row(tx: &Tx<'_>, seq: i64, actor: &str) -> Result<(), StoreError> {
+pub(crate) fn row(tx: &Tx<'_>, seq: i64, actor: &str) -> Result<(), StoreError> {
     let hash = format!("{seq:064x}");
     insert(
         tx,
@@ -51,7 +51,7 @@ fn row(tx: &Tx<'_>, seq: i64, actor: &str) -> Result<(), StoreError> {
 }
 
 /// The actors of the audit rows stored, in sequence order.
-fn stored(db: &crate::pg::PgDatabase) -> Vec<String> {
+pub(crate) fn stored(db: &crate::pg::PgDatabase) -> Vec<String> {
     db.psql("SELECT actor FROM audit ORDER BY seq")
         .lines()
         .map(str::trim)
@@ -61,11 +61,11 @@ fn stored(db: &crate::pg::PgDatabase) -> Vec<String> {
 }
 
 /// One operation of a batch: a write (or several) on the store.
-type Op = Box<dyn FnOnce(&Store) -> Result<(), StoreError> + Send>;
+pub(crate) type Op = Box<dyn FnOnce(&Store) -> Result<(), StoreError> + Send>;
 
 /// Runs `ops` as one batch: a first operation holds the writer thread until all of
 /// them are queued behind it, so they run together in the next batch.
-fn one_batch(store: &Arc<Store>, ops: Vec<Op>) -> Vec<Result<(), StoreError>> {
+pub(crate) fn one_batch(store: &Arc<Store>, ops: Vec<Op>) -> Vec<Result<(), StoreError>> {
     let (release, held) = mpsc::channel::<()>();
     let (running, started) = mpsc::channel::<()>();
     let holder = store.submit(move || {

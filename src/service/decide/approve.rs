@@ -2,8 +2,9 @@
 
 use super::{Attempt, end_refused, flatten, refuse, still_pending};
 use crate::audit::{self, NewEvent, RequestApproved};
-use crate::names::{RequestId, Text, UserName};
+use crate::names::{RequestId, RoleName, Serial, Text, UserName};
 use crate::policy::rules::{self, Refusal};
+use crate::service::issue::{ReadAhead, Signing};
 use crate::service::{RequestView, Service, ServiceError, unix, view};
 use crate::store::requests::{self as rq, RequestRow, Status};
 
@@ -21,6 +22,26 @@ impl Service {
         let config = self.config();
         let policy = &config.policy;
         let now = self.now();
+        // On PostgreSQL, what signing checks is read with the request, under the write
+        // lock, in one round trip: it depends only on the request's role and requester,
+        // which never change, so they are read before (outside the lock). A failed read
+        // here only costs the round trip: the write reads what it needs anyway. (SQLite
+        // has no round trips to save.)
+        let ahead = self
+            .store
+            .is_postgres()
+            .then(|| self.store.read_single(|tx| rq::role_and_requester(tx, id)))
+            .and_then(Result::ok)
+            .flatten()
+            .map(|(role, requester)| {
+                let rivals: Vec<RoleName> = policy
+                    .conflicting_roles(&role)
+                    .into_iter()
+                    .cloned()
+                    .collect();
+                (role, requester, rivals, Serial::random(&mut rand::rng()))
+            });
+        let held = self.held();
         flatten(self.store.write(|tx| {
             // Who may not even read the request hears only that there is none (as GET), and
             // leaves no trace: nothing of its state, nothing to fill the audit log with.
@@ -28,10 +49,22 @@ impl Service {
             // round trip under the write lock; a disabled actor hears so first.
             // Its approvals are read with it (one round trip on PostgreSQL): nothing below
             // writes an approval before they are used.
-            let read = rq::get_marked_with_approvals(tx, id, actor);
-            let (marked, approvals) = match self.or_disabled(tx, actor, read)? {
-                Some((marked, approvals)) => (Some(marked), approvals),
-                None => (None, Vec::new()),
+            let rivals: Option<Vec<&RoleName>> = ahead
+                .as_ref()
+                .map(|(_, _, rivals, _)| rivals.iter().collect());
+            let ask =
+                ahead
+                    .as_ref()
+                    .zip(rivals.as_deref())
+                    .map(|((_, requester, _, serial), roles)| rq::SigningAsk {
+                        asking: (requester, unix(now), held, Some(id)),
+                        roles,
+                        serial: *serial,
+                    });
+            let read = rq::get_marked_with_approvals(tx, id, actor, ask);
+            let (marked, approvals, signing) = match self.or_disabled(tx, actor, read)? {
+                Some((marked, approvals, signing)) => (Some(marked), approvals, signing),
+                None => (None, Vec::new(), None),
             };
             let (row, requester_disabled) = self.visible_marked(tx, actor, id, marked)?;
             let attempt = Attempt::on(actor, "request.approve", &row);
@@ -101,7 +134,24 @@ impl Service {
                     now,
                 )));
             }
-            let cert = match self.issue(tx, now, actor, role, &row, requester_disabled, &tally)? {
+            // What was read ahead holds only for the request it was asked about.
+            let signing = signing
+                .zip(ahead.as_ref())
+                .filter(|(_, (role, requester, _, _))| {
+                    role == &row.role && requester == &row.requester
+                })
+                .map(|(read, (_, _, rivals, serial))| ReadAhead {
+                    rivals: rivals.clone(),
+                    held,
+                    serial: *serial,
+                    read,
+                });
+            let signing = Signing {
+                requester_disabled,
+                tally: &tally,
+                ahead: signing,
+            };
+            let cert = match self.issue(tx, now, actor, role, &row, signing)? {
                 Ok(cert) => cert,
                 Err(e) => return Ok(Err(e)),
             };

@@ -1,6 +1,7 @@
 //! Group commit on PostgreSQL: the operations handed to `Store::submit` queue for one
 //! writer thread per replica, which runs those queued (up to 256) in one
-//! transaction under the write lock, each `Store::write` in its own SAVEPOINT, and
+//! transaction under the write lock, each `Store::write` undone alone if it fails (its
+//! INSERTs held back, and a SAVEPOINT only when needed: `pg/defer.rs`), and
 //! COMMITs once: one WAL flush, and one wait for the lock, for the whole batch. No
 //! operation's result leaves before the COMMIT; if the batch does not commit, every
 //! operation that wrote, or ran after a write it could have read, gets the failure.
@@ -53,36 +54,38 @@ impl Batch {
         let Some(conn) = &self.conn else {
             return Err(StoreError::Unavailable("no database connection".into()).into());
         };
-        // SAVEPOINT and RELEASE go out without waiting for their answers (`Conn::send`),
-        // and so do the write's INSERTs (`Conn::put`): round trips saved. None can fail
-        // unseen. A failed one leaves the transaction aborted, and only a ROLLBACK TO a
-        // savepoint made before the failure could mend it. Each write's savepoint has a
-        // name of its own, and a write only ever rolls back to its own: if it was made
-        // before the failure, the failure is this write's, undone with it; if after, it
-        // was refused (the transaction was already aborted) and the ROLLBACK TO fails
-        // too, which aborts the batch. So an earlier write told nothing of a failure is
-        // never undone under it: either the batch's COMMIT fails (its NOTIFY is refused
-        // in an aborted transaction) and every write of it is reported failed, or
-        // nothing failed.
+        // Each write is an operation of the connection (`Conn::begin_op`): its INSERTs
+        // are held back, and sent when it succeeds; it takes a SAVEPOINT (never waited
+        // for) only when it must send something before it ends (`pg/defer.rs`).
+        // None can fail unseen. A failed statement leaves the transaction aborted, and
+        // only a ROLLBACK TO a savepoint made before the failure could mend it. Each
+        // write's savepoint has a name of its own, and a write only ever rolls back to
+        // its own: if it was made before the failure, the failure is this write's,
+        // undone with it; if after, it was refused (the transaction was already
+        // aborted) and the ROLLBACK TO fails too, which aborts the batch. A write that
+        // took no savepoint sent nothing before it ended, so there is nothing of it to
+        // undo; what it sends when it ends (its held INSERTs) is never undone alone. So
+        // an earlier write told nothing of a failure is never undone under it: either
+        // the batch's COMMIT fails (its NOTIFY is refused in an aborted transaction) and
+        // every write of it is reported failed, or nothing failed.
         self.savepoints += 1;
-        let name = format!("w{}", self.savepoints);
-        conn.send(&format!("SAVEPOINT {name}"));
+        conn.begin_op(format!("w{}", self.savepoints));
         // If `f` panics (the batch goes on: `run` catches it), its half-done write is
         // undone, never committed with the batch.
-        let mut undo = UndoOnUnwind(Some((conn, &name)));
+        let mut undo = UndoOnUnwind(Some(conn));
         let out = f(conn);
         undo.0 = None;
         match out {
             Ok(out) => {
-                conn.send(&format!("RELEASE {name}"));
+                // What it held goes out now; a failure of it aborts the transaction.
+                let _ = conn.end_op(true);
                 self.wrote = true;
                 self.dirty = true;
                 Ok(out)
             }
             Err(e) => {
                 // Undo exactly this write; if even that fails, the whole batch goes.
-                conn.forget_head();
-                if let Err(undo) = conn.batch(&format!("ROLLBACK TO {name}; RELEASE {name}")) {
+                if let Err(undo) = conn.end_op(false) {
                     self.aborted = Some(copy(&undo));
                 }
                 Err(e)
@@ -91,15 +94,14 @@ impl Batch {
     }
 }
 
-/// Rolls a write's savepoint back when dropped armed (its closure panicked). If that
-/// fails, the transaction is aborted and the batch's COMMIT (with its NOTIFY) fails.
-struct UndoOnUnwind<'c>(Option<(&'c Conn, &'c str)>);
+/// Undoes a write when dropped armed (its closure panicked). If that fails, the
+/// transaction is aborted and the batch's COMMIT (with its NOTIFY) fails.
+struct UndoOnUnwind<'c>(Option<&'c Conn>);
 
 impl Drop for UndoOnUnwind<'_> {
     fn drop(&mut self) {
-        if let Some((conn, name)) = self.0 {
-            conn.forget_head();
-            conn.send(&format!("ROLLBACK TO {name}; RELEASE {name}"));
+        if let Some(conn) = self.0 {
+            conn.abandon_op();
         }
     }
 }

@@ -8,6 +8,7 @@ use std::future::Future;
 use tokio_postgres::Statement;
 use tokio_postgres::types::ToSql;
 
+use super::defer::{Held, Op};
 use super::pool;
 use crate::store::StoreError;
 use crate::store::sql::{Param, translate};
@@ -31,6 +32,9 @@ pub(crate) struct Conn {
     /// valid while the transaction holds the write lock, since nobody else appends
     /// meanwhile; forgotten whenever the transaction ends or undoes any of its work.
     head: RefCell<Option<(i64, String)>>,
+    /// The operation of a batch running on this connection, with the writes it holds
+    /// back (`pg/defer.rs`).
+    op: RefCell<Option<Op>>,
 }
 
 impl Drop for Conn {
@@ -56,6 +60,7 @@ impl Conn {
             single: std::cell::Cell::new(None),
             writing: std::cell::Cell::new(false),
             head: RefCell::new(None),
+            op: RefCell::new(None),
         }
     }
 
@@ -84,6 +89,72 @@ impl Conn {
     /// Forgets the head (part of the transaction's work was undone, or it ended).
     pub(in crate::store) fn forget_head(&self) {
         self.head.borrow_mut().take();
+    }
+
+    /// An operation of a batch begins: its writes are held back until something needs
+    /// them sent ([`Conn::begin_op`] to [`Conn::end_op`], `pg/defer.rs`).
+    pub(in crate::store) fn begin_op(&self, savepoint: String) {
+        *self.op.borrow_mut() = Some(Op::new(savepoint));
+    }
+
+    /// The operation ends. If it succeeded, what it held is sent (pipelined) and its
+    /// savepoint, if it took one, released. If it failed, what it held is dropped and
+    /// its savepoint, if it took one, rolled back to: the error is that of the ROLLBACK
+    /// TO, which leaves the transaction aborted (nothing of it may commit).
+    pub(in crate::store) fn end_op(&self, succeeded: bool) -> Result<(), StoreError> {
+        let Some(op) = self.op.borrow_mut().take() else {
+            return Ok(());
+        };
+        if succeeded {
+            for held in &op.held {
+                self.send_held(held);
+            }
+            if op.savepoint {
+                self.send(&format!("RELEASE {}", op.name));
+            }
+            return Ok(());
+        }
+        self.forget_head();
+        if op.savepoint {
+            self.batch(&format!("ROLLBACK TO {0}; RELEASE {0}", op.name))?;
+        }
+        Ok(())
+    }
+
+    /// The operation's closure panicked: what it held is dropped, and what it sent undone
+    /// without waiting (if that fails, the transaction is aborted and cannot commit).
+    pub(in crate::store) fn abandon_op(&self) {
+        if let Some(op) = self.op.borrow_mut().take() {
+            self.forget_head();
+            if op.savepoint {
+                self.send(&format!("ROLLBACK TO {0}; RELEASE {0}", op.name));
+            }
+        }
+    }
+
+    /// Before a statement goes out during an operation: if it writes (`writes`), or the
+    /// operation holds writes it could read, the operation takes its savepoint (once)
+    /// and sends what it held, so that the statement runs after them, as written.
+    fn release_held(&self, writes: bool) {
+        let mut op = self.op.borrow_mut();
+        let Some(op) = op.as_mut() else {
+            return;
+        };
+        if !writes && op.held.is_empty() {
+            return;
+        }
+        if !op.savepoint {
+            op.savepoint = true;
+            self.send(&format!("SAVEPOINT {}", op.name));
+        }
+        for held in op.held.drain(..) {
+            self.send_held(&held);
+        }
+    }
+
+    /// Sends a held write without waiting for its answer (see [`Conn::put`]).
+    fn send_held(&self, held: &Held) {
+        let _ = poll_once(self.client.execute(&held.statement, &held.params()));
     }
 
     /// Drives the connection on this thread until `f` is done.
@@ -149,6 +220,7 @@ impl Conn {
         sql: &str,
         params: &[&dyn Param],
     ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        self.release_held(false);
         let stmt = self.statement(sql)?;
         let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.pg()).collect();
         self.wait(self.client.query(&stmt, &params))
@@ -162,6 +234,7 @@ impl Conn {
         &self,
         queries: &[(&str, &[&dyn Param])],
     ) -> Result<Vec<Vec<tokio_postgres::Row>>, StoreError> {
+        self.release_held(false);
         let statements = queries
             .iter()
             .map(|(sql, _)| self.statement(sql))
@@ -208,6 +281,7 @@ impl Conn {
         sql: &str,
         params: &[&dyn Param],
     ) -> Result<u64, StoreError> {
+        self.release_held(true);
         let stmt = self.statement(sql)?;
         let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.pg()).collect();
         self.wait(self.client.execute(&stmt, &params))
@@ -223,6 +297,10 @@ impl Conn {
             return self.execute(sql, params).map(drop);
         }
         let stmt = self.statement(sql)?;
+        if let Some(op) = self.op.borrow_mut().as_mut() {
+            op.held.push(Held::new(stmt, params)?);
+            return Ok(());
+        }
         let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.pg()).collect();
         match poll_once(self.client.execute(&stmt, &params)) {
             Some(Err(e)) => Err(StoreError::from_pg(e)),
@@ -230,8 +308,30 @@ impl Conn {
         }
     }
 
+    /// Runs statements without parameters in one message (one round trip) and returns
+    /// the rows they returned, in order, each value as text (`None` for NULL).
+    pub(in crate::store) fn simple_rows(
+        &self,
+        sql: &str,
+    ) -> Result<Vec<Vec<Option<String>>>, StoreError> {
+        self.release_held(true);
+        let messages = self.wait(self.client.simple_query(sql))?;
+        Ok(messages
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                    (0..row.len())
+                        .map(|i| row.get(i).map(str::to_owned))
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .collect())
+    }
+
     /// Runs statements without parameters (transaction control, DDL).
     pub(in crate::store) fn batch(&self, sql: &str) -> Result<(), StoreError> {
+        self.release_held(true);
         self.wait(self.client.batch_execute(sql))
     }
 

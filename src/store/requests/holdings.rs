@@ -7,7 +7,7 @@ use crate::store::{StoreError, Tx};
 
 /// How long certificates still count as held, for role conflicts, after they stop being
 /// valid by the CA's clock (seconds).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Held {
     /// After `valid_before`: a server whose clock is behind by up to this (the backdate
     /// allowed for) still accepts the certificate.
