@@ -16,6 +16,7 @@ mod extract;
 mod forwarded;
 mod limits;
 mod misc;
+mod oidc;
 mod requests;
 mod revoke;
 mod server;
@@ -76,6 +77,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/krl.sig", get(revoke::krl_sig_get))
         .route("/v1/audit", get(audit::audit_list))
         .route("/v1/audit/verify", get(audit::audit_verify))
+        .route("/v1/oidc/login", get(oidc::login_get))
+        .route("/v1/oidc/callback", get(oidc::callback_get))
+        .route("/v1/oidc/token", post(oidc::token_post))
         .fallback(misc::not_found)
         .method_not_allowed_fallback(misc::method_not_allowed)
         .layer(Extension(auth_limiter))

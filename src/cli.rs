@@ -55,6 +55,7 @@ mod export;
 mod files;
 mod init;
 mod krl;
+mod login;
 mod migrate;
 mod output;
 mod reload;
@@ -124,6 +125,11 @@ pub enum Command {
     /// Create or revoke API tokens (on the CA host).
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Sign in with the company's identity provider (saves a session for the other
+    /// client commands).
+    Login(login::LoginArgs),
+    /// Forget the session saved by `login`.
+    Logout,
     /// Show who the token belongs to.
     Whoami(JsonFlag),
     /// Ask for a role.
@@ -178,6 +184,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reload => reload::run(&cli.config),
         Command::Token(cmd) => token::run(&cli.config, cmd),
         Command::Audit(args) => audit::run(&cli.config, &cli.url, args),
+        Command::Login(args) => login::login(&cli.url, &args),
+        Command::Logout => login::logout(),
         Command::Whoami(flag) => show::whoami(&cli.url, flag.json),
         Command::Request(args) => request::run(&cli.url, args),
         Command::List(args) => show::list(&cli.url, args),

@@ -5,6 +5,7 @@
 //! key it is about; a role nobody can get approved is a warning, not an error, so that an
 //! operator can stage a policy, but `check-config` shows it.
 
+mod oidc;
 mod policy;
 mod principals;
 mod raw;
@@ -53,6 +54,7 @@ pub enum ConfigError {
     },
 }
 
+pub use oidc::{ClientAuth, GroupMap, OidcSettings};
 pub use settings::{CredentialPath, Limits, TlsFiles};
 pub use storage::{DEFAULT_POOL_SIZE, MAX_POOL_SIZE, PgTls, PostgresSettings, StorageSettings};
 
@@ -122,6 +124,8 @@ pub struct Config {
     pub storage: StorageSettings,
     /// `[ssh]`: the SSH front door, off when `None`.
     pub ssh: Option<SshSettings>,
+    /// `[oidc]`: sign-in with the company's identity provider, off when `None`.
+    pub oidc: Option<OidcSettings>,
     /// Users, roles and conflicts.
     pub policy: Policy,
     /// Things that are allowed but probably wrong (e.g. a role nobody can get approved).
@@ -199,6 +203,10 @@ impl Config {
                 ),
             ));
         }
+        let oidc = match raw.oidc {
+            Some(o) => Some(b.oidc(o, base)?),
+            None => None,
+        };
         let policy = b.policy(raw.users, raw.roles, raw.conflicts)?;
         let mut warnings = b.warnings;
         if let Some(s) = &ssh {
@@ -211,6 +219,7 @@ impl Config {
             requests,
             storage,
             ssh,
+            oidc,
             policy,
             warnings,
         })

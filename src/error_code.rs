@@ -104,6 +104,13 @@ error_codes! {
         NotReady = "not_ready",
         /// 503: the request took longer than `request_timeout`.
         Timeout = "timeout",
+        /// 401: a sign-in with the identity provider did not complete (refused, expired,
+        /// used before, or what the provider sent does not hold).
+        SigninFailed = "signin_failed",
+        /// 403: the identity provider's person is not the one this user name is bound to.
+        IdentityConflict = "identity_conflict",
+        /// 503: the identity provider cannot be reached; sessions keep working.
+        IdpUnavailable = "idp_unavailable",
     }
     ssh_only {
         /// The user already runs as many commands as allowed.

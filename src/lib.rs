@@ -51,6 +51,7 @@ pub mod fuzzing;
 pub mod host_key;
 pub mod krl;
 pub mod names;
+pub mod oidc;
 pub mod net;
 pub mod policy;
 pub mod pubkey;

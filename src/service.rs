@@ -17,6 +17,7 @@ mod migrate;
 mod read;
 mod reload;
 mod revoke;
+mod signin;
 pub mod skew;
 mod token;
 mod users;
@@ -36,6 +37,7 @@ pub use migrate::{MigrateError, Migrated, migrate_to_postgres};
 pub use read::{LIST_LIMIT, ListPage};
 pub use reload::{Ready, Reloaded};
 pub use revoke::{KRL_NAMESPACE, Krl, UserRevocation};
+pub use signin::{NewSession, check_challenge, check_cli_redirect};
 pub use token::{create_token, revoke_tokens};
 pub use users::EnabledUser;
 pub use view::{ApprovalView, CertificateView, RequestView, RevocationView, StepView, WhoAmI};
@@ -64,6 +66,8 @@ pub struct Service {
     clock: Arc<dyn Clock>,
     /// This replica's clock against the database's (`service/skew.rs`).
     skew: skew::Skew,
+    /// The identity provider of `[oidc]`, if configured (its secret read at start).
+    oidc: Option<Arc<crate::oidc::Provider>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -98,7 +102,31 @@ impl Service {
             guard,
             clock,
             skew: skew::Skew::default(),
+            oidc: None,
         }
+    }
+
+    /// The identity provider `config` names, with its client secret read now (so a
+    /// missing or unsafe secret file stops the start, not the first sign-in).
+    fn provider_for(config: &Config) -> Result<Option<Arc<crate::oidc::Provider>>, ServiceError> {
+        let Some(oidc) = &config.oidc else {
+            return Ok(None);
+        };
+        let unreadable = |e: String| {
+            ServiceError::Invalid(format!("[oidc] client_secret_file: {e}"))
+        };
+        let path = oidc.client_secret_file.resolve().map_err(unreadable)?;
+        let secret = crate::ca::read_secret_file(&path).map_err(unreadable)?;
+        let secret = String::from_utf8(secret.to_vec())
+            .map_err(|_| unreadable(format!("{}: not UTF-8", path.display())))?;
+        let provider = crate::oidc::Provider::new(oidc.clone(), secret)
+            .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        Ok(Some(Arc::new(provider)))
+    }
+
+    /// The identity provider (`[oidc]`), if sign-in is configured.
+    pub fn identity_provider(&self) -> Option<Arc<crate::oidc::Provider>> {
+        self.oidc.clone()
     }
 
     /// Opens the state named by `config` as `access` allows (`state.rs`: the database
@@ -126,7 +154,9 @@ impl Service {
         let (store, guard) = state::open_store(&config, &public, &access, plan, operator, now)
             .map_err(|e| state::forget_unbound_key(&config, &public, created, e))?;
         audit::verify_store(&store)?;
-        let service = Self::with_guard(config, ca, store, guard, clock);
+        let oidc = Self::provider_for(&config)?;
+        let mut service = Self::with_guard(config, ca, store, guard, clock);
+        service.oidc = oidc;
         service.check_clock()?;
         if matches!(access, Access::Serve { .. }) {
             service.record_policy(operator, "start")?;
@@ -170,14 +200,29 @@ impl Service {
     /// such (`user_disabled`); a revoked token, or one of a user no longer in the config,
     /// authenticates nobody.
     pub fn authenticate(&self, secret: &str) -> Result<UserName, ServiceError> {
-        // One query (the token, its user's disabled mark): no transaction needed.
+        let config = self.config();
+        let now = self.now().timestamp();
+        // One query (the token or session, its user's disabled mark): no transaction.
         self.store.read_single(|tx| {
-            let owner = tokens::lookup(tx, secret)?.ok_or(ServiceError::Unauthenticated)?;
+            let owner = tokens::lookup(tx, secret, now)?.ok_or(ServiceError::Unauthenticated)?;
             let user = owner.user;
             if owner.disabled {
                 return Err(disabled_error(&user));
             }
-            if owner.revoked || !self.config().policy.users.contains_key(&user) {
+            if owner.revoked {
+                return Err(ServiceError::Unauthenticated);
+            }
+            if owner.session {
+                // A session is a person the identity provider vouched for: good while
+                // sign-in is configured, whether or not the config names them.
+                return match &config.oidc {
+                    Some(_) => Ok(user),
+                    None => Err(ServiceError::Unauthenticated),
+                };
+            }
+            if !config.policy.users.contains_key(&user)
+                || config.oidc.as_ref().is_some_and(|o| !o.human_tokens)
+            {
                 return Err(ServiceError::Unauthenticated);
             }
             Ok(user)

@@ -60,6 +60,7 @@ mod pg;
 #[doc(hidden)]
 pub mod prefill;
 pub mod requests;
+pub mod sessions;
 mod sql;
 pub mod tokens;
 mod tx;

@@ -15,6 +15,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+mod signin;
+pub use signin::{IdentityBound, SessionCreated, SignInRefused};
+
 /// Declares [`AuditEvent`] with one variant per action, and its `action()`, `detail()`,
 /// `parse()` and [`AuditEvent::ACTIONS`].
 macro_rules! events {
@@ -137,6 +140,12 @@ events! {
     "state.mark_started" => StateMarkStarted,
     /// An operator accepted a database behind the high-water mark.
     "state.rollback_accepted" => StateRollbackAccepted,
+    /// A person of the identity provider was bound to a user name, for good.
+    "identity.bound" => IdentityBound,
+    /// A sign-in made a session.
+    "session.created" => SessionCreated,
+    /// A sign-in was refused (the person, when the provider vouched for one).
+    "signin.refused" => SignInRefused,
 }
 
 /// `request.created`.
@@ -427,3 +436,4 @@ pub struct StateRollbackAccepted {
 
 #[cfg(test)]
 mod tests;
+

@@ -19,13 +19,16 @@ pub(super) struct Client {
 impl Client {
     /// Reads the token from the environment; fails with a hint when it is missing.
     pub(super) fn from_env(url: &str) -> anyhow::Result<Client> {
+        // COUNTERSIGN_TOKEN wins; else the session `countersign login` saved.
         let token = std::env::var("COUNTERSIGN_TOKEN")
             .ok()
             .filter(|t| !t.trim().is_empty())
+            .or_else(super::login::saved_session)
             .ok_or_else(|| {
                 anyhow!(
-                    "COUNTERSIGN_TOKEN is not set \
-                     (an operator creates one with `countersign token create USER`)"
+                    "COUNTERSIGN_TOKEN is not set and there is no session: sign in with \
+                     `countersign login` (or an operator creates a token with `countersign \
+                     token create USER`)"
                 )
             })?;
         Self::new(url, Some(token.trim().to_owned()))
@@ -58,6 +61,11 @@ impl Client {
             token,
             rt,
         })
+    }
+
+    /// The server's base URL, without a trailing slash.
+    pub(super) fn base(&self) -> &str {
+        &self.base
     }
 
     /// GET returning raw bytes.

@@ -26,6 +26,8 @@ pub(super) struct RawConfig {
     pub roles: BTreeMap<String, RawRole>,
     #[serde(default)]
     pub conflicts: Vec<RawConflict>,
+    /// `[oidc]`: absent means people use bearer tokens only.
+    pub oidc: Option<super::oidc::RawOidc>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -56,6 +56,15 @@ pub enum ServiceError {
     /// No valid token (`unauthenticated`).
     #[error("a valid bearer token is required")]
     Unauthenticated,
+    /// A sign-in with the identity provider failed: `signin_failed` (401),
+    /// `identity_conflict` (403) or `idp_unavailable` (503).
+    #[error("{message}")]
+    SignIn {
+        /// The public error code.
+        code: ErrorCode,
+        /// What the person is told.
+        message: String,
+    },
     /// The caller's user is disabled (offboarded): every credential of theirs is refused
     /// (`user_disabled`).
     #[error("{0}")]
@@ -133,6 +142,7 @@ impl ServiceError {
             ServiceError::NotReady(_) => ErrorCode::NotReady,
             ServiceError::Store(StoreError::Unavailable(_)) => ErrorCode::Unavailable,
             ServiceError::Unauthenticated => ErrorCode::Unauthenticated,
+            ServiceError::SignIn { code, .. } => *code,
             ServiceError::Disabled(_) => ErrorCode::UserDisabled,
             ServiceError::Audit(_) => ErrorCode::AuditBroken,
             ServiceError::Store(_)
@@ -160,6 +170,11 @@ impl ServiceError {
                 ErrorKind::Unavailable
             }
             ServiceError::Unauthenticated | ServiceError::Disabled(_) => ErrorKind::Unauthenticated,
+            ServiceError::SignIn { code, .. } => match code {
+                ErrorCode::IdentityConflict => ErrorKind::Forbidden,
+                ErrorCode::IdpUnavailable => ErrorKind::Unavailable,
+                _ => ErrorKind::Unauthenticated,
+            },
             ServiceError::Audit(_)
             | ServiceError::Store(_)
             | ServiceError::Ca(_)

@@ -24,7 +24,7 @@ pub struct EnabledUser {
     pub was: users::Disabled,
 }
 
-/// Marks `user` disabled and revokes their live tokens; the caller revokes their
+/// Marks `user` disabled and revokes their live tokens and sessions; the caller revokes their
 /// certificates and pending requests, then records it all with [`record_disabling`].
 pub(super) fn disable(
     tx: &Tx<'_>,
@@ -37,6 +37,8 @@ pub(super) fn disable(
     let newly = users::disable(tx, user, unix(now), actor.as_str(), reason.as_str())?;
     done.already_disabled = !newly;
     done.tokens_revoked = crate::store::tokens::revoke_live(tx, user, unix(now))?;
+    // Sessions end for good too: enabling the user later revives none of them.
+    crate::store::sessions::revoke_sessions_of(tx, user, unix(now))?;
     Ok(())
 }
 

@@ -129,6 +129,33 @@ const TABLES: &[Table] = &[
         ],
         order: "\"user\", key",
     },
+    // Who each person is at the identity provider, and their sessions. (A sign-in in
+    // progress and its one-time code live for minutes: not copied.)
+    Table {
+        name: "identities",
+        columns: &[
+            ("issuer", Text),
+            ("subject", Text),
+            ("\"user\"", Text),
+            ("bound_at", Int),
+        ],
+        order: "issuer, subject",
+    },
+    Table {
+        name: "sessions",
+        columns: &[
+            ("id", Text),
+            ("token_hash", Text),
+            ("\"user\"", Text),
+            ("via", Text),
+            ("groups", Text),
+            ("auth_time", Int),
+            ("created_at", Int),
+            ("expires_at", Int),
+            ("revoked_at", Int),
+        ],
+        order: "created_at, id",
+    },
     Table {
         name: "ca_keys",
         columns: &[

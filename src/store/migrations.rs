@@ -208,6 +208,49 @@ CREATE TABLE idempotency_keys (
 ) WITHOUT ROWID;
 CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at);
 "#,
+    r#"
+-- Sign-in with the identity provider ([oidc]). A sign-in in progress, between the
+-- browser leaving for the provider and coming back (by the hash of its `state`); a
+-- one-time code the CLI trades for its session; who each person is at the provider
+-- (issuer and subject, bound to one user name for good); and the sessions.
+CREATE TABLE oidc_logins (
+    state_hash    TEXT PRIMARY KEY,
+    nonce         TEXT NOT NULL,
+    pkce_verifier TEXT NOT NULL,
+    cli_redirect  TEXT NOT NULL,
+    cli_challenge TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    expires_at    INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX oidc_logins_by_expiry ON oidc_logins (expires_at);
+CREATE TABLE login_codes (
+    code_hash     TEXT PRIMARY KEY,
+    user          TEXT NOT NULL,
+    groups        TEXT NOT NULL,
+    auth_time     INTEGER,
+    cli_challenge TEXT NOT NULL,
+    expires_at    INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE identities (
+    issuer   TEXT NOT NULL,
+    subject  TEXT NOT NULL,
+    user     TEXT NOT NULL UNIQUE,
+    bound_at INTEGER NOT NULL,
+    PRIMARY KEY (issuer, subject)
+) WITHOUT ROWID;
+CREATE TABLE sessions (
+    id         TEXT PRIMARY KEY,
+    token_hash TEXT NOT NULL UNIQUE,
+    user       TEXT NOT NULL,
+    via        TEXT NOT NULL,
+    groups     TEXT NOT NULL,
+    auth_time  INTEGER,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    revoked_at INTEGER
+) WITHOUT ROWID;
+CREATE INDEX sessions_by_user ON sessions (user);
+"#,
 ];
 
 /// Applies the migrations not applied yet. A database already current is only read:

@@ -71,25 +71,34 @@ pub fn revoke_live(tx: &Tx<'_>, user: &UserName, now: i64) -> Result<usize, Stor
 pub struct TokenOwner {
     /// The user it authenticates.
     pub user: UserName,
-    /// Whether it was revoked (and so authenticates nobody).
+    /// Whether it was revoked (and so authenticates nobody); for a session, also
+    /// whether it is over.
     pub revoked: bool,
     /// Whether its user is disabled (read in the same query: one round trip for both).
     pub disabled: bool,
+    /// It is a session (`countersign login`), not a hand-made API token.
+    pub session: bool,
 }
 
-/// The owner of a token, if it exists (revoked or not).
-pub fn lookup(tx: &Tx<'_>, secret: &str) -> Result<Option<TokenOwner>, StoreError> {
+/// The owner of a token, if it exists (revoked or not): an API token, or a session
+/// (which is over at `now` once past its end). One statement for both kinds.
+pub fn lookup(tx: &Tx<'_>, secret: &str, now: i64) -> Result<Option<TokenOwner>, StoreError> {
     tx.opt(
         "SELECT t.\"user\", t.revoked_at IS NOT NULL, \
-         EXISTS (SELECT 1 FROM disabled_users d WHERE d.\"user\" = t.\"user\") \
-         FROM tokens t WHERE t.hash = ?1",
-        &[&hash(secret)],
+         EXISTS (SELECT 1 FROM disabled_users d WHERE d.\"user\" = t.\"user\"), CAST(0 AS BIGINT) \
+         FROM tokens t WHERE t.hash = ?1 \
+         UNION ALL SELECT s.\"user\", s.revoked_at IS NOT NULL OR s.expires_at <= ?2, \
+         EXISTS (SELECT 1 FROM disabled_users d WHERE d.\"user\" = s.\"user\"), CAST(1 AS BIGINT) \
+         FROM sessions s WHERE s.token_hash = ?1",
+        &[&hash(secret), &now],
         |r| {
             let user: String = r.get(0)?;
+            let session: i64 = r.get(3)?;
             Ok(TokenOwner {
                 user: UserName::parse(&user).map_err(|e| corrupt("token user", &user, e))?,
                 revoked: r.get(1)?,
                 disabled: r.get(2)?,
+                session: session == 1,
             })
         },
     )

@@ -136,6 +136,44 @@ CREATE TABLE idempotency_keys (
     PRIMARY KEY ("user", key)
 );
 CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at);
+"#, r#"
+CREATE TABLE oidc_logins (
+    state_hash    TEXT PRIMARY KEY,
+    nonce         TEXT NOT NULL,
+    pkce_verifier TEXT NOT NULL,
+    cli_redirect  TEXT NOT NULL,
+    cli_challenge TEXT NOT NULL,
+    created_at    BIGINT NOT NULL,
+    expires_at    BIGINT NOT NULL
+);
+CREATE INDEX oidc_logins_by_expiry ON oidc_logins (expires_at);
+CREATE TABLE login_codes (
+    code_hash     TEXT PRIMARY KEY,
+    "user"        TEXT NOT NULL,
+    groups        TEXT NOT NULL,
+    auth_time     BIGINT,
+    cli_challenge TEXT NOT NULL,
+    expires_at    BIGINT NOT NULL
+);
+CREATE TABLE identities (
+    issuer   TEXT NOT NULL,
+    subject  TEXT NOT NULL,
+    "user"   TEXT NOT NULL UNIQUE,
+    bound_at BIGINT NOT NULL,
+    PRIMARY KEY (issuer, subject)
+);
+CREATE TABLE sessions (
+    id         TEXT PRIMARY KEY,
+    token_hash TEXT NOT NULL UNIQUE,
+    "user"     TEXT NOT NULL,
+    via        TEXT NOT NULL,
+    groups     TEXT NOT NULL,
+    auth_time  BIGINT,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    revoked_at BIGINT
+);
+CREATE INDEX sessions_by_user ON sessions ("user");
 "#];
 
 /// The schema version the database records (0: none yet).

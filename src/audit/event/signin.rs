@@ -1,0 +1,51 @@
+//! The events of sign-in with the identity provider (`[oidc]`).
+
+use serde::{Deserialize, Serialize};
+
+/// `identity.bound`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IdentityBound {
+    /// The user name.
+    pub user: String,
+    /// The identity provider (`iss`).
+    pub issuer: String,
+    /// The person there (`sub`).
+    pub subject: String,
+}
+
+/// `session.created`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SessionCreated {
+    /// Whose session.
+    pub user: String,
+    /// The session's id (never its token).
+    pub session: String,
+    /// How it was made (`oidc`).
+    pub via: String,
+    /// The countersign groups the identity provider gave (through `group_map`).
+    pub groups: Vec<String>,
+    /// When the person authenticated at the provider (RFC 3339), if it said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<String>,
+    /// When the session ends (RFC 3339).
+    pub expires_at: String,
+}
+
+/// `signin.refused`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SignInRefused {
+    /// The error code (`identity_conflict`, `signin_failed`).
+    pub code: String,
+    /// Why.
+    pub message: String,
+    /// The identity provider (`iss`).
+    pub issuer: String,
+    /// The person there (`sub`).
+    pub subject: String,
+    /// The user name the provider gave, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claimed_user: Option<String>,
+}

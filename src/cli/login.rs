@@ -1,0 +1,182 @@
+//! `countersign login` and `logout`: a session from the company's identity provider,
+//! kept as the only line of `~/.config/countersign/session` (mode 0600;
+//! `$XDG_CONFIG_HOME` is respected) and used by every client command when
+//! `COUNTERSIGN_TOKEN` is not set.
+//!
+//! The loopback flow: the CLI listens on 127.0.0.1 (a random port), prints the URL to
+//! open, and the browser goes to countersign, the identity provider, back to countersign
+//! and on to the listener with a one-time code, which the CLI trades, with the verifier
+//! of the challenge it sent, for the session token. The token never passes through the
+//! browser, and the code is useless to anyone without the verifier.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use clap::Args;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::client::Client;
+
+/// How long `login` waits for the browser to come back.
+const WAIT: Duration = Duration::from_secs(300);
+
+/// `countersign login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {}
+
+/// The session file: `$XDG_CONFIG_HOME/countersign/session`, else
+/// `~/.config/countersign/session`.
+pub(super) fn session_file() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| PathBuf::from(h).join(".config"))
+        })?;
+    Some(base.join("countersign").join("session"))
+}
+
+/// The session token saved by `login`, if there is one.
+pub(super) fn saved_session() -> Option<String> {
+    let text = std::fs::read_to_string(session_file()?).ok()?;
+    let token = text.lines().next()?.trim().to_owned();
+    (!token.is_empty()).then_some(token)
+}
+
+#[derive(Debug, Deserialize)]
+struct Session {
+    session: String,
+    user: String,
+    expires_at: String,
+}
+
+/// Signs in and saves the session.
+pub(super) fn login(url: &str, _args: &LoginArgs) -> anyhow::Result<ExitCode> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("listening on 127.0.0.1")?;
+    let port = listener.local_addr()?.port();
+    let verifier = crate::oidc::random_token();
+    let challenge = crate::oidc::s256(&verifier);
+    let redirect = format!("http://127.0.0.1:{port}/callback");
+    let client = Client::anonymous(url)?;
+    let start = format!(
+        "{}/v1/oidc/login?{}",
+        client.base(),
+        serde_urlencoded::to_string([
+            ("redirect_uri", redirect.as_str()),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ])?
+    );
+    eprintln!("Open this address in a browser to sign in:");
+    println!("{start}");
+    std::io::stdout().flush()?;
+    let code = wait_for_code(&listener)?;
+    let session: Session = client.post(
+        "/v1/oidc/token",
+        &json!({ "code": code, "code_verifier": verifier }),
+    )?;
+    let file = session_file()
+        .ok_or_else(|| anyhow!("neither XDG_CONFIG_HOME nor HOME is set: nowhere to keep the session"))?;
+    save(&file, &session.session)?;
+    eprintln!(
+        "Signed in as {} until {} (session saved in {}).",
+        session.user,
+        session.expires_at,
+        file.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Forgets the saved session.
+pub(super) fn logout() -> anyhow::Result<ExitCode> {
+    match session_file() {
+        Some(file) if file.exists() => {
+            std::fs::remove_file(&file).with_context(|| format!("removing {}", file.display()))?;
+            eprintln!("Signed out (removed {}).", file.display());
+        }
+        _ => eprintln!("No session was saved."),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Waits for the browser's `GET /callback?code=...` on the listener; answers it with a
+/// short page and returns the code.
+fn wait_for_code(listener: &TcpListener) -> anyhow::Result<String> {
+    listener.set_nonblocking(true)?;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (stream, _) = match listener.accept() {
+            Ok(conn) => conn,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if Instant::now() > deadline {
+                    bail!("no sign-in came back within {} s", WAIT.as_secs());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        stream.set_nonblocking(false)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut line = String::new();
+        BufReader::new(&stream).take_line(&mut line)?;
+        let code = line
+            .strip_prefix("GET /callback?")
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|query| {
+                serde_urlencoded::from_str::<Vec<(String, String)>>(query).ok()
+            })
+            .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "code").map(|(_, v)| v));
+        let mut stream = stream;
+        let (status, body) = match &code {
+            Some(_) => ("200 OK", "Signed in to countersign. You can close this window."),
+            None => ("400 Bad Request", "This is not a countersign sign-in."),
+        };
+        let _ = write!(
+            stream,
+            "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        if let Some(code) = code {
+            return Ok(code);
+        }
+    }
+}
+
+/// Reading one request line, bounded.
+trait TakeLine {
+    fn take_line(self, out: &mut String) -> std::io::Result<()>;
+}
+
+impl<R: BufRead> TakeLine for R {
+    fn take_line(self, out: &mut String) -> std::io::Result<()> {
+        self.take(8192).read_line(out).map(drop)
+    }
+}
+
+/// Writes the token as the file's only line, readable by its owner only.
+fn save(file: &std::path::Path, token: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = file.parent().ok_or_else(|| anyhow!("{} has no folder", file.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = dir.join(".session.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    writeln!(f, "{token}")?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, file).with_context(|| format!("writing {}", file.display()))?;
+    Ok(())
+}

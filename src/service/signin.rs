@@ -1,0 +1,316 @@
+//! Sign-in with the identity provider, the parts that touch the database: a sign-in in
+//! progress between its two legs, the person bound to a user name, the one-time code the
+//! CLI trades (with its verifier) for a session, and the session itself. The network legs
+//! (discovery, the code exchange, the ID token's checks) are `crate::oidc`'s; the HTTP
+//! front end (`api/oidc.rs`) calls one after the other.
+//!
+//! A person is `(iss, sub)`. The user name comes from the configured claim and is bound
+//! to that person the first time; afterwards another person presenting the same name,
+//! or the same person presenting another name, is refused (`identity_conflict`,
+//! audited): a reused or renamed account at the provider never steps into someone
+//! else's history, approvals or holdings.
+
+use chrono::{DateTime, Utc};
+
+use super::{Service, ServiceError, disabled_error, view};
+use crate::audit::{self, IdentityBound, NewEvent, SessionCreated, SignInRefused};
+use crate::error_code::ErrorCode;
+use crate::names::UserName;
+use crate::oidc::{Pending, SignedIn, random_token, s256};
+use crate::store::sessions::{self, CodeRow, LoginRow, SESSION_PREFIX, SessionRow};
+use crate::store::{Tx, users as disabled};
+
+/// How long a sign-in may take between leaving for the provider and coming back.
+const LOGIN_LIFETIME_SECONDS: i64 = 600;
+/// How long the CLI has to trade its one-time code.
+const CODE_LIFETIME_SECONDS: i64 = 60;
+/// Sign-ins in progress at once, at most (the start of a sign-in needs no credential).
+const MAX_LOGINS_IN_PROGRESS: i64 = 10_000;
+
+/// A session just made: its token is shown once, to the CLI that traded the code.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// The bearer token (`css_...`).
+    pub token: String,
+    /// Its public id.
+    pub id: String,
+    /// Whose it is.
+    pub user: UserName,
+    /// When it ends.
+    pub expires_at: DateTime<Utc>,
+}
+
+fn failed(message: impl Into<String>) -> ServiceError {
+    ServiceError::SignIn {
+        code: ErrorCode::SigninFailed,
+        message: message.into(),
+    }
+}
+
+/// Checks where the CLI listens: `http://127.0.0.1:PORT/PATH` (or `[::1]`, `localhost`),
+/// nothing else, so that a one-time code is only ever sent back to this machine.
+pub fn check_cli_redirect(uri: &str) -> Result<(), ServiceError> {
+    let bad = || {
+        ServiceError::Invalid(
+            "redirect_uri must be http://127.0.0.1:PORT/PATH (the CLI's listener)".into(),
+        )
+    };
+    let url = reqwest::Url::parse(uri).map_err(|_| bad())?;
+    let loopback = matches!(
+        url.host(),
+        Some(openidconnect::url::Host::Ipv4(ip)) if ip.is_loopback()
+    ) || matches!(url.host(), Some(openidconnect::url::Host::Ipv6(ip)) if ip.is_loopback())
+        || url.host_str() == Some("localhost");
+    if url.scheme() != "http"
+        || !loopback
+        || url.port().is_none()
+        || !url.username().is_empty()
+        || url.password().is_some()
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || uri.len() > 200
+    {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+/// Checks a PKCE S256 challenge: 43 characters of base64url.
+pub fn check_challenge(challenge: &str) -> Result<(), ServiceError> {
+    if challenge.len() == 43
+        && challenge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        Ok(())
+    } else {
+        Err(ServiceError::Invalid(
+            "code_challenge must be a PKCE S256 challenge (43 characters of base64url)".into(),
+        ))
+    }
+}
+
+impl Service {
+    /// Records a sign-in in progress, before the browser leaves for the provider.
+    pub fn record_login(
+        &self,
+        pending: &Pending,
+        cli_redirect: &str,
+        cli_challenge: &str,
+    ) -> Result<(), ServiceError> {
+        check_cli_redirect(cli_redirect)?;
+        check_challenge(cli_challenge)?;
+        let now = self.now().timestamp();
+        let row = LoginRow {
+            nonce: pending.nonce.clone(),
+            pkce_verifier: pending.pkce_verifier.clone(),
+            cli_redirect: cli_redirect.to_owned(),
+            cli_challenge: cli_challenge.to_owned(),
+        };
+        self.store.write(|tx| {
+            let n = sessions::insert_login(tx, &pending.state, &row, now, now + LOGIN_LIFETIME_SECONDS)?;
+            if n > MAX_LOGINS_IN_PROGRESS {
+                // Rolled back: nothing of this one is kept.
+                return Err(ServiceError::SignIn {
+                    code: ErrorCode::IdpUnavailable,
+                    message: "too many sign-ins in progress; try again in a few minutes".into(),
+                });
+            }
+            Ok(())
+        })
+    }
+
+    /// Takes the sign-in `state` names (once, even if what follows fails), with its
+    /// PKCE verifier and nonce; `signin_failed` if there is none in time.
+    pub fn take_login(&self, state: &str) -> Result<(Pending, LoginRow), ServiceError> {
+        let now = self.now().timestamp();
+        let row = self.store.write(|tx| sessions::take_login(tx, state, now))?;
+        let row = row.ok_or_else(|| {
+            failed(
+                "this sign-in is over, was used already, or was not started here; \
+                 start again with `countersign login`",
+            )
+        })?;
+        let pending = Pending {
+            state: state.to_owned(),
+            nonce: row.nonce.clone(),
+            pkce_verifier: row.pkce_verifier.clone(),
+        };
+        Ok((pending, row))
+    }
+
+    /// Binds the person the provider vouched for to their user name (the first time)
+    /// and makes a one-time code for the CLI of `login`; returns where to send the
+    /// browser (the CLI's listener, with the code).
+    pub fn complete_login(&self, signed: &SignedIn, login: &LoginRow) -> Result<String, ServiceError> {
+        let config = self.config();
+        let oidc = config
+            .oidc
+            .as_ref()
+            .ok_or_else(|| failed("sign-in with an identity provider is not configured"))?;
+        let now = self.now();
+        let groups = oidc.mapped_groups(signed.groups.iter().map(String::as_str));
+        let groups: Vec<String> = groups.iter().map(ToString::to_string).collect();
+        let code = random_token();
+        let outcome = self.store.write(|tx| {
+            let user = match self.bind(tx, now, signed)? {
+                Ok(user) => user,
+                Err(e) => return Ok(Err(e)),
+            };
+            if disabled::is_disabled(tx, &user)? {
+                return Ok(Err(disabled_error(&user)));
+            }
+            let row = CodeRow {
+                user,
+                groups: serde_json::to_string(&groups)
+                    .map_err(|e| ServiceError::Invalid(e.to_string()))?,
+                auth_time: signed.auth_time.map(|t| t.timestamp()),
+                cli_challenge: login.cli_challenge.clone(),
+            };
+            sessions::insert_code(tx, &code, &row, now.timestamp() + CODE_LIFETIME_SECONDS)?;
+            Ok::<_, ServiceError>(Ok(()))
+        })?;
+        outcome?;
+        Ok(format!("{}?code={code}", login.cli_redirect))
+    }
+
+    /// The user name bound to `signed`'s person, binding it the first time; a refusal
+    /// (committed with its audit row) when the name or the person is bound otherwise.
+    fn bind(
+        &self,
+        tx: &Tx<'_>,
+        now: DateTime<Utc>,
+        signed: &SignedIn,
+    ) -> Result<Result<UserName, ServiceError>, ServiceError> {
+        let refuse = |code: ErrorCode, message: String| -> Result<Result<UserName, ServiceError>, ServiceError> {
+            audit::append(
+                tx,
+                now,
+                &NewEvent::general(
+                    audit::SYSTEM_ACTOR,
+                    SignInRefused {
+                        code: code.as_str().to_owned(),
+                        message: message.clone(),
+                        issuer: signed.issuer.clone(),
+                        subject: signed.subject.clone(),
+                        claimed_user: signed.username.clone(),
+                    },
+                ),
+            )?;
+            Ok(Err(ServiceError::SignIn { code, message }))
+        };
+        let claim = &self.config().oidc.as_ref().map(|o| o.username_claim.clone()).unwrap_or_default();
+        let name = match signed.username.as_deref().map(UserName::parse) {
+            Some(Ok(name)) => name,
+            Some(Err(e)) => {
+                return refuse(
+                    ErrorCode::SigninFailed,
+                    format!("the identity provider's {claim} is not a countersign user name: {e}"),
+                );
+            }
+            None => {
+                return refuse(
+                    ErrorCode::SigninFailed,
+                    format!("the identity provider sent no {claim} claim"),
+                );
+            }
+        };
+        match sessions::identity_user(tx, &signed.issuer, &signed.subject)? {
+            Some(bound) if bound == name => return Ok(Ok(name)),
+            Some(bound) => {
+                return refuse(
+                    ErrorCode::IdentityConflict,
+                    format!(
+                        "this account at the identity provider is bound to user {bound}, not \
+                         {name}; an admin must look into it"
+                    ),
+                );
+            }
+            None => {}
+        }
+        if sessions::user_is_bound(tx, &name)? {
+            return refuse(
+                ErrorCode::IdentityConflict,
+                format!(
+                    "user {name} is bound to another account at the identity provider; an admin \
+                     must look into it"
+                ),
+            );
+        }
+        sessions::bind_identity(tx, &signed.issuer, &signed.subject, &name, now.timestamp())?;
+        audit::append(
+            tx,
+            now,
+            &NewEvent::general(
+                name.as_str(),
+                IdentityBound {
+                    user: name.to_string(),
+                    issuer: signed.issuer.clone(),
+                    subject: signed.subject.clone(),
+                },
+            ),
+        )?;
+        Ok(Ok(name))
+    }
+
+    /// Trades a one-time code, with the verifier of the challenge it was made for, for a
+    /// session (with its `session.created` audit row). The code is spent whatever the
+    /// outcome.
+    pub fn exchange_login_code(&self, code: &str, verifier: &str) -> Result<NewSession, ServiceError> {
+        let config = self.config();
+        let oidc = config
+            .oidc
+            .as_ref()
+            .ok_or_else(|| failed("sign-in with an identity provider is not configured"))?;
+        let now = self.now();
+        let ttl = chrono::TimeDelta::from_std(oidc.session_ttl)
+            .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        let token = format!("{SESSION_PREFIX}{}", hex::encode(rand::random::<[u8; 32]>()));
+        let id = hex::encode(rand::random::<[u8; 12]>());
+        let outcome = self.store.write(|tx| {
+            let Some(row) = sessions::take_code(tx, code, now.timestamp())? else {
+                return Ok(Err(failed("the sign-in code is unknown, used, or over")));
+            };
+            if s256(verifier) != row.cli_challenge {
+                return Ok(Err(failed("the sign-in code was not made for this verifier")));
+            }
+            if disabled::is_disabled(tx, &row.user)? {
+                return Ok(Err(disabled_error(&row.user)));
+            }
+            let expires_at = now + ttl;
+            let session = SessionRow {
+                id: id.clone(),
+                user: row.user.clone(),
+                via: "oidc".into(),
+                groups: row.groups.clone(),
+                auth_time: row.auth_time,
+                created_at: now.timestamp(),
+                expires_at: expires_at.timestamp(),
+            };
+            sessions::insert_session(tx, &token, &session)?;
+            let groups: Vec<String> = serde_json::from_str(&row.groups).unwrap_or_default();
+            audit::append(
+                tx,
+                now,
+                &NewEvent::general(
+                    row.user.as_str(),
+                    SessionCreated {
+                        user: row.user.to_string(),
+                        session: id.clone(),
+                        via: "oidc".into(),
+                        groups,
+                        auth_time: row.auth_time.map(view::rfc3339),
+                        expires_at: view::rfc3339(expires_at.timestamp()),
+                    },
+                ),
+            )?;
+            Ok::<_, ServiceError>(Ok(NewSession {
+                token: token.clone(),
+                id: id.clone(),
+                user: row.user,
+                expires_at,
+            }))
+        })?;
+        outcome
+    }
+}

@@ -1,0 +1,227 @@
+//! Sign-in with the identity provider: sign-ins in progress, the one-time codes the CLI
+//! trades for a session, who each person is at the provider, and the sessions. Secrets
+//! (`state`, codes, session tokens) are stored only as SHA-256 hashes.
+
+use super::sql::corrupt;
+use super::tokens::hash;
+use super::{StoreError, Tx};
+use crate::names::UserName;
+
+/// Prefix of session tokens (as `cs_` is of API tokens): easy to find with a scanner.
+pub const SESSION_PREFIX: &str = "css_";
+
+/// A sign-in between its two legs.
+#[derive(Debug, Clone)]
+pub struct LoginRow {
+    /// The nonce the ID token must carry.
+    pub nonce: String,
+    /// The PKCE verifier for the code exchange.
+    pub pkce_verifier: String,
+    /// Where the browser goes at the end: the CLI's listener on the loopback.
+    pub cli_redirect: String,
+    /// The S256 challenge of the CLI's own verifier.
+    pub cli_challenge: String,
+}
+
+/// Stores a sign-in in progress under the hash of its `state`, until `expires_at`; and
+/// forgets those that are over. Returns how many are left in progress.
+pub fn insert_login(
+    tx: &Tx<'_>,
+    state: &str,
+    login: &LoginRow,
+    now: i64,
+    expires_at: i64,
+) -> Result<i64, StoreError> {
+    tx.exec("DELETE FROM oidc_logins WHERE expires_at <= ?1", &[&now])?;
+    tx.exec("DELETE FROM login_codes WHERE expires_at <= ?1", &[&now])?;
+    tx.exec(
+        "INSERT INTO oidc_logins (state_hash, nonce, pkce_verifier, cli_redirect, \
+         cli_challenge, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        &[
+            &hash(state),
+            &login.nonce,
+            &login.pkce_verifier,
+            &login.cli_redirect,
+            &login.cli_challenge,
+            &now,
+            &expires_at,
+        ],
+    )?;
+    tx.one("SELECT count(*) FROM oidc_logins", &[], |r| r.get(0))
+}
+
+/// Takes the sign-in of `state` (once: it is deleted), if it is still in time at `now`.
+pub fn take_login(tx: &Tx<'_>, state: &str, now: i64) -> Result<Option<LoginRow>, StoreError> {
+    let state_hash = hash(state);
+    let row = tx.opt(
+        "SELECT nonce, pkce_verifier, cli_redirect, cli_challenge, expires_at \
+         FROM oidc_logins WHERE state_hash = ?1",
+        &[&state_hash],
+        |r| {
+            let expires_at: i64 = r.get(4)?;
+            Ok((
+                LoginRow {
+                    nonce: r.get(0)?,
+                    pkce_verifier: r.get(1)?,
+                    cli_redirect: r.get(2)?,
+                    cli_challenge: r.get(3)?,
+                },
+                expires_at,
+            ))
+        },
+    )?;
+    if row.is_some() {
+        tx.exec("DELETE FROM oidc_logins WHERE state_hash = ?1", &[&state_hash])?;
+    }
+    Ok(row.filter(|(_, expires_at)| *expires_at > now).map(|(row, _)| row))
+}
+
+/// The user name bound to a person of the provider, if any.
+pub fn identity_user(
+    tx: &Tx<'_>,
+    issuer: &str,
+    subject: &str,
+) -> Result<Option<UserName>, StoreError> {
+    tx.opt(
+        "SELECT \"user\" FROM identities WHERE issuer = ?1 AND subject = ?2",
+        &[&issuer, &subject],
+        |r| user_from(r.get(0)?),
+    )
+}
+
+/// Whether a user name is bound to some person of the provider.
+pub fn user_is_bound(tx: &Tx<'_>, user: &UserName) -> Result<bool, StoreError> {
+    tx.one(
+        "SELECT EXISTS (SELECT 1 FROM identities WHERE \"user\" = ?1)",
+        &[&user.as_str()],
+        |r| r.get(0),
+    )
+}
+
+/// Binds a person of the provider to a user name, for good.
+pub fn bind_identity(
+    tx: &Tx<'_>,
+    issuer: &str,
+    subject: &str,
+    user: &UserName,
+    now: i64,
+) -> Result<(), StoreError> {
+    tx.exec(
+        "INSERT INTO identities (issuer, subject, \"user\", bound_at) VALUES (?1, ?2, ?3, ?4)",
+        &[&issuer, &subject, &user.as_str(), &now],
+    )?;
+    Ok(())
+}
+
+/// A one-time code: who signed in, for the CLI holding the verifier of `cli_challenge`.
+#[derive(Debug, Clone)]
+pub struct CodeRow {
+    /// Who signed in.
+    pub user: UserName,
+    /// Their countersign groups from the provider (JSON list).
+    pub groups: String,
+    /// When they authenticated at the provider (Unix seconds), if it said.
+    pub auth_time: Option<i64>,
+    /// The S256 challenge of the CLI's verifier.
+    pub cli_challenge: String,
+}
+
+/// Stores a one-time code (by its hash) until `expires_at`.
+pub fn insert_code(
+    tx: &Tx<'_>,
+    code: &str,
+    row: &CodeRow,
+    expires_at: i64,
+) -> Result<(), StoreError> {
+    tx.exec(
+        "INSERT INTO login_codes (code_hash, \"user\", groups, auth_time, cli_challenge, \
+         expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        &[
+            &hash(code),
+            &row.user.as_str(),
+            &row.groups,
+            &row.auth_time,
+            &row.cli_challenge,
+            &expires_at,
+        ],
+    )?;
+    Ok(())
+}
+
+/// Takes a one-time code (once: it is deleted, whatever follows), if still in time.
+pub fn take_code(tx: &Tx<'_>, code: &str, now: i64) -> Result<Option<CodeRow>, StoreError> {
+    let code_hash = hash(code);
+    let row = tx.opt(
+        "SELECT \"user\", groups, auth_time, cli_challenge, expires_at FROM login_codes \
+         WHERE code_hash = ?1",
+        &[&code_hash],
+        |r| {
+            let expires_at: i64 = r.get(4)?;
+            Ok((
+                CodeRow {
+                    user: user_from(r.get(0)?)?,
+                    groups: r.get(1)?,
+                    auth_time: r.get(2)?,
+                    cli_challenge: r.get(3)?,
+                },
+                expires_at,
+            ))
+        },
+    )?;
+    if row.is_some() {
+        tx.exec("DELETE FROM login_codes WHERE code_hash = ?1", &[&code_hash])?;
+    }
+    Ok(row.filter(|(_, expires_at)| *expires_at > now).map(|(row, _)| row))
+}
+
+/// A session as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    /// Its public id (for lists and revocation; never the token).
+    pub id: String,
+    /// Whose it is.
+    pub user: UserName,
+    /// How it was made (`oidc`).
+    pub via: String,
+    /// The countersign groups the provider gave at sign-in (JSON list).
+    pub groups: String,
+    /// When they authenticated at the provider (Unix seconds), if it said.
+    pub auth_time: Option<i64>,
+    /// Made at (Unix seconds).
+    pub created_at: i64,
+    /// Ends at (Unix seconds), whatever happens.
+    pub expires_at: i64,
+}
+
+/// Stores a session under the hash of its token.
+pub fn insert_session(tx: &Tx<'_>, token: &str, s: &SessionRow) -> Result<(), StoreError> {
+    tx.exec(
+        "INSERT INTO sessions (id, token_hash, \"user\", via, groups, auth_time, created_at, \
+         expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        &[
+            &s.id,
+            &hash(token),
+            &s.user.as_str(),
+            &s.via,
+            &s.groups,
+            &s.auth_time,
+            &s.created_at,
+            &s.expires_at,
+        ],
+    )?;
+    Ok(())
+}
+
+/// Ends every live session of `user` at `now` (offboarding); returns how many.
+pub fn revoke_sessions_of(tx: &Tx<'_>, user: &UserName, now: i64) -> Result<usize, StoreError> {
+    let n = tx.exec(
+        "UPDATE sessions SET revoked_at = ?2 WHERE \"user\" = ?1 AND revoked_at IS NULL \
+         AND expires_at > ?2",
+        &[&user.as_str(), &now],
+    )?;
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
+}
+
+fn user_from(name: String) -> Result<UserName, StoreError> {
+    UserName::parse(&name).map_err(|e| corrupt("user", &name, e))
+}
