@@ -267,7 +267,7 @@ impl Service {
             .map_err(|e| ServiceError::Invalid(e.to_string()))?;
         let token = format!("{SESSION_PREFIX}{}", hex::encode(rand::random::<[u8; 32]>()));
         let id = hex::encode(rand::random::<[u8; 12]>());
-        let outcome = self.store.write(|tx| {
+        self.store.write(|tx| {
             let Some(row) = sessions::take_code(tx, code, now.timestamp())? else {
                 return Ok(Err(failed("the sign-in code is unknown, used, or over")));
             };
@@ -310,7 +310,6 @@ impl Service {
                 user: row.user,
                 expires_at,
             }))
-        })?;
-        outcome
+        })?
     }
 }

@@ -1,0 +1,380 @@
+//! Sign-in with a real OpenID provider (`oidc-provider` from npm, `tests/oidc/`): the
+//! browser leg driven over plain HTTP (`idp::sign_in`), countersign's endpoints called
+//! as the CLI calls them, and the real `countersign login` binary end to end.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use reqwest::StatusCode;
+use reqwest::header::LOCATION;
+use serde_json::{Value, json};
+
+use crate::helpers::{POLICY, TestApp, code, manual_clock};
+use crate::idp::{Account, Client, Idp, IdpState, sign_in};
+
+/// Where the provider sends browsers back: countersign's callback. The test servers
+/// listen on a random port, so the provider is told this placeholder and the test
+/// carries the browser from it to the real server.
+const PUBLIC_URL: &str = "http://127.0.0.1:9";
+const CALLBACK: &str = "http://127.0.0.1:9/v1/oidc/callback";
+/// Where the CLI would listen: the test stops the browser there.
+const CLI_REDIRECT: &str = "http://127.0.0.1:1/callback";
+const SECRET: &str = "countersign-client-secret";
+
+/// A provider with alice (in `okta-dba`) and bob, and countersign as its client.
+fn provider() -> (Idp, IdpState) {
+    let state = IdpState::new(Client::new("countersign", SECRET, CALLBACK))
+        .account("alice", Account::new("alice", &["okta-dba", "okta-unmapped"]))
+        .account("bob", Account::new("bob", &[]));
+    (Idp::start(&state), state)
+}
+
+/// The test policy with `[oidc]` for `idp`; the secret file is written beside it.
+fn config(idp: &Idp, dir: &Path, extra: &str) -> String {
+    let secret = dir.join("oidc-secret");
+    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    format!(
+        "{POLICY}\n[oidc]\nissuer = \"{}\"\nclient_id = \"countersign\"\n\
+         client_secret_file = \"{}\"\npublic_url = \"{PUBLIC_URL}\"\n\
+         allow_insecure_loopback_issuer = true\n{extra}\n\
+         [[oidc.group_map]]\nclaim = \"okta-dba\"\ngroups = [\"dba\"]\n",
+        idp.issuer,
+        secret.display()
+    )
+}
+
+/// A browser: cookies kept, redirects not followed (each hop is looked at).
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The CLI's verifier and challenge.
+fn pkce() -> (String, String) {
+    let verifier = countersign::oidc::random_token();
+    let challenge = countersign::oidc::s256(&verifier);
+    (verifier, challenge)
+}
+
+fn location(r: &reqwest::Response) -> String {
+    r.headers()
+        .get(LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .unwrap_or_else(|| panic!("no Location in {r:?}"))
+        .to_owned()
+}
+
+/// Starts a sign-in at countersign; returns the provider's authorization URL.
+async fn start(app: &TestApp, http: &reqwest::Client, challenge: &str) -> String {
+    let r = http
+        .get(format!("{}/v1/oidc/login", app.url))
+        .query(&[
+            ("redirect_uri", CLI_REDIRECT),
+            ("code_challenge", challenge),
+            ("code_challenge_method", "S256"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "{:?}", r.text().await);
+    location(&r)
+}
+
+/// Brings the provider's redirect (`CALLBACK?code&state`) to the real server.
+async fn callback(app: &TestApp, http: &reqwest::Client, back: &str) -> reqwest::Response {
+    let query = back
+        .strip_prefix(CALLBACK)
+        .unwrap_or_else(|| panic!("the provider sent the browser to {back}"));
+    http.get(format!("{}/v1/oidc/callback{query}", app.url))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The one-time code in the redirect to the CLI's listener.
+fn cli_code(r: &reqwest::Response) -> String {
+    let to = location(r);
+    let code = to
+        .strip_prefix(&format!("{CLI_REDIRECT}?code="))
+        .unwrap_or_else(|| panic!("countersign sent the browser to {to}"));
+    code.to_owned()
+}
+
+async fn trade(app: &TestApp, code: &str, verifier: &str) -> (StatusCode, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/oidc/token", app.url))
+        .json(&json!({ "code": code, "code_verifier": verifier }))
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// A whole sign-in of `login` at the provider; the session token.
+async fn sign_in_as(app: &TestApp, login: &str) -> String {
+    let http = browser();
+    let (verifier, challenge) = pkce();
+    let authorize = start(app, &http, &challenge).await;
+    let back = sign_in(&http, &authorize, login, "any", CALLBACK).await;
+    let r = callback(app, &http, &back).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "{:?}", r.text().await);
+    let (status, body) = trade(app, &cli_code(&r), &verifier).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["session"].as_str().unwrap().to_owned()
+}
+
+async fn whoami(app: &TestApp, token: &str) -> (StatusCode, Value) {
+    let r = reqwest::Client::new()
+        .get(format!("{}/v1/whoami", app.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn spawn(idp: &Idp, extra: &str) -> (TestApp, tempfile::TempDir) {
+    let secrets = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_with(&config(idp, secrets.path(), extra)).await;
+    (app, secrets)
+}
+
+#[tokio::test]
+async fn a_person_signs_in_and_the_session_is_their_credential() {
+    let (idp, _) = provider();
+    let (app, _s) = spawn(&idp, "").await;
+    let session = sign_in_as(&app, "alice").await;
+    assert!(session.starts_with("css_"), "{session}");
+    let (status, me) = whoami(&app, &session).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["user"], "alice");
+    // The session works for the whole flow: alice asks, bob approves, alice fetches.
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/requests", app.url))
+        .bearer_auth(&session)
+        .json(&json!({
+            "role": "prod-db",
+            "public_key": crate::helpers::public_line(&crate::helpers::new_key()),
+            "reason": "INC-1: signed in through the IdP",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let (status, _) = app.approve("bob", &id).await;
+    assert_eq!(status, StatusCode::OK);
+    // Bound once, recorded with the groups the provider gave (mapped ones only).
+    let events = app.audit("limit=1000").await;
+    let bound: Vec<_> = events.iter().filter(|e| e["action"] == "identity.bound").collect();
+    assert_eq!(bound.len(), 1, "{events:?}");
+    assert_eq!(bound[0]["detail"]["subject"], "sub-alice");
+    let created: Vec<_> = events.iter().filter(|e| e["action"] == "session.created").collect();
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0]["detail"]["groups"], json!(["dba"]));
+    assert_eq!(created[0]["actor"], "alice");
+    // A second sign-in of the same person makes a second session, no second binding.
+    let again = sign_in_as(&app, "alice").await;
+    assert_ne!(again, session);
+    let events = app.audit("limit=1000").await;
+    assert_eq!(events.iter().filter(|e| e["action"] == "identity.bound").count(), 1);
+}
+
+#[tokio::test]
+async fn a_sign_in_and_its_code_are_spent_once_and_the_code_needs_the_verifier() {
+    let (idp, _) = provider();
+    let (app, _s) = spawn(&idp, "").await;
+    let http = browser();
+    let (verifier, challenge) = pkce();
+    let authorize = start(&app, &http, &challenge).await;
+    let back = sign_in(&http, &authorize, "alice", "any", CALLBACK).await;
+    let r = callback(&app, &http, &back).await;
+    let one_time = cli_code(&r);
+    // The provider's redirect replayed: the sign-in is spent.
+    let again = callback(&app, &http, &back).await;
+    assert_eq!(again.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(code(&again.json::<Value>().await.unwrap()), "signin_failed");
+    // A state countersign never issued.
+    let forged = back.replace("state=", "state=x");
+    let r = callback(&app, &http, &forged).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // The code with another verifier: refused, and spent.
+    let (other, _) = pkce();
+    let (status, body) = trade(&app, &one_time, &other).await;
+    assert_eq!((status, code(&body)), (StatusCode::UNAUTHORIZED, "signin_failed"));
+    let (status, body) = trade(&app, &one_time, &verifier).await;
+    assert_eq!((status, code(&body)), (StatusCode::UNAUTHORIZED, "signin_failed"), "{body}");
+    assert_eq!(app.count("SELECT count(*) FROM sessions"), 0);
+}
+
+#[tokio::test]
+async fn a_second_person_with_the_same_user_name_is_refused_and_audited() {
+    let (idp, state) = provider();
+    let (app, _s) = spawn(&idp, "").await;
+    sign_in_as(&app, "alice").await;
+    // The provider gives "alice" to another account (a reused name).
+    let mut impostor = Account::new("alice2", &["okta-dba"]);
+    impostor.preferred_username = "alice".into();
+    idp.set_state(&state.account("alice2", impostor));
+    let http = browser();
+    let (_, challenge) = pkce();
+    let authorize = start(&app, &http, &challenge).await;
+    let back = sign_in(&http, &authorize, "alice2", "any", CALLBACK).await;
+    let r = callback(&app, &http, &back).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(code(&r.json::<Value>().await.unwrap()), "identity_conflict");
+    let events = app.audit("limit=1000").await;
+    let refused: Vec<_> = events.iter().filter(|e| e["action"] == "signin.refused").collect();
+    assert_eq!(refused.len(), 1, "{events:?}");
+    assert_eq!(refused[0]["detail"]["subject"], "sub-alice2");
+    assert_eq!(refused[0]["detail"]["code"], "identity_conflict");
+    assert_eq!(app.count("SELECT count(*) FROM sessions"), 1);
+}
+
+#[tokio::test]
+async fn an_id_token_past_its_expiry_by_the_cas_clock_is_refused() {
+    let (idp, mut state) = provider();
+    // ID tokens for one minute; the CA's clock moves five minutes on before the
+    // browser comes back (the sign-in itself is good for ten).
+    state.id_token_ttl = 60;
+    idp.set_state(&state);
+    let clock = manual_clock();
+    let secrets = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_with_clock(&config(&idp, secrets.path(), ""), &clock).await;
+    let http = browser();
+    let (_, challenge) = pkce();
+    let authorize = start(&app, &http, &challenge).await;
+    let back = sign_in(&http, &authorize, "alice", "any", CALLBACK).await;
+    clock.advance(std::time::Duration::from_secs(300));
+    let r = callback(&app, &http, &back).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let body = r.json::<Value>().await.unwrap();
+    assert_eq!(code(&body), "signin_failed");
+    assert!(body.to_string().contains("ID token"), "{body}");
+    assert_eq!(app.count("SELECT count(*) FROM sessions"), 0);
+}
+
+#[tokio::test]
+async fn a_rotated_signing_key_is_fetched_and_a_stopped_provider_leaves_sessions_working() {
+    let (mut idp, state) = provider();
+    let (app, _s) = spawn(&idp, "").await;
+    let session = sign_in_as(&app, "alice").await;
+    // New keys at the provider (countersign cached the old ones at the first sign-in).
+    let mut rotated = state.clone();
+    rotated.keys_generation += 1;
+    idp.set_state(&rotated);
+    idp.restart();
+    sign_in_as(&app, "bob").await;
+    // The provider goes away: new sign-ins fail with a clear code, sessions work on.
+    drop(idp);
+    let http = browser();
+    let (_, challenge) = pkce();
+    let r = http
+        .get(format!("{}/v1/oidc/login", app.url))
+        .query(&[("redirect_uri", CLI_REDIRECT), ("code_challenge", challenge.as_str())])
+        .send()
+        .await
+        .unwrap();
+    // Discovery is cached for an hour: the start may still go out; the sign-in cannot
+    // finish. Either way no session is made without the provider.
+    if r.status() != StatusCode::SEE_OTHER {
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(code(&r.json::<Value>().await.unwrap()), "idp_unavailable");
+    }
+    let (status, me) = whoami(&app, &session).await;
+    assert_eq!((status, me["user"].as_str()), (StatusCode::OK, Some("alice")));
+}
+
+#[tokio::test]
+async fn offboarding_ends_sessions_for_good_and_tokens_can_be_turned_off() {
+    let (idp, _) = provider();
+    let (app, _s) = spawn(&idp, "human_tokens = false").await;
+    // Hand-made tokens are refused once people sign in through the provider.
+    let (status, _) = app.get("alice", "/v1/whoami").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let session = sign_in_as(&app, "alice").await;
+    assert_eq!(whoami(&app, &session).await.0, StatusCode::OK);
+    let admin = sign_in_as(&app, "bob").await;
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/users/alice/revoke", app.url))
+        .bearer_auth(&admin)
+        .json(&json!({ "reason": "left the company" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
+    let (status, body) = whoami(&app, &session).await;
+    assert_eq!((status, code(&body)), (StatusCode::UNAUTHORIZED, "user_disabled"));
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/users/alice/enable", app.url))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Enabled again: the old session stays ended; a new sign-in works.
+    let (status, body) = whoami(&app, &session).await;
+    assert_eq!((status, code(&body)), (StatusCode::UNAUTHORIZED, "unauthenticated"));
+    sign_in_as(&app, "alice").await;
+}
+
+#[tokio::test]
+async fn the_cli_logs_in_through_the_browser_and_later_commands_use_the_session() {
+    let (idp, _) = provider();
+    let (app, _s) = spawn(&idp, "").await;
+    let home = tempfile::tempdir().unwrap();
+    let mut cli = tokio::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args(["login", "--url", &app.url])
+        .env("HOME", home.path())
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("COUNTERSIGN_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(cli.stdout.take().unwrap()).lines();
+    let start_url = lines.next_line().await.unwrap().expect("login prints the address");
+    assert!(start_url.starts_with(&format!("{}/v1/oidc/login?", app.url)), "{start_url}");
+    // The browser: countersign, the provider, back to countersign, on to the CLI.
+    let http = browser();
+    let r = http.get(&start_url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let back = sign_in(&http, &location(&r), "alice", "any", CALLBACK).await;
+    let r = callback(&app, &http, &back).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let to_cli = location(&r);
+    assert!(to_cli.starts_with("http://127.0.0.1:"), "{to_cli}");
+    let page = http.get(&to_cli).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let out = cli.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let file = home.path().join(".config/countersign/session");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // A later command, with no token in the environment, is alice.
+    let who = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args(["whoami", "--json", "--url", &app.url])
+        .env("HOME", home.path())
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("COUNTERSIGN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(who.status.success(), "{}", String::from_utf8_lossy(&who.stderr));
+    let me: Value = serde_json::from_slice(&who.stdout).unwrap();
+    assert_eq!(me["user"], "alice");
+    // `logout` forgets it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args(["logout"])
+        .env("HOME", home.path())
+        .env_remove("XDG_CONFIG_HOME")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(!file.exists());
+}
