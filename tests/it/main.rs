@@ -11,6 +11,7 @@
 
 mod front_door_helper;
 mod helpers;
+mod idp;
 mod process;
 mod sshd_helper;
 
