@@ -3,15 +3,21 @@
 # OpenSSH sshd, and the benchmark's smoke tests (bench/, a workspace member); then the
 # integration suite once more with every test server on PostgreSQL (a throw-away cluster
 # the tests start themselves, tests/it/pg.rs), so that both storage backends pass the
-# same tests. Installs OpenSSH and PostgreSQL first if they are missing. Extra arguments
-# go to cargo test.
+# same tests. Installs OpenSSH, PostgreSQL and Node.js first if they are missing, and the
+# OpenID provider that the OIDC tests run (tests/oidc, npm packages). Extra arguments go
+# to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-openssh.sh
 scripts/install-postgres.sh
+scripts/install-node.sh
+if [ ! -d tests/oidc/node_modules ]; then
+  npm ci --prefix tests/oidc --no-audit --no-fund
+fi
 cargo test --locked --workspace "$@"
 echo "== the integration suite again, on PostgreSQL (COUNTERSIGN_TEST_BACKEND=postgres)" >&2
 # (The tests that name their backend themselves, such as the races and the replica
-# tests, already ran on PostgreSQL above.)
+# tests, already ran on PostgreSQL above; idp:: tests the OpenID provider harness alone,
+# with no store.)
 COUNTERSIGN_TEST_BACKEND=postgres cargo test --locked --test it "$@" -- \
-  --skip ha:: --skip replicas:: --skip concurrency::
+  --skip ha:: --skip replicas:: --skip concurrency:: --skip idp::

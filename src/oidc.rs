@@ -15,11 +15,12 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use openidconnect::core::{CoreAuthPrompt, CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+use openidconnect::core::{
+    CoreAuthPrompt, CoreAuthenticationFlow, CoreClient, CoreProviderMetadata,
+};
 use openidconnect::{
     AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
-    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
-    TokenResponse,
+    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
 };
 use serde_json::Value;
 
@@ -66,6 +67,8 @@ pub struct Provider {
     secret: ClientSecret,
     http: reqwest::Client,
     discovered: Mutex<Option<(CoreProviderMetadata, Instant)>>,
+    /// When discovery was last fetched again for an unknown signing key.
+    refreshed: Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Provider {
@@ -137,6 +140,7 @@ impl Provider {
             secret: ClientSecret::new(secret),
             http,
             discovered: Mutex::new(None),
+            refreshed: Mutex::new(None),
         })
     }
 
@@ -156,11 +160,22 @@ impl Provider {
     /// at most every few seconds, so a stream of bad tokens cannot make countersign
     /// hammer the provider).
     async fn metadata(&self, refresh: bool) -> Result<CoreProviderMetadata, OidcError> {
-        if let Some((md, at)) = self.cached() {
-            let fresh = at.elapsed() < DISCOVERY_LIFETIME;
-            if fresh && (!refresh || at.elapsed() < REFRESH_AT_MOST_EVERY) {
-                return Ok(md);
+        let refresh = refresh && {
+            let mut last = self
+                .refreshed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let allowed = last.is_none_or(|at| at.elapsed() >= REFRESH_AT_MOST_EVERY);
+            if allowed {
+                *last = Some(Instant::now());
             }
+            allowed
+        };
+        if let Some((md, at)) = self.cached()
+            && at.elapsed() < DISCOVERY_LIFETIME
+            && !refresh
+        {
+            return Ok(md);
         }
         let issuer = IssuerUrl::new(self.settings.issuer.clone())
             .map_err(|e| OidcError::Refused(format!("the issuer is not a URL: {e}")))?;
@@ -171,14 +186,12 @@ impl Provider {
         *self
             .discovered
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((md.clone(), Instant::now()));
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((md.clone(), Instant::now()));
         Ok(md)
     }
 
-    fn client(
-        &self,
-        md: CoreProviderMetadata,
-    ) -> Result<CoreClientSet, OidcError> {
+    fn client(&self, md: CoreProviderMetadata) -> Result<CoreClientSet, OidcError> {
         let redirect = RedirectUrl::new(self.settings.redirect_uri())
             .map_err(|e| OidcError::Refused(format!("public_url: {e}")))?;
         Ok(CoreClient::from_provider_metadata(
@@ -244,7 +257,9 @@ impl Provider {
                 openidconnect::RequestTokenError::ServerResponse(r) => {
                     OidcError::Refused(format!("the provider refused the code: {r}"))
                 }
-                other => OidcError::Unavailable(format!("the code exchange failed: {}", chain(&other))),
+                other => {
+                    OidcError::Unavailable(format!("the code exchange failed: {}", chain(&other)))
+                }
             })?;
         let id_token = token
             .id_token()
@@ -267,7 +282,9 @@ impl Provider {
                 let verifier = self.verifier(&client, now);
                 id_token
                     .claims(&verifier, &nonce)
-                    .map_err(|e| OidcError::Refused(format!("the ID token: {e} (before: {first})")))?
+                    .map_err(|e| {
+                        OidcError::Refused(format!("the ID token: {e} (before: {first})"))
+                    })?
                     .clone()
             }
         };
@@ -297,11 +314,18 @@ impl Provider {
             auth_time: claims.auth_time(),
         };
         let wants_groups = !self.settings.group_map.is_empty();
-        if signed_in.username.is_none() || (wants_groups && payload.get(&self.settings.groups_claim).is_none()) {
+        if signed_in.username.is_none()
+            || (wants_groups && payload.get(&self.settings.groups_claim).is_none())
+        {
             // Some providers put claims only in userinfo.
-            if let Some(info) = self.userinfo(&client, token.access_token().secret()).await? {
+            if let Some(info) = self
+                .userinfo(&client, token.access_token().secret())
+                .await?
+            {
                 if info.get("sub").and_then(Value::as_str) != Some(signed_in.subject.as_str()) {
-                    return Err(OidcError::Refused("userinfo is about another subject".into()));
+                    return Err(OidcError::Refused(
+                        "userinfo is about another subject".into(),
+                    ));
                 }
                 if signed_in.username.is_none() {
                     signed_in.username = string_claim(&info, &self.settings.username_claim);

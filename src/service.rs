@@ -112,9 +112,8 @@ impl Service {
         let Some(oidc) = &config.oidc else {
             return Ok(None);
         };
-        let unreadable = |e: String| {
-            ServiceError::Invalid(format!("[oidc] client_secret_file: {e}"))
-        };
+        let unreadable =
+            |e: String| ServiceError::Invalid(format!("[oidc] client_secret_file: {e}"));
         let path = oidc.client_secret_file.resolve().map_err(unreadable)?;
         let secret = crate::ca::read_secret_file(&path).map_err(unreadable)?;
         let secret = String::from_utf8(secret.to_vec())

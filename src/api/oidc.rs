@@ -94,7 +94,10 @@ pub(super) async fn login_get(
         .authorize_url(&pending, None)
         .await
         .map_err(from_oidc)?;
-    blocking(&state, move |s| s.record_login(&pending, &redirect, &challenge)).await?;
+    blocking(&state, move |s| {
+        s.record_login(&pending, &redirect, &challenge)
+    })
+    .await?;
     Ok(see_other(&url))
 }
 

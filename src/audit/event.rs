@@ -436,4 +436,3 @@ pub struct StateRollbackAccepted {
 
 #[cfg(test)]
 mod tests;
-

@@ -82,8 +82,9 @@ pub(super) fn login(url: &str, _args: &LoginArgs) -> anyhow::Result<ExitCode> {
         "/v1/oidc/token",
         &json!({ "code": code, "code_verifier": verifier }),
     )?;
-    let file = session_file()
-        .ok_or_else(|| anyhow!("neither XDG_CONFIG_HOME nor HOME is set: nowhere to keep the session"))?;
+    let file = session_file().ok_or_else(|| {
+        anyhow!("neither XDG_CONFIG_HOME nor HOME is set: nowhere to keep the session")
+    })?;
     save(&file, &session.session)?;
     eprintln!(
         "Signed in as {} until {} (session saved in {}).",
@@ -130,13 +131,14 @@ fn wait_for_code(listener: &TcpListener) -> anyhow::Result<String> {
         let code = line
             .strip_prefix("GET /callback?")
             .and_then(|rest| rest.split(' ').next())
-            .and_then(|query| {
-                serde_urlencoded::from_str::<Vec<(String, String)>>(query).ok()
-            })
+            .and_then(|query| serde_urlencoded::from_str::<Vec<(String, String)>>(query).ok())
             .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "code").map(|(_, v)| v));
         let mut stream = stream;
         let (status, body) = match &code {
-            Some(_) => ("200 OK", "Signed in to countersign. You can close this window."),
+            Some(_) => (
+                "200 OK",
+                "Signed in to countersign. You can close this window.",
+            ),
             None => ("400 Bad Request", "This is not a countersign sign-in."),
         };
         let _ = write!(
@@ -165,7 +167,9 @@ impl<R: BufRead> TakeLine for R {
 /// Writes the token as the file's only line, readable by its owner only.
 fn save(file: &std::path::Path, token: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let dir = file.parent().ok_or_else(|| anyhow!("{} has no folder", file.display()))?;
+    let dir = file
+        .parent()
+        .ok_or_else(|| anyhow!("{} has no folder", file.display()))?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let tmp = dir.join(".session.tmp");
     let _ = std::fs::remove_file(&tmp);

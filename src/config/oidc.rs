@@ -115,7 +115,11 @@ fn is_loopback_http(url: &str) -> bool {
     };
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
     let host = host.rsplit_once(':').map_or(host, |(h, port)| {
-        if port.chars().all(|c| c.is_ascii_digit()) { h } else { host }
+        if port.chars().all(|c| c.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
     });
     matches!(host, "127.0.0.1" | "[::1]" | "localhost")
 }
@@ -161,8 +165,8 @@ impl Builder<'_> {
         } else {
             issuer
         };
-        let public_url = checked_url(&raw.public_url, true)
-            .map_err(|e| self.err("oidc.public_url", e))?;
+        let public_url =
+            checked_url(&raw.public_url, true).map_err(|e| self.err("oidc.public_url", e))?;
         if raw.client_id.is_empty() || raw.client_id.chars().any(char::is_control) {
             return Err(self.err("oidc.client_id", "must not be empty"));
         }
@@ -192,8 +196,12 @@ impl Builder<'_> {
         {
             return Err(self.err("oidc.scopes", format!("{bad:?} is not a scope")));
         }
-        let username_claim = claim_name(raw.username_claim.as_deref().unwrap_or("preferred_username"))
-            .map_err(|e| self.err("oidc.username_claim", e))?;
+        let username_claim = claim_name(
+            raw.username_claim
+                .as_deref()
+                .unwrap_or("preferred_username"),
+        )
+        .map_err(|e| self.err("oidc.username_claim", e))?;
         let groups_claim = claim_name(raw.groups_claim.as_deref().unwrap_or("groups"))
             .map_err(|e| self.err("oidc.groups_claim", e))?;
         let session_ttl = self.duration("oidc.session_ttl", raw.session_ttl.as_deref(), "8h")?;

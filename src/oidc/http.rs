@@ -25,8 +25,9 @@ pub(super) enum HttpError {
 /// `client` (a future borrowing nothing is `Send` whatever the caller's lifetimes).
 pub(super) fn client(
     client: &reqwest::Client,
-) -> impl Fn(HttpRequest) -> std::pin::Pin<Box<dyn Future<Output = Result<HttpResponse, HttpError>> + Send>>
-{
+) -> impl Fn(
+    HttpRequest,
+) -> std::pin::Pin<Box<dyn Future<Output = Result<HttpResponse, HttpError>> + Send>> {
     let client = client.clone();
     move |req| {
         let client = client.clone();
@@ -35,7 +36,10 @@ pub(super) fn client(
 }
 
 /// Sends `req`; the answer whatever its status (the caller reads errors from it).
-pub(super) async fn send(client: &reqwest::Client, req: HttpRequest) -> Result<HttpResponse, HttpError> {
+pub(super) async fn send(
+    client: &reqwest::Client,
+    req: HttpRequest,
+) -> Result<HttpResponse, HttpError> {
     let (parts, body) = req.into_parts();
     let answer = client
         .request(parts.method, parts.uri.to_string())
@@ -78,12 +82,16 @@ pub(super) async fn get_json(
         .await
         .map_err(|e| OidcError::Unavailable(format!("userinfo: {e}")))?;
     if !answer.status().is_success() {
-        return Err(OidcError::Refused(format!("userinfo answered {}", answer.status())));
+        return Err(OidcError::Refused(format!(
+            "userinfo answered {}",
+            answer.status()
+        )));
     }
     let body = read_bounded(answer)
         .await
         .map_err(|e| OidcError::Unavailable(format!("userinfo: {e}")))?;
-    serde_json::from_slice(&body).map_err(|e| OidcError::Refused(format!("userinfo is not JSON: {e}")))
+    serde_json::from_slice(&body)
+        .map_err(|e| OidcError::Refused(format!("userinfo is not JSON: {e}")))
 }
 
 /// The JSON payload of a compact JWT (whose signature the caller has verified).

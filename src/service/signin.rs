@@ -108,7 +108,13 @@ impl Service {
             cli_challenge: cli_challenge.to_owned(),
         };
         self.store.write(|tx| {
-            let n = sessions::insert_login(tx, &pending.state, &row, now, now + LOGIN_LIFETIME_SECONDS)?;
+            let n = sessions::insert_login(
+                tx,
+                &pending.state,
+                &row,
+                now,
+                now + LOGIN_LIFETIME_SECONDS,
+            )?;
             if n > MAX_LOGINS_IN_PROGRESS {
                 // Rolled back: nothing of this one is kept.
                 return Err(ServiceError::SignIn {
@@ -124,7 +130,9 @@ impl Service {
     /// PKCE verifier and nonce; `signin_failed` if there is none in time.
     pub fn take_login(&self, state: &str) -> Result<(Pending, LoginRow), ServiceError> {
         let now = self.now().timestamp();
-        let row = self.store.write(|tx| sessions::take_login(tx, state, now))?;
+        let row = self
+            .store
+            .write(|tx| sessions::take_login(tx, state, now))?;
         let row = row.ok_or_else(|| {
             failed(
                 "this sign-in is over, was used already, or was not started here; \
@@ -142,7 +150,11 @@ impl Service {
     /// Binds the person the provider vouched for to their user name (the first time)
     /// and makes a one-time code for the CLI of `login`; returns where to send the
     /// browser (the CLI's listener, with the code).
-    pub fn complete_login(&self, signed: &SignedIn, login: &LoginRow) -> Result<String, ServiceError> {
+    pub fn complete_login(
+        &self,
+        signed: &SignedIn,
+        login: &LoginRow,
+    ) -> Result<String, ServiceError> {
         let config = self.config();
         let oidc = config
             .oidc
@@ -182,7 +194,9 @@ impl Service {
         now: DateTime<Utc>,
         signed: &SignedIn,
     ) -> Result<Result<UserName, ServiceError>, ServiceError> {
-        let refuse = |code: ErrorCode, message: String| -> Result<Result<UserName, ServiceError>, ServiceError> {
+        let refuse = |code: ErrorCode,
+                      message: String|
+         -> Result<Result<UserName, ServiceError>, ServiceError> {
             audit::append(
                 tx,
                 now,
@@ -199,7 +213,12 @@ impl Service {
             )?;
             Ok(Err(ServiceError::SignIn { code, message }))
         };
-        let claim = &self.config().oidc.as_ref().map(|o| o.username_claim.clone()).unwrap_or_default();
+        let claim = &self
+            .config()
+            .oidc
+            .as_ref()
+            .map(|o| o.username_claim.clone())
+            .unwrap_or_default();
         let name = match signed.username.as_deref().map(UserName::parse) {
             Some(Ok(name)) => name,
             Some(Err(e)) => {
@@ -256,7 +275,11 @@ impl Service {
     /// Trades a one-time code, with the verifier of the challenge it was made for, for a
     /// session (with its `session.created` audit row). The code is spent whatever the
     /// outcome.
-    pub fn exchange_login_code(&self, code: &str, verifier: &str) -> Result<NewSession, ServiceError> {
+    pub fn exchange_login_code(
+        &self,
+        code: &str,
+        verifier: &str,
+    ) -> Result<NewSession, ServiceError> {
         let config = self.config();
         let oidc = config
             .oidc
@@ -265,14 +288,19 @@ impl Service {
         let now = self.now();
         let ttl = chrono::TimeDelta::from_std(oidc.session_ttl)
             .map_err(|e| ServiceError::Invalid(e.to_string()))?;
-        let token = format!("{SESSION_PREFIX}{}", hex::encode(rand::random::<[u8; 32]>()));
+        let token = format!(
+            "{SESSION_PREFIX}{}",
+            hex::encode(rand::random::<[u8; 32]>())
+        );
         let id = hex::encode(rand::random::<[u8; 12]>());
         self.store.write(|tx| {
             let Some(row) = sessions::take_code(tx, code, now.timestamp())? else {
                 return Ok(Err(failed("the sign-in code is unknown, used, or over")));
             };
             if s256(verifier) != row.cli_challenge {
-                return Ok(Err(failed("the sign-in code was not made for this verifier")));
+                return Ok(Err(failed(
+                    "the sign-in code was not made for this verifier",
+                )));
             }
             if disabled::is_disabled(tx, &row.user)? {
                 return Ok(Err(disabled_error(&row.user)));

@@ -71,9 +71,14 @@ pub fn take_login(tx: &Tx<'_>, state: &str, now: i64) -> Result<Option<LoginRow>
         },
     )?;
     if row.is_some() {
-        tx.exec("DELETE FROM oidc_logins WHERE state_hash = ?1", &[&state_hash])?;
+        tx.exec(
+            "DELETE FROM oidc_logins WHERE state_hash = ?1",
+            &[&state_hash],
+        )?;
     }
-    Ok(row.filter(|(_, expires_at)| *expires_at > now).map(|(row, _)| row))
+    Ok(row
+        .filter(|(_, expires_at)| *expires_at > now)
+        .map(|(row, _)| row))
 }
 
 /// The user name bound to a person of the provider, if any.
@@ -169,9 +174,14 @@ pub fn take_code(tx: &Tx<'_>, code: &str, now: i64) -> Result<Option<CodeRow>, S
         },
     )?;
     if row.is_some() {
-        tx.exec("DELETE FROM login_codes WHERE code_hash = ?1", &[&code_hash])?;
+        tx.exec(
+            "DELETE FROM login_codes WHERE code_hash = ?1",
+            &[&code_hash],
+        )?;
     }
-    Ok(row.filter(|(_, expires_at)| *expires_at > now).map(|(row, _)| row))
+    Ok(row
+        .filter(|(_, expires_at)| *expires_at > now)
+        .map(|(row, _)| row))
 }
 
 /// A session as stored.

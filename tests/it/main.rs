@@ -11,6 +11,8 @@
 
 mod front_door_helper;
 mod helpers;
+mod idp;
+mod oidc_signin;
 mod process;
 mod sshd_helper;
 

@@ -15,7 +15,8 @@ use crate::store::StoreError;
 const MIGRATE_LOCK: i64 = 0x0063_732d_6d69_6772;
 
 /// The migrations, oldest first.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE requests (
     id              TEXT PRIMARY KEY,
     role            TEXT NOT NULL,
@@ -136,7 +137,8 @@ CREATE TABLE idempotency_keys (
     PRIMARY KEY ("user", key)
 );
 CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at);
-"#, r#"
+"#,
+    r#"
 CREATE TABLE oidc_logins (
     state_hash    TEXT PRIMARY KEY,
     nonce         TEXT NOT NULL,
@@ -174,7 +176,8 @@ CREATE TABLE sessions (
     revoked_at BIGINT
 );
 CREATE INDEX sessions_by_user ON sessions ("user");
-"#];
+"#,
+];
 
 /// The schema version the database records (0: none yet).
 pub(in crate::store) fn version(conn: &Conn) -> Result<i64, StoreError> {
