@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use openidconnect::core::{
-    CoreAuthPrompt, CoreAuthenticationFlow, CoreClient, CoreProviderMetadata,
+    CoreAuthPrompt, CoreAuthenticationFlow, CoreClient, CoreJwsSigningAlgorithm,
+    CoreProviderMetadata,
 };
 use openidconnect::{
     AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
@@ -28,6 +29,9 @@ use crate::config::{ClientAuth, OidcSettings};
 
 /// How long discovery (endpoints and keys) is trusted before it is fetched again.
 const DISCOVERY_LIFETIME: Duration = Duration::from_secs(3600);
+/// After discovery failed, how long sign-ins fail at once instead of each waiting for
+/// the provider (a provider that is down must not tie up the API's request slots).
+const FAILED_DISCOVERY_HOLD: Duration = Duration::from_secs(30);
 /// The soonest discovery is fetched again for an unknown signing key.
 const REFRESH_AT_MOST_EVERY: Duration = Duration::from_secs(10);
 /// How far in the future an ID token's `iat` may be (clock differences).
@@ -69,6 +73,8 @@ pub struct Provider {
     discovered: Mutex<Option<(CoreProviderMetadata, Instant)>>,
     /// When discovery was last fetched again for an unknown signing key.
     refreshed: Mutex<Option<Instant>>,
+    /// When discovery last failed (cleared when it works).
+    failed: Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Provider {
@@ -141,6 +147,7 @@ impl Provider {
             http,
             discovered: Mutex::new(None),
             refreshed: Mutex::new(None),
+            failed: Mutex::new(None),
         })
     }
 
@@ -177,12 +184,31 @@ impl Provider {
         {
             return Ok(md);
         }
+        let failed = |at: &Mutex<Option<Instant>>| {
+            *at.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if failed(&self.failed).is_some_and(|at| at.elapsed() < FAILED_DISCOVERY_HOLD) {
+            return Err(OidcError::Unavailable(format!(
+                "discovery failed less than {} s ago",
+                FAILED_DISCOVERY_HOLD.as_secs()
+            )));
+        }
         let issuer = IssuerUrl::new(self.settings.issuer.clone())
             .map_err(|e| OidcError::Refused(format!("the issuer is not a URL: {e}")))?;
         let client = http::client(&self.http);
         let md = CoreProviderMetadata::discover_async(issuer, &client)
             .await
-            .map_err(|e| OidcError::Unavailable(format!("discovery failed: {}", chain(&e))))?;
+            .map_err(|e| {
+                *self
+                    .failed
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
+                OidcError::Unavailable(format!("discovery failed: {}", chain(&e)))
+            })?;
+        *self
+            .failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         *self
             .discovered
             .lock()
@@ -345,6 +371,19 @@ impl Provider {
     ) -> openidconnect::core::CoreIdTokenVerifier<'a> {
         client
             .id_token_verifier()
+            // Signatures by the provider's published keys only: never an HMAC keyed with
+            // the client secret, whatever discovery advertises.
+            .set_allowed_algs([
+                CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+                CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384,
+                CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512,
+                CoreJwsSigningAlgorithm::RsaSsaPssSha256,
+                CoreJwsSigningAlgorithm::RsaSsaPssSha384,
+                CoreJwsSigningAlgorithm::RsaSsaPssSha512,
+                CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+                CoreJwsSigningAlgorithm::EcdsaP384Sha384,
+                CoreJwsSigningAlgorithm::EdDsa,
+            ])
             .set_time_fn(move || now)
             .set_issue_time_verifier_fn(move |iat| {
                 if iat > now + IAT_FUTURE {

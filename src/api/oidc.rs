@@ -37,7 +37,7 @@ fn not_configured() -> ApiError {
 fn from_oidc(e: OidcError) -> ApiError {
     match e {
         OidcError::Unavailable(why) => {
-            tracing::warn!(cause = %why, "the identity provider is unavailable");
+            tracing::warn!(cause = ?why, "the identity provider is unavailable");
             ApiError::from(ServiceError::SignIn {
                 code: ErrorCode::IdpUnavailable,
                 message: "the identity provider cannot be reached; try again later (existing \
@@ -46,7 +46,7 @@ fn from_oidc(e: OidcError) -> ApiError {
             })
         }
         OidcError::Refused(why) => {
-            tracing::warn!(cause = %why, "a sign-in was refused");
+            tracing::warn!(cause = ?why, "a sign-in was refused");
             ApiError::from(ServiceError::SignIn {
                 code: ErrorCode::SigninFailed,
                 message: format!("the sign-in failed: {why}"),
@@ -94,16 +94,52 @@ pub(super) async fn login_get(
         .authorize_url(&pending, None)
         .await
         .map_err(from_oidc)?;
+    let cookie = sign_in_cookie(&state, &pending.state, 600);
     blocking(&state, move |s| {
         s.record_login(&pending, &redirect, &challenge)
     })
     .await?;
-    Ok(see_other(&url))
+    let mut answer = see_other(&url);
+    answer.headers_mut().insert(header::SET_COOKIE, cookie);
+    Ok(answer)
+}
+
+/// The cookie that ties a sign-in to the browser that started it (its `state`), for
+/// `max_age` seconds (0: removed). A sign-in link sent to someone else's browser does
+/// not come back with it, so it cannot finish there.
+fn sign_in_cookie(state: &AppState, value: &str, max_age: u32) -> header::HeaderValue {
+    let secure = state
+        .config()
+        .oidc
+        .as_ref()
+        .is_some_and(|o| o.public_url.starts_with("https://"));
+    let cookie = format!(
+        "{COOKIE}={value}; Path=/v1/oidc/; Max-Age={max_age}; HttpOnly; SameSite=Lax{}",
+        if secure { "; Secure" } else { "" }
+    );
+    // The value is base64url (`Pending::new`) or empty: always a valid header.
+    header::HeaderValue::from_str(&cookie).unwrap_or_else(|_| header::HeaderValue::from_static(""))
+}
+
+/// The name of the cookie of [`sign_in_cookie`].
+const COOKIE: &str = "countersign_signin";
+
+/// The value of the sign-in cookie the browser sent, if any.
+fn cookie_of(headers: &header::HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_owned())
 }
 
 /// `GET /v1/oidc/callback`.
 pub(super) async fn callback_get(
     State(state): State<AppState>,
+    headers: header::HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let provider = state.identity_provider().ok_or_else(not_configured)?;
@@ -112,12 +148,74 @@ pub(super) async fn callback_get(
         .filter(|s| !s.is_empty() && s.len() <= 200)
         .ok_or_else(|| ServiceError::Invalid("state is required".into()))?
         .clone();
-    // The sign-in is spent now, whatever the provider says next.
-    let (pending, login) = blocking(&state, move |s| s.take_login(&sign_in_state)).await?;
+    let same_browser = cookie_of(&headers).is_some_and(|c| c == sign_in_state);
+    // The sign-in is spent now, whatever follows.
+    let taken = sign_in_state.clone();
+    let (pending, login) = blocking(&state, move |s| s.take_login(&taken)).await?;
+    let clear = sign_in_cookie(&state, "", 0);
+    if !same_browser {
+        tracing::warn!("a sign-in came back in a browser that did not start it");
+        let mut answer = ApiError::from(ServiceError::SignIn {
+            code: ErrorCode::SigninFailed,
+            message: "this browser did not start this sign-in: run `countersign login` and \
+                      open the address it prints in this browser"
+                .into(),
+        })
+        .into_response();
+        answer.headers_mut().insert(header::SET_COOKIE, clear);
+        return Ok(answer);
+    }
+    let to_cli = login.cli_redirect.clone();
+    let outcome = finish(&state, &provider, &query, pending, login).await;
+    // From here the CLI waits on its listener: it hears the outcome, a failure too.
+    let location = match outcome {
+        Ok(to_cli) => to_cli,
+        Err(e) => {
+            let code = e.code();
+            format!(
+                "{to_cli}?{}",
+                serde_urlencoded::to_string([("error", code), ("error_description", e.message()),])
+                    .unwrap_or_else(|_| format!("error={code}"))
+            )
+        }
+    };
+    let mut answer = see_other(&location);
+    answer.headers_mut().insert(header::SET_COOKIE, clear);
+    Ok(answer)
+}
+
+/// The provider's answer, the ID token's checks and the binding: where the browser goes
+/// on to (the CLI's listener, with the one-time code).
+async fn finish(
+    state: &AppState,
+    provider: &crate::oidc::Provider,
+    query: &HashMap<String, String>,
+    pending: Pending,
+    login: crate::store::sessions::LoginRow,
+) -> Result<String, ApiError> {
     if let Some(error) = query.get("error") {
-        let said = query.get("error_description").map_or("", String::as_str);
+        // Only the codes RFC 6749 (4.1.2.1) and OpenID Connect define are repeated:
+        // anyone can send a browser here with any text.
+        const KNOWN: &[&str] = &[
+            "invalid_request",
+            "unauthorized_client",
+            "access_denied",
+            "unsupported_response_type",
+            "invalid_scope",
+            "server_error",
+            "temporarily_unavailable",
+            "interaction_required",
+            "login_required",
+            "account_selection_required",
+            "consent_required",
+        ];
+        let error = KNOWN
+            .iter()
+            .find(|k| **k == error.as_str())
+            .copied()
+            .unwrap_or("an unknown error");
         return Err(from_oidc(OidcError::Refused(format!(
-            "the identity provider answered {error}: {said}"
+            "the identity provider answered {error}"
         ))));
     }
     let code = query
@@ -129,8 +227,7 @@ pub(super) async fn callback_get(
         .finish(&code, &pending, state.now())
         .await
         .map_err(from_oidc)?;
-    let to_cli = blocking(&state, move |s| s.complete_login(&signed, &login)).await?;
-    Ok(see_other(&to_cli))
+    Ok(blocking(state, move |s| s.complete_login(&signed, &login)).await?)
 }
 
 /// Body of `POST /v1/oidc/token`.

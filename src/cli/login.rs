@@ -32,9 +32,10 @@ pub struct LoginArgs {}
 /// The session file: `$XDG_CONFIG_HOME/countersign/session`, else
 /// `~/.config/countersign/session`.
 pub(super) fn session_file() -> Option<PathBuf> {
+    // A relative XDG_CONFIG_HOME is ignored, as the XDG spec says.
     let base = std::env::var_os("XDG_CONFIG_HOME")
-        .filter(|d| !d.is_empty())
         .map(PathBuf::from)
+        .filter(|d| d.is_absolute())
         .or_else(|| {
             std::env::var_os("HOME")
                 .filter(|h| !h.is_empty())
@@ -63,7 +64,10 @@ pub(super) fn login(url: &str, _args: &LoginArgs) -> anyhow::Result<ExitCode> {
     let port = listener.local_addr()?.port();
     let verifier = crate::oidc::random_token();
     let challenge = crate::oidc::s256(&verifier);
-    let redirect = format!("http://127.0.0.1:{port}/callback");
+    // A path of its own per run: a request that does not know it (another program, a
+    // web page probing local ports) is not taken for the sign-in.
+    let secret_path = format!("/callback/{}", &crate::oidc::random_token()[..22]);
+    let redirect = format!("http://127.0.0.1:{port}{secret_path}");
     let client = Client::anonymous(url)?;
     let start = format!(
         "{}/v1/oidc/login?{}",
@@ -77,7 +81,7 @@ pub(super) fn login(url: &str, _args: &LoginArgs) -> anyhow::Result<ExitCode> {
     eprintln!("Open this address in a browser to sign in:");
     println!("{start}");
     std::io::stdout().flush()?;
-    let code = wait_for_code(&listener)?;
+    let code = wait_for_code(&listener, &secret_path)?;
     let session: Session = client.post(
         "/v1/oidc/token",
         &json!({ "code": code, "code_verifier": verifier }),
@@ -107,9 +111,11 @@ pub(super) fn logout() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Waits for the browser's `GET /callback?code=...` on the listener; answers it with a
-/// short page and returns the code.
-fn wait_for_code(listener: &TcpListener) -> anyhow::Result<String> {
+/// Waits for the browser's `GET {path}?code=...` on the listener; answers it with a
+/// short page and returns the code. `?error=CODE&error_description=...` (the sign-in
+/// failed at countersign) ends the wait with that error; anything else is answered 404
+/// and the wait goes on.
+fn wait_for_code(listener: &TcpListener, path: &str) -> anyhow::Result<String> {
     listener.set_nonblocking(true)?;
     let deadline = Instant::now() + WAIT;
     loop {
@@ -127,28 +133,46 @@ fn wait_for_code(listener: &TcpListener) -> anyhow::Result<String> {
         stream.set_nonblocking(false)?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
         let mut line = String::new();
-        BufReader::new(&stream).take_line(&mut line)?;
-        let code = line
-            .strip_prefix("GET /callback?")
+        if BufReader::new(&stream).take_line(&mut line).is_err() {
+            continue;
+        }
+        let query: Option<Vec<(String, String)>> = line
+            .strip_prefix("GET ")
             .and_then(|rest| rest.split(' ').next())
-            .and_then(|query| serde_urlencoded::from_str::<Vec<(String, String)>>(query).ok())
-            .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "code").map(|(_, v)| v));
-        let mut stream = stream;
-        let (status, body) = match &code {
-            Some(_) => (
-                "200 OK",
-                "Signed in to countersign. You can close this window.",
-            ),
-            None => ("400 Bad Request", "This is not a countersign sign-in."),
+            .and_then(|target| target.strip_prefix(path))
+            .and_then(|rest| rest.strip_prefix('?'))
+            .and_then(|query| serde_urlencoded::from_str(query).ok());
+        let get = |name: &str| {
+            query
+                .as_ref()
+                .and_then(|q| q.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
         };
+        let (code, error) = (get("code"), get("error"));
+        let (status, body) = match (&code, &error) {
+            (Some(_), _) => (
+                "200 OK",
+                "Signed in to countersign. You can close this window.".to_owned(),
+            ),
+            (None, Some(error)) => (
+                "200 OK",
+                format!("The sign-in to countersign failed ({error}). See the terminal."),
+            ),
+            _ => ("404 Not Found", "Not found.".to_owned()),
+        };
+        let mut stream = stream;
         let _ = write!(
             stream,
             "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\
              Connection: close\r\n\r\n{body}",
             body.len()
         );
-        if let Some(code) = code {
-            return Ok(code);
+        match (code, error) {
+            (Some(code), _) => return Ok(code),
+            (None, Some(error)) => {
+                let why = get("error_description").unwrap_or_default();
+                bail!("countersign: {error}: {why}");
+            }
+            _ => {}
         }
     }
 }

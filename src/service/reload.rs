@@ -197,6 +197,8 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         ("[ca]", differs(&old.ca, &new.ca)),
         ("[ssh]", differs(&old.ssh, &new.ssh)),
         ("[storage]", differs(&old.storage, &new.storage)),
+        // The provider client and its secret are made at start (`Service::open`).
+        ("[oidc]", differs(&old.oidc, &new.oidc)),
     ]
     .into_iter()
     .filter_map(|(name, changed)| changed.then_some(name))

@@ -256,6 +256,11 @@ impl Service {
                 ),
             );
         }
+        // A disabled user's name is not bound to a new person: a recycled account at the
+        // provider must not claim it while its owner is away.
+        if disabled::is_disabled(tx, &name)? {
+            return Ok(Err(disabled_error(&name)));
+        }
         sessions::bind_identity(tx, &signed.issuer, &signed.subject, &name, now.timestamp())?;
         audit::append(
             tx,

@@ -72,13 +72,15 @@ pub fn is_disabled(tx: &Tx<'_>, user: &UserName) -> Result<bool, StoreError> {
 }
 
 /// Whether the database has any record of `user`: a request (every certificate has
-/// one, with the same requester), a token (live or revoked), or the disabled mark. A
-/// user removed from the config keeps their history, and so stays revocable.
+/// one, with the same requester), a token (live or revoked), the disabled mark, or a
+/// sign-in with the identity provider (a bound identity). A user removed from the
+/// config, or never in it, keeps their history, and so stays revocable.
 pub fn has_record_of(tx: &Tx<'_>, user: &UserName) -> Result<bool, StoreError> {
     tx.one(
         "SELECT EXISTS (SELECT 1 FROM requests WHERE requester = ?1) \
          OR EXISTS (SELECT 1 FROM tokens WHERE \"user\" = ?1) \
-         OR EXISTS (SELECT 1 FROM disabled_users WHERE \"user\" = ?1)",
+         OR EXISTS (SELECT 1 FROM disabled_users WHERE \"user\" = ?1) \
+         OR EXISTS (SELECT 1 FROM identities WHERE \"user\" = ?1)",
         &[&user.as_str()],
         |r| r.get(0),
     )

@@ -98,6 +98,24 @@ async fn callback(app: &TestApp, http: &reqwest::Client, back: &str) -> reqwest:
         .unwrap()
 }
 
+/// The error code and description in a redirect to the CLI's listener.
+fn cli_error(r: &reqwest::Response) -> (String, String) {
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "{r:?}");
+    let to = location(r);
+    let query = to
+        .strip_prefix(&format!("{CLI_REDIRECT}?"))
+        .unwrap_or_else(|| panic!("countersign sent the browser to {to}"));
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap();
+    let get = |k: &str| {
+        pairs
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    (get("error"), get("error_description"))
+}
+
 /// The one-time code in the redirect to the CLI's listener.
 fn cli_code(r: &reqwest::Response) -> String {
     let to = location(r);
@@ -250,8 +268,8 @@ async fn a_second_person_with_the_same_user_name_is_refused_and_audited() {
     let authorize = start(&app, &http, &challenge).await;
     let back = sign_in(&http, &authorize, "alice2", "any", CALLBACK).await;
     let r = callback(&app, &http, &back).await;
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    assert_eq!(code(&r.json::<Value>().await.unwrap()), "identity_conflict");
+    // The browser goes on to the CLI, which hears why.
+    assert_eq!(cli_error(&r).0, "identity_conflict");
     let events = app.audit("").await;
     let refused: Vec<_> = events
         .iter()
@@ -279,10 +297,9 @@ async fn an_id_token_past_its_expiry_by_the_cas_clock_is_refused() {
     let back = sign_in(&http, &authorize, "alice", "any", CALLBACK).await;
     clock.advance(std::time::Duration::from_secs(300));
     let r = callback(&app, &http, &back).await;
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let body = r.json::<Value>().await.unwrap();
-    assert_eq!(code(&body), "signin_failed");
-    assert!(body.to_string().contains("ID token"), "{body}");
+    let (error, why) = cli_error(&r);
+    assert_eq!(error, "signin_failed");
+    assert!(why.contains("ID token"), "{why}");
     assert_eq!(app.count("SELECT count(*) FROM sessions"), 0);
 }
 
@@ -447,4 +464,87 @@ async fn the_cli_logs_in_through_the_browser_and_later_commands_use_the_session(
         .unwrap();
     assert!(out.status.success());
     assert!(!file.exists());
+}
+
+#[tokio::test]
+async fn a_sign_in_started_in_one_browser_cannot_finish_in_another() {
+    let (idp, _) = provider();
+    let (app, _s) = spawn(&idp, "").await;
+    // Someone starts a sign-in (their own listener and challenge) and gets another
+    // person to finish it at the provider: that person's browser lacks the cookie.
+    let starter = browser();
+    let (_, challenge) = pkce();
+    let authorize = start(&app, &starter, &challenge).await;
+    let victim = browser();
+    let back = sign_in(&victim, &authorize, "alice", "any", CALLBACK).await;
+    let r = callback(&app, &victim, &back).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let body = r.json::<Value>().await.unwrap();
+    assert_eq!(code(&body), "signin_failed", "{body}");
+    // No code went anywhere, and the sign-in is spent: the starter cannot finish it.
+    let r = callback(&app, &starter, &back).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(app.count("SELECT count(*) FROM login_codes"), 0);
+    assert_eq!(app.count("SELECT count(*) FROM identities"), 0);
+}
+
+#[tokio::test]
+async fn a_refusal_at_the_provider_reaches_the_cli_without_the_providers_text() {
+    let (idp, _) = provider();
+    let (app, _s) = spawn(&idp, "").await;
+    let http = browser();
+    let (_, challenge) = pkce();
+    let authorize = start(&app, &http, &challenge).await;
+    // An account the provider does not know: it sends the browser back with an error.
+    let back = sign_in(&http, &authorize, "nobody", "any", CALLBACK).await;
+    assert!(back.contains("error=access_denied"), "{back}");
+    let r = callback(&app, &http, &back).await;
+    let (error, why) = cli_error(&r);
+    assert_eq!(error, "signin_failed");
+    assert!(why.contains("access_denied"), "{why}");
+    // Text the provider (or anyone crafting the link) puts in the redirect is not
+    // repeated: start again and add some.
+    let (_, challenge) = pkce();
+    let authorize = start(&app, &http, &challenge).await;
+    let state = reqwest::Url::parse(&authorize)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let crafted = format!(
+        "{CALLBACK}?{}",
+        serde_urlencoded::to_string([
+            ("error", "call +1-555-0100 now"),
+            (
+                "error_description",
+                "Your account is locked, call +1-555-0100"
+            ),
+            ("state", state.as_str()),
+        ])
+        .unwrap()
+    );
+    let r = callback(&app, &http, &crafted).await;
+    let (error, why) = cli_error(&r);
+    assert_eq!(error, "signin_failed");
+    assert!(!why.contains("555"), "{why}");
+}
+
+#[tokio::test]
+async fn a_person_known_only_through_sign_in_can_be_offboarded() {
+    let (idp, state) = provider();
+    // zoe exists at the provider only, not in the config.
+    idp.set_state(&state.account("zoe", Account::new("zoe", &[])));
+    let (app, _s) = spawn(&idp, "").await;
+    let session = sign_in_as(&app, "zoe").await;
+    assert_eq!(whoami(&app, &session).await.0, StatusCode::OK);
+    let (status, body) = app
+        .post("bob", "/v1/users/zoe/revoke", json!({ "reason": "left" }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = whoami(&app, &session).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "user_disabled")
+    );
 }
