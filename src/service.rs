@@ -29,6 +29,7 @@ use chrono::{DateTime, Utc};
 
 pub use crate::state::Access;
 pub use crate::store::requests::Status;
+pub use crate::store::sessions::LoginRow as SignInInProgress;
 pub use calls::{blocking, quick, submit};
 pub use decide::{Created, IDEMPOTENCY_KEY_LIFETIME, NewRequest};
 pub use error::{ErrorKind, ServiceError, chain};

@@ -191,7 +191,7 @@ async fn finish(
     provider: &crate::oidc::Provider,
     query: &HashMap<String, String>,
     pending: Pending,
-    login: crate::store::sessions::LoginRow,
+    login: crate::service::SignInInProgress,
 ) -> Result<String, ApiError> {
     if let Some(error) = query.get("error") {
         // Only the codes RFC 6749 (4.1.2.1) and OpenID Connect define are repeated:
