@@ -77,7 +77,8 @@ const CLIENT_ENVIRONMENT: &str = "\
 Client commands talk to the server at COUNTERSIGN_URL (or --url; default
 http://127.0.0.1:7070; write the scheme: https://ca.example.com:7070) with the token in
 COUNTERSIGN_TOKEN (from the environment only, never an argument; an operator creates
-one with `countersign token create USER`). COUNTERSIGN_CA_CERT=FILE.pem trusts only the
+one with `countersign token create USER`), or else the session `countersign login`
+saved. COUNTERSIGN_CA_CERT=FILE.pem trusts only the
 CA certificates in that file for https:// URLs. Operator commands read COUNTERSIGN_CONFIG
 (or --config).";
 

@@ -19,18 +19,36 @@ pub(super) struct Client {
 impl Client {
     /// Reads the token from the environment; fails with a hint when it is missing.
     pub(super) fn from_env(url: &str) -> anyhow::Result<Client> {
-        // COUNTERSIGN_TOKEN wins; else the session `countersign login` saved.
-        let token = std::env::var("COUNTERSIGN_TOKEN")
+        // COUNTERSIGN_TOKEN wins; else the session `countersign login` saved, sent only
+        // to the server it came from.
+        let saved = || -> anyhow::Result<Option<String>> {
+            let Some((token, server)) = super::login::saved_session() else {
+                return Ok(None);
+            };
+            let here = base_url(url)?;
+            match server {
+                Some(server) if server == here => Ok(Some(token)),
+                Some(server) => bail!(
+                    "the session saved by `countersign login` is for {server}, not {here}: \
+                     set COUNTERSIGN_URL={server}, or run `countersign login --url {here}`"
+                ),
+                None => bail!("the saved session names no server: run `countersign login` again"),
+            }
+        };
+        let env = std::env::var("COUNTERSIGN_TOKEN")
             .ok()
-            .filter(|t| !t.trim().is_empty())
-            .or_else(super::login::saved_session)
-            .ok_or_else(|| {
-                anyhow!(
-                    "COUNTERSIGN_TOKEN is not set and there is no session: sign in with \
+            .filter(|t| !t.trim().is_empty());
+        let token = match env {
+            Some(token) => Some(token),
+            None => saved()?,
+        }
+        .ok_or_else(|| {
+            anyhow!(
+                "COUNTERSIGN_TOKEN is not set and there is no session: sign in with \
                      `countersign login` (or an operator creates a token with `countersign \
                      token create USER`)"
-                )
-            })?;
+            )
+        })?;
         Self::new(url, Some(token.trim().to_owned()))
     }
 

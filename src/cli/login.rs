@@ -44,11 +44,23 @@ pub(super) fn session_file() -> Option<PathBuf> {
     Some(base.join("countersign").join("session"))
 }
 
-/// The session token saved by `login`, if there is one.
-pub(super) fn saved_session() -> Option<String> {
-    let text = std::fs::read_to_string(session_file()?).ok()?;
+/// The server a saved session belongs to: `session.url` beside the session file (the
+/// session file itself holds the token alone).
+fn server_file(session: &std::path::Path) -> PathBuf {
+    session.with_file_name("session.url")
+}
+
+/// The session token saved by `login`, if there is one, and the server it is for
+/// (`None` if that was not recorded).
+pub(super) fn saved_session() -> Option<(String, Option<String>)> {
+    let file = session_file()?;
+    let text = std::fs::read_to_string(&file).ok()?;
     let token = text.lines().next()?.trim().to_owned();
-    (!token.is_empty()).then_some(token)
+    let server = std::fs::read_to_string(server_file(&file))
+        .ok()
+        .and_then(|s| s.lines().next().map(|l| l.trim().to_owned()))
+        .filter(|s| !s.is_empty());
+    (!token.is_empty()).then_some((token, server))
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +102,7 @@ pub(super) fn login(url: &str, _args: &LoginArgs) -> anyhow::Result<ExitCode> {
         anyhow!("neither XDG_CONFIG_HOME nor HOME is set: nowhere to keep the session")
     })?;
     save(&file, &session.session)?;
+    save(&server_file(&file), client.base())?;
     eprintln!(
         "Signed in as {} until {} (session saved in {}).",
         session.user,
@@ -104,6 +117,7 @@ pub(super) fn logout() -> anyhow::Result<ExitCode> {
     match session_file() {
         Some(file) if file.exists() => {
             std::fs::remove_file(&file).with_context(|| format!("removing {}", file.display()))?;
+            let _ = std::fs::remove_file(server_file(&file));
             eprintln!("Signed out (removed {}).", file.display());
         }
         _ => eprintln!("No session was saved."),
@@ -188,14 +202,19 @@ impl<R: BufRead> TakeLine for R {
     }
 }
 
-/// Writes the token as the file's only line, readable by its owner only.
+/// Writes `token` as the file's only line, readable by its owner only.
 fn save(file: &std::path::Path, token: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = file
         .parent()
         .ok_or_else(|| anyhow!("{} has no folder", file.display()))?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = dir.join(".session.tmp");
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        file.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("session")
+    ));
     let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)

@@ -47,6 +47,14 @@ fn failed(message: impl Into<String>) -> ServiceError {
     }
 }
 
+/// `[oidc]` of `config`, or `signin_failed` when sign-in is not configured.
+fn oidc_of(config: &crate::config::Config) -> Result<&crate::config::OidcSettings, ServiceError> {
+    config
+        .oidc
+        .as_ref()
+        .ok_or_else(|| failed("sign-in with an identity provider is not configured"))
+}
+
 /// Checks where the CLI listens: `http://127.0.0.1:PORT/PATH` (or `[::1]`, `localhost`),
 /// nothing else, so that a one-time code is only ever sent back to this machine.
 pub fn check_cli_redirect(uri: &str) -> Result<(), ServiceError> {
@@ -155,12 +163,8 @@ impl Service {
         signed: &SignedIn,
         login: &LoginRow,
     ) -> Result<String, ServiceError> {
-        let config = self.config();
-        let oidc = config
-            .oidc
-            .as_ref()
-            .ok_or_else(|| failed("sign-in with an identity provider is not configured"))?;
-        let now = self.now();
+        let (config, now) = (self.config(), self.now());
+        let oidc = oidc_of(&config)?;
         let groups = oidc.mapped_groups(signed.groups.iter().map(String::as_str));
         let groups: Vec<String> = groups.iter().map(ToString::to_string).collect();
         let code = random_token();
@@ -285,12 +289,8 @@ impl Service {
         code: &str,
         verifier: &str,
     ) -> Result<NewSession, ServiceError> {
-        let config = self.config();
-        let oidc = config
-            .oidc
-            .as_ref()
-            .ok_or_else(|| failed("sign-in with an identity provider is not configured"))?;
-        let now = self.now();
+        let (config, now) = (self.config(), self.now());
+        let oidc = oidc_of(&config)?;
         let ttl = chrono::TimeDelta::from_std(oidc.session_ttl)
             .map_err(|e| ServiceError::Invalid(e.to_string()))?;
         let token = format!(

@@ -52,29 +52,41 @@ pub fn insert_login(
 
 /// Takes the sign-in of `state` (once: it is deleted), if it is still in time at `now`.
 pub fn take_login(tx: &Tx<'_>, state: &str, now: i64) -> Result<Option<LoginRow>, StoreError> {
-    let state_hash = hash(state);
-    let row = tx.opt(
+    take(
+        tx,
         "SELECT nonce, pkce_verifier, cli_redirect, cli_challenge, expires_at \
          FROM oidc_logins WHERE state_hash = ?1",
-        &[&state_hash],
+        "DELETE FROM oidc_logins WHERE state_hash = ?1",
+        &hash(state),
+        now,
         |r| {
-            let expires_at: i64 = r.get(4)?;
-            Ok((
-                LoginRow {
-                    nonce: r.get(0)?,
-                    pkce_verifier: r.get(1)?,
-                    cli_redirect: r.get(2)?,
-                    cli_challenge: r.get(3)?,
-                },
-                expires_at,
-            ))
+            Ok(LoginRow {
+                nonce: r.get(0)?,
+                pkce_verifier: r.get(1)?,
+                cli_redirect: r.get(2)?,
+                cli_challenge: r.get(3)?,
+            })
         },
-    )?;
+    )
+}
+
+/// The row `select` finds for `key` (its column 4 the end of its time), deleted with
+/// `delete` whether or not it is still in time at `now`; `None` when there is none or it
+/// is over.
+fn take<T>(
+    tx: &Tx<'_>,
+    select: &str,
+    delete: &str,
+    key: &str,
+    now: i64,
+    f: impl FnOnce(&super::sql::Row<'_>) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    let row = tx.opt(select, &[&key], |r| {
+        let expires_at: i64 = r.get(4)?;
+        Ok((f(r)?, expires_at))
+    })?;
     if row.is_some() {
-        tx.exec(
-            "DELETE FROM oidc_logins WHERE state_hash = ?1",
-            &[&state_hash],
-        )?;
+        tx.exec(delete, &[&key])?;
     }
     Ok(row
         .filter(|(_, expires_at)| *expires_at > now)
@@ -155,33 +167,22 @@ pub fn insert_code(
 
 /// Takes a one-time code (once: it is deleted, whatever follows), if still in time.
 pub fn take_code(tx: &Tx<'_>, code: &str, now: i64) -> Result<Option<CodeRow>, StoreError> {
-    let code_hash = hash(code);
-    let row = tx.opt(
+    take(
+        tx,
         "SELECT \"user\", groups, auth_time, cli_challenge, expires_at FROM login_codes \
          WHERE code_hash = ?1",
-        &[&code_hash],
+        "DELETE FROM login_codes WHERE code_hash = ?1",
+        &hash(code),
+        now,
         |r| {
-            let expires_at: i64 = r.get(4)?;
-            Ok((
-                CodeRow {
-                    user: user_from(r.get(0)?)?,
-                    groups: r.get(1)?,
-                    auth_time: r.get(2)?,
-                    cli_challenge: r.get(3)?,
-                },
-                expires_at,
-            ))
+            Ok(CodeRow {
+                user: user_from(r.get(0)?)?,
+                groups: r.get(1)?,
+                auth_time: r.get(2)?,
+                cli_challenge: r.get(3)?,
+            })
         },
-    )?;
-    if row.is_some() {
-        tx.exec(
-            "DELETE FROM login_codes WHERE code_hash = ?1",
-            &[&code_hash],
-        )?;
-    }
-    Ok(row
-        .filter(|(_, expires_at)| *expires_at > now)
-        .map(|(row, _)| row))
+    )
 }
 
 /// A session as stored.

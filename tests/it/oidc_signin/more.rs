@@ -77,6 +77,20 @@ async fn the_cli_logs_in_through_the_browser_and_later_commands_use_the_session(
     );
     let me: Value = serde_json::from_slice(&who.stdout).unwrap();
     assert_eq!(me["user"], "alice");
+    // The session goes only to the server it came from: another URL is refused
+    // before anything is sent.
+    let mut elsewhere = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"));
+    elsewhere
+        .args(["whoami", "--url", "http://127.0.0.1:9"])
+        .env("HOME", home.path())
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("COUNTERSIGN_TOKEN");
+    let out = tokio::task::spawn_blocking(move || elsewhere.output().unwrap())
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains(&format!("is for {}", app.url)), "{said}");
     // `logout` forgets it.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
         .args(["logout"])
@@ -86,6 +100,7 @@ async fn the_cli_logs_in_through_the_browser_and_later_commands_use_the_session(
         .unwrap();
     assert!(out.status.success());
     assert!(!file.exists());
+    assert!(!file.with_file_name("session.url").exists());
 }
 
 #[tokio::test]
