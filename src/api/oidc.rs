@@ -169,7 +169,11 @@ pub(super) async fn callback_get(
     let outcome = finish(&state, &provider, &query, pending, login).await;
     // From here the CLI waits on its listener: it hears the outcome, a failure too.
     let location = match outcome {
-        Ok(to_cli) => to_cli,
+        Ok((to_cli, user)) => {
+            let mut answer = confirm_page(&to_cli, &user).into_response();
+            answer.headers_mut().insert(header::SET_COOKIE, clear);
+            return Ok(answer);
+        }
         Err(e) => {
             let code = e.code();
             format!(
@@ -192,7 +196,7 @@ async fn finish(
     query: &HashMap<String, String>,
     pending: Pending,
     login: crate::service::SignInInProgress,
-) -> Result<String, ApiError> {
+) -> Result<(String, crate::names::UserName), ApiError> {
     if let Some(error) = query.get("error") {
         // Only the codes RFC 6749 (4.1.2.1) and OpenID Connect define are repeated:
         // anyone can send a browser here with any text.
@@ -260,4 +264,55 @@ pub(super) async fn token_post(
         "user": session.user,
         "expires_at": session.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     })))
+}
+
+/// The page that asks before the one-time code goes to the CLI's listener: a sign-in
+/// link someone else started (their listener on this computer) needs this click, next
+/// to a warning, to reach them. No script, nothing loaded from elsewhere, never cached,
+/// no Referer sent onwards.
+fn confirm_page(to_cli: &str, user: &crate::names::UserName) -> Response {
+    let port = reqwest::Url::parse(to_cli)
+        .ok()
+        .and_then(|u| u.port())
+        .map_or_else(|| "?".to_owned(), |p| p.to_string());
+    let (user, link) = (escape(user.as_str()), escape(to_cli));
+    let page = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>countersign sign-in</title></head><body>\
+         <h1>Sign in to countersign as {user}?</h1>\
+         <p>The countersign command line on this computer (listening on port {port}) will \
+         get a session as <strong>{user}</strong>.</p>\
+         <p><strong>If you did not just run <code>countersign login</code> in a terminal, \
+         close this page.</strong> Someone may be trying to sign in as you.</p>\
+         <p><a id=\"continue\" href=\"{link}\">Continue: sign in the command line</a></p>\
+         </body></html>\n"
+    );
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; form-action 'none'; frame-ancestors 'none'",
+            ),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        page,
+    )
+        .into_response()
+}
+
+/// `s` safe inside HTML text and attribute values.
+fn escape(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '&' => "&amp;".to_owned(),
+            '<' => "&lt;".to_owned(),
+            '>' => "&gt;".to_owned(),
+            '"' => "&quot;".to_owned(),
+            '\'' => "&#39;".to_owned(),
+            c => c.to_string(),
+        })
+        .collect()
 }

@@ -157,12 +157,12 @@ impl Service {
 
     /// Binds the person the provider vouched for to their user name (the first time)
     /// and makes a one-time code for the CLI of `login`; returns where to send the
-    /// browser (the CLI's listener, with the code).
+    /// browser (the CLI's listener, with the code) and who signed in.
     pub fn complete_login(
         &self,
         signed: &SignedIn,
         login: &LoginRow,
-    ) -> Result<String, ServiceError> {
+    ) -> Result<(String, UserName), ServiceError> {
         let (config, now) = (self.config(), self.now());
         let oidc = oidc_of(&config)?;
         let groups = oidc.mapped_groups(signed.groups.iter().map(String::as_str));
@@ -184,10 +184,10 @@ impl Service {
                 cli_challenge: login.cli_challenge.clone(),
             };
             sessions::insert_code(tx, &code, &row, now.timestamp() + CODE_LIFETIME_SECONDS)?;
-            Ok::<_, ServiceError>(Ok(()))
+            Ok::<_, ServiceError>(Ok(row.user))
         })?;
-        outcome?;
-        Ok(format!("{}?code={code}", login.cli_redirect))
+        let user = outcome?;
+        Ok((format!("{}?code={code}", login.cli_redirect), user))
     }
 
     /// The user name bound to `signed`'s person, binding it the first time; a refusal

@@ -118,12 +118,37 @@ fn cli_error(r: &reqwest::Response) -> (String, String) {
     (get("error"), get("error_description"))
 }
 
-/// The one-time code in the redirect to the CLI's listener.
-fn cli_code(r: &reqwest::Response) -> String {
-    let to = location(r);
+/// The page that asks before sending the browser on to the CLI: the user it names
+/// and where its "Continue" link goes (the CLI's listener, with the one-time code).
+async fn confirm_page(r: reqwest::Response) -> (String, String) {
+    assert_eq!(r.status(), StatusCode::OK, "{r:?}");
+    let html = r
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .is_some_and(|t| t.to_str().unwrap_or("").starts_with("text/html"));
+    assert!(html, "not a page: {r:?}");
+    let csp = r.headers().get("content-security-policy").cloned();
+    assert!(
+        csp.is_some_and(|c| c.to_str().unwrap_or("").contains("default-src 'none'")),
+        "{r:?}"
+    );
+    let page = r.text().await.unwrap();
+    assert!(page.contains("If you did not just run"), "{page}");
+    let link = page
+        .split("href=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no link in {page}"))
+        .replace("&amp;", "&");
+    (page, link)
+}
+
+/// The one-time code behind the confirmation page's link to the CLI's listener.
+async fn cli_code(r: reqwest::Response) -> String {
+    let (_, to) = confirm_page(r).await;
     let code = to
         .strip_prefix(&format!("{CLI_REDIRECT}?code="))
-        .unwrap_or_else(|| panic!("countersign sent the browser to {to}"));
+        .unwrap_or_else(|| panic!("the page links to {to}"));
     code.to_owned()
 }
 
@@ -144,8 +169,7 @@ async fn sign_in_as(app: &TestApp, login: &str) -> String {
     let authorize = start(app, &http, &challenge).await;
     let back = sign_in(&http, &authorize, login, "any", CALLBACK).await;
     let r = callback(app, &http, &back).await;
-    assert_eq!(r.status(), StatusCode::SEE_OTHER, "{:?}", r.text().await);
-    let (status, body) = trade(app, &cli_code(&r), &verifier).await;
+    let (status, body) = trade(app, &cli_code(r).await, &verifier).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body["session"].as_str().unwrap().to_owned()
 }
@@ -231,7 +255,7 @@ async fn a_sign_in_and_its_code_are_spent_once_and_the_code_needs_the_verifier()
     let authorize = start(&app, &http, &challenge).await;
     let back = sign_in(&http, &authorize, "alice", "any", CALLBACK).await;
     let r = callback(&app, &http, &back).await;
-    let one_time = cli_code(&r);
+    let one_time = cli_code(r).await;
     // The provider's redirect replayed: the sign-in is spent.
     let again = callback(&app, &http, &back).await;
     assert_eq!(again.status(), StatusCode::UNAUTHORIZED);

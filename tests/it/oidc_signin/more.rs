@@ -43,8 +43,9 @@ async fn the_cli_logs_in_through_the_browser_and_later_commands_use_the_session(
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let back = sign_in(&http, &location(&r), "alice", "any", CALLBACK).await;
     let r = callback(&app, &http, &back).await;
-    assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let to_cli = location(&r);
+    // The page names who signs in and asks first; its link goes on to the CLI.
+    let (page, to_cli) = confirm_page(r).await;
+    assert!(page.contains("as alice?"), "{page}");
     assert!(to_cli.starts_with("http://127.0.0.1:"), "{to_cli}");
     let page = http.get(&to_cli).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
