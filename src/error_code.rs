@@ -111,6 +111,9 @@ error_codes! {
         IdentityConflict = "identity_conflict",
         /// 503: the identity provider cannot be reached; sessions keep working.
         IdpUnavailable = "idp_unavailable",
+        /// 401: approving needs a sign-in at the identity provider more recent than
+        /// `[oidc] approval_max_auth_age`: sign in again (`countersign login`).
+        ReauthRequired = "reauth_required",
     }
     ssh_only {
         /// The user already runs as many commands as allowed.

@@ -29,7 +29,7 @@ use chrono::{DateTime, Utc};
 
 pub use crate::state::Access;
 pub use crate::store::requests::Status;
-pub use crate::store::sessions::LoginRow as SignInInProgress;
+pub use crate::store::sessions::{LoginRow as SignInInProgress, SESSION_PREFIX};
 pub use calls::{blocking, quick, submit};
 pub use decide::{Created, IDEMPOTENCY_KEY_LIFETIME, NewRequest};
 pub use error::{ErrorKind, ServiceError, chain};
@@ -200,6 +200,14 @@ impl Service {
     /// such (`user_disabled`); a revoked token, or one of a user no longer in the config,
     /// authenticates nobody.
     pub fn authenticate(&self, secret: &str) -> Result<UserName, ServiceError> {
+        self.authenticate_credential(secret).map(|(user, _)| user)
+    }
+
+    /// [`Service::authenticate`], and how the caller signed in.
+    pub fn authenticate_credential(
+        &self,
+        secret: &str,
+    ) -> Result<(UserName, Credential), ServiceError> {
         let config = self.config();
         let now = self.now().timestamp();
         // One query (the token or session, its user's disabled mark): no transaction.
@@ -216,7 +224,12 @@ impl Service {
                 // A session is a person the identity provider vouched for: good while
                 // sign-in is configured, whether or not the config names them.
                 return match &config.oidc {
-                    Some(_) => Ok(user),
+                    Some(_) => Ok((
+                        user,
+                        Credential::Session {
+                            auth_time: owner.auth_time,
+                        },
+                    )),
                     None => Err(ServiceError::Unauthenticated),
                 };
             }
@@ -225,8 +238,32 @@ impl Service {
             {
                 return Err(ServiceError::Unauthenticated);
             }
-            Ok(user)
+            Ok((user, Credential::Token))
         })
+    }
+
+    /// Approving is a step-up action: a caller who signed in through the identity
+    /// provider must have authenticated there within `[oidc] approval_max_auth_age`,
+    /// else `reauth_required` (hand-made tokens are not sessions: `human_tokens = false`
+    /// turns them off).
+    pub fn check_step_up(&self, credential: &Credential) -> Result<(), ServiceError> {
+        let config = self.config();
+        let (Some(oidc), Credential::Session { auth_time }) = (&config.oidc, credential) else {
+            return Ok(());
+        };
+        let max_age = i64::try_from(oidc.approval_max_auth_age.as_secs()).unwrap_or(i64::MAX);
+        let now = self.now().timestamp();
+        match auth_time {
+            Some(at) if now.saturating_sub(*at) <= max_age => Ok(()),
+            _ => Err(ServiceError::SignIn {
+                code: crate::error_code::ErrorCode::ReauthRequired,
+                message: format!(
+                    "approving needs a sign-in at the identity provider within the last {}: \
+                     sign in again (`countersign login`) and retry",
+                    humantime::format_duration(oidc.approval_max_auth_age)
+                ),
+            }),
+        }
     }
 
     /// `user_disabled` if `user` is disabled: for front ends that identify users
@@ -333,4 +370,16 @@ fn disabled_error(user: &UserName) -> ServiceError {
         "user {user} is disabled: every token and SSH key of theirs is refused until an admin \
          enables them again"
     ))
+}
+
+/// How a caller proved who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// A hand-made API token (`countersign token create`).
+    Token,
+    /// A session from a sign-in with the identity provider.
+    Session {
+        /// When the person last authenticated there (Unix seconds), if it said.
+        auth_time: Option<i64>,
+    },
 }

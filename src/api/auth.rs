@@ -40,7 +40,9 @@ impl FromRequestParts<AppState> for Actor {
                 .map_err(|wait| rate_limited(client, peer, token_id, wait))?;
         }
         let result = match token {
-            Some(token) => crate::service::quick(state, move |s| s.authenticate(&token)).await,
+            Some(token) => {
+                crate::service::quick(state, move |s| s.authenticate_credential(&token)).await
+            }
             None => Err(ServiceError::Unauthenticated),
         };
         // A disabled user's token is a refused credential like an unknown one.
@@ -59,7 +61,10 @@ impl FromRequestParts<AppState> for Actor {
                 "authentication failed"
             );
         }
-        Ok(Actor(result.map_err(ApiError::from)?))
+        let (user, credential) = result.map_err(ApiError::from)?;
+        // How the caller signed in, for the handlers that ask (approving: step-up).
+        parts.extensions.insert(credential);
+        Ok(Actor(user))
     }
 }
 

@@ -89,9 +89,15 @@ pub(super) async fn login_get(
     }
     check_cli_redirect(&redirect)?;
     check_challenge(&challenge)?;
+    // `step_up=1` (after `reauth_required`): the provider must authenticate the person
+    // again unless they did within `approval_max_auth_age`.
+    let step_up = query
+        .get("step_up")
+        .is_some_and(|v| v == "1" || v == "true")
+        .then_some(provider.settings().approval_max_auth_age);
     let pending = Pending::new();
     let url = provider
-        .authorize_url(&pending, None)
+        .authorize_url(&pending, step_up)
         .await
         .map_err(from_oidc)?;
     let cookie = sign_in_cookie(&state, &pending.state, 600);

@@ -1,9 +1,9 @@
 //! `/v1/requests`: create, list, read, approve, deny, cancel, fetch the certificate.
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
+use axum::{Extension, Json};
 use serde::Deserialize;
 
 use super::extract::{Json as JsonBody, OptionalJson, Query};
@@ -166,10 +166,12 @@ pub(super) async fn request_get(
 pub(super) async fn request_approve(
     State(state): State<AppState>,
     Actor(actor): Actor,
+    Extension(credential): Extension<crate::service::Credential>,
     Path(id): Path<String>,
     JsonBody(body): OptionalJson<ApproveBody>,
 ) -> Result<Json<RequestView>, ApiError> {
     let id = RequestId::parse(&id)?;
+    state.check_step_up(&credential)?;
     let comment = match body.comment {
         Some(c) => Some(Text::parse(&c, "comment")?),
         None => None,

@@ -253,6 +253,19 @@ impl Client {
                  operator then creates a new one"
             );
         }
+        if code == "reauth_required" {
+            return anyhow!("{code}: {message} (HTTP 401)");
+        }
+        let session = self
+            .token
+            .as_deref()
+            .is_some_and(|t| t.starts_with(crate::service::SESSION_PREFIX));
+        if status == reqwest::StatusCode::UNAUTHORIZED && session {
+            return anyhow!(
+                "{code}: {message} (HTTP 401): the session from `countersign login` is over \
+                 or was ended: sign in again with `countersign login`"
+            );
+        }
         if status == reqwest::StatusCode::UNAUTHORIZED && self.token.is_some() {
             return anyhow!(
                 "{code}: {message} (HTTP 401): the server did not accept the token in \

@@ -59,10 +59,18 @@ fn report(r: &RequestView, json: bool) -> anyhow::Result<ExitCode> {
 /// `countersign approve ID [--comment TEXT]`.
 pub(super) fn approve(url: &str, args: ApproveArgs) -> anyhow::Result<ExitCode> {
     let body = json!({ "comment": args.comment });
-    let r: RequestView = Client::from_env(url)?.post(
-        &format!("/v1/requests/{}/approve", urlencode(&args.id)),
-        &body,
-    )?;
+    let path = format!("/v1/requests/{}/approve", urlencode(&args.id));
+    let r: RequestView = match Client::from_env(url)?.post(&path, &body) {
+        // Approving needs a recent sign-in at the identity provider: sign in again
+        // (the provider asks for the password again), then retry once.
+        Err(e) if e.to_string().starts_with("reauth_required:") => {
+            eprintln!("countersign: {e}");
+            eprintln!("Signing in again to approve.");
+            super::login::sign_in(url, true)?;
+            Client::from_env(url)?.post(&path, &body)?
+        }
+        other => other?,
+    };
     report(&r, args.json)
 }
 

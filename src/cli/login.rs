@@ -27,7 +27,12 @@ const WAIT: Duration = Duration::from_secs(300);
 
 /// `countersign login`.
 #[derive(Debug, Args)]
-pub struct LoginArgs {}
+pub struct LoginArgs {
+    /// Ask the identity provider to authenticate you again now (what approving needs
+    /// after `reauth_required`; `approve` does this by itself).
+    #[arg(long)]
+    pub step_up: bool,
+}
 
 /// The session file: `$XDG_CONFIG_HOME/countersign/session`, else
 /// `~/.config/countersign/session`.
@@ -71,7 +76,13 @@ struct Session {
 }
 
 /// Signs in and saves the session.
-pub(super) fn login(url: &str, _args: &LoginArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn login(url: &str, args: &LoginArgs) -> anyhow::Result<ExitCode> {
+    sign_in(url, args.step_up)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The loopback sign-in; with `step_up`, the provider authenticates the person again.
+pub(super) fn sign_in(url: &str, step_up: bool) -> anyhow::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0").context("listening on 127.0.0.1")?;
     let port = listener.local_addr()?.port();
     let verifier = crate::oidc::random_token();
@@ -88,6 +99,7 @@ pub(super) fn login(url: &str, _args: &LoginArgs) -> anyhow::Result<ExitCode> {
             ("redirect_uri", redirect.as_str()),
             ("code_challenge", challenge.as_str()),
             ("code_challenge_method", "S256"),
+            ("step_up", if step_up { "1" } else { "0" }),
         ])?
     );
     eprintln!("Open this address in a browser to sign in:");
@@ -109,7 +121,7 @@ pub(super) fn login(url: &str, _args: &LoginArgs) -> anyhow::Result<ExitCode> {
         session.expires_at,
         file.display()
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// Forgets the saved session.

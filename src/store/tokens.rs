@@ -78,6 +78,9 @@ pub struct TokenOwner {
     pub disabled: bool,
     /// It is a session (`countersign login`), not a hand-made API token.
     pub session: bool,
+    /// A session's last authentication at the identity provider (Unix seconds), if
+    /// the provider said.
+    pub auth_time: Option<i64>,
 }
 
 /// The owner of a token, if it exists (revoked or not): an API token, or a session
@@ -85,10 +88,12 @@ pub struct TokenOwner {
 pub fn lookup(tx: &Tx<'_>, secret: &str, now: i64) -> Result<Option<TokenOwner>, StoreError> {
     tx.opt(
         "SELECT t.\"user\", t.revoked_at IS NOT NULL, \
-         EXISTS (SELECT 1 FROM disabled_users d WHERE d.\"user\" = t.\"user\"), CAST(0 AS BIGINT) \
+         EXISTS (SELECT 1 FROM disabled_users d WHERE d.\"user\" = t.\"user\"), CAST(0 AS BIGINT), \
+         CAST(NULL AS BIGINT) \
          FROM tokens t WHERE t.hash = ?1 \
          UNION ALL SELECT s.\"user\", s.revoked_at IS NOT NULL OR s.expires_at <= ?2, \
-         EXISTS (SELECT 1 FROM disabled_users d WHERE d.\"user\" = s.\"user\"), CAST(1 AS BIGINT) \
+         EXISTS (SELECT 1 FROM disabled_users d WHERE d.\"user\" = s.\"user\"), CAST(1 AS BIGINT), \
+         s.auth_time \
          FROM sessions s WHERE s.token_hash = ?1",
         &[&hash(secret), &now],
         |r| {
@@ -99,6 +104,7 @@ pub fn lookup(tx: &Tx<'_>, secret: &str, now: i64) -> Result<Option<TokenOwner>,
                 revoked: r.get(1)?,
                 disabled: r.get(2)?,
                 session: session == 1,
+                auth_time: r.get(4)?,
             })
         },
     )

@@ -13,6 +13,7 @@ use crate::helpers::{POLICY, TestApp, code, manual_clock};
 use crate::idp::{Account, Client, Idp, IdpState, sign_in};
 
 mod more;
+mod step_up;
 
 /// Where the provider sends browsers back: countersign's callback. The test servers
 /// listen on a random port, so the provider is told this placeholder and the test

@@ -1,0 +1,134 @@
+//! Approving is a step-up action: a session whose sign-in at the provider is older
+//! than `[oidc] approval_max_auth_age` gets `reauth_required`, and a fresh sign-in
+//! (`step_up=1`: `max_age` and `prompt=login` at the provider) approves.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use super::*;
+
+async fn approve_with(app: &TestApp, session: &str, id: &str) -> (StatusCode, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/requests/{id}/approve", app.url))
+        .bearer_auth(session)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn an_old_sign_in_cannot_approve_until_the_person_signs_in_again() {
+    let (idp, mut state) = provider();
+    // bob authenticated at the provider half an hour ago (the default allows 15m).
+    state.auth_time_offset = 1800;
+    idp.set_state(&state);
+    let (app, _s) = spawn(&idp, "").await;
+    let old = sign_in_as(&app, "bob").await;
+    // Requesting and reading are not step-up actions.
+    assert_eq!(whoami(&app, &old).await.0, StatusCode::OK);
+    let id = app.create_ok("alice", "prod-db").await;
+    let (status, body) = approve_with(&app, &old, &id).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "reauth_required"),
+        "{body}"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM approvals"), 0);
+    // A step-up sign-in asks the provider for a fresh authentication.
+    let http = browser();
+    let (verifier, challenge) = pkce();
+    let r = http
+        .get(format!("{}/v1/oidc/login", app.url))
+        .query(&[
+            ("redirect_uri", CLI_REDIRECT),
+            ("code_challenge", challenge.as_str()),
+            ("step_up", "1"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let authorize = location(&r);
+    assert!(authorize.contains("max_age=900"), "{authorize}");
+    assert!(authorize.contains("prompt=login"), "{authorize}");
+    state.auth_time_offset = 0;
+    idp.set_state(&state);
+    let back = sign_in(&http, &authorize, "bob", "any", CALLBACK).await;
+    let r = callback(&app, &http, &back).await;
+    let (status, body) = trade(&app, &cli_code(r).await, &verifier).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let fresh = body["session"].as_str().unwrap().to_owned();
+    let (status, body) = approve_with(&app, &fresh, &id).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "issued");
+    // Hand-made tokens are not sessions: they approve as before (`human_tokens`).
+    let id = app.create_ok("alice", "prod-db").await;
+    let (status, _) = app.approve("carol", &id).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_cli_signs_in_again_when_approving_needs_it_and_retries_once() {
+    let (idp, mut state) = provider();
+    state.auth_time_offset = 1800;
+    idp.set_state(&state);
+    let (app, _s) = spawn(&idp, "").await;
+    let old = sign_in_as(&app, "bob").await;
+    let id = app.create_ok("alice", "prod-db").await;
+    // bob's CLI holds that old session.
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join(".config/countersign");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("session"), format!("{old}\n")).unwrap();
+    std::fs::write(dir.join("session.url"), format!("{}\n", app.url)).unwrap();
+    let mut cli = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args(["approve", &id, "--url", &app.url])
+        .env("HOME", home.path())
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("COUNTERSIGN_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = cli.stdout.take().unwrap();
+    let (start_url, stdout) = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut reader = std::io::BufReader::new(stdout);
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        (line.trim().to_owned(), reader)
+    })
+    .await
+    .unwrap();
+    assert!(start_url.contains("step_up=1"), "{start_url}");
+    // bob signs in again at the provider, now.
+    state.auth_time_offset = 0;
+    idp.set_state(&state);
+    let http = browser();
+    let r = http.get(&start_url).send().await.unwrap();
+    let back = sign_in(&http, &location(&r), "bob", "any", CALLBACK).await;
+    let r = callback(&app, &http, &back).await;
+    let (_, to_cli) = confirm_page(r).await;
+    assert_eq!(
+        http.get(&to_cli).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    let (status, rest) = tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut rest = String::new();
+        let mut stdout = stdout;
+        stdout.read_to_string(&mut rest).unwrap();
+        (cli.wait_with_output().unwrap(), rest)
+    })
+    .await
+    .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(rest.contains("issued"), "{rest}");
+    let (_, view) = app.request("alice", &id).await;
+    assert_eq!(view["status"], "issued");
+}
