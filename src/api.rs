@@ -20,6 +20,7 @@ mod oidc;
 mod requests;
 mod revoke;
 mod server;
+mod sessions;
 mod users;
 
 use std::future::Future;
@@ -80,6 +81,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/oidc/login", get(oidc::login_get))
         .route("/v1/oidc/callback", get(oidc::callback_get))
         .route("/v1/oidc/token", post(oidc::token_post))
+        .route("/v1/sessions", get(sessions::sessions_list))
+        .route("/v1/sessions/{id}/revoke", post(sessions::session_revoke))
         .fallback(misc::not_found)
         .method_not_allowed_fallback(misc::method_not_allowed)
         .layer(Extension(auth_limiter))

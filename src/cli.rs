@@ -63,6 +63,7 @@ mod report;
 mod request;
 mod revoke;
 mod serve;
+mod session;
 mod show;
 mod token;
 mod user;
@@ -131,6 +132,9 @@ pub enum Command {
     Login(login::LoginArgs),
     /// Forget the session saved by `login`.
     Logout,
+    /// List or revoke sessions from `login` (admins).
+    #[command(subcommand)]
+    Session(session::SessionCommand),
     /// Show who the token belongs to.
     Whoami(JsonFlag),
     /// Ask for a role.
@@ -187,6 +191,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(args) => audit::run(&cli.config, &cli.url, args),
         Command::Login(args) => login::login(&cli.url, &args),
         Command::Logout => login::logout(),
+        Command::Session(cmd) => session::run(&cli.url, cmd),
         Command::Whoami(flag) => show::whoami(&cli.url, flag.json),
         Command::Request(args) => request::run(&cli.url, args),
         Command::List(args) => show::list(&cli.url, args),

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 mod signin;
-pub use signin::{IdentityBound, SessionCreated, SignInRefused};
+pub use signin::{IdentityBound, SessionCreated, SessionRevoked, SignInRefused};
 
 /// Declares [`AuditEvent`] with one variant per action, and its `action()`, `detail()`,
 /// `parse()` and [`AuditEvent::ACTIONS`].
@@ -146,6 +146,8 @@ events! {
     "session.created" => SessionCreated,
     /// A sign-in was refused (the person, when the provider vouched for one).
     "signin.refused" => SignInRefused,
+    /// An admin ended a session.
+    "session.revoked" => SessionRevoked,
 }
 
 /// `request.created`.

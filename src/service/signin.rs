@@ -13,11 +13,11 @@
 use chrono::{DateTime, Utc};
 
 use super::{Service, ServiceError, disabled_error, view};
-use crate::audit::{self, IdentityBound, NewEvent, SessionCreated, SignInRefused};
+use crate::audit::{self, IdentityBound, NewEvent, SessionCreated, SessionRevoked, SignInRefused};
 use crate::error_code::ErrorCode;
 use crate::names::UserName;
 use crate::oidc::{Pending, SignedIn, random_token, s256};
-use crate::store::sessions::{self, CodeRow, LoginRow, SESSION_PREFIX, SessionRow};
+use crate::store::sessions::{self, CodeRow, LoginRow, SESSION_PREFIX, SessionListing, SessionRow};
 use crate::store::{Tx, users as disabled};
 
 /// How long a sign-in may take between leaving for the provider and coming back.
@@ -344,5 +344,43 @@ impl Service {
                 expires_at,
             }))
         })?
+    }
+}
+
+impl Service {
+    /// The live sessions, of `user` or everyone's (admins only).
+    pub fn list_sessions(
+        &self,
+        actor: &UserName,
+        user: Option<&UserName>,
+    ) -> Result<Vec<SessionListing>, ServiceError> {
+        self.require_admin(actor, "list sessions")?;
+        let now = self.now().timestamp();
+        Ok(self
+            .store
+            .read(|tx| sessions::live_sessions(tx, user, now))?)
+    }
+
+    /// Ends the live session `id` (admins only), with its `session.revoked` audit row;
+    /// whose it was. `not_found` when no such session is live.
+    pub fn revoke_session(&self, actor: &UserName, id: &str) -> Result<UserName, ServiceError> {
+        self.require_admin(actor, "revoke sessions")?;
+        let now = self.now();
+        self.store.write(|tx| {
+            let user = sessions::revoke_session(tx, id, now.timestamp())?
+                .ok_or_else(|| ServiceError::NotFound(format!("no live session {id}")))?;
+            audit::append(
+                tx,
+                now,
+                &NewEvent::general(
+                    actor.as_str(),
+                    SessionRevoked {
+                        user: user.to_string(),
+                        session: id.to_owned(),
+                    },
+                ),
+            )?;
+            Ok(user)
+        })
     }
 }

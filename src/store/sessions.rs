@@ -236,3 +236,61 @@ pub fn revoke_sessions_of(tx: &Tx<'_>, user: &UserName, now: i64) -> Result<usiz
 fn user_from(name: String) -> Result<UserName, StoreError> {
     UserName::parse(&name).map_err(|e| corrupt("user", &name, e))
 }
+
+/// A live session, as listed (never its token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionListing {
+    /// Its public id.
+    pub id: String,
+    /// Whose it is.
+    pub user: UserName,
+    /// How it was made.
+    pub via: String,
+    /// Made at (Unix seconds).
+    pub created_at: i64,
+    /// Ends at (Unix seconds).
+    pub expires_at: i64,
+}
+
+/// The sessions live at `now` (not revoked, not over), of `user` or everyone's, oldest
+/// first.
+pub fn live_sessions(
+    tx: &Tx<'_>,
+    user: Option<&UserName>,
+    now: i64,
+) -> Result<Vec<SessionListing>, StoreError> {
+    let user = user.map(UserName::as_str);
+    tx.all(
+        "SELECT id, \"user\", via, created_at, expires_at FROM sessions \
+         WHERE revoked_at IS NULL AND expires_at > ?1 AND (?2 IS NULL OR \"user\" = ?2) \
+         ORDER BY created_at, id",
+        &[&now, &user],
+        |r| {
+            Ok(SessionListing {
+                id: r.get(0)?,
+                user: user_from(r.get(1)?)?,
+                via: r.get(2)?,
+                created_at: r.get(3)?,
+                expires_at: r.get(4)?,
+            })
+        },
+    )
+}
+
+/// Ends the live session `id` at `now`; whose it was, or `None` if no such session is
+/// live.
+pub fn revoke_session(tx: &Tx<'_>, id: &str, now: i64) -> Result<Option<UserName>, StoreError> {
+    let user: Option<String> = tx.opt(
+        "SELECT \"user\" FROM sessions WHERE id = ?1 AND revoked_at IS NULL AND expires_at > ?2",
+        &[&id, &now],
+        |r| r.get(0),
+    )?;
+    let Some(user) = user else {
+        return Ok(None);
+    };
+    tx.exec(
+        "UPDATE sessions SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+        &[&id, &now],
+    )?;
+    Ok(Some(user_from(user)?))
+}

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use crate::helpers::{POLICY, TestApp, code, manual_clock};
 use crate::idp::{Account, Client, Idp, IdpState, sign_in};
 
+mod admin;
 mod more;
 mod step_up;
 

@@ -49,3 +49,13 @@ pub struct SignInRefused {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub claimed_user: Option<String>,
 }
+
+/// `session.revoked`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SessionRevoked {
+    /// Whose session.
+    pub user: String,
+    /// The session's id.
+    pub session: String,
+}

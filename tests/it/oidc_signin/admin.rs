@@ -1,0 +1,87 @@
+//! Sessions for admins: listed (never their tokens) and revoked, over the API and with
+//! `countersign session`.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use super::*;
+
+#[tokio::test]
+async fn admins_list_and_revoke_sessions_and_nobody_else_does() {
+    let (idp, _) = provider();
+    let (app, _s) = spawn(&idp, "").await;
+    let first = sign_in_as(&app, "alice").await;
+    let second = sign_in_as(&app, "alice").await;
+    sign_in_as(&app, "bob").await;
+    let (status, body) = app.get("bob", "/v1/sessions?user=alice").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let listed = body["sessions"].as_array().unwrap().clone();
+    assert_eq!(listed.len(), 2, "{body}");
+    for s in &listed {
+        assert_eq!(s["user"], "alice");
+        assert_eq!(s["via"], "oidc");
+        for key in ["id", "created_at", "expires_at"] {
+            assert!(s[key].is_string(), "{s}");
+        }
+    }
+    assert!(
+        !body.to_string().contains("css_"),
+        "a token was listed: {body}"
+    );
+    let (_, all) = app.get("bob", "/v1/sessions").await;
+    assert_eq!(all["sessions"].as_array().unwrap().len(), 3);
+    // Not an admin: refused.
+    let (status, _) = app.get("alice", "/v1/sessions").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // The session made first goes; the second stays.
+    let id = listed[0]["id"].as_str().unwrap().to_owned();
+    let (status, body) = app
+        .post(
+            "bob",
+            &format!("/v1/sessions/{id}/revoke"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["user"], "alice");
+    assert_eq!(whoami(&app, &first).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(whoami(&app, &second).await.0, StatusCode::OK);
+    let (status, _) = app
+        .post(
+            "bob",
+            &format!("/v1/sessions/{id}/revoke"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let events = app.audit("").await;
+    let revoked: Vec<_> = events
+        .iter()
+        .filter(|e| e["action"] == "session.revoked")
+        .collect();
+    assert_eq!(revoked.len(), 1, "{events:?}");
+    assert_eq!(revoked[0]["actor"], "bob");
+    assert_eq!(revoked[0]["detail"]["session"], id.as_str());
+    // The CLI ends the rest of alice's.
+    let token = app.token("bob").to_owned();
+    let url = app.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+            .args(["session", "revoke", "--user", "alice", "--url", &url])
+            .env("COUNTERSIGN_TOKEN", &token)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(whoami(&app, &second).await.0, StatusCode::UNAUTHORIZED);
+    let (_, left) = app.get("bob", "/v1/sessions").await;
+    let left: Vec<Value> = left["sessions"].as_array().unwrap().clone();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["user"], "bob");
+}
