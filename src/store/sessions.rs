@@ -262,7 +262,8 @@ pub fn live_sessions(
     let user = user.map(UserName::as_str);
     tx.all(
         "SELECT id, \"user\", via, created_at, expires_at FROM sessions \
-         WHERE revoked_at IS NULL AND expires_at > ?1 AND (?2 IS NULL OR \"user\" = ?2) \
+         WHERE revoked_at IS NULL AND expires_at > ?1 \
+         AND (CAST(?2 AS TEXT) IS NULL OR \"user\" = ?2) \
          ORDER BY created_at, id",
         &[&now, &user],
         |r| {
