@@ -13,8 +13,11 @@ use crate::helpers::{POLICY, TestApp, code, manual_clock};
 use crate::idp::{Account, Client, Idp, IdpState, sign_in};
 
 mod admin;
+mod cli_support;
 mod more;
 mod step_up;
+
+use cli_support::{cli, run_cli, start_cli};
 
 /// Where the provider sends browsers back: countersign's callback. The test servers
 /// listen on a random port, so the provider is told this placeholder and the test

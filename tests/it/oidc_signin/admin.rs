@@ -67,17 +67,13 @@ async fn admins_list_and_revoke_sessions_and_nobody_else_does() {
     assert_eq!(revoked[0]["actor"], "bob");
     assert_eq!(revoked[0]["detail"]["session"], id.as_str());
     // The CLI ends the rest of alice's.
-    let token = app.token("bob").to_owned();
-    let url = app.url.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
-            .args(["session", "revoke", "--user", "alice", "--url", &url])
-            .env("COUNTERSIGN_TOKEN", &token)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let mut revoke = cli(
+        home.path(),
+        &["session", "revoke", "--user", "alice", "--url", &app.url],
+    );
+    revoke.env("COUNTERSIGN_TOKEN", app.token("bob"));
+    let out = run_cli(revoke).await;
     assert!(
         out.status.success(),
         "{}",

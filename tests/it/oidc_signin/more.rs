@@ -13,26 +13,7 @@ async fn the_cli_logs_in_through_the_browser_and_later_commands_use_the_session(
     let (idp, _) = provider();
     let (app, _s) = spawn(&idp, "").await;
     let home = tempfile::tempdir().unwrap();
-    let mut cli = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
-        .args(["login", "--url", &app.url])
-        .env("HOME", home.path())
-        .env_remove("XDG_CONFIG_HOME")
-        .env_remove("COUNTERSIGN_TOKEN")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = cli.stdout.take().unwrap();
-    let start_url = tokio::task::spawn_blocking(move || {
-        use std::io::BufRead;
-        let mut line = String::new();
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .unwrap();
-        line.trim().to_owned()
-    })
-    .await
-    .unwrap();
+    let (login, start_url, _) = start_cli(cli(home.path(), &["login", "--url", &app.url])).await;
     assert!(
         start_url.starts_with(&format!("{}/v1/oidc/login?", app.url)),
         "{start_url}"
@@ -49,7 +30,7 @@ async fn the_cli_logs_in_through_the_browser_and_later_commands_use_the_session(
     assert!(to_cli.starts_with("http://127.0.0.1:"), "{to_cli}");
     let page = http.get(&to_cli).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
-    let out = tokio::task::spawn_blocking(move || cli.wait_with_output().unwrap())
+    let out = tokio::task::spawn_blocking(move || login.wait_with_output().unwrap())
         .await
         .unwrap();
     assert!(
@@ -61,16 +42,7 @@ async fn the_cli_logs_in_through_the_browser_and_later_commands_use_the_session(
     let mode = std::fs::metadata(&file).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     // A later command, with no token in the environment, is alice.
-    // (Run off the test's one runtime thread, which the server in this process needs.)
-    let mut whoami = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"));
-    whoami
-        .args(["whoami", "--json", "--url", &app.url])
-        .env("HOME", home.path())
-        .env_remove("XDG_CONFIG_HOME")
-        .env_remove("COUNTERSIGN_TOKEN");
-    let who = tokio::task::spawn_blocking(move || whoami.output().unwrap())
-        .await
-        .unwrap();
+    let who = run_cli(cli(home.path(), &["whoami", "--json", "--url", &app.url])).await;
     assert!(
         who.status.success(),
         "{}",
@@ -80,25 +52,12 @@ async fn the_cli_logs_in_through_the_browser_and_later_commands_use_the_session(
     assert_eq!(me["user"], "alice");
     // The session goes only to the server it came from: another URL is refused
     // before anything is sent.
-    let mut elsewhere = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"));
-    elsewhere
-        .args(["whoami", "--url", "http://127.0.0.1:9"])
-        .env("HOME", home.path())
-        .env_remove("XDG_CONFIG_HOME")
-        .env_remove("COUNTERSIGN_TOKEN");
-    let out = tokio::task::spawn_blocking(move || elsewhere.output().unwrap())
-        .await
-        .unwrap();
+    let out = run_cli(cli(home.path(), &["whoami", "--url", "http://127.0.0.1:9"])).await;
     assert!(!out.status.success());
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains(&format!("is for {}", app.url)), "{said}");
     // `logout` forgets it.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
-        .args(["logout"])
-        .env("HOME", home.path())
-        .env_remove("XDG_CONFIG_HOME")
-        .output()
-        .unwrap();
+    let out = run_cli(cli(home.path(), &["logout"])).await;
     assert!(out.status.success());
     assert!(!file.exists());
     assert!(!file.with_file_name("session.url").exists());

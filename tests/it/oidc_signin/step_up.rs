@@ -82,25 +82,8 @@ async fn the_cli_signs_in_again_when_approving_needs_it_and_retries_once() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("session"), format!("{old}\n")).unwrap();
     std::fs::write(dir.join("session.url"), format!("{}\n", app.url)).unwrap();
-    let mut cli = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
-        .args(["approve", &id, "--url", &app.url])
-        .env("HOME", home.path())
-        .env_remove("XDG_CONFIG_HOME")
-        .env_remove("COUNTERSIGN_TOKEN")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = cli.stdout.take().unwrap();
-    let (start_url, stdout) = tokio::task::spawn_blocking(move || {
-        use std::io::BufRead;
-        let mut reader = std::io::BufReader::new(stdout);
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        (line.trim().to_owned(), reader)
-    })
-    .await
-    .unwrap();
+    let (approve, start_url, stdout) =
+        start_cli(cli(home.path(), &["approve", &id, "--url", &app.url])).await;
     assert!(start_url.contains("step_up=1"), "{start_url}");
     // bob signs in again at the provider, now.
     state.auth_time_offset = 0;
@@ -119,7 +102,7 @@ async fn the_cli_signs_in_again_when_approving_needs_it_and_retries_once() {
         let mut rest = String::new();
         let mut stdout = stdout;
         stdout.read_to_string(&mut rest).unwrap();
-        (cli.wait_with_output().unwrap(), rest)
+        (approve.wait_with_output().unwrap(), rest)
     })
     .await
     .unwrap();
