@@ -81,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/oidc/login", get(oidc::login_get))
         .route("/v1/oidc/callback", get(oidc::callback_get))
         .route("/v1/oidc/token", post(oidc::token_post))
+        .route("/v1/oidc/logout", post(sessions::logout_post))
         .route("/v1/sessions", get(sessions::sessions_list))
         .route("/v1/sessions/{id}/revoke", post(sessions::session_revoke))
         .fallback(misc::not_found)

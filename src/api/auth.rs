@@ -70,7 +70,7 @@ impl FromRequestParts<AppState> for Actor {
 
 /// The token of `Authorization: Bearer <token>`, if it is there and plausible. The
 /// scheme is case-insensitive (RFC 9110, section 11.1): `bearer` and `BEARER` work too.
-fn bearer_token(parts: &Parts) -> Option<String> {
+pub(super) fn bearer_token(parts: &Parts) -> Option<String> {
     parts
         .headers
         .get(header::AUTHORIZATION)

@@ -58,3 +58,17 @@ pub(super) async fn session_revoke(
     tracing::info!(session = %id, user = %user, "session revoked");
     Ok(Json(json!({ "revoked": id, "user": user })))
 }
+
+/// `POST /v1/oidc/logout`: the caller's own session ends → `{"ended": ID}`; 400
+/// `invalid_request` for an API token.
+pub(super) async fn logout_post(
+    State(state): State<AppState>,
+    Actor(_actor): Actor,
+    request: axum::extract::Request,
+) -> Result<Json<Value>, ApiError> {
+    let (parts, _) = request.into_parts();
+    let token = super::auth::bearer_token(&parts).ok_or(ServiceError::Unauthenticated)?;
+    let id = submit(&state, move |s| s.end_own_session(&token)).await?;
+    tracing::info!(session = %id, "session ended by its owner");
+    Ok(Json(json!({ "ended": id })))
+}

@@ -52,6 +52,11 @@ impl Client {
         Self::new(url, Some(token.trim().to_owned()))
     }
 
+    /// A client with `token` (the saved session, for `logout`).
+    pub(super) fn with_token(url: &str, token: String) -> anyhow::Result<Client> {
+        Self::new(url, Some(token))
+    }
+
     /// A client without a token, for the unauthenticated endpoints (`/v1/krl`).
     pub(super) fn anonymous(url: &str) -> anyhow::Result<Client> {
         Self::new(url, None)

@@ -124,8 +124,20 @@ pub(super) fn sign_in(url: &str, step_up: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Forgets the saved session.
+/// Ends the saved session at its server and forgets it (the file goes even when the
+/// server cannot be reached: that is said, and the session then ends at its time).
 pub(super) fn logout() -> anyhow::Result<ExitCode> {
+    if let Some((token, Some(server))) = saved_session() {
+        let ended = Client::with_token(&server, token)
+            .and_then(|c| c.post::<_, serde_json::Value>("/v1/oidc/logout", &json!({})));
+        match ended {
+            Ok(_) => eprintln!("Ended the session at {server}."),
+            Err(e) => eprintln!(
+                "countersign: could not end the session at {server} ({e}); it ends by itself \
+                 at its time, or an admin ends it (`countersign session revoke`)"
+            ),
+        }
+    }
     match session_file() {
         Some(file) if file.exists() => {
             std::fs::remove_file(&file).with_context(|| format!("removing {}", file.display()))?;

@@ -384,3 +384,34 @@ impl Service {
         })
     }
 }
+
+impl Service {
+    /// Ends the caller's own session (`countersign logout`), with its `session.revoked`
+    /// audit row; its id. `token` must be a live session: an API token is refused
+    /// (an operator revokes those).
+    pub fn end_own_session(&self, token: &str) -> Result<String, ServiceError> {
+        let now = self.now();
+        self.store.write(|tx| {
+            let (id, user) = sessions::revoke_session_by_token(tx, token, now.timestamp())?
+                .ok_or_else(|| {
+                    ServiceError::Invalid(
+                        "only a session from `countersign login` can be ended this way; API \
+                         tokens are revoked by an operator (`countersign token revoke`)"
+                            .into(),
+                    )
+                })?;
+            audit::append(
+                tx,
+                now,
+                &NewEvent::general(
+                    user.as_str(),
+                    SessionRevoked {
+                        user: user.to_string(),
+                        session: id.clone(),
+                    },
+                ),
+            )?;
+            Ok(id)
+        })
+    }
+}

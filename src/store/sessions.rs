@@ -295,3 +295,26 @@ pub fn revoke_session(tx: &Tx<'_>, id: &str, now: i64) -> Result<Option<UserName
     )?;
     Ok(Some(user_from(user)?))
 }
+
+/// Ends the live session whose token is `token` at `now`; its id and whose it was, or
+/// `None` if it is not a live session.
+pub fn revoke_session_by_token(
+    tx: &Tx<'_>,
+    token: &str,
+    now: i64,
+) -> Result<Option<(String, UserName)>, StoreError> {
+    let found: Option<(String, String)> = tx.opt(
+        "SELECT id, \"user\" FROM sessions WHERE token_hash = ?1 AND revoked_at IS NULL \
+         AND expires_at > ?2",
+        &[&hash(token), &now],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let Some((id, user)) = found else {
+        return Ok(None);
+    };
+    tx.exec(
+        "UPDATE sessions SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+        &[&id, &now],
+    )?;
+    Ok(Some((id, user_from(user)?)))
+}

@@ -33,6 +33,14 @@ async fn admins_list_and_revoke_sessions_and_nobody_else_does() {
     // Not an admin: refused.
     let (status, _) = app.get("alice", "/v1/sessions").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    // An API token is not a session: `logout` cannot end it (an operator revokes it).
+    let (status, body) = app
+        .post("alice", "/v1/oidc/logout", serde_json::json!({}))
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
     // One of alice's two goes (both were made in the same second: either may be listed
     // first); the other stays.
     let id = listed[0]["id"].as_str().unwrap().to_owned();

@@ -56,8 +56,11 @@ async fn the_cli_logs_in_through_the_browser_and_later_commands_use_the_session(
     assert!(!out.status.success());
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains(&format!("is for {}", app.url)), "{said}");
-    // `logout` forgets it.
+    // `logout` ends it at the server and forgets it.
+    let token = std::fs::read_to_string(&file).unwrap().trim().to_owned();
+    assert_eq!(whoami(&app, &token).await.0, StatusCode::OK);
     let out = run_cli(cli(home.path(), &["logout"])).await;
+    assert_eq!(whoami(&app, &token).await.0, StatusCode::UNAUTHORIZED);
     assert!(out.status.success());
     assert!(!file.exists());
     assert!(!file.with_file_name("session.url").exists());
