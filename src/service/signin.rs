@@ -321,7 +321,9 @@ impl Service {
                 expires_at: expires_at.timestamp(),
             };
             sessions::insert_session(tx, &token, &session)?;
-            let groups: Vec<String> = serde_json::from_str(&row.groups).unwrap_or_default();
+            let groups: Vec<String> = serde_json::from_str(&row.groups).map_err(|e| {
+                crate::store::StoreError::Corrupt(format!("a sign-in code's groups: {e}"))
+            })?;
             audit::append(
                 tx,
                 now,

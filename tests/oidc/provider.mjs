@@ -232,6 +232,9 @@ function makeProvider(issuer, generation, state) {
     },
     interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
     features: { devInteractions: { enabled: false } },
+    // HS256 (keyed with a client's secret) is offered, as some providers do, so that a
+    // test can check the relying party refuses it; clients get RS256 unless they ask.
+    enabledJWA: { idTokenSigningAlgValues: ['RS256', 'HS256'] },
     async renderError(ctx, out, error) {
       ctx.type = 'html';
       ctx.body = page('Error', `<pre id="error">${escape(JSON.stringify(out, null, 2))}</pre>`);

@@ -93,3 +93,20 @@ async fn admins_list_and_revoke_sessions_and_nobody_else_does() {
     assert_eq!(left.len(), 1);
     assert_eq!(left[0]["user"], "bob");
 }
+
+#[tokio::test]
+async fn a_reload_that_changes_oidc_says_it_needs_a_restart_and_keeps_the_running_one() {
+    let (idp, _) = provider();
+    let secrets = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_with(&config(&idp, secrets.path(), "")).await;
+    // Tokens off, by reload: not applied (the provider client is made at start).
+    let changed = app.config_of(&config(&idp, secrets.path(), "human_tokens = false"));
+    let reloaded = app.service.reload(changed, "operator:test").unwrap();
+    assert!(
+        reloaded.needs_restart.contains(&"[oidc]"),
+        "{:?}",
+        reloaded.needs_restart
+    );
+    let (status, _) = app.get("alice", "/v1/whoami").await;
+    assert_eq!(status, StatusCode::OK, "the running settings changed");
+}

@@ -148,3 +148,25 @@ async fn a_person_known_only_through_sign_in_can_be_offboarded() {
         (StatusCode::UNAUTHORIZED, "user_disabled")
     );
 }
+
+#[tokio::test]
+async fn an_id_token_signed_with_the_client_secret_is_refused() {
+    // The provider signs this client's ID tokens with HS256, keyed with the client
+    // secret, and says so in discovery: countersign accepts only its published keys.
+    let mut client = Client::new("countersign", SECRET, CALLBACK);
+    client
+        .extra
+        .insert("id_token_signed_response_alg".into(), json!("HS256"));
+    let state = IdpState::new(client).account("alice", Account::new("alice", &[]));
+    let idp = Idp::start(&state);
+    let (app, _s) = spawn(&idp, "").await;
+    let http = browser();
+    let (_, challenge) = pkce();
+    let authorize = start(&app, &http, &challenge).await;
+    let back = sign_in(&http, &authorize, "alice", "any", CALLBACK).await;
+    let r = callback(&app, &http, &back).await;
+    let (error, why) = cli_error(&r);
+    assert_eq!(error, "signin_failed", "{why}");
+    assert!(why.contains("ID token"), "{why}");
+    assert_eq!(app.count("SELECT count(*) FROM login_codes"), 0);
+}
