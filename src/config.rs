@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::names::parse_duration;
+use crate::names::{GroupName, parse_duration};
 use crate::policy::Policy;
 
 pub use ssh::{DEFAULT_HOST_KEY_FILE, SshSettings};
@@ -157,6 +157,7 @@ impl Config {
         };
         let mut b = Builder {
             warnings: Vec::new(),
+            fed: Default::default(),
             invalid: &invalid,
         };
         let server = b.server(raw.server, base)?;
@@ -207,6 +208,11 @@ impl Config {
             Some(o) => Some(b.oidc(o, base)?),
             None => None,
         };
+        // Groups the identity provider can put people in: not "without members".
+        b.fed = oidc
+            .iter()
+            .flat_map(|o| o.group_map.iter().flat_map(|m| m.groups.iter().cloned()))
+            .collect();
         let policy = b.policy(raw.users, raw.roles, raw.conflicts)?;
         let mut warnings = b.warnings;
         if let Some(s) = &ssh {
@@ -235,6 +241,8 @@ type Invalid<'a> = &'a dyn Fn(String, String) -> ConfigError;
 
 struct Builder<'a> {
     warnings: Vec<String>,
+    /// Groups `[[oidc.group_map]]` can put people in (known once `[oidc]` is read).
+    fed: std::collections::BTreeSet<GroupName>,
     invalid: Invalid<'a>,
 }
 

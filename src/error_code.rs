@@ -64,6 +64,9 @@ error_codes! {
         PolicyChanged = "policy_changed",
         /// 403: the key is not one the requester may have certified.
         KeyNotAllowed = "key_not_allowed",
+        /// 403: a `{user}` principal of the role, for this requester (signed in through
+        /// the identity provider, not in `[users]`), is another role's or another user's.
+        PrincipalTaken = "principal_taken",
         /// 403: the caller may not do this.
         Forbidden = "forbidden",
         /// 404: no such thing, or not one the caller may see.

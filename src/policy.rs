@@ -5,8 +5,11 @@
 //! takes the facts (who, which role, who approved, what the requester holds) and returns a
 //! decision value.
 
+pub mod people;
 pub mod rules;
 pub mod summary;
+
+pub use people::{IdpGroups, People};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -75,6 +78,26 @@ pub struct PrincipalTemplate(pub String);
 impl PrincipalTemplate {
     /// The placeholder replaced by the requester's name.
     pub const USER: &'static str = "{user}";
+
+    /// Whether it names `{user}`.
+    pub fn is_template(&self) -> bool {
+        self.0.contains(Self::USER)
+    }
+
+    /// The user name for which this template gives `principal`, if there is one.
+    pub fn user_giving(&self, principal: &str) -> Option<UserName> {
+        let parts: Vec<&str> = self.0.split(Self::USER).collect();
+        let fixed: usize = parts.iter().map(|p| p.len()).sum();
+        let holes = parts.len().checked_sub(1).filter(|&n| n > 0)?;
+        let room = principal.len().checked_sub(fixed)?;
+        if room % holes != 0 {
+            return None;
+        }
+        let start = parts[0].len();
+        let name = principal.get(start..start + room / holes)?;
+        let user = UserName::parse(name).ok()?;
+        (self.expand(&user).ok()?.as_str() == principal).then_some(user)
+    }
 
     /// The principal for one requester; validated again so a template can never produce
     /// a principal the config loader would have refused.
@@ -173,32 +196,6 @@ pub struct Conflict {
 }
 
 impl Policy {
-    /// Whether `user` is named by `member`.
-    pub fn is_member(&self, user: &UserName, member: &Member) -> bool {
-        match member {
-            Member::User(u) => u == user,
-            Member::Group(g) => self.users.get(user).is_some_and(|u| u.groups.contains(g)),
-        }
-    }
-
-    /// Whether `user` is named by some approval step of `role` (may approve, or deny, its
-    /// requests; the requester's own still never counts).
-    pub fn approves_for(&self, user: &UserName, role: &Role) -> bool {
-        role.steps
-            .iter()
-            .any(|s| self.is_any_member(user, &s.approvers))
-    }
-
-    /// Whether `user`, a user the config defines, may approve or deny requests for `role`.
-    pub fn may_decide(&self, user: &UserName, role: &Role) -> bool {
-        self.users.contains_key(user) && self.approves_for(user, role)
-    }
-
-    /// Whether `user` is named by any of `members`.
-    pub fn is_any_member(&self, user: &UserName, members: &[Member]) -> bool {
-        members.iter().any(|m| self.is_member(user, m))
-    }
-
     /// The conflict, if any, between two different roles.
     pub fn conflict_between(&self, a: &RoleName, b: &RoleName) -> Option<&Conflict> {
         if a == b {

@@ -14,6 +14,7 @@ mod error;
 mod issue;
 mod local;
 mod migrate;
+mod people;
 mod read;
 mod reload;
 mod revoke;

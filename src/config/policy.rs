@@ -33,7 +33,8 @@ impl Builder<'_> {
         let clashes = principals::check(&policy)
             .map_err(|c| self.err(format!("roles.{}.principals", c.role), c.message))?;
         self.warnings.extend(clashes);
-        self.warnings.extend(satisfiability_warnings(&policy));
+        let warnings = satisfiability_warnings(&policy, &self.fed);
+        self.warnings.extend(warnings);
         Ok(policy)
     }
 
@@ -109,7 +110,10 @@ impl Builder<'_> {
                 Member::User(u) if !policy.users.contains_key(u) => {
                     return Err(self.err(key, format!("user {u} is not defined in [users]")));
                 }
-                Member::Group(g) if !policy.users.values().any(|u| u.groups.contains(g)) => {
+                Member::Group(g)
+                    if !self.fed.contains(g)
+                        && !policy.users.values().any(|u| u.groups.contains(g)) =>
+                {
                     self.warnings
                         .push(format!("{key}: group {g} has no members"));
                 }
@@ -251,13 +255,23 @@ impl Builder<'_> {
 
 /// Warns about every role that some eligible requester could never get approved, because
 /// too few distinct people other than that requester can approve.
-fn satisfiability_warnings(policy: &Policy) -> Vec<String> {
+fn satisfiability_warnings(policy: &Policy, fed: &BTreeSet<GroupName>) -> Vec<String> {
+    let people = crate::policy::People::of_policy(policy);
     let mut warnings = Vec::new();
     for role in policy.roles.values() {
+        // Who the provider puts in a group is known only at sign-in.
+        let names_fed = |members: &[Member]| {
+            members
+                .iter()
+                .any(|m| matches!(m, Member::Group(g) if fed.contains(g)))
+        };
+        if names_fed(&role.requesters) || role.steps.iter().any(|s| names_fed(&s.approvers)) {
+            continue;
+        }
         let requesters: Vec<&UserName> = policy
             .users
             .keys()
-            .filter(|u| policy.is_any_member(u, &role.requesters))
+            .filter(|u| people.is_any_member(u, &role.requesters))
             .collect();
         if requesters.is_empty() {
             warnings.push(format!("roles.{}: nobody can request this role", role.name));
@@ -273,7 +287,7 @@ fn satisfiability_warnings(policy: &Policy) -> Vec<String> {
             let steps: Vec<bool> = role
                 .steps
                 .iter()
-                .map(|s| policy.is_any_member(r, &s.approvers))
+                .map(|s| people.is_any_member(r, &s.approvers))
                 .collect();
             let outcome = *checked
                 .entry(steps)

@@ -24,10 +24,11 @@ pub(super) struct Clash {
 /// Checks every principal a `{user}` template gives a requester of its role. Returns the
 /// warnings (a template that gives a user `root`), or the first clash.
 pub(super) fn check(policy: &Policy) -> Result<Vec<String>, Clash> {
+    let people = crate::policy::People::of_policy(policy);
     // A fixed principal and the role that lists it.
     let mut fixed: HashMap<&str, &RoleName> = HashMap::new();
     for role in policy.roles.values() {
-        for t in role.principals.iter().filter(|t| !is_template(t)) {
+        for t in role.principals.iter().filter(|t| !t.is_template()) {
             fixed.entry(t.0.as_str()).or_insert(&role.name);
         }
     }
@@ -38,9 +39,9 @@ pub(super) fn check(policy: &Policy) -> Result<Vec<String>, Clash> {
         let requesters: Vec<&UserName> = policy
             .users
             .keys()
-            .filter(|u| policy.is_any_member(u, &role.requesters))
+            .filter(|u| people.is_any_member(u, &role.requesters))
             .collect();
-        for t in role.principals.iter().filter(|t| is_template(t)) {
+        for t in role.principals.iter().filter(|t| t.is_template()) {
             for &user in &requesters {
                 // Every expansion was validated when the role was read.
                 let Ok(p) = t.expand(user) else { continue };
@@ -87,8 +88,4 @@ pub(super) fn check(policy: &Policy) -> Result<Vec<String>, Clash> {
         }
     }
     Ok(warnings)
-}
-
-fn is_template(t: &PrincipalTemplate) -> bool {
-    t.0.contains(PrincipalTemplate::USER)
 }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::{Member, Policy, Role};
+use super::{Member, People, Policy, Role};
 use crate::error_code::ErrorCode;
 use crate::names::{RoleName, UserName};
 use crate::pubkey::SubjectKey;
@@ -72,6 +72,22 @@ pub enum Refusal {
         /// How it ended (`issued`, `denied`, ...).
         status: &'static str,
     },
+    /// A `{user}` principal made from the requester's name belongs to someone else.
+    #[error(
+        "role {role} would give {user} the principal {principal}, {why}; a person with this \
+         name cannot have this role (an admin can rename the account at the identity provider \
+         or change the role's principals)"
+    )]
+    PrincipalTaken {
+        /// The requester.
+        user: UserName,
+        /// The role asked for.
+        role: RoleName,
+        /// The principal the template gives.
+        principal: String,
+        /// Whose it is, as the end of a sentence.
+        why: String,
+    },
     /// The key is not one the requester may have certified: another user registered it,
     /// or the requester registered keys and it is none of them.
     #[error("public key {fingerprint} {why}")]
@@ -114,17 +130,18 @@ impl Refusal {
             Refusal::Expired => ErrorCode::Expired,
             Refusal::AlreadyDecided { .. } => ErrorCode::AlreadyDecided,
             Refusal::KeyNotAllowed { .. } => ErrorCode::KeyNotAllowed,
+            Refusal::PrincipalTaken { .. } => ErrorCode::PrincipalTaken,
         }
     }
 }
 
 /// Rule 1: only the role's requesters may ask for it.
 pub fn requester_must_be_listed(
-    policy: &Policy,
+    people: &People<'_>,
     role: &Role,
     user: &UserName,
 ) -> Result<(), Refusal> {
-    if policy.users.contains_key(user) && policy.is_any_member(user, &role.requesters) {
+    if people.is_known(user) && people.is_any_member(user, &role.requesters) {
         Ok(())
     } else {
         Err(Refusal::NotARequester {
@@ -132,6 +149,54 @@ pub fn requester_must_be_listed(
             role: role.name.clone(),
         })
     }
+}
+
+/// Rule 1c: a `{user}` principal is the requester's own. The config loader checks this
+/// for every `[users]` name; a person who signed in through the identity provider has a
+/// name it never saw, so for them it is checked here: a principal their name makes must
+/// not be a fixed principal of another role, nor one another `{user}` template gives
+/// another name (`bob-admin` from `"{user}"` is bob's from `"{user}-admin"`), nor `root`.
+pub fn principals_must_be_own(
+    people: &People<'_>,
+    role: &Role,
+    user: &UserName,
+) -> Result<(), Refusal> {
+    if people.policy.users.contains_key(user) {
+        return Ok(());
+    }
+    let refuse = |principal: &str, why: String| {
+        Err(Refusal::PrincipalTaken {
+            user: user.clone(),
+            role: role.name.clone(),
+            principal: principal.to_owned(),
+            why,
+        })
+    };
+    for t in role.principals.iter().filter(|t| t.is_template()) {
+        // A name a template cannot expand is refused when the request is made.
+        let Ok(p) = t.expand(user) else { continue };
+        let p = p.as_str();
+        if p == "root" {
+            return refuse(p, "which logs in as root".into());
+        }
+        for other in people.policy.roles.values() {
+            for t2 in &other.principals {
+                if !t2.is_template() {
+                    if t2.0 == p && other.name != role.name {
+                        return refuse(p, format!("a fixed principal of role {}", other.name));
+                    }
+                } else if let Some(owner) = t2.user_giving(p)
+                    && &owner != user
+                {
+                    return refuse(
+                        p,
+                        format!("which {:?} of role {} gives user {owner}", t2.0, other.name),
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Rule 1b: a certificate is only for a key of the requester's own. When the requester
@@ -207,7 +272,7 @@ pub fn role_unchanged<'p>(
 /// Rules 2 and 3 for one new approval: not the requester, eligible for some step, and
 /// not counted already.
 pub fn approver_may_approve(
-    policy: &Policy,
+    people: &People<'_>,
     role: &Role,
     requester: &UserName,
     approver: &UserName,
@@ -221,7 +286,7 @@ pub fn approver_may_approve(
             user: approver.clone(),
         });
     }
-    if policy.may_decide(approver, role) {
+    if people.may_decide(approver, role) {
         Ok(())
     } else {
         Err(Refusal::NotAnApprover {
@@ -262,7 +327,7 @@ impl Tally {
 /// approver eligible for two steps never blocks a later, narrower approver). The requester
 /// and anyone no longer eligible never count.
 pub fn tally(
-    policy: &Policy,
+    people: &People<'_>,
     role: &Role,
     requester: &UserName,
     approved_by: &[UserName],
@@ -273,26 +338,26 @@ pub fn tally(
         .enumerate()
         .flat_map(|(i, s)| std::iter::repeat_n(i, s.approvals as usize))
         .collect();
-    let mut people: Vec<&UserName> = approved_by
+    let mut who: Vec<&UserName> = approved_by
         .iter()
-        .filter(|u| *u != requester && policy.users.contains_key(*u))
+        .filter(|u| *u != requester && people.is_known(u))
         .collect();
     // Each person counts once, whatever the caller passed.
-    people.sort();
-    people.dedup();
+    who.sort();
+    who.dedup();
     let eligible =
-        |p: &UserName, slot: usize| policy.is_any_member(p, &role.steps[slots[slot]].approvers);
+        |p: &UserName, slot: usize| people.is_any_member(p, &role.steps[slots[slot]].approvers);
     let mut slot_owner: Vec<Option<usize>> = vec![None; slots.len()];
-    for person in 0..people.len() {
+    for person in 0..who.len() {
         let mut seen = vec![false; slots.len()];
-        augment(person, &people, &eligible, &mut slot_owner, &mut seen);
+        augment(person, &who, &eligible, &mut slot_owner, &mut seen);
     }
     let mut missing: Vec<u32> = role.steps.iter().map(|s| s.approvals).collect();
     let mut counted = Vec::new();
     for (slot, owner) in slot_owner.iter().enumerate() {
         if let Some(p) = owner {
             missing[slots[slot]] -= 1;
-            counted.push((people[*p].clone(), slots[slot]));
+            counted.push((who[*p].clone(), slots[slot]));
         }
     }
     counted.sort();
@@ -328,7 +393,7 @@ fn augment(
 /// the index of the first step that cannot be met. Used by the config loader to warn.
 pub fn satisfiable(policy: &Policy, role: &Role, requester: &UserName) -> Result<(), usize> {
     let everyone: Vec<UserName> = policy.users.keys().cloned().collect();
-    let t = tally(policy, role, requester, &everyone);
+    let t = tally(&People::of_policy(policy), role, requester, &everyone);
     match t.missing.iter().position(|&m| m > 0) {
         None => Ok(()),
         Some(step) => Err(step),
@@ -353,12 +418,12 @@ pub fn certificate_ttl(role: &Role, requested: Option<Duration>) -> Result<Durat
 /// Whether `user` may see a request by `requester` for `role`: the requester, anyone who
 /// may approve it, and admins.
 pub fn may_view(
-    policy: &Policy,
+    people: &People<'_>,
     role: Option<&Role>,
     requester: &UserName,
     user: &UserName,
 ) -> bool {
-    user == requester || policy.is_admin(user) || role.is_some_and(|r| policy.approves_for(user, r))
+    user == requester || people.is_admin(user) || role.is_some_and(|r| people.approves_for(user, r))
 }
 
 /// Names of the members of a step, for "waiting for 1 approval from group:dba".

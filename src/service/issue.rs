@@ -8,8 +8,8 @@ use super::{Service, ServiceError, unix, view};
 use crate::audit::{self, CertificateIssued, CountedApproval, NewEvent};
 use crate::ca::Grant;
 use crate::names::{Serial, UserName};
-use crate::policy::Role;
 use crate::policy::rules;
+use crate::policy::{People, Role};
 use crate::pubkey::SubjectKey;
 use crate::store::Tx;
 use crate::store::certificates::{self as certs, CertificateRow};
@@ -29,13 +29,16 @@ impl Service {
         signing: Signing<'_>,
     ) -> Outcome<CertificateRow> {
         let Signing {
+            people,
             requester_disabled,
             tally,
             ahead,
         } = signing;
         let config = self.config();
         let policy = &config.policy;
-        if let Err(r) = rules::requester_must_be_listed(policy, role, &row.requester) {
+        if let Err(r) = rules::requester_must_be_listed(people, role, &row.requester)
+            .and_then(|()| rules::principals_must_be_own(people, role, &row.requester))
+        {
             return end_refused(tx, now, actor, row, r);
         }
         // A disabled requester may request nothing: offboarding cancels the pending
@@ -177,6 +180,9 @@ impl Service {
 
 /// What the moment of signing is given, read in the approving transaction.
 pub(super) struct Signing<'a> {
+    /// Who is in which group: the policy and the provider's groups of the requester and
+    /// the approvers, read in the approving transaction.
+    pub people: &'a People<'a>,
     /// The requester's disabled mark (read with the request: `requests::get_marked`).
     pub requester_disabled: bool,
     /// The approvals that complete the request.

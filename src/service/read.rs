@@ -5,7 +5,7 @@
 use super::{RequestView, Service, ServiceError, WhoAmI, view};
 use crate::audit;
 use crate::names::{RequestId, RoleName, UserName};
-use crate::policy::rules;
+use crate::policy::People;
 use crate::store::Tx;
 use crate::store::certificates as certs;
 use crate::store::requests::{self as rq, Status};
@@ -14,8 +14,14 @@ use crate::store::users as disabled;
 impl Service {
     /// Who the caller is and what they may do.
     pub fn whoami(&self, actor: &UserName) -> Result<WhoAmI, ServiceError> {
-        let is_disabled = self.store.read(|tx| disabled::is_disabled(tx, actor))?;
-        Ok(view::whoami(&self.config().policy, actor, is_disabled))
+        let now = self.now();
+        let (is_disabled, idp) = self.store.read(|tx| {
+            let is_disabled = disabled::is_disabled(tx, actor)?;
+            Ok::<_, ServiceError>((is_disabled, self.idp_groups(tx, &[actor], now)?))
+        })?;
+        let config = self.config();
+        let people = People::new(&config.policy, &idp);
+        Ok(view::whoami(&people, actor, is_disabled))
     }
 
     /// One request, if the caller may see it.
@@ -26,7 +32,7 @@ impl Service {
         let now = self.now();
         self.store.read(|tx| {
             let row = self.visible(tx, actor, id)?;
-            view::request(tx, &self.config().policy, row, now)
+            self.request_view(tx, row, now)
         })
     }
 
@@ -57,18 +63,21 @@ impl Service {
         }
         let config = self.config();
         let policy = &config.policy;
-        // Non-admins: their own requests and those of roles they may approve, chosen by
-        // the store before the limit (filtering the newest 10,000 of everyone's
-        // afterwards hid a user's older requests once others had made 10,000 newer ones).
-        let approvable: Vec<RoleName> = policy
-            .roles
-            .values()
-            .filter(|r| policy.approves_for(actor, r))
-            .map(|r| r.name.clone())
-            .collect();
         let admin = policy.is_admin(actor);
         let now = self.now();
         self.store.read(|tx| {
+            // Non-admins: their own requests and those of roles they may approve, chosen
+            // by the store before the limit (filtering the newest 10,000 of everyone's
+            // afterwards hid a user's older requests once others had made 10,000 newer
+            // ones).
+            let idp = self.idp_groups(tx, &[actor], now)?;
+            let people = People::new(policy, &idp);
+            let approvable: Vec<RoleName> = policy
+                .roles
+                .values()
+                .filter(|r| people.approves_for(actor, r))
+                .map(|r| r.name.clone())
+                .collect();
             let cursor = match after {
                 Some(id) => Some(rq::Cursor::after(&self.visible(tx, actor, id)?)),
                 None => None,
@@ -84,7 +93,7 @@ impl Service {
             let next = more.then(|| rows.last().map(|r| r.id.clone())).flatten();
             let requests = rows
                 .into_iter()
-                .map(|row| view::request(tx, policy, row, now))
+                .map(|row| self.request_view(tx, row, now))
                 .collect::<Result<_, _>>()?;
             Ok(ListPage { requests, next })
         })
@@ -102,7 +111,13 @@ impl Service {
             .store
             .read_single(|tx| rq::get_marked_with_certificate(tx, id, actor));
         let (row, cert) = match read {
-            Ok(Some((marked, cert))) => (self.visible_row(actor, id, marked)?.0, cert),
+            // The requester sees their own request whatever their groups.
+            Ok(Some((marked, cert))) if &marked.row.requester == actor => {
+                if marked.actor_disabled {
+                    return Err(super::disabled_error(actor));
+                }
+                (marked.row, cert)
+            }
             Err(e) if !matches!(e, crate::store::StoreError::Corrupt(_)) => return Err(e.into()),
             _ => self.store.read(|tx| {
                 let (row, _) = self.visible_to_enabled(tx, actor, id)?;
@@ -192,7 +207,7 @@ impl Service {
         marked: Option<rq::Marked>,
     ) -> Result<(rq::RequestRow, bool), ServiceError> {
         match marked {
-            Some(m) => self.visible_row(actor, id, m),
+            Some(m) => self.visible_row(tx, actor, id, m),
             None => {
                 self.require_enabled(tx, actor)?;
                 Err(ServiceError::NotFound(format!("no request {id}")))
@@ -204,20 +219,14 @@ impl Service {
     /// actor hears so; one who may not see it hears that there is none.
     fn visible_row(
         &self,
+        tx: &Tx<'_>,
         actor: &UserName,
         id: &RequestId,
         m: rq::Marked,
     ) -> Result<(rq::RequestRow, bool), ServiceError> {
-        let config = self.config();
-        let policy = &config.policy;
         if m.actor_disabled {
             Err(super::disabled_error(actor))
-        } else if rules::may_view(
-            policy,
-            policy.roles.get(&m.row.role),
-            &m.row.requester,
-            actor,
-        ) {
+        } else if self.may_view(tx, actor, &m.row, self.now())? {
             Ok((m.row, m.requester_disabled))
         } else {
             Err(ServiceError::NotFound(format!("no request {id}")))
@@ -232,14 +241,8 @@ impl Service {
         actor: &UserName,
         id: &RequestId,
     ) -> Result<rq::RequestRow, ServiceError> {
-        let config = self.config();
-        let policy = &config.policy;
         match rq::get(tx, id)? {
-            Some(row)
-                if rules::may_view(policy, policy.roles.get(&row.role), &row.requester, actor) =>
-            {
-                Ok(row)
-            }
+            Some(row) if self.may_view(tx, actor, &row, self.now())? => Ok(row),
             _ => Err(ServiceError::NotFound(format!("no request {id}"))),
         }
     }

@@ -224,7 +224,7 @@ impl Service {
             }
             let row = rq::get(tx, id)?
                 .ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
-            view::request(tx, &self.config().policy, row, now)
+            self.request_view(tx, row, now)
         })
     }
 

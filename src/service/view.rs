@@ -4,11 +4,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use serde::{Deserialize, Serialize};
 
-use super::ServiceError;
 use crate::names::{Serial, UserName};
 use crate::policy::rules;
-use crate::policy::{Member, Policy};
-use crate::store::Tx;
+use crate::policy::{Member, People};
 use crate::store::certificates::CertificateRow;
 use crate::store::requests::{self as rq, ApprovalRow, RequestRow, Status};
 
@@ -123,7 +121,8 @@ pub struct RevocationView {
 pub struct WhoAmI {
     /// The user asking.
     pub user: String,
-    /// The groups the policy puts the user in.
+    /// The user's groups: from `[users.NAME]`, and from the identity provider while they
+    /// have a live session.
     pub groups: Vec<String>,
     /// Whether the user is an admin.
     pub admin: bool,
@@ -137,8 +136,8 @@ pub struct WhoAmI {
     pub disabled: bool,
 }
 
-pub(super) fn whoami(policy: &Policy, user: &UserName, disabled: bool) -> WhoAmI {
-    let u = policy.users.get(user);
+pub(super) fn whoami(people: &People<'_>, user: &UserName, disabled: bool) -> WhoAmI {
+    let policy = people.policy;
     let roles = |pick: &dyn Fn(&crate::policy::Role) -> bool| -> Vec<String> {
         policy
             .roles
@@ -149,34 +148,16 @@ pub(super) fn whoami(policy: &Policy, user: &UserName, disabled: bool) -> WhoAmI
     };
     WhoAmI {
         user: user.to_string(),
-        groups: u
-            .map(|u| u.groups.iter().map(ToString::to_string).collect())
-            .unwrap_or_default(),
-        admin: policy.is_admin(user),
-        can_request: roles(&|r| policy.is_any_member(user, &r.requesters)),
-        can_approve: roles(&|r| policy.approves_for(user, r)),
+        groups: people
+            .groups_of(user)
+            .into_iter()
+            .map(ToString::to_string)
+            .collect(),
+        admin: people.is_admin(user),
+        can_request: roles(&|r| people.is_known(user) && people.is_any_member(user, &r.requesters)),
+        can_approve: roles(&|r| people.may_decide(user, r)),
         disabled,
     }
-}
-
-/// The view of `row` as stored at `now`: its approvals and certificate are read.
-pub(super) fn request(
-    tx: &Tx<'_>,
-    policy: &Policy,
-    row: RequestRow,
-    now: DateTime<Utc>,
-) -> Result<RequestView, ServiceError> {
-    let approvals = rq::approvals(tx, &row.id)?;
-    let certificate = crate::store::certificates::for_request(tx, &row.id)?;
-    let disabled = crate::store::users::is_disabled(tx, &row.requester)?;
-    Ok(assemble(
-        policy,
-        row,
-        approvals,
-        certificate.as_ref(),
-        disabled,
-        now,
-    ))
 }
 
 /// The view of a request from its parts, for a state change that has just written them
@@ -184,7 +165,7 @@ pub(super) fn request(
 /// insertion), `certificate` the request's, if issued, `requester_disabled` whether its
 /// requester is disabled, `now` the time it is shown at.
 pub(super) fn assemble(
-    policy: &Policy,
+    people: &People<'_>,
     mut row: RequestRow,
     approvals: Vec<ApprovalRow>,
     certificate: Option<&CertificateRow>,
@@ -207,14 +188,15 @@ pub(super) fn assemble(
             reason: r.reason.clone(),
         }),
     });
-    let role = policy
+    let role = people
+        .policy
         .roles
         .get(&row.role)
         .filter(|r| r.digest() == row.role_digest);
     let (required, needed, waiting_for) = match role {
         Some(role) => {
             let approvers: Vec<UserName> = approvals.iter().map(|a| a.approver.clone()).collect();
-            let tally = rules::tally(policy, role, &row.requester, &approvers);
+            let tally = rules::tally(people, role, &row.requester, &approvers);
             let pending = row.status == rq::Status::Pending;
             let waiting = role
                 .steps

@@ -194,7 +194,7 @@ pub struct SessionRow {
     pub user: UserName,
     /// How it was made (`oidc`).
     pub via: String,
-    /// The countersign groups the provider gave at sign-in (JSON list).
+    /// The countersign groups the provider gave at the person's latest sign-in (JSON list).
     pub groups: String,
     /// When they authenticated at the provider (Unix seconds), if it said.
     pub auth_time: Option<i64>,
@@ -204,8 +204,14 @@ pub struct SessionRow {
     pub expires_at: i64,
 }
 
-/// Stores a session under the hash of its token.
+/// Stores a session under the hash of its token. What the provider just said about the
+/// person's groups is their word for every live session of theirs: all take `s.groups`.
 pub fn insert_session(tx: &Tx<'_>, token: &str, s: &SessionRow) -> Result<(), StoreError> {
+    tx.exec(
+        "UPDATE sessions SET groups = ?2 WHERE \"user\" = ?1 AND revoked_at IS NULL \
+         AND expires_at > ?3",
+        &[&s.user.as_str(), &s.groups, &s.created_at],
+    )?;
     tx.exec(
         "INSERT INTO sessions (id, token_hash, \"user\", via, groups, auth_time, created_at, \
          expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -317,4 +323,36 @@ pub fn revoke_session_by_token(
         &[&id, &now],
     )?;
     Ok(Some((id, user_from(user)?)))
+}
+
+/// For each of `users` with a live session at `now`, its groups (JSON list): what the
+/// provider said at the person's latest sign-in (every sign-in sets them on all of the
+/// person's live sessions, so all agree).
+pub fn live_groups(
+    tx: &Tx<'_>,
+    users: &[&UserName],
+    now: i64,
+) -> Result<Vec<(UserName, String)>, StoreError> {
+    if users.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names: Vec<&str> = users.iter().map(|u| u.as_str()).collect();
+    let marks: Vec<String> = (2..names.len() + 2).map(|i| format!("?{i}")).collect();
+    let sql = format!(
+        "SELECT \"user\", groups FROM sessions WHERE revoked_at IS NULL AND expires_at > ?1 \
+         AND \"user\" IN ({}) ORDER BY \"user\", created_at DESC, id DESC",
+        marks.join(", ")
+    );
+    let mut params: Vec<&dyn super::sql::Param> = vec![&now];
+    params.extend(names.iter().map(|n| n as &dyn super::sql::Param));
+    let rows: Vec<(String, String)> = tx.all(&sql, &params, |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let mut out: Vec<(UserName, String)> = Vec::new();
+    for (user, groups) in rows {
+        // The first row of each user is their latest session.
+        if out.last().is_some_and(|(u, _)| u.as_str() == user) {
+            continue;
+        }
+        out.push((user_from(user)?, groups));
+    }
+    Ok(out)
 }

@@ -2,6 +2,7 @@
 //! [`ROLES`], loaded through the config), one file per rule family in `tests/`.
 
 use super::*;
+use crate::policy::People;
 
 use std::path::Path;
 
@@ -9,6 +10,7 @@ use crate::names::GroupName;
 
 mod approvals;
 mod conflicts;
+mod idp;
 mod properties;
 mod requests;
 
@@ -128,7 +130,7 @@ fn approve_all(
     let mut approved = Vec::new();
     let mut results = Vec::new();
     for a in sequence {
-        let res = approver_may_approve(p, role, requester, a, &approved);
+        let res = approver_may_approve(&People::of_policy(p), role, requester, a, &approved);
         if res.is_ok() {
             approved.push(a.clone());
         }

@@ -3,6 +3,7 @@
 use super::{Attempt, end_refused, flatten, refuse, still_pending};
 use crate::audit::{self, NewEvent, RequestApproved};
 use crate::names::{RequestId, RoleName, Serial, Text, UserName};
+use crate::policy::People;
 use crate::policy::rules::{self, Refusal};
 use crate::service::issue::{ReadAhead, Signing};
 use crate::service::{RequestView, Service, ServiceError, unix, view};
@@ -68,11 +69,17 @@ impl Service {
             };
             let (row, requester_disabled) = self.visible_marked(tx, actor, id, marked)?;
             let attempt = Attempt::on(actor, "request.approve", &row);
+            // The provider's groups of everyone this decision counts, in one read (none
+            // without [oidc]).
+            let mut involved: Vec<&UserName> = vec![actor, &row.requester];
+            involved.extend(approvals.iter().map(|a| &a.approver));
+            let idp = self.idp_groups(tx, &involved, now)?;
+            let people = People::new(policy, &idp);
             // One who may read it but not approve it (an admin) hears so before its state.
             let may = policy
                 .roles
                 .get(&row.role)
-                .is_none_or(|role| policy.may_decide(actor, role));
+                .is_none_or(|role| people.may_decide(actor, role));
             if actor != &row.requester && !may {
                 let r = Refusal::NotAnApprover {
                     user: actor.clone(),
@@ -93,7 +100,7 @@ impl Service {
             let mut approvals = approvals;
             let approved_by: Vec<UserName> = approvals.iter().map(|a| a.approver.clone()).collect();
             if let Err(r) =
-                rules::approver_may_approve(policy, role, &row.requester, actor, &approved_by)
+                rules::approver_may_approve(&people, role, &row.requester, actor, &approved_by)
             {
                 return refuse(tx, now, &attempt, r);
             }
@@ -114,7 +121,7 @@ impl Service {
             )?;
             let mut all = approved_by;
             all.push(actor.clone());
-            let tally = rules::tally(policy, role, &row.requester, &all);
+            let tally = rules::tally(&people, role, &row.requester, &all);
             // The answer is built from what this write read and wrote, not read back.
             approvals.push(rq::ApprovalRow {
                 approver: actor.clone(),
@@ -126,7 +133,7 @@ impl Service {
                 // Read, not assumed: disabling cancels the user's pending requests, but
                 // this view must say what is stored.
                 return Ok(Ok(view::assemble(
-                    policy,
+                    &people,
                     row,
                     approvals,
                     None,
@@ -147,6 +154,7 @@ impl Service {
                     read,
                 });
             let signing = Signing {
+                people: &people,
                 requester_disabled,
                 tally: &tally,
                 ahead: signing,
@@ -164,7 +172,7 @@ impl Service {
                 ..row
             };
             Ok(Ok(view::assemble(
-                policy,
+                &people,
                 row,
                 approvals,
                 Some(&cert),

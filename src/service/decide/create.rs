@@ -8,8 +8,8 @@ use sha2::{Digest, Sha256};
 use super::{Attempt, flatten, refuse};
 use crate::audit::{self, NewEvent, RequestCreated};
 use crate::names::{IdempotencyKey, Principal, RequestId, RoleName, Text, UserName};
-use crate::policy::Role;
 use crate::policy::rules::{self, Refusal};
+use crate::policy::{People, Role};
 use crate::pubkey::SubjectKey;
 use crate::service::{RequestView, Service, ServiceError, unix, view};
 use crate::store::idempotency::{self as idem, Remembered};
@@ -140,7 +140,11 @@ impl Service {
             if checks.pending >= limit {
                 return Ok(Err(ServiceError::TooManyPending { limit }));
             }
-            if let Err(r) = rules::requester_must_be_listed(policy, role, actor) {
+            let idp = self.idp_groups(tx, &[actor], now)?;
+            let people = People::new(policy, &idp);
+            if let Err(r) = rules::requester_must_be_listed(&people, role, actor)
+                .and_then(|()| rules::principals_must_be_own(&people, role, actor))
+            {
                 return refuse(tx, now, &attempt, r);
             }
             if let Err(r) =
@@ -185,7 +189,7 @@ impl Service {
             // A new request has no approvals and no certificate yet: nothing to read back.
             // Its requester was just checked to be enabled, in this transaction.
             Ok(Ok(Created {
-                view: view::assemble(policy, row, Vec::new(), None, false, now),
+                view: view::assemble(&people, row, Vec::new(), None, false, now),
                 replayed: false,
             }))
         }))
@@ -259,7 +263,7 @@ impl Service {
         let row = rq::get(tx, &seen.request_id)?
             .ok_or_else(|| StoreError::Corrupt(format!("no request {}", seen.request_id)))?;
         Ok(Some(Created {
-            view: view::request(tx, &self.config().policy, row, now)?,
+            view: self.request_view(tx, row, now)?,
             replayed: true,
         }))
     }

@@ -4,8 +4,9 @@
 use super::{Attempt, cancel_pending, decided, flatten, refuse, still_pending};
 use crate::audit::{self, NewEvent, RequestDenied};
 use crate::names::{RequestId, Text, UserName};
+use crate::policy::People;
 use crate::policy::rules::Refusal;
-use crate::service::{RequestView, Service, ServiceError, unix, view};
+use crate::service::{RequestView, Service, ServiceError, unix};
 use crate::store::requests::{self as rq, Status};
 
 impl Service {
@@ -28,10 +29,12 @@ impl Service {
                     "you cannot deny your own request; cancel it instead".into(),
                 )));
             }
+            let idp = self.idp_groups(tx, &[actor], now)?;
+            let people = People::new(policy, &idp);
             let may = policy
                 .roles
                 .get(&row.role)
-                .is_some_and(|role| policy.may_decide(actor, role));
+                .is_some_and(|role| people.may_decide(actor, role));
             if !may {
                 let r = Refusal::NotAnApprover {
                     user: actor.clone(),
@@ -68,14 +71,12 @@ impl Service {
             )?;
             let row = rq::get(tx, id)?
                 .ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
-            Ok(Ok(view::request(tx, policy, row, now)?))
+            Ok(Ok(self.request_view(tx, row, now)?))
         }))
     }
 
     /// Cancels one's own pending request.
     pub fn cancel(&self, actor: &UserName, id: &RequestId) -> Result<RequestView, ServiceError> {
-        let config = self.config();
-        let policy = &config.policy;
         let now = self.now();
         flatten(self.store.write(|tx| {
             self.require_enabled(tx, actor)?;
@@ -92,7 +93,7 @@ impl Service {
             decided(cancel_pending(tx, now, actor, &row, None)?)?;
             let row = rq::get(tx, id)?
                 .ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
-            Ok(Ok(view::request(tx, policy, row, now)?))
+            Ok(Ok(self.request_view(tx, row, now)?))
         }))
     }
 }

@@ -3,19 +3,27 @@
 //! that can never be met.
 
 use super::*;
+use crate::policy::People;
 
 #[test]
 fn requester_cannot_approve_own_request() {
     let p = standard();
     // alice is in group:dev, which both requests and approves self-serve.
     let role = role_of(&p, "self-serve");
-    assert!(requester_must_be_listed(&p, role, &u("alice")).is_ok());
-    let err = approver_may_approve(&p, role, &u("alice"), &u("alice"), &[]).unwrap_err();
+    assert!(requester_must_be_listed(&People::of_policy(&p), role, &u("alice")).is_ok());
+    let err = approver_may_approve(&People::of_policy(&p), role, &u("alice"), &u("alice"), &[])
+        .unwrap_err();
     assert_eq!(err, Refusal::SelfApproval);
     assert_eq!(err.code(), "self_approval");
     // Not even after someone else approved.
-    let err =
-        approver_may_approve(&p, role, &u("alice"), &u("alice"), &users(&["bob"])).unwrap_err();
+    let err = approver_may_approve(
+        &People::of_policy(&p),
+        role,
+        &u("alice"),
+        &u("alice"),
+        &users(&["bob"]),
+    )
+    .unwrap_err();
     assert_eq!(err.code(), "self_approval");
 }
 
@@ -24,11 +32,12 @@ fn admin_cannot_approve_own_request() {
     let p = standard();
     assert!(p.is_admin(&u("bob")));
     let role = role_of(&p, "self-serve");
-    assert!(requester_must_be_listed(&p, role, &u("bob")).is_ok());
-    let err = approver_may_approve(&p, role, &u("bob"), &u("bob"), &[]).unwrap_err();
+    assert!(requester_must_be_listed(&People::of_policy(&p), role, &u("bob")).is_ok());
+    let err =
+        approver_may_approve(&People::of_policy(&p), role, &u("bob"), &u("bob"), &[]).unwrap_err();
     assert_eq!(err.code(), "self_approval");
     // And an admin's own approval, had it been stored, does not count for their request.
-    let t = tally(&p, role, &u("bob"), &users(&["bob"]));
+    let t = tally(&People::of_policy(&p), role, &u("bob"), &users(&["bob"]));
     assert!(!t.is_complete());
     assert!(t.counted.is_empty());
 }
@@ -37,9 +46,12 @@ fn admin_cannot_approve_own_request() {
 fn non_requester_is_refused_with_not_a_requester() {
     let p = standard();
     let role = role_of(&p, "prod-db");
-    assert_eq!(requester_must_be_listed(&p, role, &u("alice")), Ok(()));
+    assert_eq!(
+        requester_must_be_listed(&People::of_policy(&p), role, &u("alice")),
+        Ok(())
+    );
     for who in ["bob", "carol", "erin", "frank", "nobody"] {
-        let err = requester_must_be_listed(&p, role, &u(who)).unwrap_err();
+        let err = requester_must_be_listed(&People::of_policy(&p), role, &u(who)).unwrap_err();
         assert_eq!(err.code(), "not_a_requester", "{who}");
         assert_eq!(
             err,
@@ -58,7 +70,8 @@ fn approver_outside_role_is_refused_with_not_an_approver() {
     let p = standard();
     let role = role_of(&p, "prod-db");
     for who in ["erin", "frank", "nobody"] {
-        let err = approver_may_approve(&p, role, &u("alice"), &u(who), &[]).unwrap_err();
+        let err = approver_may_approve(&People::of_policy(&p), role, &u("alice"), &u(who), &[])
+            .unwrap_err();
         assert_eq!(err.code(), "not_an_approver", "{who}");
         assert_eq!(
             err,
@@ -70,7 +83,7 @@ fn approver_outside_role_is_refused_with_not_an_approver() {
     }
     for who in ["bob", "carol", "dave"] {
         assert_eq!(
-            approver_may_approve(&p, role, &u("alice"), &u(who), &[]),
+            approver_may_approve(&People::of_policy(&p), role, &u("alice"), &u(who), &[]),
             Ok(()),
             "{who}"
         );
@@ -81,7 +94,14 @@ fn approver_outside_role_is_refused_with_not_an_approver() {
 fn same_person_twice_is_already_approved() {
     let p = standard();
     let role = role_of(&p, "prod-db-pair");
-    let err = approver_may_approve(&p, role, &u("alice"), &u("bob"), &users(&["bob"])).unwrap_err();
+    let err = approver_may_approve(
+        &People::of_policy(&p),
+        role,
+        &u("alice"),
+        &u("bob"),
+        &users(&["bob"]),
+    )
+    .unwrap_err();
     assert_eq!(err.code(), "already_approved");
     assert_eq!(err, Refusal::AlreadyApproved { user: u("bob") });
 }
@@ -96,12 +116,12 @@ fn two_of_three_needs_two_distinct_people() {
     let (approved, results) = approve_all(&p, role, &alice, &users(&["bob", "bob"]));
     assert_eq!(approved, users(&["bob"]));
     assert_eq!(results[1].as_ref().unwrap_err().code(), "already_approved");
-    let t = tally(&p, role, &alice, &approved);
+    let t = tally(&People::of_policy(&p), role, &alice, &approved);
     assert!(!t.is_complete());
     assert_eq!(t.still_needed(), 1);
 
     let (approved, _) = approve_all(&p, role, &alice, &users(&["bob", "carol"]));
-    let t = tally(&p, role, &alice, &approved);
+    let t = tally(&People::of_policy(&p), role, &alice, &approved);
     assert!(t.is_complete());
     assert_eq!(t.still_needed(), 0);
     assert_eq!(t.counted, vec![(u("bob"), 0), (u("carol"), 0)]);
@@ -114,18 +134,28 @@ fn approval_steps_each_must_be_met() {
     let alice = u("alice");
     assert_eq!(role.approvals_needed(), 2);
 
-    let t = tally(&p, role, &alice, &users(&["bob"]));
+    let t = tally(&People::of_policy(&p), role, &alice, &users(&["bob"]));
     assert!(!t.is_complete());
     assert_eq!(t.missing, vec![0, 1]);
 
-    let t = tally(&p, role, &alice, &users(&["bob", "dave"]));
+    let t = tally(
+        &People::of_policy(&p),
+        role,
+        &alice,
+        &users(&["bob", "dave"]),
+    );
     assert!(!t.is_complete(), "two DBAs do not meet the security step");
     assert_eq!(t.missing, vec![0, 1]);
 
-    let t = tally(&p, role, &alice, &users(&["erin"]));
+    let t = tally(&People::of_policy(&p), role, &alice, &users(&["erin"]));
     assert_eq!(t.missing, vec![1, 0]);
 
-    let t = tally(&p, role, &alice, &users(&["bob", "erin"]));
+    let t = tally(
+        &People::of_policy(&p),
+        role,
+        &alice,
+        &users(&["bob", "erin"]),
+    );
     assert!(t.is_complete());
     assert_eq!(t.counted, vec![(u("bob"), 0), (u("erin"), 1)]);
 }
@@ -135,7 +165,12 @@ fn one_person_counts_toward_one_step_only() {
     let p = standard();
     let role = role_of(&p, "deploy-audit");
     // carol is in both dba and security.
-    let t = tally(&p, role, &u("alice"), &users(&["carol"]));
+    let t = tally(
+        &People::of_policy(&p),
+        role,
+        &u("alice"),
+        &users(&["carol"]),
+    );
     assert!(!t.is_complete());
     assert_eq!(t.still_needed(), 1);
     assert_eq!(t.counted.len(), 1);
@@ -150,7 +185,7 @@ fn matching_reassigns_a_flexible_approver() {
     // carol (dba + security) approves first, then dave (dba only).
     let (approved, results) = approve_all(&p, role, &alice, &users(&["carol", "dave"]));
     assert!(results.iter().all(Result::is_ok), "{results:?}");
-    let t = tally(&p, role, &alice, &approved);
+    let t = tally(&People::of_policy(&p), role, &alice, &approved);
     assert!(t.is_complete(), "{t:?}");
     assert_eq!(t.counted, vec![(u("carol"), 1), (u("dave"), 0)]);
 }
@@ -161,11 +196,21 @@ fn requester_approval_never_counts_in_tally() {
     // carol requests deploy-audit and is eligible for both steps herself.
     let role = role_of(&p, "deploy-audit");
     let carol = u("carol");
-    let t = tally(&p, role, &carol, &users(&["carol", "bob"]));
+    let t = tally(
+        &People::of_policy(&p),
+        role,
+        &carol,
+        &users(&["carol", "bob"]),
+    );
     assert!(!t.is_complete());
     assert_eq!(t.counted, vec![(u("bob"), 0)]);
     assert_eq!(t.missing, vec![0, 1]);
-    let t = tally(&p, role, &carol, &users(&["carol", "bob", "erin"]));
+    let t = tally(
+        &People::of_policy(&p),
+        role,
+        &carol,
+        &users(&["carol", "bob", "erin"]),
+    );
     assert!(t.is_complete());
     assert!(t.counted.iter().all(|(who, _)| who != &carol));
 }
@@ -175,18 +220,26 @@ fn removed_user_no_longer_counts() {
     let p = standard();
     let alice = u("alice");
     let approved = users(&["bob"]);
-    assert!(tally(&p, role_of(&p, "prod-db"), &alice, &approved).is_complete());
+    assert!(
+        tally(
+            &People::of_policy(&p),
+            role_of(&p, "prod-db"),
+            &alice,
+            &approved
+        )
+        .is_complete()
+    );
 
     // bob leaves the company: his stored approval stops counting.
     let mut gone = p.clone();
     gone.users.remove(&u("bob"));
     let role = role_of(&gone, "prod-db");
-    let t = tally(&gone, role, &alice, &approved);
+    let t = tally(&People::of_policy(&gone), role, &alice, &approved);
     assert!(!t.is_complete());
     assert!(t.counted.is_empty());
     // And he cannot approve again.
     assert_eq!(
-        approver_may_approve(&gone, role, &alice, &u("bob"), &[])
+        approver_may_approve(&People::of_policy(&gone), role, &alice, &u("bob"), &[])
             .unwrap_err()
             .code(),
         "not_an_approver"
@@ -202,7 +255,12 @@ fn removed_user_no_longer_counts() {
             .groups
             .contains(&GroupName::parse("dba").unwrap())
     );
-    let t = tally(&moved, role_of(&moved, "prod-db"), &alice, &approved);
+    let t = tally(
+        &People::of_policy(&moved),
+        role_of(&moved, "prod-db"),
+        &alice,
+        &approved,
+    );
     assert!(!t.is_complete());
 }
 

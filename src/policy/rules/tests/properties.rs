@@ -2,6 +2,7 @@
 //! oracles (Hall's theorem for the tally, the rules' text for refusals).
 
 use super::*;
+use crate::policy::People;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -167,7 +168,7 @@ fn hall_still_needed(p: &Policy, role: &Role, people: &[UserName]) -> u32 {
             .filter(|who| {
                 (0..k)
                     .filter(|i| subset & (1 << i) != 0)
-                    .any(|i| p.is_any_member(who, &role.steps[i].approvers))
+                    .any(|i| People::of_policy(p).is_any_member(who, &role.steps[i].approvers))
             })
             .count() as i64;
         worst = worst.max(demand - supply);
@@ -191,7 +192,7 @@ fn expected_code(
         || !role
             .steps
             .iter()
-            .any(|s| p.is_any_member(approver, &s.approvers))
+            .any(|s| People::of_policy(p).is_any_member(approver, &s.approvers))
     {
         Some("not_an_approver")
     } else {
@@ -205,7 +206,7 @@ fn check_tally(
     requester: &UserName,
     approved: &[UserName],
 ) -> Result<Tally, TestCaseError> {
-    let t = tally(p, role, requester, approved);
+    let t = tally(&People::of_policy(p), role, requester, approved);
     prop_assert_eq!(t.missing.len(), role.steps.len());
     for (step, missing) in role.steps.iter().zip(&t.missing) {
         prop_assert!(*missing <= step.approvals);
@@ -219,7 +220,7 @@ fn check_tally(
         prop_assert!(p.users.contains_key(who));
         prop_assert!(*step < role.steps.len());
         prop_assert!(
-            p.is_any_member(who, &role.steps[*step].approvers),
+            People::of_policy(p).is_any_member(who, &role.steps[*step].approvers),
             "{} counted toward step {} without being eligible",
             who,
             step
@@ -295,7 +296,13 @@ fn approve_loop_keeps_separation_of_duties_in(s: &Scenario) -> Result<(), TestCa
     let mut previous_needed = role.approvals_needed();
     for &i in &s.sequence {
         let approver = if i == n { u("ghost") } else { uname(i) };
-        let result = approver_may_approve(&p, role, &requester, &approver, &approved);
+        let result = approver_may_approve(
+            &People::of_policy(&p),
+            role,
+            &requester,
+            &approver,
+            &approved,
+        );
         let expected = expected_code(&p, role, &requester, &approver, &approved);
         prop_assert_eq!(result.as_ref().err().map(Refusal::code), expected);
         if approver == requester {
@@ -318,8 +325,8 @@ fn approve_loop_keeps_separation_of_duties_in(s: &Scenario) -> Result<(), TestCa
     // The tally does not depend on the order of approvals.
     let mut reversed = approved.clone();
     reversed.reverse();
-    let forward = tally(&p, role, &requester, &approved);
-    let backward = tally(&p, role, &requester, &reversed);
+    let forward = tally(&People::of_policy(&p), role, &requester, &approved);
+    let backward = tally(&People::of_policy(&p), role, &requester, &reversed);
     prop_assert_eq!(forward.is_complete(), backward.is_complete());
     prop_assert_eq!(forward.still_needed(), backward.still_needed());
     Ok(())
@@ -332,7 +339,7 @@ fn satisfiable_agrees_with_everyone_approving_in(s: &Scenario) -> Result<(), Tes
     let requester = uname(s.requester);
     let everyone: Vec<UserName> = p.users.keys().cloned().collect();
     let (approved, _) = approve_all(&p, role, &requester, &everyone);
-    let t = tally(&p, role, &requester, &approved);
+    let t = tally(&People::of_policy(&p), role, &requester, &approved);
     match satisfiable(&p, role, &requester) {
         Ok(()) => prop_assert!(t.is_complete()),
         Err(step) => {

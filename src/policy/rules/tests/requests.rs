@@ -2,6 +2,7 @@
 //! expiry, the certificate's lifetime, and who may view a request.
 
 use super::*;
+use crate::policy::People;
 
 #[test]
 fn refusal_codes_are_stable() {
@@ -119,16 +120,37 @@ fn may_view_requester_approver_admin_only() {
     let p = standard();
     let role = Some(role_of(&p, "prod-db"));
     let alice = u("alice");
-    assert!(may_view(&p, role, &alice, &alice), "requester");
-    assert!(may_view(&p, role, &alice, &u("bob")), "admin and approver");
-    assert!(may_view(&p, role, &alice, &u("carol")), "approver");
-    assert!(may_view(&p, role, &alice, &u("dave")), "approver");
-    assert!(!may_view(&p, role, &alice, &u("erin")), "unrelated");
-    assert!(!may_view(&p, role, &alice, &u("frank")), "unrelated");
-    assert!(!may_view(&p, role, &alice, &u("nobody")), "unknown");
+    assert!(
+        may_view(&People::of_policy(&p), role, &alice, &alice),
+        "requester"
+    );
+    assert!(
+        may_view(&People::of_policy(&p), role, &alice, &u("bob")),
+        "admin and approver"
+    );
+    assert!(
+        may_view(&People::of_policy(&p), role, &alice, &u("carol")),
+        "approver"
+    );
+    assert!(
+        may_view(&People::of_policy(&p), role, &alice, &u("dave")),
+        "approver"
+    );
+    assert!(
+        !may_view(&People::of_policy(&p), role, &alice, &u("erin")),
+        "unrelated"
+    );
+    assert!(
+        !may_view(&People::of_policy(&p), role, &alice, &u("frank")),
+        "unrelated"
+    );
+    assert!(
+        !may_view(&People::of_policy(&p), role, &alice, &u("nobody")),
+        "unknown"
+    );
 
     // The role was removed: only the requester and admins still see the request.
-    assert!(may_view(&p, None, &alice, &alice));
-    assert!(may_view(&p, None, &alice, &u("bob")));
-    assert!(!may_view(&p, None, &alice, &u("carol")));
+    assert!(may_view(&People::of_policy(&p), None, &alice, &alice));
+    assert!(may_view(&People::of_policy(&p), None, &alice, &u("bob")));
+    assert!(!may_view(&People::of_policy(&p), None, &alice, &u("carol")));
 }

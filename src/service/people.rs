@@ -1,0 +1,94 @@
+//! The provider's groups of the people a decision is about, read in its transaction.
+
+use chrono::{DateTime, Utc};
+
+use super::{RequestView, Service, ServiceError, view};
+use crate::names::{GroupName, UserName};
+use crate::policy::{IdpGroups, People, rules};
+use crate::store::certificates as certs;
+use crate::store::requests::{self as rq, RequestRow};
+use crate::store::users as disabled;
+use crate::store::{StoreError, Tx, sessions};
+
+impl Service {
+    /// What the identity provider says about `users` at `now`: for each with a live
+    /// session, the countersign groups of their latest one. Nothing without `[oidc]` (and
+    /// then nothing is read).
+    pub(super) fn idp_groups(
+        &self,
+        tx: &Tx<'_>,
+        users: &[&UserName],
+        now: DateTime<Utc>,
+    ) -> Result<IdpGroups, ServiceError> {
+        let mut out = IdpGroups::default();
+        if self.config().oidc.is_none() {
+            return Ok(out);
+        }
+        for (user, groups) in sessions::live_groups(tx, users, now.timestamp())? {
+            let names: Vec<String> = serde_json::from_str(&groups).map_err(|e| {
+                StoreError::Corrupt(format!("the groups of a session of {user}: {e}"))
+            })?;
+            let groups = names
+                .iter()
+                .map(|g| {
+                    GroupName::parse(g).map_err(|e| {
+                        StoreError::Corrupt(format!("a group of a session of {user}: {e}"))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            out.insert(user, groups);
+        }
+        Ok(out)
+    }
+}
+
+impl Service {
+    /// The view of `row` as stored at `now`: its approvals, certificate and requester's
+    /// mark are read, and the provider's groups of the people it counts.
+    pub(super) fn request_view(
+        &self,
+        tx: &Tx<'_>,
+        row: RequestRow,
+        now: DateTime<Utc>,
+    ) -> Result<RequestView, ServiceError> {
+        let approvals = rq::approvals(tx, &row.id)?;
+        let certificate = certs::for_request(tx, &row.id)?;
+        let disabled = disabled::is_disabled(tx, &row.requester)?;
+        let config = self.config();
+        let mut involved: Vec<&UserName> = approvals.iter().map(|a| &a.approver).collect();
+        involved.push(&row.requester);
+        let idp = self.idp_groups(tx, &involved, now)?;
+        let people = People::new(&config.policy, &idp);
+        Ok(view::assemble(
+            &people,
+            row,
+            approvals,
+            certificate.as_ref(),
+            disabled,
+            now,
+        ))
+    }
+
+    /// Whether `actor` may see a request by `requester` for `role`: by `[users]` alone,
+    /// else (with `[oidc]`) by the actor's groups from the provider too, read in `tx`.
+    pub(super) fn may_view(
+        &self,
+        tx: &Tx<'_>,
+        actor: &UserName,
+        row: &RequestRow,
+        now: DateTime<Utc>,
+    ) -> Result<bool, ServiceError> {
+        let config = self.config();
+        let role = config.policy.roles.get(&row.role);
+        let toml = People::of_policy(&config.policy);
+        if rules::may_view(&toml, role, &row.requester, actor) {
+            return Ok(true);
+        }
+        if config.oidc.is_none() {
+            return Ok(false);
+        }
+        let idp = self.idp_groups(tx, &[actor], now)?;
+        let people = People::new(&config.policy, &idp);
+        Ok(rules::may_view(&people, role, &row.requester, actor))
+    }
+}
