@@ -11,6 +11,7 @@
 
 mod audit;
 mod auth;
+mod device;
 mod error;
 mod extract;
 mod forwarded;
@@ -82,6 +83,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/oidc/callback", get(oidc::callback_get))
         .route("/v1/oidc/token", post(oidc::token_post))
         .route("/v1/oidc/logout", post(sessions::logout_post))
+        .route(
+            "/v1/oidc/device",
+            get(device::device_get).post(device::device_post),
+        )
+        .route("/v1/oidc/device/confirm", post(device::confirm_post))
         .route("/v1/sessions", get(sessions::sessions_list))
         .route("/v1/sessions/{id}/revoke", post(sessions::session_revoke))
         .fallback(misc::not_found)

@@ -10,6 +10,7 @@
 
 mod calls;
 mod decide;
+mod device;
 mod error;
 mod issue;
 mod local;
@@ -18,6 +19,7 @@ mod people;
 mod read;
 mod reload;
 mod revoke;
+mod sessions;
 mod signin;
 pub mod skew;
 mod token;
@@ -29,10 +31,12 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 pub use crate::state::Access;
+pub use crate::store::device::DeviceLogin;
 pub use crate::store::requests::Status;
 pub use crate::store::sessions::{LoginRow as SignInInProgress, SESSION_PREFIX};
 pub use calls::{blocking, quick, submit};
 pub use decide::{Created, IDEMPOTENCY_KEY_LIFETIME, NewRequest};
+pub use device::{DEVICE_CODE_GRANT, DeviceGrant, DeviceWait, format_user_code};
 pub use error::{ErrorKind, ServiceError, chain};
 pub use local::Local;
 pub use migrate::{MigrateError, Migrated, migrate_to_postgres};

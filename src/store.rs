@@ -52,6 +52,7 @@
 pub mod audit;
 pub mod certificates;
 pub mod copy;
+pub mod device;
 pub mod idempotency;
 mod lite;
 pub mod meta;

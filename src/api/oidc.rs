@@ -25,16 +25,18 @@ use super::extract::Json as JsonBody;
 use super::{ApiError, AppState};
 use crate::error_code::ErrorCode;
 use crate::oidc::{OidcError, Pending};
-use crate::service::{ServiceError, blocking, check_challenge, check_cli_redirect};
+use crate::service::{
+    DEVICE_CODE_GRANT, ServiceError, blocking, check_challenge, check_cli_redirect,
+};
 
-fn not_configured() -> ApiError {
+pub(super) fn not_configured() -> ApiError {
     ApiError::from(ServiceError::SignIn {
         code: ErrorCode::SigninFailed,
         message: "sign-in with an identity provider is not configured on this server".into(),
     })
 }
 
-fn from_oidc(e: OidcError) -> ApiError {
+pub(super) fn from_oidc(e: OidcError) -> ApiError {
     match e {
         OidcError::Unavailable(why) => {
             tracing::warn!(cause = ?why, "the identity provider is unavailable");
@@ -56,7 +58,7 @@ fn from_oidc(e: OidcError) -> ApiError {
 }
 
 /// A redirect (303: the browser follows it with a GET).
-fn see_other(location: &str) -> Response {
+pub(super) fn see_other(location: &str) -> Response {
     (
         StatusCode::SEE_OTHER,
         [
@@ -113,7 +115,7 @@ pub(super) async fn login_get(
 /// The cookie that ties a sign-in to the browser that started it (its `state`), for
 /// `max_age` seconds (0: removed). A sign-in link sent to someone else's browser does
 /// not come back with it, so it cannot finish there.
-fn sign_in_cookie(state: &AppState, value: &str, max_age: u32) -> header::HeaderValue {
+pub(super) fn sign_in_cookie(state: &AppState, value: &str, max_age: u32) -> header::HeaderValue {
     let secure = state
         .config()
         .oidc
@@ -132,13 +134,18 @@ const COOKIE: &str = "countersign_signin";
 
 /// The value of the sign-in cookie the browser sent, if any.
 fn cookie_of(headers: &header::HeaderMap) -> Option<String> {
+    cookie_named(headers, COOKIE)
+}
+
+/// The value of the cookie `name` the browser sent, if any.
+pub(super) fn cookie_named(headers: &header::HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(n, _)| *n == name)
         .map(|(_, value)| value.to_owned())
 }
 
@@ -171,8 +178,19 @@ pub(super) async fn callback_get(
         answer.headers_mut().insert(header::SET_COOKIE, clear);
         return Ok(answer);
     }
+    if let Some(device_hash) = login.device_hash.clone() {
+        let mut answer =
+            super::device::finish(&state, &provider, &query, pending, &device_hash).await;
+        answer.headers_mut().insert(header::SET_COOKIE, clear);
+        return Ok(answer);
+    }
     let to_cli = login.cli_redirect.clone();
-    let outcome = finish(&state, &provider, &query, pending, login).await;
+    let outcome = match verify(&state, &provider, &query, &pending).await {
+        Ok(signed) => blocking(&state, move |s| s.complete_login(&signed, &login))
+            .await
+            .map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
     // From here the CLI waits on its listener: it hears the outcome, a failure too.
     let location = match outcome {
         Ok((to_cli, user)) => {
@@ -194,15 +212,13 @@ pub(super) async fn callback_get(
     Ok(answer)
 }
 
-/// The provider's answer, the ID token's checks and the binding: where the browser goes
-/// on to (the CLI's listener, with the one-time code).
-async fn finish(
+/// The provider's answer and the ID token's checks: who the provider vouches for.
+pub(super) async fn verify(
     state: &AppState,
     provider: &crate::oidc::Provider,
     query: &HashMap<String, String>,
-    pending: Pending,
-    login: crate::service::SignInInProgress,
-) -> Result<(String, crate::names::UserName), ApiError> {
+    pending: &Pending,
+) -> Result<crate::oidc::SignedIn, ApiError> {
     if let Some(error) = query.get("error") {
         // Only the codes RFC 6749 (4.1.2.1) and OpenID Connect define are repeated:
         // anyone can send a browser here with any text.
@@ -233,43 +249,73 @@ async fn finish(
         .filter(|c| !c.is_empty() && c.len() <= 2048)
         .ok_or_else(|| ServiceError::Invalid("code is required".into()))?
         .clone();
-    let signed = provider
-        .finish(&code, &pending, state.now())
+    provider
+        .finish(&code, pending, state.now())
         .await
-        .map_err(from_oidc)?;
-    Ok(blocking(state, move |s| s.complete_login(&signed, &login)).await?)
+        .map_err(from_oidc)
 }
 
-/// Body of `POST /v1/oidc/token`.
+/// Body of `POST /v1/oidc/token`: a one-time code with its verifier (the loopback
+/// flow), or a device code (`grant_type` of RFC 8628).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TokenBody {
-    code: String,
-    code_verifier: String,
+    #[serde(default)]
+    grant_type: Option<String>,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    code_verifier: Option<String>,
+    #[serde(default)]
+    device_code: Option<String>,
 }
 
 /// `POST /v1/oidc/token`.
 pub(super) async fn token_post(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<TokenBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     if state.identity_provider().is_none() {
         return Err(not_configured());
     }
-    if body.code.len() > 200 || body.code_verifier.len() > 200 {
-        return Err(ServiceError::Invalid("code or code_verifier is too long".into()).into());
+    let too_long = |v: &Option<String>| v.as_ref().is_some_and(|v| v.len() > 200);
+    if too_long(&body.code) || too_long(&body.code_verifier) || too_long(&body.device_code) {
+        return Err(ServiceError::Invalid("a field of the body is too long".into()).into());
     }
-    let session = blocking(&state, move |s| {
-        s.exchange_login_code(&body.code, &body.code_verifier)
-    })
-    .await?;
+    let session = match body.grant_type.as_deref() {
+        Some(DEVICE_CODE_GRANT) => {
+            let device_code = body
+                .device_code
+                .ok_or_else(|| ServiceError::Invalid("device_code is required".into()))?;
+            match blocking(&state, move |s| s.poll_device_login(&device_code)).await? {
+                Ok(session) => session,
+                Err(wait) => return Ok(super::device::wait_answer(&wait)),
+            }
+        }
+        None | Some("authorization_code") => {
+            let (Some(code), Some(verifier)) = (body.code, body.code_verifier) else {
+                return Err(
+                    ServiceError::Invalid("code and code_verifier are required".into()).into(),
+                );
+            };
+            blocking(&state, move |s| s.exchange_login_code(&code, &verifier)).await?
+        }
+        Some(other) => {
+            return Err(ServiceError::Invalid(format!(
+                "grant_type {:?} is not supported: authorization_code or {DEVICE_CODE_GRANT}",
+                other.chars().take(80).collect::<String>()
+            ))
+            .into());
+        }
+    };
     tracing::info!(user = %session.user, session = %session.id, "signed in");
-    Ok(Json(json!({
+    let body = Json(json!({
         "session": session.token,
         "id": session.id,
         "user": session.user,
         "expires_at": session.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-    })))
+    }));
+    Ok(([(header::CACHE_CONTROL, "no-store")], body).into_response())
 }
 
 /// The page that asks before the one-time code goes to the CLI's listener: a sign-in
@@ -293,16 +339,20 @@ fn confirm_page(to_cli: &str, user: &crate::names::UserName) -> Response {
          <p><a id=\"continue\" href=\"{link}\">Continue: sign in the command line</a></p>\
          </body></html>\n"
     );
+    html(StatusCode::OK, page, "form-action 'none'; ")
+}
+
+/// An HTML page of ours: no script, nothing loaded from elsewhere (`csp_extra` adds to
+/// the policy), never cached, no Referer sent onwards.
+pub(super) fn html(status: StatusCode, page: String, csp_extra: &str) -> Response {
+    let csp = format!("default-src 'none'; {csp_extra}frame-ancestors 'none'");
     (
-        StatusCode::OK,
+        status,
         [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store"),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; form-action 'none'; frame-ancestors 'none'",
-            ),
-            (header::REFERRER_POLICY, "no-referrer"),
+            (header::CONTENT_TYPE, "text/html; charset=utf-8".to_owned()),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+            (header::CONTENT_SECURITY_POLICY, csp),
+            (header::REFERRER_POLICY, "no-referrer".to_owned()),
         ],
         page,
     )
@@ -310,7 +360,7 @@ fn confirm_page(to_cli: &str, user: &crate::names::UserName) -> Response {
 }
 
 /// `s` safe inside HTML text and attribute values.
-fn escape(s: &str) -> String {
+pub(super) fn escape(s: &str) -> String {
     s.chars()
         .map(|c| match c {
             '&' => "&amp;".to_owned(),

@@ -117,6 +117,22 @@ impl Client {
         serde_json::from_str(&text).context("server sent a response that is not the expected JSON")
     }
 
+    /// POST a JSON body, returning the status and body whatever they are (for answers
+    /// whose errors are not countersign's, such as RFC 8628's polls).
+    pub(super) fn post_raw<B: Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<(reqwest::StatusCode, Vec<u8>)> {
+        let req = self.http.post(self.url(path)).json(body);
+        self.rt.block_on(async {
+            let resp = req.send().await.map_err(|e| self.unreachable(e))?;
+            let status = resp.status();
+            let body = resp.bytes().await.context("reading the response")?;
+            Ok((status, body.to_vec()))
+        })
+    }
+
     /// POST a JSON body that creates something, safe to retry: it carries a fresh
     /// `Idempotency-Key`, and when no answer comes back (the connection broke, or a load
     /// balancer says its backend is gone: 502, 503, 504) it is sent again with the same

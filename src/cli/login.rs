@@ -7,7 +7,10 @@
 //! open, and the browser goes to countersign, the identity provider, back to countersign
 //! and on to the listener with a one-time code, which the CLI trades, with the verifier
 //! of the challenge it sent, for the session token. The token never passes through the
-//! browser, and the code is useless to anyone without the verifier.
+//! browser, and the code is useless to anyone without the verifier. The device flow
+//! (`--device`, `login/device.rs`) is for a terminal with no browser beside it.
+
+mod device;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -32,6 +35,14 @@ pub struct LoginArgs {
     /// after `reauth_required`; `approve` does this by itself).
     #[arg(long)]
     pub step_up: bool,
+    /// Sign in from a browser on another device (RFC 8628 device flow): what `login`
+    /// does by itself inside an SSH session or without a display.
+    #[arg(long, conflicts_with = "loopback")]
+    pub device: bool,
+    /// Sign in with a browser on this computer (the CLI listens on 127.0.0.1), even inside
+    /// an SSH session or without a display.
+    #[arg(long)]
+    pub loopback: bool,
 }
 
 /// The session file: `$XDG_CONFIG_HOME/countersign/session`, else
@@ -69,7 +80,7 @@ pub(super) fn saved_session() -> Option<(String, Option<String>)> {
 }
 
 #[derive(Debug, Deserialize)]
-struct Session {
+pub(super) struct Session {
     session: String,
     user: String,
     expires_at: String,
@@ -77,12 +88,41 @@ struct Session {
 
 /// Signs in and saves the session.
 pub(super) fn login(url: &str, args: &LoginArgs) -> anyhow::Result<ExitCode> {
-    sign_in(url, args.step_up)?;
+    let device = args.device || (!args.loopback && device::no_browser_here());
+    sign_in_with(url, args.step_up, device)?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// The loopback sign-in; with `step_up`, the provider authenticates the person again.
+/// Signs in again (after `reauth_required`), the way `login` would choose; with
+/// `step_up`, the provider authenticates the person again.
 pub(super) fn sign_in(url: &str, step_up: bool) -> anyhow::Result<()> {
+    sign_in_with(url, step_up, device::no_browser_here())
+}
+
+/// Signs in by the device flow or the loopback one, and saves the session.
+fn sign_in_with(url: &str, step_up: bool, device: bool) -> anyhow::Result<()> {
+    let client = Client::anonymous(url)?;
+    let session = if device {
+        device::sign_in(&client, step_up)?
+    } else {
+        loopback(&client, step_up)?
+    };
+    let file = session_file().ok_or_else(|| {
+        anyhow!("neither XDG_CONFIG_HOME nor HOME is set: nowhere to keep the session")
+    })?;
+    save(&file, &session.session)?;
+    save(&server_file(&file), client.base())?;
+    eprintln!(
+        "Signed in as {} until {} (session saved in {}).",
+        session.user,
+        session.expires_at,
+        file.display()
+    );
+    Ok(())
+}
+
+/// The loopback sign-in: the session.
+fn loopback(client: &Client, step_up: bool) -> anyhow::Result<Session> {
     let listener = TcpListener::bind("127.0.0.1:0").context("listening on 127.0.0.1")?;
     let port = listener.local_addr()?.port();
     let verifier = crate::oidc::random_token();
@@ -91,7 +131,6 @@ pub(super) fn sign_in(url: &str, step_up: bool) -> anyhow::Result<()> {
     // web page probing local ports) is not taken for the sign-in.
     let secret_path = format!("/callback/{}", &crate::oidc::random_token()[..22]);
     let redirect = format!("http://127.0.0.1:{port}{secret_path}");
-    let client = Client::anonymous(url)?;
     let start = format!(
         "{}/v1/oidc/login?{}",
         client.base(),
@@ -106,22 +145,10 @@ pub(super) fn sign_in(url: &str, step_up: bool) -> anyhow::Result<()> {
     println!("{start}");
     std::io::stdout().flush()?;
     let code = wait_for_code(&listener, &secret_path)?;
-    let session: Session = client.post(
+    client.post(
         "/v1/oidc/token",
         &json!({ "code": code, "code_verifier": verifier }),
-    )?;
-    let file = session_file().ok_or_else(|| {
-        anyhow!("neither XDG_CONFIG_HOME nor HOME is set: nowhere to keep the session")
-    })?;
-    save(&file, &session.session)?;
-    save(&server_file(&file), client.base())?;
-    eprintln!(
-        "Signed in as {} until {} (session saved in {}).",
-        session.user,
-        session.expires_at,
-        file.display()
-    );
-    Ok(())
+    )
 }
 
 /// Ends the saved session at its server and forgets it (the file goes even when the

@@ -13,11 +13,11 @@
 use chrono::{DateTime, Utc};
 
 use super::{Service, ServiceError, disabled_error, view};
-use crate::audit::{self, IdentityBound, NewEvent, SessionCreated, SessionRevoked, SignInRefused};
+use crate::audit::{self, IdentityBound, NewEvent, SessionCreated, SignInRefused};
 use crate::error_code::ErrorCode;
 use crate::names::UserName;
 use crate::oidc::{Pending, SignedIn, random_token, s256};
-use crate::store::sessions::{self, CodeRow, LoginRow, SESSION_PREFIX, SessionListing, SessionRow};
+use crate::store::sessions::{self, CodeRow, LoginRow, SESSION_PREFIX, SessionRow};
 use crate::store::{Tx, users as disabled};
 
 /// How long a sign-in may take between leaving for the provider and coming back.
@@ -40,7 +40,7 @@ pub struct NewSession {
     pub expires_at: DateTime<Utc>,
 }
 
-fn failed(message: impl Into<String>) -> ServiceError {
+pub(super) fn failed(message: impl Into<String>) -> ServiceError {
     ServiceError::SignIn {
         code: ErrorCode::SigninFailed,
         message: message.into(),
@@ -48,7 +48,9 @@ fn failed(message: impl Into<String>) -> ServiceError {
 }
 
 /// `[oidc]` of `config`, or `signin_failed` when sign-in is not configured.
-fn oidc_of(config: &crate::config::Config) -> Result<&crate::config::OidcSettings, ServiceError> {
+pub(super) fn oidc_of(
+    config: &crate::config::Config,
+) -> Result<&crate::config::OidcSettings, ServiceError> {
     config
         .oidc
         .as_ref()
@@ -114,6 +116,7 @@ impl Service {
             pkce_verifier: pending.pkce_verifier.clone(),
             cli_redirect: cli_redirect.to_owned(),
             cli_challenge: cli_challenge.to_owned(),
+            device_hash: None,
         };
         self.store.write(|tx| {
             let n = sessions::insert_login(
@@ -192,7 +195,7 @@ impl Service {
 
     /// The user name bound to `signed`'s person, binding it the first time; a refusal
     /// (committed with its audit row) when the name or the person is bound otherwise.
-    fn bind(
+    pub(super) fn bind(
         &self,
         tx: &Tx<'_>,
         now: DateTime<Utc>,
@@ -289,15 +292,7 @@ impl Service {
         code: &str,
         verifier: &str,
     ) -> Result<NewSession, ServiceError> {
-        let (config, now) = (self.config(), self.now());
-        let oidc = oidc_of(&config)?;
-        let ttl = chrono::TimeDelta::from_std(oidc.session_ttl)
-            .map_err(|e| ServiceError::Invalid(e.to_string()))?;
-        let token = format!(
-            "{SESSION_PREFIX}{}",
-            hex::encode(rand::random::<[u8; 32]>())
-        );
-        let id = hex::encode(rand::random::<[u8; 12]>());
+        let now = self.now();
         self.store.write(|tx| {
             let Some(row) = sessions::take_code(tx, code, now.timestamp())? else {
                 return Ok(Err(failed("the sign-in code is unknown, used, or over")));
@@ -307,113 +302,81 @@ impl Service {
                     "the sign-in code was not made for this verifier",
                 )));
             }
-            if disabled::is_disabled(tx, &row.user)? {
-                return Ok(Err(disabled_error(&row.user)));
-            }
-            let expires_at = now + ttl;
-            let session = SessionRow {
-                id: id.clone(),
-                user: row.user.clone(),
-                via: "oidc".into(),
-                groups: row.groups.clone(),
+            let made = SignedInPerson {
+                user: &row.user,
+                groups: &row.groups,
                 auth_time: row.auth_time,
-                created_at: now.timestamp(),
-                expires_at: expires_at.timestamp(),
+                via: "oidc",
             };
-            sessions::insert_session(tx, &token, &session)?;
-            let groups: Vec<String> = serde_json::from_str(&row.groups).map_err(|e| {
-                crate::store::StoreError::Corrupt(format!("a sign-in code's groups: {e}"))
-            })?;
-            audit::append(
-                tx,
-                now,
-                &NewEvent::general(
-                    row.user.as_str(),
-                    SessionCreated {
-                        user: row.user.to_string(),
-                        session: id.clone(),
-                        via: "oidc".into(),
-                        groups,
-                        auth_time: row.auth_time.map(view::rfc3339),
-                        expires_at: view::rfc3339(expires_at.timestamp()),
-                    },
-                ),
-            )?;
-            Ok::<_, ServiceError>(Ok(NewSession {
-                token: token.clone(),
-                id: id.clone(),
-                user: row.user,
-                expires_at,
-            }))
+            self.new_session(tx, now, &made)
         })?
     }
-}
 
-impl Service {
-    /// The live sessions, of `user` or everyone's (admins only).
-    pub fn list_sessions(
+    /// Makes a session for `person` (with its `session.created` audit row), in `tx`;
+    /// `user_disabled` (nothing written) if they are disabled.
+    pub(super) fn new_session(
         &self,
-        actor: &UserName,
-        user: Option<&UserName>,
-    ) -> Result<Vec<SessionListing>, ServiceError> {
-        self.require_admin(actor, "list sessions")?;
-        let now = self.now().timestamp();
-        Ok(self
-            .store
-            .read(|tx| sessions::live_sessions(tx, user, now))?)
-    }
-
-    /// Ends the live session `id` (admins only), with its `session.revoked` audit row;
-    /// whose it was. `not_found` when no such session is live.
-    pub fn revoke_session(&self, actor: &UserName, id: &str) -> Result<UserName, ServiceError> {
-        self.require_admin(actor, "revoke sessions")?;
-        let now = self.now();
-        self.store.write(|tx| {
-            let user = sessions::revoke_session(tx, id, now.timestamp())?
-                .ok_or_else(|| ServiceError::NotFound(format!("no live session {id}")))?;
-            audit::append(
-                tx,
-                now,
-                &NewEvent::general(
-                    actor.as_str(),
-                    SessionRevoked {
-                        user: user.to_string(),
-                        session: id.to_owned(),
-                    },
-                ),
-            )?;
-            Ok(user)
-        })
+        tx: &Tx<'_>,
+        now: DateTime<Utc>,
+        person: &SignedInPerson<'_>,
+    ) -> Result<Result<NewSession, ServiceError>, ServiceError> {
+        let config = self.config();
+        let oidc = oidc_of(&config)?;
+        let ttl = chrono::TimeDelta::from_std(oidc.session_ttl)
+            .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        if disabled::is_disabled(tx, person.user)? {
+            return Ok(Err(disabled_error(person.user)));
+        }
+        let token = format!(
+            "{SESSION_PREFIX}{}",
+            hex::encode(rand::random::<[u8; 32]>())
+        );
+        let id = hex::encode(rand::random::<[u8; 12]>());
+        let expires_at = now + ttl;
+        let session = SessionRow {
+            id: id.clone(),
+            user: person.user.clone(),
+            via: person.via.into(),
+            groups: person.groups.to_owned(),
+            auth_time: person.auth_time,
+            created_at: now.timestamp(),
+            expires_at: expires_at.timestamp(),
+        };
+        sessions::insert_session(tx, &token, &session)?;
+        let groups: Vec<String> = serde_json::from_str(person.groups)
+            .map_err(|e| crate::store::StoreError::Corrupt(format!("a sign-in's groups: {e}")))?;
+        audit::append(
+            tx,
+            now,
+            &NewEvent::general(
+                person.user.as_str(),
+                SessionCreated {
+                    user: person.user.to_string(),
+                    session: id.clone(),
+                    via: person.via.into(),
+                    groups,
+                    auth_time: person.auth_time.map(view::rfc3339),
+                    expires_at: view::rfc3339(expires_at.timestamp()),
+                },
+            ),
+        )?;
+        Ok(Ok(NewSession {
+            token,
+            id,
+            user: person.user.clone(),
+            expires_at,
+        }))
     }
 }
 
-impl Service {
-    /// Ends the caller's own session (`countersign logout`), with its `session.revoked`
-    /// audit row; its id. `token` must be a live session: an API token is refused
-    /// (an operator revokes those).
-    pub fn end_own_session(&self, token: &str) -> Result<String, ServiceError> {
-        let now = self.now();
-        self.store.write(|tx| {
-            let (id, user) = sessions::revoke_session_by_token(tx, token, now.timestamp())?
-                .ok_or_else(|| {
-                    ServiceError::Invalid(
-                        "only a session from `countersign login` can be ended this way; API \
-                         tokens are revoked by an operator (`countersign token revoke`)"
-                            .into(),
-                    )
-                })?;
-            audit::append(
-                tx,
-                now,
-                &NewEvent::general(
-                    user.as_str(),
-                    SessionRevoked {
-                        user: user.to_string(),
-                        session: id.clone(),
-                    },
-                ),
-            )?;
-            Ok(id)
-        })
-    }
+/// Who the provider vouched for, ready to become a session.
+pub(super) struct SignedInPerson<'a> {
+    /// Who.
+    pub user: &'a UserName,
+    /// Their countersign groups (JSON list).
+    pub groups: &'a str,
+    /// When they authenticated at the provider, if it said.
+    pub auth_time: Option<i64>,
+    /// How: `oidc` (the loopback flow) or `oidc-device`.
+    pub via: &'static str,
 }

@@ -251,6 +251,30 @@ CREATE TABLE sessions (
 ) WITHOUT ROWID;
 CREATE INDEX sessions_by_user ON sessions (user);
 "#,
+    r#"
+-- The device flow of `countersign login --device` (RFC 8628): countersign is the device
+-- authorization server of its own CLI. A device login waits, by the hashes of its device
+-- code and user code, until the person confirms it in a browser and signs in at the
+-- provider, while the CLI polls; a sign-in in progress may be for one (`device_hash`).
+CREATE TABLE device_logins (
+    device_hash    TEXT PRIMARY KEY,
+    user_code_hash TEXT NOT NULL UNIQUE,
+    client_host    TEXT NOT NULL,
+    client_address TEXT NOT NULL,
+    step_up        INTEGER NOT NULL,
+    interval_secs  INTEGER NOT NULL,
+    polled_at      INTEGER,
+    created_at     INTEGER NOT NULL,
+    expires_at     INTEGER NOT NULL,
+    status         TEXT NOT NULL,
+    user           TEXT,
+    groups         TEXT,
+    auth_time      INTEGER,
+    error          TEXT
+) WITHOUT ROWID;
+CREATE INDEX device_logins_by_expiry ON device_logins (expires_at);
+ALTER TABLE oidc_logins ADD COLUMN device_hash TEXT;
+"#,
 ];
 
 /// Applies the migrations not applied yet. A database already current is only read:

@@ -21,6 +21,9 @@ pub struct LoginRow {
     pub cli_redirect: String,
     /// The S256 challenge of the CLI's own verifier.
     pub cli_challenge: String,
+    /// For a device login (`login --device`): the hash of its device code; then the two
+    /// `cli_` fields are empty.
+    pub device_hash: Option<String>,
 }
 
 /// Stores a sign-in in progress under the hash of its `state`, until `expires_at`; and
@@ -36,7 +39,8 @@ pub fn insert_login(
     tx.exec("DELETE FROM login_codes WHERE expires_at <= ?1", &[&now])?;
     tx.exec(
         "INSERT INTO oidc_logins (state_hash, nonce, pkce_verifier, cli_redirect, \
-         cli_challenge, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+         cli_challenge, created_at, expires_at, device_hash) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         &[
             &hash(state),
             &login.nonce,
@@ -45,6 +49,7 @@ pub fn insert_login(
             &login.cli_challenge,
             &now,
             &expires_at,
+            &login.device_hash,
         ],
     )?;
     tx.one("SELECT count(*) FROM oidc_logins", &[], |r| r.get(0))
@@ -54,7 +59,7 @@ pub fn insert_login(
 pub fn take_login(tx: &Tx<'_>, state: &str, now: i64) -> Result<Option<LoginRow>, StoreError> {
     take(
         tx,
-        "SELECT nonce, pkce_verifier, cli_redirect, cli_challenge, expires_at \
+        "SELECT nonce, pkce_verifier, cli_redirect, cli_challenge, expires_at, device_hash \
          FROM oidc_logins WHERE state_hash = ?1",
         "DELETE FROM oidc_logins WHERE state_hash = ?1",
         &hash(state),
@@ -65,6 +70,7 @@ pub fn take_login(tx: &Tx<'_>, state: &str, now: i64) -> Result<Option<LoginRow>
                 pkce_verifier: r.get(1)?,
                 cli_redirect: r.get(2)?,
                 cli_challenge: r.get(3)?,
+                device_hash: r.get(5)?,
             })
         },
     )
@@ -239,7 +245,7 @@ pub fn revoke_sessions_of(tx: &Tx<'_>, user: &UserName, now: i64) -> Result<usiz
     Ok(usize::try_from(n).unwrap_or(usize::MAX))
 }
 
-fn user_from(name: String) -> Result<UserName, StoreError> {
+pub(super) fn user_from(name: String) -> Result<UserName, StoreError> {
     UserName::parse(&name).map_err(|e| corrupt("user", &name, e))
 }
 

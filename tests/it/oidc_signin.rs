@@ -14,6 +14,7 @@ use crate::idp::{Account, Client, Idp, IdpState, sign_in};
 
 mod admin;
 mod cli_support;
+mod device;
 mod groups;
 mod more;
 mod step_up;

@@ -177,6 +177,26 @@ CREATE TABLE sessions (
 );
 CREATE INDEX sessions_by_user ON sessions ("user");
 "#,
+    r#"
+CREATE TABLE device_logins (
+    device_hash    TEXT PRIMARY KEY,
+    user_code_hash TEXT NOT NULL UNIQUE,
+    client_host    TEXT NOT NULL,
+    client_address TEXT NOT NULL,
+    step_up        BIGINT NOT NULL,
+    interval_secs  BIGINT NOT NULL,
+    polled_at      BIGINT,
+    created_at     BIGINT NOT NULL,
+    expires_at     BIGINT NOT NULL,
+    status         TEXT NOT NULL,
+    "user"         TEXT,
+    groups         TEXT,
+    auth_time      BIGINT,
+    error          TEXT
+);
+CREATE INDEX device_logins_by_expiry ON device_logins (expires_at);
+ALTER TABLE oidc_logins ADD COLUMN device_hash TEXT;
+"#,
 ];
 
 /// The schema version the database records (0: none yet).

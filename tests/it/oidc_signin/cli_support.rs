@@ -2,11 +2,16 @@
 
 use std::path::Path;
 
-/// The CLI binary with `home` as its HOME and no token in its environment.
+/// The CLI binary with `home` as its HOME and no token in its environment, as on a
+/// desktop (a display, not inside SSH): `login` picks the loopback flow.
 pub fn cli(home: &Path, args: &[&str]) -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"));
     cmd.args(args)
         .env("HOME", home)
+        .env("DISPLAY", ":0")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("SSH_CONNECTION")
+        .env_remove("SSH_TTY")
         .env_remove("XDG_CONFIG_HOME")
         .env_remove("COUNTERSIGN_TOKEN");
     cmd
