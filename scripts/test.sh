@@ -3,15 +3,16 @@
 # OpenSSH sshd, and the benchmark's smoke tests (bench/, a workspace member); then the
 # integration suite once more with every test server on PostgreSQL (a throw-away cluster
 # the tests start themselves, tests/it/pg.rs), so that both storage backends pass the
-# same tests. Installs OpenSSH, PostgreSQL and Node.js first if they are missing, and the
-# OpenID provider that the OIDC tests run (tests/oidc, npm packages). Extra arguments go
-# to cargo test.
+# same tests. Installs OpenSSH, PostgreSQL, Node.js and Chromium first if they are
+# missing, and the OpenID provider and the browser driver that the OIDC tests run
+# (tests/oidc, npm packages). Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-openssh.sh
 scripts/install-postgres.sh
 scripts/install-node.sh
-if [ ! -d tests/oidc/node_modules ]; then
+scripts/install-chromium.sh
+if [ ! -d tests/oidc/node_modules/oidc-provider ] || [ ! -d tests/oidc/node_modules/playwright-core ]; then
   npm ci --prefix tests/oidc --no-audit --no-fund
 fi
 cargo test --locked --workspace "$@"

@@ -10,10 +10,14 @@
 //! - `pid_file.rs`: [`PidFile`], one server per data folder, found by `countersign reload`.
 //! - `reload.rs`: SIGHUP re-reads the configuration.
 //! - `sweep.rs`: overdue requests are expired, the high-water mark follows the audit head.
+//! - `recheck.rs`: sessions are re-checked at the identity provider every hour.
 
 mod pid_file;
+mod recheck;
 mod reload;
 mod sweep;
+
+pub use recheck::recheck_round;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -129,8 +133,10 @@ pub async fn run(
         ))
     });
     let sweeper = tokio::spawn(sweep::sweep_expired(service.clone()));
+    let rechecker = tokio::spawn(recheck::recheck_sessions(service.clone()));
     let served = crate::api::serve(http, service, until_stopped(stopped)).await;
     sweeper.abort();
+    rechecker.abort();
     served?;
     if let Some(ssh) = ssh {
         ssh.await.map_err(std::io::Error::other)??;

@@ -11,8 +11,12 @@
 
 mod http;
 mod pkce;
+mod refresh;
+mod seal;
 
 pub use pkce::{Pending, random_token, s256};
+pub use refresh::{RecheckError, Rechecked};
+pub use seal::SealKey;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -66,12 +70,15 @@ pub struct SignedIn {
     pub groups: Vec<String>,
     /// When the person last authenticated at the provider (`auth_time`), if said.
     pub auth_time: Option<DateTime<Utc>>,
+    /// A refresh token, if the provider gave one (to re-read the groups later).
+    pub refresh_token: Option<String>,
 }
 
 /// The provider, as configured in `[oidc]`, and what discovery said of it.
 pub struct Provider {
     settings: OidcSettings,
     secret: ClientSecret,
+    seal: SealKey,
     http: reqwest::Client,
     discovered: Mutex<Option<(CoreProviderMetadata, Instant)>>,
     /// When discovery was last fetched again for an unknown signing key.
@@ -103,6 +110,7 @@ impl Provider {
             .map_err(|e| OidcError::Unavailable(format!("no HTTP client: {e}")))?;
         Ok(Provider {
             settings,
+            seal: SealKey::from_secret(&secret),
             secret: ClientSecret::new(secret),
             http,
             discovered: Mutex::new(None),
@@ -114,6 +122,11 @@ impl Provider {
     /// The settings it runs with.
     pub fn settings(&self) -> &OidcSettings {
         &self.settings
+    }
+
+    /// The key refresh tokens are sealed with at rest.
+    pub fn seal_key(&self) -> &SealKey {
+        &self.seal
     }
 
     fn cached(&self) -> Option<(CoreProviderMetadata, Instant)> {
@@ -218,6 +231,11 @@ impl Provider {
         if let Some(age) = max_age {
             request = request.set_max_age(age).add_prompt(CoreAuthPrompt::Login);
         }
+        // A refresh token (to re-read groups) is asked for with consent, as OpenID
+        // Connect Core 11 says.
+        if self.settings.scopes.iter().any(|s| s == "offline_access") {
+            request = request.add_prompt(CoreAuthPrompt::Consent);
+        }
         let (url, _, _) = request.url();
         Ok(url.to_string())
     }
@@ -274,22 +292,7 @@ impl Provider {
                     .clone()
             }
         };
-        // `azp`: when present it must be us; when the token is for several audiences it
-        // must be present (the crate already refuses audiences it was not told to trust).
-        match claims.authorized_party() {
-            Some(azp) if azp.as_str() != self.settings.client_id => {
-                return Err(OidcError::Refused(format!(
-                    "the ID token was issued to another client ({})",
-                    azp.as_str()
-                )));
-            }
-            None if claims.audiences().len() > 1 => {
-                return Err(OidcError::Refused(
-                    "the ID token has several audiences and no azp".into(),
-                ));
-            }
-            _ => {}
-        }
+        self.check_azp(&claims)?;
         let payload = http::jwt_payload(&id_token.to_string())
             .ok_or_else(|| OidcError::Refused("the ID token's payload is not JSON".into()))?;
         let mut signed_in = SignedIn {
@@ -298,6 +301,7 @@ impl Provider {
             username: string_claim(&payload, &self.settings.username_claim),
             groups: list_claim(&payload, &self.settings.groups_claim),
             auth_time: claims.auth_time(),
+            refresh_token: token.refresh_token().map(|t| t.secret().clone()),
         };
         let wants_groups = !self.settings.group_map.is_empty();
         if signed_in.username.is_none()
@@ -322,6 +326,23 @@ impl Provider {
             }
         }
         Ok(signed_in)
+    }
+
+    /// `azp`: when present it must be us; when the token is for several audiences it must
+    /// be present (the crate already refuses audiences it was not told to trust).
+    fn check_azp(&self, claims: &openidconnect::core::CoreIdTokenClaims) -> Result<(), OidcError> {
+        match claims.authorized_party() {
+            Some(azp) if azp.as_str() != self.settings.client_id => {
+                Err(OidcError::Refused(format!(
+                    "the ID token was issued to another client ({})",
+                    azp.as_str()
+                )))
+            }
+            None if claims.audiences().len() > 1 => Err(OidcError::Refused(
+                "the ID token has several audiences and no azp".into(),
+            )),
+            _ => Ok(()),
+        }
     }
 
     fn verifier<'a>(

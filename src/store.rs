@@ -60,6 +60,7 @@ mod migrations;
 mod pg;
 #[doc(hidden)]
 pub mod prefill;
+pub mod recheck;
 pub mod requests;
 pub mod sessions;
 mod sql;

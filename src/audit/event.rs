@@ -16,7 +16,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 mod signin;
-pub use signin::{IdentityBound, SessionCreated, SessionRevoked, SignInRefused};
+pub use signin::{
+    IdentityBound, IdentityWithdrawn, SessionCreated, SessionGroupsChanged, SessionRevoked,
+    SignInRefused,
+};
 
 /// Declares [`AuditEvent`] with one variant per action, and its `action()`, `detail()`,
 /// `parse()` and [`AuditEvent::ACTIONS`].
@@ -148,6 +151,10 @@ events! {
     "signin.refused" => SignInRefused,
     /// An admin ended a session.
     "session.revoked" => SessionRevoked,
+    /// A re-check at the identity provider found a person in other groups.
+    "session.groups_changed" => SessionGroupsChanged,
+    /// The identity provider no longer vouches for a person: their sessions ended.
+    "identity.withdrawn" => IdentityWithdrawn,
 }
 
 /// `request.created`.

@@ -253,10 +253,12 @@ impl Service {
                 device::end(tx, device_hash, &Ending::Refused(&why), now.timestamp())?;
                 return Ok(Err(e));
             }
+            let sealed = self.sealed_refresh_token(signed, &user);
             let ending = Ending::SignedIn {
                 user: &user,
                 groups: &groups,
                 auth_time: signed.auth_time.map(|t| t.timestamp()),
+                refresh_token: sealed.as_deref(),
             };
             device::end(tx, device_hash, &ending, now.timestamp())?;
             Ok::<_, ServiceError>(Ok((user, login)))
@@ -280,7 +282,7 @@ impl Service {
     ) -> Result<Result<NewSession, DeviceWait>, ServiceError> {
         let now = self.now();
         self.store.write(|tx| {
-            let (user, groups, auth_time) =
+            let (user, groups, auth_time, refresh_token) =
                 match device::poll(tx, device_code, now.timestamp(), SLOW_DOWN_SECONDS)? {
                     Poll::Unknown => return Ok(Err(DeviceWait::Unknown)),
                     Poll::Expired => return Ok(Err(DeviceWait::Expired)),
@@ -291,12 +293,14 @@ impl Service {
                         user,
                         groups,
                         auth_time,
-                    } => (user, groups, auth_time),
+                        refresh_token,
+                    } => (user, groups, auth_time, refresh_token),
                 };
             let person = SignedInPerson {
                 user: &user,
                 groups: &groups,
                 auth_time,
+                refresh_token: refresh_token.as_deref(),
                 via: "oidc-device",
             };
             match self.new_session(tx, now, &person)? {

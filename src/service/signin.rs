@@ -24,6 +24,9 @@ use crate::store::{Tx, users as disabled};
 const LOGIN_LIFETIME_SECONDS: i64 = 600;
 /// How long the CLI has to trade its one-time code.
 const CODE_LIFETIME_SECONDS: i64 = 60;
+/// How long the provider's groups count for a session it gave no refresh token for:
+/// without one they cannot be re-read, and group changes must take effect within an hour.
+pub(super) const GROUPS_WITHOUT_RECHECK_SECONDS: i64 = 3600;
 /// Sign-ins in progress at once, at most (the start of a sign-in needs no credential).
 const MAX_LOGINS_IN_PROGRESS: i64 = 10_000;
 
@@ -180,11 +183,12 @@ impl Service {
                 return Ok(Err(disabled_error(&user)));
             }
             let row = CodeRow {
-                user,
                 groups: serde_json::to_string(&groups)
                     .map_err(|e| ServiceError::Invalid(e.to_string()))?,
                 auth_time: signed.auth_time.map(|t| t.timestamp()),
                 cli_challenge: login.cli_challenge.clone(),
+                refresh_token: self.sealed_refresh_token(signed, &user),
+                user,
             };
             sessions::insert_code(tx, &code, &row, now.timestamp() + CODE_LIFETIME_SECONDS)?;
             Ok::<_, ServiceError>(Ok(row.user))
@@ -284,6 +288,17 @@ impl Service {
         Ok(Ok(name))
     }
 
+    /// `signed`'s refresh token sealed for `user`, if the provider gave one.
+    pub(super) fn sealed_refresh_token(
+        &self,
+        signed: &SignedIn,
+        user: &UserName,
+    ) -> Option<String> {
+        let provider = self.identity_provider()?;
+        let token = signed.refresh_token.as_deref()?;
+        Some(provider.seal_key().seal(token, user.as_str()))
+    }
+
     /// Trades a one-time code, with the verifier of the challenge it was made for, for a
     /// session (with its `session.created` audit row). The code is spent whatever the
     /// outcome.
@@ -306,6 +321,7 @@ impl Service {
                 user: &row.user,
                 groups: &row.groups,
                 auth_time: row.auth_time,
+                refresh_token: row.refresh_token.as_deref(),
                 via: "oidc",
             };
             self.new_session(tx, now, &made)
@@ -333,6 +349,12 @@ impl Service {
         );
         let id = hex::encode(rand::random::<[u8; 12]>());
         let expires_at = now + ttl;
+        // Groups the provider can be asked about again count as long as the session
+        // (re-read every hour); others for an hour.
+        let groups_until = match person.refresh_token {
+            Some(_) => expires_at.timestamp(),
+            None => (now.timestamp() + GROUPS_WITHOUT_RECHECK_SECONDS).min(expires_at.timestamp()),
+        };
         let session = SessionRow {
             id: id.clone(),
             user: person.user.clone(),
@@ -341,6 +363,8 @@ impl Service {
             auth_time: person.auth_time,
             created_at: now.timestamp(),
             expires_at: expires_at.timestamp(),
+            refresh_token: person.refresh_token.map(str::to_owned),
+            groups_until,
         };
         sessions::insert_session(tx, &token, &session)?;
         let groups: Vec<String> = serde_json::from_str(person.groups)
@@ -377,6 +401,8 @@ pub(super) struct SignedInPerson<'a> {
     pub groups: &'a str,
     /// When they authenticated at the provider, if it said.
     pub auth_time: Option<i64>,
+    /// The provider's refresh token, sealed, if it gave one.
+    pub refresh_token: Option<&'a str>,
     /// How: `oidc` (the loopback flow) or `oidc-device`.
     pub via: &'static str,
 }

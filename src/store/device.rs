@@ -137,6 +137,8 @@ pub enum Ending<'a> {
         groups: &'a str,
         /// When they authenticated at the provider, if it said.
         auth_time: Option<i64>,
+        /// The provider's refresh token, sealed, if it gave one.
+        refresh_token: Option<&'a str>,
     },
     /// The person refused it, or the sign-in failed: why, for the CLI.
     Refused(&'a str),
@@ -155,10 +157,19 @@ pub fn end(
             user,
             groups,
             auth_time,
+            refresh_token,
         } => tx.exec(
             "UPDATE device_logins SET status = 'approved', \"user\" = ?2, groups = ?3, \
-             auth_time = ?4 WHERE device_hash = ?1 AND status = 'pending' AND expires_at > ?5",
-            &[&device_hash, &user.as_str(), groups, auth_time, &now],
+             auth_time = ?4, refresh_token = ?6 \
+             WHERE device_hash = ?1 AND status = 'pending' AND expires_at > ?5",
+            &[
+                &device_hash,
+                &user.as_str(),
+                groups,
+                auth_time,
+                &now,
+                refresh_token,
+            ],
         )?,
         Ending::Refused(why) => tx.exec(
             "UPDATE device_logins SET status = 'denied', error = ?2 \
@@ -191,6 +202,8 @@ pub enum Poll {
         groups: String,
         /// When they authenticated at the provider.
         auth_time: Option<i64>,
+        /// The provider's refresh token, sealed, if it gave one.
+        refresh_token: Option<String>,
     },
 }
 
@@ -199,34 +212,46 @@ pub enum Poll {
 /// finished login is spent by the poll that hears it.
 pub fn poll(tx: &Tx<'_>, device_code: &str, now: i64, slow_down: i64) -> Result<Poll, StoreError> {
     let key = hash(device_code);
-    type Row = (
-        String,
-        i64,
-        Option<i64>,
-        i64,
-        Option<String>,
-        Option<String>,
-        Option<i64>,
-        Option<String>,
-    );
-    let row: Option<Row> = tx.opt(
+    struct Stored {
+        status: String,
+        interval: i64,
+        polled_at: Option<i64>,
+        expires_at: i64,
+        user: Option<String>,
+        groups: Option<String>,
+        auth_time: Option<i64>,
+        error: Option<String>,
+        refresh_token: Option<String>,
+    }
+    let row = tx.opt(
         "SELECT status, interval_secs, polled_at, expires_at, \"user\", groups, auth_time, \
-         error FROM device_logins WHERE device_hash = ?1",
+         error, refresh_token FROM device_logins WHERE device_hash = ?1",
         &[&key],
         |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-            ))
+            Ok(Stored {
+                status: r.get(0)?,
+                interval: r.get(1)?,
+                polled_at: r.get(2)?,
+                expires_at: r.get(3)?,
+                user: r.get(4)?,
+                groups: r.get(5)?,
+                auth_time: r.get(6)?,
+                error: r.get(7)?,
+                refresh_token: r.get(8)?,
+            })
         },
     )?;
-    let Some((status, interval, polled_at, expires_at, user, groups, auth_time, error)) = row
+    let Some(Stored {
+        status,
+        interval,
+        polled_at,
+        expires_at,
+        user,
+        groups,
+        auth_time,
+        error,
+        refresh_token,
+    }) = row
     else {
         return Ok(Poll::Unknown);
     };
@@ -246,6 +271,7 @@ pub fn poll(tx: &Tx<'_>, device_code: &str, now: i64, slow_down: i64) -> Result<
                 user: user_from(user)?,
                 groups,
                 auth_time,
+                refresh_token,
             })
         }
         "denied" => {

@@ -275,6 +275,18 @@ CREATE TABLE device_logins (
 CREATE INDEX device_logins_by_expiry ON device_logins (expires_at);
 ALTER TABLE oidc_logins ADD COLUMN device_hash TEXT;
 "#,
+    r#"
+-- Re-reading groups between sign-ins: a session keeps the refresh token the provider
+-- gave (sealed with a key derived from the client secret, bound to its user), when the
+-- provider last vouched for the person (`checked_at`), and until when its groups count
+-- (`groups_until`: an hour after sign-in when there is no refresh token to re-read
+-- them). The sign-in's code and device login carry the sealed token to the session.
+ALTER TABLE login_codes ADD COLUMN refresh_token TEXT;
+ALTER TABLE device_logins ADD COLUMN refresh_token TEXT;
+ALTER TABLE sessions ADD COLUMN refresh_token TEXT;
+ALTER TABLE sessions ADD COLUMN checked_at INTEGER;
+ALTER TABLE sessions ADD COLUMN groups_until INTEGER;
+"#,
 ];
 
 /// Applies the migrations not applied yet. A database already current is only read:

@@ -147,6 +147,8 @@ pub struct CodeRow {
     pub auth_time: Option<i64>,
     /// The S256 challenge of the CLI's verifier.
     pub cli_challenge: String,
+    /// The provider's refresh token, sealed (`oidc::SealKey`), if it gave one.
+    pub refresh_token: Option<String>,
 }
 
 /// Stores a one-time code (by its hash) until `expires_at`.
@@ -158,7 +160,7 @@ pub fn insert_code(
 ) -> Result<(), StoreError> {
     tx.exec(
         "INSERT INTO login_codes (code_hash, \"user\", groups, auth_time, cli_challenge, \
-         expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+         expires_at, refresh_token) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         &[
             &hash(code),
             &row.user.as_str(),
@@ -166,6 +168,7 @@ pub fn insert_code(
             &row.auth_time,
             &row.cli_challenge,
             &expires_at,
+            &row.refresh_token,
         ],
     )?;
     Ok(())
@@ -175,8 +178,8 @@ pub fn insert_code(
 pub fn take_code(tx: &Tx<'_>, code: &str, now: i64) -> Result<Option<CodeRow>, StoreError> {
     take(
         tx,
-        "SELECT \"user\", groups, auth_time, cli_challenge, expires_at FROM login_codes \
-         WHERE code_hash = ?1",
+        "SELECT \"user\", groups, auth_time, cli_challenge, expires_at, refresh_token \
+         FROM login_codes WHERE code_hash = ?1",
         "DELETE FROM login_codes WHERE code_hash = ?1",
         &hash(code),
         now,
@@ -186,6 +189,7 @@ pub fn take_code(tx: &Tx<'_>, code: &str, now: i64) -> Result<Option<CodeRow>, S
                 groups: r.get(1)?,
                 auth_time: r.get(2)?,
                 cli_challenge: r.get(3)?,
+                refresh_token: r.get(5)?,
             })
         },
     )
@@ -208,6 +212,10 @@ pub struct SessionRow {
     pub created_at: i64,
     /// Ends at (Unix seconds), whatever happens.
     pub expires_at: i64,
+    /// The provider's refresh token, sealed, if it gave one.
+    pub refresh_token: Option<String>,
+    /// Until when its groups count (Unix seconds).
+    pub groups_until: i64,
 }
 
 /// Stores a session under the hash of its token. What the provider just said about the
@@ -220,7 +228,8 @@ pub fn insert_session(tx: &Tx<'_>, token: &str, s: &SessionRow) -> Result<(), St
     )?;
     tx.exec(
         "INSERT INTO sessions (id, token_hash, \"user\", via, groups, auth_time, created_at, \
-         expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         expires_at, refresh_token, checked_at, groups_until) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?7, ?10)",
         &[
             &s.id,
             &hash(token),
@@ -230,6 +239,8 @@ pub fn insert_session(tx: &Tx<'_>, token: &str, s: &SessionRow) -> Result<(), St
             &s.auth_time,
             &s.created_at,
             &s.expires_at,
+            &s.refresh_token,
+            &s.groups_until,
         ],
     )?;
     Ok(())
@@ -346,6 +357,7 @@ pub fn live_groups(
     let marks: Vec<String> = (2..names.len() + 2).map(|i| format!("?{i}")).collect();
     let sql = format!(
         "SELECT \"user\", groups FROM sessions WHERE revoked_at IS NULL AND expires_at > ?1 \
+         AND (groups_until IS NULL OR groups_until > ?1) \
          AND \"user\" IN ({}) ORDER BY \"user\", created_at DESC, id DESC",
         marks.join(", ")
     );

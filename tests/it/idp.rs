@@ -23,9 +23,11 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 mod browser;
+mod chromium;
 mod harness;
 
 pub use browser::{browser, jwt_parts, pkce, query_param, sign_in};
+pub use chromium::{Front, chromium_sign_in};
 
 /// The provider's state file (tests/oidc/provider.mjs reads it again on every use).
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -13,10 +13,12 @@ use crate::helpers::{POLICY, TestApp, code, manual_clock};
 use crate::idp::{Account, Client, Idp, IdpState, sign_in};
 
 mod admin;
+mod chromium;
 mod cli_support;
 mod device;
 mod groups;
 mod more;
+mod recheck;
 mod step_up;
 
 use cli_support::{cli, run_cli, start_cli};

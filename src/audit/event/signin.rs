@@ -59,3 +59,30 @@ pub struct SessionRevoked {
     /// The session's id.
     pub session: String,
 }
+
+/// `session.groups_changed`: a re-check at the provider found other groups.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SessionGroupsChanged {
+    /// Whose.
+    pub user: String,
+    /// The session whose refresh token asked.
+    pub session: String,
+    /// The countersign groups before.
+    pub before: Vec<String>,
+    /// The countersign groups now (on all the person's live sessions).
+    pub after: Vec<String>,
+}
+
+/// `identity.withdrawn`: the provider no longer vouches for a person (a re-check was
+/// refused with `invalid_grant`): their live sessions ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IdentityWithdrawn {
+    /// Whose.
+    pub user: String,
+    /// What the provider said.
+    pub reason: String,
+    /// How many live sessions ended.
+    pub sessions_ended: usize,
+}

@@ -197,6 +197,13 @@ CREATE TABLE device_logins (
 CREATE INDEX device_logins_by_expiry ON device_logins (expires_at);
 ALTER TABLE oidc_logins ADD COLUMN device_hash TEXT;
 "#,
+    r#"
+ALTER TABLE login_codes ADD COLUMN refresh_token TEXT;
+ALTER TABLE device_logins ADD COLUMN refresh_token TEXT;
+ALTER TABLE sessions ADD COLUMN refresh_token TEXT;
+ALTER TABLE sessions ADD COLUMN checked_at BIGINT;
+ALTER TABLE sessions ADD COLUMN groups_until BIGINT;
+"#,
 ];
 
 /// The schema version the database records (0: none yet).

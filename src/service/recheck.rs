@@ -1,0 +1,148 @@
+//! Re-reading people's groups at the identity provider between sign-ins. Every live
+//! session with a refresh token is re-checked about every hour (`RECHECK_EVERY`, by
+//! whichever replica claims it first): the provider's answer replaces the person's
+//! groups on all their live sessions (`session.groups_changed` when they differ), and
+//! its `invalid_grant` (the person deprovisioned, or their grant revoked) ends their live
+//! sessions (`identity.withdrawn`). A provider that cannot be reached changes nothing
+//! (sessions keep working; the check is tried again in a few minutes).
+
+use std::time::Duration;
+
+use super::{Service, ServiceError};
+use crate::audit::{self, IdentityWithdrawn, NewEvent, SessionGroupsChanged};
+use crate::oidc::{RecheckError, Rechecked};
+use crate::store::recheck::{self, Due};
+use crate::store::sessions;
+
+/// How long after the provider last vouched for a person through a session it is asked
+/// again (so group changes take effect within the hour, with a round's delay to spare).
+pub const RECHECK_EVERY: Duration = Duration::from_secs(50 * 60);
+/// After a failed re-check, how soon it is tried again.
+const RETRY_AFTER: i64 = 5 * 60;
+/// Sessions re-checked in one round, at most.
+const PER_ROUND: i64 = 100;
+
+/// What a re-check did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recheck {
+    /// The provider still vouches for the person, in the same groups.
+    Unchanged,
+    /// The provider still vouches for the person, in other groups.
+    Changed,
+    /// The provider no longer vouches for the person: this many live sessions ended.
+    Withdrawn(usize),
+    /// The provider could not be asked: tried again later.
+    Retry,
+}
+
+impl Service {
+    /// The sessions due for a re-check, claimed for this replica (their check time moved
+    /// to now: no other replica takes them). None without `[oidc]`.
+    pub fn claim_due_sessions(&self) -> Result<Vec<Due>, ServiceError> {
+        let config = self.config();
+        let Some(oidc) = &config.oidc else {
+            return Ok(Vec::new());
+        };
+        let now = self.now().timestamp();
+        let before = now - RECHECK_EVERY.as_secs() as i64;
+        let due = self
+            .store
+            .read(|tx| recheck::due(tx, &oidc.issuer, now, before, PER_ROUND))?;
+        let mut mine = Vec::new();
+        for d in due {
+            if self
+                .store
+                .write(|tx| recheck::claim(tx, &d.id, d.checked_at, now))?
+            {
+                mine.push(d);
+            }
+        }
+        Ok(mine)
+    }
+
+    /// Records what the provider answered about `due`'s person.
+    pub fn record_recheck(
+        &self,
+        due: &Due,
+        answer: Result<Rechecked, RecheckError>,
+    ) -> Result<Recheck, ServiceError> {
+        let (config, now) = (self.config(), self.now());
+        let at = now.timestamp();
+        match answer {
+            Ok(found) => {
+                let Some(oidc) = &config.oidc else {
+                    return Ok(Recheck::Retry);
+                };
+                let after: Vec<String> = oidc
+                    .mapped_groups(found.groups.iter().map(String::as_str))
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                let json = serde_json::to_string(&after)
+                    .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+                let sealed = found
+                    .refresh_token
+                    .as_deref()
+                    .zip(self.identity_provider())
+                    .map(|(t, p)| p.seal_key().seal(t, due.user.as_str()));
+                self.store.write(|tx| {
+                    let before = recheck::groups_of(tx, &due.user, at)?;
+                    let before: Vec<String> = before
+                        .and_then(|b| serde_json::from_str(&b).ok())
+                        .unwrap_or_default();
+                    recheck::vouched(tx, &due.id, &due.user, &json, sealed.as_deref(), at)?;
+                    if before == after {
+                        return Ok(Recheck::Unchanged);
+                    }
+                    let event = SessionGroupsChanged {
+                        user: due.user.to_string(),
+                        session: due.id.clone(),
+                        before,
+                        after: after.clone(),
+                    };
+                    audit::append(tx, now, &NewEvent::general(audit::SYSTEM_ACTOR, event))?;
+                    Ok(Recheck::Changed)
+                })
+            }
+            Err(RecheckError::Gone(why)) => self.store.write(|tx| {
+                let ended = sessions::revoke_sessions_of(tx, &due.user, at)?;
+                if ended == 0 {
+                    // Ended already (by the re-check of another of their sessions).
+                    return Ok(Recheck::Withdrawn(0));
+                }
+                let event = IdentityWithdrawn {
+                    user: due.user.to_string(),
+                    reason: why.clone(),
+                    sessions_ended: ended,
+                };
+                audit::append(tx, now, &NewEvent::general(audit::SYSTEM_ACTOR, event))?;
+                Ok(Recheck::Withdrawn(ended))
+            }),
+            Err(RecheckError::Failed(e)) => {
+                tracing::warn!(
+                    user = %due.user,
+                    error = %e,
+                    "could not re-check a session at the identity provider"
+                );
+                let retry = at - RECHECK_EVERY.as_secs() as i64 + RETRY_AFTER;
+                self.store
+                    .write(|tx| recheck::checked_at(tx, &due.id, retry))?;
+                Ok(Recheck::Retry)
+            }
+        }
+    }
+
+    /// `due`'s refresh token does not open (the client secret changed since it was
+    /// sealed): it is forgotten, and that session's provider groups stop counting.
+    pub fn recheck_unusable(&self, due: &Due) -> Result<(), ServiceError> {
+        let now = self.now().timestamp();
+        tracing::warn!(
+            user = %due.user,
+            session = %due.id,
+            "a refresh token does not open (was the client secret changed?); its session's \
+             provider groups stop counting"
+        );
+        self.store.write(|tx| recheck::unusable(tx, &due.id, now))?;
+        Ok(())
+    }
+}
