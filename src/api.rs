@@ -22,6 +22,7 @@ mod requests;
 mod revoke;
 mod server;
 mod sessions;
+mod signin_limit;
 mod users;
 
 use std::future::Future;
@@ -79,6 +80,20 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/krl.sig", get(revoke::krl_sig_get))
         .route("/v1/audit", get(audit::audit_list))
         .route("/v1/audit/verify", get(audit::audit_verify))
+        .merge(sign_in_routes(state.clone()))
+        .route("/v1/sessions", get(sessions::sessions_list))
+        .route("/v1/sessions/{id}/revoke", post(sessions::session_revoke))
+        .fallback(misc::not_found)
+        .method_not_allowed_fallback(misc::method_not_allowed)
+        .layer(Extension(auth_limiter))
+        .layer(Extension(misc::HealthChecks::default()));
+    with_request_limits(routes, limits).with_state(state)
+}
+
+/// The sign-in endpoints, behind their cap per address.
+fn sign_in_routes(state: AppState) -> Router<AppState> {
+    let limiter = Arc::new(signin_limit::SignInLimiter::default());
+    Router::new()
         .route("/v1/oidc/login", get(oidc::login_get))
         .route("/v1/oidc/callback", get(oidc::callback_get))
         .route("/v1/oidc/token", post(oidc::token_post))
@@ -88,13 +103,10 @@ pub fn router(state: AppState) -> Router {
             get(device::device_get).post(device::device_post),
         )
         .route("/v1/oidc/device/confirm", post(device::confirm_post))
-        .route("/v1/sessions", get(sessions::sessions_list))
-        .route("/v1/sessions/{id}/revoke", post(sessions::session_revoke))
-        .fallback(misc::not_found)
-        .method_not_allowed_fallback(misc::method_not_allowed)
-        .layer(Extension(auth_limiter))
-        .layer(Extension(misc::HealthChecks::default()));
-    with_request_limits(routes, limits).with_state(state)
+        .route_layer(axum::middleware::from_fn_with_state(
+            (state, limiter),
+            signin_limit::limit_sign_in,
+        ))
 }
 
 /// `routes` behind the per-request layers: the body size limit, then (outermost) the

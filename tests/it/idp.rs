@@ -46,6 +46,13 @@ pub struct IdpState {
     /// Seconds subtracted from a sign-in's time: its auth_time lies that far back.
     #[serde(default)]
     pub auth_time_offset: u64,
+    /// Claims merged into every ID token of the token endpoint, signed again with the
+    /// current key (a wrong `aud`, a replayed `nonce`...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token_claims: Option<Value>,
+    /// The JWKS lists only this generation's key: tokens are signed by a key it lacks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_generation: Option<u32>,
 }
 
 /// An OAuth client, as oidc-provider's client metadata.
@@ -113,6 +120,8 @@ impl IdpState {
             keys_keep_previous: false,
             id_token_ttl: 3600,
             auth_time_offset: 0,
+            id_token_claims: None,
+            jwks_generation: None,
         }
     }
 

@@ -20,6 +20,7 @@ mod groups;
 mod more;
 mod recheck;
 mod step_up;
+mod tokens;
 
 use cli_support::{cli, run_cli, start_cli};
 

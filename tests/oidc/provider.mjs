@@ -52,8 +52,15 @@
 // - id_token_ttl: ID token lifetime in seconds, read at each issue.
 // - auth_time_offset: seconds subtracted from the time of a sign-in, so that its
 //   auth_time lies in the past (for max_age tests). Default 0.
+// - id_token_claims: an object merged into the payload of every ID token the token
+//   endpoint answers, which is then signed again with the current key (as a provider
+//   that gets it wrong, or an attacker holding its key, would): e.g. {"aud": "other-app"}
+//   or {"nonce": "..."}. Default none.
+// - jwks_generation: the JWKS lists only this generation's key (made if need be), while
+//   tokens are still signed with keys_generation's: tokens signed by a key not in the
+//   JWKS. Default none.
 
-import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createHash, createPrivateKey, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as http from 'node:http';
 
@@ -396,10 +403,58 @@ function currentProvider() {
   return entry;
 }
 
+// `idToken` with `changes` merged into its payload, signed again with the current key.
+function resign(idToken, changes) {
+  const [header, payload] = idToken.split('.');
+  const claims = { ...JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')), ...changes };
+  const input = `${header}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
+  const key = createPrivateKey({ key: keyFor(generationOf(readState())), format: 'jwk' });
+  return `${input}.${sign('RSA-SHA256', Buffer.from(input), key).toString('base64url')}`;
+}
+
+// The token endpoint's answer with its ID token changed by `changes` (id_token_claims).
+function rewriteIdToken(res, changes) {
+  const chunks = [];
+  const end = res.end.bind(res);
+  res.write = (chunk) => {
+    chunks.push(Buffer.from(chunk));
+    return true;
+  };
+  res.end = (chunk, ...rest) => {
+    if (chunk && typeof chunk !== 'function') {
+      chunks.push(Buffer.from(chunk));
+    }
+    let body = Buffer.concat(chunks).toString('utf8');
+    try {
+      const answer = JSON.parse(body);
+      if (answer.id_token) {
+        answer.id_token = resign(answer.id_token, changes);
+        body = JSON.stringify(answer);
+      }
+    } catch {
+      // Not JSON: passed on as it is.
+    }
+    if (!res.headersSent) {
+      res.setHeader('Content-Length', Buffer.byteLength(body));
+    }
+    return end(body);
+  };
+}
+
 const server = http.createServer(async (req, res) => {
   try {
     const { provider, callback } = currentProvider();
     const { pathname } = new URL(req.url, issuer);
+    const state = readState();
+    if (pathname === '/jwks' && state.jwks_generation !== undefined) {
+      const { d, p, q, dp, dq, qi, ...pub } = keyFor(Number(state.jwks_generation));
+      res.setHeader('Content-Type', 'application/json');
+      res.end(JSON.stringify({ keys: [pub] }));
+      return;
+    }
+    if (pathname === '/token' && state.id_token_claims) {
+      rewriteIdToken(res, state.id_token_claims);
+    }
     if (pathname.startsWith('/interaction/')) {
       await interaction(provider, req, res, pathname.slice('/interaction/'.length));
     } else {

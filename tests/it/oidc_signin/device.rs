@@ -218,3 +218,29 @@ async fn a_device_login_is_refused_from_its_page_and_never_confirmed_from_elsewh
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert!(r.text().await.unwrap().contains("No login waits"));
 }
+
+#[tokio::test]
+async fn one_address_gets_sixty_sign_in_requests_a_minute() {
+    let (idp, _) = provider();
+    let (app, _s) = spawn(&idp, "").await;
+    let http = reqwest::Client::new();
+    for _ in 0..60 {
+        let r = http
+            .post(format!("{}/v1/oidc/device", app.url))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let r = http
+        .get(format!("{}/v1/oidc/login", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(code(&r.json::<Value>().await.unwrap()), "rate_limited");
+    // The rest of the API is not held back.
+    assert_eq!(app.get("bob", "/v1/whoami").await.0, StatusCode::OK);
+}

@@ -1,0 +1,70 @@
+//! ID tokens that must not sign anyone in, from a real provider made to send them: for
+//! another audience, with the nonce of another sign-in, signed by a key its JWKS lacks.
+//! Each ends at the CLI's listener as `signin_failed`, and no session is made.
+
+use serde_json::json;
+
+use super::*;
+use crate::idp::query_param;
+
+/// A sign-in of alice through `app` at `idp`, brought back to the server: the outcome the
+/// CLI's listener would hear, and the provider's authorization URL.
+async fn attempt(app: &TestApp) -> (reqwest::Response, String) {
+    let http = browser();
+    let (_, challenge) = pkce();
+    let authorize = start(app, &http, &challenge).await;
+    let back = sign_in(&http, &authorize, "alice", "any", CALLBACK).await;
+    (callback(app, &http, &back).await, authorize)
+}
+
+fn refused(r: &reqwest::Response) {
+    let (code, why) = cli_error(r);
+    assert_eq!(code, "signin_failed", "{why}");
+}
+
+#[tokio::test]
+async fn an_id_token_for_another_audience_is_refused() {
+    let (idp, state) = provider();
+    let (app, _s) = spawn(&idp, "").await;
+    let mut other = state;
+    other.id_token_claims = Some(json!({ "aud": "another-app" }));
+    idp.set_state(&other);
+    refused(&attempt(&app).await.0);
+    // Issued to us and to someone else too, without saying who asked (no azp).
+    other.id_token_claims = Some(json!({ "aud": ["countersign", "another-app"], "azp": null }));
+    idp.set_state(&other);
+    refused(&attempt(&app).await.0);
+    // Signed again the same way, but for us: the same sign-in works (so what was refused
+    // above was the audience, not the re-signing).
+    other.id_token_claims = Some(json!({ "aud": "countersign" }));
+    idp.set_state(&other);
+    let (r, _) = attempt(&app).await;
+    cli_code(r).await;
+    assert_eq!(app.count("SELECT count(*) FROM login_codes"), 1);
+}
+
+#[tokio::test]
+async fn an_id_token_with_the_nonce_of_another_sign_in_is_refused() {
+    let (idp, state) = provider();
+    let (app, _s) = spawn(&idp, "").await;
+    // An earlier sign-in's nonce (as one captured from it would carry).
+    let (r, first) = attempt(&app).await;
+    cli_code(r).await;
+    let old_nonce = query_param(&first, "nonce").expect("the authorization URL has a nonce");
+    let mut replay = state.clone();
+    replay.id_token_claims = Some(json!({ "nonce": old_nonce }));
+    idp.set_state(&replay);
+    refused(&attempt(&app).await.0);
+    assert_eq!(app.count("SELECT count(*) FROM sessions"), 0);
+}
+
+#[tokio::test]
+async fn an_id_token_signed_by_a_key_not_in_the_providers_jwks_is_refused() {
+    let (idp, mut state) = provider();
+    // Tokens signed with generation 1's key; the JWKS lists only generation 7's.
+    state.jwks_generation = Some(7);
+    idp.set_state(&state);
+    let (app, _s) = spawn(&idp, "").await;
+    refused(&attempt(&app).await.0);
+    assert_eq!(app.count("SELECT count(*) FROM login_codes"), 0);
+}
