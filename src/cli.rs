@@ -53,6 +53,7 @@ mod client;
 mod decide;
 mod export;
 mod files;
+mod identity;
 mod init;
 mod krl;
 mod login;
@@ -127,6 +128,10 @@ pub enum Command {
     /// Create or revoke API tokens (on the CA host).
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// List or remove bindings of user names to people of the identity provider (on
+    /// the CA host).
+    #[command(subcommand)]
+    Identity(identity::IdentityCommand),
     /// Sign in with the company's identity provider (saves a session for the other
     /// client commands).
     Login(login::LoginArgs),
@@ -188,6 +193,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckConfig => init::check_config(&cli.config),
         Command::Reload => reload::run(&cli.config),
         Command::Token(cmd) => token::run(&cli.config, cmd),
+        Command::Identity(cmd) => identity::run(&cli.config, cmd),
         Command::Audit(args) => audit::run(&cli.config, &cli.url, args),
         Command::Login(args) => login::login(&cli.url, &args),
         Command::Logout => login::logout(),

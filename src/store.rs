@@ -54,6 +54,7 @@ pub mod certificates;
 pub mod copy;
 pub mod device;
 pub mod idempotency;
+pub mod identities;
 mod lite;
 pub mod meta;
 mod migrations;

@@ -17,8 +17,8 @@ use serde_json::Value;
 
 mod signin;
 pub use signin::{
-    IdentityBound, IdentityWithdrawn, SessionCreated, SessionGroupsChanged, SessionRevoked,
-    SignInRefused,
+    IdentityBound, IdentityUnbound, IdentityWithdrawn, SessionCreated, SessionGroupsChanged,
+    SessionRevoked, SignInRefused,
 };
 
 /// Declares [`AuditEvent`] with one variant per action, and its `action()`, `detail()`,
@@ -155,6 +155,8 @@ events! {
     "session.groups_changed" => SessionGroupsChanged,
     /// The identity provider no longer vouches for a person: their sessions ended.
     "identity.withdrawn" => IdentityWithdrawn,
+    /// An operator removed a user name's binding to a person of the identity provider.
+    "identity.unbound" => IdentityUnbound,
 }
 
 /// `request.created`.

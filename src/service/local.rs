@@ -53,6 +53,21 @@ impl Local {
         super::revoke_tokens(&self.store, policy, user, operator)
     }
 
+    /// Every user name bound to a person of the identity provider.
+    pub fn identities(&self) -> Result<Vec<super::IdentityBinding>, ServiceError> {
+        super::list_identities(&self.store)
+    }
+
+    /// Unbinds `user` (see [`super::unbind_identity`]).
+    pub fn unbind_identity(
+        &self,
+        user: &UserName,
+        reason: &crate::names::Text,
+        operator: &str,
+    ) -> Result<(super::IdentityBinding, usize), ServiceError> {
+        super::unbind_identity(&self.store, user, reason, operator)
+    }
+
     /// Recomputes the whole audit chain.
     pub fn verify_audit(&self) -> Result<Verified, AuditError> {
         audit::verify_store(&self.store)

@@ -86,3 +86,21 @@ pub struct IdentityWithdrawn {
     /// How many live sessions ended.
     pub sessions_ended: usize,
 }
+
+/// `identity.unbound`: an operator removed a user name's binding to a person of the
+/// provider (after an issuer change, or a person's account re-created there); the next
+/// sign-in with that name binds it afresh. Their live sessions ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IdentityUnbound {
+    /// The user name.
+    pub user: String,
+    /// The provider it was bound at (`iss`).
+    pub issuer: String,
+    /// The person it was bound to (`sub`).
+    pub subject: String,
+    /// Why, as the operator said.
+    pub reason: String,
+    /// How many live sessions ended.
+    pub sessions_ended: usize,
+}

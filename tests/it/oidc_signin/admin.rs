@@ -110,3 +110,79 @@ async fn a_reload_that_changes_oidc_says_it_needs_a_restart_and_keeps_the_runnin
     let (status, _) = app.get("alice", "/v1/whoami").await;
     assert_eq!(status, StatusCode::OK, "the running settings changed");
 }
+
+#[tokio::test]
+async fn an_operator_unbinds_a_name_whose_person_was_recreated_at_the_provider() {
+    let (idp, state) = provider();
+    let (app, _s) = spawn(&idp, "").await;
+    let old = sign_in_as(&app, "alice").await;
+    // The provider re-creates alice's account: same name, new subject.
+    let mut again = crate::idp::Account::new("alice", &["okta-dba"]);
+    again.sub = "sub-alice-new".into();
+    idp.set_state(&state.account("alice", again));
+    let http = browser();
+    let (_, challenge) = pkce();
+    let authorize = start(&app, &http, &challenge).await;
+    let back = sign_in(&http, &authorize, "alice", "any", CALLBACK).await;
+    assert_eq!(
+        cli_error(&callback(&app, &http, &back).await).0,
+        "identity_conflict"
+    );
+    // The operator, on the CA host, looks and unbinds.
+    let config = app.config_path();
+    let listed = run_cli({
+        let mut c = crate::cli::countersign(&config);
+        c.args(["identity", "list", "--json"]);
+        c
+    })
+    .await;
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let list: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(list["identities"][0]["subject"], "sub-alice", "{list}");
+    let out = run_cli({
+        let mut c = crate::cli::countersign(&config);
+        c.args([
+            "identity",
+            "unbind",
+            "alice",
+            "--reason",
+            "account re-created, INC-77",
+        ]);
+        c
+    })
+    .await;
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("1 live session(s) ended"), "{said}");
+    // The old session is over; the next sign-in binds the new person.
+    assert_eq!(whoami(&app, &old).await.0, StatusCode::UNAUTHORIZED);
+    let new = sign_in_as(&app, "alice").await;
+    assert_eq!(whoami(&app, &new).await.1["user"], "alice");
+    let events = app.audit("").await;
+    let unbound: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["action"] == "identity.unbound")
+        .collect();
+    assert_eq!(unbound.len(), 1);
+    assert_eq!(unbound[0]["detail"]["subject"], "sub-alice");
+    assert_eq!(unbound[0]["detail"]["reason"], "account re-created, INC-77");
+    assert!(
+        unbound[0]["actor"]
+            .as_str()
+            .unwrap()
+            .starts_with("operator")
+    );
+    // A name bound to nobody: said so, nothing recorded.
+    let out = run_cli({
+        let mut c = crate::cli::countersign(&config);
+        c.args(["identity", "unbind", "carol", "--reason", "typo"]);
+        c
+    })
+    .await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not bound"));
+}
