@@ -143,6 +143,19 @@ impl std::fmt::Display for ErrorCode {
     }
 }
 
+/// An error and its sources, one line: `outer: cause: root cause` (for messages and logs
+/// that must keep the cause, as `{:#}` does for anyhow).
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

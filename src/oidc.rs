@@ -33,6 +33,7 @@ use openidconnect::{
 use serde_json::Value;
 
 use crate::config::{ClientAuth, OidcSettings};
+use crate::error_code::chain;
 
 /// How long discovery (endpoints and keys) is trusted before it is fetched again.
 const DISCOVERY_LIFETIME: Duration = Duration::from_secs(3600);
@@ -429,16 +430,4 @@ fn list_claim(claims: &Value, name: &str) -> Vec<String> {
         Some(Value::String(one)) => vec![one.clone()],
         _ => Vec::new(),
     }
-}
-
-/// An error and its causes, on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

@@ -8,6 +8,7 @@
 use crate::audit::AuditError;
 use crate::ca::CaError;
 use crate::error_code::ErrorCode;
+pub use crate::error_code::chain;
 use crate::policy::rules::Refusal;
 use crate::state::StateError;
 use crate::state::mark::MarkError;
@@ -217,16 +218,4 @@ impl ServiceError {
             _ => {}
         }
     }
-}
-
-/// `error: cause: cause` for logs.
-pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cur = c.source();
-    }
-    out
 }

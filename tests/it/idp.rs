@@ -167,6 +167,11 @@ impl Idp {
         write_state(self.dir.path(), state);
     }
 
+    /// Kills the provider (until [`Idp::restart`]).
+    pub fn stop(&mut self) {
+        kill(&mut self.child);
+    }
+
     /// Kills the provider and starts it again on the same port and state file: every
     /// session, code and refresh token is forgotten, and keys are made anew.
     pub fn restart(&mut self) {

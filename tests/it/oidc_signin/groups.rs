@@ -183,3 +183,41 @@ async fn a_provider_name_that_is_another_principal_gets_no_certificate() {
     );
     assert_eq!(app.count("SELECT count(*) FROM requests"), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_groups_apply_to_ssh_keys_at_the_front_door_while_a_session_lives() {
+    use crate::front_door_helper::{FrontDoor, KeyRing, policy};
+    let (idp, state) = super::provider();
+    // dave is sre in the TOML (no approver of shell); the provider puts him in okta-dba.
+    idp.set_state(&state.account("dave", Account::new("dave", &["okta-dba"])));
+    let keys = KeyRing::new();
+    let secrets = tempfile::tempdir().unwrap();
+    // The front door's policy with the shared [oidc] section.
+    let oidc = super::config(&idp, secrets.path(), "");
+    let oidc = &oidc[oidc.find("[oidc]").unwrap()..];
+    let app = TestApp::spawn_with(&format!("{}\n{oidc}", policy(&keys, "", "1h"))).await;
+    let door = FrontDoor::start(&app).await;
+    let ask = async || {
+        let (status, body) = app
+            .create_with_key("alice", "shell", None, keys.public("alice"))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().unwrap().to_owned()
+    };
+    let session = sign_in_as(&app, "dave").await;
+    let first = ask().await;
+    let out = door
+        .ssh(keys.path("dave"), "ca", &["approve", &first])
+        .await;
+    assert_eq!(out.status, 0, "{out:?}");
+    assert!(out.stdout.contains("issued"), "{out:?}");
+    // dave signs out: his key is back to what the TOML says.
+    let (status, _) = call(&app, &session, "/v1/oidc/logout", Some(json!({}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let second = ask().await;
+    let out = door
+        .ssh(keys.path("dave"), "ca", &["approve", &second])
+        .await;
+    assert_ne!(out.status, 0, "{out:?}");
+    assert!(out.stderr.contains("not_found"), "{out:?}");
+}

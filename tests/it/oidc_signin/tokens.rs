@@ -68,3 +68,34 @@ async fn an_id_token_signed_by_a_key_not_in_the_providers_jwks_is_refused() {
     refused(&attempt(&app).await.0);
     assert_eq!(app.count("SELECT count(*) FROM login_codes"), 0);
 }
+
+#[tokio::test]
+async fn after_a_failed_discovery_sign_ins_fail_fast_for_a_while() {
+    let (mut idp, _) = provider();
+    let (app, _s) = spawn(&idp, "").await;
+    let http = browser();
+    let (_, challenge) = pkce();
+    let login = |http: reqwest::Client, challenge: String| {
+        let url = format!("{}/v1/oidc/login", app.url);
+        async move {
+            http.get(url)
+                .query(&[
+                    ("redirect_uri", CLI_REDIRECT),
+                    ("code_challenge", challenge.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    idp.stop();
+    let r = login(http.clone(), challenge.clone()).await;
+    assert_eq!(r.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(code(&r.json().await.unwrap()), "idp_unavailable");
+    // Back at once: countersign does not ask again yet (a provider that is down must not
+    // be hammered, nor tie up the API waiting for it), and says it is unavailable.
+    idp.restart();
+    let r = login(http.clone(), challenge.clone()).await;
+    assert_eq!(r.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(app.count("SELECT count(*) FROM oidc_logins"), 0);
+}
