@@ -15,7 +15,10 @@
 //!   users, tokens, reload, reads), each one transaction: facts from [`store`], decision
 //!   from [`policy::rules`], outcome plus its [`audit`] row, certificate from [`ca`]; the
 //!   time from the [`clock`] it is given.
-//! - [`policy`]: the validated policy and the pure separation-of-duties rules.
+//! - [`policy`]: the validated policy and the pure separation-of-duties rules;
+//!   [`policy::People`]: who is in which group for one decision (TOML and provider).
+//! - [`oidc`]: countersign as OpenID Connect client of the company's identity provider
+//!   (discovery, code exchange, ID token checks, refresh), used by [`service`].
 //! - [`config`]: TOML -> [`config::Config`] (settings + [`policy::Policy`]).
 //! - [`error_code`]: every public error code, in one list the docs are checked against.
 //! - [`clock`]: the time the service goes by: the system clock, or a test clock.
