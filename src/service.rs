@@ -40,7 +40,7 @@ pub use crate::store::requests::Status;
 pub use crate::store::sessions::{LoginRow as SignInInProgress, SESSION_PREFIX};
 pub use calls::{blocking, quick, submit};
 pub use decide::{Created, IDEMPOTENCY_KEY_LIFETIME, NewRequest};
-pub use device::{DEVICE_CODE_GRANT, DeviceGrant, DeviceWait, format_user_code};
+pub use device::{DEVICE_CODE_GRANT, DEVICE_VIA, DeviceGrant, DeviceWait, format_user_code};
 pub use error::{ErrorKind, ServiceError, chain};
 pub use identity::{list_identities, unbind_identity};
 pub use local::Local;
@@ -239,6 +239,7 @@ impl Service {
                         user,
                         Credential::Session {
                             auth_time: owner.auth_time,
+                            device: owner.via.as_deref() == Some(DEVICE_VIA),
                         },
                     )),
                     None => Err(ServiceError::Unauthenticated),
@@ -259,13 +260,27 @@ impl Service {
     /// turns them off).
     pub fn check_step_up(&self, credential: &Credential) -> Result<(), ServiceError> {
         let config = self.config();
-        let (Some(oidc), Credential::Session { auth_time }) = (&config.oidc, credential) else {
+        let (Some(oidc), Credential::Session { auth_time, device }) = (&config.oidc, credential)
+        else {
             return Ok(());
         };
+        // A device login can be started by anyone and sent to someone else to confirm
+        // (device-code phishing): a requester who got an approver to confirm theirs would
+        // hold the approver's session. So such sessions never approve.
+        if *device {
+            return Err(ServiceError::SignIn {
+                code: crate::error_code::ErrorCode::ReauthRequired,
+                message: "a session from the device flow (`login --device`) cannot approve: \
+                          sign in with a browser on this computer (`countersign login \
+                          --loopback`), or approve over the SSH front door"
+                    .into(),
+            });
+        }
         let max_age = i64::try_from(oidc.approval_max_auth_age.as_secs()).unwrap_or(i64::MAX);
         let now = self.now().timestamp();
         match auth_time {
-            Some(at) if now.saturating_sub(*at) <= max_age => Ok(()),
+            // Not in the future either (beyond the clock skew ID tokens are allowed).
+            Some(at) if now.saturating_sub(*at) <= max_age && *at <= now + 120 => Ok(()),
             _ => Err(ServiceError::SignIn {
                 code: crate::error_code::ErrorCode::ReauthRequired,
                 message: format!(
@@ -392,5 +407,7 @@ pub enum Credential {
     Session {
         /// When the person last authenticated there (Unix seconds), if it said.
         auth_time: Option<i64>,
+        /// Made by the device flow (`login --device`).
+        device: bool,
     },
 }

@@ -93,10 +93,18 @@ pub(super) fn login(url: &str, args: &LoginArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Signs in again (after `reauth_required`), the way `login` would choose; with
-/// `step_up`, the provider authenticates the person again.
+/// Signs in again to approve (after `reauth_required`): by the loopback flow, since a
+/// session from the device flow cannot approve; with `step_up`, the provider
+/// authenticates the person again.
 pub(super) fn sign_in(url: &str, step_up: bool) -> anyhow::Result<()> {
-    sign_in_with(url, step_up, device::no_browser_here())
+    if device::no_browser_here() {
+        eprintln!(
+            "approving needs a sign-in with a browser on this computer (a session from \
+             `login --device` cannot approve); open the address below here, or approve over \
+             the SSH front door"
+        );
+    }
+    sign_in_with(url, step_up, false)
 }
 
 /// Signs in by the device flow or the loopback one, and saves the session.

@@ -24,6 +24,7 @@ pub(super) struct RawOidc {
     pub session_ttl: Option<String>,
     pub approval_max_auth_age: Option<String>,
     pub human_tokens: Option<bool>,
+    pub device_flow: Option<bool>,
     #[serde(default)]
     pub allow_insecure_loopback_issuer: bool,
     #[serde(default)]
@@ -72,6 +73,8 @@ pub struct OidcSettings {
     pub approval_max_auth_age: Duration,
     /// Whether people may still use hand-made bearer tokens.
     pub human_tokens: bool,
+    /// Whether `countersign login --device` (RFC 8628) is offered.
+    pub device_flow: bool,
     /// Whether an `http://127.0.0.1` issuer is accepted (tests only).
     pub allow_insecure_loopback_issuer: bool,
     /// Provider groups and the countersign groups each gives; unmapped ones give nothing.
@@ -247,6 +250,7 @@ impl Builder<'_> {
             session_ttl,
             approval_max_auth_age,
             human_tokens: raw.human_tokens.unwrap_or(true),
+            device_flow: raw.device_flow.unwrap_or(true),
             allow_insecure_loopback_issuer: raw.allow_insecure_loopback_issuer,
             group_map,
         })

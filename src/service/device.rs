@@ -18,6 +18,8 @@ use crate::store::device::{self, DeviceLogin, Ending, NewDeviceLogin, Poll};
 use crate::store::sessions::{self, LoginRow};
 use crate::store::users as disabled;
 
+/// How sessions made by the device flow are listed (`via`); they never approve.
+pub const DEVICE_VIA: &str = "oidc-device";
 /// The `grant_type` of a poll (RFC 8628, 3.4).
 pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 /// How long the person has to confirm and sign in.
@@ -142,7 +144,12 @@ impl Service {
         address: IpAddr,
         step_up: bool,
     ) -> Result<DeviceGrant, ServiceError> {
-        oidc_of(&self.config())?;
+        if !oidc_of(&self.config())?.device_flow {
+            return Err(failed(
+                "the device flow is turned off on this server ([oidc] device_flow = false): \
+                 sign in with `countersign login --loopback`",
+            ));
+        }
         let now = self.now().timestamp();
         let device_code = random_token();
         let host = clean_host(host);
@@ -301,7 +308,7 @@ impl Service {
                 groups: &groups,
                 auth_time,
                 refresh_token: refresh_token.as_deref(),
-                via: "oidc-device",
+                via: DEVICE_VIA,
             };
             match self.new_session(tx, now, &person)? {
                 Ok(session) => Ok(Ok(session)),

@@ -81,6 +81,8 @@ pub struct TokenOwner {
     /// A session's last authentication at the identity provider (Unix seconds), if
     /// the provider said.
     pub auth_time: Option<i64>,
+    /// How a session was made (`oidc`, `oidc-device`); none for an API token.
+    pub via: Option<String>,
 }
 
 /// The owner of a token, if it exists (revoked or not): an API token, or a session
@@ -89,11 +91,11 @@ pub fn lookup(tx: &Tx<'_>, secret: &str, now: i64) -> Result<Option<TokenOwner>,
     tx.opt(
         "SELECT t.\"user\", t.revoked_at IS NOT NULL, \
          EXISTS (SELECT 1 FROM disabled_users d WHERE d.\"user\" = t.\"user\"), CAST(0 AS BIGINT), \
-         CAST(NULL AS BIGINT) \
+         CAST(NULL AS BIGINT), CAST(NULL AS TEXT) \
          FROM tokens t WHERE t.hash = ?1 \
          UNION ALL SELECT s.\"user\", s.revoked_at IS NOT NULL OR s.expires_at <= ?2, \
          EXISTS (SELECT 1 FROM disabled_users d WHERE d.\"user\" = s.\"user\"), CAST(1 AS BIGINT), \
-         s.auth_time \
+         s.auth_time, s.via \
          FROM sessions s WHERE s.token_hash = ?1",
         &[&hash(secret), &now],
         |r| {
@@ -105,6 +107,7 @@ pub fn lookup(tx: &Tx<'_>, secret: &str, now: i64) -> Result<Option<TokenOwner>,
                 disabled: r.get(2)?,
                 session: session == 1,
                 auth_time: r.get(4)?,
+                via: r.get(5)?,
             })
         },
     )

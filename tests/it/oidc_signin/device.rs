@@ -244,3 +244,70 @@ async fn one_address_gets_sixty_sign_in_requests_a_minute() {
     // The rest of the API is not held back.
     assert_eq!(app.get("bob", "/v1/whoami").await.0, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_session_from_a_device_login_never_approves() {
+    // Anyone can start a device login and send its link to someone to confirm: frank
+    // (a requester) starts one, alice (who can approve prod-db by her provider group)
+    // confirms it. Frank now holds alice's session, and it must not approve his request.
+    let (idp, _) = provider();
+    let (app, _s) = spawn(&idp, "").await;
+    let grant = device_start(&app).await;
+    let url = grant["verification_uri_complete"].as_str().unwrap();
+    let user_code = grant["user_code"].as_str().unwrap();
+    confirm_and_sign_in(&app, url, user_code, "alice").await;
+    let (status, body) = poll(&app, grant["device_code"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let phished = body["session"].as_str().unwrap().to_owned();
+    let id = app.create_ok("frank", "prod-db").await;
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/requests/{id}/approve", app.url))
+        .bearer_auth(&phished)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(code(&body), "reauth_required", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--loopback")
+    );
+    let (_, request) = app.request("frank", &id).await;
+    assert_eq!(request["status"], "pending");
+    assert_eq!(request["approvals"], json!([]));
+    // The same person signed in by the loopback flow approves.
+    let session = sign_in_as(&app, "alice").await;
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/requests/{id}/approve", app.url))
+        .bearer_auth(&session)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_device_flow_can_be_turned_off() {
+    let (idp, _) = provider();
+    let (app, _s) = spawn(&idp, "device_flow = false").await;
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/oidc/device", app.url))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(code(&body), "signin_failed");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("device_flow = false")
+    );
+}
