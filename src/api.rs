@@ -11,6 +11,7 @@
 
 mod audit;
 mod auth;
+mod cookies;
 mod device;
 mod error;
 mod extract;

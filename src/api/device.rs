@@ -22,15 +22,13 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::cookies::{self, Cookie};
 use super::extract::Json as JsonBody;
 use super::oidc::{escape, from_oidc, html, not_configured, see_other, sign_in_cookie, verify};
 use super::server::ClientAddr;
 use super::{ApiError, AppState};
 use crate::oidc::Pending;
 use crate::service::{DeviceLogin, DeviceWait, ServiceError, blocking};
-
-/// The cookie that ties the confirm form to the page this browser was shown.
-const FORM_COOKIE: &str = "countersign_device";
 
 /// Body of `POST /v1/oidc/device`.
 #[derive(Debug, Default, Deserialize)]
@@ -136,7 +134,8 @@ pub(super) async fn confirm_post(
 ) -> Result<Response, ApiError> {
     let provider = state.identity_provider().ok_or_else(not_configured)?;
     let from_our_page = !form.csrf.is_empty()
-        && super::oidc::cookie_named(&headers, FORM_COOKIE).is_some_and(|c| c == form.csrf);
+        && cookies::from_our_page(&state, &headers)
+        && cookies::get(&state, &headers, Cookie::DeviceForm).is_some_and(|c| c == form.csrf);
     if !from_our_page || form.user_code.len() > 40 {
         tracing::warn!("a device login confirmation came without the page's cookie");
         return Ok(message_page(
@@ -243,17 +242,7 @@ pub(super) async fn finish(
 /// The form cookie (`max_age` 0: removed). `SameSite=Strict`: a form posted from
 /// another site does not carry it.
 fn form_cookie(state: &AppState, value: &str, max_age: u32) -> header::HeaderValue {
-    let secure = state
-        .config()
-        .oidc
-        .as_ref()
-        .is_some_and(|o| o.public_url.starts_with("https://"));
-    let cookie = format!(
-        "{FORM_COOKIE}={value}; Path=/v1/oidc/; Max-Age={max_age}; HttpOnly; SameSite=Strict{}",
-        if secure { "; Secure" } else { "" }
-    );
-    // The value is base64url (`random_token`) or empty: always a valid header.
-    header::HeaderValue::from_str(&cookie).unwrap_or_else(|_| header::HeaderValue::from_static(""))
+    cookies::set(state, Cookie::DeviceForm, value, max_age)
 }
 
 fn page(title: &str, body: &str) -> String {
@@ -331,9 +320,16 @@ fn confirm_page(typed: &str, login: &DeviceLogin, csrf: &str) -> Response {
     );
     // The form goes to us, and we send the browser on to the provider: some browsers
     // hold a redirect after a form to `form-action` too, so it is left open.
-    html(
+    let mut answer = html(
         StatusCode::OK,
         page("Confirm a countersign login", &body),
         "",
-    )
+    );
+    // Browsers send `Origin: null` with a form from a `no-referrer` page; `same-origin`
+    // lets the confirmation say where it came from, and still sends no Referer elsewhere.
+    answer.headers_mut().insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("same-origin"),
+    );
+    answer
 }

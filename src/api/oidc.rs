@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::cookies::{self, Cookie};
 use super::extract::Json as JsonBody;
 use super::{ApiError, AppState};
 use crate::error_code::ErrorCode;
@@ -116,37 +117,7 @@ pub(super) async fn login_get(
 /// `max_age` seconds (0: removed). A sign-in link sent to someone else's browser does
 /// not come back with it, so it cannot finish there.
 pub(super) fn sign_in_cookie(state: &AppState, value: &str, max_age: u32) -> header::HeaderValue {
-    let secure = state
-        .config()
-        .oidc
-        .as_ref()
-        .is_some_and(|o| o.public_url.starts_with("https://"));
-    let cookie = format!(
-        "{COOKIE}={value}; Path=/v1/oidc/; Max-Age={max_age}; HttpOnly; SameSite=Lax{}",
-        if secure { "; Secure" } else { "" }
-    );
-    // The value is base64url (`Pending::new`) or empty: always a valid header.
-    header::HeaderValue::from_str(&cookie).unwrap_or_else(|_| header::HeaderValue::from_static(""))
-}
-
-/// The name of the cookie of [`sign_in_cookie`].
-const COOKIE: &str = "countersign_signin";
-
-/// The value of the sign-in cookie the browser sent, if any.
-fn cookie_of(headers: &header::HeaderMap) -> Option<String> {
-    cookie_named(headers, COOKIE)
-}
-
-/// The value of the cookie `name` the browser sent, if any.
-pub(super) fn cookie_named(headers: &header::HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, value)| value.to_owned())
+    cookies::set(state, Cookie::SignIn, value, max_age)
 }
 
 /// `GET /v1/oidc/callback`.
@@ -161,7 +132,8 @@ pub(super) async fn callback_get(
         .filter(|s| !s.is_empty() && s.len() <= 200)
         .ok_or_else(|| ServiceError::Invalid("state is required".into()))?
         .clone();
-    let same_browser = cookie_of(&headers).is_some_and(|c| c == sign_in_state);
+    let same_browser =
+        cookies::get(&state, &headers, Cookie::SignIn).is_some_and(|c| c == sign_in_state);
     // The sign-in is spent now, whatever follows.
     let taken = sign_in_state.clone();
     let (pending, login) = blocking(&state, move |s| s.take_login(&taken)).await?;

@@ -199,6 +199,27 @@ async fn a_device_login_is_refused_from_its_page_and_never_confirmed_from_elsewh
     let r = post_confirm(&app, &victim, user_code, &their_csrf, "confirm").await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert_eq!(app.count("SELECT count(*) FROM oidc_logins"), 0);
+    // A cookie planted in the victim's browser (cookie tossing from a sibling subdomain)
+    // with a matching form from another site: the browser says where the form came from.
+    let (_, csrf) = open_confirm_page(&app, &attacker, url).await;
+    for (name, value) in [
+        ("origin", "https://evil.example.com"),
+        ("sec-fetch-site", "cross-site"),
+    ] {
+        let r = attacker
+            .post(format!("{}/v1/oidc/device/confirm", app.url))
+            .header(name, value)
+            .form(&[
+                ("user_code", user_code),
+                ("csrf", &csrf),
+                ("action", "confirm"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{name}: {value}");
+    }
+    assert_eq!(app.count("SELECT count(*) FROM oidc_logins"), 0);
     // The person refuses: the CLI hears access_denied, once.
     let (_, csrf) = open_confirm_page(&app, &victim, url).await;
     let r = post_confirm(&app, &victim, user_code, &csrf, "refuse").await;
