@@ -289,7 +289,7 @@ impl Service {
     ) -> Result<Result<NewSession, DeviceWait>, ServiceError> {
         let now = self.now();
         self.store.write(|tx| {
-            let (user, groups, auth_time, refresh_token) =
+            let (user, groups, auth_time, refresh_token, vouched_at) =
                 match device::poll(tx, device_code, now.timestamp(), SLOW_DOWN_SECONDS)? {
                     Poll::Unknown => return Ok(Err(DeviceWait::Unknown)),
                     Poll::Expired => return Ok(Err(DeviceWait::Expired)),
@@ -301,13 +301,15 @@ impl Service {
                         groups,
                         auth_time,
                         refresh_token,
-                    } => (user, groups, auth_time, refresh_token),
+                        vouched_at,
+                    } => (user, groups, auth_time, refresh_token, vouched_at),
                 };
             let person = SignedInPerson {
                 user: &user,
                 groups: &groups,
                 auth_time,
                 refresh_token: refresh_token.as_deref(),
+                vouched_at,
                 via: DEVICE_VIA,
             };
             match self.new_session(tx, now, &person)? {

@@ -1,5 +1,7 @@
 //! The provider's groups of the people a decision is about, read in its transaction.
 
+use std::collections::BTreeSet;
+
 use chrono::{DateTime, Utc};
 
 use super::{RequestView, Service, ServiceError, view};
@@ -24,22 +26,34 @@ impl Service {
         if self.config().oidc.is_none() {
             return Ok(out);
         }
-        for (user, groups) in sessions::live_groups(tx, users, now.timestamp())? {
-            let names: Vec<String> = serde_json::from_str(&groups).map_err(|e| {
-                StoreError::Corrupt(format!("the groups of a session of {user}: {e}"))
-            })?;
-            let groups = names
-                .iter()
-                .map(|g| {
-                    GroupName::parse(g).map_err(|e| {
-                        StoreError::Corrupt(format!("a group of a session of {user}: {e}"))
-                    })
-                })
-                .collect::<Result<_, _>>()?;
-            out.insert(user, groups);
+        for (user, words) in sessions::live_groups(tx, users, now.timestamp())? {
+            out.insert(user.clone(), agreed(&user, &words)?);
         }
         Ok(out)
     }
+}
+
+/// The groups every one of `words` (JSON lists: the provider's words of one second on
+/// `user`) gives: what they agree on.
+pub(super) fn agreed(user: &UserName, words: &[String]) -> Result<BTreeSet<GroupName>, StoreError> {
+    let mut agreed: Option<BTreeSet<GroupName>> = None;
+    for word in words {
+        let names: Vec<String> = serde_json::from_str(word)
+            .map_err(|e| StoreError::Corrupt(format!("the groups of a session of {user}: {e}")))?;
+        let groups = names
+            .iter()
+            .map(|g| {
+                GroupName::parse(g).map_err(|e| {
+                    StoreError::Corrupt(format!("a group of a session of {user}: {e}"))
+                })
+            })
+            .collect::<Result<BTreeSet<_>, _>>()?;
+        agreed = Some(match agreed {
+            Some(before) => before.intersection(&groups).cloned().collect(),
+            None => groups,
+        });
+    }
+    Ok(agreed.unwrap_or_default())
 }
 
 impl Service {

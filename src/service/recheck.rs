@@ -1,18 +1,22 @@
 //! Re-reading people's groups at the identity provider between sign-ins. Every live
-//! session with a refresh token is re-checked about every hour (`RECHECK_EVERY`, by
-//! whichever replica claims it first): the provider's answer replaces the person's
-//! groups on all their live sessions (`session.groups_changed` when they differ), and
-//! its `invalid_grant` (the person deprovisioned, or their grant revoked) ends their live
-//! sessions (`identity.withdrawn`). A provider that cannot be reached changes nothing
-//! (sessions keep working; the check is tried again in a few minutes).
+//! session with a refresh token is re-checked every `RECHECK_EVERY` (50 minutes, by
+//! whichever replica claims it first): the provider's answer becomes that session's
+//! groups, which are the person's when it is the freshest word on them
+//! (`session.groups_changed` when the person's groups differ), and its `invalid_grant`
+//! (the person deprovisioned, or their grant revoked) ends their live sessions and their
+//! unfinished sign-ins (`identity.withdrawn`). Any other failure (the provider down, or
+//! refusing otherwise) is tried again in 5 minutes; meanwhile the groups count until 75
+//! minutes after the provider last vouched for them, then only the TOML's do.
 
 use std::time::Duration;
 
+use super::signin::GROUPS_WITH_RECHECK_SECONDS;
 use super::{Service, ServiceError};
 use crate::audit::{self, IdentityWithdrawn, NewEvent, SessionGroupsChanged};
+use crate::names::UserName;
 use crate::oidc::{RecheckError, Rechecked};
-use crate::store::recheck::{self, Due};
-use crate::store::sessions;
+use crate::store::recheck::{self, Due, Vouched};
+use crate::store::{Tx, sessions};
 
 /// How long after the provider last vouched for a person through a session it is asked
 /// again (so group changes take effect within the hour, with a round's delay to spare).
@@ -36,23 +40,23 @@ pub enum Recheck {
 }
 
 impl Service {
-    /// The sessions due for a re-check, claimed for this replica (their check time moved
-    /// to now: no other replica takes them). None without `[oidc]`.
+    /// The sessions due for a re-check, claimed for this replica (their next check moved
+    /// on by the retry delay: no other replica takes them meanwhile). None without
+    /// `[oidc]`.
     pub fn claim_due_sessions(&self) -> Result<Vec<Due>, ServiceError> {
         let config = self.config();
         let Some(oidc) = &config.oidc else {
             return Ok(Vec::new());
         };
         let now = self.now().timestamp();
-        let before = now - RECHECK_EVERY.as_secs() as i64;
         let due = self
             .store
-            .read(|tx| recheck::due(tx, &oidc.issuer, now, before, PER_ROUND))?;
+            .read(|tx| recheck::due(tx, &oidc.issuer, now, PER_ROUND))?;
         let mut mine = Vec::new();
         for d in due {
             if self
                 .store
-                .write(|tx| recheck::claim(tx, &d.id, d.checked_at, now))?
+                .write(|tx| recheck::claim(tx, &d.id, d.next_check_at, now + RETRY_AFTER))?
             {
                 mine.push(d);
             }
@@ -86,11 +90,16 @@ impl Service {
                     .zip(self.identity_provider())
                     .map(|(t, p)| p.seal_key().seal(t, due.user.as_str()));
                 self.store.write(|tx| {
-                    let before = recheck::groups_of(tx, &due.user, at)?;
-                    let before: Vec<String> = before
-                        .and_then(|b| serde_json::from_str(&b).ok())
-                        .unwrap_or_default();
-                    recheck::vouched(tx, &due.id, &due.user, &json, sealed.as_deref(), at)?;
+                    let before = person_groups(tx, &due.user, at)?;
+                    let vouched = Vouched {
+                        groups: &json,
+                        refresh_token: sealed.as_deref(),
+                        at,
+                        groups_until: at + GROUPS_WITH_RECHECK_SECONDS,
+                        next_check_at: at + RECHECK_EVERY.as_secs() as i64,
+                    };
+                    recheck::vouched(tx, &due.id, &vouched)?;
+                    let after = person_groups(tx, &due.user, at)?;
                     if before == after {
                         return Ok(Recheck::Unchanged);
                     }
@@ -98,13 +107,14 @@ impl Service {
                         user: due.user.to_string(),
                         session: due.id.clone(),
                         before,
-                        after: after.clone(),
+                        after,
                     };
                     audit::append(tx, now, &NewEvent::general(audit::SYSTEM_ACTOR, event))?;
                     Ok(Recheck::Changed)
                 })
             }
             Err(RecheckError::Gone(why)) => self.store.write(|tx| {
+                recheck::forget_unfinished(tx, &due.user)?;
                 let ended = sessions::revoke_sessions_of(tx, &due.user, at)?;
                 if ended == 0 {
                     // Ended already (by the re-check of another of their sessions).
@@ -119,14 +129,12 @@ impl Service {
                 Ok(Recheck::Withdrawn(ended))
             }),
             Err(RecheckError::Failed(e)) => {
+                // Tried again when the claim said (in `RETRY_AFTER`).
                 tracing::warn!(
                     user = %due.user,
                     error = %e,
                     "could not re-check a session at the identity provider"
                 );
-                let retry = at - RECHECK_EVERY.as_secs() as i64 + RETRY_AFTER;
-                self.store
-                    .write(|tx| recheck::checked_at(tx, &due.id, retry))?;
                 Ok(Recheck::Retry)
             }
         }
@@ -145,4 +153,15 @@ impl Service {
         self.store.write(|tx| recheck::unusable(tx, &due.id, now))?;
         Ok(())
     }
+}
+
+/// `user`'s groups from the provider at `now` (the freshest word among their live
+/// sessions; none when no session's groups count).
+fn person_groups(tx: &Tx<'_>, user: &UserName, now: i64) -> Result<Vec<String>, ServiceError> {
+    let words = sessions::live_groups(tx, &[user], now)?;
+    let groups = match words.first() {
+        Some((_, words)) => super::people::agreed(user, words)?,
+        None => Default::default(),
+    };
+    Ok(groups.iter().map(ToString::to_string).collect())
 }

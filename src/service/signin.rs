@@ -24,9 +24,15 @@ use crate::store::{Tx, users as disabled};
 const LOGIN_LIFETIME_SECONDS: i64 = 600;
 /// How long the CLI has to trade its one-time code.
 const CODE_LIFETIME_SECONDS: i64 = 60;
-/// How long the provider's groups count for a session it gave no refresh token for:
-/// without one they cannot be re-read, and group changes must take effect within an hour.
+/// How long the provider's groups count after it vouched for them, for a session it gave
+/// no refresh token for: without one they cannot be re-read, and group changes must take
+/// effect within an hour.
 pub(super) const GROUPS_WITHOUT_RECHECK_SECONDS: i64 = 3600;
+/// How long they count after it vouched for them, for a session re-checked every
+/// `RECHECK_EVERY` (50 minutes): the re-check and its retries have 25 minutes; a
+/// provider that does not answer (or refuses otherwise than `invalid_grant`) for longer
+/// leaves only the TOML groups.
+pub(super) const GROUPS_WITH_RECHECK_SECONDS: i64 = 75 * 60;
 /// Sign-ins in progress at once, at most (the start of a sign-in needs no credential).
 const MAX_LOGINS_IN_PROGRESS: i64 = 10_000;
 
@@ -188,6 +194,7 @@ impl Service {
                 auth_time: signed.auth_time.map(|t| t.timestamp()),
                 cli_challenge: login.cli_challenge.clone(),
                 refresh_token: self.sealed_refresh_token(signed, &user),
+                vouched_at: now.timestamp(),
                 user,
             };
             sessions::insert_code(tx, &code, &row, now.timestamp() + CODE_LIFETIME_SECONDS)?;
@@ -322,6 +329,7 @@ impl Service {
                 groups: &row.groups,
                 auth_time: row.auth_time,
                 refresh_token: row.refresh_token.as_deref(),
+                vouched_at: row.vouched_at,
                 via: "oidc",
             };
             self.new_session(tx, now, &made)
@@ -349,12 +357,16 @@ impl Service {
         );
         let id = hex::encode(rand::random::<[u8; 12]>());
         let expires_at = now + ttl;
-        // Groups the provider can be asked about again count as long as the session
-        // (re-read every hour); others for an hour.
-        let groups_until = match person.refresh_token {
-            Some(_) => expires_at.timestamp(),
-            None => (now.timestamp() + GROUPS_WITHOUT_RECHECK_SECONDS).min(expires_at.timestamp()),
+        // The provider's groups count for a while after it vouched for them: longer when
+        // they are re-read (with the refresh token) before that ends.
+        let (fresh_for, next_check_at) = match person.refresh_token {
+            Some(_) => (
+                GROUPS_WITH_RECHECK_SECONDS,
+                Some(person.vouched_at + super::RECHECK_EVERY.as_secs() as i64),
+            ),
+            None => (GROUPS_WITHOUT_RECHECK_SECONDS, None),
         };
+        let groups_until = (person.vouched_at + fresh_for).min(expires_at.timestamp());
         let session = SessionRow {
             id: id.clone(),
             user: person.user.clone(),
@@ -364,7 +376,9 @@ impl Service {
             created_at: now.timestamp(),
             expires_at: expires_at.timestamp(),
             refresh_token: person.refresh_token.map(str::to_owned),
+            checked_at: person.vouched_at,
             groups_until,
+            next_check_at,
         };
         sessions::insert_session(tx, &token, &session)?;
         let groups: Vec<String> = serde_json::from_str(person.groups)
@@ -403,6 +417,8 @@ pub(super) struct SignedInPerson<'a> {
     pub auth_time: Option<i64>,
     /// The provider's refresh token, sealed, if it gave one.
     pub refresh_token: Option<&'a str>,
+    /// When the provider vouched for them (the sign-in's callback; Unix seconds).
+    pub vouched_at: i64,
     /// How: `oidc` (the loopback flow) or `oidc-device`.
     pub via: &'static str,
 }

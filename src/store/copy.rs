@@ -156,6 +156,7 @@ const TABLES: &[Table] = &[
             ("refresh_token", Text),
             ("checked_at", Int),
             ("groups_until", Int),
+            ("next_check_at", Int),
         ],
         order: "created_at, id",
     },

@@ -160,7 +160,7 @@ pub fn end(
             refresh_token,
         } => tx.exec(
             "UPDATE device_logins SET status = 'approved', \"user\" = ?2, groups = ?3, \
-             auth_time = ?4, refresh_token = ?6 \
+             auth_time = ?4, refresh_token = ?6, vouched_at = ?5 \
              WHERE device_hash = ?1 AND status = 'pending' AND expires_at > ?5",
             &[
                 &device_hash,
@@ -204,6 +204,8 @@ pub enum Poll {
         auth_time: Option<i64>,
         /// The provider's refresh token, sealed, if it gave one.
         refresh_token: Option<String>,
+        /// When the provider vouched for them (Unix seconds).
+        vouched_at: i64,
     },
 }
 
@@ -222,10 +224,11 @@ pub fn poll(tx: &Tx<'_>, device_code: &str, now: i64, slow_down: i64) -> Result<
         auth_time: Option<i64>,
         error: Option<String>,
         refresh_token: Option<String>,
+        vouched_at: Option<i64>,
     }
     let row = tx.opt(
         "SELECT status, interval_secs, polled_at, expires_at, \"user\", groups, auth_time, \
-         error, refresh_token FROM device_logins WHERE device_hash = ?1",
+         error, refresh_token, vouched_at FROM device_logins WHERE device_hash = ?1",
         &[&key],
         |r| {
             Ok(Stored {
@@ -238,6 +241,7 @@ pub fn poll(tx: &Tx<'_>, device_code: &str, now: i64, slow_down: i64) -> Result<
                 auth_time: r.get(6)?,
                 error: r.get(7)?,
                 refresh_token: r.get(8)?,
+                vouched_at: r.get(9)?,
             })
         },
     )?;
@@ -251,6 +255,7 @@ pub fn poll(tx: &Tx<'_>, device_code: &str, now: i64, slow_down: i64) -> Result<
         auth_time,
         error,
         refresh_token,
+        vouched_at,
     }) = row
     else {
         return Ok(Poll::Unknown);
@@ -272,6 +277,7 @@ pub fn poll(tx: &Tx<'_>, device_code: &str, now: i64, slow_down: i64) -> Result<
                 groups,
                 auth_time,
                 refresh_token,
+                vouched_at: vouched_at.unwrap_or(now),
             })
         }
         "denied" => {

@@ -287,6 +287,16 @@ ALTER TABLE sessions ADD COLUMN refresh_token TEXT;
 ALTER TABLE sessions ADD COLUMN checked_at INTEGER;
 ALTER TABLE sessions ADD COLUMN groups_until INTEGER;
 "#,
+    r#"
+-- When the provider vouched for the person (the sign-in's callback, or a re-check): a
+-- session's groups are those of its own last vouch (`checked_at`), and a person's are
+-- those of the freshest vouch among their live sessions, so an older answer never
+-- overwrites a newer one. When a session is next due for a re-check (`next_check_at`),
+-- apart from when the provider last answered.
+ALTER TABLE login_codes ADD COLUMN vouched_at INTEGER;
+ALTER TABLE device_logins ADD COLUMN vouched_at INTEGER;
+ALTER TABLE sessions ADD COLUMN next_check_at INTEGER;
+"#,
 ];
 
 /// Applies the migrations not applied yet. A database already current is only read:

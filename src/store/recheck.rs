@@ -16,87 +16,72 @@ pub struct Due {
     pub subject: String,
     /// The refresh token, sealed.
     pub refresh_token: String,
-    /// When the provider last vouched for the person through it (Unix seconds).
-    pub checked_at: i64,
+    /// When it was due (Unix seconds): what claiming it compares.
+    pub next_check_at: i64,
 }
 
-/// Up to `limit` live sessions at `now` (of people bound at `issuer`) last checked at
-/// or before `before`, the longest unchecked first.
-pub fn due(
-    tx: &Tx<'_>,
-    issuer: &str,
-    now: i64,
-    before: i64,
-    limit: i64,
-) -> Result<Vec<Due>, StoreError> {
+/// Up to `limit` live sessions at `now` (of people bound at `issuer`) due for a
+/// re-check, the longest due first.
+pub fn due(tx: &Tx<'_>, issuer: &str, now: i64, limit: i64) -> Result<Vec<Due>, StoreError> {
     tx.all(
-        "SELECT s.id, s.\"user\", i.subject, s.refresh_token, s.checked_at \
+        "SELECT s.id, s.\"user\", i.subject, s.refresh_token, s.next_check_at \
          FROM sessions s JOIN identities i ON i.\"user\" = s.\"user\" AND i.issuer = ?1 \
          WHERE s.revoked_at IS NULL AND s.expires_at > ?2 AND s.refresh_token IS NOT NULL \
-         AND s.checked_at <= ?3 ORDER BY s.checked_at, s.id LIMIT ?4",
-        &[&issuer, &now, &before, &limit],
+         AND s.next_check_at <= ?2 ORDER BY s.next_check_at, s.id LIMIT ?3",
+        &[&issuer, &now, &limit],
         |r| {
             Ok(Due {
                 id: r.get(0)?,
                 user: user_from(r.get(1)?)?,
                 subject: r.get(2)?,
                 refresh_token: r.get(3)?,
-                checked_at: r.get(4)?,
+                next_check_at: r.get(4)?,
             })
         },
     )
 }
 
-/// Moves the session's check time from `was` to `to`; false if another replica (or an
-/// earlier round) moved it first: then it is theirs to check.
+/// Moves the session's next check from `was` to `to` (a claim: if this replica stops
+/// before answering, the check is tried again at `to`); false if another replica (or
+/// an earlier round) moved it first: then it is theirs to check.
 pub fn claim(tx: &Tx<'_>, id: &str, was: i64, to: i64) -> Result<bool, StoreError> {
     let n = tx.exec(
-        "UPDATE sessions SET checked_at = ?3 WHERE id = ?1 AND checked_at = ?2",
+        "UPDATE sessions SET next_check_at = ?3 WHERE id = ?1 AND next_check_at = ?2",
         &[&id, &was, &to],
     )?;
     Ok(n == 1)
 }
 
-/// Sets the session's check time (a failed re-check: to be tried again sooner).
-pub fn checked_at(tx: &Tx<'_>, id: &str, at: i64) -> Result<(), StoreError> {
-    tx.exec(
-        "UPDATE sessions SET checked_at = ?2 WHERE id = ?1",
-        &[&id, &at],
-    )?;
-    Ok(())
+/// What a re-check at the provider found, for one session.
+#[derive(Debug, Clone)]
+pub struct Vouched<'a> {
+    /// The person's countersign groups now (JSON list).
+    pub groups: &'a str,
+    /// A new refresh token (sealed), if the provider rotated it.
+    pub refresh_token: Option<&'a str>,
+    /// When the provider answered (Unix seconds).
+    pub at: i64,
+    /// Until when the groups count (capped at the session's end).
+    pub groups_until: i64,
+    /// When to ask again.
+    pub next_check_at: i64,
 }
 
-/// The groups (JSON list) of `user`'s live sessions at `now` (the latest sign-in's or
-/// re-check's: they all agree), if they have one.
-pub fn groups_of(tx: &Tx<'_>, user: &UserName, now: i64) -> Result<Option<String>, StoreError> {
-    tx.opt(
-        "SELECT groups FROM sessions WHERE \"user\" = ?1 AND revoked_at IS NULL \
-         AND expires_at > ?2 ORDER BY created_at DESC, id DESC LIMIT 1",
-        &[&user.as_str(), &now],
-        |r| r.get(0),
-    )
-}
-
-/// The provider vouched for `user` again at `now` through the session `id`: their
-/// groups (JSON list) on every live session of theirs, and the session's refresh token
-/// replaced when the provider rotated it.
-pub fn vouched(
-    tx: &Tx<'_>,
-    id: &str,
-    user: &UserName,
-    groups: &str,
-    refresh_token: Option<&str>,
-    now: i64,
-) -> Result<(), StoreError> {
+/// The provider vouched for the person of session `id` again: its groups, the time of
+/// the provider's word, and its refresh token when rotated.
+pub fn vouched(tx: &Tx<'_>, id: &str, v: &Vouched<'_>) -> Result<(), StoreError> {
     tx.exec(
-        "UPDATE sessions SET groups = ?2 WHERE \"user\" = ?1 AND revoked_at IS NULL \
-         AND expires_at > ?3",
-        &[&user.as_str(), &groups, &now],
-    )?;
-    tx.exec(
-        "UPDATE sessions SET checked_at = ?2, refresh_token = coalesce(?3, refresh_token) \
-         WHERE id = ?1",
-        &[&id, &now, &refresh_token],
+        "UPDATE sessions SET groups = ?2, checked_at = ?3, \
+         groups_until = CASE WHEN ?4 < expires_at THEN ?4 ELSE expires_at END, \
+         next_check_at = ?5, refresh_token = coalesce(?6, refresh_token) WHERE id = ?1",
+        &[
+            &id,
+            &v.groups,
+            &v.at,
+            &v.groups_until,
+            &v.next_check_at,
+            &v.refresh_token,
+        ],
     )?;
     Ok(())
 }
@@ -105,8 +90,23 @@ pub fn vouched(
 /// changed): forgotten, and the session's groups stop counting at `now`.
 pub fn unusable(tx: &Tx<'_>, id: &str, now: i64) -> Result<(), StoreError> {
     tx.exec(
-        "UPDATE sessions SET refresh_token = NULL, groups_until = ?2 WHERE id = ?1",
+        "UPDATE sessions SET refresh_token = NULL, next_check_at = NULL, groups_until = ?2 \
+         WHERE id = ?1",
         &[&id, &now],
+    )?;
+    Ok(())
+}
+
+/// Forgets `user`'s sign-ins that finished at the provider but have not become sessions
+/// yet (one-time codes, device logins): after the provider withdrew them, none may.
+pub fn forget_unfinished(tx: &Tx<'_>, user: &UserName) -> Result<(), StoreError> {
+    tx.exec(
+        "DELETE FROM login_codes WHERE \"user\" = ?1",
+        &[&user.as_str()],
+    )?;
+    tx.exec(
+        "DELETE FROM device_logins WHERE \"user\" = ?1",
+        &[&user.as_str()],
     )?;
     Ok(())
 }

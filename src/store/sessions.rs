@@ -149,6 +149,8 @@ pub struct CodeRow {
     pub cli_challenge: String,
     /// The provider's refresh token, sealed (`oidc::SealKey`), if it gave one.
     pub refresh_token: Option<String>,
+    /// When the provider vouched for the person (Unix seconds).
+    pub vouched_at: i64,
 }
 
 /// Stores a one-time code (by its hash) until `expires_at`.
@@ -160,7 +162,7 @@ pub fn insert_code(
 ) -> Result<(), StoreError> {
     tx.exec(
         "INSERT INTO login_codes (code_hash, \"user\", groups, auth_time, cli_challenge, \
-         expires_at, refresh_token) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+         expires_at, refresh_token, vouched_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         &[
             &hash(code),
             &row.user.as_str(),
@@ -169,6 +171,7 @@ pub fn insert_code(
             &row.cli_challenge,
             &expires_at,
             &row.refresh_token,
+            &row.vouched_at,
         ],
     )?;
     Ok(())
@@ -178,8 +181,8 @@ pub fn insert_code(
 pub fn take_code(tx: &Tx<'_>, code: &str, now: i64) -> Result<Option<CodeRow>, StoreError> {
     take(
         tx,
-        "SELECT \"user\", groups, auth_time, cli_challenge, expires_at, refresh_token \
-         FROM login_codes WHERE code_hash = ?1",
+        "SELECT \"user\", groups, auth_time, cli_challenge, expires_at, refresh_token, \
+         vouched_at FROM login_codes WHERE code_hash = ?1",
         "DELETE FROM login_codes WHERE code_hash = ?1",
         &hash(code),
         now,
@@ -190,6 +193,7 @@ pub fn take_code(tx: &Tx<'_>, code: &str, now: i64) -> Result<Option<CodeRow>, S
                 auth_time: r.get(2)?,
                 cli_challenge: r.get(3)?,
                 refresh_token: r.get(5)?,
+                vouched_at: r.get(6)?,
             })
         },
     )
@@ -214,22 +218,20 @@ pub struct SessionRow {
     pub expires_at: i64,
     /// The provider's refresh token, sealed, if it gave one.
     pub refresh_token: Option<String>,
+    /// When the provider vouched for the groups (Unix seconds).
+    pub checked_at: i64,
     /// Until when its groups count (Unix seconds).
     pub groups_until: i64,
+    /// When it is due for a re-check at the provider (with a refresh token).
+    pub next_check_at: Option<i64>,
 }
 
-/// Stores a session under the hash of its token. What the provider just said about the
-/// person's groups is their word for every live session of theirs: all take `s.groups`.
+/// Stores a session under the hash of its token.
 pub fn insert_session(tx: &Tx<'_>, token: &str, s: &SessionRow) -> Result<(), StoreError> {
     tx.exec(
-        "UPDATE sessions SET groups = ?2 WHERE \"user\" = ?1 AND revoked_at IS NULL \
-         AND expires_at > ?3",
-        &[&s.user.as_str(), &s.groups, &s.created_at],
-    )?;
-    tx.exec(
         "INSERT INTO sessions (id, token_hash, \"user\", via, groups, auth_time, created_at, \
-         expires_at, refresh_token, checked_at, groups_until) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?7, ?10)",
+         expires_at, refresh_token, checked_at, groups_until, next_check_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         &[
             &s.id,
             &hash(token),
@@ -240,7 +242,9 @@ pub fn insert_session(tx: &Tx<'_>, token: &str, s: &SessionRow) -> Result<(), St
             &s.created_at,
             &s.expires_at,
             &s.refresh_token,
+            &s.checked_at,
             &s.groups_until,
+            &s.next_check_at,
         ],
     )?;
     Ok(())
@@ -342,35 +346,49 @@ pub fn revoke_session_by_token(
     Ok(Some((id, user_from(user)?)))
 }
 
-/// For each of `users` with a live session at `now`, its groups (JSON list): what the
-/// provider said at the person's latest sign-in (every sign-in sets them on all of the
-/// person's live sessions, so all agree).
+/// For each of `users` with a live session at `now` whose groups still count, the
+/// groups (JSON lists) of the provider's freshest word on them: the session it vouched
+/// for last (at a sign-in or a re-check). An older answer arriving later (a device login
+/// polled late) never outranks a newer one. Words of the same second come all (their
+/// order is unknown: the caller takes only what they agree on).
 pub fn live_groups(
     tx: &Tx<'_>,
     users: &[&UserName],
     now: i64,
-) -> Result<Vec<(UserName, String)>, StoreError> {
+) -> Result<Vec<(UserName, Vec<String>)>, StoreError> {
     if users.is_empty() {
         return Ok(Vec::new());
     }
     let names: Vec<&str> = users.iter().map(|u| u.as_str()).collect();
     let marks: Vec<String> = (2..names.len() + 2).map(|i| format!("?{i}")).collect();
     let sql = format!(
-        "SELECT \"user\", groups FROM sessions WHERE revoked_at IS NULL AND expires_at > ?1 \
-         AND (groups_until IS NULL OR groups_until > ?1) \
-         AND \"user\" IN ({}) ORDER BY \"user\", created_at DESC, id DESC",
+        "SELECT \"user\", groups, COALESCE(checked_at, created_at) FROM sessions \
+         WHERE revoked_at IS NULL AND expires_at > ?1 \
+         AND (groups_until IS NULL OR groups_until > ?1) AND \"user\" IN ({}) \
+         ORDER BY \"user\", COALESCE(checked_at, created_at) DESC",
         marks.join(", ")
     );
     let mut params: Vec<&dyn super::sql::Param> = vec![&now];
     params.extend(names.iter().map(|n| n as &dyn super::sql::Param));
-    let rows: Vec<(String, String)> = tx.all(&sql, &params, |r| Ok((r.get(0)?, r.get(1)?)))?;
-    let mut out: Vec<(UserName, String)> = Vec::new();
-    for (user, groups) in rows {
-        // The first row of each user is their latest session.
-        if out.last().is_some_and(|(u, _)| u.as_str() == user) {
-            continue;
+    let rows: Vec<(String, String, i64)> =
+        tx.all(&sql, &params, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    let mut out: Vec<(UserName, Vec<String>)> = Vec::new();
+    let mut freshest: Option<(String, i64)> = None;
+    for (user, groups, at) in rows {
+        match &freshest {
+            // Another word on the same person: only one of the same second counts.
+            Some((u, t)) if *u == user => {
+                if at == *t
+                    && let Some((_, words)) = out.last_mut()
+                {
+                    words.push(groups);
+                }
+            }
+            _ => {
+                freshest = Some((user.clone(), at));
+                out.push((user_from(user)?, vec![groups]));
+            }
         }
-        out.push((user_from(user)?, groups));
     }
     Ok(out)
 }

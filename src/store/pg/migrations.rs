@@ -204,6 +204,11 @@ ALTER TABLE sessions ADD COLUMN refresh_token TEXT;
 ALTER TABLE sessions ADD COLUMN checked_at BIGINT;
 ALTER TABLE sessions ADD COLUMN groups_until BIGINT;
 "#,
+    r#"
+ALTER TABLE login_codes ADD COLUMN vouched_at BIGINT;
+ALTER TABLE device_logins ADD COLUMN vouched_at BIGINT;
+ALTER TABLE sessions ADD COLUMN next_check_at BIGINT;
+"#,
 ];
 
 /// The schema version the database records (0: none yet).

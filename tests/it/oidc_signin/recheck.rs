@@ -16,11 +16,14 @@ use countersign::service::Recheck;
 const OFFLINE: &str =
     "scopes = [\"openid\", \"profile\", \"email\", \"groups\", \"offline_access\"]";
 
-/// As if the provider last vouched for everyone `minutes` ago.
+/// As if `minutes` had passed for the sessions' re-checks (the provider's word, and
+/// until when it counts, `minutes` older; the next check as much sooner). The sessions'
+/// own lifetimes are left alone.
 fn age_checks(app: &TestApp, minutes: i64) {
+    let s = minutes * 60;
     app.sql(&format!(
-        "UPDATE sessions SET checked_at = checked_at - {}",
-        minutes * 60
+        "UPDATE sessions SET checked_at = checked_at - {s}, groups_until = groups_until - {s}, \
+         next_check_at = next_check_at - {s}"
     ));
 }
 
@@ -123,6 +126,93 @@ async fn a_provider_that_is_down_changes_nothing_and_is_asked_again_soon() {
     assert_eq!(recheck_round(&app.service).await, Vec::<Recheck>::new());
     age_checks(&app, 6);
     assert_eq!(recheck_round(&app.service).await, vec![Recheck::Retry]);
+    // 75 minutes after the provider last vouched for them, its groups no longer count
+    // (the session itself still works, with the TOML's groups: none for yuri).
+    age_checks(&app, 19);
+    let (status, me) = whoami(&app, &yuri).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["groups"], json!([]), "{me}");
+}
+
+#[tokio::test]
+async fn an_older_word_of_the_provider_never_outranks_a_newer_one() {
+    // pat signs in by the device flow while in okta-dba, but polls late: meanwhile the
+    // provider took dba away and a fresh sign-in said so.
+    let (idp, state) = provider();
+    let with_dba = state
+        .clone()
+        .account("pat", Account::new("pat", &["okta-dba"]));
+    idp.set_state(&with_dba);
+    let (app, _s) = spawn(&idp, "").await;
+    let http = reqwest::Client::new();
+    let grant: Value = http
+        .post(format!("{}/v1/oidc/device", app.url))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = grant["verification_uri_complete"]
+        .as_str()
+        .unwrap()
+        .replace(PUBLIC_URL, &app.url);
+    let browser = browser();
+    let page = browser
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let user_code = grant["user_code"].as_str().unwrap();
+    let r = browser
+        .post(format!("{}/v1/oidc/device/confirm", app.url))
+        .form(&[
+            ("user_code", user_code),
+            ("csrf", &csrf),
+            ("action", "confirm"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let back = sign_in(&browser, &location(&r), "pat", "any", CALLBACK).await;
+    assert_eq!(
+        callback(&app, &browser, &back).await.status(),
+        StatusCode::OK
+    );
+    // One second on (vouches are in seconds), the provider no longer has pat in okta-dba.
+    app.sql("UPDATE device_logins SET vouched_at = vouched_at - 1");
+    idp.set_state(&state.account("pat", Account::new("pat", &[])));
+    let fresh = sign_in_as(&app, "pat").await;
+    assert_eq!(whoami(&app, &fresh).await.1["groups"], json!([]));
+    // The late poll makes a session from the older word: it does not bring dba back.
+    let poll = json!({
+        "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+        "device_code": grant["device_code"],
+    });
+    let r = http
+        .post(format!("{}/v1/oidc/token", app.url))
+        .json(&poll)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let late = r.json::<Value>().await.unwrap()["session"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for token in [&fresh, &late] {
+        assert_eq!(whoami(&app, token).await.1["groups"], json!([]));
+    }
 }
 
 #[tokio::test]
