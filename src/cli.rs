@@ -101,14 +101,10 @@ pub struct Cli {
         default_value = "config/countersign.toml"
     )]
     pub config: PathBuf,
-    /// Base URL of the countersign server (client commands).
-    #[arg(
-        long,
-        global = true,
-        env = "COUNTERSIGN_URL",
-        default_value = "http://127.0.0.1:7070"
-    )]
-    pub url: String,
+    /// Base URL of the countersign server (client commands) [default: the server of the
+    /// session `login` saved, else http://127.0.0.1:7070].
+    #[arg(long, global = true, env = "COUNTERSIGN_URL")]
+    pub url: Option<String>,
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
@@ -187,6 +183,7 @@ pub struct JsonFlag {
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let url = cli.url.clone().unwrap_or_else(login::default_url);
     match cli.command {
         Command::Init(args) => init::init(&cli.config, &args),
         Command::Serve(args) => serve::serve(&cli.config, &args),
@@ -194,23 +191,23 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reload => reload::run(&cli.config),
         Command::Token(cmd) => token::run(&cli.config, cmd),
         Command::Identity(cmd) => identity::run(&cli.config, cmd),
-        Command::Audit(args) => audit::run(&cli.config, &cli.url, args),
-        Command::Login(args) => login::login(&cli.url, &args),
+        Command::Audit(args) => audit::run(&cli.config, &url, args),
+        Command::Login(args) => login::login(&url, &args),
         Command::Logout => login::logout(),
-        Command::Session(cmd) => session::run(&cli.url, cmd),
-        Command::Whoami(flag) => show::whoami(&cli.url, flag.json),
-        Command::Request(args) => request::run(&cli.url, args),
-        Command::List(args) => show::list(&cli.url, args),
-        Command::Show(args) => show::show(&cli.url, args),
-        Command::Approve(args) => decide::approve(&cli.url, args),
-        Command::Deny(args) => decide::deny(&cli.url, args),
-        Command::Cancel(args) => decide::cancel(&cli.url, args),
-        Command::Cert(args) => show::cert(&cli.url, args),
-        Command::Revoke(args) => revoke::revoke(&cli.url, args),
-        Command::User(cmd) => user::run(&cli.url, cmd),
-        Command::Done(args) => revoke::done(&cli.url, args),
-        Command::Krl(args) => krl::run(&cli.url, args),
-        Command::Report(args) => report::run(&cli.url, args),
+        Command::Session(cmd) => session::run(&url, cmd),
+        Command::Whoami(flag) => show::whoami(&url, flag.json),
+        Command::Request(args) => request::run(&url, args),
+        Command::List(args) => show::list(&url, args),
+        Command::Show(args) => show::show(&url, args),
+        Command::Approve(args) => decide::approve(&url, args),
+        Command::Deny(args) => decide::deny(&url, args),
+        Command::Cancel(args) => decide::cancel(&url, args),
+        Command::Cert(args) => show::cert(&url, args),
+        Command::Revoke(args) => revoke::revoke(&url, args),
+        Command::User(cmd) => user::run(&url, cmd),
+        Command::Done(args) => revoke::done(&url, args),
+        Command::Krl(args) => krl::run(&url, args),
+        Command::Report(args) => report::run(&url, args),
         Command::Backup(args) => backup::run(&cli.config, &args),
         Command::MigrateStore(args) => migrate::run(&cli.config, &args),
     }

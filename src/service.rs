@@ -285,7 +285,8 @@ impl Service {
                 code: crate::error_code::ErrorCode::ReauthRequired,
                 message: format!(
                     "approving needs a sign-in at the identity provider within the last {}: \
-                     sign in again (`countersign login`) and retry",
+                     sign in again with `countersign login --step-up` (the provider asks for \
+                     your password again) and retry",
                     humantime::format_duration(oidc.approval_max_auth_age)
                 ),
             }),

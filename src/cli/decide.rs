@@ -64,8 +64,11 @@ pub(super) fn approve(url: &str, args: ApproveArgs) -> anyhow::Result<ExitCode> 
         // Approving needs a recent sign-in at the identity provider: sign in again
         // (the provider asks for the password again), then retry once.
         Err(e) if e.to_string().starts_with("reauth_required:") => {
-            eprintln!("countersign: {e}");
-            eprintln!("Signing in again to approve.");
+            eprintln!(
+                "Approving needs a fresh sign-in at the identity provider ({}): signing in \
+                 again.",
+                e.to_string().trim_start_matches("reauth_required: ")
+            );
             super::login::sign_in(url, true)?;
             Client::from_env(url)?.post(&path, &body)?
         }

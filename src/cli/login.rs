@@ -66,6 +66,14 @@ fn server_file(session: &std::path::Path) -> PathBuf {
     session.with_file_name("session.url")
 }
 
+/// The server client commands talk to when neither `--url` nor `COUNTERSIGN_URL` says:
+/// the one the saved session is for, else `http://127.0.0.1:7070`.
+pub(super) fn default_url() -> String {
+    saved_session()
+        .and_then(|(_, server)| server)
+        .unwrap_or_else(|| "http://127.0.0.1:7070".to_owned())
+}
+
 /// The session token saved by `login`, if there is one, and the server it is for
 /// (`None` if that was not recorded).
 pub(super) fn saved_session() -> Option<(String, Option<String>)> {
@@ -89,7 +97,7 @@ pub(super) struct Session {
 /// Signs in and saves the session.
 pub(super) fn login(url: &str, args: &LoginArgs) -> anyhow::Result<ExitCode> {
     let device = args.device || (!args.loopback && device::no_browser_here());
-    sign_in_with(url, args.step_up, device)?;
+    sign_in_with(url, args.step_up, device, false)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -104,22 +112,37 @@ pub(super) fn sign_in(url: &str, step_up: bool) -> anyhow::Result<()> {
              the SSH front door"
         );
     }
-    sign_in_with(url, step_up, false)
+    sign_in_with(url, step_up, false, true)
 }
 
-/// Signs in by the device flow or the loopback one, and saves the session.
-fn sign_in_with(url: &str, step_up: bool, device: bool) -> anyhow::Result<()> {
+/// Signs in by the device flow or the loopback one, and saves the session; the address
+/// to open goes to stdout, or to stderr with `quiet_stdout` (for a command whose stdout
+/// is its own answer). The session saved before for the same server is ended there.
+fn sign_in_with(url: &str, step_up: bool, device: bool, quiet_stdout: bool) -> anyhow::Result<()> {
     let client = Client::anonymous(url)?;
     let session = if device {
-        device::sign_in(&client, step_up)?
+        device::sign_in(&client, step_up, quiet_stdout)?
     } else {
-        loopback(&client, step_up)?
+        loopback(&client, step_up, quiet_stdout)?
     };
     let file = session_file().ok_or_else(|| {
         anyhow!("neither XDG_CONFIG_HOME nor HOME is set: nowhere to keep the session")
     })?;
+    let before = saved_session();
     save(&file, &session.session)?;
     save(&server_file(&file), client.base())?;
+    // The session this one replaces would otherwise stay a live bearer token until its
+    // end, in no file anyone looks at.
+    if let Some((old, Some(server))) = before
+        && server == client.base()
+        && old != session.session
+    {
+        let ended = Client::with_token(&server, old)
+            .and_then(|c| c.post::<_, serde_json::Value>("/v1/oidc/logout", &json!({})));
+        if ended.is_ok() {
+            eprintln!("Ended the session saved before.");
+        }
+    }
     eprintln!(
         "Signed in as {} until {} (session saved in {}).",
         session.user,
@@ -130,7 +153,14 @@ fn sign_in_with(url: &str, step_up: bool, device: bool) -> anyhow::Result<()> {
 }
 
 /// The loopback sign-in: the session.
-fn loopback(client: &Client, step_up: bool) -> anyhow::Result<Session> {
+fn loopback(client: &Client, step_up: bool, quiet_stdout: bool) -> anyhow::Result<Session> {
+    // Before anyone opens a browser: the server answers, and signs people in (a wrong
+    // `--url` or a server without `[oidc]` fails now, not after the five-minute wait).
+    match client.get_text("/v1/oidc/login") {
+        Err(e) if e.to_string().starts_with("invalid_request:") => {}
+        Err(e) => return Err(e.context("the server cannot sign you in")),
+        Ok(_) => {}
+    }
     let listener = TcpListener::bind("127.0.0.1:0").context("listening on 127.0.0.1")?;
     let port = listener.local_addr()?.port();
     let verifier = crate::oidc::random_token();
@@ -150,8 +180,12 @@ fn loopback(client: &Client, step_up: bool) -> anyhow::Result<Session> {
         ])?
     );
     eprintln!("Open this address in a browser to sign in:");
-    println!("{start}");
-    std::io::stdout().flush()?;
+    if quiet_stdout {
+        eprintln!("{start}");
+    } else {
+        println!("{start}");
+        std::io::stdout().flush()?;
+    }
     let code = wait_for_code(&listener, &secret_path)?;
     client.post(
         "/v1/oidc/token",

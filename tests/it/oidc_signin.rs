@@ -22,7 +22,7 @@ mod recheck;
 mod step_up;
 mod tokens;
 
-use cli_support::{cli, run_cli, start_cli};
+use cli_support::{cli, run_cli, start_cli, start_cli_stderr};
 
 /// Where the provider sends browsers back: countersign's callback. The test servers
 /// listen on a random port, so the provider is told this placeholder and the test

@@ -34,7 +34,11 @@ pub(in crate::cli) fn no_browser_here() -> bool {
 }
 
 /// The device login: the session, once the person signed in.
-pub(super) fn sign_in(client: &Client, step_up: bool) -> anyhow::Result<Session> {
+pub(super) fn sign_in(
+    client: &Client,
+    step_up: bool,
+    quiet_stdout: bool,
+) -> anyhow::Result<Session> {
     let host = hostname();
     let grant: Grant = client.post(
         "/v1/oidc/device",
@@ -45,8 +49,12 @@ pub(super) fn sign_in(client: &Client, step_up: bool) -> anyhow::Result<Session>
          code {} and confirm:",
         grant.user_code
     );
-    println!("{}", grant.verification_uri_complete);
-    std::io::stdout().flush()?;
+    if quiet_stdout {
+        eprintln!("{}", grant.verification_uri_complete);
+    } else {
+        println!("{}", grant.verification_uri_complete);
+        std::io::stdout().flush()?;
+    }
     eprintln!(
         "Code: {} (never confirm a code you did not get here)",
         grant.user_code

@@ -50,3 +50,34 @@ pub async fn start_cli(
     .unwrap();
     (child, line, rest)
 }
+
+/// Starts a CLI command that prints a sign-in address on stderr (a command whose stdout
+/// is its own answer, such as `approve`); returns it running and that address. The rest
+/// of stderr is drained in the background.
+pub async fn start_cli_stderr(mut cmd: std::process::Command) -> (std::process::Child, String) {
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let url = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut reader = std::io::BufReader::new(stderr);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap() == 0 {
+                panic!("the command printed no address");
+            }
+            if line.starts_with("http") {
+                let url = line.trim().to_owned();
+                std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+                return url;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    (child, url)
+}

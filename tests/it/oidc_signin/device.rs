@@ -111,12 +111,32 @@ async fn inside_an_ssh_session_login_uses_the_device_flow_end_to_end() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{said}");
     assert!(said.contains(&format!("code {user_code}")), "{said}");
-    let who = run_cli(cli(home.path(), &["whoami", "--json", "--url", &app.url])).await;
-    let me: Value = serde_json::from_slice(&who.stdout).unwrap();
+    // Later commands find the server from the saved session: no --url needed.
+    let who = run_cli(cli(home.path(), &["whoami", "--json"])).await;
+    let me: Value = serde_json::from_slice(&who.stdout).unwrap_or_else(|_| {
+        panic!("{}", String::from_utf8_lossy(&who.stderr));
+    });
     assert_eq!(me["user"], "alice");
     // The session says how it was made.
     let (_, sessions) = app.get("bob", "/v1/sessions").await;
     assert_eq!(sessions["sessions"][0]["via"], "oidc-device", "{sessions}");
+    // Signing in again ends the session saved before (it would stay a live token).
+    let file = home.path().join(".config/countersign/session");
+    let first = std::fs::read_to_string(&file).unwrap().trim().to_owned();
+    let (again, url, _) = start_cli(cli(home.path(), &["login", "--device"])).await;
+    let code = url.rsplit('=').next().unwrap().to_owned();
+    confirm_and_sign_in(&app, &url, &code, "alice").await;
+    let out = tokio::task::spawn_blocking(move || again.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(whoami(&app, &first).await.0, StatusCode::UNAUTHORIZED);
+    let second = std::fs::read_to_string(&file).unwrap().trim().to_owned();
+    assert_eq!(whoami(&app, &second).await.0, StatusCode::OK);
 }
 
 #[tokio::test]

@@ -170,3 +170,23 @@ async fn an_id_token_signed_with_the_client_secret_is_refused() {
     assert!(why.contains("ID token"), "{why}");
     assert_eq!(app.count("SELECT count(*) FROM login_codes"), 0);
 }
+
+#[tokio::test]
+async fn login_against_a_server_that_cannot_sign_in_fails_at_once() {
+    // No [oidc] on this server: the CLI says so before anyone opens a browser.
+    let app = TestApp::spawn().await;
+    let home = tempfile::tempdir().unwrap();
+    let out = run_cli(cli(
+        home.path(),
+        &["login", "--loopback", "--url", &app.url],
+    ))
+    .await;
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("not configured"), "{said}");
+    assert!(
+        out.stdout.is_empty(),
+        "no address to open: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -82,8 +82,12 @@ async fn the_cli_signs_in_again_when_approving_needs_it_and_retries_once() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("session"), format!("{old}\n")).unwrap();
     std::fs::write(dir.join("session.url"), format!("{}\n", app.url)).unwrap();
-    let (approve, start_url, stdout) =
-        start_cli(cli(home.path(), &["approve", &id, "--url", &app.url])).await;
+    // --json: the address to open goes to stderr, stdout stays the JSON answer.
+    let (approve, start_url) = start_cli_stderr(cli(
+        home.path(),
+        &["approve", &id, "--json", "--url", &app.url],
+    ))
+    .await;
     assert!(start_url.contains("step_up=1"), "{start_url}");
     // bob signs in again at the provider, now.
     state.auth_time_offset = 0;
@@ -97,21 +101,14 @@ async fn the_cli_signs_in_again_when_approving_needs_it_and_retries_once() {
         http.get(&to_cli).send().await.unwrap().status(),
         StatusCode::OK
     );
-    let (status, rest) = tokio::task::spawn_blocking(move || {
-        use std::io::Read;
-        let mut rest = String::new();
-        let mut stdout = stdout;
-        stdout.read_to_string(&mut rest).unwrap();
-        (approve.wait_with_output().unwrap(), rest)
-    })
-    .await
-    .unwrap();
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
-    assert!(rest.contains("issued"), "{rest}");
+    let status = tokio::task::spawn_blocking(move || approve.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(status.status.success());
+    let answer: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}", String::from_utf8_lossy(&status.stdout));
+    });
+    assert_eq!(answer["status"], "issued");
     let (_, view) = app.request("alice", &id).await;
     assert_eq!(view["status"], "issued");
 }
