@@ -214,6 +214,23 @@ impl Config {
             .flat_map(|o| o.group_map.iter().flat_map(|m| m.groups.iter().cloned()))
             .collect();
         let policy = b.policy(raw.users, raw.roles, raw.conflicts)?;
+        // A group the provider is mapped to that no role names gives nothing (a typo?).
+        for (i, m) in oidc.iter().flat_map(|o| o.group_map.iter()).enumerate() {
+            for g in &m.groups {
+                let named = policy.roles.values().any(|r| {
+                    r.requesters
+                        .iter()
+                        .chain(r.steps.iter().flat_map(|s| s.approvers.iter()))
+                        .any(|member| matches!(member, crate::policy::Member::Group(n) if n == g))
+                });
+                if !named {
+                    b.warnings.push(format!(
+                        "oidc.group_map[{i}]: group {g} is named by no role's requesters or \
+                         approvers: it gives nothing"
+                    ));
+                }
+            }
+        }
         let mut warnings = b.warnings;
         if let Some(s) = &ssh {
             warnings.extend(ssh::warnings(s, requests.pending_ttl));

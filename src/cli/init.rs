@@ -104,6 +104,7 @@ pub(super) fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     }
     let storage_ok = storage_summary(&config)?;
     outln!("ssh          {}", ssh_summary(&config))?;
+    let oidc_ok = oidc_summary(&config)?;
     outln!(
         "pending_ttl  {}",
         humantime::format_duration(config.requests.pending_ttl)
@@ -139,6 +140,10 @@ pub(super) fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     }
     if !storage_ok {
         eprintln!("countersign: [storage] password_file cannot be used (see above)");
+        return Ok(ExitCode::FAILURE);
+    }
+    if !oidc_ok {
+        eprintln!("countersign: [oidc] client_secret_file cannot be used (see above)");
         return Ok(ExitCode::FAILURE);
     }
     outln!("ok")?;
@@ -183,6 +188,64 @@ fn storage_summary(config: &Config) -> anyhow::Result<bool> {
         }
         Err(e) => {
             outln!("password     UNUSABLE: {e}")?;
+            Ok(false)
+        }
+    }
+}
+
+/// Prints the sign-in settings (what to register at the provider) and checks the client
+/// secret file under the rules `serve` applies. Returns whether it can be used.
+fn oidc_summary(config: &Config) -> anyhow::Result<bool> {
+    let Some(o) = &config.oidc else {
+        outln!("oidc         off (no [oidc] section)")?;
+        return Ok(true);
+    };
+    let auth = match o.client_auth {
+        crate::config::ClientAuth::Basic => "client_secret_basic",
+        crate::config::ClientAuth::Post => "client_secret_post",
+    };
+    outln!(
+        "oidc         issuer {}, client {} ({auth})",
+        o.issuer,
+        o.client_id
+    )?;
+    outln!(
+        "redirect     {} (register it at the provider)",
+        o.redirect_uri()
+    )?;
+    let refresh = if o.scopes.iter().any(|s| s == "offline_access") {
+        "groups re-read every 50 minutes"
+    } else {
+        "no offline_access: provider groups count for an hour after each sign-in"
+    };
+    outln!("scopes       {} ({refresh})", o.scopes.join(" "))?;
+    let map: Vec<String> = o
+        .group_map
+        .iter()
+        .map(|m| {
+            let groups: Vec<&str> = m.groups.iter().map(|g| g.as_str()).collect();
+            format!("{} -> {}", m.claim, groups.join(", "))
+        })
+        .collect();
+    outln!(
+        "group_map    {}",
+        if map.is_empty() {
+            "none (the provider gives no groups)".to_owned()
+        } else {
+            map.join("; ")
+        }
+    )?;
+    let checked = o
+        .client_secret_file
+        .resolve()
+        .and_then(|path| crate::ca::read_secret_file(&path).map(|_| path));
+    match checked {
+        Ok(path) => {
+            outln!("secret       {} (ok)", path.display())?;
+            Ok(true)
+        }
+        Err(e) => {
+            outln!("secret       UNUSABLE: {e}")?;
             Ok(false)
         }
     }

@@ -186,3 +186,38 @@ async fn an_operator_unbinds_a_name_whose_person_was_recreated_at_the_provider()
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not bound"));
 }
+
+#[tokio::test]
+async fn check_config_shows_what_to_register_and_checks_the_client_secret() {
+    let (idp, _) = provider();
+    let typo = "[[oidc.group_map]]\nclaim = \"okta-ops\"\ngroups = [\"dbaa\"]\n";
+    let (app, secrets) = spawn(&idp, typo).await;
+    let check = || {
+        let mut c = crate::cli::countersign(&app.config_path());
+        c.arg("check-config");
+        run_cli(c)
+    };
+    let out = check().await;
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains(&format!(
+            "redirect     {CALLBACK} (register it at the provider)"
+        )),
+        "{said}"
+    );
+    assert!(said.contains("okta-dba -> dba"), "{said}");
+    assert!(said.contains("no offline_access"), "{said}");
+    assert!(said.contains("(ok)"), "{said}");
+    let warned = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        warned.contains("group dbaa is named by no role"),
+        "{warned}"
+    );
+    // The secret readable by others: refused as `serve` would.
+    let secret = secrets.path().join("oidc-secret");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = check().await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("secret       UNUSABLE"));
+}
