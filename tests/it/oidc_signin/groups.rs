@@ -154,11 +154,11 @@ async fn provider_groups_add_to_toml_groups_only_while_a_session_lives() {
 #[tokio::test]
 async fn a_provider_name_that_is_another_principal_gets_no_certificate() {
     let (idp, state) = provider();
-    // prod-db gives "{user}": a person the provider calls deploy would get the login of
-    // role deploy (its fixed principal) through prod-db, without deploy's approvers.
+    // prod-db gives "{user}": a person the provider calls ops would get the login of role
+    // ops (its fixed principal) through prod-db, without ops's approvers.
     idp.set_state(&state.account("pg", {
         let mut a = Account::new("pg", &["okta-dev"]);
-        a.preferred_username = "deploy".into();
+        a.preferred_username = "ops".into();
         a
     }));
     let (app, _s) = spawn(&idp, DEV_MAP).await;
@@ -171,7 +171,7 @@ async fn a_provider_name_that_is_another_principal_gets_no_certificate() {
     );
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(
-        message.contains("a fixed principal of role deploy"),
+        message.contains("a fixed principal of role ops"),
         "{message}"
     );
     // The attempt is on the record; no request was made.

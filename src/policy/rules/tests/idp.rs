@@ -109,6 +109,7 @@ approvers = ["group:dba"]
         ("dba", &["dev"]),
         ("frank-admin", &["dev"]),
         ("root", &["dev"]),
+        ("ubuntu", &["dev"]),
         ("zoe", &["dev"]),
     ]);
     let people = People::new(&p, &idp);
@@ -119,7 +120,8 @@ approvers = ["group:dba"]
     };
     assert!(refused("dba").contains("a fixed principal of role prod-db"));
     assert!(refused("frank-admin").contains("gives user frank"));
-    assert!(refused("root").contains("root"));
+    assert!(refused("root").contains("system account"));
+    assert!(refused("ubuntu").contains("system account"));
     assert_eq!(
         principals_must_be_own(&people, role, &u("zoe")),
         Ok(()),
