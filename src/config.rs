@@ -214,6 +214,22 @@ impl Config {
             .flat_map(|o| o.group_map.iter().flat_map(|m| m.groups.iter().cloned()))
             .collect();
         let policy = b.policy(raw.users, raw.roles, raw.conflicts)?;
+        // With sign-in on, a config user nobody reserved is whoever first signs in with
+        // the name: say so for admins (the name a takeover would aim for).
+        if oidc.is_some() {
+            for u in policy
+                .users
+                .values()
+                .filter(|u| u.admin && u.oidc_subject.is_none())
+            {
+                b.warnings.push(format!(
+                    "users.{}: an admin without oidc_subject: whoever first signs in with the \
+                     name {} at the identity provider becomes this admin (set oidc_subject to \
+                     the person's `sub`)",
+                    u.name, u.name
+                ));
+            }
+        }
         // A group the provider is mapped to that no role names gives nothing (a typo?).
         for (i, m) in oidc.iter().flat_map(|o| o.group_map.iter()).enumerate() {
             for g in &m.groups {

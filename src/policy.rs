@@ -43,6 +43,9 @@ pub struct User {
     pub admin: bool,
     /// When non-empty, certificates are only issued for one of these keys.
     pub ssh_keys: Vec<SubjectKey>,
+    /// The person (`sub` at the identity provider) this name is reserved for: a sign-in
+    /// by anyone else with this name is refused (`identity_conflict`).
+    pub oidc_subject: Option<String>,
 }
 
 /// Who a `requesters` or `approvers` entry names.

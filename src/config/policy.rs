@@ -75,11 +75,21 @@ impl Builder<'_> {
                 key_owner.push((k.clone(), name.clone()));
                 ssh_keys.push(k);
             }
+            let oidc_subject = match u.oidc_subject {
+                Some(s) if s.is_empty() || s.len() > 255 || s.chars().any(char::is_control) => {
+                    return Err(self.err(
+                        format!("{key}.oidc_subject"),
+                        "must be the person's subject (`sub`) at the identity provider",
+                    ));
+                }
+                other => other,
+            };
             let user = User {
                 name: name.clone(),
                 groups,
                 admin: u.admin,
                 ssh_keys,
+                oidc_subject,
             };
             users.insert(name, user);
         }

@@ -103,6 +103,7 @@ pub(super) struct RawUser {
     pub ssh_keys: Vec<String>,
     #[serde(default)]
     pub admin: bool,
+    pub oidc_subject: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

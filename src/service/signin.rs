@@ -252,6 +252,23 @@ impl Service {
                 );
             }
         };
+        // A name the config reserves for one person of the provider is theirs alone.
+        if let Some(reserved) = self
+            .config()
+            .policy
+            .users
+            .get(&name)
+            .and_then(|u| u.oidc_subject.as_deref())
+            && reserved != signed.subject
+        {
+            return refuse(
+                ErrorCode::IdentityConflict,
+                format!(
+                    "user {name} is reserved in the config for another person at the identity \
+                     provider (oidc_subject); an admin must look into it"
+                ),
+            );
+        }
         match sessions::identity_user(tx, &signed.issuer, &signed.subject)? {
             Some(bound) if bound == name => return Ok(Ok(name)),
             Some(bound) => {

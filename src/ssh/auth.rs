@@ -137,6 +137,7 @@ mod tests {
             groups: BTreeSet::new(),
             admin: false,
             ssh_keys,
+            oidc_subject: None,
         };
         Policy {
             users: BTreeMap::from([(name, u)]),

@@ -221,3 +221,30 @@ async fn check_config_shows_what_to_register_and_checks_the_client_secret() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("secret       UNUSABLE"));
 }
+
+#[tokio::test]
+async fn a_name_reserved_for_a_person_cannot_be_claimed_by_another() {
+    // bob is an admin in the TOML, reserved for sub-bob; someone whose provider account
+    // says preferred_username = bob signs in first.
+    let (idp, state) = provider();
+    let mut claimer = crate::idp::Account::new("claimer", &[]);
+    claimer.preferred_username = "bob".into();
+    idp.set_state(&state.account("claimer", claimer));
+    let secrets = tempfile::tempdir().unwrap();
+    let text = config(&idp, secrets.path(), "").replace(
+        "[users.bob]\ngroups = [\"dba\"]\nadmin = true\n",
+        "[users.bob]\ngroups = [\"dba\"]\nadmin = true\noidc_subject = \"sub-bob\"\n",
+    );
+    assert!(text.contains("oidc_subject"), "the test policy changed");
+    let app = TestApp::spawn_with(&text).await;
+    let http = browser();
+    let (_, challenge) = pkce();
+    let authorize = start(&app, &http, &challenge).await;
+    let back = sign_in(&http, &authorize, "claimer", "any", CALLBACK).await;
+    let (code, why) = cli_error(&callback(&app, &http, &back).await);
+    assert_eq!(code, "identity_conflict", "{why}");
+    assert_eq!(app.count("SELECT count(*) FROM identities"), 0);
+    // The real bob signs in.
+    let session = sign_in_as(&app, "bob").await;
+    assert_eq!(whoami(&app, &session).await.1["admin"], true);
+}

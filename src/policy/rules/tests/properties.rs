@@ -120,6 +120,7 @@ fn build(s: &Scenario) -> Policy {
                 groups,
                 admin: i == 0,
                 ssh_keys: Vec::new(),
+                oidc_subject: None,
             },
         );
     }
