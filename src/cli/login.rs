@@ -276,12 +276,23 @@ fn wait_for_code(listener: &TcpListener, path: &str) -> anyhow::Result<String> {
         match (code, error) {
             (Some(code), _) => return Ok(code),
             (None, Some(error)) => {
+                // Anything on this computer can call the listener: shown, never obeyed,
+                // and without control characters (they could rewrite the terminal).
                 let why = get("error_description").unwrap_or_default();
-                bail!("countersign: {error}: {why}");
+                bail!("{}: {}", printable(&error), printable(&why));
             }
             _ => {}
         }
     }
+}
+
+/// `text` safe to print on a terminal: control characters replaced, at most 300
+/// characters.
+pub(super) fn printable(text: &str) -> String {
+    text.chars()
+        .take(300)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 /// Reading one request line, bounded.

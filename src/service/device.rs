@@ -11,7 +11,6 @@ use std::net::IpAddr;
 
 use super::signin::{SignedInPerson, failed, oidc_of};
 use super::{NewSession, Service, ServiceError, disabled_error};
-use crate::error_code::ErrorCode;
 use crate::names::UserName;
 use crate::oidc::{Pending, SignedIn, random_token};
 use crate::store::device::{self, DeviceLogin, Ending, NewDeviceLogin, Poll};
@@ -28,7 +27,8 @@ const LIFETIME_SECONDS: i64 = 600;
 const INTERVAL_SECONDS: i64 = 5;
 /// What `slow_down` adds to the interval (RFC 8628, 3.5).
 const SLOW_DOWN_SECONDS: i64 = 5;
-/// Device logins waiting at once, at most (asking for one needs no credential).
+/// Device logins waiting at once, at most (asking for one needs no credential): past
+/// it, the oldest are forgotten.
 const MAX_WAITING: i64 = 10_000;
 /// The user code's letters: consonants only, no vowels to spell words, none that look
 /// alike (RFC 8628, 6.1): 20^8, about 2^34.6 codes.
@@ -167,12 +167,11 @@ impl Service {
                 step_up,
                 interval: INTERVAL_SECONDS,
             };
-            if device::insert(tx, &login, now, now + LIFETIME_SECONDS)? > MAX_WAITING {
-                // Rolled back: nothing of this one is kept.
-                return Err(ServiceError::SignIn {
-                    code: ErrorCode::IdpUnavailable,
-                    message: "too many device logins waiting; try again in a few minutes".into(),
-                });
+            let n = device::insert(tx, &login, now, now + LIFETIME_SECONDS)?;
+            // Full: the oldest waiting go (a flood costs the logins older than it, which
+            // start again, instead of refusing every new one for ten minutes).
+            if n > MAX_WAITING {
+                device::evict_oldest(tx, n - MAX_WAITING)?;
             }
             Ok(DeviceGrant {
                 device_code: device_code.clone(),
@@ -223,7 +222,10 @@ impl Service {
                 cli_challenge: String::new(),
                 device_hash: Some(login.device_hash.clone()),
             };
-            sessions::insert_login(tx, &pending.state, &row, now, now + SIGN_IN_SECONDS)?;
+            let n = sessions::insert_login(tx, &pending.state, &row, now, now + SIGN_IN_SECONDS)?;
+            if n > super::signin::MAX_LOGINS_IN_PROGRESS {
+                sessions::evict_oldest_logins(tx, n - super::signin::MAX_LOGINS_IN_PROGRESS)?;
+            }
             Ok(login)
         })
     }

@@ -33,8 +33,9 @@ pub(super) const GROUPS_WITHOUT_RECHECK_SECONDS: i64 = 3600;
 /// provider that does not answer (or refuses otherwise than `invalid_grant`) for longer
 /// leaves only the TOML groups.
 pub(super) const GROUPS_WITH_RECHECK_SECONDS: i64 = 75 * 60;
-/// Sign-ins in progress at once, at most (the start of a sign-in needs no credential).
-const MAX_LOGINS_IN_PROGRESS: i64 = 10_000;
+/// Sign-ins in progress at once, at most (the start of a sign-in needs no credential):
+/// past it, the oldest are forgotten.
+pub(super) const MAX_LOGINS_IN_PROGRESS: i64 = 10_000;
 
 /// A session just made: its token is shown once, to the CLI that traded the code.
 #[derive(Debug, Clone)]
@@ -135,12 +136,10 @@ impl Service {
                 now,
                 now + LOGIN_LIFETIME_SECONDS,
             )?;
+            // Full: the oldest go (a flood then costs the sign-ins older than it, which
+            // start again, instead of refusing every new one for ten minutes).
             if n > MAX_LOGINS_IN_PROGRESS {
-                // Rolled back: nothing of this one is kept.
-                return Err(ServiceError::SignIn {
-                    code: ErrorCode::IdpUnavailable,
-                    message: "too many sign-ins in progress; try again in a few minutes".into(),
-                });
+                sessions::evict_oldest_logins(tx, n - MAX_LOGINS_IN_PROGRESS)?;
             }
             Ok(())
         })

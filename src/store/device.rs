@@ -78,6 +78,16 @@ pub fn insert(
     )
 }
 
+/// Forgets the `n` oldest device logins still waiting for a person.
+pub fn evict_oldest(tx: &Tx<'_>, n: i64) -> Result<(), StoreError> {
+    tx.exec(
+        "DELETE FROM device_logins WHERE device_hash IN (SELECT device_hash FROM device_logins \
+         WHERE status = 'pending' ORDER BY created_at, device_hash LIMIT ?1)",
+        &[&n],
+    )?;
+    Ok(())
+}
+
 /// Whether a user code is taken by a device login still on the books.
 pub fn user_code_taken(tx: &Tx<'_>, user_code: &str) -> Result<bool, StoreError> {
     tx.one(

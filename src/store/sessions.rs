@@ -55,6 +55,16 @@ pub fn insert_login(
     tx.one("SELECT count(*) FROM oidc_logins", &[], |r| r.get(0))
 }
 
+/// Forgets the `n` oldest sign-ins in progress.
+pub fn evict_oldest_logins(tx: &Tx<'_>, n: i64) -> Result<(), StoreError> {
+    tx.exec(
+        "DELETE FROM oidc_logins WHERE state_hash IN (SELECT state_hash FROM oidc_logins \
+         ORDER BY created_at, state_hash LIMIT ?1)",
+        &[&n],
+    )?;
+    Ok(())
+}
+
 /// Takes the sign-in of `state` (once: it is deleted), if it is still in time at `now`.
 pub fn take_login(tx: &Tx<'_>, state: &str, now: i64) -> Result<Option<LoginRow>, StoreError> {
     take(

@@ -74,7 +74,7 @@ pub(super) fn sign_in(
         }
         let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let error = answer["error"].as_str().unwrap_or_default();
-        let why = answer["error_description"].as_str().unwrap_or_default();
+        let why = super::printable(answer["error_description"].as_str().unwrap_or_default());
         match error {
             "authorization_pending" => {}
             "slow_down" => interval += Duration::from_secs(5),
@@ -86,7 +86,7 @@ pub(super) fn sign_in(
                 let message = answer["error"]["message"].as_str().unwrap_or_default();
                 return Err(anyhow!("countersign: {code}: {message} (HTTP {status})"));
             }
-            other => bail!("the sign-in failed: {other}: {why}"),
+            other => bail!("the sign-in failed: {}: {why}", super::printable(other)),
         }
         if Instant::now() > deadline {
             bail!("the sign-in was not finished in time; run login again");

@@ -352,3 +352,27 @@ async fn the_device_flow_can_be_turned_off() {
             .contains("device_flow = false")
     );
 }
+
+#[tokio::test]
+async fn a_flood_of_device_logins_costs_the_oldest_not_the_next_one() {
+    let (idp, _) = provider();
+    let (app, _s) = spawn(&idp, "").await;
+    // Ten thousand waiting device logins from many addresses, a minute old.
+    let now = chrono::Utc::now().timestamp();
+    app.sql(&format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000) \
+         INSERT INTO device_logins (device_hash, user_code_hash, client_host, client_address, \
+         step_up, interval_secs, created_at, expires_at, status) \
+         SELECT 'flood-' || i, 'flood-code-' || i, 'flood', '192.0.2.1', 0, 5, {}, {}, \
+         'pending' FROM n",
+        now - 60,
+        now + 500
+    ));
+    assert_eq!(app.count("SELECT count(*) FROM device_logins"), 10_000);
+    // A person's login still starts, and can be confirmed; the oldest flood entry went.
+    let grant = device_start(&app).await;
+    assert_eq!(app.count("SELECT count(*) FROM device_logins"), 10_000);
+    let url = grant["verification_uri_complete"].as_str().unwrap();
+    let (page, _) = open_confirm_page(&app, &browser(), url).await;
+    assert!(page.contains(grant["user_code"].as_str().unwrap()));
+}
