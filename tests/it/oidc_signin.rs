@@ -184,6 +184,18 @@ async fn sign_in_as(app: &TestApp, login: &str) -> String {
     body["session"].as_str().unwrap().to_owned()
 }
 
+/// `POST /v1/requests/{id}/approve` with `token` (a session).
+async fn approve_with(app: &TestApp, token: &str, id: &str) -> (StatusCode, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/requests/{id}/approve", app.url))
+        .bearer_auth(token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.json().await.unwrap_or(Value::Null))
+}
+
 async fn whoami(app: &TestApp, token: &str) -> (StatusCode, Value) {
     let r = reqwest::Client::new()
         .get(format!("{}/v1/whoami", app.url))

@@ -40,7 +40,12 @@ async fn post_confirm(
 
 /// Confirms the device login of `url` in a fresh browser and signs in as `login` at the
 /// provider; the page countersign ends on.
-async fn confirm_and_sign_in(app: &TestApp, url: &str, user_code: &str, login: &str) -> String {
+pub(super) async fn confirm_and_sign_in(
+    app: &TestApp,
+    url: &str,
+    user_code: &str,
+    login: &str,
+) -> String {
     let http = browser();
     let (_, csrf) = open_confirm_page(app, &http, url).await;
     let r = post_confirm(app, &http, user_code, &csrf, "confirm").await;
@@ -51,7 +56,7 @@ async fn confirm_and_sign_in(app: &TestApp, url: &str, user_code: &str, login: &
     r.text().await.unwrap()
 }
 
-async fn device_start(app: &TestApp) -> Value {
+pub(super) async fn device_start(app: &TestApp) -> Value {
     let r = reqwest::Client::new()
         .post(format!("{}/v1/oidc/device", app.url))
         .json(&json!({ "host": "build-7<b>" }))
@@ -62,7 +67,7 @@ async fn device_start(app: &TestApp) -> Value {
     r.json().await.unwrap()
 }
 
-async fn poll(app: &TestApp, device_code: &str) -> (StatusCode, Value) {
+pub(super) async fn poll(app: &TestApp, device_code: &str) -> (StatusCode, Value) {
     let r = reqwest::Client::new()
         .post(format!("{}/v1/oidc/token", app.url))
         .json(&json!({
@@ -301,15 +306,8 @@ async fn a_session_from_a_device_login_never_approves() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let phished = body["session"].as_str().unwrap().to_owned();
     let id = app.create_ok("frank", "prod-db").await;
-    let r = reqwest::Client::new()
-        .post(format!("{}/v1/requests/{id}/approve", app.url))
-        .bearer_auth(&phished)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let body: Value = r.json().await.unwrap();
+    let (status, body) = approve_with(&app, &phished, &id).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(code(&body), "reauth_required", "{body}");
     assert!(
         body["error"]["message"]
@@ -322,14 +320,7 @@ async fn a_session_from_a_device_login_never_approves() {
     assert_eq!(request["approvals"], json!([]));
     // The same person signed in by the loopback flow approves.
     let session = sign_in_as(&app, "alice").await;
-    let r = reqwest::Client::new()
-        .post(format!("{}/v1/requests/{id}/approve", app.url))
-        .bearer_auth(&session)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(approve_with(&app, &session, &id).await.0, StatusCode::OK);
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use super::{provider, sign_in_as, spawn, whoami};
+use super::{approve_with, provider, sign_in_as, spawn, whoami};
 use crate::helpers::{TestApp, code, new_key, public_line};
 use crate::idp::Account;
 
@@ -32,11 +32,6 @@ async fn ask(app: &TestApp, token: &str, role: &str) -> (StatusCode, Value) {
         "reason": "INC-7: groups from the provider",
     });
     call(app, token, "/v1/requests", Some(body)).await
-}
-
-async fn approve(app: &TestApp, token: &str, id: &str) -> (StatusCode, Value) {
-    let path = format!("/v1/requests/{id}/approve");
-    call(app, token, &path, Some(json!({}))).await
 }
 
 #[tokio::test]
@@ -77,7 +72,7 @@ async fn people_only_the_provider_knows_request_and_approve_through_mapped_group
     // yuri sees the request to decide (a role he approves for, by the provider's group).
     let (status, _) = call(&app, &yuri, &format!("/v1/requests/{id}"), None).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, body) = approve(&app, &yuri, &id).await;
+    let (status, body) = approve_with(&app, &yuri, &id).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "issued", "{body}");
     let issued: Vec<Value> = app
@@ -106,14 +101,14 @@ async fn a_group_removed_at_the_provider_stops_counting_at_the_next_sign_in() {
     let first = app.create_ok("alice", "prod-db").await;
     let second = app.create_ok("frank", "prod-db").await;
     let yuri = sign_in_as(&app, "yuri").await;
-    let (status, body) = approve(&app, &yuri, &first).await;
+    let (status, body) = approve_with(&app, &yuri, &first).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     // The provider takes dba away; yuri signs in again (say, on another laptop).
     idp.set_state(&with_dba.account("yuri", Account::new("yuri", &[])));
     let again = sign_in_as(&app, "yuri").await;
     // Neither session approves now: the latest sign-in says what yuri is.
     for token in [&again, &yuri] {
-        let (status, body) = approve(&app, token, &second).await;
+        let (status, body) = approve_with(&app, token, &second).await;
         assert_eq!(
             (status, code(&body)),
             (StatusCode::NOT_FOUND, "not_found"),

@@ -27,17 +27,6 @@ fn age_checks(app: &TestApp, minutes: i64) {
     ));
 }
 
-async fn approve_with(app: &TestApp, token: &str, id: &str) -> (StatusCode, Value) {
-    let r = reqwest::Client::new()
-        .post(format!("{}/v1/requests/{id}/approve", app.url))
-        .bearer_auth(token)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    (r.status(), r.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test]
 async fn a_group_removed_at_the_provider_stops_counting_at_the_next_recheck() {
     let (idp, state) = provider();
@@ -136,6 +125,7 @@ async fn a_provider_that_is_down_changes_nothing_and_is_asked_again_soon() {
 
 #[tokio::test]
 async fn an_older_word_of_the_provider_never_outranks_a_newer_one() {
+    use super::device::{confirm_and_sign_in, device_start, poll};
     // pat signs in by the device flow while in okta-dba, but polls late: meanwhile the
     // provider took dba away and a fresh sign-in said so.
     let (idp, state) = provider();
@@ -144,72 +134,18 @@ async fn an_older_word_of_the_provider_never_outranks_a_newer_one() {
         .account("pat", Account::new("pat", &["okta-dba"]));
     idp.set_state(&with_dba);
     let (app, _s) = spawn(&idp, "").await;
-    let http = reqwest::Client::new();
-    let grant: Value = http
-        .post(format!("{}/v1/oidc/device", app.url))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let url = grant["verification_uri_complete"]
-        .as_str()
-        .unwrap()
-        .replace(PUBLIC_URL, &app.url);
-    let browser = browser();
-    let page = browser
-        .get(&url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_owned();
-    let user_code = grant["user_code"].as_str().unwrap();
-    let r = browser
-        .post(format!("{}/v1/oidc/device/confirm", app.url))
-        .form(&[
-            ("user_code", user_code),
-            ("csrf", &csrf),
-            ("action", "confirm"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let back = sign_in(&browser, &location(&r), "pat", "any", CALLBACK).await;
-    assert_eq!(
-        callback(&app, &browser, &back).await.status(),
-        StatusCode::OK
-    );
+    let grant = device_start(&app).await;
+    let url = grant["verification_uri_complete"].as_str().unwrap();
+    confirm_and_sign_in(&app, url, grant["user_code"].as_str().unwrap(), "pat").await;
     // One second on (vouches are in seconds), the provider no longer has pat in okta-dba.
     app.sql("UPDATE device_logins SET vouched_at = vouched_at - 1");
     idp.set_state(&state.account("pat", Account::new("pat", &[])));
     let fresh = sign_in_as(&app, "pat").await;
     assert_eq!(whoami(&app, &fresh).await.1["groups"], json!([]));
     // The late poll makes a session from the older word: it does not bring dba back.
-    let poll = json!({
-        "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
-        "device_code": grant["device_code"],
-    });
-    let r = http
-        .post(format!("{}/v1/oidc/token", app.url))
-        .json(&poll)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let late = r.json::<Value>().await.unwrap()["session"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (status, body) = poll(&app, grant["device_code"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let late = body["session"].as_str().unwrap().to_owned();
     for token in [&fresh, &late] {
         assert_eq!(whoami(&app, token).await.1["groups"], json!([]));
     }

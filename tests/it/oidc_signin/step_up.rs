@@ -3,20 +3,8 @@
 //! (`step_up=1`: `max_age` and `prompt=login` at the provider) approves.
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
 
 use super::*;
-
-async fn approve_with(app: &TestApp, session: &str, id: &str) -> (StatusCode, Value) {
-    let r = reqwest::Client::new()
-        .post(format!("{}/v1/requests/{id}/approve", app.url))
-        .bearer_auth(session)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    (r.status(), r.json().await.unwrap_or(Value::Null))
-}
 
 #[tokio::test]
 async fn an_old_sign_in_cannot_approve_until_the_person_signs_in_again() {
