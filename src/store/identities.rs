@@ -18,20 +18,22 @@ pub struct Binding {
     pub bound_at: i64,
 }
 
+/// The columns [`binding`] reads.
+const COLUMNS: &str = "\"user\", issuer, subject, bound_at";
+
+fn binding(r: &super::sql::Row<'_>) -> Result<Binding, StoreError> {
+    Ok(Binding {
+        user: user_from(r.get(0)?)?,
+        issuer: r.get(1)?,
+        subject: r.get(2)?,
+        bound_at: r.get(3)?,
+    })
+}
+
 /// Every binding, by user name.
 pub fn all(tx: &Tx<'_>) -> Result<Vec<Binding>, StoreError> {
-    tx.all(
-        "SELECT \"user\", issuer, subject, bound_at FROM identities ORDER BY \"user\"",
-        &[],
-        |r| {
-            Ok(Binding {
-                user: user_from(r.get(0)?)?,
-                issuer: r.get(1)?,
-                subject: r.get(2)?,
-                bound_at: r.get(3)?,
-            })
-        },
-    )
+    let sql = format!("SELECT {COLUMNS} FROM identities ORDER BY \"user\"");
+    tx.all(&sql, &[], binding)
 }
 
 /// Removes the binding of `user`; what it was, if there was one.
@@ -47,16 +49,6 @@ pub fn unbind(tx: &Tx<'_>, user: &UserName) -> Result<Option<Binding>, StoreErro
 }
 
 fn all_of(tx: &Tx<'_>, user: &UserName) -> Result<Option<Binding>, StoreError> {
-    tx.opt(
-        "SELECT \"user\", issuer, subject, bound_at FROM identities WHERE \"user\" = ?1",
-        &[&user.as_str()],
-        |r| {
-            Ok(Binding {
-                user: user_from(r.get(0)?)?,
-                issuer: r.get(1)?,
-                subject: r.get(2)?,
-                bound_at: r.get(3)?,
-            })
-        },
-    )
+    let sql = format!("SELECT {COLUMNS} FROM identities WHERE \"user\" = ?1");
+    tx.opt(&sql, &[&user.as_str()], binding)
 }
