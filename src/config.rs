@@ -109,6 +109,16 @@ impl RequestSettings {
     pub const MAX_PENDING_PER_USER_LIMIT: u32 = 100_000;
 }
 
+/// `[tokens]`: the lifetime of API tokens (`countersign token create`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenSettings {
+    /// When `token create` names no `--ttl`.
+    pub default_ttl: Duration,
+    /// The longest `--ttl` (a longer one is refused, never clamped); also the most a
+    /// token made before tokens had an expiry lives, from its creation.
+    pub max_ttl: Duration,
+}
+
 /// A loaded, validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -126,6 +136,8 @@ pub struct Config {
     pub ssh: Option<SshSettings>,
     /// `[oidc]`: sign-in with the company's identity provider, off when `None`.
     pub oidc: Option<OidcSettings>,
+    /// `[tokens]`: how long API tokens live.
+    pub tokens: TokenSettings,
     /// Users, roles and conflicts.
     pub policy: Policy,
     /// Things that are allowed but probably wrong (e.g. a role nobody can get approved).
@@ -213,6 +225,7 @@ impl Config {
             .iter()
             .flat_map(|o| o.group_map.iter().flat_map(|m| m.groups.iter().cloned()))
             .collect();
+        let tokens = b.tokens(&raw.tokens)?;
         let policy = b.policy(raw.users, raw.roles, raw.conflicts)?;
         // With sign-in on, a config user nobody reserved is whoever first signs in with
         // the name: say so for admins (the name a takeover would aim for).
@@ -259,6 +272,7 @@ impl Config {
             storage,
             ssh,
             oidc,
+            tokens,
             policy,
             warnings,
         })
@@ -282,6 +296,28 @@ struct Builder<'a> {
 impl Builder<'_> {
     fn err(&self, key: impl Into<String>, message: impl std::fmt::Display) -> ConfigError {
         (self.invalid)(key.into(), message.to_string())
+    }
+
+    /// `[tokens]`: `default_ttl` (30d) at most `max_ttl` (90d), both between 1m and 10y.
+    fn tokens(&self, raw: &raw::RawTokens) -> Result<TokenSettings, ConfigError> {
+        let default_ttl = self.duration("tokens.default_ttl", raw.default_ttl.as_deref(), "30d")?;
+        let max_ttl = self.duration("tokens.max_ttl", raw.max_ttl.as_deref(), "90d")?;
+        let bounds = Duration::from_secs(60)..=Duration::from_secs(10 * 365 * 24 * 3600);
+        for (key, d) in [
+            ("tokens.default_ttl", default_ttl),
+            ("tokens.max_ttl", max_ttl),
+        ] {
+            if !bounds.contains(&d) {
+                return Err(self.err(key, "must be between 1m and 10y"));
+            }
+        }
+        if default_ttl > max_ttl {
+            return Err(self.err("tokens.default_ttl", "must not be longer than max_ttl"));
+        }
+        Ok(TokenSettings {
+            default_ttl,
+            max_ttl,
+        })
     }
 
     fn duration(

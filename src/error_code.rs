@@ -67,6 +67,11 @@ error_codes! {
         /// 403: a `{user}` principal of the role, for this requester (signed in through
         /// the identity provider, not in `[users]`), is another role's or another user's.
         PrincipalTaken = "principal_taken",
+        /// 403: a bot token (a service account) asked for what its scopes do not allow
+        /// (no scope approves, denies or administers).
+        ScopeNotAllowed = "scope_not_allowed",
+        /// 401: the API token is past its expiry (`[tokens]`).
+        TokenExpired = "token_expired",
         /// 403: the caller may not do this.
         Forbidden = "forbidden",
         /// 404: no such thing, or not one the caller may see.

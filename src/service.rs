@@ -9,6 +9,7 @@
 //! is the record of who tried what) and then returned as errors.
 
 mod calls;
+mod credential;
 mod decide;
 mod device;
 mod error;
@@ -38,7 +39,9 @@ pub use crate::store::identities::Binding as IdentityBinding;
 pub use crate::store::recheck::Due as DueSession;
 pub use crate::store::requests::Status;
 pub use crate::store::sessions::{LoginRow as SignInInProgress, SESSION_PREFIX};
+pub use crate::store::tokens::TokenListing;
 pub use calls::{blocking, quick, submit};
+pub use credential::{Credential, ScopeSet};
 pub use decide::{Created, IDEMPOTENCY_KEY_LIFETIME, NewRequest};
 pub use device::{DEVICE_CODE_GRANT, DEVICE_VIA, DeviceGrant, DeviceWait, format_user_code};
 pub use error::{ErrorKind, ServiceError, chain};
@@ -50,7 +53,7 @@ pub use recheck::{RECHECK_EVERY, Recheck};
 pub use reload::{Ready, Reloaded};
 pub use revoke::{KRL_NAMESPACE, Krl, UserRevocation};
 pub use signin::{NewSession, check_challenge, check_cli_redirect};
-pub use token::{create_token, revoke_tokens};
+pub use token::{Scope, TokenSpec, create_token, revoke_tokens};
 pub use users::EnabledUser;
 pub use view::{ApprovalView, CertificateView, RequestView, RevocationView, StepView, WhoAmI};
 
@@ -62,7 +65,7 @@ use crate::names::UserName;
 use crate::state::{self, Guard};
 use crate::store::certificates as certs;
 use crate::store::requests as rq;
-use crate::store::{Store, StoreError, Tx, meta, tokens, users as disabled};
+use crate::store::{Store, StoreError, Tx, meta, users as disabled};
 
 /// The running CA: configuration, key and database.
 pub struct Service {
@@ -80,6 +83,9 @@ pub struct Service {
     skew: skew::Skew,
     /// The identity provider of `[oidc]`, if configured (its secret read at start).
     oidc: Option<Arc<crate::oidc::Provider>>,
+    /// When this replica last recorded each API token's use (by hash): at most once a
+    /// minute per token, so authenticating stays a read.
+    token_use: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -115,6 +121,7 @@ impl Service {
             clock,
             skew: skew::Skew::default(),
             oidc: None,
+            token_use: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -212,85 +219,6 @@ impl Service {
     /// authenticates nobody.
     pub fn authenticate(&self, secret: &str) -> Result<UserName, ServiceError> {
         self.authenticate_credential(secret).map(|(user, _)| user)
-    }
-
-    /// [`Service::authenticate`], and how the caller signed in.
-    pub fn authenticate_credential(
-        &self,
-        secret: &str,
-    ) -> Result<(UserName, Credential), ServiceError> {
-        let config = self.config();
-        let now = self.now().timestamp();
-        // One query (the token or session, its user's disabled mark): no transaction.
-        self.store.read_single(|tx| {
-            let owner = tokens::lookup(tx, secret, now)?.ok_or(ServiceError::Unauthenticated)?;
-            let user = owner.user;
-            if owner.disabled {
-                return Err(disabled_error(&user));
-            }
-            if owner.revoked {
-                return Err(ServiceError::Unauthenticated);
-            }
-            if owner.session {
-                // A session is a person the identity provider vouched for: good while
-                // sign-in is configured, whether or not the config names them.
-                return match &config.oidc {
-                    Some(_) => Ok((
-                        user,
-                        Credential::Session {
-                            auth_time: owner.auth_time,
-                            device: owner.via.as_deref() == Some(DEVICE_VIA),
-                        },
-                    )),
-                    None => Err(ServiceError::Unauthenticated),
-                };
-            }
-            if !config.policy.users.contains_key(&user)
-                || config.oidc.as_ref().is_some_and(|o| !o.human_tokens)
-            {
-                return Err(ServiceError::Unauthenticated);
-            }
-            Ok((user, Credential::Token))
-        })
-    }
-
-    /// Approving is a step-up action: a caller who signed in through the identity
-    /// provider must have authenticated there within `[oidc] approval_max_auth_age`,
-    /// else `reauth_required` (hand-made tokens are not sessions: `human_tokens = false`
-    /// turns them off).
-    pub fn check_step_up(&self, credential: &Credential) -> Result<(), ServiceError> {
-        let config = self.config();
-        let (Some(oidc), Credential::Session { auth_time, device }) = (&config.oidc, credential)
-        else {
-            return Ok(());
-        };
-        // A device login can be started by anyone and sent to someone else to confirm
-        // (device-code phishing): a requester who got an approver to confirm theirs would
-        // hold the approver's session. So such sessions never approve.
-        if *device {
-            return Err(ServiceError::SignIn {
-                code: crate::error_code::ErrorCode::ReauthRequired,
-                message: "a session from the device flow (`login --device`) cannot approve: \
-                          sign in with a browser on this computer (`countersign login \
-                          --loopback`), or approve over the SSH front door"
-                    .into(),
-            });
-        }
-        let max_age = i64::try_from(oidc.approval_max_auth_age.as_secs()).unwrap_or(i64::MAX);
-        let now = self.now().timestamp();
-        match auth_time {
-            // Not in the future either (beyond the clock skew ID tokens are allowed).
-            Some(at) if now.saturating_sub(*at) <= max_age && *at <= now + 120 => Ok(()),
-            _ => Err(ServiceError::SignIn {
-                code: crate::error_code::ErrorCode::ReauthRequired,
-                message: format!(
-                    "approving needs a sign-in at the identity provider within the last {}: \
-                     sign in again with `countersign login --step-up` (the provider asks for \
-                     your password again) and retry",
-                    humantime::format_duration(oidc.approval_max_auth_age)
-                ),
-            }),
-        }
     }
 
     /// `user_disabled` if `user` is disabled: for front ends that identify users
@@ -397,18 +325,4 @@ fn disabled_error(user: &UserName) -> ServiceError {
         "user {user} is disabled: every token and SSH key of theirs is refused until an admin \
          enables them again"
     ))
-}
-
-/// How a caller proved who they are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Credential {
-    /// A hand-made API token (`countersign token create`).
-    Token,
-    /// A session from a sign-in with the identity provider.
-    Session {
-        /// When the person last authenticated there (Unix seconds), if it said.
-        auth_time: Option<i64>,
-        /// Made by the device flow (`login --device`).
-        device: bool,
-    },
 }

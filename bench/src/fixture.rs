@@ -123,12 +123,10 @@ impl Fixture {
         let mut tokens = Vec::with_capacity(USERS);
         for u in 0..USERS {
             let user = UserName::parse(&format!("u{u:03}"))?;
-            tokens.push(service::create_token(
-                svc.store(),
-                &svc.config().policy,
-                &user,
-                "bench",
-            )?);
+            let spec = service::TokenSpec::default();
+            let (token, _) =
+                service::create_token(svc.store(), &svc.config(), &user, "bench", &spec)?;
+            tokens.push(token);
         }
         Ok(Fixture {
             dir: dir.to_owned(),

@@ -9,8 +9,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
+
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 
 use super::forwarded;
 use super::limits::{AuthLimiter, TokenId};
@@ -18,7 +19,7 @@ use super::server::ClientAddr;
 use super::{ApiError, AppState};
 use crate::error_code::ErrorCode;
 use crate::names::UserName;
-use crate::service::ServiceError;
+use crate::service::{Credential, Scope, ScopeSet, ServiceError};
 
 /// The authenticated caller. Nothing in a request body can set who the actor is.
 #[derive(Debug, Clone)]
@@ -62,9 +63,42 @@ impl FromRequestParts<AppState> for Actor {
             );
         }
         let (user, credential) = result.map_err(ApiError::from)?;
+        if let Credential::Bot(scopes) = credential
+            && !bot_may(scopes, &parts.method, parts.uri.path())
+        {
+            tracing::warn!(%user, path = %parts.uri.path(), "a bot token asked outside its scopes");
+            return Err(ApiError::from(ServiceError::SignIn {
+                code: ErrorCode::ScopeNotAllowed,
+                message: "this is a service account's token: it may only do what its scopes \
+                          allow (request, fetch, read-audit), and never approve, deny or \
+                          administer"
+                    .into(),
+            }));
+        }
         // How the caller signed in, for the handlers that ask (approving: step-up).
         parts.extensions.insert(credential);
         Ok(Actor(user))
+    }
+}
+
+/// Whether a bot with `scopes` may call `method path`. Reading who it is always; reading
+/// requests with `request` or `fetch`; creating, cancelling and giving back requests
+/// with `request`; certificates with `fetch`; the audit log with `read-audit`. Nothing
+/// else: no approving, denying, revoking or administering, whatever the scopes.
+fn bot_may(scopes: ScopeSet, method: &Method, path: &str) -> bool {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let get = method == Method::GET;
+    let post = method == Method::POST;
+    match segments.as_slice() {
+        ["v1", "whoami"] if get => true,
+        ["v1", "requests"] if post => scopes.contains(Scope::Request),
+        ["v1", "requests"] | ["v1", "requests", _] if get => {
+            scopes.contains(Scope::Request) || scopes.contains(Scope::Fetch)
+        }
+        ["v1", "requests", _, "cancel" | "done"] if post => scopes.contains(Scope::Request),
+        ["v1", "requests", _, "certificate"] if get => scopes.contains(Scope::Fetch),
+        ["v1", "audit"] | ["v1", "audit", "verify"] if get => scopes.contains(Scope::ReadAudit),
+        _ => false,
     }
 }
 

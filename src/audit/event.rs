@@ -16,10 +16,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 mod signin;
+mod tokens;
 pub use signin::{
     IdentityBound, IdentityUnbound, IdentityWithdrawn, SessionCreated, SessionGroupsChanged,
     SessionRevoked, SignInRefused,
 };
+pub use tokens::{TokenCreated, TokenRevoked};
 
 /// Declares [`AuditEvent`] with one variant per action, and its `action()`, `detail()`,
 /// `parse()` and [`AuditEvent::ACTIONS`].
@@ -312,27 +314,6 @@ pub struct CertificateRevoked {
     pub krl_version: u64,
     /// The certificate's end (RFC 3339): the KRL lists it until then.
     pub valid_before: String,
-}
-
-/// `token.created`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct TokenCreated {
-    /// Whose token it is.
-    pub user: String,
-}
-
-/// `token.revoked`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct TokenRevoked {
-    /// Whose tokens.
-    pub user: String,
-    /// How many tokens.
-    pub tokens: usize,
-    /// Why, when revoked as part of disabling a user already disabled.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
 }
 
 /// `user.disabled`.

@@ -7,7 +7,7 @@ use clap::Subcommand;
 
 use crate::config::Config;
 use crate::names::UserName;
-use crate::service::Local;
+use crate::service::{Local, Scope, TokenSpec};
 
 /// Token subcommands.
 #[derive(Debug, Subcommand)]
@@ -16,6 +16,21 @@ pub enum TokenCommand {
     Create {
         /// A user from the config.
         user: String,
+        /// A service account's token (a bot): only its --scope, never approving.
+        #[arg(long)]
+        bot: bool,
+        /// How long it lives (e.g. 30d) [default: [tokens] default_ttl].
+        #[arg(long)]
+        ttl: Option<String>,
+        /// A bot's scopes: request, fetch, read-audit (comma-separated or repeated).
+        #[arg(long, value_delimiter = ',', requires = "bot")]
+        scope: Vec<String>,
+    },
+    /// Every token: user, kind, scopes, created, expires, last used (never the token).
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Revoke every token of USER.
     Revoke {
@@ -35,16 +50,105 @@ pub(super) fn operator() -> String {
     }
 }
 
+/// A time as RFC 3339, or `-`.
+fn at(t: Option<i64>) -> String {
+    t.and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+        .map_or_else(
+            || "-".to_owned(),
+            |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        )
+}
+
 /// Runs a token subcommand.
 pub(super) fn run(config: &Path, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
     let config = Config::load(config)?;
     let local = Local::open(&config)?;
     match cmd {
-        TokenCommand::Create { user } => {
+        TokenCommand::Create {
+            user,
+            bot,
+            ttl,
+            scope,
+        } => {
             let user = UserName::parse(&user)?;
-            let secret = local.create_token(&config.policy, &user, &operator())?;
+            let ttl = ttl
+                .map(|t| crate::names::parse_duration(&t, "--ttl"))
+                .transpose()?;
+            let bot_scopes = if bot {
+                let mut scopes = std::collections::BTreeSet::new();
+                for s in &scope {
+                    let parsed = Scope::parse(s.trim()).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--scope {s:?}: must be request, fetch or read-audit (no scope \
+                             approves)"
+                        )
+                    })?;
+                    scopes.insert(parsed);
+                }
+                Some(scopes)
+            } else {
+                None
+            };
+            let spec = TokenSpec { ttl, bot_scopes };
+            let (secret, expires_at) = local.create_token(&config, &user, &operator(), &spec)?;
             outln!("{secret}")?;
-            eprintln!("token for {user} created; it is shown only this once");
+            eprintln!(
+                "{} token for {user} created, expires {}; it is shown only this once",
+                if bot { "bot" } else { "a" },
+                at(Some(expires_at))
+            );
+        }
+        TokenCommand::List { json } => {
+            let all = local.list_tokens()?;
+            if json {
+                let list: Vec<_> = all
+                    .iter()
+                    .map(|t| {
+                        serde_json::json!({
+                            "id": t.id, "user": t.user, "kind": t.kind,
+                            "scopes": t.scopes, "created_at": at(Some(t.created_at)),
+                            "expires_at": at(t.expires_at), "last_used_at": at(t.last_used_at),
+                            "revoked": t.revoked_at.is_some(),
+                        })
+                    })
+                    .collect();
+                outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({ "tokens": list }))?
+                )?;
+            } else {
+                let rows: Vec<Vec<String>> = all
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t.id.clone(),
+                            t.user.to_string(),
+                            t.kind.clone(),
+                            t.scopes.clone().unwrap_or_else(|| "-".into()),
+                            at(Some(t.created_at)),
+                            at(t.expires_at),
+                            at(t.last_used_at),
+                            if t.revoked_at.is_some() {
+                                "revoked"
+                            } else {
+                                ""
+                            }
+                            .into(),
+                        ]
+                    })
+                    .collect();
+                let headers = [
+                    "ID",
+                    "USER",
+                    "KIND",
+                    "SCOPES",
+                    "CREATED",
+                    "EXPIRES",
+                    "LAST USED",
+                    "",
+                ];
+                out!("{}", crate::render::render_table(&headers, &rows))?;
+            }
         }
         TokenCommand::Revoke { user } => {
             let user = UserName::parse(&user)?;

@@ -28,6 +28,15 @@ pub(super) struct RawConfig {
     pub conflicts: Vec<RawConflict>,
     /// `[oidc]`: absent means people use bearer tokens only.
     pub oidc: Option<super::oidc::RawOidc>,
+    #[serde(default)]
+    pub tokens: RawTokens,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTokens {
+    pub default_ttl: Option<String>,
+    pub max_ttl: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

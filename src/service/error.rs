@@ -172,7 +172,7 @@ impl ServiceError {
             }
             ServiceError::Unauthenticated | ServiceError::Disabled(_) => ErrorKind::Unauthenticated,
             ServiceError::SignIn { code, .. } => match code {
-                ErrorCode::IdentityConflict => ErrorKind::Forbidden,
+                ErrorCode::IdentityConflict | ErrorCode::ScopeNotAllowed => ErrorKind::Forbidden,
                 ErrorCode::ReauthRequired => ErrorKind::Unauthenticated,
                 ErrorCode::IdpUnavailable => ErrorKind::Unavailable,
                 _ => ErrorKind::Unauthenticated,

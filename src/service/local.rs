@@ -33,14 +33,20 @@ impl Local {
         })
     }
 
-    /// A new token for `user` (see [`super::create_token`]).
+    /// A new token for `user` (see [`super::create_token`]): the secret and its end.
     pub fn create_token(
         &self,
-        policy: &Policy,
+        config: &Config,
         user: &UserName,
         operator: &str,
-    ) -> Result<String, ServiceError> {
-        super::create_token(&self.store, policy, user, operator)
+        spec: &super::TokenSpec,
+    ) -> Result<(String, i64), ServiceError> {
+        super::create_token(&self.store, config, user, operator, spec)
+    }
+
+    /// Every token (never the token itself).
+    pub fn list_tokens(&self) -> Result<Vec<crate::store::tokens::TokenListing>, ServiceError> {
+        Ok(self.store.read(crate::store::tokens::list)?)
     }
 
     /// Revokes every token of `user` (see [`super::revoke_tokens`]).

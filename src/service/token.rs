@@ -1,29 +1,96 @@
 //! Creating and revoking a user's API tokens: commands run by hand (`countersign token`)
 //! on the database alone, outside a running service.
 
+use std::collections::BTreeSet;
+use std::time::Duration;
+
 use super::ServiceError;
 use crate::audit::{self, NewEvent, TokenCreated, TokenRevoked};
 use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
 use crate::names::UserName;
 use crate::policy::Policy;
+use crate::store::tokens::TokenKind;
 use crate::store::{Store, tokens, users as disabled};
 
-/// Creates a token for a configured user; returns the secret (shown once). Needs only
-/// the database (opened with `state::open_existing`: after `init` or a first `serve`),
-/// and so goes by the system clock.
+/// What a bot token (a service account) may do. There is no scope that approves, denies
+/// or administers: a bot never decides anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scope {
+    /// Create requests (and read, cancel and give back its own).
+    Request,
+    /// Fetch the certificates of its own issued requests.
+    Fetch,
+    /// Read and verify the audit log (its user must also be an admin).
+    ReadAudit,
+}
+
+impl Scope {
+    /// Every scope.
+    pub const ALL: [Scope; 3] = [Scope::Request, Scope::Fetch, Scope::ReadAudit];
+
+    /// The scope as written (`request`, `fetch`, `read-audit`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Request => "request",
+            Scope::Fetch => "fetch",
+            Scope::ReadAudit => "read-audit",
+        }
+    }
+
+    /// The scope written `s`, if any.
+    pub fn parse(s: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+/// What `token create` is asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenSpec {
+    /// Its lifetime; `[tokens] default_ttl` when `None`, at most `max_ttl`.
+    pub ttl: Option<Duration>,
+    /// `Some`: a bot token, allowed only these scopes.
+    pub bot_scopes: Option<BTreeSet<Scope>>,
+}
+
+/// Creates a token for a configured user; returns the secret (shown once) and when it
+/// expires (Unix seconds). Needs only the database (opened with `state::open_existing`:
+/// after `init` or a first `serve`), and so goes by the system clock.
 pub fn create_token(
     store: &Store,
-    policy: &Policy,
+    config: &Config,
     user: &UserName,
     operator: &str,
-) -> Result<String, ServiceError> {
-    if !policy.users.contains_key(user) {
+    spec: &TokenSpec,
+) -> Result<(String, i64), ServiceError> {
+    if !config.policy.users.contains_key(user) {
         return Err(ServiceError::Invalid(format!(
             "user {user} is not defined in the config"
         )));
     }
+    let ttl = spec.ttl.unwrap_or(config.tokens.default_ttl);
+    if ttl > config.tokens.max_ttl {
+        return Err(ServiceError::Invalid(format!(
+            "--ttl {} is longer than [tokens] max_ttl {}",
+            humantime::format_duration(ttl),
+            humantime::format_duration(config.tokens.max_ttl)
+        )));
+    }
+    if spec.bot_scopes.as_ref().is_some_and(BTreeSet::is_empty) {
+        return Err(ServiceError::Invalid(
+            "a bot token needs at least one --scope (request, fetch, read-audit)".into(),
+        ));
+    }
     let token = tokens::generate();
     let now = SystemClock.now();
+    let expires_at = now.timestamp() + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2);
+    let kind = TokenKind {
+        bot_scopes: spec
+            .bot_scopes
+            .as_ref()
+            .map(|s| s.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(",")),
+        expires_at,
+    };
     store.write(|tx| {
         // A token made now would come alive when the user is enabled: enabling gives
         // back no token, old or new, that nobody asked for after it.
@@ -33,7 +100,7 @@ pub fn create_token(
                  {user})"
             )));
         }
-        tokens::insert(tx, &token.hash, user, now.timestamp())?;
+        tokens::insert(tx, &token.hash, user, now.timestamp(), &kind)?;
         audit::append(
             tx,
             now,
@@ -41,12 +108,22 @@ pub fn create_token(
                 operator,
                 TokenCreated {
                     user: user.to_string(),
+                    kind: Some(
+                        if kind.bot_scopes.is_some() {
+                            "bot"
+                        } else {
+                            "human"
+                        }
+                        .into(),
+                    ),
+                    scopes: kind.bot_scopes.clone(),
+                    expires_at: Some(super::view::rfc3339(expires_at)),
                 },
             ),
         )?;
         Ok::<_, ServiceError>(())
     })?;
-    Ok(token.secret)
+    Ok((token.secret, expires_at))
 }
 
 /// Revokes every token of `user`; returns how many there were. A name neither in

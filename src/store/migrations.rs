@@ -297,6 +297,16 @@ ALTER TABLE login_codes ADD COLUMN vouched_at INTEGER;
 ALTER TABLE device_logins ADD COLUMN vouched_at INTEGER;
 ALTER TABLE sessions ADD COLUMN next_check_at INTEGER;
 "#,
+    r#"
+-- API tokens: an expiry for every token (NULL for those made before: they live
+-- [tokens] max_ttl from their creation), their kind (`human`, or `bot` for a service
+-- account, which never approves), a bot's scopes (comma-separated) and when a token was
+-- last used (to the minute).
+ALTER TABLE tokens ADD COLUMN expires_at INTEGER;
+ALTER TABLE tokens ADD COLUMN kind TEXT NOT NULL DEFAULT 'human';
+ALTER TABLE tokens ADD COLUMN scopes TEXT;
+ALTER TABLE tokens ADD COLUMN last_used_at INTEGER;
+"#,
 ];
 
 /// Applies the migrations not applied yet. A database already current is only read:

@@ -40,11 +40,94 @@ pub fn hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
+/// What a new token is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenKind {
+    /// `None`: a person's token; `Some(scopes)`: a bot's (a service account), allowed
+    /// only those (comma-separated).
+    pub bot_scopes: Option<String>,
+    /// When it stops authenticating (Unix seconds).
+    pub expires_at: i64,
+}
+
 /// Stores a token hash for `user`.
-pub fn insert(tx: &Tx<'_>, hash: &str, user: &UserName, now: i64) -> Result<(), StoreError> {
+pub fn insert(
+    tx: &Tx<'_>,
+    hash: &str,
+    user: &UserName,
+    now: i64,
+    kind: &TokenKind,
+) -> Result<(), StoreError> {
+    let name = if kind.bot_scopes.is_some() {
+        "bot"
+    } else {
+        "human"
+    };
     tx.exec(
-        "INSERT INTO tokens (hash, \"user\", created_at) VALUES (?1, ?2, ?3)",
-        &[&hash, &user.as_str(), &now],
+        "INSERT INTO tokens (hash, \"user\", created_at, expires_at, kind, scopes) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        &[
+            &hash,
+            &user.as_str(),
+            &now,
+            &kind.expires_at,
+            &name,
+            &kind.bot_scopes,
+        ],
+    )?;
+    Ok(())
+}
+
+/// A token as `token list` shows it (never the token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenListing {
+    /// Eight hex digits of its SHA-256 (to tell tokens apart).
+    pub id: String,
+    /// Whose.
+    pub user: UserName,
+    /// `human` or `bot`.
+    pub kind: String,
+    /// A bot's scopes (comma-separated).
+    pub scopes: Option<String>,
+    /// Made at (Unix seconds).
+    pub created_at: i64,
+    /// Ends at (Unix seconds); `None` for a token made before tokens had an expiry.
+    pub expires_at: Option<i64>,
+    /// Last used (to the minute), if ever.
+    pub last_used_at: Option<i64>,
+    /// Revoked at, if it was.
+    pub revoked_at: Option<i64>,
+}
+
+/// Every token, by user then age.
+pub fn list(tx: &Tx<'_>) -> Result<Vec<TokenListing>, StoreError> {
+    tx.all(
+        "SELECT hash, \"user\", kind, scopes, created_at, expires_at, last_used_at, revoked_at \
+         FROM tokens ORDER BY \"user\", created_at",
+        &[],
+        |r| {
+            let hash: String = r.get(0)?;
+            let user: String = r.get(1)?;
+            Ok(TokenListing {
+                id: hash.chars().take(8).collect(),
+                user: UserName::parse(&user).map_err(|e| corrupt("token user", &user, e))?,
+                kind: r.get(2)?,
+                scopes: r.get(3)?,
+                created_at: r.get(4)?,
+                expires_at: r.get(5)?,
+                last_used_at: r.get(6)?,
+                revoked_at: r.get(7)?,
+            })
+        },
+    )
+}
+
+/// Records that the token of `hash` was used at `now`, at most once a minute.
+pub fn used(tx: &Tx<'_>, hash_of_secret: &str, now: i64) -> Result<(), StoreError> {
+    tx.exec(
+        "UPDATE tokens SET last_used_at = ?2 WHERE hash = ?1 \
+         AND (last_used_at IS NULL OR last_used_at <= ?2 - 60)",
+        &[&hash_of_secret, &now],
     )?;
     Ok(())
 }
@@ -83,6 +166,12 @@ pub struct TokenOwner {
     pub auth_time: Option<i64>,
     /// How a session was made (`oidc`, `oidc-device`); none for an API token.
     pub via: Option<String>,
+    /// An API token's end (Unix seconds); `None` for one made before tokens had one.
+    pub expires_at: Option<i64>,
+    /// An API token's creation (Unix seconds).
+    pub created_at: Option<i64>,
+    /// A bot token's scopes (comma-separated); `None` for a person's.
+    pub bot_scopes: Option<String>,
 }
 
 /// The owner of a token, if it exists (revoked or not): an API token, or a session
@@ -91,11 +180,12 @@ pub fn lookup(tx: &Tx<'_>, secret: &str, now: i64) -> Result<Option<TokenOwner>,
     tx.opt(
         "SELECT t.\"user\", t.revoked_at IS NOT NULL, \
          EXISTS (SELECT 1 FROM disabled_users d WHERE d.\"user\" = t.\"user\"), CAST(0 AS BIGINT), \
-         CAST(NULL AS BIGINT), CAST(NULL AS TEXT) \
+         CAST(NULL AS BIGINT), CAST(NULL AS TEXT), t.expires_at, t.created_at, \
+         CASE WHEN t.kind = 'bot' THEN COALESCE(t.scopes, '') END \
          FROM tokens t WHERE t.hash = ?1 \
          UNION ALL SELECT s.\"user\", s.revoked_at IS NOT NULL OR s.expires_at <= ?2, \
          EXISTS (SELECT 1 FROM disabled_users d WHERE d.\"user\" = s.\"user\"), CAST(1 AS BIGINT), \
-         s.auth_time, s.via \
+         s.auth_time, s.via, CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), CAST(NULL AS TEXT) \
          FROM sessions s WHERE s.token_hash = ?1",
         &[&hash(secret), &now],
         |r| {
@@ -108,6 +198,9 @@ pub fn lookup(tx: &Tx<'_>, secret: &str, now: i64) -> Result<Option<TokenOwner>,
                 session: session == 1,
                 auth_time: r.get(4)?,
                 via: r.get(5)?,
+                expires_at: r.get(6)?,
+                created_at: r.get(7)?,
+                bot_scopes: r.get(8)?,
             })
         },
     )

@@ -131,7 +131,16 @@ mod tests {
         store
             .write(|tx| {
                 assert!(!has_record_of(tx, &alice)?);
-                tokens::insert(tx, &token.hash, &alice, 1)?;
+                tokens::insert(
+                    tx,
+                    &token.hash,
+                    &alice,
+                    1,
+                    &tokens::TokenKind {
+                        bot_scopes: None,
+                        expires_at: i64::MAX,
+                    },
+                )?;
                 disable(tx, &bob, 1, "carol", "left")?;
                 assert!(has_record_of(tx, &alice)? && has_record_of(tx, &bob)?);
                 assert!(!has_record_of(tx, &carol)?);

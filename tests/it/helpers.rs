@@ -268,9 +268,10 @@ impl TestApp {
 
     /// A new token for `user`, created the way `countersign token create` does.
     pub fn create_token(&self, user: &str) -> String {
-        let policy = &self.service.config().policy;
-        let user = UserName::parse(user).expect("user name");
-        service::create_token(self.service.store(), policy, &user, "operator").expect("token")
+        let (user, config) = (UserName::parse(user).expect("name"), self.service.config());
+        let spec = service::TokenSpec::default();
+        let made = service::create_token(self.service.store(), &config, &user, "operator", &spec);
+        made.expect("token").0
     }
 
     pub fn token(&self, user: &str) -> &str {

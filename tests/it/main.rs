@@ -60,3 +60,4 @@ mod state;
 mod state_files;
 mod state_krl;
 mod tls;
+mod tokens;

@@ -88,10 +88,15 @@ async fn a_revoked_user_is_refused_every_token_and_approval_until_enabled_even_a
         (Some("pending"), json!([]))
     );
     // No operator can hand her a token meanwhile.
-    let policy = &app.service.config().policy;
     let alice = countersign::names::UserName::parse("alice").unwrap();
-    let err = countersign::service::create_token(app.service.store(), policy, &alice, "operator")
-        .unwrap_err();
+    let err = countersign::service::create_token(
+        app.service.store(),
+        &app.service.config(),
+        &alice,
+        "operator",
+        &countersign::service::TokenSpec::default(),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("alice is disabled"), "{err}");
 
     // Others see it: the request views, and her own whoami would say so.

@@ -209,6 +209,12 @@ ALTER TABLE login_codes ADD COLUMN vouched_at BIGINT;
 ALTER TABLE device_logins ADD COLUMN vouched_at BIGINT;
 ALTER TABLE sessions ADD COLUMN next_check_at BIGINT;
 "#,
+    r#"
+ALTER TABLE tokens ADD COLUMN expires_at BIGINT;
+ALTER TABLE tokens ADD COLUMN kind TEXT NOT NULL DEFAULT 'human';
+ALTER TABLE tokens ADD COLUMN scopes TEXT;
+ALTER TABLE tokens ADD COLUMN last_used_at BIGINT;
+"#,
 ];
 
 /// The schema version the database records (0: none yet).

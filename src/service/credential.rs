@@ -1,0 +1,179 @@
+//! Who a bearer credential is, and how they proved it: API tokens (a person's, or a
+//! service account's with its scopes, each with an end) and sessions from sign-in; and
+//! the step-up that approving needs.
+
+use super::{DEVICE_VIA, Scope, Service, ServiceError, chain, disabled_error};
+use crate::names::UserName;
+use crate::store::tokens;
+
+impl Service {
+    /// [`Service::authenticate`], and how the caller signed in.
+    pub fn authenticate_credential(
+        &self,
+        secret: &str,
+    ) -> Result<(UserName, Credential), ServiceError> {
+        let config = self.config();
+        let now = self.now().timestamp();
+        // One query (the token or session, its user's disabled mark): no transaction.
+        self.store
+            .read_single(|tx| {
+                let owner =
+                    tokens::lookup(tx, secret, now)?.ok_or(ServiceError::Unauthenticated)?;
+                let user = owner.user;
+                if owner.disabled {
+                    return Err(disabled_error(&user));
+                }
+                if owner.revoked {
+                    return Err(ServiceError::Unauthenticated);
+                }
+                if owner.session {
+                    // A session is a person the identity provider vouched for: good while
+                    // sign-in is configured, whether or not the config names them.
+                    return match &config.oidc {
+                        Some(_) => Ok((
+                            user,
+                            Credential::Session {
+                                auth_time: owner.auth_time,
+                                device: owner.via.as_deref() == Some(DEVICE_VIA),
+                            },
+                        )),
+                        None => Err(ServiceError::Unauthenticated),
+                    };
+                }
+                if !config.policy.users.contains_key(&user) {
+                    return Err(ServiceError::Unauthenticated);
+                }
+                // Every token ends; one made before tokens had an end lives `max_ttl` from
+                // its creation.
+                let max_ttl =
+                    i64::try_from(config.tokens.max_ttl.as_secs()).unwrap_or(i64::MAX / 2);
+                let ends = owner
+                    .expires_at
+                    .or(owner.created_at.map(|c| c.saturating_add(max_ttl)))
+                    .unwrap_or(0);
+                if now >= ends {
+                    return Err(ServiceError::SignIn {
+                        code: crate::error_code::ErrorCode::TokenExpired,
+                        message: "this token has expired: an operator creates a new one \
+                              (`countersign token create`)"
+                            .into(),
+                    });
+                }
+                if let Some(scopes) = &owner.bot_scopes {
+                    return Ok((user, Credential::Bot(ScopeSet::parse(scopes))));
+                }
+                if config.oidc.as_ref().is_some_and(|o| !o.human_tokens) {
+                    return Err(ServiceError::Unauthenticated);
+                }
+                Ok((user, Credential::Token))
+            })
+            .inspect(|(_, credential)| {
+                if matches!(credential, Credential::Token | Credential::Bot(_)) {
+                    self.note_token_use(secret, now);
+                }
+            })
+    }
+
+    /// Records an API token's use, at most once a minute per token and replica (best
+    /// effort: a failure is logged, never the caller's).
+    fn note_token_use(&self, secret: &str, now: i64) {
+        let hash = tokens::hash(secret);
+        {
+            let mut seen = self.token_use.lock().unwrap_or_else(|p| p.into_inner());
+            if seen.get(&hash).is_some_and(|at| now - at < 60) {
+                return;
+            }
+            if seen.len() > 100_000 {
+                seen.clear();
+            }
+            seen.insert(hash.clone(), now);
+        }
+        if let Err(e) = self.store.write(|tx| tokens::used(tx, &hash, now)) {
+            tracing::warn!(error = %chain(&e), "could not record a token's use");
+        }
+    }
+
+    /// Approving is a step-up action: a caller who signed in through the identity
+    /// provider must have authenticated there within `[oidc] approval_max_auth_age`,
+    /// else `reauth_required` (hand-made tokens are not sessions: `human_tokens = false`
+    /// turns them off).
+    pub fn check_step_up(&self, credential: &Credential) -> Result<(), ServiceError> {
+        let config = self.config();
+        let (Some(oidc), Credential::Session { auth_time, device }) = (&config.oidc, credential)
+        else {
+            return Ok(());
+        };
+        // A device login can be started by anyone and sent to someone else to confirm
+        // (device-code phishing): a requester who got an approver to confirm theirs would
+        // hold the approver's session. So such sessions never approve.
+        if *device {
+            return Err(ServiceError::SignIn {
+                code: crate::error_code::ErrorCode::ReauthRequired,
+                message: "a session from the device flow (`login --device`) cannot approve: \
+                          sign in with a browser on this computer (`countersign login \
+                          --loopback`), or approve over the SSH front door"
+                    .into(),
+            });
+        }
+        let max_age = i64::try_from(oidc.approval_max_auth_age.as_secs()).unwrap_or(i64::MAX);
+        let now = self.now().timestamp();
+        match auth_time {
+            // Not in the future either (beyond the clock skew ID tokens are allowed).
+            Some(at) if now.saturating_sub(*at) <= max_age && *at <= now + 120 => Ok(()),
+            _ => Err(ServiceError::SignIn {
+                code: crate::error_code::ErrorCode::ReauthRequired,
+                message: format!(
+                    "approving needs a sign-in at the identity provider within the last {}: \
+                     sign in again with `countersign login --step-up` (the provider asks for \
+                     your password again) and retry",
+                    humantime::format_duration(oidc.approval_max_auth_age)
+                ),
+            }),
+        }
+    }
+}
+
+/// A bot token's scopes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ScopeSet(u8);
+
+impl ScopeSet {
+    /// The scopes of a stored list (comma-separated; unknown names give nothing).
+    pub fn parse(list: &str) -> Self {
+        ScopeSet(
+            list.split(',')
+                .filter_map(|s| Scope::parse(s.trim()))
+                .fold(0, |bits, s| bits | ScopeSet::bit(s)),
+        )
+    }
+
+    fn bit(scope: Scope) -> u8 {
+        match scope {
+            Scope::Request => 1,
+            Scope::Fetch => 2,
+            Scope::ReadAudit => 4,
+        }
+    }
+
+    /// Whether `scope` is among them.
+    pub fn contains(self, scope: Scope) -> bool {
+        self.0 & ScopeSet::bit(scope) != 0
+    }
+}
+
+/// How a caller proved who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// A hand-made API token (`countersign token create`).
+    Token,
+    /// A service account's token (`token create --bot`): only its scopes, never a
+    /// decision.
+    Bot(ScopeSet),
+    /// A session from a sign-in with the identity provider.
+    Session {
+        /// When the person last authenticated there (Unix seconds), if it said.
+        auth_time: Option<i64>,
+        /// Made by the device flow (`login --device`).
+        device: bool,
+    },
+}

@@ -1,0 +1,172 @@
+//! API tokens: every token ends (`[tokens]`), and a service account's token (`--bot`)
+//! does only what its scopes allow, never a decision.
+
+use std::collections::BTreeSet;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{POLICY, TestApp, code, manual_clock, new_key, public_line};
+use countersign::names::UserName;
+use countersign::service::{self, Scope, TokenSpec};
+
+/// A bot token for `user` with `scopes`.
+fn bot_token(app: &TestApp, user: &str, scopes: &[Scope]) -> String {
+    let spec = TokenSpec {
+        ttl: None,
+        bot_scopes: Some(scopes.iter().copied().collect::<BTreeSet<_>>()),
+    };
+    service::create_token(
+        app.service.store(),
+        &app.service.config(),
+        &UserName::parse(user).unwrap(),
+        "operator",
+        &spec,
+    )
+    .expect("bot token")
+    .0
+}
+
+async fn call(app: &TestApp, token: &str, method: &str, path: &str) -> (StatusCode, Value) {
+    let http = reqwest::Client::new();
+    let url = format!("{}{path}", app.url);
+    let req = match method {
+        "POST" => http.post(url).json(&json!({ "reason": "bot at work" })),
+        _ => http.get(url),
+    };
+    let r = req.bearer_auth(token).send().await.unwrap();
+    (r.status(), r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_bot_requests_and_fetches_but_never_decides_even_as_a_listed_approver() {
+    let app = TestApp::spawn().await;
+    // carol is in dba: a listed approver of prod-db. Her bot token may not approve.
+    let carol_bot = bot_token(&app, "carol", &[Scope::Request, Scope::Fetch]);
+    let id = app.create_ok("alice", "prod-db").await;
+    for action in ["approve", "deny"] {
+        let (status, body) = call(
+            &app,
+            &carol_bot,
+            "POST",
+            &format!("/v1/requests/{id}/{action}"),
+        )
+        .await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::FORBIDDEN, "scope_not_allowed"),
+            "{action}"
+        );
+    }
+    let (_, request) = app.request("alice", &id).await;
+    assert_eq!(request["status"], "pending");
+    // alice's bot asks for prod-db, carol approves by hand, the bot fetches.
+    let alice_bot = bot_token(&app, "alice", &[Scope::Request, Scope::Fetch]);
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/requests", app.url))
+        .bearer_auth(&alice_bot)
+        .json(&json!({
+            "role": "prod-db",
+            "public_key": public_line(&new_key()),
+            "reason": "deploy pipeline 7",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let mine = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, body) = app.approve("carol", &mine).await;
+    assert_eq!(body["status"], "issued", "{body}");
+    let r = reqwest::Client::new()
+        .get(format!("{}/v1/requests/{mine}/certificate", app.url))
+        .bearer_auth(&alice_bot)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Outside its scopes: the audit log, revoking, admin reads.
+    let (status, body) = call(&app, &alice_bot, "GET", "/v1/audit").await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "scope_not_allowed")
+    );
+    // A fetch-only bot cannot create.
+    let fetcher = bot_token(&app, "alice", &[Scope::Fetch]);
+    let (status, body) = call(&app, &fetcher, "POST", "/v1/requests").await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "scope_not_allowed")
+    );
+    let (status, _) = call(&app, &fetcher, "GET", "/v1/whoami").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn every_token_expires() {
+    let clock = manual_clock();
+    let policy = format!("{POLICY}\n[tokens]\ndefault_ttl = \"1h\"\nmax_ttl = \"2h\"\n");
+    let app = TestApp::spawn_with_clock(&policy, &clock).await;
+    let fresh = app.create_token("alice");
+    let (status, _) = call(&app, &fresh, "GET", "/v1/whoami").await;
+    assert_eq!(status, StatusCode::OK);
+    clock.advance(std::time::Duration::from_secs(3601));
+    let (status, body) = call(&app, &fresh, "GET", "/v1/whoami").await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "token_expired")
+    );
+    // A ttl longer than max_ttl is refused, not clamped.
+    let spec = TokenSpec {
+        ttl: Some(std::time::Duration::from_secs(3 * 3600)),
+        bot_scopes: None,
+    };
+    let err = service::create_token(
+        app.service.store(),
+        &app.service.config(),
+        &UserName::parse("alice").unwrap(),
+        "operator",
+        &spec,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("max_ttl"), "{err}");
+}
+
+#[tokio::test]
+async fn token_list_shows_kinds_and_use_but_never_a_token() {
+    let app = TestApp::spawn().await;
+    let bot = bot_token(&app, "alice", &[Scope::Request]);
+    let (status, _) = call(&app, &bot, "GET", "/v1/whoami").await;
+    assert_eq!(status, StatusCode::OK);
+    let out = tokio::task::spawn_blocking({
+        let config = app.config_path();
+        move || {
+            crate::cli::countersign(&config)
+                .args(["token", "list", "--json"])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains(&bot) && !text.contains("cs_"), "{text}");
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bots: Vec<&Value> = list["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["kind"] == "bot")
+        .collect();
+    assert_eq!(bots.len(), 1, "{list}");
+    assert_eq!(bots[0]["scopes"], "request");
+    assert_ne!(bots[0]["last_used_at"], "-", "its use was recorded: {list}");
+    assert_ne!(bots[0]["expires_at"], "-");
+}
