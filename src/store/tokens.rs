@@ -126,8 +126,8 @@ pub fn list(tx: &Tx<'_>) -> Result<Vec<TokenListing>, StoreError> {
 pub fn used(tx: &Tx<'_>, hash_of_secret: &str, now: i64) -> Result<(), StoreError> {
     tx.exec(
         "UPDATE tokens SET last_used_at = ?2 WHERE hash = ?1 \
-         AND (last_used_at IS NULL OR last_used_at <= ?2 - 60)",
-        &[&hash_of_secret, &now],
+         AND (last_used_at IS NULL OR last_used_at <= ?3)",
+        &[&hash_of_secret, &now, &(now - 60)],
     )?;
     Ok(())
 }
