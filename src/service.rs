@@ -55,7 +55,9 @@ pub use revoke::{KRL_NAMESPACE, Krl, UserRevocation};
 pub use signin::{NewSession, check_challenge, check_cli_redirect};
 pub use token::{Scope, TokenSpec, create_token, revoke_tokens};
 pub use users::EnabledUser;
-pub use view::{ApprovalView, CertificateView, RequestView, RevocationView, StepView, WhoAmI};
+pub use view::{
+    ApprovalView, CertificateView, RequestView, RevocationView, StepView, WhoAmI, rfc3339,
+};
 
 use crate::audit;
 use crate::ca::{CaPublic, CertificateAuthority};

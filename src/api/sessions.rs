@@ -10,13 +10,7 @@ use serde_json::{Value, json};
 
 use super::{Actor, ApiError, AppState, submit};
 use crate::names::UserName;
-use crate::service::{ServiceError, blocking};
-
-fn rfc3339(unix: i64) -> String {
-    chrono::DateTime::from_timestamp(unix, 0)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_default()
-}
+use crate::service::{ServiceError, blocking, rfc3339};
 
 /// `GET /v1/sessions?user=NAME` → `{"sessions":[{"id","user","via","created_at","expires_at"}]}`.
 pub(super) async fn sessions_list(

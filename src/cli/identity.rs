@@ -39,11 +39,7 @@ pub(super) fn run(config: &Path, cmd: IdentityCommand) -> anyhow::Result<ExitCod
     match cmd {
         IdentityCommand::List { json } => {
             let all = local.identities()?;
-            let at = |t: i64| {
-                chrono::DateTime::from_timestamp(t, 0)
-                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-                    .unwrap_or_default()
-            };
+            let at = crate::service::rfc3339;
             if json {
                 let list: Vec<_> = all
                     .iter()

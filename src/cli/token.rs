@@ -52,11 +52,7 @@ pub(super) fn operator() -> String {
 
 /// A time as RFC 3339, or `-`.
 fn at(t: Option<i64>) -> String {
-    t.and_then(|t| chrono::DateTime::from_timestamp(t, 0))
-        .map_or_else(
-            || "-".to_owned(),
-            |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        )
+    t.map_or_else(|| "-".to_owned(), crate::service::rfc3339)
 }
 
 /// Runs a token subcommand.

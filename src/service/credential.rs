@@ -14,11 +14,12 @@ impl Service {
     ) -> Result<(UserName, Credential), ServiceError> {
         let config = self.config();
         let now = self.now().timestamp();
+        let hashed = tokens::hash(secret);
         // One query (the token or session, its user's disabled mark): no transaction.
         self.store
             .read_single(|tx| {
                 let owner =
-                    tokens::lookup(tx, secret, now)?.ok_or(ServiceError::Unauthenticated)?;
+                    tokens::lookup(tx, &hashed, now)?.ok_or(ServiceError::Unauthenticated)?;
                 let user = owner.user;
                 if owner.disabled {
                     return Err(disabled_error(&user));
@@ -69,26 +70,25 @@ impl Service {
             })
             .inspect(|(_, credential)| {
                 if matches!(credential, Credential::Token | Credential::Bot(_)) {
-                    self.note_token_use(secret, now);
+                    self.note_token_use(&hashed, now);
                 }
             })
     }
 
     /// Records an API token's use, at most once a minute per token and replica (best
     /// effort: a failure is logged, never the caller's).
-    fn note_token_use(&self, secret: &str, now: i64) {
-        let hash = tokens::hash(secret);
+    fn note_token_use(&self, hashed: &str, now: i64) {
         {
             let mut seen = self.token_use.lock().unwrap_or_else(|p| p.into_inner());
-            if seen.get(&hash).is_some_and(|at| now - at < 60) {
+            if seen.get(hashed).is_some_and(|at| now - at < 60) {
                 return;
             }
             if seen.len() > 100_000 {
                 seen.clear();
             }
-            seen.insert(hash.clone(), now);
+            seen.insert(hashed.to_owned(), now);
         }
-        if let Err(e) = self.store.write(|tx| tokens::used(tx, &hash, now)) {
+        if let Err(e) = self.store.write(|tx| tokens::used(tx, hashed, now)) {
             tracing::warn!(error = %chain(&e), "could not record a token's use");
         }
     }

@@ -10,8 +10,8 @@ use crate::policy::{Member, People};
 use crate::store::certificates::CertificateRow;
 use crate::store::requests::{self as rq, ApprovalRow, RequestRow, Status};
 
-/// RFC 3339 UTC, seconds precision.
-pub(super) fn rfc3339(unix: i64) -> String {
+/// RFC 3339 UTC, seconds precision: how every time is shown (API, CLI, audit).
+pub fn rfc3339(unix: i64) -> String {
     DateTime::<Utc>::from_timestamp(unix, 0)
         .unwrap_or_default()
         .to_rfc3339_opts(SecondsFormat::Secs, true)

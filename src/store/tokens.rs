@@ -122,12 +122,13 @@ pub fn list(tx: &Tx<'_>) -> Result<Vec<TokenListing>, StoreError> {
     )
 }
 
-/// Records that the token of `hash` was used at `now`, at most once a minute.
-pub fn used(tx: &Tx<'_>, hash_of_secret: &str, now: i64) -> Result<(), StoreError> {
+/// Records that the token whose [`hash`] is `hashed` was used at `now`, at most once a
+/// minute.
+pub fn used(tx: &Tx<'_>, hashed: &str, now: i64) -> Result<(), StoreError> {
     tx.exec(
         "UPDATE tokens SET last_used_at = ?2 WHERE hash = ?1 \
          AND (last_used_at IS NULL OR last_used_at <= ?3)",
-        &[&hash_of_secret, &now, &(now - 60)],
+        &[&hashed, &now, &(now - 60)],
     )?;
     Ok(())
 }
@@ -174,9 +175,10 @@ pub struct TokenOwner {
     pub bot_scopes: Option<String>,
 }
 
-/// The owner of a token, if it exists (revoked or not): an API token, or a session
-/// (which is over at `now` once past its end). One statement for both kinds.
-pub fn lookup(tx: &Tx<'_>, secret: &str, now: i64) -> Result<Option<TokenOwner>, StoreError> {
+/// The owner of the token whose [`hash`] is `hashed`, if it exists (revoked or not): an
+/// API token, or a session (which is over at `now` once past its end). One statement for
+/// both kinds.
+pub fn lookup(tx: &Tx<'_>, hashed: &str, now: i64) -> Result<Option<TokenOwner>, StoreError> {
     tx.opt(
         "SELECT t.\"user\", t.revoked_at IS NOT NULL, \
          EXISTS (SELECT 1 FROM disabled_users d WHERE d.\"user\" = t.\"user\"), CAST(0 AS BIGINT), \
@@ -187,7 +189,7 @@ pub fn lookup(tx: &Tx<'_>, secret: &str, now: i64) -> Result<Option<TokenOwner>,
          EXISTS (SELECT 1 FROM disabled_users d WHERE d.\"user\" = s.\"user\"), CAST(1 AS BIGINT), \
          s.auth_time, s.via, CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), CAST(NULL AS TEXT) \
          FROM sessions s WHERE s.token_hash = ?1",
-        &[&hash(secret), &now],
+        &[&hashed, &now],
         |r| {
             let user: String = r.get(0)?;
             let session: i64 = r.get(3)?;

@@ -146,7 +146,7 @@ mod tests {
                 assert!(!has_record_of(tx, &carol)?);
                 assert_eq!(tokens::revoke_live(tx, &alice, 2)?, 1);
                 assert_eq!(tokens::revoke_live(tx, &alice, 3)?, 0, "live ones only");
-                let owner = tokens::lookup(tx, &token.secret, 0)?.unwrap();
+                let owner = tokens::lookup(tx, &token.hash, 0)?.unwrap();
                 assert!(owner.revoked && owner.user == alice);
                 Ok::<_, StoreError>(())
             })

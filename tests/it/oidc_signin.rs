@@ -184,6 +184,22 @@ async fn sign_in_as(app: &TestApp, login: &str) -> String {
     body["session"].as_str().unwrap().to_owned()
 }
 
+/// `POST /v1/requests` for `role` and `public_key` with `token` (a session).
+async fn ask_with(app: &TestApp, token: &str, role: &str, public_key: &str) -> (StatusCode, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/requests", app.url))
+        .bearer_auth(token)
+        .json(&json!({
+            "role": role,
+            "public_key": public_key,
+            "reason": "INC-1: signed in through the identity provider",
+        }))
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.json().await.unwrap_or(Value::Null))
+}
+
 /// `POST /v1/requests/{id}/approve` with `token` (a session).
 async fn approve_with(app: &TestApp, token: &str, id: &str) -> (StatusCode, Value) {
     let r = reqwest::Client::new()
@@ -222,24 +238,25 @@ async fn a_person_signs_in_and_the_session_is_their_credential() {
     assert_eq!(status, StatusCode::OK, "{me}");
     assert_eq!(me["user"], "alice");
     // The session works for the whole flow: alice asks, bob approves, alice fetches.
-    let r = reqwest::Client::new()
-        .post(format!("{}/v1/requests", app.url))
+    let key = crate::helpers::public_line(&crate::helpers::new_key());
+    let (status, body) = ask_with(&app, &session, "prod-db", &key).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let (status, _) = app.approve("bob", &id).await;
+    assert_eq!(status, StatusCode::OK);
+    let cert = reqwest::Client::new()
+        .get(format!("{}/v1/requests/{id}/certificate", app.url))
         .bearer_auth(&session)
-        .json(&json!({
-            "role": "prod-db",
-            "public_key": crate::helpers::public_line(&crate::helpers::new_key()),
-            "reason": "INC-1: signed in through the IdP",
-        }))
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (status, _) = app.approve("bob", &id).await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(cert.status(), StatusCode::OK);
+    assert!(
+        cert.text()
+            .await
+            .unwrap()
+            .starts_with("ssh-ed25519-cert-v01@openssh.com ")
+    );
     // Bound once, recorded with the groups the provider gave (mapped ones only).
     let events = app.audit("").await;
     let bound: Vec<_> = events
@@ -369,25 +386,18 @@ async fn a_rotated_signing_key_is_fetched_and_a_stopped_provider_leaves_sessions
         kids,
         "the keys did not change"
     );
-    // The provider goes away: new sign-ins fail with a clear code, sessions work on.
-    drop(idp);
+    // The provider goes away while a sign-in is between its two legs: the code cannot be
+    // exchanged, the CLI hears a clear code, no session is made; sessions work on.
     let http = browser();
     let (_, challenge) = pkce();
-    let r = http
-        .get(format!("{}/v1/oidc/login", app.url))
-        .query(&[
-            ("redirect_uri", CLI_REDIRECT),
-            ("code_challenge", challenge.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
-    // Discovery is cached for an hour: the start may still go out; the sign-in cannot
-    // finish. Either way no session is made without the provider.
-    if r.status() != StatusCode::SEE_OTHER {
-        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(code(&r.json::<Value>().await.unwrap()), "idp_unavailable");
-    }
+    let authorize = start(&app, &http, &challenge).await;
+    let back = sign_in(&http, &authorize, "alice", "any", CALLBACK).await;
+    drop(idp);
+    let sessions = app.count("SELECT count(*) FROM sessions");
+    let r = callback(&app, &http, &back).await;
+    assert_eq!(cli_error(&r).0, "idp_unavailable");
+    assert_eq!(app.count("SELECT count(*) FROM login_codes"), 0);
+    assert_eq!(app.count("SELECT count(*) FROM sessions"), sessions);
     let (status, me) = whoami(&app, &session).await;
     assert_eq!(
         (status, me["user"].as_str()),

@@ -167,6 +167,51 @@ async fn token_list_shows_kinds_and_use_but_never_a_token() {
         .collect();
     assert_eq!(bots.len(), 1, "{list}");
     assert_eq!(bots[0]["scopes"], "request");
-    assert_ne!(bots[0]["last_used_at"], "-", "its use was recorded: {list}");
-    assert_ne!(bots[0]["expires_at"], "-");
+    assert_eq!(bots[0]["revoked"], false);
+    let time = |field: &str| {
+        let text = bots[0][field]
+            .as_str()
+            .unwrap_or_else(|| panic!("{field}: {list}"));
+        chrono::DateTime::parse_from_rfc3339(text)
+            .unwrap_or_else(|e| panic!("{field} {text:?}: {e}"))
+    };
+    assert!(
+        time("last_used_at") >= time("created_at"),
+        "its use was recorded: {list}"
+    );
+    assert!(time("expires_at") > time("created_at"));
+    // The people's tokens the test server made are listed as people's.
+    assert!(
+        list["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["kind"] == "human")
+    );
+}
+
+#[tokio::test]
+async fn with_human_tokens_off_a_bots_token_still_works_and_a_persons_does_not() {
+    use std::os::unix::fs::PermissionsExt;
+    let secrets = tempfile::tempdir().unwrap();
+    let secret = secrets.path().join("oidc-secret");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // The provider is never asked: nothing here signs in.
+    let policy = format!(
+        "{POLICY}\n[oidc]\nissuer = \"http://127.0.0.1:9\"\nclient_id = \"countersign\"\n\
+         client_secret_file = \"{}\"\npublic_url = \"http://127.0.0.1:9\"\n\
+         allow_insecure_loopback_issuer = true\nhuman_tokens = false\n",
+        secret.display()
+    );
+    let app = TestApp::spawn_with(&policy).await;
+    let person = app.create_token("alice");
+    let (status, body) = call(&app, &person, "GET", "/v1/whoami").await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "unauthenticated")
+    );
+    let bot = bot_token(&app, "alice", &[Scope::Request]);
+    let (status, me) = call(&app, &bot, "GET", "/v1/whoami").await;
+    assert_eq!(status, StatusCode::OK, "{me}");
 }

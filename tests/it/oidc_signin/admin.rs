@@ -208,7 +208,11 @@ async fn check_config_shows_what_to_register_and_checks_the_client_secret() {
     );
     assert!(said.contains("okta-dba -> dba"), "{said}");
     assert!(said.contains("no offline_access"), "{said}");
-    assert!(said.contains("(ok)"), "{said}");
+    let secret_line = format!(
+        "secret       {} (ok)",
+        secrets.path().join("oidc-secret").display()
+    );
+    assert!(said.contains(&secret_line), "{said}");
     let warned = String::from_utf8_lossy(&out.stderr);
     assert!(
         warned.contains("group dbaa is named by no role"),

@@ -2,7 +2,6 @@
 //! real `countersign login` binary, ending with a certificate that logs in to a real sshd.
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
 
 use super::*;
 use crate::helpers::{new_key, write_key};
@@ -62,22 +61,10 @@ async fn certificate_logs_in(app: &TestApp, session: &str, name: &str) {
     let key = new_key();
     let key_path = write_key(app.dir.path(), name, &key);
     let http = reqwest::Client::new();
-    let r = http
-        .post(format!("{}/v1/requests", app.url))
-        .bearer_auth(session)
-        .json(&json!({
-            "role": "shell",
-            "public_key": crate::helpers::public_line(&key),
-            "reason": "INC-9: signed in through a real browser",
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let line = crate::helpers::public_line(&key);
+    let (status, body) = ask_with(app, session, "shell", &line).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
     let (_, body) = app.approve("bob", &id).await;
     assert_eq!(body["status"], "issued", "{body}");
     let cert = http

@@ -167,7 +167,8 @@ async fn device_polls_answer_as_rfc_8628_says() {
     // Again at once: too fast.
     let again = poll(&app, &device_code).await;
     assert_eq!(rfc_error(&again), (StatusCode::BAD_REQUEST, "slow_down"));
-    // The interval is now 10 s: 6 s later is still too fast, 11 s is not.
+    // The interval is now 10 s (then 15 s after the second slow_down): 6 s later is
+    // still too fast, 16 s more is not.
     clock.advance(std::time::Duration::from_secs(6));
     assert_eq!(rfc_error(&poll(&app, &device_code).await).1, "slow_down");
     clock.advance(std::time::Duration::from_secs(16));
@@ -354,15 +355,24 @@ async fn a_flood_of_device_logins_costs_the_oldest_not_the_next_one() {
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000) \
          INSERT INTO device_logins (device_hash, user_code_hash, client_host, client_address, \
          step_up, interval_secs, created_at, expires_at, status) \
-         SELECT 'flood-' || i, 'flood-code-' || i, 'flood', '192.0.2.1', 0, 5, {}, {}, \
+         SELECT 'flood-' || i, 'flood-code-' || i, 'flood', '192.0.2.1', 0, 5, {} - i, {}, \
          'pending' FROM n",
         now - 60,
         now + 500
     ));
     assert_eq!(app.count("SELECT count(*) FROM device_logins"), 10_000);
-    // A person's login still starts, and can be confirmed; the oldest flood entry went.
+    // A person's login still starts, and can be confirmed; the oldest flood entry went
+    // (the one made longest ago), and only it.
     let grant = device_start(&app).await;
     assert_eq!(app.count("SELECT count(*) FROM device_logins"), 10_000);
+    let left = |hash: &str| {
+        app.count(&format!(
+            "SELECT count(*) FROM device_logins WHERE device_hash = '{hash}'"
+        ))
+    };
+    assert_eq!(left("flood-10000"), 0, "the oldest went");
+    assert_eq!(left("flood-1"), 1);
+    assert_eq!(left("flood-9999"), 1);
     let url = grant["verification_uri_complete"].as_str().unwrap();
     let (page, _) = open_confirm_page(&app, &browser(), url).await;
     assert!(page.contains(grant["user_code"].as_str().unwrap()));

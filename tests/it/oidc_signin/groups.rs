@@ -26,12 +26,7 @@ async fn call(app: &TestApp, token: &str, path: &str, body: Option<Value>) -> (S
 }
 
 async fn ask(app: &TestApp, token: &str, role: &str) -> (StatusCode, Value) {
-    let body = json!({
-        "role": role,
-        "public_key": public_line(&new_key()),
-        "reason": "INC-7: groups from the provider",
-    });
-    call(app, token, "/v1/requests", Some(body)).await
+    super::ask_with(app, token, role, &public_line(&new_key())).await
 }
 
 #[tokio::test]
@@ -87,7 +82,7 @@ async fn people_only_the_provider_knows_request_and_approve_through_mapped_group
         json!(["postgres", "zoe"])
     );
     assert_eq!(issued[0]["detail"]["approvals"][0]["approver"], "yuri");
-    // A TOML user is still who the TOML says: xena cannot approve zoe's next request.
+    // zoe's provider groups give her dev only: ops (for dba) is not hers to ask for.
     let (_, body) = ask(&app, &zoe, "ops").await;
     assert_eq!(code(&body), "not_a_requester", "ops is for dba");
 }
