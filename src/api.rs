@@ -16,6 +16,7 @@ mod device;
 mod error;
 mod extract;
 mod forwarded;
+mod keys;
 mod limits;
 mod misc;
 mod oidc;
@@ -84,6 +85,9 @@ pub fn router(state: AppState) -> Router {
         .merge(sign_in_routes(state.clone()))
         .route("/v1/sessions", get(sessions::sessions_list))
         .route("/v1/sessions/{id}/revoke", post(sessions::session_revoke))
+        .route("/v1/keys", get(keys::keys_list).post(keys::keys_register))
+        .route("/v1/keys/challenge", post(keys::challenge_post))
+        .route("/v1/keys/remove", post(keys::keys_remove))
         .fallback(misc::not_found)
         .method_not_allowed_fallback(misc::method_not_allowed)
         .layer(Extension(auth_limiter))

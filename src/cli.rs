@@ -55,6 +55,7 @@ mod export;
 mod files;
 mod identity;
 mod init;
+mod keys;
 mod krl;
 mod login;
 mod migrate;
@@ -133,6 +134,9 @@ pub enum Command {
     Login(login::LoginArgs),
     /// Forget the session saved by `login`.
     Logout,
+    /// Register SSH keys as yours (proving you hold them), list or remove them.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// List or revoke sessions from `login` (admins).
     #[command(subcommand)]
     Session(session::SessionCommand),
@@ -195,6 +199,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Login(args) => login::login(&url, &args),
         Command::Logout => login::logout(),
         Command::Session(cmd) => session::run(&url, cmd),
+        Command::Keys(cmd) => keys::run(&url, cmd),
         Command::Whoami(flag) => show::whoami(&url, flag.json),
         Command::Request(args) => request::run(&url, args),
         Command::List(args) => show::list(&url, args),

@@ -100,6 +100,9 @@ pub struct RequestSettings {
     /// Most pending requests one user may have at once; one more is refused
     /// (`too_many_pending`), so nobody floods approvers or the database.
     pub max_pending_per_user: u32,
+    /// Only keys registered to the requester (config `ssh_keys` or `countersign keys
+    /// add`) are certified; any other is refused `key_not_allowed`.
+    pub require_registered_keys: bool,
 }
 
 impl RequestSettings {
@@ -199,6 +202,7 @@ impl Config {
                     ));
                 }
             },
+            require_registered_keys: raw.requests.require_registered_keys.unwrap_or(false),
         };
         let storage = b.storage(raw.storage, base)?;
         let ssh = match raw.ssh {

@@ -70,6 +70,13 @@ error_codes! {
         /// 403: a bot token (a service account) asked for what its scopes do not allow
         /// (no scope approves, denies or administers).
         ScopeNotAllowed = "scope_not_allowed",
+        /// 400: registering an SSH key: the signature does not prove possession of the
+        /// key (wrong key, wrong namespace, not over the challenge) or the challenge is
+        /// unknown, used, expired or another person's or key's.
+        KeyProofFailed = "key_proof_failed",
+        /// 409: registering an SSH key that is registered already (to someone else, or
+        /// in the config).
+        KeyTaken = "key_taken",
         /// 401: the API token is past its expiry (`[tokens]`).
         TokenExpired = "token_expired",
         /// 403: the caller may not do this.

@@ -15,6 +15,7 @@ mod device;
 mod error;
 mod identity;
 mod issue;
+mod keys;
 mod local;
 mod migrate;
 mod people;
@@ -46,6 +47,9 @@ pub use decide::{Created, IDEMPOTENCY_KEY_LIFETIME, NewRequest};
 pub use device::{DEVICE_CODE_GRANT, DEVICE_VIA, DeviceGrant, DeviceWait, format_user_code};
 pub use error::{ErrorKind, ServiceError, chain};
 pub use identity::{list_identities, unbind_identity};
+pub use keys::{
+    CHALLENGE_LIFETIME, KEY_NAMESPACE, KeyListing, KeySource, MAX_KEYS_PER_USER, check_proof,
+};
 pub use local::Local;
 pub use migrate::{MigrateError, Migrated, migrate_to_postgres};
 pub use read::{LIST_LIMIT, ListPage};

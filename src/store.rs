@@ -55,6 +55,7 @@ pub mod copy;
 pub mod device;
 pub mod idempotency;
 pub mod identities;
+pub mod keys;
 mod lite;
 pub mod meta;
 mod migrations;

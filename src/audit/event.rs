@@ -21,7 +21,7 @@ pub use signin::{
     IdentityBound, IdentityUnbound, IdentityWithdrawn, SessionCreated, SessionGroupsChanged,
     SessionRevoked, SignInRefused,
 };
-pub use tokens::{TokenCreated, TokenRevoked};
+pub use tokens::{KeyRegistered, KeyRemoved, TokenCreated, TokenRevoked};
 
 /// Declares [`AuditEvent`] with one variant per action, and its `action()`, `detail()`,
 /// `parse()` and [`AuditEvent::ACTIONS`].
@@ -133,6 +133,10 @@ events! {
     "token.created" => TokenCreated,
     /// Tokens of a user were revoked.
     "token.revoked" => TokenRevoked,
+    /// A person proved they hold an SSH key and registered it (`countersign keys add`).
+    "key.registered" => KeyRegistered,
+    /// A registered SSH key was removed.
+    "key.removed" => KeyRemoved,
     /// A user was disabled (offboarded).
     "user.disabled" => UserDisabled,
     /// A disabled user was enabled again.

@@ -154,7 +154,7 @@ pub(super) fn cert_path(key: &Path) -> PathBuf {
 
 /// The public key line in `path`, checked here as the server would: a private key, or
 /// anything else that is not one public key line, is refused before anything is sent.
-fn read_public_key(path: &Path) -> anyhow::Result<String> {
+pub(super) fn read_public_key(path: &Path) -> anyhow::Result<String> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     if text.contains("PRIVATE KEY") {
@@ -169,7 +169,7 @@ fn read_public_key(path: &Path) -> anyhow::Result<String> {
     Ok(text.trim().to_owned())
 }
 
-fn default_key() -> anyhow::Result<PathBuf> {
+pub(super) fn default_key() -> anyhow::Result<PathBuf> {
     let home =
         std::env::var_os("HOME").ok_or_else(|| anyhow!("HOME is not set; pass --key PATH.pub"))?;
     let dir = Path::new(&home).join(".ssh");

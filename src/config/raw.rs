@@ -86,6 +86,7 @@ pub(super) struct RawRequests {
     pub pending_ttl: Option<String>,
     pub revocation_grace: Option<String>,
     pub max_pending_per_user: Option<u32>,
+    pub require_registered_keys: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

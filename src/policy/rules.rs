@@ -9,7 +9,6 @@ use std::time::Duration;
 use super::{Member, People, Policy, Role};
 use crate::error_code::ErrorCode;
 use crate::names::{RoleName, UserName};
-use crate::pubkey::SubjectKey;
 
 /// Why an action was refused; `code()` is the public, binding error code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -149,41 +148,6 @@ pub fn requester_must_be_listed(
             role: role.name.clone(),
         })
     }
-}
-
-/// Rule 1b: a certificate is only for a key of the requester's own. When the requester
-/// registered `ssh_keys`, one of them; and never a key another user registered (else an
-/// approver could have a colleague request access for the approver's own key, and use
-/// what they alone approved, under the colleague's name).
-pub fn key_must_be_requesters(
-    policy: &Policy,
-    user: &UserName,
-    key: &SubjectKey,
-) -> Result<(), Refusal> {
-    let refuse = |why: String| {
-        Err(Refusal::KeyNotAllowed {
-            fingerprint: key.fingerprint(),
-            why,
-        })
-    };
-    if let Some(owner) = policy.user_by_key(key)
-        && &owner.name != user
-    {
-        return refuse(
-            "is registered to another user; \
-             certificates are only issued for the requester's own keys"
-                .into(),
-        );
-    }
-    let registered = policy
-        .users
-        .get(user)
-        .map(|u| u.ssh_keys.as_slice())
-        .unwrap_or_default();
-    if !registered.is_empty() && !registered.iter().any(|k| k.key_data() == key.key_data()) {
-        return refuse(format!("is not one of {user}'s registered ssh_keys"));
-    }
-    Ok(())
 }
 
 /// Rule 4: no role while holding (or having asked for) one that conflicts with it.
@@ -387,8 +351,12 @@ pub fn describe_members(members: &[Member]) -> String {
         .join(", ")
 }
 
+mod keys;
 mod principals;
 
+pub use keys::{
+    KeyFacts, key_must_be_registered, key_must_be_requesters, key_owner, registered_to_another,
+};
 pub use principals::principals_must_be_own;
 
 #[cfg(test)]

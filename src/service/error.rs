@@ -23,6 +23,9 @@ pub enum ServiceError {
     /// The input is malformed or out of bounds (`invalid_request`).
     #[error("{0}")]
     Invalid(String),
+    /// A proof of possession of an SSH key does not hold (`key_proof_failed`, 400).
+    #[error("{0}")]
+    KeyProof(String),
     /// The caller may not do this (`forbidden`).
     #[error("{0}")]
     Forbidden(String),
@@ -135,6 +138,7 @@ impl ServiceError {
         match self {
             ServiceError::Refused(r) => r.error_code(),
             ServiceError::Invalid(_) => ErrorCode::InvalidRequest,
+            ServiceError::KeyProof(_) => ErrorCode::KeyProofFailed,
             ServiceError::Forbidden(_) => ErrorCode::Forbidden,
             ServiceError::NotFound(_) => ErrorCode::NotFound,
             ServiceError::Conflict { code, .. } => *code,
@@ -162,7 +166,7 @@ impl ServiceError {
                 Refusal::AlreadyApproved { .. } | Refusal::AlreadyDecided { .. } | Refusal::Expired,
             ) => ErrorKind::Conflict,
             ServiceError::Refused(_) | ServiceError::Forbidden(_) => ErrorKind::Forbidden,
-            ServiceError::Invalid(_) => ErrorKind::Invalid,
+            ServiceError::Invalid(_) | ServiceError::KeyProof(_) => ErrorKind::Invalid,
             ServiceError::NotFound(_) => ErrorKind::NotFound,
             ServiceError::Conflict { .. } => ErrorKind::Conflict,
             ServiceError::TooManyPending { .. } => ErrorKind::Limited,

@@ -31,6 +31,7 @@ impl Service {
         let Signing {
             people,
             requester_disabled,
+            key_facts,
             tally,
             ahead,
         } = signing;
@@ -63,7 +64,12 @@ impl Service {
                 return end_refused(tx, now, actor, row, r);
             }
         };
-        if let Err(r) = rules::key_must_be_requesters(policy, &row.requester, &subject) {
+        let (facts, required) = (key_facts, config.requests.require_registered_keys);
+        if let Err(r) = rules::key_must_be_requesters(policy, facts, &row.requester, &subject)
+            .and_then(|()| {
+                rules::key_must_be_registered(required, policy, facts, &row.requester, &subject)
+            })
+        {
             return end_refused(tx, now, actor, row, r);
         }
         let rivals: Vec<_> = policy.conflicting_roles(&row.role).into_iter().collect();
@@ -185,6 +191,8 @@ pub(super) struct Signing<'a> {
     pub people: &'a People<'a>,
     /// The requester's disabled mark (read with the request: `requests::get_marked`).
     pub requester_disabled: bool,
+    /// What the database says of its key (read with the request).
+    pub key_facts: &'a rules::KeyFacts,
     /// The approvals that complete the request.
     pub tally: &'a rules::Tally,
     /// The signing checks, if they were read with the request.

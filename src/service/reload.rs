@@ -39,6 +39,11 @@ fn policy_summary(config: &Config) -> Value {
         "max_pending_per_user": config.requests.max_pending_per_user,
         "backdate": config.ca.backdate.as_secs(),
     });
+    // Recorded only when on, so that a policy recorded before the setting existed keeps
+    // its digest.
+    if config.requests.require_registered_keys {
+        summary["settings"]["require_registered_keys"] = json!(true);
+    }
     summary
 }
 
@@ -159,6 +164,10 @@ impl Service {
             (
                 "[requests] max_pending_per_user",
                 o.max_pending_per_user != n.max_pending_per_user,
+            ),
+            (
+                "[requests] require_registered_keys",
+                o.require_registered_keys != n.require_registered_keys,
             ),
         ]
         .into_iter()

@@ -1,8 +1,10 @@
 //! Who is knocking: an SSH public key and a login name become an [`Identity`], or a
 //! refusal that says why (for the log; the client only hears "Permission denied").
 //!
-//! The key decides who the user is: it must be listed in exactly one user's `ssh_keys`
-//! (the config loader refuses a key listed twice). The login name only has to agree: it is
+//! The key decides who the user is: it must be registered to exactly one user, in the
+//! config's `ssh_keys` (the config loader refuses a key listed twice) or with `countersign
+//! keys add` (the database holds one owner per key; should the two disagree, the key is
+//! nobody's). The login name only has to agree: it is
 //! that user's own name or the fixed name [`LOGIN_NAME`]. Certificates are never accepted
 //! as client credentials: russh checks a certificate only against the CA key embedded in
 //! it, and a countersign user is identified by their key, not by a certificate. A
@@ -11,7 +13,6 @@
 use ssh_key::public::KeyData;
 
 use crate::names::UserName;
-use crate::policy::Policy;
 use crate::pubkey::SubjectKey;
 use crate::service::ServiceError;
 
@@ -22,7 +23,7 @@ pub const LOGIN_NAME: &str = "ca";
 /// exactly this key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    /// The user whose `ssh_keys` list the key.
+    /// The user the key is registered to.
     pub user: UserName,
     /// The key the client signed the authentication with.
     pub key: SubjectKey,
@@ -52,6 +53,9 @@ pub(super) enum AuthRefusal {
     /// The key's user is disabled (offboarded) until an admin enables them again.
     #[error("user {user} is disabled")]
     Disabled { user: UserName },
+    /// Whom the key is registered to could not be read; refused (fail closed).
+    #[error("could not read whom key {fingerprint} is registered to")]
+    OwnerUnread { fingerprint: String },
     /// Whether the key's user is disabled could not be read; refused (fail closed).
     #[error("could not check whether user {user} is disabled")]
     Unchecked { user: UserName },
@@ -77,30 +81,39 @@ pub(super) fn enabled(
     }
 }
 
-/// The identity `login` + `key` stand for under `policy`, or why there is none.
+/// The identity `login` + `key` stand for, or why there is none; `owner_of` says whom a
+/// key is registered to (the config's `ssh_keys` or `countersign keys add`).
 pub(super) fn authorize(
-    policy: &Policy,
     login: &str,
     key: &KeyData,
+    owner_of: impl FnOnce(&SubjectKey) -> Result<Option<UserName>, ServiceError>,
 ) -> Result<Identity, AuthRefusal> {
-    let unknown = || AuthRefusal::UnknownKey {
-        fingerprint: key.fingerprint(ssh_key::HashAlg::Sha256).to_string(),
-    };
+    let fingerprint = || key.fingerprint(ssh_key::HashAlg::Sha256).to_string();
     let key = SubjectKey::from_key_data(key.clone()).map_err(|e| AuthRefusal::UnsupportedKey {
-        fingerprint: key.fingerprint(ssh_key::HashAlg::Sha256).to_string(),
+        fingerprint: fingerprint(),
         why: e.to_string(),
     })?;
-    let user = policy.user_by_key(&key).ok_or_else(unknown)?;
-    if login != LOGIN_NAME && login != user.name.as_str() {
+    let user = match owner_of(&key) {
+        Ok(Some(user)) => user,
+        Ok(None) => {
+            return Err(AuthRefusal::UnknownKey {
+                fingerprint: fingerprint(),
+            });
+        }
+        Err(e) => {
+            tracing::error!(error = ?e, key = %fingerprint(), "could not read whom an ssh key is registered to");
+            return Err(AuthRefusal::OwnerUnread {
+                fingerprint: fingerprint(),
+            });
+        }
+    };
+    if login != LOGIN_NAME && login != user.as_str() {
         return Err(AuthRefusal::WrongLogin {
             login: printable(login),
-            user: user.name.clone(),
+            user,
         });
     }
-    Ok(Identity {
-        user: user.name.clone(),
-        key,
-    })
+    Ok(Identity { user, key })
 }
 
 /// A login name as it may be logged: at most 64 characters, control characters escaped
@@ -116,7 +129,14 @@ mod tests {
     use ssh_key::{Algorithm, PrivateKey};
 
     use super::*;
-    use crate::policy::User;
+    use crate::policy::{Policy, User};
+
+    /// [`authorize`] with the keys of `policy` alone.
+    fn by_policy(policy: &Policy, login: &str, k: &KeyData) -> Result<Identity, AuthRefusal> {
+        authorize(login, k, |key| {
+            Ok(policy.user_by_key(key).map(|u| u.name.clone()))
+        })
+    }
 
     fn key() -> KeyData {
         PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
@@ -150,7 +170,7 @@ mod tests {
         let k = key();
         let policy = policy_with("alice", &[&k]);
         for login in ["ca", "alice"] {
-            let id = authorize(&policy, login, &k).unwrap();
+            let id = by_policy(&policy, login, &k).unwrap();
             assert_eq!(id.user.as_str(), "alice");
             assert_eq!(id.key.key_data(), &k);
         }
@@ -163,7 +183,7 @@ mod tests {
         for login in ["root", "bob", "CA", "alice ", ""] {
             assert!(
                 matches!(
-                    authorize(&policy, login, &k),
+                    by_policy(&policy, login, &k),
                     Err(AuthRefusal::WrongLogin { .. })
                 ),
                 "{login:?} accepted"
@@ -174,7 +194,7 @@ mod tests {
     #[test]
     fn an_unregistered_key_is_nobody() {
         let policy = policy_with("alice", &[&key()]);
-        let err = authorize(&policy, "ca", &key()).unwrap_err();
+        let err = by_policy(&policy, "ca", &key()).unwrap_err();
         assert!(err.to_string().contains("SHA256:"), "{err}");
     }
 
@@ -182,7 +202,7 @@ mod tests {
     fn a_key_type_never_certified_is_refused_as_unsupported_with_the_reason() {
         let dsa = ssh_key::PublicKey::from_openssh(crate::pubkey::tests::DSA_KEY).unwrap();
         let policy = policy_with("alice", &[&key()]);
-        let err = authorize(&policy, "ca", dsa.key_data()).unwrap_err();
+        let err = by_policy(&policy, "ca", dsa.key_data()).unwrap_err();
         assert!(matches!(err, AuthRefusal::UnsupportedKey { .. }), "{err:?}");
         assert!(err.to_string().contains("ssh-dss"), "{err}");
     }

@@ -109,9 +109,9 @@ impl Connection {
         if !self.failure_counted && self.shared.failures.is_blocked(self.peer.ip(), now) {
             return Err(AuthRefusal::RateLimited);
         }
-        let identity =
-            auth::authorize(&self.shared.service.config().policy, login, key.key_data())?;
-        // A point read on a pooled reader, as the HTTP API's token lookup.
+        // Point reads on a pooled reader, as the HTTP API's token lookup.
+        let service = &self.shared.service;
+        let identity = auth::authorize(login, key.key_data(), |k| service.key_owner(k))?;
         let check = self.shared.service.check_enabled(&identity.user);
         auth::enabled(identity, check)
     }
@@ -121,7 +121,9 @@ impl Connection {
         // Neither the limit itself nor our own storage failing is the client's failure.
         let theirs = !matches!(
             why,
-            AuthRefusal::RateLimited | AuthRefusal::Unchecked { .. }
+            AuthRefusal::RateLimited
+                | AuthRefusal::Unchecked { .. }
+                | AuthRefusal::OwnerUnread { .. }
         );
         if theirs && !self.failure_counted {
             self.failure_counted = true;

@@ -66,17 +66,18 @@ async fn execute(ctx: &Context, term: &Terminal, command: Command) -> Result<u32
     }
 }
 
-/// Whether the key this connection logged in with is still one of its user's keys in
-/// the policy in force.
-fn still_registered(ctx: &Context) -> Result<(), CommandError> {
-    let config = ctx.service.config();
-    match config.policy.user_by_key(&ctx.identity.key) {
-        Some(u) if u.name == ctx.identity.user => Ok(()),
+/// Whether the key this connection logged in with is still registered to its user (in
+/// the config in force, or in the database: `countersign keys remove` takes it back).
+async fn still_registered(ctx: &Context) -> Result<(), CommandError> {
+    let key = ctx.identity.key.clone();
+    let owner = call(ctx, move |s, _| s.key_owner(&key)).await?;
+    match owner {
+        Some(u) if u == ctx.identity.user => Ok(()),
         _ => Err(CommandError::Failed {
             code: ErrorCode::Unauthenticated,
             message: format!(
                 "the key this connection logged in with is no longer registered to {} \
-                 (the configuration changed)",
+                 (the configuration changed, or the key was removed)",
                 ctx.identity.user
             ),
         }),
@@ -87,7 +88,7 @@ async fn dispatch(ctx: &Context, term: &Terminal, command: Command) -> Result<()
     // The user may have been disabled, or their key taken out of the config (a reload),
     // since this connection logged in: each command checks again (and each state change
     // once more, in its own transaction).
-    still_registered(ctx)?;
+    still_registered(ctx).await?;
     call(ctx, |s, me| s.check_enabled(me)).await?;
     match command {
         Command::Request(args) => wait::request(ctx, term, args).await,

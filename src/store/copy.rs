@@ -134,7 +134,8 @@ const TABLES: &[Table] = &[
         order: "\"user\", key",
     },
     // Who each person is at the identity provider, and their sessions. (A sign-in in
-    // progress and its one-time code live for minutes: not copied.)
+    // progress and its one-time code live for minutes: not copied; nor does a challenge to
+    // prove a key.)
     Table {
         name: "identities",
         columns: &[
@@ -163,6 +164,16 @@ const TABLES: &[Table] = &[
             ("next_check_at", Int),
         ],
         order: "created_at, id",
+    },
+    Table {
+        name: "registered_keys",
+        columns: &[
+            ("fingerprint", Text),
+            ("\"user\"", Text),
+            ("public_key", Text),
+            ("registered_at", Int),
+        ],
+        order: "registered_at, fingerprint",
     },
     Table {
         name: "ca_keys",

@@ -307,6 +307,27 @@ ALTER TABLE tokens ADD COLUMN kind TEXT NOT NULL DEFAULT 'human';
 ALTER TABLE tokens ADD COLUMN scopes TEXT;
 ALTER TABLE tokens ADD COLUMN last_used_at INTEGER;
 "#,
+    r#"
+-- SSH public keys registered by their owners after proving possession (`countersign
+-- keys add`): bound to that person like the config's `ssh_keys`. One owner per key (the
+-- SHA-256 fingerprint of its blob). A challenge to prove possession is kept only as its
+-- SHA-256 hash, for minutes, and used once.
+CREATE TABLE registered_keys (
+    fingerprint   TEXT PRIMARY KEY,
+    user          TEXT NOT NULL,
+    public_key    TEXT NOT NULL,
+    registered_at INTEGER NOT NULL
+);
+CREATE INDEX registered_keys_by_user ON registered_keys (user);
+CREATE TABLE key_challenges (
+    hash        TEXT PRIMARY KEY,
+    user        TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL
+);
+CREATE INDEX key_challenges_by_user ON key_challenges (user);
+"#,
 ];
 
 /// Applies the migrations not applied yet. A database already current is only read:

@@ -9,6 +9,7 @@
 
 mod holdings;
 mod list;
+mod marked;
 mod row;
 
 use super::sql::{Param, corrupt};
@@ -18,6 +19,10 @@ use row::{REQUEST_COLUMNS, request_from_row};
 
 pub use holdings::{Asking, Held, holdings, revoked_hold_lifts};
 pub use list::{Cursor, list, list_visible};
+pub use marked::{
+    Marked, SigningAsk, SigningRead, get_marked, get_marked_with_approvals,
+    get_marked_with_certificate,
+};
 pub use row::{ApprovalRow, RequestRow, Status};
 
 /// Stores a new pending request.
@@ -75,6 +80,8 @@ pub struct CreateChecks {
     pub id_taken: bool,
     /// The roles asked about that `user` holds or has asked for.
     pub holdings: Vec<crate::names::RoleName>,
+    /// Who registered the key asked for, and whether `user` registered any.
+    pub key_facts: super::keys::KeyFacts,
 }
 
 /// [`CreateChecks`] of `user` at `now` (with `held` and the rival `roles` for the
@@ -83,27 +90,31 @@ pub fn create_checks(
     tx: &Tx<'_>,
     (user, now, held): (&UserName, i64, Held),
     roles: &[&crate::names::RoleName],
-    candidate: &RequestId,
+    (candidate, key_fingerprint): (&RequestId, &str),
 ) -> Result<CreateChecks, StoreError> {
     let mut read = None;
+    let sql = format!(
+        "SELECT EXISTS (SELECT 1 FROM disabled_users WHERE \"user\" = ?1), \
+         (SELECT count(*) FROM requests INDEXED BY requests_pending \
+          WHERE requester = ?1 AND status = 'pending' AND expires_at > ?2), \
+         EXISTS (SELECT 1 FROM requests WHERE id = ?3), {}",
+        super::keys::facts_columns("?4", "?1")
+    );
     let holdings = holdings::holdings_and(
         tx,
         (user, now, held, None),
         roles,
         &[(
-            "SELECT EXISTS (SELECT 1 FROM disabled_users WHERE \"user\" = ?1), \
-             (SELECT count(*) FROM requests INDEXED BY requests_pending \
-              WHERE requester = ?1 AND status = 'pending' AND expires_at > ?2), \
-             EXISTS (SELECT 1 FROM requests WHERE id = ?3)",
-            &[&user.as_str(), &now, &candidate.as_str()],
+            &sql,
+            &[&user.as_str(), &now, &candidate.as_str(), &key_fingerprint],
         )],
         |_, r| {
             let pending: i64 = r.get(1)?;
-            read = Some((r.get(0)?, pending, r.get(2)?));
+            read = Some((r.get(0)?, pending, r.get(2)?, super::keys::facts_from_row(r, 3)?));
             Ok(())
         },
     )?;
-    let Some((disabled, pending, id_taken)) = read else {
+    let Some((disabled, pending, id_taken, key_facts)) = read else {
         return Err(StoreError::Corrupt(
             "the create checks returned no row".into(),
         ));
@@ -113,6 +124,7 @@ pub fn create_checks(
         pending: u32::try_from(pending).unwrap_or(u32::MAX),
         id_taken,
         holdings,
+        key_facts,
     })
 }
 
@@ -144,149 +156,6 @@ pub fn holdings_and_serial_taken(
         },
     )?;
     Ok((held, taken))
-}
-
-/// A request read together with two disabled marks (one round trip): `actor`'s (who
-/// asks to act on it) and its requester's.
-#[derive(Debug, Clone)]
-pub struct Marked {
-    /// The request.
-    pub row: RequestRow,
-    /// The actor is disabled.
-    pub actor_disabled: bool,
-    /// Its requester is disabled.
-    pub requester_disabled: bool,
-}
-
-/// The query of [`get_marked`]: ?1 the request id, ?2 the actor.
-fn get_marked_sql() -> String {
-    format!(
-        "SELECT {REQUEST_COLUMNS}, \
-         EXISTS (SELECT 1 FROM disabled_users d WHERE d.\"user\" = ?2), \
-         EXISTS (SELECT 1 FROM disabled_users d WHERE d.\"user\" = requests.requester) \
-         FROM requests WHERE id = ?1"
-    )
-}
-
-fn marked_from_row(r: &super::sql::Row<'_>) -> Result<Marked, StoreError> {
-    Ok(Marked {
-        row: request_from_row(r)?,
-        actor_disabled: r.get(16)?,
-        requester_disabled: r.get(17)?,
-    })
-}
-
-/// The request with this id and the disabled marks of `actor` and its requester.
-pub fn get_marked(
-    tx: &Tx<'_>,
-    id: &RequestId,
-    actor: &UserName,
-) -> Result<Option<Marked>, StoreError> {
-    tx.opt(
-        &get_marked_sql(),
-        &[&id.as_str(), &actor.as_str()],
-        marked_from_row,
-    )
-}
-
-/// [`get_marked`] and the request's certificate line, if one was issued, in one
-/// statement (a certificate fetch: `Store::read_single` on PostgreSQL).
-pub fn get_marked_with_certificate(
-    tx: &Tx<'_>,
-    id: &RequestId,
-    actor: &UserName,
-) -> Result<Option<(Marked, Option<String>)>, StoreError> {
-    let sql = format!(
-        "SELECT {REQUEST_COLUMNS}, \
-         EXISTS (SELECT 1 FROM disabled_users d WHERE d.\"user\" = ?2), \
-         EXISTS (SELECT 1 FROM disabled_users d WHERE d.\"user\" = requests.requester), \
-         (SELECT c.certificate FROM certificates c WHERE c.request_id = requests.id) \
-         FROM requests WHERE id = ?1"
-    );
-    tx.opt(&sql, &[&id.as_str(), &actor.as_str()], |r| {
-        Ok((marked_from_row(r)?, r.get(18)?))
-    })
-}
-
-/// What signing checks, asked before the request is read (its role and requester do
-/// not change once it exists): [`holdings`] of the requester in the rival `roles`, and
-/// whether a candidate `serial` was ever used.
-#[derive(Debug, Clone, Copy)]
-pub struct SigningAsk<'a> {
-    /// Whose holdings, when, and the request left out (the one being signed).
-    pub asking: Asking<'a>,
-    /// The rival roles of the request's role.
-    pub roles: &'a [&'a crate::names::RoleName],
-    /// A fresh serial.
-    pub serial: crate::names::Serial,
-}
-
-/// The answers to a [`SigningAsk`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SigningRead {
-    /// The rival roles the requester holds or has asked for.
-    pub holdings: Vec<crate::names::RoleName>,
-    /// The serial was used before.
-    pub serial_taken: bool,
-}
-
-/// The request with both disabled marks ([`get_marked`]), read with its [`approvals`]
-/// and, if asked, what signing checks ([`SigningAsk`]): all in one round trip on
-/// PostgreSQL. The approvals are empty when there is no such request.
-#[allow(clippy::type_complexity)]
-pub fn get_marked_with_approvals(
-    tx: &Tx<'_>,
-    id: &RequestId,
-    actor: &UserName,
-    ahead: Option<SigningAsk<'_>>,
-) -> Result<Option<(Marked, Vec<ApprovalRow>, Option<SigningRead>)>, StoreError> {
-    let (mut marked, mut approvals) = (None, Vec::new());
-    let mut on_read = |i: usize, row: &super::sql::Row<'_>| -> Result<(), StoreError> {
-        if i == 0 {
-            marked = Some(marked_from_row(row)?);
-        } else {
-            approvals.push(approval_from_row(row)?);
-        }
-        Ok(())
-    };
-    let (id_s, actor_s) = (id.as_str(), actor.as_str());
-    let marked_sql = get_marked_sql();
-    let (marked_params, approvals_params): ([&dyn Param; 2], [&dyn Param; 1]) =
-        ([&id_s, &actor_s], [&id_s]);
-    let mut queries: Vec<(&str, &[&dyn Param])> = vec![
-        (&marked_sql, &marked_params),
-        (approvals_sql(tx), &approvals_params),
-    ];
-    let signing = match ahead {
-        None => {
-            tx.each_of(&queries, on_read)?;
-            None
-        }
-        Some(ask) => {
-            let stored = ask.serial.to_stored();
-            let serial: [&dyn Param; 1] = [&stored];
-            // A serial the database cannot hold counts as taken (another is drawn).
-            let mut serial_taken = stored.is_none();
-            if stored.is_some() {
-                queries.push((super::certificates::SERIAL_TAKEN, &serial));
-            }
-            let holdings =
-                holdings::holdings_and(tx, ask.asking, ask.roles, &queries, |i, row| {
-                    if i < 2 {
-                        on_read(i, row)
-                    } else {
-                        let n: i64 = row.get(0)?;
-                        serial_taken = n > 0;
-                        Ok(())
-                    }
-                })?;
-            Some(SigningRead {
-                holdings,
-                serial_taken,
-            })
-        }
-    };
-    Ok(marked.map(|m| (m, approvals, signing)))
 }
 
 /// The role and the requester of request `id`, if there is one: what a [`SigningAsk`]

@@ -67,7 +67,9 @@ impl Service {
                 Some((marked, approvals, signing)) => (Some(marked), approvals, signing),
                 None => (None, Vec::new(), None),
             };
+            let key_facts = marked.as_ref().map(|m| m.key_facts.clone());
             let (row, requester_disabled) = self.visible_marked(tx, actor, id, marked)?;
+            let key_facts = key_facts.unwrap_or_default();
             let attempt = Attempt::on(actor, "request.approve", &row);
             // The provider's groups of everyone this decision counts, in one read (none
             // without [oidc]).
@@ -156,6 +158,7 @@ impl Service {
             let signing = Signing {
                 people: &people,
                 requester_disabled,
+                key_facts: &key_facts,
                 tally: &tally,
                 ahead: signing,
             };

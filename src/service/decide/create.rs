@@ -107,7 +107,11 @@ impl Service {
             .get(&req.role)
             .ok_or_else(|| ServiceError::Invalid(format!("unknown role {}", req.role)))?;
         let ttl = rules::certificate_ttl(role, req.ttl).map_err(ServiceError::Invalid)?;
-        self.check_subject_key(actor, &req.public_key)?;
+        if self.ca.is_ca_key(&req.public_key) {
+            return Err(ServiceError::Invalid(
+                "the CA key cannot be certified".into(),
+            ));
+        }
         let principals = role
             .principals_for(actor)
             .map_err(|e| ServiceError::Invalid(format!("role {}: {e}", role.name)))?;
@@ -123,8 +127,12 @@ impl Service {
             // The actor's disabled mark, their pending count, whether a fresh id is free
             // and what they hold of the rival roles: one round trip under the write lock.
             let candidate = RequestId::new_at(unix(now), &mut rand::rng());
-            let checks =
-                rq::create_checks(tx, (actor, unix(now), self.held()), &rivals, &candidate)?;
+            let checks = rq::create_checks(
+                tx,
+                (actor, unix(now), self.held()),
+                &rivals,
+                (&candidate, &req.public_key.fingerprint()),
+            )?;
             if checks.disabled {
                 return Err(crate::service::disabled_error(actor));
             }
@@ -136,14 +144,27 @@ impl Service {
             {
                 return Ok(Ok(created));
             }
+            // Someone else's key is bad input (`invalid_request`), refused before anything
+            // is written; checked again at signing, where a changed config or a key
+            // registered since ends the request `key_not_allowed`.
+            let subject = &req.public_key;
+            if let Err(r) = rules::key_must_be_requesters(policy, &checks.key_facts, actor, subject)
+            {
+                return Ok(Err(ServiceError::Invalid(r.to_string())));
+            }
             // Counted inside the transaction: racing creates cannot pass the limit together.
             if checks.pending >= limit {
                 return Ok(Err(ServiceError::TooManyPending { limit }));
             }
             let idp = self.idp_groups(tx, &[actor], now)?;
             let people = People::new(policy, &idp);
+            let required = config.requests.require_registered_keys;
             if let Err(r) = rules::requester_must_be_listed(&people, role, actor)
                 .and_then(|()| rules::principals_must_be_own(&people, role, actor))
+                .and_then(|()| {
+                    let facts = &checks.key_facts;
+                    rules::key_must_be_registered(required, policy, facts, actor, subject)
+                })
             {
                 return refuse(tx, now, &attempt, r);
             }
@@ -224,18 +245,6 @@ impl Service {
             }
             other => other,
         })
-    }
-
-    fn check_subject_key(&self, actor: &UserName, key: &SubjectKey) -> Result<(), ServiceError> {
-        if self.ca.is_ca_key(key) {
-            return Err(ServiceError::Invalid(
-                "the CA key cannot be certified".into(),
-            ));
-        }
-        // Refused before anything is written, as bad input (`invalid_request`); checked
-        // again at signing, where a changed config ends the request `key_not_allowed`.
-        rules::key_must_be_requesters(&self.config().policy, actor, key)
-            .map_err(|r| ServiceError::Invalid(r.to_string()))
     }
 
     /// The answer to a retry: the request `actor`'s `key` created since

@@ -215,6 +215,23 @@ ALTER TABLE tokens ADD COLUMN kind TEXT NOT NULL DEFAULT 'human';
 ALTER TABLE tokens ADD COLUMN scopes TEXT;
 ALTER TABLE tokens ADD COLUMN last_used_at BIGINT;
 "#,
+    r#"
+CREATE TABLE registered_keys (
+    fingerprint   TEXT PRIMARY KEY,
+    "user"        TEXT NOT NULL,
+    public_key    TEXT NOT NULL,
+    registered_at BIGINT NOT NULL
+);
+CREATE INDEX registered_keys_by_user ON registered_keys ("user");
+CREATE TABLE key_challenges (
+    hash        TEXT PRIMARY KEY,
+    "user"      TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    expires_at  BIGINT NOT NULL
+);
+CREATE INDEX key_challenges_by_user ON key_challenges ("user");
+"#,
 ];
 
 /// The schema version the database records (0: none yet).

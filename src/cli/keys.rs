@@ -1,0 +1,185 @@
+//! `countersign keys add|list|remove`: SSH keys registered by their owners.
+//!
+//! `add` proves possession: it asks the server for a challenge, has `ssh-keygen -Y sign
+//! -n countersign-key` sign it with the key's private half (the file next to the `.pub`,
+//! or the ssh-agent when there is no such file), and sends the signature back.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+
+use anyhow::{Context, anyhow, bail};
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use super::client::Client;
+use super::request::{default_key, read_public_key};
+use super::show::urlencode;
+use crate::service::KEY_NAMESPACE;
+
+/// `keys` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Register a public key as yours, after proving you hold its private half.
+    Add {
+        /// The public key (default: ~/.ssh/id_ed25519.pub, id_ecdsa.pub or id_rsa.pub).
+        /// The private key is the same path without `.pub`; without that file,
+        /// `ssh-keygen` asks the ssh-agent.
+        path: Option<PathBuf>,
+    },
+    /// Your keys (from the config and registered); admins: anyone's.
+    List {
+        /// This user's keys (admins).
+        #[arg(long, conflicts_with = "all")]
+        user: Option<String>,
+        /// Every person's keys (admins).
+        #[arg(long)]
+        all: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take back a registered key: yours, or anyone's for an admin.
+    Remove {
+        /// The key's fingerprint (SHA256:...), or its public key file.
+        key: String,
+    },
+}
+
+/// Runs a `keys` subcommand against the server.
+pub(super) fn run(url: &str, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
+    let client = Client::from_env(url)?;
+    match cmd {
+        KeysCommand::Add { path } => add(&client, path),
+        KeysCommand::List { user, all, json } => list(&client, user.as_deref(), all, json),
+        KeysCommand::Remove { key } => remove(&client, &key),
+    }
+}
+
+fn add(client: &Client, path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let public = match path {
+        Some(p) if p.extension().is_some_and(|e| e == "pub") => p,
+        Some(p) => {
+            let mut with = p.into_os_string();
+            with.push(".pub");
+            PathBuf::from(with)
+        }
+        None => default_key()?,
+    };
+    let line = read_public_key(&public)?;
+    let v: Value = client.post("/v1/keys/challenge", &json!({ "public_key": line }))?;
+    let challenge = v["challenge"]
+        .as_str()
+        .ok_or_else(|| anyhow!("the server sent no challenge"))?;
+    let signature = sign(&public, challenge)?;
+    let v: Value = client.post(
+        "/v1/keys",
+        &json!({ "public_key": line, "challenge": challenge, "signature": signature }),
+    )?;
+    let fingerprint = v["key"]["fingerprint"].as_str().unwrap_or_default();
+    let user = v["key"]["user"].as_str().unwrap_or_default();
+    if v["registered"].as_bool() == Some(true) {
+        outln!("registered {fingerprint} for {user}")?;
+    } else {
+        outln!("{fingerprint} was already registered to {user}; nothing changed")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Signs `challenge` with the private half of the key at `public` (or the agent's) as
+/// an armored SSH signature in [`KEY_NAMESPACE`].
+fn sign(public: &Path, challenge: &str) -> anyhow::Result<String> {
+    let private = public.with_extension("");
+    let key = if private.is_file() { &private } else { public };
+    let mut child = Command::new("ssh-keygen")
+        .args(["-q", "-Y", "sign", "-n", KEY_NAMESPACE, "-f"])
+        .arg(key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running ssh-keygen (is OpenSSH installed?)")?;
+    child
+        .stdin
+        .take()
+        .ok_or_else(|| anyhow!("ssh-keygen has no stdin"))?
+        .write_all(challenge.as_bytes())
+        .context("writing the challenge to ssh-keygen")?;
+    let out = child.wait_with_output().context("running ssh-keygen")?;
+    if !out.status.success() {
+        let why = String::from_utf8_lossy(&out.stderr);
+        let agent = if key == public {
+            format!(
+                " (there is no private key at {}, so the ssh-agent was asked: is the key \
+                 added to it?)",
+                private.display()
+            )
+        } else {
+            String::new()
+        };
+        bail!(
+            "ssh-keygen could not sign with {}{agent}: {}; nothing was registered",
+            key.display(),
+            why.trim()
+        );
+    }
+    String::from_utf8(out.stdout).context("ssh-keygen wrote a signature that is not text")
+}
+
+fn list(client: &Client, user: Option<&str>, all: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let path = match (user, all) {
+        (Some(u), _) => format!("/v1/keys?user={}", urlencode(u)),
+        (None, true) => "/v1/keys?all=true".to_owned(),
+        (None, false) => "/v1/keys".to_owned(),
+    };
+    let v: Value = client.get(&path)?;
+    let keys = v["keys"].as_array().cloned().unwrap_or_default();
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&keys)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let field = |k: &Value, f: &str| k[f].as_str().unwrap_or("").to_owned();
+    let rows: Vec<Vec<String>> = keys
+        .iter()
+        .map(|k| {
+            let line = field(k, "public_key");
+            let mut parts = line.splitn(3, ' ');
+            let kind = parts.next().unwrap_or_default().to_owned();
+            let comment = parts.nth(1).unwrap_or_default().to_owned();
+            vec![
+                field(k, "user"),
+                field(k, "fingerprint"),
+                kind,
+                comment,
+                field(k, "source"),
+                field(k, "registered_at"),
+            ]
+        })
+        .collect();
+    out!(
+        "{}",
+        crate::render::render_table(
+            &["USER", "FINGERPRINT", "TYPE", "COMMENT", "SOURCE", "REGISTERED"],
+            &rows
+        )
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn remove(client: &Client, key: &str) -> anyhow::Result<ExitCode> {
+    let fingerprint = if key.starts_with("SHA256:") {
+        key.to_owned()
+    } else {
+        let line = read_public_key(Path::new(key))?;
+        crate::pubkey::SubjectKey::parse(&line)
+            .map_err(|e| anyhow!("{key}: {e}"))?
+            .fingerprint()
+    };
+    let v: Value = client.post("/v1/keys/remove", &json!({ "fingerprint": fingerprint }))?;
+    outln!(
+        "removed {} of {}",
+        v["removed"]["fingerprint"].as_str().unwrap_or_default(),
+        v["removed"]["user"].as_str().unwrap_or_default()
+    )?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,106 @@
+//! Rule 1b: whose keys are certified. A key is registered to a person in the config
+//! (`[users.NAME] ssh_keys`) or in the database (`countersign keys add`, after proving
+//! possession); either way it is theirs alone.
+
+use super::Refusal;
+use crate::names::UserName;
+use crate::policy::Policy;
+use crate::pubkey::SubjectKey;
+
+/// What the database says about one key and one person (read in the deciding
+/// transaction): who registered the key, and whether the person registered any key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyFacts {
+    /// Who registered the key with `countersign keys add`, if anyone did.
+    pub owner: Option<UserName>,
+    /// Whether the person registered at least one key with `countersign keys add`.
+    pub has_keys: bool,
+}
+
+/// The one person `key` is registered to, in the config or the database (`facts`);
+/// `None` when nobody registered it, or, should the config and the database name two
+/// different people, when they disagree (then the key is nobody's).
+pub fn key_owner<'a>(policy: &'a Policy, facts: &'a KeyFacts, key: &SubjectKey) -> Option<&'a UserName> {
+    let in_config = policy.user_by_key(key).map(|u| &u.name);
+    match (in_config, facts.owner.as_ref()) {
+        (Some(a), Some(b)) if a != b => None,
+        (a, b) => a.or(b),
+    }
+}
+
+/// Whether `key` is registered to anyone other than `user` (in the config or the
+/// database).
+pub fn registered_to_another(
+    policy: &Policy,
+    facts: &KeyFacts,
+    user: &UserName,
+    key: &SubjectKey,
+) -> bool {
+    let in_config = policy.user_by_key(key).map(|u| &u.name);
+    [in_config, facts.owner.as_ref()]
+        .into_iter()
+        .flatten()
+        .any(|owner| owner != user)
+}
+
+/// Whether `key` is registered to `user` (and to nobody else).
+fn registered_to(policy: &Policy, facts: &KeyFacts, user: &UserName, key: &SubjectKey) -> bool {
+    key_owner(policy, facts, key) == Some(user)
+}
+
+fn refuse(key: &SubjectKey, why: String) -> Result<(), Refusal> {
+    Err(Refusal::KeyNotAllowed {
+        fingerprint: key.fingerprint(),
+        why,
+    })
+}
+
+/// A certificate is only for a key of the requester's own: never a key another user
+/// registered (else an approver could have a colleague request access for the approver's
+/// own key, and use what they alone approved, under the colleague's name); and when the
+/// requester registered keys (config or database), one of them.
+pub fn key_must_be_requesters(
+    policy: &Policy,
+    facts: &KeyFacts,
+    user: &UserName,
+    key: &SubjectKey,
+) -> Result<(), Refusal> {
+    if registered_to_another(policy, facts, user, key) {
+        return refuse(
+            key,
+            "is registered to another user; certificates are only issued for the \
+             requester's own keys"
+                .into(),
+        );
+    }
+    let in_config = policy
+        .users
+        .get(user)
+        .is_some_and(|u| !u.ssh_keys.is_empty());
+    if (in_config || facts.has_keys) && !registered_to(policy, facts, user, key) {
+        return refuse(key, format!("is not one of {user}'s registered ssh_keys"));
+    }
+    Ok(())
+}
+
+/// With `[requests] require_registered_keys` (`required`), only a key registered to the
+/// requester is certified.
+pub fn key_must_be_registered(
+    required: bool,
+    policy: &Policy,
+    facts: &KeyFacts,
+    user: &UserName,
+    key: &SubjectKey,
+) -> Result<(), Refusal> {
+    if !required || registered_to(policy, facts, user, key) {
+        return Ok(());
+    }
+    refuse(
+        key,
+        format!(
+            "is not registered to {user}, and this CA certifies only registered keys \
+             ([requests] require_registered_keys): register it first with `countersign keys \
+             add`"
+        ),
+    )
+}

@@ -1,0 +1,335 @@
+//! SSH keys proven by their owners (`countersign keys add|list|remove`): a person asks
+//! for a challenge naming them and the key, signs it with the key's private half as an
+//! SSH signature (`ssh-keygen -Y sign -n countersign-key`), and the key is theirs from
+//! then on, like the config's `ssh_keys`: never certified for anyone else, and good at
+//! the SSH front door. Every registration and removal is audited.
+
+use rand::Rng;
+use ssh_key::{PublicKey, SshSig};
+
+use super::{Service, ServiceError, unix};
+use crate::audit::{self, KeyRegistered, KeyRemoved, NewEvent};
+use crate::error_code::ErrorCode;
+use crate::names::UserName;
+use crate::policy::rules;
+use crate::pubkey::SubjectKey;
+use crate::store::keys::{self, NewChallenge, RegisteredKey};
+
+/// SSHSIG namespace of the signature that proves a key.
+pub const KEY_NAMESPACE: &str = "countersign-key";
+
+/// How long a challenge can be answered (seconds).
+pub const CHALLENGE_LIFETIME: i64 = 300;
+
+/// Challenges one person may have outstanding; a new one beyond forgets the oldest.
+const CHALLENGES_PER_USER: i64 = 5;
+
+/// Keys one person may register.
+pub const MAX_KEYS_PER_USER: i64 = 32;
+
+/// Longest key comment kept (the rest is cut).
+const MAX_COMMENT: usize = 100;
+
+/// First line of every challenge.
+const TITLE: &str = "countersign key registration";
+
+/// Where a key of a person comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource {
+    /// `[users.NAME] ssh_keys` in the config.
+    Config,
+    /// Registered with `countersign keys add`.
+    Registered,
+}
+
+impl KeySource {
+    /// `config` or `registered`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeySource::Config => "config",
+            KeySource::Registered => "registered",
+        }
+    }
+}
+
+/// A key of a person, as `keys list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyListing {
+    /// Whose.
+    pub user: UserName,
+    /// `SHA256:...`.
+    pub fingerprint: String,
+    /// The key line (with the comment it was registered with, if any).
+    pub public_key: String,
+    /// Where it comes from.
+    pub source: KeySource,
+    /// When it was registered (Unix seconds); `None` for a key of the config.
+    pub registered_at: Option<i64>,
+}
+
+/// The comment of an OpenSSH public key line, printable and cut short; empty if none.
+fn comment_of(line: &str) -> String {
+    line.trim()
+        .splitn(3, [' ', '\t'])
+        .nth(2)
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_COMMENT)
+        .collect()
+}
+
+/// Checks that `signature` (an armored SSHSIG) is `key`'s over `challenge` in
+/// [`KEY_NAMESPACE`]; the reason it is not, for the person.
+pub fn check_proof(key: &SubjectKey, challenge: &str, signature: &str) -> Result<(), String> {
+    let sig = SshSig::from_pem(signature.trim()).map_err(|_| {
+        "the signature is not an armored SSH signature (-----BEGIN SSH SIGNATURE-----), as \
+         `ssh-keygen -Y sign` writes it"
+            .to_owned()
+    })?;
+    if sig.namespace() != KEY_NAMESPACE {
+        return Err(format!(
+            "the signature is for namespace {:?}, not {KEY_NAMESPACE:?}: sign with \
+             `ssh-keygen -Y sign -n {KEY_NAMESPACE}`",
+            sig.namespace().chars().take(64).collect::<String>()
+        ));
+    }
+    if sig.public_key() != key.key_data() {
+        return Err(format!(
+            "the signature was made with another key ({}), not {}",
+            sig.public_key().fingerprint(ssh_key::HashAlg::Sha256),
+            key.fingerprint()
+        ));
+    }
+    PublicKey::new(key.key_data().clone(), "")
+        .verify(KEY_NAMESPACE, challenge.as_bytes(), &sig)
+        .map_err(|_| "the signature does not verify over this challenge".to_owned())
+}
+
+impl Service {
+    /// A challenge for `actor` to prove they hold `key`: text to sign, good once within
+    /// [`CHALLENGE_LIFETIME`]. A key registered to someone else already is `key_taken`
+    /// now rather than after the proof.
+    pub fn key_challenge(&self, actor: &UserName, key: &SubjectKey) -> Result<String, ServiceError> {
+        if self.ca.is_ca_key(key) {
+            return Err(ServiceError::Invalid("the CA key cannot be registered".into()));
+        }
+        let config = self.config();
+        let now = self.now();
+        let mut nonce = [0u8; 32];
+        rand::rng().fill_bytes(&mut nonce);
+        let expires_at = unix(now) + CHALLENGE_LIFETIME;
+        let text = format!(
+            "{TITLE}\nuser: {actor}\nkey: {}\nca: {}\nexpires: {}\nnonce: {}\n",
+            key.fingerprint(),
+            self.ca.fingerprint(),
+            super::view::rfc3339(expires_at),
+            hex::encode(nonce),
+        );
+        self.store.write(|tx| {
+            self.require_enabled(tx, actor)?;
+            let facts = keys::facts(tx, &key.fingerprint(), actor)?;
+            if rules::registered_to_another(&config.policy, &facts, actor, key) {
+                return Err(taken(key, "to another user"));
+            }
+            let challenge = NewChallenge {
+                text: &text,
+                user: actor,
+                fingerprint: &key.fingerprint(),
+            };
+            keys::insert_challenge(tx, &challenge, unix(now), expires_at, CHALLENGES_PER_USER)?;
+            Ok(())
+        })?;
+        Ok(text)
+    }
+
+    /// Registers `key` (the line as sent, its comment kept) for `actor`, once
+    /// `signature` proves they hold it over a `challenge` handed to them for it. A
+    /// failed proof changes nothing (the challenge stays good until it expires); a
+    /// successful one uses the challenge up. Returns the key and whether it was
+    /// registered now (`false`: it was already theirs, nothing changed).
+    pub fn register_key(
+        &self,
+        actor: &UserName,
+        line: &str,
+        challenge: &str,
+        signature: &str,
+    ) -> Result<(KeyListing, bool), ServiceError> {
+        let key = SubjectKey::parse(line).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        check_proof(&key, challenge, signature).map_err(ServiceError::KeyProof)?;
+        let config = self.config();
+        let now = self.now();
+        let fingerprint = key.fingerprint();
+        let comment = comment_of(line);
+        let public_key = match comment.is_empty() {
+            true => key.to_openssh(),
+            false => format!("{} {comment}", key.to_openssh()),
+        };
+        self.store.write(|tx| {
+            self.require_enabled(tx, actor)?;
+            let used = keys::take_challenge(tx, challenge, unix(now))?;
+            if used != Some((actor.clone(), fingerprint.clone())) {
+                return Err(ServiceError::KeyProof(
+                    "this challenge is unknown, used, expired, or was handed out for another \
+                     person or key: ask for a new one (POST /v1/keys/challenge)"
+                        .into(),
+                ));
+            }
+            let facts = keys::facts(tx, &fingerprint, actor)?;
+            if rules::registered_to_another(&config.policy, &facts, actor, &key) {
+                return Err(taken(&key, "to another user"));
+            }
+            if config.policy.user_by_key(&key).is_some() {
+                return Err(taken(&key, "to you already, in the config (ssh_keys)"));
+            }
+            if facts.owner.is_some() {
+                let mine = keys::list(tx, Some(actor))?
+                    .into_iter()
+                    .find(|k| k.fingerprint == fingerprint)
+                    .ok_or_else(|| taken(&key, "already"))?;
+                return Ok((listing(mine), false));
+            }
+            if keys::count(tx, actor)? >= MAX_KEYS_PER_USER {
+                return Err(ServiceError::Invalid(format!(
+                    "{actor} has registered {MAX_KEYS_PER_USER} keys, the most one person may \
+                     have: remove one first (countersign keys remove)"
+                )));
+            }
+            let registered = RegisteredKey {
+                fingerprint: fingerprint.clone(),
+                user: actor.clone(),
+                public_key: public_key.clone(),
+                registered_at: unix(now),
+            };
+            keys::insert(tx, &registered)?;
+            audit::append(
+                tx,
+                now,
+                &NewEvent::general(
+                    actor.as_str(),
+                    KeyRegistered {
+                        user: actor.to_string(),
+                        fingerprint: fingerprint.clone(),
+                        key_type: key.key_data().algorithm().as_str().to_owned(),
+                    },
+                ),
+            )?;
+            Ok((listing(registered), true))
+        })
+    }
+
+    /// The keys of `user` (`actor`'s own when `None`; another person's for admins
+    /// only), from the config and registered; or every registered key and every key of
+    /// the config (`all`, admins only).
+    pub fn list_keys(
+        &self,
+        actor: &UserName,
+        user: Option<&UserName>,
+        all: bool,
+    ) -> Result<Vec<KeyListing>, ServiceError> {
+        let config = self.config();
+        let whose = user.unwrap_or(actor);
+        if all || whose != actor {
+            self.require_admin(actor, "list other people's keys")?;
+        }
+        let whose = (!all).then_some(whose);
+        let registered = self.store.read(|tx| {
+            self.require_enabled(tx, actor)?;
+            Ok::<_, ServiceError>(keys::list(tx, whose)?)
+        })?;
+        let mut out: Vec<KeyListing> = config
+            .policy
+            .users
+            .values()
+            .filter(|u| whose.is_none_or(|w| &u.name == w))
+            .flat_map(|u| {
+                u.ssh_keys.iter().map(|k| KeyListing {
+                    user: u.name.clone(),
+                    fingerprint: k.fingerprint(),
+                    public_key: k.to_openssh(),
+                    source: KeySource::Config,
+                    registered_at: None,
+                })
+            })
+            .collect();
+        out.extend(registered.into_iter().map(listing));
+        out.sort_by(|a, b| a.user.cmp(&b.user));
+        Ok(out)
+    }
+
+    /// Removes the registered key `fingerprint`: the owner's own, or anyone's for an
+    /// admin; audited as `key.removed`. A key of the config is removed from the config.
+    pub fn remove_key(
+        &self,
+        actor: &UserName,
+        fingerprint: &str,
+    ) -> Result<KeyListing, ServiceError> {
+        let config = self.config();
+        let admin = config.policy.is_admin(actor);
+        let now = self.now();
+        let not_found = || ServiceError::NotFound(format!("no registered key {fingerprint}"));
+        self.store.write(|tx| {
+            self.require_enabled(tx, actor)?;
+            let in_config = config
+                .policy
+                .users
+                .values()
+                .any(|u| u.ssh_keys.iter().any(|k| k.fingerprint() == fingerprint));
+            let Some(owner) = keys::owner(tx, fingerprint)? else {
+                return Err(match in_config {
+                    true => ServiceError::Invalid(format!(
+                        "key {fingerprint} is in the config ([users.NAME] ssh_keys): an \
+                         operator removes it there and reloads"
+                    )),
+                    false => not_found(),
+                });
+            };
+            if owner != *actor && !admin {
+                return Err(not_found());
+            }
+            let removed = keys::remove(tx, fingerprint)?.ok_or_else(not_found)?;
+            audit::append(
+                tx,
+                now,
+                &NewEvent::general(
+                    actor.as_str(),
+                    KeyRemoved {
+                        user: removed.user.to_string(),
+                        fingerprint: removed.fingerprint.clone(),
+                    },
+                ),
+            )?;
+            Ok(listing(removed))
+        })
+    }
+
+    /// The person `key` is registered to (config or database), if exactly one: who a
+    /// key logging in at the SSH front door is.
+    pub fn key_owner(&self, key: &SubjectKey) -> Result<Option<UserName>, ServiceError> {
+        let config = self.config();
+        let owner = self.store.read(|tx| keys::owner(tx, &key.fingerprint()))?;
+        let facts = rules::KeyFacts {
+            owner,
+            has_keys: false,
+        };
+        Ok(rules::key_owner(&config.policy, &facts, key).cloned())
+    }
+}
+
+fn taken(key: &SubjectKey, whose: &str) -> ServiceError {
+    ServiceError::Conflict {
+        code: ErrorCode::KeyTaken,
+        message: format!("key {} is registered {whose}", key.fingerprint()),
+    }
+}
+
+fn listing(k: RegisteredKey) -> KeyListing {
+    KeyListing {
+        user: k.user,
+        fingerprint: k.fingerprint,
+        public_key: k.public_key,
+        source: KeySource::Registered,
+        registered_at: Some(k.registered_at),
+    }
+}
