@@ -85,7 +85,10 @@ pub(super) async fn keys_register(
     Actor(actor): Actor,
     JsonBody(body): JsonBody<RegisterBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    for (field, text) in [("challenge", &body.challenge), ("signature", &body.signature)] {
+    for (field, text) in [
+        ("challenge", &body.challenge),
+        ("signature", &body.signature),
+    ] {
         if text.is_empty() || text.len() > MAX_PROOF_TEXT {
             return Err(ApiError::invalid(format!(
                 "{field}: must be between 1 and {MAX_PROOF_TEXT} bytes"
@@ -100,8 +103,15 @@ pub(super) async fn keys_register(
     if new {
         tracing::info!(user = %actor, fingerprint = %key.fingerprint, "ssh key registered");
     }
-    let status = if new { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(json!({ "key": key_json(&key), "registered": new }))))
+    let status = if new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(json!({ "key": key_json(&key), "registered": new })),
+    ))
 }
 
 /// `GET /v1/keys[?user=NAME|?all=true]` → `{"keys": [...]}`.

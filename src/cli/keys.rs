@@ -159,7 +159,14 @@ fn list(client: &Client, user: Option<&str>, all: bool, json: bool) -> anyhow::R
     out!(
         "{}",
         crate::render::render_table(
-            &["USER", "FINGERPRINT", "TYPE", "COMMENT", "SOURCE", "REGISTERED"],
+            &[
+                "USER",
+                "FINGERPRINT",
+                "TYPE",
+                "COMMENT",
+                "SOURCE",
+                "REGISTERED"
+            ],
             &rows
         )
     )?;

@@ -111,9 +111,15 @@ impl Service {
     /// A challenge for `actor` to prove they hold `key`: text to sign, good once within
     /// [`CHALLENGE_LIFETIME`]. A key registered to someone else already is `key_taken`
     /// now rather than after the proof.
-    pub fn key_challenge(&self, actor: &UserName, key: &SubjectKey) -> Result<String, ServiceError> {
+    pub fn key_challenge(
+        &self,
+        actor: &UserName,
+        key: &SubjectKey,
+    ) -> Result<String, ServiceError> {
         if self.ca.is_ca_key(key) {
-            return Err(ServiceError::Invalid("the CA key cannot be registered".into()));
+            return Err(ServiceError::Invalid(
+                "the CA key cannot be registered".into(),
+            ));
         }
         let config = self.config();
         let now = self.now();

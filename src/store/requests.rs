@@ -110,7 +110,12 @@ pub fn create_checks(
         )],
         |_, r| {
             let pending: i64 = r.get(1)?;
-            read = Some((r.get(0)?, pending, r.get(2)?, super::keys::facts_from_row(r, 3)?));
+            read = Some((
+                r.get(0)?,
+                pending,
+                r.get(2)?,
+                super::keys::facts_from_row(r, 3)?,
+            ));
             Ok(())
         },
     )?;

@@ -39,6 +39,7 @@ mod front_door_limits;
 mod fuzz_corpus;
 mod ha;
 mod idempotency;
+mod keys;
 mod layout;
 mod limits;
 mod limits_connections;

@@ -20,7 +20,11 @@ pub struct KeyFacts {
 /// The one person `key` is registered to, in the config or the database (`facts`);
 /// `None` when nobody registered it, or, should the config and the database name two
 /// different people, when they disagree (then the key is nobody's).
-pub fn key_owner<'a>(policy: &'a Policy, facts: &'a KeyFacts, key: &SubjectKey) -> Option<&'a UserName> {
+pub fn key_owner<'a>(
+    policy: &'a Policy,
+    facts: &'a KeyFacts,
+    key: &SubjectKey,
+) -> Option<&'a UserName> {
     let in_config = policy.user_by_key(key).map(|u| &u.name);
     match (in_config, facts.owner.as_ref()) {
         (Some(a), Some(b)) if a != b => None,

@@ -146,9 +146,14 @@ impl Service {
             }
             // Someone else's key is bad input (`invalid_request`), refused before anything
             // is written; checked again at signing, where a changed config or a key
-            // registered since ends the request `key_not_allowed`.
+            // registered since ends the request `key_not_allowed`. With
+            // `require_registered_keys`, any key not the requester's is a refusal
+            // (`key_not_allowed`, audited) below.
             let subject = &req.public_key;
-            if let Err(r) = rules::key_must_be_requesters(policy, &checks.key_facts, actor, subject)
+            let required = config.requests.require_registered_keys;
+            if !required
+                && let Err(r) =
+                    rules::key_must_be_requesters(policy, &checks.key_facts, actor, subject)
             {
                 return Ok(Err(ServiceError::Invalid(r.to_string())));
             }
@@ -158,7 +163,6 @@ impl Service {
             }
             let idp = self.idp_groups(tx, &[actor], now)?;
             let people = People::new(policy, &idp);
-            let required = config.requests.require_registered_keys;
             if let Err(r) = rules::requester_must_be_listed(&people, role, actor)
                 .and_then(|()| rules::principals_must_be_own(&people, role, actor))
                 .and_then(|()| {
