@@ -67,6 +67,9 @@ alice_token="$("$cs" token create alice)"
 bob_token="$("$cs" token create bob)"
 ssh-keygen -q -t ed25519 -N '' -C alice@laptop -f "$work/id_ed25519"
 
+step "alice registers her key: countersign keys add (she signs the CA's challenge with it)"
+COUNTERSIGN_TOKEN="$alice_token" "$cs" keys add "$work/id_ed25519.pub"
+
 step "alice: countersign request prod-db --ttl 30m --reason ... --wait"
 # --poll-seconds (hidden; 5 by default) makes the waiting request notice bob's approval
 # within a second, so that the demo does not pause.
@@ -112,6 +115,9 @@ step "alice is done early: countersign done $id; the KRL now lists the serial"
 COUNTERSIGN_TOKEN="$alice_token" "$cs" done "$id"
 "$cs" krl --out "$work/revoked.krl"
 ssh-keygen -Q -l -f "$work/revoked.krl"
+
+step "alice takes her throw-away key back: countersign keys remove"
+COUNTERSIGN_TOKEN="$alice_token" "$cs" keys remove "$work/id_ed25519.pub"
 
 step "countersign audit verify"
 "$cs" audit verify

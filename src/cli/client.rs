@@ -274,6 +274,12 @@ impl Client {
                  operator then creates a new one"
             );
         }
+        if code == "token_expired" {
+            return anyhow!(
+                "{code}: {message} (HTTP 401; every token ends, after [tokens] default_ttl or \
+                 its --ttl)"
+            );
+        }
         if code == "reauth_required" {
             return anyhow!("{code}: {message} (HTTP 401)");
         }

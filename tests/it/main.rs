@@ -62,3 +62,4 @@ mod state_files;
 mod state_krl;
 mod tls;
 mod tokens;
+mod tokens_cli;
