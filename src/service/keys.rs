@@ -310,6 +310,36 @@ impl Service {
         })
     }
 
+    /// Logs a warning for every key the config gives one person and the database
+    /// another (`countersign keys add` before the config named it): such a key is
+    /// nobody's, refused for both, until one of the two is removed. Best effort: a
+    /// failure to read is logged.
+    pub(super) fn warn_key_clashes(&self, config: &crate::config::Config) {
+        let registered = match self.store.read(|tx| keys::list(tx, None)) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %super::chain(&e), "could not read the registered keys");
+                return;
+            }
+        };
+        for k in registered {
+            let Ok(key) = SubjectKey::parse(&k.public_key) else {
+                continue;
+            };
+            if let Some(u) = config.policy.user_by_key(&key)
+                && u.name != k.user
+            {
+                tracing::warn!(
+                    key = %k.fingerprint,
+                    config_user = %u.name,
+                    registered_by = %k.user,
+                    "a key in the config's ssh_keys is registered in the database to someone \
+                     else: it is nobody's (refused for both) until one of the two is removed"
+                );
+            }
+        }
+    }
+
     /// The person `key` is registered to (config or database), if exactly one: who a
     /// key logging in at the SSH front door is.
     pub fn key_owner(&self, key: &SubjectKey) -> Result<Option<UserName>, ServiceError> {

@@ -145,6 +145,8 @@ impl Service {
         });
         if recorded.is_err() && swap.is_some() {
             put(before);
+        } else {
+            self.warn_key_clashes(config);
         }
         recorded
     }

@@ -13,8 +13,9 @@ use clap::{Args, Parser, Subcommand};
 pub const MAX_COMMAND_BYTES: usize = 4096;
 
 const AFTER_HELP: &str = "\
-Your identity is the SSH key you log in with: it must be registered to you (your user's ssh_keys in the config, or `countersign keys add`).
-Log in as `ca` (or as your own user name). Certificates are issued for that same key.
+Your identity is the SSH key you log in with: it must be registered to you (your
+user's ssh_keys in the config, or `countersign keys add`). Log in as `ca` (or as your
+own user name). Certificates are issued for that same key.
 
 `request` prints progress on stderr and only the certificate on stdout. Write it to a
 temp file and rename it on success, so that a denied or dropped request never empties

@@ -11,6 +11,7 @@ use crate::names::GroupName;
 mod approvals;
 mod conflicts;
 mod idp;
+mod keys;
 mod properties;
 mod requests;
 
