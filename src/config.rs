@@ -302,17 +302,18 @@ impl Builder<'_> {
         (self.invalid)(key.into(), message.to_string())
     }
 
-    /// `[tokens]`: `default_ttl` (30d) at most `max_ttl` (90d), both between 1m and 10y.
+    /// `[tokens]`: `default_ttl` (30d) at most `max_ttl` (90d), both between 1m and 366d
+    /// (the longest duration countersign reads).
     fn tokens(&self, raw: &raw::RawTokens) -> Result<TokenSettings, ConfigError> {
         let default_ttl = self.duration("tokens.default_ttl", raw.default_ttl.as_deref(), "30d")?;
         let max_ttl = self.duration("tokens.max_ttl", raw.max_ttl.as_deref(), "90d")?;
-        let bounds = Duration::from_secs(60)..=Duration::from_secs(10 * 365 * 24 * 3600);
+        let bounds = Duration::from_secs(60)..=crate::names::MAX_DURATION;
         for (key, d) in [
             ("tokens.default_ttl", default_ttl),
             ("tokens.max_ttl", max_ttl),
         ] {
             if !bounds.contains(&d) {
-                return Err(self.err(key, "must be between 1m and 10y"));
+                return Err(self.err(key, "must be between 1m and 366d"));
             }
         }
         if default_ttl > max_ttl {

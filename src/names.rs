@@ -14,7 +14,7 @@ mod text;
 
 pub use idempotency::{IdempotencyKey, MAX_IDEMPOTENCY_KEY};
 pub use ident::{GroupName, Principal, RoleName, UserName};
-pub use number::{MAX_DURATION, parse_duration};
+pub use number::{MAX_DURATION, parse_duration, short_duration};
 pub use request_id::RequestId;
 pub use serial::Serial;
 pub use text::Text;

@@ -46,6 +46,9 @@ pub struct User {
     /// The person (`sub` at the identity provider) this name is reserved for: a sign-in
     /// by anyone else with this name is refused (`identity_conflict`).
     pub oidc_subject: Option<String>,
+    /// A service account (`bot = true`): it may request and fetch, never approve or
+    /// deny (by token, session or SSH key alike), and never counts toward a tally.
+    pub bot: bool,
 }
 
 /// Who a `requesters` or `approvers` entry names.

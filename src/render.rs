@@ -169,8 +169,15 @@ pub fn waiting_for(r: &RequestView) -> String {
 pub fn render_whoami(me: &WhoAmI) -> String {
     let admin = if me.admin { " (admin)" } else { "" };
     let disabled = if me.disabled { " (disabled)" } else { "" };
+    let bot = match &me.scopes {
+        Some(s) => format!(
+            "token        a service account's (scopes {})\n",
+            s.join(", ")
+        ),
+        None => String::new(),
+    };
     format!(
-        "user         {}{admin}{disabled}\ngroups       {}\nmay request  {}\nmay approve  {}\n",
+        "user         {}{admin}{disabled}\ngroups       {}\nmay request  {}\nmay approve  {}\n{bot}",
         me.user,
         me.groups.join(", "),
         me.can_request.join(", "),

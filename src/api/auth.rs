@@ -69,10 +69,11 @@ impl FromRequestParts<AppState> for Actor {
             tracing::warn!(%user, path = %parts.uri.path(), "a bot token asked outside its scopes");
             return Err(ApiError::from(ServiceError::SignIn {
                 code: ErrorCode::ScopeNotAllowed,
-                message: "this is a service account's token: it may only do what its scopes \
-                          allow (request, fetch, read-audit), and never approve, deny or \
-                          administer"
-                    .into(),
+                message: format!(
+                    "this is a service account's token, with scopes {}: it may only do what \
+                     they allow, and never approve, deny, register keys or administer",
+                    scopes.names().join(",")
+                ),
             }));
         }
         // How the caller signed in, for the handlers that ask (approving: step-up).

@@ -99,8 +99,15 @@ pub(super) async fn ca_pub_get(State(state): State<AppState>) -> impl IntoRespon
 pub(super) async fn whoami_get(
     State(state): State<AppState>,
     Actor(actor): Actor,
+    axum::Extension(credential): axum::Extension<crate::service::Credential>,
 ) -> Result<Json<WhoAmI>, ApiError> {
-    Ok(Json(super::inline(&state, |s| s.whoami(&actor))?))
+    let mut me = super::inline(&state, |s| s.whoami(&actor))?;
+    // A bot's token never approves, whoever its user is.
+    if let crate::service::Credential::Bot(scopes) = credential {
+        me.can_approve.clear();
+        me.scopes = Some(scopes.names().into_iter().map(str::to_owned).collect());
+    }
+    Ok(Json(me))
 }
 
 /// A method the endpoint does not take (the `Allow` header lists those it does).

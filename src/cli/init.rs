@@ -110,6 +110,14 @@ pub(super) fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
         humantime::format_duration(config.requests.pending_ttl)
     )?;
     outln!(
+        "keys         {}",
+        if config.requests.require_registered_keys {
+            "only keys registered to the requester are certified (require_registered_keys)"
+        } else {
+            "a requester without registered keys may have any key nobody registered certified"
+        }
+    )?;
+    outln!(
         "users        {} ({} admin)",
         p.users.len(),
         p.users.values().filter(|u| u.admin).count()

@@ -56,15 +56,20 @@ pub(super) fn run(url: &str, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The public key file `path` names: itself when it ends in `.pub`, else `path.pub`.
+fn public_file(path: &Path) -> PathBuf {
+    if path.extension().is_some_and(|e| e == "pub") {
+        return path.to_owned();
+    }
+    let mut with = path.as_os_str().to_owned();
+    with.push(".pub");
+    PathBuf::from(with)
+}
+
 fn add(client: &Client, path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let public = match path {
-        Some(p) if p.extension().is_some_and(|e| e == "pub") => p,
-        Some(p) => {
-            let mut with = p.into_os_string();
-            with.push(".pub");
-            PathBuf::from(with)
-        }
-        None => default_key()?,
+        Some(p) => public_file(&p),
+        None => default_key("name the public key file: countersign keys add PATH.pub")?,
     };
     let line = read_public_key(&public)?;
     let v: Value = client.post("/v1/keys/challenge", &json!({ "public_key": line }))?;
@@ -91,6 +96,13 @@ fn add(client: &Client, path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 fn sign(public: &Path, challenge: &str) -> anyhow::Result<String> {
     let private = public.with_extension("");
     let key = if private.is_file() { &private } else { public };
+    if key == public && std::env::var_os("SSH_AUTH_SOCK").is_none_or(|s| s.is_empty()) {
+        bail!(
+            "there is no private key at {} and no ssh-agent (SSH_AUTH_SOCK is not set) to sign \
+             with; nothing was registered",
+            private.display()
+        );
+    }
     let mut child = Command::new("ssh-keygen")
         .args(["-q", "-Y", "sign", "-n", KEY_NAMESPACE, "-f"])
         .arg(key)
@@ -174,13 +186,21 @@ fn list(client: &Client, user: Option<&str>, all: bool, json: bool) -> anyhow::R
 }
 
 fn remove(client: &Client, key: &str) -> anyhow::Result<ExitCode> {
-    let fingerprint = if key.starts_with("SHA256:") {
-        key.to_owned()
-    } else {
-        let line = read_public_key(Path::new(key))?;
-        crate::pubkey::SubjectKey::parse(&line)
-            .map_err(|e| anyhow!("{key}: {e}"))?
-            .fingerprint()
+    let fingerprint = match key.get(..7) {
+        Some(p) if p.eq_ignore_ascii_case("SHA256:") => format!("SHA256:{}", &key[7..]),
+        _ => {
+            let file = public_file(Path::new(key));
+            if !file.exists() {
+                bail!(
+                    "{key} is neither a key fingerprint (SHA256:..., as `countersign keys list` \
+                     shows it) nor a public key file"
+                );
+            }
+            let line = read_public_key(&file)?;
+            crate::pubkey::SubjectKey::parse(&line)
+                .map_err(|e| anyhow!("{}: {e}", file.display()))?
+                .fingerprint()
+        }
     };
     let v: Value = client.post("/v1/keys/remove", &json!({ "fingerprint": fingerprint }))?;
     outln!(

@@ -48,7 +48,7 @@ pub struct RequestArgs {
 pub(super) fn run(url: &str, args: RequestArgs) -> anyhow::Result<ExitCode> {
     let key_path = match &args.key {
         Some(p) => p.clone(),
-        None => default_key()?,
+        None => default_key("pass --key PATH.pub")?,
     };
     let public_key = read_public_key(&key_path)?;
     let client = Client::from_env(url)?;
@@ -169,9 +169,8 @@ pub(super) fn read_public_key(path: &Path) -> anyhow::Result<String> {
     Ok(text.trim().to_owned())
 }
 
-pub(super) fn default_key() -> anyhow::Result<PathBuf> {
-    let home =
-        std::env::var_os("HOME").ok_or_else(|| anyhow!("HOME is not set; pass --key PATH.pub"))?;
+pub(super) fn default_key(hint: &str) -> anyhow::Result<PathBuf> {
+    let home = std::env::var_os("HOME").ok_or_else(|| anyhow!("HOME is not set; {hint}"))?;
     let dir = Path::new(&home).join(".ssh");
     ["id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub"]
         .iter()
@@ -179,8 +178,7 @@ pub(super) fn default_key() -> anyhow::Result<PathBuf> {
         .find(|p| p.exists())
         .ok_or_else(|| {
             anyhow!(
-                "no public key in {} (id_ed25519.pub, id_ecdsa.pub, id_rsa.pub); \
-                 pass --key PATH.pub",
+                "no public key in {} (id_ed25519.pub, id_ecdsa.pub, id_rsa.pub); {hint}",
                 dir.display()
             )
         })

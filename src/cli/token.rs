@@ -85,6 +85,16 @@ pub(super) fn run(config: &Path, cmd: TokenCommand) -> anyhow::Result<ExitCode> 
             } else {
                 None
             };
+            if bot_scopes
+                .as_ref()
+                .is_some_and(|s| s.contains(&Scope::ReadAudit))
+                && !config.policy.is_admin(&user)
+            {
+                eprintln!(
+                    "warning: {user} is no admin: the read-audit scope lets its token read \
+                     nothing (only admins read the audit log)"
+                );
+            }
             let spec = TokenSpec { ttl, bot_scopes };
             let (secret, expires_at) = local.create_token(&config, &user, &operator(), &spec)?;
             outln!("{secret}")?;
@@ -96,6 +106,18 @@ pub(super) fn run(config: &Path, cmd: TokenCommand) -> anyhow::Result<ExitCode> 
         }
         TokenCommand::List { json } => {
             let all = local.list_tokens()?;
+            // A token made before tokens ended lives max_ttl from its creation.
+            let max_ttl = i64::try_from(config.tokens.max_ttl.as_secs()).unwrap_or(i64::MAX / 2);
+            let now = chrono::Utc::now().timestamp();
+            let expired = |t: &crate::service::TokenListing| {
+                t.expires_at.unwrap_or(t.created_at.saturating_add(max_ttl)) <= now
+            };
+            let status = |t: &crate::service::TokenListing| match (t.revoked_at, expired(t)) {
+                (Some(_), _) => "revoked",
+                (None, true) => "expired",
+                (None, false) => "live",
+            };
+            let json_at = |t: Option<i64>| t.map(|t| at(Some(t)));
             if json {
                 let list: Vec<_> = all
                     .iter()
@@ -103,8 +125,9 @@ pub(super) fn run(config: &Path, cmd: TokenCommand) -> anyhow::Result<ExitCode> 
                         serde_json::json!({
                             "id": t.id, "user": t.user, "kind": t.kind,
                             "scopes": t.scopes, "created_at": at(Some(t.created_at)),
-                            "expires_at": at(t.expires_at), "last_used_at": at(t.last_used_at),
-                            "revoked": t.revoked_at.is_some(),
+                            "expires_at": json_at(t.expires_at),
+                            "last_used_at": json_at(t.last_used_at),
+                            "revoked": t.revoked_at.is_some(), "status": status(t),
                         })
                     })
                     .collect();
@@ -124,12 +147,7 @@ pub(super) fn run(config: &Path, cmd: TokenCommand) -> anyhow::Result<ExitCode> 
                             at(Some(t.created_at)),
                             at(t.expires_at),
                             at(t.last_used_at),
-                            if t.revoked_at.is_some() {
-                                "revoked"
-                            } else {
-                                ""
-                            }
-                            .into(),
+                            status(t).into(),
                         ]
                     })
                     .collect();
@@ -141,7 +159,7 @@ pub(super) fn run(config: &Path, cmd: TokenCommand) -> anyhow::Result<ExitCode> 
                     "CREATED",
                     "EXPIRES",
                     "LAST USED",
-                    "",
+                    "STATUS",
                 ];
                 out!("{}", crate::render::render_table(&headers, &rows))?;
             }

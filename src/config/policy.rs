@@ -84,12 +84,26 @@ impl Builder<'_> {
                 }
                 other => other,
             };
+            if u.bot && u.admin {
+                return Err(self.err(
+                    format!("{key}.bot"),
+                    "a service account (bot = true) is never an admin",
+                ));
+            }
+            if u.bot && oidc_subject.is_some() {
+                return Err(self.err(
+                    format!("{key}.bot"),
+                    "a service account (bot = true) is no person of the identity provider: \
+                     drop oidc_subject",
+                ));
+            }
             let user = User {
                 name: name.clone(),
                 groups,
                 admin: u.admin,
                 ssh_keys,
                 oidc_subject,
+                bot: u.bot,
             };
             users.insert(name, user);
         }

@@ -114,6 +114,8 @@ pub(super) struct RawUser {
     #[serde(default)]
     pub admin: bool,
     pub oidc_subject: Option<String>,
+    #[serde(default)]
+    pub bot: bool,
 }
 
 #[derive(Debug, Deserialize)]

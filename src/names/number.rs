@@ -29,3 +29,33 @@ pub fn parse_duration(s: &str, what: &str) -> Result<Duration, InvalidName> {
     }
     Ok(d)
 }
+
+/// `d` as a person writes it: in the largest of days, hours, minutes and seconds that
+/// divides it (`90d`, `36h`, `45m`, `90s`), unlike `humantime`'s calendar months.
+pub fn short_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => "0s".to_owned(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_written_in_the_largest_whole_unit() {
+        for (secs, text) in [
+            (90 * 86_400, "90d"),
+            (36 * 3600, "36h"),
+            (2700, "45m"),
+            (90, "90s"),
+        ] {
+            assert_eq!(short_duration(Duration::from_secs(secs)), text);
+        }
+    }
+}

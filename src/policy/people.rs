@@ -91,12 +91,20 @@ impl<'a> People<'a> {
         members.iter().any(|m| self.is_member(user, m))
     }
 
+    /// Whether `user` is a service account (`bot = true` in the config).
+    pub fn is_bot(&self, user: &UserName) -> bool {
+        self.policy.users.get(user).is_some_and(|u| u.bot)
+    }
+
     /// Whether `user` is named by some approval step of `role` (may approve, or deny, its
-    /// requests; the requester's own still never counts).
+    /// requests; the requester's own still never counts). A service account never is,
+    /// whatever groups it is in.
     pub fn approves_for(&self, user: &UserName, role: &Role) -> bool {
-        role.steps
-            .iter()
-            .any(|s| self.is_any_member(user, &s.approvers))
+        !self.is_bot(user)
+            && role
+                .steps
+                .iter()
+                .any(|s| self.is_any_member(user, &s.approvers))
     }
 
     /// Whether `user`, someone known, may approve or deny requests for `role`.

@@ -261,8 +261,9 @@ pub fn tally(
     // Each person counts once, whatever the caller passed.
     who.sort();
     who.dedup();
-    let eligible =
-        |p: &UserName, slot: usize| people.is_any_member(p, &role.steps[slots[slot]].approvers);
+    let eligible = |p: &UserName, slot: usize| {
+        !people.is_bot(p) && people.is_any_member(p, &role.steps[slots[slot]].approvers)
+    };
     let mut slot_owner: Vec<Option<usize>> = vec![None; slots.len()];
     for person in 0..who.len() {
         let mut seen = vec![false; slots.len()];

@@ -17,10 +17,12 @@ pub fn summary(policy: &Policy) -> Value {
     let mut groups: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for user in policy.users.values() {
         let keys: BTreeSet<String> = user.ssh_keys.iter().map(|k| k.fingerprint()).collect();
-        users.insert(
-            user.name.to_string(),
-            json!({ "groups": user.groups, "admin": user.admin, "ssh_keys": keys }),
-        );
+        let mut entry = json!({ "groups": user.groups, "admin": user.admin, "ssh_keys": keys });
+        // Only when set, so that a policy recorded before service accounts keeps its digest.
+        if user.bot {
+            entry["bot"] = json!(true);
+        }
+        users.insert(user.name.to_string(), entry);
         for g in &user.groups {
             groups
                 .entry(g.to_string())

@@ -159,6 +159,15 @@ impl ScopeSet {
     pub fn contains(self, scope: Scope) -> bool {
         self.0 & ScopeSet::bit(scope) != 0
     }
+
+    /// The scopes, in their order, as written (`request`, `fetch`, `read-audit`).
+    pub fn names(self) -> Vec<&'static str> {
+        Scope::ALL
+            .into_iter()
+            .filter(|s| self.contains(*s))
+            .map(Scope::as_str)
+            .collect()
+    }
 }
 
 /// How a caller proved who they are.

@@ -144,7 +144,16 @@ impl Service {
                 user: actor,
                 fingerprint: &key.fingerprint(),
             };
-            keys::insert_challenge(tx, &challenge, unix(now), expires_at, CHALLENGES_PER_USER)?;
+            // Ordered to the millisecond, so the oldest is the one forgotten.
+            let made = now.timestamp_millis();
+            keys::insert_challenge(
+                tx,
+                &challenge,
+                made,
+                unix(now),
+                expires_at,
+                CHALLENGES_PER_USER,
+            )?;
             Ok(())
         })?;
         Ok(text)
@@ -239,11 +248,22 @@ impl Service {
         if all || whose != actor {
             self.require_admin(actor, "list other people's keys")?;
         }
+        if all && user.is_some() {
+            return Err(ServiceError::Invalid("name a user or all, not both".into()));
+        }
         let whose = (!all).then_some(whose);
         let registered = self.store.read(|tx| {
             self.require_enabled(tx, actor)?;
             Ok::<_, ServiceError>(keys::list(tx, whose)?)
         })?;
+        if let Some(w) = whose
+            && registered.is_empty()
+            && !config.policy.users.contains_key(w)
+        {
+            return Err(ServiceError::NotFound(format!(
+                "no user {w}: not in the config, and no key registered by that name"
+            )));
+        }
         let mut out: Vec<KeyListing> = config
             .policy
             .users

@@ -68,12 +68,21 @@ pub fn create_token(
             "user {user} is not defined in the config"
         )));
     }
+    if spec.bot_scopes.is_none() && config.policy.users.get(user).is_some_and(|u| u.bot) {
+        return Err(ServiceError::Invalid(format!(
+            "user {user} is a service account (bot = true): create its token with --bot \
+             --scope ..."
+        )));
+    }
     let ttl = spec.ttl.unwrap_or(config.tokens.default_ttl);
+    if ttl < std::time::Duration::from_secs(60) {
+        return Err(ServiceError::Invalid("--ttl must be at least 1m".into()));
+    }
     if ttl > config.tokens.max_ttl {
         return Err(ServiceError::Invalid(format!(
             "--ttl {} is longer than [tokens] max_ttl {}",
-            humantime::format_duration(ttl),
-            humantime::format_duration(config.tokens.max_ttl)
+            crate::names::short_duration(ttl),
+            crate::names::short_duration(config.tokens.max_ttl)
         )));
     }
     if spec.bot_scopes.as_ref().is_some_and(BTreeSet::is_empty) {

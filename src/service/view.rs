@@ -134,6 +134,10 @@ pub struct WhoAmI {
     /// they can ask, so this reads true only in a race with the disabling.
     #[serde(default)]
     pub disabled: bool,
+    /// With a service account's token: its scopes (and `can_approve` is empty: such a
+    /// token never approves). Absent for people's tokens and sessions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
 }
 
 pub(super) fn whoami(people: &People<'_>, user: &UserName, disabled: bool) -> WhoAmI {
@@ -157,6 +161,7 @@ pub(super) fn whoami(people: &People<'_>, user: &UserName, disabled: bool) -> Wh
         can_request: roles(&|r| people.is_known(user) && people.is_any_member(user, &r.requesters)),
         can_approve: roles(&|r| people.may_decide(user, r)),
         disabled,
+        scopes: None,
     }
 }
 

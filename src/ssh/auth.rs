@@ -158,6 +158,7 @@ mod tests {
             admin: false,
             ssh_keys,
             oidc_subject: None,
+            bot: false,
         };
         Policy {
             users: BTreeMap::from([(name, u)]),

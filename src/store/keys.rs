@@ -139,11 +139,13 @@ pub struct NewChallenge<'a> {
     pub fingerprint: &'a str,
 }
 
-/// Stores a challenge until `expires_at`, forgetting those expired and, past
-/// `per_user` outstanding for this person, their oldest.
+/// Stores a challenge made at `made` (Unix milliseconds: what orders them) until
+/// `expires_at`, forgetting those expired and, past `per_user` outstanding for this
+/// person, their oldest.
 pub fn insert_challenge(
     tx: &Tx<'_>,
     challenge: &NewChallenge<'_>,
+    made: i64,
     now: i64,
     expires_at: i64,
     per_user: i64,
@@ -152,17 +154,17 @@ pub fn insert_challenge(
     let user = challenge.user.as_str();
     tx.exec(
         "DELETE FROM key_challenges WHERE \"user\" = ?1 AND hash NOT IN (SELECT hash \
-         FROM key_challenges WHERE \"user\" = ?1 ORDER BY created_at DESC, hash LIMIT ?2)",
+         FROM key_challenges WHERE \"user\" = ?1 ORDER BY created_ms DESC, hash LIMIT ?2)",
         &[&user, &(per_user - 1).max(0)],
     )?;
     tx.exec(
-        "INSERT INTO key_challenges (hash, \"user\", fingerprint, created_at, expires_at) \
+        "INSERT INTO key_challenges (hash, \"user\", fingerprint, created_ms, expires_at) \
          VALUES (?1, ?2, ?3, ?4, ?5)",
         &[
             &hash(challenge.text),
             &user,
             &challenge.fingerprint,
-            &now,
+            &made,
             &expires_at,
         ],
     )?;

@@ -323,7 +323,7 @@ CREATE TABLE key_challenges (
     hash        TEXT PRIMARY KEY,
     user        TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
-    created_at  INTEGER NOT NULL,
+    created_ms  INTEGER NOT NULL,
     expires_at  INTEGER NOT NULL
 );
 CREATE INDEX key_challenges_by_user ON key_challenges (user);

@@ -3,11 +3,13 @@
 //! database itself (the backend, rows written straight into it) is in `helpers/db.rs`.
 
 mod db;
+mod keys;
 
 pub use db::{Backend, insert_requests, write_config};
+pub use keys::{new_key, public_line, ssh_keygen_list, write_key};
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use countersign::clock::SystemClock;
@@ -18,7 +20,6 @@ use countersign::service::{self, Service};
 use countersign::state::Access;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use ssh_key::{Algorithm, LineEnding, PrivateKey};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -269,7 +270,13 @@ impl TestApp {
     /// A new token for `user`, created the way `countersign token create` does.
     pub fn create_token(&self, user: &str) -> String {
         let (user, config) = (UserName::parse(user).expect("name"), self.service.config());
-        let spec = service::TokenSpec::default();
+        // A service account (bot = true) gets a bot token with every scope.
+        let bot = config.policy.users.get(&user).is_some_and(|u| u.bot);
+        let scopes = bot.then(|| service::Scope::ALL.into_iter().collect());
+        let spec = service::TokenSpec {
+            ttl: None,
+            bot_scopes: scopes,
+        };
         let made = service::create_token(self.service.store(), &config, &user, "operator", &spec);
         made.expect("token").0
     }
@@ -405,45 +412,4 @@ pub fn listed_ids(body: &Value) -> Vec<String> {
         .iter()
         .map(|r| r["id"].as_str().unwrap().to_owned())
         .collect()
-}
-
-/// A fresh Ed25519 key pair.
-pub fn new_key() -> PrivateKey {
-    PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).expect("key")
-}
-
-/// `ssh-ed25519 AAAA...` of a key.
-pub fn public_line(key: &PrivateKey) -> String {
-    key.public_key().to_openssh().expect("public line")
-}
-
-/// Writes `key` as an OpenSSH private key file (0600) and `.pub` next to it.
-pub fn write_key(dir: &Path, name: &str, key: &PrivateKey) -> PathBuf {
-    let path = dir.join(name);
-    key.write_openssh_file(&path, LineEnding::LF)
-        .expect("write key");
-    std::fs::write(
-        dir.join(format!("{name}.pub")),
-        format!("{}\n", public_line(key)),
-    )
-    .expect("write pub");
-    path
-}
-
-/// `ssh-keygen -L -f FILE` output for a certificate text.
-pub fn ssh_keygen_list(dir: &Path, cert: &str) -> String {
-    let path = dir.join(format!("listed-{}-cert.pub", rand::random::<u32>()));
-    std::fs::write(&path, cert).expect("write cert");
-    let out = std::process::Command::new("ssh-keygen")
-        .arg("-L")
-        .arg("-f")
-        .arg(&path)
-        .output()
-        .expect("ssh-keygen runs");
-    assert!(
-        out.status.success(),
-        "ssh-keygen -L failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }

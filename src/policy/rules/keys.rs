@@ -52,6 +52,20 @@ fn registered_to(policy: &Policy, facts: &KeyFacts, user: &UserName, key: &Subje
     key_owner(policy, facts, key) == Some(user)
 }
 
+/// The refusal of a key that the config gives one person and the database another.
+fn disputed(policy: &Policy, facts: &KeyFacts, key: &SubjectKey) -> Option<Refusal> {
+    let in_config = policy.user_by_key(key).map(|u| &u.name)?;
+    let registered = facts.owner.as_ref()?;
+    (in_config != registered).then(|| Refusal::KeyNotAllowed {
+        fingerprint: key.fingerprint(),
+        why: format!(
+            "is in the config's ssh_keys of {in_config} and registered in the database by \
+             {registered}, so it is nobody's until one of the two is removed (`countersign \
+             keys remove`, or the config)"
+        ),
+    })
+}
+
 fn refuse(key: &SubjectKey, why: String) -> Result<(), Refusal> {
     Err(Refusal::KeyNotAllowed {
         fingerprint: key.fingerprint(),
@@ -69,6 +83,9 @@ pub fn key_must_be_requesters(
     user: &UserName,
     key: &SubjectKey,
 ) -> Result<(), Refusal> {
+    if let Some(r) = disputed(policy, facts, key) {
+        return Err(r);
+    }
     if registered_to_another(policy, facts, user, key) {
         return refuse(
             key,
@@ -99,12 +116,16 @@ pub fn key_must_be_registered(
     if !required || registered_to(policy, facts, user, key) {
         return Ok(());
     }
+    if let Some(r) = disputed(policy, facts, key) {
+        return Err(r);
+    }
     refuse(
         key,
         format!(
             "is not registered to {user}, and this CA certifies only registered keys \
-             ([requests] require_registered_keys): register it first with `countersign keys \
-             add`"
+             ([requests] require_registered_keys): the key's owner registers it with \
+             `countersign keys add` (a service account's key goes in its [users.NAME] \
+             ssh_keys)"
         ),
     )
 }

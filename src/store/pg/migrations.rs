@@ -227,7 +227,7 @@ CREATE TABLE key_challenges (
     hash        TEXT PRIMARY KEY,
     "user"      TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
-    created_at  BIGINT NOT NULL,
+    created_ms  BIGINT NOT NULL,
     expires_at  BIGINT NOT NULL
 );
 CREATE INDEX key_challenges_by_user ON key_challenges ("user");

@@ -300,3 +300,21 @@ approval_steps = [
     );
     assert_eq!(satisfiable(&lone, role_of(&lone, "x"), &u("alice")), Err(0));
 }
+
+#[test]
+fn a_service_account_never_approves_and_its_approval_never_counts() {
+    let p = policy(
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"d\"\n\
+         [users.alice]\ngroups = [\"dev\"]\n[users.ci]\nbot = true\ngroups = [\"dba\"]\n\
+         [users.carol]\ngroups = [\"dba\"]\n\
+         [roles.db]\nprincipals = [\"db\"]\nrequesters = [\"group:dev\"]\napprovers = [\"group:dba\"]\n",
+    );
+    let role = role_of(&p, "db");
+    let people = People::of_policy(&p);
+    assert!(!people.may_decide(&u("ci"), role));
+    let err = approver_may_approve(&people, role, &u("alice"), &u("ci"), &[]).unwrap_err();
+    assert_eq!(err.code(), "not_an_approver");
+    // An approval it made before it was marked a bot does not count at signing.
+    assert!(!tally(&people, role, &u("alice"), &users(&["ci"])).is_complete());
+    assert!(tally(&people, role, &u("alice"), &users(&["carol"])).is_complete());
+}

@@ -121,6 +121,7 @@ fn build(s: &Scenario) -> Policy {
                 admin: i == 0,
                 ssh_keys: Vec::new(),
                 oidc_subject: None,
+                bot: false,
             },
         );
     }
