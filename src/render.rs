@@ -177,7 +177,8 @@ pub fn render_whoami(me: &WhoAmI) -> String {
         None => String::new(),
     };
     format!(
-        "user         {}{admin}{disabled}\ngroups       {}\nmay request  {}\nmay approve  {}\n{bot}",
+        "user         {}{admin}{disabled}\ngroups       {}\nmay request  {}\n\
+         may approve  {}\n{bot}",
         me.user,
         me.groups.join(", "),
         me.can_request.join(", "),

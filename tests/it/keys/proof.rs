@@ -225,3 +225,42 @@ async fn a_bot_token_cannot_register_list_or_remove_keys() {
         );
     }
 }
+
+#[tokio::test]
+async fn of_six_quick_challenges_the_oldest_is_forgotten() {
+    let app = TestApp::spawn().await;
+    let (path, line) = key_file(&app, "k");
+    let mut texts = Vec::new();
+    for _ in 0..6 {
+        texts.push(challenge_ok(&app, "alice", &line).await);
+    }
+    let mut outcomes = Vec::new();
+    for text in &texts {
+        let (s, _) = register(
+            &app,
+            "alice",
+            &line,
+            text,
+            &sign(&path, "countersign-key", text),
+        )
+        .await;
+        outcomes.push(s.as_u16());
+    }
+    // The first is gone; the second registers; the rest find the key theirs already.
+    assert_eq!(outcomes, [400, 201, 200, 200, 200, 200]);
+}
+
+#[tokio::test]
+async fn listing_an_unknown_user_or_both_filters_is_an_error() {
+    let app = TestApp::spawn().await;
+    let (s, b) = app.get("bob", "/v1/keys?user=nobody").await;
+    assert_eq!((s, code(&b)), (StatusCode::NOT_FOUND, "not_found"), "{b}");
+    let (s, b) = app.get("bob", "/v1/keys?user=alice&all=true").await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::BAD_REQUEST, "invalid_request"),
+        "{b}"
+    );
+    let (s, b) = app.get("bob", "/v1/keys?user=alice").await;
+    assert_eq!((s, &b["keys"]), (StatusCode::OK, &json!([])), "{b}");
+}

@@ -307,7 +307,8 @@ fn a_service_account_never_approves_and_its_approval_never_counts() {
         "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"d\"\n\
          [users.alice]\ngroups = [\"dev\"]\n[users.ci]\nbot = true\ngroups = [\"dba\"]\n\
          [users.carol]\ngroups = [\"dba\"]\n\
-         [roles.db]\nprincipals = [\"db\"]\nrequesters = [\"group:dev\"]\napprovers = [\"group:dba\"]\n",
+         [roles.db]\nprincipals = [\"db\"]\nrequesters = [\"group:dev\"]\n\
+         approvers = [\"group:dba\"]\n",
     );
     let role = role_of(&p, "db");
     let people = People::of_policy(&p);
