@@ -23,7 +23,7 @@ pub enum TokenCommand {
         #[arg(long)]
         ttl: Option<String>,
         /// A bot's scopes: request, fetch, read-audit (comma-separated or repeated).
-        #[arg(long, value_delimiter = ',', requires = "bot")]
+        #[arg(long, value_delimiter = ',')]
         scope: Vec<String>,
     },
     /// Every token: user, kind, scopes, created, expires, last used (never the token).
@@ -67,6 +67,9 @@ pub(super) fn run(config: &Path, cmd: TokenCommand) -> anyhow::Result<ExitCode> 
             scope,
         } => {
             let user = UserName::parse(&user)?;
+            if !bot && !scope.is_empty() {
+                anyhow::bail!("--scope is for a service account's token: add --bot");
+            }
             let ttl = ttl
                 .map(|t| crate::names::parse_duration(&t, "--ttl"))
                 .transpose()?;

@@ -86,6 +86,8 @@ async fn token_create_refuses_what_it_cannot_honour_and_says_why() {
             "request",
         ),
         (&["create", "nobody-here"][..], "not defined"),
+        (&["create", "alice", "--scope", "fetch"][..], "add --bot"),
+        (&["create", "alice", "--ttl", "30s"][..], "at least 1m"),
     ] {
         let out = token(&app, args).await;
         assert!(!out.status.success(), "{args:?} succeeded");
