@@ -313,7 +313,7 @@ impl Service {
         self.store.write(|tx| {
             let mut n = 0;
             for row in rq::overdue(tx, now.timestamp())? {
-                n += usize::from(decide::expire(tx, now, &row)?);
+                n += usize::from(self.expire(tx, now, &row)?);
             }
             Ok(n)
         })

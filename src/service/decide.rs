@@ -13,7 +13,7 @@ mod deny;
 
 use chrono::{DateTime, Utc};
 
-use super::{ServiceError, unix, view};
+use super::{Service, ServiceError, unix, view};
 use crate::audit::{
     self, AttemptRefused, NewEvent, RequestCancelled, RequestExpired, RequestRefused, SYSTEM_ACTOR,
 };
@@ -73,42 +73,6 @@ fn refuse<T>(tx: &Tx<'_>, now: DateTime<Utc>, a: &Attempt<'_>, refusal: Refusal)
     Ok(Err(refusal.into()))
 }
 
-/// Ends a pending request as refused (checked again at signing and failed).
-pub(super) fn end_refused<T>(
-    tx: &Tx<'_>,
-    now: DateTime<Utc>,
-    actor: &UserName,
-    row: &RequestRow,
-    refusal: Refusal,
-) -> Outcome<T> {
-    decided(rq::decide(
-        tx,
-        &row.id,
-        &rq::Decision {
-            status: Status::Refused,
-            at: unix(now),
-            by: actor.as_str(),
-            code: Some(refusal.code()),
-            note: Some(&refusal.to_string()),
-        },
-    )?)?;
-    audit::append(
-        tx,
-        now,
-        &NewEvent::on_request(
-            actor.as_str(),
-            row.id.as_str(),
-            RequestRefused {
-                role: row.role.to_string(),
-                requester: row.requester.to_string(),
-                code: refusal.code().to_owned(),
-                message: refusal.to_string(),
-            },
-        ),
-    )?;
-    Ok(Err(refusal.into()))
-}
-
 /// A decision that found the request no longer pending: it lost a race and must not be
 /// recorded (the checks before it run in the same transaction, so this should not happen).
 pub(super) fn decided(changed: bool) -> Result<(), ServiceError> {
@@ -122,94 +86,136 @@ pub(super) fn decided(changed: bool) -> Result<(), ServiceError> {
     }
 }
 
-/// Cancels a pending request (its requester, or an admin revoking the requester, with
-/// `note` saying why), with its `request.cancelled` audit row; false if it was no longer
-/// pending (nothing written).
-pub(super) fn cancel_pending(
-    tx: &Tx<'_>,
-    now: DateTime<Utc>,
-    actor: &UserName,
-    row: &RequestRow,
-    note: Option<&Text>,
-) -> Result<bool, ServiceError> {
-    let note = note.map(Text::as_str);
-    if !rq::decide(
-        tx,
-        &row.id,
-        &rq::Decision {
-            status: Status::Cancelled,
-            at: unix(now),
-            by: actor.as_str(),
-            code: Some("cancelled"),
-            note,
-        },
-    )? {
-        return Ok(false);
-    }
-    let event = RequestCancelled {
-        role: row.role.to_string(),
-        // A cancellation with a reason (disabling) says whose and why.
-        requester: note.map(|_| row.requester.to_string()),
-        reason: note.map(str::to_owned),
-    };
-    audit::append(
-        tx,
-        now,
-        &NewEvent::on_request(actor.as_str(), row.id.as_str(), event),
-    )?;
-    Ok(true)
-}
-
-/// Marks one overdue request expired; false if it was no longer pending.
-pub(super) fn expire(
-    tx: &Tx<'_>,
-    now: DateTime<Utc>,
-    row: &RequestRow,
-) -> Result<bool, ServiceError> {
-    if !rq::decide(
-        tx,
-        &row.id,
-        &rq::Decision {
-            status: Status::Expired,
-            at: unix(now),
-            by: SYSTEM_ACTOR,
-            code: Some("expired"),
-            note: None,
-        },
-    )? {
-        return Ok(false);
-    }
-    audit::append(
-        tx,
-        now,
-        &NewEvent::on_request(
-            SYSTEM_ACTOR,
-            row.id.as_str(),
-            RequestExpired {
-                role: row.role.to_string(),
-                requester: row.requester.to_string(),
-                expires_at: view::rfc3339(row.expires_at),
+impl Service {
+    /// Ends a pending request as refused (checked again at signing and failed).
+    pub(in crate::service) fn end_refused<T>(
+        &self,
+        tx: &Tx<'_>,
+        now: DateTime<Utc>,
+        actor: &UserName,
+        row: &RequestRow,
+        refusal: Refusal,
+    ) -> Outcome<T> {
+        decided(rq::decide(
+            tx,
+            &row.id,
+            &rq::Decision {
+                status: Status::Refused,
+                at: unix(now),
+                by: actor.as_str(),
+                code: Some(refusal.code()),
+                note: Some(&refusal.to_string()),
             },
-        ),
-    )?;
-    Ok(true)
-}
+        )?)?;
+        audit::append(
+            tx,
+            now,
+            &NewEvent::on_request(
+                actor.as_str(),
+                row.id.as_str(),
+                RequestRefused {
+                    role: row.role.to_string(),
+                    requester: row.requester.to_string(),
+                    code: refusal.code().to_owned(),
+                    message: refusal.to_string(),
+                },
+            ),
+        )?;
+        Ok(Err(refusal.into()))
+    }
 
-/// A pending, unexpired request, or the refusal of `attempt` (about `row`) that applies
-/// (`already_decided`, `expired`, the latter also ending the request).
-fn still_pending(
-    tx: &Tx<'_>,
-    now: DateTime<Utc>,
-    attempt: &Attempt<'_>,
-    row: &RequestRow,
-) -> Outcome<()> {
-    if row.status != Status::Pending {
-        let status = row.status.as_str();
-        return refuse(tx, now, attempt, Refusal::AlreadyDecided { status });
+    /// Cancels a pending request (its requester, or an admin revoking the requester, with
+    /// `note` saying why), with its `request.cancelled` audit row; false if it was no longer
+    /// pending (nothing written).
+    pub(in crate::service) fn cancel_pending(
+        &self,
+        tx: &Tx<'_>,
+        now: DateTime<Utc>,
+        actor: &UserName,
+        row: &RequestRow,
+        note: Option<&Text>,
+    ) -> Result<bool, ServiceError> {
+        let note = note.map(Text::as_str);
+        if !rq::decide(
+            tx,
+            &row.id,
+            &rq::Decision {
+                status: Status::Cancelled,
+                at: unix(now),
+                by: actor.as_str(),
+                code: Some("cancelled"),
+                note,
+            },
+        )? {
+            return Ok(false);
+        }
+        let event = RequestCancelled {
+            role: row.role.to_string(),
+            // A cancellation with a reason (disabling) says whose and why.
+            requester: note.map(|_| row.requester.to_string()),
+            reason: note.map(str::to_owned),
+        };
+        audit::append(
+            tx,
+            now,
+            &NewEvent::on_request(actor.as_str(), row.id.as_str(), event),
+        )?;
+        Ok(true)
     }
-    if rules::is_expired(unix(now), row.expires_at) {
-        expire(tx, now, row)?;
-        return refuse(tx, now, attempt, Refusal::Expired);
+
+    /// Marks one overdue request expired; false if it was no longer pending.
+    pub(in crate::service) fn expire(
+        &self,
+        tx: &Tx<'_>,
+        now: DateTime<Utc>,
+        row: &RequestRow,
+    ) -> Result<bool, ServiceError> {
+        if !rq::decide(
+            tx,
+            &row.id,
+            &rq::Decision {
+                status: Status::Expired,
+                at: unix(now),
+                by: SYSTEM_ACTOR,
+                code: Some("expired"),
+                note: None,
+            },
+        )? {
+            return Ok(false);
+        }
+        audit::append(
+            tx,
+            now,
+            &NewEvent::on_request(
+                SYSTEM_ACTOR,
+                row.id.as_str(),
+                RequestExpired {
+                    role: row.role.to_string(),
+                    requester: row.requester.to_string(),
+                    expires_at: view::rfc3339(row.expires_at),
+                },
+            ),
+        )?;
+        Ok(true)
     }
-    Ok(Ok(()))
+
+    /// A pending, unexpired request, or the refusal of `attempt` (about `row`) that applies
+    /// (`already_decided`, `expired`, the latter also ending the request).
+    fn still_pending(
+        &self,
+        tx: &Tx<'_>,
+        now: DateTime<Utc>,
+        attempt: &Attempt<'_>,
+        row: &RequestRow,
+    ) -> Outcome<()> {
+        if row.status != Status::Pending {
+            let status = row.status.as_str();
+            return refuse(tx, now, attempt, Refusal::AlreadyDecided { status });
+        }
+        if rules::is_expired(unix(now), row.expires_at) {
+            self.expire(tx, now, row)?;
+            return refuse(tx, now, attempt, Refusal::Expired);
+        }
+        Ok(Ok(()))
+    }
 }

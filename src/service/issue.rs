@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::decide::{Outcome, decided, end_refused};
+use super::decide::{Outcome, decided};
 use super::{Service, ServiceError, unix, view};
 use crate::audit::{self, CertificateIssued, CountedApproval, NewEvent};
 use crate::ca::Grant;
@@ -40,7 +40,7 @@ impl Service {
         if let Err(r) = rules::requester_must_be_listed(people, role, &row.requester)
             .and_then(|()| rules::principals_must_be_own(people, role, &row.requester))
         {
-            return end_refused(tx, now, actor, row, r);
+            return self.end_refused(tx, now, actor, row, r);
         }
         // A disabled requester may request nothing: offboarding cancels the pending
         // requests it finds, but one it left (overdue then, and pending again by a clock
@@ -50,7 +50,7 @@ impl Service {
                 user: row.requester.clone(),
                 role: row.role.clone(),
             };
-            return end_refused(tx, now, actor, row, r);
+            return self.end_refused(tx, now, actor, row, r);
         }
         // Parsed (and so vetted) again: a key an older version accepted, that this one
         // refuses, ends the request instead of being signed.
@@ -61,7 +61,7 @@ impl Service {
                     fingerprint: row.key_fingerprint.clone(),
                     why: format!("is no longer accepted: {e}"),
                 };
-                return end_refused(tx, now, actor, row, r);
+                return self.end_refused(tx, now, actor, row, r);
             }
         };
         let (facts, required) = (key_facts, config.requests.require_registered_keys);
@@ -70,7 +70,7 @@ impl Service {
                 rules::key_must_be_registered(required, policy, facts, &row.requester, &subject)
             })
         {
-            return end_refused(tx, now, actor, row, r);
+            return self.end_refused(tx, now, actor, row, r);
         }
         let rivals: Vec<_> = policy.conflicting_roles(&row.role).into_iter().collect();
         let held = self.held();
@@ -97,7 +97,7 @@ impl Service {
         if let Err(r) = rules::no_conflicting_holding(policy, &row.role, &row.requester, &holdings)
         {
             let r = self.conflict_lifts(tx, now, r, Some(&row.id))?;
-            return end_refused(tx, now, actor, row, r);
+            return self.end_refused(tx, now, actor, row, r);
         }
         let principals = role
             .principals_for(&row.requester)

@@ -171,7 +171,7 @@ impl Service {
             }
             // Overdue ones are left to the expiry sweep: they ended by themselves.
             for row in rq::pending_of(tx, user, unix(now))? {
-                if super::decide::cancel_pending(tx, now, actor, &row, Some(&reason))? {
+                if self.cancel_pending(tx, now, actor, &row, Some(&reason))? {
                     done.cancelled.push(row.id);
                 }
             }

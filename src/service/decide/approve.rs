@@ -1,6 +1,6 @@
 //! Approving a pending request, and signing its certificate with the last approval.
 
-use super::{Attempt, end_refused, flatten, refuse, still_pending};
+use super::{Attempt, flatten, refuse};
 use crate::audit::{self, NewEvent, RequestApproved};
 use crate::names::{RequestId, RoleName, Serial, Text, UserName};
 use crate::policy::People;
@@ -89,7 +89,7 @@ impl Service {
                 };
                 return refuse(tx, now, &attempt, r);
             }
-            if let Err(e) = still_pending(tx, now, &attempt, &row)? {
+            if let Err(e) = self.still_pending(tx, now, &attempt, &row)? {
                 return Ok(Err(e));
             }
             if actor == &row.requester {
@@ -97,7 +97,7 @@ impl Service {
             }
             let role = match rules::role_unchanged(policy, &row.role, &row.role_digest) {
                 Ok(role) => role,
-                Err(r) => return end_refused(tx, now, actor, &row, r),
+                Err(r) => return self.end_refused(tx, now, actor, &row, r),
             };
             let mut approvals = approvals;
             let approved_by: Vec<UserName> = approvals.iter().map(|a| a.approver.clone()).collect();

@@ -1,7 +1,7 @@
 //! Ending a pending request without a certificate: denied by an approver, or cancelled
 //! by its requester.
 
-use super::{Attempt, cancel_pending, decided, flatten, refuse, still_pending};
+use super::{Attempt, decided, flatten, refuse};
 use crate::audit::{self, NewEvent, RequestDenied};
 use crate::names::{RequestId, Text, UserName};
 use crate::policy::People;
@@ -42,7 +42,7 @@ impl Service {
                 };
                 return refuse(tx, now, &attempt, r);
             }
-            if let Err(e) = still_pending(tx, now, &attempt, &row)? {
+            if let Err(e) = self.still_pending(tx, now, &attempt, &row)? {
                 return Ok(Err(e));
             }
             decided(rq::decide(
@@ -87,10 +87,10 @@ impl Service {
                 )));
             }
             let attempt = Attempt::on(actor, "request.cancel", &row);
-            if let Err(e) = still_pending(tx, now, &attempt, &row)? {
+            if let Err(e) = self.still_pending(tx, now, &attempt, &row)? {
                 return Ok(Err(e));
             }
-            decided(cancel_pending(tx, now, actor, &row, None)?)?;
+            decided(self.cancel_pending(tx, now, actor, &row, None)?)?;
             let row = rq::get(tx, id)?
                 .ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
             Ok(Ok(self.request_view(tx, row, now)?))
