@@ -48,7 +48,8 @@ pub use device::{DEVICE_CODE_GRANT, DEVICE_VIA, DeviceGrant, DeviceWait, format_
 pub use error::{ErrorKind, ServiceError, chain};
 pub use identity::{list_identities, unbind_identity};
 pub use keys::{
-    CHALLENGE_LIFETIME, KEY_NAMESPACE, KeyListing, KeySource, MAX_KEYS_PER_USER, check_proof,
+    CHALLENGE_LIFETIME, KEY_NAMESPACE, KeyListing, KeySource, MAX_KEYS_PER_USER, ProvenKey,
+    Removed as RemovedKey, check_proof, prove,
 };
 pub use local::Local;
 pub use migrate::{MigrateError, Migrated, migrate_to_postgres};

@@ -95,11 +95,22 @@ pub(super) async fn keys_register(
             )));
         }
     }
-    let who = actor.clone();
-    let (key, new) = submit(&state, move |s| {
-        s.register_key(&who, &body.public_key, &body.challenge, &body.signature)
+    // The signature is checked on the blocking pool, apart from the database writer.
+    let proof = crate::service::blocking(&state, move |_| {
+        crate::service::prove(&body.public_key, &body.challenge, &body.signature)
     })
-    .await?;
+    .await;
+    let proven = match proof {
+        Ok(p) => p,
+        Err(e) => {
+            if matches!(e, crate::service::ServiceError::KeyProof(_)) {
+                tracing::warn!(user = %actor, "a proof of an ssh key did not hold");
+            }
+            return Err(e.into());
+        }
+    };
+    let who = actor.clone();
+    let (key, new) = submit(&state, move |s| s.register_key(&who, &proven)).await?;
     if new {
         tracing::info!(user = %actor, fingerprint = %key.fingerprint, "ssh key registered");
     }
@@ -130,7 +141,7 @@ pub(super) async fn keys_list(
     Ok(Json(json!({ "keys": keys })))
 }
 
-/// `POST /v1/keys/remove` → `{"removed": {...}}`.
+/// `POST /v1/keys/remove` → `{"removed": {...}, "cancelled": [request ids]}`.
 pub(super) async fn keys_remove(
     State(state): State<AppState>,
     Actor(actor): Actor,
@@ -144,6 +155,9 @@ pub(super) async fn keys_remove(
     }
     let who = actor.clone();
     let removed = submit(&state, move |s| s.remove_key(&who, &fingerprint)).await?;
-    tracing::info!(by = %actor, user = %removed.user, fingerprint = %removed.fingerprint, "ssh key removed");
-    Ok(Json(json!({ "removed": key_json(&removed) })))
+    let key = &removed.key;
+    tracing::info!(by = %actor, user = %key.user, fingerprint = %key.fingerprint, "ssh key removed");
+    Ok(Json(
+        json!({ "removed": key_json(key), "cancelled": removed.cancelled }),
+    ))
 }

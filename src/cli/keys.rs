@@ -208,5 +208,11 @@ fn remove(client: &Client, key: &str) -> anyhow::Result<ExitCode> {
         v["removed"]["fingerprint"].as_str().unwrap_or_default(),
         v["removed"]["user"].as_str().unwrap_or_default()
     )?;
+    for id in v["cancelled"].as_array().into_iter().flatten() {
+        outln!(
+            "cancelled pending request {} (it was for this key)",
+            id.as_str().unwrap_or_default()
+        )?;
+    }
     Ok(ExitCode::SUCCESS)
 }

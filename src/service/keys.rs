@@ -14,6 +14,7 @@ use crate::names::UserName;
 use crate::policy::rules;
 use crate::pubkey::SubjectKey;
 use crate::store::keys::{self, NewChallenge, RegisteredKey};
+use crate::store::requests as rq;
 
 /// SSHSIG namespace of the signature that proves a key.
 pub const KEY_NAMESPACE: &str = "countersign-key";
@@ -67,17 +68,58 @@ pub struct KeyListing {
     pub registered_at: Option<i64>,
 }
 
-/// The comment of an OpenSSH public key line, printable and cut short; empty if none.
+/// A key taken back, and the pending requests for it that ended with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removed {
+    /// The key as it was.
+    pub key: KeyListing,
+    /// The ids of the pending requests for it, cancelled.
+    pub cancelled: Vec<String>,
+}
+
+/// The comment of an OpenSSH public key line, kept only if it is text as a reason may be
+/// (no control, invisible or direction-changing characters, no line separators) and at
+/// most [`MAX_COMMENT`] characters; else empty (the key is registered without it).
 fn comment_of(line: &str) -> String {
-    line.trim()
+    let comment = line
+        .trim()
         .splitn(3, [' ', '\t'])
         .nth(2)
         .unwrap_or_default()
-        .trim()
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_COMMENT)
-        .collect()
+        .trim();
+    match crate::names::Text::parse(comment, "comment") {
+        Ok(_) if comment.chars().count() <= MAX_COMMENT => comment.to_owned(),
+        _ => String::new(),
+    }
+}
+
+/// A key whose holder signed a challenge with it: what [`Service::register_key`] takes.
+/// Made only by [`prove`], which checks the signature (CPU work, done before and apart
+/// from the database write).
+#[derive(Debug, Clone)]
+pub struct ProvenKey {
+    key: SubjectKey,
+    line: String,
+    challenge: String,
+}
+
+impl ProvenKey {
+    /// The key's fingerprint.
+    pub fn fingerprint(&self) -> String {
+        self.key.fingerprint()
+    }
+}
+
+/// Parses the key `line` and checks `signature` over `challenge` with it (not yet that
+/// the challenge was handed out: registering does that in its transaction).
+pub fn prove(line: &str, challenge: &str, signature: &str) -> Result<ProvenKey, ServiceError> {
+    let key = SubjectKey::parse(line).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    check_proof(&key, challenge, signature).map_err(ServiceError::KeyProof)?;
+    Ok(ProvenKey {
+        key,
+        line: line.to_owned(),
+        challenge: challenge.to_owned(),
+    })
 }
 
 /// Checks that `signature` (an armored SSHSIG) is `key`'s over `challenge` in
@@ -159,31 +201,33 @@ impl Service {
         Ok(text)
     }
 
-    /// Registers `key` (the line as sent, its comment kept) for `actor`, once
-    /// `signature` proves they hold it over a `challenge` handed to them for it. A
-    /// failed proof changes nothing (the challenge stays good until it expires); a
-    /// successful one uses the challenge up. Returns the key and whether it was
-    /// registered now (`false`: it was already theirs, nothing changed).
+    /// Registers `proven` (the line as sent, its comment kept if it is plain text) for
+    /// `actor`, if its challenge was handed to them for this key. A failed proof changes
+    /// nothing (the challenge stays good until it expires); a successful one uses the
+    /// challenge up. Returns the key and whether it was registered now (`false`: it was
+    /// already theirs, nothing changed).
     pub fn register_key(
         &self,
         actor: &UserName,
-        line: &str,
-        challenge: &str,
-        signature: &str,
+        proven: &ProvenKey,
     ) -> Result<(KeyListing, bool), ServiceError> {
-        let key = SubjectKey::parse(line).map_err(|e| ServiceError::Invalid(e.to_string()))?;
-        check_proof(&key, challenge, signature).map_err(ServiceError::KeyProof)?;
+        let ProvenKey {
+            key,
+            line,
+            challenge,
+        } = proven;
         let config = self.config();
         let now = self.now();
         let fingerprint = key.fingerprint();
         let comment = comment_of(line);
+        let key = key.clone();
         let public_key = match comment.is_empty() {
             true => key.to_openssh(),
             false => format!("{} {comment}", key.to_openssh()),
         };
         self.store.write(|tx| {
             self.require_enabled(tx, actor)?;
-            let used = keys::take_challenge(tx, challenge, unix(now))?;
+            let used = keys::take_challenge(tx, challenge.as_str(), unix(now))?;
             if used != Some((actor.clone(), fingerprint.clone())) {
                 return Err(ServiceError::KeyProof(
                     "this challenge is unknown, used, expired, or was handed out for another \
@@ -286,22 +330,19 @@ impl Service {
 
     /// Removes the registered key `fingerprint`: the owner's own, or anyone's for an
     /// admin; audited as `key.removed`. A key of the config is removed from the config.
-    pub fn remove_key(
-        &self,
-        actor: &UserName,
-        fingerprint: &str,
-    ) -> Result<KeyListing, ServiceError> {
+    pub fn remove_key(&self, actor: &UserName, fingerprint: &str) -> Result<Removed, ServiceError> {
         let config = self.config();
         let admin = config.policy.is_admin(actor);
         let now = self.now();
         let not_found = || ServiceError::NotFound(format!("no registered key {fingerprint}"));
         self.store.write(|tx| {
             self.require_enabled(tx, actor)?;
-            let in_config = config
-                .policy
-                .users
-                .values()
-                .any(|u| u.ssh_keys.iter().any(|k| k.fingerprint() == fingerprint));
+            // Whose config key it is matters only to them and admins: anyone else hears
+            // what they hear of a key nobody has.
+            let in_config = config.policy.users.values().any(|u| {
+                (admin || u.name == *actor)
+                    && u.ssh_keys.iter().any(|k| k.fingerprint() == fingerprint)
+            });
             let Some(owner) = keys::owner(tx, fingerprint)? else {
                 return Err(match in_config {
                     true => ServiceError::Invalid(format!(
@@ -326,7 +367,25 @@ impl Service {
                     },
                 ),
             )?;
-            Ok(listing(removed))
+            // A request still pending for the key would be signed for it: the owner has
+            // no registered key left, say, after a lost laptop. It ends now.
+            let note = crate::names::Text::parse(
+                &format!("its key {fingerprint} was removed by {actor}"),
+                "reason",
+            )
+            .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+            let mut cancelled = Vec::new();
+            for row in rq::pending_of(tx, &removed.user, unix(now))? {
+                if row.key_fingerprint == removed.fingerprint
+                    && self.cancel_pending(tx, now, actor, &row, Some(&note))?
+                {
+                    cancelled.push(row.id.to_string());
+                }
+            }
+            Ok(Removed {
+                key: listing(removed),
+                cancelled,
+            })
         })
     }
 
@@ -362,14 +421,28 @@ impl Service {
 
     /// The person `key` is registered to (config or database), if exactly one: who a
     /// key logging in at the SSH front door is.
+    /// A key registered in the database counts only while its owner is someone: in the
+    /// config, or (with `[oidc]`) a person with a live session; a name taken out of the
+    /// config does not log in with the keys it once registered.
     pub fn key_owner(&self, key: &SubjectKey) -> Result<Option<UserName>, ServiceError> {
         let config = self.config();
-        let owner = self.store.read(|tx| keys::owner(tx, &key.fingerprint()))?;
-        let facts = rules::KeyFacts {
-            owner,
-            has_keys: false,
-        };
-        Ok(rules::key_owner(&config.policy, &facts, key).cloned())
+        let now = self.now();
+        self.store.read(|tx| {
+            let owner = keys::owner(tx, &key.fingerprint())?;
+            let facts = rules::KeyFacts {
+                owner,
+                has_keys: false,
+            };
+            let Some(user) = rules::key_owner(&config.policy, &facts, key).cloned() else {
+                return Ok(None);
+            };
+            if config.policy.users.contains_key(&user) {
+                return Ok(Some(user));
+            }
+            let idp = self.idp_groups(tx, &[&user], now)?;
+            let known = crate::policy::People::new(&config.policy, &idp).is_known(&user);
+            Ok(known.then_some(user))
+        })
     }
 }
 

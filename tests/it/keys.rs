@@ -282,11 +282,25 @@ async fn a_registered_key_is_certified_for_its_owner_only() {
 
 #[tokio::test]
 async fn with_require_registered_keys_only_registered_keys_are_certified() {
-    let policy = crate::helpers::POLICY.replace(
+    let required = crate::helpers::POLICY.replace(
         "pending_ttl = \"1h\"",
         "pending_ttl = \"1h\"\nrequire_registered_keys = true",
     );
-    let app = TestApp::spawn_with(&policy).await;
+    let app = TestApp::spawn_with(crate::helpers::POLICY).await;
+    // Asked for before the setting was on: refused at signing once it is.
+    let before = public_line(&new_key());
+    let (status, body) = app.create_with_key("alice", "prod-db", None, &before).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let early = body["id"].as_str().unwrap().to_owned();
+    app.service
+        .reload(app.config_of(&required), "operator")
+        .expect("reload");
+    let (status, body) = app.approve("bob", &early).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "key_not_allowed"),
+        "{body}"
+    );
     let unregistered = public_line(&new_key());
     let (status, body) = app
         .create_with_key("alice", "prod-db", None, &unregistered)
@@ -307,18 +321,60 @@ async fn with_require_registered_keys_only_registered_keys_are_certified() {
     let (_, line) = registered(&app, "alice", "alice_k").await;
     let (status, body) = app.create_with_key("alice", "prod-db", None, &line).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, body) = app.approve("bob", body["id"].as_str().unwrap()).await;
+    assert_eq!(body["status"], "issued", "{body}");
+    assert_eq!(events(&app, "certificate.issued").await.len(), 1);
+}
+
+#[tokio::test]
+async fn removing_a_key_cancels_the_pending_requests_for_it() {
+    let app = TestApp::spawn().await;
+    // Once the laptop's key is gone, a request for it must not be signed (a lost
+    // laptop; and had it been her only key, nothing at signing would refuse it).
+    let (_, line) = registered(&app, "alice", "alice_laptop").await;
+    let (status, body) = app.create_with_key("alice", "prod-db", None, &line).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     let id = body["id"].as_str().unwrap().to_owned();
-    // Removed before signing: the request ends refused, nothing is signed.
+    let (_, desk) = registered(&app, "alice", "alice_desk").await;
+    let (_, body) = app.create_with_key("alice", "prod-db", None, &desk).await;
+    let other = body["id"].as_str().unwrap().to_owned();
     let fp = fingerprint(&line);
-    let (status, _) = app
-        .post("alice", "/v1/keys/remove", json!({ "fingerprint": fp }))
+    let (status, body) = app
+        .post("bob", "/v1/keys/remove", json!({ "fingerprint": fp }))
         .await;
-    assert_eq!(status, StatusCode::OK);
-    let (status, body) = app.approve("bob", &id).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["cancelled"], json!([id]));
+    let (_, request) = app.request("alice", &id).await;
+    assert_eq!(request["status"], "cancelled");
+    assert!(
+        request["decision_note"].as_str().unwrap().contains(&fp),
+        "{request}"
+    );
+    let (status, body) = app.approve("carol", &id).await;
     assert_eq!(
         (status, code(&body)),
-        (StatusCode::FORBIDDEN, "key_not_allowed"),
+        (StatusCode::CONFLICT, "already_decided"),
         "{body}"
     );
-    assert!(events(&app, "certificate.issued").await.is_empty());
+    // A request for another key is left alone.
+    let (_, request) = app.request("alice", &other).await;
+    assert_eq!(request["status"], "pending");
+}
+
+#[tokio::test]
+async fn a_key_comment_that_could_mislead_is_dropped() {
+    let app = TestApp::spawn().await;
+    let (path, line) = key_file(&app, "k");
+    let spoof = format!("{line} evil\u{202e}gpj.exe\u{2028}ssh-ed25519 AAAAFAKE root@prod");
+    let text = challenge_ok(&app, "alice", &spoof).await;
+    let (status, body) = register(
+        &app,
+        "alice",
+        &spoof,
+        &text,
+        &sign(&path, "countersign-key", &text),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["key"]["public_key"], line.as_str());
 }

@@ -174,6 +174,28 @@ async fn a_key_registered_to_someone_else_in_the_database_or_the_config_is_refus
     assert_eq!((s, code(&b)), (StatusCode::CONFLICT, "key_taken"), "{b}");
     let (_, listing) = app.get("carol", "/v1/keys").await;
     assert_eq!(listing["keys"][0]["source"], "config");
+    // Whether a fingerprint is someone's config key is no stranger's business.
+    let carols_fp = listing["keys"][0]["fingerprint"].clone();
+    let (s, b) = app
+        .post(
+            "frank",
+            "/v1/keys/remove",
+            json!({ "fingerprint": carols_fp }),
+        )
+        .await;
+    assert_eq!((s, code(&b)), (StatusCode::NOT_FOUND, "not_found"), "{b}");
+    let (s, b) = app
+        .post(
+            "carol",
+            "/v1/keys/remove",
+            json!({ "fingerprint": carols_fp }),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::BAD_REQUEST, "invalid_request"),
+        "{b}"
+    );
     // The CA's own key is nobody's to register.
     let ca = app.service.ca().public_key_line();
     let (s, b) = challenge(&app, "alice", &ca).await;

@@ -189,3 +189,24 @@ async fn a_registered_key_logs_in_at_the_front_door_until_it_is_removed() {
     let out = d.door.ssh(&path, "ca", &["whoami"]).await;
     assert_eq!(out.status, 255, "a removed key still logs in: {out:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_name_taken_out_of_the_config_no_longer_logs_in_with_its_registered_keys() {
+    let d = Door::spawn("").await;
+    let (path, _) = registered(&d.app, "dave", "dave_second").await;
+    let out = d.door.ssh(&path, "ca", &["whoami"]).await;
+    assert_eq!(out.status, 0, "{out:?}");
+    let config = crate::front_door_helper::policy(&d.keys, "", "1h");
+    let start = config.find("[users.dave]").unwrap();
+    let end = config[start..].find("[roles.").unwrap() + start;
+    let without = format!("{}{}", &config[..start], &config[end..]);
+    d.app
+        .service
+        .reload(d.app.config_of(&without), "operator")
+        .expect("reload");
+    let out = d.door.ssh(&path, "ca", &["whoami"]).await;
+    assert_eq!(
+        out.status, 255,
+        "a name out of the config still logs in: {out:?}"
+    );
+}
