@@ -164,7 +164,10 @@ fn ssh_keygen(dir: &Path, name: &str) -> String {
 #[test]
 fn a_service_account_is_never_an_admin_nor_a_person_of_the_provider() {
     let msg = err("[users.ci]\nbot = true\nadmin = true\n");
-    assert!(msg.contains("users.ci.bot") && msg.contains("never an admin"), "{msg}");
+    assert!(
+        msg.contains("users.ci.bot") && msg.contains("never an admin"),
+        "{msg}"
+    );
     let msg = err("[users.ci]\nbot = true\noidc_subject = \"123\"\n");
     assert!(msg.contains("users.ci.bot"), "{msg}");
 }
