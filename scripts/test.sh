@@ -12,6 +12,7 @@ scripts/install-openssh.sh
 scripts/install-postgres.sh
 scripts/install-node.sh
 scripts/install-chromium.sh
+scripts/install-python.sh
 if [ ! -d tests/oidc/node_modules/oidc-provider ] || [ ! -d tests/oidc/node_modules/playwright-core ]; then
   npm ci --prefix tests/oidc --no-audit --no-fund
 fi

@@ -59,6 +59,7 @@ mod keys;
 mod krl;
 mod login;
 mod migrate;
+mod notify;
 mod output;
 mod reload;
 mod report;
@@ -173,6 +174,9 @@ pub enum Command {
     /// Copy the SQLite database into the empty PostgreSQL database the config names
     /// (on the CA host, with the server stopped).
     MigrateStore(migrate::MigrateStoreArgs),
+    /// Notifications not delivered: status, retry a dead one (on the CA host).
+    #[command(subcommand)]
+    Notify(notify::NotifyCommand),
     /// Access review: per role, who held it, when, how long, why, approved by whom (admins).
     Report(report::ReportArgs),
 }
@@ -215,6 +219,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(args) => report::run(&url, args),
         Command::Backup(args) => backup::run(&cli.config, &args),
         Command::MigrateStore(args) => migrate::run(&cli.config, &args),
+        Command::Notify(cmd) => notify::run(&cli.config, cmd),
     }
 }
 

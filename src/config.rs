@@ -5,6 +5,7 @@
 //! key it is about; a role nobody can get approved is a warning, not an error, so that an
 //! operator can stage a policy, but `check-config` shows it.
 
+mod notify;
 mod oidc;
 mod policy;
 mod principals;
@@ -54,6 +55,7 @@ pub enum ConfigError {
     },
 }
 
+pub use notify::{NotifyEvent, NotifySink, SinkKind};
 pub use oidc::{ClientAuth, GroupMap, OidcSettings};
 pub use settings::{CredentialPath, Limits, TlsFiles};
 pub use storage::{DEFAULT_POOL_SIZE, MAX_POOL_SIZE, PgTls, PostgresSettings, StorageSettings};
@@ -141,6 +143,8 @@ pub struct Config {
     pub oidc: Option<OidcSettings>,
     /// `[tokens]`: how long API tokens live.
     pub tokens: TokenSettings,
+    /// `[[notify]]`: where notifications go (none by default).
+    pub notify: Vec<NotifySink>,
     /// Users, roles and conflicts.
     pub policy: Policy,
     /// Things that are allowed but probably wrong (e.g. a role nobody can get approved).
@@ -231,6 +235,7 @@ impl Config {
             .collect();
         let tokens = b.tokens(&raw.tokens)?;
         let policy = b.policy(raw.users, raw.roles, raw.conflicts)?;
+        let notify = b.notify(raw.notify, &policy, base)?;
         // With sign-in on, a config user nobody reserved is whoever first signs in with
         // the name: say so for admins (the name a takeover would aim for).
         if oidc.is_some() {
@@ -277,6 +282,7 @@ impl Config {
             ssh,
             oidc,
             tokens,
+            notify,
             policy,
             warnings,
         })

@@ -12,6 +12,7 @@
 //! - `sweep.rs`: overdue requests are expired, the high-water mark follows the audit head.
 //! - `recheck.rs`: sessions are re-checked at the identity provider every hour.
 
+mod notify;
 mod pid_file;
 mod recheck;
 mod reload;
@@ -134,9 +135,11 @@ pub async fn run(
     });
     let sweeper = tokio::spawn(sweep::sweep_expired(service.clone()));
     let rechecker = tokio::spawn(recheck::recheck_sessions(service.clone()));
+    let dispatcher = tokio::spawn(notify::dispatch(service.clone()));
     let served = crate::api::serve(http, service, until_stopped(stopped)).await;
     sweeper.abort();
     rechecker.abort();
+    dispatcher.abort();
     served?;
     if let Some(ssh) = ssh {
         ssh.await.map_err(std::io::Error::other)??;

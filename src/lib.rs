@@ -55,6 +55,7 @@ pub mod host_key;
 pub mod krl;
 pub mod names;
 pub mod net;
+pub mod notify;
 pub mod oidc;
 pub mod policy;
 pub mod pubkey;

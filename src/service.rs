@@ -18,6 +18,7 @@ mod issue;
 mod keys;
 mod local;
 mod migrate;
+mod notify;
 mod people;
 mod read;
 mod recheck;
@@ -53,6 +54,7 @@ pub use keys::{
 };
 pub use local::Local;
 pub use migrate::{MigrateError, Migrated, migrate_to_postgres};
+pub use notify::{notify_retry, notify_status};
 pub use read::{LIST_LIMIT, ListPage};
 pub use recheck::{RECHECK_EVERY, Recheck};
 pub use reload::{Ready, Reloaded};
@@ -90,6 +92,8 @@ pub struct Service {
     skew: skew::Skew,
     /// The identity provider of `[oidc]`, if configured (its secret read at start).
     oidc: Option<Arc<crate::oidc::Provider>>,
+    /// The `[[notify]]` sinks, their URLs and keys read at start (`serve` only).
+    sinks: Arc<Vec<crate::notify::Sink>>,
     /// When this replica last recorded each API token's use (by hash): at most once a
     /// minute per token, so authenticating stays a read.
     token_use: std::sync::Mutex<std::collections::HashMap<String, i64>>,
@@ -128,6 +132,7 @@ impl Service {
             clock,
             skew: skew::Skew::default(),
             oidc: None,
+            sinks: Arc::new(Vec::new()),
             token_use: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
@@ -184,6 +189,7 @@ impl Service {
         service.oidc = oidc;
         service.check_clock()?;
         if matches!(access, Access::Serve { .. }) {
+            service.sinks = Arc::new(notify::load_sinks(&service.config())?);
             service.record_policy(operator, "start")?;
         }
         Ok(service)

@@ -59,6 +59,7 @@ pub mod keys;
 mod lite;
 pub mod meta;
 mod migrations;
+pub mod notify;
 mod pg;
 #[doc(hidden)]
 pub mod prefill;

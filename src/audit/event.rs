@@ -21,7 +21,9 @@ pub use signin::{
     IdentityBound, IdentityUnbound, IdentityWithdrawn, SessionCreated, SessionGroupsChanged,
     SessionRevoked, SignInRefused,
 };
-pub use tokens::{KeyRegistered, KeyRemoved, TokenCreated, TokenRevoked};
+pub use tokens::{
+    KeyRegistered, KeyRemoved, NotifyDead, NotifyRetried, TokenCreated, TokenRevoked,
+};
 
 /// Declares [`AuditEvent`] with one variant per action, and its `action()`, `detail()`,
 /// `parse()` and [`AuditEvent::ACTIONS`].
@@ -137,6 +139,10 @@ events! {
     "key.registered" => KeyRegistered,
     /// A registered SSH key was removed.
     "key.removed" => KeyRemoved,
+    /// A notification to a `[[notify]]` sink gave up after its `give_up_after`.
+    "notify.dead" => NotifyDead,
+    /// An operator re-armed dead notifications.
+    "notify.retried" => NotifyRetried,
     /// A user was disabled (offboarded).
     "user.disabled" => UserDisabled,
     /// A disabled user was enabled again.

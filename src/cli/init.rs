@@ -105,6 +105,7 @@ pub(super) fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     let storage_ok = storage_summary(&config)?;
     outln!("ssh          {}", ssh_summary(&config))?;
     let oidc_ok = oidc_summary(&config)?;
+    let notify_ok = notify_summary(&config)?;
     outln!(
         "pending_ttl  {}",
         humantime::format_duration(config.requests.pending_ttl)
@@ -152,6 +153,10 @@ pub(super) fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     }
     if !oidc_ok {
         eprintln!("countersign: [oidc] client_secret_file cannot be used (see above)");
+        return Ok(ExitCode::FAILURE);
+    }
+    if !notify_ok {
+        eprintln!("countersign: a [[notify]] sink cannot be used (see above)");
         return Ok(ExitCode::FAILURE);
     }
     outln!("ok")?;
@@ -273,4 +278,36 @@ fn ssh_summary(config: &Config) -> String {
         Err(e) => format!("host key UNUSABLE: {e:#}"),
     };
     format!("{}, {key}", ssh.listen)
+}
+
+/// Prints each `[[notify]]` sink (never its URL or key), its files read as `serve`
+/// reads them; whether all can be used.
+fn notify_summary(config: &Config) -> anyhow::Result<bool> {
+    let mut ok = true;
+    for sink in &config.notify {
+        let events: Vec<&str> = sink.events.iter().map(|e| e.as_str()).collect();
+        let roles = match &sink.roles {
+            Some(r) => r
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            None => "all roles".into(),
+        };
+        let state = match crate::notify::Sink::load(sink) {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => {
+                ok = false;
+                format!("UNUSABLE: {}", e.message)
+            }
+        };
+        outln!(
+            "notify       {} ({:?}): {}; {roles}; gives up after {}: {state}",
+            sink.name,
+            sink.kind,
+            events.join(", "),
+            crate::names::short_duration(sink.give_up_after)
+        )?;
+    }
+    Ok(ok)
 }

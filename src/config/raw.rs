@@ -30,6 +30,8 @@ pub(super) struct RawConfig {
     pub oidc: Option<super::oidc::RawOidc>,
     #[serde(default)]
     pub tokens: RawTokens,
+    #[serde(default)]
+    pub notify: Vec<super::notify::RawNotify>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -17,6 +17,7 @@ use super::{Service, ServiceError, unix, view};
 use crate::audit::{
     self, AttemptRefused, NewEvent, RequestCancelled, RequestExpired, RequestRefused, SYSTEM_ACTOR,
 };
+use crate::config::NotifyEvent;
 use crate::names::{RequestId, RoleName, Text, UserName};
 use crate::policy::rules::{self, Refusal};
 use crate::store::Tx;
@@ -121,6 +122,7 @@ impl Service {
                 },
             ),
         )?;
+        self.tell(tx, now, NotifyEvent::RequestDecided, &row.id)?;
         Ok(Err(refusal.into()))
     }
 
@@ -160,6 +162,7 @@ impl Service {
             now,
             &NewEvent::on_request(actor.as_str(), row.id.as_str(), event),
         )?;
+        self.tell(tx, now, NotifyEvent::RequestDecided, &row.id)?;
         Ok(true)
     }
 
@@ -196,6 +199,7 @@ impl Service {
                 },
             ),
         )?;
+        self.tell(tx, now, NotifyEvent::RequestDecided, &row.id)?;
         Ok(true)
     }
 

@@ -180,6 +180,7 @@ impl Service {
                 .into(),
             },
         )?;
+        self.tell(tx, now, crate::config::NotifyEvent::RequestDecided, &row.id)?;
         Ok(Ok(cert_row))
     }
 }

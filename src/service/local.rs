@@ -74,6 +74,24 @@ impl Local {
         super::unbind_identity(&self.store, user, reason, operator)
     }
 
+    /// Pending and dead notifications (see [`super::notify_status`]).
+    pub fn notify_status(
+        &self,
+        limit: i64,
+    ) -> Result<(i64, i64, Vec<crate::store::notify::Listed>), ServiceError> {
+        super::notify_status(&self.store, limit)
+    }
+
+    /// Re-arms dead notifications (see [`super::notify_retry`]).
+    pub fn notify_retry(
+        &self,
+        event_id: &str,
+        sink: Option<&str>,
+        operator: &str,
+    ) -> Result<u64, ServiceError> {
+        super::notify_retry(&self.store, event_id, sink, operator)
+    }
+
     /// Recomputes the whole audit chain.
     pub fn verify_audit(&self) -> Result<Verified, AuditError> {
         audit::verify_store(&self.store)

@@ -210,6 +210,8 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         ("[storage]", differs(&old.storage, &new.storage)),
         // The provider client and its secret are made at start (`Service::open`).
         ("[oidc]", differs(&old.oidc, &new.oidc)),
+        // The sinks' URLs and signing keys are read at start.
+        ("[[notify]]", differs(&old.notify, &new.notify)),
     ]
     .into_iter()
     .filter_map(|(name, changed)| changed.then_some(name))

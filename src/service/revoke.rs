@@ -15,7 +15,6 @@ use super::{RequestView, Service, ServiceError, unix, view};
 use crate::audit::{self, CertificateRevoked, NewEvent};
 use crate::krl::{self, KrlContents};
 use crate::names::{RequestId, Serial, Text, UserName};
-use crate::state::Guard;
 use crate::store::Tx;
 use crate::store::certificates::{self as certs, Holding};
 use crate::store::requests as rq;
@@ -77,42 +76,49 @@ fn lock(m: &Mutex<Option<CachedKrl>>) -> MutexGuard<'_, Option<CachedKrl>> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn revoke_one(
-    tx: &Tx<'_>,
-    guard: &Guard,
-    now: DateTime<Utc>,
-    actor: &UserName,
-    cert: &Holding,
-    reason: &Text,
-) -> Result<bool, ServiceError> {
-    let Some(version) = certs::revoke(tx, cert.serial, unix(now), actor.as_str(), reason.as_str())?
-    else {
-        return Ok(false);
-    };
-    // The answer must not leave before the high-water mark holds this version.
-    guard.note_revocation(version);
-    audit::append(
-        tx,
-        now,
-        &NewEvent {
-            actor: actor.as_str(),
-            request_id: Some(cert.request_id.as_str()),
-            serial: Some(cert.serial),
-            event: CertificateRevoked {
-                serial: cert.serial.to_string(),
-                requester: cert.requester.to_string(),
-                role: cert.role.to_string(),
-                reason: reason.as_str().to_owned(),
-                krl_version: version,
-                valid_before: view::rfc3339(cert.valid_before),
-            }
-            .into(),
-        },
-    )?;
-    Ok(true)
-}
-
 impl Service {
+    fn revoke_one(
+        &self,
+        tx: &Tx<'_>,
+        now: DateTime<Utc>,
+        actor: &UserName,
+        cert: &Holding,
+        reason: &Text,
+    ) -> Result<bool, ServiceError> {
+        let Some(version) =
+            certs::revoke(tx, cert.serial, unix(now), actor.as_str(), reason.as_str())?
+        else {
+            return Ok(false);
+        };
+        // The answer must not leave before the high-water mark holds this version.
+        self.guard.note_revocation(version);
+        audit::append(
+            tx,
+            now,
+            &NewEvent {
+                actor: actor.as_str(),
+                request_id: Some(cert.request_id.as_str()),
+                serial: Some(cert.serial),
+                event: CertificateRevoked {
+                    serial: cert.serial.to_string(),
+                    requester: cert.requester.to_string(),
+                    role: cert.role.to_string(),
+                    reason: reason.as_str().to_owned(),
+                    krl_version: version,
+                    valid_before: view::rfc3339(cert.valid_before),
+                }
+                .into(),
+            },
+        )?;
+        self.tell(
+            tx,
+            now,
+            crate::config::NotifyEvent::CertificateRevoked,
+            &cert.request_id,
+        )?;
+        Ok(true)
+    }
+
     /// Revokes one certificate (admins).
     pub fn revoke_serial(
         &self,
@@ -127,7 +133,7 @@ impl Service {
             let cert = certs::by_serial(tx, serial)?.ok_or_else(|| {
                 ServiceError::NotFound(format!("no certificate with serial {serial}"))
             })?;
-            if !revoke_one(tx, &self.guard, now, actor, &cert, &reason)? {
+            if !self.revoke_one(tx, now, actor, &cert, &reason)? {
                 return Err(ServiceError::Conflict {
                     code: crate::error_code::ErrorCode::AlreadyRevoked,
                     message: format!("certificate {serial} is already revoked"),
@@ -165,7 +171,7 @@ impl Service {
             super::users::disable(tx, now, actor, user, &reason, &mut done)?;
             // Still accepted by a server whose clock lags by the backdate: revoke those too.
             for cert in certs::active_of_user(tx, user, unix(now) - self.skew())? {
-                if revoke_one(tx, &self.guard, now, actor, &cert, &reason)? {
+                if self.revoke_one(tx, now, actor, &cert, &reason)? {
                     done.revoked.push(cert.serial);
                 }
             }
@@ -216,7 +222,7 @@ impl Service {
                     message: format!("the certificate of {id} has already expired"),
                 });
             }
-            if !revoke_one(tx, &self.guard, now, actor, &holding, &reason)? {
+            if !self.revoke_one(tx, now, actor, &holding, &reason)? {
                 return Err(ServiceError::Conflict {
                     code: crate::error_code::ErrorCode::AlreadyRevoked,
                     message: format!("the certificate of {id} is already revoked"),

@@ -175,6 +175,24 @@ const TABLES: &[Table] = &[
         ],
         order: "registered_at, fingerprint",
     },
+    // Deliveries not yet made are acknowledged work: copied with the rest.
+    Table {
+        name: "notify_outbox",
+        columns: &[
+            ("event_id", Text),
+            ("sink", Text),
+            ("event", Text),
+            ("payload", Text),
+            ("created_at", Int),
+            ("next_at", Int),
+            ("attempts", Int),
+            ("status", Text),
+            ("lease_until", Int),
+            ("last_error", Text),
+            ("done_at", Int),
+        ],
+        order: "created_at, event_id, sink",
+    },
     Table {
         name: "ca_keys",
         columns: &[

@@ -328,6 +328,26 @@ CREATE TABLE key_challenges (
 );
 CREATE INDEX key_challenges_by_user ON key_challenges (user);
 "#,
+    r#"
+-- The notification outbox: one row per event and sink ([[notify]]), written in the
+-- transaction of the change it tells of; the dispatcher claims due rows with a lease
+-- (`lease_until`), delivers, and marks them delivered, due again later, or dead.
+CREATE TABLE notify_outbox (
+    event_id    TEXT NOT NULL,
+    sink        TEXT NOT NULL,
+    event       TEXT NOT NULL,
+    payload     TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    next_at     INTEGER NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    status      TEXT NOT NULL CHECK (status IN ('pending','delivered','dead')),
+    lease_until INTEGER,
+    last_error  TEXT,
+    done_at     INTEGER,
+    PRIMARY KEY (event_id, sink)
+);
+CREATE INDEX notify_outbox_due ON notify_outbox (status, next_at);
+"#,
 ];
 
 /// Applies the migrations not applied yet. A database already current is only read:

@@ -44,6 +44,7 @@ mod layout;
 mod limits;
 mod limits_connections;
 mod migrate_store;
+mod notify;
 mod offboarding;
 mod pg;
 mod pg_attacks;

@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Attempt, flatten, refuse};
 use crate::audit::{self, NewEvent, RequestCreated};
+use crate::config::NotifyEvent;
 use crate::names::{IdempotencyKey, Principal, RequestId, RoleName, Text, UserName};
 use crate::policy::rules::{self, Refusal};
 use crate::policy::{People, Role};
@@ -211,6 +212,7 @@ impl Service {
                     },
                 ),
             )?;
+            self.tell(tx, now, NotifyEvent::RequestCreated, &row.id)?;
             // A new request has no approvals and no certificate yet: nothing to read back.
             // Its requester was just checked to be enabled, in this transaction.
             Ok(Ok(Created {

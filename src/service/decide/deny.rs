@@ -69,6 +69,7 @@ impl Service {
                     },
                 ),
             )?;
+            self.tell(tx, now, crate::config::NotifyEvent::RequestDecided, id)?;
             let row = rq::get(tx, id)?
                 .ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
             Ok(Ok(self.request_view(tx, row, now)?))

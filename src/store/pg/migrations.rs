@@ -232,6 +232,23 @@ CREATE TABLE key_challenges (
 );
 CREATE INDEX key_challenges_by_user ON key_challenges ("user");
 "#,
+    r#"
+CREATE TABLE notify_outbox (
+    event_id    TEXT NOT NULL,
+    sink        TEXT NOT NULL,
+    event       TEXT NOT NULL,
+    payload     TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    next_at     BIGINT NOT NULL,
+    attempts    BIGINT NOT NULL DEFAULT 0,
+    status      TEXT NOT NULL CHECK (status IN ('pending','delivered','dead')),
+    lease_until BIGINT,
+    last_error  TEXT,
+    done_at     BIGINT,
+    PRIMARY KEY (event_id, sink)
+);
+CREATE INDEX notify_outbox_due ON notify_outbox (status, next_at);
+"#,
 ];
 
 /// The schema version the database records (0: none yet).

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Makes tests/py/.venv, a Python virtual environment with the independent checkers the
+# tests run (tests/py/requirements.txt: `standardwebhooks`, which verifies the signed
+# webhooks countersign sends). Needs python3 with venv (Debian: python3-venv, installed
+# when missing). Does nothing when the environment already has them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv=tests/py/.venv
+if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import standardwebhooks' 2>/dev/null; then
+  exit 0
+fi
+if ! python3 -m venv --help >/dev/null 2>&1; then
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  echo "installing python3-venv..." >&2
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq python3 python3-venv >/dev/null
+fi
+rm -rf "$venv"
+python3 -m venv "$venv"
+"$venv/bin/pip" install -q --disable-pip-version-check -r tests/py/requirements.txt

@@ -1,0 +1,289 @@
+//! Delivering notifications to `[[notify]]` sinks: the bytes each kind is sent and one
+//! HTTP POST. `webhook` sinks get the event's JSON signed by the Standard Webhooks scheme
+//! (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64 HMAC-SHA256 over
+//! id.timestamp.body>`), so receivers verify it with off-the-shelf libraries; `slack`
+//! sinks get Slack's incoming-webhook JSON. Redirects are not followed and answers are
+//! not read past their status line.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use crate::config::{NotifySink, SinkKind};
+
+/// How long one delivery may take, connection included.
+pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A sink ready to deliver to: its config, URL and signing key read from their files.
+pub struct Sink {
+    /// Its config.
+    pub config: NotifySink,
+    url: Zeroizing<String>,
+    key: Option<Zeroizing<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sink")
+            .field("name", &self.config.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a sink cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("[[notify]] {name}: {message}")]
+pub struct SinkError {
+    /// The sink.
+    pub name: String,
+    /// What is wrong (never the secret).
+    pub message: String,
+}
+
+impl Sink {
+    /// Reads the sink's URL (first line of `url_file`: an `http` or `https` URL) and, for
+    /// a webhook, its signing key (`whsec_` + base64 as Standard Webhooks writes it, else
+    /// the line's bytes), under the rules of other secret files.
+    pub fn load(config: &NotifySink) -> Result<Sink, SinkError> {
+        let err = |message: String| SinkError {
+            name: config.name.clone(),
+            message,
+        };
+        let read = |path: &crate::config::CredentialPath| -> Result<Zeroizing<Vec<u8>>, SinkError> {
+            let path = path.resolve().map_err(err)?;
+            crate::ca::read_secret_file(&path).map_err(err)
+        };
+        let raw = read(&config.url_file)?;
+        let url = std::str::from_utf8(&raw)
+            .map_err(|_| err("url_file: the URL is not text".into()))?
+            .trim()
+            .to_owned();
+        let parsed =
+            reqwest::Url::parse(&url).map_err(|_| err("url_file: not a URL".to_owned()))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+            return Err(err(
+                "url_file: the URL must be http:// or https:// with a host".into(),
+            ));
+        }
+        let key = match &config.secret_file {
+            None => None,
+            Some(f) => {
+                let raw = read(f)?;
+                let text = std::str::from_utf8(&raw).unwrap_or_default().trim();
+                Some(match text.strip_prefix("whsec_") {
+                    Some(b64) => Zeroizing::new(
+                        BASE64
+                            .decode(b64)
+                            .map_err(|_| err("secret_file: whsec_ key is not base64".into()))?,
+                    ),
+                    None => raw,
+                })
+            }
+        };
+        if key.as_ref().is_some_and(|k| k.len() < 16) {
+            return Err(err("secret_file: the key must be at least 16 bytes".into()));
+        }
+        Ok(Sink {
+            config: config.clone(),
+            url: Zeroizing::new(url),
+            key,
+        })
+    }
+}
+
+/// `v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>`: the Standard Webhooks
+/// signature.
+pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &str) -> String {
+    // HMAC takes a key of any length: `new_from_slice` cannot fail for it.
+    let mut mac = match Hmac::<Sha256>::new_from_slice(key) {
+        Ok(m) => m,
+        Err(_) => return String::new(),
+    };
+    mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
+    format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
+}
+
+/// Text from a requester, made inert for Slack's mrkdwn: `&`, `<` and `>` escaped (so
+/// no link, mention or `<!channel>`), and formatting characters neutralised.
+fn slack_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .chars()
+        .map(|c| match c {
+            '*' | '_' | '~' | '`' => '\u{2024}',
+            c if c.is_control() => ' ',
+            c => c,
+        })
+        .collect()
+}
+
+/// The Slack incoming-webhook message for an event's JSON.
+pub fn slack_body(payload: &Value) -> Value {
+    let r = &payload["data"]["request"];
+    let text = |v: &Value| slack_escape(v.as_str().unwrap_or_default());
+    let event = payload["type"].as_str().unwrap_or_default();
+    let headline = match event {
+        "request.created" => "waits for approval".to_owned(),
+        "request.decided" => format!("is {}", text(&r["status"])),
+        "certificate.revoked" => "had its certificate revoked".to_owned(),
+        "notify.dead" => "could not be told to a sink".to_owned(),
+        other => slack_escape(other),
+    };
+    let principals: Vec<String> = r["principals"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(text)
+        .collect();
+    let needed = r["approvals_needed"].as_u64().unwrap_or(0);
+    let required = r["approvals_required"].as_u64().unwrap_or(0);
+    let summary = format!(
+        "Request {} by {} for {} {headline}",
+        text(&r["id"]),
+        text(&r["requester"]),
+        text(&r["role"]),
+    );
+    let details = format!(
+        "*Reason:* {}\n*Principals:* {}\n*TTL:* {} s\n*Approvals:* {} of {}\n*Expires:* {}",
+        text(&r["reason"]),
+        principals.join(", "),
+        r["ttl_seconds"].as_i64().unwrap_or(0),
+        required.saturating_sub(needed),
+        required,
+        text(&r["expires_at"]),
+    );
+    json!({
+        "text": summary,
+        "blocks": [
+            { "type": "section", "text": { "type": "plain_text", "text": summary } },
+            { "type": "section", "text": { "type": "mrkdwn", "text": details } },
+        ],
+    })
+}
+
+/// How one delivery went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivered {
+    /// A 2xx answer.
+    Yes,
+    /// Refused or failed; `retry_after` seconds when a 429 said so.
+    No {
+        /// Why (status or error kind: never the URL).
+        why: String,
+        /// `Retry-After` of a 429, in seconds.
+        retry_after: Option<u64>,
+    },
+}
+
+/// An HTTP client for deliveries: no redirects, a timeout, no cookies.
+pub fn client() -> Result<reqwest::Client, reqwest::Error> {
+    crate::tls::install_crypto_provider();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(DELIVERY_TIMEOUT)
+        .connect_timeout(DELIVERY_TIMEOUT)
+        .user_agent(concat!("countersign/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// POSTs the event `payload` (its JSON text, with id `event_id`) to `sink` at `now`
+/// (Unix seconds).
+pub async fn deliver(
+    http: &reqwest::Client,
+    sink: &Sink,
+    event_id: &str,
+    payload: &str,
+    now: i64,
+) -> Delivered {
+    let mut req = http
+        .post(sink.url.as_str())
+        .header(reqwest::header::CONTENT_TYPE, "application/json");
+    let body = match sink.config.kind {
+        SinkKind::Webhook => {
+            let key = sink
+                .key
+                .as_deref()
+                .map(|k| k.as_slice())
+                .unwrap_or_default();
+            req = req
+                .header("webhook-id", event_id)
+                .header("webhook-timestamp", now.to_string())
+                .header("webhook-signature", sign(key, event_id, now, payload));
+            payload.to_owned()
+        }
+        SinkKind::Slack => {
+            let value: Value = serde_json::from_str(payload).unwrap_or(Value::Null);
+            slack_body(&value).to_string()
+        }
+    };
+    match req.body(body).send().await {
+        Ok(resp) if resp.status().is_success() => Delivered::Yes,
+        Ok(resp) => {
+            let status = resp.status();
+            let retry_after = (status == reqwest::StatusCode::TOO_MANY_REQUESTS)
+                .then(|| {
+                    resp.headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                })
+                .flatten();
+            Delivered::No {
+                why: format!("HTTP {}", status.as_u16()),
+                retry_after,
+            }
+        }
+        Err(e) => Delivered::No {
+            why: if e.is_timeout() {
+                "timed out".into()
+            } else if e.is_connect() {
+                "could not connect".into()
+            } else {
+                "the request failed".into()
+            },
+            retry_after: None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signature_is_standard_webhooks_v1() {
+        // The example of the Standard Webhooks specification's reference libraries.
+        let key = BASE64.decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let sig = sign(
+            &key,
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            r#"{"test": 2432232314}"#,
+        );
+        assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    #[test]
+    fn slack_text_cannot_mention_or_link() {
+        let payload = json!({
+            "type": "request.created",
+            "data": { "request": {
+                "id": "r-1", "requester": "alice", "role": "prod-db",
+                "reason": "<!channel> see <https://evil|here> *now*",
+                "principals": ["postgres"], "approvals_needed": 1, "approvals_required": 1,
+            }},
+        });
+        let body = slack_body(&payload).to_string();
+        assert!(
+            !body.contains("<!channel>") && !body.contains("<https"),
+            "{body}"
+        );
+        assert!(body.contains("&lt;!channel&gt;"), "{body}");
+    }
+}

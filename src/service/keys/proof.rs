@@ -1,0 +1,85 @@
+//! Proof of possession: the SSH signature over a challenge that registering a key
+//! needs, checked before (and apart from) the database write.
+
+use ssh_key::{PublicKey, SshSig};
+
+use super::ServiceError;
+use crate::pubkey::SubjectKey;
+
+/// SSHSIG namespace of the signature that proves a key.
+pub const KEY_NAMESPACE: &str = "countersign-key";
+
+/// Longest key comment kept.
+const MAX_COMMENT: usize = 100;
+
+/// The comment of an OpenSSH public key line, kept only if it is text as a reason may be
+/// (no control, invisible or direction-changing characters, no line separators) and at
+/// most [`MAX_COMMENT`] characters; else empty (the key is registered without it).
+pub(super) fn comment_of(line: &str) -> String {
+    let comment = line
+        .trim()
+        .splitn(3, [' ', '\t'])
+        .nth(2)
+        .unwrap_or_default()
+        .trim();
+    match crate::names::Text::parse(comment, "comment") {
+        Ok(_) if comment.chars().count() <= MAX_COMMENT => comment.to_owned(),
+        _ => String::new(),
+    }
+}
+
+/// A key whose holder signed a challenge with it: what [`Service::register_key`] takes.
+/// Made only by [`prove`], which checks the signature (CPU work, done before and apart
+/// from the database write).
+#[derive(Debug, Clone)]
+pub struct ProvenKey {
+    pub(super) key: SubjectKey,
+    pub(super) line: String,
+    pub(super) challenge: String,
+}
+
+impl ProvenKey {
+    /// The key's fingerprint.
+    pub fn fingerprint(&self) -> String {
+        self.key.fingerprint()
+    }
+}
+
+/// Parses the key `line` and checks `signature` over `challenge` with it (not yet that
+/// the challenge was handed out: registering does that in its transaction).
+pub fn prove(line: &str, challenge: &str, signature: &str) -> Result<ProvenKey, ServiceError> {
+    let key = SubjectKey::parse(line).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    check_proof(&key, challenge, signature).map_err(ServiceError::KeyProof)?;
+    Ok(ProvenKey {
+        key,
+        line: line.to_owned(),
+        challenge: challenge.to_owned(),
+    })
+}
+
+/// Checks that `signature` (an armored SSHSIG) is `key`'s over `challenge` in
+/// [`KEY_NAMESPACE`]; the reason it is not, for the person.
+pub fn check_proof(key: &SubjectKey, challenge: &str, signature: &str) -> Result<(), String> {
+    let sig = SshSig::from_pem(signature.trim()).map_err(|_| {
+        "the signature is not an armored SSH signature (-----BEGIN SSH SIGNATURE-----), as \
+         `ssh-keygen -Y sign` writes it"
+            .to_owned()
+    })?;
+    if sig.namespace() != KEY_NAMESPACE {
+        return Err(format!(
+            "the signature is for namespace {:?}, not {KEY_NAMESPACE:?}: sign with \
+             `ssh-keygen -Y sign -n {KEY_NAMESPACE}`",
+            sig.namespace().chars().take(64).collect::<String>()
+        ));
+    }
+    if sig.public_key() != key.key_data() {
+        return Err(format!(
+            "the signature was made with another key ({}), not {}",
+            sig.public_key().fingerprint(ssh_key::HashAlg::Sha256),
+            key.fingerprint()
+        ));
+    }
+    PublicKey::new(key.key_data().clone(), "")
+        .verify(KEY_NAMESPACE, challenge.as_bytes(), &sig)
+        .map_err(|_| "the signature does not verify over this challenge".to_owned())
+}

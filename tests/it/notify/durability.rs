@@ -1,0 +1,184 @@
+//! Notifications are never lost: a receiver that is away gets everything when it is
+//! back, one that never comes back is given up on the record, and a crash mid-delivery
+//! loses nothing.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{Receiver, of_type, policy_with};
+use crate::cli::{countersign, run, text};
+use crate::helpers::{TestApp, manual_clock};
+
+const CREATED: &str = r#"["request.created"]"#;
+
+/// Waits until every delivery in the outbox was tried at least once.
+async fn all_tried(app: &TestApp, n: i64) {
+    for _ in 0..200 {
+        let tried = app.count("SELECT count(*) FROM notify_outbox WHERE attempts >= 1");
+        if tried == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("not every delivery was tried");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_receiver_away_for_a_minute_gets_all_100_events_when_it_is_back() {
+    let clock = manual_clock();
+    let mut hook = Receiver::new(true);
+    let policy = policy_with(&hook.sink("hook", CREATED, "")).replace(
+        "pending_ttl = \"1h\"",
+        "pending_ttl = \"1h\"\nmax_pending_per_user = 1000",
+    );
+    let app = TestApp::spawn_with_clock(&policy, &clock).await;
+    let mut ids = std::collections::BTreeSet::new();
+    for _ in 0..100 {
+        ids.insert(app.create_ok("alice", "prod-db").await);
+    }
+    // Nobody listens: every delivery fails once and waits.
+    all_tried(&app, 100).await;
+    assert!(hook.records().is_empty());
+    hook.start();
+    clock.advance(Duration::from_secs(60));
+    let events = hook.wait_for(30, |e| e.len() >= 100).await;
+    let told: std::collections::BTreeSet<String> = events
+        .iter()
+        .map(|e| e["data"]["request"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(told, ids);
+    // Each one recorded delivered once its answer is in (a try that timed out on a busy
+    // machine is due again after its backoff: the clock moves on for it).
+    let delivered = "SELECT count(*) FROM notify_outbox WHERE status = 'delivered'";
+    for _ in 0..120 {
+        if app.count(delivered) == 100 {
+            break;
+        }
+        clock.advance(Duration::from_secs(2));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        app.count(delivered),
+        100,
+        "pending: {}, with an error: {}, receiver got {} posts",
+        app.count("SELECT count(*) FROM notify_outbox WHERE status = 'pending'"),
+        app.count(
+            "SELECT count(*) FROM notify_outbox WHERE last_error IS NOT NULL AND status = 'pending'"
+        ),
+        hook.records().len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delivery_that_never_succeeds_is_given_up_on_the_record_and_can_be_retried() {
+    let clock = manual_clock();
+    let mut hook = Receiver::new(true);
+    let mut watcher = Receiver::new(true);
+    watcher.start();
+    let sinks = format!(
+        "{}{}",
+        hook.sink("flaky", CREATED, "give_up_after = \"1m\""),
+        watcher.sink("watch", r#"["notify.dead"]"#, "")
+    );
+    let app = TestApp::spawn_with_clock(&policy_with(&sinks), &clock).await;
+    let id = app.create_ok("alice", "prod-db").await;
+    all_tried(&app, 1).await;
+    clock.advance(Duration::from_secs(61));
+    let dead = watcher.wait_for(20, |e| !e.is_empty()).await;
+    assert_eq!(dead[0]["type"], "notify.dead");
+    assert_eq!(dead[0]["data"]["sink"], "flaky");
+    assert_eq!(dead[0]["data"]["request"]["id"], id.as_str());
+    let audited = app.audit("").await;
+    let given_up: Vec<&Value> = audited
+        .iter()
+        .filter(|e| e["action"] == "notify.dead")
+        .collect();
+    assert_eq!(given_up.len(), 1);
+    assert_eq!(given_up[0]["detail"]["sink"], "flaky");
+    // The operator sees it, the receiver is fixed, the operator retries.
+    let status = run({
+        let mut c = countersign(&app.config_path());
+        c.args(["notify", "status", "--json"]);
+        c
+    })
+    .await;
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    let listed: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(listed["dead"], 1, "{listed}");
+    let event_id = listed["deliveries"][0]["id"].as_str().unwrap().to_owned();
+    assert!(!text(&status.stdout).contains("http://"), "no URL is shown");
+    hook.start();
+    let retried = run({
+        let mut c = countersign(&app.config_path());
+        c.args(["notify", "retry", &event_id, "--sink", "flaky"]);
+        c
+    })
+    .await;
+    assert!(retried.status.success(), "{}", text(&retried.stderr));
+    let events = hook.wait_for(20, |e| !e.is_empty()).await;
+    assert_eq!(events[0]["id"], event_id.as_str());
+    assert_eq!(of_type(&events, "request.created").len(), 1);
+    let audited = app.audit("").await;
+    assert!(audited.iter().any(|e| e["action"] == "notify.retried"));
+    // Retrying what is not dead says so.
+    let again = run({
+        let mut c = countersign(&app.config_path());
+        c.args(["notify", "retry", &event_id]);
+        c
+    })
+    .await;
+    assert!(!again.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_in_the_middle_of_deliveries_loses_none_of_them() {
+    use crate::process::{Api, ServerProcess, create_token, operator};
+    let mut hook = Receiver::new(true);
+    hook.set_mode("hang");
+    hook.start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("countersign.toml");
+    std::fs::write(&config, policy_with(&hook.sink("hook", CREATED, ""))).unwrap();
+    assert!(
+        operator(&config)
+            .arg("init")
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let alice = tokio::task::block_in_place(|| create_token(&config, "alice"));
+    let server = tokio::task::block_in_place(|| ServerProcess::start(&config));
+    let api = Api::new(&server.url);
+    let mut ids = std::collections::BTreeSet::new();
+    for i in 0..10 {
+        let key = crate::helpers::public_line(&crate::helpers::new_key());
+        let body =
+            serde_json::json!({ "role": "prod-db", "public_key": key, "reason": format!("r{i}") });
+        let (status, created) = api.post(&alice, "/v1/requests", body).await.unwrap();
+        assert_eq!(status, reqwest::StatusCode::CREATED, "{created}");
+        ids.insert(created["id"].as_str().unwrap().to_owned());
+    }
+    // Deliveries are in flight, the receiver holding them, when the power goes.
+    hook.wait_for_records(10).await;
+    tokio::task::block_in_place(|| server.kill_9());
+    hook.set_mode("ok");
+    let _server = tokio::task::block_in_place(|| ServerProcess::start(&config));
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let told: std::collections::BTreeSet<String> = hook
+            .delivered()
+            .iter()
+            .filter_map(|e| e["data"]["request"]["id"].as_str().map(str::to_owned))
+            .collect();
+        if ids.iter().all(|id| told.contains(id)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "delivered after the crash: {told:?} of {ids:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
