@@ -182,3 +182,36 @@ async fn kill_9_in_the_middle_of_deliveries_loses_none_of_them() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_one_database_deliver_each_event_once() {
+    use crate::helpers::Backend;
+    let mut hook = Receiver::new(true);
+    hook.start();
+    let policy = policy_with(&hook.sink("hook", CREATED, ""));
+    let first = TestApp::spawn_on_backend(&policy, Backend::Postgres).await;
+    let second = TestApp::spawn_replica_of(&first, &policy).await;
+    let mut ids = std::collections::BTreeSet::new();
+    for i in 0..20 {
+        let app = if i % 2 == 0 { &first } else { &second };
+        let user = if i % 4 < 2 { "alice" } else { "frank" };
+        ids.insert(app.create_ok(user, "prod-db").await);
+    }
+    let events = hook.wait_for(30, |e| e.len() >= 20).await;
+    // Both dispatchers ran all along: a claimed delivery is the other's to skip.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let events = if hook.events().len() > events.len() {
+        hook.events()
+    } else {
+        events
+    };
+    let told: Vec<String> = events
+        .iter()
+        .map(|e| e["data"]["request"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(told.len(), 20, "each event once: {told:?}");
+    assert_eq!(
+        told.into_iter().collect::<std::collections::BTreeSet<_>>(),
+        ids
+    );
+}
