@@ -18,6 +18,7 @@ mod cli_support;
 mod device;
 mod groups;
 mod more;
+mod operators;
 mod recheck;
 mod step_up;
 mod tokens;
