@@ -16,6 +16,13 @@ use zeroize::Zeroizing;
 
 use crate::config::{NotifySink, SinkKind};
 
+/// Base64 with or without its `=` padding, as `whsec_` keys come both ways.
+const LENIENT: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+
 /// How long one delivery may take, connection included.
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -77,7 +84,7 @@ impl Sink {
                 let text = std::str::from_utf8(&raw).unwrap_or_default().trim();
                 Some(match text.strip_prefix("whsec_") {
                     Some(b64) => Zeroizing::new(
-                        BASE64
+                        LENIENT
                             .decode(b64)
                             .map_err(|_| err("secret_file: whsec_ key is not base64".into()))?,
                     ),
@@ -108,63 +115,118 @@ pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &str) -> String {
     format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
 }
 
-/// Text from a requester, made inert for Slack's mrkdwn: `&`, `<` and `>` escaped (so
-/// no link, mention or `<!channel>`), and formatting characters neutralised.
+/// Longest text from a requester put in a Slack message, after escaping (Slack refuses
+/// a text object over 3000 characters: a long reason must not keep the message out).
+const MAX_SLACK_TEXT: usize = 1000;
+
+/// Text from a requester, made inert for Slack: `&`, `<` and `>` escaped (no manual
+/// links, mentions or `<!channel>`), `://` written `[:]//` (no link a reader could
+/// follow by mistake), and cut to [`MAX_SLACK_TEXT`] characters. The text objects it
+/// goes into are `verbatim`, so Slack links no URL or channel name by itself either.
 fn slack_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
+    let escaped = s
+        .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
-        .chars()
-        .map(|c| match c {
-            '*' | '_' | '~' | '`' => '\u{2024}',
-            c if c.is_control() => ' ',
-            c => c,
-        })
-        .collect()
+        .replace("://", "[:]//");
+    if escaped.chars().count() <= MAX_SLACK_TEXT {
+        return escaped;
+    }
+    let mut cut: String = escaped.chars().take(MAX_SLACK_TEXT).collect();
+    // Not in the middle of an entity.
+    if let Some(amp) = cut.rfind('&')
+        && !cut[amp..].contains(';')
+    {
+        cut.truncate(amp);
+    }
+    cut.push('…');
+    cut
+}
+
+/// A `verbatim` mrkdwn text object.
+fn mrkdwn(text: String) -> Value {
+    json!({ "type": "mrkdwn", "text": text, "verbatim": true })
 }
 
 /// The Slack incoming-webhook message for an event's JSON.
 pub fn slack_body(payload: &Value) -> Value {
-    let r = &payload["data"]["request"];
+    let data = &payload["data"];
+    let r = &data["request"];
     let text = |v: &Value| slack_escape(v.as_str().unwrap_or_default());
     let event = payload["type"].as_str().unwrap_or_default();
     let headline = match event {
         "request.created" => "waits for approval".to_owned(),
         "request.decided" => format!("is {}", text(&r["status"])),
         "certificate.revoked" => "had its certificate revoked".to_owned(),
-        "notify.dead" => "could not be told to a sink".to_owned(),
+        "notify.dead" => format!(
+            "could not be told to sink {} ({}: {})",
+            text(&data["sink"]),
+            text(&data["event"]),
+            text(&data["error"])
+        ),
         other => slack_escape(other),
     };
-    let principals: Vec<String> = r["principals"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(text)
-        .collect();
-    let needed = r["approvals_needed"].as_u64().unwrap_or(0);
-    let required = r["approvals_required"].as_u64().unwrap_or(0);
-    let summary = format!(
-        "Request {} by {} for {} {headline}",
-        text(&r["id"]),
-        text(&r["requester"]),
-        text(&r["role"]),
-    );
-    let details = format!(
-        "*Reason:* {}\n*Principals:* {}\n*TTL:* {} s\n*Approvals:* {} of {}\n*Expires:* {}",
-        text(&r["reason"]),
-        principals.join(", "),
-        r["ttl_seconds"].as_i64().unwrap_or(0),
-        required.saturating_sub(needed),
-        required,
-        text(&r["expires_at"]),
-    );
-    json!({
-        "text": summary,
-        "blocks": [
-            { "type": "section", "text": { "type": "plain_text", "text": summary } },
-            { "type": "section", "text": { "type": "mrkdwn", "text": details } },
-        ],
-    })
+    let summary = if r.is_object() {
+        format!(
+            "Request {} by {} for {} {headline}",
+            text(&r["id"]),
+            text(&r["requester"]),
+            text(&r["role"]),
+        )
+    } else {
+        format!("A notification {headline}")
+    };
+    let mut blocks = vec![json!({ "type": "section", "text": mrkdwn(summary.clone()) })];
+    if r.is_object() {
+        let principals: Vec<String> = r["principals"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(text)
+            .collect();
+        let given = r["approvals"].as_array().map_or(0, Vec::len);
+        let mut lines = vec![
+            format!("*Principals:* {}", principals.join(", ")),
+            format!("*TTL:* {} s", r["ttl_seconds"].as_i64().unwrap_or(0)),
+            format!(
+                "*Approvals:* {given} of {}",
+                r["approvals_required"].as_u64().unwrap_or(0)
+            ),
+        ];
+        if r["status"] == "pending" {
+            lines.push(format!("*Waits until:* {}", text(&r["expires_at"])));
+        }
+        if r["serial"].is_string() {
+            lines.push(format!(
+                "*Certificate:* serial {}, valid until {}",
+                text(&r["serial"]),
+                text(&r["valid_before"])
+            ));
+        }
+        if r["decided_by"].is_string() {
+            lines.push(format!("*Decided by:* {}", text(&r["decided_by"])));
+        }
+        if r["revoked"].is_object() {
+            lines.push(format!(
+                "*Revoked by:* {} at {}",
+                text(&r["revoked"]["by"]),
+                text(&r["revoked"]["at"])
+            ));
+        }
+        blocks.push(json!({ "type": "section", "text": mrkdwn(lines.join("\n")) }));
+        // What requesters and deciders wrote, each in a block of its own.
+        for (label, value) in [
+            ("Reason (as the requester wrote it)", &r["reason"]),
+            ("Note", &r["decision_note"]),
+            ("Revocation reason", &r["revoked"]["reason"]),
+        ] {
+            if value.as_str().is_some_and(|v| !v.is_empty()) {
+                let block = mrkdwn(format!("*{label}:*\n{}", text(value)));
+                blocks.push(json!({ "type": "section", "text": block }));
+            }
+        }
+    }
+    json!({ "text": summary, "blocks": blocks })
 }
 
 /// How one delivery went.

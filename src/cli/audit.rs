@@ -137,6 +137,11 @@ pub(super) fn summary(detail: &serde_json::Value) -> String {
         "changes",
         "carried_revocations",
         "krl_version",
+        // notify.dead, notify.retried
+        "sink",
+        "event",
+        "event_id",
+        "error",
     ] {
         match &detail[key] {
             serde_json::Value::Null => {}

@@ -284,6 +284,9 @@ fn ssh_summary(config: &Config) -> String {
 /// reads them; whether all can be used.
 fn notify_summary(config: &Config) -> anyhow::Result<bool> {
     let mut ok = true;
+    if config.notify.is_empty() {
+        outln!("notify       off (no [[notify]] sink)")?;
+    }
     for sink in &config.notify {
         let events: Vec<&str> = sink.events.iter().map(|e| e.as_str()).collect();
         let roles = match &sink.roles {
@@ -302,9 +305,9 @@ fn notify_summary(config: &Config) -> anyhow::Result<bool> {
             }
         };
         outln!(
-            "notify       {} ({:?}): {}; {roles}; gives up after {}: {state}",
+            "notify       {} ({}): {}; {roles}; gives up after {}: {state}",
             sink.name,
-            sink.kind,
+            sink.kind.as_str(),
             events.join(", "),
             crate::names::short_duration(sink.give_up_after)
         )?;

@@ -34,6 +34,16 @@ pub enum SinkKind {
     Webhook,
 }
 
+impl SinkKind {
+    /// `slack` or `webhook`, as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SinkKind::Slack => "slack",
+            SinkKind::Webhook => "webhook",
+        }
+    }
+}
+
 /// The events a sink can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum NotifyEvent {

@@ -202,10 +202,18 @@ impl Service {
             let next = unix(now)
                 .saturating_add(wait)
                 .saturating_add(i64::from(retry_after.is_some()));
-            if next - d.created_at <= give_up {
+            // Tried until its deadline, the last time at it (or when a `Retry-After`
+            // that runs past it allows); given up after a failure at or past it.
+            let deadline = d.created_at.saturating_add(give_up);
+            if unix(now) < deadline {
+                let next = match retry_after {
+                    Some(_) => next,
+                    None => next.min(deadline),
+                };
                 outbox::retry_at(tx, &d.event_id, &d.sink, next, why)?;
                 return Ok(());
             }
+            tracing::warn!(sink = %d.sink, event = %d.event, id = %d.event_id, why = %why, "a notification was given up (notify.dead)");
             outbox::give_up(tx, &d.event_id, &d.sink, unix(now), why)?;
             audit::append(
                 tx,
@@ -224,22 +232,37 @@ impl Service {
             // Told to the sinks that want it, but never about a `notify.dead` itself (a
             // sink that is down would otherwise feed its own queue).
             if d.event != NotifyEvent::NotifyDead.as_str() {
-                let sinks: Vec<&str> = config
+                let original: Value = serde_json::from_str(&d.payload).unwrap_or(Value::Null);
+                let request = &original["data"]["request"];
+                let role = request["role"]
+                    .as_str()
+                    .and_then(|r| crate::names::RoleName::parse(r).ok());
+                // The request itself only to sinks that may hear of its role.
+                let (told, blind): (Vec<_>, Vec<_>) = config
                     .notify
                     .iter()
-                    .filter(|s| s.wants(NotifyEvent::NotifyDead, None))
-                    .map(|s| s.name.as_str())
-                    .collect();
-                if !sinks.is_empty() {
-                    let original: Value = serde_json::from_str(&d.payload).unwrap_or(Value::Null);
-                    let data = json!({
-                        "sink": d.sink,
-                        "event_id": d.event_id,
-                        "event": d.event,
-                        "error": why,
-                        "request": original["data"]["request"],
+                    .filter(|s| s.events.contains(&NotifyEvent::NotifyDead))
+                    .partition(|s| match (&s.roles, &role) {
+                        (None, _) => true,
+                        (Some(roles), Some(r)) => roles.contains(r),
+                        (Some(_), None) => false,
                     });
-                    self.enqueue(tx, now, NotifyEvent::NotifyDead, &sinks, data)?;
+                let about = json!({
+                    "sink": d.sink,
+                    "event_id": d.event_id,
+                    "event": d.event,
+                    "error": why,
+                });
+                for (sinks, with_request) in [(told, true), (blind, false)] {
+                    let names: Vec<&str> = sinks.iter().map(|s| s.name.as_str()).collect();
+                    if names.is_empty() {
+                        continue;
+                    }
+                    let mut data = about.clone();
+                    if with_request && request.is_object() {
+                        data["request"] = request.clone();
+                    }
+                    self.enqueue(tx, now, NotifyEvent::NotifyDead, &names, data)?;
                 }
             }
             Ok(())

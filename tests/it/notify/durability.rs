@@ -76,10 +76,14 @@ async fn a_delivery_that_never_succeeds_is_given_up_on_the_record_and_can_be_ret
     let mut hook = Receiver::new(true);
     let mut watcher = Receiver::new(true);
     watcher.start();
+    // Another team's sink hears that something died, not what it was about.
+    let mut other_team = Receiver::new(true);
+    other_team.start();
     let sinks = format!(
-        "{}{}",
+        "{}{}{}",
         hook.sink("flaky", CREATED, "give_up_after = \"1m\""),
-        watcher.sink("watch", r#"["notify.dead"]"#, "")
+        watcher.sink("watch", r#"["notify.dead"]"#, ""),
+        other_team.sink("ops-team", r#"["notify.dead"]"#, "roles = [\"ops\"]")
     );
     let app = TestApp::spawn_with_clock(&policy_with(&sinks), &clock).await;
     let id = app.create_ok("alice", "prod-db").await;
@@ -89,6 +93,9 @@ async fn a_delivery_that_never_succeeds_is_given_up_on_the_record_and_can_be_ret
     assert_eq!(dead[0]["type"], "notify.dead");
     assert_eq!(dead[0]["data"]["sink"], "flaky");
     assert_eq!(dead[0]["data"]["request"]["id"], id.as_str());
+    let theirs = other_team.wait_for(20, |e| !e.is_empty()).await;
+    assert_eq!(theirs[0]["data"]["sink"], "flaky");
+    assert!(theirs[0]["data"]["request"].is_null(), "{}", theirs[0]);
     let audited = app.audit("").await;
     let given_up: Vec<&Value> = audited
         .iter()
