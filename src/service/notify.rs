@@ -213,7 +213,8 @@ impl Service {
                 outbox::retry_at(tx, &d.event_id, &d.sink, next, why)?;
                 return Ok(());
             }
-            tracing::warn!(sink = %d.sink, event = %d.event, id = %d.event_id, why = %why, "a notification was given up (notify.dead)");
+            let (sink, id) = (&d.sink, &d.event_id);
+            tracing::warn!(%sink, event = %d.event, %id, %why, "a notification was given up");
             outbox::give_up(tx, &d.event_id, &d.sink, unix(now), why)?;
             audit::append(
                 tx,
