@@ -1,6 +1,6 @@
 //! What admins and operators do about sign-ins, through the real binary: `session list`
 //! and `session revoke ID`, `identity list`, and `check-config`'s warning about admins
-//! nobody reserved.
+//! nobody reserved; and the one-time code's sixty seconds.
 
 use super::*;
 
@@ -91,4 +91,33 @@ async fn identity_list_shows_who_is_bound_and_check_config_warns_of_unreserved_a
         warned.contains("users.bob: an admin without oidc_subject"),
         "{warned}"
     );
+}
+
+#[tokio::test]
+async fn the_one_time_code_for_the_cli_is_good_for_sixty_seconds() {
+    let (idp, _) = provider();
+    let clock = manual_clock();
+    let secrets = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_with_clock(&config(&idp, secrets.path(), ""), &clock).await;
+    let mut codes = Vec::new();
+    for _ in 0..2 {
+        let http = browser();
+        let (verifier, challenge) = pkce();
+        let authorize = start(&app, &http, &challenge).await;
+        let back = sign_in(&http, &authorize, "alice", "any", CALLBACK).await;
+        let code = cli_code(callback(&app, &http, &back).await).await;
+        codes.push((code, verifier));
+    }
+    // The first is traded just in time; the second a second too late.
+    clock.advance(std::time::Duration::from_secs(59));
+    let (status, body) = trade(&app, &codes[0].0, &codes[0].1).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    clock.advance(std::time::Duration::from_secs(2));
+    let (status, body) = trade(&app, &codes[1].0, &codes[1].1).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "signin_failed"),
+        "{body}"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM sessions"), 1);
 }
