@@ -3,8 +3,7 @@
 //! a real `ssh-agent` with the private key nowhere on disk.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use crate::helpers::*;
 use crate::process::{Api, ServerProcess, create_token, operator};
@@ -127,48 +126,6 @@ async fn init_encrypt_takes_the_passphrase_from_the_credentials_folder() {
     );
     let log = server.log();
     assert!(!log.contains(secret), "the passphrase is never logged");
-}
-
-/// A throw-away `ssh-agent -D` on its own socket; killed on drop.
-struct Agent {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl Agent {
-    fn start(dir: &Path) -> Agent {
-        let socket = dir.join("agent.sock");
-        let child = Command::new("ssh-agent")
-            .arg("-D")
-            .arg("-a")
-            .arg(&socket)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ssh-agent runs");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "ssh-agent never made its socket");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Agent { child, socket }
-    }
-
-    fn ssh_add(&self, args: &[&str]) {
-        let out = Command::new("ssh-add")
-            .args(args)
-            .env("SSH_AUTH_SOCK", &self.socket)
-            .output()
-            .expect("ssh-add runs");
-        assert!(out.status.success(), "ssh-add: {}", text(&out.stderr));
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ mod db;
 mod keys;
 
 pub use db::{Backend, insert_requests, write_config};
-pub use keys::{new_key, public_line, ssh_keygen_list, write_key};
+pub use keys::{Agent, new_key, public_line, ssh_keygen_list, write_key};
 
 use std::collections::HashMap;
 use std::path::PathBuf;

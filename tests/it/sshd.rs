@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use crate::helpers::*;
 use crate::sshd_helper::{Sshd, current_user};
 
-fn policy(login: &str) -> String {
+pub(crate) fn policy(login: &str) -> String {
     format!(
         r#"
 [server]

@@ -1,6 +1,8 @@
 //! Key files and `ssh-keygen` for the tests.
 
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use ssh_key::{Algorithm, LineEnding, PrivateKey};
 
@@ -43,4 +45,53 @@ pub fn ssh_keygen_list(dir: &Path, cert: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A throw-away `ssh-agent -D` on its own socket; killed on drop.
+pub struct Agent {
+    child: Child,
+    /// Its socket, for `SSH_AUTH_SOCK`.
+    pub socket: PathBuf,
+}
+
+impl Agent {
+    /// Starts one with its socket in `dir`.
+    pub fn start(dir: &Path) -> Agent {
+        let socket = dir.join("agent.sock");
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ssh-agent runs");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "ssh-agent never made its socket");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Agent { child, socket }
+    }
+
+    /// `ssh-add ARGS...` against it.
+    pub fn ssh_add(&self, args: &[&str]) {
+        let out = Command::new("ssh-add")
+            .args(args)
+            .env("SSH_AUTH_SOCK", &self.socket)
+            .output()
+            .expect("ssh-add runs");
+        assert!(
+            out.status.success(),
+            "ssh-add: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -2,7 +2,6 @@
 //! a key file and from the ssh-agent), the SSH front door, and a real OpenSSH sshd.
 
 use std::path::Path;
-use std::process::Command;
 
 use reqwest::StatusCode;
 use serde_json::json;
@@ -10,7 +9,7 @@ use serde_json::json;
 use super::{fingerprint, key_file, registered};
 use crate::cli::{client, run, text};
 use crate::front_door_helper::Door;
-use crate::helpers::{TestApp, code};
+use crate::helpers::{Agent, TestApp, code};
 use crate::sshd_helper::{Sshd, current_user};
 
 /// `countersign keys ARGS...` as `user`.
@@ -29,68 +28,14 @@ async fn keys(
     run(cmd).await
 }
 
-/// An ssh-agent on a socket in `dir`, killed on drop.
-struct Agent {
-    socket: std::path::PathBuf,
-    pid: String,
-}
-
-impl Agent {
-    fn start(dir: &Path) -> Agent {
-        let socket = dir.join("agent.sock");
-        let out = Command::new("ssh-agent")
-            .arg("-a")
-            .arg(&socket)
-            .arg("-s")
-            .output()
-            .expect("ssh-agent runs");
-        let said = text(&out.stdout);
-        let pid = said
-            .split("SSH_AGENT_PID=")
-            .nth(1)
-            .and_then(|r| r.split(';').next())
-            .expect("agent pid")
-            .to_owned();
-        Agent { socket, pid }
-    }
-
-    fn add(&self, key: &Path) {
-        let out = Command::new("ssh-add")
-            .arg(key)
-            .env("SSH_AUTH_SOCK", &self.socket)
-            .output()
-            .expect("ssh-add runs");
-        assert!(out.status.success(), "ssh-add: {}", text(&out.stderr));
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg(&self.pid).status();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn keys_add_proves_with_the_key_file_or_the_agent_and_the_key_logs_in_on_sshd() {
     let login = current_user();
-    let policy = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-data_dir = "data"
-[requests]
-require_registered_keys = true
-[users.alice]
-groups = ["dev"]
-[users.bob]
-groups = ["dba"]
-admin = true
-[roles.shell]
-principals = ["{login}"]
-requesters = ["group:dev"]
-approvers = ["group:dba"]
-max_ttl = "1h"
-"#
+    // The end-to-end test's policy (role `shell` logs in as this account), with only
+    // registered keys certified.
+    let policy = crate::sshd::policy(&login).replace(
+        "[users.alice]",
+        "[requests]\nrequire_registered_keys = true\n[users.alice]",
     );
     let app = TestApp::spawn_with(&policy).await;
     // From the key file next to the .pub.
@@ -107,7 +52,7 @@ max_ttl = "1h"
     // From the agent: no private key file, the agent holds it.
     let (agent_path, agent_line) = key_file(&app, "alice_agent");
     let agent = Agent::start(app.dir.path());
-    agent.add(&agent_path);
+    agent.ssh_add(&[agent_path.to_str().unwrap()]);
     let hidden = app.dir.path().join("elsewhere");
     std::fs::rename(&agent_path, &hidden).unwrap();
     let pub_file = format!("{}.pub", agent_path.display());
