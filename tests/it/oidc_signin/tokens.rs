@@ -99,3 +99,15 @@ async fn after_a_failed_discovery_sign_ins_fail_fast_for_a_while() {
     assert_eq!(r.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(app.count("SELECT count(*) FROM oidc_logins"), 0);
 }
+
+#[tokio::test]
+async fn client_auth_post_signs_in_at_a_provider_that_wants_the_secret_in_the_body() {
+    let mut client = Client::new("countersign", SECRET, CALLBACK);
+    client.token_endpoint_auth_method = "client_secret_post".into();
+    let state = IdpState::new(client).account("alice", Account::new("alice", &["okta-dba"]));
+    let idp = Idp::start(&state);
+    let (app, _s) = spawn(&idp, "client_auth = \"post\"").await;
+    let session = sign_in_as(&app, "alice").await;
+    let (status, me) = whoami(&app, &session).await;
+    assert_eq!((status, &me["user"]), (StatusCode::OK, &json!("alice")));
+}
