@@ -86,7 +86,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sessions", get(sessions::sessions_list))
         .route("/v1/sessions/{id}/revoke", post(sessions::session_revoke))
         .route("/v1/keys", get(keys::keys_list).post(keys::keys_register))
-        .route("/v1/keys/challenge", post(keys::challenge_post))
+        .route("/v1/keys/challenge", post(keys::keys_challenge))
         .route("/v1/keys/remove", post(keys::keys_remove))
         .fallback(misc::not_found)
         .method_not_allowed_fallback(misc::method_not_allowed)

@@ -63,7 +63,7 @@ fn key_json(k: &KeyListing) -> Value {
 }
 
 /// `POST /v1/keys/challenge` → `{"challenge", "namespace", "expires_in"}`.
-pub(super) async fn challenge_post(
+pub(super) async fn keys_challenge(
     State(state): State<AppState>,
     Actor(actor): Actor,
     JsonBody(body): JsonBody<ChallengeBody>,

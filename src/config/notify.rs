@@ -103,14 +103,19 @@ pub struct NotifySink {
 }
 
 impl NotifySink {
-    /// Whether this sink is told of `event` about a request of `role`.
-    pub fn wants(&self, event: NotifyEvent, role: Option<&RoleName>) -> bool {
-        self.events.contains(&event)
-            && match (&self.roles, role) {
-                (None, _) => true,
-                (Some(roles), Some(r)) => roles.contains(r),
-                (Some(_), None) => true,
-            }
+    /// Whether this sink may hear of requests for `role`: every role's without a
+    /// `roles` filter, else only those (and nothing when the role is unknown).
+    pub fn covers(&self, role: Option<&RoleName>) -> bool {
+        match (&self.roles, role) {
+            (None, _) => true,
+            (Some(roles), Some(r)) => roles.contains(r),
+            (Some(_), None) => false,
+        }
+    }
+
+    /// Whether this sink is told of `event` about a request for `role`.
+    pub fn wants(&self, event: NotifyEvent, role: &RoleName) -> bool {
+        self.events.contains(&event) && self.covers(Some(role))
     }
 }
 

@@ -91,8 +91,11 @@ async fn round(
             if let Delivered::No { why, .. } = &outcome {
                 tracing::warn!(sink = %d.sink, event = %d.event, id = %d.event_id, attempt = d.attempts + 1, why = %why, "a notification was not delivered");
             }
-            if let Err(e) = blocking(&service, move |s| s.record_delivery(&d, &outcome)).await {
-                e.log_internal();
+            let (sink, event, id) = (d.sink.clone(), d.event.clone(), d.event_id.clone());
+            match blocking(&service, move |s| s.record_delivery(&d, &outcome)).await {
+                Ok(true) => tracing::warn!(%sink, %event, %id, "a notification was given up"),
+                Ok(false) => {}
+                Err(e) => e.log_internal(),
             }
         });
     }

@@ -84,6 +84,7 @@ impl Service {
         actor: &UserName,
         key: &SubjectKey,
     ) -> Result<String, ServiceError> {
+        refuse_bot(&self.config(), actor)?;
         if self.ca.is_ca_key(key) {
             return Err(ServiceError::Invalid(
                 "the CA key cannot be registered".into(),
@@ -143,6 +144,7 @@ impl Service {
             challenge,
         } = proven;
         let config = self.config();
+        refuse_bot(&config, actor)?;
         let now = self.now();
         let fingerprint = key.fingerprint();
         let comment = comment_of(line);
@@ -370,6 +372,18 @@ impl Service {
             Ok(known.then_some(user))
         })
     }
+}
+
+/// A service account (`bot = true`) registers no key, whatever its credential: its keys
+/// are in the config.
+fn refuse_bot(config: &crate::config::Config, actor: &UserName) -> Result<(), ServiceError> {
+    if config.policy.users.get(actor).is_some_and(|u| u.bot) {
+        return Err(ServiceError::Forbidden(format!(
+            "{actor} is a service account (bot = true): its keys are listed in its \
+             [users.{actor}] ssh_keys, not registered"
+        )));
+    }
+    Ok(())
 }
 
 fn taken(key: &SubjectKey, whose: &str) -> ServiceError {

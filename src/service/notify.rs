@@ -85,7 +85,7 @@ impl Service {
         let sinks: Vec<&str> = config
             .notify
             .iter()
-            .filter(|s| s.wants(event, Some(&row.role)))
+            .filter(|s| s.wants(event, &row.role))
             .map(|s| s.name.as_str())
             .collect();
         if sinks.is_empty() {
@@ -168,18 +168,28 @@ impl Service {
         Ok(self.store.write(|tx| outbox::prune(tx, before))?)
     }
 
-    /// Claims up to `limit` deliveries due now for this replica, for [`LEASE`] seconds.
+    /// Claims up to `limit` deliveries due now to the sinks this replica has, for
+    /// [`LEASE`] seconds, under a token of this claim's own. Reads first: an idle
+    /// dispatcher never takes the write lock.
     pub fn claim_deliveries(&self, limit: i64) -> Result<Vec<Delivery>, ServiceError> {
         let now = unix(self.now());
+        let sinks: Vec<&str> = self.sinks.iter().map(|s| s.config.name.as_str()).collect();
+        if !self.store.read(|tx| outbox::any_due(tx, now, &sinks))? {
+            return Ok(Vec::new());
+        }
+        let mut token = [0u8; 16];
+        rand::rng().fill_bytes(&mut token);
+        let claim = hex::encode(token);
         Ok(self
             .store
-            .write(|tx| outbox::claim(tx, now, LEASE, limit))?)
+            .write(|tx| outbox::claim(tx, (now, LEASE), &sinks, limit, &claim))?)
     }
 
-    /// Records how delivery `d` went: delivered; due again after a backoff; or, past
-    /// its sink's `give_up_after` (24 hours for a sink no longer configured), dead, with
+    /// Records how delivery `d` went, if its claim still holds (else another took it
+    /// over and nothing is recorded): delivered; due again after a backoff; or, past
+    /// its sink's `give_up_after`, dead (`Ok(true)`), with
     /// a `notify.dead` audit row and event.
-    pub fn record_delivery(&self, d: &Delivery, outcome: &Delivered) -> Result<(), ServiceError> {
+    pub fn record_delivery(&self, d: &Delivery, outcome: &Delivered) -> Result<bool, ServiceError> {
         let now = self.now();
         let config = self.config();
         let give_up = config
@@ -192,8 +202,8 @@ impl Service {
         self.store.write(|tx| {
             let (why, retry_after) = match outcome {
                 Delivered::Yes => {
-                    outbox::delivered(tx, &d.event_id, &d.sink, unix(now))?;
-                    return Ok(());
+                    outbox::delivered(tx, d, unix(now))?;
+                    return Ok(false);
                 }
                 Delivered::No { why, retry_after } => (why, *retry_after),
             };
@@ -210,12 +220,12 @@ impl Service {
                     Some(_) => next,
                     None => next.min(deadline),
                 };
-                outbox::retry_at(tx, &d.event_id, &d.sink, next, why)?;
-                return Ok(());
+                outbox::retry_at(tx, d, next, why)?;
+                return Ok(false);
             }
-            let (sink, id) = (&d.sink, &d.event_id);
-            tracing::warn!(%sink, event = %d.event, %id, %why, "a notification was given up");
-            outbox::give_up(tx, &d.event_id, &d.sink, unix(now), why)?;
+            if !outbox::give_up(tx, d, unix(now), why)? {
+                return Ok(false);
+            }
             audit::append(
                 tx,
                 now,
@@ -243,11 +253,7 @@ impl Service {
                     .notify
                     .iter()
                     .filter(|s| s.events.contains(&NotifyEvent::NotifyDead))
-                    .partition(|s| match (&s.roles, &role) {
-                        (None, _) => true,
-                        (Some(roles), Some(r)) => roles.contains(r),
-                        (Some(_), None) => false,
-                    });
+                    .partition(|s| s.covers(role.as_ref()));
                 let about = json!({
                     "sink": d.sink,
                     "event_id": d.event_id,
@@ -266,7 +272,7 @@ impl Service {
                     self.enqueue(tx, now, NotifyEvent::NotifyDead, &names, data)?;
                 }
             }
-            Ok(())
+            Ok(true)
         })
     }
 }

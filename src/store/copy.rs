@@ -188,6 +188,7 @@ const TABLES: &[Table] = &[
             ("attempts", Int),
             ("status", Text),
             ("lease_until", Int),
+            ("claim", Text),
             ("last_error", Text),
             ("done_at", Int),
         ],

@@ -23,7 +23,7 @@ pub struct RegisteredKey {
 
 /// The SQL of [`KeyFacts`] as two columns, for a query about the key whose fingerprint
 /// is the expression `fingerprint` and the person `user` (SQL expressions).
-pub fn facts_columns(fingerprint: &str, user: &str) -> String {
+pub(in crate::store) fn facts_columns(fingerprint: &str, user: &str) -> String {
     format!(
         "(SELECT k.\"user\" FROM registered_keys k WHERE k.fingerprint = {fingerprint}), \
          EXISTS (SELECT 1 FROM registered_keys k WHERE k.\"user\" = {user})"

@@ -331,7 +331,8 @@ CREATE INDEX key_challenges_by_user ON key_challenges (user);
     r#"
 -- The notification outbox: one row per event and sink ([[notify]]), written in the
 -- transaction of the change it tells of; the dispatcher claims due rows with a lease
--- (`lease_until`), delivers, and marks them delivered, due again later, or dead.
+-- (`lease_until`) and a token of its own (`claim`), delivers, and marks them delivered,
+-- due again later, or dead, only while the claim is still its own.
 CREATE TABLE notify_outbox (
     event_id    TEXT NOT NULL,
     sink        TEXT NOT NULL,
@@ -342,6 +343,7 @@ CREATE TABLE notify_outbox (
     attempts    INTEGER NOT NULL DEFAULT 0,
     status      TEXT NOT NULL CHECK (status IN ('pending','delivered','dead')),
     lease_until INTEGER,
+    claim       TEXT,
     last_error  TEXT,
     done_at     INTEGER,
     PRIMARY KEY (event_id, sink)

@@ -69,7 +69,10 @@ impl Service {
             };
             let key_facts = marked.as_ref().map(|m| m.key_facts.clone());
             let (row, requester_disabled) = self.visible_marked(tx, actor, id, marked)?;
-            let key_facts = key_facts.unwrap_or_default();
+            // Read with the request, which exists here: never a default in its place.
+            let Some(key_facts) = key_facts else {
+                return Err(ServiceError::NotFound(format!("no request {id}")));
+            };
             let attempt = Attempt::on(actor, "request.approve", &row);
             // The provider's groups of everyone this decision counts, in one read (none
             // without [oidc]).

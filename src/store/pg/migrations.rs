@@ -243,6 +243,7 @@ CREATE TABLE notify_outbox (
     attempts    BIGINT NOT NULL DEFAULT 0,
     status      TEXT NOT NULL CHECK (status IN ('pending','delivered','dead')),
     lease_until BIGINT,
+    claim       TEXT,
     last_error  TEXT,
     done_at     BIGINT,
     PRIMARY KEY (event_id, sink)

@@ -286,3 +286,15 @@ async fn listing_an_unknown_user_or_both_filters_is_an_error() {
     let (s, b) = app.get("bob", "/v1/keys?user=alice").await;
     assert_eq!((s, &b["keys"]), (StatusCode::OK, &json!([])), "{b}");
 }
+
+#[tokio::test]
+async fn a_service_account_registers_no_key_whatever_its_credential() {
+    let app = TestApp::spawn().await;
+    // dave's person token was made before dave was marked a service account.
+    let config = POLICY.replace("[users.dave]\n", "[users.dave]\nbot = true\n");
+    app.service
+        .reload(app.config_of(&config), "operator")
+        .expect("reload");
+    let (s, b) = challenge(&app, "dave", &public_line(&new_key())).await;
+    assert_eq!((s, code(&b)), (StatusCode::FORBIDDEN, "forbidden"), "{b}");
+}
