@@ -60,7 +60,7 @@ pub use recheck::{RECHECK_EVERY, Recheck};
 pub use reload::{Ready, Reloaded};
 pub use revoke::{KRL_NAMESPACE, Krl, UserRevocation};
 pub use signin::{NewSession, check_challenge, check_cli_redirect};
-pub use token::{Scope, TokenSpec, create_token, revoke_tokens};
+pub use token::{Scope, TokenSpec, create_token, revoke_tokens, token_end};
 pub use users::EnabledUser;
 pub use view::{
     ApprovalView, CertificateView, RequestView, RevocationView, StepView, WhoAmI, rfc3339,

@@ -15,15 +15,17 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+mod keys;
+mod notify;
 mod signin;
 mod tokens;
+pub use keys::{KeyRegistered, KeyRemoved};
+pub use notify::{NotifyDead, NotifyRetried};
 pub use signin::{
     IdentityBound, IdentityUnbound, IdentityWithdrawn, SessionCreated, SessionGroupsChanged,
     SessionRevoked, SignInRefused,
 };
-pub use tokens::{
-    KeyRegistered, KeyRemoved, NotifyDead, NotifyRetried, TokenCreated, TokenRevoked,
-};
+pub use tokens::{TokenCreated, TokenRevoked};
 
 /// Declares [`AuditEvent`] with one variant per action, and its `action()`, `detail()`,
 /// `parse()` and [`AuditEvent::ACTIONS`].

@@ -109,11 +109,9 @@ pub(super) fn run(config: &Path, cmd: TokenCommand) -> anyhow::Result<ExitCode> 
         }
         TokenCommand::List { json } => {
             let all = local.list_tokens()?;
-            // A token made before tokens ended lives max_ttl from its creation.
-            let max_ttl = i64::try_from(config.tokens.max_ttl.as_secs()).unwrap_or(i64::MAX / 2);
             let now = chrono::Utc::now().timestamp();
             let expired = |t: &crate::service::TokenListing| {
-                t.expires_at.unwrap_or(t.created_at.saturating_add(max_ttl)) <= now
+                crate::service::token_end(t.expires_at, t.created_at, config.tokens.max_ttl) <= now
             };
             let status = |t: &crate::service::TokenListing| match (t.revoked_at, expired(t)) {
                 (Some(_), _) => "revoked",

@@ -46,12 +46,12 @@ impl Service {
                 }
                 // Every token ends; one made before tokens had an end lives `max_ttl` from
                 // its creation.
-                let max_ttl =
-                    i64::try_from(config.tokens.max_ttl.as_secs()).unwrap_or(i64::MAX / 2);
-                let ends = owner
-                    .expires_at
-                    .or(owner.created_at.map(|c| c.saturating_add(max_ttl)))
-                    .unwrap_or(0);
+                let ends = match owner.created_at {
+                    Some(created) => {
+                        super::token::token_end(owner.expires_at, created, config.tokens.max_ttl)
+                    }
+                    None => owner.expires_at.unwrap_or(0),
+                };
                 if now >= ends {
                     return Err(ServiceError::SignIn {
                         code: crate::error_code::ErrorCode::TokenExpired,

@@ -44,6 +44,13 @@ impl Scope {
     }
 }
 
+/// When a token stops authenticating (Unix seconds): its expiry, or, for a token made
+/// before tokens had one, `max_ttl` after its creation.
+pub fn token_end(expires_at: Option<i64>, created_at: i64, max_ttl: Duration) -> i64 {
+    let max_ttl = i64::try_from(max_ttl.as_secs()).unwrap_or(i64::MAX / 2);
+    expires_at.unwrap_or(created_at.saturating_add(max_ttl))
+}
+
 /// What `token create` is asked for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TokenSpec {
