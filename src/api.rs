@@ -26,6 +26,7 @@ mod server;
 mod sessions;
 mod signin_limit;
 mod users;
+mod web;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -88,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/keys", get(keys::keys_list).post(keys::keys_register))
         .route("/v1/keys/challenge", post(keys::keys_challenge))
         .route("/v1/keys/remove", post(keys::keys_remove))
+        .merge(web::routes())
         .fallback(misc::not_found)
         .method_not_allowed_fallback(misc::method_not_allowed)
         .layer(Extension(auth_limiter))
@@ -108,6 +110,7 @@ fn sign_in_routes(state: AppState) -> Router<AppState> {
             get(device::device_get).post(device::device_post),
         )
         .route("/v1/oidc/device/confirm", post(device::confirm_post))
+        .merge(web::login_route())
         .route_layer(axum::middleware::from_fn_with_state(
             (state, limiter),
             signin_limit::limit_sign_in,

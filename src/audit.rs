@@ -10,6 +10,7 @@
 
 mod event;
 mod issuance;
+pub mod story;
 #[cfg(test)]
 mod tests;
 mod verify;

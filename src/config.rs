@@ -5,6 +5,7 @@
 //! key it is about; a role nobody can get approved is a warning, not an error, so that an
 //! operator can stage a policy, but `check-config` shows it.
 
+mod hours;
 mod notify;
 mod oidc;
 mod policy;
@@ -55,6 +56,7 @@ pub enum ConfigError {
     },
 }
 
+pub use hours::WorkingHours;
 pub use notify::{NotifyEvent, NotifySink, SinkKind};
 pub use oidc::{ClientAuth, GroupMap, OidcSettings};
 pub use settings::{CredentialPath, Limits, TlsFiles};
@@ -74,6 +76,8 @@ pub struct ServerSettings {
     pub allow_plain_http: bool,
     /// Abuse limits of the HTTP API.
     pub limits: Limits,
+    /// `timezone` and `working_hours`: what the web UI flags as outside working hours.
+    pub working_hours: WorkingHours,
 }
 
 /// The certificate authority's key and certificate timing.

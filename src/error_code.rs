@@ -93,6 +93,9 @@ error_codes! {
         Expired = "expired",
         /// 409: no certificate was issued for the request.
         NotIssued = "not_issued",
+        /// 409: approve or deny with the `version` of a request that has changed since
+        /// (an approval, a decision, its role): review it again.
+        RequestChanged = "request_changed",
         /// 409: the certificate is already revoked.
         AlreadyRevoked = "already_revoked",
         /// 409: `enable` of a user who is not disabled.

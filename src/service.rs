@@ -23,6 +23,7 @@ mod people;
 mod read;
 mod recheck;
 mod reload;
+mod review;
 mod revoke;
 mod sessions;
 mod signin;
@@ -58,8 +59,9 @@ pub use notify::{notify_retry, notify_status};
 pub use read::{LIST_LIMIT, ListPage};
 pub use recheck::{RECHECK_EVERY, Recheck};
 pub use reload::{Ready, Reloaded};
+pub use review::{Flag, HeldConflict, Review, RoleTerms, ViewerRights, approval_rule, rule_of};
 pub use revoke::{KRL_NAMESPACE, Krl, UserRevocation};
-pub use signin::{NewSession, check_challenge, check_cli_redirect};
+pub use signin::{NewSession, WEB_VIA, check_challenge, check_cli_redirect, check_web_next};
 pub use token::{Scope, TokenSpec, create_token, revoke_tokens, token_end};
 pub use users::EnabledUser;
 pub use view::{

@@ -18,6 +18,9 @@ pub(super) enum Cookie {
     SignIn,
     /// The device confirm form's token.
     DeviceForm,
+    /// The web UI's session (its `css_` token): `cs_session`, `__Host-cs_session` over
+    /// HTTPS; `SameSite=Strict`, `Path=/`.
+    Session,
 }
 
 impl Cookie {
@@ -25,23 +28,16 @@ impl Cookie {
         match self {
             Cookie::SignIn => "countersign_signin",
             Cookie::DeviceForm => "countersign_device",
+            Cookie::Session => "cs_session",
         }
     }
 
     fn same_site(self) -> &'static str {
         match self {
             Cookie::SignIn => "Lax",
-            Cookie::DeviceForm => "Strict",
+            Cookie::DeviceForm | Cookie::Session => "Strict",
         }
     }
-}
-
-fn secure(state: &AppState) -> bool {
-    state
-        .config()
-        .oidc
-        .as_ref()
-        .is_some_and(|o| o.public_url.starts_with("https://"))
 }
 
 fn name(state: &AppState, cookie: Cookie) -> String {
@@ -52,12 +48,21 @@ fn name(state: &AppState, cookie: Cookie) -> String {
     }
 }
 
+/// Whether sign-in cookies are sent over HTTPS only (`public_url` is `https://`).
+pub(super) fn secure(state: &AppState) -> bool {
+    state
+        .config()
+        .oidc
+        .as_ref()
+        .is_some_and(|o| o.public_url.starts_with("https://"))
+}
+
 /// `Set-Cookie` for `cookie` with `value` for `max_age` seconds (0: removed).
 pub(super) fn set(state: &AppState, cookie: Cookie, value: &str, max_age: u32) -> HeaderValue {
-    let (path, secure) = if secure(state) {
-        ("/", "; Secure")
-    } else {
-        ("/v1/oidc/", "")
+    let (path, secure) = match (secure(state), cookie) {
+        (true, _) => ("/", "; Secure"),
+        (false, Cookie::Session) => ("/", ""),
+        (false, _) => ("/v1/oidc/", ""),
     };
     let text = format!(
         "{}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite={}{secure}",

@@ -156,6 +156,12 @@ pub(super) async fn callback_get(
         answer.headers_mut().insert(header::SET_COOKIE, clear);
         return Ok(answer);
     }
+    if let Some(next) = login.web_next.clone() {
+        let mut answer =
+            super::web::finish_sign_in(&state, &provider, &query, pending, &next).await;
+        answer.headers_mut().append(header::SET_COOKIE, clear);
+        return Ok(answer);
+    }
     let to_cli = login.cli_redirect.clone();
     let outcome = match verify(&state, &provider, &query, &pending).await {
         Ok(signed) => blocking(&state, move |s| s.complete_login(&signed, &login))

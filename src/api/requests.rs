@@ -17,14 +17,14 @@ use crate::service::{LIST_LIMIT, ListPage, NewRequest, RequestView};
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CreateBody {
-    role: String,
-    public_key: String,
-    reason: String,
-    ttl: Option<String>,
+    pub(super) role: String,
+    pub(super) public_key: String,
+    pub(super) reason: String,
+    pub(super) ttl: Option<String>,
 }
 
 impl CreateBody {
-    fn parse(self) -> Result<NewRequest, ApiError> {
+    pub(super) fn parse(self) -> Result<NewRequest, ApiError> {
         let bad =
             |field: &str, e: &dyn std::fmt::Display| ApiError::invalid(format!("{field}: {e}"));
         Ok(NewRequest {
@@ -52,6 +52,8 @@ pub(crate) fn parse_create_body(bytes: &[u8]) -> Result<NewRequest, ApiError> {
 #[serde(deny_unknown_fields)]
 pub(super) struct ApproveBody {
     comment: Option<String>,
+    /// The request's `version` as reviewed: refused `request_changed` if it moved on.
+    version: Option<String>,
 }
 
 /// `POST /v1/requests/{id}/deny` body.
@@ -59,6 +61,8 @@ pub(super) struct ApproveBody {
 #[serde(deny_unknown_fields)]
 pub(super) struct DenyBody {
     reason: String,
+    /// The request's `version` as reviewed: refused `request_changed` if it moved on.
+    version: Option<String>,
 }
 
 /// `POST /v1/requests/{id}/cancel` body (optional, empty).
@@ -176,7 +180,11 @@ pub(super) async fn request_approve(
         Some(c) => Some(Text::parse(&c, "comment")?),
         None => None,
     };
-    let view = submit(&state, move |s| s.approve(&actor, &id, comment)).await?;
+    let seen = body.version;
+    let view = submit(&state, move |s| {
+        s.approve_seen(&actor, &id, comment, seen.as_deref())
+    })
+    .await?;
     tracing::info!(id = %view.id, status = %view.status, "request approved");
     Ok(Json(view))
 }
@@ -190,7 +198,11 @@ pub(super) async fn request_deny(
 ) -> Result<Json<RequestView>, ApiError> {
     let id = RequestId::parse(&id)?;
     let reason = Text::parse(&body.reason, "reason")?;
-    let view = submit(&state, move |s| s.deny(&actor, &id, reason)).await?;
+    let seen = body.version;
+    let view = submit(&state, move |s| {
+        s.deny_seen(&actor, &id, reason, seen.as_deref())
+    })
+    .await?;
     tracing::info!(id = %view.id, "request denied");
     Ok(Json(view))
 }

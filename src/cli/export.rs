@@ -11,9 +11,9 @@ use ssh_key::{HashAlg, PublicKey};
 
 use super::client::Client;
 use super::show::urlencode;
+use crate::audit::story::{parse_log_line, story_line};
 use crate::audit::{AuditEvent, Event};
 use crate::clock::{Clock, SystemClock};
-use crate::names::Serial;
 
 /// Output format of `audit export`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -120,51 +120,9 @@ pub(super) fn csv_cell(s: &str) -> String {
     }
 }
 
-/// The serial, key ID and CA fingerprint in one of the lines sshd (LogLevel VERBOSE)
-/// writes for a certificate login.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) struct LogLine {
-    pub serial: Serial,
-    pub key_id: Option<String>,
-    pub ca_fingerprint: Option<String>,
-}
-
-/// Parses either line OpenSSH writes for one certificate login:
-/// - `Accepted publickey for U from A port P ssh2: ED25519-CERT SHA256:... ID <key id>
-///   (serial N) CA ED25519 SHA256:...` (auth2.c), and
-/// - `Accepted certificate ID "<key id>" (serial N) signed by ED25519 CA SHA256:... via
-///   /path` (auth2-pubkey.c, `TrustedUserCAKeys`), or `... signed by CA ED25519
-///   SHA256:... found at FILE:LINE` (a `cert-authority` line), where the key ID is quoted.
-pub(super) fn parse_log_line(line: &str) -> anyhow::Result<LogLine> {
-    let start = line.rfind("(serial ").ok_or_else(|| {
-        anyhow!("no \"(serial N)\" in the line: is it an sshd certificate login?")
-    })?;
-    let rest = &line[start + "(serial ".len()..];
-    let digits = rest.split(')').next().unwrap_or_default();
-    let serial =
-        Serial::parse(digits).map_err(|e| anyhow!("serial {digits:?} in the line: {e}"))?;
-    let key_id = line[..start].rfind(" ID ").map(|i| {
-        let id = line[i + 4..start].trim();
-        // The quoted form: countersign's key IDs never contain a quote themselves.
-        id.strip_prefix('"')
-            .and_then(|id| id.strip_suffix('"'))
-            .unwrap_or(id)
-            .to_owned()
-    });
-    let ca_fingerprint = rest
-        .split_once(" CA ")
-        .and_then(|(_, ca)| ca.split_whitespace().find(|w| w.starts_with("SHA256:")))
-        .map(str::to_owned);
-    Ok(LogLine {
-        serial,
-        key_id,
-        ca_fingerprint,
-    })
-}
-
 /// `countersign audit explain "<sshd log line>"`.
 pub(super) fn explain(url: &str, line: &str) -> anyhow::Result<ExitCode> {
-    let parsed = parse_log_line(line)?;
+    let parsed = parse_log_line(line).map_err(|e| anyhow!(e))?;
     let client = Client::from_env(url)?;
     let ca_line = String::from_utf8(client.get_bytes("/v1/ca.pub")?)?;
     let ours = PublicKey::from_openssh(ca_line.trim())?
@@ -210,80 +168,9 @@ pub(super) fn explain(url: &str, line: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// One event as a sentence.
-fn story_line(e: &Event) -> String {
-    let what = match e.parsed() {
-        Some(AuditEvent::RequestCreated(d)) => format!(
-            "{} requested {} for {}s, reason: {:?}",
-            e.actor, d.role, d.ttl_seconds, d.reason
-        ),
-        Some(AuditEvent::RequestApproved(d)) => match d.comment.unwrap_or_default() {
-            c if c.is_empty() => format!("{} approved", e.actor),
-            c => format!("{} approved: {c:?}", e.actor),
-        },
-        Some(AuditEvent::CertificateIssued(d)) => format!(
-            "issued to {} as {}, valid {} to {}",
-            d.requester,
-            serde_json::Value::from(d.principals),
-            d.valid_after,
-            d.valid_before
-        ),
-        Some(AuditEvent::CertificateRevoked(d)) => {
-            format!("revoked by {}: {:?}", e.actor, d.reason)
-        }
-        Some(AuditEvent::AttemptRefused(d)) => {
-            format!("{} was refused ({}): {}", e.actor, d.code, d.message)
-        }
-        _ => format!("{} by {}", e.action, e.actor),
-    };
-    format!("  {}  #{:<6} {what}", e.at, e.seq)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_an_sshd_accepted_line() {
-        let line = "Nov 28 00:20:09 vm sshd[1]: \
-                    Accepted publickey for postgres from 10.1.2.3 port 5122 ssh2: \
-                    ED25519-CERT SHA256:abc ID countersign:r-35zfai5c7oyr:alice:prod-db \
-                    (serial 8142207957869255637) CA ED25519 SHA256:01O1niTG";
-        let p = parse_log_line(line).unwrap();
-        assert_eq!(p.serial.get(), 8142207957869255637);
-        assert_eq!(
-            p.key_id.as_deref(),
-            Some("countersign:r-35zfai5c7oyr:alice:prod-db")
-        );
-        assert_eq!(p.ca_fingerprint.as_deref(), Some("SHA256:01O1niTG"));
-        assert!(parse_log_line("Accepted publickey for x").is_err());
-    }
-
-    #[test]
-    fn parses_sshd_accepted_certificate_lines_with_a_quoted_key_id() {
-        let id = "countersign:r-35zfai5c7oyr:alice:prod-db";
-        for line in [
-            // TrustedUserCAKeys (auth2-pubkey.c, OpenSSH 9.2)
-            format!(
-                "sshd[7]: Accepted certificate ID \"{id}\" (serial 8142207957869255637) signed by \
-                 ED25519 CA SHA256:01O1niTG via /etc/ssh/countersign_ca.pub"
-            ),
-            // a cert-authority line in authorized_keys (auth2-pubkeyfile.c)
-            format!(
-                "sshd[7]: Accepted certificate ID \"{id}\" (serial 8142207957869255637) signed by \
-                 CA ED25519 SHA256:01O1niTG found at /home/a/.ssh/authorized_keys:3"
-            ),
-        ] {
-            let p = parse_log_line(&line).unwrap();
-            assert_eq!(p.serial.get(), 8142207957869255637, "{line}");
-            assert_eq!(p.key_id.as_deref(), Some(id), "{line}");
-            assert_eq!(
-                p.ca_fingerprint.as_deref(),
-                Some("SHA256:01O1niTG"),
-                "{line}"
-            );
-        }
-    }
 
     #[test]
     fn csv_cells_are_quoted_and_formulas_defused() {

@@ -60,6 +60,8 @@ pub(super) struct RawServer {
     pub auth_failure_window: Option<String>,
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    pub timezone: Option<String>,
+    pub working_hours: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -72,12 +72,15 @@ impl Builder<'_> {
         let limits = self.limits(&raw)?;
         let tls = self.tls(&raw, base)?;
         self.plain_http(listen, tls.is_some(), raw.allow_plain_http)?;
+        let working_hours =
+            self.working_hours(raw.timezone.as_deref(), raw.working_hours.as_deref())?;
         Ok(ServerSettings {
             listen,
             data_dir,
             tls,
             allow_plain_http: raw.allow_plain_http,
             limits,
+            working_hours,
         })
     }
 

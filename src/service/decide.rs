@@ -76,6 +76,17 @@ fn refuse<T>(tx: &Tx<'_>, now: DateTime<Utc>, a: &Attempt<'_>, refusal: Refusal)
 
 /// A decision that found the request no longer pending: it lost a race and must not be
 /// recorded (the checks before it run in the same transaction, so this should not happen).
+/// `request_changed`: the request is not at the version the decider reviewed.
+fn changed(id: &RequestId) -> ServiceError {
+    ServiceError::Conflict {
+        code: crate::error_code::ErrorCode::RequestChanged,
+        message: format!(
+            "request {id} changed since you reviewed it (an approval, a decision, or its \
+             role); review it again"
+        ),
+    }
+}
+
 pub(super) fn decided(changed: bool) -> Result<(), ServiceError> {
     if changed {
         Ok(())

@@ -13,12 +13,17 @@
 use chrono::{DateTime, Utc};
 
 use super::{Service, ServiceError, disabled_error, view};
-use crate::audit::{self, IdentityBound, NewEvent, SessionCreated, SignInRefused};
+use crate::audit::{self, NewEvent, SessionCreated};
 use crate::error_code::ErrorCode;
 use crate::names::UserName;
 use crate::oidc::{Pending, SignedIn, random_token, s256};
 use crate::store::sessions::{self, CodeRow, LoginRow, SESSION_PREFIX, SessionRow};
 use crate::store::{Tx, users as disabled};
+
+mod bind;
+mod web;
+
+pub use web::{WEB_VIA, check_web_next};
 
 /// How long a sign-in may take between leaving for the provider and coming back.
 const LOGIN_LIFETIME_SECONDS: i64 = 600;
@@ -120,22 +125,22 @@ impl Service {
     ) -> Result<(), ServiceError> {
         check_cli_redirect(cli_redirect)?;
         check_challenge(cli_challenge)?;
-        let now = self.now().timestamp();
         let row = LoginRow {
             nonce: pending.nonce.clone(),
             pkce_verifier: pending.pkce_verifier.clone(),
             cli_redirect: cli_redirect.to_owned(),
             cli_challenge: cli_challenge.to_owned(),
             device_hash: None,
+            web_next: None,
         };
+        self.store_login(&pending.state, &row)
+    }
+
+    /// Stores `row` as the sign-in in progress of `state`, making room if too many are.
+    fn store_login(&self, state: &str, row: &LoginRow) -> Result<(), ServiceError> {
+        let now = self.now().timestamp();
         self.store.write(|tx| {
-            let n = sessions::insert_login(
-                tx,
-                &pending.state,
-                &row,
-                now,
-                now + LOGIN_LIFETIME_SECONDS,
-            )?;
+            let n = sessions::insert_login(tx, state, row, now, now + LOGIN_LIFETIME_SECONDS)?;
             // Full: the oldest go (a flood then costs the sign-ins older than it, which
             // start again, instead of refusing every new one for ten minutes).
             if n > MAX_LOGINS_IN_PROGRESS {
@@ -201,114 +206,6 @@ impl Service {
         })?;
         let user = outcome?;
         Ok((format!("{}?code={code}", login.cli_redirect), user))
-    }
-
-    /// The user name bound to `signed`'s person, binding it the first time; a refusal
-    /// (committed with its audit row) when the name or the person is bound otherwise.
-    pub(super) fn bind(
-        &self,
-        tx: &Tx<'_>,
-        now: DateTime<Utc>,
-        signed: &SignedIn,
-    ) -> Result<Result<UserName, ServiceError>, ServiceError> {
-        let refuse = |code: ErrorCode,
-                      message: String|
-         -> Result<Result<UserName, ServiceError>, ServiceError> {
-            audit::append(
-                tx,
-                now,
-                &NewEvent::general(
-                    audit::SYSTEM_ACTOR,
-                    SignInRefused {
-                        code: code.as_str().to_owned(),
-                        message: message.clone(),
-                        issuer: signed.issuer.clone(),
-                        subject: signed.subject.clone(),
-                        claimed_user: signed.username.clone(),
-                    },
-                ),
-            )?;
-            Ok(Err(ServiceError::SignIn { code, message }))
-        };
-        let claim = &self
-            .config()
-            .oidc
-            .as_ref()
-            .map(|o| o.username_claim.clone())
-            .unwrap_or_default();
-        let name = match signed.username.as_deref().map(UserName::parse) {
-            Some(Ok(name)) => name,
-            Some(Err(e)) => {
-                return refuse(
-                    ErrorCode::SigninFailed,
-                    format!("the identity provider's {claim} is not a countersign user name: {e}"),
-                );
-            }
-            None => {
-                return refuse(
-                    ErrorCode::SigninFailed,
-                    format!("the identity provider sent no {claim} claim"),
-                );
-            }
-        };
-        // A name the config reserves for one person of the provider is theirs alone.
-        if let Some(reserved) = self
-            .config()
-            .policy
-            .users
-            .get(&name)
-            .and_then(|u| u.oidc_subject.as_deref())
-            && reserved != signed.subject
-        {
-            return refuse(
-                ErrorCode::IdentityConflict,
-                format!(
-                    "user {name} is reserved in the config for another person at the identity \
-                     provider (oidc_subject); an admin must look into it"
-                ),
-            );
-        }
-        match sessions::identity_user(tx, &signed.issuer, &signed.subject)? {
-            Some(bound) if bound == name => return Ok(Ok(name)),
-            Some(bound) => {
-                return refuse(
-                    ErrorCode::IdentityConflict,
-                    format!(
-                        "this account at the identity provider is bound to user {bound}, not \
-                         {name}; an admin must look into it"
-                    ),
-                );
-            }
-            None => {}
-        }
-        if sessions::user_is_bound(tx, &name)? {
-            return refuse(
-                ErrorCode::IdentityConflict,
-                format!(
-                    "user {name} is bound to another account at the identity provider; an admin \
-                     must look into it"
-                ),
-            );
-        }
-        // A disabled user's name is not bound to a new person: a recycled account at the
-        // provider must not claim it while its owner is away.
-        if disabled::is_disabled(tx, &name)? {
-            return Ok(Err(disabled_error(&name)));
-        }
-        sessions::bind_identity(tx, &signed.issuer, &signed.subject, &name, now.timestamp())?;
-        audit::append(
-            tx,
-            now,
-            &NewEvent::general(
-                name.as_str(),
-                IdentityBound {
-                    user: name.to_string(),
-                    issuer: signed.issuer.clone(),
-                    subject: signed.subject.clone(),
-                },
-            ),
-        )?;
-        Ok(Ok(name))
     }
 
     /// `signed`'s refresh token sealed for `user`, if the provider gave one.

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::names::{Serial, UserName};
 use crate::policy::rules;
-use crate::policy::{Member, People};
+use crate::policy::{Member, People, Policy, Role};
 use crate::store::certificates::CertificateRow;
 use crate::store::requests::{self as rq, ApprovalRow, RequestRow, Status};
 
@@ -61,6 +61,11 @@ pub struct RequestView {
     /// Whether the requester is disabled (offboarded) now.
     #[serde(default)]
     pub requester_disabled: bool,
+    /// What a decider reviewed: changes with every approval, the decision, and any
+    /// change of the request's role. Sent back with approve or deny (`version`), a
+    /// request that changed since is refused `request_changed`.
+    #[serde(default)]
+    pub version: String,
 }
 
 /// One approval.
@@ -177,6 +182,7 @@ pub(super) fn assemble(
     requester_disabled: bool,
     now: DateTime<Utc>,
 ) -> RequestView {
+    let version = version(people.policy, &row, &approvals);
     if row.status == rq::Status::Pending && rules::is_expired(now.timestamp(), row.expires_at) {
         // Past its deadline it is expired, whether or not the sweep has recorded it yet.
         row.status = rq::Status::Expired;
@@ -265,5 +271,27 @@ pub(super) fn assemble(
         decision_note: row.decision_note,
         certificate,
         requester_disabled,
+        version,
     }
+}
+
+/// The version of a request as stored: its status, its approvers, the role's digest
+/// when it was made and the role's digest now (16 hex digits of their SHA-256).
+pub(super) fn version(policy: &Policy, row: &RequestRow, approvals: &[ApprovalRow]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let now = policy.roles.get(&row.role).map(Role::digest);
+    for part in [
+        row.status.as_str(),
+        &row.role_digest,
+        now.as_deref().unwrap_or(""),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    for a in approvals {
+        h.update(a.approver.as_str().as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..8])
 }

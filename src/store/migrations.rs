@@ -350,6 +350,11 @@ CREATE TABLE notify_outbox (
 );
 CREATE INDEX notify_outbox_due ON notify_outbox (status, next_at);
 "#,
+    r#"
+-- A sign-in from the web UI: where the browser goes once signed in (a path on this
+-- server); the CLI's fields are then empty.
+ALTER TABLE oidc_logins ADD COLUMN web_next TEXT;
+"#,
 ];
 
 /// Applies the migrations not applied yet. A database already current is only read:

@@ -14,7 +14,7 @@ mod row;
 
 use super::sql::{Param, corrupt};
 use super::{StoreError, Tx};
-use crate::names::{RequestId, UserName};
+use crate::names::{RequestId, RoleName, UserName};
 use row::{REQUEST_COLUMNS, request_from_row};
 
 pub use holdings::{Asking, Held, holdings, revoked_hold_lifts};
@@ -318,4 +318,26 @@ fn approval_from_row(r: &super::sql::Row<'_>) -> Result<ApprovalRow, StoreError>
 /// Approvals of a request, oldest first.
 pub fn approvals(tx: &Tx<'_>, id: &RequestId) -> Result<Vec<ApprovalRow>, StoreError> {
     tx.all(approvals_sql(tx), &[&id.as_str()], approval_from_row)
+}
+
+/// Whether `requester` asked for `role` before the request `id` made at `created_at`
+/// (whatever became of it): a first request of a role is worth a second look.
+pub fn asked_before(
+    tx: &Tx<'_>,
+    requester: &UserName,
+    role: &RoleName,
+    created_at: i64,
+    id: &RequestId,
+) -> Result<bool, StoreError> {
+    tx.one(
+        "SELECT EXISTS (SELECT 1 FROM requests WHERE requester = ?1 AND role = ?2 \
+         AND (created_at < ?3 OR (created_at = ?3 AND id < ?4)))",
+        &[
+            &requester.as_str(),
+            &role.as_str(),
+            &created_at,
+            &id.as_str(),
+        ],
+        |r| r.get(0),
+    )
 }

@@ -24,6 +24,9 @@ pub struct LoginRow {
     /// For a device login (`login --device`): the hash of its device code; then the two
     /// `cli_` fields are empty.
     pub device_hash: Option<String>,
+    /// For a sign-in of the web UI: the path on this server to go to once signed in;
+    /// then the two `cli_` fields are empty.
+    pub web_next: Option<String>,
 }
 
 /// Stores a sign-in in progress under the hash of its `state`, until `expires_at`; and
@@ -39,8 +42,8 @@ pub fn insert_login(
     tx.exec("DELETE FROM login_codes WHERE expires_at <= ?1", &[&now])?;
     tx.exec(
         "INSERT INTO oidc_logins (state_hash, nonce, pkce_verifier, cli_redirect, \
-         cli_challenge, created_at, expires_at, device_hash) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         cli_challenge, created_at, expires_at, device_hash, web_next) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         &[
             &hash(state),
             &login.nonce,
@@ -50,6 +53,7 @@ pub fn insert_login(
             &now,
             &expires_at,
             &login.device_hash,
+            &login.web_next,
         ],
     )?;
     tx.one("SELECT count(*) FROM oidc_logins", &[], |r| r.get(0))
@@ -69,8 +73,8 @@ pub fn evict_oldest_logins(tx: &Tx<'_>, n: i64) -> Result<(), StoreError> {
 pub fn take_login(tx: &Tx<'_>, state: &str, now: i64) -> Result<Option<LoginRow>, StoreError> {
     take(
         tx,
-        "SELECT nonce, pkce_verifier, cli_redirect, cli_challenge, expires_at, device_hash \
-         FROM oidc_logins WHERE state_hash = ?1",
+        "SELECT nonce, pkce_verifier, cli_redirect, cli_challenge, expires_at, device_hash, \
+         web_next FROM oidc_logins WHERE state_hash = ?1",
         "DELETE FROM oidc_logins WHERE state_hash = ?1",
         &hash(state),
         now,
@@ -81,6 +85,7 @@ pub fn take_login(tx: &Tx<'_>, state: &str, now: i64) -> Result<Option<LoginRow>
                 cli_redirect: r.get(2)?,
                 cli_challenge: r.get(3)?,
                 device_hash: r.get(5)?,
+                web_next: r.get(6)?,
             })
         },
     )

@@ -1,6 +1,6 @@
 //! Approving a pending request, and signing its certificate with the last approval.
 
-use super::{Attempt, flatten, refuse};
+use super::{Attempt, changed, flatten, refuse};
 use crate::audit::{self, NewEvent, RequestApproved};
 use crate::names::{RequestId, RoleName, Serial, Text, UserName};
 use crate::policy::People;
@@ -17,6 +17,18 @@ impl Service {
         actor: &UserName,
         id: &RequestId,
         comment: Option<Text>,
+    ) -> Result<RequestView, ServiceError> {
+        self.approve_seen(actor, id, comment, None)
+    }
+
+    /// [`Service::approve`], only if the request is still at the `version` the approver
+    /// reviewed (its `RequestView::version`), else `request_changed` and nothing written.
+    pub fn approve_seen(
+        &self,
+        actor: &UserName,
+        id: &RequestId,
+        comment: Option<Text>,
+        seen: Option<&str>,
     ) -> Result<RequestView, ServiceError> {
         // Approving may sign: never by a clock the database disagrees with.
         self.clock_agrees()?;
@@ -91,6 +103,11 @@ impl Service {
                     role: row.role.clone(),
                 };
                 return refuse(tx, now, &attempt, r);
+            }
+            if let Some(seen) = seen
+                && seen != view::version(policy, &row, &approvals)
+            {
+                return Ok(Err(changed(id)));
             }
             if let Err(e) = self.still_pending(tx, now, &attempt, &row)? {
                 return Ok(Err(e));

@@ -1,12 +1,12 @@
 //! Ending a pending request without a certificate: denied by an approver, or cancelled
 //! by its requester.
 
-use super::{Attempt, decided, flatten, refuse};
+use super::{Attempt, changed, decided, flatten, refuse};
 use crate::audit::{self, NewEvent, RequestDenied};
 use crate::names::{RequestId, Text, UserName};
 use crate::policy::People;
 use crate::policy::rules::Refusal;
-use crate::service::{RequestView, Service, ServiceError, unix};
+use crate::service::{RequestView, Service, ServiceError, unix, view};
 use crate::store::requests::{self as rq, Status};
 
 impl Service {
@@ -16,6 +16,18 @@ impl Service {
         actor: &UserName,
         id: &RequestId,
         reason: Text,
+    ) -> Result<RequestView, ServiceError> {
+        self.deny_seen(actor, id, reason, None)
+    }
+
+    /// [`Service::deny`], only if the request is still at the `version` the approver
+    /// reviewed, else `request_changed` and nothing written.
+    pub fn deny_seen(
+        &self,
+        actor: &UserName,
+        id: &RequestId,
+        reason: Text,
+        seen: Option<&str>,
     ) -> Result<RequestView, ServiceError> {
         let config = self.config();
         let policy = &config.policy;
@@ -41,6 +53,11 @@ impl Service {
                     role: row.role.clone(),
                 };
                 return refuse(tx, now, &attempt, r);
+            }
+            if let Some(seen) = seen
+                && seen != view::version(policy, &row, &rq::approvals(tx, id)?)
+            {
+                return Ok(Err(changed(id)));
             }
             if let Err(e) = self.still_pending(tx, now, &attempt, &row)? {
                 return Ok(Err(e));

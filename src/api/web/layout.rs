@@ -1,0 +1,265 @@
+//! The frame of every page, the person behind it, and the checks every form passes.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use maud::{DOCTYPE, Markup, html};
+use sha2::{Digest, Sha256};
+
+use super::super::cookies::{self, Cookie};
+use super::super::{ApiError, AppState};
+use crate::names::UserName;
+use crate::service::{Credential, ServiceError};
+
+/// The Content-Security-Policy of every page, past `default-src 'none'`: our stylesheet,
+/// forms to us only, no `<base>`, never in a frame (added by `oidc::html`).
+const CSP: &str = "style-src 'self'; form-action 'self'; base-uri 'none'; ";
+
+/// The person signed in in this browser.
+pub(super) struct Person {
+    /// Who.
+    pub user: UserName,
+    /// How (a session; its sign-in time decides step-up).
+    pub credential: Credential,
+    /// The session token (from the cookie), to end it at sign-out.
+    pub token: String,
+    /// Whether they are an admin.
+    pub admin: bool,
+}
+
+impl Person {
+    /// The CSRF token of this session: every form of ours carries it. Derived from the
+    /// session token, which only this browser holds (an `HttpOnly` cookie).
+    pub(super) fn csrf(&self) -> String {
+        csrf_of(&self.token)
+    }
+}
+
+fn csrf_of(token: &str) -> String {
+    let digest = Sha256::digest(format!("countersign-web-csrf\0{token}").as_bytes());
+    hex::encode(&digest[..16])
+}
+
+/// The person of this browser's session, or the answer that gets one: a browser
+/// without a session that asks for a page goes straight to the provider's sign-in
+/// (and comes back to `uri`); a form without one is refused.
+pub(super) async fn person(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<Person, Response> {
+    if state.config().oidc.is_none() {
+        return Err(message(
+            StatusCode::NOT_FOUND,
+            "No web UI here",
+            "The web UI needs sign-in with an identity provider: an [oidc] section in the \
+             server's config.",
+        ));
+    }
+    if !cookies::secure(state) && !state.config().server.listen.ip().is_loopback() {
+        return Err(message(
+            StatusCode::FORBIDDEN,
+            "HTTPS needed",
+            "The web UI runs over plain HTTP only on a loopback listener: set [oidc] \
+             public_url to the https:// address countersign is reached at.",
+        ));
+    }
+    let token = cookies::get(state, headers, Cookie::Session).filter(|t| t.len() <= 256);
+    let checked = match token.clone() {
+        Some(t) => Some(crate::service::quick(state, move |s| s.authenticate_credential(&t)).await),
+        None => None,
+    };
+    match (checked, token) {
+        (Some(Ok((user, credential @ Credential::Session { .. }))), Some(token)) => {
+            let admin = state.config().policy.is_admin(&user);
+            Ok(Person {
+                user,
+                credential,
+                token,
+                admin,
+            })
+        }
+        (Some(Err(ServiceError::Disabled(user))), _) => Err(message(
+            StatusCode::FORBIDDEN,
+            "User disabled",
+            &format!("User {user} is disabled: an admin must enable them again."),
+        )),
+        (Some(Err(e)), _)
+            if !matches!(
+                e,
+                ServiceError::Unauthenticated | ServiceError::SignIn { .. }
+            ) =>
+        {
+            Err(error_page(&ApiError::from(e)))
+        }
+        _ if method != Method::GET => Err(message(
+            StatusCode::FORBIDDEN,
+            "Not signed in",
+            "This form came without a session of this browser: nothing was changed. Open \
+             the page again, sign in, and send it from there.",
+        )),
+        _ => Err(away(headers, uri)),
+    }
+}
+
+/// A browser without a session: the sign-in, or first a hop to this same address when
+/// the browser came from another site (a link in chat). A `SameSite=Strict` cookie is
+/// not sent on such a navigation; on the hop, started by our own page, it is.
+fn away(headers: &HeaderMap, uri: &Uri) -> Response {
+    let next = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let cross_site = headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"cross-site");
+    if cross_site && crate::service::check_web_next(&next).is_ok() {
+        return continue_to(&next, StatusCode::OK);
+    }
+    let to = format!(
+        "/login?{}",
+        serde_urlencoded::to_string([("next", next.as_str())]).unwrap_or_default()
+    );
+    super::super::oidc::see_other(&to)
+}
+
+/// A page that sends the browser on to `next` (a path of ours) by itself, with a link
+/// for the rare browser that does not: a navigation our own page starts, so the
+/// `SameSite=Strict` session cookie goes with it.
+pub(super) fn continue_to(next: &str, status: StatusCode) -> Response {
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta http-equiv="refresh" content={ "0;url=" (next) };
+                title { "countersign" }
+            }
+            body { p { a #continue href=(next) { "Continue" } } }
+        }
+    };
+    super::super::oidc::html(status, page.into_string(), CSP)
+}
+
+/// Whether a form comes from a page of ours, with this session's CSRF token: the token
+/// must match, and the browser must say the form is ours (`Sec-Fetch-Site:
+/// same-origin`, or an `Origin` equal to `public_url`'s).
+pub(super) fn form_is_ours(
+    state: &AppState,
+    headers: &HeaderMap,
+    person: &Person,
+    csrf: &str,
+) -> bool {
+    let token_ok = Sha256::digest(csrf.as_bytes()) == Sha256::digest(person.csrf().as_bytes());
+    let site = headers.get("sec-fetch-site").map(HeaderValue::as_bytes);
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let ours = state
+        .config()
+        .oidc
+        .as_ref()
+        .and_then(|o| reqwest::Url::parse(&o.public_url).ok())
+        .map(|u| u.origin().ascii_serialization());
+    let origin_ours = origin.is_some_and(|o| Some(o) == ours.as_deref());
+    // `Origin: null` comes from our own no-referrer pages; any other must be ours.
+    let origin_ok = match origin {
+        None | Some("null") => site == Some(b"same-origin"),
+        Some(_) => origin_ours,
+    };
+    let site_ok = site.is_none_or(|s| s == b"same-origin");
+    token_ok && origin_ok && site_ok
+}
+
+/// The 403 of a form that failed [`form_is_ours`].
+pub(super) fn forged() -> Response {
+    tracing::warn!("a web form came without this session's token or from another site");
+    message(
+        StatusCode::FORBIDDEN,
+        "Refused: not from this page",
+        "This form did not come from a countersign page of this browser's session (its \
+         token is missing or wrong, or another site sent it). Nothing was changed. Open \
+         the page again and send the form from there.",
+    )
+}
+
+/// A page of ours: the frame around `body`.
+pub(super) fn page(
+    status: StatusCode,
+    title: &str,
+    who: Option<&Person>,
+    body: Markup,
+) -> Response {
+    let frame = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · countersign" }
+                link rel="stylesheet" href="/static/style.css";
+            }
+            body {
+                header {
+                    nav aria-label="Main" {
+                        a href="/" { "Requests" }
+                        " "
+                        a href="/requests/new" { "New request" }
+                        @if who.is_some_and(|p| p.admin) {
+                            " "
+                            a href="/audit" { "Audit" }
+                        }
+                    }
+                    @if let Some(p) = who {
+                        form.signout method="post" action="/logout" {
+                            "Signed in as " strong #me { (p.user) } " "
+                            input type="hidden" name="csrf" value=(p.csrf());
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main {
+                    h1 { (title) }
+                    (body)
+                }
+            }
+        }
+    };
+    super::super::oidc::html(status, frame.into_string(), CSP)
+}
+
+/// A page that says one thing.
+pub(super) fn message(status: StatusCode, title: &str, text: &str) -> Response {
+    page(status, title, None, html! { p.message { (text) } })
+}
+
+/// An error as a page: its status, its code and its message.
+pub(super) fn error_page(e: &ApiError) -> Response {
+    let title = match e.status() {
+        StatusCode::NOT_FOUND => "Not found",
+        StatusCode::CONFLICT => "Changed meanwhile",
+        s if s.is_client_error() => "Refused",
+        _ => "Something went wrong",
+    };
+    page(
+        e.status(),
+        title,
+        None,
+        html! {
+            p.message { (e.message()) }
+            p { "Code: " code { (e.code()) } }
+            p { a href="/" { "Back to the requests" } }
+        },
+    )
+}
+
+/// `GET /static/style.css`.
+pub(super) async fn style_get(State(_): State<AppState>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        STYLE,
+    )
+        .into_response()
+}
+
+/// Plain, readable on a phone, dark or light as the system is.
+const STYLE: &str = include_str!("style.css");

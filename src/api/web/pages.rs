@@ -1,0 +1,298 @@
+//! The pages that show: the request lists and the review page.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use maud::{Markup, html};
+
+use super::super::{AppState, blocking};
+use super::layout::{error_page, page, person};
+use crate::names::RequestId;
+use crate::service::{Flag, RequestView, Review, Status};
+
+/// Requests one list of the page shows at most.
+const SHOWN: u32 = 200;
+
+/// `GET /`: waiting for me, mine, recent (admins: everyone's), with filters on the last.
+pub(super) async fn requests_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let me = match person(&state, &Method::GET, &headers, &uri).await {
+        Ok(p) => p,
+        Err(answer) => return answer,
+    };
+    let status = match query.get("status").map(String::as_str) {
+        None | Some("" | "all") => None,
+        Some(s) => match Status::parse(s) {
+            Some(s) => Some(s),
+            None => {
+                return error_page(
+                    &crate::service::ServiceError::Invalid(format!("unknown status {s:?}")).into(),
+                );
+            }
+        },
+    };
+    let role = query.get("role").filter(|r| !r.is_empty()).cloned();
+    let user = me.user.clone();
+    let read = blocking(&state, move |s| {
+        let who = s.whoami(&user)?;
+        let pending = s.list(&user, Some(Status::Pending), None, SHOWN)?.requests;
+        let recent = s.list(&user, status, None, SHOWN)?.requests;
+        Ok((who, pending, recent))
+    })
+    .await;
+    let (who, pending, recent) = match read {
+        Ok(read) => read,
+        Err(e) => return error_page(&e),
+    };
+    let now = state.now();
+    let me_str = me.user.as_str();
+    let waiting: Vec<&RequestView> = pending
+        .iter()
+        .filter(|r| {
+            r.requester != me_str
+                && who.can_approve.contains(&r.role)
+                && !r.approvals.iter().any(|a| a.approver == me_str)
+        })
+        .collect();
+    let mine: Vec<&RequestView> = recent.iter().filter(|r| r.requester == me_str).collect();
+    let shown: Vec<&RequestView> = recent
+        .iter()
+        .filter(|r| role.as_ref().is_none_or(|role| &r.role == role))
+        .collect();
+    let body = html! {
+        section aria-labelledby="waiting" {
+            h2 #waiting { "Waiting for me (" (waiting.len()) ")" }
+            @if waiting.is_empty() {
+                p { "Nothing waits for your approval." }
+            } @else {
+                (table(&waiting, now))
+            }
+        }
+        section aria-labelledby="mine" {
+            h2 #mine { "Mine" }
+            @if mine.is_empty() {
+                p { "You have no requests" @if status.is_some() { " with this status" } ". " a
+                    href="/requests/new" { "Ask for a role" } }
+            } @else {
+                (table(&mine, now))
+            }
+        }
+        section aria-labelledby="recent" {
+            h2 #recent { @if me.admin { "All requests" } @else { "Recent requests I can see" } }
+            form.filters method="get" action="/" {
+                div {
+                    label for="f-status" { "Status" }
+                    select #f-status name="status" {
+                        option value="all" { "all" }
+                        @for s in Status::ALL {
+                            option value=(s.as_str()) selected[status == Some(s)] { (s.as_str()) }
+                        }
+                    }
+                }
+                div {
+                    label for="f-role" { "Role" }
+                    select #f-role name="role" {
+                        option value="" { "all" }
+                        @for r in state.config().policy.roles.keys() {
+                            option value=(r) selected[role.as_deref() == Some(r.as_str())] { (r) }
+                        }
+                    }
+                }
+                button type="submit" { "Filter" }
+            }
+            @if shown.is_empty() { p { "No requests." } } @else { (table(&shown, now)) }
+        }
+    };
+    page(StatusCode::OK, "Requests", Some(&me), body)
+}
+
+/// A table of requests.
+fn table(rows: &[&RequestView], now: DateTime<Utc>) -> Markup {
+    html! {
+        table {
+            thead { tr {
+                th scope="col" { "Request" } th scope="col" { "Role" } th scope="col" { "Requester"
+                    }
+                th scope="col" { "Status" } th scope="col" { "Approvals" }
+                th.wide scope="col" { "Asked" } th.wide scope="col" { "Reason" }
+            } }
+            tbody {
+                @for r in rows {
+                    tr {
+                        td { a href={ "/requests/" (r.id) } { (r.id) } }
+                        td { (r.role) }
+                        td { (r.requester) }
+                        td { span class={ "status-" (r.status.as_str()) } { (r.status.as_str()) } }
+                        td { (r.approvals.len()) " of " (r.approvals_required) }
+                        td.wide { (ago(&r.created_at, now)) }
+                        td.wide { (cut(&r.reason, 80)) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `GET /requests/{id}`: everything an approver needs to decide, and the two buttons.
+pub(super) async fn review_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+) -> Response {
+    let me = match person(&state, &Method::GET, &headers, &uri).await {
+        Ok(p) => p,
+        Err(answer) => return answer,
+    };
+    let id = match RequestId::parse(&id) {
+        Ok(id) => id,
+        Err(e) => return error_page(&super::super::ApiError::from(e)),
+    };
+    let user = me.user.clone();
+    let review = match blocking(&state, move |s| s.review(&user, &id)).await {
+        Ok(r) => r,
+        Err(e) => return error_page(&e),
+    };
+    // Approving is a step-up action: say so before the button, not after.
+    let step_up = state
+        .check_step_up(&me.credential)
+        .err()
+        .map(|e| e.to_string());
+    let title = format!("Request {}", review.request.id);
+    page(
+        StatusCode::OK,
+        &title,
+        Some(&me),
+        super::forms::review_body(&review, &me, step_up.as_deref(), state.now()),
+    )
+}
+
+/// Facts about the request, as a definition list.
+pub(super) fn facts(review: &Review, now: DateTime<Utc>) -> Markup {
+    let r = &review.request;
+    let pending = r.status == Status::Pending;
+    html! {
+        dl.facts {
+            dt { "Requester" } dd #requester { (r.requester) @if r.requester_disabled { " " span.bad
+                { "(disabled)" } } }
+            dt { "Reason" } dd #reason { (r.reason) }
+            dt { "Role" } dd #role { (r.role) }
+            dt { "Principals" } dd #principals { @for (i, p) in r.principals.iter().enumerate() {
+                @if i > 0 { ", " } code { (p) } } }
+            dt { "Lifetime" } dd #ttl { (duration(r.ttl_seconds)) }
+            @if let Some(c) = &r.certificate {
+                dt { "Valid" } dd { (c.valid_after) " to " (c.valid_before) }
+                dt { "Serial" } dd { code #serial { (c.serial) } " (key ID " code { (c.key_id) } ")"
+                    }
+                @if let Some(rv) = &c.revoked { dt { "Revoked" } dd.bad { (rv.at) " by " (rv.by)
+                    ": " (rv.reason) } }
+            } @else if pending {
+                dt { "Valid" } dd { "from the last approval, for " (duration(r.ttl_seconds)) }
+            }
+            @if let Some(role) = &review.role {
+                dt { "Force command" } dd { @if let Some(c) = &role.force_command { code { (c) } }
+                    @else { "none" } }
+                dt { "Source address" } dd { @if role.source_address.is_empty() { "any" } @else {
+                    code { (role.source_address.join(", ")) } } }
+                dt { "Approval rule" } dd #rule { (role.approval_rule) }
+            }
+            dt { "Key" } dd.mono { (r.public_key_fingerprint) }
+            dt { "Asked" } dd { (r.created_at) " (" (review.created_local) ")" }
+            dt { "Status" } dd #status { span class={ "status-" (r.status.as_str()) } {
+                (r.status.as_str()) }
+                @if let Some(by) = &r.decided_by { " by " (by) }
+                @if let Some(at) = &r.decided_at { " at " (at) }
+                @if let Some(code) = &r.decision_code { " (" (code) ")" }
+            }
+            @if let Some(note) = &r.decision_note { dt { "Note" } dd { (note) } }
+            @if pending { dt { "Expires" } dd #expires { (until(&r.expires_at, now)) " ("
+                (r.expires_at) ")" } }
+        }
+    }
+}
+
+/// A flag in words.
+pub(super) fn flag_text(flag: &Flag) -> String {
+    match flag {
+        Flag::RootPrincipal => "a principal is root".to_owned(),
+        Flag::TtlAboveDefault { default_seconds } => format!(
+            "the lifetime asked for is above the role's default of {}",
+            duration(i64::try_from(*default_seconds).unwrap_or(i64::MAX))
+        ),
+        Flag::FirstOfRole => "the first time this person asks for this role".to_owned(),
+        Flag::OutsideWorkingHours => "asked outside working hours".to_owned(),
+    }
+}
+
+/// `3600` as `1h`.
+pub(super) fn duration(seconds: i64) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(
+        u64::try_from(seconds).unwrap_or(0),
+    ))
+    .to_string()
+}
+
+/// How long ago an RFC 3339 time was: `5m ago`.
+fn ago(at: &str, now: DateTime<Utc>) -> String {
+    match DateTime::parse_from_rfc3339(at) {
+        Ok(t) => format!("{} ago", rough((now - t.with_timezone(&Utc)).num_seconds())),
+        Err(_) => at.to_owned(),
+    }
+}
+
+/// How long until an RFC 3339 time: `in 23m`, or `passed`.
+fn until(at: &str, now: DateTime<Utc>) -> String {
+    match DateTime::parse_from_rfc3339(at) {
+        Ok(t) => {
+            let left = (t.with_timezone(&Utc) - now).num_seconds();
+            if left > 0 {
+                format!("in {}", rough(left))
+            } else {
+                "passed".to_owned()
+            }
+        }
+        Err(_) => at.to_owned(),
+    }
+}
+
+/// Seconds, roughly: `45s`, `23m`, `5h 10m`, `3d`.
+fn rough(seconds: i64) -> String {
+    let s = seconds.max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86_400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+/// At most `n` characters of `text`, with `…` when cut.
+fn cut(text: &str, n: usize) -> String {
+    if text.chars().count() <= n {
+        text.to_owned()
+    } else {
+        format!("{}…", text.chars().take(n).collect::<String>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_in_words() {
+        assert_eq!(rough(5), "5s");
+        assert_eq!(rough(23 * 60 + 5), "23m");
+        assert_eq!(rough(5 * 3600 + 600), "5h 10m");
+        assert_eq!(rough(3 * 86_400), "3d");
+        assert_eq!(cut("abcdef", 3), "abc…");
+        assert_eq!(duration(3600), "1h");
+    }
+}

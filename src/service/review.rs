@@ -1,0 +1,238 @@
+//! What an approver needs to decide, beyond the request itself: the role's terms in
+//! words, conflicts the requester holds, things worth a second look, and whether (or
+//! why not) the viewer may approve. The web UI's review page shows it; the decision
+//! itself goes through `approve`/`deny`, which check everything again.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{RequestView, Service, ServiceError};
+use crate::names::{RequestId, UserName};
+use crate::policy::{People, Role, rules};
+use crate::store::requests::{self as rq, Status};
+
+/// A request as its review page shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Review {
+    /// The request.
+    pub request: RequestView,
+    /// The role's terms now, if it still exists.
+    pub role: Option<RoleTerms>,
+    /// Whether the role changed (or went) since the request was made: approving ends it
+    /// refused (`policy_changed`).
+    pub role_changed: bool,
+    /// Roles conflicting with this one that the requester holds or asked for now.
+    pub conflicts: Vec<HeldConflict>,
+    /// Things worth a second look.
+    pub flags: Vec<Flag>,
+    /// When it was made, in the server's time zone.
+    pub created_local: String,
+    /// What the viewer may do.
+    pub viewer: ViewerRights,
+}
+
+/// A role's terms, as a reviewer reads them.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoleTerms {
+    /// Who must approve, in words: `2 of group:dba AND 1 of group:security`.
+    pub approval_rule: String,
+    /// The lifetime a request gets when it names none (seconds).
+    pub default_ttl_seconds: u64,
+    /// The certificate's `force-command`, if any.
+    pub force_command: Option<String>,
+    /// The certificate's `source-address` networks, if any.
+    pub source_address: Vec<String>,
+    /// The certificate's extensions (`permit-pty`, ...).
+    pub extensions: Vec<String>,
+}
+
+/// A conflicting role the requester holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeldConflict {
+    /// The role held (a certificate, or a pending request).
+    pub role: String,
+    /// The conflict's reason, from the config.
+    pub reason: String,
+}
+
+/// Something about a request worth a second look.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "flag", rename_all = "snake_case")]
+pub enum Flag {
+    /// A principal is `root`.
+    RootPrincipal,
+    /// The lifetime asked for is above the role's default.
+    TtlAboveDefault {
+        /// The role's default (seconds).
+        default_seconds: u64,
+    },
+    /// The requester never asked for this role before.
+    FirstOfRole,
+    /// Made outside working hours (`[server] timezone`, `working_hours`).
+    OutsideWorkingHours,
+}
+
+/// What the viewer of a review may do, and why not.
+#[derive(Debug, Clone, Serialize)]
+pub struct ViewerRights {
+    /// The viewer asked for it.
+    pub is_requester: bool,
+    /// `None`: the viewer may approve; else why not, in words.
+    pub cannot_approve: Option<String>,
+    /// Whether the viewer may deny it (an approver of its role, not its requester,
+    /// while it is pending).
+    pub may_deny: bool,
+}
+
+impl Service {
+    /// The review of request `id` for `actor` (who must be able to see it).
+    pub fn review(&self, actor: &UserName, id: &RequestId) -> Result<Review, ServiceError> {
+        let (config, now) = (self.config(), self.now());
+        let policy = &config.policy;
+        let held = self.held();
+        self.store.read(|tx| {
+            let row = self.visible(tx, actor, id)?;
+            let first = !rq::asked_before(tx, &row.requester, &row.role, row.created_at, id)?;
+            let rivals: Vec<_> = policy.conflicting_roles(&row.role).into_iter().collect();
+            let holds = rq::holdings(tx, &row.requester, now.timestamp(), held, Some(id), &rivals)?;
+            let idp = self.idp_groups(tx, &[actor, &row.requester], now)?;
+            let people = People::new(policy, &idp);
+            let role = policy.roles.get(&row.role);
+            let role_changed = role.is_none_or(|r| r.digest() != row.role_digest);
+            let created = DateTime::<Utc>::from_timestamp(row.created_at, 0).unwrap_or(now);
+            let role_name = row.role.clone();
+            let request = self.request_view(tx, row, now)?;
+            let conflicts = holds
+                .iter()
+                .filter_map(|held| {
+                    let c = policy.conflict_between(&role_name, held)?;
+                    Some(HeldConflict {
+                        role: held.to_string(),
+                        reason: c.reason.clone(),
+                    })
+                })
+                .collect::<Vec<_>>();
+            let mut flags = Vec::new();
+            if request.principals.iter().any(|p| p == "root") {
+                flags.push(Flag::RootPrincipal);
+            }
+            if let Some(role) = role {
+                let default = role.default_ttl.as_secs();
+                if u64::try_from(request.ttl_seconds).is_ok_and(|t| t > default) {
+                    flags.push(Flag::TtlAboveDefault {
+                        default_seconds: default,
+                    });
+                }
+            }
+            if first {
+                flags.push(Flag::FirstOfRole);
+            }
+            let hours = &config.server.working_hours;
+            if hours.outside(created) {
+                flags.push(Flag::OutsideWorkingHours);
+            }
+            let viewer = rights(&people, role, &request, actor, role_changed, &conflicts);
+            Ok(Review {
+                role: role.map(terms),
+                role_changed,
+                conflicts,
+                flags,
+                created_local: hours.local(created),
+                viewer,
+                request,
+            })
+        })
+    }
+}
+
+/// A role's terms in words.
+fn terms(role: &Role) -> RoleTerms {
+    RoleTerms {
+        approval_rule: approval_rule(role),
+        default_ttl_seconds: role.default_ttl.as_secs(),
+        force_command: role.force_command.clone(),
+        source_address: role
+            .source_address
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        extensions: role.extensions.iter().cloned().collect(),
+    }
+}
+
+/// `2 of group:dba AND 1 of (group:security, user:carol)`.
+pub fn approval_rule(role: &Role) -> String {
+    role.steps
+        .iter()
+        .map(|s| match s.approvers.as_slice() {
+            [one] => format!("{} of {one}", s.approvals),
+            _ => format!(
+                "{} of ({})",
+                s.approvals,
+                rules::describe_members(&s.approvers)
+            ),
+        })
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+/// What `actor` may do with `request`, and why not.
+fn rights(
+    people: &People<'_>,
+    role: Option<&Role>,
+    request: &RequestView,
+    actor: &UserName,
+    role_changed: bool,
+    conflicts: &[HeldConflict],
+) -> ViewerRights {
+    let is_requester = request.requester == actor.as_str();
+    let approver = role.is_some_and(|r| people.may_decide(actor, r));
+    let pending = request.status == Status::Pending;
+    let cannot_approve = if !pending {
+        Some(format!(
+            "it is {}: there is nothing left to decide",
+            request.status.as_str()
+        ))
+    } else if is_requester {
+        Some("it is your own request: someone else must approve it".to_owned())
+    } else if people.is_bot(actor) {
+        Some("you are a service account: service accounts never approve".to_owned())
+    } else if role_changed {
+        Some(format!(
+            "role {} changed (or was removed) since the request was made: it can no longer \
+             be approved; approving would end it refused",
+            request.role
+        ))
+    } else if !approver {
+        let rule = role.map(approval_rule).unwrap_or_default();
+        Some(format!(
+            "you are not among the approvers of role {} ({rule})",
+            request.role
+        ))
+    } else if let Some(a) = request
+        .approvals
+        .iter()
+        .find(|a| a.approver == actor.as_str())
+    {
+        Some(format!("you approved it already, at {}", a.at))
+    } else {
+        conflicts.first().map(|c| {
+            format!(
+                "{} holds role {}, which conflicts with {} ({}): the certificate would be \
+                 refused",
+                request.requester, c.role, request.role, c.reason
+            )
+        })
+    };
+    ViewerRights {
+        is_requester,
+        cannot_approve,
+        may_deny: pending && !is_requester && approver,
+    }
+}
+
+/// Used by the list page: the role's rule in words, if the role exists.
+pub fn rule_of(policy: &crate::policy::Policy, role: &str) -> Option<String> {
+    let name = crate::names::RoleName::parse(role).ok()?;
+    policy.roles.get(&name).map(approval_rule)
+}
