@@ -254,7 +254,7 @@ fn kill(child: &mut Child) {
     let _ = child.wait();
 }
 
-fn oidc_dir() -> PathBuf {
+pub fn oidc_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc")
 }
 

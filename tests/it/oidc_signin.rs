@@ -22,6 +22,7 @@ mod operators;
 mod recheck;
 mod step_up;
 mod tokens;
+mod web;
 
 use cli_support::{cli, run_cli, start_cli, start_cli_stderr};
 

@@ -266,7 +266,7 @@ pub(super) async fn certificate_get(
                 (header::CACHE_CONTROL, "no-store".to_owned()),
                 (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
             ],
-            cert,
+            format!("{cert}\n"),
         )
             .into_response(),
         Err(e) => error_page(&e),

@@ -116,7 +116,7 @@ pub(super) async fn requests_page(
 /// A table of requests.
 fn table(rows: &[&RequestView], now: DateTime<Utc>) -> Markup {
     html! {
-        table {
+        div.scroll { table {
             thead { tr {
                 th scope="col" { "Request" } th scope="col" { "Role" } th scope="col" { "Requester"
                     }
@@ -136,7 +136,7 @@ fn table(rows: &[&RequestView], now: DateTime<Utc>) -> Markup {
                     }
                 }
             }
-        }
+        } }
     }
 }
 

@@ -1,0 +1,199 @@
+//! The web UI over HTTP, spoken as a browser speaks it (cookies kept, each redirect
+//! looked at, `Origin` and `Sec-Fetch-Site` sent as Chromium sends them): sign-in
+//! through the real provider, the pages, and every way a form is refused. The same
+//! flows in a real headless Chromium are in `web/chromium.rs`.
+
+use reqwest::header::{CONTENT_SECURITY_POLICY, SET_COOKIE};
+
+use super::*;
+
+mod chromium;
+mod forms;
+
+/// What Chromium sends with a form of ours (`public_url`'s origin; our pages send no
+/// Referer, so `Origin` would be `null`: the same-origin `Sec-Fetch-Site` speaks then).
+const OURS: [(&str, &str); 2] = [("origin", PUBLIC_URL), ("sec-fetch-site", "same-origin")];
+
+/// A server with sign-in, the test policy, and `extra` config.
+async fn spawn_web(extra: &str) -> (Idp, TestApp, tempfile::TempDir) {
+    let (idp, _) = provider();
+    let secrets = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_with(&config(&idp, secrets.path(), extra)).await;
+    (idp, app, secrets)
+}
+
+/// Signs `login` in to the web UI the way a browser gets there: asks for `path`, is
+/// sent to `/login` and on to the provider, signs in, and comes back to the callback,
+/// whose answer (the page that goes on to `path`, with the session cookie) is returned.
+async fn web_sign_in(
+    app: &TestApp,
+    http: &reqwest::Client,
+    login: &str,
+    path: &str,
+) -> reqwest::Response {
+    let r = http.get(format!("{}{path}", app.url)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "{path}: {r:?}");
+    let to_login = location(&r);
+    let want = format!(
+        "/login?{}",
+        serde_urlencoded::to_string([("next", path)]).unwrap()
+    );
+    assert_eq!(
+        to_login, want,
+        "a page without a session goes to the sign-in"
+    );
+    let r = http
+        .get(format!("{}{to_login}", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "{r:?}");
+    let back = sign_in(http, &location(&r), login, "any", CALLBACK).await;
+    callback(app, http, &back).await
+}
+
+/// A page of ours as a browser gets it: (status, text).
+async fn get_page(app: &TestApp, http: &reqwest::Client, path: &str) -> (StatusCode, String) {
+    let r = http.get(format!("{}{path}", app.url)).send().await.unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+/// The value of hidden field `name` in the form posting to `action` on `page`.
+fn field(page: &str, action: &str, name: &str) -> String {
+    let form = page
+        .split(&format!("action=\"{action}\""))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no form to {action} in {page}"));
+    let form = form.split("</form>").next().unwrap_or_default();
+    form.split(&format!("name=\"{name}\" value=\""))
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no {name} in the form to {action}: {form}"))
+        .to_owned()
+}
+
+/// Posts `fields` to `path` with `headers`: (status, page text).
+async fn post_form(
+    app: &TestApp,
+    http: &reqwest::Client,
+    path: &str,
+    fields: &[(&str, &str)],
+    headers: &[(&str, &str)],
+) -> (StatusCode, String, Option<String>) {
+    let mut req = http.post(format!("{}{path}", app.url)).form(fields);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = req.send().await.unwrap();
+    let to = r
+        .headers()
+        .get(LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .map(str::to_owned);
+    (r.status(), r.text().await.unwrap(), to)
+}
+
+#[tokio::test]
+async fn a_page_without_a_session_goes_to_the_provider_and_comes_back_signed_in() {
+    let (_idp, app, _s) = spawn_web("").await;
+    let id = app.create_ok("alice", "prod-db").await;
+    let http = browser();
+    let path = format!("/requests/{id}");
+    let r = web_sign_in(&app, &http, "bob", &path).await;
+    assert_eq!(r.status(), StatusCode::OK, "{r:?}");
+    let cookie = r
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|c| c.to_str().ok())
+        .find(|c| c.starts_with("cs_session="))
+        .unwrap_or_else(|| panic!("no session cookie: {r:?}"))
+        .to_owned();
+    // Plain HTTP on loopback: no `__Host-` prefix, no `Secure`; the rest as over HTTPS.
+    assert!(cookie.starts_with("cs_session=css_"), "{cookie}");
+    for part in ["Path=/;", "HttpOnly", "SameSite=Strict"] {
+        assert!(cookie.contains(part), "{part} missing: {cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "{cookie}");
+    // The callback's page goes on to the page asked for by itself (no script).
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains(&format!("content=\"0;url={path}\"")),
+        "{page}"
+    );
+    let r = http.get(format!("{}{path}", app.url)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let csp = r.headers()[CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for part in [
+        "default-src 'none'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+    ] {
+        assert!(csp.contains(part), "{part} missing: {csp}");
+    }
+    assert!(!csp.contains("script-src"), "{csp}");
+    assert_eq!(r.headers()["referrer-policy"], "no-referrer");
+    let page = r.text().await.unwrap();
+    assert!(page.contains("Signed in as"), "{page}");
+    assert!(page.contains(">bob<"), "{page}");
+    assert!(page.contains("1 of group:dba"), "the rule in words: {page}");
+    // The session is a person's, made by the web sign-in, listed as such.
+    let (_, sessions) = app.get("bob", "/v1/sessions").await;
+    assert_eq!(sessions["sessions"][0]["via"], "oidc-web", "{sessions}");
+    assert_eq!(sessions["sessions"][0]["user"], "bob", "{sessions}");
+}
+
+#[tokio::test]
+async fn a_link_from_another_site_hops_once_so_the_strict_cookie_goes_with_it() {
+    let (_idp, app, _s) = spawn_web("").await;
+    let id = app.create_ok("alice", "prod-db").await;
+    // A click in chat: Chromium sends no SameSite=Strict cookie on it.
+    let r = browser()
+        .get(format!("{}/requests/{id}", app.url))
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains(&format!("content=\"0;url=/requests/{id}\"")),
+        "{page}"
+    );
+}
+
+#[tokio::test]
+async fn sign_in_comes_back_only_to_a_page_of_this_server() {
+    let (_idp, app, _s) = spawn_web("").await;
+    let http = browser();
+    for next in [
+        "https://evil.example/",
+        "//evil.example/x",
+        "/\\evil.example",
+        "javascript:alert(1)",
+    ] {
+        let r = http
+            .get(format!("{}/login", app.url))
+            .query(&[("next", next)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{next}");
+        let page = r.text().await.unwrap();
+        assert!(
+            page.contains("next must be a path on this server"),
+            "{page}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn without_sign_in_configured_the_web_ui_says_so() {
+    let app = TestApp::spawn().await;
+    let r = browser().get(format!("{}/", app.url)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(r.text().await.unwrap().contains("[oidc]"));
+}

@@ -1,0 +1,129 @@
+// The web UI in a real browser: Debian's headless Chromium, driven by Playwright
+// (`playwright-core`). See tests/it/oidc_signin/web/chromium.rs, which starts the
+// provider and countersign and checks afterwards what changed.
+//
+// Usage: node web.mjs '{"base","approve","stale","own","shots"}'
+//   base     countersign's public URL (http://127.0.0.1:PORT)
+//   approve  a request bob (dba) approves from the list
+//   stale    a two-person request: bob shows it, dave approves it meanwhile, bob's
+//            click must answer 409
+//   own      alice's own request (its reason carries a <script>): alice sees why she
+//            cannot approve it
+//   A form on another site (another loopback port) then posts an approval of `stale`
+//   from bob's browser.
+//   shots    a folder for screenshots of the request list and the review page
+//
+// Output: one JSON line on stdout with what each step saw. Exits 1 on an error.
+
+import http from 'node:http';
+import { chromium } from 'playwright-core';
+
+const cfg = JSON.parse(process.argv[2]);
+const out = { steps: [] };
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: [
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+  ],
+});
+
+// A page of another site: a form that posts an approval to countersign.
+const evil = http.createServer((req, res) => {
+  res.writeHead(200, { 'content-type': 'text/html' });
+  res.end(`<!doctype html><form method="post" action="${cfg.base}/requests/${cfg.stale}/approve">
+    <input type="hidden" name="csrf" value="guessed"><input type="hidden" name="version" value="x">
+    <button id="go" type="submit">Win a prize</button></form>`);
+});
+await new Promise((ok) => evil.listen(0, '127.0.0.1', ok));
+const evilUrl = `http://127.0.0.1:${evil.address().port}/`;
+
+const mainText = async (page) => ((await page.textContent('main')) ?? '').replace(/\s+/g, ' ');
+
+// Opens `path` and signs in at the provider as `login` if it asks; ends on `path`.
+async function openSignedIn(page, path, login) {
+  out.steps.push(`${login} opens ${path}`);
+  await page.goto(cfg.base + path);
+  const there = () => page.url().startsWith(cfg.base + path);
+  for (let i = 0; i < 10 && !there(); i++) {
+    await page.waitForLoadState('load');
+    try {
+      if (await page.$('input[name=login]')) {
+        await page.fill('input[name=login]', login);
+        await page.fill('input[name=password]', 'any');
+        await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
+      } else if (await page.$('input[name=prompt][value=consent]')) {
+        await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
+      } else {
+        // countersign's callback page goes on by itself (meta refresh).
+        await page.waitForURL((u) => u.href.startsWith(cfg.base + path), { timeout: 15000 });
+      }
+    } catch (e) {
+      // A page that moved on by itself while it was looked at: look again.
+      if (!String(e).includes('context was destroyed')) throw e;
+    }
+  }
+  await page.waitForURL((u) => u.href.startsWith(cfg.base + path), { timeout: 15000 });
+  await page.waitForLoadState('load');
+}
+
+// Clicks `selector` (a form's button): the answer's status and the page's text.
+async function submit(page, selector) {
+  const [response] = await Promise.all([
+    page.waitForResponse((r) => r.request().method() === 'POST'),
+    page.click(selector),
+  ]);
+  await page.waitForLoadState('load');
+  return { status: response.status(), text: await mainText(page) };
+}
+
+let code = 1;
+try {
+  const bob = await (await browser.newContext({ viewport: { width: 1000, height: 700 } })).newPage();
+  await openSignedIn(bob, '/', 'bob');
+  out.list = await mainText(bob);
+  if (cfg.shots) await bob.screenshot({ path: `${cfg.shots}/web-requests.png`, fullPage: true });
+
+  // From the list to the review page, and approve.
+  await Promise.all([bob.waitForNavigation(), bob.click(`a[href="/requests/${cfg.approve}"]`)]);
+  out.review = await mainText(bob);
+  if (cfg.shots) {
+    // As an approver sees it on a phone at 3 a.m.
+    await bob.setViewportSize({ width: 420, height: 900 });
+    await bob.screenshot({ path: `${cfg.shots}/web-review.png`, fullPage: true });
+    await bob.setViewportSize({ width: 1000, height: 700 });
+  }
+  out.approved = await submit(bob, '#approve');
+
+  // A stale page: dave approves while bob looks; bob's click is refused.
+  await bob.goto(`${cfg.base}/requests/${cfg.stale}`);
+  const dave = await (await browser.newContext()).newPage();
+  await openSignedIn(dave, `/requests/${cfg.stale}`, 'dave');
+  out.daveApproved = await submit(dave, '#approve');
+  out.stale = await submit(bob, '#approve');
+
+  // alice on her own request: why she cannot approve; the <script> stays text.
+  const alice = await (await browser.newContext()).newPage();
+  await openSignedIn(alice, `/requests/${cfg.own}`, 'alice');
+  out.own = await mainText(alice);
+  out.ownReason = (await alice.textContent('#reason')) ?? '';
+  out.scriptRan = await alice.evaluate(() => window.pwned === 1);
+  out.approveButtonForAlice = (await alice.$('#approve')) !== null;
+
+  // Another site's form, in bob's browser (he is signed in): refused.
+  await bob.goto(evilUrl);
+  out.forged = await submit(bob, '#go');
+  code = 0;
+} catch (e) {
+  out.error = String(e && e.stack ? e.stack : e);
+} finally {
+  await browser.close();
+  evil.close();
+}
+console.log(JSON.stringify(out));
+process.exit(code);
