@@ -226,6 +226,17 @@ pub fn slack_body(payload: &Value) -> Value {
             }
         }
     }
+    // The review page, from the operator's `public_url`: a button, never an approval.
+    if let Some(link) = data["link"].as_str().filter(|l| l.starts_with("http")) {
+        blocks.push(json!({
+            "type": "actions",
+            "elements": [{
+                "type": "button",
+                "text": { "type": "plain_text", "text": "Review" },
+                "url": link,
+            }],
+        }));
+    }
     json!({ "text": summary, "blocks": blocks })
 }
 

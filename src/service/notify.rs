@@ -91,7 +91,12 @@ impl Service {
         if sinks.is_empty() {
             return Ok(());
         }
-        let data = request_data(&self.request_view(tx, row, now)?);
+        let mut data = request_data(&self.request_view(tx, row, now)?);
+        // The web UI's review page, where the sign-in is (no link without one).
+        if let Some(oidc) = &config.oidc {
+            let base = oidc.public_url.trim_end_matches('/');
+            data["link"] = json!(format!("{base}/requests/{id}"));
+        }
         self.enqueue(tx, now, event, &sinks, data)
     }
 

@@ -197,3 +197,33 @@ async fn without_sign_in_configured_the_web_ui_says_so() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert!(r.text().await.unwrap().contains("[oidc]"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn notifications_link_to_the_review_page() {
+    use crate::notify::Receiver;
+    let (mut hook, mut slack) = (Receiver::new(true), Receiver::new(false));
+    hook.start();
+    slack.start();
+    let events = "[\"request.created\"]";
+    let sinks = format!(
+        "{}{}",
+        hook.sink("hook", events, ""),
+        slack.sink("chat", events, "")
+    );
+    let (_idp, app, _s) = spawn_web(&sinks).await;
+    let id = app.create_ok("alice", "prod-db").await;
+    let link = format!("{PUBLIC_URL}/requests/{id}");
+    let signed = hook.wait_for(10, |e| !e.is_empty()).await;
+    assert_eq!(signed[0]["data"]["link"], link.as_str(), "{:?}", signed[0]);
+    let message = slack.wait_for(10, |e| !e.is_empty()).await.remove(0);
+    let buttons: Vec<&Value> = message["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["type"] == "actions")
+        .flat_map(|b| b["elements"].as_array().unwrap())
+        .collect();
+    assert_eq!(buttons.len(), 1, "{message}");
+    assert_eq!(buttons[0]["url"], link.as_str(), "{message}");
+    assert_eq!(buttons[0]["text"]["text"], "Review");
+}
