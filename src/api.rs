@@ -168,6 +168,18 @@ pub async fn serve(
     let address = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%address, scheme, "countersign listening");
+    if state
+        .config()
+        .oidc
+        .as_ref()
+        .is_some_and(|o| o.public_url.starts_with("http://"))
+    {
+        tracing::warn!(
+            "[oidc] public_url is plain HTTP (loopback): browsers send the web UI's session \
+             cookie to every service on this host, whatever its port; use https:// outside \
+             tests and demos"
+        );
+    }
     server::accept_loop(listener, router(state), &settings.limits, tls, shutdown).await
 }
 

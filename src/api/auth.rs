@@ -63,6 +63,16 @@ impl FromRequestParts<AppState> for Actor {
             );
         }
         let (user, credential) = result.map_err(ApiError::from)?;
+        // A web UI session lives in its browser's `HttpOnly` cookie: presented as a bearer
+        // token, it was taken from there, and is refused like an unknown token.
+        if let Credential::Session { web: true, .. } = credential {
+            if let Some(limiter) = &limiter {
+                limiter.failed(client, token_id);
+            }
+            let short = token_id.map(|t| t.short()).unwrap_or_default();
+            tracing::warn!(token = %short, "a web UI session was presented as a bearer token");
+            return Err(ApiError::from(ServiceError::Unauthenticated));
+        }
         if let Credential::Bot(scopes) = credential
             && !bot_may(scopes, &parts.method, parts.uri.path())
         {

@@ -36,6 +36,7 @@ impl Service {
                             Credential::Session {
                                 auth_time: owner.auth_time,
                                 device: owner.via.as_deref() == Some(DEVICE_VIA),
+                                web: owner.via.as_deref() == Some(super::WEB_VIA),
                             },
                         )),
                         None => Err(ServiceError::Unauthenticated),
@@ -99,7 +100,12 @@ impl Service {
     /// turns them off).
     pub fn check_step_up(&self, credential: &Credential) -> Result<(), ServiceError> {
         let config = self.config();
-        let (Some(oidc), Credential::Session { auth_time, device }) = (&config.oidc, credential)
+        let (
+            Some(oidc),
+            Credential::Session {
+                auth_time, device, ..
+            },
+        ) = (&config.oidc, credential)
         else {
             return Ok(());
         };
@@ -184,5 +190,8 @@ pub enum Credential {
         auth_time: Option<i64>,
         /// Made by the device flow (`login --device`).
         device: bool,
+        /// Made by the web UI's sign-in: good only as that browser's cookie, never as a
+        /// bearer token.
+        web: bool,
     },
 }

@@ -5,13 +5,13 @@
 use std::collections::HashMap;
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{TimeDelta, Utc};
 use maud::{Markup, html};
 
 use super::super::{ApiError, AppState, blocking};
-use super::layout::{error_page, page, person};
+use super::layout::{Visit, error_page, page, person};
 use super::pages::duration;
 use crate::audit::story::{grants, parse_log_line, story_line};
 use crate::audit::{AuditEvent, Event, Filter};
@@ -25,11 +25,10 @@ const MOST: usize = 200_000;
 /// `GET /audit[?q=SERIAL or LOG LINE][&request=ID][&days=N]`.
 pub(super) async fn audit_page(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
+    visit: Visit,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let me = match person(&state, &Method::GET, &headers, &uri).await {
+    let me = match person(&state, &visit).await {
         Ok(p) => p,
         Err(answer) => return answer,
     };

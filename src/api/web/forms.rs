@@ -3,7 +3,7 @@
 //! same-origin check first, then goes through the same `Service` call as the API.
 
 use axum::extract::{Form, Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use maud::{Markup, html};
@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::super::oidc::see_other;
 use super::super::requests::CreateBody;
 use super::super::{ApiError, AppState, blocking, submit};
-use super::layout::{Person, error_page, forged, form_is_ours, page, person};
+use super::layout::{Person, Visit, error_page, forged, form_is_ours, page, person};
 use super::pages::{facts, flag_text};
 use super::signin::{needs_step_up, step_up_page};
 use crate::names::{RequestId, Text};
@@ -138,13 +138,12 @@ pub(super) struct TokenForm {
 /// The person and request of a form on a review page, once its token and origin hold.
 async fn gate(
     state: &AppState,
-    headers: &HeaderMap,
-    uri: &Uri,
+    visit: &Visit,
     id: &str,
     csrf: &str,
 ) -> Result<(Person, RequestId), Response> {
-    let me = person(state, &Method::POST, headers, uri).await?;
-    if !form_is_ours(state, headers, &me, csrf) {
+    let me = person(state, visit).await?;
+    if !form_is_ours(state, &visit.headers, &me, csrf) {
         return Err(forged());
     }
     let id = RequestId::parse(id).map_err(|e| error_page(&ApiError::from(e)))?;
@@ -163,12 +162,11 @@ fn decided(result: Result<crate::service::RequestView, ApiError>, id: &RequestId
 /// `POST /requests/{id}/approve`.
 pub(super) async fn approve_post(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
+    visit: Visit,
     Path(id): Path<String>,
     Form(form): Form<ApproveForm>,
 ) -> Response {
-    let (me, id) = match gate(&state, &headers, &uri, &id, &form.csrf).await {
+    let (me, id) = match gate(&state, &visit, &id, &form.csrf).await {
         Ok(ok) => ok,
         Err(answer) => return answer,
     };
@@ -199,12 +197,11 @@ pub(super) async fn approve_post(
 /// `POST /requests/{id}/deny`.
 pub(super) async fn deny_post(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
+    visit: Visit,
     Path(id): Path<String>,
     Form(form): Form<DenyForm>,
 ) -> Response {
-    let (me, id) = match gate(&state, &headers, &uri, &id, &form.csrf).await {
+    let (me, id) = match gate(&state, &visit, &id, &form.csrf).await {
         Ok(ok) => ok,
         Err(answer) => return answer,
     };
@@ -226,12 +223,11 @@ pub(super) async fn deny_post(
 /// `POST /requests/{id}/cancel`.
 pub(super) async fn cancel_post(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
+    visit: Visit,
     Path(id): Path<String>,
     Form(form): Form<TokenForm>,
 ) -> Response {
-    let (me, id) = match gate(&state, &headers, &uri, &id, &form.csrf).await {
+    let (me, id) = match gate(&state, &visit, &id, &form.csrf).await {
         Ok(ok) => ok,
         Err(answer) => return answer,
     };
@@ -242,11 +238,10 @@ pub(super) async fn cancel_post(
 /// `GET /requests/{id}/certificate`: the requester's certificate, as a file.
 pub(super) async fn certificate_get(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
+    visit: Visit,
     Path(id): Path<String>,
 ) -> Response {
-    let me = match person(&state, &Method::GET, &headers, &uri).await {
+    let me = match person(&state, &visit).await {
         Ok(p) => p,
         Err(answer) => return answer,
     };
@@ -274,12 +269,8 @@ pub(super) async fn certificate_get(
 }
 
 /// `GET /requests/new`: roles I may ask for, my keys (or one to paste), lifetime, reason.
-pub(super) async fn new_page(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Response {
-    let me = match person(&state, &Method::GET, &headers, &uri).await {
+pub(super) async fn new_page(State(state): State<AppState>, visit: Visit) -> Response {
+    let me = match person(&state, &visit).await {
         Ok(p) => p,
         Err(answer) => return answer,
     };
@@ -343,15 +334,14 @@ pub(super) struct CreateForm {
 /// `POST /requests`: the request is made, and the browser goes to its page.
 pub(super) async fn create_post(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
+    visit: Visit,
     Form(form): Form<CreateForm>,
 ) -> Response {
-    let me = match person(&state, &Method::POST, &headers, &uri).await {
+    let me = match person(&state, &visit).await {
         Ok(p) => p,
         Err(answer) => return answer,
     };
-    if !form_is_ours(&state, &headers, &me, &form.csrf) {
+    if !form_is_ours(&state, &visit.headers, &me, &form.csrf) {
         return forged();
     }
     let key = if form.public_key.trim().is_empty() {

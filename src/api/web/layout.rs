@@ -1,13 +1,20 @@
 //! The frame of every page, the person behind it, and the checks every form passes.
 
-use axum::extract::State;
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
 use sha2::{Digest, Sha256};
 
 use super::super::cookies::{self, Cookie};
-use super::super::{ApiError, AppState};
+use super::super::limits::{AuthLimiter, TokenId};
+use super::super::server::ClientAddr;
+use super::super::{ApiError, AppState, forwarded};
 use crate::names::UserName;
 use crate::service::{Credential, ServiceError};
 
@@ -40,17 +47,41 @@ fn csrf_of(token: &str) -> String {
     hex::encode(&digest[..16])
 }
 
-/// The person of this browser's session, or the answer that gets one: a browser
-/// without a session that asks for a page goes straight to the provider's sign-in
-/// (and comes back to `uri`); a form without one is refused.
-pub(super) async fn person(
-    state: &AppState,
-    method: &Method,
-    headers: &HeaderMap,
-    uri: &Uri,
-) -> Result<Person, Response> {
+/// What a page handler needs of the request it answers: method, headers, address, and
+/// the failed-authentication limits the API's bearer tokens are counted against too.
+pub(super) struct Visit {
+    /// The method.
+    pub method: Method,
+    /// The headers (cookies, `Origin`, `Sec-Fetch-Site`).
+    pub headers: HeaderMap,
+    /// The path and query, to come back to after a sign-in.
+    pub uri: Uri,
+    limiter: Option<Arc<AuthLimiter>>,
+    client: Option<IpAddr>,
+}
+
+impl FromRequestParts<AppState> for Visit {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
+        let peer = parts.extensions.get::<ClientAddr>().map(|c| c.0.ip());
+        let trusted = &state.config().server.limits.trusted_proxies;
+        Ok(Visit {
+            method: parts.method.clone(),
+            headers: parts.headers.clone(),
+            uri: parts.uri.clone(),
+            limiter: parts.extensions.get::<Arc<AuthLimiter>>().cloned(),
+            client: peer.map(|p| forwarded::client_ip(p, &parts.headers, trusted)),
+        })
+    }
+}
+
+/// Why this server does not serve the web UI (a page saying so), if it does not: no
+/// `[oidc]`, or plain HTTP on a listener that is not loopback (a session cookie is never
+/// sent in clear over a network).
+pub(super) fn unavailable(state: &AppState) -> Option<Response> {
     if state.config().oidc.is_none() {
-        return Err(message(
+        return Some(message(
             StatusCode::NOT_FOUND,
             "No web UI here",
             "The web UI needs sign-in with an identity provider: an [oidc] section in the \
@@ -58,20 +89,59 @@ pub(super) async fn person(
         ));
     }
     if !cookies::secure(state) && !state.config().server.listen.ip().is_loopback() {
-        return Err(message(
+        return Some(message(
             StatusCode::FORBIDDEN,
             "HTTPS needed",
             "The web UI runs over plain HTTP only on a loopback listener: set [oidc] \
              public_url to the https:// address countersign is reached at.",
         ));
     }
-    let token = cookies::get(state, headers, Cookie::Session).filter(|t| t.len() <= 256);
+    None
+}
+
+/// The person of this browser's session, or the answer that gets one: a browser
+/// without a session that asks for a page goes straight to the provider's sign-in
+/// (and comes back to the page); a form without one is refused. A cookie that names no
+/// live session counts as a failed authentication, as a bad bearer token does.
+pub(super) async fn person(state: &AppState, visit: &Visit) -> Result<Person, Response> {
+    if let Some(answer) = unavailable(state) {
+        return Err(answer);
+    }
+    let token = cookies::get(state, &visit.headers, Cookie::Session).filter(|t| t.len() <= 256);
+    let token_id = token.as_deref().map(TokenId::of);
+    if let (Some(limiter), Some(_)) = (&visit.limiter, token_id)
+        && let Err(wait) = limiter.check(visit.client, token_id)
+    {
+        return Err(message(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many failed sign-ins",
+            &format!("Too many failed authentications from this address: retry in {wait} s."),
+        ));
+    }
     let checked = match token.clone() {
         Some(t) => Some(crate::service::quick(state, move |s| s.authenticate_credential(&t)).await),
         None => None,
     };
+    let refused = matches!(
+        checked,
+        Some(Err(ServiceError::Unauthenticated
+            | ServiceError::SignIn { .. }
+            | ServiceError::Disabled(_)))
+            | Some(Ok((
+                _,
+                Credential::Token | Credential::Bot(_) | Credential::Session { web: false, .. }
+            )))
+    );
+    if refused {
+        if let Some(limiter) = &visit.limiter {
+            limiter.failed(visit.client, token_id);
+        }
+        let client = visit.client.map(|c| c.to_string()).unwrap_or_default();
+        let short = token_id.map(|t| t.short()).unwrap_or_default();
+        tracing::warn!(%client, token = %short, "a web session cookie was refused");
+    }
     match (checked, token) {
-        (Some(Ok((user, credential @ Credential::Session { .. }))), Some(token)) => {
+        (Some(Ok((user, credential @ Credential::Session { web: true, .. }))), Some(token)) => {
             let admin = state.config().policy.is_admin(&user);
             Ok(Person {
                 user,
@@ -93,13 +163,13 @@ pub(super) async fn person(
         {
             Err(error_page(&ApiError::from(e)))
         }
-        _ if method != Method::GET => Err(message(
+        _ if visit.method != Method::GET => Err(message(
             StatusCode::FORBIDDEN,
             "Not signed in",
             "This form came without a session of this browser: nothing was changed. Open \
              the page again, sign in, and send it from there.",
         )),
-        _ => Err(away(headers, uri)),
+        _ => Err(away(&visit.headers, &visit.uri)),
     }
 }
 

@@ -3,13 +3,13 @@
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 
 use super::super::{AppState, blocking};
-use super::layout::{error_page, page, person};
+use super::layout::{Visit, error_page, page, person};
 use crate::names::RequestId;
 use crate::service::{Flag, RequestView, Review, Status};
 
@@ -19,11 +19,10 @@ const SHOWN: u32 = 200;
 /// `GET /`: waiting for me, mine, recent (admins: everyone's), with filters on the last.
 pub(super) async fn requests_page(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
+    visit: Visit,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let me = match person(&state, &Method::GET, &headers, &uri).await {
+    let me = match person(&state, &visit).await {
         Ok(p) => p,
         Err(answer) => return answer,
     };
@@ -53,6 +52,22 @@ pub(super) async fn requests_page(
     };
     let now = state.now();
     let me_str = me.user.as_str();
+    // The roles to filter by: all for admins, else those the viewer has to do with.
+    let roles: std::collections::BTreeSet<String> = if me.admin {
+        let config = state.config();
+        config
+            .policy
+            .roles
+            .keys()
+            .map(ToString::to_string)
+            .collect()
+    } else {
+        who.can_request
+            .iter()
+            .chain(&who.can_approve)
+            .cloned()
+            .collect()
+    };
     let waiting: Vec<&RequestView> = pending
         .iter()
         .filter(|r| {
@@ -100,7 +115,7 @@ pub(super) async fn requests_page(
                     label for="f-role" { "Role" }
                     select #f-role name="role" {
                         option value="" { "all" }
-                        @for r in state.config().policy.roles.keys() {
+                        @for r in &roles {
                             option value=(r) selected[role.as_deref() == Some(r.as_str())] { (r) }
                         }
                     }
@@ -143,11 +158,10 @@ fn table(rows: &[&RequestView], now: DateTime<Utc>) -> Markup {
 /// `GET /requests/{id}`: everything an approver needs to decide, and the two buttons.
 pub(super) async fn review_page(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
+    visit: Visit,
     Path(id): Path<String>,
 ) -> Response {
-    let me = match person(&state, &Method::GET, &headers, &uri).await {
+    let me = match person(&state, &visit).await {
         Ok(p) => p,
         Err(answer) => return answer,
     };

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use axum::extract::{Form, Query, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{StatusCode, header};
 use axum::response::Response;
 use maud::html;
 use serde::Deserialize;
@@ -14,7 +14,9 @@ use serde::Deserialize;
 use super::super::cookies::{self, Cookie};
 use super::super::oidc::{from_oidc, not_configured, see_other, sign_in_cookie, verify};
 use super::super::{ApiError, AppState, blocking, submit};
-use super::layout::{continue_to, error_page, forged, form_is_ours, page, person};
+use super::layout::{
+    Visit, continue_to, error_page, forged, form_is_ours, page, person, unavailable,
+};
 use crate::oidc::Pending;
 use crate::service::{ServiceError, check_web_next};
 
@@ -49,6 +51,9 @@ pub(super) async fn login_get(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
+    if let Some(answer) = unavailable(&state) {
+        return answer;
+    }
     let next = query.get("next").map_or("/", String::as_str);
     let step_up = query.get("step_up").is_some_and(|v| v == "1");
     match start(&state, next, step_up).await {
@@ -66,6 +71,9 @@ pub(in crate::api) async fn finish_sign_in(
     pending: Pending,
     next: &str,
 ) -> Response {
+    if let Some(answer) = unavailable(state) {
+        return answer;
+    }
     let signed = match verify(state, provider, query, &pending).await {
         Ok(signed) => signed,
         Err(e) => return error_page(&e),
@@ -106,15 +114,14 @@ pub(super) struct SignOutForm {
 /// `POST /logout`: the session ends (audited) and its cookie goes.
 pub(super) async fn logout_post(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
+    visit: Visit,
     Form(form): Form<SignOutForm>,
 ) -> Response {
-    let who = match person(&state, &Method::POST, &headers, &uri).await {
+    let who = match person(&state, &visit).await {
         Ok(p) => p,
         Err(answer) => return answer,
     };
-    if !form_is_ours(&state, &headers, &who, &form.csrf) {
+    if !form_is_ours(&state, &visit.headers, &who, &form.csrf) {
         return forged();
     }
     let token = who.token.clone();

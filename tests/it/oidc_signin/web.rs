@@ -16,7 +16,11 @@ const OURS: [(&str, &str); 2] = [("origin", PUBLIC_URL), ("sec-fetch-site", "sam
 
 /// A server with sign-in, the test policy, and `extra` config.
 async fn spawn_web(extra: &str) -> (Idp, TestApp, tempfile::TempDir) {
-    let (idp, _) = provider();
+    let state = IdpState::new(Client::new("countersign", SECRET, CALLBACK))
+        .account("alice", Account::new("alice", &["okta-dba"]))
+        .account("bob", Account::new("bob", &[]))
+        .account("frank", Account::new("frank", &[]));
+    let idp = Idp::start(&state);
     let secrets = tempfile::tempdir().unwrap();
     let app = TestApp::spawn_with(&config(&idp, secrets.path(), extra)).await;
     (idp, app, secrets)
@@ -144,6 +148,85 @@ async fn a_page_without_a_session_goes_to_the_provider_and_comes_back_signed_in(
     let (_, sessions) = app.get("bob", "/v1/sessions").await;
     assert_eq!(sessions["sessions"][0]["via"], "oidc-web", "{sessions}");
     assert_eq!(sessions["sessions"][0]["user"], "bob", "{sessions}");
+    // Taken from the cookie and presented as a bearer token, it is refused.
+    let token = cookie["cs_session=".len()..].split(';').next().unwrap();
+    let r = reqwest::Client::new()
+        .get(format!("{}/v1/whoami", app.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn only_a_web_sessions_cookie_signs_a_browser_in_and_guessing_is_limited() {
+    let (_idp, app, _s) = spawn_web("").await;
+    // A session of the CLI (or an API token) planted as the cookie is no web session.
+    let cli_session = sign_in_as(&app, "bob").await;
+    let planted = [cli_session.as_str(), app.token("bob")];
+    for token in planted {
+        let r = browser()
+            .get(format!("{}/", app.url))
+            .header("cookie", format!("cs_session={token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{token}");
+        assert!(location(&r).starts_with("/login?"));
+    }
+    // Cookies that name nothing count as failed authentications, as bad tokens do.
+    let mut statuses = Vec::new();
+    for i in 0..25 {
+        let r = browser()
+            .get(format!("{}/", app.url))
+            .header("cookie", format!("cs_session=css_guess{i}"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status());
+    }
+    assert_eq!(
+        statuses.last(),
+        Some(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_person_sees_only_the_roles_they_have_to_do_with() {
+    let (_idp, app, _s) = spawn_web("").await;
+    let http = browser();
+    web_sign_in(&app, &http, "frank", "/").await;
+    let (_, page) = get_page(&app, &http, "/").await;
+    let filter = page.split("id=\"f-role\"").nth(1).unwrap_or_default();
+    let filter = filter.split("</select>").next().unwrap_or_default();
+    assert!(filter.contains("value=\"prod-db\""), "{filter}");
+    assert!(
+        !filter.contains("value=\"ops\""),
+        "frank neither asks nor approves ops: {filter}"
+    );
+}
+
+#[tokio::test]
+async fn plain_http_off_loopback_gets_no_web_sign_in() {
+    let (idp, _) = provider();
+    let secrets = tempfile::tempdir().unwrap();
+    let text = config(&idp, secrets.path(), "").replace(
+        "listen = \"127.0.0.1:0\"",
+        "listen = \"0.0.0.0:0\"\nallow_plain_http = true",
+    );
+    let app = TestApp::spawn_with(&text).await;
+    let port = app.url.rsplit(':').next().unwrap().to_owned();
+    for path in ["/", "/login?next=/"] {
+        let r = browser()
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path}");
+        assert!(r.headers().get(SET_COOKIE).is_none(), "{path}");
+    }
 }
 
 #[tokio::test]
