@@ -24,6 +24,7 @@ pub(super) fn review_body(
     review: &Review,
     me: &Person,
     step_up: Option<&str>,
+    certificate: Option<&str>,
     now: DateTime<Utc>,
 ) -> Markup {
     let r = &review.request;
@@ -95,13 +96,18 @@ pub(super) fn review_body(
                 button #cancel type="submit" { "Cancel my request" }
             }
         }
-        @if review.viewer.is_requester && r.status == Status::Issued &&
-            r.certificate.as_ref().is_some_and(|c| c.revoked.is_none()) {
+        @if let Some(cert) = certificate {
             h2 { "Your certificate" }
-            p { a #download href={ "/requests/" (r.id) "/certificate" } download { "Download "
-                (r.id) "-cert.pub" }
-                " and save it next to your private key as " code { "id_ed25519-cert.pub" }
-                    " (the key's file name with " code { "-cert.pub" } ")." }
+            label for="certificate" { "Copy it, or download it" }
+            textarea #certificate readonly rows="6" { (cert) }
+            p {
+                a #download href={ "/requests/" (r.id) "/certificate" } download {
+                    "Download " (r.id) "-cert.pub"
+                }
+                " and save it next to the private key of the key you asked with, named as that \
+                 key with " code { "-cert.pub" } " (for " code { "~/.ssh/id_ed25519" } ": "
+                code { "~/.ssh/id_ed25519-cert.pub" } "); ssh uses it from there."
+            }
         }
     }
 }

@@ -170,8 +170,21 @@ pub(super) async fn review_page(
         Err(e) => return error_page(&super::super::ApiError::from(e)),
     };
     let user = me.user.clone();
-    let review = match blocking(&state, move |s| s.review(&user, &id)).await {
-        Ok(r) => r,
+    let read = blocking(&state, move |s| {
+        let review = s.review(&user, &id)?;
+        // The requester's own live certificate, to copy from the page.
+        let live = review
+            .request
+            .certificate
+            .as_ref()
+            .is_some_and(|c| c.revoked.is_none());
+        let certificate = (review.viewer.is_requester && live)
+            .then(|| s.certificate(&user, &id))
+            .transpose()?;
+        Ok((review, certificate))
+    });
+    let (review, certificate) = match read.await {
+        Ok(read) => read,
         Err(e) => return error_page(&e),
     };
     // Approving is a step-up action: say so before the button, not after.
@@ -184,7 +197,13 @@ pub(super) async fn review_page(
         StatusCode::OK,
         &title,
         Some(&me),
-        super::forms::review_body(&review, &me, step_up.as_deref(), state.now()),
+        super::forms::review_body(
+            &review,
+            &me,
+            step_up.as_deref(),
+            certificate.as_deref(),
+            state.now(),
+        ),
     )
 }
 

@@ -249,6 +249,11 @@ async fn the_requester_downloads_the_certificate_and_an_admin_reads_its_story() 
     web_sign_in(&app, &alice, "alice", &path).await;
     let (_, page) = get_page(&app, &alice, &path).await;
     assert!(page.contains("Your certificate"), "{page}");
+    let (_, api_cert) = app.certificate("alice", &id).await;
+    assert!(
+        page.contains(api_cert.trim()),
+        "the certificate to copy: {page}"
+    );
     let r = alice
         .get(format!("{}/requests/{id}/certificate", app.url))
         .send()
@@ -261,7 +266,6 @@ async fn the_requester_downloads_the_certificate_and_an_admin_reads_its_story() 
             .unwrap()
             .contains("attachment")
     );
-    let (_, api_cert) = app.certificate("alice", &id).await;
     assert_eq!(r.text().await.unwrap(), api_cert);
     // alice is no admin: no audit page.
     let (status, _) = get_page(&app, &alice, "/audit").await;
@@ -275,4 +279,52 @@ async fn the_requester_downloads_the_certificate_and_an_admin_reads_its_story() 
     assert!(page.contains("issued to alice"), "{page}");
     let (_, page) = get_page(&app, &bob, "/audit?days=1").await;
     assert!(page.contains("Role prod-db: 1 certificate(s)"), "{page}");
+}
+
+#[tokio::test]
+async fn an_old_sign_in_is_told_to_sign_in_again_before_approving() {
+    let mut state = IdpState::new(Client::new("countersign", SECRET, CALLBACK))
+        .account("bob", Account::new("bob", &[]));
+    // bob authenticated at the provider half an hour ago (the default allows 15m).
+    state.auth_time_offset = 1800;
+    let idp = Idp::start(&state);
+    let secrets = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_with(&config(&idp, secrets.path(), "")).await;
+    let id = app.create_ok("alice", "prod-db").await;
+    let http = browser();
+    let page = bob_reviews(&app, &http, &id).await;
+    let again = format!("/login?step_up=1&amp;next=/requests/{id}");
+    assert!(page.contains("id=\"step-up-needed\""), "{page}");
+    assert!(page.contains(&again), "{page}");
+    assert!(!page.contains("id=\"approve\""), "{page}");
+    // A hand-made form is answered the same way, and records nothing.
+    let deny = format!("/requests/{id}/deny");
+    let (csrf, version) = (field(&page, &deny, "csrf"), field(&page, &deny, "version"));
+    let fields = [("csrf", csrf.as_str()), ("version", version.as_str())];
+    let approve = format!("/requests/{id}/approve");
+    let (status, text, _) = post_form(&app, &http, &approve, &fields, &OURS).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
+    assert!(text.contains("Nothing was recorded"), "{text}");
+    assert_eq!(app.count("SELECT count(*) FROM approvals"), 0);
+    // Signing in again asks the provider for a fresh authentication, and comes back.
+    state.auth_time_offset = 0;
+    idp.set_state(&state);
+    let r = http
+        .get(format!("{}{}", app.url, again.replace("&amp;", "&")))
+        .send()
+        .await
+        .unwrap();
+    let authorize = location(&r);
+    assert!(authorize.contains("prompt=login"), "{authorize}");
+    let back = sign_in(&http, &authorize, "bob", "any", CALLBACK).await;
+    let r = callback(&app, &http, &back).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let (_, page) = get_page(&app, &http, &format!("/requests/{id}")).await;
+    let version = field(&page, &approve, "version");
+    let csrf = field(&page, &approve, "csrf");
+    let fields = [("csrf", csrf.as_str()), ("version", version.as_str())];
+    let (status, text, _) = post_form(&app, &http, &approve, &fields, &OURS).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{text}");
+    let (_, view) = app.request("alice", &id).await;
+    assert_eq!(view["status"], "issued");
 }
