@@ -14,7 +14,7 @@ use super::super::requests::CreateBody;
 use super::super::{ApiError, AppState, blocking, submit};
 use super::layout::{Person, Visit, error_page, forged, form_is_ours, page, person};
 use super::pages::{facts, flag_text};
-use super::signin::{needs_step_up, step_up_page};
+use super::signin::{needs_step_up, step_up_page, step_up_text};
 use crate::names::{RequestId, Text};
 use crate::service::{Review, Status};
 
@@ -178,7 +178,7 @@ pub(super) async fn approve_post(
     };
     if let Err(e) = state.check_step_up(&me.credential) {
         if needs_step_up(&e) {
-            return step_up_page(id.as_str(), &e.to_string());
+            return step_up_page(id.as_str(), &step_up_text(&state));
         }
         return error_page(&e.into());
     }

@@ -191,7 +191,7 @@ pub(super) async fn review_page(
     let step_up = state
         .check_step_up(&me.credential)
         .err()
-        .map(|e| e.to_string());
+        .map(|_| super::signin::step_up_text(&state));
     let title = format!("Request {}", review.request.id);
     page(
         StatusCode::OK,

@@ -142,6 +142,21 @@ pub(super) async fn logout_post(
     answer
 }
 
+/// Why approving needs a fresh sign-in, in the web UI's words (the service's message
+/// names the CLI's command).
+pub(super) fn step_up_text(state: &AppState) -> String {
+    let age = state
+        .config()
+        .oidc
+        .as_ref()
+        .map(|o| humantime::format_duration(o.approval_max_auth_age).to_string())
+        .unwrap_or_default();
+    format!(
+        "Approving needs a sign-in at the identity provider within the last {age}, and \
+         yours is older: sign in again (the provider asks for your password again)."
+    )
+}
+
 /// Whether `e` asks for a fresh sign-in (step-up) before approving.
 pub(super) fn needs_step_up(e: &ServiceError) -> bool {
     matches!(

@@ -295,6 +295,10 @@ async fn an_old_sign_in_is_told_to_sign_in_again_before_approving() {
     let page = bob_reviews(&app, &http, &id).await;
     let again = format!("/login?step_up=1&amp;next=/requests/{id}");
     assert!(page.contains("id=\"step-up-needed\""), "{page}");
+    assert!(
+        page.contains("within the last 15m, and yours is older"),
+        "{page}"
+    );
     assert!(page.contains(&again), "{page}");
     assert!(!page.contains("id=\"approve\""), "{page}");
     // A hand-made form is answered the same way, and records nothing.
