@@ -190,6 +190,23 @@ impl Role {
     pub fn approvals_needed(&self) -> u32 {
         self.steps.iter().map(|s| s.approvals).sum()
     }
+
+    /// Who must approve, in words: `2 of group:dba AND 1 of (group:security, user:carol)`
+    /// (every step must be met; a person counts toward one step only).
+    pub fn approval_rule(&self) -> String {
+        self.steps
+            .iter()
+            .map(|s| match s.approvers.as_slice() {
+                [one] => format!("{} of {one}", s.approvals),
+                _ => format!(
+                    "{} of ({})",
+                    s.approvals,
+                    rules::describe_members(&s.approvers)
+                ),
+            })
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    }
 }
 
 /// Roles no one may hold at the same time.

@@ -14,6 +14,7 @@ mod decide;
 mod device;
 mod error;
 mod identity;
+mod inbox;
 mod issue;
 mod keys;
 mod local;
@@ -49,6 +50,7 @@ pub use decide::{Created, IDEMPOTENCY_KEY_LIFETIME, NewRequest};
 pub use device::{DEVICE_CODE_GRANT, DEVICE_VIA, DeviceGrant, DeviceWait, format_user_code};
 pub use error::{ErrorKind, ServiceError, chain};
 pub use identity::{list_identities, unbind_identity};
+pub use inbox::ListFilter;
 pub use keys::{
     CHALLENGE_LIFETIME, KEY_NAMESPACE, KeyListing, KeySource, MAX_KEYS_PER_USER, ProvenKey,
     Removed as RemovedKey, check_proof, prove,
@@ -59,7 +61,7 @@ pub use notify::{notify_retry, notify_status};
 pub use read::{LIST_LIMIT, ListPage};
 pub use recheck::{RECHECK_EVERY, Recheck};
 pub use reload::{Ready, Reloaded};
-pub use review::{Flag, HeldConflict, Review, RoleTerms, ViewerRights, approval_rule, rule_of};
+pub use review::{Flag, HeldConflict, Review, RoleTerms, ViewerRights};
 pub use revoke::{KRL_NAMESPACE, Krl, UserRevocation};
 pub use signin::{NewSession, WEB_VIA, check_challenge, check_cli_redirect, check_web_next};
 pub use token::{Scope, TokenSpec, create_token, revoke_tokens, token_end};

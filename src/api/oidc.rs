@@ -136,17 +136,33 @@ pub(super) async fn callback_get(
         cookies::get(&state, &headers, Cookie::SignIn).is_some_and(|c| c == sign_in_state);
     // The sign-in is spent now, whatever follows.
     let taken = sign_in_state.clone();
-    let (pending, login) = blocking(&state, move |s| s.take_login(&taken)).await?;
+    // A person's browser (it asks for HTML) hears a failure as a page.
+    let browser = headers
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    let (pending, login) = match blocking(&state, move |s| s.take_login(&taken)).await {
+        Ok(taken) => taken,
+        Err(e) if browser => return Ok(super::web::sign_in_failed(&e.into(), None)),
+        Err(e) => return Err(e.into()),
+    };
     let clear = sign_in_cookie(&state, "", 0);
     if !same_browser {
         tracing::warn!("a sign-in came back in a browser that did not start it");
-        let mut answer = ApiError::from(ServiceError::SignIn {
+        let e = ApiError::from(ServiceError::SignIn {
             code: ErrorCode::SigninFailed,
-            message: "this browser did not start this sign-in: run `countersign login` and \
-                      open the address it prints in this browser"
-                .into(),
-        })
-        .into_response();
+            message: match login.web_next {
+                Some(_) => "this browser did not start this sign-in: start it again here".into(),
+                None => "this browser did not start this sign-in: run `countersign login` and \
+                         open the address it prints in this browser"
+                    .into(),
+            },
+        });
+        let mut answer = match &login.web_next {
+            Some(next) => super::web::sign_in_failed(&e, Some(next)),
+            None if browser => super::web::sign_in_failed(&e, None),
+            None => e.into_response(),
+        };
         answer.headers_mut().insert(header::SET_COOKIE, clear);
         return Ok(answer);
     }

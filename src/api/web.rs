@@ -26,7 +26,7 @@ mod signin;
 use axum::Router;
 use axum::routing::{get, post};
 
-pub(super) use signin::finish_sign_in;
+pub(super) use signin::{finish_sign_in, sign_in_failed};
 
 use super::AppState;
 

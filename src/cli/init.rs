@@ -124,18 +124,13 @@ pub(super) fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
         p.users.values().filter(|u| u.admin).count()
     )?;
     for role in p.roles.values() {
-        let steps: Vec<String> = role
-            .steps
-            .iter()
-            .map(|s| format!("{} of {}", s.approvals, describe_members(&s.approvers)))
-            .collect();
         let principals: Vec<&str> = role.principals.iter().map(|t| t.0.as_str()).collect();
         outln!(
             "role         {}: principals [{}], requesters {}, approvals {}, ttl {} (max {})",
             role.name,
             principals.join(", "),
             describe_members(&role.requesters),
-            steps.join(" then "),
+            role.approval_rule(),
             humantime::format_duration(role.default_ttl),
             humantime::format_duration(role.max_ttl)
         )?;

@@ -281,6 +281,23 @@ pub fn tally(
     Tally { counted, missing }
 }
 
+/// Whether an approval by `approver` would count toward the role's steps, on top of
+/// `approved_by`'s: false when every step they are eligible for is met already (or they
+/// already approved, or are the requester). Approving then records an approval that
+/// brings the request no closer to a certificate.
+pub fn approval_would_count(
+    people: &People<'_>,
+    role: &Role,
+    requester: &UserName,
+    approved_by: &[UserName],
+    approver: &UserName,
+) -> bool {
+    let before = tally(people, role, requester, approved_by).still_needed();
+    let mut with = approved_by.to_vec();
+    with.push(approver.clone());
+    tally(people, role, requester, &with).still_needed() < before
+}
+
 /// Kuhn's augmenting path: tries to give `person` a slot, moving earlier owners if needed.
 fn augment(
     person: usize,

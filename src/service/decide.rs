@@ -74,8 +74,6 @@ fn refuse<T>(tx: &Tx<'_>, now: DateTime<Utc>, a: &Attempt<'_>, refusal: Refusal)
     Ok(Err(refusal.into()))
 }
 
-/// A decision that found the request no longer pending: it lost a race and must not be
-/// recorded (the checks before it run in the same transaction, so this should not happen).
 /// `request_changed`: the request is not at the version the decider reviewed.
 fn changed(id: &RequestId) -> ServiceError {
     ServiceError::Conflict {
@@ -87,6 +85,8 @@ fn changed(id: &RequestId) -> ServiceError {
     }
 }
 
+/// A decision that found the request no longer pending: it lost a race and must not be
+/// recorded (the checks before it run in the same transaction, so this should not happen).
 pub(super) fn decided(changed: bool) -> Result<(), ServiceError> {
     if changed {
         Ok(())

@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use super::{RequestView, Service, ServiceError};
 use crate::names::{RequestId, UserName};
-use crate::policy::{People, Role, rules};
+use crate::policy::rules::{self, Refusal};
+use crate::policy::{People, Role};
 use crate::store::requests::{self as rq, Status};
 
 /// A request as its review page shows it.
@@ -95,11 +96,19 @@ impl Service {
             let first = !rq::asked_before(tx, &row.requester, &row.role, row.created_at, id)?;
             let rivals: Vec<_> = policy.conflicting_roles(&row.role).into_iter().collect();
             let holds = rq::holdings(tx, &row.requester, now.timestamp(), held, Some(id), &rivals)?;
-            let idp = self.idp_groups(tx, &[actor, &row.requester], now)?;
+            let approved_by: Vec<UserName> = rq::approvals(tx, id)?
+                .into_iter()
+                .map(|a| a.approver)
+                .collect();
+            let mut involved: Vec<&UserName> = vec![actor, &row.requester];
+            involved.extend(&approved_by);
+            let idp = self.idp_groups(tx, &involved, now)?;
             let people = People::new(policy, &idp);
             let role = policy.roles.get(&row.role);
             let role_changed = role.is_none_or(|r| r.digest() != row.role_digest);
-            let created = DateTime::<Utc>::from_timestamp(row.created_at, 0).unwrap_or(now);
+            let created = DateTime::<Utc>::from_timestamp(row.created_at, 0).ok_or_else(|| {
+                crate::store::StoreError::Corrupt(format!("request {id}: created_at out of range"))
+            })?;
             let role_name = row.role.clone();
             let request = self.request_view(tx, row, now)?;
             let conflicts = holds
@@ -131,7 +140,14 @@ impl Service {
             if hours.outside(created) {
                 flags.push(Flag::OutsideWorkingHours);
             }
-            let viewer = rights(&people, role, &request, actor, role_changed, &conflicts);
+            let facts = Facts {
+                people: &people,
+                role,
+                approved_by: &approved_by,
+                role_changed,
+                conflicts: &conflicts,
+            };
+            let viewer = rights(&facts, &request, actor);
             Ok(Review {
                 role: role.map(terms),
                 role_changed,
@@ -148,7 +164,7 @@ impl Service {
 /// A role's terms in words.
 fn terms(role: &Role) -> RoleTerms {
     RoleTerms {
-        approval_rule: approval_rule(role),
+        approval_rule: role.approval_rule(),
         default_ttl_seconds: role.default_ttl.as_secs(),
         force_command: role.force_command.clone(),
         source_address: role
@@ -160,69 +176,74 @@ fn terms(role: &Role) -> RoleTerms {
     }
 }
 
-/// `2 of group:dba AND 1 of (group:security, user:carol)`.
-pub fn approval_rule(role: &Role) -> String {
-    role.steps
-        .iter()
-        .map(|s| match s.approvers.as_slice() {
-            [one] => format!("{} of {one}", s.approvals),
-            _ => format!(
-                "{} of ({})",
-                s.approvals,
-                rules::describe_members(&s.approvers)
-            ),
-        })
-        .collect::<Vec<_>>()
-        .join(" AND ")
-}
-
-/// What `actor` may do with `request`, and why not.
-fn rights(
-    people: &People<'_>,
-    role: Option<&Role>,
-    request: &RequestView,
-    actor: &UserName,
-    role_changed: bool,
-    conflicts: &[HeldConflict],
-) -> ViewerRights {
+/// What `actor` may do with `request`, and why not: the checks `approve` makes, in
+/// the order a viewer needs them, with the rules' own functions.
+fn rights(facts: &Facts<'_>, request: &RequestView, actor: &UserName) -> ViewerRights {
+    let Facts {
+        people,
+        role,
+        approved_by,
+        role_changed,
+        conflicts,
+    } = *facts;
     let is_requester = request.requester == actor.as_str();
-    let approver = role.is_some_and(|r| people.may_decide(actor, r));
     let pending = request.status == Status::Pending;
-    let cannot_approve = if !pending {
-        Some(format!(
+    let approver = role.is_some_and(|r| people.may_decide(actor, r));
+    let requester = UserName::parse(&request.requester).ok();
+    let cannot_approve = match (role, &requester) {
+        _ if !pending => Some(format!(
             "it is {}: there is nothing left to decide",
             request.status.as_str()
-        ))
-    } else if is_requester {
-        Some("it is your own request: someone else must approve it".to_owned())
-    } else if people.is_bot(actor) {
-        Some("you are a service account: service accounts never approve".to_owned())
-    } else if role_changed {
-        Some(format!(
-            "role {} changed (or was removed) since the request was made: it can no longer \
-             be approved; approving would end it refused",
+        )),
+        _ if is_requester => Some("it is your own request: someone else must approve it".into()),
+        (Some(role), Some(requester)) if !role_changed => {
+            match rules::approver_may_approve(people, role, requester, actor, approved_by) {
+                Err(Refusal::AlreadyApproved { .. }) => {
+                    let at = request
+                        .approvals
+                        .iter()
+                        .find(|a| a.approver == actor.as_str());
+                    Some(format!(
+                        "you approved it already, at {}",
+                        at.map_or("", |a| &a.at)
+                    ))
+                }
+                Err(Refusal::NotAnApprover { .. }) => Some(format!(
+                    "you are not among the approvers of role {} ({})",
+                    role.name,
+                    role.approval_rule()
+                )),
+                Err(other) => Some(other.to_string()),
+                Ok(())
+                    if !rules::approval_would_count(
+                        people,
+                        role,
+                        requester,
+                        approved_by,
+                        actor,
+                    ) =>
+                {
+                    Some(format!(
+                        "the approvals you may give are all given: it still needs {}",
+                        still_needed(request)
+                    ))
+                }
+                Ok(()) => final_conflict(
+                    people,
+                    role,
+                    requester,
+                    approved_by,
+                    actor,
+                    request,
+                    conflicts,
+                ),
+            }
+        }
+        _ => Some(format!(
+            "role {} changed (or was removed) since the request was made: it can no longer be \
+             approved; approving would end it refused",
             request.role
-        ))
-    } else if !approver {
-        let rule = role.map(approval_rule).unwrap_or_default();
-        Some(format!(
-            "you are not among the approvers of role {} ({rule})",
-            request.role
-        ))
-    } else if let Some(a) = request
-        .approvals
-        .iter()
-        .find(|a| a.approver == actor.as_str())
-    {
-        Some(format!("you approved it already, at {}", a.at))
-    } else {
-        conflicts.first().map(|c| {
-            format!(
-                "{} holds role {}, which conflicts with {} ({}): the certificate would be \
-                 refused",
-                request.requester, c.role, request.role, c.reason
-            )
-        })
+        )),
     };
     ViewerRights {
         is_requester,
@@ -231,8 +252,45 @@ fn rights(
     }
 }
 
-/// Used by the list page: the role's rule in words, if the role exists.
-pub fn rule_of(policy: &crate::policy::Policy, role: &str) -> Option<String> {
-    let name = crate::names::RoleName::parse(role).ok()?;
-    policy.roles.get(&name).map(approval_rule)
+/// Why an approval that would issue the certificate is refused at signing: the
+/// requester holds a conflicting role. (A non-final approval is recorded anyway; the
+/// conflict is shown beside it.)
+fn final_conflict(
+    people: &People<'_>,
+    role: &Role,
+    requester: &UserName,
+    approved_by: &[UserName],
+    actor: &UserName,
+    request: &RequestView,
+    conflicts: &[HeldConflict],
+) -> Option<String> {
+    let mut with = approved_by.to_vec();
+    with.push(actor.clone());
+    let last = rules::tally(people, role, requester, &with).is_complete();
+    conflicts.first().filter(|_| last).map(|c| {
+        format!(
+            "{} holds role {}, which conflicts with {} ({}): the certificate would be refused",
+            request.requester, c.role, request.role, c.reason
+        )
+    })
+}
+
+/// The steps still open, in words: `1 more of group:security`.
+fn still_needed(request: &RequestView) -> String {
+    request
+        .waiting_for
+        .iter()
+        .map(|s| format!("{} more of {}", s.remaining, s.approvers.join(", ")))
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
+/// What [`rights`] decides from.
+#[derive(Clone, Copy)]
+struct Facts<'a> {
+    people: &'a People<'a>,
+    role: Option<&'a Role>,
+    approved_by: &'a [UserName],
+    role_changed: bool,
+    conflicts: &'a [HeldConflict],
 }

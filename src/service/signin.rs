@@ -160,7 +160,7 @@ impl Service {
         let row = row.ok_or_else(|| {
             failed(
                 "this sign-in is over, was used already, or was not started here; \
-                 start again with `countersign login`",
+                 start again (`countersign login`, or open the page again)",
             )
         })?;
         let pending = Pending {

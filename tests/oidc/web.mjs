@@ -33,11 +33,15 @@ const browser = await chromium.launch({
   ],
 });
 
-// A page of another site: a form that posts an approval to countersign.
+// A page of another site (another port of the same host: the same site to a browser, so
+// the session cookie goes with its form): a form that posts an approval to countersign,
+// with the session's real token and the request's real version (say they leaked).
+const stolen = { csrf: 'guessed', version: 'x' };
 const evil = http.createServer((req, res) => {
   res.writeHead(200, { 'content-type': 'text/html' });
   res.end(`<!doctype html><form method="post" action="${cfg.base}/requests/${cfg.stale}/approve">
-    <input type="hidden" name="csrf" value="guessed"><input type="hidden" name="version" value="x">
+    <input type="hidden" name="csrf" value="${stolen.csrf}">
+    <input type="hidden" name="version" value="${stolen.version}">
     <button id="go" type="submit">Win a prize</button></form>`);
 });
 await new Promise((ok) => evil.listen(0, '127.0.0.1', ok));
@@ -116,6 +120,9 @@ try {
   out.approveButtonForAlice = (await alice.$('#approve')) !== null;
 
   // Another site's form, in bob's browser (he is signed in): refused.
+  await bob.goto(`${cfg.base}/requests/${cfg.stale}`);
+  stolen.csrf = await bob.getAttribute('form[action$="/approve"] input[name=csrf]', 'value');
+  stolen.version = await bob.getAttribute('form[action$="/approve"] input[name=version]', 'value');
   await bob.goto(evilUrl);
   out.forged = await submit(bob, '#go');
   code = 0;

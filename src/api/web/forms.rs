@@ -13,7 +13,7 @@ use super::super::oidc::see_other;
 use super::super::requests::CreateBody;
 use super::super::{ApiError, AppState, blocking, submit};
 use super::layout::{Person, Visit, error_page, forged, form_is_ours, page, person};
-use super::pages::{facts, flag_text};
+use super::pages::{counted, facts, flag_text};
 use super::signin::{needs_step_up, step_up_page, step_up_text};
 use crate::names::{RequestId, Text};
 use crate::service::{Review, Status};
@@ -44,7 +44,7 @@ pub(super) fn review_body(
             h2 { "Conflicting roles the requester holds" }
             ul #conflicts { @for c in &review.conflicts { li.bad { (c.role) ": " (c.reason) } } }
         }
-        h2 { "Approvals (" (r.approvals.len()) " of " (r.approvals_required) ")" }
+        h2 { "Approvals (" (counted(r)) " of " (r.approvals_required) ")" }
         @if r.approvals.is_empty() { p { "None yet." } } @else {
             ul #approvals { @for a in &r.approvals {
                 li { strong { (a.approver) } " at " (a.at) @if let Some(c) = &a.comment { ": " (c) }

@@ -10,8 +10,8 @@ use maud::{Markup, html};
 
 use super::super::{AppState, blocking};
 use super::layout::{Visit, error_page, page, person};
-use crate::names::RequestId;
-use crate::service::{Flag, RequestView, Review, Status};
+use crate::names::{RequestId, RoleName};
+use crate::service::{Flag, ListFilter, RequestView, Review, Status};
 
 /// Requests one list of the page shows at most.
 const SHOWN: u32 = 200;
@@ -37,21 +37,36 @@ pub(super) async fn requests_page(
             }
         },
     };
-    let role = query.get("role").filter(|r| !r.is_empty()).cloned();
+    let role = match query.get("role").filter(|r| !r.is_empty()) {
+        Some(r) => match RoleName::parse(r) {
+            Ok(r) => Some(r),
+            Err(e) => return error_page(&super::super::ApiError::from(e)),
+        },
+        None => None,
+    };
     let user = me.user.clone();
+    let filter = ListFilter {
+        status,
+        role: role.clone(),
+        mine: false,
+    };
     let read = blocking(&state, move |s| {
         let who = s.whoami(&user)?;
-        let pending = s.list(&user, Some(Status::Pending), None, SHOWN)?.requests;
-        let recent = s.list(&user, status, None, SHOWN)?.requests;
-        Ok((who, pending, recent))
+        let waiting = s.waiting_for(&user, SHOWN as usize)?;
+        let mine = ListFilter {
+            mine: true,
+            ..filter.clone()
+        };
+        let mine = s.list_where(&user, &mine, SHOWN)?;
+        let shown = s.list_where(&user, &filter, SHOWN)?;
+        Ok((who, waiting, mine, shown))
     })
     .await;
-    let (who, pending, recent) = match read {
+    let (who, waiting, mine, shown) = match read {
         Ok(read) => read,
         Err(e) => return error_page(&e),
     };
     let now = state.now();
-    let me_str = me.user.as_str();
     // The roles to filter by: all for admins, else those the viewer has to do with.
     let roles: std::collections::BTreeSet<String> = if me.admin {
         let config = state.config();
@@ -68,19 +83,7 @@ pub(super) async fn requests_page(
             .cloned()
             .collect()
     };
-    let waiting: Vec<&RequestView> = pending
-        .iter()
-        .filter(|r| {
-            r.requester != me_str
-                && who.can_approve.contains(&r.role)
-                && !r.approvals.iter().any(|a| a.approver == me_str)
-        })
-        .collect();
-    let mine: Vec<&RequestView> = recent.iter().filter(|r| r.requester == me_str).collect();
-    let shown: Vec<&RequestView> = recent
-        .iter()
-        .filter(|r| role.as_ref().is_none_or(|role| &r.role == role))
-        .collect();
+    let role = role.map(|r| r.to_string());
     let body = html! {
         section aria-labelledby="waiting" {
             h2 #waiting { "Waiting for me (" (waiting.len()) ")" }
@@ -93,8 +96,9 @@ pub(super) async fn requests_page(
         section aria-labelledby="mine" {
             h2 #mine { "Mine" }
             @if mine.is_empty() {
-                p { "You have no requests" @if status.is_some() { " with this status" } ". " a
-                    href="/requests/new" { "Ask for a role" } }
+                p { "You have no requests" @if status.is_some() || role.is_some() { " of this kind"
+                    }
+                    ". " a href="/requests/new" { "Ask for a role" } }
             } @else {
                 (table(&mine, now))
             }
@@ -123,13 +127,17 @@ pub(super) async fn requests_page(
                 button type="submit" { "Filter" }
             }
             @if shown.is_empty() { p { "No requests." } } @else { (table(&shown, now)) }
+            @if shown.len() >= SHOWN as usize {
+                p.warn { "The newest " (SHOWN)
+                    " are shown: choose a status or a role to see others." }
+            }
         }
     };
     page(StatusCode::OK, "Requests", Some(&me), body)
 }
 
 /// A table of requests.
-fn table(rows: &[&RequestView], now: DateTime<Utc>) -> Markup {
+fn table(rows: &[RequestView], now: DateTime<Utc>) -> Markup {
     html! {
         div.scroll { table {
             thead { tr {
@@ -145,7 +153,7 @@ fn table(rows: &[&RequestView], now: DateTime<Utc>) -> Markup {
                         td { (r.role) }
                         td { (r.requester) }
                         td { span class={ "status-" (r.status.as_str()) } { (r.status.as_str()) } }
-                        td { (r.approvals.len()) " of " (r.approvals_required) }
+                        td { (counted(r)) " of " (r.approvals_required) }
                         td.wide { (ago(&r.created_at, now)) }
                         td.wide { (cut(&r.reason, 80)) }
                     }
@@ -270,6 +278,16 @@ pub(super) fn duration(seconds: i64) -> String {
         u64::try_from(seconds).unwrap_or(0),
     ))
     .to_string()
+}
+
+/// Approvals that count toward the role's steps (an approval beyond a met step does
+/// not); for a decided request, those given.
+pub(super) fn counted(r: &RequestView) -> u32 {
+    if r.status == Status::Pending {
+        r.approvals_required.saturating_sub(r.approvals_needed)
+    } else {
+        u32::try_from(r.approvals.len()).unwrap_or(u32::MAX)
+    }
 }
 
 /// How long ago an RFC 3339 time was: `5m ago`.

@@ -104,6 +104,26 @@ pub(in crate::api) async fn finish_sign_in(
     answer
 }
 
+/// A sign-in that failed at the callback, as a page: what went wrong, and a link that
+/// starts it again (back to `next`, a path of ours, or the requests).
+pub(in crate::api) fn sign_in_failed(e: &ApiError, next: Option<&str>) -> Response {
+    let next = next.filter(|n| check_web_next(n).is_ok()).unwrap_or("/");
+    let again = format!(
+        "/login?{}",
+        serde_urlencoded::to_string([("next", next)]).unwrap_or_default()
+    );
+    page(
+        e.status(),
+        "Sign-in failed",
+        None,
+        html! {
+            p.message { (e.message()) }
+            p { "Code: " code { (e.code()) } }
+            p { a #again href=(again) { "Sign in again" } }
+        },
+    )
+}
+
 /// The sign-out form.
 #[derive(Debug, Deserialize)]
 pub(super) struct SignOutForm {

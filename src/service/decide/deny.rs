@@ -54,13 +54,15 @@ impl Service {
                 };
                 return refuse(tx, now, &attempt, r);
             }
+            if let Err(e) = self.still_pending(tx, now, &attempt, &row)? {
+                return Ok(Err(e));
+            }
+            // A decided or expired request says so (and is audited) before it says it
+            // changed.
             if let Some(seen) = seen
                 && seen != view::version(policy, &row, &rq::approvals(tx, id)?)
             {
                 return Ok(Err(changed(id)));
-            }
-            if let Err(e) = self.still_pending(tx, now, &attempt, &row)? {
-                return Ok(Err(e));
             }
             decided(rq::decide(
                 tx,

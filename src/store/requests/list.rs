@@ -104,6 +104,19 @@ pub fn list_visible(
     cursor: Option<&Cursor>,
     limit: u32,
 ) -> Result<Vec<RequestRow>, StoreError> {
+    list_from(tx, status, Some(user), roles, cursor, limit)
+}
+
+/// [`list_visible`]'s sources chosen one by one: the requests `requester` made (if
+/// named) and those of `roles`; at most `limit`, newest first, after `cursor`.
+pub fn list_from(
+    tx: &Tx<'_>,
+    status: Option<Status>,
+    requester: Option<&UserName>,
+    roles: &[RoleName],
+    cursor: Option<&Cursor>,
+    limit: u32,
+) -> Result<Vec<RequestRow>, StoreError> {
     let (requester_sql, role_sql) = (
         visible_sql("requester", status),
         visible_sql("role", status),
@@ -117,7 +130,9 @@ pub fn list_visible(
             Ok(())
         })
     };
-    collect(&requester_sql, user.as_str())?;
+    if let Some(user) = requester {
+        collect(&requester_sql, user.as_str())?;
+    }
     for role in roles {
         collect(&role_sql, role.as_str())?;
     }

@@ -319,3 +319,46 @@ fn a_service_account_never_approves_and_its_approval_never_counts() {
     assert!(!tally(&people, role, &u("alice"), &users(&["ci"])).is_complete());
     assert!(tally(&people, role, &u("alice"), &users(&["carol"])).is_complete());
 }
+
+#[test]
+fn an_approval_counts_only_toward_a_step_still_open() {
+    let p = standard();
+    let people = People::of_policy(&p);
+    // deploy-audit: 1 of dba, then 1 of security.
+    let role = role_of(&p, "deploy-audit");
+    let alice = u("alice");
+    assert!(approval_would_count(&people, role, &alice, &[], &u("bob")));
+    // bob (dba) met the dba step: dave (dba only) adds nothing; erin (security) does.
+    let after_bob = users(&["bob"]);
+    assert!(!approval_would_count(
+        &people,
+        role,
+        &alice,
+        &after_bob,
+        &u("dave")
+    ));
+    assert!(approval_would_count(
+        &people,
+        role,
+        &alice,
+        &after_bob,
+        &u("erin")
+    ));
+    // carol (dba and security) still counts: for the security step.
+    assert!(approval_would_count(
+        &people,
+        role,
+        &alice,
+        &after_bob,
+        &u("carol")
+    ));
+    // Nobody counts twice, nor the requester.
+    assert!(!approval_would_count(
+        &people,
+        role,
+        &alice,
+        &after_bob,
+        &u("bob")
+    ));
+    assert!(!approval_would_count(&people, role, &alice, &[], &alice));
+}

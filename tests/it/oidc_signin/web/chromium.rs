@@ -100,6 +100,11 @@ async fn the_web_ui_in_a_real_browser() {
 
     // Another site's form posted from bob's browser: refused, nothing changed.
     assert_eq!(said["forged"]["status"], 403, "{said:#}");
+    let refusal = said["forged"]["text"].as_str().unwrap_or_default();
+    assert!(
+        refusal.contains("did not come from a countersign page"),
+        "{said:#}"
+    );
     let (_, view) = app.request("alice", &stale).await;
     assert_eq!(view["status"], "pending");
     assert_eq!(view["approvals"].as_array().unwrap().len(), 1, "{view}");

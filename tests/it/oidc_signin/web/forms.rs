@@ -72,7 +72,7 @@ async fn forged_and_cross_site_forms_are_refused_and_change_nothing() {
         ("csrf", "0123456789abcdef0123456789abcdef"),
         ("version", &version),
     ];
-    let cases: [(&str, &Fields, &Fields); 5] = [
+    let cases: [(&str, &Fields, &Fields); 8] = [
         ("no token", &no_token, &OURS),
         ("another session's token", &wrong_token, &OURS),
         (
@@ -93,6 +93,21 @@ async fn forged_and_cross_site_forms_are_refused_and_change_nothing() {
             &good,
             &[("origin", "null"), ("sec-fetch-site", "cross-site")],
         ),
+        // With the right token, the browser's word alone refuses.
+        (
+            "another origin said same-origin",
+            &good,
+            &[
+                ("origin", "http://127.0.0.1:1"),
+                ("sec-fetch-site", "same-origin"),
+            ],
+        ),
+        (
+            "another origin, no Sec-Fetch-Site",
+            &good,
+            &[("origin", "http://127.0.0.1:1")],
+        ),
+        ("neither header", &good, &[]),
     ];
     for (what, fields, headers) in cases {
         let (status, text, to) = post_form(&app, &http, &action, fields, headers).await;
@@ -236,6 +251,16 @@ async fn deny_needs_a_reason_and_the_api_takes_the_version_too() {
     let (_, view) = app.request("alice", &id).await;
     assert_eq!(view["status"], "denied");
     assert_eq!(view["decision_note"], "not now");
+    // The old page's approve form: the request is decided, and that is what it hears
+    // (and what the audit log records), not merely that it changed.
+    let approve = format!("/requests/{id}/approve");
+    let fields = [("csrf", csrf.as_str()), ("version", version.as_str())];
+    let (status, text, _) = post_form(&app, &http, &approve, &fields, &OURS).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{text}");
+    assert!(text.contains("already_decided"), "{text}");
+    let events = app.audit(&format!("request={id}")).await;
+    let refused = events.iter().filter(|e| e["action"] == "attempt.refused");
+    assert_eq!(refused.count(), 1, "{events:?}");
 }
 
 #[tokio::test]
@@ -331,4 +356,24 @@ async fn an_old_sign_in_is_told_to_sign_in_again_before_approving() {
     assert_eq!(status, StatusCode::SEE_OTHER, "{text}");
     let (_, view) = app.request("alice", &id).await;
     assert_eq!(view["status"], "issued");
+}
+
+#[tokio::test]
+async fn an_approver_whose_step_is_met_is_not_waited_for_and_is_told_why() {
+    let (_idp, app, _s) = spawn_web("").await;
+    // deploy-audit: 1 of dba, then 1 of security. bob (dba) gave the dba one.
+    let id = app.create_ok("frank", "deploy-audit").await;
+    let (status, body) = app.approve("bob", &id).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // alice is in dba (through the provider): her approval would count for nothing.
+    let http = browser();
+    let path = format!("/requests/{id}");
+    web_sign_in(&app, &http, "alice", &path).await;
+    let (_, page) = get_page(&app, &http, &path).await;
+    let why = "the approvals you may give are all given: it still needs 1 more of group:security";
+    assert!(page.contains(why), "{page}");
+    assert!(!page.contains("id=\"approve\""), "{page}");
+    assert!(page.contains("Approvals (1 of 2)"), "{page}");
+    let (_, list) = get_page(&app, &http, "/").await;
+    assert!(list.contains("Waiting for me (0)"), "{list}");
 }
