@@ -21,7 +21,6 @@ cleanup() {
 }
 trap cleanup EXIT
 url="http://127.0.0.1:7070"
-idp_port="$(shuf -i 20000-60000 -n 1)"
 secret="demo-client-secret-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 
 cat >"$work/idp.json" <<JSON
@@ -34,21 +33,22 @@ cat >"$work/idp.json" <<JSON
 JSON
 # The provider exits when its stdin closes: a pipe this script holds open until it ends.
 mkfifo "$work/idp.in"
-IDP_PORT="$idp_port" IDP_STATE="$work/idp.json" node tests/oidc/provider.mjs \
+IDP_PORT=0 IDP_STATE="$work/idp.json" node tests/oidc/provider.mjs \
   <"$work/idp.in" >"$work/idp.out" 2>"$work/idp.log" &
 idp_pid=$!
 exec 3>"$work/idp.in"
 for _ in $(seq 1 100); do grep -q '^ready' "$work/idp.out" 2>/dev/null && break; sleep 0.1; done
 grep -q '^ready' "$work/idp.out" || { cat "$work/idp.log"; echo "the test provider did not start" >&2; exit 1; }
+issuer="$(awk '/^ready/ {print $2; exit}' "$work/idp.out")"
 
-# The demo policy, its data in config/data as for scripts/demo.sh, with [oidc].
+# The demo policy with [oidc]; its data (database, CA key) fresh in the temporary folder.
 umask 077
 printf '%s\n' "$secret" >"$work/oidc-secret"
-{ sed "s|^data_dir = \"data\"|data_dir = \"$PWD/config/data\"|" config/countersign.toml
+{ sed "s|^data_dir = \"data\"|data_dir = \"$work/data\"|" config/countersign.toml
   cat <<TOML
 
 [oidc]
-issuer = "http://127.0.0.1:$idp_port"
+issuer = "$issuer"
 client_id = "countersign"
 client_secret_file = "$work/oidc-secret"
 public_url = "$url"
@@ -56,6 +56,7 @@ allow_insecure_loopback_issuer = true     # the throw-away provider speaks plain
 TOML
 } >"$work/countersign.toml"
 export COUNTERSIGN_CONFIG="$work/countersign.toml" COUNTERSIGN_URL="$url"
+"$cs" init >/dev/null
 "$cs" serve >"$work/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do

@@ -120,10 +120,21 @@ pub(super) async fn method_not_allowed() -> ApiError {
 }
 
 /// Any path that is not an endpoint.
-pub(super) async fn not_found() -> ApiError {
-    ApiError::new(
+pub(super) async fn not_found(headers: axum::http::HeaderMap) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let e = ApiError::new(
         StatusCode::NOT_FOUND,
         ErrorCode::NotFound,
         "no such endpoint",
-    )
+    );
+    // A person's browser (it asks for HTML) gets a page; API clients the JSON error.
+    let browser = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if browser {
+        super::web::not_found_page()
+    } else {
+        e.into_response()
+    }
 }

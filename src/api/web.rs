@@ -28,6 +28,20 @@ use axum::routing::{get, post};
 
 pub(super) use signin::{finish_sign_in, sign_in_failed};
 
+/// The page of an address that is nothing here.
+pub(super) fn not_found_page() -> axum::response::Response {
+    layout::error_page_back(
+        &super::ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            crate::error_code::ErrorCode::NotFound,
+            "there is no page at this address",
+        ),
+        None,
+        "/",
+        "To the requests",
+    )
+}
+
 use super::AppState;
 
 /// `GET /login`: behind the sign-in endpoints' cap per address (it needs no credential

@@ -59,9 +59,19 @@ pub fn parse_log_line(line: &str) -> Result<LogLine, String> {
 pub fn story_line(e: &Event) -> String {
     let what = match e.parsed() {
         Some(AuditEvent::RequestCreated(d)) => format!(
-            "{} requested {} for {}s, reason: {:?}",
-            e.actor, d.role, d.ttl_seconds, d.reason
+            "{} requested {} for {}, reason: {:?}",
+            e.actor,
+            d.role,
+            humantime::format_duration(std::time::Duration::from_secs(
+                u64::try_from(d.ttl_seconds).unwrap_or(0)
+            )),
+            d.reason
         ),
+        Some(AuditEvent::RequestDenied(d)) => format!("{} denied: {:?}", e.actor, d.reason),
+        Some(AuditEvent::RequestCancelled(d)) => match d.reason {
+            Some(why) => format!("{} cancelled: {why:?}", e.actor),
+            None => format!("{} cancelled", e.actor),
+        },
         Some(AuditEvent::RequestApproved(d)) => match d.comment.unwrap_or_default() {
             c if c.is_empty() => format!("{} approved", e.actor),
             c => format!("{} approved: {c:?}", e.actor),

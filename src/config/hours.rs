@@ -6,14 +6,14 @@ use chrono::{DateTime, Datelike, Timelike, Utc, Weekday};
 use super::{Builder, ConfigError};
 
 /// Working hours: Monday to Friday, from `start` to `end` (minutes after midnight) in
-/// `timezone`.
+/// `timezone`; an `end` before `start` is a shift over midnight (`22:00-06:00`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WorkingHours {
     /// The IANA time zone (`Europe/Berlin`); UTC by default.
     pub timezone: chrono_tz::Tz,
     /// Minutes after local midnight when the working day starts.
     pub start: u32,
-    /// Minutes after local midnight when it ends (after `start`).
+    /// Minutes after local midnight when it ends (before `start`: the next day).
     pub end: u32,
 }
 
@@ -33,18 +33,35 @@ impl WorkingHours {
     pub fn outside(&self, at: DateTime<Utc>) -> bool {
         let local = at.with_timezone(&self.timezone);
         let minute = local.hour() * 60 + local.minute();
-        matches!(local.weekday(), Weekday::Sat | Weekday::Sun)
-            || minute < self.start
-            || minute >= self.end
+        let inside = if self.start < self.end {
+            self.start <= minute && minute < self.end
+        } else {
+            minute >= self.start || minute < self.end
+        };
+        matches!(local.weekday(), Weekday::Sat | Weekday::Sun) || !inside
     }
 
-    /// `at` in the time zone, for people: `2026-12-05 07:40 (Europe/Berlin)`.
-    pub fn local(&self, at: DateTime<Utc>) -> String {
+    /// The hours in words: `08:00-18:00 UTC, Monday to Friday`.
+    pub fn describe(&self) -> String {
+        let hm = |m: u32| format!("{:02}:{:02}", m / 60, m % 60);
         format!(
-            "{} ({})",
-            at.with_timezone(&self.timezone).format("%a %Y-%m-%d %H:%M"),
+            "{}-{} {}, Monday to Friday",
+            hm(self.start),
+            hm(self.end),
             self.timezone.name()
         )
+    }
+
+    /// `at` in the time zone, for people (`Sat 2026-12-05 08:40 Europe/Berlin`); `None`
+    /// in UTC, where the RFC 3339 time says it already.
+    pub fn local(&self, at: DateTime<Utc>) -> Option<String> {
+        (self.timezone != chrono_tz::UTC).then(|| {
+            format!(
+                "{} {}",
+                at.with_timezone(&self.timezone).format("%a %Y-%m-%d %H:%M"),
+                self.timezone.name()
+            )
+        })
     }
 }
 
@@ -82,12 +99,12 @@ impl Builder<'_> {
                 let bad = || {
                     self.err(
                         "server.working_hours",
-                        format!("{text:?} is not HH:MM-HH:MM with the start before the end"),
+                        format!("{text:?} is not HH:MM-HH:MM (two different times)"),
                     )
                 };
                 let (a, b) = text.split_once('-').ok_or_else(bad)?;
                 let (a, b) = (minutes(a).ok_or_else(bad)?, minutes(b).ok_or_else(bad)?);
-                if a >= b {
+                if a == b {
                     return Err(bad());
                 }
                 (a, b)
@@ -127,9 +144,23 @@ mod tests {
         let utc = WorkingHours::default();
         assert!(!utc.outside(at("2026-12-04T08:00:00Z")));
         assert!(utc.outside(at("2026-12-04T18:00:00Z")));
+        assert_eq!(utc.describe(), "08:00-18:00 UTC, Monday to Friday");
+        // A night shift: 22:00 to 06:00.
+        let night = WorkingHours {
+            start: 22 * 60,
+            end: 6 * 60,
+            ..WorkingHours::default()
+        };
+        assert!(!night.outside(at("2026-12-03T23:30:00Z")));
+        assert!(!night.outside(at("2026-12-04T05:59:00Z")));
+        assert!(night.outside(at("2026-12-04T12:00:00Z")));
         assert_eq!(
-            berlin.local(at("2026-12-04T07:30:00Z")),
-            "Fri 2026-12-04 08:30 (Europe/Berlin)"
+            berlin.local(at("2026-12-04T07:30:00Z")).as_deref(),
+            Some("Fri 2026-12-04 08:30 Europe/Berlin")
+        );
+        assert_eq!(
+            WorkingHours::default().local(at("2026-12-04T07:30:00Z")),
+            None
         );
     }
 

@@ -26,8 +26,8 @@ pub struct Review {
     pub conflicts: Vec<HeldConflict>,
     /// Things worth a second look.
     pub flags: Vec<Flag>,
-    /// When it was made, in the server's time zone.
-    pub created_local: String,
+    /// When it was made, in the server's time zone (`None` in UTC).
+    pub created_local: Option<String>,
     /// What the viewer may do.
     pub viewer: ViewerRights,
 }
@@ -70,7 +70,13 @@ pub enum Flag {
     /// The requester never asked for this role before.
     FirstOfRole,
     /// Made outside working hours (`[server] timezone`, `working_hours`).
-    OutsideWorkingHours,
+    OutsideWorkingHours {
+        /// The hours, in words.
+        hours: String,
+    },
+    /// The requester holds this role already (a live certificate) or asked for it in
+    /// another pending request.
+    HoldsRoleAlready,
 }
 
 /// What the viewer of a review may do, and why not.
@@ -95,7 +101,11 @@ impl Service {
             let row = self.visible(tx, actor, id)?;
             let first = !rq::asked_before(tx, &row.requester, &row.role, row.created_at, id)?;
             let rivals: Vec<_> = policy.conflicting_roles(&row.role).into_iter().collect();
-            let holds = rq::holdings(tx, &row.requester, now.timestamp(), held, Some(id), &rivals)?;
+            // The rival roles and this one, in one read: conflicts, and "holds it already".
+            let mut asked = rivals.clone();
+            asked.push(&row.role);
+            let holds = rq::holdings(tx, &row.requester, now.timestamp(), held, Some(id), &asked)?;
+            let holds_same = holds.contains(&row.role);
             let approved_by: Vec<UserName> = rq::approvals(tx, id)?
                 .into_iter()
                 .map(|a| a.approver)
@@ -138,7 +148,12 @@ impl Service {
             }
             let hours = &config.server.working_hours;
             if hours.outside(created) {
-                flags.push(Flag::OutsideWorkingHours);
+                flags.push(Flag::OutsideWorkingHours {
+                    hours: hours.describe(),
+                });
+            }
+            if holds_same {
+                flags.push(Flag::HoldsRoleAlready);
             }
             let facts = Facts {
                 people: &people,

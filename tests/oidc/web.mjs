@@ -7,8 +7,9 @@
 //   approve  a request bob (dba) approves from the list
 //   stale    a two-person request: bob shows it, dave approves it meanwhile, bob's
 //            click must answer 409
-//   own      alice's own request (its reason carries a <script>): alice sees why she
-//            cannot approve it
+//   key      a public key line: alice asks for prod-db with it through the new-request
+//            form, with a reason that carries a <script>, and sees why she cannot
+//            approve her own request
 //   A form on another site (another loopback port) then posts an approval of `stale`
 //   from bob's browser.
 //   shots    a folder for screenshots of the request list and the review page
@@ -111,9 +112,16 @@ try {
   out.daveApproved = await submit(dave, '#approve');
   out.stale = await submit(bob, '#approve');
 
-  // alice on her own request: why she cannot approve; the <script> stays text.
+  // alice asks through the form; on her own request: why she cannot approve; the
+  // <script> in her reason stays text.
   const alice = await (await browser.newContext()).newPage();
-  await openSignedIn(alice, `/requests/${cfg.own}`, 'alice');
+  await openSignedIn(alice, '/requests/new', 'alice');
+  await alice.selectOption('#role', 'prod-db');
+  await alice.fill('#public_key', cfg.key);
+  await alice.fill('#ttl', '45m');
+  await alice.fill('#reason', 'INC-9 <script>window.pwned = 1</script>');
+  out.created = await submit(alice, '#ask');
+  out.ownUrl = alice.url();
   out.own = await mainText(alice);
   out.ownReason = (await alice.textContent('#reason')) ?? '';
   out.scriptRan = await alice.evaluate(() => window.pwned === 1);

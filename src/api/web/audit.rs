@@ -57,6 +57,7 @@ pub(super) async fn audit_page(
         Err(e) => return error_page(&e),
     };
     let body = html! {
+        (found)
         form method="get" action="/audit" {
             label for="q" { "A certificate: its serial, or the sshd log line of a login" }
             input #q type="text" name="q" value=[q.as_deref()]
@@ -75,7 +76,6 @@ pub(super) async fn audit_page(
                 String::as_str));
             button type="submit" { "Report" }
         }
-        (found)
     };
     page(StatusCode::OK, "Audit", Some(&me), body)
 }
@@ -135,8 +135,13 @@ async fn story(
         Some(AuditEvent::CertificateIssued(d)) => Some(d.key_id),
         _ => None,
     });
+    let request = issued.and_then(|e| e.request_id.clone());
     Ok(html! {
         h2 { "Certificate serial " (serial) }
+        @if let Some(id) = &request {
+            p { "Request " a #request-link href={ "/requests/" (id) } { (id) } }
+        }
+        (truncated(&found))
         @if issued.is_none() {
             p.bad #no-such { "No certificate with serial " (serial) " in the audit log." }
         }
@@ -189,20 +194,39 @@ async fn report(
     let by_role = grants(&found);
     Ok(html! {
         h2 { "Access review: the last " (days) " days" }
+        (truncated(&found))
         @if by_role.is_empty() { p { "No certificates were issued in this time." } }
         @for (role, list) in &by_role {
             h3 { "Role " (role) ": " (list.len()) " certificate(s)" }
-            table { thead { tr { th { "User" } th { "From" } th { "Until" } th { "For" } th {
-                "Approved by" } th.wide { "Serial" } th.wide { "Reason" } } }
+            div.scroll { table {
+                thead { tr {
+                    th scope="col" { "User" } th scope="col" { "From" } th scope="col" { "Until" }
+                    th scope="col" { "For" } th scope="col" { "Approved by" }
+                    th scope="col" { "Serial" } th scope="col" { "Reason" }
+                } }
                 tbody { @for g in list { tr {
-                    td { (g.user) } td { (g.from) } td { (g.until) } td { (duration(g.seconds)) }
-                    td { (g.approved_by.join(", ")) } td.wide.mono { (g.serial) }
-                    td.wide { (g.reason) @if let Some(r) = &g.revoked { " " span.bad {
-                        "(ended early: " (r) ")" } } }
+                    td { (g.user) } td.nowrap { (g.from) } td.nowrap { (g.until) }
+                    td { (duration(g.seconds)) } td { (g.approved_by.join(", ")) }
+                    td.mono {
+                        a href={ "/audit?q=" (g.serial) } { (g.serial) }
+                    }
+                    td { (g.reason) @if let Some(r) = &g.revoked {
+                        " " span.bad { "(ended early: " (r) ")" } } }
                 } } }
-            }
+            } }
         }
     })
+}
+
+/// A warning when [`events`] stopped at [`MOST`]: what follows is not all there is.
+fn truncated(events: &[Event]) -> Markup {
+    html! {
+        @if events.len() >= MOST {
+            p.warn { "Only the first " (MOST) " events were read: use " code { "countersign report"
+                }
+                " or " code { "countersign audit export" } " for all of them." }
+        }
+    }
 }
 
 /// Events as sentences, oldest first.

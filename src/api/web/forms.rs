@@ -12,8 +12,10 @@ use serde::Deserialize;
 use super::super::oidc::see_other;
 use super::super::requests::CreateBody;
 use super::super::{ApiError, AppState, blocking, submit};
-use super::layout::{Person, Visit, error_page, forged, form_is_ours, page, person};
-use super::pages::{counted, facts, flag_text};
+use super::layout::{
+    Person, Visit, error_page, error_page_back, forged, form_is_ours, page, person,
+};
+use super::pages::{counted, done_text, facts, flag_text};
 use super::signin::{needs_step_up, step_up_page, step_up_text};
 use crate::names::{RequestId, Text};
 use crate::service::{Review, Status};
@@ -25,12 +27,17 @@ pub(super) fn review_body(
     me: &Person,
     step_up: Option<&str>,
     certificate: Option<&str>,
+    done: Option<&str>,
     now: DateTime<Utc>,
 ) -> Markup {
     let r = &review.request;
     let pending = r.status == Status::Pending;
     let csrf = me.csrf();
+    let done = done.and_then(|d| done_text(d, r));
     html! {
+        @if let Some(done) = done {
+            p.notice #done role="status" { (done) }
+        }
         (facts(review, now))
         @if !review.flags.is_empty() {
             h2 { "Worth a second look" }
@@ -158,10 +165,18 @@ async fn gate(
 
 /// The answer to a decision: back to the review page (303), or the refusal as a page:
 /// 403 for the rules, 409 for a request that changed since it was reviewed.
-fn decided(result: Result<crate::service::RequestView, ApiError>, id: &RequestId) -> Response {
+fn decided(
+    result: Result<crate::service::RequestView, ApiError>,
+    me: &Person,
+    id: &RequestId,
+    done: &str,
+) -> Response {
     match result {
-        Ok(_) => see_other(&format!("/requests/{id}")),
-        Err(e) => error_page(&e),
+        Ok(_) => see_other(&format!("/requests/{id}?done={done}")),
+        Err(e) => {
+            let back = format!("/requests/{id}");
+            error_page_back(&e, Some(me), &back, "Review the request again")
+        }
     }
 }
 
@@ -197,7 +212,7 @@ pub(super) async fn approve_post(
     if let Ok(view) = &result {
         tracing::info!(id = %view.id, status = %view.status, "request approved (web)");
     }
-    decided(result, &id)
+    decided(result, &me, &id, "approved")
 }
 
 /// `POST /requests/{id}/deny`.
@@ -223,7 +238,7 @@ pub(super) async fn deny_post(
     if result.is_ok() {
         tracing::info!(%id, "request denied (web)");
     }
-    decided(result, &id)
+    decided(result, &me, &id, "denied")
 }
 
 /// `POST /requests/{id}/cancel`.
@@ -238,7 +253,8 @@ pub(super) async fn cancel_post(
         Err(answer) => return answer,
     };
     let (user, target) = (me.user.clone(), id.clone());
-    decided(submit(&state, move |s| s.cancel(&user, &target)).await, &id)
+    let result = submit(&state, move |s| s.cancel(&user, &target)).await;
+    decided(result, &me, &id, "cancelled")
 }
 
 /// `GET /requests/{id}/certificate`: the requester's certificate, as a file.
@@ -290,31 +306,58 @@ pub(super) async fn new_page(State(state): State<AppState>, visit: Visit) -> Res
         Err(e) => return error_page(&e),
     };
     let csrf = me.csrf();
+    let config = state.config();
+    let roles: Vec<&crate::policy::Role> = who
+        .can_request
+        .iter()
+        .filter_map(|r| crate::names::RoleName::parse(r).ok())
+        .filter_map(|r| config.policy.roles.get(&r))
+        .collect();
     let body = html! {
-        @if who.can_request.is_empty() {
-            p { "There is no role you may ask for." }
+        @if roles.is_empty() {
+            p { "There is no role you may ask for. An admin adds you to a role's requesters \
+                 (in the config), or to a group that is one." }
         } @else {
             form method="post" action="/requests" {
                 input type="hidden" name="csrf" value=(csrf);
                 label for="role" { "Role" }
                 select #role name="role" required {
-                    @for r in &who.can_request { option value=(r) { (r) } }
+                    option value="" { "Choose a role" }
+                    @for r in &roles { option value=(r.name) { (r.name) } }
                 }
-                @if !keys.is_empty() {
-                    label for="key" { "One of my keys" }
+                @if keys.is_empty() {
+                    label for="public_key" { "Your public key (the line of your .pub file)" }
+                } @else {
+                    label for="key" { "One of your keys" }
                     select #key name="key" {
-                        option value="" { "(paste one below)" }
+                        option value="" { "(or paste one below)" }
                         @for k in &keys { option value=(k.public_key) { (k.fingerprint) } }
                     }
+                    label for="public_key" { "Or paste a public key (the line of its .pub file)" }
                 }
-                label for="public_key" { "Or a public key (the .pub file's line)" }
                 textarea #public_key name="public_key" rows="3" placeholder="ssh-ed25519 AAAA..." {}
-                label for="ttl" { "Lifetime (optional: 30m, 1h; the role's default otherwise)" }
+                label for="ttl" {
+                    "Lifetime (optional, such as 30m or 1h; the role's default otherwise)" }
                 input #ttl type="text" name="ttl" maxlength="20";
                 label for="reason" { "Reason (required: what for, e.g. an incident)" }
                 input #reason type="text" name="reason" required maxlength="1000";
                 button #ask type="submit" { "Ask" }
             }
+            h2 { "The roles you may ask for" }
+            div.scroll { table {
+                thead { tr {
+                    th scope="col" { "Role" } th scope="col" { "Principals" }
+                    th scope="col" { "Lifetime" } th scope="col" { "Who approves" }
+                } }
+                tbody { @for r in &roles { tr {
+                    td { (r.name) }
+                    td.mono { (r.principals.iter().map(|p|
+                        p.0.as_str()).collect::<Vec<_>>().join(", ")) }
+                    td { (humantime::format_duration(r.default_ttl)) " (at most "
+                        (humantime::format_duration(r.max_ttl)) ")" }
+                    td { (r.approval_rule()) }
+                } } }
+            } }
         }
     };
     page(StatusCode::OK, "New request", Some(&me), body)
@@ -355,6 +398,13 @@ pub(super) async fn create_post(
     } else {
         form.public_key
     };
+    if key.trim().is_empty() {
+        let e = ApiError::invalid(
+            "no key: paste your public key (the line of your .pub file), or choose one of \
+             your keys",
+        );
+        return error_page_back(&e, Some(&me), "/requests/new", "Back to the form");
+    }
     let body = CreateBody {
         role: form.role,
         public_key: key.trim().to_owned(),
@@ -369,8 +419,8 @@ pub(super) async fn create_post(
     match submit(&state, move |s| s.create_request(&user, req)).await {
         Ok(view) => {
             tracing::info!(id = %view.id, role = %view.role, "request created (web)");
-            see_other(&format!("/requests/{}", view.id))
+            see_other(&format!("/requests/{}?done=created", view.id))
         }
-        Err(e) => error_page(&e),
+        Err(e) => error_page_back(&e, Some(&me), "/requests/new", "Back to the form"),
     }
 }

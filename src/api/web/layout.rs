@@ -301,20 +301,31 @@ pub(super) fn message(status: StatusCode, title: &str, text: &str) -> Response {
 
 /// An error as a page: its status, its code and its message.
 pub(super) fn error_page(e: &ApiError) -> Response {
-    let title = match e.status() {
-        StatusCode::NOT_FOUND => "Not found",
-        StatusCode::CONFLICT => "Changed meanwhile",
-        s if s.is_client_error() => "Refused",
+    error_page_back(e, None, "/", "Back to the requests")
+}
+
+/// [`error_page`] for `who` (the header shows them), with a link back to `href`.
+pub(super) fn error_page_back(
+    e: &ApiError,
+    who: Option<&Person>,
+    href: &str,
+    text: &str,
+) -> Response {
+    let title = match (e.status(), e.code()) {
+        (_, "request_changed") => "Changed meanwhile",
+        (StatusCode::NOT_FOUND, _) => "Not found",
+        (s, _) if s.is_client_error() => "Refused",
         _ => "Something went wrong",
     };
     page(
         e.status(),
         title,
-        None,
+        who,
         html! {
             p.message { (e.message()) }
-            p { "Code: " code { (e.code()) } }
-            p { a href="/" { "Back to the requests" } }
+            p { "Code: " code { (e.code()) } "."
+                @if e.status() != StatusCode::NOT_FOUND { " Nothing was changed." } }
+            p { a #back href=(href) { (text) } }
         },
     )
 }

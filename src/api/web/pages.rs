@@ -84,17 +84,45 @@ pub(super) async fn requests_page(
             .collect()
     };
     let role = role.map(|r| r.to_string());
+    // Someone who approves nothing needs neither an inbox nor others' requests.
+    let approver = me.admin || !who.can_approve.is_empty();
+    let filters = html! {
+        form.filters method="get" action="/" {
+            div {
+                label for="f-status" { "Status" }
+                select #f-status name="status" {
+                    option value="all" { "all" }
+                    @for s in Status::ALL {
+                        option value=(s.as_str()) selected[status == Some(s)] { (s.as_str()) }
+                    }
+                }
+            }
+            div {
+                label for="f-role" { "Role" }
+                select #f-role name="role" {
+                    option value="" { "all" }
+                    @for r in &roles {
+                        option value=(r) selected[role.as_deref() == Some(r.as_str())] { (r) }
+                    }
+                }
+            }
+            button type="submit" { "Filter" }
+        }
+    };
     let body = html! {
-        section aria-labelledby="waiting" {
-            h2 #waiting { "Waiting for me (" (waiting.len()) ")" }
-            @if waiting.is_empty() {
-                p { "Nothing waits for your approval." }
-            } @else {
-                (table(&waiting, now))
+        @if approver {
+            section aria-labelledby="waiting" {
+                h2 #waiting { "Waiting for me (" (waiting.len()) ")" }
+                @if waiting.is_empty() {
+                    p { "Nothing waits for your approval." }
+                } @else {
+                    (table(&waiting, now))
+                }
             }
         }
         section aria-labelledby="mine" {
             h2 #mine { "Mine" }
+            @if !approver { (filters) }
             @if mine.is_empty() {
                 p { "You have no requests" @if status.is_some() || role.is_some() { " of this kind"
                     }
@@ -103,63 +131,61 @@ pub(super) async fn requests_page(
                 (table(&mine, now))
             }
         }
-        section aria-labelledby="recent" {
-            h2 #recent { @if me.admin { "All requests" } @else { "Recent requests I can see" } }
-            form.filters method="get" action="/" {
-                div {
-                    label for="f-status" { "Status" }
-                    select #f-status name="status" {
-                        option value="all" { "all" }
-                        @for s in Status::ALL {
-                            option value=(s.as_str()) selected[status == Some(s)] { (s.as_str()) }
-                        }
-                    }
+        @if approver {
+            section aria-labelledby="recent" {
+                h2 #recent { @if me.admin { "All requests" } @else { "Requests I can see" } }
+                (filters)
+                @if shown.is_empty() { p { "No requests." } } @else { (table(&shown, now)) }
+                @if shown.len() >= SHOWN as usize {
+                    p.warn { "The newest " (SHOWN)
+                        " are shown: choose a status or a role to see others." }
                 }
-                div {
-                    label for="f-role" { "Role" }
-                    select #f-role name="role" {
-                        option value="" { "all" }
-                        @for r in &roles {
-                            option value=(r) selected[role.as_deref() == Some(r.as_str())] { (r) }
-                        }
-                    }
-                }
-                button type="submit" { "Filter" }
-            }
-            @if shown.is_empty() { p { "No requests." } } @else { (table(&shown, now)) }
-            @if shown.len() >= SHOWN as usize {
-                p.warn { "The newest " (SHOWN)
-                    " are shown: choose a status or a role to see others." }
             }
         }
     };
     page(StatusCode::OK, "Requests", Some(&me), body)
 }
 
-/// A table of requests.
+/// A table of requests (on a phone, each row a block: no sideways scrolling).
 fn table(rows: &[RequestView], now: DateTime<Utc>) -> Markup {
     html! {
-        div.scroll { table {
+        table.requests {
             thead { tr {
                 th scope="col" { "Request" } th scope="col" { "Role" } th scope="col" { "Requester"
                     }
                 th scope="col" { "Status" } th scope="col" { "Approvals" }
-                th.wide scope="col" { "Asked" } th.wide scope="col" { "Reason" }
+                th.wide scope="col" { "Asked" } th scope="col" { "Reason" }
             } }
             tbody {
                 @for r in rows {
+                    @let (status, class) = shown_status(r, now);
                     tr {
                         td { a href={ "/requests/" (r.id) } { (r.id) } }
-                        td { (r.role) }
+                        td.nowrap { (r.role) }
                         td { (r.requester) }
-                        td { span class={ "status-" (r.status.as_str()) } { (r.status.as_str()) } }
-                        td { (counted(r)) " of " (r.approvals_required) }
+                        td { span class=(class) { (status) } }
+                        td.nowrap { (counted(r)) " of " (r.approvals_required) }
                         td.wide { (ago(&r.created_at, now)) }
-                        td.wide { (cut(&r.reason, 80)) }
+                        td.reason { (cut(&r.reason, 80)) }
                     }
                 }
             }
-        } }
+        }
+    }
+}
+
+/// A request's status as a list shows it: an issued request whose certificate was
+/// revoked or has ended says so (the access is over), with the class that colours it.
+pub(super) fn shown_status(r: &RequestView, now: DateTime<Utc>) -> (String, String) {
+    let status = r.status.as_str();
+    let ended = r.certificate.as_ref().map(|c| {
+        let over = DateTime::parse_from_rfc3339(&c.valid_before).is_ok_and(|t| t < now);
+        (c.revoked.is_some(), over)
+    });
+    match ended {
+        Some((true, _)) => ("issued, revoked".into(), "status-ended".into()),
+        Some((false, true)) => ("issued, expired".into(), "status-ended".into()),
+        _ => (status.to_owned(), format!("status-{status}")),
     }
 }
 
@@ -168,6 +194,7 @@ pub(super) async fn review_page(
     State(state): State<AppState>,
     visit: Visit,
     Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     let me = match person(&state, &visit).await {
         Ok(p) => p,
@@ -210,6 +237,7 @@ pub(super) async fn review_page(
             &me,
             step_up.as_deref(),
             certificate.as_deref(),
+            query.get("done").map(String::as_str),
             state.now(),
         ),
     )
@@ -242,21 +270,60 @@ pub(super) fn facts(review: &Review, now: DateTime<Utc>) -> Markup {
                     @else { "none" } }
                 dt { "Source address" } dd { @if role.source_address.is_empty() { "any" } @else {
                     code { (role.source_address.join(", ")) } } }
+                dt { "Extensions" } dd #extensions { @if role.extensions.is_empty() { "none" }
+                    @else { code { (role.extensions.join(", ")) } } }
                 dt { "Approval rule" } dd #rule { (role.approval_rule) }
             }
             dt { "Key" } dd.mono { (r.public_key_fingerprint) }
-            dt { "Asked" } dd { (r.created_at) " (" (review.created_local) ")" }
+            dt { "Asked" } dd { (r.created_at)
+                @if let Some(local) = &review.created_local { " (" (local) ")" } }
             dt { "Status" } dd #status { span class={ "status-" (r.status.as_str()) } {
                 (r.status.as_str()) }
                 @if let Some(by) = &r.decided_by { " by " (by) }
                 @if let Some(at) = &r.decided_at { " at " (at) }
-                @if let Some(code) = &r.decision_code { " (" (code) ")" }
+                @if let Some(code) = r.decision_code.as_ref().filter(|c| *c != r.status.as_str()) {
+                    " (" (code) ")"
+                }
             }
-            @if let Some(note) = &r.decision_note { dt { "Note" } dd { (note) } }
+            @if let Some(note) = &r.decision_note {
+                dt { @if r.status == Status::Denied { "Why denied" } @else { "Why" } }
+                dd #decision-note { (note) }
+            }
             @if pending { dt { "Expires" } dd #expires { (until(&r.expires_at, now)) " ("
                 (r.expires_at) ")" } }
         }
     }
+}
+
+/// What the viewer just did (`?done=` after a form), as a sentence about the request
+/// as it is now.
+pub(super) fn done_text(done: &str, r: &RequestView) -> Option<String> {
+    let needs = || {
+        r.waiting_for
+            .iter()
+            .map(|s| format!("{} more of {}", s.remaining, s.approvers.join(", ")))
+            .collect::<Vec<_>>()
+            .join(" and ")
+    };
+    Some(match done {
+        "approved" => match &r.certificate {
+            Some(c) => format!(
+                "You approved it: the certificate is issued (serial {}).",
+                c.serial
+            ),
+            None if r.status == Status::Pending => {
+                format!("You approved it: it still needs {}.", needs())
+            }
+            None => format!("You approved it; it is {}.", r.status.as_str()),
+        },
+        "denied" => "You denied it.".to_owned(),
+        "cancelled" => "You cancelled it.".to_owned(),
+        "created" if r.status == Status::Pending => {
+            format!("Your request is made: it waits for {}.", needs())
+        }
+        "created" => format!("Your request is made; it is {}.", r.status.as_str()),
+        _ => return None,
+    })
 }
 
 /// A flag in words.
@@ -268,7 +335,10 @@ pub(super) fn flag_text(flag: &Flag) -> String {
             duration(i64::try_from(*default_seconds).unwrap_or(i64::MAX))
         ),
         Flag::FirstOfRole => "the first time this person asks for this role".to_owned(),
-        Flag::OutsideWorkingHours => "asked outside working hours".to_owned(),
+        Flag::OutsideWorkingHours { hours } => format!("asked outside working hours ({hours})"),
+        Flag::HoldsRoleAlready => "the requester holds this role already, or asked for it in \
+                                   another pending request"
+            .to_owned(),
     }
 }
 

@@ -153,7 +153,12 @@ pub(super) async fn logout_post(
         StatusCode::OK,
         "Signed out",
         None,
-        html! { p { "Your session ended." } p { a href="/" { "Sign in again" } } },
+        html! {
+            p { "Your countersign session ended." }
+            p { "Your identity provider may still remember you, and sign you in again without \
+                 a password: on a shared computer, sign out there too." }
+            p { a href="/" { "Sign in again" } }
+        },
     );
     answer.headers_mut().append(
         header::SET_COOKIE,

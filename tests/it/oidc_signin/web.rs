@@ -310,3 +310,34 @@ async fn notifications_link_to_the_review_page() {
     assert_eq!(buttons[0]["url"], link.as_str(), "{message}");
     assert_eq!(buttons[0]["text"]["text"], "Review");
 }
+
+#[tokio::test]
+async fn an_unknown_address_is_a_page_for_a_browser_and_json_for_a_client() {
+    let app = TestApp::spawn().await;
+    let r = browser()
+        .get(format!("{}/nope", app.url))
+        .header("accept", "text/html,application/xhtml+xml")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("there is no page at this address")
+    );
+    let r = browser()
+        .get(format!("{}/nope", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(code(&r.json::<Value>().await.unwrap()), "not_found");
+}

@@ -28,19 +28,11 @@ async fn the_web_ui_in_a_real_browser() {
     let approve = app.create_ok("alice", "prod-db").await;
     let stale = app.create_ok("alice", "two-person").await;
     let key = crate::helpers::public_line(&crate::helpers::new_key());
-    let body = json!({
-        "role": "prod-db", "public_key": key,
-        "reason": "INC-9 <script>window.pwned = 1</script>",
-    });
-    let (status, own) = app.post("alice", "/v1/requests", body).await;
-    assert_eq!(status, StatusCode::CREATED, "{own}");
-    let own = own["id"].as_str().unwrap().to_owned();
-
     let shots = std::env::var("COUNTERSIGN_SCREENSHOTS")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| app.dir.path().to_owned());
     let cfg = json!({
-        "base": base, "approve": approve, "stale": stale, "own": own,
+        "base": base, "approve": approve, "stale": stale, "key": key,
         "shots": shots,
     });
     let script = crate::idp::oidc_dir().join("web.mjs");
@@ -65,7 +57,7 @@ async fn the_web_ui_in_a_real_browser() {
     let text = |k: &str| said[k].as_str().unwrap_or_default().to_owned();
 
     // bob sees alice's request waiting for him, approves it, and sees it issued.
-    assert!(text("list").contains("Waiting for me (3)"), "{said:#}");
+    assert!(text("list").contains("Waiting for me (2)"), "{said:#}");
     assert!(text("list").contains(&approve), "{said:#}");
     assert!(text("review").contains("1 of group:dba"), "{said:#}");
     assert_eq!(said["approved"]["status"], 303, "{said:#}");
@@ -92,7 +84,24 @@ async fn the_web_ui_in_a_real_browser() {
     let (_, view) = app.request("alice", &stale).await;
     assert_eq!(view["approvals"].as_array().unwrap().len(), 1, "{view}");
 
-    // alice on her own request: told why, no button, and the reason's script inert.
+    // alice asked through the form, and on her own request: told why, no button, and
+    // the reason's script inert.
+    assert_eq!(said["created"]["status"], 303, "{said:#}");
+    assert!(
+        text("own").contains("Your request is made: it waits for 1 more of group:dba"),
+        "{said:#}"
+    );
+    let own = text("ownUrl");
+    let own = own
+        .rsplit("/requests/")
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap();
+    let (_, view) = app.request("alice", own).await;
+    assert_eq!(view["status"], "pending", "{view}");
+    assert_eq!(view["ttl_seconds"], 2700, "{view}");
     assert!(text("own").contains("it is your own request"), "{said:#}");
     assert_eq!(said["approveButtonForAlice"], false);
     assert_eq!(said["scriptRan"], false);

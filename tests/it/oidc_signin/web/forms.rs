@@ -42,12 +42,17 @@ async fn an_approver_sees_the_request_waiting_and_approves_it_from_the_browser()
     ];
     let (status, text, to) = post_form(&app, &http, &action, &fields, &OURS).await;
     assert_eq!(status, StatusCode::SEE_OTHER, "{text}");
-    assert_eq!(to.as_deref(), Some(format!("/requests/{id}").as_str()));
+    let to = to.unwrap();
+    assert_eq!(to, format!("/requests/{id}?done=approved"));
     let (_, body) = app.request("alice", &id).await;
     assert_eq!(body["status"], "issued", "{body}");
     assert_eq!(body["approvals"][0]["approver"], "bob");
     assert_eq!(body["approvals"][0]["comment"], "looks right");
-    let (_, page) = get_page(&app, &http, &format!("/requests/{id}")).await;
+    let (_, page) = get_page(&app, &http, &to).await;
+    assert!(
+        page.contains("You approved it: the certificate is issued (serial "),
+        "{page}"
+    );
     assert!(page.contains("status-issued"), "{page}");
     assert!(
         page.contains("it is issued: there is nothing left to decide"),
@@ -144,7 +149,8 @@ async fn the_requester_sees_why_they_cannot_approve_and_the_rules_refuse_them_an
     let (status, text, to) = post_form(&app, &http, "/requests", &fields, &OURS).await;
     assert_eq!(status, StatusCode::SEE_OTHER, "{text}");
     let to = to.unwrap();
-    let id = to.strip_prefix("/requests/").unwrap().to_owned();
+    let id = to.strip_prefix("/requests/").unwrap();
+    let id = id.strip_suffix("?done=created").unwrap().to_owned();
     let (_, page) = get_page(&app, &http, &to).await;
     assert!(
         page.contains("You cannot approve this request: it is your own request"),
