@@ -173,8 +173,9 @@ pub(super) async fn callback_get(
         return Ok(answer);
     }
     if let Some(next) = login.web_next.clone() {
+        let replaces = login.web_replaces.clone();
         let mut answer =
-            super::web::finish_sign_in(&state, &provider, &query, pending, &next).await;
+            super::web::finish_sign_in(&state, &provider, &query, pending, &next, replaces).await;
         answer.headers_mut().append(header::SET_COOKIE, clear);
         return Ok(answer);
     }

@@ -222,6 +222,7 @@ impl Service {
                 cli_challenge: String::new(),
                 device_hash: Some(login.device_hash.clone()),
                 web_next: None,
+                web_replaces: None,
             };
             let n = sessions::insert_login(tx, &pending.state, &row, now, now + SIGN_IN_SECONDS)?;
             if n > super::signin::MAX_LOGINS_IN_PROGRESS {

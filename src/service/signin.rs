@@ -132,6 +132,7 @@ impl Service {
             cli_challenge: cli_challenge.to_owned(),
             device_hash: None,
             web_next: None,
+            web_replaces: None,
         };
         self.store_login(&pending.state, &row)
     }

@@ -27,6 +27,9 @@ pub struct LoginRow {
     /// For a sign-in of the web UI: the path on this server to go to once signed in;
     /// then the two `cli_` fields are empty.
     pub web_next: Option<String>,
+    /// For a sign-in of the web UI: the SHA-256 of the session token the browser held
+    /// when it started (that session ends when the new one is made).
+    pub web_replaces: Option<String>,
 }
 
 /// Stores a sign-in in progress under the hash of its `state`, until `expires_at`; and
@@ -42,8 +45,8 @@ pub fn insert_login(
     tx.exec("DELETE FROM login_codes WHERE expires_at <= ?1", &[&now])?;
     tx.exec(
         "INSERT INTO oidc_logins (state_hash, nonce, pkce_verifier, cli_redirect, \
-         cli_challenge, created_at, expires_at, device_hash, web_next) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+         cli_challenge, created_at, expires_at, device_hash, web_next, web_replaces) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         &[
             &hash(state),
             &login.nonce,
@@ -54,6 +57,7 @@ pub fn insert_login(
             &expires_at,
             &login.device_hash,
             &login.web_next,
+            &login.web_replaces,
         ],
     )?;
     tx.one("SELECT count(*) FROM oidc_logins", &[], |r| r.get(0))
@@ -74,7 +78,7 @@ pub fn take_login(tx: &Tx<'_>, state: &str, now: i64) -> Result<Option<LoginRow>
     take(
         tx,
         "SELECT nonce, pkce_verifier, cli_redirect, cli_challenge, expires_at, device_hash, \
-         web_next FROM oidc_logins WHERE state_hash = ?1",
+         web_next, web_replaces FROM oidc_logins WHERE state_hash = ?1",
         "DELETE FROM oidc_logins WHERE state_hash = ?1",
         &hash(state),
         now,
@@ -86,6 +90,7 @@ pub fn take_login(tx: &Tx<'_>, state: &str, now: i64) -> Result<Option<LoginRow>
                 cli_challenge: r.get(3)?,
                 device_hash: r.get(5)?,
                 web_next: r.get(6)?,
+                web_replaces: r.get(7)?,
             })
         },
     )
@@ -345,10 +350,19 @@ pub fn revoke_session_by_token(
     token: &str,
     now: i64,
 ) -> Result<Option<(String, UserName)>, StoreError> {
+    revoke_session_by_hash(tx, &hash(token), now)
+}
+
+/// [`revoke_session_by_token`] by the token's SHA-256.
+pub fn revoke_session_by_hash(
+    tx: &Tx<'_>,
+    token_hash: &str,
+    now: i64,
+) -> Result<Option<(String, UserName)>, StoreError> {
     let found: Option<(String, String)> = tx.opt(
         "SELECT id, \"user\" FROM sessions WHERE token_hash = ?1 AND revoked_at IS NULL \
          AND expires_at > ?2",
-        &[&hash(token), &now],
+        &[&token_hash, &now],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     let Some((id, user)) = found else {

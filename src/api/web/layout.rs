@@ -169,7 +169,16 @@ pub(super) async fn person(state: &AppState, visit: &Visit) -> Result<Person, Re
             "This form came without a session of this browser: nothing was changed. Open \
              the page again, sign in, and send it from there.",
         )),
-        _ => Err(away(&visit.headers, &visit.uri)),
+        _ => {
+            let mut answer = away(&visit.headers, &visit.uri);
+            // A cookie that names no live session is dropped (not sent, and counted as a
+            // failure, again at every page).
+            if refused {
+                let clear = cookies::set(state, Cookie::Session, "", 0);
+                answer.headers_mut().append(header::SET_COOKIE, clear);
+            }
+            Err(answer)
+        }
     }
 }
 

@@ -29,6 +29,7 @@ pub(super) async fn start(
     state: &AppState,
     next: &str,
     step_up: bool,
+    replaces: Option<String>,
 ) -> Result<Response, ApiError> {
     let provider = state.identity_provider().ok_or_else(not_configured)?;
     check_web_next(next)?;
@@ -40,7 +41,10 @@ pub(super) async fn start(
         .map_err(from_oidc)?;
     let cookie = sign_in_cookie(state, &pending.state, 600);
     let next = next.to_owned();
-    blocking(state, move |s| s.record_web_login(&pending, &next)).await?;
+    blocking(state, move |s| {
+        s.record_web_login(&pending, &next, replaces.as_deref())
+    })
+    .await?;
     let mut answer = see_other(&url);
     answer.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(answer)
@@ -49,6 +53,7 @@ pub(super) async fn start(
 /// `GET /login?next=PATH[&step_up=1]`.
 pub(super) async fn login_get(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     if let Some(answer) = unavailable(&state) {
@@ -56,7 +61,10 @@ pub(super) async fn login_get(
     }
     let next = query.get("next").map_or("/", String::as_str);
     let step_up = query.get("step_up").is_some_and(|v| v == "1");
-    match start(&state, next, step_up).await {
+    // The session this browser holds now (sent: this navigation is our own page's),
+    // to end once the new one is made.
+    let replaces = cookies::get(&state, &headers, Cookie::Session).filter(|t| t.len() <= 256);
+    match start(&state, next, step_up, replaces).await {
         Ok(answer) => answer,
         Err(e) => error_page(&e),
     }
@@ -70,6 +78,7 @@ pub(in crate::api) async fn finish_sign_in(
     query: &HashMap<String, String>,
     pending: Pending,
     next: &str,
+    replaces: Option<String>,
 ) -> Response {
     if let Some(answer) = unavailable(state) {
         return answer;
@@ -78,7 +87,10 @@ pub(in crate::api) async fn finish_sign_in(
         Ok(signed) => signed,
         Err(e) => return error_page(&e),
     };
-    let session = match blocking(state, move |s| s.complete_web_login(&signed)).await {
+    let made = blocking(state, move |s| {
+        s.complete_web_login(&signed, replaces.as_deref())
+    });
+    let session = match made.await {
         Ok(session) => session,
         Err(e) => return error_page(&e),
     };

@@ -2,12 +2,13 @@
 //! back from the provider (the sign-in cookie says so), so the session is made at the
 //! callback and handed to that browser as a cookie: no one-time code, no CLI.
 
+use crate::audit::{self, NewEvent, SessionRevoked};
 use crate::names::UserName;
 use crate::oidc::{Pending, SignedIn};
 use crate::service::signin::{NewSession, SignedInPerson, oidc_of};
 use crate::service::{Service, ServiceError, disabled_error};
-use crate::store::sessions::LoginRow;
-use crate::store::users as disabled;
+use crate::store::sessions::{self, LoginRow};
+use crate::store::{tokens, users as disabled};
 
 /// How a session made by the web UI's sign-in says it was made (`session list`).
 pub const WEB_VIA: &str = "oidc-web";
@@ -33,8 +34,14 @@ pub fn check_web_next(next: &str) -> Result<(), ServiceError> {
 
 impl Service {
     /// Records a sign-in of the web UI in progress, before the browser leaves for the
-    /// provider; `next` is where it goes once signed in.
-    pub fn record_web_login(&self, pending: &Pending, next: &str) -> Result<(), ServiceError> {
+    /// provider; `next` is where it goes once signed in, `replaces` the session token
+    /// the browser held (its session ends when the new one is made).
+    pub fn record_web_login(
+        &self,
+        pending: &Pending,
+        next: &str,
+        replaces: Option<&str>,
+    ) -> Result<(), ServiceError> {
         check_web_next(next)?;
         let row = LoginRow {
             nonce: pending.nonce.clone(),
@@ -43,13 +50,21 @@ impl Service {
             cli_challenge: String::new(),
             device_hash: None,
             web_next: Some(next.to_owned()),
+            web_replaces: replaces.map(tokens::hash),
         };
         self.store_login(&pending.state, &row)
     }
 
     /// Binds the person the provider vouched for to their user name (the first time)
-    /// and makes their session (with its `session.created` audit row), for the browser.
-    pub fn complete_web_login(&self, signed: &SignedIn) -> Result<NewSession, ServiceError> {
+    /// and makes their session (with its `session.created` audit row), for the browser;
+    /// the session the browser held before (`replaces`, its token's hash) ends in the
+    /// same transaction (`session.revoked`): signing in again (step-up) leaves no
+    /// session behind that nobody holds any more.
+    pub fn complete_web_login(
+        &self,
+        signed: &SignedIn,
+        replaces: Option<&str>,
+    ) -> Result<NewSession, ServiceError> {
         let (config, now) = (self.config(), self.now());
         let oidc = oidc_of(&config)?;
         let groups: Vec<String> = oidc
@@ -76,7 +91,24 @@ impl Service {
                 vouched_at: now.timestamp(),
                 via: WEB_VIA,
             };
-            self.new_session(tx, now, &person)
+            let made = self.new_session(tx, now, &person)?;
+            if let (Ok(_), Some(old)) = (&made, replaces)
+                && let Some((session, whose)) =
+                    sessions::revoke_session_by_hash(tx, old, now.timestamp())?
+            {
+                audit::append(
+                    tx,
+                    now,
+                    &NewEvent::general(
+                        whose.as_str(),
+                        SessionRevoked {
+                            user: whose.to_string(),
+                            session,
+                        },
+                    ),
+                )?;
+            }
+            Ok::<_, ServiceError>(made)
         })?
     }
 }

@@ -174,6 +174,12 @@ async fn only_a_web_sessions_cookie_signs_a_browser_in_and_guessing_is_limited()
             .unwrap();
         assert_eq!(r.status(), StatusCode::SEE_OTHER, "{token}");
         assert!(location(&r).starts_with("/login?"));
+        // And the browser is told to drop it.
+        let cleared = r.headers().get_all(SET_COOKIE).iter().any(|c| {
+            c.to_str()
+                .is_ok_and(|c| c.starts_with("cs_session=;") && c.contains("Max-Age=0"))
+        });
+        assert!(cleared, "{r:?}");
     }
     // Cookies that name nothing count as failed authentications, as bad tokens do.
     let mut statuses = Vec::new();

@@ -190,7 +190,7 @@ async fn the_requester_sees_why_they_cannot_approve_and_the_rules_refuse_them_an
 #[tokio::test]
 async fn a_request_that_changed_since_the_page_was_shown_is_409_and_reviewed_again() {
     let (_idp, app, _s) = spawn_web("").await;
-    // two-person: one of dba and one of sre.
+    // two-person: 2 of (group:dba, group:sre), in one step.
     let id = app.create_ok("alice", "two-person").await;
     let http = browser();
     let page = bob_reviews(&app, &http, &id).await;
@@ -354,6 +354,18 @@ async fn an_old_sign_in_is_told_to_sign_in_again_before_approving() {
     let back = sign_in(&http, &authorize, "bob", "any", CALLBACK).await;
     let r = callback(&app, &http, &back).await;
     assert_eq!(r.status(), StatusCode::OK);
+    // The old session (the browser's before) ended with it: one live session, not two.
+    let (_, sessions) = app.get("bob", "/v1/sessions?user=bob").await;
+    assert_eq!(
+        sessions["sessions"].as_array().unwrap().len(),
+        1,
+        "{sessions}"
+    );
+    let events = app.audit("").await;
+    assert!(
+        events.iter().any(|e| e["action"] == "session.revoked"),
+        "{events:?}"
+    );
     let (_, page) = get_page(&app, &http, &format!("/requests/{id}")).await;
     let version = field(&page, &approve, "version");
     let csrf = field(&page, &approve, "csrf");
