@@ -20,7 +20,9 @@
 mod audit;
 mod forms;
 mod layout;
+mod new;
 mod pages;
+mod review;
 mod signin;
 
 use axum::Router;
@@ -54,13 +56,13 @@ pub(super) fn login_route() -> Router<AppState> {
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(pages::requests_page))
-        .route("/requests", post(forms::create_post))
-        .route("/requests/new", get(forms::new_page))
-        .route("/requests/{id}", get(pages::review_page))
+        .route("/requests", post(new::create_post))
+        .route("/requests/new", get(new::new_page))
+        .route("/requests/{id}", get(review::review_page))
         .route("/requests/{id}/approve", post(forms::approve_post))
         .route("/requests/{id}/deny", post(forms::deny_post))
         .route("/requests/{id}/cancel", post(forms::cancel_post))
-        .route("/requests/{id}/certificate", get(forms::certificate_get))
+        .route("/requests/{id}/certificate", get(review::certificate_get))
         .route("/audit", get(audit::audit_page))
         .route("/logout", post(signin::logout_post))
         .route("/static/style.css", get(layout::style_get))

@@ -2,19 +2,46 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 
-use super::super::{AppState, blocking};
-use super::layout::{Visit, error_page, page, person};
-use crate::names::{RequestId, RoleName};
-use crate::service::{Flag, ListFilter, RequestView, Review, Status};
+use super::super::{ApiError, AppState, blocking};
+use super::layout::{Person, Visit, error_page, page, person};
+use crate::names::RoleName;
+use crate::service::{ListFilter, RequestView, Status};
 
 /// Requests one list of the page shows at most.
 const SHOWN: u32 = 200;
+
+/// The lists of the requests page, as read.
+struct Lists {
+    who: crate::service::WhoAmI,
+    waiting: Vec<RequestView>,
+    mine: Vec<RequestView>,
+    shown: Vec<RequestView>,
+}
+
+/// `?status=` and `?role=`, checked.
+fn filter_of(query: &HashMap<String, String>) -> Result<ListFilter, ApiError> {
+    let status = match query.get("status").map(String::as_str) {
+        None | Some("" | "all") => None,
+        Some(s) => Some(Status::parse(s).ok_or_else(|| {
+            crate::service::ServiceError::Invalid(format!("unknown status {s:?}"))
+        })?),
+    };
+    let role = match query.get("role").filter(|r| !r.is_empty()) {
+        Some(r) => Some(RoleName::parse(r)?),
+        None => None,
+    };
+    Ok(ListFilter {
+        status,
+        role,
+        mine: false,
+    })
+}
 
 /// `GET /`: waiting for me, mine, recent (admins: everyone's), with filters on the last.
 pub(super) async fn requests_page(
@@ -26,46 +53,45 @@ pub(super) async fn requests_page(
         Ok(p) => p,
         Err(answer) => return answer,
     };
-    let status = match query.get("status").map(String::as_str) {
-        None | Some("" | "all") => None,
-        Some(s) => match Status::parse(s) {
-            Some(s) => Some(s),
-            None => {
-                return error_page(
-                    &crate::service::ServiceError::Invalid(format!("unknown status {s:?}")).into(),
-                );
-            }
-        },
-    };
-    let role = match query.get("role").filter(|r| !r.is_empty()) {
-        Some(r) => match RoleName::parse(r) {
-            Ok(r) => Some(r),
-            Err(e) => return error_page(&super::super::ApiError::from(e)),
-        },
-        None => None,
-    };
-    let user = me.user.clone();
-    let filter = ListFilter {
-        status,
-        role: role.clone(),
-        mine: false,
-    };
-    let read = blocking(&state, move |s| {
-        let who = s.whoami(&user)?;
-        let waiting = s.waiting_for(&user, SHOWN as usize)?;
-        let mine = ListFilter {
-            mine: true,
-            ..filter.clone()
-        };
-        let mine = s.list_where(&user, &mine, SHOWN)?;
-        let shown = s.list_where(&user, &filter, SHOWN)?;
-        Ok((who, waiting, mine, shown))
-    })
-    .await;
-    let (who, waiting, mine, shown) = match read {
-        Ok(read) => read,
+    let filter = match filter_of(&query) {
+        Ok(f) => f,
         Err(e) => return error_page(&e),
     };
+    let (user, wanted) = (me.user.clone(), filter.clone());
+    let read = blocking(&state, move |s| {
+        let mine = ListFilter {
+            mine: true,
+            ..wanted.clone()
+        };
+        Ok(Lists {
+            who: s.whoami(&user)?,
+            waiting: s.waiting_for(&user, SHOWN as usize)?,
+            mine: s.list_where(&user, &mine, SHOWN)?,
+            shown: s.list_where(&user, &wanted, SHOWN)?,
+        })
+    })
+    .await;
+    match read {
+        Ok(lists) => page(
+            StatusCode::OK,
+            "Requests",
+            Some(&me),
+            requests_body(&state, &me, &filter, &lists),
+        ),
+        Err(e) => error_page(&e),
+    }
+}
+
+/// The requests page's body.
+fn requests_body(state: &AppState, me: &Person, filter: &ListFilter, lists: &Lists) -> Markup {
+    let Lists {
+        who,
+        waiting,
+        mine,
+        shown,
+    } = lists;
+    let status = filter.status;
+    let role = filter.role.as_ref().map(ToString::to_string);
     let now = state.now();
     // The roles to filter by: all for admins, else those the viewer has to do with.
     let roles: std::collections::BTreeSet<String> = if me.admin {
@@ -83,10 +109,53 @@ pub(super) async fn requests_page(
             .cloned()
             .collect()
     };
-    let role = role.map(|r| r.to_string());
     // Someone who approves nothing needs neither an inbox nor others' requests.
     let approver = me.admin || !who.can_approve.is_empty();
-    let filters = html! {
+    let filters = filters_form(status, role.as_deref(), &roles);
+    let body = html! {
+        @if approver {
+            section aria-labelledby="waiting" {
+                h2 #waiting { "Waiting for me (" (waiting.len()) ")" }
+                @if waiting.is_empty() {
+                    p { "Nothing waits for your approval." }
+                } @else {
+                    (table(waiting, now))
+                }
+            }
+        }
+        section aria-labelledby="mine" {
+            h2 #mine { "Mine" }
+            @if !approver { (filters) }
+            @if mine.is_empty() {
+                p { "You have no requests" @if status.is_some() || role.is_some() { " of this kind"
+                    }
+                    ". " a href="/requests/new" { "Ask for a role" } }
+            } @else {
+                (table(mine, now))
+            }
+        }
+        @if approver {
+            section aria-labelledby="recent" {
+                h2 #recent { @if me.admin { "All requests" } @else { "Requests I can see" } }
+                (filters)
+                @if shown.is_empty() { p { "No requests." } } @else { (table(shown, now)) }
+                @if shown.len() >= SHOWN as usize {
+                    p.warn { "The newest " (SHOWN)
+                        " are shown: choose a status or a role to see others." }
+                }
+            }
+        }
+    };
+    body
+}
+
+/// The status and role filters (`roles`: the ones the viewer may filter by).
+fn filters_form(
+    status: Option<Status>,
+    role: Option<&str>,
+    roles: &std::collections::BTreeSet<String>,
+) -> Markup {
+    html! {
         form.filters method="get" action="/" {
             div {
                 label for="f-status" { "Status" }
@@ -101,49 +170,14 @@ pub(super) async fn requests_page(
                 label for="f-role" { "Role" }
                 select #f-role name="role" {
                     option value="" { "all" }
-                    @for r in &roles {
-                        option value=(r) selected[role.as_deref() == Some(r.as_str())] { (r) }
+                    @for r in roles {
+                        option value=(r) selected[role == Some(r.as_str())] { (r) }
                     }
                 }
             }
             button type="submit" { "Filter" }
         }
-    };
-    let body = html! {
-        @if approver {
-            section aria-labelledby="waiting" {
-                h2 #waiting { "Waiting for me (" (waiting.len()) ")" }
-                @if waiting.is_empty() {
-                    p { "Nothing waits for your approval." }
-                } @else {
-                    (table(&waiting, now))
-                }
-            }
-        }
-        section aria-labelledby="mine" {
-            h2 #mine { "Mine" }
-            @if !approver { (filters) }
-            @if mine.is_empty() {
-                p { "You have no requests" @if status.is_some() || role.is_some() { " of this kind"
-                    }
-                    ". " a href="/requests/new" { "Ask for a role" } }
-            } @else {
-                (table(&mine, now))
-            }
-        }
-        @if approver {
-            section aria-labelledby="recent" {
-                h2 #recent { @if me.admin { "All requests" } @else { "Requests I can see" } }
-                (filters)
-                @if shown.is_empty() { p { "No requests." } } @else { (table(&shown, now)) }
-                @if shown.len() >= SHOWN as usize {
-                    p.warn { "The newest " (SHOWN)
-                        " are shown: choose a status or a role to see others." }
-                }
-            }
-        }
-    };
-    page(StatusCode::OK, "Requests", Some(&me), body)
+    }
 }
 
 /// A table of requests (on a phone, each row a block: no sideways scrolling).
@@ -189,159 +223,6 @@ pub(super) fn shown_status(r: &RequestView, now: DateTime<Utc>) -> (String, Stri
     }
 }
 
-/// `GET /requests/{id}`: everything an approver needs to decide, and the two buttons.
-pub(super) async fn review_page(
-    State(state): State<AppState>,
-    visit: Visit,
-    Path(id): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let me = match person(&state, &visit).await {
-        Ok(p) => p,
-        Err(answer) => return answer,
-    };
-    let id = match RequestId::parse(&id) {
-        Ok(id) => id,
-        Err(e) => return error_page(&super::super::ApiError::from(e)),
-    };
-    let user = me.user.clone();
-    let read = blocking(&state, move |s| {
-        let review = s.review(&user, &id)?;
-        // The requester's own live certificate, to copy from the page.
-        let live = review
-            .request
-            .certificate
-            .as_ref()
-            .is_some_and(|c| c.revoked.is_none());
-        let certificate = (review.viewer.is_requester && live)
-            .then(|| s.certificate(&user, &id))
-            .transpose()?;
-        Ok((review, certificate))
-    });
-    let (review, certificate) = match read.await {
-        Ok(read) => read,
-        Err(e) => return error_page(&e),
-    };
-    // Approving is a step-up action: say so before the button, not after.
-    let step_up = state
-        .check_step_up(&me.credential)
-        .err()
-        .map(|_| super::signin::step_up_text(&state));
-    let title = format!("Request {}", review.request.id);
-    page(
-        StatusCode::OK,
-        &title,
-        Some(&me),
-        super::forms::review_body(
-            &review,
-            &me,
-            step_up.as_deref(),
-            certificate.as_deref(),
-            query.get("done").map(String::as_str),
-            state.now(),
-        ),
-    )
-}
-
-/// Facts about the request, as a definition list.
-pub(super) fn facts(review: &Review, now: DateTime<Utc>) -> Markup {
-    let r = &review.request;
-    let pending = r.status == Status::Pending;
-    html! {
-        dl.facts {
-            dt { "Requester" } dd #requester { (r.requester) @if r.requester_disabled { " " span.bad
-                { "(disabled)" } } }
-            dt { "Reason" } dd #reason { (r.reason) }
-            dt { "Role" } dd #role { (r.role) }
-            dt { "Principals" } dd #principals { @for (i, p) in r.principals.iter().enumerate() {
-                @if i > 0 { ", " } code { (p) } } }
-            dt { "Lifetime" } dd #ttl { (duration(r.ttl_seconds)) }
-            @if let Some(c) = &r.certificate {
-                dt { "Valid" } dd { (c.valid_after) " to " (c.valid_before) }
-                dt { "Serial" } dd { code #serial { (c.serial) } " (key ID " code { (c.key_id) } ")"
-                    }
-                @if let Some(rv) = &c.revoked { dt { "Revoked" } dd.bad { (rv.at) " by " (rv.by)
-                    ": " (rv.reason) } }
-            } @else if pending {
-                dt { "Valid" } dd { "from the last approval, for " (duration(r.ttl_seconds)) }
-            }
-            @if let Some(role) = &review.role {
-                dt { "Force command" } dd { @if let Some(c) = &role.force_command { code { (c) } }
-                    @else { "none" } }
-                dt { "Source address" } dd { @if role.source_address.is_empty() { "any" } @else {
-                    code { (role.source_address.join(", ")) } } }
-                dt { "Extensions" } dd #extensions { @if role.extensions.is_empty() { "none" }
-                    @else { code { (role.extensions.join(", ")) } } }
-                dt { "Approval rule" } dd #rule { (role.approval_rule) }
-            }
-            dt { "Key" } dd.mono { (r.public_key_fingerprint) }
-            dt { "Asked" } dd { (r.created_at)
-                @if let Some(local) = &review.created_local { " (" (local) ")" } }
-            dt { "Status" } dd #status { span class={ "status-" (r.status.as_str()) } {
-                (r.status.as_str()) }
-                @if let Some(by) = &r.decided_by { " by " (by) }
-                @if let Some(at) = &r.decided_at { " at " (at) }
-                @if let Some(code) = r.decision_code.as_ref().filter(|c| *c != r.status.as_str()) {
-                    " (" (code) ")"
-                }
-            }
-            @if let Some(note) = &r.decision_note {
-                dt { @if r.status == Status::Denied { "Why denied" } @else { "Why" } }
-                dd #decision-note { (note) }
-            }
-            @if pending { dt { "Expires" } dd #expires { (until(&r.expires_at, now)) " ("
-                (r.expires_at) ")" } }
-        }
-    }
-}
-
-/// What the viewer just did (`?done=` after a form), as a sentence about the request
-/// as it is now.
-pub(super) fn done_text(done: &str, r: &RequestView) -> Option<String> {
-    let needs = || {
-        r.waiting_for
-            .iter()
-            .map(|s| format!("{} more of {}", s.remaining, s.approvers.join(", ")))
-            .collect::<Vec<_>>()
-            .join(" and ")
-    };
-    Some(match done {
-        "approved" => match &r.certificate {
-            Some(c) => format!(
-                "You approved it: the certificate is issued (serial {}).",
-                c.serial
-            ),
-            None if r.status == Status::Pending => {
-                format!("You approved it: it still needs {}.", needs())
-            }
-            None => format!("You approved it; it is {}.", r.status.as_str()),
-        },
-        "denied" => "You denied it.".to_owned(),
-        "cancelled" => "You cancelled it.".to_owned(),
-        "created" if r.status == Status::Pending => {
-            format!("Your request is made: it waits for {}.", needs())
-        }
-        "created" => format!("Your request is made; it is {}.", r.status.as_str()),
-        _ => return None,
-    })
-}
-
-/// A flag in words.
-pub(super) fn flag_text(flag: &Flag) -> String {
-    match flag {
-        Flag::RootPrincipal => "a principal is root".to_owned(),
-        Flag::TtlAboveDefault { default_seconds } => format!(
-            "the lifetime asked for is above the role's default of {}",
-            duration(i64::try_from(*default_seconds).unwrap_or(i64::MAX))
-        ),
-        Flag::FirstOfRole => "the first time this person asks for this role".to_owned(),
-        Flag::OutsideWorkingHours { hours } => format!("asked outside working hours ({hours})"),
-        Flag::HoldsRoleAlready => "the requester holds this role already, or asked for it in \
-                                   another pending request"
-            .to_owned(),
-    }
-}
-
 /// `3600` as `1h`.
 pub(super) fn duration(seconds: i64) -> String {
     humantime::format_duration(std::time::Duration::from_secs(
@@ -369,7 +250,7 @@ fn ago(at: &str, now: DateTime<Utc>) -> String {
 }
 
 /// How long until an RFC 3339 time: `in 23m`, or `passed`.
-fn until(at: &str, now: DateTime<Utc>) -> String {
+pub(super) fn until(at: &str, now: DateTime<Utc>) -> String {
     match DateTime::parse_from_rfc3339(at) {
         Ok(t) => {
             let left = (t.with_timezone(&Utc) - now).num_seconds();
