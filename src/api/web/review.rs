@@ -123,7 +123,21 @@ pub(super) fn facts(review: &Review, now: DateTime<Utc>) -> Markup {
 
 /// What the viewer just did (`?done=` after a form), as a sentence about the request
 /// as it is now.
-pub(super) fn done_text(done: &str, r: &RequestView) -> Option<String> {
+///
+/// Said only when the request bears it out for `me` (a link with `?done=approved` sent
+/// to someone who did not approve tells them nothing).
+pub(super) fn done_text(done: &str, r: &RequestView, me: &str) -> Option<String> {
+    let mine = r.requester == me;
+    let bears_out = match done {
+        "approved" => r.approvals.iter().any(|a| a.approver == me),
+        "denied" => r.status == Status::Denied && r.decided_by.as_deref() == Some(me),
+        "cancelled" => r.status == Status::Cancelled && mine,
+        "created" => mine,
+        _ => false,
+    };
+    if !bears_out {
+        return None;
+    }
     let needs = || {
         r.waiting_for
             .iter()
@@ -181,7 +195,7 @@ pub(super) fn review_body(
     let r = &review.request;
     let pending = r.status == Status::Pending;
     let csrf = me.csrf();
-    let done = done.and_then(|d| done_text(d, r));
+    let done = done.and_then(|d| done_text(d, r, me.user.as_str()));
     html! {
         @if let Some(done) = done {
             p.notice #done role="status" { (done) }
