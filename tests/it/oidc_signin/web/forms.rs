@@ -30,6 +30,9 @@ async fn an_approver_sees_the_request_waiting_and_approves_it_from_the_browser()
         page.contains("<code>postgres</code>, <code>alice</code>"),
         "{page}"
     );
+    // A link that claims bob approved already says nothing of the kind.
+    let (_, claimed) = get_page(&app, &http, &format!("/requests/{id}?done=approved")).await;
+    assert!(!claimed.contains("You approved it"), "{claimed}");
     let action = format!("/requests/{id}/approve");
     let (csrf, version) = (
         field(&page, &action, "csrf"),
