@@ -86,18 +86,23 @@ pub(super) fn get(state: &AppState, headers: &HeaderMap, cookie: Cookie) -> Opti
         .map(|(_, value)| value.to_owned())
 }
 
+/// The origin of `public_url` (`https://ca.example.com`), as browsers send it in `Origin`.
+pub(super) fn our_origin(state: &AppState) -> Option<String> {
+    state
+        .config()
+        .oidc
+        .as_ref()
+        .and_then(|o| reqwest::Url::parse(&o.public_url).ok())
+        .map(|u| u.origin().ascii_serialization())
+}
+
 /// Whether a form post came from a page of ours, as far as the browser says: a present
 /// `Sec-Fetch-Site` must be `same-origin`, a present `Origin` must be `public_url`'s.
 pub(super) fn from_our_page(state: &AppState, headers: &HeaderMap) -> bool {
     let site_ok = headers
         .get("sec-fetch-site")
         .is_none_or(|v| v.as_bytes() == b"same-origin");
-    let ours = state
-        .config()
-        .oidc
-        .as_ref()
-        .and_then(|o| reqwest::Url::parse(&o.public_url).ok())
-        .map(|u| u.origin().ascii_serialization());
+    let ours = our_origin(state);
     let origin_ok = headers.get(header::ORIGIN).is_none_or(|v| {
         ours.as_deref()
             .is_some_and(|o| v.to_str().is_ok_and(|v| v == o))

@@ -8,7 +8,9 @@ use serde::Deserialize;
 
 use super::super::oidc::see_other;
 use super::super::{ApiError, AppState, submit};
-use super::layout::{Person, Visit, error_page, error_page_back, forged, form_is_ours, person};
+use super::layout::{
+    Person, Visit, error_page, error_page_back, forged, form_is_ours, person_and_request,
+};
 use super::signin::{needs_step_up, step_up_page, step_up_text};
 use crate::names::{RequestId, Text};
 
@@ -48,11 +50,10 @@ async fn gate(
     id: &str,
     csrf: &str,
 ) -> Result<(Person, RequestId), Response> {
-    let me = person(state, visit).await?;
+    let (me, id) = person_and_request(state, visit, id).await?;
     if !form_is_ours(state, &visit.headers, &me, csrf) {
         return Err(forged());
     }
-    let id = RequestId::parse(id).map_err(|e| error_page(&ApiError::from(e)))?;
     Ok((me, id))
 }
 

@@ -182,6 +182,17 @@ pub(super) async fn person(state: &AppState, visit: &Visit) -> Result<Person, Re
     }
 }
 
+/// [`person`], and the request `id` names (a page about one request).
+pub(super) async fn person_and_request(
+    state: &AppState,
+    visit: &Visit,
+    id: &str,
+) -> Result<(Person, crate::names::RequestId), Response> {
+    let me = person(state, visit).await?;
+    let id = crate::names::RequestId::parse(id).map_err(|e| error_page(&ApiError::from(e)))?;
+    Ok((me, id))
+}
+
 /// A browser without a session: the sign-in, or first a hop to this same address when
 /// the browser came from another site (a link in chat). A `SameSite=Strict` cookie is
 /// not sent on such a navigation; on the hop, started by our own page, it is.
@@ -230,12 +241,7 @@ pub(super) fn form_is_ours(
     let token_ok = Sha256::digest(csrf.as_bytes()) == Sha256::digest(person.csrf().as_bytes());
     let site = headers.get("sec-fetch-site").map(HeaderValue::as_bytes);
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    let ours = state
-        .config()
-        .oidc
-        .as_ref()
-        .and_then(|o| reqwest::Url::parse(&o.public_url).ok())
-        .map(|u| u.origin().ascii_serialization());
+    let ours = cookies::our_origin(state);
     let origin_ours = origin.is_some_and(|o| Some(o) == ours.as_deref());
     // `Origin: null` comes from our own no-referrer pages; any other must be ours.
     let origin_ok = match origin {

@@ -9,10 +9,9 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 
-use super::super::{ApiError, AppState, blocking};
-use super::layout::{Person, Visit, error_page, page, person};
+use super::super::{AppState, blocking};
+use super::layout::{Person, Visit, error_page, page, person_and_request};
 use super::pages::{counted, duration, until};
-use crate::names::RequestId;
 use crate::service::{Flag, RequestView, Review, Status};
 
 /// `GET /requests/{id}`: everything an approver needs to decide, and the two buttons.
@@ -22,13 +21,9 @@ pub(super) async fn review_page(
     Path(id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let me = match person(&state, &visit).await {
-        Ok(p) => p,
+    let (me, id) = match person_and_request(&state, &visit, &id).await {
+        Ok(found) => found,
         Err(answer) => return answer,
-    };
-    let id = match RequestId::parse(&id) {
-        Ok(id) => id,
-        Err(e) => return error_page(&super::super::ApiError::from(e)),
     };
     let user = me.user.clone();
     let read = blocking(&state, move |s| {
@@ -287,13 +282,9 @@ pub(super) async fn certificate_get(
     visit: Visit,
     Path(id): Path<String>,
 ) -> Response {
-    let me = match person(&state, &visit).await {
-        Ok(p) => p,
+    let (me, id) = match person_and_request(&state, &visit, &id).await {
+        Ok(found) => found,
         Err(answer) => return answer,
-    };
-    let id = match RequestId::parse(&id) {
-        Ok(id) => id,
-        Err(e) => return error_page(&ApiError::from(e)),
     };
     let (user, target) = (me.user.clone(), id.clone());
     match blocking(&state, move |s| s.certificate(&user, &target)).await {
