@@ -33,12 +33,15 @@ impl WorkingHours {
     pub fn outside(&self, at: DateTime<Utc>) -> bool {
         let local = at.with_timezone(&self.timezone);
         let minute = local.hour() * 60 + local.minute();
-        let inside = if self.start < self.end {
-            self.start <= minute && minute < self.end
+        // The day the shift began: the day before, in the early part of a night shift.
+        let (inside, day) = if self.start < self.end {
+            (self.start <= minute && minute < self.end, local.weekday())
+        } else if minute < self.end {
+            (true, local.weekday().pred())
         } else {
-            minute >= self.start || minute < self.end
+            (minute >= self.start, local.weekday())
         };
-        matches!(local.weekday(), Weekday::Sat | Weekday::Sun) || !inside
+        !inside || matches!(day, Weekday::Sat | Weekday::Sun)
     }
 
     /// The hours in words: `08:00-18:00 UTC, Monday to Friday`.
@@ -154,6 +157,9 @@ mod tests {
         assert!(!night.outside(at("2026-12-03T23:30:00Z")));
         assert!(!night.outside(at("2026-12-04T05:59:00Z")));
         assert!(night.outside(at("2026-12-04T12:00:00Z")));
+        // Monday 03:00 ends a Sunday night: outside; Saturday 03:00 ends Friday's shift.
+        assert!(night.outside(at("2026-12-07T03:00:00Z")));
+        assert!(!night.outside(at("2026-12-05T03:00:00Z")));
         assert_eq!(
             berlin.local(at("2026-12-04T07:30:00Z")).as_deref(),
             Some("Fri 2026-12-04 08:30 Europe/Berlin")

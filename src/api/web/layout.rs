@@ -338,11 +338,29 @@ pub(super) fn error_page_back(
         who,
         html! {
             p.message { (e.message()) }
-            p { "Code: " code { (e.code()) } "."
-                @if e.status() != StatusCode::NOT_FOUND { " Nothing was changed." } }
+            p { "Code: " code { (e.code()) } ". " (outcome(e)) }
             p { a #back href=(href) { (text) } }
         },
     )
+}
+
+/// What a refusal left behind, in words: most refuse before writing anything; a check
+/// at signing that fails ends the request (as the API's do), and a server-side failure
+/// leaves the outcome to be looked up.
+fn outcome(e: &ApiError) -> &'static str {
+    match e.code() {
+        "not_found" => "",
+        "sod_conflict" | "not_a_requester" | "key_not_allowed" | "policy_changed"
+        | "principal_taken" => {
+            "If this was the last approval needed, the request ended refused: its page says \
+             where it stands."
+        }
+        "expired" => "The request is expired now.",
+        "internal" | "unavailable" | "timeout" | "overloaded" => {
+            "The change may or may not have been made: look at the request before trying again."
+        }
+        _ => "Nothing was changed.",
+    }
 }
 
 /// `GET /static/style.css`.
@@ -359,3 +377,18 @@ pub(super) async fn style_get(State(_): State<AppState>) -> Response {
 
 /// Plain, readable on a phone, dark or light as the system is.
 const STYLE: &str = include_str!("style.css");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error_code::ErrorCode;
+
+    #[test]
+    fn a_refusal_says_what_it_left_behind() {
+        let e = |code| ApiError::new(StatusCode::FORBIDDEN, code, "x");
+        assert_eq!(outcome(&e(ErrorCode::SelfApproval)), "Nothing was changed.");
+        assert!(outcome(&e(ErrorCode::SodConflict)).contains("ended refused"));
+        assert!(outcome(&e(ErrorCode::Internal)).contains("may or may not"));
+        assert_eq!(outcome(&e(ErrorCode::NotFound)), "");
+    }
+}

@@ -126,7 +126,7 @@ pub(super) fn done_text(done: &str, r: &RequestView, me: &str) -> Option<String>
     let bears_out = match done {
         "approved" => r.approvals.iter().any(|a| a.approver == me),
         "denied" => r.status == Status::Denied && r.decided_by.as_deref() == Some(me),
-        "cancelled" => r.status == Status::Cancelled && mine,
+        "cancelled" => r.status == Status::Cancelled && r.decided_by.as_deref() == Some(me),
         "created" => mine,
         _ => false,
     };

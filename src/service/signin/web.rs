@@ -96,11 +96,12 @@ impl Service {
                 && let Some((session, whose)) =
                     sessions::revoke_session_by_hash(tx, old, now.timestamp())?
             {
+                // Ended by whoever signed in now in that browser (perhaps someone else).
                 audit::append(
                     tx,
                     now,
                     &NewEvent::general(
-                        whose.as_str(),
+                        user.as_str(),
                         SessionRevoked {
                             user: whose.to_string(),
                             session,

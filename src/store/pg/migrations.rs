@@ -252,9 +252,12 @@ CREATE INDEX notify_outbox_due ON notify_outbox (status, next_at);
 "#,
     r#"
 -- A sign-in from the web UI: where the browser goes once signed in (a path on this
--- server), and the hash of the session it replaces (the browser's before, ended when
--- the new one is made); the CLI's fields are then empty.
+-- server); the CLI's fields are then empty.
 ALTER TABLE oidc_logins ADD COLUMN web_next TEXT;
+"#,
+    r#"
+-- A sign-in from the web UI: the hash of the session it replaces (the browser's before,
+-- ended when the new one is made).
 ALTER TABLE oidc_logins ADD COLUMN web_replaces TEXT;
 "#,
 ];

@@ -347,3 +347,33 @@ async fn an_unknown_address_is_a_page_for_a_browser_and_json_for_a_client() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(code(&r.json::<Value>().await.unwrap()), "not_found");
 }
+
+#[tokio::test]
+async fn signing_in_again_in_a_browser_ends_its_old_session_on_the_record() {
+    let (_idp, app, _s) = spawn_web("").await;
+    let http = browser();
+    web_sign_in(&app, &http, "bob", "/").await;
+    // Someone else signs in in the same browser (the provider asked to show its form).
+    let r = http
+        .get(format!("{}/login?step_up=1&next=/", app.url))
+        .send()
+        .await
+        .unwrap();
+    let back = sign_in(&http, &location(&r), "alice", "any", CALLBACK).await;
+    assert_eq!(callback(&app, &http, &back).await.status(), StatusCode::OK);
+    let (_, page) = get_page(&app, &http, "/").await;
+    assert!(page.contains("id=\"me\">alice<"), "{page}");
+    let (_, sessions) = app.get("bob", "/v1/sessions").await;
+    let live: Vec<&Value> = sessions["sessions"].as_array().unwrap().iter().collect();
+    assert_eq!(live.len(), 1, "bob's browser session ended: {sessions}");
+    assert_eq!(live[0]["user"], "alice");
+    let events = app.audit("").await;
+    let revoked: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["action"] == "session.revoked")
+        .collect();
+    assert_eq!(revoked.len(), 1, "{events:?}");
+    // Recorded as alice's doing (she signed in), about bob's session.
+    assert_eq!(revoked[0]["actor"], "alice", "{:?}", revoked[0]);
+    assert_eq!(revoked[0]["detail"]["user"], "bob", "{:?}", revoked[0]);
+}
