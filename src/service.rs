@@ -63,7 +63,7 @@ pub use recheck::{RECHECK_EVERY, Recheck};
 pub use reload::{Ready, Reloaded};
 pub use review::{Flag, HeldConflict, Review, RoleTerms, ViewerRights};
 pub use revoke::{KRL_NAMESPACE, Krl, UserRevocation};
-pub use signin::{NewSession, WEB_VIA, check_challenge, check_cli_redirect, check_web_next};
+pub use signin::{NewSession, WEB_VIA, WebPath, check_challenge, check_cli_redirect};
 pub use token::{Scope, TokenSpec, create_token, revoke_tokens, token_end};
 pub use users::EnabledUser;
 pub use view::{

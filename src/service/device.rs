@@ -242,10 +242,7 @@ impl Service {
     ) -> Result<(UserName, DeviceLogin), ServiceError> {
         let (config, now) = (self.config(), self.now());
         let oidc = oidc_of(&config)?;
-        let groups = oidc.mapped_groups(signed.groups.iter().map(String::as_str));
-        let groups: Vec<String> = groups.iter().map(ToString::to_string).collect();
-        let groups =
-            serde_json::to_string(&groups).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        let groups = super::signin::groups_json(oidc, &signed.groups);
         self.store.write(|tx| {
             let Some(login) = device::waiting_by_hash(tx, device_hash, now.timestamp())? else {
                 return Ok(Err(over()));

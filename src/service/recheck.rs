@@ -77,13 +77,7 @@ impl Service {
                 let Some(oidc) = &config.oidc else {
                     return Ok(Recheck::Retry);
                 };
-                let after: Vec<String> = oidc
-                    .mapped_groups(found.groups.iter().map(String::as_str))
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect();
-                let json = serde_json::to_string(&after)
-                    .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+                let json = super::signin::groups_json(oidc, &found.groups);
                 let sealed = found
                     .refresh_token
                     .as_deref()

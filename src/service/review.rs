@@ -119,7 +119,7 @@ impl Service {
             let created = DateTime::<Utc>::from_timestamp(row.created_at, 0).ok_or_else(|| {
                 crate::store::StoreError::Corrupt(format!("request {id}: created_at out of range"))
             })?;
-            let role_name = row.role.clone();
+            let (role_name, requester) = (row.role.clone(), row.requester.clone());
             let request = self.request_view(tx, row, now)?;
             let conflicts = holds
                 .iter()
@@ -157,6 +157,7 @@ impl Service {
             }
             let facts = Facts {
                 people: &people,
+                requester: &requester,
                 role,
                 approved_by: &approved_by,
                 role_changed,
@@ -196,22 +197,22 @@ fn terms(role: &Role) -> RoleTerms {
 fn rights(facts: &Facts<'_>, request: &RequestView, actor: &UserName) -> ViewerRights {
     let Facts {
         people,
+        requester,
         role,
         approved_by,
         role_changed,
         conflicts,
     } = *facts;
-    let is_requester = request.requester == actor.as_str();
+    let is_requester = requester == actor;
     let pending = request.status == Status::Pending;
     let approver = role.is_some_and(|r| people.may_decide(actor, r));
-    let requester = UserName::parse(&request.requester).ok();
-    let cannot_approve = match (role, &requester) {
+    let cannot_approve = match role {
         _ if !pending => Some(format!(
             "it is {}: there is nothing left to decide",
             request.status.as_str()
         )),
         _ if is_requester => Some("it is your own request: someone else must approve it".into()),
-        (Some(role), Some(requester)) if !role_changed => {
+        Some(role) if !role_changed => {
             match rules::approver_may_approve(people, role, requester, actor, approved_by) {
                 Err(Refusal::AlreadyApproved { .. }) => {
                     let at = request
@@ -304,6 +305,7 @@ fn still_needed(request: &RequestView) -> String {
 #[derive(Clone, Copy)]
 struct Facts<'a> {
     people: &'a People<'a>,
+    requester: &'a UserName,
     role: Option<&'a Role>,
     approved_by: &'a [UserName],
     role_changed: bool,

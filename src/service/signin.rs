@@ -23,7 +23,7 @@ use crate::store::{Tx, users as disabled};
 mod bind;
 mod web;
 
-pub use web::{WEB_VIA, check_web_next};
+pub use web::{WEB_VIA, WebPath};
 
 /// How long a sign-in may take between leaving for the provider and coming back.
 const LOGIN_LIFETIME_SECONDS: i64 = 600;
@@ -70,6 +70,17 @@ pub(super) fn oidc_of(
         .oidc
         .as_ref()
         .ok_or_else(|| failed("sign-in with an identity provider is not configured"))
+}
+
+/// The countersign groups the provider's `claims` give (`[[oidc.group_map]]`), as the
+/// JSON list sessions and codes store. A list of strings always serialises.
+pub(super) fn groups_json(oidc: &crate::config::OidcSettings, claims: &[String]) -> String {
+    let groups: Vec<serde_json::Value> = oidc
+        .mapped_groups(claims.iter().map(String::as_str))
+        .iter()
+        .map(|g| serde_json::Value::from(g.to_string()))
+        .collect();
+    serde_json::Value::Array(groups).to_string()
 }
 
 /// Checks where the CLI listens: `http://127.0.0.1:PORT/PATH` (or `[::1]`, `localhost`),
@@ -182,8 +193,7 @@ impl Service {
     ) -> Result<(String, UserName), ServiceError> {
         let (config, now) = (self.config(), self.now());
         let oidc = oidc_of(&config)?;
-        let groups = oidc.mapped_groups(signed.groups.iter().map(String::as_str));
-        let groups: Vec<String> = groups.iter().map(ToString::to_string).collect();
+        let groups = groups_json(oidc, &signed.groups);
         let code = random_token();
         let outcome = self.store.write(|tx| {
             let user = match self.bind(tx, now, signed)? {
@@ -194,8 +204,7 @@ impl Service {
                 return Ok(Err(disabled_error(&user)));
             }
             let row = CodeRow {
-                groups: serde_json::to_string(&groups)
-                    .map_err(|e| ServiceError::Invalid(e.to_string()))?,
+                groups,
                 auth_time: signed.auth_time.map(|t| t.timestamp()),
                 cli_challenge: login.cli_challenge.clone(),
                 refresh_token: self.sealed_refresh_token(signed, &user),

@@ -16,7 +16,7 @@ use super::super::limits::{AuthLimiter, TokenId};
 use super::super::server::ClientAddr;
 use super::super::{ApiError, AppState, forwarded};
 use crate::names::UserName;
-use crate::service::{Credential, ServiceError};
+use crate::service::{Credential, ServiceError, WebPath};
 
 /// The Content-Security-Policy of every page, past `default-src 'none'`: our stylesheet,
 /// forms to us only, no `<base>`, never in a frame (added by `oidc::html`).
@@ -201,8 +201,8 @@ fn away(headers: &HeaderMap, uri: &Uri) -> Response {
     let cross_site = headers
         .get("sec-fetch-site")
         .is_some_and(|v| v.as_bytes() == b"cross-site");
-    if cross_site && crate::service::check_web_next(&next).is_ok() {
-        return continue_to(&next, StatusCode::OK);
+    if cross_site && let Ok(path) = WebPath::parse(&next) {
+        return continue_to(&path, StatusCode::OK);
     }
     let to = format!(
         "/login?{}",
@@ -214,7 +214,8 @@ fn away(headers: &HeaderMap, uri: &Uri) -> Response {
 /// A page that sends the browser on to `next` (a path of ours) by itself, with a link
 /// for the rare browser that does not: a navigation our own page starts, so the
 /// `SameSite=Strict` session cookie goes with it.
-pub(super) fn continue_to(next: &str, status: StatusCode) -> Response {
+pub(super) fn continue_to(next: &WebPath, status: StatusCode) -> Response {
+    let next = next.as_str();
     let page = html! {
         (DOCTYPE)
         html lang="en" {

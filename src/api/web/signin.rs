@@ -18,7 +18,7 @@ use super::layout::{
     Visit, continue_to, error_page, forged, form_is_ours, page, person, unavailable,
 };
 use crate::oidc::Pending;
-use crate::service::{ServiceError, check_web_next};
+use crate::service::{ServiceError, WebPath};
 
 /// How long the session cookie lives at most: the session's own end decides sooner.
 const COOKIE_SECONDS: u32 = 366 * 24 * 3600;
@@ -27,12 +27,11 @@ const COOKIE_SECONDS: u32 = 366 * 24 * 3600;
 /// provider (`step_up`: asking it to authenticate the person again).
 pub(super) async fn start(
     state: &AppState,
-    next: &str,
+    next: WebPath,
     step_up: bool,
     replaces: Option<String>,
 ) -> Result<Response, ApiError> {
     let provider = state.identity_provider().ok_or_else(not_configured)?;
-    check_web_next(next)?;
     let step_up = step_up.then_some(provider.settings().approval_max_auth_age);
     let pending = Pending::new();
     let url = provider
@@ -40,7 +39,6 @@ pub(super) async fn start(
         .await
         .map_err(from_oidc)?;
     let cookie = sign_in_cookie(state, &pending.state, 600);
-    let next = next.to_owned();
     blocking(state, move |s| {
         s.record_web_login(&pending, &next, replaces.as_deref())
     })
@@ -59,7 +57,10 @@ pub(super) async fn login_get(
     if let Some(answer) = unavailable(&state) {
         return answer;
     }
-    let next = query.get("next").map_or("/", String::as_str);
+    let next = match WebPath::parse(query.get("next").map_or("/", String::as_str)) {
+        Ok(next) => next,
+        Err(e) => return error_page(&e.into()),
+    };
     let step_up = query.get("step_up").is_some_and(|v| v == "1");
     // The session this browser holds now (sent: this navigation is our own page's),
     // to end once the new one is made.
@@ -80,6 +81,8 @@ pub(in crate::api) async fn finish_sign_in(
     next: &str,
     replaces: Option<String>,
 ) -> Response {
+    // Checked when the sign-in began; read back from the database, checked again.
+    let next = WebPath::parse(next).unwrap_or_else(|_| WebPath::home());
     if let Some(answer) = unavailable(state) {
         return answer;
     }
@@ -106,12 +109,7 @@ pub(in crate::api) async fn finish_sign_in(
     );
     // Not a redirect: the provider started this navigation, so a `SameSite=Strict`
     // cookie would not go with a redirect's next request. Our page's own step does.
-    let next = if check_web_next(next).is_ok() {
-        next
-    } else {
-        "/"
-    };
-    let mut answer = continue_to(next, StatusCode::OK);
+    let mut answer = continue_to(&next, StatusCode::OK);
     answer.headers_mut().append(header::SET_COOKIE, cookie);
     answer
 }
@@ -119,10 +117,12 @@ pub(in crate::api) async fn finish_sign_in(
 /// A sign-in that failed at the callback, as a page: what went wrong, and a link that
 /// starts it again (back to `next`, a path of ours, or the requests).
 pub(in crate::api) fn sign_in_failed(e: &ApiError, next: Option<&str>) -> Response {
-    let next = next.filter(|n| check_web_next(n).is_ok()).unwrap_or("/");
+    let next = next
+        .and_then(|n| WebPath::parse(n).ok())
+        .unwrap_or_else(WebPath::home);
     let again = format!(
         "/login?{}",
-        serde_urlencoded::to_string([("next", next)]).unwrap_or_default()
+        serde_urlencoded::to_string([("next", next.as_str())]).unwrap_or_default()
     );
     page(
         e.status(),

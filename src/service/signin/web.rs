@@ -5,30 +5,45 @@
 use crate::audit::{self, NewEvent, SessionRevoked};
 use crate::names::UserName;
 use crate::oidc::{Pending, SignedIn};
-use crate::service::signin::{NewSession, SignedInPerson, oidc_of};
-use crate::service::{Service, ServiceError, disabled_error};
+use crate::service::signin::{NewSession, SignedInPerson, groups_json, oidc_of};
+use crate::service::{Service, ServiceError};
 use crate::store::sessions::{self, LoginRow};
-use crate::store::{tokens, users as disabled};
+use crate::store::tokens;
 
 /// How a session made by the web UI's sign-in says it was made (`session list`).
 pub const WEB_VIA: &str = "oidc-web";
 
-/// Checks where the browser goes after a web sign-in: a path on this server (`/...`),
-/// never another site (`//host`, `/\host`, a scheme), printable ASCII, at most 300 bytes.
-pub fn check_web_next(next: &str) -> Result<(), ServiceError> {
-    let ok = next.starts_with('/')
-        && !next.starts_with("//")
-        && !next.starts_with("/\\")
-        && next.len() <= 300
-        && next
-            .bytes()
-            .all(|b| (0x21..0x7f).contains(&b) && b != b'\\');
-    if ok {
-        Ok(())
-    } else {
-        Err(ServiceError::Invalid(
-            "next must be a path on this server, such as /requests/r-...".into(),
-        ))
+/// Where the browser goes after a web sign-in: a path on this server (`/...`), never
+/// another site (`//host`, `/\host`, a scheme); printable ASCII, at most 300 bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebPath(String);
+
+impl WebPath {
+    /// The requests page.
+    pub fn home() -> WebPath {
+        WebPath("/".to_owned())
+    }
+
+    /// `next` as a path of ours, or `invalid_request`.
+    pub fn parse(next: &str) -> Result<WebPath, ServiceError> {
+        let ok = next.starts_with('/')
+            && !next.starts_with("//")
+            && next.len() <= 300
+            && next
+                .bytes()
+                .all(|b| (0x21..0x7f).contains(&b) && b != b'\\');
+        if ok {
+            Ok(WebPath(next.to_owned()))
+        } else {
+            Err(ServiceError::Invalid(
+                "next must be a path on this server, such as /requests/r-...".into(),
+            ))
+        }
+    }
+
+    /// The path.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -39,17 +54,16 @@ impl Service {
     pub fn record_web_login(
         &self,
         pending: &Pending,
-        next: &str,
+        next: &WebPath,
         replaces: Option<&str>,
     ) -> Result<(), ServiceError> {
-        check_web_next(next)?;
         let row = LoginRow {
             nonce: pending.nonce.clone(),
             pkce_verifier: pending.pkce_verifier.clone(),
             cli_redirect: String::new(),
             cli_challenge: String::new(),
             device_hash: None,
-            web_next: Some(next.to_owned()),
+            web_next: Some(next.as_str().to_owned()),
             web_replaces: replaces.map(tokens::hash),
         };
         self.store_login(&pending.state, &row)
@@ -67,21 +81,13 @@ impl Service {
     ) -> Result<NewSession, ServiceError> {
         let (config, now) = (self.config(), self.now());
         let oidc = oidc_of(&config)?;
-        let groups: Vec<String> = oidc
-            .mapped_groups(signed.groups.iter().map(String::as_str))
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        let groups =
-            serde_json::to_string(&groups).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        let groups = groups_json(oidc, &signed.groups);
         self.store.write(|tx| {
             let user: UserName = match self.bind(tx, now, signed)? {
                 Ok(user) => user,
                 Err(e) => return Ok(Err(e)),
             };
-            if disabled::is_disabled(tx, &user)? {
-                return Ok(Err(disabled_error(&user)));
-            }
+            // A disabled user gets no session: `new_session` refuses it, writing nothing.
             let refresh_token = self.sealed_refresh_token(signed, &user);
             let person = SignedInPerson {
                 user: &user,
@@ -111,5 +117,37 @@ impl Service {
             }
             Ok::<_, ServiceError>(made)
         })?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WebPath;
+
+    #[test]
+    fn only_a_path_of_this_server_is_a_web_path() {
+        for ok in ["/", "/requests/r-abc?done=approved", "/audit?q=1&days=90"] {
+            assert_eq!(
+                WebPath::parse(ok)
+                    .map(|p| p.as_str().to_owned())
+                    .ok()
+                    .as_deref(),
+                Some(ok)
+            );
+        }
+        for bad in [
+            "",
+            "requests",
+            "//evil.example/",
+            "/\\evil.example",
+            "/a\\b",
+            "https://evil.example/",
+            "/a b",
+            "/a\nb",
+            "/caf\u{e9}",
+            &format!("/{}", "a".repeat(300)),
+        ] {
+            assert!(WebPath::parse(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -9,6 +9,7 @@ use super::*;
 
 mod chromium;
 mod forms;
+mod more;
 
 /// What Chromium sends with a form of ours (`public_url`'s origin; our pages send no
 /// Referer, so `Origin` would be `null`: the same-origin `Sec-Fetch-Site` speaks then).
