@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Makes tests/py/.venv, a Python virtual environment with the independent checkers the
 # tests run (tests/py/requirements.txt: `standardwebhooks`, which verifies the signed
-# webhooks countersign sends). Needs python3 with venv (Debian: python3-venv, installed
+# webhooks countersign sends; `prometheus_client`, whose parser reads /metrics). Needs python3 with venv (Debian: python3-venv, installed
 # when missing). Does nothing when the environment already has them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=tests/py/.venv
-if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import standardwebhooks' 2>/dev/null; then
+if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import standardwebhooks, prometheus_client' 2>/dev/null; then
   exit 0
 fi
 if ! python3 -m venv --help >/dev/null 2>&1; then

@@ -18,6 +18,7 @@ mod extract;
 mod forwarded;
 mod keys;
 mod limits;
+mod metrics;
 mod misc;
 mod oidc;
 mod requests;
@@ -39,6 +40,7 @@ use tokio::net::TcpListener;
 pub use auth::Actor;
 pub use error::ApiError;
 pub use limits::AuthLimiter;
+pub use metrics::serve_metrics;
 pub use server::ClientAddr;
 
 pub(crate) use requests::parse_create_body;
@@ -94,7 +96,13 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(misc::method_not_allowed)
         .layer(Extension(auth_limiter))
         .layer(Extension(misc::HealthChecks::default()));
-    with_request_limits(routes, limits).with_state(state)
+    // Outermost: what the limits answer (408, 503) is counted too.
+    with_request_limits(routes, limits)
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics().clone(),
+            crate::metrics::track_http,
+        ))
+        .with_state(state)
 }
 
 /// The sign-in endpoints, behind their cap per address.

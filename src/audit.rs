@@ -142,6 +142,13 @@ impl Fields<'_> {
 
 /// Appends one event; returns its sequence number.
 pub fn append(tx: &Tx<'_>, now: DateTime<Utc>, ev: &NewEvent<'_>) -> Result<i64, StoreError> {
+    let started = std::time::Instant::now();
+    let appended = append_event(tx, now, ev);
+    crate::metrics::audit_append_histogram().observe(started.elapsed().as_secs_f64());
+    appended
+}
+
+fn append_event(tx: &Tx<'_>, now: DateTime<Utc>, ev: &NewEvent<'_>) -> Result<i64, StoreError> {
     let action = ev.event.action();
     let detail = ev
         .event

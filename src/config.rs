@@ -6,6 +6,7 @@
 //! operator can stage a policy, but `check-config` shows it.
 
 mod hours;
+mod metrics;
 mod notify;
 mod oidc;
 mod policy;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use crate::names::{GroupName, parse_duration};
 use crate::policy::Policy;
 
+pub use metrics::{LogFormat, MetricsSettings};
 pub use ssh::{DEFAULT_HOST_KEY_FILE, SshSettings};
 
 /// A configuration that could not be used; the message names the key.
@@ -78,6 +80,8 @@ pub struct ServerSettings {
     pub limits: Limits,
     /// `timezone` and `working_hours`: what the web UI flags as outside working hours.
     pub working_hours: WorkingHours,
+    /// `log_format`: how the server writes its log lines.
+    pub log_format: LogFormat,
 }
 
 /// The certificate authority's key and certificate timing.
@@ -143,6 +147,8 @@ pub struct Config {
     pub storage: StorageSettings,
     /// `[ssh]`: the SSH front door, off when `None`.
     pub ssh: Option<SshSettings>,
+    /// `[metrics]`: the Prometheus endpoint, off when `None`.
+    pub metrics: Option<MetricsSettings>,
     /// `[oidc]`: sign-in with the company's identity provider, off when `None`.
     pub oidc: Option<OidcSettings>,
     /// `[tokens]`: how long API tokens live.
@@ -228,6 +234,12 @@ impl Config {
                 ),
             ));
         }
+        let mut taken = vec![(server.listen, "[server] listen")];
+        taken.extend(ssh.as_ref().map(|s| (s.listen, "[ssh] listen")));
+        let metrics = match raw.metrics {
+            Some(m) => Some(b.metrics(m, &taken)?),
+            None => None,
+        };
         let oidc = match raw.oidc {
             Some(o) => Some(b.oidc(o, base)?),
             None => None,
@@ -284,6 +296,7 @@ impl Config {
             requests,
             storage,
             ssh,
+            metrics,
             oidc,
             tokens,
             notify,

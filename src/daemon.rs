@@ -92,12 +92,23 @@ pub fn serve(
         let reloads =
             tokio::spawn(hangups.serve(service.clone(), service.config().path.clone(), actor));
         let ssh = ssh_door(&service).await?;
+        let metrics = match service.config().metrics.clone() {
+            Some(m) => Some(bind(m.listen).await?),
+            None => None,
+        };
         let listener = bind(listen).await?;
         tokio::spawn(async move {
             signals.received().await;
             let _ = stop.send(true);
         });
-        run(service.clone(), listener, ssh, until_stopped(stopped)).await?;
+        run(
+            service.clone(),
+            listener,
+            ssh,
+            metrics,
+            until_stopped(stopped),
+        )
+        .await?;
         reloads.abort();
         // The high-water mark takes the last state this run committed.
         if let Err(e) = service.mark_head() {
@@ -112,12 +123,14 @@ pub fn serve(
     })
 }
 
-/// Serves the HTTP API on `http` and the SSH front door on `ssh` (if any), with the
-/// expiry sweep beside them, until `shutdown` resolves and both have stopped.
+/// Serves the HTTP API on `http`, the SSH front door on `ssh` and the metrics on
+/// `metrics` (if given), with the expiry sweep beside them, until `shutdown` resolves and
+/// all have stopped.
 pub async fn run(
     service: Arc<Service>,
     http: TcpListener,
     ssh: Option<SshDoor>,
+    metrics: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop, stopped) = watch::channel(false);
@@ -133,6 +146,13 @@ pub async fn run(
             until_stopped(stopped.clone()),
         ))
     });
+    let metrics = metrics.map(|listener| {
+        tokio::spawn(crate::api::serve_metrics(
+            listener,
+            service.clone(),
+            until_stopped(stopped.clone()),
+        ))
+    });
     let sweeper = tokio::spawn(sweep::sweep_expired(service.clone()));
     let rechecker = tokio::spawn(recheck::recheck_sessions(service.clone()));
     let dispatcher = tokio::spawn(notify::dispatch(service.clone()));
@@ -143,6 +163,9 @@ pub async fn run(
     served?;
     if let Some(ssh) = ssh {
         ssh.await.map_err(std::io::Error::other)??;
+    }
+    if let Some(metrics) = metrics {
+        metrics.await.map_err(std::io::Error::other)??;
     }
     Ok(())
 }

@@ -33,6 +33,7 @@
 //! - [`host_key`]: the SSH front door's host key file, created once.
 //! - [`krl`]: the OpenSSH KRL writer (and reader, to compare two); [`checkpoint`]: signed
 //!   audit checkpoints.
+//! - [`metrics`]: the Prometheus metrics (`[metrics] listen`), counted after commit.
 //! - [`net`]: client addresses as the abuse limits of both front doors count them.
 //! - [`tls`]: rustls set-up for the server and the CLI client.
 //! - `fuzzing` (hidden): the entry points of the cargo-fuzz targets in `fuzz/`.
@@ -53,6 +54,7 @@ pub mod error_code;
 pub mod fuzzing;
 pub mod host_key;
 pub mod krl;
+pub mod metrics;
 pub mod names;
 pub mod net;
 pub mod notify;

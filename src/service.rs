@@ -20,6 +20,7 @@ mod keys;
 mod local;
 mod migrate;
 mod notify;
+mod observe;
 mod people;
 mod read;
 mod recheck;
@@ -101,6 +102,8 @@ pub struct Service {
     /// When this replica last recorded each API token's use (by hash): at most once a
     /// minute per token, so authenticating stays a read.
     token_use: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    /// What this process did, for `GET /metrics` (`metrics.rs`).
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for Service {
@@ -127,6 +130,8 @@ impl Service {
         guard: Arc<Guard>,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        metrics.know_roles(config.policy.roles.keys().map(|r| r.as_str()));
         Service {
             config: std::sync::RwLock::new(Arc::new(config)),
             ca,
@@ -138,6 +143,7 @@ impl Service {
             oidc: None,
             sinks: Arc::new(Vec::new()),
             token_use: std::sync::Mutex::new(std::collections::HashMap::new()),
+            metrics,
         }
     }
 

@@ -49,6 +49,7 @@
 //! Row types and queries live in `store/requests.rs`, `store/certificates.rs`,
 //! `store/tokens.rs`, `store/users.rs`, `store/meta.rs` and `store/audit.rs`.
 
+mod after;
 pub mod audit;
 pub mod certificates;
 pub mod copy;
@@ -67,6 +68,7 @@ pub mod recheck;
 pub mod requests;
 pub mod sessions;
 mod sql;
+pub mod stats;
 pub mod tokens;
 mod tx;
 pub mod users;
@@ -130,6 +132,17 @@ pub enum StoreError {
 /// The database handle shared by the server and the operator commands.
 pub struct Store {
     backend: Backend,
+}
+
+/// Counts of the store's own work, for the metrics ([`Store::stats`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    /// SQLite: write batches committed since the store opened (0 on PostgreSQL).
+    pub batches: u64,
+    /// SQLite: operations run in those batches.
+    pub operations: u64,
+    /// PostgreSQL: connections open, idle, and the most the pool opens.
+    pub pool: Option<(usize, usize, usize)>,
 }
 
 enum Backend {
@@ -207,6 +220,27 @@ impl Store {
         }
     }
 
+    /// Counts for the metrics: SQLite's group commit, PostgreSQL's connection pool.
+    pub fn stats(&self) -> Stats {
+        match &self.backend {
+            Backend::Lite(lite) => Stats {
+                batches: lite
+                    .writer
+                    .batches
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                operations: lite
+                    .writer
+                    .members
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                pool: None,
+            },
+            Backend::Pg(pg) => Stats {
+                pool: Some(pg.pool_usage()),
+                ..Stats::default()
+            },
+        }
+    }
+
     /// Whether this store is on PostgreSQL (shared by replicas) rather than SQLite.
     pub fn is_postgres(&self) -> bool {
         matches!(self.backend, Backend::Pg(_))
@@ -244,7 +278,7 @@ impl Store {
     ) -> Result<T, E> {
         match &self.backend {
             Backend::Lite(lite) => lite.write(f),
-            Backend::Pg(pg) => pg.write(|conn| f(&Tx::postgres(conn))),
+            Backend::Pg(pg) => pg.write(|conn| f(&Tx::postgres_writing(conn))),
         }
     }
 

@@ -32,6 +32,14 @@ pub(super) struct RawConfig {
     pub tokens: RawTokens,
     #[serde(default)]
     pub notify: Vec<super::notify::RawNotify>,
+    /// `[metrics]`: absent means no metrics listener.
+    pub metrics: Option<RawMetrics>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -62,6 +70,7 @@ pub(super) struct RawServer {
     pub trusted_proxies: Vec<String>,
     pub timezone: Option<String>,
     pub working_hours: Option<String>,
+    pub log_format: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -74,6 +74,7 @@ impl Builder<'_> {
         self.plain_http(listen, tls.is_some(), raw.allow_plain_http)?;
         let working_hours =
             self.working_hours(raw.timezone.as_deref(), raw.working_hours.as_deref())?;
+        let log_format = self.log_format(raw.log_format.as_deref())?;
         Ok(ServerSettings {
             listen,
             data_dir,
@@ -81,6 +82,7 @@ impl Builder<'_> {
             allow_plain_http: raw.allow_plain_http,
             limits,
             working_hours,
+            log_format,
         })
     }
 

@@ -18,6 +18,7 @@ use crate::audit::{
     self, AttemptRefused, NewEvent, RequestCancelled, RequestExpired, RequestRefused, SYSTEM_ACTOR,
 };
 use crate::config::NotifyEvent;
+use crate::metrics::Outcome as Ended;
 use crate::names::{RequestId, RoleName, Text, UserName};
 use crate::policy::rules::{self, Refusal};
 use crate::store::Tx;
@@ -53,27 +54,6 @@ impl<'a> Attempt<'a> {
     }
 }
 
-/// Records a refused attempt (who tried what, and the code) and returns the refusal.
-fn refuse<T>(tx: &Tx<'_>, now: DateTime<Utc>, a: &Attempt<'_>, refusal: Refusal) -> Outcome<T> {
-    audit::append(
-        tx,
-        now,
-        &NewEvent {
-            actor: a.actor.as_str(),
-            request_id: a.request.map(RequestId::as_str),
-            serial: None,
-            event: AttemptRefused {
-                attempt: a.what.to_owned(),
-                role: a.role.to_string(),
-                code: refusal.code().to_owned(),
-                message: refusal.to_string(),
-            }
-            .into(),
-        },
-    )?;
-    Ok(Err(refusal.into()))
-}
-
 /// `request_changed`: the request is not at the version the decider reviewed.
 fn changed(id: &RequestId) -> ServiceError {
     ServiceError::Conflict {
@@ -99,6 +79,40 @@ pub(super) fn decided(changed: bool) -> Result<(), ServiceError> {
 }
 
 impl Service {
+    /// Records a refused attempt (who tried what, and the code) and returns the refusal.
+    fn refuse<T>(
+        &self,
+        tx: &Tx<'_>,
+        now: DateTime<Utc>,
+        a: &Attempt<'_>,
+        refusal: Refusal,
+    ) -> Outcome<T> {
+        audit::append(
+            tx,
+            now,
+            &NewEvent {
+                actor: a.actor.as_str(),
+                request_id: a.request.map(RequestId::as_str),
+                serial: None,
+                event: AttemptRefused {
+                    attempt: a.what.to_owned(),
+                    role: a.role.to_string(),
+                    code: refusal.code().to_owned(),
+                    message: refusal.to_string(),
+                }
+                .into(),
+            },
+        )?;
+        self.count_refusal(tx, refusal.code());
+        Ok(Err(refusal.into()))
+    }
+
+    /// Counts, once `tx` commits, a refusal with `code`.
+    fn count_refusal(&self, tx: &Tx<'_>, code: &str) {
+        let code = code.to_owned();
+        self.count(tx, move |m| m.refused(&code));
+    }
+
     /// Ends a pending request as refused (checked again at signing and failed).
     pub(in crate::service) fn end_refused<T>(
         &self,
@@ -134,6 +148,8 @@ impl Service {
             ),
         )?;
         self.tell(tx, now, NotifyEvent::RequestDecided, &row.id)?;
+        self.count_decided(tx, row.role.as_str(), row.created_at, Ended::Refused);
+        self.count_refusal(tx, refusal.code());
         Ok(Err(refusal.into()))
     }
 
@@ -174,6 +190,7 @@ impl Service {
             &NewEvent::on_request(actor.as_str(), row.id.as_str(), event),
         )?;
         self.tell(tx, now, NotifyEvent::RequestDecided, &row.id)?;
+        self.count_decided(tx, row.role.as_str(), row.created_at, Ended::Cancelled);
         Ok(true)
     }
 
@@ -211,6 +228,7 @@ impl Service {
             ),
         )?;
         self.tell(tx, now, NotifyEvent::RequestDecided, &row.id)?;
+        self.count_decided(tx, row.role.as_str(), row.created_at, Ended::Expired);
         Ok(true)
     }
 
@@ -225,11 +243,11 @@ impl Service {
     ) -> Outcome<()> {
         if row.status != Status::Pending {
             let status = row.status.as_str();
-            return refuse(tx, now, attempt, Refusal::AlreadyDecided { status });
+            return self.refuse(tx, now, attempt, Refusal::AlreadyDecided { status });
         }
         if rules::is_expired(unix(now), row.expires_at) {
             self.expire(tx, now, row)?;
-            return refuse(tx, now, attempt, Refusal::Expired);
+            return self.refuse(tx, now, attempt, Refusal::Expired);
         }
         Ok(Ok(()))
     }

@@ -7,6 +7,7 @@ use super::decide::{Outcome, decided};
 use super::{Service, ServiceError, unix, view};
 use crate::audit::{self, CertificateIssued, CountedApproval, NewEvent};
 use crate::ca::Grant;
+use crate::metrics::Outcome as Ended;
 use crate::names::{Serial, UserName};
 use crate::policy::rules;
 use crate::policy::{People, Role};
@@ -107,6 +108,7 @@ impl Service {
         let valid_after = unix(now) - self.config().ca.backdate.as_secs() as i64;
         let valid_before = unix(now) + row.ttl_seconds;
         let extensions: Vec<String> = role.extensions.iter().cloned().collect();
+        let signing = std::time::Instant::now();
         let cert = self.ca.sign(&Grant {
             serial,
             key_id: key_id.clone(),
@@ -118,6 +120,7 @@ impl Service {
             force_command: role.force_command.as_deref(),
             source_address: &role.source_address,
         })?;
+        self.metrics.signed(signing.elapsed());
         let text = cert.to_openssh().map_err(crate::ca::CaError::Sign)?;
         // The key actually signed, from the certificate itself: not the request's copied
         // column, so the audit row cannot disagree with what servers will accept.
@@ -181,6 +184,9 @@ impl Service {
             },
         )?;
         self.tell(tx, now, crate::config::NotifyEvent::RequestDecided, &row.id)?;
+        let issued_role = row.role.to_string();
+        self.count(tx, move |m| m.certificate_issued(&issued_role));
+        self.count_decided(tx, row.role.as_str(), row.created_at, Ended::Approved);
         Ok(Ok(cert_row))
     }
 }

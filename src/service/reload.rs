@@ -183,6 +183,8 @@ impl Service {
         };
         let merged = Arc::new(merged);
         let changes = self.record(&merged, actor, "reload", Some(merged.clone()))?;
+        self.metrics
+            .know_roles(merged.policy.roles.keys().map(|r| r.as_str()));
         Ok(Reloaded {
             changes,
             needs_restart,
@@ -207,6 +209,8 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         ("[server] limits", differs(&o.limits, &n.limits)),
         ("[ca]", differs(&old.ca, &new.ca)),
         ("[ssh]", differs(&old.ssh, &new.ssh)),
+        ("[metrics]", differs(&old.metrics, &new.metrics)),
+        ("[server] log_format", differs(&o.log_format, &n.log_format)),
         ("[storage]", differs(&old.storage, &new.storage)),
         // The provider client and its secret are made at start (`Service::open`).
         ("[oidc]", differs(&old.oidc, &new.oidc)),

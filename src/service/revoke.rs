@@ -47,6 +47,8 @@ pub struct Krl {
     /// The CA's SSH signature (armored SSHSIG, namespace [`KRL_NAMESPACE`]) over the
     /// bytes, so that a KRL fetched over plain HTTP can be checked with the CA key.
     pub signature: String,
+    /// How many certificate serials it lists.
+    pub entries: usize,
 }
 
 /// How long (seconds) a KRL is served before it is made (and signed) again with a new
@@ -116,6 +118,7 @@ impl Service {
             crate::config::NotifyEvent::CertificateRevoked,
             &cert.request_id,
         )?;
+        self.count(tx, |m| m.revoked());
         Ok(true)
     }
 
@@ -316,6 +319,7 @@ impl Service {
             version,
             etag,
             signature,
+            entries: serials.len(),
         });
         // Two polls that both missed may finish in either order: keep the newer KRL.
         let mut cache = lock(&self.krl);

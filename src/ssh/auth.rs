@@ -61,6 +61,23 @@ pub(super) enum AuthRefusal {
     Unchecked { user: UserName },
 }
 
+impl AuthRefusal {
+    /// A fixed word for the metrics (`countersign_ssh_refusals_total{reason}`): never the
+    /// fingerprint, login or user the message names.
+    pub(super) fn metric_reason(&self) -> &'static str {
+        match self {
+            AuthRefusal::UnknownKey { .. } => "unknown_key",
+            AuthRefusal::UnsupportedKey { .. } => "unsupported_key",
+            AuthRefusal::WrongLogin { .. } => "wrong_login",
+            AuthRefusal::NotPublicKey => "not_public_key",
+            AuthRefusal::Certificate => "certificate",
+            AuthRefusal::RateLimited => "rate_limited",
+            AuthRefusal::Disabled { .. } => "disabled",
+            AuthRefusal::OwnerUnread { .. } | AuthRefusal::Unchecked { .. } => "unchecked",
+        }
+    }
+}
+
 /// `identity`, unless `check` (whether its user is enabled, read from the database)
 /// says the user is disabled or cannot say.
 pub(super) fn enabled(

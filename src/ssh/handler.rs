@@ -137,6 +137,10 @@ impl Connection {
             reason = %why,
             "ssh authentication refused"
         );
+        self.shared
+            .service
+            .metrics()
+            .ssh_refused(why.metric_reason());
         Auth::reject()
     }
 

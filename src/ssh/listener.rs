@@ -103,21 +103,26 @@ fn russh_config(settings: &SshSettings, host_key: PrivateKey) -> Config {
 /// `max_connections_per_address` open, or the server is full; a refused stream is simply
 /// closed.
 fn admit(shared: &Shared, permits: &Arc<Semaphore>, peer: SocketAddr) -> Option<Places> {
+    let metrics = shared.service.metrics();
     if shared
         .failures
         .is_blocked(peer.ip(), std::time::Instant::now())
     {
         tracing::warn!(%peer, "ssh connection refused: too many failed authentications from this address");
+        metrics.ssh_refused("rate_limited");
         return None;
     }
     let Some(counted) = shared.per_address.try_admit(peer.ip()) else {
         tracing::warn!(%peer, "ssh connection refused: max_connections_per_address reached");
+        metrics.ssh_refused("max_connections_per_address");
         return None;
     };
     let Ok(permit) = permits.clone().try_acquire_owned() else {
         tracing::warn!(%peer, "ssh connection refused: max_connections reached");
+        metrics.ssh_refused("max_connections");
         return None;
     };
+    metrics.ssh_connection();
     Some((counted, permit))
 }
 

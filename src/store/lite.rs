@@ -115,7 +115,7 @@ impl Lite {
         &self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let f = |conn: &Connection| f(&Tx::new(conn));
+        let f = |conn: &Connection| f(&Tx::writing(conn));
         if writer::batch_is_open_here(self.id) {
             writer::write_in_batch(f)
         } else {

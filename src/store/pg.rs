@@ -291,6 +291,11 @@ impl PgStore {
         self.shared.commits.subscribe()
     }
 
+    /// The pool's connections: open, idle, most.
+    pub(super) fn pool_usage(&self) -> (usize, usize, usize) {
+        self.shared.pool.usage()
+    }
+
     /// Runs `op` on this store's writer thread, in a batch with whatever else is queued
     /// (`pg/batch.rs`); resolves once the batch is durable.
     pub(super) fn submit<T: Send + 'static>(
@@ -318,16 +323,20 @@ impl PgStore {
         }
         let conn = self.shared.pool.get()?;
         let xid = Shared::begin_write(&conn)?;
+        super::after::discard();
         let out = {
             let _writing = Writing::enter();
             f(&conn)
         };
         match out {
             Ok(out) => {
-                self.shared.end_write(&conn, xid)?;
+                let committed = self.shared.end_write(&conn, xid);
+                super::after::settle(&committed);
+                committed?;
                 Ok(out)
             }
             Err(e) => {
+                super::after::discard();
                 Shared::roll_back(&conn);
                 Err(e)
             }

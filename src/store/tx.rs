@@ -13,6 +13,8 @@ use super::sql::{Param, Row};
 /// SQL lives anywhere else.
 pub struct Tx<'c> {
     on: On<'c>,
+    /// A write transaction (only those may queue work for after their COMMIT).
+    write: bool,
 }
 
 /// The connection a transaction runs on.
@@ -23,11 +25,43 @@ enum On<'c> {
 
 impl<'c> Tx<'c> {
     pub(super) fn new(conn: &'c Connection) -> Self {
-        Tx { on: On::Lite(conn) }
+        Tx {
+            on: On::Lite(conn),
+            write: false,
+        }
+    }
+
+    /// A write transaction on SQLite (see [`Tx::after_commit`]).
+    pub(super) fn writing(conn: &'c Connection) -> Self {
+        Tx {
+            on: On::Lite(conn),
+            write: true,
+        }
     }
 
     pub(super) fn postgres(conn: &'c PgConn) -> Self {
-        Tx { on: On::Pg(conn) }
+        Tx {
+            on: On::Pg(conn),
+            write: false,
+        }
+    }
+
+    /// A write transaction on PostgreSQL (see [`Tx::after_commit`]).
+    pub(super) fn postgres_writing(conn: &'c PgConn) -> Self {
+        Tx {
+            on: On::Pg(conn),
+            write: true,
+        }
+    }
+
+    /// Runs `f` once this write transaction has committed, on the thread that committed
+    /// it, before the operation's answer leaves; never if it rolls back (nor if this
+    /// write alone is undone inside a batch). For counting what is durable (metrics):
+    /// `f` must be quick and must not use the store. In a read transaction, nothing.
+    pub fn after_commit(&self, f: impl FnOnce() + 'static) {
+        if self.write {
+            super::after::push(Box::new(f));
+        }
     }
 
     /// Whether this transaction runs on PostgreSQL (for the few statements that differ).

@@ -129,7 +129,10 @@ impl Shared {
             Some(conn) => {
                 ALONE.with(|a| a.set(true));
                 let _unmark = UnmarkAlone;
-                transaction(conn, f)
+                super::after::discard();
+                let result = transaction(conn, f);
+                super::after::settle(&result);
+                result
             }
             None => Err(StoreError::Closed.into()),
         };

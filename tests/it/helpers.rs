@@ -111,6 +111,8 @@ pub fn manual_clock() -> Arc<ManualClock> {
 /// A running server and what the test needs to talk to it.
 pub struct TestApp {
     pub url: String,
+    /// `GET /metrics` of this server.
+    pub metrics_url: String,
     pub dir: TempDir,
     /// The PostgreSQL database, when the state is kept there.
     pub pg: Option<crate::pg::PgDatabase>,
@@ -212,10 +214,15 @@ impl TestApp {
             .await
             .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
+        // Every test server serves its metrics too (`[metrics]`), on a port of its own.
+        let metrics = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let metrics_url = format!("http://{}/metrics", metrics.local_addr().expect("addr"));
         let (tx, rx) = oneshot::channel::<()>();
         let state = service.clone();
         let handle = tokio::spawn(async move {
-            countersign::daemon::run(state, listener, None, async {
+            countersign::daemon::run(state, listener, None, Some(metrics), async {
                 let _ = rx.await;
             })
             .await
@@ -223,6 +230,7 @@ impl TestApp {
         });
         TestApp {
             url,
+            metrics_url,
             dir,
             pg,
             service,

@@ -1,6 +1,6 @@
 //! Approving a pending request, and signing its certificate with the last approval.
 
-use super::{Attempt, changed, flatten, refuse};
+use super::{Attempt, changed, flatten};
 use crate::audit::{self, NewEvent, RequestApproved};
 use crate::names::{RequestId, RoleName, Serial, Text, UserName};
 use crate::policy::People;
@@ -102,7 +102,7 @@ impl Service {
                     user: actor.clone(),
                     role: row.role.clone(),
                 };
-                return refuse(tx, now, &attempt, r);
+                return self.refuse(tx, now, &attempt, r);
             }
             if let Err(e) = self.still_pending(tx, now, &attempt, &row)? {
                 return Ok(Err(e));
@@ -115,7 +115,7 @@ impl Service {
                 return Ok(Err(changed(id)));
             }
             if actor == &row.requester {
-                return refuse(tx, now, &attempt, Refusal::SelfApproval);
+                return self.refuse(tx, now, &attempt, Refusal::SelfApproval);
             }
             let role = match rules::role_unchanged(policy, &row.role, &row.role_digest) {
                 Ok(role) => role,
@@ -126,7 +126,7 @@ impl Service {
             if let Err(r) =
                 rules::approver_may_approve(&people, role, &row.requester, actor, &approved_by)
             {
-                return refuse(tx, now, &attempt, r);
+                return self.refuse(tx, now, &attempt, r);
             }
             let comment = comment.as_ref().map(Text::as_str);
             rq::insert_approval(tx, id, actor, unix(now), comment)?;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use super::{Attempt, flatten, refuse};
+use super::{Attempt, flatten};
 use crate::audit::{self, NewEvent, RequestCreated};
 use crate::config::NotifyEvent;
 use crate::names::{IdempotencyKey, Principal, RequestId, RoleName, Text, UserName};
@@ -171,13 +171,13 @@ impl Service {
                     rules::key_must_be_registered(required, policy, facts, actor, subject)
                 })
             {
-                return refuse(tx, now, &attempt, r);
+                return self.refuse(tx, now, &attempt, r);
             }
             if let Err(r) =
                 rules::no_conflicting_holding(policy, &role.name, actor, &checks.holdings)
             {
                 let r = self.conflict_lifts(tx, now, r, None)?;
-                return refuse(tx, now, &attempt, r);
+                return self.refuse(tx, now, &attempt, r);
             }
             let asked = Asked {
                 actor,
@@ -213,6 +213,8 @@ impl Service {
                 ),
             )?;
             self.tell(tx, now, NotifyEvent::RequestCreated, &row.id)?;
+            let role = row.role.to_string();
+            self.count(tx, move |m| m.request_created(&role));
             // A new request has no approvals and no certificate yet: nothing to read back.
             // Its requester was just checked to be enabled, in this transaction.
             Ok(Ok(Created {

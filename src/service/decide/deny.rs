@@ -1,7 +1,7 @@
 //! Ending a pending request without a certificate: denied by an approver, or cancelled
 //! by its requester.
 
-use super::{Attempt, changed, decided, flatten, refuse};
+use super::{Attempt, changed, decided, flatten};
 use crate::audit::{self, NewEvent, RequestDenied};
 use crate::names::{RequestId, Text, UserName};
 use crate::policy::People;
@@ -52,7 +52,7 @@ impl Service {
                     user: actor.clone(),
                     role: row.role.clone(),
                 };
-                return refuse(tx, now, &attempt, r);
+                return self.refuse(tx, now, &attempt, r);
             }
             if let Err(e) = self.still_pending(tx, now, &attempt, &row)? {
                 return Ok(Err(e));
@@ -89,6 +89,8 @@ impl Service {
                 ),
             )?;
             self.tell(tx, now, crate::config::NotifyEvent::RequestDecided, id)?;
+            let denied = crate::metrics::Outcome::Denied;
+            self.count_decided(tx, row.role.as_str(), row.created_at, denied);
             let row = rq::get(tx, id)?
                 .ok_or_else(|| ServiceError::NotFound(format!("no request {id}")))?;
             Ok(Ok(self.request_view(tx, row, now)?))

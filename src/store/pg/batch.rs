@@ -73,8 +73,12 @@ impl Batch {
         // If `f` panics (the batch goes on: `run` catches it), its half-done write is
         // undone, never committed with the batch.
         let mut undo = UndoOnUnwind(Some(conn));
+        let mark = crate::store::after::mark();
         let out = f(conn);
         undo.0 = None;
+        if out.is_err() {
+            crate::store::after::undo_to(mark);
+        }
         match out {
             Ok(out) => {
                 // What it held goes out now; a failure of it aborts the transaction.
@@ -154,6 +158,7 @@ pub(super) fn start(shared: Arc<Shared>, store: u64) -> Option<Threads> {
 /// Runs one batch: every job in one transaction under the write lock, one COMMIT, then
 /// the results.
 fn run(shared: &Shared, store: u64, jobs: Vec<Job>) {
+    crate::store::after::discard();
     let (conn, xid, aborted) = match shared.pool.get() {
         Ok(conn) => match Shared::begin_write(&conn) {
             Ok(xid) => (Some(conn), Some(xid), None),
@@ -198,6 +203,8 @@ fn run(shared: &Shared, store: u64, jobs: Vec<Job>) {
             Err(aborted.unwrap_or_else(|| StoreError::Unavailable("no database connection".into())))
         }
     };
+    // Before any answer leaves: what committed is counted by then.
+    crate::store::after::settle(&result);
     for (finish, _, depends) in finishes {
         finish(match (&result, depends) {
             (Err(e), true) => Err(copy(e)),

@@ -203,6 +203,12 @@ impl Pool {
         }
     }
 
+    /// Connections open now, how many of them are idle, and the most it opens.
+    pub(in crate::store) fn usage(&self) -> (usize, usize, usize) {
+        let s = lock(&self.slots.0);
+        (s.open, s.idle.len(), self.size)
+    }
+
     /// A connection: an idle one, a new one while fewer than the pool size are open, or
     /// the next one returned (waiting at most [`CONNECT_WAIT`]).
     pub(in crate::store) fn get(&self) -> Result<Pooled, StoreError> {

@@ -161,3 +161,58 @@ fn when_a_batch_is_lost_every_answer_that_could_depend_on_it_is_an_error() {
     assert!(matches!(big, Ok(Err(_)) | Err(_)), "{big:?}");
     assert_eq!(count(&store), 0);
 }
+
+/// Work queued with `Tx::after_commit` runs once its write is durable: never for a write
+/// undone alone in the batch, whose neighbours' work still runs; alone or in a batch.
+#[test]
+fn after_commit_work_runs_only_for_writes_that_committed() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let (_dir, store) = store();
+    let ran = Arc::new(AtomicU32::new(0));
+    let counted_write = |s: &Store, k: i64, v: Option<&'static str>, ran: &Arc<AtomicU32>| {
+        let ran = ran.clone();
+        s.write(|c| {
+            c.after_commit(move || {
+                ran.fetch_add(1, Ordering::SeqCst);
+            });
+            c.sql().execute(
+                "INSERT INTO t (k, v) VALUES (?1, ?2)",
+                rusqlite::params![k, v],
+            )?;
+            Ok::<_, StoreError>(())
+        })
+    };
+    // Alone (not in a batch): a write that fails runs nothing, one that commits runs.
+    assert!(counted_write(&store, 1, None, &ran).is_err());
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+    counted_write(&store, 1, Some("a"), &ran).unwrap();
+    assert_eq!(ran.load(Ordering::SeqCst), 1);
+    // In a batch: the failed write's work is dropped, the others' runs before answers.
+    let mut pending = Vec::new();
+    for k in 2..12 {
+        let (s, r) = (store.clone(), ran.clone());
+        let v = if k % 2 == 0 { Some("b") } else { None };
+        pending.push(store.submit(move || counted_write(&s, k, v, &r)));
+    }
+    let results: Vec<_> = block_on(async {
+        let mut out = Vec::new();
+        for p in pending {
+            out.push(p.await.unwrap());
+        }
+        out
+    });
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 5);
+    assert_eq!(ran.load(Ordering::SeqCst), 6);
+    // A read transaction queues nothing.
+    let r = ran.clone();
+    store
+        .read(|c| {
+            c.after_commit(move || {
+                r.fetch_add(100, Ordering::SeqCst);
+            });
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    counted_write(&store, 20, Some("c"), &ran).unwrap();
+    assert_eq!(ran.load(Ordering::SeqCst), 7);
+}

@@ -39,7 +39,11 @@ impl Batch {
         if let Some(why) = &self.aborted {
             return Err(StoreError::CommitFailed(why.clone()).into());
         }
+        let mark = crate::store::after::mark();
         let result = run_in_savepoint(&self.conn, f);
+        if result.is_err() {
+            crate::store::after::undo_to(mark);
+        }
         // After some errors (disk full, I/O) SQLite rolls back the whole transaction by
         // itself: the members already in it lost their work and must hear so, and this
         // batch must never COMMIT, even if this write's closure went on to succeed.
@@ -109,6 +113,7 @@ impl Shared {
         let Some(conn) = self.take() else {
             return;
         };
+        crate::store::after::discard();
         let began = exec(&conn, "BEGIN IMMEDIATE");
         BATCH.with(|b| {
             *b.borrow_mut() = Some(Batch {
@@ -165,6 +170,8 @@ impl Shared {
             },
         };
         self.give_back(conn);
+        // Before any answer leaves: what committed is counted by then.
+        crate::store::after::settle(&result);
         self.batches.fetch_add(1, Ordering::Relaxed);
         self.members
             .fetch_add(finishes.len() as u64, Ordering::Relaxed);

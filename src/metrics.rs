@@ -1,0 +1,579 @@
+//! Prometheus metrics (`[metrics] listen`, `GET /metrics` on a listener of its own):
+//! what the CA did since this process started, and what the database holds now.
+//!
+//! Counters and histograms count this process's work, each only once its transaction
+//! committed ([`crate::store::Tx::after_commit`]); sum them over replicas. Gauges read
+//! at scrape time from the database (pending requests, audit head, KRL, notification
+//! outbox, sessions) are the same on every replica of one database: take their `max`.
+//!
+//! Labels carry role names, route templates, methods, status codes, outcomes and
+//! refusal codes, all from the configuration or the code: never a user name, a token, a
+//! key, a request id or a raw path.
+
+mod http;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+pub use http::track_http;
+
+/// The `Content-Type` of `GET /metrics` (the Prometheus text format, version 0.0.4).
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// `{role}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoleLabel {
+    role: String,
+}
+
+/// `{role, outcome}`: how a request ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecidedLabels {
+    role: String,
+    outcome: String,
+}
+
+/// `{code}`: a refusal's error code.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabel {
+    code: String,
+}
+
+/// `{reason}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
+}
+
+/// `{state}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: String,
+}
+
+/// `{route, method, status}` of an HTTP request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    route: String,
+    method: String,
+    status: String,
+}
+
+/// `{route}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: String,
+}
+
+/// How a request ended, for `countersign_requests_decided_total{outcome}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Approved and its certificate issued.
+    Approved,
+    /// Denied by an approver.
+    Denied,
+    /// Cancelled by its requester (or by disabling them).
+    Cancelled,
+    /// Nobody decided in time.
+    Expired,
+    /// Refused when checked again at signing.
+    Refused,
+}
+
+/// Every [`Outcome`].
+const OUTCOMES: [Outcome; 5] = [
+    Outcome::Approved,
+    Outcome::Denied,
+    Outcome::Cancelled,
+    Outcome::Expired,
+    Outcome::Refused,
+];
+
+/// The refusal codes a policy rule gives (`policy::rules::Refusal::code`).
+const REFUSAL_CODES: &[&str] = &[
+    "not_a_requester",
+    "not_an_approver",
+    "self_approval",
+    "already_approved",
+    "sod_conflict",
+    "policy_changed",
+    "expired",
+    "already_decided",
+    "key_not_allowed",
+    "principal_taken",
+];
+
+/// The reasons the SSH front door refuses for (`ssh::auth::AuthRefusal` and its accept
+/// loop).
+const SSH_REFUSALS: &[&str] = &[
+    "unknown_key",
+    "unsupported_key",
+    "wrong_login",
+    "not_public_key",
+    "certificate",
+    "rate_limited",
+    "disabled",
+    "unchecked",
+    "max_connections_per_address",
+    "max_connections",
+];
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Approved => "approved",
+            Outcome::Denied => "denied",
+            Outcome::Cancelled => "cancelled",
+            Outcome::Expired => "expired",
+            Outcome::Refused => "refused",
+        }
+    }
+}
+
+/// What the database holds now, read at scrape time (`Service::metrics_text`).
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Pending requests by role.
+    pub pending: Vec<(String, i64)>,
+    /// The audit log's last sequence number.
+    pub audit_head: i64,
+    /// The KRL's version and the serials it lists.
+    pub krl: (u64, usize),
+    /// Notification deliveries waiting, and given up.
+    pub notifications: (i64, i64),
+    /// Sign-in sessions neither expired nor revoked.
+    pub sessions: i64,
+}
+
+/// Every metric of one running CA, and the registry that writes them out.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests_created: Family<RoleLabel, Counter>,
+    requests_decided: Family<DecidedLabels, Counter>,
+    decision_seconds: Family<DecidedLabels, Histogram, fn() -> Histogram>,
+    certificates_issued: Family<RoleLabel, Counter>,
+    signing_seconds: Histogram,
+    sod_refusals: Family<CodeLabel, Counter>,
+    revocations: Counter,
+    http_requests: Family<HttpLabels, Counter>,
+    http_seconds: Family<RouteLabel, Histogram, fn() -> Histogram>,
+    ssh_connections: Counter,
+    ssh_refusals: Family<ReasonLabel, Counter>,
+    pending: Family<RoleLabel, Gauge>,
+    audit_head: Gauge,
+    krl_version: Gauge,
+    krl_entries: Gauge,
+    notifications: Family<StateLabel, Gauge>,
+    sessions: Gauge,
+    database_up: Gauge,
+    store_batches: Counter,
+    store_operations: Counter,
+    pool: Family<StateLabel, Gauge>,
+    pool_size: Gauge,
+    /// The roles configured (since start): their pending gauge shows 0, not nothing.
+    roles: Mutex<std::collections::BTreeSet<String>>,
+    /// One scrape at a time refreshes the gauges (and the store's counters).
+    scraping: Mutex<()>,
+}
+
+/// Buckets for request handling and signing: 0.1 ms to about 13 s.
+fn fast_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+}
+
+/// Buckets for the wait from a request to its decision: 5 s to about 3 days.
+fn wait_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(5.0, 3.0, 11))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Every metric registered, all at zero.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("countersign");
+        let m = Metrics {
+            registry: Registry::default(),
+            requests_created: Family::default(),
+            requests_decided: Family::default(),
+            decision_seconds: Family::new_with_constructor(wait_buckets),
+            certificates_issued: Family::default(),
+            signing_seconds: fast_buckets(),
+            sod_refusals: Family::default(),
+            revocations: Counter::default(),
+            http_requests: Family::default(),
+            http_seconds: Family::new_with_constructor(fast_buckets),
+            ssh_connections: Counter::default(),
+            ssh_refusals: Family::default(),
+            pending: Family::default(),
+            audit_head: Gauge::default(),
+            krl_version: Gauge::default(),
+            krl_entries: Gauge::default(),
+            notifications: Family::default(),
+            sessions: Gauge::default(),
+            database_up: Gauge::default(),
+            store_batches: Counter::default(),
+            store_operations: Counter::default(),
+            pool: Family::default(),
+            pool_size: Gauge::default(),
+            roles: Mutex::new(std::collections::BTreeSet::new()),
+            scraping: Mutex::new(()),
+        };
+        let r = &mut registry;
+        r.register(
+            "requests_created",
+            "Access requests created, by role",
+            m.requests_created.clone(),
+        );
+        r.register(
+            "requests_decided",
+            "Access requests ended, by role and outcome (approved, denied, cancelled, \
+             expired, refused)",
+            m.requests_decided.clone(),
+        );
+        r.register_with_unit(
+            "request_decision",
+            "Time from a request's creation to its end, by role and outcome",
+            Unit::Seconds,
+            m.decision_seconds.clone(),
+        );
+        r.register(
+            "certificates_issued",
+            "User certificates signed, by role",
+            m.certificates_issued.clone(),
+        );
+        r.register_with_unit(
+            "signing_duration",
+            "Time to sign one certificate with the CA key",
+            Unit::Seconds,
+            m.signing_seconds.clone(),
+        );
+        r.register(
+            "sod_refusals",
+            "Attempts refused by a policy rule (self-approval, conflicts, not an approver, \
+             ...), by error code",
+            m.sod_refusals.clone(),
+        );
+        r.register(
+            "revocations",
+            "Certificates revoked (one by one, with their user, or given back)",
+            m.revocations.clone(),
+        );
+        r.register(
+            "http_requests",
+            "HTTP requests answered, by route template, method and status",
+            m.http_requests.clone(),
+        );
+        r.register_with_unit(
+            "http_request_duration",
+            "Time to answer an HTTP request, by route template",
+            Unit::Seconds,
+            m.http_seconds.clone(),
+        );
+        r.register(
+            "ssh_connections",
+            "Connections accepted by the SSH front door",
+            m.ssh_connections.clone(),
+        );
+        r.register(
+            "ssh_refusals",
+            "SSH front door connections or logins refused, by reason",
+            m.ssh_refusals.clone(),
+        );
+        r.register(
+            "requests_pending",
+            "Requests waiting for a decision now, by role (from the database)",
+            m.pending.clone(),
+        );
+        r.register(
+            "audit_head_seq",
+            "Sequence number of the newest audit event (from the database)",
+            m.audit_head.clone(),
+        );
+        r.register(
+            "krl_version",
+            "Version of the KRL served now",
+            m.krl_version.clone(),
+        );
+        r.register(
+            "krl_entries",
+            "Certificate serials the KRL lists now",
+            m.krl_entries.clone(),
+        );
+        r.register(
+            "notifications",
+            "Notification deliveries in the outbox, by state (pending, dead)",
+            m.notifications.clone(),
+        );
+        r.register(
+            "sessions_active",
+            "Sign-in sessions neither expired nor revoked (from the database)",
+            m.sessions.clone(),
+        );
+        r.register(
+            "database_up",
+            "1 if the database answered this scrape's reads, else 0",
+            m.database_up.clone(),
+        );
+        r.register(
+            "store_batches",
+            "Write batches committed (group commit: one COMMIT for many operations)",
+            m.store_batches.clone(),
+        );
+        r.register(
+            "store_batched_operations",
+            "Operations run in those write batches",
+            m.store_operations.clone(),
+        );
+        r.register(
+            "store_pool_connections",
+            "PostgreSQL connections of this replica, by state (idle, in_use)",
+            m.pool.clone(),
+        );
+        r.register(
+            "store_pool_size",
+            "Most PostgreSQL connections this replica opens ([storage] pool_size)",
+            m.pool_size.clone(),
+        );
+        r.register_with_unit(
+            "audit_append_duration",
+            "Time to append one audit event (hash and insert), in this process",
+            Unit::Seconds,
+            audit_append_histogram(),
+        );
+        // Known label values start at 0, so that every family is described from the
+        // first scrape and `rate()` sees the first increase.
+        for code in REFUSAL_CODES {
+            m.sod_refusals.get_or_create_owned(&CodeLabel {
+                code: (*code).to_owned(),
+            });
+        }
+        for reason in SSH_REFUSALS {
+            m.ssh_refusals.get_or_create_owned(&ReasonLabel {
+                reason: (*reason).to_owned(),
+            });
+        }
+        for state in ["pending", "dead"] {
+            m.notifications.get_or_create_owned(&state_label(state));
+        }
+        Metrics { registry, ..m }
+    }
+
+    /// Starts the per-role series of `roles` at 0 (at start, and for roles a reload
+    /// adds); series of roles no longer configured keep their counts.
+    pub fn know_roles<'a>(&self, roles: impl IntoIterator<Item = &'a str>) {
+        let mut known = lock(&self.roles);
+        for role in roles {
+            known.insert(role.to_owned());
+            self.requests_created.get_or_create_owned(&role_label(role));
+            self.certificates_issued
+                .get_or_create_owned(&role_label(role));
+            for outcome in OUTCOMES {
+                let labels = DecidedLabels {
+                    role: role.to_owned(),
+                    outcome: outcome.as_str().to_owned(),
+                };
+                self.requests_decided.get_or_create_owned(&labels);
+            }
+        }
+    }
+
+    /// A request for `role` was created.
+    pub fn request_created(&self, role: &str) {
+        self.requests_created.get_or_create(&role_label(role)).inc();
+    }
+
+    /// A request for `role` ended with `outcome`, `waited` after its creation.
+    pub fn request_decided(&self, role: &str, outcome: Outcome, waited: Duration) {
+        let labels = DecidedLabels {
+            role: role.to_owned(),
+            outcome: outcome.as_str().to_owned(),
+        };
+        self.requests_decided.get_or_create(&labels).inc();
+        self.decision_seconds
+            .get_or_create(&labels)
+            .observe(waited.as_secs_f64());
+    }
+
+    /// A certificate for `role` was signed and recorded.
+    pub fn certificate_issued(&self, role: &str) {
+        self.certificates_issued
+            .get_or_create(&role_label(role))
+            .inc();
+    }
+
+    /// Signing one certificate took `took`.
+    pub fn signed(&self, took: Duration) {
+        self.signing_seconds.observe(took.as_secs_f64());
+    }
+
+    /// A policy rule refused an attempt with `code`.
+    pub fn refused(&self, code: &str) {
+        let labels = CodeLabel {
+            code: code.to_owned(),
+        };
+        self.sod_refusals.get_or_create(&labels).inc();
+    }
+
+    /// A certificate was revoked.
+    pub fn revoked(&self) {
+        self.revocations.inc();
+    }
+
+    /// The SSH front door accepted a connection.
+    pub fn ssh_connection(&self) {
+        self.ssh_connections.inc();
+    }
+
+    /// The SSH front door refused a connection or a login, for `reason` (a fixed word).
+    pub fn ssh_refused(&self, reason: &'static str) {
+        let labels = ReasonLabel {
+            reason: reason.to_owned(),
+        };
+        self.ssh_refusals.get_or_create(&labels).inc();
+    }
+
+    /// An HTTP request to `route` (a template) answered `status` after `took`.
+    fn http_answered(&self, route: &str, method: &str, status: u16, took: Duration) {
+        let labels = HttpLabels {
+            route: route.to_owned(),
+            method: method.to_owned(),
+            status: status.to_string(),
+        };
+        self.http_requests.get_or_create(&labels).inc();
+        let route = RouteLabel {
+            route: route.to_owned(),
+        };
+        self.http_seconds
+            .get_or_create(&route)
+            .observe(took.as_secs_f64());
+    }
+
+    /// The text exposition, with the gauges set from `snapshot` (`None`: the database did
+    /// not answer; its gauges keep their last values and `database_up` is 0) and the
+    /// store's counters from `store`.
+    pub fn encode(&self, snapshot: Option<&Snapshot>, store: crate::store::Stats) -> String {
+        let _one = lock(&self.scraping);
+        self.database_up.set(i64::from(snapshot.is_some()));
+        if let Some(s) = snapshot {
+            // A role with nothing pending shows 0, never its last count.
+            self.pending.clear();
+            for role in lock(&self.roles).iter() {
+                self.pending.get_or_create(&role_label(role)).set(0);
+            }
+            for (role, n) in &s.pending {
+                self.pending.get_or_create(&role_label(role)).set(*n);
+            }
+            self.audit_head.set(s.audit_head);
+            self.krl_version
+                .set(i64::try_from(s.krl.0).unwrap_or(i64::MAX));
+            self.krl_entries
+                .set(i64::try_from(s.krl.1).unwrap_or(i64::MAX));
+            self.notifications
+                .get_or_create(&state_label("pending"))
+                .set(s.notifications.0);
+            self.notifications
+                .get_or_create(&state_label("dead"))
+                .set(s.notifications.1);
+            self.sessions.set(s.sessions);
+        }
+        catch_up(&self.store_batches, store.batches);
+        catch_up(&self.store_operations, store.operations);
+        if let Some((open, idle, size)) = store.pool {
+            let busy = open.saturating_sub(idle);
+            self.pool
+                .get_or_create(&state_label("idle"))
+                .set(count(idle));
+            self.pool
+                .get_or_create(&state_label("in_use"))
+                .set(count(busy));
+            self.pool_size.set(count(size));
+        }
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+/// `m`'s guard; what it guards is replaced whole, so a poisoned lock is still usable.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Moves `counter` up to `total` (a count kept elsewhere that only grows).
+fn catch_up(counter: &Counter, total: u64) {
+    let now = counter.get();
+    if total > now {
+        counter.inc_by(total - now);
+    }
+}
+
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn role_label(role: &str) -> RoleLabel {
+    RoleLabel {
+        role: role.to_owned(),
+    }
+}
+
+fn state_label(state: &str) -> StateLabel {
+    StateLabel {
+        state: state.to_owned(),
+    }
+}
+
+/// The time each audit append takes, for the whole process: appends happen deep in the
+/// store's transactions, where no [`Metrics`] is at hand. One server per process in
+/// production; test processes that run several share it.
+pub fn audit_append_histogram() -> Histogram {
+    static APPENDS: std::sync::LazyLock<Histogram> = std::sync::LazyLock::new(fast_buckets);
+    APPENDS.clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fresh_page_describes_every_family() {
+        let text = Metrics::new().encode(None, crate::store::Stats::default());
+        for described in [
+            "# TYPE countersign_sod_refusals_total counter",
+            "# TYPE countersign_ssh_refusals_total counter",
+            "# TYPE countersign_audit_append_duration_seconds histogram",
+            "countersign_notifications{state=\"dead\"} 0",
+        ] {
+            assert!(text.contains(described), "{described} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn known_roles_start_at_zero_for_every_outcome() {
+        let m = Metrics::new();
+        m.know_roles(["prod-db"]);
+        let text = m.encode(None, crate::store::Stats::default());
+        for outcome in OUTCOMES {
+            let line = format!(
+                "countersign_requests_decided_total{{role=\"prod-db\",outcome=\"{}\"}} 0",
+                outcome.as_str()
+            );
+            assert!(text.contains(&line), "{line} missing");
+        }
+        assert!(text.contains("countersign_requests_created_total{role=\"prod-db\"} 0"));
+    }
+}
