@@ -26,6 +26,7 @@ mod revoke;
 mod server;
 mod sessions;
 mod signin_limit;
+mod span;
 mod users;
 mod web;
 
@@ -101,6 +102,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.metrics().clone(),
             crate::metrics::track_http,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            span::http_span,
         ))
         .with_state(state)
 }

@@ -33,6 +33,7 @@
 //! - [`host_key`]: the SSH front door's host key file, created once.
 //! - [`krl`]: the OpenSSH KRL writer (and reader, to compare two); [`checkpoint`]: signed
 //!   audit checkpoints.
+//! - [`logging`]: the log's format (`[server] log_format`: text or JSON lines).
 //! - [`metrics`]: the Prometheus metrics (`[metrics] listen`), counted after commit.
 //! - [`net`]: client addresses as the abuse limits of both front doors count them.
 //! - [`tls`]: rustls set-up for the server and the CLI client.
@@ -54,6 +55,7 @@ pub mod error_code;
 pub mod fuzzing;
 pub mod host_key;
 pub mod krl;
+pub mod logging;
 pub mod metrics;
 pub mod names;
 pub mod net;

@@ -13,19 +13,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = countersign::cli::Cli::parse();
-    let default = if matches!(cli.command, countersign::cli::Command::Serve(_)) {
-        "info"
-    } else {
-        "warn"
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .init();
+    // `serve` sets up its log once it has read `[server] log_format`.
+    if !matches!(cli.command, countersign::cli::Command::Serve(_)) {
+        countersign::logging::init(countersign::config::LogFormat::Text, "warn");
+    }
     // What is still buffered goes out now, so that a failed write is reported too.
     let result = countersign::cli::run(cli).and_then(|code| {
         std::io::Write::flush(&mut std::io::stdout()).map_err(countersign::cli::stdout_error)?;

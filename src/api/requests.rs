@@ -115,11 +115,11 @@ pub(super) async fn requests_create(
     .await?;
     let view = created.view;
     if created.replayed {
-        tracing::info!(id = %view.id, requester = %view.requester, "request create replayed");
-    } else {
         tracing::info!(
-            id = %view.id, role = %view.role, requester = %view.requester, "request created"
+            id = %view.id, user = %view.requester, role = %view.role, "request create replayed"
         );
+    } else {
+        tracing::info!(id = %view.id, user = %view.requester, role = %view.role, "request created");
     }
     let location = format!("/v1/requests/{}", view.id);
     let mut response = (
@@ -181,11 +181,20 @@ pub(super) async fn request_approve(
         None => None,
     };
     let seen = body.version;
+    let user = actor.clone();
     let view = submit(&state, move |s| {
         s.approve_seen(&actor, &id, comment, seen.as_deref())
     })
     .await?;
-    tracing::info!(id = %view.id, status = %view.status, "request approved");
+    let serial = view.certificate.as_ref().map(|c| c.serial);
+    tracing::info!(
+        id = %view.id,
+        %user,
+        role = %view.role,
+        status = %view.status,
+        serial = serial.map(tracing::field::display),
+        "request approved"
+    );
     Ok(Json(view))
 }
 
@@ -199,11 +208,12 @@ pub(super) async fn request_deny(
     let id = RequestId::parse(&id)?;
     let reason = Text::parse(&body.reason, "reason")?;
     let seen = body.version;
+    let user = actor.clone();
     let view = submit(&state, move |s| {
         s.deny_seen(&actor, &id, reason, seen.as_deref())
     })
     .await?;
-    tracing::info!(id = %view.id, "request denied");
+    tracing::info!(id = %view.id, %user, role = %view.role, "request denied");
     Ok(Json(view))
 }
 
@@ -216,7 +226,7 @@ pub(super) async fn request_cancel(
 ) -> Result<Json<RequestView>, ApiError> {
     let id = RequestId::parse(&id)?;
     let view = submit(&state, move |s| s.cancel(&actor, &id)).await?;
-    tracing::info!(id = %view.id, "request cancelled");
+    tracing::info!(id = %view.id, user = %view.requester, role = %view.role, "request cancelled");
     Ok(Json(view))
 }
 

@@ -43,8 +43,9 @@ pub(super) async fn certificate_revoke(
 ) -> Result<Json<Value>, ApiError> {
     let serial = Serial::parse(&serial)?;
     let reason = reason(&body.reason)?;
+    let user = actor.clone();
     let revoked = submit(&state, move |s| s.revoke_serial(&actor, serial, reason)).await?;
-    tracing::info!(serial = revoked.get(), "certificate revoked");
+    tracing::info!(serial = %revoked, %user, "certificate revoked");
     Ok(Json(json!({ "revoked": [revoked.to_string()] })))
 }
 

@@ -30,6 +30,7 @@ pub struct ServeArgs {
 /// Loads the config, parses the options and runs the server (`daemon.rs`) until Ctrl-C or SIGTERM.
 pub(super) fn serve(config: &Path, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(config)?;
+    crate::logging::init(config.server.log_format, "info");
     let reason = args
         .reason
         .as_deref()

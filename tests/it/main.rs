@@ -43,6 +43,7 @@ mod keys;
 mod layout;
 mod limits;
 mod limits_connections;
+mod logs;
 mod metrics;
 mod migrate_store;
 mod notify;

@@ -135,6 +135,14 @@ fn listening_address(line: &str) -> Option<String> {
     if !line.contains("countersign listening") {
         return None;
     }
+    // `[server] log_format = "json"`: the same fields, as JSON.
+    if let Ok(json) = serde_json::from_str::<serde_json::Value>(line) {
+        let address: std::net::SocketAddr = json["address"].as_str()?.parse().ok()?;
+        return match json["scheme"].as_str()? {
+            "https" => Some(format!("https://localhost:{}", address.port())),
+            _ => Some(format!("http://{address}")),
+        };
+    }
     let field = |name: &str| -> Option<String> {
         let rest = line.split(&format!("{name}=")).nth(1)?;
         Some(rest.split_whitespace().next()?.trim_matches('"').to_owned())

@@ -243,3 +243,39 @@ fn ssh_listen_must_not_be_the_http_listen_address() {
         ));
     }
 }
+
+#[test]
+fn metrics_need_a_port_of_their_own_and_log_format_is_text_or_json() {
+    assert_eq!(ok("").metrics, None);
+    let c = ok("[metrics]\nlisten = \"127.0.0.1:9464\"\n");
+    assert_eq!(
+        c.metrics.map(|m| m.listen.to_string()),
+        Some("127.0.0.1:9464".to_owned())
+    );
+    let public = ok("[metrics]\nlisten = \"0.0.0.0:9464\"\n");
+    assert!(
+        public.warnings.iter().any(|w| w.contains("metrics.listen")),
+        "{:?}",
+        public.warnings
+    );
+    assert_eq!(ok("").server.log_format, LogFormat::Text);
+    let json = ok("[server]\nlog_format = \"json\"\n");
+    assert_eq!(json.server.log_format, LogFormat::Json);
+    refused_all(&[
+        ("[metrics]\n", &["metrics.listen", "required"][..]),
+        ("[metrics]\nlisten = \"nine\"\n", &["metrics.listen"]),
+        (
+            "[metrics]\nlisten = \"127.0.0.1:7070\"\n",
+            &["metrics.listen", "[server] listen"],
+        ),
+        (
+            "[ssh]\nlisten = \"127.0.0.1:2222\"\n[metrics]\nlisten = \"0.0.0.0:2222\"\n",
+            &["metrics.listen", "[ssh] listen"],
+        ),
+        ("[metrics]\nport = 9464\n", &["port"]),
+        (
+            "[server]\nlog_format = \"xml\"\n",
+            &["server.log_format", "json"],
+        ),
+    ]);
+}
