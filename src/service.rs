@@ -23,6 +23,7 @@ mod notify;
 mod observe;
 mod people;
 mod read;
+mod ready;
 mod recheck;
 mod reload;
 mod review;
@@ -104,6 +105,8 @@ pub struct Service {
     token_use: std::sync::Mutex<std::collections::HashMap<String, i64>>,
     /// What this process did, for `GET /metrics` (`metrics.rs`).
     metrics: Arc<crate::metrics::Metrics>,
+    /// When readiness last proved a write and a signature (`service/ready.rs`).
+    probed: ready::Probed,
 }
 
 impl std::fmt::Debug for Service {
@@ -144,6 +147,7 @@ impl Service {
             sinks: Arc::new(Vec::new()),
             token_use: std::sync::Mutex::new(std::collections::HashMap::new()),
             metrics,
+            probed: ready::Probed::default(),
         }
     }
 

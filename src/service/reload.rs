@@ -59,8 +59,9 @@ impl Service {
     /// Whether this replica can serve: the database answers a read, and the policy it
     /// runs is the one the database records as the newest (a replica left on an older
     /// policy would decide by rules the others no longer apply). `not_ready` says which.
-    /// It reads only: a database that refuses writes (a full disk) still reads as ready,
-    /// and the writes answer for themselves (500, `timeout`).
+    /// Then it proves a write and a signature (`service/ready.rs`; at most every few
+    /// seconds): a database that refuses writes (a full disk) or a CA key that cannot
+    /// sign is not ready either.
     pub fn readiness(&self) -> Result<Ready, ServiceError> {
         self.clock_agrees()?;
         self.not_behind(self.store.read(crate::store::certificates::krl_version)?)?;
@@ -71,7 +72,10 @@ impl Service {
             .transpose()
             .map_err(|e| StoreError::Corrupt(format!("the recorded policy: {e}")))?;
         match recorded.as_ref().map(summary::digest) {
-            Some(newest) if newest == ours => Ok(Ready { policy: ours }),
+            Some(newest) if newest == ours => {
+                self.can_write_and_sign()?;
+                Ok(Ready { policy: ours })
+            }
             Some(newest) => {
                 tracing::warn!(ours = %ours, newest = %newest, "not ready: an older policy");
                 Err(ServiceError::NotReady(

@@ -130,3 +130,9 @@ pub fn record_policy(tx: &Tx<'_>, policy: &str) -> Result<(), StoreError> {
     tx.exec("UPDATE meta SET policy = ?1 WHERE id = 1", &[&policy])?;
     Ok(())
 }
+
+/// Rewrites the meta row as it is: a write that changes nothing, to prove the database
+/// takes writes (readiness). 1 if the row was there.
+pub fn touch(tx: &Tx<'_>) -> Result<u64, StoreError> {
+    tx.exec("UPDATE meta SET krl_floor = krl_floor WHERE id = 1", &[])
+}

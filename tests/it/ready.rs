@@ -144,3 +144,55 @@ async fn on_sqlite_there_is_no_database_clock_to_stray_from() {
     assert_eq!(app.service.check_clock().unwrap(), None);
     assert_eq!(ready(&app).await.0, StatusCode::OK);
 }
+
+/// A database that takes reads but refuses writes (here a trigger; a full disk in life)
+/// is not ready, and ready again once it takes them.
+#[tokio::test]
+async fn a_database_that_refuses_writes_is_not_ready() {
+    // SQLite only: the test reaches into the database file itself.
+    let app = TestApp::spawn_on_backend(POLICY, Backend::Sqlite).await;
+    app.sql(
+        "CREATE TRIGGER no_writes BEFORE UPDATE ON meta \
+         BEGIN SELECT RAISE(ABORT, 'read-only for the test'); END;",
+    );
+    let (status, body) = ready(&app).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+        "{body}"
+    );
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("writes"), "{message}");
+    app.sql("DROP TRIGGER no_writes;");
+    let (status, body) = ready(&app).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// `/v1/ready` turns 503 while the PostgreSQL server is down, and 200 again once it is
+/// back, without a restart of countersign.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_follows_the_database_down_and_up_again() {
+    let cluster = crate::pg::Cluster::start_new();
+    let app = TestApp::spawn_with_pg(
+        POLICY,
+        std::sync::Arc::new(countersign::clock::SystemClock),
+        Some(cluster.fresh_database()),
+    )
+    .await;
+    let (status, body) = ready(&app).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    cluster.stop("fast");
+    let (status, body) = ready(&app).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(code(&body), "unavailable", "{body}");
+    cluster.start();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (status, body) = ready(&app).await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status} {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,57 @@
+//! What readiness proves beyond reads (`Service::readiness`): the database takes a write,
+//! and the CA key signs. Both at most every [`PROBE_EVERY`]: a load balancer asks often.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::{Service, ServiceError};
+use crate::store::meta;
+
+/// How long a successful probe stands for the next ones.
+const PROBE_EVERY: Duration = Duration::from_secs(5);
+
+/// The namespace of the probe's throw-away signature (never shown to anyone).
+const PROBE_NAMESPACE: &str = "countersign-ready-probe";
+
+/// When the write and the signature last succeeded.
+#[derive(Debug, Default)]
+pub(super) struct Probed(Mutex<Option<Instant>>);
+
+impl Service {
+    /// The database takes a write (a disk full or a lost write lock shows here, not only
+    /// at the next approval) and the CA key signs (an agent that lost the key, or went
+    /// away); each failure `not_ready` with its cause in the log. Cached for
+    /// [`PROBE_EVERY`] after a success.
+    pub(super) fn can_write_and_sign(&self) -> Result<(), ServiceError> {
+        let mut last = self
+            .probed
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.is_some_and(|at| at.elapsed() < PROBE_EVERY) {
+            return Ok(());
+        }
+        if let Err(e) = self.store.write(meta::touch) {
+            let e = anyhow::Error::new(e);
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "not ready: the database refused a write"
+            );
+            return Err(ServiceError::NotReady(
+                "the database does not take writes (the server log says why)".into(),
+            ));
+        }
+        if let Err(e) = self.ca.sign_message(PROBE_NAMESPACE, b"ready?") {
+            let e = anyhow::Error::new(e);
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "not ready: the CA key does not sign"
+            );
+            return Err(ServiceError::NotReady(
+                "the CA key cannot sign (the server log says why)".into(),
+            ));
+        }
+        *last = Some(Instant::now());
+        Ok(())
+    }
+}
