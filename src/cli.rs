@@ -68,6 +68,7 @@ mod revoke;
 mod serve;
 mod session;
 mod show;
+mod tail;
 mod token;
 mod user;
 

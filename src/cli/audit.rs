@@ -1,5 +1,5 @@
-//! `countersign audit [--serial N] [--request ID]`, `audit explain LINE`, `audit export`
-//! (client, admins) and `audit verify`, `audit checkpoint` (on the CA host).
+//! `countersign audit [--serial N] [--request ID]`, `audit explain LINE`, `audit export`,
+//! `audit tail` (client, admins) and `audit verify`, `audit checkpoint` (on the CA host).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -58,6 +58,9 @@ pub enum AuditCommand {
     },
     /// Export events for a SIEM or an auditor.
     Export(super::export::ExportArgs),
+    /// Print events as JSON lines, each checked against the chain; with --follow, new
+    /// events as they are committed (for a log shipper), resuming with --after-seq.
+    Tail(super::tail::TailArgs),
 }
 
 #[derive(Deserialize)]
@@ -76,6 +79,7 @@ pub(super) fn run(config: &Path, url: &str, args: AuditArgs) -> anyhow::Result<E
         }
         Some(AuditCommand::Explain { line }) => return super::export::explain(url, &line),
         Some(AuditCommand::Export(a)) => return super::export::export(url, a),
+        Some(AuditCommand::Tail(a)) => return super::tail::tail(url, &a),
         None => {}
     }
     let mut query = Vec::new();

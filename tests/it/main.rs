@@ -22,6 +22,7 @@ mod api_input;
 mod api_refusals;
 mod api_refusals_requests;
 mod audit_log;
+mod audit_tail;
 mod ca_key;
 mod cli;
 mod cli_client;

@@ -1,0 +1,173 @@
+//! `countersign audit tail [--follow] [--after-seq N]`: the audit log as JSON lines on
+//! stdout, for a log shipper (Vector, Fluent Bit) to carry to a SIEM; with `--follow`,
+//! new events as they are committed, until stopped.
+//!
+//! Every event is checked before it is printed: its hash is recomputed and it must
+//! follow the one before it (the event `--after-seq` names is fetched first, as the
+//! anchor). A gap, a changed event or a log that went back ends the command with an
+//! error rather than pass on a broken chain. An unreachable server is waited out.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde::Deserialize;
+
+use super::client::{Client, Transient};
+use crate::audit::{Event, Fields, GENESIS};
+
+/// `audit tail` arguments.
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// Start after this sequence number (the last one a previous run printed); 0 prints
+    /// the whole log.
+    #[arg(long, default_value_t = 0)]
+    pub after_seq: i64,
+    /// Keep printing new events as they are committed, until interrupted.
+    #[arg(long)]
+    pub follow: bool,
+    /// With --follow: how often to ask for new events.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+}
+
+#[derive(Deserialize)]
+struct Events {
+    events: Vec<Event>,
+}
+
+/// Events asked for at once.
+const PAGE: usize = 1000;
+
+/// The longest wait between two tries while the server does not answer.
+const MOST_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Runs `audit tail`.
+pub(super) fn tail(url: &str, args: &TailArgs) -> anyhow::Result<ExitCode> {
+    if args.after_seq < 0 {
+        bail!("--after-seq must not be negative");
+    }
+    let client = Client::from_env(url)?;
+    let mut chain = Chain::anchored(&client, args.after_seq)?;
+    let mut outage: Option<Instant> = None;
+    let mut backoff = args.interval;
+    loop {
+        let page = client.get::<Events>(&format!("/v1/audit?after_seq={}&limit={PAGE}", chain.seq));
+        let events = match page {
+            Ok(page) => page.events,
+            Err(e) if args.follow && e.downcast_ref::<Transient>().is_some() => {
+                if outage.is_none() {
+                    eprintln!("{e:#}; still following, from event {}", chain.seq);
+                    outage = Some(Instant::now());
+                }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(MOST_BACKOFF);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if outage.take().is_some() {
+            eprintln!(
+                "the server answers again; following from event {}",
+                chain.seq
+            );
+            backoff = args.interval;
+        }
+        let full = events.len() == PAGE;
+        for event in &events {
+            chain.accept(event)?;
+            outln!("{}", serde_json::to_string(event)?)?;
+        }
+        if full {
+            continue;
+        }
+        if !args.follow {
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(args.interval);
+    }
+}
+
+/// Where the printed log stands: the last event's sequence number and hash.
+struct Chain {
+    seq: i64,
+    hash: String,
+}
+
+impl Chain {
+    /// The chain after event `after_seq` (fetched, so that the next one can be checked
+    /// against it), or from the start.
+    fn anchored(client: &Client, after_seq: i64) -> anyhow::Result<Chain> {
+        if after_seq == 0 {
+            return Ok(Chain {
+                seq: 0,
+                hash: GENESIS.to_owned(),
+            });
+        }
+        let page: Events = client
+            .get(&format!("/v1/audit?after_seq={}&limit=1", after_seq - 1))
+            .context("reading the event to resume after")?;
+        let Some(anchor) = page
+            .events
+            .into_iter()
+            .next()
+            .filter(|e| e.seq == after_seq)
+        else {
+            bail!(
+                "the audit log has no event {after_seq}: it is shorter than when that event \
+                 was read (a database restored from an older copy?); not resuming"
+            );
+        };
+        check_hash(&anchor)?;
+        Ok(Chain {
+            seq: anchor.seq,
+            hash: anchor.hash,
+        })
+    }
+
+    /// `event`, if it is the next one of the chain and its hash holds.
+    fn accept(&mut self, event: &Event) -> anyhow::Result<()> {
+        if event.seq != self.seq + 1 {
+            bail!(
+                "the audit log skipped from event {} to {}: not passing on a broken chain",
+                self.seq,
+                event.seq
+            );
+        }
+        if event.prev_hash != self.hash {
+            bail!(
+                "event {} does not follow event {} (its prev_hash differs): the log changed \
+                 since; run `countersign audit verify` on the CA host",
+                event.seq,
+                self.seq
+            );
+        }
+        check_hash(event)?;
+        self.seq = event.seq;
+        self.hash = event.hash.clone();
+        Ok(())
+    }
+}
+
+/// The event's `hash`, recomputed from its fields, must be the one it carries.
+fn check_hash(event: &Event) -> anyhow::Result<()> {
+    let detail = event.detail.to_string();
+    let fields = Fields {
+        seq: event.seq,
+        at: &event.at,
+        actor: &event.actor,
+        action: &event.action,
+        request_id: event.request_id.as_deref(),
+        serial: event.serial.as_deref(),
+        detail: &detail,
+    };
+    if fields.hash(&event.prev_hash) != event.hash {
+        bail!(
+            "event {} does not match its hash: not passing it on; run `countersign audit \
+             verify` on the CA host",
+            event.seq
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! `countersign audit tail [--follow] [--after-seq N]`: the audit log as checked JSON
+//! lines for a log shipper, new events as they are committed, resumable, and refusing
+//! to pass on a chain that does not hold.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::cli::{client, run, text};
+use crate::helpers::*;
+
+/// The events of `stdout`, one JSON object per line.
+fn lines(stdout: &[u8]) -> Vec<Value> {
+    text(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+fn seqs(events: &[Value]) -> Vec<i64> {
+    events
+        .iter()
+        .map(|e| e["seq"].as_i64().expect("seq"))
+        .collect()
+}
+
+#[tokio::test]
+async fn tail_prints_the_whole_log_and_resumes_after_a_sequence_number() {
+    let app = TestApp::spawn().await;
+    let id = app.create_ok("alice", "prod-db").await;
+    app.approve("bob", &id).await;
+    let out = run({
+        let mut c = client(&app, "bob");
+        c.args(["audit", "tail"]);
+        c
+    })
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let all = lines(&out.stdout);
+    let n = all.len() as i64;
+    assert!(n >= 3, "{all:?}");
+    assert_eq!(seqs(&all), (1..=n).collect::<Vec<_>>());
+    assert!(all.iter().any(|e| e["action"] == "certificate.issued"));
+    // What the API lists, event for event.
+    assert_eq!(all, app.audit("").await);
+
+    let out = run({
+        let mut c = client(&app, "bob");
+        c.args(["audit", "tail", "--after-seq", &(n - 2).to_string()]);
+        c
+    })
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(seqs(&lines(&out.stdout)), vec![n - 1, n]);
+
+    // Resuming after an event the log does not have (it went back) is refused.
+    let out = run({
+        let mut c = client(&app, "bob");
+        c.args(["audit", "tail", "--after-seq", &(n + 5).to_string()]);
+        c
+    })
+    .await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no event"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Only admins read the audit log.
+    let out = run({
+        let mut c = client(&app, "alice");
+        c.args(["audit", "tail"]);
+        c
+    })
+    .await;
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_prints_new_events_as_they_are_committed() {
+    let app = TestApp::spawn().await;
+    let mut cmd = client(&app, "bob");
+    cmd.args(["audit", "tail", "--follow", "--interval", "200ms"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("tail runs");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(serde_json::from_str(&line).expect("JSON line"));
+        }
+    });
+    let id = app.create_ok("alice", "prod-db").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let created = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let event = rx.recv_timeout(left).expect("the new event is printed");
+        if event["action"] == "request.created" {
+            break event;
+        }
+    };
+    assert_eq!(created["request_id"], id.as_str());
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A changed event (its detail edited in the database) stops the tail with an error
+/// before it is printed; the events before it are passed on.
+#[tokio::test]
+async fn a_changed_event_is_not_passed_on() {
+    // SQLite only: the test edits the database file itself.
+    let app = TestApp::spawn_on_backend(POLICY, Backend::Sqlite).await;
+    let id = app.create_ok("alice", "prod-db").await;
+    app.approve("bob", &id).await;
+    let events = app.audit("").await;
+    let created = events
+        .iter()
+        .find(|e| e["action"] == "request.created")
+        .and_then(|e| e["seq"].as_i64())
+        .expect("request.created");
+    app.sql(&format!(
+        "DROP TRIGGER IF EXISTS audit_no_update; \
+         UPDATE audit SET detail = replace(detail, 'prod-db', 'prod-dc') WHERE seq = {created}"
+    ));
+    let out = run({
+        let mut c = client(&app, "bob");
+        c.args(["audit", "tail"]);
+        c
+    })
+    .await;
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("event {created} does not match")),
+        "{stderr}"
+    );
+    assert_eq!(seqs(&lines(&out.stdout)), (1..created).collect::<Vec<_>>());
+}
