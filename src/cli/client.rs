@@ -96,6 +96,45 @@ impl Client {
         self.send_bytes(self.http.get(self.url(path)))
     }
 
+    /// A conditional GET: `None` when the server answers 304 Not Modified to
+    /// `If-None-Match: etag`, else the body and its `ETag` (if it sent one).
+    pub(super) fn get_if_changed(
+        &self,
+        path: &str,
+        etag: Option<&str>,
+    ) -> anyhow::Result<Option<(Vec<u8>, Option<String>)>> {
+        let mut req = self.http.get(self.url(path));
+        if let Some(etag) = etag {
+            req = req.header(reqwest::header::IF_NONE_MATCH, etag);
+        }
+        let resp = self.rt.block_on(async {
+            req.send().await.map_err(|e| {
+                if e.is_connect() || e.is_timeout() {
+                    anyhow::Error::new(Transient(format!("{:#}", self.unreachable(e))))
+                } else {
+                    self.unreachable(e)
+                }
+            })
+        })?;
+        if resp.status() == reqwest::StatusCode::NOT_MODIFIED {
+            return Ok(None);
+        }
+        let etag = resp
+            .headers()
+            .get(reqwest::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let status = resp.status();
+        let body = self
+            .rt
+            .block_on(resp.bytes())
+            .context("reading the response")?;
+        if !status.is_success() {
+            return Err(self.refusal(status, &body));
+        }
+        Ok(Some((body.to_vec(), etag)))
+    }
+
     /// GET returning JSON.
     pub(super) fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let text = self.send(self.http.get(self.url(path)))?;

@@ -1,5 +1,5 @@
 //! `countersign krl --out FILE`: fetch the KRL for sshd's `RevokedKeys`, check it, and
-//! replace FILE atomically.
+//! replace FILE atomically; `krl sync` does it again and again (`krl/sync.rs`).
 //!
 //! The KRL may come over plain HTTP, so it is trusted only with the CA's signature
 //! (`/v1/krl.sig`, SSHSIG in namespace `countersign-krl`) checked against a CA key this
@@ -21,21 +21,44 @@ use super::files::write_atomically;
 use crate::krl::{self, KrlSummary};
 use crate::service::KRL_NAMESPACE;
 
+mod sync;
+
 /// `krl` arguments.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct KrlArgs {
+    /// `sync`: keep OUT current, fetching every --interval (or once, for a timer).
+    #[command(subcommand)]
+    pub command: Option<KrlCommand>,
     /// File to replace atomically (the file sshd's `RevokedKeys` names).
+    #[arg(long, required = true)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub checks: Checks,
+    /// Replace OUT even with a KRL older than it or one naming another CA (the signature
+    /// must still verify).
     #[arg(long)]
-    pub out: PathBuf,
+    pub force: bool,
+}
+
+/// `krl` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum KrlCommand {
+    /// Keep OUT current: fetch the KRL every --interval (ETag: unchanged KRLs are not
+    /// sent again), check it as `krl --out` does, replace OUT atomically when it
+    /// changed; keep the last good file when the CA cannot be reached or sends a KRL
+    /// that fails a check. --once: one fetch, non-zero exit on failure (for a timer).
+    Sync(sync::SyncArgs),
+}
+
+/// What a fetched KRL must pass before it replaces the file (`krl --out`, `krl sync`).
+#[derive(Debug, Args)]
+pub struct Checks {
     /// The CA public key (an OpenSSH line, e.g. the file `TrustedUserCAKeys` names) the
     /// KRL's signature must verify with. Without it, the key pinned in OUT.ca.pub at the
     /// first fetch is used (and pinned then from /v1/ca.pub: trust on first use).
     #[arg(long)]
     pub ca_key: Option<PathBuf>,
-    /// Replace OUT even with a KRL older than it or one naming another CA (the signature
-    /// must still verify).
-    #[arg(long)]
-    pub force: bool,
     /// Refuse a KRL made longer ago than this (its signed generated date; the CA makes
     /// a new one every minute): an answer replayed from the past, or a CA whose clock
     /// is far behind, fails loudly instead of freezing the file.
@@ -47,16 +70,56 @@ pub struct KrlArgs {
 /// two fetches makes them disagree.
 const ATTEMPTS: usize = 3;
 
-/// Fetches, checks and writes the KRL.
+/// Fetches, checks and writes the KRL (or runs `krl sync`).
 pub(super) fn run(url: &str, args: KrlArgs) -> anyhow::Result<ExitCode> {
+    if let Some(KrlCommand::Sync(sync)) = args.command {
+        return sync::run(url, &sync);
+    }
+    let out = args.out.ok_or_else(|| anyhow!("--out FILE is required"))?;
     let client = Client::anonymous(url)?;
-    let (ca, pin) = trusted_ca(&client, &args)?;
-    let (bytes, summary) = fetch_verified(&client, &ca, args.ca_key.is_some())?;
+    let (ca, pin) = trusted_ca(&client, &out, &args.checks)?;
+    let Some(fetched) = fetch_verified(&client, &ca, args.checks.ca_key.is_some(), None)? else {
+        bail!("the server answered 304 Not Modified to an unconditional request");
+    };
+    let installed = install(&out, &args.checks, &ca, pin, &fetched, args.force)?;
+    eprintln!("{}", said(&out, &ca, &fetched, &installed));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A KRL fetched, its signature verified.
+pub(super) struct Fetched {
+    bytes: Vec<u8>,
+    summary: KrlSummary,
+    /// The server's `ETag` for it (for the next conditional fetch).
+    etag: Option<String>,
+}
+
+/// What [`install`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Installed {
+    /// The file already held these bytes.
+    Current,
+    /// The file was replaced.
+    Written,
+}
+
+/// Checks `fetched` (its age, its CA, its version against `out`'s) and replaces `out`
+/// with it atomically; pins `pin` once a KRL is accepted with it. `force` lets an older
+/// or foreign KRL replace `out` (never an unsigned one: that was checked before).
+fn install(
+    out: &Path,
+    checks: &Checks,
+    ca: &PublicKey,
+    pin: Option<PathBuf>,
+    fetched: &Fetched,
+    force: bool,
+) -> anyhow::Result<Installed> {
+    let (bytes, summary) = (&fetched.bytes, &fetched.summary);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let age = now.saturating_sub(summary.generated_date);
-    if summary.generated_date > now.saturating_add(args.max_age.as_secs()) {
+    if summary.generated_date > now.saturating_add(checks.max_age.as_secs()) {
         bail!(
             "the KRL says it was made {} from now, more than --max-age ahead: \
              the CA's clock (or this host's) is wrong; nothing was written",
@@ -65,25 +128,25 @@ pub(super) fn run(url: &str, args: KrlArgs) -> anyhow::Result<ExitCode> {
             ))
         );
     }
-    if age > args.max_age.as_secs() {
+    if age > checks.max_age.as_secs() {
         bail!(
             "the KRL was made {} ago, more than --max-age {}: a stale answer \
              (replayed, or from a CA whose clock is behind); nothing was written",
             humantime::format_duration(std::time::Duration::from_secs(age)),
-            humantime::format_duration(args.max_age)
+            humantime::format_duration(checks.max_age)
         );
     }
     if summary.cas.iter().any(|k| k != ca.key_data()) {
         bail!(
             "the KRL names a CA other than {}; nothing was written",
-            fingerprint(&ca)
+            fingerprint(ca)
         );
     }
-    if let Some(why) = replaces_badly(&args.out, &ca, summary.version)? {
-        if !args.force {
+    if let Some(why) = replaces_badly(out, ca, summary.version)? {
+        if !force {
             bail!(
                 "{why}; {} was left as it is (--force replaces it anyway)",
-                args.out.display()
+                out.display()
             );
         }
         eprintln!("warning: {why}; replacing it anyway (--force)");
@@ -93,27 +156,33 @@ pub(super) fn run(url: &str, args: KrlArgs) -> anyhow::Result<ExitCode> {
         write_atomically(&pin, format!("{}\n", ca.to_openssh()?).as_bytes())?;
         eprintln!(
             "pinned CA key {} in {} (trust on first use; --ca-key names the key yourself)",
-            fingerprint(&ca),
+            fingerprint(ca),
             pin.display()
         );
     }
-    if std::fs::read(&args.out).is_ok_and(|old| old == bytes) {
-        eprintln!(
-            "{} is current (KRL version {})",
-            args.out.display(),
-            summary.version
-        );
-        return Ok(ExitCode::SUCCESS);
+    if std::fs::read(out).is_ok_and(|old| old == *bytes) {
+        return Ok(Installed::Current);
     }
-    write_atomically(&args.out, &bytes)?;
-    eprintln!(
-        "wrote {} (KRL version {}, {} bytes, signed by {})",
-        args.out.display(),
-        summary.version,
-        bytes.len(),
-        fingerprint(&ca)
-    );
-    Ok(ExitCode::SUCCESS)
+    write_atomically(out, bytes)?;
+    Ok(Installed::Written)
+}
+
+/// The line that says what [`install`] did.
+fn said(out: &Path, ca: &PublicKey, fetched: &Fetched, installed: &Installed) -> String {
+    match installed {
+        Installed::Current => format!(
+            "{} is current (KRL version {})",
+            out.display(),
+            fetched.summary.version
+        ),
+        Installed::Written => format!(
+            "wrote {} (KRL version {}, {} bytes, signed by {})",
+            out.display(),
+            fetched.summary.version,
+            fetched.bytes.len(),
+            fingerprint(ca)
+        ),
+    }
 }
 
 fn fingerprint(key: &PublicKey) -> String {
@@ -129,11 +198,15 @@ fn pin_path(out: &Path) -> PathBuf {
 
 /// The CA key the KRL must be signed by: `--ca-key`, the pin, or (first fetch) the
 /// server's `/v1/ca.pub`, with the pin file to write once a KRL verified with it.
-fn trusted_ca(client: &Client, args: &KrlArgs) -> anyhow::Result<(PublicKey, Option<PathBuf>)> {
-    if let Some(path) = &args.ca_key {
+fn trusted_ca(
+    client: &Client,
+    out: &Path,
+    checks: &Checks,
+) -> anyhow::Result<(PublicKey, Option<PathBuf>)> {
+    if let Some(path) = &checks.ca_key {
         return Ok((read_key(path)?, None));
     }
-    let pin = pin_path(&args.out);
+    let pin = pin_path(out);
     if pin.exists() {
         return Ok((read_key(&pin)?, None));
     }
@@ -156,22 +229,30 @@ fn read_key(path: &Path) -> anyhow::Result<PublicKey> {
         .map_err(|e| anyhow!("{} is not an OpenSSH public key: {e}", path.display()))
 }
 
-/// The KRL and its summary, once its signature verifies with `ca`.
+/// The KRL, once its signature verifies with `ca`; `None` if it is still the one of
+/// `etag` (304 Not Modified).
 fn fetch_verified(
     client: &Client,
     ca: &PublicKey,
     named: bool,
-) -> anyhow::Result<(Vec<u8>, KrlSummary)> {
+    etag: Option<&str>,
+) -> anyhow::Result<Option<Fetched>> {
     let mut last = None;
     for _ in 0..ATTEMPTS {
-        let bytes = client.get_bytes("/v1/krl")?;
+        let Some((bytes, etag)) = client.get_if_changed("/v1/krl", etag)? else {
+            return Ok(None);
+        };
         let signature = client.get_text("/v1/krl.sig")?;
         let sig = SshSig::from_pem(signature.trim())
             .map_err(|e| anyhow!("/v1/krl.sig is not an SSH signature: {e}"))?;
         match ca.verify(KRL_NAMESPACE, &bytes, &sig) {
             Ok(()) => {
                 let summary = krl::read(&bytes).map_err(|e| anyhow!("the server sent {e}"))?;
-                return Ok((bytes, summary));
+                return Ok(Some(Fetched {
+                    bytes,
+                    summary,
+                    etag,
+                }));
             }
             // A revocation between the two fetches gives a signature of the next KRL.
             Err(e) => last = Some(e),

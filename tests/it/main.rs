@@ -41,6 +41,7 @@ mod fuzz_corpus;
 mod ha;
 mod idempotency;
 mod keys;
+mod krl_sync;
 mod layout;
 mod limits;
 mod limits_connections;

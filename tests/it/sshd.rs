@@ -47,12 +47,17 @@ fn sshd_trusting(app: &TestApp) -> Sshd {
 }
 
 /// Whether `login` logs in to `sshd` with `key` and its certificate `cert`.
-fn logs_in(sshd: &Sshd, login: &str, key: &std::path::Path, cert: &std::path::Path) -> bool {
+pub(crate) fn logs_in(
+    sshd: &Sshd,
+    login: &str,
+    key: &std::path::Path,
+    cert: &std::path::Path,
+) -> bool {
     tokio::task::block_in_place(|| sshd.login(login, key, cert))
 }
 
 /// Requests `shell` for alice with `ttl`, has bob approve, writes key and certificate.
-async fn issue(
+pub(crate) async fn issue(
     app: &TestApp,
     name: &str,
     ttl: &str,
