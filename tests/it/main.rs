@@ -47,6 +47,7 @@ mod migrate_store;
 mod notify;
 mod offboarding;
 mod packaging;
+mod packaging_files;
 mod pg;
 mod pg_attacks;
 mod pg_defer;

@@ -1,8 +1,9 @@
 //! What a package ships from the binary itself: `--version` with the git commit, the
 //! shell completions (`countersign completions bash|zsh|fish`, loaded into the real
 //! shells) and the manual pages (`countersign man --out DIR`, rendered by the real
-//! `man`). zsh and fish come from `scripts/install-shells.sh`, which `scripts/test.sh`
-//! runs.
+//! `man`). The package's files (units, Containerfile, packaged config) are checked in
+//! `packaging_files.rs`; the .deb itself by `scripts/test-package.sh`. zsh and fish come
+//! from `scripts/install-shells.sh`, which `scripts/test.sh` runs.
 
 use std::path::Path;
 use std::process::{Command, Output};
