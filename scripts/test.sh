@@ -5,7 +5,9 @@
 # the tests start themselves, tests/it/pg.rs), so that both storage backends pass the
 # same tests. Installs OpenSSH, PostgreSQL, Node.js and Chromium first if they are
 # missing, and the OpenID provider and the browser driver that the OIDC tests run
-# (tests/oidc, npm packages). Extra arguments go to cargo test.
+# (tests/oidc, npm packages), and zsh and fish for the completion tests. Last, the
+# Debian package is built, installed, checked and purged (scripts/test-package.sh).
+# Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-openssh.sh
@@ -13,6 +15,7 @@ scripts/install-postgres.sh
 scripts/install-node.sh
 scripts/install-chromium.sh
 scripts/install-python.sh
+scripts/install-shells.sh
 if [ ! -d tests/oidc/node_modules/oidc-provider ] || [ ! -d tests/oidc/node_modules/playwright-core ]; then
   npm ci --prefix tests/oidc --no-audit --no-fund
 fi
@@ -23,3 +26,5 @@ echo "== the integration suite again, on PostgreSQL (COUNTERSIGN_TEST_BACKEND=po
 # with no store.)
 COUNTERSIGN_TEST_BACKEND=postgres cargo test --locked --test it "$@" -- \
   --skip ha:: --skip replicas:: --skip concurrency:: --skip idp::
+echo "== the Debian package, built, installed and purged (scripts/test-package.sh)" >&2
+scripts/test-package.sh

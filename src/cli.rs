@@ -6,6 +6,7 @@
 //! only, never from argv, where `ps` shows it). Operator commands (`init`, `serve`,
 //! `check-config`, `reload`, `token`, `backup`, `migrate-store`, `audit verify`,
 //! `audit checkpoint`) run on the CA host against the config and its data directory.
+//! `completions` and `man` print what a package installs, from these same definitions.
 
 /// `print!` to stdout that returns the write's error instead of panicking: a full disk
 /// (`> /dev/full`) or a reader that went away (`| head`) becomes an error, not a crash.
@@ -50,6 +51,7 @@ mod audit;
 mod backup;
 mod checkpoint;
 mod client;
+mod completions;
 mod decide;
 mod export;
 mod files;
@@ -58,6 +60,7 @@ mod init;
 mod keys;
 mod krl;
 mod login;
+mod man;
 mod migrate;
 mod notify;
 mod output;
@@ -87,11 +90,20 @@ saved. COUNTERSIGN_CA_CERT=FILE.pem trusts only the
 CA certificates in that file for https:// URLs. Operator commands read COUNTERSIGN_CONFIG
 (or --config).";
 
+/// What `countersign --version` prints after the name: the crate's version and the git
+/// commit it was built from (`unknown` outside a git checkout; see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("COUNTERSIGN_GIT_COMMIT"),
+    ")"
+);
+
 /// Command-line interface of countersign.
 #[derive(Debug, Parser)]
 #[command(
     name = "countersign",
-    version,
+    version = VERSION,
     about = "SSH certificate authority with just-in-time access and separation of duties",
     after_help = CLIENT_ENVIRONMENT
 )]
@@ -180,6 +192,10 @@ pub enum Command {
     Notify(notify::NotifyCommand),
     /// Access review: per role, who held it, when, how long, why, approved by whom (admins).
     Report(report::ReportArgs),
+    /// Print the shell completion script for bash, zsh or fish.
+    Completions(completions::CompletionsArgs),
+    /// Write the manual pages (countersign.1, countersign-serve.1, ...) into a folder.
+    Man(man::ManArgs),
 }
 
 /// `--json` for commands whose output scripts read.
@@ -221,6 +237,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backup(args) => backup::run(&cli.config, &args),
         Command::MigrateStore(args) => migrate::run(&cli.config, &args),
         Command::Notify(cmd) => notify::run(&cli.config, cmd),
+        Command::Completions(args) => completions::run(&args),
+        Command::Man(args) => man::run(&args),
     }
 }
 

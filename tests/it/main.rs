@@ -50,6 +50,8 @@ mod metrics;
 mod migrate_store;
 mod notify;
 mod offboarding;
+mod packaging;
+mod packaging_files;
 mod pg;
 mod pg_attacks;
 mod pg_defer;
