@@ -99,7 +99,8 @@ pub fn router(state: AppState) -> Router {
 
 /// The sign-in endpoints, behind their cap per address.
 fn sign_in_routes(state: AppState) -> Router<AppState> {
-    let limiter = Arc::new(signin_limit::SignInLimiter::default());
+    let per_minute = state.config().server.limits.sign_in_requests_per_minute;
+    let limiter = Arc::new(signin_limit::SignInLimiter::new(per_minute));
     Router::new()
         .route("/v1/oidc/login", get(oidc::login_get))
         .route("/v1/oidc/callback", get(oidc::callback_get))
