@@ -46,6 +46,7 @@ mod limits_connections;
 mod migrate_store;
 mod notify;
 mod offboarding;
+mod openapi;
 mod pg;
 mod pg_attacks;
 mod pg_defer;
