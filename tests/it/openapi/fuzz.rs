@@ -100,6 +100,13 @@ database = "none"
 [checks]
 max_response_time = 10.0
 
+# A body over 64 KiB (a field far past its `maxLength`) is refused 413 `payload_too_large`
+# before its fields are read: a refusal like 400, missing from the check's default list.
+[checks.negative_data_rejection]
+expected-statuses = [
+  "400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429", "5xx",
+]
+
 # Links come from the document (and `Location` headers). Inferring more from field names
 # takes an audit event's `request_id` for a request's `id`, sends its `null` as "None"
 # and counts that as valid input.
