@@ -201,8 +201,10 @@ async fn schemathesis(
         .rev()
         .find(|l| l.starts_with("===="))
         .unwrap_or_default();
+    let links = report.lines().find(|l| l.contains("API Links:"));
+    let links = links.map(str::trim).unwrap_or_default();
     println!(
-        "Schemathesis ({phases}) as {who}: {:.0?}, {summary}",
+        "Schemathesis ({phases}) as {who}: {:.0?}, {summary} {links}",
         started.elapsed()
     );
     report
