@@ -4,10 +4,11 @@
 # integration suite once more with every test server on PostgreSQL (a throw-away cluster
 # the tests start themselves, tests/it/pg.rs), so that both storage backends pass the
 # same tests. Installs OpenSSH, PostgreSQL, Node.js and Chromium first if they are
-# missing, and the OpenID provider and the browser driver that the OIDC tests run
-# (tests/oidc, npm packages), and zsh and fish for the completion tests. Last, the
-# Debian package is built, installed, checked and purged (scripts/test-package.sh).
-# Extra arguments go to cargo test.
+# missing, the OpenID provider and the browser driver that the OIDC tests run
+# (tests/oidc, npm packages), the Python checkers (tests/py: webhook signatures, the
+# Prometheus parser, Schemathesis, an OpenAPI validator), and zsh and fish for the
+# completion tests. Last, the Debian package is built, installed, checked and purged
+# (scripts/test-package.sh). Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-openssh.sh

@@ -3,7 +3,8 @@
 //! Handlers parse input into types (`names.rs`, `pubkey.rs`), call one [`Service`]
 //! operation (state changes on the store's writer thread, reads on a blocking thread or
 //! inline), and format the result. Every error leaves as
-//! `{"error":{"code","message"}}` through [`ApiError`].
+//! `{"error":{"code","message"}}` through [`ApiError`]. `api/openapi.rs` describes
+//! every route for `GET /v1/openapi.json`, and its tests hold the two together.
 //!
 //! Abuse limits (`[server]` in the config) sit in two places: the accept loop in
 //! `api/server.rs` bounds connections, header size and header read time; the layers in
@@ -21,6 +22,7 @@ mod limits;
 mod metrics;
 mod misc;
 mod oidc;
+mod openapi;
 mod requests;
 mod revoke;
 mod server;
@@ -42,6 +44,7 @@ pub use auth::Actor;
 pub use error::ApiError;
 pub use limits::AuthLimiter;
 pub use metrics::serve_metrics;
+pub use openapi::document as openapi_document;
 pub use server::ClientAddr;
 
 pub(crate) use requests::parse_create_body;
@@ -62,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/health", get(misc::health_get))
         .route("/v1/ready", get(misc::ready_get))
         .route("/v1/ca.pub", get(misc::ca_pub_get))
+        .route("/v1/openapi.json", get(openapi::openapi_get))
         .route("/v1/whoami", get(misc::whoami_get))
         .route(
             "/v1/requests",
@@ -112,7 +116,8 @@ pub fn router(state: AppState) -> Router {
 
 /// The sign-in endpoints, behind their cap per address.
 fn sign_in_routes(state: AppState) -> Router<AppState> {
-    let limiter = Arc::new(signin_limit::SignInLimiter::default());
+    let per_minute = state.config().server.limits.sign_in_requests_per_minute;
+    let limiter = Arc::new(signin_limit::SignInLimiter::new(per_minute));
     Router::new()
         .route("/v1/oidc/login", get(oidc::login_get))
         .route("/v1/oidc/callback", get(oidc::callback_get))

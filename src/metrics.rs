@@ -11,11 +11,11 @@
 //! key, a request id or a raw path.
 
 mod http;
+mod labels;
 
 use std::sync::Mutex;
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -23,119 +23,12 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
 pub use http::track_http;
+pub use labels::Outcome;
+
+use labels::*;
 
 /// The `Content-Type` of `GET /metrics` (the Prometheus text format, version 0.0.4).
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
-
-/// `{role}`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RoleLabel {
-    role: String,
-}
-
-/// `{role, outcome}`: how a request ended.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DecidedLabels {
-    role: String,
-    outcome: String,
-}
-
-/// `{code}`: a refusal's error code.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CodeLabel {
-    code: String,
-}
-
-/// `{reason}`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabel {
-    reason: String,
-}
-
-/// `{state}`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StateLabel {
-    state: String,
-}
-
-/// `{route, method, status}` of an HTTP request.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct HttpLabels {
-    route: String,
-    method: String,
-    status: String,
-}
-
-/// `{route}`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RouteLabel {
-    route: String,
-}
-
-/// How a request ended, for `countersign_requests_decided_total{outcome}`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Approved and its certificate issued.
-    Approved,
-    /// Denied by an approver.
-    Denied,
-    /// Cancelled by its requester (or by disabling them).
-    Cancelled,
-    /// Nobody decided in time.
-    Expired,
-    /// Refused when checked again at signing.
-    Refused,
-}
-
-/// Every [`Outcome`].
-const OUTCOMES: [Outcome; 5] = [
-    Outcome::Approved,
-    Outcome::Denied,
-    Outcome::Cancelled,
-    Outcome::Expired,
-    Outcome::Refused,
-];
-
-/// The refusal codes a policy rule gives (`policy::rules::Refusal::code`).
-const REFUSAL_CODES: &[&str] = &[
-    "not_a_requester",
-    "not_an_approver",
-    "self_approval",
-    "already_approved",
-    "sod_conflict",
-    "policy_changed",
-    "expired",
-    "already_decided",
-    "key_not_allowed",
-    "principal_taken",
-];
-
-/// The reasons the SSH front door refuses for (`ssh::auth::AuthRefusal` and its accept
-/// loop).
-const SSH_REFUSALS: &[&str] = &[
-    "unknown_key",
-    "unsupported_key",
-    "wrong_login",
-    "not_public_key",
-    "certificate",
-    "rate_limited",
-    "disabled",
-    "unchecked",
-    "max_connections_per_address",
-    "max_connections",
-];
-
-impl Outcome {
-    fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Approved => "approved",
-            Outcome::Denied => "denied",
-            Outcome::Cancelled => "cancelled",
-            Outcome::Expired => "expired",
-            Outcome::Refused => "refused",
-        }
-    }
-}
 
 /// What the database holds now, read at scrape time (`Service::metrics_text`).
 #[derive(Debug, Default)]
@@ -525,18 +418,6 @@ fn count(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn role_label(role: &str) -> RoleLabel {
-    RoleLabel {
-        role: role.to_owned(),
-    }
-}
-
-fn state_label(state: &str) -> StateLabel {
-    StateLabel {
-        state: state.to_owned(),
-    }
-}
-
 /// The time each audit append takes, for the whole process: appends happen deep in the
 /// store's transactions, where no [`Metrics`] is at hand. One server per process in
 /// production; test processes that run several share it.
@@ -546,34 +427,4 @@ pub fn audit_append_histogram() -> Histogram {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_fresh_page_describes_every_family() {
-        let text = Metrics::new().encode(None, crate::store::Stats::default());
-        for described in [
-            "# TYPE countersign_sod_refusals_total counter",
-            "# TYPE countersign_ssh_refusals_total counter",
-            "# TYPE countersign_audit_append_duration_seconds histogram",
-            "countersign_notifications{state=\"dead\"} 0",
-        ] {
-            assert!(text.contains(described), "{described} missing from\n{text}");
-        }
-    }
-
-    #[test]
-    fn known_roles_start_at_zero_for_every_outcome() {
-        let m = Metrics::new();
-        m.know_roles(["prod-db"]);
-        let text = m.encode(None, crate::store::Stats::default());
-        for outcome in OUTCOMES {
-            let line = format!(
-                "countersign_requests_decided_total{{role=\"prod-db\",outcome=\"{}\"}} 0",
-                outcome.as_str()
-            );
-            assert!(text.contains(&line), "{line} missing");
-        }
-        assert!(text.contains("countersign_requests_created_total{role=\"prod-db\"} 0"));
-    }
-}
+mod tests;

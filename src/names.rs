@@ -17,6 +17,7 @@ pub use ident::{GroupName, Principal, RoleName, UserName};
 pub use number::{MAX_DURATION, parse_duration, short_duration};
 pub use request_id::RequestId;
 pub use serial::Serial;
+pub(crate) use text::FORBIDDEN as TEXT_FORBIDDEN;
 pub use text::Text;
 
 /// Why a piece of input was not accepted; the message names the rule it broke.

@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Form, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::cookies::{self, Cookie};
-use super::extract::Json as JsonBody;
+use super::extract::{Form, Json as JsonBody};
 use super::oidc::{escape, from_oidc, html, not_configured, see_other, sign_in_cookie, verify};
 use super::server::ClientAddr;
 use super::{ApiError, AppState};

@@ -80,3 +80,35 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
             .map_err(|e| ApiError::invalid(format!("invalid query string: {e}")))
     }
 }
+
+/// A form body (`application/x-www-form-urlencoded`) whose refusals are the API's errors,
+/// not axum's plain-text ones: 415 for another content type, 413 past the body limit, 400
+/// for a form that does not parse into `T`.
+pub(super) struct Form<T>(pub T);
+
+impl<S, T> FromRequest<S> for Form<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Form::<T>::from_request(req, state).await {
+            Ok(axum::extract::Form(form)) => Ok(Form(form)),
+            Err(rejection) => Err(match rejection.status() {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    ErrorCode::UnsupportedMediaType,
+                    "send the form as Content-Type: application/x-www-form-urlencoded",
+                ),
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    ErrorCode::PayloadTooLarge,
+                    format!("request body is larger than {} bytes", super::MAX_BODY),
+                ),
+                _ => ApiError::invalid(format!("invalid form: {}", rejection.body_text())),
+            }),
+        }
+    }
+}

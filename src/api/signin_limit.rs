@@ -1,8 +1,8 @@
 //! A cap on the sign-in endpoints (`/v1/oidc/*`) per client address: they need no
 //! credential, and most of them write (a sign-in in progress, a device login), so one
-//! address gets [`PER_MINUTE`] requests a minute (an IPv6 client its whole /64); past that,
-//! 429 `rate_limited` with `Retry-After` until its minute ends. A CLI polling a device
-//! login uses 12 a minute; a sign-in about 5.
+//! address gets `[server] sign_in_requests_per_minute` requests a minute (default 60; an
+//! IPv6 client its whole /64); past that, 429 `rate_limited` with `Retry-After` until its
+//! minute ends. A CLI polling a device login uses 12 a minute; a sign-in about 5.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -19,19 +19,27 @@ use super::{ApiError, AppState};
 use crate::error_code::ErrorCode;
 use crate::net::network_of;
 
-/// Requests to `/v1/oidc/*` one address may make in a minute.
-pub(super) const PER_MINUTE: u32 = 60;
 const WINDOW: Duration = Duration::from_secs(60);
 /// Addresses tracked at most (memory stays bounded under a flood from many addresses).
 const MAX_TRACKED: usize = 100_000;
 
 /// Counts sign-in requests per address in fixed one-minute windows.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct SignInLimiter {
+    /// Requests one address may make in a minute.
+    per_minute: u32,
     windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
 }
 
 impl SignInLimiter {
+    /// A limiter allowing `per_minute` requests a minute per address.
+    pub(super) fn new(per_minute: u32) -> Self {
+        SignInLimiter {
+            per_minute,
+            windows: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// Counts one request from `addr` at `now`: `Err(seconds to wait)` past the cap.
     fn take(&self, addr: IpAddr, now: Instant) -> Result<(), u64> {
         let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
@@ -47,7 +55,7 @@ impl SignInLimiter {
             *since = now;
             *used = 0;
         }
-        if *used >= PER_MINUTE {
+        if *used >= self.per_minute {
             let left = (*since + WINDOW).saturating_duration_since(now);
             return Err(left.as_secs() + u64::from(left.subsec_nanos() > 0));
         }
@@ -86,10 +94,10 @@ mod tests {
 
     #[test]
     fn an_address_gets_its_minute_and_others_are_not_held() {
-        let l = SignInLimiter::default();
+        let l = SignInLimiter::new(60);
         let (a, b) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
         let t0 = Instant::now();
-        for _ in 0..PER_MINUTE {
+        for _ in 0..60 {
             assert_eq!(l.take(a, t0), Ok(()));
         }
         let wait = l.take(a, t0 + Duration::from_secs(10)).unwrap_err();

@@ -66,6 +66,7 @@ pub(super) struct RawServer {
     pub auth_failures_per_address: Option<u32>,
     pub auth_failures_per_token: Option<u32>,
     pub auth_failure_window: Option<String>,
+    pub sign_in_requests_per_minute: Option<u32>,
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
     pub timezone: Option<String>,

@@ -35,6 +35,9 @@ pub struct Limits {
     pub auth_failures_per_token: u32,
     /// The window the two counts above are kept for.
     pub auth_failure_window: Duration,
+    /// Requests to the sign-in endpoints (`/v1/oidc/*`, `/login`) one client address
+    /// (IPv6: its /64) may make per minute; they need no credential and most write.
+    pub sign_in_requests_per_minute: u32,
     /// Reverse proxies (addresses or CIDR networks) whose `X-Forwarded-For` names the
     /// client; from any other peer the header is ignored. Empty: the TCP peer is the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
@@ -51,6 +54,7 @@ impl Default for Limits {
             auth_failures_per_address: 20,
             auth_failures_per_token: 5,
             auth_failure_window: Duration::from_secs(300),
+            sign_in_requests_per_minute: 60,
             trusted_proxies: Vec::new(),
         }
     }
@@ -190,6 +194,11 @@ impl Builder<'_> {
                 "server.auth_failure_window",
                 raw.auth_failure_window.as_deref(),
                 "5m",
+            )?,
+            sign_in_requests_per_minute: per(
+                "sign_in_requests_per_minute",
+                raw.sign_in_requests_per_minute,
+                d.sign_in_requests_per_minute,
             )?,
             trusted_proxies: raw
                 .trusted_proxies

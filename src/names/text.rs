@@ -54,8 +54,8 @@ fn is_forbidden_char(c: char) -> bool {
 }
 
 /// The code points [`is_forbidden_char`] refuses besides the control characters, as
-/// inclusive ranges.
-const FORBIDDEN: &[(char, char)] = &[
+/// inclusive ranges (the OpenAPI document's pattern for free text is built from them).
+pub(crate) const FORBIDDEN: &[(char, char)] = &[
     ('\u{ad}', '\u{ad}'),
     ('\u{34f}', '\u{34f}'),
     ('\u{61c}', '\u{61c}'),

@@ -271,3 +271,23 @@ async fn health_fails_when_a_database_read_fails() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn the_sign_in_cap_per_address_is_the_configured_one() {
+    let app = TestApp::spawn_with(&with_server_lines("sign_in_requests_per_minute = 3")).await;
+    let token = |app: &TestApp| {
+        app.http
+            .post(format!("{}/v1/oidc/token", app.url))
+            .json(&serde_json::json!({}))
+            .send()
+    };
+    for _ in 0..3 {
+        let r = token(&app).await.unwrap();
+        assert_ne!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+    let r = token(&app).await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().contains_key("retry-after"), "{r:?}");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(code(&body), "rate_limited");
+}

@@ -50,6 +50,7 @@ mod metrics;
 mod migrate_store;
 mod notify;
 mod offboarding;
+mod openapi;
 mod packaging;
 mod packaging_files;
 mod pg;

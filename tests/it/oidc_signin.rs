@@ -29,14 +29,14 @@ use cli_support::{cli, run_cli, start_cli, start_cli_stderr};
 /// Where the provider sends browsers back: countersign's callback. The test servers
 /// listen on a random port, so the provider is told this placeholder and the test
 /// carries the browser from it to the real server.
-const PUBLIC_URL: &str = "http://127.0.0.1:9";
+pub const PUBLIC_URL: &str = "http://127.0.0.1:9";
 const CALLBACK: &str = "http://127.0.0.1:9/v1/oidc/callback";
 /// Where the CLI would listen: the test stops the browser there.
 const CLI_REDIRECT: &str = "http://127.0.0.1:1/callback";
-const SECRET: &str = "countersign-client-secret";
+pub const SECRET: &str = "countersign-client-secret";
 
 /// A provider with alice (in `okta-dba`) and bob, and countersign as its client.
-fn provider() -> (Idp, IdpState) {
+pub fn provider() -> (Idp, IdpState) {
     let state = IdpState::new(Client::new("countersign", SECRET, CALLBACK))
         .account(
             "alice",
@@ -175,7 +175,7 @@ async fn trade(app: &TestApp, code: &str, verifier: &str) -> (StatusCode, Value)
 }
 
 /// A whole sign-in of `login` at the provider; the session token.
-async fn sign_in_as(app: &TestApp, login: &str) -> String {
+pub async fn sign_in_as(app: &TestApp, login: &str) -> String {
     let http = browser();
     let (verifier, challenge) = pkce();
     let authorize = start(app, &http, &challenge).await;

@@ -1,0 +1,31 @@
+//! A fresh page describes every family; known roles start at 0.
+
+use super::*;
+
+#[test]
+fn a_fresh_page_describes_every_family() {
+    let text = Metrics::new().encode(None, crate::store::Stats::default());
+    for described in [
+        "# TYPE countersign_sod_refusals_total counter",
+        "# TYPE countersign_ssh_refusals_total counter",
+        "# TYPE countersign_audit_append_duration_seconds histogram",
+        "countersign_notifications{state=\"dead\"} 0",
+    ] {
+        assert!(text.contains(described), "{described} missing from\n{text}");
+    }
+}
+
+#[test]
+fn known_roles_start_at_zero_for_every_outcome() {
+    let m = Metrics::new();
+    m.know_roles(["prod-db"]);
+    let text = m.encode(None, crate::store::Stats::default());
+    for outcome in OUTCOMES {
+        let line = format!(
+            "countersign_requests_decided_total{{role=\"prod-db\",outcome=\"{}\"}} 0",
+            outcome.as_str()
+        );
+        assert!(text.contains(&line), "{line} missing");
+    }
+    assert!(text.contains("countersign_requests_created_total{role=\"prod-db\"} 0"));
+}
