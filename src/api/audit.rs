@@ -1,7 +1,7 @@
 //! `GET /v1/audit` and `GET /v1/audit/verify` (admins only).
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -63,10 +63,14 @@ impl AuditQuery {
 pub(super) async fn audit_list(
     State(state): State<AppState>,
     Actor(actor): Actor,
+    Extension(credential): Extension<crate::service::Credential>,
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let filter = q.parse()?;
-    let events = blocking(&state, move |s| s.audit_events(&actor, &filter)).await?;
+    let events = blocking(&state, move |s| {
+        s.audit_events_as(&actor, &credential, &filter)
+    })
+    .await?;
     Ok(Json(json!({ "events": events })))
 }
 

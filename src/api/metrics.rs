@@ -25,10 +25,26 @@ pub async fn serve_metrics(
         .route("/metrics", get(metrics_get))
         .fallback(|| async { (StatusCode::NOT_FOUND, "only GET /metrics here\n") })
         .with_state(state);
-    axum::serve(listener, routes)
-        .with_graceful_shutdown(shutdown)
-        .await
+    // The API's accept loop, with limits of its own: a client that opens connections
+    // and sends nothing must not use up the file descriptors the API needs.
+    let limits = metrics_limits();
+    super::server::accept_loop(listener, routes, &limits, None, shutdown).await
 }
+
+/// The metrics listener's limits: a few scrapers, quick answers.
+fn metrics_limits() -> crate::config::Limits {
+    crate::config::Limits {
+        max_connections: MAX_CONNECTIONS,
+        max_connections_per_address: MAX_CONNECTIONS / 2,
+        request_timeout: std::time::Duration::from_secs(10),
+        trusted_proxies: Vec::new(),
+        ..crate::config::Limits::default()
+    }
+}
+
+/// Connections the metrics listener keeps open at once; more wait in the kernel's
+/// backlog (Prometheus keeps one per server it scrapes from).
+const MAX_CONNECTIONS: usize = 16;
 
 /// The Prometheus text exposition (`Service::metrics_text`, on a blocking thread: it
 /// reads the database).

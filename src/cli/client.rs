@@ -78,6 +78,12 @@ impl Client {
                 .context("COUNTERSIGN_CA_CERT")?;
             builder = builder.tls_certs_only(certs);
         }
+        // A server (or a machine in the middle) that accepts and never answers must not
+        // hold a command for ever: a timer's `krl sync --once` would never end, and never
+        // fail either.
+        builder = builder
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(ANSWER_TIMEOUT);
         Ok(Client {
             http: builder.build()?,
             base: base_url(url)?,
@@ -125,14 +131,11 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let status = resp.status();
-        let body = self
-            .rt
-            .block_on(resp.bytes())
-            .context("reading the response")?;
+        let body = self.rt.block_on(read_capped(resp))?;
         if !status.is_success() {
             return Err(self.refusal(status, &body));
         }
-        Ok(Some((body.to_vec(), etag)))
+        Ok(Some((body, etag)))
     }
 
     /// GET returning JSON.
@@ -167,8 +170,8 @@ impl Client {
         self.rt.block_on(async {
             let resp = req.send().await.map_err(|e| self.unreachable(e))?;
             let status = resp.status();
-            let body = resp.bytes().await.context("reading the response")?;
-            Ok((status, body.to_vec()))
+            let body = read_capped(resp).await?;
+            Ok((status, body))
         })
     }
 
@@ -223,8 +226,13 @@ impl Client {
         let answer = self.rt.block_on(async {
             let resp = req.send().await?;
             let status = resp.status();
-            Ok::<_, reqwest::Error>((status, resp.bytes().await?))
+            Ok::<_, reqwest::Error>((status, read_capped(resp).await))
         });
+        let answer = match answer {
+            Ok((status, Ok(body))) => Ok((status, body)),
+            Ok((_, Err(too_large))) => return Err(Retry::Final(too_large)),
+            Err(e) => Err(e),
+        };
         match answer {
             // Never connected (refused, no route, TLS spoken to plain HTTP, a bad
             // certificate): nothing reached a server, and trying again changes nothing.
@@ -282,7 +290,7 @@ impl Client {
                 Err(e) => return Err(self.unreachable(e)),
             };
             let status = resp.status();
-            let body = resp.bytes().await.context("reading the response")?;
+            let body = read_capped(resp).await?;
             if status.is_success() {
                 return Ok(body.to_vec());
             }
@@ -298,14 +306,23 @@ impl Client {
     /// do for the common ones.
     fn refusal(&self, status: reqwest::StatusCode, body: &[u8]) -> anyhow::Error {
         let parsed: Option<Value> = serde_json::from_slice(body).ok();
-        let code = parsed
-            .as_ref()
-            .and_then(|v| v["error"]["code"].as_str())
-            .unwrap_or("error");
-        let message = parsed
-            .as_ref()
-            .and_then(|v| v["error"]["message"].as_str())
-            .unwrap_or("unexpected response");
+        // What the server says goes to a terminal or a journal: no control characters
+        // (escape sequences, a line break that forges a line of our own), bounded.
+        let printable = |s: &str| -> String {
+            s.chars().filter(|c| !c.is_control()).take(MAX_SAID).collect()
+        };
+        let code = printable(
+            parsed
+                .as_ref()
+                .and_then(|v| v["error"]["code"].as_str())
+                .unwrap_or("error"),
+        );
+        let message = printable(
+            parsed
+                .as_ref()
+                .and_then(|v| v["error"]["message"].as_str())
+                .unwrap_or("unexpected response"),
+        );
         if code == "user_disabled" {
             return anyhow!(
                 "{code}: {message} (HTTP 401): an admin must enable the user again \
@@ -356,6 +373,35 @@ impl Client {
         }
         anyhow::Error::new(e).context(format!("cannot reach countersign at {base}"))
     }
+}
+
+/// How long a connection to the server may take to open.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long any one request may take, answer included (a create's attempts wait less:
+/// [`CREATE_WAIT`]).
+const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The largest answer read: a KRL of millions of serials, a page of 10,000 audit events.
+const MAX_ANSWER: usize = 64 * 1024 * 1024;
+
+/// The most characters of a server's error code or message repeated to the user.
+const MAX_SAID: usize = 1000;
+
+/// The body of `resp`, refused beyond [`MAX_ANSWER`] bytes (an endless answer must not
+/// take the memory of the host it runs on).
+async fn read_capped(mut resp: reqwest::Response) -> anyhow::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.context("reading the response")? {
+        if body.len() + chunk.len() > MAX_ANSWER {
+            bail!(
+                "the server's answer is larger than {} MiB: not read",
+                MAX_ANSWER / (1024 * 1024)
+            );
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// How many times a create is sent at most (the first and the retries).

@@ -115,27 +115,7 @@ fn install(
     force: bool,
 ) -> anyhow::Result<Installed> {
     let (bytes, summary) = (&fetched.bytes, &fetched.summary);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let age = now.saturating_sub(summary.generated_date);
-    if summary.generated_date > now.saturating_add(checks.max_age.as_secs()) {
-        bail!(
-            "the KRL says it was made {} from now, more than --max-age ahead: \
-             the CA's clock (or this host's) is wrong; nothing was written",
-            humantime::format_duration(std::time::Duration::from_secs(
-                summary.generated_date - now
-            ))
-        );
-    }
-    if age > checks.max_age.as_secs() {
-        bail!(
-            "the KRL was made {} ago, more than --max-age {}: a stale answer \
-             (replayed, or from a CA whose clock is behind); nothing was written",
-            humantime::format_duration(std::time::Duration::from_secs(age)),
-            humantime::format_duration(checks.max_age)
-        );
-    }
+    check_age(summary, checks)?;
     if summary.cas.iter().any(|k| k != ca.key_data()) {
         bail!(
             "the KRL names a CA other than {}; nothing was written",
@@ -165,6 +145,33 @@ fn install(
     }
     write_atomically(out, bytes)?;
     Ok(Installed::Written)
+}
+
+/// A KRL made longer ago than `--max-age`, or further ahead than it (its signed
+/// generated date), is refused: a replayed or frozen answer fails loudly.
+fn check_age(summary: &KrlSummary, checks: &Checks) -> anyhow::Result<()> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let age = now.saturating_sub(summary.generated_date);
+    if summary.generated_date > now.saturating_add(checks.max_age.as_secs()) {
+        bail!(
+            "the KRL says it was made {} from now, more than --max-age ahead: \
+             the CA's clock (or this host's) is wrong; nothing was written",
+            humantime::format_duration(std::time::Duration::from_secs(
+                summary.generated_date - now
+            ))
+        );
+    }
+    if age > checks.max_age.as_secs() {
+        bail!(
+            "the KRL was made {} ago, more than --max-age {}: a stale answer \
+             (replayed, or from a CA whose clock is behind); nothing was written",
+            humantime::format_duration(std::time::Duration::from_secs(age)),
+            humantime::format_duration(checks.max_age)
+        );
+    }
+    Ok(())
 }
 
 /// The line that says what [`install`] did.

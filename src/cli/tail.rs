@@ -4,7 +4,7 @@
 //!
 //! Every event is checked before it is printed: its hash is recomputed and it must
 //! follow the one before it (the event `--after-seq` names is fetched first, as the
-//! anchor). A gap, a changed event or a log that went back ends the command with an
+//! anchor, and must carry `--after-hash` when given: the last line printed before). A gap, a changed event or a log that went back ends the command with an
 //! error rather than pass on a broken chain. An unreachable server is waited out.
 
 use std::process::ExitCode;
@@ -27,7 +27,11 @@ pub struct TailArgs {
     /// Keep printing new events as they are committed, until interrupted.
     #[arg(long)]
     pub follow: bool,
-    /// With --follow: how often to ask for new events.
+    /// The `hash` of event --after-seq, as the previous run printed it: the log must
+    /// still hold that very event (not one rewritten since), or nothing is printed.
+    #[arg(long, requires = "after_seq")]
+    pub after_hash: Option<String>,
+    /// With --follow: how often to ask for new events (at least 100ms).
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub interval: Duration,
 }
@@ -48,15 +52,38 @@ pub(super) fn tail(url: &str, args: &TailArgs) -> anyhow::Result<ExitCode> {
     if args.after_seq < 0 {
         bail!("--after-seq must not be negative");
     }
+    if args.interval < Duration::from_millis(100) {
+        bail!("--interval must be at least 100ms");
+    }
+    if args.after_seq > 0 && args.after_hash.is_none() {
+        eprintln!(
+            "warning: --after-seq without --after-hash: the log is checked from event {} on, \
+             not against what was printed before it",
+            args.after_seq
+        );
+    }
     let client = Client::from_env(url)?;
-    let mut chain = Chain::anchored(&client, args.after_seq)?;
     let mut outage: Option<Instant> = None;
     let mut backoff = args.interval;
+    let mut chain = loop {
+        match Chain::anchored(&client, args.after_seq, args.after_hash.as_deref()) {
+            Ok(chain) => break chain,
+            Err(e) if args.follow && passing(&e) => {
+                if outage.is_none() {
+                    eprintln!("{e:#}; still trying, to follow from event {}", args.after_seq);
+                    outage = Some(Instant::now());
+                }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(MOST_BACKOFF);
+            }
+            Err(e) => return Err(e),
+        }
+    };
     loop {
         let page = client.get::<Events>(&format!("/v1/audit?after_seq={}&limit={PAGE}", chain.seq));
         let events = match page {
             Ok(page) => page.events,
-            Err(e) if args.follow && e.downcast_ref::<Transient>().is_some() => {
+            Err(e) if args.follow && passing(&e) => {
                 if outage.is_none() {
                     eprintln!("{e:#}; still following, from event {}", chain.seq);
                     outage = Some(Instant::now());
@@ -89,6 +116,13 @@ pub(super) fn tail(url: &str, args: &TailArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Whether `e` may pass by waiting: no answer came (the server restarting, down, or a
+/// connection cut mid-answer), or a balancer said its backend is gone (502/503/504). A
+/// refusal (401, 403, ...) or a broken chain does not.
+fn passing(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<Transient>().is_some() || e.chain().any(|c| c.is::<reqwest::Error>())
+}
+
 /// Where the printed log stands: the last event's sequence number and hash.
 struct Chain {
     seq: i64,
@@ -98,7 +132,7 @@ struct Chain {
 impl Chain {
     /// The chain after event `after_seq` (fetched, so that the next one can be checked
     /// against it), or from the start.
-    fn anchored(client: &Client, after_seq: i64) -> anyhow::Result<Chain> {
+    fn anchored(client: &Client, after_seq: i64, after_hash: Option<&str>) -> anyhow::Result<Chain> {
         if after_seq == 0 {
             return Ok(Chain {
                 seq: 0,
@@ -120,6 +154,15 @@ impl Chain {
             );
         };
         check_hash(&anchor)?;
+        if let Some(expected) = after_hash
+            && expected != anchor.hash
+        {
+            bail!(
+                "event {after_seq} is not the one printed before (its hash is {}, not \
+                 {expected}): the log was rewritten or restored since; not resuming",
+                anchor.hash
+            );
+        }
         Ok(Chain {
             seq: anchor.seq,
             hash: anchor.hash,

@@ -92,10 +92,11 @@ pub(super) fn run(config: &Path, cmd: TokenCommand) -> anyhow::Result<ExitCode> 
                 .as_ref()
                 .is_some_and(|s| s.contains(&Scope::ReadAudit))
                 && !config.policy.is_admin(&user)
+                && !config.policy.users.get(&user).is_some_and(|u| u.bot)
             {
                 eprintln!(
-                    "warning: {user} is no admin: the read-audit scope lets its token read \
-                     nothing (only admins read the audit log)"
+                    "warning: {user} is neither an admin nor a service account (bot = true): \
+                     the read-audit scope lets its token read nothing"
                 );
             }
             let spec = TokenSpec { ttl, bot_scopes };

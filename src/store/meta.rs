@@ -131,8 +131,12 @@ pub fn record_policy(tx: &Tx<'_>, policy: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Rewrites the meta row as it is: a write that changes nothing, to prove the database
-/// takes writes (readiness). 1 if the row was there.
+/// Counts one more readiness probe in the meta row: a write that changes a value (so
+/// that it reaches the disk; SQLite skips an UPDATE to the same value), to prove the
+/// database takes writes. 1 if the row was there.
 pub fn touch(tx: &Tx<'_>) -> Result<u64, StoreError> {
-    tx.exec("UPDATE meta SET krl_floor = krl_floor WHERE id = 1", &[])
+    tx.exec(
+        "UPDATE meta SET ready_probe = ready_probe + 1 WHERE id = 1",
+        &[],
+    )
 }

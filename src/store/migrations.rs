@@ -360,6 +360,11 @@ ALTER TABLE oidc_logins ADD COLUMN web_next TEXT;
 -- ended when the new one is made).
 ALTER TABLE oidc_logins ADD COLUMN web_replaces TEXT;
 "#,
+    r#"
+-- Readiness proves the database takes a write by counting here (`GET /v1/ready`): a
+-- change, so that SQLite really writes (an UPDATE to the same value writes nothing).
+ALTER TABLE meta ADD COLUMN ready_probe BIGINT NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// Applies the migrations not applied yet. A database already current is only read:

@@ -166,6 +166,12 @@ async fn a_database_that_refuses_writes_is_not_ready() {
     app.sql("DROP TRIGGER no_writes;");
     let (status, body) = ready(&app).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // The probe changed a value (SQLite writes nothing for an UPDATE to the same value,
+    // so a full disk would go unseen): the count moved, once for the 5 s it stands.
+    assert_eq!(app.count("SELECT ready_probe FROM meta"), 1);
+    let (status, _) = ready(&app).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(app.count("SELECT ready_probe FROM meta"), 1, "a success stands 5 s");
 }
 
 /// `/v1/ready` turns 503 while the PostgreSQL server is down, and 200 again once it is

@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::Args;
 
-use super::{Checks, Installed, fetch_verified, install, said, trusted_ca};
+use super::{Checks, check_age, fetch_verified, install, said, trusted_ca};
 use crate::cli::client::Client;
 
 /// `krl sync` arguments.
@@ -85,17 +85,36 @@ fn round(client: &Client, args: &SyncArgs, state: &mut State) -> anyhow::Result<
     }
     let (ca, pin) = trusted_ca(client, &args.out, &args.checks)?;
     let named = args.checks.ca_key.is_some();
-    let Some(fetched) = fetch_verified(client, &ca, named, state.etag.as_deref())? else {
-        return Ok(());
+    let fetched = match fetch_verified(client, &ca, named, state.etag.as_deref())? {
+        Some(fetched) => fetched,
+        None => {
+            // "Not modified" is signed by nobody: the file must still be the KRL last
+            // written, and that KRL young enough, or it is fetched whole (a machine in
+            // the middle that answers 304 for ever must not freeze the file).
+            let still_fresh = state
+                .written
+                .as_deref()
+                .and_then(|bytes| crate::krl::read(bytes).ok())
+                .is_some_and(|summary| check_age(&summary, &args.checks).is_ok());
+            if still_fresh {
+                return Ok(());
+            }
+            state.etag = None;
+            fetch_verified(client, &ca, named, None)?.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the server answered 304 Not Modified to an unconditional request; {} \
+                     was left as it is",
+                    args.out.display()
+                )
+            })?
+        }
     };
     let installed = install(&args.out, &args.checks, &ca, pin, &fetched, false)?;
     let version = fetched.summary.version;
-    if args.once || state.reported != Some(version) || installed == Installed::Current {
-        if args.once || state.reported != Some(version) {
-            eprintln!("{}", said(&args.out, &ca, &fetched, &installed));
-        }
-        state.reported = Some(version);
+    if args.once || state.reported != Some(version) {
+        eprintln!("{}", said(&args.out, &ca, &fetched, &installed));
     }
+    state.reported = Some(version);
     state.etag = fetched.etag.clone();
     state.written = Some(fetched.bytes);
     Ok(())
