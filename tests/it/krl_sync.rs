@@ -206,3 +206,69 @@ async fn once_fails_loudly_and_an_older_krl_never_replaces_the_file() {
         .expect("runs");
     assert!(!out.status.success(), "an interval under 1s is refused");
 }
+
+/// A server on loopback that answers every request with `response` (raw HTTP/1.1).
+fn fake_server(response: &'static str) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                match std::io::Read::read(&mut stream, &mut byte) {
+                    Ok(1) => head.push(byte[0]),
+                    _ => break,
+                }
+            }
+            let _ = std::io::Write::write_all(&mut stream, response.as_bytes());
+        }
+    });
+    url
+}
+
+/// "Not modified" is signed by nobody: to a request that named no ETag it is refused,
+/// and a server's error text reaches the terminal without its control characters.
+#[test]
+fn a_304_to_an_unconditional_fetch_fails_and_server_text_is_defused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = dir.path().join("ca.pub");
+    std::fs::write(&ca, public_line(&new_key())).expect("write");
+    let out = dir.path().join("revoked.krl");
+    let sync = |url: &str| {
+        Command::new(env!("CARGO_BIN_EXE_countersign"))
+            .args(["--url", url, "krl", "sync", "--once", "--ca-key"])
+            .arg(&ca)
+            .arg("--out")
+            .arg(&out)
+            .env_remove("COUNTERSIGN_TOKEN")
+            .output()
+            .expect("runs")
+    };
+    let not_modified = fake_server("HTTP/1.1 304 Not Modified\r\nConnection: close\r\n\r\n");
+    let done = sync(&not_modified);
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(!done.status.success(), "{stderr}");
+    assert!(stderr.contains("304"), "{stderr}");
+    assert!(!out.exists());
+
+    let body = "{\"error\":{\"code\":\"forbidden\\u001b[2J\",\"message\":\"all good\\r\\nwrote \
+                /etc/ssh/revoked.krl\\u0007\"}}";
+    let response: &'static str = Box::leak(
+        format!(
+            "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_boxed_str(),
+    );
+    let done = sync(&fake_server(response));
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(!done.status.success());
+    assert!(stderr.contains("forbidden"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.contains('\u{7}') && stderr.lines().count() == 1,
+        "{stderr:?}"
+    );
+}

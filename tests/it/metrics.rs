@@ -308,3 +308,36 @@ async fn only_metrics_are_served_there_and_the_api_does_not_serve_them() {
     let (status, _) = app.get("alice", "/metrics").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// The metrics listener has limits of its own: one address holds at most 8 connections
+/// there (more are closed at accept), so idle connections cannot take the descriptors
+/// the API needs; the API answers meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_to_the_metrics_port_are_capped() {
+    use tokio::io::AsyncReadExt;
+    let app = TestApp::spawn().await;
+    let address = app
+        .metrics_url
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .to_owned();
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(tokio::net::TcpStream::connect(&address).await.expect("connect"));
+    }
+    let mut extra = tokio::net::TcpStream::connect(&address).await.expect("connect");
+    let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        extra.read(&mut buf),
+    )
+    .await
+    .expect("the extra connection is closed, not kept");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    let (status, _) = app.get("alice", "/v1/whoami").await;
+    assert_eq!(status, StatusCode::OK);
+    drop(held);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let resp = app.http.get(&app.metrics_url).send().await.expect("GET");
+    assert_eq!(resp.status(), StatusCode::OK);
+}
