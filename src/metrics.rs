@@ -33,8 +33,8 @@ pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CON
 /// What the database holds now, read at scrape time (`Service::metrics_text`).
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    /// Pending requests by role.
-    pub pending: Vec<(String, i64)>,
+    /// Pending requests by role: how many, and the age of the oldest (seconds).
+    pub pending: Vec<(String, i64, i64)>,
     /// The audit log's last sequence number.
     pub audit_head: i64,
     /// The KRL's version and the serials it lists.
@@ -61,6 +61,7 @@ pub struct Metrics {
     ssh_connections: Counter,
     ssh_refusals: Family<ReasonLabel, Counter>,
     pending: Family<RoleLabel, Gauge>,
+    oldest_pending: Family<RoleLabel, Gauge>,
     audit_head: Gauge,
     krl_version: Gauge,
     krl_entries: Gauge,
@@ -111,6 +112,7 @@ impl Metrics {
             ssh_connections: Counter::default(),
             ssh_refusals: Family::default(),
             pending: Family::default(),
+            oldest_pending: Family::default(),
             audit_head: Gauge::default(),
             krl_version: Gauge::default(),
             krl_entries: Gauge::default(),
@@ -189,6 +191,18 @@ impl Metrics {
             "requests_pending",
             "Requests waiting for a decision now, by role (from the database)",
             m.pending.clone(),
+        );
+        r.register_with_unit(
+            "requests_oldest_pending",
+            "How long the oldest pending request of each role has waited (0: none waits; \
+             from the database)",
+            Unit::Seconds,
+            m.oldest_pending.clone(),
+        );
+        r.register(
+            "build_info",
+            "1, labelled with this binary's version and git commit",
+            build_info(),
         );
         r.register(
             "audit_head_seq",
@@ -363,11 +377,17 @@ impl Metrics {
         if let Some(s) = snapshot {
             // A role with nothing pending shows 0, never its last count.
             self.pending.clear();
+            self.oldest_pending.clear();
             for role in lock(&self.roles).iter() {
                 self.pending.get_or_create(&role_label(role)).set(0);
+                self.oldest_pending.get_or_create(&role_label(role)).set(0);
             }
-            for (role, n) in &s.pending {
+            for (role, n, age) in &s.pending {
                 self.pending.get_or_create(&role_label(role)).set(*n);
+                let age = (*age).max(0);
+                self.oldest_pending
+                    .get_or_create(&role_label(role))
+                    .set(age);
             }
             self.audit_head.set(s.audit_head);
             self.krl_version
@@ -416,6 +436,19 @@ fn catch_up(counter: &Counter, total: u64) {
 
 fn count(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// `countersign_build_info`: 1, with the version and commit (`countersign --version`)
+/// as labels.
+fn build_info() -> Family<BuildLabels, Gauge> {
+    let family = Family::<BuildLabels, Gauge>::default();
+    family
+        .get_or_create(&BuildLabels {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            commit: env!("COUNTERSIGN_GIT_COMMIT").to_owned(),
+        })
+        .set(1);
+    family
 }
 
 /// The time each audit append takes, for the whole process: appends happen deep in the

@@ -84,7 +84,14 @@ pub(super) async fn request_done(
     let id = RequestId::parse(&id)?;
     let reason = body.reason.as_deref().map(reason).transpose()?;
     let view = submit(&state, move |s| s.done(&actor, &id, reason)).await?;
-    tracing::info!(id = %view.id, "certificate ended by its requester");
+    let serial = view.certificate.as_ref().map(|c| c.serial);
+    tracing::info!(
+        id = %view.id,
+        user = %view.requester,
+        role = %view.role,
+        serial = serial.map(tracing::field::display),
+        "certificate ended by its requester"
+    );
     Ok(Json(view))
 }
 

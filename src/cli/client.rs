@@ -309,7 +309,10 @@ impl Client {
         // What the server says goes to a terminal or a journal: no control characters
         // (escape sequences, a line break that forges a line of our own), bounded.
         let printable = |s: &str| -> String {
-            s.chars().filter(|c| !c.is_control()).take(MAX_SAID).collect()
+            s.chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_SAID)
+                .collect()
         };
         let code = printable(
             parsed

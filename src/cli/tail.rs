@@ -70,7 +70,10 @@ pub(super) fn tail(url: &str, args: &TailArgs) -> anyhow::Result<ExitCode> {
             Ok(chain) => break chain,
             Err(e) if args.follow && passing(&e) => {
                 if outage.is_none() {
-                    eprintln!("{e:#}; still trying, to follow from event {}", args.after_seq);
+                    eprintln!(
+                        "{e:#}; still trying, to follow from event {}",
+                        args.after_seq
+                    );
                     outage = Some(Instant::now());
                 }
                 std::thread::sleep(backoff);
@@ -132,7 +135,11 @@ struct Chain {
 impl Chain {
     /// The chain after event `after_seq` (fetched, so that the next one can be checked
     /// against it), or from the start.
-    fn anchored(client: &Client, after_seq: i64, after_hash: Option<&str>) -> anyhow::Result<Chain> {
+    fn anchored(
+        client: &Client,
+        after_seq: i64,
+        after_hash: Option<&str>,
+    ) -> anyhow::Result<Chain> {
         if after_seq == 0 {
             return Ok(Chain {
                 seq: 0,

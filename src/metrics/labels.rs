@@ -3,6 +3,13 @@
 
 use prometheus_client::encoding::EncodeLabelSet;
 
+/// `{version, commit}` of `countersign_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct BuildLabels {
+    pub(super) version: String,
+    pub(super) commit: String,
+}
+
 /// `{role}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct RoleLabel {

@@ -51,7 +51,10 @@ impl Service {
         let now = unix(self.now());
         let (pending, audit_head, notifications, sessions) = self.store.read(|tx| {
             Ok::<_, crate::store::StoreError>((
-                stats::pending_by_role(tx, now)?,
+                stats::pending_by_role(tx, now)?
+                    .into_iter()
+                    .map(|(role, n, oldest)| (role, n, now.saturating_sub(oldest)))
+                    .collect(),
                 stored_audit::last_seq(tx)?,
                 outbox::counts(tx)?,
                 stats::active_sessions(tx, now)?,

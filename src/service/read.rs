@@ -180,12 +180,7 @@ impl Service {
     ) -> Result<(), ServiceError> {
         let scoped = matches!(credential, Some(super::Credential::Bot(scopes))
             if scopes.contains(super::Scope::ReadAudit));
-        let bot = self
-            .config()
-            .policy
-            .users
-            .get(actor)
-            .is_some_and(|u| u.bot);
+        let bot = self.config().policy.users.get(actor).is_some_and(|u| u.bot);
         if scoped && bot {
             return Ok(());
         }

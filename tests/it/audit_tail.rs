@@ -57,12 +57,22 @@ async fn tail_prints_the_whole_log_and_resumes_after_a_sequence_number() {
 
     // With the hash the previous run printed for event n-2, it resumes; with another
     // (the log was rewritten since), it prints nothing and says so.
-    let hash = all[(n - 3) as usize]["hash"].as_str().expect("hash").to_owned();
+    let hash = all[(n - 3) as usize]["hash"]
+        .as_str()
+        .expect("hash")
+        .to_owned();
     for (given, ok) in [(hash.as_str(), true), (&"0".repeat(64)[..], false)] {
         let out = run({
             let mut c = client(&app, "bob");
             let after = (n - 2).to_string();
-            c.args(["audit", "tail", "--after-seq", &after, "--after-hash", given]);
+            c.args([
+                "audit",
+                "tail",
+                "--after-seq",
+                &after,
+                "--after-hash",
+                given,
+            ]);
             c
         })
         .await;
@@ -172,7 +182,15 @@ async fn follow_waits_out_a_restart_of_the_server() {
     let (alice, bob) = (create_token(&config, "alice"), create_token(&config, "bob"));
     let server = ServerProcess::start(&config);
     let mut tail = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
-        .args(["--url", &server.url, "audit", "tail", "--follow", "--interval", "200ms"])
+        .args([
+            "--url",
+            &server.url,
+            "audit",
+            "tail",
+            "--follow",
+            "--interval",
+            "200ms",
+        ])
         .env("COUNTERSIGN_TOKEN", &bob)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -189,7 +207,9 @@ async fn follow_waits_out_a_restart_of_the_server() {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let e = rx.recv_timeout(left).unwrap_or_else(|_| panic!("no {what}"));
+            let e = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no {what}"));
             if e["action"] == what {
                 return e;
             }
@@ -205,7 +225,10 @@ async fn follow_waits_out_a_restart_of_the_server() {
     api.issue(&alice, &bob).await;
     let issued = next("certificate.issued");
     assert!(issued["seq"].as_i64().is_some());
-    assert!(tail.try_wait().expect("status").is_none(), "tail still runs");
+    assert!(
+        tail.try_wait().expect("status").is_none(),
+        "tail still runs"
+    );
     let _ = tail.kill();
     let _ = tail.wait();
     assert!(server.terminate());
@@ -225,7 +248,11 @@ async fn a_service_account_with_read_audit_streams_the_log() {
             .output()
             .expect("token create");
         assert!(out.status.success(), "{}", text(&out.stderr));
-        assert!(!text(&out.stderr).contains("warning"), "{}", text(&out.stderr));
+        assert!(
+            !text(&out.stderr).contains("warning"),
+            "{}",
+            text(&out.stderr)
+        );
         text(&out.stdout).trim().to_owned()
     };
     let (reader, requester) = (token("read-audit"), token("request"));
@@ -243,7 +270,11 @@ async fn a_service_account_with_read_audit_streams_the_log() {
             let events = lines(&out.stdout);
             assert!(events.iter().any(|e| e["action"] == "certificate.issued"));
         } else {
-            assert!(text(&out.stderr).contains("scope_not_allowed"), "{}", text(&out.stderr));
+            assert!(
+                text(&out.stderr).contains("scope_not_allowed"),
+                "{}",
+                text(&out.stderr)
+            );
         }
     }
 }

@@ -143,6 +143,20 @@ async fn counters_move_with_a_flow_and_every_family_is_described() {
     let gauge = "countersign_requests_pending";
     assert_eq!(value(&pending, gauge, gauge, &role), 1.0);
     assert_eq!(value(&after, gauge, gauge, &role), 0.0);
+    let oldest = "countersign_requests_oldest_pending_seconds";
+    assert!(
+        family(&pending, oldest)["samples"][0]["value"]
+            .as_f64()
+            .is_some()
+    );
+    assert!((0.0..60.0).contains(&value(&pending, oldest, oldest, &role)));
+    let build = family(&after, "countersign_build_info");
+    assert_eq!(build["samples"][0]["value"], 1.0);
+    assert_eq!(
+        build["samples"][0]["labels"]["version"],
+        env!("CARGO_PKG_VERSION"),
+        "{build}"
+    );
 
     // HTTP answers by route template, never the raw path.
     let http = "countersign_http_requests";
@@ -323,16 +337,19 @@ async fn idle_connections_to_the_metrics_port_are_capped() {
         .to_owned();
     let mut held = Vec::new();
     for _ in 0..8 {
-        held.push(tokio::net::TcpStream::connect(&address).await.expect("connect"));
+        held.push(
+            tokio::net::TcpStream::connect(&address)
+                .await
+                .expect("connect"),
+        );
     }
-    let mut extra = tokio::net::TcpStream::connect(&address).await.expect("connect");
+    let mut extra = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
     let mut buf = [0u8; 1];
-    let read = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        extra.read(&mut buf),
-    )
-    .await
-    .expect("the extra connection is closed, not kept");
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), extra.read(&mut buf))
+        .await
+        .expect("the extra connection is closed, not kept");
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
     let (status, _) = app.get("alice", "/v1/whoami").await;
     assert_eq!(status, StatusCode::OK);

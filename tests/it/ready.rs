@@ -171,7 +171,11 @@ async fn a_database_that_refuses_writes_is_not_ready() {
     assert_eq!(app.count("SELECT ready_probe FROM meta"), 1);
     let (status, _) = ready(&app).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(app.count("SELECT ready_probe FROM meta"), 1, "a success stands 5 s");
+    assert_eq!(
+        app.count("SELECT ready_probe FROM meta"),
+        1,
+        "a success stands 5 s"
+    );
 }
 
 /// `/v1/ready` turns 503 while the PostgreSQL server is down, and 200 again once it is
