@@ -104,6 +104,15 @@ pub(super) fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     }
     let storage_ok = storage_summary(&config)?;
     outln!("ssh          {}", ssh_summary(&config))?;
+    match &config.metrics {
+        Some(m) => outln!("metrics      http://{}/metrics", m.listen)?,
+        None => outln!("metrics      off ([metrics] not set)")?,
+    }
+    let log = match config.server.log_format {
+        crate::config::LogFormat::Text => "text",
+        crate::config::LogFormat::Json => "json (one object per line)",
+    };
+    outln!("log format   {log}")?;
     let oidc_ok = oidc_summary(&config)?;
     let notify_ok = notify_summary(&config)?;
     outln!(
