@@ -165,6 +165,17 @@ impl TestApp {
         Self::spawn_with_pg(policy, clock, pg).await
     }
 
+    /// Serves [`POLICY`] on a fresh database of `cluster` (a private cluster the test
+    /// stops and starts).
+    pub async fn spawn_on_cluster(cluster: &crate::pg::Cluster) -> TestApp {
+        Self::spawn_with_pg(
+            POLICY,
+            Arc::new(SystemClock),
+            Some(cluster.fresh_database()),
+        )
+        .await
+    }
+
     /// Serves `policy` on `pg` (a database of a private cluster, say), or on SQLite.
     pub async fn spawn_with_pg(
         policy: &str,

@@ -183,12 +183,7 @@ async fn a_database_that_refuses_writes_is_not_ready() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_follows_the_database_down_and_up_again() {
     let cluster = crate::pg::Cluster::start_new();
-    let app = TestApp::spawn_with_pg(
-        POLICY,
-        std::sync::Arc::new(countersign::clock::SystemClock),
-        Some(cluster.fresh_database()),
-    )
-    .await;
+    let app = TestApp::spawn_on_cluster(&cluster).await;
     let (status, body) = ready(&app).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     cluster.stop("fast");

@@ -172,12 +172,7 @@ async fn a_database_restored_to_before_a_revocation_is_refused_until_accepted() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_wait_waits_through_a_database_outage() {
     let cluster = crate::pg::Cluster::start_new();
-    let app = TestApp::spawn_with_pg(
-        POLICY,
-        std::sync::Arc::new(countersign::clock::SystemClock),
-        Some(cluster.fresh_database()),
-    )
-    .await;
+    let app = TestApp::spawn_on_cluster(&cluster).await;
     let key = write_key(app.dir.path(), "id_ed25519", &new_key());
     let public = key.with_extension("pub");
     let (child, id) = crate::cli_request::request_waiting(&app, &public).await;
