@@ -82,6 +82,9 @@ pub struct ServerSettings {
     pub working_hours: WorkingHours,
     /// `log_format`: how the server writes its log lines.
     pub log_format: LogFormat,
+    /// `shutdown_delay`: on SIGTERM, how long `/v1/ready` says 503 while the server
+    /// still serves, before it stops accepting (so a balancer takes it out first).
+    pub shutdown_delay: std::time::Duration,
 }
 
 /// The certificate authority's key and certificate timing.

@@ -97,8 +97,24 @@ pub fn serve(
             None => None,
         };
         let listener = bind(listen).await?;
+        let draining = service.clone();
         tokio::spawn(async move {
+            let mut signals = signals;
             signals.received().await;
+            // Out of rotation first: `/v1/ready` says 503 while requests are still
+            // served, for the balancer to notice; then the listeners close.
+            let delay = draining.config().server.shutdown_delay;
+            if !delay.is_zero() {
+                draining.begin_stopping();
+                tracing::info!(
+                    delay = %humantime::format_duration(delay),
+                    "shutting down: not ready from now on, still serving for shutdown_delay"
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = signals.received() => tracing::info!("a second signal: stopping now"),
+                }
+            }
             let _ = stop.send(true);
         });
         run(
@@ -210,7 +226,7 @@ impl ShutdownSignals {
     }
 
     /// Resolves on the first of either signal.
-    async fn received(mut self) {
+    async fn received(&mut self) {
         tokio::select! {
             _ = self.interrupt.recv() => {},
             _ = self.terminate.recv() => {},

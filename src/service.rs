@@ -107,6 +107,8 @@ pub struct Service {
     metrics: Arc<crate::metrics::Metrics>,
     /// When readiness last proved a write and a signature (`service/ready.rs`).
     probed: ready::Probed,
+    /// Set at SIGTERM: readiness says no from then on (`service/ready.rs`).
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Service {
@@ -148,6 +150,7 @@ impl Service {
             token_use: std::sync::Mutex::new(std::collections::HashMap::new()),
             metrics,
             probed: ready::Probed::default(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

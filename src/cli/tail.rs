@@ -4,8 +4,13 @@
 //!
 //! Every event is checked before it is printed: its hash is recomputed and it must
 //! follow the one before it (the event `--after-seq` names is fetched first, as the
-//! anchor, and must carry `--after-hash` when given: the last line printed before). A gap, a changed event or a log that went back ends the command with an
-//! error rather than pass on a broken chain. An unreachable server is waited out.
+//! anchor, and must carry `--after-hash` when given: the last line printed before). A
+//! gap, a changed event or a log that went back ends the command with an error rather
+//! than pass on a broken chain. An unreachable server is waited out.
+//!
+//! The chain is not keyed: it proves the log printed is one unbroken log, not that it is
+//! the CA's. Over plain HTTP a machine in the middle could append events of its own: use
+//! `https://` (or a loopback address).
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};

@@ -72,6 +72,7 @@ pub(super) struct RawServer {
     pub timezone: Option<String>,
     pub working_hours: Option<String>,
     pub log_format: Option<String>,
+    pub shutdown_delay: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -79,6 +79,12 @@ impl Builder<'_> {
         let working_hours =
             self.working_hours(raw.timezone.as_deref(), raw.working_hours.as_deref())?;
         let log_format = self.log_format(raw.log_format.as_deref())?;
+        let shutdown_delay = self.duration_or_zero(
+            "server.shutdown_delay",
+            raw.shutdown_delay.as_deref().or(Some("0s")),
+            "0s",
+            std::time::Duration::from_secs(300),
+        )?;
         Ok(ServerSettings {
             listen,
             data_dir,
@@ -87,6 +93,7 @@ impl Builder<'_> {
             limits,
             working_hours,
             log_format,
+            shutdown_delay,
         })
     }
 

@@ -18,6 +18,23 @@ const PROBE_NAMESPACE: &str = "countersign-ready-probe";
 pub(super) struct Probed(Mutex<Option<Instant>>);
 
 impl Service {
+    /// This server is shutting down (SIGTERM, `[server] shutdown_delay`): from now on
+    /// readiness is `not_ready`, while requests are still served.
+    pub fn begin_stopping(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `not_ready` once [`Service::begin_stopping`] was called.
+    pub(super) fn not_stopping(&self) -> Result<(), ServiceError> {
+        if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(ServiceError::NotReady(
+                "this server is shutting down: take it out of rotation".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// The database takes a write (a disk full or a lost write lock shows here, not only
     /// at the next approval) and the CA key signs (an agent that lost the key, or went
     /// away); each failure `not_ready` with its cause in the log. Cached for

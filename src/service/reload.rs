@@ -63,6 +63,7 @@ impl Service {
     /// seconds): a database that refuses writes (a full disk) or a CA key that cannot
     /// sign is not ready either.
     pub fn readiness(&self) -> Result<Ready, ServiceError> {
+        self.not_stopping()?;
         self.clock_agrees()?;
         self.not_behind(self.store.read(crate::store::certificates::krl_version)?)?;
         let ours = summary::digest(&policy_summary(&self.config()));
@@ -215,6 +216,10 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         ("[ssh]", differs(&old.ssh, &new.ssh)),
         ("[metrics]", differs(&old.metrics, &new.metrics)),
         ("[server] log_format", differs(&o.log_format, &n.log_format)),
+        (
+            "[server] shutdown_delay",
+            differs(&o.shutdown_delay, &n.shutdown_delay),
+        ),
         ("[storage]", differs(&old.storage, &new.storage)),
         // The provider client and its secret are made at start (`Service::open`).
         ("[oidc]", differs(&old.oidc, &new.oidc)),

@@ -201,3 +201,64 @@ async fn ready_follows_the_database_down_and_up_again() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// `[server] shutdown_delay`: at SIGTERM the real server says 503 `not_ready` at once
+/// and still answers requests, so that a balancer takes it out of rotation before it
+/// stops; a second SIGTERM stops it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_server_is_not_ready_but_still_serves_for_the_delay() {
+    use crate::process::{ServerProcess, create_token, init};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("countersign.toml");
+    let policy = POLICY.replace(
+        "data_dir = \"data\"",
+        "data_dir = \"data\"\nshutdown_delay = \"60s\"",
+    );
+    std::fs::write(&config, policy).expect("config");
+    init(&config);
+    let alice = create_token(&config, "alice");
+    let server = ServerProcess::start(&config);
+    let http = crate::process::Api::new(&server.url).http;
+    let get = |path: &str, token: Option<&str>| {
+        let mut req = http.get(format!("{}{path}", server.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    assert_eq!(
+        get("/v1/ready", None).await.expect("GET").status(),
+        StatusCode::OK
+    );
+    let pid = server.pid().to_string();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    assert!(term.expect("kill").success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let body: Value = loop {
+        let resp = get("/v1/ready", None).await.expect("still answering");
+        if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
+            break resp.json().await.expect("JSON");
+        }
+        assert!(std::time::Instant::now() < deadline, "never turned 503");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(code(&body), "not_ready", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("shutting down")
+    );
+    let who = get("/v1/whoami", Some(&alice))
+        .await
+        .expect("still serving");
+    assert_eq!(who.status(), StatusCode::OK);
+    // The second SIGTERM (what terminate() sends) does not wait out the 60 s.
+    let stopped = tokio::task::spawn_blocking(move || server.terminate());
+    let stopped = tokio::time::timeout(std::time::Duration::from_secs(30), stopped)
+        .await
+        .expect("stopped at the second signal, not after 60 s");
+    assert!(stopped.expect("join"), "exit 0");
+}

@@ -258,6 +258,11 @@ fn metrics_need_a_port_of_their_own_and_log_format_is_text_or_json() {
         "{:?}",
         public.warnings
     );
+    assert_eq!(ok("").server.shutdown_delay, Duration::ZERO);
+    let delay = ok("[server]\nshutdown_delay = \"15s\"\n")
+        .server
+        .shutdown_delay;
+    assert_eq!(delay, Duration::from_secs(15));
     assert_eq!(ok("").server.log_format, LogFormat::Text);
     let json = ok("[server]\nlog_format = \"json\"\n");
     assert_eq!(json.server.log_format, LogFormat::Json);
@@ -276,6 +281,10 @@ fn metrics_need_a_port_of_their_own_and_log_format_is_text_or_json() {
         (
             "[server]\nlog_format = \"xml\"\n",
             &["server.log_format", "json"],
+        ),
+        (
+            "[server]\nshutdown_delay = \"10m\"\n",
+            &["server.shutdown_delay", "at most"],
         ),
     ]);
 }
