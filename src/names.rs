@@ -19,6 +19,7 @@ pub use request_id::RequestId;
 pub use serial::Serial;
 pub(crate) use text::FORBIDDEN as TEXT_FORBIDDEN;
 pub use text::Text;
+pub(crate) use text::is_forbidden_char;
 
 /// Why a piece of input was not accepted; the message names the rule it broke.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -12,7 +12,7 @@ use crate::error_code::ErrorCode;
 use crate::service::{ErrorKind, ServiceError, chain};
 
 /// An error response: HTTP status, stable code, human message.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ApiError {
     status: StatusCode,
     code: ErrorCode,

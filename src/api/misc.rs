@@ -17,7 +17,11 @@ pub(super) async fn health_get(
     State(state): State<AppState>,
     Extension(checks): Extension<HealthChecks>,
 ) -> Result<Json<Value>, ApiError> {
-    probe(&state, &checks, "health", |s| s.check_storage()).await?;
+    checks
+        .answer(Check::Health, || {
+            probe(&state, &checks, "health", |s| s.check_storage())
+        })
+        .await?;
     Ok(Json(json!({ "status": "ok" })))
 }
 
@@ -29,9 +33,14 @@ pub(super) async fn ready_get(
     State(state): State<AppState>,
     Extension(checks): Extension<HealthChecks>,
 ) -> Result<Json<Value>, ApiError> {
-    let ready = probe(&state, &checks, "readiness", |s| s.readiness()).await?;
-    // The digest only in the log: the answer needs no token.
-    tracing::debug!(policy = %ready.policy, "ready");
+    checks
+        .answer(Check::Ready, || async {
+            let ready = probe(&state, &checks, "readiness", |s| s.readiness()).await?;
+            // The digest only in the log: the answer needs no token.
+            tracing::debug!(policy = %ready.policy, "ready");
+            Ok(())
+        })
+        .await?;
     Ok(Json(json!({ "status": "ready" })))
 }
 
@@ -72,15 +81,54 @@ async fn probe<T: Send + 'static>(
     }
 }
 
-/// The health checks of one server reading the database now (at most [`HEALTH_CHECKS`]).
+/// The health checks of one server reading the database now (at most [`HEALTH_CHECKS`]),
+/// and the last answer of each with when it was made: callers that arrive while a check
+/// runs take its answer (one check at a time, however many callers: a flood of probes,
+/// which need no token, neither reads the database once per probe nor takes every place
+/// from the load balancer's own probe), and a caller that arrives after it asks anew.
 #[derive(Clone)]
-pub(super) struct HealthChecks(std::sync::Arc<tokio::sync::Semaphore>);
+pub(super) struct HealthChecks(
+    std::sync::Arc<tokio::sync::Semaphore>,
+    std::sync::Arc<tokio::sync::Mutex<[Option<Answer>; 2]>>,
+);
+
+/// A check's answer and when it was made.
+type Answer = (std::time::Instant, Result<(), ApiError>);
+
+/// Which check an answer is of.
+#[derive(Clone, Copy)]
+enum Check {
+    Health = 0,
+    Ready = 1,
+}
 
 impl Default for HealthChecks {
     fn default() -> Self {
-        HealthChecks(std::sync::Arc::new(tokio::sync::Semaphore::new(
-            HEALTH_CHECKS,
-        )))
+        HealthChecks(
+            std::sync::Arc::new(tokio::sync::Semaphore::new(HEALTH_CHECKS)),
+            std::sync::Arc::new(tokio::sync::Mutex::new([None, None])),
+        )
+    }
+}
+
+impl HealthChecks {
+    /// The answer of `check` made while this caller waited for it (another caller's
+    /// run), else a fresh one from `run`: an answer is never older than the call.
+    async fn answer<F, Fut>(&self, check: Check, run: F) -> Result<(), ApiError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<(), ApiError>>,
+    {
+        let arrived = std::time::Instant::now();
+        let mut answers = self.1.lock().await;
+        if let Some((made, answer)) = &answers[check as usize]
+            && *made >= arrived
+        {
+            return answer.clone();
+        }
+        let answer = run().await;
+        answers[check as usize] = Some((std::time::Instant::now(), answer.clone()));
+        answer
     }
 }
 

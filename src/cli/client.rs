@@ -81,9 +81,12 @@ impl Client {
         // A server (or a machine in the middle) that accepts and never answers must not
         // hold a command for ever: a timer's `krl sync --once` would never end, and never
         // fail either.
+        // Nor may it send the request elsewhere: a redirect would carry the body (a
+        // reason, a key, an idempotency key) to another origin.
         builder = builder
             .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(ANSWER_TIMEOUT);
+            .timeout(ANSWER_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none());
         Ok(Client {
             http: builder.build()?,
             base: base_url(url)?,
@@ -247,8 +250,8 @@ impl Client {
                 let why = serde_json::from_slice::<Value>(&body)
                     .ok()
                     .and_then(|v| {
-                        let code = v["error"]["code"].as_str()?.to_owned();
-                        let message = v["error"]["message"].as_str()?.to_owned();
+                        let code = printable(v["error"]["code"].as_str()?);
+                        let message = printable(v["error"]["message"].as_str()?);
                         Some(format!("{code}: {message}"))
                     })
                     .unwrap_or_else(|| "no backend".to_owned());
@@ -306,14 +309,6 @@ impl Client {
     /// do for the common ones.
     fn refusal(&self, status: reqwest::StatusCode, body: &[u8]) -> anyhow::Error {
         let parsed: Option<Value> = serde_json::from_slice(body).ok();
-        // What the server says goes to a terminal or a journal: no control characters
-        // (escape sequences, a line break that forges a line of our own), bounded.
-        let printable = |s: &str| -> String {
-            s.chars()
-                .filter(|c| !c.is_control())
-                .take(MAX_SAID)
-                .collect()
-        };
         let code = printable(
             parsed
                 .as_ref()
@@ -390,6 +385,16 @@ const MAX_ANSWER: usize = 64 * 1024 * 1024;
 
 /// The most characters of a server's error code or message repeated to the user.
 const MAX_SAID: usize = 1000;
+
+/// What a server says, fit to repeat on a terminal or in a journal: without control
+/// characters (escape sequences, a line break that forges a line of our own), nor any
+/// that hides or reorders text (a reason may not have them either), and bounded.
+fn printable(said: &str) -> String {
+    said.chars()
+        .filter(|&c| !crate::names::is_forbidden_char(c))
+        .take(MAX_SAID)
+        .collect()
+}
 
 /// The body of `resp`, refused beyond [`MAX_ANSWER`] bytes (an endless answer must not
 /// take the memory of the host it runs on).

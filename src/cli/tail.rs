@@ -68,18 +68,17 @@ pub(super) fn tail(url: &str, args: &TailArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let client = Client::from_env(url)?;
-    let mut outage: Option<Instant> = None;
+    let mut outage: Option<(Instant, Instant)> = None;
     let mut backoff = args.interval;
     let mut chain = loop {
         match Chain::anchored(&client, args.after_seq, args.after_hash.as_deref()) {
             Ok(chain) => break chain,
             Err(e) if args.follow && passing(&e) => {
-                if outage.is_none() {
+                if say_again(&mut outage) {
                     eprintln!(
                         "{e:#}; still trying, to follow from event {}",
                         args.after_seq
                     );
-                    outage = Some(Instant::now());
                 }
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(MOST_BACKOFF);
@@ -92,9 +91,8 @@ pub(super) fn tail(url: &str, args: &TailArgs) -> anyhow::Result<ExitCode> {
         let events = match page {
             Ok(page) => page.events,
             Err(e) if args.follow && passing(&e) => {
-                if outage.is_none() {
+                if say_again(&mut outage) {
                     eprintln!("{e:#}; still following, from event {}", chain.seq);
-                    outage = Some(Instant::now());
                 }
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(MOST_BACKOFF);
@@ -123,6 +121,28 @@ pub(super) fn tail(url: &str, args: &TailArgs) -> anyhow::Result<ExitCode> {
         std::thread::sleep(args.interval);
     }
 }
+
+/// Whether to say (again) that the server does not answer: at the first failure, then
+/// once a minute, so that a stream stuck on something that does not pass (a TLS
+/// mistake, a certificate) is seen in the shipper's log. `outage` is when this one began
+/// and when it was last said.
+fn say_again(outage: &mut Option<(Instant, Instant)>) -> bool {
+    match outage {
+        None => {
+            let now = Instant::now();
+            *outage = Some((now, now));
+            true
+        }
+        Some((_, said)) if said.elapsed() >= SAY_AGAIN => {
+            *said = Instant::now();
+            true
+        }
+        Some(_) => false,
+    }
+}
+
+/// How often a failure that goes on is said again.
+const SAY_AGAIN: Duration = Duration::from_secs(60);
 
 /// Whether `e` may pass by waiting: no answer came (the server restarting, down, or a
 /// connection cut mid-answer), or a balancer said its backend is gone (502/503/504). A

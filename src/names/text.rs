@@ -49,7 +49,7 @@ impl Text {
 /// free variation selectors, tag characters, and the code points reserved as such), plus
 /// the Braille blank U+2800 and the interlinear annotation controls, which also show as
 /// nothing; the other format characters (Cf); and private-use code points.
-fn is_forbidden_char(c: char) -> bool {
+pub(crate) fn is_forbidden_char(c: char) -> bool {
     c.is_control() || FORBIDDEN.iter().any(|&(lo, hi)| (lo..=hi).contains(&c))
 }
 

@@ -13,9 +13,13 @@ const PROBE_EVERY: Duration = Duration::from_secs(5);
 /// The namespace of the probe's throw-away signature (never shown to anyone).
 const PROBE_NAMESPACE: &str = "countersign-ready-probe";
 
-/// When the write and the signature last succeeded.
+/// When the write and the signature were last tried, and whether they succeeded.
 #[derive(Debug, Default)]
-pub(super) struct Probed(Mutex<Option<Instant>>);
+pub(super) struct Probed(Mutex<Option<(Instant, Result<(), String>)>>);
+
+/// How long a failed probe stands: a database that refuses writes is not written to
+/// (nor logged about) more often, whoever asks.
+const FAILURE_STANDS: Duration = Duration::from_secs(1);
 
 impl Service {
     /// This server is shutting down (SIGTERM, `[server] shutdown_delay`): from now on
@@ -45,18 +49,28 @@ impl Service {
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if last.is_some_and(|at| at.elapsed() < PROBE_EVERY) {
-            return Ok(());
+        match &*last {
+            Some((at, Ok(()))) if at.elapsed() < PROBE_EVERY => return Ok(()),
+            Some((at, Err(why))) if at.elapsed() < FAILURE_STANDS => {
+                return Err(ServiceError::NotReady(why.clone()));
+            }
+            _ => {}
         }
+        let outcome = self.write_and_sign();
+        *last = Some((Instant::now(), outcome.clone()));
+        outcome.map_err(ServiceError::NotReady)
+    }
+
+    /// One probe: a write, then a signature; the reason to give if either fails (the
+    /// cause goes to the log).
+    fn write_and_sign(&self) -> Result<(), String> {
         if let Err(e) = self.store.write(meta::touch) {
             let e = anyhow::Error::new(e);
             tracing::warn!(
                 error = format!("{e:#}"),
                 "not ready: the database refused a write"
             );
-            return Err(ServiceError::NotReady(
-                "the database does not take writes (the server log says why)".into(),
-            ));
+            return Err("the database does not take writes (the server log says why)".into());
         }
         if let Err(e) = self.ca.sign_message(PROBE_NAMESPACE, b"ready?") {
             let e = anyhow::Error::new(e);
@@ -64,11 +78,8 @@ impl Service {
                 error = format!("{e:#}"),
                 "not ready: the CA key does not sign"
             );
-            return Err(ServiceError::NotReady(
-                "the CA key cannot sign (the server log says why)".into(),
-            ));
+            return Err("the CA key cannot sign (the server log says why)".into());
         }
-        *last = Some(Instant::now());
         Ok(())
     }
 }

@@ -254,7 +254,7 @@ fn a_304_to_an_unconditional_fetch_fails_and_server_text_is_defused() {
     assert!(!out.exists());
 
     let body = "{\"error\":{\"code\":\"forbidden\\u001b[2J\",\"message\":\"all good\\r\\nwrote \
-                /etc/ssh/revoked.krl\\u0007\"}}";
+                /etc/ssh/revoked.krl\\u0007 \\u202egnp.lrk\"}}";
     let response: &'static str = Box::leak(
         format!(
             "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
@@ -268,7 +268,25 @@ fn a_304_to_an_unconditional_fetch_fails_and_server_text_is_defused() {
     assert!(!done.status.success());
     assert!(stderr.contains("forbidden"), "{stderr}");
     assert!(
-        !stderr.contains('\u{1b}') && !stderr.contains('\u{7}') && stderr.lines().count() == 1,
+        !stderr.contains('\u{1b}')
+            && !stderr.contains('\u{7}')
+            && !stderr.contains('\u{202e}')
+            && stderr.lines().count() == 1,
         "{stderr:?}"
     );
+
+    // A redirect is not followed (it would carry the request elsewhere).
+    let elsewhere =
+        fake_server("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let redirect: &'static str = Box::leak(
+        format!(
+            "HTTP/1.1 302 Found\r\nLocation: {elsewhere}/v1/krl\r\nContent-Length: 0\r\n\
+             Connection: close\r\n\r\n"
+        )
+        .into_boxed_str(),
+    );
+    let done = sync(&fake_server(redirect));
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(!done.status.success());
+    assert!(stderr.contains("HTTP 302"), "{stderr}");
 }
