@@ -10,6 +10,7 @@
 //! refusal codes, all from the configuration or the code: never a user name, a token, a
 //! key, a request id or a raw path.
 
+mod families;
 mod http;
 mod labels;
 
@@ -19,10 +20,13 @@ use std::time::Duration;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
+pub use families::audit_append_histogram;
 pub use http::track_http;
+
+use families::{build_info, fast_buckets, wait_buckets};
 pub use labels::Outcome;
 
 use labels::*;
@@ -76,16 +80,6 @@ pub struct Metrics {
     roles: Mutex<std::collections::BTreeSet<String>>,
     /// One scrape at a time refreshes the gauges (and the store's counters).
     scraping: Mutex<()>,
-}
-
-/// Buckets for request handling and signing: 0.1 ms to about 13 s.
-fn fast_buckets() -> Histogram {
-    Histogram::new(exponential_buckets(0.0001, 2.0, 18))
-}
-
-/// Buckets for the wait from a request to its decision: 5 s to about 3 days.
-fn wait_buckets() -> Histogram {
-    Histogram::new(exponential_buckets(5.0, 3.0, 11))
 }
 
 impl Default for Metrics {
@@ -436,27 +430,6 @@ fn catch_up(counter: &Counter, total: u64) {
 
 fn count(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-/// `countersign_build_info`: 1, with the version and commit (`countersign --version`)
-/// as labels.
-fn build_info() -> Family<BuildLabels, Gauge> {
-    let family = Family::<BuildLabels, Gauge>::default();
-    family
-        .get_or_create(&BuildLabels {
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            commit: env!("COUNTERSIGN_GIT_COMMIT").to_owned(),
-        })
-        .set(1);
-    family
-}
-
-/// The time each audit append takes, for the whole process: appends happen deep in the
-/// store's transactions, where no [`Metrics`] is at hand. One server per process in
-/// production; test processes that run several share it.
-pub fn audit_append_histogram() -> Histogram {
-    static APPENDS: std::sync::LazyLock<Histogram> = std::sync::LazyLock::new(fast_buckets);
-    APPENDS.clone()
 }
 
 #[cfg(test)]

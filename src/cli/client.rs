@@ -3,10 +3,14 @@
 //! checked against the system's CA certificates, or, when `COUNTERSIGN_CA_CERT` names a
 //! PEM file, against the certificates in it only (a private CA).
 
+mod answer;
+
 use anyhow::{Context, anyhow, bail};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+use answer::{answered_without_tls, printable, read_capped};
 
 /// A connection to one countersign server.
 pub(super) struct Client {
@@ -380,38 +384,6 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// [`CREATE_WAIT`]).
 const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
-/// The largest answer read: a KRL of millions of serials, a page of 10,000 audit events.
-const MAX_ANSWER: usize = 64 * 1024 * 1024;
-
-/// The most characters of a server's error code or message repeated to the user.
-const MAX_SAID: usize = 1000;
-
-/// What a server says, fit to repeat on a terminal or in a journal: without control
-/// characters (escape sequences, a line break that forges a line of our own), nor any
-/// that hides or reorders text (a reason may not have them either), and bounded.
-fn printable(said: &str) -> String {
-    said.chars()
-        .filter(|&c| !crate::names::is_forbidden_char(c))
-        .take(MAX_SAID)
-        .collect()
-}
-
-/// The body of `resp`, refused beyond [`MAX_ANSWER`] bytes (an endless answer must not
-/// take the memory of the host it runs on).
-async fn read_capped(mut resp: reqwest::Response) -> anyhow::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.context("reading the response")? {
-        if body.len() + chunk.len() > MAX_ANSWER {
-            bail!(
-                "the server's answer is larger than {} MiB: not read",
-                MAX_ANSWER / (1024 * 1024)
-            );
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
 /// How many times a create is sent at most (the first and the retries).
 const CREATE_ATTEMPTS: u64 = 3;
 
@@ -461,36 +433,4 @@ fn base_url(url: &str) -> anyhow::Result<String> {
             )
         }
     }
-}
-
-/// Whether the TLS handshake failed because the server answered with something that is
-/// not TLS at all (a plain-HTTP server answers the ClientHello with an HTTP 400).
-fn answered_without_tls(e: &reqwest::Error) -> bool {
-    // `source()` of an `io::Error` skips the error it wraps, so those are unwrapped here
-    // (the connector nests the rustls error in two of them).
-    fn is_plain_text(mut c: &(dyn std::error::Error + 'static)) -> bool {
-        loop {
-            if let Some(tls) = c.downcast_ref::<rustls::Error>() {
-                return matches!(
-                    tls,
-                    rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)
-                );
-            }
-            match c
-                .downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-            {
-                Some(inner) => c = inner,
-                None => return false,
-            }
-        }
-    }
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(c) = cause {
-        if is_plain_text(c) {
-            return true;
-        }
-        cause = c.source();
-    }
-    false
 }
