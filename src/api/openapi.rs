@@ -64,7 +64,8 @@ Request bodies are `application/json` objects of at most 64 KiB with no unknown 
 duplicate fields. Every error is `{\"error\":{\"code\",\"message\"}}`; `code` is one of a \
 fixed list, and each status below names the codes it carries. Any operation may answer \
 503 (`overloaded`, `timeout`; on PostgreSQL `unavailable`) and 500 (`internal`); a \
-request head over `max_header_bytes` is answered 431 by the HTTP layer, without a body.
+request head over `max_header_bytes` is answered 431 by the HTTP layer, without a body \
+(listed under every operation).
 
 Not described here: the web UI's HTML pages (`/`, `/requests/...`, `/audit`, `/login`, \
 `/logout`, `/static/style.css`), which serve browsers on the same listener and are \
@@ -80,6 +81,26 @@ fn build() -> Value {
     {
         let previous = paths.insert(path.to_owned(), item);
         debug_assert!(previous.is_none(), "{path} twice");
+    }
+    // Any operation: a request head too large for `max_header_bytes` (a long query
+    // string) is answered by the HTTP layer before any route, without a body.
+    for item in paths.values_mut() {
+        let Some(operations) = item.as_object_mut() else {
+            continue;
+        };
+        for operation in operations.values_mut() {
+            if let Some(responses) = operation
+                .get_mut("responses")
+                .and_then(Value::as_object_mut)
+            {
+                responses.insert(
+                    "431".to_owned(),
+                    json!({ "description": "the request head (request line and headers, \
+                        a long query string included) is over `[server] max_header_bytes`; \
+                        no body" }),
+                );
+            }
+        }
     }
     let mut schemas = schemas::schemas();
     schemas.extend(bodies::schemas());
