@@ -347,15 +347,15 @@ impl Metrics {
     }
 
     /// An HTTP request to `route` (a template) answered `status` after `took`.
-    fn http_answered(&self, route: &str, method: &str, status: u16, took: Duration) {
+    fn http_answered(&self, route: String, method: &'static str, status: u16, took: Duration) {
         let labels = HttpLabels {
-            route: route.to_owned(),
-            method: method.to_owned(),
-            status: status.to_string(),
+            route,
+            method,
+            status,
         };
         self.http_requests.get_or_create(&labels).inc();
         let route = RouteLabel {
-            route: route.to_owned(),
+            route: labels.route,
         };
         self.http_seconds
             .get_or_create(&route)

@@ -68,7 +68,7 @@ pub(super) fn tail(url: &str, args: &TailArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let client = Client::from_env(url)?;
-    let mut outage: Option<(Instant, Instant)> = None;
+    let mut outage: Option<Instant> = None;
     let mut backoff = args.interval;
     let mut chain = loop {
         match Chain::anchored(&client, args.after_seq, args.after_hash.as_deref()) {
@@ -124,21 +124,14 @@ pub(super) fn tail(url: &str, args: &TailArgs) -> anyhow::Result<ExitCode> {
 
 /// Whether to say (again) that the server does not answer: at the first failure, then
 /// once a minute, so that a stream stuck on something that does not pass (a TLS
-/// mistake, a certificate) is seen in the shipper's log. `outage` is when this one began
-/// and when it was last said.
-fn say_again(outage: &mut Option<(Instant, Instant)>) -> bool {
-    match outage {
-        None => {
-            let now = Instant::now();
-            *outage = Some((now, now));
-            true
-        }
-        Some((_, said)) if said.elapsed() >= SAY_AGAIN => {
-            *said = Instant::now();
-            true
-        }
-        Some(_) => false,
+/// mistake, a certificate) is seen in the shipper's log. `said` is when it was last said
+/// in this outage (`None`: no outage yet).
+fn say_again(said: &mut Option<Instant>) -> bool {
+    if said.is_some_and(|at| at.elapsed() < SAY_AGAIN) {
+        return false;
     }
+    *said = Some(Instant::now());
+    true
 }
 
 /// How often a failure that goes on is said again.

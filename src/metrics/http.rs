@@ -25,12 +25,7 @@ pub async fn track_http(
     let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
-    metrics.http_answered(
-        &route,
-        method,
-        response.status().as_u16(),
-        started.elapsed(),
-    );
+    metrics.http_answered(route, method, response.status().as_u16(), started.elapsed());
     response
 }
 

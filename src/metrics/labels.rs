@@ -45,8 +45,8 @@ pub(super) struct StateLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct HttpLabels {
     pub(super) route: String,
-    pub(super) method: String,
-    pub(super) status: String,
+    pub(super) method: &'static str,
+    pub(super) status: u16,
 }
 
 /// `{route}`.
