@@ -17,6 +17,7 @@ mod device;
 mod error;
 mod extract;
 mod forwarded;
+mod hosts;
 mod keys;
 mod limits;
 mod metrics;
@@ -96,6 +97,19 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/keys", get(keys::keys_list).post(keys::keys_register))
         .route("/v1/keys/challenge", post(keys::keys_challenge))
         .route("/v1/keys/remove", post(keys::keys_remove))
+        .route("/v1/host_ca.pub", get(hosts::host_ca_pub))
+        .route("/v1/krl/host", get(hosts::krl_get))
+        .route("/v1/krl/host.sig", get(hosts::krl_sig_get))
+        .route("/v1/hosts/tokens", post(hosts::token_create))
+        .route("/v1/hosts/enroll", post(hosts::enroll))
+        .route("/v1/hosts/renew/challenge", post(hosts::renew_challenge))
+        .route("/v1/hosts/renew", post(hosts::renew))
+        .route("/v1/hosts/certificates", get(hosts::list))
+        .route("/v1/hosts/certificates/{serial}", get(hosts::get_one))
+        .route(
+            "/v1/hosts/certificates/{serial}/revoke",
+            post(hosts::revoke),
+        )
         .merge(web::routes())
         .fallback(misc::not_found)
         .method_not_allowed_fallback(misc::method_not_allowed)

@@ -20,6 +20,7 @@
 //!   sshd logs it unescaped.
 
 mod agent;
+mod host;
 mod keyfile;
 mod prepared;
 
@@ -30,6 +31,7 @@ use ssh_key::certificate::{Builder, CertType};
 use ssh_key::{Algorithm, Certificate, HashAlg, PrivateKey, PublicKey, SshSig};
 
 pub use agent::{AgentError, AgentSigner};
+pub use host::{HOST_KEY_COMMENT, HostAuthority, HostGrant};
 
 use crate::config::CaSettings;
 use crate::names::{Principal, Serial};

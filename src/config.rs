@@ -5,6 +5,7 @@
 //! key it is about; a role nobody can get approved is a warning, not an error, so that an
 //! operator can stage a policy, but `check-config` shows it.
 
+mod host_ca;
 mod hours;
 mod metrics;
 mod notify;
@@ -58,6 +59,7 @@ pub enum ConfigError {
     },
 }
 
+pub use host_ca::{HOST_MAX_TTL_LIMIT, HostCaSettings};
 pub use hours::WorkingHours;
 pub use notify::{NotifyEvent, NotifySink, SinkKind};
 pub use oidc::{ClientAuth, GroupMap, OidcSettings};
@@ -144,6 +146,8 @@ pub struct Config {
     pub server: ServerSettings,
     /// `[ca]`.
     pub ca: CaSettings,
+    /// `[host_ca]`: host certificates, off when `None`.
+    pub host_ca: Option<HostCaSettings>,
     /// `[requests]`.
     pub requests: RequestSettings,
     /// `[storage]`: SQLite in `data_dir`, or PostgreSQL.
@@ -194,6 +198,10 @@ impl Config {
         };
         let server = b.server(raw.server, base)?;
         let ca = b.ca(raw.ca, &server.data_dir, base)?;
+        let host_ca = match raw.host_ca {
+            Some(h) => Some(b.host_ca(h, &server.data_dir, base, &ca.key_file)?),
+            None => None,
+        };
         let requests = RequestSettings {
             pending_ttl: b.duration(
                 "requests.pending_ttl",
@@ -296,6 +304,7 @@ impl Config {
             path: path.to_owned(),
             server,
             ca,
+            host_ca,
             requests,
             storage,
             ssh,

@@ -132,6 +132,17 @@ error_codes! {
         /// 401: approving needs a sign-in at the identity provider more recent than
         /// `[oidc] approval_max_auth_age`: sign in again (`countersign login`).
         ReauthRequired = "reauth_required",
+        /// 401: enrolling a host: the join token is unknown, used already, or expired.
+        HostTokenInvalid = "host_token_invalid",
+        /// 403: a host principal is outside `[host_ca] allowed_principals`.
+        PrincipalNotAllowed = "principal_not_allowed",
+        /// 400: renewing a host certificate: the signature does not prove possession of
+        /// the host key (wrong key, namespace or text), or the challenge is not this
+        /// server's, expired, for another key, or answered before.
+        HostProofFailed = "host_proof_failed",
+        /// 403: renewing a host certificate: the certificate presented is not one of
+        /// ours, or it expired, was revoked, or is for another key.
+        HostCertificateRefused = "host_certificate_refused",
     }
     ssh_only {
         /// The user already runs as many commands as allowed.

@@ -5,6 +5,7 @@
 //! to the characters sshd compares literally; free texts (reasons, comments) carry no
 //! control characters, so they are safe in logs, tables and sshd's key ID log line.
 
+mod host;
 mod idempotency;
 mod ident;
 mod number;
@@ -12,6 +13,7 @@ mod request_id;
 mod serial;
 mod text;
 
+pub use host::{HostPattern, HostPrincipal, MAX_HOST_PRINCIPALS};
 pub use idempotency::{IdempotencyKey, MAX_IDEMPOTENCY_KEY};
 pub use ident::{GroupName, Principal, RoleName, UserName};
 pub use number::{MAX_DURATION, parse_duration, short_duration};

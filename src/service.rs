@@ -13,6 +13,7 @@ mod credential;
 mod decide;
 mod device;
 mod error;
+mod hosts;
 mod identity;
 mod inbox;
 mod issue;
@@ -51,6 +52,11 @@ pub use credential::{Credential, ScopeSet};
 pub use decide::{Created, IDEMPOTENCY_KEY_LIFETIME, NewRequest};
 pub use device::{DEVICE_CODE_GRANT, DEVICE_VIA, DeviceGrant, DeviceWait, format_user_code};
 pub use error::{ErrorKind, ServiceError, chain};
+pub use hosts::{
+    HOST_CHALLENGE_LIFETIME, HOST_KRL_NAMESPACE, HOST_LIST_LIMIT, HOST_RENEW_NAMESPACE,
+    HOST_TOKEN_DEFAULT_TTL, HOST_TOKEN_MAX_TTL, HOST_TOKEN_PREFIX, HostCertView, HostRenewal,
+    NewHostToken,
+};
 pub use identity::{list_identities, unbind_identity};
 pub use inbox::ListFilter;
 pub use keys::{
@@ -87,6 +93,8 @@ pub struct Service {
     /// Replaced whole by a reload; readers clone the `Arc` and keep their snapshot.
     config: std::sync::RwLock<Arc<Config>>,
     ca: CertificateAuthority,
+    /// The host CA of `[host_ca]`, opened at start (`service/hosts.rs`).
+    host_ca: Option<Arc<crate::ca::HostAuthority>>,
     store: Store,
     /// The last KRL built, reused while it is still exact (see `Service::krl`).
     krl: std::sync::Mutex<Option<revoke::CachedKrl>>,
@@ -140,6 +148,7 @@ impl Service {
         Service {
             config: std::sync::RwLock::new(Arc::new(config)),
             ca,
+            host_ca: None,
             store,
             krl: std::sync::Mutex::new(None),
             guard,
@@ -202,8 +211,10 @@ impl Service {
             .map_err(|e| state::forget_unbound_key(&config, &public, created, e))?;
         audit::verify_store(&store)?;
         let oidc = Self::provider_for(&config)?;
+        let host_ca = hosts::open_host_ca(&config, &store, public.key_data(), operator, now)?;
         let mut service = Self::with_guard(config, ca, store, guard, clock);
         service.oidc = oidc;
+        service.host_ca = host_ca;
         service.check_clock()?;
         if matches!(access, Access::Serve { .. }) {
             service.sinks = Arc::new(notify::load_sinks(&service.config())?);
@@ -293,15 +304,16 @@ impl Service {
     fn advance_mark(&self, follow_head: bool) -> Result<(), ServiceError> {
         let now = self.now();
         // One snapshot: the KRL version with exactly the revocations it lists.
-        let (version, head, revoked) = self.store.read(|tx| {
+        let (version, head, revoked, host_revoked) = self.store.read(|tx| {
             Ok::<_, StoreError>((
                 certs::krl_version(tx)?,
                 meta::audit_head(tx)?,
                 certs::revoked_unexpired(tx, unix(now) - self.skew())?,
+                crate::store::hosts::revoked_unexpired(tx, unix(now) - self.skew())?,
             ))
         })?;
         self.guard
-            .advance(version, &head, &revoked, follow_head, now)?;
+            .advance(version, &head, &revoked, &host_revoked, follow_head, now)?;
         Ok(())
     }
 

@@ -54,6 +54,7 @@ pub mod audit;
 pub mod certificates;
 pub mod copy;
 pub mod device;
+pub mod hosts;
 pub mod idempotency;
 pub mod identities;
 pub mod keys;

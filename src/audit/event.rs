@@ -15,10 +15,12 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+mod hosts;
 mod keys;
 mod notify;
 mod signin;
 mod tokens;
+pub use hosts::{HostCaRecorded, HostEnrolled, HostRenewed, HostRevoked, HostTokenCreated};
 pub use keys::{KeyRegistered, KeyRemoved};
 pub use notify::{NotifyDead, NotifyRetried};
 pub use signin::{
@@ -171,6 +173,16 @@ events! {
     "identity.withdrawn" => IdentityWithdrawn,
     /// An operator removed a user name's binding to a person of the identity provider.
     "identity.unbound" => IdentityUnbound,
+    /// An admin made a join token for a host.
+    "host.token_created" => HostTokenCreated,
+    /// A host enrolled with a join token and got a host certificate.
+    "host.enrolled" => HostEnrolled,
+    /// A host renewed its certificate (proof of its key and a current certificate).
+    "host.renewed" => HostRenewed,
+    /// A host certificate was revoked.
+    "host.revoked" => HostRevoked,
+    /// The database was bound to a host CA key.
+    "host_ca.recorded" => HostCaRecorded,
 }
 
 /// `request.created`.

@@ -160,9 +160,18 @@ pub(super) fn load(path: &Path, passphrase: Option<&[u8]>) -> Result<PrivateKey,
 /// Generates a new Ed25519 key and writes it (encrypted when `passphrase` is given)
 /// with `O_EXCL` and mode 0600; an existing file is never overwritten.
 pub(super) fn create(path: &Path, passphrase: Option<&[u8]>) -> Result<PrivateKey, CaError> {
+    create_named(path, passphrase, super::KEY_COMMENT)
+}
+
+/// [`create`] with the key's comment chosen (the host CA's differs from the user CA's).
+pub(super) fn create_named(
+    path: &Path,
+    passphrase: Option<&[u8]>,
+    comment: &str,
+) -> Result<PrivateKey, CaError> {
     let mut key =
         PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).map_err(CaError::Sign)?;
-    key.set_comment(super::KEY_COMMENT);
+    key.set_comment(comment);
     let pem = match passphrase {
         Some(p) => key
             .encrypt(&mut rand::rng(), p)

@@ -14,6 +14,8 @@ pub(super) struct RawConfig {
     pub server: RawServer,
     #[serde(default)]
     pub ca: RawCa,
+    /// `[host_ca]`: absent means no host certificates.
+    pub host_ca: Option<RawHostCa>,
     #[serde(default)]
     pub requests: RawRequests,
     #[serde(default)]
@@ -93,6 +95,17 @@ pub(super) struct RawCa {
     #[serde(default)]
     pub agent: bool,
     pub agent_public_key: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHostCa {
+    pub key_file: Option<String>,
+    pub passphrase_file: Option<String>,
+    pub cert_ttl: Option<String>,
+    pub max_ttl: Option<String>,
+    #[serde(default)]
+    pub allowed_principals: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -69,6 +69,16 @@ pub enum ServiceError {
         /// What the person is told.
         message: String,
     },
+    /// A host certificate operation was refused: `host_token_invalid` (401),
+    /// `principal_not_allowed` (403), `host_proof_failed` (400) or
+    /// `host_certificate_refused` (403).
+    #[error("{message}")]
+    Host {
+        /// The public error code.
+        code: ErrorCode,
+        /// What the host (or admin) is told.
+        message: String,
+    },
     /// The caller's user is disabled (offboarded): every credential of theirs is refused
     /// (`user_disabled`).
     #[error("{0}")]
@@ -147,7 +157,7 @@ impl ServiceError {
             ServiceError::NotReady(_) => ErrorCode::NotReady,
             ServiceError::Store(StoreError::Unavailable(_)) => ErrorCode::Unavailable,
             ServiceError::Unauthenticated => ErrorCode::Unauthenticated,
-            ServiceError::SignIn { code, .. } => *code,
+            ServiceError::SignIn { code, .. } | ServiceError::Host { code, .. } => *code,
             ServiceError::Disabled(_) => ErrorCode::UserDisabled,
             ServiceError::Audit(_) => ErrorCode::AuditBroken,
             ServiceError::Store(_)
@@ -180,6 +190,11 @@ impl ServiceError {
                 ErrorCode::ReauthRequired => ErrorKind::Unauthenticated,
                 ErrorCode::IdpUnavailable => ErrorKind::Unavailable,
                 _ => ErrorKind::Unauthenticated,
+            },
+            ServiceError::Host { code, .. } => match code {
+                ErrorCode::HostTokenInvalid => ErrorKind::Unauthenticated,
+                ErrorCode::HostProofFailed => ErrorKind::Invalid,
+                _ => ErrorKind::Forbidden,
             },
             ServiceError::Audit(_)
             | ServiceError::Store(_)

@@ -88,6 +88,7 @@ impl Guard {
         krl_version: u64,
         head: &Head,
         revoked: &certs::Revoked,
+        host_revoked: &certs::Revoked,
         follow_head: bool,
         now: DateTime<Utc>,
     ) -> Result<bool, MarkError> {
@@ -112,6 +113,7 @@ impl Guard {
             },
             updated: now.to_rfc3339_opts(SecondsFormat::Secs, true),
             revoked: marked(revoked),
+            host_revoked: marked(host_revoked),
             ..current.clone()
         };
         mark::write(path, &next)?;

@@ -34,6 +34,10 @@ pub struct Mark {
     /// certificate works again.
     #[serde(default)]
     pub revoked: Vec<Revocation>,
+    /// The same for host certificates (`[host_ca]`): serials of the host CA. Left out
+    /// when there are none, so a mark without host certificates reads as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_revoked: Vec<Revocation>,
 }
 
 /// One revoked certificate: its serial (decimal, as everywhere in countersign) and the
@@ -125,6 +129,7 @@ mod tests {
             audit_seq: 3,
             audit_hash: "ab".into(),
             updated: "2026-12-04T00:00:00Z".into(),
+            host_revoked: Vec::new(),
             revoked: vec![Revocation {
                 serial: "18446744073709551615".into(),
                 valid_before: 7,

@@ -209,12 +209,13 @@ pub fn open_store(
             Ok::<_, StateError>(())
         })?;
     }
-    let (krl_version, head, revoked) = store.read(|tx| {
+    let (krl_version, head, revoked, host_revoked) = store.read(|tx| {
         Ok::<_, StoreError>((
             certs::krl_version(tx)?,
             meta::audit_head(tx)?,
             // Listed until the backdate after expiry, as in the KRL (`Service::krl_at`).
             certs::revoked_unexpired(tx, now.timestamp() - skew)?,
+            crate::store::hosts::revoked_unexpired(tx, now.timestamp() - skew)?,
         ))
     })?;
     let start = Mark {
@@ -225,6 +226,7 @@ pub fn open_store(
         audit_hash: head.hash,
         updated: now.to_rfc3339_opts(SecondsFormat::Secs, true),
         revoked: marked(&revoked),
+        host_revoked: marked(&host_revoked),
     };
     mark::write(&paths.mark, &start)?;
     Ok((store, Arc::new(Guard::new(paths.mark, start))))

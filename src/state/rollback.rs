@@ -8,7 +8,7 @@ use super::{ACCEPT_ROLLBACK_FLAG, StateError, files};
 use crate::audit::{self, MarkSeen, NewEvent, StateRollbackAccepted};
 use crate::names::Serial;
 use crate::store::meta;
-use crate::store::{Store, StoreError, certificates as certs};
+use crate::store::{Store, StoreError, certificates as certs, hosts};
 
 /// Why the database is behind `mark`, if it is.
 pub(super) fn behind(
@@ -113,6 +113,22 @@ pub(super) fn accept_rollback(
                 && certs::carry_revocation(tx, serial, r.valid_before, at)?
             {
                 carried.push(r.serial.clone());
+            }
+        }
+        // Host certificates' revocations too (`[host_ca]`), with the host CA's serials.
+        for r in mark.map_or(&[][..], |m| &m.host_revoked) {
+            let serial = Serial::parse(&r.serial).map_err(|e| {
+                StoreError::Corrupt(format!(
+                    "the state mark lists host serial {:?}: {e}",
+                    r.serial
+                ))
+            })?;
+            let known = hosts::cert_by_serial(tx, serial)?.is_some_and(|c| c.revocation.is_some());
+            if r.valid_before > at - skew
+                && !known
+                && hosts::carry_revocation(tx, serial, r.valid_before, at)?
+            {
+                carried.push(format!("host:{}", r.serial));
             }
         }
         audit::append(

@@ -154,6 +154,7 @@ fn the_mark_only_moves_forward_and_waits_for_answers_only_on_a_new_krl_version()
         audit_hash: "h10".into(),
         updated: String::new(),
         revoked: Vec::new(),
+        host_revoked: Vec::new(),
     };
     let none = certs::Revoked {
         serials: Vec::new(),
@@ -169,17 +170,29 @@ fn the_mark_only_moves_forward_and_waits_for_answers_only_on_a_new_krl_version()
     let now = Utc::now();
     assert!(!guard.behind());
     // A newer head alone does not cost an fsync on the answer path ...
-    assert!(!guard.advance(2, &head(11), &none, false, now).unwrap());
+    assert!(
+        !guard
+            .advance(2, &head(11), &none, &none, false, now)
+            .unwrap()
+    );
     // ... but is taken periodically.
-    assert!(guard.advance(2, &head(11), &none, true, now).unwrap());
+    assert!(
+        guard
+            .advance(2, &head(11), &none, &none, true, now)
+            .unwrap()
+    );
     guard.note_revocation(3);
     assert!(guard.behind());
     assert!(!guard.holds_krl(3));
-    assert!(guard.advance(3, &head(12), &none, false, now).unwrap());
+    assert!(
+        guard
+            .advance(3, &head(12), &none, &none, false, now)
+            .unwrap()
+    );
     assert!(!guard.behind());
     assert!(guard.holds_krl(3));
     // Never backwards.
-    assert!(!guard.advance(1, &head(5), &none, true, now).unwrap());
+    assert!(!guard.advance(1, &head(5), &none, &none, true, now).unwrap());
     let on_disk = mark::read(&path).unwrap().unwrap();
     assert_eq!((on_disk.krl_version, on_disk.audit_seq), (3, 12));
     assert_eq!(on_disk.audit_hash, "h12");

@@ -184,9 +184,9 @@ pub fn revoke(
     Ok((n == 1).then_some(next))
 }
 
-/// The KRL version: the number of the newest revocation, or the floor an operator's
-/// accepted rollback raised it to (`meta::raise_krl_floor`), whichever is higher. It
-/// only grows, across restarts and accepted restores.
+/// The KRL version: the number of the newest revocation (of a user or host certificate),
+/// or the floor an operator's accepted rollback raised it to (`meta::raise_krl_floor`),
+/// whichever is higher. It only grows, across restarts and accepted restores.
 pub fn krl_version(tx: &Tx<'_>) -> Result<u64, StoreError> {
     // The two numbers, compared here: SQLite's max(a, b) is PostgreSQL's greatest().
     let (newest, floor): (i64, i64) = tx.one(
@@ -195,7 +195,14 @@ pub fn krl_version(tx: &Tx<'_>) -> Result<u64, StoreError> {
         &[],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    let v = newest.max(floor);
+    // Host certificates share the sequence (`hosts.rs`): one version for both KRLs.
+    let hosts: i64 = tx.one(
+        "SELECT coalesce(max(revoked_seq), 0) FROM host_certificates \
+         WHERE revoked_seq IS NOT NULL",
+        &[],
+        |r| r.get(0),
+    )?;
+    let v = newest.max(floor).max(hosts);
     u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("KRL version {v} is negative")))
 }
 

@@ -99,6 +99,48 @@ const TABLES: &[Table] = &[
         order: "serial",
     },
     Table {
+        name: "host_tokens",
+        columns: &[
+            ("hash", Text),
+            ("id", Text),
+            ("principals", Text),
+            ("created_by", Text),
+            ("created_at", Int),
+            ("expires_at", Int),
+            ("used_at", Int),
+            ("used_serial", Int),
+        ],
+        order: "created_at, hash",
+    },
+    Table {
+        name: "host_certificates",
+        columns: &[
+            ("id", Int),
+            ("serial", Int),
+            ("key_fingerprint", Text),
+            ("public_key", Text),
+            ("principals", Text),
+            ("key_id", Text),
+            ("valid_after", Int),
+            ("valid_before", Int),
+            ("certificate", Text),
+            ("issued_at", Int),
+            ("token_id", Text),
+            ("renewed_from", Int),
+            ("challenge", Text),
+            ("revoked_at", Int),
+            ("revoked_by", Text),
+            ("revoke_reason", Text),
+            ("revoked_seq", Int),
+        ],
+        order: "id",
+    },
+    Table {
+        name: "carried_host_revocations",
+        columns: &[("serial", Int), ("valid_before", Int), ("carried_at", Int)],
+        order: "serial",
+    },
+    Table {
         name: "tokens",
         columns: &[
             ("hash", Text),
@@ -289,12 +331,16 @@ pub fn sqlite_to_postgres(source: &Store, target: &Store) -> Result<Vec<TableRow
                 rows: 1,
             });
             // New certificates get ids after the copied ones.
-            to.one(
-                "SELECT setval(pg_get_serial_sequence('certificates', 'id'), \
-                 coalesce(max(id), 0) + 1, false) FROM certificates",
-                &[],
-                |r| r.get::<i64>(0),
-            )?;
+            for table in ["certificates", "host_certificates"] {
+                to.one(
+                    &format!(
+                        "SELECT setval(pg_get_serial_sequence('{table}', 'id'), \
+                         coalesce(max(id), 0) + 1, false) FROM {table}"
+                    ),
+                    &[],
+                    |r| r.get::<i64>(0),
+                )?;
+            }
             Ok::<_, CopyError>(copied)
         })
     })
@@ -309,7 +355,8 @@ fn refuse_if_not_empty(to: &Tx<'_>) -> Result<(), CopyError> {
         .map(|t| format!("{}: {} rows", t.table, t.rows))
         .collect();
     let meta_used = to.one(
-        "SELECT count(*) FROM meta WHERE krl_floor <> 0 OR policy IS NOT NULL",
+        "SELECT count(*) FROM meta WHERE krl_floor <> 0 OR policy IS NOT NULL \
+         OR host_ca_key IS NOT NULL",
         &[],
         |r| r.get::<i64>(0),
     )?;
@@ -392,14 +439,16 @@ fn insert(to: &Tx<'_>, table: &str, columns: &[&str], values: &[Value]) -> Resul
 /// The database's identity, KRL floor and recorded policy, over the row the target's
 /// migration created.
 fn copy_meta(from: &Tx<'_>, to: &Tx<'_>) -> Result<(), StoreError> {
-    let (database_id, krl_floor, policy): (String, i64, Option<String>) = from.one(
-        "SELECT database_id, krl_floor, policy FROM meta WHERE id = 1",
+    type MetaRow = (String, i64, Option<String>, Option<String>);
+    let (database_id, krl_floor, policy, host_ca_key): MetaRow = from.one(
+        "SELECT database_id, krl_floor, policy, host_ca_key FROM meta WHERE id = 1",
         &[],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )?;
     let n = to.exec(
-        "UPDATE meta SET database_id = ?1, krl_floor = ?2, policy = ?3 WHERE id = 1",
-        &[&database_id, &krl_floor, &policy],
+        "UPDATE meta SET database_id = ?1, krl_floor = ?2, policy = ?3, host_ca_key = ?4 \
+         WHERE id = 1",
+        &[&database_id, &krl_floor, &policy, &host_ca_key],
     )?;
     if n != 1 {
         return Err(StoreError::Corrupt(

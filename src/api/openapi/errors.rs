@@ -10,12 +10,13 @@ use crate::error_code::ErrorCode;
 pub(super) const fn status(code: ErrorCode) -> Option<u16> {
     use ErrorCode as C;
     Some(match code {
-        C::InvalidRequest | C::KeyProofFailed => 400,
+        C::InvalidRequest | C::KeyProofFailed | C::HostProofFailed => 400,
         C::Unauthenticated
         | C::UserDisabled
         | C::TokenExpired
         | C::SigninFailed
-        | C::ReauthRequired => 401,
+        | C::ReauthRequired
+        | C::HostTokenInvalid => 401,
         C::NotARequester
         | C::NotAnApprover
         | C::SelfApproval
@@ -25,7 +26,9 @@ pub(super) const fn status(code: ErrorCode) -> Option<u16> {
         | C::PrincipalTaken
         | C::ScopeNotAllowed
         | C::Forbidden
-        | C::IdentityConflict => 403,
+        | C::IdentityConflict
+        | C::PrincipalNotAllowed
+        | C::HostCertificateRefused => 403,
         C::NotFound => 404,
         C::MethodNotAllowed => 405,
         C::KeyTaken

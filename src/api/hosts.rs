@@ -1,0 +1,247 @@
+//! Host certificate endpoints (`[host_ca]`).
+//!
+//! Admins (bearer token): `POST /v1/hosts/tokens`, `GET /v1/hosts/certificates`,
+//! `GET /v1/hosts/certificates/{serial}`, `POST /v1/hosts/certificates/{serial}/revoke`.
+//! Hosts (no bearer token; a join token, or proof of the host key): `POST
+//! /v1/hosts/enroll`, `POST /v1/hosts/renew/challenge`, `POST /v1/hosts/renew`. Anyone:
+//! `GET /v1/host_ca.pub`, `GET /v1/krl/host` and `GET /v1/krl/host.sig`.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::extract::{Json as JsonBody, Query};
+use super::{Actor, ApiError, AppState, blocking, submit};
+use crate::names::{HostPrincipal, Serial, Text, parse_duration};
+use crate::pubkey::SubjectKey;
+use crate::service::{HostCertView, HostRenewal, NewHostToken};
+
+/// Body of `POST /v1/hosts/tokens`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TokenBody {
+    principals: Vec<String>,
+    ttl: Option<String>,
+}
+
+/// Body of `POST /v1/hosts/enroll`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EnrollBody {
+    token: String,
+    public_key: String,
+    ttl: Option<String>,
+}
+
+/// Body of `POST /v1/hosts/renew/challenge`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ChallengeBody {
+    public_key: String,
+}
+
+/// Body of `POST /v1/hosts/renew`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RenewBody {
+    certificate: String,
+    challenge: String,
+    signature: String,
+    ttl: Option<String>,
+}
+
+/// Body of `POST /v1/hosts/certificates/{serial}/revoke`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RevokeBody {
+    reason: String,
+}
+
+/// Query of `GET /v1/hosts/certificates`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListQuery {
+    /// `24h`: only valid ones ending within that.
+    expiring: Option<String>,
+    /// `true`: every one, expired and revoked too.
+    all: Option<bool>,
+}
+
+/// Longest text a field of these bodies may carry (a certificate with an RSA key fits).
+const MAX_FIELD: usize = 16 * 1024;
+
+fn ttl(raw: Option<&str>) -> Result<Option<Duration>, ApiError> {
+    Ok(raw.map(|t| parse_duration(t, "ttl")).transpose()?)
+}
+
+fn key(raw: &str) -> Result<SubjectKey, ApiError> {
+    SubjectKey::parse(raw).map_err(|e| ApiError::invalid(format!("public_key: {e}")))
+}
+
+fn bounded<'a>(name: &str, value: &'a str) -> Result<&'a str, ApiError> {
+    if value.len() > MAX_FIELD {
+        return Err(ApiError::invalid(format!("{name} is too long")));
+    }
+    Ok(value)
+}
+
+/// `POST /v1/hosts/tokens` `{"principals": [...], "ttl"?}` (admins): a join token.
+pub(super) async fn token_create(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    JsonBody(body): JsonBody<TokenBody>,
+) -> Result<(StatusCode, Json<NewHostToken>), ApiError> {
+    let principals = HostPrincipal::parse_list(&body.principals)?;
+    let ttl = ttl(body.ttl.as_deref())?;
+    let made = submit(&state, move |s| {
+        s.create_host_token(&actor, principals, ttl)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(made)))
+}
+
+/// `POST /v1/hosts/enroll` `{"token", "public_key", "ttl"?}`: a host's first certificate.
+pub(super) async fn enroll(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<EnrollBody>,
+) -> Result<(StatusCode, Json<HostCertView>), ApiError> {
+    let key = key(bounded("public_key", &body.public_key)?)?;
+    let ttl = ttl(body.ttl.as_deref())?;
+    let token = bounded("token", &body.token)?.trim().to_owned();
+    let view = submit(&state, move |s| s.enroll_host(&token, &key, ttl)).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// `POST /v1/hosts/renew/challenge` `{"public_key"}`: the text the host key signs.
+pub(super) async fn renew_challenge(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<ChallengeBody>,
+) -> Result<Json<Value>, ApiError> {
+    let key = key(bounded("public_key", &body.public_key)?)?;
+    let challenge = blocking(&state, move |s| s.host_challenge(&key)).await?;
+    Ok(Json(json!({
+        "challenge": challenge,
+        "namespace": crate::service::HOST_RENEW_NAMESPACE,
+        "expires_in": crate::service::HOST_CHALLENGE_LIFETIME,
+    })))
+}
+
+/// `POST /v1/hosts/renew` `{"certificate", "challenge", "signature", "ttl"?}`.
+pub(super) async fn renew(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<RenewBody>,
+) -> Result<(StatusCode, Json<HostCertView>), ApiError> {
+    let renewal = HostRenewal {
+        certificate: bounded("certificate", &body.certificate)?.to_owned(),
+        challenge: bounded("challenge", &body.challenge)?.to_owned(),
+        signature: bounded("signature", &body.signature)?.to_owned(),
+        ttl: ttl(body.ttl.as_deref())?,
+    };
+    let view = submit(&state, move |s| s.renew_host(&renewal)).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// `GET /v1/hosts/certificates[?expiring=24h][&all=true]` (admins).
+pub(super) async fn list(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let expiring = ttl(q.expiring.as_deref())?;
+    let all = q.all.unwrap_or(false);
+    if all && expiring.is_some() {
+        return Err(ApiError::invalid("use expiring or all, not both"));
+    }
+    let certs = blocking(&state, move |s| s.list_host_certs(&actor, all, expiring)).await?;
+    Ok(Json(json!({ "certificates": certs })))
+}
+
+/// `GET /v1/hosts/certificates/{serial}` (admins).
+pub(super) async fn get_one(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Path(serial): Path<String>,
+) -> Result<Json<HostCertView>, ApiError> {
+    let serial = Serial::parse(&serial)?;
+    let view = blocking(&state, move |s| s.host_cert(&actor, serial)).await?;
+    Ok(Json(view))
+}
+
+/// `POST /v1/hosts/certificates/{serial}/revoke` `{"reason"}` (admins).
+pub(super) async fn revoke(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    Path(serial): Path<String>,
+    JsonBody(body): JsonBody<RevokeBody>,
+) -> Result<Json<HostCertView>, ApiError> {
+    let serial = Serial::parse(&serial)?;
+    let reason = Text::parse(&body.reason, "reason")?;
+    let view = submit(&state, move |s| s.revoke_host(&actor, serial, reason)).await?;
+    Ok(Json(view))
+}
+
+/// `GET /v1/host_ca.pub`: the host CA public key line.
+pub(super) async fn host_ca_pub(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let line = blocking(&state, |s| s.host_ca_public()).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{line}\n"),
+    )
+        .into_response())
+}
+
+/// `GET /v1/krl/host`: the host KRL (for `RevokedHostKeys`), with `ETag`.
+pub(super) async fn krl_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let krl = blocking(&state, |s| s.host_krl()).await?;
+    let unchanged = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim() == krl.etag || t.trim() == "*")
+        });
+    let etag = (header::ETAG, krl.etag.clone());
+    let version = (
+        header::HeaderName::from_static("x-krl-version"),
+        krl.version.to_string(),
+    );
+    if unchanged {
+        return Ok((StatusCode::NOT_MODIFIED, [etag, version]).into_response());
+    }
+    let cache = (header::CACHE_CONTROL, "no-cache".to_owned());
+    let kind = (header::CONTENT_TYPE, "application/octet-stream".to_owned());
+    Ok((
+        StatusCode::OK,
+        [etag, version, cache, kind],
+        krl.bytes.clone(),
+    )
+        .into_response())
+}
+
+/// `GET /v1/krl/host.sig`: the host CA's SSHSIG (namespace `countersign-host-krl`) over
+/// the bytes `GET /v1/krl/host` serves now, with the same `ETag` and `X-KRL-Version`.
+pub(super) async fn krl_sig_get(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let krl = blocking(&state, |s| s.host_krl()).await?;
+    Ok((
+        StatusCode::OK,
+        [
+            (header::ETAG, krl.etag.clone()),
+            (
+                header::HeaderName::from_static("x-krl-version"),
+                krl.version.to_string(),
+            ),
+            (header::CACHE_CONTROL, "no-cache".to_owned()),
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
+        ],
+        krl.signature.clone(),
+    )
+        .into_response())
+}
