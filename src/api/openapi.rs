@@ -14,13 +14,14 @@
 //!   approver.
 //!
 //! One file per part: `errors.rs` (the error answers), `schemas.rs` and `bodies.rs`
-//! (components), `requests.rs`, `admin.rs`, `signin.rs` and `misc.rs` (the paths).
+//! (components), `requests.rs`, `admin.rs`, `signin.rs`, `hosts.rs` and `misc.rs` (the paths).
 //!
 //! [`ErrorCode`]: crate::error_code::ErrorCode
 
 mod admin;
 mod bodies;
 mod errors;
+mod hosts;
 mod misc;
 mod requests;
 mod schemas;
@@ -78,6 +79,7 @@ fn build() -> Value {
         .chain(requests::paths())
         .chain(admin::paths())
         .chain(signin::paths())
+        .chain(hosts::paths())
     {
         let previous = paths.insert(path.to_owned(), item);
         debug_assert!(previous.is_none(), "{path} twice");
@@ -104,6 +106,7 @@ fn build() -> Value {
     }
     let mut schemas = schemas::schemas();
     schemas.extend(bodies::schemas());
+    schemas.extend(hosts::schemas());
     json!({
         "openapi": "3.1.0",
         "info": {

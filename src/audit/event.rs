@@ -19,6 +19,7 @@ mod hosts;
 mod keys;
 mod notify;
 mod signin;
+mod state;
 mod tokens;
 pub use hosts::{HostCaRecorded, HostEnrolled, HostRenewed, HostRevoked, HostTokenCreated};
 pub use keys::{KeyRegistered, KeyRemoved};
@@ -27,6 +28,7 @@ pub use signin::{
     IdentityBound, IdentityUnbound, IdentityWithdrawn, SessionCreated, SessionGroupsChanged,
     SessionRevoked, SignInRefused,
 };
+pub use state::{CaRecorded, MarkSeen, StateMarkStarted, StateRollbackAccepted};
 pub use tokens::{TokenCreated, TokenRevoked};
 
 /// Declares [`AuditEvent`] with one variant per action, and its `action()`, `detail()`,
@@ -382,72 +384,6 @@ pub struct PolicyLoaded {
     pub changes: Value,
     /// The policy in force (`policy/summary.rs`).
     pub policy: Value,
-}
-
-/// `ca.recorded`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct CaRecorded {
-    /// SHA-256 fingerprint of the CA key.
-    pub fingerprint: String,
-    /// The CA's public key, OpenSSH format.
-    pub public_key: String,
-    /// The database's id.
-    pub database: String,
-}
-
-/// `state.mark_started`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct StateMarkStarted {
-    /// Path of the mark file.
-    pub mark: String,
-    /// The database's id.
-    pub database: String,
-    /// The KRL version the database was at.
-    pub krl_version: u64,
-    /// The effective uid of the process that started it.
-    pub uid: u32,
-    /// The host it started on (added field; events written before it lack it).
-    pub host: String,
-}
-
-/// What a high-water mark said, as recorded by `state.rollback_accepted`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct MarkSeen {
-    /// Fingerprint of the CA key.
-    pub ca: String,
-    /// The database's id.
-    pub database: String,
-    /// The highest KRL version published.
-    pub krl_version: u64,
-    /// The newest audit event's sequence number when the mark was written.
-    pub audit_seq: i64,
-    /// That event's hash.
-    pub audit_hash: String,
-    /// When the mark was written (RFC 3339).
-    pub updated: String,
-}
-
-/// `state.rollback_accepted`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct StateRollbackAccepted {
-    /// The operator's `--reason`.
-    pub reason: String,
-    /// What was found: why the database was behind.
-    pub found: String,
-    /// The effective uid of the process that accepted it.
-    pub uid: u32,
-    /// The mark, `null` if there was none.
-    pub mark: Option<MarkSeen>,
-    /// The database's KRL version before the floor was raised.
-    pub krl_version_before: u64,
-    /// The KRL version floor raised to.
-    pub krl_version: u64,
-    /// Serials whose revocation was carried over from the mark.
-    pub carried_revocations: Vec<String>,
 }
 
 #[cfg(test)]

@@ -190,3 +190,60 @@ fn debug_output_and_errors_show_no_key_material() {
     let err = format!("{:#}", CertificateAuthority::load(&path).unwrap_err());
     assert!(!err.contains(&body[20..60]), "{err}");
 }
+
+fn host_settings(key_file: &Path) -> crate::config::HostCaSettings {
+    crate::config::HostCaSettings {
+        key_file: key_file.to_owned(),
+        passphrase_file: None,
+        cert_ttl: std::time::Duration::from_secs(3600),
+        max_ttl: std::time::Duration::from_secs(7200),
+        allowed_principals: Vec::new(),
+    }
+}
+
+#[test]
+fn the_host_ca_signs_host_certificates_only_and_never_with_the_user_ca_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let user_ca = CertificateAuthority::create(&dir.path().join("ca")).unwrap();
+    let user_key = user_ca.public_key_data().clone();
+    // The user CA's own key file is refused as the host CA's.
+    let same = HostAuthority::open(&host_settings(&dir.path().join("ca")), &user_key, false);
+    assert!(same.unwrap_err().to_string().contains("user CA's key"));
+    let path = dir.path().join("host_ca");
+    let (host_ca, created) = HostAuthority::open(&host_settings(&path), &user_key, true).unwrap();
+    assert!(created);
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let subject = subject();
+    let principals = [crate::names::HostPrincipal::parse("web1.example.com").unwrap()];
+    let cert = host_ca
+        .sign_host(&HostGrant {
+            serial: Serial::new(7).unwrap(),
+            key_id: "countersign:host:web1.example.com".into(),
+            subject: &subject,
+            principals: &principals,
+            valid_after: 100,
+            valid_before: 200,
+        })
+        .unwrap();
+    assert_eq!(cert.cert_type(), CertType::Host);
+    assert_eq!(cert.valid_principals(), ["web1.example.com"]);
+    assert_eq!(cert.signature_key(), host_ca.public_key_data());
+    assert!(cert.critical_options().is_empty() && cert.extensions().is_empty());
+    // The user CA's certificates stay user certificates.
+    let user_cert = user_ca
+        .sign(&grant(&subject, &[Principal::parse("alice").unwrap()]))
+        .unwrap();
+    assert_eq!(user_cert.cert_type(), CertType::User);
+    // Its own key is never a subject.
+    let own = SubjectKey::from_key_data(host_ca.public_key_data().clone()).unwrap();
+    let refused = host_ca.sign_host(&HostGrant {
+        serial: Serial::new(8).unwrap(),
+        key_id: "x".into(),
+        subject: &own,
+        principals: &principals,
+        valid_after: 100,
+        valid_before: 200,
+    });
+    assert!(refused.is_err());
+}

@@ -71,8 +71,24 @@ pub(super) fn init(config: &Path, args: &InitArgs) -> anyhow::Result<ExitCode> {
         let key = host_key::load_or_create(&ssh.host_key_file)?;
         eprintln!("SSH host key fingerprint {}", host_key::fingerprint(&key));
     }
+    if let Ok(line) = service.host_ca_public() {
+        eprintln!("host CA public key (for @cert-authority lines): {line}");
+    }
     outln!("{}", ca.public_key_line())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `allowed_principals`, comma-separated, or `none`.
+fn principals_summary(h: &crate::config::HostCaSettings) -> String {
+    match h.allowed_principals.is_empty() {
+        true => "none".to_owned(),
+        false => h
+            .allowed_principals
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+    }
 }
 
 /// Validates the config and prints a summary; warnings go to stderr.
@@ -101,6 +117,24 @@ pub(super) fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
             outln!("ca key       UNUSABLE: {e:#}")?
         }
         Err(_) => outln!("ca key       {where_} (not created yet: run init or serve)")?,
+    }
+    match &config.host_ca {
+        Some(h) => match crate::ca::HostAuthority::public_key(h) {
+            Ok(key) => outln!(
+                "host ca      {} ({}); certificates {} (at most {}), principals {}",
+                h.key_file.display(),
+                key.fingerprint(ssh_key::HashAlg::Sha256),
+                humantime::format_duration(h.cert_ttl),
+                humantime::format_duration(h.max_ttl),
+                principals_summary(h)
+            )?,
+            Err(_) if !h.key_file.exists() => outln!(
+                "host ca      {} (not created yet: run init or serve)",
+                h.key_file.display()
+            )?,
+            Err(e) => outln!("host ca      UNUSABLE: {e:#}")?,
+        },
+        None => outln!("host ca      off (no [host_ca] section)")?,
     }
     let storage_ok = storage_summary(&config)?;
     outln!("ssh          {}", ssh_summary(&config))?;

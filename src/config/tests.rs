@@ -10,6 +10,7 @@ use crate::policy::Member;
 mod approvals;
 mod conflicts;
 mod digest;
+mod host_ca;
 mod loading;
 mod names;
 mod roles;

@@ -1,0 +1,145 @@
+//! What admins do with host certificates (list, read, revoke), and the host KRL.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use super::{HOST_KRL_NAMESPACE, HOST_LIST_LIMIT, HostCertView, host_settings};
+use crate::audit::{self, HostRevoked, NewEvent};
+use crate::error_code::ErrorCode;
+use crate::krl::{self, KrlContents};
+use crate::names::{Serial, Text, UserName};
+use crate::service::revoke::Krl;
+use crate::service::{Service, ServiceError, unix, view::rfc3339};
+use crate::store::hosts;
+
+impl Service {
+    /// Host certificates (admins), newest first: those still valid, every one (`all`),
+    /// or those still valid that end within `expiring`.
+    pub fn list_host_certs(
+        &self,
+        actor: &UserName,
+        all: bool,
+        expiring: Option<Duration>,
+    ) -> Result<Vec<HostCertView>, ServiceError> {
+        self.require_admin(actor, "list host certificates")?;
+        host_settings(&self.config())?;
+        let now = unix(self.now());
+        let before = expiring.map(|d| now.saturating_add(d.as_secs() as i64));
+        let rows = self.store.read(|tx| {
+            self.require_enabled(tx, actor)?;
+            Ok::<_, ServiceError>(hosts::list_certs(tx, now, all, before, HOST_LIST_LIMIT)?)
+        })?;
+        Ok(rows.iter().map(|r| HostCertView::of(r, now)).collect())
+    }
+
+    /// One host certificate (admins).
+    pub fn host_cert(
+        &self,
+        actor: &UserName,
+        serial: Serial,
+    ) -> Result<HostCertView, ServiceError> {
+        self.require_admin(actor, "read host certificates")?;
+        let now = unix(self.now());
+        let row = self.store.read(|tx| {
+            self.require_enabled(tx, actor)?;
+            Ok::<_, ServiceError>(hosts::cert_by_serial(tx, serial)?)
+        })?;
+        let row =
+            row.ok_or_else(|| ServiceError::NotFound(format!("no host certificate {serial}")))?;
+        Ok(HostCertView::of(&row, now))
+    }
+
+    /// Revokes a host certificate (admins): listed in the host KRL until it expires.
+    pub fn revoke_host(
+        &self,
+        actor: &UserName,
+        serial: Serial,
+        reason: Text,
+    ) -> Result<HostCertView, ServiceError> {
+        self.require_admin(actor, "revoke host certificates")?;
+        let now = self.now();
+        self.store.write(|tx| {
+            self.require_enabled(tx, actor)?;
+            let row = hosts::cert_by_serial(tx, serial)?.ok_or_else(|| {
+                ServiceError::NotFound(format!("no host certificate with serial {serial}"))
+            })?;
+            let Some(version) =
+                hosts::revoke(tx, serial, unix(now), actor.as_str(), reason.as_str())?
+            else {
+                return Err(ServiceError::Conflict {
+                    code: ErrorCode::AlreadyRevoked,
+                    message: format!("host certificate {serial} is already revoked"),
+                });
+            };
+            // The answer must not leave before the high-water mark holds this version.
+            self.guard.note_revocation(version);
+            audit::append(
+                tx,
+                now,
+                &NewEvent {
+                    actor: actor.as_str(),
+                    request_id: None,
+                    serial: Some(serial),
+                    event: HostRevoked {
+                        serial: serial.to_string(),
+                        principals: row.principals.iter().map(ToString::to_string).collect(),
+                        key_fingerprint: row.key_fingerprint.clone(),
+                        reason: reason.as_str().to_owned(),
+                        krl_version: version,
+                        valid_before: rfc3339(row.valid_before),
+                    }
+                    .into(),
+                },
+            )?;
+            tracing::info!(%serial, %actor, "host certificate revoked");
+            let row = hosts::cert_by_serial(tx, serial)?
+                .ok_or_else(|| ServiceError::NotFound(format!("no host certificate {serial}")))?;
+            Ok(HostCertView::of(&row, unix(now)))
+        })
+    }
+
+    /// The host KRL: every revoked host certificate until the backdate after its end,
+    /// for the host CA, at the KRL version shared with the user KRL; signed by the host
+    /// CA (namespace [`HOST_KRL_NAMESPACE`]).
+    pub fn host_krl(&self) -> Result<Arc<Krl>, ServiceError> {
+        self.clock_agrees()?;
+        let ca = self.host_ca()?;
+        let now = unix(self.now());
+        let period = now - now.rem_euclid(60);
+        let (version, revoked) = self.store.read(|tx| {
+            Ok::<_, ServiceError>((
+                crate::store::certificates::krl_version(tx)?,
+                hosts::revoked_unexpired(tx, now - self.skew())?,
+            ))
+        })?;
+        self.not_behind(version)?;
+        let serials: Vec<u64> = revoked.serials.iter().map(|s| s.get()).collect();
+        let bytes = krl::encode(&KrlContents {
+            version,
+            generated_date: u64::try_from(period).unwrap_or(0),
+            comment: "countersign host certificates",
+            ca: ca.public_key_data(),
+            serials: &serials,
+        })?;
+        let etag = format!(
+            "\"h{version}-{}\"",
+            &hex::encode(Sha256::digest(&bytes))[..32]
+        );
+        let signature = ca
+            .sign_message(HOST_KRL_NAMESPACE, &bytes)?
+            .to_pem(ssh_key::LineEnding::LF)
+            .map_err(|e| ServiceError::Ca(crate::ca::CaError::Sign(e)))?;
+        if !self.guard.holds_krl(version) {
+            self.publish_state()?;
+        }
+        Ok(Arc::new(Krl {
+            bytes: bytes.into(),
+            version,
+            etag,
+            signature,
+            entries: serials.len(),
+        }))
+    }
+}
