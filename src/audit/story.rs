@@ -89,6 +89,28 @@ pub fn story_line(e: &Event) -> String {
         Some(AuditEvent::AttemptRefused(d)) => {
             format!("{} was refused ({}): {}", e.actor, d.code, d.message)
         }
+        Some(AuditEvent::HostEnrolled(d)) => format!(
+            "host certificate {} for {} (key {}) by join token {}, valid to {}",
+            d.serial,
+            d.principals.join(","),
+            d.key_fingerprint,
+            d.token_id,
+            d.valid_before
+        ),
+        Some(AuditEvent::HostRenewed(d)) => format!(
+            "host certificate {} renewed as {} for {}, valid to {}",
+            d.renewed_from,
+            d.serial,
+            d.principals.join(","),
+            d.valid_before
+        ),
+        Some(AuditEvent::HostRevoked(d)) => format!(
+            "host certificate {} ({}) revoked by {}: {:?}",
+            d.serial,
+            d.principals.join(","),
+            e.actor,
+            d.reason
+        ),
         _ => format!("{} by {}", e.action, e.actor),
     };
     format!("  {}  #{:<6} {what}", e.at, e.seq)

@@ -213,6 +213,8 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         ),
         ("[server] limits", differs(&o.limits, &n.limits)),
         ("[ca]", differs(&old.ca, &new.ca)),
+        // The host CA key is opened at start; its settings go with it.
+        ("[host_ca]", differs(&old.host_ca, &new.host_ca)),
         ("[ssh]", differs(&old.ssh, &new.ssh)),
         ("[metrics]", differs(&old.metrics, &new.metrics)),
         ("[server] log_format", differs(&o.log_format, &n.log_format)),
