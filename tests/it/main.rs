@@ -11,6 +11,7 @@
 
 mod front_door_helper;
 mod helpers;
+mod hosts_helper;
 mod idp;
 mod oidc_signin;
 mod process;
@@ -39,6 +40,10 @@ mod front_door_flood;
 mod front_door_limits;
 mod fuzz_corpus;
 mod ha;
+mod hosts;
+mod hosts_renew;
+mod hosts_revoke;
+mod hosts_sshd;
 mod idempotency;
 mod keys;
 mod krl_sync;

@@ -1,0 +1,194 @@
+//! Host certificate revocation, the host KRL (read by the real `ssh-keygen`), its
+//! signature, the KRL version shared with the user KRL, and the admin listing.
+
+use std::path::Path;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+use crate::hosts_helper::*;
+
+/// `POST /v1/hosts/certificates/{serial}/revoke` as `user`.
+async fn revoke(app: &TestApp, user: &str, serial: &Value) -> (StatusCode, Value) {
+    let serial = serial.as_str().unwrap();
+    let path = format!("/v1/hosts/certificates/{serial}/revoke");
+    app.post(user, &path, json!({ "reason": "host retired" }))
+        .await
+}
+
+/// `ssh-keygen -Q -f KRL CERT`: its stdout (`... REVOKED` or `... ok`).
+fn krl_query(dir: &Path, krl: &[u8], view: &Value) -> String {
+    let krl_file = write_atomically(dir, "query.krl", krl);
+    let cert = write_atomically(
+        dir,
+        "query-cert.pub",
+        view["certificate"].as_str().unwrap().as_bytes(),
+    );
+    let out = std::process::Command::new("ssh-keygen")
+        .arg("-Q")
+        .arg("-f")
+        .arg(&krl_file)
+        .arg(&cert)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The `X-KRL-Version` of the user KRL and of the host KRL.
+async fn versions(app: &TestApp) -> (u64, u64) {
+    let (status, user, _) = anon_get(app, "/v1/krl").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, host, _) = anon_get(app, "/v1/krl/host").await;
+    assert_eq!(status, StatusCode::OK);
+    (user.unwrap(), host.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_admins_revoke_a_host_certificate_once_and_the_host_krl_lists_it() {
+    let app = spawn_hosts(&manual_clock()).await;
+    let dir = app.dir.path();
+    let gone = enroll_ok(&app, &new_key(), &["web1.example.com"]).await;
+    let kept = enroll_ok(&app, &new_key(), &["web2.example.com"]).await;
+    let (status, body) = revoke(&app, "alice", &gone["serial"]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = revoke(&app, "bob", &gone["serial"]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "revoked");
+    assert_eq!(body["revoked_by"], "bob");
+    assert_eq!(body["revoke_reason"], "host retired");
+    let (status, body) = revoke(&app, "bob", &gone["serial"]).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::CONFLICT, "already_revoked")
+    );
+    let (status, body) = revoke(&app, "bob", &json!("12345")).await;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+
+    let (status, _, krl) = anon_get(&app, "/v1/krl/host").await;
+    assert_eq!(status, StatusCode::OK);
+    let answer = krl_query(dir, &krl, &gone);
+    assert!(answer.contains("REVOKED"), "{answer}");
+    let answer = krl_query(dir, &krl, &kept);
+    assert!(answer.trim_end().ends_with(": ok"), "{answer}");
+    // The user KRL is the user CA's: it does not revoke host certificates.
+    let (_, _, user_krl) = anon_get(&app, "/v1/krl").await;
+    let answer = krl_query(dir, &user_krl, &gone);
+    assert!(answer.trim_end().ends_with(": ok"), "{answer}");
+
+    // The signature verifies under the host CA key, in the host KRL namespace only.
+    let (status, _, sig) = anon_get(&app, "/v1/krl/host.sig").await;
+    assert_eq!(status, StatusCode::OK);
+    let sig_file = write_atomically(dir, "host.krl.sig", &sig);
+    let sig_file = sig_file.to_str().unwrap();
+    for (ca, namespace, good) in [
+        ("/v1/host_ca.pub", "countersign-host-krl", true),
+        ("/v1/ca.pub", "countersign-host-krl", false),
+        ("/v1/host_ca.pub", "countersign-krl", false),
+    ] {
+        let ca = served_key(&app, ca).await.to_openssh().unwrap();
+        let line = format!("host-ca namespaces=\"{namespace}\" {ca}\n");
+        let allowed = write_atomically(dir, "allowed_signers", line.as_bytes());
+        let args = [
+            "-Y",
+            "verify",
+            "-f",
+            allowed.to_str().unwrap(),
+            "-I",
+            "host-ca",
+        ];
+        let out = ssh_keygen(
+            &[&args[..], &["-n", namespace, "-s", sig_file]].concat(),
+            &krl,
+        );
+        assert_eq!(
+            out.status.success(),
+            good,
+            "{ca} {namespace}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_and_host_revocations_share_one_krl_version_that_grows() {
+    let app = spawn_hosts(&manual_clock()).await;
+    let (user, host) = versions(&app).await;
+    assert_eq!(user, host);
+    let view = enroll_ok(&app, &new_key(), &["web1.example.com"]).await;
+    let (status, body) = revoke(&app, "bob", &view["serial"]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        versions(&app).await,
+        (user + 1, user + 1),
+        "after a host revocation"
+    );
+
+    let id = app.create_ok("alice", "prod-db").await;
+    let (_, body) = app.approve("bob", &id).await;
+    let serial = body["certificate"]["serial"].as_str().unwrap();
+    let path = format!("/v1/certificates/{serial}/revoke");
+    let (status, body) = app.post("bob", &path, json!({ "reason": "x" })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        versions(&app).await,
+        (user + 2, user + 2),
+        "after a user revocation"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listing_shows_valid_certificates_and_on_request_the_expiring_or_all() {
+    let clock = manual_clock();
+    let app = spawn_hosts(&clock).await;
+    let mut serials = Vec::new();
+    for (name, ttl) in [("short", "30m"), ("long", "2h"), ("revoked", "1h")] {
+        let token = token_for(&app, &[&format!("{name}.example.com")]).await;
+        let body = json!({ "token": token, "public_key": public_line(&new_key()), "ttl": ttl });
+        let (status, view) = anon_post(&app, "/v1/hosts/enroll", body).await;
+        assert_eq!(status, StatusCode::CREATED, "{view}");
+        serials.push(view["serial"].as_str().unwrap().to_owned());
+    }
+    let [short, long, revoked] = [&serials[0], &serials[1], &serials[2]];
+    let (status, _) = revoke(&app, "bob", &json!(revoked)).await;
+    assert_eq!(status, StatusCode::OK);
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let expect = |v: &[&String]| sorted(v.iter().map(|s| s.to_string()).collect());
+
+    assert_eq!(sorted(listed(&app, "").await), expect(&[short, long]));
+    assert_eq!(listed(&app, "?expiring=45m").await, expect(&[short]));
+    assert_eq!(
+        sorted(listed(&app, "?expiring=3h").await),
+        expect(&[short, long])
+    );
+    assert_eq!(
+        sorted(listed(&app, "?all=true").await),
+        expect(&[short, long, revoked])
+    );
+    let (status, _) = app
+        .get("bob", "/v1/hosts/certificates?all=true&expiring=1h")
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = app.get("alice", "/v1/hosts/certificates").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    clock.advance(Duration::from_secs(31 * 60));
+    assert_eq!(listed(&app, "").await, expect(&[long]));
+    assert!(listed(&app, "?expiring=45m").await.is_empty());
+    let (_, body) = app.get("bob", "/v1/hosts/certificates?all=true").await;
+    let status_of = |serial: &String| {
+        body["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| &c["serial"].as_str().unwrap().to_owned() == serial)
+            .map(|c| c["status"].clone())
+    };
+    assert_eq!(status_of(short), Some(json!("expired")), "{body}");
+    assert_eq!(status_of(long), Some(json!("active")), "{body}");
+    assert_eq!(status_of(revoked), Some(json!("revoked")), "{body}");
+}
