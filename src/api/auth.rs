@@ -94,7 +94,8 @@ impl FromRequestParts<AppState> for Actor {
 
 /// Whether a bot with `scopes` may call `method path`. Reading who it is always; reading
 /// requests with `request` or `fetch`; creating, cancelling and giving back requests
-/// with `request`; certificates with `fetch`; the audit log with `read-audit`. Nothing
+/// with `request`; certificates with `fetch`; the audit log with `read-audit`; host join
+/// tokens with `host-token`. Nothing
 /// else: no approving, denying, revoking or administering, whatever the scopes.
 fn bot_may(scopes: ScopeSet, method: &Method, path: &str) -> bool {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -109,6 +110,7 @@ fn bot_may(scopes: ScopeSet, method: &Method, path: &str) -> bool {
         ["v1", "requests", _, "cancel" | "done"] if post => scopes.contains(Scope::Request),
         ["v1", "requests", _, "certificate"] if get => scopes.contains(Scope::Fetch),
         ["v1", "audit"] | ["v1", "audit", "verify"] if get => scopes.contains(Scope::ReadAudit),
+        ["v1", "hosts", "tokens"] if post => scopes.contains(Scope::HostToken),
         _ => false,
     }
 }

@@ -90,16 +90,18 @@ fn bounded<'a>(name: &str, value: &'a str) -> Result<&'a str, ApiError> {
     Ok(value)
 }
 
-/// `POST /v1/hosts/tokens` `{"principals": [...], "ttl"?}` (admins): a join token.
+/// `POST /v1/hosts/tokens` `{"principals": [...], "ttl"?}` (admins; a service account
+/// with the `host-token` scope): a join token.
 pub(super) async fn token_create(
     State(state): State<AppState>,
     Actor(actor): Actor,
+    axum::Extension(credential): axum::Extension<crate::service::Credential>,
     JsonBody(body): JsonBody<TokenBody>,
 ) -> Result<(StatusCode, Json<NewHostToken>), ApiError> {
     let principals = HostPrincipal::parse_list(&body.principals)?;
     let ttl = ttl(body.ttl.as_deref())?;
     let made = submit(&state, move |s| {
-        s.create_host_token(&actor, principals, ttl)
+        s.create_host_token(&actor, Some(&credential), principals, ttl)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(made)))

@@ -22,7 +22,8 @@ pub enum TokenCommand {
         /// How long it lives (e.g. 30d) [default: [tokens] default_ttl].
         #[arg(long)]
         ttl: Option<String>,
-        /// A bot's scopes: request, fetch, read-audit (comma-separated or repeated).
+        /// A bot's scopes: request, fetch, read-audit, host-token (comma-separated or
+        /// repeated).
         #[arg(long, value_delimiter = ',')]
         scope: Vec<String>,
     },
@@ -78,8 +79,8 @@ pub(super) fn run(config: &Path, cmd: TokenCommand) -> anyhow::Result<ExitCode> 
                 for s in &scope {
                     let parsed = Scope::parse(s.trim()).ok_or_else(|| {
                         anyhow::anyhow!(
-                            "--scope {s:?}: must be request, fetch or read-audit (no scope \
-                             approves)"
+                            "--scope {s:?}: must be request, fetch, read-audit or host-token \
+                             (no scope approves)"
                         )
                     })?;
                     scopes.insert(parsed);
@@ -90,13 +91,13 @@ pub(super) fn run(config: &Path, cmd: TokenCommand) -> anyhow::Result<ExitCode> 
             };
             if bot_scopes
                 .as_ref()
-                .is_some_and(|s| s.contains(&Scope::ReadAudit))
+                .is_some_and(|s| s.contains(&Scope::ReadAudit) || s.contains(&Scope::HostToken))
                 && !config.policy.is_admin(&user)
                 && !config.policy.users.get(&user).is_some_and(|u| u.bot)
             {
                 eprintln!(
                     "warning: {user} is neither an admin nor a service account (bot = true): \
-                     the read-audit scope lets its token read nothing"
+                     the read-audit and host-token scopes let its token do nothing"
                 );
             }
             let spec = TokenSpec { ttl, bot_scopes };

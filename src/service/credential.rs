@@ -158,6 +158,7 @@ impl ScopeSet {
             Scope::Request => 1,
             Scope::Fetch => 2,
             Scope::ReadAudit => 4,
+            Scope::HostToken => 8,
         }
     }
 

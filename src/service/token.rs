@@ -23,18 +23,27 @@ pub enum Scope {
     Fetch,
     /// Read and verify the audit log (its user must also be an admin).
     ReadAudit,
+    /// Make host join tokens (`POST /v1/hosts/tokens`), for provisioning pipelines; its
+    /// user must be an admin or a service account (`bot = true`).
+    HostToken,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 3] = [Scope::Request, Scope::Fetch, Scope::ReadAudit];
+    pub const ALL: [Scope; 4] = [
+        Scope::Request,
+        Scope::Fetch,
+        Scope::ReadAudit,
+        Scope::HostToken,
+    ];
 
-    /// The scope as written (`request`, `fetch`, `read-audit`).
+    /// The scope as written (`request`, `fetch`, `read-audit`, `host-token`).
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Request => "request",
             Scope::Fetch => "fetch",
             Scope::ReadAudit => "read-audit",
+            Scope::HostToken => "host-token",
         }
     }
 
@@ -94,7 +103,8 @@ pub fn create_token(
     }
     if spec.bot_scopes.as_ref().is_some_and(BTreeSet::is_empty) {
         return Err(ServiceError::Invalid(
-            "a bot token needs at least one --scope (request, fetch, read-audit)".into(),
+            "a bot token needs at least one --scope (request, fetch, read-audit, host-token)"
+                .into(),
         ));
     }
     let token = tokens::generate();

@@ -20,14 +20,23 @@ use crate::store::Tx;
 use crate::store::hosts::{self, HostCertRow, HostToken};
 
 impl Service {
-    /// Makes a single-use join token for exactly `principals` (admins).
+    /// Makes a single-use join token for exactly `principals` (admins, and service
+    /// accounts whose token has the `host-token` scope).
     pub fn create_host_token(
         &self,
         actor: &UserName,
+        credential: Option<&crate::service::Credential>,
         principals: Vec<HostPrincipal>,
         ttl: Option<Duration>,
     ) -> Result<NewHostToken, ServiceError> {
-        self.require_admin(actor, "make host join tokens")?;
+        // A provisioning pipeline's service account (`bot = true`) with the `host-token`
+        // scope, or an admin.
+        let scoped = matches!(credential, Some(crate::service::Credential::Bot(scopes))
+            if scopes.contains(crate::service::Scope::HostToken));
+        let bot = self.config().policy.users.get(actor).is_some_and(|u| u.bot);
+        if !(scoped && bot) {
+            self.require_admin(actor, "make host join tokens")?;
+        }
         let config = self.config();
         let settings = host_settings(&config)?;
         self.host_ca()?;
