@@ -39,6 +39,8 @@ mod front_door_flood;
 mod front_door_limits;
 mod fuzz_corpus;
 mod ha;
+mod host_cli;
+mod host_cli_sshd;
 mod idempotency;
 mod keys;
 mod krl_sync;
