@@ -81,7 +81,8 @@ dpkg-query -W -f='${Conffiles}' countersign | grep -q '^ /etc/countersign/counte
 ok "/etc/countersign/countersign.toml is a conffile"
 
 # verify exits 0 on unknown keys, with a warning: any output is a failure.
-for units in "$unit" "$examples/countersign-krl-sync.timer $examples/countersign-krl-sync.service"; do
+for units in "$unit" "$examples/countersign-krl-sync.timer $examples/countersign-krl-sync.service" \
+  "$examples/countersign-host-renew.timer $examples/countersign-host-renew.service"; do
   # shellcheck disable=SC2086 # two units in one word on purpose
   out=$(systemd-analyze verify $units 2>&1) && [ -z "$out" ] || fail "systemd-analyze verify $units: $out"
   ok "systemd-analyze verify $units"

@@ -1,11 +1,13 @@
 //! The command line: clap definitions and dispatch, one file per command group.
 //!
 //! Client commands (`whoami`, `request`, `list`, `show`, `approve`, `deny`, `cancel`,
-//! `cert`, `revoke`, `user`, `done`, `krl`, `audit`, `report`) talk to the HTTP API with
-//! `COUNTERSIGN_URL` and `COUNTERSIGN_TOKEN` (the token is read from the environment
-//! only, never from argv, where `ps` shows it). Operator commands (`init`, `serve`,
-//! `check-config`, `reload`, `token`, `backup`, `migrate-store`, `audit verify`,
-//! `audit checkpoint`) run on the CA host against the config and its data directory.
+//! `cert`, `revoke`, `user`, `done`, `krl`, `audit`, `report`, `host`, `known-hosts`)
+//! talk to the HTTP API with `COUNTERSIGN_URL` and `COUNTERSIGN_TOKEN` (the token is read
+//! from the environment only, never from argv, where `ps` shows it; a host's join token
+//! and renewal need none). `ssh-config` prints a client snippet offline. Operator
+//! commands (`init`, `serve`, `check-config`, `reload`, `token`, `backup`,
+//! `migrate-store`, `audit verify`, `audit checkpoint`) run on the CA host against the
+//! config and its data directory.
 //! `completions` and `man` print what a package installs, from these same definitions.
 
 /// `print!` to stdout that returns the write's error instead of panicking: a full disk
@@ -55,6 +57,7 @@ mod completions;
 mod decide;
 mod export;
 mod files;
+mod host;
 mod identity;
 mod init;
 mod keys;
@@ -180,6 +183,14 @@ pub enum Command {
     Done(revoke::DoneArgs),
     /// Fetch the Key Revocation List, check its signature, replace a file atomically.
     Krl(krl::KrlArgs),
+    /// SSH host certificates: join tokens, enrollment and renewal on a server, revocation
+    /// and listing (admins).
+    #[command(subcommand)]
+    Host(host::HostCommand),
+    /// Print the `@cert-authority` line that makes ssh trust the host CA.
+    KnownHosts(host::KnownHostsArgs),
+    /// Print an ssh_config block that trusts only host certificates (no prompt, ever).
+    SshConfig(host::SshConfigArgs),
     /// Read the audit log (admins); `verify` and `checkpoint` run on the CA host.
     Audit(audit::AuditArgs),
     /// Write a consistent, verified copy of the database (on the CA host, also while it serves).
@@ -233,6 +244,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::User(cmd) => user::run(&url, cmd),
         Command::Done(args) => revoke::done(&url, args),
         Command::Krl(args) => krl::run(&url, args),
+        Command::Host(cmd) => host::run(&url, cmd),
+        Command::KnownHosts(args) => host::known_hosts(&url, &args),
+        Command::SshConfig(args) => host::ssh_config(&url, &args),
         Command::Report(args) => report::run(&url, args),
         Command::Backup(args) => backup::run(&cli.config, &args),
         Command::MigrateStore(args) => migrate::run(&cli.config, &args),

@@ -2,6 +2,7 @@
 //! `sshd`): replaced whole or not at all, never left empty or half-written.
 
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use anyhow::{Context, anyhow};
@@ -11,6 +12,20 @@ use anyhow::{Context, anyhow};
 /// `ssh` picking up `id_ed25519-cert.pub`, an `sshd` reading its `RevokedKeys`). On any
 /// failure the temp file is removed and `path` is left as it was.
 pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    replace(path, bytes, None)
+}
+
+/// [`write_atomically`] with the file's mode set to `mode` before it takes `path`'s
+/// name (a host certificate is 0644, as the public key beside it: it is no secret).
+pub(super) fn write_atomically_with_mode(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+) -> anyhow::Result<()> {
+    replace(path, bytes, Some(mode))
+}
+
+fn replace(path: &Path, bytes: &[u8], mode: Option<u32>) -> anyhow::Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -28,6 +43,13 @@ pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> 
     tmp.write_all(bytes)
         .and_then(|()| tmp.as_file().sync_all())
         .with_context(|| format!("writing a temporary file in {}", dir.display()))?;
+    if let Some(mode) = mode {
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+            .with_context(|| {
+                format!("setting the mode of a temporary file in {}", dir.display())
+            })?;
+    }
     tmp.persist(path)
         .map_err(|e| e.error)
         .with_context(|| format!("replacing {}", path.display()))?;
@@ -56,6 +78,19 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&old).unwrap(), "old certificate\n");
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 2, "a temp file was left behind");
+    }
+
+    #[test]
+    fn a_host_certificate_is_written_readable_by_all_and_others_stay_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let cert = dir.path().join("ssh_host_ed25519_key-cert.pub");
+        write_atomically_with_mode(&cert, b"cert\n", 0o644).unwrap();
+        assert_eq!(mode(&cert), 0o644);
+        let krl = dir.path().join("krl");
+        write_atomically(&krl, b"KRL").unwrap();
+        assert_eq!(mode(&krl), 0o600);
     }
 
     #[test]

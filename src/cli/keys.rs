@@ -57,7 +57,7 @@ pub(super) fn run(url: &str, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// The public key file `path` names: itself when it ends in `.pub`, else `path.pub`.
-fn public_file(path: &Path) -> PathBuf {
+pub(super) fn public_file(path: &Path) -> PathBuf {
     if path.extension().is_some_and(|e| e == "pub") {
         return path.to_owned();
     }

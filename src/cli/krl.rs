@@ -8,6 +8,10 @@
 //! refused unless `--force`: spreading a rolled-back or foreign KRL to every server
 //! would un-revoke certificates everywhere within a minute. A bad signature is never
 //! overridden.
+//!
+//! `--host` fetches the host KRL instead (`/v1/krl/host`, for ssh's `RevokedHostKeys`),
+//! signed by the host CA (`/v1/krl/host.sig`, namespace `countersign-host-krl`), under the
+//! same rules with the host CA's key (`--ca-key`, or pinned from `/v1/host_ca.pub`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,7 +23,7 @@ use ssh_key::{HashAlg, PublicKey, SshSig};
 use super::client::Client;
 use super::files::write_atomically;
 use crate::krl::{self, KrlSummary};
-use crate::service::KRL_NAMESPACE;
+use crate::service::{HOST_KRL_NAMESPACE, KRL_NAMESPACE};
 
 mod sync;
 
@@ -64,6 +68,46 @@ pub struct Checks {
     /// is far behind, fails loudly instead of freezing the file.
     #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
     pub max_age: std::time::Duration,
+    /// The host KRL (for ssh's `RevokedHostKeys` on clients), signed by the host CA:
+    /// --ca-key is then the host CA's public key (/v1/host_ca.pub, checked with the CA's
+    /// operator), and the pin is taken from /v1/host_ca.pub.
+    #[arg(long)]
+    pub host: bool,
+}
+
+/// Where one KRL and what vouches for it are served.
+struct Source {
+    /// The KRL.
+    krl: &'static str,
+    /// Its signature.
+    sig: &'static str,
+    /// The public key of the CA that signs it (pinned at the first fetch).
+    ca: &'static str,
+    /// The signature's SSHSIG namespace.
+    namespace: &'static str,
+}
+
+/// The user CA's KRL, for sshd's `RevokedKeys`.
+const USER_KRL: Source = Source {
+    krl: "/v1/krl",
+    sig: "/v1/krl.sig",
+    ca: "/v1/ca.pub",
+    namespace: KRL_NAMESPACE,
+};
+
+/// The host CA's KRL, for ssh's `RevokedHostKeys`.
+const HOST_KRL: Source = Source {
+    krl: "/v1/krl/host",
+    sig: "/v1/krl/host.sig",
+    ca: "/v1/host_ca.pub",
+    namespace: HOST_KRL_NAMESPACE,
+};
+
+impl Checks {
+    /// The KRL these checks are for.
+    fn source(&self) -> &'static Source {
+        if self.host { &HOST_KRL } else { &USER_KRL }
+    }
 }
 
 /// How many times the KRL and its signature are fetched when a revocation between the
@@ -78,7 +122,7 @@ pub(super) fn run(url: &str, args: KrlArgs) -> anyhow::Result<ExitCode> {
     let out = args.out.ok_or_else(|| anyhow!("--out FILE is required"))?;
     let client = Client::anonymous(url)?;
     let (ca, pin) = trusted_ca(&client, &out, &args.checks)?;
-    let Some(fetched) = fetch_verified(&client, &ca, args.checks.ca_key.is_some(), None)? else {
+    let Some(fetched) = fetch_verified(&client, &args.checks, &ca, None)? else {
         bail!("the server answered 304 Not Modified to an unconditional request");
     };
     let installed = install(&out, &args.checks, &ca, pin, &fetched, args.force)?;
@@ -204,7 +248,8 @@ fn pin_path(out: &Path) -> PathBuf {
 }
 
 /// The CA key the KRL must be signed by: `--ca-key`, the pin, or (first fetch) the
-/// server's `/v1/ca.pub`, with the pin file to write once a KRL verified with it.
+/// server's `/v1/ca.pub` (`/v1/host_ca.pub` with `--host`), with the pin file to write
+/// once a KRL verified with it.
 fn trusted_ca(
     client: &Client,
     out: &Path,
@@ -217,14 +262,15 @@ fn trusted_ca(
     if pin.exists() {
         return Ok((read_key(&pin)?, None));
     }
-    let line = client.get_text("/v1/ca.pub")?;
+    let path = checks.source().ca;
+    let line = client.get_text(path)?;
     let key = PublicKey::from_openssh(line.trim())
-        .map_err(|e| anyhow!("the server's /v1/ca.pub is not an OpenSSH public key: {e}"))?;
+        .map_err(|e| anyhow!("the server's {path} is not an OpenSSH public key: {e}"))?;
     Ok((key, Some(pin)))
 }
 
 /// The first OpenSSH public key line of `path` (comments and blank lines skipped).
-fn read_key(path: &Path) -> anyhow::Result<PublicKey> {
+pub(super) fn read_key(path: &Path) -> anyhow::Result<PublicKey> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let line = text
@@ -236,23 +282,24 @@ fn read_key(path: &Path) -> anyhow::Result<PublicKey> {
         .map_err(|e| anyhow!("{} is not an OpenSSH public key: {e}", path.display()))
 }
 
-/// The KRL, once its signature verifies with `ca`; `None` if it is still the one of
-/// `etag` (304 Not Modified).
+/// The KRL `checks` name, once its signature verifies with `ca`; `None` if it is still
+/// the one of `etag` (304 Not Modified).
 fn fetch_verified(
     client: &Client,
+    checks: &Checks,
     ca: &PublicKey,
-    named: bool,
     etag: Option<&str>,
 ) -> anyhow::Result<Option<Fetched>> {
+    let source = checks.source();
     let mut last = None;
     for _ in 0..ATTEMPTS {
-        let Some((bytes, etag)) = client.get_if_changed("/v1/krl", etag)? else {
+        let Some((bytes, etag)) = client.get_if_changed(source.krl, etag)? else {
             return Ok(None);
         };
-        let signature = client.get_text("/v1/krl.sig")?;
+        let signature = client.get_text(source.sig)?;
         let sig = SshSig::from_pem(signature.trim())
-            .map_err(|e| anyhow!("/v1/krl.sig is not an SSH signature: {e}"))?;
-        match ca.verify(KRL_NAMESPACE, &bytes, &sig) {
+            .map_err(|e| anyhow!("{} is not an SSH signature: {e}", source.sig))?;
+        match ca.verify(source.namespace, &bytes, &sig) {
             Ok(()) => {
                 let summary = krl::read(&bytes).map_err(|e| anyhow!("the server sent {e}"))?;
                 return Ok(Some(Fetched {
@@ -265,7 +312,7 @@ fn fetch_verified(
             Err(e) => last = Some(e),
         }
     }
-    let hint = if named {
+    let hint = if checks.ca_key.is_some() {
         "is --ca-key the key of the CA at this URL?"
     } else {
         "if the CA key changed on purpose, pass the new one with --ca-key"

@@ -40,6 +40,8 @@ mod front_door_flood;
 mod front_door_limits;
 mod fuzz_corpus;
 mod ha;
+mod host_cli;
+mod host_cli_sshd;
 mod hosts;
 mod hosts_renew;
 mod hosts_revoke;

@@ -131,13 +131,15 @@ fn the_ca_unit_is_sandboxed_and_loads_its_secrets_as_credentials() {
 }
 
 /// systemd's own review of a unit's sandbox (no running systemd needed): its exposure,
-/// 0 to 10, stays where it is (measured with systemd 252: the CA's 1.4, the KRL fetch's,
-/// which runs as root, 1.8); dropping a hardening line raises it past the threshold.
+/// 0 to 10, stays where it is (measured with systemd 252: the CA's 1.4; the KRL fetch's
+/// 1.8 and the host renewal's 1.6, which run as root); dropping a hardening line raises
+/// it past the threshold.
 #[test]
-fn systemd_rates_both_units_well_sandboxed() {
+fn systemd_rates_the_units_well_sandboxed() {
     for (unit, threshold) in [
         ("config/countersign.service", "15"),
         ("config/countersign-krl-sync.service", "19"),
+        ("config/countersign-host-renew.service", "19"),
     ] {
         let out = Command::new("systemd-analyze")
             .args(["security", "--offline=yes"])
@@ -171,6 +173,34 @@ fn the_krl_sync_timer_runs_the_sync_once_and_it_writes_only_beside_the_krl() {
     assert_eq!(setting(timer, "OnUnitActiveSec"), "60s");
     assert_eq!(setting(timer, "WantedBy"), "timers.target");
     // Shipped as examples: the URL is the operator's to set.
+    for unit in [service, timer] {
+        let dest = installed_as(unit);
+        assert!(
+            dest.starts_with("/usr/share/doc/countersign/examples/"),
+            "{dest}"
+        );
+    }
+}
+
+#[test]
+fn the_host_renew_timer_renews_daily_and_it_writes_only_in_etc_ssh() {
+    let service = "config/countersign-host-renew.service";
+    assert_eq!(
+        setting(service, "ExecStart"),
+        "/usr/bin/countersign host renew --key /etc/ssh/ssh_host_ed25519_key.pub"
+    );
+    assert_eq!(setting(service, "Type"), "oneshot");
+    assert_eq!(
+        setting(service, "EnvironmentFile"),
+        "/etc/default/countersign-host"
+    );
+    assert_eq!(setting(service, "ReadWritePaths"), "/etc/ssh");
+    assert_eq!(setting(service, "ProtectSystem"), "strict");
+    let timer = "config/countersign-host-renew.timer";
+    // Daily: a 7d certificate ([host_ca] cert_ttl's default) never has less than 5d left.
+    assert_eq!(setting(timer, "OnUnitActiveSec"), "1d");
+    assert_eq!(setting(timer, "OnBootSec"), "5min");
+    assert_eq!(setting(timer, "WantedBy"), "timers.target");
     for unit in [service, timer] {
         let dest = installed_as(unit);
         assert!(

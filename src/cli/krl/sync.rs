@@ -6,6 +6,8 @@
 //! A round that fails leaves the file as it was (the last good KRL) and is logged; the
 //! next round tries again. Rounds ask with `If-None-Match`, so an unchanged KRL is not
 //! sent again. sshd reads `RevokedKeys` at each connection: nothing needs reloading.
+//! With `--host` it keeps a client's `RevokedHostKeys` file current the same way (ssh
+//! reads it at each connection too).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -84,8 +86,7 @@ fn round(client: &Client, args: &SyncArgs, state: &mut State) -> anyhow::Result<
         state.etag = None;
     }
     let (ca, pin) = trusted_ca(client, &args.out, &args.checks)?;
-    let named = args.checks.ca_key.is_some();
-    let fetched = match fetch_verified(client, &ca, named, state.etag.as_deref())? {
+    let fetched = match fetch_verified(client, &args.checks, &ca, state.etag.as_deref())? {
         Some(fetched) => fetched,
         None => {
             // "Not modified" is signed by nobody: the file must still be the KRL last
@@ -100,7 +101,7 @@ fn round(client: &Client, args: &SyncArgs, state: &mut State) -> anyhow::Result<
                 return Ok(());
             }
             state.etag = None;
-            fetch_verified(client, &ca, named, None)?.ok_or_else(|| {
+            fetch_verified(client, &args.checks, &ca, None)?.ok_or_else(|| {
                 anyhow::anyhow!(
                     "the server answered 304 Not Modified to an unconditional request; {} \
                      was left as it is",
