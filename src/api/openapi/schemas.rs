@@ -202,7 +202,8 @@ pub(super) fn schemas() -> Map<String, Value> {
             "user": { "type": "string" }, "groups": strings(), "admin": { "type": "boolean" },
             "can_request": strings(), "can_approve": strings(), "disabled": { "type": "boolean" },
             "scopes": { "description": "only with a service account's token", "type": "array",
-                "items": { "type": "string", "enum": ["request", "fetch", "read-audit", "host-token"] } },
+                "items": { "type": "string",
+                    "enum": ["request", "fetch", "read-audit", "host-token"] } },
         }),
     ));
     all.extend(super::admin::schemas());
