@@ -102,6 +102,9 @@ pub(super) struct HostCert {
     #[serde(default)]
     renewed_from: Option<String>,
     certificate: String,
+    /// Revoking: the other certificates of the same host key revoked with it.
+    #[serde(default)]
+    also_revoked: Vec<String>,
 }
 
 /// Runs a `host` subcommand against the server at `url`.
@@ -158,6 +161,9 @@ fn revoke(client: &Client, serial: &str, reason: String) -> anyhow::Result<ExitC
     let path = format!("/v1/hosts/certificates/{}/revoke", urlencode(serial));
     let cert: HostCert = client.post(&path, &json!({ "reason": reason }))?;
     outln!("revoked host certificate serial {}", cert.serial)?;
+    for other in &cert.also_revoked {
+        outln!("revoked host certificate serial {other} (same host key)")?;
+    }
     eprintln!(
         "{} ({}) is listed in the host KRL until {}; clients refuse it once their \
          RevokedHostKeys file is synced (`countersign krl sync --host`)",

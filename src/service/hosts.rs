@@ -94,6 +94,9 @@ pub struct HostCertView {
     pub revoke_reason: Option<String>,
     /// The certificate (OpenSSH format): what goes into `HostCertificate`'s file.
     pub certificate: String,
+    /// Revoking: the other certificates of the same host key revoked with it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub also_revoked: Vec<String>,
 }
 
 impl HostCertView {
@@ -118,6 +121,7 @@ impl HostCertView {
             revoked_by: row.revocation.as_ref().map(|r| r.by.clone()),
             revoke_reason: row.revocation.as_ref().map(|r| r.reason.clone()),
             certificate: row.certificate.clone(),
+            also_revoked: Vec::new(),
         }
     }
 }

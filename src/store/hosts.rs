@@ -249,6 +249,23 @@ pub fn list_certs(
     )
 }
 
+/// The unrevoked host certificates of the key `fingerprint` still valid at `now`, by
+/// serial.
+pub fn live_of_key(
+    tx: &Tx<'_>,
+    fingerprint: &str,
+    now: i64,
+) -> Result<Vec<HostCertRow>, StoreError> {
+    tx.all(
+        &format!(
+            "SELECT {COLUMNS} FROM host_certificates WHERE key_fingerprint = ?1 \
+             AND valid_before > ?2 AND revoked_at IS NULL ORDER BY serial"
+        ),
+        &[&fingerprint, &now],
+        cert_from_row,
+    )
+}
+
 /// Marks a host certificate revoked; returns the new KRL version (shared with user
 /// certificates), or `None` if it already was.
 pub fn revoke(

@@ -192,3 +192,47 @@ async fn the_listing_shows_valid_certificates_and_on_request_the_expiring_or_all
     assert_eq!(status_of(long), Some(json!("active")), "{body}");
     assert_eq!(status_of(revoked), Some(json!("revoked")), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_one_certificate_of_a_host_key_revokes_its_renewals_and_predecessors() {
+    let app = spawn_hosts(&manual_clock()).await;
+    let key = new_key();
+    let first = enroll_ok(&app, &key, &["web1.example.com"]).await;
+    let cert = first["certificate"].as_str().unwrap();
+    let (text, sig) = proof(&app, &key).await;
+    let (status, second) = renew(&app, cert, &text, &sig).await;
+    assert_eq!(status, StatusCode::CREATED, "{second}");
+    let other = enroll_ok(&app, &new_key(), &["web2.example.com"]).await;
+    // The newest is revoked (the serial an operator sees in `ssh -v`): the one it was
+    // renewed from goes too, or whoever holds the key would renew from that one.
+    let (status, body) = revoke(&app, "bob", &second["serial"]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["also_revoked"], json!([first["serial"]]));
+    let (text, sig) = proof(&app, &key).await;
+    let (status, body) = renew(&app, cert, &text, &sig).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "host_certificate_refused"),
+        "{body}"
+    );
+    // Both are in the host KRL, each with its own audit event; another host is untouched.
+    let (_, _, krl) = anon_get(&app, "/v1/krl/host").await;
+    for view in [&first, &second] {
+        let answer = krl_query(app.dir.path(), &krl, view);
+        assert!(answer.contains("REVOKED"), "{answer}");
+    }
+    let answer = krl_query(app.dir.path(), &krl, &other);
+    assert!(answer.trim_end().ends_with(": ok"), "{answer}");
+    let events = app.audit("").await;
+    let revoked: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["action"] == "host.revoked")
+        .collect();
+    assert_eq!(revoked.len(), 2);
+    assert!(revoked.iter().any(|e| {
+        e["detail"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("same host key")
+    }));
+}

@@ -215,3 +215,56 @@ async fn with_human_tokens_off_a_bots_token_still_works_and_a_persons_does_not()
     let (status, me) = call(&app, &bot, "GET", "/v1/whoami").await;
     assert_eq!(status, StatusCode::OK, "{me}");
 }
+
+/// A provisioning pipeline's service account with the `host-token` scope makes host join
+/// tokens and nothing else; the scope on a person who is no admin gives nothing.
+#[tokio::test]
+async fn a_service_account_with_host_token_makes_join_tokens_only() {
+    let policy = format!(
+        "{POLICY}\n[users.provisioner]\nbot = true\n\n{}",
+        crate::hosts_helper::HOST_CA
+    );
+    let app = TestApp::spawn_with(&policy).await;
+    let body = json!({ "principals": ["web7.example.com"], "ttl": "10m" });
+    let post = |token: String, path: &'static str, body: Value| {
+        let http = app.http.clone();
+        let url = format!("{}{path}", app.url);
+        async move {
+            let r = http
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let pipeline = bot_token(&app, "provisioner", &[Scope::HostToken]);
+    let (status, made) = post(pipeline.clone(), "/v1/hosts/tokens", body.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    assert!(made["token"].as_str().unwrap().starts_with("csh_"));
+    // Nothing else: not revoking, not reading host certificates, not requesting.
+    let (status, answer) = post(
+        pipeline.clone(),
+        "/v1/hosts/certificates/1/revoke",
+        json!({ "reason": "x" }),
+    )
+    .await;
+    assert_eq!(code(&answer), "scope_not_allowed", "{status} {answer}");
+    let (status, answer) = call(&app, &pipeline, "GET", "/v1/hosts/certificates").await;
+    assert_eq!(code(&answer), "scope_not_allowed", "{status} {answer}");
+    // Another scope does not make join tokens; nor does the scope on a person.
+    let fetcher = bot_token(&app, "provisioner", &[Scope::Fetch]);
+    let (_, answer) = post(fetcher, "/v1/hosts/tokens", body.clone()).await;
+    assert_eq!(code(&answer), "scope_not_allowed", "{answer}");
+    let alice = bot_token(&app, "alice", &[Scope::HostToken]);
+    let (status, answer) = post(alice, "/v1/hosts/tokens", body.clone()).await;
+    assert_eq!(
+        (status, code(&answer)),
+        (StatusCode::FORBIDDEN, "forbidden")
+    );
+    // An admin's own token still does.
+    let (status, _) = app.post("bob", "/v1/hosts/tokens", body).await;
+    assert_eq!(status, StatusCode::CREATED);
+}

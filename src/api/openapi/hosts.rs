@@ -80,6 +80,8 @@ pub(super) fn schemas() -> Map<String, Value> {
             "revoke_reason": { "type": "string" },
             "certificate": { "type": "string",
                 "description": "the host certificate, one OpenSSH line" },
+            "also_revoked": { "type": "array", "items": serial(),
+                "description": "revoking: the other certificates of the same host key" },
         }),
     );
     let all = [
@@ -237,7 +239,8 @@ pub(super) fn paths() -> Vec<(&'static str, Value)> {
         op(
             "revoke",
             "Revoke a host certificate (admins)",
-            "Lists it in `GET /v1/krl/host` until it expires; 409 `already_revoked`.",
+            "Lists it in `GET /v1/krl/host` until it expires, with every other unexpired \
+             certificate of the same host key (`also_revoked`); 409 `already_revoked`.",
             Auth::Bearer,
         ),
         vec![serial_param()],

@@ -51,7 +51,10 @@ impl Service {
         Ok(HostCertView::of(&row, now))
     }
 
-    /// Revokes a host certificate (admins): listed in the host KRL until it expires.
+    /// Revokes a host certificate (admins), and with it every other unexpired,
+    /// unrevoked certificate of the same host key (its renewals and the certificates they
+    /// came from: whoever holds the key could renew from any of them). Each is listed in
+    /// the host KRL until it expires, with a `host.revoked` event of its own.
     pub fn revoke_host(
         &self,
         actor: &UserName,
@@ -65,39 +68,63 @@ impl Service {
             let row = hosts::cert_by_serial(tx, serial)?.ok_or_else(|| {
                 ServiceError::NotFound(format!("no host certificate with serial {serial}"))
             })?;
-            let Some(version) =
-                hosts::revoke(tx, serial, unix(now), actor.as_str(), reason.as_str())?
-            else {
+            if !self.revoke_host_one(tx, now, actor, &row, reason.as_str())? {
                 return Err(ServiceError::Conflict {
                     code: ErrorCode::AlreadyRevoked,
                     message: format!("host certificate {serial} is already revoked"),
                 });
-            };
-            // The answer must not leave before the high-water mark holds this version.
-            self.guard.note_revocation(version);
-            audit::append(
-                tx,
-                now,
-                &NewEvent {
-                    actor: actor.as_str(),
-                    request_id: None,
-                    serial: Some(serial),
-                    event: HostRevoked {
-                        serial: serial.to_string(),
-                        principals: row.principals.iter().map(ToString::to_string).collect(),
-                        key_fingerprint: row.key_fingerprint.clone(),
-                        reason: reason.as_str().to_owned(),
-                        krl_version: version,
-                        valid_before: rfc3339(row.valid_before),
-                    }
-                    .into(),
-                },
-            )?;
-            tracing::info!(%serial, %actor, "host certificate revoked");
+            }
+            let same_key = format!("{} (same host key as {serial})", reason.as_str());
+            let mut also = Vec::new();
+            for other in hosts::live_of_key(tx, &row.key_fingerprint, unix(now) - self.skew())? {
+                if self.revoke_host_one(tx, now, actor, &other, &same_key)? {
+                    also.push(other.serial.to_string());
+                }
+            }
+            tracing::info!(%serial, %actor, also = also.len(), "host certificate revoked");
             let row = hosts::cert_by_serial(tx, serial)?
                 .ok_or_else(|| ServiceError::NotFound(format!("no host certificate {serial}")))?;
-            Ok(HostCertView::of(&row, unix(now)))
+            Ok(HostCertView {
+                also_revoked: also,
+                ..HostCertView::of(&row, unix(now))
+            })
         })
+    }
+
+    /// Revokes one host certificate with its audit event; `false` if it already was.
+    fn revoke_host_one(
+        &self,
+        tx: &crate::store::Tx<'_>,
+        now: chrono::DateTime<chrono::Utc>,
+        actor: &UserName,
+        row: &hosts::HostCertRow,
+        reason: &str,
+    ) -> Result<bool, ServiceError> {
+        let Some(version) = hosts::revoke(tx, row.serial, unix(now), actor.as_str(), reason)?
+        else {
+            return Ok(false);
+        };
+        // The answer must not leave before the high-water mark holds this version.
+        self.guard.note_revocation(version);
+        audit::append(
+            tx,
+            now,
+            &NewEvent {
+                actor: actor.as_str(),
+                request_id: None,
+                serial: Some(row.serial),
+                event: HostRevoked {
+                    serial: row.serial.to_string(),
+                    principals: row.principals.iter().map(ToString::to_string).collect(),
+                    key_fingerprint: row.key_fingerprint.clone(),
+                    reason: reason.to_owned(),
+                    krl_version: version,
+                    valid_before: rfc3339(row.valid_before),
+                }
+                .into(),
+            },
+        )?;
+        Ok(true)
     }
 
     /// The host KRL: every revoked host certificate until the backdate after its end,
