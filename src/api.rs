@@ -98,17 +98,20 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/keys/challenge", post(keys::keys_challenge))
         .route("/v1/keys/remove", post(keys::keys_remove))
         .route("/v1/host_ca.pub", get(hosts::host_ca_pub))
-        .route("/v1/krl/host", get(hosts::krl_get))
-        .route("/v1/krl/host.sig", get(hosts::krl_sig_get))
-        .route("/v1/hosts/tokens", post(hosts::token_create))
-        .route("/v1/hosts/enroll", post(hosts::enroll))
-        .route("/v1/hosts/renew/challenge", post(hosts::renew_challenge))
-        .route("/v1/hosts/renew", post(hosts::renew))
-        .route("/v1/hosts/certificates", get(hosts::list))
-        .route("/v1/hosts/certificates/{serial}", get(hosts::get_one))
+        .route("/v1/krl/host", get(hosts::host_krl_get))
+        .route("/v1/krl/host.sig", get(hosts::host_krl_sig_get))
+        .route("/v1/hosts/tokens", post(hosts::host_token_create))
+        .route("/v1/hosts/enroll", post(hosts::host_enroll))
+        .route(
+            "/v1/hosts/renew/challenge",
+            post(hosts::host_renew_challenge),
+        )
+        .route("/v1/hosts/renew", post(hosts::host_renew))
+        .route("/v1/hosts/certificates", get(hosts::host_list))
+        .route("/v1/hosts/certificates/{serial}", get(hosts::host_get))
         .route(
             "/v1/hosts/certificates/{serial}/revoke",
-            post(hosts::revoke),
+            post(hosts::host_revoke),
         )
         .merge(web::routes())
         .fallback(misc::not_found)

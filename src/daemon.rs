@@ -77,6 +77,9 @@ pub fn serve(
     let service = Service::open(config, access, &actor).context("refusing to start")?;
     tracing::info!(fingerprint = %service.ca().fingerprint(), "CA key loaded");
     tracing::info!("TrustedUserCAKeys line: {}", service.ca().public_key_line());
+    if let Ok(line) = service.host_ca_public() {
+        tracing::info!("host CA (for @cert-authority lines): {line}");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

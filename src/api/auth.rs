@@ -129,7 +129,7 @@ pub(super) fn bearer_token(parts: &Parts) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn rate_limited(
+pub(super) fn rate_limited(
     client: Option<IpAddr>,
     peer: Option<IpAddr>,
     token: Option<TokenId>,

@@ -15,8 +15,16 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+
 use super::extract::{Json as JsonBody, Query};
-use super::{Actor, ApiError, AppState, blocking, submit};
+use super::server::ClientAddr;
+use super::{Actor, ApiError, AppState, AuthLimiter, blocking, submit};
+use crate::error_code::ErrorCode;
 use crate::names::{HostPrincipal, Serial, Text, parse_duration};
 use crate::pubkey::SubjectKey;
 use crate::service::{HostCertView, HostRenewal, NewHostToken};
@@ -72,6 +80,57 @@ pub(super) struct ListQuery {
     all: Option<bool>,
 }
 
+/// Who calls the host endpoints that take no bearer token (enroll, renew): the client
+/// address (the forwarded one behind `trusted_proxies`) and the limiter of failed
+/// authentications, which a wrong join token or a failed proof counts against, like a
+/// wrong bearer token.
+pub(super) struct HostCaller {
+    client: Option<IpAddr>,
+    limiter: Option<Arc<AuthLimiter>>,
+}
+
+impl FromRequestParts<AppState> for HostCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let limiter = parts.extensions.get::<Arc<AuthLimiter>>().cloned();
+        let peer = parts.extensions.get::<ClientAddr>().map(|c| c.0.ip());
+        let trusted = &state.config().server.limits.trusted_proxies;
+        let client = peer.map(|p| super::forwarded::client_ip(p, &parts.headers, trusted));
+        if let Some(limiter) = &limiter {
+            limiter
+                .check(client, None)
+                .map_err(|wait| super::auth::rate_limited(client, peer, None, wait))?;
+        }
+        Ok(HostCaller { client, limiter })
+    }
+}
+
+impl HostCaller {
+    /// Logs a refused join token or host proof (a sign of a stolen token or key) and
+    /// counts it as a failed authentication of the client address.
+    fn refused(&self, e: &ApiError, what: &str) {
+        let code = e.code();
+        let counted = [
+            ErrorCode::HostTokenInvalid,
+            ErrorCode::HostProofFailed,
+            ErrorCode::HostCertificateRefused,
+        ];
+        if !counted.iter().any(|c| c.as_str() == code) {
+            return;
+        }
+        if let Some(limiter) = &self.limiter {
+            limiter.failed(self.client, None);
+        }
+        tracing::warn!(
+            client = %self.client.map(|c| c.to_string()).unwrap_or_default(),
+            code,
+            reason = e.message(),
+            "host {what} refused"
+        );
+    }
+}
+
 /// Longest text a field of these bodies may carry (a certificate with an RSA key fits).
 const MAX_FIELD: usize = 16 * 1024;
 
@@ -92,7 +151,7 @@ fn bounded<'a>(name: &str, value: &'a str) -> Result<&'a str, ApiError> {
 
 /// `POST /v1/hosts/tokens` `{"principals": [...], "ttl"?}` (admins; a service account
 /// with the `host-token` scope): a join token.
-pub(super) async fn token_create(
+pub(super) async fn host_token_create(
     State(state): State<AppState>,
     Actor(actor): Actor,
     axum::Extension(credential): axum::Extension<crate::service::Credential>,
@@ -108,19 +167,22 @@ pub(super) async fn token_create(
 }
 
 /// `POST /v1/hosts/enroll` `{"token", "public_key", "ttl"?}`: a host's first certificate.
-pub(super) async fn enroll(
+pub(super) async fn host_enroll(
     State(state): State<AppState>,
+    caller: HostCaller,
     JsonBody(body): JsonBody<EnrollBody>,
 ) -> Result<(StatusCode, Json<HostCertView>), ApiError> {
     let key = key(bounded("public_key", &body.public_key)?)?;
     let ttl = ttl(body.ttl.as_deref())?;
     let token = bounded("token", &body.token)?.trim().to_owned();
-    let view = submit(&state, move |s| s.enroll_host(&token, &key, ttl)).await?;
+    let view = submit(&state, move |s| s.enroll_host(&token, &key, ttl))
+        .await
+        .inspect_err(|e| caller.refused(e, "enrollment"))?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
 /// `POST /v1/hosts/renew/challenge` `{"public_key"}`: the text the host key signs.
-pub(super) async fn renew_challenge(
+pub(super) async fn host_renew_challenge(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<ChallengeBody>,
 ) -> Result<Json<Value>, ApiError> {
@@ -134,8 +196,9 @@ pub(super) async fn renew_challenge(
 }
 
 /// `POST /v1/hosts/renew` `{"certificate", "challenge", "signature", "ttl"?}`.
-pub(super) async fn renew(
+pub(super) async fn host_renew(
     State(state): State<AppState>,
+    caller: HostCaller,
     JsonBody(body): JsonBody<RenewBody>,
 ) -> Result<(StatusCode, Json<HostCertView>), ApiError> {
     let renewal = HostRenewal {
@@ -144,27 +207,27 @@ pub(super) async fn renew(
         signature: bounded("signature", &body.signature)?.to_owned(),
         ttl: ttl(body.ttl.as_deref())?,
     };
-    let view = submit(&state, move |s| s.renew_host(&renewal)).await?;
+    let view = submit(&state, move |s| s.renew_host(&renewal))
+        .await
+        .inspect_err(|e| caller.refused(e, "renewal"))?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
-/// `GET /v1/hosts/certificates[?expiring=24h][&all=true]` (admins).
-pub(super) async fn list(
+/// `GET /v1/hosts/certificates[?expiring=24h][&all=true]` (admins): with both, every
+/// certificate (whatever its status) ending within `expiring`.
+pub(super) async fn host_list(
     State(state): State<AppState>,
     Actor(actor): Actor,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let expiring = ttl(q.expiring.as_deref())?;
     let all = q.all.unwrap_or(false);
-    if all && expiring.is_some() {
-        return Err(ApiError::invalid("use expiring or all, not both"));
-    }
     let certs = blocking(&state, move |s| s.list_host_certs(&actor, all, expiring)).await?;
     Ok(Json(json!({ "certificates": certs })))
 }
 
 /// `GET /v1/hosts/certificates/{serial}` (admins).
-pub(super) async fn get_one(
+pub(super) async fn host_get(
     State(state): State<AppState>,
     Actor(actor): Actor,
     Path(serial): Path<String>,
@@ -175,7 +238,7 @@ pub(super) async fn get_one(
 }
 
 /// `POST /v1/hosts/certificates/{serial}/revoke` `{"reason"}` (admins).
-pub(super) async fn revoke(
+pub(super) async fn host_revoke(
     State(state): State<AppState>,
     Actor(actor): Actor,
     Path(serial): Path<String>,
@@ -198,7 +261,7 @@ pub(super) async fn host_ca_pub(State(state): State<AppState>) -> Result<Respons
 }
 
 /// `GET /v1/krl/host`: the host KRL (for `RevokedHostKeys`), with `ETag`.
-pub(super) async fn krl_get(
+pub(super) async fn host_krl_get(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -230,7 +293,7 @@ pub(super) async fn krl_get(
 
 /// `GET /v1/krl/host.sig`: the host CA's SSHSIG (namespace `countersign-host-krl`) over
 /// the bytes `GET /v1/krl/host` serves now, with the same `ETag` and `X-KRL-Version`.
-pub(super) async fn krl_sig_get(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub(super) async fn host_krl_sig_get(State(state): State<AppState>) -> Result<Response, ApiError> {
     let krl = blocking(&state, |s| s.host_krl()).await?;
     Ok((
         StatusCode::OK,

@@ -58,12 +58,12 @@ pub enum HostCommand {
         #[arg(long)]
         reason: String,
     },
-    /// Host certificates still valid, newest first (admins).
+    /// Each host key's newest certificate still valid, newest first (admins).
     List {
-        /// Only those that end within this long (e.g. 24h): hosts whose renewal fails.
-        #[arg(long, conflicts_with = "all")]
+        /// Only those that end within this long (e.g. 2d): hosts whose renewal fails.
+        #[arg(long, value_name = "D")]
         expiring: Option<String>,
-        /// Every one, expired and revoked ones too.
+        /// Every one: superseded, expired and revoked ones too.
         #[arg(long)]
         all: bool,
         /// Print JSON instead of a table.
@@ -181,7 +181,8 @@ fn list(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let path = match (expiring, all) {
-        (Some(d), _) => format!("/v1/hosts/certificates?expiring={}", urlencode(d)),
+        (Some(d), true) => format!("/v1/hosts/certificates?expiring={}&all=true", urlencode(d)),
+        (Some(d), false) => format!("/v1/hosts/certificates?expiring={}", urlencode(d)),
         (None, true) => "/v1/hosts/certificates?all=true".to_owned(),
         (None, false) => "/v1/hosts/certificates".to_owned(),
     };

@@ -95,6 +95,7 @@ impl HostPattern {
     pub fn parse(s: &str) -> Result<HostPattern, InvalidName> {
         if let Some(domain) = s.strip_prefix("*.") {
             check_dns_name(domain).map_err(|e| InvalidName(format!("{s:?}: {e}")))?;
+            check_not_address_like(domain)?;
             return Ok(HostPattern::Suffix(format!(".{domain}")));
         }
         if let Ok(net) = s.parse::<IpNet>() {
@@ -115,6 +116,7 @@ impl HostPattern {
             )));
         }
         check_dns_name(s).map_err(|e| InvalidName(format!("{s:?}: {e}")))?;
+        check_not_address_like(s)?;
         Ok(HostPattern::Exact(s.to_owned()))
     }
 
@@ -169,9 +171,16 @@ fn check_dns_name(s: &str) -> Result<(), InvalidName> {
             )));
         }
     }
+    Ok(())
+}
+
+/// A pattern of digits and dots alone would read as an address (`10.0.0` is 10.0.0.0 to
+/// `inet_aton`), never as a name: refused, so no name principal of that shape is ever
+/// allowed (a principal is only ever certified inside a pattern).
+fn check_not_address_like(s: &str) -> Result<(), InvalidName> {
     if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         return Err(InvalidName(format!(
-            "{s:?} is neither an IP address nor a name"
+            "{s:?} is neither an IP address nor a name (digits and dots alone)"
         )));
     }
     Ok(())
@@ -203,8 +212,6 @@ mod tests {
             "a..b",
             "web 1",
             "web1;id",
-            "10.0.0",
-            "1.2.3.4.5",
             "web1.",
             ".web1",
         ] {
@@ -227,6 +234,12 @@ mod tests {
         assert!(net.allows(&p("10.200.0.5")));
         assert!(!net.allows(&p("11.0.0.1")));
         assert!(!net.allows(&p("web1")));
+        // Digits and dots alone read as an address: never a name pattern, so a principal
+        // such as `10.0.0` (a name to the parser) is never allowed.
+        assert!(!net.allows(&p("10.0.0")));
+        for bad in ["10.0.0", "*.0.1", "1.2.3.4.5"] {
+            assert!(HostPattern::parse(bad).is_err(), "{bad:?} was taken");
+        }
         let exact = HostPattern::parse("web1").unwrap();
         assert!(exact.allows(&p("web1")) && !exact.allows(&p("web10")));
         let one = HostPattern::parse("192.168.1.7").unwrap();

@@ -63,7 +63,8 @@ pub struct NewHostToken {
 pub struct HostCertView {
     /// Its serial (decimal string: JSON numbers cannot hold 64 bits).
     pub serial: String,
-    /// `active`, `expired` or `revoked`.
+    /// `active`, `superseded` (still valid, but a renewal replaced it), `expired` or
+    /// `revoked`.
     pub status: &'static str,
     /// The names and addresses it is valid for.
     pub principals: Vec<HostPrincipal>,
@@ -83,6 +84,9 @@ pub struct HostCertView {
     /// The certificate a renewal replaced (decimal).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub renewed_from: Option<String>,
+    /// The newest certificate renewed from this one (decimal).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<String>,
     /// When it was revoked (RFC 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<String>,
@@ -101,10 +105,11 @@ pub struct HostCertView {
 
 impl HostCertView {
     fn of(row: &HostCertRow, now: i64) -> HostCertView {
-        let status = match (&row.revocation, row.valid_before > now) {
-            (Some(_), _) => "revoked",
-            (None, true) => "active",
-            (None, false) => "expired",
+        let status = match (&row.revocation, row.valid_before > now, row.superseded_by) {
+            (Some(_), _, _) => "revoked",
+            (None, false, _) => "expired",
+            (None, true, Some(_)) => "superseded",
+            (None, true, None) => "active",
         };
         HostCertView {
             serial: row.serial.to_string(),
@@ -117,6 +122,7 @@ impl HostCertView {
             issued_at: rfc3339(row.issued_at),
             token_id: row.token_id.clone(),
             renewed_from: row.renewed_from.map(|s| s.to_string()),
+            superseded_by: row.superseded_by.map(|s| s.to_string()),
             revoked_at: row.revocation.as_ref().map(|r| rfc3339(r.at)),
             revoked_by: row.revocation.as_ref().map(|r| r.by.clone()),
             revoke_reason: row.revocation.as_ref().map(|r| r.reason.clone()),
@@ -236,6 +242,12 @@ impl Service {
     /// The host CA, or `not_found` when host certificates are off.
     fn host_ca(&self) -> Result<&HostAuthority, ServiceError> {
         self.host_ca.as_deref().ok_or_else(off)
+    }
+
+    /// Whether `key` is the user CA's or the host CA's own key: neither is ever
+    /// certified, as a user's key or a host's.
+    pub(super) fn is_ca_key(&self, key: &crate::pubkey::SubjectKey) -> bool {
+        self.ca.is_ca_key(key) || self.host_ca.as_ref().is_some_and(|h| h.is_own_key(key))
     }
 
     /// The host CA public key line (`GET /v1/host_ca.pub`).

@@ -85,7 +85,7 @@ impl Service {
         key: &SubjectKey,
     ) -> Result<String, ServiceError> {
         refuse_bot(&self.config(), actor)?;
-        if self.ca.is_ca_key(key) {
+        if self.is_ca_key(key) {
             return Err(ServiceError::Invalid(
                 "the CA key cannot be registered".into(),
             ));

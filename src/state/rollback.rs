@@ -123,11 +123,25 @@ pub(super) fn accept_rollback(
                     r.serial
                 ))
             })?;
-            let known = hosts::cert_by_serial(tx, serial)?.is_some_and(|c| c.revocation.is_some());
-            if r.valid_before > at - skew
-                && !known
-                && hosts::carry_revocation(tx, serial, r.valid_before, at)?
-            {
+            if r.valid_before <= at - skew {
+                continue;
+            }
+            // A certificate the older copy holds unrevoked is revoked in its row, so that
+            // nothing reads it as live (renewal above all); one it never saw is carried.
+            let done = match hosts::cert_by_serial(tx, serial)? {
+                Some(c) if c.revocation.is_some() => false,
+                Some(_) => hosts::revoke(
+                    tx,
+                    serial,
+                    at,
+                    operator,
+                    "carried over by an accepted \
+                     rollback",
+                )?
+                .is_some(),
+                None => hosts::carry_revocation(tx, serial, r.valid_before, at)?,
+            };
+            if done {
                 carried.push(format!("host:{}", r.serial));
             }
         }

@@ -25,6 +25,8 @@ pub struct HostToken {
     pub expires_at: i64,
     /// When it was used (unix seconds), if it was.
     pub used_at: Option<i64>,
+    /// The certificate its enrollment made.
+    pub used_serial: Option<Serial>,
 }
 
 /// One host certificate.
@@ -54,6 +56,8 @@ pub struct HostCertRow {
     pub renewed_from: Option<Serial>,
     /// Set once it was revoked: when, by whom, why.
     pub revocation: Option<super::certificates::Revocation>,
+    /// The newest certificate renewed from this one, if any.
+    pub superseded_by: Option<Serial>,
 }
 
 fn principals_json(p: &[HostPrincipal]) -> Result<String, StoreError> {
@@ -97,8 +101,8 @@ pub fn insert_token(tx: &Tx<'_>, hash: &str, token: &HostToken) -> Result<(), St
 /// The token whose secret hashes to `hash`, whatever its state.
 pub fn token_by_hash(tx: &Tx<'_>, hash: &str) -> Result<Option<HostToken>, StoreError> {
     tx.opt(
-        "SELECT id, principals, created_by, created_at, expires_at, used_at FROM host_tokens \
-         WHERE hash = ?1",
+        "SELECT id, principals, created_by, created_at, expires_at, used_at, used_serial \
+         FROM host_tokens WHERE hash = ?1",
         &[&hash],
         |r| {
             let principals: String = r.get(1)?;
@@ -109,6 +113,7 @@ pub fn token_by_hash(tx: &Tx<'_>, hash: &str) -> Result<Option<HostToken>, Store
                 created_at: r.get(3)?,
                 expires_at: r.get(4)?,
                 used_at: r.get(5)?,
+                used_serial: r.get::<Option<i64>>(6)?.map(serial_of).transpose()?,
             })
         },
     )
@@ -177,7 +182,12 @@ pub fn challenge_used(tx: &Tx<'_>, hash: &str) -> Result<bool, StoreError> {
 
 const COLUMNS: &str = "serial, key_fingerprint, public_key, principals, key_id, valid_after, \
      valid_before, certificate, issued_at, token_id, renewed_from, revoked_at, revoked_by, \
-     revoke_reason";
+     revoke_reason, (SELECT max(n.serial) FROM host_certificates n \
+     WHERE n.renewed_from = host_certificates.serial)";
+
+/// Only certificates no renewal replaced.
+const NEWEST: &str = "NOT EXISTS (SELECT 1 FROM host_certificates n \
+     WHERE n.renewed_from = host_certificates.serial)";
 
 fn cert_from_row(r: &Row<'_>) -> Result<HostCertRow, StoreError> {
     let principals: String = r.get(3)?;
@@ -202,6 +212,7 @@ fn cert_from_row(r: &Row<'_>) -> Result<HostCertRow, StoreError> {
             }),
             None => None,
         },
+        superseded_by: r.get::<Option<i64>>(14)?.map(serial_of).transpose()?,
     })
 }
 
@@ -218,8 +229,8 @@ pub fn cert_by_serial(tx: &Tx<'_>, serial: Serial) -> Result<Option<HostCertRow>
 }
 
 /// Host certificates, newest first: all, or only those still valid at `now` (unrevoked,
-/// `valid_before` after it) and, with `ending_before`, ending before that; at most
-/// `limit`.
+/// `valid_before` after it, not replaced by a renewal) and, with `ending_before`, ending
+/// before that; at most `limit`.
 pub fn list_certs(
     tx: &Tx<'_>,
     now: i64,
@@ -241,7 +252,7 @@ pub fn list_certs(
     tx.all(
         &format!(
             "SELECT {COLUMNS} FROM host_certificates WHERE valid_before > ?1 \
-             AND valid_before <= ?2 AND revoked_at IS NULL \
+             AND valid_before <= ?2 AND revoked_at IS NULL AND {NEWEST} \
              ORDER BY issued_at DESC, serial DESC LIMIT ?3"
         ),
         &[&now, &end, &limit],
@@ -325,6 +336,16 @@ pub fn carry_revocation(
         &[&stored(serial)?, &valid_before, &at],
     )?;
     Ok(n == 1)
+}
+
+/// Whether an accepted rollback carried a revocation of `serial` over.
+pub fn carried(tx: &Tx<'_>, serial: Serial) -> Result<bool, StoreError> {
+    let n: i64 = tx.one(
+        "SELECT count(*) FROM carried_host_revocations WHERE serial = ?1",
+        &[&stored(serial)?],
+        |r| r.get(0),
+    )?;
+    Ok(n > 0)
 }
 
 /// The host CA public key the database belongs to, if one was recorded.

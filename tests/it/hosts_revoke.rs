@@ -169,10 +169,11 @@ async fn the_listing_shows_valid_certificates_and_on_request_the_expiring_or_all
         sorted(listed(&app, "?all=true").await),
         expect(&[short, long, revoked])
     );
-    let (status, _) = app
-        .get("bob", "/v1/hosts/certificates?all=true&expiring=1h")
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Both: every certificate, whatever its status, ending within the window.
+    assert_eq!(
+        sorted(listed(&app, "?all=true&expiring=90m").await),
+        expect(&[short, revoked])
+    );
     let (status, _) = app.get("alice", "/v1/hosts/certificates").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
@@ -235,4 +236,34 @@ async fn revoking_one_certificate_of_a_host_key_revokes_its_renewals_and_predece
             .unwrap()
             .contains("same host key")
     }));
+}
+
+/// A renewal supersedes the certificate it came from: the listing (and so `--expiring`,
+/// what monitoring asks) shows each host key's newest certificate only, the older one
+/// with `all`, as `superseded`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listing_shows_each_host_key_s_newest_certificate_only() {
+    let app = spawn_hosts(&manual_clock()).await;
+    let key = new_key();
+    let token = token_for(&app, &["web1.example.com"]).await;
+    let body = json!({ "token": token, "public_key": public_line(&key), "ttl": "30m" });
+    let (status, first) = anon_post(&app, "/v1/hosts/enroll", body).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let (text, sig) = proof(&app, &key).await;
+    let cert = first["certificate"].as_str().unwrap();
+    let (status, second) = renew(&app, cert, &text, &sig).await;
+    assert_eq!(status, StatusCode::CREATED, "{second}");
+    let (old, new) = (
+        first["serial"].as_str().unwrap(),
+        second["serial"].as_str().unwrap(),
+    );
+    assert_eq!(listed(&app, "").await, [new]);
+    // The old one ends within 45 minutes, but the host renewed: nothing to warn about.
+    assert!(listed(&app, "?expiring=45m").await.is_empty());
+    let (_, body) = app
+        .get("bob", &format!("/v1/hosts/certificates/{old}"))
+        .await;
+    assert_eq!(body["status"], "superseded", "{body}");
+    assert_eq!(body["superseded_by"], new);
+    assert_eq!(listed(&app, "?all=true").await.len(), 2);
 }

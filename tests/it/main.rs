@@ -43,6 +43,7 @@ mod ha;
 mod host_cli;
 mod host_cli_sshd;
 mod hosts;
+mod hosts_attacks;
 mod hosts_renew;
 mod hosts_revoke;
 mod hosts_sshd;

@@ -11,7 +11,7 @@ const EXAMPLE_KEY: &str =
 
 /// An SSH public key line as `SubjectKey::parse` takes it (its checks beyond the form,
 /// such as the key lying on its curve, are the server's).
-fn public_key() -> Value {
+pub(super) fn public_key() -> Value {
     json!({
         "type": "string",
         "pattern": "^[ \\t]*(?:ssh-ed25519|ecdsa-sha2-nistp(?:256|384|521)|ssh-rsa) \

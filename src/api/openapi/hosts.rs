@@ -27,22 +27,37 @@ fn time() -> Value {
     json!({ "type": "string", "format": "date-time" })
 }
 
-/// A host principal: a lower-case DNS name or an IP address (the server checks the form;
-/// this says what it is).
+/// One DNS label: letters, digits, `-` inside.
+const LABEL: &str = "[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?";
+
+/// A dotted-quad IPv4 address as Rust reads one (no leading zeros).
+const IPV4: &str = "(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\\.){3}\
+    (?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])";
+
+/// A host principal, as `HostPrincipal::parse` takes it: a lower-case DNS name of at
+/// most 253 characters, an IPv4 address, or an IPv6 address. (A name of digits and dots
+/// alone reads as an address: no `allowed_principals` pattern takes one, so it is 403.)
 fn principal() -> Value {
     json!({
-        "type": "string",
-        "minLength": 1,
-        "maxLength": 253,
+        "anyOf": [
+            {
+                "type": "string",
+                "maxLength": 253,
+                "pattern": format!("^{LABEL}(?:\\.{LABEL})*$"),
+            },
+            { "type": "string", "pattern": format!("^{IPV4}$") },
+            { "type": "string", "format": "ipv6" },
+        ],
         "description": "a lower-case DNS name (`web1`, `web1.example.com`) or an IP \
-            address; no wildcards; inside `[host_ca] allowed_principals`",
+            address; no wildcards; inside `[host_ca] allowed_principals` (403 \
+            `principal_not_allowed` otherwise: never a name of digits and dots alone)",
         "examples": ["web1.example.com"],
     })
 }
 
 fn principals() -> Value {
     json!({ "type": "array", "items": principal(), "minItems": 1,
-        "maxItems": MAX_HOST_PRINCIPALS })
+        "maxItems": MAX_HOST_PRINCIPALS, "uniqueItems": true })
 }
 
 fn bounded_text(description: &str) -> Value {
@@ -66,7 +81,8 @@ pub(super) fn schemas() -> Map<String, Value> {
         ],
         json!({
             "serial": serial(),
-            "status": { "type": "string", "enum": ["active", "expired", "revoked"] },
+            "status": { "type": "string",
+                "enum": ["active", "superseded", "expired", "revoked"] },
             "principals": principals(),
             "key_fingerprint": { "type": "string", "pattern": FINGERPRINT },
             "key_id": { "type": "string" },
@@ -75,6 +91,7 @@ pub(super) fn schemas() -> Map<String, Value> {
             "issued_at": time(),
             "token_id": { "type": "string" },
             "renewed_from": serial(),
+            "superseded_by": serial(),
             "revoked_at": time(),
             "revoked_by": { "type": "string" },
             "revoke_reason": { "type": "string" },
@@ -131,7 +148,7 @@ pub(super) fn schemas() -> Map<String, Value> {
                 &["token", "public_key"],
                 json!({
                     "token": bounded_text("the join token (`csh_...`)"),
-                    "public_key": bounded_text("the host's public key line (the .pub file)"),
+                    "public_key": super::bodies::public_key(),
                     "ttl": optional(duration()),
                 }),
             ),
@@ -140,7 +157,7 @@ pub(super) fn schemas() -> Map<String, Value> {
             "HostChallengeBody",
             closed(
                 &["public_key"],
-                json!({ "public_key": bounded_text("the host's public key line") }),
+                json!({ "public_key": super::bodies::public_key() }),
             ),
         ),
         (
@@ -178,7 +195,7 @@ pub(super) fn paths() -> Vec<(&'static str, Value)> {
     let serial_param = || param("path", "serial", serial(), "the host certificate's serial");
     let created = |what: &str| json!({ "201": json_answer(what, "HostCertificate") });
     let token = op(
-        "token_create",
+        "host_token_create",
         "Make a host join token (admins)",
         "A single-use token for exactly `principals` (each inside `[host_ca] \
          allowed_principals`, else 403 `principal_not_allowed`), living `ttl` (default 15m, \
@@ -186,7 +203,7 @@ pub(super) fn paths() -> Vec<(&'static str, Value)> {
         Auth::Bearer,
     );
     let enroll = op(
-        "enroll",
+        "host_enroll",
         "Enroll a host",
         "Uses up the join token and answers a host certificate for `public_key` and exactly \
          the token's principals (`ttl` default `[host_ca] cert_ttl`, at most `max_ttl`). 401 \
@@ -194,14 +211,14 @@ pub(super) fn paths() -> Vec<(&'static str, Value)> {
         Auth::None,
     );
     let challenge = op(
-        "renew_challenge",
+        "host_renew_challenge",
         "A challenge to renew a host certificate",
         "The text the host signs with its host key (SSHSIG, namespace \
          `countersign-host-renew`) for `POST /v1/hosts/renew`; good for 300 s.",
         Auth::None,
     );
     let renew = op(
-        "renew",
+        "host_renew",
         "Renew a host certificate",
         "With proof of the host key over a challenge and a current, unrevoked certificate \
          of ours for it: a new certificate, same principals, new serial. 400 \
@@ -210,10 +227,11 @@ pub(super) fn paths() -> Vec<(&'static str, Value)> {
     );
     let list = with_params(
         op(
-            "list",
+            "host_list",
             "List host certificates (admins)",
             "Valid ones, newest first; `expiring` keeps those ending within it, `all` shows \
-             expired and revoked ones too (at most 1000).",
+             expired, revoked and superseded ones too (with `expiring`: every one ending \
+             within it); at most 1000.",
             Auth::Bearer,
         ),
         vec![
@@ -228,7 +246,7 @@ pub(super) fn paths() -> Vec<(&'static str, Value)> {
     );
     let one = with_params(
         op(
-            "get_one",
+            "host_get",
             "One host certificate (admins)",
             "404 if no host certificate has this serial.",
             Auth::Bearer,
@@ -237,7 +255,7 @@ pub(super) fn paths() -> Vec<(&'static str, Value)> {
     );
     let revoke = with_params(
         op(
-            "revoke",
+            "host_revoke",
             "Revoke a host certificate (admins)",
             "Lists it in `GET /v1/krl/host` until it expires, with every other unexpired \
              certificate of the same host key (`also_revoked`); 409 `already_revoked`.",
@@ -253,7 +271,7 @@ pub(super) fn paths() -> Vec<(&'static str, Value)> {
     );
     let krl = with_params(
         op(
-            "krl_get",
+            "host_krl_get",
             "The host KRL",
             "The OpenSSH KRL of revoked host certificates (for ssh's `RevokedHostKeys`). \
              With `If-None-Match` naming the current `ETag`: 304.",
@@ -267,7 +285,7 @@ pub(super) fn paths() -> Vec<(&'static str, Value)> {
         )],
     );
     let krl_sig = op(
-        "krl_sig_get",
+        "host_krl_sig_get",
         "The host CA's signature over the host KRL",
         "Armored SSHSIG (namespace `countersign-host-krl`) over the bytes `GET \
          /v1/krl/host` serves now.",

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow, bail};
 use clap::Args;
 use serde_json::json;
+use ssh_key::Certificate;
 
 use super::{DEFAULT_HOST_KEY, HostCert, install};
 use crate::cli::client::Client;
@@ -56,6 +57,7 @@ pub(super) fn run(url: &str, args: &EnrollArgs) -> anyhow::Result<ExitCode> {
     let key = ssh_key::PublicKey::from_openssh(&line)
         .map_err(|e| anyhow!("{}: {e}; nothing was sent", public.display()))?;
     let out = args.out.clone().unwrap_or_else(|| cert_path(&public));
+    check_replaceable(&out, &public)?;
     check_writable(&out)?;
     let client = Client::anonymous(url)?;
     let body = json!({ "token": token, "public_key": line, "ttl": args.ttl });
@@ -76,10 +78,11 @@ pub(super) fn run(url: &str, args: &EnrollArgs) -> anyhow::Result<ExitCode> {
     );
     outln!("HostCertificate {}", shown.display())?;
     eprintln!(
-        "Add the line above to sshd_config (next to the HostKey line of this key) and reload \
-         sshd once (`systemctl reload ssh`). Renewals (`countersign host renew`, \
-         countersign-host-renew.timer) need no reload: sshd reads the certificate file at \
-         each connection."
+        "Add the line above to sshd_config (next to the HostKey line of this key; in \
+         /etc/ssh/sshd_config.d/ or before any Match block) and reload sshd (`sshd -t && \
+         systemctl reload ssh`). Renew with countersign-host-renew.timer, which reloads sshd \
+         after each renewal: OpenSSH 9.8 and later read host certificates only when sshd \
+         starts or reloads."
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -112,6 +115,35 @@ fn join_token(args: &EnrollArgs) -> anyhow::Result<String> {
 
 /// Fails unless a file can be made in `out`'s folder: a join token spent on a certificate
 /// that cannot be written would need a new token.
+/// Refuses an `out` that would destroy something: the host key itself (public or
+/// private), or an existing file that is not an OpenSSH certificate (a typo in `--out`
+/// must not replace `/etc/ssh/sshd_config`). An earlier certificate is replaced.
+fn check_replaceable(out: &Path, public: &Path) -> anyhow::Result<()> {
+    let same = |a: &Path, b: &Path| {
+        a == b
+            || std::fs::canonicalize(a)
+                .ok()
+                .is_some_and(|a| std::fs::canonicalize(b).is_ok_and(|b| a == b))
+    };
+    if same(out, public) || same(out, &public.with_extension("")) {
+        bail!(
+            "--out {} is the host key itself: the certificate goes beside it ({}); the join \
+             token was not used",
+            out.display(),
+            cert_path(public).display()
+        );
+    }
+    match std::fs::read_to_string(out) {
+        Ok(text) if Certificate::from_openssh(text.trim()).is_ok() => Ok(()),
+        Ok(_) | Err(_) if !out.exists() => Ok(()),
+        _ => bail!(
+            "{} exists and is not an OpenSSH certificate: not replacing it (remove it, or pick \
+             another --out); the join token was not used",
+            out.display()
+        ),
+    }
+}
+
 fn check_writable(out: &Path) -> anyhow::Result<()> {
     let dir = out
         .parent()

@@ -101,7 +101,8 @@ pub(super) fn run(url: &str, args: &RenewArgs) -> anyhow::Result<ExitCode> {
     install(&out, &key, &cert)?;
     eprintln!(
         "renewed: host certificate serial {} (was {}) for {}, valid until {}; wrote {} \
-         (sshd serves it from the next connection, no reload needed)",
+         (reload sshd to serve it: OpenSSH 9.8 and later read it only then; \
+         countersign-host-renew.service does)",
         cert.serial,
         cert.renewed_from.as_deref().unwrap_or("?"),
         cert.principals.join(", "),

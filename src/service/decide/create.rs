@@ -108,7 +108,7 @@ impl Service {
             .get(&req.role)
             .ok_or_else(|| ServiceError::Invalid(format!("unknown role {}", req.role)))?;
         let ttl = rules::certificate_ttl(role, req.ttl).map_err(ServiceError::Invalid)?;
-        if self.ca.is_ca_key(&req.public_key) {
+        if self.is_ca_key(&req.public_key) {
             return Err(ServiceError::Invalid(
                 "the CA key cannot be certified".into(),
             ));

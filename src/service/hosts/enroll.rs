@@ -60,6 +60,7 @@ impl Service {
             created_at: unix(now),
             expires_at: unix(now) + ttl.as_secs() as i64,
             used_at: None,
+            used_serial: None,
         };
         self.store.write(|tx| {
             self.require_enabled(tx, actor)?;
@@ -115,9 +116,10 @@ impl Service {
             let token = hosts::token_by_hash(tx, &hash)?
                 .ok_or_else(|| invalid("unknown join token".into()))?;
             if let Some(at) = token.used_at {
+                let serial = token.used_serial.map_or("?".to_owned(), |s| s.to_string());
                 return Err(invalid(format!(
-                    "join token {} was used already, at {}: ask an admin for a new one (and \
-                     if that was not you, revoke the certificate it made)",
+                    "join token {} was used already, at {}, for host certificate {serial}: \
+                     ask an admin for a new one (and if that was not you, revoke {serial})",
                     token.id,
                     rfc3339(at)
                 )));
@@ -163,7 +165,7 @@ impl Service {
 
     /// Neither CA's own key is ever certified as a host key.
     fn refuse_ca_keys(&self, ca: &HostAuthority, key: &SubjectKey) -> Result<(), ServiceError> {
-        if ca.is_own_key(key) || self.ca.is_ca_key(key) {
+        if ca.is_own_key(key) || self.is_ca_key(key) {
             return Err(ServiceError::Invalid(
                 "a CA key is never certified as a host key".into(),
             ));
@@ -215,6 +217,7 @@ impl Service {
             token_id: None,
             renewed_from: None,
             revocation: None,
+            superseded_by: None,
         })
     }
 }

