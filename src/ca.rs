@@ -278,28 +278,22 @@ impl CertificateAuthority {
 
     /// Signs a user certificate exactly as the grant says.
     pub fn sign(&self, grant: &Grant<'_>) -> Result<Certificate, CaError> {
-        if grant.principals.is_empty() {
-            return Err(CaError::BadGrant("no principals".into()));
-        }
-        if self.is_ca_key(grant.subject) {
-            return Err(CaError::BadGrant("the subject is the CA key".into()));
-        }
-        if grant.valid_before <= grant.valid_after {
-            return Err(CaError::BadGrant("empty validity window".into()));
-        }
-        let mut b = Builder::new_with_random_nonce(
-            &mut rand::rng(),
-            grant.subject.key_data().clone(),
-            grant.valid_after,
-            grant.valid_before,
-        )
-        .map_err(CaError::Sign)?;
-        b.serial(grant.serial.get()).map_err(CaError::Sign)?;
-        b.cert_type(CertType::User).map_err(CaError::Sign)?;
-        b.key_id(grant.key_id.clone()).map_err(CaError::Sign)?;
-        for p in grant.principals {
-            b.valid_principal(p.as_str()).map_err(CaError::Sign)?;
-        }
+        let mut b = started(
+            CertType::User,
+            self.public.key_data(),
+            &Started {
+                serial: grant.serial,
+                key_id: &grant.key_id,
+                subject: grant.subject,
+                principals: grant
+                    .principals
+                    .iter()
+                    .map(|p| p.as_str().to_owned())
+                    .collect(),
+                valid_after: grant.valid_after,
+                valid_before: grant.valid_before,
+            },
+        )?;
         if let Some(cmd) = grant.force_command {
             b.critical_option("force-command", cmd)
                 .map_err(CaError::Sign)?;
@@ -323,6 +317,49 @@ impl CertificateAuthority {
         }
         .map_err(CaError::Sign)
     }
+}
+
+/// What both CAs put in every certificate.
+struct Started<'a> {
+    serial: Serial,
+    key_id: &'a str,
+    subject: &'a SubjectKey,
+    principals: Vec<String>,
+    valid_after: u64,
+    valid_before: u64,
+}
+
+/// A certificate of `kind` begun with what `s` says, after the checks both CAs make:
+/// principals named (never "all"), not the signing CA's own key (`own`), a validity
+/// window that is not empty.
+fn started(
+    kind: CertType,
+    own: &ssh_key::public::KeyData,
+    s: &Started<'_>,
+) -> Result<Builder, CaError> {
+    if s.principals.is_empty() {
+        return Err(CaError::BadGrant("no principals".into()));
+    }
+    if s.subject.key_data() == own {
+        return Err(CaError::BadGrant("the subject is the CA key".into()));
+    }
+    if s.valid_before <= s.valid_after {
+        return Err(CaError::BadGrant("empty validity window".into()));
+    }
+    let mut b = Builder::new_with_random_nonce(
+        &mut rand::rng(),
+        s.subject.key_data().clone(),
+        s.valid_after,
+        s.valid_before,
+    )
+    .map_err(CaError::Sign)?;
+    b.serial(s.serial.get()).map_err(CaError::Sign)?;
+    b.cert_type(kind).map_err(CaError::Sign)?;
+    b.key_id(s.key_id).map_err(CaError::Sign)?;
+    for p in &s.principals {
+        b.valid_principal(p.as_str()).map_err(CaError::Sign)?;
+    }
+    Ok(b)
 }
 
 /// An Ed25519 OpenSSH public key line from `path`.

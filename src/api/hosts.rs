@@ -6,20 +6,17 @@
 //! /v1/hosts/enroll`, `POST /v1/hosts/renew/challenge`, `POST /v1/hosts/renew`. Anyone:
 //! `GET /v1/host_ca.pub`, `GET /v1/krl/host` and `GET /v1/krl/host.sig`.
 
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-
-use std::net::IpAddr;
-use std::sync::Arc;
-
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 
 use super::extract::{Json as JsonBody, Query};
 use super::server::ClientAddr;
@@ -266,47 +263,12 @@ pub(super) async fn host_krl_get(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let krl = blocking(&state, |s| s.host_krl()).await?;
-    let unchanged = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim() == krl.etag || t.trim() == "*")
-        });
-    let etag = (header::ETAG, krl.etag.clone());
-    let version = (
-        header::HeaderName::from_static("x-krl-version"),
-        krl.version.to_string(),
-    );
-    if unchanged {
-        return Ok((StatusCode::NOT_MODIFIED, [etag, version]).into_response());
-    }
-    let cache = (header::CACHE_CONTROL, "no-cache".to_owned());
-    let kind = (header::CONTENT_TYPE, "application/octet-stream".to_owned());
-    Ok((
-        StatusCode::OK,
-        [etag, version, cache, kind],
-        krl.bytes.clone(),
-    )
-        .into_response())
+    Ok(super::revoke::krl_answer(&krl, &headers))
 }
 
 /// `GET /v1/krl/host.sig`: the host CA's SSHSIG (namespace `countersign-host-krl`) over
 /// the bytes `GET /v1/krl/host` serves now, with the same `ETag` and `X-KRL-Version`.
 pub(super) async fn host_krl_sig_get(State(state): State<AppState>) -> Result<Response, ApiError> {
     let krl = blocking(&state, |s| s.host_krl()).await?;
-    Ok((
-        StatusCode::OK,
-        [
-            (header::ETAG, krl.etag.clone()),
-            (
-                header::HeaderName::from_static("x-krl-version"),
-                krl.version.to_string(),
-            ),
-            (header::CACHE_CONTROL, "no-cache".to_owned()),
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
-        ],
-        krl.signature.clone(),
-    )
-        .into_response())
+    Ok(super::revoke::krl_signature_answer(&krl))
 }

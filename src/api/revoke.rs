@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::extract::{Json as JsonBody, OptionalJson};
 use super::{Actor, ApiError, AppState, blocking, submit};
 use crate::names::{RequestId, Serial, Text, UserName};
-use crate::service::RequestView;
+use crate::service::{Krl, RequestView};
 
 /// Body of the revoke endpoints.
 #[derive(Debug, Default, Deserialize)]
@@ -101,6 +101,12 @@ pub(super) async fn krl_get(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let krl = blocking(&state, |s| s.krl()).await?;
+    Ok(krl_answer(&krl, &headers))
+}
+
+/// A KRL as served (the user KRL or the host KRL): its bytes with `ETag`,
+/// `X-KRL-Version` and `Cache-Control: no-cache`, or 304 when `If-None-Match` names it.
+pub(super) fn krl_answer(krl: &Krl, headers: &HeaderMap) -> Response {
     let unchanged = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -114,16 +120,16 @@ pub(super) async fn krl_get(
         krl.version.to_string(),
     );
     if unchanged {
-        return Ok((StatusCode::NOT_MODIFIED, [etag, version]).into_response());
+        return (StatusCode::NOT_MODIFIED, [etag, version]).into_response();
     }
     let cache = (header::CACHE_CONTROL, "no-cache".to_owned());
     let kind = (header::CONTENT_TYPE, "application/octet-stream".to_owned());
-    Ok((
+    (
         StatusCode::OK,
         [etag, version, cache, kind],
         krl.bytes.clone(),
     )
-        .into_response())
+        .into_response()
 }
 
 /// `GET /v1/krl.sig`: the CA's SSH signature (armored SSHSIG, namespace
@@ -133,7 +139,12 @@ pub(super) async fn krl_get(
 /// two across a revocation sees different versions and fetches again.
 pub(super) async fn krl_sig_get(State(state): State<AppState>) -> Result<Response, ApiError> {
     let krl = blocking(&state, |s| s.krl()).await?;
-    Ok((
+    Ok(krl_signature_answer(&krl))
+}
+
+/// A KRL's signature as served, with the KRL's `ETag` and `X-KRL-Version`.
+pub(super) fn krl_signature_answer(krl: &Krl) -> Response {
+    (
         StatusCode::OK,
         [
             (header::ETAG, krl.etag.clone()),
@@ -146,5 +157,5 @@ pub(super) async fn krl_sig_get(State(state): State<AppState>) -> Result<Respons
         ],
         krl.signature.clone(),
     )
-        .into_response())
+        .into_response()
 }

@@ -8,7 +8,7 @@
 //! and never overwritten, refused when unsafe, optionally passphrase-encrypted). It is
 //! never logged: `Debug` shows the fingerprint only.
 
-use ssh_key::certificate::{Builder, CertType};
+use ssh_key::certificate::CertType;
 use ssh_key::public::KeyData;
 use ssh_key::{Certificate, HashAlg, PrivateKey, PublicKey, SshSig};
 
@@ -140,28 +140,18 @@ impl HostAuthority {
     /// Signs a host certificate exactly as the grant says: type host, the principals,
     /// no critical options, no extensions.
     pub fn sign_host(&self, grant: &HostGrant<'_>) -> Result<Certificate, CaError> {
-        if grant.principals.is_empty() {
-            return Err(CaError::BadGrant("no principals".into()));
-        }
-        if self.is_own_key(grant.subject) {
-            return Err(CaError::BadGrant("the subject is the host CA key".into()));
-        }
-        if grant.valid_before <= grant.valid_after {
-            return Err(CaError::BadGrant("empty validity window".into()));
-        }
-        let mut b = Builder::new_with_random_nonce(
-            &mut rand::rng(),
-            grant.subject.key_data().clone(),
-            grant.valid_after,
-            grant.valid_before,
-        )
-        .map_err(CaError::Sign)?;
-        b.serial(grant.serial.get()).map_err(CaError::Sign)?;
-        b.cert_type(CertType::Host).map_err(CaError::Sign)?;
-        b.key_id(grant.key_id.clone()).map_err(CaError::Sign)?;
-        for p in grant.principals {
-            b.valid_principal(p.to_string()).map_err(CaError::Sign)?;
-        }
+        let b = super::started(
+            CertType::Host,
+            self.public_key_data(),
+            &super::Started {
+                serial: grant.serial,
+                key_id: &grant.key_id,
+                subject: grant.subject,
+                principals: grant.principals.iter().map(ToString::to_string).collect(),
+                valid_after: grant.valid_after,
+                valid_before: grant.valid_before,
+            },
+        )?;
         match &self.prepared {
             Some(p) => b.sign(p),
             None => b.sign(&self.key),
