@@ -220,13 +220,26 @@ pub struct Revoked {
 /// The revoked certificates not yet expired at `now` (from the revoked-only index, not
 /// the whole table), and the revocations carried over by an accepted rollback.
 pub fn revoked_unexpired(tx: &Tx<'_>, now: i64) -> Result<Revoked, StoreError> {
+    revoked_in(tx, "certificates", "carried_revocations", now)
+}
+
+/// [`revoked_unexpired`] of one CA's tables: its certificates and its carried revocations
+/// (the user CA's, or the host CA's in `hosts.rs`). The names are constants of ours.
+pub(super) fn revoked_in(
+    tx: &Tx<'_>,
+    certificates: &str,
+    carried: &str,
+    now: i64,
+) -> Result<Revoked, StoreError> {
     let mut serials = Vec::new();
     let mut valid_before = Vec::new();
     tx.each(
-        "SELECT serial, valid_before FROM certificates \
-         WHERE revoked_at IS NOT NULL AND valid_before > ?1 \
-         UNION SELECT serial, valid_before FROM carried_revocations WHERE valid_before > ?1 \
-         ORDER BY serial",
+        &format!(
+            "SELECT serial, valid_before FROM {certificates} \
+             WHERE revoked_at IS NOT NULL AND valid_before > ?1 \
+             UNION SELECT serial, valid_before FROM {carried} WHERE valid_before > ?1 \
+             ORDER BY serial"
+        ),
         &[&now],
         |r| {
             serials.push(serial_of(r.get(0)?)?);
@@ -250,9 +263,22 @@ pub fn carry_revocation(
     valid_before: i64,
     at: i64,
 ) -> Result<bool, StoreError> {
+    carry_into(tx, "carried_revocations", serial, valid_before, at)
+}
+
+/// [`carry_revocation`] into one CA's table of carried revocations (a constant of ours).
+pub(super) fn carry_into(
+    tx: &Tx<'_>,
+    carried: &str,
+    serial: Serial,
+    valid_before: i64,
+    at: i64,
+) -> Result<bool, StoreError> {
     let n = tx.exec(
-        "INSERT INTO carried_revocations (serial, valid_before, carried_at) \
-         VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        &format!(
+            "INSERT INTO {carried} (serial, valid_before, carried_at) \
+             VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING"
+        ),
         &[&sql_serial(serial)?, &valid_before, &at],
     )?;
     Ok(n == 1)

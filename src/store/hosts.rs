@@ -301,25 +301,7 @@ pub fn revoked_unexpired(
     tx: &Tx<'_>,
     now: i64,
 ) -> Result<super::certificates::Revoked, StoreError> {
-    let mut serials = Vec::new();
-    let mut valid_before = Vec::new();
-    tx.each(
-        "SELECT serial, valid_before FROM host_certificates \
-         WHERE revoked_at IS NOT NULL AND valid_before > ?1 \
-         UNION SELECT serial, valid_before FROM carried_host_revocations WHERE valid_before > ?1 \
-         ORDER BY serial",
-        &[&now],
-        |r| {
-            serials.push(serial_of(r.get(0)?)?);
-            valid_before.push(r.get::<i64>(1)?);
-            Ok::<_, StoreError>(())
-        },
-    )?;
-    Ok(super::certificates::Revoked {
-        first_expiry: valid_before.iter().copied().min(),
-        serials,
-        valid_before,
-    })
+    super::certificates::revoked_in(tx, "host_certificates", "carried_host_revocations", now)
 }
 
 /// Carries a host revocation over from the high-water mark into an older copy an
@@ -330,12 +312,7 @@ pub fn carry_revocation(
     valid_before: i64,
     at: i64,
 ) -> Result<bool, StoreError> {
-    let n = tx.exec(
-        "INSERT INTO carried_host_revocations (serial, valid_before, carried_at) \
-         VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-        &[&stored(serial)?, &valid_before, &at],
-    )?;
-    Ok(n == 1)
+    super::certificates::carry_into(tx, "carried_host_revocations", serial, valid_before, at)
 }
 
 /// Whether an accepted rollback carried a revocation of `serial` over.
