@@ -39,7 +39,13 @@ fn replace(path: &Path, bytes: &[u8], mode: Option<u32>) -> anyhow::Result<()> {
         .prefix(&format!(".{}.", name.to_string_lossy()))
         .suffix(".tmp")
         .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+        .with_context(|| match dir.is_dir() {
+            true => format!("creating a temporary file in {}", dir.display()),
+            false => format!(
+                "the folder {} does not exist: create it first (mkdir -p)",
+                dir.display()
+            ),
+        })?;
     tmp.write_all(bytes)
         .and_then(|()| tmp.as_file().sync_all())
         .with_context(|| format!("writing a temporary file in {}", dir.display()))?;
@@ -118,5 +124,13 @@ mod tests {
         assert!(path.join("inside").exists());
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1, "the temp file was left behind");
+    }
+
+    #[test]
+    fn a_missing_folder_is_named_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nodir/host.krl");
+        let err = format!("{:#}", write_atomically(&path, b"x").unwrap_err());
+        assert!(err.contains("does not exist: create it first"), "{err}");
     }
 }
