@@ -5,6 +5,7 @@
 //! key it is about; a role nobody can get approved is a warning, not an error, so that an
 //! operator can stage a policy, but `check-config` shows it.
 
+mod break_glass;
 mod host_ca;
 mod hours;
 mod metrics;

@@ -144,9 +144,49 @@ pub struct Role {
     pub force_command: Option<String>,
     /// `source-address` critical option.
     pub source_address: Vec<IpNet>,
+    /// `[roles.NAME.break_glass]`: who may take the role at once in an emergency, and who
+    /// reviews it afterwards; `None`: the role cannot be broken into. Not part of the
+    /// digest: it does not change what a request for the role gets.
+    #[serde(skip)]
+    pub break_glass: Option<BreakGlass>,
     /// [`Role::digest`], computed once.
     #[serde(skip)]
     pub cached_digest: std::sync::OnceLock<String>,
+}
+
+/// `[roles.NAME.break_glass]`: issuing at once, without approval, to `invokers`, and a
+/// mandatory review afterwards by `reviews` distinct `reviewers` (never the invoker).
+#[derive(Debug, Clone)]
+pub struct BreakGlass {
+    /// Who may break the glass.
+    pub invokers: Vec<Member>,
+    /// The longest certificate: a longer TTL asked for is cut to this.
+    pub max_ttl: Duration,
+    /// What the reason must match (e.g. an incident id), if anything.
+    pub reason_pattern: Option<ReasonPattern>,
+    /// Who reviews a use afterwards.
+    pub reviewers: Vec<Member>,
+    /// Distinct reviewers needed to close a review.
+    pub reviews: u32,
+    /// How soon after a use its review is due.
+    pub review_within: Duration,
+}
+
+/// A `reason_pattern`: the regular expression (the `regex` crate's syntax: linear time,
+/// whatever the pattern or the text) and its source, as written.
+#[derive(Debug, Clone)]
+pub struct ReasonPattern {
+    /// As written in the config.
+    pub source: String,
+    /// Compiled.
+    pub regex: regex::Regex,
+}
+
+impl ReasonPattern {
+    /// Whether `reason` matches (anywhere, unless the pattern anchors it).
+    pub fn matches(&self, reason: &str) -> bool {
+        self.regex.is_match(reason)
+    }
 }
 
 mod secs {

@@ -110,7 +110,7 @@ impl Builder<'_> {
         Ok(users)
     }
 
-    fn members(
+    pub(super) fn members(
         &mut self,
         policy: &Policy,
         key: &str,
@@ -176,6 +176,10 @@ impl Builder<'_> {
             .map_err(|e| self.err(format!("{key}.force_command"), e))?;
         let source_address = raw::source_address(raw.source_address)
             .map_err(|e| self.err(format!("{key}.source_address"), e))?;
+        let break_glass = match raw.break_glass {
+            Some(b) => Some(self.break_glass(policy, &key, b, max_ttl)?),
+            None => None,
+        };
         Ok(Role {
             name,
             principals,
@@ -186,6 +190,7 @@ impl Builder<'_> {
             extensions,
             force_command,
             source_address,
+            break_glass,
             cached_digest: Default::default(),
         })
     }

@@ -159,6 +159,7 @@ pub(super) struct RawRole {
     pub extensions: Option<Vec<String>>,
     pub force_command: Option<String>,
     pub source_address: Option<Vec<String>>,
+    pub break_glass: Option<super::break_glass::RawBreakGlass>,
 }
 
 #[derive(Debug, Deserialize)]

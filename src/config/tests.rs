@@ -8,6 +8,7 @@ use crate::names::{GroupName, Principal, RoleName, UserName};
 use crate::policy::Member;
 
 mod approvals;
+mod break_glass;
 mod conflicts;
 mod digest;
 mod host_ca;

@@ -100,6 +100,7 @@ fn plain_role(name: &str, requesters: Vec<Member>, steps: Vec<Step>) -> Role {
         extensions: BTreeSet::new(),
         force_command: None,
         source_address: Vec::new(),
+        break_glass: None,
         cached_digest: Default::default(),
     }
 }
