@@ -9,6 +9,7 @@
 //! they describe.
 
 mod event;
+mod host_issuance;
 mod issuance;
 pub mod story;
 #[cfg(test)]

@@ -49,7 +49,16 @@ struct Open {
 /// error names the first event that lacks what must precede it.
 pub(super) fn check(tx: &Tx<'_>, last_seq: i64) -> Result<(), AuditError> {
     let mut open: HashMap<String, Open> = HashMap::new();
+    let mut hosts = super::host_issuance::Hosts::default();
     stored::scan_stories(tx, last_seq, |ev| {
+        if ev.action.starts_with("host.") {
+            return hosts
+                .see(ev.action, ev.issued_detail.unwrap_or_default())
+                .map_err(|why| AuditError::Broken {
+                    seq: ev.seq,
+                    why: format!("{} {why}", ev.action),
+                });
+        }
         let Some(request) = ev.request_id else {
             return Ok(());
         };

@@ -223,7 +223,8 @@ pub fn scan<E: From<StoreError>>(
 const SCAN_PAGE: i64 = 10_000;
 
 /// One event that matters to the issuance check: a request's creation, approval or
-/// end, or an issuance (with its detail).
+/// end, or an issuance (with its detail); a host join token, enrollment or renewal (with
+/// its detail).
 #[derive(Debug, Clone, Copy)]
 pub struct StoryRef<'a> {
     /// Position in the chain, from 1.
@@ -234,12 +235,12 @@ pub struct StoryRef<'a> {
     pub action: &'a str,
     /// The request it concerns, if any.
     pub request_id: Option<&'a str>,
-    /// The detail of `certificate.issued` events only.
+    /// The detail of `certificate.issued` and `host.*` events only.
     pub issued_detail: Option<&'a str>,
 }
 
 /// Calls `each` with every event up to `last_seq` that begins, approves, issues or ends
-/// a request, in sequence order.
+/// a request, or makes a host join token or a host certificate, in sequence order.
 pub fn scan_stories<E: From<StoreError>>(
     tx: &Tx<'_>,
     last_seq: i64,
@@ -251,10 +252,12 @@ pub fn scan_stories<E: From<StoreError>>(
         let to = newest.min(from.saturating_add(SCAN_PAGE - 1));
         tx.each(
             "SELECT seq, actor, action, request_id, \
-                    CASE WHEN action = 'certificate.issued' THEN detail END \
+                    CASE WHEN action IN ('certificate.issued', 'host.token_created', \
+                        'host.enrolled', 'host.renewed') THEN detail END \
              FROM audit WHERE seq >= ?1 AND seq <= ?2 AND action IN ('request.created', \
                  'request.approved', 'certificate.issued', 'request.denied', \
-                 'request.cancelled', 'request.expired', 'request.refused') \
+                 'request.cancelled', 'request.expired', 'request.refused', \
+                 'host.token_created', 'host.enrolled', 'host.renewed') \
              ORDER BY seq",
             &[&from, &to],
             |row| {

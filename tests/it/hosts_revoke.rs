@@ -236,6 +236,9 @@ async fn revoking_one_certificate_of_a_host_key_revokes_its_renewals_and_predece
             .unwrap()
             .contains("same host key")
     }));
+    // The chain, host events and their order included, verifies.
+    let (status, body) = app.get("bob", "/v1/audit/verify").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }
 
 /// A renewal supersedes the certificate it came from: the listing (and so `--expiring`,
