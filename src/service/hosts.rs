@@ -147,6 +147,17 @@ pub(super) fn open_host_ca(
         return Ok(None);
     };
     let recorded = store.read(|tx| Ok::<_, ServiceError>(hosts::host_ca_key(tx)?))?;
+    if let Some(r) = &recorded
+        && std::fs::symlink_metadata(&settings.key_file).is_err()
+    {
+        return Err(ServiceError::Invalid(format!(
+            "[host_ca] key_file {} is missing, but the database belongs to the host CA {}: \
+             copy that key file here (every replica uses the same host CA key); a new one \
+             is never made for a database that has one",
+            settings.key_file.display(),
+            r.split(' ').take(2).collect::<Vec<_>>().join(" ")
+        )));
+    }
     let (ca, created) = HostAuthority::open(settings, user_ca, recorded.is_none())?;
     let line = ca.public_key_line();
     match recorded {

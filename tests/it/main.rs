@@ -45,6 +45,7 @@ mod host_cli_sshd;
 mod hosts;
 mod hosts_attacks;
 mod hosts_renew;
+mod hosts_replicas;
 mod hosts_revoke;
 mod hosts_sshd;
 mod idempotency;

@@ -112,6 +112,11 @@ impl TestApp {
         .expect("mode");
         let copy = data.join(key.file_name().expect("key file name"));
         std::fs::copy(&key, &copy).expect("copy the CA key");
+        // The host CA key is deployed the same way, when the first replica has one.
+        if let Some(host) = &first.service.config().host_ca {
+            let name = host.key_file.file_name().expect("host CA key file name");
+            std::fs::copy(&host.key_file, data.join(name)).expect("copy the host CA key");
+        }
         write_config(dir.path(), policy, Some(&pg));
         let tokens = first.tokens.clone();
         Self::start_as(dir, Some(pg), tokens, first.clock.clone(), &NEW_REPLICA).await
