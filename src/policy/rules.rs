@@ -369,6 +369,7 @@ pub fn describe_members(members: &[Member]) -> String {
         .join(", ")
 }
 
+pub mod break_glass;
 mod keys;
 mod principals;
 

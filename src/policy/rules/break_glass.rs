@@ -1,0 +1,355 @@
+//! The rules of break-glass (`[roles.NAME.break_glass]`, issue 20) as pure functions, for
+//! the service to ask inside its transactions: who may break the glass for a role, with
+//! what reason and lifetime, whether a previous use still waits for its review, who may
+//! review a use, and what a set of verdicts amounts to.
+//!
+//! Not in force yet: nothing calls these outside their tests until the service, the API
+//! and the SSH front door take break-glass (see the issue's closing notes).
+
+use std::time::Duration;
+
+use crate::names::{RoleName, UserName};
+use crate::policy::{BreakGlass, People, Role};
+
+/// Why break-glass was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BreakGlassRefusal {
+    /// The role has no `break_glass` table: it can never be broken into.
+    #[error("role {role} cannot be broken into: it has no [roles.{role}.break_glass]")]
+    NotBreakable {
+        /// The role asked for.
+        role: RoleName,
+    },
+    /// The user is not among the table's invokers (or is a service account).
+    #[error("{user} may not break the glass for role {role}")]
+    NotAnInvoker {
+        /// Who asked.
+        user: UserName,
+        /// The role.
+        role: RoleName,
+    },
+    /// The reason does not match `reason_pattern`.
+    #[error("the reason must match {pattern:?} (e.g. an incident id)")]
+    ReasonMismatch {
+        /// The pattern, as written in the config.
+        pattern: String,
+    },
+    /// A previous use of the user's still waits for its review, and no admin allowed one
+    /// more.
+    #[error(
+        "{user}'s break-glass {previous} is not reviewed yet: an admin may allow one more use \
+         (countersign breakglass allow {user})"
+    )]
+    Unreviewed {
+        /// Who asked.
+        user: UserName,
+        /// The request id of the use still under review.
+        previous: String,
+    },
+    /// The reviewer is the invoker: nobody reviews their own use.
+    #[error("nobody reviews their own break-glass")]
+    SelfReview,
+    /// The reviewer is not among the table's reviewers (or is a service account).
+    #[error("{user} may not review break-glass of role {role}")]
+    NotAReviewer {
+        /// Who tried.
+        user: UserName,
+        /// The role.
+        role: RoleName,
+    },
+    /// This reviewer gave a verdict on this use already.
+    #[error("{user} reviewed this break-glass already")]
+    AlreadyReviewed {
+        /// Who tried.
+        user: UserName,
+    },
+    /// The review is closed: every verdict it needed is in.
+    #[error("this break-glass review is closed")]
+    ReviewClosed,
+}
+
+/// The role's break-glass table, or `NotBreakable`.
+pub fn table(role: &Role) -> Result<&BreakGlass, BreakGlassRefusal> {
+    role.break_glass
+        .as_ref()
+        .ok_or_else(|| BreakGlassRefusal::NotBreakable {
+            role: role.name.clone(),
+        })
+}
+
+/// Only the table's invokers break the glass, and never a service account: an emergency
+/// is a person's call, and a person is reviewed afterwards.
+pub fn invoker_must_be_listed(
+    people: &People<'_>,
+    role: &Role,
+    bg: &BreakGlass,
+    user: &UserName,
+) -> Result<(), BreakGlassRefusal> {
+    if people.is_known(user) && !people.is_bot(user) && people.is_any_member(user, &bg.invokers) {
+        Ok(())
+    } else {
+        Err(BreakGlassRefusal::NotAnInvoker {
+            user: user.clone(),
+            role: role.name.clone(),
+        })
+    }
+}
+
+/// The reason matches `reason_pattern`, when there is one.
+pub fn reason_must_match(bg: &BreakGlass, reason: &str) -> Result<(), BreakGlassRefusal> {
+    match &bg.reason_pattern {
+        Some(p) if !p.matches(reason) => Err(BreakGlassRefusal::ReasonMismatch {
+            pattern: p.source.clone(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The lifetime granted for `asked` (the role's `default_ttl` when `None`): at most the
+/// table's `max_ttl`, never refused for being longer (an emergency is no time for a
+/// refusal); the second value says whether it was cut.
+pub fn lifetime(role: &Role, bg: &BreakGlass, asked: Option<Duration>) -> (Duration, bool) {
+    let asked = asked.unwrap_or(role.default_ttl);
+    if asked > bg.max_ttl {
+        (bg.max_ttl, true)
+    } else {
+        (asked, false)
+    }
+}
+
+/// A user breaks the glass again only once their previous use is reviewed, unless an
+/// admin allowed one more use (`allowed`; the use spends it). `unreviewed` is the request
+/// id of their use still under review, if any.
+pub fn no_unreviewed_use(
+    user: &UserName,
+    unreviewed: Option<&str>,
+    allowed: bool,
+) -> Result<(), BreakGlassRefusal> {
+    match unreviewed {
+        Some(previous) if !allowed => Err(BreakGlassRefusal::Unreviewed {
+            user: user.clone(),
+            previous: previous.to_owned(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A verdict on one use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The use was justified.
+    Justified,
+    /// It was not: the certificate is revoked at once if still valid.
+    Unjustified,
+}
+
+/// Where a review stands after its verdicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReviewState {
+    /// Verdicts `justified`.
+    pub justified: u32,
+    /// Verdicts `unjustified`.
+    pub unjustified: u32,
+    /// The outcome once `reviews` verdicts are in: `justified` only if all are.
+    pub outcome: Option<Verdict>,
+}
+
+/// Whether `reviewer` may add a verdict to the use `invoker` made, which already has
+/// verdicts from `reviewed_by`: a listed reviewer (never a service account), never the
+/// invoker, once, while the review is open.
+pub fn may_review(
+    people: &People<'_>,
+    role: &Role,
+    bg: &BreakGlass,
+    invoker: &UserName,
+    reviewer: &UserName,
+    reviewed_by: &[UserName],
+) -> Result<(), BreakGlassRefusal> {
+    if reviewer == invoker {
+        return Err(BreakGlassRefusal::SelfReview);
+    }
+    let listed = people.is_known(reviewer)
+        && !people.is_bot(reviewer)
+        && people.is_any_member(reviewer, &bg.reviewers);
+    if !listed {
+        return Err(BreakGlassRefusal::NotAReviewer {
+            user: reviewer.clone(),
+            role: role.name.clone(),
+        });
+    }
+    if reviewed_by.contains(reviewer) {
+        return Err(BreakGlassRefusal::AlreadyReviewed {
+            user: reviewer.clone(),
+        });
+    }
+    if reviewed_by.len() >= bg.reviews as usize {
+        return Err(BreakGlassRefusal::ReviewClosed);
+    }
+    Ok(())
+}
+
+/// The state of a review needing `reviews` verdicts, after `verdicts`.
+pub fn review_state(verdicts: &[Verdict], reviews: u32) -> ReviewState {
+    let unjustified = verdicts
+        .iter()
+        .filter(|v| **v == Verdict::Unjustified)
+        .count() as u32;
+    let justified = verdicts.len() as u32 - unjustified;
+    let outcome = (verdicts.len() as u32 >= reviews).then_some(if unjustified == 0 {
+        Verdict::Justified
+    } else {
+        Verdict::Unjustified
+    });
+    ReviewState {
+        justified,
+        unjustified,
+        outcome,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::config::Config;
+
+    fn config(table: &str) -> Config {
+        let text = format!(
+            r#"
+[users.alice]
+groups = ["oncall"]
+[users.bob]
+groups = ["security"]
+[users.carol]
+groups = ["security", "oncall"]
+[users.dave]
+groups = ["dev"]
+[users.robot]
+groups = ["oncall", "security"]
+bot = true
+
+[roles.prod-db]
+principals = ["postgres"]
+requesters = ["group:dev"]
+approvers = ["group:security"]
+max_ttl = "4h"
+default_ttl = "30m"
+{table}
+"#
+        );
+        Config::from_toml_str(&text, "t.toml".as_ref(), "/tmp".as_ref()).unwrap()
+    }
+
+    const TABLE: &str = r#"
+[roles.prod-db.break_glass]
+invokers = ["group:oncall"]
+max_ttl = "1h"
+reason_pattern = "^INC-[0-9]+"
+reviewers = ["group:security"]
+reviews = 2
+"#;
+
+    fn u(s: &str) -> UserName {
+        UserName::parse(s).unwrap()
+    }
+
+    #[test]
+    fn only_listed_people_break_the_glass_of_a_role_that_has_the_table() {
+        let c = config(TABLE);
+        let people = People::of_policy(&c.policy);
+        let role = c.policy.roles.values().next().unwrap();
+        let bg = table(role).unwrap();
+        assert!(invoker_must_be_listed(&people, role, bg, &u("alice")).is_ok());
+        for who in ["dave", "bob", "robot", "nobody"] {
+            let r = invoker_must_be_listed(&people, role, bg, &u(who));
+            assert!(
+                matches!(r, Err(BreakGlassRefusal::NotAnInvoker { .. })),
+                "{who}"
+            );
+        }
+        let plain = config("");
+        let role = plain.policy.roles.values().next().unwrap();
+        assert!(matches!(
+            table(role),
+            Err(BreakGlassRefusal::NotBreakable { .. })
+        ));
+    }
+
+    #[test]
+    fn the_reason_matches_and_a_long_ttl_is_cut_not_refused() {
+        let c = config(TABLE);
+        let role = c.policy.roles.values().next().unwrap();
+        let bg = table(role).unwrap();
+        assert!(reason_must_match(bg, "INC-4211 db down").is_ok());
+        assert!(reason_must_match(bg, "db down").is_err());
+        let hour = Duration::from_secs(3600);
+        assert_eq!(lifetime(role, bg, Some(hour * 3)), (hour, true));
+        assert_eq!(lifetime(role, bg, Some(hour / 4)), (hour / 4, false));
+        assert_eq!(lifetime(role, bg, None), (hour / 2, false));
+    }
+
+    #[test]
+    fn a_second_use_waits_for_the_first_review_unless_allowed() {
+        let r = no_unreviewed_use(&u("alice"), Some("r-aaaaaaaaaaaa"), false);
+        assert!(matches!(r, Err(BreakGlassRefusal::Unreviewed { .. })));
+        assert!(no_unreviewed_use(&u("alice"), Some("r-aaaaaaaaaaaa"), true).is_ok());
+        assert!(no_unreviewed_use(&u("alice"), None, false).is_ok());
+    }
+
+    #[test]
+    fn reviewers_are_listed_people_never_the_invoker_once_each() {
+        let c = config(TABLE);
+        let people = People::of_policy(&c.policy);
+        let role = c.policy.roles.values().next().unwrap();
+        let bg = table(role).unwrap();
+        let may = |invoker: &str, reviewer: &str, done: &[&str]| {
+            let done: Vec<UserName> = done.iter().map(|d| u(d)).collect();
+            may_review(&people, role, bg, &u(invoker), &u(reviewer), &done)
+        };
+        assert!(may("alice", "bob", &[]).is_ok());
+        // carol is a reviewer, but not of her own use.
+        assert_eq!(
+            may("carol", "carol", &[]),
+            Err(BreakGlassRefusal::SelfReview)
+        );
+        assert!(may("alice", "carol", &["bob"]).is_ok());
+        assert!(matches!(
+            may("alice", "dave", &[]),
+            Err(BreakGlassRefusal::NotAReviewer { .. })
+        ));
+        assert!(matches!(
+            may("alice", "robot", &[]),
+            Err(BreakGlassRefusal::NotAReviewer { .. })
+        ));
+        assert!(matches!(
+            may("alice", "bob", &["bob"]),
+            Err(BreakGlassRefusal::AlreadyReviewed { .. })
+        ));
+        assert_eq!(
+            may("dave", "bob", &["carol", "x"]),
+            Err(BreakGlassRefusal::ReviewClosed)
+        );
+    }
+
+    proptest! {
+        /// A review closes exactly when `reviews` verdicts are in, and is justified only if
+        /// every verdict is.
+        #[test]
+        fn a_review_is_justified_only_if_every_verdict_is(
+            verdicts in proptest::collection::vec(any::<bool>(), 0..8),
+            reviews in 1u32..6,
+        ) {
+            let vs: Vec<Verdict> = verdicts
+                .iter()
+                .map(|j| if *j { Verdict::Justified } else { Verdict::Unjustified })
+                .collect();
+            let s = review_state(&vs, reviews);
+            prop_assert_eq!((s.justified + s.unjustified) as usize, vs.len());
+            prop_assert_eq!(s.outcome.is_some(), vs.len() >= reviews as usize);
+            if let Some(o) = s.outcome {
+                prop_assert_eq!(o == Verdict::Justified, verdicts.iter().all(|j| *j));
+            }
+        }
+    }
+}
