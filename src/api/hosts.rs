@@ -104,19 +104,19 @@ impl FromRequestParts<AppState> for HostCaller {
 }
 
 impl HostCaller {
-    /// Logs a refused join token or host proof (a sign of a stolen token or key) and
-    /// counts it as a failed authentication of the client address.
+    /// Logs a refused join token, host proof or certificate (a sign of a stolen token or
+    /// key); a token or proof that does not hold counts as a failed authentication of the
+    /// client address. A refused certificate (expired, revoked) of a host that proved its
+    /// key does not: a batch revocation must not lock a NAT's other hosts out.
     fn refused(&self, e: &ApiError, what: &str) {
         let code = e.code();
-        let counted = [
-            ErrorCode::HostTokenInvalid,
-            ErrorCode::HostProofFailed,
-            ErrorCode::HostCertificateRefused,
-        ];
-        if !counted.iter().any(|c| c.as_str() == code) {
+        let failed = [ErrorCode::HostTokenInvalid, ErrorCode::HostProofFailed];
+        let logged = code == ErrorCode::HostCertificateRefused.as_str();
+        let counted = failed.iter().any(|c| c.as_str() == code);
+        if !counted && !logged {
             return;
         }
-        if let Some(limiter) = &self.limiter {
+        if counted && let Some(limiter) = &self.limiter {
             limiter.failed(self.client, None);
         }
         tracing::warn!(

@@ -8,8 +8,19 @@
 //! enrolled or renewed before it, for the same key and the same principals.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::audit::{AuditEvent, HostEnrolled, HostRenewed, HostTokenCreated};
+
+/// A host key and its principals (sorted), shared along a renewal chain.
+type Host = Arc<(String, Vec<String>)>;
+
+/// Host events between two sweeps of certificates long expired.
+const SWEEP_EVERY: u32 = 4096;
+
+/// How long after its end a certificate is kept for the check: it could never be renewed
+/// after its end, give or take the clocks of replicas.
+const KEPT_AFTER_END: i64 = 24 * 3600;
 
 /// What the chain has shown so far.
 #[derive(Debug, Default)]
@@ -18,8 +29,15 @@ pub(super) struct Hosts {
     tokens: HashMap<String, Vec<String>>,
     /// Tokens used up.
     used: HashSet<String>,
-    /// Host certificates made: serial -> (key fingerprint, principals sorted).
-    certs: HashMap<String, (String, Vec<String>)>,
+    /// Host certificates made and not long expired: serial -> (host, valid_before).
+    certs: HashMap<String, (Host, i64)>,
+    /// Host events since the last sweep of `certs`.
+    since_sweep: u32,
+}
+
+/// Unix seconds of an RFC 3339 time; `i64::MAX` (kept for ever) if it does not parse.
+fn unix(t: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(t).map_or(i64::MAX, |t| t.timestamp())
 }
 
 fn sorted(mut v: Vec<String>) -> Vec<String> {
@@ -28,9 +46,17 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 }
 
 impl Hosts {
-    /// Takes one `host.*` event (`action` with its `detail`); the error completes
-    /// "ACTION ..." with what it lacks.
-    pub(super) fn see(&mut self, action: &str, detail: &str) -> Result<(), String> {
+    /// Takes one `host.*` event (`action` with its `detail`, recorded `at`); the error
+    /// completes "ACTION ..." with what it lacks. Certificates a day past their end are
+    /// forgotten now and then (no renewal can name them), so memory follows the live
+    /// hosts, not the years of renewals.
+    pub(super) fn see(&mut self, action: &str, detail: &str, at: &str) -> Result<(), String> {
+        self.since_sweep += 1;
+        if self.since_sweep >= SWEEP_EVERY {
+            self.since_sweep = 0;
+            let horizon = unix(at).saturating_sub(KEPT_AFTER_END);
+            self.certs.retain(|_, (_, end)| *end >= horizon);
+        }
         let value: serde_json::Value =
             serde_json::from_str(detail).map_err(|e| format!("has a bad detail: {e}"))?;
         match AuditEvent::parse(action, &value) {
@@ -66,25 +92,28 @@ impl Hosts {
             ));
         }
         self.used.insert(e.token_id);
-        self.certs.insert(e.serial, (e.key_fingerprint, principals));
+        let end = unix(&e.valid_before);
+        self.certs
+            .insert(e.serial, (Arc::new((e.key_fingerprint, principals)), end));
         Ok(())
     }
 
     fn renewed(&mut self, r: HostRenewed) -> Result<(), String> {
-        let (key, principals) = self.certs.get(&r.renewed_from).ok_or_else(|| {
+        let (host, _) = self.certs.get(&r.renewed_from).ok_or_else(|| {
             format!(
-                "of serial {} renews {}, which no enrollment or renewal made",
+                "of serial {} renews {}, which no enrollment or renewal made (or one long \
+                 expired)",
                 r.serial, r.renewed_from
             )
         })?;
-        let same = *key == r.key_fingerprint && *principals == sorted(r.principals.clone());
+        let same = host.0 == r.key_fingerprint && host.1 == sorted(r.principals);
         if !same {
             return Err(format!(
                 "of serial {} changes the key or the principals of {}",
                 r.serial, r.renewed_from
             ));
         }
-        let entry = (key.clone(), principals.clone());
+        let entry = (host.clone(), unix(&r.valid_before));
         self.certs.insert(r.serial, entry);
         Ok(())
     }
@@ -93,6 +122,8 @@ impl Hosts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const AT: &str = "2026-12-05T12:00:00Z";
 
     fn token(id: &str, p: &[&str]) -> String {
         serde_json::json!({ "token_id": id, "principals": p, "expires_at": "x" }).to_string()
@@ -113,36 +144,81 @@ mod tests {
     #[test]
     fn an_honest_history_passes() {
         let mut h = Hosts::default();
-        h.see("host.token_created", &token("ht-1", &["b", "a"]))
+        h.see("host.token_created", &token("ht-1", &["b", "a"]), AT)
             .unwrap();
-        h.see("host.enrolled", &enrolled("7", "ht-1", "K", &["a", "b"]))
+        h.see(
+            "host.enrolled",
+            &enrolled("7", "ht-1", "K", &["a", "b"]),
+            AT,
+        )
+        .unwrap();
+        h.see("host.renewed", &renewed("8", "7", "K", &["a", "b"]), AT)
             .unwrap();
-        h.see("host.renewed", &renewed("8", "7", "K", &["a", "b"]))
-            .unwrap();
-        h.see("host.renewed", &renewed("9", "8", "K", &["b", "a"]))
+        h.see("host.renewed", &renewed("9", "8", "K", &["b", "a"]), AT)
             .unwrap();
     }
 
     #[test]
     fn forged_enrollments_and_renewals_are_named() {
         let mut h = Hosts::default();
-        let e = h.see("host.enrolled", &enrolled("7", "ht-x", "K", &["a"]));
+        let e = h.see("host.enrolled", &enrolled("7", "ht-x", "K", &["a"]), AT);
         assert!(e.unwrap_err().contains("no host.token_created"));
-        h.see("host.token_created", &token("ht-1", &["a"])).unwrap();
-        let e = h.see("host.enrolled", &enrolled("7", "ht-1", "K", &["a", "evil"]));
+        h.see("host.token_created", &token("ht-1", &["a"]), AT)
+            .unwrap();
+        let e = h.see(
+            "host.enrolled",
+            &enrolled("7", "ht-1", "K", &["a", "evil"]),
+            AT,
+        );
         assert!(e.unwrap_err().contains("not its token's"));
         let mut h = Hosts::default();
-        h.see("host.token_created", &token("ht-1", &["a"])).unwrap();
-        h.see("host.enrolled", &enrolled("7", "ht-1", "K", &["a"]))
+        h.see("host.token_created", &token("ht-1", &["a"]), AT)
             .unwrap();
-        let e = h.see("host.enrolled", &enrolled("8", "ht-1", "K", &["a"]));
+        h.see("host.enrolled", &enrolled("7", "ht-1", "K", &["a"]), AT)
+            .unwrap();
+        let e = h.see("host.enrolled", &enrolled("8", "ht-1", "K", &["a"]), AT);
         assert!(e.unwrap_err().contains("second time"));
-        let e = h.see("host.renewed", &renewed("9", "6", "K", &["a"]));
+        let e = h.see("host.renewed", &renewed("9", "6", "K", &["a"]), AT);
         assert!(e.unwrap_err().contains("no enrollment"));
-        let e = h.see("host.renewed", &renewed("9", "7", "OTHER", &["a"]));
+        let e = h.see("host.renewed", &renewed("9", "7", "OTHER", &["a"]), AT);
         assert!(e.unwrap_err().contains("changes the key"));
-        let e = h.see("host.renewed", &renewed("9", "7", "K", &["a", "b"]));
+        let e = h.see("host.renewed", &renewed("9", "7", "K", &["a", "b"]), AT);
         assert!(e.unwrap_err().contains("changes the key or the principals"));
+    }
+
+    /// Memory follows the live hosts: a certificate long past its end is forgotten at a
+    /// sweep (and could not be renewed anyway); a live one is kept.
+    #[test]
+    fn certificates_long_expired_are_forgotten_and_live_ones_kept() {
+        let mut h = Hosts::default();
+        let cert = |serial: &str, token: &str, end: &str| {
+            serde_json::json!({ "serial": serial, "principals": ["a"], "key_fingerprint": "K",
+                "token_id": token, "valid_before": end })
+            .to_string()
+        };
+        h.see("host.token_created", &token("ht-old", &["a"]), AT)
+            .unwrap();
+        h.see(
+            "host.enrolled",
+            &cert("1", "ht-old", "2020-01-01T00:00:00Z"),
+            AT,
+        )
+        .unwrap();
+        h.see("host.token_created", &token("ht-new", &["a"]), AT)
+            .unwrap();
+        h.see(
+            "host.enrolled",
+            &cert("2", "ht-new", "2026-12-12T00:00:00Z"),
+            AT,
+        )
+        .unwrap();
+        for i in 0..SWEEP_EVERY {
+            h.see("host.token_created", &token(&format!("ht-{i}"), &["a"]), AT)
+                .unwrap();
+        }
+        assert!(!h.certs.contains_key("1") && h.certs.contains_key("2"));
+        h.see("host.renewed", &renewed("3", "2", "K", &["a"]), AT)
+            .unwrap();
     }
 
     /// A chain someone wrote with correct hashes: `audit verify` reads host events too.

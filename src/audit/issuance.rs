@@ -53,7 +53,7 @@ pub(super) fn check(tx: &Tx<'_>, last_seq: i64) -> Result<(), AuditError> {
     stored::scan_stories(tx, last_seq, |ev| {
         if ev.action.starts_with("host.") {
             return hosts
-                .see(ev.action, ev.issued_detail.unwrap_or_default())
+                .see(ev.action, ev.issued_detail.unwrap_or_default(), ev.at)
                 .map_err(|why| AuditError::Broken {
                     seq: ev.seq,
                     why: format!("{} {why}", ev.action),

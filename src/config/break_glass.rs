@@ -116,7 +116,8 @@ impl Builder<'_> {
     }
 }
 
-/// How many people of `[users]` `members` names (and `also` too, when not empty).
+/// How many people of `[users]` `members` names (and `also` too, when not empty); a
+/// service account never reviews nor breaks the glass, so it is not counted.
 fn people_named(policy: &Policy, members: &[Member], also: &[Member]) -> usize {
     let names = |list: &[Member], u: &crate::policy::User| {
         list.iter().any(|m| match m {
@@ -127,6 +128,6 @@ fn people_named(policy: &Policy, members: &[Member], also: &[Member]) -> usize {
     policy
         .users
         .values()
-        .filter(|u| names(members, u) && (also.is_empty() || names(also, u)))
+        .filter(|u| !u.bot && names(members, u) && (also.is_empty() || names(also, u)))
         .count()
 }

@@ -35,7 +35,19 @@ pub fn summary(policy: &Policy) -> Value {
         .values()
         .map(|r| {
             // A role serialises to plain data; that cannot fail.
-            let value = serde_json::to_value(r).unwrap_or(Value::Null);
+            let mut value = serde_json::to_value(r).unwrap_or(Value::Null);
+            // Break-glass is out of the role's digest (pending requests stay good), but
+            // who may skip approval is policy: recorded here, when set.
+            if let Some(bg) = &r.break_glass {
+                value["break_glass"] = json!({
+                    "invokers": bg.invokers,
+                    "max_ttl": bg.max_ttl.as_secs(),
+                    "reason_pattern": bg.reason_pattern.as_ref().map(|p| p.source.clone()),
+                    "reviewers": bg.reviewers,
+                    "reviews": bg.reviews,
+                    "review_within": bg.review_within.as_secs(),
+                });
+            }
             (r.name.to_string(), value)
         })
         .collect();

@@ -130,21 +130,18 @@ pub(super) fn accept_rollback(
             // nothing reads it as live (renewal above all); one it never saw is carried.
             let done = match hosts::cert_by_serial(tx, serial)? {
                 Some(c) if c.revocation.is_some() => false,
-                Some(_) => hosts::revoke(
-                    tx,
-                    serial,
-                    at,
-                    operator,
-                    "carried over by an accepted \
-                     rollback",
-                )?
-                .is_some(),
+                Some(_) => {
+                    let why = "carried over by an accepted rollback";
+                    hosts::revoke(tx, serial, at, operator, why)?.is_some()
+                }
                 None => hosts::carry_revocation(tx, serial, r.valid_before, at)?,
             };
             if done {
                 carried.push(format!("host:{}", r.serial));
             }
         }
+        // Join tokens the lost history may have used would work again: none does.
+        let voided = hosts::void_unused_tokens(tx, at)?;
         audit::append(
             tx,
             now,
@@ -163,8 +160,10 @@ pub(super) fn accept_rollback(
                         updated: m.updated.clone(),
                     }),
                     krl_version_before: before,
-                    krl_version: floor,
+                    // Above the floor when host certificates were revoked again.
+                    krl_version: certs::krl_version(tx)?,
                     carried_revocations: carried.clone(),
+                    host_tokens_voided: voided,
                 },
             ),
         )?;

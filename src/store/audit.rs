@@ -237,6 +237,8 @@ pub struct StoryRef<'a> {
     pub request_id: Option<&'a str>,
     /// The detail of `certificate.issued` and `host.*` events only.
     pub issued_detail: Option<&'a str>,
+    /// When it was recorded (RFC 3339).
+    pub at: &'a str,
 }
 
 /// Calls `each` with every event up to `last_seq` that begins, approves, issues or ends
@@ -253,7 +255,7 @@ pub fn scan_stories<E: From<StoreError>>(
         tx.each(
             "SELECT seq, actor, action, request_id, \
                     CASE WHEN action IN ('certificate.issued', 'host.token_created', \
-                        'host.enrolled', 'host.renewed') THEN detail END \
+                        'host.enrolled', 'host.renewed') THEN detail END, at \
              FROM audit WHERE seq >= ?1 AND seq <= ?2 AND action IN ('request.created', \
                  'request.approved', 'certificate.issued', 'request.denied', \
                  'request.cancelled', 'request.expired', 'request.refused', \
@@ -267,6 +269,7 @@ pub fn scan_stories<E: From<StoreError>>(
                     action: row.text(2)?.unwrap_or_default(),
                     request_id: row.text(3)?,
                     issued_detail: row.text(4)?,
+                    at: row.text(5)?.unwrap_or_default(),
                 })
             },
         )?;

@@ -129,6 +129,15 @@ pub fn use_token(tx: &Tx<'_>, hash: &str, at: i64, serial: Serial) -> Result<boo
     Ok(n == 1)
 }
 
+/// Marks every unused join token used (an accepted rollback: the lost history may have
+/// used them); returns how many.
+pub fn void_unused_tokens(tx: &Tx<'_>, at: i64) -> Result<u64, StoreError> {
+    tx.exec(
+        "UPDATE host_tokens SET used_at = ?1 WHERE used_at IS NULL",
+        &[&at],
+    )
+}
+
 /// Whether a serial was ever given to a host certificate.
 pub fn serial_taken(tx: &Tx<'_>, serial: Serial) -> Result<bool, StoreError> {
     let Some(serial) = serial.to_stored() else {
@@ -182,8 +191,9 @@ pub fn challenge_used(tx: &Tx<'_>, hash: &str) -> Result<bool, StoreError> {
 
 const COLUMNS: &str = "serial, key_fingerprint, public_key, principals, key_id, valid_after, \
      valid_before, certificate, issued_at, token_id, renewed_from, revoked_at, revoked_by, \
-     revoke_reason, (SELECT max(n.serial) FROM host_certificates n \
-     WHERE n.renewed_from = host_certificates.serial)";
+     revoke_reason, (SELECT n.serial FROM host_certificates n \
+     WHERE n.renewed_from = host_certificates.serial ORDER BY n.issued_at DESC, n.id DESC \
+     LIMIT 1)";
 
 /// Only certificates no renewal replaced.
 const NEWEST: &str = "NOT EXISTS (SELECT 1 FROM host_certificates n \
@@ -240,12 +250,18 @@ pub fn list_certs(
 ) -> Result<Vec<HostCertRow>, StoreError> {
     let end = ending_before.unwrap_or(i64::MAX);
     if all {
+        // With a window: every one (revoked, superseded) that ends within it.
+        let from = if ending_before.is_some() {
+            now
+        } else {
+            i64::MIN
+        };
         return tx.all(
             &format!(
-                "SELECT {COLUMNS} FROM host_certificates WHERE valid_before <= ?1 \
-                 ORDER BY issued_at DESC, serial DESC LIMIT ?2"
+                "SELECT {COLUMNS} FROM host_certificates WHERE valid_before > ?1 \
+                 AND valid_before <= ?2 ORDER BY issued_at DESC, serial DESC LIMIT ?3"
             ),
-            &[&end, &limit],
+            &[&from, &end, &limit],
             cert_from_row,
         );
     }

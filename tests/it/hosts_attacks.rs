@@ -28,6 +28,8 @@ async fn a_revoked_host_certificate_stays_revoked_after_an_accepted_rollback() {
     let key = new_key();
     let view = enroll_ok(&app, &key, &["db1.example.com"]).await;
     let serial = view["serial"].as_str().unwrap().to_owned();
+    // A join token unused in the backup, used after it.
+    let spent = token_for(&app, &["db2.example.com"]).await;
     // A backup from before the revocation.
     app.stop().await;
     let data = app.dir.path().join("data");
@@ -38,6 +40,8 @@ async fn a_revoked_host_certificate_stays_revoked_after_an_accepted_rollback() {
         let _ = std::fs::copy(data.join(f), backup.join(f));
     }
     let app = app.restart().await;
+    let (status, _) = enroll(&app, &spent, &public_line(&new_key())).await;
+    assert_eq!(status, StatusCode::CREATED);
     let path = format!("/v1/hosts/certificates/{serial}/revoke");
     let (status, body) = app
         .post("bob", &path, json!({ "reason": "key stolen" }))
@@ -68,6 +72,13 @@ async fn a_revoked_host_certificate_stays_revoked_after_an_accepted_rollback() {
     assert_eq!(
         (status, code(&body)),
         (StatusCode::FORBIDDEN, "host_certificate_refused"),
+        "{body}"
+    );
+    // The token the lost history used does not work a second time.
+    let (status, body) = enroll(&app, &spent, &public_line(&new_key())).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "host_token_invalid"),
         "{body}"
     );
 }
@@ -112,7 +123,23 @@ async fn refused_join_tokens_are_logged_and_limited_per_address() {
     );
     let app = TestApp::spawn_with(&policy).await;
     let key = public_line(&new_key());
+    // Made first: once the address is limited, an admin from it is refused too.
     let token = token_for(&app, &["web4.example.com"]).await;
+    let host = new_key();
+    let view = enroll_ok(&app, &host, &["web5.example.com"]).await;
+    let serial = view["serial"].as_str().unwrap();
+    let path = format!("/v1/hosts/certificates/{serial}/revoke");
+    let (status, _) = app.post("bob", &path, json!({ "reason": "retired" })).await;
+    assert_eq!(status, StatusCode::OK);
+    // A certificate refused after the host proved its key is logged, not counted: a batch
+    // revocation does not lock out the other hosts behind one address.
+    for _ in 0..3 {
+        let (text, sig) = proof(&app, &host).await;
+        let cert = view["certificate"].as_str().unwrap();
+        let (status, body) = renew(&app, cert, &text, &sig).await;
+        assert_eq!(code(&body), "host_certificate_refused", "{status} {body}");
+    }
+    // Three wrong join tokens reach the limit.
     for _ in 0..3 {
         let (status, body) = enroll(&app, "csh_0000", &key).await;
         assert_eq!(

@@ -63,8 +63,16 @@ pub struct StateRollbackAccepted {
     pub mark: Option<MarkSeen>,
     /// The database's KRL version before the floor was raised.
     pub krl_version_before: u64,
-    /// The KRL version floor raised to.
+    /// The KRL version after it: the floor raised to (above it when host certificates
+    /// the older copy held were revoked again).
     pub krl_version: u64,
     /// Serials whose revocation was carried over from the mark.
     pub carried_revocations: Vec<String>,
+    /// Host join tokens left unused by the older copy, voided (added field).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub host_tokens_voided: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

@@ -113,8 +113,6 @@ fn join_token(args: &EnrollArgs) -> anyhow::Result<String> {
     Ok(token)
 }
 
-/// Fails unless a file can be made in `out`'s folder: a join token spent on a certificate
-/// that cannot be written would need a new token.
 /// Refuses an `out` that would destroy something: the host key itself (public or
 /// private), or an existing file that is not an OpenSSH certificate (a typo in `--out`
 /// must not replace `/etc/ssh/sshd_config`). An earlier certificate is replaced.
@@ -133,9 +131,14 @@ fn check_replaceable(out: &Path, public: &Path) -> anyhow::Result<()> {
             cert_path(public).display()
         );
     }
-    match std::fs::read_to_string(out) {
-        Ok(text) if Certificate::from_openssh(text.trim()).is_ok() => Ok(()),
-        Ok(_) | Err(_) if !out.exists() => Ok(()),
+    // Read only a small regular file: never block on a FIFO or read a device whole.
+    let small_file = std::fs::metadata(out).is_ok_and(|m| m.is_file() && m.len() <= 64 * 1024);
+    let text = small_file
+        .then(|| std::fs::read_to_string(out).ok())
+        .flatten();
+    match text {
+        Some(text) if Certificate::from_openssh(text.trim()).is_ok() => Ok(()),
+        _ if std::fs::symlink_metadata(out).is_err() => Ok(()),
         _ => bail!(
             "{} exists and is not an OpenSSH certificate: not replacing it (remove it, or pick \
              another --out); the join token was not used",
@@ -144,6 +147,8 @@ fn check_replaceable(out: &Path, public: &Path) -> anyhow::Result<()> {
     }
 }
 
+/// Fails unless a file can be made in `out`'s folder: a join token spent on a certificate
+/// that cannot be written would need a new token.
 fn check_writable(out: &Path) -> anyhow::Result<()> {
     let dir = out
         .parent()

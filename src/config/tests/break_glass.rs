@@ -130,3 +130,23 @@ reviewers = ["group:dba"]"#,
         broken.policy.roles[&name].digest()
     );
 }
+
+#[test]
+fn the_recorded_policy_names_who_may_break_the_glass() {
+    let c = ok(&with_break_glass(
+        r#"invokers = ["group:dev"]
+reviewers = ["group:dba"]
+reason_pattern = "^INC-"
+reviews = 1"#,
+    ));
+    let recorded = crate::policy::summary::summary(&c.policy);
+    let bg = &recorded["roles"]["x"]["break_glass"];
+    assert_eq!(bg["invokers"], serde_json::json!(["group:dev"]));
+    assert_eq!(bg["reason_pattern"], "^INC-");
+    // A role without the table records none.
+    assert!(
+        crate::policy::summary::summary(&ok(BASE).policy)["roles"]["x"]
+            .get("break_glass")
+            .is_none()
+    );
+}
