@@ -37,10 +37,20 @@ pub struct HostGrant<'a> {
     pub valid_before: u64,
 }
 
-/// The host CA's key, in memory.
+/// Where the host CA's private key is.
+// One instance per process: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
+enum HostKey {
+    /// In memory, from the key file, with its expanded signing key.
+    File(PrivateKey, Option<PreparedKey>),
+    /// In an SSH agent (`[host_ca] agent = true`); this process holds the public key.
+    Agent(super::AgentSigner),
+}
+
+/// The host CA's key, in memory or in an SSH agent, and its public half.
 pub struct HostAuthority {
-    key: PrivateKey,
-    prepared: Option<PreparedKey>,
+    key: HostKey,
+    public: PublicKey,
 }
 
 impl std::fmt::Debug for HostAuthority {
@@ -59,6 +69,20 @@ impl HostAuthority {
         user_ca: &KeyData,
         create: bool,
     ) -> Result<(Self, bool), CaError> {
+        if settings.agent {
+            let path = settings.agent_public_key.as_deref().ok_or_else(|| {
+                CaError::Setting("[host_ca] agent = true needs agent_public_key".into())
+            })?;
+            let public = super::read_public_line(path)?;
+            if public.key_data() == user_ca {
+                return Err(same_as_user_ca(path));
+            }
+            let socket = super::AgentSigner::socket_from_env()?;
+            let signer = super::AgentSigner::connect(&socket, public.key_data().clone())?;
+            let public = PublicKey::new(public.key_data().clone(), HOST_KEY_COMMENT);
+            let key = HostKey::Agent(signer);
+            return Ok((HostAuthority { key, public }, false));
+        }
         let passphrase = match &settings.passphrase_file {
             Some(p) => Some(keyfile::read_passphrase(
                 &p.resolve().map_err(CaError::Setting)?,
@@ -81,35 +105,35 @@ impl HostAuthority {
             }
         };
         if key.public_key().key_data() == user_ca {
-            return Err(CaError::Unsafe {
-                path: path.to_owned(),
-                message: "is the user CA's key: the host CA needs a key of its own \
-                          (ssh-keygen -t ed25519), so that no user certificate can pass for a \
-                          host's"
-                    .into(),
-            });
+            return Err(same_as_user_ca(path));
         }
         let prepared = PreparedKey::new(&key);
-        Ok((HostAuthority { key, prepared }, created))
+        let public = PublicKey::new(key.public_key().key_data().clone(), HOST_KEY_COMMENT);
+        let key = HostKey::File(key, prepared);
+        Ok((HostAuthority { key, public }, created))
     }
 
-    /// The public half of the key file `settings` names, without decrypting it.
+    /// The public key `settings` name, without the private key: the agent's
+    /// `agent_public_key` line, or the public half of the key file (never decrypted).
     pub fn public_key(settings: &HostCaSettings) -> Result<PublicKey, CaError> {
-        let key = keyfile::read(&settings.key_file)?;
-        Ok(PublicKey::new(
-            key.public_key().key_data().clone(),
-            HOST_KEY_COMMENT,
-        ))
+        let data = match (&settings.agent_public_key, settings.agent) {
+            (Some(path), true) => super::read_public_line(path)?.key_data().clone(),
+            _ => keyfile::read(&settings.key_file)?
+                .public_key()
+                .key_data()
+                .clone(),
+        };
+        Ok(PublicKey::new(data, HOST_KEY_COMMENT))
     }
 
     /// The public key, with the host CA's comment.
     pub fn public(&self) -> PublicKey {
-        PublicKey::new(self.key.public_key().key_data().clone(), HOST_KEY_COMMENT)
+        self.public.clone()
     }
 
     /// The key material (for the host KRL and comparisons).
     pub fn public_key_data(&self) -> &KeyData {
-        self.key.public_key().key_data()
+        self.public.key_data()
     }
 
     /// The line clients put after `@cert-authority PATTERN` in `known_hosts`.
@@ -121,10 +145,7 @@ impl HostAuthority {
 
     /// `SHA256:...` of the public key.
     pub fn fingerprint(&self) -> String {
-        self.key
-            .public_key()
-            .fingerprint(HashAlg::Sha256)
-            .to_string()
+        self.public.fingerprint(HashAlg::Sha256).to_string()
     }
 
     /// Whether `key` is the host CA's own public key (never certified).
@@ -134,7 +155,11 @@ impl HostAuthority {
 
     /// An SSHSIG over `msg` in `namespace` (the host KRL's signature, challenges).
     pub fn sign_message(&self, namespace: &str, msg: &[u8]) -> Result<SshSig, CaError> {
-        SshSig::sign(&self.key, namespace, HashAlg::Sha512, msg).map_err(CaError::Sign)
+        match &self.key {
+            HostKey::File(k, _) => SshSig::sign(k, namespace, HashAlg::Sha512, msg),
+            HostKey::Agent(a) => SshSig::sign(a, namespace, HashAlg::Sha512, msg),
+        }
+        .map_err(CaError::Sign)
     }
 
     /// Signs a host certificate exactly as the grant says: type host, the principals,
@@ -152,10 +177,21 @@ impl HostAuthority {
                 valid_before: grant.valid_before,
             },
         )?;
-        match &self.prepared {
-            Some(p) => b.sign(p),
-            None => b.sign(&self.key),
+        match &self.key {
+            HostKey::File(_, Some(p)) => b.sign(p),
+            HostKey::File(k, None) => b.sign(k),
+            HostKey::Agent(a) => b.sign(a),
         }
         .map_err(CaError::Sign)
+    }
+}
+
+/// The refusal of a host CA key that is the user CA's.
+fn same_as_user_ca(path: &std::path::Path) -> CaError {
+    CaError::Unsafe {
+        path: path.to_owned(),
+        message: "is the user CA's key: the host CA needs a key of its own (ssh-keygen -t \
+                  ed25519), so that no user certificate can pass for a host's"
+            .into(),
     }
 }

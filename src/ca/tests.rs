@@ -195,6 +195,8 @@ fn host_settings(key_file: &Path) -> crate::config::HostCaSettings {
     crate::config::HostCaSettings {
         key_file: key_file.to_owned(),
         passphrase_file: None,
+        agent: false,
+        agent_public_key: None,
         cert_ttl: std::time::Duration::from_secs(3600),
         max_ttl: std::time::Duration::from_secs(7200),
         allowed_principals: Vec::new(),

@@ -19,6 +19,10 @@ pub struct HostCaSettings {
     pub key_file: PathBuf,
     /// Where the passphrase of an encrypted key file is read from.
     pub passphrase_file: Option<CredentialPath>,
+    /// Sign through the SSH agent at `SSH_AUTH_SOCK`; the key file is then not used.
+    pub agent: bool,
+    /// With `agent`: the host CA public key (one OpenSSH line) the agent must hold.
+    pub agent_public_key: Option<PathBuf>,
     /// Lifetime when an enrollment or renewal asks for none.
     pub cert_ttl: Duration,
     /// The longest lifetime an enrollment or renewal may ask for.
@@ -58,6 +62,26 @@ impl Builder<'_> {
             ),
             None => None,
         };
+        let agent_public_key = raw.agent_public_key.as_deref().map(|p| data_dir.join(p));
+        match (raw.agent, &passphrase_file, &agent_public_key) {
+            (true, Some(_), _) => {
+                return Err(self.err(
+                    "host_ca.passphrase_file",
+                    "not used with agent = true: the agent holds the key; remove one of them",
+                ));
+            }
+            (true, None, None) => {
+                return Err(self.err(
+                    "host_ca.agent_public_key",
+                    "required with agent = true: the host CA public key file (e.g. \
+                     ssh-add -L > host_ca_key.pub)",
+                ));
+            }
+            (false, _, Some(_)) => {
+                return Err(self.err("host_ca.agent_public_key", "only used with agent = true"));
+            }
+            _ => {}
+        }
         let cert_ttl = self.duration("host_ca.cert_ttl", raw.cert_ttl.as_deref(), "7d")?;
         let max_ttl = self.duration("host_ca.max_ttl", raw.max_ttl.as_deref(), "30d")?;
         let limit = humantime::format_duration(HOST_MAX_TTL_LIMIT);
@@ -89,6 +113,8 @@ impl Builder<'_> {
         Ok(HostCaSettings {
             key_file,
             passphrase_file,
+            agent: raw.agent,
+            agent_public_key,
             cert_ttl,
             max_ttl,
             allowed_principals,

@@ -102,6 +102,9 @@ pub(super) struct RawCa {
 pub(super) struct RawHostCa {
     pub key_file: Option<String>,
     pub passphrase_file: Option<String>,
+    #[serde(default)]
+    pub agent: bool,
+    pub agent_public_key: Option<String>,
     pub cert_ttl: Option<String>,
     pub max_ttl: Option<String>,
     #[serde(default)]

@@ -148,6 +148,7 @@ pub(super) fn open_host_ca(
     };
     let recorded = store.read(|tx| Ok::<_, ServiceError>(hosts::host_ca_key(tx)?))?;
     if let Some(r) = &recorded
+        && !settings.agent
         && std::fs::symlink_metadata(&settings.key_file).is_err()
     {
         return Err(ServiceError::Invalid(format!(

@@ -169,3 +169,63 @@ async fn neither_ca_key_is_certified_by_the_other_ca() {
     let (status, body) = app.create_with_key("alice", "prod-db", None, &line).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
+
+/// The host CA key can live in an SSH agent (a hardware token behind one), like the CA
+/// key: certificates are signed there, and no key file is ever made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_ca_signs_through_a_real_ssh_agent_with_no_key_on_disk() {
+    use crate::process::{Api, ServerProcess, create_token, operator};
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(dir.path());
+    let key = dir.path().join("host_ca");
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    agent.ssh_add(&[key.to_str().unwrap()]);
+    std::fs::remove_file(&key).unwrap();
+    let public = dir.path().join("host_ca.pub");
+    let config = dir.path().join("countersign.toml");
+    let text = format!(
+        "{POLICY}\n[host_ca]\nagent = true\nagent_public_key = {:?}\n\
+         allowed_principals = [\"*.example.com\"]\n",
+        public.display().to_string()
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = operator(&config)
+        .arg("init")
+        .env("SSH_AUTH_SOCK", &agent.socket)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bob = create_token(&config, "bob");
+    let server = ServerProcess::start_with(
+        operator(&config)
+            .arg("serve")
+            .env("SSH_AUTH_SOCK", &agent.socket),
+    )
+    .expect("serves with the host CA in the agent");
+    let api = Api::new(&server.url);
+    let body = json!({ "principals": ["web9.example.com"] });
+    let (status, made) = api.post(&bob, "/v1/hosts/tokens", body).await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let body = json!({ "token": made["token"], "public_key": public_line(&new_key()) });
+    let (status, view) = api.post("none", "/v1/hosts/enroll", body).await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{view}");
+    let expected = ssh_key::PublicKey::read_openssh_file(&public).unwrap();
+    assert_eq!(
+        parsed(&view).signature_key(),
+        expected.key_data(),
+        "signed by the agent's key"
+    );
+    assert!(
+        !dir.path().join("data/host_ca_key").exists(),
+        "no key file was made"
+    );
+}

@@ -50,6 +50,17 @@ max_ttl = "7d""#,
             "host_ca.allowed_principals[0]",
         ),
         (r#"allow = ["x"]"#, "unknown field"),
+        ("agent = true", "host_ca.agent_public_key"),
+        (
+            r#"agent_public_key = "host_ca.pub""#,
+            "host_ca.agent_public_key",
+        ),
+        (
+            r#"agent = true
+agent_public_key = "host_ca.pub"
+passphrase_file = "pw""#,
+            "host_ca.passphrase_file",
+        ),
     ] {
         let e = err(&with_host_ca(section));
         assert!(e.contains(key), "{section}: {e}");
