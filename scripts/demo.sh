@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the CA with config/countersign.toml and shows the whole flow against a real sshd:
-# alice asks for prod-db, cannot approve herself, bob approves, alice logs in with the
-# certificate, and the sshd log line's serial leads back to the audit trail.
+# the sshd enrolls for a host certificate, alice asks for prod-db, cannot approve
+# herself, bob approves, alice logs in with the certificate (her ssh trusting the server
+# only by the host CA: no prompt), and the sshd log line's serial leads back to the audit
+# trail.
 # With a terminal attached, the CA keeps running afterwards until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,16 +38,27 @@ done
 curl -fsS "$COUNTERSIGN_URL/v1/ca.pub" >"$work/ca.pub"
 echo "CA public key: $(cat "$work/ca.pub")"
 
-step "a throw-away sshd on loopback that trusts only the CA key"
+step "tokens for alice (requester) and bob (approver, admin), created on the CA host"
+alice_token="$("$cs" token create alice)"
+bob_token="$("$cs" token create bob)"
+
+step "the server enrolls: bob makes a join token, the server spends it on a host certificate"
+ssh-keygen -q -t ed25519 -N '' -f "$work/host_key"
+(umask 077; COUNTERSIGN_TOKEN="$bob_token" "$cs" host token create \
+  --principals 127.0.0.1,localhost >"$work/join.token")
+"$cs" host enroll --token-file "$work/join.token" --key "$work/host_key.pub"
+ssh-keygen -L -f "$work/host_key-cert.pub" | sed -n '2,8p'
+
+step "a throw-away sshd on loopback that trusts only the CA key, with its host certificate"
 login="$(id -un)"
 port="$(shuf -i 20000-60000 -n 1)"
 mkdir -p "$work/principals"
 echo dba >"$work/principals/$login"   # this account accepts certificates for principal "dba"
-ssh-keygen -q -t ed25519 -N '' -f "$work/host_key"
 cat >"$work/sshd_config" <<CFG
 Port $port
 ListenAddress 127.0.0.1
 HostKey $work/host_key
+HostCertificate $work/host_key-cert.pub
 PidFile $work/sshd.pid
 TrustedUserCAKeys $work/ca.pub
 AuthorizedPrincipalsFile $work/principals/%u
@@ -62,9 +75,6 @@ CFG
 sshd_pid=$!
 echo "sshd on 127.0.0.1:$port: TrustedUserCAKeys + AuthorizedPrincipalsFile ($login accepts principal 'dba')"
 
-step "tokens for alice (requester) and bob (approver), created on the CA host"
-alice_token="$("$cs" token create alice)"
-bob_token="$("$cs" token create bob)"
 ssh-keygen -q -t ed25519 -N '' -C alice@laptop -f "$work/id_ed25519"
 
 step "alice registers her key: countersign keys add (she signs the CA's challenge with it)"
@@ -99,9 +109,12 @@ cat "$work/request.err"
 step "the certificate (ssh-keygen -L)"
 ssh-keygen -L -f "$work/id_ed25519-cert.pub"
 
-step "alice logs in with it: ssh -p $port $login@127.0.0.1"
-ssh -F /dev/null -i "$work/id_ed25519" -o IdentitiesOnly=yes -o StrictHostKeyChecking=no \
-  -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR -p "$port" "$login@127.0.0.1" \
+step "alice logs in with it, trusting the server only by the host CA: no prompt"
+"$cs" known-hosts >"$work/known_hosts"
+cat "$work/known_hosts"
+ssh -F /dev/null -i "$work/id_ed25519" -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes \
+  -o UserKnownHostsFile="$work/known_hosts" -o GlobalKnownHostsFile=/dev/null \
+  -o BatchMode=yes -o LogLevel=ERROR -p "$port" "$login@127.0.0.1" \
   'echo "logged in as $(id -un) on $(hostname)"'
 
 step "sshd's log line, and the audit trail its serial leads to"
