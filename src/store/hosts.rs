@@ -193,7 +193,7 @@ const COLUMNS: &str = "serial, key_fingerprint, public_key, principals, key_id, 
      valid_before, certificate, issued_at, token_id, renewed_from, revoked_at, revoked_by, \
      revoke_reason, (SELECT n.serial FROM host_certificates n \
      WHERE n.renewed_from = host_certificates.serial ORDER BY n.issued_at DESC, n.id DESC \
-     LIMIT 1)";
+     LIMIT 1) AS superseded_by";
 
 /// Only certificates no renewal replaced.
 const NEWEST: &str = "NOT EXISTS (SELECT 1 FROM host_certificates n \
