@@ -281,7 +281,7 @@ impl CertificateAuthority {
         let mut b = started(
             CertType::User,
             self.public.key_data(),
-            &Started {
+            Started {
                 serial: grant.serial,
                 key_id: &grant.key_id,
                 subject: grant.subject,
@@ -335,7 +335,7 @@ struct Started<'a> {
 fn started(
     kind: CertType,
     own: &ssh_key::public::KeyData,
-    s: &Started<'_>,
+    s: Started<'_>,
 ) -> Result<Builder, CaError> {
     if s.principals.is_empty() {
         return Err(CaError::BadGrant("no principals".into()));
@@ -356,8 +356,8 @@ fn started(
     b.serial(s.serial.get()).map_err(CaError::Sign)?;
     b.cert_type(kind).map_err(CaError::Sign)?;
     b.key_id(s.key_id).map_err(CaError::Sign)?;
-    for p in &s.principals {
-        b.valid_principal(p.as_str()).map_err(CaError::Sign)?;
+    for p in s.principals {
+        b.valid_principal(p).map_err(CaError::Sign)?;
     }
     Ok(b)
 }

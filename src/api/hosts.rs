@@ -22,7 +22,7 @@ use super::extract::{Json as JsonBody, Query};
 use super::server::ClientAddr;
 use super::{Actor, ApiError, AppState, AuthLimiter, blocking, submit};
 use crate::error_code::ErrorCode;
-use crate::names::{HostPrincipal, Serial, Text, parse_duration};
+use crate::names::{HostPrincipal, Serial, parse_duration};
 use crate::pubkey::SubjectKey;
 use crate::service::{HostCertView, HostRenewal, NewHostToken};
 
@@ -58,13 +58,6 @@ pub(super) struct RenewBody {
     challenge: String,
     signature: String,
     ttl: Option<String>,
-}
-
-/// Body of `POST /v1/hosts/certificates/{serial}/revoke`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RevokeBody {
-    reason: String,
 }
 
 /// Query of `GET /v1/hosts/certificates`.
@@ -239,10 +232,10 @@ pub(super) async fn host_revoke(
     State(state): State<AppState>,
     Actor(actor): Actor,
     Path(serial): Path<String>,
-    JsonBody(body): JsonBody<RevokeBody>,
+    JsonBody(body): JsonBody<super::revoke::RevokeBody>,
 ) -> Result<Json<HostCertView>, ApiError> {
     let serial = Serial::parse(&serial)?;
-    let reason = Text::parse(&body.reason, "reason")?;
+    let reason = super::revoke::reason(&body.reason)?;
     let view = submit(&state, move |s| s.revoke_host(&actor, serial, reason)).await?;
     Ok(Json(view))
 }

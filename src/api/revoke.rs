@@ -20,7 +20,7 @@ use crate::service::{Krl, RequestView};
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RevokeBody {
-    reason: String,
+    pub(super) reason: String,
 }
 
 /// Body of `done` (optional).
@@ -30,7 +30,7 @@ pub(super) struct DoneBody {
     reason: Option<String>,
 }
 
-fn reason(raw: &str) -> Result<Text, ApiError> {
+pub(super) fn reason(raw: &str) -> Result<Text, ApiError> {
     Ok(Text::parse(raw, "reason")?)
 }
 

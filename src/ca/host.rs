@@ -168,7 +168,7 @@ impl HostAuthority {
         let b = super::started(
             CertType::Host,
             self.public_key_data(),
-            &super::Started {
+            super::Started {
                 serial: grant.serial,
                 key_id: &grant.key_id,
                 subject: grant.subject,

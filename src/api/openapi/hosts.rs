@@ -181,15 +181,6 @@ pub(super) fn schemas() -> Map<String, Value> {
     all.into_iter().map(|(n, s)| (n.to_owned(), s)).collect()
 }
 
-fn krl_headers() -> Value {
-    json!({
-        "ETag": { "required": true, "schema": { "type": "string" },
-            "description": "changes with the host KRL" },
-        "X-KRL-Version": { "required": true, "schema": { "type": "string", "pattern": "^[0-9]+$" },
-            "description": "the KRL version, shared with `GET /v1/krl`: only grows" },
-    })
-}
-
 /// The paths of this file.
 pub(super) fn paths() -> Vec<(&'static str, Value)> {
     let serial_param = || param("path", "serial", serial(), "the host certificate's serial");
@@ -292,11 +283,11 @@ pub(super) fn paths() -> Vec<(&'static str, Value)> {
         Auth::None,
     );
     let mut krl_ok = text_answer("the host KRL (binary)", "application/octet-stream");
-    krl_ok["headers"] = krl_headers();
+    krl_ok["headers"] = super::misc::krl_headers();
     let mut sig_ok = text_answer("the armored signature", "text/plain");
-    sig_ok["headers"] = krl_headers();
+    sig_ok["headers"] = super::misc::krl_headers();
     let not_modified = json!({ "description": "the KRL named in `If-None-Match` is current",
-        "headers": krl_headers() });
+        "headers": super::misc::krl_headers() });
     let body_errors = [400, 404, 413, 415];
     vec![
         (

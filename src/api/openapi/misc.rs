@@ -15,7 +15,7 @@ fn status_answer(value: &str) -> Value {
     })
 }
 
-fn krl_headers() -> Value {
+pub(super) fn krl_headers() -> Value {
     json!({
         "ETag": { "required": true, "schema": { "type": "string" },
             "description": "changes with the KRL (at least every minute)" },
