@@ -12,6 +12,7 @@
 
 mod audit;
 mod auth;
+mod breakglass;
 mod cookies;
 mod device;
 mod error;
@@ -81,6 +82,9 @@ pub fn router(state: AppState) -> Router {
             get(requests::certificate_get),
         )
         .route("/v1/requests/{id}/done", post(revoke::request_done))
+        .route("/v1/requests/{id}/review", post(breakglass::request_review))
+        .route("/v1/breakglass", post(breakglass::breakglass_use))
+        .route("/v1/breakglass/allow", post(breakglass::breakglass_allow))
         .route(
             "/v1/certificates/{serial}/revoke",
             post(revoke::certificate_revoke),

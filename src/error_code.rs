@@ -143,6 +143,26 @@ error_codes! {
         /// 403: renewing a host certificate: the certificate presented is not one of
         /// ours, or it expired, was revoked, or is for another key.
         HostCertificateRefused = "host_certificate_refused",
+        /// 403: break-glass: the role has no `break_glass` table.
+        NotBreakable = "not_breakable",
+        /// 403: break-glass: the caller is not among the role's `invokers` (or is a
+        /// service account).
+        NotAnInvoker = "not_an_invoker",
+        /// 403: break-glass: the reason does not match the role's `reason_pattern`.
+        ReasonMismatch = "reason_mismatch",
+        /// 409: break-glass: the caller's previous use is not reviewed yet and no admin
+        /// allowed one more.
+        UnreviewedBreakglass = "unreviewed_breakglass",
+        /// 403: nobody reviews their own break-glass.
+        SelfReview = "self_review",
+        /// 403: the caller is not among the use's `reviewers` (or is a service account).
+        NotAReviewer = "not_a_reviewer",
+        /// 409: this reviewer gave a verdict on this use already.
+        AlreadyReviewed = "already_reviewed",
+        /// 409: the review is closed: every verdict it needed is in.
+        ReviewClosed = "review_closed",
+        /// 409: a review of a request that is not a break-glass use.
+        NotBreakglass = "not_breakglass",
     }
     ssh_only {
         /// The user already runs as many commands as allowed.

@@ -10,6 +10,7 @@
 //! refusal codes, all from the configuration or the code: never a user name, a token, a
 //! key, a request id or a raw path.
 
+mod breakglass;
 mod families;
 mod http;
 mod labels;
@@ -47,6 +48,8 @@ pub struct Snapshot {
     pub notifications: (i64, i64),
     /// Sign-in sessions neither expired nor revoked.
     pub sessions: i64,
+    /// Break-glass reviews open, and how many of them are overdue.
+    pub breakglass: (u64, u64),
 }
 
 /// Every metric of one running CA, and the registry that writes them out.
@@ -76,6 +79,7 @@ pub struct Metrics {
     store_operations: Counter,
     pool: Family<StateLabel, Gauge>,
     pool_size: Gauge,
+    breakglass: breakglass::BreakGlass,
     /// The roles configured (since start): their pending gauge shows 0, not nothing.
     roles: Mutex<std::collections::BTreeSet<String>>,
     /// One scrape at a time refreshes the gauges (and the store's counters).
@@ -117,6 +121,7 @@ impl Metrics {
             store_operations: Counter::default(),
             pool: Family::default(),
             pool_size: Gauge::default(),
+            breakglass: breakglass::BreakGlass::default(),
             roles: Mutex::new(std::collections::BTreeSet::new()),
             scraping: Mutex::new(()),
         };
@@ -254,6 +259,7 @@ impl Metrics {
             Unit::Seconds,
             audit_append_histogram(),
         );
+        m.breakglass.register(r);
         // Known label values start at 0, so that every family is described from the
         // first scrape and `rate()` sees the first increase.
         for code in REFUSAL_CODES {
@@ -281,6 +287,7 @@ impl Metrics {
             self.requests_created.get_or_create_owned(&role_label(role));
             self.certificates_issued
                 .get_or_create_owned(&role_label(role));
+            self.breakglass.know(role);
             for outcome in OUTCOMES {
                 let labels = DecidedLabels {
                     role: role.to_owned(),
@@ -313,6 +320,11 @@ impl Metrics {
         self.certificates_issued
             .get_or_create(&role_label(role))
             .inc();
+    }
+
+    /// Someone broke the glass for `role`.
+    pub fn breakglass_used(&self, role: &str) {
+        self.breakglass.used(role);
     }
 
     /// Signing one certificate took `took`.
@@ -395,6 +407,7 @@ impl Metrics {
                 .get_or_create(&state_label("dead"))
                 .set(s.notifications.1);
             self.sessions.set(s.sessions);
+            self.breakglass.set(s.breakglass);
         }
         catch_up(&self.store_batches, store.batches);
         catch_up(&self.store_operations, store.operations);

@@ -158,6 +158,26 @@ pub fn slack_body(payload: &Value) -> Value {
         "request.created" => "waits for approval".to_owned(),
         "request.decided" => format!("is {}", text(&r["status"])),
         "certificate.revoked" => "had its certificate revoked".to_owned(),
+        "breakglass.used" => ":rotating_light: was taken by BREAK-GLASS, without approval: \
+            it must be reviewed"
+            .to_owned(),
+        "breakglass.reminded" => format!(
+            "(break-glass) still waits for its review, due {}",
+            text(&r["breakglass"]["review_due"])
+        ),
+        "breakglass.overdue" => format!(
+            ":warning: (break-glass) is past its review deadline {}",
+            text(&r["breakglass"]["review_due"])
+        ),
+        "breakglass.reviewed" => format!(
+            "(break-glass) was reviewed: {} of {} verdicts{}",
+            r["breakglass"]["reviews_received"].as_u64().unwrap_or(0),
+            r["breakglass"]["reviews_required"].as_u64().unwrap_or(0),
+            match r["breakglass"]["outcome"].as_str() {
+                Some(o) => format!(", closed {}", slack_escape(o)),
+                None => String::new(),
+            }
+        ),
         "notify.dead" => format!(
             "could not be told to sink {} ({}: {})",
             text(&data["sink"]),

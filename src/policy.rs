@@ -61,6 +61,17 @@ pub enum Member {
     User(UserName),
 }
 
+impl Member {
+    /// `group:NAME` or `user:NAME`, as written (and as [`Member`]'s display writes it).
+    pub fn parse(s: &str) -> Option<Member> {
+        match s.split_once(':')? {
+            ("group", g) => GroupName::parse(g).ok().map(Member::Group),
+            ("user", u) => UserName::parse(u).ok().map(Member::User),
+            _ => None,
+        }
+    }
+}
+
 impl From<Member> for String {
     fn from(m: Member) -> String {
         m.to_string()

@@ -40,6 +40,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+pub use crate::policy::rules::break_glass::Verdict;
 pub use crate::state::Access;
 pub use crate::store::device::DeviceLogin;
 pub use crate::store::identities::Binding as IdentityBinding;
@@ -49,7 +50,7 @@ pub use crate::store::sessions::{LoginRow as SignInInProgress, SESSION_PREFIX};
 pub use crate::store::tokens::TokenListing;
 pub use calls::{blocking, quick, submit};
 pub use credential::{Credential, ScopeSet};
-pub use decide::{Created, IDEMPOTENCY_KEY_LIFETIME, NewRequest};
+pub use decide::{Allowance, Created, IDEMPOTENCY_KEY_LIFETIME, NewRequest};
 pub use device::{DEVICE_CODE_GRANT, DEVICE_VIA, DeviceGrant, DeviceWait, format_user_code};
 pub use error::{ErrorKind, ServiceError, chain};
 pub use hosts::{
@@ -75,7 +76,8 @@ pub use signin::{NewSession, WEB_VIA, WebPath, check_challenge, check_cli_redire
 pub use token::{Scope, TokenSpec, create_token, revoke_tokens, token_end};
 pub use users::EnabledUser;
 pub use view::{
-    ApprovalView, CertificateView, RequestView, RevocationView, StepView, WhoAmI, rfc3339,
+    ApprovalView, BreakGlassView, CertificateView, RequestView, RevocationView, StepView,
+    VerdictView, WhoAmI, rfc3339,
 };
 
 use crate::audit;

@@ -51,6 +51,7 @@
 
 mod after;
 pub mod audit;
+pub mod breakglass;
 pub mod certificates;
 pub mod copy;
 pub mod device;

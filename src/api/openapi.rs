@@ -20,6 +20,7 @@
 
 mod admin;
 mod bodies;
+mod breakglass;
 mod errors;
 mod hosts;
 mod misc;
@@ -80,6 +81,7 @@ fn build() -> Value {
         .chain(admin::paths())
         .chain(signin::paths())
         .chain(hosts::paths())
+        .chain(breakglass::paths())
     {
         let previous = paths.insert(path.to_owned(), item);
         debug_assert!(previous.is_none(), "{path} twice");
@@ -107,6 +109,7 @@ fn build() -> Value {
     let mut schemas = schemas::schemas();
     schemas.extend(bodies::schemas());
     schemas.extend(hosts::schemas());
+    schemas.extend(breakglass::schemas());
     json!({
         "openapi": "3.1.0",
         "info": {

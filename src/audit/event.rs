@@ -15,12 +15,17 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+mod breakglass;
 mod hosts;
 mod keys;
 mod notify;
 mod signin;
 mod state;
 mod tokens;
+pub use breakglass::{
+    BreakglassAllowed, BreakglassOverdue, BreakglassReminded, BreakglassReminder,
+    BreakglassReviewClosed, BreakglassReviewed, BreakglassUsed,
+};
 pub use hosts::{HostCaRecorded, HostEnrolled, HostRenewed, HostRevoked, HostTokenCreated};
 pub use keys::{KeyRegistered, KeyRemoved};
 pub use notify::{NotifyDead, NotifyRetried};
@@ -185,6 +190,18 @@ events! {
     "host.revoked" => HostRevoked,
     /// The database was bound to a host CA key.
     "host_ca.recorded" => HostCaRecorded,
+    /// Someone broke the glass: a role taken at once, reviewed afterwards.
+    "breakglass.used" => BreakglassUsed,
+    /// A reviewer gave a verdict on a break-glass use.
+    "breakglass.reviewed" => BreakglassReviewed,
+    /// A break-glass review has every verdict it needed.
+    "breakglass.review_closed" => BreakglassReviewClosed,
+    /// A break-glass review's deadline approaches.
+    "breakglass.reminded" => BreakglassReminded,
+    /// A break-glass review passed its deadline unclosed.
+    "breakglass.overdue" => BreakglassOverdue,
+    /// An admin allowed a user one more break-glass use before their last is reviewed.
+    "breakglass.allowed" => BreakglassAllowed,
 }
 
 /// `request.created`.
@@ -322,6 +339,9 @@ pub struct CertificateIssued {
     pub reason: String,
     /// What each step required (absent from events of older versions).
     pub approvals_required: Vec<u32>,
+    /// Issued by break-glass, with no approvals (absent otherwise).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub breakglass: bool,
 }
 
 /// `certificate.revoked`.

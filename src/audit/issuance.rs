@@ -10,6 +10,10 @@
 //! requester; and with `approvals_required` (one count per step, recorded since it was
 //! added), each step must have at least that many. Events written before that field
 //! existed are checked for everything else and for at least one approval.
+//!
+//! A break-glass issuance (`"breakglass": true`) lists no approvals: it must be preceded
+//! by the `breakglass.used` of its request, by the requester it names, and nothing but a
+//! break-glass use may claim it.
 
 use std::collections::HashMap;
 
@@ -29,6 +33,9 @@ struct Issued {
     /// Per step, the approvals it required (absent in events of older versions).
     #[serde(default)]
     approvals_required: Option<Vec<u32>>,
+    /// Issued by break-glass.
+    #[serde(default)]
+    breakglass: bool,
 }
 
 #[derive(Deserialize)]
@@ -41,6 +48,8 @@ struct Counted {
 /// A request seen in the chain and not yet ended.
 struct Open {
     requester: String,
+    /// Begun by `breakglass.used`, not `request.created`.
+    breakglass: bool,
     /// Who approved it, by `request.approved` events.
     approved_by: Vec<String>,
 }
@@ -63,11 +72,12 @@ pub(super) fn check(tx: &Tx<'_>, last_seq: i64) -> Result<(), AuditError> {
             return Ok(());
         };
         match ev.action {
-            "request.created" => {
+            "request.created" | "breakglass.used" => {
                 open.insert(
                     request.to_owned(),
                     Open {
                         requester: ev.actor.to_owned(),
+                        breakglass: ev.action == "breakglass.used",
                         approved_by: Vec::new(),
                     },
                 );
@@ -108,6 +118,21 @@ fn issued(request: &str, req: Option<Open>, detail: &str) -> Result<(), String> 
             "names requester {named}, but {} created the request",
             req.requester
         ));
+    }
+    match (d.breakglass, req.breakglass) {
+        (true, true) if d.approvals.is_empty() => return Ok(()),
+        (true, true) => return Err("is a break-glass issuance that lists approvals".into()),
+        (true, false) => {
+            return Err(format!(
+                "claims break-glass, but {request} was no break-glass use (no breakglass.used)"
+            ));
+        }
+        (false, true) => {
+            return Err(format!(
+                "does not say break-glass, but {request} was a break-glass use"
+            ));
+        }
+        (false, false) => {}
     }
     if d.approvals.is_empty() {
         return Err("lists no approvals".into());
@@ -215,6 +240,16 @@ mod tests {
         ("bob", "certificate.issued", d)
     }
 
+    fn used() -> Ev {
+        ("alice", "breakglass.used", json!({"role": "prod-db"}))
+    }
+
+    fn issued_breakglass() -> Ev {
+        let d =
+            json!({"requester": "alice", "role": "prod-db", "approvals": [], "breakglass": true});
+        ("alice", "certificate.issued", d)
+    }
+
     /// The seq and message of the broken event, sequentially and in parallel alike.
     fn broken(events: &[(&str, &str, Value)]) -> (i64, String) {
         let (_dir, store) = chain(events);
@@ -254,6 +289,10 @@ mod tests {
             ),
         ]);
         store.read(verify).unwrap();
+        // A break-glass use: its certificate lists no approvals.
+        let (_dir, store) = chain(&[used(), issued_breakglass()]);
+        assert_eq!(store.read(verify).unwrap().events, 2);
+        assert_eq!(verify_parallel(&store, 2, 0).unwrap().events, 2);
     }
 
     #[test]
@@ -272,6 +311,42 @@ mod tests {
                 "lists no approvals",
             ),
             (vec![issued(one.clone(), None)], 1, "no request.created"),
+            // A break-glass claim without its use, or a use issued as if approved.
+            (
+                vec![created(), issued_breakglass()],
+                2,
+                "no breakglass.used",
+            ),
+            (
+                vec![used(), approved("bob"), issued(one.clone(), None)],
+                3,
+                "was a break-glass use",
+            ),
+            (
+                vec![
+                    used(),
+                    approved("bob"),
+                    (
+                        "alice",
+                        "certificate.issued",
+                        json!({"requester": "alice", "breakglass": true, "approvals": one.clone()}),
+                    ),
+                ],
+                3,
+                "lists approvals",
+            ),
+            (
+                vec![
+                    used(),
+                    (
+                        "alice",
+                        "certificate.issued",
+                        json!({"requester": "mallory", "breakglass": true}),
+                    ),
+                ],
+                2,
+                "names requester mallory",
+            ),
             (
                 vec![
                     created(),

@@ -55,15 +55,27 @@ pub enum NotifyEvent {
     CertificateRevoked,
     /// A delivery gave up.
     NotifyDead,
+    /// Someone broke the glass: every sink is told, whatever its `events` and `roles`.
+    BreakglassUsed,
+    /// A break-glass review's deadline approaches: every sink is told.
+    BreakglassReminded,
+    /// A break-glass review passed its deadline: every sink is told.
+    BreakglassOverdue,
+    /// A reviewer gave a verdict on a break-glass use (only sinks that ask).
+    BreakglassReviewed,
 }
 
 impl NotifyEvent {
     /// Every event.
-    pub const ALL: [NotifyEvent; 4] = [
+    pub const ALL: [NotifyEvent; 8] = [
         NotifyEvent::RequestCreated,
         NotifyEvent::RequestDecided,
         NotifyEvent::CertificateRevoked,
         NotifyEvent::NotifyDead,
+        NotifyEvent::BreakglassUsed,
+        NotifyEvent::BreakglassReminded,
+        NotifyEvent::BreakglassOverdue,
+        NotifyEvent::BreakglassReviewed,
     ];
 
     /// The event's name (`request.created`, ...).
@@ -73,6 +85,10 @@ impl NotifyEvent {
             NotifyEvent::RequestDecided => "request.decided",
             NotifyEvent::CertificateRevoked => "certificate.revoked",
             NotifyEvent::NotifyDead => "notify.dead",
+            NotifyEvent::BreakglassUsed => "breakglass.used",
+            NotifyEvent::BreakglassReminded => "breakglass.reminded",
+            NotifyEvent::BreakglassOverdue => "breakglass.overdue",
+            NotifyEvent::BreakglassReviewed => "breakglass.reviewed",
         }
     }
 

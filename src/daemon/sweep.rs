@@ -53,5 +53,15 @@ pub(super) async fn sweep_expired(state: Arc<Service>) {
             Ok(Err(e)) => tracing::error!(error = %chain(&e), "expiry sweep failed"),
             Err(e) => tracing::error!(error = %chain(&e), "expiry sweep failed"),
         }
+        let s = state.clone();
+        match state.store().submit(move || s.remind_breakglass()).await {
+            Ok(Ok(n)) if n > 0 => tracing::warn!(
+                notices = n,
+                "break-glass reviews are late: reminders or overdue notices sent"
+            ),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %chain(&e), "break-glass reminders failed"),
+            Err(e) => tracing::error!(error = %chain(&e), "break-glass reminders failed"),
+        }
     }
 }

@@ -96,6 +96,9 @@ pub enum Refusal {
         /// Why not, as the end of a sentence about the key.
         why: String,
     },
+    /// A break-glass rule said no.
+    #[error(transparent)]
+    BreakGlass(#[from] BreakGlassRefusal),
 }
 
 /// What a conflict through a revoked certificate adds to the message: why it still
@@ -130,6 +133,7 @@ impl Refusal {
             Refusal::AlreadyDecided { .. } => ErrorCode::AlreadyDecided,
             Refusal::KeyNotAllowed { .. } => ErrorCode::KeyNotAllowed,
             Refusal::PrincipalTaken { .. } => ErrorCode::PrincipalTaken,
+            Refusal::BreakGlass(b) => b.error_code(),
         }
     }
 }
@@ -373,6 +377,7 @@ pub mod break_glass;
 mod keys;
 mod principals;
 
+pub use break_glass::BreakGlassRefusal;
 pub use keys::{
     KeyFacts, key_must_be_registered, key_must_be_requesters, key_owner, registered_to_another,
 };

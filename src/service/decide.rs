@@ -8,8 +8,11 @@
 //! operation has its own file: `create.rs`, `approve.rs`, `deny.rs` (deny and cancel).
 
 mod approve;
+mod breakglass;
 mod create;
 mod deny;
+mod reminders;
+mod verdict;
 
 use chrono::{DateTime, Utc};
 
@@ -25,6 +28,7 @@ use crate::store::Tx;
 use crate::store::requests::{self as rq, RequestRow, Status};
 
 pub use create::{Created, IDEMPOTENCY_KEY_LIFETIME, NewRequest};
+pub use verdict::Allowance;
 
 pub(super) type Outcome<T> = Result<Result<T, ServiceError>, ServiceError>;
 

@@ -175,6 +175,7 @@ impl ServiceError {
             ServiceError::Refused(
                 Refusal::AlreadyApproved { .. } | Refusal::AlreadyDecided { .. } | Refusal::Expired,
             ) => ErrorKind::Conflict,
+            ServiceError::Refused(Refusal::BreakGlass(b)) if b.is_conflict() => ErrorKind::Conflict,
             ServiceError::Refused(_) | ServiceError::Forbidden(_) => ErrorKind::Forbidden,
             ServiceError::Invalid(_) | ServiceError::KeyProof(_) => ErrorKind::Invalid,
             ServiceError::NotFound(_) => ErrorKind::NotFound,

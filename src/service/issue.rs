@@ -33,13 +33,19 @@ impl Service {
             people,
             requester_disabled,
             key_facts,
-            tally,
+            grounds,
             ahead,
         } = signing;
         let config = self.config();
         let policy = &config.policy;
-        if let Err(r) = rules::requester_must_be_listed(people, role, &row.requester)
-            .and_then(|()| rules::principals_must_be_own(people, role, &row.requester))
+        // Who may have the role: its requesters when approved; for break-glass, the
+        // table's invokers, checked by the caller in this transaction.
+        let listed = match grounds {
+            Grounds::Approved(_) => rules::requester_must_be_listed(people, role, &row.requester),
+            Grounds::BreakGlass => Ok(()),
+        };
+        if let Err(r) =
+            listed.and_then(|()| rules::principals_must_be_own(people, role, &row.requester))
         {
             return self.end_refused(tx, now, actor, row, r);
         }
@@ -104,7 +110,13 @@ impl Service {
             .principals_for(&row.requester)
             .map_err(|e| ServiceError::Invalid(e.to_string()))?;
         let serial = if taken { fresh_serial(tx)? } else { candidate };
-        let key_id = format!("countersign:{}:{}:{}", row.id, row.requester, row.role);
+        let key_id = match grounds {
+            Grounds::Approved(_) => {
+                format!("countersign:{}:{}:{}", row.id, row.requester, row.role)
+            }
+            // Every sshd login line shows that this access skipped approval.
+            Grounds::BreakGlass => format!("countersign:breakglass:{}:{}", row.id, row.requester),
+        };
         let valid_after = unix(now) - self.config().ca.backdate.as_secs() as i64;
         let valid_before = unix(now) + row.ttl_seconds;
         let extensions: Vec<String> = role.extensions.iter().cloned().collect();
@@ -149,17 +161,25 @@ impl Service {
                 note: None,
             },
         )?)?;
-        let counted: Vec<_> = tally
-            .counted
-            .iter()
-            .map(|(u, step)| CountedApproval {
-                approver: u.to_string(),
-                step: step + 1,
-            })
-            .collect();
+        let counted: Vec<_> = match grounds {
+            Grounds::Approved(tally) => tally
+                .counted
+                .iter()
+                .map(|(u, step)| CountedApproval {
+                    approver: u.to_string(),
+                    step: step + 1,
+                })
+                .collect(),
+            Grounds::BreakGlass => Vec::new(),
+        };
         // What each step required, so that `audit verify` can check the approvals listed
-        // against it (added field; events written before it lack it).
-        let required: Vec<u32> = role.steps.iter().map(|s| s.approvals).collect();
+        // against it (added field; events written before it lack it). A break-glass
+        // issuance required none: its `breakglass.used` came before it instead.
+        let breakglass = matches!(grounds, Grounds::BreakGlass);
+        let required: Vec<u32> = match grounds {
+            Grounds::Approved(_) => role.steps.iter().map(|s| s.approvals).collect(),
+            Grounds::BreakGlass => Vec::new(),
+        };
         audit::append(
             tx,
             now,
@@ -179,14 +199,18 @@ impl Service {
                     approvals: counted,
                     reason: row.reason.clone(),
                     approvals_required: required,
+                    breakglass,
                 }
                 .into(),
             },
         )?;
-        self.tell(tx, now, crate::config::NotifyEvent::RequestDecided, &row.id)?;
         let issued_role = row.role.to_string();
         self.count(tx, move |m| m.certificate_issued(&issued_role));
-        self.count_decided(tx, row.role.as_str(), row.created_at, Ended::Approved);
+        // Break-glass is told louder, by its caller, to every sink.
+        if !breakglass {
+            self.tell(tx, now, crate::config::NotifyEvent::RequestDecided, &row.id)?;
+            self.count_decided(tx, row.role.as_str(), row.created_at, Ended::Approved);
+        }
         Ok(Ok(cert_row))
     }
 }
@@ -200,10 +224,20 @@ pub(super) struct Signing<'a> {
     pub requester_disabled: bool,
     /// What the database says of its key (read with the request).
     pub key_facts: &'a rules::KeyFacts,
-    /// The approvals that complete the request.
-    pub tally: &'a rules::Tally,
+    /// Why it is signed: the approvals that complete it, or break-glass.
+    pub grounds: Grounds<'a>,
     /// The signing checks, if they were read with the request.
     pub ahead: Option<ReadAhead>,
+}
+
+/// Why a certificate is signed.
+#[derive(Clone, Copy)]
+pub(super) enum Grounds<'a> {
+    /// The approvals that complete the request.
+    Approved(&'a rules::Tally),
+    /// Break-glass: the invoker was checked against the role's table, in this
+    /// transaction, and the `breakglass.used` event written.
+    BreakGlass,
 }
 
 /// Signing checks read with the request ([`rq::SigningAsk`]), and what they were asked

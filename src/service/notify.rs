@@ -62,6 +62,18 @@ pub(super) fn request_data(v: &RequestView) -> Value {
             request["revoked"] = json!({ "at": r.at, "by": r.by, "reason": r.reason });
         }
     }
+    if let Some(b) = &v.breakglass {
+        // The review's state; the comments stay in the API and the audit log.
+        request["breakglass"] = json!({
+            "ttl_asked_seconds": b.ttl_asked_seconds,
+            "ttl_cut": b.ttl_cut,
+            "reviewers": b.reviewers,
+            "reviews_required": b.reviews_required,
+            "reviews_received": b.verdicts.len(),
+            "review_due": b.review_due,
+            "outcome": b.outcome,
+        });
+    }
     json!({ "request": request })
 }
 
@@ -91,13 +103,46 @@ impl Service {
         if sinks.is_empty() {
             return Ok(());
         }
+        let data = self.request_payload(tx, row, now)?;
+        self.enqueue(tx, now, event, &sinks, data)
+    }
+
+    /// Writes, in `tx`, an outbox row about request `id` for every sink, whatever its
+    /// `events` and `roles` say: what nobody may miss (break-glass).
+    pub(super) fn tell_everyone(
+        &self,
+        tx: &Tx<'_>,
+        now: DateTime<Utc>,
+        event: NotifyEvent,
+        id: &RequestId,
+    ) -> Result<(), ServiceError> {
+        let config = self.config();
+        if config.notify.is_empty() {
+            return Ok(());
+        }
+        let Some(row) = rq::get(tx, id)? else {
+            return Ok(());
+        };
+        let sinks: Vec<&str> = config.notify.iter().map(|s| s.name.as_str()).collect();
+        let data = self.request_payload(tx, row, now)?;
+        self.enqueue(tx, now, event, &sinks, data)
+    }
+
+    /// What sinks are told of a request, with the link to its page in the web UI.
+    fn request_payload(
+        &self,
+        tx: &Tx<'_>,
+        row: rq::RequestRow,
+        now: DateTime<Utc>,
+    ) -> Result<Value, ServiceError> {
+        let id = row.id.clone();
         let mut data = request_data(&self.request_view(tx, row, now)?);
         // The web UI's review page, where the sign-in is (no link without one).
-        if let Some(oidc) = &config.oidc {
+        if let Some(oidc) = &self.config().oidc {
             let base = oidc.public_url.trim_end_matches('/');
             data["link"] = json!(format!("{base}/requests/{id}"));
         }
-        self.enqueue(tx, now, event, &sinks, data)
+        Ok(data)
     }
 
     /// Writes `data` as `event` for `sinks`, in `tx`.

@@ -49,7 +49,7 @@ impl Service {
 
     fn snapshot(&self) -> Result<Snapshot, super::ServiceError> {
         let now = unix(self.now());
-        let (pending, audit_head, notifications, sessions) = self.store.read(|tx| {
+        let (pending, audit_head, notifications, sessions, breakglass) = self.store.read(|tx| {
             Ok::<_, crate::store::StoreError>((
                 stats::pending_by_role(tx, now)?
                     .into_iter()
@@ -58,6 +58,7 @@ impl Service {
                 stored_audit::last_seq(tx)?,
                 outbox::counts(tx)?,
                 stats::active_sessions(tx, now)?,
+                crate::store::breakglass::open_counts(tx, now)?,
             ))
         })?;
         let krl = self.krl()?;
@@ -67,6 +68,7 @@ impl Service {
             krl: (krl.version, krl.entries),
             notifications,
             sessions,
+            breakglass,
         })
     }
 }

@@ -6,9 +6,10 @@ use chrono::{DateTime, Utc};
 
 use super::{RequestView, Service, ServiceError, view};
 use crate::names::{GroupName, UserName};
-use crate::policy::{IdpGroups, People, rules};
+use crate::policy::{IdpGroups, Member, People, rules};
+use crate::store::breakglass as uses;
 use crate::store::certificates as certs;
-use crate::store::requests::{self as rq, RequestRow};
+use crate::store::requests::{self as rq, RequestRow, Status};
 use crate::store::users as disabled;
 use crate::store::{StoreError, Tx, sessions};
 
@@ -73,14 +74,19 @@ impl Service {
         involved.push(&row.requester);
         let idp = self.idp_groups(tx, &involved, now)?;
         let people = People::new(&config.policy, &idp);
-        Ok(view::assemble(
-            &people,
-            row,
-            approvals,
-            certificate.as_ref(),
-            disabled,
-            now,
-        ))
+        let used = match row.status {
+            // Only an issued request can be a break-glass use.
+            Status::Issued => uses::get(tx, &row.id)?,
+            _ => None,
+        };
+        let view = view::assemble(&people, row, approvals, certificate.as_ref(), disabled, now);
+        Ok(match used {
+            Some(used) => {
+                let verdicts = uses::verdicts(tx, &used.request_id)?;
+                view::with_breakglass(view, used, verdicts, now)
+            }
+            None => view,
+        })
     }
 
     /// Whether `actor` may see a request by `requester` for `role`: by `[users]` alone,
@@ -98,11 +104,26 @@ impl Service {
         if rules::may_view(&toml, role, &row.requester, actor) {
             return Ok(true);
         }
+        // A break-glass use's reviewers see it too (as the table named them at the use).
+        let reviewers: Option<Vec<Member>> = match row.status {
+            Status::Issued => uses::get(tx, &row.id)?.map(|u| {
+                u.reviewers
+                    .iter()
+                    .filter_map(|m| Member::parse(m))
+                    .collect()
+            }),
+            _ => None,
+        };
+        let reviews = |people: &People<'_>| {
+            reviewers
+                .as_ref()
+                .is_some_and(|r| people.is_known(actor) && people.is_any_member(actor, r))
+        };
         if config.oidc.is_none() {
-            return Ok(false);
+            return Ok(reviews(&toml));
         }
         let idp = self.idp_groups(tx, &[actor], now)?;
         let people = People::new(&config.policy, &idp);
-        Ok(rules::may_view(&people, role, &row.requester, actor))
+        Ok(rules::may_view(&people, role, &row.requester, actor) || reviews(&people))
     }
 }

@@ -83,7 +83,19 @@ impl Service {
                 None => None,
             };
             // One more than asked tells whether another page follows.
-            let mut rows = if admin {
+            let mut rows = if status == Some(Status::PendingReview) {
+                // Few: every open review, then those the actor may see.
+                let mut seen = Vec::new();
+                for row in rq::under_review(tx, cursor.as_ref())? {
+                    if seen.len() > limit as usize {
+                        break;
+                    }
+                    if admin || self.may_view(tx, actor, &row, now)? {
+                        seen.push(row);
+                    }
+                }
+                seen
+            } else if admin {
                 rq::list(tx, status, cursor.as_ref(), limit + 1)?
             } else {
                 rq::list_visible(tx, status, actor, &approvable, cursor.as_ref(), limit + 1)?

@@ -79,7 +79,7 @@ fn lock(m: &Mutex<Option<CachedKrl>>) -> MutexGuard<'_, Option<CachedKrl>> {
 }
 
 impl Service {
-    fn revoke_one(
+    pub(super) fn revoke_one(
         &self,
         tx: &Tx<'_>,
         now: DateTime<Utc>,

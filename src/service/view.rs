@@ -66,6 +66,80 @@ pub struct RequestView {
     /// request that changed since is refused `request_changed`.
     #[serde(default)]
     pub version: String,
+    /// For a break-glass use: its terms and its review (absent for other requests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breakglass: Option<BreakGlassView>,
+}
+
+/// A break-glass use's terms and review.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BreakGlassView {
+    /// The lifetime asked for, in seconds (`None`: the role's default).
+    pub ttl_asked_seconds: Option<i64>,
+    /// Whether it was cut to the table's `max_ttl` (`ttl_seconds` is what was granted).
+    pub ttl_cut: bool,
+    /// Who may review it (as the table named them at the use).
+    pub reviewers: Vec<String>,
+    /// Distinct verdicts that close the review.
+    pub reviews_required: u32,
+    /// When the review is due (RFC 3339).
+    pub review_due: String,
+    /// Whether the review is open past its due time.
+    pub overdue: bool,
+    /// The verdicts so far, oldest first.
+    pub verdicts: Vec<VerdictView>,
+    /// `justified` (every verdict was) or `unjustified`, once closed.
+    pub outcome: Option<String>,
+    /// When the review closed (RFC 3339).
+    pub closed_at: Option<String>,
+    /// The admin whose allowance this use spent, if it needed one.
+    pub allowed_by: Option<String>,
+}
+
+/// One reviewer's verdict.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VerdictView {
+    /// Who reviewed.
+    pub reviewer: String,
+    /// `justified` or `unjustified`.
+    pub verdict: String,
+    /// Why.
+    pub comment: String,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+/// `view` as a break-glass use: its review added, and `pending_review` while open.
+pub(super) fn with_breakglass(
+    mut view: RequestView,
+    used: crate::store::breakglass::UseRow,
+    verdicts: Vec<crate::store::breakglass::VerdictRow>,
+    now: DateTime<Utc>,
+) -> RequestView {
+    if used.closed_at.is_none() && view.status == rq::Status::Issued {
+        view.status = rq::Status::PendingReview;
+    }
+    view.breakglass = Some(BreakGlassView {
+        ttl_asked_seconds: used.ttl_asked,
+        ttl_cut: used.cut,
+        reviewers: used.reviewers,
+        reviews_required: used.reviews_required,
+        review_due: rfc3339(used.review_due),
+        overdue: used.closed_at.is_none() && used.review_due <= now.timestamp(),
+        verdicts: verdicts
+            .into_iter()
+            .map(|v| VerdictView {
+                reviewer: v.reviewer.to_string(),
+                verdict: v.verdict,
+                comment: v.comment,
+                at: rfc3339(v.at),
+            })
+            .collect(),
+        outcome: used.outcome,
+        closed_at: used.closed_at.map(rfc3339),
+        allowed_by: used.allowed_by,
+    });
+    view
 }
 
 /// One approval.
@@ -272,6 +346,7 @@ pub(super) fn assemble(
         certificate,
         requester_disabled,
         version,
+        breakglass: None,
     }
 }
 

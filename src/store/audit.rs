@@ -241,7 +241,8 @@ pub struct StoryRef<'a> {
     pub at: &'a str,
 }
 
-/// Calls `each` with every event up to `last_seq` that begins, approves, issues or ends
+/// Calls `each` with every event up to `last_seq` that begins (a request or a break-glass
+/// use), approves, issues or ends
 /// a request, or makes a host join token or a host certificate, in sequence order.
 pub fn scan_stories<E: From<StoreError>>(
     tx: &Tx<'_>,
@@ -257,7 +258,7 @@ pub fn scan_stories<E: From<StoreError>>(
                     CASE WHEN action IN ('certificate.issued', 'host.token_created', \
                         'host.enrolled', 'host.renewed') THEN detail END, at \
              FROM audit WHERE seq >= ?1 AND seq <= ?2 AND action IN ('request.created', \
-                 'request.approved', 'certificate.issued', 'request.denied', \
+                 'breakglass.used', 'request.approved', 'certificate.issued', 'request.denied', \
                  'request.cancelled', 'request.expired', 'request.refused', \
                  'host.token_created', 'host.enrolled', 'host.renewed') \
              ORDER BY seq",

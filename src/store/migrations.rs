@@ -367,6 +367,8 @@ ALTER TABLE meta ADD COLUMN ready_probe BIGINT NOT NULL DEFAULT 0;
 "#,
     // Host certificates; the text is in its own file to keep this one short.
     include_str!("migrations/host_certificates.sql"),
+    // Break-glass uses, their reviews and allowances (the same text on PostgreSQL).
+    include_str!("migrations/breakglass.sql"),
 ];
 
 /// Applies the migrations not applied yet. A database already current is only read:

@@ -18,7 +18,7 @@ use crate::names::{RequestId, RoleName, UserName};
 use row::{REQUEST_COLUMNS, request_from_row};
 
 pub use holdings::{Asking, Held, holdings, revoked_hold_lifts};
-pub use list::{Cursor, list, list_from, list_visible};
+pub use list::{Cursor, list, list_from, list_visible, under_review};
 pub use marked::{
     Marked, SigningAsk, SigningRead, get_marked, get_marked_with_approvals,
     get_marked_with_certificate,

@@ -28,10 +28,19 @@ pub(super) const fn status(code: ErrorCode) -> Option<u16> {
         | C::Forbidden
         | C::IdentityConflict
         | C::PrincipalNotAllowed
-        | C::HostCertificateRefused => 403,
+        | C::HostCertificateRefused
+        | C::NotBreakable
+        | C::NotAnInvoker
+        | C::ReasonMismatch
+        | C::SelfReview
+        | C::NotAReviewer => 403,
         C::NotFound => 404,
         C::MethodNotAllowed => 405,
         C::KeyTaken
+        | C::UnreviewedBreakglass
+        | C::AlreadyReviewed
+        | C::ReviewClosed
+        | C::NotBreakglass
         | C::AlreadyApproved
         | C::AlreadyDecided
         | C::Expired

@@ -260,6 +260,7 @@ fn request() -> Value {
             "certificate": { "oneOf": [{ "type": "null" }, super::schema("Certificate")] },
             "requester_disabled": { "type": "boolean" },
             "version": { "type": "string", "pattern": "^[0-9a-f]{16}$" },
+            "breakglass": super::schema("BreakGlass"),
         }),
     )
 }

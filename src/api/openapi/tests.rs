@@ -250,13 +250,32 @@ fn sample_request() -> RequestView {
         }),
         requester_disabled: false,
         version: "3f9c0a6e1b2d4c58".into(),
+        breakglass: Some(crate::service::BreakGlassView {
+            ttl_asked_seconds: Some(7200),
+            ttl_cut: true,
+            reviewers: vec!["group:security".into()],
+            reviews_required: 2,
+            review_due: "2026-11-29T14:02:00Z".into(),
+            overdue: false,
+            verdicts: vec![crate::service::VerdictView {
+                reviewer: "bob".into(),
+                verdict: "justified".into(),
+                comment: "INC-4211 confirmed".into(),
+                at: "2026-11-28T16:00:00Z".into(),
+            }],
+            outcome: None,
+            closed_at: None,
+            allowed_by: None,
+        }),
     }
 }
 
 #[test]
 fn the_request_schemas_name_exactly_the_fields_a_request_is_sent_with() {
     let sent = serde_json::to_value(sample_request()).expect("json");
-    assert_fields("Request", &sent, &[]);
+    assert_fields("Request", &sent, &["breakglass"]);
+    assert_fields("BreakGlass", &sent["breakglass"], &[]);
+    assert_fields("Verdict", &sent["breakglass"]["verdicts"][0], &[]);
     assert_fields("Approval", &sent["approvals"][0], &[]);
     assert_fields("Step", &sent["waiting_for"][0], &[]);
     assert_fields("Certificate", &sent["certificate"], &[]);

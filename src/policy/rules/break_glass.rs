@@ -2,14 +2,12 @@
 //! the service to ask inside its transactions: who may break the glass for a role, with
 //! what reason and lifetime, whether a previous use still waits for its review, who may
 //! review a use, and what a set of verdicts amounts to.
-//!
-//! Not in force yet: nothing calls these outside their tests until the service, the API
-//! and the SSH front door take break-glass (see the closing notes).
 
 use std::time::Duration;
 
+use crate::error_code::ErrorCode;
 use crate::names::{RoleName, UserName};
-use crate::policy::{BreakGlass, People, Role};
+use crate::policy::{BreakGlass, Member, People, Role};
 
 /// Why break-glass was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,6 +64,40 @@ pub enum BreakGlassRefusal {
     /// The review is closed: every verdict it needed is in.
     #[error("this break-glass review is closed")]
     ReviewClosed,
+    /// The request is not a break-glass use: it has no review.
+    #[error("request {id} is not a break-glass use: only those are reviewed")]
+    NotBreakGlass {
+        /// The request named.
+        id: String,
+    },
+}
+
+impl BreakGlassRefusal {
+    /// The public error code.
+    pub fn error_code(&self) -> ErrorCode {
+        match self {
+            BreakGlassRefusal::NotBreakable { .. } => ErrorCode::NotBreakable,
+            BreakGlassRefusal::NotAnInvoker { .. } => ErrorCode::NotAnInvoker,
+            BreakGlassRefusal::ReasonMismatch { .. } => ErrorCode::ReasonMismatch,
+            BreakGlassRefusal::Unreviewed { .. } => ErrorCode::UnreviewedBreakglass,
+            BreakGlassRefusal::SelfReview => ErrorCode::SelfReview,
+            BreakGlassRefusal::NotAReviewer { .. } => ErrorCode::NotAReviewer,
+            BreakGlassRefusal::AlreadyReviewed { .. } => ErrorCode::AlreadyReviewed,
+            BreakGlassRefusal::ReviewClosed => ErrorCode::ReviewClosed,
+            BreakGlassRefusal::NotBreakGlass { .. } => ErrorCode::NotBreakglass,
+        }
+    }
+
+    /// Whether it is about the state of a use (409), not about who may (403).
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            BreakGlassRefusal::Unreviewed { .. }
+                | BreakGlassRefusal::AlreadyReviewed { .. }
+                | BreakGlassRefusal::ReviewClosed
+                | BreakGlassRefusal::NotBreakGlass { .. }
+        )
+    }
 }
 
 /// The role's break-glass table, or `NotBreakable`.
@@ -154,13 +186,35 @@ pub struct ReviewState {
     pub outcome: Option<Verdict>,
 }
 
+/// The review a use needs: the role's `reviewers` and `reviews` as they were when the
+/// glass was broken (a later change of the policy does not change a use's review).
+#[derive(Debug, Clone, Copy)]
+pub struct Review<'a> {
+    /// The role taken.
+    pub role: &'a RoleName,
+    /// Who may review.
+    pub reviewers: &'a [Member],
+    /// Distinct verdicts that close it.
+    pub reviews: u32,
+}
+
+impl<'a> Review<'a> {
+    /// The review `bg` (the table of `role`) asks for.
+    pub fn of(role: &'a Role, bg: &'a BreakGlass) -> Self {
+        Review {
+            role: &role.name,
+            reviewers: &bg.reviewers,
+            reviews: bg.reviews,
+        }
+    }
+}
+
 /// Whether `reviewer` may add a verdict to the use `invoker` made, which already has
 /// verdicts from `reviewed_by`: a listed reviewer (never a service account), never the
 /// invoker, once, while the review is open.
 pub fn may_review(
     people: &People<'_>,
-    role: &Role,
-    bg: &BreakGlass,
+    review: &Review<'_>,
     invoker: &UserName,
     reviewer: &UserName,
     reviewed_by: &[UserName],
@@ -170,11 +224,11 @@ pub fn may_review(
     }
     let listed = people.is_known(reviewer)
         && !people.is_bot(reviewer)
-        && people.is_any_member(reviewer, &bg.reviewers);
+        && people.is_any_member(reviewer, review.reviewers);
     if !listed {
         return Err(BreakGlassRefusal::NotAReviewer {
             user: reviewer.clone(),
-            role: role.name.clone(),
+            role: review.role.clone(),
         });
     }
     if reviewed_by.contains(reviewer) {
@@ -182,7 +236,7 @@ pub fn may_review(
             user: reviewer.clone(),
         });
     }
-    if reviewed_by.len() >= bg.reviews as usize {
+    if reviewed_by.len() >= review.reviews as usize {
         return Err(BreakGlassRefusal::ReviewClosed);
     }
     Ok(())
@@ -305,7 +359,13 @@ reviews = 2
         let bg = table(role).unwrap();
         let may = |invoker: &str, reviewer: &str, done: &[&str]| {
             let done: Vec<UserName> = done.iter().map(|d| u(d)).collect();
-            may_review(&people, role, bg, &u(invoker), &u(reviewer), &done)
+            may_review(
+                &people,
+                &Review::of(role, bg),
+                &u(invoker),
+                &u(reviewer),
+                &done,
+            )
         };
         assert!(may("alice", "bob", &[]).is_ok());
         // carol is a reviewer, but not of her own use.

@@ -5,7 +5,7 @@ use crate::audit::{self, NewEvent, RequestApproved};
 use crate::names::{RequestId, RoleName, Serial, Text, UserName};
 use crate::policy::People;
 use crate::policy::rules::{self, Refusal};
-use crate::service::issue::{ReadAhead, Signing};
+use crate::service::issue::{Grounds, ReadAhead, Signing};
 use crate::service::{RequestView, Service, ServiceError, unix, view};
 use crate::store::requests::{self as rq, RequestRow, Status};
 
@@ -181,7 +181,7 @@ impl Service {
                 people: &people,
                 requester_disabled,
                 key_facts: &key_facts,
-                tally: &tally,
+                grounds: Grounds::Approved(&tally),
                 ahead: signing,
             };
             let cert = match self.issue(tx, now, actor, role, &row, signing)? {

@@ -78,6 +78,47 @@ pub(super) const TABLES: &[Table] = &[
         order: "serial",
     },
     Table {
+        name: "breakglass",
+        columns: &[
+            ("request_id", Text),
+            ("invoker", Text),
+            ("role", Text),
+            ("ttl_asked", Int),
+            ("cut", Int),
+            ("reviewers", Text),
+            ("reviews_required", Int),
+            ("used_at", Int),
+            ("remind_at", Int),
+            ("review_due", Int),
+            ("allowed_by", Text),
+            ("outcome", Text),
+            ("closed_at", Int),
+            ("reminded_at", Int),
+            ("overdue_at", Int),
+        ],
+        order: "used_at, request_id",
+    },
+    Table {
+        name: "breakglass_verdicts",
+        columns: &[
+            ("request_id", Text),
+            ("reviewer", Text),
+            ("verdict", Text),
+            ("comment", Text),
+            ("at", Int),
+        ],
+        order: "request_id, at, reviewer",
+    },
+    Table {
+        name: "breakglass_allowances",
+        columns: &[
+            ("\"user\"", Text),
+            ("granted_by", Text),
+            ("granted_at", Int),
+        ],
+        order: "\"user\"",
+    },
+    Table {
         name: "host_tokens",
         columns: &[
             ("hash", Text),

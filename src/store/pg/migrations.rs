@@ -316,6 +316,8 @@ CREATE TABLE carried_host_revocations (
 -- key is refused, as one with another user CA key is.
 ALTER TABLE meta ADD COLUMN host_ca_key TEXT;
 "#,
+    // Break-glass: the same text as SQLite's.
+    include_str!("../migrations/breakglass.sql"),
 ];
 
 /// The schema version the database records (0: none yet).

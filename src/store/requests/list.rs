@@ -36,13 +36,23 @@ impl Cursor {
 /// the limit (?3), the status or NULL (?4), and the source's key (?5, visible lists).
 const AFTER_CURSOR: &str = "created_at <= ?1 AND (created_at < ?1 OR id > ?2)";
 
+/// A break-glass use whose review is open shows as `pending_review`, not `issued`: the
+/// `issued` filter leaves it out.
+const NOT_UNDER_REVIEW: &str = "NOT EXISTS (SELECT 1 FROM breakglass b \
+     WHERE b.request_id = requests.id AND b.closed_at IS NULL)";
+
+/// The condition a `status` filter adds (`issued` leaves out uses under review).
+fn status_sql(status: Option<Status>) -> String {
+    match status {
+        None => "CAST(?4 AS TEXT) IS NULL".to_owned(),
+        Some(Status::Issued) => format!("status = ?4 AND {NOT_UNDER_REVIEW}"),
+        Some(_) => "status = ?4".to_owned(),
+    }
+}
+
 /// [`list`]'s statement, with or without a status.
-fn list_sql(by_status: bool) -> String {
-    let status = if by_status {
-        "status = ?4"
-    } else {
-        "CAST(?4 AS TEXT) IS NULL"
-    };
+fn list_sql(status: Option<Status>) -> String {
+    let status = status_sql(status);
     format!(
         "SELECT {REQUEST_COLUMNS} FROM requests WHERE {status} AND {AFTER_CURSOR} \
          ORDER BY created_at DESC, id LIMIT ?3"
@@ -62,12 +72,32 @@ fn visible_sql(by: &str, status: Option<Status>) -> String {
              WHERE {by} = ?5 AND status = 'pending' AND status = ?4 AND {AFTER_CURSOR} \
              ORDER BY created_at DESC, id LIMIT ?3"
         ),
+        Some(Status::Issued) => format!(
+            "SELECT created_at, id FROM requests INDEXED BY requests_by_{by} \
+             WHERE {by} = ?5 AND status = ?4 AND {NOT_UNDER_REVIEW} AND {AFTER_CURSOR} \
+             ORDER BY created_at DESC, id LIMIT ?3"
+        ),
         _ => format!(
             "SELECT created_at, id FROM requests INDEXED BY requests_by_{by} \
              WHERE {by} = ?5 AND (CAST(?4 AS TEXT) IS NULL OR status = ?4) AND {AFTER_CURSOR} \
              ORDER BY created_at DESC, id LIMIT ?3"
         ),
     }
+}
+
+/// Break-glass uses whose review is open (`pending_review`), newest first, after
+/// `cursor`: few (a user has one, unless an admin allowed more), so all of them.
+pub fn under_review(tx: &Tx<'_>, cursor: Option<&Cursor>) -> Result<Vec<RequestRow>, StoreError> {
+    let (c, i) = Cursor::params(cursor);
+    tx.all(
+        &format!(
+            "SELECT {REQUEST_COLUMNS} FROM requests WHERE status = 'issued' AND id IN \
+             (SELECT request_id FROM breakglass WHERE closed_at IS NULL) AND {AFTER_CURSOR} \
+             ORDER BY created_at DESC, id"
+        ),
+        &[&c, &i],
+        request_from_row,
+    )
 }
 
 /// Requests newest first, optionally of one status, after `cursor`; at most `limit`.
@@ -81,7 +111,7 @@ pub fn list(
     // condition made SQLite read and sort the whole table).
     let (c, i) = Cursor::params(cursor);
     tx.all(
-        &list_sql(status.is_some()),
+        &list_sql(status),
         &[&c, &i, &i64::from(limit), &status.map(Status::as_str)],
         request_from_row,
     )
@@ -180,10 +210,14 @@ mod tests {
         };
         let history = [
             (
-                list_sql(true),
+                list_sql(Some(Status::Denied)),
                 "requests_by_status (status=? AND created_at<?)",
             ),
-            (list_sql(false), "requests_by_age (created_at<?)"),
+            (
+                list_sql(Some(Status::Issued)),
+                "requests_by_status (status=? AND created_at<?)",
+            ),
+            (list_sql(None), "requests_by_age (created_at<?)"),
             (
                 visible_sql("requester", None),
                 "requests_by_requester (requester=? AND created_at<?)",

@@ -7,7 +7,7 @@ use crate::store::sql::{Row, corrupt};
 
 /// Where a request is in its life; only `pending` can change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Waiting for approvals; the only status that changes.
     Pending,
@@ -21,6 +21,9 @@ pub enum Status {
     Expired,
     /// A check at signing failed; `decision_code` says which.
     Refused,
+    /// Shown, never stored: a break-glass use, issued at once (stored `issued`), whose
+    /// review is not closed yet.
+    PendingReview,
 }
 
 impl std::fmt::Display for Status {
@@ -32,13 +35,14 @@ impl std::fmt::Display for Status {
 
 impl Status {
     /// All statuses, for help texts.
-    pub const ALL: [Status; 6] = [
+    pub const ALL: [Status; 7] = [
         Status::Pending,
         Status::Issued,
         Status::Denied,
         Status::Cancelled,
         Status::Expired,
         Status::Refused,
+        Status::PendingReview,
     ];
 
     /// The stored and public name.
@@ -50,7 +54,14 @@ impl Status {
             Status::Cancelled => "cancelled",
             Status::Expired => "expired",
             Status::Refused => "refused",
+            Status::PendingReview => "pending_review",
         }
+    }
+
+    /// Whether a certificate was issued: `issued`, or `pending_review` (a break-glass
+    /// use, issued at once).
+    pub fn has_certificate(self) -> bool {
+        matches!(self, Status::Issued | Status::PendingReview)
     }
 
     /// Parses a public name.
@@ -141,6 +152,7 @@ pub(super) fn request_from_row(r: &Row<'_>) -> Result<RequestRow, StoreError> {
             .map_err(|e| corrupt("principals", &principals, e))?,
         role_digest: r.get(8)?,
         status: Status::parse(&status)
+            .filter(|s| *s != Status::PendingReview)
             .ok_or_else(|| corrupt("status", &status, "not a known status"))?,
         created_at: r.get(10)?,
         expires_at: r.get(11)?,

@@ -1,0 +1,214 @@
+//! The review of a break-glass use: verdicts by people the use's table names (never the
+//! invoker), the revocation an `unjustified` verdict makes at once, the close; and the
+//! one more use an admin may allow a user whose last use waits for its review.
+
+use chrono::{DateTime, Utc};
+
+use super::Attempt;
+use crate::audit::{self, BreakglassAllowed, BreakglassReviewClosed, BreakglassReviewed, NewEvent};
+use crate::config::NotifyEvent;
+use crate::names::{RequestId, Text, UserName};
+use crate::policy::rules::break_glass::{self as bg, BreakGlassRefusal, Review, Verdict};
+use crate::policy::{Member, People};
+use crate::service::{RequestView, Service, ServiceError, unix};
+use crate::store::Tx;
+use crate::store::breakglass::{self as uses, UseRow, VerdictRow};
+use crate::store::certificates as certs;
+use crate::store::requests as rq;
+
+/// What `breakglass allow` did.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Allowance {
+    /// Who may break the glass once more.
+    pub user: String,
+    /// The admin who allowed it.
+    pub allowed_by: String,
+    /// Their use still under review, if any (without one, the allowance waits for one).
+    pub unreviewed: Option<String>,
+}
+
+impl Verdict {
+    /// `justified` or `unjustified`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Justified => "justified",
+            Verdict::Unjustified => "unjustified",
+        }
+    }
+
+    /// The verdict named `s`.
+    pub fn parse(s: &str) -> Option<Verdict> {
+        [Verdict::Justified, Verdict::Unjustified]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+}
+
+impl Service {
+    /// Records `actor`'s verdict on the break-glass use that issued request `id`. An
+    /// `unjustified` verdict revokes its certificate at once if it is still valid; the
+    /// review closes when it has the verdicts it needs (`justified` only if all are).
+    pub fn review_breakglass(
+        &self,
+        actor: &UserName,
+        id: &RequestId,
+        verdict: Verdict,
+        comment: Text,
+    ) -> Result<RequestView, ServiceError> {
+        let now = self.now();
+        let policy = &self.config().policy;
+        super::flatten(self.store.write(|tx| {
+            self.require_enabled(tx, actor)?;
+            let row = self.visible(tx, actor, id)?;
+            let attempt = Attempt::on(actor, "breakglass.review", &row);
+            let Some(used) = uses::get(tx, id)? else {
+                let r = BreakGlassRefusal::NotBreakGlass { id: id.to_string() };
+                return self.refuse(tx, now, &attempt, r.into());
+            };
+            let verdicts = uses::verdicts(tx, id)?;
+            if used.closed_at.is_some() {
+                return self.refuse(tx, now, &attempt, BreakGlassRefusal::ReviewClosed.into());
+            }
+            let reviewers: Vec<Member> = used
+                .reviewers
+                .iter()
+                .filter_map(|m| Member::parse(m))
+                .collect();
+            let review = Review {
+                role: &used.role,
+                reviewers: &reviewers,
+                reviews: used.reviews_required,
+            };
+            let idp = self.idp_groups(tx, &[actor], now)?;
+            let people = People::new(policy, &idp);
+            let reviewed_by: Vec<UserName> = verdicts.iter().map(|v| v.reviewer.clone()).collect();
+            if let Err(r) = bg::may_review(&people, &review, &used.invoker, actor, &reviewed_by) {
+                return self.refuse(tx, now, &attempt, r.into());
+            }
+            let given = VerdictRow {
+                reviewer: actor.clone(),
+                verdict: verdict.as_str().to_owned(),
+                comment: comment.as_str().to_owned(),
+                at: unix(now),
+            };
+            uses::insert_verdict(tx, id, &given)?;
+            audit::append(
+                tx,
+                now,
+                &NewEvent::on_request(
+                    actor.as_str(),
+                    id.as_str(),
+                    BreakglassReviewed {
+                        role: used.role.to_string(),
+                        invoker: used.invoker.to_string(),
+                        verdict: verdict.as_str().to_owned(),
+                        comment: comment.as_str().to_owned(),
+                    },
+                ),
+            )?;
+            if verdict == Verdict::Unjustified {
+                self.revoke_unjustified(tx, now, actor, id)?;
+            }
+            let mut all = verdicts;
+            all.push(given);
+            self.close_if_complete(tx, now, actor, &used, &all)?;
+            self.tell(tx, now, NotifyEvent::BreakglassReviewed, id)?;
+            let row = rq::get(tx, id)?.unwrap_or(row);
+            Ok(Ok(self.request_view(tx, row, now)?))
+        }))
+    }
+
+    /// Revokes the certificate of use `id` if it is still valid: an `unjustified` verdict
+    /// ends the access at once (the KRL lists it from this transaction on).
+    fn revoke_unjustified(
+        &self,
+        tx: &Tx<'_>,
+        now: DateTime<Utc>,
+        actor: &UserName,
+        id: &RequestId,
+    ) -> Result<(), ServiceError> {
+        let Some(cert) = certs::for_request(tx, id)? else {
+            return Ok(());
+        };
+        if cert.revocation.is_some() || cert.valid_before <= unix(now) {
+            return Ok(());
+        }
+        let Some(holding) = certs::by_serial(tx, cert.serial)? else {
+            return Ok(());
+        };
+        let reason = Text::parse("break-glass review: unjustified", "reason")
+            .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        self.revoke_one(tx, now, actor, &holding, &reason)?;
+        Ok(())
+    }
+
+    /// Closes the review of `used` when `verdicts` are as many as it needs, with
+    /// `breakglass.review_closed`.
+    fn close_if_complete(
+        &self,
+        tx: &Tx<'_>,
+        now: DateTime<Utc>,
+        actor: &UserName,
+        used: &UseRow,
+        verdicts: &[VerdictRow],
+    ) -> Result<(), ServiceError> {
+        let given: Vec<Verdict> = verdicts
+            .iter()
+            .filter_map(|v| Verdict::parse(&v.verdict))
+            .collect();
+        let Some(outcome) = bg::review_state(&given, used.reviews_required).outcome else {
+            return Ok(());
+        };
+        if !uses::close(tx, &used.request_id, outcome.as_str(), unix(now))? {
+            return Ok(());
+        }
+        audit::append(
+            tx,
+            now,
+            &NewEvent::on_request(
+                actor.as_str(),
+                used.request_id.as_str(),
+                BreakglassReviewClosed {
+                    role: used.role.to_string(),
+                    invoker: used.invoker.to_string(),
+                    outcome: outcome.as_str().to_owned(),
+                    reviewers: verdicts.iter().map(|v| v.reviewer.to_string()).collect(),
+                    time_to_review_seconds: unix(now) - used.used_at,
+                },
+            ),
+        )?;
+        Ok(())
+    }
+
+    /// Allows `user` one more break-glass use before their last one is reviewed (admins;
+    /// never for themselves). Audited as `breakglass.allowed`.
+    pub fn allow_breakglass(
+        &self,
+        actor: &UserName,
+        user: &UserName,
+    ) -> Result<Allowance, ServiceError> {
+        self.require_admin(actor, "allow break-glass uses")?;
+        if actor == user {
+            return Err(ServiceError::Forbidden(
+                "an admin cannot allow their own break-glass: another admin must".into(),
+            ));
+        }
+        let now = self.now();
+        self.store.write(|tx| {
+            self.require_enabled(tx, actor)?;
+            self.require_known(tx, user)?;
+            let unreviewed = uses::open_use_of(tx, user)?.map(|id| id.to_string());
+            uses::allow(tx, user, actor, unix(now))?;
+            let event = BreakglassAllowed {
+                user: user.to_string(),
+                unreviewed: unreviewed.clone(),
+            };
+            audit::append(tx, now, &NewEvent::general(actor.as_str(), event))?;
+            Ok(Allowance {
+                user: user.to_string(),
+                allowed_by: actor.to_string(),
+                unreviewed,
+            })
+        })
+    }
+}
