@@ -82,8 +82,7 @@ pub(super) async fn breakglass_allow(
     Actor(actor): Actor,
     JsonBody(body): JsonBody<AllowBody>,
 ) -> Result<Json<Allowance>, ApiError> {
-    let user = UserName::parse(&body.user)
-        .map_err(|e| ApiError::invalid(format!("user: {e}")))?;
+    let user = UserName::parse(&body.user).map_err(|e| ApiError::invalid(format!("user: {e}")))?;
     let allowed = submit(&state, move |s| s.allow_breakglass(&actor, &user)).await?;
     tracing::warn!(
         user = %allowed.user,

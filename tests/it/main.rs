@@ -24,6 +24,8 @@ mod api_refusals;
 mod api_refusals_requests;
 mod audit_log;
 mod audit_tail;
+mod breakglass;
+mod breakglass_review;
 mod ca_key;
 mod cli;
 mod cli_client;

@@ -17,7 +17,7 @@ fn valid_before(cert: &str) -> i64 {
 }
 
 /// `ssh-keygen -Q -f KRL CERT` says REVOKED (exit 1) or ok (exit 0).
-fn ssh_keygen_query(dir: &Path, krl: &[u8], cert: &str) -> bool {
+pub fn ssh_keygen_query(dir: &Path, krl: &[u8], cert: &str) -> bool {
     let krl_path = dir.join(format!("q-{}.krl", rand::random::<u32>()));
     let cert_path = dir.join(format!("q-{}-cert.pub", rand::random::<u32>()));
     std::fs::write(&krl_path, krl).unwrap();

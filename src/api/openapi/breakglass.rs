@@ -89,10 +89,7 @@ pub(super) fn schemas() -> Map<String, Value> {
                 json!({ "verdict": verdict(), "comment": text() }),
             ),
         ),
-        (
-            "AllowBody",
-            closed(&["user"], json!({ "user": name() })),
-        ),
+        ("AllowBody", closed(&["user"], json!({ "user": name() }))),
     ];
     all.into_iter().map(|(n, s)| (n.to_owned(), s)).collect()
 }

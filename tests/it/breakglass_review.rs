@@ -1,0 +1,254 @@
+//! The review of break-glass uses through the API (issue 20): who may give a verdict,
+//! how a review closes, an `unjustified` verdict that revokes at once (the KRL lists the
+//! serial), the lists, reminders and overdue notices, and every sink told of a use.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::breakglass::{TABLE, break_ok, breakglass_policy, events_of};
+use crate::helpers::*;
+use crate::notify::{Receiver, of_type};
+
+/// `POST /v1/requests/{id}/review` as `user`.
+async fn review(
+    app: &TestApp,
+    user: &str,
+    id: &str,
+    verdict: &str,
+    comment: &str,
+) -> (StatusCode, Value) {
+    let body = json!({ "verdict": verdict, "comment": comment });
+    app.post(user, &format!("/v1/requests/{id}/review"), body)
+        .await
+}
+
+fn id_of(v: &Value) -> String {
+    v["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_listed_reviewers_close_a_review_never_the_invoker_and_each_once() {
+    let app = TestApp::spawn_with(&breakglass_policy()).await;
+    // carol is both an invoker and a reviewer: never of her own use.
+    let own = id_of(&break_ok(&app, "carol").await);
+    let (status, body) = review(&app, "carol", &own, "justified", "fine by me").await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "self_review"),
+        "{body}"
+    );
+    let id = id_of(&break_ok(&app, "alice").await);
+    // bob may read it (an admin, a prod-db approver) but is no reviewer; dave may not
+    // even read it.
+    let (status, body) = review(&app, "bob", &id, "justified", "ok").await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "not_a_reviewer"),
+        "{body}"
+    );
+    let (status, body) = review(&app, "dave", &id, "justified", "ok").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    for (verdict, comment) in [
+        ("maybe", "x"),
+        ("justified", ""),
+        ("justified", "a\u{202e}b"),
+    ] {
+        let (status, body) = review(&app, "erin", &id, verdict, comment).await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "{verdict} {comment:?}: {body}"
+        );
+    }
+    // erin, a reviewer, may read it though she could never approve it.
+    let (status, body) = app.request("erin", &id).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = review(&app, "erin", &id, "justified", "INC-4211 was real").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["status"], "pending_review",
+        "one verdict of two: {body}"
+    );
+    assert_eq!(body["breakglass"]["verdicts"][0]["reviewer"], "erin");
+    let (status, body) = review(&app, "erin", &id, "justified", "again").await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::CONFLICT, "already_reviewed"),
+        "{body}"
+    );
+    let (status, body) = review(&app, "carol", &id, "justified", "agreed").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "issued", "{body}");
+    assert_eq!(body["breakglass"]["outcome"], "justified");
+    assert!(body["breakglass"]["closed_at"].is_string());
+    assert!(
+        body["certificate"]["revoked"].is_null(),
+        "a justified use keeps its certificate"
+    );
+    let (status, body) = review(&app, "carol", &id, "unjustified", "changed my mind").await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::CONFLICT, "review_closed"),
+        "{body}"
+    );
+    // A request that was approved is no break-glass use.
+    let normal = app.create_ok("alice", "deploy").await;
+    app.approve("dave", &normal).await;
+    let (status, body) = review(&app, "bob", &normal, "justified", "x").await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::CONFLICT, "not_breakglass"),
+        "{body}"
+    );
+    // The trail: two verdicts, the close with its outcome; the chain verifies.
+    assert_eq!(events_of(&app, "breakglass.reviewed").await.len(), 2);
+    let closed = events_of(&app, "breakglass.review_closed").await;
+    assert_eq!(closed.len(), 1);
+    assert_eq!(closed[0]["detail"]["outcome"], "justified");
+    assert_eq!(closed[0]["detail"]["reviewers"], json!(["erin", "carol"]));
+    let refused = events_of(&app, "attempt.refused").await;
+    assert!(
+        refused.iter().any(|e| e["detail"]["code"] == "self_review"),
+        "{refused:?}"
+    );
+    // Once reviewed, alice may break the glass again.
+    break_ok(&app, "alice").await;
+    let (status, body) = app.get("bob", "/v1/audit/verify").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_unjustified_verdict_revokes_at_once_and_the_review_closes_unjustified() {
+    let app = TestApp::spawn_with(&breakglass_policy()).await;
+    let used = break_ok(&app, "alice").await;
+    let id = id_of(&used);
+    let (_, line) = app.certificate("alice", &id).await;
+    let (status, body) = review(&app, "erin", &id, "unjustified", "no incident").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["certificate"]["revoked"]["by"], "erin", "{body}");
+    assert_eq!(
+        body["status"], "pending_review",
+        "still one verdict to come"
+    );
+    // In the KRL served now, as sshd reads it.
+    let resp = app
+        .http
+        .get(format!("{}/v1/krl", app.url))
+        .send()
+        .await
+        .unwrap();
+    let krl = resp.bytes().await.unwrap();
+    assert!(crate::revocation_krl::ssh_keygen_query(
+        app.dir.path(),
+        &krl,
+        &line
+    ));
+    let (status, body) = review(&app, "carol", &id, "justified", "it was real").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["breakglass"]["outcome"], "unjustified",
+        "justified only if all are"
+    );
+    let revoked = events_of(&app, "certificate.revoked").await;
+    assert_eq!(revoked.len(), 1, "revoked once: {revoked:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uses_under_review_are_listed_as_pending_review_to_whoever_reviews_them() {
+    let app = TestApp::spawn_with(&breakglass_policy()).await;
+    let id = id_of(&break_ok(&app, "alice").await);
+    let normal = app.create_ok("alice", "prod-db").await;
+    app.approve("bob", &normal).await;
+    for user in ["erin", "bob", "alice"] {
+        let (status, body) = app.get(user, "/v1/requests?status=pending_review").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(listed_ids(&body), vec![id.clone()], "{user}");
+    }
+    let (_, body) = app.get("dave", "/v1/requests?status=pending_review").await;
+    assert!(listed_ids(&body).is_empty(), "{body}");
+    let (_, body) = app.get("bob", "/v1/requests?status=issued").await;
+    assert_eq!(
+        listed_ids(&body),
+        vec![normal.clone()],
+        "under review is not issued"
+    );
+    review(&app, "erin", &id, "justified", "ok").await;
+    review(&app, "carol", &id, "justified", "ok").await;
+    let (_, body) = app.get("bob", "/v1/requests?status=pending_review").await;
+    assert!(listed_ids(&body).is_empty(), "{body}");
+    let (_, body) = app.get("bob", "/v1/requests?status=issued").await;
+    assert_eq!(listed_ids(&body).len(), 2, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sink_hears_of_a_use_within_seconds_and_of_late_reviews_once() {
+    let mut hook = Receiver::new(true);
+    hook.start();
+    let mut slack = Receiver::new(false);
+    slack.start();
+    // Sinks that asked for another role's creations only: they hear of break-glass all
+    // the same.
+    let sinks = format!(
+        "{}{}",
+        hook.sink("hook", r#"["request.created"]"#, r#"roles = ["ops"]"#),
+        slack.sink("slack", r#"["request.created"]"#, r#"roles = ["ops"]"#)
+    );
+    let clock = manual_clock();
+    let app = TestApp::spawn_with_clock(&format!("{POLICY}{TABLE}{sinks}"), &clock).await;
+    let id = id_of(&break_ok(&app, "alice").await);
+    let started = std::time::Instant::now();
+    let events = hook
+        .wait_for(5, |e| of_type(e, "breakglass.used").len() == 1)
+        .await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let used = &of_type(&events, "breakglass.used")[0]["data"]["request"];
+    assert_eq!(used["id"], id.as_str());
+    assert_eq!(used["status"], "pending_review");
+    assert_eq!(used["breakglass"]["reviews_required"], 2);
+    assert!(used["serial"].is_string(), "{used}");
+    let said = |needle: &'static str| {
+        move |e: &[Value]| {
+            e.iter()
+                .filter(|m| m["text"].as_str().is_some_and(|t| t.contains(needle)))
+                .count()
+                == 1
+        }
+    };
+    slack.wait_for(5, said("BREAK-GLASS")).await;
+    // Nothing is due yet; at three quarters of review_within (24h) a reminder; past it,
+    // an overdue notice; each once, however often the sweep runs. (Told to the Slack
+    // sink: a signed webhook's receiver refuses a timestamp 25 hours ahead of its own
+    // clock, as Standard Webhooks receivers should.)
+    assert_eq!(app.service.remind_breakglass().unwrap(), 0);
+    clock.advance(Duration::from_secs(19 * 3600));
+    assert_eq!(app.service.remind_breakglass().unwrap(), 1);
+    assert_eq!(app.service.remind_breakglass().unwrap(), 0);
+    slack.wait_for(10, said("still waits for its review")).await;
+    clock.advance(Duration::from_secs(6 * 3600));
+    assert_eq!(app.service.remind_breakglass().unwrap(), 1);
+    assert_eq!(app.service.remind_breakglass().unwrap(), 0);
+    slack.wait_for(10, said("past its review deadline")).await;
+    let (_, body) = app.request("alice", &id).await;
+    assert_eq!(body["breakglass"]["overdue"], true, "{body}");
+    let reminded = events_of(&app, "breakglass.reminded").await;
+    assert_eq!(reminded.len(), 1);
+    assert_eq!(reminded[0]["actor"], "countersign");
+    assert_eq!(events_of(&app, "breakglass.overdue").await.len(), 1);
+    let text = app
+        .http
+        .get(&app.metrics_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("countersign_breakglass_overdue 1"), "{text}");
+    // A closed review is never reminded of.
+    review(&app, "erin", &id, "justified", "ok").await;
+    review(&app, "carol", &id, "justified", "ok").await;
+    clock.advance(Duration::from_secs(48 * 3600));
+    assert_eq!(app.service.remind_breakglass().unwrap(), 0);
+}
