@@ -8,6 +8,7 @@
 //! `issuance.rs`). Events are appended inside the same transaction as the state change
 //! they describe.
 
+pub mod breakglass_story;
 mod event;
 mod host_issuance;
 mod issuance;

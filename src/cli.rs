@@ -51,6 +51,7 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 mod audit;
 mod backup;
+mod breakglass;
 mod checkpoint;
 mod client;
 mod completions;
@@ -169,6 +170,12 @@ pub enum Command {
     Approve(decide::ApproveArgs),
     /// Deny a request.
     Deny(decide::DenyArgs),
+    /// Break the glass: take a role at once, without approval, in an emergency (it is
+    /// announced to every notification sink and reviewed afterwards); `allow USER` lets a
+    /// user do it once more before their last use is reviewed (admins).
+    Breakglass(breakglass::BreakglassArgs),
+    /// Review a break-glass use: --justified or --unjustified (which revokes it at once).
+    Review(breakglass::ReviewArgs),
     /// Cancel your own pending request.
     Cancel(decide::CancelArgs),
     /// Fetch the certificate of an issued request.
@@ -239,6 +246,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Approve(args) => decide::approve(&url, args),
         Command::Deny(args) => decide::deny(&url, args),
         Command::Cancel(args) => decide::cancel(&url, args),
+        Command::Breakglass(args) => breakglass::run(&url, args),
+        Command::Review(args) => breakglass::review(&url, args),
         Command::Cert(args) => show::cert(&url, args),
         Command::Revoke(args) => revoke::revoke(&url, args),
         Command::User(cmd) => user::run(&url, cmd),

@@ -102,7 +102,7 @@ pub fn render_request_details(r: &RequestView) -> String {
             w.approvers.join(", ")
         ));
     }
-    if r.status != Status::Pending && r.status != Status::Issued {
+    if r.status != Status::Pending && !r.status.has_certificate() {
         let by = r.decided_by.as_deref().unwrap_or("-");
         let note = r
             .decision_note
@@ -125,7 +125,48 @@ pub fn render_request_details(r: &RequestView) -> String {
             lines.push(format!("revoked      {} by {}: {}", v.at, v.by, v.reason));
         }
     }
+    if let Some(b) = &r.breakglass {
+        lines.extend(breakglass_lines(b));
+    }
     lines.join("\n") + "\n"
+}
+
+/// What `show` adds for a break-glass use: its terms and its review.
+fn breakglass_lines(b: &crate::service::BreakGlassView) -> Vec<String> {
+    let mut lines = vec![format!(
+        "break-glass  taken without approval; {} review(s) by {} due {}{}",
+        b.reviews_required,
+        b.reviewers.join(", "),
+        b.review_due,
+        if b.overdue { " (OVERDUE)" } else { "" }
+    )];
+    if b.ttl_cut {
+        lines.push(format!(
+            "ttl asked    {} (cut to the break-glass max_ttl)",
+            seconds(b.ttl_asked_seconds.unwrap_or(0))
+        ));
+    }
+    for v in &b.verdicts {
+        lines.push(format!(
+            "reviewed by  {} at {}: {}: {}",
+            v.reviewer, v.at, v.verdict, v.comment
+        ));
+    }
+    if let Some(o) = &b.outcome {
+        let at = b.closed_at.as_deref().unwrap_or("-");
+        lines.push(format!("review       closed {at}: {o}"));
+    }
+    if let Some(a) = &b.allowed_by {
+        lines.push(format!(
+            "allowed by   {a} (one more use before the last was reviewed)"
+        ));
+    }
+    lines
+}
+
+/// `seconds` as a duration people read (`1h 30m`).
+pub fn seconds(seconds: i64) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(seconds.max(0) as u64)).to_string()
 }
 
 /// One line after `approve`, `deny` or `cancel`: where the request stands now.

@@ -26,6 +26,7 @@
 //! [`Service`]: crate::service::Service
 
 mod auth;
+mod breakglass;
 mod commands;
 mod context;
 mod handler;
@@ -37,4 +38,5 @@ mod wait;
 
 pub use auth::{Identity, LOGIN_NAME};
 pub use commands::MAX_COMMAND_BYTES;
+pub(crate) use commands::verdict_group;
 pub use listener::serve;

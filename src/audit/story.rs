@@ -86,6 +86,28 @@ pub fn story_line(e: &Event) -> String {
         Some(AuditEvent::CertificateRevoked(d)) => {
             format!("revoked by {}: {:?}", e.actor, d.reason)
         }
+        Some(AuditEvent::BreakglassUsed(d)) => format!(
+            "{} BROKE THE GLASS for {} ({}{}), reason: {:?}",
+            e.actor,
+            d.role,
+            crate::render::seconds(d.ttl_seconds),
+            if d.cut { ", cut to max_ttl" } else { "" },
+            d.reason
+        ),
+        Some(AuditEvent::BreakglassReviewed(d)) => {
+            format!(
+                "{} reviewed the break-glass: {}: {:?}",
+                e.actor, d.verdict, d.comment
+            )
+        }
+        Some(AuditEvent::BreakglassReviewClosed(d)) => format!(
+            "break-glass review closed: {} (after {})",
+            d.outcome,
+            crate::render::seconds(d.time_to_review_seconds)
+        ),
+        Some(AuditEvent::BreakglassAllowed(d)) => {
+            format!("{} allowed {} one more break-glass use", e.actor, d.user)
+        }
         Some(AuditEvent::AttemptRefused(d)) => {
             format!("{} was refused ({}): {}", e.actor, d.code, d.message)
         }

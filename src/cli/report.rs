@@ -14,9 +14,14 @@ use crate::audit::story::grants;
 /// `report` arguments.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// Certificates issued this long ago (`90d`) or since an RFC 3339 time.
+    /// Certificates issued this long ago (`90d`) or since an RFC 3339 time (with
+    /// `--breakglass`: uses since then; default: every one).
+    #[arg(long, required_unless_present = "breakglass")]
+    pub since: Option<String>,
+    /// Every break-glass use instead: reason, duration, reviewers, verdicts and time to
+    /// review.
     #[arg(long)]
-    pub since: String,
+    pub breakglass: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -24,8 +29,14 @@ pub struct ReportArgs {
 
 /// Runs `report`.
 pub(super) fn run(url: &str, args: ReportArgs) -> anyhow::Result<ExitCode> {
-    let since = parse_since(&args.since)?;
+    let since = match &args.since {
+        Some(s) => parse_since(s)?,
+        None => chrono::DateTime::UNIX_EPOCH,
+    };
     let events = fetch_since(&Client::from_env(url)?, since)?;
+    if args.breakglass {
+        return breakglass(&events, since, args.json);
+    }
     let by_role = grants(&events);
     if args.json {
         output::json(&by_role)?;
@@ -71,6 +82,59 @@ pub(super) fn run(url: &str, args: ReportArgs) -> anyhow::Result<ExitCode> {
     }
     if by_role.is_empty() {
         outln!("no certificates were issued in this period")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `report --breakglass`: each use, oldest first.
+fn breakglass(
+    events: &[crate::audit::Event],
+    since: chrono::DateTime<chrono::Utc>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let uses = crate::audit::breakglass_story::uses(events);
+    if json {
+        output::json(&uses)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!(
+        "break-glass uses since {}: {}",
+        since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        uses.len()
+    )?;
+    for u in &uses {
+        let review = match (&u.outcome, u.time_to_review_seconds) {
+            (Some(o), Some(t)) => format!("{o}, closed after {}", crate::render::seconds(t)),
+            _ if u.overdue => format!("OPEN, OVERDUE (was due {})", u.review_due),
+            _ => format!("open, due {}", u.review_due),
+        };
+        outln!(
+            "\n{} {} took {} at {}, held {}{}\n  reason: {}\n  serial: {}\n  \
+             reviewers: {} ({} needed)\n  review: {review}",
+            u.request_id,
+            u.user,
+            u.role,
+            u.used_at,
+            crate::render::seconds(u.held_seconds),
+            if u.ttl_cut {
+                " (lifetime cut to max_ttl)"
+            } else {
+                ""
+            },
+            u.reason,
+            u.serial.as_deref().unwrap_or("-"),
+            u.reviewers.join(", "),
+            u.reviews_required,
+        )?;
+        if let Some(r) = &u.revoked {
+            outln!("  revoked: {r}")?;
+        }
+        if let Some(a) = &u.allowed_by {
+            outln!("  allowed by: {a} (one more use before the last was reviewed)")?;
+        }
+        for v in &u.verdicts {
+            outln!("  {} {}: {} ({})", v.at, v.reviewer, v.verdict, v.comment)?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

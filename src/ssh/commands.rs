@@ -77,6 +77,46 @@ pub(super) enum Command {
     Cert(IdArg),
     /// Show who your key belongs to and what you may request and approve
     Whoami,
+    /// Break the glass: take a role at once, without approval, for the key you logged in
+    /// with (every notification sink is told; it is reviewed afterwards); prints the
+    /// certificate on stdout
+    Breakglass(BreakglassArgs),
+    /// Review a break-glass use: --justified, or --unjustified (revokes it at once)
+    #[command(group = verdict_group())]
+    Review {
+        /// Request id (r-...)
+        id: String,
+        /// The use was justified
+        #[arg(long)]
+        justified: bool,
+        /// It was not: its certificate is revoked at once if still valid
+        #[arg(long)]
+        unjustified: bool,
+        /// Why (recorded with the verdict)
+        #[arg(long, required = true, num_args = 1.., value_name = "TEXT")]
+        comment: Vec<String>,
+    },
+}
+
+/// `--justified` or `--unjustified`, exactly one.
+pub(crate) fn verdict_group() -> clap::ArgGroup {
+    clap::ArgGroup::new("verdict")
+        .required(true)
+        .args(["justified", "unjustified"])
+}
+
+/// `breakglass` arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub(super) struct BreakglassArgs {
+    /// The role to take at once
+    pub role: String,
+    /// Why (every notification sink, the reviewers and the audit log see it)
+    #[arg(long, required = true, num_args = 1.., value_name = "TEXT")]
+    pub reason: Vec<String>,
+    /// Certificate lifetime, e.g. 45m (default: the role's default_ttl; cut to the
+    /// break-glass max_ttl, never refused)
+    #[arg(long, value_name = "DURATION")]
+    pub ttl: Option<String>,
 }
 
 /// `request` arguments.
@@ -322,5 +362,32 @@ mod tests {
         assert!(matches!(run("cancel r-x"), Command::Cancel(_)));
         assert!(matches!(run("cert r-x"), Command::Cert(_)));
         assert_eq!(run("whoami"), Command::Whoami);
+        assert_eq!(
+            run("breakglass prod-db --ttl 2h --reason INC-4211 db down"),
+            Command::Breakglass(BreakglassArgs {
+                role: "prod-db".into(),
+                reason: vec!["INC-4211".into(), "db".into(), "down".into()],
+                ttl: Some("2h".into()),
+            })
+        );
+        assert!(matches!(
+            run("review r-x --unjustified --comment no incident"),
+            Command::Review {
+                unjustified: true,
+                justified: false,
+                ..
+            }
+        ));
+        for bad in [
+            "breakglass prod-db",
+            "review r-x --comment c",
+            "review r-x --justified",
+        ] {
+            assert!(matches!(parse(bad.as_bytes()), Parsed::Usage(_)), "{bad}");
+        }
+        assert!(matches!(
+            parse(b"review r-x --justified --unjustified --comment c"),
+            Parsed::Usage(_)
+        ));
     }
 }

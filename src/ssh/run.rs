@@ -99,6 +99,13 @@ async fn dispatch(ctx: &Context, term: &Terminal, command: Command) -> Result<()
         Command::Cancel(a) => cancel(ctx, term, &a.id).await,
         Command::Cert(a) => cert(ctx, term, &a.id).await,
         Command::Whoami => whoami(ctx, term).await,
+        Command::Breakglass(args) => super::breakglass::use_glass(ctx, term, args).await,
+        Command::Review {
+            id,
+            unjustified,
+            comment,
+            ..
+        } => super::breakglass::review(ctx, term, &id, unjustified, &comment).await,
     }
 }
 
@@ -112,6 +119,8 @@ fn name(command: &Command) -> &'static str {
         Command::Cancel(_) => "cancel",
         Command::Cert(_) => "cert",
         Command::Whoami => "whoami",
+        Command::Breakglass(_) => "breakglass",
+        Command::Review { .. } => "review",
     }
 }
 
@@ -121,7 +130,7 @@ pub(super) fn request_id(raw: &str) -> Result<RequestId, CommandError> {
 }
 
 /// Free-text words as one validated text; `None` when there are none.
-fn text(words: &[String], what: &str) -> Result<Option<Text>, CommandError> {
+pub(super) fn text(words: &[String], what: &str) -> Result<Option<Text>, CommandError> {
     match commands::joined(words) {
         Some(t) => Ok(Some(
             Text::parse(&t, what).map_err(|e| CommandError::invalid(e.to_string()))?,

@@ -26,6 +26,7 @@ mod audit_log;
 mod audit_tail;
 mod breakglass;
 mod breakglass_review;
+mod breakglass_sshd;
 mod ca_key;
 mod cli;
 mod cli_client;
