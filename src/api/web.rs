@@ -62,6 +62,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/requests/{id}/approve", post(forms::approve_post))
         .route("/requests/{id}/deny", post(forms::deny_post))
         .route("/requests/{id}/cancel", post(forms::cancel_post))
+        .route("/requests/{id}/review", post(forms::review_post))
         .route("/requests/{id}/certificate", get(review::certificate_get))
         .route("/audit", get(audit::audit_page))
         .route("/logout", post(signin::logout_post))

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::{RequestView, Service, ServiceError};
 use crate::names::{RequestId, UserName};
+use crate::policy::rules::break_glass as bg;
 use crate::policy::rules::{self, Refusal};
 use crate::policy::{People, Role};
 use crate::store::requests::{self as rq, Status};
@@ -89,6 +90,11 @@ pub struct ViewerRights {
     /// Whether the viewer may deny it (an approver of its role, not its requester,
     /// while it is pending).
     pub may_deny: bool,
+    /// A break-glass use under review: whether the viewer may give a verdict.
+    pub may_review: bool,
+    /// A break-glass use: why the viewer may not give a verdict, in words (`None` when
+    /// they may, or when it is no break-glass use).
+    pub cannot_review: Option<String>,
 }
 
 impl Service {
@@ -261,11 +267,57 @@ fn rights(facts: &Facts<'_>, request: &RequestView, actor: &UserName) -> ViewerR
             request.role
         )),
     };
+    let (may_review, cannot_review) = match &request.breakglass {
+        Some(b) => match review_refusal(people, request, b, actor) {
+            None => (true, None),
+            Some(why) => (false, Some(why)),
+        },
+        None => (false, None),
+    };
     ViewerRights {
         is_requester,
         cannot_approve,
         may_deny: pending && !is_requester && approver,
+        may_review,
+        cannot_review,
     }
+}
+
+/// Why `actor` may not give a verdict on the break-glass use `request` (`b`), in words;
+/// `None` if they may: the rule `review_breakglass` applies.
+fn review_refusal(
+    people: &People<'_>,
+    request: &RequestView,
+    b: &crate::service::BreakGlassView,
+    actor: &UserName,
+) -> Option<String> {
+    if b.outcome.is_some() {
+        return Some("its review is closed".into());
+    }
+    let reviewers: Vec<crate::policy::Member> = b
+        .reviewers
+        .iter()
+        .filter_map(|m| crate::policy::Member::parse(m))
+        .collect();
+    let (Ok(role), Ok(invoker)) = (
+        crate::names::RoleName::parse(&request.role),
+        UserName::parse(&request.requester),
+    ) else {
+        return Some("its role or invoker cannot be read".into());
+    };
+    let review = bg::Review {
+        role: &role,
+        reviewers: &reviewers,
+        reviews: b.reviews_required,
+    };
+    let done: Vec<UserName> = b
+        .verdicts
+        .iter()
+        .filter_map(|v| UserName::parse(&v.reviewer).ok())
+        .collect();
+    bg::may_review(people, &review, &invoker, actor, &done)
+        .err()
+        .map(|r| r.to_string())
 }
 
 /// Why an approval that would issue the certificate is refused at signing: the

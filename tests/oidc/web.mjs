@@ -17,22 +17,11 @@
 // Output: one JSON line on stdout with what each step saw. Exits 1 on an error.
 
 import http from 'node:http';
-import { chromium } from 'playwright-core';
+import { launch, mainText, openSignedIn as signedIn, submit } from './ui.mjs';
 
 const cfg = JSON.parse(process.argv[2]);
 const out = { steps: [] };
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-  ],
-});
+const browser = await launch();
 
 // A page of another site (another port of the same host: the same site to a browser, so
 // the session cookie goes with its form): a form that posts an approval to countersign,
@@ -48,43 +37,10 @@ const evil = http.createServer((req, res) => {
 await new Promise((ok) => evil.listen(0, '127.0.0.1', ok));
 const evilUrl = `http://127.0.0.1:${evil.address().port}/`;
 
-const mainText = async (page) => ((await page.textContent('main')) ?? '').replace(/\s+/g, ' ');
-
-// Opens `path` and signs in at the provider as `login` if it asks; ends on `path`.
+// Opens `path` signed in as `login`, and notes the step.
 async function openSignedIn(page, path, login) {
   out.steps.push(`${login} opens ${path}`);
-  await page.goto(cfg.base + path);
-  const there = () => page.url().startsWith(cfg.base + path);
-  for (let i = 0; i < 10 && !there(); i++) {
-    await page.waitForLoadState('load');
-    try {
-      if (await page.$('input[name=login]')) {
-        await page.fill('input[name=login]', login);
-        await page.fill('input[name=password]', 'any');
-        await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
-      } else if (await page.$('input[name=prompt][value=consent]')) {
-        await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
-      } else {
-        // countersign's callback page goes on by itself (meta refresh).
-        await page.waitForURL((u) => u.href.startsWith(cfg.base + path), { timeout: 15000 });
-      }
-    } catch (e) {
-      // A page that moved on by itself while it was looked at: look again.
-      if (!String(e).includes('context was destroyed')) throw e;
-    }
-  }
-  await page.waitForURL((u) => u.href.startsWith(cfg.base + path), { timeout: 15000 });
-  await page.waitForLoadState('load');
-}
-
-// Clicks `selector` (a form's button): the answer's status and the page's text.
-async function submit(page, selector) {
-  const [response] = await Promise.all([
-    page.waitForResponse((r) => r.request().method() === 'POST'),
-    page.click(selector),
-  ]);
-  await page.waitForLoadState('load');
-  return { status: response.status(), text: await mainText(page) };
+  await signedIn(page, cfg.base, path, login);
 }
 
 let code = 1;

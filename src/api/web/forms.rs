@@ -1,4 +1,4 @@
-//! The decisions on the review page: approve, deny, cancel. Each POST passes the
+//! The decisions on the review page: approve, deny, cancel, and a break-glass verdict. Each POST passes the
 //! session's CSRF token and the same-origin check first, then goes through the same
 //! `Service` call as the API.
 
@@ -34,6 +34,17 @@ pub(super) struct DenyForm {
     version: String,
     #[serde(default)]
     reason: String,
+}
+
+/// The break-glass review form.
+#[derive(Debug, Deserialize)]
+pub(super) struct ReviewForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    verdict: String,
+    #[serde(default)]
+    comment: String,
 }
 
 /// The cancel (and sign-out) form: the token only.
@@ -149,4 +160,40 @@ pub(super) async fn cancel_post(
     let (user, target) = (me.user.clone(), id.clone());
     let result = submit(&state, move |s| s.cancel(&user, &target)).await;
     decided(result, &me, &id, "cancelled")
+}
+
+/// `POST /requests/{id}/review`: a verdict on a break-glass use. A decision: like
+/// approving, it needs a recent sign-in at the identity provider.
+pub(super) async fn review_post(
+    State(state): State<AppState>,
+    visit: Visit,
+    Path(id): Path<String>,
+    Form(form): Form<ReviewForm>,
+) -> Response {
+    let (me, id) = match gate(&state, &visit, &id, &form.csrf).await {
+        Ok(ok) => ok,
+        Err(answer) => return answer,
+    };
+    if let Err(e) = state.check_step_up(&me.credential) {
+        if needs_step_up(&e) {
+            return step_up_page(id.as_str(), &step_up_text(&state));
+        }
+        return error_page(&e.into());
+    }
+    let Some(verdict) = crate::service::Verdict::parse(&form.verdict) else {
+        return error_page(&ApiError::invalid("choose justified or unjustified"));
+    };
+    let comment = match Text::parse(form.comment.trim(), "comment") {
+        Ok(c) => c,
+        Err(e) => return error_page(&ApiError::from(e)),
+    };
+    let (user, target) = (me.user.clone(), id.clone());
+    let result = submit(&state, move |s| {
+        s.review_breakglass(&user, &target, verdict, comment)
+    })
+    .await;
+    if result.is_ok() {
+        tracing::info!(%id, verdict = verdict.as_str(), "break-glass reviewed (web)");
+    }
+    decided(result, &me, &id, "reviewed")
 }

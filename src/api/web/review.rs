@@ -127,6 +127,10 @@ pub(super) fn done_text(done: &str, r: &RequestView, me: &str) -> Option<String>
         "approved" => r.approvals.iter().any(|a| a.approver == me),
         "denied" => r.status == Status::Denied && r.decided_by.as_deref() == Some(me),
         "cancelled" => r.status == Status::Cancelled && r.decided_by.as_deref() == Some(me),
+        "reviewed" => r
+            .breakglass
+            .as_ref()
+            .is_some_and(|b| b.verdicts.iter().any(|v| v.reviewer == me)),
         "created" => mine,
         _ => false,
     };
@@ -153,6 +157,10 @@ pub(super) fn done_text(done: &str, r: &RequestView, me: &str) -> Option<String>
         },
         "denied" => "You denied it.".to_owned(),
         "cancelled" => "You cancelled it.".to_owned(),
+        "reviewed" => match r.breakglass.as_ref().and_then(|b| b.outcome.as_deref()) {
+            Some(outcome) => format!("You gave your verdict: the review is closed, {outcome}."),
+            None => "You gave your verdict; the review waits for more.".to_owned(),
+        },
         "created" if r.status == Status::Pending => {
             format!("Your request is made: it waits for {}.", needs())
         }
@@ -177,8 +185,8 @@ pub(super) fn flag_text(flag: &Flag) -> String {
     }
 }
 
-/// The review page's body: facts, flags, conflicts, approvals, who is still needed,
-/// why the viewer cannot approve (if so), and the forms.
+/// The review page's body: facts, then what approving needs and the forms, or for a
+/// break-glass use its review; for the requester, the certificate.
 pub(super) fn review_body(
     review: &Review,
     me: &Person,
@@ -188,7 +196,6 @@ pub(super) fn review_body(
     now: DateTime<Utc>,
 ) -> Markup {
     let r = &review.request;
-    let pending = r.status == Status::Pending;
     let csrf = me.csrf();
     let done = done.and_then(|d| done_text(d, r, me.user.as_str()));
     html! {
@@ -196,6 +203,34 @@ pub(super) fn review_body(
             p.notice #done role="status" { (done) }
         }
         (facts(review, now))
+        @if let Some(b) = &r.breakglass {
+            // Taken without approval: the review is what is left to do.
+            (breakglass_section(review, b, step_up, &csrf))
+        } @else {
+            (approval_section(review, step_up, &csrf))
+        }
+        @if let Some(cert) = certificate {
+            h2 { "Your certificate" }
+            label for="certificate" { "Copy it, or download it" }
+            textarea #certificate readonly rows="6" { (cert) }
+            p {
+                a #download href={ "/requests/" (r.id) "/certificate" } download {
+                    "Download " (r.id) "-cert.pub"
+                }
+                " and save it next to the private key of the key you asked with, named as that \
+                 key with " code { "-cert.pub" } " (for " code { "~/.ssh/id_ed25519" } ": "
+                code { "~/.ssh/id_ed25519-cert.pub" } "); ssh uses it from there."
+            }
+        }
+    }
+}
+
+/// What approving needs: flags, conflicts, approvals, who is still needed, why the
+/// viewer cannot approve (if so), and the forms.
+fn approval_section(review: &Review, step_up: Option<&str>, csrf: &str) -> Markup {
+    let r = &review.request;
+    let pending = r.status == Status::Pending;
+    html! {
         @if !review.flags.is_empty() {
             h2 { "Worth a second look" }
             ul.flags #flags { @for f in &review.flags { li { (flag_text(f)) } } }
@@ -260,17 +295,50 @@ pub(super) fn review_body(
                 button #cancel type="submit" { "Cancel my request" }
             }
         }
-        @if let Some(cert) = certificate {
-            h2 { "Your certificate" }
-            label for="certificate" { "Copy it, or download it" }
-            textarea #certificate readonly rows="6" { (cert) }
-            p {
-                a #download href={ "/requests/" (r.id) "/certificate" } download {
-                    "Download " (r.id) "-cert.pub"
+    }
+}
+
+/// A break-glass use: its review so far, and the verdict form for a reviewer.
+fn breakglass_section(
+    review: &Review,
+    b: &crate::service::BreakGlassView,
+    step_up: Option<&str>,
+    csrf: &str,
+) -> Markup {
+    let r = &review.request;
+    html! {
+        h2 #breakglass { "Break-glass: taken without approval" }
+        p.warn { (r.requester) " broke the glass: the certificate was issued at once. "
+            (b.reviews_required) " review(s) by " (b.reviewers.join(", ")) " are due by "
+            (b.review_due) "." @if b.overdue { " " strong.bad #overdue { "The review is overdue." } }
+            @if b.ttl_cut { " The lifetime asked was cut to the role's break-glass max_ttl." } }
+        @if b.verdicts.is_empty() { p #verdicts { "No verdict yet." } } @else {
+            ul #verdicts { @for v in &b.verdicts {
+                li { strong { (v.reviewer) } " at " (v.at) ": " span class={ "verdict-" (v.verdict) }
+                    { (v.verdict) } " — " (v.comment) }
+            } }
+        }
+        @if let Some(outcome) = &b.outcome {
+            p #outcome { "The review closed " (b.closed_at.as_deref().unwrap_or("")) ": "
+                strong { (outcome) } "." }
+        }
+        @if let Some(why) = &review.viewer.cannot_review {
+            p.why #why-not-review { "You cannot review this use: " (why) "." }
+        }
+        @if review.viewer.may_review {
+            @if let Some(why) = step_up {
+                p.why #step-up-needed { (why) " "
+                    a href={ "/login?step_up=1&next=/requests/" (r.id) } { "Sign in again" } }
+            } @else {
+                form.decide method="post" action={ "/requests/" (r.id) "/review" } {
+                    input type="hidden" name="csrf" value=(csrf);
+                    label for="review-comment" { "Your verdict's comment (required)" }
+                    input #review-comment type="text" name="comment" required maxlength="1000";
+                    button.approve #justified type="submit" name="verdict" value="justified" {
+                        "Justified" }
+                    button #unjustified type="submit" name="verdict" value="unjustified" {
+                        "Unjustified (revokes it now)" }
                 }
-                " and save it next to the private key of the key you asked with, named as that \
-                 key with " code { "-cert.pub" } " (for " code { "~/.ssh/id_ed25519" } ": "
-                code { "~/.ssh/id_ed25519-cert.pub" } "); ssh uses it from there."
             }
         }
     }

@@ -7,6 +7,7 @@ use reqwest::header::{CONTENT_SECURITY_POLICY, SET_COOKIE};
 
 use super::*;
 
+mod breakglass;
 mod chromium;
 mod forms;
 mod more;
