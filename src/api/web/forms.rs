@@ -1,6 +1,6 @@
-//! The decisions on the review page: approve, deny, cancel, and a break-glass verdict. Each POST passes the
-//! session's CSRF token and the same-origin check first, then goes through the same
-//! `Service` call as the API.
+//! The decisions on the review page: approve, deny, cancel, and a break-glass verdict.
+//! Each POST passes the session's CSRF token and the same-origin check first, then goes
+//! through the same `Service` call as the API.
 
 use axum::extract::{Form, Path, State};
 use axum::response::Response;

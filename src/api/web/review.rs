@@ -310,11 +310,13 @@ fn breakglass_section(
         h2 #breakglass { "Break-glass: taken without approval" }
         p.warn { (r.requester) " broke the glass: the certificate was issued at once. "
             (b.reviews_required) " review(s) by " (b.reviewers.join(", ")) " are due by "
-            (b.review_due) "." @if b.overdue { " " strong.bad #overdue { "The review is overdue." } }
+            (b.review_due) "."
+            @if b.overdue { " " strong.bad #overdue { "The review is overdue." } }
             @if b.ttl_cut { " The lifetime asked was cut to the role's break-glass max_ttl." } }
         @if b.verdicts.is_empty() { p #verdicts { "No verdict yet." } } @else {
             ul #verdicts { @for v in &b.verdicts {
-                li { strong { (v.reviewer) } " at " (v.at) ": " span class={ "verdict-" (v.verdict) }
+                li { strong { (v.reviewer) } " at " (v.at) ": "
+                    span class={ "verdict-" (v.verdict) }
                     { (v.verdict) } " — " (v.comment) }
             } }
         }
