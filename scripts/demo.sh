@@ -3,7 +3,7 @@
 # the sshd enrolls for a host certificate, alice asks for prod-db, cannot approve
 # herself, bob approves, alice logs in with the certificate (her ssh trusting the server
 # only by the host CA: no prompt), and the sshd log line's serial leads back to the audit
-# trail.
+# trail; then alice breaks the glass and two reviewers review it.
 # With a terminal attached, the CA keeps running afterwards until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,9 +38,11 @@ done
 curl -fsS "$COUNTERSIGN_URL/v1/ca.pub" >"$work/ca.pub"
 echo "CA public key: $(cat "$work/ca.pub")"
 
-step "tokens for alice (requester) and bob (approver, admin), created on the CA host"
+step "tokens for alice (requester), bob (approver, admin), carol and erin (security), created on the CA host"
 alice_token="$("$cs" token create alice)"
 bob_token="$("$cs" token create bob)"
+carol_token="$("$cs" token create carol)"
+erin_token="$("$cs" token create erin)"
 
 step "the server enrolls: bob makes a join token, the server spends it on a host certificate"
 ssh-keygen -q -t ed25519 -N '' -f "$work/host_key"
@@ -128,6 +130,18 @@ step "alice is done early: countersign done $id; the KRL now lists the serial"
 COUNTERSIGN_TOKEN="$alice_token" "$cs" done "$id"
 "$cs" krl --out "$work/revoked.krl"
 ssh-keygen -Q -l -f "$work/revoked.krl"
+
+step "3 a.m., nobody answers: alice breaks the glass (every notification sink would ring)"
+bg_id="$(COUNTERSIGN_TOKEN="$alice_token" "$cs" breakglass prod-db --ttl 3h \
+  --reason "INC-4212: primary down, no DBA answers" --key "$work/id_ed25519.pub")"
+ssh-keygen -L -f "$work/id_ed25519-cert.pub" | grep -E 'Key ID|Valid'
+
+step "nobody reviews their own break-glass; carol and erin (security) review it"
+COUNTERSIGN_TOKEN="$alice_token" "$cs" review "$bg_id" --justified --comment "it was me" || true
+COUNTERSIGN_TOKEN="$carol_token" "$cs" review "$bg_id" --justified \
+  --comment "INC-4212 confirmed in the pager log"
+COUNTERSIGN_TOKEN="$erin_token" "$cs" review "$bg_id" --justified --comment "agreed"
+COUNTERSIGN_TOKEN="$bob_token" "$cs" report --breakglass
 
 step "alice takes her throw-away key back: countersign keys remove"
 COUNTERSIGN_TOKEN="$alice_token" "$cs" keys remove "$work/id_ed25519.pub"

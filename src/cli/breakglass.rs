@@ -130,7 +130,7 @@ pub(super) fn run(url: &str, args: BreakglassArgs) -> anyhow::Result<ExitCode> {
     );
     if let Some(bg) = &r.breakglass {
         eprintln!(
-            "every notification sink was told; {} review(s) by {} are due by {}",
+            "every configured notification sink is told; {} review(s) by {} are due by {}",
             bg.reviews_required,
             bg.reviewers.join(", "),
             bg.review_due

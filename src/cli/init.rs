@@ -177,6 +177,17 @@ pub(super) fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
             humantime::format_duration(role.default_ttl),
             humantime::format_duration(role.max_ttl)
         )?;
+        if let Some(bg) = &role.break_glass {
+            outln!(
+                "break-glass  {}: invokers {}, max {}, reviews {} of {} within {}",
+                role.name,
+                describe_members(&bg.invokers),
+                humantime::format_duration(bg.max_ttl),
+                bg.reviews,
+                describe_members(&bg.reviewers),
+                humantime::format_duration(bg.review_within)
+            )?;
+        }
     }
     for c in &p.conflicts {
         let roles: Vec<&str> = c.roles.iter().map(|r| r.as_str()).collect();

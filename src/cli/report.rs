@@ -97,11 +97,15 @@ fn breakglass(
         output::json(&uses)?;
         return Ok(ExitCode::SUCCESS);
     }
-    outln!(
-        "break-glass uses since {}: {}",
-        since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        uses.len()
-    )?;
+    if since == chrono::DateTime::UNIX_EPOCH {
+        outln!("break-glass uses: {}", uses.len())?;
+    } else {
+        outln!(
+            "break-glass uses since {}: {}",
+            since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            uses.len()
+        )?;
+    }
     for u in &uses {
         let review = match (&u.outcome, u.time_to_review_seconds) {
             (Some(o), Some(t)) => format!("{o}, closed after {}", crate::render::seconds(t)),

@@ -99,6 +99,17 @@ impl Builder<'_> {
                 ));
             }
         }
+        // `countersign breakglass allow USER` and `breakglass help` are subcommands.
+        if let Some(name @ ("allow" | "help")) = key
+            .strip_prefix("roles.")
+            .and_then(|k| k.strip_suffix(".break_glass"))
+        {
+            self.warnings.push(format!(
+                "{key}: `countersign breakglass {name}` is a subcommand of the CLI, not this \
+                 role: break the glass for it over the SSH front door or POST /v1/breakglass, \
+                 or rename the role"
+            ));
+        }
         Ok(BreakGlass {
             invokers,
             max_ttl,

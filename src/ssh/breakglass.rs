@@ -44,7 +44,7 @@ pub(super) async fn use_glass(
             ));
         }
         lines.push(format!(
-            "every notification sink was told; {} review(s) by {} are due by {}",
+            "every configured notification sink is told; {} review(s) by {} are due by {}",
             bg.reviews_required,
             bg.reviewers.join(", "),
             bg.review_due

@@ -138,7 +138,8 @@ pub(super) struct RequestArgs {
 /// `list` arguments: a filter and one page.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub(super) struct ListArgs {
-    /// Only this status (pending, issued, denied, cancelled, expired, refused)
+    /// Only this status (pending, issued, denied, cancelled, expired, refused,
+    /// pending_review)
     #[arg(long)]
     pub status: Option<String>,
     /// At most this many (1 to 10000, the default)

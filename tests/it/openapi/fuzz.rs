@@ -129,6 +129,12 @@ checks.positive_data_acceptance.expected-statuses = [
   "2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx",
 ]
 
+# Break-glass takes the same body (this server's roles have no break_glass table: 403
+# `not_breakable` once the body holds).
+[[operations]]
+include-operation-id = "breakglass_use"
+parameters = {{ "body.role" = "{role}", "body.public_key" = "{key}" }}
+
 [[operations]]
 include-operation-id = "keys_challenge"
 parameters = {{ "body.public_key" = "{key}" }}
