@@ -4,7 +4,8 @@
 //
 // Usage: node breakglass.mjs '{"base","use","shots"}'
 //   base   countersign's public URL
-//   use    a break-glass use of alice's: erin (a reviewer) opens its page and gives an
+//   use    a break-glass use of alice's: erin (a reviewer) finds it waiting for her in the
+//          list, opens its page and gives an
 //          `unjustified` verdict, which revokes it; alice, the invoker, is shown why she
 //          cannot review her own use, and no form
 //   shots  a folder for a screenshot of the review page
@@ -20,7 +21,9 @@ let code = 1;
 try {
   const path = `/requests/${cfg.use}`;
   const erin = await (await browser.newContext({ viewport: { width: 420, height: 900 } })).newPage();
-  await openSignedIn(erin, cfg.base, path, 'erin');
+  await openSignedIn(erin, cfg.base, '/', 'erin');
+  out.list = await mainText(erin);
+  await Promise.all([erin.waitForNavigation(), erin.click(`a[href="${path}"]`)]);
   out.before = await mainText(erin);
   if (cfg.shots) await erin.screenshot({ path: `${cfg.shots}/web-breakglass.png`, fullPage: true });
   await erin.fill('#review-comment', 'no incident was open at that time');

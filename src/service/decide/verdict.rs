@@ -44,6 +44,15 @@ impl Verdict {
     }
 }
 
+/// The reviewers a use's table named, as stored (a member this version cannot read
+/// counts for nobody: fail closed).
+fn stored_members(used: &UseRow) -> Vec<Member> {
+    used.reviewers
+        .iter()
+        .filter_map(|m| Member::parse(m))
+        .collect()
+}
+
 impl Service {
     /// Records `actor`'s verdict on the break-glass use that issued request `id`. An
     /// `unjustified` verdict revokes its certificate at once if it is still valid; the
@@ -69,11 +78,7 @@ impl Service {
             if used.closed_at.is_some() {
                 return self.refuse(tx, now, &attempt, BreakGlassRefusal::ReviewClosed.into());
             }
-            let reviewers: Vec<Member> = used
-                .reviewers
-                .iter()
-                .filter_map(|m| Member::parse(m))
-                .collect();
+            let reviewers = stored_members(&used);
             let review = Review {
                 role: &used.role,
                 reviewers: &reviewers,
@@ -116,6 +121,37 @@ impl Service {
             let row = rq::get(tx, id)?.unwrap_or(row);
             Ok(Ok(self.request_view(tx, row, now)?))
         }))
+    }
+
+    /// Whether `actor` may give a verdict on the use that issued `row` now (for the
+    /// web UI's list of what waits for them); false for any other request.
+    pub(in crate::service) fn may_review_now(
+        &self,
+        tx: &Tx<'_>,
+        actor: &UserName,
+        row: &rq::RequestRow,
+        now: DateTime<Utc>,
+    ) -> Result<bool, ServiceError> {
+        let Some(used) = uses::get(tx, &row.id)? else {
+            return Ok(false);
+        };
+        if used.closed_at.is_some() {
+            return Ok(false);
+        }
+        let reviewers = stored_members(&used);
+        let review = Review {
+            role: &used.role,
+            reviewers: &reviewers,
+            reviews: used.reviews_required,
+        };
+        let done: Vec<UserName> = uses::verdicts(tx, &row.id)?
+            .into_iter()
+            .map(|v| v.reviewer)
+            .collect();
+        let idp = self.idp_groups(tx, &[actor], now)?;
+        let config = self.config();
+        let people = People::new(&config.policy, &idp);
+        Ok(bg::may_review(&people, &review, &used.invoker, actor, &done).is_ok())
     }
 
     /// Revokes the certificate of use `id` if it is still valid: an `unjustified` verdict

@@ -1,6 +1,7 @@
 //! The break-glass review page in a real headless Chromium (`tests/oidc/breakglass.mjs`):
-//! a reviewer sees the use, gives an `unjustified` verdict from the form, and the
-//! certificate is revoked; the invoker is told why she cannot review her own use.
+//! a reviewer finds the use waiting for her, sees it, gives an `unjustified` verdict from
+//! the form, and the certificate is revoked; the invoker is told why she cannot review
+//! her own use.
 
 use std::process::{Command, Stdio};
 
@@ -50,6 +51,8 @@ async fn a_reviewer_judges_a_break_glass_use_from_the_browser() {
     });
     assert!(out.status.success(), "{said:#}");
     let text = |k: &str| said[k].as_str().unwrap_or_default().to_owned();
+    assert!(text("list").contains("Waiting for me (1)"), "{said:#}");
+    assert!(text("list").contains(&id), "{said:#}");
     assert!(
         text("before").contains("Break-glass: taken without approval"),
         "{said:#}"
