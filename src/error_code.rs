@@ -163,6 +163,9 @@ error_codes! {
         ReviewClosed = "review_closed",
         /// 409: a review of a request that is not a break-glass use.
         NotBreakglass = "not_breakglass",
+        /// 409: `breakglass allow` for a user with no break-glass use waiting for its
+        /// review: there is nothing to allow (an allowance is never a standing pass).
+        NothingToAllow = "nothing_to_allow",
     }
     ssh_only {
         /// The user already runs as many commands as allowed.

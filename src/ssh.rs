@@ -38,5 +38,4 @@ mod wait;
 
 pub use auth::{Identity, LOGIN_NAME};
 pub use commands::MAX_COMMAND_BYTES;
-pub(crate) use commands::verdict_group;
 pub use listener::serve;

@@ -31,12 +31,17 @@ pub(super) struct AllowBody {
 
 /// `POST /v1/breakglass` (body as `POST /v1/requests`) -> 201 with the request, issued,
 /// its certificate and its `breakglass` terms (`ttl_cut` when the lifetime was cut).
+/// Issuing without approval is a step-up action, as approving is: a session must come
+/// from a recent sign-in, never from the device flow (whose link anyone can send to an
+/// invoker). With the identity provider down, the SSH front door is the way.
 pub(super) async fn breakglass_use(
     State(state): State<AppState>,
     Actor(actor): Actor,
+    Extension(credential): Extension<crate::service::Credential>,
     JsonBody(body): JsonBody<CreateBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let req = body.parse()?;
+    state.check_step_up(&credential)?;
     let view = submit(&state, move |s| s.break_glass(&actor, req)).await?;
     let location = format!("/v1/requests/{}", view.id);
     Ok((

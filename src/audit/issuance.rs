@@ -36,6 +36,21 @@ struct Issued {
     /// Issued by break-glass.
     #[serde(default)]
     breakglass: bool,
+    /// What it grants, checked against its `breakglass.used`.
+    #[serde(flatten)]
+    granted: Granted,
+}
+
+/// What a `breakglass.used` said it would grant, and a break-glass `certificate.issued`
+/// must grant: the same role, principals and key.
+#[derive(Deserialize, PartialEq, Eq)]
+struct Granted {
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    principals: Vec<String>,
+    #[serde(default)]
+    public_key_fingerprint: String,
 }
 
 #[derive(Deserialize)]
@@ -48,8 +63,8 @@ struct Counted {
 /// A request seen in the chain and not yet ended.
 struct Open {
     requester: String,
-    /// Begun by `breakglass.used`, not `request.created`.
-    breakglass: bool,
+    /// Begun by `breakglass.used` (what it said it would grant), not `request.created`.
+    breakglass: Option<Granted>,
     /// Who approved it, by `request.approved` events.
     approved_by: Vec<String>,
 }
@@ -73,11 +88,22 @@ pub(super) fn check(tx: &Tx<'_>, last_seq: i64) -> Result<(), AuditError> {
         };
         match ev.action {
             "request.created" | "breakglass.used" => {
+                let breakglass = match ev.action {
+                    "breakglass.used" => Some(
+                        serde_json::from_str(ev.issued_detail.unwrap_or_default()).map_err(
+                            |e| AuditError::Broken {
+                                seq: ev.seq,
+                                why: format!("breakglass.used of {request} has a bad detail: {e}"),
+                            },
+                        )?,
+                    ),
+                    _ => None,
+                };
                 open.insert(
                     request.to_owned(),
                     Open {
                         requester: ev.actor.to_owned(),
-                        breakglass: ev.action == "breakglass.used",
+                        breakglass,
                         approved_by: Vec::new(),
                     },
                 );
@@ -119,20 +145,33 @@ fn issued(request: &str, req: Option<Open>, detail: &str) -> Result<(), String> 
             req.requester
         ));
     }
-    match (d.breakglass, req.breakglass) {
-        (true, true) if d.approvals.is_empty() => return Ok(()),
-        (true, true) => return Err("is a break-glass issuance that lists approvals".into()),
-        (true, false) => {
+    match (d.breakglass, &req.breakglass) {
+        (true, Some(_)) if !d.approvals.is_empty() => {
+            return Err("is a break-glass issuance that lists approvals".into());
+        }
+        (true, Some(used)) if *used != d.granted => {
+            return Err(format!(
+                "grants {} {:?} to key {}, but its breakglass.used said {} {:?} to key {}",
+                d.granted.role,
+                d.granted.principals,
+                d.granted.public_key_fingerprint,
+                used.role,
+                used.principals,
+                used.public_key_fingerprint
+            ));
+        }
+        (true, Some(_)) => return Ok(()),
+        (true, None) => {
             return Err(format!(
                 "claims break-glass, but {request} was no break-glass use (no breakglass.used)"
             ));
         }
-        (false, true) => {
+        (false, Some(_)) => {
             return Err(format!(
                 "does not say break-glass, but {request} was a break-glass use"
             ));
         }
-        (false, false) => {}
+        (false, None) => {}
     }
     if d.approvals.is_empty() {
         return Err("lists no approvals".into());
@@ -346,6 +385,19 @@ mod tests {
                 ],
                 2,
                 "names requester mallory",
+            ),
+            // A use for one role, a certificate for another.
+            (
+                vec![
+                    used(),
+                    (
+                        "alice",
+                        "certificate.issued",
+                        json!({"requester": "alice", "role": "ops", "breakglass": true}),
+                    ),
+                ],
+                2,
+                "but its breakglass.used said prod-db",
             ),
             (
                 vec![

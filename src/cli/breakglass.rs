@@ -59,7 +59,7 @@ pub enum BreakglassCommand {
 
 /// `review` arguments.
 #[derive(Debug, Args)]
-#[command(group = crate::ssh::verdict_group())]
+#[command(group = verdict_group())]
 pub struct ReviewArgs {
     /// The break-glass use's request id (r-...).
     pub id: String,
@@ -75,6 +75,13 @@ pub struct ReviewArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--justified` or `--unjustified`, exactly one.
+fn verdict_group() -> clap::ArgGroup {
+    clap::ArgGroup::new("verdict")
+        .required(true)
+        .args(["justified", "unjustified"])
 }
 
 /// Runs `breakglass`.

@@ -113,7 +113,7 @@ fn breakglass(
             _ => format!("open, due {}", u.review_due),
         };
         outln!(
-            "\n{} {} took {} at {}, held {}{}\n  reason: {}\n  serial: {}\n  \
+            "\n{} {} took {} at {}, access for {}{}\n  reason: {}\n  serial: {}\n  \
              reviewers: {} ({} needed)\n  review: {review}",
             u.request_id,
             u.user,

@@ -71,7 +71,10 @@ pub(super) fn request_data(v: &RequestView) -> Value {
             "reviews_required": b.reviews_required,
             "reviews_received": b.verdicts.len(),
             "review_due": b.review_due,
+            "overdue": b.overdue,
             "outcome": b.outcome,
+            "closed_at": b.closed_at,
+            "allowed_by": b.allowed_by,
         });
     }
     json!({ "request": request })
@@ -108,7 +111,9 @@ impl Service {
     }
 
     /// Writes, in `tx`, an outbox row about request `id` for every sink, whatever its
-    /// `events` and `roles` say: what nobody may miss (break-glass).
+    /// `events` and `roles` say: what nobody may miss (break-glass). A sink whose `roles`
+    /// leave the request's role out is told that it happened (who, which role, the
+    /// review), not the request's reason, principals or certificate.
     pub(super) fn tell_everyone(
         &self,
         tx: &Tx<'_>,
@@ -123,9 +128,30 @@ impl Service {
         let Some(row) = rq::get(tx, id)? else {
             return Ok(());
         };
-        let sinks: Vec<&str> = config.notify.iter().map(|s| s.name.as_str()).collect();
+        let (mut covering, mut others): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
+        for sink in &config.notify {
+            if sink.covers(Some(&row.role)) {
+                covering.push(&sink.name);
+            } else {
+                others.push(&sink.name);
+            }
+        }
         let data = self.request_payload(tx, row, now)?;
-        self.enqueue(tx, now, event, &sinks, data)
+        if !others.is_empty() {
+            let r = &data["request"];
+            let mut brief = json!({ "request": {
+                "id": r["id"], "requester": r["requester"], "role": r["role"],
+                "status": r["status"], "breakglass": r["breakglass"],
+            }});
+            if let Some(link) = data.get("link") {
+                brief["link"] = link.clone();
+            }
+            self.enqueue(tx, now, event, &others, brief)?;
+        }
+        if !covering.is_empty() {
+            self.enqueue(tx, now, event, &covering, data)?;
+        }
+        Ok(())
     }
 
     /// What sinks are told of a request, with the link to its page in the web UI.

@@ -115,9 +115,9 @@ impl Service {
             _ => None,
         };
         let reviews = |people: &People<'_>| {
-            reviewers
-                .as_ref()
-                .is_some_and(|r| people.is_known(actor) && people.is_any_member(actor, r))
+            reviewers.as_ref().is_some_and(|r| {
+                people.is_known(actor) && !people.is_bot(actor) && people.is_any_member(actor, r)
+            })
         };
         if config.oidc.is_none() {
             return Ok(reviews(&toml));

@@ -119,6 +119,10 @@ pub(super) fn with_breakglass(
     if used.closed_at.is_none() && view.status == rq::Status::Issued {
         view.status = rq::Status::PendingReview;
     }
+    // No approval was required: the review stands in its place.
+    view.approvals_required = 0;
+    view.approvals_needed = 0;
+    view.waiting_for.clear();
     view.breakglass = Some(BreakGlassView {
         ttl_asked_seconds: used.ttl_asked,
         ttl_cut: used.cut,

@@ -82,8 +82,16 @@ pub(super) async fn review(
         s.review_breakglass(me, &id, verdict, comment)
     })
     .await?;
-    let line = match view.breakglass.as_ref().and_then(|b| b.outcome.as_deref()) {
-        Some(outcome) => format!("review of {} closed: {outcome}\n", view.id),
+    let line = match view.breakglass.as_ref() {
+        Some(b) => match &b.outcome {
+            Some(outcome) => format!("review of {} closed: {outcome}\n", view.id),
+            None => format!(
+                "review of {}: {} of {} verdicts\n",
+                view.id,
+                b.verdicts.len(),
+                b.reviews_required
+            ),
+        },
         None => format!("{} {}\n", view.id, view.status),
     };
     Ok(term.out(line).await?)

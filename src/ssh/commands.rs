@@ -99,7 +99,7 @@ pub(super) enum Command {
 }
 
 /// `--justified` or `--unjustified`, exactly one.
-pub(crate) fn verdict_group() -> clap::ArgGroup {
+pub(super) fn verdict_group() -> clap::ArgGroup {
     clap::ArgGroup::new("verdict")
         .required(true)
         .args(["justified", "unjustified"])

@@ -235,7 +235,7 @@ pub struct StoryRef<'a> {
     pub action: &'a str,
     /// The request it concerns, if any.
     pub request_id: Option<&'a str>,
-    /// The detail of `certificate.issued` and `host.*` events only.
+    /// The detail of `certificate.issued`, `breakglass.used` and `host.*` events only.
     pub issued_detail: Option<&'a str>,
     /// When it was recorded (RFC 3339).
     pub at: &'a str,
@@ -255,8 +255,8 @@ pub fn scan_stories<E: From<StoreError>>(
         let to = newest.min(from.saturating_add(SCAN_PAGE - 1));
         tx.each(
             "SELECT seq, actor, action, request_id, \
-                    CASE WHEN action IN ('certificate.issued', 'host.token_created', \
-                        'host.enrolled', 'host.renewed') THEN detail END, at \
+                    CASE WHEN action IN ('certificate.issued', 'breakglass.used', \
+                        'host.token_created', 'host.enrolled', 'host.renewed') THEN detail END, at \
              FROM audit WHERE seq >= ?1 AND seq <= ?2 AND action IN ('request.created', \
                  'breakglass.used', 'request.approved', 'certificate.issued', 'request.denied', \
                  'request.cancelled', 'request.expired', 'request.refused', \

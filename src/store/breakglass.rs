@@ -179,6 +179,16 @@ pub fn spend_allowance(tx: &Tx<'_>, user: &UserName) -> Result<Option<String>, S
     Ok(by)
 }
 
+/// Forgets `user`'s unspent allowance, if any (their last unreviewed use was reviewed:
+/// an allowance never outlives the review it was given for).
+pub fn forget_allowance(tx: &Tx<'_>, user: &UserName) -> Result<(), StoreError> {
+    tx.exec(
+        "DELETE FROM breakglass_allowances WHERE \"user\" = ?1",
+        &[&user.as_str()],
+    )
+    .map(drop)
+}
+
 /// Records `reviewer`'s verdict on use `id`.
 pub fn insert_verdict(tx: &Tx<'_>, id: &RequestId, v: &VerdictRow) -> Result<(), StoreError> {
     tx.put(

@@ -180,8 +180,15 @@ async fn a_second_use_waits_for_the_first_review_unless_another_admin_allows_one
     assert!(message.contains(first["id"].as_str().unwrap()), "{message}");
     // Others are not held back by alice's use.
     break_ok(&app, "frank").await;
-    // Only an admin allows, never for themselves; the allowance is audited.
+    // Only an admin allows, never for themselves, only for a user whose use waits (never
+    // a standing pass); the allowance is audited.
     let allow = |who: &'static str| json!({ "user": who });
+    let (status, body) = app.post("bob", "/v1/breakglass/allow", allow("dave")).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::CONFLICT, "nothing_to_allow"),
+        "{body}"
+    );
     let (status, body) = app
         .post("carol", "/v1/breakglass/allow", allow("alice"))
         .await;
@@ -211,6 +218,50 @@ async fn a_second_use_waits_for_the_first_review_unless_another_admin_allows_one
         (status, code(&body)),
         (StatusCode::CONFLICT, "unreviewed_breakglass")
     );
+    // An allowance unspent when the last waiting use is reviewed is forgotten: frank's.
+    let frank = app.get("bob", "/v1/requests?status=pending_review").await.1;
+    let frank_use = frank["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["requester"] == "frank")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = app
+        .post("bob", "/v1/breakglass/allow", allow("frank"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for reviewer in ["carol", "erin"] {
+        let verdict = json!({ "verdict": "justified", "comment": "ok" });
+        let path = format!("/v1/requests/{frank_use}/review");
+        let (status, body) = app.post(reviewer, &path, verdict).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let used = break_ok(&app, "frank").await;
+    assert!(used["breakglass"]["allowed_by"].is_null(), "{used}");
+    let (status, body) = break_glass(&app, "frank", "prod-db", "INC-7 again", None).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::CONFLICT, "unreviewed_breakglass"),
+        "the forgotten allowance is no standing pass: {body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_account_among_the_reviewers_neither_sees_nor_reviews_a_use() {
+    let policy = breakglass_policy().replace(
+        "[users.mallory]",
+        "[users.mallory]\n[users.robot]\ngroups = [\"security\"]\nbot = true",
+    );
+    let app = TestApp::spawn_with(&policy).await;
+    let used = break_ok(&app, "alice").await;
+    let id = used["id"].as_str().unwrap();
+    let (status, body) = app.request("robot", id).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (_, body) = app.get("robot", "/v1/requests?status=pending_review").await;
+    assert!(listed_ids(&body).is_empty(), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

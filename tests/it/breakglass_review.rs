@@ -188,12 +188,15 @@ async fn every_sink_hears_of_a_use_within_seconds_and_of_late_reviews_once() {
     hook.start();
     let mut slack = Receiver::new(false);
     slack.start();
+    let mut dba = Receiver::new(true);
+    dba.start();
     // Sinks that asked for another role's creations only: they hear of break-glass all
-    // the same.
+    // the same (that it happened, not the request's details); one of prod-db's hears all.
     let sinks = format!(
-        "{}{}",
+        "{}{}{}",
         hook.sink("hook", r#"["request.created"]"#, r#"roles = ["ops"]"#),
-        slack.sink("slack", r#"["request.created"]"#, r#"roles = ["ops"]"#)
+        slack.sink("slack", r#"["request.created"]"#, r#"roles = ["ops"]"#),
+        dba.sink("dba", r#"["request.created"]"#, r#"roles = ["prod-db"]"#)
     );
     let clock = manual_clock();
     let app = TestApp::spawn_with_clock(&format!("{POLICY}{TABLE}{sinks}"), &clock).await;
@@ -206,8 +209,21 @@ async fn every_sink_hears_of_a_use_within_seconds_and_of_late_reviews_once() {
     let used = &of_type(&events, "breakglass.used")[0]["data"]["request"];
     assert_eq!(used["id"], id.as_str());
     assert_eq!(used["status"], "pending_review");
+    assert_eq!(
+        (&used["requester"], &used["role"]),
+        (&json!("alice"), &json!("prod-db"))
+    );
     assert_eq!(used["breakglass"]["reviews_required"], 2);
-    assert!(used["serial"].is_string(), "{used}");
+    assert!(
+        used["serial"].is_null() && used["reason"].is_null(),
+        "{used}"
+    );
+    let events = dba
+        .wait_for(5, |e| of_type(e, "breakglass.used").len() == 1)
+        .await;
+    let full = &of_type(&events, "breakglass.used")[0]["data"]["request"];
+    assert!(full["serial"].is_string(), "{full}");
+    assert_eq!(full["reason"], "INC-4211 db down");
     let said = |needle: &'static str| {
         move |e: &[Value]| {
             e.iter()
@@ -251,4 +267,17 @@ async fn every_sink_hears_of_a_use_within_seconds_and_of_late_reviews_once() {
     review(&app, "carol", &id, "justified", "ok").await;
     clock.advance(Duration::from_secs(48 * 3600));
     assert_eq!(app.service.remind_breakglass().unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unjustified_verdict_revokes_a_certificate_just_past_its_end_too() {
+    // A server whose clock lags by up to the backdate still takes a certificate that
+    // has just ended by the CA's clock: the verdict must reach the KRL all the same.
+    let clock = manual_clock();
+    let app = TestApp::spawn_with_clock(&breakglass_policy(), &clock).await;
+    let id = id_of(&break_ok(&app, "alice").await);
+    clock.advance(Duration::from_secs(30 * 60 + 20));
+    let (status, body) = review(&app, "erin", &id, "unjustified", "no incident").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["certificate"]["revoked"]["by"], "erin", "{body}");
 }

@@ -107,7 +107,8 @@ pub(super) fn paths() -> Vec<(&'static str, Value)> {
          have given their verdicts. 403 `not_breakable`, `not_an_invoker`, \
          `reason_mismatch`, `sod_conflict`, `key_not_allowed`; 409 `unreviewed_breakglass` \
          while the caller's previous use waits for its review (unless an admin allowed one \
-         more).",
+         more). With a session, 401 `reauth_required` unless its sign-in is within \
+         `approval_max_auth_age`.",
         Auth::Bearer,
     );
     let review = with_params(
@@ -134,7 +135,8 @@ pub(super) fn paths() -> Vec<(&'static str, Value)> {
         "breakglass_allow",
         "Allow one more break-glass use (admins)",
         "Lets `user` break the glass once more while their last use waits for its review \
-         (the next use spends it). Never for oneself. Audited as `breakglass.allowed`.",
+         (the next use spends it); 409 `nothing_to_allow` when none of theirs waits. Never \
+         for oneself. Audited as `breakglass.allowed`.",
         Auth::Bearer,
     );
     vec![
@@ -142,7 +144,7 @@ pub(super) fn paths() -> Vec<(&'static str, Value)> {
             "/v1/breakglass",
             json!({ "post": answers(with_body(used, "CreateRequest", true),
                 json!({ "201": json_answer("the request, issued", "Request") }),
-                &[400, 403, 409, 413, 415]) }),
+                &[400, 401, 403, 409, 413, 415]) }),
         ),
         (
             "/v1/requests/{id}/review",
@@ -154,7 +156,7 @@ pub(super) fn paths() -> Vec<(&'static str, Value)> {
             "/v1/breakglass/allow",
             json!({ "post": answers(with_body(allow, "AllowBody", true),
                 json!({ "200": json_answer("the allowance", "Allowance") }),
-                &[400, 403, 404, 413, 415]) }),
+                &[400, 403, 404, 409, 413, 415]) }),
         ),
     ]
 }

@@ -41,6 +41,7 @@ pub(super) const fn status(code: ErrorCode) -> Option<u16> {
         | C::AlreadyReviewed
         | C::ReviewClosed
         | C::NotBreakglass
+        | C::NothingToAllow
         | C::AlreadyApproved
         | C::AlreadyDecided
         | C::Expired

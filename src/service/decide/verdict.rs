@@ -154,8 +154,10 @@ impl Service {
         Ok(bg::may_review(&people, &review, &used.invoker, actor, &done).is_ok())
     }
 
-    /// Revokes the certificate of use `id` if it is still valid: an `unjustified` verdict
-    /// ends the access at once (the KRL lists it from this transaction on).
+    /// Revokes the certificate of use `id` unless it is revoked already: an `unjustified`
+    /// verdict ends the access at once (the KRL lists it from this transaction on). One
+    /// past its end is revoked too: a server whose clock lags by up to the backdate still
+    /// takes it, and the KRL lists it until then.
     fn revoke_unjustified(
         &self,
         tx: &Tx<'_>,
@@ -166,7 +168,7 @@ impl Service {
         let Some(cert) = certs::for_request(tx, id)? else {
             return Ok(());
         };
-        if cert.revocation.is_some() || cert.valid_before <= unix(now) {
+        if cert.revocation.is_some() {
             return Ok(());
         }
         let Some(holding) = certs::by_serial(tx, cert.serial)? else {
@@ -198,6 +200,10 @@ impl Service {
         if !uses::close(tx, &used.request_id, outcome.as_str(), unix(now))? {
             return Ok(());
         }
+        // An allowance given while this use waited is for then only.
+        if uses::open_use_of(tx, &used.invoker)?.is_none() {
+            uses::forget_allowance(tx, &used.invoker)?;
+        }
         audit::append(
             tx,
             now,
@@ -217,7 +223,8 @@ impl Service {
     }
 
     /// Allows `user` one more break-glass use before their last one is reviewed (admins;
-    /// never for themselves). Audited as `breakglass.allowed`.
+    /// never for themselves; only while one waits for its review, and forgotten once none
+    /// does). Audited as `breakglass.allowed`.
     pub fn allow_breakglass(
         &self,
         actor: &UserName,
@@ -233,7 +240,16 @@ impl Service {
         self.store.write(|tx| {
             self.require_enabled(tx, actor)?;
             self.require_known(tx, user)?;
-            let unreviewed = uses::open_use_of(tx, user)?.map(|id| id.to_string());
+            let Some(unreviewed) = uses::open_use_of(tx, user)?.map(|id| id.to_string()) else {
+                return Err(ServiceError::Conflict {
+                    code: crate::error_code::ErrorCode::NothingToAllow,
+                    message: format!(
+                        "{user} has no break-glass use waiting for its review: they may break \
+                         the glass without an allowance"
+                    ),
+                });
+            };
+            let unreviewed = Some(unreviewed);
             uses::allow(tx, user, actor, unix(now))?;
             let event = BreakglassAllowed {
                 user: user.to_string(),

@@ -100,3 +100,34 @@ async fn the_cli_signs_in_again_when_approving_needs_it_and_retries_once() {
     let (_, view) = app.request("alice", &id).await;
     assert_eq!(view["status"], "issued");
 }
+
+/// Breaking the glass issues without any approval: like approving, it needs a recent
+/// sign-in (a session of the device flow, or an old one, is refused `reauth_required`).
+#[tokio::test]
+async fn an_old_sign_in_cannot_break_the_glass() {
+    let (idp, mut state) = provider();
+    state.auth_time_offset = 1800;
+    idp.set_state(&state);
+    let (app, _s) = spawn(&idp, crate::breakglass::TABLE).await;
+    let old = sign_in_as(&app, "alice").await;
+    let key = crate::helpers::public_line(&crate::helpers::new_key());
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/breakglass", app.url))
+        .bearer_auth(&old)
+        .json(&json!({ "role": "prod-db", "public_key": key, "reason": "INC-1 down" }))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "reauth_required"),
+        "{body}"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM certificates"), 0);
+    // A hand-made token of the same person still breaks the glass (`human_tokens`).
+    let (status, body) =
+        crate::breakglass::break_glass(&app, "alice", "prod-db", "INC-1", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
