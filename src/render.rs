@@ -217,9 +217,16 @@ pub fn render_whoami(me: &WhoAmI) -> String {
         ),
         None => String::new(),
     };
+    let mut breakglass = String::new();
+    if !me.can_break_glass.is_empty() {
+        breakglass += &format!("break glass  {}\n", me.can_break_glass.join(", "));
+    }
+    if !me.can_review.is_empty() {
+        breakglass += &format!("reviews      {}\n", me.can_review.join(", "));
+    }
     format!(
         "user         {}{admin}{disabled}\ngroups       {}\nmay request  {}\n\
-         may approve  {}\n{bot}",
+         may approve  {}\n{breakglass}{bot}",
         me.user,
         me.groups.join(", "),
         me.can_request.join(", "),

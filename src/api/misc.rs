@@ -153,6 +153,8 @@ pub(super) async fn whoami_get(
     // A bot's token never approves, whoever its user is.
     if let crate::service::Credential::Bot(scopes) = credential {
         me.can_approve.clear();
+        me.can_break_glass.clear();
+        me.can_review.clear();
         me.scopes = Some(scopes.names().into_iter().map(str::to_owned).collect());
     }
     Ok(Json(me))

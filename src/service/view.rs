@@ -213,6 +213,12 @@ pub struct WhoAmI {
     pub can_request: Vec<String>,
     /// Roles whose requests the user may approve.
     pub can_approve: Vec<String>,
+    /// Roles the user may break the glass for (their `break_glass` table lists them).
+    #[serde(default)]
+    pub can_break_glass: Vec<String>,
+    /// Roles whose break-glass uses the user reviews (as the tables are now).
+    #[serde(default)]
+    pub can_review: Vec<String>,
     /// Whether the user is disabled (offboarded); a disabled user is refused before
     /// they can ask, so this reads true only in a race with the disabling.
     #[serde(default)]
@@ -243,6 +249,19 @@ pub(super) fn whoami(people: &People<'_>, user: &UserName, disabled: bool) -> Wh
         admin: people.is_admin(user),
         can_request: roles(&|r| people.is_known(user) && people.is_any_member(user, &r.requesters)),
         can_approve: roles(&|r| people.may_decide(user, r)),
+        can_break_glass: roles(&|r| {
+            r.break_glass.as_ref().is_some_and(|bg| {
+                crate::policy::rules::break_glass::invoker_must_be_listed(people, r, bg, user)
+                    .is_ok()
+            })
+        }),
+        can_review: roles(&|r| {
+            r.break_glass.as_ref().is_some_and(|bg| {
+                people.is_known(user)
+                    && !people.is_bot(user)
+                    && people.is_any_member(user, &bg.reviewers)
+            })
+        }),
         disabled,
         scopes: None,
     }

@@ -144,6 +144,16 @@ async fn only_invokers_of_a_breakable_role_with_a_matching_reason_break_the_glas
             "{user} {role} {reason:?}: {body}"
         );
     }
+    // Who may, said before the emergency: whoami.
+    let (_, me) = app.get("alice", "/v1/whoami").await;
+    assert_eq!(
+        me["can_break_glass"],
+        json!(["deploy-audit", "prod-db"]),
+        "{me}"
+    );
+    let (_, me) = app.get("erin", "/v1/whoami").await;
+    assert_eq!(me["can_review"], json!(["deploy-audit", "prod-db"]), "{me}");
+    assert_eq!(me["can_break_glass"], json!([]), "{me}");
     let (status, body) = break_glass(&app, "alice", "no-such-role", "INC-1", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     // Each refusal is in the audit log; nothing was issued.

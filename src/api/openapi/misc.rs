@@ -51,8 +51,9 @@ pub(super) fn paths() -> Vec<(&'static str, Value)> {
     let whoami = op(
         "whoami_get",
         "Who the caller is",
-        "The caller's user, groups, and the roles they may request and approve; with a \
-         service account's token also its `scopes` (and `can_approve` is empty).",
+        "The caller's user, groups, and the roles they may request, approve, break the glass \
+         for and review; with a service account's token also its `scopes` (and \
+         `can_approve`, `can_break_glass`, `can_review` are empty).",
         Auth::Bearer,
     );
     let krl = op(

@@ -196,16 +196,29 @@ pub(super) fn schemas() -> Map<String, Value> {
             }),
         ),
     );
-    all.insert("WhoAmI".into(), object(
-        &["user", "groups", "admin", "can_request", "can_approve", "disabled"],
-        json!({
-            "user": { "type": "string" }, "groups": strings(), "admin": { "type": "boolean" },
-            "can_request": strings(), "can_approve": strings(), "disabled": { "type": "boolean" },
-            "scopes": { "description": "only with a service account's token", "type": "array",
-                "items": { "type": "string",
-                    "enum": ["request", "fetch", "read-audit", "host-token"] } },
-        }),
-    ));
+    all.insert(
+        "WhoAmI".into(),
+        object(
+            &[
+                "user",
+                "groups",
+                "admin",
+                "can_request",
+                "can_approve",
+                "can_break_glass",
+                "can_review",
+                "disabled",
+            ],
+            json!({
+                "user": { "type": "string" }, "groups": strings(), "admin": { "type": "boolean" },
+                "can_request": strings(), "can_approve": strings(), "can_break_glass": strings(),
+                "can_review": strings(), "disabled": { "type": "boolean" },
+                "scopes": { "description": "only with a service account's token", "type": "array",
+                    "items": { "type": "string",
+                        "enum": ["request", "fetch", "read-audit", "host-token"] } },
+            }),
+        ),
+    );
     all.extend(super::admin::schemas());
     all.extend(super::signin::schemas());
     all

@@ -299,6 +299,8 @@ fn the_whoami_schema_names_exactly_its_fields() {
         admin: false,
         can_request: vec![],
         can_approve: vec![],
+        can_break_glass: vec![],
+        can_review: vec![],
         disabled: false,
         scopes: Some(vec!["request".into()]),
     };
