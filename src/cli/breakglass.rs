@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::client::Client;
 use super::output;
-use super::request::{cert_path, default_key, read_public_key};
+use super::request::{default_key, read_public_key, write_certificate};
 use super::show::urlencode;
 use crate::render;
 use crate::service::{Allowance, RequestView};
@@ -111,13 +111,6 @@ pub(super) fn run(url: &str, args: BreakglassArgs) -> anyhow::Result<ExitCode> {
     let client = Client::from_env(url)?;
     let body = json!({ "role": role, "public_key": public_key, "reason": reason, "ttl": args.ttl });
     let r: RequestView = client.post("/v1/breakglass", &body)?;
-    let cert = client.get_text(&format!("/v1/requests/{}/certificate", r.id))?;
-    let out = cert_path(&key_path);
-    super::files::write_atomically(&out, cert.as_bytes())?;
-    let c = r
-        .certificate
-        .as_ref()
-        .ok_or_else(|| anyhow!("break-glass answered without certificate facts"))?;
     eprintln!(
         "BREAK-GLASS: {} taken without approval as request {}",
         r.role, r.id
@@ -129,12 +122,7 @@ pub(super) fn run(url: &str, args: BreakglassArgs) -> anyhow::Result<ExitCode> {
             render::seconds(r.ttl_seconds)
         );
     }
-    eprintln!(
-        "certificate serial {} valid until {} written to {}",
-        c.serial,
-        c.valid_before,
-        out.display()
-    );
+    write_certificate(&client, &r, &key_path)?;
     if let Some(bg) = &r.breakglass {
         eprintln!(
             "every configured notification sink is told; {} review(s) by {} are due by {}",

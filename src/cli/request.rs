@@ -120,8 +120,24 @@ pub(super) fn run(url: &str, args: RequestArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_default();
         bail!("request {} {}: {why}", r.id, r.status);
     }
+    let out = write_certificate(&client, &r, &key_path)?;
+    if args.json {
+        output::json(&r)?;
+    } else {
+        outln!("{}", out.display())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Fetches the certificate of the issued request `r` and writes it next to the key at
+/// `key_path`, where `ssh` looks for it; says so on stderr. Its path.
+pub(super) fn write_certificate(
+    client: &Client,
+    r: &RequestView,
+    key_path: &Path,
+) -> anyhow::Result<PathBuf> {
     let cert = client.get_text(&format!("/v1/requests/{}/certificate", r.id))?;
-    let out = cert_path(&key_path);
+    let out = cert_path(key_path);
     // Replaced whole: the certificate `ssh` uses now is never emptied or half-written.
     super::files::write_atomically(&out, cert.as_bytes())?;
     let c = r
@@ -134,12 +150,7 @@ pub(super) fn run(url: &str, args: RequestArgs) -> anyhow::Result<ExitCode> {
         c.valid_before,
         out.display()
     );
-    if args.json {
-        output::json(&r)?;
-    } else {
-        outln!("{}", out.display())?;
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(out)
 }
 
 /// `id_ed25519.pub` -> `id_ed25519-cert.pub`, the name `ssh` looks for.

@@ -4,13 +4,12 @@
 //! stdout alone, as `request` prints it; what happened goes to stderr. And `review ID
 //! --justified|--unjustified --comment TEXT`.
 
-use super::commands::{BreakglassArgs, joined};
+use super::commands::BreakglassArgs;
 use super::context::{CommandError, Context, call, change};
 use super::run::{request_id, text};
 use super::terminal::Terminal;
-use crate::names::{RoleName, Text, parse_duration};
 use crate::render;
-use crate::service::{NewRequest, Verdict};
+use crate::service::Verdict;
 
 /// Runs `breakglass`.
 pub(super) async fn use_glass(
@@ -18,18 +17,7 @@ pub(super) async fn use_glass(
     term: &Terminal,
     args: BreakglassArgs,
 ) -> Result<(), CommandError> {
-    let bad =
-        |field: &str, e: &dyn std::fmt::Display| CommandError::invalid(format!("{field}: {e}"));
-    let reason = joined(&args.reason).unwrap_or_default();
-    let new = NewRequest {
-        role: RoleName::parse(&args.role).map_err(|e| bad("role", &e))?,
-        public_key: ctx.identity.key.clone(),
-        reason: Text::parse(&reason, "reason").map_err(|e| bad("reason", &e))?,
-        ttl: match &args.ttl {
-            Some(t) => Some(parse_duration(t, "ttl").map_err(|e| bad("ttl", &e))?),
-            None => None,
-        },
-    };
+    let new = super::wait::new_request(ctx, &args.role, &args.reason, args.ttl.as_deref())?;
     let view = change(ctx, move |s, me| s.break_glass(me, new)).await?;
     let mut lines = vec![format!(
         "BREAK-GLASS: {} taken without approval as request {}",

@@ -24,7 +24,7 @@ pub(super) async fn request(
     term: &Terminal,
     args: RequestArgs,
 ) -> Result<(), CommandError> {
-    let new = new_request(ctx, &args)?;
+    let new = new_request(ctx, &args.role, &args.reason, args.ttl.as_deref())?;
     // Subscribe before creating, so no decision can slip between the two.
     let changes = ctx.service.subscribe_changes();
     let view = change(ctx, move |s, me| s.create_request(me, new)).await?;
@@ -52,16 +52,22 @@ pub(super) async fn request(
     finish(ctx, term, &view).await
 }
 
-/// The arguments as the API would parse them, with the authenticated key as subject.
-fn new_request(ctx: &Context, args: &RequestArgs) -> Result<NewRequest, CommandError> {
+/// The arguments as the API would parse them, with the authenticated key as subject
+/// (for `request` and `breakglass`).
+pub(super) fn new_request(
+    ctx: &Context,
+    role: &str,
+    reason: &[String],
+    ttl: Option<&str>,
+) -> Result<NewRequest, CommandError> {
     let bad =
         |field: &str, e: &dyn std::fmt::Display| CommandError::invalid(format!("{field}: {e}"));
-    let reason = joined(&args.reason).unwrap_or_default();
+    let reason = joined(reason).unwrap_or_default();
     Ok(NewRequest {
-        role: RoleName::parse(&args.role).map_err(|e| bad("role", &e))?,
+        role: RoleName::parse(role).map_err(|e| bad("role", &e))?,
         public_key: ctx.identity.key.clone(),
         reason: Text::parse(&reason, "reason").map_err(|e| bad("reason", &e))?,
-        ttl: match &args.ttl {
+        ttl: match ttl {
             Some(t) => Some(parse_duration(t, "ttl").map_err(|e| bad("ttl", &e))?),
             None => None,
         },

@@ -302,10 +302,7 @@ async fn conflicts_still_hold_for_break_glass() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn break_glass_is_counted_and_its_open_reviews_are_gauges() {
     let app = TestApp::spawn_with(&breakglass_policy()).await;
-    let metrics = || async {
-        let resp = app.http.get(&app.metrics_url).send().await.unwrap();
-        resp.text().await.unwrap()
-    };
+    let metrics = || app.metrics();
     let text = metrics().await;
     assert!(
         text.contains("countersign_breakglass_total{role=\"prod-db\"} 0"),

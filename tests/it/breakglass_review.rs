@@ -133,13 +133,7 @@ async fn one_unjustified_verdict_revokes_at_once_and_the_review_closes_unjustifi
         "still one verdict to come"
     );
     // In the KRL served now, as sshd reads it.
-    let resp = app
-        .http
-        .get(format!("{}/v1/krl", app.url))
-        .send()
-        .await
-        .unwrap();
-    let krl = resp.bytes().await.unwrap();
+    let krl = app.krl().await;
     assert!(crate::revocation_krl::ssh_keygen_query(
         app.dir.path(),
         &krl,
@@ -252,15 +246,7 @@ async fn every_sink_hears_of_a_use_within_seconds_and_of_late_reviews_once() {
     assert_eq!(reminded.len(), 1);
     assert_eq!(reminded[0]["actor"], "countersign");
     assert_eq!(events_of(&app, "breakglass.overdue").await.len(), 1);
-    let text = app
-        .http
-        .get(&app.metrics_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     assert!(text.contains("countersign_breakglass_overdue 1"), "{text}");
     // A closed review is never reminded of.
     review(&app, "erin", &id, "justified", "ok").await;

@@ -102,15 +102,7 @@ async fn with_the_idp_down_break_glass_over_ssh_logs_in_and_an_unjustified_verdi
     // A real sshd trusting the CA, reading the KRL served now at every login.
     let dir = tempfile::tempdir().unwrap();
     let krl_path = dir.path().join("revoked.krl");
-    let krl = || async {
-        let resp = app
-            .http
-            .get(format!("{}/v1/krl", app.url))
-            .send()
-            .await
-            .unwrap();
-        std::fs::write(&krl_path, resp.bytes().await.unwrap()).unwrap();
-    };
+    let krl = || async { std::fs::write(&krl_path, app.krl().await).unwrap() };
     krl().await;
     let ca = app.service.ca().public_key_line();
     let sshd = Sshd::start_with(

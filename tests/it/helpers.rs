@@ -3,6 +3,7 @@
 //! database itself (the backend, rows written straight into it) is in `helpers/db.rs`.
 
 mod db;
+mod fetch;
 mod keys;
 
 pub use db::{Backend, insert_requests, write_config};

@@ -12,22 +12,10 @@
 // Output: one JSON line on stdout, {"url","text","steps"}: where the browser ended and
 // the text of that page. Exits 1 (with the same line) when no end page came in 12 steps.
 
-import { chromium } from 'playwright-core';
+import { launch } from './ui.mjs';
 
 const [start, login, password] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  // Without the background-networking flags Chromium floods the closed network.
-  args: [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-  ],
-});
+const browser = await launch();
 const ENDS = ['Signed in to countersign', 'You signed in as', 'Sign-in failed', 'Login refused'];
 let result = { url: '', text: '', steps: [] };
 let code = 1;

@@ -3,7 +3,8 @@
 
 import { chromium } from 'playwright-core';
 
-// A headless Chromium.
+// A headless Chromium. Without the background-networking flags Chromium floods the
+// closed network.
 export async function launch() {
   return chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',

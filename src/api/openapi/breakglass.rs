@@ -3,26 +3,8 @@
 
 use serde_json::{Map, Value, json};
 
-use super::schemas::{name, text};
+use super::schemas::{closed, name, object, or_null, text, time};
 use super::{Auth, answers, json_answer, op, param, with_body, with_params};
-
-fn object(required: &[&str], properties: Value) -> Value {
-    json!({ "type": "object", "required": required, "properties": properties })
-}
-
-fn closed(required: &[&str], properties: Value) -> Value {
-    let mut o = object(required, properties);
-    o["additionalProperties"] = json!(false);
-    o
-}
-
-fn or_null(schema: Value) -> Value {
-    json!({ "oneOf": [schema, { "type": "null" }] })
-}
-
-fn time() -> Value {
-    json!({ "type": "string", "format": "date-time" })
-}
 
 fn verdict() -> Value {
     json!({ "type": "string", "enum": ["justified", "unjustified"] })

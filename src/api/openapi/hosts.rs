@@ -4,28 +4,10 @@
 
 use serde_json::{Map, Value, json};
 
-use super::schemas::{FINGERPRINT, duration, serial, text};
+use super::schemas::{FINGERPRINT, closed, duration, object, or_null, serial, text, time};
 use super::{Auth, answers, json_answer, op, param, schema, text_answer, with_body, with_params};
 use crate::names::MAX_HOST_PRINCIPALS;
 use crate::service::{HOST_CHALLENGE_LIFETIME, HOST_RENEW_NAMESPACE};
-
-fn object(required: &[&str], properties: Value) -> Value {
-    json!({ "type": "object", "required": required, "properties": properties })
-}
-
-fn closed(required: &[&str], properties: Value) -> Value {
-    let mut o = object(required, properties);
-    o["additionalProperties"] = json!(false);
-    o
-}
-
-fn or_null(schema: Value) -> Value {
-    json!({ "oneOf": [schema, { "type": "null" }] })
-}
-
-fn time() -> Value {
-    json!({ "type": "string", "format": "date-time" })
-}
 
 /// One DNS label: letters, digits, `-` inside.
 const LABEL: &str = "[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?";

@@ -118,7 +118,7 @@ pub(super) fn at_most(max: u64) -> String {
 }
 
 /// An RFC 3339 UTC time as the API writes them.
-fn time() -> Value {
+pub(super) fn time() -> Value {
     json!({ "type": "string", "format": "date-time" })
 }
 
@@ -133,8 +133,21 @@ fn strings() -> Value {
     json!({ "type": "array", "items": { "type": "string" } })
 }
 
-fn object(required: &[&str], properties: Value) -> Value {
+/// An object schema with these `required` fields and `properties`.
+pub(super) fn object(required: &[&str], properties: Value) -> Value {
     json!({ "type": "object", "required": required, "properties": properties })
+}
+
+/// [`object`] with no other fields allowed (a request body).
+pub(super) fn closed(required: &[&str], properties: Value) -> Value {
+    let mut o = object(required, properties);
+    o["additionalProperties"] = json!(false);
+    o
+}
+
+/// `schema`, or `null`.
+pub(super) fn or_null(schema: Value) -> Value {
+    json!({ "oneOf": [schema, { "type": "null" }] })
 }
 
 /// The answer schemas (`components/schemas`).

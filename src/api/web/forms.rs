@@ -68,6 +68,24 @@ async fn gate(
     Ok((me, id))
 }
 
+/// [`gate`] for a decision that is a step-up action (approving, a break-glass verdict):
+/// a session must come from a recent sign-in, else the page that asks for one.
+async fn decision_gate(
+    state: &AppState,
+    visit: &Visit,
+    id: &str,
+    csrf: &str,
+) -> Result<(Person, RequestId), Response> {
+    let (me, id) = gate(state, visit, id, csrf).await?;
+    if let Err(e) = state.check_step_up(&me.credential) {
+        if needs_step_up(&e) {
+            return Err(step_up_page(id.as_str(), &step_up_text(state)));
+        }
+        return Err(error_page(&e.into()));
+    }
+    Ok((me, id))
+}
+
 /// The answer to a decision: back to the review page (303), or the refusal as a page:
 /// 403 for the rules, 409 for a request that changed since it was reviewed.
 fn decided(
@@ -92,16 +110,10 @@ pub(super) async fn approve_post(
     Path(id): Path<String>,
     Form(form): Form<ApproveForm>,
 ) -> Response {
-    let (me, id) = match gate(&state, &visit, &id, &form.csrf).await {
+    let (me, id) = match decision_gate(&state, &visit, &id, &form.csrf).await {
         Ok(ok) => ok,
         Err(answer) => return answer,
     };
-    if let Err(e) = state.check_step_up(&me.credential) {
-        if needs_step_up(&e) {
-            return step_up_page(id.as_str(), &step_up_text(&state));
-        }
-        return error_page(&e.into());
-    }
     let comment = match form.comment.trim() {
         "" => None,
         c => match Text::parse(c, "comment") {
@@ -170,16 +182,10 @@ pub(super) async fn review_post(
     Path(id): Path<String>,
     Form(form): Form<ReviewForm>,
 ) -> Response {
-    let (me, id) = match gate(&state, &visit, &id, &form.csrf).await {
+    let (me, id) = match decision_gate(&state, &visit, &id, &form.csrf).await {
         Ok(ok) => ok,
         Err(answer) => return answer,
     };
-    if let Err(e) = state.check_step_up(&me.credential) {
-        if needs_step_up(&e) {
-            return step_up_page(id.as_str(), &step_up_text(&state));
-        }
-        return error_page(&e.into());
-    }
     let Some(verdict) = crate::service::Verdict::parse(&form.verdict) else {
         return error_page(&ApiError::invalid("choose justified or unjustified"));
     };

@@ -3,8 +3,6 @@
 //! the form, and the certificate is revoked; the invoker is told why she cannot review
 //! her own use.
 
-use std::process::{Command, Stdio};
-
 use super::*;
 use crate::breakglass::TABLE;
 use crate::idp::Front;
@@ -31,25 +29,7 @@ async fn a_reviewer_judges_a_break_glass_use_from_the_browser() {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| app.dir.path().to_owned());
     let cfg = json!({ "base": base, "use": id, "shots": shots });
-    let script = crate::idp::oidc_dir().join("breakglass.mjs");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(script)
-            .arg(cfg.to_string())
-            .stdin(Stdio::null())
-            .output()
-            .expect("node runs the browser driver")
-    })
-    .await
-    .unwrap();
-    let said: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-        panic!(
-            "the browser driver said: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    assert!(out.status.success(), "{said:#}");
+    let said = super::chromium::drive("breakglass.mjs", cfg).await;
     let text = |k: &str| said[k].as_str().unwrap_or_default().to_owned();
     assert!(text("list").contains("Waiting for me (1)"), "{said:#}");
     assert!(text("list").contains(&id), "{said:#}");

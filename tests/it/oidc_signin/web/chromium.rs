@@ -10,6 +10,31 @@ use std::process::{Command, Stdio};
 use super::*;
 use crate::idp::Front;
 
+/// Runs the browser driver `script` (in `tests/oidc/`) with `cfg`: what it said it saw,
+/// once it ended without an error.
+pub(super) async fn drive(script: &str, cfg: Value) -> Value {
+    let script = crate::idp::oidc_dir().join(script);
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(script)
+            .arg(cfg.to_string())
+            .stdin(Stdio::null())
+            .output()
+            .expect("node runs the browser driver")
+    })
+    .await
+    .unwrap();
+    let said: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "the browser driver said: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(out.status.success(), "{said:#}");
+    said
+}
+
 #[tokio::test]
 async fn the_web_ui_in_a_real_browser() {
     let front = Front::bind();
@@ -35,25 +60,7 @@ async fn the_web_ui_in_a_real_browser() {
         "base": base, "approve": approve, "stale": stale, "key": key,
         "shots": shots,
     });
-    let script = crate::idp::oidc_dir().join("web.mjs");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(script)
-            .arg(cfg.to_string())
-            .stdin(Stdio::null())
-            .output()
-            .expect("node runs the browser driver")
-    })
-    .await
-    .unwrap();
-    let said: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-        panic!(
-            "the browser driver said: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    assert!(out.status.success(), "{said:#}");
+    let said = drive("web.mjs", cfg).await;
     let text = |k: &str| said[k].as_str().unwrap_or_default().to_owned();
 
     // bob sees alice's request waiting for him, approves it, and sees it issued.
