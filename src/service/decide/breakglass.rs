@@ -61,147 +61,142 @@ impl Service {
             request: None,
             role: &role.name,
         };
-        let view =
-            flatten(self.store.write(|tx| {
-                let candidate = RequestId::new_at(unix(now), &mut rand::rng());
-                let checks = rq::create_checks(
-                    tx,
-                    (actor, unix(now), self.held()),
-                    &rivals,
-                    (&candidate, &req.public_key.fingerprint()),
-                )?;
-                if checks.disabled {
-                    return Err(crate::service::disabled_error(actor));
-                }
-                let table = match bg::table(role) {
-                    Ok(t) => t,
-                    Err(r) => return self.refuse(tx, now, &attempt, r.into()),
-                };
-                // The lifetime is cut to the table's max_ttl; one shorter than the role
-                // allows is still refused as bad input, like any request's.
-                let (ttl, cut) = bg::lifetime(role, table, req.ttl);
-                rules::certificate_ttl(role, Some(ttl)).map_err(ServiceError::Invalid)?;
-                let subject = &req.public_key;
-                let required = config.requests.require_registered_keys;
-                if !required
-                    && let Err(r) =
-                        rules::key_must_be_requesters(policy, &checks.key_facts, actor, subject)
-                {
-                    return Ok(Err(ServiceError::Invalid(r.to_string())));
-                }
-                let idp = self.idp_groups(tx, &[actor], now)?;
-                let people = People::new(policy, &idp);
-                let checked = bg::invoker_must_be_listed(&people, role, table, actor)
-                    .and_then(|()| bg::reason_must_match(table, req.reason.as_str()))
-                    .map_err(Refusal::from)
-                    .and_then(|()| rules::principals_must_be_own(&people, role, actor))
-                    .and_then(|()| {
-                        let facts = &checks.key_facts;
-                        rules::key_must_be_registered(required, policy, facts, actor, subject)
-                    });
-                if let Err(r) = checked {
-                    return self.refuse(tx, now, &attempt, r);
-                }
-                if let Err(r) =
-                    rules::no_conflicting_holding(policy, &role.name, actor, &checks.holdings)
-                {
-                    let r = self.conflict_lifts(tx, now, r, None)?;
-                    return self.refuse(tx, now, &attempt, r);
-                }
-                let unreviewed = uses::open_use_of(tx, actor)?;
-                // An allowance is spent only by a use that needs it.
-                let allowed_by = match unreviewed {
-                    Some(_) => uses::spend_allowance(tx, actor)?,
-                    None => None,
-                };
-                let previous = unreviewed.as_ref().map(RequestId::as_str);
-                if let Err(r) = bg::no_unreviewed_use(actor, previous, allowed_by.is_some()) {
-                    return self.refuse(tx, now, &attempt, r.into());
-                }
-                let mut id = candidate;
-                let mut taken = checks.id_taken;
-                while taken {
-                    id = RequestId::new_at(unix(now), &mut rand::rng());
-                    taken = rq::exists(tx, &id)?;
-                }
-                let row = RequestRow {
-                    id,
-                    role: role.name.clone(),
-                    requester: actor.clone(),
-                    reason: req.reason.as_str().to_owned(),
-                    ttl_seconds: ttl.as_secs() as i64,
-                    public_key: subject.to_openssh(),
-                    key_fingerprint: subject.fingerprint(),
-                    principals: principals.iter().map(|p| p.as_str().to_owned()).collect(),
-                    role_digest: role.digest(),
-                    status: Status::Pending,
-                    created_at: unix(now),
-                    // Issued in this transaction: it never waits.
-                    expires_at: unix(now),
-                    decided_at: None,
-                    decided_by: None,
-                    decision_code: None,
-                    decision_note: None,
-                };
-                rq::insert(tx, &row)?;
-                let due = unix(now) + table.review_within.as_secs() as i64;
-                let used = UseRow {
-                    request_id: row.id.clone(),
-                    invoker: actor.clone(),
-                    role: role.name.clone(),
-                    ttl_asked: req.ttl.map(|t| t.as_secs() as i64),
-                    cut,
-                    reviewers: table.reviewers.iter().map(ToString::to_string).collect(),
-                    reviews_required: table.reviews,
-                    used_at: unix(now),
-                    remind_at: remind_at(unix(now), due),
-                    review_due: due,
-                    allowed_by,
-                    outcome: None,
-                    closed_at: None,
-                    reminded_at: None,
-                    overdue_at: None,
-                };
-                self.record_use(tx, now, &row, &used)?;
-                let signing = Signing {
-                    people: &people,
-                    requester_disabled: false,
-                    key_facts: &checks.key_facts,
-                    grounds: Grounds::BreakGlass,
-                    ahead: None,
-                };
-                // Every check it makes again was made above, in this transaction: a refusal
-                // here is a defect, and rolls everything back rather than leave a use
-                // without its certificate.
-                let cert = self.issue(tx, now, actor, role, &row, signing)?.map_err(|e| {
-                tracing::error!(error = %e, "break-glass: signing refused what was checked");
-                e
-            })?;
-                self.tell_everyone(tx, now, NotifyEvent::BreakglassUsed, &row.id)?;
-                let (who, what, request, serial) = (
-                    actor.to_string(),
-                    role.name.to_string(),
-                    row.id.to_string(),
-                    cert.serial,
-                );
-                self.count(tx, move |m| {
-                    m.breakglass_used(&what);
-                    tracing::warn!(
-                        user = %who,
-                        role = %what,
-                        request = %request,
-                        serial = %serial,
-                        "break-glass: a role was taken without approval; it must be reviewed"
-                    );
+        flatten(self.store.write(|tx| {
+            let candidate = RequestId::new_at(unix(now), &mut rand::rng());
+            let checks = rq::create_checks(
+                tx,
+                (actor, unix(now), self.held()),
+                &rivals,
+                (&candidate, &req.public_key.fingerprint()),
+            )?;
+            if checks.disabled {
+                return Err(crate::service::disabled_error(actor));
+            }
+            let table = match bg::table(role) {
+                Ok(t) => t,
+                Err(r) => return self.refuse(tx, now, &attempt, r.into()),
+            };
+            // The lifetime is cut to the table's max_ttl; one shorter than the role
+            // allows is still refused as bad input, like any request's.
+            let (ttl, cut) = bg::lifetime(role, table, req.ttl);
+            rules::certificate_ttl(role, Some(ttl)).map_err(ServiceError::Invalid)?;
+            let subject = &req.public_key;
+            let required = config.requests.require_registered_keys;
+            if !required
+                && let Err(r) =
+                    rules::key_must_be_requesters(policy, &checks.key_facts, actor, subject)
+            {
+                return Ok(Err(ServiceError::Invalid(r.to_string())));
+            }
+            let idp = self.idp_groups(tx, &[actor], now)?;
+            let people = People::new(policy, &idp);
+            let checked = bg::invoker_must_be_listed(&people, role, table, actor)
+                .and_then(|()| bg::reason_must_match(table, req.reason.as_str()))
+                .map_err(Refusal::from)
+                .and_then(|()| rules::principals_must_be_own(&people, role, actor))
+                .and_then(|()| {
+                    let facts = &checks.key_facts;
+                    rules::key_must_be_registered(required, policy, facts, actor, subject)
                 });
-                let row = rq::get(tx, &row.id)?.ok_or_else(|| {
-                    ServiceError::Store(crate::store::StoreError::Corrupt(
-                        "the break-glass request just written is gone".into(),
-                    ))
+            if let Err(r) = checked {
+                return self.refuse(tx, now, &attempt, r);
+            }
+            if let Err(r) =
+                rules::no_conflicting_holding(policy, &role.name, actor, &checks.holdings)
+            {
+                let r = self.conflict_lifts(tx, now, r, None)?;
+                return self.refuse(tx, now, &attempt, r);
+            }
+            let unreviewed = uses::open_use_of(tx, actor)?;
+            // An allowance is spent only by a use that needs it.
+            let allowed_by = match unreviewed {
+                Some(_) => uses::spend_allowance(tx, actor)?,
+                None => None,
+            };
+            let previous = unreviewed.as_ref().map(RequestId::as_str);
+            if let Err(r) = bg::no_unreviewed_use(actor, previous, allowed_by.is_some()) {
+                return self.refuse(tx, now, &attempt, r.into());
+            }
+            let id = super::create::free_id(tx, now, (candidate, checks.id_taken))?;
+            let row = RequestRow {
+                id,
+                role: role.name.clone(),
+                requester: actor.clone(),
+                reason: req.reason.as_str().to_owned(),
+                ttl_seconds: ttl.as_secs() as i64,
+                public_key: subject.to_openssh(),
+                key_fingerprint: subject.fingerprint(),
+                principals: principals.iter().map(|p| p.as_str().to_owned()).collect(),
+                role_digest: role.digest(),
+                status: Status::Pending,
+                created_at: unix(now),
+                // Issued in this transaction: it never waits.
+                expires_at: unix(now),
+                decided_at: None,
+                decided_by: None,
+                decision_code: None,
+                decision_note: None,
+            };
+            rq::insert(tx, &row)?;
+            let due = unix(now) + table.review_within.as_secs() as i64;
+            let used = UseRow {
+                request_id: row.id.clone(),
+                invoker: actor.clone(),
+                role: role.name.clone(),
+                ttl_asked: req.ttl.map(|t| t.as_secs() as i64),
+                cut,
+                reviewers: table.reviewers.iter().map(ToString::to_string).collect(),
+                reviews_required: table.reviews,
+                used_at: unix(now),
+                remind_at: remind_at(unix(now), due),
+                review_due: due,
+                allowed_by,
+                outcome: None,
+                closed_at: None,
+                reminded_at: None,
+                overdue_at: None,
+            };
+            self.record_use(tx, now, &row, &used)?;
+            let signing = Signing {
+                people: &people,
+                requester_disabled: false,
+                key_facts: &checks.key_facts,
+                grounds: Grounds::BreakGlass,
+                ahead: None,
+            };
+            // Every check it makes again was made above, in this transaction: a refusal
+            // here is a defect, and rolls everything back rather than leave a use
+            // without its certificate.
+            let cert = self
+                .issue(tx, now, actor, role, &row, signing)?
+                .map_err(|e| {
+                    tracing::error!(error = %e, "break-glass: signing refused what was checked");
+                    e
                 })?;
-                Ok(Ok(self.request_view(tx, row, now)?))
-            }))?;
-        Ok(view)
+            self.tell_everyone(tx, now, NotifyEvent::BreakglassUsed, &row.id)?;
+            let (who, what, request, serial) = (
+                actor.to_string(),
+                role.name.to_string(),
+                row.id.to_string(),
+                cert.serial,
+            );
+            self.count(tx, move |m| {
+                m.breakglass_used(&what);
+                tracing::warn!(
+                    user = %who,
+                    role = %what,
+                    request = %request,
+                    serial = %serial,
+                    "break-glass: a role was taken without approval; it must be reviewed"
+                );
+            });
+            let row = rq::get(tx, &row.id)?.ok_or_else(|| {
+                ServiceError::Store(crate::store::StoreError::Corrupt(
+                    "the break-glass request just written is gone".into(),
+                ))
+            })?;
+            Ok(Ok(self.request_view(tx, row, now)?))
+        }))
     }
 
     /// Writes the use's review row and its `breakglass.used` event, in `tx`.
