@@ -17,6 +17,7 @@ scripts/install-node.sh
 scripts/install-chromium.sh
 scripts/install-python.sh
 scripts/install-shells.sh
+scripts/install-valgrind.sh
 if [ ! -d tests/oidc/node_modules/oidc-provider ] || [ ! -d tests/oidc/node_modules/playwright-core ]; then
   npm ci --prefix tests/oidc --no-audit --no-fund
 fi

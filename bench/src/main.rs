@@ -7,13 +7,15 @@
 //! countersign's signing door; `fixture.rs` the generated policy, data dirs, tokens and
 //! the prefill; `server.rs` the server child processes and their CPU and memory;
 //! `load.rs` the HTTP load generator; `checks.rs` `audit verify` speed, serial lookups
-//! and the end-of-run check; `echo.rs` the HTTP-only server; `postgres.rs` the
+//! and the end-of-run check; `echo.rs` the HTTP-only server; `instructions.rs` server
+//! instructions per flow under callgrind; `postgres.rs` the
 //! PostgreSQL replicas (`--backend postgres`); `report.rs` the table and the JSON.
 
 mod baseline;
 mod checks;
 mod echo;
 mod fixture;
+mod instructions;
 mod load;
 mod postgres;
 mod report;
@@ -47,6 +49,9 @@ enum Command {
     Run(run::RunArgs),
     /// Serve the HTTP-only baseline (started by `run`); prints the address it bound.
     Echo(echo::EchoArgs),
+    /// Count server instructions per flow under valgrind's callgrind, beside the
+    /// HTTP-only server (a figure that does not depend on the machine).
+    Instructions(instructions::InstructionsArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +67,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Echo(args) => echo::run(&args),
+        Command::Instructions(args) => instructions::run(args),
     };
     match result {
         Ok(code) => code,

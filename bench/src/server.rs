@@ -88,7 +88,19 @@ impl Fixture {
     /// Starts the HTTP-only baseline server (`countersign-bench echo`, see `echo.rs`)
     /// and returns once it listens.
     pub(crate) fn start_echo(&self) -> anyhow::Result<Server> {
-        let mut child = Command::new(std::env::current_exe()?)
+        self.start_echo_under(&[])
+    }
+
+    /// [`Fixture::start_echo`] under the command `prefix` (e.g. valgrind).
+    pub(crate) fn start_echo_under(&self, prefix: &[String]) -> anyhow::Result<Server> {
+        let me = std::env::current_exe()?.display().to_string();
+        let words: Vec<&str> = prefix
+            .iter()
+            .map(String::as_str)
+            .chain([me.as_str()])
+            .collect();
+        let mut child = Command::new(words[0])
+            .args(&words[1..])
             .args(["echo", "--listen", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -121,6 +133,11 @@ impl Server {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
             .map(|kb| kb / 1024.0)
             .unwrap_or(0.0)
+    }
+
+    /// The server's process id (valgrind runs the program in its own process).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// CPU time (user + system) the server has used so far, in seconds.

@@ -88,3 +88,28 @@ fn echo_prints_the_address_it_bound_and_answers_there() {
         "{answer}"
     );
 }
+
+/// `instructions` counts what each server executed per flow under callgrind: both
+/// positive, and countersign's CA work above the HTTP-only server's.
+#[test]
+fn instructions_per_flow_are_counted_for_both_servers() {
+    let out = Command::new(env!("CARGO_BIN_EXE_countersign-bench"))
+        .args(["instructions", "--flows", "5", "--warmup", "2", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let counted: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let per = |k: &str| counted[k].as_f64().unwrap();
+    assert!(
+        per("http_only_instructions_per_flow") > 10_000.0,
+        "{counted}"
+    );
+    assert!(
+        per("countersign_instructions_per_flow") > per("http_only_instructions_per_flow"),
+        "{counted}"
+    );
+}
