@@ -30,6 +30,11 @@ pub struct Policy {
     pub roles: BTreeMap<RoleName, Role>,
     /// Declared conflicts; symmetric.
     pub conflicts: Vec<Conflict>,
+    /// Who each `ssh_keys` key belongs to, built at the first lookup (the users do not
+    /// change once a policy is built): a lookup per check instead of a walk over every
+    /// user's keys, which a request and its signing each made several times.
+    pub key_owners:
+        std::sync::OnceLock<std::collections::HashMap<ssh_key::public::KeyData, UserName>>,
 }
 
 /// A person; tokens and SSH keys resolve to exactly one.
@@ -292,9 +297,21 @@ impl Policy {
 
     /// The user that registered this key, if any.
     pub fn user_by_key(&self, key: &SubjectKey) -> Option<&User> {
-        self.users
-            .values()
-            .find(|u| u.ssh_keys.iter().any(|k| k.key_data() == key.key_data()))
+        let owners = self.key_owners.get_or_init(|| {
+            let mut owners = std::collections::HashMap::new();
+            // In name order, the first user wins, as a walk would find them.
+            for u in self.users.values() {
+                for k in &u.ssh_keys {
+                    owners
+                        .entry(k.key_data().clone())
+                        .or_insert_with(|| u.name.clone());
+                }
+            }
+            owners
+        });
+        owners
+            .get(key.key_data())
+            .and_then(|name| self.users.get(name))
     }
 
     /// Whether `user` is admin.

@@ -100,7 +100,34 @@ fn check_algorithm(key: &KeyData) -> Result<(), KeyError> {
     }
 }
 
+/// Ed25519 keys this process found usable: the check (a point decompression and a
+/// multiplication) is deterministic, and a request's key is checked at creation and again
+/// at signing. Cleared when full, so it never holds more than this many keys.
+static VETTED_ED25519: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<[u8; 32]>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Most keys [`VETTED_ED25519`] holds.
+const VETTED_MAX: usize = 65_536;
+
 fn check_ed25519(bytes: &[u8; 32]) -> Result<(), KeyError> {
+    let vetted = || {
+        VETTED_ED25519
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    if vetted().contains(bytes) {
+        return Ok(());
+    }
+    check_ed25519_point(bytes)?;
+    let mut set = vetted();
+    if set.len() >= VETTED_MAX {
+        set.clear();
+    }
+    set.insert(*bytes);
+    Ok(())
+}
+
+fn check_ed25519_point(bytes: &[u8; 32]) -> Result<(), KeyError> {
     let bad = |why: &str| Err(KeyError(format!("not a usable Ed25519 public key: {why}")));
     // y must be below p = 2^255 - 19 (little-endian, the top bit is x's sign): the 19
     // values from p up are second encodings of small y. (x = 0 with the sign bit set is

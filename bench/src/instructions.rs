@@ -28,6 +28,10 @@ pub(crate) struct InstructionsArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Keep the callgrind files (`countersign.out`, `echo.out`) here, for
+    /// `callgrind_annotate`.
+    #[arg(long)]
+    pub keep: Option<std::path::PathBuf>,
 }
 
 /// Runs both servers under callgrind and prints instructions per flow.
@@ -39,6 +43,8 @@ pub(crate) fn run(args: InstructionsArgs) -> anyhow::Result<ExitCode> {
     }
     let temp = tempfile::tempdir().context("temp dir")?;
     let dir = temp.path();
+    let out_dir = args.keep.clone().unwrap_or_else(|| dir.to_owned());
+    std::fs::create_dir_all(&out_dir).context("the --keep folder")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -47,16 +53,16 @@ pub(crate) fn run(args: InstructionsArgs) -> anyhow::Result<ExitCode> {
             "valgrind".into(),
             "--tool=callgrind".into(),
             "--instr-atstart=no".into(),
-            format!("--callgrind-out-file={}", dir.join(name).display()),
+            format!("--callgrind-out-file={}", out_dir.join(name).display()),
         ]
     };
     eprintln!("countersign under callgrind, {} flows...", args.flows);
     let fx = Fixture::create(dir, Some(prefix("countersign.out").join(" ")))?;
     let server = fx.start_server()?;
-    let countersign = count(&rt, &fx, server, &dir.join("countersign.out"), &args)?;
+    let countersign = count(&rt, &fx, server, &out_dir.join("countersign.out"), &args)?;
     eprintln!("HTTP-only server under callgrind, {} flows...", args.flows);
     let echo = fx.start_echo_under(&prefix("echo.out"))?;
-    let http_only = count(&rt, &fx, echo, &dir.join("echo.out"), &args)?;
+    let http_only = count(&rt, &fx, echo, &out_dir.join("echo.out"), &args)?;
     let per = |n: u64| n as f64 / args.flows as f64;
     if args.json {
         println!(

@@ -24,6 +24,7 @@ impl Builder<'_> {
             users,
             roles: BTreeMap::new(),
             conflicts: Vec::new(),
+            key_owners: Default::default(),
         };
         for (name, role) in roles {
             let role = self.role(&policy, &name, role)?;

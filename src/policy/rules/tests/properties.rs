@@ -151,6 +151,7 @@ fn build(s: &Scenario) -> Policy {
         users,
         roles,
         conflicts: Vec::new(),
+        key_owners: Default::default(),
     }
 }
 
@@ -393,6 +394,7 @@ fn conflicting_holding_refuses_iff_declared_in(
         users: BTreeMap::new(),
         roles,
         conflicts: conflicts.clone(),
+        key_owners: Default::default(),
     };
     let user = u("a");
     let requested = &names[requested % n_roles];
