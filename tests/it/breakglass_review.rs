@@ -121,7 +121,11 @@ async fn two_listed_reviewers_close_a_review_never_the_invoker_and_each_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_unjustified_verdict_revokes_at_once_and_the_review_closes_unjustified() {
-    let app = TestApp::spawn_with(&breakglass_policy()).await;
+    // A sink that asked for verdicts hears of each (the others do not: opt-in).
+    let mut hook = Receiver::new(true);
+    hook.start();
+    let sink = hook.sink("verdicts", r#"["breakglass.reviewed"]"#, "");
+    let app = TestApp::spawn_with(&format!("{}{sink}", breakglass_policy())).await;
     let used = break_ok(&app, "alice").await;
     let id = id_of(&used);
     let (_, line) = app.certificate("alice", &id).await;
@@ -147,6 +151,17 @@ async fn one_unjustified_verdict_revokes_at_once_and_the_review_closes_unjustifi
     );
     let revoked = events_of(&app, "certificate.revoked").await;
     assert_eq!(revoked.len(), 1, "revoked once: {revoked:?}");
+    let told = hook
+        .wait_for(10, |e| of_type(e, "breakglass.reviewed").len() == 2)
+        .await;
+    // Deliveries may arrive in any order: the one after both verdicts says the outcome.
+    let verdicts = of_type(&told, "breakglass.reviewed");
+    let last = verdicts
+        .iter()
+        .map(|e| &e["data"]["request"])
+        .find(|r| r["breakglass"]["reviews_received"] == 2)
+        .unwrap_or_else(|| panic!("{told:?}"));
+    assert_eq!(last["breakglass"]["outcome"], "unjustified", "{last}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -101,14 +101,18 @@ async fn the_cli_signs_in_again_when_approving_needs_it_and_retries_once() {
     assert_eq!(view["status"], "issued");
 }
 
-/// Breaking the glass issues without any approval: like approving, it needs a recent
-/// sign-in (a session of the device flow, or an old one, is refused `reauth_required`).
+/// Breaking the glass issues without any approval, and a verdict may revoke: like
+/// approving, both need a recent sign-in (a session of the device flow, or an old one, is
+/// refused `reauth_required`).
 #[tokio::test]
-async fn an_old_sign_in_cannot_break_the_glass() {
+async fn an_old_sign_in_neither_breaks_the_glass_nor_reviews() {
     let (idp, mut state) = provider();
     state.auth_time_offset = 1800;
     idp.set_state(&state);
-    let (app, _s) = spawn(&idp, crate::breakglass::TABLE).await;
+    // bob (signed in through the provider) reviews prod-db's uses here.
+    let table = "[roles.prod-db.break_glass]\ninvokers = [\"group:dev\"]\n\
+                 reviewers = [\"user:bob\"]\n";
+    let (app, _s) = spawn(&idp, table).await;
     let old = sign_in_as(&app, "alice").await;
     let key = crate::helpers::public_line(&crate::helpers::new_key());
     let r = reqwest::Client::new()
@@ -130,4 +134,22 @@ async fn an_old_sign_in_cannot_break_the_glass() {
     let (status, body) =
         crate::breakglass::break_glass(&app, "alice", "prod-db", "INC-1", None).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let bob = sign_in_as(&app, "bob").await;
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/requests/{id}/review", app.url))
+        .bearer_auth(&bob)
+        .json(&json!({ "verdict": "unjustified", "comment": "no incident" }))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "reauth_required"),
+        "{body}"
+    );
+    let (_, view) = app.request("alice", &id).await;
+    assert_eq!(view["breakglass"]["verdicts"], json!([]), "{view}");
 }
