@@ -299,14 +299,15 @@ impl Store {
 
     /// A read of exactly one statement (a token lookup): one statement sees one
     /// snapshot by itself, so on PostgreSQL it runs without a transaction around it (two
-    /// statements fewer for the server). A second statement in `f` is refused
-    /// ([`StoreError::Nested`]). On SQLite, and inside a batch, it is [`Store::read`].
+    /// statements fewer for the server); on SQLite likewise (a single statement is its
+    /// own read transaction). A second statement in `f` is refused
+    /// ([`StoreError::Nested`]). Inside a batch it is [`Store::read`].
     pub fn read_single<T, E: From<StoreError>>(
         &self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
         match &self.backend {
-            Backend::Lite(lite) => lite.read(f),
+            Backend::Lite(lite) => lite.read_single(f),
             Backend::Pg(pg) => pg.read_single(|conn| f(&Tx::postgres(conn))),
         }
     }

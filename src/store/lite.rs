@@ -152,6 +152,33 @@ impl Lite {
         out
     }
 
+    /// `f`, which runs one statement, outside any transaction: SQLite reads one snapshot
+    /// for a single statement by itself, so BEGIN and ROLLBACK are two steps saved (see
+    /// [`Store::read_single`](super::Store::read_single)). In a batch, [`Lite::read`].
+    pub(super) fn read_single<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        if writer::batch_is_open_here(self.id) {
+            return self.read(f);
+        }
+        let pooled = lock(&self.readers).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => connect(&self.path)?,
+        };
+        let out = f(&Tx::lite_single(&conn));
+        // A statement reset when its rows were dropped leaves no read open; one that
+        // did not is not reused.
+        if conn.is_autocommit() && !conn.is_busy() {
+            let mut idle = lock(&self.readers);
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+        }
+        out
+    }
+
     /// Copies the whole database, as one consistent snapshot of what is committed, to a
     /// new file at `dest` (SQLite's online backup: writers go on meanwhile), and makes
     /// the copy durable. `dest` must not exist.

@@ -15,6 +15,9 @@ pub struct Tx<'c> {
     on: On<'c>,
     /// A write transaction (only those may queue work for after their COMMIT).
     write: bool,
+    /// Statements left to a SQLite read outside a transaction
+    /// ([`Tx::lite_single`]); `None` in a transaction.
+    single: std::cell::Cell<Option<u8>>,
 }
 
 /// The connection a transaction runs on.
@@ -28,6 +31,18 @@ impl<'c> Tx<'c> {
         Tx {
             on: On::Lite(conn),
             write: false,
+            single: std::cell::Cell::new(None),
+        }
+    }
+
+    /// One statement on SQLite outside any transaction: a single statement reads one
+    /// snapshot by itself (see [`Store::read_single`](super::Store::read_single)); a
+    /// second one is refused ([`StoreError::Nested`]).
+    pub(super) fn lite_single(conn: &'c Connection) -> Self {
+        Tx {
+            on: On::Lite(conn),
+            write: false,
+            single: std::cell::Cell::new(Some(1)),
         }
     }
 
@@ -36,6 +51,7 @@ impl<'c> Tx<'c> {
         Tx {
             on: On::Lite(conn),
             write: true,
+            single: std::cell::Cell::new(None),
         }
     }
 
@@ -43,6 +59,7 @@ impl<'c> Tx<'c> {
         Tx {
             on: On::Pg(conn),
             write: false,
+            single: std::cell::Cell::new(None),
         }
     }
 
@@ -51,6 +68,7 @@ impl<'c> Tx<'c> {
         Tx {
             on: On::Pg(conn),
             write: true,
+            single: std::cell::Cell::new(None),
         }
     }
 
@@ -84,10 +102,23 @@ impl<'c> Tx<'c> {
         self.sqlite().expect("a SQLite transaction")
     }
 
+    /// Counts a statement of a single-statement read (see [`Tx::lite_single`]).
+    fn statement(&self) -> Result<(), StoreError> {
+        match self.single.get() {
+            None => Ok(()),
+            Some(0) => Err(StoreError::Nested),
+            Some(n) => {
+                self.single.set(Some(n - 1));
+                Ok(())
+            }
+        }
+    }
+
     /// Runs a statement that returns no rows; how many rows it changed.
     pub(super) fn exec(&self, sql: &str, params: &[&dyn Param]) -> Result<u64, StoreError> {
         match self.on {
             On::Lite(conn) => {
+                self.statement()?;
                 let params: Vec<_> = params.iter().map(|p| p.lite()).collect();
                 let n = conn.prepare_cached(sql)?.execute(params.as_slice())?;
                 Ok(n as u64)
@@ -131,6 +162,7 @@ impl<'c> Tx<'c> {
     ) -> Result<(), E> {
         match self.on {
             On::Lite(conn) => {
+                self.statement()?;
                 let params: Vec<_> = params.iter().map(|p| p.lite()).collect();
                 let mut stmt = conn.prepare_cached(sql).map_err(StoreError::from)?;
                 let mut rows = stmt.query(params.as_slice()).map_err(StoreError::from)?;
@@ -202,6 +234,7 @@ impl<'c> Tx<'c> {
     ) -> Result<Option<T>, StoreError> {
         match self.on {
             On::Lite(conn) => {
+                self.statement()?;
                 let params: Vec<_> = params.iter().map(|p| p.lite()).collect();
                 let mut stmt = conn.prepare_cached(sql)?;
                 let mut rows = stmt.query(params.as_slice())?;

@@ -216,3 +216,76 @@ fn after_commit_work_runs_only_for_writes_that_committed() {
     counted_write(&store, 20, Some("c"), &ran).unwrap();
     assert_eq!(ran.load(Ordering::SeqCst), 7);
 }
+
+/// The first write a batch keeps runs without a SAVEPOINT of its own: when it fails or
+/// panics, its transaction is rolled back and begun again, so nothing of it stays, and
+/// the writes after it in the same batch still commit.
+#[test]
+fn a_first_write_that_fails_or_panics_leaves_nothing_and_the_batch_goes_on() {
+    let (_dir, store) = store();
+    let keys = |store: &Store| -> Vec<i64> {
+        store
+            .read(|c| {
+                let mut stmt = c.sql().prepare("SELECT k FROM t ORDER BY k")?;
+                let keys = stmt.query_map([], |r| r.get(0))?;
+                Ok::<_, StoreError>(keys.collect::<Result<Vec<i64>, _>>()?)
+            })
+            .unwrap()
+    };
+    let half = |c: &Tx<'_>, k: i64| -> Result<(), StoreError> {
+        c.sql()
+            .execute("INSERT INTO t (k, v) VALUES (?1, 'half')", [k])?;
+        Ok(())
+    };
+    let batches = || store.lite().writer.batches.load(Ordering::Relaxed);
+    let before = batches();
+    // Held open so that the failing write and the next land together, in that order.
+    let (held, release) = hold_a_batch(&store, || ());
+    let s = store.clone();
+    let first = store.submit(move || {
+        s.write(|c| {
+            half(c, 1)?;
+            c.sql()
+                .execute("INSERT INTO t (k, v) VALUES (2, NULL)", [])?;
+            Ok::<_, StoreError>(())
+        })
+    });
+    let s = store.clone();
+    let second = store.submit(move || insert(&s, 3, Some("kept")));
+    release.send(()).unwrap();
+    let (held, first, second) = block_on(async { (held.await, first.await, second.await) });
+    held.unwrap();
+    assert!(matches!(first, Ok(Err(_))), "{first:?}");
+    second.unwrap().unwrap();
+    assert_eq!(
+        keys(&store),
+        [3],
+        "the failed first write left its first row"
+    );
+    assert_eq!(batches(), before + 2, "both writes were in one batch");
+
+    let (held, release) = hold_a_batch(&store, || ());
+    let s = store.clone();
+    let first = store.submit(move || {
+        s.write(|c| -> Result<(), StoreError> {
+            half(c, 4)?;
+            panic!("a write that panics after inserting");
+        })
+    });
+    let s = store.clone();
+    let second = store.submit(move || insert(&s, 5, Some("kept")));
+    release.send(()).unwrap();
+    let (held, first, second) = block_on(async { (held.await, first.await, second.await) });
+    held.unwrap();
+    assert!(
+        first.is_err(),
+        "the panicking operation has no answer: {first:?}"
+    );
+    second.unwrap().unwrap();
+    assert_eq!(
+        keys(&store),
+        [3, 5],
+        "the panicking first write left its row"
+    );
+    assert_eq!(batches(), before + 4, "both writes were in one batch");
+}

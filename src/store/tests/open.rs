@@ -98,3 +98,27 @@ fn opening_a_current_database_takes_no_write_lock() {
     assert_eq!(version as usize, super::migrations::MIGRATIONS.len());
     holder.execute_batch("ROLLBACK").unwrap();
 }
+
+/// A single-statement read runs outside a transaction on SQLite too: it sees what is
+/// committed, a second statement is refused (it would read another snapshot), and it
+/// leaves no read open behind it (a checkpoint can empty the whole log afterwards).
+#[test]
+fn a_single_statement_read_is_one_statement_and_leaves_nothing_open() {
+    let (dir, store) = store();
+    insert(&store, 1, Some("one")).unwrap();
+    let count = |tx: &Tx<'_>| tx.one("SELECT count(*) FROM t", &[], |r| r.get::<i64>(0));
+    assert_eq!(store.read_single(count).unwrap(), 1);
+    let two = store.read_single(|tx| {
+        count(tx)?;
+        count(tx)
+    });
+    assert!(matches!(two, Err(StoreError::Nested)), "{two:?}");
+    insert(&store, 2, Some("two")).unwrap();
+    assert_eq!(store.read_single(count).unwrap(), 2);
+    // Every pooled reader is idle: a TRUNCATE checkpoint finds no reader holding the log.
+    let other = Connection::open(dir.path().join("db")).unwrap();
+    let busy: i64 = other
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(busy, 0, "a reader still held a snapshot");
+}

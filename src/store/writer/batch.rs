@@ -1,5 +1,6 @@
-//! One batch on the writer thread: its shared transaction, each write in a SAVEPOINT,
-//! noticing when SQLite abandoned it, and the COMMIT that hands out every result.
+//! One batch on the writer thread: its shared transaction, each write after the first
+//! kept one in a SAVEPOINT, noticing when SQLite abandoned it, and the COMMIT that hands
+//! out every result.
 
 use std::cell::RefCell;
 use std::sync::atomic::Ordering;
@@ -40,7 +41,13 @@ impl Batch {
             return Err(StoreError::CommitFailed(why.clone()).into());
         }
         let mark = crate::store::after::mark();
-        let result = run_in_savepoint(&self.conn, f);
+        let result = if self.dirty {
+            run_in_savepoint(&self.conn, f)
+        } else {
+            // Nothing of the batch is kept yet: the transaction is this write's savepoint
+            // (two statements and the savepoint's page copies fewer per batch).
+            run_first(&self.conn, &mut self.aborted, f)
+        };
         if result.is_err() {
             crate::store::after::undo_to(mark);
         }
@@ -199,6 +206,45 @@ fn run_in_savepoint<T, E: From<StoreError>>(
     exec(conn, "RELEASE w")?;
     open.open = false;
     Ok(out)
+}
+
+/// Runs `f`, the first write of a batch to be kept, without a SAVEPOINT: if it fails
+/// or panics, the whole transaction is rolled back (it holds nothing else) and a new one
+/// begun for the rest of the batch; if that cannot begin, the batch is `aborted`.
+fn run_first<T, E: From<StoreError>>(
+    conn: &Connection,
+    aborted: &mut Option<String>,
+    f: impl FnOnce(&Connection) -> Result<T, E>,
+) -> Result<T, E> {
+    let mut open = Restart {
+        conn,
+        aborted,
+        open: true,
+    };
+    let out = f(conn)?;
+    open.open = false;
+    Ok(out)
+}
+
+/// Undoes the first write of a batch unless it succeeded (see [`run_first`]).
+struct Restart<'c> {
+    conn: &'c Connection,
+    aborted: &'c mut Option<String>,
+    open: bool,
+}
+
+impl Drop for Restart<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            // After an aborting error SQLite has already rolled back.
+            if !self.conn.is_autocommit() {
+                rollback(self.conn);
+            }
+            if let Err(e) = exec(self.conn, "BEGIN IMMEDIATE") {
+                *self.aborted = Some(format!("could not begin a transaction: {e}"));
+            }
+        }
+    }
 }
 
 /// Rolls its savepoint back unless released (the write failed or panicked).
