@@ -68,6 +68,7 @@ mod man;
 mod migrate;
 mod notify;
 mod output;
+mod policy;
 mod reload;
 mod report;
 mod request;
@@ -140,6 +141,9 @@ pub enum Command {
     CheckConfig,
     /// Check the configuration and have the running server reload it (SIGHUP).
     Reload,
+    /// Sign the configuration file, and see or check its signatures ([policy]).
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
     /// Create or revoke API tokens (on the CA host).
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -232,6 +236,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::serve(&cli.config, &args),
         Command::CheckConfig => init::check_config(&cli.config),
         Command::Reload => reload::run(&cli.config),
+        Command::Policy(cmd) => policy::run(&cli.config, cmd),
         Command::Token(cmd) => token::run(&cli.config, cmd),
         Command::Identity(cmd) => identity::run(&cli.config, cmd),
         Command::Audit(args) => audit::run(&cli.config, &url, args),

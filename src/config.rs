@@ -12,6 +12,7 @@ mod metrics;
 mod notify;
 mod oidc;
 mod policy;
+mod policy_signing;
 mod principals;
 mod raw;
 mod settings;
@@ -143,6 +144,8 @@ pub struct TokenSettings {
 pub struct Config {
     /// The file it came from.
     pub path: PathBuf,
+    /// Its exact text, as parsed: what `[policy]` signatures are checked against.
+    pub text: std::sync::Arc<str>,
     /// `[server]`.
     pub server: ServerSettings,
     /// `[ca]`.
@@ -262,7 +265,8 @@ impl Config {
             .flat_map(|o| o.group_map.iter().flat_map(|m| m.groups.iter().cloned()))
             .collect();
         let tokens = b.tokens(&raw.tokens)?;
-        let policy = b.policy(raw.users, raw.roles, raw.conflicts)?;
+        let mut policy = b.policy(raw.users, raw.roles, raw.conflicts)?;
+        policy.signing = b.policy_signing(raw.policy, &policy)?;
         let notify = b.notify(raw.notify, &policy, base)?;
         // With sign-in on, a config user nobody reserved is whoever first signs in with
         // the name: say so for admins (the name a takeover would aim for).
@@ -303,6 +307,7 @@ impl Config {
         }
         Ok(Config {
             path: path.to_owned(),
+            text: text.into(),
             server,
             ca,
             host_ca,

@@ -65,6 +65,7 @@ pub mod policy;
 pub mod pubkey;
 pub mod render;
 pub mod service;
+pub mod signoff;
 pub mod ssh;
 pub mod state;
 pub mod store;

@@ -35,6 +35,9 @@ pub struct Policy {
     /// user's keys, which a request and its signing each made several times.
     pub key_owners:
         std::sync::OnceLock<std::collections::HashMap<ssh_key::public::KeyData, UserName>>,
+    /// `[policy]`: whose signatures the configuration file needs (`signoff.rs`); `None`
+    /// for an unsigned policy.
+    pub signing: Option<crate::signoff::Signing>,
 }
 
 /// A person; tokens and SSH keys resolve to exactly one.

@@ -19,6 +19,7 @@ mod breakglass;
 mod hosts;
 mod keys;
 mod notify;
+mod policy;
 mod signin;
 mod state;
 mod tokens;
@@ -29,6 +30,7 @@ pub use breakglass::{
 pub use hosts::{HostCaRecorded, HostEnrolled, HostRenewed, HostRevoked, HostTokenCreated};
 pub use keys::{KeyRegistered, KeyRemoved};
 pub use notify::{NotifyDead, NotifyRetried};
+pub use policy::{PolicyRefused, Signoff};
 pub use signin::{
     IdentityBound, IdentityUnbound, IdentityWithdrawn, SessionCreated, SessionGroupsChanged,
     SessionRevoked, SignInRefused,
@@ -160,6 +162,9 @@ events! {
     "user.enabled" => UserEnabled,
     /// The policy in force, recorded at a start or reload that changed it.
     "policy.loaded" => PolicyLoaded,
+    /// A configuration file without enough valid `[policy]` signatures did not take
+    /// effect.
+    "policy.refused" => PolicyRefused,
     /// The database was bound to a CA key.
     "ca.recorded" => CaRecorded,
     /// A high-water mark was started for a database that had none.
@@ -404,6 +409,10 @@ pub struct PolicyLoaded {
     pub changes: Value,
     /// The policy in force (`policy/summary.rs`).
     pub policy: Value,
+    /// The `[policy]` signatures that let it take effect (added field; absent for an
+    /// unsigned policy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signoff: Option<Signoff>,
 }
 
 #[cfg(test)]

@@ -193,8 +193,28 @@ pub(super) fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
         let roles: Vec<&str> = c.roles.iter().map(|r| r.as_str()).collect();
         outln!("conflict     {}: {}", roles.join(" <-> "), c.reason)?;
     }
+    match &p.signing {
+        Some(s) => outln!(
+            "policy       signed: {} of {} (version {}); `countersign policy status` checks \
+             the signatures",
+            s.signatures_required,
+            s.signers
+                .iter()
+                .map(|u| u.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            s.version
+        )?,
+        None => outln!("policy       unsigned (no [policy] section)")?,
+    }
     for w in &config.warnings {
         eprintln!("warning: {w}");
+    }
+    if p.signing.is_none() {
+        eprintln!(
+            "warning: the policy is unsigned: whoever can edit this file decides who may \
+             approve what ([policy] signers make a change need several people's signatures)"
+        );
     }
     if !storage_ok {
         eprintln!("countersign: [storage] password_file cannot be used (see above)");

@@ -25,6 +25,7 @@ impl Builder<'_> {
             roles: BTreeMap::new(),
             conflicts: Vec::new(),
             key_owners: Default::default(),
+            signing: None,
         };
         for (name, role) in roles {
             let role = self.role(&policy, &name, role)?;

@@ -36,6 +36,16 @@ pub(super) struct RawConfig {
     pub notify: Vec<super::notify::RawNotify>,
     /// `[metrics]`: absent means no metrics listener.
     pub metrics: Option<RawMetrics>,
+    /// `[policy]`: absent means the file takes effect unsigned.
+    pub policy: Option<RawPolicySigning>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPolicySigning {
+    pub signers: Option<Vec<String>>,
+    pub signatures_required: Option<i64>,
+    pub version: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -51,6 +51,14 @@ macro_rules! name_type {
                 f.write_str(&self.0)
             }
         }
+
+        /// Read back through [`Self::parse`]: stored text is validated like input.
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Self::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
     };
 }
 

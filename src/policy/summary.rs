@@ -10,8 +10,9 @@ use sha2::{Digest, Sha256};
 use super::Policy;
 
 /// The policy as canonical JSON: users (groups, admin, fingerprints of registered keys),
-/// groups (members), roles (their whole definition) and conflicts. Object keys are sorted
-/// (serde_json's map), lists are in a fixed order, so equal policies give equal text.
+/// groups (members), roles (their whole definition), conflicts and `[policy]` (the
+/// signers). Object keys are sorted (serde_json's map), lists are in a fixed order, so
+/// equal policies give equal text.
 pub fn summary(policy: &Policy) -> Value {
     let mut users = Map::new();
     let mut groups: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -65,7 +66,13 @@ pub fn summary(policy: &Policy) -> Value {
         .into_iter()
         .map(|(roles, reason)| json!({ "roles": roles, "reason": reason }))
         .collect();
-    json!({ "users": users, "groups": groups, "roles": roles, "conflicts": conflicts })
+    let mut out =
+        json!({ "users": users, "groups": groups, "roles": roles, "conflicts": conflicts });
+    // Only when set, so that an unsigned policy keeps the digest it was recorded with.
+    if let Some(signing) = &policy.signing {
+        out["policy"] = json!(signing);
+    }
+    out
 }
 
 /// SHA-256 of the summary's canonical text, hex.
@@ -123,6 +130,11 @@ pub fn changes(old: Option<&Value>, new: &Value) -> Value {
             "conflicts".into(),
             json!({ "added": added, "removed": removed }),
         );
+    }
+    // `[policy]`: who signs, how many, the version; before and after when it changed.
+    let (was, is) = (old.get("policy"), new.get("policy"));
+    if was != is {
+        out.insert("policy".into(), json!({ "before": was, "after": is }));
     }
     Value::Object(out)
 }

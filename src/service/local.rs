@@ -16,7 +16,7 @@ use crate::store::{Store, StoreError, certificates, meta};
 
 /// The local database, bound to its CA key, opened for one operator command.
 pub struct Local {
-    store: Store,
+    pub(super) store: Store,
 }
 
 impl Local {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::{Service, ServiceError};
+use super::{Service, ServiceError, signoff};
 use crate::audit::{self, NewEvent, PolicyLoaded};
 use crate::config::Config;
 use crate::policy::summary;
@@ -31,7 +31,7 @@ pub struct Reloaded {
 
 /// The policy as recorded in `policy.loaded`: the roles, users and conflicts, and the
 /// settings that change what the rules decide.
-fn policy_summary(config: &Config) -> Value {
+pub(super) fn policy_summary(config: &Config) -> Value {
     let mut summary = summary::summary(&config.policy);
     summary["settings"] = json!({
         "pending_ttl": config.requests.pending_ttl.as_secs(),
@@ -125,11 +125,19 @@ impl Service {
                 .map(|text| serde_json::from_str(&text))
                 .transpose()
                 .map_err(|e| StoreError::Corrupt(format!("the recorded policy: {e}")))?;
+            // Signed by enough of the signers of the policy in force (the one recorded),
+            // or refused: on the record, and the policy in force stays.
+            let outcome = signoff::judge(tx, config, old.as_ref(), &new)?;
+            if let Some(reason) = &outcome.refusal {
+                let stop =
+                    signoff::refuse(tx, config, now, actor, cause, &digest, &outcome, reason)?;
+                return Ok(Err(stop));
+            }
             if let Some(next) = &swap {
                 put(next.clone());
             }
             if old.as_ref().is_some_and(|o| summary::digest(o) == digest) {
-                return Ok(json!({}));
+                return Ok(Ok(json!({})));
             }
             let changes = summary::changes(old.as_ref(), &new);
             meta::record_policy(tx, &new.to_string())?;
@@ -143,11 +151,14 @@ impl Service {
                         digest: digest.clone(),
                         changes: changes.clone(),
                         policy: new.clone(),
+                        signoff: signoff::signoff_of(&outcome),
                     },
                 ),
             )?;
-            Ok::<_, ServiceError>(changes)
+            Ok::<_, ServiceError>(Ok(changes))
         });
+        // A refusal committed its `policy.refused`; it is an error all the same.
+        let recorded = recorded.and_then(|r| r);
         if recorded.is_err() && swap.is_some() {
             put(before);
         } else {
@@ -184,6 +195,9 @@ impl Service {
             policy: new.policy,
             requests: new.requests,
             warnings: new.warnings,
+            // The file the policy came from, whose signatures are checked.
+            path: new.path,
+            text: new.text,
             ..(*old).clone()
         };
         let merged = Arc::new(merged);

@@ -152,6 +152,7 @@ fn build(s: &Scenario) -> Policy {
         roles,
         conflicts: Vec::new(),
         key_owners: Default::default(),
+        signing: None,
     }
 }
 
@@ -395,6 +396,7 @@ fn conflicting_holding_refuses_iff_declared_in(
         roles,
         conflicts: conflicts.clone(),
         key_owners: Default::default(),
+        signing: None,
     };
     let user = u("a");
     let requested = &names[requested % n_roles];

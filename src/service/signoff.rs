@@ -1,0 +1,176 @@
+//! The policy's own signatures (`signoff.rs`) against the database: the signers'
+//! registered keys and disabled marks, the decision about a file, and its record
+//! (`policy.loaded` names the signatures, `policy.refused` a file that had too few).
+
+use serde_json::Value;
+
+use super::ServiceError;
+use crate::audit::{self, NewEvent, PolicyRefused, Signoff};
+use crate::config::Config;
+use crate::names::UserName;
+use crate::signoff::{self, Basis, CheckError, Outcome};
+use crate::store::{StoreError, Tx, keys, users};
+
+/// The decision about `config`'s file (whose policy summary is `new`), replacing the
+/// policy `running` (the recorded summary; `None` if none is), read in `tx`.
+pub(super) fn judge(
+    tx: &Tx<'_>,
+    config: &Config,
+    running: Option<&Value>,
+    new: &Value,
+) -> Result<Outcome, ServiceError> {
+    let facts = |user: &UserName| -> Result<(Vec<String>, bool), StoreError> {
+        let registered = keys::list(tx, Some(user))?
+            .into_iter()
+            .map(|k| k.fingerprint)
+            .collect();
+        Ok((registered, users::is_disabled(tx, user)?))
+    };
+    signoff::check(
+        running,
+        new,
+        config.text.as_bytes(),
+        &signoff::signatures_dir(&config.path),
+        facts,
+    )
+    .map_err(|e| match e {
+        CheckError::Recorded(m) => StoreError::Corrupt(m).into(),
+        CheckError::Facts(e) => e.into(),
+    })
+}
+
+/// What an outcome says for the audit log (`None` when no signatures were needed).
+pub(super) fn signoff_of(outcome: &Outcome) -> Option<Signoff> {
+    let authority = outcome.authority.as_ref()?;
+    Some(Signoff {
+        basis: match authority.basis {
+            Basis::Running => "running",
+            Basis::Bootstrap => "bootstrap",
+        }
+        .into(),
+        signers: authority
+            .signing
+            .signers
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        signatures_required: authority.signing.signatures_required,
+        signed_by: outcome.tally.valid.clone(),
+        version: outcome.signing.as_ref().map(|s| s.version),
+    })
+}
+
+/// Records a refused file as `policy.refused` and returns the error that stops it.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn refuse(
+    tx: &Tx<'_>,
+    config: &Config,
+    now: chrono::DateTime<chrono::Utc>,
+    actor: &str,
+    cause: &str,
+    digest: &str,
+    outcome: &Outcome,
+    reason: &str,
+) -> Result<ServiceError, ServiceError> {
+    audit::append(
+        tx,
+        now,
+        &NewEvent::general(
+            actor,
+            PolicyRefused {
+                cause: cause.to_owned(),
+                digest: digest.to_owned(),
+                reason: reason.to_owned(),
+                signoff: signoff_of(outcome),
+                rejected: outcome.tally.rejected.clone(),
+            },
+        ),
+    )?;
+    Ok(ServiceError::Invalid(format!(
+        "{} was refused: {reason} (signatures are read from {}; `countersign policy \
+         status` says what is missing)",
+        config.path.display(),
+        signoff::signatures_dir(&config.path).display()
+    )))
+}
+
+/// A signer's key fingerprint that counts but is known only as a fingerprint.
+pub type Unknown = (UserName, String);
+
+/// A key an authority's signer may sign with, known in full.
+#[derive(Debug, Clone)]
+pub struct SignerKey {
+    /// Whose.
+    pub user: UserName,
+    /// `TYPE BASE64`, no comment.
+    pub public_key: String,
+    /// Its SHA-256 fingerprint.
+    pub fingerprint: String,
+}
+
+impl super::Local {
+    /// The decision about `config`'s file against the policy the database records as
+    /// in force (what `serve` or a reload would decide now).
+    pub fn policy_outcome(&self, config: &Config) -> Result<Outcome, ServiceError> {
+        let new = super::reload::policy_summary(config);
+        self.store.read(|tx| {
+            let running: Option<Value> = crate::store::meta::recorded_policy(tx)?
+                .map(|text| serde_json::from_str(&text))
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(format!("the recorded policy: {e}")))?;
+            judge(tx, config, running.as_ref(), &new)
+        })
+    }
+
+    /// Every key of `outcome`'s signers known in full: `ssh_keys` of `config` and
+    /// registered keys, each only if the authority counts it; and the fingerprints it
+    /// counts that neither knows in full (a key since removed from the file).
+    pub fn signer_keys(
+        &self,
+        config: &Config,
+        outcome: &Outcome,
+    ) -> Result<(Vec<SignerKey>, Vec<Unknown>), ServiceError> {
+        let Some(authority) = &outcome.authority else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let mut known = Vec::new();
+        for (user, counted) in &authority.keys {
+            let listed = config
+                .policy
+                .users
+                .get(user)
+                .map(|u| {
+                    u.ssh_keys
+                        .iter()
+                        .map(|k| (k.to_openssh(), k.fingerprint()))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            let registered = self.store.read(|tx| keys::list(tx, Some(user)))?;
+            let registered = registered.into_iter().map(|k| {
+                let line: Vec<&str> = k.public_key.split_whitespace().take(2).collect();
+                (line.join(" "), k.fingerprint)
+            });
+            for (public_key, fingerprint) in listed.into_iter().chain(registered) {
+                if counted.contains(&fingerprint)
+                    && !known
+                        .iter()
+                        .any(|k: &SignerKey| k.fingerprint == fingerprint)
+                {
+                    known.push(SignerKey {
+                        user: user.clone(),
+                        public_key,
+                        fingerprint,
+                    });
+                }
+            }
+        }
+        let unknown = authority
+            .keys
+            .iter()
+            .flat_map(|(user, fps)| fps.iter().map(move |f| (user.clone(), f.clone())))
+            .filter(|(_, f)| !known.iter().any(|k| &k.fingerprint == f))
+            .collect();
+        Ok((known, unknown))
+    }
+}

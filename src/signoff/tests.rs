@@ -1,0 +1,241 @@
+//! The decision about a file's signatures, with signatures made by ssh-key in the
+//! SSHSIG format `ssh-keygen -Y sign` writes (the integration tests use ssh-keygen).
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+
+use serde_json::{Value, json};
+use ssh_key::{Algorithm, HashAlg, LineEnding, PrivateKey};
+
+use super::*;
+
+const FILE: &[u8] = b"[users.alice]\nadmin = true\n# the exact bytes signed\n";
+
+struct Key(PrivateKey);
+
+impl Key {
+    fn new() -> Key {
+        Key(PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap())
+    }
+    fn fingerprint(&self) -> String {
+        self.0.public_key().fingerprint(HashAlg::Sha256).to_string()
+    }
+    fn sign(&self, namespace: &str, bytes: &[u8]) -> String {
+        self.0
+            .sign(namespace, HashAlg::Sha512, bytes)
+            .unwrap()
+            .to_pem(LineEnding::LF)
+            .unwrap()
+    }
+}
+
+/// A policy summary: users with their key fingerprints, and `[policy]` if given.
+fn summary(users: &[(&str, &Key)], policy: Option<(&[&str], u32, u64)>) -> Value {
+    let mut s = json!({ "users": {} });
+    for (name, key) in users {
+        s["users"][*name] = json!({ "ssh_keys": [key.fingerprint()] });
+    }
+    if let Some((signers, required, version)) = policy {
+        s["policy"] =
+            json!({ "signers": signers, "signatures_required": required, "version": version });
+    }
+    s
+}
+
+/// A signatures folder holding `files` (name, text).
+fn folder(files: &[(&str, String)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
+fn no_facts(_: &UserName) -> Result<(Vec<String>, bool), Infallible> {
+    Ok((Vec::new(), false))
+}
+
+fn decide(running: Option<&Value>, new: &Value, dir: &tempfile::TempDir) -> Outcome {
+    check(running, new, FILE, dir.path(), no_facts).unwrap()
+}
+
+fn signers(o: &Outcome) -> Vec<&str> {
+    o.tally.valid.iter().map(|v| v.user.as_str()).collect()
+}
+
+#[test]
+fn the_first_signed_policy_is_signed_by_its_own_signers() {
+    let (alice, carol) = (Key::new(), Key::new());
+    let new = summary(
+        &[("alice", &alice), ("carol", &carol)],
+        Some((&["alice", "carol"], 2, 1)),
+    );
+    let both = folder(&[
+        ("alice.sig", alice.sign(NAMESPACE, FILE)),
+        ("carol.sig", carol.sign(NAMESPACE, FILE)),
+    ]);
+    let o = decide(None, &new, &both);
+    assert_eq!(o.refusal, None);
+    assert_eq!(o.authority.as_ref().unwrap().basis, Basis::Bootstrap);
+    assert_eq!(signers(&o), ["alice", "carol"]);
+    // An unsigned policy in force is bootstrapped the same way.
+    let unsigned = summary(&[("alice", &alice)], None);
+    let o = decide(Some(&unsigned), &new, &both);
+    assert_eq!(o.refusal, None);
+    assert_eq!(o.authority.unwrap().basis, Basis::Bootstrap);
+    // One of two is not enough.
+    let one = folder(&[("alice.sig", alice.sign(NAMESPACE, FILE))]);
+    let o = decide(None, &new, &one);
+    assert!(
+        o.refusal.as_deref().unwrap().contains("1 of the 2"),
+        "{o:?}"
+    );
+    assert_eq!(o.missing(), [UserName::parse("carol").unwrap()]);
+}
+
+#[test]
+fn a_change_counts_only_the_running_signers_and_their_keys() {
+    let (alice, carol, eve) = (Key::new(), Key::new(), Key::new());
+    let running = summary(
+        &[("alice", &alice), ("carol", &carol)],
+        Some((&["alice", "carol"], 2, 7)),
+    );
+    // The change appoints eve and gives carol a new key: neither counts.
+    let carol_new = Key::new();
+    let new = summary(
+        &[("alice", &alice), ("carol", &carol_new), ("eve", &eve)],
+        Some((&["alice", "eve"], 2, 8)),
+    );
+    let dir = folder(&[
+        ("alice.sig", alice.sign(NAMESPACE, FILE)),
+        ("eve.sig", eve.sign(NAMESPACE, FILE)),
+        ("carol.sig", carol_new.sign(NAMESPACE, FILE)),
+    ]);
+    let o = decide(Some(&running), &new, &dir);
+    assert_eq!(signers(&o), ["alice"]);
+    assert!(o.refusal.is_some());
+    let why: BTreeMap<&str, &str> = o
+        .tally
+        .rejected
+        .iter()
+        .map(|r| (r.file.as_str(), r.why.as_str()))
+        .collect();
+    assert!(why["eve.sig"].contains("not a signer"), "{why:?}");
+    assert!(
+        why["carol.sig"].contains("not one of carol's keys"),
+        "{why:?}"
+    );
+    // carol's running key signs: enough.
+    std::fs::write(dir.path().join("carol.sig"), carol.sign(NAMESPACE, FILE)).unwrap();
+    let o = decide(Some(&running), &new, &dir);
+    assert_eq!(o.refusal, None);
+    assert_eq!(o.authority.unwrap().basis, Basis::Running);
+}
+
+#[test]
+fn signatures_over_other_bytes_in_another_namespace_or_by_others_count_for_nothing() {
+    let (alice, carol, mallory) = (Key::new(), Key::new(), Key::new());
+    let running = summary(
+        &[("alice", &alice), ("carol", &carol)],
+        Some((&["alice", "carol"], 1, 1)),
+    );
+    let new = summary(
+        &[("alice", &alice), ("carol", &carol)],
+        Some((&["alice", "carol"], 1, 2)),
+    );
+    for (name, text) in [
+        ("alice.sig", alice.sign(NAMESPACE, b"another file")),
+        ("alice.sig", alice.sign("file", FILE)),
+        ("alice.sig", mallory.sign(NAMESPACE, FILE)),
+        // alice's signature filed as carol's: not one of carol's keys.
+        ("carol.sig", alice.sign(NAMESPACE, FILE)),
+        ("alice.sig", "not a signature".to_owned()),
+        ("alice.txt", alice.sign(NAMESPACE, FILE)),
+    ] {
+        let o = decide(Some(&running), &new, &folder(&[(name, text)]));
+        assert!(o.tally.valid.is_empty(), "{name}: {o:?}");
+        assert!(o.refusal.is_some(), "{name}");
+    }
+    // The same key for two signers counts once.
+    let twice = summary(
+        &[("alice", &alice), ("carol", &alice)],
+        Some((&["alice", "carol"], 2, 1)),
+    );
+    let dir = folder(&[
+        ("alice.sig", alice.sign(NAMESPACE, FILE)),
+        ("carol.sig", alice.sign(NAMESPACE, FILE)),
+    ]);
+    let o = decide(None, &twice, &dir);
+    assert_eq!(o.tally.valid.len(), 1, "{o:?}");
+    assert!(o.refusal.is_some());
+}
+
+#[test]
+fn registered_keys_count_and_disabled_signers_do_not() {
+    let (alice, carol, laptop) = (Key::new(), Key::new(), Key::new());
+    let running = summary(
+        &[("alice", &alice), ("carol", &carol)],
+        Some((&["alice", "carol"], 2, 1)),
+    );
+    let new = summary(
+        &[("alice", &alice), ("carol", &carol)],
+        Some((&["alice", "carol"], 2, 2)),
+    );
+    let dir = folder(&[
+        ("alice.sig", alice.sign(NAMESPACE, FILE)),
+        ("carol.sig", laptop.sign(NAMESPACE, FILE)),
+    ]);
+    let registered = |u: &UserName| -> Result<(Vec<String>, bool), Infallible> {
+        Ok(match u.as_str() {
+            "carol" => (vec![laptop.fingerprint()], false),
+            _ => (Vec::new(), false),
+        })
+    };
+    let o = check(Some(&running), &new, FILE, dir.path(), registered).unwrap();
+    assert_eq!(o.refusal, None, "{o:?}");
+    let carol_disabled = |u: &UserName| -> Result<(Vec<String>, bool), Infallible> {
+        Ok((vec![laptop.fingerprint()], u.as_str() == "carol"))
+    };
+    let o = check(Some(&running), &new, FILE, dir.path(), carol_disabled).unwrap();
+    assert_eq!(signers(&o), ["alice"]);
+    assert!(o.refusal.is_some());
+}
+
+#[test]
+fn the_version_must_grow_unless_the_policy_is_the_one_in_force() {
+    let (alice, carol) = (Key::new(), Key::new());
+    let users = [("alice", &alice), ("carol", &carol)];
+    let running = summary(&users, Some((&["alice", "carol"], 1, 7)));
+    let dir = folder(&[("alice.sig", alice.sign(NAMESPACE, FILE))]);
+    // The policy in force itself (a restart): fine.
+    assert_eq!(decide(Some(&running), &running, &dir).refusal, None);
+    // Another policy with the same or an older version: a replay, refused however signed.
+    for version in [7, 6] {
+        let mut older = summary(&users, Some((&["alice", "carol"], 1, version)));
+        older["users"]["mallory"] = json!({ "ssh_keys": [] });
+        let o = decide(Some(&running), &older, &dir);
+        assert!(
+            o.refusal.as_deref().unwrap().contains("not greater"),
+            "{o:?}"
+        );
+    }
+    // Removing [policy] takes the running signers' signatures.
+    let unsigned = summary(&users, None);
+    assert_eq!(decide(Some(&running), &unsigned, &dir).refusal, None);
+    assert!(
+        decide(Some(&running), &unsigned, &folder(&[]))
+            .refusal
+            .is_some()
+    );
+    // Nothing signed before or now: nothing to check.
+    let o = decide(Some(&unsigned), &unsigned, &folder(&[]));
+    assert!(o.authority.is_none() && o.refusal.is_none());
+}
+
+#[test]
+fn the_signatures_folder_is_beside_the_file() {
+    assert_eq!(
+        signatures_dir(Path::new("/etc/countersign/countersign.toml")),
+        Path::new("/etc/countersign/countersign.toml.sig.d")
+    );
+}
