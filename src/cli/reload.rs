@@ -48,6 +48,14 @@ pub(super) fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         .ok()
         .filter(|p: &i32| *p > 1)
         .ok_or_else(|| anyhow!("{} does not hold a process id", path.display()))?;
+    // Signatures the server would refuse: said here, nothing sent. If the state cannot be
+    // read from here, the server judges alone (and logs it).
+    if let Ok(local) = crate::service::Local::open(&config)
+        && let Ok(outcome) = local.policy_outcome(&config)
+        && let Some(why) = outcome.refusal
+    {
+        bail!("{why}; nothing was sent (countersign policy status says more)");
+    }
     // SAFETY: kill has no memory preconditions; the pid is the lock holder's: our server.
     if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
         let e = std::io::Error::last_os_error();

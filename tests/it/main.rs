@@ -70,6 +70,7 @@ mod pg_attacks;
 mod pg_defer;
 mod pg_pipeline;
 mod pg_tls;
+mod policy_signing;
 mod properties;
 mod ready;
 mod reload;
