@@ -25,7 +25,7 @@ pub const NAMESPACE: &str = "countersign-policy";
 /// Largest signature file read (an SSHSIG of any key type is a few KiB).
 const MAX_SIGNATURE_BYTES: u64 = 64 * 1024;
 
-/// Most files looked at in the signatures folder.
+/// Most other files of the signatures folder listed as counting for nothing.
 const MAX_FILES: usize = 256;
 
 /// `[policy]`: who must sign the configuration file, how many of them, and its version.
@@ -198,21 +198,18 @@ fn version_refusal(current: &Signing, next: &Signing, same_policy: bool) -> Opti
     ))
 }
 
-/// Judges the files of `dir` as signatures over `bytes` by `authority`'s signers.
+/// Judges the files of `dir` as signatures over `bytes` by `authority`'s signers: each
+/// signer's `<user>.sig`; any other file is listed as counting for nothing.
 pub fn tally(authority: &Authority, bytes: &[u8], dir: &Path) -> Tally {
     let mut out = Tally::default();
-    let mut names: Vec<String> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .filter_map(Result::ok)
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect(),
-        // No folder: no signatures.
-        Err(_) => Vec::new(),
-    };
-    names.sort();
     let mut keys_seen = BTreeSet::new();
-    for name in names.into_iter().take(MAX_FILES) {
-        match judge(authority, bytes, &dir.join(&name), &name) {
+    for user in &authority.signing.signers {
+        let name = format!("{user}.sig");
+        let path = dir.join(&name);
+        if std::fs::symlink_metadata(&path).is_err() {
+            continue;
+        }
+        match judge(authority, user, bytes, &path) {
             Ok(valid) if !keys_seen.insert(valid.key.clone()) => out.rejected.push(Rejected {
                 file: name,
                 why: format!("key {} signed for another signer already", valid.key),
@@ -221,17 +218,41 @@ pub fn tally(authority: &Authority, bytes: &[u8], dir: &Path) -> Tally {
             Err(why) => out.rejected.push(Rejected { file: name, why }),
         }
     }
+    let mut others: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| {
+                n.strip_suffix(".sig")
+                    .and_then(|u| UserName::parse(u).ok())
+                    .is_none_or(|u| !authority.keys.contains_key(&u))
+            })
+            .collect(),
+        // No folder: no signatures.
+        Err(_) => Vec::new(),
+    };
+    others.sort();
+    for name in others.into_iter().take(MAX_FILES) {
+        let why = match name.strip_suffix(".sig").map(UserName::parse) {
+            Some(Ok(user)) => format!("{user} is not a signer of this policy"),
+            _ => "not named <user>.sig after a signer".to_owned(),
+        };
+        out.rejected.push(Rejected { file: name, why });
+    }
     out
 }
 
-/// One file: a signature that counts, or why not.
-fn judge(authority: &Authority, bytes: &[u8], path: &Path, name: &str) -> Result<Valid, String> {
-    let user = name.strip_suffix(".sig").ok_or("not named <user>.sig")?;
-    let user = UserName::parse(user).map_err(|e| e.to_string())?;
-    let Some(keys) = authority.keys.get(&user) else {
+/// `user`'s signature file: a signature that counts, or why not.
+fn judge(
+    authority: &Authority,
+    user: &UserName,
+    bytes: &[u8],
+    path: &Path,
+) -> Result<Valid, String> {
+    let Some(keys) = authority.keys.get(user) else {
         return Err(format!("{user} is not a signer of this policy"));
     };
-    if authority.disabled.contains(&user) {
+    if authority.disabled.contains(user) {
         return Err(format!("{user} is disabled"));
     }
     let text = read_small(path)?;
@@ -257,9 +278,15 @@ fn judge(authority: &Authority, bytes: &[u8], path: &Path, name: &str) -> Result
 }
 
 /// A signature file's bytes, if it is a regular file of a plausible size.
+/// A symbolic link is not followed and a FIFO does not block the reader.
 fn read_small(path: &Path) -> Result<Vec<u8>, String> {
     use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("cannot read (a regular file, not a link, is needed): {e}"))?;
     let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
     if !meta.is_file() {
         return Err("not a regular file".into());

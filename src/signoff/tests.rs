@@ -239,3 +239,24 @@ fn the_signatures_folder_is_beside_the_file() {
         Path::new("/etc/countersign/countersign.toml.sig.d")
     );
 }
+
+#[test]
+fn a_link_or_a_fifo_is_not_read_and_does_not_hang_the_check() {
+    let alice = Key::new();
+    let new = summary(&[("alice", &alice)], Some((&["alice"], 1, 1)));
+    let dir = folder(&[("real", alice.sign(NAMESPACE, FILE))]);
+    std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join("alice.sig")).unwrap();
+    let o = decide(None, &new, &dir);
+    assert!(
+        o.tally.valid.is_empty(),
+        "a symbolic link was followed: {o:?}"
+    );
+    std::fs::remove_file(dir.path().join("alice.sig")).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(dir.path().join("alice.sig"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let o = decide(None, &new, &dir);
+    assert!(o.refusal.is_some() && o.tally.valid.is_empty(), "{o:?}");
+}
