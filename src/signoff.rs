@@ -186,7 +186,7 @@ pub fn authority_for(
 }
 
 /// Why `next` may not follow `current`: its version must be greater, or equal for the
-/// very policy in force (a restart, or a change of settings outside the policy).
+/// very file in force (a restart: the summaries name the file's SHA-256).
 fn version_refusal(current: &Signing, next: &Signing, same_policy: bool) -> Option<String> {
     if next.version > current.version || (next.version == current.version && same_policy) {
         return None;

@@ -44,6 +44,13 @@ pub(super) fn policy_summary(config: &Config) -> Value {
     if config.requests.require_registered_keys {
         summary["settings"]["require_registered_keys"] = json!(true);
     }
+    // A signed policy names the exact file it came from: a file differing in any byte
+    // (settings outside the policy too) is another policy, whose version must be greater.
+    if config.policy.signing.is_some() {
+        use sha2::{Digest, Sha256};
+        let file = hex::encode(Sha256::digest(config.text.as_bytes()));
+        summary["policy"]["file_sha256"] = json!(file);
+    }
     summary
 }
 

@@ -274,9 +274,16 @@ async fn a_policy_change_takes_two_running_signers_and_a_refused_one_leaves_the_
     assert_eq!(loaded[1]["detail"]["signoff"]["version"], 2);
     assert_eq!(signed_by(&loaded[1]), ["bob", "carol"]);
 
-    // The old file with its once-valid signatures: a replay, refused on reload...
-    write_unsigned(&config, &v1);
-    copy_dir(&old_sigs, &sig_dir(&config));
+    let v2_sigs = dir.path().join("v2.sig.d");
+    copy_dir(&sig_dir(&config), &v2_sigs);
+
+    // Any other byte, a server setting too, takes a greater version, however signed.
+    write_unsigned(
+        &config,
+        &v2.replace("pending_ttl = \"1h\"", "pending_ttl = \"2h\""),
+    );
+    policy_sign(&config, &people.key("bob"));
+    policy_sign(&config, &people.key("carol"));
     hangup(&server);
     wait_for_log(&server, "reload failed", 3);
     assert!(
@@ -284,6 +291,12 @@ async fn a_policy_change_takes_two_running_signers_and_a_refused_one_leaves_the_
         "{}",
         server.log()
     );
+
+    // The old file with its once-valid signatures: a replay, refused on reload...
+    write_unsigned(&config, &v1);
+    copy_dir(&old_sigs, &sig_dir(&config));
+    hangup(&server);
+    wait_for_log(&server, "reload failed", 4);
     assert!(dave_approves_prod_db(&api, &dave).await, "version 2 stays");
     // ...and at start.
     assert!(server.terminate());
@@ -291,6 +304,13 @@ async fn a_policy_change_takes_two_running_signers_and_a_refused_one_leaves_the_
         .err()
         .expect("a replayed file must not start");
     assert!(log.contains("not greater than version 2"), "{log}");
+    // The very file in force starts again with its own version.
+    write_unsigned(&config, &v2);
+    copy_dir(&v2_sigs, &sig_dir(&config));
+    let server = ServerProcess::start(&config);
+    let api = Api::new(&server.url);
+    assert!(dave_approves_prod_db(&api, &dave).await);
+    assert_eq!(api.events(&bob, "policy.refused").await.len(), 6);
 }
 
 fn copy_dir(from: &Path, to: &Path) {
