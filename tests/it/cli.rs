@@ -43,6 +43,12 @@ fn check_config_summarises_a_good_file_and_names_the_bad_key() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("role         deploy-audit"), "{stdout}");
+    assert!(stdout.contains("policy       unsigned"), "{stdout}");
+    assert!(
+        text(&out.stderr).contains("warning: the policy is unsigned"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(
         stdout.contains("conflict     deploy <-> deploy-audit"),
         "{stdout}"

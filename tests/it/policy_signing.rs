@@ -153,6 +153,13 @@ async fn a_policy_change_takes_two_running_signers_and_a_refused_one_leaves_the_
     let config = dir.path().join("countersign.toml");
     let v1 = people.policy(1, &["bob", "carol"], false);
     write_unsigned(&config, &v1);
+    let check = operator(&config).arg("check-config").output().unwrap();
+    assert!(check.status.success(), "{}", text(&check.stderr));
+    assert!(
+        text(&check.stdout).contains("policy       signed: 2 of bob, carol (version 1)"),
+        "{}",
+        text(&check.stdout)
+    );
     init(&config);
     let (bob, dave) = (create_token(&config, "bob"), create_token(&config, "dave"));
 
