@@ -191,9 +191,14 @@ fn version_refusal(current: &Signing, next: &Signing, same_policy: bool) -> Opti
     if next.version > current.version || (next.version == current.version && same_policy) {
         return None;
     }
+    let what = if next.version == current.version {
+        "the file differs from the one in force with that version"
+    } else {
+        "an older signed file is not loaded again"
+    };
     Some(format!(
-        "[policy] version {} is not greater than version {} of the policy in force: an \
-         older signed file is not loaded again (raise version, and have it signed)",
+        "[policy] version {} is not greater than version {} of the policy in force: {what} \
+         (raise version, and have it signed)",
         next.version, current.version
     ))
 }
@@ -234,7 +239,7 @@ pub fn tally(authority: &Authority, bytes: &[u8], dir: &Path) -> Tally {
     others.sort();
     for name in others.into_iter().take(MAX_FILES) {
         let why = match name.strip_suffix(".sig").map(UserName::parse) {
-            Some(Ok(user)) => format!("{user} is not a signer of this policy"),
+            Some(Ok(user)) => not_a_signer(authority, &user),
             _ => "not named <user>.sig after a signer".to_owned(),
         };
         out.rejected.push(Rejected { file: name, why });
@@ -250,7 +255,7 @@ fn judge(
     path: &Path,
 ) -> Result<Valid, String> {
     let Some(keys) = authority.keys.get(user) else {
-        return Err(format!("{user} is not a signer of this policy"));
+        return Err(not_a_signer(authority, user));
     };
     if authority.disabled.contains(user) {
         return Err(format!("{user} is disabled"));
@@ -275,6 +280,18 @@ fn judge(
         user: user.to_string(),
         key,
     })
+}
+
+/// Why `user`'s signature does not count: whose signers decide.
+fn not_a_signer(authority: &Authority, user: &UserName) -> String {
+    match authority.basis {
+        Basis::Running => format!(
+            "{user} is not a signer of the policy in force (version {}): a file cannot \
+             appoint its own signers",
+            authority.signing.version
+        ),
+        Basis::Bootstrap => format!("{user} is not a signer of this policy"),
+    }
 }
 
 /// A signature file's bytes, if it is a regular file of a plausible size.

@@ -153,5 +153,15 @@ pub(super) fn summary(detail: &serde_json::Value) -> String {
             other => parts.push(format!("{key}={other}")),
         }
     }
+    // policy.loaded, policy.refused: who signed, and on what basis.
+    if let Some(signoff) = detail["signoff"].as_object() {
+        let by: Vec<&str> = signoff
+            .get("signed_by")
+            .and_then(|v| v.as_array())
+            .map(|a| a.iter().filter_map(|v| v["user"].as_str()).collect())
+            .unwrap_or_default();
+        let basis = signoff.get("basis").and_then(|v| v.as_str()).unwrap_or("");
+        parts.push(format!("signed_by={} basis={basis}", by.join(",")));
+    }
     parts.join(" ")
 }

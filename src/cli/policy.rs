@@ -16,7 +16,7 @@ use clap::Subcommand;
 use serde_json::json;
 use ssh_key::{HashAlg, PublicKey, SshSig};
 
-use crate::config::Config;
+use crate::config::{Config, StorageSettings};
 use crate::names::UserName;
 use crate::service::Local;
 use crate::signoff::{self, Basis, NAMESPACE, Outcome};
@@ -73,7 +73,21 @@ fn sign(config_path: &Path, key: &Path, user: Option<&str>) -> anyhow::Result<Ex
         .context("ssh-keygen's signature does not verify")?;
     let fingerprint = public.fingerprint(HashAlg::Sha256).to_string();
     let user = match user {
-        Some(u) => UserName::parse(u)?,
+        Some(u) => {
+            let user = UserName::parse(u)?;
+            let listed = config
+                .policy
+                .users
+                .get(&user)
+                .is_some_and(|u| u.ssh_keys.iter().any(|k| k.fingerprint() == fingerprint));
+            if !listed {
+                eprintln!(
+                    "warning: {fingerprint} is not in {user}'s ssh_keys in this file: the \
+                     signature counts only if {user} registered the key (countersign keys add)"
+                );
+            }
+            user
+        }
         None => config
             .policy
             .users
@@ -91,7 +105,11 @@ fn sign(config_path: &Path, key: &Path, user: Option<&str>) -> anyhow::Result<Ex
     let dir = signoff::signatures_dir(config_path);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let out = dir.join(format!("{user}.sig"));
-    super::files::write_atomically(&out, &pem)?;
+    if out.exists() {
+        eprintln!("replacing the signature in {}", out.display());
+    }
+    // Public data, readable by the server whichever user it runs as.
+    super::files::write_atomically_with_mode(&out, &pem, 0o644)?;
     eprintln!(
         "signed {} as {user} with {fingerprint}; written to {}",
         config_path.display(),
@@ -99,10 +117,10 @@ fn sign(config_path: &Path, key: &Path, user: Option<&str>) -> anyhow::Result<Ex
     );
     if let Some(s) = &config.policy.signing {
         eprintln!(
-            "[policy] version {}: {} of {} signers needed",
-            s.version,
-            s.signatures_required,
-            s.signers.len()
+            "[policy] version {}; whose signatures count is decided by the policy in force \
+             (its signers, or this file's own for a first signed policy): `countersign \
+             policy status` on the CA host says who has signed and who is missing",
+            s.version
         );
     } else {
         eprintln!("note: this file has no [policy] section: it takes effect unsigned");
@@ -136,8 +154,16 @@ fn ssh_keygen_sign(key: &Path, bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
 /// What `serve` or a reload would decide about the file now.
 fn status(config_path: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
-    let local = Local::open(&config)?;
-    let outcome = local.policy_outcome(&config)?;
+    let fresh = matches!(config.storage, StorageSettings::Sqlite)
+        && !config.database_path().exists()
+        && !config.ca.key_file.exists();
+    let outcome = if fresh {
+        // Before `init`: what the first start will judge (nothing is recorded yet).
+        eprintln!("note: no CA state yet: judged as the first signed policy");
+        crate::service::first_policy_outcome(&config)?
+    } else {
+        Local::open(&config)?.policy_outcome(&config)?
+    };
     let missing = outcome.missing();
     if as_json {
         let authority = outcome.authority.as_ref().map(|a| {

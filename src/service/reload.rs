@@ -140,6 +140,20 @@ impl Service {
                     signoff::refuse(tx, config, now, actor, cause, &digest, &outcome, reason)?;
                 return Ok(Err(stop));
             }
+            if let Some(a) = &outcome.authority {
+                let by: Vec<&str> = outcome
+                    .tally
+                    .valid
+                    .iter()
+                    .map(|v| v.user.as_str())
+                    .collect();
+                tracing::info!(
+                    version = a.signing.version,
+                    signed_by = by.join(", "),
+                    bootstrap = matches!(a.basis, crate::signoff::Basis::Bootstrap),
+                    "the policy's signatures are valid"
+                );
+            }
             if let Some(next) = &swap {
                 put(next.clone());
             }

@@ -88,10 +88,27 @@ pub(super) fn refuse(
     )?;
     Ok(ServiceError::Invalid(format!(
         "{} was refused: {reason} (signatures are read from {}; `countersign policy \
-         status` says what is missing)",
+         status` says more)",
         config.path.display(),
         signoff::signatures_dir(&config.path).display()
     )))
+}
+
+/// The decision about `config`'s file before any state exists (no `init` yet): as a
+/// first signed policy, judged by its own signers' `ssh_keys` (none is registered yet).
+pub fn first_policy_outcome(config: &Config) -> Result<Outcome, ServiceError> {
+    let new = super::reload::policy_summary(config);
+    signoff::check(
+        None,
+        &new,
+        config.text.as_bytes(),
+        &signoff::signatures_dir(&config.path),
+        |_| Ok::<_, std::convert::Infallible>((Vec::new(), false)),
+    )
+    .map_err(|e| match e {
+        CheckError::Recorded(m) => ServiceError::Invalid(m),
+        CheckError::Facts(never) => match never {},
+    })
 }
 
 /// A signer's key fingerprint that counts but is known only as a fingerprint.

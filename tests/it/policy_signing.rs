@@ -153,6 +153,19 @@ async fn a_policy_change_takes_two_running_signers_and_a_refused_one_leaves_the_
     let config = dir.path().join("countersign.toml");
     let v1 = people.policy(1, &["bob", "carol"], false);
     write_unsigned(&config, &v1);
+    // Before any state: judged as the first signed policy.
+    ssh_keygen_sign(&config, &people.key("bob"), "bob");
+    let status = operator(&config)
+        .args(["policy", "status"])
+        .output()
+        .unwrap();
+    assert!(!status.status.success(), "1 of 2 would not start");
+    let shown = text(&status.stdout);
+    assert!(
+        shown.contains("valid:    bob") && shown.contains("missing:  carol"),
+        "{shown}"
+    );
+    std::fs::remove_dir_all(sig_dir(&config)).unwrap();
     let check = operator(&config).arg("check-config").output().unwrap();
     assert!(check.status.success(), "{}", text(&check.stderr));
     assert!(
@@ -265,7 +278,10 @@ async fn a_policy_change_takes_two_running_signers_and_a_refused_one_leaves_the_
     assert!(!dave_approves_prod_db(&api, &dave).await);
     let refusals = api.events(&bob, "policy.refused").await;
     let rejected = refusals[2]["detail"]["rejected"].to_string();
-    assert!(rejected.contains("dave is not a signer"), "{rejected}");
+    assert!(
+        rejected.contains("dave is not a signer of the policy in force (version 1)"),
+        "{rejected}"
+    );
 
     // Both running signers sign version 2: in force, and on the record with them.
     write_unsigned(&config, &v2);
@@ -390,6 +406,16 @@ fn policy_sign_uses_the_agent_and_signs_only_a_file_that_loads() {
     );
     let out = sign(&stray, &["--as", "carol"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not in carol's ssh_keys"),
+        "{}",
+        text(&out.stderr)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(sig_dir(&config).join("carol.sig"))
+        .unwrap()
+        .permissions();
+    assert_eq!(mode.mode() & 0o777, 0o644, "a signature is public");
     assert!(sig_dir(&config).join("carol.sig").exists());
 
     // A file that does not load is signed by nobody.
