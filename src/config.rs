@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::names::{GroupName, parse_duration};
+use crate::names::{GroupName, UserName, parse_duration};
 use crate::policy::Policy;
 
 pub use metrics::{LogFormat, MetricsSettings};
@@ -283,6 +283,21 @@ impl Config {
                     u.name, u.name
                 ));
             }
+        }
+        // Likewise for a policy signer: a key they register after signing in signs for them.
+        let signers = policy.signing.iter().flat_map(|s| s.signers.iter());
+        let unreserved = |u: &&UserName| {
+            oidc.is_some()
+                && policy
+                    .users
+                    .get(*u)
+                    .is_some_and(|x| x.oidc_subject.is_none())
+        };
+        for u in signers.filter(unreserved) {
+            b.warnings.push(format!(
+                "policy.signers: user:{u} has no oidc_subject: whoever first signs in as {u} \
+                 could register a key that signs the policy for them (set oidc_subject)"
+            ));
         }
         // A group the provider is mapped to that no role names gives nothing (a typo?).
         for (i, m) in oidc.iter().flat_map(|o| o.group_map.iter()).enumerate() {

@@ -214,6 +214,10 @@ impl Service {
         let (store, guard) = state::open_store(&config, &public, &access, plan, operator, now)
             .map_err(|e| state::forget_unbound_key(&config, &public, created, e))?;
         audit::verify_store(&store)?;
+        if matches!(access, Access::Serve { .. }) {
+            // A file that must not take effect writes nothing else (no host CA key).
+            signoff::judge_at_start(&store, &config, operator, now)?;
+        }
         let oidc = Self::provider_for(&config)?;
         let host_ca = hosts::open_host_ca(&config, &store, public.key_data(), operator, now)?;
         let mut service = Self::with_guard(config, ca, store, guard, clock);

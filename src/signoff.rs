@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use ssh_key::{HashAlg, PublicKey, SshSig};
 
 use crate::names::UserName;
 
@@ -25,15 +24,16 @@ pub const NAMESPACE: &str = "countersign-policy";
 /// Largest signature file read (an SSHSIG of any key type is a few KiB).
 const MAX_SIGNATURE_BYTES: u64 = 64 * 1024;
 
-/// Most other files of the signatures folder listed as counting for nothing.
+/// Most entries of the signatures folder looked at.
 const MAX_FILES: usize = 256;
 
 /// `[policy]`: who must sign the configuration file, how many of them, and its version.
+/// Without signers (only a `version`) signing is retired from that version on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signing {
     /// The people whose keys may sign (`user:NAME` in the file), sorted, distinct.
     pub signers: Vec<UserName>,
-    /// Distinct signers needed (1..=signers).
+    /// Distinct signers needed (1..=signers; 0 without signers).
     pub signatures_required: u32,
     /// Grows with every signed change.
     pub version: u64,
@@ -108,6 +108,8 @@ pub struct Outcome {
     pub refusal: Option<String>,
     /// The new file's `[policy]`, if it has one.
     pub signing: Option<Signing>,
+    /// The very file in force: accepted as judged when it was loaded, no signature read.
+    pub in_force: bool,
 }
 
 impl Outcome {
@@ -162,181 +164,115 @@ fn authority(summary: &Value, signing: Signing, basis: Basis) -> Authority {
     }
 }
 
-/// Whose signatures decide whether `new` (a policy summary) may replace `running` (the
-/// summary in force, `None` if nothing is recorded), and whether its version may: the
-/// authority (`None` when neither is signed) or why the file is refused before any
-/// signature is looked at.
-pub fn authority_for(
-    running: Option<&Value>,
-    new: &Value,
-) -> Result<(Option<Authority>, Option<String>), String> {
+/// What a file needs before it may replace the policy in force.
+#[derive(Debug)]
+pub enum Plan {
+    /// Nothing signed is in force and the file asks for no signatures.
+    Unsigned,
+    /// The very file in force (its summary names the file's SHA-256): it was judged when
+    /// it was loaded, and a signer disabled since does not stop a restart.
+    InForce(Authority),
+    /// These signers' signatures.
+    Judge(Authority),
+    /// Refused before any signature is looked at.
+    Refuse(Option<Authority>, String),
+}
+
+impl Signing {
+    /// Whether this `[policy]` names signers (rather than only a `version`: signing
+    /// retired, see [`plan`]).
+    pub fn is_signed(&self) -> bool {
+        !self.signers.is_empty()
+    }
+}
+
+/// What `new` (a policy summary) needs to replace `running` (the summary in force,
+/// `None` if nothing is recorded). A signed policy in force decides every change, and
+/// `version` must grow; leaving signed mode takes a `[policy]` that keeps a greater
+/// `version` without signers (a file without the section has no version, so the
+/// running signers' signature on it could be replayed forever). With nothing signed in
+/// force, a file with signers is the first signed policy, judged by its own signers, at a
+/// version above any a retired one had.
+pub fn plan(running: Option<&Value>, new: &Value) -> Result<Plan, String> {
     let next = recorded_signing(new)?;
     let now = match running {
         Some(r) => recorded_signing(r)?.map(|s| (r, s)),
         None => None,
     };
     Ok(match (now, next) {
-        (Some((running, current)), next) => {
-            let refusal = next.and_then(|n| version_refusal(&current, &n, running == new));
-            (Some(authority(running, current, Basis::Running)), refusal)
+        (Some((running, current)), next) if current.is_signed() => {
+            let version = current.version;
+            let auth = authority(running, current, Basis::Running);
+            if running == new {
+                return Ok(Plan::InForce(auth));
+            }
+            match next {
+                None => Plan::Refuse(
+                    Some(auth),
+                    format!(
+                        "a signed policy is in force: to stop signing, keep [policy] with a \
+                         greater version and no signers (version = {}), signed by the \
+                         running policy's signers",
+                        version + 1
+                    ),
+                ),
+                Some(n) if n.version <= version => {
+                    Plan::Refuse(Some(auth), version_refusal(version, n.version))
+                }
+                Some(_) => Plan::Judge(auth),
+            }
         }
-        (None, Some(next)) => (Some(authority(new, next, Basis::Bootstrap)), None),
-        (None, None) => (None, None),
+        (retired, Some(next)) => {
+            let floor = retired.map_or(0, |(_, r)| r.version);
+            if next.version <= floor && next.is_signed() {
+                Plan::Refuse(None, version_refusal(floor, next.version))
+            } else if next.is_signed() {
+                Plan::Judge(authority(new, next, Basis::Bootstrap))
+            } else {
+                Plan::Unsigned
+            }
+        }
+        (_, None) => Plan::Unsigned,
     })
 }
 
-/// Why `next` may not follow `current`: its version must be greater, or equal for the
-/// very file in force (a restart: the summaries name the file's SHA-256).
-fn version_refusal(current: &Signing, next: &Signing, same_policy: bool) -> Option<String> {
-    if next.version > current.version || (next.version == current.version && same_policy) {
-        return None;
-    }
-    let what = if next.version == current.version {
+/// Why a version that does not exceed the one in force is refused.
+fn version_refusal(current: u64, next: u64) -> String {
+    let what = if next == current {
         "the file differs from the one in force with that version"
     } else {
         "an older signed file is not loaded again"
     };
-    Some(format!(
-        "[policy] version {} is not greater than version {} of the policy in force: {what} \
-         (raise version, and have it signed)",
-        next.version, current.version
-    ))
-}
-
-/// Judges the files of `dir` as signatures over `bytes` by `authority`'s signers: each
-/// signer's `<user>.sig`; any other file is listed as counting for nothing.
-pub fn tally(authority: &Authority, bytes: &[u8], dir: &Path) -> Tally {
-    let mut out = Tally::default();
-    let mut keys_seen = BTreeSet::new();
-    for user in &authority.signing.signers {
-        let name = format!("{user}.sig");
-        let path = dir.join(&name);
-        if std::fs::symlink_metadata(&path).is_err() {
-            continue;
-        }
-        match judge(authority, user, bytes, &path) {
-            Ok(valid) if !keys_seen.insert(valid.key.clone()) => out.rejected.push(Rejected {
-                file: name,
-                why: format!("key {} signed for another signer already", valid.key),
-            }),
-            Ok(valid) => out.valid.push(valid),
-            Err(why) => out.rejected.push(Rejected { file: name, why }),
-        }
-    }
-    let mut others: Vec<String> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .filter_map(Result::ok)
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| {
-                n.strip_suffix(".sig")
-                    .and_then(|u| UserName::parse(u).ok())
-                    .is_none_or(|u| !authority.keys.contains_key(&u))
-            })
-            .collect(),
-        // No folder: no signatures.
-        Err(_) => Vec::new(),
-    };
-    others.sort();
-    for name in others.into_iter().take(MAX_FILES) {
-        let why = match name.strip_suffix(".sig").map(UserName::parse) {
-            Some(Ok(user)) => not_a_signer(authority, &user),
-            _ => "not named <user>.sig after a signer".to_owned(),
-        };
-        out.rejected.push(Rejected { file: name, why });
-    }
-    out
-}
-
-/// `user`'s signature file: a signature that counts, or why not.
-fn judge(
-    authority: &Authority,
-    user: &UserName,
-    bytes: &[u8],
-    path: &Path,
-) -> Result<Valid, String> {
-    let Some(keys) = authority.keys.get(user) else {
-        return Err(not_a_signer(authority, user));
-    };
-    if authority.disabled.contains(user) {
-        return Err(format!("{user} is disabled"));
-    }
-    let text = read_small(path)?;
-    let sig = SshSig::from_pem(&text).map_err(|e| format!("not an SSH signature: {e}"))?;
-    if sig.namespace() != NAMESPACE {
-        return Err(format!(
-            "signed in namespace {:?}, not {NAMESPACE:?}",
-            sig.namespace()
-        ));
-    }
-    let public = PublicKey::new(sig.public_key().clone(), "");
-    let key = public.fingerprint(HashAlg::Sha256).to_string();
-    if !keys.contains(&key) {
-        return Err(format!("key {key} is not one of {user}'s keys"));
-    }
-    public
-        .verify(NAMESPACE, bytes, &sig)
-        .map_err(|_| format!("key {key}: the signature is not over this file's bytes"))?;
-    Ok(Valid {
-        user: user.to_string(),
-        key,
-    })
-}
-
-/// Why `user`'s signature does not count: whose signers decide.
-fn not_a_signer(authority: &Authority, user: &UserName) -> String {
-    match authority.basis {
-        Basis::Running => format!(
-            "{user} is not a signer of the policy in force (version {}): a file cannot \
-             appoint its own signers",
-            authority.signing.version
-        ),
-        Basis::Bootstrap => format!("{user} is not a signer of this policy"),
-    }
-}
-
-/// A signature file's bytes, if it is a regular file of a plausible size.
-/// A symbolic link is not followed and a FIFO does not block the reader.
-fn read_small(path: &Path) -> Result<Vec<u8>, String> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| format!("cannot read (a regular file, not a link, is needed): {e}"))?;
-    let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
-    let mut out = Vec::new();
-    file.take(MAX_SIGNATURE_BYTES + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| format!("cannot read: {e}"))?;
-    if out.len() as u64 > MAX_SIGNATURE_BYTES {
-        return Err("too large for a signature".into());
-    }
-    Ok(out)
+    format!(
+        "[policy] version {next} is not greater than version {current} of the policy in \
+         force: {what} (raise version, and have it signed)"
+    )
 }
 
 /// The decision about a file whose policy summary is `new` and whose bytes are
-/// `bytes`, replacing `running`; `facts` adds a signer's registered key fingerprints
-/// and whether they are disabled (from the database).
+/// `bytes`, replacing `running`, with the signatures of `folder`; `facts` adds a
+/// signer's registered key fingerprints and whether they are disabled (from the
+/// database).
 pub fn check<E>(
     running: Option<&Value>,
     new: &Value,
     bytes: &[u8],
-    dir: &Path,
+    folder: &Folder,
     mut facts: impl FnMut(&UserName) -> Result<(Vec<String>, bool), E>,
 ) -> Result<Outcome, CheckError<E>> {
     let signing = recorded_signing(new).map_err(CheckError::Recorded)?;
-    let (authority, early) = authority_for(running, new).map_err(CheckError::Recorded)?;
-    let Some(mut authority) = authority else {
-        return Ok(Outcome {
-            authority: None,
-            tally: Tally::default(),
-            refusal: None,
-            signing,
-        });
+    let outcome = |authority, refusal, in_force| Outcome {
+        authority,
+        tally: Tally::default(),
+        refusal,
+        signing: signing.clone(),
+        in_force,
+    };
+    let mut authority = match plan(running, new).map_err(CheckError::Recorded)? {
+        Plan::Unsigned => return Ok(outcome(None, None, false)),
+        Plan::InForce(a) => return Ok(outcome(Some(a), None, true)),
+        Plan::Refuse(a, why) => return Ok(outcome(a, Some(why), false)),
+        Plan::Judge(a) => a,
     };
     for signer in authority.signing.signers.clone() {
         let (registered, disabled) = facts(&signer).map_err(CheckError::Facts)?;
@@ -349,32 +285,31 @@ pub fn check<E>(
             authority.disabled.insert(signer);
         }
     }
-    let tally = tally(&authority, bytes, dir);
+    let tally = tally(&authority, bytes, folder);
     let need = authority.signing.signatures_required as usize;
-    let refusal = early.or_else(|| {
-        (tally.valid.len() < need).then(|| {
-            format!(
-                "{} of the {need} signatures required by {} signers ({}) are valid",
-                tally.valid.len(),
-                match authority.basis {
-                    Basis::Running => "the running policy's",
-                    Basis::Bootstrap => "the first signed policy's own",
-                },
-                authority
-                    .signing
-                    .signers
-                    .iter()
-                    .map(UserName::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            )
-        })
+    let refusal = (tally.valid.len() < need).then(|| {
+        format!(
+            "{} of the {need} signatures required by {} signers ({}) are valid",
+            tally.valid.len(),
+            match authority.basis {
+                Basis::Running => "the running policy's",
+                Basis::Bootstrap => "the first signed policy's own",
+            },
+            authority
+                .signing
+                .signers
+                .iter()
+                .map(UserName::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
+        )
     });
     Ok(Outcome {
         authority: Some(authority),
         tally,
         refusal,
         signing,
+        in_force: false,
     })
 }
 
@@ -389,5 +324,8 @@ pub enum CheckError<E> {
     Facts(E),
 }
 
+mod folder;
 #[cfg(test)]
 mod tests;
+
+pub use folder::{Folder, tally};

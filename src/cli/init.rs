@@ -194,6 +194,11 @@ pub(super) fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
         outln!("conflict     {}: {}", roles.join(" <-> "), c.reason)?;
     }
     match &p.signing {
+        Some(s) if !s.is_signed() => outln!(
+            "policy       unsigned from version {} on ([policy] without signers: signing \
+             retired)",
+            s.version
+        )?,
         Some(s) => outln!(
             "policy       signed: {} of {} (version {}); `countersign policy status` checks \
              the signatures",
@@ -210,7 +215,7 @@ pub(super) fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     for w in &config.warnings {
         eprintln!("warning: {w}");
     }
-    if p.signing.is_none() {
+    if !p.signing.as_ref().is_some_and(|s| s.is_signed()) {
         eprintln!(
             "warning: the policy is unsigned: whoever can edit this file decides who may \
              approve what ([policy] signers make a change need several people's signatures)"

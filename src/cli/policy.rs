@@ -181,6 +181,7 @@ fn status(config_path: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
             "valid": outcome.tally.valid,
             "rejected": outcome.tally.rejected,
             "missing": missing,
+            "in_force": outcome.in_force,
             "accepted": outcome.refusal.is_none(),
             "refusal": outcome.refusal,
         }))?;
@@ -204,11 +205,20 @@ fn basis(b: Basis) -> &'static str {
 fn print_status(path: &Path, outcome: &Outcome, missing: &[UserName]) -> anyhow::Result<()> {
     let Some(a) = &outcome.authority else {
         outln!(
-            "{}: unsigned (no [policy] section, and none in force): it takes effect as it is",
+            "{}: unsigned (no signers, and no signed policy in force): it takes effect as it is",
             path.display()
         )?;
         return Ok(());
     };
+    if outcome.in_force {
+        outln!(
+            "{}: the very file in force (version {}): it was judged when it was loaded, and \
+             starts again as it is",
+            path.display(),
+            a.signing.version
+        )?;
+        return Ok(());
+    }
     let names = |v: &[UserName]| {
         v.iter()
             .map(UserName::as_str)
@@ -216,8 +226,13 @@ fn print_status(path: &Path, outcome: &Outcome, missing: &[UserName]) -> anyhow:
             .join(", ")
     };
     match outcome.signing.as_ref() {
+        Some(s) if !s.is_signed() => outln!(
+            "{}: [policy] version {} without signers (retiring signing)",
+            path.display(),
+            s.version
+        )?,
         Some(s) => outln!("{}: [policy] version {}", path.display(), s.version)?,
-        None => outln!("{}: no [policy] section (removing it)", path.display())?,
+        None => outln!("{}: no [policy] section", path.display())?,
     }
     match a.basis {
         Basis::Running => outln!(

@@ -19,9 +19,24 @@ impl Builder<'_> {
         let Some(raw) = raw else {
             return Ok(None);
         };
-        let names = raw
-            .signers
-            .ok_or_else(|| self.err("policy.signers", "is required in [policy]"))?;
+        let version = raw
+            .version
+            .ok_or_else(|| self.err("policy.version", "is required in [policy]"))?;
+        if version < 1 {
+            return Err(self.err("policy.version", "must be 1 or more"));
+        }
+        // Only a version: signing retired (the running signers sign this file; it keeps
+        // the version growing, so their signature on it cannot be replayed later).
+        let Some(names) = raw.signers else {
+            if raw.signatures_required.is_some() {
+                return Err(self.err("policy.signers", "is required with signatures_required"));
+            }
+            return Ok(Some(Signing {
+                signers: Vec::new(),
+                signatures_required: 0,
+                version: version as u64,
+            }));
+        };
         if names.is_empty() {
             return Err(self.err("policy.signers", "must name at least one user:NAME"));
         }
@@ -65,12 +80,6 @@ impl Builder<'_> {
                 "policy.signatures_required",
                 format!("must be between 1 and the {} signers", signers.len()),
             ));
-        }
-        let version = raw
-            .version
-            .ok_or_else(|| self.err("policy.version", "is required in [policy]"))?;
-        if version < 1 {
-            return Err(self.err("policy.version", "must be 1 or more"));
         }
         if required == 1 {
             self.warnings.push(

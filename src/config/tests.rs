@@ -14,6 +14,7 @@ mod digest;
 mod host_ca;
 mod loading;
 mod names;
+mod policy_signing;
 mod roles;
 mod settings;
 mod templates;

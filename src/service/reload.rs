@@ -15,6 +15,7 @@ use super::{Service, ServiceError, signoff};
 use crate::audit::{self, NewEvent, PolicyLoaded};
 use crate::config::Config;
 use crate::policy::summary;
+use crate::signoff::{Folder, signatures_dir};
 use crate::store::StoreError;
 use crate::store::meta;
 
@@ -127,14 +128,13 @@ impl Service {
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = c;
         };
+        // Read before the write: the folder is not read under the write lock.
+        let folder = Folder::read(&signatures_dir(&config.path));
         let recorded = self.store.write(|tx| {
-            let old: Option<Value> = meta::recorded_policy(tx)?
-                .map(|text| serde_json::from_str(&text))
-                .transpose()
-                .map_err(|e| StoreError::Corrupt(format!("the recorded policy: {e}")))?;
+            let old: Option<Value> = signoff::recorded(tx)?;
             // Signed by enough of the signers of the policy in force (the one recorded),
             // or refused: on the record, and the policy in force stays.
-            let outcome = signoff::judge(tx, config, old.as_ref(), &new)?;
+            let outcome = signoff::judge(tx, config, old.as_ref(), &new, &folder)?;
             if let Some(reason) = &outcome.refusal {
                 let stop =
                     signoff::refuse(tx, config, now, actor, cause, &digest, &outcome, reason)?;

@@ -8,7 +8,7 @@ use super::ServiceError;
 use crate::audit::{self, NewEvent, PolicyRefused, Signoff};
 use crate::config::Config;
 use crate::names::UserName;
-use crate::signoff::{self, Basis, CheckError, Outcome};
+use crate::signoff::{self, Basis, CheckError, Folder, Outcome};
 use crate::store::{StoreError, Tx, keys, users};
 
 /// The decision about `config`'s file (whose policy summary is `new`), replacing the
@@ -18,6 +18,7 @@ pub(super) fn judge(
     config: &Config,
     running: Option<&Value>,
     new: &Value,
+    folder: &Folder,
 ) -> Result<Outcome, ServiceError> {
     let facts = |user: &UserName| -> Result<(Vec<String>, bool), StoreError> {
         let registered = keys::list(tx, Some(user))?
@@ -26,17 +27,41 @@ pub(super) fn judge(
             .collect();
         Ok((registered, users::is_disabled(tx, user)?))
     };
-    signoff::check(
-        running,
-        new,
-        config.text.as_bytes(),
-        &signoff::signatures_dir(&config.path),
-        facts,
-    )
-    .map_err(|e| match e {
+    signoff::check(running, new, config.text.as_bytes(), folder, facts).map_err(|e| match e {
         CheckError::Recorded(m) => StoreError::Corrupt(m).into(),
         CheckError::Facts(e) => e.into(),
     })
+}
+
+/// The policy summary the database records as in force.
+pub(super) fn recorded(tx: &Tx<'_>) -> Result<Option<Value>, StoreError> {
+    crate::store::meta::recorded_policy(tx)?
+        .map(|text| serde_json::from_str(&text))
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(format!("the recorded policy: {e}")))
+}
+
+/// At a start, before anything else is written (a host CA key, its record): `config`'s
+/// file judged against the policy in force, refused (and recorded) if it must be.
+pub(super) fn judge_at_start(
+    store: &crate::store::Store,
+    config: &Config,
+    actor: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), ServiceError> {
+    let new = super::reload::policy_summary(config);
+    let digest = crate::policy::summary::digest(&new);
+    let folder = Folder::read(&signoff::signatures_dir(&config.path));
+    store.write(|tx| {
+        let running = recorded(tx)?;
+        let outcome = judge(tx, config, running.as_ref(), &new, &folder)?;
+        match &outcome.refusal {
+            Some(reason) => Ok(Err(refuse(
+                tx, config, now, actor, "start", &digest, &outcome, reason,
+            )?)),
+            None => Ok::<_, ServiceError>(Ok(())),
+        }
+    })?
 }
 
 /// What an outcome says for the audit log (`None` when no signatures were needed).
@@ -98,13 +123,10 @@ pub(super) fn refuse(
 /// first signed policy, judged by its own signers' `ssh_keys` (none is registered yet).
 pub fn first_policy_outcome(config: &Config) -> Result<Outcome, ServiceError> {
     let new = super::reload::policy_summary(config);
-    signoff::check(
-        None,
-        &new,
-        config.text.as_bytes(),
-        &signoff::signatures_dir(&config.path),
-        |_| Ok::<_, std::convert::Infallible>((Vec::new(), false)),
-    )
+    let folder = Folder::read(&signoff::signatures_dir(&config.path));
+    signoff::check(None, &new, config.text.as_bytes(), &folder, |_| {
+        Ok::<_, std::convert::Infallible>((Vec::new(), false))
+    })
     .map_err(|e| match e {
         CheckError::Recorded(m) => ServiceError::Invalid(m),
         CheckError::Facts(never) => match never {},
@@ -130,12 +152,10 @@ impl super::Local {
     /// in force (what `serve` or a reload would decide now).
     pub fn policy_outcome(&self, config: &Config) -> Result<Outcome, ServiceError> {
         let new = super::reload::policy_summary(config);
+        let folder = Folder::read(&signoff::signatures_dir(&config.path));
         self.store.read(|tx| {
-            let running: Option<Value> = crate::store::meta::recorded_policy(tx)?
-                .map(|text| serde_json::from_str(&text))
-                .transpose()
-                .map_err(|e| StoreError::Corrupt(format!("the recorded policy: {e}")))?;
-            judge(tx, config, running.as_ref(), &new)
+            let running = recorded(tx)?;
+            judge(tx, config, running.as_ref(), &new, &folder)
         })
     }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 
 use serde_json::{Value, json};
-use ssh_key::{Algorithm, HashAlg, LineEnding, PrivateKey};
+use ssh_key::{Algorithm, HashAlg, LineEnding, PrivateKey, SshSig};
 
 use super::*;
 
@@ -56,7 +56,7 @@ fn no_facts(_: &UserName) -> Result<(Vec<String>, bool), Infallible> {
 }
 
 fn decide(running: Option<&Value>, new: &Value, dir: &tempfile::TempDir) -> Outcome {
-    check(running, new, FILE, dir.path(), no_facts).unwrap()
+    check(running, new, FILE, &Folder::read(dir.path()), no_facts).unwrap()
 }
 
 fn signers(o: &Outcome) -> Vec<&str> {
@@ -191,12 +191,26 @@ fn registered_keys_count_and_disabled_signers_do_not() {
             _ => (Vec::new(), false),
         })
     };
-    let o = check(Some(&running), &new, FILE, dir.path(), registered).unwrap();
+    let o = check(
+        Some(&running),
+        &new,
+        FILE,
+        &Folder::read(dir.path()),
+        registered,
+    )
+    .unwrap();
     assert_eq!(o.refusal, None, "{o:?}");
     let carol_disabled = |u: &UserName| -> Result<(Vec<String>, bool), Infallible> {
         Ok((vec![laptop.fingerprint()], u.as_str() == "carol"))
     };
-    let o = check(Some(&running), &new, FILE, dir.path(), carol_disabled).unwrap();
+    let o = check(
+        Some(&running),
+        &new,
+        FILE,
+        &Folder::read(dir.path()),
+        carol_disabled,
+    )
+    .unwrap();
     assert_eq!(signers(&o), ["alice"]);
     assert!(o.refusal.is_some());
 }
@@ -219,13 +233,34 @@ fn the_version_must_grow_unless_the_policy_is_the_one_in_force() {
             "{o:?}"
         );
     }
-    // Removing [policy] takes the running signers' signatures.
+    // A file without [policy] has no version: never accepted while a signed policy is in
+    // force, however signed (its signature could be replayed forever).
     let unsigned = summary(&users, None);
-    assert_eq!(decide(Some(&running), &unsigned, &dir).refusal, None);
+    let o = decide(Some(&running), &unsigned, &dir);
     assert!(
-        decide(Some(&running), &unsigned, &folder(&[]))
+        o.refusal.as_deref().unwrap().contains("version = 8"),
+        "{o:?}"
+    );
+    // Signing retires with a greater version, signed by the running signers.
+    let retire = summary(&users, Some((&[], 0, 8)));
+    assert_eq!(decide(Some(&running), &retire, &dir).refusal, None);
+    assert!(
+        decide(Some(&running), &retire, &folder(&[]))
             .refusal
             .is_some()
+    );
+    // Once retired, a first signed policy again needs a greater version.
+    let again = summary(&users, Some((&["alice", "carol"], 1, 8)));
+    let o = decide(Some(&retire), &again, &dir);
+    assert!(
+        o.refusal.as_deref().unwrap().contains("not greater"),
+        "{o:?}"
+    );
+    let again = summary(&users, Some((&["alice", "carol"], 1, 9)));
+    let o = decide(Some(&retire), &again, &dir);
+    assert_eq!(
+        (o.refusal, o.authority.unwrap().basis),
+        (None, Basis::Bootstrap)
     );
     // Nothing signed before or now: nothing to check.
     let o = decide(Some(&unsigned), &unsigned, &folder(&[]));
@@ -259,4 +294,46 @@ fn a_link_or_a_fifo_is_not_read_and_does_not_hang_the_check() {
     assert!(made.success());
     let o = decide(None, &new, &dir);
     assert!(o.refusal.is_some() && o.tally.valid.is_empty(), "{o:?}");
+}
+
+#[test]
+fn the_very_file_in_force_starts_again_even_when_a_signer_was_disabled_since() {
+    let (alice, carol) = (Key::new(), Key::new());
+    let running = summary(
+        &[("alice", &alice), ("carol", &carol)],
+        Some((&["alice", "carol"], 2, 3)),
+    );
+    let disabled = |_: &UserName| Ok::<_, Infallible>((Vec::new(), true));
+    let o = check(Some(&running), &running, FILE, &Folder::default(), disabled).unwrap();
+    assert!(o.in_force && o.refusal.is_none(), "{o:?}");
+}
+
+#[test]
+fn rsa_with_sha1_and_unprintable_names_count_for_nothing() {
+    let alice = Key::new();
+    let new = summary(&[("alice", &alice)], Some((&["alice"], 1, 1)));
+    let good = alice.0.sign(NAMESPACE, HashAlg::Sha512, FILE).unwrap();
+    let sha1 = ssh_key::Signature::new(
+        Algorithm::Rsa { hash: None },
+        good.signature_bytes().to_vec(),
+    )
+    .unwrap();
+    let forged = SshSig::new(good.public_key().clone(), NAMESPACE, HashAlg::Sha512, sha1)
+        .unwrap()
+        .to_pem(LineEnding::LF)
+        .unwrap();
+    let dir = folder(&[("alice.sig", forged), ("\u{1b}[2Kvalid.sig", String::new())]);
+    let o = decide(None, &new, &dir);
+    assert!(o.tally.valid.is_empty());
+    let why: Vec<String> = o
+        .tally
+        .rejected
+        .iter()
+        .map(|r| format!("{}: {}", r.file, r.why))
+        .collect();
+    assert!(why.iter().any(|w| w.contains("SHA-1")), "{why:?}");
+    assert!(
+        why.iter().any(|w| w.starts_with("??2Kvalid.sig")),
+        "{why:?}"
+    );
 }

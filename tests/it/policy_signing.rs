@@ -3,6 +3,7 @@
 //! and on SIGHUP, and the printed allowed_signers file checked by `ssh-keygen -Y verify`.
 
 mod registered;
+mod sign;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -321,19 +322,64 @@ async fn a_policy_change_takes_two_running_signers_and_a_refused_one_leaves_the_
     hangup(&server);
     wait_for_log(&server, "reload failed", 4);
     assert!(dave_approves_prod_db(&api, &dave).await, "version 2 stays");
-    // ...and at start.
+    // Offboarding a signer does not stop the file in force from starting again.
+    write_unsigned(&config, &v2);
+    copy_dir(&v2_sigs, &sig_dir(&config));
+    let (status, body) = api
+        .post(
+            &bob,
+            "/v1/users/carol/revoke",
+            serde_json::json!({"reason": "left"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    let status = operator(&config)
+        .args(["policy", "status"])
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", text(&status.stdout));
+    assert!(
+        text(&status.stdout).contains("the very file in force"),
+        "{}",
+        text(&status.stdout)
+    );
+    // The replayed file again, at start: refused before anything else is written (a new
+    // [host_ca] in it makes no key).
+    write_unsigned(
+        &config,
+        &format!(
+            "{v1}
+[host_ca]
+key_file = \"planted_host_ca\"
+"
+        ),
+    );
+    copy_dir(&old_sigs, &sig_dir(&config));
     assert!(server.terminate());
+    let log = ServerProcess::start_with(operator(&config).arg("serve"))
+        .err()
+        .expect("an unsigned file must not start");
+    assert!(log.contains("not greater than version 2"), "{log}");
+    assert!(
+        !dir.path().join("data/planted_host_ca").exists(),
+        "a refused start made a key"
+    );
+    // ...and the replayed file itself at start.
+    write_unsigned(&config, &v1);
+    copy_dir(&old_sigs, &sig_dir(&config));
     let log = ServerProcess::start_with(operator(&config).arg("serve"))
         .err()
         .expect("a replayed file must not start");
     assert!(log.contains("not greater than version 2"), "{log}");
-    // The very file in force starts again with its own version.
+    // The very file in force starts again with its own version, carol disabled or not.
     write_unsigned(&config, &v2);
     copy_dir(&v2_sigs, &sig_dir(&config));
     let server = ServerProcess::start(&config);
     let api = Api::new(&server.url);
     assert!(dave_approves_prod_db(&api, &dave).await);
-    assert_eq!(api.events(&bob, "policy.refused").await.len(), 6);
+    assert_eq!(api.events(&bob, "policy.refused").await.len(), 7);
+    assert_eq!(api.events(&bob, "host_ca.recorded").await.len(), 0);
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -343,89 +389,4 @@ fn copy_dir(from: &Path, to: &Path) {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
     }
-}
-
-/// `policy sign` with the ssh-agent (a `.pub` file whose private half is elsewhere), the
-/// signer found from the key or named with `--as`, and nothing signed for a broken file;
-/// the signature checks with `ssh-keygen -Y verify` alone.
-#[test]
-fn policy_sign_uses_the_agent_and_signs_only_a_file_that_loads() {
-    let dir = tempfile::tempdir().unwrap();
-    let people = Signers::new(dir.path());
-    let config = dir.path().join("countersign.toml");
-    let body = people.policy(3, &["bob", "carol"], false);
-    write_unsigned(&config, &body);
-    let agent = crate::helpers::Agent::start(dir.path());
-    let bob_key = people.key("bob");
-    agent.ssh_add(&[bob_key.to_str().unwrap()]);
-    std::fs::remove_file(&bob_key).unwrap();
-    let sign = |key: &Path, extra: &[&str]| {
-        operator(&config)
-            .env("SSH_AUTH_SOCK", &agent.socket)
-            .args(["policy", "sign", "--key"])
-            .arg(key)
-            .args(extra)
-            .output()
-            .unwrap()
-    };
-    let out = sign(&dir.path().join("bob_key.pub"), &[]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let allowed = dir.path().join("allowed_signers");
-    let (_, bob_line) = &people.lines[0];
-    std::fs::write(
-        &allowed,
-        format!("bob namespaces=\"countersign-policy\" {bob_line}\n"),
-    )
-    .unwrap();
-    let verify = Command::new("ssh-keygen")
-        .args([
-            "-Y",
-            "verify",
-            "-n",
-            "countersign-policy",
-            "-I",
-            "bob",
-            "-f",
-        ])
-        .arg(&allowed)
-        .arg("-s")
-        .arg(sig_dir(&config).join("bob.sig"))
-        .stdin(Stdio::from(std::fs::File::open(&config).unwrap()))
-        .output()
-        .unwrap();
-    assert!(verify.status.success(), "{}", text(&verify.stderr));
-
-    // A key in nobody's ssh_keys needs --as (a key registered with `keys add`).
-    let stray = write_key(dir.path(), "stray", &new_key());
-    let out = sign(&stray, &[]);
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("--as USER"),
-        "{}",
-        text(&out.stderr)
-    );
-    let out = sign(&stray, &["--as", "carol"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("not in carol's ssh_keys"),
-        "{}",
-        text(&out.stderr)
-    );
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(sig_dir(&config).join("carol.sig"))
-        .unwrap()
-        .permissions();
-    assert_eq!(mode.mode() & 0o777, 0o644, "a signature is public");
-    assert!(sig_dir(&config).join("carol.sig").exists());
-
-    // A file that does not load is signed by nobody.
-    write_unsigned(&config, &format!("{body}\n[policy.oops]\n"));
-    let out = sign(&people.key("carol"), &[]);
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("nothing was signed"),
-        "{}",
-        text(&out.stderr)
-    );
-    assert!(!sig_dir(&config).exists());
 }

@@ -72,6 +72,14 @@ pub fn check_proof(key: &SubjectKey, challenge: &str, signature: &str) -> Result
             sig.namespace().chars().take(64).collect::<String>()
         ));
     }
+    // RSA with SHA-1 (`ssh-rsa`), which `ssh-keygen -Y verify` refuses too.
+    if sig.signature().algorithm() == (ssh_key::Algorithm::Rsa { hash: None }) {
+        return Err(
+            "an RSA signature with SHA-1 (ssh-rsa): sign with rsa-sha2-512, as \
+                    `ssh-keygen -Y sign` does"
+                .to_owned(),
+        );
+    }
     if sig.public_key() != key.key_data() {
         return Err(format!(
             "the signature was made with another key ({}), not {}",
@@ -82,4 +90,39 @@ pub fn check_proof(key: &SubjectKey, challenge: &str, signature: &str) -> Result
     PublicKey::new(key.key_data().clone(), "")
         .verify(KEY_NAMESPACE, challenge.as_bytes(), &sig)
         .map_err(|_| "the signature does not verify over this challenge".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use ssh_key::{Algorithm, HashAlg, LineEnding, PrivateKey, SshSig};
+
+    use super::*;
+
+    /// A proof whose inner signature claims RSA with SHA-1 is refused before any check
+    /// (as `ssh-keygen -Y verify` refuses it), and a genuine one passes.
+    #[test]
+    fn a_sha1_rsa_signature_is_no_proof() {
+        let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap();
+        let line = key.public_key().to_openssh().unwrap();
+        let subject = SubjectKey::parse(&line).unwrap();
+        let good = key
+            .sign(KEY_NAMESPACE, HashAlg::Sha512, b"challenge")
+            .unwrap();
+        let pem = |s: &SshSig| s.to_pem(LineEnding::LF).unwrap();
+        assert_eq!(check_proof(&subject, "challenge", &pem(&good)), Ok(()));
+        let sha1 = ssh_key::Signature::new(
+            Algorithm::Rsa { hash: None },
+            good.signature_bytes().to_vec(),
+        )
+        .unwrap();
+        let forged = SshSig::new(
+            good.public_key().clone(),
+            KEY_NAMESPACE,
+            HashAlg::Sha512,
+            sha1,
+        )
+        .unwrap();
+        let refused = check_proof(&subject, "challenge", &pem(&forged)).unwrap_err();
+        assert!(refused.contains("SHA-1"), "{refused}");
+    }
 }
