@@ -380,6 +380,15 @@ key_file = \"planted_host_ca\"
     assert!(dave_approves_prod_db(&api, &dave).await);
     assert_eq!(api.events(&bob, "policy.refused").await.len(), 7);
     assert_eq!(api.events(&bob, "host_ca.recorded").await.len(), 0);
+
+    // Version 3 takes dave off prod-db again: with 1 of 2 signatures it does not start.
+    assert!(server.terminate());
+    write_unsigned(&config, &people.policy(3, &["bob", "carol"], false));
+    policy_sign(&config, &people.key("bob"));
+    let log = ServerProcess::start_with(operator(&config).arg("serve"))
+        .err()
+        .expect("1 of 2 must not start");
+    assert!(log.contains("1 of the 2 signatures"), "{log}");
 }
 
 fn copy_dir(from: &Path, to: &Path) {
