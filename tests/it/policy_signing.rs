@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::helpers::{POLICY, new_key, public_line, write_key};
 use crate::process::{Api, ServerProcess, create_token, init, operator};
+use crate::reload::{can_approve, hangup, wait_for_log};
 
 /// The people who sign, with their key files.
 struct Signers {
@@ -100,42 +101,8 @@ fn policy_sign(config: &Path, key: &Path) {
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
-fn hangup(server: &ServerProcess) {
-    let pid = server.pid().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-}
-
-/// Waits (up to 20 s) until `needle` is in the log `times` times.
-fn wait_for_log(server: &ServerProcess, needle: &str, times: usize) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while server.log().matches(needle).count() < times {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no {needle:?} in the log:\n{}",
-            server.log()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
 async fn dave_approves_prod_db(api: &Api, dave: &str) -> bool {
-    let body: Value = api
-        .http
-        .get(format!("{}/v1/whoami", api.url))
-        .bearer_auth(dave)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["can_approve"].to_string().contains("prod-db")
+    can_approve(api, dave).await.to_string().contains("prod-db")
 }
 
 fn signed_by(event: &Value) -> Vec<String> {

@@ -20,7 +20,7 @@ fn run(cmd: &mut Command) -> Output {
 
 /// Waits (up to 20 s) until the server has logged `needle` `times` times: the reload
 /// runs when the signal arrives, not at a known moment.
-fn wait_for_log(server: &ServerProcess, needle: &str, times: usize) {
+pub(crate) fn wait_for_log(server: &ServerProcess, needle: &str, times: usize) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while server.log().matches(needle).count() < times {
         assert!(
@@ -36,7 +36,7 @@ async fn policy_events(api: &Api, admin: &str) -> Vec<Value> {
     api.events(admin, "policy.loaded").await
 }
 
-async fn can_approve(api: &Api, token: &str) -> Value {
+pub(crate) async fn can_approve(api: &Api, token: &str) -> Value {
     let body: Value = api
         .http
         .get(format!("{}/v1/whoami", api.url))
@@ -56,7 +56,7 @@ fn rewrite(config: &Path, from: &str, to: &str) {
     std::fs::write(config, text.replacen(from, to, 1)).unwrap();
 }
 
-fn hangup(server: &ServerProcess) {
+pub(crate) fn hangup(server: &ServerProcess) {
     let st = Command::new("kill")
         .args(["-HUP", &server.pid().to_string()])
         .status()
