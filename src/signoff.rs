@@ -37,6 +37,10 @@ pub struct Signing {
     pub signatures_required: u32,
     /// Grows with every signed change.
     pub version: u64,
+    /// The user CA's key fingerprint this file is for (`SHA256:...`), if it names one:
+    /// a file signed for another CA (staging) is refused here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
 }
 
 /// The folder of a configuration file's signatures: `<config file>.sig.d`.
@@ -188,52 +192,88 @@ impl Signing {
 
 /// What `new` (a policy summary) needs to replace `running` (the summary in force,
 /// `None` if nothing is recorded). A signed policy in force decides every change, and
-/// `version` must grow; leaving signed mode takes a `[policy]` that keeps a greater
-/// `version` without signers (a file without the section has no version, so the
-/// running signers' signature on it could be replayed forever). With nothing signed in
+/// `version` must grow (by at most [`MAX_VERSION_STEP`]); leaving signed mode takes a
+/// `[policy]` that keeps a greater `version` without signers (a file without the section
+/// has no version, so the running signers' signature on it could be replayed forever),
+/// and the section stays from then on (the version floor with it). With nothing signed in
 /// force, a file with signers is the first signed policy, judged by its own signers, at a
-/// version above any a retired one had.
+/// version above any a retired one had. The very file in force (same SHA-256) is
+/// accepted as it was judged when it was loaded.
 pub fn plan(running: Option<&Value>, new: &Value) -> Result<Plan, String> {
     let next = recorded_signing(new)?;
     let now = match running {
         Some(r) => recorded_signing(r)?.map(|s| (r, s)),
         None => None,
     };
+    let same_file = running
+        .and_then(file_sha256)
+        .is_some_and(|f| Some(f) == file_sha256(new));
     Ok(match (now, next) {
         (Some((running, current)), next) if current.is_signed() => {
             let version = current.version;
             let auth = authority(running, current, Basis::Running);
-            if running == new {
+            if same_file {
                 return Ok(Plan::InForce(auth));
             }
-            match next {
+            match next.map(|n| step_refusal(version, n.version)) {
                 None => Plan::Refuse(
                     Some(auth),
                     format!(
                         "a signed policy is in force: to stop signing, keep [policy] with a \
                          greater version and no signers (version = {}), signed by the \
                          running policy's signers",
-                        version + 1
+                        version.saturating_add(1)
                     ),
                 ),
-                Some(n) if n.version <= version => {
-                    Plan::Refuse(Some(auth), version_refusal(version, n.version))
-                }
-                Some(_) => Plan::Judge(auth),
+                Some(Some(why)) => Plan::Refuse(Some(auth), why),
+                Some(None) => Plan::Judge(auth),
             }
         }
+        (Some((_, retired)), None) => Plan::Refuse(
+            None,
+            format!(
+                "signing was retired at [policy] version {}: keep [policy] with that \
+                 version or a greater one (the version floor stays)",
+                retired.version
+            ),
+        ),
         (retired, Some(next)) => {
             let floor = retired.map_or(0, |(_, r)| r.version);
-            if next.version <= floor && next.is_signed() {
+            if !next.is_signed() && next.version < floor {
                 Plan::Refuse(None, version_refusal(floor, next.version))
-            } else if next.is_signed() {
-                Plan::Judge(authority(new, next, Basis::Bootstrap))
-            } else {
+            } else if !next.is_signed() {
                 Plan::Unsigned
+            } else if let Some(why) = step_refusal(floor, next.version) {
+                Plan::Refuse(None, why)
+            } else {
+                Plan::Judge(authority(new, next, Basis::Bootstrap))
             }
         }
-        (_, None) => Plan::Unsigned,
+        (None, None) => Plan::Unsigned,
     })
+}
+
+/// Most a signed `version` may grow in one change: a version near the top of the range
+/// could never be followed, freezing the policy for good.
+pub const MAX_VERSION_STEP: u64 = 1000;
+
+/// Why `next` may not follow `current`: not greater, or too far above it.
+fn step_refusal(current: u64, next: u64) -> Option<String> {
+    if next <= current {
+        return Some(version_refusal(current, next));
+    }
+    (next - current > MAX_VERSION_STEP).then(|| {
+        format!(
+            "[policy] version {next} is more than {MAX_VERSION_STEP} above version {current} \
+             of the policy in force: raise it by a little (a version that high could leave \
+             no room to follow it)"
+        )
+    })
+}
+
+/// The SHA-256 of the file a summary's `[policy]` was read from.
+fn file_sha256(summary: &Value) -> Option<&str> {
+    summary["policy"]["file_sha256"].as_str()
 }
 
 /// Why a version that does not exceed the one in force is refused.

@@ -25,6 +25,19 @@ impl Builder<'_> {
         if version < 1 {
             return Err(self.err("policy.version", "must be 1 or more"));
         }
+        let ca = match raw.ca {
+            Some(fp) if fp.starts_with("SHA256:") && fp.len() == 50 => Some(fp),
+            Some(fp) => {
+                return Err(self.err(
+                    "policy.ca",
+                    format!(
+                        "{fp:?} is not a SHA-256 key fingerprint (SHA256:... as \
+                         `check-config` prints the CA key's)"
+                    ),
+                ));
+            }
+            None => None,
+        };
         // Only a version: signing retired (the running signers sign this file; it keeps
         // the version growing, so their signature on it cannot be replayed later).
         let Some(names) = raw.signers else {
@@ -35,6 +48,7 @@ impl Builder<'_> {
                 signers: Vec::new(),
                 signatures_required: 0,
                 version: version as u64,
+                ca,
             }));
         };
         if names.is_empty() {
@@ -81,6 +95,14 @@ impl Builder<'_> {
                 format!("must be between 1 and the {} signers", signers.len()),
             ));
         }
+        if ca.is_none() {
+            self.warnings.push(
+                "policy.ca is not set: a file signed by the same people for another CA (a \
+                 staging copy) would be accepted by this one (set ca to this CA's key \
+                 fingerprint)"
+                    .into(),
+            );
+        }
         if required == 1 {
             self.warnings.push(
                 "policy.signatures_required = 1: one person can change the policy alone".into(),
@@ -90,6 +112,7 @@ impl Builder<'_> {
             signers: signers.into_iter().collect(),
             signatures_required: required as u32,
             version: version as u64,
+            ca,
         }))
     }
 }

@@ -46,6 +46,7 @@ pub(super) struct RawPolicySigning {
     pub signers: Option<Vec<String>>,
     pub signatures_required: Option<i64>,
     pub version: Option<i64>,
+    pub ca: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -140,7 +140,7 @@ impl Service {
                     signoff::refuse(tx, config, now, actor, cause, &digest, &outcome, reason)?;
                 return Ok(Err(stop));
             }
-            if let Some(a) = &outcome.authority {
+            if let (Some(a), Some(s)) = (&outcome.authority, &outcome.signing) {
                 let by: Vec<&str> = outcome
                     .tally
                     .valid
@@ -148,7 +148,8 @@ impl Service {
                     .map(|v| v.user.as_str())
                     .collect();
                 tracing::info!(
-                    version = a.signing.version,
+                    version = s.version,
+                    in_force = outcome.in_force,
                     signed_by = by.join(", "),
                     bootstrap = matches!(a.basis, crate::signoff::Basis::Bootstrap),
                     "the policy's signatures are valid"

@@ -27,10 +27,25 @@ pub(super) fn judge(
             .collect();
         Ok((registered, users::is_disabled(tx, user)?))
     };
-    signoff::check(running, new, config.text.as_bytes(), folder, facts).map_err(|e| match e {
-        CheckError::Recorded(m) => StoreError::Corrupt(m).into(),
-        CheckError::Facts(e) => e.into(),
-    })
+    let mut outcome = signoff::check(running, new, config.text.as_bytes(), folder, facts).map_err(
+        |e| match e {
+            CheckError::Recorded(m) => ServiceError::from(StoreError::Corrupt(m)),
+            CheckError::Facts(e) => e.into(),
+        },
+    )?;
+    // A file that names the CA it is for is refused by any other (a staging copy).
+    let named = outcome.signing.as_ref().and_then(|s| s.ca.clone());
+    if let (None, Some(named)) = (&outcome.refusal, named) {
+        let this = crate::store::meta::current_ca(tx)?.map(|k| k.fingerprint);
+        if this.as_deref() != Some(named.as_str()) {
+            outcome.refusal = Some(format!(
+                "[policy] ca = {named:?} is not this CA ({}): a file signed for another CA \
+                 is not loaded here",
+                this.as_deref().unwrap_or("none recorded")
+            ));
+        }
+    }
+    Ok(outcome)
 }
 
 /// The policy summary the database records as in force.

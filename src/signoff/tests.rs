@@ -42,6 +42,12 @@ fn summary(users: &[(&str, &Key)], policy: Option<(&[&str], u32, u64)>) -> Value
     s
 }
 
+/// `summary` as read from a file whose SHA-256 is `file` (what `policy.loaded` records).
+fn from_file(mut summary: Value, file: &str) -> Value {
+    summary["policy"]["file_sha256"] = json!(file);
+    summary
+}
+
 /// A signatures folder holding `files` (name, text).
 fn folder(files: &[(&str, String)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -221,8 +227,25 @@ fn the_version_must_grow_unless_the_policy_is_the_one_in_force() {
     let users = [("alice", &alice), ("carol", &carol)];
     let running = summary(&users, Some((&["alice", "carol"], 1, 7)));
     let dir = folder(&[("alice.sig", alice.sign(NAMESPACE, FILE))]);
-    // The policy in force itself (a restart): fine.
-    assert_eq!(decide(Some(&running), &running, &dir).refusal, None);
+    // The very file in force (a restart): fine, signatures or not.
+    let in_force = from_file(running.clone(), "f1");
+    let o = decide(Some(&in_force), &in_force, &folder(&[]));
+    assert!(o.in_force && o.refusal.is_none(), "{o:?}");
+    // The same policy from another file at the same version: refused.
+    let o = decide(Some(&in_force), &from_file(running.clone(), "f2"), &dir);
+    assert!(o.refusal.as_deref().unwrap().contains("differs"), "{o:?}");
+    // A version too far above the running one could freeze the policy: refused.
+    let far = summary(
+        &users,
+        Some((&["alice", "carol"], 1, 7 + MAX_VERSION_STEP + 1)),
+    );
+    let o = decide(Some(&running), &far, &dir);
+    assert!(
+        o.refusal.as_deref().unwrap().contains("more than 1000"),
+        "{o:?}"
+    );
+    let near = summary(&users, Some((&["alice", "carol"], 1, 7 + MAX_VERSION_STEP)));
+    assert_eq!(decide(Some(&running), &near, &dir).refusal, None);
     // Another policy with the same or an older version: a replay, refused however signed.
     for version in [7, 6] {
         let mut older = summary(&users, Some((&["alice", "carol"], 1, version)));
@@ -262,6 +285,18 @@ fn the_version_must_grow_unless_the_policy_is_the_one_in_force() {
         (o.refusal, o.authority.unwrap().basis),
         (None, Basis::Bootstrap)
     );
+    // Once retired, the section stays (with it the floor): a file without it is refused,
+    // and the retired version does not go down.
+    let o = decide(Some(&retire), &unsigned, &folder(&[]));
+    assert!(o.refusal.as_deref().unwrap().contains("retired"), "{o:?}");
+    let lower = summary(&users, Some((&[], 0, 7)));
+    assert!(
+        decide(Some(&retire), &lower, &folder(&[]))
+            .refusal
+            .is_some()
+    );
+    let same = summary(&users, Some((&[], 0, 8)));
+    assert_eq!(decide(Some(&retire), &same, &folder(&[])).refusal, None);
     // Nothing signed before or now: nothing to check.
     let o = decide(Some(&unsigned), &unsigned, &folder(&[]));
     assert!(o.authority.is_none() && o.refusal.is_none());
@@ -304,6 +339,7 @@ fn the_very_file_in_force_starts_again_even_when_a_signer_was_disabled_since() {
         Some((&["alice", "carol"], 2, 3)),
     );
     let disabled = |_: &UserName| Ok::<_, Infallible>((Vec::new(), true));
+    let running = from_file(running, "f");
     let o = check(Some(&running), &running, FILE, &Folder::default(), disabled).unwrap();
     assert!(o.in_force && o.refusal.is_none(), "{o:?}");
 }

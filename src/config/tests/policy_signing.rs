@@ -79,6 +79,27 @@ fn signers_are_people_of_the_users_named_once_and_counted_within_bounds() {
 }
 
 #[test]
+fn ca_names_a_key_fingerprint_and_its_absence_is_warned_of() {
+    let fp = "SHA256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let c = ok(&with_policy(&format!(
+        "signers = [\"user:bob\"]\nsignatures_required = 1\nversion = 1\nca = \"{fp}\""
+    )));
+    assert_eq!(
+        c.policy.signing.clone().and_then(|s| s.ca).as_deref(),
+        Some(fp)
+    );
+    assert!(!warned(&c, &["policy.ca is not set"]));
+    let c = ok(&with_policy(
+        "signers = [\"user:bob\"]\nsignatures_required = 1\nversion = 1",
+    ));
+    assert!(warned(&c, &["policy.ca is not set"]));
+    refused(
+        &with_policy("signers = [\"user:bob\"]\nsignatures_required = 1\nversion = 1\nca = \"x\""),
+        &["policy.ca", "not a SHA-256 key fingerprint"],
+    );
+}
+
+#[test]
 fn a_section_with_only_a_version_retires_signing() {
     let c = ok(&with_policy("version = 9"));
     let s = c.policy.signing.clone().expect("[policy]");

@@ -49,13 +49,43 @@ async fn a_registered_key_signs_and_other_signatures_count_for_nothing() {
         "the old policy stays"
     );
 
+    // Properly signed, but for another CA (a staging copy): refused.
+    let staging = policy.replace(
+        "version = 1\n",
+        "version = 1\nca = \"SHA256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"\n",
+    );
+    let staging_bytes = app.config_of(&staging).text.to_string();
+    put("bob", sign(&bob_key, NAMESPACE, &staging_bytes));
+    put("carol", sign(&laptop, NAMESPACE, &staging_bytes));
+    let refused = app
+        .service
+        .reload(app.config_of(&staging), "operator")
+        .map(drop)
+        .map_err(|e| e.to_string())
+        .expect_err("a file for another CA");
+    assert!(refused.contains("is not this CA"), "{refused}");
+    // Named for this CA: loaded, with bob's config key and carol's registered key.
+    let policy = policy.replace(
+        "version = 1\n",
+        &format!("version = 1\nca = \"{}\"\n", app.service.ca().fingerprint()),
+    );
+    let bytes = app.config_of(&policy).text.to_string();
     put("bob", sign(&bob_key, NAMESPACE, &bytes));
     put("carol", sign(&laptop, NAMESPACE, &bytes));
-    reload().expect("bob's config key and carol's registered key");
+    let reload = || {
+        app.service
+            .reload(app.config_of(&policy), "operator")
+            .map(drop)
+            .map_err(|e| e.to_string())
+    };
+    assert!(
+        reload().is_ok(),
+        "bob's config key and carol's registered key"
+    );
     assert!(app.service.config().policy.signing.is_some());
 
     let refusals = events(&app, "policy.refused").await;
-    assert_eq!(refusals.len(), 2);
+    assert_eq!(refusals.len(), 3);
     let why = |e: &Value| e["detail"]["rejected"].to_string();
     assert!(
         why(&refusals[0]).contains("not over this file's bytes"),
