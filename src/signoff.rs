@@ -242,7 +242,11 @@ pub fn plan(running: Option<&Value>, new: &Value) -> Result<Plan, String> {
             if !next.is_signed() && next.version < floor {
                 Plan::Refuse(None, version_refusal(floor, next.version))
             } else if !next.is_signed() {
-                Plan::Unsigned
+                // The same retired version again, or a greater one within the step.
+                match step_refusal(floor, next.version.max(floor + 1)) {
+                    Some(why) => Plan::Refuse(None, why),
+                    None => Plan::Unsigned,
+                }
             } else if let Some(why) = step_refusal(floor, next.version) {
                 Plan::Refuse(None, why)
             } else {

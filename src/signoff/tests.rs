@@ -297,6 +297,8 @@ fn the_version_must_grow_unless_the_policy_is_the_one_in_force() {
     );
     let same = summary(&users, Some((&[], 0, 8)));
     assert_eq!(decide(Some(&retire), &same, &folder(&[])).refusal, None);
+    let far = summary(&users, Some((&[], 0, 8 + MAX_VERSION_STEP + 1)));
+    assert!(decide(Some(&retire), &far, &folder(&[])).refusal.is_some());
     // Nothing signed before or now: nothing to check.
     let o = decide(Some(&unsigned), &unsigned, &folder(&[]));
     assert!(o.authority.is_none() && o.refusal.is_none());
