@@ -11,29 +11,20 @@ use std::process::{Command, Stdio};
 
 #[test]
 fn a_tiny_bench_run_completes_and_its_checks_pass() {
-    let out = Command::new(env!("CARGO_BIN_EXE_countersign-bench"))
-        .args([
-            "run",
-            "--flows",
-            "60",
-            "--clients",
-            "4",
-            "--single-flows",
-            "10",
-            "--scale-rows",
-            "500",
-            "--baseline-seconds",
-            "0.1",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = bench_json(&[
+        "run",
+        "--flows",
+        "60",
+        "--clients",
+        "4",
+        "--single-flows",
+        "10",
+        "--scale-rows",
+        "500",
+        "--baseline-seconds",
+        "0.1",
+        "--json",
+    ]);
     assert_eq!(report["check"]["ok"], true, "{report}");
     // The JSON says on how many CPUs it ran (it said 0 before).
     assert!(report["cores"].as_u64().unwrap() >= 1, "{report}");
@@ -93,16 +84,7 @@ fn echo_prints_the_address_it_bound_and_answers_there() {
 /// positive, and countersign's CA work above the HTTP-only server's.
 #[test]
 fn instructions_per_flow_are_counted_for_both_servers() {
-    let out = Command::new(env!("CARGO_BIN_EXE_countersign-bench"))
-        .args(["instructions", "--flows", "5", "--warmup", "2", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let counted: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let counted = bench_json(&["instructions", "--flows", "5", "--warmup", "2", "--json"]);
     let per = |k: &str| counted[k].as_f64().unwrap();
     assert!(
         per("http_only_instructions_per_flow") > 10_000.0,
@@ -112,4 +94,18 @@ fn instructions_per_flow_are_counted_for_both_servers() {
         per("countersign_instructions_per_flow") > per("http_only_instructions_per_flow"),
         "{counted}"
     );
+}
+
+/// `countersign-bench ARGS...`, which must succeed: its JSON output.
+fn bench_json(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_countersign-bench"))
+        .args(args)
+        .output()
+        .expect("countersign-bench runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("countersign-bench prints JSON")
 }

@@ -25,9 +25,10 @@ impl Builder<'_> {
         if version < 1 {
             return Err(self.err("policy.version", "must be 1 or more"));
         }
-        let ca = match raw.ca {
-            Some(fp) if fp.starts_with("SHA256:") && fp.len() == 50 => Some(fp),
-            Some(fp) => {
+        let ca = match raw.ca.as_deref().map(str::parse::<ssh_key::Fingerprint>) {
+            Some(Ok(fp)) if fp.is_sha256() => Some(fp.to_string()),
+            Some(_) => {
+                let fp = raw.ca.unwrap_or_default();
                 return Err(self.err(
                     "policy.ca",
                     format!(

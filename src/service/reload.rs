@@ -16,7 +16,6 @@ use crate::audit::{self, NewEvent, PolicyLoaded};
 use crate::config::Config;
 use crate::policy::summary;
 use crate::signoff::{Folder, signatures_dir};
-use crate::store::StoreError;
 use crate::store::meta;
 
 /// What a reload did.
@@ -75,11 +74,7 @@ impl Service {
         self.clock_agrees()?;
         self.not_behind(self.store.read(crate::store::certificates::krl_version)?)?;
         let ours = summary::digest(&policy_summary(&self.config()));
-        let recorded = self.store.read(meta::recorded_policy)?;
-        let recorded: Option<Value> = recorded
-            .map(|text| serde_json::from_str(&text))
-            .transpose()
-            .map_err(|e| StoreError::Corrupt(format!("the recorded policy: {e}")))?;
+        let recorded = self.store.read(signoff::recorded)?;
         match recorded.as_ref().map(summary::digest) {
             Some(newest) if newest == ours => {
                 self.can_write_and_sign()?;
@@ -130,16 +125,14 @@ impl Service {
         };
         // Read before the write: the folder is not read under the write lock.
         let folder = Folder::read(&signatures_dir(&config.path));
+        let by = signoff::Loading { actor, cause, now };
         let recorded = self.store.write(|tx| {
-            let old: Option<Value> = signoff::recorded(tx)?;
             // Signed by enough of the signers of the policy in force (the one recorded),
             // or refused: on the record, and the policy in force stays.
-            let outcome = signoff::judge(tx, config, old.as_ref(), &new, &folder)?;
-            if let Some(reason) = &outcome.refusal {
-                let stop =
-                    signoff::refuse(tx, config, now, actor, cause, &digest, &outcome, reason)?;
-                return Ok(Err(stop));
-            }
+            let (old, outcome) = match signoff::judge_or_refuse(tx, config, &new, &folder, &by)? {
+                Ok(judged) => judged,
+                Err(stop) => return Ok(Err(stop)),
+            };
             if let (Some(a), Some(s)) = (&outcome.authority, &outcome.signing) {
                 let by: Vec<&str> = outcome
                     .tally

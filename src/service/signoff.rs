@@ -56,6 +56,54 @@ pub(super) fn recorded(tx: &Tx<'_>) -> Result<Option<Value>, StoreError> {
         .map_err(|e| StoreError::Corrupt(format!("the recorded policy: {e}")))
 }
 
+/// Who loads a file, and why (for `policy.refused` and `policy.loaded`).
+pub(super) struct Loading<'a> {
+    /// The operator (or the server itself) recorded as the actor.
+    pub actor: &'a str,
+    /// `start` or `reload`.
+    pub cause: &'a str,
+    /// When.
+    pub now: chrono::DateTime<chrono::Utc>,
+}
+
+/// `config`'s file (policy summary `new`) judged in `tx` against the policy the database
+/// records as in force, with the signatures of `folder`: the running summary and the
+/// outcome, or, refused, the error to stop with — after `policy.refused` is written in
+/// `tx` (commit it).
+pub(super) fn judge_or_refuse(
+    tx: &Tx<'_>,
+    config: &Config,
+    new: &Value,
+    folder: &Folder,
+    by: &Loading<'_>,
+) -> Result<Result<(Option<Value>, Outcome), ServiceError>, ServiceError> {
+    let running = recorded(tx)?;
+    let outcome = judge(tx, config, running.as_ref(), new, folder)?;
+    let Some(reason) = &outcome.refusal else {
+        return Ok(Ok((running, outcome)));
+    };
+    audit::append(
+        tx,
+        by.now,
+        &NewEvent::general(
+            by.actor,
+            PolicyRefused {
+                cause: by.cause.to_owned(),
+                digest: crate::policy::summary::digest(new),
+                reason: reason.clone(),
+                signoff: signoff_of(&outcome),
+                rejected: outcome.tally.rejected.clone(),
+            },
+        ),
+    )?;
+    Ok(Err(ServiceError::Invalid(format!(
+        "{} was refused: {reason} (signatures are read from {}; `countersign policy \
+         status` says more)",
+        config.path.display(),
+        signoff::signatures_dir(&config.path).display()
+    ))))
+}
+
 /// At a start, before anything else is written (a host CA key, its record): `config`'s
 /// file judged against the policy in force, refused (and recorded) if it must be.
 pub(super) fn judge_at_start(
@@ -65,18 +113,15 @@ pub(super) fn judge_at_start(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), ServiceError> {
     let new = super::reload::policy_summary(config);
-    let digest = crate::policy::summary::digest(&new);
     let folder = Folder::read(&signoff::signatures_dir(&config.path));
-    store.write(|tx| {
-        let running = recorded(tx)?;
-        let outcome = judge(tx, config, running.as_ref(), &new, &folder)?;
-        match &outcome.refusal {
-            Some(reason) => Ok(Err(refuse(
-                tx, config, now, actor, "start", &digest, &outcome, reason,
-            )?)),
-            None => Ok::<_, ServiceError>(Ok(())),
-        }
-    })?
+    let by = Loading {
+        actor,
+        cause: "start",
+        now,
+    };
+    store
+        .write(|tx| judge_or_refuse(tx, config, &new, &folder, &by))?
+        .map(drop)
 }
 
 /// What an outcome says for the audit log (`None` when no signatures were needed).
@@ -98,40 +143,6 @@ pub(super) fn signoff_of(outcome: &Outcome) -> Option<Signoff> {
         signed_by: outcome.tally.valid.clone(),
         version: outcome.signing.as_ref().map(|s| s.version),
     })
-}
-
-/// Records a refused file as `policy.refused` and returns the error that stops it.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn refuse(
-    tx: &Tx<'_>,
-    config: &Config,
-    now: chrono::DateTime<chrono::Utc>,
-    actor: &str,
-    cause: &str,
-    digest: &str,
-    outcome: &Outcome,
-    reason: &str,
-) -> Result<ServiceError, ServiceError> {
-    audit::append(
-        tx,
-        now,
-        &NewEvent::general(
-            actor,
-            PolicyRefused {
-                cause: cause.to_owned(),
-                digest: digest.to_owned(),
-                reason: reason.to_owned(),
-                signoff: signoff_of(outcome),
-                rejected: outcome.tally.rejected.clone(),
-            },
-        ),
-    )?;
-    Ok(ServiceError::Invalid(format!(
-        "{} was refused: {reason} (signatures are read from {}; `countersign policy \
-         status` says more)",
-        config.path.display(),
-        signoff::signatures_dir(&config.path).display()
-    )))
 }
 
 /// The decision about `config`'s file before any state exists (no `init` yet): as a

@@ -80,7 +80,7 @@ fn signers_are_people_of_the_users_named_once_and_counted_within_bounds() {
 
 #[test]
 fn ca_names_a_key_fingerprint_and_its_absence_is_warned_of() {
-    let fp = "SHA256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let fp = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     let c = ok(&with_policy(&format!(
         "signers = [\"user:bob\"]\nsignatures_required = 1\nversion = 1\nca = \"{fp}\""
     )));

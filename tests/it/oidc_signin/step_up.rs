@@ -115,15 +115,8 @@ async fn an_old_sign_in_neither_breaks_the_glass_nor_reviews() {
     let (app, _s) = spawn(&idp, table).await;
     let old = sign_in_as(&app, "alice").await;
     let key = crate::helpers::public_line(&crate::helpers::new_key());
-    let r = reqwest::Client::new()
-        .post(format!("{}/v1/breakglass", app.url))
-        .bearer_auth(&old)
-        .json(&json!({ "role": "prod-db", "public_key": key, "reason": "INC-1 down" }))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let body: Value = r.json().await.unwrap();
+    let body = json!({ "role": "prod-db", "public_key": key, "reason": "INC-1 down" });
+    let (status, body) = post_as(&app, &old, "/v1/breakglass", body).await;
     assert_eq!(
         (status, code(&body)),
         (StatusCode::UNAUTHORIZED, "reauth_required"),
@@ -136,15 +129,8 @@ async fn an_old_sign_in_neither_breaks_the_glass_nor_reviews() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let id = body["id"].as_str().unwrap().to_owned();
     let bob = sign_in_as(&app, "bob").await;
-    let r = reqwest::Client::new()
-        .post(format!("{}/v1/requests/{id}/review", app.url))
-        .bearer_auth(&bob)
-        .json(&json!({ "verdict": "unjustified", "comment": "no incident" }))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let body: Value = r.json().await.unwrap();
+    let body = json!({ "verdict": "unjustified", "comment": "no incident" });
+    let (status, body) = post_as(&app, &bob, &format!("/v1/requests/{id}/review"), body).await;
     assert_eq!(
         (status, code(&body)),
         (StatusCode::UNAUTHORIZED, "reauth_required"),
@@ -152,4 +138,17 @@ async fn an_old_sign_in_neither_breaks_the_glass_nor_reviews() {
     );
     let (_, view) = app.request("alice", &id).await;
     assert_eq!(view["breakglass"]["verdicts"], json!([]), "{view}");
+}
+
+/// POST `body` to `path` with the bearer `token` (a session): status and JSON answer.
+async fn post_as(app: &TestApp, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{}{path}", app.url))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap())
 }

@@ -52,7 +52,7 @@ async fn a_registered_key_signs_and_other_signatures_count_for_nothing() {
     // Properly signed, but for another CA (a staging copy): refused.
     let staging = policy.replace(
         "version = 1\n",
-        "version = 1\nca = \"SHA256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"\n",
+        "version = 1\nca = \"SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"\n",
     );
     let staging_bytes = app.config_of(&staging).text.to_string();
     put("bob", sign(&bob_key, NAMESPACE, &staging_bytes));
