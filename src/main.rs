@@ -7,7 +7,9 @@ use clap::Parser;
 
 /// mimalloc instead of glibc's malloc: the server allocates and frees small buffers on
 /// several threads at once (hyper, JSON, SQLite), where glibc's allocator cost the server
-/// a noticeable share of its CPU under load (docs/benchmark.md, "Lab notes").
+/// a noticeable share of its CPU under load (docs/benchmark.md, "Lab notes"). With the
+/// crate's `override` feature it also replaces `malloc` for the C code linked in, so
+/// SQLite's allocations (every statement's) no longer go through glibc's allocator.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -115,11 +115,10 @@ impl Lite {
         &self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let f = |conn: &Connection| f(&Tx::writing(conn));
         if writer::batch_is_open_here(self.id) {
-            writer::write_in_batch(f)
+            writer::write_in_batch(|conn, held| f(&Tx::writing(conn, Some(held))))
         } else {
-            self.writer.write_alone(f)
+            self.writer.write_alone(|conn| f(&Tx::writing(conn, None)))
         }
     }
 

@@ -250,25 +250,16 @@ pub fn decide(tx: &Tx<'_>, id: &RequestId, d: &Decision<'_>) -> Result<bool, Sto
 }
 
 /// [`decide`] for a request this write transaction has read as pending, under the write
-/// lock (so nobody else can have decided it since): at signing. On PostgreSQL the UPDATE
-/// is pipelined, not waited for (a round trip under the lock saved); should it change
-/// anything but exactly one row, it fails, which aborts the transaction, so that nothing
-/// of it commits and nobody is told it succeeded (`Conn::put`). On SQLite it is
-/// [`decide`]. True when the request was (or, on PostgreSQL, will be) decided.
+/// lock (so nobody else can have decided it since): at signing. The UPDATE is not waited
+/// for (`Tx::put_one`: pipelined on PostgreSQL, held on SQLite); should it change
+/// anything but exactly one row, it fails, so that nothing of the write commits and
+/// nobody is told it succeeded. True when the request was (or will be) decided.
 pub fn decide_read_pending(
     tx: &Tx<'_>,
     id: &RequestId,
     d: &Decision<'_>,
 ) -> Result<bool, StoreError> {
-    if !tx.is_postgres() {
-        return decide(tx, id, d);
-    }
-    // A count other than 1 makes the cast fail, with the count in its message.
-    let sql = format!(
-        "WITH changed AS ({DECIDE} RETURNING 1) SELECT CASE count(*) WHEN 1 THEN 1 \
-         ELSE ('a decided request changed ' || count(*) || ' rows')::int END FROM changed"
-    );
-    with_decision(id, d, |params| tx.put(&sql, params))?;
+    with_decision(id, d, |params| tx.put_one(DECIDE, params))?;
     Ok(true)
 }
 

@@ -3,6 +3,7 @@
 mod alone;
 mod batch;
 mod durability;
+mod held;
 mod open;
 
 use std::sync::Arc;

@@ -6,6 +6,7 @@ use rusqlite::Connection;
 use super::StoreError;
 use super::pg::Conn as PgConn;
 use super::sql::{Param, Row};
+use super::writer::held::{self, Held};
 
 /// One transaction: a read snapshot ([`Store::read`](super::Store::read)) or an atomic
 /// write ([`Store::write`](super::Store::write)), on SQLite or PostgreSQL. Outside
@@ -18,6 +19,8 @@ pub struct Tx<'c> {
     /// Statements left to a SQLite read outside a transaction
     /// ([`Tx::lite_single`]); `None` in a transaction.
     single: std::cell::Cell<Option<u8>>,
+    /// A SQLite write in a batch: where its INSERTs are held (`writer/held.rs`).
+    held: Option<&'c Held>,
 }
 
 /// The connection a transaction runs on.
@@ -32,6 +35,7 @@ impl<'c> Tx<'c> {
             on: On::Lite(conn),
             write: false,
             single: std::cell::Cell::new(None),
+            held: None,
         }
     }
 
@@ -43,15 +47,18 @@ impl<'c> Tx<'c> {
             on: On::Lite(conn),
             write: false,
             single: std::cell::Cell::new(Some(1)),
+            held: None,
         }
     }
 
-    /// A write transaction on SQLite (see [`Tx::after_commit`]).
-    pub(super) fn writing(conn: &'c Connection) -> Self {
+    /// A write transaction on SQLite (see [`Tx::after_commit`]); in a batch, with where
+    /// its INSERTs are held.
+    pub(super) fn writing(conn: &'c Connection, held: Option<&'c Held>) -> Self {
         Tx {
             on: On::Lite(conn),
             write: true,
             single: std::cell::Cell::new(None),
+            held,
         }
     }
 
@@ -60,6 +67,7 @@ impl<'c> Tx<'c> {
             on: On::Pg(conn),
             write: false,
             single: std::cell::Cell::new(None),
+            held: None,
         }
     }
 
@@ -69,6 +77,7 @@ impl<'c> Tx<'c> {
             on: On::Pg(conn),
             write: true,
             single: std::cell::Cell::new(None),
+            held: None,
         }
     }
 
@@ -91,7 +100,10 @@ impl<'c> Tx<'c> {
     /// that look at query plans); an error on PostgreSQL.
     pub(super) fn sqlite(&self) -> Result<&'c Connection, StoreError> {
         match self.on {
-            On::Lite(conn) => Ok(conn),
+            On::Lite(conn) => {
+                self.before_send(conn, true)?;
+                Ok(conn)
+            }
             On::Pg(_) => Err(StoreError::Unsupported("this needs the SQLite backend")),
         }
     }
@@ -100,6 +112,14 @@ impl<'c> Tx<'c> {
     #[cfg(test)]
     pub(super) fn sql(&self) -> &'c Connection {
         self.sqlite().expect("a SQLite transaction")
+    }
+
+    /// Before a SQLite statement goes out (see `Held::before_send`).
+    fn before_send(&self, conn: &Connection, writes: bool) -> Result<(), StoreError> {
+        match self.held {
+            Some(held) => held.before_send(conn, writes),
+            None => Ok(()),
+        }
     }
 
     /// Counts a statement of a single-statement read (see [`Tx::lite_single`]).
@@ -119,6 +139,7 @@ impl<'c> Tx<'c> {
         match self.on {
             On::Lite(conn) => {
                 self.statement()?;
+                self.before_send(conn, true)?;
                 let params: Vec<_> = params.iter().map(|p| p.lite()).collect();
                 let n = conn.prepare_cached(sql)?.execute(params.as_slice())?;
                 Ok(n as u64)
@@ -128,12 +149,46 @@ impl<'c> Tx<'c> {
     }
 
     /// Runs a write statement whose answer nothing needs (an INSERT of a row that was
-    /// checked not to clash): on PostgreSQL inside a write it is pipelined, not waited
-    /// for, and a failure aborts the transaction so that it cannot commit (`Conn::put`).
+    /// checked not to clash). On PostgreSQL inside a write it is pipelined, not waited
+    /// for, and a failure aborts the transaction so that it cannot commit (`Conn::put`);
+    /// on SQLite inside a batch it is held until the write ends or sends something else
+    /// (`writer/held.rs`).
     pub(super) fn put(&self, sql: &str, params: &[&dyn Param]) -> Result<(), StoreError> {
         match self.on {
-            On::Lite(_) => self.exec(sql, params).map(drop),
+            On::Lite(_) => {
+                if let Some(held) = self.held
+                    && held.hold(sql, params, false)?
+                {
+                    return Ok(());
+                }
+                self.exec(sql, params).map(drop)
+            }
             On::Pg(conn) => conn.put(sql, params),
+        }
+    }
+
+    /// [`Tx::put`] for a write that must change exactly one row (an UPDATE of a row this
+    /// write transaction read under the write lock): any other count is an error that
+    /// fails the write (and, once sent without waiting, the transaction).
+    pub(super) fn put_one(&self, sql: &str, params: &[&dyn Param]) -> Result<(), StoreError> {
+        match self.on {
+            On::Lite(_) => {
+                if let Some(h) = self.held
+                    && h.hold(sql, params, true)?
+                {
+                    return Ok(());
+                }
+                held::one_row(self.exec(sql, params)? as usize)
+            }
+            On::Pg(conn) => {
+                // A count other than 1 makes the cast fail, with the count in its message.
+                let sql = format!(
+                    "WITH changed AS ({sql} RETURNING 1) SELECT CASE count(*) WHEN 1 THEN 1 \
+                     ELSE ('a write meant for one row changed ' || count(*))::int END \
+                     FROM changed"
+                );
+                conn.put(&sql, params)
+            }
         }
     }
 
@@ -141,15 +196,20 @@ impl<'c> Tx<'c> {
     /// query (PostgreSQL, after an append in the same transaction).
     pub(super) fn audit_head(&self) -> Option<(i64, String)> {
         match self.on {
-            On::Lite(_) => None,
+            On::Lite(_) => self.held.and_then(Held::audit_head),
             On::Pg(conn) => conn.audit_head(),
         }
     }
 
     /// Records the head an append just wrote (see [`Tx::audit_head`]).
     pub(super) fn set_audit_head(&self, seq: i64, hash: &str) {
-        if let On::Pg(conn) = self.on {
-            conn.set_audit_head(seq, hash);
+        match self.on {
+            On::Lite(_) => {
+                if let Some(held) = self.held {
+                    held.set_audit_head(seq, hash);
+                }
+            }
+            On::Pg(conn) => conn.set_audit_head(seq, hash),
         }
     }
 
@@ -163,6 +223,7 @@ impl<'c> Tx<'c> {
         match self.on {
             On::Lite(conn) => {
                 self.statement()?;
+                self.before_send(conn, false)?;
                 let params: Vec<_> = params.iter().map(|p| p.lite()).collect();
                 let mut stmt = conn.prepare_cached(sql).map_err(StoreError::from)?;
                 let mut rows = stmt.query(params.as_slice()).map_err(StoreError::from)?;
@@ -235,6 +296,7 @@ impl<'c> Tx<'c> {
         match self.on {
             On::Lite(conn) => {
                 self.statement()?;
+                self.before_send(conn, false)?;
                 let params: Vec<_> = params.iter().map(|p| p.lite()).collect();
                 let mut stmt = conn.prepare_cached(sql)?;
                 let mut rows = stmt.query(params.as_slice())?;
@@ -265,7 +327,10 @@ impl<'c> Tx<'c> {
     #[cfg(test)]
     pub(crate) fn tamper(&self, sql: &str) -> Result<(), super::StoreError> {
         match self.on {
-            On::Lite(conn) => Ok(conn.execute_batch(sql)?),
+            On::Lite(conn) => {
+                self.before_send(conn, true)?;
+                Ok(conn.execute_batch(sql)?)
+            }
             On::Pg(conn) => {
                 conn.forget_head();
                 conn.batch(sql)

@@ -18,6 +18,7 @@
 //! and the thread.
 
 mod batch;
+pub(in crate::store) mod held;
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};

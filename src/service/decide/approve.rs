@@ -128,6 +128,32 @@ impl Service {
             {
                 return self.refuse(tx, now, &attempt, r);
             }
+            let mut all = approved_by;
+            all.push(actor.clone());
+            let tally = rules::tally(&people, role, &row.requester, &all);
+            // What signing checks, read before this write records anything (on SQLite a
+            // read after a held write costs the write a savepoint, `store/writer/held.rs`):
+            // with the request when read ahead, about the request it was asked about; else
+            // now. Nothing this write records changes it.
+            let signing = if tally.is_complete() {
+                let read_ahead = signing
+                    .zip(ahead.as_ref())
+                    .filter(|(_, (role, requester, _, _))| {
+                        role == &row.role && requester == &row.requester
+                    })
+                    .map(|(read, (_, _, rivals, serial))| ReadAhead {
+                        rivals: rivals.clone(),
+                        held,
+                        serial: *serial,
+                        read,
+                    });
+                match read_ahead {
+                    Some(read) => Some(read),
+                    None => Some(read_for_signing(tx, policy, &row, held, now)?),
+                }
+            } else {
+                None
+            };
             let comment = comment.as_ref().map(Text::as_str);
             rq::insert_approval(tx, id, actor, unix(now), comment)?;
             audit::append(
@@ -143,9 +169,6 @@ impl Service {
                     },
                 ),
             )?;
-            let mut all = approved_by;
-            all.push(actor.clone());
-            let tally = rules::tally(&people, role, &row.requester, &all);
             // The answer is built from what this write read and wrote, not read back.
             approvals.push(rq::ApprovalRow {
                 approver: actor.clone(),
@@ -165,18 +188,6 @@ impl Service {
                     now,
                 )));
             }
-            // What was read ahead holds only for the request it was asked about.
-            let signing = signing
-                .zip(ahead.as_ref())
-                .filter(|(_, (role, requester, _, _))| {
-                    role == &row.role && requester == &row.requester
-                })
-                .map(|(read, (_, _, rivals, serial))| ReadAhead {
-                    rivals: rivals.clone(),
-                    held,
-                    serial: *serial,
-                    read,
-                });
             let signing = Signing {
                 people: &people,
                 requester_disabled,
@@ -207,4 +218,36 @@ impl Service {
             )))
         }))
     }
+}
+
+/// The conflict probes and a fresh serial's check that signing `row` makes, read now.
+fn read_for_signing(
+    tx: &crate::store::Tx<'_>,
+    policy: &crate::policy::Policy,
+    row: &RequestRow,
+    held: rq::Held,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<ReadAhead, ServiceError> {
+    let rivals: Vec<RoleName> = policy
+        .conflicting_roles(&row.role)
+        .into_iter()
+        .cloned()
+        .collect();
+    let serial = Serial::random(&mut rand::rng());
+    let roles: Vec<&RoleName> = rivals.iter().collect();
+    let (holdings, serial_taken) = rq::holdings_and_serial_taken(
+        tx,
+        (&row.requester, unix(now), held, Some(&row.id)),
+        &roles,
+        serial,
+    )?;
+    Ok(ReadAhead {
+        rivals,
+        held,
+        serial,
+        read: rq::SigningRead {
+            holdings,
+            serial_taken,
+        },
+    })
 }

@@ -1,12 +1,13 @@
 //! One batch on the writer thread: its shared transaction, each write after the first
-//! kept one in a SAVEPOINT, noticing when SQLite abandoned it, and the COMMIT that hands
-//! out every result.
+//! kept one undoable alone (its INSERTs held back, or in a SAVEPOINT: `held.rs`),
+//! noticing when SQLite abandoned it, and the COMMIT that hands out every result.
 
 use std::cell::RefCell;
 use std::sync::atomic::Ordering;
 
 use rusqlite::Connection;
 
+use super::held::{Applied, Held};
 use super::{Job, Shared};
 use crate::store::{StoreError, exec};
 
@@ -29,25 +30,37 @@ struct Batch {
     dirty: bool,
     /// SQLite gave up the transaction, or it never began: nothing of this batch commits.
     aborted: Option<String>,
+    /// The held writes of the operation being run, and the audit chain's head.
+    held: Held,
 }
 
 impl Batch {
     fn write<T, E: From<StoreError>>(
         &mut self,
-        f: impl FnOnce(&Connection) -> Result<T, E>,
+        f: impl FnOnce(&Connection, &Held) -> Result<T, E>,
     ) -> Result<T, E> {
         self.notice_abort();
         if let Some(why) = &self.aborted {
             return Err(StoreError::CommitFailed(why.clone()).into());
         }
         let mark = crate::store::after::mark();
+        // However the write ends but well (an error, a panic), what it held and the head
+        // it may have moved are dropped.
+        let mut abandon = Abandon {
+            held: &self.held,
+            armed: true,
+        };
         let result = if self.dirty {
-            run_in_savepoint(&self.conn, f)
+            self.held.begin(true);
+            run_held(&self.conn, &self.held, &mut self.aborted, f)
         } else {
             // Nothing of the batch is kept yet: the transaction is this write's savepoint
             // (two statements and the savepoint's page copies fewer per batch).
-            run_first(&self.conn, &mut self.aborted, f)
+            self.held.begin(false);
+            run_first(&self.conn, &mut self.aborted, |c| f(c, &self.held))
         };
+        abandon.armed = result.is_err();
+        drop(abandon);
         if result.is_err() {
             crate::store::after::undo_to(mark);
         }
@@ -84,7 +97,7 @@ pub(in crate::store) fn batch_is_open_here(store: u64) -> bool {
 
 /// Runs a write of the operation being run in this thread's batch.
 pub(in crate::store) fn write_in_batch<T, E: From<StoreError>>(
-    f: impl FnOnce(&Connection) -> Result<T, E>,
+    f: impl FnOnce(&Connection, &Held) -> Result<T, E>,
 ) -> Result<T, E> {
     BATCH.with(|b| match b.try_borrow_mut() {
         Ok(mut b) => match b.as_mut() {
@@ -131,6 +144,7 @@ impl Shared {
                 aborted: began
                     .err()
                     .map(|e| format!("could not begin a transaction: {e}")),
+                held: Held::default(),
             });
         });
         // Whether an operation may depend on uncommitted writes: its own, or those of
@@ -194,18 +208,42 @@ impl Shared {
     }
 }
 
-/// Runs `f` in a SAVEPOINT: released if `f` returns `Ok`, rolled back on `Err` or if
-/// `f` panics. The statements are prepared once per connection (cached), not per write.
-fn run_in_savepoint<T, E: From<StoreError>>(
+/// Runs `f`, a write after the batch kept another, with its INSERTs held (`held.rs`):
+/// if it took its SAVEPOINT, that is released if `f` returns `Ok` and rolled back on
+/// `Err` or if `f` panics; if it did not, what it held is applied when it succeeds. If
+/// that fails halfway, the whole transaction is rolled back and the batch `aborted`.
+fn run_held<T, E: From<StoreError>>(
     conn: &Connection,
-    f: impl FnOnce(&Connection) -> Result<T, E>,
+    held: &Held,
+    aborted: &mut Option<String>,
+    f: impl FnOnce(&Connection, &Held) -> Result<T, E>,
 ) -> Result<T, E> {
-    exec(conn, "SAVEPOINT w")?;
-    let mut open = Savepoint { conn, open: true };
-    let out = f(conn)?;
-    exec(conn, "RELEASE w")?;
+    let mut open = Savepoint {
+        conn,
+        held,
+        open: true,
+    };
+    let out = f(conn, held)?;
+    if held.taken() {
+        if let Applied::Failed(e) | Applied::Torn(e) = held.apply(conn) {
+            return Err(e.into());
+        }
+        exec(conn, "RELEASE w")?;
+        open.open = false;
+        return Ok(out);
+    }
     open.open = false;
-    Ok(out)
+    match held.apply(conn) {
+        Applied::Done => Ok(out),
+        Applied::Failed(e) => Err(e.into()),
+        Applied::Torn(e) => {
+            if !conn.is_autocommit() {
+                rollback(conn);
+            }
+            *aborted = Some(format!("a write failed halfway: {}", describe(&e)));
+            Err(e.into())
+        }
+    }
 }
 
 /// Runs `f`, the first write of a batch to be kept, without a SAVEPOINT: if it fails
@@ -247,15 +285,17 @@ impl Drop for Restart<'_> {
     }
 }
 
-/// Rolls its savepoint back unless released (the write failed or panicked).
+/// Rolls its savepoint back, if the write took it, unless released (the write failed
+/// or panicked).
 struct Savepoint<'c> {
     conn: &'c Connection,
+    held: &'c Held,
     open: bool,
 }
 
 impl Drop for Savepoint<'_> {
     fn drop(&mut self) {
-        if self.open {
+        if self.open && self.held.taken() {
             // After an aborting error SQLite has already rolled back; these then fail.
             // If undoing this write fails while the transaction lives, the whole
             // transaction goes: better the batch fails than keeps half a write.
@@ -264,6 +304,20 @@ impl Drop for Savepoint<'_> {
             if undone.is_err() && !self.conn.is_autocommit() {
                 let _ = exec(self.conn, "ROLLBACK");
             }
+        }
+    }
+}
+
+/// Drops a write's held INSERTs and the batch's audit head unless disarmed.
+struct Abandon<'h> {
+    held: &'h Held,
+    armed: bool,
+}
+
+impl Drop for Abandon<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.held.abandon();
         }
     }
 }
