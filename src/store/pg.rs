@@ -29,6 +29,7 @@
 mod batch;
 mod conn;
 mod defer;
+mod drive;
 mod migrations;
 mod pool;
 mod tls;

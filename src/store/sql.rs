@@ -120,9 +120,48 @@ pub(super) fn translate(sql: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `sql` with every placeholder `?N` outside quotes made `?(N + by)`: for joining
+/// statements into one (`pg/defer.rs`).
+pub(super) fn renumber(sql: &str, by: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut quote: Option<char> = None;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '\'' || c == '"' => quote = Some(c),
+            None if c == '?' => {
+                let mut n = 0usize;
+                let mut digits = false;
+                while let Some(d) = chars.peek().and_then(|d| d.to_digit(10)) {
+                    n = n * 10 + d as usize;
+                    digits = true;
+                    chars.next();
+                }
+                if digits {
+                    out.push_str(&(n + by).to_string());
+                }
+            }
+            None => {}
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::translate;
+    use super::{renumber, translate};
+
+    #[test]
+    fn placeholders_are_renumbered_outside_quotes() {
+        assert_eq!(
+            renumber("INSERT INTO t VALUES (?1, '?2', ?12, \"?3\")", 4),
+            "INSERT INTO t VALUES (?5, '?2', ?16, \"?3\")"
+        );
+        assert_eq!(renumber("SELECT 1", 3), "SELECT 1");
+    }
 
     #[test]
     fn placeholders_and_index_hints_are_translated_outside_quotes() {

@@ -180,15 +180,8 @@ impl<'c> Tx<'c> {
                 }
                 held::one_row(self.exec(sql, params)? as usize)
             }
-            On::Pg(conn) => {
-                // A count other than 1 makes the cast fail, with the count in its message.
-                let sql = format!(
-                    "WITH changed AS ({sql} RETURNING 1) SELECT CASE count(*) WHEN 1 THEN 1 \
-                     ELSE ('a write meant for one row changed ' || count(*))::int END \
-                     FROM changed"
-                );
-                conn.put(&sql, params)
-            }
+            // A count other than 1 makes a cast fail, with the count in its message.
+            On::Pg(conn) => conn.put_one(sql, params),
         }
     }
 

@@ -9,6 +9,7 @@ use tokio_postgres::Statement;
 use tokio_postgres::types::ToSql;
 
 use super::defer::{Held, Op};
+use super::drive::{drive_on, poll_once};
 use super::pool;
 use crate::store::StoreError;
 use crate::store::sql::{Param, translate};
@@ -106,9 +107,7 @@ impl Conn {
             return Ok(());
         };
         if succeeded {
-            for held in &op.held {
-                self.send_held(held);
-            }
+            self.send_all_held(&op.held);
             if op.savepoint {
                 self.send(&format!("RELEASE {}", op.name));
             }
@@ -155,6 +154,35 @@ impl Conn {
     /// Sends a held write without waiting for its answer (see [`Conn::put`]).
     fn send_held(&self, held: &Held) {
         let _ = poll_once(self.client.execute(&held.statement, &held.params()));
+    }
+
+    /// Sends the writes an operation held, in order: runs of several that can be one
+    /// statement (`defer::joinable`) as one (`defer::joined`, prepared once per
+    /// connection), the others alone; a run whose joined statement takes other parameter
+    /// types than its parts (never seen) goes alone too.
+    fn send_all_held(&self, mut held: &[Held]) {
+        while !held.is_empty() {
+            let run = super::defer::joinable(held).max(1);
+            let (now, rest) = held.split_at(run);
+            held = rest;
+            if run > 1
+                && let Ok(stmt) = self.statement(&super::defer::joined(now))
+                && stmt
+                    .params()
+                    .iter()
+                    .eq(now.iter().flat_map(|h| h.statement.params()))
+            {
+                let params: Vec<&(dyn ToSql + Sync)> = now
+                    .iter()
+                    .flat_map(|h| h.params.iter().map(|p| p as &(dyn ToSql + Sync)))
+                    .collect();
+                let _ = poll_once(self.client.execute(&stmt, &params));
+                continue;
+            }
+            for h in now {
+                self.send_held(h);
+            }
+        }
     }
 
     /// Drives the connection on this thread until `f` is done.
@@ -293,12 +321,33 @@ impl Conn {
     /// whose NOTIFY is refused in an aborted transaction (`pg/batch.rs` says how a
     /// batch keeps that). Outside a write transaction it waits, like `execute`.
     pub(in crate::store) fn put(&self, sql: &str, params: &[&dyn Param]) -> Result<(), StoreError> {
+        self.put_as(sql, params, false)
+    }
+
+    /// [`Conn::put`] of a write that must change exactly one row: any other count fails
+    /// the statement (and so the transaction).
+    pub(in crate::store) fn put_one(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+    ) -> Result<(), StoreError> {
+        self.put_as(sql, params, true)
+    }
+
+    fn put_as(&self, sql: &str, params: &[&dyn Param], one_row: bool) -> Result<(), StoreError> {
+        let checked;
+        let statement_sql = if one_row {
+            checked = super::defer::one_row_check(sql);
+            checked.as_str()
+        } else {
+            sql
+        };
         if !self.writing.get() {
-            return self.execute(sql, params).map(drop);
+            return self.execute(statement_sql, params).map(drop);
         }
-        let stmt = self.statement(sql)?;
+        let stmt = self.statement(statement_sql)?;
         if let Some(op) = self.op.borrow_mut().as_mut() {
-            op.held.push(Held::new(stmt, params)?);
+            op.held.push(Held::new(stmt, params, sql, one_row)?);
             return Ok(());
         }
         let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.pg()).collect();
@@ -359,40 +408,6 @@ impl Conn {
     /// RELEASE (`pg/batch.rs` says why).
     pub(in crate::store) fn send(&self, sql: &str) {
         let _ = poll_once(self.client.batch_execute(sql));
-    }
-}
-
-/// Polls `answer` once and drops it. tokio-postgres queues a request for its connection
-/// on the first poll, before it waits for any answer; the answer, when it comes, is
-/// dropped by the connection. `Some` if it was ready at once (a closed connection).
-fn poll_once<T>(answer: impl std::future::Future<Output = T>) -> Option<T> {
-    let answer = std::pin::pin!(answer);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match std::future::Future::poll(answer, &mut cx) {
-        std::task::Poll::Ready(out) => Some(out),
-        std::task::Poll::Pending => None,
-    }
-}
-
-/// Runs `f` to completion on `runtime` from this thread, wherever it is: a plain thread
-/// (the writer thread, the CLI) enters the runtime itself; a thread of a multi-thread
-/// tokio runtime does so inside `block_in_place` (on its blocking pool that costs
-/// nothing; an async worker hands its other tasks to another worker first); a thread of
-/// a current-thread runtime, which can do neither, waits for a short-lived thread that
-/// does it.
-pub(super) fn drive_on<F: std::future::Future + Send>(
-    runtime: &tokio::runtime::Runtime,
-    f: F,
-) -> Result<F::Output, StoreError>
-where
-    F::Output: Send,
-{
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current().map(|h| h.runtime_flavor()) {
-        Err(_) => Ok(runtime.block_on(f)),
-        Ok(RuntimeFlavor::MultiThread) => Ok(tokio::task::block_in_place(|| runtime.block_on(f))),
-        Ok(_) => std::thread::scope(|s| s.spawn(|| runtime.block_on(f)).join())
-            .map_err(|_| StoreError::Unavailable("a database wait panicked".into())),
     }
 }
 

@@ -49,12 +49,22 @@ impl Op {
 pub(super) struct Held {
     pub(super) statement: Statement,
     pub(super) params: Vec<Encoded>,
+    /// The statement as written (`?N` placeholders); for a write meant for one row,
+    /// the bare UPDATE, which `statement` wraps in its check.
+    pub(super) sql: String,
+    /// It must change exactly one row.
+    pub(super) one_row: bool,
 }
 
 impl Held {
     /// `params` for `statement`, encoded now (they borrow from the caller); a parameter
     /// of the wrong type is refused here, as sending it would be.
-    pub(super) fn new(statement: Statement, params: &[&dyn Param]) -> Result<Self, StoreError> {
+    pub(super) fn new(
+        statement: Statement,
+        params: &[&dyn Param],
+        sql: &str,
+        one_row: bool,
+    ) -> Result<Self, StoreError> {
         let types = statement.params();
         if types.len() != params.len() {
             return Err(StoreError::Corrupt(format!(
@@ -68,7 +78,12 @@ impl Held {
             .zip(types)
             .map(|(p, ty)| Encoded::new(p.pg(), ty))
             .collect::<Result<_, _>>()?;
-        Ok(Held { statement, params })
+        Ok(Held {
+            statement,
+            params,
+            sql: sql.to_owned(),
+            one_row,
+        })
     }
 
     /// The parameters as `tokio-postgres` takes them.
@@ -78,6 +93,95 @@ impl Held {
             .map(|p| p as &(dyn ToSql + Sync))
             .collect()
     }
+}
+
+/// `sql` made a check that it changed exactly one row: the count in the error if not.
+pub(super) fn one_row_check(sql: &str) -> String {
+    format!("WITH changed AS ({sql} RETURNING 1) {}", check("changed"))
+}
+
+/// A SELECT that fails unless `cte` returned exactly one row.
+fn check(cte: &str) -> String {
+    format!(
+        "SELECT CASE count(*) WHEN 1 THEN 1 ELSE \
+         ('a write meant for one row changed ' || count(*))::int END FROM {cte}"
+    )
+}
+
+/// The table a held write inserts into (`Some((true, t))`) or updates
+/// (`Some((false, t))`); `None` for any other statement, which is never joined.
+fn target(sql: &str) -> Option<(bool, &str)> {
+    let (insert, rest) = if let Some(rest) = sql.strip_prefix("INSERT INTO ") {
+        (true, rest)
+    } else {
+        (false, sql.strip_prefix("UPDATE ")?)
+    };
+    let table = rest.split([' ', '(']).next()?;
+    (!table.is_empty() && !sql.contains("WITH")).then_some((insert, table))
+}
+
+/// How many of the writes of `held`, from the first, can be one statement
+/// ([`joined`]): statements in one WITH do not see each other's rows, so an UPDATE of a
+/// table an earlier write of the run inserted into ends the run before it.
+pub(super) fn joinable(held: &[Held]) -> usize {
+    joinable_sql(held.iter().map(|h| h.sql.as_str()))
+}
+
+/// [`joinable`] over the statements' text.
+fn joinable_sql<'a>(sqls: impl Iterator<Item = &'a str>) -> usize {
+    let mut inserted: Vec<&str> = Vec::new();
+    let mut n = 0;
+    for sql in sqls {
+        match target(sql) {
+            Some((true, table)) => inserted.push(table),
+            Some((false, table)) if !inserted.contains(&table) => {}
+            _ => return n,
+        }
+        n += 1;
+    }
+    n
+}
+
+/// The writes of `held`, in order, as one statement: each in a WITH of its own (all run,
+/// once each, in one statement: one message to encode and one statement for the server
+/// to run instead of several). A write meant for one row is checked as alone.
+pub(super) fn joined(held: &[Held]) -> String {
+    joined_sql(
+        held.iter()
+            .map(|h| (h.sql.as_str(), h.one_row, h.params.len())),
+    )
+}
+
+/// [`joined`] over each statement's text, whether it is meant for one row, and its
+/// number of parameters.
+fn joined_sql<'a>(parts: impl Iterator<Item = (&'a str, bool, usize)>) -> String {
+    let mut sql = String::from("WITH ");
+    let mut by = 0;
+    let mut checked = None;
+    for (i, (part, one_row, params)) in parts.enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "w{i} AS ({}",
+            super::super::sql::renumber(part, by)
+        ));
+        if one_row {
+            sql.push_str(" RETURNING 1");
+            checked.get_or_insert(Vec::new()).push(format!("w{i}"));
+        }
+        sql.push(')');
+        by += params;
+    }
+    match checked {
+        None => sql.push_str(" SELECT 1"),
+        Some(ctes) => {
+            let checks: Vec<String> = ctes.iter().map(|c| format!("({})", check(c))).collect();
+            sql.push_str(" SELECT ");
+            sql.push_str(&checks.join(" + "));
+        }
+    }
+    sql
 }
 
 /// One parameter's bytes on the wire (`None`: NULL), and its format.
@@ -131,4 +235,57 @@ impl ToSql for Encoded {
     }
 
     to_sql_checked!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{joinable_sql, joined_sql};
+
+    #[test]
+    fn inserts_and_updates_of_other_tables_join_and_an_update_of_a_new_row_does_not() {
+        let approve = [
+            "INSERT INTO approvals (a) VALUES (?1)",
+            "INSERT INTO audit (b, c) VALUES (?1, ?2)",
+            "UPDATE requests SET s = ?2 WHERE id = ?1",
+            "INSERT INTO audit (b, c) VALUES (?1, ?2)",
+        ];
+        assert_eq!(joinable_sql(approve.into_iter()), 4);
+        let break_glass = [
+            "INSERT INTO requests (id) VALUES (?1)",
+            "INSERT INTO audit (b) VALUES (?1)",
+            "UPDATE requests SET s = ?2 WHERE id = ?1",
+        ];
+        assert_eq!(
+            joinable_sql(break_glass.into_iter()),
+            2,
+            "the UPDATE sees the row"
+        );
+        assert_eq!(joinable_sql(["SELECT pg_notify('x', ?1)"].into_iter()), 0);
+        assert_eq!(
+            joinable_sql(["WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x"].into_iter()),
+            0
+        );
+    }
+
+    #[test]
+    fn a_joined_statement_numbers_parameters_in_order_and_checks_one_row_writes() {
+        let sql = joined_sql(
+            [
+                ("INSERT INTO approvals (a, b) VALUES (?1, ?2)", false, 2),
+                ("UPDATE requests SET s = ?2 WHERE id = ?1", true, 2),
+                ("INSERT INTO audit (c) VALUES (?1)", false, 1),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(
+            sql,
+            "WITH w0 AS (INSERT INTO approvals (a, b) VALUES (?1, ?2)), \
+             w1 AS (UPDATE requests SET s = ?4 WHERE id = ?3 RETURNING 1), \
+             w2 AS (INSERT INTO audit (c) VALUES (?5)) \
+             SELECT (SELECT CASE count(*) WHEN 1 THEN 1 ELSE \
+             ('a write meant for one row changed ' || count(*))::int END FROM w1)"
+        );
+        let plain = joined_sql([("INSERT INTO t (a) VALUES (?1)", false, 1)].into_iter());
+        assert_eq!(plain, "WITH w0 AS (INSERT INTO t (a) VALUES (?1)) SELECT 1");
+    }
 }

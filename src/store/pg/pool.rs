@@ -194,7 +194,7 @@ impl Pool {
                 Some(tls) => connect_with(config, tls).await,
             }
         };
-        match super::conn::drive_on(&runtime, connect).and_then(|c| c) {
+        match super::drive::drive_on(&runtime, connect).and_then(|c| c) {
             Ok(client) => Ok(Conn::new(client, runtime)),
             Err(e) => {
                 runtime.shutdown_background();
