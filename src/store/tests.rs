@@ -105,3 +105,14 @@ fn count(store: &Store) -> i64 {
         })
         .unwrap()
 }
+
+/// The keys in `t`, in order.
+fn keys(store: &Store) -> Vec<i64> {
+    store
+        .read(|c| {
+            let mut stmt = c.sql().prepare("SELECT k FROM t ORDER BY k")?;
+            let keys = stmt.query_map([], |r| r.get(0))?;
+            Ok::<_, StoreError>(keys.collect::<Result<Vec<i64>, _>>()?)
+        })
+        .unwrap()
+}

@@ -223,15 +223,6 @@ fn after_commit_work_runs_only_for_writes_that_committed() {
 #[test]
 fn a_first_write_that_fails_or_panics_leaves_nothing_and_the_batch_goes_on() {
     let (_dir, store) = store();
-    let keys = |store: &Store| -> Vec<i64> {
-        store
-            .read(|c| {
-                let mut stmt = c.sql().prepare("SELECT k FROM t ORDER BY k")?;
-                let keys = stmt.query_map([], |r| r.get(0))?;
-                Ok::<_, StoreError>(keys.collect::<Result<Vec<i64>, _>>()?)
-            })
-            .unwrap()
-    };
     let half = |c: &Tx<'_>, k: i64| -> Result<(), StoreError> {
         c.sql()
             .execute("INSERT INTO t (k, v) VALUES (?1, 'half')", [k])?;

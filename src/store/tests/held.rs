@@ -7,16 +7,6 @@ fn put(tx: &Tx<'_>, k: i64, v: &str) -> Result<(), StoreError> {
     tx.put("INSERT INTO t (k, v) VALUES (?1, ?2)", &[&k, &v])
 }
 
-fn keys(store: &Store) -> Vec<i64> {
-    store
-        .read(|c| {
-            let mut stmt = c.sql().prepare("SELECT k FROM t ORDER BY k")?;
-            let keys = stmt.query_map([], |r| r.get(0))?;
-            Ok::<_, StoreError>(keys.collect::<Result<Vec<i64>, _>>()?)
-        })
-        .unwrap()
-}
-
 /// A write submitted as an operation of its own.
 type Op = Box<dyn FnOnce(&Store) -> Result<(), StoreError> + Send>;
 
