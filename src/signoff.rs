@@ -131,14 +131,34 @@ impl Outcome {
     }
 }
 
-/// The `[policy]` a policy summary (`policy/summary.rs`) records, if any.
+/// The `[policy]` a policy summary (`policy/summary.rs`) records, if any, holding to
+/// the rules a loaded file's section holds to (a damaged or edited record must not
+/// decide with, say, zero signatures required).
 pub fn recorded_signing(summary: &Value) -> Result<Option<Signing>, String> {
-    match summary.get("policy") {
-        None | Some(Value::Null) => Ok(None),
+    let signing: Signing = match summary.get("policy") {
+        None | Some(Value::Null) => return Ok(None),
         Some(section) => serde_json::from_value(section.clone())
-            .map(Some)
-            .map_err(|e| format!("the recorded [policy] section: {e}")),
+            .map_err(|e| format!("the recorded [policy] section: {e}"))?,
+    };
+    let distinct = signing.signers.windows(2).all(|w| w[0] < w[1]);
+    let required = signing.signatures_required as usize;
+    let sound = signing.version >= 1
+        && distinct
+        && if signing.signers.is_empty() {
+            required == 0
+        } else {
+            (1..=signing.signers.len()).contains(&required)
+        };
+    if !sound {
+        return Err(format!(
+            "the recorded [policy] section breaks its rules (version {}, {} of {} signers, \
+             sorted and distinct: {distinct})",
+            signing.version,
+            required,
+            signing.signers.len()
+        ));
     }
+    Ok(Some(signing))
 }
 
 /// The signers of `signing`, with their `ssh_keys` as `summary` (the policy the rule

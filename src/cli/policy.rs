@@ -58,18 +58,16 @@ pub(super) fn run(config_path: &Path, cmd: PolicyCommand) -> anyhow::Result<Exit
 
 /// Signs the file's exact bytes, once they are known to load.
 fn sign(config_path: &Path, key: &Path, user: Option<&str>) -> anyhow::Result<ExitCode> {
-    let bytes =
-        std::fs::read(config_path).with_context(|| format!("reading {}", config_path.display()))?;
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|_| anyhow!("{} is not UTF-8 text", config_path.display()))?;
-    let base = config_path.parent().unwrap_or(Path::new("."));
-    let config = Config::from_toml_str(text, config_path, base)
+    // The bytes signed are the text the config was parsed from (`Config::text`), never a
+    // second read of the file.
+    let config = Config::load(config_path)
         .map_err(|e| anyhow!("{:#}; nothing was signed", anyhow::Error::new(e)))?;
-    let pem = ssh_keygen_sign(key, &bytes)?;
+    let bytes = config.text.as_bytes();
+    let pem = ssh_keygen_sign(key, bytes)?;
     let sig = SshSig::from_pem(&pem).context("ssh-keygen's output is not a signature")?;
     let public = PublicKey::new(sig.public_key().clone(), "");
     public
-        .verify(NAMESPACE, &bytes, &sig)
+        .verify(NAMESPACE, bytes, &sig)
         .context("ssh-keygen's signature does not verify")?;
     let fingerprint = public.fingerprint(HashAlg::Sha256).to_string();
     let user = match user {

@@ -88,19 +88,11 @@ impl Service {
                 && a.rivals.len() == rivals.len()
                 && a.rivals.iter().zip(&rivals).all(|(a, b)| a == *b)
         });
-        let (candidate, holdings, taken) = match ahead {
-            Some(a) => (a.serial, a.read.holdings, a.read.serial_taken),
-            None => {
-                let candidate = Serial::random(&mut rand::rng());
-                let (holdings, taken) = rq::holdings_and_serial_taken(
-                    tx,
-                    (&row.requester, unix(now), held, Some(&row.id)),
-                    &rivals,
-                    candidate,
-                )?;
-                (candidate, holdings, taken)
-            }
+        let a = match ahead {
+            Some(a) => a,
+            None => read_for_signing(tx, policy, row, held, now)?,
         };
+        let (candidate, holdings, taken) = (a.serial, a.read.holdings, a.read.serial_taken);
         if let Err(r) = rules::no_conflicting_holding(policy, &row.role, &row.requester, &holdings)
         {
             let r = self.conflict_lifts(tx, now, r, Some(&row.id))?;
@@ -262,4 +254,36 @@ fn fresh_serial(tx: &Tx<'_>) -> Result<Serial, ServiceError> {
             return Ok(serial);
         }
     }
+}
+
+/// The conflict probes and a fresh serial's check that signing `row` makes, read now.
+pub(super) fn read_for_signing(
+    tx: &Tx<'_>,
+    policy: &crate::policy::Policy,
+    row: &RequestRow,
+    held: rq::Held,
+    now: DateTime<Utc>,
+) -> Result<ReadAhead, ServiceError> {
+    let rivals: Vec<crate::names::RoleName> = policy
+        .conflicting_roles(&row.role)
+        .into_iter()
+        .cloned()
+        .collect();
+    let serial = Serial::random(&mut rand::rng());
+    let roles: Vec<&crate::names::RoleName> = rivals.iter().collect();
+    let (holdings, serial_taken) = rq::holdings_and_serial_taken(
+        tx,
+        (&row.requester, unix(now), held, Some(&row.id)),
+        &roles,
+        serial,
+    )?;
+    Ok(ReadAhead {
+        rivals,
+        held,
+        serial,
+        read: rq::SigningRead {
+            holdings,
+            serial_taken,
+        },
+    })
 }

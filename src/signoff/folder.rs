@@ -15,18 +15,46 @@ use crate::names::UserName;
 pub struct Folder {
     /// `<user>.sig` files by user.
     signatures: BTreeMap<UserName, Result<Vec<u8>, String>>,
-    /// Every other name (printable characters only), sorted.
-    others: Vec<String>,
+    /// Every other name (printable characters only), and why it counts for nothing;
+    /// sorted.
+    others: Vec<(String, String)>,
 }
 
 impl Folder {
-    /// Reads `dir` (no folder: no signatures), at most [`MAX_FILES`] entries.
+    /// Reads `dir` (no folder: no signatures), at most [`MAX_FILES`] entries. A folder
+    /// that cannot be read, an entry that cannot, and entries past the limit are named
+    /// among the files that count for nothing, with why.
     pub fn read(dir: &Path) -> Folder {
         let mut folder = Folder::default();
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return folder;
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return folder,
+            Err(e) => {
+                let why = format!("the folder cannot be read: {e}");
+                folder
+                    .others
+                    .push((printable(&dir.display().to_string()), why));
+                return folder;
+            }
         };
-        for entry in entries.filter_map(Result::ok).take(MAX_FILES) {
+        for (i, entry) in entries.enumerate() {
+            if i == MAX_FILES {
+                let why = format!("more than {MAX_FILES} entries: the rest were not read");
+                folder
+                    .others
+                    .push((printable(&dir.display().to_string()), why));
+                break;
+            }
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    let why = format!("an entry cannot be read: {e}");
+                    folder
+                        .others
+                        .push((printable(&dir.display().to_string()), why));
+                    continue;
+                }
+            };
             let raw = entry.file_name();
             let name = raw.to_string_lossy();
             match name.strip_suffix(".sig").map(UserName::parse) {
@@ -34,7 +62,9 @@ impl Folder {
                     let read = read_small(&dir.join(&raw));
                     folder.signatures.insert(user, read);
                 }
-                _ => folder.others.push(printable(&name)),
+                _ => folder
+                    .others
+                    .push((printable(&name), "not named <user>.sig".to_owned())),
             }
         }
         folder.others.sort();
@@ -76,10 +106,10 @@ pub fn tally(authority: &Authority, bytes: &[u8], folder: &Folder) -> Tally {
             Err(why) => out.rejected.push(Rejected { file, why }),
         }
     }
-    for name in &folder.others {
+    for (name, why) in &folder.others {
         out.rejected.push(Rejected {
             file: name.clone(),
-            why: "not named <user>.sig".to_owned(),
+            why: why.clone(),
         });
     }
     out
@@ -116,7 +146,7 @@ fn judge(
     }
     public
         .verify(NAMESPACE, bytes, &sig)
-        .map_err(|_| format!("key {key}: the signature is not over this file's bytes"))?;
+        .map_err(|e| format!("key {key}: the signature is not over this file's bytes ({e})"))?;
     Ok(Valid {
         user: user.to_string(),
         key,

@@ -329,8 +329,80 @@ fn a_link_or_a_fifo_is_not_read_and_does_not_hang_the_check() {
         .status()
         .unwrap();
     assert!(made.success());
-    let o = decide(None, &new, &dir);
+    // Opening a FIFO for reading without O_NONBLOCK waits for a writer: bounded here, so
+    // that a regression fails instead of hanging the suite.
+    let (done, got) = std::sync::mpsc::channel();
+    let path = dir.path().to_owned();
+    std::thread::spawn(move || {
+        let _ = done.send(Folder::read(&path));
+    });
+    let read = got
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("reading the folder hung on a FIFO");
+    let o = check(None, &new, FILE, &read, no_facts).unwrap();
     assert!(o.refusal.is_some() && o.tally.valid.is_empty(), "{o:?}");
+}
+
+#[test]
+fn oversized_files_a_crowded_folder_and_an_unreadable_one_are_named_with_why() {
+    let alice = Key::new();
+    let new = summary(&[("alice", &alice)], Some((&["alice"], 1, 1)));
+    let mut big = alice.sign(NAMESPACE, FILE);
+    big.push_str(&"\n".repeat(MAX_SIGNATURE_BYTES as usize));
+    let o = decide(None, &new, &folder(&[("alice.sig", big)]));
+    assert!(o.tally.valid.is_empty(), "{o:?}");
+    assert!(
+        o.tally.rejected.iter().any(|r| r.why.contains("too large")),
+        "{o:?}"
+    );
+
+    let crowd: Vec<(String, String)> = (0..MAX_FILES + 10)
+        .map(|i| (format!("note{i}"), String::new()))
+        .collect();
+    let crowd: Vec<(&str, String)> = crowd.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
+    let o = decide(None, &new, &folder(&crowd));
+    let past = o
+        .tally
+        .rejected
+        .iter()
+        .filter(|r| r.why.contains("the rest were not read"));
+    assert_eq!(past.count(), 1, "{:?}", o.tally.rejected.len());
+
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_folder = dir.path().join("countersign.toml.sig.d");
+    std::fs::write(&not_a_folder, "").unwrap();
+    let o = check(None, &new, FILE, &Folder::read(&not_a_folder), no_facts).unwrap();
+    assert!(o.refusal.is_some());
+    assert!(
+        o.tally
+            .rejected
+            .iter()
+            .any(|r| r.why.contains("cannot be read")),
+        "{o:?}"
+    );
+}
+
+#[test]
+fn a_recorded_policy_section_that_breaks_its_rules_is_refused() {
+    let alice = Key::new();
+    let good = summary(&[("alice", &alice)], Some((&["alice"], 1, 1)));
+    assert!(recorded_signing(&good).unwrap().is_some());
+    for (signers, required, version) in [
+        (&["alice"][..], 0, 1),
+        (&["alice"][..], 2, 1),
+        (&["alice"][..], 1, 0),
+        (&["carol", "alice"][..], 1, 1),
+        (&["alice", "alice"][..], 1, 1),
+        (&[][..], 1, 4),
+    ] {
+        let bad = summary(&[("alice", &alice)], Some((signers, required, version)));
+        assert!(
+            recorded_signing(&bad).is_err(),
+            "{signers:?} {required} {version}"
+        );
+    }
+    let retired = summary(&[], Some((&[], 0, 4)));
+    assert!(recorded_signing(&retired).unwrap().is_some());
 }
 
 #[test]

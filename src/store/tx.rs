@@ -186,7 +186,7 @@ impl<'c> Tx<'c> {
     }
 
     /// The audit chain's head as this write transaction left it, when known without a
-    /// query (PostgreSQL, after an append in the same transaction).
+    /// query: after an append in the same transaction (PostgreSQL) or batch (SQLite).
     pub(super) fn audit_head(&self) -> Option<(i64, String)> {
         match self.on {
             On::Lite(_) => self.held.and_then(Held::audit_head),

@@ -50,6 +50,8 @@ pub(super) struct Shared {
     /// Batches committed and operations run in them (for tests and logs).
     pub(super) batches: AtomicU64,
     pub(super) members: AtomicU64,
+    /// SAVEPOINTs the batches' writes took (`held.rs`; for tests).
+    pub(super) savepoints: AtomicU64,
 }
 
 struct Slot {
@@ -96,6 +98,7 @@ impl Shared {
             commits: tokio::sync::watch::Sender::new(0),
             batches: AtomicU64::new(0),
             members: AtomicU64::new(0),
+            savepoints: AtomicU64::new(0),
         }
     }
 

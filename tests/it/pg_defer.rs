@@ -88,3 +88,62 @@ fn a_batch_of_plain_writes_starts_no_subtransaction() {
         "the batch's writes ran in subtransactions"
     );
 }
+
+#[test]
+fn an_operations_held_writes_reach_the_server_as_one_statement() {
+    let (db, store) = store();
+    let ops: Vec<Op> = vec![
+        Box::new(|s: &Store| s.write(|tx| row(tx, 1, "a").and_then(|()| row(tx, 2, "a")))),
+        Box::new(|s: &Store| s.write(|tx| row(tx, 3, "b").and_then(|()| row(tx, 4, "b")))),
+    ];
+    let results = one_batch(&store, ops);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    // A row's cmin is the number of the statement of its transaction that wrote it.
+    let cmins: Vec<String> = db
+        .psql("SELECT cmin FROM audit ORDER BY seq")
+        .lines()
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(cmins.len(), 4, "{cmins:?}");
+    assert_eq!(
+        cmins[0], cmins[1],
+        "one operation's two rows, one statement"
+    );
+    assert_eq!(
+        cmins[2], cmins[3],
+        "one operation's two rows, one statement"
+    );
+    assert_ne!(cmins[1], cmins[2], "two operations, two statements");
+}
+
+#[test]
+fn a_write_meant_for_one_row_that_changes_none_fails_its_joined_statement_and_batch() {
+    use countersign::names::RequestId;
+    use countersign::store::requests::{Decision, Status, decide_read_pending};
+    let (db, store) = store();
+    let ops: Vec<Op> = vec![
+        Box::new(|s: &Store| s.write(|tx| row(tx, 1, "before"))),
+        Box::new(|s: &Store| {
+            s.write(|tx| {
+                row(tx, 2, "with the update")?;
+                // No such request: the status change changes no row.
+                let id = RequestId::parse("r-aaaaaaaaaaaa").expect("a request id");
+                let decision = Decision {
+                    status: Status::Denied,
+                    at: 1,
+                    by: "bob",
+                    code: None,
+                    note: None,
+                };
+                decide_read_pending(tx, &id, &decision).map(drop)
+            })
+        }),
+    ];
+    let results = one_batch(&store, ops);
+    assert!(
+        results.iter().all(Result::is_err),
+        "a batch with a failed one-row write was told Ok: {results:?}"
+    );
+    assert_eq!(stored(&db), Vec::<String>::new());
+}

@@ -311,6 +311,17 @@ async fn a_policy_change_takes_two_running_signers_and_a_refused_one_leaves_the_
         "{}",
         text(&status.stdout)
     );
+    // The next version, signed by both: carol is disabled now, so hers counts for nothing.
+    write_unsigned(&config, &people.policy(3, &["bob", "carol"], true));
+    policy_sign(&config, &people.key("bob"));
+    policy_sign(&config, &people.key("carol"));
+    let status = operator(&config)
+        .args(["policy", "status"])
+        .output()
+        .unwrap();
+    let shown = text(&status.stdout);
+    assert!(!status.status.success(), "{shown}");
+    assert!(shown.contains("carol is disabled"), "{shown}");
     // The replayed file again, at start: refused before anything else is written (a new
     // [host_ca] in it makes no key).
     write_unsigned(

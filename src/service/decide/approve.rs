@@ -5,7 +5,7 @@ use crate::audit::{self, NewEvent, RequestApproved};
 use crate::names::{RequestId, RoleName, Serial, Text, UserName};
 use crate::policy::People;
 use crate::policy::rules::{self, Refusal};
-use crate::service::issue::{Grounds, ReadAhead, Signing};
+use crate::service::issue::{Grounds, ReadAhead, Signing, read_for_signing};
 use crate::service::{RequestView, Service, ServiceError, unix, view};
 use crate::store::requests::{self as rq, RequestRow, Status};
 
@@ -218,36 +218,4 @@ impl Service {
             )))
         }))
     }
-}
-
-/// The conflict probes and a fresh serial's check that signing `row` makes, read now.
-fn read_for_signing(
-    tx: &crate::store::Tx<'_>,
-    policy: &crate::policy::Policy,
-    row: &RequestRow,
-    held: rq::Held,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<ReadAhead, ServiceError> {
-    let rivals: Vec<RoleName> = policy
-        .conflicting_roles(&row.role)
-        .into_iter()
-        .cloned()
-        .collect();
-    let serial = Serial::random(&mut rand::rng());
-    let roles: Vec<&RoleName> = rivals.iter().collect();
-    let (holdings, serial_taken) = rq::holdings_and_serial_taken(
-        tx,
-        (&row.requester, unix(now), held, Some(&row.id)),
-        &roles,
-        serial,
-    )?;
-    Ok(ReadAhead {
-        rivals,
-        held,
-        serial,
-        read: rq::SigningRead {
-            holdings,
-            serial_taken,
-        },
-    })
 }

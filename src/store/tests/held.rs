@@ -206,3 +206,35 @@ fn the_audit_head_a_batch_keeps_is_forgotten_when_a_write_is_undone() {
     let verified = crate::audit::verify_store(&store).unwrap();
     assert_eq!(verified.events, 6);
 }
+
+#[test]
+fn plain_writes_take_no_savepoint_and_a_read_after_a_held_insert_takes_one() {
+    let (_dir, store) = store();
+    let savepoints = || store.lite().writer.savepoints.load(Ordering::Relaxed);
+    let ops: Vec<Op> = (2..12)
+        .map(|k| -> Op { Box::new(move |s| s.write(|tx| put(tx, k, "plain"))) })
+        .collect();
+    let (first, rest) = after_a_kept_write(&store, ops);
+    first.unwrap();
+    assert!(rest.iter().all(Result::is_ok), "{rest:?}");
+    assert_eq!(savepoints(), 0, "ten plain writes after a kept one");
+    // A write that reads after its held INSERT, after a kept write: one savepoint.
+    let s = store.clone();
+    let (held, release) = hold_a_batch(&store, || ());
+    let kept = store.submit(move || s.write(|tx| put(tx, 30, "kept")));
+    let s = store.clone();
+    let reads = store.submit(move || {
+        s.write(|tx| {
+            put(tx, 31, "held")?;
+            tx.one("SELECT count(*) FROM t", &[], |r| r.get::<i64>(0))
+                .map(drop)
+        })
+    });
+    release.send(()).unwrap();
+    block_on(async {
+        held.await.unwrap();
+        kept.await.unwrap().unwrap();
+        reads.await.unwrap().unwrap();
+    });
+    assert_eq!(savepoints(), 1);
+}

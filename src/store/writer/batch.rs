@@ -169,9 +169,17 @@ impl Shared {
                 })
             },
         );
-        let Some(Batch { conn, aborted, .. }) = BATCH.with(|b| b.borrow_mut().take()) else {
+        let Some(Batch {
+            conn,
+            aborted,
+            held,
+            ..
+        }) = BATCH.with(|b| b.borrow_mut().take())
+        else {
             return;
         };
+        self.savepoints
+            .fetch_add(held.savepoints(), Ordering::Relaxed);
         let result = match aborted {
             Some(why) => {
                 if !conn.is_autocommit() {

@@ -45,6 +45,8 @@ pub(in crate::store) struct Held {
     /// The audit chain's head as this batch's transaction left it (it holds the write
     /// lock: nobody else appends meanwhile); forgotten when any write is undone.
     head: RefCell<Option<(i64, String)>>,
+    /// SAVEPOINTs this batch's writes took.
+    savepoints: Cell<u64>,
 }
 
 /// One held statement.
@@ -73,6 +75,11 @@ impl Held {
         self.guard.set(guard);
         self.taken.set(false);
         self.writes.borrow_mut().clear();
+    }
+
+    /// SAVEPOINTs this batch's writes took.
+    pub(super) fn savepoints(&self) -> u64 {
+        self.savepoints.get()
     }
 
     /// Whether the write took its savepoint (its end must release or roll back to it).
@@ -126,6 +133,7 @@ impl Held {
         }
         exec(conn, "SAVEPOINT w")?;
         self.taken.set(true);
+        self.savepoints.set(self.savepoints.get() + 1);
         let held = std::mem::take(&mut *self.writes.borrow_mut());
         for w in &held {
             w.apply(conn).map_err(|(e, _)| e)?;
@@ -198,7 +206,7 @@ fn owned(p: &dyn rusqlite::ToSql) -> Result<Value, StoreError> {
         ToSqlOutput::Owned(v) => v,
         _ => {
             return Err(StoreError::Corrupt(
-                "a parameter of a held write is neither a value nor text".into(),
+                "a parameter of a held write is not a plain SQLite value".into(),
             ));
         }
     })
