@@ -222,15 +222,17 @@ pub async fn serve(
     server::accept_loop(listener, router(state), &settings.limits, tls, shutdown).await
 }
 
-/// Runs `f` right here on the async worker. Only for short point reads on a pooled
-/// reader connection (a token lookup, one request): they take microseconds and never
-/// wait for writers (WAL), so handing them to another thread would cost more than the
-/// work. Anything that writes (and so waits for an fsync) goes through [`submit`].
-pub(crate) fn inline<T>(
+/// Runs the short point read `f` (one request, a certificate, who the caller is): on
+/// SQLite right here on the async worker (a pooled reader connection answers in
+/// microseconds and never waits for writers, so another thread would cost more than the
+/// work); on PostgreSQL on the blocking pool, since a network round trip must not hold
+/// an async worker (one that waits hands its other tasks to a new thread first: a thread
+/// started per read). Anything that writes goes through [`submit`].
+pub(crate) async fn inline<T: Send + 'static>(
     state: &AppState,
-    f: impl FnOnce(&Service) -> Result<T, ServiceError>,
+    f: impl FnOnce(&Service) -> Result<T, ServiceError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    f(state).map_err(ApiError::from)
+    Ok(crate::service::quick(state, f).await?)
 }
 
 /// [`crate::service::blocking`], answering errors as the API does. For reads that may

@@ -149,7 +149,7 @@ pub(super) async fn whoami_get(
     Actor(actor): Actor,
     axum::Extension(credential): axum::Extension<crate::service::Credential>,
 ) -> Result<Json<WhoAmI>, ApiError> {
-    let mut me = super::inline(&state, |s| s.whoami(&actor))?;
+    let mut me = super::inline(&state, move |s| s.whoami(&actor)).await?;
     // A bot's token never approves, whoever its user is.
     if let crate::service::Credential::Bot(scopes) = credential {
         me.can_approve.clear();

@@ -163,7 +163,7 @@ pub(super) async fn request_get(
     Path(id): Path<String>,
 ) -> Result<Json<RequestView>, ApiError> {
     let id = RequestId::parse(&id)?;
-    Ok(Json(inline(&state, |s| s.get(&actor, &id))?))
+    Ok(Json(inline(&state, move |s| s.get(&actor, &id)).await?))
 }
 
 /// `POST /v1/requests/{id}/approve`.
@@ -237,7 +237,7 @@ pub(super) async fn certificate_get(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = RequestId::parse(&id)?;
-    let cert = inline(&state, |s| s.certificate(&actor, &id))?;
+    let cert = inline(&state, move |s| s.certificate(&actor, &id)).await?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         format!("{cert}\n"),
