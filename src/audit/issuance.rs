@@ -36,14 +36,19 @@ struct Issued {
     /// Issued by break-glass.
     #[serde(default)]
     breakglass: bool,
-    /// What it grants, checked against its `breakglass.used`.
-    #[serde(flatten)]
-    granted: Granted,
+    /// What it grants, checked against its `breakglass.used` ([`Granted`]'s fields,
+    /// named here: `#[serde(flatten)]` would buffer the whole detail first).
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    principals: Vec<String>,
+    #[serde(default)]
+    public_key_fingerprint: String,
 }
 
 /// What a `breakglass.used` said it would grant, and a break-glass `certificate.issued`
 /// must grant: the same role, principals and key.
-#[derive(Deserialize, PartialEq, Eq)]
+#[derive(Deserialize)]
 struct Granted {
     #[serde(default)]
     role: String,
@@ -51,6 +56,15 @@ struct Granted {
     principals: Vec<String>,
     #[serde(default)]
     public_key_fingerprint: String,
+}
+
+impl Granted {
+    /// Whether `issued` grants exactly this.
+    fn granted_by(&self, issued: &Issued) -> bool {
+        self.role == issued.role
+            && self.principals == issued.principals
+            && self.public_key_fingerprint == issued.public_key_fingerprint
+    }
 }
 
 #[derive(Deserialize)]
@@ -149,12 +163,12 @@ fn issued(request: &str, req: Option<Open>, detail: &str) -> Result<(), String> 
         (true, Some(_)) if !d.approvals.is_empty() => {
             return Err("is a break-glass issuance that lists approvals".into());
         }
-        (true, Some(used)) if *used != d.granted => {
+        (true, Some(used)) if !used.granted_by(&d) => {
             return Err(format!(
                 "grants {} {:?} to key {}, but its breakglass.used said {} {:?} to key {}",
-                d.granted.role,
-                d.granted.principals,
-                d.granted.public_key_fingerprint,
+                d.role,
+                d.principals,
+                d.public_key_fingerprint,
                 used.role,
                 used.principals,
                 used.public_key_fingerprint
