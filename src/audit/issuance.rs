@@ -23,7 +23,8 @@ use super::AuditError;
 use crate::store::Tx;
 use crate::store::audit as stored;
 
-/// What the check reads of a `certificate.issued` event's detail.
+/// What the check reads of a `certificate.issued` event's detail; also of a
+/// `breakglass.used` detail, of which only what it grants (role, principals, key) counts.
 #[derive(Deserialize)]
 struct Issued {
     #[serde(default)]
@@ -36,8 +37,9 @@ struct Issued {
     /// Issued by break-glass.
     #[serde(default)]
     breakglass: bool,
-    /// What it grants, checked against its `breakglass.used` ([`Granted`]'s fields,
-    /// named here: `#[serde(flatten)]` would buffer the whole detail first).
+    /// What it grants: a break-glass issuance must grant what its `breakglass.used`
+    /// said it would (fields of their own: `#[serde(flatten)]` of a shared struct would
+    /// buffer the whole detail before parsing it).
     #[serde(default)]
     role: String,
     #[serde(default)]
@@ -46,24 +48,12 @@ struct Issued {
     public_key_fingerprint: String,
 }
 
-/// What a `breakglass.used` said it would grant, and a break-glass `certificate.issued`
-/// must grant: the same role, principals and key.
-#[derive(Deserialize)]
-struct Granted {
-    #[serde(default)]
-    role: String,
-    #[serde(default)]
-    principals: Vec<String>,
-    #[serde(default)]
-    public_key_fingerprint: String,
-}
-
-impl Granted {
-    /// Whether `issued` grants exactly this.
-    fn granted_by(&self, issued: &Issued) -> bool {
-        self.role == issued.role
-            && self.principals == issued.principals
-            && self.public_key_fingerprint == issued.public_key_fingerprint
+impl Issued {
+    /// Whether this grants exactly what `used` (a `breakglass.used`) said it would.
+    fn grants_as(&self, used: &Issued) -> bool {
+        self.role == used.role
+            && self.principals == used.principals
+            && self.public_key_fingerprint == used.public_key_fingerprint
     }
 }
 
@@ -78,7 +68,7 @@ struct Counted {
 struct Open {
     requester: String,
     /// Begun by `breakglass.used` (what it said it would grant), not `request.created`.
-    breakglass: Option<Granted>,
+    breakglass: Option<Issued>,
     /// Who approved it, by `request.approved` events.
     approved_by: Vec<String>,
 }
@@ -163,7 +153,7 @@ fn issued(request: &str, req: Option<Open>, detail: &str) -> Result<(), String> 
         (true, Some(_)) if !d.approvals.is_empty() => {
             return Err("is a break-glass issuance that lists approvals".into());
         }
-        (true, Some(used)) if !used.granted_by(&d) => {
+        (true, Some(used)) if !d.grants_as(used) => {
             return Err(format!(
                 "grants {} {:?} to key {}, but its breakglass.used said {} {:?} to key {}",
                 d.role,
