@@ -226,8 +226,9 @@ pub async fn serve(
 /// SQLite right here on the async worker (a pooled reader connection answers in
 /// microseconds and never waits for writers, so another thread would cost more than the
 /// work); on PostgreSQL on the blocking pool, since a network round trip must not hold
-/// an async worker (one that waits hands its other tasks to a new thread first: a thread
-/// started per read). Anything that writes goes through [`submit`].
+/// an async worker (one that waits first hands its other tasks to another thread, a new
+/// one when none is idle: docs/benchmark.md measured the cost). Anything that writes goes
+/// through [`submit`].
 pub(crate) async fn inline<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&Service) -> Result<T, ServiceError> + Send + 'static,

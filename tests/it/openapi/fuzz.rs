@@ -229,7 +229,7 @@ async fn schemathesis(
         out.status.success(),
         "Schemathesis ({phases}) as {who} found failures ({}):\n{}\n\nThe whole report:\n{report}",
         out.status,
-        found.concat()
+        found.join("\n")
     );
     let summary = report
         .lines()
