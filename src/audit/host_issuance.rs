@@ -10,7 +10,24 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use super::AuditError;
 use crate::audit::{AuditEvent, HostEnrolled, HostRenewed, HostTokenCreated};
+use crate::store::Tx;
+use crate::store::audit as stored;
+
+/// Checks every host event up to `last_seq` (see the module docs); the error names the
+/// first that lacks what must precede it.
+pub(super) fn check(tx: &Tx<'_>, last_seq: i64) -> Result<(), AuditError> {
+    let mut hosts = Hosts::default();
+    stored::scan_hosts(tx, last_seq, |ev| {
+        hosts
+            .see(ev.action, ev.detail, ev.at)
+            .map_err(|why| AuditError::Broken {
+                seq: ev.seq,
+                why: format!("{} {why}", ev.action),
+            })
+    })
+}
 
 /// A host key and its principals (sorted), shared along a renewal chain.
 type Host = Arc<(String, Vec<String>)>;

@@ -15,13 +15,13 @@
 //! by the `breakglass.used` of its request, by the requester it names, and nothing but a
 //! break-glass use may claim it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::Deserialize;
 
 use super::AuditError;
 use crate::store::Tx;
-use crate::store::audit as stored;
+use crate::store::audit::{self as stored, Fields};
 
 /// What the check reads of a `certificate.issued` event's detail; also of a
 /// `breakglass.used` detail, of which only what it grants (role, principals, key) counts.
@@ -73,65 +73,218 @@ struct Open {
     approved_by: Vec<String>,
 }
 
-/// Checks every `certificate.issued` event up to `last_seq` (see the module docs); the
-/// error names the first event that lacks what must precede it.
-pub(super) fn check(tx: &Tx<'_>, last_seq: i64) -> Result<(), AuditError> {
-    let mut open: HashMap<String, Open> = HashMap::new();
-    let mut hosts = super::host_issuance::Hosts::default();
-    stored::scan_stories(tx, last_seq, |ev| {
-        if ev.action.starts_with("host.") {
-            return hosts
-                .see(ev.action, ev.issued_detail.unwrap_or_default(), ev.at)
-                .map_err(|why| AuditError::Broken {
-                    seq: ev.seq,
-                    why: format!("{} {why}", ev.action),
-                });
+/// What an event does to its request's story.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Created,
+    BreakglassUsed,
+    Approved,
+    Issued,
+    /// Denied, cancelled, expired or refused: nothing may be issued for it any more.
+    Ended,
+}
+
+impl Kind {
+    fn of(action: &str) -> Option<Kind> {
+        Some(match action {
+            "request.created" => Kind::Created,
+            "breakglass.used" => Kind::BreakglassUsed,
+            "request.approved" => Kind::Approved,
+            "certificate.issued" => Kind::Issued,
+            "request.denied" | "request.cancelled" | "request.expired" | "request.refused" => {
+                Kind::Ended
+            }
+            _ => return None,
+        })
+    }
+
+    fn begins(self) -> bool {
+        matches!(self, Kind::Created | Kind::BreakglassUsed)
+    }
+}
+
+/// One event of a request's story, borrowed.
+struct Ev<'a> {
+    seq: i64,
+    kind: Kind,
+    actor: &'a str,
+    request: &'a str,
+    /// The detail of an issuance or a break-glass use (empty otherwise).
+    detail: &'a str,
+}
+
+/// An event [`settle`] replays, owned.
+struct Carried {
+    seq: i64,
+    kind: Kind,
+    actor: String,
+    request: String,
+    detail: String,
+}
+
+impl Carried {
+    fn ev(&self) -> Ev<'_> {
+        Ev {
+            seq: self.seq,
+            kind: self.kind,
+            actor: &self.actor,
+            request: &self.request,
+            detail: &self.detail,
         }
-        let Some(request) = ev.request_id else {
-            return Ok(());
+    }
+}
+
+/// One event, in chain order, against the requests open before it.
+fn step(open: &mut HashMap<String, Open>, ev: &Ev<'_>) -> Result<(), AuditError> {
+    let broken = |why: String| AuditError::Broken { seq: ev.seq, why };
+    match ev.kind {
+        Kind::Created | Kind::BreakglassUsed => {
+            let breakglass = match ev.kind {
+                Kind::BreakglassUsed => Some(serde_json::from_str(ev.detail).map_err(|e| {
+                    broken(format!(
+                        "breakglass.used of {} has a bad detail: {e}",
+                        ev.request
+                    ))
+                })?),
+                _ => None,
+            };
+            open.insert(
+                ev.request.to_owned(),
+                Open {
+                    requester: ev.actor.to_owned(),
+                    breakglass,
+                    approved_by: Vec::new(),
+                },
+            );
+        }
+        Kind::Approved => {
+            if let Some(r) = open.get_mut(ev.request) {
+                r.approved_by.push(ev.actor.to_owned());
+            }
+        }
+        Kind::Issued => {
+            let req = open.remove(ev.request);
+            issued(ev.request, req, ev.detail).map_err(|why| {
+                broken(format!(
+                    "certificate.issued for request {} {why}",
+                    ev.request
+                ))
+            })?;
+        }
+        Kind::Ended => {
+            open.remove(ev.request);
+        }
+    }
+    Ok(())
+}
+
+/// What one range of the chain showed of requests' stories, read alongside its hashes.
+///
+/// A request's story depends on nothing but its own events, so each range checks the
+/// requests that begin in it as the whole chain would; an event of any other request
+/// (begun in an earlier range, or ended here and named again) is kept, with every later
+/// event of that request in the range, for [`settle`] to replay in order once the
+/// ranges before are known. Only requests crossing a boundary are kept: few.
+#[derive(Default)]
+pub(super) struct Stories {
+    /// Requests begun in this range and not ended.
+    open: HashMap<String, Open>,
+    /// Requests whose events here are kept for [`settle`].
+    carried: HashSet<String>,
+    carry: Vec<Carried>,
+    /// The first event checked here that lacks what must precede it; nothing after it
+    /// is looked at.
+    broken: Option<AuditError>,
+}
+
+impl Stories {
+    /// Takes the range's next event (in chain order).
+    pub(super) fn see(&mut self, f: &Fields<'_>) {
+        let (Some(request), Some(kind)) = (f.request_id, Kind::of(f.action)) else {
+            return;
         };
-        match ev.action {
-            "request.created" | "breakglass.used" => {
-                let breakglass = match ev.action {
-                    "breakglass.used" => Some(
-                        serde_json::from_str(ev.issued_detail.unwrap_or_default()).map_err(
-                            |e| AuditError::Broken {
-                                seq: ev.seq,
-                                why: format!("breakglass.used of {request} has a bad detail: {e}"),
-                            },
-                        )?,
-                    ),
-                    _ => None,
-                };
-                open.insert(
-                    request.to_owned(),
-                    Open {
-                        requester: ev.actor.to_owned(),
-                        breakglass,
-                        approved_by: Vec::new(),
-                    },
-                );
+        if self.broken.is_some() {
+            return;
+        }
+        let detail = match kind {
+            Kind::Issued | Kind::BreakglassUsed => f.detail,
+            _ => "",
+        };
+        let here =
+            !self.carried.contains(request) && (kind.begins() || self.open.contains_key(request));
+        if here {
+            let ev = Ev {
+                seq: f.seq,
+                kind,
+                actor: f.actor,
+                request,
+                detail,
+            };
+            self.broken = step(&mut self.open, &ev).err();
+        } else {
+            self.carried.insert(request.to_owned());
+            self.carry.push(Carried {
+                seq: f.seq,
+                kind,
+                actor: f.actor.to_owned(),
+                request: request.to_owned(),
+                detail: detail.to_owned(),
+            });
+        }
+    }
+}
+
+/// Joins the ranges' [`Stories`] in chain order, each with the first seq of its range
+/// and the first seq after it: replays what a range kept against the requests open at
+/// its start, then lets what it checked itself replace them. The error names the first
+/// event, in chain order, that lacks what must precede it.
+pub(super) fn settle(tx: &Tx<'_>, ranges: Vec<(i64, i64, Stories)>) -> Result<(), AuditError> {
+    let mut open: HashMap<String, Open> = HashMap::new();
+    for (lo, end, stories) in ranges {
+        let mut first = stories.broken;
+        let mut prepared: HashSet<&str> = HashSet::new();
+        for c in &stories.carry {
+            if first.as_ref().is_some_and(|e| seq_of(e) < c.seq) {
+                break;
             }
-            "request.approved" => {
-                if let Some(r) = open.get_mut(request) {
-                    r.approved_by.push(ev.actor.to_owned());
-                }
+            // A request begun and ended in this range before its first kept event was
+            // not open then, whatever the ranges before left.
+            if prepared.insert(&c.request) && stored::began_between(tx, &c.request, lo, c.seq)? {
+                open.remove(&c.request);
             }
-            "certificate.issued" => {
-                let req = open.remove(request);
-                let detail = ev.issued_detail.unwrap_or_default();
-                issued(request, req, detail).map_err(|why| AuditError::Broken {
-                    seq: ev.seq,
-                    why: format!("certificate.issued for request {request} {why}"),
-                })?;
-            }
-            // The request ended otherwise: nothing may be issued for it any more.
-            _ => {
-                open.remove(request);
+            if let Err(e) = step(&mut open, &c.ev()) {
+                first = Some(e);
+                break;
             }
         }
-        Ok(())
-    })
+        if let Some(e) = first {
+            return Err(e);
+        }
+        // A request open before this range and kept by neither side either had no
+        // event in it, or began again in it and ended there: then it is not open.
+        let mut ended_here = Vec::new();
+        for request in open.keys() {
+            if !stories.carried.contains(request)
+                && !stories.open.contains_key(request)
+                && stored::began_between(tx, request, lo, end)?
+            {
+                ended_here.push(request.clone());
+            }
+        }
+        for request in ended_here {
+            open.remove(&request);
+        }
+        open.extend(stories.open);
+    }
+    Ok(())
+}
+
+/// The sequence number a chain error names (0 for a storage error).
+pub(super) fn seq_of(e: &AuditError) -> i64 {
+    match e {
+        AuditError::Broken { seq, .. } => *seq,
+        AuditError::Store(_) => 0,
+    }
 }
 
 /// One `certificate.issued` event against what the chain showed of its request before
@@ -230,5 +383,7 @@ fn issued(request: &str, req: Option<Open>, detail: &str) -> Result<(), String> 
     Ok(())
 }
 
+#[cfg(test)]
+mod ranges;
 #[cfg(test)]
 mod tests;

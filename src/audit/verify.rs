@@ -3,7 +3,8 @@
 
 use serde::Serialize;
 
-use super::{GENESIS, issuance};
+use super::issuance::{self, Stories, seq_of};
+use super::{GENESIS, host_issuance};
 use crate::store::audit as stored;
 use crate::store::{Store, StoreError, Tx};
 
@@ -33,14 +34,29 @@ pub struct Verified {
 }
 
 /// Recomputes the whole chain, then checks that every `certificate.issued` event is
-/// preceded by its request and approvals; the error names the first bad event.
+/// preceded by its request and approvals (and every host certificate by its join token
+/// or its predecessor); the error names the first bad event.
 pub fn verify(tx: &Tx<'_>) -> Result<Verified, AuditError> {
     let span = verify_span(tx, 1, i64::MAX, Some(GENESIS))?;
-    issuance::check(tx, span.events)?;
+    let end = span.events + 1;
+    let requests = issuance::settle(tx, vec![(1, end, span.stories)]);
+    earliest(requests, host_issuance::check(tx, span.events))?;
     Ok(Verified {
         events: span.events,
         head: span.last_hash,
     })
+}
+
+/// The issuance check's answer from its two halves (requests, hosts): the earlier error.
+fn earliest(
+    requests: Result<(), AuditError>,
+    hosts: Result<(), AuditError>,
+) -> Result<(), AuditError> {
+    match (requests, hosts) {
+        (Err(r), Err(h)) if seq_of(&h) < seq_of(&r) => Err(h),
+        (Err(e), _) | (_, Err(e)) => Err(e),
+        (Ok(()), Ok(())) => Ok(()),
+    }
 }
 
 /// [`verify`] over a store, with the chain cut into ranges checked on several threads
@@ -63,7 +79,7 @@ pub(super) fn verify_parallel(
     let last = store.read(stored::last_seq)?;
     let threads = threads as i64;
     if threads < 2 || last < min_events.max(1) {
-        return store.read(verify);
+        return store.read_scan(verify);
     }
     let per = last / threads + 1;
     // A short chain can leave the last range empty; an empty range has no link to check.
@@ -71,14 +87,15 @@ pub(super) fn verify_parallel(
         .map(|i| (i * per + 1, ((i + 1) * per).min(last)))
         .filter(|(lo, hi)| lo <= hi)
         .collect();
-    let (spans, issuances) = std::thread::scope(|scope| {
-        // The issuance check needs the chain in order, so it runs alongside the ranges.
-        let issuances = scope.spawn(move || store.read(|c| issuance::check(c, last)));
+    let (spans, hosts) = std::thread::scope(|scope| {
+        // The hosts' check needs their events in order, so it runs alongside the ranges
+        // (the requests' check runs in them: see `issuance::Stories`).
+        let hosts = scope.spawn(move || store.read_scan(|c| host_issuance::check(c, last)));
         let handles: Vec<_> = ranges
             .iter()
             .map(|&(lo, hi)| {
                 let first = (lo == 1).then_some(GENESIS);
-                scope.spawn(move || store.read(|c| verify_span(c, lo, hi, first)))
+                scope.spawn(move || store.read_scan(|c| verify_span(c, lo, hi, first)))
             })
             .collect();
         let panicked = || AuditError::Broken {
@@ -89,11 +106,16 @@ pub(super) fn verify_parallel(
             .into_iter()
             .map(|h| h.join().unwrap_or_else(|_| Err(panicked())))
             .collect();
-        (spans, issuances.join().unwrap_or_else(|_| Err(panicked())))
+        (spans, hosts.join().unwrap_or_else(|_| Err(panicked())))
     });
     // A broken hash chain is reported first: what it says of issuances is not evidence.
-    let verified = first_break(&ranges, spans)?;
-    issuances?;
+    let (verified, stories) = first_break(&ranges, spans)?;
+    let stories = ranges
+        .iter()
+        .zip(stories)
+        .map(|(&(lo, hi), s)| (lo, hi + 1, s))
+        .collect();
+    earliest(store.read(|c| issuance::settle(c, stories)), hosts)?;
     Ok(verified)
 }
 
@@ -102,7 +124,7 @@ pub(super) fn verify_parallel(
 fn first_break(
     ranges: &[(i64, i64)],
     spans: Vec<Result<Span, AuditError>>,
-) -> Result<Verified, AuditError> {
+) -> Result<(Verified, Vec<Stories>), AuditError> {
     let mut earliest: Option<AuditError> = None;
     let mut keep = |e: AuditError| match (&earliest, &e) {
         (Some(AuditError::Broken { seq: old, .. }), AuditError::Broken { seq: new, .. })
@@ -139,17 +161,18 @@ fn first_break(
         }
         prev = span.as_ref().ok();
     }
-    match (earliest, spans.last()) {
-        (Some(e), _) => Err(e),
-        (None, Some(Ok(last))) => Ok(Verified {
-            events,
-            head: last.last_hash.clone(),
-        }),
-        (None, _) => Ok(Verified {
-            events: 0,
-            head: GENESIS.to_owned(),
-        }),
+    if let Some(e) = earliest {
+        return Err(e);
     }
+    let head = match spans.last() {
+        Some(Ok(last)) => last.last_hash.clone(),
+        _ => GENESIS.to_owned(),
+    };
+    let stories = spans
+        .into_iter()
+        .filter_map(|s| s.ok().map(|s| s.stories))
+        .collect();
+    Ok((Verified { events, head }, stories))
 }
 
 /// One verified range of the chain.
@@ -160,6 +183,8 @@ struct Span {
     last_hash: String,
     /// Events in it.
     events: i64,
+    /// What it showed of requests' stories.
+    stories: Stories,
 }
 
 /// Checks events `lo..=hi`, all of which must exist (up to the end when `hi` is
@@ -175,6 +200,7 @@ fn verify_span(
     let mut expected_seq = lo;
     let mut buf = Vec::with_capacity(1024);
     let mut hex_buf = [0u8; 64];
+    let mut stories = Stories::default();
     stored::scan(tx, lo, hi, |row| {
         let seq = row.fields.seq;
         let broken = |why: &str| AuditError::Broken {
@@ -204,6 +230,7 @@ fn verify_span(
         let next = expected_prev.get_or_insert_with(String::new);
         next.clear();
         next.push_str(row.hash);
+        stories.see(&row.fields);
         expected_seq += 1;
         Ok(())
     })?;
@@ -223,5 +250,6 @@ fn verify_span(
             expected_prev.unwrap_or_else(genesis)
         },
         events,
+        stories,
     })
 }

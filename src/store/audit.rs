@@ -222,55 +222,43 @@ pub fn scan<E: From<StoreError>>(
 /// Rows a scan reads per statement.
 const SCAN_PAGE: i64 = 10_000;
 
-/// One event that matters to the issuance check: a request's creation, approval or
-/// end, or an issuance (with its detail); a host join token, enrollment or renewal (with
-/// its detail).
+/// One `host.*` event, for the host half of the issuance check.
 #[derive(Debug, Clone, Copy)]
-pub struct StoryRef<'a> {
+pub struct HostRef<'a> {
     /// Position in the chain, from 1.
     pub seq: i64,
-    /// Who did it (a user name, or the CA itself).
-    pub actor: &'a str,
-    /// What happened, e.g. `request.created`.
+    /// `host.token_created`, `host.enrolled` or `host.renewed`.
     pub action: &'a str,
-    /// The request it concerns, if any.
-    pub request_id: Option<&'a str>,
-    /// The detail of `certificate.issued`, `breakglass.used` and `host.*` events only.
-    pub issued_detail: Option<&'a str>,
+    /// The event's fields as stored JSON text.
+    pub detail: &'a str,
     /// When it was recorded (RFC 3339).
     pub at: &'a str,
 }
 
-/// Calls `each` with every event up to `last_seq` that begins (a request or a break-glass
-/// use), approves, issues or ends
-/// a request, or makes a host join token or a host certificate, in sequence order.
-pub fn scan_stories<E: From<StoreError>>(
+/// Calls `each` with every event up to `last_seq` that makes a host join token or a
+/// host certificate, in sequence order (whatever request it names, if any).
+pub fn scan_hosts<E: From<StoreError>>(
     tx: &Tx<'_>,
     last_seq: i64,
-    mut each: impl FnMut(StoryRef<'_>) -> Result<(), E>,
+    mut each: impl FnMut(HostRef<'_>) -> Result<(), E>,
 ) -> Result<(), E> {
     let newest = last_seq.min(self::last_seq(tx)?);
     let mut from = 1;
     while from <= newest {
         let to = newest.min(from.saturating_add(SCAN_PAGE - 1));
         tx.each(
-            "SELECT seq, actor, action, request_id, \
-                    CASE WHEN action IN ('certificate.issued', 'breakglass.used', \
-                        'host.token_created', 'host.enrolled', 'host.renewed') THEN detail END, at \
-             FROM audit WHERE seq >= ?1 AND seq <= ?2 AND action IN ('request.created', \
-                 'breakglass.used', 'request.approved', 'certificate.issued', 'request.denied', \
-                 'request.cancelled', 'request.expired', 'request.refused', \
-                 'host.token_created', 'host.enrolled', 'host.renewed') \
+            // The index holds exactly these events (its condition is this one's).
+            "SELECT seq, action, detail, at FROM audit INDEXED BY audit_hosts \
+             WHERE seq >= ?1 AND seq <= ?2 \
+             AND action IN ('host.token_created', 'host.enrolled', 'host.renewed') \
              ORDER BY seq",
             &[&from, &to],
             |row| {
-                each(StoryRef {
+                each(HostRef {
                     seq: row.get(0)?,
-                    actor: row.text(1)?.unwrap_or_default(),
-                    action: row.text(2)?.unwrap_or_default(),
-                    request_id: row.text(3)?,
-                    issued_detail: row.text(4)?,
-                    at: row.text(5)?.unwrap_or_default(),
+                    action: row.text(1)?.unwrap_or_default(),
+                    detail: row.text(2)?.unwrap_or_default(),
+                    at: row.text(3)?.unwrap_or_default(),
                 })
             },
         )?;
@@ -280,4 +268,20 @@ pub fn scan_stories<E: From<StoreError>>(
         from = to + 1;
     }
     Ok(())
+}
+
+/// Whether `request` began (`request.created` or `breakglass.used`) at a sequence number
+/// in `from..before`: one index lookup.
+pub fn began_between(
+    tx: &Tx<'_>,
+    request: &str,
+    from: i64,
+    before: i64,
+) -> Result<bool, StoreError> {
+    tx.one(
+        "SELECT EXISTS (SELECT 1 FROM audit WHERE request_id = ?1 AND seq >= ?2 \
+         AND seq < ?3 AND action IN ('request.created', 'breakglass.used'))",
+        &[&request, &from, &before],
+        |r| r.get(0),
+    )
 }

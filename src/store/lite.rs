@@ -12,6 +12,10 @@ use super::migrations::migrate;
 use super::writer::{self, Shared, Threads};
 use super::{StoreError, Tx, connect, exec, lock, meta};
 
+/// Bytes of the database file a scan maps (SQLite's own ceiling is 2 GiB; beyond what
+/// is mapped it reads as usual).
+const SCAN_MMAP: i64 = 1 << 31;
+
 /// The SQLite store.
 pub(super) struct Lite {
     path: PathBuf,
@@ -148,6 +152,27 @@ impl Lite {
                 idle.push(conn);
             }
         }
+        out
+    }
+
+    /// [`Lite::read`] on a new connection that maps up to [`SCAN_MMAP`] bytes of the
+    /// file, closed afterwards (a mapped connection is not pooled: the server's reads
+    /// keep plain ones, which an I/O error fails rather than kills).
+    pub(super) fn read_scan<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        if writer::batch_is_open_here(self.id) {
+            return self.read(f);
+        }
+        let conn = connect(&self.path)?;
+        conn.pragma_update(None, "mmap_size", SCAN_MMAP)
+            .map_err(StoreError::from)?;
+        exec(&conn, "BEGIN")?;
+        // Closing the connection, right after, ends the read transaction whatever
+        // ROLLBACK says: its error would hide `f`'s answer for nothing.
+        let out = f(&Tx::new(&conn));
+        let _ = exec(&conn, "ROLLBACK");
         out
     }
 

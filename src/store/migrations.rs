@@ -369,6 +369,8 @@ ALTER TABLE meta ADD COLUMN ready_probe BIGINT NOT NULL DEFAULT 0;
     include_str!("migrations/host_certificates.sql"),
     // Break-glass uses, their reviews and allowances (the same text on PostgreSQL).
     include_str!("migrations/breakglass.sql"),
+    // The host events of the audit log, for `audit verify` (the same text on PostgreSQL).
+    include_str!("migrations/audit_hosts.sql"),
 ];
 
 /// Applies the migrations not applied yet. A database already current is only read:

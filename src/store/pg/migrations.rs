@@ -318,6 +318,8 @@ ALTER TABLE meta ADD COLUMN host_ca_key TEXT;
 "#,
     // Break-glass: the same text as SQLite's.
     include_str!("../migrations/breakglass.sql"),
+    // The host events of the audit log, for `audit verify`: the same text as SQLite's.
+    include_str!("../migrations/audit_hosts.sql"),
 ];
 
 /// The schema version the database records (0: none yet).
