@@ -266,5 +266,23 @@ mod tests {
             }
             other => panic!("expected a broken chain, got {other:?}"),
         }
+        // A host event that names a request is a host event all the same.
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(&dir.path().join("db")).unwrap();
+        store
+            .write(|tx| {
+                let request = Some("r-aaaaaaaaaaaa");
+                super::super::append_forged(tx, "x", "host.enrolled", request, None, &forged)
+            })
+            .unwrap();
+        let parallel = super::super::verify::verify_parallel(&store, 2, 0);
+        for verdict in [store.read(super::super::verify), parallel] {
+            match verdict {
+                Err(super::super::AuditError::Broken { seq: 1, why }) => {
+                    assert!(why.contains("names join token ht-x"), "{why}");
+                }
+                other => panic!("expected a broken chain, got {other:?}"),
+            }
+        }
     }
 }

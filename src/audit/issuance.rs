@@ -14,6 +14,10 @@
 //! A break-glass issuance (`"breakglass": true`) lists no approvals: it must be preceded
 //! by the `breakglass.used` of its request, by the requester it names, and nothing but a
 //! break-glass use may claim it.
+//!
+//! The check runs in the same pass as the hashes, range by range ([`Stories`], joined by
+//! [`settle`]): a request's story depends only on its own events, so one read of the log
+//! serves both halves, on as many threads as there are ranges.
 
 use std::collections::{HashMap, HashSet};
 

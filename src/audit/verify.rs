@@ -61,7 +61,9 @@ fn earliest(
 
 /// [`verify`] over a store, with the chain cut into ranges checked on several threads
 /// (each event can be checked from its own stored `prev_hash`; only the links between
-/// ranges are checked afterwards). Events appended meanwhile are not looked at.
+/// ranges are checked afterwards), each also checking the stories of the requests that
+/// begin in it; the host events are read in order beside them, through their index.
+/// Events appended meanwhile are not looked at.
 pub fn verify_store(store: &Store) -> Result<Verified, AuditError> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())

@@ -122,3 +122,42 @@ fn a_single_statement_read_is_one_statement_and_leaves_nothing_open() {
         .unwrap();
     assert_eq!(busy, 0, "a reader still held a snapshot");
 }
+
+/// A host event written before the index of host events existed (the previous schema)
+/// is in that index after the upgrade: `audit verify` still finds and checks it.
+#[test]
+fn host_events_from_before_their_index_are_checked_after_the_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let detail = serde_json::json!({"serial": "7", "principals": ["a"], "key_fingerprint": "K",
+        "token_id": "ht-x", "valid_before": "x"})
+    .to_string();
+    let fields = audit::Fields {
+        seq: 1,
+        at: "2026-12-06T00:00:00.000Z",
+        actor: "host:ht-x",
+        action: "host.enrolled",
+        request_id: None,
+        serial: Some("7"),
+        detail: &detail,
+    };
+    let genesis = crate::audit::GENESIS;
+    let seed = format!(
+        "INSERT INTO audit (seq, at, actor, action, request_id, serial, detail, prev_hash, \
+         hash) VALUES (1, '{}', '{}', '{}', NULL, '7', '{detail}', '{genesis}', '{}')",
+        fields.at,
+        fields.actor,
+        fields.action,
+        fields.hash(genesis)
+    );
+    let before = super::migrations::MIGRATIONS.len() - 1;
+    crate::store::create_at_schema(&path, before, &seed).unwrap();
+    let store = Store::open(&path).unwrap();
+    match store.read(crate::audit::verify) {
+        Err(crate::audit::AuditError::Broken { seq, why }) => {
+            assert_eq!(seq, 1);
+            assert!(why.contains("names join token ht-x"), "{why}");
+        }
+        other => panic!("expected the forged enrollment named, got {other:?}"),
+    }
+}
