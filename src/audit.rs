@@ -12,6 +12,7 @@ pub mod breakglass_story;
 mod event;
 mod host_issuance;
 mod issuance;
+mod sieve;
 pub mod story;
 #[cfg(test)]
 mod tests;

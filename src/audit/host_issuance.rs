@@ -8,25 +8,69 @@
 //! enrolled or renewed before it, for the same key and the same principals.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::RandomState;
 use std::sync::Arc;
 
 use super::AuditError;
+use super::sieve::Tally;
 use crate::audit::{AuditEvent, HostEnrolled, HostRenewed, HostTokenCreated};
 use crate::store::Tx;
 use crate::store::audit as stored;
 
-/// Checks every host event up to `last_seq` (see the module docs); the error names the
-/// first that lacks what must precede it.
-pub(super) fn check(tx: &Tx<'_>, last_seq: i64) -> Result<(), AuditError> {
+/// Checks every host event up to `last_seq` (see the module docs), read through their
+/// index (`through_index`) or from the table; the error names the first that lacks what
+/// must precede it. `Ok` tells which events it read, for the caller to compare with
+/// what the hashed rows showed.
+pub(super) fn check(
+    tx: &Tx<'_>,
+    last_seq: i64,
+    keys: &RandomState,
+    through_index: bool,
+) -> Result<Tally, AuditError> {
     let mut hosts = Hosts::default();
-    stored::scan_hosts(tx, last_seq, |ev| {
+    let mut read = Tally::default();
+    let mut after = 0;
+    stored::scan_hosts(tx, last_seq, through_index, |ev| {
+        let broken = |why: String| AuditError::Broken { seq: ev.seq, why };
+        if ev.seq <= after {
+            return Err(broken(
+                "host event read out of order (a damaged index)".into(),
+            ));
+        }
+        after = ev.seq;
+        read.add(keys, ev.seq);
         hosts
             .see(ev.action, ev.detail, ev.at)
-            .map_err(|why| AuditError::Broken {
-                seq: ev.seq,
-                why: format!("{} {why}", ev.action),
-            })
-    })
+            .map_err(|why| broken(format!("{} {why}", ev.action)))
+    })?;
+    Ok(read)
+}
+
+/// [`check`] through the index, trusted only if it read exactly the host events the
+/// hashed rows showed (`seen`) and found nothing wrong; else from the table, whose
+/// answer stands. An index that disagreed with the table is logged.
+pub(super) fn settle(
+    tx: &Tx<'_>,
+    last_seq: i64,
+    keys: &RandomState,
+    seen: Tally,
+    through_index: Result<Tally, AuditError>,
+) -> Result<(), AuditError> {
+    if matches!(&through_index, Ok(read) if *read == seen) {
+        return Ok(());
+    }
+    let from_table = check(tx, last_seq, keys, false);
+    let agreed = match (&through_index, &from_table) {
+        (Err(AuditError::Broken { seq: a, .. }), Err(AuditError::Broken { seq: b, .. })) => a == b,
+        _ => false,
+    };
+    if !agreed {
+        tracing::warn!(
+            "audit verify: the index of host events (audit_hosts) does not match the log; \
+             the events were read from the table instead (rebuild it: REINDEX audit_hosts)"
+        );
+    }
+    from_table.map(|_| ())
 }
 
 /// A host key and its principals (sorted), shared along a renewal chain.

@@ -24,6 +24,7 @@ use std::collections::{HashMap, HashSet};
 use serde::Deserialize;
 
 use super::AuditError;
+use super::sieve::Sieve;
 use crate::store::Tx;
 use crate::store::audit::{self as stored, Fields};
 
@@ -124,6 +125,9 @@ struct Carried {
     actor: String,
     request: String,
     detail: String,
+    /// The first kept of its request, which may have begun and ended earlier in the
+    /// range (the range's [`Sieve`] said "maybe").
+    after_end: bool,
 }
 
 impl Carried {
@@ -189,10 +193,12 @@ fn step(open: &mut HashMap<String, Open>, ev: &Ev<'_>) -> Result<(), AuditError>
 /// (begun in an earlier range, or ended here and named again) is kept, with every later
 /// event of that request in the range, for [`settle`] to replay in order once the
 /// ranges before are known. Only requests crossing a boundary are kept: few.
-#[derive(Default)]
 pub(super) struct Stories {
     /// Requests begun in this range and not ended.
     open: HashMap<String, Open>,
+    /// Requests begun and ended in this range (none kept for the first range: nothing is
+    /// open before it).
+    ended: Sieve,
     /// Requests whose events here are kept for [`settle`].
     carried: HashSet<String>,
     carry: Vec<Carried>,
@@ -202,6 +208,18 @@ pub(super) struct Stories {
 }
 
 impl Stories {
+    /// For the range of events `lo..=hi`.
+    pub(super) fn new(lo: i64, hi: i64) -> Stories {
+        let events = (lo > 1).then(|| hi.saturating_sub(lo).saturating_add(1).max(0) as u64);
+        Stories {
+            open: HashMap::new(),
+            ended: Sieve::new(events),
+            carried: HashSet::new(),
+            carry: Vec::new(),
+            broken: None,
+        }
+    }
+
     /// Takes the range's next event (in chain order).
     pub(super) fn see(&mut self, f: &Fields<'_>) {
         let (Some(request), Some(kind)) = (f.request_id, Kind::of(f.action)) else {
@@ -225,14 +243,18 @@ impl Stories {
                 detail,
             };
             self.broken = step(&mut self.open, &ev).err();
+            if matches!(kind, Kind::Issued | Kind::Ended) {
+                self.ended.insert(request);
+            }
         } else {
-            self.carried.insert(request.to_owned());
+            let first = self.carried.insert(request.to_owned());
             self.carry.push(Carried {
                 seq: f.seq,
                 kind,
                 actor: f.actor.to_owned(),
                 request: request.to_owned(),
                 detail: detail.to_owned(),
+                after_end: first && self.ended.may_hold(request),
             });
         }
     }
@@ -246,14 +268,13 @@ pub(super) fn settle(tx: &Tx<'_>, ranges: Vec<(i64, i64, Stories)>) -> Result<()
     let mut open: HashMap<String, Open> = HashMap::new();
     for (lo, end, stories) in ranges {
         let mut first = stories.broken;
-        let mut prepared: HashSet<&str> = HashSet::new();
         for c in &stories.carry {
             if first.as_ref().is_some_and(|e| seq_of(e) < c.seq) {
                 break;
             }
             // A request begun and ended in this range before its first kept event was
             // not open then, whatever the ranges before left.
-            if prepared.insert(&c.request) && stored::began_between(tx, &c.request, lo, c.seq)? {
+            if c.after_end && stored::began_in_rows(tx, &c.request, lo, c.seq)? {
                 open.remove(&c.request);
             }
             if let Err(e) = step(&mut open, &c.ev()) {
@@ -270,7 +291,8 @@ pub(super) fn settle(tx: &Tx<'_>, ranges: Vec<(i64, i64, Stories)>) -> Result<()
         for request in open.keys() {
             if !stories.carried.contains(request)
                 && !stories.open.contains_key(request)
-                && stored::began_between(tx, request, lo, end)?
+                && stories.ended.may_hold(request)
+                && stored::began_in_rows(tx, request, lo, end)?
             {
                 ended_here.push(request.clone());
             }

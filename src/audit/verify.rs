@@ -1,9 +1,12 @@
 //! Checking the chain: every event against its hash and its predecessor, on one thread
 //! ([`verify`]) or with the chain cut into ranges checked on several ([`verify_store`]).
 
+use std::hash::RandomState;
+
 use serde::Serialize;
 
 use super::issuance::{self, Stories, seq_of};
+use super::sieve::Tally;
 use super::{GENESIS, host_issuance};
 use crate::store::audit as stored;
 use crate::store::{Store, StoreError, Tx};
@@ -37,10 +40,13 @@ pub struct Verified {
 /// preceded by its request and approvals (and every host certificate by its join token
 /// or its predecessor); the error names the first bad event.
 pub fn verify(tx: &Tx<'_>) -> Result<Verified, AuditError> {
-    let span = verify_span(tx, 1, i64::MAX, Some(GENESIS))?;
+    let keys = RandomState::new();
+    let span = verify_span(tx, 1, i64::MAX, Some(GENESIS), &keys)?;
     let end = span.events + 1;
     let requests = issuance::settle(tx, vec![(1, end, span.stories)]);
-    earliest(requests, host_issuance::check(tx, span.events))?;
+    let indexed = host_issuance::check(tx, span.events, &keys, true);
+    let hosts = host_issuance::settle(tx, span.events, &keys, span.hosts, indexed);
+    earliest(requests, hosts)?;
     Ok(Verified {
         events: span.events,
         head: span.last_hash,
@@ -89,15 +95,17 @@ pub(super) fn verify_parallel(
         .map(|i| (i * per + 1, ((i + 1) * per).min(last)))
         .filter(|(lo, hi)| lo <= hi)
         .collect();
-    let (spans, hosts) = std::thread::scope(|scope| {
-        // The hosts' check needs their events in order, so it runs alongside the ranges
-        // (the requests' check runs in them: see `issuance::Stories`).
-        let hosts = scope.spawn(move || store.read_scan(|c| host_issuance::check(c, last)));
+    let keys = &RandomState::new();
+    let (spans, indexed) = std::thread::scope(|scope| {
+        // The hosts' check needs their events in order, so it reads them alongside the
+        // ranges (the requests' check runs in them: see `issuance::Stories`).
+        let hosts =
+            scope.spawn(move || store.read_scan(|c| host_issuance::check(c, last, keys, true)));
         let handles: Vec<_> = ranges
             .iter()
             .map(|&(lo, hi)| {
                 let first = (lo == 1).then_some(GENESIS);
-                scope.spawn(move || store.read_scan(|c| verify_span(c, lo, hi, first)))
+                scope.spawn(move || store.read_scan(|c| verify_span(c, lo, hi, first, keys)))
             })
             .collect();
         let panicked = || AuditError::Broken {
@@ -111,13 +119,15 @@ pub(super) fn verify_parallel(
         (spans, hosts.join().unwrap_or_else(|_| Err(panicked())))
     });
     // A broken hash chain is reported first: what it says of issuances is not evidence.
-    let (verified, stories) = first_break(&ranges, spans)?;
+    let (verified, stories, seen) = first_break(&ranges, spans)?;
     let stories = ranges
         .iter()
         .zip(stories)
         .map(|(&(lo, hi), s)| (lo, hi + 1, s))
         .collect();
-    earliest(store.read(|c| issuance::settle(c, stories)), hosts)?;
+    let requests = store.read(|c| issuance::settle(c, stories));
+    let hosts = store.read_scan(|c| host_issuance::settle(c, last, keys, seen, indexed));
+    earliest(requests, hosts)?;
     Ok(verified)
 }
 
@@ -126,7 +136,7 @@ pub(super) fn verify_parallel(
 fn first_break(
     ranges: &[(i64, i64)],
     spans: Vec<Result<Span, AuditError>>,
-) -> Result<(Verified, Vec<Stories>), AuditError> {
+) -> Result<(Verified, Vec<Stories>, Tally), AuditError> {
     let mut earliest: Option<AuditError> = None;
     let mut keep = |e: AuditError| match (&earliest, &e) {
         (Some(AuditError::Broken { seq: old, .. }), AuditError::Broken { seq: new, .. })
@@ -170,11 +180,16 @@ fn first_break(
         Some(Ok(last)) => last.last_hash.clone(),
         _ => GENESIS.to_owned(),
     };
+    let mut hosts = Tally::default();
     let stories = spans
         .into_iter()
-        .filter_map(|s| s.ok().map(|s| s.stories))
+        .filter_map(Result::ok)
+        .map(|s| {
+            hosts = hosts.join(s.hosts);
+            s.stories
+        })
         .collect();
-    Ok((Verified { events, head }, stories))
+    Ok((Verified { events, head }, stories, hosts))
 }
 
 /// One verified range of the chain.
@@ -187,6 +202,8 @@ struct Span {
     events: i64,
     /// What it showed of requests' stories.
     stories: Stories,
+    /// Its host events.
+    hosts: Tally,
 }
 
 /// Checks events `lo..=hi`, all of which must exist (up to the end when `hi` is
@@ -196,13 +213,15 @@ fn verify_span(
     lo: i64,
     hi: i64,
     expected_prev: Option<&str>,
+    keys: &RandomState,
 ) -> Result<Span, AuditError> {
     let mut expected_prev: Option<String> = expected_prev.map(str::to_owned);
     let mut first_prev: Option<String> = None;
     let mut expected_seq = lo;
     let mut buf = Vec::with_capacity(1024);
     let mut hex_buf = [0u8; 64];
-    let mut stories = Stories::default();
+    let mut stories = Stories::new(lo, hi);
+    let mut hosts = Tally::default();
     stored::scan(tx, lo, hi, |row| {
         let seq = row.fields.seq;
         let broken = |why: &str| AuditError::Broken {
@@ -233,6 +252,9 @@ fn verify_span(
         next.clear();
         next.push_str(row.hash);
         stories.see(&row.fields);
+        if stored::is_host_action(row.fields.action) {
+            hosts.add(keys, seq);
+        }
         expected_seq += 1;
         Ok(())
     })?;
@@ -253,5 +275,6 @@ fn verify_span(
         },
         events,
         stories,
+        hosts,
     })
 }

@@ -236,32 +236,40 @@ pub struct HostRef<'a> {
 }
 
 /// Calls `each` with every event up to `last_seq` that makes a host join token or a
-/// host certificate, in sequence order (whatever request it names, if any).
+/// host certificate, in sequence order (whatever request it names, if any):
+/// `through_index`, read through their own index (a few rows), else from the whole table
+/// (every row). No hash covers an index: the caller compares what it read with what the
+/// hashed rows showed, and reads the table when they differ.
 pub fn scan_hosts<E: From<StoreError>>(
     tx: &Tx<'_>,
     last_seq: i64,
+    through_index: bool,
     mut each: impl FnMut(HostRef<'_>) -> Result<(), E>,
 ) -> Result<(), E> {
+    let sql = if through_index {
+        // The index holds exactly these events (its condition is this one's).
+        "SELECT seq, action, detail, at FROM audit INDEXED BY audit_hosts \
+         WHERE seq >= ?1 AND seq <= ?2 \
+         AND action IN ('host.token_created', 'host.enrolled', 'host.renewed') ORDER BY seq"
+    } else {
+        "SELECT seq, action, detail, at FROM audit WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq"
+    };
     let newest = last_seq.min(self::last_seq(tx)?);
     let mut from = 1;
     while from <= newest {
         let to = newest.min(from.saturating_add(SCAN_PAGE - 1));
-        tx.each(
-            // The index holds exactly these events (its condition is this one's).
-            "SELECT seq, action, detail, at FROM audit INDEXED BY audit_hosts \
-             WHERE seq >= ?1 AND seq <= ?2 \
-             AND action IN ('host.token_created', 'host.enrolled', 'host.renewed') \
-             ORDER BY seq",
-            &[&from, &to],
-            |row| {
-                each(HostRef {
-                    seq: row.get(0)?,
-                    action: row.text(1)?.unwrap_or_default(),
-                    detail: row.text(2)?.unwrap_or_default(),
-                    at: row.text(3)?.unwrap_or_default(),
-                })
-            },
-        )?;
+        tx.each(sql, &[&from, &to], |row| {
+            let action = row.text(1)?.unwrap_or_default();
+            if !is_host_action(action) {
+                return Ok(());
+            }
+            each(HostRef {
+                seq: row.get(0)?,
+                action,
+                detail: row.text(2)?.unwrap_or_default(),
+                at: row.text(3)?.unwrap_or_default(),
+            })
+        })?;
         if to == i64::MAX {
             break;
         }
@@ -270,18 +278,40 @@ pub fn scan_hosts<E: From<StoreError>>(
     Ok(())
 }
 
+/// Whether `action` makes a host join token or a host certificate.
+pub fn is_host_action(action: &str) -> bool {
+    matches!(
+        action,
+        "host.token_created" | "host.enrolled" | "host.renewed"
+    )
+}
+
 /// Whether `request` began (`request.created` or `breakglass.used`) at a sequence number
-/// in `from..before`: one index lookup.
-pub fn began_between(
+/// in `from..before`, read from the rows themselves (every one of them, in order: an
+/// index could hide one), so rarely: when a cheaper answer said "maybe".
+pub fn began_in_rows(
     tx: &Tx<'_>,
     request: &str,
     from: i64,
     before: i64,
 ) -> Result<bool, StoreError> {
-    tx.one(
-        "SELECT EXISTS (SELECT 1 FROM audit WHERE request_id = ?1 AND seq >= ?2 \
-         AND seq < ?3 AND action IN ('request.created', 'breakglass.used'))",
-        &[&request, &from, &before],
-        |r| r.get(0),
-    )
+    let mut expected = from;
+    let mut began = false;
+    tx.each(
+        "SELECT seq, request_id, action FROM audit WHERE seq >= ?1 AND seq < ?2 ORDER BY seq",
+        &[&from, &before],
+        |row| {
+            let seq: i64 = row.get(0)?;
+            if seq != expected {
+                return Err(StoreError::Corrupt(format!(
+                    "audit event {expected} missing from a read in order"
+                )));
+            }
+            expected += 1;
+            began |= row.text(1)? == Some(request)
+                && matches!(row.text(2)?, Some("request.created" | "breakglass.used"));
+            Ok(())
+        },
+    )?;
+    Ok(began)
 }

@@ -168,3 +168,144 @@ fn a_request_named_before_it_begins_again_in_a_range_is_replayed_whole() {
         assert_eq!(seq, 10, "{threads} ranges: {why}");
     }
 }
+
+/// Rewrites index `name` (created by `original`) to leave out the rows `omit` matches,
+/// while the schema still shows `original`: what someone who can write the database file
+/// can do (no hash covers an index), and `Store::open` finds nothing amiss.
+fn tamper_index(path: &std::path::Path, name: &str, original: &str, omit: &str) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let partial = if original.contains(" WHERE ") {
+        format!("{original} AND NOT ({omit})")
+    } else {
+        format!("{original} WHERE NOT ({omit})")
+    };
+    conn.execute_batch(&format!(
+        "DROP INDEX {name}; {partial};
+         PRAGMA writable_schema = ON;
+         UPDATE sqlite_schema SET sql = '{}' WHERE name = '{name}';
+         PRAGMA writable_schema = OFF;",
+        original.replace('\'', "''")
+    ))
+    .unwrap();
+}
+
+const BY_REQUEST: &str = "CREATE INDEX audit_by_request ON audit (request_id)";
+
+/// A forged second `request.created` hidden from the index by request: the ranges never
+/// ask an index whether a request began in them (found in review: they did, and a
+/// forged issuance passed with 3 ranges).
+#[test]
+fn an_index_that_hides_a_beginning_does_not_open_a_way_for_an_issuance() {
+    let issued = json!({"requester": "alice", "approvals": [{"approver": "bob", "step": 1}]});
+    let (r, f) = (REQUESTS[0], REQUESTS[1]);
+    // Kept at the cut (3 ranges: 1-3, 4-6), and open across it, kept by neither side.
+    let kept: Vec<Ev4> = vec![
+        (r, "alice", "request.created", json!({})),
+        (r, "bob", "request.approved", json!({})),
+        (f, "alice", "request.created", json!({})),
+        (r, "alice", "request.created", json!({})),
+        (r, "bob", "request.denied", json!({})),
+        (r, "bob", "certificate.issued", issued.clone()),
+    ];
+    let mut across = kept.clone();
+    across.truncate(5);
+    across.extend([
+        (f, "alice", "request.created", json!({})),
+        (f, "alice", "request.created", json!({})),
+        (r, "bob", "certificate.issued", issued),
+    ]);
+    for (events, at) in [(kept, 6), (across, 8)] {
+        let (dir, store) = chain(&events);
+        drop(store);
+        let path = dir.path().join("db");
+        tamper_index(&path, "audit_by_request", BY_REQUEST, "seq = 4");
+        let store = Store::open(&path).unwrap();
+        assert_eq!(walk(&store).unwrap_err().0, at);
+        for threads in 2..=6 {
+            let (seq, why) = outcome(verify_parallel(&store, threads, 0)).unwrap_err();
+            assert_eq!(seq, at, "{threads} ranges: {why}");
+        }
+    }
+}
+
+/// The same through the command's own entry point (`verify_store`: 20,000 events or
+/// more, as many ranges as cores), the beginning just after the first cut.
+#[test]
+fn verify_store_names_the_issuance_behind_a_tampered_index() {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4) as i64;
+    let last = 20_000i64;
+    let lo2 = last / threads.max(2) + 2;
+    let issued = json!({"requester": "alice", "approvals": [{"approver": "bob", "step": 1}]});
+    let r = REQUESTS[0];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let store = Store::open(&path).unwrap();
+    store
+        .write(|tx| {
+            for seq in 1..=last {
+                let (request, actor, action, detail) = match seq {
+                    1 => (Some(r), "alice", "request.created", json!({})),
+                    2 => (Some(r), "bob", "request.approved", json!({})),
+                    s if s == lo2 => (Some(r), "alice", "request.created", json!({})),
+                    s if s == lo2 + 1 => (Some(r), "bob", "request.denied", json!({})),
+                    s if s == lo2 + 2 => (Some(r), "bob", "certificate.issued", issued.clone()),
+                    _ => (None, "x", "certificate.revoked", json!({})),
+                };
+                append_forged(tx, actor, action, request, None, &detail)?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    drop(store);
+    tamper_index(
+        &path,
+        "audit_by_request",
+        BY_REQUEST,
+        &format!("seq = {lo2}"),
+    );
+    let store = Store::open(&path).unwrap();
+    let (seq, why) = outcome(super::super::verify_store(&store)).unwrap_err();
+    assert_eq!(seq, lo2 + 2, "{why}");
+}
+
+/// A forged `host.enrolled` left out of the index of host events: what the index gave
+/// is compared with what the hashed rows showed, and the table is read instead (found in
+/// review: the enrollment passed every way).
+#[test]
+fn an_index_that_hides_a_host_event_is_caught_and_the_table_read() {
+    let forged = json!({"serial": "7", "principals": ["a"], "key_fingerprint": "K",
+        "token_id": "ht-x", "valid_before": "x"});
+    let events: Vec<(Option<&str>, &str, Value)> = vec![
+        (Some(REQUESTS[0]), "request.created", json!({})),
+        (None, "host.enrolled", forged),
+        (Some(REQUESTS[1]), "request.created", json!({})),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let store = Store::open(&path).unwrap();
+    store
+        .write(|tx| {
+            for (request, action, detail) in &events {
+                append_forged(tx, "alice", action, *request, None, detail)?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    drop(store);
+    let original = "CREATE INDEX audit_hosts ON audit (seq)\n    WHERE action IN \
+                    ('host.token_created', 'host.enrolled', 'host.renewed')";
+    tamper_index(&path, "audit_hosts", original, "seq = 2");
+    let store = Store::open(&path).unwrap();
+    let one = outcome(store.read(verify));
+    for got in [
+        one,
+        outcome(verify_parallel(&store, 2, 0)),
+        outcome(verify_parallel(&store, 3, 0)),
+    ] {
+        let (seq, why) = got.unwrap_err();
+        assert_eq!(seq, 2, "{why}");
+        assert!(why.contains("names join token ht-x"), "{why}");
+    }
+}
