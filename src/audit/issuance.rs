@@ -19,14 +19,13 @@
 //! [`settle`]): a request's story depends only on its own events, so one read of the log
 //! serves both halves, on as many threads as there are ranges.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use serde::Deserialize;
 
+pub(super) use cut::{Stories, seq_of, settle};
+
 use super::AuditError;
-use super::sieve::Sieve;
-use crate::store::Tx;
-use crate::store::audit::{self as stored, Fields};
 
 /// What the check reads of a `certificate.issued` event's detail; also of a
 /// `breakglass.used` detail, of which only what it grants (role, principals, key) counts.
@@ -118,30 +117,6 @@ struct Ev<'a> {
     detail: &'a str,
 }
 
-/// An event [`settle`] replays, owned.
-struct Carried {
-    seq: i64,
-    kind: Kind,
-    actor: String,
-    request: String,
-    detail: String,
-    /// The first kept of its request, which may have begun and ended earlier in the
-    /// range (the range's [`Sieve`] said "maybe").
-    after_end: bool,
-}
-
-impl Carried {
-    fn ev(&self) -> Ev<'_> {
-        Ev {
-            seq: self.seq,
-            kind: self.kind,
-            actor: &self.actor,
-            request: &self.request,
-            detail: &self.detail,
-        }
-    }
-}
-
 /// One event, in chain order, against the requests open before it.
 fn step(open: &mut HashMap<String, Open>, ev: &Ev<'_>) -> Result<(), AuditError> {
     let broken = |why: String| AuditError::Broken { seq: ev.seq, why };
@@ -184,133 +159,6 @@ fn step(open: &mut HashMap<String, Open>, ev: &Ev<'_>) -> Result<(), AuditError>
         }
     }
     Ok(())
-}
-
-/// What one range of the chain showed of requests' stories, read alongside its hashes.
-///
-/// A request's story depends on nothing but its own events, so each range checks the
-/// requests that begin in it as the whole chain would; an event of any other request
-/// (begun in an earlier range, or ended here and named again) is kept, with every later
-/// event of that request in the range, for [`settle`] to replay in order once the
-/// ranges before are known. Only requests crossing a boundary are kept: few.
-pub(super) struct Stories {
-    /// Requests begun in this range and not ended.
-    open: HashMap<String, Open>,
-    /// Requests begun and ended in this range (none kept for the first range: nothing is
-    /// open before it).
-    ended: Sieve,
-    /// Requests whose events here are kept for [`settle`].
-    carried: HashSet<String>,
-    carry: Vec<Carried>,
-    /// The first event checked here that lacks what must precede it; nothing after it
-    /// is looked at.
-    broken: Option<AuditError>,
-}
-
-impl Stories {
-    /// For the range of events `lo..=hi`.
-    pub(super) fn new(lo: i64, hi: i64) -> Stories {
-        let events = (lo > 1).then(|| hi.saturating_sub(lo).saturating_add(1).max(0) as u64);
-        Stories {
-            open: HashMap::new(),
-            ended: Sieve::new(events),
-            carried: HashSet::new(),
-            carry: Vec::new(),
-            broken: None,
-        }
-    }
-
-    /// Takes the range's next event (in chain order).
-    pub(super) fn see(&mut self, f: &Fields<'_>) {
-        let (Some(request), Some(kind)) = (f.request_id, Kind::of(f.action)) else {
-            return;
-        };
-        if self.broken.is_some() {
-            return;
-        }
-        let detail = match kind {
-            Kind::Issued | Kind::BreakglassUsed => f.detail,
-            _ => "",
-        };
-        let here =
-            !self.carried.contains(request) && (kind.begins() || self.open.contains_key(request));
-        if here {
-            let ev = Ev {
-                seq: f.seq,
-                kind,
-                actor: f.actor,
-                request,
-                detail,
-            };
-            self.broken = step(&mut self.open, &ev).err();
-            if matches!(kind, Kind::Issued | Kind::Ended) {
-                self.ended.insert(request);
-            }
-        } else {
-            let first = self.carried.insert(request.to_owned());
-            self.carry.push(Carried {
-                seq: f.seq,
-                kind,
-                actor: f.actor.to_owned(),
-                request: request.to_owned(),
-                detail: detail.to_owned(),
-                after_end: first && self.ended.may_hold(request),
-            });
-        }
-    }
-}
-
-/// Joins the ranges' [`Stories`] in chain order, each with the first seq of its range
-/// and the first seq after it: replays what a range kept against the requests open at
-/// its start, then lets what it checked itself replace them. The error names the first
-/// event, in chain order, that lacks what must precede it.
-pub(super) fn settle(tx: &Tx<'_>, ranges: Vec<(i64, i64, Stories)>) -> Result<(), AuditError> {
-    let mut open: HashMap<String, Open> = HashMap::new();
-    for (lo, end, stories) in ranges {
-        let mut first = stories.broken;
-        for c in &stories.carry {
-            if first.as_ref().is_some_and(|e| seq_of(e) < c.seq) {
-                break;
-            }
-            // A request begun and ended in this range before its first kept event was
-            // not open then, whatever the ranges before left.
-            if c.after_end && stored::began_in_rows(tx, &c.request, lo, c.seq)? {
-                open.remove(&c.request);
-            }
-            if let Err(e) = step(&mut open, &c.ev()) {
-                first = Some(e);
-                break;
-            }
-        }
-        if let Some(e) = first {
-            return Err(e);
-        }
-        // A request open before this range and kept by neither side either had no
-        // event in it, or began again in it and ended there: then it is not open.
-        let mut ended_here = Vec::new();
-        for request in open.keys() {
-            if !stories.carried.contains(request)
-                && !stories.open.contains_key(request)
-                && stories.ended.may_hold(request)
-                && stored::began_in_rows(tx, request, lo, end)?
-            {
-                ended_here.push(request.clone());
-            }
-        }
-        for request in ended_here {
-            open.remove(&request);
-        }
-        open.extend(stories.open);
-    }
-    Ok(())
-}
-
-/// The sequence number a chain error names (0 for a storage error).
-pub(super) fn seq_of(e: &AuditError) -> i64 {
-    match e {
-        AuditError::Broken { seq, .. } => *seq,
-        AuditError::Store(_) => 0,
-    }
 }
 
 /// One `certificate.issued` event against what the chain showed of its request before
@@ -409,6 +257,7 @@ fn issued(request: &str, req: Option<Open>, detail: &str) -> Result<(), String> 
     Ok(())
 }
 
+mod cut;
 #[cfg(test)]
 mod ranges;
 #[cfg(test)]

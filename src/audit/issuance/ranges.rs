@@ -309,3 +309,26 @@ fn an_index_that_hides_a_host_event_is_caught_and_the_table_read() {
         assert!(why.contains("names join token ht-x"), "{why}");
     }
 }
+
+/// A range that would keep more events than it may (a forged log naming requests that
+/// began elsewhere, without end) gives way to one walk over the chain: same verdict.
+#[test]
+fn a_range_that_would_keep_too_much_gives_way_to_one_walk() {
+    let r = REQUESTS[0];
+    let mut events: Vec<Ev4> = vec![(r, "alice", "request.created", json!({}))];
+    let many = super::cut::CARRY_LIMIT + 4;
+    events.extend((0..many).map(|_| (REQUESTS[1], "x", "request.created", json!({}))));
+    events.extend((0..many).map(|_| (r, "carol", "request.approved", json!({}))));
+    let issued = json!({"requester": "alice", "approvals": [{"approver": "bob", "step": 1}]});
+    events.push((r, "bob", "certificate.issued", issued));
+    let (_dir, store) = chain(&events);
+    let walked = walk(&store);
+    assert_eq!(walked.as_ref().unwrap_err().0, events.len() as i64);
+    for threads in 2..=4 {
+        assert_eq!(
+            outcome(verify_parallel(&store, threads, 0)),
+            walked,
+            "{threads}"
+        );
+    }
+}
