@@ -364,6 +364,17 @@ fn exec(conn: &Connection, sql: &str) -> Result<(), StoreError> {
 /// How long a connection waits for another process's write lock (e.g. a CLI command).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Runs `sql` on the database file at `path` with the schema writable: for tests that
+/// rewrite indexes as someone who can write the file would (no hash covers an index).
+#[cfg(test)]
+pub(crate) fn tamper_file(path: &Path, sql: &str) -> Result<(), StoreError> {
+    let conn = Connection::open(path)?;
+    conn.execute_batch(&format!(
+        "PRAGMA writable_schema = ON; {sql}; PRAGMA writable_schema = OFF;"
+    ))?;
+    Ok(())
+}
+
 /// A connection with the pragmas every connection needs.
 fn connect(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;

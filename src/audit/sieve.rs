@@ -4,7 +4,7 @@
 //!
 //! [`Sieve`]: a Bloom filter of request ids. "No" is certain; "maybe" is settled by
 //! reading the rows again. Hand-written: a bit vector and four probes, less than a crate.
-//! [`Tally`]: a keyed sum over sequence numbers, to compare two reads of the same events.
+//! [`Tally`]: a keyed sum over events, to compare two reads of the same events.
 
 use std::hash::{BuildHasher, RandomState};
 
@@ -62,9 +62,9 @@ impl Sieve {
     }
 }
 
-/// How many events, and a sum of their sequence numbers under a key chosen per
-/// verification: two reads that saw the same events agree, and a read that missed or
-/// added one disagrees (but for a chance of 2^-64 per difference).
+/// How many events, and a sum of their hashes (sequence number, action, detail, time)
+/// under a key chosen per verification: two reads that saw the same events agree, and a
+/// read that missed, added or altered one disagrees (but for a chance of 2^-64).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct Tally {
     count: u64,
@@ -72,9 +72,10 @@ pub(super) struct Tally {
 }
 
 impl Tally {
-    pub(super) fn add(&mut self, keys: &RandomState, seq: i64) {
+    /// Counts one host event, by all that the host check reads of it.
+    pub(super) fn add(&mut self, keys: &RandomState, event: (i64, &str, &str, &str)) {
         self.count += 1;
-        self.sum = self.sum.wrapping_add(keys.hash_one(seq));
+        self.sum = self.sum.wrapping_add(keys.hash_one(event));
     }
 
     pub(super) fn join(self, other: Tally) -> Tally {
@@ -110,12 +111,15 @@ mod tests {
         let tally = |seqs: &[i64]| {
             let mut t = Tally::default();
             for &s in seqs {
-                t.add(&keys, s);
+                t.add(&keys, (s, "host.enrolled", "{}", "t"));
             }
             t
         };
         assert_eq!(tally(&[2, 5, 9]), tally(&[2]).join(tally(&[5, 9])));
         assert_ne!(tally(&[2, 5]), tally(&[3, 4]));
         assert_ne!(tally(&[2, 5]), tally(&[2, 5, 5]));
+        let mut altered = tally(&[2]);
+        altered.add(&keys, (5, "host.enrolled", "{\"x\":1}", "t"));
+        assert_ne!(tally(&[2, 5]), altered);
     }
 }

@@ -81,10 +81,10 @@ pub(super) fn corrupt(what: &str, value: &str, cause: impl std::fmt::Display) ->
 }
 
 /// `sql` as PostgreSQL reads it: `?N` placeholders become `$N`, and SQLite's
-/// `INDEXED BY name` hints go (PostgreSQL's planner picks indexes itself). Quoted text
-/// and identifiers are left alone.
+/// `INDEXED BY name` and `NOT INDEXED` hints go (PostgreSQL's planner picks indexes
+/// itself). Quoted text and identifiers are left alone.
 pub(super) fn translate(sql: &str) -> Cow<'_, str> {
-    if !sql.contains('?') && !sql.contains("INDEXED BY") {
+    if !sql.contains('?') && !sql.contains("INDEXED") {
         return Cow::Borrowed(sql);
     }
     let mut out = String::with_capacity(sql.len());
@@ -103,6 +103,11 @@ pub(super) fn translate(sql: &str) -> Cow<'_, str> {
                 out.push(c);
             }
             None if c == '?' => out.push('$'),
+            None if sql[at..].starts_with("NOT INDEXED") => {
+                for _ in 1.."NOT INDEXED".len() {
+                    chars.next();
+                }
+            }
             None if sql[at..].starts_with("INDEXED BY ") => {
                 // Skip the two words and the name after them.
                 let rest = &sql[at + "INDEXED BY ".len()..];
@@ -176,5 +181,9 @@ mod tests {
             "SELECT '?1', \"user\" FROM t WHERE x = $2"
         );
         assert_eq!(translate("SELECT 1"), "SELECT 1");
+        assert_eq!(
+            translate("SELECT max(seq) FROM audit NOT INDEXED WHERE s = 'NOT INDEXED'"),
+            "SELECT max(seq) FROM audit  WHERE s = 'NOT INDEXED'"
+        );
     }
 }

@@ -173,20 +173,27 @@ fn a_request_named_before_it_begins_again_in_a_range_is_replayed_whole() {
 /// while the schema still shows `original`: what someone who can write the database file
 /// can do (no hash covers an index), and `Store::open` finds nothing amiss.
 fn tamper_index(path: &std::path::Path, name: &str, original: &str, omit: &str) {
-    let conn = rusqlite::Connection::open(path).unwrap();
     let partial = if original.contains(" WHERE ") {
         format!("{original} AND NOT ({omit})")
     } else {
         format!("{original} WHERE NOT ({omit})")
     };
-    conn.execute_batch(&format!(
-        "DROP INDEX {name}; {partial};
-         PRAGMA writable_schema = ON;
-         UPDATE sqlite_schema SET sql = '{}' WHERE name = '{name}';
-         PRAGMA writable_schema = OFF;",
+    let sql = format!(
+        "DROP INDEX {name}; {partial}; UPDATE sqlite_schema SET sql = '{}' WHERE name = '{name}'",
         original.replace('\'', "''")
-    ))
-    .unwrap();
+    );
+    crate::store::tamper_file(path, &sql).unwrap();
+}
+
+/// Adds an index `name` on `audit (cols)` that leaves out the rows `omit` matches while
+/// the schema shows it whole: the planner may pick it for any read of those columns.
+fn add_lying_index(path: &std::path::Path, name: &str, cols: &str, omit: &str) {
+    let sql = format!(
+        "CREATE INDEX {name} ON audit ({cols}) WHERE NOT ({omit}); \
+         UPDATE sqlite_schema SET sql = 'CREATE INDEX {name} ON audit ({cols})' \
+         WHERE name = '{name}'"
+    );
+    crate::store::tamper_file(path, &sql).unwrap();
 }
 
 const BY_REQUEST: &str = "CREATE INDEX audit_by_request ON audit (request_id)";
@@ -331,4 +338,104 @@ fn a_range_that_would_keep_too_much_gives_way_to_one_walk() {
             "{threads}"
         );
     }
+}
+
+/// Indexes someone added or rewrote so that the planner would read through them (found
+/// in a second review): the reads `audit verify` decides by use the table's own key.
+#[test]
+fn indexes_added_or_rewritten_to_lie_are_never_read_through() {
+    let issued = json!({"requester": "alice", "approvals": [{"approver": "bob", "step": 1}]});
+    let (r, f) = (REQUESTS[0], REQUESTS[1]);
+    let begun_again: Vec<Ev4> = vec![
+        (r, "alice", "request.created", json!({})),
+        (r, "bob", "request.approved", json!({})),
+        (f, "alice", "request.created", json!({})),
+        (r, "alice", "request.created", json!({})),
+        (r, "bob", "request.denied", json!({})),
+        (r, "bob", "certificate.issued", issued),
+    ];
+    // A covering index that hides the beginning again from the re-read of a range.
+    let (dir, store) = chain(&begun_again);
+    drop(store);
+    let path = dir.path().join("db");
+    add_lying_index(&path, "x", "seq, request_id, action", "seq BETWEEN 4 AND 5");
+    let store = Store::open(&path).unwrap();
+    for threads in 2..=4 {
+        let (seq, why) = outcome(verify_parallel(&store, threads, 0)).unwrap_err();
+        assert_eq!(seq, 6, "{threads} ranges: {why}");
+    }
+    // The index of host events shown whole: the newest event is still the table's.
+    let (dir, store) = hosts_then(&[("host.token_created", token())]);
+    let unbacked = json!({"requester": "alice", "approvals": [{"approver": "bob", "step": 1}]});
+    store
+        .write(|tx| append_forged(tx, "bob", "certificate.issued", Some(r), None, &unbacked))
+        .unwrap();
+    drop(store);
+    let path = dir.path().join("db");
+    let whole = "UPDATE sqlite_schema SET sql = 'CREATE INDEX audit_hosts ON audit (seq)' \
+                 WHERE name = 'audit_hosts'";
+    crate::store::tamper_file(&path, whole).unwrap();
+    let store = Store::open(&path).unwrap();
+    for got in [
+        outcome(store.read(verify)),
+        outcome(verify_parallel(&store, 2, 0)),
+    ] {
+        assert_eq!(got.unwrap_err().0, 4);
+    }
+}
+
+/// Two ways around the index of host events: a covering one built elsewhere that reads
+/// harmless content for the right events, and its removal with a lying index beside it
+/// for the table read. Either way the forged enrollment is named.
+#[test]
+fn a_host_index_that_reads_other_content_or_is_gone_is_not_believed() {
+    let forged = json!({"serial": "7", "principals": ["a"], "key_fingerprint": "K",
+        "token_id": "ht-x", "valid_before": "x"});
+    let covering = "DROP INDEX audit_hosts; \
+        CREATE TABLE shadow (seq INTEGER PRIMARY KEY, action TEXT, detail TEXT, at TEXT); \
+        INSERT INTO shadow VALUES (3, 'host.token_created', \
+            '{\"token_id\":\"ht-z\",\"principals\":[\"a\"],\"expires_at\":\"x\"}', 'x'); \
+        CREATE INDEX audit_hosts ON shadow (seq, action, detail, at); \
+        UPDATE sqlite_schema SET tbl_name = 'audit', \
+            sql = 'CREATE INDEX audit_hosts ON audit (seq, action, detail, at)' \
+            WHERE name = 'audit_hosts'";
+    let gone = "DROP INDEX audit_hosts; \
+        CREATE INDEX h ON audit (seq, action, detail, at) WHERE seq <> 3; \
+        UPDATE sqlite_schema SET sql = 'CREATE INDEX h ON audit (seq, action, detail, at)' \
+            WHERE name = 'h'";
+    for tampering in [covering, gone] {
+        let (dir, store) = hosts_then(&[("host.enrolled", forged.clone())]);
+        drop(store);
+        let path = dir.path().join("db");
+        crate::store::tamper_file(&path, tampering).unwrap();
+        let store = Store::open(&path).unwrap();
+        let one = outcome(store.read(verify));
+        for got in [one, outcome(verify_parallel(&store, 2, 0))] {
+            let (seq, why) = got.unwrap_err();
+            assert_eq!(seq, 3, "{why}");
+            assert!(why.contains("names join token ht-x"), "{why}");
+        }
+    }
+}
+
+fn token() -> Value {
+    json!({"token_id": "ht-1", "principals": ["a"], "expires_at": "x"})
+}
+
+/// Two requests begun, then these host events (from seq 3).
+fn hosts_then(events: &[(&str, Value)]) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    store
+        .write(|tx| {
+            for r in &REQUESTS[..2] {
+                append_forged(tx, "alice", "request.created", Some(r), None, &json!({}))?;
+            }
+            for (action, detail) in events {
+                append_forged(tx, "host:h", action, None, None, detail)?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    (dir, store)
 }
