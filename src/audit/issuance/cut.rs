@@ -184,7 +184,7 @@ pub(in crate::audit) fn seq_of(e: &AuditError) -> i64 {
 
 /// The check in one walk over events `1..=last`, in order, holding only the requests
 /// open: what [`settle`] does when a range kept too much.
-fn walk(tx: &Tx<'_>, last: i64) -> Result<(), AuditError> {
+pub(in crate::audit) fn walk(tx: &Tx<'_>, last: i64) -> Result<(), AuditError> {
     let mut open = HashMap::new();
     stored::scan(tx, 1, last, |row| {
         let f = row.fields;

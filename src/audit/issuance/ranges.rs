@@ -6,7 +6,6 @@ use serde_json::{Value, json};
 
 use super::super::verify::verify_parallel;
 use super::super::{AuditError, append_forged, verify};
-use super::{Ev, Kind, step};
 use crate::store::audit as stored;
 use crate::store::{Store, StoreError};
 
@@ -60,26 +59,12 @@ fn chain(events: &[Ev4]) -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
-/// One walk over the whole chain, in order: the check as it was before it was cut.
+/// One walk over the whole chain, in order: the check as it was before it was cut (also
+/// what a range that kept too much gives way to).
 fn walk(store: &Store) -> Result<(), (i64, String)> {
-    let mut open = Default::default();
+    let last = store.read(stored::last_seq).unwrap();
     store
-        .read(|tx| {
-            stored::scan(tx, 1, i64::MAX, |row| {
-                let f = row.fields;
-                let (Some(request), Some(kind)) = (f.request_id, Kind::of(f.action)) else {
-                    return Ok(());
-                };
-                let ev = Ev {
-                    seq: f.seq,
-                    kind,
-                    actor: f.actor,
-                    request,
-                    detail: f.detail,
-                };
-                step(&mut open, &ev)
-            })
-        })
+        .read(|tx| super::cut::walk(tx, last))
         .map_err(|e| match e {
             AuditError::Broken { seq, why } => (seq, why),
             other => panic!("{other}"),
