@@ -32,18 +32,33 @@ async fn json_logs_are_one_object_per_line_with_the_request_fields_and_no_secret
         .expect("GET");
     assert_eq!(resp.status(), reqwest::StatusCode::UNAUTHORIZED);
 
-    // The metrics listener of the real binary answers on the address it logged.
-    let log = server.log();
-    let lines: Vec<Value> = log
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
-    let metrics = lines
-        .iter()
-        .find(|l| l["message"] == "metrics listening (GET /metrics)")
-        .and_then(|l| l["address"].as_str())
-        .expect("the metrics address is logged");
+    // The metrics listener of the real binary answers on the address it logged (a task
+    // of its own logs it, and the log reaches this test through a reader thread: it is
+    // waited for, up to 10 s).
+    let parse = |log: &str| -> Vec<Value> {
+        log.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    };
+    let logged = |lines: &[Value]| {
+        lines
+            .iter()
+            .find(|l| l["message"] == "metrics listening (GET /metrics)")
+            .and_then(|l| l["address"].as_str())
+            .map(str::to_owned)
+    };
+    let mut log = server.log();
+    let mut lines = parse(&log);
+    for _ in 0..100 {
+        if logged(&lines).is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        log = server.log();
+        lines = parse(&log);
+    }
+    let metrics = logged(&lines).expect("the metrics address is logged");
     let page = api
         .http
         .get(format!("http://{metrics}/metrics"))
