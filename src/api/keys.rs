@@ -4,9 +4,11 @@
 //! signs it with that key (`ssh-keygen -Y sign -n countersign-key`) and sends the armored
 //! signature to `POST /v1/keys`. `GET /v1/keys` lists keys, `POST /v1/keys/remove` takes
 //! one back. Service accounts' bot tokens can do none of this (`scope_not_allowed`).
+//! A registered key approves at the SSH front door, so with a session (`[oidc]`) both
+//! registration calls are step-up actions as approving is (`reauth_required`).
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
@@ -16,7 +18,7 @@ use super::extract::{Json as JsonBody, Query};
 use super::{Actor, ApiError, AppState, blocking, submit};
 use crate::names::UserName;
 use crate::pubkey::SubjectKey;
-use crate::service::{CHALLENGE_LIFETIME, KEY_NAMESPACE, KeyListing, rfc3339};
+use crate::service::{CHALLENGE_LIFETIME, Credential, KEY_NAMESPACE, KeyListing, StepUp, rfc3339};
 
 /// Longest challenge or signature accepted (a signature by a 16384-bit RSA key fits).
 const MAX_PROOF_TEXT: usize = 8192;
@@ -66,8 +68,11 @@ fn key_json(k: &KeyListing) -> Value {
 pub(super) async fn keys_challenge(
     State(state): State<AppState>,
     Actor(actor): Actor,
+    Extension(credential): Extension<Credential>,
     JsonBody(body): JsonBody<ChallengeBody>,
 ) -> Result<Json<Value>, ApiError> {
+    // Asked here too, before the caller signs anything: the CLI signs in again first.
+    state.check_step_up_for(&credential, StepUp::RegisterKey)?;
     let key = SubjectKey::parse(&body.public_key)
         .map_err(|e| ApiError::invalid(format!("public_key: {e}")))?;
     let challenge = submit(&state, move |s| s.key_challenge(&actor, &key)).await?;
@@ -83,8 +88,11 @@ pub(super) async fn keys_challenge(
 pub(super) async fn keys_register(
     State(state): State<AppState>,
     Actor(actor): Actor,
+    Extension(credential): Extension<Credential>,
     JsonBody(body): JsonBody<RegisterBody>,
 ) -> Result<impl IntoResponse, ApiError> {
+    // A registered key approves at the SSH front door: registering is a step-up action.
+    state.check_step_up_for(&credential, StepUp::RegisterKey)?;
     for (field, text) in [
         ("challenge", &body.challenge),
         ("signature", &body.signature),

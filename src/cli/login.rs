@@ -107,9 +107,9 @@ pub(super) fn login(url: &str, args: &LoginArgs) -> anyhow::Result<ExitCode> {
 pub(super) fn sign_in(url: &str, step_up: bool) -> anyhow::Result<()> {
     if device::no_browser_here() {
         eprintln!(
-            "approving needs a sign-in with a browser on this computer (a session from \
-             `login --device` cannot approve); open the address below here, or approve over \
-             the SSH front door"
+            "approving, or registering a key, needs a sign-in with a browser on this \
+             computer (a session from `login --device` can do neither); open the address \
+             below here, or approve over the SSH front door"
         );
     }
     sign_in_with(url, step_up, false, true)

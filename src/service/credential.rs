@@ -99,6 +99,18 @@ impl Service {
     /// else `reauth_required` (hand-made tokens are not sessions: `human_tokens = false`
     /// turns them off).
     pub fn check_step_up(&self, credential: &Credential) -> Result<(), ServiceError> {
+        self.check_step_up_for(credential, StepUp::Approve)
+    }
+
+    /// [`Service::check_step_up`] for `action`: breaking the glass and reviewing ask it
+    /// as approving does; registering an SSH key asks it too, since a registered key
+    /// approves at the SSH front door (else an old or phished session would approve
+    /// there without the sign-in approving needs).
+    pub fn check_step_up_for(
+        &self,
+        credential: &Credential,
+        action: StepUp,
+    ) -> Result<(), ServiceError> {
         let config = self.config();
         let (
             Some(oidc),
@@ -111,14 +123,24 @@ impl Service {
         };
         // A device login can be started by anyone and sent to someone else to confirm
         // (device-code phishing): a requester who got an approver to confirm theirs would
-        // hold the approver's session. So such sessions never approve.
+        // hold the approver's session. So such sessions never approve, nor register a key
+        // that would approve for them.
         if *device {
+            let message = match action {
+                StepUp::Approve => {
+                    "a session from the device flow (`login --device`) cannot approve: sign in \
+                     with a browser on this computer (`countersign login --loopback`), or \
+                     approve over the SSH front door"
+                }
+                StepUp::RegisterKey => {
+                    "a session from the device flow (`login --device`) cannot register SSH \
+                     keys (a registered key approves at the SSH front door): sign in with a \
+                     browser on this computer (`countersign login --loopback`)"
+                }
+            };
             return Err(ServiceError::SignIn {
                 code: crate::error_code::ErrorCode::ReauthRequired,
-                message: "a session from the device flow (`login --device`) cannot approve: \
-                          sign in with a browser on this computer (`countersign login \
-                          --loopback`), or approve over the SSH front door"
-                    .into(),
+                message: message.into(),
             });
         }
         let max_age = i64::try_from(oidc.approval_max_auth_age.as_secs()).unwrap_or(i64::MAX);
@@ -129,14 +151,28 @@ impl Service {
             _ => Err(ServiceError::SignIn {
                 code: crate::error_code::ErrorCode::ReauthRequired,
                 message: format!(
-                    "approving needs a sign-in at the identity provider within the last {}: \
-                     sign in again with `countersign login --step-up` (the provider asks for \
-                     your password again) and retry",
+                    "{} needs a sign-in at the identity provider within the last {}: sign in \
+                     again with `countersign login --step-up` (the provider asks for your \
+                     password again) and retry",
+                    match action {
+                        StepUp::Approve => "approving",
+                        StepUp::RegisterKey =>
+                            "registering an SSH key (it approves at the SSH front door)",
+                    },
                     humantime::format_duration(oidc.approval_max_auth_age)
                 ),
             }),
         }
     }
+}
+
+/// What a step-up sign-in is asked for ([`Service::check_step_up_for`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepUp {
+    /// Approving, breaking the glass, reviewing a use of it.
+    Approve,
+    /// Registering an SSH key (`POST /v1/keys/challenge`, `POST /v1/keys`).
+    RegisterKey,
 }
 
 /// A bot token's scopes.

@@ -365,14 +365,19 @@ fn keys() -> Vec<(&'static str, Value)> {
             "With a signature proving the key over a challenge from \
              `POST /v1/keys/challenge`: 201 when registered now, 200 with \
              `\"registered\":false` when it already was the caller's. 400 \
-             `key_proof_failed` when the proof does not hold. {not_bots}"
+             `key_proof_failed` when the proof does not hold. With a session, 401 \
+             `reauth_required` unless its sign-in is within `approval_max_auth_age` (a \
+             registered key approves at the SSH front door). {not_bots}"
         ),
         Auth::Bearer,
     );
     let challenge = op(
         "keys_challenge",
         "Get a challenge to sign with a key",
-        &format!("Good once, for 5 minutes, for this caller and this key. {not_bots}"),
+        &format!(
+            "Good once, for 5 minutes, for this caller and this key. With a session, 401 \
+             `reauth_required` as for registering. {not_bots}"
+        ),
         Auth::Bearer,
     );
     let remove = op(

@@ -319,6 +319,24 @@ async fn a_session_from_a_device_login_never_approves() {
     let (_, request) = app.request("frank", &id).await;
     assert_eq!(request["status"], "pending");
     assert_eq!(request["approvals"], json!([]));
+    // Nor can it register frank's key as alice's, to approve with at the SSH front door.
+    let (_, line) = crate::keys::key_file(&app, "frank_key");
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/keys/challenge", app.url))
+        .bearer_auth(&phished)
+        .json(&json!({ "public_key": line }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(code(&body), "reauth_required", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--loopback")
+    );
     // The same person signed in by the loopback flow approves.
     let session = sign_in_as(&app, "alice").await;
     assert_eq!(approve_with(&app, &session, &id).await.0, StatusCode::OK);

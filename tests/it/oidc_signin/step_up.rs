@@ -101,6 +101,106 @@ async fn the_cli_signs_in_again_when_approving_needs_it_and_retries_once() {
     assert_eq!(view["status"], "issued");
 }
 
+/// A registered key approves at the SSH front door, so registering one asks for the
+/// sign-in approving does: else an old session would approve there without it.
+#[tokio::test]
+async fn an_old_sign_in_cannot_register_a_key_that_would_approve_at_the_front_door() {
+    let (idp, mut state) = provider();
+    state.auth_time_offset = 1800;
+    idp.set_state(&state);
+    let (app, _s) = spawn(&idp, "").await;
+    let old = sign_in_as(&app, "bob").await;
+    let (path, line) = crate::keys::key_file(&app, "bob_key");
+    let (status, body) = post_as(
+        &app,
+        &old,
+        "/v1/keys/challenge",
+        json!({ "public_key": line }),
+    )
+    .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "reauth_required"),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("SSH front door"),
+        "{body}"
+    );
+    // A challenge got with bob's hand-made token and signed: the old session still
+    // cannot register the key with it, and the challenge stays good.
+    let text = crate::keys::challenge_ok(&app, "bob", &line).await;
+    let signature = crate::keys::sign(&path, "countersign-key", &text);
+    let proof = json!({ "public_key": line, "challenge": text, "signature": signature });
+    let (status, body) = post_as(&app, &old, "/v1/keys", proof.clone()).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, "reauth_required"),
+        "{body}"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM registered_keys"), 0);
+    assert_eq!(
+        app.count("SELECT count(*) FROM audit WHERE action = 'key.registered'"),
+        0
+    );
+    // Signed in again just now, bob registers it.
+    state.auth_time_offset = 0;
+    idp.set_state(&state);
+    let fresh = sign_in_as(&app, "bob").await;
+    let (status, body) = post_as(&app, &fresh, "/v1/keys", proof).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["key"]["user"], "bob");
+    assert_eq!(app.count("SELECT count(*) FROM registered_keys"), 1);
+}
+
+/// `keys add` with an old session signs in again (step-up) before signing the
+/// challenge, and registers the key.
+#[tokio::test]
+async fn the_cli_signs_in_again_to_register_a_key() {
+    let (idp, mut state) = provider();
+    state.auth_time_offset = 1800;
+    idp.set_state(&state);
+    let (app, _s) = spawn(&idp, "").await;
+    let old = sign_in_as(&app, "bob").await;
+    let (path, _) = crate::keys::key_file(&app, "bob_key");
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join(".config/countersign");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("session"), format!("{old}\n")).unwrap();
+    std::fs::write(dir.join("session.url"), format!("{}\n", app.url)).unwrap();
+    let public = format!("{}.pub", path.display());
+    let (add, start_url) = start_cli_stderr(cli(
+        home.path(),
+        &["keys", "add", &public, "--url", &app.url],
+    ))
+    .await;
+    assert!(start_url.contains("step_up=1"), "{start_url}");
+    state.auth_time_offset = 0;
+    idp.set_state(&state);
+    let http = browser();
+    let r = http.get(&start_url).send().await.unwrap();
+    let back = sign_in(&http, &location(&r), "bob", "any", CALLBACK).await;
+    let r = callback(&app, &http, &back).await;
+    let (_, to_cli) = confirm_page(r).await;
+    assert_eq!(
+        http.get(&to_cli).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    let out = tokio::task::spawn_blocking(move || add.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("registered SHA256:"));
+    assert_eq!(
+        app.count("SELECT count(*) FROM registered_keys WHERE \"user\" = 'bob'"),
+        1
+    );
+}
+
 /// Breaking the glass issues without any approval, and a verdict may revoke: like
 /// approving, both need a recent sign-in (a session of the device flow, or an old one, is
 /// refused `reauth_required`).
