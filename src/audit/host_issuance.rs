@@ -46,6 +46,12 @@ pub(super) fn check(
     Ok(read)
 }
 
+/// Whether [`check`] through the index read exactly the host events the hashed rows
+/// showed and found nothing wrong: then [`settle`] has nothing to read.
+pub(super) fn agrees(seen: &Tally, through_index: &Result<Tally, AuditError>) -> bool {
+    matches!(through_index, Ok(read) if read == seen)
+}
+
 /// [`check`] through the index, trusted only if it read exactly the host events the
 /// hashed rows showed (`seen`) and found nothing wrong; else from the table, whose
 /// answer stands. An index that disagreed with the table is logged.
@@ -56,7 +62,7 @@ pub(super) fn settle(
     seen: Tally,
     through_index: Result<Tally, AuditError>,
 ) -> Result<(), AuditError> {
-    if matches!(&through_index, Ok(read) if *read == seen) {
+    if agrees(&seen, &through_index) {
         return Ok(());
     }
     let from_table = match check(tx, last_seq, keys, false) {
