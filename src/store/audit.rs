@@ -253,9 +253,9 @@ pub fn scan_hosts<E: From<StoreError>>(
     mut each: impl FnMut(HostRef<'_>) -> Result<(), E>,
 ) -> Result<(), E> {
     let sql = if through_index {
-        // The index holds exactly these events (its condition is this one's).
+        // The index holds every `host.*` event (its condition is the first test here).
         "SELECT seq, action, detail, at FROM audit INDEXED BY audit_hosts \
-         WHERE seq >= ?1 AND seq <= ?2 \
+         WHERE substr(action, 1, 5) = 'host.' AND seq >= ?1 AND seq <= ?2 \
          AND action IN ('host.token_created', 'host.enrolled', 'host.renewed') ORDER BY seq"
     } else {
         "SELECT seq, action, detail, at FROM audit NOT INDEXED \

@@ -371,6 +371,8 @@ ALTER TABLE meta ADD COLUMN ready_probe BIGINT NOT NULL DEFAULT 0;
     include_str!("migrations/breakglass.sql"),
     // The host events of the audit log, for `audit verify` (the same text on PostgreSQL).
     include_str!("migrations/audit_hosts.sql"),
+    // The same index, tested by the action's prefix (the same text on PostgreSQL).
+    include_str!("migrations/audit_hosts_prefix.sql"),
 ];
 
 /// Applies the migrations not applied yet. A database already current is only read:

@@ -320,6 +320,8 @@ ALTER TABLE meta ADD COLUMN host_ca_key TEXT;
     include_str!("../migrations/breakglass.sql"),
     // The host events of the audit log, for `audit verify`: the same text as SQLite's.
     include_str!("../migrations/audit_hosts.sql"),
+    // The same index, tested by the action's prefix: the same text as SQLite's.
+    include_str!("../migrations/audit_hosts_prefix.sql"),
 ];
 
 /// The schema version the database records (0: none yet).
