@@ -373,6 +373,8 @@ ALTER TABLE meta ADD COLUMN ready_probe BIGINT NOT NULL DEFAULT 0;
     include_str!("migrations/audit_hosts.sql"),
     // The same index, tested by the action's prefix (the same text on PostgreSQL).
     include_str!("migrations/audit_hosts_prefix.sql"),
+    // `requests.status` checked by comparisons instead of `IN` (SQLite only).
+    include_str!("migrations/requests_status_check.sql"),
 ];
 
 /// Applies the migrations not applied yet. A database already current is only read:

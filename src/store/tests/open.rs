@@ -150,7 +150,10 @@ fn host_events_from_before_their_index_are_checked_after_the_upgrade() {
         fields.action,
         fields.hash(genesis)
     );
-    let before = super::migrations::MIGRATIONS.len() - 1;
+    let before = super::migrations::MIGRATIONS
+        .iter()
+        .position(|m| m.contains("CREATE INDEX audit_hosts"))
+        .unwrap();
     crate::store::create_at_schema(&path, before, &seed).unwrap();
     let store = Store::open(&path).unwrap();
     match store.read(crate::audit::verify) {
@@ -160,4 +163,76 @@ fn host_events_from_before_their_index_are_checked_after_the_upgrade() {
         }
         other => panic!("expected the forged enrollment named, got {other:?}"),
     }
+}
+
+/// `requests.status` is checked by comparisons after the upgrade (SQLite's `IN` built a
+/// small table at every write of a request): the rows are kept, the database is sound,
+/// and the check refuses what it refused before, on the connection that migrated (the
+/// writer's) and on any other.
+#[test]
+fn the_status_check_is_rewritten_without_in_and_refuses_what_it_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let before = super::migrations::MIGRATIONS
+        .iter()
+        .position(|m| m.contains("name = 'requests'"))
+        .unwrap();
+    let seed = "INSERT INTO requests (id, role, requester, reason, ttl_seconds, public_key, \
+                key_fingerprint, principals, role_digest, status, created_at, expires_at) \
+                VALUES ('r-aaaaaaaaaaaa', 'prod-db', 'alice', 'x', 60, 'k', 'f', '[]', 'd', \
+                'pending', 1, 2)";
+    crate::store::create_at_schema(&path, before, seed).unwrap();
+    let store = Store::open(&path).unwrap();
+    let set = |status: &str| {
+        let sql = format!("UPDATE requests SET status = '{status}' WHERE id = 'r-aaaaaaaaaaaa'");
+        store.write(|tx| tx.exec(&sql, &[]).map(|_| ()))
+    };
+    let refused = format!("{:?}", set("granted").unwrap_err());
+    assert!(refused.contains("CHECK constraint failed"), "{refused}");
+    set("issued").unwrap();
+    let other = Connection::open(&path).unwrap();
+    let (text, check): (String, String) = other
+        .query_row(
+            "SELECT (SELECT sql FROM sqlite_schema WHERE name = 'requests'), \
+             (SELECT integrity_check FROM pragma_integrity_check)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(check, "ok");
+    assert!(!text.contains("status IN"), "{text}");
+    for status in [
+        "pending",
+        "issued",
+        "denied",
+        "cancelled",
+        "expired",
+        "refused",
+    ] {
+        assert!(text.contains(&format!("status = '{status}'")), "{text}");
+    }
+    let err = other
+        .execute("UPDATE requests SET status = 'Issued'", [])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("CHECK constraint failed"), "{err}");
+    let status: String = other
+        .query_row("SELECT status FROM requests", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(status, "issued");
+    // A database made now has the same text.
+    let fresh = dir.path().join("fresh");
+    drop(Store::open(&fresh).unwrap());
+    let made: String = Connection::open(&fresh)
+        .unwrap()
+        .query_row(
+            "SELECT sql FROM sqlite_schema WHERE name = 'requests'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        !made.contains("status IN") && made.contains("status = 'refused'"),
+        "{made}"
+    );
 }
