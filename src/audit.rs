@@ -107,7 +107,7 @@ impl Fields<'_> {
     /// SHA-256 over the previous hash, a newline, and this event's canonical form: the
     /// compact JSON array `[seq, at, actor, action, request_id, serial, detail]`.
     pub fn hash(&self, prev_hash: &str) -> String {
-        hex::encode(self.digest(prev_hash, &mut Vec::new()))
+        crate::hex_lower(&self.digest(prev_hash, &mut Vec::new()))
     }
 
     /// [`Fields::hash`] as raw bytes, reusing `buf` for the canonical form.

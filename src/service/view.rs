@@ -391,5 +391,5 @@ pub(super) fn version(policy: &Policy, row: &RequestRow, approvals: &[ApprovalRo
         h.update(a.approver.as_str().as_bytes());
         h.update([0]);
     }
-    hex::encode(&h.finalize()[..8])
+    crate::hex_lower(&h.finalize()[..8])
 }

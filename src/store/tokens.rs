@@ -37,7 +37,7 @@ pub fn generate() -> NewToken {
 
 /// The stored form of a token.
 pub fn hash(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
+    crate::hex_lower(&Sha256::digest(secret.as_bytes()))
 }
 
 /// What a new token is.
