@@ -12,7 +12,7 @@ use super::extract::Json as JsonBody;
 use super::requests::CreateBody;
 use super::{Actor, ApiError, AppState, submit};
 use crate::names::{RequestId, Text, UserName};
-use crate::service::{Allowance, RequestView, Verdict};
+use crate::service::{Allowance, Credential, RequestView, StepUp, Verdict};
 
 /// `POST /v1/requests/{id}/review` body.
 #[derive(Debug, Default, Deserialize)]
@@ -85,8 +85,13 @@ pub(super) async fn request_review(
 pub(super) async fn breakglass_allow(
     State(state): State<AppState>,
     Actor(actor): Actor,
+    Extension(credential): Extension<Credential>,
     JsonBody(body): JsonBody<AllowBody>,
 ) -> Result<Json<Allowance>, ApiError> {
+    state.check_step_up_for(
+        &credential,
+        StepUp::Grant("allowing one more break-glass use"),
+    )?;
     let user = UserName::parse(&body.user).map_err(|e| ApiError::invalid(format!("user: {e}")))?;
     let allowed = submit(&state, move |s| s.allow_breakglass(&actor, &user)).await?;
     tracing::warn!(

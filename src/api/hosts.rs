@@ -24,7 +24,7 @@ use super::{Actor, ApiError, AppState, AuthLimiter, blocking, submit};
 use crate::error_code::ErrorCode;
 use crate::names::{HostPrincipal, Serial, parse_duration};
 use crate::pubkey::SubjectKey;
-use crate::service::{HostCertView, HostRenewal, NewHostToken};
+use crate::service::{HostCertView, HostRenewal, NewHostToken, StepUp};
 
 /// Body of `POST /v1/hosts/tokens`.
 #[derive(Debug, Default, Deserialize)]
@@ -147,6 +147,9 @@ pub(super) async fn host_token_create(
     axum::Extension(credential): axum::Extension<crate::service::Credential>,
     JsonBody(body): JsonBody<TokenBody>,
 ) -> Result<(StatusCode, Json<NewHostToken>), ApiError> {
+    // A join token makes a host certificate: with a session, a recent sign-in (a bot's
+    // `host-token` scope is no session).
+    state.check_step_up_for(&credential, StepUp::Grant("making a host join token"))?;
     let principals = HostPrincipal::parse_list(&body.principals)?;
     let ttl = ttl(body.ttl.as_deref())?;
     let made = submit(&state, move |s| {

@@ -2,13 +2,14 @@
 //! Disabling is part of `POST /v1/users/{name}/revoke` (`revoke.rs`).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::extract::{Json as JsonBody, OptionalJson};
 use super::{Actor, ApiError, AppState, submit};
 use crate::names::{Text, UserName};
+use crate::service::{Credential, StepUp};
 
 /// Body of `enable` (optional).
 #[derive(Debug, Default, Deserialize)]
@@ -22,9 +23,13 @@ pub(super) struct EnableBody {
 pub(super) async fn user_enable(
     State(state): State<AppState>,
     Actor(actor): Actor,
+    Extension(credential): Extension<Credential>,
     Path(name): Path<String>,
     JsonBody(body): OptionalJson<EnableBody>,
 ) -> Result<Json<Value>, ApiError> {
+    // It gives access back: with a session, a recent sign-in (a phished or old admin
+    // session must not re-enable an offboarded approver).
+    state.check_step_up_for(&credential, StepUp::Grant("enabling a user"))?;
     let user = UserName::parse(&name)?;
     let reason = match body.reason.as_deref() {
         Some(r) => Some(Text::parse(r, "reason")?),

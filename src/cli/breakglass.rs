@@ -87,8 +87,12 @@ fn verdict_group() -> clap::ArgGroup {
 /// Runs `breakglass`.
 pub(super) fn run(url: &str, args: BreakglassArgs) -> anyhow::Result<ExitCode> {
     if let Some(BreakglassCommand::Allow { user, json }) = args.command {
-        let allowed: Allowance =
-            Client::from_env(url)?.post("/v1/breakglass/allow", &json!({ "user": user }))?;
+        let allowed: Allowance = super::login::post_stepping_up(
+            url,
+            "/v1/breakglass/allow",
+            &json!({ "user": user }),
+            "Allowing a break-glass use",
+        )?;
         if json {
             output::json(&allowed)?;
         } else {
@@ -108,9 +112,11 @@ pub(super) fn run(url: &str, args: BreakglassArgs) -> anyhow::Result<ExitCode> {
         None => default_key("pass --key PATH.pub")?,
     };
     let public_key = read_public_key(&key_path)?;
-    let client = Client::from_env(url)?;
     let body = json!({ "role": role, "public_key": public_key, "reason": reason, "ttl": args.ttl });
-    let r: RequestView = client.post("/v1/breakglass", &body)?;
+    // Issuing without approval: with a session, a recent sign-in.
+    let r: RequestView =
+        super::login::post_stepping_up(url, "/v1/breakglass", &body, "Breaking the glass")?;
+    let client = Client::from_env(url)?;
     eprintln!(
         "BREAK-GLASS: {} taken without approval as request {}",
         r.role, r.id
@@ -148,17 +154,8 @@ pub(super) fn review(url: &str, args: ReviewArgs) -> anyhow::Result<ExitCode> {
     };
     let body = json!({ "verdict": verdict, "comment": args.comment });
     let path = format!("/v1/requests/{}/review", urlencode(&args.id));
-    let r: RequestView = match Client::from_env(url)?.post(&path, &body) {
-        // A decision, like approving: sign in again, then retry once.
-        Err(e) if e.to_string().starts_with("reauth_required:") => {
-            eprintln!(
-                "Reviewing needs a fresh sign-in at the identity provider: signing in again."
-            );
-            super::login::sign_in(url, true)?;
-            Client::from_env(url)?.post(&path, &body)?
-        }
-        other => other?,
-    };
+    // A decision, like approving: with a session, a recent sign-in.
+    let r: RequestView = super::login::post_stepping_up(url, &path, &body, "Reviewing")?;
     if args.json {
         output::json(&r)?;
         return Ok(ExitCode::SUCCESS);

@@ -60,20 +60,8 @@ fn report(r: &RequestView, json: bool) -> anyhow::Result<ExitCode> {
 pub(super) fn approve(url: &str, args: ApproveArgs) -> anyhow::Result<ExitCode> {
     let body = json!({ "comment": args.comment });
     let path = format!("/v1/requests/{}/approve", urlencode(&args.id));
-    let r: RequestView = match Client::from_env(url)?.post(&path, &body) {
-        // Approving needs a recent sign-in at the identity provider: sign in again
-        // (the provider asks for the password again), then retry once.
-        Err(e) if e.to_string().starts_with("reauth_required:") => {
-            eprintln!(
-                "Approving needs a fresh sign-in at the identity provider ({}): signing in \
-                 again.",
-                e.to_string().trim_start_matches("reauth_required: ")
-            );
-            super::login::sign_in(url, true)?;
-            Client::from_env(url)?.post(&path, &body)?
-        }
-        other => other?,
-    };
+    // Approving needs a recent sign-in at the identity provider (with a session).
+    let r: RequestView = super::login::post_stepping_up(url, &path, &body, "Approving")?;
     report(&r, args.json)
 }
 

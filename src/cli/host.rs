@@ -114,7 +114,7 @@ pub(super) fn run(url: &str, cmd: HostCommand) -> anyhow::Result<ExitCode> {
             principals,
             ttl,
             json,
-        }) => token_create(&Client::from_env(url)?, &principals, ttl, json),
+        }) => token_create(url, &principals, ttl, json),
         HostCommand::Enroll(args) => enroll::run(url, &args),
         HostCommand::Renew(args) => renew::run(url, &args),
         HostCommand::Revoke { serial, reason } => revoke(&Client::from_env(url)?, &serial, reason),
@@ -127,16 +127,19 @@ pub(super) fn run(url: &str, cmd: HostCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn token_create(
-    client: &Client,
+    url: &str,
     principals: &[String],
     ttl: Option<String>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     // Checked here too, so that a typo is named before anything is sent.
     HostPrincipal::parse_list(principals).map_err(|e| anyhow!("--principals: {e}"))?;
-    let made: Value = client.post(
+    // A join token makes a host certificate: with a session, a recent sign-in.
+    let made: Value = super::login::post_stepping_up(
+        url,
         "/v1/hosts/tokens",
         &json!({ "principals": principals, "ttl": ttl }),
+        "Making a host join token",
     )?;
     if json {
         super::output::json(&made)?;

@@ -50,7 +50,7 @@ pub enum KeysCommand {
 pub(super) fn run(url: &str, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
     let client = Client::from_env(url)?;
     match cmd {
-        KeysCommand::Add { path } => add(url, client, path),
+        KeysCommand::Add { path } => add(url, path),
         KeysCommand::List { user, all, json } => list(&client, user.as_deref(), all, json),
         KeysCommand::Remove { key } => remove(&client, &key),
     }
@@ -66,28 +66,18 @@ pub(super) fn public_file(path: &Path) -> PathBuf {
     PathBuf::from(with)
 }
 
-fn add(url: &str, mut client: Client, path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+fn add(url: &str, path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let public = match path {
         Some(p) => public_file(&p),
         None => default_key("name the public key file: countersign keys add PATH.pub")?,
     };
     let line = read_public_key(&public)?;
     let body = json!({ "public_key": line });
-    let v: Value = match client.post("/v1/keys/challenge", &body) {
-        // A registered key approves at the SSH front door, so registering needs a recent
-        // sign-in at the identity provider, as approving does: sign in again, retry once.
-        Err(e) if e.to_string().starts_with("reauth_required:") => {
-            eprintln!(
-                "Registering a key needs a fresh sign-in at the identity provider ({}): \
-                 signing in again.",
-                e.to_string().trim_start_matches("reauth_required: ")
-            );
-            super::login::sign_in(url, true)?;
-            client = Client::from_env(url)?;
-            client.post("/v1/keys/challenge", &body)?
-        }
-        other => other?,
-    };
+    // A registered key approves at the SSH front door, so registering needs a recent
+    // sign-in at the identity provider, as approving does (with a session).
+    let v: Value =
+        super::login::post_stepping_up(url, "/v1/keys/challenge", &body, "Registering a key")?;
+    let client = Client::from_env(url)?;
     let challenge = v["challenge"]
         .as_str()
         .ok_or_else(|| anyhow!("the server sent no challenge"))?;

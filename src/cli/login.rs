@@ -31,8 +31,9 @@ const WAIT: Duration = Duration::from_secs(300);
 /// `countersign login`.
 #[derive(Debug, Args)]
 pub struct LoginArgs {
-    /// Ask the identity provider to authenticate you again now (what approving needs
-    /// after `reauth_required`; `approve` does this by itself).
+    /// Ask the identity provider to authenticate you again now (what approving,
+    /// `keys add` and an admin's acts that give access need after `reauth_required`;
+    /// those commands do this by themselves).
     #[arg(long)]
     pub step_up: bool,
     /// Sign in from a browser on another device (RFC 8628 device flow): what `login`
@@ -101,18 +102,47 @@ pub(super) fn login(url: &str, args: &LoginArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Signs in again to approve (after `reauth_required`): by the loopback flow, since a
-/// session from the device flow cannot approve; with `step_up`, the provider
-/// authenticates the person again.
-pub(super) fn sign_in(url: &str, step_up: bool) -> anyhow::Result<()> {
-    if device::no_browser_here() {
-        eprintln!(
-            "approving, or registering a key, needs a sign-in with a browser on this \
-             computer (a session from `login --device` can do neither); open the address \
-             below here, or approve over the SSH front door"
-        );
+/// `POST path` with `body`; on `reauth_required` (a step-up action with an old or a
+/// device-flow session) signs in again by the loopback flow, step-up (the provider
+/// authenticates the person again), and retries once. `what` names the act for the
+/// messages ("Approving"). With `COUNTERSIGN_TOKEN` set, the error stands: the retry
+/// would send that token again.
+pub(super) fn post_stepping_up<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+    url: &str,
+    path: &str,
+    body: &B,
+    what: &str,
+) -> anyhow::Result<T> {
+    match Client::from_env(url)?.post(path, body) {
+        Err(e) if e.to_string().starts_with("reauth_required:") => {
+            if std::env::var("COUNTERSIGN_TOKEN").is_ok_and(|t| !t.trim().is_empty()) {
+                return Err(e.context(
+                    "COUNTERSIGN_TOKEN holds a session that cannot do this: unset it and run \
+                     the command again (it signs in again by itself), or use a fresh session",
+                ));
+            }
+            eprintln!(
+                "{what} needs a recent sign-in at the identity provider, with a browser on \
+                 this computer: signing in again (the provider may ask for your password)."
+            );
+            if device::no_browser_here() {
+                let front_door = if what == "Approving" {
+                    ", or approve over the SSH front door"
+                } else {
+                    ""
+                };
+                eprintln!(
+                    "No browser here? A session from `login --device` is never enough for \
+                     this. Press Ctrl-C and run the command on the computer you sign in \
+                     from{front_door}, or forward the port in the address below (`ssh -L \
+                     PORT:127.0.0.1:PORT`) and open it there."
+                );
+            }
+            sign_in_with(url, true, false, true)?;
+            Client::from_env(url)?.post(path, body)
+        }
+        other => other,
     }
-    sign_in_with(url, step_up, false, true)
 }
 
 /// Signs in by the device flow or the loopback one, and saves the session; the address

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use serde_json::json;
 
-use super::client::Client;
 use super::show::urlencode;
 
 /// `user` subcommands.
@@ -28,8 +27,9 @@ pub(super) fn run(url: &str, cmd: UserCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         UserCommand::Enable { name, reason } => {
             let body = json!({ "reason": reason });
-            let _: serde_json::Value = Client::from_env(url)?
-                .post(&format!("/v1/users/{}/enable", urlencode(&name)), &body)?;
+            let path = format!("/v1/users/{}/enable", urlencode(&name));
+            let _: serde_json::Value =
+                super::login::post_stepping_up(url, &path, &body, "Enabling a user")?;
             outln!("enabled user {name}")?;
             eprintln!(
                 "their old tokens stay revoked; an operator creates a new one with \

@@ -105,7 +105,8 @@ impl Service {
     /// [`Service::check_step_up`] for `action`: breaking the glass and reviewing ask it
     /// as approving does; registering an SSH key asks it too, since a registered key
     /// approves at the SSH front door (else an old or phished session would approve
-    /// there without the sign-in approving needs).
+    /// there without the sign-in approving needs); so do an admin's acts that give access
+    /// back or more of it (a phished admin session re-enabling an offboarded approver).
     pub fn check_step_up_for(
         &self,
         credential: &Credential,
@@ -126,21 +127,25 @@ impl Service {
         // hold the approver's session. So such sessions never approve, nor register a key
         // that would approve for them.
         if *device {
+            let loopback = "sign in with a browser on this computer (`countersign login \
+                            --loopback`)";
             let message = match action {
-                StepUp::Approve => {
-                    "a session from the device flow (`login --device`) cannot approve: sign in \
-                     with a browser on this computer (`countersign login --loopback`), or \
-                     approve over the SSH front door"
-                }
-                StepUp::RegisterKey => {
+                StepUp::Approve => format!(
+                    "a session from the device flow (`login --device`) cannot approve: \
+                     {loopback}, or approve over the SSH front door"
+                ),
+                StepUp::RegisterKey => format!(
                     "a session from the device flow (`login --device`) cannot register SSH \
-                     keys (a registered key approves at the SSH front door): sign in with a \
-                     browser on this computer (`countersign login --loopback`)"
-                }
+                     keys (a registered key approves at the SSH front door): {loopback}"
+                ),
+                StepUp::Grant(what) => format!(
+                    "a session from the device flow (`login --device`) is not enough for \
+                     {what} (it gives access): {loopback}"
+                ),
             };
             return Err(ServiceError::SignIn {
                 code: crate::error_code::ErrorCode::ReauthRequired,
-                message: message.into(),
+                message,
             });
         }
         let max_age = i64::try_from(oidc.approval_max_auth_age.as_secs()).unwrap_or(i64::MAX);
@@ -155,9 +160,10 @@ impl Service {
                      again with `countersign login --step-up` (the provider asks for your \
                      password again) and retry",
                     match action {
-                        StepUp::Approve => "approving",
+                        StepUp::Approve => "approving".to_owned(),
                         StepUp::RegisterKey =>
-                            "registering an SSH key (it approves at the SSH front door)",
+                            "registering an SSH key (it approves at the SSH front door)".into(),
+                        StepUp::Grant(what) => format!("{what} (it gives access)"),
                     },
                     humantime::format_duration(oidc.approval_max_auth_age)
                 ),
@@ -173,6 +179,9 @@ pub enum StepUp {
     Approve,
     /// Registering an SSH key (`POST /v1/keys/challenge`, `POST /v1/keys`).
     RegisterKey,
+    /// An admin's act that gives access, named as "enabling a user": enabling a user,
+    /// allowing one more break-glass use, making a host join token.
+    Grant(&'static str),
 }
 
 /// A bot token's scopes.

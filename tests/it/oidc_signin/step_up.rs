@@ -201,6 +201,75 @@ async fn the_cli_signs_in_again_to_register_a_key() {
     );
 }
 
+/// An admin's acts that give access (enabling an offboarded user, allowing one more
+/// break-glass use, making a host join token) ask for the step-up approving does: a
+/// phished device-flow session of an admin, or an old one, must not re-enable an
+/// approver whose key would then approve at the SSH front door again. Taking access
+/// away (revoking) is never held up.
+#[tokio::test]
+async fn an_admins_acts_that_give_access_need_a_recent_sign_in() {
+    let (idp, mut state) = provider();
+    let (app, _s) = spawn(&idp, "").await;
+    let (status, body) = app
+        .post("bob", "/v1/users/carol/revoke", json!({ "reason": "left" }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Someone started a device login and got bob, an admin, to confirm it.
+    let grant = super::device::device_start(&app).await;
+    let url = grant["verification_uri_complete"].as_str().unwrap();
+    super::device::confirm_and_sign_in(&app, url, grant["user_code"].as_str().unwrap(), "bob")
+        .await;
+    let (status, body) = super::device::poll(&app, grant["device_code"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let phished = body["session"].as_str().unwrap().to_owned();
+    state.auth_time_offset = 1800;
+    idp.set_state(&state);
+    let old = sign_in_as(&app, "bob").await;
+    let acts = [
+        ("/v1/users/carol/enable", json!({})),
+        ("/v1/breakglass/allow", json!({ "user": "alice" })),
+        (
+            "/v1/hosts/tokens",
+            json!({ "principals": ["db1.example.com"] }),
+        ),
+    ];
+    for (session, hint) in [(&phished, "--loopback"), (&old, "--step-up")] {
+        for (path, body) in &acts {
+            let (status, answer) = post_as(&app, session, path, body.clone()).await;
+            assert_eq!(
+                (status, code(&answer)),
+                (StatusCode::UNAUTHORIZED, "reauth_required"),
+                "{path}: {answer}"
+            );
+            let message = answer["error"]["message"].as_str().unwrap();
+            assert!(
+                message.contains(hint) && message.contains("gives access"),
+                "{message}"
+            );
+        }
+    }
+    let disabled = || app.count("SELECT count(*) FROM disabled_users WHERE \"user\" = 'carol'");
+    assert_eq!(disabled(), 1);
+    assert_eq!(app.count("SELECT count(*) FROM breakglass_allowances"), 0);
+    assert_eq!(app.count("SELECT count(*) FROM host_tokens"), 0);
+    // Signed in just now, bob enables carol; the old session still revokes.
+    state.auth_time_offset = 0;
+    idp.set_state(&state);
+    let fresh = sign_in_as(&app, "bob").await;
+    let (status, body) = post_as(&app, &fresh, "/v1/users/carol/enable", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(disabled(), 0);
+    let (status, body) = post_as(
+        &app,
+        &old,
+        "/v1/users/carol/revoke",
+        json!({ "reason": "x" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(disabled(), 1);
+}
+
 /// Breaking the glass issues without any approval, and a verdict may revoke: like
 /// approving, both need a recent sign-in (a session of the device flow, or an old one, is
 /// refused `reauth_required`).
