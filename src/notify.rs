@@ -178,6 +178,12 @@ pub fn slack_body(payload: &Value) -> Value {
                 None => String::new(),
             }
         ),
+        "breakglass.allowed" => format!(
+            "(break-glass) still waits for its review, and {} allowed {} to break the glass \
+             once more before it is",
+            text(&data["allowance"]["allowed_by"]),
+            text(&data["allowance"]["user"])
+        ),
         "notify.dead" => format!(
             "could not be told to sink {} ({}: {})",
             text(&data["sink"]),

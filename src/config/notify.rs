@@ -63,11 +63,14 @@ pub enum NotifyEvent {
     BreakglassOverdue,
     /// A reviewer gave a verdict on a break-glass use (only sinks that ask).
     BreakglassReviewed,
+    /// An admin allowed one more break-glass use while the last waits for its review
+    /// (only sinks that ask).
+    BreakglassAllowed,
 }
 
 impl NotifyEvent {
     /// Every event.
-    pub const ALL: [NotifyEvent; 8] = [
+    pub const ALL: [NotifyEvent; 9] = [
         NotifyEvent::RequestCreated,
         NotifyEvent::RequestDecided,
         NotifyEvent::CertificateRevoked,
@@ -76,6 +79,7 @@ impl NotifyEvent {
         NotifyEvent::BreakglassReminded,
         NotifyEvent::BreakglassOverdue,
         NotifyEvent::BreakglassReviewed,
+        NotifyEvent::BreakglassAllowed,
     ];
 
     /// The event's name (`request.created`, ...).
@@ -89,6 +93,7 @@ impl NotifyEvent {
             NotifyEvent::BreakglassReminded => "breakglass.reminded",
             NotifyEvent::BreakglassOverdue => "breakglass.overdue",
             NotifyEvent::BreakglassReviewed => "breakglass.reviewed",
+            NotifyEvent::BreakglassAllowed => "breakglass.allowed",
         }
     }
 

@@ -90,6 +90,18 @@ impl Service {
         event: NotifyEvent,
         id: &RequestId,
     ) -> Result<(), ServiceError> {
+        self.tell_with(tx, now, event, id, &[])
+    }
+
+    /// [`Service::tell`], with `extra` fields in `data` beside `request`.
+    pub(super) fn tell_with(
+        &self,
+        tx: &Tx<'_>,
+        now: DateTime<Utc>,
+        event: NotifyEvent,
+        id: &RequestId,
+        extra: &[(&str, Value)],
+    ) -> Result<(), ServiceError> {
         let config = self.config();
         if !config.notify.iter().any(|s| s.events.contains(&event)) {
             return Ok(());
@@ -106,7 +118,10 @@ impl Service {
         if sinks.is_empty() {
             return Ok(());
         }
-        let data = self.request_payload(tx, row, now)?;
+        let mut data = self.request_payload(tx, row, now)?;
+        for (name, value) in extra {
+            data[*name] = value.clone();
+        }
         self.enqueue(tx, now, event, &sinks, data)
     }
 

@@ -282,3 +282,48 @@ async fn an_unjustified_verdict_revokes_a_certificate_just_past_its_end_too() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["certificate"]["revoked"]["by"], "erin", "{body}");
 }
+
+/// An admin's allowance of one more use is told to the sinks that ask for it (opt-in):
+/// about the use still waiting for its review, with who allowed whom.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allowance_is_told_to_the_sinks_that_ask_for_it() {
+    let mut hook = Receiver::new(true);
+    hook.start();
+    let mut other = Receiver::new(true);
+    other.start();
+    let sinks = format!(
+        "{}{}",
+        hook.sink("allowances", r#"["breakglass.allowed"]"#, ""),
+        other.sink("verdicts", r#"["breakglass.reviewed"]"#, "")
+    );
+    let app = TestApp::spawn_with(&format!("{}{sinks}", breakglass_policy())).await;
+    let id = id_of(&break_ok(&app, "alice").await);
+    let (status, body) = app
+        .post("bob", "/v1/breakglass/allow", json!({ "user": "alice" }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let told = hook
+        .wait_for(10, |e| {
+            !of_type(e, "breakglass.allowed").is_empty()
+                && !of_type(e, "breakglass.used").is_empty()
+        })
+        .await;
+    let allowed = of_type(&told, "breakglass.allowed");
+    assert_eq!(allowed.len(), 1, "{told:?}");
+    let data = &allowed[0]["data"];
+    assert_eq!(data["request"]["id"], id.as_str(), "{data}");
+    assert_eq!(data["request"]["status"], "pending_review", "{data}");
+    assert_eq!(
+        data["allowance"],
+        json!({ "user": "alice", "allowed_by": "bob" })
+    );
+    // Every sink hears of the use itself; only those that ask hear of the allowance.
+    let heard = other
+        .wait_for(10, |e| !of_type(e, "breakglass.used").is_empty())
+        .await;
+    assert!(
+        of_type(&heard, "breakglass.allowed").is_empty(),
+        "{heard:?}"
+    );
+    assert_eq!(of_type(&told, "breakglass.used").len(), 1, "{told:?}");
+}

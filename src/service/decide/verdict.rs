@@ -240,7 +240,7 @@ impl Service {
         self.store.write(|tx| {
             self.require_enabled(tx, actor)?;
             self.require_known(tx, user)?;
-            let Some(unreviewed) = uses::open_use_of(tx, user)?.map(|id| id.to_string()) else {
+            let Some(open) = uses::open_use_of(tx, user)? else {
                 return Err(ServiceError::Conflict {
                     code: crate::error_code::ErrorCode::NothingToAllow,
                     message: format!(
@@ -249,13 +249,22 @@ impl Service {
                     ),
                 });
             };
-            let unreviewed = Some(unreviewed);
+            let unreviewed = Some(open.to_string());
             uses::allow(tx, user, actor, unix(now))?;
             let event = BreakglassAllowed {
                 user: user.to_string(),
                 unreviewed: unreviewed.clone(),
             };
             audit::append(tx, now, &NewEvent::general(actor.as_str(), event))?;
+            // About the use still waiting for its review: the one this lets them pass.
+            let allowance = serde_json::json!({ "user": user, "allowed_by": actor });
+            self.tell_with(
+                tx,
+                now,
+                NotifyEvent::BreakglassAllowed,
+                &open,
+                &[("allowance", allowance)],
+            )?;
             Ok(Allowance {
                 user: user.to_string(),
                 allowed_by: actor.to_string(),
