@@ -321,15 +321,9 @@ async fn a_session_from_a_device_login_never_approves() {
     assert_eq!(request["approvals"], json!([]));
     // Nor can it register frank's key as alice's, to approve with at the SSH front door.
     let (_, line) = crate::keys::key_file(&app, "frank_key");
-    let r = reqwest::Client::new()
-        .post(format!("{}/v1/keys/challenge", app.url))
-        .bearer_auth(&phished)
-        .json(&json!({ "public_key": line }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let body: Value = r.json().await.unwrap();
+    let challenge = json!({ "public_key": line });
+    let (status, body) = post_as(&app, &phished, "/v1/keys/challenge", challenge).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(code(&body), "reauth_required", "{body}");
     assert!(
         body["error"]["message"]

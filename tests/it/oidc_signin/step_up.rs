@@ -65,11 +65,7 @@ async fn the_cli_signs_in_again_when_approving_needs_it_and_retries_once() {
     let old = sign_in_as(&app, "bob").await;
     let id = app.create_ok("alice", "prod-db").await;
     // bob's CLI holds that old session.
-    let home = tempfile::tempdir().unwrap();
-    let dir = home.path().join(".config/countersign");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("session"), format!("{old}\n")).unwrap();
-    std::fs::write(dir.join("session.url"), format!("{}\n", app.url)).unwrap();
+    let home = cli_home(&app, &old);
     // --json: the address to open goes to stderr, stdout stays the JSON answer.
     let (approve, start_url) = start_cli_stderr(cli(
         home.path(),
@@ -80,15 +76,7 @@ async fn the_cli_signs_in_again_when_approving_needs_it_and_retries_once() {
     // bob signs in again at the provider, now.
     state.auth_time_offset = 0;
     idp.set_state(&state);
-    let http = browser();
-    let r = http.get(&start_url).send().await.unwrap();
-    let back = sign_in(&http, &location(&r), "bob", "any", CALLBACK).await;
-    let r = callback(&app, &http, &back).await;
-    let (_, to_cli) = confirm_page(r).await;
-    assert_eq!(
-        http.get(&to_cli).send().await.unwrap().status(),
-        StatusCode::OK
-    );
+    sign_in_for_the_cli(&app, &start_url, "bob").await;
     let status = tokio::task::spawn_blocking(move || approve.wait_with_output().unwrap())
         .await
         .unwrap();
@@ -166,11 +154,7 @@ async fn the_cli_signs_in_again_to_register_a_key() {
     let (app, _s) = spawn(&idp, "").await;
     let old = sign_in_as(&app, "bob").await;
     let (path, _) = crate::keys::key_file(&app, "bob_key");
-    let home = tempfile::tempdir().unwrap();
-    let dir = home.path().join(".config/countersign");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("session"), format!("{old}\n")).unwrap();
-    std::fs::write(dir.join("session.url"), format!("{}\n", app.url)).unwrap();
+    let home = cli_home(&app, &old);
     let public = format!("{}.pub", path.display());
     let (add, start_url) = start_cli_stderr(cli(
         home.path(),
@@ -180,15 +164,7 @@ async fn the_cli_signs_in_again_to_register_a_key() {
     assert!(start_url.contains("step_up=1"), "{start_url}");
     state.auth_time_offset = 0;
     idp.set_state(&state);
-    let http = browser();
-    let r = http.get(&start_url).send().await.unwrap();
-    let back = sign_in(&http, &location(&r), "bob", "any", CALLBACK).await;
-    let r = callback(&app, &http, &back).await;
-    let (_, to_cli) = confirm_page(r).await;
-    assert_eq!(
-        http.get(&to_cli).send().await.unwrap().status(),
-        StatusCode::OK
-    );
+    sign_in_for_the_cli(&app, &start_url, "bob").await;
     let out = tokio::task::spawn_blocking(move || add.wait_with_output().unwrap())
         .await
         .unwrap();
@@ -309,15 +285,26 @@ async fn an_old_sign_in_neither_breaks_the_glass_nor_reviews() {
     assert_eq!(view["breakglass"]["verdicts"], json!([]), "{view}");
 }
 
-/// POST `body` to `path` with the bearer `token` (a session): status and JSON answer.
-async fn post_as(app: &TestApp, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
-    let r = reqwest::Client::new()
-        .post(format!("{}{path}", app.url))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    (status, r.json().await.unwrap())
+/// A home for the CLI whose saved session is `session`, for `app`.
+fn cli_home(app: &TestApp, session: &str) -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join(".config/countersign");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("session"), format!("{session}\n")).unwrap();
+    std::fs::write(dir.join("session.url"), format!("{}\n", app.url)).unwrap();
+    home
+}
+
+/// `login` signs in at the provider in a browser as the CLI asked (`start_url`), and the
+/// browser hands the sign-in to the CLI's listener.
+async fn sign_in_for_the_cli(app: &TestApp, start_url: &str, login: &str) {
+    let http = browser();
+    let r = http.get(start_url).send().await.unwrap();
+    let back = sign_in(&http, &location(&r), login, "any", CALLBACK).await;
+    let r = callback(app, &http, &back).await;
+    let (_, to_cli) = confirm_page(r).await;
+    assert_eq!(
+        http.get(&to_cli).send().await.unwrap().status(),
+        StatusCode::OK
+    );
 }
