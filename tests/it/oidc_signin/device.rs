@@ -307,30 +307,14 @@ async fn a_session_from_a_device_login_never_approves() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let phished = body["session"].as_str().unwrap().to_owned();
     let id = app.create_ok("frank", "prod-db").await;
-    let (status, body) = approve_with(&app, &phished, &id).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert_eq!(code(&body), "reauth_required", "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("--loopback")
-    );
+    refused_for_loopback(approve_with(&app, &phished, &id).await);
     let (_, request) = app.request("frank", &id).await;
     assert_eq!(request["status"], "pending");
     assert_eq!(request["approvals"], json!([]));
     // Nor can it register frank's key as alice's, to approve with at the SSH front door.
     let (_, line) = crate::keys::key_file(&app, "frank_key");
     let challenge = json!({ "public_key": line });
-    let (status, body) = post_as(&app, &phished, "/v1/keys/challenge", challenge).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert_eq!(code(&body), "reauth_required", "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("--loopback")
-    );
+    refused_for_loopback(post_as(&app, &phished, "/v1/keys/challenge", challenge).await);
     // The same person signed in by the loopback flow approves.
     let session = sign_in_as(&app, "alice").await;
     assert_eq!(approve_with(&app, &session, &id).await.0, StatusCode::OK);
@@ -388,4 +372,12 @@ async fn a_flood_of_device_logins_costs_the_oldest_not_the_next_one() {
     let url = grant["verification_uri_complete"].as_str().unwrap();
     let (page, _) = open_confirm_page(&app, &browser(), url).await;
     assert!(page.contains(grant["user_code"].as_str().unwrap()));
+}
+
+/// 401 `reauth_required`, the message naming the loopback sign-in that would do.
+fn refused_for_loopback((status, body): (StatusCode, Value)) {
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(code(&body), "reauth_required", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("--loopback"), "{message}");
 }
