@@ -202,19 +202,6 @@ async fn ask_with(app: &TestApp, token: &str, role: &str, public_key: &str) -> (
     (r.status(), r.json().await.unwrap_or(Value::Null))
 }
 
-/// POST `body` to `path` with the bearer `token` (a session): status and JSON answer.
-async fn post_as(app: &TestApp, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
-    let r = reqwest::Client::new()
-        .post(format!("{}{path}", app.url))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    (status, r.json().await.unwrap())
-}
-
 /// `POST /v1/requests/{id}/approve` with `token` (a session).
 async fn approve_with(app: &TestApp, token: &str, id: &str) -> (StatusCode, Value) {
     let r = reqwest::Client::new()

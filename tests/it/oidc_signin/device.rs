@@ -314,7 +314,9 @@ async fn a_session_from_a_device_login_never_approves() {
     // Nor can it register frank's key as alice's, to approve with at the SSH front door.
     let (_, line) = crate::keys::key_file(&app, "frank_key");
     let challenge = json!({ "public_key": line });
-    refused_for_loopback(post_as(&app, &phished, "/v1/keys/challenge", challenge).await);
+    refused_for_loopback(
+        super::step_up::post_as(&app, &phished, "/v1/keys/challenge", challenge).await,
+    );
     // The same person signed in by the loopback flow approves.
     let session = sign_in_as(&app, "alice").await;
     assert_eq!(approve_with(&app, &session, &id).await.0, StatusCode::OK);

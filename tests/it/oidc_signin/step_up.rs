@@ -308,3 +308,21 @@ async fn sign_in_for_the_cli(app: &TestApp, start_url: &str, login: &str) {
         StatusCode::OK
     );
 }
+
+/// POST `body` to `path` with the bearer `token` (a session): status and JSON answer.
+pub(super) async fn post_as(
+    app: &TestApp,
+    token: &str,
+    path: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{}{path}", app.url))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap())
+}
