@@ -33,8 +33,8 @@ async fn json_logs_are_one_object_per_line_with_the_request_fields_and_no_secret
     assert_eq!(resp.status(), reqwest::StatusCode::UNAUTHORIZED);
 
     // The metrics listener of the real binary answers on the address it logged (a task
-    // of its own logs it, and the log reaches this test through a reader thread: it is
-    // waited for, up to 10 s).
+    // of its own logs it, and the log reaches this test through a reader thread: every
+    // line looked for below is waited for, up to 10 s).
     let parse = |log: &str| -> Vec<Value> {
         log.lines()
             .filter(|l| !l.trim().is_empty())
@@ -48,10 +48,17 @@ async fn json_logs_are_one_object_per_line_with_the_request_fields_and_no_secret
             .and_then(|l| l["address"].as_str())
             .map(str::to_owned)
     };
+    // The lines of the calls made above come through the same reader: waited for too.
+    let complete = |lines: &[Value]| {
+        logged(lines).is_some()
+            && ["request approved", "request created"]
+                .iter()
+                .all(|m| lines.iter().any(|l| l["message"] == *m))
+    };
     let mut log = server.log();
     let mut lines = parse(&log);
     for _ in 0..100 {
-        if logged(&lines).is_some() {
+        if complete(&lines) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
