@@ -89,6 +89,35 @@ async fn the_cli_signs_in_again_when_approving_needs_it_and_retries_once() {
     assert_eq!(view["status"], "issued");
 }
 
+/// With the old session in `COUNTERSIGN_TOKEN`, `approve` does not sign in again (its
+/// retry would send the same token): it fails at once, saying what to do, and nothing
+/// is approved.
+#[tokio::test]
+async fn the_cli_does_not_sign_in_again_for_a_session_in_the_environment() {
+    let (idp, mut state) = provider();
+    state.auth_time_offset = 1800;
+    idp.set_state(&state);
+    let (app, _s) = spawn(&idp, "").await;
+    let old = sign_in_as(&app, "bob").await;
+    let id = app.create_ok("alice", "prod-db").await;
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = cli(home.path(), &["approve", &id, "--url", &app.url]);
+    cmd.env("COUNTERSIGN_TOKEN", &old);
+    let out = run_cli(cmd).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("COUNTERSIGN_TOKEN holds a session"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("reauth_required"), "{stderr}");
+    assert!(
+        !stderr.contains("step_up=1"),
+        "no sign-in was started: {stderr}"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM approvals"), 0);
+}
+
 /// A registered key approves at the SSH front door, so registering one asks for the
 /// sign-in approving does: else an old session would approve there without it.
 #[tokio::test]
