@@ -50,7 +50,7 @@ pub use crate::store::requests::Status;
 pub use crate::store::sessions::{LoginRow as SignInInProgress, SESSION_PREFIX};
 pub use crate::store::tokens::TokenListing;
 pub use calls::{blocking, quick, submit};
-pub use credential::{Credential, ScopeSet, StepUp};
+pub use credential::{Credential, ScopeSet, StepUp, SteppedUp};
 pub use decide::{Allowance, Created, IDEMPOTENCY_KEY_LIFETIME, NewRequest};
 pub use device::{DEVICE_CODE_GRANT, DEVICE_VIA, DeviceGrant, DeviceWait, format_user_code};
 pub use error::{ErrorKind, ServiceError, chain};

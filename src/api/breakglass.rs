@@ -41,8 +41,8 @@ pub(super) async fn breakglass_use(
     JsonBody(body): JsonBody<CreateBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let req = body.parse()?;
-    state.check_step_up(&credential)?;
-    let view = submit(&state, move |s| s.break_glass(&actor, req)).await?;
+    let who = state.step_up(&actor, &credential, StepUp::Approve)?;
+    let view = submit(&state, move |s| s.break_glass(&who, req)).await?;
     let location = format!("/v1/requests/{}", view.id);
     Ok((
         StatusCode::CREATED,
@@ -65,10 +65,10 @@ pub(super) async fn request_review(
         ApiError::invalid("verdict: must be \"justified\" or \"unjustified\"".to_owned())
     })?;
     let comment = Text::parse(&body.comment, "comment")?;
-    state.check_step_up(&credential)?;
+    let who = state.step_up(&actor, &credential, StepUp::Approve)?;
     let user = actor.clone();
     let view = submit(&state, move |s| {
-        s.review_breakglass(&actor, &id, verdict, comment)
+        s.review_breakglass(&who, &id, verdict, comment)
     })
     .await?;
     tracing::info!(
@@ -88,12 +88,13 @@ pub(super) async fn breakglass_allow(
     Extension(credential): Extension<Credential>,
     JsonBody(body): JsonBody<AllowBody>,
 ) -> Result<Json<Allowance>, ApiError> {
-    state.check_step_up_for(
+    let who = state.step_up(
+        &actor,
         &credential,
         StepUp::Grant("allowing one more break-glass use"),
     )?;
     let user = UserName::parse(&body.user).map_err(|e| ApiError::invalid(format!("user: {e}")))?;
-    let allowed = submit(&state, move |s| s.allow_breakglass(&actor, &user)).await?;
+    let allowed = submit(&state, move |s| s.allow_breakglass(&who, &user)).await?;
     tracing::warn!(
         user = %allowed.user,
         by = %allowed.allowed_by,

@@ -149,13 +149,14 @@ pub(super) async fn host_token_create(
 ) -> Result<(StatusCode, Json<NewHostToken>), ApiError> {
     // A join token makes a host certificate: with a session, a recent sign-in (a bot's
     // `host-token` scope is no session).
-    state.check_step_up_for(&credential, StepUp::Grant("making a host join token"))?;
+    let who = state.step_up(
+        &actor,
+        &credential,
+        StepUp::Grant("making a host join token"),
+    )?;
     let principals = HostPrincipal::parse_list(&body.principals)?;
     let ttl = ttl(body.ttl.as_deref())?;
-    let made = submit(&state, move |s| {
-        s.create_host_token(&actor, Some(&credential), principals, ttl)
-    })
-    .await?;
+    let made = submit(&state, move |s| s.create_host_token(&who, principals, ttl)).await?;
     Ok((StatusCode::CREATED, Json(made)))
 }
 

@@ -72,10 +72,10 @@ pub(super) async fn keys_challenge(
     JsonBody(body): JsonBody<ChallengeBody>,
 ) -> Result<Json<Value>, ApiError> {
     // Asked here too, before the caller signs anything: the CLI signs in again first.
-    state.check_step_up_for(&credential, StepUp::RegisterKey)?;
+    let who = state.step_up(&actor, &credential, StepUp::RegisterKey)?;
     let key = SubjectKey::parse(&body.public_key)
         .map_err(|e| ApiError::invalid(format!("public_key: {e}")))?;
-    let challenge = submit(&state, move |s| s.key_challenge(&actor, &key)).await?;
+    let challenge = submit(&state, move |s| s.key_challenge(&who, &key)).await?;
     Ok(Json(json!({
         "challenge": challenge,
         "namespace": KEY_NAMESPACE,
@@ -92,7 +92,7 @@ pub(super) async fn keys_register(
     JsonBody(body): JsonBody<RegisterBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     // A registered key approves at the SSH front door: registering is a step-up action.
-    state.check_step_up_for(&credential, StepUp::RegisterKey)?;
+    let who = state.step_up(&actor, &credential, StepUp::RegisterKey)?;
     for (field, text) in [
         ("challenge", &body.challenge),
         ("signature", &body.signature),
@@ -117,7 +117,6 @@ pub(super) async fn keys_register(
             return Err(e.into());
         }
     };
-    let who = actor.clone();
     let (key, new) = submit(&state, move |s| s.register_key(&who, &proven)).await?;
     if new {
         tracing::info!(user = %actor, fingerprint = %key.fingerprint, "ssh key registered");

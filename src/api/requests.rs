@@ -10,8 +10,8 @@ use super::extract::{Json as JsonBody, OptionalJson, Query};
 use super::{Actor, ApiError, AppState, blocking, inline, submit};
 use crate::names::{IdempotencyKey, RequestId, RoleName, Text, parse_duration};
 use crate::pubkey::SubjectKey;
-use crate::service::Status;
 use crate::service::{LIST_LIMIT, ListPage, NewRequest, RequestView};
+use crate::service::{Status, StepUp};
 
 /// `POST /v1/requests` body.
 #[derive(Debug, Default, Deserialize)]
@@ -175,7 +175,7 @@ pub(super) async fn request_approve(
     JsonBody(body): OptionalJson<ApproveBody>,
 ) -> Result<Json<RequestView>, ApiError> {
     let id = RequestId::parse(&id)?;
-    state.check_step_up(&credential)?;
+    let who = state.step_up(&actor, &credential, StepUp::Approve)?;
     let comment = match body.comment {
         Some(c) => Some(Text::parse(&c, "comment")?),
         None => None,
@@ -183,7 +183,7 @@ pub(super) async fn request_approve(
     let seen = body.version;
     let user = actor.clone();
     let view = submit(&state, move |s| {
-        s.approve_seen(&actor, &id, comment, seen.as_deref())
+        s.approve_seen(&who, &id, comment, seen.as_deref())
     })
     .await?;
     let serial = view.certificate.as_ref().map(|c| c.serial);

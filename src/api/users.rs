@@ -29,13 +29,13 @@ pub(super) async fn user_enable(
 ) -> Result<Json<Value>, ApiError> {
     // It gives access back: with a session, a recent sign-in (a phished or old admin
     // session must not re-enable an offboarded approver).
-    state.check_step_up_for(&credential, StepUp::Grant("enabling a user"))?;
+    let who = state.step_up(&actor, &credential, StepUp::Grant("enabling a user"))?;
     let user = UserName::parse(&name)?;
     let reason = match body.reason.as_deref() {
         Some(r) => Some(Text::parse(r, "reason")?),
         None => None,
     };
-    let enabled = submit(&state, move |s| s.enable_user(&actor, &user, reason)).await?;
+    let enabled = submit(&state, move |s| s.enable_user(&who, &user, reason)).await?;
     tracing::info!(user = %enabled.user, "user enabled");
     Ok(Json(json!({ "user": enabled.user, "disabled": false })))
 }

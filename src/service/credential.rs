@@ -172,6 +172,57 @@ impl Service {
     }
 }
 
+impl Service {
+    /// `user`, who proved themselves with `credential`, may take the step-up `action`
+    /// now ([`Service::check_step_up_for`]): the proof the service's acts that decide or
+    /// give access take in place of a bare name, so no front end can forget to ask.
+    pub fn step_up(
+        &self,
+        user: &UserName,
+        credential: &Credential,
+        action: StepUp,
+    ) -> Result<SteppedUp, ServiceError> {
+        self.check_step_up_for(credential, action)?;
+        Ok(SteppedUp {
+            user: user.clone(),
+            credential: Some(*credential),
+        })
+    }
+}
+
+/// Proof that a person may decide or give access now: a recent sign-in at the identity
+/// provider (never a device-flow session), a token that is not a session, or a
+/// registered SSH key proven at the front door. Made only by [`Service::step_up`] and
+/// [`SteppedUp::at_front_door`]; approving, breaking the glass, reviewing, registering
+/// a key and an admin's acts that give access take it.
+#[derive(Debug, Clone)]
+pub struct SteppedUp {
+    user: UserName,
+    /// How they proved it over HTTP; `None` at the SSH front door.
+    credential: Option<Credential>,
+}
+
+impl SteppedUp {
+    /// Someone the SSH front door authenticated with a registered key: the key, proven
+    /// at the connection, is the step-up there (`src/ssh`).
+    pub(crate) fn at_front_door(user: UserName) -> Self {
+        SteppedUp {
+            user,
+            credential: None,
+        }
+    }
+
+    /// Who.
+    pub fn user(&self) -> &UserName {
+        &self.user
+    }
+
+    /// How they proved it over HTTP (`None` at the SSH front door).
+    pub fn credential(&self) -> Option<&Credential> {
+        self.credential.as_ref()
+    }
+}
+
 /// What a step-up sign-in is asked for ([`Service::check_step_up_for`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepUp {

@@ -4,6 +4,7 @@
 //! then on, like the config's `ssh_keys`: never certified for anyone else, and good at
 //! the SSH front door. Every registration and removal is audited.
 
+use crate::service::SteppedUp;
 use rand::Rng;
 
 use super::{Service, ServiceError, unix};
@@ -79,11 +80,8 @@ impl Service {
     /// A challenge for `actor` to prove they hold `key`: text to sign, good once within
     /// [`CHALLENGE_LIFETIME`]. A key registered to someone else already is `key_taken`
     /// now rather than after the proof.
-    pub fn key_challenge(
-        &self,
-        actor: &UserName,
-        key: &SubjectKey,
-    ) -> Result<String, ServiceError> {
+    pub fn key_challenge(&self, who: &SteppedUp, key: &SubjectKey) -> Result<String, ServiceError> {
+        let actor = who.user();
         refuse_bot(&self.config(), actor)?;
         if self.is_ca_key(key) {
             return Err(ServiceError::Invalid(
@@ -135,9 +133,10 @@ impl Service {
     /// already theirs, nothing changed).
     pub fn register_key(
         &self,
-        actor: &UserName,
+        who: &SteppedUp,
         proven: &ProvenKey,
     ) -> Result<(KeyListing, bool), ServiceError> {
+        let actor = who.user();
         let ProvenKey {
             key,
             line,

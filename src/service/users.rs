@@ -6,6 +6,7 @@
 //! state change checks its actor again in its own transaction. The mark lives in the
 //! database, so it survives restarts and overrides the config.
 
+use crate::service::SteppedUp;
 use chrono::{DateTime, Utc};
 
 use super::revoke::UserRevocation;
@@ -93,10 +94,11 @@ impl Service {
     /// created from now on and with their SSH keys. Their old tokens stay revoked.
     pub fn enable_user(
         &self,
-        actor: &UserName,
+        who: &SteppedUp,
         user: &UserName,
         reason: Option<Text>,
     ) -> Result<EnabledUser, ServiceError> {
+        let actor = who.user();
         self.require_admin(actor, "enable users")?;
         let now = self.now();
         self.store.write(|tx| {

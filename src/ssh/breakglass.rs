@@ -5,7 +5,7 @@
 //! --justified|--unjustified --comment TEXT`.
 
 use super::commands::BreakglassArgs;
-use super::context::{CommandError, Context, call, change};
+use super::context::{CommandError, Context, call, decide};
 use super::run::{request_id, text};
 use super::terminal::Terminal;
 use crate::render;
@@ -18,7 +18,7 @@ pub(super) async fn use_glass(
     args: BreakglassArgs,
 ) -> Result<(), CommandError> {
     let new = super::wait::new_request(ctx, &args.role, &args.reason, args.ttl.as_deref())?;
-    let view = change(ctx, move |s, me| s.break_glass(me, new)).await?;
+    let view = decide(ctx, move |s, me| s.break_glass(me, new)).await?;
     let mut lines = vec![format!(
         "BREAK-GLASS: {} taken without approval as request {}",
         view.role, view.id
@@ -66,7 +66,7 @@ pub(super) async fn review(
     } else {
         Verdict::Justified
     };
-    let view = change(ctx, move |s, me| {
+    let view = decide(ctx, move |s, me| {
         s.review_breakglass(me, &id, verdict, comment)
     })
     .await?;

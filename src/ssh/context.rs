@@ -11,7 +11,7 @@ use super::auth::Identity;
 use super::terminal::Disconnected;
 use crate::error_code::ErrorCode;
 use crate::names::UserName;
-use crate::service::{Service, ServiceError};
+use crate::service::{Service, ServiceError, SteppedUp};
 
 /// What a command runs with.
 #[derive(Clone)]
@@ -78,4 +78,14 @@ pub(super) async fn change<T: Send + 'static>(
 ) -> Result<T, CommandError> {
     let actor = ctx.identity.user.clone();
     Ok(crate::service::submit(&ctx.service, move |s| f(s, &actor)).await?)
+}
+
+/// [`change`] for a decision (approving, breaking the glass, a verdict): the key the
+/// caller proved at the connection is the step-up the service asks for.
+pub(super) async fn decide<T: Send + 'static>(
+    ctx: &Context,
+    f: impl FnOnce(&Service, &SteppedUp) -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, CommandError> {
+    let who = SteppedUp::at_front_door(ctx.identity.user.clone());
+    Ok(crate::service::submit(&ctx.service, move |s| f(s, &who)).await?)
 }

@@ -8,7 +8,7 @@
 //! [`Service`]: crate::service::Service
 
 use super::commands::{self, Command, ListArgs, Parsed};
-use super::context::{CommandError, Context, call, change};
+use super::context::{CommandError, Context, call, change, decide};
 use super::terminal::{Disconnected, Terminal};
 use super::wait;
 use crate::error_code::ErrorCode;
@@ -179,7 +179,7 @@ async fn approve(
 ) -> Result<(), CommandError> {
     let id = request_id(id)?;
     let comment = text(comment, "comment")?;
-    let view = change(ctx, move |s, me| s.approve(me, &id, comment)).await?;
+    let view = decide(ctx, move |s, me| s.approve(me, &id, comment)).await?;
     tracing::info!(id = %view.id, status = %view.status, "request approved");
     Ok(term
         .out(format!("{}\n", render::decision_summary(&view)))

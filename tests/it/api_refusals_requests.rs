@@ -241,7 +241,7 @@ async fn one_pending_request_past_the_limit_is_refused_too_many_pending() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disabled_user_hears_so_before_a_broken_request_row() {
     use countersign::names::{RequestId, UserName};
-    use countersign::service::ServiceError;
+    use countersign::service::{Credential, ServiceError, StepUp};
 
     let app = TestApp::spawn().await;
     let id = app.create_ok("alice", "prod-db").await;
@@ -256,6 +256,10 @@ async fn a_disabled_user_hears_so_before_a_broken_request_row() {
         UserName::parse("alice").unwrap(),
     );
     let service = app.service.clone();
+    // A token is no session: it needs no step-up.
+    let bob = service
+        .step_up(&bob, &Credential::Token, StepUp::Approve)
+        .unwrap();
     let (approved, fetched) = tokio::task::spawn_blocking(move || {
         (
             service.approve(&bob, &request, None),

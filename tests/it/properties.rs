@@ -11,7 +11,7 @@ use std::time::Duration;
 use countersign::config::Config;
 use countersign::names::{RequestId, RoleName, Text, UserName};
 use countersign::pubkey::SubjectKey;
-use countersign::service::{NewRequest, Service};
+use countersign::service::{Credential, NewRequest, Service, StepUp};
 use proptest::prelude::*;
 
 use crate::helpers::*;
@@ -184,7 +184,14 @@ fn play(service: &Service, s: &Scenario) {
             }
             Op::Approve { user: u, request } => {
                 if let Some((id, _)) = pick(&ids, request) {
-                    let _ = service.approve(&user(u % s.users.len()), &id, None);
+                    let who = service
+                        .step_up(
+                            &user(u % s.users.len()),
+                            &Credential::Token,
+                            StepUp::Approve,
+                        )
+                        .expect("a token needs no step-up");
+                    let _ = service.approve(&who, &id, None);
                 }
             }
             Op::Deny { user: u, request } => {

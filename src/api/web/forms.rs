@@ -13,6 +13,7 @@ use super::layout::{
 };
 use super::signin::{needs_step_up, step_up_page, step_up_text};
 use crate::names::{RequestId, Text};
+use crate::service::{StepUp, SteppedUp};
 
 /// The approve form.
 #[derive(Debug, Deserialize)]
@@ -75,15 +76,13 @@ async fn decision_gate(
     visit: &Visit,
     id: &str,
     csrf: &str,
-) -> Result<(Person, RequestId), Response> {
+) -> Result<(Person, RequestId, SteppedUp), Response> {
     let (me, id) = gate(state, visit, id, csrf).await?;
-    if let Err(e) = state.check_step_up(&me.credential) {
-        if needs_step_up(&e) {
-            return Err(step_up_page(id.as_str(), &step_up_text(state)));
-        }
-        return Err(error_page(&e.into()));
+    match state.step_up(&me.user, &me.credential, StepUp::Approve) {
+        Ok(who) => Ok((me, id, who)),
+        Err(e) if needs_step_up(&e) => Err(step_up_page(id.as_str(), &step_up_text(state))),
+        Err(e) => Err(error_page(&e.into())),
     }
-    Ok((me, id))
 }
 
 /// The answer to a decision: back to the review page (303), or the refusal as a page:
@@ -110,7 +109,7 @@ pub(super) async fn approve_post(
     Path(id): Path<String>,
     Form(form): Form<ApproveForm>,
 ) -> Response {
-    let (me, id) = match decision_gate(&state, &visit, &id, &form.csrf).await {
+    let (me, id, who) = match decision_gate(&state, &visit, &id, &form.csrf).await {
         Ok(ok) => ok,
         Err(answer) => return answer,
     };
@@ -121,9 +120,9 @@ pub(super) async fn approve_post(
             Err(e) => return error_page(&ApiError::from(e)),
         },
     };
-    let (user, seen, target) = (me.user.clone(), form.version, id.clone());
+    let (seen, target) = (form.version, id.clone());
     let result = submit(&state, move |s| {
-        s.approve_seen(&user, &target, comment, Some(&seen))
+        s.approve_seen(&who, &target, comment, Some(&seen))
     })
     .await;
     if let Ok(view) = &result {
@@ -182,7 +181,7 @@ pub(super) async fn review_post(
     Path(id): Path<String>,
     Form(form): Form<ReviewForm>,
 ) -> Response {
-    let (me, id) = match decision_gate(&state, &visit, &id, &form.csrf).await {
+    let (me, id, who) = match decision_gate(&state, &visit, &id, &form.csrf).await {
         Ok(ok) => ok,
         Err(answer) => return answer,
     };
@@ -193,9 +192,9 @@ pub(super) async fn review_post(
         Ok(c) => c,
         Err(e) => return error_page(&ApiError::from(e)),
     };
-    let (user, target) = (me.user.clone(), id.clone());
+    let target = id.clone();
     let result = submit(&state, move |s| {
-        s.review_breakglass(&user, &target, verdict, comment)
+        s.review_breakglass(&who, &target, verdict, comment)
     })
     .await;
     if result.is_ok() {

@@ -6,7 +6,7 @@ use crate::names::{RequestId, RoleName, Serial, Text, UserName};
 use crate::policy::People;
 use crate::policy::rules::{self, Refusal};
 use crate::service::issue::{Grounds, ReadAhead, Signing, read_for_signing};
-use crate::service::{RequestView, Service, ServiceError, unix, view};
+use crate::service::{RequestView, Service, ServiceError, SteppedUp, unix, view};
 use crate::store::requests::{self as rq, RequestRow, Status};
 
 impl Service {
@@ -14,22 +14,23 @@ impl Service {
     /// and signs the certificate in the same transaction.
     pub fn approve(
         &self,
-        actor: &UserName,
+        who: &SteppedUp,
         id: &RequestId,
         comment: Option<Text>,
     ) -> Result<RequestView, ServiceError> {
-        self.approve_seen(actor, id, comment, None)
+        self.approve_seen(who, id, comment, None)
     }
 
     /// [`Service::approve`], only if the request is still at the `version` the approver
     /// reviewed (its `RequestView::version`), else `request_changed` and nothing written.
     pub fn approve_seen(
         &self,
-        actor: &UserName,
+        who: &SteppedUp,
         id: &RequestId,
         comment: Option<Text>,
         seen: Option<&str>,
     ) -> Result<RequestView, ServiceError> {
+        let actor = who.user();
         // Approving may sign: never by a clock the database disagrees with.
         self.clock_agrees()?;
         let config = self.config();

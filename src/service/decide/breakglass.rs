@@ -13,12 +13,11 @@ use super::{Attempt, NewRequest, flatten};
 use crate::audit::{self, BreakglassUsed, NewEvent};
 use crate::config::NotifyEvent;
 use crate::names::RequestId;
-use crate::names::UserName;
 use crate::policy::People;
 use crate::policy::rules::break_glass as bg;
 use crate::policy::rules::{self, Refusal};
 use crate::service::issue::{Grounds, Signing};
-use crate::service::{RequestView, Service, ServiceError, unix, view};
+use crate::service::{RequestView, Service, ServiceError, SteppedUp, unix, view};
 use crate::store::breakglass::{self as uses, UseRow};
 use crate::store::requests::{self as rq, RequestRow, Status};
 
@@ -34,9 +33,10 @@ impl Service {
     /// to it, never refused. Returns the request, issued, with its certificate.
     pub fn break_glass(
         &self,
-        actor: &UserName,
+        who: &SteppedUp,
         req: NewRequest,
     ) -> Result<RequestView, ServiceError> {
+        let actor = who.user();
         // Signing: never by a clock the database disagrees with.
         self.clock_agrees()?;
         let config = self.config();

@@ -10,7 +10,7 @@ use crate::config::NotifyEvent;
 use crate::names::{RequestId, Text, UserName};
 use crate::policy::rules::break_glass::{self as bg, BreakGlassRefusal, Review, Verdict};
 use crate::policy::{Member, People};
-use crate::service::{RequestView, Service, ServiceError, unix};
+use crate::service::{RequestView, Service, ServiceError, SteppedUp, unix};
 use crate::store::Tx;
 use crate::store::breakglass::{self as uses, UseRow, VerdictRow};
 use crate::store::certificates as certs;
@@ -59,11 +59,12 @@ impl Service {
     /// review closes when it has the verdicts it needs (`justified` only if all are).
     pub fn review_breakglass(
         &self,
-        actor: &UserName,
+        who: &SteppedUp,
         id: &RequestId,
         verdict: Verdict,
         comment: Text,
     ) -> Result<RequestView, ServiceError> {
+        let actor = who.user();
         let now = self.now();
         let policy = &self.config().policy;
         super::flatten(self.store.write(|tx| {
@@ -227,9 +228,10 @@ impl Service {
     /// does). Audited as `breakglass.allowed`.
     pub fn allow_breakglass(
         &self,
-        actor: &UserName,
+        who: &SteppedUp,
         user: &UserName,
     ) -> Result<Allowance, ServiceError> {
+        let actor = who.user();
         self.require_admin(actor, "allow break-glass uses")?;
         if actor == user {
             return Err(ServiceError::Forbidden(

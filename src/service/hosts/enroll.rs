@@ -13,9 +13,9 @@ use super::{
 use crate::audit::{self, HostEnrolled, HostTokenCreated, NewEvent};
 use crate::ca::{HostAuthority, HostGrant};
 use crate::error_code::ErrorCode;
-use crate::names::{HostPrincipal, Serial, UserName};
+use crate::names::{HostPrincipal, Serial};
 use crate::pubkey::SubjectKey;
-use crate::service::{Service, ServiceError, unix, view::rfc3339};
+use crate::service::{Service, ServiceError, SteppedUp, unix, view::rfc3339};
 use crate::store::Tx;
 use crate::store::hosts::{self, HostCertRow, HostToken};
 
@@ -24,11 +24,12 @@ impl Service {
     /// accounts whose token has the `host-token` scope).
     pub fn create_host_token(
         &self,
-        actor: &UserName,
-        credential: Option<&crate::service::Credential>,
+        who: &SteppedUp,
         principals: Vec<HostPrincipal>,
         ttl: Option<Duration>,
     ) -> Result<NewHostToken, ServiceError> {
+        let actor = who.user();
+        let credential = who.credential();
         // A provisioning pipeline's service account (`bot = true`) with the `host-token`
         // scope, or an admin.
         let scoped = matches!(credential, Some(crate::service::Credential::Bot(scopes))
