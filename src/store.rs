@@ -284,6 +284,19 @@ impl Store {
         }
     }
 
+    /// Queues `f` as a write of the writer thread's next batch (group commit) and returns
+    /// at once, without waiting for it to run or commit: for a best-effort record that
+    /// nobody waits for (a token's last use), which must not cost its caller a commit of
+    /// its own nor, on PostgreSQL, a turn at the write lock. `f` runs like any write of a
+    /// batch (undone alone if it fails); its outcome reaches nobody, so `f` logs its own
+    /// failure. Lost if the process ends before the batch commits.
+    pub fn write_later(&self, f: impl FnOnce(&Tx<'_>) -> Result<(), StoreError> + Send + 'static) {
+        match &self.backend {
+            Backend::Lite(lite) => lite.write_later(f),
+            Backend::Pg(pg) => pg.write_later(move |conn| f(&Tx::postgres_writing(conn))),
+        }
+    }
+
     /// Runs `f` in a read transaction: one consistent snapshot of committed data (on
     /// SQLite inside an operation given to [`Store::submit`], the batch's connection, so
     /// the operation sees its own writes).

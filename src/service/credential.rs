@@ -77,7 +77,9 @@ impl Service {
     }
 
     /// Records an API token's use, at most once a minute per token and replica (best
-    /// effort: a failure is logged, never the caller's).
+    /// effort: a failure is logged, never the caller's). It rides the writer's next
+    /// group commit: the caller waits for no commit (on SQLite this runs on an async
+    /// worker), and on PostgreSQL it takes no turn of its own at the write lock.
     fn note_token_use(&self, hashed: &str, now: i64) {
         {
             let mut seen = self.token_use.lock().unwrap_or_else(|p| p.into_inner());
@@ -89,9 +91,12 @@ impl Service {
             }
             seen.insert(hashed.to_owned(), now);
         }
-        if let Err(e) = self.store.write(|tx| tokens::used(tx, hashed, now)) {
-            tracing::warn!(error = %chain(&e), "could not record a token's use");
-        }
+        let hashed = hashed.to_owned();
+        self.store.write_later(move |tx| {
+            tokens::used(tx, &hashed, now).inspect_err(
+                |e| tracing::warn!(error = %chain(e), "could not record a token's use"),
+            )
+        });
     }
 
     /// Approving is a step-up action: a caller who signed in through the identity

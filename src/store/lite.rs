@@ -108,6 +108,22 @@ impl Lite {
         writer::submit(threads.as_ref(), op)
     }
 
+    /// Queues `f` as a write of the writer thread's next batch and returns at once
+    /// ([`Store::write_later`](super::Store::write_later)).
+    pub(super) fn write_later(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<(), StoreError> + Send + 'static,
+    ) {
+        let id = self.id;
+        drop(self.submit(move || {
+            if writer::batch_is_open_here(id) {
+                writer::write_in_batch(|conn, held| f(&Tx::writing(conn, Some(held))))
+            } else {
+                Err(StoreError::Nested)
+            }
+        }));
+    }
+
     /// Runs `f` as one atomic unit of work and returns only once it is durable.
     ///
     /// Inside an operation given to [`Store::submit`] it runs in its own SAVEPOINT of

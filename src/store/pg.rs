@@ -309,6 +309,22 @@ impl PgStore {
         super::writer::submit(threads.as_ref(), op)
     }
 
+    /// Queues `f` as a write of the writer thread's next batch and returns at once
+    /// ([`Store::write_later`](super::Store::write_later)).
+    pub(super) fn write_later(
+        &self,
+        f: impl FnOnce(&Conn) -> Result<(), StoreError> + Send + 'static,
+    ) {
+        let id = self.id;
+        drop(self.submit(move || {
+            if batch::open_here(id) {
+                batch::write(f)
+            } else {
+                Err(StoreError::Nested)
+            }
+        }));
+    }
+
     /// `f` in one write transaction holding [`WRITE_LOCK`]; returns once it is durable.
     /// Inside an operation given to `submit`, an operation of the batch instead (undone
     /// alone if it fails: `pg/defer.rs`).

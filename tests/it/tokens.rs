@@ -140,17 +140,35 @@ async fn token_list_shows_kinds_and_use_but_never_a_token() {
     let bot = bot_token(&app, "alice", &[Scope::Request]);
     let (status, _) = call(&app, &bot, "GET", "/v1/whoami").await;
     assert_eq!(status, StatusCode::OK);
-    let out = tokio::task::spawn_blocking({
-        let config = app.config_path();
-        move || {
-            crate::cli::countersign(&config)
-                .args(["token", "list", "--json"])
-                .output()
-                .unwrap()
+    // The use is recorded with the writer's next group commit, not before the answer.
+    let bot_used = |out: &std::process::Output| {
+        let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        list["tokens"].as_array().is_some_and(|tokens| {
+            tokens
+                .iter()
+                .any(|t| t["kind"] == "bot" && !t["last_used_at"].is_null())
+        })
+    };
+    let mut out;
+    let mut tries = 0;
+    loop {
+        out = tokio::task::spawn_blocking({
+            let config = app.config_path();
+            move || {
+                crate::cli::countersign(&config)
+                    .args(["token", "list", "--json"])
+                    .output()
+                    .unwrap()
+            }
+        })
+        .await
+        .unwrap();
+        tries += 1;
+        if bot_used(&out) || tries == 50 {
+            break;
         }
-    })
-    .await
-    .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     assert!(
         out.status.success(),
         "{}",
