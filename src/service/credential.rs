@@ -79,7 +79,8 @@ impl Service {
     /// Records an API token's use, at most once a minute per token and replica (best
     /// effort: a failure is logged, never the caller's). It rides the writer's next
     /// group commit: the caller waits for no commit (on SQLite this runs on an async
-    /// worker), and on PostgreSQL it takes no turn of its own at the write lock.
+    /// worker), and under load, on PostgreSQL, it takes no turn of its own at the write
+    /// lock (an idle writer makes it a batch of its own).
     fn note_token_use(&self, hashed: &str, now: i64) {
         {
             let mut seen = self.token_use.lock().unwrap_or_else(|p| p.into_inner());

@@ -185,9 +185,12 @@ impl super::Local {
         })
     }
 
-    /// Every key of `outcome`'s signers known in full: `ssh_keys` of `config` and
-    /// registered keys, each only if the authority counts it; and the fingerprints it
-    /// counts that neither knows in full (a key since removed from the file).
+    /// Every key of `outcome`'s signers known in full: `ssh_keys` of `config` that the
+    /// authority counts, and the keys the signers registered with proof of possession
+    /// (which count for a signer whatever the file says, in force or judged); and the
+    /// fingerprints the authority counts that neither knows in full (a key since removed
+    /// from the file). Signers disabled in the database are left out: their signatures
+    /// count for nothing.
     pub fn signer_keys(
         &self,
         config: &Config,
@@ -196,29 +199,36 @@ impl super::Local {
         let Some(authority) = &outcome.authority else {
             return Ok((Vec::new(), Vec::new()));
         };
+        let none = std::collections::BTreeSet::new();
         let mut known = Vec::new();
-        for (user, counted) in &authority.keys {
+        let mut left_out = Vec::new();
+        for user in &authority.signing.signers {
+            let (registered, disabled) = self.store.read(|tx| {
+                Ok::<_, StoreError>((keys::list(tx, Some(user))?, users::is_disabled(tx, user)?))
+            })?;
+            if disabled {
+                left_out.push(user);
+                continue;
+            }
+            let counted = authority.keys.get(user).unwrap_or(&none);
             let listed = config
                 .policy
                 .users
                 .get(user)
-                .map(|u| {
-                    u.ssh_keys
-                        .iter()
-                        .map(|k| (k.to_openssh(), k.fingerprint()))
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default();
-            let registered = self.store.read(|tx| keys::list(tx, Some(user)))?;
-            let registered = registered.into_iter().map(|k| {
-                let line: Vec<&str> = k.public_key.split_whitespace().take(2).collect();
-                (line.join(" "), k.fingerprint)
+                .into_iter()
+                .flat_map(|u| u.ssh_keys.iter())
+                .map(|k| (k.to_openssh(), k.fingerprint()))
+                .filter(|(_, fingerprint)| counted.contains(fingerprint));
+            // Read back as keys, their fingerprints computed here: a stored line that does
+            // not parse, or whose recorded fingerprint is another key's, is never printed.
+            let registered = registered.into_iter().filter_map(|k| {
+                let key = crate::pubkey::SubjectKey::parse(&k.public_key).ok()?;
+                (key.fingerprint() == k.fingerprint).then(|| (key.to_openssh(), k.fingerprint))
             });
-            for (public_key, fingerprint) in listed.into_iter().chain(registered) {
-                if counted.contains(&fingerprint)
-                    && !known
-                        .iter()
-                        .any(|k: &SignerKey| k.fingerprint == fingerprint)
+            for (public_key, fingerprint) in listed.chain(registered) {
+                if !known
+                    .iter()
+                    .any(|k: &SignerKey| k.fingerprint == fingerprint)
                 {
                     known.push(SignerKey {
                         user: user.clone(),
@@ -231,6 +241,7 @@ impl super::Local {
         let unknown = authority
             .keys
             .iter()
+            .filter(|(user, _)| !left_out.contains(user))
             .flat_map(|(user, fps)| fps.iter().map(move |f| (user.clone(), f.clone())))
             .filter(|(_, f)| !known.iter().any(|k| &k.fingerprint == f))
             .collect();

@@ -110,4 +110,50 @@ async fn a_registered_key_signs_and_other_signatures_count_for_nothing() {
         signoff["signed_by"].to_string().contains(&laptop_fp),
         "{signoff}"
     );
+
+    // `policy allowed-signers` (the same calls) prints carol's registered key for the file
+    // in force (it was left out); a stored line whose recorded fingerprint is another
+    // key's is never printed.
+    let config = app.config_of(&policy);
+    let signers = || {
+        let local = countersign::service::Local::open(&config).unwrap();
+        let outcome = local.policy_outcome(&config).unwrap();
+        local.signer_keys(&config, &outcome).unwrap()
+    };
+    let canonical = |line: &str| {
+        countersign::pubkey::SubjectKey::parse(line)
+            .unwrap()
+            .to_openssh()
+    };
+    let (known, unknown) = signers();
+    let carols: Vec<&str> = known
+        .iter()
+        .filter(|k| k.user.as_str() == "carol")
+        .map(|k| k.public_key.as_str())
+        .collect();
+    assert_eq!(carols, [canonical(&laptop_line)], "{known:?}");
+    assert!(unknown.is_empty(), "{unknown:?}");
+    let (_, stray_line) = key_file(&app, "stray");
+    app.sql(&format!(
+        "UPDATE registered_keys SET public_key = '{}' WHERE fingerprint = '{laptop_fp}'",
+        canonical(&stray_line)
+    ));
+    let (known, _) = signers();
+    assert!(
+        known
+            .iter()
+            .all(|k| k.user.as_str() != "carol" && k.public_key != canonical(&stray_line)),
+        "{known:?}"
+    );
+    // A signer disabled in the database signs for nothing: left out.
+    assert!(known.iter().any(|k| k.user.as_str() == "bob"), "{known:?}");
+    app.sql(
+        "INSERT INTO disabled_users (\"user\", disabled_at, disabled_by, reason) \
+         VALUES ('bob', 1, 'carol', 'test')",
+    );
+    let (known, unknown) = signers();
+    assert!(
+        known.is_empty() && unknown.is_empty(),
+        "{known:?} {unknown:?}"
+    );
 }
