@@ -102,6 +102,8 @@ pub struct Service {
     store: Store,
     /// The last KRL built, reused while it is still exact (see `Service::krl`).
     krl: std::sync::Mutex<Option<revoke::CachedKrl>>,
+    /// The host KRL last built ([`Service::host_krl`]), as `krl` for the user KRL.
+    host_krl: std::sync::Mutex<Option<revoke::CachedKrl>>,
     /// Keeps the high-water mark of published state (`state.rs`).
     guard: Arc<Guard>,
     /// Where every operation reads the time (`clock.rs`).
@@ -155,6 +157,7 @@ impl Service {
             host_ca: None,
             store,
             krl: std::sync::Mutex::new(None),
+            host_krl: std::sync::Mutex::new(None),
             guard,
             clock,
             skew: skew::Skew::default(),

@@ -15,9 +15,9 @@ use super::{RequestView, Service, ServiceError, unix, view};
 use crate::audit::{self, CertificateRevoked, NewEvent};
 use crate::krl::{self, KrlContents};
 use crate::names::{RequestId, Serial, Text, UserName};
-use crate::store::Tx;
 use crate::store::certificates::{self as certs, Holding};
 use crate::store::requests as rq;
+use crate::store::{StoreError, Tx};
 
 /// What revoking a user ended. The user is disabled afterwards, either way.
 #[derive(Debug, Clone, Default)]
@@ -64,6 +64,14 @@ pub(super) struct CachedKrl {
     krl: Arc<Krl>,
     built_at: i64,
     exact_until: i64,
+}
+
+/// A KRL's signature (SSHSIG) as PEM.
+pub(super) fn signature_pem(
+    sig: Result<ssh_key::SshSig, crate::ca::CaError>,
+) -> Result<String, ServiceError> {
+    sig?.to_pem(ssh_key::LineEnding::LF)
+        .map_err(|e| ServiceError::Ca(crate::ca::CaError::Sign(e)))
 }
 
 /// Where the KRL comes from: the cache, or the revocations read (at this KRL version).
@@ -266,54 +274,69 @@ impl Service {
     /// The KRL as the clock reads `now`: every revoked certificate whose `valid_before`
     /// plus the backdate (a lagging server's clock) is after `now`.
     pub fn krl_at(&self, now: DateTime<Utc>) -> Result<Arc<Krl>, ServiceError> {
-        let now = unix(now);
+        self.cached_krl(
+            &self.krl,
+            unix(now),
+            "",
+            certs::revoked_unexpired,
+            |version, period, serials| {
+                let bytes = krl::encode(&KrlContents {
+                    version,
+                    // The time it was made: signed with the bytes, it tells `krl --out` how
+                    // old an answer is, so a KRL replayed from the past is refused, not kept.
+                    generated_date: u64::try_from(period).unwrap_or(0),
+                    comment: "countersign",
+                    ca: self.ca.public_key_data(),
+                    serials,
+                })?;
+                let signature = signature_pem(self.ca.sign_message(KRL_NAMESPACE, &bytes))?;
+                Ok((bytes, signature))
+            },
+        )
+    }
+
+    /// A KRL from `cache` if it is still exact at `now`, else built anew from the
+    /// revocations `read` returns (`build` encodes and signs them; `etag_prefix` goes
+    /// before the version in the ETag) and cached. Servers poll every
+    /// minute or so; a KRL changes only when a certificate is revoked (the version goes
+    /// up, whichever process revoked it) or when a listed certificate expires and drops
+    /// out, so until then the last one built is exact.
+    pub(super) fn cached_krl(
+        &self,
+        cache: &Mutex<Option<CachedKrl>>,
+        now: i64,
+        etag_prefix: &str,
+        read: impl FnOnce(&Tx<'_>, i64) -> Result<certs::Revoked, StoreError>,
+        build: impl FnOnce(u64, i64, &[u64]) -> Result<(Vec<u8>, String), ServiceError>,
+    ) -> Result<Arc<Krl>, ServiceError> {
         // Dated the start of the current [`KRL_REFRESH`] period, not the second: replicas
         // sharing one database then build the same bytes, version and ETag (Ed25519
         // signatures are deterministic too), unless a listed certificate drops out
         // between their builds.
         let period = now - now.rem_euclid(KRL_REFRESH);
-        // Servers poll this every minute or so. The KRL changes only when a certificate
-        // is revoked (the version goes up, whichever process revoked it) or when a listed
-        // certificate expires and drops out; until then the last one built is exact.
         // One snapshot: the version checked against the cache is the one built from.
         let (version, revoked) = match self.store.read(|tx| {
             let version = certs::krl_version(tx)?;
-            if let Some(cached) = lock(&self.krl).as_ref()
+            if let Some(cached) = lock(cache).as_ref()
                 && cached.krl.version == version
                 && (cached.built_at..cached.exact_until).contains(&now)
             {
                 return Ok::<_, ServiceError>(KrlSource::Cached(cached.krl.clone()));
             }
-            Ok(KrlSource::Build(
-                version,
-                // Listed until expiry plus the backdate: a server whose clock lags by
-                // that much still accepts the certificate until then.
-                certs::revoked_unexpired(tx, now - self.skew())?,
-            ))
+            // Listed until expiry plus the backdate: a server whose clock lags by that
+            // much still accepts the certificate until then.
+            Ok(KrlSource::Build(version, read(tx, now - self.skew())?))
         })? {
             KrlSource::Cached(krl) => return self.published(krl),
             KrlSource::Build(version, revoked) => (version, revoked),
         };
         self.not_behind(version)?;
         let serials: Vec<u64> = revoked.serials.iter().map(|s| s.get()).collect();
-        let bytes = krl::encode(&KrlContents {
-            version,
-            // The time it was made: signed with the bytes, it tells `krl --out` how old
-            // an answer is, so a KRL replayed from the past is refused, not kept.
-            generated_date: u64::try_from(period).unwrap_or(0),
-            comment: "countersign",
-            ca: self.ca.public_key_data(),
-            serials: &serials,
-        })?;
+        let (bytes, signature) = build(version, period, &serials)?;
         let etag = format!(
-            "\"{version}-{}\"",
+            "\"{etag_prefix}{version}-{}\"",
             &hex::encode(Sha256::digest(&bytes))[..32]
         );
-        let signature = self
-            .ca
-            .sign_message(KRL_NAMESPACE, &bytes)?
-            .to_pem(ssh_key::LineEnding::LF)
-            .map_err(|e| ServiceError::Ca(crate::ca::CaError::Sign(e)))?;
         let krl = Arc::new(Krl {
             bytes: bytes.into(),
             version,
@@ -322,9 +345,9 @@ impl Service {
             entries: serials.len(),
         });
         // Two polls that both missed may finish in either order: keep the newer KRL.
-        let mut cache = lock(&self.krl);
-        if cache.as_ref().is_none_or(|c| c.krl.version <= version) {
-            *cache = Some(CachedKrl {
+        let mut cached = lock(cache);
+        if cached.as_ref().is_none_or(|c| c.krl.version <= version) {
+            *cached = Some(CachedKrl {
                 krl: krl.clone(),
                 built_at: now,
                 exact_until: revoked
@@ -333,7 +356,7 @@ impl Service {
                     .min(period.saturating_add(KRL_REFRESH)),
             });
         }
-        drop(cache);
+        drop(cached);
         self.published(krl)
     }
 

@@ -270,3 +270,45 @@ async fn the_listing_shows_each_host_key_s_newest_certificate_only() {
     assert_eq!(body["superseded_by"], new);
     assert_eq!(listed(&app, "?all=true").await.len(), 2);
 }
+
+/// The host KRL is built once and reused while it is exact: the same one on the next
+/// poll, a new one at a revocation, and a revoked certificate drops out once expired by
+/// more than the backdate (1m), whatever was built before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_krl_is_reused_while_exact_and_rebuilt_when_it_is_not() {
+    let clock = manual_clock();
+    let app = spawn_hosts(&clock).await;
+    let dir = app.dir.path();
+    let gone = enroll_ok(&app, &new_key(), &["web1.example.com"]).await;
+    let next = enroll_ok(&app, &new_key(), &["web2.example.com"]).await;
+    let revoked = |krl: &[u8], view: &Value| krl_query(dir, krl, view).contains("REVOKED");
+    assert_eq!(revoke(&app, "bob", &gone["serial"]).await.0, StatusCode::OK);
+    let first = app.service.host_krl().unwrap();
+    assert!(revoked(&first.bytes, &gone));
+    let again = app.service.host_krl().unwrap();
+    assert!(std::sync::Arc::ptr_eq(&first, &again), "reused while exact");
+
+    assert_eq!(revoke(&app, "bob", &next["serial"]).await.0, StatusCode::OK);
+    let second = app.service.host_krl().unwrap();
+    assert!(
+        second.version > first.version,
+        "a revocation makes a new one"
+    );
+    assert!(revoked(&second.bytes, &gone) && revoked(&second.bytes, &next));
+    let (_, version, served) = anon_get(&app, "/v1/krl/host").await;
+    assert_eq!(
+        (version, served),
+        (Some(second.version), second.bytes.to_vec())
+    );
+
+    // Both expire together: just inside the backdate they are listed, then not.
+    let expires = parsed(&gone).valid_before() as i64;
+    let at = |unix: i64| chrono::DateTime::from_timestamp(unix, 0).unwrap();
+    clock.set(at(expires + 30));
+    let inside = app.service.host_krl().unwrap();
+    assert!(revoked(&inside.bytes, &gone), "listed within the backdate");
+    clock.set(at(expires + 61));
+    let after = app.service.host_krl().unwrap();
+    assert!(!revoked(&after.bytes, &gone) && !revoked(&after.bytes, &next));
+    assert_eq!(after.version, second.version, "no revocation in between");
+}

@@ -3,8 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
 use super::{HOST_KRL_NAMESPACE, HOST_LIST_LIMIT, HostCertView, host_settings};
 use crate::audit::{self, HostRevoked, NewEvent};
 use crate::error_code::ErrorCode;
@@ -133,40 +131,24 @@ impl Service {
     pub fn host_krl(&self) -> Result<Arc<Krl>, ServiceError> {
         self.clock_agrees()?;
         let ca = self.host_ca()?;
-        let now = unix(self.now());
-        let period = now - now.rem_euclid(60);
-        let (version, revoked) = self.store.read(|tx| {
-            Ok::<_, ServiceError>((
-                crate::store::certificates::krl_version(tx)?,
-                hosts::revoked_unexpired(tx, now - self.skew())?,
-            ))
-        })?;
-        self.not_behind(version)?;
-        let serials: Vec<u64> = revoked.serials.iter().map(|s| s.get()).collect();
-        let bytes = krl::encode(&KrlContents {
-            version,
-            generated_date: u64::try_from(period).unwrap_or(0),
-            comment: "countersign host certificates",
-            ca: ca.public_key_data(),
-            serials: &serials,
-        })?;
-        let etag = format!(
-            "\"h{version}-{}\"",
-            &hex::encode(Sha256::digest(&bytes))[..32]
-        );
-        let signature = ca
-            .sign_message(HOST_KRL_NAMESPACE, &bytes)?
-            .to_pem(ssh_key::LineEnding::LF)
-            .map_err(|e| ServiceError::Ca(crate::ca::CaError::Sign(e)))?;
-        if !self.guard.holds_krl(version) {
-            self.publish_state()?;
-        }
-        Ok(Arc::new(Krl {
-            bytes: bytes.into(),
-            version,
-            etag,
-            signature,
-            entries: serials.len(),
-        }))
+        self.cached_krl(
+            &self.host_krl,
+            unix(self.now()),
+            "h",
+            hosts::revoked_unexpired,
+            |version, period, serials| {
+                let bytes = krl::encode(&KrlContents {
+                    version,
+                    generated_date: u64::try_from(period).unwrap_or(0),
+                    comment: "countersign host certificates",
+                    ca: ca.public_key_data(),
+                    serials,
+                })?;
+                let signature = super::super::revoke::signature_pem(
+                    ca.sign_message(HOST_KRL_NAMESPACE, &bytes),
+                )?;
+                Ok((bytes, signature))
+            },
+        )
     }
 }
