@@ -152,6 +152,17 @@ enum Backend {
     Pg(Box<pg::PgStore>),
 }
 
+/// Drops the answer of a write queued with [`Store::write_later`], logging the one
+/// failure it can show at once: the writer thread was not running, so it never queued.
+/// (Its own failure `f` logs; a failed COMMIT the batch's members hear.)
+fn not_queued<T>(answer: impl Future<Output = Result<T, StoreError>>) {
+    let answer = std::pin::pin!(answer);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    if let std::task::Poll::Ready(Err(e)) = answer.poll(&mut cx) {
+        tracing::warn!(error = %e, "a write left for later was not queued");
+    }
+}
+
 impl Store {
     /// The schema version of the SQLite database at `path` (0: empty, never migrated),
     /// read without migrating or writing anything.

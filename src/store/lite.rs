@@ -115,7 +115,7 @@ impl Lite {
         f: impl FnOnce(&Tx<'_>) -> Result<(), StoreError> + Send + 'static,
     ) {
         let id = self.id;
-        drop(self.submit(move || {
+        super::not_queued(self.submit(move || {
             if writer::batch_is_open_here(id) {
                 writer::write_in_batch(|conn, held| f(&Tx::writing(conn, Some(held))))
             } else {

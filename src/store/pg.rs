@@ -316,7 +316,7 @@ impl PgStore {
         f: impl FnOnce(&Conn) -> Result<(), StoreError> + Send + 'static,
     ) {
         let id = self.id;
-        drop(self.submit(move || {
+        super::not_queued(self.submit(move || {
             if batch::open_here(id) {
                 batch::write(f)
             } else {
