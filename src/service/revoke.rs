@@ -66,12 +66,15 @@ pub(super) struct CachedKrl {
     exact_until: i64,
 }
 
-/// A KRL's signature (SSHSIG) as PEM.
-pub(super) fn signature_pem(
-    sig: Result<ssh_key::SshSig, crate::ca::CaError>,
-) -> Result<String, ServiceError> {
-    sig?.to_pem(ssh_key::LineEnding::LF)
-        .map_err(|e| ServiceError::Ca(crate::ca::CaError::Sign(e)))
+/// What sets one KRL apart from the other ([`Service::cached_krl`]): the user CA's or
+/// the host CA's.
+pub(super) struct KrlKind<'a> {
+    /// Before the version in the ETag (`h` for the host KRL's).
+    pub(super) etag_prefix: &'static str,
+    /// The KRL's comment.
+    pub(super) comment: &'static str,
+    /// The CA whose certificates it revokes.
+    pub(super) ca: &'a ssh_key::public::KeyData,
 }
 
 /// Where the KRL comes from: the cache, or the revocations read (at this KRL version).
@@ -274,30 +277,18 @@ impl Service {
     /// The KRL as the clock reads `now`: every revoked certificate whose `valid_before`
     /// plus the backdate (a lagging server's clock) is after `now`.
     pub fn krl_at(&self, now: DateTime<Utc>) -> Result<Arc<Krl>, ServiceError> {
-        self.cached_krl(
-            &self.krl,
-            unix(now),
-            "",
-            certs::revoked_unexpired,
-            |version, period, serials| {
-                let bytes = krl::encode(&KrlContents {
-                    version,
-                    // The time it was made: signed with the bytes, it tells `krl --out` how
-                    // old an answer is, so a KRL replayed from the past is refused, not kept.
-                    generated_date: u64::try_from(period).unwrap_or(0),
-                    comment: "countersign",
-                    ca: self.ca.public_key_data(),
-                    serials,
-                })?;
-                let signature = signature_pem(self.ca.sign_message(KRL_NAMESPACE, &bytes))?;
-                Ok((bytes, signature))
-            },
-        )
+        let kind = KrlKind {
+            etag_prefix: "",
+            comment: "countersign",
+            ca: self.ca.public_key_data(),
+        };
+        self.cached_krl(&self.krl, unix(now), &kind, certs::revoked_unexpired, |b| {
+            self.ca.sign_message(KRL_NAMESPACE, b)
+        })
     }
 
-    /// A KRL from `cache` if it is still exact at `now`, else built anew from the
-    /// revocations `read` returns (`build` encodes and signs them; `etag_prefix` goes
-    /// before the version in the ETag) and cached. Servers poll every
+    /// A KRL of `kind` from `cache` if it is still exact at `now`, else built anew from
+    /// the revocations `read` returns, signed by `sign`, and cached. Servers poll every
     /// minute or so; a KRL changes only when a certificate is revoked (the version goes
     /// up, whichever process revoked it) or when a listed certificate expires and drops
     /// out, so until then the last one built is exact.
@@ -305,9 +296,9 @@ impl Service {
         &self,
         cache: &Mutex<Option<CachedKrl>>,
         now: i64,
-        etag_prefix: &str,
+        kind: &KrlKind<'_>,
         read: impl FnOnce(&Tx<'_>, i64) -> Result<certs::Revoked, StoreError>,
-        build: impl FnOnce(u64, i64, &[u64]) -> Result<(Vec<u8>, String), ServiceError>,
+        sign: impl FnOnce(&[u8]) -> Result<ssh_key::SshSig, crate::ca::CaError>,
     ) -> Result<Arc<Krl>, ServiceError> {
         // Dated the start of the current [`KRL_REFRESH`] period, not the second: replicas
         // sharing one database then build the same bytes, version and ETag (Ed25519
@@ -332,9 +323,21 @@ impl Service {
         };
         self.not_behind(version)?;
         let serials: Vec<u64> = revoked.serials.iter().map(|s| s.get()).collect();
-        let (bytes, signature) = build(version, period, &serials)?;
+        let bytes = krl::encode(&KrlContents {
+            version,
+            // The time it was made: signed with the bytes, it tells `krl --out` how old an
+            // answer is, so a KRL replayed from the past is refused, not kept.
+            generated_date: u64::try_from(period).unwrap_or(0),
+            comment: kind.comment,
+            ca: kind.ca,
+            serials: &serials,
+        })?;
+        let signature = sign(&bytes)?
+            .to_pem(ssh_key::LineEnding::LF)
+            .map_err(|e| ServiceError::Ca(crate::ca::CaError::Sign(e)))?;
         let etag = format!(
-            "\"{etag_prefix}{version}-{}\"",
+            "\"{}{version}-{}\"",
+            kind.etag_prefix,
             &hex::encode(Sha256::digest(&bytes))[..32]
         );
         let krl = Arc::new(Krl {

@@ -6,9 +6,9 @@ use std::time::Duration;
 use super::{HOST_KRL_NAMESPACE, HOST_LIST_LIMIT, HostCertView, host_settings};
 use crate::audit::{self, HostRevoked, NewEvent};
 use crate::error_code::ErrorCode;
-use crate::krl::{self, KrlContents};
+
 use crate::names::{Serial, Text, UserName};
-use crate::service::revoke::Krl;
+use crate::service::revoke::{Krl, KrlKind};
 use crate::service::{Service, ServiceError, unix, view::rfc3339};
 use crate::store::hosts;
 
@@ -131,24 +131,17 @@ impl Service {
     pub fn host_krl(&self) -> Result<Arc<Krl>, ServiceError> {
         self.clock_agrees()?;
         let ca = self.host_ca()?;
+        let kind = KrlKind {
+            etag_prefix: "h",
+            comment: "countersign host certificates",
+            ca: ca.public_key_data(),
+        };
         self.cached_krl(
             &self.host_krl,
             unix(self.now()),
-            "h",
+            &kind,
             hosts::revoked_unexpired,
-            |version, period, serials| {
-                let bytes = krl::encode(&KrlContents {
-                    version,
-                    generated_date: u64::try_from(period).unwrap_or(0),
-                    comment: "countersign host certificates",
-                    ca: ca.public_key_data(),
-                    serials,
-                })?;
-                let signature = super::super::revoke::signature_pem(
-                    ca.sign_message(HOST_KRL_NAMESPACE, &bytes),
-                )?;
-                Ok((bytes, signature))
-            },
+            |b| ca.sign_message(HOST_KRL_NAMESPACE, b),
         )
     }
 }
