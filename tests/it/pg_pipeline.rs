@@ -245,3 +245,42 @@ fn a_single_statement_read_refuses_a_second_statement() {
     // The connection goes back to the pool usable.
     assert_eq!(store.read(countersign::store::audit::last_seq).unwrap(), 1);
 }
+
+/// Under load the writer begins the next batch's transaction with the last one's COMMIT
+/// (`Shared::end_write_and_begin`): it holds the write lock. A writer with no more work
+/// must give it back, or every other writer (another replica, a write outside the
+/// writer thread) would wait until this one got work again.
+#[test]
+fn a_transaction_begun_for_the_next_batch_does_not_hold_the_lock_while_idle() {
+    let (db, store) = store();
+    let results = one_batch(
+        &store,
+        vec![
+            Box::new(|s: &Store| s.write(|tx| row(tx, 1, "one"))),
+            Box::new(|s: &Store| s.write(|tx| row(tx, 2, "two"))),
+        ],
+    );
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    // The writer thread is idle now. A write in its own transaction (as the background
+    // sweeps make) takes the lock; waited for on another thread, so a hang fails here.
+    let (done, finished) = mpsc::channel();
+    let other = store.clone();
+    std::thread::spawn(move || {
+        let _ = done.send(other.write(|tx| row(tx, 3, "alone")));
+    });
+    let alone = finished
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("a write outside the writer waited for an idle writer's lock");
+    assert!(alone.is_ok(), "{alone:?}");
+    assert_eq!(stored(&db), ["one", "two", "alone"]);
+    // And a batch after it continues from the chain as it is now.
+    let results = one_batch(
+        &store,
+        vec![
+            Box::new(|s: &Store| s.write(|tx| row(tx, 4, "four"))),
+            Box::new(|s: &Store| s.write(|tx| row(tx, 5, "five"))),
+        ],
+    );
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(stored(&db), ["one", "two", "alone", "four", "five"]);
+}
