@@ -321,7 +321,10 @@ fn next_job(rx: &mpsc::Receiver<Job>, idle: &impl Fn()) -> Option<Job> {
     loop {
         match rx.try_recv() {
             Ok(job) => return Some(job),
-            Err(mpsc::TryRecvError::Disconnected) => return None,
+            Err(mpsc::TryRecvError::Disconnected) => {
+                idle();
+                return None;
+            }
             Err(mpsc::TryRecvError::Empty) if Instant::now() < until => std::thread::yield_now(),
             Err(mpsc::TryRecvError::Empty) => {
                 idle();

@@ -7,10 +7,11 @@
 //! operation that wrote, or ran after a write it could have read, gets the failure.
 //! The same rules as SQLite's batches (`store/writer/batch.rs`).
 //!
-//! A batch of several operations (more are likely queued) sends its COMMIT with the
-//! next transaction's BEGIN, `pg_try_advisory_xact_lock` and the chain's head in one
-//! message, saving the next batch a round trip; if another replica waits for the lock,
-//! the `try` fails and that transaction is rolled back (the lock goes to the waiter). A
+//! A batch of several operations (more are likely queued) sends its COMMIT together
+//! with the next transaction's BEGIN, `pg_try_advisory_xact_lock` and the chain's head
+//! (a message each, one round trip; the COMMIT judged by its own answer), saving the
+//! next batch a round trip; if another replica waits for the lock, the `try` fails and
+//! that transaction is rolled back (the lock goes to the waiter). A
 //! writer thread about to sleep for want of work rolls back a transaction so begun: it
 //! never holds the lock while idle.
 

@@ -7,14 +7,23 @@ use super::{Pooled, Shared, StoreError, WRITE_LOCK};
 /// The notification channel every write transaction notifies on commit.
 pub(super) const CHANNEL: &str = "countersign_commits";
 
-/// A write transaction's BEGIN, its id, the write lock taken with `lock` (the waiting
-/// `pg_advisory_xact_lock` or `pg_try_advisory_xact_lock`) and the audit chain's head, in
-/// one message. (`audit.seq`: a bare `seq` would order by the text column of the same
-/// name, "9" after "10".)
-fn begin_sql(lock: &str) -> String {
+/// A write transaction's BEGIN, its id with the write lock, and the audit chain's head,
+/// in one message (`audit.seq`: a bare `seq` would order by the text column of the same
+/// name, "9" after "10"). `wait`: the lock is waited for
+/// (`pg_advisory_xact_lock`, which answers "" as text); else tried
+/// (`pg_try_advisory_xact_lock`), and the id is read, and so an id assigned, only if it
+/// was taken: NULL otherwise.
+fn begin_sql(wait: bool) -> String {
+    let lock = if wait {
+        format!("SELECT txid_current()::text, pg_advisory_xact_lock({WRITE_LOCK})::text")
+    } else {
+        format!(
+            "SELECT CASE WHEN pg_try_advisory_xact_lock({WRITE_LOCK}) \
+             THEN txid_current()::text END, ''"
+        )
+    };
     format!(
-        "BEGIN ISOLATION LEVEL READ COMMITTED; \
-         SELECT txid_current()::text, {lock}({WRITE_LOCK})::text; \
+        "BEGIN ISOLATION LEVEL READ COMMITTED; {lock}; \
          SELECT seq::text, hash FROM audit ORDER BY audit.seq DESC LIMIT 1"
     )
 }
@@ -34,28 +43,24 @@ impl Shared {
         // head comes with it, read under the lock: every append of the transaction
         // builds on it without a query of its own (`store/audit.rs`).
         conn.abandon();
-        let rows = conn.simple_rows(&begin_sql("pg_advisory_xact_lock"))?;
-        match Self::begun(conn, rows)? {
-            (xid, true) => Ok(xid),
-            (_, false) => Err(StoreError::Corrupt("the write lock was not taken".into())),
-        }
+        let rows = conn.simple_rows(&begin_sql(true))?;
+        Self::begun(conn, rows)?
+            .ok_or_else(|| StoreError::Corrupt("txid_current() returned no number".into()))
     }
 
-    /// The transaction [`begin_sql`] began on `conn`, from its answer `rows`: its id, and
-    /// whether it holds the write lock (then it is a write transaction, with the chain's
-    /// head known).
-    fn begun(conn: &Pooled, rows: Vec<Vec<Option<String>>>) -> Result<(i64, bool), StoreError> {
+    /// The transaction [`begin_sql`] began on `conn`, from its answer `rows`: its id if it
+    /// holds the write lock (then it is a write transaction, with the chain's head known),
+    /// `None` if the lock was not taken. Only the exact answers count: an id that parses,
+    /// and "" beside it (what both forms answer once the lock is held).
+    fn begun(conn: &Pooled, rows: Vec<Vec<Option<String>>>) -> Result<Option<i64>, StoreError> {
         let mut rows = rows.into_iter();
-        let mut first = rows.next().unwrap_or_default().into_iter();
-        let xid = first
-            .next()
-            .flatten()
-            .and_then(|xid| xid.parse::<i64>().ok())
-            .ok_or_else(|| StoreError::Corrupt("txid_current() returned no number".into()))?;
-        // `pg_advisory_xact_lock` answers "" (void); the `try` form "true" or "false".
-        if first.next().flatten().as_deref() == Some("false") {
-            return Ok((xid, false));
+        let first = rows.next().unwrap_or_default();
+        let xid = match first.as_slice() {
+            [Some(xid), Some(locked)] if locked.is_empty() => xid.parse::<i64>().ok(),
+            [None, Some(locked)] if locked.is_empty() => return Ok(None),
+            _ => None,
         }
+        .ok_or_else(|| StoreError::Corrupt("txid_current() returned no number".into()))?;
         conn.set_writing(true);
         if let Some(mut head) = rows.next() {
             let hash = head.pop().flatten();
@@ -64,7 +69,7 @@ impl Shared {
                 conn.set_audit_head(seq, &hash);
             }
         }
-        Ok((xid, true))
+        Ok(Some(xid))
     }
 
     /// Commits transaction `xid` on `conn` (notifying the other replicas) and returns
@@ -121,11 +126,12 @@ impl Shared {
         }
     }
 
-    /// [`Shared::end_write`], and in the same message (no round trip of its own) the next
-    /// write transaction on `conn`, if the write lock is free at once: a writer with more
-    /// queued saves the BEGIN's round trip. If another replica waits for the lock, it gets
-    /// it (the `try` form never queues) and the begun transaction is rolled back. The
-    /// COMMIT's outcome is handled as `end_write`'s; the next transaction's id, if begun.
+    /// [`Shared::end_write`], and with it (two messages sent together: one round trip)
+    /// the next write transaction on `conn`, if the write lock is free at once: a writer
+    /// with more queued saves the BEGIN's round trip. If another replica waits for the
+    /// lock, it gets it (the `try` form never queues) and the begun transaction is rolled
+    /// back. The COMMIT is judged by its own answer, as `end_write`'s; the next
+    /// transaction's id, if begun.
     pub(super) fn end_write_and_begin(
         &self,
         conn: &Pooled,
@@ -133,39 +139,23 @@ impl Shared {
     ) -> (Result<(), StoreError>, Option<i64>) {
         let head = conn.audit_head();
         conn.set_writing(false);
-        let sql = format!(
-            "NOTIFY {CHANNEL}; COMMIT; {}",
-            begin_sql("pg_try_advisory_xact_lock")
-        );
-        match conn.simple_rows(&sql) {
-            Ok(rows) => {
-                self.committed();
-                match Self::begun(conn, rows) {
-                    Ok((next, true)) => (Ok(()), Some(next)),
-                    // Not taken, or an answer that does not parse: not a write transaction.
-                    Ok((_, false)) | Err(_) => {
-                        Self::roll_back(conn);
-                        (Ok(()), None)
-                    }
-                }
+        let commit = format!("NOTIFY {CHANNEL}; COMMIT");
+        let (committed, begun) = conn.batch_then_rows(&commit, &begin_sql(false));
+        if let Err(e) = committed {
+            // Not kept: closed, which ends whatever the second message began.
+            return (self.commit_failed(xid, head.as_ref(), e), None);
+        }
+        self.committed();
+        match begun.and_then(|rows| Self::begun(conn, rows)) {
+            Ok(Some(next)) => (Ok(()), Some(next)),
+            // Not taken (or no answer that parses): not a write transaction. Its ROLLBACK
+            // goes without waiting; the pool flushes it when the connection comes back.
+            Ok(None) => {
+                conn.send("ROLLBACK");
+                conn.keep();
+                (Ok(()), None)
             }
-            Err(e @ StoreError::Unavailable(_)) => {
-                (self.commit_failed(xid, head.as_ref(), e), None)
-            }
-            Err(e) => {
-                // Refused: by the COMMIT (a statement of the transaction failed before)
-                // or by the next BEGIN after it. Which is not told: end whatever is open
-                // and ask PostgreSQL what became of `xid`.
-                Self::roll_back(conn);
-                match self.pool.outcome(xid, head.as_ref()) {
-                    Ok(true) => {
-                        self.committed();
-                        (Ok(()), None)
-                    }
-                    Ok(false) => (self.commit_failed(xid, head.as_ref(), e), None),
-                    Err(asked) => (Err(asked), None),
-                }
-            }
+            Err(_) => (Ok(()), None),
         }
     }
 

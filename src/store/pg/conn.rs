@@ -365,17 +365,33 @@ impl Conn {
     ) -> Result<Vec<Vec<Option<String>>>, StoreError> {
         self.release_held(true);
         let messages = self.wait(self.client.simple_query(sql))?;
-        Ok(messages
-            .iter()
-            .filter_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(row) => Some(
-                    (0..row.len())
-                        .map(|i| row.get(i).map(str::to_owned))
-                        .collect(),
-                ),
-                _ => None,
-            })
-            .collect())
+        Ok(rows_of(&messages))
+    }
+
+    /// [`Conn::batch`] of `first` and [`Conn::simple_rows`] of `second`, as two messages
+    /// sent together (one round trip), each with its own outcome: a failure of `second`
+    /// says nothing of `first`, whose answer came before.
+    pub(in crate::store) fn batch_then_rows(
+        &self,
+        first: &str,
+        second: &str,
+    ) -> (Result<(), StoreError>, Result<TextRows, StoreError>) {
+        self.release_held(true);
+        let client = &self.client;
+        let both = async move {
+            let (a, b) = tokio::join!(client.batch_execute(first), client.simple_query(second));
+            Ok::<_, tokio_postgres::Error>((a, b))
+        };
+        match self.wait(both) {
+            Ok((a, b)) => (
+                a.map_err(StoreError::from_pg),
+                b.map_err(StoreError::from_pg).map(|m| rows_of(&m)),
+            ),
+            Err(e) => {
+                let again = StoreError::Unavailable(e.to_string());
+                (Err(e), Err(again))
+            }
+        }
     }
 
     /// Runs statements without parameters (transaction control, DDL).
@@ -409,6 +425,24 @@ impl Conn {
     pub(in crate::store) fn send(&self, sql: &str) {
         let _ = poll_once(self.client.batch_execute(sql));
     }
+}
+
+/// Rows of a simple query's answer, each value as text (`None` for NULL).
+pub(in crate::store) type TextRows = Vec<Vec<Option<String>>>;
+
+/// The rows of a simple query's answer.
+fn rows_of(messages: &[tokio_postgres::SimpleQueryMessage]) -> TextRows {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_owned))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
 }
 
 /// A single-statement read in progress on a connection; ended when dropped (a panic
