@@ -33,6 +33,7 @@ mod defer;
 mod drive;
 mod migrations;
 mod pool;
+mod simple;
 mod tls;
 
 use std::sync::{Arc, OnceLock};

@@ -16,7 +16,7 @@ use crate::store::sql::{Param, translate};
 
 /// One open connection and the statements prepared on it.
 pub(crate) struct Conn {
-    client: tokio_postgres::Client,
+    pub(super) client: tokio_postgres::Client,
     statements: RefCell<HashMap<String, Statement>>,
     /// Drives this connection (its socket, and the task that reads and writes it)
     /// while a caller waits for an answer; its timer bounds every wait. `None` only
@@ -134,7 +134,7 @@ impl Conn {
     /// Before a statement goes out during an operation: if it writes (`writes`), or the
     /// operation holds writes it could read, the operation takes its savepoint (once)
     /// and sends what it held, so that the statement runs after them, as written.
-    fn release_held(&self, writes: bool) {
+    pub(super) fn release_held(&self, writes: bool) {
         let mut op = self.op.borrow_mut();
         let Some(op) = op.as_mut() else {
             return;
@@ -357,49 +357,6 @@ impl Conn {
         }
     }
 
-    /// Runs statements without parameters in one message (one round trip) and returns
-    /// the rows they returned, in order, each value as text (`None` for NULL).
-    pub(in crate::store) fn simple_rows(
-        &self,
-        sql: &str,
-    ) -> Result<Vec<Vec<Option<String>>>, StoreError> {
-        self.release_held(true);
-        let messages = self.wait(self.client.simple_query(sql))?;
-        Ok(rows_of(&messages))
-    }
-
-    /// [`Conn::batch`] of `first` and [`Conn::simple_rows`] of `second`, as two messages
-    /// sent together (one round trip), each with its own outcome: a failure of `second`
-    /// says nothing of `first`, whose answer came before.
-    pub(in crate::store) fn batch_then_rows(
-        &self,
-        first: &str,
-        second: &str,
-    ) -> (Result<(), StoreError>, Result<TextRows, StoreError>) {
-        self.release_held(true);
-        let client = &self.client;
-        let both = async move {
-            let (a, b) = tokio::join!(client.batch_execute(first), client.simple_query(second));
-            Ok::<_, tokio_postgres::Error>((a, b))
-        };
-        match self.wait(both) {
-            Ok((a, b)) => (
-                a.map_err(StoreError::from_pg),
-                b.map_err(StoreError::from_pg).map(|m| rows_of(&m)),
-            ),
-            Err(e) => {
-                let again = StoreError::Unavailable(e.to_string());
-                (Err(e), Err(again))
-            }
-        }
-    }
-
-    /// Runs statements without parameters (transaction control, DDL).
-    pub(in crate::store) fn batch(&self, sql: &str) -> Result<(), StoreError> {
-        self.release_held(true);
-        self.wait(self.client.batch_execute(sql))
-    }
-
     /// Lets the connection do what is queued and what has arrived, without a round
     /// trip: requests sent without waiting (a read's ROLLBACK) leave for the server, and
     /// an end of the connection the server sent (a restart, an idle session ended) is
@@ -425,24 +382,6 @@ impl Conn {
     pub(in crate::store) fn send(&self, sql: &str) {
         let _ = poll_once(self.client.batch_execute(sql));
     }
-}
-
-/// Rows of a simple query's answer, each value as text (`None` for NULL).
-pub(in crate::store) type TextRows = Vec<Vec<Option<String>>>;
-
-/// The rows of a simple query's answer.
-fn rows_of(messages: &[tokio_postgres::SimpleQueryMessage]) -> TextRows {
-    messages
-        .iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).map(str::to_owned))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
 }
 
 /// A single-statement read in progress on a connection; ended when dropped (a panic
