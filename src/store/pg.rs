@@ -27,13 +27,11 @@
 //! thread (the API's blocking pool, the writer thread, the CLI, tests).
 
 mod batch;
-mod commit;
 mod conn;
 mod defer;
 mod drive;
 mod migrations;
 mod pool;
-mod simple;
 mod tls;
 
 use std::sync::{Arc, OnceLock};
@@ -41,7 +39,6 @@ use std::time::Duration;
 
 use super::StoreError;
 
-use commit::CHANNEL;
 pub(crate) use conn::Conn;
 use conn::Single;
 pub(super) use migrations::migrate;
@@ -164,6 +161,99 @@ impl Writing {
 impl Drop for Writing {
     fn drop(&mut self) {
         WRITING.with(|w| w.set(false));
+    }
+}
+
+/// The notification channel every write transaction notifies on commit.
+const CHANNEL: &str = "countersign_commits";
+
+impl Shared {
+    fn committed(&self) {
+        self.commits.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Begins a write transaction on `conn` and takes [`WRITE_LOCK`]; returns its
+    /// transaction id. The connection is marked abandoned (closed, not pooled) until
+    /// [`Shared::end_write`] or a ROLLBACK goes through: never reused mid-transaction.
+    fn begin_write(conn: &Pooled) -> Result<i64, StoreError> {
+        // One message, so one round trip: PostgreSQL runs the SELECTs only if the BEGIN
+        // went through (a failed statement ends a multi-statement query), so the lock is
+        // never taken, nor anything written, outside the transaction. The audit chain's
+        // head comes with it, read under the lock: every append of the transaction
+        // builds on it without a query of its own (`store/audit.rs`). (`audit.seq`: a
+        // bare `seq` would order by the text column of the same name, "9" after "10".)
+        let sql = format!(
+            "BEGIN ISOLATION LEVEL READ COMMITTED; \
+             SELECT txid_current()::text, pg_advisory_xact_lock({WRITE_LOCK})::text; \
+             SELECT seq::text, hash FROM audit ORDER BY audit.seq DESC LIMIT 1"
+        );
+        conn.abandon();
+        let rows = conn.simple_rows(&sql)?;
+        conn.set_writing(true);
+        let mut rows = rows.into_iter();
+        let xid = rows
+            .next()
+            .and_then(|row| row.into_iter().next().flatten())
+            .and_then(|xid| xid.parse::<i64>().ok())
+            .ok_or_else(|| StoreError::Corrupt("txid_current() returned no number".into()))?;
+        if let Some(mut head) = rows.next() {
+            let hash = head.pop().flatten();
+            let seq = head.pop().flatten().and_then(|seq| seq.parse::<i64>().ok());
+            if let (Some(seq), Some(hash), true) = (seq, hash, head.is_empty()) {
+                conn.set_audit_head(seq, &hash);
+            }
+        }
+        Ok(xid)
+    }
+
+    /// Commits transaction `xid` on `conn` (notifying the other replicas) and returns
+    /// once it is durable. When the connection fails during COMMIT, asks PostgreSQL
+    /// whether it committed before answering.
+    fn end_write(&self, conn: &Pooled, xid: i64) -> Result<(), StoreError> {
+        // The last audit event this transaction appended, if any: proof of its COMMIT
+        // that does not depend on transaction ids (see `Pool::outcome`).
+        let head = conn.audit_head();
+        conn.set_writing(false);
+        match conn.batch(&format!("NOTIFY {CHANNEL}; COMMIT")) {
+            Ok(()) => {
+                conn.keep();
+                self.committed();
+                Ok(())
+            }
+            Err(StoreError::Unavailable(why)) => match self.pool.outcome(xid, head.as_ref()) {
+                Ok(true) => {
+                    tracing::warn!(xid, "the connection failed during COMMIT; it committed");
+                    self.committed();
+                    Ok(())
+                }
+                // It did not commit because the server went away (a shutdown, a
+                // crash): nothing was done, and a retry may succeed.
+                Ok(false) => Err(StoreError::Unavailable(format!(
+                    "the connection failed during COMMIT and the transaction did not \
+                     commit: {why}"
+                ))),
+                Err(e) => Err(e),
+            },
+            Err(e) => {
+                // Refused, not lost: a statement of this transaction failed before, most
+                // likely one sent without waiting (`Conn::put`), whose own error was not
+                // read. Nothing committed; said here so that it can be looked into.
+                tracing::warn!(
+                    error = %e,
+                    "a write transaction could not commit: a statement in it failed"
+                );
+                Err(e)
+            }
+        }
+    }
+
+    /// Ends a transaction that will not commit; the connection is pooled again only if
+    /// the ROLLBACK went through.
+    fn roll_back(conn: &Pooled) {
+        conn.set_writing(false);
+        if conn.batch("ROLLBACK").is_ok() {
+            conn.keep();
+        }
     }
 }
 

@@ -278,26 +278,20 @@ impl Threads {
 /// WAL would grow without bound. Other checkpoint schedules were tried and not kept
 /// (docs/benchmark.md, "Lab notes").
 pub(super) fn start(shared: Arc<Shared>, store: u64) -> Option<Threads> {
-    spawn(
-        "countersign-writer",
-        move |jobs| shared.run_batch(store, jobs),
-        || {},
-    )
+    spawn("countersign-writer", move |jobs| {
+        shared.run_batch(store, jobs)
+    })
 }
 
 /// A writer thread named `name`: takes every operation queued (up to [`MAX_BATCH`]) and
-/// hands them to `run` as one batch, until the sender is dropped; `idle` runs before it
-/// sleeps for want of work. `None` (logged) if the OS refuses a thread.
-pub(super) fn spawn(
-    name: &str,
-    mut run: impl FnMut(Vec<Job>) + Send + 'static,
-    idle: impl Fn() + Send + 'static,
-) -> Option<Threads> {
+/// hands them to `run` as one batch, until the sender is dropped. `None` (logged) if
+/// the OS refuses a thread.
+pub(super) fn spawn(name: &str, mut run: impl FnMut(Vec<Job>) + Send + 'static) -> Option<Threads> {
     let (tx, rx) = mpsc::channel::<Job>();
     let spawned = std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
-            while let Some(first) = next_job(&rx, &idle) {
+            while let Some(first) = next_job(&rx) {
                 let mut jobs = Vec::with_capacity(16);
                 jobs.push(first);
                 jobs.extend(rx.try_iter().take(MAX_BATCH - 1));
@@ -315,21 +309,15 @@ pub(super) fn spawn(
 
 /// The next operation queued, `None` once the sender is gone: looked for again and
 /// again for up to [`LINGER`] (giving the CPU away between looks, so that a thread with
-/// work runs first), then, after `idle`, waited for asleep.
-fn next_job(rx: &mpsc::Receiver<Job>, idle: &impl Fn()) -> Option<Job> {
+/// work runs first), then waited for asleep.
+fn next_job(rx: &mpsc::Receiver<Job>) -> Option<Job> {
     let until = Instant::now() + LINGER;
     loop {
         match rx.try_recv() {
             Ok(job) => return Some(job),
-            Err(mpsc::TryRecvError::Disconnected) => {
-                idle();
-                return None;
-            }
+            Err(mpsc::TryRecvError::Disconnected) => return None,
             Err(mpsc::TryRecvError::Empty) if Instant::now() < until => std::thread::yield_now(),
-            Err(mpsc::TryRecvError::Empty) => {
-                idle();
-                return rx.recv().ok();
-            }
+            Err(mpsc::TryRecvError::Empty) => return rx.recv().ok(),
         }
     }
 }

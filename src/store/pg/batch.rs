@@ -6,14 +6,6 @@
 //! operation's result leaves before the COMMIT; if the batch does not commit, every
 //! operation that wrote, or ran after a write it could have read, gets the failure.
 //! The same rules as SQLite's batches (`store/writer/batch.rs`).
-//!
-//! A batch of several operations (more are likely queued) sends its COMMIT together
-//! with the next transaction's BEGIN, `pg_try_advisory_xact_lock` and the chain's head
-//! (a message each, one round trip; the COMMIT judged by its own answer), saving the
-//! next batch a round trip; if another replica waits for the lock, the `try` fails and
-//! that transaction is rolled back (the lock goes to the waiter). A
-//! writer thread about to sleep for want of work rolls back a transaction so begun: it
-//! never holds the lock while idle.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -26,9 +18,6 @@ use crate::store::writer::{Threads, spawn};
 thread_local! {
     /// The batch this thread (a writer thread) is running, if any.
     static BATCH: RefCell<Option<Batch>> = const { RefCell::new(None) };
-    /// A write transaction the last batch's COMMIT began for the next batch, holding the
-    /// write lock (`Shared::end_write_and_begin`), with its id.
-    static NEXT: RefCell<Option<(Pooled, i64)>> = const { RefCell::new(None) };
 }
 
 /// A batch in progress on the writer thread.
@@ -161,34 +150,21 @@ pub(super) fn read<T, E: From<StoreError>>(f: impl FnOnce(&Conn) -> Result<T, E>
 
 /// Starts the writer thread of `store` (the SQLite writer's loop, `writer::spawn`).
 pub(super) fn start(shared: Arc<Shared>, store: u64) -> Option<Threads> {
-    spawn(
-        "countersign-pg-writer",
-        move |jobs| run(&shared, store, jobs),
-        // Never hold the write lock while waiting for work: other replicas want it.
-        || {
-            if let Some((conn, _)) = NEXT.with(|n| n.borrow_mut().take()) {
-                conn.set_writing(false);
-                Shared::roll_back(&conn);
-            }
-        },
-    )
+    spawn("countersign-pg-writer", move |jobs| {
+        run(&shared, store, jobs)
+    })
 }
 
 /// Runs one batch: every job in one transaction under the write lock, one COMMIT, then
 /// the results.
 fn run(shared: &Shared, store: u64, jobs: Vec<Job>) {
     crate::store::after::discard();
-    let chain = jobs.len() > 1;
-    let begun = NEXT.with(|n| n.borrow_mut().take());
-    let (conn, xid, aborted) = match begun {
-        Some((conn, xid)) => (Some(conn), Some(xid), None),
-        None => match shared.pool.get() {
-            Ok(conn) => match Shared::begin_write(&conn) {
-                Ok(xid) => (Some(conn), Some(xid), None),
-                Err(e) => (Some(conn), None, Some(e)),
-            },
-            Err(e) => (None, None, Some(e)),
+    let (conn, xid, aborted) = match shared.pool.get() {
+        Ok(conn) => match Shared::begin_write(&conn) {
+            Ok(xid) => (Some(conn), Some(xid), None),
+            Err(e) => (Some(conn), None, Some(e)),
         },
+        Err(e) => (None, None, Some(e)),
     };
     BATCH.with(|b| {
         *b.borrow_mut() = Some(Batch {
@@ -219,15 +195,6 @@ fn run(shared: &Shared, store: u64, jobs: Vec<Job>) {
         return;
     };
     let result = match (batch.aborted, batch.conn, xid) {
-        // A batch of several: more are likely queued, so the next transaction begins
-        // with this COMMIT.
-        (None, Some(conn), Some(xid)) if chain => {
-            let (result, next) = shared.end_write_and_begin(&conn, xid);
-            if let Some(next) = next {
-                NEXT.with(|n| *n.borrow_mut() = Some((conn, next)));
-            }
-            result
-        }
         (None, Some(conn), Some(xid)) => shared.end_write(&conn, xid),
         (aborted, conn, _) => {
             if let Some(conn) = &conn {

@@ -16,7 +16,7 @@ use crate::store::sql::{Param, translate};
 
 /// One open connection and the statements prepared on it.
 pub(crate) struct Conn {
-    pub(super) client: tokio_postgres::Client,
+    client: tokio_postgres::Client,
     statements: RefCell<HashMap<String, Statement>>,
     /// Drives this connection (its socket, and the task that reads and writes it)
     /// while a caller waits for an answer; its timer bounds every wait. `None` only
@@ -134,7 +134,7 @@ impl Conn {
     /// Before a statement goes out during an operation: if it writes (`writes`), or the
     /// operation holds writes it could read, the operation takes its savepoint (once)
     /// and sends what it held, so that the statement runs after them, as written.
-    pub(super) fn release_held(&self, writes: bool) {
+    fn release_held(&self, writes: bool) {
         let mut op = self.op.borrow_mut();
         let Some(op) = op.as_mut() else {
             return;
@@ -355,6 +355,33 @@ impl Conn {
             Some(Err(e)) => Err(StoreError::from_pg(e)),
             _ => Ok(()),
         }
+    }
+
+    /// Runs statements without parameters in one message (one round trip) and returns
+    /// the rows they returned, in order, each value as text (`None` for NULL).
+    pub(in crate::store) fn simple_rows(
+        &self,
+        sql: &str,
+    ) -> Result<Vec<Vec<Option<String>>>, StoreError> {
+        self.release_held(true);
+        let messages = self.wait(self.client.simple_query(sql))?;
+        Ok(messages
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                    (0..row.len())
+                        .map(|i| row.get(i).map(str::to_owned))
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Runs statements without parameters (transaction control, DDL).
+    pub(in crate::store) fn batch(&self, sql: &str) -> Result<(), StoreError> {
+        self.release_held(true);
+        self.wait(self.client.batch_execute(sql))
     }
 
     /// Lets the connection do what is queued and what has arrived, without a round
