@@ -6,14 +6,21 @@ use reqwest::StatusCode;
 
 use super::*;
 
-#[tokio::test]
-async fn an_old_sign_in_cannot_approve_until_the_person_signs_in_again() {
+/// A server whose provider says bob signed in half an hour ago (the default
+/// `approval_max_auth_age` allows 15m): the provider, its state, the server, its secrets
+/// dir, and bob's session from that sign-in.
+async fn old_sign_in() -> (Idp, IdpState, TestApp, tempfile::TempDir, String) {
     let (idp, mut state) = provider();
-    // bob authenticated at the provider half an hour ago (the default allows 15m).
     state.auth_time_offset = 1800;
     idp.set_state(&state);
-    let (app, _s) = spawn(&idp, "").await;
+    let (app, secrets) = spawn(&idp, "").await;
     let old = sign_in_as(&app, "bob").await;
+    (idp, state, app, secrets, old)
+}
+
+#[tokio::test]
+async fn an_old_sign_in_cannot_approve_until_the_person_signs_in_again() {
+    let (idp, mut state, app, _secrets, old) = old_sign_in().await;
     // Requesting and reading are not step-up actions.
     assert_eq!(whoami(&app, &old).await.0, StatusCode::OK);
     let id = app.create_ok("alice", "prod-db").await;
@@ -58,11 +65,7 @@ async fn an_old_sign_in_cannot_approve_until_the_person_signs_in_again() {
 
 #[tokio::test]
 async fn the_cli_signs_in_again_when_approving_needs_it_and_retries_once() {
-    let (idp, mut state) = provider();
-    state.auth_time_offset = 1800;
-    idp.set_state(&state);
-    let (app, _s) = spawn(&idp, "").await;
-    let old = sign_in_as(&app, "bob").await;
+    let (idp, mut state, app, _secrets, old) = old_sign_in().await;
     let id = app.create_ok("alice", "prod-db").await;
     // bob's CLI holds that old session.
     let home = cli_home(&app, &old);
@@ -94,11 +97,7 @@ async fn the_cli_signs_in_again_when_approving_needs_it_and_retries_once() {
 /// is approved.
 #[tokio::test]
 async fn the_cli_does_not_sign_in_again_for_a_session_in_the_environment() {
-    let (idp, mut state) = provider();
-    state.auth_time_offset = 1800;
-    idp.set_state(&state);
-    let (app, _s) = spawn(&idp, "").await;
-    let old = sign_in_as(&app, "bob").await;
+    let (_idp, _, app, _secrets, old) = old_sign_in().await;
     let id = app.create_ok("alice", "prod-db").await;
     let home = tempfile::tempdir().unwrap();
     let mut cmd = cli(home.path(), &["approve", &id, "--url", &app.url]);
@@ -122,11 +121,7 @@ async fn the_cli_does_not_sign_in_again_for_a_session_in_the_environment() {
 /// sign-in approving does: else an old session would approve there without it.
 #[tokio::test]
 async fn an_old_sign_in_cannot_register_a_key_that_would_approve_at_the_front_door() {
-    let (idp, mut state) = provider();
-    state.auth_time_offset = 1800;
-    idp.set_state(&state);
-    let (app, _s) = spawn(&idp, "").await;
-    let old = sign_in_as(&app, "bob").await;
+    let (idp, mut state, app, _secrets, old) = old_sign_in().await;
     let (path, line) = crate::keys::key_file(&app, "bob_key");
     let (status, body) = post_as(
         &app,
@@ -177,11 +172,7 @@ async fn an_old_sign_in_cannot_register_a_key_that_would_approve_at_the_front_do
 /// challenge, and registers the key.
 #[tokio::test]
 async fn the_cli_signs_in_again_to_register_a_key() {
-    let (idp, mut state) = provider();
-    state.auth_time_offset = 1800;
-    idp.set_state(&state);
-    let (app, _s) = spawn(&idp, "").await;
-    let old = sign_in_as(&app, "bob").await;
+    let (idp, mut state, app, _secrets, old) = old_sign_in().await;
     let (path, _) = crate::keys::key_file(&app, "bob_key");
     let home = cli_home(&app, &old);
     let public = format!("{}.pub", path.display());
