@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::mark::Mark;
 use super::{ACCEPT_ROLLBACK_FLAG, StateError, files};
-use crate::audit::{self, MarkSeen, NewEvent, StateRollbackAccepted};
+use crate::audit::{self, CertificateRevoked, MarkSeen, NewEvent, StateRollbackAccepted};
 use crate::names::Serial;
 use crate::store::meta;
 use crate::store::{Store, StoreError, certificates as certs, hosts};
@@ -101,17 +101,24 @@ pub(super) fn accept_rollback(
             .ok_or_else(|| StoreError::Corrupt("the KRL version is at its maximum".into()))?;
         meta::raise_krl_floor(tx, floor)?;
         // Every revocation published and not ended yet is listed again, whether or not
-        // the older copy knew of it (or of the certificate).
+        // the older copy knew of it (or of the certificate). A certificate the copy holds
+        // unrevoked is revoked in its row, with its `certificate.revoked` event, so that
+        // nothing reads it as live (`show`, `audit --serial`, `audit explain`, a second
+        // `revoke`); one it never saw is carried.
         let mut carried = Vec::new();
         for r in mark.map_or(&[][..], |m| &m.revoked) {
             let serial = Serial::parse(&r.serial).map_err(|e| {
                 StoreError::Corrupt(format!("the state mark lists serial {:?}: {e}", r.serial))
             })?;
-            let known = certs::by_serial(tx, serial)?.is_some_and(|c| c.revoked);
-            if r.valid_before > at - skew
-                && !known
-                && certs::carry_revocation(tx, serial, r.valid_before, at)?
-            {
+            if r.valid_before <= at - skew {
+                continue;
+            }
+            let done = match certs::by_serial(tx, serial)? {
+                Some(c) if c.revoked => false,
+                Some(c) => revoke_again(tx, now, operator, reason, &c)?,
+                None => certs::carry_revocation(tx, serial, r.valid_before, at)?,
+            };
+            if done {
                 carried.push(r.serial.clone());
             }
         }
@@ -169,4 +176,41 @@ pub(super) fn accept_rollback(
         )?;
         Ok::<_, StateError>(())
     })
+}
+
+/// Revokes again, in its row, a certificate an accepted older copy holds unrevoked
+/// though its revocation was published, with the `certificate.revoked` event its story
+/// shows. Returns whether it was revoked now.
+fn revoke_again(
+    tx: &crate::store::Tx<'_>,
+    now: DateTime<Utc>,
+    operator: &str,
+    reason: &str,
+    cert: &certs::Holding,
+) -> Result<bool, StoreError> {
+    let why = format!("carried over by an accepted rollback ({reason})");
+    let Some(version) = certs::revoke(tx, cert.serial, now.timestamp(), operator, &why)? else {
+        return Ok(false);
+    };
+    audit::append(
+        tx,
+        now,
+        &NewEvent {
+            actor: operator,
+            request_id: Some(cert.request_id.as_str()),
+            serial: Some(cert.serial),
+            event: CertificateRevoked {
+                serial: cert.serial.to_string(),
+                requester: cert.requester.to_string(),
+                role: cert.role.to_string(),
+                reason: why,
+                krl_version: version,
+                valid_before: DateTime::<Utc>::from_timestamp(cert.valid_before, 0)
+                    .unwrap_or_default()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            }
+            .into(),
+        },
+    )?;
+    Ok(true)
 }

@@ -280,13 +280,37 @@ async fn an_older_copy_of_the_database_is_refused_until_an_operator_accepts_it_o
     ];
     expected.sort();
     assert_eq!(carried, expected);
+    // The certificate the copy holds is revoked in its row, on the record, as the copy
+    // shows it to anyone who looks (and a second revocation finds it revoked); the
+    // other is unknown to the copy, listed in the KRL only.
+    let again = Api::new(&server.url)
+        .events(&bob, "certificate.revoked")
+        .await;
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0]["serial"], serial_of(&before).to_string());
+    assert_eq!(again[0]["actor"], accepted[0]["actor"]);
+    let why = again[0]["detail"]["reason"].as_str().unwrap();
+    assert!(
+        why.starts_with("carried over by an accepted rollback (disk lost"),
+        "{why}"
+    );
+    let (status, body) = Api::new(&server.url)
+        .post(
+            &bob,
+            &format!("/v1/certificates/{}/revoke", serial_of(&before)),
+            json!({"reason": "again"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "already_revoked", "{body}");
     // The copy forgot both revocations; the mark did not: the new KRL (a higher version,
     // so servers take it) still revokes both certificates.
     // Kept apart from the file fetched before the restore, which revokes both already.
     let out = krl_out(&config, &server.url, &krl, &ca_key);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let said = text(&out.stderr);
-    assert!(said.contains("KRL version 3"), "{said}");
+    assert!(said.contains("KRL version 4"), "{said}");
     let fresh = dir.path().join("fresh.krl");
     let out = krl_out(&config, &server.url, &fresh, &ca_key);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -303,7 +327,7 @@ async fn an_older_copy_of_the_database_is_refused_until_an_operator_accepts_it_o
     let resp = reqwest::get(format!("{}/v1/krl", server.url))
         .await
         .unwrap();
-    assert_eq!(resp.headers()["x-krl-version"], "3");
+    assert_eq!(resp.headers()["x-krl-version"], "4");
 
     let out = run(operator(&config).args(["backup", "--out"]).arg(&backup));
     assert_refused(&out, "never overwrites");
