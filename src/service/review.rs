@@ -315,9 +315,15 @@ fn review_refusal(
         .iter()
         .filter_map(|v| UserName::parse(&v.reviewer).ok())
         .collect();
-    bg::may_review(people, &review, &invoker, actor, &done)
-        .err()
-        .map(|r| r.to_string())
+    bg::may_review(
+        people,
+        &review,
+        (&invoker, b.allowed_by.as_deref()),
+        actor,
+        &done,
+    )
+    .err()
+    .map(|r| r.to_string())
 }
 
 /// Why an approval that would issue the certificate is refused at signing: the

@@ -327,3 +327,40 @@ async fn an_allowance_is_told_to_the_sinks_that_ask_for_it() {
     );
     assert_eq!(of_type(&told, "breakglass.used").len(), 1, "{told:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_who_allowed_one_more_use_does_not_review_that_use() {
+    // erin reviews (group security) and is an admin: she may allow alice one more use.
+    let policy = breakglass_policy().replace("[users.erin]\n", "[users.erin]\nadmin = true\n");
+    assert!(policy.contains("admin = true\ngroups = [\"security\"]"));
+    let app = TestApp::spawn_with(&policy).await;
+    let first = break_ok(&app, "alice").await;
+    let (status, body) = app
+        .post("erin", "/v1/breakglass/allow", json!({ "user": "alice" }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let second = break_ok(&app, "alice").await;
+    assert_eq!(second["breakglass"]["allowed_by"], "erin");
+
+    let (status, body) = review(&app, "erin", &id_of(&second), "justified", "mine").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "self_review", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("erin allowed this break-glass use"),
+        "{body}"
+    );
+    // The refusal is on the record, and the use she did not allow she reviews.
+    let refused = events_of(&app, "attempt.refused").await;
+    assert!(
+        refused.iter().any(|e| e["actor"] == "erin"
+            && e["request_id"] == second["id"]
+            && e["detail"]["code"] == "self_review"),
+        "{refused:?}"
+    );
+    let (status, body) = review(&app, "erin", &id_of(&first), "justified", "ok").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(events_of(&app, "breakglass.reviewed").await.len() == 1);
+}

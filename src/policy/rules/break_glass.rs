@@ -47,6 +47,13 @@ pub enum BreakGlassRefusal {
     /// The reviewer is the invoker: nobody reviews their own use.
     #[error("nobody reviews their own break-glass")]
     SelfReview,
+    /// The reviewer is the admin who allowed this use (one more while the invoker's last
+    /// one waited for its review): nobody reviews a use they made possible.
+    #[error("{user} allowed this break-glass use: nobody reviews a use they allowed")]
+    AllowedIt {
+        /// Who tried.
+        user: UserName,
+    },
     /// The reviewer is not among the table's reviewers (or is a service account).
     #[error("{user} may not review break-glass of role {role}")]
     NotAReviewer {
@@ -80,7 +87,9 @@ impl BreakGlassRefusal {
             BreakGlassRefusal::NotAnInvoker { .. } => ErrorCode::NotAnInvoker,
             BreakGlassRefusal::ReasonMismatch { .. } => ErrorCode::ReasonMismatch,
             BreakGlassRefusal::Unreviewed { .. } => ErrorCode::UnreviewedBreakglass,
-            BreakGlassRefusal::SelfReview => ErrorCode::SelfReview,
+            BreakGlassRefusal::SelfReview | BreakGlassRefusal::AllowedIt { .. } => {
+                ErrorCode::SelfReview
+            }
             BreakGlassRefusal::NotAReviewer { .. } => ErrorCode::NotAReviewer,
             BreakGlassRefusal::AlreadyReviewed { .. } => ErrorCode::AlreadyReviewed,
             BreakGlassRefusal::ReviewClosed => ErrorCode::ReviewClosed,
@@ -209,18 +218,24 @@ impl<'a> Review<'a> {
     }
 }
 
-/// Whether `reviewer` may add a verdict to the use `invoker` made, which already has
-/// verdicts from `reviewed_by`: a listed reviewer (never a service account), never the
-/// invoker, once, while the review is open.
+/// Whether `reviewer` may add a verdict to the use `invoker` made (with the allowance
+/// of admin `allowed_by`, if it spent one), which already has verdicts from
+/// `reviewed_by`: a listed reviewer (never a service account), never the invoker nor the
+/// admin who allowed the use, once, while the review is open.
 pub fn may_review(
     people: &People<'_>,
     review: &Review<'_>,
-    invoker: &UserName,
+    (invoker, allowed_by): (&UserName, Option<&str>),
     reviewer: &UserName,
     reviewed_by: &[UserName],
 ) -> Result<(), BreakGlassRefusal> {
     if reviewer == invoker {
         return Err(BreakGlassRefusal::SelfReview);
+    }
+    if allowed_by == Some(reviewer.as_str()) {
+        return Err(BreakGlassRefusal::AllowedIt {
+            user: reviewer.clone(),
+        });
     }
     let listed = people.is_known(reviewer)
         && !people.is_bot(reviewer)
@@ -357,16 +372,24 @@ reviews = 2
         let people = People::of_policy(&c.policy);
         let role = c.policy.roles.values().next().unwrap();
         let bg = table(role).unwrap();
-        let may = |invoker: &str, reviewer: &str, done: &[&str]| {
+        let allowed = |invoker: &str, by: Option<&str>, reviewer: &str, done: &[&str]| {
             let done: Vec<UserName> = done.iter().map(|d| u(d)).collect();
             may_review(
                 &people,
                 &Review::of(role, bg),
-                &u(invoker),
+                (&u(invoker), by),
                 &u(reviewer),
                 &done,
             )
         };
+        let may =
+            |invoker: &str, reviewer: &str, done: &[&str]| allowed(invoker, None, reviewer, done);
+        // The admin who allowed one more use does not review it; others do.
+        assert_eq!(
+            allowed("alice", Some("bob"), "bob", &[]),
+            Err(BreakGlassRefusal::AllowedIt { user: u("bob") })
+        );
+        assert!(allowed("alice", Some("bob"), "carol", &[]).is_ok());
         assert!(may("alice", "bob", &[]).is_ok());
         // carol is a reviewer, but not of her own use.
         assert_eq!(

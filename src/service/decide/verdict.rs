@@ -88,7 +88,8 @@ impl Service {
             let idp = self.idp_groups(tx, &[actor], now)?;
             let people = People::new(policy, &idp);
             let reviewed_by: Vec<UserName> = verdicts.iter().map(|v| v.reviewer.clone()).collect();
-            if let Err(r) = bg::may_review(&people, &review, &used.invoker, actor, &reviewed_by) {
+            let use_ = (&used.invoker, used.allowed_by.as_deref());
+            if let Err(r) = bg::may_review(&people, &review, use_, actor, &reviewed_by) {
                 return self.refuse(tx, now, &attempt, r.into());
             }
             let given = VerdictRow {
@@ -152,7 +153,8 @@ impl Service {
         let idp = self.idp_groups(tx, &[actor], now)?;
         let config = self.config();
         let people = People::new(&config.policy, &idp);
-        Ok(bg::may_review(&people, &review, &used.invoker, actor, &done).is_ok())
+        let use_ = (&used.invoker, used.allowed_by.as_deref());
+        Ok(bg::may_review(&people, &review, use_, actor, &done).is_ok())
     }
 
     /// Revokes the certificate of use `id` unless it is revoked already: an `unjustified`
