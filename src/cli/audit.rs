@@ -129,6 +129,10 @@ pub(super) fn summary(detail: &serde_json::Value) -> String {
     let mut parts = Vec::new();
     for key in [
         "role",
+        // breakglass.reviewed, breakglass.review_closed
+        "invoker",
+        "verdict",
+        "outcome",
         "reason",
         "comment",
         "code",
@@ -164,4 +168,31 @@ pub(super) fn summary(detail: &serde_json::Value) -> String {
         parts.push(format!("signed_by={} basis={basis}", by.join(",")));
     }
     parts.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::summary;
+
+    #[test]
+    fn a_break_glass_verdict_is_named_in_the_table() {
+        let reviewed = json!({
+            "role": "prod-db", "invoker": "alice", "verdict": "unjustified",
+            "comment": "no incident"
+        });
+        assert_eq!(
+            summary(&reviewed),
+            "role=prod-db invoker=alice verdict=unjustified comment=no incident"
+        );
+        let closed = json!({
+            "role": "prod-db", "invoker": "alice", "outcome": "justified",
+            "reviewers": ["bob", "carol"], "time_to_review_seconds": 60
+        });
+        assert_eq!(
+            summary(&closed),
+            "role=prod-db invoker=alice outcome=justified"
+        );
+    }
 }
