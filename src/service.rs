@@ -13,6 +13,7 @@ mod credential;
 mod decide;
 mod device;
 mod error;
+mod facts;
 mod hosts;
 mod identity;
 mod inbox;
@@ -119,6 +120,8 @@ pub struct Service {
     token_use: std::sync::Mutex<std::collections::HashMap<String, i64>>,
     /// What this process did, for `GET /metrics` (`metrics.rs`).
     metrics: Arc<crate::metrics::Metrics>,
+    /// Requests' roles and requesters, for approvals on PostgreSQL (`service/facts.rs`).
+    facts: facts::RequestFacts,
     /// When readiness last proved a write and a signature (`service/ready.rs`).
     probed: ready::Probed,
     /// Set at SIGTERM: readiness says no from then on (`service/ready.rs`).
@@ -165,6 +168,7 @@ impl Service {
             sinks: Arc::new(Vec::new()),
             token_use: std::sync::Mutex::new(std::collections::HashMap::new()),
             metrics,
+            facts: facts::RequestFacts::default(),
             probed: ready::Probed::default(),
             stopping: std::sync::atomic::AtomicBool::new(false),
         }

@@ -38,14 +38,14 @@ impl Service {
         let now = self.now();
         // On PostgreSQL, what signing checks is read with the request, under the write
         // lock, in one round trip: it depends only on the request's role and requester,
-        // which never change, so they are read before (outside the lock). A failed read
+        // which never change, so they are known before (outside the lock): remembered
+        // from the request's creation or an earlier read, else read now. A failed read
         // here only costs the round trip: the write reads what it needs anyway. (SQLite
         // has no round trips to save.)
         let ahead = self
             .store
             .is_postgres()
-            .then(|| self.store.read_single(|tx| rq::role_and_requester(tx, id)))
-            .and_then(Result::ok)
+            .then(|| self.role_and_requester(id))
             .flatten()
             .map(|(role, requester)| {
                 let rivals: Vec<RoleName> = policy
@@ -218,5 +218,19 @@ impl Service {
                 now,
             )))
         }))
+    }
+
+    /// The role and requester of request `id`: remembered, or read (and remembered).
+    fn role_and_requester(&self, id: &RequestId) -> Option<(RoleName, UserName)> {
+        if let Some(facts) = self.facts.get(id) {
+            return Some(facts);
+        }
+        let (role, requester) = self
+            .store
+            .read_single(|tx| rq::role_and_requester(tx, id))
+            .ok()
+            .flatten()?;
+        self.facts.put(id.clone(), role.clone(), requester.clone());
+        Some((role, requester))
     }
 }

@@ -138,7 +138,7 @@ impl Service {
             role: &role.name,
         };
         let rivals: Vec<_> = policy.conflicting_roles(&role.name).into_iter().collect();
-        flatten(self.store.write(|tx| {
+        let created = flatten(self.store.write(|tx| {
             // The actor's disabled mark, their pending count, whether a fresh id is free
             // and what they hold of the rival roles: one round trip under the write lock.
             let candidate = RequestId::new_at(unix(now), &mut rand::rng());
@@ -235,7 +235,14 @@ impl Service {
                 view: view::assemble(&people, row, Vec::new(), None, false, now),
                 replayed: false,
             }))
-        }))
+        }))?;
+        // Committed: its approvals need not read these again (`service/facts.rs`).
+        if self.store.is_postgres()
+            && let Ok(id) = RequestId::parse(&created.view.id)
+        {
+            self.facts.put(id, role.name.clone(), actor.clone());
+        }
+        Ok(created)
     }
 
     /// A `sod_conflict` through a certificate revoked (or given back) less than
