@@ -104,13 +104,14 @@ const IDEMPOTENCY_KEY: &str = "idempotency-key";
 pub(super) async fn requests_create(
     State(state): State<AppState>,
     Actor(actor): Actor,
+    axum::Extension(credential): axum::Extension<crate::service::Credential>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<CreateBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let key = idempotency_key(&headers)?;
     let req = body.parse()?;
     let created = submit(&state, move |s| {
-        s.create_request_once(&actor, req, key.as_ref())
+        s.create_request_once(&actor, &credential, req, key.as_ref())
     })
     .await?;
     let view = created.view;

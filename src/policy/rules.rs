@@ -379,7 +379,8 @@ mod principals;
 
 pub use break_glass::BreakGlassRefusal;
 pub use keys::{
-    KeyFacts, key_must_be_registered, key_must_be_requesters, key_owner, registered_to_another,
+    KeyFacts, device_session_key_must_be_registered, key_must_be_registered,
+    key_must_be_requesters, key_owner, registered_to_another,
 };
 pub use principals::principals_must_be_own;
 

@@ -113,7 +113,7 @@ async fn a_request_whose_key_is_not_among_keys_registered_since_ends_at_signing(
         body["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("registered ssh_keys")
+            .contains("is not one of the keys registered to alice")
     );
     assert_eq!(app.request("alice", &id).await.1["status"], "refused");
     assert_eq!(app.count("SELECT count(*) FROM certificates"), 0);

@@ -99,7 +99,14 @@ pub fn key_must_be_requesters(
         .get(user)
         .is_some_and(|u| !u.ssh_keys.is_empty());
     if (in_config || facts.has_keys) && !registered_to(policy, facts, user, key) {
-        return refuse(key, format!("is not one of {user}'s registered ssh_keys"));
+        return refuse(
+            key,
+            format!(
+                "is not one of the keys registered to {user} (`countersign keys list`): \
+                 request with one of them, or register this one first (`countersign keys \
+                 add`)"
+            ),
+        );
     }
     Ok(())
 }
@@ -126,6 +133,34 @@ pub fn key_must_be_registered(
              ([requests] require_registered_keys): the key's owner registers it with \
              `countersign keys add` (a service account's key goes in its [users.NAME] \
              ssh_keys)"
+        ),
+    )
+}
+
+/// A request made with a session from the device flow (`countersign login --device`)
+/// certifies only a key registered to the requester. Such a login can be started by
+/// anyone and sent to someone else to confirm (device-code phishing): whoever holds the
+/// session must not get the victim's access for a key of their own. Registering a key
+/// asks a sign-in the device flow cannot give.
+pub fn device_session_key_must_be_registered(
+    policy: &Policy,
+    facts: &KeyFacts,
+    user: &UserName,
+    key: &SubjectKey,
+) -> Result<(), Refusal> {
+    if registered_to(policy, facts, user, key) {
+        return Ok(());
+    }
+    if let Some(r) = disputed(policy, facts, key) {
+        return Err(r);
+    }
+    refuse(
+        key,
+        format!(
+            "is not registered to {user}, and a session from the device flow (`countersign \
+             login --device`) requests only for registered keys: register it (`countersign \
+             keys add`, after signing in with a browser: `countersign login --loopback`), or \
+             request from such a sign-in"
         ),
     )
 }

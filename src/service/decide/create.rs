@@ -12,7 +12,7 @@ use crate::names::{IdempotencyKey, Principal, RequestId, RoleName, Text, UserNam
 use crate::policy::rules::{self, Refusal};
 use crate::policy::{People, Role};
 use crate::pubkey::SubjectKey;
-use crate::service::{RequestView, Service, ServiceError, unix, view};
+use crate::service::{Credential, RequestView, Service, ServiceError, unix, view};
 use crate::store::idempotency::{self as idem, Remembered};
 use crate::store::requests::{self as rq, RequestRow, Status};
 use crate::store::{StoreError, Tx};
@@ -82,24 +82,39 @@ pub struct Created {
 }
 
 impl Service {
-    /// Creates a pending request for `actor`.
+    /// Creates a pending request for `actor`, who came through the web UI (a browser
+    /// sign-in) or the SSH front door (a registered key).
     pub fn create_request(
         &self,
         actor: &UserName,
         req: NewRequest,
     ) -> Result<RequestView, ServiceError> {
-        self.create_request_once(actor, req, None).map(|c| c.view)
+        self.create(actor, req, None, false).map(|c| c.view)
     }
 
-    /// Creates a pending request for `actor`, once per idempotency `key`: a retry with
-    /// the same key and the same request within [`IDEMPOTENCY_KEY_LIFETIME`] gets the
-    /// request the key created (`replayed`), whatever has happened to it since; the same
-    /// key with a different request is `idempotency_mismatch`.
+    /// Creates a pending request for `actor`, who presented `credential`, once per
+    /// idempotency `key`: a retry with the same key and the same request within
+    /// [`IDEMPOTENCY_KEY_LIFETIME`] gets the request the key created (`replayed`),
+    /// whatever has happened to it since; the same key with a different request is
+    /// `idempotency_mismatch`. A session from the device flow asks only for a key
+    /// registered to `actor` (`rules::device_session_key_must_be_registered`).
     pub fn create_request_once(
+        &self,
+        actor: &UserName,
+        credential: &Credential,
+        req: NewRequest,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Created, ServiceError> {
+        let device = matches!(credential, Credential::Session { device: true, .. });
+        self.create(actor, req, key, device)
+    }
+
+    fn create(
         &self,
         actor: &UserName,
         req: NewRequest,
         key: Option<&IdempotencyKey>,
+        device: bool,
     ) -> Result<Created, ServiceError> {
         let config = self.config();
         let policy = &config.policy;
@@ -182,7 +197,13 @@ impl Service {
                 .and_then(|()| rules::principals_must_be_own(&people, role, actor))
                 .and_then(|()| {
                     let facts = &checks.key_facts;
-                    rules::key_must_be_registered(required, policy, facts, actor, subject)
+                    rules::key_must_be_registered(required, policy, facts, actor, subject)?;
+                    if device {
+                        rules::device_session_key_must_be_registered(
+                            policy, facts, actor, subject,
+                        )?;
+                    }
+                    Ok(())
                 })
             {
                 return self.refuse(tx, now, &attempt, r);

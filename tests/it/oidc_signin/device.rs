@@ -292,6 +292,43 @@ async fn one_address_gets_sixty_sign_in_requests_a_minute() {
     assert_eq!(app.get("bob", "/v1/whoami").await.0, StatusCode::OK);
 }
 
+/// The session of a device login started here and confirmed by `login` at the provider.
+async fn device_session(app: &TestApp, login: &str) -> String {
+    let grant = device_start(app).await;
+    let url = grant["verification_uri_complete"].as_str().unwrap();
+    let user_code = grant["user_code"].as_str().unwrap();
+    confirm_and_sign_in(app, url, user_code, login).await;
+    let (status, body) = poll(app, grant["device_code"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["session"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_session_from_a_device_login_asks_only_for_keys_registered_to_its_user() {
+    // frank holds alice's session from a device login she confirmed (as below). alice has
+    // registered no key: without this rule, he would get her access for his own key.
+    let (idp, _) = provider();
+    let (app, _s) = spawn(&idp, "").await;
+    let phished = device_session(&app, "alice").await;
+    let ask = |line: &str| json!({ "role": "prod-db", "public_key": line, "reason": "INC-1" });
+    let (_, franks) = crate::keys::key_file(&app, "frank_key");
+    let (status, body) =
+        super::step_up::post_as(&app, &phished, "/v1/requests", ask(&franks)).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "key_not_allowed"),
+        "{body}"
+    );
+    let said = body["error"]["message"].as_str().unwrap();
+    assert!(said.contains("device flow"), "{said}");
+    assert_eq!(app.count("SELECT count(*) FROM requests"), 0);
+    // A key alice registered (from a sign-in that may) is asked for from the same session.
+    let (_, alices) = crate::keys::registered(&app, "alice", "alice_key").await;
+    let (status, body) =
+        super::step_up::post_as(&app, &phished, "/v1/requests", ask(&alices)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
 #[tokio::test]
 async fn a_session_from_a_device_login_never_approves() {
     // Anyone can start a device login and send its link to someone to confirm: frank
@@ -299,13 +336,7 @@ async fn a_session_from_a_device_login_never_approves() {
     // confirms it. Frank now holds alice's session, and it must not approve his request.
     let (idp, _) = provider();
     let (app, _s) = spawn(&idp, "").await;
-    let grant = device_start(&app).await;
-    let url = grant["verification_uri_complete"].as_str().unwrap();
-    let user_code = grant["user_code"].as_str().unwrap();
-    confirm_and_sign_in(&app, url, user_code, "alice").await;
-    let (status, body) = poll(&app, grant["device_code"].as_str().unwrap()).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let phished = body["session"].as_str().unwrap().to_owned();
+    let phished = device_session(&app, "alice").await;
     let id = app.create_ok("frank", "prod-db").await;
     refused_for_loopback(approve_with(&app, &phished, &id).await);
     let (_, request) = app.request("frank", &id).await;
