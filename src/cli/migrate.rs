@@ -40,16 +40,24 @@ pub(super) fn run(config: &Path, args: &MigrateStoreArgs) -> anyhow::Result<Exit
         done.source.display(),
         done.target
     )?;
+    let width = done
+        .tables
+        .iter()
+        .map(|(table, _)| table.len())
+        .chain(["database id".len()])
+        .max()
+        .unwrap_or(0);
     for (table, rows) in &done.tables {
-        outln!("  {table:<20} {rows:>10} rows")?;
+        outln!("  {table:<width$} {rows:>10} rows")?;
     }
-    outln!("  database id          {}", done.database)?;
+    outln!("  {:<width$} {}", "database id", done.database)?;
     outln!(
-        "  audit head           seq {} hash {} (chain verified)",
+        "  {:<width$} seq {} hash {} (chain verified)",
+        "audit head",
         done.audit_seq,
         done.audit_head
     )?;
-    outln!("  KRL version          {}", done.krl_version)?;
+    outln!("  {:<width$} {}", "KRL version", done.krl_version)?;
     outln!()?;
     outln!(
         "Next: start the replicas with this config (countersign serve); keep {} unchanged, \

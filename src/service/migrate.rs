@@ -126,6 +126,12 @@ pub fn migrate_to_postgres(config: &Config) -> Result<Migrated, MigrateError> {
             source_path.display()
         )));
     }
+    // A target in use says so first (read without creating the schema): after a move,
+    // the SQLite file is behind the state mark the replicas advanced, and that is not
+    // the reason to give.
+    if let Some(ca) = Store::peek_postgres_ca(&options)? {
+        return Err(CopyError::NotEmpty(format!("it records CA key {}", ca.fingerprint)).into());
+    }
     // The source is opened as `serve` on SQLite would open it (read only): it must
     // belong to the configured CA key and not be behind the state mark, or the copy
     // would be refused at the first start on PostgreSQL.
