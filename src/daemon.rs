@@ -195,9 +195,18 @@ async fn ssh_door(service: &Service) -> anyhow::Result<Option<SshDoor>> {
     let Some(settings) = service.config().ssh.clone() else {
         return Ok(None);
     };
-    let host_key =
+    let (host_key, created) =
         host_key::load_or_create(&settings.host_key_file).context("refusing to start")?;
-    tracing::info!(fingerprint = %host_key::fingerprint(&host_key), "SSH host key loaded");
+    let fingerprint = host_key::fingerprint(&host_key);
+    if created {
+        // Users who logged in before see a new key: they should hear why from the operator.
+        tracing::warn!(
+            %fingerprint, path = %settings.host_key_file.display(),
+            "SSH host key created (there was none): tell users its fingerprint"
+        );
+    } else {
+        tracing::info!(%fingerprint, "SSH host key loaded");
+    }
     let listener = bind(settings.listen).await?;
     tracing::info!(address = %listener.local_addr()?, "SSH front door listening");
     Ok(Some(SshDoor { listener, host_key }))

@@ -50,11 +50,11 @@ pub fn fingerprint(key: &PrivateKey) -> String {
     key.public_key().fingerprint(HashAlg::Sha256).to_string()
 }
 
-/// The key at `path`, generated (mode 0600) if there is no file yet.
-pub fn load_or_create(path: &Path) -> Result<PrivateKey, HostKeyError> {
+/// The key at `path`, generated (mode 0600) if there is no file yet; whether it was.
+pub fn load_or_create(path: &Path) -> Result<(PrivateKey, bool), HostKeyError> {
     match std::fs::symlink_metadata(path) {
-        Ok(_) => load(path),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(path),
+        Ok(_) => load(path).map(|key| (key, false)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(path).map(|key| (key, true)),
         Err(source) => Err(io(path, source)),
     }
 }

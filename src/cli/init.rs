@@ -68,7 +68,10 @@ pub(super) fn init(config: &Path, args: &InitArgs) -> anyhow::Result<ExitCode> {
     }
     eprintln!("CA fingerprint {}", ca.fingerprint());
     if let Some(ssh) = &service.config().ssh {
-        let key = host_key::load_or_create(&ssh.host_key_file)?;
+        let (key, created) = host_key::load_or_create(&ssh.host_key_file)?;
+        if created {
+            eprintln!("created SSH host key {}", ssh.host_key_file.display());
+        }
         eprintln!("SSH host key fingerprint {}", host_key::fingerprint(&key));
     }
     if let Ok(line) = service.host_ca_public() {

@@ -126,7 +126,7 @@ impl FrontDoor {
     /// Serves the front door for `app`'s service with the host key from its config.
     pub async fn start(app: &TestApp) -> FrontDoor {
         let settings = app.service.config().ssh.clone().expect("[ssh] configured");
-        let key = host_key::load_or_create(&settings.host_key_file).expect("host key");
+        let (key, _) = host_key::load_or_create(&settings.host_key_file).expect("host key");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
