@@ -149,10 +149,12 @@ mod tests {
     fn created_once_with_mode_0600_then_loaded_unchanged() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("data").join("ssh_host_ed25519_key");
-        let first = load_or_create(&path).unwrap();
+        let (first, created) = load_or_create(&path).unwrap();
+        assert!(created);
         let mode = std::fs::metadata(&path).unwrap().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let again = load_or_create(&path).unwrap();
+        let (again, created) = load_or_create(&path).unwrap();
+        assert!(!created);
         assert_eq!(fingerprint(&first), fingerprint(&again));
         assert!(fingerprint(&first).starts_with("SHA256:"));
     }
