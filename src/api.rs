@@ -42,7 +42,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use tokio::net::TcpListener;
 
-pub use auth::Actor;
+pub use auth::{Actor, Caller};
 pub use error::ApiError;
 pub use limits::AuthLimiter;
 pub use metrics::serve_metrics;

@@ -51,7 +51,7 @@ pub use crate::store::requests::Status;
 pub use crate::store::sessions::{LoginRow as SignInInProgress, SESSION_PREFIX};
 pub use crate::store::tokens::TokenListing;
 pub use calls::{blocking, quick, submit};
-pub use credential::{Credential, ScopeSet, StepUp, SteppedUp};
+pub use credential::{Authenticated, Credential, ScopeSet, StepUp, SteppedUp};
 pub use decide::{Allowance, Created, IDEMPOTENCY_KEY_LIFETIME, NewRequest};
 pub use device::{DEVICE_CODE_GRANT, DEVICE_VIA, DeviceGrant, DeviceWait, format_user_code};
 pub use error::{ErrorKind, ServiceError, chain};
@@ -274,7 +274,8 @@ impl Service {
     /// such (`user_disabled`); a revoked token, or one of a user no longer in the config,
     /// authenticates nobody.
     pub fn authenticate(&self, secret: &str) -> Result<UserName, ServiceError> {
-        self.authenticate_credential(secret).map(|(user, _)| user)
+        self.authenticate_credential(secret)
+            .map(|who| who.user().clone())
     }
 
     /// `user_disabled` if `user` is disabled: for front ends that identify users

@@ -19,7 +19,7 @@ use super::server::ClientAddr;
 use super::{ApiError, AppState};
 use crate::error_code::ErrorCode;
 use crate::names::UserName;
-use crate::service::{Credential, Scope, ScopeSet, ServiceError};
+use crate::service::{Authenticated, Credential, Scope, ScopeSet, ServiceError};
 
 /// The authenticated caller. Nothing in a request body can set who the actor is.
 #[derive(Debug, Clone)]
@@ -62,7 +62,8 @@ impl FromRequestParts<AppState> for Actor {
                 "authentication failed"
             );
         }
-        let (user, credential) = result.map_err(ApiError::from)?;
+        let who = result.map_err(ApiError::from)?;
+        let (user, credential) = (who.user().clone(), *who.credential());
         // A web UI session lives in its browser's `HttpOnly` cookie: presented as a bearer
         // token, it was taken from there, and is refused like an unknown token.
         if let Credential::Session { web: true, .. } = credential {
@@ -86,9 +87,32 @@ impl FromRequestParts<AppState> for Actor {
                 ),
             }));
         }
-        // How the caller signed in, for the handlers that ask (approving: step-up).
+        // How the caller signed in, for the handlers that ask; the two together for those
+        // that step up (approving: `Service::step_up` takes them only as one).
         parts.extensions.insert(credential);
+        parts.extensions.insert(who);
         Ok(Actor(user))
+    }
+}
+
+/// The authenticated caller with the credential they proved it with, as one value: what
+/// `Service::step_up` takes (handlers that decide or give access use this, not [`Actor`]).
+#[derive(Debug, Clone)]
+pub struct Caller(pub Authenticated);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if parts.extensions.get::<Authenticated>().is_none() {
+            Actor::from_request_parts(parts, state).await?;
+        }
+        parts
+            .extensions
+            .get::<Authenticated>()
+            .cloned()
+            .map(Caller)
+            .ok_or_else(|| ApiError::from(ServiceError::Unauthenticated))
     }
 }
 

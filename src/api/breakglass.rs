@@ -2,17 +2,17 @@
 //! `POST /v1/requests/{id}/review` (a reviewer's verdict) and `POST /v1/breakglass/allow`
 //! (an admin allows one more use before the last is reviewed).
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::{Extension, Json};
 use serde::Deserialize;
 
 use super::extract::Json as JsonBody;
 use super::requests::CreateBody;
-use super::{Actor, ApiError, AppState, submit};
+use super::{ApiError, AppState, Caller, submit};
 use crate::names::{RequestId, Text, UserName};
-use crate::service::{Allowance, Credential, RequestView, StepUp, Verdict};
+use crate::service::{Allowance, RequestView, StepUp, Verdict};
 
 /// `POST /v1/requests/{id}/review` body.
 #[derive(Debug, Default, Deserialize)]
@@ -36,12 +36,11 @@ pub(super) struct AllowBody {
 /// invoker). With the identity provider down, the SSH front door is the way.
 pub(super) async fn breakglass_use(
     State(state): State<AppState>,
-    Actor(actor): Actor,
-    Extension(credential): Extension<crate::service::Credential>,
+    Caller(me): Caller,
     JsonBody(body): JsonBody<CreateBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let req = body.parse()?;
-    let who = state.step_up(&actor, &credential, StepUp::Approve)?;
+    let who = state.step_up(&me, StepUp::Approve)?;
     let view = submit(&state, move |s| s.break_glass(&who, req)).await?;
     let location = format!("/v1/requests/{}", view.id);
     Ok((
@@ -55,8 +54,7 @@ pub(super) async fn breakglass_use(
 /// like approving, it needs a recent sign-in at the identity provider (`reauth_required`).
 pub(super) async fn request_review(
     State(state): State<AppState>,
-    Actor(actor): Actor,
-    Extension(credential): Extension<crate::service::Credential>,
+    Caller(me): Caller,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<ReviewBody>,
 ) -> Result<Json<RequestView>, ApiError> {
@@ -65,8 +63,8 @@ pub(super) async fn request_review(
         ApiError::invalid("verdict: must be \"justified\" or \"unjustified\"".to_owned())
     })?;
     let comment = Text::parse(&body.comment, "comment")?;
-    let who = state.step_up(&actor, &credential, StepUp::Approve)?;
-    let user = actor.clone();
+    let who = state.step_up(&me, StepUp::Approve)?;
+    let user = me.user().clone();
     let view = submit(&state, move |s| {
         s.review_breakglass(&who, &id, verdict, comment)
     })
@@ -84,15 +82,10 @@ pub(super) async fn request_review(
 /// `POST /v1/breakglass/allow` -> who may break the glass once more (admins).
 pub(super) async fn breakglass_allow(
     State(state): State<AppState>,
-    Actor(actor): Actor,
-    Extension(credential): Extension<Credential>,
+    Caller(me): Caller,
     JsonBody(body): JsonBody<AllowBody>,
 ) -> Result<Json<Allowance>, ApiError> {
-    let who = state.step_up(
-        &actor,
-        &credential,
-        StepUp::Grant("allowing one more break-glass use"),
-    )?;
+    let who = state.step_up(&me, StepUp::Grant("allowing one more break-glass use"))?;
     let user = UserName::parse(&body.user).map_err(|e| ApiError::invalid(format!("user: {e}")))?;
     let allowed = submit(&state, move |s| s.allow_breakglass(&who, &user)).await?;
     tracing::warn!(

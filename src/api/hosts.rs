@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 use super::extract::{Json as JsonBody, Query};
 use super::server::ClientAddr;
-use super::{Actor, ApiError, AppState, AuthLimiter, blocking, submit};
+use super::{Actor, ApiError, AppState, AuthLimiter, Caller, blocking, submit};
 use crate::error_code::ErrorCode;
 use crate::names::{HostPrincipal, Serial, parse_duration};
 use crate::pubkey::SubjectKey;
@@ -143,17 +143,12 @@ fn bounded<'a>(name: &str, value: &'a str) -> Result<&'a str, ApiError> {
 /// with the `host-token` scope): a join token.
 pub(super) async fn host_token_create(
     State(state): State<AppState>,
-    Actor(actor): Actor,
-    axum::Extension(credential): axum::Extension<crate::service::Credential>,
+    Caller(me): Caller,
     JsonBody(body): JsonBody<TokenBody>,
 ) -> Result<(StatusCode, Json<NewHostToken>), ApiError> {
     // A join token makes a host certificate: with a session, a recent sign-in (a bot's
     // `host-token` scope is no session).
-    let who = state.step_up(
-        &actor,
-        &credential,
-        StepUp::Grant("making a host join token"),
-    )?;
+    let who = state.step_up(&me, StepUp::HostToken)?;
     let principals = HostPrincipal::parse_list(&body.principals)?;
     let ttl = ttl(body.ttl.as_deref())?;
     let made = submit(&state, move |s| s.create_host_token(&who, principals, ttl)).await?;

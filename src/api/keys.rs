@@ -8,17 +8,17 @@
 //! registration calls are step-up actions as approving is (`reauth_required`).
 
 use axum::Json;
-use axum::extract::{Extension, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::extract::{Json as JsonBody, Query};
-use super::{Actor, ApiError, AppState, blocking, submit};
+use super::{Actor, ApiError, AppState, Caller, blocking, submit};
 use crate::names::UserName;
 use crate::pubkey::SubjectKey;
-use crate::service::{CHALLENGE_LIFETIME, Credential, KEY_NAMESPACE, KeyListing, StepUp, rfc3339};
+use crate::service::{CHALLENGE_LIFETIME, KEY_NAMESPACE, KeyListing, StepUp, rfc3339};
 
 /// Longest challenge or signature accepted (a signature by a 16384-bit RSA key fits).
 const MAX_PROOF_TEXT: usize = 8192;
@@ -67,12 +67,11 @@ fn key_json(k: &KeyListing) -> Value {
 /// `POST /v1/keys/challenge` → `{"challenge", "namespace", "expires_in"}`.
 pub(super) async fn keys_challenge(
     State(state): State<AppState>,
-    Actor(actor): Actor,
-    Extension(credential): Extension<Credential>,
+    Caller(me): Caller,
     JsonBody(body): JsonBody<ChallengeBody>,
 ) -> Result<Json<Value>, ApiError> {
     // Asked here too, before the caller signs anything: the CLI signs in again first.
-    let who = state.step_up(&actor, &credential, StepUp::RegisterKey)?;
+    let who = state.step_up(&me, StepUp::RegisterKey)?;
     let key = SubjectKey::parse(&body.public_key)
         .map_err(|e| ApiError::invalid(format!("public_key: {e}")))?;
     let challenge = submit(&state, move |s| s.key_challenge(&who, &key)).await?;
@@ -87,12 +86,11 @@ pub(super) async fn keys_challenge(
 /// `"registered": false` when the key was already the caller's.
 pub(super) async fn keys_register(
     State(state): State<AppState>,
-    Actor(actor): Actor,
-    Extension(credential): Extension<Credential>,
+    Caller(me): Caller,
     JsonBody(body): JsonBody<RegisterBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     // A registered key approves at the SSH front door: registering is a step-up action.
-    let who = state.step_up(&actor, &credential, StepUp::RegisterKey)?;
+    let who = state.step_up(&me, StepUp::RegisterKey)?;
     for (field, text) in [
         ("challenge", &body.challenge),
         ("signature", &body.signature),
@@ -112,14 +110,14 @@ pub(super) async fn keys_register(
         Ok(p) => p,
         Err(e) => {
             if matches!(e, crate::service::ServiceError::KeyProof(_)) {
-                tracing::warn!(user = %actor, "a proof of an ssh key did not hold");
+                tracing::warn!(user = %me.user(), "a proof of an ssh key did not hold");
             }
             return Err(e.into());
         }
     };
     let (key, new) = submit(&state, move |s| s.register_key(&who, &proven)).await?;
     if new {
-        tracing::info!(user = %actor, fingerprint = %key.fingerprint, "ssh key registered");
+        tracing::info!(user = %me.user(), fingerprint = %key.fingerprint, "ssh key registered");
     }
     let status = if new {
         StatusCode::CREATED

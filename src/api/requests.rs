@@ -1,13 +1,13 @@
 //! `/v1/requests`: create, list, read, approve, deny, cancel, fetch the certificate.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
-use axum::{Extension, Json};
 use serde::Deserialize;
 
 use super::extract::{Json as JsonBody, OptionalJson, Query};
-use super::{Actor, ApiError, AppState, blocking, inline, submit};
+use super::{Actor, ApiError, AppState, Caller, blocking, inline, submit};
 use crate::names::{IdempotencyKey, RequestId, RoleName, Text, parse_duration};
 use crate::pubkey::SubjectKey;
 use crate::service::{LIST_LIMIT, ListPage, NewRequest, RequestView};
@@ -103,15 +103,14 @@ const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// request the key created (201 again, `Idempotent-Replayed: true`).
 pub(super) async fn requests_create(
     State(state): State<AppState>,
-    Actor(actor): Actor,
-    axum::Extension(credential): axum::Extension<crate::service::Credential>,
+    Caller(me): Caller,
     headers: HeaderMap,
     JsonBody(body): JsonBody<CreateBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let key = idempotency_key(&headers)?;
     let req = body.parse()?;
     let created = submit(&state, move |s| {
-        s.create_request_once(&actor, &credential, req, key.as_ref())
+        s.create_request_once(me.user(), me.credential(), req, key.as_ref())
     })
     .await?;
     let view = created.view;
@@ -170,19 +169,18 @@ pub(super) async fn request_get(
 /// `POST /v1/requests/{id}/approve`.
 pub(super) async fn request_approve(
     State(state): State<AppState>,
-    Actor(actor): Actor,
-    Extension(credential): Extension<crate::service::Credential>,
+    Caller(me): Caller,
     Path(id): Path<String>,
     JsonBody(body): OptionalJson<ApproveBody>,
 ) -> Result<Json<RequestView>, ApiError> {
     let id = RequestId::parse(&id)?;
-    let who = state.step_up(&actor, &credential, StepUp::Approve)?;
+    let who = state.step_up(&me, StepUp::Approve)?;
     let comment = match body.comment {
         Some(c) => Some(Text::parse(&c, "comment")?),
         None => None,
     };
     let seen = body.version;
-    let user = actor.clone();
+    let user = me.user().clone();
     let view = submit(&state, move |s| {
         s.approve_seen(&who, &id, comment, seen.as_deref())
     })

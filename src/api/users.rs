@@ -2,14 +2,14 @@
 //! Disabling is part of `POST /v1/users/{name}/revoke` (`revoke.rs`).
 
 use axum::Json;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::extract::{Json as JsonBody, OptionalJson};
-use super::{Actor, ApiError, AppState, submit};
+use super::{ApiError, AppState, Caller, submit};
 use crate::names::{Text, UserName};
-use crate::service::{Credential, StepUp};
+use crate::service::StepUp;
 
 /// Body of `enable` (optional).
 #[derive(Debug, Default, Deserialize)]
@@ -22,14 +22,13 @@ pub(super) struct EnableBody {
 /// `not_disabled` when the user is not disabled, 404 for a name nobody knows.
 pub(super) async fn user_enable(
     State(state): State<AppState>,
-    Actor(actor): Actor,
-    Extension(credential): Extension<Credential>,
+    Caller(me): Caller,
     Path(name): Path<String>,
     JsonBody(body): OptionalJson<EnableBody>,
 ) -> Result<Json<Value>, ApiError> {
     // It gives access back: with a session, a recent sign-in (a phished or old admin
     // session must not re-enable an offboarded approver).
-    let who = state.step_up(&actor, &credential, StepUp::Grant("enabling a user"))?;
+    let who = state.step_up(&me, StepUp::Grant("enabling a user"))?;
     let user = UserName::parse(&name)?;
     let reason = match body.reason.as_deref() {
         Some(r) => Some(Text::parse(r, "reason")?),

@@ -8,10 +8,7 @@ use crate::store::tokens;
 
 impl Service {
     /// [`Service::authenticate`], and how the caller signed in.
-    pub fn authenticate_credential(
-        &self,
-        secret: &str,
-    ) -> Result<(UserName, Credential), ServiceError> {
+    pub fn authenticate_credential(&self, secret: &str) -> Result<Authenticated, ServiceError> {
         let config = self.config();
         let now = self.now().timestamp();
         let hashed = tokens::hash(secret);
@@ -74,6 +71,7 @@ impl Service {
                     self.note_token_use(&hashed, now);
                 }
             })
+            .map(|(user, credential)| Authenticated { user, credential })
     }
 
     /// Records an API token's use, at most once a minute per token and replica (best
@@ -144,9 +142,10 @@ impl Service {
                     "a session from the device flow (`login --device`) cannot register SSH \
                      keys (a registered key approves at the SSH front door): {loopback}"
                 ),
-                StepUp::Grant(what) => format!(
+                StepUp::Grant(_) | StepUp::HostToken => format!(
                     "a session from the device flow (`login --device`) is not enough for \
-                     {what} (it gives access): {loopback}"
+                     {} (it gives access): {loopback}",
+                    action.grant().unwrap_or_default()
                 ),
             };
             return Err(ServiceError::SignIn {
@@ -169,7 +168,8 @@ impl Service {
                         StepUp::Approve => "approving".to_owned(),
                         StepUp::RegisterKey =>
                             "registering an SSH key (it approves at the SSH front door)".into(),
-                        StepUp::Grant(what) => format!("{what} (it gives access)"),
+                        StepUp::Grant(_) | StepUp::HostToken =>
+                            format!("{} (it gives access)", action.grant().unwrap_or_default()),
                     },
                     humantime::format_duration(oidc.approval_max_auth_age)
                 ),
@@ -179,20 +179,49 @@ impl Service {
 }
 
 impl Service {
-    /// `user`, who proved themselves with `credential`, may take the step-up `action`
-    /// now ([`Service::check_step_up_for`]): the proof the service's acts that decide or
-    /// give access take in place of a bare name, so no front end can forget to ask.
-    pub fn step_up(
-        &self,
-        user: &UserName,
-        credential: &Credential,
-        action: StepUp,
-    ) -> Result<SteppedUp, ServiceError> {
-        self.check_step_up_for(credential, action)?;
+    /// The caller `who`, as this service authenticated them, may take the step-up
+    /// `action` now ([`Service::check_step_up_for`]): the proof the service's acts that
+    /// decide or give access take in place of a bare name, so no front end can forget to
+    /// ask, nor pair a name with a credential that is not its own. A service account's
+    /// token steps up for nothing but a host join token, with its `host-token` scope
+    /// (the API's scope check refuses the rest first; this is the service's own).
+    pub fn step_up(&self, who: &Authenticated, action: StepUp) -> Result<SteppedUp, ServiceError> {
+        if let Credential::Bot(scopes) = who.credential
+            && !(action == StepUp::HostToken && scopes.contains(super::Scope::HostToken))
+        {
+            return Err(ServiceError::SignIn {
+                code: crate::error_code::ErrorCode::ScopeNotAllowed,
+                message: "a service account's token never approves, registers keys or \
+                          gives access"
+                    .into(),
+            });
+        }
+        self.check_step_up_for(&who.credential, action)?;
         Ok(SteppedUp {
-            user: user.clone(),
-            credential: Some(*credential),
+            user: who.user.clone(),
+            credential: Some(who.credential),
         })
+    }
+}
+
+/// A caller the service authenticated: who, and with what. Made only by
+/// [`Service::authenticate_credential`], so a [`SteppedUp`] is never made for a name
+/// and a credential that did not come together.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    user: UserName,
+    credential: Credential,
+}
+
+impl Authenticated {
+    /// Who.
+    pub fn user(&self) -> &UserName {
+        &self.user
+    }
+
+    /// With what.
+    pub fn credential(&self) -> &Credential {
+        &self.credential
     }
 }
 
@@ -237,8 +266,21 @@ pub enum StepUp {
     /// Registering an SSH key (`POST /v1/keys/challenge`, `POST /v1/keys`).
     RegisterKey,
     /// An admin's act that gives access, named as "enabling a user": enabling a user,
-    /// allowing one more break-glass use, making a host join token.
+    /// allowing one more break-glass use.
     Grant(&'static str),
+    /// Making a host join token (an admin's, or a service account's with `host-token`).
+    HostToken,
+}
+
+impl StepUp {
+    /// What is asked for, in words, when it gives access.
+    fn grant(self) -> Option<&'static str> {
+        match self {
+            StepUp::Grant(what) => Some(what),
+            StepUp::HostToken => Some("making a host join token"),
+            StepUp::Approve | StepUp::RegisterKey => None,
+        }
+    }
 }
 
 /// A bot token's scopes.

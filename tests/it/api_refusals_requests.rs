@@ -241,10 +241,14 @@ async fn one_pending_request_past_the_limit_is_refused_too_many_pending() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disabled_user_hears_so_before_a_broken_request_row() {
     use countersign::names::{RequestId, UserName};
-    use countersign::service::{Credential, ServiceError, StepUp};
+    use countersign::service::{ServiceError, StepUp};
 
     let app = TestApp::spawn().await;
     let id = app.create_ok("alice", "prod-db").await;
+    // bob authenticated (a token is no session: it needs no step-up), then is disabled.
+    let service = app.service.clone();
+    let caller = service.authenticate_credential(app.token("bob")).unwrap();
+    let bob_approves = service.step_up(&caller, StepUp::Approve).unwrap();
     app.sql(&format!(
         "UPDATE requests SET role = 'not a role name!' WHERE id = '{id}'; \
          INSERT INTO disabled_users (\"user\", disabled_at, disabled_by, reason) \
@@ -255,11 +259,8 @@ async fn a_disabled_user_hears_so_before_a_broken_request_row() {
         UserName::parse("bob").unwrap(),
         UserName::parse("alice").unwrap(),
     );
-    let service = app.service.clone();
-    // A token is no session: it needs no step-up.
-    let bob = service
-        .step_up(&bob, &Credential::Token, StepUp::Approve)
-        .unwrap();
+    assert_eq!(caller.user(), &bob);
+    let bob = bob_approves;
     let (approved, fetched) = tokio::task::spawn_blocking(move || {
         (
             service.approve(&bob, &request, None),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use countersign::config::Config;
 use countersign::names::{RequestId, RoleName, Text, UserName};
 use countersign::pubkey::SubjectKey;
-use countersign::service::{Credential, NewRequest, Service, StepUp};
+use countersign::service::{self, NewRequest, Service, StepUp, TokenSpec};
 use proptest::prelude::*;
 
 use crate::helpers::*;
@@ -156,6 +156,19 @@ fn user(i: usize) -> UserName {
 /// Runs the operations; results are ignored (refusals are expected), only the outcome
 /// in the database is judged.
 fn play(service: &Service, s: &Scenario) {
+    // Each user's API token: approving takes a step-up proof of an authenticated caller.
+    let spec = TokenSpec {
+        ttl: None,
+        bot_scopes: None,
+    };
+    let tokens: Vec<String> = (0..s.users.len())
+        .map(|i| {
+            let config = service.config();
+            service::create_token(service.store(), &config, &user(i), "operator", &spec)
+                .expect("a token")
+                .0
+        })
+        .collect();
     let mut ids: Vec<(RequestId, UserName)> = Vec::new();
     // Half the picks go to the three newest requests, so that approvals pile up.
     let pick = |ids: &[(RequestId, UserName)], k: usize| match ids.len() {
@@ -184,12 +197,11 @@ fn play(service: &Service, s: &Scenario) {
             }
             Op::Approve { user: u, request } => {
                 if let Some((id, _)) = pick(&ids, request) {
+                    let caller = service
+                        .authenticate_credential(&tokens[u % s.users.len()])
+                        .expect("the user's token");
                     let who = service
-                        .step_up(
-                            &user(u % s.users.len()),
-                            &Credential::Token,
-                            StepUp::Approve,
-                        )
+                        .step_up(&caller, StepUp::Approve)
                         .expect("a token needs no step-up");
                     let _ = service.approve(&who, &id, None);
                 }

@@ -286,3 +286,26 @@ async fn a_service_account_with_host_token_makes_join_tokens_only() {
     let (status, _) = app.post("bob", "/v1/hosts/tokens", body).await;
     assert_eq!(status, StatusCode::CREATED);
 }
+
+/// The service itself, not only the API's scope check, keeps a service account's token
+/// from stepping up for anything but a join token, and only with `host-token`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_accounts_token_steps_up_only_for_a_join_token() {
+    use countersign::service::StepUp;
+    let app = TestApp::spawn_with(&format!("{POLICY}\n[users.provisioner]\nbot = true\n")).await;
+    let service = app.service.clone();
+    let pipeline = bot_token(&app, "provisioner", &[Scope::HostToken, Scope::Request]);
+    let caller = service.authenticate_credential(&pipeline).unwrap();
+    assert!(service.step_up(&caller, StepUp::HostToken).is_ok());
+    for action in [
+        StepUp::Approve,
+        StepUp::RegisterKey,
+        StepUp::Grant("enabling a user"),
+    ] {
+        let refused = service.step_up(&caller, action).unwrap_err();
+        assert!(refused.to_string().contains("service account"), "{refused}");
+    }
+    let fetcher = bot_token(&app, "provisioner", &[Scope::Fetch]);
+    let caller = service.authenticate_credential(&fetcher).unwrap();
+    assert!(service.step_up(&caller, StepUp::HostToken).is_err());
+}

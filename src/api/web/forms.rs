@@ -78,7 +78,7 @@ async fn decision_gate(
     csrf: &str,
 ) -> Result<(Person, RequestId, SteppedUp), Response> {
     let (me, id) = gate(state, visit, id, csrf).await?;
-    match state.step_up(&me.user, &me.credential, StepUp::Approve) {
+    match state.step_up(&me.auth, StepUp::Approve) {
         Ok(who) => Ok((me, id, who)),
         Err(e) if needs_step_up(&e) => Err(step_up_page(id.as_str(), &step_up_text(state))),
         Err(e) => Err(error_page(&e.into())),

@@ -16,7 +16,7 @@ use super::super::limits::{AuthLimiter, TokenId};
 use super::super::server::ClientAddr;
 use super::super::{ApiError, AppState, forwarded};
 use crate::names::UserName;
-use crate::service::{Credential, ServiceError, WebPath};
+use crate::service::{Authenticated, Credential, ServiceError, WebPath};
 
 /// The Content-Security-Policy of every page, past `default-src 'none'`: our stylesheet,
 /// forms to us only, no `<base>`, never in a frame (added by `oidc::html`).
@@ -26,8 +26,9 @@ const CSP: &str = "style-src 'self'; form-action 'self'; base-uri 'none'; ";
 pub(super) struct Person {
     /// Who.
     pub user: UserName,
-    /// How (a session; its sign-in time decides step-up).
-    pub credential: Credential,
+    /// Who, with how (a session; its sign-in time decides step-up): what
+    /// `Service::step_up` takes.
+    pub auth: Authenticated,
     /// The session token (from the cookie), to end it at sign-out.
     pub token: String,
     /// Whether they are an admin.
@@ -122,16 +123,14 @@ pub(super) async fn person(state: &AppState, visit: &Visit) -> Result<Person, Re
         Some(t) => Some(crate::service::quick(state, move |s| s.authenticate_credential(&t)).await),
         None => None,
     };
-    let refused = matches!(
-        checked,
-        Some(Err(ServiceError::Unauthenticated
-            | ServiceError::SignIn { .. }
-            | ServiceError::Disabled(_)))
-            | Some(Ok((
-                _,
-                Credential::Token | Credential::Bot(_) | Credential::Session { web: false, .. }
-            )))
-    );
+    let refused = match &checked {
+        Some(Err(
+            ServiceError::Unauthenticated | ServiceError::SignIn { .. } | ServiceError::Disabled(_),
+        )) => true,
+        // Only a web UI session is good as its cookie.
+        Some(Ok(who)) => !matches!(who.credential(), Credential::Session { web: true, .. }),
+        _ => false,
+    };
     if refused {
         if let Some(limiter) = &visit.limiter {
             limiter.failed(visit.client, token_id);
@@ -141,11 +140,14 @@ pub(super) async fn person(state: &AppState, visit: &Visit) -> Result<Person, Re
         tracing::warn!(%client, token = %short, "a web session cookie was refused");
     }
     match (checked, token) {
-        (Some(Ok((user, credential @ Credential::Session { web: true, .. }))), Some(token)) => {
+        (Some(Ok(auth)), Some(token))
+            if matches!(auth.credential(), Credential::Session { web: true, .. }) =>
+        {
+            let user = auth.user().clone();
             let admin = state.config().policy.is_admin(&user);
             Ok(Person {
                 user,
-                credential,
+                auth,
                 token,
                 admin,
             })

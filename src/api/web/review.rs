@@ -45,7 +45,7 @@ pub(super) async fn review_page(
     };
     // Approving is a step-up action: say so before the button, not after.
     let step_up = state
-        .check_step_up(&me.credential)
+        .check_step_up(me.auth.credential())
         .err()
         .map(|_| super::signin::step_up_text(&state));
     let title = format!("Request {}", review.request.id);

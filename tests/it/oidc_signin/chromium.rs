@@ -1,10 +1,11 @@
 //! Both login modes in a real browser (headless Chromium through Playwright), with the
 //! real `countersign login` binary, ending with a certificate that logs in to a real sshd.
 
+use std::path::PathBuf;
+
 use reqwest::StatusCode;
 
 use super::*;
-use crate::helpers::{new_key, write_key};
 use crate::idp::{Account, Client, Front, Idp, IdpState, chromium_sign_in};
 use crate::sshd_helper::{Sshd, current_user};
 
@@ -55,13 +56,11 @@ async fn login_in_chromium(app: &TestApp, home: &std::path::Path, args: &[&str])
     std::fs::read_to_string(file).unwrap().trim().to_owned()
 }
 
-/// alice (with `session`) asks for `shell`, bob approves: the certificate logs in to a
-/// real sshd trusting only the CA.
-async fn certificate_logs_in(app: &TestApp, session: &str, name: &str) {
-    let key = new_key();
-    let key_path = write_key(app.dir.path(), name, &key);
+/// alice (with `session`) asks for `shell` for the key at `key_path` (public `line`),
+/// bob approves: the certificate logs in to a real sshd trusting only the CA.
+async fn certificate_logs_in(app: &TestApp, session: &str, name: &str, key: (PathBuf, String)) {
+    let (key_path, line) = key;
     let http = reqwest::Client::new();
-    let line = crate::helpers::public_line(&key);
     let (status, body) = ask_with(app, session, "shell", &line).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let id = body["id"].as_str().unwrap().to_owned();
@@ -95,7 +94,8 @@ async fn the_loopback_login_in_a_real_browser_ends_in_an_sshd_login() {
     let home = tempfile::tempdir().unwrap();
     let session = login_in_chromium(&app, home.path(), &["--loopback"]).await;
     assert_eq!(whoami(&app, &session).await.1["user"], "alice");
-    certificate_logs_in(&app, &session, "loopback").await;
+    let key = crate::keys::key_file(&app, "loopback");
+    certificate_logs_in(&app, &session, "loopback", key).await;
 }
 
 #[tokio::test]
@@ -105,5 +105,8 @@ async fn the_device_login_in_a_real_browser_ends_in_an_sshd_login() {
     let session = login_in_chromium(&app, home.path(), &["--device"]).await;
     let (_, sessions) = app.get("bob", "/v1/sessions").await;
     assert_eq!(sessions["sessions"][0]["via"], "oidc-device", "{sessions}");
-    certificate_logs_in(&app, &session, "device").await;
+    // A device-flow session asks only for a key registered to its user, registered from
+    // where she signs in with a browser (here: with her token).
+    let key = crate::keys::registered(&app, "alice", "device").await;
+    certificate_logs_in(&app, &session, "device", key).await;
 }
