@@ -77,6 +77,7 @@ pub struct Metrics {
     database_up: Gauge,
     store_batches: Counter,
     store_operations: Counter,
+    store_writer_busy: Counter<f64, std::sync::atomic::AtomicU64>,
     pool: Family<StateLabel, Gauge>,
     pool_size: Gauge,
     breakglass: breakglass::BreakGlass,
@@ -119,6 +120,7 @@ impl Metrics {
             database_up: Gauge::default(),
             store_batches: Counter::default(),
             store_operations: Counter::default(),
+            store_writer_busy: Counter::default(),
             pool: Family::default(),
             pool_size: Gauge::default(),
             breakglass: breakglass::BreakGlass::default(),
@@ -235,8 +237,15 @@ impl Metrics {
         );
         r.register(
             "store_batches",
-            "Write batches committed (group commit: one COMMIT for many operations)",
+            "Write batches this process ran (group commit: one COMMIT for many operations)",
             m.store_batches.clone(),
+        );
+        r.register_with_unit(
+            "store_writer_busy",
+            "Time the writer thread spent running write batches: a rate near 1 means writes \
+             queue behind it",
+            Unit::Seconds,
+            m.store_writer_busy.clone(),
         );
         r.register(
             "store_batched_operations",
@@ -411,6 +420,11 @@ impl Metrics {
         }
         catch_up(&self.store_batches, store.batches);
         catch_up(&self.store_operations, store.operations);
+        let busy = store.writer_busy.as_secs_f64();
+        let counted = self.store_writer_busy.get();
+        if busy > counted {
+            self.store_writer_busy.inc_by(busy - counted);
+        }
         if let Some((open, idle, size)) = store.pool {
             let busy = open.saturating_sub(idle);
             self.pool

@@ -139,10 +139,13 @@ pub struct Store {
 /// Counts of the store's own work, for the metrics ([`Store::stats`]).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Stats {
-    /// SQLite: write batches committed since the store opened (0 on PostgreSQL).
+    /// Write batches this process's writer thread ran since the store opened (group
+    /// commit; either backend).
     pub batches: u64,
-    /// SQLite: operations run in those batches.
+    /// Operations run in those batches.
     pub operations: u64,
+    /// Time the writer thread spent running them.
+    pub writer_busy: std::time::Duration,
     /// PostgreSQL: connections open, idle, and the most the pool opens.
     pub pool: Option<(usize, usize, usize)>,
 }
@@ -233,24 +236,19 @@ impl Store {
         }
     }
 
-    /// Counts for the metrics: SQLite's group commit, PostgreSQL's connection pool.
+    /// Counts for the metrics: the writer thread's group commit, PostgreSQL's connection
+    /// pool.
     pub fn stats(&self) -> Stats {
-        match &self.backend {
-            Backend::Lite(lite) => Stats {
-                batches: lite
-                    .writer
-                    .batches
-                    .load(std::sync::atomic::Ordering::Relaxed),
-                operations: lite
-                    .writer
-                    .members
-                    .load(std::sync::atomic::Ordering::Relaxed),
-                pool: None,
-            },
-            Backend::Pg(pg) => Stats {
-                pool: Some(pg.pool_usage()),
-                ..Stats::default()
-            },
+        let (work, pool) = match &self.backend {
+            Backend::Lite(lite) => (lite.writer_work(), None),
+            Backend::Pg(pg) => (pg.writer_work(), Some(pg.pool_usage())),
+        };
+        let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+        Stats {
+            batches: work.map_or(0, |w| load(&w.batches)),
+            operations: work.map_or(0, |w| load(&w.operations)),
+            writer_busy: std::time::Duration::from_nanos(work.map_or(0, |w| load(&w.busy_ns))),
+            pool,
         }
     }
 

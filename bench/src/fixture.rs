@@ -30,6 +30,8 @@ pub(crate) struct Fixture {
     pub dir: PathBuf,
     pub config: PathBuf,
     pub port: u16,
+    /// Where its `/metrics` listens (the writer thread's busy time is read there).
+    pub metrics_port: u16,
     /// Token of user i.
     pub tokens: Vec<String>,
     /// A command (and arguments) the server runs under, for profiling.
@@ -43,12 +45,13 @@ pub(crate) struct Prefill {
     pub seconds: f64,
 }
 
-pub(crate) fn policy(port: u16) -> String {
+pub(crate) fn policy(port: u16, metrics_port: u16) -> String {
     let mut t = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\n\
          # every load-generator client comes from 127.0.0.1\n\
          max_connections_per_address = 65536\n\n\
-         [requests]\npending_ttl = \"1h\"\n\n"
+         [requests]\npending_ttl = \"1h\"\n\n\
+         [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\n"
     );
     for u in 0..USERS {
         let group = if u < REQUESTERS {
@@ -109,9 +112,9 @@ impl Fixture {
         server_prefix: Option<String>,
         extra: &str,
     ) -> anyhow::Result<Fixture> {
-        let port = free_port()?;
+        let (port, metrics_port) = (free_port()?, free_port()?);
         let config = dir.join("bench.toml");
-        std::fs::write(&config, format!("{}\n{extra}", policy(port)))?;
+        std::fs::write(&config, format!("{}\n{extra}", policy(port, metrics_port)))?;
         let cfg = Config::load(&config)?;
         let svc = Service::open(
             cfg,
@@ -132,6 +135,7 @@ impl Fixture {
             dir: dir.to_owned(),
             config,
             port,
+            metrics_port,
             tokens,
             server_prefix,
         })

@@ -40,6 +40,10 @@ pub(crate) struct FlowRun {
     /// Share of the run the server's writer thread (every state change) was on a CPU;
     /// near 1.0 it is the bottleneck.
     pub writer_busy: f64,
+    /// Share of the run the writer thread spent running batches (on a CPU or waiting
+    /// for the database), summed over replicas: near 1.0 per replica, writes queue
+    /// behind it.
+    pub writer_running: f64,
 }
 
 fn latency(mut micros: Vec<u32>) -> Latency {
@@ -138,6 +142,7 @@ pub(crate) struct Measured {
     server_cpu: f64,
     client_cpu: f64,
     writer_cpu: f64,
+    writer_wall: f64,
     samples: Samples,
 }
 
@@ -149,6 +154,7 @@ impl Measured {
         self.server_cpu += other.server_cpu;
         self.client_cpu += other.client_cpu;
         self.writer_cpu += other.writer_cpu;
+        self.writer_wall += other.writer_wall;
         self.samples.create.extend(other.samples.create);
         self.samples.approve.extend(other.samples.approve);
         self.samples.certificate.extend(other.samples.certificate);
@@ -161,6 +167,7 @@ impl Measured {
             server_cpu_ms_per_flow: per_flow(self.server_cpu),
             client_cpu_ms_per_flow: per_flow(self.client_cpu),
             writer_busy: self.writer_cpu / self.seconds.max(1e-9),
+            writer_running: self.writer_wall / self.seconds.max(1e-9),
             clients: self.clients,
             flows: self.flows,
             seconds: self.seconds,
@@ -192,6 +199,7 @@ pub(crate) async fn measure(
 ) -> anyhow::Result<Measured> {
     let server_cpu = || servers.iter().map(|s| s.cpu_seconds()).sum::<f64>();
     let writer_cpu = || servers.iter().map(|s| s.writer_cpu_seconds()).sum::<f64>();
+    let writer_wall = || servers.iter().map(|s| s.writer_busy_seconds()).sum::<f64>();
     let cpu = || (server_cpu(), cpu_seconds("/proc/self/stat"));
     let mut keys = Vec::with_capacity(REQUESTERS);
     for _ in 0..REQUESTERS {
@@ -217,7 +225,7 @@ pub(crate) async fn measure(
         flows,
     });
     let (server0, client0) = cpu();
-    let writer0 = writer_cpu();
+    let (writer0, wall0) = (writer_cpu(), writer_wall());
     let start = Instant::now();
     let tasks: Vec<_> = (0..clients)
         .map(|k| tokio::spawn(client(ctx.clone(), k)))
@@ -238,6 +246,7 @@ pub(crate) async fn measure(
         server_cpu: server1 - server0,
         client_cpu: client1 - client0,
         writer_cpu: writer_cpu() - writer0,
+        writer_wall: writer_wall() - wall0,
         samples: all,
     })
 }

@@ -71,13 +71,17 @@ impl Replicas {
             let copy = data.join("ca_key");
             std::fs::copy(&key, &copy).context("copying the CA key")?;
             std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o600))?;
-            let port = free_port()?;
+            let (port, metrics_port) = (free_port()?, free_port()?);
             let config = d.join("bench.toml");
-            std::fs::write(&config, format!("{}\n{storage}", policy(port)))?;
+            std::fs::write(
+                &config,
+                format!("{}\n{storage}", policy(port, metrics_port)),
+            )?;
             fixtures.push(Fixture {
                 dir: d,
                 config,
                 port,
+                metrics_port,
                 tokens: first.tokens.clone(),
                 server_prefix: server_prefix.clone(),
             });

@@ -61,11 +61,12 @@ fn flows_line(label: &str, r: &FlowRun) {
     );
     println!(
         "{:<34} {:>9.3} ms server CPU per flow, {:.3} ms load-generator CPU per flow; \
-         writer thread on CPU {:.0}% of the run",
+         writer thread on CPU {:.0}% of the run, running batches {:.0}%",
         "",
         r.server_cpu_ms_per_flow,
         r.client_cpu_ms_per_flow,
-        r.writer_busy * 100.0
+        r.writer_busy * 100.0,
+        r.writer_running * 100.0
     );
 }
 

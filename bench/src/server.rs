@@ -17,6 +17,8 @@ use crate::fixture::Fixture;
 pub(crate) struct Server {
     child: Child,
     pub url: String,
+    /// `host:port` of its metrics listener (`None`: the HTTP-only baseline has none).
+    metrics: Option<String>,
 }
 
 /// The `countersign` binary: the one built beside this one (`cargo build --release
@@ -68,6 +70,7 @@ impl Fixture {
         let mut server = Server {
             child,
             url: format!("http://127.0.0.1:{}", self.port),
+            metrics: Some(format!("127.0.0.1:{}", self.metrics_port)),
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
@@ -118,6 +121,7 @@ impl Fixture {
         Ok(Server {
             url: format!("http://{address}"),
             child,
+            metrics: None,
         })
     }
 }
@@ -145,6 +149,33 @@ impl Server {
         cpu_seconds(&format!("/proc/{}/stat", self.child.id()))
     }
 
+    /// Time the server's writer thread has spent running write batches so far, in
+    /// seconds (`countersign_store_writer_busy_seconds_total` on its `/metrics`; 0 when
+    /// it cannot be read): on PostgreSQL it waits for the database most of that time.
+    pub(crate) fn writer_busy_seconds(&self) -> f64 {
+        let Some(address) = &self.metrics else {
+            return 0.0;
+        };
+        let scrape = || -> std::io::Result<String> {
+            use std::io::{Read as _, Write as _};
+            let mut s = TcpStream::connect(address)?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            write!(s, "GET /metrics HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
+            let mut text = String::new();
+            s.read_to_string(&mut text)?;
+            Ok(text)
+        };
+        scrape()
+            .ok()
+            .and_then(|text| {
+                text.lines().find_map(|l| {
+                    l.strip_prefix("countersign_store_writer_busy_seconds_total ")
+                        .and_then(|v| v.trim().parse::<f64>().ok())
+                })
+            })
+            .unwrap_or(0.0)
+    }
+
     /// CPU time the server's writer thread has used so far, in seconds (0 before its
     /// first write).
     pub(crate) fn writer_cpu_seconds(&self) -> f64 {
@@ -155,8 +186,12 @@ impl Server {
         entries
             .flatten()
             .filter(|task| {
-                std::fs::read_to_string(task.path().join("comm"))
-                    .is_ok_and(|name| name.starts_with("countersign-wri"))
+                // `countersign-writer` (SQLite) or `countersign-pg-writer`, as the kernel
+                // keeps them: 15 characters (`countersign-pg` alone is the pool's thread).
+                std::fs::read_to_string(task.path().join("comm")).is_ok_and(|name| {
+                    let name = name.trim_end();
+                    name.starts_with("countersign-wri") || name == "countersign-pg-"
+                })
             })
             .map(|task| cpu_seconds(&task.path().join("stat").to_string_lossy()))
             .sum()

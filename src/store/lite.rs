@@ -93,6 +93,14 @@ impl Lite {
         })
     }
 
+    /// What the writer thread has done, once it started.
+    pub(super) fn writer_work(&self) -> Option<&writer::Work> {
+        self.threads
+            .get()
+            .and_then(Option::as_ref)
+            .map(Threads::work)
+    }
+
     /// Runs the operation `op` on the writer thread, in a batch with whatever else is
     /// queued, and resolves once the batch is durable (group commit: one fsync for many
     /// operations). Every `Store::write` that `op` makes runs atomically in its own

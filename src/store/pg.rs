@@ -292,6 +292,11 @@ impl PgStore {
         self.shared.commits.subscribe()
     }
 
+    /// What the writer thread has done, once it started.
+    pub(super) fn writer_work(&self) -> Option<&super::writer::Work> {
+        self.jobs.get().and_then(Option::as_ref).map(|t| t.work())
+    }
+
     /// The pool's connections: open, idle, most.
     pub(super) fn pool_usage(&self) -> (usize, usize, usize) {
         self.shared.pool.usage()

@@ -255,9 +255,29 @@ pub(super) struct Threads {
     /// Where operations queue; dropping it ends the thread.
     pub(super) jobs: mpsc::Sender<Job>,
     writer: std::thread::JoinHandle<()>,
+    /// What it has done.
+    work: Arc<Work>,
+}
+
+/// What a writer thread has done since it started (either backend), for the metrics.
+#[derive(Debug, Default)]
+pub(super) struct Work {
+    /// Batches run (committed or not).
+    pub(super) batches: AtomicU64,
+    /// Operations run in them.
+    pub(super) operations: AtomicU64,
+    /// Time spent running them, from the batch's first operation to its answers, in
+    /// nanoseconds: near the whole time, the writer is the bottleneck (on PostgreSQL it
+    /// waits for the database most of it, so its CPU time does not show it).
+    pub(super) busy_ns: AtomicU64,
 }
 
 impl Threads {
+    /// What this writer thread has done.
+    pub(super) fn work(&self) -> &Work {
+        &self.work
+    }
+
     /// Whether the calling thread is this writer thread.
     pub(super) fn runs_here(&self) -> bool {
         self.writer.thread().id() == std::thread::current().id()
@@ -288,18 +308,30 @@ pub(super) fn start(shared: Arc<Shared>, store: u64) -> Option<Threads> {
 /// the OS refuses a thread.
 pub(super) fn spawn(name: &str, mut run: impl FnMut(Vec<Job>) + Send + 'static) -> Option<Threads> {
     let (tx, rx) = mpsc::channel::<Job>();
+    let work = Arc::new(Work::default());
+    let counted = Arc::clone(&work);
     let spawned = std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
             while let Some(first) = next_job(&rx) {
+                let began = Instant::now();
                 let mut jobs = Vec::with_capacity(16);
                 jobs.push(first);
                 jobs.extend(rx.try_iter().take(MAX_BATCH - 1));
+                let operations = jobs.len() as u64;
                 run(jobs);
+                let busy = u64::try_from(began.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                counted.busy_ns.fetch_add(busy, Ordering::Relaxed);
+                counted.batches.fetch_add(1, Ordering::Relaxed);
+                counted.operations.fetch_add(operations, Ordering::Relaxed);
             }
         });
     match spawned {
-        Ok(writer) => Some(Threads { jobs: tx, writer }),
+        Ok(writer) => Some(Threads {
+            jobs: tx,
+            writer,
+            work,
+        }),
         Err(e) => {
             tracing::error!(error = %e, "cannot start the database writer thread");
             None

@@ -125,6 +125,21 @@ async fn counters_move_with_a_flow_and_every_family_is_described() {
     let refusals = "countersign_sod_refusals";
     let own = [("code", "self_approval")];
     assert_eq!(moved(refusals, "countersign_sod_refusals_total", &own), 1.0);
+    // The writer thread ran the writes (the create, the refusal's audit row, the
+    // approval, one after another: a batch each; the tokens' use notes ride along or
+    // make their own), on either backend, and was busy for some of it.
+    let batches = moved(
+        "countersign_store_batches",
+        "countersign_store_batches_total",
+        &[],
+    );
+    let ops = "countersign_store_batched_operations";
+    let operations = moved(ops, &format!("{ops}_total"), &[]);
+    assert!((3.0..=6.0).contains(&batches), "{batches}");
+    assert!(operations >= 3.0 && operations >= batches, "{operations}");
+    let busy = "countersign_store_writer_busy_seconds";
+    let busy = moved(busy, &format!("{busy}_total"), &[]);
+    assert!(busy > 0.0 && busy < 10.0, "{busy}");
     let waited = "countersign_request_decision_seconds";
     assert_eq!(
         moved(
