@@ -14,6 +14,7 @@ mod breakglass;
 mod families;
 mod http;
 mod labels;
+mod store;
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -75,11 +76,7 @@ pub struct Metrics {
     notifications: Family<StateLabel, Gauge>,
     sessions: Gauge,
     database_up: Gauge,
-    store_batches: Counter,
-    store_operations: Counter,
-    store_writer_busy: Counter<f64, std::sync::atomic::AtomicU64>,
-    pool: Family<StateLabel, Gauge>,
-    pool_size: Gauge,
+    store: store::StoreMetrics,
     breakglass: breakglass::BreakGlass,
     /// The roles configured (since start): their pending gauge shows 0, not nothing.
     roles: Mutex<std::collections::BTreeSet<String>>,
@@ -118,11 +115,7 @@ impl Metrics {
             notifications: Family::default(),
             sessions: Gauge::default(),
             database_up: Gauge::default(),
-            store_batches: Counter::default(),
-            store_operations: Counter::default(),
-            store_writer_busy: Counter::default(),
-            pool: Family::default(),
-            pool_size: Gauge::default(),
+            store: store::StoreMetrics::default(),
             breakglass: breakglass::BreakGlass::default(),
             roles: Mutex::new(std::collections::BTreeSet::new()),
             scraping: Mutex::new(()),
@@ -235,33 +228,7 @@ impl Metrics {
             "1 if the database answered this scrape's reads, else 0",
             m.database_up.clone(),
         );
-        r.register(
-            "store_batches",
-            "Write batches this process ran (group commit: one COMMIT for many operations)",
-            m.store_batches.clone(),
-        );
-        r.register_with_unit(
-            "store_writer_busy",
-            "Time the writer thread spent running write batches: a rate near 1 means writes \
-             queue behind it",
-            Unit::Seconds,
-            m.store_writer_busy.clone(),
-        );
-        r.register(
-            "store_batched_operations",
-            "Operations run in those write batches",
-            m.store_operations.clone(),
-        );
-        r.register(
-            "store_pool_connections",
-            "PostgreSQL connections of this replica, by state (idle, in_use)",
-            m.pool.clone(),
-        );
-        r.register(
-            "store_pool_size",
-            "Most PostgreSQL connections this replica opens ([storage] pool_size)",
-            m.pool_size.clone(),
-        );
+        m.store.register(r);
         r.register_with_unit(
             "audit_append_duration",
             "Time to append one audit event (hash and insert), in this process",
@@ -418,23 +385,7 @@ impl Metrics {
             self.sessions.set(s.sessions);
             self.breakglass.set(s.breakglass);
         }
-        catch_up(&self.store_batches, store.batches);
-        catch_up(&self.store_operations, store.operations);
-        let busy = store.writer_busy.as_secs_f64();
-        let counted = self.store_writer_busy.get();
-        if busy > counted {
-            self.store_writer_busy.inc_by(busy - counted);
-        }
-        if let Some((open, idle, size)) = store.pool {
-            let busy = open.saturating_sub(idle);
-            self.pool
-                .get_or_create(&state_label("idle"))
-                .set(count(idle));
-            self.pool
-                .get_or_create(&state_label("in_use"))
-                .set(count(busy));
-            self.pool_size.set(count(size));
-        }
+        self.store.set(store);
         let mut text = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry);
@@ -445,18 +396,6 @@ impl Metrics {
 /// `m`'s guard; what it guards is replaced whole, so a poisoned lock is still usable.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Moves `counter` up to `total` (a count kept elsewhere that only grows).
-fn catch_up(counter: &Counter, total: u64) {
-    let now = counter.get();
-    if total > now {
-        counter.inc_by(total - now);
-    }
-}
-
-fn count(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

@@ -82,9 +82,12 @@ impl Service {
         let rivals: Vec<_> = policy.conflicting_roles(&row.role).into_iter().collect();
         let held = self.held();
         // The conflict probes and the check of a fresh serial, in one round trip, unless
-        // they were read with the request, about the same rivals at the same moment.
+        // they were read with the request, about the same request, requester and rivals
+        // at the same moment.
         let ahead = ahead.filter(|a| {
-            a.held == held
+            a.about.0 == row.id
+                && a.about.1 == row.requester
+                && a.held == held
                 && a.rivals.len() == rivals.len()
                 && a.rivals.iter().zip(&rivals).all(|(a, b)| a == *b)
         });
@@ -235,6 +238,8 @@ pub(super) enum Grounds<'a> {
 /// Signing checks read with the request ([`rq::SigningAsk`]), and what they were asked
 /// about: used only if signing would ask the same.
 pub(super) struct ReadAhead {
+    /// The request and the requester the probes were about.
+    pub about: (crate::names::RequestId, crate::names::UserName),
     /// The rival roles probed.
     pub rivals: Vec<crate::names::RoleName>,
     /// How long certificates counted as held.
@@ -278,6 +283,7 @@ pub(super) fn read_for_signing(
         serial,
     )?;
     Ok(ReadAhead {
+        about: (row.id.clone(), row.requester.clone()),
         rivals,
         held,
         serial,

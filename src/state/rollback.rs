@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 
 use super::mark::Mark;
 use super::{ACCEPT_ROLLBACK_FLAG, StateError, files};
-use crate::audit::{self, CertificateRevoked, MarkSeen, NewEvent, StateRollbackAccepted};
+use crate::audit::{
+    self, CertificateRevoked, HostRevoked, MarkSeen, NewEvent, StateRollbackAccepted,
+};
 use crate::names::Serial;
 use crate::store::meta;
 use crate::store::{Store, StoreError, certificates as certs, hosts};
@@ -105,6 +107,8 @@ pub(super) fn accept_rollback(
         // unrevoked is revoked in its row, with its `certificate.revoked` event, so that
         // nothing reads it as live (`show`, `audit --serial`, `audit explain`, a second
         // `revoke`); one it never saw is carried.
+        let why_again = format!("carried over by an accepted rollback ({reason})");
+        let mut again = Vec::new();
         let mut carried = Vec::new();
         for r in mark.map_or(&[][..], |m| &m.revoked) {
             let serial = Serial::parse(&r.serial).map_err(|e| {
@@ -115,7 +119,13 @@ pub(super) fn accept_rollback(
             }
             let done = match certs::by_serial(tx, serial)? {
                 Some(c) if c.revoked => false,
-                Some(c) => revoke_again(tx, now, operator, reason, &c)?,
+                Some(c) => match certs::revoke(tx, serial, at, operator, &why_again)? {
+                    Some(version) => {
+                        again.push(Again::User(c, version));
+                        true
+                    }
+                    None => false,
+                },
                 None => certs::carry_revocation(tx, serial, r.valid_before, at)?,
             };
             if done {
@@ -137,10 +147,13 @@ pub(super) fn accept_rollback(
             // nothing reads it as live (renewal above all); one it never saw is carried.
             let done = match hosts::cert_by_serial(tx, serial)? {
                 Some(c) if c.revocation.is_some() => false,
-                Some(_) => {
-                    let why = "carried over by an accepted rollback";
-                    hosts::revoke(tx, serial, at, operator, why)?.is_some()
-                }
+                Some(c) => match hosts::revoke(tx, serial, at, operator, &why_again)? {
+                    Some(version) => {
+                        again.push(Again::Host(c, version));
+                        true
+                    }
+                    None => false,
+                },
                 None => hosts::carry_revocation(tx, serial, r.valid_before, at)?,
             };
             if done {
@@ -167,50 +180,66 @@ pub(super) fn accept_rollback(
                         updated: m.updated.clone(),
                     }),
                     krl_version_before: before,
-                    // Above the floor when host certificates were revoked again.
+                    // Above the floor when certificates were revoked again.
                     krl_version: certs::krl_version(tx)?,
                     carried_revocations: carried.clone(),
                     host_tokens_voided: voided,
                 },
             ),
         )?;
+        // After the event that explains them: each certificate revoked again, as its
+        // story shows it.
+        for a in &again {
+            audit::append(tx, now, &a.event(operator, &why_again))?;
+        }
         Ok::<_, StateError>(())
     })
 }
 
-/// Revokes again, in its row, a certificate an accepted older copy holds unrevoked
-/// though its revocation was published, with the `certificate.revoked` event its story
-/// shows. Returns whether it was revoked now.
-fn revoke_again(
-    tx: &crate::store::Tx<'_>,
-    now: DateTime<Utc>,
-    operator: &str,
-    reason: &str,
-    cert: &certs::Holding,
-) -> Result<bool, StoreError> {
-    let why = format!("carried over by an accepted rollback ({reason})");
-    let Some(version) = certs::revoke(tx, cert.serial, now.timestamp(), operator, &why)? else {
-        return Ok(false);
-    };
-    audit::append(
-        tx,
-        now,
-        &NewEvent {
-            actor: operator,
-            request_id: Some(cert.request_id.as_str()),
-            serial: Some(cert.serial),
-            event: CertificateRevoked {
-                serial: cert.serial.to_string(),
-                requester: cert.requester.to_string(),
-                role: cert.role.to_string(),
-                reason: why,
-                krl_version: version,
-                valid_before: DateTime::<Utc>::from_timestamp(cert.valid_before, 0)
-                    .unwrap_or_default()
-                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            }
-            .into(),
-        },
-    )?;
-    Ok(true)
+/// A certificate an accepted older copy held unrevoked though its revocation was
+/// published, revoked again in its row (at this KRL version).
+enum Again {
+    User(certs::Holding, u64),
+    Host(hosts::HostCertRow, u64),
+}
+
+impl Again {
+    /// Its `certificate.revoked` or `host.revoked` event.
+    fn event<'a>(&'a self, operator: &'a str, why: &str) -> NewEvent<'a> {
+        let rfc3339 = |t: i64| {
+            DateTime::<Utc>::from_timestamp(t, 0)
+                .unwrap_or_default()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        };
+        match self {
+            Again::User(cert, version) => NewEvent {
+                actor: operator,
+                request_id: Some(cert.request_id.as_str()),
+                serial: Some(cert.serial),
+                event: CertificateRevoked {
+                    serial: cert.serial.to_string(),
+                    requester: cert.requester.to_string(),
+                    role: cert.role.to_string(),
+                    reason: why.to_owned(),
+                    krl_version: *version,
+                    valid_before: rfc3339(cert.valid_before),
+                }
+                .into(),
+            },
+            Again::Host(row, version) => NewEvent {
+                actor: operator,
+                request_id: None,
+                serial: Some(row.serial),
+                event: HostRevoked {
+                    serial: row.serial.to_string(),
+                    principals: row.principals.iter().map(ToString::to_string).collect(),
+                    key_fingerprint: row.key_fingerprint.clone(),
+                    reason: why.to_owned(),
+                    krl_version: *version,
+                    valid_before: rfc3339(row.valid_before),
+                }
+                .into(),
+            },
+        }
+    }
 }

@@ -262,7 +262,7 @@ pub(super) struct Threads {
 /// What a writer thread has done since it started (either backend), for the metrics.
 #[derive(Debug, Default)]
 pub(super) struct Work {
-    /// Batches run (committed or not).
+    /// Batches run (committed or not), counted as each begins.
     pub(super) batches: AtomicU64,
     /// Operations run in them.
     pub(super) operations: AtomicU64,
@@ -318,12 +318,14 @@ pub(super) fn spawn(name: &str, mut run: impl FnMut(Vec<Job>) + Send + 'static) 
                 let mut jobs = Vec::with_capacity(16);
                 jobs.push(first);
                 jobs.extend(rx.try_iter().take(MAX_BATCH - 1));
-                let operations = jobs.len() as u64;
+                // Counted before any answer leaves; its time once it is done.
+                counted.batches.fetch_add(1, Ordering::Relaxed);
+                counted
+                    .operations
+                    .fetch_add(jobs.len() as u64, Ordering::Relaxed);
                 run(jobs);
                 let busy = u64::try_from(began.elapsed().as_nanos()).unwrap_or(u64::MAX);
                 counted.busy_ns.fetch_add(busy, Ordering::Relaxed);
-                counted.batches.fetch_add(1, Ordering::Relaxed);
-                counted.operations.fetch_add(operations, Ordering::Relaxed);
             }
         });
     match spawned {

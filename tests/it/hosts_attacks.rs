@@ -66,6 +66,19 @@ async fn a_revoked_host_certificate_stays_revoked_after_an_accepted_rollback() {
         .get("bob", &format!("/v1/hosts/certificates/{serial}"))
         .await;
     assert_eq!(body["status"], "revoked", "{body}");
+    // On the record, after the event that explains it.
+    let events = app.audit("").await;
+    let accepted = events
+        .iter()
+        .position(|e| e["action"] == "state.rollback_accepted")
+        .expect("state.rollback_accepted");
+    let again = events
+        .iter()
+        .position(|e| e["action"] == "host.revoked" && e["serial"] == serial.as_str())
+        .expect("host.revoked again");
+    assert!(again > accepted, "{events:?}");
+    let why = events[again]["detail"]["reason"].as_str().unwrap();
+    assert!(why.contains("accepted rollback (disk died)"), "{why}");
     // Whoever holds the stolen key cannot renew it into a certificate the KRL lacks.
     let (text, sig) = proof(&app, &key).await;
     let (status, body) = renew(&app, view["certificate"].as_str().unwrap(), &text, &sig).await;

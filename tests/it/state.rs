@@ -289,6 +289,10 @@ async fn an_older_copy_of_the_database_is_refused_until_an_operator_accepts_it_o
     assert_eq!(again.len(), 1, "{again:?}");
     assert_eq!(again[0]["serial"], serial_of(&before).to_string());
     assert_eq!(again[0]["actor"], accepted[0]["actor"]);
+    assert!(
+        again[0]["seq"].as_i64() > accepted[0]["seq"].as_i64(),
+        "{again:?}"
+    );
     let why = again[0]["detail"]["reason"].as_str().unwrap();
     assert!(
         why.starts_with("carried over by an accepted rollback (disk lost"),

@@ -142,7 +142,8 @@ impl Service {
                     .filter(|(_, (role, requester, _, _))| {
                         role == &row.role && requester == &row.requester
                     })
-                    .map(|(read, (_, _, rivals, serial))| ReadAhead {
+                    .map(|(read, (_, requester, rivals, serial))| ReadAhead {
+                        about: (id.clone(), requester.clone()),
                         rivals: rivals.clone(),
                         held,
                         serial: *serial,

@@ -1,0 +1,85 @@
+//! The store's metrics: the writer thread's batches and busy time (either backend) and
+//! PostgreSQL's connection pool, from `Store::stats` at scrape time.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+
+use super::labels::{StateLabel, state_label};
+
+/// `countersign_store_*`.
+#[derive(Debug, Default)]
+pub(super) struct StoreMetrics {
+    batches: Counter,
+    operations: Counter,
+    writer_busy: Counter<f64, std::sync::atomic::AtomicU64>,
+    pool: Family<StateLabel, Gauge>,
+    pool_size: Gauge,
+}
+
+impl StoreMetrics {
+    /// Registers them in `r`.
+    pub(super) fn register(&self, r: &mut Registry) {
+        r.register(
+            "store_batches",
+            "Write batches this process ran (group commit: one COMMIT for many operations)",
+            self.batches.clone(),
+        );
+        r.register_with_unit(
+            "store_writer_busy",
+            "Time the writer thread spent running write batches: a rate near 1 means writes \
+             queue behind it",
+            Unit::Seconds,
+            self.writer_busy.clone(),
+        );
+        r.register(
+            "store_batched_operations",
+            "Operations run in those write batches",
+            self.operations.clone(),
+        );
+        r.register(
+            "store_pool_connections",
+            "PostgreSQL connections of this replica, by state (idle, in_use)",
+            self.pool.clone(),
+        );
+        r.register(
+            "store_pool_size",
+            "Most PostgreSQL connections this replica opens ([storage] pool_size)",
+            self.pool_size.clone(),
+        );
+    }
+
+    /// Brings them to what the store says now (the caller holds the scrape lock).
+    pub(super) fn set(&self, store: crate::store::Stats) {
+        catch_up(&self.batches, store.batches);
+        catch_up(&self.operations, store.operations);
+        let busy = store.writer_busy.as_secs_f64();
+        let counted = self.writer_busy.get();
+        if busy > counted {
+            self.writer_busy.inc_by(busy - counted);
+        }
+        if let Some((open, idle, size)) = store.pool {
+            let in_use = open.saturating_sub(idle);
+            self.pool
+                .get_or_create(&state_label("idle"))
+                .set(count(idle));
+            self.pool
+                .get_or_create(&state_label("in_use"))
+                .set(count(in_use));
+            self.pool_size.set(count(size));
+        }
+    }
+}
+
+/// Raises `counter` to `total` (the store counts; the counter follows).
+fn catch_up(counter: &Counter, total: u64) {
+    let now = counter.get();
+    if total > now {
+        counter.inc_by(total - now);
+    }
+}
+
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
