@@ -20,6 +20,7 @@ mod hosts;
 mod keys;
 mod notify;
 mod policy;
+mod revoked;
 mod signin;
 mod state;
 mod tokens;

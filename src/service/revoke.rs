@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use sha2::{Digest, Sha256};
 
-use super::{RequestView, Service, ServiceError, unix, view};
+use super::{RequestView, Service, ServiceError, unix};
 use crate::audit::{self, CertificateRevoked, NewEvent};
 use crate::krl::{self, KrlContents};
 use crate::names::{RequestId, Serial, Text, UserName};
@@ -112,15 +112,7 @@ impl Service {
                 actor: actor.as_str(),
                 request_id: Some(cert.request_id.as_str()),
                 serial: Some(cert.serial),
-                event: CertificateRevoked {
-                    serial: cert.serial.to_string(),
-                    requester: cert.requester.to_string(),
-                    role: cert.role.to_string(),
-                    reason: reason.as_str().to_owned(),
-                    krl_version: version,
-                    valid_before: view::rfc3339(cert.valid_before),
-                }
-                .into(),
+                event: CertificateRevoked::of(cert, reason.as_str(), version).into(),
             },
         )?;
         self.tell(

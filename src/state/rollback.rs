@@ -206,39 +206,18 @@ enum Again {
 impl Again {
     /// Its `certificate.revoked` or `host.revoked` event.
     fn event<'a>(&'a self, operator: &'a str, why: &str) -> NewEvent<'a> {
-        let rfc3339 = |t: i64| {
-            DateTime::<Utc>::from_timestamp(t, 0)
-                .unwrap_or_default()
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        };
         match self {
             Again::User(cert, version) => NewEvent {
                 actor: operator,
                 request_id: Some(cert.request_id.as_str()),
                 serial: Some(cert.serial),
-                event: CertificateRevoked {
-                    serial: cert.serial.to_string(),
-                    requester: cert.requester.to_string(),
-                    role: cert.role.to_string(),
-                    reason: why.to_owned(),
-                    krl_version: *version,
-                    valid_before: rfc3339(cert.valid_before),
-                }
-                .into(),
+                event: CertificateRevoked::of(cert, why, *version).into(),
             },
             Again::Host(row, version) => NewEvent {
                 actor: operator,
                 request_id: None,
                 serial: Some(row.serial),
-                event: HostRevoked {
-                    serial: row.serial.to_string(),
-                    principals: row.principals.iter().map(ToString::to_string).collect(),
-                    key_fingerprint: row.key_fingerprint.clone(),
-                    reason: why.to_owned(),
-                    krl_version: *version,
-                    valid_before: rfc3339(row.valid_before),
-                }
-                .into(),
+                event: HostRevoked::of(row, why, *version).into(),
             },
         }
     }

@@ -9,7 +9,7 @@ use crate::error_code::ErrorCode;
 
 use crate::names::{Serial, Text, UserName};
 use crate::service::revoke::{Krl, KrlKind};
-use crate::service::{Service, ServiceError, unix, view::rfc3339};
+use crate::service::{Service, ServiceError, unix};
 use crate::store::hosts;
 
 impl Service {
@@ -111,15 +111,7 @@ impl Service {
                 actor: actor.as_str(),
                 request_id: None,
                 serial: Some(row.serial),
-                event: HostRevoked {
-                    serial: row.serial.to_string(),
-                    principals: row.principals.iter().map(ToString::to_string).collect(),
-                    key_fingerprint: row.key_fingerprint.clone(),
-                    reason: reason.to_owned(),
-                    krl_version: version,
-                    valid_before: rfc3339(row.valid_before),
-                }
-                .into(),
+                event: HostRevoked::of(row, reason, version).into(),
             },
         )?;
         Ok(true)
