@@ -120,21 +120,34 @@ pub fn key_must_be_registered(
     user: &UserName,
     key: &SubjectKey,
 ) -> Result<(), Refusal> {
-    if !required || registered_to(policy, facts, user, key) {
+    if !required {
+        return Ok(());
+    }
+    only_registered(
+        policy,
+        facts,
+        (user, key),
+        "this CA certifies only registered keys ([requests] require_registered_keys): the \
+         key's owner registers it with `countersign keys add` (a service account's key goes \
+         in its [users.NAME] ssh_keys)",
+    )
+}
+
+/// Refused unless `key` is registered to `user`: a key the config and the database give
+/// two people is disputed; any other, `why` it must be registered.
+fn only_registered(
+    policy: &Policy,
+    facts: &KeyFacts,
+    (user, key): (&UserName, &SubjectKey),
+    why: &str,
+) -> Result<(), Refusal> {
+    if registered_to(policy, facts, user, key) {
         return Ok(());
     }
     if let Some(r) = disputed(policy, facts, key) {
         return Err(r);
     }
-    refuse(
-        key,
-        format!(
-            "is not registered to {user}, and this CA certifies only registered keys \
-             ([requests] require_registered_keys): the key's owner registers it with \
-             `countersign keys add` (a service account's key goes in its [users.NAME] \
-             ssh_keys)"
-        ),
-    )
+    refuse(key, format!("is not registered to {user}, and {why}"))
 }
 
 /// A request made with a session from the device flow (`countersign login --device`)
@@ -148,19 +161,12 @@ pub fn device_session_key_must_be_registered(
     user: &UserName,
     key: &SubjectKey,
 ) -> Result<(), Refusal> {
-    if registered_to(policy, facts, user, key) {
-        return Ok(());
-    }
-    if let Some(r) = disputed(policy, facts, key) {
-        return Err(r);
-    }
-    refuse(
-        key,
-        format!(
-            "is not registered to {user}, and a session from the device flow (`countersign \
-             login --device`) requests only for registered keys: register it (`countersign \
-             keys add`, after signing in with a browser: `countersign login --loopback`), or \
-             request from such a sign-in"
-        ),
+    only_registered(
+        policy,
+        facts,
+        (user, key),
+        "a session from the device flow (`countersign login --device`) requests only for \
+         registered keys: register it (`countersign keys add`, after signing in with a \
+         browser: `countersign login --loopback`), or request from such a sign-in",
     )
 }
