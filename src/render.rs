@@ -164,6 +164,20 @@ fn breakglass_lines(b: &crate::service::BreakGlassView) -> Vec<String> {
     lines
 }
 
+/// A configured duration as the config would write it, in its largest whole unit:
+/// `24h` is `1d`, `31d` stays `31d` (not humantime's `1month 13h 30m 36s`), `90m` stays
+/// `90m`.
+pub fn config_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => "0s".into(),
+        _ if s.is_multiple_of(86_400) => format!("{}d", s / 86_400),
+        _ if s.is_multiple_of(3_600) => format!("{}h", s / 3_600),
+        _ if s.is_multiple_of(60) => format!("{}m", s / 60),
+        _ => format!("{s}s"),
+    }
+}
+
 /// `seconds` as a duration people read (`1h 30m`).
 pub fn seconds(seconds: i64) -> String {
     humantime::format_duration(std::time::Duration::from_secs(seconds.max(0) as u64)).to_string()
@@ -232,4 +246,26 @@ pub fn render_whoami(me: &WhoAmI) -> String {
         me.can_request.join(", "),
         me.can_approve.join(", ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::config_duration;
+
+    #[test]
+    fn a_configured_duration_reads_as_the_config_writes_it() {
+        let d = |s: u64| config_duration(Duration::from_secs(s));
+        assert_eq!(d(86_400), "1d");
+        assert_eq!(d(31 * 86_400), "31d");
+        assert_eq!(d(8 * 3_600), "8h");
+        assert_eq!(d(90 * 60), "90m");
+        assert_eq!(d(61), "61s");
+        assert_eq!(d(0), "0s");
+        // Each reads back as the same duration.
+        for s in [86_400, 31 * 86_400, 8 * 3_600, 90 * 60, 61] {
+            assert_eq!(humantime::parse_duration(&d(s)).unwrap().as_secs(), s);
+        }
+    }
 }

@@ -127,8 +127,8 @@ pub(super) fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
                 "host ca      {} ({}); certificates {} (at most {}), principals {}",
                 h.key_file.display(),
                 key.fingerprint(ssh_key::HashAlg::Sha256),
-                humantime::format_duration(h.cert_ttl),
-                humantime::format_duration(h.max_ttl),
+                crate::render::config_duration(h.cert_ttl),
+                crate::render::config_duration(h.max_ttl),
                 principals_summary(h)
             )?,
             Err(_) if !h.key_file.exists() => outln!(
@@ -154,7 +154,7 @@ pub(super) fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     let notify_ok = notify_summary(&config)?;
     outln!(
         "pending_ttl  {}",
-        humantime::format_duration(config.requests.pending_ttl)
+        crate::render::config_duration(config.requests.pending_ttl)
     )?;
     outln!(
         "keys         {}",
@@ -177,18 +177,18 @@ pub(super) fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
             principals.join(", "),
             describe_members(&role.requesters),
             role.approval_rule(),
-            humantime::format_duration(role.default_ttl),
-            humantime::format_duration(role.max_ttl)
+            crate::render::config_duration(role.default_ttl),
+            crate::render::config_duration(role.max_ttl)
         )?;
         if let Some(bg) = &role.break_glass {
             outln!(
                 "break-glass  {}: invokers {}, max {}, reviews {} of {} within {}",
                 role.name,
                 describe_members(&bg.invokers),
-                humantime::format_duration(bg.max_ttl),
+                crate::render::config_duration(bg.max_ttl),
                 bg.reviews,
                 describe_members(&bg.reviewers),
-                humantime::format_duration(bg.review_within)
+                crate::render::config_duration(bg.review_within)
             )?;
         }
     }
