@@ -123,10 +123,12 @@ impl Receiver {
         std::fs::write(self.dir.path().join("mode"), mode).unwrap();
     }
 
-    /// Every POST it got, in order.
+    /// Every POST it got, in order: the lines it finished writing (one read while the
+    /// receiver writes may end in half a line, left for the next read).
     pub fn records(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.dir.path().join("log"))
-            .unwrap_or_default()
+        let text = std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default();
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        complete
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
