@@ -200,6 +200,7 @@ impl Service {
         Ok(SteppedUp {
             user: who.user.clone(),
             credential: Some(who.credential),
+            action,
         })
     }
 }
@@ -235,21 +236,39 @@ pub struct SteppedUp {
     user: UserName,
     /// How they proved it over HTTP; `None` at the SSH front door.
     credential: Option<Credential>,
+    /// What it was made for: the act that takes it checks ([`SteppedUp::user_for`]).
+    action: StepUp,
 }
 
 impl SteppedUp {
     /// Someone the SSH front door authenticated with a registered key: the key, proven
-    /// at the connection, is the step-up there (`src/ssh`).
+    /// at the connection, is the step-up there (`src/ssh`), for its decisions
+    /// (approving, breaking the glass, reviewing).
     pub(crate) fn at_front_door(user: UserName) -> Self {
         SteppedUp {
             user,
             credential: None,
+            action: StepUp::Approve,
         }
     }
 
     /// Who.
     pub fn user(&self) -> &UserName {
         &self.user
+    }
+
+    /// Who, for the act `action`: a proof made for another kind of act is refused
+    /// (`forbidden`), so that one made to approve never registers a key or gives access,
+    /// should the checks of the kinds ever differ.
+    pub(crate) fn user_for(&self, action: StepUp) -> Result<&UserName, ServiceError> {
+        if std::mem::discriminant(&self.action) == std::mem::discriminant(&action) {
+            Ok(&self.user)
+        } else {
+            tracing::error!(made = ?self.action, asked = ?action, "a step-up proof of another act");
+            Err(ServiceError::Forbidden(
+                "this sign-in was checked for another act: sign in again and retry".into(),
+            ))
+        }
     }
 
     /// How they proved it over HTTP (`None` at the SSH front door).
@@ -339,4 +358,33 @@ pub enum Credential {
         /// bearer token.
         web: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_up_proof_serves_only_the_kind_of_act_it_was_made_for() {
+        let alice = UserName::parse("alice").unwrap();
+        let door = SteppedUp::at_front_door(alice.clone());
+        assert_eq!(door.user_for(StepUp::Approve).unwrap(), &alice);
+        for other in [
+            StepUp::RegisterKey,
+            StepUp::Grant("enabling a user"),
+            StepUp::HostToken,
+        ] {
+            assert!(matches!(
+                door.user_for(other),
+                Err(ServiceError::Forbidden(_))
+            ));
+        }
+        let granted = SteppedUp {
+            action: StepUp::Grant("allowing one more break-glass use"),
+            ..door
+        };
+        // Any act that gives access, whatever its name.
+        assert!(granted.user_for(StepUp::Grant("enabling a user")).is_ok());
+        assert!(granted.user_for(StepUp::Approve).is_err());
+    }
 }

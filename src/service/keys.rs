@@ -81,7 +81,7 @@ impl Service {
     /// [`CHALLENGE_LIFETIME`]. A key registered to someone else already is `key_taken`
     /// now rather than after the proof.
     pub fn key_challenge(&self, who: &SteppedUp, key: &SubjectKey) -> Result<String, ServiceError> {
-        let actor = who.user();
+        let actor = who.user_for(crate::service::StepUp::RegisterKey)?;
         refuse_bot(&self.config(), actor)?;
         if self.is_ca_key(key) {
             return Err(ServiceError::Invalid(
@@ -136,7 +136,7 @@ impl Service {
         who: &SteppedUp,
         proven: &ProvenKey,
     ) -> Result<(KeyListing, bool), ServiceError> {
-        let actor = who.user();
+        let actor = who.user_for(crate::service::StepUp::RegisterKey)?;
         let ProvenKey {
             key,
             line,

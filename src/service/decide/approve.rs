@@ -30,7 +30,7 @@ impl Service {
         comment: Option<Text>,
         seen: Option<&str>,
     ) -> Result<RequestView, ServiceError> {
-        let actor = who.user();
+        let actor = who.user_for(crate::service::StepUp::Approve)?;
         // Approving may sign: never by a clock the database disagrees with.
         self.clock_agrees()?;
         let config = self.config();

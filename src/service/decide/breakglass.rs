@@ -36,7 +36,7 @@ impl Service {
         who: &SteppedUp,
         req: NewRequest,
     ) -> Result<RequestView, ServiceError> {
-        let actor = who.user();
+        let actor = who.user_for(crate::service::StepUp::Approve)?;
         // Signing: never by a clock the database disagrees with.
         self.clock_agrees()?;
         let config = self.config();

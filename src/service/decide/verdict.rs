@@ -64,7 +64,7 @@ impl Service {
         verdict: Verdict,
         comment: Text,
     ) -> Result<RequestView, ServiceError> {
-        let actor = who.user();
+        let actor = who.user_for(crate::service::StepUp::Approve)?;
         let now = self.now();
         let policy = &self.config().policy;
         super::flatten(self.store.write(|tx| {
@@ -233,7 +233,7 @@ impl Service {
         who: &SteppedUp,
         user: &UserName,
     ) -> Result<Allowance, ServiceError> {
-        let actor = who.user();
+        let actor = who.user_for(crate::service::StepUp::Grant(""))?;
         self.require_admin(actor, "allow break-glass uses")?;
         if actor == user {
             return Err(ServiceError::Forbidden(

@@ -28,7 +28,7 @@ impl Service {
         principals: Vec<HostPrincipal>,
         ttl: Option<Duration>,
     ) -> Result<NewHostToken, ServiceError> {
-        let actor = who.user();
+        let actor = who.user_for(crate::service::StepUp::HostToken)?;
         let credential = who.credential();
         // A provisioning pipeline's service account (`bot = true`) with the `host-token`
         // scope, or an admin.
