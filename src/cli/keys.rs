@@ -108,14 +108,18 @@ fn sign(public: &Path, challenge: &str) -> anyhow::Result<String> {
             private.display()
         );
     }
-    eprintln!(
-        "signing the server's challenge with {} (ssh-keygen asks for its passphrase if it has one)",
-        if key == public {
-            format!("the ssh-agent's key for {}", public.display())
-        } else {
-            key.display().to_string()
-        }
-    );
+    if key == public {
+        eprintln!(
+            "signing the server's challenge with the ssh-agent's key for {}",
+            public.display()
+        );
+    } else {
+        eprintln!(
+            "signing the server's challenge with {} (ssh-keygen asks for its passphrase if it \
+             has one)",
+            key.display()
+        );
+    }
     let mut child = Command::new("ssh-keygen")
         .args(["-q", "-Y", "sign", "-n", KEY_NAMESPACE, "-f"])
         .arg(key)

@@ -181,7 +181,10 @@ impl Service {
             // (`key_not_allowed`, audited) below.
             let subject = &req.public_key;
             let required = config.requests.require_registered_keys;
+            // A device-flow session asks only for a registered key of the actor's, which
+            // the rule below checks (audited, with what to do); not as bad input here.
             if !required
+                && !device
                 && let Err(r) =
                     rules::key_must_be_requesters(policy, &checks.key_facts, actor, subject)
             {

@@ -327,6 +327,16 @@ async fn a_session_from_a_device_login_asks_only_for_keys_registered_to_its_user
     let (status, body) =
         super::step_up::post_as(&app, &phished, "/v1/requests", ask(&alices)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+    // Now that she has keys, another key is refused the same way: the message says that
+    // the device session is why, and what to do.
+    let (status, body) =
+        super::step_up::post_as(&app, &phished, "/v1/requests", ask(&franks)).await;
+    assert_eq!(code(&body), "key_not_allowed", "{status} {body}");
+    let said = body["error"]["message"].as_str().unwrap();
+    assert!(
+        said.contains("device flow") && said.contains("--loopback"),
+        "{said}"
+    );
 }
 
 #[tokio::test]
