@@ -224,13 +224,18 @@ pub fn waiting_for(r: &RequestView) -> String {
 pub fn render_whoami(me: &WhoAmI) -> String {
     let admin = if me.admin { " (admin)" } else { "" };
     let disabled = if me.disabled { " (disabled)" } else { "" };
-    let bot = match &me.scopes {
+    let mut bot = match &me.scopes {
         Some(s) => format!(
             "token        a service account's (scopes {})\n",
             s.join(", ")
         ),
         None => String::new(),
     };
+    if me.session.is_some() {
+        bot += "session      from the device flow: never approves, breaks the glass, reviews \
+                or registers keys; requests only for registered keys (sign in with \
+                `login --loopback` for those)\n";
+    }
     let mut breakglass = String::new();
     if !me.can_break_glass.is_empty() {
         breakglass += &format!("break glass  {}\n", me.can_break_glass.join(", "));

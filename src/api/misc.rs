@@ -157,6 +157,9 @@ pub(super) async fn whoami_get(
         me.can_review.clear();
         me.scopes = Some(scopes.names().into_iter().map(str::to_owned).collect());
     }
+    if let crate::service::Credential::Session { device: true, .. } = credential {
+        me.session = Some(crate::service::DEVICE_VIA.to_owned());
+    }
     Ok(Json(me))
 }
 

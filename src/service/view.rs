@@ -227,6 +227,11 @@ pub struct WhoAmI {
     /// token never approves). Absent for people's tokens and sessions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scopes: Option<Vec<String>>,
+    /// With a session from the device flow: `oidc-device` (such a session never
+    /// approves, breaks the glass, reviews or registers keys, and requests only for keys
+    /// registered to the user). Absent for tokens and other sessions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 pub(super) fn whoami(people: &People<'_>, user: &UserName, disabled: bool) -> WhoAmI {
@@ -264,6 +269,7 @@ pub(super) fn whoami(people: &People<'_>, user: &UserName, disabled: bool) -> Wh
         }),
         disabled,
         scopes: None,
+        session: None,
     }
 }
 

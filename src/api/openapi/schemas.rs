@@ -229,6 +229,10 @@ pub(super) fn schemas() -> Map<String, Value> {
                 "scopes": { "description": "only with a service account's token", "type": "array",
                     "items": { "type": "string",
                         "enum": ["request", "fetch", "read-audit", "host-token"] } },
+                "session": { "description": "only with a session from the device flow, which \
+                    never approves, breaks the glass, reviews or registers keys, and requests \
+                    only for keys registered to the user",
+                    "type": "string", "enum": ["oidc-device"] },
             }),
         ),
     );

@@ -303,10 +303,11 @@ fn the_whoami_schema_names_exactly_its_fields() {
         can_review: vec![],
         disabled: false,
         scopes: Some(vec!["request".into()]),
+        session: Some("oidc-device".into()),
     };
     assert_fields(
         "WhoAmI",
         &serde_json::to_value(me).expect("json"),
-        &["scopes"],
+        &["scopes", "session"],
     );
 }

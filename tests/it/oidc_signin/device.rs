@@ -310,6 +310,8 @@ async fn a_session_from_a_device_login_asks_only_for_keys_registered_to_its_user
     let (idp, _) = provider();
     let (app, _s) = spawn(&idp, "").await;
     let phished = device_session(&app, "alice").await;
+    // The session says what it is (and the CLI's whoami what it cannot do).
+    assert_eq!(whoami(&app, &phished).await.1["session"], "oidc-device");
     let ask = |line: &str| json!({ "role": "prod-db", "public_key": line, "reason": "INC-1" });
     let (_, franks) = crate::keys::key_file(&app, "frank_key");
     let (status, body) =
