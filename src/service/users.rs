@@ -98,7 +98,7 @@ impl Service {
         user: &UserName,
         reason: Option<Text>,
     ) -> Result<EnabledUser, ServiceError> {
-        let actor = who.user_for(crate::service::StepUp::Grant(""))?;
+        let actor = who.user_for(crate::service::StepUp::Grant("enabling a user"))?;
         self.require_admin(actor, "enable users")?;
         let now = self.now();
         self.store.write(|tx| {

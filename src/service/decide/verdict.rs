@@ -233,7 +233,9 @@ impl Service {
         who: &SteppedUp,
         user: &UserName,
     ) -> Result<Allowance, ServiceError> {
-        let actor = who.user_for(crate::service::StepUp::Grant(""))?;
+        let actor = who.user_for(crate::service::StepUp::Grant(
+            "allowing one more break-glass use",
+        ))?;
         self.require_admin(actor, "allow break-glass uses")?;
         if actor == user {
             return Err(ServiceError::Forbidden(
