@@ -253,3 +253,12 @@ pub(crate) async fn submit<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     Ok(crate::service::submit(state, f).await?)
 }
+
+/// [`submit`] planned first ([`crate::service::submit_planned`]).
+pub(crate) async fn submit_planned<P: 'static, T: Send + 'static>(
+    state: &AppState,
+    plan: impl FnOnce(&Service) -> P + Send + 'static,
+    f: impl FnOnce(&Service, P) -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ApiError> {
+    Ok(crate::service::submit_planned(state, plan, f).await?)
+}

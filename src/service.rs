@@ -50,9 +50,11 @@ pub use crate::store::recheck::Due as DueSession;
 pub use crate::store::requests::Status;
 pub use crate::store::sessions::{LoginRow as SignInInProgress, SESSION_PREFIX};
 pub use crate::store::tokens::TokenListing;
-pub use calls::{blocking, quick, submit};
+pub use calls::{blocking, quick, submit, submit_planned};
 pub use credential::{Authenticated, Credential, ScopeSet, StepUp, SteppedUp};
-pub use decide::{Allowance, Created, IDEMPOTENCY_KEY_LIFETIME, NewRequest};
+pub use decide::{
+    Allowance, ApprovePlan, CreatePlan, Created, IDEMPOTENCY_KEY_LIFETIME, NewRequest,
+};
 pub use device::{DEVICE_CODE_GRANT, DEVICE_VIA, DeviceGrant, DeviceWait, format_user_code};
 pub use error::{ErrorKind, ServiceError, chain};
 pub use hosts::{

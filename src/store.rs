@@ -50,6 +50,7 @@
 //! `store/tokens.rs`, `store/users.rs`, `store/meta.rs` and `store/audit.rs`.
 
 mod after;
+mod ahead;
 pub mod audit;
 pub mod breakglass;
 pub mod certificates;
@@ -84,6 +85,7 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
+pub use ahead::Touch;
 #[cfg(test)]
 pub(crate) use migrations::create_at_schema;
 pub use pg::PgOptions;
@@ -148,6 +150,10 @@ pub struct Stats {
     pub writer_busy: std::time::Duration,
     /// PostgreSQL: connections open, idle, and the most the pool opens.
     pub pool: Option<(usize, usize, usize)>,
+    /// PostgreSQL: operations' first reads sent ahead with their batch's BEGIN
+    /// (`store/ahead.rs`) that answered them, that were stale (a write earlier in the
+    /// batch touched what they read) and that went unused.
+    pub reads_ahead: [u64; 3],
 }
 
 enum Backend {
@@ -249,6 +255,7 @@ impl Store {
             operations: work.map_or(0, |w| load(&w.operations)),
             writer_busy: std::time::Duration::from_nanos(work.map_or(0, |w| load(&w.busy_ns))),
             pool,
+            reads_ahead: work.map_or([0; 3], |w| w.ahead.each_ref().map(load)),
         }
     }
 
@@ -269,10 +276,7 @@ impl Store {
         &self,
         op: impl FnOnce() -> T + Send + 'static,
     ) -> Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'static>> {
-        match &self.backend {
-            Backend::Lite(lite) => Box::pin(lite.submit(op)),
-            Backend::Pg(pg) => Box::pin(pg.submit(op)),
-        }
+        self.submit_planned(|| (), move |()| op())
     }
 
     /// Runs `f` as one atomic unit of work and returns only once it is durable.

@@ -44,6 +44,9 @@ pub(crate) struct FlowRun {
     /// for the database), summed over replicas: near 1.0 per replica, writes queue
     /// behind it.
     pub writer_running: f64,
+    /// Operations' first reads sent ahead with their batch's BEGIN (PostgreSQL): how
+    /// many answered them, were stale, went unused.
+    pub reads_ahead: [f64; 3],
 }
 
 fn latency(mut micros: Vec<u32>) -> Latency {
@@ -143,6 +146,8 @@ pub(crate) struct Measured {
     client_cpu: f64,
     writer_cpu: f64,
     writer_wall: f64,
+    /// Reads sent ahead: used, stale, unused (PostgreSQL).
+    ahead: [f64; 3],
     samples: Samples,
 }
 
@@ -155,6 +160,9 @@ impl Measured {
         self.client_cpu += other.client_cpu;
         self.writer_cpu += other.writer_cpu;
         self.writer_wall += other.writer_wall;
+        for (a, b) in self.ahead.iter_mut().zip(other.ahead) {
+            *a += b;
+        }
         self.samples.create.extend(other.samples.create);
         self.samples.approve.extend(other.samples.approve);
         self.samples.certificate.extend(other.samples.certificate);
@@ -168,6 +176,7 @@ impl Measured {
             client_cpu_ms_per_flow: per_flow(self.client_cpu),
             writer_busy: self.writer_cpu / self.seconds.max(1e-9),
             writer_running: self.writer_wall / self.seconds.max(1e-9),
+            reads_ahead: self.ahead,
             clients: self.clients,
             flows: self.flows,
             seconds: self.seconds,
@@ -200,6 +209,15 @@ pub(crate) async fn measure(
     let server_cpu = || servers.iter().map(|s| s.cpu_seconds()).sum::<f64>();
     let writer_cpu = || servers.iter().map(|s| s.writer_cpu_seconds()).sum::<f64>();
     let writer_wall = || servers.iter().map(|s| s.writer_busy_seconds()).sum::<f64>();
+    let ahead = || {
+        servers
+            .iter()
+            .map(|s| s.reads_ahead())
+            .fold([0.0; 3], |mut sum, r| {
+                sum.iter_mut().zip(r).for_each(|(s, r)| *s += r);
+                sum
+            })
+    };
     let cpu = || (server_cpu(), cpu_seconds("/proc/self/stat"));
     let mut keys = Vec::with_capacity(REQUESTERS);
     for _ in 0..REQUESTERS {
@@ -225,7 +243,7 @@ pub(crate) async fn measure(
         flows,
     });
     let (server0, client0) = cpu();
-    let (writer0, wall0) = (writer_cpu(), writer_wall());
+    let (writer0, wall0, ahead0) = (writer_cpu(), writer_wall(), ahead());
     let start = Instant::now();
     let tasks: Vec<_> = (0..clients)
         .map(|k| tokio::spawn(client(ctx.clone(), k)))
@@ -247,6 +265,11 @@ pub(crate) async fn measure(
         client_cpu: client1 - client0,
         writer_cpu: writer_cpu() - writer0,
         writer_wall: writer_wall() - wall0,
+        ahead: {
+            let mut now = ahead();
+            now.iter_mut().zip(ahead0).for_each(|(n, a)| *n -= a);
+            now
+        },
         samples: all,
     })
 }

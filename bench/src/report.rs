@@ -68,6 +68,18 @@ fn flows_line(label: &str, r: &FlowRun) {
         r.writer_busy * 100.0,
         r.writer_running * 100.0
     );
+    let [used, stale, unused] = r.reads_ahead;
+    let sent = used + stale + unused;
+    if sent > 0.0 {
+        println!(
+            "{:<34} reads sent ahead {:.1} a flow: used {:.0}%, stale {:.0}%, unused {:.0}%",
+            "",
+            sent / r.flows.max(1) as f64,
+            used * 100.0 / sent,
+            stale * 100.0 / sent,
+            unused * 100.0 / sent
+        );
+    }
 }
 
 impl Report {

@@ -153,8 +153,24 @@ impl Server {
     /// seconds (`countersign_store_writer_busy_seconds_total` on its `/metrics`; 0 when
     /// it cannot be read): on PostgreSQL it waits for the database most of that time.
     pub(crate) fn writer_busy_seconds(&self) -> f64 {
+        self.metrics_sum(&["countersign_store_writer_busy_seconds_total "])[0]
+    }
+
+    /// Reads sent ahead so far (PostgreSQL): used, stale, unused
+    /// (`countersign_store_reads_ahead_total{outcome}`; 0 when it cannot be read).
+    pub(crate) fn reads_ahead(&self) -> [f64; 3] {
+        let names = ["used", "stale", "unused"]
+            .map(|o| format!("countersign_store_reads_ahead_total{{outcome=\"{o}\"}} "));
+        let sums = self.metrics_sum(&names.each_ref().map(String::as_str));
+        [sums[0], sums[1], sums[2]]
+    }
+
+    /// The values of the metric lines starting with each of `prefixes` on the server's
+    /// `/metrics` (0 for any not there or when it cannot be read).
+    fn metrics_sum(&self, prefixes: &[&str]) -> Vec<f64> {
+        let mut out = vec![0.0; prefixes.len()];
         let Some(address) = &self.metrics else {
-            return 0.0;
+            return out;
         };
         let scrape = || -> std::io::Result<String> {
             use std::io::{Read as _, Write as _};
@@ -165,15 +181,17 @@ impl Server {
             s.read_to_string(&mut text)?;
             Ok(text)
         };
-        scrape()
-            .ok()
-            .and_then(|text| {
-                text.lines().find_map(|l| {
-                    l.strip_prefix("countersign_store_writer_busy_seconds_total ")
-                        .and_then(|v| v.trim().parse::<f64>().ok())
-                })
-            })
-            .unwrap_or(0.0)
+        let Ok(text) = scrape() else {
+            return out;
+        };
+        for line in text.lines() {
+            for (prefix, value) in prefixes.iter().zip(out.iter_mut()) {
+                if let Some(v) = line.strip_prefix(prefix) {
+                    *value = v.trim().parse::<f64>().unwrap_or(0.0);
+                }
+            }
+        }
+        out
     }
 
     /// CPU time the server's writer thread has used so far, in seconds (0 before its

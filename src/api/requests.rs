@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 
 use super::extract::{Json as JsonBody, OptionalJson, Query};
-use super::{Actor, ApiError, AppState, Caller, blocking, inline, submit};
+use super::{Actor, ApiError, AppState, Caller, blocking, inline, submit, submit_planned};
 use crate::names::{IdempotencyKey, RequestId, RoleName, Text, parse_duration};
 use crate::pubkey::SubjectKey;
 use crate::service::{LIST_LIMIT, ListPage, NewRequest, RequestView};
@@ -109,9 +109,15 @@ pub(super) async fn requests_create(
 ) -> Result<impl IntoResponse, ApiError> {
     let key = idempotency_key(&headers)?;
     let req = body.parse()?;
-    let created = submit(&state, move |s| {
-        s.create_request_once(me.user(), me.credential(), req, key.as_ref())
-    })
+    // Planned first: on PostgreSQL its checks go out with its batch's BEGIN.
+    let (user, ask) = (me.user().clone(), req.clone());
+    let created = submit_planned(
+        &state,
+        move |s| s.plan_create(&user, &ask),
+        move |s, plan| {
+            s.create_request_planned(me.user(), me.credential(), req, key.as_ref(), plan)
+        },
+    )
     .await?;
     let view = created.view;
     if created.replayed {
@@ -181,9 +187,13 @@ pub(super) async fn request_approve(
     };
     let seen = body.version;
     let user = me.user().clone();
-    let view = submit(&state, move |s| {
-        s.approve_seen(&who, &id, comment, seen.as_deref())
-    })
+    // Planned first: on PostgreSQL its reads go out with its batch's BEGIN.
+    let (proof, request) = (who.clone(), id.clone());
+    let view = submit_planned(
+        &state,
+        move |s| s.plan_approve(&proof, &request),
+        move |s, plan| s.approve_planned(&who, &id, comment, seen.as_deref(), plan),
+    )
     .await?;
     let serial = view.certificate.as_ref().map(|c| c.serial);
     tracing::info!(

@@ -41,6 +41,17 @@ pub(super) struct StateLabel {
     pub(super) state: String,
 }
 
+/// `{outcome}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct OutcomeLabel {
+    pub(super) outcome: &'static str,
+}
+
+/// The label `{outcome}`.
+pub(super) fn outcome_label(outcome: &'static str) -> OutcomeLabel {
+    OutcomeLabel { outcome }
+}
+
 /// `{route, method, status}` of an HTTP request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct HttpLabels {

@@ -6,7 +6,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::labels::{StateLabel, state_label};
+use super::labels::{OutcomeLabel, StateLabel, outcome_label, state_label};
 
 /// `countersign_store_*`.
 #[derive(Debug, Default)]
@@ -16,6 +16,7 @@ pub(super) struct StoreMetrics {
     writer_busy: Counter<f64, std::sync::atomic::AtomicU64>,
     pool: Family<StateLabel, Gauge>,
     pool_size: Gauge,
+    reads_ahead: Family<OutcomeLabel, Counter>,
 }
 
 impl StoreMetrics {
@@ -44,6 +45,13 @@ impl StoreMetrics {
             self.pool.clone(),
         );
         r.register(
+            "store_reads_ahead",
+            "PostgreSQL: operations' first reads sent with their batch's BEGIN, by outcome: \
+             used (a round trip saved), stale (an earlier write of the batch touched what \
+             they read: read again), unused",
+            self.reads_ahead.clone(),
+        );
+        r.register(
             "store_pool_size",
             "Most PostgreSQL connections this replica opens ([storage] pool_size)",
             self.pool_size.clone(),
@@ -58,6 +66,14 @@ impl StoreMetrics {
         let counted = self.writer_busy.get();
         if busy > counted {
             self.writer_busy.inc_by(busy - counted);
+        }
+        for (outcome, n) in ["used", "stale", "unused"]
+            .into_iter()
+            .zip(store.reads_ahead)
+        {
+            if n > 0 {
+                catch_up(&self.reads_ahead.get_or_create(&outcome_label(outcome)), n);
+            }
         }
         if let Some((open, idle, size)) = store.pool {
             let in_use = open.saturating_sub(idle);

@@ -36,8 +36,22 @@ pub async fn submit<T: Send + 'static>(
     service: &Arc<Service>,
     f: impl FnOnce(&Service) -> Result<T, ServiceError> + Send + 'static,
 ) -> Result<T, ServiceError> {
-    let s = service.clone();
-    let result = match service.store().submit(move || f(&s)).await {
+    submit_planned(service, |_| (), move |s, ()| f(s)).await
+}
+
+/// [`submit`] in two steps on the writer thread: `plan` before the batch's transaction
+/// begins (it may name a read to be sent ahead: `Store::submit_planned`), then `f` with
+/// what `plan` returned.
+pub async fn submit_planned<P: 'static, T: Send + 'static>(
+    service: &Arc<Service>,
+    plan: impl FnOnce(&Service) -> P + Send + 'static,
+    f: impl FnOnce(&Service, P) -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ServiceError> {
+    let (s, planner) = (service.clone(), service.clone());
+    let submitted = service
+        .store()
+        .submit_planned(move || plan(&planner), move |p| f(&s, p));
+    let result = match submitted.await {
         Ok(result) => result,
         Err(e) => Err(ServiceError::Store(e)),
     };

@@ -11,6 +11,7 @@ mod approve;
 mod breakglass;
 mod create;
 mod deny;
+mod plan;
 mod reminders;
 mod verdict;
 
@@ -28,6 +29,7 @@ use crate::store::Tx;
 use crate::store::requests::{self as rq, RequestRow, Status};
 
 pub use create::{Created, IDEMPOTENCY_KEY_LIFETIME, NewRequest};
+pub use plan::{ApprovePlan, CreatePlan};
 pub use verdict::Allowance;
 
 pub(super) type Outcome<T> = Result<Result<T, ServiceError>, ServiceError>;

@@ -147,7 +147,7 @@ impl Service {
         // The request was read as pending in this transaction, under the write lock.
         decided(rq::decide_read_pending(
             tx,
-            &row.id,
+            (&row.id, &row.requester),
             &rq::Decision {
                 status: Status::Issued,
                 at: unix(now),

@@ -109,7 +109,7 @@ pub fn last_seq(tx: &Tx<'_>) -> Result<i64, StoreError> {
 pub fn insert(tx: &Tx<'_>, row: &RowRef<'_>) -> Result<(), StoreError> {
     // The sequence number is the chain head's plus one, under the write lock, so the
     // row cannot clash: sent without waiting (`Tx::put`).
-    tx.put(
+    tx.put_touching(
         "INSERT INTO audit (seq, at, actor, action, request_id, serial, detail, prev_hash, \
          hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         &[
@@ -123,6 +123,9 @@ pub fn insert(tx: &Tx<'_>, row: &RowRef<'_>) -> Result<(), StoreError> {
             &row.prev_hash,
             &row.hash,
         ],
+        // Nothing a read sent ahead reads (`store/ahead.rs`): the chain's head is read
+        // under the lock with the BEGIN.
+        Some(&[]),
     )?;
     tx.set_audit_head(row.fields.seq, row.hash);
     Ok(())

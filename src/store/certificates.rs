@@ -6,7 +6,7 @@
 
 use super::requests::RequestRow;
 use super::sql::{Row, corrupt};
-use super::{StoreError, Tx};
+use super::{StoreError, Touch, Tx};
 use crate::names::{RequestId, RoleName, Serial, UserName};
 
 /// One issued certificate.
@@ -114,7 +114,7 @@ pub fn serial_taken(tx: &Tx<'_>, serial: Serial) -> Result<bool, StoreError> {
 
 /// Stores an issued certificate.
 pub fn insert(tx: &Tx<'_>, req: &RequestRow, c: &CertificateRow) -> Result<(), StoreError> {
-    tx.put(
+    tx.put_touching(
         "INSERT INTO certificates (serial, request_id, requester, role, key_id, \
          valid_after, valid_before, certificate) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         &[
@@ -127,6 +127,11 @@ pub fn insert(tx: &Tx<'_>, req: &RequestRow, c: &CertificateRow) -> Result<(), S
             &c.valid_before,
             &c.certificate,
         ],
+        Some(&[
+            Touch::Serial(c.serial),
+            Touch::User(req.requester.clone()),
+            Touch::Request(req.id.clone()),
+        ]),
     )?;
     Ok(())
 }

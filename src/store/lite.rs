@@ -106,14 +106,15 @@ impl Lite {
     /// operations). Every `Store::write` that `op` makes runs atomically in its own
     /// SAVEPOINT; `op`'s result is delivered only after the COMMIT, and if the COMMIT
     /// fails an `op` that wrote gets [`StoreError::CommitFailed`] instead.
-    pub(super) fn submit<T: Send + 'static>(
+    pub(super) fn submit<P: 'static, T: Send + 'static>(
         &self,
-        op: impl FnOnce() -> T + Send + 'static,
+        plan: impl FnOnce() -> P + Send + 'static,
+        op: impl FnOnce(P) -> T + Send + 'static,
     ) -> impl Future<Output = Result<T, StoreError>> + Send + 'static {
         let threads = self
             .threads
             .get_or_init(|| writer::start(self.writer.clone(), self.id));
-        writer::submit(threads.as_ref(), op)
+        writer::submit(threads.as_ref(), plan, op)
     }
 
     /// Queues `f` as a write of the writer thread's next batch and returns at once
@@ -123,13 +124,16 @@ impl Lite {
         f: impl FnOnce(&Tx<'_>) -> Result<(), StoreError> + Send + 'static,
     ) {
         let id = self.id;
-        super::not_queued(self.submit(move || {
-            if writer::batch_is_open_here(id) {
-                writer::write_in_batch(|conn, held| f(&Tx::writing(conn, Some(held))))
-            } else {
-                Err(StoreError::Nested)
-            }
-        }));
+        super::not_queued(self.submit(
+            || (),
+            move |()| {
+                if writer::batch_is_open_here(id) {
+                    writer::write_in_batch(|conn, held| f(&Tx::writing(conn, Some(held))))
+                } else {
+                    Err(StoreError::Nested)
+                }
+            },
+        ));
     }
 
     /// Runs `f` as one atomic unit of work and returns only once it is durable.

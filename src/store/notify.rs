@@ -43,10 +43,12 @@ pub struct NewDelivery<'a> {
 /// Writes `delivery`, due at `now`.
 pub fn enqueue(tx: &Tx<'_>, d: &NewDelivery<'_>, now: i64) -> Result<(), StoreError> {
     // A new row (a fresh event id): nothing to read back, pipelined on PostgreSQL.
-    tx.put(
+    tx.put_touching(
         "INSERT INTO notify_outbox (event_id, sink, event, payload, created_at, next_at, \
          attempts, status) VALUES (?1, ?2, ?3, ?4, ?5, ?5, 0, 'pending')",
         &[&d.event_id, &d.sink, &d.event, &d.payload, &now],
+        // Nothing a read sent ahead reads (`store/ahead.rs`).
+        Some(&[]),
     )
 }
 

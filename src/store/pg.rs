@@ -26,6 +26,7 @@
 //! entered, the wait runs on a short-lived thread instead, so a query works from any
 //! thread (the API's blocking pool, the writer thread, the CLI, tests).
 
+mod ahead;
 mod batch;
 mod conn;
 mod defer;
@@ -176,6 +177,16 @@ impl Shared {
     /// transaction id. The connection is marked abandoned (closed, not pooled) until
     /// [`Shared::end_write`] or a ROLLBACK goes through: never reused mid-transaction.
     fn begin_write(conn: &Pooled) -> Result<i64, StoreError> {
+        Self::begin_write_ahead(conn, &[]).map(|(xid, _)| xid)
+    }
+
+    /// [`Shared::begin_write`], with reads sent ahead in the same round trip, after the
+    /// lock (`store/ahead.rs`): their rows, in order.
+    #[allow(clippy::type_complexity)]
+    fn begin_write_ahead(
+        conn: &Pooled,
+        ahead: &[&[defer::Held]],
+    ) -> Result<(i64, Vec<Vec<Vec<tokio_postgres::Row>>>), StoreError> {
         // One message, so one round trip: PostgreSQL runs the SELECTs only if the BEGIN
         // went through (a failed statement ends a multi-statement query), so the lock is
         // never taken, nor anything written, outside the transaction. The audit chain's
@@ -188,7 +199,7 @@ impl Shared {
              SELECT seq::text, hash FROM audit ORDER BY audit.seq DESC LIMIT 1"
         );
         conn.abandon();
-        let rows = conn.simple_rows(&sql)?;
+        let (rows, answers) = conn.simple_then(&sql, ahead)?;
         conn.set_writing(true);
         let mut rows = rows.into_iter();
         let xid = rows
@@ -203,7 +214,7 @@ impl Shared {
                 conn.set_audit_head(seq, &hash);
             }
         }
-        Ok(xid)
+        Ok((xid, answers))
     }
 
     /// Commits transaction `xid` on `conn` (notifying the other replicas) and returns
@@ -304,14 +315,25 @@ impl PgStore {
 
     /// Runs `op` on this store's writer thread, in a batch with whatever else is queued
     /// (`pg/batch.rs`); resolves once the batch is durable.
-    pub(super) fn submit<T: Send + 'static>(
+    pub(super) fn submit<P: 'static, T: Send + 'static>(
         &self,
-        op: impl FnOnce() -> T + Send + 'static,
+        plan: impl FnOnce() -> P + Send + 'static,
+        op: impl FnOnce(P) -> T + Send + 'static,
     ) -> impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static {
         let threads = self
             .jobs
             .get_or_init(|| batch::start(self.shared.clone(), self.id));
-        super::writer::submit(threads.as_ref(), op)
+        super::writer::submit(threads.as_ref(), plan, op)
+    }
+
+    /// Records `f`, the first read of the operation being planned on this thread, to be
+    /// sent ahead ([`Store::read_ahead`](super::Store::read_ahead)).
+    pub(super) fn read_ahead<T>(
+        &self,
+        reads: &[super::Touch],
+        f: impl FnOnce(&Conn) -> Result<T, StoreError>,
+    ) {
+        batch::record(self.id, reads, f);
     }
 
     /// Queues `f` as a write of the writer thread's next batch and returns at once
@@ -321,13 +343,16 @@ impl PgStore {
         f: impl FnOnce(&Conn) -> Result<(), StoreError> + Send + 'static,
     ) {
         let id = self.id;
-        super::not_queued(self.submit(move || {
-            if batch::open_here(id) {
-                batch::write(f)
-            } else {
-                Err(StoreError::Nested)
-            }
-        }));
+        super::not_queued(self.submit(
+            || (),
+            move |()| {
+                if batch::open_here(id) {
+                    batch::write(f)
+                } else {
+                    Err(StoreError::Nested)
+                }
+            },
+        ));
     }
 
     /// `f` in one write transaction holding [`WRITE_LOCK`]; returns once it is durable.

@@ -13,7 +13,7 @@ mod marked;
 mod row;
 
 use super::sql::{Param, corrupt};
-use super::{StoreError, Tx};
+use super::{StoreError, Touch, Tx};
 use crate::names::{RequestId, RoleName, UserName};
 use row::{REQUEST_COLUMNS, request_from_row};
 
@@ -29,7 +29,7 @@ pub use row::{ApprovalRow, RequestRow, Status};
 pub fn insert(tx: &Tx<'_>, r: &RequestRow) -> Result<(), StoreError> {
     let principals =
         serde_json::to_string(&r.principals).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    tx.put(
+    tx.put_touching(
         &format!(
             "INSERT INTO requests ({REQUEST_COLUMNS}) \
              VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)"
@@ -52,6 +52,10 @@ pub fn insert(tx: &Tx<'_>, r: &RequestRow) -> Result<(), StoreError> {
             &r.decision_code,
             &r.decision_note,
         ],
+        Some(&[
+            Touch::Request(r.id.clone()),
+            Touch::User(r.requester.clone()),
+        ]),
     )?;
     Ok(())
 }
@@ -253,13 +257,15 @@ pub fn decide(tx: &Tx<'_>, id: &RequestId, d: &Decision<'_>) -> Result<bool, Sto
 /// lock (so nobody else can have decided it since): at signing. The UPDATE is not waited
 /// for (`Tx::put_one`: pipelined on PostgreSQL, held on SQLite); should it change
 /// anything but exactly one row, it fails, so that nothing of the write commits and
-/// nobody is told it succeeded. True when the request was (or will be) decided.
+/// nobody is told it succeeded. True when the request was (or will be) decided. The
+/// request's requester, read with it, names what the change touches (`store/ahead.rs`).
 pub fn decide_read_pending(
     tx: &Tx<'_>,
-    id: &RequestId,
+    (id, requester): (&RequestId, &UserName),
     d: &Decision<'_>,
 ) -> Result<bool, StoreError> {
-    with_decision(id, d, |params| tx.put_one(DECIDE, params))?;
+    let touches = [Touch::Request(id.clone()), Touch::User(requester.clone())];
+    with_decision(id, d, |params| tx.put_one(DECIDE, params, Some(&touches)))?;
     Ok(true)
 }
 
@@ -280,9 +286,10 @@ pub fn insert_approval(
     at: i64,
     comment: Option<&str>,
 ) -> Result<(), StoreError> {
-    tx.put(
+    tx.put_touching(
         "INSERT INTO approvals (request_id, approver, at, comment) VALUES (?1, ?2, ?3, ?4)",
         &[&id.as_str(), &approver.as_str(), &at, &comment],
+        Some(&[Touch::Request(id.clone())]),
     )?;
     Ok(())
 }

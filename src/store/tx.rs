@@ -144,7 +144,7 @@ impl<'c> Tx<'c> {
                 let n = conn.prepare_cached(sql)?.execute(params.as_slice())?;
                 Ok(n as u64)
             }
-            On::Pg(conn) => conn.execute(sql, params),
+            On::Pg(conn) => conn.execute(sql, params, None),
         }
     }
 
@@ -154,6 +154,17 @@ impl<'c> Tx<'c> {
     /// on SQLite inside a batch it is held until the write ends or sends something else
     /// (`writer/held.rs`).
     pub(super) fn put(&self, sql: &str, params: &[&dyn Param]) -> Result<(), StoreError> {
+        self.put_touching(sql, params, None)
+    }
+
+    /// [`Tx::put`] of a write that touches only `touches` (`None`: anything) of what a
+    /// read sent ahead may depend on (`store/ahead.rs`).
+    pub(super) fn put_touching(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        touches: Option<&[super::Touch]>,
+    ) -> Result<(), StoreError> {
         match self.on {
             On::Lite(_) => {
                 if let Some(held) = self.held
@@ -163,14 +174,20 @@ impl<'c> Tx<'c> {
                 }
                 self.exec(sql, params).map(drop)
             }
-            On::Pg(conn) => conn.put(sql, params),
+            On::Pg(conn) => conn.put(sql, params, touches),
         }
     }
 
     /// [`Tx::put`] for a write that must change exactly one row (an UPDATE of a row this
     /// write transaction read under the write lock): any other count is an error that
-    /// fails the write (and, once sent without waiting, the transaction).
-    pub(super) fn put_one(&self, sql: &str, params: &[&dyn Param]) -> Result<(), StoreError> {
+    /// fails the write (and, once sent without waiting, the transaction). It touches
+    /// `touches` (as [`Tx::put_touching`]).
+    pub(super) fn put_one(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        touches: Option<&[super::Touch]>,
+    ) -> Result<(), StoreError> {
         match self.on {
             On::Lite(_) => {
                 if let Some(h) = self.held
@@ -181,7 +198,7 @@ impl<'c> Tx<'c> {
                 held::one_row(self.exec(sql, params)? as usize)
             }
             // A count other than 1 makes a cast fail, with the count in its message.
-            On::Pg(conn) => conn.put_one(sql, params),
+            On::Pg(conn) => conn.put_one(sql, params, touches),
         }
     }
 

@@ -41,10 +41,14 @@ const MAX_BATCH: usize = 256;
 /// too few, 1 ms cost 32 clients a few percent (docs/benchmark.md, lab notes).
 const LINGER: Duration = Duration::from_micros(300);
 
-/// One queued operation: runs inside the batch and returns what to do once the batch's
-/// COMMIT has succeeded (`Ok`) or failed (`Err`, with why). Both backends' writer
-/// threads queue these (`pg/batch.rs` too).
-pub(super) type Job = Box<dyn FnOnce() -> Finish + Send>;
+/// One queued operation, in two steps on the writer thread: its plan, called before the
+/// batch's transaction begins (on PostgreSQL it may name the read it will make first, to
+/// be sent with the BEGIN: `store/ahead.rs`), returns the run, which runs inside the
+/// batch and returns what to do once the batch's COMMIT has succeeded (`Ok`) or failed
+/// (`Err`, with why). Both backends' writer threads queue these (`pg/batch.rs` too).
+pub(super) type Job = Box<dyn FnOnce() -> Run + Send>;
+/// An operation's run (see [`Job`]).
+pub(super) type Run = Box<dyn FnOnce() -> Finish>;
 /// Delivers an operation's outcome after the COMMIT.
 pub(super) type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
@@ -201,7 +205,7 @@ pub(super) type Finished = (Finish, bool, bool);
 /// is told the write was abandoned); what it had written stays in the batch like any
 /// other write.
 pub(super) fn run_jobs(
-    jobs: Vec<Job>,
+    jobs: Vec<Run>,
     mut start: impl FnMut() -> bool,
     mut wrote: impl FnMut() -> bool,
 ) -> Vec<Finished> {
@@ -221,6 +225,21 @@ pub(super) fn run_jobs(
     finishes
 }
 
+/// The plan of `job` (see [`Job`]): its run, or `None` if the plan panicked (logged; its
+/// caller is told the write was abandoned).
+pub(super) fn plan(job: Job) -> Option<Run> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)) {
+        Ok(run) => Some(run),
+        Err(payload) => {
+            tracing::error!(
+                panic = panic_message(payload.as_ref()),
+                "a store operation's plan panicked; its caller is told the write was abandoned"
+            );
+            None
+        }
+    }
+}
+
 /// The text of a panic's payload, for the log.
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
     payload
@@ -232,12 +251,13 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
 
 /// Queues `op` for the writer thread `threads` (`None`: it could not be started) and
 /// resolves with its result once its batch is durable: the `submit` of both backends.
-pub(super) fn submit<T: Send + 'static>(
+pub(super) fn submit<P: 'static, T: Send + 'static>(
     threads: Option<&Threads>,
-    op: impl FnOnce() -> T + Send + 'static,
+    plan: impl FnOnce() -> P + Send + 'static,
+    op: impl FnOnce(P) -> T + Send + 'static,
 ) -> impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static {
     let (reply, result) = tokio::sync::oneshot::channel();
-    let sent = threads.is_some_and(|t| t.jobs.send(job(op, reply)).is_ok());
+    let sent = threads.is_some_and(|t| t.jobs.send(job(plan, op, reply)).is_ok());
     async move {
         if !sent {
             return Err(StoreError::CommitFailed(
@@ -270,7 +290,17 @@ pub(super) struct Work {
     /// nanoseconds: near the whole time, the writer is the bottleneck (on PostgreSQL it
     /// waits for the database most of it, so its CPU time does not show it).
     pub(super) busy_ns: AtomicU64,
+    /// Reads sent ahead (PostgreSQL, `store/ahead.rs`), by what became of them:
+    /// [`AHEAD_USED`], [`AHEAD_STALE`], [`AHEAD_UNUSED`].
+    pub(super) ahead: [AtomicU64; 3],
 }
+
+/// A read sent ahead answered its operation's first read.
+pub(super) const AHEAD_USED: usize = 0;
+/// A write earlier in the batch touched what it read: the operation read again.
+pub(super) const AHEAD_STALE: usize = 1;
+/// The operation's first statement was not that read: it read for itself.
+pub(super) const AHEAD_UNUSED: usize = 2;
 
 impl Threads {
     /// What this writer thread has done.
@@ -298,15 +328,18 @@ impl Threads {
 /// WAL would grow without bound. Other checkpoint schedules were tried and not kept
 /// (docs/benchmark.md, "Lab notes").
 pub(super) fn start(shared: Arc<Shared>, store: u64) -> Option<Threads> {
-    spawn("countersign-writer", move |jobs| {
+    spawn("countersign-writer", move |jobs, _| {
         shared.run_batch(store, jobs)
     })
 }
 
 /// A writer thread named `name`: takes every operation queued (up to [`MAX_BATCH`]) and
-/// hands them to `run` as one batch, until the sender is dropped. `None` (logged) if
-/// the OS refuses a thread.
-pub(super) fn spawn(name: &str, mut run: impl FnMut(Vec<Job>) + Send + 'static) -> Option<Threads> {
+/// hands them to `run` as one batch (with the thread's counts), until the sender is
+/// dropped. `None` (logged) if the OS refuses a thread.
+pub(super) fn spawn(
+    name: &str,
+    mut run: impl FnMut(Vec<Job>, &Work) + Send + 'static,
+) -> Option<Threads> {
     let (tx, rx) = mpsc::channel::<Job>();
     let work = Arc::new(Work::default());
     let counted = Arc::clone(&work);
@@ -323,7 +356,7 @@ pub(super) fn spawn(name: &str, mut run: impl FnMut(Vec<Job>) + Send + 'static) 
                 counted
                     .operations
                     .fetch_add(jobs.len() as u64, Ordering::Relaxed);
-                run(jobs);
+                run(jobs, &counted);
                 let busy = u64::try_from(began.elapsed().as_nanos()).unwrap_or(u64::MAX);
                 counted.busy_ns.fetch_add(busy, Ordering::Relaxed);
             }
@@ -356,16 +389,20 @@ fn next_job(rx: &mpsc::Receiver<Job>) -> Option<Job> {
     }
 }
 
-/// Wraps `op` as a job whose result goes to `reply` after the COMMIT; a failed COMMIT
-/// replaces the result of an operation that wrote.
-pub(super) fn job<T: Send + 'static>(
-    op: impl FnOnce() -> T + Send + 'static,
+/// Wraps `plan` and `op` as a job whose result goes to `reply` after the COMMIT; a
+/// failed COMMIT replaces the result of an operation that wrote.
+fn job<P: 'static, T: Send + 'static>(
+    plan: impl FnOnce() -> P + Send + 'static,
+    op: impl FnOnce(P) -> T + Send + 'static,
     reply: tokio::sync::oneshot::Sender<Result<T, StoreError>>,
 ) -> Job {
     Box::new(move || {
-        let out = op();
-        Box::new(move |committed: Result<(), StoreError>| {
-            let _ = reply.send(committed.map(|()| out));
+        let planned = plan();
+        Box::new(move || {
+            let out = op(planned);
+            Box::new(move |committed: Result<(), StoreError>| {
+                let _ = reply.send(committed.map(|()| out));
+            })
         })
     })
 }

@@ -66,6 +66,7 @@ mod openapi;
 mod packaging;
 mod packaging_files;
 mod pg;
+mod pg_ahead;
 mod pg_attacks;
 mod pg_defer;
 mod pg_pipeline;

@@ -136,7 +136,8 @@ fn a_write_meant_for_one_row_that_changes_none_fails_its_joined_statement_and_ba
                     code: None,
                     note: None,
                 };
-                decide_read_pending(tx, &id, &decision).map(drop)
+                let bob = countersign::names::UserName::parse("bob").expect("a user name");
+                decide_read_pending(tx, (&id, &bob), &decision).map(drop)
             })
         }),
     ];

@@ -1,8 +1,9 @@
 //! Approving a pending request, and signing its certificate with the last approval.
 
+use super::plan::ApprovePlan;
 use super::{Attempt, changed, flatten};
 use crate::audit::{self, NewEvent, RequestApproved};
-use crate::names::{RequestId, RoleName, Serial, Text, UserName};
+use crate::names::{RequestId, RoleName, Text, UserName};
 use crate::policy::People;
 use crate::policy::rules::{self, Refusal};
 use crate::service::issue::{Grounds, ReadAhead, Signing, read_for_signing};
@@ -30,31 +31,30 @@ impl Service {
         comment: Option<Text>,
         seen: Option<&str>,
     ) -> Result<RequestView, ServiceError> {
+        let plan = self.plan_approve(who, id);
+        self.approve_planned(who, id, comment, seen, plan)
+    }
+
+    /// [`Service::approve_seen`] as planned by [`Service::plan_approve`] (before the
+    /// batch's transaction began).
+    pub fn approve_planned(
+        &self,
+        who: &SteppedUp,
+        id: &RequestId,
+        comment: Option<Text>,
+        seen: Option<&str>,
+        plan: ApprovePlan,
+    ) -> Result<RequestView, ServiceError> {
         let actor = who.user_for(crate::service::StepUp::Approve)?;
         // Approving may sign: never by a clock the database disagrees with.
         self.clock_agrees()?;
         let config = self.config();
         let policy = &config.policy;
-        let now = self.now();
+        let ApprovePlan { now, ahead } = plan;
         // On PostgreSQL, what signing checks is read with the request, under the write
-        // lock, in one round trip: it depends only on the request's role and requester,
-        // which never change, so they are known before (outside the lock): remembered
-        // from the request's creation or an earlier read, else read now. A failed read
-        // here only costs the round trip: the write reads what it needs anyway. (SQLite
-        // has no round trips to save.)
-        let ahead = self
-            .store
-            .is_postgres()
-            .then(|| self.role_and_requester(id))
-            .flatten()
-            .map(|(role, requester)| {
-                let rivals: Vec<RoleName> = policy
-                    .conflicting_roles(&role)
-                    .into_iter()
-                    .cloned()
-                    .collect();
-                (role, requester, rivals, Serial::random(&mut rand::rng()))
-            });
+        // lock, in one round trip (sent ahead with the batch's BEGIN when it can be: the
+        // plan): it depends only on the request's role and requester, which never
+        // change, so they are known before (outside the lock).
         let held = self.held();
         flatten(self.store.write(|tx| {
             // Who may not even read the request hears only that there is none (as GET), and
@@ -219,19 +219,5 @@ impl Service {
                 now,
             )))
         }))
-    }
-
-    /// The role and requester of request `id`: remembered, or read (and remembered).
-    fn role_and_requester(&self, id: &RequestId) -> Option<(RoleName, UserName)> {
-        if let Some(facts) = self.facts.get(id) {
-            return Some(facts);
-        }
-        let (role, requester) = self
-            .store
-            .read_single(|tx| rq::role_and_requester(tx, id))
-            .ok()
-            .flatten()?;
-        self.facts.put(id.clone(), role.clone(), requester.clone());
-        Some((role, requester))
     }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
+use super::plan::CreatePlan;
 use super::{Attempt, flatten};
 use crate::audit::{self, NewEvent, RequestCreated};
 use crate::config::NotifyEvent;
@@ -89,7 +90,8 @@ impl Service {
         actor: &UserName,
         req: NewRequest,
     ) -> Result<RequestView, ServiceError> {
-        self.create(actor, req, None, false).map(|c| c.view)
+        let plan = self.plan_create(actor, &req);
+        self.create(actor, req, None, false, plan).map(|c| c.view)
     }
 
     /// Creates a pending request for `actor`, who presented `credential`, once per
@@ -105,8 +107,22 @@ impl Service {
         req: NewRequest,
         key: Option<&IdempotencyKey>,
     ) -> Result<Created, ServiceError> {
+        let plan = self.plan_create(actor, &req);
+        self.create_request_planned(actor, credential, req, key, plan)
+    }
+
+    /// [`Service::create_request_once`] as planned by [`Service::plan_create`] (before
+    /// the batch's transaction began).
+    pub fn create_request_planned(
+        &self,
+        actor: &UserName,
+        credential: &Credential,
+        req: NewRequest,
+        key: Option<&IdempotencyKey>,
+        plan: CreatePlan,
+    ) -> Result<Created, ServiceError> {
         let device = matches!(credential, Credential::Session { device: true, .. });
-        self.create(actor, req, key, device)
+        self.create(actor, req, key, device, plan)
     }
 
     fn create(
@@ -115,10 +131,11 @@ impl Service {
         req: NewRequest,
         key: Option<&IdempotencyKey>,
         device: bool,
+        plan: CreatePlan,
     ) -> Result<Created, ServiceError> {
         let config = self.config();
         let policy = &config.policy;
-        let now = self.now();
+        let CreatePlan { now, candidate } = plan;
         let fingerprint = key.map(|_| req.fingerprint());
         let remembered_since = unix(now) - IDEMPOTENCY_KEY_LIFETIME;
         // A retry is answered before the policy is consulted: the role may have changed
@@ -155,8 +172,8 @@ impl Service {
         let rivals: Vec<_> = policy.conflicting_roles(&role.name).into_iter().collect();
         let created = flatten(self.store.write(|tx| {
             // The actor's disabled mark, their pending count, whether a fresh id is free
-            // and what they hold of the rival roles: one round trip under the write lock.
-            let candidate = RequestId::new_at(unix(now), &mut rand::rng());
+            // and what they hold of the rival roles: one round trip under the write lock
+            // (sent ahead with the batch's BEGIN when it can be: the plan).
             let checks = rq::create_checks(
                 tx,
                 (actor, unix(now), self.held()),

@@ -9,11 +9,15 @@
 
 use std::cell::RefCell;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
+use super::ahead::Answer;
+use super::defer::Held;
 use super::{Conn, Pooled, Shared};
 use crate::store::StoreError;
+use crate::store::ahead::Touch;
 use crate::store::writer::Job;
-use crate::store::writer::{Threads, spawn};
+use crate::store::writer::{AHEAD_STALE, AHEAD_UNUSED, AHEAD_USED, Threads, Work, spawn};
 
 thread_local! {
     /// The batch this thread (a writer thread) is running, if any.
@@ -24,6 +28,10 @@ thread_local! {
 struct Batch {
     /// Which store it belongs to (a test process opens many).
     store: u64,
+    /// Its transaction has begun: the plans are done (`store/ahead.rs`).
+    begun: bool,
+    /// The read ahead the plan being run recorded.
+    planned: Option<Planned>,
     /// `None` when no connection could be had (then `aborted` says why).
     conn: Option<Pooled>,
     /// The operation being run has kept a write.
@@ -98,6 +106,12 @@ impl Batch {
     }
 }
 
+/// A plan's read to be sent ahead, and what it depends on.
+struct Planned {
+    reads: Vec<Touch>,
+    queries: Vec<Held>,
+}
+
 /// Undoes a write when dropped armed (its closure panicked). If that fails, the
 /// transaction is aborted and the batch's COMMIT (with its NOTIFY) fails.
 struct UndoOnUnwind<'c>(Option<&'c Conn>);
@@ -110,13 +124,71 @@ impl Drop for UndoOnUnwind<'_> {
     }
 }
 
+/// An operation's read sent ahead: what it depends on, and its answer.
+type Offer = Option<(Vec<Touch>, Answer)>;
+
+/// Begins `batch`'s transaction with the `planned` reads sent ahead (one per operation,
+/// in order): its transaction id, and each operation's offer. A batch that could not
+/// begin is marked aborted. Either way the batch has begun: no more plans.
+fn begin(batch: Option<&mut Batch>, planned: Vec<Option<Planned>>) -> (Option<i64>, Vec<Offer>) {
+    let Some(batch) = batch else {
+        return (None, Vec::new());
+    };
+    batch.begun = true;
+    let (Some(conn), None) = (&batch.conn, &batch.aborted) else {
+        return (None, Vec::new());
+    };
+    let ahead: Vec<&[Held]> = planned
+        .iter()
+        .map(|p| p.as_ref().map_or(&[][..], |p| p.queries.as_slice()))
+        .collect();
+    match Shared::begin_write_ahead(conn, &ahead) {
+        Ok((xid, answers)) => {
+            let offers = planned
+                .into_iter()
+                .zip(answers)
+                .map(|(p, rows)| p.map(|p| (p.reads, Answer::new(p.queries, rows))))
+                .collect();
+            (Some(xid), offers)
+        }
+        Err(e) => {
+            batch.aborted = Some(e);
+            (None, Vec::new())
+        }
+    }
+}
+
 /// Whether this thread runs a batch of store `store` now (or is inside a store call of
 /// one already, which the calls below then refuse).
 pub(super) fn open_here(store: u64) -> bool {
     BATCH.with(|b| match b.try_borrow() {
-        Ok(b) => b.as_ref().is_some_and(|b| b.store == store),
+        Ok(b) => b.as_ref().is_some_and(|b| b.store == store && b.begun),
         Err(_) => true,
     })
+}
+
+/// Records `f` as the read ahead of the operation being planned on this thread, if a
+/// batch of `store` is planning here (else nothing: `f` does not run).
+pub(super) fn record<T>(
+    store: u64,
+    reads: &[Touch],
+    f: impl FnOnce(&Conn) -> Result<T, StoreError>,
+) {
+    BATCH.with(|b| {
+        let Ok(mut b) = b.try_borrow_mut() else {
+            return;
+        };
+        let Some(batch) = b.as_mut().filter(|b| b.store == store && !b.begun) else {
+            return;
+        };
+        let Some(conn) = &batch.conn else {
+            return;
+        };
+        batch.planned = conn.record(f).map(|queries| Planned {
+            reads: reads.to_vec(),
+            queries,
+        });
+    });
 }
 
 /// A write of the operation being run, in its own SAVEPOINT of the batch.
@@ -150,25 +222,24 @@ pub(super) fn read<T, E: From<StoreError>>(f: impl FnOnce(&Conn) -> Result<T, E>
 
 /// Starts the writer thread of `store` (the SQLite writer's loop, `writer::spawn`).
 pub(super) fn start(shared: Arc<Shared>, store: u64) -> Option<Threads> {
-    spawn("countersign-pg-writer", move |jobs| {
-        run(&shared, store, jobs)
+    spawn("countersign-pg-writer", move |jobs, work| {
+        run(&shared, store, jobs, work)
     })
 }
 
-/// Runs one batch: every job in one transaction under the write lock, one COMMIT, then
-/// the results.
-fn run(shared: &Shared, store: u64, jobs: Vec<Job>) {
+/// Runs one batch: every job's plan, then every job in one transaction under the write
+/// lock (begun with the reads the plans sent ahead), one COMMIT, then the results.
+fn run(shared: &Shared, store: u64, jobs: Vec<Job>, work: &Work) {
     crate::store::after::discard();
-    let (conn, xid, aborted) = match shared.pool.get() {
-        Ok(conn) => match Shared::begin_write(&conn) {
-            Ok(xid) => (Some(conn), Some(xid), None),
-            Err(e) => (Some(conn), None, Some(e)),
-        },
-        Err(e) => (None, None, Some(e)),
+    let (conn, aborted) = match shared.pool.get() {
+        Ok(conn) => (Some(conn), None),
+        Err(e) => (None, Some(e)),
     };
     BATCH.with(|b| {
         *b.borrow_mut() = Some(Batch {
             store,
+            begun: false,
+            planned: None,
             conn,
             wrote: false,
             dirty: false,
@@ -176,20 +247,63 @@ fn run(shared: &Shared, store: u64, jobs: Vec<Job>) {
             savepoints: 0,
         });
     });
+    let (mut runs, mut planned) = (Vec::with_capacity(jobs.len()), Vec::new());
+    for job in jobs {
+        let run = crate::store::writer::plan(job);
+        let read = BATCH.with(|b| b.borrow_mut().as_mut().and_then(|b| b.planned.take()));
+        if let Some(run) = run {
+            runs.push(run);
+            planned.push(read);
+        }
+    }
+    let (xid, mut offers) = BATCH.with(|b| begin(b.borrow_mut().as_mut(), planned));
     // Whether an operation may depend on uncommitted writes: its own, or those of
     // earlier operations it may have read. If the batch does not commit, such an
     // operation's answer is void and it gets the failure instead.
+    // Each operation is offered its read's answer, unless a write kept before it in the
+    // batch touched what that read depends on.
+    let mut offers = offers.drain(..);
+    let count = |what: usize| work.ahead[what].fetch_add(1, Ordering::Relaxed);
+    let offered = std::cell::Cell::new(false);
     let finishes = crate::store::writer::run_jobs(
-        jobs,
+        runs,
         || {
+            let offer = offers.next().flatten();
             BATCH.with(|b| {
                 b.borrow_mut().as_mut().is_some_and(|batch| {
+                    offered.set(false);
+                    if let (Some(conn), None, Some((reads, answer))) =
+                        (&batch.conn, &batch.aborted, offer)
+                    {
+                        if conn.touched_any(&reads) {
+                            count(AHEAD_STALE);
+                        } else {
+                            offered.set(true);
+                            conn.offer(Some(answer));
+                        }
+                    }
                     batch.wrote = false;
                     batch.dirty
                 })
             })
         },
-        || BATCH.with(|b| b.borrow().as_ref().is_some_and(|batch| batch.wrote)),
+        || {
+            BATCH.with(|b| {
+                b.borrow().as_ref().is_some_and(|batch| {
+                    if let Some(conn) = &batch.conn
+                        && offered.get()
+                    {
+                        count(if conn.answered() {
+                            AHEAD_USED
+                        } else {
+                            AHEAD_UNUSED
+                        });
+                        conn.offer(None);
+                    }
+                    batch.wrote
+                })
+            })
+        },
     );
     let Some(batch) = BATCH.with(|b| b.borrow_mut().take()) else {
         return;

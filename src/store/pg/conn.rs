@@ -12,11 +12,12 @@ use super::defer::{Held, Op};
 use super::drive::{drive_on, poll_once};
 use super::pool;
 use crate::store::StoreError;
+use crate::store::ahead::{Touch, Touched};
 use crate::store::sql::{Param, translate};
 
 /// One open connection and the statements prepared on it.
 pub(crate) struct Conn {
-    client: tokio_postgres::Client,
+    pub(super) client: tokio_postgres::Client,
     statements: RefCell<HashMap<String, Statement>>,
     /// Drives this connection (its socket, and the task that reads and writes it)
     /// while a caller waits for an answer; its timer bounds every wait. `None` only
@@ -35,7 +36,16 @@ pub(crate) struct Conn {
     head: RefCell<Option<(i64, String)>>,
     /// The operation of a batch running on this connection, with the writes it holds
     /// back (`pg/defer.rs`).
-    op: RefCell<Option<Op>>,
+    pub(super) op: RefCell<Option<Op>>,
+    /// What the writes kept by this write transaction touched (`store/ahead.rs`).
+    pub(super) touched: RefCell<Touched>,
+    /// A plan's read is being recorded, not sent (`pg/ahead.rs`), and what was recorded.
+    pub(super) recording: std::cell::Cell<bool>,
+    pub(super) recorded: RefCell<Option<Vec<Held>>>,
+    /// The answer of a read sent ahead, offered to the operation about to run.
+    pub(super) answer: RefCell<Option<super::ahead::Answer>>,
+    /// That answer served its read.
+    pub(super) answered: std::cell::Cell<bool>,
 }
 
 impl Drop for Conn {
@@ -62,6 +72,11 @@ impl Conn {
             writing: std::cell::Cell::new(false),
             head: RefCell::new(None),
             op: RefCell::new(None),
+            touched: RefCell::new(Touched::default()),
+            recording: std::cell::Cell::new(false),
+            recorded: RefCell::new(None),
+            answer: RefCell::new(None),
+            answered: std::cell::Cell::new(false),
         }
     }
 
@@ -69,6 +84,8 @@ impl Conn {
     pub(in crate::store) fn set_writing(&self, writing: bool) {
         self.writing.set(writing);
         self.forget_head();
+        self.touched.take();
+        self.answer.take();
     }
 
     /// The audit chain's head this write transaction knows, if any.
@@ -92,101 +109,8 @@ impl Conn {
         self.head.borrow_mut().take();
     }
 
-    /// An operation of a batch begins: its writes are held back until something needs
-    /// them sent ([`Conn::begin_op`] to [`Conn::end_op`], `pg/defer.rs`).
-    pub(in crate::store) fn begin_op(&self, savepoint: String) {
-        *self.op.borrow_mut() = Some(Op::new(savepoint));
-    }
-
-    /// The operation ends. If it succeeded, what it held is sent (pipelined) and its
-    /// savepoint, if it took one, released. If it failed, what it held is dropped and
-    /// its savepoint, if it took one, rolled back to: the error is that of the ROLLBACK
-    /// TO, which leaves the transaction aborted (nothing of it may commit).
-    pub(in crate::store) fn end_op(&self, succeeded: bool) -> Result<(), StoreError> {
-        let Some(op) = self.op.borrow_mut().take() else {
-            return Ok(());
-        };
-        if succeeded {
-            self.send_all_held(&op.held);
-            if op.savepoint {
-                self.send(&format!("RELEASE {}", op.name));
-            }
-            return Ok(());
-        }
-        self.forget_head();
-        if op.savepoint {
-            self.batch(&format!("ROLLBACK TO {0}; RELEASE {0}", op.name))?;
-        }
-        Ok(())
-    }
-
-    /// The operation's closure panicked: what it held is dropped, and what it sent undone
-    /// without waiting (if that fails, the transaction is aborted and cannot commit).
-    pub(in crate::store) fn abandon_op(&self) {
-        if let Some(op) = self.op.borrow_mut().take() {
-            self.forget_head();
-            if op.savepoint {
-                self.send(&format!("ROLLBACK TO {0}; RELEASE {0}", op.name));
-            }
-        }
-    }
-
-    /// Before a statement goes out during an operation: if it writes (`writes`), or the
-    /// operation holds writes it could read, the operation takes its savepoint (once)
-    /// and sends what it held, so that the statement runs after them, as written.
-    fn release_held(&self, writes: bool) {
-        let mut op = self.op.borrow_mut();
-        let Some(op) = op.as_mut() else {
-            return;
-        };
-        if !writes && op.held.is_empty() {
-            return;
-        }
-        if !op.savepoint {
-            op.savepoint = true;
-            self.send(&format!("SAVEPOINT {}", op.name));
-        }
-        for held in op.held.drain(..) {
-            self.send_held(&held);
-        }
-    }
-
-    /// Sends a held write without waiting for its answer (see [`Conn::put`]).
-    fn send_held(&self, held: &Held) {
-        let _ = poll_once(self.client.execute(&held.statement, &held.params()));
-    }
-
-    /// Sends the writes an operation held, in order: runs of several that can be one
-    /// statement (`defer::joinable`) as one (`defer::joined`, prepared once per
-    /// connection), the others alone; a run whose joined statement takes other parameter
-    /// types than its parts (never seen) goes alone too.
-    fn send_all_held(&self, mut held: &[Held]) {
-        while !held.is_empty() {
-            let run = super::defer::joinable(held).max(1);
-            let (now, rest) = held.split_at(run);
-            held = rest;
-            if run > 1
-                && let Ok(stmt) = self.statement(&super::defer::joined(now))
-                && stmt
-                    .params()
-                    .iter()
-                    .eq(now.iter().flat_map(|h| h.statement.params()))
-            {
-                let params: Vec<&(dyn ToSql + Sync)> = now
-                    .iter()
-                    .flat_map(|h| h.params.iter().map(|p| p as &(dyn ToSql + Sync)))
-                    .collect();
-                let _ = poll_once(self.client.execute(&stmt, &params));
-                continue;
-            }
-            for h in now {
-                self.send_held(h);
-            }
-        }
-    }
-
     /// Drives the connection on this thread until `f` is done.
-    fn drive<F: std::future::Future + Send>(&self, f: F) -> Result<F::Output, StoreError>
+    pub(super) fn drive<F: std::future::Future + Send>(&self, f: F) -> Result<F::Output, StoreError>
     where
         F::Output: Send,
     {
@@ -225,9 +149,14 @@ impl Conn {
         }
     }
 
-    fn statement(&self, sql: &str) -> Result<Statement, StoreError> {
+    pub(super) fn statement(&self, sql: &str) -> Result<Statement, StoreError> {
         // Every statement with parameters comes here first: the one place to count a
-        // single-statement read's.
+        // single-statement read's, to stop a plan's read that is not to be recorded
+        // (`pg/ahead.rs`), and to withdraw an answer sent ahead that it was not for.
+        if self.recording.get() {
+            return Err(StoreError::Nested);
+        }
+        self.answer.take();
         match self.single.get() {
             None => {}
             Some(0) => return Err(StoreError::Nested),
@@ -262,6 +191,12 @@ impl Conn {
         &self,
         queries: &[(&str, &[&dyn Param])],
     ) -> Result<Vec<Vec<tokio_postgres::Row>>, StoreError> {
+        if self.recording.get() {
+            return self.record_queries(queries);
+        }
+        if let Some(rows) = self.answer_for(queries) {
+            return Ok(rows);
+        }
         self.release_held(false);
         let statements = queries
             .iter()
@@ -304,13 +239,17 @@ impl Conn {
         })
     }
 
+    /// Runs a write statement and waits for its count; it touched `touches` (`None`:
+    /// everything, `store/ahead.rs`).
     pub(in crate::store) fn execute(
         &self,
         sql: &str,
         params: &[&dyn Param],
+        touches: Option<&[Touch]>,
     ) -> Result<u64, StoreError> {
         self.release_held(true);
         let stmt = self.statement(sql)?;
+        self.touch(touches);
         let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.pg()).collect();
         self.wait(self.client.execute(&stmt, &params))
     }
@@ -320,8 +259,13 @@ impl Conn {
     /// aborts the transaction, so every later statement fails and so does the COMMIT,
     /// whose NOTIFY is refused in an aborted transaction (`pg/batch.rs` says how a
     /// batch keeps that). Outside a write transaction it waits, like `execute`.
-    pub(in crate::store) fn put(&self, sql: &str, params: &[&dyn Param]) -> Result<(), StoreError> {
-        self.put_as(sql, params, false)
+    pub(in crate::store) fn put(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        touches: Option<&[Touch]>,
+    ) -> Result<(), StoreError> {
+        self.put_as(sql, params, false, touches)
     }
 
     /// [`Conn::put`] of a write that must change exactly one row: any other count fails
@@ -330,11 +274,18 @@ impl Conn {
         &self,
         sql: &str,
         params: &[&dyn Param],
+        touches: Option<&[Touch]>,
     ) -> Result<(), StoreError> {
-        self.put_as(sql, params, true)
+        self.put_as(sql, params, true, touches)
     }
 
-    fn put_as(&self, sql: &str, params: &[&dyn Param], one_row: bool) -> Result<(), StoreError> {
+    fn put_as(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        one_row: bool,
+        touches: Option<&[Touch]>,
+    ) -> Result<(), StoreError> {
         let checked;
         let statement_sql = if one_row {
             checked = super::defer::one_row_check(sql);
@@ -343,9 +294,10 @@ impl Conn {
             sql
         };
         if !self.writing.get() {
-            return self.execute(statement_sql, params).map(drop);
+            return self.execute(statement_sql, params, touches).map(drop);
         }
         let stmt = self.statement(statement_sql)?;
+        self.touch(touches);
         if let Some(op) = self.op.borrow_mut().as_mut() {
             op.held.push(Held::new(stmt, params, sql, one_row)?);
             return Ok(());
@@ -357,30 +309,10 @@ impl Conn {
         }
     }
 
-    /// Runs statements without parameters in one message (one round trip) and returns
-    /// the rows they returned, in order, each value as text (`None` for NULL).
-    pub(in crate::store) fn simple_rows(
-        &self,
-        sql: &str,
-    ) -> Result<Vec<Vec<Option<String>>>, StoreError> {
-        self.release_held(true);
-        let messages = self.wait(self.client.simple_query(sql))?;
-        Ok(messages
-            .iter()
-            .filter_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(row) => Some(
-                    (0..row.len())
-                        .map(|i| row.get(i).map(str::to_owned))
-                        .collect(),
-                ),
-                _ => None,
-            })
-            .collect())
-    }
-
     /// Runs statements without parameters (transaction control, DDL).
     pub(in crate::store) fn batch(&self, sql: &str) -> Result<(), StoreError> {
         self.release_held(true);
+        self.answer.take();
         self.wait(self.client.batch_execute(sql))
     }
 

@@ -20,7 +20,10 @@ use bytes::BytesMut;
 use tokio_postgres::Statement;
 use tokio_postgres::types::{Format, IsNull, ToSql, Type, to_sql_checked};
 
+use super::Conn;
+use super::drive::poll_once;
 use crate::store::StoreError;
+use crate::store::ahead::Touch;
 use crate::store::sql::Param;
 
 /// The operation running on a connection.
@@ -32,6 +35,8 @@ pub(super) struct Op {
     pub(super) savepoint: bool,
     /// Writes not sent yet, in order.
     pub(super) held: Vec<Held>,
+    /// What its writes touched (`store/ahead.rs`), kept with them if it succeeds.
+    pub(super) touched: crate::store::ahead::Touched,
 }
 
 impl Op {
@@ -40,6 +45,116 @@ impl Op {
             name,
             savepoint: false,
             held: Vec::new(),
+            touched: Default::default(),
+        }
+    }
+}
+
+/// The operation running on a connection (its writes held back), from its beginning
+/// to its end.
+impl Conn {
+    /// An operation of a batch begins: its writes are held back until something needs
+    /// them sent ([`Conn::begin_op`] to [`Conn::end_op`], `pg/defer.rs`).
+    pub(in crate::store) fn begin_op(&self, savepoint: String) {
+        *self.op.borrow_mut() = Some(Op::new(savepoint));
+    }
+
+    /// The operation ends. If it succeeded, what it held is sent (pipelined) and its
+    /// savepoint, if it took one, released. If it failed, what it held is dropped and
+    /// its savepoint, if it took one, rolled back to: the error is that of the ROLLBACK
+    /// TO, which leaves the transaction aborted (nothing of it may commit).
+    pub(in crate::store) fn end_op(&self, succeeded: bool) -> Result<(), StoreError> {
+        let Some(op) = self.op.borrow_mut().take() else {
+            return Ok(());
+        };
+        if succeeded {
+            self.touched.borrow_mut().absorb(op.touched);
+            self.send_all_held(&op.held);
+            if op.savepoint {
+                self.send(&format!("RELEASE {}", op.name));
+            }
+            return Ok(());
+        }
+        self.forget_head();
+        if op.savepoint {
+            self.batch(&format!("ROLLBACK TO {0}; RELEASE {0}", op.name))?;
+        }
+        Ok(())
+    }
+
+    /// Adds `touches` to what the running operation touched; false if none runs.
+    pub(super) fn op_touched(&self, touches: Option<&[Touch]>) -> bool {
+        match self.op.borrow_mut().as_mut() {
+            Some(op) => {
+                op.touched.add(touches);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The operation's closure panicked: what it held is dropped, and what it sent undone
+    /// without waiting (if that fails, the transaction is aborted and cannot commit).
+    pub(in crate::store) fn abandon_op(&self) {
+        if let Some(op) = self.op.borrow_mut().take() {
+            self.forget_head();
+            if op.savepoint {
+                self.send(&format!("ROLLBACK TO {0}; RELEASE {0}", op.name));
+            }
+        }
+    }
+
+    /// Before a statement goes out during an operation: if it writes (`writes`), or the
+    /// operation holds writes it could read, the operation takes its savepoint (once)
+    /// and sends what it held, so that the statement runs after them, as written.
+    pub(super) fn release_held(&self, writes: bool) {
+        let mut op = self.op.borrow_mut();
+        let Some(op) = op.as_mut() else {
+            return;
+        };
+        if !writes && op.held.is_empty() {
+            return;
+        }
+        if !op.savepoint {
+            op.savepoint = true;
+            self.send(&format!("SAVEPOINT {}", op.name));
+        }
+        for held in op.held.drain(..) {
+            self.send_held(&held);
+        }
+    }
+
+    /// Sends a held write without waiting for its answer (see [`Conn::put`]).
+    pub(super) fn send_held(&self, held: &Held) {
+        let _ = poll_once(self.client.execute(&held.statement, &held.params()));
+    }
+
+    /// Sends the writes an operation held, in order: runs of several that can be one
+    /// statement (`defer::joinable`) as one (`defer::joined`, prepared once per
+    /// connection), the others alone; a run whose joined statement takes other parameter
+    /// types than its parts (never seen) goes alone too.
+    pub(super) fn send_all_held(&self, mut held: &[Held]) {
+        while !held.is_empty() {
+            let run = super::defer::joinable(held).max(1);
+            let (now, rest) = held.split_at(run);
+            held = rest;
+            if run > 1
+                && let Ok(stmt) = self.statement(&super::defer::joined(now))
+                && stmt
+                    .params()
+                    .iter()
+                    .eq(now.iter().flat_map(|h| h.statement.params()))
+            {
+                let params: Vec<&(dyn ToSql + Sync)> = now
+                    .iter()
+                    .flat_map(|h| h.params.iter().map(|p| p as &(dyn ToSql + Sync)))
+                    .collect();
+                let _ = poll_once(self.client.execute(&stmt, &params));
+                continue;
+            }
+            for h in now {
+                self.send_held(h);
+            }
         }
     }
 }
@@ -84,6 +199,25 @@ impl Held {
             sql: sql.to_owned(),
             one_row,
         })
+    }
+
+    /// Whether `params` encode to exactly this statement's parameters.
+    pub(super) fn same_params(&self, params: &[&dyn Param]) -> bool {
+        let types = self.statement.params();
+        params.len() == self.params.len()
+            && params
+                .iter()
+                .zip(types)
+                .zip(&self.params)
+                .all(|((p, ty), held)| {
+                    Encoded::new(p.pg(), ty).is_ok_and(|e| {
+                        e.bytes == held.bytes
+                            && matches!(
+                                (e.format, held.format),
+                                (Format::Text, Format::Text) | (Format::Binary, Format::Binary)
+                            )
+                    })
+                })
     }
 
     /// The parameters as `tokio-postgres` takes them.

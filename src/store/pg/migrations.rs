@@ -362,7 +362,11 @@ pub(in crate::store) fn migrate(conn: &Conn) -> Result<(), StoreError> {
     }
     conn.batch("BEGIN")?;
     let result = (|| {
-        conn.execute("SELECT pg_advisory_xact_lock(?1)::text", &[&MIGRATE_LOCK])?;
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(?1)::text",
+            &[&MIGRATE_LOCK],
+            None,
+        )?;
         conn.batch(
             "CREATE TABLE IF NOT EXISTS countersign_schema (\
                  version BIGINT PRIMARY KEY, \
@@ -375,6 +379,7 @@ pub(in crate::store) fn migrate(conn: &Conn) -> Result<(), StoreError> {
             conn.execute(
                 "INSERT INTO countersign_schema (version) VALUES (?1)",
                 &[&(i as i64 + 1)],
+                None,
             )?;
         }
         Ok(())

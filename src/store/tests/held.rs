@@ -144,7 +144,8 @@ fn a_write_that_fails_halfway_through_what_it_held_takes_its_batch_down() {
 #[test]
 fn a_write_meant_for_one_row_fails_when_it_changes_another_count() {
     let (_dir, store) = store();
-    let update = |tx: &Tx<'_>, k: i64| tx.put_one("UPDATE t SET v = 'changed' WHERE k = ?1", &[&k]);
+    let update =
+        |tx: &Tx<'_>, k: i64| tx.put_one("UPDATE t SET v = 'changed' WHERE k = ?1", &[&k], None);
     // Run at once: alone, and as the first write of a batch.
     assert!(matches!(
         store.write(|tx| update(tx, 9)),

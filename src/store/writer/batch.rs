@@ -130,6 +130,8 @@ impl Shared {
     /// Runs one batch: every job in the shared transaction, one COMMIT, then the results.
     pub(super) fn run_batch(&self, store: u64, jobs: Vec<Job>) {
         // The store was closed: the operations are dropped and their callers told so.
+        // Every plan first (on SQLite none reads ahead): then the transaction.
+        let runs: Vec<_> = jobs.into_iter().filter_map(super::plan).collect();
         let Some(conn) = self.take() else {
             return;
         };
@@ -151,7 +153,7 @@ impl Shared {
         // earlier operations it may have read. If the batch does not commit, such an
         // operation's answer is void and it gets the failure instead.
         let finishes = super::run_jobs(
-            jobs,
+            runs,
             || {
                 BATCH.with(|b| {
                     b.borrow_mut().as_mut().is_some_and(|batch| {

@@ -1,0 +1,119 @@
+//! What creating and approving work out before their batch's transaction begins
+//! ([`Store::submit_planned`](crate::store::Store::submit_planned)): the moment they act
+//! at and the fresh ids they will try, so that the read each names to be sent ahead with
+//! the batch's BEGIN (on PostgreSQL) asks exactly what the operation will ask under the
+//! lock. Nothing is decided here: the operation checks everything again in its
+//! transaction, and reads anew whatever the answer sent ahead cannot be used for
+//! (`store/ahead.rs`).
+
+use chrono::{DateTime, Utc};
+
+use super::NewRequest;
+use crate::names::{RequestId, RoleName, Serial, UserName};
+use crate::service::{Service, SteppedUp, unix};
+use crate::store::Touch;
+use crate::store::requests as rq;
+
+/// A create's plan ([`Service::plan_create`]).
+#[derive(Debug)]
+pub struct CreatePlan {
+    /// When it acts.
+    pub(super) now: DateTime<Utc>,
+    /// The id it tries first.
+    pub(super) candidate: RequestId,
+}
+
+/// An approval's plan ([`Service::plan_approve`]).
+#[derive(Debug)]
+pub struct ApprovePlan {
+    /// When it acts.
+    pub(super) now: DateTime<Utc>,
+    /// The request's role and requester (they never change), the roles in conflict
+    /// with that role, and a fresh serial: what its signing checks are asked about.
+    pub(super) ahead: Option<(RoleName, UserName, Vec<RoleName>, Serial)>,
+}
+
+impl Service {
+    /// Plans `actor`'s creating `req`: on PostgreSQL its checks are sent ahead.
+    pub fn plan_create(&self, actor: &UserName, req: &NewRequest) -> CreatePlan {
+        let now = self.now();
+        let candidate = RequestId::new_at(unix(now), &mut rand::rng());
+        let config = self.config();
+        if let Some(role) = config.policy.roles.get(&req.role) {
+            let rivals: Vec<_> = config
+                .policy
+                .conflicting_roles(&role.name)
+                .into_iter()
+                .collect();
+            let reads = [
+                Touch::User(actor.clone()),
+                Touch::Request(candidate.clone()),
+            ];
+            self.store.read_ahead(&reads, |tx| {
+                rq::create_checks(
+                    tx,
+                    (actor, unix(now), self.held()),
+                    &rivals,
+                    (&candidate, &req.public_key.fingerprint()),
+                )
+            });
+        }
+        CreatePlan { now, candidate }
+    }
+
+    /// Plans `who`'s approving request `id`: on PostgreSQL the request, its approvals
+    /// and (when its role and requester are known without the lock) what signing checks
+    /// are sent ahead.
+    pub fn plan_approve(&self, who: &SteppedUp, id: &RequestId) -> ApprovePlan {
+        let now = self.now();
+        // Known from the request's creation here or an earlier read, else read now,
+        // outside the lock. A failed read only costs the round trip: the write reads
+        // what it needs anyway. (SQLite has no round trips to save.)
+        let ahead = self
+            .store
+            .is_postgres()
+            .then(|| self.role_and_requester(id))
+            .flatten()
+            .map(|(role, requester)| {
+                let rivals: Vec<RoleName> = self
+                    .config()
+                    .policy
+                    .conflicting_roles(&role)
+                    .into_iter()
+                    .cloned()
+                    .collect();
+                (role, requester, rivals, Serial::random(&mut rand::rng()))
+            });
+        if let Some((_, requester, rivals, serial)) = &ahead {
+            let roles: Vec<&RoleName> = rivals.iter().collect();
+            let ask = rq::SigningAsk {
+                asking: (requester, unix(now), self.held(), Some(id)),
+                roles: &roles,
+                serial: *serial,
+            };
+            let reads = [
+                Touch::Request(id.clone()),
+                Touch::User(requester.clone()),
+                Touch::Serial(*serial),
+            ];
+            self.store.read_ahead(&reads, |tx| {
+                rq::get_marked_with_approvals(tx, id, who.user(), Some(ask))
+            });
+        }
+        ApprovePlan { now, ahead }
+    }
+
+    /// The role and requester of request `id`: remembered, or read (and remembered).
+    fn role_and_requester(&self, id: &RequestId) -> Option<(RoleName, UserName)> {
+        if let Some(facts) = self.facts.get(id) {
+            return Some(facts);
+        }
+        let (role, requester) = self
+            .store
+            .read_single(|tx| rq::role_and_requester(tx, id))
+            .ok()
+            .flatten()?;
+        self.facts.put(id.clone(), role.clone(), requester.clone());
+        Some((role, requester))
+    }
+}

@@ -1,0 +1,216 @@
+//! Reads sent ahead (`src/store/ahead.rs`): on PostgreSQL an operation's plan names its
+//! first read, which goes out with the batch's BEGIN and so sees the database as the
+//! batch began. These tests run operations in one batch on a real PostgreSQL and check
+//! that an operation never gets an answer that a write before it in the batch made
+//! stale, nor an answer to another question than the one it asks, while a read nothing
+//! touched is answered from ahead (the round trip saved, counted in `Store::stats`).
+
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use countersign::names::{RequestId, RoleName, UserName};
+use countersign::store::requests::{self as rq, Held, RequestRow, Status};
+use countersign::store::{Store, StoreError, Touch, Tx, users};
+
+use crate::pg_pipeline::store;
+
+const NOW: i64 = 1_800_000_000;
+const HELD: Held = Held {
+    after_expiry: 300,
+    after_revocation: 300,
+};
+
+fn user(name: &str) -> UserName {
+    UserName::parse(name).expect("a user name")
+}
+
+fn role() -> RoleName {
+    RoleName::parse("prod-db").expect("a role name")
+}
+
+/// A pending request of `requester` for `prod-db`.
+fn pending(requester: &str) -> RequestRow {
+    RequestRow {
+        id: RequestId::new_at(NOW, &mut rand::rng()),
+        role: role(),
+        requester: user(requester),
+        reason: "test".into(),
+        ttl_seconds: 600,
+        public_key: "ssh-ed25519 AAAA".into(),
+        key_fingerprint: "SHA256:x".into(),
+        principals: vec!["svc".into()],
+        role_digest: "x".into(),
+        status: Status::Pending,
+        created_at: NOW,
+        expires_at: NOW + 3600,
+        decided_at: None,
+        decided_by: None,
+        decision_code: None,
+        decision_note: None,
+    }
+}
+
+/// The roles among `prod-db` that `who` holds or has asked for, at `now`.
+fn holdings(tx: &Tx<'_>, who: &str, now: i64) -> Result<Vec<RoleName>, StoreError> {
+    rq::holdings(tx, &user(who), now, HELD, None, &[&role()])
+}
+
+/// An operation's run: what it read, or nothing.
+type Run = Box<dyn FnOnce(&Store) -> Result<Vec<RoleName>, StoreError> + Send>;
+
+/// An operation of a batch: a plan (on the writer thread, before the batch's
+/// transaction) and a run with the store.
+type Planned = (Box<dyn FnOnce(&Store) + Send>, Run);
+
+/// A plan that sends `who`'s holdings at `now` ahead, depending on `who`'s rows.
+fn ahead(who: &'static str, now: i64) -> Box<dyn FnOnce(&Store) + Send> {
+    Box::new(move |s: &Store| {
+        s.read_ahead(&[Touch::User(user(who))], |tx| holdings(tx, who, now));
+    })
+}
+
+/// A run that reads `who`'s holdings at `now`.
+fn read(who: &'static str, now: i64) -> Run {
+    Box::new(move |s: &Store| s.read(|tx| holdings(tx, who, now)))
+}
+
+/// A run that writes, touching nothing a read names (it reads nothing itself).
+fn writes(f: impl FnOnce(&Tx<'_>) -> Result<(), StoreError> + Send + 'static) -> Run {
+    Box::new(move |s: &Store| s.write(f).map(|()| Vec::new()))
+}
+
+fn no_plan() -> Box<dyn FnOnce(&Store) + Send> {
+    Box::new(|_: &Store| {})
+}
+
+/// Runs `ops` as one batch (a first operation holds the writer thread until all are
+/// queued behind it); each one's result.
+fn one_batch(store: &Arc<Store>, ops: Vec<Planned>) -> Vec<Result<Vec<RoleName>, StoreError>> {
+    let (release, held) = mpsc::channel::<()>();
+    let (running, started) = mpsc::channel::<()>();
+    let holder = store.submit(move || {
+        running.send(()).unwrap();
+        held.recv().unwrap();
+    });
+    started.recv().unwrap();
+    let pending: Vec<_> = ops
+        .into_iter()
+        .map(|(plan, run)| {
+            let (p, r) = (store.clone(), store.clone());
+            store.submit_planned(move || plan(&p), move |()| run(&r))
+        })
+        .collect();
+    release.send(()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        holder.await.unwrap();
+        let mut out = Vec::new();
+        for p in pending {
+            out.push(p.await.and_then(|r| r));
+        }
+        out
+    })
+}
+
+/// Reads ahead used, stale and unused so far.
+fn counts(store: &Store) -> [u64; 3] {
+    store.stats().reads_ahead
+}
+
+#[test]
+fn a_read_sent_ahead_is_used_only_if_no_write_before_it_in_the_batch_touched_it() {
+    let (_db, store) = store();
+    let request = pending("alice");
+    let ops: Vec<Planned> = vec![
+        (no_plan(), writes(move |tx| rq::insert(tx, &request))),
+        // Alice's request was written after her holdings were sent ahead: the answer
+        // sent ahead (nothing held) is stale and must not be used.
+        (ahead("alice", NOW), read("alice", NOW)),
+        // Nothing of bob's was written: his answer sent ahead is used.
+        (ahead("bob", NOW), read("bob", NOW)),
+    ];
+    let before = counts(&store);
+    let results = one_batch(&store, ops);
+    assert_eq!(
+        results[1].as_ref().unwrap(),
+        &vec![role()],
+        "alice's own request"
+    );
+    assert_eq!(results[2].as_ref().unwrap(), &Vec::<RoleName>::new());
+    let after = counts(&store);
+    assert_eq!(
+        after[0] - before[0],
+        1,
+        "bob's answer sent ahead was used: {after:?}"
+    );
+    assert_eq!(after[1] - before[1], 1, "alice's was stale: {after:?}");
+}
+
+#[test]
+fn a_write_that_names_nothing_makes_every_later_read_ahead_of_its_batch_stale() {
+    let (_db, store) = store();
+    let request = pending("alice");
+    // Committed before the batch: alice holds the role (her pending request).
+    store.write(|tx| rq::insert(tx, &request)).unwrap();
+    let ops: Vec<Planned> = vec![
+        // Disabling a user names no key: it counts as touching everything.
+        (
+            no_plan(),
+            writes(|tx| users::disable(tx, &user("carol"), NOW, "admin", "test").map(drop)),
+        ),
+        (ahead("alice", NOW), read("alice", NOW)),
+    ];
+    let before = counts(&store);
+    let results = one_batch(&store, ops);
+    assert_eq!(results[1].as_ref().unwrap(), &vec![role()]);
+    let after = counts(&store);
+    assert_eq!(
+        (after[0] - before[0], after[1] - before[1]),
+        (0, 1),
+        "{after:?}"
+    );
+}
+
+#[test]
+fn an_operation_that_asks_another_question_than_its_plan_reads_for_itself() {
+    let (_db, store) = store();
+    let request = pending("alice");
+    store.write(|tx| rq::insert(tx, &request)).unwrap();
+    let ops: Vec<Planned> = vec![
+        // Planned about bob (who holds nothing), but asks about alice: the answer sent
+        // ahead is bob's and must not be given for alice's question.
+        (ahead("bob", NOW), read("alice", NOW)),
+        // Planned about alice an hour later (her request has expired by then), asks
+        // about now.
+        (ahead("alice", NOW + 7200), read("alice", NOW)),
+    ];
+    let before = counts(&store);
+    let results = one_batch(&store, ops);
+    assert_eq!(results[0].as_ref().unwrap(), &vec![role()]);
+    assert_eq!(results[1].as_ref().unwrap(), &vec![role()]);
+    let after = counts(&store);
+    assert_eq!(after[2] - before[2], 2, "both went unused: {after:?}");
+    assert_eq!(after[0] - before[0], 0, "{after:?}");
+}
+
+#[test]
+fn a_read_sent_ahead_is_not_used_after_the_operations_own_write() {
+    let (_db, store) = store();
+    let request = pending("alice");
+    let ops: Vec<Planned> = vec![(
+        ahead("alice", NOW),
+        // Writes first, then reads what the plan sent ahead: the read must see the
+        // write, so the answer (from before it) is not used.
+        Box::new(move |s: &Store| {
+            s.write(|tx| rq::insert(tx, &request))?;
+            s.read(|tx| holdings(tx, "alice", NOW))
+        }),
+    )];
+    let before = counts(&store);
+    let results = one_batch(&store, ops);
+    assert_eq!(results[0].as_ref().unwrap(), &vec![role()]);
+    let after = counts(&store);
+    assert_eq!(after[0] - before[0], 0, "{after:?}");
+}
