@@ -21,9 +21,11 @@ use crate::names::{RequestId, Serial, UserName};
 
 /// What a write changes, and what a read sent ahead depends on. The kinds are coarse on
 /// purpose: a write names every key its rows fall under, a read every key of the rows
-/// it reads. Nothing else is covered (a disabled mark, a registered key, a token, the
-/// audit log): a read ahead may read those only because every write of them names no
-/// key, and so counts as touching everything.
+/// it reads. Nothing else is covered (a disabled mark, a registered key): a read ahead
+/// may read those only because every write of them names nothing (`None`), and so
+/// counts as touching everything. Writes of what no read ahead reads (the audit log, the
+/// notification outbox, tokens' last use, idempotency keys) say they touch no key
+/// (`Some(&[])`); a read ahead that comes to read one of those must change that first.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Touch {
     /// The requests a user asked for and the certificates issued to them (any row

@@ -51,11 +51,14 @@ pub fn remember(
     at: i64,
     forget_before: i64,
 ) -> Result<(), StoreError> {
-    tx.exec(
+    // No read sent ahead reads idempotency keys (`store/ahead.rs`): these touch nothing
+    // such a read depends on, so the batch's later reads ahead stay good.
+    tx.exec_touching(
         "DELETE FROM idempotency_keys WHERE created_at < ?1",
         &[&forget_before],
+        Some(&[]),
     )?;
-    tx.exec(
+    tx.exec_touching(
         "INSERT INTO idempotency_keys (\"user\", key, fingerprint, request_id, created_at) \
          VALUES (?1, ?2, ?3, ?4, ?5)",
         &[
@@ -65,6 +68,7 @@ pub fn remember(
             &remembered.request_id.as_str(),
             &at,
         ],
+        Some(&[]),
     )?;
     Ok(())
 }

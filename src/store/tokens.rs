@@ -125,10 +125,13 @@ pub fn list(tx: &Tx<'_>) -> Result<Vec<TokenListing>, StoreError> {
 /// Records that the token whose [`hash`] is `hashed` was used at `now`, at most once a
 /// minute.
 pub fn used(tx: &Tx<'_>, hashed: &str, now: i64) -> Result<(), StoreError> {
-    tx.exec(
+    // No read sent ahead reads tokens (`store/ahead.rs`): this touches nothing such a
+    // read depends on.
+    tx.exec_touching(
         "UPDATE tokens SET last_used_at = ?2 WHERE hash = ?1 \
          AND (last_used_at IS NULL OR last_used_at <= ?3)",
         &[&hashed, &now, &(now - 60)],
+        Some(&[]),
     )?;
     Ok(())
 }

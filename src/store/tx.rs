@@ -134,8 +134,20 @@ impl<'c> Tx<'c> {
         }
     }
 
-    /// Runs a statement that returns no rows; how many rows it changed.
+    /// Runs a statement that returns no rows; how many rows it changed. On PostgreSQL it
+    /// counts as touching everything a read sent ahead may depend on (`store/ahead.rs`).
     pub(super) fn exec(&self, sql: &str, params: &[&dyn Param]) -> Result<u64, StoreError> {
+        self.exec_touching(sql, params, None)
+    }
+
+    /// [`Tx::exec`] of a write that touches only `touches` (`None`: anything) of what a
+    /// read sent ahead may depend on.
+    pub(super) fn exec_touching(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        touches: Option<&[super::Touch]>,
+    ) -> Result<u64, StoreError> {
         match self.on {
             On::Lite(conn) => {
                 self.statement()?;
@@ -144,7 +156,7 @@ impl<'c> Tx<'c> {
                 let n = conn.prepare_cached(sql)?.execute(params.as_slice())?;
                 Ok(n as u64)
             }
-            On::Pg(conn) => conn.execute(sql, params, None),
+            On::Pg(conn) => conn.execute(sql, params, touches),
         }
     }
 

@@ -278,3 +278,36 @@ async fn a_disabled_user_hears_so_before_a_broken_request_row() {
         "{fetched:?}"
     );
 }
+
+/// An approval acts at its own moment, taken once its batch holds the write lock, not at
+/// its plan's (made before the lock: `service/decide/plan.rs`): a request whose deadline
+/// passes between the two is expired, not approved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_planned_before_the_deadline_but_run_after_it_is_too_late() {
+    use countersign::error_code::ErrorCode;
+    use countersign::names::RequestId;
+    use countersign::service::StepUp;
+
+    let clock = manual_clock();
+    let app = TestApp::spawn_with_clock(POLICY, &clock).await;
+    let id = app.create_ok("alice", "prod-db").await;
+    let service = app.service.clone();
+    let caller = service.authenticate_credential(app.token("bob")).unwrap();
+    let bob = service.step_up(&caller, StepUp::Approve).unwrap();
+    let request = RequestId::parse(&id).unwrap();
+    let later = clock.clone();
+    let approved = tokio::task::spawn_blocking(move || {
+        let plan = service.plan_approve(&bob, &request);
+        // The pending deadline (1h) passes while the approval waits for its turn.
+        later.advance(std::time::Duration::from_secs(2 * 3600));
+        service
+            .approve_planned(&bob, &request, None, None, plan)
+            .map_err(|e| e.code())
+    })
+    .await
+    .unwrap();
+    let refused = approved.expect_err("approved after its deadline");
+    assert_eq!(refused, ErrorCode::Expired);
+    let (_, view) = app.request("alice", &id).await;
+    assert_eq!(view["status"], "expired", "{view}");
+}

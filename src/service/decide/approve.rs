@@ -50,7 +50,10 @@ impl Service {
         self.clock_agrees()?;
         let config = self.config();
         let policy = &config.policy;
-        let ApprovePlan { now, ahead } = plan;
+        // The moment it acts: now, after its batch took the lock, not the plan's (a
+        // deadline passed meanwhile counts).
+        let now = self.now();
+        let ApprovePlan { ahead } = plan;
         // On PostgreSQL, what signing checks is read with the request, under the write
         // lock, in one round trip (sent ahead with the batch's BEGIN when it can be: the
         // plan): it depends only on the request's role and requester, which never

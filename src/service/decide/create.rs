@@ -135,7 +135,9 @@ impl Service {
     ) -> Result<Created, ServiceError> {
         let config = self.config();
         let policy = &config.policy;
-        let CreatePlan { now, candidate } = plan;
+        // The moment it acts: now, after its batch took the lock, not the plan's.
+        let now = self.now();
+        let CreatePlan { candidate } = plan;
         let fingerprint = key.map(|_| req.fingerprint());
         let remembered_since = unix(now) - IDEMPOTENCY_KEY_LIFETIME;
         // A retry is answered before the policy is consulted: the role may have changed

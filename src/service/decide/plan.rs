@@ -1,12 +1,12 @@
 //! What creating and approving work out before their batch's transaction begins
-//! ([`Store::submit_planned`](crate::store::Store::submit_planned)): the moment they act
-//! at and the fresh ids they will try, so that the read each names to be sent ahead with
-//! the batch's BEGIN (on PostgreSQL) asks exactly what the operation will ask under the
-//! lock. Nothing is decided here: the operation checks everything again in its
+//! ([`Store::submit_planned`](crate::store::Store::submit_planned)): the fresh ids they
+//! will try, and the read each names to be sent ahead with the batch's BEGIN (on
+//! PostgreSQL), asked as the operation will ask it under the lock. Nothing is decided
+//! here, and not at the plan's moment: the operation takes its own moment once it runs
+//! (after the lock: a deadline passed meanwhile counts), checks everything again in its
 //! transaction, and reads anew whatever the answer sent ahead cannot be used for
-//! (`store/ahead.rs`).
-
-use chrono::{DateTime, Utc};
+//! (`store/ahead.rs`): an answer asked about another second than the operation's moment
+//! has other parameters, and is not used.
 
 use super::NewRequest;
 use crate::names::{RequestId, RoleName, Serial, UserName};
@@ -17,8 +17,6 @@ use crate::store::requests as rq;
 /// A create's plan ([`Service::plan_create`]).
 #[derive(Debug)]
 pub struct CreatePlan {
-    /// When it acts.
-    pub(super) now: DateTime<Utc>,
     /// The id it tries first.
     pub(super) candidate: RequestId,
 }
@@ -26,8 +24,6 @@ pub struct CreatePlan {
 /// An approval's plan ([`Service::plan_approve`]).
 #[derive(Debug)]
 pub struct ApprovePlan {
-    /// When it acts.
-    pub(super) now: DateTime<Utc>,
     /// The request's role and requester (they never change), the roles in conflict
     /// with that role, and a fresh serial: what its signing checks are asked about.
     pub(super) ahead: Option<(RoleName, UserName, Vec<RoleName>, Serial)>,
@@ -58,7 +54,7 @@ impl Service {
                 )
             });
         }
-        CreatePlan { now, candidate }
+        CreatePlan { candidate }
     }
 
     /// Plans `who`'s approving request `id`: on PostgreSQL the request, its approvals
@@ -100,7 +96,7 @@ impl Service {
                 rq::get_marked_with_approvals(tx, id, who.user(), Some(ask))
             });
         }
-        ApprovePlan { now, ahead }
+        ApprovePlan { ahead }
     }
 
     /// The role and requester of request `id`: remembered, or read (and remembered).

@@ -63,11 +63,19 @@ impl Conn {
         &self,
         f: impl FnOnce(&Conn) -> Result<T, StoreError>,
     ) -> Option<Vec<Held>> {
+        /// Ends the recording however `f` ends (a panic included).
+        struct Stop<'c>(&'c Conn);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.recording.set(false);
+            }
+        }
         self.recorded.take();
         self.recording.set(true);
+        let stop = Stop(self);
         // Stopped by its first statement, recorded or not: its result says nothing.
         let _ = f(self);
-        self.recording.set(false);
+        drop(stop);
         self.recorded.take()
     }
 
