@@ -110,10 +110,10 @@ pub(super) async fn requests_create(
     let key = idempotency_key(&headers)?;
     let req = body.parse()?;
     // Planned first: on PostgreSQL its checks go out with its batch's BEGIN.
-    let (user, ask) = (me.user().clone(), req.clone());
+    let (user, ask, asked_key) = (me.user().clone(), req.clone(), key.clone());
     let created = submit_planned(
         &state,
-        move |s| s.plan_create(&user, &ask),
+        move |s| s.plan_create(&user, &ask, asked_key.as_ref()),
         move |s, plan| {
             s.create_request_planned(me.user(), me.credential(), req, key.as_ref(), plan)
         },

@@ -214,3 +214,42 @@ fn a_read_sent_ahead_is_not_used_after_the_operations_own_write() {
     let after = counts(&store);
     assert_eq!(after[0] - before[0], 0, "{after:?}");
 }
+
+/// Through the API on PostgreSQL, one flow at a time: a create with an idempotency key
+/// (as the CLI sends every create) and its approval each get their checks from the read
+/// sent with their batch's BEGIN, and the flow still ends in one certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_create_and_its_approval_each_use_their_read_sent_ahead() {
+    use crate::helpers::{Backend, POLICY, TestApp, new_key, public_line};
+
+    let app = TestApp::spawn_on_backend(POLICY, Backend::Postgres).await;
+    let before = app.service.store().stats().reads_ahead;
+    let body = serde_json::json!({
+        "role": "prod-db",
+        "public_key": public_line(&new_key()),
+        "reason": "INC-4211: replica lag",
+        "ttl": "30m",
+    });
+    let created = app
+        .http
+        .post(format!("{}/v1/requests", app.url))
+        .bearer_auth(app.token("alice"))
+        .header("Idempotency-Key", "k-ahead-1")
+        .json(&body)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(created.status(), reqwest::StatusCode::CREATED);
+    let view: serde_json::Value = created.json().await.expect("JSON");
+    let id = view["id"].as_str().expect("an id").to_owned();
+    let (status, approved) = app.approve("bob", &id).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{approved}");
+    assert_eq!(approved["status"], "issued", "{approved}");
+    let after = app.service.store().stats().reads_ahead;
+    let used = after[0] - before[0];
+    assert!(
+        used >= 2,
+        "create and approve each used theirs: {before:?} -> {after:?}"
+    );
+    assert_eq!(after[2], before[2], "none went unused: {after:?}");
+}

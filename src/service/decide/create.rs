@@ -90,7 +90,7 @@ impl Service {
         actor: &UserName,
         req: NewRequest,
     ) -> Result<RequestView, ServiceError> {
-        let plan = self.plan_create(actor, &req);
+        let plan = self.plan_create(actor, &req, None);
         self.create(actor, req, None, false, plan).map(|c| c.view)
     }
 
@@ -107,7 +107,7 @@ impl Service {
         req: NewRequest,
         key: Option<&IdempotencyKey>,
     ) -> Result<Created, ServiceError> {
-        let plan = self.plan_create(actor, &req);
+        let plan = self.plan_create(actor, &req, key);
         self.create_request_planned(actor, credential, req, key, plan)
     }
 
@@ -137,33 +137,48 @@ impl Service {
         let policy = &config.policy;
         // The moment it acts: now, after its batch took the lock, not the plan's.
         let now = self.now();
-        let CreatePlan { candidate } = plan;
+        let CreatePlan { candidate, replay } = plan;
         let fingerprint = key.map(|_| req.fingerprint());
         let remembered_since = unix(now) - IDEMPOTENCY_KEY_LIFETIME;
         // A retry is answered before the policy is consulted: the role may have changed
-        // or gone since the first attempt made the request, which still stands.
+        // or gone since the first attempt made the request, which still stands. Looked
+        // up by the plan (outside the lock, so that the checks sent ahead stay this
+        // write's first read), or now.
         if let (Some(key), Some(fingerprint)) = (key, &fingerprint) {
-            let replay = self.store.read(|tx| {
-                self.require_enabled(tx, actor)?;
-                self.replay(tx, actor, key, fingerprint, remembered_since, now)
-            })?;
+            let replay =
+                replay.unwrap_or_else(|| self.replay_before(actor, key, fingerprint, now))?;
             if let Some(created) = replay {
                 return Ok(created);
             }
         }
-        let role = policy
-            .roles
-            .get(&req.role)
-            .ok_or_else(|| ServiceError::Invalid(format!("unknown role {}", req.role)))?;
-        let ttl = rules::certificate_ttl(role, req.ttl).map_err(ServiceError::Invalid)?;
-        if self.is_ca_key(&req.public_key) {
-            return Err(ServiceError::Invalid(
-                "the CA key cannot be certified".into(),
-            ));
-        }
-        let principals = role
-            .principals_for(actor)
-            .map_err(|e| ServiceError::Invalid(format!("role {}: {e}", role.name)))?;
+        let asked = (|| {
+            let role = policy
+                .roles
+                .get(&req.role)
+                .ok_or_else(|| ServiceError::Invalid(format!("unknown role {}", req.role)))?;
+            let ttl = rules::certificate_ttl(role, req.ttl).map_err(ServiceError::Invalid)?;
+            if self.is_ca_key(&req.public_key) {
+                return Err(ServiceError::Invalid(
+                    "the CA key cannot be certified".into(),
+                ));
+            }
+            let principals = role
+                .principals_for(actor)
+                .map_err(|e| ServiceError::Invalid(format!("role {}: {e}", role.name)))?;
+            Ok((role, ttl, principals))
+        })();
+        let (role, ttl, principals) = match (asked, key, &fingerprint) {
+            (Ok(asked), _, _) => asked,
+            // A retry whose first attempt committed in this batch, after the plan looked:
+            // still answered with what it made, before the refusal.
+            (Err(e), Some(key), Some(fingerprint)) => {
+                let replay = self
+                    .store
+                    .read(|tx| self.replay(tx, actor, key, fingerprint, remembered_since, now))?;
+                return replay.ok_or(e);
+            }
+            (Err(e), _, _) => return Err(e),
+        };
         let limit = config.requests.max_pending_per_user;
         let attempt = Attempt {
             actor,
@@ -322,6 +337,22 @@ impl Service {
     /// The answer to a retry: the request `actor`'s `key` created since
     /// `remembered_since`, if it did, as it is now; `idempotency_mismatch` if it was made
     /// for another request than `fingerprint` says.
+    /// What `key` already made, with `actor`'s disabled mark first, in a read of its own
+    /// (outside any write).
+    pub(super) fn replay_before(
+        &self,
+        actor: &UserName,
+        key: &IdempotencyKey,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Created>, ServiceError> {
+        let remembered_since = unix(now) - IDEMPOTENCY_KEY_LIFETIME;
+        self.store.read(|tx| {
+            self.require_enabled(tx, actor)?;
+            self.replay(tx, actor, key, fingerprint, remembered_since, now)
+        })
+    }
+
     fn replay(
         &self,
         tx: &Tx<'_>,

@@ -8,9 +8,9 @@
 //! (`store/ahead.rs`): an answer asked about another second than the operation's moment
 //! has other parameters, and is not used.
 
-use super::NewRequest;
-use crate::names::{RequestId, RoleName, Serial, UserName};
-use crate::service::{Service, SteppedUp, unix};
+use super::{Created, NewRequest};
+use crate::names::{IdempotencyKey, RequestId, RoleName, Serial, UserName};
+use crate::service::{Service, ServiceError, SteppedUp, unix};
 use crate::store::Touch;
 use crate::store::requests as rq;
 
@@ -19,6 +19,9 @@ use crate::store::requests as rq;
 pub struct CreatePlan {
     /// The id it tries first.
     pub(super) candidate: RequestId,
+    /// With an idempotency key: what the key already made, looked up outside the lock
+    /// (a retry is answered before anything else); `None` if not looked up.
+    pub(super) replay: Option<Result<Option<Created>, ServiceError>>,
 }
 
 /// An approval's plan ([`Service::plan_approve`]).
@@ -30,9 +33,16 @@ pub struct ApprovePlan {
 }
 
 impl Service {
-    /// Plans `actor`'s creating `req`: on PostgreSQL its checks are sent ahead.
-    pub fn plan_create(&self, actor: &UserName, req: &NewRequest) -> CreatePlan {
+    /// Plans `actor`'s creating `req` (under the idempotency `key`, if any, which is
+    /// looked up now, outside the lock): on PostgreSQL its checks are sent ahead.
+    pub fn plan_create(
+        &self,
+        actor: &UserName,
+        req: &NewRequest,
+        key: Option<&IdempotencyKey>,
+    ) -> CreatePlan {
         let now = self.now();
+        let replay = key.map(|key| self.replay_before(actor, key, &req.fingerprint(), now));
         let candidate = RequestId::new_at(unix(now), &mut rand::rng());
         let config = self.config();
         if let Some(role) = config.policy.roles.get(&req.role) {
@@ -54,7 +64,7 @@ impl Service {
                 )
             });
         }
-        CreatePlan { candidate }
+        CreatePlan { candidate, replay }
     }
 
     /// Plans `who`'s approving request `id`: on PostgreSQL the request, its approvals
