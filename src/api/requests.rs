@@ -110,11 +110,11 @@ pub(super) async fn requests_create(
     let key = idempotency_key(&headers)?;
     let req = body.parse()?;
     // Planned first: on PostgreSQL its checks go out with its batch's BEGIN.
-    let (user, ask, asked_key) = (me.user().clone(), req.clone(), key.clone());
+    // (The plan hands the request on to the run: nothing is copied.)
     let created = submit_planned(
         &state,
-        move |s| s.plan_create(&user, &ask, asked_key.as_ref()),
-        move |s, plan| {
+        move |s| (s.plan_create(me.user(), &req, key.as_ref()), me, req, key),
+        move |s, (plan, me, req, key)| {
             s.create_request_planned(me.user(), me.credential(), req, key.as_ref(), plan)
         },
     )
@@ -188,11 +188,10 @@ pub(super) async fn request_approve(
     let seen = body.version;
     let user = me.user().clone();
     // Planned first: on PostgreSQL its reads go out with its batch's BEGIN.
-    let (proof, request) = (who.clone(), id.clone());
     let view = submit_planned(
         &state,
-        move |s| s.plan_approve(&proof, &request),
-        move |s, plan| s.approve_planned(&who, &id, comment, seen.as_deref(), plan),
+        move |s| (s.plan_approve(&who, &id), who, id),
+        move |s, (plan, who, id)| s.approve_planned(&who, &id, comment, seen.as_deref(), plan),
     )
     .await?;
     let serial = view.certificate.as_ref().map(|c| c.serial);

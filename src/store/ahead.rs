@@ -26,36 +26,52 @@ use crate::names::{RequestId, Serial, UserName};
 /// counts as touching everything. Writes of what no read ahead reads (the audit log, the
 /// notification outbox, tokens' last use, idempotency keys) say they touch no key
 /// (`Some(&[])`); a read ahead that comes to read one of those must change that first.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Touch {
+#[derive(Debug, Clone, Copy)]
+pub enum Touch<'a> {
     /// The requests a user asked for and the certificates issued to them (any row
     /// whose requester is this user).
-    User(UserName),
+    User(&'a UserName),
     /// One request's row and its approvals, and any certificate issued for it.
-    Request(RequestId),
+    Request(&'a RequestId),
     /// The certificates with this serial.
     Serial(Serial),
 }
 
-/// What the writes of a transaction so far have touched.
+impl Touch<'_> {
+    /// The key as kept: a 64-bit hash of its kind and name. Two keys with the same hash
+    /// only make a read ahead stale that need not be (it is read again): never the other
+    /// way round, so a collision, even a chosen one, costs a round trip and nothing else.
+    pub(super) fn key(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        match self {
+            Touch::User(u) => (0u8, u.as_str()).hash(&mut h),
+            Touch::Request(r) => (1u8, r.as_str()).hash(&mut h),
+            Touch::Serial(s) => (2u8, s.get()).hash(&mut h),
+        }
+        h.finish()
+    }
+}
+
+/// What the writes of a transaction so far have touched (their keys).
 #[derive(Debug, Default)]
 pub(super) struct Touched {
     /// A write named nothing.
     everything: bool,
-    keys: HashSet<Touch>,
+    keys: HashSet<u64>,
 }
 
 impl Touched {
     /// A write touched `keys`, or everything (`None`).
-    pub(super) fn add(&mut self, keys: Option<&[Touch]>) {
+    pub(super) fn add(&mut self, keys: Option<&[Touch<'_>]>) {
         match keys {
-            Some(keys) => self.keys.extend(keys.iter().cloned()),
+            Some(keys) => self.keys.extend(keys.iter().map(Touch::key)),
             None => self.everything = true,
         }
     }
 
-    /// Whether any of `keys` was touched.
-    pub(super) fn any(&self, keys: &[Touch]) -> bool {
+    /// Whether any of `keys` (as [`Touch::key`] makes them) was touched.
+    pub(super) fn any(&self, keys: &[u64]) -> bool {
         self.everything || keys.iter().any(|k| self.keys.contains(k))
     }
 
@@ -103,17 +119,25 @@ mod tests {
 
     #[test]
     fn a_write_that_names_nothing_touches_everything() {
-        let alice = Touch::User(UserName::parse("alice").unwrap());
-        let bob = Touch::User(UserName::parse("bob").unwrap());
+        let (alice, bob) = (
+            UserName::parse("alice").unwrap(),
+            UserName::parse("bob").unwrap(),
+        );
+        let id = RequestId::parse("r-aaaaaaaaaaaa").unwrap();
+        let (alice, bob, request) = (Touch::User(&alice), Touch::User(&bob), Touch::Request(&id));
         let mut touched = Touched::default();
-        touched.add(Some(std::slice::from_ref(&alice)));
-        assert!(touched.any(&[bob.clone(), alice.clone()]));
-        assert!(!touched.any(std::slice::from_ref(&bob)));
+        touched.add(Some(&[alice]));
+        assert!(touched.any(&[bob.key(), alice.key()]));
+        assert!(!touched.any(&[bob.key()]));
+        assert!(
+            !touched.any(&[request.key()]),
+            "a request is not its requester"
+        );
         assert!(!touched.any(&[]));
         let mut other = Touched::default();
         other.add(None);
         touched.absorb(other);
-        assert!(touched.any(&[bob]));
+        assert!(touched.any(&[bob.key()]));
         assert!(
             touched.any(&[]),
             "everything includes a read that names nothing"

@@ -129,8 +129,8 @@ pub fn insert(tx: &Tx<'_>, req: &RequestRow, c: &CertificateRow) -> Result<(), S
         ],
         Some(&[
             Touch::Serial(c.serial),
-            Touch::User(req.requester.clone()),
-            Touch::Request(req.id.clone()),
+            Touch::User(&req.requester),
+            Touch::Request(&req.id),
         ]),
     )?;
     Ok(())

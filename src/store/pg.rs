@@ -330,7 +330,7 @@ impl PgStore {
     /// sent ahead ([`Store::read_ahead`](super::Store::read_ahead)).
     pub(super) fn read_ahead<T>(
         &self,
-        reads: &[super::Touch],
+        reads: &[super::Touch<'_>],
         f: impl FnOnce(&Conn) -> Result<T, StoreError>,
     ) {
         batch::record(self.id, reads, f);

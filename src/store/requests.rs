@@ -52,10 +52,7 @@ pub fn insert(tx: &Tx<'_>, r: &RequestRow) -> Result<(), StoreError> {
             &r.decision_code,
             &r.decision_note,
         ],
-        Some(&[
-            Touch::Request(r.id.clone()),
-            Touch::User(r.requester.clone()),
-        ]),
+        Some(&[Touch::Request(&r.id), Touch::User(&r.requester)]),
     )?;
     Ok(())
 }
@@ -264,7 +261,7 @@ pub fn decide_read_pending(
     (id, requester): (&RequestId, &UserName),
     d: &Decision<'_>,
 ) -> Result<bool, StoreError> {
-    let touches = [Touch::Request(id.clone()), Touch::User(requester.clone())];
+    let touches = [Touch::Request(id), Touch::User(requester)];
     with_decision(id, d, |params| tx.put_one(DECIDE, params, Some(&touches)))?;
     Ok(true)
 }
@@ -289,7 +286,7 @@ pub fn insert_approval(
     tx.put_touching(
         "INSERT INTO approvals (request_id, approver, at, comment) VALUES (?1, ?2, ?3, ?4)",
         &[&id.as_str(), &approver.as_str(), &at, &comment],
-        Some(&[Touch::Request(id.clone())]),
+        Some(&[Touch::Request(id)]),
     )?;
     Ok(())
 }

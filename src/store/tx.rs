@@ -146,7 +146,7 @@ impl<'c> Tx<'c> {
         &self,
         sql: &str,
         params: &[&dyn Param],
-        touches: Option<&[super::Touch]>,
+        touches: Option<&[super::Touch<'_>]>,
     ) -> Result<u64, StoreError> {
         match self.on {
             On::Lite(conn) => {
@@ -175,7 +175,7 @@ impl<'c> Tx<'c> {
         &self,
         sql: &str,
         params: &[&dyn Param],
-        touches: Option<&[super::Touch]>,
+        touches: Option<&[super::Touch<'_>]>,
     ) -> Result<(), StoreError> {
         match self.on {
             On::Lite(_) => {
@@ -198,7 +198,7 @@ impl<'c> Tx<'c> {
         &self,
         sql: &str,
         params: &[&dyn Param],
-        touches: Option<&[super::Touch]>,
+        touches: Option<&[super::Touch<'_>]>,
     ) -> Result<(), StoreError> {
         match self.on {
             On::Lite(_) => {

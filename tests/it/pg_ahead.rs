@@ -65,7 +65,8 @@ type Planned = (Box<dyn FnOnce(&Store) + Send>, Run);
 /// A plan that sends `who`'s holdings at `now` ahead, depending on `who`'s rows.
 fn ahead(who: &'static str, now: i64) -> Box<dyn FnOnce(&Store) + Send> {
     Box::new(move |s: &Store| {
-        s.read_ahead(&[Touch::User(user(who))], |tx| holdings(tx, who, now));
+        let who_ = user(who);
+        s.read_ahead(&[Touch::User(&who_)], |tx| holdings(tx, who, now));
     })
 }
 

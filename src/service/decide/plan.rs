@@ -45,16 +45,16 @@ impl Service {
         let replay = key.map(|key| self.replay_before(actor, key, &req.fingerprint(), now));
         let candidate = RequestId::new_at(unix(now), &mut rand::rng());
         let config = self.config();
-        if let Some(role) = config.policy.roles.get(&req.role) {
+        // SQLite has no round trips to save.
+        if self.store.is_postgres()
+            && let Some(role) = config.policy.roles.get(&req.role)
+        {
             let rivals: Vec<_> = config
                 .policy
                 .conflicting_roles(&role.name)
                 .into_iter()
                 .collect();
-            let reads = [
-                Touch::User(actor.clone()),
-                Touch::Request(candidate.clone()),
-            ];
+            let reads = [Touch::User(actor), Touch::Request(&candidate)];
             self.store.read_ahead(&reads, |tx| {
                 rq::create_checks(
                     tx,
@@ -98,8 +98,8 @@ impl Service {
                 serial: *serial,
             };
             let reads = [
-                Touch::Request(id.clone()),
-                Touch::User(requester.clone()),
+                Touch::Request(id),
+                Touch::User(requester),
                 Touch::Serial(*serial),
             ];
             self.store.read_ahead(&reads, |tx| {

@@ -44,14 +44,14 @@ pub(super) fn text_rows(messages: &[SimpleQueryMessage]) -> Vec<Vec<Option<Strin
 impl Conn {
     /// A write touched `touches` (`None`: everything): the operation's, kept if it
     /// succeeds, or the transaction's outside an operation.
-    pub(super) fn touch(&self, touches: Option<&[Touch]>) {
+    pub(super) fn touch(&self, touches: Option<&[Touch<'_>]>) {
         if !self.op_touched(touches) {
             self.touched.borrow_mut().add(touches);
         }
     }
 
     /// Whether a write kept by this transaction touched any of `reads`.
-    pub(super) fn touched_any(&self, reads: &[Touch]) -> bool {
+    pub(super) fn touched_any(&self, reads: &[u64]) -> bool {
         self.touched.borrow().any(reads)
     }
 

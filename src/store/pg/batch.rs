@@ -108,7 +108,8 @@ impl Batch {
 
 /// A plan's read to be sent ahead, and what it depends on.
 struct Planned {
-    reads: Vec<Touch>,
+    /// The keys of what it depends on ([`Touch::key`]).
+    reads: Vec<u64>,
     queries: Vec<Held>,
 }
 
@@ -125,7 +126,7 @@ impl Drop for UndoOnUnwind<'_> {
 }
 
 /// An operation's read sent ahead: what it depends on, and its answer.
-type Offer = Option<(Vec<Touch>, Answer)>;
+type Offer = Option<(Vec<u64>, Answer)>;
 
 /// Begins `batch`'s transaction with the `planned` reads sent ahead (one per operation,
 /// in order): its transaction id, and each operation's offer. A batch that could not
@@ -171,7 +172,7 @@ pub(super) fn open_here(store: u64) -> bool {
 /// batch of `store` is planning here (else nothing: `f` does not run).
 pub(super) fn record<T>(
     store: u64,
-    reads: &[Touch],
+    reads: &[Touch<'_>],
     f: impl FnOnce(&Conn) -> Result<T, StoreError>,
 ) {
     BATCH.with(|b| {
@@ -185,7 +186,7 @@ pub(super) fn record<T>(
             return;
         };
         batch.planned = conn.record(f).map(|queries| Planned {
-            reads: reads.to_vec(),
+            reads: reads.iter().map(Touch::key).collect(),
             queries,
         });
     });

@@ -245,7 +245,7 @@ impl Conn {
         &self,
         sql: &str,
         params: &[&dyn Param],
-        touches: Option<&[Touch]>,
+        touches: Option<&[Touch<'_>]>,
     ) -> Result<u64, StoreError> {
         self.release_held(true);
         let stmt = self.statement(sql)?;
@@ -263,7 +263,7 @@ impl Conn {
         &self,
         sql: &str,
         params: &[&dyn Param],
-        touches: Option<&[Touch]>,
+        touches: Option<&[Touch<'_>]>,
     ) -> Result<(), StoreError> {
         self.put_as(sql, params, false, touches)
     }
@@ -274,7 +274,7 @@ impl Conn {
         &self,
         sql: &str,
         params: &[&dyn Param],
-        touches: Option<&[Touch]>,
+        touches: Option<&[Touch<'_>]>,
     ) -> Result<(), StoreError> {
         self.put_as(sql, params, true, touches)
     }
@@ -284,7 +284,7 @@ impl Conn {
         sql: &str,
         params: &[&dyn Param],
         one_row: bool,
-        touches: Option<&[Touch]>,
+        touches: Option<&[Touch<'_>]>,
     ) -> Result<(), StoreError> {
         let checked;
         let statement_sql = if one_row {

@@ -83,7 +83,7 @@ impl Conn {
     }
 
     /// Adds `touches` to what the running operation touched; false if none runs.
-    pub(super) fn op_touched(&self, touches: Option<&[Touch]>) -> bool {
+    pub(super) fn op_touched(&self, touches: Option<&[Touch<'_>]>) -> bool {
         match self.op.borrow_mut().as_mut() {
             Some(op) => {
                 op.touched.add(touches);
