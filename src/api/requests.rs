@@ -109,16 +109,32 @@ pub(super) async fn requests_create(
 ) -> Result<impl IntoResponse, ApiError> {
     let key = idempotency_key(&headers)?;
     let req = body.parse()?;
+    // A retry is answered by a read of its own, off the writer thread; the create looks
+    // again inside its write (a retry racing its first attempt creates nothing).
+    if let Some(key) = &key {
+        let (user, key, fingerprint) = (me.user().clone(), key.clone(), req.fingerprint());
+        let replay = blocking(&state, move |s| s.replay_created(&user, &key, &fingerprint));
+        if let Some(created) = replay.await? {
+            return Ok(created_response(created));
+        }
+    }
+    let looked_up = key.is_some();
     // Planned first: on PostgreSQL its checks go out with its batch's BEGIN.
     // (The plan hands the request on to the run: nothing is copied.)
     let created = submit_planned(
         &state,
-        move |s| (s.plan_create(me.user(), &req, key.as_ref()), me, req, key),
+        move |s| (s.plan_create(me.user(), &req, looked_up), me, req, key),
         move |s, (plan, me, req, key)| {
             s.create_request_planned(me.user(), me.credential(), req, key.as_ref(), plan)
         },
     )
     .await?;
+    Ok(created_response(created))
+}
+
+/// The answer to a create: 201 with the request and where it is, and
+/// `Idempotent-Replayed: true` when an idempotency key had made it before.
+fn created_response(created: crate::service::Created) -> axum::response::Response {
     let view = created.view;
     if created.replayed {
         tracing::info!(
@@ -140,7 +156,7 @@ pub(super) async fn requests_create(
             HeaderValue::from_static("true"),
         );
     }
-    Ok(response)
+    response
 }
 
 /// `GET /v1/requests?status=S&after=ID&limit=L`.

@@ -90,7 +90,7 @@ impl Service {
         actor: &UserName,
         req: NewRequest,
     ) -> Result<RequestView, ServiceError> {
-        let plan = self.plan_create(actor, &req, None);
+        let plan = self.plan_create(actor, &req, false);
         self.create(actor, req, None, false, plan).map(|c| c.view)
     }
 
@@ -107,7 +107,7 @@ impl Service {
         req: NewRequest,
         key: Option<&IdempotencyKey>,
     ) -> Result<Created, ServiceError> {
-        let plan = self.plan_create(actor, &req, key);
+        let plan = self.plan_create(actor, &req, false);
         self.create_request_planned(actor, credential, req, key, plan)
     }
 
@@ -137,19 +137,20 @@ impl Service {
         let policy = &config.policy;
         // The moment it acts: now, after its batch took the lock, not the plan's.
         let now = self.now();
-        let CreatePlan { candidate, replay } = plan;
+        let CreatePlan {
+            candidate,
+            looked_up,
+        } = plan;
         let fingerprint = key.map(|_| req.fingerprint());
         let remembered_since = unix(now) - IDEMPOTENCY_KEY_LIFETIME;
         // A retry is answered before the policy is consulted: the role may have changed
         // or gone since the first attempt made the request, which still stands. Looked
-        // up by the plan (outside the lock, so that the checks sent ahead stay this
-        // write's first read), or now.
-        if let (Some(key), Some(fingerprint)) = (key, &fingerprint) {
-            let replay =
-                replay.unwrap_or_else(|| self.replay_before(actor, key, fingerprint, now))?;
-            if let Some(created) = replay {
-                return Ok(created);
-            }
+        // up now, unless the caller did before submitting (the API, so that the checks
+        // sent ahead stay this write's first read).
+        if let (Some(key), Some(fingerprint), false) = (key, &fingerprint, looked_up)
+            && let Some(created) = self.replay_before(actor, key, fingerprint, now)?
+        {
+            return Ok(created);
         }
         let asked = (|| {
             let role = policy
@@ -172,10 +173,7 @@ impl Service {
             // A retry whose first attempt committed in this batch, after the plan looked:
             // still answered with what it made, before the refusal.
             (Err(e), Some(key), Some(fingerprint)) => {
-                let replay = self
-                    .store
-                    .read(|tx| self.replay(tx, actor, key, fingerprint, remembered_since, now))?;
-                return replay.ok_or(e);
+                return self.replay_before(actor, key, fingerprint, now)?.ok_or(e);
             }
             (Err(e), _, _) => return Err(e),
         };
@@ -337,8 +335,21 @@ impl Service {
     /// The answer to a retry: the request `actor`'s `key` created since
     /// `remembered_since`, if it did, as it is now; `idempotency_mismatch` if it was made
     /// for another request than `fingerprint` says.
-    /// What `key` already made, with `actor`'s disabled mark first, in a read of its own
-    /// (outside any write).
+    /// What `actor`'s idempotency `key` already made for a request with this
+    /// `fingerprint` ([`NewRequest::fingerprint`]), `actor`'s disabled mark first, in a
+    /// read of its own: for a front end to answer a retry before it submits the create
+    /// (then planned with `looked_up`), off the writer thread. The create checks again
+    /// inside its write, so a retry racing its first attempt still creates nothing.
+    pub fn replay_created(
+        &self,
+        actor: &UserName,
+        key: &IdempotencyKey,
+        fingerprint: &str,
+    ) -> Result<Option<Created>, ServiceError> {
+        self.replay_before(actor, key, fingerprint, self.now())
+    }
+
+    /// [`Service::replay_created`] at `now`.
     pub(super) fn replay_before(
         &self,
         actor: &UserName,

@@ -8,9 +8,9 @@
 //! (`store/ahead.rs`): an answer asked about another second than the operation's moment
 //! has other parameters, and is not used.
 
-use super::{Created, NewRequest};
-use crate::names::{IdempotencyKey, RequestId, RoleName, Serial, UserName};
-use crate::service::{Service, ServiceError, SteppedUp, unix};
+use super::NewRequest;
+use crate::names::{RequestId, RoleName, Serial, UserName};
+use crate::service::{Service, SteppedUp, unix};
 use crate::store::Touch;
 use crate::store::requests as rq;
 
@@ -19,9 +19,10 @@ use crate::store::requests as rq;
 pub struct CreatePlan {
     /// The id it tries first.
     pub(super) candidate: RequestId,
-    /// With an idempotency key: what the key already made, looked up outside the lock
-    /// (a retry is answered before anything else); `None` if not looked up.
-    pub(super) replay: Option<Result<Option<Created>, ServiceError>>,
+    /// The caller looked the idempotency key up already and found nothing
+    /// ([`Service::replay_created`], before submitting): the run does not look again
+    /// before its write (it still does inside it).
+    pub(super) looked_up: bool,
 }
 
 /// An approval's plan ([`Service::plan_approve`]).
@@ -33,16 +34,10 @@ pub struct ApprovePlan {
 }
 
 impl Service {
-    /// Plans `actor`'s creating `req` (under the idempotency `key`, if any, which is
-    /// looked up now, outside the lock): on PostgreSQL its checks are sent ahead.
-    pub fn plan_create(
-        &self,
-        actor: &UserName,
-        req: &NewRequest,
-        key: Option<&IdempotencyKey>,
-    ) -> CreatePlan {
+    /// Plans `actor`'s creating `req` (`looked_up`: its idempotency key was looked up
+    /// and found nothing, see [`CreatePlan`]): on PostgreSQL its checks are sent ahead.
+    pub fn plan_create(&self, actor: &UserName, req: &NewRequest, looked_up: bool) -> CreatePlan {
         let now = self.now();
-        let replay = key.map(|key| self.replay_before(actor, key, &req.fingerprint(), now));
         let candidate = RequestId::new_at(unix(now), &mut rand::rng());
         let config = self.config();
         // SQLite has no round trips to save.
@@ -64,7 +59,10 @@ impl Service {
                 )
             });
         }
-        CreatePlan { candidate, replay }
+        CreatePlan {
+            candidate,
+            looked_up,
+        }
     }
 
     /// Plans `who`'s approving request `id`: on PostgreSQL the request, its approvals
