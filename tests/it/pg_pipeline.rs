@@ -245,3 +245,48 @@ fn a_single_statement_read_refuses_a_second_statement() {
     // The connection goes back to the pool usable.
     assert_eq!(store.read(countersign::store::audit::last_seq).unwrap(), 1);
 }
+
+/// A batch queued while the batch before it runs, whose COMMIT then fails (a pipelined
+/// INSERT clashed): nobody of the failed batch is told Ok, and the next batch begins
+/// on a good connection and commits. (Written for an experiment that sent a batch's
+/// BEGIN behind the COMMIT before it, on the same connection: docs/benchmark.md.)
+#[test]
+fn a_batch_behind_a_failed_commit_begins_afresh_and_commits() {
+    let (db, store) = store();
+    store.write(|tx| row(tx, 1, "first")).unwrap();
+    let (release, held) = mpsc::channel::<()>();
+    let (running, started) = mpsc::channel::<()>();
+    let holder = store.submit(move || {
+        running.send(()).unwrap();
+        held.recv().unwrap();
+    });
+    started.recv().unwrap();
+    // The failing batch: its operation waits, while it runs, until the next operation
+    // is queued, so that one is planned and begun behind this batch's COMMIT.
+    let (a_running, a_started) = mpsc::channel::<()>();
+    let (b_queued, b_was_queued) = mpsc::channel::<()>();
+    let s = store.clone();
+    let failing = store.submit(move || {
+        a_running.send(()).unwrap();
+        b_was_queued.recv().unwrap();
+        s.write(|tx| {
+            row(tx, 2, "good-then-bad")?;
+            row(tx, 1, "clash")
+        })
+    });
+    release.send(()).unwrap();
+    a_started.recv().unwrap();
+    let s = store.clone();
+    let next = store.submit(move || s.write(|tx| row(tx, 2, "next")));
+    b_queued.send(()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let (failed, committed) = rt.block_on(async {
+        holder.await.unwrap();
+        (failing.await.and_then(|r| r), next.await.and_then(|r| r))
+    });
+    assert!(failed.is_err(), "a batch that could not commit told Ok");
+    assert!(committed.is_ok(), "the batch behind it: {committed:?}");
+    assert_eq!(stored(&db), ["first", "next"]);
+}
