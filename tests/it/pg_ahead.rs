@@ -6,13 +6,12 @@
 //! touched is answered from ahead (the round trip saved, counted in `Store::stats`).
 
 use std::sync::Arc;
-use std::sync::mpsc;
 
 use countersign::names::{RequestId, RoleName, UserName};
 use countersign::store::requests::{self as rq, Held, RequestRow, Status};
 use countersign::store::{Store, StoreError, Touch, Tx, users};
 
-use crate::pg_pipeline::store;
+use crate::pg_pipeline::{behind_a_held_batch, store};
 
 const NOW: i64 = 1_800_000_000;
 const HELD: Held = Held {
@@ -87,31 +86,13 @@ fn no_plan() -> Box<dyn FnOnce(&Store) + Send> {
 /// Runs `ops` as one batch (a first operation holds the writer thread until all are
 /// queued behind it); each one's result.
 fn one_batch(store: &Arc<Store>, ops: Vec<Planned>) -> Vec<Result<Vec<RoleName>, StoreError>> {
-    let (release, held) = mpsc::channel::<()>();
-    let (running, started) = mpsc::channel::<()>();
-    let holder = store.submit(move || {
-        running.send(()).unwrap();
-        held.recv().unwrap();
-    });
-    started.recv().unwrap();
-    let pending: Vec<_> = ops
-        .into_iter()
-        .map(|(plan, run)| {
-            let (p, r) = (store.clone(), store.clone());
-            store.submit_planned(move || plan(&p), move |()| run(&r))
-        })
-        .collect();
-    release.send(()).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        holder.await.unwrap();
-        let mut out = Vec::new();
-        for p in pending {
-            out.push(p.await.and_then(|r| r));
-        }
-        out
+    behind_a_held_batch(store, || {
+        ops.into_iter()
+            .map(|(plan, run)| {
+                let (p, r) = (store.clone(), store.clone());
+                store.submit_planned(move || plan(&p), move |()| run(&r))
+            })
+            .collect()
     })
 }
 

@@ -66,6 +66,27 @@ pub(crate) type Op = Box<dyn FnOnce(&Store) -> Result<(), StoreError> + Send>;
 /// Runs `ops` as one batch: a first operation holds the writer thread until all of
 /// them are queued behind it, so they run together in the next batch.
 pub(crate) fn one_batch(store: &Arc<Store>, ops: Vec<Op>) -> Vec<Result<(), StoreError>> {
+    behind_a_held_batch(store, || {
+        ops.into_iter()
+            .map(|op| {
+                let s = store.clone();
+                store.submit(move || op(&s))
+            })
+            .collect()
+    })
+}
+
+/// An operation queued on the store: its result once its batch is durable.
+pub(crate) type Queued<T> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Result<T, StoreError>, StoreError>> + Send>,
+>;
+
+/// Holds the writer thread with a first operation while `queue` queues operations
+/// behind it (so they run together in the next batch); then their results, in order.
+pub(crate) fn behind_a_held_batch<T>(
+    store: &Arc<Store>,
+    queue: impl FnOnce() -> Vec<Queued<T>>,
+) -> Vec<Result<T, StoreError>> {
     let (release, held) = mpsc::channel::<()>();
     let (running, started) = mpsc::channel::<()>();
     let holder = store.submit(move || {
@@ -73,13 +94,7 @@ pub(crate) fn one_batch(store: &Arc<Store>, ops: Vec<Op>) -> Vec<Result<(), Stor
         held.recv().unwrap();
     });
     started.recv().unwrap();
-    let pending: Vec<_> = ops
-        .into_iter()
-        .map(|op| {
-            let s = store.clone();
-            store.submit(move || op(&s))
-        })
-        .collect();
+    let pending = queue();
     release.send(()).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()

@@ -42,18 +42,7 @@ impl Service {
         let config = self.config();
         let policy = &config.policy;
         let now = self.now();
-        let role = policy
-            .roles
-            .get(&req.role)
-            .ok_or_else(|| ServiceError::Invalid(format!("unknown role {}", req.role)))?;
-        if self.is_ca_key(&req.public_key) {
-            return Err(ServiceError::Invalid(
-                "the CA key cannot be certified".into(),
-            ));
-        }
-        let principals = role
-            .principals_for(actor)
-            .map_err(|e| ServiceError::Invalid(format!("role {}: {e}", role.name)))?;
+        let (role, principals) = self.role_asked(policy, &req, actor)?;
         let rivals: Vec<_> = policy.conflicting_roles(&role.name).into_iter().collect();
         let attempt = Attempt {
             actor,

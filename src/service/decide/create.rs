@@ -152,22 +152,12 @@ impl Service {
         {
             return Ok(created);
         }
-        let asked = (|| {
-            let role = policy
-                .roles
-                .get(&req.role)
-                .ok_or_else(|| ServiceError::Invalid(format!("unknown role {}", req.role)))?;
-            let ttl = rules::certificate_ttl(role, req.ttl).map_err(ServiceError::Invalid)?;
-            if self.is_ca_key(&req.public_key) {
-                return Err(ServiceError::Invalid(
-                    "the CA key cannot be certified".into(),
-                ));
-            }
-            let principals = role
-                .principals_for(actor)
-                .map_err(|e| ServiceError::Invalid(format!("role {}: {e}", role.name)))?;
-            Ok((role, ttl, principals))
-        })();
+        let asked = self
+            .role_asked(policy, &req, actor)
+            .and_then(|(role, principals)| {
+                let ttl = rules::certificate_ttl(role, req.ttl).map_err(ServiceError::Invalid)?;
+                Ok((role, ttl, principals))
+            });
         let (role, ttl, principals) = match (asked, key, &fingerprint) {
             (Ok(asked), _, _) => asked,
             // A retry whose first attempt committed in this batch, after the plan looked:
@@ -347,6 +337,29 @@ impl Service {
         fingerprint: &str,
     ) -> Result<Option<Created>, ServiceError> {
         self.replay_before(actor, key, fingerprint, self.now())
+    }
+
+    /// The role `req` asks for and the principals it gives `actor`: `invalid_request`
+    /// for an unknown role, the CA's own key, or principals the role cannot give them.
+    pub(super) fn role_asked<'p>(
+        &self,
+        policy: &'p crate::policy::Policy,
+        req: &NewRequest,
+        actor: &UserName,
+    ) -> Result<(&'p Role, Vec<Principal>), ServiceError> {
+        let role = policy
+            .roles
+            .get(&req.role)
+            .ok_or_else(|| ServiceError::Invalid(format!("unknown role {}", req.role)))?;
+        if self.is_ca_key(&req.public_key) {
+            return Err(ServiceError::Invalid(
+                "the CA key cannot be certified".into(),
+            ));
+        }
+        let principals = role
+            .principals_for(actor)
+            .map_err(|e| ServiceError::Invalid(format!("role {}: {e}", role.name)))?;
+        Ok((role, principals))
     }
 
     /// [`Service::replay_created`] at `now`.
