@@ -234,4 +234,18 @@ async fn a_keyed_create_and_its_approval_each_use_their_read_sent_ahead() {
         "create and approve each used theirs: {before:?} -> {after:?}"
     );
     assert_eq!(after[2], before[2], "none went unused: {after:?}");
+    // What an operator sees of it.
+    let metrics = app
+        .http
+        .get(&app.metrics_url)
+        .send()
+        .await
+        .expect("GET /metrics");
+    let text = metrics.text().await.expect("the metrics");
+    let shown: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("countersign_store_reads_ahead_total{outcome=\"used\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no reads-ahead line in:\n{text}"));
+    assert!(shown >= 2.0, "{shown}");
 }

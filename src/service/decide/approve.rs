@@ -53,7 +53,9 @@ impl Service {
         // The moment it acts: now, after its batch took the lock, not the plan's (a
         // deadline passed meanwhile counts).
         let now = self.now();
-        let ApprovePlan { ahead } = plan;
+        // A plan made for another request is not used (its answers would not be either:
+        // they are checked against the request read under the lock).
+        let ahead = plan.ahead.filter(|_| plan.id == *id);
         // On PostgreSQL, what signing checks is read with the request, under the write
         // lock, in one round trip (sent ahead with the batch's BEGIN when it can be: the
         // plan): it depends only on the request's role and requester, which never

@@ -28,6 +28,8 @@ pub struct CreatePlan {
 /// An approval's plan ([`Service::plan_approve`]).
 #[derive(Debug)]
 pub struct ApprovePlan {
+    /// The request it was made for: any other request is approved without it.
+    pub(super) id: RequestId,
     /// The request's role and requester (they never change), the roles in conflict
     /// with that role, and a fresh serial: what its signing checks are asked about.
     pub(super) ahead: Option<(RoleName, UserName, Vec<RoleName>, Serial)>,
@@ -104,7 +106,10 @@ impl Service {
                 rq::get_marked_with_approvals(tx, id, who.user(), Some(ask))
             });
         }
-        ApprovePlan { ahead }
+        ApprovePlan {
+            id: id.clone(),
+            ahead,
+        }
     }
 
     /// The role and requester of request `id`: remembered, or read (and remembered).
