@@ -148,6 +148,73 @@ pub(crate) fn statements_run(pg: &PgTarget) -> anyhow::Result<Option<u64>> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().parse().ok())
 }
 
+/// PostgreSQL's processes on this machine: the postmaster and its children (every
+/// backend, the WAL writer, the checkpointer...), found from a backend's parent.
+pub(crate) struct DbProcesses {
+    postmaster: u32,
+}
+
+/// CPU seconds used so far by each of [`DbProcesses`]' processes, by pid.
+pub(crate) type DbCpu = BTreeMap<u32, f64>;
+
+impl DbProcesses {
+    /// Finds the postmaster of `pg`'s database (the parent of a backend `psql` talks to).
+    pub(crate) fn find(pg: &PgTarget) -> anyhow::Result<DbProcesses> {
+        let out = Command::new("psql")
+            .arg(&pg.url)
+            .args(["-X", "-A", "-t", "-c", "SELECT pg_backend_pid()"])
+            .env("PGPASSWORD", password(pg)?)
+            .output()
+            .context("running psql")?;
+        let backend: u32 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .context("a backend's pid from psql")?;
+        let postmaster = proc_stat(backend)
+            .map(|(parent, _)| parent)
+            .context("the database is not on this machine: no /proc entry for its backend")?;
+        Ok(DbProcesses { postmaster })
+    }
+
+    /// The CPU each process has used so far.
+    pub(crate) fn cpu(&self) -> DbCpu {
+        let mut out = DbCpu::new();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return out;
+        };
+        for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()) {
+            if let Some((parent, cpu)) = proc_stat(pid)
+                && (pid == self.postmaster || parent == self.postmaster)
+            {
+                out.insert(pid, cpu);
+            }
+        }
+        out
+    }
+}
+
+/// The CPU seconds used between two [`DbProcesses::cpu`] readings: a process that
+/// started in between counts whole; one that ended in between loses what it used after
+/// the first reading (backends of the pool live through the run).
+pub(crate) fn cpu_between(before: &DbCpu, after: &DbCpu) -> f64 {
+    after
+        .iter()
+        .map(|(pid, now)| now - before.get(pid).copied().unwrap_or(0.0))
+        .filter(|d| *d > 0.0)
+        .sum()
+}
+
+/// A process's parent and CPU seconds (user + system, 100 ticks a second).
+fn proc_stat(pid: u32) -> Option<(u32, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let parent = fields.get(1)?.parse().ok()?;
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    Some((parent, (ticks(11)? + ticks(12)?) / 100.0))
+}
+
 /// Samples `pg_stat_activity` on one connection of its own until stopped.
 pub(crate) struct WaitSampler {
     stop: Arc<AtomicBool>,

@@ -42,6 +42,9 @@ pub(crate) struct Report {
     /// Statements PostgreSQL ran per flow in the turns (`pg_stat_statements`, when
     /// loaded).
     pub pg_statements_per_flow: Option<f64>,
+    /// CPU PostgreSQL's processes (backends, WAL writer, checkpointer...) used per
+    /// PostgreSQL flow over the turns, in milliseconds.
+    pub pg_cpu_ms_per_flow: Option<f64>,
 }
 
 fn flows_line(label: &str, r: &FlowRun) {
@@ -145,6 +148,22 @@ impl Report {
                 "PostgreSQL vs SQLite, in turns",
                 p.flows_per_second / l.flows_per_second.max(f64::EPSILON),
                 p.approve.p99_ms / l.approve.p99_ms.max(f64::EPSILON)
+            );
+        }
+        if let (Some(db), Some(l), Some(p)) =
+            (self.pg_cpu_ms_per_flow, &self.pg_sqlite, &self.postgres)
+        {
+            // Every process's CPU a flow, and what the machine's cores allow at that.
+            let all_lite = l.server_cpu_ms_per_flow + l.client_cpu_ms_per_flow;
+            let all_pg = p.server_cpu_ms_per_flow + p.client_cpu_ms_per_flow + db;
+            let ceiling = |ms: f64| self.cores as f64 * 1000.0 / ms.max(f64::EPSILON);
+            println!(
+                "{:<34} {db:>9.3} ms CPU per flow; all processes {all_pg:.3} ms a flow \
+                 (SQLite {all_lite:.3}): {} cores allow at most {:.0} (SQLite {:.0}) flows/s",
+                "PostgreSQL processes",
+                self.cores,
+                ceiling(all_pg),
+                ceiling(all_lite)
             );
         }
         if let Some(w) = &self.pg_waits {

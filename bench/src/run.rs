@@ -215,6 +215,10 @@ fn postgres_phase(
     );
     let statements_before = postgres::statements_run(&pg)?;
     let sampler = postgres::WaitSampler::start(&pg)?;
+    // PostgreSQL's own CPU over all the turns: its processes are idle in SQLite's but
+    // for the sampler's backend and background work, which this counts too.
+    let db = postgres::DbProcesses::find(&pg)?;
+    let db_before = db.cpu();
     let refs: Vec<&Server> = servers.iter().collect();
     let turns = in_turns(
         rt,
@@ -223,8 +227,10 @@ fn postgres_phase(
         args.clients,
         args.flows,
     );
+    let db_cpu = postgres::cpu_between(&db_before, &db.cpu());
     let waits = sampler.finish();
     let (lite, post) = turns?;
+    report.pg_cpu_ms_per_flow = Some(db_cpu * 1000.0 / post.flows.max(1) as f64);
     // Every statement the replicas ran in the turns (flows only: they run nothing else
     // meanwhile but the commit listener and the clock check every 30 s).
     if let (Some(before), Some(after)) = (statements_before, postgres::statements_run(&pg)?) {
