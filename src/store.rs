@@ -55,6 +55,7 @@ pub mod audit;
 pub mod breakglass;
 pub mod certificates;
 pub mod copy;
+mod credentials;
 pub mod device;
 pub mod hosts;
 pub mod idempotency;
@@ -154,6 +155,9 @@ pub struct Stats {
     /// (`store/ahead.rs`) that answered them, that were stale (a write earlier in the
     /// batch touched what they read) and that went unused.
     pub reads_ahead: [u64; 3],
+    /// PostgreSQL: token lookups answered from what this replica remembers, and from
+    /// the database (`store/credentials.rs`).
+    pub tokens_remembered: [u64; 2],
 }
 
 enum Backend {
@@ -256,6 +260,15 @@ impl Store {
             writer_busy: std::time::Duration::from_nanos(work.map_or(0, |w| load(&w.busy_ns))),
             pool,
             reads_ahead: work.map_or([0; 3], |w| w.ahead.each_ref().map(load)),
+            tokens_remembered: self.credentials().map_or([0; 2], |c| c.counts()),
+        }
+    }
+
+    /// PostgreSQL: the token rows this replica remembers (`store/credentials.rs`).
+    fn credentials(&self) -> Option<&credentials::Credentials> {
+        match &self.backend {
+            Backend::Lite(_) => None,
+            Backend::Pg(pg) => Some(pg.credentials()),
         }
     }
 

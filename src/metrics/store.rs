@@ -17,6 +17,7 @@ pub(super) struct StoreMetrics {
     pool: Family<StateLabel, Gauge>,
     pool_size: Gauge,
     reads_ahead: Family<OutcomeLabel, Counter>,
+    token_lookups: Family<OutcomeLabel, Counter>,
 }
 
 impl StoreMetrics {
@@ -52,6 +53,13 @@ impl StoreMetrics {
             self.reads_ahead.clone(),
         );
         r.register(
+            "store_token_lookups",
+            "PostgreSQL: API token and session lookups, by outcome: remembered (a row this \
+             replica read less than a second ago, with nothing changed since), read (from \
+             the database)",
+            self.token_lookups.clone(),
+        );
+        r.register(
             "store_pool_size",
             "Most PostgreSQL connections this replica opens ([storage] pool_size)",
             self.pool_size.clone(),
@@ -73,6 +81,17 @@ impl StoreMetrics {
         {
             if n > 0 {
                 catch_up(&self.reads_ahead.get_or_create(&outcome_label(outcome)), n);
+            }
+        }
+        for (outcome, n) in ["remembered", "read"]
+            .into_iter()
+            .zip(store.tokens_remembered)
+        {
+            if n > 0 {
+                catch_up(
+                    &self.token_lookups.get_or_create(&outcome_label(outcome)),
+                    n,
+                );
             }
         }
         if let Some((open, idle, size)) = store.pool {

@@ -12,11 +12,12 @@ impl Service {
         let config = self.config();
         let now = self.now().timestamp();
         let hashed = tokens::hash(secret);
-        // One query (the token or session, its user's disabled mark): no transaction.
-        self.store
-            .read_single(|tx| {
-                let owner =
-                    tokens::lookup(tx, &hashed, now)?.ok_or(ServiceError::Unauthenticated)?;
+        // One query (the token or session, its user's disabled mark), no transaction; on
+        // PostgreSQL, none while this replica remembers the row (`store/credentials.rs`).
+        tokens::owner(&self.store, &hashed, now)
+            .map_err(ServiceError::from)
+            .and_then(|owner| {
+                let owner = owner.ok_or(ServiceError::Unauthenticated)?;
                 let user = owner.user;
                 if owner.disabled {
                     return Err(disabled_error(&user));

@@ -70,6 +70,11 @@ impl Touched {
         }
     }
 
+    /// Whether a write named nothing (so touched anything).
+    pub(super) fn everything(&self) -> bool {
+        self.everything
+    }
+
     /// Whether any of `keys` (as [`Touch::key`] makes them) was touched.
     pub(super) fn any(&self, keys: &[u64]) -> bool {
         self.everything || keys.iter().any(|k| self.keys.contains(k))

@@ -3,13 +3,14 @@
 //!
 //! # How the contract is kept
 //! Every write transaction first takes one transaction-scoped advisory lock
-//! ([`WRITE_LOCK`]), so writes from every replica run one at a time, in the order they
-//! got the lock, exactly as SQLite's single writer runs them: each read-then-write
-//! invariant (the SoD re-check at signing, the audit chain head, a request decided once,
-//! the pending count, the KRL version, an idempotency key) sees every write committed
-//! before it and nothing commits in between. Every state change appends to the one audit
-//! chain, which needs this order anyway, so finer locks would buy little. Reads run in
-//! `REPEATABLE READ READ ONLY` transactions (one snapshot) and take no lock.
+//! ([`WRITE_LOCK`](txn::WRITE_LOCK)), so writes from every replica run one at a time, in
+//! the order they got the lock, exactly as SQLite's single writer runs them: each
+//! read-then-write invariant (the SoD re-check at signing, the audit chain head, a
+//! request decided once, the pending count, the KRL version, an idempotency key) sees
+//! every write committed before it and nothing commits in between. Every state change
+//! appends to the one audit chain, which needs this order anyway, so finer locks would
+//! buy little. Reads run in `REPEATABLE READ READ ONLY` transactions (one snapshot) and
+//! take no lock.
 //!
 //! # A COMMIT whose answer was lost
 //! Each write learns its transaction id (`txid_current()`) before its work. When the
@@ -34,6 +35,7 @@ mod drive;
 mod migrations;
 mod pool;
 mod tls;
+mod txn;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -44,9 +46,7 @@ pub(crate) use conn::Conn;
 use conn::Single;
 pub(super) use migrations::migrate;
 pub(super) use pool::{Pool, Pooled};
-
-/// The advisory lock every write transaction holds (an arbitrary constant: "cs-write").
-const WRITE_LOCK: i64 = 0x6373_2d77_7269_7465;
+use txn::CHANNEL;
 
 /// How long to wait for a connection (pool full, or the server restarting).
 const CONNECT_WAIT: Duration = Duration::from_secs(10);
@@ -141,6 +141,9 @@ pub(super) struct Shared {
     pool: Pool,
     /// Bumped after every COMMIT of this process, and on every NOTIFY from another.
     commits: tokio::sync::watch::Sender<u64>,
+    /// Token rows remembered for a moment, forgotten at any change
+    /// (`store/credentials.rs`).
+    credentials: Arc<super::credentials::Credentials>,
 }
 
 thread_local! {
@@ -165,109 +168,6 @@ impl Drop for Writing {
     }
 }
 
-/// The notification channel every write transaction notifies on commit.
-const CHANNEL: &str = "countersign_commits";
-
-impl Shared {
-    fn committed(&self) {
-        self.commits.send_modify(|n| *n = n.wrapping_add(1));
-    }
-
-    /// Begins a write transaction on `conn` and takes [`WRITE_LOCK`]; returns its
-    /// transaction id. The connection is marked abandoned (closed, not pooled) until
-    /// [`Shared::end_write`] or a ROLLBACK goes through: never reused mid-transaction.
-    fn begin_write(conn: &Pooled) -> Result<i64, StoreError> {
-        Self::begin_write_ahead(conn, &[]).map(|(xid, _)| xid)
-    }
-
-    /// [`Shared::begin_write`], with reads sent ahead in the same round trip, after the
-    /// lock (`store/ahead.rs`): their rows, in order.
-    #[allow(clippy::type_complexity)]
-    fn begin_write_ahead(
-        conn: &Pooled,
-        ahead: &[&[defer::Held]],
-    ) -> Result<(i64, Vec<Vec<Vec<tokio_postgres::Row>>>), StoreError> {
-        // One message, so one round trip: PostgreSQL runs the SELECTs only if the BEGIN
-        // went through (a failed statement ends a multi-statement query), so the lock is
-        // never taken, nor anything written, outside the transaction. The audit chain's
-        // head comes with it, read under the lock: every append of the transaction
-        // builds on it without a query of its own (`store/audit.rs`). (`audit.seq`: a
-        // bare `seq` would order by the text column of the same name, "9" after "10".)
-        let sql = format!(
-            "BEGIN ISOLATION LEVEL READ COMMITTED; \
-             SELECT txid_current()::text, pg_advisory_xact_lock({WRITE_LOCK})::text; \
-             SELECT seq::text, hash FROM audit ORDER BY audit.seq DESC LIMIT 1"
-        );
-        conn.abandon();
-        let (rows, answers) = conn.simple_then(&sql, ahead)?;
-        conn.set_writing(true);
-        let mut rows = rows.into_iter();
-        let xid = rows
-            .next()
-            .and_then(|row| row.into_iter().next().flatten())
-            .and_then(|xid| xid.parse::<i64>().ok())
-            .ok_or_else(|| StoreError::Corrupt("txid_current() returned no number".into()))?;
-        if let Some(mut head) = rows.next() {
-            let hash = head.pop().flatten();
-            let seq = head.pop().flatten().and_then(|seq| seq.parse::<i64>().ok());
-            if let (Some(seq), Some(hash), true) = (seq, hash, head.is_empty()) {
-                conn.set_audit_head(seq, &hash);
-            }
-        }
-        Ok((xid, answers))
-    }
-
-    /// Commits transaction `xid` on `conn` (notifying the other replicas) and returns
-    /// once it is durable. When the connection fails during COMMIT, asks PostgreSQL
-    /// whether it committed before answering.
-    fn end_write(&self, conn: &Pooled, xid: i64) -> Result<(), StoreError> {
-        // The last audit event this transaction appended, if any: proof of its COMMIT
-        // that does not depend on transaction ids (see `Pool::outcome`).
-        let head = conn.audit_head();
-        conn.set_writing(false);
-        match conn.batch(&format!("NOTIFY {CHANNEL}; COMMIT")) {
-            Ok(()) => {
-                conn.keep();
-                self.committed();
-                Ok(())
-            }
-            Err(StoreError::Unavailable(why)) => match self.pool.outcome(xid, head.as_ref()) {
-                Ok(true) => {
-                    tracing::warn!(xid, "the connection failed during COMMIT; it committed");
-                    self.committed();
-                    Ok(())
-                }
-                // It did not commit because the server went away (a shutdown, a
-                // crash): nothing was done, and a retry may succeed.
-                Ok(false) => Err(StoreError::Unavailable(format!(
-                    "the connection failed during COMMIT and the transaction did not \
-                     commit: {why}"
-                ))),
-                Err(e) => Err(e),
-            },
-            Err(e) => {
-                // Refused, not lost: a statement of this transaction failed before, most
-                // likely one sent without waiting (`Conn::put`), whose own error was not
-                // read. Nothing committed; said here so that it can be looked into.
-                tracing::warn!(
-                    error = %e,
-                    "a write transaction could not commit: a statement in it failed"
-                );
-                Err(e)
-            }
-        }
-    }
-
-    /// Ends a transaction that will not commit; the connection is pooled again only if
-    /// the ROLLBACK went through.
-    fn roll_back(conn: &Pooled) {
-        conn.set_writing(false);
-        if conn.batch("ROLLBACK").is_ok() {
-            conn.keep();
-        }
-    }
-}
-
 impl PgStore {
     /// Connects, migrates (under an advisory lock, so replicas starting together
     /// migrate once), and starts listening for other replicas' commits.
@@ -278,9 +178,14 @@ impl PgStore {
             migrate(&conn)?;
         }
         let commits = tokio::sync::watch::Sender::new(0);
-        pool.listen(CHANNEL, commits.clone());
+        let credentials = Arc::new(super::credentials::Credentials::default());
+        pool.listen(CHANNEL, commits.clone(), credentials.clone());
         Ok(PgStore {
-            shared: Arc::new(Shared { pool, commits }),
+            shared: Arc::new(Shared {
+                pool,
+                commits,
+                credentials,
+            }),
             id: super::writer::next_store_id(),
             jobs: OnceLock::new(),
         })
@@ -297,6 +202,10 @@ impl PgStore {
             return Ok(None);
         }
         f(&super::Tx::postgres(&conn))
+    }
+
+    pub(super) fn credentials(&self) -> &super::credentials::Credentials {
+        &self.shared.credentials
     }
 
     pub(super) fn subscribe_commits(&self) -> tokio::sync::watch::Receiver<u64> {
@@ -355,7 +264,8 @@ impl PgStore {
         ));
     }
 
-    /// `f` in one write transaction holding [`WRITE_LOCK`]; returns once it is durable.
+    /// `f` in one write transaction holding [`WRITE_LOCK`](txn::WRITE_LOCK); returns once
+    /// it is durable.
     /// Inside an operation given to `submit`, an operation of the batch instead (undone
     /// alone if it fails: `pg/defer.rs`).
     pub(super) fn write<T, E: From<StoreError>>(

@@ -4,7 +4,7 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 
 use super::sql::corrupt;
-use super::{StoreError, Tx};
+use super::{Store, StoreError, Tx};
 use crate::names::UserName;
 
 /// Prefix that makes a leaked token easy to find with a secret scanner.
@@ -126,7 +126,8 @@ pub fn list(tx: &Tx<'_>) -> Result<Vec<TokenListing>, StoreError> {
 /// minute.
 pub fn used(tx: &Tx<'_>, hashed: &str, now: i64) -> Result<(), StoreError> {
     // No read sent ahead reads tokens (`store/ahead.rs`): this touches nothing such a
-    // read depends on.
+    // read depends on; nor does it change whose the token is or whether it is revoked,
+    // so the replicas keep the token rows they remember (`store/credentials.rs`).
     tx.exec_touching(
         "UPDATE tokens SET last_used_at = ?2 WHERE hash = ?1 \
          AND (last_used_at IS NULL OR last_used_at <= ?3)",
@@ -176,6 +177,25 @@ pub struct TokenOwner {
     pub created_at: Option<i64>,
     /// A bot token's scopes (comma-separated); `None` for a person's.
     pub bot_scopes: Option<String>,
+    /// A session's end (Unix seconds); `None` for an API token.
+    pub ends: Option<i64>,
+}
+
+/// [`lookup`] in one statement outside any transaction, on PostgreSQL answered from
+/// what this replica remembers when it can (`store/credentials.rs`).
+pub fn owner(store: &Store, hashed: &str, now: i64) -> Result<Option<TokenOwner>, StoreError> {
+    let Some(remembered) = store.credentials() else {
+        return store.read_single(|tx| lookup(tx, hashed, now));
+    };
+    if let Some(owner) = remembered.get(hashed, now) {
+        return Ok(Some(owner));
+    }
+    let since = remembered.epoch();
+    let owner = store.read_single(|tx| lookup(tx, hashed, now))?;
+    if let Some(o) = &owner {
+        remembered.keep(hashed, o, since);
+    }
+    Ok(owner)
 }
 
 /// The owner of the token whose [`hash`] is `hashed`, if it exists (revoked or not): an
@@ -186,12 +206,12 @@ pub fn lookup(tx: &Tx<'_>, hashed: &str, now: i64) -> Result<Option<TokenOwner>,
         "SELECT t.\"user\", t.revoked_at IS NOT NULL, \
          EXISTS (SELECT 1 FROM disabled_users d WHERE d.\"user\" = t.\"user\"), CAST(0 AS BIGINT), \
          CAST(NULL AS BIGINT), CAST(NULL AS TEXT), t.expires_at, t.created_at, \
-         CASE WHEN t.kind = 'bot' THEN COALESCE(t.scopes, '') END \
+         CASE WHEN t.kind = 'bot' THEN COALESCE(t.scopes, '') END, CAST(NULL AS BIGINT) \
          FROM tokens t WHERE t.hash = ?1 \
          UNION ALL SELECT s.\"user\", s.revoked_at IS NOT NULL OR s.expires_at <= ?2, \
          EXISTS (SELECT 1 FROM disabled_users d WHERE d.\"user\" = s.\"user\"), CAST(1 AS BIGINT), \
-         s.auth_time, s.via, CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), CAST(NULL AS TEXT) \
-         FROM sessions s WHERE s.token_hash = ?1",
+         s.auth_time, s.via, CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), CAST(NULL AS TEXT), \
+         s.expires_at FROM sessions s WHERE s.token_hash = ?1",
         &[&hashed, &now],
         |r| {
             let user: String = r.get(0)?;
@@ -206,6 +226,7 @@ pub fn lookup(tx: &Tx<'_>, hashed: &str, now: i64) -> Result<Option<TokenOwner>,
                 expires_at: r.get(6)?,
                 created_at: r.get(7)?,
                 bot_scopes: r.get(8)?,
+                ends: r.get(9)?,
             })
         },
     )

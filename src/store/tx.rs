@@ -141,7 +141,10 @@ impl<'c> Tx<'c> {
     }
 
     /// [`Tx::exec`] of a write that touches only `touches` (`None`: anything) of what a
-    /// read sent ahead may depend on.
+    /// read sent ahead may depend on. With `Some`, it must also change no credential (a
+    /// token's or session's owner, revoked mark or end, a disabled mark): only writes
+    /// that name nothing make the replicas forget the token rows they remember
+    /// (`store/credentials.rs`).
     pub(super) fn exec_touching(
         &self,
         sql: &str,
@@ -170,7 +173,8 @@ impl<'c> Tx<'c> {
     }
 
     /// [`Tx::put`] of a write that touches only `touches` (`None`: anything) of what a
-    /// read sent ahead may depend on (`store/ahead.rs`).
+    /// read sent ahead may depend on (`store/ahead.rs`); with `Some`, it changes no
+    /// credential either (see [`Tx::exec_touching`]).
     pub(super) fn put_touching(
         &self,
         sql: &str,
@@ -355,6 +359,7 @@ impl<'c> Tx<'c> {
             }
             On::Pg(conn) => {
                 conn.forget_head();
+                conn.touch(None);
                 conn.batch(sql)
             }
         }

@@ -85,3 +85,4 @@ mod state_krl;
 mod tls;
 mod tokens;
 mod tokens_cli;
+mod tokens_remembered;

@@ -44,10 +44,15 @@ pub(super) fn text_rows(messages: &[SimpleQueryMessage]) -> Vec<Vec<Option<Strin
 impl Conn {
     /// A write touched `touches` (`None`: everything): the operation's, kept if it
     /// succeeds, or the transaction's outside an operation.
-    pub(super) fn touch(&self, touches: Option<&[Touch<'_>]>) {
+    pub(in crate::store) fn touch(&self, touches: Option<&[Touch<'_>]>) {
         if !self.op_touched(touches) {
             self.touched.borrow_mut().add(touches);
         }
+    }
+
+    /// Whether a write kept by this transaction named nothing it touched.
+    pub(in crate::store) fn touched_everything(&self) -> bool {
+        self.touched.borrow().everything()
     }
 
     /// Whether a write kept by this transaction touched any of `reads`.

@@ -28,7 +28,8 @@ pub(crate) struct Conn {
     /// Statements left to a read outside a transaction (`PgStore::read_single`);
     /// `None` otherwise.
     single: std::cell::Cell<Option<u8>>,
-    /// A write transaction (holding [`WRITE_LOCK`]) is open on this connection.
+    /// A write transaction (holding [`WRITE_LOCK`](super::txn::WRITE_LOCK)) is open on
+    /// this connection.
     writing: std::cell::Cell<bool>,
     /// The audit chain's head as this write transaction left it (`store/audit.rs`):
     /// valid while the transaction holds the write lock, since nobody else appends

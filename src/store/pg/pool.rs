@@ -15,6 +15,7 @@ use tokio_postgres::{AsyncMessage, Client, NoTls, Socket};
 use super::tls::Rustls;
 use super::{CONNECT_WAIT, Conn, PgOptions};
 use crate::config::PgTls;
+use crate::store::credentials::Credentials;
 use crate::store::{StoreError, lock};
 
 /// Longest wait for the write lock before the write answers 503.
@@ -333,22 +334,28 @@ impl Pool {
     }
 
     /// Listens on `channel` on a connection of its own, bumping `commits` on every
-    /// notification; reconnects when it fails, waking waiters every second meanwhile.
+    /// notification (and telling `credentials` of every one but a commit that kept
+    /// them); reconnects when it fails, waking waiters every second meanwhile.
     pub(in crate::store) fn listen(
         &self,
         channel: &'static str,
         commits: tokio::sync::watch::Sender<u64>,
+        credentials: Arc<Credentials>,
     ) {
         let config = self.config.clone();
         match self.tls.clone() {
-            None => drop(
-                self.runtime
-                    .spawn(listen_with(config, NoTls, channel, commits)),
-            ),
-            Some(tls) => drop(
-                self.runtime
-                    .spawn(listen_with(config, tls, channel, commits)),
-            ),
+            None => drop(self.runtime.spawn(listen_with(
+                config,
+                NoTls,
+                channel,
+                (commits, credentials),
+            ))),
+            Some(tls) => {
+                drop(
+                    self.runtime
+                        .spawn(listen_with(config, tls, channel, (commits, credentials))),
+                )
+            }
         }
     }
 }
@@ -392,7 +399,7 @@ async fn listen_with<T>(
     config: tokio_postgres::Config,
     tls: T,
     channel: &'static str,
-    commits: tokio::sync::watch::Sender<u64>,
+    (commits, credentials): (tokio::sync::watch::Sender<u64>, Arc<Credentials>),
 ) where
     T: MakeTlsConnect<Socket> + Clone + Send + 'static,
     T::Stream: Send + 'static,
@@ -414,13 +421,19 @@ async fn listen_with<T>(
                             if r.is_err() {
                                 return std::task::Poll::Ready(None);
                             }
+                            credentials.hearing(true);
                             bump();
                         }
                         connection.poll_message(cx)
                     })
                     .await;
                     match message {
-                        Some(Ok(AsyncMessage::Notification(_))) => bump(),
+                        Some(Ok(AsyncMessage::Notification(n))) => {
+                            if n.payload() != super::txn::KEPT {
+                                credentials.changed();
+                            }
+                            bump();
+                        }
                         Some(Ok(_)) => {}
                         Some(Err(_)) | None => break,
                     }
@@ -428,6 +441,7 @@ async fn listen_with<T>(
             }
             Err(e) => tracing::debug!(error = %e, "the commit listener cannot connect"),
         }
+        credentials.hearing(false);
         bump();
         tokio::time::sleep(POLL_WHILE_DEAF).await;
     }
