@@ -26,6 +26,9 @@ use crate::names::{RequestId, Serial, UserName};
 /// counts as touching everything. Writes of what no read ahead reads (the audit log, the
 /// notification outbox, tokens' last use, idempotency keys) say they touch no key
 /// (`Some(&[])`); a read ahead that comes to read one of those must change that first.
+/// A write that names keys also says it changes no credential: the replicas keep the
+/// token rows they remember (`store/credentials.rs`); a write of a credential table
+/// counts as touching everything whatever it names (`store/tx.rs`, `keyed`).
 #[derive(Debug, Clone, Copy)]
 pub enum Touch<'a> {
     /// The requests a user asked for and the certificates issued to them (any row

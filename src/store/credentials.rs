@@ -9,16 +9,18 @@
 //!
 //! - **here**: a write transaction of this process that wrote anything besides the writes
 //!   that name what they touch (`store/ahead.rs`: requests, approvals, certificates,
-//!   audit rows, the outbox, a token's last use) forgets before its COMMIT is answered,
+//!   audit rows, the outbox, a token's last use, idempotency keys) forgets before its
+//!   COMMIT is answered (or, when its answer is lost, before its outcome is asked),
 //!   so a token revoked, a user disabled or a session ended is refused by the next call;
 //! - **on another replica** (or a CLI): every write transaction notifies the commit
 //!   channel, with the payload `k` only when it wrote nothing but such named writes; any
 //!   other notification (also a release from before this cache, which sends none) makes
 //!   this replica forget, a few milliseconds after that COMMIT;
-//! - **unheard**: while the listener is not connected, nothing is remembered (it could
-//!   miss a notification), and it forgets on reconnecting;
-//! - a hand edit of the database (`psql`) notifies nobody: it is seen within
-//!   [`REMEMBERED_FOR`].
+//! - **unheard**: while the listener knows its connection is down (or its task ended),
+//!   nothing is remembered, and it forgets on reconnecting;
+//! - a hand edit of the database (`psql`) notifies nobody, nor does a connection that
+//!   fails unnoticed (a half-open TCP connection, a pooler in transaction mode): such a
+//!   change is seen within [`REMEMBERED_FOR`] of the read, the hard bound.
 //!
 //! An unknown token is never remembered (each guess is a query, as before), and what is
 //! remembered is the row, not the decision: the config (who is a user, sign-in rules) and
@@ -56,10 +58,11 @@ struct Known {
     at: Instant,
 }
 
-/// What [`Credentials::epoch`] read before a lookup: its answer is remembered only if
-/// nothing changed meanwhile.
+/// What [`Credentials::epoch`] read before a lookup, and when: its answer is remembered
+/// only if nothing changed meanwhile, and its age counts from then (a slow query's
+/// answer is not younger than its snapshot).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Epoch(u64);
+pub(crate) struct Epoch(u64, Instant);
 
 impl Credentials {
     /// The row of the token whose hash is `hashed`, if remembered and fresh, as of `now`
@@ -85,7 +88,7 @@ impl Credentials {
 
     /// To be read before looking a token up in the database.
     pub(crate) fn epoch(&self) -> Epoch {
-        Epoch(self.epoch.load(Ordering::Acquire))
+        Epoch(self.epoch.load(Ordering::Acquire), Instant::now())
     }
 
     /// Remembers `owner`, read from the database after `since`, unless something may
@@ -104,7 +107,7 @@ impl Credentials {
             hashed.to_owned(),
             Known {
                 owner: owner.clone(),
-                at: Instant::now(),
+                at: since.1,
             },
         );
     }
@@ -195,6 +198,19 @@ mod tests {
         c.keep("s", &owner(true, Some(100)), c.epoch());
         assert!(!c.get("s", 99).expect("remembered").revoked);
         assert!(c.get("s", 100).expect("remembered").revoked);
+    }
+
+    #[test]
+    fn a_rows_age_counts_from_before_its_read() {
+        let c = hearing();
+        let mut since = c.epoch();
+        since.1 -= REMEMBERED_FOR;
+        c.keep("h", &owner(false, None), since);
+        assert_eq!(
+            c.get("h", 0),
+            None,
+            "read a second ago: too old when it came"
+        );
     }
 
     #[test]

@@ -81,6 +81,10 @@ fn sink_list<'a>(sinks: &'a [&'a str], first: usize) -> (String, Vec<&'a dyn sup
     (list, params)
 }
 
+/// What a delivery's own updates touch: the outbox only, which no read sent ahead reads
+/// (`store/ahead.rs`) and which holds no credential (`store/credentials.rs`).
+const OUTBOX_ONLY: Option<&[super::Touch<'_>]> = Some(&[]);
+
 /// Claims up to `limit` deliveries to `sinks` due at `now` that nobody holds, for
 /// `lease` seconds, each under the token `claim`.
 pub fn claim(
@@ -122,10 +126,11 @@ pub fn claim(
         },
     )?;
     for d in &due {
-        tx.exec(
+        tx.exec_touching(
             "UPDATE notify_outbox SET lease_until = ?3, claim = ?4 \
              WHERE event_id = ?1 AND sink = ?2",
             &[&d.event_id, &d.sink, &(now + lease), &claim],
+            OUTBOX_ONLY,
         )?;
     }
     Ok(due)
@@ -133,11 +138,12 @@ pub fn claim(
 
 /// Marks delivery `d` made; whether its claim still held (else nothing changed).
 pub fn delivered(tx: &Tx<'_>, d: &Delivery, now: i64) -> Result<bool, StoreError> {
-    let n = tx.exec(
+    let n = tx.exec_touching(
         "UPDATE notify_outbox SET status = 'delivered', done_at = ?3, lease_until = NULL, \
          claim = NULL, attempts = attempts + 1, last_error = NULL \
          WHERE event_id = ?1 AND sink = ?2 AND status = 'pending' AND claim = ?4",
         &[&d.event_id, &d.sink, &now, &d.claim],
+        OUTBOX_ONLY,
     )?;
     Ok(n == 1)
 }
@@ -146,11 +152,12 @@ pub fn delivered(tx: &Tx<'_>, d: &Delivery, now: i64) -> Result<bool, StoreError
 /// claim still held (else nothing changed).
 pub fn retry_at(tx: &Tx<'_>, d: &Delivery, next_at: i64, error: &str) -> Result<bool, StoreError> {
     let error: String = error.chars().take(MAX_ERROR).collect();
-    let n = tx.exec(
+    let n = tx.exec_touching(
         "UPDATE notify_outbox SET next_at = ?3, lease_until = NULL, claim = NULL, \
          attempts = attempts + 1, last_error = ?4 \
          WHERE event_id = ?1 AND sink = ?2 AND status = 'pending' AND claim = ?5",
         &[&d.event_id, &d.sink, &next_at, &error, &d.claim],
+        OUTBOX_ONLY,
     )?;
     Ok(n == 1)
 }
@@ -159,11 +166,12 @@ pub fn retry_at(tx: &Tx<'_>, d: &Delivery, next_at: i64, error: &str) -> Result<
 /// nothing changed, and nothing is to be recorded of it).
 pub fn give_up(tx: &Tx<'_>, d: &Delivery, now: i64, error: &str) -> Result<bool, StoreError> {
     let error: String = error.chars().take(MAX_ERROR).collect();
-    let n = tx.exec(
+    let n = tx.exec_touching(
         "UPDATE notify_outbox SET status = 'dead', done_at = ?3, lease_until = NULL, \
          claim = NULL, attempts = attempts + 1, last_error = ?4 \
          WHERE event_id = ?1 AND sink = ?2 AND status = 'pending' AND claim = ?5",
         &[&d.event_id, &d.sink, &now, &error, &d.claim],
+        OUTBOX_ONLY,
     )?;
     Ok(n == 1)
 }

@@ -32,6 +32,7 @@ mod batch;
 mod conn;
 mod defer;
 mod drive;
+mod listen;
 mod migrations;
 mod pool;
 mod tls;

@@ -122,18 +122,18 @@ pub fn list(tx: &Tx<'_>) -> Result<Vec<TokenListing>, StoreError> {
     )
 }
 
+/// A token's last use: the one write of a credential table that names what it touches
+/// (`store/tx.rs`, `keyed`).
+pub(super) const LAST_USE: &str = "UPDATE tokens SET last_used_at = ?2 WHERE hash = ?1 \
+     AND (last_used_at IS NULL OR last_used_at <= ?3)";
+
 /// Records that the token whose [`hash`] is `hashed` was used at `now`, at most once a
 /// minute.
 pub fn used(tx: &Tx<'_>, hashed: &str, now: i64) -> Result<(), StoreError> {
     // No read sent ahead reads tokens (`store/ahead.rs`): this touches nothing such a
     // read depends on; nor does it change whose the token is or whether it is revoked,
     // so the replicas keep the token rows they remember (`store/credentials.rs`).
-    tx.exec_touching(
-        "UPDATE tokens SET last_used_at = ?2 WHERE hash = ?1 \
-         AND (last_used_at IS NULL OR last_used_at <= ?3)",
-        &[&hashed, &now, &(now - 60)],
-        Some(&[]),
-    )?;
+    tx.exec_touching(LAST_USE, &[&hashed, &now, &(now - 60)], Some(&[]))?;
     Ok(())
 }
 

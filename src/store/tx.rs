@@ -159,7 +159,7 @@ impl<'c> Tx<'c> {
                 let n = conn.prepare_cached(sql)?.execute(params.as_slice())?;
                 Ok(n as u64)
             }
-            On::Pg(conn) => conn.execute(sql, params, touches),
+            On::Pg(conn) => conn.execute(sql, params, keyed(sql, touches)),
         }
     }
 
@@ -190,7 +190,7 @@ impl<'c> Tx<'c> {
                 }
                 self.exec(sql, params).map(drop)
             }
-            On::Pg(conn) => conn.put(sql, params, touches),
+            On::Pg(conn) => conn.put(sql, params, keyed(sql, touches)),
         }
     }
 
@@ -214,7 +214,7 @@ impl<'c> Tx<'c> {
                 held::one_row(self.exec(sql, params)? as usize)
             }
             // A count other than 1 makes a cast fail, with the count in its message.
-            On::Pg(conn) => conn.put_one(sql, params, touches),
+            On::Pg(conn) => conn.put_one(sql, params, keyed(sql, touches)),
         }
     }
 
@@ -364,6 +364,26 @@ impl<'c> Tx<'c> {
             }
         }
     }
+}
+
+/// The keys `sql` may be said to touch: `touches`, unless it writes a table that holds
+/// credentials (tokens, sessions, disabled marks, identities), which counts as touching
+/// everything whatever it says, so that every replica forgets the token rows it
+/// remembers (`store/credentials.rs`). The one write of such a table allowed keys is a
+/// token's last use, which no lookup reads. (A declaration made for reads sent ahead
+/// cannot so silently stop the forgetting.)
+fn keyed<'t, 'a>(
+    sql: &str,
+    touches: Option<&'t [super::Touch<'a>]>,
+) -> Option<&'t [super::Touch<'a>]> {
+    const CREDENTIALS: [&str; 4] = ["tokens", "sessions", "disabled_users", "identities"];
+    let last_use = sql.starts_with(super::tokens::LAST_USE);
+    let credentials = CREDENTIALS.iter().any(|t| sql.contains(t)) && !last_use;
+    debug_assert!(
+        touches.is_none() || !credentials,
+        "a write of credentials names what it touches: {sql}"
+    );
+    touches.filter(|_| !credentials)
 }
 
 impl std::fmt::Debug for Tx<'_> {

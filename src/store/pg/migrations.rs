@@ -385,7 +385,9 @@ pub(in crate::store) fn migrate(conn: &Conn) -> Result<(), StoreError> {
         Ok(())
     })();
     match result {
-        Ok(()) => conn.batch("COMMIT"),
+        // Replicas already running hear of it (a migration could change what they
+        // remember of a credential: `store/credentials.rs`).
+        Ok(()) => conn.batch(&format!("NOTIFY {}; COMMIT", super::txn::CHANNEL)),
         Err(e) => {
             let _ = conn.batch("ROLLBACK");
             Err(e)

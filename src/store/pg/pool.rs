@@ -3,15 +3,15 @@
 //! runtime thread of its own.
 
 use std::cell::Cell;
-use std::future::Future;
 use std::str::FromStr;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio_postgres::config::SslMode;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
-use tokio_postgres::{AsyncMessage, Client, NoTls, Socket};
+use tokio_postgres::{Client, NoTls, Socket};
 
+use super::listen::listen_with;
 use super::tls::Rustls;
 use super::{CONNECT_WAIT, Conn, PgOptions};
 use crate::config::PgTls;
@@ -32,7 +32,7 @@ pub(super) const ANSWER_TIMEOUT: Duration = Duration::from_secs(25);
 
 /// How often waiters are woken anyway while the listener is not connected (so a wait on
 /// another replica's approval is bounded by this even without NOTIFY).
-const POLL_WHILE_DEAF: Duration = Duration::from_secs(1);
+pub(super) const POLL_WHILE_DEAF: Duration = Duration::from_secs(1);
 
 /// Pooled connections to one database.
 pub(in crate::store) struct Pool {
@@ -350,12 +350,12 @@ impl Pool {
                 channel,
                 (commits, credentials),
             ))),
-            Some(tls) => {
-                drop(
-                    self.runtime
-                        .spawn(listen_with(config, tls, channel, (commits, credentials))),
-                )
-            }
+            Some(tls) => drop(self.runtime.spawn(super::listen::listen_with(
+                config,
+                tls,
+                channel,
+                (commits, credentials),
+            ))),
         }
     }
 }
@@ -392,57 +392,4 @@ where
         }
     });
     Ok(client)
-}
-
-/// The listener's loop (see [`Pool::listen`]).
-async fn listen_with<T>(
-    config: tokio_postgres::Config,
-    tls: T,
-    channel: &'static str,
-    (commits, credentials): (tokio::sync::watch::Sender<u64>, Arc<Credentials>),
-) where
-    T: MakeTlsConnect<Socket> + Clone + Send + 'static,
-    T::Stream: Send + 'static,
-    T::TlsConnect: Send,
-    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
-{
-    let bump = || commits.send_modify(|n| *n = n.wrapping_add(1));
-    loop {
-        match config.connect(tls.clone()).await {
-            Ok((client, mut connection)) => {
-                let listened = async { client.batch_execute(&format!("LISTEN {channel}")).await };
-                let mut listened = std::pin::pin!(listened);
-                // Drive the connection while LISTEN runs, then forever.
-                let mut ok = false;
-                loop {
-                    let message = std::future::poll_fn(|cx| {
-                        if !ok && let std::task::Poll::Ready(r) = listened.as_mut().poll(cx) {
-                            ok = true;
-                            if r.is_err() {
-                                return std::task::Poll::Ready(None);
-                            }
-                            credentials.hearing(true);
-                            bump();
-                        }
-                        connection.poll_message(cx)
-                    })
-                    .await;
-                    match message {
-                        Some(Ok(AsyncMessage::Notification(n))) => {
-                            if n.payload() != super::txn::KEPT {
-                                credentials.changed();
-                            }
-                            bump();
-                        }
-                        Some(Ok(_)) => {}
-                        Some(Err(_)) | None => break,
-                    }
-                }
-            }
-            Err(e) => tracing::debug!(error = %e, "the commit listener cannot connect"),
-        }
-        credentials.hearing(false);
-        bump();
-        tokio::time::sleep(POLL_WHILE_DEAF).await;
-    }
 }

@@ -87,21 +87,13 @@ impl Shared {
                 self.committed();
                 Ok(())
             }
-            Err(StoreError::Unavailable(why)) => match self.pool.outcome(xid, head.as_ref()) {
-                Ok(true) => {
-                    tracing::warn!(xid, "the connection failed during COMMIT; it committed");
+            Err(StoreError::Unavailable(why)) => {
+                // Its outcome is not known yet: it may have changed a credential.
+                if !credentials_kept {
                     self.credentials.changed();
-                    self.committed();
-                    Ok(())
                 }
-                // It did not commit because the server went away (a shutdown, a
-                // crash): nothing was done, and a retry may succeed.
-                Ok(false) => Err(StoreError::Unavailable(format!(
-                    "the connection failed during COMMIT and the transaction did not \
-                     commit: {why}"
-                ))),
-                Err(e) => Err(e),
-            },
+                self.resolve(xid, head.as_ref(), why)
+            }
             Err(e) => {
                 // Refused, not lost: a statement of this transaction failed before, most
                 // likely one sent without waiting (`Conn::put`), whose own error was not
@@ -112,6 +104,29 @@ impl Shared {
                 );
                 Err(e)
             }
+        }
+    }
+
+    /// A COMMIT whose answer was lost: asks PostgreSQL what became of it.
+    fn resolve(
+        &self,
+        xid: i64,
+        head: Option<&(i64, String)>,
+        why: String,
+    ) -> Result<(), StoreError> {
+        match self.pool.outcome(xid, head) {
+            Ok(true) => {
+                tracing::warn!(xid, "the connection failed during COMMIT; it committed");
+                self.committed();
+                Ok(())
+            }
+            // It did not commit because the server went away (a shutdown, a
+            // crash): nothing was done, and a retry may succeed.
+            Ok(false) => Err(StoreError::Unavailable(format!(
+                "the connection failed during COMMIT and the transaction did not \
+                 commit: {why}"
+            ))),
+            Err(e) => Err(e),
         }
     }
 
