@@ -391,3 +391,32 @@ impl std::fmt::Debug for Tx<'_> {
         f.write_str("Tx")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::keyed;
+
+    #[test]
+    fn only_a_tokens_last_use_among_credential_writes_keeps_what_it_names() {
+        let none: &[super::super::Touch<'_>] = &[];
+        assert!(keyed(super::super::tokens::LAST_USE, Some(none)).is_some());
+        let audit = "INSERT INTO audit (seq, at) VALUES (?1, ?2)";
+        assert!(keyed(audit, Some(none)).is_some());
+        assert!(keyed("UPDATE sessions SET revoked_at = ?1", None).is_none());
+    }
+
+    /// A write of a credential table that names keys is a mistake: tests (debug
+    /// builds) stop at it; a release counts it as touching everything.
+    #[test]
+    #[cfg_attr(debug_assertions, should_panic(expected = "names what it touches"))]
+    fn a_credential_write_that_names_keys_touches_everything() {
+        let none: &[super::super::Touch<'_>] = &[];
+        assert!(
+            keyed(
+                "UPDATE tokens SET revoked_at = ?2 WHERE hash = ?1",
+                Some(none)
+            )
+            .is_none()
+        );
+    }
+}
