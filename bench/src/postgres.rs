@@ -149,7 +149,8 @@ pub(crate) fn statements_run(pg: &PgTarget) -> anyhow::Result<Option<u64>> {
 }
 
 /// PostgreSQL's processes on this machine: the postmaster and its children (every
-/// backend, the WAL writer, the checkpointer...), found from a backend's parent.
+/// backend, the WAL writer, the checkpointer...), found from the parent of a backend
+/// that lives through the run (a `psql`'s is gone once it has answered).
 pub(crate) struct DbProcesses {
     postmaster: u32,
 }
@@ -158,18 +159,9 @@ pub(crate) struct DbProcesses {
 pub(crate) type DbCpu = BTreeMap<u32, f64>;
 
 impl DbProcesses {
-    /// Finds the postmaster of `pg`'s database (the parent of a backend `psql` talks to).
-    pub(crate) fn find(pg: &PgTarget) -> anyhow::Result<DbProcesses> {
-        let out = Command::new("psql")
-            .arg(&pg.url)
-            .args(["-X", "-A", "-t", "-c", "SELECT pg_backend_pid()"])
-            .env("PGPASSWORD", password(pg)?)
-            .output()
-            .context("running psql")?;
-        let backend: u32 = String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .context("a backend's pid from psql")?;
+    /// Finds the postmaster of the backend `backend` (one that lives through the run:
+    /// the sampler's).
+    pub(crate) fn of_backend(backend: u32) -> anyhow::Result<DbProcesses> {
         let postmaster = proc_stat(backend)
             .map(|(parent, _)| parent)
             .context("the database is not on this machine: no /proc entry for its backend")?;
@@ -217,6 +209,8 @@ fn proc_stat(pid: u32) -> Option<(u32, f64)> {
 
 /// Samples `pg_stat_activity` on one connection of its own until stopped.
 pub(crate) struct WaitSampler {
+    /// The sampler's backend's pid (its connection lives until [`WaitSampler::finish`]).
+    pub(crate) backend: u32,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<Waits>>,
 }
@@ -238,11 +232,16 @@ impl WaitSampler {
         let (client, connection) = rt
             .block_on(config.connect(tokio_postgres::NoTls))
             .context("connecting to sample pg_stat_activity")?;
+        let conn = rt.spawn(connection);
+        let backend = rt
+            .block_on(client.query_one("SELECT pg_backend_pid()", &[]))
+            .context("the sampler's backend pid")?
+            .try_get::<_, i32>(0)?;
+        let backend = u32::try_from(backend).context("a backend pid")?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
             rt.block_on(async move {
-                let conn = tokio::spawn(connection);
                 let mut waits = Waits::default();
                 while !flag.load(Ordering::Relaxed) {
                     let Ok(rows) = client.simple_query(WAITS_SQL).await else {
@@ -263,6 +262,7 @@ impl WaitSampler {
             })
         });
         Ok(WaitSampler {
+            backend,
             stop,
             thread: Some(thread),
         })

@@ -217,7 +217,7 @@ fn postgres_phase(
     let sampler = postgres::WaitSampler::start(&pg)?;
     // PostgreSQL's own CPU over all the turns: its processes are idle in SQLite's but
     // for the sampler's backend and background work, which this counts too.
-    let db = postgres::DbProcesses::find(&pg)?;
+    let db = postgres::DbProcesses::of_backend(sampler.backend)?;
     let db_before = db.cpu();
     let refs: Vec<&Server> = servers.iter().collect();
     let turns = in_turns(
