@@ -265,7 +265,7 @@ impl Store {
     }
 
     /// PostgreSQL: the token rows this replica remembers (`store/credentials.rs`).
-    pub(super) fn credentials(&self) -> Option<&credentials::Credentials> {
+    fn credentials(&self) -> Option<&credentials::Credentials> {
         match &self.backend {
             Backend::Lite(_) => None,
             Backend::Pg(pg) => Some(pg.credentials()),

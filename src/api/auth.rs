@@ -41,13 +41,9 @@ impl FromRequestParts<AppState> for Actor {
                 .map_err(|wait| rate_limited(client, peer, token_id, wait))?;
         }
         let result = match token {
-            // A row this replica remembers needs no hand-off to the blocking pool.
-            Some(token) => match state.authenticate_remembered(&token) {
-                Some(known) => known,
-                None => {
-                    crate::service::quick(state, move |s| s.authenticate_credential(&token)).await
-                }
-            },
+            Some(token) => {
+                crate::service::quick(state, move |s| s.authenticate_credential(&token)).await
+            }
             None => Err(ServiceError::Unauthenticated),
         };
         // A disabled user's token is a refused credential like an unknown one.

@@ -9,37 +9,13 @@ use crate::store::tokens;
 impl Service {
     /// [`Service::authenticate`], and how the caller signed in.
     pub fn authenticate_credential(&self, secret: &str) -> Result<Authenticated, ServiceError> {
+        let config = self.config();
         let now = self.now().timestamp();
         let hashed = tokens::hash(secret);
         // One query (the token or session, its user's disabled mark), no transaction; on
         // PostgreSQL, none while this replica remembers the row (`store/credentials.rs`).
-        let owner = tokens::owner(&self.store, &hashed, now)?;
-        self.credential_of(owner, &hashed, now)
-    }
-
-    /// [`Service::authenticate_credential`] if this replica remembers the credential's
-    /// row (PostgreSQL, `store/credentials.rs`): no query, so fit for an async worker;
-    /// `None` when it would take one.
-    pub fn authenticate_remembered(
-        &self,
-        secret: &str,
-    ) -> Option<Result<Authenticated, ServiceError>> {
-        let now = self.now().timestamp();
-        let hashed = tokens::hash(secret);
-        let owner = tokens::remembered(&self.store, &hashed, now)?;
-        Some(self.credential_of(Some(owner), &hashed, now))
-    }
-
-    /// Who `owner` (the row of the credential hashed `hashed`, if any) authenticates at
-    /// `now`, by the config as it is now.
-    fn credential_of(
-        &self,
-        owner: Option<tokens::TokenOwner>,
-        hashed: &str,
-        now: i64,
-    ) -> Result<Authenticated, ServiceError> {
-        let config = self.config();
-        Ok::<_, ServiceError>(owner)
+        tokens::owner(&self.store, &hashed, now)
+            .map_err(ServiceError::from)
             .and_then(|owner| {
                 let owner = owner.ok_or(ServiceError::Unauthenticated)?;
                 let user = owner.user;
@@ -93,7 +69,7 @@ impl Service {
             })
             .inspect(|(_, credential)| {
                 if matches!(credential, Credential::Token | Credential::Bot(_)) {
-                    self.note_token_use(hashed, now);
+                    self.note_token_use(&hashed, now);
                 }
             })
             .map(|(user, credential)| Authenticated { user, credential })

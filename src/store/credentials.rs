@@ -68,22 +68,6 @@ impl Credentials {
     /// The row of the token whose hash is `hashed`, if remembered and fresh, as of `now`
     /// (a session past its end is revoked).
     pub(crate) fn get(&self, hashed: &str, now: i64) -> Option<TokenOwner> {
-        let owner = self.find(hashed, now);
-        self.counts[usize::from(owner.is_none())].fetch_add(1, Ordering::Relaxed);
-        owner
-    }
-
-    /// [`Credentials::get`] that counts only an answer (a caller that will look again
-    /// with `get` when there is none).
-    pub(crate) fn get_if_known(&self, hashed: &str, now: i64) -> Option<TokenOwner> {
-        let owner = self.find(hashed, now);
-        if owner.is_some() {
-            self.counts[0].fetch_add(1, Ordering::Relaxed);
-        }
-        owner
-    }
-
-    fn find(&self, hashed: &str, now: i64) -> Option<TokenOwner> {
         let found = self.hearing.load(Ordering::Acquire).then(|| {
             let known = super::lock(&self.known);
             known
@@ -92,6 +76,7 @@ impl Credentials {
                 .map(|k| k.owner.clone())
         });
         let mut owner = found.flatten();
+        self.counts[usize::from(owner.is_none())].fetch_add(1, Ordering::Relaxed);
         if let Some(o) = owner.as_mut()
             && o.session
             && o.ends.is_none_or(|end| end <= now)

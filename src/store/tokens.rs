@@ -198,12 +198,6 @@ pub fn owner(store: &Store, hashed: &str, now: i64) -> Result<Option<TokenOwner>
     Ok(owner)
 }
 
-/// [`owner`] if this replica remembers the row (PostgreSQL): no query; `None` when it
-/// would take one (not remembered, or SQLite, where the query is in-process).
-pub fn remembered(store: &Store, hashed: &str, now: i64) -> Option<TokenOwner> {
-    store.credentials()?.get_if_known(hashed, now)
-}
-
 /// The owner of the token whose [`hash`] is `hashed`, if it exists (revoked or not): an
 /// API token, or a session (which is over at `now` once past its end). One statement for
 /// both kinds.

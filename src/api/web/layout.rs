@@ -120,10 +120,7 @@ pub(super) async fn person(state: &AppState, visit: &Visit) -> Result<Person, Re
         ));
     }
     let checked = match token.clone() {
-        Some(t) => Some(match state.authenticate_remembered(&t) {
-            Some(known) => known,
-            None => crate::service::quick(state, move |s| s.authenticate_credential(&t)).await,
-        }),
+        Some(t) => Some(crate::service::quick(state, move |s| s.authenticate_credential(&t)).await),
         None => None,
     };
     let refused = match &checked {
