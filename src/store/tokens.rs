@@ -184,15 +184,13 @@ pub struct TokenOwner {
 /// [`lookup`] in one statement outside any transaction, on PostgreSQL answered from
 /// what this replica remembers when it can (`store/credentials.rs`).
 pub fn owner(store: &Store, hashed: &str, now: i64) -> Result<Option<TokenOwner>, StoreError> {
-    let Some(remembered) = store.credentials() else {
-        return store.read_single(|tx| lookup(tx, hashed, now));
-    };
-    if let Some(owner) = remembered.get(hashed, now) {
+    let remembered = store.credentials();
+    if let Some(owner) = remembered.and_then(|r| r.get(hashed, now)) {
         return Ok(Some(owner));
     }
-    let since = remembered.epoch();
+    let since = remembered.map(|r| (r, r.epoch()));
     let owner = store.read_single(|tx| lookup(tx, hashed, now))?;
-    if let Some(o) = &owner {
+    if let (Some((remembered, since)), Some(o)) = (since, &owner) {
         remembered.keep(hashed, o, since);
     }
     Ok(owner)

@@ -29,6 +29,23 @@ async fn remembered(app: &TestApp) {
         after[0] > before[0],
         "no call was answered from memory: {before:?} -> {after:?}"
     );
+    // What an operator sees of it.
+    let text = app
+        .http
+        .get(&app.metrics_url)
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("the metrics");
+    let line = "countersign_store_token_lookups_total{outcome=\"remembered\"} ";
+    let shown: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(line))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no remembered-lookups line in:\n{text}"));
+    assert!(shown >= after[0] as f64, "{shown} < {after:?}");
 }
 
 /// How long until `alice`'s calls on `app` are refused (polled every 10 ms, 3 s at most).

@@ -322,9 +322,6 @@ impl Service {
         })
     }
 
-    /// The answer to a retry: the request `actor`'s `key` created since
-    /// `remembered_since`, if it did, as it is now; `idempotency_mismatch` if it was made
-    /// for another request than `fingerprint` says.
     /// What `actor`'s idempotency `key` already made for a request with this
     /// `fingerprint` ([`NewRequest::fingerprint`]), `actor`'s disabled mark first, in a
     /// read of its own: for a front end to answer a retry before it submits the create
@@ -377,6 +374,9 @@ impl Service {
         })
     }
 
+    /// The answer to a retry: the request `actor`'s `key` created since
+    /// `remembered_since`, if it did, as it is now; `idempotency_mismatch` if it was made
+    /// for another request than `fingerprint` says.
     fn replay(
         &self,
         tx: &Tx<'_>,
