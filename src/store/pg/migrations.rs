@@ -322,6 +322,22 @@ ALTER TABLE meta ADD COLUMN host_ca_key TEXT;
     include_str!("../migrations/audit_hosts.sql"),
     // The same index, tested by the action's prefix: the same text as SQLite's.
     include_str!("../migrations/audit_hosts_prefix.sql"),
+    r#"
+-- Approvals and certificates are written only by a decision, in the transaction that read
+-- the request under the write lock (a certificate in the statement that decides it). Their
+-- foreign keys checked that again with a query and a row lock (a WAL record) on the
+-- request for every row: about 8% of the flows a second (docs/benchmark.md). What those
+-- keys also guarded, a request deleted or renamed from under its rows, is refused here:
+-- requests are never deleted (SQLite keeps both keys: its checks cost an index probe).
+ALTER TABLE approvals DROP CONSTRAINT approvals_request_id_fkey;
+ALTER TABLE certificates DROP CONSTRAINT certificates_request_id_fkey;
+CREATE FUNCTION countersign_requests_kept() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'requests are kept: never deleted, never renamed'; END $$;
+CREATE TRIGGER requests_no_delete BEFORE DELETE OR TRUNCATE ON requests
+    FOR EACH STATEMENT EXECUTE FUNCTION countersign_requests_kept();
+CREATE TRIGGER requests_no_rename BEFORE UPDATE OF id ON requests
+    FOR EACH STATEMENT EXECUTE FUNCTION countersign_requests_kept();
+"#,
 ];
 
 /// The schema version the database records (0: none yet).

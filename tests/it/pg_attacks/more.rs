@@ -74,3 +74,36 @@ async fn a_replica_whose_clock_runs_ahead_never_serves_a_krl_without_live_revoca
         "{body}"
     );
 }
+
+/// pg/migrations.rs: on PostgreSQL approvals and certificates keep no foreign key to their
+/// request (the decision writes them with it, under the write lock), and what the keys
+/// guarded is refused instead: by hand, as the database's owner, a request is neither
+/// deleted, truncated away nor renamed from under its approvals and its certificate, so
+/// the story of a serial stays whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_request_is_never_deleted_or_renamed_from_under_its_certificate() {
+    let app = TestApp::spawn_on_backend(POLICY, Backend::Postgres).await;
+    let id = app.create_ok("alice", "prod-db").await;
+    let (status, body) = app.approve("bob", &id).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let pg = app.pg.as_ref().expect("on PostgreSQL");
+    for edit in [
+        format!("DELETE FROM requests WHERE id = '{id}'"),
+        "TRUNCATE requests CASCADE".to_owned(),
+        format!("UPDATE requests SET id = 'r-elsewhere' WHERE id = '{id}'"),
+    ] {
+        let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pg.psql(&edit)));
+        assert!(refused.is_err(), "{edit} was allowed");
+    }
+    let whole = format!(
+        "SELECT count(*) FROM requests r JOIN approvals a ON a.request_id = r.id \
+         JOIN certificates c ON c.request_id = r.id WHERE r.id = '{id}'"
+    );
+    assert_eq!(app.count(&whole), 1);
+    let (status, body) = app.get("alice", &format!("/v1/requests/{id}")).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("issued")),
+        "{body}"
+    );
+}
