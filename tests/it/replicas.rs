@@ -326,3 +326,32 @@ async fn a_ca_key_made_for_a_database_another_replica_bound_first_is_removed() {
         "the recorded key was removed: {e}"
     );
 }
+
+/// ARCHITECTURE/benchmark.md: a replica on PostgreSQL runs without transparent huge pages
+/// (their zeroing cost it flows a second under load); a server on SQLite keeps them.
+#[test]
+fn a_replica_on_postgres_runs_without_transparent_huge_pages() {
+    let thp = |pid: u32| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("THP_enabled:"));
+        line.map(|l| l.split_whitespace().nth(1) == Some("1"))
+    };
+    let db = crate::pg::fresh_database();
+    let replicas = crate::ha::Replicas::start(&db, POLICY, 1);
+    assert_eq!(
+        thp(replicas.server(0).pid()),
+        Some(false),
+        "huge pages on PostgreSQL"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), POLICY, None);
+    let config = dir.path().join("countersign.toml");
+    crate::process::init(&config);
+    let sqlite = crate::process::ServerProcess::start(&config);
+    assert_eq!(
+        thp(sqlite.pid()),
+        Some(true),
+        "huge pages as the system says on SQLite"
+    );
+}
