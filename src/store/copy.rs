@@ -37,6 +37,13 @@ pub enum CopyError {
     /// The source is not SQLite or the target not PostgreSQL.
     #[error("{0}")]
     Backends(&'static str),
+    /// The source holds approvals or certificates without their request (its foreign
+    /// keys were turned off); nothing was copied.
+    #[error(
+        "the SQLite database holds {0} without their request (edited with its foreign \
+         keys off?); nothing was copied"
+    )]
+    Orphans(String),
     /// Reading or writing failed; the PostgreSQL transaction was rolled back.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -88,6 +95,7 @@ pub fn sqlite_to_postgres(source: &Store, target: &Store) -> Result<Vec<TableRow
                 });
             }
             copy_meta(from, to)?;
+            refuse_orphans(to)?;
             copied.push(TableRows {
                 table: "meta",
                 rows: 1,
@@ -106,6 +114,27 @@ pub fn sqlite_to_postgres(source: &Store, target: &Store) -> Result<Vec<TableRow
             Ok::<_, CopyError>(copied)
         })
     })
+}
+
+/// Refuses a copy with approvals or certificates whose request it does not hold: on
+/// PostgreSQL no foreign key stops them (`pg/migrations.rs`, schema version 16), and a
+/// SQLite file edited with its keys off could hold some.
+fn refuse_orphans(to: &Tx<'_>) -> Result<(), CopyError> {
+    let mut found = Vec::new();
+    for table in ["approvals", "certificates"] {
+        let sql = format!(
+            "SELECT count(*) FROM {table} t \
+             WHERE NOT EXISTS (SELECT 1 FROM requests r WHERE r.id = t.request_id)"
+        );
+        let n = to.one(&sql, &[], |r| r.get::<i64>(0))?;
+        if n > 0 {
+            found.push(format!("{n} row(s) of {table}"));
+        }
+    }
+    match found.is_empty() {
+        true => Ok(()),
+        false => Err(CopyError::Orphans(found.join(" and "))),
+    }
 }
 
 /// Refuses a target that holds any row (beyond the `meta` row its migration made), or

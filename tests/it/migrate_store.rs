@@ -266,3 +266,37 @@ async fn backup_on_postgres_points_to_pg_dump() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// PostgreSQL keeps no foreign key from approvals and certificates to their request
+/// (ARCHITECTURE.md, "Durability"), so the copy checks it: a SQLite file edited with its
+/// keys off, holding an approval of a request it does not have, is refused whole, and
+/// the target is left empty.
+#[tokio::test(flavor = "multi_thread")]
+async fn migrate_store_refuses_approvals_without_their_request() {
+    let mut app = TestApp::spawn_on_backend(POLICY, Backend::Sqlite).await;
+    let id = app.create_ok("alice", "prod-db").await;
+    app.approve("bob", &id).await;
+    app.stop().await;
+    let db = app.dir.path().join("data/countersign.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "PRAGMA foreign_keys = OFF; \
+         INSERT INTO approvals (request_id, approver, at) VALUES ('r-nowhere', 'bob', 1);",
+    )
+    .unwrap();
+    drop(conn);
+    use_postgres(&mut app, crate::pg::fresh_database());
+    let out = run(&app.config_path(), &["migrate-store", "--to", "postgres"]).await;
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("1 row(s) of approvals without their request"),
+        "{err}"
+    );
+    let pg = app.pg.as_ref().unwrap();
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM requests").trim(),
+        "0",
+        "{err}"
+    );
+}

@@ -324,11 +324,14 @@ ALTER TABLE meta ADD COLUMN host_ca_key TEXT;
     include_str!("../migrations/audit_hosts_prefix.sql"),
     r#"
 -- Approvals and certificates are written only by a decision, in the transaction that read
--- the request under the write lock (a certificate in the statement that decides it). Their
--- foreign keys checked that again with a query and a row lock (a WAL record) on the
--- request for every row: about 8% of the flows a second (docs/benchmark.md). What those
--- keys also guarded, a request deleted or renamed from under its rows, is refused here:
--- requests are never deleted (SQLite keeps both keys: its checks cost an index probe).
+-- the request under the write lock (a certificate with the update that decides it, checked
+-- to change one row), and by migrate-store, which checks its copy. Their foreign keys
+-- checked that again with a query and a row lock (a WAL record) on the request for every
+-- row: 4-8% of the flows a second (docs/benchmark.md). What those keys also guarded, a
+-- request deleted or renamed from under its rows, is refused here: requests are never
+-- deleted (SQLite keeps both keys: its checks cost an index probe). The tables are locked
+-- in a decision's order (readers too go from a request to its rows).
+LOCK TABLE requests, approvals, certificates IN ACCESS EXCLUSIVE MODE;
 ALTER TABLE approvals DROP CONSTRAINT approvals_request_id_fkey;
 ALTER TABLE certificates DROP CONSTRAINT certificates_request_id_fkey;
 CREATE FUNCTION countersign_requests_kept() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -381,6 +384,15 @@ pub(in crate::store) fn migrate(conn: &Conn) -> Result<(), StoreError> {
         conn.execute(
             "SELECT pg_advisory_xact_lock(?1)::text",
             &[&MIGRATE_LOCK],
+            None,
+        )?;
+        // Then the write lock: replicas still running the previous release write
+        // meanwhile, and a migration that locks tables while one of their writes holds
+        // some could deadlock with it (a decision locks `requests`, then `approvals`).
+        // Every write transaction takes this lock first, so none is open from here.
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(?1)::text",
+            &[&super::txn::WRITE_LOCK],
             None,
         )?;
         conn.batch(

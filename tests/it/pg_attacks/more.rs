@@ -107,3 +107,65 @@ async fn on_postgres_a_request_is_never_deleted_or_renamed_from_under_its_certif
         "{body}"
     );
 }
+
+/// operations.md, "Upgrading one replica at a time": the other replicas keep serving while
+/// one migrates. A migration first waits for the write lock, so it never locks tables in
+/// the middle of a write of a replica still on the previous release (a decision locks
+/// `requests`, then `approvals`: schema version 16 locks them too, and the two would
+/// deadlock).
+#[test]
+fn a_migration_waits_until_no_write_holds_the_write_lock() {
+    let db = crate::pg::fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), POLICY, Some(&db));
+    let mut writer = db
+        .tool("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = writer.stdin.take().unwrap();
+    {
+        use std::io::Write;
+        writeln!(
+            stdin,
+            "BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK}); \\echo locked"
+        )
+        .unwrap();
+        stdin.flush().unwrap();
+    }
+    let mut stdout = std::io::BufReader::new(writer.stdout.take().unwrap());
+    let mut line = String::new();
+    while line.trim() != "locked" {
+        line.clear();
+        let n = std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        assert!(n > 0, "psql ended before taking the lock");
+    }
+    let mut init = operator(&dir.path().join("countersign.toml"))
+        .arg("init")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let ran = init.try_wait().unwrap();
+    let schema = db.psql("SELECT to_regclass('requests') IS NOT NULL");
+    // The write ends (its session with it): the migration goes on.
+    drop(stdin);
+    let _ = writer.wait();
+    let done = init.wait().unwrap();
+    assert_eq!(
+        ran, None,
+        "the migration ran while a write held the write lock"
+    );
+    assert_eq!(
+        schema.trim(),
+        "f",
+        "tables were made while a write held the lock"
+    );
+    assert!(
+        done.success(),
+        "init failed once the write lock was free: {done}"
+    );
+}
