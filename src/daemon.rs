@@ -253,9 +253,9 @@ impl ShutdownSignals {
 /// PostgreSQL. The allocator asks for them (mimalloc's default), and each first touch of
 /// a 2 MiB page zeroes all of it: a replica's memory comes and goes on many threads (the
 /// blocking pool's reads, the driver's buffers), and that zeroing was 4-12% of its CPU
-/// under load; without huge pages it served about 6% more flows a second, while the
-/// SQLite server, whose memory stays put, served about 6% fewer (docs/benchmark.md,
-/// session 26). Best effort: a kernel without the call changes nothing.
+/// under load; without huge pages it served 6-14% more flows a second, while the SQLite
+/// server, whose memory stays put, served about 6% fewer (docs/benchmark.md, session
+/// 26). Best effort: a kernel without the call changes nothing.
 fn no_huge_pages() {
     // SAFETY: PR_SET_THP_DISABLE takes integers only and touches no memory of ours.
     if unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } != 0 {

@@ -131,9 +131,10 @@ fn refuse_orphans(to: &Tx<'_>) -> Result<(), CopyError> {
             found.push(format!("{n} row(s) of {table}"));
         }
     }
-    match found.is_empty() {
-        true => Ok(()),
-        false => Err(CopyError::Orphans(found.join(" and "))),
+    if found.is_empty() {
+        Ok(())
+    } else {
+        Err(CopyError::Orphans(found.join(" and ")))
     }
 }
 
