@@ -323,35 +323,7 @@ const WRITE_LOCK: i64 = 0x6373_2d77_7269_7465;
 async fn a_replica_frozen_holding_the_write_lock_does_not_stop_every_read() {
     let app = std::sync::Arc::new(TestApp::spawn_on_backend(POLICY, Backend::Postgres).await);
     let pg = app.pg.clone().unwrap();
-    let mut frozen = pg
-        .tool("psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let stdin = frozen.stdin.as_mut().unwrap();
-        writeln!(
-            stdin,
-            "BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK}); \\echo locked"
-        )
-        .unwrap();
-        stdin.flush().unwrap();
-    }
-    // Wait until the lock is held (psql says so), stdin left open: idle in transaction.
-    let mut stdout = std::io::BufReader::new(frozen.stdout.take().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let n = std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-        assert!(n > 0, "psql ended before taking the lock");
-        if line.trim() == "locked" {
-            break;
-        }
-    }
+    let mut frozen = hold_write_lock(&pg);
 
     // More writes than the pool has connections (16 by default), at once: each answers
     // 503 `timeout` after `request_timeout`, but its thread goes on waiting for the lock,
@@ -403,6 +375,37 @@ async fn a_replica_frozen_holding_the_write_lock_does_not_stop_every_read() {
          connection, so reads find none (writes: {statuses:?})",
         holders.trim()
     );
+}
+
+/// A psql session that holds the write lock, idle in its transaction, once it says so;
+/// the lock goes when the session ends (killed, or its stdin closed).
+fn hold_write_lock(pg: &crate::pg::PgDatabase) -> Child {
+    let mut session = pg
+        .tool("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let stdin = session.stdin.as_mut().unwrap();
+        writeln!(
+            stdin,
+            "BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK}); \\echo locked"
+        )
+        .unwrap();
+        stdin.flush().unwrap();
+    }
+    let mut stdout = std::io::BufReader::new(session.stdout.take().unwrap());
+    let mut line = String::new();
+    while line.trim() != "locked" {
+        line.clear();
+        let n = std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        assert!(n > 0, "psql ended before taking the lock");
+    }
+    session
 }
 
 mod more;

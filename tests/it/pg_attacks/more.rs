@@ -118,30 +118,7 @@ fn a_migration_waits_until_no_write_holds_the_write_lock() {
     let db = crate::pg::fresh_database();
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), POLICY, Some(&db));
-    let mut writer = db
-        .tool("psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = writer.stdin.take().unwrap();
-    {
-        use std::io::Write;
-        writeln!(
-            stdin,
-            "BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK}); \\echo locked"
-        )
-        .unwrap();
-        stdin.flush().unwrap();
-    }
-    let mut stdout = std::io::BufReader::new(writer.stdout.take().unwrap());
-    let mut line = String::new();
-    while line.trim() != "locked" {
-        line.clear();
-        let n = std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-        assert!(n > 0, "psql ended before taking the lock");
-    }
+    let mut writer = super::hold_write_lock(&db);
     let mut init = operator(&dir.path().join("countersign.toml"))
         .arg("init")
         .stdout(Stdio::null())
@@ -152,7 +129,7 @@ fn a_migration_waits_until_no_write_holds_the_write_lock() {
     let ran = init.try_wait().unwrap();
     let schema = db.psql("SELECT to_regclass('requests') IS NOT NULL");
     // The write ends (its session with it): the migration goes on.
-    drop(stdin);
+    drop(writer.stdin.take());
     let _ = writer.wait();
     let done = init.wait().unwrap();
     assert_eq!(
