@@ -104,7 +104,11 @@ impl Service {
         let principals = role
             .principals_for(&row.requester)
             .map_err(|e| ServiceError::Invalid(e.to_string()))?;
-        let serial = if taken { fresh_serial(tx)? } else { candidate };
+        let serial = if taken {
+            fresh_serial(tx, now)?
+        } else {
+            candidate
+        };
         let key_id = match grounds {
             Grounds::Approved(_) => {
                 format!("countersign:{}:{}:{}", row.id, row.requester, row.role)
@@ -250,11 +254,11 @@ pub(super) struct ReadAhead {
     pub read: rq::SigningRead,
 }
 
-/// A random serial (one the database can hold), never used before.
-fn fresh_serial(tx: &Tx<'_>) -> Result<Serial, ServiceError> {
+/// A fresh serial for a certificate signed at `now` ([`Serial::fresh`]), never used before.
+fn fresh_serial(tx: &Tx<'_>, now: DateTime<Utc>) -> Result<Serial, ServiceError> {
     let mut rng = rand::rng();
     loop {
-        let serial = Serial::random(&mut rng);
+        let serial = Serial::fresh(now, &mut rng);
         if !certs::serial_taken(tx, serial)? {
             return Ok(serial);
         }
@@ -274,7 +278,7 @@ pub(super) fn read_for_signing(
         .into_iter()
         .cloned()
         .collect();
-    let serial = Serial::random(&mut rand::rng());
+    let serial = Serial::fresh(now, &mut rand::rng());
     let roles: Vec<&crate::names::RoleName> = rivals.iter().collect();
     let (holdings, serial_taken) = rq::holdings_and_serial_taken(
         tx,

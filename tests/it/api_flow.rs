@@ -28,7 +28,9 @@ async fn request_approved_by_someone_else_yields_a_certificate_ssh_keygen_reads(
     );
     let id = created["id"].as_str().unwrap();
 
+    let before = chrono::Utc::now().timestamp_millis();
     let (status, approved) = app.approve("bob", id).await;
+    let after = chrono::Utc::now().timestamp_millis();
     assert_eq!(status, StatusCode::OK, "{approved}");
     assert_eq!(approved["status"], "issued");
     assert_eq!(approved["approvals"][0]["approver"], "bob");
@@ -37,7 +39,13 @@ async fn request_approved_by_someone_else_yields_a_certificate_ssh_keygen_reads(
         .as_str()
         .unwrap()
         .to_owned();
-    assert_ne!(serial, "0");
+    // The serial starts with the millisecond of signing (then 21 random bits), so
+    // serials sort by issue time.
+    let signed_at = serial.parse::<i64>().unwrap() >> 21;
+    assert!(
+        (before..=after).contains(&signed_at),
+        "{serial}: {before}..{after}"
+    );
 
     let (status, cert) = app.certificate("alice", id).await;
     assert_eq!(status, StatusCode::OK);

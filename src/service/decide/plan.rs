@@ -88,7 +88,12 @@ impl Service {
                     .into_iter()
                     .cloned()
                     .collect();
-                (role, requester, rivals, Serial::random(&mut rand::rng()))
+                (
+                    role,
+                    requester,
+                    rivals,
+                    Serial::fresh(now, &mut rand::rng()),
+                )
             });
         if let Some((_, requester, rivals, serial)) = &ahead {
             let roles: Vec<&RoleName> = rivals.iter().collect();

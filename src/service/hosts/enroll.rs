@@ -186,7 +186,7 @@ impl Service {
         now: DateTime<Utc>,
     ) -> Result<HostCertRow, ServiceError> {
         let serial = loop {
-            let s = Serial::random(&mut rand::rng());
+            let s = Serial::fresh(now, &mut rand::rng());
             if !hosts::serial_taken(tx, s)? {
                 break s;
             }
