@@ -49,6 +49,13 @@ impl Serial {
         Serial(NonZeroU64::new(n).unwrap_or(NonZeroU64::MIN))
     }
 
+    /// A serial anywhere in `1..=i64::MAX`, uniformly: what a caller draws once the
+    /// fresh ones it drew were all taken.
+    pub fn any(rng: &mut impl Rng) -> Serial {
+        let n = rng.random_range(1..=i64::MAX as u64);
+        Serial(NonZeroU64::new(n).unwrap_or(NonZeroU64::MIN))
+    }
+
     /// Parses a serial as people type it: a positive decimal number below 2^64.
     pub fn parse(s: &str) -> Result<Serial, InvalidName> {
         use std::num::IntErrorKind;

@@ -105,7 +105,7 @@ impl Service {
             .principals_for(&row.requester)
             .map_err(|e| ServiceError::Invalid(e.to_string()))?;
         let serial = if taken {
-            fresh_serial(tx, now)?
+            unused_serial(tx, now, &mut rand::rng())?
         } else {
             candidate
         };
@@ -254,14 +254,28 @@ pub(super) struct ReadAhead {
     pub read: rq::SigningRead,
 }
 
-/// A fresh serial for a certificate signed at `now` ([`Serial::fresh`]), never used before.
-fn fresh_serial(tx: &Tx<'_>, now: DateTime<Utc>) -> Result<Serial, ServiceError> {
-    let mut rng = rand::rng();
+/// Taken serials drawn at the clock's millisecond before [`unused_serial`] draws anywhere.
+const DRAWS_AT_THE_CLOCK: u32 = 16;
+
+/// A serial no user or host certificate has, for one signed at `now`: [`Serial::fresh`];
+/// after [`DRAWS_AT_THE_CLOCK`] taken ones, anywhere in `1..=i64::MAX` ([`Serial::any`]),
+/// so that a clock outside 1970..2109, which puts every fresh serial in one millisecond's
+/// 2,097,152 values, never leaves the writer drawing taken ones forever.
+pub(super) fn unused_serial(
+    tx: &Tx<'_>,
+    now: DateTime<Utc>,
+    rng: &mut impl rand::Rng,
+) -> Result<Serial, ServiceError> {
+    let mut draws = 0;
     loop {
-        let serial = Serial::fresh(now, &mut rng);
+        let serial = match draws < DRAWS_AT_THE_CLOCK {
+            true => Serial::fresh(now, rng),
+            false => Serial::any(rng),
+        };
         if !certs::serial_taken(tx, serial)? {
             return Ok(serial);
         }
+        draws += 1;
     }
 }
 
@@ -296,4 +310,78 @@ pub(super) fn read_for_signing(
             serial_taken,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+    use crate::store::Store;
+    use crate::store::hosts::{self, HostCertRow};
+
+    fn host_cert(serial: Serial) -> HostCertRow {
+        HostCertRow {
+            serial,
+            key_fingerprint: format!("SHA256:{serial}"),
+            public_key: "ssh-ed25519 AAAA".into(),
+            principals: Vec::new(),
+            key_id: format!("countersign:host:{serial}"),
+            valid_after: 0,
+            valid_before: 1,
+            certificate: String::new(),
+            issued_at: 0,
+            token_id: None,
+            renewed_from: None,
+            revocation: None,
+            superseded_by: None,
+        }
+    }
+
+    #[test]
+    fn a_serial_a_host_certificate_has_is_not_drawn_again_even_with_the_clock_stuck() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let at = |ms: i64| Utc.timestamp_millis_opt(ms).single().unwrap();
+        let seeded = || ChaCha8Rng::seed_from_u64(27);
+        // What the generator draws first is a host certificate's: another is drawn, at
+        // the same millisecond.
+        let now = at(1_796_000_000_123);
+        let first = Serial::fresh(now, &mut seeded());
+        let drawn = store
+            .write(|tx| {
+                hosts::insert_cert(tx, &host_cert(first), None)?;
+                unused_serial(tx, now, &mut seeded())
+            })
+            .unwrap();
+        assert_ne!(
+            drawn, first,
+            "a host certificate's serial is taken for users too"
+        );
+        assert_eq!(
+            drawn.get() >> 21,
+            first.get() >> 21,
+            "{drawn}: the same millisecond"
+        );
+        // A clock before 1970 puts every fresh serial in 2^21 values: once the first 16
+        // drawn are taken, the next is drawn anywhere instead of at that millisecond.
+        let y1900 = at(-2_208_988_800_000);
+        let mut rng = seeded();
+        let stuck: Vec<Serial> = (0..16).map(|_| Serial::fresh(y1900, &mut rng)).collect();
+        let drawn = store
+            .write(|tx| {
+                for s in &stuck {
+                    hosts::insert_cert(tx, &host_cert(*s), None)?;
+                }
+                unused_serial(tx, y1900, &mut seeded())
+            })
+            .unwrap();
+        assert!(!stuck.contains(&drawn), "{drawn} is unused");
+        assert!(
+            drawn.get() >= 1 << 21,
+            "{drawn}: drawn outside the stuck millisecond"
+        );
+    }
 }

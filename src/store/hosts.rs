@@ -138,19 +138,6 @@ pub fn void_unused_tokens(tx: &Tx<'_>, at: i64) -> Result<u64, StoreError> {
     )
 }
 
-/// Whether a serial was ever given to a host certificate.
-pub fn serial_taken(tx: &Tx<'_>, serial: Serial) -> Result<bool, StoreError> {
-    let Some(serial) = serial.to_stored() else {
-        return Ok(true);
-    };
-    let n: i64 = tx.one(
-        "SELECT count(*) FROM host_certificates WHERE serial = ?1",
-        &[&serial],
-        |r| r.get(0),
-    )?;
-    Ok(n > 0)
-}
-
 /// Stores a signed host certificate; `challenge` is the hash of a renewal's challenge.
 pub fn insert_cert(
     tx: &Tx<'_>,

@@ -13,7 +13,7 @@ use super::{
 use crate::audit::{self, HostEnrolled, HostTokenCreated, NewEvent};
 use crate::ca::{HostAuthority, HostGrant};
 use crate::error_code::ErrorCode;
-use crate::names::{HostPrincipal, Serial};
+use crate::names::HostPrincipal;
 use crate::pubkey::SubjectKey;
 use crate::service::{Service, ServiceError, SteppedUp, unix, view::rfc3339};
 use crate::store::Tx;
@@ -185,12 +185,7 @@ impl Service {
         ttl: Duration,
         now: DateTime<Utc>,
     ) -> Result<HostCertRow, ServiceError> {
-        let serial = loop {
-            let s = Serial::fresh(now, &mut rand::rng());
-            if !hosts::serial_taken(tx, s)? {
-                break s;
-            }
-        };
+        let serial = super::super::issue::unused_serial(tx, now, &mut rand::rng())?;
         let valid_after = unix(now) - self.skew();
         let valid_before = unix(now) + ttl.as_secs() as i64;
         let key_id = format!("countersign:host:{}", principals[0]);
