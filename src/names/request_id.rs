@@ -2,18 +2,23 @@
 
 use std::fmt;
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::InvalidName;
 
 /// Identifies one access request: `r-` followed by 12 base32 characters (see
-/// [`RequestId::new_at`]: 25 bits of time, then 35 random bits).
+/// [`RequestId::new_at`]: 35 bits of time, then 25 random bits).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct RequestId(String);
 
 const ID_ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+/// The same characters in ASCII order: time written with them sorts as text in time order.
+const SORTED_ALPHABET: &[u8; 32] = b"234567abcdefghijklmnopqrstuvwxyz";
 const ID_LEN: usize = 12;
+/// Characters of time at the start of an id made by [`RequestId::new_at`].
+const TIME_CHARS: usize = 7;
 
 impl RequestId {
     /// A new random id from a cryptographic RNG.
@@ -28,19 +33,22 @@ impl RequestId {
         Self(id)
     }
 
-    /// A new id for a request made at `unix_seconds`: 5 characters of time (big-endian,
-    /// 25 bits of seconds, wrapping yearly) then 7 random (35 bits). Ids made close in time
-    /// sort together, so inserts touch the same few B-tree pages instead of random ones
-    /// (ids are names, not secrets: every read checks who may see the request).
-    pub fn new_at(unix_seconds: i64, rng: &mut impl rand::Rng) -> Self {
-        let time = (unix_seconds.max(0) as u64) & ((1 << 25) - 1);
+    /// A new id for a request made at `at`: 7 characters of time (big-endian, 35 bits of
+    /// Unix milliseconds, wrapping every 398 days), written in ASCII order, then 5 random
+    /// (25 bits). Ids made close in time sort together as text, so inserts into the
+    /// indexes keyed by request id (requests, approvals, certificates, audit events) touch
+    /// the same page or two instead of pages scattered over the last second (ids are
+    /// names, not secrets: every read checks who may see the request; a repeat is caught
+    /// by the caller's check and the primary key).
+    pub fn new_at(at: DateTime<Utc>, rng: &mut impl rand::Rng) -> Self {
+        let time = u64::try_from(at.timestamp_millis()).unwrap_or(0) & ((1 << 35) - 1);
         let mut id = String::with_capacity(2 + ID_LEN);
         id.push_str("r-");
-        for i in (0..5).rev() {
-            id.push(ID_ALPHABET[((time >> (5 * i)) & 31) as usize] as char);
+        for i in (0..TIME_CHARS).rev() {
+            id.push(SORTED_ALPHABET[((time >> (5 * i)) & 31) as usize] as char);
         }
         let mut bits = rng.next_u64();
-        for _ in 5..ID_LEN {
+        for _ in TIME_CHARS..ID_LEN {
             id.push(ID_ALPHABET[(bits & 31) as usize] as char);
             bits >>= 5;
         }

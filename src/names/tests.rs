@@ -164,14 +164,42 @@ fn an_invisible_code_point_is_refused_between(
 }
 
 #[test]
-fn request_ids_made_later_sort_later_within_a_year() {
+fn request_ids_made_later_sort_later_as_text_within_a_year() {
+    use chrono::TimeZone;
     let mut rng = rand::rng();
-    let a = RequestId::new_at(1_800_000_000, &mut rng);
-    let b = RequestId::new_at(1_800_000_001, &mut rng);
-    let c = RequestId::new_at(1_800_086_400, &mut rng);
-    assert!(a.as_str()[..7] < b.as_str()[..7] && b.as_str() < c.as_str());
+    let at = |ms: i64| chrono::Utc.timestamp_millis_opt(ms).single().unwrap();
+    // Every millisecond of a minute, then days apart up to a year: each later id sorts
+    // after the earlier ones as text (the time is written in ASCII order), whatever
+    // characters the time's digits cross. From the start of a 2^35 ms (398-day) cycle.
+    let start: i64 = 52 << 35;
+    let times = (0..60_000)
+        .map(|ms| start + ms)
+        .chain((1..=397).map(|day| start + day * 86_400_000));
+    let ids: Vec<RequestId> = times
+        .map(|ms| RequestId::new_at(at(ms), &mut rng))
+        .collect();
+    for pair in ids.windows(2) {
+        assert!(
+            pair[0].as_str() < pair[1].as_str(),
+            "{} !< {}",
+            pair[0],
+            pair[1]
+        );
+    }
+    let a = &ids[0];
     assert_eq!(RequestId::parse(a.as_str()), Ok(a.clone()));
-    assert_ne!(a, RequestId::new_at(1_800_000_000, &mut rng));
+    // Ids of one millisecond share their first 9 characters and differ after.
+    let same: Vec<RequestId> = (0..50)
+        .map(|_| RequestId::new_at(at(start), &mut rng))
+        .collect();
+    assert!(same.iter().all(|id| id.as_str()[..9] == a.as_str()[..9]));
+    assert!(
+        same.iter().any(|id| id != a),
+        "25 random bits after the time"
+    );
+    // Before 1970 counts as 0 ms: still an id of the accepted shape.
+    let old = RequestId::new_at(at(-1_000), &mut rng);
+    assert_eq!(RequestId::parse(old.as_str()), Ok(old.clone()));
 }
 
 #[test]

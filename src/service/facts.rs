@@ -51,7 +51,11 @@ mod tests {
     use super::*;
 
     fn id(n: usize) -> RequestId {
-        RequestId::new_at(1_800_000_000 + n as i64, &mut rand::rng())
+        use chrono::TimeZone;
+        let at = chrono::Utc
+            .timestamp_opt(1_800_000_000 + n as i64, 0)
+            .single();
+        RequestId::new_at(at.unwrap_or_default(), &mut rand::rng())
     }
 
     #[test]

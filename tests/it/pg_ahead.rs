@@ -30,7 +30,10 @@ fn role() -> RoleName {
 /// A pending request of `requester` for `prod-db`.
 fn pending(requester: &str) -> RequestRow {
     RequestRow {
-        id: RequestId::new_at(NOW, &mut rand::rng()),
+        id: RequestId::new_at(
+            chrono::DateTime::from_timestamp(NOW, 0).unwrap(),
+            &mut rand::rng(),
+        ),
         role: role(),
         requester: user(requester),
         reason: "test".into(),

@@ -51,7 +51,7 @@ impl Service {
             role: &role.name,
         };
         flatten(self.store.write(|tx| {
-            let candidate = RequestId::new_at(unix(now), &mut rand::rng());
+            let candidate = RequestId::new_at(now, &mut rand::rng());
             let checks = rq::create_checks(
                 tx,
                 (actor, unix(now), self.held()),

@@ -63,7 +63,7 @@ pub(super) fn free_id(
     (mut id, mut taken): (RequestId, bool),
 ) -> Result<RequestId, ServiceError> {
     while taken {
-        id = RequestId::new_at(unix(now), &mut rand::rng());
+        id = RequestId::new_at(now, &mut rand::rng());
         taken = rq::exists(tx, &id)?;
     }
     Ok(id)

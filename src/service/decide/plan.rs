@@ -40,7 +40,7 @@ impl Service {
     /// and found nothing, see [`CreatePlan`]): on PostgreSQL its checks are sent ahead.
     pub fn plan_create(&self, actor: &UserName, req: &NewRequest, looked_up: bool) -> CreatePlan {
         let now = self.now();
-        let candidate = RequestId::new_at(unix(now), &mut rand::rng());
+        let candidate = RequestId::new_at(now, &mut rand::rng());
         let config = self.config();
         // SQLite has no round trips to save.
         if self.store.is_postgres()
