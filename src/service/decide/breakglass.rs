@@ -106,7 +106,7 @@ impl Service {
             if let Err(r) = bg::no_unreviewed_use(actor, previous, allowed_by.is_some()) {
                 return self.refuse(tx, now, &attempt, r.into());
             }
-            let id = super::create::free_id(tx, now, (candidate, checks.id_taken))?;
+            let id = super::plan::free_id(tx, now, (candidate, checks.id_taken), &mut rand::rng())?;
             let row = RequestRow {
                 id,
                 role: role.name.clone(),

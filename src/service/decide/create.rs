@@ -55,20 +55,6 @@ impl NewRequest {
     }
 }
 
-/// `candidate`, read in this transaction to be free (`false`) or taken, or another id
-/// found free.
-pub(super) fn free_id(
-    tx: &Tx<'_>,
-    now: DateTime<Utc>,
-    (mut id, mut taken): (RequestId, bool),
-) -> Result<RequestId, ServiceError> {
-    while taken {
-        id = RequestId::new_at(now, &mut rand::rng());
-        taken = rq::exists(tx, &id)?;
-    }
-    Ok(id)
-}
-
 /// How long an idempotency key is remembered (seconds): a retry within it gets the
 /// request the key created.
 pub const IDEMPOTENCY_KEY_LIFETIME: i64 = 24 * 3600;
@@ -420,7 +406,7 @@ impl Service {
             ttl,
             principals,
         } = *asked;
-        let id = free_id(tx, now, candidate)?;
+        let id = super::plan::free_id(tx, now, candidate, &mut rand::rng())?;
         let pending_ttl = self.config().requests.pending_ttl.as_secs() as i64;
         Ok(RequestRow {
             id,

@@ -8,11 +8,13 @@
 //! (`store/ahead.rs`): an answer asked about another second than the operation's moment
 //! has other parameters, and is not used.
 
+use chrono::{DateTime, Utc};
+
 use super::NewRequest;
 use crate::names::{RequestId, RoleName, Serial, UserName};
-use crate::service::{Service, SteppedUp, unix};
-use crate::store::Touch;
+use crate::service::{Service, ServiceError, SteppedUp, unix};
 use crate::store::requests as rq;
+use crate::store::{Touch, Tx};
 
 /// A create's plan ([`Service::plan_create`]).
 #[derive(Debug)]
@@ -129,5 +131,96 @@ impl Service {
             .flatten()?;
         self.facts.put(id.clone(), role.clone(), requester.clone());
         Some((role, requester))
+    }
+}
+
+/// Taken ids drawn at the clock's millisecond before [`free_id`] draws any id.
+const DRAWS_AT_THE_CLOCK: u32 = 16;
+
+/// `candidate`, read in this transaction to be free (`false`) or taken, or another id
+/// found free: made at `now` ([`RequestId::new_at`]), and after [`DRAWS_AT_THE_CLOCK`]
+/// taken ones, any id ([`RequestId::random`]), so that a stuck clock never leaves the
+/// writer drawing taken ids forever.
+pub(super) fn free_id(
+    tx: &Tx<'_>,
+    now: DateTime<Utc>,
+    (mut id, mut taken): (RequestId, bool),
+    rng: &mut impl rand::Rng,
+) -> Result<RequestId, ServiceError> {
+    let mut draws = 0;
+    while taken {
+        id = match draws < DRAWS_AT_THE_CLOCK {
+            true => RequestId::new_at(now, rng),
+            false => RequestId::random(rng),
+        };
+        taken = rq::exists(tx, &id)?;
+        draws += 1;
+    }
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+    use crate::store::Store;
+    use crate::store::requests::{RequestRow, Status};
+
+    fn request(id: RequestId) -> RequestRow {
+        RequestRow {
+            id,
+            role: RoleName::parse("prod-db").unwrap(),
+            requester: UserName::parse("alice").unwrap(),
+            reason: "test".into(),
+            ttl_seconds: 600,
+            public_key: "ssh-ed25519 AAAA".into(),
+            key_fingerprint: "SHA256:x".into(),
+            principals: vec!["postgres".into()],
+            role_digest: "x".into(),
+            status: Status::Denied,
+            created_at: 0,
+            expires_at: 600,
+            decided_at: Some(0),
+            decided_by: Some("bob".into()),
+            decision_code: None,
+            decision_note: None,
+        }
+    }
+
+    #[test]
+    fn a_taken_id_is_drawn_again_and_a_stuck_clock_ends_in_any_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let seeded = || ChaCha8Rng::seed_from_u64(27);
+        // Before 1970 counts as 0 ms: every id made then starts with the same 9
+        // characters. The first 16 a seeded generator makes are taken.
+        let stuck = Utc.timestamp_millis_opt(-1_000).single().unwrap();
+        let mut rng = seeded();
+        let taken: Vec<RequestId> = (0..16)
+            .map(|_| RequestId::new_at(stuck, &mut rng))
+            .collect();
+        let id = store
+            .write(|tx| {
+                for id in &taken {
+                    rq::insert(tx, &request(id.clone()))?;
+                }
+                free_id(tx, stuck, (taken[0].clone(), true), &mut seeded())
+            })
+            .unwrap();
+        assert!(!taken.contains(&id), "{id} is free");
+        assert_ne!(
+            id.as_str()[..9],
+            taken[0].as_str()[..9],
+            "{id}: any id, not at the clock"
+        );
+        // A free candidate is kept.
+        let free = RequestId::new_at(stuck, &mut rand::rng());
+        let kept = store
+            .write(|tx| free_id(tx, stuck, (free.clone(), false), &mut seeded()))
+            .unwrap();
+        assert_eq!(kept, free);
     }
 }
