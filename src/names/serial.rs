@@ -36,7 +36,7 @@ impl Serial {
     ///
     /// Serials issued later sort after earlier ones, so the indexes keyed by serial
     /// (certificates, audit events) take each new one on their newest pages instead of a
-    /// random page: a tenth more issuance on SQLite (docs/benchmark.md). The random part
+    /// random page: 4-10% more flows at 32 clients on SQLite (docs/benchmark.md). The random part
     /// keeps serials unique without a lock, whatever replica draws them in the same
     /// millisecond (2,097,152 values; the unique constraint and the caller's check catch
     /// the rare repeat), and after a database is restored from an older copy, serials

@@ -6,7 +6,8 @@
 //! (after the lock: a deadline passed meanwhile counts), checks everything again in its
 //! transaction, and reads anew whatever the answer sent ahead cannot be used for
 //! (`store/ahead.rs`): an answer asked about another second than the operation's moment
-//! has other parameters, and is not used.
+//! has other parameters, and is not used. [`free_id`], run inside the transaction,
+//! finds another id when the planned one is taken.
 
 use chrono::{DateTime, Utc};
 
