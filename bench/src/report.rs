@@ -27,7 +27,10 @@ pub(crate) struct Report {
     pub scale_small: Option<FlowRun>,
     pub verify: Option<VerifySpeed>,
     pub serial_lookup: Option<SerialLookup>,
+    /// The servers' peak resident memory (VmHWM), file pages they mapped included.
     pub rss_mb: f64,
+    /// The servers' own memory (RssAnon) at the end of their load, the largest.
+    pub rss_anon_mb: f64,
     pub check: Option<Check>,
     /// `--backend postgres`: replicas on the one PostgreSQL database.
     pub pg_replicas: usize,
@@ -223,7 +226,14 @@ impl Report {
                 "audit --serial N (story of a cert)", l.p50_ms, l.max_ms, l.lookups
             );
         }
-        println!("{:<34} {:>9.1} MB", "server peak RSS", self.rss_mb);
+        println!(
+            "{:<34} {:>9.1} MB (file pages mapped by the audit check at start included)",
+            "server peak RSS", self.rss_mb
+        );
+        println!(
+            "{:<34} {:>9.1} MB (heap, stacks and caches, after the load)",
+            "server anonymous RSS", self.rss_anon_mb
+        );
         if let Some(c) = &self.check {
             println!(
                 "{:<34} {}: {}",

@@ -130,6 +130,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         postgres_phase(&args, &dir, &rt, (&server, &fx), &mut report)?;
     }
     report.rss_mb = server.peak_rss_mb();
+    report.rss_anon_mb = server.anon_rss_mb();
     server.stop()?;
     let mut check = None;
     if let Some(big) = &big {
@@ -155,6 +156,10 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .rss_mb
             .max(small_server.peak_rss_mb())
             .max(big_server.peak_rss_mb());
+        report.rss_anon_mb = report
+            .rss_anon_mb
+            .max(small_server.anon_rss_mb())
+            .max(big_server.anon_rss_mb());
         small_server.stop()?;
         big_server.stop()?;
         eprintln!("audit verify...");
@@ -239,6 +244,7 @@ fn postgres_phase(
     }
     for s in &mut servers {
         report.rss_mb = report.rss_mb.max(s.peak_rss_mb());
+        report.rss_anon_mb = report.rss_anon_mb.max(s.anon_rss_mb());
         s.stop()?;
     }
     report.pg_replicas = replicas;

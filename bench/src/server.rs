@@ -127,13 +127,25 @@ impl Fixture {
 }
 
 impl Server {
-    /// VmHWM of the server process, in MB.
+    /// VmHWM of the server process, in MB: its peak resident memory, counting the
+    /// database file's pages it had mapped (the audit check at start maps the file).
     pub(crate) fn peak_rss_mb(&self) -> f64 {
+        self.status_mb("VmHWM:")
+    }
+
+    /// RssAnon of the server process now, in MB: its own memory (heap, stacks, SQLite's
+    /// page caches), without file pages.
+    pub(crate) fn anon_rss_mb(&self) -> f64 {
+        self.status_mb("RssAnon:")
+    }
+
+    /// A `kB` line of `/proc/PID/status`, in MB (0 when it cannot be read).
+    fn status_mb(&self, field: &str) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .unwrap_or_default();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
             .map(|kb| kb / 1024.0)
             .unwrap_or(0.0)
@@ -215,15 +227,74 @@ impl Server {
             .sum()
     }
 
-    /// SIGTERM and wait: a graceful shutdown.
+    /// SIGTERM and wait: a graceful shutdown. The signal goes to the processes the
+    /// child started too, since a `--server-prefix` (a profiler, `/usr/bin/time`, a
+    /// shell script) need not pass it on to the server it runs, which would then outlive
+    /// the benchmark.
     pub(crate) fn stop(&mut self) -> anyhow::Result<()> {
-        Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()?;
+        let started = descendants(self.child.id());
+        signal("-TERM", self.child.id(), &started)?;
         self.child.wait()?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while started.iter().any(|p| alive(*p)) {
+            if Instant::now() > deadline {
+                signal("-KILL", self.child.id(), &started)?;
+                bail!("the server under --server-prefix did not stop on SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         Ok(())
     }
+}
+
+/// Sends `signal` (`-TERM`, `-KILL`) to `pid` and `others`.
+fn signal(signal: &str, pid: u32, others: &[u32]) -> anyhow::Result<()> {
+    Command::new("kill")
+        .arg(signal)
+        .arg(pid.to_string())
+        .args(others.iter().map(u32::to_string))
+        .stderr(Stdio::null())
+        .status()?;
+    Ok(())
+}
+
+/// Whether process `pid` is still running (a zombie counts as gone).
+fn alive(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(')')
+        .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
+}
+
+/// The processes descended from `pid` (its children, theirs, ...), as `/proc` says now.
+fn descendants(pid: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .filter_map(|p| {
+                    let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+                    // After the command name (in parentheses): state, then the parent.
+                    let (_, rest) = stat.rsplit_once(')')?;
+                    Some((p, rest.split_whitespace().nth(1)?.parse().ok()?))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
 }
 
 /// utime + stime of a `/proc/PID/stat` file, assuming the usual 100 ticks per second.
@@ -243,7 +314,7 @@ pub(crate) fn cpu_seconds(stat_path: &str) -> f64 {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let _ = signal("-KILL", self.child.id(), &descendants(self.child.id()));
         let _ = self.child.wait();
     }
 }

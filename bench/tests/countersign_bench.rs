@@ -47,6 +47,13 @@ fn a_tiny_bench_run_completes_and_its_checks_pass() {
     assert!(report["raw_ed25519"]["per_second"].as_f64().unwrap() > 0.0);
     assert!(report["in_process"]["per_second"].as_f64().unwrap() > 0.0);
     assert_eq!(report["serial_lookup"]["lookups"], 200);
+    // Memory: the peak (file pages the start-up audit check maps included) and the
+    // servers' own memory after their load, which the peak holds.
+    let anon = report["rss_anon_mb"].as_f64().unwrap();
+    assert!(
+        anon > 1.0 && anon <= report["rss_mb"].as_f64().unwrap(),
+        "{report}"
+    );
 }
 
 #[test]
@@ -94,6 +101,82 @@ fn instructions_per_flow_are_counted_for_both_servers() {
         per("countersign_instructions_per_flow") > per("http_only_instructions_per_flow"),
         "{counted}"
     );
+}
+
+/// A `--server-prefix` that does not pass SIGTERM on (a shell script running the server
+/// as its child) neither hangs the run nor leaves a server behind: the bench signals the
+/// processes the prefix started too.
+#[test]
+fn a_server_prefix_that_keeps_signals_leaves_no_server_running() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let prefix = tmp.path().join("prefix.sh");
+    std::fs::write(&prefix, "#!/bin/sh\n\"$@\"\necho the server stopped\n").unwrap();
+    std::fs::set_permissions(&prefix, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = tmp.path().join("bench");
+    let mut bench = Command::new(env!("CARGO_BIN_EXE_countersign-bench"))
+        .args([
+            "run",
+            "--flows",
+            "8",
+            "--clients",
+            "2",
+            "--single-flows",
+            "2",
+        ])
+        .args([
+            "--scale-rows",
+            "0",
+            "--baseline-seconds",
+            "0.05",
+            "--json",
+            "--dir",
+        ])
+        .arg(&dir)
+        .arg("--server-prefix")
+        .arg(&prefix)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let status = loop {
+        if let Some(status) = bench.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            bench.kill().unwrap();
+            bench.wait().unwrap();
+            break_left_servers(&dir);
+            panic!("countersign-bench hung waiting for a server under the prefix");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(status.success());
+    let left = break_left_servers(&dir);
+    assert!(left.is_empty(), "servers left running: {left:?}");
+}
+
+/// The processes whose command line names `dir` (the servers of that bench run), killed;
+/// their pids.
+fn break_left_servers(dir: &std::path::Path) -> Vec<u32> {
+    let dir = dir.display().to_string();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let left: Vec<u32> = procs
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&dir))
+        })
+        .collect();
+    for p in &left {
+        let _ = Command::new("kill")
+            .args(["-KILL", &p.to_string()])
+            .status();
+    }
+    left
 }
 
 /// `countersign-bench ARGS...`, which must succeed: its JSON output.

@@ -48,9 +48,11 @@ pub struct Flow {
 }
 
 /// Inserts `n` issued flows into the database at `database`, created 30 days before
-/// `now` (a thousand per second), each with one approval, a certificate expired long
-/// ago (serial 2^62 + i) and its three audit events (created, approved, issued), in
-/// one transaction. The server must not be running on it.
+/// `now` (one a millisecond), each with one approval, a certificate expired long ago and
+/// its three audit events (created, approved, issued), in one transaction. Request ids
+/// and serials follow the creation time as the service's do (`RequestId::new_at`,
+/// `Serial::fresh`), so new rows land where a long-running CA's would. The server must
+/// not be running on it.
 #[doc(hidden)]
 pub fn issued_flows(
     database: &Path,
@@ -65,7 +67,7 @@ pub fn issued_flows(
         let mut rows = Rows::prepare(&tx, now)?;
         let mut rng = rand::rng();
         for i in 0..n {
-            rows.insert(i, &RequestId::random(&mut rng), &flow(i))?;
+            rows.insert(i, &mut rng, &flow(i))?;
         }
     }
     tx.commit()?;
@@ -78,8 +80,8 @@ struct Rows<'t> {
     approvals: Statement<'t>,
     certificates: Statement<'t>,
     chain: Chain<'t>,
-    /// When the first flow was created (unix seconds).
-    t0: i64,
+    /// When the first flow was created.
+    t0: DateTime<Utc>,
 }
 
 impl<'t> Rows<'t> {
@@ -89,22 +91,30 @@ impl<'t> Rows<'t> {
             approvals: tx.prepare(INSERT_APPROVAL)?,
             certificates: tx.prepare(INSERT_CERTIFICATE)?,
             chain: Chain::continuing(tx, now)?,
-            t0: now.timestamp() - 30 * 86_400,
+            t0: now - chrono::Duration::days(30),
         })
     }
 
     /// The `i`th flow: its request, approval, certificate and three audit events.
-    fn insert(&mut self, i: usize, id: &RequestId, flow: &Flow) -> Result<(), StoreError> {
+    fn insert(
+        &mut self,
+        i: usize,
+        rng: &mut impl rand::Rng,
+        flow: &Flow,
+    ) -> Result<(), StoreError> {
         let Flow {
             requester,
             approver,
             role,
             principals,
         } = flow;
+        // One flow a millisecond: every serial's time bits differ, so none repeats.
+        let at = self.t0 + chrono::Duration::milliseconds(i as i64);
+        let id = RequestId::new_at(at, rng);
         let id = id.as_str();
-        let serial = (1u64 << 62) + i as u64;
+        let serial = Serial::fresh(at, rng).get();
         let key_id = format!("countersign:{id}:{requester}:{role}");
-        let created = self.t0 + i as i64 / 1000;
+        let created = at.timestamp();
         self.requests.execute(params![
             id,
             role,
