@@ -84,11 +84,10 @@ impl Lite {
         conn.pragma_update(None, "cache_size", -16384)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
         migrate(&mut conn)?;
-        let checkpointer = writer::checkpoint::Checkpointer::start(path, &conn);
         Ok(Lite {
             path: path.to_owned(),
             id: writer::next_store_id(),
-            writer: Arc::new(Shared::new(conn, checkpointer)),
+            writer: Arc::new(Shared::new(conn)),
             threads: OnceLock::new(),
             readers: Mutex::new(Vec::new()),
         })

@@ -18,7 +18,6 @@
 //! and the thread.
 
 mod batch;
-pub(in crate::store) mod checkpoint;
 pub(in crate::store) mod held;
 
 use std::cell::Cell;
@@ -28,7 +27,6 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use self::checkpoint::Checkpointer;
 use super::{StoreError, lock};
 
 pub(super) use batch::{batch_is_open_here, read_in_batch, write_in_batch};
@@ -66,9 +64,6 @@ pub(super) struct Shared {
     pub(super) members: AtomicU64,
     /// SAVEPOINTs the batches' writes took (`held.rs`; for tests).
     pub(super) savepoints: AtomicU64,
-    /// Checkpoints the WAL beside the writer (`checkpoint.rs`); `None`: SQLite's
-    /// automatic ones, inside the COMMIT.
-    checkpointer: Option<Checkpointer>,
 }
 
 struct Slot {
@@ -104,7 +99,7 @@ impl Drop for WakeOnDrop<'_> {
 }
 
 impl Shared {
-    pub(super) fn new(conn: Connection, checkpointer: Option<Checkpointer>) -> Self {
+    pub(super) fn new(conn: Connection) -> Self {
         Shared {
             slot: Mutex::new(Slot {
                 conn: Some(conn),
@@ -116,14 +111,6 @@ impl Shared {
             batches: AtomicU64::new(0),
             members: AtomicU64::new(0),
             savepoints: AtomicU64::new(0),
-            checkpointer,
-        }
-    }
-
-    /// Right after a COMMIT on `conn`, the write connection (see `checkpoint.rs`).
-    fn after_commit(&self, conn: &Connection) {
-        if let Some(c) = &self.checkpointer {
-            c.after_commit(conn);
         }
     }
 
@@ -160,9 +147,6 @@ impl Shared {
                 let _unmark = UnmarkAlone;
                 super::after::discard();
                 let result = transaction(conn, f);
-                if result.is_ok() {
-                    self.after_commit(conn);
-                }
                 super::after::settle(&result);
                 result
             }
@@ -191,10 +175,6 @@ impl Shared {
     /// Closes the connection (SQLite checkpoints and removes the WAL when the last
     /// connection closes), after the batch that has it, if any; later batches fail.
     pub(super) fn close(&self) {
-        // Its connection first: the last one to close removes the WAL.
-        if let Some(c) = &self.checkpointer {
-            c.stop();
-        }
         let slot = lock(&self.slot);
         let mut slot = self
             .free
@@ -342,10 +322,11 @@ impl Threads {
 
 /// Starts the writer thread of store `store`.
 ///
-/// Checkpoints run beside it (`checkpoint.rs`): a thread of their own copies the WAL
-/// back while the writer goes on, and the writer itself finishes the copy now and then,
-/// since a checkpoint beside a writer that never stops never catches up, and only a
-/// WAL copied whole starts again from its beginning (docs/benchmark.md, "Lab notes").
+/// Checkpoints stay SQLite's automatic ones, on the write connection right after a
+/// COMMIT: a checkpointer thread of its own would run beside the writer, never find the
+/// WAL fully copied back under steady load, and so never let the WAL restart, and the
+/// WAL would grow without bound. Other checkpoint schedules were tried and not kept
+/// (docs/benchmark.md, "Lab notes").
 pub(super) fn start(shared: Arc<Shared>, store: u64) -> Option<Threads> {
     spawn("countersign-writer", move |jobs, _| {
         shared.run_batch(store, jobs)

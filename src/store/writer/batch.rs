@@ -190,10 +190,7 @@ impl Shared {
                 Err(why)
             }
             None => match exec(&conn, "COMMIT") {
-                Ok(()) => {
-                    self.after_commit(&conn);
-                    Ok(())
-                }
+                Ok(()) => Ok(()),
                 Err(e) => {
                     // A failed COMMIT may have ended the transaction already (disk full).
                     if !conn.is_autocommit() {
