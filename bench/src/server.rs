@@ -232,29 +232,36 @@ impl Server {
     /// shell script) need not pass it on to the server it runs, which would then outlive
     /// the benchmark.
     pub(crate) fn stop(&mut self) -> anyhow::Result<()> {
-        let started = descendants(self.child.id());
-        signal("-TERM", self.child.id(), &started)?;
+        let pid = self.child.id();
+        let started = descendants(pid);
+        signal("-TERM", &[&[pid], started.as_slice()].concat())?;
         self.child.wait()?;
+        // From here on only the ones still running are signalled: a pid that ended may
+        // already name another process.
         let deadline = Instant::now() + Duration::from_secs(60);
-        while started.iter().any(|p| alive(*p)) {
+        loop {
+            let left: Vec<u32> = started.iter().copied().filter(|p| alive(*p)).collect();
+            if left.is_empty() {
+                return Ok(());
+            }
             if Instant::now() > deadline {
-                signal("-KILL", self.child.id(), &started)?;
+                signal("-KILL", &left)?;
                 bail!("the server under --server-prefix did not stop on SIGTERM");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(())
     }
 }
 
-/// Sends `signal` (`-TERM`, `-KILL`) to `pid` and `others`.
-fn signal(signal: &str, pid: u32, others: &[u32]) -> anyhow::Result<()> {
-    Command::new("kill")
-        .arg(signal)
-        .arg(pid.to_string())
-        .args(others.iter().map(u32::to_string))
-        .stderr(Stdio::null())
-        .status()?;
+/// Sends `signal` (`-TERM`, `-KILL`) to `pids`.
+fn signal(signal: &str, pids: &[u32]) -> anyhow::Result<()> {
+    if !pids.is_empty() {
+        Command::new("kill")
+            .arg(signal)
+            .args(pids.iter().map(u32::to_string))
+            .stderr(Stdio::null())
+            .status()?;
+    }
     Ok(())
 }
 
@@ -313,8 +320,13 @@ pub(crate) fn cpu_seconds(stat_path: &str) -> f64 {
 }
 
 impl Drop for Server {
+    /// Kills a server not stopped (and what its prefix started); one already waited for
+    /// is left alone, since its pid may name another process by now.
     fn drop(&mut self) {
-        let _ = signal("-KILL", self.child.id(), &descendants(self.child.id()));
-        let _ = self.child.wait();
+        if let Ok(None) = self.child.try_wait() {
+            let _ = signal("-KILL", &descendants(self.child.id()));
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }

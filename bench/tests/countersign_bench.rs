@@ -111,7 +111,9 @@ fn a_server_prefix_that_keeps_signals_leaves_no_server_running() {
     use std::os::unix::fs::PermissionsExt as _;
     let tmp = tempfile::tempdir().unwrap();
     let prefix = tmp.path().join("prefix.sh");
-    std::fs::write(&prefix, "#!/bin/sh\n\"$@\"\necho the server stopped\n").unwrap();
+    let started = tmp.path().join("started");
+    let script = format!("#!/bin/sh\necho >> '{}'\n\"$@\"\n", started.display());
+    std::fs::write(&prefix, script).unwrap();
     std::fs::set_permissions(&prefix, std::fs::Permissions::from_mode(0o755)).unwrap();
     let dir = tmp.path().join("bench");
     let mut bench = Command::new(env!("CARGO_BIN_EXE_countersign-bench"))
@@ -146,22 +148,26 @@ fn a_server_prefix_that_keeps_signals_leaves_no_server_running() {
         if std::time::Instant::now() > deadline {
             bench.kill().unwrap();
             bench.wait().unwrap();
-            break_left_servers(&dir);
+            kill_left_servers(&dir);
             panic!("countersign-bench hung waiting for a server under the prefix");
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
     assert!(status.success());
-    let left = break_left_servers(&dir);
+    let left = kill_left_servers(&dir);
     assert!(left.is_empty(), "servers left running: {left:?}");
+    // The server serving the flows did run under the prefix, so the check above is
+    // about servers the prefix started.
+    let runs = std::fs::read_to_string(&started).unwrap_or_default();
+    assert!(runs.lines().count() >= 1, "the prefix never ran");
 }
 
 /// The processes whose command line names `dir` (the servers of that bench run), killed;
 /// their pids.
-fn break_left_servers(dir: &std::path::Path) -> Vec<u32> {
+fn kill_left_servers(dir: &std::path::Path) -> Vec<u32> {
     let dir = dir.display().to_string();
     let Ok(procs) = std::fs::read_dir("/proc") else {
-        return Vec::new();
+        panic!("no /proc to look for servers in");
     };
     let left: Vec<u32> = procs
         .flatten()
