@@ -158,6 +158,11 @@ pub struct Stats {
     /// PostgreSQL: token lookups answered from what this replica remembers, and from
     /// the database (`store/credentials.rs`).
     pub tokens_remembered: [u64; 2],
+    /// SQLite: WAL checkpoints run beside the writer, by outcome: copied (the checkpoint
+    /// thread's PASSIVE ones), restarted (its RESTARTs: the WAL starts again), gave up
+    /// (RESTARTs that stopped waiting for the writer or a reader), on the writer (the
+    /// writer's own, past 8,000 frames), failed (`store/writer/checkpoint.rs`).
+    pub wal_checkpoints: [u64; 5],
 }
 
 enum Backend {
@@ -261,6 +266,10 @@ impl Store {
             pool,
             reads_ahead: work.map_or([0; 3], |w| w.ahead.each_ref().map(load)),
             tokens_remembered: self.credentials().map_or([0; 2], |c| c.counts()),
+            wal_checkpoints: match &self.backend {
+                Backend::Lite(lite) => lite.checkpoints(),
+                Backend::Pg(_) => [0; 5],
+            },
         }
     }
 

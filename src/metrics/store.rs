@@ -1,5 +1,6 @@
-//! The store's metrics: the writer thread's batches and busy time (either backend) and
-//! PostgreSQL's connection pool, from `Store::stats` at scrape time.
+//! The store's metrics: the writer thread's batches and busy time (either backend),
+//! SQLite's WAL checkpoints and PostgreSQL's connection pool, from `Store::stats` at
+//! scrape time.
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -18,6 +19,7 @@ pub(super) struct StoreMetrics {
     pool_size: Gauge,
     reads_ahead: Family<OutcomeLabel, Counter>,
     token_lookups: Family<OutcomeLabel, Counter>,
+    wal_checkpoints: Family<OutcomeLabel, Counter>,
 }
 
 impl StoreMetrics {
@@ -60,6 +62,13 @@ impl StoreMetrics {
             self.token_lookups.clone(),
         );
         r.register(
+            "store_wal_checkpoints",
+            "SQLite: WAL checkpoints run beside the writer, by outcome: copied, restarted \
+             (the WAL starts again), gave_up (a RESTART stopped waiting for the writer or a \
+             reader), on_writer (the writer's own: the checkpoint thread fell behind), failed",
+            self.wal_checkpoints.clone(),
+        );
+        r.register(
             "store_pool_size",
             "Most PostgreSQL connections this replica opens ([storage] pool_size)",
             self.pool_size.clone(),
@@ -90,6 +99,17 @@ impl StoreMetrics {
             if n > 0 {
                 catch_up(
                     &self.token_lookups.get_or_create(&outcome_label(outcome)),
+                    n,
+                );
+            }
+        }
+        for (outcome, n) in ["copied", "restarted", "gave_up", "on_writer", "failed"]
+            .into_iter()
+            .zip(store.wal_checkpoints)
+        {
+            if n > 0 {
+                catch_up(
+                    &self.wal_checkpoints.get_or_create(&outcome_label(outcome)),
                     n,
                 );
             }

@@ -29,3 +29,30 @@ fn known_roles_start_at_zero_for_every_outcome() {
     }
     assert!(text.contains("countersign_requests_created_total{role=\"prod-db\"} 0"));
 }
+
+#[test]
+fn wal_checkpoints_are_counted_by_outcome() {
+    let m = Metrics::new();
+    let stats = |counts| crate::store::Stats {
+        wal_checkpoints: counts,
+        ..Default::default()
+    };
+    let text = m.encode(None, stats([7, 3, 1, 0, 0]));
+    for line in [
+        "countersign_store_wal_checkpoints_total{outcome=\"copied\"} 7",
+        "countersign_store_wal_checkpoints_total{outcome=\"restarted\"} 3",
+        "countersign_store_wal_checkpoints_total{outcome=\"gave_up\"} 1",
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+    // No series for what never happened (PostgreSQL never has any).
+    assert!(!text.contains("outcome=\"on_writer\""), "{text}");
+    let text = m.encode(None, stats([9, 4, 1, 2, 1]));
+    for line in [
+        "countersign_store_wal_checkpoints_total{outcome=\"copied\"} 9",
+        "countersign_store_wal_checkpoints_total{outcome=\"on_writer\"} 2",
+        "countersign_store_wal_checkpoints_total{outcome=\"failed\"} 1",
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+}

@@ -84,13 +84,19 @@ impl Lite {
         conn.pragma_update(None, "cache_size", -16384)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
         migrate(&mut conn)?;
+        let checkpointer = writer::checkpoint::Checkpointer::start(path, &conn);
         Ok(Lite {
             path: path.to_owned(),
             id: writer::next_store_id(),
-            writer: Arc::new(Shared::new(conn)),
+            writer: Arc::new(Shared::new(conn, checkpointer)),
             threads: OnceLock::new(),
             readers: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The WAL checkpoints run beside the writer, by outcome (`writer/checkpoint.rs`).
+    pub(super) fn checkpoints(&self) -> [u64; 5] {
+        self.writer.checkpoints()
     }
 
     /// What the writer thread has done, once it started.

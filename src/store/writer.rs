@@ -18,6 +18,7 @@
 //! and the thread.
 
 mod batch;
+pub(in crate::store) mod checkpoint;
 pub(in crate::store) mod held;
 
 use std::cell::Cell;
@@ -27,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, TransactionBehavior};
 
+use self::checkpoint::Checkpointer;
 use super::{StoreError, lock};
 
 pub(super) use batch::{batch_is_open_here, read_in_batch, write_in_batch};
@@ -64,6 +66,9 @@ pub(super) struct Shared {
     pub(super) members: AtomicU64,
     /// SAVEPOINTs the batches' writes took (`held.rs`; for tests).
     pub(super) savepoints: AtomicU64,
+    /// Checkpoints the WAL beside the writer (`checkpoint.rs`, which also has the
+    /// methods that use it); `None`: SQLite's automatic ones, inside the COMMIT.
+    checkpointer: Option<Checkpointer>,
 }
 
 struct Slot {
@@ -99,7 +104,7 @@ impl Drop for WakeOnDrop<'_> {
 }
 
 impl Shared {
-    pub(super) fn new(conn: Connection) -> Self {
+    pub(super) fn new(conn: Connection, checkpointer: Option<Checkpointer>) -> Self {
         Shared {
             slot: Mutex::new(Slot {
                 conn: Some(conn),
@@ -111,6 +116,7 @@ impl Shared {
             batches: AtomicU64::new(0),
             members: AtomicU64::new(0),
             savepoints: AtomicU64::new(0),
+            checkpointer,
         }
     }
 
@@ -147,6 +153,9 @@ impl Shared {
                 let _unmark = UnmarkAlone;
                 super::after::discard();
                 let result = transaction(conn, f);
+                if result.is_ok() {
+                    self.after_commit(conn);
+                }
                 super::after::settle(&result);
                 result
             }
@@ -175,6 +184,10 @@ impl Shared {
     /// Closes the connection (SQLite checkpoints and removes the WAL when the last
     /// connection closes), after the batch that has it, if any; later batches fail.
     pub(super) fn close(&self) {
+        // Its connection first: the last one to close removes the WAL.
+        if let Some(c) = &self.checkpointer {
+            c.stop();
+        }
         let slot = lock(&self.slot);
         let mut slot = self
             .free
@@ -322,10 +335,10 @@ impl Threads {
 
 /// Starts the writer thread of store `store`.
 ///
-/// Checkpoints stay SQLite's automatic ones, on the write connection right after a
-/// COMMIT: a checkpointer thread of its own would run beside the writer, never find the
-/// WAL fully copied back under steady load, and so never let the WAL restart, and the
-/// WAL would grow without bound. Other checkpoint schedules were tried and not kept
+/// Checkpoints run beside it (`checkpoint.rs`): a thread of their own copies the WAL
+/// back while the writer goes on, and now and then holds the writer off for a moment to
+/// finish the copy (a RESTART), since a checkpoint beside a writer that never stops never
+/// catches up, and only a WAL copied whole starts again from its beginning
 /// (docs/benchmark.md, "Lab notes").
 pub(super) fn start(shared: Arc<Shared>, store: u64) -> Option<Threads> {
     spawn("countersign-writer", move |jobs, _| {

@@ -82,12 +82,12 @@ fn the_wal_stays_bounded_under_steady_writes_and_reads() {
         .collect();
     let mut largest = 0;
     for round in 0..100 {
-        // 30 operations of 8 KB in flight at once: batches, as under load. 24 MB in all.
+        // 30 operations in flight at once: batches, as under load.
         let ops: Vec<Box<dyn FnOnce() -> Result<(), StoreError> + Send>> = (0..30)
             .map(|i| {
                 let s = store.clone();
                 let op: Box<dyn FnOnce() -> Result<(), StoreError> + Send> =
-                    Box::new(move || insert(&s, round * 100 + i, Some(&"x".repeat(8000))));
+                    Box::new(move || insert(&s, round * 100 + i, Some(&"x".repeat(ROW))));
                 op
             })
             .collect();
@@ -100,27 +100,115 @@ fn the_wal_stays_bounded_under_steady_writes_and_reads() {
     for r in readers {
         r.join().unwrap();
     }
-    assert_eq!(count(&store), 3000);
+    assert_eq!(count(&store), ROWS);
     assert!(
-        largest < 12 << 20,
-        "the WAL grew to {largest} bytes for 24 MB written: checkpoints are not keeping up"
+        largest < wal_bound(),
+        "the WAL grew to {largest} bytes for {} MB written: checkpoints are not keeping up",
+        WRITTEN >> 20
     );
 }
 
-/// Writes made alone (CLI commands, the expiry sweep) checkpoint after their own COMMIT
-/// (SQLite's automatic checkpoint), as batches do.
+/// The rows the WAL tests write (15 frames each), and how many: 168 MB.
+const ROW: usize = 56_000;
+const ROWS: i64 = 3_000;
+const WRITTEN: u64 = ROW as u64 * ROWS as u64;
+
+/// The most bytes the WAL may take: [`FORCE_AT`](crate::store::writer::checkpoint)
+/// frames, past which the writer checkpoints after every COMMIT too, and a batch more (of
+/// 4 KiB pages, each with its 24-byte frame header). Two thirds of what these tests write.
+fn wal_bound() -> u64 {
+    let frames = u64::from(crate::store::writer::checkpoint::FORCE_AT) + 1_000;
+    let bound = frames * (4096 + 24);
+    assert!(
+        bound * 3 / 2 < WRITTEN,
+        "the tests must write more than the WAL holds"
+    );
+    bound
+}
+
+/// Writes made alone (CLI commands, the expiry sweep) wake the checkpoint thread and
+/// checkpoint after their own COMMIT, as batches do.
 #[test]
 fn the_wal_stays_bounded_under_writes_made_alone() {
     let (dir, store) = store();
     let wal = dir.path().join("db-wal");
     let mut largest = 0;
-    for k in 0..1500 {
-        insert(&store, k, Some(&"x".repeat(8000))).unwrap();
+    for k in 0..ROWS {
+        insert(&store, k, Some(&"x".repeat(ROW))).unwrap();
         largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
     }
-    assert_eq!(count(&store), 1500);
+    assert_eq!(count(&store), ROWS);
     assert!(
-        largest < 12 << 20,
-        "the WAL grew to {largest} bytes for 12 MB written alone: no checkpoints"
+        largest < wal_bound(),
+        "the WAL grew to {largest} bytes for {} MB written alone: no checkpoints",
+        WRITTEN >> 20
+    );
+}
+
+/// A read that stays in the WAL for long (`audit verify` over a large log) holds no
+/// write up: the checkpoint thread's RESTART, which waits for readers while it holds the
+/// write lock, gives up after a few milliseconds instead of the store's 10 s busy
+/// timeout, and the WAL starts again once the reader has left.
+#[test]
+fn a_long_read_holds_no_write_up_and_the_wal_restarts_after_it() {
+    use crate::store::writer::checkpoint::{FORCE_AT, WAIT_AT_MOST};
+    let (dir, store) = store();
+    let wal = dir.path().join("db-wal");
+    insert(&store, -1, Some("")).unwrap();
+    // A snapshot taken and kept, as a long scan keeps it.
+    let reader = rusqlite::Connection::open(dir.path().join("db")).unwrap();
+    reader.execute_batch("BEGIN").unwrap();
+    let seen = |r: &rusqlite::Connection| -> i64 {
+        r.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(seen(&reader), 1);
+    // 2,000 rows (30,000 frames): past FORCE_AT, none of which can be copied back while
+    // the reader stays.
+    let mut slowest = std::time::Duration::ZERO;
+    for k in 0..2_000 {
+        let began = std::time::Instant::now();
+        insert(&store, k, Some(&"x".repeat(ROW))).unwrap();
+        slowest = slowest.max(began.elapsed());
+    }
+    let [_, restarted, gave_up, on_writer, _] = store.stats().wal_checkpoints;
+    assert!(
+        gave_up >= 1 && on_writer >= 1 && restarted == 0,
+        "the thread's RESTART met the reader and gave up, the writer checkpointed past \
+         FORCE_AT: {:?}",
+        store.stats().wal_checkpoints
+    );
+    assert_eq!(
+        seen(&reader),
+        1,
+        "the reader kept its snapshot through the writes"
+    );
+    // A write held up by a checkpoint waiting for the reader would take 10 s (the store's
+    // busy timeout) instead of milliseconds: a bound far from both.
+    assert!(
+        slowest < WAIT_AT_MOST * 200,
+        "a write took {slowest:?} while a reader stayed: a checkpoint waited for it"
+    );
+    let pinned = std::fs::metadata(&wal).unwrap().len();
+    assert!(
+        pinned > u64::from(FORCE_AT) * 4096,
+        "the WAL ({pinned} bytes) was copied back past the reader's snapshot"
+    );
+    reader.execute_batch("COMMIT").unwrap();
+    drop(reader);
+    // Once the reader has left, the WAL starts again (after the next COMMIT's checkpoint):
+    // as much again written makes the file no longer than by a write or two.
+    for k in 2_000..4_000 {
+        insert(&store, k, Some(&"x".repeat(ROW))).unwrap();
+    }
+    assert_eq!(count(&store), 4_001);
+    assert!(
+        store.stats().wal_checkpoints[1] >= 1,
+        "no RESTART after the reader left"
+    );
+    let after = std::fs::metadata(&wal).unwrap().len();
+    assert!(
+        after < pinned + (1 << 20),
+        "the WAL grew from {pinned} to {after} bytes after the reader left: it never restarted"
     );
 }

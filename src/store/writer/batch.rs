@@ -190,7 +190,10 @@ impl Shared {
                 Err(why)
             }
             None => match exec(&conn, "COMMIT") {
-                Ok(()) => Ok(()),
+                Ok(()) => {
+                    self.after_commit(&conn);
+                    Ok(())
+                }
                 Err(e) => {
                     // A failed COMMIT may have ended the transaction already (disk full).
                     if !conn.is_autocommit() {
