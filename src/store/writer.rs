@@ -152,6 +152,7 @@ impl Shared {
                 ALONE.with(|a| a.set(true));
                 let _unmark = UnmarkAlone;
                 super::after::discard();
+                self.before_begin(conn);
                 let result = transaction(conn, f);
                 if result.is_ok() {
                     self.after_commit(conn);
@@ -336,10 +337,10 @@ impl Threads {
 /// Starts the writer thread of store `store`.
 ///
 /// Checkpoints run beside it (`checkpoint.rs`): a thread of their own copies the WAL
-/// back while the writer goes on, and now and then holds the writer off for a moment to
-/// finish the copy (a RESTART), since a checkpoint beside a writer that never stops never
-/// catches up, and only a WAL copied whole starts again from its beginning
-/// (docs/benchmark.md, "Lab notes").
+/// back while the writer goes on, and the writer finishes the copy now and then before a
+/// batch (a RESTART), since a checkpoint beside a writer that never stops never catches
+/// up, and only a WAL copied whole starts again from its beginning (docs/benchmark.md,
+/// "Lab notes").
 pub(super) fn start(shared: Arc<Shared>, store: u64) -> Option<Threads> {
     spawn("countersign-writer", move |jobs, _| {
         shared.run_batch(store, jobs)

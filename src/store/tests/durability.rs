@@ -146,9 +146,9 @@ fn the_wal_stays_bounded_under_writes_made_alone() {
 }
 
 /// A read that stays in the WAL for long (`audit verify` over a large log) holds no
-/// write up: the checkpoint thread's RESTART, which waits for readers while it holds the
-/// write lock, gives up after a few milliseconds instead of the store's 10 s busy
-/// timeout, and the WAL starts again once the reader has left.
+/// write up: the RESTART, which keeps every write waiting while it waits for readers,
+/// gives up after a few milliseconds instead of the store's 10 s busy timeout, and the
+/// WAL starts again once the reader has left.
 #[test]
 fn a_long_read_holds_no_write_up_and_the_wal_restarts_after_it() {
     use crate::store::writer::checkpoint::{FORCE_AT, WAIT_AT_MOST};
@@ -174,7 +174,7 @@ fn a_long_read_holds_no_write_up_and_the_wal_restarts_after_it() {
     let [_, restarted, gave_up, on_writer, _] = store.stats().wal_checkpoints;
     assert!(
         gave_up >= 1 && on_writer >= 1 && restarted == 0,
-        "the thread's RESTART met the reader and gave up, the writer checkpointed past \
+        "the RESTART met the reader and gave up, the writer checkpointed past \
          FORCE_AT: {:?}",
         store.stats().wal_checkpoints
     );

@@ -136,6 +136,7 @@ impl Shared {
             return;
         };
         crate::store::after::discard();
+        self.before_begin(&conn);
         let began = exec(&conn, "BEGIN IMMEDIATE");
         BATCH.with(|b| {
             *b.borrow_mut() = Some(Batch {

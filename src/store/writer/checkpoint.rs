@@ -12,25 +12,27 @@
 //! thread with a connection of its own. The thread copies the WAL back with PASSIVE
 //! checkpoints while the writer goes on writing, until what is left is under
 //! [`LEFT_ENOUGH`] frames (a PASSIVE checkpoint never catches up with a writer that keeps
-//! writing), then runs a RESTART: it takes the write lock, copies that rest, syncs, and
-//! waits for readers to leave the WAL, so that the next write starts the WAL again from
-//! its beginning. Fewer, larger checkpoints sync the database file less often, and the
-//! writer waits only for the last small part (docs/benchmark.md, session 29).
+//! writing), then asks the writer for a RESTART, which the writer runs before its next
+//! batch: it copies that rest, syncs, and waits for readers to leave the WAL, so that the
+//! next write starts the WAL again from its beginning. Fewer, larger checkpoints sync the
+//! database file less often, and the writer waits only for the last small part
+//! (docs/benchmark.md, session 29). The writer runs it, not the thread, because a thread
+//! waiting for the write lock seldom gets it from a writer that is never idle under load.
 //!
-//! Waiting is what a RESTART could do too much of: it holds the write lock while it
-//! waits, and a long read (`audit verify` over a large log) stays in the WAL for
-//! seconds. The thread's connection therefore waits at most [`WAIT_AT_MOST`] in all
-//! (its own busy handler, not the store's 10 s), after which the RESTART gives up until
-//! the next wake-up. Past [`FORCE_AT`] frames (a reader kept the WAL, or the thread fell
-//! behind) the writer also checkpoints after each COMMIT as SQLite would (PASSIVE, never
-//! waiting for anyone). Checkpoints never decide durability: a COMMIT is durable once its
-//! WAL frames are synced, and a crash at any point of a checkpoint loses nothing.
+//! Waiting is what a RESTART could do too much of: it keeps every write waiting while it
+//! waits for readers, and a long read (`audit verify` over a large log) stays in the WAL
+//! for seconds. So the RESTART waits at most [`WAIT_AT_MOST`] in all (a busy handler of
+//! its own for that one statement, not the store's 10 s), then gives up until the next
+//! cycle. Past [`FORCE_AT`] frames (a reader kept the WAL, or the thread fell behind)
+//! the writer also checkpoints after each COMMIT as SQLite would (PASSIVE, never waiting
+//! for anyone). Checkpoints never decide durability: a COMMIT is durable once its WAL
+//! frames are synced, and a crash at any point of a checkpoint loses nothing.
 
 use std::cell::Cell;
 use std::ffi::c_int;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -42,14 +44,16 @@ use rusqlite::hooks::Wal;
 /// Frames added to the WAL between two wake-ups of the checkpoint thread (frames are
 /// 4 KiB pages; SQLite's own automatic checkpoint comes every 1,000).
 pub(in crate::store) const CYCLE: u32 = 16_000;
-/// What may be left to copy when the thread stops its PASSIVE passes for the RESTART.
+/// What may be left to copy when the thread stops its PASSIVE passes and asks for the
+/// RESTART.
 const LEFT_ENOUGH: i64 = 1_000;
 /// The most PASSIVE passes before a RESTART.
 const PASSES: usize = 3;
 /// WAL length from which the writer also checkpoints (PASSIVE) after each COMMIT: the
-/// thread's RESTART did not start the WAL again within half a cycle.
+/// RESTART did not start the WAL again within half a cycle.
 pub(in crate::store) const FORCE_AT: u32 = CYCLE + CYCLE / 2;
-/// The longest a checkpoint of the thread waits, in all, for the writer or readers.
+/// The longest a RESTART, or a checkpoint of the thread, waits in all for readers or
+/// the writer.
 pub(in crate::store) const WAIT_AT_MOST: Duration = Duration::from_millis(5);
 /// One wait of the busy handlers here.
 const WAIT_STEP: Duration = Duration::from_micros(100);
@@ -60,9 +64,9 @@ const WAIT_STEP: Duration = Duration::from_micros(100);
 enum Outcome {
     /// The thread's PASSIVE one ran.
     Copied,
-    /// The thread's RESTART copied everything and readers left: the WAL starts again.
+    /// The writer's RESTART copied everything and readers left: the WAL starts again.
     Restarted,
-    /// The thread's RESTART gave up waiting for the writer or a reader.
+    /// The writer's RESTART gave up waiting for a reader.
     GaveUp,
     /// The writer's own PASSIVE one ran (the WAL was past [`FORCE_AT`]).
     OnWriter,
@@ -85,7 +89,8 @@ fn note(_: &Wal, frames: c_int) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// The checkpoint connection's busy handler: `true` (wait and try again) for about
+/// The busy handler of a RESTART (on the write connection, for that statement only) and
+/// of the checkpoint thread's connection: `true` (wait and try again) for about
 /// [`WAIT_AT_MOST`]. SQLite counts `tries` over one statement and stops calling once it
 /// said no, so this bounds all the waits of one checkpoint together.
 fn wait_briefly(tries: c_int) -> bool {
@@ -97,22 +102,6 @@ fn wait_briefly(tries: c_int) -> bool {
     true
 }
 
-/// The write connection's busy handler once the thread checkpoints beside it: as the
-/// store's 10 s busy timeout, but trying again every [`WAIT_STEP`] for the first 20 ms,
-/// so that a write held off by a RESTART goes on as soon as it ends (SQLite's own
-/// handler sleeps 1, 2, 5, 10 ms ... between tries: a 4 ms RESTART held writes 8 ms).
-fn wait_for_lock(tries: c_int) -> bool {
-    const QUICK: c_int = 200;
-    const SLOW: Duration = Duration::from_millis(10);
-    match tries {
-        ..QUICK => std::thread::sleep(WAIT_STEP),
-        // 10 s in all.
-        QUICK..1_200 => std::thread::sleep(SLOW),
-        _ => return false,
-    }
-    true
-}
-
 /// The checkpoint thread of one write connection.
 pub(in crate::store) struct Checkpointer {
     /// Wakes the thread; `None` once stopped (the thread then ends and closes its
@@ -121,6 +110,9 @@ pub(in crate::store) struct Checkpointer {
     thread: Mutex<Option<JoinHandle<()>>>,
     /// The WAL's length when the thread was last woken.
     woken_at: AtomicU32,
+    /// Set by the thread once its passes have copied nearly everything: the writer runs
+    /// the RESTART before its next batch.
+    restart: Arc<AtomicBool>,
     counts: Arc<Counts>,
 }
 
@@ -138,20 +130,19 @@ impl Checkpointer {
             .ok()?;
         let (wake, woken) = mpsc::sync_channel::<()>(1);
         let counts = Arc::new(Counts::default());
-        let counted = counts.clone();
+        let restart = Arc::new(AtomicBool::new(false));
+        let (counted, ask) = (counts.clone(), restart.clone());
         let thread = std::thread::Builder::new()
             .name("countersign-checkpoint".into())
-            .spawn(move || run(&own, &woken, &counted))
+            .spawn(move || run(&own, &woken, &counted, &ask))
             .map_err(|e| tracing::warn!(error = %e, "no checkpoint thread"))
             .ok()?;
-        if let Err(e) = conn.busy_handler(Some(wait_for_lock)) {
-            tracing::warn!(error = %e, "no busy handler for checkpoints beside the writer");
-        }
         conn.wal_hook(Some(note));
         Some(Checkpointer {
             wake: Mutex::new(Some(wake)),
             thread: Mutex::new(Some(thread)),
             woken_at: AtomicU32::new(0),
+            restart,
             counts,
         })
     }
@@ -190,11 +181,35 @@ impl Checkpointer {
         }
         if frames >= FORCE_AT {
             // What SQLite's automatic checkpoint does: copies what it can, waits for no
-            // one (busy at once if the thread is checkpointing).
-            let outcome = checkpoint(conn, "PASSIVE", true);
+            // one (busy at once if the thread is checkpointing). Failures are counted,
+            // not logged: this runs after every COMMIT, the thread says them once.
+            let outcome = checkpoint(conn, "PASSIVE", false);
             let outcome = outcome.map_or(Outcome::Failed, |_| Outcome::OnWriter);
             self.counts[outcome as usize].fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Before a batch (or a write alone) on `conn`, the write connection, outside any
+    /// transaction: the RESTART the thread asked for, if it did. The writer holds no lock
+    /// then, so the RESTART only waits for readers, [`WAIT_AT_MOST`] in all.
+    fn restart_if_asked(&self, conn: &Connection) {
+        if !self.restart.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let quick = conn.busy_handler(Some(wait_briefly));
+        let outcome = match quick {
+            Ok(()) => checkpoint(conn, "RESTART", true),
+            Err(_) => None,
+        };
+        if let Err(e) = conn.busy_timeout(super::super::BUSY_TIMEOUT) {
+            tracing::warn!(error = %e, "the write connection's busy handler was not set back");
+        }
+        let outcome = match outcome {
+            None => Outcome::Failed,
+            Some(Pass { gave_up: true, .. }) => Outcome::GaveUp,
+            Some(_) => Outcome::Restarted,
+        };
+        self.counts[outcome as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Ends the thread and waits for it, so that its connection is closed before the
@@ -231,6 +246,14 @@ impl super::Shared {
             c.after_commit(conn);
         }
     }
+
+    /// Before a transaction on `conn`, the write connection: the RESTART the checkpoint
+    /// thread asked for, if any.
+    pub(super) fn before_begin(&self, conn: &Connection) {
+        if let Some(c) = &self.checkpointer {
+            c.restart_if_asked(conn);
+        }
+    }
 }
 
 impl Drop for Checkpointer {
@@ -239,30 +262,27 @@ impl Drop for Checkpointer {
     }
 }
 
-/// The checkpoint thread: PASSIVE passes and a RESTART at each wake-up, until the
-/// sender is dropped.
-fn run(own: &Connection, woken: &mpsc::Receiver<()>, counts: &Counts) {
+/// The checkpoint thread: PASSIVE passes at each wake-up, then asks the writer for the
+/// RESTART (`restart`), until the sender is dropped.
+fn run(own: &Connection, woken: &mpsc::Receiver<()>, counts: &Counts, restart: &AtomicBool) {
     // A failing checkpoint (a full disk) is said once, not at every wake-up.
     let mut failing = false;
-    let count = |outcome: Outcome| counts[outcome as usize].fetch_add(1, Ordering::Relaxed);
     while let Ok(()) = woken.recv() {
         let mut outcome = None;
         for _ in 0..PASSES {
             outcome = checkpoint(own, "PASSIVE", !failing);
             let Some(pass) = outcome else { break };
-            count(Outcome::Copied);
+            counts[Outcome::Copied as usize].fetch_add(1, Ordering::Relaxed);
             if pass.left < LEFT_ENOUGH {
                 break;
             }
         }
-        if outcome.is_some() {
-            outcome = checkpoint(own, "RESTART", !failing);
+        match outcome {
+            Some(_) => restart.store(true, Ordering::Relaxed),
+            None => {
+                counts[Outcome::Failed as usize].fetch_add(1, Ordering::Relaxed);
+            }
         }
-        count(match outcome {
-            None => Outcome::Failed,
-            Some(Pass { gave_up: true, .. }) => Outcome::GaveUp,
-            Some(_) => Outcome::Restarted,
-        });
         if failing && outcome.is_some() {
             tracing::info!("WAL checkpoints succeed again");
         }
