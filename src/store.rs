@@ -158,10 +158,10 @@ pub struct Stats {
     /// PostgreSQL: token lookups answered from what this replica remembers, and from
     /// the database (`store/credentials.rs`).
     pub tokens_remembered: [u64; 2],
-    /// SQLite: WAL checkpoints run beside the writer, by outcome: copied (the checkpoint
-    /// thread's PASSIVE ones), restarted (its RESTARTs: the WAL starts again), gave up
-    /// (RESTARTs that stopped waiting for the writer or a reader), on the writer (the
-    /// writer's own, past 8,000 frames), failed (`store/writer/checkpoint.rs`).
+    /// SQLite: WAL checkpoints beside the writer, by outcome: copied (the checkpoint
+    /// thread's PASSIVE passes), restarted (the writer's RESTARTs: the WAL starts again),
+    /// gave up (RESTARTs that stopped waiting for readers), on the writer (its PASSIVE
+    /// ones after a COMMIT, past 24,000 frames), failed (`store/writer/checkpoint.rs`).
     pub wal_checkpoints: [u64; 5],
 }
 

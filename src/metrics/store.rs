@@ -63,9 +63,9 @@ impl StoreMetrics {
         );
         r.register(
             "store_wal_checkpoints",
-            "SQLite: WAL checkpoints run beside the writer, by outcome: copied, restarted \
-             (the WAL starts again), gave_up (a RESTART stopped waiting for the writer or a \
-             reader), on_writer (the writer's own: the checkpoint thread fell behind), failed",
+            "SQLite: WAL checkpoints beside the writer, by outcome: copied, restarted (the \
+             WAL starts again), gave_up (a RESTART stopped waiting for readers), on_writer \
+             (the writer's own after a COMMIT: the WAL is not restarting), failed",
             self.wal_checkpoints.clone(),
         );
         r.register(

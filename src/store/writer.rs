@@ -56,6 +56,10 @@ pub(super) type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 /// The write connection, shared by the writer thread and writers that write alone.
 pub(super) struct Shared {
+    /// Checkpoints the WAL beside the writer (`checkpoint.rs`, which also has the
+    /// methods that use it); `None`: SQLite's automatic ones, inside the COMMIT. First,
+    /// so that it is dropped (its thread stopped) before the write connection closes.
+    checkpointer: Option<Checkpointer>,
     slot: Mutex<Slot>,
     /// Signalled whenever the connection comes back.
     free: Condvar,
@@ -66,9 +70,6 @@ pub(super) struct Shared {
     pub(super) members: AtomicU64,
     /// SAVEPOINTs the batches' writes took (`held.rs`; for tests).
     pub(super) savepoints: AtomicU64,
-    /// Checkpoints the WAL beside the writer (`checkpoint.rs`, which also has the
-    /// methods that use it); `None`: SQLite's automatic ones, inside the COMMIT.
-    checkpointer: Option<Checkpointer>,
 }
 
 struct Slot {
@@ -106,6 +107,7 @@ impl Drop for WakeOnDrop<'_> {
 impl Shared {
     pub(super) fn new(conn: Connection, checkpointer: Option<Checkpointer>) -> Self {
         Shared {
+            checkpointer,
             slot: Mutex::new(Slot {
                 conn: Some(conn),
                 alone_waiting: 0,
@@ -116,7 +118,6 @@ impl Shared {
             batches: AtomicU64::new(0),
             members: AtomicU64::new(0),
             savepoints: AtomicU64::new(0),
-            checkpointer,
         }
     }
 

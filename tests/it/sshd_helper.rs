@@ -52,11 +52,7 @@ impl Sshd {
             // sshd running as root needs its privilege-separation directory.
             std::fs::create_dir_all("/run/sshd").unwrap();
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::cli::free_port();
         let config = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {pid}\n\
              TrustedUserCAKeys {ca}\n\

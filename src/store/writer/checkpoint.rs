@@ -36,13 +36,13 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use rusqlite::hooks::Wal;
 
 /// Frames added to the WAL between two wake-ups of the checkpoint thread (frames are
-/// 4 KiB pages; SQLite's own automatic checkpoint comes every 1,000).
+/// 4 KiB pages, so about 65 MB; SQLite's own automatic checkpoint comes every 1,000).
 pub(in crate::store) const CYCLE: u32 = 16_000;
 /// What may be left to copy when the thread stops its PASSIVE passes and asks for the
 /// RESTART.
@@ -66,7 +66,8 @@ enum Outcome {
     Copied,
     /// The writer's RESTART copied everything and readers left: the WAL starts again.
     Restarted,
-    /// The writer's RESTART gave up waiting for a reader.
+    /// The writer's RESTART gave up waiting for a reader (or found the checkpoint lock
+    /// held by another connection).
     GaveUp,
     /// The writer's own PASSIVE one ran (the WAL was past [`FORCE_AT`]).
     OnWriter,
@@ -80,6 +81,8 @@ type Counts = [AtomicU64; 5];
 thread_local! {
     /// The WAL's length after the last COMMIT on this thread (0: none since read).
     static WAL_FRAMES: Cell<u32> = const { Cell::new(0) };
+    /// When [`wait_briefly`] was first called for the statement running on this thread.
+    static WAITING_SINCE: Cell<Instant> = Cell::new(Instant::now());
 }
 
 /// The write connection's WAL hook: notes the WAL's length for [`Checkpointer::after_commit`]
@@ -94,8 +97,15 @@ fn note(_: &Wal, frames: c_int) -> rusqlite::Result<()> {
 /// [`WAIT_AT_MOST`]. SQLite counts `tries` over one statement and stops calling once it
 /// said no, so this bounds all the waits of one checkpoint together.
 fn wait_briefly(tries: c_int) -> bool {
-    let most = WAIT_AT_MOST.as_micros() / WAIT_STEP.as_micros();
-    if u128::try_from(tries).unwrap_or(u128::MAX) >= most {
+    // Timed, not counted: each sleep overshoots its 0.1 ms.
+    let now = Instant::now();
+    let since = if tries == 0 {
+        WAITING_SINCE.with(|w| w.set(now));
+        now
+    } else {
+        WAITING_SINCE.with(Cell::get)
+    };
+    if now.saturating_duration_since(since) >= WAIT_AT_MOST {
         return false;
     }
     std::thread::sleep(WAIT_STEP);
@@ -268,20 +278,34 @@ fn run(own: &Connection, woken: &mpsc::Receiver<()>, counts: &Counts, restart: &
     // A failing checkpoint (a full disk) is said once, not at every wake-up.
     let mut failing = false;
     while let Ok(()) = woken.recv() {
+        // Whether the passes left the RESTART little to copy.
+        let mut nearly_all = false;
         let mut outcome = None;
         for _ in 0..PASSES {
             outcome = checkpoint(own, "PASSIVE", !failing);
-            let Some(pass) = outcome else { break };
-            counts[Outcome::Copied as usize].fetch_add(1, Ordering::Relaxed);
-            if pass.left < LEFT_ENOUGH {
-                break;
+            match outcome {
+                // Another connection held the checkpoint lock (the writer's own
+                // checkpoint, or another process's): nothing copied, nothing known.
+                Some(Pass { gave_up: true, .. }) | None => break,
+                Some(Pass { left, .. }) => {
+                    counts[Outcome::Copied as usize].fetch_add(1, Ordering::Relaxed);
+                    nearly_all = left < LEFT_ENOUGH;
+                    if nearly_all {
+                        break;
+                    }
+                }
             }
         }
-        match outcome {
-            Some(_) => restart.store(true, Ordering::Relaxed),
-            None => {
-                counts[Outcome::Failed as usize].fetch_add(1, Ordering::Relaxed);
-            }
+        if nearly_all {
+            // A wake-up that came meanwhile would start passes that take the checkpoint
+            // lock from the writer's RESTART.
+            while woken.try_recv().is_ok() {}
+            restart.store(true, Ordering::Relaxed);
+        }
+        // Otherwise the writer outpaced the passes: the next cycle tries again, and past
+        // FORCE_AT the writer checkpoints as SQLite would.
+        if outcome.is_none() {
+            counts[Outcome::Failed as usize].fetch_add(1, Ordering::Relaxed);
         }
         if failing && outcome.is_some() {
             tracing::info!("WAL checkpoints succeed again");

@@ -219,7 +219,7 @@ fn append_conf(root: &Path, lines: &str) {
 pub(super) fn start_on_free_port(root: &Path) -> u16 {
     let mut last = String::new();
     for _ in 0..10 {
-        let port = free_port();
+        let port = crate::cli::free_port();
         append_conf(root, &format!("port = {port}\n"));
         match try_start(root) {
             Ok(()) => return port,
@@ -230,21 +230,6 @@ pub(super) fn start_on_free_port(root: &Path) -> u16 {
         }
     }
     panic!("no free port for PostgreSQL: {last}");
-}
-
-fn free_port() -> u16 {
-    let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(32768);
-    let (from, to) = (10000u16, low.max(12000));
-    loop {
-        let r = u16::from_le_bytes(random_bytes::<2>());
-        let port = from + r % (to - from);
-        if std::net::TcpListener::bind((HOST, port)).is_ok() {
-            return port;
-        }
-    }
 }
 
 /// `pg_ctl start`, waiting until the server accepts connections; `Err` carries pg_ctl's
