@@ -33,26 +33,28 @@ fn known_roles_start_at_zero_for_every_outcome() {
 #[test]
 fn wal_checkpoints_are_counted_by_outcome() {
     let m = Metrics::new();
-    let stats = |counts| crate::store::Stats {
-        wal_checkpoints: counts,
-        ..Default::default()
+    // The page after the store counted `counts`: each `(outcome, n)` shown as `n`.
+    let shows = |counts, expected: &[(&str, u64)]| {
+        let stats = crate::store::Stats {
+            wal_checkpoints: counts,
+            ..Default::default()
+        };
+        let text = m.encode(None, stats);
+        for (outcome, n) in expected {
+            let line =
+                format!("countersign_store_wal_checkpoints_total{{outcome=\"{outcome}\"}} {n}");
+            assert!(text.contains(&line), "{line} missing from\n{text}");
+        }
+        text
     };
-    let text = m.encode(None, stats([7, 3, 1, 0, 0]));
-    for line in [
-        "countersign_store_wal_checkpoints_total{outcome=\"copied\"} 7",
-        "countersign_store_wal_checkpoints_total{outcome=\"restarted\"} 3",
-        "countersign_store_wal_checkpoints_total{outcome=\"gave_up\"} 1",
-    ] {
-        assert!(text.contains(line), "{line} missing from\n{text}");
-    }
+    let text = shows(
+        [7, 3, 1, 0, 0],
+        &[("copied", 7), ("restarted", 3), ("gave_up", 1)],
+    );
     // No series for what never happened (PostgreSQL never has any).
     assert!(!text.contains("outcome=\"on_writer\""), "{text}");
-    let text = m.encode(None, stats([9, 4, 1, 2, 1]));
-    for line in [
-        "countersign_store_wal_checkpoints_total{outcome=\"copied\"} 9",
-        "countersign_store_wal_checkpoints_total{outcome=\"on_writer\"} 2",
-        "countersign_store_wal_checkpoints_total{outcome=\"failed\"} 1",
-    ] {
-        assert!(text.contains(line), "{line} missing from\n{text}");
-    }
+    shows(
+        [9, 4, 1, 2, 1],
+        &[("copied", 9), ("on_writer", 2), ("failed", 1)],
+    );
 }
