@@ -12,7 +12,8 @@
 //! thread with a connection of its own. The thread copies the WAL back with PASSIVE
 //! checkpoints while the writer goes on writing, until what is left is under
 //! [`LEFT_ENOUGH`] frames (a PASSIVE checkpoint never catches up with a writer that keeps
-//! writing), then asks the writer for a RESTART, which the writer runs before its next
+//! writing; if [`PASSES`] passes do not get there, it asks for nothing this cycle), then
+//! asks the writer for a RESTART, which the writer runs before its next
 //! batch: it copies that rest, syncs, and waits for readers to leave the WAL, so that the
 //! next write starts the WAL again from its beginning. Fewer, larger checkpoints sync the
 //! database file less often, and the writer waits only for the last small part
@@ -203,13 +204,16 @@ impl Checkpointer {
     /// transaction: the RESTART the thread asked for, if it did. The writer holds no lock
     /// then, so the RESTART only waits for readers, [`WAIT_AT_MOST`] in all.
     fn restart_if_asked(&self, conn: &Connection) {
-        if !self.restart.swap(false, Ordering::Relaxed) {
+        // Read first: this runs before every batch, the flag is set once a cycle.
+        if !self.restart.load(Ordering::Relaxed) || !self.restart.swap(false, Ordering::Relaxed) {
             return;
         }
-        let quick = conn.busy_handler(Some(wait_briefly));
-        let outcome = match quick {
+        let outcome = match conn.busy_handler(Some(wait_briefly)) {
             Ok(()) => checkpoint(conn, "RESTART", true),
-            Err(_) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "no RESTART: its busy handler could not be set");
+                None
+            }
         };
         if let Err(e) = conn.busy_timeout(super::super::BUSY_TIMEOUT) {
             tracing::warn!(error = %e, "the write connection's busy handler was not set back");
@@ -236,8 +240,10 @@ impl Checkpointer {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        if let Some(thread) = thread {
-            let _ = thread.join();
+        if let Some(thread) = thread
+            && thread.join().is_err()
+        {
+            tracing::warn!("the WAL checkpoint thread had panicked");
         }
     }
 }
