@@ -384,4 +384,32 @@ mod tests {
             "{drawn}: drawn outside the stuck millisecond"
         );
     }
+
+    #[test]
+    fn a_serial_a_rollback_carried_a_revocation_of_is_not_drawn_again() {
+        let now = Utc
+            .timestamp_millis_opt(1_796_000_000_123)
+            .single()
+            .unwrap();
+        let seeded = || ChaCha8Rng::seed_from_u64(29);
+        let first = Serial::fresh(now, &mut seeded());
+        // The certificate is gone with the rolled-back copy; only its revocation is left,
+        // in the user CA's table and then the host CA's.
+        for carry in [certs::carry_revocation, hosts::carry_revocation] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(&dir.path().join("db")).unwrap();
+            let (taken, drawn) = store
+                .write(|tx| {
+                    assert!(carry(tx, first, i64::MAX, 0)?);
+                    let taken = certs::serial_taken(tx, first)?;
+                    Ok::<_, ServiceError>((taken, unused_serial(tx, now, &mut seeded())?))
+                })
+                .unwrap();
+            assert!(
+                taken,
+                "{first}: a carried revocation's serial counts as used"
+            );
+            assert_ne!(drawn, first, "a new certificate would be in the KRL");
+        }
+    }
 }

@@ -103,11 +103,14 @@ fn sql_serial(serial: Serial) -> Result<i64, StoreError> {
 /// The query of [`serial_taken`]: ?1 the stored serial; one row, a count.
 pub(super) const SERIAL_TAKEN: &str = "SELECT \
      (SELECT count(*) FROM certificates WHERE serial = ?1) \
-     + (SELECT count(*) FROM host_certificates WHERE serial = ?1)";
+     + (SELECT count(*) FROM host_certificates WHERE serial = ?1) \
+     + (SELECT count(*) FROM carried_revocations WHERE serial = ?1) \
+     + (SELECT count(*) FROM carried_host_revocations WHERE serial = ?1)";
 
-/// Whether a serial was ever used, by a user or a host certificate: one serial names one
-/// certificate, so `audit --serial N` tells one story (one the database cannot hold
-/// counts as used).
+/// Whether a serial was ever used, by a user or a host certificate, or by one an accepted
+/// rollback lost and whose revocation it carried over: one serial names one certificate,
+/// so `audit --serial N` tells one story and a new certificate never lands in a revocation
+/// list (one the database cannot hold counts as used).
 pub fn serial_taken(tx: &Tx<'_>, serial: Serial) -> Result<bool, StoreError> {
     let Some(serial) = serial.to_stored() else {
         return Ok(true);
