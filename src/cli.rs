@@ -123,7 +123,7 @@ pub struct Cli {
     pub config: PathBuf,
     /// Base URL of the countersign server (client commands) [default: the server of the
     /// session `login` saved, else http://127.0.0.1:7070].
-    #[arg(long, global = true, env = "COUNTERSIGN_URL")]
+    #[arg(long, global = true, env = "COUNTERSIGN_URL", hide_env_values = true)]
     pub url: Option<String>,
     /// The command to run.
     #[command(subcommand)]

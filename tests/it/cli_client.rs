@@ -209,21 +209,26 @@ async fn unwritable_stdout_is_a_one_line_error_and_a_closed_pipe_a_quiet_stop() 
 }
 
 /// The mistakes a new user makes first get a message that says what to do: `--help`
-/// names the variables, a URL without its scheme says which to write, `https://` to a
-/// plain-HTTP server says to use `http://`, and a token the server refuses says where a
-/// good one comes from.
+/// names the variables (never their values: a URL may carry a password), a URL without
+/// its scheme says which to write, `https://` to a plain-HTTP server says to use
+/// `http://`, and a token the server refuses says where a good one comes from.
 #[tokio::test]
 async fn client_mistakes_get_messages_that_say_what_to_do() {
     let app = TestApp::spawn().await;
     let help = run({
         let mut c = countersign(&app.config_path());
-        c.arg("--help");
+        c.arg("--help")
+            .env("COUNTERSIGN_URL", "http://ops:hunter2@ca.example:7070")
+            .env("COUNTERSIGN_TOKEN", "cs_hunter3");
         c
     })
     .await;
     let help = text(&help.stdout);
     for name in ["COUNTERSIGN_URL", "COUNTERSIGN_TOKEN", "token create"] {
         assert!(help.contains(name), "--help lacks {name}: {help}");
+    }
+    for secret in ["hunter2", "hunter3"] {
+        assert!(!help.contains(secret), "--help shows {secret}: {help}");
     }
 
     let hostport = app.url.trim_start_matches("http://").to_owned();

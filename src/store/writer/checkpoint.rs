@@ -194,7 +194,7 @@ impl Checkpointer {
             // What SQLite's automatic checkpoint does: copies what it can, waits for no
             // one (busy at once if the thread is checkpointing). Failures are counted,
             // not logged: this runs after every COMMIT, the thread says them once.
-            let outcome = checkpoint(conn, "PASSIVE", false);
+            let outcome = checkpoint(conn, Mode::Passive, false);
             let outcome = outcome.map_or(Outcome::Failed, |_| Outcome::OnWriter);
             self.counts[outcome as usize].fetch_add(1, Ordering::Relaxed);
         }
@@ -209,7 +209,7 @@ impl Checkpointer {
             return;
         }
         let outcome = match conn.busy_handler(Some(wait_briefly)) {
-            Ok(()) => checkpoint(conn, "RESTART", true),
+            Ok(()) => checkpoint(conn, Mode::Restart, true),
             Err(e) => {
                 tracing::warn!(error = %e, "no RESTART: its busy handler could not be set");
                 None
@@ -288,7 +288,7 @@ fn run(own: &Connection, woken: &mpsc::Receiver<()>, counts: &Counts, restart: &
         let mut nearly_all = false;
         let mut outcome = None;
         for _ in 0..PASSES {
-            outcome = checkpoint(own, "PASSIVE", !failing);
+            outcome = checkpoint(own, Mode::Passive, !failing);
             match outcome {
                 // Another connection held the checkpoint lock (the writer's own
                 // checkpoint, or another process's): nothing copied, nothing known.
@@ -329,20 +329,41 @@ struct Pass {
     left: i64,
 }
 
-/// `PRAGMA wal_checkpoint(mode)` on `conn`; `None` if it failed, logged if `say` (the
-/// WAL keeps everything until a later checkpoint succeeds).
-fn checkpoint(conn: &Connection, mode: &str, say: bool) -> Option<Pass> {
-    let done = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
-        Ok(Pass {
-            gave_up: r.get::<_, i64>(0)? != 0,
-            left: r.get::<_, i64>(1)? - r.get::<_, i64>(2)?,
+/// The checkpoints run here.
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    /// Copies what no reader needs; never waits.
+    Passive,
+    /// Copies everything and starts the WAL again, waiting for readers.
+    Restart,
+}
+
+impl Mode {
+    fn sql(self) -> &'static str {
+        match self {
+            Mode::Passive => "PRAGMA wal_checkpoint(PASSIVE)",
+            Mode::Restart => "PRAGMA wal_checkpoint(RESTART)",
+        }
+    }
+}
+
+/// `PRAGMA wal_checkpoint(mode)` on `conn` (prepared once: the writer's PASSIVE past
+/// [`FORCE_AT`] runs after every COMMIT); `None` if it failed, logged if `say` (the WAL
+/// keeps everything until a later checkpoint succeeds).
+fn checkpoint(conn: &Connection, mode: Mode, say: bool) -> Option<Pass> {
+    let done = conn.prepare_cached(mode.sql()).and_then(|mut pragma| {
+        pragma.query_row([], |r| {
+            Ok(Pass {
+                gave_up: r.get::<_, i64>(0)? != 0,
+                left: r.get::<_, i64>(1)? - r.get::<_, i64>(2)?,
+            })
         })
     });
     match done {
         Ok(pass) => Some(pass),
         Err(e) => {
             if say {
-                tracing::warn!(error = %e, mode, "WAL checkpoint failed");
+                tracing::warn!(error = %e, ?mode, "WAL checkpoint failed");
             }
             None
         }
