@@ -51,6 +51,9 @@ pub struct User {
     pub admin: bool,
     /// When non-empty, certificates are only issued for one of these keys.
     pub ssh_keys: Vec<SubjectKey>,
+    /// The comments of the config's key lines that had one (`keys list` shows them), by
+    /// fingerprint; no part of the policy's rules or digest.
+    pub key_comments: BTreeMap<String, String>,
     /// The person (`sub` at the identity provider) this name is reserved for: a sign-in
     /// by anyone else with this name is refused (`identity_conflict`).
     pub oidc_subject: Option<String>,
@@ -67,6 +70,15 @@ pub enum Member {
     Group(GroupName),
     /// `user:NAME`: one user.
     User(UserName),
+}
+
+impl User {
+    /// The comment the config's line of `key` had, or "" (see [`User::key_comments`]).
+    pub fn key_comment(&self, key: &SubjectKey) -> &str {
+        self.key_comments
+            .get(&key.fingerprint())
+            .map_or("", String::as_str)
+    }
 }
 
 impl Member {

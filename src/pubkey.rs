@@ -20,6 +20,25 @@ const MAX_LINE: usize = 8192;
 #[error("{0}")]
 pub struct KeyError(pub String);
 
+/// Longest key comment kept.
+const MAX_COMMENT: usize = 100;
+
+/// The comment of an OpenSSH public key line, kept only if it is text as a reason may be
+/// (no control, invisible or direction-changing characters, no line separators) and at
+/// most [`MAX_COMMENT`] characters; else empty (the key is shown without it).
+pub fn plain_comment(line: &str) -> String {
+    let comment = line
+        .trim()
+        .splitn(3, [' ', '\t'])
+        .nth(2)
+        .unwrap_or_default()
+        .trim();
+    match crate::names::Text::parse(comment, "comment") {
+        Ok(_) if comment.chars().count() <= MAX_COMMENT => comment.to_owned(),
+        _ => String::new(),
+    }
+}
+
 /// A public key that may receive a certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubjectKey {
@@ -73,6 +92,14 @@ impl SubjectKey {
     /// `SHA256:...` as `ssh-keygen -l` prints it.
     pub fn fingerprint(&self) -> String {
         self.key.fingerprint(HashAlg::Sha256).to_string()
+    }
+
+    /// The canonical line with `comment` after it (from [`plain_comment`]; none if empty).
+    pub fn line_with(&self, comment: &str) -> String {
+        match comment.is_empty() {
+            true => self.to_openssh(),
+            false => format!("{} {comment}", self.to_openssh()),
+        }
     }
 
     /// The canonical `TYPE BASE64` line (comment dropped).

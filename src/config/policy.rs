@@ -56,6 +56,7 @@ impl Builder<'_> {
                 );
             }
             let mut ssh_keys = Vec::new();
+            let mut key_comments = BTreeMap::new();
             for (i, line) in u.ssh_keys.iter().enumerate() {
                 let k = SubjectKey::parse(line)
                     .map_err(|e| self.err(format!("{key}.ssh_keys[{i}]"), e))?;
@@ -75,6 +76,10 @@ impl Builder<'_> {
                     ));
                 }
                 key_owner.push((k.clone(), name.clone()));
+                let comment = crate::pubkey::plain_comment(line);
+                if !comment.is_empty() {
+                    key_comments.insert(k.fingerprint(), comment);
+                }
                 ssh_keys.push(k);
             }
             let oidc_subject = match u.oidc_subject {
@@ -104,6 +109,7 @@ impl Builder<'_> {
                 groups,
                 admin: u.admin,
                 ssh_keys,
+                key_comments,
                 oidc_subject,
                 bot: u.bot,
             };

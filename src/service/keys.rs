@@ -18,7 +18,6 @@ use crate::store::requests as rq;
 
 mod proof;
 
-use proof::comment_of;
 pub use proof::{KEY_NAMESPACE, ProvenKey, check_proof, prove};
 
 /// How long a challenge can be answered (seconds).
@@ -146,12 +145,8 @@ impl Service {
         refuse_bot(&config, actor)?;
         let now = self.now();
         let fingerprint = key.fingerprint();
-        let comment = comment_of(line);
         let key = key.clone();
-        let public_key = match comment.is_empty() {
-            true => key.to_openssh(),
-            false => format!("{} {comment}", key.to_openssh()),
-        };
+        let public_key = key.line_with(&crate::pubkey::plain_comment(line));
         self.store.write(|tx| {
             self.require_enabled(tx, actor)?;
             let used = keys::take_challenge(tx, challenge.as_str(), unix(now))?;
@@ -244,7 +239,7 @@ impl Service {
                 u.ssh_keys.iter().map(|k| KeyListing {
                     user: u.name.clone(),
                     fingerprint: k.fingerprint(),
-                    public_key: k.to_openssh(),
+                    public_key: k.line_with(u.key_comment(k)),
                     source: KeySource::Config,
                     registered_at: None,
                 })

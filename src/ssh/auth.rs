@@ -174,6 +174,7 @@ mod tests {
             groups: BTreeSet::new(),
             admin: false,
             ssh_keys,
+            key_comments: BTreeMap::new(),
             oidc_subject: None,
             bot: false,
         };

@@ -378,3 +378,32 @@ async fn a_key_comment_that_could_mislead_is_dropped() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["key"]["public_key"], line.as_str());
 }
+
+/// `keys list` shows a config key with the comment of its line, as it shows a registered
+/// one, and drops a comment that could mislead there too (the policy's digest is the
+/// keys alone).
+#[tokio::test]
+async fn a_config_key_is_listed_with_its_comment_when_it_is_plain_text() {
+    let (laptop, spoofed) = (public_line(&new_key()), public_line(&new_key()));
+    let policy = crate::helpers::POLICY.replace(
+        "[users.alice]\ngroups = [\"dev\"]",
+        &format!(
+            "[users.alice]\ngroups = [\"dev\"]\nssh_keys = [\"{laptop} alice@laptop\", \
+             \"{spoofed} evil\\u202egpj.exe\"]"
+        ),
+    );
+    let app = TestApp::spawn_with(&policy).await;
+    let (status, body) = app.get("alice", "/v1/keys").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let lines: Vec<&str> = body["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["public_key"].as_str().unwrap())
+        .collect();
+    assert!(
+        lines.contains(&format!("{laptop} alice@laptop").as_str()),
+        "{body}"
+    );
+    assert!(lines.contains(&spoofed.as_str()), "{body}");
+}

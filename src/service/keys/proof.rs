@@ -9,25 +9,6 @@ use crate::pubkey::SubjectKey;
 /// SSHSIG namespace of the signature that proves a key.
 pub const KEY_NAMESPACE: &str = "countersign-key";
 
-/// Longest key comment kept.
-const MAX_COMMENT: usize = 100;
-
-/// The comment of an OpenSSH public key line, kept only if it is text as a reason may be
-/// (no control, invisible or direction-changing characters, no line separators) and at
-/// most [`MAX_COMMENT`] characters; else empty (the key is registered without it).
-pub(super) fn comment_of(line: &str) -> String {
-    let comment = line
-        .trim()
-        .splitn(3, [' ', '\t'])
-        .nth(2)
-        .unwrap_or_default()
-        .trim();
-    match crate::names::Text::parse(comment, "comment") {
-        Ok(_) if comment.chars().count() <= MAX_COMMENT => comment.to_owned(),
-        _ => String::new(),
-    }
-}
-
 /// A key whose holder signed a challenge with it: what [`Service::register_key`] takes.
 /// Made only by [`prove`], which checks the signature (CPU work, done before and apart
 /// from the database write).

@@ -121,6 +121,7 @@ fn build(s: &Scenario) -> Policy {
                 groups,
                 admin: i == 0,
                 ssh_keys: Vec::new(),
+                key_comments: BTreeMap::new(),
                 oidc_subject: None,
                 bot: false,
             },
