@@ -373,3 +373,54 @@ async fn idle_connections_to_the_metrics_port_are_capped() {
     let resp = app.http.get(&app.metrics_url).send().await.expect("GET");
     assert_eq!(resp.status(), StatusCode::OK);
 }
+
+/// The WAL checkpoints beside the writer (`store/writer/checkpoint.rs`) run in a serving
+/// process, not only in the store's tests: once the flows have filled a cycle (16,000
+/// frames) the WAL starts again, no checkpoint fails, every call is answered meanwhile,
+/// and the WAL file stays about one cycle long (SQLite: PostgreSQL has no such file).
+#[tokio::test]
+async fn the_wal_starts_again_under_load_and_the_metric_counts_it() {
+    let app = TestApp::spawn().await;
+    if app.pg.is_some() {
+        return;
+    }
+    let family = "countersign_store_wal_checkpoints";
+    let count = |f: &[Value], outcome: &str| {
+        value(
+            f,
+            family,
+            "countersign_store_wal_checkpoints_total",
+            &[("outcome", outcome)],
+        )
+    };
+    let mut flows = 0;
+    let after = loop {
+        let client = || async {
+            for _ in 0..25 {
+                let id = app.create_ok("alice", "prod-db").await;
+                let (status, body) = app.approve("bob", &id).await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+            }
+        };
+        tokio::join!(client(), client(), client(), client());
+        flows += 100;
+        let families = scrape(&app).await;
+        if count(&families, "restarted") >= 1.0 {
+            break families;
+        }
+        assert!(
+            flows < 4_000,
+            "the WAL never started again in {flows} flows"
+        );
+    };
+    assert_eq!(count(&after, "failed"), 0.0);
+    assert!(
+        count(&after, "copied") >= 1.0,
+        "the thread copied the WAL back first"
+    );
+    let mut wal = app.db_path().into_os_string();
+    wal.push("-wal");
+    let len = std::fs::metadata(&wal).expect("the WAL file").len();
+    // A cycle of 4 KiB pages with their 24-byte headers, and what one batch adds.
+    assert!(len < 80 << 20, "{len} bytes of WAL after {flows} flows");
+}
