@@ -42,7 +42,14 @@ pub fn request_rows(requests: &[RequestView]) -> Vec<Vec<String>> {
                     Some(_) => format!("{} (revoked)", r.status),
                     None => r.status.to_string(),
                 },
-                format!("{}/{}", r.approvals.len(), r.approvals_required),
+                match r.role_changed && r.status == Status::Pending {
+                    true => format!(
+                        "{}/{} (role changed)",
+                        r.approvals.len(),
+                        r.approvals_required
+                    ),
+                    false => format!("{}/{}", r.approvals.len(), r.approvals_required),
+                },
                 r.created_at.clone(),
                 r.reason.clone(),
             ]
@@ -88,6 +95,15 @@ pub fn render_request_details(r: &RequestView) -> String {
     ];
     if r.status == Status::Pending {
         lines.push(format!("expires      {}", r.expires_at));
+    }
+    if r.role_changed {
+        lines.push(match r.status == Status::Pending {
+            true => {
+                "role changed since it was asked: approving ends it (policy_changed); ask again"
+                    .to_owned()
+            }
+            false => "role changed since it was asked".to_owned(),
+        });
     }
     for a in &r.approvals {
         lines.push(match &a.comment {

@@ -42,10 +42,14 @@ pub struct RequestView {
     pub public_key_fingerprint: String,
     /// The approvals given so far, oldest first.
     pub approvals: Vec<ApprovalView>,
-    /// Distinct approvals the role needs in all.
+    /// Distinct approvals the role needed in all when the request was made.
     pub approvals_required: u32,
-    /// How many more are needed (0 once decided).
+    /// How many more are needed (0 once decided, and once its role changed).
     pub approvals_needed: u32,
+    /// Its role was changed or removed since the request was made: a pending one can
+    /// no longer be approved (approving ends it `policy_changed`; ask again).
+    #[serde(default)]
+    pub role_changed: bool,
     /// For a pending request: the steps still open.
     pub waiting_for: Vec<StepView>,
     /// When it ended (RFC 3339); `None` while pending.
@@ -344,7 +348,14 @@ pub(super) fn assemble(
                 waiting,
             )
         }
-        None => (0, 0, Vec::new()),
+        // What the role needed when the request was made (none kept before that was).
+        None => (
+            row.approvals_required
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(0),
+            0,
+            Vec::new(),
+        ),
     };
     RequestView {
         id: row.id.to_string(),
@@ -367,6 +378,7 @@ pub(super) fn assemble(
             .collect(),
         approvals_required: required,
         approvals_needed: needed,
+        role_changed: role.is_none(),
         waiting_for,
         decided_at: row.decided_at.map(rfc3339),
         decided_by: row.decided_by,

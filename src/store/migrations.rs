@@ -375,6 +375,11 @@ ALTER TABLE meta ADD COLUMN ready_probe BIGINT NOT NULL DEFAULT 0;
     include_str!("migrations/audit_hosts_prefix.sql"),
     // `requests.status` checked by comparisons instead of `IN` (SQLite only).
     include_str!("migrations/requests_status_check.sql"),
+    r#"
+-- The distinct approvals a request's role needed when it was made: its view keeps
+-- saying so after the role changes (NULL for requests made before, and break-glass).
+ALTER TABLE requests ADD COLUMN approvals_required INTEGER;
+"#,
 ];
 
 /// Applies the migrations not applied yet. A database already current is only read:

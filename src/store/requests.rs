@@ -32,7 +32,7 @@ pub fn insert(tx: &Tx<'_>, r: &RequestRow) -> Result<(), StoreError> {
     tx.put_touching(
         &format!(
             "INSERT INTO requests ({REQUEST_COLUMNS}) \
-             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)"
+             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)"
         ),
         &[
             &r.id.as_str(),
@@ -51,6 +51,7 @@ pub fn insert(tx: &Tx<'_>, r: &RequestRow) -> Result<(), StoreError> {
             &r.decided_by,
             &r.decision_code,
             &r.decision_note,
+            &r.approvals_required,
         ],
         Some(&[Touch::Request(&r.id), Touch::User(&r.requester)]),
     )?;

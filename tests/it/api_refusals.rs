@@ -3,6 +3,7 @@
 //! key, too many pending) are in `api_refusals_requests.rs`.
 
 use reqwest::StatusCode;
+use serde_json::json;
 
 use crate::helpers::*;
 
@@ -244,13 +245,31 @@ async fn conflict_is_checked_again_at_signing_and_refuses_the_request() {
     );
 }
 
+/// The views say so first: a pending request of the changed role shows no approvals
+/// still to come, and an issued one keeps the approvals its role needed when asked.
 #[tokio::test]
 async fn role_changed_after_the_request_refuses_it_policy_changed() {
     let app = TestApp::spawn().await;
+    let issued = app.create_ok("alice", "prod-db").await;
+    assert_eq!(app.approve("bob", &issued).await.0, StatusCode::OK);
     let id = app.create_ok("alice", "prod-db").await;
+    let (_, before) = app.request("alice", &id).await;
+    assert_eq!(
+        (&before["role_changed"], &before["approvals_needed"]),
+        (&json!(false), &json!(1)),
+        "{before}"
+    );
     app.write_config(POLICY.replace(r#"max_ttl = "2h""#, r#"max_ttl = "8h""#))
         .unwrap();
     let app = app.restart().await;
+    let (_, pending) = app.request("alice", &id).await;
+    let (_, done) = app.request("alice", &issued).await;
+    for (view, needed) in [(&pending, 0), (&done, 0)] {
+        assert_eq!(view["role_changed"], true, "{view}");
+        assert_eq!(view["approvals_required"], 1, "as when asked: {view}");
+        assert_eq!(view["approvals_needed"], needed, "{view}");
+        assert_eq!(view["waiting_for"], json!([]), "{view}");
+    }
     let (status, body) = app.approve("bob", &id).await;
     assert_eq!(
         (status, code(&body)),
@@ -264,7 +283,8 @@ async fn role_changed_after_the_request_refuses_it_policy_changed() {
         (status, code(&body)),
         (StatusCode::CONFLICT, "already_decided")
     );
-    assert_eq!(app.count("SELECT count(*) FROM certificates"), 0);
+    // Only the one issued before the change.
+    assert_eq!(app.count("SELECT count(*) FROM certificates"), 1);
 }
 
 /// A role removed from the config: its requests can be ended only by someone who may

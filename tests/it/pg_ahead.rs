@@ -49,6 +49,7 @@ fn pending(requester: &str) -> RequestRow {
         decided_by: None,
         decision_code: None,
         decision_note: None,
+        approvals_required: Some(1),
     }
 }
 

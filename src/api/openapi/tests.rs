@@ -227,6 +227,7 @@ fn sample_request() -> RequestView {
         }],
         approvals_required: 1,
         approvals_needed: 0,
+        role_changed: false,
         waiting_for: vec![StepView {
             approvers: vec!["group:dba".into()],
             approvals: 1,

@@ -232,9 +232,9 @@ pub(super) fn duration(seconds: i64) -> String {
 }
 
 /// Approvals that count toward the role's steps (an approval beyond a met step does
-/// not); for a decided request, those given.
+/// not); for a decided request, or one whose role changed since, those given.
 pub(super) fn counted(r: &RequestView) -> u32 {
-    if r.status == Status::Pending {
+    if r.status == Status::Pending && !r.role_changed {
         r.approvals_required.saturating_sub(r.approvals_needed)
     } else {
         u32::try_from(r.approvals.len()).unwrap_or(u32::MAX)

@@ -125,6 +125,7 @@ impl Service {
                 decided_by: None,
                 decision_code: None,
                 decision_note: None,
+                approvals_required: None,
             };
             rq::insert(tx, &row)?;
             let due = unix(now) + table.review_within.as_secs() as i64;

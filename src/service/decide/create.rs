@@ -425,6 +425,7 @@ impl Service {
             decided_by: None,
             decision_code: None,
             decision_note: None,
+            approvals_required: Some(i64::from(role.approvals_needed())),
         })
     }
 }

@@ -188,6 +188,7 @@ mod tests {
             decided_by: Some("bob".into()),
             decision_code: None,
             decision_note: None,
+            approvals_required: Some(1),
         }
     }
 

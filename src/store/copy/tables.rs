@@ -39,6 +39,7 @@ pub(super) const TABLES: &[Table] = &[
             ("decided_by", Text),
             ("decision_code", Text),
             ("decision_note", Text),
+            ("approvals_required", Int),
         ],
         order: "rowid",
     },

@@ -341,6 +341,11 @@ CREATE TRIGGER requests_no_delete BEFORE DELETE OR TRUNCATE ON requests
 CREATE TRIGGER requests_no_rename BEFORE UPDATE OF id ON requests
     FOR EACH STATEMENT EXECUTE FUNCTION countersign_requests_kept();
 "#,
+    r#"
+-- The distinct approvals a request's role needed when it was made: its view keeps
+-- saying so after the role changes (NULL for requests made before, and break-glass).
+ALTER TABLE requests ADD COLUMN approvals_required BIGINT;
+"#,
 ];
 
 /// The schema version the database records (0: none yet).

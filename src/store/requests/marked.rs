@@ -2,7 +2,7 @@
 //! of the actor and of its requester, what the database says of its key, and (to
 //! approve) its approvals and what signing reads.
 
-use super::row::{REQUEST_COLUMNS, request_from_row};
+use super::row::{REQUEST_COLUMN_COUNT, REQUEST_COLUMNS, request_from_row};
 use super::{ApprovalRow, Asking, RequestRow, approval_from_row, approvals_sql, holdings};
 use crate::names::{RequestId, UserName};
 use crate::store::sql::Param;
@@ -39,14 +39,14 @@ fn get_marked_sql() -> String {
 }
 
 /// How many columns [`marked_from_row`] reads.
-const MARKED_COLUMNS: usize = 20;
+const MARKED_COLUMNS: usize = REQUEST_COLUMN_COUNT + 4;
 
 fn marked_from_row(r: &crate::store::sql::Row<'_>) -> Result<Marked, StoreError> {
     Ok(Marked {
         row: request_from_row(r)?,
-        actor_disabled: r.get(16)?,
-        requester_disabled: r.get(17)?,
-        key_facts: crate::store::keys::facts_from_row(r, 18)?,
+        actor_disabled: r.get(REQUEST_COLUMN_COUNT)?,
+        requester_disabled: r.get(REQUEST_COLUMN_COUNT + 1)?,
+        key_facts: crate::store::keys::facts_from_row(r, REQUEST_COLUMN_COUNT + 2)?,
     })
 }
 

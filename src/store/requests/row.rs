@@ -117,6 +117,9 @@ pub struct RequestRow {
     pub decision_code: Option<String>,
     /// The deny reason or refusal message that came with the ending.
     pub decision_note: Option<String>,
+    /// The distinct approvals its role needed when it was made (`None` for a request
+    /// made before this was kept, and for a break-glass use, which needs none).
+    pub approvals_required: Option<i64>,
 }
 
 /// One stored approval.
@@ -132,7 +135,10 @@ pub struct ApprovalRow {
 
 pub(super) const REQUEST_COLUMNS: &str = "id, role, requester, reason, ttl_seconds, public_key, \
      key_fingerprint, principals, role_digest, status, created_at, expires_at, decided_at, \
-     decided_by, decision_code, decision_note";
+     decided_by, decision_code, decision_note, approvals_required";
+
+/// How many columns [`REQUEST_COLUMNS`] names (a query's own columns come after them).
+pub(super) const REQUEST_COLUMN_COUNT: usize = 17;
 
 pub(super) fn request_from_row(r: &Row<'_>) -> Result<RequestRow, StoreError> {
     let id: String = r.get(0)?;
@@ -160,5 +166,6 @@ pub(super) fn request_from_row(r: &Row<'_>) -> Result<RequestRow, StoreError> {
         decided_by: r.get(13)?,
         decision_code: r.get(14)?,
         decision_note: r.get(15)?,
+        approvals_required: r.get(16)?,
     })
 }
