@@ -122,7 +122,7 @@ pub(super) fn run(url: &str, args: KrlArgs) -> anyhow::Result<ExitCode> {
     let out = args.out.ok_or_else(|| anyhow!("--out FILE is required"))?;
     let client = Client::anonymous(url)?;
     let (ca, pin) = trusted_ca(&client, &out, &args.checks)?;
-    let Some(fetched) = fetch_verified(&client, &args.checks, &ca, None)? else {
+    let Some(fetched) = fetch_verified(&client, (&args.checks, &out), &ca, None)? else {
         bail!("the server answered 304 Not Modified to an unconditional request");
     };
     let installed = install(&out, &args.checks, &ca, pin, &fetched, args.force)?;
@@ -286,7 +286,7 @@ pub(super) fn read_key(path: &Path) -> anyhow::Result<PublicKey> {
 /// the one of `etag` (304 Not Modified).
 fn fetch_verified(
     client: &Client,
-    checks: &Checks,
+    (checks, out): (&Checks, &Path),
     ca: &PublicKey,
     etag: Option<&str>,
 ) -> anyhow::Result<Option<Fetched>> {
@@ -312,10 +312,21 @@ fn fetch_verified(
             Err(e) => last = Some(e),
         }
     }
+    let pinned = pin_path(out);
     let hint = if checks.ca_key.is_some() {
-        "is --ca-key the key of the CA at this URL?"
+        "is --ca-key the key of the CA at this URL?".to_owned()
+    } else if !pinned.exists() {
+        format!(
+            "the key is the one {} gave just now: the KRL is not signed by the CA that URL \
+             names",
+            checks.source().ca
+        )
     } else {
-        "if the CA key changed on purpose, pass the new one with --ca-key"
+        format!(
+            "the key is the one pinned in {} at the first fetch; if the CA key changed on \
+             purpose, pass the new one with --ca-key, or remove that file to pin the new one",
+            pinned.display()
+        )
     };
     Err(anyhow!(
         "the KRL's signature does not verify with CA key {} ({}); nothing was written. {hint}",

@@ -210,7 +210,12 @@ fn split(line: &str) -> Result<Vec<String>, String> {
         .map_err(|_| "a quote is not closed (arguments are split like a shell does)".to_owned())?;
     let kept: usize = words.iter().map(|w| w.matches('#').count()).sum();
     if kept < line.matches('#').count() {
-        return Err("a word starting with # would be a comment; quote it, e.g. '#4211'".into());
+        return Err(
+            "a word starting with # would be a comment: quote it for this side too, as \
+                    ssh drops your shell's quotes (ssh ... request ROLE --reason \"'#4211'\"), \
+                    or write it without the # (INC-4211)"
+                .into(),
+        );
     }
     Ok(words)
 }
@@ -286,7 +291,10 @@ mod tests {
     fn bad_lines_are_usage_errors_that_say_why() {
         let cases: [(&[u8], &str); 7] = [
             (b"request prod-db --reason 'open", "quote"),
-            (b"request prod-db --reason fix #4211", "comment"),
+            (
+                b"request prod-db --reason fix #4211",
+                "--reason \"'#4211'\"",
+            ),
             (b"\xff\xfe", "UTF-8"),
             (b"request prod-db", "--reason"),
             (b"frobnicate", "frobnicate"),

@@ -142,6 +142,10 @@ async fn krl_out_refuses_unsigned_foreign_and_older_krls_unless_forced() {
     for force in [&[][..], &["--force"]] {
         let out = krl_out(&config, &other.url, &out_file, force);
         assert_refused(&out, "signature does not verify");
+        // It says where the key it checked with came from, and how to change it.
+        let said = text(&out.stderr);
+        assert!(said.contains(&*pin.to_string_lossy()), "{said}");
+        assert!(said.contains("--ca-key"), "{said}");
         assert_eq!(std::fs::read(&out_file).unwrap(), ours, "file replaced");
     }
     // Named explicitly, its KRL verifies, but it would replace a KRL of another CA.

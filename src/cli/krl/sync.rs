@@ -86,7 +86,12 @@ fn round(client: &Client, args: &SyncArgs, state: &mut State) -> anyhow::Result<
         state.etag = None;
     }
     let (ca, pin) = trusted_ca(client, &args.out, &args.checks)?;
-    let fetched = match fetch_verified(client, &args.checks, &ca, state.etag.as_deref())? {
+    let fetched = match fetch_verified(
+        client,
+        (&args.checks, &args.out),
+        &ca,
+        state.etag.as_deref(),
+    )? {
         Some(fetched) => fetched,
         None => {
             // "Not modified" is signed by nobody: the file must still be the KRL last
@@ -101,7 +106,7 @@ fn round(client: &Client, args: &SyncArgs, state: &mut State) -> anyhow::Result<
                 return Ok(());
             }
             state.etag = None;
-            fetch_verified(client, &args.checks, &ca, None)?.ok_or_else(|| {
+            fetch_verified(client, (&args.checks, &args.out), &ca, None)?.ok_or_else(|| {
                 anyhow::anyhow!(
                     "the server answered 304 Not Modified to an unconditional request; {} \
                      was left as it is",
