@@ -29,11 +29,22 @@ use crate::policy::Policy;
 pub use metrics::{LogFormat, MetricsSettings};
 pub use ssh::{DEFAULT_HOST_KEY_FILE, SshSettings};
 
+/// What to do about a config file that could not be read, when there is an obvious step.
+fn read_hint(source: &std::io::Error) -> &'static str {
+    match source.kind() {
+        std::io::ErrorKind::NotFound => {
+            " (name it with --config FILE or COUNTERSIGN_CONFIG; a relative path starts at the \
+             working directory)"
+        }
+        _ => "",
+    }
+}
+
 /// A configuration that could not be used; the message names the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config {path}")]
+    #[error("cannot read config {path}{hint}", hint = read_hint(source))]
     Read {
         /// The config file.
         path: PathBuf,

@@ -18,9 +18,9 @@ use crate::audit::Event;
 pub struct AuditArgs {
     #[command(subcommand)]
     pub command: Option<AuditCommand>,
-    /// Events of the certificate with this serial.
+    /// Events of the certificate with this serial (a number, as sshd logs it).
     #[arg(long)]
-    pub serial: Option<String>,
+    pub serial: Option<u64>,
     /// Events of this request.
     #[arg(long)]
     pub request: Option<String>,
@@ -83,8 +83,8 @@ pub(super) fn run(config: &Path, url: &str, args: AuditArgs) -> anyhow::Result<E
         None => {}
     }
     let mut query = Vec::new();
-    if let Some(s) = &args.serial {
-        query.push(format!("serial={}", urlencode(s)));
+    if let Some(s) = args.serial {
+        query.push(format!("serial={s}"));
     }
     if let Some(r) = &args.request {
         query.push(format!("request={}", urlencode(r)));
@@ -99,6 +99,20 @@ pub(super) fn run(config: &Path, url: &str, args: AuditArgs) -> anyhow::Result<E
     if args.json {
         output::json(&events.events)?;
         return Ok(ExitCode::SUCCESS);
+    }
+    // Said on stderr, so that the table stays what a script reads.
+    match (events.events.last(), args.serial) {
+        (None, Some(serial)) => {
+            eprintln!("no events of serial {serial}: no certificate of this CA has it");
+        }
+        (Some(last), _) if events.events.len() == args.limit.unwrap_or(100) as usize => {
+            eprintln!(
+                "more events may follow (oldest first, {} a page): --after-seq {}",
+                events.events.len(),
+                last.seq
+            );
+        }
+        _ => {}
     }
     let rows: Vec<Vec<String>> = events
         .events

@@ -70,7 +70,9 @@ pub(super) fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         bail!("sending SIGHUP to process {pid}: {e}");
     }
     eprintln!(
-        "asked countersign serve (pid {pid}) to reload {}; its log says what changed",
+        "asked countersign serve (pid {pid}) to reload {}; its log says what changed, and \
+         which changed settings wait for a restart (listen addresses, TLS, limits, [ca], \
+         [host_ca], [ssh], [metrics], [storage], [oidc], [[notify]])",
         config_path.display()
     );
     Ok(ExitCode::SUCCESS)

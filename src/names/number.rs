@@ -10,8 +10,15 @@ pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// Parses a positive human duration such as `45m`, `2h`, `1h30m`, whole seconds only.
 pub fn parse_duration(s: &str, what: &str) -> Result<Duration, InvalidName> {
-    let d = humantime::parse_duration(s.trim())
-        .map_err(|e| InvalidName(format!("invalid {what} {s:?}: {e}")))?;
+    let d = humantime::parse_duration(s.trim()).map_err(|e| match e {
+        // humantime's own hint ("30sec or 30ms") points the wrong way for lifetimes.
+        humantime::DurationError::UnknownUnit { unit, value, .. } if unit.is_empty() => {
+            InvalidName(format!(
+                "invalid {what} {s:?}: a unit is needed, e.g. {value}m, {value}h or {value}d"
+            ))
+        }
+        e => InvalidName(format!("invalid {what} {s:?}: {e}")),
+    })?;
     if d.subsec_nanos() != 0 {
         return Err(InvalidName(format!(
             "invalid {what} {s:?}: use whole seconds"

@@ -234,6 +234,9 @@ fn durations_must_be_positive_whole_and_bounded() {
     ] {
         assert!(parse_duration(bad, "ttl").is_err(), "{bad:?} accepted");
     }
+    // A number alone is most likely minutes or hours, not humantime's "30sec or 30ms".
+    let said = parse_duration("30", "ttl").unwrap_err().to_string();
+    assert!(said.contains("30m, 30h or 30d"), "{said}");
 }
 
 #[test]

@@ -278,3 +278,31 @@ async fn a_service_account_with_read_audit_streams_the_log() {
         }
     }
 }
+
+/// `audit` (the table) says on stderr what an empty or full page means: a serial no
+/// certificate has, or more events after the last one shown; a serial that is no number
+/// is a usage error (exit 2) before any call.
+#[tokio::test]
+async fn the_audit_table_says_when_a_serial_is_unknown_and_when_more_follow() {
+    let app = TestApp::spawn().await;
+    let id = app.create_ok("alice", "prod-db").await;
+    app.approve("bob", &id).await;
+    let audit = |args: &[&str]| {
+        let mut c = client(&app, "bob");
+        c.arg("audit").args(args);
+        run(c)
+    };
+    let out = audit(&["--serial", "999"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no certificate of this CA has it"),
+        "{out:?}"
+    );
+    let out = audit(&["--limit", "2"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("--after-seq 2"), "{out:?}");
+    let out = audit(&["--limit", "1000"]).await;
+    assert_eq!(text(&out.stderr), "", "the whole log fits");
+    let out = audit(&["--serial", "abc"]).await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}

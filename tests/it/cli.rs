@@ -79,6 +79,18 @@ fn check_config_summarises_a_good_file_and_names_the_bad_key() {
         "{}",
         text(&out.stderr)
     );
+
+    // No file there: the message says how to name one.
+    let out = countersign(&dir.path().join("missing.toml"))
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--config FILE or COUNTERSIGN_CONFIG"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
