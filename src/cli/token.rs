@@ -100,6 +100,13 @@ pub(super) fn run(config: &Path, cmd: TokenCommand) -> anyhow::Result<ExitCode> 
                      the read-audit and host-token scopes let its token do nothing"
                 );
             }
+            let service_account = config.policy.users.get(&user).is_some_and(|u| u.bot);
+            if bot && !service_account && config.oidc.as_ref().is_some_and(|o| !o.human_tokens) {
+                eprintln!(
+                    "warning: {user} is no service account (bot = true): with [oidc] \
+                     human_tokens = false this token is refused like any person's"
+                );
+            }
             let spec = TokenSpec { ttl, bot_scopes };
             let (secret, expires_at) = local.create_token(&config, &user, &operator(), &spec)?;
             outln!("{secret}")?;

@@ -59,10 +59,17 @@ impl Service {
                             .into(),
                     });
                 }
+                let people_sign_in = config.oidc.as_ref().is_some_and(|o| !o.human_tokens);
                 if let Some(scopes) = &owner.bot_scopes {
+                    // A scoped (`--bot`) token of a person is still a person's hand-made
+                    // token: only a service account's gets past `human_tokens = false`.
+                    let service_account = config.policy.users.get(&user).is_some_and(|u| u.bot);
+                    if people_sign_in && !service_account {
+                        return Err(ServiceError::Unauthenticated);
+                    }
                     return Ok((user, Credential::Bot(ScopeSet::parse(scopes))));
                 }
-                if config.oidc.as_ref().is_some_and(|o| !o.human_tokens) {
+                if people_sign_in {
                     return Err(ServiceError::Unauthenticated);
                 }
                 Ok((user, Credential::Token))

@@ -217,19 +217,24 @@ async fn with_human_tokens_off_a_bots_token_still_works_and_a_persons_does_not()
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
     // The provider is never asked: nothing here signs in.
     let policy = format!(
-        "{POLICY}\n[oidc]\nissuer = \"http://127.0.0.1:9\"\nclient_id = \"countersign\"\n\
-         client_secret_file = \"{}\"\npublic_url = \"http://127.0.0.1:9\"\n\
-         allow_insecure_loopback_issuer = true\nhuman_tokens = false\n",
+        "{POLICY}\n[users.ci]\nbot = true\n\n[oidc]\nissuer = \"http://127.0.0.1:9\"\n\
+         client_id = \"countersign\"\nclient_secret_file = \"{}\"\n\
+         public_url = \"http://127.0.0.1:9\"\nallow_insecure_loopback_issuer = true\n\
+         human_tokens = false\n",
         secret.display()
     );
     let app = TestApp::spawn_with(&policy).await;
     let person = app.create_token("alice");
-    let (status, body) = call(&app, &person, "GET", "/v1/whoami").await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::UNAUTHORIZED, "unauthenticated")
-    );
-    let bot = bot_token(&app, "alice", &[Scope::Request]);
+    // A person's token, plain or scoped (`--bot` for someone who is no service account),
+    // is refused: people sign in.
+    for token in [person, bot_token(&app, "alice", &[Scope::Request])] {
+        let (status, body) = call(&app, &token, "GET", "/v1/whoami").await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::UNAUTHORIZED, "unauthenticated")
+        );
+    }
+    let bot = bot_token(&app, "ci", &[Scope::Request]);
     let (status, me) = call(&app, &bot, "GET", "/v1/whoami").await;
     assert_eq!(status, StatusCode::OK, "{me}");
 }
