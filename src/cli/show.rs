@@ -119,14 +119,26 @@ pub(super) fn show(url: &str, args: ShowArgs) -> anyhow::Result<ExitCode> {
 
 /// `countersign cert ID [--out FILE]`.
 pub(super) fn cert(url: &str, args: CertArgs) -> anyhow::Result<ExitCode> {
-    let cert = Client::from_env(url)?
-        .get_text(&format!("/v1/requests/{}/certificate", urlencode(&args.id)))?;
+    let client = Client::from_env(url)?;
+    let id = urlencode(&args.id);
+    let cert = client.get_text(&format!("/v1/requests/{id}/certificate"))?;
     match args.out {
         Some(path) => {
             super::files::write_atomically(&path, cert.as_bytes())?;
             eprintln!("certificate written to {}", path.display());
         }
         None => out!("{cert}")?,
+    }
+    // A revoked certificate is still served (it is the record): say so, as servers that
+    // read the KRL refuse it. Best effort: the certificate is out already.
+    if let Ok(view) = client.get::<RequestView>(&format!("/v1/requests/{id}"))
+        && let Some(r) = view.certificate.and_then(|c| c.revoked)
+    {
+        eprintln!(
+            "warning: this certificate was revoked at {} by {} ({}): servers that read \
+             the KRL refuse it",
+            r.at, r.by, r.reason
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -5,6 +5,8 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+
 use crate::cli::{client, run, text};
 use crate::helpers::*;
 
@@ -222,4 +224,34 @@ async fn cert_out_and_request_wait_replace_the_certificate_file_atomically() {
         "the file was rewritten in place, not replaced"
     );
     assert_eq!(temp_files(), 0);
+}
+
+/// `cert` of a certificate revoked since still prints it (it is the record), and says on
+/// stderr that servers reading the KRL refuse it.
+#[tokio::test]
+async fn cert_of_a_revoked_certificate_says_it_is_revoked() {
+    let app = TestApp::spawn().await;
+    let id = app.create_ok("alice", "prod-db").await;
+    assert_eq!(app.approve("bob", &id).await.1["status"], "issued");
+    let cert = || {
+        let mut c = client(&app, "alice");
+        c.args(["cert", &id]);
+        run(c)
+    };
+    let out = cert().await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "");
+    let (status, body) = app
+        .post("alice", &format!("/v1/requests/{id}/done"), json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let out = cert().await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("ssh-ed25519-cert-v01@openssh.com "));
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("warning: this certificate was revoked"),
+        "{said}"
+    );
+    assert!(said.contains("by alice"), "{said}");
 }
