@@ -9,6 +9,11 @@
 
 use ssh_key::{HashAlg, PublicKey, public::KeyData};
 
+mod sk;
+#[cfg(test)]
+pub(crate) use sk::tests as sk_tests;
+pub use sk::user_was_present;
+
 /// Smallest RSA modulus accepted, in bits (NIST SP 800-57 for use past 2030).
 pub const MIN_RSA_BITS: u32 = 3072;
 
@@ -102,6 +107,14 @@ impl SubjectKey {
         }
     }
 
+    /// A security key's (FIDO: `sk-...@openssh.com`), whose signatures need a touch.
+    pub fn is_security_key(&self) -> bool {
+        matches!(
+            self.key.key_data(),
+            KeyData::SkEd25519(_) | KeyData::SkEcdsaSha2NistP256(_)
+        )
+    }
+
     /// The canonical `TYPE BASE64` line (comment dropped).
     pub fn to_openssh(&self) -> String {
         // Encoding a key that was just decoded cannot fail; fall back to the fingerprint
@@ -119,9 +132,18 @@ fn check_algorithm(key: &KeyData) -> Result<(), KeyError> {
         KeyData::Ed25519(k) => check_ed25519(&k.0),
         KeyData::Ecdsa(k) => check_ecdsa(k),
         KeyData::Rsa(k) => check_rsa(k),
+        KeyData::SkEd25519(k) => {
+            sk::check_application(k.application())?;
+            check_ed25519(&k.public_key().0)
+        }
+        KeyData::SkEcdsaSha2NistP256(k) => {
+            sk::check_application(k.application())?;
+            check_ecdsa(&ssh_key::public::EcdsaPublicKey::NistP256(*k.ec_point()))
+        }
         other => Err(KeyError(format!(
-            "key type {} is not accepted: \
-             use ssh-ed25519, ecdsa-sha2-nistp256/384/521 or ssh-rsa (>= {MIN_RSA_BITS} bits)",
+            "key type {} is not accepted: use ssh-ed25519, ecdsa-sha2-nistp256/384/521, \
+             ssh-rsa (>= {MIN_RSA_BITS} bits), or a security key's \
+             sk-ssh-ed25519@openssh.com or sk-ecdsa-sha2-nistp256@openssh.com",
             other.algorithm().as_str()
         ))),
     }

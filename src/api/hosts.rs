@@ -129,7 +129,13 @@ fn ttl(raw: Option<&str>) -> Result<Option<Duration>, ApiError> {
 }
 
 fn key(raw: &str) -> Result<SubjectKey, ApiError> {
-    SubjectKey::parse(raw).map_err(|e| ApiError::invalid(format!("public_key: {e}")))
+    let key = SubjectKey::parse(raw).map_err(|e| ApiError::invalid(format!("public_key: {e}")))?;
+    if key.is_security_key() {
+        return Err(ApiError::invalid(
+            "public_key: a security key (sk-...) is a person's, never a host's key",
+        ));
+    }
+    Ok(key)
 }
 
 fn bounded<'a>(name: &str, value: &'a str) -> Result<&'a str, ApiError> {

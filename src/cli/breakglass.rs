@@ -35,7 +35,8 @@ pub struct BreakglassArgs {
     /// table's max_ttl, never refused).
     #[arg(long)]
     pub ttl: Option<String>,
-    /// Public key to certify (default: ~/.ssh/id_ed25519.pub, id_ecdsa.pub or id_rsa.pub).
+    /// Public key to certify (default: ~/.ssh/id_ed25519.pub, id_ecdsa.pub,
+    /// id_rsa.pub, id_ed25519_sk.pub or id_ecdsa_sk.pub).
     #[arg(long)]
     pub key: Option<PathBuf>,
     /// Print JSON.

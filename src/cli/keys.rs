@@ -22,7 +22,8 @@ use crate::service::KEY_NAMESPACE;
 pub enum KeysCommand {
     /// Register a public key as yours, after proving you hold its private half.
     Add {
-        /// The public key (default: ~/.ssh/id_ed25519.pub, id_ecdsa.pub or id_rsa.pub).
+        /// The public key (default: ~/.ssh/id_ed25519.pub, id_ecdsa.pub,
+        /// id_rsa.pub, id_ed25519_sk.pub or id_ecdsa_sk.pub).
         /// The private key is the same path without `.pub`; without that file,
         /// `ssh-keygen` asks the ssh-agent.
         path: Option<PathBuf>,

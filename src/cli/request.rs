@@ -30,7 +30,8 @@ pub struct RequestArgs {
     /// Certificate lifetime, e.g. 45m (default: the role's default_ttl).
     #[arg(long)]
     pub ttl: Option<String>,
-    /// Public key to certify (default: ~/.ssh/id_ed25519.pub, id_ecdsa.pub or id_rsa.pub).
+    /// Public key to certify (default: ~/.ssh/id_ed25519.pub, id_ecdsa.pub,
+    /// id_rsa.pub, id_ed25519_sk.pub or id_ecdsa_sk.pub).
     #[arg(long)]
     pub key: Option<PathBuf>,
     /// Wait for the decision and write the certificate next to the key.
@@ -180,17 +181,28 @@ pub(super) fn read_public_key(path: &Path) -> anyhow::Result<String> {
     Ok(text.trim().to_owned())
 }
 
+/// The public keys looked for in `~/.ssh`, first found first (a security key's last: one
+/// who has only that has it taken).
+const DEFAULT_KEYS: [&str; 5] = [
+    "id_ed25519.pub",
+    "id_ecdsa.pub",
+    "id_rsa.pub",
+    "id_ed25519_sk.pub",
+    "id_ecdsa_sk.pub",
+];
+
 pub(super) fn default_key(hint: &str) -> anyhow::Result<PathBuf> {
     let home = std::env::var_os("HOME").ok_or_else(|| anyhow!("HOME is not set; {hint}"))?;
     let dir = Path::new(&home).join(".ssh");
-    ["id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub"]
+    DEFAULT_KEYS
         .iter()
         .map(|n| dir.join(n))
         .find(|p| p.exists())
         .ok_or_else(|| {
             anyhow!(
-                "no public key in {} (id_ed25519.pub, id_ecdsa.pub, id_rsa.pub); {hint}",
-                dir.display()
+                "no public key in {} ({}); {hint}",
+                dir.display(),
+                DEFAULT_KEYS.join(", ")
             )
         })
 }

@@ -147,6 +147,11 @@ fn judge(
     public
         .verify(NAMESPACE, bytes, &sig)
         .map_err(|e| format!("key {key}: the signature is not over this file's bytes ({e})"))?;
+    if !crate::pubkey::user_was_present(sig.signature()) {
+        return Err(format!(
+            "key {key}: a security key's signature made without a touch (\"user present\" off)"
+        ));
+    }
     Ok(Valid {
         user: user.to_string(),
         key,

@@ -110,6 +110,15 @@ pub(super) fn authorize(
         fingerprint: fingerprint(),
         why: e.to_string(),
     })?;
+    // The SSH library checks a security key's signature but not that it was touched.
+    if key.is_security_key() {
+        return Err(AuthRefusal::UnsupportedKey {
+            fingerprint: fingerprint(),
+            why: "a security key (sk-...) is not taken here, where its touch is not checked: \
+                  use the countersign command or the HTTP API"
+                .into(),
+        });
+    }
     let user = match owner_of(&key) {
         Ok(Some(user)) => user,
         Ok(None) => {
@@ -224,6 +233,18 @@ mod tests {
         let err = by_policy(&policy, "ca", dsa.key_data()).unwrap_err();
         assert!(matches!(err, AuthRefusal::UnsupportedKey { .. }), "{err:?}");
         assert!(err.to_string().contains("ssh-dss"), "{err}");
+    }
+
+    /// Even one registered to the user: its touch is not checked at the front door.
+    #[test]
+    fn a_security_key_is_refused_at_the_front_door() {
+        let signing = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+        let (line, _) = crate::pubkey::sk_tests::sk_sshsig(&signing, "ssh:", ("n", b"m"), 1);
+        let sk = ssh_key::PublicKey::from_openssh(&line).unwrap();
+        let policy = policy_with("alice", &[sk.key_data()]);
+        let err = by_policy(&policy, "ca", sk.key_data()).unwrap_err();
+        assert!(matches!(err, AuthRefusal::UnsupportedKey { .. }), "{err:?}");
+        assert!(err.to_string().contains("security key"), "{err}");
     }
 
     #[test]

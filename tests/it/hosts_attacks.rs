@@ -183,6 +183,30 @@ async fn neither_ca_key_is_certified_by_the_other_ca() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
 
+/// A security key (FIDO) is a person's: never enrolled as a host's key, and the join
+/// token stays good for the real one.
+#[tokio::test]
+async fn a_security_key_is_never_a_hosts_key() {
+    let app = spawn_hosts(&manual_clock()).await;
+    let token = token_for(&app, &["db3.example.com"]).await;
+    let ed = ssh_key::public::Ed25519PublicKey(
+        ed25519_dalek::SigningKey::from_bytes(&[3; 32])
+            .verifying_key()
+            .to_bytes(),
+    );
+    let sk = ssh_key::public::KeyData::SkEd25519(ssh_key::public::SkEd25519::new(ed, "ssh:"));
+    let line = ssh_key::PublicKey::new(sk, "").to_openssh().unwrap();
+    let (status, body) = enroll(&app, &token, &line).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_request"),
+        "{body}"
+    );
+    assert!(body.to_string().contains("security key"), "{body}");
+    let (status, body) = enroll(&app, &token, &public_line(&new_key())).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
 /// The host CA key can live in an SSH agent (a hardware token behind one), like the CA
 /// key: certificates are signed there, and no key file is ever made.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,7 @@
 //! `ssh-keygen -Y sign`, checked by the server; a registered key is its owner's alone.
 
 mod proof;
+mod sk;
 mod sshd;
 
 use std::path::{Path, PathBuf};

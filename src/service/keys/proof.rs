@@ -70,7 +70,15 @@ pub fn check_proof(key: &SubjectKey, challenge: &str, signature: &str) -> Result
     }
     PublicKey::new(key.key_data().clone(), "")
         .verify(KEY_NAMESPACE, challenge.as_bytes(), &sig)
-        .map_err(|_| "the signature does not verify over this challenge".to_owned())
+        .map_err(|_| "the signature does not verify over this challenge".to_owned())?;
+    if !crate::pubkey::user_was_present(sig.signature()) {
+        return Err(
+            "the security key was not touched for this signature (its \"user \
+                    present\" flag is off): sign again and touch the key"
+                .to_owned(),
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -105,5 +113,20 @@ mod tests {
         .unwrap();
         let refused = check_proof(&subject, "challenge", &pem(&forged)).unwrap_err();
         assert!(refused.contains("SHA-1"), "{refused}");
+    }
+
+    /// A security key proves itself only with a signature it was touched for.
+    #[test]
+    fn a_security_keys_proof_needs_its_touch() {
+        use crate::pubkey::sk_tests::sk_sshsig;
+        let signing = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        let asked = (KEY_NAMESPACE, &b"challenge"[..]);
+        let (line, touched) = sk_sshsig(&signing, "ssh:", asked, 0x01);
+        let subject = SubjectKey::parse(&line).unwrap();
+        assert_eq!(check_proof(&subject, "challenge", &touched), Ok(()));
+        assert!(check_proof(&subject, "another challenge", &touched).is_err());
+        let (_, untouched) = sk_sshsig(&signing, "ssh:", asked, 0x00);
+        let refused = check_proof(&subject, "challenge", &untouched).unwrap_err();
+        assert!(refused.contains("not touched"), "{refused}");
     }
 }
