@@ -273,7 +273,7 @@ impl CertificateAuthority {
 
     /// Whether `key` is the CA's own public key (never certified).
     pub fn is_ca_key(&self, key: &SubjectKey) -> bool {
-        key.key_data() == self.public.key_data()
+        key.material() == crate::pubkey::material_of(self.public.key_data())
     }
 
     /// Signs a user certificate exactly as the grant says.

@@ -33,8 +33,9 @@ pub struct Policy {
     /// Who each `ssh_keys` key belongs to, built at the first lookup (the users do not
     /// change once a policy is built): a lookup per check instead of a walk over every
     /// user's keys, which a request and its signing each made several times.
-    pub key_owners:
-        std::sync::OnceLock<std::collections::HashMap<ssh_key::public::KeyData, UserName>>,
+    /// Keyed by [`SubjectKey::material`]: a key in another form (a security key's of the
+    /// same point) is the same key.
+    pub key_owners: std::sync::OnceLock<std::collections::HashMap<Vec<u8>, UserName>>,
     /// `[policy]`: whose signatures the configuration file needs (`signoff.rs`); `None`
     /// for an unsigned policy.
     pub signing: Option<crate::signoff::Signing>,
@@ -317,15 +318,13 @@ impl Policy {
             // In name order, the first user wins, as a walk would find them.
             for u in self.users.values() {
                 for k in &u.ssh_keys {
-                    owners
-                        .entry(k.key_data().clone())
-                        .or_insert_with(|| u.name.clone());
+                    owners.entry(k.material()).or_insert_with(|| u.name.clone());
                 }
             }
             owners
         });
         owners
-            .get(key.key_data())
+            .get(&key.material())
             .and_then(|name| self.users.get(name))
     }
 

@@ -12,7 +12,7 @@ use ssh_key::{HashAlg, PublicKey, public::KeyData};
 mod sk;
 #[cfg(test)]
 pub(crate) use sk::tests as sk_tests;
-pub use sk::user_was_present;
+pub use sk::{signature_fits_key, user_was_present};
 
 /// Smallest RSA modulus accepted, in bits (NIST SP 800-57 for use past 2030).
 pub const MIN_RSA_BITS: u32 = 3072;
@@ -24,6 +24,20 @@ const MAX_LINE: usize = 8192;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct KeyError(pub String);
+
+/// [`SubjectKey::material`] of any key: its family and point for Ed25519 and P-256 keys
+/// (plain or a security key's), else its fingerprint.
+pub fn material_of(key: &KeyData) -> Vec<u8> {
+    use ssh_key::public::EcdsaPublicKey;
+    let tagged = |tag: &[u8], point: &[u8]| [tag, point].concat();
+    match key {
+        KeyData::Ed25519(k) => tagged(b"ed25519:", &k.0),
+        KeyData::SkEd25519(k) => tagged(b"ed25519:", &k.public_key().0),
+        KeyData::Ecdsa(EcdsaPublicKey::NistP256(p)) => tagged(b"p256:", p.as_bytes()),
+        KeyData::SkEcdsaSha2NistP256(k) => tagged(b"p256:", k.ec_point().as_bytes()),
+        other => format!("key:{}", other.fingerprint(HashAlg::Sha256)).into_bytes(),
+    }
+}
 
 /// Longest key comment kept.
 const MAX_COMMENT: usize = 100;
@@ -105,6 +119,13 @@ impl SubjectKey {
             true => self.to_openssh(),
             false => format!("{} {comment}", self.to_openssh()),
         }
+    }
+
+    /// The key's point whatever form it is written in: a security key's (`sk-...`, any
+    /// application) and the plain key of the same point are one private key, which one
+    /// person's ownership and one signer's signature must not count twice.
+    pub fn material(&self) -> Vec<u8> {
+        material_of(self.key.key_data())
     }
 
     /// A security key's (FIDO: `sk-...@openssh.com`), whose signatures need a touch.

@@ -150,7 +150,7 @@ impl HostAuthority {
 
     /// Whether `key` is the host CA's own public key (never certified).
     pub fn is_own_key(&self, key: &SubjectKey) -> bool {
-        key.key_data() == self.public_key_data()
+        key.material() == crate::pubkey::material_of(self.public_key_data())
     }
 
     /// An SSHSIG over `msg` in `namespace` (the host KRL's signature, challenges).

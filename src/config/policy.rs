@@ -61,7 +61,7 @@ impl Builder<'_> {
                 let k = SubjectKey::parse(line)
                     .map_err(|e| self.err(format!("{key}.ssh_keys[{i}]"), e))?;
                 if let Some((_, owner)) =
-                    key_owner.iter().find(|(o, _)| o.key_data() == k.key_data())
+                    key_owner.iter().find(|(o, _)| o.material() == k.material())
                 {
                     return Err(self.err(
                         format!("{key}.ssh_keys[{i}]"),

@@ -21,19 +21,36 @@ pub(super) fn check_application(application: &str) -> Result<(), KeyError> {
     }
 }
 
-/// Whether an SSH signature says its key's holder was there: for a security key, its
-/// "user present" flag (it was touched), which `ssh-keygen -Y verify` also requires of
-/// an allowed signer by default; any other key's signature is made by whoever holds the key.
-pub fn user_was_present(signature: &ssh_key::Signature) -> bool {
-    use ssh_key::Algorithm;
-    match signature.algorithm() {
-        // ssh-key keeps the flags and the 4-byte counter after the signature proper.
-        Algorithm::SkEd25519 | Algorithm::SkEcdsaSha2NistP256 => {
-            let bytes = signature.as_bytes();
-            bytes
-                .len()
-                .checked_sub(5)
-                .is_some_and(|at| bytes[at] & USER_PRESENT != 0)
+/// Whether an SSHSIG's signature is of its key's own algorithm, as OpenSSH requires (an
+/// RSA key's with SHA-256 or SHA-512): ssh-key checks a signature by the key's type
+/// whatever algorithm the signature names, so a security key's signature renamed
+/// `rsa-sha2-512` would verify and escape the touch check below.
+pub fn signature_fits_key(sig: &ssh_key::SshSig) -> bool {
+    use ssh_key::{Algorithm, HashAlg, public::KeyData};
+    match (sig.public_key(), sig.signature().algorithm()) {
+        (KeyData::Rsa(_), Algorithm::Rsa { hash }) => {
+            matches!(hash, Some(HashAlg::Sha256 | HashAlg::Sha512))
+        }
+        (key, named) => key.algorithm() == named,
+    }
+}
+
+/// Whether an SSHSIG says its key's holder was there: for a security key, a signature of
+/// its own algorithm whose "user present" flag is set (it was touched), which
+/// `ssh-keygen -Y verify` also requires of an allowed signer by default; any other key's
+/// signature is made by whoever holds the key. Decided by the key, not by the name the
+/// signature gives itself.
+pub fn user_was_present(sig: &ssh_key::SshSig) -> bool {
+    use ssh_key::public::KeyData;
+    match sig.public_key() {
+        KeyData::SkEd25519(_) | KeyData::SkEcdsaSha2NistP256(_) => {
+            // ssh-key keeps the flags and the 4-byte counter after the signature proper.
+            let bytes = sig.signature().as_bytes();
+            signature_fits_key(sig)
+                && bytes
+                    .len()
+                    .checked_sub(5)
+                    .is_some_and(|at| bytes[at] & USER_PRESENT != 0)
         }
         _ => true,
     }
@@ -109,11 +126,26 @@ pub(crate) mod tests {
         for (flags, present) in [(0x01, true), (0x05, true), (0x00, false), (0x04, false)] {
             let (_, pem) = sk_sshsig(&signing, "ssh:", ("n", b"m"), flags);
             let sig = SshSig::from_pem(&pem).unwrap();
-            assert_eq!(
-                user_was_present(sig.signature()),
-                present,
-                "flags {flags:#x}"
-            );
+            assert_eq!(user_was_present(&sig), present, "flags {flags:#x}");
+            assert!(signature_fits_key(&sig));
+            // The same bytes under another algorithm's name: not the key's, never touched.
+            let renamed = [
+                Algorithm::Rsa {
+                    hash: Some(HashAlg::Sha512),
+                },
+                Algorithm::Ed25519,
+                Algorithm::Other("x@example.com".parse().unwrap()),
+            ];
+            for name in renamed {
+                let bytes = sig.signature().as_bytes().to_vec();
+                let Ok(other) = ssh_key::Signature::new(name.clone(), bytes) else {
+                    continue;
+                };
+                let key = sig.public_key().clone();
+                let renamed = SshSig::new(key, "n", HashAlg::Sha512, other).unwrap();
+                assert!(!signature_fits_key(&renamed), "{name:?}");
+                assert!(!user_was_present(&renamed), "{name:?}");
+            }
         }
     }
 }

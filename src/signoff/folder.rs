@@ -98,11 +98,17 @@ pub fn tally(authority: &Authority, bytes: &[u8], folder: &Folder) -> Tally {
             .map_err(Clone::clone)
             .and_then(|text| judge(authority, user, bytes, text));
         match judged {
-            Ok(valid) if !keys_seen.insert(valid.key.clone()) => out.rejected.push(Rejected {
-                file,
-                why: format!("key {} signed for another signer already", valid.key),
-            }),
-            Ok(valid) => out.valid.push(valid),
+            Ok((valid, material)) if !keys_seen.insert(material.clone()) => {
+                out.rejected.push(Rejected {
+                    file,
+                    why: format!(
+                        "key {} (or the same key in another form) signed for another signer \
+                         already",
+                        valid.key
+                    ),
+                });
+            }
+            Ok((valid, _)) => out.valid.push(valid),
             Err(why) => out.rejected.push(Rejected { file, why }),
         }
     }
@@ -121,7 +127,7 @@ fn judge(
     user: &UserName,
     bytes: &[u8],
     text: &[u8],
-) -> Result<Valid, String> {
+) -> Result<(Valid, Vec<u8>), String> {
     let Some(keys) = authority.keys.get(user) else {
         return Err(not_a_signer(authority, user));
     };
@@ -147,15 +153,18 @@ fn judge(
     public
         .verify(NAMESPACE, bytes, &sig)
         .map_err(|e| format!("key {key}: the signature is not over this file's bytes ({e})"))?;
-    if !crate::pubkey::user_was_present(sig.signature()) {
+    if !crate::pubkey::signature_fits_key(&sig) || !crate::pubkey::user_was_present(&sig) {
         return Err(format!(
-            "key {key}: a security key's signature made without a touch (\"user present\" off)"
+            "key {key}: a signature not of the key's algorithm, or a security key's made \
+             without a touch (\"user present\" off)"
         ));
     }
-    Ok(Valid {
+    let material = crate::pubkey::material_of(sig.public_key());
+    let valid = Valid {
         user: user.to_string(),
         key,
-    })
+    };
+    Ok((valid, material))
 }
 
 /// Why `user`'s signature does not count: whose signers decide.

@@ -136,6 +136,25 @@ fn same_ssh_key_under_two_users_is_an_error() {
     ));
     assert!(msg.contains("users.bob.ssh_keys[1]"), "{msg}");
     assert!(msg.contains("alice"), "{msg}");
+
+    // The same private key written as a security key's (sk-ssh-ed25519, its point and
+    // an application) is still alice's key.
+    let signing = ed25519_dalek::SigningKey::from_bytes(&[13; 32]);
+    let point = ssh_key::public::Ed25519PublicKey(signing.verifying_key().to_bytes());
+    let plain = ssh_key::PublicKey::new(ssh_key::public::KeyData::Ed25519(point), "");
+    let sk = ssh_key::public::SkEd25519::new(point, "ssh:other");
+    let sk = ssh_key::PublicKey::new(ssh_key::public::KeyData::SkEd25519(sk), "");
+    let (plain, sk) = (plain.to_openssh().unwrap(), sk.to_openssh().unwrap());
+    let msg = err(&format!(
+        "[users.alice]\nssh_keys = [\"{plain}\"]\n[users.bob]\nssh_keys = [\"{sk}\"]\n"
+    ));
+    assert!(msg.contains("users.bob.ssh_keys[0]"), "{msg}");
+    let c = ok(&format!("[users.alice]\nssh_keys = [\"{plain}\"]\n"));
+    let sk = crate::pubkey::SubjectKey::parse(&sk).unwrap();
+    assert_eq!(
+        c.policy.user_by_key(&sk).map(|x| x.name.clone()),
+        Some(u("alice"))
+    );
 }
 
 #[test]

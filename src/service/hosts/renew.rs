@@ -153,6 +153,12 @@ impl Service {
                 "signature: made with another key than the certificate's",
             ));
         }
+        if !crate::pubkey::signature_fits_key(&sig) {
+            return Err(proof(
+                "signature: not of the key's algorithm (an RSA key signs with rsa-sha2-256 \
+                 or rsa-sha2-512)",
+            ));
+        }
         host_key
             .verify(HOST_RENEW_NAMESPACE, text.as_bytes(), &sig)
             .map_err(|_| proof("signature: does not verify over the challenge"))?;

@@ -61,6 +61,12 @@ pub fn check_proof(key: &SubjectKey, challenge: &str, signature: &str) -> Result
                 .to_owned(),
         );
     }
+    if !crate::pubkey::signature_fits_key(&sig) {
+        return Err(format!(
+            "the signature's algorithm ({}) is not one of its key's",
+            sig.signature().algorithm().as_str()
+        ));
+    }
     if sig.public_key() != key.key_data() {
         return Err(format!(
             "the signature was made with another key ({}), not {}",
@@ -71,7 +77,7 @@ pub fn check_proof(key: &SubjectKey, challenge: &str, signature: &str) -> Result
     PublicKey::new(key.key_data().clone(), "")
         .verify(KEY_NAMESPACE, challenge.as_bytes(), &sig)
         .map_err(|_| "the signature does not verify over this challenge".to_owned())?;
-    if !crate::pubkey::user_was_present(sig.signature()) {
+    if !crate::pubkey::user_was_present(&sig) {
         return Err(
             "the security key was not touched for this signature (its \"user \
                     present\" flag is off): sign again and touch the key"

@@ -137,8 +137,26 @@ pub(super) const REQUEST_COLUMNS: &str = "id, role, requester, reason, ttl_secon
      key_fingerprint, principals, role_digest, status, created_at, expires_at, decided_at, \
      decided_by, decision_code, decision_note, approvals_required";
 
-/// How many columns [`REQUEST_COLUMNS`] names (a query's own columns come after them).
-pub(super) const REQUEST_COLUMN_COUNT: usize = 17;
+/// How many columns [`REQUEST_COLUMNS`] names (a query's own columns come after them),
+/// counted from the list itself.
+pub(super) const REQUEST_COLUMN_COUNT: usize = columns_in(REQUEST_COLUMNS);
+
+/// The names in a comma-separated list of columns.
+const fn columns_in(list: &str) -> usize {
+    let bytes = list.as_bytes();
+    let (mut i, mut n) = (0, 1);
+    while i < bytes.len() {
+        if bytes[i] == b',' {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+}
+const _: () = assert!(
+    REQUEST_COLUMN_COUNT == 17,
+    "request_from_row reads 17 columns"
+);
 
 pub(super) fn request_from_row(r: &Row<'_>) -> Result<RequestRow, StoreError> {
     let id: String = r.get(0)?;

@@ -106,8 +106,15 @@ fn the_wal_stays_bounded_under_steady_writes_and_reads() {
         "the WAL grew to {largest} bytes for {} MB written: checkpoints are not keeping up",
         WRITTEN >> 20
     );
-    let [_, restarted, ..] = store.stats().wal_checkpoints;
-    assert!(restarted >= 1, "the WAL never started again");
+    // Under the bound (two thirds of what was written), the WAL started again: by a
+    // RESTART, or, when the machine is busy and the readers never pause, by SQLite at a
+    // write once the writer's own checkpoints copied everything past FORCE_AT.
+    let [copied, restarted, _, on_writer, _] = store.stats().wal_checkpoints;
+    assert!(
+        copied >= 1 && restarted + on_writer >= 1,
+        "{:?}",
+        store.stats().wal_checkpoints
+    );
 }
 
 /// The rows the WAL tests write (15 frames each), and how many: 168 MB.
@@ -116,10 +123,13 @@ const ROWS: i64 = 3_000;
 const WRITTEN: u64 = ROW as u64 * ROWS as u64;
 
 /// The most bytes the WAL may take: [`FORCE_AT`](crate::store::writer::checkpoint)
-/// frames, past which the writer checkpoints after every COMMIT too, and a batch more (of
-/// 4 KiB pages, each with its 24-byte frame header). Two thirds of what these tests write.
+/// frames, past which the writer checkpoints after every COMMIT too and asks for a RESTART
+/// every `RETRY_PAST_FORCE` frames once all is copied (on a busy machine the thread's
+/// passes may not catch up before), twice that, and a batch more (of 4 KiB pages, each
+/// with its 24-byte frame header). Two thirds of what these tests write.
 fn wal_bound() -> u64 {
-    let frames = u64::from(crate::store::writer::checkpoint::FORCE_AT) + 1_000;
+    use crate::store::writer::checkpoint::{FORCE_AT, RETRY_PAST_FORCE};
+    let frames = u64::from(FORCE_AT + 2 * RETRY_PAST_FORCE) + 1_000;
     let bound = frames * (4096 + 24);
     assert!(
         bound * 3 / 2 < WRITTEN,

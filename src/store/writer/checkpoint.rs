@@ -53,6 +53,10 @@ const PASSES: usize = 3;
 /// WAL length from which the writer also checkpoints (PASSIVE) after each COMMIT: the
 /// RESTART did not start the WAL again within half a cycle.
 pub(in crate::store) const FORCE_AT: u32 = CYCLE + CYCLE / 2;
+/// Past [`FORCE_AT`], frames between two RESTARTs the writer asks of itself once its own
+/// PASSIVE copied everything (readers that come and go may have kept the thread's from
+/// succeeding); so readers that never leave the WAL cost it a wait this seldom.
+pub(in crate::store) const RETRY_PAST_FORCE: u32 = 1_000;
 /// The longest a RESTART, or a checkpoint of the thread, waits in all for readers or
 /// the writer.
 pub(in crate::store) const WAIT_AT_MOST: Duration = Duration::from_millis(5);
@@ -121,6 +125,9 @@ pub(in crate::store) struct Checkpointer {
     thread: Mutex<Option<JoinHandle<()>>>,
     /// The WAL's length when the thread was last woken.
     woken_at: AtomicU32,
+    /// The WAL's length when the writer last asked itself for a RESTART past
+    /// [`FORCE_AT`].
+    forced_at: AtomicU32,
     /// Set by the thread once its passes have copied nearly everything: the writer runs
     /// the RESTART before its next batch.
     restart: Arc<AtomicBool>,
@@ -153,6 +160,7 @@ impl Checkpointer {
             wake: Mutex::new(Some(wake)),
             thread: Mutex::new(Some(thread)),
             woken_at: AtomicU32::new(0),
+            forced_at: AtomicU32::new(0),
             restart,
             counts,
         })
@@ -195,6 +203,20 @@ impl Checkpointer {
             // one (busy at once if the thread is checkpointing). Failures are counted,
             // not logged: this runs after every COMMIT, the thread says them once.
             let outcome = checkpoint(conn, Mode::Passive, false);
+            // All of it copied: the WAL starts again at the next batch if readers let
+            // the RESTART through within its wait (no reader keeps an old snapshot, or
+            // there would be frames left).
+            if let Some(Pass {
+                gave_up: false,
+                left: 0,
+            }) = outcome
+            {
+                let asked = self.forced_at.load(Ordering::Relaxed);
+                if frames < asked || frames - asked >= RETRY_PAST_FORCE {
+                    self.forced_at.store(frames, Ordering::Relaxed);
+                    self.restart.store(true, Ordering::Relaxed);
+                }
+            }
             let outcome = outcome.map_or(Outcome::Failed, |_| Outcome::OnWriter);
             self.counts[outcome as usize].fetch_add(1, Ordering::Relaxed);
         }

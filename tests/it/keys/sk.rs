@@ -88,6 +88,24 @@ async fn a_security_key_is_registered_only_when_touched_and_is_certified() {
             .contains("touch"),
         "{body}"
     );
+    // Nor renamed: the same untouched bytes claiming to be an RSA signature (ssh-key
+    // checks them by the key's type whatever name they carry).
+    let sig = SshSig::from_pem(&untouched).unwrap();
+    let rsa = Algorithm::Rsa {
+        hash: Some(HashAlg::Sha512),
+    };
+    let bytes = sig.signature().as_bytes().to_vec();
+    let renamed = ssh_key::Signature::new(rsa, bytes).unwrap();
+    let renamed = SshSig::new(sig.public_key().clone(), asked.0, HashAlg::Sha512, renamed)
+        .unwrap()
+        .to_pem(LineEnding::LF)
+        .unwrap();
+    let (status, body) = register(&app, "alice", &line, &text, &renamed).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "key_proof_failed"),
+        "{body}"
+    );
     let (status, body) = register(&app, "alice", &line, &text, &touched).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["key"]["public_key"], line.as_str());
@@ -116,4 +134,25 @@ async fn a_security_key_is_registered_only_when_touched_and_is_certified() {
         .unwrap()
         .fingerprint(HashAlg::Sha256);
     assert!(shown.contains(&fingerprint.to_string()), "{shown}");
+}
+
+/// The CA's own key written as a security key's (its point, an `ssh:` application) is
+/// still the CA key: never certified, never registered.
+#[tokio::test]
+async fn the_ca_key_as_a_security_key_is_still_the_ca_key() {
+    let app = TestApp::spawn().await;
+    let ca = PublicKey::from_openssh(&app.service.ca().public_key_line()).unwrap();
+    let KeyData::Ed25519(point) = ca.key_data() else {
+        panic!("an Ed25519 CA key")
+    };
+    let sk = KeyData::SkEd25519(SkEd25519::new(*point, "ssh:"));
+    let line = PublicKey::new(sk, "").to_openssh().unwrap();
+    let (status, body) = app.create_with_key("alice", "prod-db", None, &line).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_request"),
+        "{body}"
+    );
+    let (status, body) = super::challenge(&app, "alice", &line).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
