@@ -27,8 +27,9 @@
 //! cycle. Past [`FORCE_AT`] frames (a reader kept the WAL, or the thread fell behind)
 //! the writer also checkpoints after each COMMIT as SQLite would (PASSIVE, never waiting
 //! for anyone), and once that copied everything asks itself for the RESTART, at most
-//! every [`RETRY_PAST_FORCE`] frames. Checkpoints never decide durability: a COMMIT is durable once its WAL
-//! frames are synced, and a crash at any point of a checkpoint loses nothing.
+//! every [`RETRY_PAST_FORCE`] frames. Checkpoints never decide durability: a COMMIT is
+//! durable once its WAL frames are synced, and a crash at any point of a checkpoint loses
+//! nothing.
 
 use std::cell::Cell;
 use std::ffi::c_int;
