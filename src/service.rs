@@ -71,7 +71,7 @@ pub use keys::{
 pub use local::Local;
 pub use migrate::{MigrateError, Migrated, migrate_to_postgres};
 pub use notify::{notify_retry, notify_status};
-pub use read::{LIST_LIMIT, ListPage};
+pub use read::{AUDIT_PAGE, LIST_LIMIT, ListPage};
 pub use recheck::{RECHECK_EVERY, Recheck};
 pub use reload::{Ready, Reloaded};
 pub use review::{Flag, HeldConflict, Review, RoleTerms, ViewerRights};

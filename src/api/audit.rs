@@ -43,7 +43,7 @@ impl AuditQuery {
         if after_seq < 0 {
             return Err(ApiError::invalid("after_seq must not be negative"));
         }
-        let limit = self.limit.unwrap_or(100);
+        let limit = self.limit.unwrap_or(crate::service::AUDIT_PAGE);
         if !(1..=MAX_LIMIT).contains(&limit) {
             return Err(ApiError::invalid(format!(
                 "limit must be between 1 and {MAX_LIMIT}"

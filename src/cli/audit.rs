@@ -105,7 +105,9 @@ pub(super) fn run(config: &Path, url: &str, args: AuditArgs) -> anyhow::Result<E
         (None, Some(serial)) => {
             eprintln!("no events of serial {serial}: no certificate of this CA has it");
         }
-        (Some(last), _) if events.events.len() == args.limit.unwrap_or(100) as usize => {
+        (Some(last), _)
+            if events.events.len() == args.limit.unwrap_or(crate::service::AUDIT_PAGE) as usize =>
+        {
             eprintln!(
                 "more events may follow (oldest first, {} a page): --after-seq {}",
                 events.events.len(),

@@ -293,6 +293,9 @@ impl Service {
 /// Most requests one page of a list returns (and the default page size).
 pub const LIST_LIMIT: u32 = 10_000;
 
+/// Events one page of `GET /v1/audit` holds when no `limit` is asked.
+pub const AUDIT_PAGE: u32 = 100;
+
 /// One page of [`Service::list`].
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ListPage {
