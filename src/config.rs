@@ -199,7 +199,7 @@ impl Config {
     pub fn from_toml_str(text: &str, path: &Path, base: &Path) -> Result<Config, ConfigError> {
         let raw: raw::RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             path: path.to_owned(),
-            message: e.to_string().trim_end().replace('\n', " "),
+            message: raw::syntax_message(text, &e),
         })?;
         let invalid = |key: String, message: String| ConfigError::Invalid {
             path: path.to_owned(),

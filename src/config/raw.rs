@@ -7,6 +7,19 @@ use serde::Deserialize;
 
 use crate::policy::{Policy, PrincipalTemplate};
 
+/// The TOML parser's complaint about `text` on one line (it goes to logs as one line too):
+/// where, as a line and column, then what. The parser's own text draws the line under a
+/// caret over several lines, which a one-line message would garble.
+pub(super) fn syntax_message(text: &str, e: &toml::de::Error) -> String {
+    let what = e.message().trim_end().replace('\n', " ");
+    let Some(before) = e.span().and_then(|span| text.get(..span.start)) else {
+        return what;
+    };
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {column}: {what}")
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {

@@ -126,3 +126,20 @@ fn unreadable_config_is_a_read_error() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_syntax_error_says_where_on_one_line() {
+    let text = format!("{FULL}\n[users.zed\ngroups = [\"dev\"]\n");
+    let line = text.lines().count() - 1;
+    let msg = err(&text);
+    assert!(
+        msg.contains(&format!("line {line}, column 11: ")) && msg.contains("expected `]`"),
+        "{msg}"
+    );
+    assert!(!msg.contains('\n') && !msg.contains(" | "), "{msg}");
+    let msg = err(&format!("{FULL}\n[servers]\nlisten = \"x\"\n"));
+    assert!(
+        msg.contains("unknown field `servers`") && msg.contains("line "),
+        "{msg}"
+    );
+}
