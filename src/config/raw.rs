@@ -8,8 +8,8 @@ use serde::Deserialize;
 use crate::policy::{Policy, PrincipalTemplate};
 
 /// The TOML parser's complaint about `text` on one line (it goes to logs as one line too):
-/// where, as a line and column, then what. The parser's own text draws the line under a
-/// caret over several lines, which a one-line message would garble.
+/// where, as a line and column and the key or table there, then what. The parser's own
+/// text draws the line under a caret over several lines, which one line would garble.
 pub(super) fn syntax_message(text: &str, e: &toml::de::Error) -> String {
     let what = e.message().trim_end().replace('\n', " ");
     let Some(before) = e.span().and_then(|span| text.get(..span.start)) else {
@@ -17,7 +17,22 @@ pub(super) fn syntax_message(text: &str, e: &toml::de::Error) -> String {
     };
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    format!("line {line}, column {column}: {what}")
+    // The key or table the line names, not its text (a value may be a secret).
+    let text_line = text.lines().nth(line - 1).unwrap_or("").trim();
+    let at = match text_line.split_once('=') {
+        Some((key, _)) => format!(" (`{}`)", shortened(key.trim())),
+        None if text_line.starts_with('[') => format!(" (`{}`)", shortened(text_line)),
+        None => String::new(),
+    };
+    format!("line {line}, column {column}{at}: {what}")
+}
+
+/// At most 60 characters of `s`, with `...` when cut.
+fn shortened(s: &str) -> String {
+    match s.char_indices().nth(60) {
+        Some((end, _)) => format!("{}...", &s[..end]),
+        None => s.to_owned(),
+    }
 }
 
 #[derive(Debug, Deserialize)]

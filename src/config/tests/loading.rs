@@ -133,10 +133,15 @@ fn a_syntax_error_says_where_on_one_line() {
     let line = text.lines().count() - 1;
     let msg = err(&text);
     assert!(
-        msg.contains(&format!("line {line}, column 11: ")) && msg.contains("expected `]`"),
+        msg.contains(&format!("line {line}, column 11 (`[users.zed`): "))
+            && msg.contains("expected `]`"),
         "{msg}"
     );
     assert!(!msg.contains('\n') && !msg.contains(" | "), "{msg}");
+    // The line is named by its key; its text is not copied into the message.
+    let text = full_edit("data_dir = \"data\"", "data_dir = \"data\"\ntimezone = 7");
+    let msg = err(&text);
+    assert!(msg.contains("(`timezone`): invalid type"), "{msg}");
     let msg = err(&format!("{FULL}\n[servers]\nlisten = \"x\"\n"));
     assert!(
         msg.contains("unknown field `servers`") && msg.contains("line "),
