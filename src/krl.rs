@@ -1,10 +1,16 @@
 //! An OpenSSH Key Revocation List writer (the serial-list form of PROTOCOL.krl), and a
-//! reader of the little `countersign krl` needs to compare two KRLs (version, CAs).
+//! reader of the little `countersign krl` needs to compare two KRLs (version, CAs,
+//! serials and when each certificate expires).
 //!
 //! No crate writes KRLs, so this is the format by hand: a header (magic, format version,
 //! KRL version, generated date, flags, reserved, comment) and one certificates section
 //! for our CA holding one serial-list subsection. sshd reads the file named by
 //! `RevokedKeys` on every authentication; `ssh-keygen -Q` reads it too (tested).
+//!
+//! The comment also says when each listed certificate expires (`countersign
+//! expires=SERIAL:UNIX,...`; sshd and ssh-keygen ignore comments). The KRL is signed
+//! whole, so a server that fetched it knows, from the CA, how long each revocation must
+//! stay: a KRL that drops one earlier came from a CA that forgot it (`cli/krl/carry.rs`).
 
 use ssh_key::encoding::Encode;
 use ssh_key::public::KeyData;
@@ -28,6 +34,9 @@ pub struct KrlContents<'a> {
     pub ca: &'a KeyData,
     /// Revoked serials (non-zero); order and duplicates do not matter.
     pub serials: &'a [u64],
+    /// When each of `serials` expires (its certificate's `valid_before`, Unix seconds),
+    /// in the same order; empty to say nothing.
+    pub expires: &'a [u64],
 }
 
 /// Why a KRL could not be written.
@@ -42,7 +51,13 @@ pub enum KrlError {
     /// Serial 0 cannot be revoked by serial.
     #[error("serial 0 cannot be listed in a KRL")]
     ZeroSerial,
+    /// `expires` is neither empty nor as long as `serials`.
+    #[error("{0} expiry times for {1} serials")]
+    Expiries(usize, usize),
 }
+
+/// What a comment says before the expiry times.
+const EXPIRES: &str = " expires=";
 
 /// The KRL bytes.
 pub fn encode(krl: &KrlContents<'_>) -> Result<Vec<u8>, KrlError> {
@@ -53,15 +68,39 @@ pub fn encode(krl: &KrlContents<'_>) -> Result<Vec<u8>, KrlError> {
     out.extend_from_slice(&krl.generated_date.to_be_bytes());
     out.extend_from_slice(&0u64.to_be_bytes()); // flags
     put_string(&mut out, b"")?; // reserved
-    put_string(&mut out, krl.comment.as_bytes())?;
-    // The certificates section is there even when nothing is revoked: it names the CA,
-    // so a KRL of another CA is told apart from an empty one (`read`).
-    let mut serials = krl.serials.to_vec();
-    serials.sort_unstable();
-    serials.dedup();
-    if serials.first() == Some(&0) {
+    if !krl.expires.is_empty() && krl.expires.len() != krl.serials.len() {
+        return Err(KrlError::Expiries(krl.expires.len(), krl.serials.len()));
+    }
+    // Sorted by serial, one entry each (the latest expiry if a serial came twice).
+    let mut entries: Vec<(u64, u64)> = match krl.expires {
+        [] => krl.serials.iter().map(|&s| (s, 0)).collect(),
+        expires => krl
+            .serials
+            .iter()
+            .copied()
+            .zip(expires.iter().copied())
+            .collect(),
+    };
+    entries.sort_unstable();
+    entries.dedup_by(|later, kept| {
+        later.0 == kept.0 && {
+            kept.1 = later.1;
+            true
+        }
+    });
+    if entries.first().is_some_and(|e| e.0 == 0) {
         return Err(KrlError::ZeroSerial);
     }
+    let mut comment = krl.comment.to_owned();
+    if !krl.expires.is_empty() && !entries.is_empty() {
+        comment.push_str(EXPIRES);
+        let pairs: Vec<String> = entries.iter().map(|(s, t)| format!("{s}:{t}")).collect();
+        comment.push_str(&pairs.join(","));
+    }
+    put_string(&mut out, comment.as_bytes())?;
+    // The certificates section is there even when nothing is revoked: it names the CA,
+    // so a KRL of another CA is told apart from an empty one (`read`).
+    let serials: Vec<u64> = entries.iter().map(|e| e.0).collect();
     let mut list = Vec::with_capacity(8 * serials.len());
     for s in serials {
         list.extend_from_slice(&s.to_be_bytes());
@@ -90,6 +129,12 @@ pub struct KrlSummary {
     pub generated_date: u64,
     /// The CA public keys its certificate sections name.
     pub cas: Vec<KeyData>,
+    /// The serials it revokes, ascending, when it lists them one by one (as ours do);
+    /// `None` when it also revokes by range, bitmap or key ID.
+    pub serials: Option<Vec<u64>>,
+    /// When the certificates of listed serials expire, as its comment says (ours do;
+    /// empty for any other KRL, or a comment that does not parse).
+    pub expires: std::collections::BTreeMap<u64, u64>,
 }
 
 /// Why bytes are not a KRL.
@@ -111,8 +156,9 @@ pub fn read(bytes: &[u8]) -> Result<KrlSummary, NotAKrl> {
     let generated_date = take_u64(&mut r)?;
     take(&mut r, 8)?; // flags
     take_string(&mut r)?; // reserved
-    take_string(&mut r)?; // comment
+    let comment = take_string(&mut r)?;
     let mut cas = Vec::new();
+    let mut serials = Some(Vec::new());
     while let Some((&kind, rest)) = r.split_first() {
         r = rest;
         let mut section = take_string(&mut r)?;
@@ -121,13 +167,55 @@ pub fn read(bytes: &[u8]) -> Result<KrlSummary, NotAKrl> {
             let key = ssh_key::PublicKey::from_bytes(blob)
                 .map_err(|e| NotAKrl(format!("a CA key does not parse: {e}")))?;
             cas.push(key.key_data().clone());
+            take_string(&mut section)?; // reserved
+            while let Some((&sub, rest)) = section.split_first() {
+                section = rest;
+                let mut body = take_string(&mut section)?;
+                match (sub, serials.as_mut()) {
+                    (KRL_SECTION_CERT_SERIAL_LIST, Some(list)) => {
+                        while !body.is_empty() {
+                            list.push(take_u64(&mut body)?);
+                        }
+                    }
+                    (KRL_SECTION_CERT_SERIAL_LIST, None) => {}
+                    _ => serials = None,
+                }
+            }
         }
     }
+    if let Some(list) = serials.as_mut() {
+        list.sort_unstable();
+        list.dedup();
+    }
+    let expires = match &serials {
+        Some(list) => expires_in(comment, list),
+        None => Default::default(),
+    };
     Ok(KrlSummary {
         version,
         generated_date,
         cas,
+        serials,
+        expires,
     })
+}
+
+/// The expiry times a comment of ours gives for `serials` (none if it gives none, or
+/// does not parse: nothing is guessed).
+fn expires_in(comment: &[u8], serials: &[u64]) -> std::collections::BTreeMap<u64, u64> {
+    let parsed = || {
+        let text = std::str::from_utf8(comment).ok()?;
+        let (_, pairs) = text.split_once(EXPIRES)?;
+        pairs
+            .split(',')
+            .map(|pair| {
+                let (s, t) = pair.split_once(':')?;
+                Some((s.parse::<u64>().ok()?, t.parse::<u64>().ok()?))
+            })
+            .filter(|e| e.is_none_or(|(s, _)| serials.binary_search(&s).is_ok()))
+            .collect::<Option<std::collections::BTreeMap<u64, u64>>>()
+    };
+    parsed().unwrap_or_default()
 }
 
 fn take<'a>(r: &mut &'a [u8], n: usize) -> Result<&'a [u8], NotAKrl> {
@@ -179,6 +267,7 @@ mod tests {
             comment: "c",
             ca: &ca,
             serials: &[],
+            expires: &[],
         })
         .unwrap();
         assert_eq!(&bytes[..8], b"SSHKRL\n\0");
@@ -198,6 +287,7 @@ mod tests {
             comment: "",
             ca: &ca,
             serials: &[5, 9],
+            expires: &[],
         })
         .unwrap();
         assert_eq!(
@@ -205,7 +295,9 @@ mod tests {
             KrlSummary {
                 version: 7,
                 generated_date: 0,
-                cas: vec![ca]
+                cas: vec![ca],
+                serials: Some(vec![5, 9]),
+                expires: Default::default(),
             }
         );
         assert!(read(&bytes[..bytes.len() - 3]).is_err());
@@ -221,6 +313,7 @@ mod tests {
             comment: "",
             ca: &ca,
             serials: &[9, 2, 9],
+            expires: &[],
         })
         .unwrap();
         let b = encode(&KrlContents {
@@ -229,6 +322,7 @@ mod tests {
             comment: "",
             ca: &ca,
             serials: &[2, 9],
+            expires: &[],
         })
         .unwrap();
         assert_eq!(a, b);
@@ -247,9 +341,57 @@ mod tests {
                 generated_date: 0,
                 comment: "",
                 ca: &ca,
-                serials: &[0, 5]
+                serials: &[0, 5],
+                expires: &[],
             })
             .is_err()
         );
+    }
+
+    #[test]
+    fn expiry_times_ride_in_the_comment_and_read_back_per_serial() {
+        let ca = ca();
+        let bytes = encode(&KrlContents {
+            version: 4,
+            generated_date: 60,
+            comment: "countersign",
+            ca: &ca,
+            serials: &[9, 2, 9],
+            expires: &[900, 200, 950],
+        })
+        .unwrap();
+        let summary = read(&bytes).unwrap();
+        assert_eq!(summary.serials, Some(vec![2, 9]));
+        assert_eq!(summary.expires, [(2, 200), (9, 950)].into());
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("countersign expires=2:200,9:950"), "{text}");
+        // Lengths must agree; a comment that does not parse gives no times at all.
+        let odd = KrlContents {
+            version: 4,
+            generated_date: 60,
+            comment: "countersign",
+            ca: &ca,
+            serials: &[2, 9],
+            expires: &[1],
+        };
+        assert!(matches!(encode(&odd), Err(KrlError::Expiries(1, 2))));
+        for comment in [
+            "countersign expires=2:x",
+            "countersign expires=2:5;9:6",
+            "other",
+        ] {
+            let bytes = encode(&KrlContents {
+                comment,
+                expires: &[],
+                ..odd.clone()
+            })
+            .unwrap();
+            let summary = read(&bytes).unwrap();
+            assert!(
+                summary.expires.is_empty(),
+                "{comment}: {:?}",
+                summary.expires
+            );
+        }
     }
 }

@@ -7,7 +7,8 @@
 //! (`FILE.ca.pub`). A KRL older than the file it would replace, or naming another CA, is
 //! refused unless `--force`: spreading a rolled-back or foreign KRL to every server
 //! would un-revoke certificates everywhere within a minute. A bad signature is never
-//! overridden.
+//! overridden. A revocation the file lists that the new KRL drops before its certificate
+//! expires stays in the file, and the round fails (`krl/carry.rs`).
 //!
 //! `--host` fetches the host KRL instead (`/v1/krl/host`, for ssh's `RevokedHostKeys`),
 //! signed by the host CA (`/v1/krl/host.sig`, namespace `countersign-host-krl`), under the
@@ -25,6 +26,7 @@ use super::files::write_atomically;
 use crate::krl::{self, KrlSummary};
 use crate::service::{HOST_KRL_NAMESPACE, KRL_NAMESPACE};
 
+mod carry;
 mod sync;
 
 /// `krl` arguments.
@@ -40,7 +42,8 @@ pub struct KrlArgs {
     #[command(flatten)]
     pub checks: Checks,
     /// Replace OUT even with a KRL older than it or one naming another CA (the signature
-    /// must still verify).
+    /// must still verify). Revocations OUT lists that have not expired are still kept
+    /// when the KRL is of the same CA: remove OUT to start afresh.
     #[arg(long)]
     pub force: bool,
 }
@@ -127,6 +130,13 @@ pub(super) fn run(url: &str, args: KrlArgs) -> anyhow::Result<ExitCode> {
     };
     let installed = install(&out, &args.checks, &ca, pin, &fetched, args.force)?;
     eprintln!("{}", said(&out, &ca, &fetched, &installed));
+    if !installed.kept.is_empty() {
+        bail!(carry::complaint(
+            &out,
+            fetched.summary.version,
+            &installed.kept
+        ));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -140,11 +150,13 @@ pub(super) struct Fetched {
 
 /// What [`install`] did.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Installed {
-    /// The file already held these bytes.
-    Current,
-    /// The file was replaced.
-    Written,
+pub(super) struct Installed {
+    /// The file was replaced (else it already held these bytes).
+    written: bool,
+    /// What the file holds now.
+    bytes: Vec<u8>,
+    /// Revocations the file listed that the KRL dropped early, kept in it.
+    kept: Vec<carry::Kept>,
 }
 
 /// Checks `fetched` (its age, its CA, its version against `out`'s) and replaces `out`
@@ -166,7 +178,13 @@ fn install(
             fingerprint(ca)
         );
     }
-    if let Some(why) = replaces_badly(out, ca, summary.version)? {
+    let old = match std::fs::read(out) {
+        Ok(b) => Some(b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", out.display())),
+    };
+    let old_summary = old.as_deref().map(krl::read);
+    if let Some(why) = replaces_badly(out, ca, old_summary.as_ref(), summary.version) {
         if !force {
             bail!(
                 "{why}; {} was left as it is (--force replaces it anyway)",
@@ -184,19 +202,38 @@ fn install(
             pin.display()
         );
     }
-    if std::fs::read(out).is_ok_and(|old| old == *bytes) {
-        return Ok(Installed::Current);
+    let kept = match &old_summary {
+        Some(Ok(old)) if old.cas.iter().all(|k| k == ca.key_data()) => {
+            carry::dropped_early(old, summary, unix_now())
+        }
+        _ => Vec::new(),
+    };
+    let bytes = match kept.as_slice() {
+        [] => bytes.clone(),
+        kept => carry::with_kept(summary, ca.key_data(), kept)?,
+    };
+    let written = old.as_ref() != Some(&bytes);
+    if written {
+        write_atomically(out, &bytes)?;
     }
-    write_atomically(out, bytes)?;
-    Ok(Installed::Written)
+    Ok(Installed {
+        written,
+        bytes,
+        kept,
+    })
+}
+
+/// This host's clock, in Unix seconds.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// A KRL made longer ago than `--max-age`, or further ahead than it (its signed
 /// generated date), is refused: a replayed or frozen answer fails loudly.
 fn check_age(summary: &KrlSummary, checks: &Checks) -> anyhow::Result<()> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = unix_now();
     let age = now.saturating_sub(summary.generated_date);
     if summary.generated_date > now.saturating_add(checks.max_age.as_secs()) {
         bail!(
@@ -220,19 +257,24 @@ fn check_age(summary: &KrlSummary, checks: &Checks) -> anyhow::Result<()> {
 
 /// The line that says what [`install`] did.
 fn said(out: &Path, ca: &PublicKey, fetched: &Fetched, installed: &Installed) -> String {
-    match installed {
-        Installed::Current => format!(
-            "{} is current (KRL version {})",
-            out.display(),
-            fetched.summary.version
-        ),
-        Installed::Written => format!(
-            "wrote {} (KRL version {}, {} bytes, signed by {})",
+    let kept = match installed.kept.len() {
+        0 => String::new(),
+        n => format!(", with {n} revocation(s) it dropped early kept"),
+    };
+    if installed.written {
+        format!(
+            "wrote {} (KRL version {}, {} bytes, signed by {}{kept})",
             out.display(),
             fetched.summary.version,
-            fetched.bytes.len(),
+            installed.bytes.len(),
             fingerprint(ca)
-        ),
+        )
+    } else {
+        format!(
+            "{} is current (KRL version {}{kept})",
+            out.display(),
+            fetched.summary.version
+        )
     }
 }
 
@@ -335,31 +377,32 @@ fn fetch_verified(
     ))
 }
 
-/// Why writing a KRL of `version` over `out` would be wrong, if it would.
-fn replaces_badly(out: &Path, ca: &PublicKey, version: u64) -> anyhow::Result<Option<String>> {
-    let old = match std::fs::read(out) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", out.display())),
-    };
-    let old = match krl::read(&old) {
+/// Why writing a KRL of `version` over `out`, which holds `old` (if it exists), would be
+/// wrong, if it would.
+fn replaces_badly(
+    out: &Path,
+    ca: &PublicKey,
+    old: Option<&Result<KrlSummary, krl::NotAKrl>>,
+    version: u64,
+) -> Option<String> {
+    let old = match old? {
         Ok(s) => s,
-        Err(e) => return Ok(Some(format!("{} is {e}", out.display()))),
+        Err(e) => return Some(format!("{} is {e}", out.display())),
     };
     if old.cas.iter().any(|k| k != ca.key_data()) {
-        return Ok(Some(format!(
+        return Some(format!(
             "{} is a KRL of another CA than {}",
             out.display(),
             fingerprint(ca)
-        )));
+        ));
     }
     if old.version > version {
-        return Ok(Some(format!(
+        return Some(format!(
             "the server's KRL (version {version}) is older than {} (version {}): \
              was the CA's database rolled back?",
             out.display(),
             old.version
-        )));
+        ));
     }
-    Ok(None)
+    None
 }

@@ -315,6 +315,13 @@ impl Service {
         };
         self.not_behind(version)?;
         let serials: Vec<u64> = revoked.serials.iter().map(|s| s.get()).collect();
+        // When each expires, in the signed bytes: a server's `krl --out` keeps a
+        // revocation that a later KRL drops before then (a CA that forgot it).
+        let expires: Vec<u64> = revoked
+            .valid_before
+            .iter()
+            .map(|&t| u64::try_from(t).unwrap_or(0))
+            .collect();
         let bytes = krl::encode(&KrlContents {
             version,
             // The time it was made: signed with the bytes, it tells `krl --out` how old an
@@ -323,6 +330,7 @@ impl Service {
             comment: kind.comment,
             ca: kind.ca,
             serials: &serials,
+            expires: &expires,
         })?;
         let signature = sign(&bytes)?
             .to_pem(ssh_key::LineEnding::LF)

@@ -167,6 +167,7 @@ async fn once_fails_loudly_and_an_older_krl_never_replaces_the_file() {
         comment: "countersign",
         ca: app.service.ca().key().key_data(),
         serials: &[7],
+        expires: &[],
     })
     .expect("KRL");
     std::fs::write(&krl, &newer).expect("write");

@@ -79,6 +79,7 @@ mod replicas;
 mod revocation;
 mod revocation_krl;
 mod sshd;
+mod sshd_restore;
 mod state;
 mod state_files;
 mod state_krl;

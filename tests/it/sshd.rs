@@ -178,7 +178,7 @@ async fn a_certificate_from_another_ca_is_refused() {
 }
 
 /// `countersign krl --out FILE` against the test server (no token needed).
-fn refresh_krl(app: &TestApp, path: &std::path::Path) {
+pub(crate) fn refresh_krl(app: &TestApp, path: &std::path::Path) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
         .args(["krl", "--out"])
         .arg(path)
@@ -278,7 +278,7 @@ async fn sshd_enforces_the_krl_per_certificate() {
 }
 
 /// `countersign krl --out FILE` against `url`; the command's output.
-fn krl_from(url: &str, path: &std::path::Path) -> std::process::Output {
+pub(crate) fn krl_from(url: &str, path: &std::path::Path) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
         .args(["--url", url, "krl", "--out"])
         .arg(path)

@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::Args;
 
-use super::{Checks, check_age, fetch_verified, install, said, trusted_ca};
+use super::{Checks, carry, check_age, fetch_verified, install, said, trusted_ca};
 use crate::cli::client::Client;
 
 /// `krl sync` arguments.
@@ -77,6 +77,8 @@ struct State {
     written: Option<Vec<u8>>,
     /// The version last reported, so that a new line is logged only when it changes.
     reported: Option<u64>,
+    /// The revocations last reported as kept (the CA dropped them early).
+    kept: Vec<carry::Kept>,
 }
 
 /// One fetch: the file made current, or why not.
@@ -117,11 +119,23 @@ fn round(client: &Client, args: &SyncArgs, state: &mut State) -> anyhow::Result<
     };
     let installed = install(&args.out, &args.checks, &ca, pin, &fetched, false)?;
     let version = fetched.summary.version;
-    if args.once || state.reported != Some(version) {
+    if args.once || state.reported != Some(version) || state.kept != installed.kept {
         eprintln!("{}", said(&args.out, &ca, &fetched, &installed));
     }
     state.reported = Some(version);
     state.etag = fetched.etag.clone();
-    state.written = Some(fetched.bytes);
+    state.written = Some(installed.bytes);
+    if !installed.kept.is_empty() {
+        let complaint = carry::complaint(&args.out, version, &installed.kept);
+        // Once: the run fails (a timer's unit shows failed). Running: said when it
+        // changes, while the file keeps them and takes the CA's new revocations.
+        if args.once {
+            bail!(complaint);
+        }
+        if state.kept != installed.kept {
+            eprintln!("countersign: krl sync: {complaint}");
+        }
+    }
+    state.kept = installed.kept;
     Ok(())
 }

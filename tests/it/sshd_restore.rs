@@ -1,0 +1,126 @@
+//! A whole data folder restored from an older copy — key, database and state mark
+//! together, which the CA host cannot tell from the real thing (SECURITY.md T14) — must
+//! not un-revoke on the servers. Found by an operator's trial and a penetration test
+//! (2026-12-07): the servers' `krl --out` refused the restored CA's older KRL once, but
+//! took the next one, whose version a new revocation had brought back up, without the
+//! revocation the copy forgot; the certificate logged in to sshd again.
+
+use reqwest::StatusCode;
+
+use crate::helpers::*;
+use crate::sshd::{issue, krl_from, logs_in, policy, refresh_krl};
+use crate::sshd_helper::{Sshd, current_user};
+
+/// `app` stopped, its data folder replaced by `from` (copied whole), started again.
+async fn with_data_folder(mut app: TestApp, from: &std::path::Path) -> TestApp {
+    app.stop().await;
+    let data = app.dir.path().join("data");
+    std::fs::remove_dir_all(&data).unwrap();
+    copy_folder(from, &data);
+    app.restart().await
+}
+
+fn copy_folder(from: &std::path::Path, to: &std::path::Path) {
+    let out = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn revoke(app: &TestApp, serial: &str, reason: &str) {
+    let (status, body) = app
+        .post(
+            "bob",
+            &format!("/v1/certificates/{serial}/revoke"),
+            serde_json::json!({ "reason": reason }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_data_folder_restored_whole_never_unrevokes_on_the_servers() {
+    let login = current_user();
+    // SQLite: the whole state is the data folder.
+    let mut app = TestApp::spawn_on_backend(&policy(&login), Backend::Sqlite).await;
+    let krl = app.dir.path().join("revoked.krl");
+    tokio::task::block_in_place(|| refresh_krl(&app, &krl));
+    let sshd = Sshd::start_with(
+        &app.dir.path().join("sshd"),
+        &app.service.ca().public_key_line(),
+        &format!("RevokedKeys {}\n", krl.display()),
+    );
+    let (key_a, cert_a, serial_a) = issue(&app, "laptop", "30m").await;
+    let (key_b, cert_b, serial_b) = issue(&app, "desktop", "30m").await;
+    let a_logs_in = || logs_in(&sshd, &login, &key_a, &cert_a);
+    let b_logs_in = || logs_in(&sshd, &login, &key_b, &cert_b);
+    assert!(a_logs_in() && b_logs_in(), "{}", sshd.log());
+
+    // A snapshot of the whole folder (a VM or volume backup), then A is revoked.
+    app.stop().await;
+    let snapshot = app.dir.path().join("snapshot");
+    copy_folder(&app.dir.path().join("data"), &snapshot);
+    app = app.restart().await;
+    revoke(&app, &serial_a, "laptop stolen").await;
+    tokio::task::block_in_place(|| refresh_krl(&app, &krl));
+    assert!(!a_logs_in(), "A still logs in once revoked");
+
+    // The snapshot comes back whole: the CA starts (it cannot tell) with A unrevoked.
+    app = with_data_folder(app, &snapshot).await;
+    let out = tokio::task::block_in_place(|| krl_from(&app.url, &krl));
+    assert!(!out.status.success(), "the older KRL was taken");
+    assert!(!a_logs_in(), "A logs in again");
+
+    // One ordinary revocation brings the CA's KRL version back to the servers'.
+    revoke(&app, &serial_b, "desktop retired").await;
+    let out = tokio::task::block_in_place(|| krl_from(&app.url, &krl));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no longer lists 1 revoked certificate")
+            && stderr.contains(&format!("serial {serial_a} ")),
+        "{stderr}"
+    );
+    assert!(!a_logs_in(), "A logs in again: the KRL forgot it");
+    assert!(
+        !b_logs_in(),
+        "B logs in: the CA's new revocation did not arrive"
+    );
+    // Run again: the file stays as it is, and the round still fails.
+    let again = tokio::task::block_in_place(|| krl_from(&app.url, &krl));
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("is current"));
+    // So does `krl sync --once` (a timer's unit then shows failed).
+    let sync = tokio::task::block_in_place(|| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+            .args(["--url", &app.url, "krl", "sync", "--once", "--out"])
+            .arg(&krl)
+            .env_remove("COUNTERSIGN_TOKEN")
+            .output()
+            .unwrap()
+    });
+    let stderr = String::from_utf8_lossy(&sync.stderr);
+    assert!(
+        !sync.status.success() && stderr.contains("no longer lists"),
+        "{stderr}"
+    );
+    assert!(!a_logs_in(), "A logs in again after krl sync");
+
+    // The operator revokes A again on the CA: the KRL lists both, the rounds pass.
+    revoke(&app, &serial_a, "revoked again after the restore").await;
+    let out = tokio::task::block_in_place(|| krl_from(&app.url, &krl));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("no longer lists"), "{stderr}");
+    assert!(
+        !a_logs_in() && !b_logs_in(),
+        "a revoked certificate logs in"
+    );
+}
