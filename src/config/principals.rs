@@ -22,7 +22,8 @@ pub(super) struct Clash {
 }
 
 /// Checks every principal a `{user}` template gives a requester of its role. Returns the
-/// warnings (a template that gives a user `root`), or the first clash.
+/// warnings (a template that gives a user `root`, `ubuntu` or another system account's
+/// name), or the first clash.
 pub(super) fn check(policy: &Policy) -> Result<Vec<String>, Clash> {
     let people = crate::policy::People::of_policy(policy);
     // A fixed principal and the role that lists it.
@@ -77,10 +78,11 @@ pub(super) fn check(policy: &Policy) -> Result<Vec<String>, Clash> {
                         given.insert(p.clone(), (user, &role.name, t));
                     }
                 }
-                if p == "root" {
+                if crate::policy::rules::SYSTEM_ACCOUNTS.contains(&p.as_str()) {
                     warnings.push(format!(
-                        "roles.{}.principals: {:?} gives user {user} the principal root: a \
-                         certificate for it logs in as root wherever root accepts this CA",
+                        "roles.{}.principals: {:?} gives user {user} the principal {p}, a \
+                         system account's name: a certificate for it logs in as {p} wherever \
+                         {p} accepts this CA",
                         role.name, t.0
                     ));
                 }

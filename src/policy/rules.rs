@@ -382,6 +382,7 @@ pub use keys::{
     KeyFacts, device_session_key_must_be_registered, key_must_be_registered,
     key_must_be_requesters, key_owner, registered_to_another,
 };
+pub(crate) use principals::SYSTEM_ACCOUNTS;
 pub use principals::principals_must_be_own;
 
 #[cfg(test)]

@@ -88,6 +88,19 @@ fn a_template_that_gives_someone_root_is_a_warning() {
         "{:?}",
         c.warnings
     );
+    // Any system account's name, not only root's (found by a penetration test).
+    let c = ok(&user_template_policy(
+        "[users.ubuntu]\ngroups = [\"dev\"]",
+        "",
+    ));
+    assert!(
+        warned(
+            &c,
+            &["roles.app.principals", "principal ubuntu, a system account"]
+        ),
+        "{:?}",
+        c.warnings
+    );
     let c = ok(&user_template_policy(
         "[users.alice]\ngroups = [\"dev\"]",
         "",

@@ -6,8 +6,9 @@ use crate::names::UserName;
 use crate::policy::{People, Role};
 
 /// Names of accounts common Unix systems and cloud images have: a `{user}` principal
-/// made from a name the identity provider gave is never one of them.
-const SYSTEM_ACCOUNTS: &[&str] = &[
+/// made from a name the identity provider gave is never one of them (one made from a
+/// `[users]` name is a warning at load: whoever wrote the config chose it).
+pub(crate) const SYSTEM_ACCOUNTS: &[&str] = &[
     "root",
     "admin",
     "administrator",
@@ -80,17 +81,23 @@ const SYSTEM_ACCOUNTS: &[&str] = &[
 ];
 
 /// Rule 1c: a `{user}` principal is the requester's own. The config loader checks this
-/// for every `[users]` name; a person who signed in through the identity provider has a
-/// name it never saw, so for them it is checked here: a principal their name makes must
-/// not be a fixed principal of another role, nor one another `{user}` template gives
-/// another name (`bob-admin` from `"{user}"` is bob's from `"{user}-admin"`), nor the name
-/// of a system account (`root`, `ubuntu`, `postgres`, ... [`SYSTEM_ACCOUNTS`]).
+/// for every `[users]` name that requests the role by its TOML groups; anyone else — a
+/// person who signed in through the identity provider with a name it never saw, or a
+/// `[users]` name that requests the role only through the provider's groups — is checked
+/// here: a principal their name makes must not be a fixed principal of another role, nor
+/// one another `{user}` template gives another name (`bob-admin` from `"{user}"` is bob's
+/// from `"{user}-admin"`), nor, for a name the provider gave, the name of a system account
+/// (`root`, `ubuntu`, `postgres`, ... [`SYSTEM_ACCOUNTS`]).
 pub fn principals_must_be_own(
     people: &People<'_>,
     role: &Role,
     user: &UserName,
 ) -> Result<(), Refusal> {
-    if people.policy.users.contains_key(user) {
+    let configured = people.policy.users.contains_key(user);
+    // The loader checked this pair. A `[users]` entry whose groups come from the provider
+    // (a name reserved with `oidc_subject`, say) was not: it requests nothing by the TOML
+    // (found by a penetration test, 2026-12-07).
+    if configured && People::of_policy(people.policy).is_any_member(user, &role.requesters) {
         return Ok(());
     }
     let refuse = |principal: &str, why: String| {
@@ -105,7 +112,7 @@ pub fn principals_must_be_own(
         // A name a template cannot expand is refused when the request is made.
         let Ok(p) = t.expand(user) else { continue };
         let p = p.as_str();
-        if SYSTEM_ACCOUNTS.contains(&p) {
+        if !configured && SYSTEM_ACCOUNTS.contains(&p) {
             return refuse(
                 p,
                 "the name of a system account (a login no person should get from their \

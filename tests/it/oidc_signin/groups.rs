@@ -174,6 +174,31 @@ async fn a_provider_name_that_is_another_principal_gets_no_certificate() {
     assert_eq!(app.count("SELECT count(*) FROM requests"), 0);
 }
 
+#[tokio::test]
+async fn a_configured_name_with_only_provider_groups_gets_no_other_roles_principal() {
+    // `[users.ops]` reserves the name for one person (oidc_subject) with no TOML group:
+    // the loader saw ops request nothing. Through the provider's dev, ops asks for
+    // prod-db, whose "{user}" would give ops the fixed principal of role ops.
+    let (idp, state) = provider();
+    idp.set_state(&state.account("pg", Account::new("ops", &["okta-dev"])));
+    let extra = format!("{DEV_MAP}[users.ops]\noidc_subject = \"sub-ops\"\n");
+    let (app, _s) = spawn(&idp, &extra).await;
+    let session = sign_in_as(&app, "pg").await;
+    let (status, me) = whoami(&app, &session).await;
+    assert_eq!(
+        (status, &me["user"]),
+        (StatusCode::OK, &json!("ops")),
+        "{me}"
+    );
+    let (status, body) = ask(&app, &session, "prod-db").await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "principal_taken"),
+        "{body}"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM requests"), 0);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn provider_groups_apply_to_ssh_keys_at_the_front_door_while_a_session_lives() {
     use crate::front_door_helper::{FrontDoor, KeyRing, policy};

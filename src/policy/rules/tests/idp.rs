@@ -127,8 +127,42 @@ approvers = ["group:dba"]
         Ok(()),
         "an ordinary name is its own"
     );
-    // The config loader checked `[users]` names already: they are not checked again.
+    // The config loader checked `[users]` names that request by the TOML already.
     assert_eq!(principals_must_be_own(&people, role, &u("alice")), Ok(()));
+}
+
+#[test]
+fn a_configured_name_that_requests_through_the_provider_is_checked_too() {
+    // `ops` and `ubuntu` are `[users]` entries with no TOML group (names reserved for
+    // the provider's people): the loader saw them request nothing. Through the
+    // provider's dev they request own-login, whose "{user}" would give ops the fixed
+    // principal of self-serve, without its approvers and around its conflicts.
+    let p = policy(&format!(
+        "{USERS}{ROLES}{}",
+        r#"
+[users.ops]
+[users.ubuntu]
+groups = ["security"]
+
+[roles.own-login]
+principals = ["{user}"]
+requesters = ["group:dev"]
+approvers = ["group:dba"]
+"#
+    ));
+    let role = role_of(&p, "own-login");
+    let idp = signed_in(&[("ops", &["dev"]), ("ubuntu", &["dev"])]);
+    let people = People::new(&p, &idp);
+    let refused = principals_must_be_own(&people, role, &u("ops")).unwrap_err();
+    assert_eq!(refused.code(), "principal_taken");
+    assert!(
+        refused
+            .to_string()
+            .contains("a fixed principal of role self-serve")
+    );
+    // A configured name is not refused for being a system account's (the config's
+    // author chose it; the loader warns when the TOML makes it a requester).
+    assert_eq!(principals_must_be_own(&people, role, &u("ubuntu")), Ok(()));
 }
 
 #[test]
