@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use answer::{answered_without_tls, printable, read_capped};
+use answer::{answered_without_tls, passes, printable, read_capped};
 
 /// A connection to one countersign server.
 pub(super) struct Client {
@@ -122,7 +122,7 @@ impl Client {
         }
         let resp = self.rt.block_on(async {
             req.send().await.map_err(|e| {
-                if e.is_connect() || e.is_timeout() {
+                if passes(&e, true) {
                     anyhow::Error::new(Transient(format!("{:#}", self.unreachable(e))))
                 } else {
                     self.unreachable(e)
@@ -285,19 +285,23 @@ impl Client {
             Some(t) => req.bearer_auth(t),
             None => req,
         };
+        let req = req.build().context("building the request")?;
+        let read_only = matches!(*req.method(), reqwest::Method::GET | reqwest::Method::HEAD);
+        let transient = |e: anyhow::Error| anyhow::Error::new(Transient(format!("{e:#}")));
         self.rt.block_on(async {
-            let resp = match req.send().await {
+            let resp = match self.http.execute(req).await {
                 Ok(resp) => resp,
-                Err(e) if e.is_connect() || e.is_timeout() => {
-                    return Err(anyhow::Error::new(Transient(format!(
-                        "{:#}",
-                        self.unreachable(e)
-                    ))));
-                }
+                Err(e) if passes(&e, read_only) => return Err(transient(self.unreachable(e))),
                 Err(e) => return Err(self.unreachable(e)),
             };
             let status = resp.status();
-            let body = read_capped(resp).await?;
+            let body = match read_capped(resp).await {
+                // A read cut off (the server stopped mid-answer) may be asked again.
+                Err(e) if read_only && e.chain().any(|c| c.is::<reqwest::Error>()) => {
+                    return Err(transient(e));
+                }
+                other => other?,
+            };
             if status.is_success() {
                 return Ok(body.to_vec());
             }

@@ -66,3 +66,56 @@ pub(super) fn answered_without_tls(e: &reqwest::Error) -> bool {
     }
     false
 }
+
+/// Whether a failed call may pass if made again: never connected, or timed out; and for a
+/// read (`read_only`: GET, HEAD), also a connection the server closed or reset before its
+/// answer was complete — a server restarting (`request --wait` through a rolling
+/// restart: found by an operator's trial, 2026-12-07). A write cut off so may have been
+/// done: its callers decide (`post_once`).
+pub(super) fn passes(e: &reqwest::Error, read_only: bool) -> bool {
+    e.is_connect() || e.is_timeout() || (read_only && (e.is_request() || e.is_body()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    /// A server that takes each connection's request and hangs up without an answer, as
+    /// one shutting down mid-request does.
+    fn hanging_up() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut head = [0u8; 4096];
+                let _ = conn.read(&mut head);
+                let _ = conn.flush();
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn a_read_cut_off_may_be_asked_again_and_a_write_is_not_guessed() {
+        let url = hanging_up();
+        let client = crate::cli::client::Client::anonymous(&url).unwrap();
+        let read = client.get_text("/v1/requests/r-1").unwrap_err();
+        assert!(
+            read.downcast_ref::<super::super::Transient>().is_some(),
+            "{read:#}"
+        );
+        let fetched = client.get_if_changed("/v1/krl", None).unwrap_err();
+        assert!(
+            fetched.downcast_ref::<super::super::Transient>().is_some(),
+            "{fetched:#}"
+        );
+        let write = client
+            .send_bytes(client.http.post(format!("{url}/v1/x")))
+            .unwrap_err();
+        assert!(
+            write.downcast_ref::<super::super::Transient>().is_none(),
+            "{write:#}"
+        );
+    }
+}
