@@ -152,6 +152,20 @@ pub fn open_store(
                 };
                 accept_rollback(&store, &accepted, now, skew)?
             }
+            // No mark to compare with or carry from (found by an operator's trial: the
+            // message below named a mark file that did not exist).
+            _ if old.is_none() => {
+                return Err(StateError::Rollback(format!(
+                    "refusing {}: {why}: certificates revoked since would work again. Put the \
+                     newest mark back beside the CA key ({}), from a copy newer than the \
+                     database; if there is none, start with `countersign serve \
+                     {ACCEPT_ROLLBACK_FLAG} --reason TEXT`, which records that you accepted it \
+                     and raises the KRL version above the clock, but has no mark to carry \
+                     revocations from: revoke again what was revoked since the copy",
+                    paths.database_label,
+                    paths.mark.display()
+                )));
+            }
             _ => {
                 return Err(StateError::Rollback(format!(
                     "refusing {}: {why}. It is older than the state this CA has \

@@ -347,6 +347,15 @@ async fn a_database_without_its_mark_is_refused_until_accepted_and_typos_are_err
     let log = serve_refused(operator(&config).arg("serve"));
     assert!(log.contains("there is no state mark"), "{log}");
     assert!(log.contains("--accept-rollback"), "{log}");
+    // It promises no carrying over from a mark that is not there.
+    assert!(
+        log.contains("has no mark to carry revocations from"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("keeps every revocation the mark lists"),
+        "{log}"
+    );
     assert_refused(
         &run(operator(&config).args(["audit", "verify"])),
         "no state mark",
