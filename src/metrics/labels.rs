@@ -90,7 +90,8 @@ pub(super) const OUTCOMES: [Outcome; 5] = [
     Outcome::Refused,
 ];
 
-/// The refusal codes a policy rule gives (`policy::rules::Refusal::code`).
+/// The refusal codes a policy rule gives (`policy::rules::Refusal::code`), break-glass's
+/// included (each starts at 0, so that an alert on one has a series from the start).
 pub(super) const REFUSAL_CODES: &[&str] = &[
     "not_a_requester",
     "not_an_approver",
@@ -102,6 +103,15 @@ pub(super) const REFUSAL_CODES: &[&str] = &[
     "already_decided",
     "key_not_allowed",
     "principal_taken",
+    "not_breakable",
+    "not_an_invoker",
+    "reason_mismatch",
+    "unreviewed_breakglass",
+    "self_review",
+    "not_a_reviewer",
+    "already_reviewed",
+    "review_closed",
+    "not_breakglass",
 ];
 
 /// The reasons the SSH front door refuses for (`ssh::auth::AuthRefusal` and its accept

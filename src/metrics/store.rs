@@ -84,36 +84,26 @@ impl StoreMetrics {
         if busy > counted {
             self.writer_busy.inc_by(busy - counted);
         }
-        for (outcome, n) in ["used", "stale", "unused"]
-            .into_iter()
-            .zip(store.reads_ahead)
-        {
-            if n > 0 {
-                catch_up(&self.reads_ahead.get_or_create(&outcome_label(outcome)), n);
-            }
-        }
-        for (outcome, n) in ["remembered", "read"]
-            .into_iter()
-            .zip(store.tokens_remembered)
-        {
-            if n > 0 {
-                catch_up(
-                    &self.token_lookups.get_or_create(&outcome_label(outcome)),
-                    n,
-                );
-            }
-        }
-        for (outcome, n) in ["copied", "restarted", "gave_up", "on_writer", "failed"]
-            .into_iter()
-            .zip(store.wal_checkpoints)
-        {
-            if n > 0 {
-                catch_up(
-                    &self.wal_checkpoints.get_or_create(&outcome_label(outcome)),
-                    n,
-                );
-            }
-        }
+        // Every series of this backend from the first scrape, at 0 until counted (an
+        // alert on `failed` must have a series to watch: an operator's trial); none of
+        // the other backend's.
+        let postgres = store.pool.is_some();
+        let ahead = ["used", "stale", "unused"];
+        follow(&self.reads_ahead, &ahead, &store.reads_ahead, postgres);
+        let lookups = ["remembered", "read"];
+        follow(
+            &self.token_lookups,
+            &lookups,
+            &store.tokens_remembered,
+            postgres,
+        );
+        let checkpoints = ["copied", "restarted", "gave_up", "on_writer", "failed"];
+        follow(
+            &self.wal_checkpoints,
+            &checkpoints,
+            &store.wal_checkpoints,
+            !postgres,
+        );
         if let Some((open, idle, size)) = store.pool {
             let in_use = open.saturating_sub(idle);
             self.pool
@@ -123,6 +113,21 @@ impl StoreMetrics {
                 .get_or_create(&state_label("in_use"))
                 .set(count(in_use));
             self.pool_size.set(count(size));
+        }
+    }
+}
+
+/// Raises each outcome's counter of `family` to its count: every one when the family is
+/// `ours` (this backend's), else only those counted (none, normally).
+fn follow(
+    family: &Family<OutcomeLabel, Counter>,
+    outcomes: &[&'static str],
+    counts: &[u64],
+    ours: bool,
+) {
+    for (outcome, &n) in outcomes.iter().zip(counts) {
+        if ours || n > 0 {
+            catch_up(&family.get_or_create(&outcome_label(outcome)), n);
         }
     }
 }

@@ -47,14 +47,43 @@ fn wal_checkpoints_are_counted_by_outcome() {
         }
         text
     };
+    // Every outcome from the start, at 0 until counted (an alert on `failed` needs a
+    // series); PostgreSQL's families are not shown on SQLite.
     let text = shows(
         [7, 3, 1, 0, 0],
-        &[("copied", 7), ("restarted", 3), ("gave_up", 1)],
+        &[
+            ("copied", 7),
+            ("restarted", 3),
+            ("gave_up", 1),
+            ("failed", 0),
+        ],
     );
-    // No series for what never happened (PostgreSQL never has any).
-    assert!(!text.contains("outcome=\"on_writer\""), "{text}");
+    assert!(
+        !text.contains("countersign_store_token_lookups_total{"),
+        "{text}"
+    );
     shows(
         [9, 4, 1, 2, 1],
         &[("copied", 9), ("on_writer", 2), ("failed", 1)],
     );
+    // On PostgreSQL (a pool), its own families from the start, and no checkpoints.
+    let text = Metrics::new().encode(
+        None,
+        crate::store::Stats {
+            pool: Some((1, 1, 8)),
+            ..Default::default()
+        },
+    );
+    for line in [
+        "countersign_store_token_lookups_total{outcome=\"read\"} 0",
+        "countersign_store_reads_ahead_total{outcome=\"stale\"} 0",
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+    assert!(
+        !text.contains("countersign_store_wal_checkpoints_total{"),
+        "{text}"
+    );
+    let fresh = Metrics::new().encode(None, crate::store::Stats::default());
+    assert!(fresh.contains("countersign_sod_refusals_total{code=\"self_review\"} 0"));
 }
