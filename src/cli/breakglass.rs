@@ -132,7 +132,8 @@ pub(super) fn run(url: &str, args: BreakglassArgs) -> anyhow::Result<ExitCode> {
     write_certificate(&client, &r, &key_path)?;
     if let Some(bg) = &r.breakglass {
         eprintln!(
-            "every configured notification sink is told; {} review(s) by {} are due by {}",
+            "recorded in the audit log and sent to each [[notify]] sink the CA has (if it has \
+             none, nobody was paged); {} review(s) by {} are due by {}",
             bg.reviews_required,
             bg.reviewers.join(", "),
             bg.review_due

@@ -243,7 +243,12 @@ impl Builder<'_> {
         let mut steps = Vec::new();
         for (k, approvers, approvals) in raw_steps {
             if approvals == 0 || approvals > 100 {
-                return Err(self.err(&k, "approvals must be between 1 and 100"));
+                // Named by the key that is wrong (`roles.x.approvals`, or a step's).
+                let at = match k.strip_suffix(".approvers") {
+                    Some(role) => format!("{role}.approvals"),
+                    None => format!("{k}.approvals"),
+                };
+                return Err(self.err(&at, "must be between 1 and 100"));
             }
             let approvers = self.members(policy, &k, approvers)?;
             steps.push(crate::policy::Step {

@@ -32,7 +32,8 @@ pub(super) async fn use_glass(
             ));
         }
         lines.push(format!(
-            "every configured notification sink is told; {} review(s) by {} are due by {}",
+            "recorded in the audit log and sent to each [[notify]] sink the CA has (if it has \
+             none, nobody was paged); {} review(s) by {} are due by {}",
             bg.reviews_required,
             bg.reviewers.join(", "),
             bg.review_due

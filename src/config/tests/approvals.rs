@@ -29,16 +29,16 @@ fn approvals_zero_is_an_error() {
     refused_all(&[
         (
             with_role_line("approvals = 0"),
-            &["roles.x.approvers", "between 1 and 100"],
+            &["roles.x.approvals: must be between 1 and 100"],
         ),
-        (with_role_line("approvals = 101"), &["roles.x.approvers"]),
+        (with_role_line("approvals = 101"), &["roles.x.approvals:"]),
         (
             with_role_edit(
                 "approvers = [\"group:dba\"]",
                 "approval_steps = [{ approvers = [\"group:dba\"] }, \
                  { approvers = [\"group:dba\"], approvals = 0 }]",
             ),
-            &["roles.x.approval_steps[1]"],
+            &["roles.x.approval_steps[1].approvals: must be"],
         ),
         (with_role_line("approvals = -1"), &["approvals"]),
     ]);
