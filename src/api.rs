@@ -93,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/users/{name}/enable", post(users::user_enable))
         .route("/v1/krl", get(revoke::krl_get))
         .route("/v1/krl.sig", get(revoke::krl_sig_get))
+        .route("/v1/krl/forgotten", post(revoke::krl_forgotten))
         .route("/v1/audit", get(audit::audit_list))
         .route("/v1/audit/verify", get(audit::audit_verify))
         .merge(sign_in_routes(state.clone()))

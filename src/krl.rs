@@ -7,10 +7,15 @@
 //! for our CA holding one serial-list subsection. sshd reads the file named by
 //! `RevokedKeys` on every authentication; `ssh-keygen -Q` reads it too (tested).
 //!
-//! The comment also says when each listed certificate expires (`countersign
-//! expires=SERIAL:UNIX,...`; sshd and ssh-keygen ignore comments). The KRL is signed
-//! whole, so a server that fetched it knows, from the CA, how long each revocation must
-//! stay: a KRL that drops one earlier came from a CA that forgot it (`cli/krl/carry.rs`).
+//! The comment also says when each listed certificate expires: `countersign ends=M,M,...`,
+//! for each serial in ascending order the minutes after the KRL's generated date until
+//! its certificate expires, in base 36, rounded up (sshd and ssh-keygen ignore comments;
+//! a few bytes a serial, since sshd reads the whole file at every authentication). The
+//! KRL is signed whole, so a server that fetched it knows, from the CA, how long each
+//! revocation must stay: a KRL that drops one earlier came from a CA that forgot it
+//! (`cli/krl/carry.rs`).
+
+use std::collections::BTreeMap;
 
 use ssh_key::encoding::Encode;
 use ssh_key::public::KeyData;
@@ -57,7 +62,7 @@ pub enum KrlError {
 }
 
 /// What a comment says before the expiry times.
-const EXPIRES: &str = " expires=";
+const ENDS: &str = " ends=";
 
 /// The KRL bytes.
 pub fn encode(krl: &KrlContents<'_>) -> Result<Vec<u8>, KrlError> {
@@ -93,9 +98,15 @@ pub fn encode(krl: &KrlContents<'_>) -> Result<Vec<u8>, KrlError> {
     }
     let mut comment = krl.comment.to_owned();
     if !krl.expires.is_empty() && !entries.is_empty() {
-        comment.push_str(EXPIRES);
-        let pairs: Vec<String> = entries.iter().map(|(s, t)| format!("{s}:{t}")).collect();
-        comment.push_str(&pairs.join(","));
+        comment.push_str(ENDS);
+        for (i, (_, end)) in entries.iter().enumerate() {
+            if i > 0 {
+                comment.push(',');
+            }
+            // Rounded up: a server keeps a revocation a little longer, never shorter.
+            let minutes = end.saturating_sub(krl.generated_date).div_ceil(60);
+            push_base36(&mut comment, minutes);
+        }
     }
     put_string(&mut out, comment.as_bytes())?;
     // The certificates section is there even when nothing is revoked: it names the CA,
@@ -134,7 +145,7 @@ pub struct KrlSummary {
     pub serials: Option<Vec<u64>>,
     /// When the certificates of listed serials expire, as its comment says (ours do;
     /// empty for any other KRL, or a comment that does not parse).
-    pub expires: std::collections::BTreeMap<u64, u64>,
+    pub expires: BTreeMap<u64, u64>,
 }
 
 /// Why bytes are not a KRL.
@@ -188,7 +199,7 @@ pub fn read(bytes: &[u8]) -> Result<KrlSummary, NotAKrl> {
         list.dedup();
     }
     let expires = match &serials {
-        Some(list) => expires_in(comment, list),
+        Some(list) => expires_in(comment, list, generated_date),
         None => Default::default(),
     };
     Ok(KrlSummary {
@@ -200,22 +211,40 @@ pub fn read(bytes: &[u8]) -> Result<KrlSummary, NotAKrl> {
     })
 }
 
-/// The expiry times a comment of ours gives for `serials` (none if it gives none, or
-/// does not parse: nothing is guessed).
-fn expires_in(comment: &[u8], serials: &[u64]) -> std::collections::BTreeMap<u64, u64> {
+/// The expiry times a comment of ours gives for `serials` of a KRL made at `generated`
+/// (none if it gives none, or not one for each serial, or does not parse: nothing is
+/// guessed).
+fn expires_in(comment: &[u8], serials: &[u64], generated: u64) -> BTreeMap<u64, u64> {
     let parsed = || {
         let text = std::str::from_utf8(comment).ok()?;
-        let (_, pairs) = text.split_once(EXPIRES)?;
-        pairs
+        let (_, ends) = text.split_once(ENDS)?;
+        let minutes = ends
             .split(',')
-            .map(|pair| {
-                let (s, t) = pair.split_once(':')?;
-                Some((s.parse::<u64>().ok()?, t.parse::<u64>().ok()?))
-            })
-            .filter(|e| e.is_none_or(|(s, _)| serials.binary_search(&s).is_ok()))
-            .collect::<Option<std::collections::BTreeMap<u64, u64>>>()
+            .map(|m| u64::from_str_radix(m, 36).ok())
+            .collect::<Option<Vec<u64>>>()?;
+        (minutes.len() == serials.len()).then(|| {
+            let at = |m: u64| generated.saturating_add(m.saturating_mul(60));
+            serials
+                .iter()
+                .copied()
+                .zip(minutes.into_iter().map(at))
+                .collect()
+        })
     };
     parsed().unwrap_or_default()
+}
+
+/// Appends `n` in base 36 (lower case).
+fn push_base36(out: &mut String, mut n: u64) {
+    let mut digits = Vec::new();
+    loop {
+        digits.push(char::from_digit((n % 36) as u32, 36).unwrap_or('0'));
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits.iter().rev());
 }
 
 fn take<'a>(r: &mut &'a [u8], n: usize) -> Result<&'a [u8], NotAKrl> {
@@ -356,15 +385,24 @@ mod tests {
             generated_date: 60,
             comment: "countersign",
             ca: &ca,
-            serials: &[9, 2, 9],
-            expires: &[900, 200, 950],
+            serials: &[9, 2, 9, 4],
+            expires: &[900, 200, 950, 30],
         })
         .unwrap();
         let summary = read(&bytes).unwrap();
-        assert_eq!(summary.serials, Some(vec![2, 9]));
-        assert_eq!(summary.expires, [(2, 200), (9, 950)].into());
+        assert_eq!(summary.serials, Some(vec![2, 4, 9]));
+        // Minutes after the generated date, rounded up: 200 s is 3 minutes after 60, the
+        // latest of serial 9's two is kept, one already past is at the date itself.
+        assert_eq!(summary.expires, [(2, 240), (4, 60), (9, 960)].into());
         let text = String::from_utf8_lossy(&bytes);
-        assert!(text.contains("countersign expires=2:200,9:950"), "{text}");
+        assert!(text.contains("countersign ends=3,0,f\x01"), "{text}");
+        // Base 36 round-trips large values too (a 30-day host certificate: 43,200 min).
+        let mut long = String::new();
+        push_base36(&mut long, 43_200);
+        assert_eq!(
+            (long.as_str(), u64::from_str_radix(&long, 36)),
+            ("xc0", Ok(43_200))
+        );
         // Lengths must agree; a comment that does not parse gives no times at all.
         let odd = KrlContents {
             version: 4,
@@ -376,8 +414,9 @@ mod tests {
         };
         assert!(matches!(encode(&odd), Err(KrlError::Expiries(1, 2))));
         for comment in [
-            "countersign expires=2:x",
-            "countersign expires=2:5;9:6",
+            "countersign ends=3,!",
+            "countersign ends=3",
+            "countersign ends=3,4,5",
             "other",
         ] {
             let bytes = encode(&KrlContents {

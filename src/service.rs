@@ -14,6 +14,7 @@ mod decide;
 mod device;
 mod error;
 mod facts;
+mod forgotten;
 mod hosts;
 mod identity;
 mod inbox;
@@ -57,6 +58,7 @@ pub use decide::{
 };
 pub use device::{DEVICE_CODE_GRANT, DEVICE_VIA, DeviceGrant, DeviceWait, format_user_code};
 pub use error::{ErrorKind, ServiceError, chain};
+pub use forgotten::Relisted;
 pub use hosts::{
     HOST_CHALLENGE_LIFETIME, HOST_KRL_NAMESPACE, HOST_LIST_LIMIT, HOST_RENEW_NAMESPACE,
     HOST_TOKEN_DEFAULT_TTL, HOST_TOKEN_MAX_TTL, HOST_TOKEN_PREFIX, HostCertView, HostRenewal,

@@ -23,6 +23,17 @@ pub(super) struct RevokeBody {
     pub(super) reason: String,
 }
 
+/// Body of `POST /v1/krl/forgotten`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ForgottenBody {
+    serial: String,
+    valid_before: String,
+    reason: String,
+    #[serde(default)]
+    host: bool,
+}
+
 /// Body of `done` (optional).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,6 +58,30 @@ pub(super) async fn certificate_revoke(
     let revoked = submit(&state, move |s| s.revoke_serial(&actor, serial, reason)).await?;
     tracing::info!(serial = %revoked, %user, "certificate revoked");
     Ok(Json(json!({ "revoked": [revoked.to_string()] })))
+}
+
+/// `POST /v1/krl/forgotten` `{"serial","valid_before","reason","host"?}` (admins): a
+/// revocation the CA forgot (named by a server's `krl sync`), listed again.
+pub(super) async fn krl_forgotten(
+    State(state): State<AppState>,
+    Actor(actor): Actor,
+    JsonBody(body): JsonBody<ForgottenBody>,
+) -> Result<Json<crate::service::Relisted>, ApiError> {
+    let serial = Serial::parse(&body.serial)?;
+    let valid_before = chrono::DateTime::parse_from_rfc3339(&body.valid_before)
+        .map_err(|e| {
+            ApiError::invalid(format!(
+                "valid_before: not an RFC 3339 time (2026-12-07T09:30:00Z): {e}"
+            ))
+        })?
+        .to_utc();
+    let reason = reason(&body.reason)?;
+    let host = body.host;
+    let done = submit(&state, move |s| {
+        s.relist_forgotten(&actor, serial, valid_before, reason, host)
+    })
+    .await?;
+    Ok(Json(done))
 }
 
 /// `POST /v1/users/{name}/revoke` `{"reason"}`: offboarding. Disables the user, revokes

@@ -36,7 +36,7 @@ pub use signin::{
     IdentityBound, IdentityUnbound, IdentityWithdrawn, SessionCreated, SessionGroupsChanged,
     SessionRevoked, SignInRefused,
 };
-pub use state::{CaRecorded, MarkSeen, StateMarkStarted, StateRollbackAccepted};
+pub use state::{CaRecorded, MarkSeen, RevocationCarried, StateMarkStarted, StateRollbackAccepted};
 pub use tokens::{TokenCreated, TokenRevoked};
 
 /// Declares [`AuditEvent`] with one variant per action, and its `action()`, `detail()`,
@@ -194,6 +194,9 @@ events! {
     "host.renewed" => HostRenewed,
     /// A host certificate was revoked.
     "host.revoked" => HostRevoked,
+    /// An admin told the CA of a revocation it forgot, for a certificate it has no row
+    /// of: its serial is listed in the KRL until the end given.
+    "revocation.carried" => RevocationCarried,
     /// The database was bound to a host CA key.
     "host_ca.recorded" => HostCaRecorded,
     /// Someone broke the glass: a role taken at once, reviewed afterwards.

@@ -4,11 +4,12 @@
 //! The KRL may come over plain HTTP, so it is trusted only with the CA's signature
 //! (`/v1/krl.sig`, SSHSIG in namespace `countersign-krl`) checked against a CA key this
 //! host already has: `--ca-key FILE`, or the key pinned beside FILE at the first fetch
-//! (`FILE.ca.pub`). A KRL older than the file it would replace, or naming another CA, is
-//! refused unless `--force`: spreading a rolled-back or foreign KRL to every server
-//! would un-revoke certificates everywhere within a minute. A bad signature is never
-//! overridden. A revocation the file lists that the new KRL drops before its certificate
-//! expires stays in the file, and the round fails (`krl/carry.rs`).
+//! (`FILE.ca.pub`). A KRL naming another CA is refused unless `--force`, and a bad
+//! signature is never overridden: spreading a foreign KRL to every server would un-revoke
+//! certificates everywhere within a minute. A revocation the file lists that the new KRL
+//! drops before its certificate expires stays in the file, and the round fails
+//! (`krl/carry.rs`); so a KRL older than the file (a CA whose database went back) is
+//! taken with them, refused only when it drops serials the file gives no expiry for.
 //!
 //! `--host` fetches the host KRL instead (`/v1/krl/host`, for ssh's `RevokedHostKeys`),
 //! signed by the host CA (`/v1/krl/host.sig`, namespace `countersign-host-krl`), under the
@@ -27,6 +28,7 @@ use crate::krl::{self, KrlSummary};
 use crate::service::{HOST_KRL_NAMESPACE, KRL_NAMESPACE};
 
 mod carry;
+mod forgotten;
 mod sync;
 
 /// `krl` arguments.
@@ -41,9 +43,10 @@ pub struct KrlArgs {
     pub out: Option<PathBuf>,
     #[command(flatten)]
     pub checks: Checks,
-    /// Replace OUT even with a KRL older than it or one naming another CA (the signature
-    /// must still verify). Revocations OUT lists that have not expired are still kept
-    /// when the KRL is of the same CA: remove OUT to start afresh.
+    /// Replace OUT even with a KRL naming another CA, or older than OUT and dropping
+    /// serials OUT gives no expiry for (the signature must still verify). Revocations OUT
+    /// lists that have not expired are still kept when the KRL is of the same CA: remove
+    /// OUT to start afresh.
     #[arg(long)]
     pub force: bool,
 }
@@ -56,6 +59,9 @@ pub enum KrlCommand {
     /// changed; keep the last good file when the CA cannot be reached or sends a KRL
     /// that fails a check. --once: one fetch, non-zero exit on failure (for a timer).
     Sync(sync::SyncArgs),
+    /// Tell the CA of a revocation it forgot, as `krl --out` or `krl sync` on a server
+    /// named it (admins): the KRL lists the serial again until --valid-before.
+    Forgotten(forgotten::ForgottenArgs),
 }
 
 /// What a fetched KRL must pass before it replaces the file (`krl --out`, `krl sync`).
@@ -119,8 +125,10 @@ const ATTEMPTS: usize = 3;
 
 /// Fetches, checks and writes the KRL (or runs `krl sync`).
 pub(super) fn run(url: &str, args: KrlArgs) -> anyhow::Result<ExitCode> {
-    if let Some(KrlCommand::Sync(sync)) = args.command {
-        return sync::run(url, &sync);
+    match args.command {
+        Some(KrlCommand::Sync(sync)) => return sync::run(url, &sync),
+        Some(KrlCommand::Forgotten(f)) => return forgotten::run(url, &f),
+        None => {}
     }
     let out = args.out.ok_or_else(|| anyhow!("--out FILE is required"))?;
     let client = Client::anonymous(url)?;
@@ -131,11 +139,8 @@ pub(super) fn run(url: &str, args: KrlArgs) -> anyhow::Result<ExitCode> {
     let installed = install(&out, &args.checks, &ca, pin, &fetched, args.force)?;
     eprintln!("{}", said(&out, &ca, &fetched, &installed));
     if !installed.kept.is_empty() {
-        bail!(carry::complaint(
-            &out,
-            fetched.summary.version,
-            &installed.kept
-        ));
+        let (version, host) = (fetched.summary.version, args.checks.host);
+        bail!(carry::complaint(&out, version, &installed.kept, host));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -184,7 +189,15 @@ fn install(
         Err(e) => return Err(e).with_context(|| format!("reading {}", out.display())),
     };
     let old_summary = old.as_deref().map(krl::read);
-    if let Some(why) = replaces_badly(out, ca, old_summary.as_ref(), summary.version) {
+    let same_ca = match &old_summary {
+        Some(Ok(old)) if old.cas.iter().all(|k| k == ca.key_data()) => Some(old),
+        _ => None,
+    };
+    let dropped = same_ca.map_or_else(Default::default, |old| {
+        carry::dropped(old, summary, unix_now())
+    });
+    let older = replaces_badly(out, ca, old_summary.as_ref(), summary.version, &dropped);
+    if let Some(why) = older {
         if !force {
             bail!(
                 "{why}; {} was left as it is (--force replaces it anyway)",
@@ -202,12 +215,18 @@ fn install(
             pin.display()
         );
     }
-    let kept = match &old_summary {
-        Some(Ok(old)) if old.cas.iter().all(|k| k == ca.key_data()) => {
-            carry::dropped_early(old, summary, unix_now())
-        }
-        _ => Vec::new(),
-    };
+    if let Some(old) = same_ca.filter(|old| old.version > summary.version) {
+        // Taken: every revocation the file lists is in it still, or ended, or kept below.
+        eprintln!(
+            "warning: the CA's KRL (version {}) is older than {} (version {}): its database \
+             went back (restored from an older copy?); every revocation the file lists that \
+             has not ended stays in it",
+            summary.version,
+            out.display(),
+            old.version
+        );
+    }
+    let kept = dropped.kept;
     let bytes = match kept.as_slice() {
         [] => bytes.clone(),
         kept => carry::with_kept(summary, ca.key_data(), kept)?,
@@ -378,12 +397,15 @@ fn fetch_verified(
 }
 
 /// Why writing a KRL of `version` over `out`, which holds `old` (if it exists), would be
-/// wrong, if it would.
+/// wrong, if it would. An older KRL of the same CA is taken when what it leaves out of the
+/// file has ended or is kept (`dropped`): refused only when it would drop serials the file
+/// gives no expiry for.
 fn replaces_badly(
     out: &Path,
     ca: &PublicKey,
     old: Option<&Result<KrlSummary, krl::NotAKrl>>,
     version: u64,
+    dropped: &carry::Dropped,
 ) -> Option<String> {
     let old = match old? {
         Ok(s) => s,
@@ -396,12 +418,14 @@ fn replaces_badly(
             fingerprint(ca)
         ));
     }
-    if old.version > version {
+    if old.version > version && dropped.unknown > 0 {
         return Some(format!(
             "the server's KRL (version {version}) is older than {} (version {}): \
-             was the CA's database rolled back?",
+             was the CA's database rolled back? It leaves out {} serial(s) the file lists \
+             with no expiry known",
             out.display(),
-            old.version
+            old.version,
+            dropped.unknown
         ));
     }
     None

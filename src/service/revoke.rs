@@ -137,7 +137,10 @@ impl Service {
         self.store.write(|tx| {
             self.require_enabled(tx, actor)?;
             let cert = certs::by_serial(tx, serial)?.ok_or_else(|| {
-                ServiceError::NotFound(format!("no certificate with serial {serial}"))
+                ServiceError::NotFound(format!(
+                    "no certificate with serial {serial} (one a server's `krl sync` named as \
+                     forgotten by this CA is listed again with `countersign krl forgotten`)"
+                ))
             })?;
             if !self.revoke_one(tx, now, actor, &cert, &reason)? {
                 return Err(ServiceError::Conflict {

@@ -69,26 +69,43 @@ async fn a_data_folder_restored_whole_never_unrevokes_on_the_servers() {
     copy_folder(&app.dir.path().join("data"), &snapshot);
     app = app.restart().await;
     revoke(&app, &serial_a, "laptop stolen").await;
+    // C is issued after the snapshot and revoked: the copy will never have seen it.
+    let (key_c, cert_c, serial_c) = issue(&app, "tablet", "30m").await;
+    let c_logs_in = || logs_in(&sshd, &login, &key_c, &cert_c);
+    revoke(&app, &serial_c, "tablet lost").await;
     tokio::task::block_in_place(|| refresh_krl(&app, &krl));
-    assert!(!a_logs_in(), "A still logs in once revoked");
+    assert!(
+        !a_logs_in() && !c_logs_in(),
+        "a revoked certificate logs in"
+    );
 
-    // The snapshot comes back whole: the CA starts (it cannot tell) with A unrevoked.
+    // The snapshot comes back whole: the CA starts (it cannot tell) with A unrevoked and
+    // C unknown, at an older KRL version. The servers take its KRL (nothing is lost:
+    // what it leaves out is kept) and the round fails, naming both.
     app = with_data_folder(app, &snapshot).await;
     let out = tokio::task::block_in_place(|| krl_from(&app.url, &krl));
-    assert!(!out.status.success(), "the older KRL was taken");
-    assert!(!a_logs_in(), "A logs in again");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("is older than"), "{stderr}");
+    assert!(
+        !a_logs_in() && !c_logs_in(),
+        "a revoked certificate logs in again"
+    );
 
-    // One ordinary revocation brings the CA's KRL version back to the servers'.
+    // The restored CA's own revocations reach the servers at once, with what it forgot.
     revoke(&app, &serial_b, "desktop retired").await;
     let out = tokio::task::block_in_place(|| krl_from(&app.url, &krl));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("no longer lists 1 revoked certificate")
-            && stderr.contains(&format!("serial {serial_a} ")),
+        stderr.contains("no longer lists 2 revoked certificate")
+            && stderr.contains(&format!("serial {serial_a} "))
+            && stderr.contains(&format!("serial {serial_c} "))
+            && stderr.contains("countersign krl forgotten --serial"),
         "{stderr}"
     );
     assert!(!a_logs_in(), "A logs in again: the KRL forgot it");
+    assert!(!c_logs_in(), "C logs in again: the KRL forgot it");
     assert!(
         !b_logs_in(),
         "B logs in: the CA's new revocation did not arrive"
@@ -113,14 +130,75 @@ async fn a_data_folder_restored_whole_never_unrevokes_on_the_servers() {
     );
     assert!(!a_logs_in(), "A logs in again after krl sync");
 
-    // The operator revokes A again on the CA: the KRL lists both, the rounds pass.
-    revoke(&app, &serial_a, "revoked again after the restore").await;
+    // The operator lists both again on the CA. C's certificate is unknown to the copy:
+    // revoking it is `not_found`, with the way out in the message.
+    let (status, body) = app
+        .post(
+            "bob",
+            &format!("/v1/certificates/{serial_c}/revoke"),
+            serde_json::json!({ "reason": "again" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(body.to_string().contains("krl forgotten"), "{body}");
+    let c_end = chrono::Utc::now() + chrono::Duration::minutes(31);
+    for (serial, known) in [(&serial_c, false), (&serial_a, true)] {
+        let (status, body) = app
+            .post(
+                "bob",
+                "/v1/krl/forgotten",
+                serde_json::json!({
+                    "serial": serial, "valid_before": c_end.to_rfc3339(),
+                    "reason": "named by krl sync after the restore",
+                }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["known"], known, "{body}");
+    }
+    // Twice is `already_revoked`; an end past or beyond 31 days is refused.
+    for (end, expected) in [
+        (c_end, "already_revoked"),
+        (
+            chrono::Utc::now() - chrono::Duration::minutes(1),
+            "invalid_request",
+        ),
+        (
+            chrono::Utc::now() + chrono::Duration::days(40),
+            "invalid_request",
+        ),
+    ] {
+        let (_, body) = app
+            .post(
+                "bob",
+                "/v1/krl/forgotten",
+                serde_json::json!({
+                    "serial": serial_c, "valid_before": end.to_rfc3339(), "reason": "x",
+                }),
+            )
+            .await;
+        assert_eq!(code(&body), expected, "{body}");
+    }
+    // Alice (no admin) may not.
+    let (status, _) = app
+        .post(
+            "alice",
+            "/v1/krl/forgotten",
+            serde_json::json!({ "serial": "7", "valid_before": c_end.to_rfc3339(), "reason": "x" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let story = app.audit(&format!("serial={serial_c}")).await;
+    assert!(
+        story.iter().any(|e| e["action"] == "revocation.carried"),
+        "{story:?}"
+    );
     let out = tokio::task::block_in_place(|| krl_from(&app.url, &krl));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(!stderr.contains("no longer lists"), "{stderr}");
     assert!(
-        !a_logs_in() && !b_logs_in(),
+        !a_logs_in() && !b_logs_in() && !c_logs_in(),
         "a revoked certificate logs in"
     );
 }

@@ -42,6 +42,19 @@ pub(super) fn schemas() -> Map<String, Value> {
             object(&["revoked"], json!({ "revoked": list_of(serial()) })),
         ),
         (
+            "Relisted",
+            object(
+                &["serial", "host", "known", "valid_before", "krl_version"],
+                json!({
+                    "serial": serial(),
+                    "host": { "type": "boolean" },
+                    "known": { "type": "boolean" },
+                    "valid_before": time(),
+                    "krl_version": { "type": "integer", "minimum": 1 },
+                }),
+            ),
+        ),
+        (
             "UserRevoked",
             object(
                 &[

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::schemas::{FINGERPRINT, duration, text};
+use super::schemas::{FINGERPRINT, duration, serial, text, time};
 
 /// A real Ed25519 public key (made with `ssh-keygen`; its private half was thrown away).
 const EXAMPLE_KEY: &str =
@@ -96,6 +96,16 @@ pub(super) fn schemas() -> Map<String, Value> {
             body(&[], json!({ "reason": or_null(text()) })),
         ),
         ("Revoke", body(&["reason"], json!({ "reason": text() }))),
+        (
+            "KrlForgotten",
+            body(
+                &["serial", "valid_before", "reason"],
+                json!({
+                    "serial": serial(), "valid_before": time(), "reason": text(),
+                    "host": { "type": "boolean", "default": false },
+                }),
+            ),
+        ),
         (
             "EnableUser",
             body(&[], json!({ "reason": or_null(text()) })),

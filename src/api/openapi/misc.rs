@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Auth, answers, json_answer, op, param, text_answer};
+use super::{Auth, answers, json_answer, op, param, text_answer, with_body};
 
 fn status_answer(value: &str) -> Value {
     json!({
@@ -80,6 +80,16 @@ pub(super) fn paths() -> Vec<(&'static str, Value)> {
          now, with the same `ETag` and `X-KRL-Version`.",
         Auth::None,
     );
+    let forgotten = op(
+        "krl_forgotten",
+        "List again a revocation the CA forgot (admins)",
+        "For a serial a server's `krl sync` kept because the CA's KRL dropped it before its \
+         certificate ended (a data folder restored from an older copy): a certificate the \
+         CA has is revoked again as usual (`known`: true); one it has none of is listed in \
+         the KRL (the host KRL with `host`) until `valid_before`, which must be in the next \
+         31 days. 409 `already_revoked` if it is listed already.",
+        Auth::Bearer,
+    );
     let openapi = op(
         "openapi_get",
         "This document",
@@ -123,6 +133,12 @@ pub(super) fn paths() -> Vec<(&'static str, Value)> {
         (
             "/v1/krl.sig",
             json!({ "get": answers(krl_sig, json!({ "200": krl_sig_ok }), &[]) }),
+        ),
+        (
+            "/v1/krl/forgotten",
+            json!({ "post": answers(
+            with_body(forgotten, "KrlForgotten", true),
+            json!({ "200": json_answer("what was listed", "Relisted") }), &[400, 404, 409, 413, 415]) }),
         ),
         (
             "/v1/openapi.json",

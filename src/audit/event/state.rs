@@ -73,6 +73,23 @@ pub struct StateRollbackAccepted {
     pub host_tokens_voided: u64,
 }
 
+/// `revocation.carried`: a serial the KRL lists although the CA has no certificate of it
+/// (`POST /v1/krl/forgotten`: a revocation a restored copy forgot, named by a server).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RevocationCarried {
+    /// The serial, decimal.
+    pub serial: String,
+    /// Its certificate's end as given (RFC 3339): listed until then.
+    pub valid_before: String,
+    /// The host KRL's (a host certificate), not the user KRL's.
+    pub host: bool,
+    /// Why, as the admin gave it.
+    pub reason: String,
+    /// The KRL version that first lists it.
+    pub krl_version: u64,
+}
+
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }

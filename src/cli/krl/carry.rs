@@ -19,25 +19,37 @@ use crate::krl::{self, KrlContents, KrlSummary};
 /// A revocation kept: the serial, and when its certificate expires (Unix seconds).
 pub(super) type Kept = (u64, u64);
 
-/// The serials `old` (the file) lists that `new` (the fetched KRL) leaves out while their
-/// certificates are still valid at `now`, ascending. Nothing when either KRL does not
-/// list its serials one by one (not one of ours), or `old` gives no expiry for a serial
-/// (a file written before KRLs said them: kept as before, by version alone).
-pub(super) fn dropped_early(old: &KrlSummary, new: &KrlSummary, now: u64) -> Vec<Kept> {
+/// What a fetched KRL leaves out of the file.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Dropped {
+    /// Serials whose certificates are still valid: kept, ascending.
+    pub kept: Vec<Kept>,
+    /// Serials the file gives no expiry for (a file from a CA release before KRLs said
+    /// them, or made by hand or by `ssh-keygen`): nothing says whether they ended, so a
+    /// KRL older than the file that drops one is refused, as before.
+    pub unknown: usize,
+}
+
+/// What `new` (the fetched KRL) leaves out of `old` (the file) at `now`. Nothing when
+/// either KRL does not list its serials one by one (not one of ours).
+pub(super) fn dropped(old: &KrlSummary, new: &KrlSummary, now: u64) -> Dropped {
     let (Some(old_serials), Some(new_serials)) = (&old.serials, &new.serials) else {
-        return Vec::new();
+        return Dropped::default();
     };
     let listed: BTreeSet<u64> = new_serials.iter().copied().collect();
-    old_serials
+    let mut out = Dropped::default();
+    // Serial 0 is no certificate's (and no KRL may list it): a hand-edited file's.
+    for s in old_serials
         .iter()
-        .filter(|s| !listed.contains(s))
-        .filter_map(|s| {
-            old.expires
-                .get(s)
-                .filter(|&&end| end > now)
-                .map(|&end| (*s, end))
-        })
-        .collect()
+        .filter(|s| **s != 0 && !listed.contains(s))
+    {
+        match old.expires.get(s) {
+            Some(&end) if end > now => out.kept.push((*s, end)),
+            Some(_) => {}
+            None => out.unknown += 1,
+        }
+    }
+    out
 }
 
 /// The KRL to write: the fetched one's version, date and serials (with their expiry
@@ -64,32 +76,40 @@ pub(super) fn with_kept(new: &KrlSummary, ca: &KeyData, kept: &[Kept]) -> anyhow
     })?)
 }
 
-/// What to tell the operator when revocations were kept (the round then fails).
-pub(super) fn complaint(out: &std::path::Path, version: u64, kept: &[Kept]) -> String {
+/// What to tell the operator when revocations were kept (the round then fails); `host`:
+/// of the host KRL.
+pub(super) fn complaint(out: &std::path::Path, version: u64, kept: &[Kept], host: bool) -> String {
     const SHOWN: usize = 10;
+    let time = |end: u64| {
+        i64::try_from(end)
+            .ok()
+            .and_then(|t| chrono::DateTime::<chrono::Utc>::from_timestamp(t, 0))
+            .map_or_else(
+                || end.to_string(),
+                |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            )
+    };
     let mut listed: Vec<String> = kept
         .iter()
         .take(SHOWN)
-        .map(|(s, end)| {
-            let end = i64::try_from(*end)
-                .ok()
-                .and_then(|t| chrono::DateTime::<chrono::Utc>::from_timestamp(t, 0))
-                .map_or_else(|| end.to_string(), |t| t.to_rfc3339());
-            format!("serial {s} (expires {end})")
-        })
+        .map(|(s, end)| format!("serial {s} (expires {})", time(*end)))
         .collect();
     if kept.len() > SHOWN {
         listed.push(format!("and {} more", kept.len() - SHOWN));
     }
+    let (serial, end) = kept.first().copied().unwrap_or_default();
     format!(
         "the CA's KRL (version {version}) no longer lists {} revoked certificate(s) that \
          have not expired: {}. Was the CA's data folder restored from an older copy, or is \
          its clock ahead of this host's? {} keeps them revoked until they expire, with the \
-         CA's own revocations; revoke them again on the CA (docs/operations.md, \"A KRL \
-         that forgets\")",
+         CA's own revocations; have an admin list each again on the CA: countersign krl \
+         forgotten --serial {serial} --valid-before {}{} --reason TEXT (docs/operations.md, \
+         \"A KRL that forgets\")",
         kept.len(),
         listed.join(", "),
-        out.display()
+        out.display(),
+        time(end),
+        if host { " --host" } else { "" },
     )
 }
 
@@ -112,12 +132,16 @@ mod tests {
         let old = summary(&[1, 2, 3, 4], &[(1, 100), (2, 500), (3, 900)]);
         let new = summary(&[3, 7], &[(3, 900), (7, 800)]);
         // 1 expired; 2 dropped early; 3 still listed; 4 has no expiry (an older file).
-        assert_eq!(dropped_early(&old, &new, 200), vec![(2, 500)]);
-        assert_eq!(dropped_early(&old, &new, 500), vec![]);
+        let early = dropped(&old, &new, 200);
+        assert_eq!((early.kept, early.unknown), (vec![(2, 500)], 1));
+        assert_eq!(dropped(&old, &new, 500).kept, vec![]);
         let foreign = KrlSummary {
             serials: None,
             ..new.clone()
         };
-        assert_eq!(dropped_early(&old, &foreign, 200), vec![]);
+        assert_eq!(dropped(&old, &foreign, 200), Dropped::default());
+        // Serial 0 (a hand-edited file) is never kept: no KRL may list it.
+        let zero = summary(&[0], &[(0, 900)]);
+        assert_eq!(dropped(&zero, &new, 200), Dropped::default());
     }
 }

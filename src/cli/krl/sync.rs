@@ -2,7 +2,8 @@
 //! `RevokedKeys` file current on a server.
 //!
 //! Each round is `krl --out`'s, never forced: the KRL's signature must verify with the
-//! pinned or named CA key, it must be recent, name our CA, and not be older than the file.
+//! pinned or named CA key, it must be recent and name our CA, and what it drops of the
+//! file before the certificates end is kept in the file (the round then fails).
 //! A round that fails leaves the file as it was (the last good KRL) and is logged; the
 //! next round tries again. Rounds ask with `If-None-Match`, so an unchanged KRL is not
 //! sent again. sshd reads `RevokedKeys` at each connection: nothing needs reloading.
@@ -126,7 +127,7 @@ fn round(client: &Client, args: &SyncArgs, state: &mut State) -> anyhow::Result<
     state.etag = fetched.etag.clone();
     state.written = Some(installed.bytes);
     if !installed.kept.is_empty() {
-        let complaint = carry::complaint(&args.out, version, &installed.kept);
+        let complaint = carry::complaint(&args.out, version, &installed.kept, args.checks.host);
         // Once: the run fails (a timer's unit shows failed). Running: said when it
         // changes, while the file keeps them and takes the CA's new revocations.
         if args.once {

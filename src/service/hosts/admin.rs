@@ -64,7 +64,11 @@ impl Service {
         self.store.write(|tx| {
             self.require_enabled(tx, actor)?;
             let row = hosts::cert_by_serial(tx, serial)?.ok_or_else(|| {
-                ServiceError::NotFound(format!("no host certificate with serial {serial}"))
+                ServiceError::NotFound(format!(
+                    "no host certificate with serial {serial} (one a client's `krl sync \
+                     --host` named as forgotten by this CA is listed again with `countersign \
+                     krl forgotten --host`)"
+                ))
             })?;
             if !self.revoke_host_one(tx, now, actor, &row, reason.as_str())? {
                 return Err(ServiceError::Conflict {
@@ -90,7 +94,7 @@ impl Service {
     }
 
     /// Revokes one host certificate with its audit event; `false` if it already was.
-    fn revoke_host_one(
+    pub(in crate::service) fn revoke_host_one(
         &self,
         tx: &crate::store::Tx<'_>,
         now: chrono::DateTime<chrono::Utc>,
