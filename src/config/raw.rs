@@ -11,20 +11,83 @@ use crate::policy::{Policy, PrincipalTemplate};
 /// where, as a line and column and the key or table there, then what. The parser's own
 /// text draws the line under a caret over several lines, which one line would garble.
 pub(super) fn syntax_message(text: &str, e: &toml::de::Error) -> String {
-    let what = e.message().trim_end().replace('\n', " ");
+    let what = redacted(e.message().trim_end()).replace('\n', " ");
     let Some(before) = e.span().and_then(|span| text.get(..span.start)) else {
         return what;
     };
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    // The key or table the line names, not its text (a value may be a secret).
+    // The key or table the line names, not its text (a value may be a secret); a line
+    // that is neither (inside a multi-line string) is not named at all.
     let text_line = text.lines().nth(line - 1).unwrap_or("").trim();
-    let at = match text_line.split_once('=') {
-        Some((key, _)) => format!(" (`{}`)", shortened(key.trim())),
-        None if text_line.starts_with('[') => format!(" (`{}`)", shortened(text_line)),
+    let named = match text_line.split_once('=') {
+        Some((key, _)) => Some(key.trim()),
+        None => text_line
+            .strip_prefix('[')
+            .map(|t| t.trim_matches(['[', ']'])),
+    };
+    let at = match named.filter(|k| is_key(k)) {
+        Some(key) => format!(" (`{}`)", shortened(key)),
         None => String::new(),
     };
     format!("line {line}, column {column}{at}: {what}")
+}
+
+/// Whether `s` reads as a TOML key (bare parts, dotted, or quoted), not a value.
+fn is_key(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ' ' | '"'))
+}
+
+/// The parser's message without the values it quotes from the file (`invalid type:
+/// string "Hunter2"`, ``integer `42` ``, ``unknown variant `x` ``): a value may be a
+/// secret, and the message goes to logs. Kept: key names (``unknown field `port` ``, the
+/// user's typo; ``missing field `reason` ``) and everything after "expected" (the names it
+/// knows).
+fn redacted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    loop {
+        let quote_at = rest.find(['"', '`']);
+        // Past an unquoted "expected", the text is the parser's: kept whole.
+        if let Some(x) = rest.find("expected")
+            && quote_at.is_none_or(|q| x < q)
+        {
+            out.push_str(rest);
+            return out;
+        }
+        let Some(at) = quote_at else {
+            out.push_str(rest);
+            return out;
+        };
+        let (before, from) = rest.split_at(at);
+        out.push_str(before);
+        let quote = from.chars().next().unwrap_or('"');
+        let body = &from[1..];
+        let end = quoted_end(body, quote);
+        // A key's name (``unknown field `port` ``, `missing`, `duplicate`): not a value.
+        let keep = quote == '`' && (before.ends_with("field ") || before.ends_with("key "));
+        out.push(quote);
+        out.push_str(if keep { &body[..end] } else { "…" });
+        out.push(quote);
+        rest = body.get(end + 1..).unwrap_or("");
+    }
+}
+
+/// Where the quoted text starting `body` ends (its closing `quote`; a `\` escapes the next
+/// character in a double-quoted one), or its length.
+fn quoted_end(body: &str, quote: char) -> usize {
+    let mut escaped = false;
+    for (i, c) in body.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quote == '"' => escaped = true,
+            c if c == quote => return i,
+            _ => {}
+        }
+    }
+    body.len()
 }
 
 /// At most 60 characters of `s`, with `...` when cut.

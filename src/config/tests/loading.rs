@@ -133,7 +133,7 @@ fn a_syntax_error_says_where_on_one_line() {
     let line = text.lines().count() - 1;
     let msg = err(&text);
     assert!(
-        msg.contains(&format!("line {line}, column 11 (`[users.zed`): "))
+        msg.contains(&format!("line {line}, column 11 (`users.zed`): "))
             && msg.contains("expected `]`"),
         "{msg}"
     );
@@ -145,6 +145,49 @@ fn a_syntax_error_says_where_on_one_line() {
     let msg = err(&format!("{FULL}\n[servers]\nlisten = \"x\"\n"));
     assert!(
         msg.contains("unknown field `servers`") && msg.contains("line "),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_syntax_error_never_quotes_a_value_from_the_file() {
+    let secret = "Hunter2Secret";
+    for (from, to) in [
+        // A type error: the parser's message names the value.
+        (
+            "data_dir = \"data\"",
+            "data_dir = \"data\"\ntimezone = 12345678901234".to_owned(),
+        ),
+        (
+            "data_dir = \"data\"",
+            format!("data_dir = \"data\"\nmax_connections = \"{secret}\""),
+        ),
+        // A value that says "expected" itself.
+        (
+            "data_dir = \"data\"",
+            format!("data_dir = \"data\"\nmax_connections = \"x expected {secret}\""),
+        ),
+        // A line inside a multi-line string, with an `=` in it.
+        (
+            "data_dir = \"data\"",
+            format!("data_dir = \"data\"\ntimezone = \"\"\"\npg://ca:{secret}@db?ssl=\\q\"\"\""),
+        ),
+    ] {
+        let text = full_edit(from, &to);
+        let msg = err(&text);
+        assert!(
+            !msg.contains(secret) && !msg.contains("12345678901234"),
+            "{msg}"
+        );
+        assert!(msg.contains("line "), "{msg}");
+    }
+    // What helps is kept: the unknown key, and the names the parser expected.
+    let msg = err(&full_edit(
+        "data_dir = \"data\"",
+        "data_dir = \"data\"\nport = 3",
+    ));
+    assert!(
+        msg.contains("unknown field `port`, expected one of `listen`"),
         "{msg}"
     );
 }

@@ -6,8 +6,9 @@ use crate::names::UserName;
 use crate::policy::{People, Role};
 
 /// Names of accounts common Unix systems and cloud images have: a `{user}` principal
-/// made from a name the identity provider gave is never one of them (one made from a
-/// `[users]` name is a warning at load: whoever wrote the config chose it).
+/// made from a name the identity provider gave, or for a `[users]` name that requests
+/// through the provider's groups, is never one of them (one the TOML alone gives is a
+/// warning at load: whoever wrote the config chose it).
 pub(crate) const SYSTEM_ACCOUNTS: &[&str] = &[
     "root",
     "admin",
@@ -86,8 +87,8 @@ pub(crate) const SYSTEM_ACCOUNTS: &[&str] = &[
 /// `[users]` name that requests the role only through the provider's groups — is checked
 /// here: a principal their name makes must not be a fixed principal of another role, nor
 /// one another `{user}` template gives another name (`bob-admin` from `"{user}"` is bob's
-/// from `"{user}-admin"`), nor, for a name the provider gave, the name of a system account
-/// (`root`, `ubuntu`, `postgres`, ... [`SYSTEM_ACCOUNTS`]).
+/// from `"{user}-admin"`), nor the name of a system account (`root`, `ubuntu`,
+/// `postgres`, ... [`SYSTEM_ACCOUNTS`]).
 pub fn principals_must_be_own(
     people: &People<'_>,
     role: &Role,
@@ -112,7 +113,7 @@ pub fn principals_must_be_own(
         // A name a template cannot expand is refused when the request is made.
         let Ok(p) = t.expand(user) else { continue };
         let p = p.as_str();
-        if !configured && SYSTEM_ACCOUNTS.contains(&p) {
+        if SYSTEM_ACCOUNTS.contains(&p) {
             return refuse(
                 p,
                 "the name of a system account (a login no person should get from their \

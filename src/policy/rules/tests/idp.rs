@@ -160,9 +160,9 @@ approvers = ["group:dba"]
             .to_string()
             .contains("a fixed principal of role self-serve")
     );
-    // A configured name is not refused for being a system account's (the config's
-    // author chose it; the loader warns when the TOML makes it a requester).
-    assert_eq!(principals_must_be_own(&people, role, &u("ubuntu")), Ok(()));
+    // Nor a system account's name (the loader only warns of one the TOML gives).
+    let refused = principals_must_be_own(&people, role, &u("ubuntu")).unwrap_err();
+    assert!(refused.to_string().contains("system account"), "{refused}");
 }
 
 #[test]
