@@ -39,8 +39,8 @@ pub struct KrlContents<'a> {
     pub ca: &'a KeyData,
     /// Revoked serials (non-zero); order and duplicates do not matter.
     pub serials: &'a [u64],
-    /// When each of `serials` expires (its certificate's `valid_before`, Unix seconds),
-    /// in the same order; empty to say nothing.
+    /// When each of `serials` expires (its certificate's `valid_before`, Unix seconds, or
+    /// [`UNKNOWN_END`]), in the same order; empty to say nothing.
     pub expires: &'a [u64],
 }
 
@@ -63,6 +63,10 @@ pub enum KrlError {
 
 /// What a comment says before the expiry times.
 const ENDS: &str = " ends=";
+
+/// In [`KrlContents::expires`]: nothing says when this serial's certificate expires
+/// (written `?`; only `krl --out` writes it, for a serial an older CA release listed).
+pub const UNKNOWN_END: u64 = u64::MAX;
 
 /// The KRL bytes.
 pub fn encode(krl: &KrlContents<'_>) -> Result<Vec<u8>, KrlError> {
@@ -103,6 +107,10 @@ pub fn encode(krl: &KrlContents<'_>) -> Result<Vec<u8>, KrlError> {
             if i > 0 {
                 comment.push(',');
             }
+            if *end == UNKNOWN_END {
+                comment.push('?');
+                continue;
+            }
             // Rounded up: a server keeps a revocation a little longer, never shorter.
             let minutes = end.saturating_sub(krl.generated_date).div_ceil(60);
             push_base36(&mut comment, minutes);
@@ -140,8 +148,9 @@ pub struct KrlSummary {
     pub generated_date: u64,
     /// The CA public keys its certificate sections name.
     pub cas: Vec<KeyData>,
-    /// The serials it revokes, ascending, when it lists them one by one (as ours do);
-    /// `None` when it also revokes by range, bitmap or key ID.
+    /// The serials it revokes, ascending, when that is all it revokes (as ours do); `None`
+    /// when it also revokes by range, bitmap or key ID, or has a section other than
+    /// certificates (plain keys, fingerprints, signatures): not wholly understood here.
     pub serials: Option<Vec<u64>>,
     /// When the certificates of listed serials expire, as its comment says (ours do;
     /// empty for any other KRL, or a comment that does not parse).
@@ -173,7 +182,9 @@ pub fn read(bytes: &[u8]) -> Result<KrlSummary, NotAKrl> {
     while let Some((&kind, rest)) = r.split_first() {
         r = rest;
         let mut section = take_string(&mut r)?;
-        if kind == KRL_SECTION_CERTIFICATES {
+        if kind != KRL_SECTION_CERTIFICATES {
+            serials = None;
+        } else {
             let blob = take_string(&mut section)?;
             let key = ssh_key::PublicKey::from_bytes(blob)
                 .map_err(|e| NotAKrl(format!("a CA key does not parse: {e}")))?;
@@ -218,17 +229,19 @@ fn expires_in(comment: &[u8], serials: &[u64], generated: u64) -> BTreeMap<u64, 
     let parsed = || {
         let text = std::str::from_utf8(comment).ok()?;
         let (_, ends) = text.split_once(ENDS)?;
+        // `?`: not known (kept out of the map); anything else that does not parse spoils
+        // the whole list.
         let minutes = ends
             .split(',')
-            .map(|m| u64::from_str_radix(m, 36).ok())
-            .collect::<Option<Vec<u64>>>()?;
+            .map(|m| match m {
+                "?" => Some(None),
+                m => u64::from_str_radix(m, 36).ok().map(Some),
+            })
+            .collect::<Option<Vec<Option<u64>>>>()?;
         (minutes.len() == serials.len()).then(|| {
             let at = |m: u64| generated.saturating_add(m.saturating_mul(60));
-            serials
-                .iter()
-                .copied()
-                .zip(minutes.into_iter().map(at))
-                .collect()
+            let known = serials.iter().copied().zip(minutes);
+            known.filter_map(|(s, m)| Some((s, at(m?)))).collect()
         })
     };
     parsed().unwrap_or_default()

@@ -227,9 +227,11 @@ fn install(
         );
     }
     let kept = dropped.kept;
-    let bytes = match kept.as_slice() {
-        [] => bytes.clone(),
-        kept => carry::with_kept(summary, ca.key_data(), kept)?,
+    let bytes = match same_ca {
+        Some(old) if !kept.is_empty() || dropped.longer > 0 => {
+            carry::with_kept(summary, old, ca.key_data(), &kept)?
+        }
+        _ => bytes.clone(),
     };
     let written = old.as_ref() != Some(&bytes);
     if written {

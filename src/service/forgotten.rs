@@ -19,10 +19,11 @@ use crate::names::{Serial, Text, UserName};
 use crate::store::certificates as certs;
 use crate::store::{hosts, meta};
 
-/// Longest ahead a forgotten revocation's end may be: host certificates last 30 days at
-/// most ([`crate::config::HOST_MAX_TTL_LIMIT`]), user certificates less; a day more for
-/// clocks and the backdate.
-const LONGEST_AHEAD: i64 = 31 * 24 * 3600;
+/// Longest ahead a forgotten revocation's end may be: the longest lifetime any
+/// certificate may be given (a role's `max_ttl` is at most 366 days,
+/// [`crate::names::MAX_DURATION`]; hosts' 30), and a day for clocks and the backdate.
+/// (Found by a review: 31 days refused the end of a 60-day certificate.)
+const LONGEST_AHEAD: i64 = 367 * 24 * 3600;
 
 /// What telling the CA of a forgotten revocation did (the answer's JSON).
 #[derive(Debug, Clone, Serialize)]
@@ -62,13 +63,24 @@ impl Service {
         }
         if end > unix(now) + LONGEST_AHEAD {
             return Err(ServiceError::Invalid(format!(
-                "valid_before {valid_before} is more than 31 days ahead: no certificate of \
+                "valid_before {valid_before} is more than 367 days ahead: no certificate of \
                  this CA lasts that long"
             )));
         }
+        // Serials are stored as signed 64-bit numbers: a larger one is no certificate's.
+        if i64::try_from(serial.get()).is_err() {
+            return Err(ServiceError::Invalid(format!(
+                "serial {serial} is larger than any this CA gives (2^63 - 1)"
+            )));
+        }
+        if host && self.host_ca.is_none() {
+            return Err(ServiceError::NotFound(
+                "this CA has no [host_ca]: there is no host KRL".into(),
+            ));
+        }
         let already = || ServiceError::Conflict {
             code: ErrorCode::AlreadyRevoked,
-            message: format!("serial {serial} is already listed in the KRL"),
+            message: format!("serial {serial} is already listed in the KRL until then or later"),
         };
         self.store.write(|tx| {
             self.require_enabled(tx, actor)?;
@@ -102,12 +114,8 @@ impl Service {
                     krl_version: certs::krl_version(tx)?,
                 });
             }
-            let carried = if host {
-                hosts::carry_revocation(tx, serial, end, unix(now))?
-            } else {
-                certs::carry_revocation(tx, serial, end, unix(now))?
-            };
-            if !carried {
+            // A new row, or a lapsed or shorter one's end moved later.
+            if !certs::relist_into(tx, host, serial, end, unix(now))? {
                 return Err(already());
             }
             let version = certs::krl_version(tx)? + 1;

@@ -278,6 +278,33 @@ pub fn carry_revocation(
     carry_into(tx, "carried_revocations", serial, valid_before, at)
 }
 
+/// Lists `serial` in one CA's table of carried revocations (`carried_revocations` or
+/// `carried_host_revocations`, constants of ours) until `valid_before`: a new row, or an
+/// existing one's end moved later (one that lapsed is listed again). Whether it changed
+/// anything (`false`: listed until then or later already).
+pub fn relist_into(
+    tx: &Tx<'_>,
+    host: bool,
+    serial: Serial,
+    valid_before: i64,
+    at: i64,
+) -> Result<bool, StoreError> {
+    let table = if host {
+        "carried_host_revocations"
+    } else {
+        "carried_revocations"
+    };
+    let n = tx.exec(
+        &format!(
+            "INSERT INTO {table} (serial, valid_before, carried_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (serial) DO UPDATE SET valid_before = excluded.valid_before, \
+             carried_at = excluded.carried_at WHERE {table}.valid_before < excluded.valid_before"
+        ),
+        &[&sql_serial(serial)?, &valid_before, &at],
+    )?;
+    Ok(n == 1)
+}
+
 /// [`carry_revocation`] into one CA's table of carried revocations (a constant of ours).
 pub(super) fn carry_into(
     tx: &Tx<'_>,

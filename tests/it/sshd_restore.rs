@@ -156,28 +156,35 @@ async fn a_data_folder_restored_whole_never_unrevokes_on_the_servers() {
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["known"], known, "{body}");
     }
-    // Twice is `already_revoked`; an end past or beyond 31 days is refused.
-    for (end, expected) in [
-        (c_end, "already_revoked"),
-        (
-            chrono::Utc::now() - chrono::Duration::minutes(1),
-            "invalid_request",
-        ),
-        (
-            chrono::Utc::now() + chrono::Duration::days(40),
-            "invalid_request",
-        ),
+    // Twice is `already_revoked`, a later end moves it (a 60-day certificate's, say); an
+    // end past or beyond the longest lifetime, a serial no certificate can have, or the
+    // host KRL of a CA without one are refused.
+    let later = c_end + chrono::Duration::days(59);
+    let beyond = chrono::Utc::now() + chrono::Duration::days(400);
+    let past = chrono::Utc::now() - chrono::Duration::minutes(1);
+    for (serial, end, host, expected) in [
+        (serial_c.as_str(), c_end, false, "already_revoked"),
+        (serial_c.as_str(), later, false, ""),
+        (serial_c.as_str(), c_end, false, "already_revoked"),
+        (serial_c.as_str(), past, false, "invalid_request"),
+        (serial_c.as_str(), beyond, false, "invalid_request"),
+        ("18446744073709551615", c_end, false, "invalid_request"),
+        (serial_c.as_str(), c_end, true, "not_found"),
     ] {
         let (_, body) = app
             .post(
                 "bob",
                 "/v1/krl/forgotten",
                 serde_json::json!({
-                    "serial": serial_c, "valid_before": end.to_rfc3339(), "reason": "x",
+                    "serial": serial, "valid_before": end.to_rfc3339(), "reason": "x",
+                    "host": host,
                 }),
             )
             .await;
-        assert_eq!(code(&body), expected, "{body}");
+        match expected {
+            "" => assert_eq!(body["known"], false, "{body}"),
+            wanted => assert_eq!(code(&body), wanted, "{body}"),
+        }
     }
     // Alice (no admin) may not.
     let (status, _) = app

@@ -183,6 +183,26 @@ async fn krl_out_refuses_unsigned_foreign_and_older_krls_unless_forced() {
     );
     assert_refused(&out, "is older than");
     assert_eq!(std::fs::read(&newer).unwrap(), before);
+    // Nor one that also revokes a range (a file not wholly understood: found by a review,
+    // it was once overwritten by an older KRL once KRLs said their ends).
+    std::fs::write(&spec, "serial: 7\nserial: 100-1000\n").unwrap();
+    let ranged = one.path().join("ranged.krl");
+    let made = run(Command::new("ssh-keygen")
+        .args(["-k", "-z", "5", "-s"])
+        .arg(&pin)
+        .arg("-f")
+        .arg(&ranged)
+        .arg(&spec));
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let kept = std::fs::read(&ranged).unwrap();
+    let out = krl_out(
+        &config,
+        &server.url,
+        &ranged,
+        &["--ca-key", pin.to_str().unwrap()],
+    );
+    assert_refused(&out, "is older than");
+    assert_eq!(std::fs::read(&ranged).unwrap(), kept);
     let out = krl_out(
         &config,
         &server.url,

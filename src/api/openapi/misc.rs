@@ -86,8 +86,9 @@ pub(super) fn paths() -> Vec<(&'static str, Value)> {
         "For a serial a server's `krl sync` kept because the CA's KRL dropped it before its \
          certificate ended (a data folder restored from an older copy): a certificate the \
          CA has is revoked again as usual (`known`: true); one it has none of is listed in \
-         the KRL (the host KRL with `host`) until `valid_before`, which must be in the next \
-         31 days. 409 `already_revoked` if it is listed already.",
+         the KRL (the host KRL with `host`) until `valid_before`, at most 367 days ahead \
+         (a later end moves an earlier or lapsed listing). 409 `already_revoked` if it is \
+         listed until then or later already.",
         Auth::Bearer,
     );
     let openapi = op(

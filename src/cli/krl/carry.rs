@@ -25,26 +25,37 @@ pub(super) struct Dropped {
     /// Serials whose certificates are still valid: kept, ascending.
     pub kept: Vec<Kept>,
     /// Serials the file gives no expiry for (a file from a CA release before KRLs said
-    /// them, or made by hand or by `ssh-keygen`): nothing says whether they ended, so a
+    /// them, or made by hand or by `ssh-keygen`), or 1 when either KRL is not wholly
+    /// understood (ranges, key IDs, plain keys): nothing says whether they ended, so a
     /// KRL older than the file that drops one is refused, as before.
     pub unknown: usize,
+    /// Serials both list, for which the file knows a later end than the KRL says (or the
+    /// KRL says none): the file keeps its end (a CA that forgot a certificate may list
+    /// its serial again with a shorter one).
+    pub longer: usize,
 }
 
-/// What `new` (the fetched KRL) leaves out of `old` (the file) at `now`. Nothing when
-/// either KRL does not list its serials one by one (not one of ours).
+/// What `new` (the fetched KRL) leaves out of `old` (the file) at `now`.
 pub(super) fn dropped(old: &KrlSummary, new: &KrlSummary, now: u64) -> Dropped {
     let (Some(old_serials), Some(new_serials)) = (&old.serials, &new.serials) else {
-        return Dropped::default();
+        return Dropped {
+            unknown: 1,
+            ..Dropped::default()
+        };
     };
     let listed: BTreeSet<u64> = new_serials.iter().copied().collect();
     let mut out = Dropped::default();
     // Serial 0 is no certificate's (and no KRL may list it): a hand-edited file's.
-    for s in old_serials
-        .iter()
-        .filter(|s| **s != 0 && !listed.contains(s))
-    {
-        match old.expires.get(s) {
-            Some(&end) if end > now => out.kept.push((*s, end)),
+    for s in old_serials.iter().filter(|s| **s != 0) {
+        let end = old.expires.get(s).copied();
+        if listed.contains(s) {
+            if end.is_some_and(|e| e > now && new.expires.get(s).is_none_or(|n| *n < e)) {
+                out.longer += 1;
+            }
+            continue;
+        }
+        match end {
+            Some(end) if end > now => out.kept.push((*s, end)),
             Some(_) => {}
             None => out.unknown += 1,
         }
@@ -52,20 +63,30 @@ pub(super) fn dropped(old: &KrlSummary, new: &KrlSummary, now: u64) -> Dropped {
     out
 }
 
-/// The KRL to write: the fetched one's version, date and serials (with their expiry
-/// times), and the `kept` ones with theirs, for `ca`.
-pub(super) fn with_kept(new: &KrlSummary, ca: &KeyData, kept: &[Kept]) -> anyhow::Result<Vec<u8>> {
-    let fetched = new
-        .serials
-        .iter()
-        .flatten()
-        .map(|s| (*s, new.expires.get(s).copied()));
-    let (serials, expires): (Vec<u64>, Vec<u64>) = fetched
-        .map(|(s, end)| (s, end.unwrap_or(0)))
-        .chain(kept.iter().copied())
-        .unzip();
+/// The KRL to write: the fetched one's version, date and serials, each with the later
+/// of the two ends the KRL and the file `old` give (or none known), and the `kept` ones
+/// with theirs, for `ca`.
+pub(super) fn with_kept(
+    new: &KrlSummary,
+    old: &KrlSummary,
+    ca: &KeyData,
+    kept: &[Kept],
+) -> anyhow::Result<Vec<u8>> {
+    let end = |s: &u64| {
+        let ends = [new.expires.get(s), old.expires.get(s)];
+        ends.into_iter()
+            .flatten()
+            .max()
+            .copied()
+            .unwrap_or(krl::UNKNOWN_END)
+    };
+    let fetched = new.serials.iter().flatten().map(|s| (*s, end(s)));
+    let (serials, expires): (Vec<u64>, Vec<u64>) = fetched.chain(kept.iter().copied()).unzip();
     let listed: Vec<String> = kept.iter().map(|(s, _)| s.to_string()).collect();
-    let comment = format!("countersign, kept here: {}", listed.join(","));
+    let comment = match listed.as_slice() {
+        [] => "countersign".to_owned(),
+        _ => format!("countersign, kept here: {}", listed.join(",")),
+    };
     Ok(krl::encode(&KrlContents {
         version: new.version,
         generated_date: new.generated_date,
@@ -117,6 +138,11 @@ pub(super) fn complaint(out: &std::path::Path, version: u64, kept: &[Kept], host
 mod tests {
     use super::*;
 
+    fn ca() -> KeyData {
+        let key = ssh_key::PrivateKey::random(&mut rand::rng(), ssh_key::Algorithm::Ed25519);
+        key.unwrap().public_key().key_data().clone()
+    }
+
     fn summary(serials: &[u64], expires: &[(u64, u64)]) -> KrlSummary {
         KrlSummary {
             version: 1,
@@ -139,9 +165,21 @@ mod tests {
             serials: None,
             ..new.clone()
         };
-        assert_eq!(dropped(&old, &foreign, 200), Dropped::default());
+        assert_eq!(dropped(&old, &foreign, 200).unknown, 1, "not understood");
         // Serial 0 (a hand-edited file) is never kept: no KRL may list it.
         let zero = summary(&[0], &[(0, 900)]);
         assert_eq!(dropped(&zero, &new, 200), Dropped::default());
+        // A serial both list whose end the KRL shortens keeps the file's later one.
+        let shorter = summary(&[3, 7], &[(3, 300), (7, 800)]);
+        assert_eq!(dropped(&old, &shorter, 200).longer, 1);
+        let merged = with_kept(&shorter, &old, &ca(), &[]).unwrap();
+        let read = krl::read(&merged).unwrap();
+        assert_eq!(read.expires.get(&3), Some(&900));
+        // A serial no one gives an end for is written as unknown, never as ended.
+        let bare = summary(&[7, 8], &[]);
+        let merged = with_kept(&bare, &old, &ca(), &[]).unwrap();
+        let read = krl::read(&merged).unwrap();
+        assert_eq!((read.expires.get(&7), read.expires.get(&8)), (None, None));
+        assert_eq!(read.serials, Some(vec![7, 8]));
     }
 }
