@@ -287,11 +287,10 @@ pub(crate) fn krl_from(url: &str, path: &std::path::Path) -> std::process::Outpu
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_revoked_certificate_stays_refused_when_the_ca_loses_or_rolls_back_its_state() {
-    let login = current_user();
-    // SQLite only: the test reaches into the database file itself.
-    let mut app = TestApp::spawn_on_backend(&policy(&login), Backend::Sqlite).await;
+/// A CA on SQLite (a test then reaches into its files) serving `policy(login)`, a KRL
+/// file fetched from it, and an sshd that trusts the CA and enforces that file.
+pub(crate) async fn ca_and_enforcing_sshd(login: &str) -> (TestApp, std::path::PathBuf, Sshd) {
+    let app = TestApp::spawn_on_backend(&policy(login), Backend::Sqlite).await;
     let krl = app.dir.path().join("revoked.krl");
     tokio::task::block_in_place(|| refresh_krl(&app, &krl));
     let sshd = Sshd::start_with(
@@ -299,6 +298,13 @@ async fn a_revoked_certificate_stays_refused_when_the_ca_loses_or_rolls_back_its
         &app.service.ca().public_key_line(),
         &format!("RevokedKeys {}\n", krl.display()),
     );
+    (app, krl, sshd)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_certificate_stays_refused_when_the_ca_loses_or_rolls_back_its_state() {
+    let login = current_user();
+    let (mut app, krl, sshd) = ca_and_enforcing_sshd(&login).await;
     let (key, cert, serial) = issue(&app, "laptop", "30m").await;
     let login_ok = || logs_in(&sshd, &login, &key, &cert);
     assert!(login_ok(), "{}", sshd.log());

@@ -8,8 +8,8 @@
 use reqwest::StatusCode;
 
 use crate::helpers::*;
-use crate::sshd::{issue, krl_from, logs_in, policy, refresh_krl};
-use crate::sshd_helper::{Sshd, current_user};
+use crate::sshd::{ca_and_enforcing_sshd, issue, krl_from, logs_in, refresh_krl};
+use crate::sshd_helper::current_user;
 
 /// `app` stopped, its data folder replaced by `from` (copied whole), started again.
 async fn with_data_folder(mut app: TestApp, from: &std::path::Path) -> TestApp {
@@ -49,14 +49,7 @@ async fn revoke(app: &TestApp, serial: &str, reason: &str) {
 async fn a_data_folder_restored_whole_never_unrevokes_on_the_servers() {
     let login = current_user();
     // SQLite: the whole state is the data folder.
-    let mut app = TestApp::spawn_on_backend(&policy(&login), Backend::Sqlite).await;
-    let krl = app.dir.path().join("revoked.krl");
-    tokio::task::block_in_place(|| refresh_krl(&app, &krl));
-    let sshd = Sshd::start_with(
-        &app.dir.path().join("sshd"),
-        &app.service.ca().public_key_line(),
-        &format!("RevokedKeys {}\n", krl.display()),
-    );
+    let (mut app, krl, sshd) = ca_and_enforcing_sshd(&login).await;
     let (key_a, cert_a, serial_a) = issue(&app, "laptop", "30m").await;
     let (key_b, cert_b, serial_b) = issue(&app, "desktop", "30m").await;
     let a_logs_in = || logs_in(&sshd, &login, &key_a, &cert_a);
