@@ -161,7 +161,8 @@ pub fn check_log(tx: &Tx<'_>, cp: &Checkpoint) -> Result<audit::Verified, Checkp
     let hash = crate::store::meta::audit_hash_at(tx, cp.seq)?;
     if hash.as_deref() != Some(cp.head.as_str()) {
         return Err(CheckpointError::Missing(format!(
-            "event {} differs from the checkpoint: the log was rewritten",
+            "event {} differs from the checkpoint: the log was rewritten, or restored from an \
+             older copy and written to since",
             cp.seq
         )));
     }

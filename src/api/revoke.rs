@@ -69,9 +69,12 @@ pub(super) async fn krl_forgotten(
 ) -> Result<Json<crate::service::Relisted>, ApiError> {
     let serial = Serial::parse(&body.serial)?;
     let valid_before = chrono::DateTime::parse_from_rfc3339(&body.valid_before)
-        .map_err(|e| {
+        .map_err(|_| {
             ApiError::invalid(format!(
-                "valid_before: not an RFC 3339 time (2026-12-07T09:30:00Z): {e}"
+                "valid_before {:?} is not an RFC 3339 time: a date, T, a time and Z or an \
+                 offset, such as 2026-12-07T09:30:00Z (copy it from the message krl sync \
+                 gave)",
+                body.valid_before.chars().take(64).collect::<String>()
             ))
         })?
         .to_utc();

@@ -161,6 +161,8 @@ pub(super) fn summary(detail: &serde_json::Value) -> String {
         "changes",
         "carried_revocations",
         "krl_version",
+        // revocation.carried: the host KRL's or the user KRL's
+        "host",
         // notify.dead, notify.retried
         "sink",
         "event",

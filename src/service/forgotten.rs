@@ -52,7 +52,7 @@ impl Service {
         reason: Text,
         host: bool,
     ) -> Result<Relisted, ServiceError> {
-        self.require_admin(actor, "revoke certificates")?;
+        self.require_admin(actor, "list revocations in the KRL (krl forgotten)")?;
         let now = self.now();
         let end = valid_before.timestamp();
         if end <= unix(now) {
@@ -84,6 +84,23 @@ impl Service {
         };
         self.store.write(|tx| {
             self.require_enabled(tx, actor)?;
+            // A serial of the other kind of certificate is a mistake (`--host` missing or
+            // extra: found by an operator's trial), not one to carry into the wrong KRL.
+            let other = if host {
+                certs::by_serial(tx, serial)?.is_some()
+            } else {
+                hosts::cert_by_serial(tx, serial)?.is_some()
+            };
+            if other {
+                let (is, flag) = if host {
+                    ("a user certificate", "without --host (\"host\": false)")
+                } else {
+                    ("a host certificate", "with --host (\"host\": true)")
+                };
+                return Err(ServiceError::Invalid(format!(
+                    "serial {serial} is {is} of this CA: list it {flag}"
+                )));
+            }
             let known = if host {
                 match hosts::cert_by_serial(tx, serial)? {
                     Some(row) => {

@@ -312,3 +312,58 @@ async fn the_host_krl_is_reused_while_exact_and_rebuilt_when_it_is_not() {
     assert!(!revoked(&after.bytes, &gone) && !revoked(&after.bytes, &next));
     assert_eq!(after.version, second.version, "no revocation in between");
 }
+
+/// `POST /v1/krl/forgotten` as bob: `serial` listed again until two hours from `now`.
+async fn relist(
+    app: &TestApp,
+    serial: &str,
+    host: bool,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Value {
+    let end = (now + chrono::Duration::hours(2)).to_rfc3339();
+    let body = json!({ "serial": serial, "valid_before": end, "reason": "x", "host": host });
+    app.post("bob", "/v1/krl/forgotten", body).await.1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forgotten_serial_goes_to_its_own_krl_and_the_wrong_kind_is_refused() {
+    use countersign::clock::Clock;
+    let clock = manual_clock();
+    let app = spawn_hosts(&clock).await;
+    let now = clock.now();
+    let host_cert = enroll_ok(&app, &new_key(), &["web1.example.com"]).await;
+    let host_serial = host_cert["serial"].as_str().unwrap().to_owned();
+    let id = app.create_ok("alice", "prod-db").await;
+    let (_, body) = app.approve("bob", &id).await;
+    let user_serial = body["certificate"]["serial"].as_str().unwrap().to_owned();
+    // `--host` missing or extra (an operator's trial): refused, naming the right flag.
+    let body = relist(&app, &host_serial, false, now).await;
+    assert!(
+        body.to_string()
+            .contains("is a host certificate of this CA"),
+        "{body}"
+    );
+    let body = relist(&app, &user_serial, true, now).await;
+    assert!(
+        body.to_string()
+            .contains("is a user certificate of this CA"),
+        "{body}"
+    );
+    // A serial the CA never saw, for the host KRL: listed there, not in the user KRL.
+    let unknown = "4242424242";
+    let body = relist(&app, unknown, true, now).await;
+    assert_eq!(
+        (body["known"].as_bool(), body["host"].as_bool()),
+        (Some(false), Some(true))
+    );
+    let serials = |bytes: Vec<u8>| countersign::krl::read(&bytes).unwrap().serials.unwrap();
+    let (_, _, host_krl) = anon_get(&app, "/v1/krl/host").await;
+    let (_, _, user_krl) = anon_get(&app, "/v1/krl").await;
+    assert!(serials(host_krl).contains(&4_242_424_242));
+    assert!(!serials(user_krl).contains(&4_242_424_242));
+    // A host certificate the CA has: revoked as usual, in the host KRL ssh reads.
+    let body = relist(&app, &host_serial, true, now).await;
+    assert_eq!(body["known"], true, "{body}");
+    let (_, _, host_krl) = anon_get(&app, "/v1/krl/host").await;
+    assert!(krl_query(app.dir.path(), &host_krl, &host_cert).contains("REVOKED"));
+}

@@ -110,27 +110,37 @@ pub(super) fn complaint(out: &std::path::Path, version: u64, kept: &[Kept], host
                 |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             )
     };
-    let mut listed: Vec<String> = kept
+    let listed: Vec<String> = kept
         .iter()
         .take(SHOWN)
         .map(|(s, end)| format!("serial {s} (expires {})", time(*end)))
         .collect();
-    if kept.len() > SHOWN {
-        listed.push(format!("and {} more", kept.len() - SHOWN));
-    }
-    let (serial, end) = kept.first().copied().unwrap_or_default();
+    let more = match kept.len().saturating_sub(SHOWN) {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    // One command a serial, each ready to run (an operator's trial ran the one example
+    // and met the next serial at the next round).
+    let commands: Vec<String> = kept
+        .iter()
+        .map(|(s, end)| {
+            format!(
+                "  countersign krl forgotten --serial {s} --valid-before {}{} --reason TEXT",
+                time(*end),
+                if host { " --host" } else { "" }
+            )
+        })
+        .collect();
     format!(
         "the CA's KRL (version {version}) no longer lists {} revoked certificate(s) that \
-         have not expired: {}. Was the CA's data folder restored from an older copy, or is \
-         its clock ahead of this host's? {} keeps them revoked until they expire, with the \
-         CA's own revocations; have an admin list each again on the CA: countersign krl \
-         forgotten --serial {serial} --valid-before {}{} --reason TEXT (docs/operations.md, \
-         \"A KRL that forgets\")",
+         have not expired: {}{more}. Was the CA's data folder restored from an older copy, or \
+         is its clock ahead of this host's? {} keeps them revoked until they expire, with \
+         the CA's own revocations. Have an admin list them again on the CA \
+         (docs/operations.md, \"A KRL that forgets\"):\n{}",
         kept.len(),
         listed.join(", "),
         out.display(),
-        time(end),
-        if host { " --host" } else { "" },
+        commands.join("\n")
     )
 }
 

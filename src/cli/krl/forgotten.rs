@@ -44,9 +44,9 @@ pub(super) fn run(url: &str, args: &ForgottenArgs) -> anyhow::Result<ExitCode> {
     });
     let r: Relisted = client.post("/v1/krl/forgotten", &body)?;
     let how = if r.known {
-        "its certificate revoked again"
+        "its certificate revoked again, until its own end: --valid-before was not needed"
     } else {
-        "no certificate of it here: the serial alone"
+        "no certificate of it here: the serial alone, until --valid-before"
     };
     outln!(
         "serial {} listed in KRL version {} until {} ({how})",
