@@ -61,8 +61,8 @@ pub enum KrlError {
     Expiries(usize, usize),
 }
 
-/// What a comment says before the expiry times.
-const ENDS: &str = " ends=";
+mod ends;
+use ends::{ENDS, expires_in, push_base36};
 
 /// In [`KrlContents::expires`]: nothing says when this serial's certificate expires
 /// (written `?`; only `krl --out` writes it, for a serial an older CA release listed).
@@ -220,44 +220,6 @@ pub fn read(bytes: &[u8]) -> Result<KrlSummary, NotAKrl> {
         serials,
         expires,
     })
-}
-
-/// The expiry times a comment of ours gives for `serials` of a KRL made at `generated`
-/// (none if it gives none, or not one for each serial, or does not parse: nothing is
-/// guessed).
-fn expires_in(comment: &[u8], serials: &[u64], generated: u64) -> BTreeMap<u64, u64> {
-    let parsed = || {
-        let text = std::str::from_utf8(comment).ok()?;
-        let (_, ends) = text.split_once(ENDS)?;
-        // `?`: not known (kept out of the map); anything else that does not parse spoils
-        // the whole list.
-        let minutes = ends
-            .split(',')
-            .map(|m| match m {
-                "?" => Some(None),
-                m => u64::from_str_radix(m, 36).ok().map(Some),
-            })
-            .collect::<Option<Vec<Option<u64>>>>()?;
-        (minutes.len() == serials.len()).then(|| {
-            let at = |m: u64| generated.saturating_add(m.saturating_mul(60));
-            let known = serials.iter().copied().zip(minutes);
-            known.filter_map(|(s, m)| Some((s, at(m?)))).collect()
-        })
-    };
-    parsed().unwrap_or_default()
-}
-
-/// Appends `n` in base 36 (lower case).
-fn push_base36(out: &mut String, mut n: u64) {
-    let mut digits = Vec::new();
-    loop {
-        digits.push(char::from_digit((n % 36) as u32, 36).unwrap_or('0'));
-        n /= 36;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend(digits.iter().rev());
 }
 
 fn take<'a>(r: &mut &'a [u8], n: usize) -> Result<&'a [u8], NotAKrl> {

@@ -197,6 +197,7 @@ fn install(
         carry::dropped(old, summary, unix_now())
     });
     let older = replaces_badly(out, ca, old_summary.as_ref(), summary.version, &dropped);
+    let forced = older.is_some();
     if let Some(why) = older {
         if !force {
             bail!(
@@ -215,7 +216,8 @@ fn install(
             pin.display()
         );
     }
-    if let Some(old) = same_ca.filter(|old| old.version > summary.version) {
+    // (Not when --force took it past a refusal: then the file may lose what it listed.)
+    if let Some(old) = same_ca.filter(|old| !forced && old.version > summary.version) {
         // Taken: every revocation the file lists is in it still, or ended, or kept below.
         eprintln!(
             "warning: the CA's KRL (version {}) is older than {} (version {}): its database \

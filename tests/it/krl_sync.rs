@@ -15,13 +15,13 @@ use crate::sshd::{issue, logs_in, policy};
 use crate::sshd_helper::{Sshd, current_user};
 
 /// `countersign krl sync ARGS...` against `url`; its stderr collected.
-struct Sync {
+pub(crate) struct Sync {
     child: Child,
     log: Arc<Mutex<String>>,
 }
 
 impl Sync {
-    fn start(url: &str, out: &Path, interval: &str) -> Sync {
+    pub(crate) fn start(url: &str, out: &Path, interval: &str) -> Sync {
         let mut child = Command::new(env!("CARGO_BIN_EXE_countersign"))
             .args(["--url", url, "krl", "sync", "--interval", interval, "--out"])
             .arg(out)
@@ -43,12 +43,12 @@ impl Sync {
         Sync { child, log }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Waits up to `within` for `done`; false if it never held.
-    fn wait_for(&self, within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    pub(crate) fn wait_for(&self, within: Duration, mut done: impl FnMut() -> bool) -> bool {
         let end = Instant::now() + within;
         while Instant::now() < end {
             if done() {

@@ -124,6 +124,29 @@ async fn a_data_folder_restored_whole_never_unrevokes_on_the_servers() {
         "{stderr}"
     );
     assert!(!a_logs_in(), "A logs in again after krl sync");
+    // The running loop says it once (not every round) and keeps the same serials (the
+    // KRL is made again every minute: its date may move).
+    let serials = || {
+        countersign::krl::read(&std::fs::read(&krl).unwrap())
+            .unwrap()
+            .serials
+    };
+    let before = serials();
+    let running = crate::krl_sync::Sync::start(&app.url, &krl, "1s");
+    let rounds = || running.log().matches("is current").count();
+    let said = tokio::task::block_in_place(|| {
+        running.wait_for(std::time::Duration::from_secs(15), || rounds() >= 1)
+    });
+    tokio::task::block_in_place(|| std::thread::sleep(std::time::Duration::from_secs(3)));
+    let log = running.log();
+    assert!(said, "{log}");
+    assert_eq!(log.matches("no longer lists 2").count(), 1, "{log}");
+    assert_eq!(serials(), before);
+    drop(running);
+    assert!(
+        !a_logs_in() && !c_logs_in(),
+        "a kept revocation was lost by the loop"
+    );
 
     // The operator lists both again on the CA. C's certificate is unknown to the copy:
     // revoking it is `not_found`, with the way out in the message.

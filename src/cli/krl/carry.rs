@@ -15,6 +15,7 @@ use std::collections::BTreeSet;
 use ssh_key::public::KeyData;
 
 use crate::krl::{self, KrlContents, KrlSummary};
+use crate::service::rfc3339;
 
 /// A revocation kept: the serial, and when its certificate expires (Unix seconds).
 pub(super) type Kept = (u64, u64);
@@ -82,10 +83,10 @@ pub(super) fn with_kept(
     };
     let fetched = new.serials.iter().flatten().map(|s| (*s, end(s)));
     let (serials, expires): (Vec<u64>, Vec<u64>) = fetched.chain(kept.iter().copied()).unzip();
-    let listed: Vec<String> = kept.iter().map(|(s, _)| s.to_string()).collect();
-    let comment = match listed.as_slice() {
-        [] => "countersign".to_owned(),
-        _ => format!("countersign, kept here: {}", listed.join(",")),
+    // Not the kept serials again: sshd reads the whole file at every authentication.
+    let comment = match kept.len() {
+        0 => "countersign".to_owned(),
+        n => format!("countersign, {n} kept here"),
     };
     Ok(krl::encode(&KrlContents {
         version: new.version,
@@ -101,15 +102,7 @@ pub(super) fn with_kept(
 /// of the host KRL.
 pub(super) fn complaint(out: &std::path::Path, version: u64, kept: &[Kept], host: bool) -> String {
     const SHOWN: usize = 10;
-    let time = |end: u64| {
-        i64::try_from(end)
-            .ok()
-            .and_then(|t| chrono::DateTime::<chrono::Utc>::from_timestamp(t, 0))
-            .map_or_else(
-                || end.to_string(),
-                |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            )
-    };
+    let time = |end: u64| i64::try_from(end).map_or_else(|_| end.to_string(), rfc3339);
     let listed: Vec<String> = kept
         .iter()
         .take(SHOWN)
