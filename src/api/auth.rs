@@ -64,6 +64,7 @@ impl FromRequestParts<AppState> for Actor {
         }
         let who = result.map_err(ApiError::from)?;
         let (user, credential) = (who.user().clone(), *who.credential());
+        tracing::Span::current().record("user", tracing::field::display(&user));
         // A web UI session lives in its browser's `HttpOnly` cookie: presented as a bearer
         // token, it was taken from there, and is refused like an unknown token.
         if let Credential::Session { web: true, .. } = credential {
@@ -77,7 +78,6 @@ impl FromRequestParts<AppState> for Actor {
         if let Credential::Bot(scopes) = credential
             && !bot_may(scopes, &parts.method, parts.uri.path())
         {
-            tracing::warn!(%user, path = %parts.uri.path(), "a bot token asked outside its scopes");
             return Err(ApiError::from(ServiceError::SignIn {
                 code: ErrorCode::ScopeNotAllowed,
                 message: format!(

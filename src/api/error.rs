@@ -93,6 +93,12 @@ impl From<crate::names::InvalidName> for ApiError {
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         e.log_internal();
+        // Who was refused what (the request's span names the user and the route): a
+        // non-admin trying admin endpoints, or someone approving their own request, is
+        // something an operator watches for. The message is the one the caller gets.
+        if e.kind() == ErrorKind::Forbidden {
+            tracing::warn!(code = e.code().as_str(), reason = %e.public_message(), "refused");
+        }
         let message = match e.code() {
             // Over HTTP, say how the credential is sent.
             ErrorCode::Unauthenticated => {

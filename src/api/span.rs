@@ -1,6 +1,7 @@
 //! Every HTTP request's log span: its client address (behind `server.trusted_proxies`,
-//! the client they name), method and route template, so that each line logged while it
-//! is handled says whose request it was (`span` in JSON logs, a prefix in text ones).
+//! the client they name), method and route template, and once the caller's credential is
+//! accepted the user it names, so that each line logged while it is handled says whose
+//! request it was (`span` in JSON logs, a prefix in text ones).
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
@@ -29,6 +30,7 @@ pub(super) async fn http_span(
         client = client.map(tracing::field::display),
         method = %request.method(),
         route,
+        user = tracing::field::Empty,
     );
     next.run(request).instrument(span).await
 }

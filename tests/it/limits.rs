@@ -223,6 +223,53 @@ fn failed_authentications_are_logged_without_the_token() {
     assert!(server.terminate(), "graceful shutdown exits 0");
 }
 
+/// A refused attempt (a non-admin at an admin endpoint) is logged with who and where: an
+/// operator watching the log sees it, though it changes nothing and writes no audit row.
+#[test]
+fn refusals_are_logged_with_the_user_and_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, POLICY).unwrap();
+    init(&config);
+    let alice = create_token(&config, "alice");
+    let server = ServerProcess::start(&config);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    countersign::tls::install_crypto_provider();
+    let http = reqwest::Client::new();
+    let status = rt.block_on(async {
+        http.get(format!("{}/v1/audit", server.url))
+            .bearer_auth(&alice)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.log().contains("refused") {
+        assert!(Instant::now() < deadline, "no log line:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = server.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("refused"))
+        .unwrap_or_default();
+    for part in [
+        "user=alice",
+        "route=\"/v1/audit\"",
+        "code=\"forbidden\"",
+        "only admins",
+    ] {
+        assert!(line.contains(part), "{part} missing: {line}");
+    }
+    assert!(!log.contains(&alice), "{log}");
+    assert!(server.terminate(), "graceful shutdown exits 0");
+}
+
 /// A list works while writes cannot (disk full, another process's lock): expiring the
 /// overdue requests first is best effort, and they show as expired anyway.
 #[tokio::test]
