@@ -11,7 +11,7 @@ use super::auth::Identity;
 use super::terminal::Disconnected;
 use crate::error_code::ErrorCode;
 use crate::names::UserName;
-use crate::service::{Service, ServiceError, SteppedUp};
+use crate::service::{ErrorKind, Service, ServiceError, SteppedUp};
 
 /// What a command runs with.
 #[derive(Clone)]
@@ -61,13 +61,28 @@ impl From<ServiceError> for CommandError {
     }
 }
 
+/// The command's failure; a who-may refusal is logged with the user (as the HTTP API logs
+/// its `refused` lines), a server-side failure with its cause.
+fn failed_as(ctx: &Context, e: ServiceError) -> CommandError {
+    if e.kind() == ErrorKind::Forbidden {
+        tracing::warn!(
+            user = %ctx.identity.user,
+            code = e.code().as_str(),
+            reason = %e.public_message(),
+            "refused"
+        );
+    }
+    e.into()
+}
+
 /// Runs one service operation as the caller, on the blocking pool.
 pub(super) async fn call<T: Send + 'static>(
     ctx: &Context,
     f: impl FnOnce(&Service, &UserName) -> Result<T, ServiceError> + Send + 'static,
 ) -> Result<T, CommandError> {
     let actor = ctx.identity.user.clone();
-    Ok(crate::service::blocking(&ctx.service, move |s| f(s, &actor)).await?)
+    let answer = crate::service::blocking(&ctx.service, move |s| f(s, &actor)).await;
+    answer.map_err(|e| failed_as(ctx, e))
 }
 
 /// Runs a state change for the authenticated user on the store's writer thread (group
@@ -77,7 +92,8 @@ pub(super) async fn change<T: Send + 'static>(
     f: impl FnOnce(&Service, &UserName) -> Result<T, ServiceError> + Send + 'static,
 ) -> Result<T, CommandError> {
     let actor = ctx.identity.user.clone();
-    Ok(crate::service::submit(&ctx.service, move |s| f(s, &actor)).await?)
+    let answer = crate::service::submit(&ctx.service, move |s| f(s, &actor)).await;
+    answer.map_err(|e| failed_as(ctx, e))
 }
 
 /// [`change`] for a decision (approving, breaking the glass, a verdict): the key the
@@ -87,5 +103,6 @@ pub(super) async fn decide<T: Send + 'static>(
     f: impl FnOnce(&Service, &SteppedUp) -> Result<T, ServiceError> + Send + 'static,
 ) -> Result<T, CommandError> {
     let who = SteppedUp::at_front_door(ctx.identity.user.clone());
-    Ok(crate::service::submit(&ctx.service, move |s| f(s, &who)).await?)
+    let answer = crate::service::submit(&ctx.service, move |s| f(s, &who)).await;
+    answer.map_err(|e| failed_as(ctx, e))
 }
