@@ -70,6 +70,24 @@ pub enum ConfigError {
         /// What is wrong with it.
         message: String,
     },
+    /// Several values broke rules: every one found, a line each, in the file's order of
+    /// sections (a section that builds on a broken one is not checked: its errors would
+    /// only repeat the first).
+    #[error("config {path}: {} errors:{}", errors.len(), each_line(errors))]
+    Several {
+        /// The config file.
+        path: PathBuf,
+        /// Each wrong key (dotted) and what is wrong with it.
+        errors: Vec<(String, String)>,
+    },
+}
+
+/// `key: message` errors, each on its own indented line.
+fn each_line(errors: &[(String, String)]) -> String {
+    errors
+        .iter()
+        .map(|(k, m)| format!("\n  {k}: {m}"))
+        .collect()
 }
 
 pub use host_ca::{HOST_MAX_TTL_LIMIT, HostCaSettings};
@@ -208,77 +226,113 @@ impl Config {
         };
         let mut b = Builder {
             warnings: Vec::new(),
+            errors: Vec::new(),
             fed: Default::default(),
             invalid: &invalid,
         };
-        let server = b.server(raw.server, base)?;
-        let ca = b.ca(raw.ca, &server.data_dir, base)?;
-        let host_ca = match raw.host_ca {
-            Some(h) => Some(b.host_ca(h, &server.data_dir, base, &ca.key_file)?),
+        // Each section is read even when another is wrong, so that one run names every
+        // mistake; a section that needs a broken one (the CA key's folder needs the data
+        // directory, the roles their users) is skipped.
+        let server = b.server(raw.server, base);
+        let server = b.note(server);
+        let ca = match &server {
+            Some(server) => {
+                let ca = b.ca(raw.ca, &server.data_dir, base);
+                b.note(ca)
+            }
             None => None,
         };
-        let requests = RequestSettings {
-            pending_ttl: b.duration(
-                "requests.pending_ttl",
-                raw.requests.pending_ttl.as_deref(),
-                "1h",
-            )?,
-            revocation_grace: b.duration_or_zero(
-                "requests.revocation_grace",
-                raw.requests.revocation_grace.as_deref(),
-                "2m",
-                Duration::from_secs(24 * 3600),
-            )?,
-            max_pending_per_user: match raw.requests.max_pending_per_user {
-                None => RequestSettings::DEFAULT_MAX_PENDING_PER_USER,
-                Some(n) if (1..=RequestSettings::MAX_PENDING_PER_USER_LIMIT).contains(&n) => n,
-                Some(_) => {
-                    return Err(b.err(
-                        "requests.max_pending_per_user",
-                        format!(
-                            "must be between 1 and {}",
-                            RequestSettings::MAX_PENDING_PER_USER_LIMIT
-                        ),
-                    ));
-                }
-            },
-            require_registered_keys: raw.requests.require_registered_keys.unwrap_or(false),
+        let host_ca = match (raw.host_ca, &server, &ca) {
+            (Some(h), Some(server), Some(ca)) => {
+                let host_ca = b.host_ca(h, &server.data_dir, base, &ca.key_file);
+                b.note(host_ca).map(Some)
+            }
+            (Some(_), _, _) => None,
+            (None, _, _) => Some(None),
         };
-        let storage = b.storage(raw.storage, base)?;
-        let ssh = match raw.ssh {
-            Some(s) => Some(b.ssh(s, &server.data_dir)?),
-            None => None,
+        let requests = b.requests(&raw.requests);
+        let requests = b.note(requests);
+        let storage = b.storage(raw.storage, base);
+        let storage = b.note(storage);
+        let ssh = match (raw.ssh, &server) {
+            (Some(s), Some(server)) => {
+                let ssh = b.ssh(s, &server.data_dir).and_then(|s| {
+                    if same_socket(s.listen, server.listen) {
+                        return Err(b.err(
+                            "ssh.listen",
+                            format!(
+                                "{} is also [server] listen: the SSH front door needs its own \
+                                 port",
+                                s.listen
+                            ),
+                        ));
+                    }
+                    Ok(s)
+                });
+                b.note(ssh).map(Some)
+            }
+            (Some(_), None) => None,
+            (None, _) => Some(None),
         };
-        if let Some(s) = &ssh
-            && same_socket(s.listen, server.listen)
-        {
-            return Err(b.err(
-                "ssh.listen",
-                format!(
-                    "{} is also [server] listen: the SSH front door needs its own port",
-                    s.listen
-                ),
-            ));
-        }
-        let mut taken = vec![(server.listen, "[server] listen")];
-        taken.extend(ssh.as_ref().map(|s| (s.listen, "[ssh] listen")));
-        let metrics = match raw.metrics {
-            Some(m) => Some(b.metrics(m, &taken)?),
-            None => None,
+        let metrics = match (raw.metrics, &server, &ssh) {
+            (Some(m), Some(server), Some(ssh)) => {
+                let mut taken = vec![(server.listen, "[server] listen")];
+                taken.extend(ssh.as_ref().map(|s| (s.listen, "[ssh] listen")));
+                let metrics = b.metrics(m, &taken);
+                b.note(metrics).map(Some)
+            }
+            (Some(_), _, _) => None,
+            (None, _, _) => Some(None),
         };
         let oidc = match raw.oidc {
-            Some(o) => Some(b.oidc(o, base)?),
-            None => None,
+            Some(o) => {
+                let oidc = b.oidc(o, base);
+                b.note(oidc).map(Some)
+            }
+            None => Some(None),
         };
         // Groups the identity provider can put people in: not "without members".
         b.fed = oidc
             .iter()
+            .flatten()
             .flat_map(|o| o.group_map.iter().flat_map(|m| m.groups.iter().cloned()))
             .collect();
-        let tokens = b.tokens(&raw.tokens)?;
-        let mut policy = b.policy(raw.users, raw.roles, raw.conflicts)?;
-        policy.signing = b.policy_signing(raw.policy, &policy)?;
-        let notify = b.notify(raw.notify, &policy, base)?;
+        let tokens = b.tokens(&raw.tokens);
+        let tokens = b.note(tokens);
+        let policy = b.policy(raw.users, raw.roles, raw.conflicts);
+        let policy = policy.and_then(|mut policy| {
+            let signing = b.policy_signing(raw.policy, &policy);
+            policy.signing = b.note(signing)?;
+            Some(policy)
+        });
+        let notify = match &policy {
+            Some(policy) => {
+                let notify = b.notify(raw.notify, policy, base);
+                b.note(notify)
+            }
+            None => None,
+        };
+        let (
+            Some(server),
+            Some(ca),
+            Some(host_ca),
+            Some(requests),
+            Some(storage),
+            Some(ssh),
+            Some(metrics),
+            Some(oidc),
+            Some(tokens),
+            Some(policy),
+            Some(notify),
+        ) = (
+            server, ca, host_ca, requests, storage, ssh, metrics, oidc, tokens, policy, notify,
+        )
+        else {
+            return Err(b.failure(path));
+        };
+        if !b.errors.is_empty() {
+            return Err(b.failure(path));
+        }
         // With sign-in on, a config user nobody reserved is whoever first signs in with
         // the name: say so for admins (the name a takeover would aim for).
         if oidc.is_some() {
@@ -359,6 +413,8 @@ type Invalid<'a> = &'a dyn Fn(String, String) -> ConfigError;
 
 struct Builder<'a> {
     warnings: Vec<String>,
+    /// Errors found so far: the load goes on past one to report them all at once.
+    errors: Vec<ConfigError>,
     /// Groups `[[oidc.group_map]]` can put people in (known once `[oidc]` is read).
     fed: std::collections::BTreeSet<GroupName>,
     invalid: Invalid<'a>,
@@ -367,6 +423,55 @@ struct Builder<'a> {
 impl Builder<'_> {
     fn err(&self, key: impl Into<String>, message: impl std::fmt::Display) -> ConfigError {
         (self.invalid)(key.into(), message.to_string())
+    }
+
+    /// The value, or `None` with its error kept for the report (see [`Builder::errors`]).
+    fn note<T>(&mut self, result: Result<T, ConfigError>) -> Option<T> {
+        result.map_err(|e| self.errors.push(e)).ok()
+    }
+
+    /// The errors kept, as one: the first alone, or [`ConfigError::Several`].
+    fn failure(&mut self, path: &Path) -> ConfigError {
+        let mut errors = std::mem::take(&mut self.errors);
+        if errors.len() == 1 {
+            return errors.remove(0);
+        }
+        let errors = errors
+            .into_iter()
+            .map(|e| match e {
+                ConfigError::Invalid { key, message, .. } => (key, message),
+                other => (String::new(), other.to_string()),
+            })
+            .collect();
+        ConfigError::Several {
+            path: path.to_owned(),
+            errors,
+        }
+    }
+
+    /// `[requests]`.
+    fn requests(&self, raw: &raw::RawRequests) -> Result<RequestSettings, ConfigError> {
+        let max = RequestSettings::MAX_PENDING_PER_USER_LIMIT;
+        Ok(RequestSettings {
+            pending_ttl: self.duration("requests.pending_ttl", raw.pending_ttl.as_deref(), "1h")?,
+            revocation_grace: self.duration_or_zero(
+                "requests.revocation_grace",
+                raw.revocation_grace.as_deref(),
+                "2m",
+                Duration::from_secs(24 * 3600),
+            )?,
+            max_pending_per_user: match raw.max_pending_per_user {
+                None => RequestSettings::DEFAULT_MAX_PENDING_PER_USER,
+                Some(n) if (1..=max).contains(&n) => n,
+                Some(_) => {
+                    return Err(self.err(
+                        "requests.max_pending_per_user",
+                        format!("must be between 1 and {max}"),
+                    ));
+                }
+            },
+            require_registered_keys: raw.require_registered_keys.unwrap_or(false),
+        })
     }
 
     /// `[tokens]`: `default_ttl` (30d) at most `max_ttl` (90d), both between 1m and 366d

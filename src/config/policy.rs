@@ -13,12 +13,14 @@ use crate::pubkey::SubjectKey;
 impl Builder<'_> {
     /// Reads the users, then each role against them, then the conflicts against the
     /// roles; a `{user}` principal that clashes with another is an error of its role.
+    /// Every user's, role's or conflict's error is kept ([`Builder::note`]); a level is
+    /// not read when the one it builds on had any (`None`).
     pub(super) fn policy(
         &mut self,
         users: BTreeMap<String, raw::RawUser>,
         roles: BTreeMap<String, raw::RawRole>,
         conflicts: Vec<raw::RawConflict>,
-    ) -> Result<Policy, ConfigError> {
+    ) -> Option<Policy> {
         let users = self.users(users)?;
         let mut policy = Policy {
             users,
@@ -27,95 +29,116 @@ impl Builder<'_> {
             key_owners: Default::default(),
             signing: None,
         };
+        let mut all_read = true;
         for (name, role) in roles {
-            let role = self.role(&policy, &name, role)?;
-            policy.roles.insert(role.name.clone(), role);
+            let role = self.role(&policy, &name, role);
+            match self.note(role) {
+                Some(role) => {
+                    policy.roles.insert(role.name.clone(), role);
+                }
+                None => all_read = false,
+            }
+        }
+        if !all_read {
+            return None;
         }
         policy.conflicts = self.conflicts(&policy, conflicts)?;
         let clashes = principals::check(&policy)
-            .map_err(|c| self.err(format!("roles.{}.principals", c.role), c.message))?;
+            .map_err(|c| self.err(format!("roles.{}.principals", c.role), c.message));
+        let clashes = self.note(clashes)?;
         self.warnings.extend(clashes);
         let warnings = satisfiability_warnings(&policy, &self.fed);
         self.warnings.extend(warnings);
-        Ok(policy)
+        Some(policy)
     }
 
-    fn users(
-        &self,
-        raw: BTreeMap<String, raw::RawUser>,
-    ) -> Result<BTreeMap<UserName, User>, ConfigError> {
+    /// Every user, or `None` when any is wrong (each error kept).
+    fn users(&mut self, raw: BTreeMap<String, raw::RawUser>) -> Option<BTreeMap<UserName, User>> {
         let mut users = BTreeMap::new();
         let mut key_owner: Vec<(SubjectKey, UserName)> = Vec::new();
+        let mut all_read = true;
         for (name, u) in raw {
-            let key = format!("users.{name}");
-            let name = UserName::parse(&name).map_err(|e| self.err(&key, e))?;
-            let mut groups = BTreeSet::new();
-            for g in u.groups {
-                groups.insert(
-                    GroupName::parse(&g).map_err(|e| self.err(format!("{key}.groups"), e))?,
-                );
-            }
-            let mut ssh_keys = Vec::new();
-            let mut key_comments = BTreeMap::new();
-            for (i, line) in u.ssh_keys.iter().enumerate() {
-                let k = SubjectKey::parse(line)
-                    .map_err(|e| self.err(format!("{key}.ssh_keys[{i}]"), e))?;
-                if let Some((_, owner)) =
-                    key_owner.iter().find(|(o, _)| o.material() == k.material())
-                {
-                    return Err(self.err(
-                        format!("{key}.ssh_keys[{i}]"),
-                        if *owner == name {
-                            format!("key {} is listed twice", k.fingerprint())
-                        } else {
-                            format!(
-                                "key {} is already registered to user {owner}",
-                                k.fingerprint()
-                            )
-                        },
-                    ));
+            let user = self.user(&name, u, &mut key_owner);
+            match self.note(user) {
+                Some(user) => {
+                    users.insert(user.name.clone(), user);
                 }
-                key_owner.push((k.clone(), name.clone()));
-                let comment = crate::pubkey::plain_comment(line);
-                if !comment.is_empty() {
-                    key_comments.insert(k.fingerprint(), comment);
-                }
-                ssh_keys.push(k);
+                None => all_read = false,
             }
-            let oidc_subject = match u.oidc_subject {
-                Some(s) if s.is_empty() || s.len() > 255 || s.chars().any(char::is_control) => {
-                    return Err(self.err(
-                        format!("{key}.oidc_subject"),
-                        "must be the person's subject (`sub`) at the identity provider",
-                    ));
-                }
-                other => other,
-            };
-            if u.bot && u.admin {
-                return Err(self.err(
-                    format!("{key}.bot"),
-                    "a service account (bot = true) is never an admin",
-                ));
-            }
-            if u.bot && oidc_subject.is_some() {
-                return Err(self.err(
-                    format!("{key}.bot"),
-                    "a service account (bot = true) is no person of the identity provider: \
-                     drop oidc_subject",
-                ));
-            }
-            let user = User {
-                name: name.clone(),
-                groups,
-                admin: u.admin,
-                ssh_keys,
-                key_comments,
-                oidc_subject,
-                bot: u.bot,
-            };
-            users.insert(name, user);
         }
-        Ok(users)
+        all_read.then_some(users)
+    }
+
+    /// One user; `key_owner` holds the keys of the users read before, to refuse a key
+    /// listed twice.
+    fn user(
+        &self,
+        name: &str,
+        u: raw::RawUser,
+        key_owner: &mut Vec<(SubjectKey, UserName)>,
+    ) -> Result<User, ConfigError> {
+        let key = format!("users.{name}");
+        let name = UserName::parse(name).map_err(|e| self.err(&key, e))?;
+        let mut groups = BTreeSet::new();
+        for g in u.groups {
+            groups.insert(GroupName::parse(&g).map_err(|e| self.err(format!("{key}.groups"), e))?);
+        }
+        let mut ssh_keys = Vec::new();
+        let mut key_comments = BTreeMap::new();
+        for (i, line) in u.ssh_keys.iter().enumerate() {
+            let k =
+                SubjectKey::parse(line).map_err(|e| self.err(format!("{key}.ssh_keys[{i}]"), e))?;
+            if let Some((_, owner)) = key_owner.iter().find(|(o, _)| o.material() == k.material()) {
+                return Err(self.err(
+                    format!("{key}.ssh_keys[{i}]"),
+                    if *owner == name {
+                        format!("key {} is listed twice", k.fingerprint())
+                    } else {
+                        format!(
+                            "key {} is already registered to user {owner}",
+                            k.fingerprint()
+                        )
+                    },
+                ));
+            }
+            key_owner.push((k.clone(), name.clone()));
+            let comment = crate::pubkey::plain_comment(line);
+            if !comment.is_empty() {
+                key_comments.insert(k.fingerprint(), comment);
+            }
+            ssh_keys.push(k);
+        }
+        let oidc_subject = match u.oidc_subject {
+            Some(s) if s.is_empty() || s.len() > 255 || s.chars().any(char::is_control) => {
+                return Err(self.err(
+                    format!("{key}.oidc_subject"),
+                    "must be the person's subject (`sub`) at the identity provider",
+                ));
+            }
+            other => other,
+        };
+        if u.bot && u.admin {
+            return Err(self.err(
+                format!("{key}.bot"),
+                "a service account (bot = true) is never an admin",
+            ));
+        }
+        if u.bot && oidc_subject.is_some() {
+            return Err(self.err(
+                format!("{key}.bot"),
+                "a service account (bot = true) is no person of the identity provider: \
+                 drop oidc_subject",
+            ));
+        }
+        Ok(User {
+            name,
+            groups,
+            admin: u.admin,
+            ssh_keys,
+            key_comments,
+            oidc_subject,
+            bot: u.bot,
+        })
     }
 
     pub(super) fn members(
@@ -259,39 +282,55 @@ impl Builder<'_> {
         Ok(steps)
     }
 
+    /// Every conflict, or `None` when any is wrong (each error kept).
     fn conflicts(
-        &self,
+        &mut self,
         policy: &Policy,
         raw: Vec<raw::RawConflict>,
-    ) -> Result<Vec<crate::policy::Conflict>, ConfigError> {
+    ) -> Option<Vec<crate::policy::Conflict>> {
         let mut out = Vec::new();
+        let mut all_read = true;
         for (i, c) in raw.into_iter().enumerate() {
-            let key = format!("conflicts[{i}]");
-            let mut roles = BTreeSet::new();
-            for r in &c.roles {
-                let name = RoleName::parse(r).map_err(|e| self.err(format!("{key}.roles"), e))?;
-                if !policy.roles.contains_key(&name) {
-                    return Err(self.err(
-                        format!("{key}.roles"),
-                        format!("role {name} is not defined in [roles]"),
-                    ));
-                }
-                roles.insert(name);
+            let conflict = self.conflict(policy, i, c);
+            match self.note(conflict) {
+                Some(c) => out.push(c),
+                None => all_read = false,
             }
-            if roles.len() < 2 {
+        }
+        all_read.then_some(out)
+    }
+
+    /// The `i`th conflict.
+    fn conflict(
+        &self,
+        policy: &Policy,
+        i: usize,
+        c: raw::RawConflict,
+    ) -> Result<crate::policy::Conflict, ConfigError> {
+        let key = format!("conflicts[{i}]");
+        let mut roles = BTreeSet::new();
+        for r in &c.roles {
+            let name = RoleName::parse(r).map_err(|e| self.err(format!("{key}.roles"), e))?;
+            if !policy.roles.contains_key(&name) {
                 return Err(self.err(
                     format!("{key}.roles"),
-                    "a conflict names at least two different roles",
+                    format!("role {name} is not defined in [roles]"),
                 ));
             }
-            let reason = Text::parse(&c.reason, "reason")
-                .map_err(|e| self.err(format!("{key}.reason"), e))?;
-            out.push(crate::policy::Conflict {
-                roles,
-                reason: reason.as_str().to_owned(),
-            });
+            roles.insert(name);
         }
-        Ok(out)
+        if roles.len() < 2 {
+            return Err(self.err(
+                format!("{key}.roles"),
+                "a conflict names at least two different roles",
+            ));
+        }
+        let reason =
+            Text::parse(&c.reason, "reason").map_err(|e| self.err(format!("{key}.reason"), e))?;
+        Ok(crate::policy::Conflict {
+            roles,
+            reason: reason.as_str().to_owned(),
+        })
     }
 }
 

@@ -17,6 +17,7 @@ mod names;
 mod policy_signing;
 mod roles;
 mod settings;
+mod several;
 mod templates;
 mod unknown_keys;
 
