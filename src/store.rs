@@ -60,6 +60,7 @@ pub mod device;
 pub mod hosts;
 pub mod idempotency;
 pub mod identities;
+mod in_force;
 pub mod keys;
 mod lite;
 pub mod meta;
@@ -132,7 +133,14 @@ pub enum StoreError {
     /// A stored value does not parse; someone edited the database by hand.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// Another replica recorded a newer policy than this one decides by (`in_force.rs`).
+    #[error("{IN_FORCE_MESSAGE}")]
+    PolicyChanged,
 }
+
+/// What a replica on an older policy answers (`GET /v1/ready` and every write).
+pub const IN_FORCE_MESSAGE: &str = "this server runs another policy than the newest the \
+    database records: reload it with the current configuration (countersign reload)";
 
 /// The database handle shared by the server and the operator commands.
 pub struct Store {

@@ -417,6 +417,9 @@ pub struct PolicyLoaded {
     /// unsigned policy).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signoff: Option<Signoff>,
+    /// The server that recorded it, `HOST:CONFIG_FILE` (added field; absent before).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub server: String,
 }
 
 #[cfg(test)]

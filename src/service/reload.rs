@@ -83,9 +83,7 @@ impl Service {
             Some(newest) => {
                 tracing::warn!(ours = %ours, newest = %newest, "not ready: an older policy");
                 Err(ServiceError::NotReady(
-                    "this server runs another policy than the newest the database records: \
-                     reload it with the current configuration (countersign reload)"
-                        .into(),
+                    crate::store::IN_FORCE_MESSAGE.into(),
                 ))
             }
             None => Err(ServiceError::NotReady(
@@ -126,7 +124,11 @@ impl Service {
         // Read before the write: the folder is not read under the write lock.
         let folder = Folder::read(&signatures_dir(&config.path));
         let by = signoff::Loading { actor, cause, now };
-        let recorded = self.store.write(|tx| {
+        let mut superseded = None;
+        // Recording runs whatever policy the database records (it is how a replica left
+        // on an older one catches up); every other write is refused meanwhile on
+        // PostgreSQL (`store/in_force.rs`).
+        let recorded = self.store.write_recording_policy(|tx| {
             // Signed by enough of the signers of the policy in force (the one recorded),
             // or refused: on the record, and the policy in force stays.
             let (old, outcome) = match signoff::judge_or_refuse(tx, config, &new, &folder, &by)? {
@@ -150,9 +152,25 @@ impl Service {
             }
             if let Some(next) = &swap {
                 put(next.clone());
+                self.store.set_policy_in_force(&digest);
             }
             if old.as_ref().is_some_and(|o| summary::digest(o) == digest) {
                 return Ok(Ok(json!({})));
+            }
+            // A start with a policy recorded before and replaced since by another server:
+            // most likely an out-of-date file (a replica's copy not updated, a restored
+            // config). Replaced by this one (same host and file), it is its operator
+            // going back.
+            if cause == "start" && old.is_some() && !replaced_here(tx, config)? {
+                let before = crate::store::audit::policy_recorded(tx, &digest)?;
+                if let Some(at) = before {
+                    superseded = Some(at);
+                    // Replicas: not recorded, so the newest stays in force and this
+                    // replica writes nothing until reloaded (`store/in_force.rs`).
+                    if self.store.is_postgres() {
+                        return Ok(Ok(json!({})));
+                    }
+                }
             }
             let changes = summary::changes(old.as_ref(), &new);
             meta::record_policy(tx, &new.to_string())?;
@@ -167,6 +185,7 @@ impl Service {
                         changes: changes.clone(),
                         policy: new.clone(),
                         signoff: signoff::signoff_of(&outcome),
+                        server: server_name(config),
                     },
                 ),
             )?;
@@ -174,9 +193,17 @@ impl Service {
         });
         // A refusal committed its `policy.refused`; it is an error all the same.
         let recorded = recorded.and_then(|r| r);
+        if let (Ok(_), Some((seq, at))) = (&recorded, &superseded) {
+            self.warn_superseded(*seq, at);
+        }
         if recorded.is_err() && swap.is_some() {
+            self.store
+                .set_policy_in_force(&summary::digest(&policy_summary(&before)));
             put(before);
         } else {
+            if recorded.is_ok() {
+                self.store.set_policy_in_force(&digest);
+            }
             self.warn_key_clashes(config);
         }
         recorded
@@ -260,4 +287,46 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     .into_iter()
     .filter_map(|(name, changed)| changed.then_some(name))
     .collect()
+}
+
+impl Service {
+    /// Says that this start's policy is one recorded before (event `seq`, at `at`) and
+    /// replaced since: what it means on each backend, and what to do.
+    fn warn_superseded(&self, seq: i64, at: &str) {
+        if self.store.is_postgres() {
+            tracing::warn!(
+                recorded_seq = seq,
+                recorded_at = at,
+                "this file's policy was in force before and has been replaced since (audit \
+                 event {seq}, {at}): it is not recorded, so the newest policy stays in force \
+                 and this replica is not ready and writes nothing. Update the file to the \
+                 current one and run countersign reload; to go back to this policy on \
+                 purpose, run countersign reload with it"
+            );
+        } else {
+            tracing::warn!(
+                recorded_seq = seq,
+                recorded_at = at,
+                "this file's policy was in force before and has been replaced since (audit \
+                 event {seq}, {at}): starting with it takes back every change made after it \
+                 (policy.loaded says which). If the file is out of date, put the current \
+                 one back and run countersign reload"
+            );
+        }
+    }
+}
+
+/// This server as `policy.loaded` records it: `HOST:CONFIG_FILE`.
+fn server_name(config: &Config) -> String {
+    let path = std::fs::canonicalize(&config.path).unwrap_or_else(|_| config.path.clone());
+    format!("{}:{}", crate::state::files::host_name(), path.display())
+}
+
+/// Whether the newest policy on record was recorded by this server (`server_name`).
+fn replaced_here(tx: &crate::store::Tx<'_>, config: &Config) -> Result<bool, ServiceError> {
+    let Some(detail) = crate::store::audit::newest_policy_event(tx)? else {
+        return Ok(false);
+    };
+    let event: PolicyLoaded = serde_json::from_str(&detail).unwrap_or_default();
+    Ok(!event.server.is_empty() && event.server == server_name(config))
 }

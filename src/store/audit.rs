@@ -94,6 +94,33 @@ pub fn last(tx: &Tx<'_>) -> Result<Option<(i64, String)>, StoreError> {
     )
 }
 
+/// When the policy of digest `digest` was last recorded (`policy.loaded`): its event's
+/// sequence number and time, if ever. A scan of the log from its end, made only when a
+/// server starts with a policy that is not the one recorded last.
+pub fn policy_recorded(tx: &Tx<'_>, digest: &str) -> Result<Option<(i64, String)>, StoreError> {
+    if !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(None);
+    }
+    // The event's detail is serialized with `cause` first, then `digest`.
+    let pattern = format!("%\"digest\":\"{digest}\"%");
+    tx.opt(
+        "SELECT seq, at FROM audit WHERE action = 'policy.loaded' AND detail LIKE ?1 \
+         ORDER BY seq DESC LIMIT 1",
+        &[&pattern],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+}
+
+/// The detail of the newest `policy.loaded` event, if any (a scan from the log's end,
+/// made with [`policy_recorded`]).
+pub fn newest_policy_event(tx: &Tx<'_>) -> Result<Option<String>, StoreError> {
+    tx.opt(
+        "SELECT detail FROM audit WHERE action = 'policy.loaded' ORDER BY seq DESC LIMIT 1",
+        &[],
+        |r| r.get(0),
+    )
+}
+
 /// The newest event's sequence number (0 for an empty log).
 pub fn last_seq(tx: &Tx<'_>) -> Result<i64, StoreError> {
     // NOT INDEXED (here and in the scans `audit verify` makes): no hash covers an index,

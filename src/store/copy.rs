@@ -237,10 +237,13 @@ fn copy_meta(from: &Tx<'_>, to: &Tx<'_>) -> Result<(), StoreError> {
         &[],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )?;
+    // The digest every write on PostgreSQL checks, of the text as recorded (a database
+    // from before the column has none).
+    let digest = policy.as_deref().map(super::meta::policy_digest);
     let n = to.exec(
-        "UPDATE meta SET database_id = ?1, krl_floor = ?2, policy = ?3, host_ca_key = ?4 \
-         WHERE id = 1",
-        &[&database_id, &krl_floor, &policy, &host_ca_key],
+        "UPDATE meta SET database_id = ?1, krl_floor = ?2, policy = ?3, host_ca_key = ?4, \
+         policy_digest = ?5 WHERE id = 1",
+        &[&database_id, &krl_floor, &policy, &host_ca_key, &digest],
     )?;
     if n != 1 {
         return Err(StoreError::Corrupt(

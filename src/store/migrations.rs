@@ -380,6 +380,8 @@ ALTER TABLE meta ADD COLUMN ready_probe BIGINT NOT NULL DEFAULT 0;
 -- saying so after the role changes (NULL for requests made before, and break-glass).
 ALTER TABLE requests ADD COLUMN approvals_required INTEGER;
 "#,
+    // The recorded policy's digest (on PostgreSQL, checked by every write).
+    include_str!("migrations/policy_digest.sql"),
 ];
 
 /// Applies the migrations not applied yet. A database already current is only read:

@@ -145,6 +145,10 @@ pub(super) struct Shared {
     /// Token rows remembered for a moment, forgotten at any change
     /// (`store/credentials.rs`).
     credentials: Arc<super::credentials::Credentials>,
+    /// The digest of the policy this replica decides by, once the server set it
+    /// ([`Store::set_policy_in_force`](super::Store::set_policy_in_force)): a write
+    /// transaction that finds another recorded as the newest refuses its writes.
+    policy: std::sync::Mutex<Option<String>>,
 }
 
 thread_local! {
@@ -170,6 +174,15 @@ impl Drop for Writing {
 }
 
 impl PgStore {
+    /// See [`Store::set_policy_in_force`](super::Store::set_policy_in_force).
+    pub(super) fn set_policy_in_force(&self, digest: &str) {
+        *self
+            .shared
+            .policy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(digest.to_owned());
+    }
+
     /// Connects, migrates (under an advisory lock, so replicas starting together
     /// migrate once), and starts listening for other replicas' commits.
     pub(super) fn open(options: &PgOptions) -> Result<PgStore, StoreError> {
@@ -186,6 +199,7 @@ impl PgStore {
                 pool,
                 commits,
                 credentials,
+                policy: std::sync::Mutex::new(None),
             }),
             id: super::writer::next_store_id(),
             jobs: OnceLock::new(),
@@ -257,7 +271,8 @@ impl PgStore {
             || (),
             move |()| {
                 if batch::open_here(id) {
-                    batch::write(f)
+                    // Bookkeeping (a token's last use), no decision: any policy.
+                    super::in_force::any_policy(|| batch::write(f))
                 } else {
                     Err(StoreError::Nested)
                 }
@@ -280,8 +295,12 @@ impl PgStore {
             return Err(StoreError::Nested.into());
         }
         let conn = self.shared.pool.get()?;
-        let xid = Shared::begin_write(&conn)?;
+        let xid = self.shared.begin_write(&conn)?;
         super::after::discard();
+        if let Err(e) = super::in_force::check(&conn) {
+            Shared::roll_back(&conn);
+            return Err(e.into());
+        }
         let out = {
             let _writing = Writing::enter();
             f(&conn)

@@ -70,6 +70,7 @@ mod pg_ahead;
 mod pg_attacks;
 mod pg_defer;
 mod pg_pipeline;
+mod pg_policy;
 mod pg_tls;
 mod policy_signing;
 mod properties;

@@ -62,6 +62,7 @@ impl Batch {
         let Some(conn) = &self.conn else {
             return Err(StoreError::Unavailable("no database connection".into()).into());
         };
+        crate::store::in_force::check(conn)?;
         // Each write is an operation of the connection (`Conn::begin_op`): its INSERTs
         // are held back, and sent when it succeeds; it takes a SAVEPOINT (never waited
         // for) only when it must send something before it ends (`pg/defer.rs`).
@@ -131,7 +132,11 @@ type Offer = Option<(Vec<u64>, Answer)>;
 /// Begins `batch`'s transaction with the `planned` reads sent ahead (one per operation,
 /// in order): its transaction id, and each operation's offer. A batch that could not
 /// begin is marked aborted. Either way the batch has begun: no more plans.
-fn begin(batch: Option<&mut Batch>, planned: Vec<Option<Planned>>) -> (Option<i64>, Vec<Offer>) {
+fn begin(
+    shared: &Shared,
+    batch: Option<&mut Batch>,
+    planned: Vec<Option<Planned>>,
+) -> (Option<i64>, Vec<Offer>) {
     let Some(batch) = batch else {
         return (None, Vec::new());
     };
@@ -143,7 +148,7 @@ fn begin(batch: Option<&mut Batch>, planned: Vec<Option<Planned>>) -> (Option<i6
         .iter()
         .map(|p| p.as_ref().map_or(&[][..], |p| p.queries.as_slice()))
         .collect();
-    match Shared::begin_write_ahead(conn, &ahead) {
+    match shared.begin_write_ahead(conn, &ahead) {
         Ok((xid, answers)) => {
             let offers = planned
                 .into_iter()
@@ -257,7 +262,7 @@ fn run(shared: &Shared, store: u64, jobs: Vec<Job>, work: &Work) {
             planned.push(read);
         }
     }
-    let (xid, mut offers) = BATCH.with(|b| begin(b.borrow_mut().as_mut(), planned));
+    let (xid, mut offers) = BATCH.with(|b| begin(shared, b.borrow_mut().as_mut(), planned));
     // Whether an operation may depend on uncommitted writes: its own, or those of
     // earlier operations it may have read. If the batch does not commit, such an
     // operation's answer is void and it gets the failure instead.

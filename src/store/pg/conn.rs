@@ -31,6 +31,9 @@ pub(crate) struct Conn {
     /// A write transaction (holding [`WRITE_LOCK`](super::txn::WRITE_LOCK)) is open on
     /// this connection.
     writing: std::cell::Cell<bool>,
+    /// The write transaction open here found another policy recorded than the one this
+    /// replica decides by (`store/in_force.rs`).
+    pub(in crate::store) policy_stale: std::cell::Cell<bool>,
     /// The audit chain's head as this write transaction left it (`store/audit.rs`):
     /// valid while the transaction holds the write lock, since nobody else appends
     /// meanwhile; forgotten whenever the transaction ends or undoes any of its work.
@@ -71,6 +74,7 @@ impl Conn {
             timed_out: std::cell::Cell::new(false),
             single: std::cell::Cell::new(None),
             writing: std::cell::Cell::new(false),
+            policy_stale: std::cell::Cell::new(false),
             head: RefCell::new(None),
             op: RefCell::new(None),
             touched: RefCell::new(Touched::default()),

@@ -346,6 +346,7 @@ CREATE TRIGGER requests_no_rename BEFORE UPDATE OF id ON requests
 -- saying so after the role changes (NULL for requests made before, and break-glass).
 ALTER TABLE requests ADD COLUMN approvals_required BIGINT;
 "#,
+    include_str!("../migrations/policy_digest_pg.sql"),
 ];
 
 /// The schema version the database records (0: none yet).

@@ -14,6 +14,14 @@ pub(super) const CHANNEL: &str = "countersign_commits";
 pub(super) const KEPT: &str = "k";
 
 impl Shared {
+    /// The digest of the policy this replica decides by, once set.
+    fn policy_in_force(&self) -> Option<String> {
+        self.policy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     pub(super) fn committed(&self) {
         self.commits.send_modify(|n| *n = n.wrapping_add(1));
     }
@@ -21,14 +29,15 @@ impl Shared {
     /// Begins a write transaction on `conn` and takes [`WRITE_LOCK`]; returns its
     /// transaction id. The connection is marked abandoned (closed, not pooled) until
     /// [`Shared::end_write`] or a ROLLBACK goes through: never reused mid-transaction.
-    pub(super) fn begin_write(conn: &Pooled) -> Result<i64, StoreError> {
-        Self::begin_write_ahead(conn, &[]).map(|(xid, _)| xid)
+    pub(super) fn begin_write(&self, conn: &Pooled) -> Result<i64, StoreError> {
+        self.begin_write_ahead(conn, &[]).map(|(xid, _)| xid)
     }
 
     /// [`Shared::begin_write`], with reads sent ahead in the same round trip, after the
     /// lock (`store/ahead.rs`): their rows, in order.
     #[allow(clippy::type_complexity)]
     pub(super) fn begin_write_ahead(
+        &self,
         conn: &Pooled,
         ahead: &[&[defer::Held]],
     ) -> Result<(i64, Vec<Vec<Vec<tokio_postgres::Row>>>), StoreError> {
@@ -38,9 +47,13 @@ impl Shared {
         // head comes with it, read under the lock: every append of the transaction
         // builds on it without a query of its own (`store/audit.rs`). (`audit.seq`: a
         // bare `seq` would order by the text column of the same name, "9" after "10".)
+        // Before it, the newest policy's digest (one row, NULL before any): each write
+        // checks it is the one this replica decides by (`store/in_force.rs`). Both are
+        // statements of their own, so that their snapshots are taken after the lock.
         let sql = format!(
             "BEGIN ISOLATION LEVEL READ COMMITTED; \
              SELECT txid_current()::text, pg_advisory_xact_lock({WRITE_LOCK})::text; \
+             SELECT (SELECT policy_digest FROM meta WHERE id = 1); \
              SELECT seq::text, hash FROM audit ORDER BY audit.seq DESC LIMIT 1"
         );
         conn.abandon();
@@ -52,6 +65,11 @@ impl Shared {
             .and_then(|row| row.into_iter().next().flatten())
             .and_then(|xid| xid.parse::<i64>().ok())
             .ok_or_else(|| StoreError::Corrupt("txid_current() returned no number".into()))?;
+        let newest = rows.next().and_then(|row| row.into_iter().next().flatten());
+        conn.policy_stale.set(super::super::in_force::stale(
+            &self.policy_in_force(),
+            newest.as_deref(),
+        ));
         if let Some(mut head) = rows.next() {
             let hash = head.pop().flatten();
             let seq = head.pop().flatten().and_then(|seq| seq.parse::<i64>().ok());
