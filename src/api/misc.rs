@@ -71,7 +71,12 @@ async fn probe<T: Send + 'static>(
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) if e.code() == ErrorCode::NotReady.as_str() => Err(e),
         Ok(Err(e)) => {
-            tracing::error!(error = ?e, check = what, "the database does not answer");
+            // Its cause is logged where it was met (`ServiceError::log_internal`).
+            tracing::warn!(
+                reason = e.message(),
+                check = what,
+                "the database does not answer"
+            );
             Err(unavailable("the database does not answer"))
         }
         Err(_) => {

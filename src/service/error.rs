@@ -154,7 +154,9 @@ impl ServiceError {
             ServiceError::Conflict { code, .. } => *code,
             ServiceError::TooManyPending { .. } => ErrorCode::TooManyPending,
             ServiceError::IdempotencyMismatch(_) => ErrorCode::IdempotencyMismatch,
-            ServiceError::NotReady(_) => ErrorCode::NotReady,
+            ServiceError::NotReady(_) | ServiceError::Store(StoreError::PolicyChanged) => {
+                ErrorCode::NotReady
+            }
             ServiceError::Store(StoreError::Unavailable(_)) => ErrorCode::Unavailable,
             ServiceError::Unauthenticated => ErrorCode::Unauthenticated,
             ServiceError::SignIn { code, .. } | ServiceError::Host { code, .. } => *code,
@@ -182,7 +184,8 @@ impl ServiceError {
             ServiceError::Conflict { .. } => ErrorKind::Conflict,
             ServiceError::TooManyPending { .. } => ErrorKind::Limited,
             ServiceError::IdempotencyMismatch(_) => ErrorKind::Unprocessable,
-            ServiceError::NotReady(_) | ServiceError::Store(StoreError::Unavailable(_)) => {
+            ServiceError::NotReady(_)
+            | ServiceError::Store(StoreError::Unavailable(_) | StoreError::PolicyChanged) => {
                 ErrorKind::Unavailable
             }
             ServiceError::Unauthenticated | ServiceError::Disabled(_) => ErrorKind::Unauthenticated,
@@ -216,6 +219,12 @@ impl ServiceError {
             _ if matches!(self, ServiceError::Store(StoreError::Unavailable(_))) => {
                 "the database is unavailable; retry shortly".to_owned()
             }
+            _ if matches!(self, ServiceError::Store(StoreError::PolicyChanged)) => {
+                format!(
+                    "{}; another server may answer",
+                    crate::store::IN_FORCE_MESSAGE
+                )
+            }
             _ => self.to_string(),
         }
     }
@@ -232,10 +241,30 @@ impl ServiceError {
             }
             // The caller hears only "unavailable"; the operator needs the cause (the
             // server down, a refused password, a full pool).
-            ServiceError::Store(StoreError::Unavailable(why)) => {
-                tracing::warn!(cause = %why, "the database is unavailable");
-            }
+            ServiceError::Store(StoreError::Unavailable(why)) => log_unavailable(why),
             _ => {}
         }
     }
+}
+
+/// Logs that the database is unavailable, at most once every 10 s: while it is down, every
+/// request and each background task of every replica meets it (the pool logs when it
+/// answers again). Each line says how many were left out since the last.
+fn log_unavailable(why: &str) {
+    use std::sync::{Mutex, PoisonError};
+    use std::time::{Duration, Instant};
+    static LAST: Mutex<(Option<Instant>, u64)> = Mutex::new((None, 0));
+    let mut last = LAST.lock().unwrap_or_else(PoisonError::into_inner);
+    let now = Instant::now();
+    if last
+        .0
+        .is_some_and(|t| now.duration_since(t) < Duration::from_secs(10))
+    {
+        last.1 += 1;
+        return;
+    }
+    let left_out = std::mem::take(&mut last.1);
+    last.0 = Some(now);
+    drop(last);
+    tracing::warn!(cause = %why, left_out, "the database is unavailable");
 }

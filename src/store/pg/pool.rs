@@ -45,6 +45,9 @@ pub(in crate::store) struct Pool {
     _stop: tokio::sync::oneshot::Sender<()>,
     size: usize,
     slots: Arc<(Mutex<Slots>, Condvar)>,
+    /// Since when connecting has failed, until a connection is made again (which is
+    /// logged: the failures are, by whoever met them).
+    outage: Mutex<Option<Instant>>,
 }
 
 struct Slots {
@@ -174,6 +177,7 @@ impl Pool {
             tls,
             runtime: handle,
             _stop: stop,
+            outage: Mutex::new(None),
             size: options.pool_size.max(2),
             slots: Arc::new((
                 Mutex::new(Slots {
@@ -234,8 +238,15 @@ impl Pool {
                 s.open += 1;
                 drop(s);
                 return match self.connect() {
-                    Ok(conn) => Ok(self.lend(conn)),
+                    Ok(conn) => {
+                        if let Some(since) = lock(&self.outage).take() {
+                            let down_seconds = since.elapsed().as_secs();
+                            tracing::info!(down_seconds, "the database answers again");
+                        }
+                        Ok(self.lend(conn))
+                    }
                     Err(e) => {
+                        lock(&self.outage).get_or_insert_with(Instant::now);
                         let mut s = lock(slots);
                         s.open = s.open.saturating_sub(1);
                         drop(s);
