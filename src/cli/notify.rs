@@ -22,11 +22,17 @@ pub enum NotifyCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Try a dead notification again at once (every sink's, or --sink's).
+    /// Try a dead notification again at once (every sink's, or --sink's); --all: every
+    /// dead one.
     Retry {
         /// The event's id (msg_..., from `notify status`).
-        id: String,
-        /// Only the delivery to this sink.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        /// Every dead delivery (of every event; with --sink, to that sink), e.g. once a
+        /// receiver that was down for a while is back.
+        #[arg(long)]
+        all: bool,
+        /// Only the deliveries to this sink.
         #[arg(long)]
         sink: Option<String>,
     },
@@ -84,9 +90,10 @@ pub(super) fn run(config: &Path, cmd: NotifyCommand) -> anyhow::Result<ExitCode>
                 }
             }
         }
-        NotifyCommand::Retry { id, sink } => {
-            let n = local.notify_retry(&id, sink.as_deref(), &operator())?;
-            eprintln!("re-armed {n} delivery(ies) of {id}: they are tried again within seconds");
+        NotifyCommand::Retry { id, all: _, sink } => {
+            let n = local.notify_retry(id.as_deref(), sink.as_deref(), &operator())?;
+            let of = id.map(|id| format!(" of {id}")).unwrap_or_default();
+            eprintln!("re-armed {n} delivery(ies){of}: they are tried again within seconds");
         }
     }
     Ok(ExitCode::SUCCESS)

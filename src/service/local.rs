@@ -85,7 +85,7 @@ impl Local {
     /// Re-arms dead notifications (see [`super::notify_retry`]).
     pub fn notify_retry(
         &self,
-        event_id: &str,
+        event_id: Option<&str>,
         sink: Option<&str>,
         operator: &str,
     ) -> Result<u64, ServiceError> {

@@ -380,12 +380,13 @@ pub fn notify_status(
     })?)
 }
 
-/// Re-arms the dead deliveries of event `event_id` (to `sink`, or every sink), tried
-/// again at once for another `give_up_after`; audited as `notify.retried`. By the
-/// system clock, like the other operator commands.
+/// Re-arms the dead deliveries of event `event_id` (`None`: of every event; to `sink`,
+/// or every sink), tried again at once for another `give_up_after`; audited as
+/// `notify.retried` (`event_id` `*` for every event). By the system clock, like the
+/// other operator commands.
 pub fn notify_retry(
     store: &crate::store::Store,
-    event_id: &str,
+    event_id: Option<&str>,
     sink: Option<&str>,
     operator: &str,
 ) -> Result<u64, ServiceError> {
@@ -395,7 +396,8 @@ pub fn notify_retry(
         let n = outbox::rearm(tx, event_id, sink, unix(now))?;
         if n == 0 {
             return Err(ServiceError::NotFound(format!(
-                "no dead delivery of {event_id}{}",
+                "no dead delivery{}{}",
+                event_id.map(|e| format!(" of {e}")).unwrap_or_default(),
                 sink.map(|s| format!(" to {s}")).unwrap_or_default()
             )));
         }
@@ -405,7 +407,7 @@ pub fn notify_retry(
             &NewEvent::general(
                 operator,
                 crate::audit::NotifyRetried {
-                    event_id: event_id.to_owned(),
+                    event_id: event_id.unwrap_or("*").to_owned(),
                     sink: sink.map(str::to_owned),
                     deliveries: n,
                 },

@@ -229,13 +229,19 @@ pub fn counts(tx: &Tx<'_>) -> Result<(i64, i64), StoreError> {
     )
 }
 
-/// Re-arms the dead deliveries of event `event_id` (every sink's, or `sink`'s), due at
-/// `now` with a fresh start; how many.
-pub fn rearm(tx: &Tx<'_>, event_id: &str, sink: Option<&str>, now: i64) -> Result<u64, StoreError> {
+/// Re-arms the dead deliveries of event `event_id` (`None`: of every event; every sink's,
+/// or `sink`'s), due at `now` with a fresh start; how many.
+pub fn rearm(
+    tx: &Tx<'_>,
+    event_id: Option<&str>,
+    sink: Option<&str>,
+    now: i64,
+) -> Result<u64, StoreError> {
     tx.exec(
         "UPDATE notify_outbox SET status = 'pending', next_at = ?2, created_at = ?2, \
          attempts = 0, lease_until = NULL, claim = NULL, done_at = NULL \
-         WHERE event_id = ?1 AND status = 'dead' AND (CAST(?3 AS TEXT) IS NULL OR sink = ?3)",
+         WHERE (CAST(?1 AS TEXT) IS NULL OR event_id = ?1) AND status = 'dead' \
+         AND (CAST(?3 AS TEXT) IS NULL OR sink = ?3)",
         &[&event_id, &now, &sink],
     )
 }

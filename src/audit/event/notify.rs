@@ -22,7 +22,7 @@ pub struct NotifyDead {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct NotifyRetried {
-    /// The event's id.
+    /// The event's id; `*` when every dead delivery was re-armed (`notify retry --all`).
     pub event_id: String,
     /// The sink, when only one was re-armed.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -234,3 +234,81 @@ async fn two_replicas_on_one_database_deliver_each_event_once() {
         ids
     );
 }
+
+/// A receiver that was down long enough for many deliveries to be given up gets them all
+/// with one command once it is back (`notify retry --all --sink`), on the record.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_dead_delivery_to_a_sink_is_retried_with_one_command() {
+    let clock = manual_clock();
+    let mut hook = Receiver::new(true);
+    let policy = policy_with(&hook.sink("flaky", CREATED, "give_up_after = \"1m\""));
+    let app = TestApp::spawn_with_clock(&policy, &clock).await;
+    let ids: std::collections::BTreeSet<String> = [
+        app.create_ok("alice", "prod-db").await,
+        app.create_ok("frank", "prod-db").await,
+    ]
+    .into();
+    all_tried(&app, 2).await;
+    clock.advance(Duration::from_secs(61));
+    let dead = "SELECT count(*) FROM notify_outbox WHERE status = 'dead'";
+    for _ in 0..200 {
+        if app.count(dead) == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.count(dead), 2, "both given up");
+    hook.start();
+    let retried = run({
+        let mut c = countersign(&app.config_path());
+        c.args(["notify", "retry", "--all", "--sink", "flaky"]);
+        c
+    })
+    .await;
+    assert!(retried.status.success(), "{}", text(&retried.stderr));
+    assert!(
+        text(&retried.stderr).contains("re-armed 2"),
+        "{}",
+        text(&retried.stderr)
+    );
+    let events = hook
+        .wait_for(20, |e| of_type(e, "request.created").len() >= 2)
+        .await;
+    let told: std::collections::BTreeSet<String> = events
+        .iter()
+        .map(|e| {
+            e["data"]["request"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(told, ids);
+    let audited = app.audit("").await;
+    let retry = audited
+        .iter()
+        .find(|e| e["action"] == "notify.retried")
+        .expect("audited");
+    assert_eq!(retry["detail"]["event_id"], "*", "{retry}");
+    assert_eq!(retry["detail"]["deliveries"], 2, "{retry}");
+    // Nothing dead is left: another --all says so, and an id with --all is refused.
+    let again = run({
+        let mut c = countersign(&app.config_path());
+        c.args(["notify", "retry", "--all"]);
+        c
+    })
+    .await;
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stderr).contains("no dead delivery"),
+        "{}",
+        text(&again.stderr)
+    );
+    let both = run({
+        let mut c = countersign(&app.config_path());
+        c.args(["notify", "retry", "msg_x", "--all"]);
+        c
+    })
+    .await;
+    assert_eq!(both.status.code(), Some(2), "{}", text(&both.stderr));
+}
