@@ -142,9 +142,14 @@ fn bot_may(scopes: ScopeSet, method: &Method, path: &str) -> bool {
 /// The token of `Authorization: Bearer <token>`, if it is there and plausible. The
 /// scheme is case-insensitive (RFC 9110, section 11.1): `bearer` and `BEARER` work too.
 pub(super) fn bearer_token(parts: &Parts) -> Option<String> {
-    parts
-        .headers
-        .get(header::AUTHORIZATION)
+    // Two `Authorization` headers (a proxy that added its own beside the client's) are
+    // no credential: which one was meant is not guessed.
+    let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    Some(value)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))

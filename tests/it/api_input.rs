@@ -386,3 +386,27 @@ async fn authorization_scheme_is_case_insensitive() {
         );
     }
 }
+
+/// Two `Authorization` headers (say a proxy's beside the client's) are no credential: the
+/// server does not pick one (an attacker trial saw the first one win, whoever's it was).
+#[tokio::test]
+async fn two_authorization_headers_authenticate_nobody() {
+    let app = TestApp::spawn().await;
+    for (first, second) in [("bob", "alice"), ("alice", "alice")] {
+        let resp = app
+            .http
+            .get(format!("{}/v1/whoami", app.url))
+            .header("authorization", format!("Bearer {}", app.token(first)))
+            .header("authorization", format!("Bearer {}", app.token(second)))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            "{first} then {second}: {body}"
+        );
+    }
+}
