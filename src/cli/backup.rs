@@ -27,8 +27,10 @@ pub(super) fn run(config: &Path, args: &BackupArgs) -> anyhow::Result<ExitCode> 
             "the state is in PostgreSQL ([storage] backend = \"postgres\"): `countersign \
              backup` copies the SQLite file only. Back up PostgreSQL with its own tools: \
              pg_dump --format=custom --serializable-deferrable (or base backups with WAL \
-             archiving), and keep each replica's state mark with the CA key's backup; see \
-             docs/operations.md, \"Several replicas on PostgreSQL\""
+             archiving); copy each replica's state mark (countersign.mark) off its host \
+             more often than the database, and never restore a mark from the same moment \
+             as the database; see docs/operations.md, \"Backup and restore\" and \"Several \
+             replicas on PostgreSQL\""
         );
     }
     let folder = args
