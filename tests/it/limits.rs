@@ -187,36 +187,50 @@ async fn every_endpoint_but_health_ca_key_and_krl_needs_a_token() {
     }
 }
 
-#[test]
-fn failed_authentications_are_logged_without_the_token() {
+/// A real `serve` of [`POLICY`] with a token for `user`: the server, and the token.
+fn logged_server(user: &str) -> (tempfile::TempDir, ServerProcess, String) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("c.toml");
     std::fs::write(&config, POLICY).unwrap();
     init(&config);
-    let good = create_token(&config, "alice");
+    let token = create_token(&config, user);
     let server = ServerProcess::start(&config);
-    let bad = "cs_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    (dir, server, token)
+}
+
+/// `GET path` on `server` with `token`: the status.
+fn get_status(server: &ServerProcess, path: &str, token: &str) -> StatusCode {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     countersign::tls::install_crypto_provider();
     let http = reqwest::Client::new();
-    let status = rt.block_on(async {
-        http.get(format!("{}/v1/whoami", server.url))
-            .bearer_auth(bad)
-            .send()
-            .await
-            .unwrap()
-            .status()
-    });
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    rt.block_on(async {
+        let resp = http.get(format!("{}{path}", server.url)).bearer_auth(token);
+        resp.send().await.unwrap().status()
+    })
+}
+
+/// `server`'s log, once it holds `needle` (10 s at most).
+fn log_with(server: &ServerProcess, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !server.log().contains("authentication failed") {
+    while !server.log().contains(needle) {
         assert!(Instant::now() < deadline, "no log line:\n{}", server.log());
         std::thread::sleep(Duration::from_millis(20));
     }
-    let log = server.log();
+    server.log()
+}
+
+#[test]
+fn failed_authentications_are_logged_without_the_token() {
+    let (_dir, server, good) = logged_server("alice");
+    let bad = "cs_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    assert_eq!(
+        get_status(&server, "/v1/whoami", bad),
+        StatusCode::UNAUTHORIZED
+    );
+    let log = log_with(&server, "authentication failed");
     assert!(log.contains("client=127.0.0.1"), "{log}");
     assert!(!log.contains(bad) && !log.contains(&bad[3..20]), "{log}");
     assert!(!log.contains(&good), "{log}");
@@ -227,33 +241,12 @@ fn failed_authentications_are_logged_without_the_token() {
 /// operator watching the log sees it, though it changes nothing and writes no audit row.
 #[test]
 fn refusals_are_logged_with_the_user_and_route() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("c.toml");
-    std::fs::write(&config, POLICY).unwrap();
-    init(&config);
-    let alice = create_token(&config, "alice");
-    let server = ServerProcess::start(&config);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    countersign::tls::install_crypto_provider();
-    let http = reqwest::Client::new();
-    let status = rt.block_on(async {
-        http.get(format!("{}/v1/audit", server.url))
-            .bearer_auth(&alice)
-            .send()
-            .await
-            .unwrap()
-            .status()
-    });
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !server.log().contains("refused") {
-        assert!(Instant::now() < deadline, "no log line:\n{}", server.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let log = server.log();
+    let (_dir, server, alice) = logged_server("alice");
+    assert_eq!(
+        get_status(&server, "/v1/audit", &alice),
+        StatusCode::FORBIDDEN
+    );
+    let log = log_with(&server, "refused");
     let line = log
         .lines()
         .find(|l| l.contains("refused"))
