@@ -153,6 +153,9 @@ error_codes! {
         /// 409: break-glass: the caller's previous use is not reviewed yet and no admin
         /// allowed one more.
         UnreviewedBreakglass = "unreviewed_breakglass",
+        /// 409: break-glass: the caller's last use was judged unjustified and no admin
+        /// allowed another.
+        UnjustifiedBreakglass = "unjustified_breakglass",
         /// 403: nobody reviews their own break-glass.
         SelfReview = "self_review",
         /// 403: the caller is not among the use's `reviewers` (or is a service account).

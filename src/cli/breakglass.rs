@@ -97,9 +97,10 @@ pub(super) fn run(url: &str, args: BreakglassArgs) -> anyhow::Result<ExitCode> {
         if json {
             output::json(&allowed)?;
         } else {
-            let waiting = match &allowed.unreviewed {
-                Some(id) => format!("; their use {id} still waits for its review"),
-                None => String::new(),
+            let waiting = match (&allowed.unreviewed, &allowed.unjustified) {
+                (Some(id), _) => format!("; their use {id} still waits for its review"),
+                (None, Some(id)) => format!("; their last use {id} was judged unjustified"),
+                (None, None) => String::new(),
             };
             outln!("{} may break the glass once more{waiting}", allowed.user)?;
         }

@@ -107,6 +107,7 @@ pub(super) const REFUSAL_CODES: &[&str] = &[
     "not_an_invoker",
     "reason_mismatch",
     "unreviewed_breakglass",
+    "unjustified_breakglass",
     "self_review",
     "not_a_reviewer",
     "already_reviewed",

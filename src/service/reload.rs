@@ -229,13 +229,22 @@ impl Service {
                 "[requests] require_registered_keys",
                 o.require_registered_keys != n.require_registered_keys,
             ),
+            ("[ca] backdate", old.ca.backdate != new.ca.backdate),
         ]
         .into_iter()
         .filter_map(|(name, changed)| changed.then_some(name))
         .collect();
+        // `[ca] backdate` is part of the recorded policy (it decides how long a
+        // certificate counts as held): taken like the policy, so that a reload records
+        // what a restart with the same file would (replicas then agree on the digest).
+        let ca = crate::config::CaSettings {
+            backdate: new.ca.backdate,
+            ..old.ca.clone()
+        };
         let merged = Config {
             policy: new.policy,
             requests: new.requests,
+            ca,
             warnings: new.warnings,
             // The file the policy came from, whose signatures are checked.
             path: new.path,
@@ -268,7 +277,16 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
             differs(&o.allow_plain_http, &n.allow_plain_http),
         ),
         ("[server] limits", differs(&o.limits, &n.limits)),
-        ("[ca]", differs(&old.ca, &new.ca)),
+        (
+            "[ca]",
+            differs(
+                &old.ca,
+                &crate::config::CaSettings {
+                    backdate: old.ca.backdate,
+                    ..new.ca.clone()
+                },
+            ),
+        ),
         // The host CA key is opened at start; its settings go with it.
         ("[host_ca]", differs(&old.host_ca, &new.host_ca)),
         ("[ssh]", differs(&old.ssh, &new.ssh)),

@@ -152,6 +152,22 @@ pub fn open_use_of(tx: &Tx<'_>, user: &UserName) -> Result<Option<RequestId>, St
     )
 }
 
+/// The request id of `user`'s last use (the newest), when its review closed unjustified.
+pub fn last_unjustified(tx: &Tx<'_>, user: &UserName) -> Result<Option<RequestId>, StoreError> {
+    let last: Option<(String, Option<String>)> = tx.opt(
+        "SELECT request_id, outcome FROM breakglass WHERE invoker = ?1 \
+         ORDER BY used_at DESC, request_id DESC LIMIT 1",
+        &[&user.as_str()],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    match last {
+        Some((id, Some(outcome))) if outcome == "unjustified" => RequestId::parse(&id)
+            .map(Some)
+            .map_err(|e| corrupt("request id", &id, e)),
+        _ => Ok(None),
+    }
+}
+
 /// Records one more use an admin allows `user` (replacing an unspent one).
 pub fn allow(tx: &Tx<'_>, user: &UserName, by: &UserName, at: i64) -> Result<(), StoreError> {
     tx.exec(

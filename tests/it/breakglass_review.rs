@@ -364,3 +364,58 @@ async fn the_admin_who_allowed_one_more_use_does_not_review_that_use() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(events_of(&app, "breakglass.reviewed").await.len() == 1);
 }
+
+/// An `unjustified` verdict is a stop: the invoker breaks the glass again only once an
+/// admin allows it (an attacker trial broke it again at once), and that allowance is
+/// spent by one use. After a `justified` one, no allowance is needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_unjustified_verdict_the_next_use_needs_an_admins_allowance() {
+    use crate::breakglass::break_glass;
+    let app = TestApp::spawn_with(&breakglass_policy()).await;
+    let id = id_of(&break_ok(&app, "alice").await);
+    let (status, body) = review(&app, "erin", &id, "unjustified", "no incident").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = review(&app, "carol", &id, "justified", "maybe").await;
+    assert_eq!(
+        body["breakglass"]["outcome"], "unjustified",
+        "{status} {body}"
+    );
+
+    let (status, body) = break_glass(&app, "alice", "prod-db", "INC-9 again", None).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::CONFLICT, "unjustified_breakglass"),
+        "{body}"
+    );
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&id) && message.contains("breakglass allow alice"),
+        "{message}"
+    );
+    let refused = events_of(&app, "attempt.refused").await;
+    assert!(
+        refused
+            .iter()
+            .any(|e| e["detail"]["code"] == "unjustified_breakglass"),
+        "{refused:?}"
+    );
+
+    let (status, body) = app
+        .post("bob", "/v1/breakglass/allow", json!({ "user": "alice" }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (&body["unjustified"], &body["unreviewed"]),
+        (&json!(id), &Value::Null)
+    );
+    let second = break_ok(&app, "alice").await;
+    assert_eq!(second["breakglass"]["allowed_by"], "bob");
+    // Spent: with that use reviewed justified, the next needs nothing.
+    let second = id_of(&second);
+    for reviewer in ["carol", "erin"] {
+        let (status, body) = review(&app, reviewer, &second, "justified", "real").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let third = break_ok(&app, "alice").await;
+    assert!(third["breakglass"]["allowed_by"].is_null(), "{third}");
+}

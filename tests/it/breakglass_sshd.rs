@@ -182,14 +182,18 @@ async fn with_the_idp_down_break_glass_over_ssh_logs_in_and_an_unjustified_verdi
     );
     let (status, body) = app.get("bob", "/v1/audit/verify").await;
     assert_eq!(status, reqwest::StatusCode::OK, "{body}");
-    // Reviewed: alice may break the glass again.
-    let third = ssh(
-        &door,
-        &keys,
-        "alice",
-        &["breakglass", "shell", "--reason", "INC-79 new outage"],
-    )
-    .await;
+    // Judged unjustified: alice breaks the glass again only once an admin allows it.
+    let args = ["breakglass", "shell", "--reason", "INC-79 new outage"];
+    let refused = ssh(&door, &keys, "alice", &args).await;
+    assert_eq!(refused.status, 1, "{refused:?}");
+    assert!(
+        refused.stderr.contains("unjustified_breakglass"),
+        "{refused:?}"
+    );
+    let allow = serde_json::json!({ "user": "alice" });
+    let (status, body) = app.post("bob", "/v1/breakglass/allow", allow).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    let third = ssh(&door, &keys, "alice", &args).await;
     assert_eq!(third.status, 0, "{third:?}");
 }
 
@@ -239,7 +243,7 @@ async fn the_cli_breaks_the_glass_writes_the_certificate_and_reviews() {
     let allowed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         allowed,
-        json!({ "user": "alice", "allowed_by": "bob", "unreviewed": id })
+        json!({ "user": "alice", "allowed_by": "bob", "unreviewed": id, "unjustified": null })
     );
     // Reviews from the CLI; `show` and `report --breakglass` tell the story.
     for (who, verdict) in [("erin", "--justified"), ("carol", "--justified")] {

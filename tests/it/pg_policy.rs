@@ -146,3 +146,20 @@ async fn a_replica_restarted_with_an_out_of_date_file_does_not_take_the_policy_b
         "the first runs that one"
     );
 }
+
+/// `[ca] backdate` is part of the recorded policy: a reload applies it as a restart does,
+/// so a replica restarted with a new value and one reloaded with it agree (an attacker
+/// trial saw them take turns being the only ready one when a reload kept the old value).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backdate_changed_by_a_restart_here_and_a_reload_there_agrees() {
+    let first = TestApp::spawn_on_backend(POLICY, Backend::Postgres).await;
+    let second = TestApp::spawn_replica_of(&first, POLICY).await;
+    let later = format!("{POLICY}\n[ca]\nbackdate = \"2m\"\n");
+    let first = first.restart_with(&later).await;
+    assert_eq!(ready(&first).await, StatusCode::OK);
+    assert_eq!(ready(&second).await, StatusCode::SERVICE_UNAVAILABLE);
+    reload(&second, &later);
+    assert_eq!(second.service.config().ca.backdate.as_secs(), 120);
+    assert_eq!(ready(&second).await, StatusCode::OK);
+    assert_eq!(ready(&first).await, StatusCode::OK);
+}

@@ -57,10 +57,11 @@ pub(super) fn schemas() -> Map<String, Value> {
         (
             "Allowance",
             object(
-                &["user", "allowed_by", "unreviewed"],
+                &["user", "allowed_by", "unreviewed", "unjustified"],
                 json!({
                     "user": { "type": "string" }, "allowed_by": { "type": "string" },
                     "unreviewed": or_null(json!({ "type": "string" })),
+                    "unjustified": or_null(json!({ "type": "string" })),
                 }),
             ),
         ),
@@ -88,8 +89,9 @@ pub(super) fn paths() -> Vec<(&'static str, Value)> {
          (`breakglass.used`). The request shows `pending_review` until `reviews` reviewers \
          have given their verdicts. 403 `not_breakable`, `not_an_invoker`, \
          `reason_mismatch`, `sod_conflict`, `key_not_allowed`; 409 `unreviewed_breakglass` \
-         while the caller's previous use waits for its review (unless an admin allowed one \
-         more). With a session, 401 `reauth_required` unless its sign-in is within \
+         while the caller's previous use waits for its review, `unjustified_breakglass` when \
+         their last use was judged unjustified (unless an admin allowed one more). With a \
+         session, 401 `reauth_required` unless its sign-in is within \
          `approval_max_auth_age`.",
         Auth::Bearer,
     );

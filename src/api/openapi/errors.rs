@@ -38,6 +38,7 @@ pub(super) const fn status(code: ErrorCode) -> Option<u16> {
         C::MethodNotAllowed => 405,
         C::KeyTaken
         | C::UnreviewedBreakglass
+        | C::UnjustifiedBreakglass
         | C::AlreadyReviewed
         | C::ReviewClosed
         | C::NotBreakglass

@@ -93,7 +93,7 @@ pub struct BreakglassReminded(pub BreakglassReminder);
 pub struct BreakglassOverdue(pub BreakglassReminder);
 
 /// `breakglass.allowed` (actor: the admin): one more use for a user whose previous use
-/// is not reviewed yet.
+/// is not reviewed yet, or was judged unjustified.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct BreakglassAllowed {
@@ -101,4 +101,7 @@ pub struct BreakglassAllowed {
     pub user: String,
     /// Their use still under review, if any.
     pub unreviewed: Option<String>,
+    /// Their last use, judged unjustified, if that is what needed it (added field).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unjustified: Option<String>,
 }

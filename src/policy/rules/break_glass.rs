@@ -44,6 +44,17 @@ pub enum BreakGlassRefusal {
         /// The request id of the use still under review.
         previous: String,
     },
+    /// The user's last use was judged unjustified, and no admin allowed another since.
+    #[error(
+        "{user}'s last break-glass {previous} was judged unjustified: they break the glass \
+         again only once an admin allows it (countersign breakglass allow {user})"
+    )]
+    Unjustified {
+        /// Who asked.
+        user: UserName,
+        /// The request id of that use.
+        previous: String,
+    },
     /// The reviewer is the invoker: nobody reviews their own use.
     #[error("nobody reviews their own break-glass")]
     SelfReview,
@@ -87,6 +98,7 @@ impl BreakGlassRefusal {
             BreakGlassRefusal::NotAnInvoker { .. } => ErrorCode::NotAnInvoker,
             BreakGlassRefusal::ReasonMismatch { .. } => ErrorCode::ReasonMismatch,
             BreakGlassRefusal::Unreviewed { .. } => ErrorCode::UnreviewedBreakglass,
+            BreakGlassRefusal::Unjustified { .. } => ErrorCode::UnjustifiedBreakglass,
             BreakGlassRefusal::SelfReview | BreakGlassRefusal::AllowedIt { .. } => {
                 ErrorCode::SelfReview
             }
@@ -102,6 +114,7 @@ impl BreakGlassRefusal {
         matches!(
             self,
             BreakGlassRefusal::Unreviewed { .. }
+                | BreakGlassRefusal::Unjustified { .. }
                 | BreakGlassRefusal::AlreadyReviewed { .. }
                 | BreakGlassRefusal::ReviewClosed
                 | BreakGlassRefusal::NotBreakGlass { .. }
@@ -158,20 +171,35 @@ pub fn lifetime(role: &Role, bg: &BreakGlass, asked: Option<Duration>) -> (Durat
     }
 }
 
-/// A user breaks the glass again only once their previous use is reviewed, unless an
-/// admin allowed one more use (`allowed`; the use spends it). `unreviewed` is the request
-/// id of their use still under review, if any.
+/// The user's last use, as it bears on their next one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LastUse<'a> {
+    /// Still under review (its request id).
+    Unreviewed(&'a str),
+    /// Judged unjustified (its request id).
+    Unjustified(&'a str),
+}
+
+/// A user breaks the glass again only once their previous use is reviewed and was not
+/// judged unjustified, unless an admin allowed one more use (`allowed`; the use spends
+/// it). `last` is their last use when it stands in the way, if it does.
 pub fn no_unreviewed_use(
     user: &UserName,
-    unreviewed: Option<&str>,
+    last: Option<LastUse<'_>>,
     allowed: bool,
 ) -> Result<(), BreakGlassRefusal> {
-    match unreviewed {
-        Some(previous) if !allowed => Err(BreakGlassRefusal::Unreviewed {
-            user: user.clone(),
+    let user = user.clone();
+    match last {
+        _ if allowed => Ok(()),
+        Some(LastUse::Unreviewed(previous)) => Err(BreakGlassRefusal::Unreviewed {
+            user,
             previous: previous.to_owned(),
         }),
-        _ => Ok(()),
+        Some(LastUse::Unjustified(previous)) => Err(BreakGlassRefusal::Unjustified {
+            user,
+            previous: previous.to_owned(),
+        }),
+        None => Ok(()),
     }
 }
 
@@ -360,10 +388,32 @@ reviews = 2
 
     #[test]
     fn a_second_use_waits_for_the_first_review_unless_allowed() {
-        let r = no_unreviewed_use(&u("alice"), Some("r-aaaaaaaaaaaa"), false);
+        let r = no_unreviewed_use(
+            &u("alice"),
+            Some(LastUse::Unreviewed("r-aaaaaaaaaaaa")),
+            false,
+        );
         assert!(matches!(r, Err(BreakGlassRefusal::Unreviewed { .. })));
-        assert!(no_unreviewed_use(&u("alice"), Some("r-aaaaaaaaaaaa"), true).is_ok());
+        assert!(
+            no_unreviewed_use(
+                &u("alice"),
+                Some(LastUse::Unreviewed("r-aaaaaaaaaaaa")),
+                true
+            )
+            .is_ok()
+        );
         assert!(no_unreviewed_use(&u("alice"), None, false).is_ok());
+        let r = no_unreviewed_use(
+            &u("alice"),
+            Some(LastUse::Unjustified("r-bbbbbbbbbbbb")),
+            false,
+        );
+        assert!(
+            matches!(&r, Err(BreakGlassRefusal::Unjustified { previous, .. }) if previous == "r-bbbbbbbbbbbb"),
+            "{r:?}"
+        );
+        let last = Some(LastUse::Unjustified("r-bbbbbbbbbbbb"));
+        assert!(no_unreviewed_use(&u("alice"), last, true).is_ok());
     }
 
     #[test]

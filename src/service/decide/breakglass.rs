@@ -96,14 +96,24 @@ impl Service {
                 let r = self.conflict_lifts(tx, now, r, None)?;
                 return self.refuse(tx, now, &attempt, r);
             }
+            // Their last use, when it stands in the way: still under review, or judged
+            // unjustified (an admin must allow the next one).
             let unreviewed = uses::open_use_of(tx, actor)?;
+            let unjustified = match unreviewed {
+                Some(_) => None,
+                None => uses::last_unjustified(tx, actor)?,
+            };
+            let last = match (&unreviewed, &unjustified) {
+                (Some(id), _) => Some(bg::LastUse::Unreviewed(id.as_str())),
+                (None, Some(id)) => Some(bg::LastUse::Unjustified(id.as_str())),
+                (None, None) => None,
+            };
             // An allowance is spent only by a use that needs it.
-            let allowed_by = match unreviewed {
+            let allowed_by = match last {
                 Some(_) => uses::spend_allowance(tx, actor)?,
                 None => None,
             };
-            let previous = unreviewed.as_ref().map(RequestId::as_str);
-            if let Err(r) = bg::no_unreviewed_use(actor, previous, allowed_by.is_some()) {
+            if let Err(r) = bg::no_unreviewed_use(actor, last, allowed_by.is_some()) {
                 return self.refuse(tx, now, &attempt, r.into());
             }
             let id = super::plan::free_id(tx, now, (candidate, checks.id_taken), &mut rand::rng())?;

@@ -23,8 +23,12 @@ pub struct Allowance {
     pub user: String,
     /// The admin who allowed it.
     pub allowed_by: String,
-    /// Their use still under review, if any (without one, the allowance waits for one).
+    /// Their use still under review, if any.
     pub unreviewed: Option<String>,
+    /// Their last use, judged unjustified, if that is what needed the allowance (added
+    /// field).
+    #[serde(default)]
+    pub unjustified: Option<String>,
 }
 
 impl Verdict {
@@ -225,9 +229,10 @@ impl Service {
         Ok(())
     }
 
-    /// Allows `user` one more break-glass use before their last one is reviewed (admins;
-    /// never for themselves; only while one waits for its review, and forgotten once none
-    /// does). Audited as `breakglass.allowed`.
+    /// Allows `user` one more break-glass use before their last one is reviewed, or after
+    /// it was judged unjustified (admins; never for themselves; only while one of those
+    /// stands in the way: an allowance given while a use waits is forgotten when its
+    /// review closes). Audited as `breakglass.allowed`.
     pub fn allow_breakglass(
         &self,
         who: &SteppedUp,
@@ -246,23 +251,31 @@ impl Service {
         self.store.write(|tx| {
             self.require_enabled(tx, actor)?;
             self.require_known(tx, user)?;
-            let Some(open) = uses::open_use_of(tx, user)? else {
+            let unreviewed = uses::open_use_of(tx, user)?;
+            let unjustified = match unreviewed {
+                Some(_) => None,
+                None => uses::last_unjustified(tx, user)?,
+            };
+            let Some(open) = unreviewed.clone().or_else(|| unjustified.clone()) else {
                 return Err(ServiceError::Conflict {
                     code: crate::error_code::ErrorCode::NothingToAllow,
                     message: format!(
-                        "{user} has no break-glass use waiting for its review: they may break \
-                         the glass without an allowance"
+                        "{user} has no break-glass use waiting for its review, and their last \
+                         was not judged unjustified: they may break the glass without an \
+                         allowance"
                     ),
                 });
             };
-            let unreviewed = Some(open.to_string());
+            let unreviewed = unreviewed.map(|id| id.to_string());
+            let unjustified = unjustified.map(|id| id.to_string());
             uses::allow(tx, user, actor, unix(now))?;
             let event = BreakglassAllowed {
                 user: user.to_string(),
                 unreviewed: unreviewed.clone(),
+                unjustified: unjustified.clone(),
             };
             audit::append(tx, now, &NewEvent::general(actor.as_str(), event))?;
-            // About the use still waiting for its review: the one this lets them pass.
+            // About the use that stood in the way: the one this lets them pass.
             let allowance = serde_json::json!({ "user": user, "allowed_by": actor });
             self.tell_with(
                 tx,
@@ -275,6 +288,7 @@ impl Service {
                 user: user.to_string(),
                 allowed_by: actor.to_string(),
                 unreviewed,
+                unjustified,
             })
         })
     }
