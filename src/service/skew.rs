@@ -15,11 +15,14 @@ pub const WARN_SKEW: Duration = Duration::from_secs(2);
 pub const MAX_SKEW: Duration = Duration::from_secs(5);
 /// How often the daemon measures.
 pub const CHECK_EVERY: Duration = Duration::from_secs(30);
+/// After a failed measurement, how often a caller that needs the clock measures again
+/// (the database may be back: nobody waits for the daemon's next round to sign).
+const RETRY_FAILED: Duration = Duration::from_secs(1);
 
 /// The last measured skew in milliseconds (database minus replica); [`UNKNOWN`] before
 /// the first measurement or on SQLite.
 #[derive(Debug)]
-pub(super) struct Skew(AtomicI64);
+pub(super) struct Skew(AtomicI64, std::sync::Mutex<Option<std::time::Instant>>);
 
 const UNKNOWN: i64 = i64::MIN;
 /// The last measurement failed (the database did not answer): nothing is signed until
@@ -28,7 +31,7 @@ const FAILED: i64 = i64::MIN + 1;
 
 impl Default for Skew {
     fn default() -> Self {
-        Skew(AtomicI64::new(UNKNOWN))
+        Skew(AtomicI64::new(UNKNOWN), std::sync::Mutex::new(None))
     }
 }
 
@@ -74,7 +77,13 @@ impl Service {
     /// above [`MAX_SKEW`], or when the last measurement failed. Never measured (SQLite;
     /// on PostgreSQL opening measures once, and refuses to start if it cannot): allowed.
     pub fn clock_agrees(&self) -> Result<(), ServiceError> {
-        let skew = self.skew.0.load(Ordering::Relaxed);
+        let mut skew = self.skew.0.load(Ordering::Relaxed);
+        if skew == FAILED && self.retry_due() {
+            // Measured again at once (an operator trial saw replicas refuse to sign for a
+            // minute after the database came back); a failure is kept as it was.
+            let _ = self.check_clock();
+            skew = self.skew.0.load(Ordering::Relaxed);
+        }
         if skew == FAILED {
             return Err(ServiceError::NotReady(
                 "this replica could not compare its clock with the database's: it does not \
@@ -91,5 +100,21 @@ impl Service {
             )));
         }
         Ok(())
+    }
+
+    /// Whether a failed measurement may be tried again now (at most every
+    /// [`RETRY_FAILED`]); takes the turn.
+    fn retry_due(&self) -> bool {
+        let mut last = self
+            .skew
+            .1
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < RETRY_FAILED) {
+            return false;
+        }
+        *last = Some(now);
+        true
     }
 }
