@@ -237,7 +237,13 @@ impl Service {
         service.check_clock()?;
         if matches!(access, Access::Serve { .. }) {
             service.sinks = Arc::new(notify::load_sinks(&service.config())?);
-            service.record_policy(operator, "start")?;
+            let changes = service.record_policy(operator, "start")?;
+            if changes.as_object().is_some_and(|c| !c.is_empty()) {
+                tracing::info!(
+                    changes = %changes,
+                    "this start changed the policy in force; policy.loaded recorded"
+                );
+            }
         }
         Ok(service)
     }

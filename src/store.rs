@@ -140,7 +140,8 @@ pub enum StoreError {
 
 /// What a replica on an older policy answers (`GET /v1/ready` and every write).
 pub const IN_FORCE_MESSAGE: &str = "this server runs another policy than the newest the \
-    database records: reload it with the current configuration (countersign reload)";
+    database records: put the configuration file the other replicas run in place here, \
+    then reload (countersign reload)";
 
 /// The database handle shared by the server and the operator commands.
 pub struct Store {

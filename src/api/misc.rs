@@ -70,13 +70,14 @@ async fn probe<T: Send + 'static>(
     match tokio::time::timeout(HEALTH_WAIT, answer).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) if e.code() == ErrorCode::NotReady.as_str() => Err(e),
-        Ok(Err(e)) => {
+        Ok(Err(_)) => {
             // Its cause is logged where it was met (`ServiceError::log_internal`).
-            tracing::warn!(
-                reason = e.message(),
-                check = what,
-                "the database does not answer"
-            );
+            // Its cause is logged where it was met (`ServiceError::log_internal`); a
+            // probe every few seconds says so once every 10 s.
+            static PROBES: crate::logging::Throttle = crate::logging::Throttle::new();
+            if let Some(left_out) = PROBES.allow() {
+                tracing::warn!(check = what, left_out, "the database does not answer");
+            }
             Err(unavailable("the database does not answer"))
         }
         Err(_) => {

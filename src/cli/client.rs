@@ -206,7 +206,7 @@ impl Client {
                     return serde_json::from_str(&text)
                         .context("server sent a response that is not the expected JSON");
                 }
-                Err(Retry::Again(why)) if attempt < CREATE_ATTEMPTS => {
+                Err(Retry::Again(why, _)) if attempt < CREATE_ATTEMPTS => {
                     eprintln!(
                         "countersign: {why}; sending it again with the same Idempotency-Key \
                          (attempt {} of {CREATE_ATTEMPTS})",
@@ -215,7 +215,10 @@ impl Client {
                     std::thread::sleep(std::time::Duration::from_secs(attempt));
                     attempt += 1;
                 }
-                Err(Retry::Again(why)) => bail!(
+                Err(Retry::Again(why, true)) => {
+                    bail!("{why}, {CREATE_ATTEMPTS} times: nothing made")
+                }
+                Err(Retry::Again(why, false)) => bail!(
                     "{why}, {CREATE_ATTEMPTS} times; the server may have made it all the same: \
                      see `countersign list --status pending` before asking again"
                 ),
@@ -244,26 +247,33 @@ impl Client {
             // Never connected (refused, no route, TLS spoken to plain HTTP, a bad
             // certificate): nothing reached a server, and trying again changes nothing.
             Err(e) if e.is_connect() => Err(Retry::Final(self.unreachable(e))),
-            Err(e) => Err(Retry::Again(format!(
-                "no answer from countersign at {} ({})",
-                self.base,
-                crate::service::chain(&e)
-            ))),
+            Err(e) => Err(Retry::Again(
+                format!(
+                    "no answer from countersign at {} ({})",
+                    self.base,
+                    crate::service::chain(&e)
+                ),
+                false,
+            )),
             Ok((status, body)) if GONE.contains(&status.as_u16()) => {
                 // countersign's own 503 says why (its database); a balancer's says nothing.
-                let why = serde_json::from_slice::<Value>(&body)
-                    .ok()
-                    .and_then(|v| {
-                        let code = printable(v["error"]["code"].as_str()?);
-                        let message = printable(v["error"]["message"].as_str()?);
-                        Some(format!("{code}: {message}"))
-                    })
-                    .unwrap_or_else(|| "no backend".to_owned());
-                Err(Retry::Again(format!(
+                // Its `not_ready` wrote nothing (a write refused before it began).
+                let error = serde_json::from_slice::<Value>(&body).unwrap_or_default();
+                let (code, message) = (
+                    error["error"]["code"].as_str(),
+                    error["error"]["message"].as_str(),
+                );
+                let made_nothing = code == Some(crate::error_code::ErrorCode::NotReady.as_str());
+                let why = match (code, message) {
+                    (Some(c), Some(m)) => format!("{}: {}", printable(c), printable(m)),
+                    _ => "no backend".to_owned(),
+                };
+                let why = format!(
                     "the server at {} answered HTTP {} ({why})",
                     self.base,
                     status.as_u16()
-                )))
+                );
+                Err(Retry::Again(why, made_nothing))
             }
             Ok((status, body)) if status.is_success() => String::from_utf8(body.to_vec())
                 .map_err(|_| Retry::Final(anyhow!("server sent a response that is not UTF-8"))),
@@ -399,25 +409,24 @@ const CREATE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 /// unknown whether it was; a retry with the same key settles it.
 const GONE: [u16; 3] = [502, 503, 504];
 
-/// Whether an attempt of [`Client::post_once`] may be made again.
 /// A failure that may pass: the server (or the balancer before it) could not be reached
 /// or answered 502/503/504. What was asked may be asked again.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub(super) struct Transient(String);
 
+/// Whether an attempt of [`Client::post_once`] may be made again.
 enum Retry {
-    /// No answer, or none from countersign: the same request again, with the same key.
-    Again(String),
+    /// No answer, none from countersign, or its `not_ready` (another replica may be ready):
+    /// the same request again, with the same key; and whether the answer said none was made.
+    Again(String, bool),
     /// An answer: the error it carries.
     Final(anyhow::Error),
 }
 
 /// A fresh idempotency key: 128 random bits in hex.
 fn idempotency_key() -> String {
-    let mut bytes = [0u8; 16];
-    rand::Rng::fill_bytes(&mut rand::rng(), &mut bytes);
-    hex::encode(bytes)
+    hex::encode(rand::random::<[u8; 16]>())
 }
 
 /// `url` (from `--url` or `COUNTERSIGN_URL`) without a trailing slash, if it is an

@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use anyhow::bail;
 use clap::Subcommand;
 use serde_json::json;
 
@@ -24,9 +25,9 @@ pub enum NotifyCommand {
     },
     /// Try a dead notification again at once (every sink's, or --sink's); --all: every
     /// dead one.
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["id", "all"])))]
     Retry {
         /// The event's id (msg_..., from `notify status`).
-        #[arg(required_unless_present = "all", conflicts_with = "all")]
         id: Option<String>,
         /// Every dead delivery (of every event; with --sink, to that sink), e.g. once a
         /// receiver that was down for a while is back.
@@ -91,6 +92,20 @@ pub(super) fn run(config: &Path, cmd: NotifyCommand) -> anyhow::Result<ExitCode>
             }
         }
         NotifyCommand::Retry { id, all: _, sink } => {
+            if let Some(name) = &sink
+                && !config.notify.iter().any(|s| &s.name == name)
+            {
+                let known: Vec<&str> = config.notify.iter().map(|s| s.name.as_str()).collect();
+                bail!(
+                    "no [[notify]] sink is named {name} in this file (its sinks: {}): a sink no \
+                     replica has is never tried",
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                );
+            }
             let n = local.notify_retry(id.as_deref(), sink.as_deref(), &operator())?;
             let of = id.map(|id| format!(" of {id}")).unwrap_or_default();
             eprintln!("re-armed {n} delivery(ies){of}: they are tried again within seconds");

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::service::{Service, blocking, chain};
+use crate::service::{ErrorKind, Service, ServiceError, blocking, chain};
 
 /// How often the sweep brings the high-water mark up to the audit head.
 const MARK_PERIOD: Duration = Duration::from_secs(60);
@@ -44,16 +44,15 @@ pub(super) async fn sweep_expired(state: Arc<Service>) {
         if marked.elapsed() >= MARK_PERIOD {
             marked = tokio::time::Instant::now();
             if let Err(e) = blocking(&state, |s| s.mark_head()).await {
-                e.log_internal();
-                tracing::error!(code = e.code().as_str(), "could not advance the state mark");
+                failed("advancing the state mark", e);
             }
         }
         let s = state.clone();
         match state.store().submit(move || s.expire_overdue()).await {
             Ok(Ok(n)) if n > 0 => tracing::info!(expired = n, "expired overdue requests"),
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(error = %chain(&e), "expiry sweep failed"),
-            Err(e) => tracing::error!(error = %chain(&e), "expiry sweep failed"),
+            Ok(Err(e)) => failed("expiry sweep", e),
+            Err(e) => failed("expiry sweep", e.into()),
         }
         let s = state.clone();
         match state.store().submit(move || s.remind_breakglass()).await {
@@ -62,8 +61,19 @@ pub(super) async fn sweep_expired(state: Arc<Service>) {
                 "break-glass reviews are late: reminders or overdue notices sent"
             ),
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(error = %chain(&e), "break-glass reminders failed"),
-            Err(e) => tracing::error!(error = %chain(&e), "break-glass reminders failed"),
+            Ok(Err(e)) => failed("break-glass reminders", e),
+            Err(e) => failed("break-glass reminders", e.into()),
         }
     }
+}
+
+/// Logs a background task's failure: a database that is unavailable, or this replica left
+/// behind on the policy, is said by `log_internal`'s lines (once every 10 s, not once per
+/// task and round); anything else as an error naming the task.
+fn failed(what: &str, e: ServiceError) {
+    if e.kind() == ErrorKind::Unavailable {
+        e.log_internal();
+        return;
+    }
+    tracing::error!(error = %chain(&e), "{what} failed");
 }

@@ -230,7 +230,9 @@ impl ServiceError {
     }
 
     /// Logs a server-side failure (kind [`ErrorKind::Internal`]) with its cause chain,
-    /// where a front end answers it; the caller's own mistakes are not logged.
+    /// where a front end answers it, and (once every 10 s) a database that is unavailable
+    /// or a write refused to a replica left behind; the caller's own mistakes are not
+    /// logged here.
     pub fn log_internal(&self) {
         match self {
             ServiceError::Audit(broken) => {
@@ -242,6 +244,17 @@ impl ServiceError {
             // The caller hears only "unavailable"; the operator needs the cause (the
             // server down, a refused password, a full pool).
             ServiceError::Store(StoreError::Unavailable(why)) => log_unavailable(why),
+            // Every write of a replica left behind: said once every 10 s.
+            ServiceError::Store(StoreError::PolicyChanged) => {
+                static REFUSED: crate::logging::Throttle = crate::logging::Throttle::new();
+                if let Some(left_out) = REFUSED.allow() {
+                    tracing::warn!(
+                        left_out,
+                        "a write was refused: {}",
+                        StoreError::PolicyChanged
+                    );
+                }
+            }
             _ => {}
         }
     }
@@ -251,20 +264,8 @@ impl ServiceError {
 /// request and each background task of every replica meets it (the pool logs when it
 /// answers again). Each line says how many were left out since the last.
 fn log_unavailable(why: &str) {
-    use std::sync::{Mutex, PoisonError};
-    use std::time::{Duration, Instant};
-    static LAST: Mutex<(Option<Instant>, u64)> = Mutex::new((None, 0));
-    let mut last = LAST.lock().unwrap_or_else(PoisonError::into_inner);
-    let now = Instant::now();
-    if last
-        .0
-        .is_some_and(|t| now.duration_since(t) < Duration::from_secs(10))
-    {
-        last.1 += 1;
-        return;
+    static UNAVAILABLE: crate::logging::Throttle = crate::logging::Throttle::new();
+    if let Some(left_out) = UNAVAILABLE.allow() {
+        tracing::warn!(cause = %why, left_out, "the database is unavailable");
     }
-    let left_out = std::mem::take(&mut last.1);
-    last.0 = Some(now);
-    drop(last);
-    tracing::warn!(cause = %why, left_out, "the database is unavailable");
 }

@@ -271,7 +271,7 @@ impl Service {
         } else if self.may_view(tx, actor, &m.row, self.now())? {
             Ok((m.row, m.requester_disabled))
         } else {
-            Err(ServiceError::NotFound(format!("no request {id}")))
+            Err(hidden(actor, id))
         }
     }
 
@@ -285,9 +285,23 @@ impl Service {
     ) -> Result<rq::RequestRow, ServiceError> {
         match rq::get(tx, id)? {
             Some(row) if self.may_view(tx, actor, &row, self.now())? => Ok(row),
-            _ => Err(ServiceError::NotFound(format!("no request {id}"))),
+            Some(_) => Err(hidden(actor, id)),
+            None => Err(ServiceError::NotFound(format!("no request {id}"))),
         }
     }
+}
+
+/// The answer to someone who may not see request `id`, which exists: that there is none
+/// (its existence is not confirmed), and a `refused` line in the log for the operator
+/// (someone reading, approving or cancelling other people's requests is probing).
+fn hidden(actor: &UserName, id: &RequestId) -> ServiceError {
+    tracing::warn!(
+        user = %actor,
+        id = %id,
+        code = "not_found",
+        "refused: a request this user may not see (answered that there is none)"
+    );
+    ServiceError::NotFound(format!("no request {id}"))
 }
 
 /// Most requests one page of a list returns (and the default page size).

@@ -81,7 +81,17 @@ impl Service {
                 Ok(Ready { policy: ours })
             }
             Some(newest) => {
-                tracing::warn!(ours = %ours, newest = %newest, "not ready: an older policy");
+                static BEHIND: crate::logging::Throttle = crate::logging::Throttle::new();
+                if let Some(left_out) = BEHIND.allow() {
+                    tracing::warn!(
+                        ours = %ours,
+                        newest = %newest,
+                        left_out,
+                        "not ready, and every write refused: another server recorded another \
+                         policy as the newest; put its configuration file in place here and \
+                         reload (countersign reload)"
+                    );
+                }
                 Err(ServiceError::NotReady(
                     crate::store::IN_FORCE_MESSAGE.into(),
                 ))
@@ -161,13 +171,14 @@ impl Service {
             // most likely an out-of-date file (a replica's copy not updated, a restored
             // config). Replaced by this one (same host and file), it is its operator
             // going back.
-            if cause == "start" && old.is_some() && !replaced_here(tx, config)? {
+            // A reload is the operator's word: recorded, with the same warning.
+            if old.is_some() && !replaced_here(tx, config)? {
                 let before = crate::store::audit::policy_recorded(tx, &digest)?;
                 if let Some(at) = before {
                     superseded = Some(at);
                     // Replicas: not recorded, so the newest stays in force and this
                     // replica writes nothing until reloaded (`store/in_force.rs`).
-                    if self.store.is_postgres() {
+                    if cause == "start" && self.store.is_postgres() {
                         return Ok(Ok(json!({})));
                     }
                 }
@@ -194,7 +205,7 @@ impl Service {
         // A refusal committed its `policy.refused`; it is an error all the same.
         let recorded = recorded.and_then(|r| r);
         if let (Ok(_), Some((seq, at))) = (&recorded, &superseded) {
-            self.warn_superseded(*seq, at);
+            self.warn_superseded(cause, *seq, at);
         }
         if recorded.is_err() && swap.is_some() {
             self.store
@@ -310,8 +321,17 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
 impl Service {
     /// Says that this start's policy is one recorded before (event `seq`, at `at`) and
     /// replaced since: what it means on each backend, and what to do.
-    fn warn_superseded(&self, seq: i64, at: &str) {
-        if self.store.is_postgres() {
+    fn warn_superseded(&self, cause: &str, seq: i64, at: &str) {
+        if cause != "start" {
+            tracing::warn!(
+                recorded_seq = seq,
+                recorded_at = at,
+                "this reload put back a policy that was in force before and was replaced \
+                 since by another server (audit event {seq}, {at}): it is the newest now, and \
+                 replicas on the newer one are not ready until reloaded with it. If that was \
+                 not meant, put the newer file in place here and reload again"
+            );
+        } else if self.store.is_postgres() {
             tracing::warn!(
                 recorded_seq = seq,
                 recorded_at = at,

@@ -241,7 +241,7 @@ fn failed_authentications_are_logged_without_the_token() {
 /// operator watching the log sees it, though it changes nothing and writes no audit row.
 #[test]
 fn refusals_are_logged_with_the_user_and_route() {
-    let (_dir, server, alice) = logged_server("alice");
+    let (dir, server, alice) = logged_server("alice");
     assert_eq!(
         get_status(&server, "/v1/audit", &alice),
         StatusCode::FORBIDDEN
@@ -260,6 +260,29 @@ fn refusals_are_logged_with_the_user_and_route() {
         assert!(line.contains(part), "{part} missing: {line}");
     }
     assert!(!log.contains(&alice), "{log}");
+
+    // Approving a request one may not even see is answered "no such request", and said.
+    let dave = create_token(&dir.path().join("c.toml"), "dave");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let api = crate::process::Api::new(&server.url);
+    let (status, body) = rt.block_on(async {
+        let key = crate::helpers::public_line(&crate::helpers::new_key());
+        let body = serde_json::json!({"role": "prod-db", "public_key": key, "reason": "r"});
+        let (_, made) = api.post(&alice, "/v1/requests", body).await.unwrap();
+        let id = made["id"].as_str().unwrap_or_default().to_owned();
+        let path = format!("/v1/requests/{id}/approve");
+        api.post(&dave, &path, serde_json::json!({})).await.unwrap()
+    });
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let log = log_with(&server, "a request this user may not see");
+    let line = log
+        .lines()
+        .find(|l| l.contains("may not see"))
+        .unwrap_or_default();
+    assert!(line.contains("user=dave") && line.contains("r-"), "{line}");
     assert!(server.terminate(), "graceful shutdown exits 0");
 }
 

@@ -52,6 +52,22 @@ async fn a_replica_left_on_an_older_policy_refuses_to_write_until_reloaded() {
         (status, code(&body)),
         (StatusCode::SERVICE_UNAVAILABLE, "not_ready")
     );
+    // The CLI tries again (a balancer may send it to a ready replica), then says that
+    // nothing was made: not_ready is a refusal, not an unknown outcome.
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("id.pub");
+    std::fs::write(&key, public_line(&new_key())).unwrap();
+    let mut cli = crate::cli::client(&second, "frank");
+    cli.args(["request", "prod-db", "--reason", "r", "--key"])
+        .arg(&key);
+    let out = crate::cli::run(cli).await;
+    let said = crate::cli::text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        said.contains("not_ready") && said.contains("nothing made"),
+        "{said}"
+    );
+    assert!(!said.contains("may have made it"), "{said}");
     let (status, body) = second
         .post("bob", "/v1/users/dave/revoke", json!({ "reason": "left" }))
         .await;

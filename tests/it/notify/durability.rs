@@ -311,4 +311,17 @@ async fn every_dead_delivery_to_a_sink_is_retried_with_one_command() {
     })
     .await;
     assert_eq!(both.status.code(), Some(2), "{}", text(&both.stderr));
+    // A sink this file does not have is named as such (nothing would ever try it).
+    let unknown = run({
+        let mut c = countersign(&app.config_path());
+        c.args(["notify", "retry", "--all", "--sink", "nosuch"]);
+        c
+    })
+    .await;
+    assert!(!unknown.status.success());
+    let said = text(&unknown.stderr);
+    assert!(
+        said.contains("no [[notify]] sink is named nosuch") && said.contains("flaky"),
+        "{said}"
+    );
 }
