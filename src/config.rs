@@ -236,7 +236,6 @@ impl Config {
         // mistake; a section that needs a broken one (the CA key's folder needs the data
         // directory, the roles their users) is skipped.
         let server = b.server(raw.server, base);
-        let server = b.note(server);
         let ca = match &server {
             Some(server) => {
                 let ca = b.ca(raw.ca, &server.data_dir, base);
@@ -253,7 +252,6 @@ impl Config {
             (None, _, _) => Some(None),
         };
         let requests = b.requests(&raw.requests);
-        let requests = b.note(requests);
         let storage = b.storage(raw.storage, base);
         let storage = b.note(storage);
         let ssh = match (raw.ssh, &server) {

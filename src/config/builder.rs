@@ -54,26 +54,32 @@ impl Builder<'_> {
     }
 
     /// `[requests]`.
-    pub(super) fn requests(&self, raw: &raw::RawRequests) -> Result<RequestSettings, ConfigError> {
+    /// `[requests]`, each key checked (errors kept: [`Builder::note`]); `None` when any
+    /// is wrong.
+    pub(super) fn requests(&mut self, raw: &raw::RawRequests) -> Option<RequestSettings> {
         let max = RequestSettings::MAX_PENDING_PER_USER_LIMIT;
-        Ok(RequestSettings {
-            pending_ttl: self.duration("requests.pending_ttl", raw.pending_ttl.as_deref(), "1h")?,
-            revocation_grace: self.duration_or_zero(
-                "requests.revocation_grace",
-                raw.revocation_grace.as_deref(),
-                "2m",
-                Duration::from_secs(24 * 3600),
-            )?,
-            max_pending_per_user: match raw.max_pending_per_user {
-                None => RequestSettings::DEFAULT_MAX_PENDING_PER_USER,
-                Some(n) if (1..=max).contains(&n) => n,
-                Some(_) => {
-                    return Err(self.err(
-                        "requests.max_pending_per_user",
-                        format!("must be between 1 and {max}"),
-                    ));
-                }
-            },
+        let pending_ttl = self.duration("requests.pending_ttl", raw.pending_ttl.as_deref(), "1h");
+        let pending_ttl = self.note(pending_ttl);
+        let revocation_grace = self.duration_or_zero(
+            "requests.revocation_grace",
+            raw.revocation_grace.as_deref(),
+            "2m",
+            Duration::from_secs(24 * 3600),
+        );
+        let revocation_grace = self.note(revocation_grace);
+        let max_pending_per_user = match raw.max_pending_per_user {
+            None => Ok(RequestSettings::DEFAULT_MAX_PENDING_PER_USER),
+            Some(n) if (1..=max).contains(&n) => Ok(n),
+            Some(_) => Err(self.err(
+                "requests.max_pending_per_user",
+                format!("must be between 1 and {max}"),
+            )),
+        };
+        let max_pending_per_user = self.note(max_pending_per_user);
+        Some(RequestSettings {
+            pending_ttl: pending_ttl?,
+            revocation_grace: revocation_grace?,
+            max_pending_per_user: max_pending_per_user?,
             require_registered_keys: raw.require_registered_keys.unwrap_or(false),
         })
     }

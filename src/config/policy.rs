@@ -31,8 +31,7 @@ impl Builder<'_> {
         };
         let mut all_read = true;
         for (name, role) in roles {
-            let role = self.role(&policy, &name, role);
-            match self.note(role) {
+            match self.role(&policy, &name, role) {
                 Some(role) => {
                     policy.roles.insert(role.name.clone(), role);
                 }
@@ -181,47 +180,64 @@ impl Builder<'_> {
         Ok(out)
     }
 
-    fn role(
-        &mut self,
-        policy: &Policy,
-        name: &str,
-        raw: raw::RawRole,
-    ) -> Result<Role, ConfigError> {
+    /// One role, each of its keys checked (errors kept: [`Builder::note`]); `None` when
+    /// any is wrong (a key that builds on a wrong one, as `default_ttl` on `max_ttl`, is
+    /// not checked).
+    fn role(&mut self, policy: &Policy, name: &str, raw: raw::RawRole) -> Option<Role> {
         let key = format!("roles.{name}");
-        let name = RoleName::parse(name).map_err(|e| self.err(&key, e))?;
+        let name = RoleName::parse(name).map_err(|e| self.err(&key, e));
+        let name = self.note(name);
         let principals = raw::principals(policy, &raw.principals)
-            .map_err(|e| self.err(format!("{key}.principals"), e))?;
-        let requesters = self.members(policy, &format!("{key}.requesters"), &raw.requesters)?;
-        let steps = self.steps(policy, &key, &raw)?;
-        let max_ttl = self.duration(&format!("{key}.max_ttl"), raw.max_ttl.as_deref(), "2h")?;
-        let default_ttl = match raw.default_ttl.as_deref() {
-            Some(d) => self.duration(&format!("{key}.default_ttl"), Some(d), "")?,
-            None => max_ttl.min(Duration::from_secs(30 * 60)),
-        };
-        if default_ttl > max_ttl {
-            return Err(self.err(format!("{key}.default_ttl"), "must not exceed max_ttl"));
-        }
-        let extensions = raw::extensions(raw.extensions)
-            .map_err(|e| self.err(format!("{key}.extensions"), e))?;
+            .map_err(|e| self.err(format!("{key}.principals"), e));
+        let principals = self.note(principals);
+        let requesters = self.members(policy, &format!("{key}.requesters"), &raw.requesters);
+        let requesters = self.note(requesters);
+        let steps = self.steps(policy, &key, &raw);
+        let steps = self.note(steps);
+        let max_ttl = self.duration(&format!("{key}.max_ttl"), raw.max_ttl.as_deref(), "2h");
+        let max_ttl = self.note(max_ttl);
+        let default_ttl = max_ttl.and_then(|max_ttl| {
+            let default_ttl = match raw.default_ttl.as_deref() {
+                Some(d) => self.duration(&format!("{key}.default_ttl"), Some(d), ""),
+                None => Ok(max_ttl.min(Duration::from_secs(30 * 60))),
+            };
+            let default_ttl = default_ttl.and_then(|d| {
+                if d > max_ttl {
+                    Err(self.err(format!("{key}.default_ttl"), "must not exceed max_ttl"))
+                } else {
+                    Ok(d)
+                }
+            });
+            self.note(default_ttl)
+        });
+        let extensions =
+            raw::extensions(raw.extensions).map_err(|e| self.err(format!("{key}.extensions"), e));
+        let extensions = self.note(extensions);
         let force_command = raw::force_command(raw.force_command)
-            .map_err(|e| self.err(format!("{key}.force_command"), e))?;
+            .map_err(|e| self.err(format!("{key}.force_command"), e));
+        let force_command = self.note(force_command);
         let source_address = raw::source_address(raw.source_address)
-            .map_err(|e| self.err(format!("{key}.source_address"), e))?;
-        let break_glass = match raw.break_glass {
-            Some(b) => Some(self.break_glass(policy, &key, b, max_ttl)?),
-            None => None,
+            .map_err(|e| self.err(format!("{key}.source_address"), e));
+        let source_address = self.note(source_address);
+        let break_glass = match (raw.break_glass, max_ttl) {
+            (Some(b), Some(max_ttl)) => {
+                let table = self.break_glass(policy, &key, b, max_ttl);
+                Some(Some(self.note(table)?))
+            }
+            (Some(_), None) => None,
+            (None, _) => Some(None),
         };
-        Ok(Role {
-            name,
-            principals,
-            requesters,
-            steps,
-            default_ttl,
-            max_ttl,
-            extensions,
-            force_command,
-            source_address,
-            break_glass,
+        Some(Role {
+            name: name?,
+            principals: principals?,
+            requesters: requesters?,
+            steps: steps?,
+            default_ttl: default_ttl?,
+            max_ttl: max_ttl?,
+            extensions: extensions?,
+            force_command: force_command?,
+            source_address: source_address?,
+            break_glass: break_glass?,
             cached_digest: Default::default(),
         })
     }

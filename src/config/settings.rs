@@ -61,31 +61,50 @@ impl Default for Limits {
 }
 
 impl Builder<'_> {
-    pub(super) fn server(
-        &mut self,
-        raw: raw::RawServer,
-        base: &Path,
-    ) -> Result<ServerSettings, ConfigError> {
+    /// `[server]`, each of its parts read even when another is wrong (their errors kept:
+    /// [`Builder::note`]); `None` when any is.
+    pub(super) fn server(&mut self, raw: raw::RawServer, base: &Path) -> Option<ServerSettings> {
         let listen = raw
             .listen
             .as_deref()
             .unwrap_or("127.0.0.1:7070")
             .parse()
-            .map_err(|e| self.err("server.listen", format!("not an address:port ({e})")))?;
+            .map_err(|e| self.err("server.listen", format!("not an address:port ({e})")));
+        let listen = self.note(listen);
         let data_dir = base.join(raw.data_dir.as_deref().unwrap_or("data"));
-        let limits = self.limits(&raw)?;
-        let tls = self.tls(&raw, base)?;
-        self.plain_http(listen, tls.is_some(), raw.allow_plain_http)?;
+        let limits = self.limits(&raw);
+        let limits = self.note(limits);
+        let tls = self.tls(&raw, base);
+        let tls = self.note(tls);
+        let plain_ok = match (listen, &tls) {
+            (Some(listen), Some(tls)) => {
+                let plain = self.plain_http(listen, tls.is_some(), raw.allow_plain_http);
+                self.note(plain).is_some()
+            }
+            _ => true,
+        };
         let working_hours =
-            self.working_hours(raw.timezone.as_deref(), raw.working_hours.as_deref())?;
-        let log_format = self.log_format(raw.log_format.as_deref())?;
+            self.working_hours(raw.timezone.as_deref(), raw.working_hours.as_deref());
+        let working_hours = self.note(working_hours);
+        let log_format = self.log_format(raw.log_format.as_deref());
+        let log_format = self.note(log_format);
         let shutdown_delay = self.duration_or_zero(
             "server.shutdown_delay",
             raw.shutdown_delay.as_deref().or(Some("0s")),
             "0s",
             std::time::Duration::from_secs(300),
-        )?;
-        Ok(ServerSettings {
+        );
+        let shutdown_delay = self.note(shutdown_delay);
+        let (listen, limits, tls, working_hours, log_format, shutdown_delay) = (
+            listen?,
+            limits?,
+            tls?,
+            working_hours?,
+            log_format?,
+            shutdown_delay?,
+        );
+        plain_ok.then_some(())?;
+        Some(ServerSettings {
             listen,
             data_dir,
             tls,

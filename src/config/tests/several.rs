@@ -54,3 +54,34 @@ fn a_level_that_builds_on_a_broken_one_is_not_read() {
         &["2 errors", "conflicts[0].roles", "conflicts[1].roles"],
     );
 }
+
+#[test]
+fn server_requests_and_a_role_name_each_wrong_key() {
+    let text = format!(
+        "[server]\nlisten = \"nowhere\"\nlog_format = \"yaml\"\nshutdown_delay = \"1h\"\n\
+         [requests]\npending_ttl = \"0s\"\nmax_pending_per_user = 0\n{}",
+        BASE.replace(
+            "principals = [\"x\"]",
+            "principals = []\nmax_ttl = \"1h\"\ndefault_ttl = \"2h\"\nextensions = [\"nope\"]"
+        )
+    );
+    let e = load(&text).expect_err("refused");
+    let ConfigError::Several { errors, .. } = &e else {
+        panic!("one error only: {e}");
+    };
+    let keys: Vec<&str> = errors.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "server.listen",
+            "server.log_format",
+            "server.shutdown_delay",
+            "requests.pending_ttl",
+            "requests.max_pending_per_user",
+            "roles.x.principals",
+            "roles.x.default_ttl",
+            "roles.x.extensions",
+        ],
+        "{e}"
+    );
+}
