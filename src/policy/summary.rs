@@ -77,7 +77,13 @@ pub fn summary(policy: &Policy) -> Value {
 
 /// SHA-256 of the summary's canonical text, hex.
 pub fn digest(summary: &Value) -> String {
-    hex::encode(Sha256::digest(summary.to_string().as_bytes()))
+    text_digest(&summary.to_string())
+}
+
+/// [`digest`] of a summary kept as its canonical text (`meta.policy`): the digest
+/// `meta.policy_digest` holds, which PostgreSQL's migration computes the same way.
+pub fn text_digest(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 /// What changed from `old` to `new` (both [`summary`] values; `old` `None` for the first

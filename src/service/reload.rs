@@ -172,15 +172,19 @@ impl Service {
             // config). Replaced by this one (same host and file), it is its operator
             // going back.
             // A reload is the operator's word: recorded, with the same warning.
-            if old.is_some() && !replaced_here(tx, config)? {
-                let before = crate::store::audit::policy_recorded(tx, &digest)?;
-                if let Some(at) = before {
-                    superseded = Some(at);
-                    // Replicas: not recorded, so the newest stays in force and this
-                    // replica writes nothing until reloaded (`store/in_force.rs`).
-                    if cause == "start" && self.store.is_postgres() {
-                        return Ok(Ok(json!({})));
-                    }
+            let before = match old {
+                Some(_) => crate::store::audit::policy_recorded(tx, &digest)?,
+                None => None,
+            };
+            // (The cheaper question first: most changed policies were never recorded.)
+            if let Some(at) = before
+                && !replaced_here(tx, config)?
+            {
+                superseded = Some(at);
+                // Replicas: not recorded, so the newest stays in force and this replica
+                // writes nothing until reloaded (`store/in_force.rs`).
+                if cause == "start" && self.store.is_postgres() {
+                    return Ok(Ok(json!({})));
                 }
             }
             let changes = summary::changes(old.as_ref(), &new);
@@ -319,8 +323,9 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
 }
 
 impl Service {
-    /// Says that this start's policy is one recorded before (event `seq`, at `at`) and
-    /// replaced since: what it means on each backend, and what to do.
+    /// Says that the policy this start or reload (`cause`) took is one recorded before
+    /// (event `seq`, at `at`) and replaced since by another server: what it means on each
+    /// backend, and what to do.
     fn warn_superseded(&self, cause: &str, seq: i64, at: &str) {
         if cause != "start" {
             tracing::warn!(
@@ -365,6 +370,8 @@ fn replaced_here(tx: &crate::store::Tx<'_>, config: &Config) -> Result<bool, Ser
     let Some(detail) = crate::store::audit::newest_policy_event(tx)? else {
         return Ok(false);
     };
-    let event: PolicyLoaded = serde_json::from_str(&detail).unwrap_or_default();
+    let event: PolicyLoaded = serde_json::from_str(&detail).map_err(|e| {
+        crate::store::StoreError::Corrupt(format!("the newest policy.loaded event: {e}"))
+    })?;
     Ok(!event.server.is_empty() && event.server == server_name(config))
 }

@@ -239,7 +239,7 @@ fn copy_meta(from: &Tx<'_>, to: &Tx<'_>) -> Result<(), StoreError> {
     )?;
     // The digest every write on PostgreSQL checks, of the text as recorded (a database
     // from before the column has none).
-    let digest = policy.as_deref().map(super::meta::policy_digest);
+    let digest = policy.as_deref().map(crate::policy::summary::text_digest);
     let n = to.exec(
         "UPDATE meta SET database_id = ?1, krl_floor = ?2, policy = ?3, host_ca_key = ?4, \
          policy_digest = ?5 WHERE id = 1",

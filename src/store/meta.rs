@@ -128,19 +128,12 @@ pub fn recorded_policy(tx: &Tx<'_>) -> Result<Option<String>, StoreError> {
 /// Remembers `policy` (canonical JSON text) as the one last recorded, with its digest
 /// (which PostgreSQL writes check: `store/in_force.rs`).
 pub fn record_policy(tx: &Tx<'_>, policy: &str) -> Result<(), StoreError> {
-    let digest = policy_digest(policy);
+    let digest = crate::policy::summary::text_digest(policy);
     tx.exec(
         "UPDATE meta SET policy = ?1, policy_digest = ?2 WHERE id = 1",
         &[&policy, &digest],
     )?;
     Ok(())
-}
-
-/// The SHA-256 (hex) of a recorded policy's text: `policy::summary::digest` of the
-/// summary it is the text of.
-pub fn policy_digest(policy: &str) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(policy.as_bytes()))
 }
 
 /// Counts one more readiness probe in the meta row: a write that changes a value (so

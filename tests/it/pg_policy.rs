@@ -31,6 +31,14 @@ async fn a_replica_left_on_an_older_policy_refuses_to_write_until_reloaded() {
     assert_ne!(without_bob(), POLICY, "the policy changed");
     let first = TestApp::spawn_on_backend(POLICY, Backend::Postgres).await;
     let second = TestApp::spawn_replica_of(&first, POLICY).await;
+    // The digest every write checks is the one the migration's SQL computes for a
+    // database recorded before the column (`policy_digest_pg.sql`).
+    let pg = first.pg.as_ref().expect("PostgreSQL");
+    let same = pg.psql(
+        "SELECT (policy_digest = encode(sha256(convert_to(policy, 'UTF8')), 'hex'))::text \
+         FROM meta",
+    );
+    assert_eq!(same.trim(), "true");
     let id = second.create_ok("alice", "prod-db").await;
 
     // The first replica takes bob out of the approvers.

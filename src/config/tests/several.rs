@@ -3,6 +3,18 @@
 
 use super::*;
 
+/// The keys `text`'s errors name, in order, and the whole message (several errors).
+fn several(text: &str) -> (Vec<String>, String) {
+    let e = load(text).expect_err("refused");
+    let ConfigError::Several { errors, .. } = &e else {
+        panic!("one error only: {e}");
+    };
+    (
+        errors.iter().map(|(k, _)| k.clone()).collect(),
+        e.to_string(),
+    )
+}
+
 #[test]
 fn every_independent_mistake_is_named_at_once() {
     let text = format!(
@@ -13,11 +25,7 @@ fn every_independent_mistake_is_named_at_once() {
         ) + "\n[roles.y]\nprincipals = [\"y\"]\nrequesters = [\"group:dev\"]\n\
                approvers = [\"group:dba\"]\napprovals = 0\n"
     );
-    let e = load(&text).expect_err("refused");
-    let ConfigError::Several { errors, .. } = &e else {
-        panic!("one error only: {e}");
-    };
-    let keys: Vec<&str> = errors.iter().map(|(k, _)| k.as_str()).collect();
+    let (keys, message) = several(&text);
     assert_eq!(
         keys,
         [
@@ -26,9 +34,8 @@ fn every_independent_mistake_is_named_at_once() {
             "roles.x.max_ttl",
             "roles.y.approvals"
         ],
-        "{e}"
+        "{message}"
     );
-    let message = e.to_string();
     assert!(message.starts_with("config test.toml: 4 errors:\n  server.log_format: "));
     assert_eq!(message.lines().count(), 5, "{message}");
 }
@@ -65,11 +72,7 @@ fn server_requests_and_a_role_name_each_wrong_key() {
             "principals = []\nmax_ttl = \"1h\"\ndefault_ttl = \"2h\"\nextensions = [\"nope\"]"
         )
     );
-    let e = load(&text).expect_err("refused");
-    let ConfigError::Several { errors, .. } = &e else {
-        panic!("one error only: {e}");
-    };
-    let keys: Vec<&str> = errors.iter().map(|(k, _)| k.as_str()).collect();
+    let (keys, message) = several(&text);
     assert_eq!(
         keys,
         [
@@ -82,6 +85,6 @@ fn server_requests_and_a_role_name_each_wrong_key() {
             "roles.x.default_ttl",
             "roles.x.extensions",
         ],
-        "{e}"
+        "{message}"
     );
 }
